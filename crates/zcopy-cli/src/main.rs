@@ -1,0 +1,4 @@
+//! The `zcopy` command.
+#![forbid(unsafe_code)]
+
+fn main() {}

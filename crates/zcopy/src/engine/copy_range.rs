@@ -1,0 +1,34 @@
+//! `copy-range` engine (stub: to be written).
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use super::{Engine, EngineKind, Src, unsupported};
+use crate::stats::Stats;
+
+/// Stub.
+#[derive(Debug, Default)]
+pub struct CopyRange;
+
+impl CopyRange {
+    /// A new engine.
+    pub fn new() -> CopyRange {
+        CopyRange
+    }
+}
+
+impl Engine for CopyRange {
+    fn kind(&self) -> EngineKind {
+        EngineKind::CopyRange
+    }
+
+    fn step(
+        &mut self,
+        _src: Src<'_>,
+        _sink: BorrowedFd<'_>,
+        _max: usize,
+        _stats: &mut Stats,
+    ) -> io::Result<usize> {
+        Err(unsupported("not implemented yet"))
+    }
+}

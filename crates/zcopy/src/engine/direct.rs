@@ -1,0 +1,34 @@
+//! `direct` engine (stub: to be written).
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use super::{Engine, EngineKind, Src, unsupported};
+use crate::stats::Stats;
+
+/// Stub.
+#[derive(Debug, Default)]
+pub struct Direct;
+
+impl Direct {
+    /// A new engine.
+    pub fn new() -> Direct {
+        Direct
+    }
+}
+
+impl Engine for Direct {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Direct
+    }
+
+    fn step(
+        &mut self,
+        _src: Src<'_>,
+        _sink: BorrowedFd<'_>,
+        _max: usize,
+        _stats: &mut Stats,
+    ) -> io::Result<usize> {
+        Err(unsupported("not implemented yet"))
+    }
+}

@@ -1,0 +1,236 @@
+//! The engines: one module each, all behind [`Engine`].
+//!
+//! An engine moves bytes from a source ([`Src`]) to a sink fd, a step at a time, and
+//! knows nothing of HTTP or of which engine runs after it. When it can't do the job
+//! here it returns an error that [`is_unsupported`] recognises, and the transfer
+//! moves on to the next engine of its plan.
+
+use std::fmt;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::str::FromStr;
+
+use crate::stats::Stats;
+
+pub mod copy_range;
+pub mod direct;
+pub mod mmap;
+pub mod msg_zerocopy;
+pub mod read_write;
+pub mod sendfile;
+pub mod splice;
+pub mod tee;
+pub mod uring;
+pub mod vmsplice;
+
+/// Where an engine's bytes come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Src<'a> {
+    /// An fd. `offset` is `Some` for files (read at that position; the fd's own
+    /// file position is neither used nor moved) and `None` for streams.
+    Fd {
+        /// The source fd.
+        fd: BorrowedFd<'a>,
+        /// Position to read from, for seekable sources.
+        offset: Option<u64>,
+    },
+    /// Bytes already in memory, starting at the first byte still to send.
+    Mem(&'a [u8]),
+}
+
+/// One way of moving bytes.
+pub trait Engine: Send + fmt::Debug {
+    /// Which engine this is.
+    fn kind(&self) -> EngineKind;
+
+    /// Moves at most `max` bytes from `src` to `sink`, returning how many reached the
+    /// sink. `Ok(0)` means the source has nothing more (end of file or stream).
+    ///
+    /// On a non-blocking sink, `Err(WouldBlock)` means nothing moved; call again
+    /// when the sink is writable. Bytes taken from a stream source but not yet
+    /// delivered stay inside the engine ([`Engine::pending`]) and go out first on
+    /// the next call.
+    fn step(
+        &mut self,
+        src: Src<'_>,
+        sink: BorrowedFd<'_>,
+        max: usize,
+        stats: &mut Stats,
+    ) -> io::Result<usize>;
+
+    /// Bytes taken from the source that have not reached the sink yet.
+    fn pending(&self) -> usize {
+        0
+    }
+}
+
+/// The engines zcopy knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EngineKind {
+    /// `read` + `write` through a reusable buffer: the baseline.
+    ReadWrite,
+    /// `mmap` the source, `write` from the mapping.
+    Mmap,
+    /// `sendfile(2)`.
+    Sendfile,
+    /// `splice(2)` source → pipe → sink.
+    Splice,
+    /// `vmsplice(2)` user memory → pipe, then `splice(2)` → sink.
+    Vmsplice,
+    /// `tee(2)` pipe → pipes, without consuming.
+    Tee,
+    /// `copy_file_range(2)`.
+    CopyRange,
+    /// `O_DIRECT` reads with aligned buffers, then `write`.
+    Direct,
+    /// `send(MSG_ZEROCOPY)` with completions from the error queue.
+    MsgZerocopy,
+    /// io_uring: linked SPLICE, SEND_ZC.
+    Uring,
+}
+
+/// What the seeds say an engine costs, for tables.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineInfo {
+    /// The syscalls it issues.
+    pub calls: &'static str,
+    /// The fd pairs it accepts.
+    pub accepts: &'static str,
+    /// CPU copies per the seeds.
+    pub cpu_copies: &'static str,
+    /// User/kernel switches per the seeds.
+    pub switches: &'static str,
+}
+
+impl EngineKind {
+    /// Every engine, in table order.
+    pub const ALL: [EngineKind; 10] = [
+        EngineKind::ReadWrite,
+        EngineKind::Mmap,
+        EngineKind::Sendfile,
+        EngineKind::Splice,
+        EngineKind::Vmsplice,
+        EngineKind::Tee,
+        EngineKind::CopyRange,
+        EngineKind::Direct,
+        EngineKind::MsgZerocopy,
+        EngineKind::Uring,
+    ];
+
+    /// The engine's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::ReadWrite => "read-write",
+            EngineKind::Mmap => "mmap",
+            EngineKind::Sendfile => "sendfile",
+            EngineKind::Splice => "splice",
+            EngineKind::Vmsplice => "vmsplice",
+            EngineKind::Tee => "tee",
+            EngineKind::CopyRange => "copy-range",
+            EngineKind::Direct => "direct",
+            EngineKind::MsgZerocopy => "msg-zerocopy",
+            EngineKind::Uring => "uring",
+        }
+    }
+
+    /// The seeds' figures and the fd pairs the engine accepts.
+    pub fn info(self) -> EngineInfo {
+        let (calls, accepts, cpu_copies, switches) = match self {
+            EngineKind::ReadWrite => ("read + write", "any → any", "2", "4 per chunk"),
+            EngineKind::Mmap => ("mmap + write", "file → any", "1", "4"),
+            EngineKind::Sendfile => ("sendfile", "file → any", "1 (0 with SG-DMA)", "2"),
+            EngineKind::Splice => ("splice ×2", "any → pipe → any", "0", "2 per leg"),
+            EngineKind::Vmsplice => (
+                "vmsplice + splice",
+                "memory/any → pipe → any",
+                "0 (gift)",
+                "2 per leg",
+            ),
+            EngineKind::Tee => ("tee + splice", "pipe → pipe(s)", "0", "1 per copy"),
+            EngineKind::CopyRange => ("copy_file_range", "file → file", "0 (reflink)", "2"),
+            EngineKind::Direct => ("O_DIRECT read + write", "file → any", "1", "4"),
+            EngineKind::MsgZerocopy => (
+                "send(MSG_ZEROCOPY) + recvmsg(ERRQUEUE)",
+                "memory/any → tcp",
+                "0 (pinned)",
+                "2 + completions",
+            ),
+            EngineKind::Uring => (
+                "io_uring SPLICE / SEND_ZC",
+                "any → any",
+                "per op",
+                "batched",
+            ),
+        };
+        EngineInfo {
+            calls,
+            accepts,
+            cpu_copies,
+            switches,
+        }
+    }
+
+    /// A fresh engine of this kind with default settings.
+    pub fn create(self) -> Box<dyn Engine> {
+        match self {
+            EngineKind::ReadWrite => Box::new(read_write::ReadWrite::new(read_write::DEFAULT_BUF)),
+            EngineKind::Mmap => Box::new(mmap::Mmap::new()),
+            EngineKind::Sendfile => Box::new(sendfile::Sendfile::new()),
+            EngineKind::Splice => Box::new(splice::Splice::new()),
+            EngineKind::Vmsplice => Box::new(vmsplice::Vmsplice::new()),
+            EngineKind::Tee => Box::new(tee::Tee::new(Vec::new())),
+            EngineKind::CopyRange => Box::new(copy_range::CopyRange::new()),
+            EngineKind::Direct => Box::new(direct::Direct::new()),
+            EngineKind::MsgZerocopy => Box::new(msg_zerocopy::MsgZerocopy::new()),
+            EngineKind::Uring => Box::new(uring::Uring::new()),
+        }
+    }
+
+    /// Whether this kernel can run the engine at all, and if not, why.
+    pub fn probe(self) -> Result<(), String> {
+        match self {
+            EngineKind::Uring => uring::probe(),
+            EngineKind::MsgZerocopy => msg_zerocopy::probe(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = EngineKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown engine '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// An error that says "this engine can't do this job here" with a reason.
+pub fn unsupported(why: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, why.into())
+}
+
+/// The one rule for falling back: does `err` mean this engine can't do the job here,
+/// so that the next engine should continue? `moved` is what this engine has already
+/// delivered; EINVAL only counts before the first byte (after that it is a real
+/// error, not a missing feature).
+pub fn is_unsupported(err: &io::Error, moved: u64) -> bool {
+    if err.kind() == io::ErrorKind::Unsupported {
+        return true;
+    }
+    match err.raw_os_error() {
+        Some(libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP | libc::ENOTTY | libc::ESPIPE) => true,
+        Some(libc::EINVAL | libc::EPERM | libc::EBADF) => moved == 0,
+        _ => false,
+    }
+}

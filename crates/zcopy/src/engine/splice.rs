@@ -1,0 +1,34 @@
+//! `splice` engine (stub: to be written).
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use super::{Engine, EngineKind, Src, unsupported};
+use crate::stats::Stats;
+
+/// Stub.
+#[derive(Debug, Default)]
+pub struct Splice;
+
+impl Splice {
+    /// A new engine.
+    pub fn new() -> Splice {
+        Splice
+    }
+}
+
+impl Engine for Splice {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Splice
+    }
+
+    fn step(
+        &mut self,
+        _src: Src<'_>,
+        _sink: BorrowedFd<'_>,
+        _max: usize,
+        _stats: &mut Stats,
+    ) -> io::Result<usize> {
+        Err(unsupported("not implemented yet"))
+    }
+}

@@ -1,0 +1,21 @@
+//! zcopy: move bytes between file descriptors with the fewest CPU copies Linux allows.
+//!
+//! Data flows one way: a caller builds a [`plan::Plan`] from the kinds of its two fds
+//! ([`fdkind::FdKind`]), and [`transfer::Transfer`] runs it, one [`engine::Engine`] at
+//! a time, falling back to the next engine from the exact offset reached when one
+//! turns out not to work here. All `unsafe` lives in [`sys`].
+#![deny(unsafe_code)]
+
+pub mod engine;
+pub mod fdkind;
+pub mod plan;
+pub mod stats;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod transfer;
+
+pub use engine::{Engine, EngineKind, Src};
+pub use fdkind::FdKind;
+pub use plan::{Plan, Preference};
+pub use stats::{Stats, Usage};
+pub use transfer::{Report, Transfer, TransferError};

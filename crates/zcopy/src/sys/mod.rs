@@ -1,0 +1,11 @@
+//! The only place with `unsafe`: thin, safe wrappers over what rustix lacks.
+//!
+//! Each function names the C call it makes and links its man page; each `unsafe`
+//! block says why it is sound.
+
+pub mod lease;
+pub mod mem;
+pub mod rusage;
+pub mod sock;
+pub mod uring;
+pub mod zerocopy;

@@ -1,0 +1,358 @@
+//! Runs a [`Plan`]: one engine at a time; when an engine can't do the job here, the
+//! next one continues from the exact offset reached.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, EngineKind, Src, is_unsupported, unsupported};
+use crate::fdkind::FdKind;
+use crate::plan::Plan;
+use crate::stats::{Stats, Usage};
+use crate::sys::lease::ReadLease;
+
+/// Largest step handed to an engine in one call by [`Transfer::run`].
+pub const DEFAULT_CHUNK: usize = 16 * 1024 * 1024;
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// Every engine of the plan said it can't do this job here.
+    #[error("no engine can do this here (tried: {tried})")]
+    NoEngine {
+        /// The engines tried, with why each fell back.
+        tried: String,
+    },
+    /// The source ended before the promised length.
+    #[error("source shrank: expected {expected} bytes, it ended after {got}")]
+    SourceShrank {
+        /// Bytes promised.
+        expected: u64,
+        /// Bytes that existed.
+        got: u64,
+    },
+    /// Another process started writing or truncating the source while we sent it.
+    #[error("source is being modified by another process; stopped after {sent} bytes")]
+    SourceModified {
+        /// Bytes delivered before stopping.
+        sent: u64,
+    },
+    /// An I/O error from the engine that was running.
+    #[error("{engine}: {source}")]
+    Io {
+        /// The engine that failed.
+        engine: EngineKind,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl TransferError {
+    /// The underlying I/O error kind, if any (e.g. `WouldBlock` on non-blocking sinks).
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            TransferError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// One engine's share of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineRun {
+    /// The engine.
+    pub engine: EngineKind,
+    /// Its counters.
+    pub stats: Stats,
+    /// Why it handed over to the next engine, if it did.
+    pub fell_back: Option<String>,
+}
+
+/// What a transfer did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Bytes delivered to the sink.
+    pub bytes: u64,
+    /// Each engine that ran, in order.
+    pub runs: Vec<EngineRun>,
+    /// Process CPU and context switches during [`Transfer::run`].
+    pub usage: Usage,
+    /// Wall time of [`Transfer::run`].
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// The engine that delivered the last bytes (the one that "really ran").
+    pub fn engine(&self) -> Option<EngineKind> {
+        self.runs
+            .iter()
+            .rev()
+            .find(|r| r.fell_back.is_none())
+            .map(|r| r.engine)
+    }
+
+    /// All counters summed.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for r in &self.runs {
+            s.add(&r.stats);
+        }
+        s
+    }
+
+    /// "sendfile" or "sendfile→read-write (why)" for logs and summaries.
+    pub fn describe(&self) -> String {
+        self.runs
+            .iter()
+            .map(|r| match &r.fell_back {
+                Some(why) => format!("{} ({why})", r.engine),
+                None => r.engine.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+}
+
+/// Engines switched off for testing fallbacks: `ZCOPY_DISABLE=sendfile,splice@65536`
+/// makes `sendfile` report "unsupported" at once and `splice` after 65536 bytes.
+#[derive(Clone, Debug, Default)]
+pub struct Forced {
+    after: HashMap<EngineKind, u64>,
+}
+
+impl Forced {
+    /// Reads `ZCOPY_DISABLE`; unknown names are ignored with a warning.
+    pub fn from_env() -> Forced {
+        std::env::var("ZCOPY_DISABLE")
+            .map(|v| Forced::parse(&v))
+            .unwrap_or_default()
+    }
+
+    /// Parses the `ZCOPY_DISABLE` syntax.
+    pub fn parse(spec: &str) -> Forced {
+        let mut after = HashMap::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, n) = match item.split_once('@') {
+                Some((name, n)) => (name, n.parse().unwrap_or(0)),
+                None => (item, 0),
+            };
+            match name.parse::<EngineKind>() {
+                Ok(k) => {
+                    after.insert(k, n);
+                }
+                Err(e) => tracing::warn!("ZCOPY_DISABLE: {e}"),
+            }
+        }
+        Forced { after }
+    }
+
+    /// After how many bytes `kind` is forced to fail, if it is.
+    pub fn limit(&self, kind: EngineKind) -> Option<u64> {
+        self.after.get(&kind).copied()
+    }
+}
+
+/// A transfer in progress: the plan, the engine running now, and the report so far.
+#[derive(Debug)]
+pub struct Transfer {
+    plan: Vec<EngineKind>,
+    next: usize,
+    engine: Option<Box<dyn Engine>>,
+    forced: Forced,
+    report: Report,
+}
+
+impl Transfer {
+    /// A transfer that tries the plan's engines in order; honours `ZCOPY_DISABLE`.
+    pub fn new(plan: Plan) -> Transfer {
+        Transfer::with_forced(plan, Forced::from_env())
+    }
+
+    /// Like [`Transfer::new`] with an explicit set of forced failures.
+    pub fn with_forced(plan: Plan, forced: Forced) -> Transfer {
+        Transfer {
+            plan: plan.engines,
+            next: 0,
+            engine: None,
+            forced,
+            report: Report::default(),
+        }
+    }
+
+    /// Uses `engine` (already configured) as the first engine, before the plan's.
+    pub fn start_with(&mut self, engine: Box<dyn Engine>) {
+        let kind = engine.kind();
+        self.plan.retain(|&k| k != kind);
+        self.report.runs.push(EngineRun {
+            engine: kind,
+            stats: Stats::default(),
+            fell_back: None,
+        });
+        self.engine = Some(engine);
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// The engine running now (after any fallbacks so far).
+    pub fn current(&self) -> Option<EngineKind> {
+        self.engine.as_ref().map(|e| e.kind())
+    }
+
+    fn advance(&mut self, why: Option<String>) -> Result<(), TransferError> {
+        if let Some(why) = why {
+            let run = self.report.runs.last_mut().expect("an engine ran");
+            tracing::debug!(engine = %run.engine, "falling back: {why}");
+            run.fell_back = Some(why);
+        }
+        let Some(&kind) = self.plan.get(self.next) else {
+            return Err(TransferError::NoEngine {
+                tried: self.report.describe(),
+            });
+        };
+        self.next += 1;
+        self.engine = Some(kind.create());
+        self.report.runs.push(EngineRun {
+            engine: kind,
+            stats: Stats::default(),
+            fell_back: None,
+        });
+        Ok(())
+    }
+
+    /// Moves at most `max` bytes; `Ok(0)` at the end of the source. Falls back as
+    /// often as needed. `Err` with [`io::ErrorKind::WouldBlock`] means the
+    /// non-blocking sink is full and nothing moved.
+    pub fn step(
+        &mut self,
+        src: Src<'_>,
+        sink: BorrowedFd<'_>,
+        max: usize,
+    ) -> Result<usize, TransferError> {
+        loop {
+            if self.engine.is_none() {
+                self.advance(None)?;
+            }
+            let engine = self.engine.as_mut().expect("engine set");
+            let kind = engine.kind();
+            let run = self.report.runs.last_mut().expect("run recorded");
+            let moved = run.stats.bytes;
+            let result = match self.forced.limit(kind) {
+                Some(limit) if moved >= limit => Err(unsupported(format!(
+                    "forced off by ZCOPY_DISABLE after {limit} bytes"
+                ))),
+                Some(limit) => {
+                    engine.step(src, sink, max.min((limit - moved) as usize), &mut run.stats)
+                }
+                None => engine.step(src, sink, max, &mut run.stats),
+            };
+            match result {
+                Ok(n) => {
+                    self.report.bytes += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if engine.pending() == 0 && is_unsupported(&e, moved) => {
+                    self.engine = None;
+                    self.advance(Some(e.to_string()))?;
+                }
+                Err(source) => {
+                    return Err(TransferError::Io {
+                        engine: kind,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Moves `len` bytes (or, with `None`, everything to the end of the source) from
+    /// `src` starting at `offset` (files) to a blocking `sink`, calling `progress`
+    /// with the running total. A file source is protected by a read lease where the
+    /// kernel grants one: if another process starts writing or truncating it, the
+    /// transfer stops with [`TransferError::SourceModified`] after the bytes that
+    /// were still the original.
+    pub fn run(
+        &mut self,
+        src: BorrowedFd<'_>,
+        offset: Option<u64>,
+        sink: BorrowedFd<'_>,
+        len: Option<u64>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<&Report, TransferError> {
+        let started = Instant::now();
+        let usage0 = Usage::process();
+        let is_file = matches!(FdKind::of(src), Ok(FdKind::File { .. }));
+        let lease = if is_file {
+            ReadLease::take(&src)
+                .map_err(|e| tracing::debug!("no read lease on the source: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        let mut done: u64 = 0;
+        let result = loop {
+            let want = match len {
+                Some(len) if done >= len => break Ok(()),
+                Some(len) => (len - done).min(DEFAULT_CHUNK as u64) as usize,
+                None => DEFAULT_CHUNK,
+            };
+            if lease.as_ref().is_some_and(|l| l.breaking()) {
+                wait_for_send_queue(sink, Duration::from_secs(5));
+                break Err(TransferError::SourceModified { sent: done });
+            }
+            let src_now = Src::Fd {
+                fd: src,
+                offset: offset.map(|o| o + done),
+            };
+            match self.step(src_now, sink, want) {
+                Ok(0) => match len {
+                    Some(expected) => {
+                        break Err(TransferError::SourceShrank {
+                            expected,
+                            got: done,
+                        });
+                    }
+                    None => break Ok(()),
+                },
+                Ok(n) => {
+                    done += n as u64;
+                    progress(done);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop(lease);
+        self.report.usage = Usage::process().since(&usage0);
+        self.report.elapsed = started.elapsed();
+        result.map(|()| &self.report)
+    }
+}
+
+/// Waits (bounded) until a socket's send queue is empty, so pages the kernel still
+/// references are on the wire before the file may change. Not a socket: no wait.
+pub fn wait_for_send_queue(sink: BorrowedFd<'_>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while let Ok(n) = crate::sys::sock::send_queue_len(sink) {
+        if n == 0 || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Copies everything from `src` (at `offset` for files) to `sink` with the plan's
+/// engines; a convenience over [`Transfer::run`].
+pub fn copy(
+    src: BorrowedFd<'_>,
+    offset: Option<u64>,
+    sink: BorrowedFd<'_>,
+    len: Option<u64>,
+    plan: Plan,
+) -> Result<Report, TransferError> {
+    let mut t = Transfer::new(plan);
+    t.run(src, offset, sink, len, &mut |_| {}).cloned()
+}

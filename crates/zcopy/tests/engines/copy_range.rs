@@ -1,0 +1,1 @@
+//! Tests for copy_range (to be written).

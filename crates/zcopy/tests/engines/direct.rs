@@ -1,0 +1,1 @@
+//! Tests for direct (to be written).

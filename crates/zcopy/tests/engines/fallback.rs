@@ -1,0 +1,1 @@
+//! Tests for fallback (to be written).

@@ -1,0 +1,1 @@
+//! Tests for mmap (to be written).

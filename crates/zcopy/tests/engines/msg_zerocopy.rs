@@ -1,0 +1,1 @@
+//! Tests for msg_zerocopy (to be written).

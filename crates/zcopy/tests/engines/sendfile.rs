@@ -1,0 +1,1 @@
+//! Tests for sendfile (to be written).

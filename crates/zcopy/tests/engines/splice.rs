@@ -1,0 +1,1 @@
+//! Tests for splice (to be written).

@@ -1,0 +1,1 @@
+//! Tests for tee (to be written).

@@ -1,0 +1,1 @@
+//! Tests for truncation (to be written).

@@ -1,0 +1,1 @@
+//! Tests for uring (to be written).

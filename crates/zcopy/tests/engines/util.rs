@@ -1,0 +1,241 @@
+//! Fixtures for the engine suite: real files, pipes and sockets, and a check that
+//! what came out is byte-for-byte what went in.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::thread::JoinHandle;
+
+use zcopy::transfer::{Forced, Transfer};
+use zcopy::{EngineKind, FdKind, Plan, Preference, Report};
+
+/// The sizes every engine is checked with.
+pub const SIZES: [usize; 6] = [0, 1, 4095, 4096, 4097, (1 << 20) + 7];
+
+/// Deterministic, position-dependent bytes (so a shifted or repeated block shows).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A temporary file holding `data`, reopened read-only.
+pub fn file_with(data: &[u8]) -> (tempfile::TempDir, std::fs::File) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("src");
+    std::fs::write(&path, data).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    (dir, f)
+}
+
+/// An empty temporary file open for writing, and its path.
+pub fn empty_file() -> (tempfile::TempDir, std::fs::File, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dst");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    (dir, f, path)
+}
+
+/// The kinds of sink the suite writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkKind {
+    File,
+    Pipe,
+    Tcp,
+    Unix,
+}
+
+pub const SINKS: [SinkKind; 4] = [
+    SinkKind::File,
+    SinkKind::Pipe,
+    SinkKind::Tcp,
+    SinkKind::Unix,
+];
+
+/// A sink fd plus whatever collects what reaches it.
+pub struct Sink {
+    pub fd: OwnedFd,
+    collect: Collect,
+}
+
+enum Collect {
+    File(tempfile::TempDir, std::path::PathBuf),
+    Thread(JoinHandle<Vec<u8>>),
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).unwrap();
+        v
+    })
+}
+
+/// A connected TCP pair on loopback.
+pub fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (b, _) = l.accept().unwrap();
+    (a, b)
+}
+
+impl Sink {
+    pub fn new(kind: SinkKind) -> Sink {
+        match kind {
+            SinkKind::File => {
+                let (dir, f, path) = empty_file();
+                Sink {
+                    fd: f.into(),
+                    collect: Collect::File(dir, path),
+                }
+            }
+            SinkKind::Pipe => {
+                let (r, w) = std::io::pipe().unwrap();
+                Sink {
+                    fd: w.into(),
+                    collect: Collect::Thread(drain(r)),
+                }
+            }
+            SinkKind::Tcp => {
+                let (a, b) = tcp_pair();
+                Sink {
+                    fd: a.into(),
+                    collect: Collect::Thread(drain(b)),
+                }
+            }
+            SinkKind::Unix => {
+                let (a, b) = UnixStream::pair().unwrap();
+                Sink {
+                    fd: a.into(),
+                    collect: Collect::Thread(drain(b)),
+                }
+            }
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Closes the sink and returns every byte that reached it.
+    pub fn finish(self) -> Vec<u8> {
+        drop(self.fd);
+        match self.collect {
+            Collect::File(_dir, path) => std::fs::read(path).unwrap(),
+            Collect::Thread(h) => h.join().unwrap(),
+        }
+    }
+}
+
+/// A stream source fed with `data` by a thread: pipe, TCP or UNIX socket.
+pub fn stream_source(kind: SinkKind, data: Vec<u8>) -> (OwnedFd, JoinHandle<()>) {
+    fn feed(mut w: impl Write + Send + 'static, data: Vec<u8>) -> JoinHandle<()> {
+        std::thread::spawn(move || w.write_all(&data).unwrap())
+    }
+    match kind {
+        SinkKind::Pipe => {
+            let (r, w) = std::io::pipe().unwrap();
+            (r.into(), feed(w, data))
+        }
+        SinkKind::Tcp => {
+            let (a, b) = tcp_pair();
+            (b.into(), feed(a, data))
+        }
+        SinkKind::Unix => {
+            let (a, b) = UnixStream::pair().unwrap();
+            (b.into(), feed(a, data))
+        }
+        SinkKind::File => panic!("not a stream"),
+    }
+}
+
+/// Engines forced off for this run (the CI runs the suite once per entry).
+pub fn forced() -> Forced {
+    Forced::from_env()
+}
+
+/// Runs `engine` (preferred, with the pair's fallbacks) from `src` to `sink`, then
+/// checks the report: the requested engine delivered the bytes, unless the run has
+/// forced it off, in which case a fallback is recorded and another engine finished.
+pub fn run_engine(
+    engine: EngineKind,
+    src: BorrowedFd<'_>,
+    offset: Option<u64>,
+    sink: BorrowedFd<'_>,
+    len: Option<u64>,
+) -> Report {
+    let src_kind = FdKind::of(src).unwrap();
+    let sink_kind = FdKind::of(sink).unwrap();
+    let plan = Plan::new(Some(src_kind), sink_kind, Preference::Prefer(engine));
+    let mut t = Transfer::new(plan);
+    let report = t
+        .run(src, offset, sink, len, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{engine} {src_kind:?}->{sink_kind:?}: {e}"))
+        .clone();
+    check_engine_used(engine, &report);
+    report
+}
+
+/// Asserts the engine that ran is the one asked for, or that the forced-off switch
+/// made it hand over (and then the first run names it with a reason).
+pub fn check_engine_used(engine: EngineKind, report: &Report) {
+    if report.runs.is_empty() {
+        // Nothing to move (zero length): no engine had to start.
+        assert_eq!(report.bytes, 0);
+        return;
+    }
+    let first = &report.runs[0];
+    assert_eq!(first.engine, engine, "{}", report.describe());
+    match forced().limit(engine) {
+        Some(_) if report.bytes > 0 || first.fell_back.is_some() => {
+            if report.runs.len() > 1 {
+                assert!(first.fell_back.is_some(), "{}", report.describe());
+                assert_ne!(report.engine(), Some(engine), "{}", report.describe());
+            }
+        }
+        _ => assert!(
+            report.runs.len() == 1 && first.fell_back.is_none(),
+            "{engine} fell back: {}",
+            report.describe()
+        ),
+    }
+}
+
+/// Skips (loudly) when the kernel can't run `engine`; returns true if skipped.
+pub fn skip_unless_supported(engine: EngineKind) -> bool {
+    match engine.probe() {
+        Ok(()) => false,
+        Err(why) => {
+            eprintln!("skipped: {engine}: {why}");
+            true
+        }
+    }
+}
+
+/// Asserts `got == want` with a helpful first-difference message.
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, want {}; first difference at {:?}",
+            got.len(),
+            want.len(),
+            first
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Tests for vmsplice (to be written).
