@@ -13,7 +13,7 @@ mod serve;
 /// Move bytes between files, pipes and sockets with the fewest CPU copies Linux
 /// allows, and serve files over HTTP straight from the page cache.
 #[derive(Debug, Parser)]
-#[command(name = "zcopy", version, about, long_about = None, propagate_version = true)]
+#[command(name = "zcopy", version, about, propagate_version = true)]
 struct Cli {
     /// Less output (errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]

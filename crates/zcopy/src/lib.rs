@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod fdkind;
 pub mod plan;
+pub mod probe;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;

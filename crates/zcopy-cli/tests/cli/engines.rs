@@ -1,0 +1,47 @@
+//! `zcopy engines`.
+
+use crate::util::zcopy;
+
+#[test]
+fn table_lists_all_ten_engines() {
+    let out = zcopy(&["engines"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for kind in zcopy::EngineKind::ALL {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{} ", kind.name()))),
+            "{} missing from:\n{text}",
+            kind.name()
+        );
+    }
+}
+
+#[test]
+fn json_says_why_an_engine_is_not_supported() {
+    let out = zcopy(&["engines", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("\"engine\"")).collect();
+    assert_eq!(rows.len(), 10, "{text}");
+    for row in rows {
+        if row.contains("\"supported\":false") {
+            assert!(row.contains("\"why_not\":\""), "{row}");
+        } else {
+            assert!(row.contains("\"probed_with\":\""), "{row}");
+        }
+    }
+    // The baseline works everywhere.
+    assert!(
+        text.contains("{\"engine\":\"read-write\",\"supported\":true"),
+        "{text}"
+    );
+}

@@ -1,0 +1,5 @@
+//! The `zcopy` binary, run as users run it.
+
+mod cp;
+mod engines;
+mod util;
