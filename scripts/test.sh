@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: the whole workspace once, then the engine and server suites again
+# with each engine forced to report "unsupported" (ZCOPY_DISABLE), so every fallback
+# is exercised, not hoped for. Installs the few Debian packages the tests talk to.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in curl wget; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "note: ${need[*]} not installed; the tests that use them will say skipped" >&2
+  fi
+fi
+
+cargo test --workspace --all-targets
+
+engines="sendfile splice mmap copy-range direct vmsplice tee msg-zerocopy uring"
+for e in $engines; do
+  echo "== engine suite with $e forced off"
+  ZCOPY_DISABLE="$e" cargo test -q -p zcopy --test engines
+  echo "== engine suite with $e failing after 64 KiB"
+  ZCOPY_DISABLE="$e@65536" cargo test -q -p zcopy --test engines
+done
+if [ -d crates/zcopy-http/tests/server ]; then
+  for e in sendfile splice; do
+    echo "== server suite with $e forced off"
+    ZCOPY_DISABLE="$e" cargo test -q -p zcopy-http --test server
+  done
+fi
