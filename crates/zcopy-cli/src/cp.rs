@@ -295,9 +295,9 @@ impl Copier {
             pos = hole;
         }
         to.set_len(len)?;
-        let used = transfer.report().describe();
-        if !used.is_empty() && !self.engines.contains(&used) {
-            tracing::debug!("engines: {used}");
+        tracing::debug!("engines: {}", transfer.report().describe());
+        let used = transfer.report().short();
+        if !self.engines.contains(&used) {
             self.engines.push(used);
         }
         Ok(())

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 mod cp;
 mod engines;
 mod logging;
+mod progress;
+mod recv;
+mod send;
 mod serve;
+mod tee;
 
 /// Move bytes between files, pipes and sockets with the fewest CPU copies Linux
 /// allows, and serve files over HTTP straight from the page cache.
@@ -33,6 +37,12 @@ enum Command {
     Cp(cp::CpArgs),
     /// Show which engines this kernel supports, and what each costs.
     Engines(engines::EnginesArgs),
+    /// Send files and directories to a `zcopy recv` (sendfile out, resumable).
+    Send(send::SendArgs),
+    /// Receive files from `zcopy send` (splice socket → file).
+    Recv(recv::RecvArgs),
+    /// Copy stdin to stdout and to files, like tee(1), with tee(2) + splice.
+    Tee(tee::TeeArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +52,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Cp(args) => cp::run(args),
         Command::Engines(args) => engines::run(args),
+        Command::Send(args) => send::run(args, cli.quiet),
+        Command::Recv(args) => recv::run(args, cli.quiet),
+        Command::Tee(args) => tee::run(args),
     };
     match result {
         Ok(code) => code,

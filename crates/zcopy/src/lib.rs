@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod engine;
+pub mod fanout;
 pub mod fdkind;
 pub mod plan;
 pub mod probe;

@@ -102,7 +102,23 @@ impl Report {
         s
     }
 
-    /// "sendfile" or "sendfile→read-write (why)" for logs and summaries.
+    /// "splice", or "read-write (after sendfile, splice)" when engines fell back:
+    /// for one-line summaries.
+    pub fn short(&self) -> String {
+        let fell: Vec<&str> = self
+            .runs
+            .iter()
+            .filter(|r| r.fell_back.is_some())
+            .map(|r| r.engine.name())
+            .collect();
+        match (self.engine(), fell.is_empty()) {
+            (Some(e), true) => e.to_string(),
+            (Some(e), false) => format!("{e} (after {})", fell.join(", ")),
+            (None, _) => "-".to_string(),
+        }
+    }
+
+    /// Every engine that ran, with why each fell back, for logs.
     pub fn describe(&self) -> String {
         self.runs
             .iter()

@@ -2,4 +2,6 @@
 
 mod cp;
 mod engines;
+mod sendrecv;
+mod tee;
 mod util;

@@ -69,8 +69,9 @@ impl Engine for ReadWrite {
         }
         let want = max.min(self.buf.len());
         match src {
+            // Memory needs no buffer: write it as it is.
             Src::Mem(bytes) => {
-                let n = want.min(bytes.len());
+                let n = max.min(bytes.len());
                 if n == 0 {
                     return Ok(0);
                 }

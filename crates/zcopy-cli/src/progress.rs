@@ -1,0 +1,82 @@
+//! Progress bars for long transfers: shown only when stderr is a terminal.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// A per-file bar plus, when the total is known, an overall bar.
+#[derive(Debug)]
+pub struct Bars {
+    multi: MultiProgress,
+    total: Option<ProgressBar>,
+    file: Mutex<Option<(ProgressBar, u64)>>,
+    done_before: Mutex<u64>,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
+impl Bars {
+    /// Bars if stderr is a terminal (and not `quiet`), else `None`.
+    pub fn new(total: Option<u64>, quiet: bool) -> Option<Bars> {
+        if quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let multi = MultiProgress::new();
+        let total = total.map(|t| {
+            let bar = multi.add(ProgressBar::new(t));
+            bar.set_style(style(
+                "total [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            ));
+            bar
+        });
+        Some(Bars {
+            multi,
+            total,
+            file: Mutex::new(None),
+            done_before: Mutex::new(0),
+        })
+    }
+
+    /// Removes the bars.
+    pub fn finish(&self) {
+        if let Some((bar, _)) = self.file.lock().expect("lock").take() {
+            bar.finish_and_clear();
+        }
+        if let Some(t) = &self.total {
+            t.finish_and_clear();
+        }
+    }
+}
+
+impl zcopy_net::recv::Progress for Bars {
+    fn file_start(&self, path: &str, size: u64, offset: u64) {
+        let bar = self.multi.insert(0, ProgressBar::new(size));
+        bar.set_style(style(
+            "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+        ));
+        bar.set_message(path.to_string());
+        bar.set_position(offset);
+        *self.file.lock().expect("lock") = Some((bar, size));
+    }
+
+    fn file_progress(&self, done: u64) {
+        if let Some((bar, _)) = &*self.file.lock().expect("lock") {
+            bar.set_position(done);
+        }
+        if let Some(t) = &self.total {
+            t.set_position(*self.done_before.lock().expect("lock") + done);
+        }
+    }
+
+    fn file_done(&self) {
+        if let Some((bar, size)) = self.file.lock().expect("lock").take() {
+            bar.finish_and_clear();
+            *self.done_before.lock().expect("lock") += size;
+        }
+    }
+}

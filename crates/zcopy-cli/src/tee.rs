@@ -1,0 +1,55 @@
+//! `zcopy tee`: tee(1) without user-space copies when stdin is a pipe.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+/// Arguments of `zcopy tee`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  producer | zcopy tee copy1.log copy2.log | consumer\n\n\
+When stdin is a pipe, tee(2) duplicates its pages for each FILE and splice moves them: \
+no byte of the data enters user space. Otherwise (stdin a file or a terminal) it copies \
+through a buffer like tee(1); -v says which path ran and why."
+)]
+pub struct TeeArgs {
+    /// Files to write (created or truncated; appended to with -a).
+    files: Vec<PathBuf>,
+    /// Append to the files instead of truncating them.
+    #[arg(short, long)]
+    append: bool,
+    /// Copy through user space even when zero-copy would work (for comparison).
+    #[arg(long)]
+    copy: bool,
+}
+
+/// Runs `zcopy tee`.
+pub fn run(args: TeeArgs) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in &args.files {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .append(args.append)
+            .truncate(!args.append)
+            .open(path)
+            .with_context(|| format!("opening '{}'", path.display()))?;
+        files.push(f);
+    }
+    let outputs: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    let report = zcopy::fanout::fanout(stdin.as_fd(), stdout.as_fd(), &outputs, args.copy)?;
+    match &report.fallback_reason {
+        Some(why) => tracing::debug!("tee: read-write ({why}); {} bytes", report.bytes),
+        None => tracing::debug!(
+            "tee: zero-copy (tee + splice), {} bytes, {} syscalls; outputs: {}",
+            report.bytes,
+            report.stats.syscalls,
+            report.outputs.join(", ")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

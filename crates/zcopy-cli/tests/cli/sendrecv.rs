@@ -1,0 +1,274 @@
+//! `zcopy send` → `zcopy recv` over loopback: trees, resume, hostile senders, failures.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::pattern;
+
+fn bin() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("zcopy")
+}
+
+/// A `zcopy recv --once` on an ephemeral port; returns it and its address.
+fn start_recv(out: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(bin())
+        .args(["recv", "--once", "--listen", "127.0.0.1:0", "--out"])
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    (child, addr)
+}
+
+fn send(addr: &str, args: &[&Path], extra: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("send")
+        .args(args)
+        .args(["--to", addr])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    fs::create_dir_all(root.join("empty dir")).unwrap();
+    fs::write(root.join("a.bin"), pattern((1 << 20) + 7, 1)).unwrap();
+    fs::write(root.join("sub/zero"), b"").unwrap();
+    fs::write(root.join("sub/deeper/odd name ü ?#%.txt"), b"odd").unwrap();
+    fs::write(root.join("sub/one"), b"1").unwrap();
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trees differ: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn tree_and_file_arrive_byte_exact_with_every_engine_pair() {
+    for (send_engine, recv_engine) in [
+        ("auto", "auto"),
+        ("sendfile", "splice"),
+        ("read-write", "read-write"),
+        ("splice", "read-write"),
+        ("mmap", "splice"),
+    ] {
+        let src = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        make_tree(&src.path().join("tree"));
+        fs::write(src.path().join("single"), pattern(3 << 20, 7)).unwrap();
+        let (mut recv, addr) = start_recv(out.path(), &["--engine", recv_engine]);
+        let res = send(
+            &addr,
+            &[&src.path().join("tree"), &src.path().join("single")],
+            &["--engine", send_engine, "--verify"],
+        );
+        assert!(
+            res.status.success(),
+            "{send_engine}/{recv_engine}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert!(recv.wait().unwrap().success());
+        assert_same_tree(&src.path().join("tree"), &out.path().join("tree"));
+        assert_eq!(
+            fs::read(src.path().join("single")).unwrap(),
+            fs::read(out.path().join("single")).unwrap()
+        );
+        let leftovers: Vec<_> = fs::read_dir(out.path())
+            .unwrap()
+            .filter_map(|e| {
+                let n = e.unwrap().file_name().to_string_lossy().into_owned();
+                n.ends_with(".part").then_some(n)
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn interrupted_send_resumes_byte_exact() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let data = pattern(8 << 20, 5);
+    fs::write(src.path().join("big"), &data).unwrap();
+    // A slow sender, killed part-way.
+    let (mut recv, addr) = start_recv(out.path(), &[]);
+    let mut sender = Command::new(bin())
+        .args(["send"])
+        .arg(src.path().join("big"))
+        .args(["--to", &addr, "--limit-rate", "4M"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    assert!(
+        !recv.wait().unwrap().success(),
+        "receiver must report the broken transfer"
+    );
+    assert!(
+        !out.path().join("big").exists(),
+        "an incomplete file must not have the final name"
+    );
+    let part: Vec<_> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(part.len(), 1, "{part:?}");
+    let kept = fs::metadata(&part[0]).unwrap().len();
+    assert!(kept > 0 && kept < data.len() as u64, "kept {kept}");
+    // Again: it resumes from what is there.
+    let (mut recv, addr) = start_recv(out.path(), &[]);
+    let res = send(&addr, &[&src.path().join("big")], &["--verify"]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(recv.wait().unwrap().success());
+    assert!(fs::read(out.path().join("big")).unwrap() == data);
+    let summary = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        summary.contains(&format!("({kept} already there)")),
+        "{summary}"
+    );
+}
+
+/// Speaks the protocol by hand, as a hostile sender would.
+fn hostile(addr: &str, path: &[u8], size: u64, body: &[u8]) -> (bool, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    zcopy_net::proto::write_hello(&mut s, 0).unwrap();
+    zcopy_net::proto::read_hello(&mut s).unwrap();
+    let e = zcopy_net::proto::Entry {
+        kind: zcopy_net::proto::Kind::File,
+        mode: 0o644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size,
+        path: path.to_vec(),
+    };
+    e.write(&mut s).unwrap();
+    let _ = s.write_all(body);
+    match zcopy_net::proto::Reply::read(&mut s) {
+        Ok(r) => (r.ok, r.message),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+#[test]
+fn hostile_sender_writes_nothing_outside_out() {
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("out");
+    let outside = base.path().join("outside");
+    fs::create_dir_all(&out).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("link")).unwrap();
+    let evil: [&[u8]; 6] = [
+        b"../escape",
+        b"/tmp/zcopy-abs-escape",
+        b"a/../../escape",
+        b"link/escape",
+        b"ok\0x",
+        b"./x",
+    ];
+    for path in evil {
+        let (mut recv, addr) = start_recv(&out, &[]);
+        let (ok, msg) = hostile(&addr, path, 4, b"evil");
+        assert!(!ok, "{:?} accepted", String::from_utf8_lossy(path));
+        assert!(!msg.is_empty());
+        assert!(!recv.wait().unwrap().success());
+    }
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "something escaped"
+    );
+    assert!(!base.path().join("escape").exists());
+    assert!(!Path::new("/tmp/zcopy-abs-escape").exists());
+    // Oversize header: a path length over the limit is refused before it is read.
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    zcopy_net::proto::write_hello(&mut s, 0).unwrap();
+    zcopy_net::proto::read_hello(&mut s).unwrap();
+    let mut header = vec![1u8; 25];
+    header.extend_from_slice(&60000u16.to_be_bytes());
+    s.write_all(&header).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(!recv.wait().unwrap().success());
+    // Size limit.
+    let (mut recv, addr) = start_recv(&out, &["--max-size", "3"]);
+    let (ok, msg) = hostile(&addr, b"big", 4, b"four");
+    assert!(!ok && msg.contains("limit"), "{msg}");
+    assert!(!recv.wait().unwrap().success());
+    assert!(!out.join("big").exists());
+}
+
+#[test]
+fn existing_files_need_force() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("f"), b"new").unwrap();
+    fs::write(out.path().join("f"), b"old!").unwrap();
+    let (mut recv, addr) = start_recv(out.path(), &[]);
+    let res = send(&addr, &[&src.path().join("f")], &[]);
+    assert_eq!(res.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("--force"));
+    assert!(!recv.wait().unwrap().success());
+    assert_eq!(fs::read(out.path().join("f")).unwrap(), b"old!");
+    let (mut recv, addr) = start_recv(out.path(), &["--force"]);
+    assert!(send(&addr, &[&src.path().join("f")], &[]).status.success());
+    assert!(recv.wait().unwrap().success());
+    assert_eq!(fs::read(out.path().join("f")).unwrap(), b"new");
+}
+
+#[test]
+fn receiver_gone_or_refused_connection_fails_the_sender() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("f"), pattern(1 << 20, 2)).unwrap();
+    // Nobody listening.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let res = send(&addr, &[&src.path().join("f")], &[]);
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // A receiver that closes right after the hello.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        zcopy_net::proto::read_hello(&mut s).unwrap();
+        zcopy_net::proto::write_hello(&mut s, 3).unwrap();
+    });
+    let res = send(&addr, &[&src.path().join("f")], &[]);
+    t.join().unwrap();
+    assert_eq!(res.status.code(), Some(1));
+    // A missing local file is a usage error.
+    let res = send("127.0.0.1:9", &[&src.path().join("missing")], &[]);
+    assert_eq!(res.status.code(), Some(2));
+}

@@ -1,0 +1,109 @@
+//! `zcopy tee`: byte-exact, and no user-space copy when stdin is a pipe.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use crate::util::pattern;
+
+fn run_tee(data: &[u8], args: &[&str], dir: &std::path::Path) -> (Vec<u8>, String) {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("zcopy"))
+        .arg("-v")
+        .arg("tee")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    feeder.join().unwrap();
+    let res = child.wait_with_output().unwrap();
+    assert!(res.status.success());
+    (out, String::from_utf8_lossy(&res.stderr).into_owned())
+}
+
+#[test]
+fn pipe_to_pipe_and_files_is_byte_exact_and_zero_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern((5 << 20) + 3, 4);
+    let (out, log) = run_tee(&data, &["a", "b"], dir.path());
+    assert!(out == data, "stdout differs");
+    assert!(fs::read(dir.path().join("a")).unwrap() == data);
+    assert!(fs::read(dir.path().join("b")).unwrap() == data);
+    assert!(log.contains("zero-copy (tee + splice)"), "{log}");
+}
+
+#[test]
+fn append_mode_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("log"), b"first\n").unwrap();
+    let (out, _) = run_tee(b"second\n", &["-a", "log"], dir.path());
+    assert_eq!(out, b"second\n");
+    assert_eq!(
+        fs::read(dir.path().join("log")).unwrap(),
+        b"first\nsecond\n"
+    );
+}
+
+#[test]
+fn file_stdin_falls_back_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(300_000, 8);
+    fs::write(dir.path().join("in"), &data).unwrap();
+    let res = Command::new(assert_cmd::cargo::cargo_bin("zcopy"))
+        .args(["-v", "tee", "copy"])
+        .current_dir(dir.path())
+        .stdin(fs::File::open(dir.path().join("in")).unwrap())
+        .output()
+        .unwrap();
+    assert!(res.status.success());
+    assert!(res.stdout == data);
+    assert!(fs::read(dir.path().join("copy")).unwrap() == data);
+    let log = String::from_utf8_lossy(&res.stderr);
+    assert!(log.contains("not a pipe"), "{log}");
+}
+
+/// strace counts the data syscalls: with pipes at both ends, no read or write moves
+/// the data (only tee and splice do).
+#[test]
+fn strace_shows_no_read_or_write_of_the_data() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(8 << 20, 6);
+    fs::write(dir.path().join("in"), &data).unwrap();
+    let zcopy = assert_cmd::cargo::cargo_bin("zcopy");
+    let script = format!(
+        "cat in | strace -f -c -o trace.txt -e trace=read,write,tee,splice {} -q tee out | cat > stdout",
+        zcopy.display()
+    );
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(fs::read(dir.path().join("out")).unwrap() == data);
+    assert!(fs::read(dir.path().join("stdout")).unwrap() == data);
+    let trace = fs::read_to_string(dir.path().join("trace.txt")).unwrap();
+    let calls = |name: &str| -> u64 {
+        trace
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(3).and_then(|c| c.parse().ok()))
+            .unwrap_or(0)
+    };
+    assert!(calls("tee") > 0 && calls("splice") > 0, "{trace}");
+    // A handful of reads happen at start-up (ELF loading, /proc); 8 MiB through
+    // read/write would take at least 64 calls of 128 KiB.
+    assert!(calls("read") + calls("write") < 40, "{trace}");
+}

@@ -1,0 +1,373 @@
+//! The receiving end: checks each entry, splices file bytes from the socket into a
+//! `.part` file beneath the output directory, fsyncs, and renames it into place.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::fs::{OFlags, SeekFrom, Timespec, Timestamps};
+use zcopy::transfer::Transfer;
+use zcopy::{FdKind, Plan, Preference};
+
+use crate::dest::{OutDir, check_path, open_in};
+use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply};
+
+/// How the receiver behaves.
+#[derive(Clone, Debug)]
+pub struct RecvConfig {
+    /// Directory everything is written under.
+    pub out: PathBuf,
+    /// Replace existing files.
+    pub force: bool,
+    /// Offer to resume partial files.
+    pub resume: bool,
+    /// Most entries in one connection.
+    pub max_files: u64,
+    /// Largest single file.
+    pub max_size: u64,
+    /// Engine preference for socket → file.
+    pub engine: Preference,
+}
+
+impl Default for RecvConfig {
+    fn default() -> RecvConfig {
+        RecvConfig {
+            out: PathBuf::from("."),
+            force: false,
+            resume: true,
+            max_files: 1_000_000,
+            max_size: u64::MAX,
+            engine: Preference::Auto,
+        }
+    }
+}
+
+/// What one connection delivered.
+#[derive(Clone, Debug, Default)]
+pub struct RecvSummary {
+    /// Files written.
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Bytes received from the socket.
+    pub bytes: u64,
+    /// Bytes that were already there (resume / identical files).
+    pub skipped_bytes: u64,
+    /// Engines that moved the bytes, e.g. "splice".
+    pub engines: Vec<String>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Observes a transfer (progress bars, logs).
+pub trait Progress {
+    /// A file starts: its path, size, and the offset it resumes from.
+    fn file_start(&self, path: &str, size: u64, offset: u64);
+    /// `done` bytes of the current file are in place.
+    fn file_progress(&self, done: u64);
+    /// The current file is complete.
+    fn file_done(&self);
+}
+
+/// A [`Progress`] that shows nothing.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn file_start(&self, _: &str, _: u64, _: u64) {}
+    fn file_progress(&self, _: u64) {}
+    fn file_done(&self) {}
+}
+
+fn refuse(conn: &mut TcpStream, why: String) -> io::Result<io::Error> {
+    Reply::refused(why.clone()).write(conn)?;
+    Ok(io::Error::new(io::ErrorKind::PermissionDenied, why))
+}
+
+/// Serves one sender on `conn` until its end entry (or an error).
+pub fn receive(
+    mut conn: TcpStream,
+    cfg: &RecvConfig,
+    progress: &dyn Progress,
+) -> io::Result<RecvSummary> {
+    let started = Instant::now();
+    let out = OutDir::open(&cfg.out)?;
+    let theirs = proto::read_hello(&mut conn)?;
+    let ours = FEAT_VERIFY | if cfg.resume { FEAT_RESUME } else { 0 };
+    proto::write_hello(&mut conn, ours)?;
+    let features = theirs & ours;
+    let mut summary = RecvSummary::default();
+    let mut touched: Vec<OwnedFd> = Vec::new();
+    let mut entries = 0u64;
+    loop {
+        let entry = Entry::read(&mut conn)?;
+        if entry.kind == Kind::End {
+            rustix::fs::fsync(out.fd())?;
+            for dir in &touched {
+                rustix::fs::fsync(dir)?;
+            }
+            summary.elapsed = started.elapsed();
+            let msg = format!(
+                "{} files, {} bytes in {:.2}s via {}",
+                summary.files,
+                summary.bytes,
+                summary.elapsed.as_secs_f64(),
+                if summary.engines.is_empty() {
+                    "-".to_string()
+                } else {
+                    summary.engines.join(", ")
+                }
+            );
+            Reply::ok(0, msg).write(&mut conn)?;
+            return Ok(summary);
+        }
+        entries += 1;
+        if entries > cfg.max_files {
+            return Err(refuse(
+                &mut conn,
+                format!("more than {} entries", cfg.max_files),
+            )?);
+        }
+        let segs = match check_path(&entry.path) {
+            Ok(s) => s,
+            Err(why) => {
+                let shown = String::from_utf8_lossy(&entry.path).into_owned();
+                return Err(refuse(
+                    &mut conn,
+                    format!("refusing path {shown:?}: {why}"),
+                )?);
+            }
+        };
+        let (name, parents) = segs.split_last().expect("at least one segment");
+        match entry.kind {
+            Kind::Dir => {
+                let dir = match out.dir(&segs, true) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        return Err(refuse(&mut conn, format!("cannot create directory: {e}"))?);
+                    }
+                };
+                let _ =
+                    rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(entry.mode & 0o777));
+                touched.push(dir);
+                summary.dirs += 1;
+                Reply::ok(0, "").write(&mut conn)?;
+            }
+            Kind::File => {
+                if entry.size > cfg.max_size {
+                    return Err(refuse(
+                        &mut conn,
+                        format!(
+                            "file of {} bytes exceeds the limit of {}",
+                            entry.size, cfg.max_size
+                        ),
+                    )?);
+                }
+                let parent = match out.dir(parents, true) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        return Err(refuse(
+                            &mut conn,
+                            format!("cannot open parent directory: {e}"),
+                        )?);
+                    }
+                };
+                receive_file(
+                    &mut conn,
+                    &parent,
+                    name,
+                    &entry,
+                    cfg,
+                    features,
+                    &mut summary,
+                    progress,
+                )?;
+                touched.push(parent);
+                if touched.len() > 64 {
+                    // Keep the fd count bounded: fsync and forget older directories.
+                    for dir in touched.drain(..32) {
+                        rustix::fs::fsync(&dir)?;
+                    }
+                }
+            }
+            Kind::End => unreachable!(),
+        }
+    }
+}
+
+fn part_name(name: &OsStr, entry: &Entry) -> Vec<u8> {
+    let mut v = b".".to_vec();
+    v.extend_from_slice(name.as_bytes());
+    v.extend_from_slice(format!(".zcopy-{}-{}.part", entry.size, entry.mtime_sec).as_bytes());
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive_file(
+    conn: &mut TcpStream,
+    dir: &OwnedFd,
+    name: &OsStr,
+    entry: &Entry,
+    cfg: &RecvConfig,
+    features: u32,
+    summary: &mut RecvSummary,
+    progress: &dyn Progress,
+) -> io::Result<()> {
+    let shown = String::from_utf8_lossy(&entry.path).into_owned();
+    // An existing final file: identical (size + mtime) counts as received; otherwise
+    // it is only replaced with --force.
+    if let Ok(existing) = open_in(dir, name, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
+        let st = rustix::fs::fstat(&existing)?;
+        let same = st.st_size as u64 == entry.size && st.st_mtime == entry.mtime_sec;
+        if same && !cfg.force {
+            Reply::ok(entry.size, "already there").write(conn)?;
+            summary.skipped_bytes += entry.size;
+            return finish_file(
+                conn, dir, None, name, entry, features, summary, progress, &shown,
+            );
+        }
+        if !cfg.force {
+            return Err(refuse(
+                conn,
+                format!("'{shown}' exists (use --force to replace it)"),
+            )?);
+        }
+    }
+    let part = part_name(name, entry);
+    let part = OsStr::from_bytes(&part);
+    let fd = open_in(dir, part, OFlags::RDWR | OFlags::CREATE, 0o600)?;
+    let have = rustix::fs::fstat(&fd)?.st_size as u64;
+    let offset = if features & FEAT_RESUME != 0 && have <= entry.size {
+        have
+    } else {
+        0
+    };
+    rustix::fs::ftruncate(&fd, offset)?;
+    let free = rustix::fs::fstatvfs(&fd)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(u64::MAX);
+    if entry.size - offset > free {
+        drop(fd);
+        let _ = rustix::fs::unlinkat(dir, part, rustix::fs::AtFlags::empty());
+        return Err(refuse(
+            conn,
+            format!(
+                "no space for '{shown}': {} bytes needed, {free} free",
+                entry.size - offset
+            ),
+        )?);
+    }
+    Reply::ok(offset, "").write(conn)?;
+    summary.skipped_bytes += offset;
+    progress.file_start(&shown, entry.size, offset);
+    rustix::fs::seek(&fd, SeekFrom::Start(offset))?;
+    let file = File::from(fd);
+    let plan = Plan::new(
+        Some(FdKind::TcpSocket),
+        FdKind::File { len: offset },
+        cfg.engine,
+    );
+    let mut t = Transfer::new(plan);
+    let want = entry.size - offset;
+    let result = t
+        .run(conn.as_fd(), None, file.as_fd(), Some(want), &mut |done| {
+            progress.file_progress(offset + done)
+        })
+        .map(|_| ());
+    let got = t.report().bytes;
+    summary.bytes += got;
+    if let Err(e) = result {
+        // Keep the .part file: the next attempt resumes from it.
+        file.sync_data().ok();
+        return Err(io::Error::other(format!(
+            "'{shown}': {e} (kept {} bytes to resume)",
+            offset + got
+        )));
+    }
+    let used = t.report().short();
+    if !used.is_empty() && !summary.engines.contains(&used) {
+        summary.engines.push(used);
+    }
+    finish_file(
+        conn,
+        dir,
+        Some((file, part)),
+        name,
+        entry,
+        features,
+        summary,
+        progress,
+        &shown,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_file(
+    conn: &mut TcpStream,
+    dir: &OwnedFd,
+    part: Option<(File, &OsStr)>,
+    name: &OsStr,
+    entry: &Entry,
+    features: u32,
+    summary: &mut RecvSummary,
+    progress: &dyn Progress,
+    shown: &str,
+) -> io::Result<()> {
+    let mut their_hash = [0u8; 16];
+    if features & FEAT_VERIFY != 0 {
+        conn.read_exact(&mut their_hash)?;
+    }
+    let Some((file, part)) = part else {
+        if features & FEAT_VERIFY != 0 {
+            let existing = File::from(open_in(dir, name, OFlags::RDONLY, 0)?);
+            if proto::hash_file(&existing)? != their_hash {
+                return Err(refuse(
+                    conn,
+                    format!("'{shown}' exists with different content (use --force)"),
+                )?);
+            }
+        }
+        Reply::ok(0, "").write(conn)?;
+        summary.files += 1;
+        return Ok(());
+    };
+    if features & FEAT_VERIFY != 0 && proto::hash_file(&file)? != their_hash {
+        drop(file);
+        let _ = rustix::fs::unlinkat(dir, part, rustix::fs::AtFlags::empty());
+        return Err(refuse(
+            conn,
+            format!("'{shown}': checksum mismatch, file discarded"),
+        )?);
+    }
+    rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(entry.mode & 0o777))?;
+    let mtime = Timespec {
+        tv_sec: entry.mtime_sec,
+        tv_nsec: entry.mtime_nsec.min(999_999_999) as _,
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let atime = Timespec {
+        tv_sec: now.as_secs() as i64,
+        tv_nsec: now.subsec_nanos() as _,
+    };
+    rustix::fs::futimens(
+        &file,
+        &Timestamps {
+            last_access: atime,
+            last_modification: mtime,
+        },
+    )?;
+    file.sync_all()?;
+    rustix::fs::renameat(dir, part, dir, name)?;
+    progress.file_done();
+    Reply::ok(0, "").write(conn)?;
+    conn.flush()?;
+    summary.files += 1;
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! The sending end: walks the paths, sends each entry, and streams file bytes with
+//! the chosen engine (sendfile by default) from the offset the receiver asks for.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use zcopy::transfer::Transfer;
+use zcopy::{FdKind, Plan, Preference};
+
+use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply};
+use crate::recv::Progress;
+
+/// How the sender behaves.
+#[derive(Clone, Debug, Default)]
+pub struct SendConfig {
+    /// Engine preference for file → socket.
+    pub engine: Preference,
+    /// Bytes per second at most.
+    pub limit_rate: Option<u64>,
+    /// Hash every file on both sides.
+    pub verify: bool,
+    /// Let the receiver resume partial files.
+    pub resume: bool,
+}
+
+/// One thing to send: where it is here, and its header.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Local path.
+    pub src: PathBuf,
+    /// Header sent for it.
+    pub entry: Entry,
+}
+
+/// Lists everything to send for `paths`: files as themselves, directories with
+/// their whole tree (directories before their contents). Symlinks are followed for
+/// the named paths and skipped inside trees.
+pub fn collect(paths: &[PathBuf]) -> io::Result<Vec<Item>> {
+    let mut items = Vec::new();
+    for p in paths {
+        let meta = fs::metadata(p)
+            .map_err(|e| io::Error::new(e.kind(), format!("'{}': {e}", p.display())))?;
+        let name = match p.file_name() {
+            Some(n) => n.to_owned(),
+            None => fs::canonicalize(p)?
+                .file_name()
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("'{}' has no name", p.display()),
+                    )
+                })?
+                .to_owned(),
+        };
+        let rel = name.as_bytes().to_vec();
+        walk(p, &meta, rel, &mut items)?;
+    }
+    Ok(items)
+}
+
+fn entry_for(meta: &fs::Metadata, kind: Kind, path: Vec<u8>) -> Entry {
+    Entry {
+        kind,
+        mode: meta.permissions().mode() & 0o777,
+        mtime_sec: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec() as u32,
+        size: if kind == Kind::File { meta.len() } else { 0 },
+        path,
+    }
+}
+
+fn walk(path: &Path, meta: &fs::Metadata, rel: Vec<u8>, items: &mut Vec<Item>) -> io::Result<()> {
+    if meta.is_file() {
+        items.push(Item {
+            src: path.to_owned(),
+            entry: entry_for(meta, Kind::File, rel),
+        });
+    } else if meta.is_dir() {
+        items.push(Item {
+            src: path.to_owned(),
+            entry: entry_for(meta, Kind::Dir, rel.clone()),
+        });
+        let mut children: Vec<_> = fs::read_dir(path)?.collect::<Result<_, _>>()?;
+        children.sort_by_key(|e| e.file_name());
+        for child in children {
+            let ty = child.file_type()?;
+            if ty.is_symlink() {
+                tracing::warn!("skipping symlink '{}'", child.path().display());
+                continue;
+            }
+            let mut r = rel.clone();
+            r.push(b'/');
+            r.extend_from_slice(child.file_name().as_bytes());
+            walk(&child.path(), &child.metadata()?, r, items)?;
+        }
+    } else {
+        tracing::warn!("skipping '{}': not a file or directory", path.display());
+    }
+    Ok(())
+}
+
+/// What a send delivered.
+#[derive(Clone, Debug, Default)]
+pub struct SendSummary {
+    /// Files sent (or found already complete).
+    pub files: u64,
+    /// Bytes put on the wire.
+    pub bytes: u64,
+    /// Bytes the receiver already had.
+    pub skipped_bytes: u64,
+    /// Engines that sent, e.g. "sendfile".
+    pub engines: Vec<String>,
+    /// The receiver's closing summary (including its engine).
+    pub receiver: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The receiver refused an entry or failed to store it.
+    #[error("receiver refused '{path}': {why}")]
+    Refused {
+        /// The entry.
+        path: String,
+        /// Its reason.
+        why: String,
+    },
+    /// The connection or a local file failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// An engine failed mid-file.
+    #[error("'{path}': {source}")]
+    Transfer {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: zcopy::TransferError,
+    },
+}
+
+fn expect_ok(conn: &mut TcpStream, path: &[u8]) -> Result<Reply, SendError> {
+    let reply = Reply::read(conn).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "receiver closed the connection early",
+            )
+        } else {
+            e
+        }
+    })?;
+    if reply.ok {
+        Ok(reply)
+    } else {
+        Err(SendError::Refused {
+            path: String::from_utf8_lossy(path).into_owned(),
+            why: reply.message,
+        })
+    }
+}
+
+/// Sends `items` over `conn`; returns only after the receiver confirmed everything
+/// is on its disk.
+pub fn send(
+    mut conn: TcpStream,
+    items: &[Item],
+    cfg: &SendConfig,
+    progress: &dyn Progress,
+) -> Result<SendSummary, SendError> {
+    let started = Instant::now();
+    let _ = conn.set_nodelay(true);
+    let ours = if cfg.verify { FEAT_VERIFY } else { 0 } | if cfg.resume { FEAT_RESUME } else { 0 };
+    proto::write_hello(&mut conn, ours)?;
+    let features = proto::read_hello(&mut conn)? & ours;
+    if cfg.verify && features & FEAT_VERIFY == 0 {
+        return Err(io::Error::other("receiver does not support --verify").into());
+    }
+    let mut summary = SendSummary::default();
+    for item in items {
+        let entry = &item.entry;
+        let shown = String::from_utf8_lossy(&entry.path).into_owned();
+        if entry.kind == Kind::Dir {
+            entry.write(&mut conn)?;
+            expect_ok(&mut conn, &entry.path)?;
+            continue;
+        }
+        let file = File::open(&item.src)
+            .map_err(|e| io::Error::new(e.kind(), format!("'{}': {e}", item.src.display())))?;
+        // The size sent is the one fstat gives on the open file.
+        let mut entry = entry.clone();
+        entry.size = file.metadata()?.len();
+        entry.write(&mut conn)?;
+        let offset = expect_ok(&mut conn, &entry.path)?.offset.min(entry.size);
+        summary.skipped_bytes += offset;
+        progress.file_start(&shown, entry.size, offset);
+        let plan = Plan::new(
+            Some(FdKind::File { len: entry.size }),
+            FdKind::TcpSocket,
+            cfg.engine,
+        );
+        let mut t = Transfer::new(plan);
+        send_range(
+            &mut t,
+            &file,
+            &conn,
+            offset,
+            entry.size,
+            cfg.limit_rate,
+            progress,
+        )
+        .map_err(|source| SendError::Transfer {
+            path: shown.clone(),
+            source,
+        })?;
+        summary.bytes += t.report().bytes;
+        let used = t.report().short();
+        if !used.is_empty() && !summary.engines.contains(&used) {
+            summary.engines.push(used);
+        }
+        if features & FEAT_VERIFY != 0 {
+            conn.write_all(&proto::hash_file(&file)?)?;
+        }
+        expect_ok(&mut conn, &entry.path)?;
+        progress.file_done();
+        summary.files += 1;
+    }
+    Entry::end().write(&mut conn)?;
+    summary.receiver = expect_ok(&mut conn, b"(end)")?.message;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Sends bytes `from..to` of `file`, at most `rate` bytes per second.
+fn send_range(
+    t: &mut Transfer,
+    file: &File,
+    conn: &TcpStream,
+    from: u64,
+    to: u64,
+    rate: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<(), zcopy::TransferError> {
+    let Some(rate) = rate.filter(|&r| r > 0) else {
+        t.run(
+            file.as_fd(),
+            Some(from),
+            conn.as_fd(),
+            Some(to - from),
+            &mut |done| progress.file_progress(from + done),
+        )?;
+        return Ok(());
+    };
+    let chunk = (rate / 20).max(16 * 1024);
+    let started = Instant::now();
+    let mut at = from;
+    while at < to {
+        let n = chunk.min(to - at);
+        t.run(file.as_fd(), Some(at), conn.as_fd(), Some(n), &mut |_| {})?;
+        at += n;
+        progress.file_progress(at);
+        let due = Duration::from_secs_f64((at - from) as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! One source to many sinks — what `tee(1)` does — without user-space copies when
+//! the source is a pipe: tee(2) duplicates its pages into a pipe per extra output,
+//! splice moves them on. Anything else falls back to read + write, and says so.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::engine::read_write::ReadWrite;
+use crate::engine::tee::Tee;
+use crate::engine::{Engine, EngineKind, Src};
+use crate::fdkind::FdKind;
+use crate::plan::{Plan, Preference};
+use crate::stats::Stats;
+use crate::transfer::{Transfer, TransferError};
+
+/// Bytes handed to tee(2) per round: what every intermediate pipe can hold.
+const ROUND: usize = 1 << 20;
+
+/// What a fan-out did.
+#[derive(Debug, Default)]
+pub struct FanoutReport {
+    /// Bytes taken from the source (each output received exactly these).
+    pub bytes: u64,
+    /// The main engine: `tee` (zero-copy) or `read-write`.
+    pub engine: Option<EngineKind>,
+    /// Why the zero-copy path was not taken, when it was not.
+    pub fallback_reason: Option<String>,
+    /// Counters of the main engine.
+    pub stats: Stats,
+    /// Engines that carried each extra output (same order as the outputs).
+    pub outputs: Vec<String>,
+}
+
+fn splice_friendly(kind: FdKind) -> bool {
+    matches!(
+        kind,
+        FdKind::Pipe
+            | FdKind::File { .. }
+            | FdKind::TcpSocket
+            | FdKind::UnixSocket
+            | FdKind::CharDevice
+    )
+}
+
+/// Copies everything from `src` to `sink` and to each of `outputs`, until the source
+/// ends. `force_copy` skips the zero-copy path (for comparison and tests).
+pub fn fanout(
+    src: BorrowedFd<'_>,
+    sink: BorrowedFd<'_>,
+    outputs: &[BorrowedFd<'_>],
+    force_copy: bool,
+) -> Result<FanoutReport, TransferError> {
+    let io_err = |source| TransferError::Io {
+        engine: EngineKind::Tee,
+        source,
+    };
+    let (src_kind, sink_kind) = (
+        FdKind::of(src).map_err(io_err)?,
+        FdKind::of(sink).map_err(io_err)?,
+    );
+    let mut why_not = None;
+    if force_copy {
+        why_not = Some("zero-copy path switched off".to_string());
+    } else if src_kind != FdKind::Pipe {
+        why_not = Some(format!("the source is a {}, not a pipe", src_kind.name()));
+    } else if !splice_friendly(sink_kind) {
+        why_not = Some(format!(
+            "the main output is a {}, which splice can't write",
+            sink_kind.name()
+        ));
+    } else if crate::transfer::Forced::from_env()
+        .limit(EngineKind::Tee)
+        .is_some()
+    {
+        why_not = Some("tee forced off by ZCOPY_DISABLE".to_string());
+    }
+    match why_not {
+        None => fanout_tee(src, sink, outputs),
+        Some(why) => {
+            tracing::debug!("tee: copying through user space: {why}");
+            let mut report = fanout_copy(src, sink, outputs)?;
+            report.fallback_reason = Some(why);
+            Ok(report)
+        }
+    }
+}
+
+/// An extra output: a pipe we tee into directly, or an intermediate pipe drained
+/// into the output with splice.
+struct Leg<'a> {
+    out: BorrowedFd<'a>,
+    reader: Option<OwnedFd>,
+    transfer: Transfer,
+}
+
+fn fanout_tee(
+    src: BorrowedFd<'_>,
+    sink: BorrowedFd<'_>,
+    outputs: &[BorrowedFd<'_>],
+) -> Result<FanoutReport, TransferError> {
+    let io_err = |source| TransferError::Io {
+        engine: EngineKind::Tee,
+        source,
+    };
+    let mut copies = Vec::new();
+    let mut legs = Vec::new();
+    let mut round = ROUND;
+    for &out in outputs {
+        let kind = FdKind::of(out).map_err(io_err)?;
+        if kind == FdKind::Pipe {
+            copies.push(out.try_clone_to_owned().map_err(io_err)?);
+            legs.push(Leg {
+                out,
+                reader: None,
+                transfer: Transfer::new(Plan::only(&[])),
+            });
+            round = round.min(rustix::pipe::fcntl_getpipe_size(out).unwrap_or(65536));
+        } else {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| io_err(e.into()))?;
+            let size = rustix::pipe::fcntl_setpipe_size(&w, ROUND)
+                .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w))
+                .unwrap_or(65536);
+            round = round.min(size);
+            copies.push(w);
+            let plan = Plan::new(Some(FdKind::Pipe), kind, Preference::Auto);
+            legs.push(Leg {
+                out,
+                reader: Some(r),
+                transfer: Transfer::new(plan),
+            });
+        }
+    }
+    round = round.min(rustix::pipe::fcntl_getpipe_size(src).unwrap_or(65536));
+    let mut tee = Tee::new(copies);
+    let mut report = FanoutReport {
+        engine: Some(EngineKind::Tee),
+        ..FanoutReport::default()
+    };
+    loop {
+        let n = tee
+            .step(
+                Src::Fd {
+                    fd: src,
+                    offset: None,
+                },
+                sink,
+                round,
+                &mut report.stats,
+            )
+            .map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        report.bytes += n as u64;
+        for leg in legs.iter_mut() {
+            if let Some(reader) = &leg.reader {
+                let mut left = n;
+                while left > 0 {
+                    let m = leg.transfer.step(
+                        Src::Fd {
+                            fd: reader.as_fd(),
+                            offset: None,
+                        },
+                        leg.out,
+                        left,
+                    )?;
+                    if m == 0 {
+                        return Err(io_err(io::ErrorKind::UnexpectedEof.into()));
+                    }
+                    left -= m;
+                }
+            }
+        }
+    }
+    report.outputs = legs
+        .iter()
+        .map(|l| match l.reader {
+            None => "tee".to_string(),
+            Some(_) => l.transfer.report().describe(),
+        })
+        .collect();
+    Ok(report)
+}
+
+fn fanout_copy(
+    src: BorrowedFd<'_>,
+    sink: BorrowedFd<'_>,
+    outputs: &[BorrowedFd<'_>],
+) -> Result<FanoutReport, TransferError> {
+    let io_err = |source| TransferError::Io {
+        engine: EngineKind::ReadWrite,
+        source,
+    };
+    let mut buf = vec![0u8; 128 * 1024];
+    let mut report = FanoutReport {
+        engine: Some(EngineKind::ReadWrite),
+        ..FanoutReport::default()
+    };
+    let mut writer = ReadWrite::new(1);
+    loop {
+        report.stats.syscalls += 1;
+        let n = match rustix::io::read(src, &mut buf) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io_err(e.into())),
+        };
+        if n == 0 {
+            break;
+        }
+        for &out in std::iter::once(&sink).chain(outputs) {
+            let mut at = 0;
+            while at < n {
+                at += writer
+                    .step(Src::Mem(&buf[at..n]), out, n - at, &mut report.stats)
+                    .map_err(io_err)?;
+            }
+        }
+        report.bytes += n as u64;
+    }
+    report.stats.bytes = report.bytes;
+    report.outputs = vec!["read-write".to_string(); outputs.len()];
+    Ok(report)
+}
