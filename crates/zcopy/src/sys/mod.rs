@@ -8,4 +8,5 @@ pub mod mem;
 pub mod rusage;
 pub mod sock;
 pub mod uring;
+pub mod vmsplice;
 pub mod zerocopy;

@@ -440,3 +440,49 @@ pub fn check_nonblocking_tcp(engine: EngineKind) {
     assert!(would_block > 0, "{engine}: the sink never filled up");
     eprintln!("{engine}: non-blocking: {steps} steps, {would_block} WouldBlock");
 }
+
+/// Drives `engine` directly (no [`Transfer`]) over `data` in user memory, at most
+/// `max` bytes a step, until every byte reached `sink`; returns its counters.
+pub fn drive_mem(
+    engine: &mut dyn zcopy::Engine,
+    data: &[u8],
+    sink: BorrowedFd<'_>,
+    max: usize,
+) -> zcopy::Stats {
+    let mut stats = zcopy::Stats::default();
+    let mut done = 0;
+    while done < data.len() {
+        let n = engine
+            .step(zcopy::Src::Mem(&data[done..]), sink, max, &mut stats)
+            .unwrap_or_else(|e| panic!("{:?} at {done}/{}: {e}", engine.kind(), data.len()));
+        assert!(n > 0, "{:?}: no progress at {done}", engine.kind());
+        done += n;
+    }
+    assert_eq!(engine.pending(), 0);
+    assert_eq!(stats.bytes, data.len() as u64);
+    stats
+}
+
+/// Drives `engine` directly from a stream fd until it reports the end; returns its
+/// counters.
+pub fn drive_stream(
+    engine: &mut dyn zcopy::Engine,
+    src: BorrowedFd<'_>,
+    sink: BorrowedFd<'_>,
+    max: usize,
+) -> zcopy::Stats {
+    let mut stats = zcopy::Stats::default();
+    loop {
+        let src = zcopy::Src::Fd {
+            fd: src,
+            offset: None,
+        };
+        match engine.step(src, sink, max, &mut stats) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => panic!("{:?}: {e}", engine.kind()),
+        }
+    }
+    assert_eq!(engine.pending(), 0);
+    stats
+}
