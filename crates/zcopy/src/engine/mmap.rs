@@ -33,6 +33,10 @@ struct Window {
 #[derive(Debug, Default)]
 pub struct Mmap {
     window: Option<Window>,
+    /// Set when a write stopped at a page lost to truncation after delivering
+    /// some bytes: the next step reports the error (even to a caller that does
+    /// not know the length and would take a short file for a normal end).
+    truncated_at: Option<u64>,
 }
 
 impl Mmap {
@@ -88,6 +92,9 @@ impl Engine for Mmap {
         let Src::Fd { fd, offset } = src else {
             return Err(unsupported("mmap needs a file source, not memory"));
         };
+        if let Some(at) = self.truncated_at {
+            return Err(truncated(at));
+        }
         // One fstat per step: is it a file, how long is it now, which inode.
         stats.syscalls += 1;
         let st = rustix::fs::fstat(fd)?;
@@ -121,9 +128,11 @@ impl Engine for Mmap {
                     Some(Errno::INTR) => {}
                     Some(Errno::AGAIN) if done > 0 => break,
                     // What was written was copied before the page went away, so
-                    // it is the file's bytes: report it; the next step sees the
-                    // shorter file (or this error again) and stops.
-                    Some(Errno::FAULT) if done > 0 => break,
+                    // it is the file's bytes: report it, and the error next step.
+                    Some(Errno::FAULT) if done > 0 => {
+                        self.truncated_at = Some(offset + done as u64);
+                        break;
+                    }
                     Some(Errno::FAULT) => return Err(truncated(offset)),
                     _ => return Err(e),
                 },

@@ -46,6 +46,7 @@ impl Engine for Sendfile {
         // stream-mode one is checked once, as sockets and pipes may be accepted by
         // newer kernels with stream semantics we don't want here.
         if offset.is_none() && self.checked_src != Some(fd.as_raw_fd()) {
+            stats.syscalls += 1;
             if !FdKind::of(fd)?.is_file() {
                 return Err(unsupported("sendfile needs a regular file source"));
             }

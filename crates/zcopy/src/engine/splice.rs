@@ -44,7 +44,8 @@ impl Pipe {
     }
 }
 
-/// What the fds of the last step were, so `fstat` runs once per fd pair.
+/// What the fds of the last step were, so `fstat` runs once per fd pair (an
+/// engine serves one transfer, whose fds stay open while it runs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Pair {
     src: RawFd,
@@ -73,13 +74,19 @@ impl Splice {
         self.pipe.as_ref().map(|p| p.size)
     }
 
-    fn pair(&mut self, src: BorrowedFd<'_>, sink: BorrowedFd<'_>) -> io::Result<Pair> {
+    fn pair(
+        &mut self,
+        src: BorrowedFd<'_>,
+        sink: BorrowedFd<'_>,
+        stats: &mut Stats,
+    ) -> io::Result<Pair> {
         if let Some(p) = self.pair
             && p.src == src.as_raw_fd()
             && p.sink == sink.as_raw_fd()
         {
             return Ok(p);
         }
+        stats.syscalls += 2;
         let p = Pair {
             src: src.as_raw_fd(),
             sink: sink.as_raw_fd(),
@@ -167,6 +174,7 @@ impl Splice {
             return self.drain(sink, false, stats);
         }
         if self.pipe.is_none() {
+            stats.syscalls += 2;
             self.pipe = Some(Pipe::new()?);
         }
         let size = self.pipe.as_ref().map_or(0, |p| p.size);
@@ -223,7 +231,7 @@ impl Engine for Splice {
         if max == 0 {
             return Ok(0);
         }
-        let pair = self.pair(fd, sink)?;
+        let pair = self.pair(fd, sink, stats)?;
         let src_is_stream = offset.is_none();
         if self.pending == 0 && (pair.src_is_pipe || pair.sink_is_pipe) {
             Self::direct(fd, offset, sink, src_is_stream, max, stats)

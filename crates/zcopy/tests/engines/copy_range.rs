@@ -84,3 +84,25 @@ fn non_file_sinks_fall_back() {
         assert_same(&sink.finish(), &data, &format!("{sink_kind:?}"));
     }
 }
+
+#[test]
+fn across_filesystems_copies_or_falls_back() {
+    if !std::path::Path::new("/dev/shm").is_dir() {
+        eprintln!("skipped: no /dev/shm for a second filesystem");
+        return;
+    }
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let path = dir.path().join("src");
+    let data = pattern(200_003, 9);
+    std::fs::write(&path, &data).unwrap();
+    let src = std::fs::File::open(&path).unwrap();
+    let (_d2, dst, dpath) = empty_file();
+    let plan = zcopy::Plan::only(&[EngineKind::CopyRange, EngineKind::ReadWrite]);
+    let mut t = zcopy::Transfer::with_forced(plan, Default::default());
+    let r = t
+        .run(src.as_fd(), Some(0), dst.as_fd(), None, &mut |_| {})
+        .unwrap()
+        .clone();
+    assert_same(&std::fs::read(dpath).unwrap(), &data, "tmpfs -> temp dir");
+    eprintln!("copy-range: tmpfs -> temp dir: {}", r.describe());
+}
