@@ -138,3 +138,26 @@ fn non_pipe_sources_are_unsupported() {
     drop(engine);
     assert!(sink.finish().is_empty());
 }
+
+#[test]
+fn non_blocking_tcp_sink_resumes_exactly() {
+    let data = pattern((4 << 20) + 7, 79);
+    let (src, feeder) = stream_source(SinkKind::Pipe, data.clone());
+    let (copy, reader) = copy_pipe(None);
+    let mut sink = StalledTcp::new();
+    let mut engine = Tee::new(vec![copy]);
+    let (_, blocked) = drive_nonblocking(
+        &mut engine,
+        &|_| Src::Fd {
+            fd: src.as_fd(),
+            offset: None,
+        },
+        data.len(),
+        &mut sink,
+    );
+    drop(engine);
+    feeder.join().unwrap();
+    assert!(blocked > 0, "the stalled sink never filled up");
+    assert_same(&sink.finish(), &data, "sink");
+    assert_same(&reader.join().unwrap(), &data, "copy");
+}

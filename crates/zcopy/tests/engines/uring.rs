@@ -124,3 +124,27 @@ fn memory_to_pipe_and_file_with_write() {
         assert_same(&sink.finish(), &data[3..], &format!("mem -> {sink_kind:?}"));
     }
 }
+
+#[test]
+fn non_blocking_tcp_sink_resumes_exactly() {
+    if skip(uring::probe()) {
+        return;
+    }
+    let data = pattern((4 << 20) + 7, 78);
+    let (_d, src) = file_with(&data);
+    let mut sink = StalledTcp::new();
+    let mut engine = Uring::new();
+    let (stats, blocked) = drive_nonblocking(
+        &mut engine,
+        &|done| zcopy::Src::Fd {
+            fd: src.as_fd(),
+            offset: Some(done as u64),
+        },
+        data.len(),
+        &mut sink,
+    );
+    drop(engine);
+    eprintln!("uring file -> non-blocking tcp: {blocked} times full, {stats:?}");
+    assert!(blocked > 0, "the stalled sink never filled up");
+    assert_same(&sink.finish(), &data, "file -> non-blocking tcp");
+}
