@@ -12,6 +12,11 @@
 //! (`SO_EE_CODE_ZEROCOPY_COPIED`), which it always does on loopback; those are
 //! counted in [`Stats::zerocopy_copied`], the others in [`Stats::zerocopy_done`].
 //!
+//! Because of that wait a step blocks until the kernel is done with the data —
+//! it has left the machine or, on loopback, reached the peer's socket — even on a
+//! non-blocking sink; if the peer's receive window is closed that means until the
+//! peer reads (bounded by [`COMPLETION_TIMEOUT`]).
+//!
 //! Completions are counted, not matched by id, so the engine assumes no other
 //! zero-copy send on the socket is still outstanding when a step starts (true when
 //! only this engine sends zero-copy on it: each step waits for its own).

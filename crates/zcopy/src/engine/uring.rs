@@ -5,7 +5,8 @@
 //!   submission per chunk.
 //! - `Src::Mem` to a TCP socket: `SEND_ZC` from the caller's memory, waiting for the
 //!   notification (the kernel is done with the memory) before the step returns;
-//!   to anything else: `WRITE` (a copy).
+//!   to anything else: `WRITE` (a copy). Like `msg-zerocopy`, a `SEND_ZC` step
+//!   waits for the kernel to be done with the memory even on a non-blocking sink.
 //!
 //! The kernel's opcodes are probed once per process; when io_uring is disabled
 //! (`/proc/sys/kernel/io_uring_disabled`, seccomp: ENOSYS/EPERM at setup) or an

@@ -486,3 +486,76 @@ pub fn drive_stream(
     assert_eq!(engine.pending(), 0);
     stats
 }
+
+/// A non-blocking TCP sink whose reader starts only when told to, so the sender is
+/// sure to find the socket full at some point.
+pub struct StalledTcp {
+    pub fd: OwnedFd,
+    go: Option<std::sync::mpsc::Sender<()>>,
+    reader: JoinHandle<Vec<u8>>,
+}
+
+impl StalledTcp {
+    pub fn new() -> StalledTcp {
+        let (a, mut b) = tcp_pair();
+        a.set_nonblocking(true).unwrap();
+        rustix::net::sockopt::set_socket_send_buffer_size(&a, 64 * 1024).unwrap();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _ = wait.recv();
+            let mut v = Vec::new();
+            b.read_to_end(&mut v).unwrap();
+            v
+        });
+        StalledTcp {
+            fd: a.into(),
+            go: Some(go),
+            reader,
+        }
+    }
+
+    /// Lets the reader start.
+    pub fn release(&mut self) {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
+    }
+
+    /// Closes the sink and returns what the reader got.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.release();
+        drop(self.fd);
+        self.reader.join().unwrap()
+    }
+}
+
+/// Drives `engine` over `len` bytes (`src_at(done)` is the source from byte `done`
+/// on) into a [`StalledTcp`]: on each `WouldBlock` the reader is released and the
+/// loop waits for POLLOUT. Returns the counters and how often the sink was full.
+pub fn drive_nonblocking<'a>(
+    engine: &mut dyn zcopy::Engine,
+    src_at: &dyn Fn(usize) -> zcopy::Src<'a>,
+    len: usize,
+    sink: &mut StalledTcp,
+) -> (zcopy::Stats, u64) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut stats = zcopy::Stats::default();
+    let mut done = 0;
+    let mut blocked = 0;
+    while done < len {
+        match engine.step(src_at(done), sink.fd.as_fd(), len - done, &mut stats) {
+            Ok(0) => panic!("{:?}: source ended at {done}/{len}", engine.kind()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                blocked += 1;
+                sink.release();
+                let mut fds = [PollFd::new(&sink.fd, PollFlags::OUT)];
+                poll(&mut fds, None).unwrap();
+            }
+            Err(e) => panic!("{:?}: {e}", engine.kind()),
+        }
+    }
+    assert_eq!(engine.pending(), 0);
+    assert_eq!(stats.bytes, len as u64);
+    (stats, blocked)
+}

@@ -117,3 +117,36 @@ fn stream_source_to_tcp() {
     feeder.join().unwrap();
     assert_same(&sink.finish(), &data, "pipe -> tcp");
 }
+
+#[test]
+fn non_blocking_tcp_sink_resumes_exactly() {
+    let data = pattern((4 << 20) + 7, 77);
+    // Memory source.
+    let mut sink = StalledTcp::new();
+    let mut engine = Vmsplice::new();
+    let (_, blocked) = drive_nonblocking(
+        &mut engine,
+        &|done| Src::Mem(&data[done..]),
+        data.len(),
+        &mut sink,
+    );
+    drop(engine);
+    assert!(blocked > 0, "the stalled sink never filled up");
+    assert_same(&sink.finish(), &data, "mem -> non-blocking tcp");
+    // File source.
+    let (_d, src) = file_with(&data);
+    let mut sink = StalledTcp::new();
+    let mut engine = Vmsplice::new();
+    let (_, blocked) = drive_nonblocking(
+        &mut engine,
+        &|done| Src::Fd {
+            fd: src.as_fd(),
+            offset: Some(done as u64),
+        },
+        data.len(),
+        &mut sink,
+    );
+    drop(engine);
+    assert!(blocked > 0, "the stalled sink never filled up");
+    assert_same(&sink.finish(), &data, "file -> non-blocking tcp");
+}
