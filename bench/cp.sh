@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# zcopy cp vs GNU cp on one file (default 1 GiB), measured side by side in one run
+# with hyperfine (warm-up, 10 runs each, alternating). Prints the ratio and writes
+# bench/results/cp.md. Usage: bench/cp.sh [SIZE_MIB]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-1024}
+command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
+cargo build --release -q -p zcopy-cli
+zcopy=$PWD/target/release/zcopy
+work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-cp-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+head -c $((size_mib << 20)) /dev/urandom > "$work/src"
+mkdir -p bench/results
+hyperfine --warmup 2 --runs 10 -N \
+  --prepare "rm -f $work/dst" \
+  --export-markdown "$work/table.md" --export-json "$work/result.json" \
+  -n "GNU cp" "cp $work/src $work/dst" \
+  -n "zcopy cp" "$zcopy cp --progress never $work/src $work/dst"
+cmp "$work/src" "$work/dst"
+ratio=$(python3 -c "import json;r=json.load(open('$work/result.json'))['results'];print(f\"{r[1]['median']/r[0]['median']:.2f}\")")
+{
+  echo "# zcopy cp vs GNU cp, ${size_mib} MiB, page cache warm, ext4 ($(uname -r), $(nproc) cores)"
+  echo
+  cat "$work/table.md"
+  echo
+  echo "zcopy cp / GNU cp (median time): **${ratio}x** (target <= 1.0x)"
+  echo
+  echo "engine: $($zcopy -v cp --progress never "$work/src" "$work/dst2" 2>&1 | grep -o 'engines: .*' || true)"
+} | tee bench/results/cp.md
