@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 head -c $((size_mib << 20)) /dev/urandom > "$work/src"
 mkdir -p bench/results
 hyperfine --warmup 2 --runs 10 -N \
-  --prepare "rm -f $work/dst" \
+  --prepare "rm -f $work/dst; sync" \
   --export-markdown "$work/table.md" --export-json "$work/result.json" \
   -n "GNU cp" "cp $work/src $work/dst" \
   -n "zcopy cp" "$zcopy cp --progress never $work/src $work/dst"
