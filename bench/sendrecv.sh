@@ -32,7 +32,7 @@ run_pair() {
   sync
   local t0 t1
   t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S" -o "$work/recv.time" taskset -c 0 bash -c "$recv_cmd" &
+  /usr/bin/time -f "%U %S" -o "$work/recv.time" taskset -c 0 bash -c "$recv_cmd" > /dev/null &
   local rpid=$!
   sleep 0.3
   /usr/bin/time -f "%U %S" -o "$work/send.time" taskset -c 1 bash -c "$send_cmd"
