@@ -1,5 +1,4 @@
 //! Parsing a request head (RFC 9112), strictly: anything ambiguous is a 400.
-//! (stub: signatures fixed, bodies to be written)
 
 /// Size limits for a request head.
 #[derive(Clone, Copy, Debug)]
@@ -98,11 +97,687 @@ pub enum Parsed<'a> {
     Partial,
 }
 
-/// Parses the head at the start of `buf`.
-pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError> {
-    let _ = (buf, limits);
-    Err(HttpError {
-        status: 501,
-        reason: "not implemented yet",
+/// OWS characters (RFC 9110 §5.6.3).
+fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+const fn err(status: u16, reason: &'static str) -> HttpError {
+    HttpError { status, reason }
+}
+
+const BAD_LINE_END: HttpError = err(400, "line endings must be CRLF");
+const NUL_BYTE: HttpError = err(400, "NUL byte in request head");
+const URI_TOO_LONG: HttpError = err(414, "request line too long");
+const HEAD_TOO_LARGE: HttpError = err(431, "request header section too large");
+const TOO_MANY_HEADERS: HttpError = err(431, "too many header fields");
+
+/// Finds the end of the line that starts at `from`: `Ok(Some((content_end, next_start)))`
+/// for a CRLF-terminated line, `Ok(None)` when the buffer ends first (the returned
+/// position is where the line content ends so far). NUL, bare CR and bare LF are errors.
+fn next_line(buf: &[u8], from: usize) -> Result<Result<(usize, usize), usize>, HttpError> {
+    let rest = &buf[from..];
+    match rest
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n' || b == 0)
+    {
+        None => Ok(Err(buf.len())),
+        Some(i) => {
+            let at = from + i;
+            match buf[at] {
+                0 => Err(NUL_BYTE),
+                b'\n' => Err(BAD_LINE_END),
+                _ => match buf.get(at + 1) {
+                    None => Ok(Err(at)),
+                    Some(b'\n') => Ok(Ok((at, at + 2))),
+                    Some(_) => Err(BAD_LINE_END),
+                },
+            }
+        }
+    }
+}
+
+/// Checks the version token of a request line: `HTTP/1.0` and `HTTP/1.1` pass,
+/// other well-formed `HTTP/d.d` versions are 505, anything else 400.
+fn check_version(line: &[u8]) -> Result<Version, HttpError> {
+    let version = match line.iter().rposition(|&b| b == b' ') {
+        Some(sp) => &line[sp + 1..],
+        None => return Err(err(400, "malformed request line")),
+    };
+    match version {
+        b"HTTP/1.1" => Ok(Version::Http11),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(err(505, "HTTP version not supported"))
+        }
+        _ => Err(err(400, "malformed HTTP version")),
+    }
+}
+
+/// Where the head ends, after checking framing byte by byte.
+struct Scan {
+    /// Offset of the request line (after ignored leading empty lines).
+    start: usize,
+    /// Offset just past the blank line ending the head.
+    end: usize,
+    /// Number of header field lines.
+    fields: usize,
+    /// Version from the request line.
+    version: Version,
+}
+
+/// Walks the raw head: CRLF only, no NUL, no obs-fold, no whitespace before a colon,
+/// within the limits. `Ok(None)` means more bytes are needed.
+fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
+    // RFC 9112 §2.2: ignore empty lines before the request line.
+    let mut start = 0;
+    while buf[start..].starts_with(b"\r\n") {
+        start += 2;
+        if start > limits.max_header_bytes {
+            return Err(HEAD_TOO_LARGE);
+        }
+    }
+    let partial_size_check = |pos: usize| -> Result<Option<Scan>, HttpError> {
+        if pos > limits.max_header_bytes {
+            Err(HEAD_TOO_LARGE)
+        } else {
+            Ok(None)
+        }
+    };
+
+    // Request line.
+    let (line_end, mut pos) = match next_line(buf, start)? {
+        Ok(found) => found,
+        Err(so_far) => {
+            if so_far - start > limits.max_request_line {
+                return Err(URI_TOO_LONG);
+            }
+            return partial_size_check(buf.len());
+        }
+    };
+    if line_end - start > limits.max_request_line {
+        return Err(URI_TOO_LONG);
+    }
+    let version = check_version(&buf[start..line_end])?;
+
+    // Header field lines, up to the blank line.
+    let mut fields = 0;
+    loop {
+        if pos > limits.max_header_bytes {
+            return Err(HEAD_TOO_LARGE);
+        }
+        if let Some(&first) = buf.get(pos)
+            && is_ows(first)
+        {
+            return Err(err(400, "obsolete line folding"));
+        }
+        let (content_end, next) = match next_line(buf, pos)? {
+            Ok(found) => found,
+            Err(_) => return partial_size_check(buf.len()),
+        };
+        if content_end == pos {
+            if next > limits.max_header_bytes {
+                return Err(HEAD_TOO_LARGE);
+            }
+            return Ok(Some(Scan {
+                start,
+                end: next,
+                fields,
+                version,
+            }));
+        }
+        let line = &buf[pos..content_end];
+        match line.iter().position(|&b| b == b':') {
+            None | Some(0) => return Err(err(400, "malformed header field")),
+            Some(colon) if is_ows(line[colon - 1]) => {
+                return Err(err(400, "whitespace before colon"));
+            }
+            Some(_) => {}
+        }
+        fields += 1;
+        if fields > limits.max_headers {
+            return Err(TOO_MANY_HEADERS);
+        }
+        pos = next;
+    }
+}
+
+/// Whether the comma-separated token list `value` contains `token` (case-insensitive).
+fn has_token(value: &str, token: &str) -> bool {
+    value.split(',').any(|t| {
+        t.trim_matches(|c| c == ' ' || c == '\t')
+            .eq_ignore_ascii_case(token)
     })
+}
+
+/// The last non-empty element of a comma-separated list.
+fn last_token(value: &str) -> Option<&str> {
+    value
+        .split(',')
+        .map(|t| t.trim_matches(|c| c == ' ' || c == '\t'))
+        .rfind(|t| !t.is_empty())
+}
+
+/// Parses a Content-Length value: 1*DIGIT, no sign, no overflow.
+fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+    const BAD: HttpError = err(400, "invalid Content-Length");
+    if value.is_empty() {
+        return Err(BAD);
+    }
+    value.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return Err(BAD);
+        }
+        acc.checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(BAD)
+    })
+}
+
+/// Trims optional whitespace around a field value.
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|&b| !is_ows(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|&b| !is_ows(b)).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// Sets a singleton field, rejecting a second occurrence.
+fn set_once<'a>(
+    slot: &mut Option<&'a str>,
+    value: &'a [u8],
+    dup: &'static str,
+) -> Result<(), HttpError> {
+    if slot.is_some() {
+        return Err(err(400, dup));
+    }
+    *slot = Some(std::str::from_utf8(value).map_err(|_| err(400, "non-UTF-8 header value"))?);
+    Ok(())
+}
+
+/// Splits an absolute-form target (`http://host/path?q`) into authority and the
+/// origin-form remainder. Only `http` and `https` schemes are accepted.
+fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    let colon = target.find("://")?;
+    let scheme = &target[..colon];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = &target[colon + 3..];
+    let slash = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(slash);
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    match path.as_bytes().first() {
+        None => Some((authority, "/")),
+        Some(b'/') => Some((authority, path)),
+        Some(_) => None, // "http://h?q" would need a '/' inserted: not worth allocating.
+    }
+}
+
+/// Parses the head at the start of `buf`.
+///
+/// Strict by design (RFC 9112 §2.2, §3, §5, §6): lines must end in CRLF (bare CR or
+/// LF → 400), NUL bytes, obs-fold and whitespace before a colon are 400; a request
+/// line longer than `max_request_line` is 414 and a header section over
+/// `max_header_bytes` or `max_headers` is 431, reported as soon as the buffer proves
+/// it even if the head is incomplete. Versions other than 1.0/1.1 are 505.
+/// Content-Length with Transfer-Encoding, repeated (even equal) or malformed
+/// Content-Length, a missing (HTTP/1.1) or repeated Host, and repeated singleton
+/// fields that we use (Range, If-Range, If-Match, If-None-Match, If-Modified-Since,
+/// If-Unmodified-Since) are 400. Transfer-Encoding whose final coding isn't
+/// `chunked` is 400 (§6.3).
+///
+/// The target must be origin-form (`/…`); absolute-form `http(s)://authority/path`
+/// is accepted (§3.2.2) by taking its path, and then `host` is the URI's authority.
+/// `*` (asterisk-form) and authority-form are 400. Leading empty lines are ignored.
+pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError> {
+    let Some(scan) = scan(buf, limits)? else {
+        return Ok(Parsed::Partial);
+    };
+    let head = &buf[scan.start..scan.end];
+
+    const STACK_HEADERS: usize = 64;
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [httparse::Header<'a>] = if scan.fields <= STACK_HEADERS {
+        &mut stack[..scan.fields]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; scan.fields];
+        &mut heap
+    };
+    let mut raw = httparse::Request::new(slots);
+    match raw.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err(err(400, "malformed request head")),
+        // The version token was checked already: a Version error here means the
+        // request line has more than three parts.
+        Err(httparse::Error::Version | httparse::Error::Token) => {
+            return Err(err(400, "malformed request line"));
+        }
+        Err(httparse::Error::HeaderName | httparse::Error::HeaderValue) => {
+            return Err(err(400, "malformed header field"));
+        }
+        Err(_) => return Err(err(400, "malformed request head")),
+    }
+
+    let method = match raw.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some(_) => Method::Other,
+        None => return Err(err(400, "malformed request line")),
+    };
+    let raw_target = raw.path.ok_or(err(400, "malformed request line"))?;
+    if !raw_target.is_ascii() {
+        return Err(err(400, "non-ASCII request target"));
+    }
+    let (target, uri_authority) = if raw_target.starts_with('/') {
+        (raw_target, None)
+    } else if let Some((authority, path)) = split_absolute(raw_target) {
+        (path, Some(authority))
+    } else {
+        return Err(err(400, "request target must be origin-form"));
+    };
+
+    let mut req = Request {
+        method,
+        target,
+        version: scan.version,
+        keep_alive: scan.version == Version::Http11,
+        body_len: 0,
+        chunked_body: false,
+        host: None,
+        range: None,
+        if_range: None,
+        if_none_match: None,
+        if_match: None,
+        if_modified_since: None,
+        if_unmodified_since: None,
+        user_agent: None,
+        referer: None,
+    };
+    let mut content_length: Option<u64> = None;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut last_coding_chunked = false;
+    for h in raw.headers.iter() {
+        let name = h.name;
+        let value = trim_ows(h.value);
+        let eq = |n: &str| name.eq_ignore_ascii_case(n);
+        if eq("content-length") {
+            if content_length.is_some() {
+                return Err(err(400, "repeated Content-Length"));
+            }
+            content_length = Some(parse_content_length(value)?);
+        } else if eq("transfer-encoding") {
+            req.chunked_body = true;
+            let v =
+                std::str::from_utf8(value).map_err(|_| err(400, "invalid Transfer-Encoding"))?;
+            if let Some(last) = last_token(v) {
+                last_coding_chunked = last.eq_ignore_ascii_case("chunked");
+            }
+        } else if eq("connection") {
+            let v = std::str::from_utf8(value).map_err(|_| err(400, "invalid Connection"))?;
+            conn_close |= has_token(v, "close");
+            conn_keep_alive |= has_token(v, "keep-alive");
+        } else if eq("host") {
+            set_once(&mut req.host, value, "repeated Host")?;
+        } else if eq("range") {
+            set_once(&mut req.range, value, "repeated Range")?;
+        } else if eq("if-range") {
+            set_once(&mut req.if_range, value, "repeated If-Range")?;
+        } else if eq("if-none-match") {
+            set_once(&mut req.if_none_match, value, "repeated If-None-Match")?;
+        } else if eq("if-match") {
+            set_once(&mut req.if_match, value, "repeated If-Match")?;
+        } else if eq("if-modified-since") {
+            set_once(
+                &mut req.if_modified_since,
+                value,
+                "repeated If-Modified-Since",
+            )?;
+        } else if eq("if-unmodified-since") {
+            set_once(
+                &mut req.if_unmodified_since,
+                value,
+                "repeated If-Unmodified-Since",
+            )?;
+        } else if eq("user-agent") {
+            req.user_agent = std::str::from_utf8(value).ok();
+        } else if eq("referer") {
+            req.referer = std::str::from_utf8(value).ok();
+        }
+    }
+
+    if req.chunked_body {
+        if content_length.is_some() {
+            return Err(err(400, "both Content-Length and Transfer-Encoding"));
+        }
+        if !last_coding_chunked {
+            return Err(err(400, "final transfer coding is not chunked"));
+        }
+    }
+    if scan.version == Version::Http11 && req.host.is_none() {
+        return Err(err(400, "missing Host"));
+    }
+    if let Some(authority) = uri_authority {
+        req.host = Some(authority);
+    }
+    req.body_len = content_length.unwrap_or(0);
+    req.keep_alive = match scan.version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    } && !req.chunked_body;
+    Ok(Parsed::Complete(req, scan.end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+
+    fn ok(raw: &str) -> (Request<'_>, usize) {
+        match parse(raw.as_bytes(), &lim()) {
+            Ok(Parsed::Complete(r, n)) => (r, n),
+            other => panic!("{raw:?}: expected Complete, got {other:?}"),
+        }
+    }
+
+    fn status(raw: &[u8], limits: &Limits) -> u16 {
+        match parse(raw, limits) {
+            Err(e) => e.status,
+            Ok(Parsed::Partial) => 0,
+            Ok(Parsed::Complete(..)) => 200,
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let raw = "GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nUser-Agent: t/1\r\n\r\nNEXT";
+        let (r, n) = ok(raw);
+        assert_eq!(n, raw.len() - 4);
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(r.target, "/a/b?c=d");
+        assert_eq!(r.version, Version::Http11);
+        assert!(r.keep_alive);
+        assert_eq!(r.body_len, 0);
+        assert!(!r.chunked_body);
+        assert_eq!(r.host, Some("x"));
+        assert_eq!(r.user_agent, Some("t/1"));
+        assert_eq!(r.range, None);
+    }
+
+    #[test]
+    fn fields_extracted_and_trimmed() {
+        let raw = "HEAD / HTTP/1.1\r\nhost:  h:80 \r\nRANGE: bytes=0-1\r\nIf-Range: \"e\"\r\n\
+                   If-None-Match: W/\"a\", \"b\"\r\nIf-Match: *\r\n\
+                   If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+                   If-Unmodified-Since: x\r\nReferer: http://r/\r\nX-Other: y\r\n\r\n";
+        let (r, _) = ok(raw);
+        assert_eq!(r.method, Method::Head);
+        assert_eq!(r.host, Some("h:80"));
+        assert_eq!(r.range, Some("bytes=0-1"));
+        assert_eq!(r.if_range, Some("\"e\""));
+        assert_eq!(r.if_none_match, Some("W/\"a\", \"b\""));
+        assert_eq!(r.if_match, Some("*"));
+        assert_eq!(r.if_modified_since, Some("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert_eq!(r.if_unmodified_since, Some("x"));
+        assert_eq!(r.referer, Some("http://r/"));
+    }
+
+    #[test]
+    fn other_methods() {
+        for m in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "FOO", "get"] {
+            let raw = format!("{m} / HTTP/1.1\r\nHost: x\r\n\r\n");
+            let (r, _) = ok(&raw);
+            assert_eq!(r.method, Method::Other, "{m}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let cases = [
+            ("HTTP/1.1", "", true),
+            ("HTTP/1.1", "Connection: close\r\n", false),
+            ("HTTP/1.1", "Connection: Keep-Alive, CLOSE\r\n", false),
+            ("HTTP/1.1", "Connection: upgrade\r\n", true),
+            ("HTTP/1.1", "Connection: closed\r\n", true),
+            ("HTTP/1.0", "", false),
+            ("HTTP/1.0", "Connection: keep-alive\r\n", true),
+            ("HTTP/1.0", "Connection: foo,  Keep-Alive \r\n", true),
+            (
+                "HTTP/1.0",
+                "Connection: keep-alive\r\nConnection: close\r\n",
+                false,
+            ),
+            (
+                "HTTP/1.1",
+                "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n",
+                false,
+            ),
+        ];
+        for (v, h, want) in cases {
+            let raw = format!("GET / {v}\r\nHost: x\r\n{h}\r\n");
+            assert_eq!(ok(&raw).0.keep_alive, want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        let (r, _) = ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n");
+        assert_eq!((r.body_len, r.chunked_body), (12, false));
+        let (r, _) =
+            ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(r.body_len, u64::MAX);
+        let (r, _) = ok("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+        assert!(r.chunked_body);
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn http10_without_host() {
+        let (r, _) = ok("GET /x HTTP/1.0\r\n\r\n");
+        assert_eq!(r.version, Version::Http10);
+        assert_eq!(r.host, None);
+    }
+
+    #[test]
+    fn leading_empty_lines_ignored() {
+        let raw = "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (r, n) = ok(raw);
+        assert_eq!(n, raw.len());
+        assert_eq!(r.target, "/");
+    }
+
+    #[test]
+    fn absolute_form() {
+        let (r, _) = ok("GET http://example.com:8080/a%20b?q HTTP/1.1\r\nHost: other\r\n\r\n");
+        assert_eq!(r.target, "/a%20b?q");
+        assert_eq!(r.host, Some("example.com:8080"));
+        let (r, _) = ok("GET HTTPS://example.com HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(r.target, "/");
+    }
+
+    #[test]
+    fn malformed_table() {
+        let cases: &[(&str, &[u8], u16)] = &[
+            ("bare LF", b"GET / HTTP/1.1\nHost: x\n\n", 400),
+            ("bare LF in header", b"GET / HTTP/1.1\r\nHost: x\n\r\n", 400),
+            ("bare LF at end", b"GET / HTTP/1.1\r\nHost: x\r\n\n", 400),
+            ("bare CR", b"GET / HTTP/1.1\rHost: x\r\n\r\n", 400),
+            ("bare CR in value", b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", 400),
+            ("leading bare LF", b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("NUL in target", b"GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("NUL in value", b"GET / HTTP/1.1\r\nHost: x\0\r\n\r\n", 400),
+            ("NUL in name", b"GET / HTTP/1.1\r\nHo\0st: x\r\n\r\n", 400),
+            ("obs-fold SP", b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", 400),
+            ("obs-fold HTAB", b"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n\tc\r\n\r\n", 400),
+            ("first line folded", b"GET / HTTP/1.1\r\n Host: x\r\n\r\n", 400),
+            ("space before colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+            ("tab before colon", b"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", 400),
+            ("no colon", b"GET / HTTP/1.1\r\nHost x\r\n\r\n", 400),
+            ("empty name", b"GET / HTTP/1.1\r\n: x\r\nHost: x\r\n\r\n", 400),
+            ("bad name char", b"GET / HTTP/1.1\r\nHo(st: x\r\nHost: x\r\n\r\n", 400),
+            ("CL and TE", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("TE and CL", b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
+            ("TE not chunked last", b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+            ("TE empty", b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n", 400),
+            ("dup CL equal", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", 400),
+            ("dup CL differ", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\n", 400),
+            ("CL list", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n", 400),
+            ("CL sign", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", 400),
+            ("CL negative", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+            ("CL empty", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", 400),
+            ("CL hex", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n", 400),
+            ("CL overflow", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n", 400),
+            ("no host 1.1", b"GET / HTTP/1.1\r\n\r\n", 400),
+            ("dup host", b"GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n", 400),
+            ("dup host 1.0", b"GET / HTTP/1.0\r\nHost: x\r\nhost: y\r\n\r\n", 400),
+            ("dup range", b"GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=0-1\r\n\r\n", 400),
+            ("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+            ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", 505),
+            ("HTTP/0.9", b"GET / HTTP/0.9\r\nHost: x\r\n\r\n", 505),
+            ("HTTP/3.0", b"GET / HTTP/3.0\r\n\r\n", 505),
+            ("lowercase http", b"GET / http/1.1\r\nHost: x\r\n\r\n", 400),
+            ("HTTP/1.10", b"GET / HTTP/1.10\r\nHost: x\r\n\r\n", 400),
+            ("no version", b"GET /\r\nHost: x\r\n\r\n", 400),
+            ("simple request", b"GET\r\n\r\n", 400),
+            ("two spaces", b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("trailing space", b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n", 400),
+            ("space in target", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("tab delimiter", b"GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("asterisk", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("authority-form", b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("relative", b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("ftp absolute", b"GET ftp://h/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("absolute no slash query", b"GET http://h?q HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("absolute userinfo", b"GET http://u@h/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("non-ascii target", b"GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("bad method char", b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("empty method", b" / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("control char in value", b"GET / HTTP/1.1\r\nHost: x\x01y\r\n\r\n", 400),
+            ("DEL in value", b"GET / HTTP/1.1\r\nHost: x\x7fy\r\n\r\n", 400),
+        ];
+        for (what, raw, want) in cases {
+            assert_eq!(
+                status(raw, &lim()),
+                *want,
+                "{what}: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn partial_heads() {
+        let full = b"GET /x HTTP/1.1\r\nHost: x\r\nRange: bytes=1-\r\n\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(status(&full[..cut], &lim()), 0, "cut at {cut}");
+        }
+        assert_eq!(status(full, &lim()), 200);
+        // Errors are found in a partial head too.
+        assert_eq!(status(b"GET / HTTP/1.1\r\nA\0", &lim()), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\n", &lim()), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: x\r\n fold", &lim()), 400);
+    }
+
+    #[test]
+    fn request_line_limit() {
+        let limits = Limits {
+            max_request_line: 20,
+            max_header_bytes: 1000,
+            max_headers: 10,
+        };
+        // "GET /xxxx HTTP/1.1" with a path making exactly 20 bytes.
+        let line = format!("GET /{} HTTP/1.1", "a".repeat(20 - 14));
+        assert_eq!(line.len(), 20);
+        let exact = format!("{line}\r\nHost: x\r\n\r\n");
+        assert_eq!(status(exact.as_bytes(), &limits), 200);
+        let over = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(7));
+        assert_eq!(status(over.as_bytes(), &limits), 414);
+        // Partial: 20 bytes, or 20 + CR, may still be fine; 21 bytes without CR are not.
+        assert_eq!(status(&exact.as_bytes()[..20], &limits), 0);
+        assert_eq!(status(&exact.as_bytes()[..21], &limits), 0);
+        assert_eq!(status(&[b'a'; 21], &limits), 414);
+        assert_eq!(status(over.as_bytes()[..21].as_ref(), &limits), 414);
+    }
+
+    #[test]
+    fn header_limits() {
+        let limits = Limits {
+            max_request_line: 100,
+            max_header_bytes: 64,
+            max_headers: 3,
+        };
+        let head = "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(status(head.as_bytes(), &limits), 200);
+        let four = "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(status(four.as_bytes(), &limits), 431);
+        // Too many fields already in a partial head.
+        assert_eq!(status(&four.as_bytes()[..four.len() - 2], &limits), 431);
+        // Exactly max_header_bytes is fine, one more is not.
+        let pad = 64 - "GET / HTTP/1.1\r\nHost: \r\n\r\n".len();
+        let exact = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", "h".repeat(pad));
+        assert_eq!(exact.len(), 64);
+        assert_eq!(status(exact.as_bytes(), &limits), 200);
+        let over = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", "h".repeat(pad + 1));
+        assert_eq!(status(over.as_bytes(), &limits), 431);
+        // Partial and already over.
+        let big = format!("GET / HTTP/1.1\r\nHost: {}", "h".repeat(100));
+        assert_eq!(status(big.as_bytes(), &limits), 431);
+    }
+
+    #[test]
+    fn many_headers_beyond_stack() {
+        let limits = Limits {
+            max_headers: 200,
+            ..Limits::default()
+        };
+        let mut raw = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..150 {
+            raw.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        raw.push_str("Range: bytes=5-\r\n\r\n");
+        match parse(raw.as_bytes(), &limits) {
+            Ok(Parsed::Complete(r, n)) => {
+                assert_eq!(n, raw.len());
+                assert_eq!(r.range, Some("bytes=5-"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(status(raw.as_bytes(), &Limits::default()), 431);
+    }
+
+    #[test]
+    fn pipelined() {
+        let raw = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let Ok(Parsed::Complete(r, n)) = parse(raw, &lim()) else {
+            panic!()
+        };
+        assert_eq!(r.target, "/1");
+        let Ok(Parsed::Complete(r2, n2)) = parse(&raw[n..], &lim()) else {
+            panic!()
+        };
+        assert_eq!(r2.target, "/2");
+        assert_eq!(n + n2, raw.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse(&bytes, &lim());
+        }
+
+        #[test]
+        fn prefix_of_valid_is_partial(cut in 0usize..60) {
+            let full = b"GET /some/path?q=1 HTTP/1.1\r\nHost: example\r\nA: b\r\n\r\n";
+            let cut = cut.min(full.len() - 1);
+            proptest::prop_assert_eq!(parse(&full[..cut], &lim()), Ok(Parsed::Partial));
+        }
+    }
 }
