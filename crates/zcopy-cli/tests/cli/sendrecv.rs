@@ -272,3 +272,35 @@ fn receiver_gone_or_refused_connection_fails_the_sender() {
     let res = send("127.0.0.1:9", &[&src.path().join("missing")], &[]);
     assert_eq!(res.status.code(), Some(2));
 }
+
+/// 1 GiB (sparse at the source, real at the destination) arrives byte-exact.
+#[test]
+fn one_gib_arrives_byte_exact() {
+    use std::os::unix::fs::FileExt;
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = src.path().join("gib");
+    let f = fs::File::create(&path).unwrap();
+    f.set_len(1 << 30).unwrap();
+    for (i, at) in [0u64, 4095, 1 << 20, (1 << 29) + 3, (1 << 30) - 1]
+        .into_iter()
+        .enumerate()
+    {
+        f.write_all_at(&[i as u8 + 1], at).unwrap();
+    }
+    drop(f);
+    let (mut recv, addr) = start_recv(out.path(), &[]);
+    let res = send(&addr, &[&path], &[]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(recv.wait().unwrap().success());
+    let st = Command::new("cmp")
+        .arg(&path)
+        .arg(out.path().join("gib"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "1 GiB copy differs");
+}
