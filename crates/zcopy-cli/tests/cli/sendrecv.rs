@@ -304,3 +304,43 @@ fn one_gib_arrives_byte_exact() {
         .unwrap();
     assert!(st.success(), "1 GiB copy differs");
 }
+
+/// A receiver without room refuses the file; the sender exits 1 and nothing that
+/// looks complete is left.
+#[test]
+fn receiver_disk_full_fails_the_sender() {
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("small");
+    fs::create_dir(&out).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    fs::write(base.path().join("big"), pattern(4 << 20, 3)).unwrap();
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let res = send(&addr, &[&base.path().join("big")], &[]);
+    let recv_ok = recv.wait().unwrap().success();
+    let left: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let _ = Command::new("umount").arg(&out).status();
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("no space"),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(!recv_ok);
+    assert!(left.is_empty(), "{left:?}");
+}
