@@ -1,1 +1,153 @@
-//! TODO
+//! Memory the engines can't describe with safe Rust: read-only file mappings that
+//! another process may truncate under us, and buffers aligned for `O_DIRECT`.
+//!
+//! A mapped file page beyond a (new) end of file raises SIGBUS when user code
+//! touches it. So [`Mapping`] never hands out a slice: its bytes only ever go to
+//! the kernel, through [`Mapping::write_to`], where such a page makes `write(2)`
+//! return a short count or `EFAULT` instead of a signal.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// The system page size.
+pub fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// A read-only shared mapping of part of a file; unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<c_void>,
+    len: usize,
+}
+
+// SAFETY: a mapping belongs to the process, not to a thread; `Mapping` only holds
+// its address, never references into it, so moving it between threads is sound.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// `mmap(NULL, len, PROT_READ, MAP_SHARED, fd, offset)` —
+    /// <https://man7.org/linux/man-pages/man2/mmap.2.html>. `offset` must be a
+    /// multiple of [`page_size`] and `len` non-zero.
+    pub fn map(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Mapping> {
+        if len == 0 || !offset.is_multiple_of(page_size() as u64) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: a fresh mapping at an address the kernel chooses overlaps no
+        // existing memory; it is read-only and we never create references into it.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                fd,
+                offset,
+            )?
+        };
+        let ptr = NonNull::new(ptr).ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
+        let map = Mapping { ptr, len };
+        // `madvise(MADV_SEQUENTIAL)`: read ahead aggressively; only a hint.
+        // SAFETY: the range is exactly the mapping we own.
+        let _ = unsafe {
+            rustix::mm::madvise(map.ptr.as_ptr(), map.len, rustix::mm::Advice::Sequential)
+        };
+        Ok(map)
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: mappings are never empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `write(sink, map + start, len)` — <https://man7.org/linux/man-pages/man2/write.2.html>:
+    /// writes mapped bytes `[start, start + len)` straight from the mapping. If
+    /// the file was truncated under the mapping, the kernel returns a short count
+    /// (bytes before the lost page) or `EFAULT`; no signal is raised.
+    ///
+    /// # Panics
+    /// If the range is not inside the mapping.
+    pub fn write_to(&self, sink: BorrowedFd<'_>, start: usize, len: usize) -> io::Result<usize> {
+        assert!(
+            start <= self.len && len <= self.len - start,
+            "range outside the mapping"
+        );
+        // SAFETY: `start + len <= self.len`, so the pointer range lies inside our
+        // live mapping. Only the kernel reads it (copy_from_user), which turns a
+        // page lost to truncation into EFAULT/short count rather than SIGBUS.
+        let rc = unsafe {
+            libc::write(
+                sink.as_raw_fd(),
+                self.ptr.as_ptr().cast::<u8>().add(start).cast::<c_void>(),
+                len,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as usize)
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing refers
+        // into the mapping. `munmap(2)`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr(), self.len) };
+    }
+}
+
+/// A zeroed heap buffer whose start is aligned (e.g. to 4096 bytes for `O_DIRECT`).
+#[derive(Debug)]
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: `AlignedBuf` owns its allocation exclusively, like a `Vec<u8>`.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    /// A buffer of `len` bytes (at least 1) aligned to `align` (a power of two).
+    pub fn new(len: usize, align: usize) -> AlignedBuf {
+        let layout = Layout::from_size_align(len.max(1), align).expect("valid buffer layout");
+        // SAFETY: the layout has non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, layout }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the allocation is `layout.size()` initialised (zeroed) bytes that
+        // we own; the borrow of `self` keeps it alive and unaliased by `&mut`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this very layout, freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}

@@ -239,3 +239,204 @@ pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
         );
     }
 }
+
+// ---- Shared by the sendfile, splice, mmap, direct and copy-range tests. ----
+
+/// Offsets at which [`check_file_to_sinks`] starts reading: aligned, slightly
+/// unaligned, and unaligned past the first page.
+pub const OFFSETS: [usize; 3] = [0, 5, 4099];
+
+/// Runs `engine` from a file to each of `sinks`, for every size of [`SIZES`] at
+/// every offset of [`OFFSETS`], and checks the bytes.
+pub fn check_file_to_sinks(engine: EngineKind, sinks: &[SinkKind]) {
+    for &size in &SIZES {
+        for offset in OFFSETS {
+            let data = pattern(size + offset, (size * 31 + offset) as u64);
+            let (_d, src) = file_with(&data);
+            for &sink_kind in sinks {
+                let sink = Sink::new(sink_kind);
+                let r = run_engine(
+                    engine,
+                    src.as_fd(),
+                    Some(offset as u64),
+                    sink.fd(),
+                    Some(size as u64),
+                );
+                assert_eq!(r.bytes, size as u64);
+                assert_same(
+                    &sink.finish(),
+                    &data[offset..],
+                    &format!("{engine}: {size} -> {sink_kind:?} @{offset}"),
+                );
+            }
+        }
+    }
+}
+
+/// Runs `engine` from a file in stream mode (no offset: from the file position,
+/// here 5) to a pipe, and checks the bytes and that the position moved to the end.
+pub fn check_file_stream_mode(engine: EngineKind) {
+    use std::io::Seek;
+    let data = pattern((1 << 20) + 7, 77);
+    let (_d, mut src) = file_with(&data);
+    src.seek(std::io::SeekFrom::Start(5)).unwrap();
+    let sink = Sink::new(SinkKind::Pipe);
+    let r = run_engine(engine, src.as_fd(), None, sink.fd(), None);
+    assert_eq!(r.bytes, data.len() as u64 - 5);
+    assert_same(&sink.finish(), &data[5..], &format!("{engine} stream mode"));
+    assert_eq!(src.stream_position().unwrap(), data.len() as u64);
+}
+
+/// Runs `engine` from each stream source kind to each sink kind and checks the bytes.
+pub fn check_streams(engine: EngineKind, srcs: &[SinkKind], sinks: &[SinkKind]) {
+    for &src_kind in srcs {
+        for &sink_kind in sinks {
+            let data = pattern((1 << 20) + 7, 3);
+            let (src, feeder) = stream_source(src_kind, data.clone());
+            let sink = Sink::new(sink_kind);
+            run_engine(engine, src.as_fd(), None, sink.fd(), None);
+            feeder.join().unwrap();
+            assert_same(
+                &sink.finish(),
+                &data,
+                &format!("{engine}: {src_kind:?} -> {sink_kind:?}"),
+            );
+        }
+    }
+}
+
+/// A sparse file of `len` bytes: zeros except one byte at each marker offset.
+/// Made on tmpfs (`/dev/shm`) where it exists, so holes cost no memory or disk
+/// and splice hands out the shared zero page. Returns the dir, the file opened
+/// read-only, and the markers.
+pub fn sparse_file(len: u64) -> (tempfile::TempDir, std::fs::File, Vec<(u64, u8)>) {
+    use std::os::unix::fs::FileExt;
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let path = dir.path().join("sparse");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(len).unwrap();
+    let markers: Vec<(u64, u8)> = [0, 4095, (1 << 31) - 1, 1 << 31, (1 << 31) + 4095, len - 1]
+        .into_iter()
+        .filter(|&o| o < len)
+        .enumerate()
+        .map(|(i, o)| (o, 0xA0 + i as u8))
+        .collect();
+    for &(off, b) in &markers {
+        f.write_at(&[b], off).unwrap();
+    }
+    drop(f);
+    (dir, std::fs::File::open(&path).unwrap(), markers)
+}
+
+/// A pipe whose reader thread checks every byte against a [`sparse_file`]'s
+/// content (zeros except the markers) and returns how many bytes it read.
+pub fn sparse_checker(markers: Vec<(u64, u8)>) -> (OwnedFd, JoinHandle<u64>) {
+    let (mut r, w) = std::io::pipe().unwrap();
+    // Bigger pipe, fewer round trips; the default size works too.
+    let _ = rustix::pipe::fcntl_setpipe_size(&w, 1 << 20);
+    let h = std::thread::spawn(move || {
+        let zeros = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; 1 << 20];
+        let mut pos: u64 = 0;
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                return pos;
+            }
+            for &(off, b) in &markers {
+                if off >= pos && off < pos + n as u64 {
+                    let i = (off - pos) as usize;
+                    assert_eq!(buf[i], b, "marker at {off}");
+                    buf[i] = 0;
+                }
+            }
+            if buf[..n] != zeros[..n] {
+                let i = buf[..n].iter().position(|&x| x != 0).unwrap();
+                panic!("non-zero byte {:#x} at {}", buf[i], pos + i as u64);
+            }
+            pos += n as u64;
+        }
+    });
+    (w.into(), h)
+}
+
+/// Moves a sparse file of 2 GiB + 4097 bytes through `engine` (called directly,
+/// with no per-step limit, so calls cross the 2^31 offset and the per-call
+/// limit) into a checking pipe.
+pub fn check_more_than_2g(mut engine: Box<dyn zcopy::Engine>) {
+    let len: u64 = (1 << 31) + 4097;
+    let (_dir, src, markers) = sparse_file(len);
+    let (w, reader) = sparse_checker(markers);
+    let mut stats = zcopy::Stats::default();
+    let mut off = 0u64;
+    loop {
+        let src_at = zcopy::Src::Fd {
+            fd: src.as_fd(),
+            offset: Some(off),
+        };
+        match engine
+            .step(src_at, w.as_fd(), usize::MAX, &mut stats)
+            .unwrap()
+        {
+            0 => break,
+            n => off += n as u64,
+        }
+    }
+    drop(w);
+    assert_eq!(off, len);
+    assert_eq!(stats.bytes, len);
+    assert_eq!(reader.join().unwrap(), len);
+}
+
+/// Sends 16 MiB through `engine` alone to a non-blocking TCP socket whose reader
+/// is slow, driving [`Transfer::step`] and polling for writability on
+/// `WouldBlock`; checks every byte arrived once, in order.
+pub fn check_nonblocking_tcp(engine: EngineKind) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let data = pattern((16 << 20) + 7, 5);
+    let (_d, src) = file_with(&data);
+    let (a, mut b) = tcp_pair();
+    a.set_nonblocking(true).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = b.read(&mut buf).unwrap();
+            if n == 0 {
+                return got;
+            }
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+    });
+    let mut t = Transfer::with_forced(Plan::only(&[engine]), Forced::default());
+    let len = data.len() as u64;
+    let (mut done, mut would_block, mut steps) = (0u64, 0u32, 0u32);
+    while done < len {
+        let src_at = zcopy::Src::Fd {
+            fd: src.as_fd(),
+            offset: Some(done),
+        };
+        steps += 1;
+        match t.step(src_at, a.as_fd(), (len - done) as usize) {
+            Ok(0) => panic!("{engine}: early end of file at {done}"),
+            Ok(n) => done += n as u64,
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::WouldBlock) => {
+                would_block += 1;
+                poll(&mut [PollFd::new(&a, PollFlags::OUT)], None).unwrap();
+            }
+            Err(e) => panic!("{engine}: {e}"),
+        }
+    }
+    drop(a);
+    let got = reader.join().unwrap();
+    assert_same(&got, &data, &format!("{engine} non-blocking tcp"));
+    assert_eq!(t.report().bytes, len);
+    assert_eq!(t.report().describe(), engine.to_string());
+    assert!(would_block > 0, "{engine}: the sink never filled up");
+    eprintln!("{engine}: non-blocking: {steps} steps, {would_block} WouldBlock");
+}
