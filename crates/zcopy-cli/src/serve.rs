@@ -175,9 +175,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     std::thread::Builder::new()
         .name("zcopy-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, "shutting down");
+            let mut signals = signals.forever();
+            if let Some(sig) = signals.next() {
+                tracing::info!(signal = sig, "shutting down (again to stop at once)");
                 handle.shutdown();
+            }
+            if signals.next().is_some() {
+                std::process::exit(130);
             }
         })
         .context("starting the signal thread")?;

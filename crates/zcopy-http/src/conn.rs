@@ -520,7 +520,7 @@ impl Conn {
             ctx.give_back(t);
         }
         self.cork(false);
-        if self.close_after {
+        if self.close_after || (ctx.shutting_down && self.rend == self.rpos) {
             return self.begin_close(ctx);
         }
         self.state = State::ReadingHead;

@@ -293,6 +293,7 @@ impl Server {
                     shutting_down: false,
                 },
                 accept_paused_until: None,
+                starved: false,
                 next_sweep: Instant::now() + TICK,
                 grace_until: None,
             };
@@ -425,6 +426,8 @@ struct Worker {
     shutdown: Arc<ShutdownInner>,
     ctx: Ctx,
     accept_paused_until: Option<Instant>,
+    /// Accept failed for lack of fds or memory (warned once per episode).
+    starved: bool,
     next_sweep: Instant,
     grace_until: Option<Instant>,
 }
@@ -548,6 +551,7 @@ impl Worker {
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
+                        self.starved = false;
                         self.add(stream, peer);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -555,7 +559,10 @@ impl Worker {
                     }
                     Err(e) => match rustix::io::Errno::from_io_error(&e) {
                         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
-                            tracing::warn!("accept: {e}; pausing new connections");
+                            if !self.starved {
+                                self.starved = true;
+                                tracing::warn!("accept: {e}; pausing new connections");
+                            }
                             self.accept_paused_until = Some(self.ctx.now + ACCEPT_PAUSE);
                             return;
                         }
