@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!(req.chunked_body && req.keep_alive));
                 assert!(!(req.chunked_body && req.body_len != 0));
                 // The head alone parses to the same request.
-                assert_eq!(parse(&data[..used], &limits), Ok(Parsed::Complete(req, used)));
+                assert_eq!(
+                    parse(&data[..used], &limits),
+                    Ok(Parsed::Complete(req, used))
+                );
             }
             Ok(Parsed::Partial) => {
                 assert!(data.len() <= limits.max_header_bytes);
