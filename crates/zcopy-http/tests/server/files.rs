@@ -226,39 +226,66 @@ fn preconditions_give_304_and_412() {
     );
 }
 
+/// Downloads `t.bin` (64 MiB) slowly, truncates it to `cut` after the first MiB
+/// arrived, reads the rest; returns the bytes received.
+fn truncated_download(fx: &Fixture, pref: Preference, cut: u64) -> Vec<u8> {
+    let len = 64u64 << 20;
+    let path = fx.root().join("t.bin");
+    write_pattern(&path, len);
+    let srv = TestServer::start(&fx.root(), |c| c.engine = pref);
+    let mut s = srv.connect();
+    s.write_all(b"GET /t.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, true).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(&*len.to_string()));
+    let mut got = vec![0u8; 1 << 20];
+    s.read_exact(&mut got).unwrap();
+    // Blocks while the server holds a read lease, until it lets go.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(cut).unwrap();
+    drop(f);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!((got.len() as u64) < len, "got the whole file");
+    srv.stop();
+    got
+}
+
 /// Regression guard for "never a byte the file did not hold": a file truncated while
 /// a slow client downloads it yields a short body whose bytes all match the original.
 #[test]
 fn truncation_mid_send_gives_short_body_of_original_bytes() {
     let fx = Fixture::new();
-    let len = 64u64 << 20;
-    let path = fx.root().join("t.bin");
-    write_pattern(&path, len);
     for (name, pref) in engines() {
-        write_pattern(&path, len);
-        let srv = TestServer::start(&fx.root(), |c| c.engine = pref);
-        let mut s = srv.connect();
-        s.write_all(b"GET /t.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let r = read_response(&mut s, true).unwrap();
-        assert_eq!(r.status, 200);
-        assert_eq!(r.header("content-length"), Some(&*len.to_string()));
-        let mut got = vec![0u8; 1 << 20];
-        s.read_exact(&mut got).unwrap();
-        // Truncate (blocks while the server holds a read lease, until it lets go).
-        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(0).unwrap();
-        drop(f);
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        assert!((got.len() as u64) < len, "{name}: got the whole file");
+        let got = truncated_download(&fx, pref, 0);
         assert_pattern(&got, 0, &format!("{name}: truncated download"));
-        eprintln!("{name}: {} of {len} bytes before the close", got.len());
-        srv.stop();
+        eprintln!("{name}: {} bytes before the close", got.len());
+    }
+}
+
+/// Truncating in the middle of a page that is already queued in socket buffers: the
+/// kernel zeroes that page's tail. Copying engines sent copies, so nothing changes on
+/// the wire. Zero-copy engines (sendfile, splice) over loopback still reference the
+/// page from the *client's* receive queue, beyond the server's reach (SIOCOUTQ is
+/// already 0 there): a known hole, reported rather than asserted.
+#[test]
+fn truncation_inside_a_queued_page_with_copying_engines() {
+    let fx = Fixture::new();
+    let cut = (2 << 20) + 100;
+    for (name, pref) in engines() {
+        if matches!(name, "auto" | "sendfile" | "splice" | "uring") {
+            eprintln!(
+                "skipped: {name}: loopback receive queues reference page-cache pages (known hole)"
+            );
+            continue;
+        }
+        let got = truncated_download(&fx, pref, cut);
+        assert_pattern(&got, 0, &format!("{name}: download truncated mid-page"));
     }
 }
