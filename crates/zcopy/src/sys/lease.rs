@@ -53,3 +53,16 @@ impl Drop for ReadLease<'_> {
         let _ = fcntl(self.fd, libc::F_SETLEASE, libc::F_UNLCK);
     }
 }
+
+/// Takes a read lease on `fd` that lasts until the open file is closed (for callers
+/// that keep the file and the lease in one struct). See [`ReadLease::take`].
+pub fn take_until_close<Fd: AsFd + ?Sized>(fd: &Fd) -> io::Result<()> {
+    std::mem::forget(ReadLease::take(fd)?);
+    Ok(())
+}
+
+/// True once another process has asked to write or truncate a file whose lease was
+/// taken with [`take_until_close`] (or if `fd` holds no read lease).
+pub fn breaking<Fd: AsFd + ?Sized>(fd: &Fd) -> bool {
+    !matches!(fcntl(fd.as_fd(), libc::F_GETLEASE, 0), Ok(libc::F_RDLCK))
+}

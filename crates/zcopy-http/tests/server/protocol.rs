@@ -1,0 +1,258 @@
+//! HTTP/1.1 behaviour: keep-alive, pipelining, malformed requests, limits, timeouts.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::util::*;
+
+fn site() -> (Fixture, TestServer) {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"AAAA");
+    fx.file("b.txt", b"BBBBBBBB");
+    fx.file("sub/index.html", b"<p>index</p>");
+    fx.file("a b/x.txt", b"x");
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.header_timeout = Duration::from_secs(1);
+    });
+    (fx, srv)
+}
+
+#[test]
+fn keep_alive_serves_many_requests_on_one_connection() {
+    let (_fx, srv) = site();
+    let mut s = srv.connect();
+    for _ in 0..5 {
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"AAAA");
+        assert_eq!(r.header("connection"), None);
+    }
+    s.write_all(b"GET /b.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!(r.body, b"BBBBBBBB");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn pipelined_requests_get_responses_in_order() {
+    let (_fx, srv) = site();
+    let mut s = srv.connect();
+    s.write_all(
+        b"GET /b.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /missing HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let r1 = read_response(&mut s, false).unwrap();
+    let r2 = read_response(&mut s, false).unwrap();
+    let r3 = read_response(&mut s, false).unwrap();
+    assert_eq!((r1.status, &r1.body[..]), (200, &b"BBBBBBBB"[..]));
+    assert_eq!(r2.status, 404);
+    assert_eq!((r3.status, &r3.body[..]), (200, &b"AAAA"[..]));
+}
+
+#[test]
+fn http10_closes_unless_keep_alive() {
+    let (_fx, srv) = site();
+    let (r, mut s) = raw(&srv, b"GET /a.txt HTTP/1.0\r\n\r\n");
+    assert_eq!(r.body, b"AAAA");
+    assert!(closed(&mut s));
+    let (r, mut s) = raw(
+        &srv,
+        b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    );
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    s.write_all(b"GET /b.txt HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).unwrap().body, b"BBBBBBBB");
+}
+
+#[test]
+fn request_bodies_are_discarded_or_refused() {
+    let (_fx, srv) = site();
+    let (r, mut s) = raw(
+        &srv,
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /b.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(r.body, b"AAAA");
+    assert_eq!(read_response(&mut s, false).unwrap().body, b"BBBBBBBB");
+    let (r, mut s) = raw(
+        &srv,
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n",
+    );
+    assert_eq!(r.status, 413);
+    assert!(closed(&mut s));
+    let (r, mut s) = raw(
+        &srv,
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn malformed_requests_get_400_and_close() {
+    let (_fx, srv) = site();
+    let cases: &[(&str, &[u8])] = &[
+        ("bare LF", b"GET /a.txt HTTP/1.1\nHost: x\n\n"),
+        ("bare CR", b"GET /a.txt HTTP/1.1\rHost: x\r\n\r\n"),
+        ("bare CR in header", b"GET /a.txt HTTP/1.1\r\nHost: x\rY: z\r\n\r\n"),
+        ("obs-fold", b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"),
+        ("space before colon", b"GET /a.txt HTTP/1.1\r\nHost : x\r\n\r\n"),
+        (
+            "CL+TE",
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ),
+        (
+            "duplicate CL",
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        ),
+        ("invalid CL", b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
+        ("negative CL", b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+        ("plus CL", b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n"),
+        ("missing Host", b"GET /a.txt HTTP/1.1\r\n\r\n"),
+        ("duplicate Host", b"GET /a.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+        ("NUL in target", b"GET /a\0.txt HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("NUL in header", b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n"),
+        ("no version", b"GET /a.txt\r\nHost: x\r\n\r\n"),
+    ];
+    for (what, req) in cases {
+        let (r, mut s) = raw(&srv, req);
+        assert_eq!(r.status, 400, "{what}");
+        assert_eq!(r.header("connection"), Some("close"), "{what}");
+        assert!(closed(&mut s), "{what}: connection left open");
+    }
+}
+
+#[test]
+fn oversized_heads_get_414_and_431() {
+    let (_fx, srv) = site();
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let (r, mut s) = raw(&srv, long.as_bytes());
+    assert_eq!(r.status, 414);
+    assert!(closed(&mut s));
+    let big = format!(
+        "GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(17_000)
+    );
+    let (r, mut s) = raw(&srv, big.as_bytes());
+    assert_eq!(r.status, 431);
+    assert!(closed(&mut s));
+    let mut many = String::from("GET /a.txt HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("X-{i}: y\r\n"));
+    }
+    many.push_str("\r\n");
+    let (r, mut s) = raw(&srv, many.as_bytes());
+    assert_eq!(r.status, 431);
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn other_methods_get_405_with_allow() {
+    let (_fx, srv) = site();
+    for m in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let req = format!("{m} /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        let (r, _) = raw(&srv, req.as_bytes());
+        assert_eq!(r.status, 405, "{m}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"), "{m}");
+    }
+}
+
+#[test]
+fn directories_without_slash_redirect() {
+    let (_fx, srv) = site();
+    let (r, _) = raw(&srv, b"GET /sub HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/sub/"));
+    let (r, _) = raw(&srv, b"GET //sub HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/sub/"));
+    let (r, _) = raw(&srv, b"GET /a%20b HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/a%20b/"));
+    let (r, _) = raw(&srv, b"GET /sub/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"<p>index</p>");
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    // No index, no listing: 404.
+    let (r, _) = raw(&srv, b"GET /a%20b/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn header_timeout_sends_408_while_others_are_served() {
+    let (_fx, srv) = site();
+    let mut slow = srv.connect();
+    slow.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Another client is served meanwhile.
+    let (status, _, body) = get(&srv.url("/b.txt"), &[]);
+    assert_eq!((status, &body[..]), (200, &b"BBBBBBBB"[..]));
+    let r = read_response(&mut slow, false).expect("a 408");
+    assert_eq!(r.status, 408);
+    assert!(closed(&mut slow));
+}
+
+#[test]
+fn idle_keep_alive_connections_close_silently() {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"A");
+    let srv = TestServer::start(&fx.root(), |c| c.idle_timeout = Duration::from_millis(300));
+    let (r, mut s) = raw(&srv, b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(read_response(&mut s, false).is_none(), "silent close");
+}
+
+#[test]
+fn shutdown_finishes_in_flight_responses() {
+    let fx = Fixture::new();
+    let len = 8u64 << 20;
+    write_pattern(&fx.root().join("big.bin"), len);
+    let srv = TestServer::start(&fx.root(), |_| {});
+    let mut s = srv.connect();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let head = read_response(&mut s, true).unwrap();
+    assert_eq!(head.status, 200);
+    let addr = srv.addr;
+    let stopper = std::thread::spawn(move || srv.stop());
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut body).unwrap();
+    assert_eq!(body.len() as u64, len);
+    assert_pattern(&body, 0, "in-flight body");
+    stopper.join().unwrap();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting"
+    );
+}
+
+#[test]
+fn connection_cap_defers_new_clients_until_one_leaves() {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"A");
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.max_connections = 2;
+        c.workers = 1;
+    });
+    let req = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (ra, a) = raw(&srv, req);
+    let (rb, _b) = raw(&srv, req);
+    assert_eq!((ra.status, rb.status), (200, 200));
+    let mut c = srv.connect();
+    c.write_all(req).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let r = std::io::Read::read(&mut c, &mut byte);
+    assert!(r.is_err(), "served beyond the cap: {r:?}");
+    drop(a);
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let r = read_response(&mut c, false).expect("served once a slot is free");
+    assert_eq!(r.body, b"A");
+}

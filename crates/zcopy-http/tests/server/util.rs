@@ -1,0 +1,250 @@
+//! Shared helpers: a real server on 127.0.0.1:0, a fixture tree, raw HTTP parsing.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zcopy_http::config::Config;
+use zcopy_http::server::{RunningServer, Server};
+
+/// A server running in this process, stopped on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    running: Option<RunningServer>,
+}
+
+impl TestServer {
+    /// Serves `root` with the given tweaks to the default config.
+    pub fn start(root: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut cfg = Config {
+            root: root.to_path_buf(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            workers: 2,
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        let server = Server::bind(cfg).expect("bind");
+        let addr = server.local_addrs()[0];
+        let running = server.spawn().expect("spawn");
+        TestServer {
+            addr,
+            running: Some(running),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A raw connection with a read timeout.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+
+    /// Stops the server, waiting for its workers.
+    pub fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().expect("clean stop");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop();
+        }
+    }
+}
+
+/// A ureq agent that returns every status instead of turning 4xx/5xx into errors.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GETs `url` with extra headers and returns (status, headers, body).
+pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().expect("request");
+    let status = resp.status().as_u16();
+    let hdrs = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .expect("body");
+    (status, hdrs, body)
+}
+
+/// The value of header `name` (case-insensitive).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A response read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+/// Reads one response (head, then Content-Length bytes unless `head_only`).
+/// `None` at a clean EOF before any byte.
+pub fn read_response(s: &mut TcpStream, head_only: bool) -> Option<RawResponse> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) if head.is_empty() => return None,
+            Ok(0) => panic!(
+                "EOF inside a response head: {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+            Ok(_) => head.push(b[0]),
+            Err(e) if head.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return None;
+            }
+            Err(e) => panic!("reading head: {e}"),
+        }
+    }
+    let text = String::from_utf8(head).expect("ASCII head");
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').expect("header colon");
+            (k.to_string(), v.trim().to_string())
+        })
+        .collect();
+    let len: usize = header(&headers, "content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0; if head_only { 0 } else { len }];
+    s.read_exact(&mut body).expect("body");
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// True when the server closed the connection (EOF or reset) before sending more.
+pub fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+/// Sends `req` on a fresh connection and reads one response.
+pub fn raw(server: &TestServer, req: &[u8]) -> (RawResponse, TcpStream) {
+    let mut s = server.connect();
+    s.write_all(req).unwrap();
+    let r = read_response(&mut s, false).expect("a response");
+    (r, s)
+}
+
+/// The pattern byte content for offset-checkable files: each 8-byte word holds its
+/// own offset (little-endian), so a misplaced byte shows where it came from.
+pub fn pattern(start: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 16);
+    let mut word = start / 8;
+    let skip = (start % 8) as usize;
+    while v.len() < len + skip {
+        v.extend_from_slice(&(word * 8).to_le_bytes());
+        word += 1;
+    }
+    v.drain(..skip);
+    v.truncate(len);
+    v
+}
+
+/// Writes a pattern file of `len` bytes (in 1 MiB chunks).
+pub fn write_pattern(path: &Path, len: u64) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(1 << 20);
+        f.write_all(&pattern(off, n as usize)).unwrap();
+        off += n;
+    }
+}
+
+/// Compares `body` with the pattern from `start`, panicking at the first difference.
+pub fn assert_pattern(body: &[u8], start: u64, what: &str) {
+    let mut off = 0usize;
+    while off < body.len() {
+        let n = (body.len() - off).min(1 << 20);
+        let want = pattern(start + off as u64, n);
+        if body[off..off + n] != want[..] {
+            let i = (0..n).find(|&i| body[off + i] != want[i]).unwrap();
+            panic!("{what}: byte {} differs", off + i);
+        }
+        off += n;
+    }
+}
+
+/// A temp dir with `root/` (served) and a secret file beside it.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), SECRET).unwrap();
+        Fixture { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// Writes `root/name` (creating parent dirs).
+    pub fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.root().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+}
+
+/// The content of the file outside the root that must never be served.
+pub const SECRET: &[u8] = b"TOP-SECRET-4f1c9e";
+
+/// Whether `prog` runs (`prog --version`).
+pub fn have(prog: &str) -> bool {
+    std::process::Command::new(prog)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
