@@ -63,8 +63,11 @@ pub struct Figures {
     pub throughput: Summary,
     /// Wall time of one transfer, in seconds.
     pub seconds_per_transfer: Summary,
-    /// The engine's thread.
+    /// The engine's side: the process minus the peer thread (includes kernel
+    /// workers such as io_uring's io-wq threads).
     pub engine_cpu: CpuPerGb,
+    /// CPU seconds per GB (user + system) of the engine's own thread only.
+    pub engine_thread_cpu: Summary,
     /// The peer's thread (receiver or sender), when the scenario has one.
     pub peer_cpu: Option<CpuPerGb>,
     /// Syscalls per GB the engine reported.
@@ -114,6 +117,12 @@ impl Figures {
             throughput: Summary::of(&thr),
             seconds_per_transfer: Summary::of(&per),
             engine_cpu: CpuPerGb::of(&engine),
+            engine_thread_cpu: Summary::of(
+                &runs
+                    .iter()
+                    .map(|m| m.engine_thread.cpu().as_secs_f64() / (m.bytes as f64 / GB))
+                    .collect::<Vec<_>>(),
+            ),
             peer_cpu: (!peer.is_empty()).then(|| CpuPerGb::of(&peer)),
             syscalls: Summary::of(&sys),
             seed_copies,

@@ -156,8 +156,12 @@ pub struct Measured {
     pub bytes: u64,
     /// Wall time from the start until the last byte arrived.
     pub elapsed: Duration,
-    /// CPU, switches and faults of the engine's thread.
+    /// CPU, switches and faults of the engine's side: the whole process minus the
+    /// peer thread, so that kernel workers the engine uses (io_uring's io-wq threads
+    /// belong to the process) count too.
     pub engine: Usage,
+    /// The same for the engine's own thread only.
+    pub engine_thread: Usage,
     /// Same for the peer thread, if the scenario has one.
     pub peer: Option<Usage>,
     /// Syscalls the engine reported.
@@ -309,7 +313,7 @@ pub fn run(
 ) -> Result<Measured, BenchError> {
     let expected = setup.size * iters;
     let barrier = Barrier::new(2);
-    let (start, side, peer) = match scenario {
+    let (start, process, side, peer) = match scenario {
         Scenario::FileTcp | Scenario::FilePipe => {
             let source = File::open(setup.source).map_err(io_err("open source"))?;
             let (sink, theirs): (OwnedFd, OwnedFd) = if scenario == Scenario::FileTcp {
@@ -323,7 +327,7 @@ pub fn run(
             std::thread::scope(|s| {
                 let peer = s.spawn(|| receive_to_null(theirs, &barrier));
                 barrier.wait();
-                let start = Instant::now();
+                let (start, p0) = (Instant::now(), Usage::process());
                 let side = engine_loop(
                     row,
                     source.as_fd(),
@@ -334,20 +338,21 @@ pub fn run(
                 );
                 drop(sink); // end of stream for the receiver, also on error
                 let peer = peer.join().expect("receiver thread panicked");
-                (start, side, Some(peer))
+                (start, Usage::process().since(&p0), side, Some(peer))
             })
         }
         Scenario::FileFile => {
             let source = File::open(setup.source).map_err(io_err("open source"))?;
             let (dst, path) = fresh_file(setup.scratch)?;
-            let start = Instant::now();
+            let (start, p0) = (Instant::now(), Usage::process());
             let side = engine_loop(row, source.as_fd(), Some(0), dst.as_fd(), setup.size, iters);
+            let process = Usage::process().since(&p0);
             let len = dst.metadata().map_err(io_err("fstat destination"));
             drop(dst);
             let _ = std::fs::remove_file(&path);
             let side = side?;
             check("destination file length", side.bytes, len?.len())?;
-            (start, Ok(side), None)
+            (start, process, Ok(side), None)
         }
         Scenario::TcpFile => {
             let (client, server) = tcp_pair()?;
@@ -355,16 +360,16 @@ pub fn run(
             let r = std::thread::scope(|s| {
                 let peer = s.spawn(|| send_file(setup.source, setup.size, iters, client, &barrier));
                 barrier.wait();
-                let start = Instant::now();
+                let (start, p0) = (Instant::now(), Usage::process());
                 let side = engine_loop(row, server.as_fd(), None, dst.as_fd(), setup.size, iters);
                 drop(server); // unblocks the sender on error
                 let peer = peer.join().expect("sender thread panicked");
-                (start, side, Some(peer))
+                (start, Usage::process().since(&p0), side, Some(peer))
             });
             let len = dst.metadata().map_err(io_err("fstat destination"));
             drop(dst);
             let _ = std::fs::remove_file(&path);
-            if let Ok(side) = &r.1 {
+            if let Ok(side) = &r.2 {
                 check("destination file length", side.bytes, len?.len())?;
             }
             r
@@ -392,7 +397,8 @@ pub fn run(
         iters,
         bytes: side.bytes,
         elapsed: end - start,
-        engine: side.usage,
+        engine: peer_usage.map_or(process, |p| process.since(&p)),
+        engine_thread: side.usage,
         peer: peer_usage,
         syscalls: side.syscalls,
         ran: side.ran,

@@ -115,6 +115,7 @@ fn figures(f: &Figures) -> J {
         ("throughput_gb_per_s", summary(&f.throughput)),
         ("seconds_per_transfer", summary(&f.seconds_per_transfer)),
         ("engine_cpu", cpu(&f.engine_cpu)),
+        ("engine_thread_cpu_s_per_gb", summary(&f.engine_thread_cpu)),
         ("peer_cpu", f.peer_cpu.as_ref().map_or(J::Null, cpu)),
         ("syscalls_per_gb", summary(&f.syscalls)),
         ("seed_cpu_copies", J::s(f.seed_copies)),

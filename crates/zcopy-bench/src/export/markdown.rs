@@ -98,7 +98,7 @@ fn scenario(out: &mut String, s: &ScenarioResult) {
     });
     let _ = writeln!(out, "<details><summary>All figures</summary>\n");
     let mut head = format!(
-        "| size | engine | ran | GB/s (min–max) | × rw | {} usr / sys s/GB |",
+        "| size | engine | ran | GB/s (min–max) | × rw | {0} usr / sys s/GB | {0} thread s/GB |",
         scn.engine_side()
     );
     if let Some(p) = peer_col {
@@ -112,7 +112,7 @@ fn scenario(out: &mut String, s: &ScenarioResult) {
         for f in s.figures.iter().filter(|f| f.size == size) {
             let t = &f.throughput;
             let mut line = format!(
-                "| {} | {} | {} | {} ({}–{}) | {} | {} |",
+                "| {} | {} | {} | {} ({}–{}) | {} | {} | {} |",
                 fmt_size(size),
                 f.row,
                 f.ran,
@@ -121,6 +121,7 @@ fn scenario(out: &mut String, s: &ScenarioResult) {
                 fmt_num(t.max),
                 f.throughput_vs_rw.map_or("-".into(), fmt_num),
                 usr_sys(&f.engine_cpu),
+                fmt_num(f.engine_thread_cpu.median),
             );
             if peer_col.is_some() {
                 let p = f.peer_cpu.as_ref().map_or("-".into(), usr_sys);
@@ -183,7 +184,12 @@ pub fn to_markdown(r: &BenchResult) -> String {
     );
     out.push_str(
         "GB = 10⁹ bytes; sizes are binary (1M = 2²⁰ bytes). CPU is getrusage(RUSAGE_THREAD) \
-         of each side's own thread; syscalls are the engine's own count. `auto` is the \
+         deltas: the peer (receiver or sender) is its own thread; the engine side is the \
+         process minus the peer, so it includes kernel workers of the process such as \
+         io_uring's io-wq threads (*thread* is the engine's own thread alone). Syscalls \
+         are the engine's own count; switches and faults are per GB, engine side. The \
+         kernel splits CPU time into user and system by sampling at clock ticks, so for \
+         short runs trust the total more than the split. `auto` is the \
          default plan with fallback; *ran* says what it picked.\n\n",
     );
     for s in &r.scenarios {
