@@ -79,8 +79,10 @@ pub struct Config {
     pub scenarios: Vec<Scenario>,
     /// Only these engines (plus `auto`); `None` for every engine of each scenario.
     pub engines: Option<Vec<EngineKind>>,
-    /// Timed runs per row (sizes ≥ 256 MiB use at most 3).
+    /// Timed runs per row.
     pub runs: usize,
+    /// At most this many timed runs for sizes from 256 MiB up.
+    pub large_runs: usize,
     /// Warm-up run(s) before the timed ones (they also size the runs).
     pub warmup: bool,
     /// Small sizes repeat the transfer within a run until it lasts this long.
@@ -104,6 +106,7 @@ impl Config {
             scenarios: Scenario::ALL.to_vec(),
             engines: None,
             runs: 5,
+            large_runs: 3,
             warmup: true,
             min_run_time: Duration::from_millis(50),
             cold: false,

@@ -16,10 +16,8 @@ use crate::{BenchError, Config};
 const MAX_ITERS: u64 = 100_000;
 /// Nor this many bytes together (a run writes them to a file in file scenarios).
 const MAX_RUN_BYTES: u64 = 512 << 20;
-/// Sizes from this one up get at most [`LARGE_RUNS`] timed runs.
+/// Sizes from this one up get at most `Config::large_runs` timed runs.
 const LARGE: u64 = 256 << 20;
-/// Timed runs for large sizes.
-const LARGE_RUNS: usize = 3;
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -179,7 +177,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<BenchResul
 
             // Timed runs, interleaved so that drift hits every row alike.
             let runs = if size >= LARGE {
-                config.runs.min(LARGE_RUNS)
+                config.runs.min(config.large_runs)
             } else {
                 config.runs
             }

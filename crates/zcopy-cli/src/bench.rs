@@ -36,7 +36,8 @@ pub struct BenchArgs {
     /// Only these engines (plus `auto`) [default: every engine that can do each scenario].
     #[arg(long, value_delimiter = ',')]
     engines: Option<Vec<EngineKind>>,
-    /// Timed runs per engine and size [default: 5, --quick 3; at most 3 from 256M up].
+    /// Timed runs per engine and size [default: 5, --quick 3; by default at most 3
+    /// from 256M up].
     #[arg(long)]
     runs: Option<usize>,
     /// Skip the warm-up run (small sizes then run one transfer per run).
@@ -96,6 +97,7 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(runs) = args.runs {
         config.runs = runs.max(1);
+        config.large_runs = config.runs;
     }
     if let Some(ms) = args.min_time {
         config.min_run_time = Duration::from_millis(ms);

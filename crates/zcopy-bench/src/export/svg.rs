@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
+use zcopy::EngineKind;
 
 use super::{Exporter, Output, fmt_num};
 use crate::fmt_size;
@@ -19,25 +20,25 @@ const HEIGHT: u32 = 600;
 /// Room on the right for the legend, outside the plot.
 const LEGEND_W: u32 = 170;
 
-/// Distinct colours (Tableau 10), read-write black.
-const COLOURS: [RGBColor; 10] = [
+/// Distinct colours (Tableau 10 without brown), one per engine after read-write.
+const COLOURS: [RGBColor; 9] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
     RGBColor(127, 127, 127),
 ];
 
-fn colour(row: &str, i: usize) -> RGBColor {
-    if row == "read-write" {
-        RGBColor(0, 0, 0)
-    } else {
-        COLOURS[i % COLOURS.len()]
+/// The same colour for an engine in every chart: read-write black, auto brown.
+fn colour(row: &str) -> RGBColor {
+    match EngineKind::ALL.iter().position(|k| k.name() == row) {
+        Some(0) => RGBColor(0, 0, 0),
+        Some(i) => COLOURS[(i - 1) % COLOURS.len()],
+        None => RGBColor(140, 86, 75),
     }
 }
 
@@ -207,8 +208,8 @@ fn draw(s: &ScenarioResult, c: &Chart) -> Result<String, String> {
                     .bold_line_style(RGBColor(215, 215, 215))
                     .draw()
                     .map_err(|e| err(&e))?;
-                for (i, (row, pts)) in series.iter().enumerate() {
-                    let col = colour(row, i);
+                for (row, pts) in &series {
+                    let col = colour(row);
                     let width = if row == "auto" { 4 } else { 2 };
                     chart
                         .draw_series(LineSeries::new(pts.clone(), col.stroke_width(width)))
@@ -239,7 +240,7 @@ fn draw(s: &ScenarioResult, c: &Chart) -> Result<String, String> {
         let x = (WIDTH - LEGEND_W) as i32 + 8;
         for (i, (row, _)) in series.iter().enumerate() {
             let y = 70 + 26 * i as i32;
-            let col = colour(row, i);
+            let col = colour(row);
             let width = if row == "auto" { 4 } else { 2 };
             root.draw(&PathElement::new(
                 vec![(x, y), (x + 28, y)],
