@@ -26,6 +26,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 mkdir -p "$work/www" "$work/nginx/logs"
+chmod 755 "$work" "$work/www"   # nginx workers run as www-data
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 head -c 65536 /dev/urandom > "$work/www/64k.bin"
 head -c $((1 << 30)) /dev/urandom > "$work/www/1g.bin"

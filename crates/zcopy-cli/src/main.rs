@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cp;
 mod engines;
 mod logging;
@@ -43,6 +44,8 @@ enum Command {
     Recv(recv::RecvArgs),
     /// Copy stdin to stdout and to files, like tee(1), with tee(2) + splice.
     Tee(tee::TeeArgs),
+    /// Measure every engine on this machine: tables, JSON, charts, calibration.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Send(args) => send::run(args, cli.quiet),
         Command::Recv(args) => recv::run(args, cli.quiet),
         Command::Tee(args) => tee::run(args),
+        Command::Bench(args) => bench::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

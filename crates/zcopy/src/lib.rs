@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod fdkind;
 pub mod plan;
 pub mod probe;
+pub mod profile;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,0 +1,444 @@
+//! The scenarios: which fds each one sets up, who is on the other end, and one timed
+//! run of `iters` transfers with byte counting on both sides.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use zcopy::transfer::Forced;
+use zcopy::{EngineKind, FdKind, Plan, Preference, Transfer, Usage};
+
+use crate::BenchError;
+
+/// A pair of fd kinds the bench measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// A file sent into a loopback TCP socket; a receiver thread splices it to /dev/null.
+    FileTcp,
+    /// A file copied into a fresh file on the same filesystem (no fsync).
+    FileFile,
+    /// A file written into a pipe; a receiver thread splices it to /dev/null.
+    FilePipe,
+    /// A loopback TCP socket (fed by a sender thread with sendfile) received into a
+    /// fresh file.
+    TcpFile,
+}
+
+/// One row of a scenario's table: a single engine, or `auto` (the default plan, with
+/// fallback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Row {
+    /// Exactly this engine (no fallback).
+    Engine(EngineKind),
+    /// `Plan::new(.., Preference::Auto)`.
+    Auto,
+}
+
+impl Row {
+    /// "auto" or the engine's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Row::Engine(k) => k.name(),
+            Row::Auto => "auto",
+        }
+    }
+
+    /// The plan this row runs for a (source, sink) pair.
+    pub fn plan(self, src: FdKind, sink: FdKind) -> Plan {
+        match self {
+            Row::Engine(k) => Plan::only(&[k]),
+            Row::Auto => Plan::new(Some(src), sink, Preference::Auto),
+        }
+    }
+}
+
+impl Scenario {
+    /// Every scenario, in table order.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::FileTcp,
+        Scenario::FileFile,
+        Scenario::FilePipe,
+        Scenario::TcpFile,
+    ];
+
+    /// Short name for the command line and file names, e.g. `file-tcp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::FileTcp => "file-tcp",
+            Scenario::FileFile => "file-file",
+            Scenario::FilePipe => "file-pipe",
+            Scenario::TcpFile => "tcp-file",
+        }
+    }
+
+    /// Heading for tables and charts, e.g. `file → TCP socket`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::FileTcp => "file → TCP socket (loopback)",
+            Scenario::FileFile => "file → file",
+            Scenario::FilePipe => "file → pipe",
+            Scenario::TcpFile => "TCP socket (loopback) → file",
+        }
+    }
+
+    /// The kind of the engine's source fd (files with their length).
+    pub fn src_kind(self, len: u64) -> FdKind {
+        match self {
+            Scenario::TcpFile => FdKind::TcpSocket,
+            _ => FdKind::File { len },
+        }
+    }
+
+    /// The kind of the engine's sink fd.
+    pub fn sink_kind(self) -> FdKind {
+        match self {
+            Scenario::FileTcp => FdKind::TcpSocket,
+            Scenario::FilePipe => FdKind::Pipe,
+            Scenario::FileFile | Scenario::TcpFile => FdKind::File { len: 0 },
+        }
+    }
+
+    /// What the engine under test does here.
+    pub fn engine_side(self) -> &'static str {
+        match self {
+            Scenario::TcpFile => "receiver",
+            _ => "sender",
+        }
+    }
+
+    /// Who is on the other end, if anyone (a thread of its own, with its own CPU figures).
+    pub fn peer(self) -> Option<&'static str> {
+        match self {
+            Scenario::FileTcp | Scenario::FilePipe => Some("receiver: splice → /dev/null"),
+            Scenario::TcpFile => Some("sender: sendfile"),
+            Scenario::FileFile => None,
+        }
+    }
+
+    /// The engines that can do this scenario per [`Plan::auto_order`], plus `auto`.
+    pub fn rows(self, len: u64) -> Vec<Row> {
+        let mut rows: Vec<Row> = Plan::auto_order(Some(self.src_kind(len)), self.sink_kind())
+            .into_iter()
+            .map(Row::Engine)
+            .collect();
+        rows.sort_by_key(|r| match r {
+            Row::Engine(k) => *k,
+            Row::Auto => EngineKind::ReadWrite,
+        });
+        rows.push(Row::Auto);
+        rows
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Scenario::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown scenario '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// What one timed run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    /// Transfers in the run (small sizes repeat to last long enough).
+    pub iters: u64,
+    /// Bytes moved, all transfers together (verified on both ends).
+    pub bytes: u64,
+    /// Wall time from the start until the last byte arrived.
+    pub elapsed: Duration,
+    /// CPU, switches and faults of the engine's side: the whole process minus the
+    /// peer thread, so that kernel workers the engine uses (io_uring's io-wq threads
+    /// belong to the process) count too.
+    pub engine: Usage,
+    /// The same for the engine's own thread only.
+    pub engine_thread: Usage,
+    /// Same for the peer thread, if the scenario has one.
+    pub peer: Option<Usage>,
+    /// Syscalls the engine reported.
+    pub syscalls: u64,
+    /// The engine(s) that really ran (interesting for `auto`).
+    pub ran: String,
+}
+
+/// What a run needs: the source file, its length and a scratch directory.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup<'a> {
+    /// The source file (for `tcp-file`, the sender's file).
+    pub source: &'a Path,
+    /// Its length: the size of one transfer.
+    pub size: u64,
+    /// Where destination files go.
+    pub scratch: &'a Path,
+}
+
+fn io_err(what: &str) -> impl FnOnce(io::Error) -> BenchError + '_ {
+    move |e| BenchError::Io(what.to_string(), e)
+}
+
+/// The engine side: `iters` transfers of `size` bytes, with rusage deltas of this thread.
+struct EngineSide {
+    bytes: u64,
+    syscalls: u64,
+    ran: String,
+    usage: Usage,
+    end: Instant,
+}
+
+fn engine_loop(
+    row: Row,
+    src: BorrowedFd<'_>,
+    offset: Option<u64>,
+    sink: BorrowedFd<'_>,
+    size: u64,
+    iters: u64,
+) -> Result<EngineSide, BenchError> {
+    let src_kind = FdKind::of(src).map_err(io_err("fstat source"))?;
+    let sink_kind = FdKind::of(sink).map_err(io_err("fstat sink"))?;
+    let u0 = Usage::thread();
+    let (mut bytes, mut syscalls) = (0u64, 0u64);
+    let mut ran = String::new();
+    for _ in 0..iters {
+        let mut t = Transfer::with_forced(row.plan(src_kind, sink_kind), Forced::default());
+        let report = t
+            .run(src, offset, sink, Some(size), &mut |_| {})
+            .map_err(|e| BenchError::Transfer(row.name(), e))?;
+        bytes += report.bytes;
+        syscalls += report.stats().syscalls;
+        if ran.is_empty() {
+            ran = report.short();
+        }
+    }
+    Ok(EngineSide {
+        bytes,
+        syscalls,
+        ran,
+        usage: Usage::thread().since(&u0),
+        end: Instant::now(),
+    })
+}
+
+/// The peer side's result: bytes it moved, its usage and when it finished.
+type PeerResult = Result<(u64, Usage, Instant), BenchError>;
+
+/// Receiver: splices everything from `src` to /dev/null until end of stream.
+fn receive_to_null(src: OwnedFd, barrier: &Barrier) -> PeerResult {
+    let null = File::options()
+        .write(true)
+        .open("/dev/null")
+        .map_err(io_err("open /dev/null"))?;
+    barrier.wait();
+    let u0 = Usage::thread();
+    let mut t = Transfer::with_forced(Plan::only(&[EngineKind::Splice]), Forced::default());
+    let got = t
+        .run(src.as_fd(), None, null.as_fd(), None, &mut |_| {})
+        .map_err(|e| BenchError::Transfer("receiver", e))?
+        .bytes;
+    Ok((got, Usage::thread().since(&u0), Instant::now()))
+}
+
+/// Sender: sendfiles `source` `iters` times into `sock`, then shuts down writing.
+fn send_file(
+    source: &Path,
+    size: u64,
+    iters: u64,
+    sock: TcpStream,
+    barrier: &Barrier,
+) -> PeerResult {
+    let file = File::open(source).map_err(io_err("open source"))?;
+    barrier.wait();
+    let u0 = Usage::thread();
+    let mut sent = 0;
+    for _ in 0..iters {
+        let mut t = Transfer::with_forced(Plan::only(&[EngineKind::Sendfile]), Forced::default());
+        sent += t
+            .run(file.as_fd(), Some(0), sock.as_fd(), Some(size), &mut |_| {})
+            .map_err(|e| BenchError::Transfer("sender", e))?
+            .bytes;
+    }
+    let _ = sock.shutdown(Shutdown::Write);
+    Ok((sent, Usage::thread().since(&u0), Instant::now()))
+}
+
+fn tcp_pair() -> Result<(TcpStream, TcpStream), BenchError> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io_err("bind 127.0.0.1"))?;
+    let addr = listener.local_addr().map_err(io_err("local_addr"))?;
+    let client = TcpStream::connect(addr).map_err(io_err("connect"))?;
+    let (server, _) = listener.accept().map_err(io_err("accept"))?;
+    Ok((client, server))
+}
+
+fn fresh_file(scratch: &Path) -> Result<(File, std::path::PathBuf), BenchError> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = scratch.join(format!("dst-{n}"));
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_err("create destination"))?;
+    Ok((f, path))
+}
+
+fn check(what: &str, expected: u64, got: u64) -> Result<(), BenchError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(BenchError::Mismatch {
+            what: what.to_string(),
+            expected,
+            got,
+        })
+    }
+}
+
+/// Runs `iters` transfers of `setup.size` bytes with `row`, timed, and checks that
+/// every byte sent arrived.
+pub fn run(
+    scenario: Scenario,
+    row: Row,
+    setup: Setup<'_>,
+    iters: u64,
+) -> Result<Measured, BenchError> {
+    let expected = setup.size * iters;
+    let barrier = Barrier::new(2);
+    let (start, process, side, peer) = match scenario {
+        Scenario::FileTcp | Scenario::FilePipe => {
+            let source = File::open(setup.source).map_err(io_err("open source"))?;
+            let (sink, theirs): (OwnedFd, OwnedFd) = if scenario == Scenario::FileTcp {
+                let (c, s) = tcp_pair()?;
+                (c.into(), s.into())
+            } else {
+                let (r, w) =
+                    rustix::pipe::pipe().map_err(|e| BenchError::Io("pipe".into(), e.into()))?;
+                (w, r)
+            };
+            std::thread::scope(|s| {
+                let peer = s.spawn(|| receive_to_null(theirs, &barrier));
+                barrier.wait();
+                let (start, p0) = (Instant::now(), Usage::process());
+                let side = engine_loop(
+                    row,
+                    source.as_fd(),
+                    Some(0),
+                    sink.as_fd(),
+                    setup.size,
+                    iters,
+                );
+                drop(sink); // end of stream for the receiver, also on error
+                let peer = peer.join().expect("receiver thread panicked");
+                (start, Usage::process().since(&p0), side, Some(peer))
+            })
+        }
+        Scenario::FileFile => {
+            let source = File::open(setup.source).map_err(io_err("open source"))?;
+            let (dst, path) = fresh_file(setup.scratch)?;
+            let (start, p0) = (Instant::now(), Usage::process());
+            let side = engine_loop(row, source.as_fd(), Some(0), dst.as_fd(), setup.size, iters);
+            let process = Usage::process().since(&p0);
+            let len = dst.metadata().map_err(io_err("fstat destination"));
+            drop(dst);
+            let _ = std::fs::remove_file(&path);
+            let side = side?;
+            check("destination file length", side.bytes, len?.len())?;
+            (start, process, Ok(side), None)
+        }
+        Scenario::TcpFile => {
+            let (client, server) = tcp_pair()?;
+            let (dst, path) = fresh_file(setup.scratch)?;
+            let r = std::thread::scope(|s| {
+                let peer = s.spawn(|| send_file(setup.source, setup.size, iters, client, &barrier));
+                barrier.wait();
+                let (start, p0) = (Instant::now(), Usage::process());
+                let side = engine_loop(row, server.as_fd(), None, dst.as_fd(), setup.size, iters);
+                drop(server); // unblocks the sender on error
+                let peer = peer.join().expect("sender thread panicked");
+                (start, Usage::process().since(&p0), side, Some(peer))
+            });
+            let len = dst.metadata().map_err(io_err("fstat destination"));
+            drop(dst);
+            let _ = std::fs::remove_file(&path);
+            if let Ok(side) = &r.2 {
+                check("destination file length", side.bytes, len?.len())?;
+            }
+            r
+        }
+    };
+    let side = side?;
+    check("bytes the engine delivered", expected, side.bytes)?;
+    let (peer_usage, end) = match peer {
+        Some(p) => {
+            let (moved, usage, end) = p?;
+            check(
+                if scenario == Scenario::TcpFile {
+                    "bytes the sender sent"
+                } else {
+                    "bytes the receiver got"
+                },
+                side.bytes,
+                moved,
+            )?;
+            (Some(usage), end.max(side.end))
+        }
+        None => (None, side.end),
+    };
+    Ok(Measured {
+        iters,
+        bytes: side.bytes,
+        elapsed: end - start,
+        engine: peer_usage.map_or(process, |p| process.since(&p)),
+        engine_thread: side.usage,
+        peer: peer_usage,
+        syscalls: side.syscalls,
+        ran: side.ran,
+    })
+}
+
+/// Drops `path` from the page cache: fsync, then `posix_fadvise(DONTNEED)`.
+pub fn drop_from_cache(path: &Path) -> Result<(), BenchError> {
+    let f = File::open(path).map_err(io_err("open source"))?;
+    f.sync_all().map_err(io_err("fsync source"))?;
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)
+        .map_err(|e| BenchError::Io("fadvise(DONTNEED)".into(), e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_count_mismatch_is_an_error() {
+        assert!(check("x", 10, 10).is_ok());
+        let e = check("bytes the receiver got", 10, 9).unwrap_err();
+        assert!(matches!(
+            e,
+            BenchError::Mismatch {
+                expected: 10,
+                got: 9,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("expected 10 bytes, got 9"));
+    }
+
+    #[test]
+    fn rows_end_with_auto_and_include_read_write() {
+        for s in Scenario::ALL {
+            let rows = s.rows(4096);
+            assert_eq!(rows.last(), Some(&Row::Auto));
+            assert!(rows.contains(&Row::Engine(EngineKind::ReadWrite)));
+            assert_eq!(s.name().parse::<Scenario>(), Ok(s));
+        }
+    }
+}
