@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Hot path per small keep-alive request: one `read`, one `openat2` + `fstat`, one
-//! `pread` and one `write` (head and body together). A large body: `TCP_CORK` on, the
-//! head, then the engine (sendfile, splice, ...) a chunk per loop turn, cork off.
+//! `pread` and one `write` (head and body together). A large body: the head with
+//! `MSG_MORE`, then the engine (sendfile, splice, ...) a chunk per loop turn.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -50,10 +50,13 @@ pub struct Ctx {
     pub out: Vec<u8>,
     /// The engine plan for file → TCP socket.
     pub plan: Plan,
+    /// The plan for loopback peers: with `auto`, engines that copy at send time
+    /// (see [`loopback_plan`]).
+    pub plan_loopback: Plan,
     /// Forced engine failures (`ZCOPY_DISABLE`).
     pub forced: Forced,
-    /// Transfers ready for reuse.
-    pub pool: Vec<Transfer>,
+    /// Transfers ready for reuse (index 1: loopback plan).
+    pub pool: [Vec<Transfer>; 2],
     /// The time of this loop turn.
     pub now: Instant,
     /// The server is shutting down: every response closes its connection.
@@ -61,16 +64,37 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn transfer(&mut self) -> Transfer {
-        self.pool
+    fn transfer(&mut self, loopback: bool) -> Transfer {
+        let plan = if loopback {
+            &self.plan_loopback
+        } else {
+            &self.plan
+        };
+        self.pool[loopback as usize]
             .pop()
-            .unwrap_or_else(|| Transfer::with_forced(self.plan.clone(), self.forced.clone()))
+            .unwrap_or_else(|| Transfer::with_forced(plan.clone(), self.forced.clone()))
     }
 
-    fn give_back(&mut self, t: Transfer) {
-        if self.pool.len() < POOL {
-            self.pool.push(t);
+    fn give_back(&mut self, t: Transfer, loopback: bool) {
+        let pool = &mut self.pool[loopback as usize];
+        if pool.len() < POOL {
+            pool.push(t);
         }
+    }
+}
+
+/// The plan for clients on this machine. With `auto`, bodies to a loopback peer go
+/// through engines that copy at send time (mmap, then read-write): over loopback the
+/// peer's receive queue holds references to our page-cache pages until the client
+/// reads them, so with sendfile/splice a file truncated mid-page afterwards would hand
+/// the client zeros no lease or SIOCOUTQ wait can prevent. An explicit engine is
+/// honoured as asked.
+pub fn loopback_plan(pref: zcopy::Preference, plan: &Plan) -> Plan {
+    match pref {
+        zcopy::Preference::Auto => {
+            Plan::only(&[zcopy::EngineKind::Mmap, zcopy::EngineKind::ReadWrite])
+        }
+        zcopy::Preference::Prefer(_) => plan.clone(),
     }
 }
 
@@ -115,8 +139,12 @@ struct Sending {
 pub struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
+    /// The client is on this machine (see [`loopback_plan`]).
+    loopback: bool,
     state: State,
     readable: bool,
+    /// The client has shut down its side: read until EOF, whatever the read size.
+    read_closed: bool,
     writable: bool,
     /// Read buffer: unparsed bytes are `rbuf[rpos..rend]`.
     rbuf: Vec<u8>,
@@ -128,7 +156,6 @@ pub struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     sending: Option<Sending>,
-    corked: bool,
     close_after: bool,
     /// When the current state times out.
     deadline: Instant,
@@ -149,8 +176,10 @@ impl Conn {
         Conn {
             stream,
             peer,
+            loopback: is_loopback(peer),
             state: State::ReadingHead,
             readable: true,
+            read_closed: false,
             writable: true,
             rbuf: Vec::new(),
             rpos: 0,
@@ -159,7 +188,6 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             sending: None,
-            corked: false,
             close_after: false,
             deadline: ctx.now + ctx.site.config.header_timeout,
             send_deadline: ctx.now,
@@ -191,8 +219,9 @@ impl Conn {
     }
 
     /// Records a readiness event.
-    pub fn ready(&mut self, readable: bool, writable: bool) {
+    pub fn ready(&mut self, readable: bool, writable: bool, read_closed: bool) {
         self.readable |= readable;
+        self.read_closed |= read_closed;
         self.writable |= writable;
     }
 
@@ -327,10 +356,16 @@ impl Conn {
             }
         }
         let was_empty = self.rend == self.rpos && self.discard == 0;
+        let room = self.rbuf.len() - self.rend;
         match (&self.stream).read(&mut self.rbuf[self.rend..]) {
             Ok(0) => Step::Done(Progress::Close),
             Ok(n) => {
                 self.rend += n;
+                // A short read emptied the socket: with edge-triggered readiness the
+                // next bytes bring a new event, so skip the read that would say EAGAIN.
+                if n < room && !self.read_closed {
+                    self.readable = false;
+                }
                 if was_empty && !self.fresh {
                     // First bytes of a new request on a kept-alive connection.
                     self.fresh = true;
@@ -377,7 +412,6 @@ impl Conn {
                     in_head = got as u64;
                 } else {
                     in_head = 0;
-                    self.cork(true);
                     let leased = zcopy::sys::lease::take_until_close(&fb.file)
                         .map_err(|e| tracing::trace!("no read lease: {e}"))
                         .is_ok();
@@ -398,7 +432,10 @@ impl Conn {
         let mut written = 0;
         if self.writable {
             // On error, `writable` stays set: the retry in send_head sees it and closes.
-            if let Ok(n) = write_some(&self.stream, &ctx.out) {
+            // A body from the file follows: MSG_MORE lets the head share its first
+            // packet (one flag instead of two TCP_CORK setsockopt calls).
+            let more = self.sending.is_some();
+            if let Ok(n) = send_some(&self.stream, &ctx.out, more) {
                 written = n;
             }
         }
@@ -469,7 +506,8 @@ impl Conn {
                         return self.begin_drain(ctx);
                     }
                     let want = ((len - s.off) as usize).min(*budget);
-                    let t = s.transfer.get_or_insert_with(|| ctx.transfer());
+                    let loopback = self.loopback;
+                    let t = s.transfer.get_or_insert_with(|| ctx.transfer(loopback));
                     let src = Src::Fd {
                         fd: s.body.file.as_fd(),
                         offset: Some(start + s.off),
@@ -517,9 +555,8 @@ impl Conn {
             && let Some(t) = s.transfer
         {
             tracing::trace!(engine = %t.report().describe(), "body sent");
-            ctx.give_back(t);
+            ctx.give_back(t, self.loopback);
         }
-        self.cork(false);
         if self.close_after || (ctx.shutting_down && self.rend == self.rpos) {
             return self.begin_close(ctx);
         }
@@ -538,7 +575,6 @@ impl Conn {
     fn abort_short(&mut self, ctx: &mut Ctx) -> Step {
         self.log(ctx);
         self.sending = None;
-        self.cork(false);
         self.begin_close(ctx)
     }
 
@@ -591,13 +627,6 @@ impl Conn {
         Progress::Wait
     }
 
-    fn cork(&mut self, on: bool) {
-        if self.corked != on {
-            self.corked = on;
-            let _ = rustix::net::sockopt::set_tcp_cork(&self.stream, on);
-        }
-    }
-
     fn log(&mut self, ctx: &Ctx) {
         if let Some(log) = &ctx.log {
             log.log(self.peer.ip(), &self.line, self.status, self.body_sent);
@@ -611,6 +640,37 @@ enum Step {
     Again,
     /// Stop driving for now.
     Done(Progress),
+}
+
+/// Whether `peer` is on this machine (127.0.0.0/8, ::1, or v4-mapped loopback).
+fn is_loopback(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Like [`write_some`], with `MSG_MORE` when more data follows at once.
+fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
+    use rustix::net::SendFlags;
+    let flags = if more {
+        SendFlags::MORE | SendFlags::NOSIGNAL
+    } else {
+        SendFlags::NOSIGNAL
+    };
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::net::send(stream, &buf[done..], flags) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
 }
 
 /// Writes as much as the socket takes; `Ok(0)` when it is full.

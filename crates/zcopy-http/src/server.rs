@@ -286,9 +286,10 @@ impl Server {
                     site: self.site.clone(),
                     log: self.log.clone(),
                     out: Vec::with_capacity(32 * 1024),
+                    plan_loopback: crate::conn::loopback_plan(self.site.config.engine, &plan),
                     plan: plan.clone(),
                     forced: forced.clone(),
-                    pool: Vec::new(),
+                    pool: [Vec::new(), Vec::new()],
                     now: Instant::now(),
                     shutting_down: false,
                 },
@@ -481,6 +482,7 @@ impl Worker {
                     conn.ready(
                         ev.is_readable() || ev.is_read_closed() || err,
                         ev.is_writable() || ev.is_write_closed() || err,
+                        ev.is_read_closed() || err,
                     );
                     if !slot.queued {
                         slot.queued = true;
