@@ -68,6 +68,11 @@ pub struct ServeArgs {
     /// Seconds in-flight responses get to finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     shutdown_grace: f64,
+    /// Seconds a small file (up to 64 KiB) stays open in a worker's cache before its
+    /// path is resolved again; every hit is still revalidated with fstat, so sizes and
+    /// ETags are current. 0 turns the cache off.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    file_cache_ttl: f64,
 }
 
 fn parse_engine(s: &str) -> Result<Preference, String> {
@@ -129,6 +134,7 @@ impl ServeArgs {
                 f => AccessLog::File(PathBuf::from(f)),
             }),
             shutdown_grace: secs("shutdown-grace", self.shutdown_grace)?,
+            file_cache_ttl: secs("file-cache-ttl", self.file_cache_ttl)?,
             ..Config::default()
         })
     }

@@ -53,6 +53,9 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     /// How long in-flight responses may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How long a small file stays open in a worker's cache before its path is
+    /// resolved again (0: no cache). Every hit is revalidated with fstat.
+    pub file_cache_ttl: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             max_body_discard: 1024 * 1024,
             access_log: None,
             shutdown_grace: Duration::from_secs(5),
+            file_cache_ttl: Duration::from_secs(1),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Ctx {
     pub plan_loopback: Plan,
     /// Forced engine failures (`ZCOPY_DISABLE`).
     pub forced: Forced,
+    /// Small files kept open.
+    pub cache: crate::cache::FileCache,
     /// Transfers ready for reuse (index 1: loopback plan).
     pub pool: [Vec<Transfer>; 2],
     /// The time of this loop turn.
@@ -311,7 +313,14 @@ impl Conn {
                         return Step::Again;
                     }
                     let close = ctx.shutting_down;
-                    let resp = handler::handle(&ctx.site, &req, close, &mut ctx.out);
+                    let resp = handler::handle(
+                        &ctx.site,
+                        &req,
+                        close,
+                        &mut ctx.out,
+                        &mut ctx.cache,
+                        ctx.now,
+                    );
                     self.rpos += used;
                     self.discard = body_len;
                     if self.discard > 0 {
@@ -412,9 +421,12 @@ impl Conn {
                     in_head = got as u64;
                 } else {
                     in_head = 0;
-                    let leased = zcopy::sys::lease::take_until_close(&fb.file)
-                        .map_err(|e| tracing::trace!("no read lease: {e}"))
-                        .is_ok();
+                    // Small files are shared with the cache and leave in one step:
+                    // no lease (it would belong to the shared open file).
+                    let leased = fb.file_len > crate::cache::CACHE_MAX
+                        && zcopy::sys::lease::take_until_close(&*fb.file)
+                            .map_err(|e| tracing::trace!("no read lease: {e}"))
+                            .is_ok();
                     self.sending = Some(Sending {
                         body: fb,
                         piece: 0,

@@ -8,7 +8,11 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::cache::FileCache;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -60,8 +64,10 @@ pub enum Piece {
 /// in `mem` and whose data is sent by an engine straight from the file.
 #[derive(Debug)]
 pub struct FileBody {
-    /// The open file.
-    pub file: File,
+    /// The open file (shared with the worker's [`FileCache`] for small files).
+    pub file: Arc<File>,
+    /// The file's length from the fstat the response was built on.
+    pub file_len: u64,
     /// The pieces, in order.
     pub pieces: Vec<Piece>,
     /// Memory the [`Piece::Mem`] pieces point into.
@@ -111,7 +117,15 @@ const SEGMENT: &AsciiSet = &CONTROLS
 
 /// Answers `req`. The head (and any small body held in memory) goes into `out`;
 /// `close` says the connection closes after this response whatever the request said.
-pub fn handle(site: &Site, req: &Request<'_>, close: bool, out: &mut Vec<u8>) -> Response {
+/// Small files come from `cache` when it holds them (one fstat instead of an open).
+pub fn handle(
+    site: &Site,
+    req: &Request<'_>,
+    close: bool,
+    out: &mut Vec<u8>,
+    cache: &mut FileCache,
+    now: Instant,
+) -> Response {
     let close = close || !req.keep_alive || req.chunked_body;
     let head_only = req.method == Method::Head;
     let conn = Conn {
@@ -127,6 +141,16 @@ pub fn handle(site: &Site, req: &Request<'_>, close: bool, out: &mut Vec<u8>) ->
             &[("Allow", "GET, HEAD")],
         );
     }
+    let key = req.target.split('?').next().unwrap_or("");
+    if let Some((file, st)) = cache.get(key, now) {
+        let name = key.rsplit('/').next().unwrap_or("");
+        let name = if name.is_empty() {
+            site.config.index.as_str()
+        } else {
+            name
+        };
+        return serve_file(req, &conn, file, &st, name, out);
+    }
     let clean = match path::clean(req.target) {
         Ok(c) => c,
         Err(e) => return error_response(out, e, head_only),
@@ -138,6 +162,8 @@ pub fn handle(site: &Site, req: &Request<'_>, close: bool, out: &mut Vec<u8>) ->
                 return conn.status(out, 404);
             }
             let name = clean.segments.last().map_or("", String::as_str);
+            let file = Arc::new(file);
+            cache.put(key, &file, &st, now);
             serve_file(req, &conn, file, &st, name, out)
         }
         Ok(Resolved::Dir(dir, _)) => {
@@ -148,6 +174,8 @@ pub fn handle(site: &Site, req: &Request<'_>, close: bool, out: &mut Vec<u8>) ->
             if !cfg.index.is_empty() {
                 match path::open_in_dir(&dir, &cfg.index, cfg.symlinks) {
                     Ok(Resolved::File(file, st)) => {
+                        let file = Arc::new(file);
+                        cache.put(key, &file, &st, now);
                         return serve_file(req, &conn, file, &st, &cfg.index, out);
                     }
                     Ok(Resolved::Dir(..)) | Err(OpenError::NotFound) => {}
@@ -287,7 +315,7 @@ fn serve_listing(
 fn serve_file(
     req: &Request<'_>,
     conn: &Conn,
-    file: File,
+    file: Arc<File>,
     st: &rustix::fs::Stat,
     name: &str,
     out: &mut Vec<u8>,
@@ -410,7 +438,12 @@ fn serve_file(
     }
     Response {
         status,
-        body: Body::File(FileBody { file, pieces, mem }),
+        body: Body::File(FileBody {
+            file,
+            file_len: len,
+            pieces,
+            mem,
+        }),
         body_len,
         close: conn.close,
     }

@@ -7,6 +7,7 @@
 //! `zcopy` engine. Nothing here knows which engine runs; nothing in `zcopy` knows HTTP.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod conditional;
 pub mod config;
 pub mod conn;

@@ -290,6 +290,7 @@ impl Server {
                     plan: plan.clone(),
                     forced: forced.clone(),
                     pool: [Vec::new(), Vec::new()],
+                    cache: crate::cache::FileCache::new(self.site.config.file_cache_ttl, 4096),
                     now: Instant::now(),
                     shutting_down: false,
                 },
