@@ -34,6 +34,7 @@ cat "$work/www/1g.bin" > /dev/null   # warm the page cache
 
 port_nginx=18080
 port_zcopy=18081
+port_nginx_ofc=18082
 cat > "$work/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -49,6 +50,14 @@ http {
   server {
     listen 127.0.0.1:$port_nginx;
     root $work/www;
+  }
+  # The same with nginx's open-file cache on (off by default), since zcopy keeps
+  # small files open too: the fair second opinion.
+  server {
+    listen 127.0.0.1:$port_nginx_ofc;
+    root $work/www;
+    open_file_cache max=4096 inactive=20s;
+    open_file_cache_valid 1s;
   }
 }
 NGINX
@@ -93,6 +102,7 @@ measure_download zcopy $port_zcopy "$zcopy_pid"
 for f in 1k.bin 64k.bin; do
   measure_wrk nginx $port_nginx "$nginx_worker" $f
   measure_wrk zcopy $port_zcopy "$zcopy_pid" $f
+  measure_wrk nginx_ofc $port_nginx_ofc "$nginx_worker" $f
 done
 
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
@@ -114,6 +124,15 @@ mkdir -p bench/results
     echo "| $f, requests/s (wrk -c50, ${secs}s) | $(f0 "${R[nginx.$f.rps]}") | $(f0 "${R[zcopy.$f.rps]}") | $(ratio "${R[zcopy.$f.rps]}" "${R[nginx.$f.rps]}") | >= $t |"
     echo "| $f, requests per server CPU-second | $(f0 "${R[nginx.$f.rpcpu]}") | $(f0 "${R[zcopy.$f.rpcpu]}") | $(ratio "${R[zcopy.$f.rpcpu]}" "${R[nginx.$f.rpcpu]}") | |"
     echo "| $f, p99 latency | ${R[nginx.$f.p99]} | ${R[zcopy.$f.p99]} | | |"
+  done
+  echo
+  echo "Against nginx with open_file_cache on (zcopy keeps small files open by default):"
+  echo
+  echo "| measure | nginx (open_file_cache) | zcopy | zcopy/nginx |"
+  echo "|---|---|---|---|"
+  for f in 1k.bin 64k.bin; do
+    echo "| $f, requests/s | $(f0 "${R[nginx_ofc.$f.rps]}") | $(f0 "${R[zcopy.$f.rps]}") | $(ratio "${R[zcopy.$f.rps]}" "${R[nginx_ofc.$f.rps]}") |"
+    echo "| $f, requests per server CPU-second | $(f0 "${R[nginx_ofc.$f.rpcpu]}") | $(f0 "${R[zcopy.$f.rpcpu]}") | $(ratio "${R[zcopy.$f.rpcpu]}" "${R[nginx_ofc.$f.rpcpu]}") |"
   done
   for k in "${!R[@]}"; do
     case $k in *.errors) [ -n "${R[$k]// /}" ] && echo && echo "warning: $k: ${R[$k]}";; esac
