@@ -93,6 +93,26 @@ fn print_table(rows: &[Row]) {
         rows.len(),
         kernel_release()
     );
+    println!("{}", profile_line());
+}
+
+/// Which calibration profile `auto` follows.
+fn profile_line() -> String {
+    match (
+        zcopy::profile::Profile::path(),
+        zcopy::profile::Profile::load(),
+    ) {
+        (Some(path), Some(p)) => format!(
+            "auto follows the calibration profile {} ({} lines).",
+            path.display(),
+            p.entries().len()
+        ),
+        (Some(path), None) => format!(
+            "auto uses built-in defaults (no profile at {}; write one with `zcopy bench --calibrate`).",
+            path.display()
+        ),
+        (None, _) => "auto uses built-in defaults (no profile location).".to_string(),
+    }
 }
 
 fn kernel_release() -> String {

@@ -2,6 +2,7 @@
 
 use crate::engine::EngineKind;
 use crate::fdkind::FdKind;
+use crate::profile::Profile;
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,12 +33,39 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan for moving bytes from `src` (`None`: user memory) to `sink`.
+    /// The plan for moving bytes from `src` (`None`: user memory) to `sink`. `auto`
+    /// follows this machine's calibration profile where one is in force
+    /// ([`Profile::load`]), else the built-in order.
     pub fn new(src: Option<FdKind>, sink: FdKind, pref: Preference) -> Plan {
+        Self::with_profile(src, sink, pref, Profile::load())
+    }
+
+    /// Like [`Plan::new`] with an explicit profile (or none).
+    pub fn with_profile(
+        src: Option<FdKind>,
+        sink: FdKind,
+        pref: Preference,
+        profile: Option<&Profile>,
+    ) -> Plan {
         let mut engines = Self::auto_order(src, sink);
-        if let Preference::Prefer(first) = pref {
-            engines.retain(|&k| k != first);
-            engines.insert(0, first);
+        match pref {
+            Preference::Prefer(first) => {
+                engines.retain(|&k| k != first);
+                engines.insert(0, first);
+            }
+            Preference::Auto => {
+                if let Some(measured) = profile.and_then(|p| p.order(src, sink, None)) {
+                    // Measured order first, limited to engines that can do this pair;
+                    // any the profile did not measure keep their built-in places after.
+                    let mut ordered: Vec<EngineKind> = measured
+                        .into_iter()
+                        .filter(|k| engines.contains(k))
+                        .collect();
+                    engines.retain(|k| !ordered.contains(k));
+                    ordered.append(&mut engines);
+                    engines = ordered;
+                }
+            }
         }
         Plan { engines }
     }
@@ -80,10 +108,11 @@ mod tests {
 
     #[test]
     fn file_to_socket_prefers_sendfile_and_ends_with_read_write() {
-        let p = Plan::new(
+        let p = Plan::with_profile(
             Some(FdKind::File { len: 1 }),
             FdKind::TcpSocket,
             Preference::Auto,
+            None,
         );
         assert_eq!(p.engines.first(), Some(&Sendfile));
         assert_eq!(p.engines.last(), Some(&ReadWrite));
@@ -100,11 +129,45 @@ mod tests {
     }
 
     #[test]
+    fn auto_follows_the_profile_for_the_size_class_and_keeps_every_engine() {
+        let profile =
+            Profile::parse("file tcp 65536 read-write tee sendfile\nfile tcp max splice\n");
+        let small = Plan::with_profile(
+            Some(FdKind::File { len: 4096 }),
+            FdKind::TcpSocket,
+            Preference::Auto,
+            Some(&profile),
+        );
+        // tee can't do file → tcp: dropped; unmeasured engines keep their order after.
+        assert_eq!(
+            small.engines,
+            vec![ReadWrite, Sendfile, Splice, Uring, Mmap]
+        );
+        let big = Plan::with_profile(
+            Some(FdKind::File { len: 1 << 30 }),
+            FdKind::TcpSocket,
+            Preference::Auto,
+            Some(&profile),
+        );
+        assert_eq!(big.engines[0], Splice);
+        assert_eq!(big.engines.len(), 5);
+        // An explicit engine ignores the profile.
+        let pref = Plan::with_profile(
+            Some(FdKind::File { len: 4096 }),
+            FdKind::TcpSocket,
+            Preference::Prefer(Mmap),
+            Some(&profile),
+        );
+        assert_eq!(pref.engines, vec![Mmap, Sendfile, Splice, Uring, ReadWrite]);
+    }
+
+    #[test]
     fn socket_to_file_is_splice_then_read_write() {
-        let p = Plan::new(
+        let p = Plan::with_profile(
             Some(FdKind::TcpSocket),
             FdKind::File { len: 0 },
             Preference::Auto,
+            None,
         );
         assert_eq!(p.engines, vec![Splice, Uring, ReadWrite]);
     }
