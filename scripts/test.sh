@@ -25,7 +25,7 @@ for e in $engines; do
   ZCOPY_DISABLE="$e@65536" cargo test -q -p zcopy --test engines
 done
 if [ -d crates/zcopy-http/tests/server ]; then
-  for e in sendfile splice; do
+  for e in sendfile splice mmap; do
     echo "== server suite with $e forced off"
     ZCOPY_DISABLE="$e" cargo test -q -p zcopy-http --test server
   done

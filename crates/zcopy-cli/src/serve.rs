@@ -50,7 +50,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     send_timeout: f64,
     /// Most open connections (all workers together).
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
     max_connections: usize,
     /// Longest request line in bytes (→ 414).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_request_line)]
@@ -142,7 +142,7 @@ impl ServeArgs {
 
 /// Runs `zcopy serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = match args.config() {
+    let mut config = match args.config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("zcopy: {e:#}");
@@ -160,6 +160,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    config.max_connections = fit_fd_limit(config.max_connections, config.worker_count());
     let root = config.root.clone();
     let server = match Server::bind(config) {
         Ok(s) => s,
@@ -201,4 +202,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     server.run().context("server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raises the open-file limit to its hard maximum (each connection is an fd, and so is
+/// each file being sent or cached), and lowers the connection cap if even that is too
+/// small for it.
+fn fit_fd_limit(max_connections: usize, workers: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::debug!("could not raise the open-file limit: {e}");
+        }
+    }
+    let fds = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX) as usize;
+    // Spare fds: listeners and logs, each worker's file cache, and an eighth for
+    // files being sent.
+    let spare = 64 + workers * zcopy_http::cache::CACHE_FILES + fds / 8;
+    let fit = fds.saturating_sub(spare).max(16);
+    if max_connections > fit {
+        tracing::warn!(
+            "open-file limit is {fds}: serving at most {fit} connections instead of {max_connections}"
+        );
+        fit
+    } else {
+        max_connections
+    }
 }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// Largest file kept open in the cache.
 pub const CACHE_MAX: u64 = 64 * 1024;
+/// Most files one worker's cache keeps open.
+pub const CACHE_FILES: usize = 1024;
 
 #[derive(Debug)]
 struct Cached {

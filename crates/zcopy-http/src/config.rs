@@ -72,7 +72,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
+            max_connections: 16_384,
             limits: Limits::default(),
             max_body_discard: 1024 * 1024,
             access_log: None,

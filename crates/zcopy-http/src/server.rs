@@ -290,7 +290,10 @@ impl Server {
                     plan: plan.clone(),
                     forced: forced.clone(),
                     pool: [Vec::new(), Vec::new()],
-                    cache: crate::cache::FileCache::new(self.site.config.file_cache_ttl, 4096),
+                    cache: crate::cache::FileCache::new(
+                        self.site.config.file_cache_ttl,
+                        crate::cache::CACHE_FILES,
+                    ),
                     now: Instant::now(),
                     shutting_down: false,
                 },
