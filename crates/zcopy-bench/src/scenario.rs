@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
 use zcopy::transfer::Forced;
 use zcopy::{EngineKind, FdKind, Plan, Preference, Transfer, Usage};
 
@@ -34,7 +36,7 @@ pub enum Scenario {
 pub enum Row {
     /// Exactly this engine (no fallback).
     Engine(EngineKind),
-    /// `Plan::new(.., Preference::Auto)`.
+    /// `Plan::sized(.., Preference::Auto, size)`.
     Auto,
 }
 
@@ -47,11 +49,11 @@ impl Row {
         }
     }
 
-    /// The plan this row runs for a (source, sink) pair.
-    pub fn plan(self, src: FdKind, sink: FdKind) -> Plan {
+    /// The plan this row runs for a (source, sink) pair and transfer size.
+    pub fn plan(self, src: FdKind, sink: FdKind, size: u64) -> Plan {
         match self {
             Row::Engine(k) => Plan::only(&[k]),
-            Row::Auto => Plan::new(Some(src), sink, Preference::Auto),
+            Row::Auto => Plan::sized(Some(src), sink, Preference::Auto, Some(size)),
         }
     }
 }
@@ -208,7 +210,7 @@ fn engine_loop(
     let (mut bytes, mut syscalls) = (0u64, 0u64);
     let mut ran = String::new();
     for _ in 0..iters {
-        let mut t = Transfer::with_forced(row.plan(src_kind, sink_kind), Forced::default());
+        let mut t = Transfer::with_forced(row.plan(src_kind, sink_kind, size), Forced::default());
         let report = t
             .run(src, offset, sink, Some(size), &mut |_| {})
             .map_err(|e| BenchError::Transfer(row.name(), e))?;
@@ -231,7 +233,30 @@ fn engine_loop(
 type PeerResult = Result<(u64, Usage, Instant), BenchError>;
 
 /// Receiver: splices everything from `src` to /dev/null until end of stream.
+/// Pins the calling thread to the `nth` CPU it may run on, when it may run on two or
+/// more, so the engine and its peer never fight over one core (their spread drops a
+/// lot on small machines). Returns the previous mask, to restore.
+fn pin(nth: usize) -> Option<CpuSet> {
+    let old = sched_getaffinity(None).ok()?;
+    if old.count() < 2 {
+        return None;
+    }
+    let cpu = (0..CpuSet::MAX_CPU).filter(|&c| old.is_set(c)).nth(nth)?;
+    let mut one = CpuSet::new();
+    one.set(cpu);
+    sched_setaffinity(None, &one).ok()?;
+    Some(old)
+}
+
+/// Puts back a mask taken by [`pin`].
+fn unpin(old: Option<CpuSet>) {
+    if let Some(old) = old {
+        let _ = sched_setaffinity(None, &old);
+    }
+}
+
 fn receive_to_null(src: OwnedFd, barrier: &Barrier) -> PeerResult {
+    pin(1);
     let null = File::options()
         .write(true)
         .open("/dev/null")
@@ -254,6 +279,7 @@ fn send_file(
     sock: TcpStream,
     barrier: &Barrier,
 ) -> PeerResult {
+    pin(1);
     let file = File::open(source).map_err(io_err("open source"))?;
     barrier.wait();
     let u0 = Usage::thread();
@@ -313,6 +339,20 @@ pub fn run(
 ) -> Result<Measured, BenchError> {
     let expected = setup.size * iters;
     let barrier = Barrier::new(2);
+    let mask = pin(0);
+    let result = run_pinned(scenario, row, setup, iters, expected, &barrier);
+    unpin(mask);
+    result
+}
+
+fn run_pinned(
+    scenario: Scenario,
+    row: Row,
+    setup: Setup<'_>,
+    iters: u64,
+    expected: u64,
+    barrier: &Barrier,
+) -> Result<Measured, BenchError> {
     let (start, process, side, peer) = match scenario {
         Scenario::FileTcp | Scenario::FilePipe => {
             let source = File::open(setup.source).map_err(io_err("open source"))?;
@@ -325,7 +365,7 @@ pub fn run(
                 (w, r)
             };
             std::thread::scope(|s| {
-                let peer = s.spawn(|| receive_to_null(theirs, &barrier));
+                let peer = s.spawn(|| receive_to_null(theirs, barrier));
                 barrier.wait();
                 let (start, p0) = (Instant::now(), Usage::process());
                 let side = engine_loop(
@@ -358,7 +398,7 @@ pub fn run(
             let (client, server) = tcp_pair()?;
             let (dst, path) = fresh_file(setup.scratch)?;
             let r = std::thread::scope(|s| {
-                let peer = s.spawn(|| send_file(setup.source, setup.size, iters, client, &barrier));
+                let peer = s.spawn(|| send_file(setup.source, setup.size, iters, client, barrier));
                 barrier.wait();
                 let (start, p0) = (Instant::now(), Usage::process());
                 let side = engine_loop(row, server.as_fd(), None, dst.as_fd(), setup.size, iters);

@@ -267,13 +267,14 @@ fn receive_file(
     progress.file_start(&shown, entry.size, offset);
     rustix::fs::seek(&fd, SeekFrom::Start(offset))?;
     let file = File::from(fd);
-    let plan = Plan::new(
+    let want = entry.size - offset;
+    let plan = Plan::sized(
         Some(FdKind::TcpSocket),
         FdKind::File { len: offset },
         cfg.engine,
+        Some(want),
     );
     let mut t = Transfer::new(plan);
-    let want = entry.size - offset;
     let result = t
         .run(conn.as_fd(), None, file.as_fd(), Some(want), &mut |done| {
             progress.file_progress(offset + done)

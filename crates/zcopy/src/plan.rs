@@ -37,14 +37,22 @@ impl Plan {
     /// follows this machine's calibration profile where one is in force
     /// ([`Profile::load`]), else the built-in order.
     pub fn new(src: Option<FdKind>, sink: FdKind, pref: Preference) -> Plan {
-        Self::with_profile(src, sink, pref, Profile::load())
+        Self::sized(src, sink, pref, None)
     }
 
-    /// Like [`Plan::new`] with an explicit profile (or none).
+    /// Like [`Plan::new`] for a transfer of `len` bytes, so that `auto` can follow the
+    /// profile's line for that size class when the source is a stream (a file source
+    /// brings its own length).
+    pub fn sized(src: Option<FdKind>, sink: FdKind, pref: Preference, len: Option<u64>) -> Plan {
+        Self::with_profile(src, sink, pref, len, Profile::load())
+    }
+
+    /// Like [`Plan::sized`] with an explicit profile (or none).
     pub fn with_profile(
         src: Option<FdKind>,
         sink: FdKind,
         pref: Preference,
+        len: Option<u64>,
         profile: Option<&Profile>,
     ) -> Plan {
         let mut engines = Self::auto_order(src, sink);
@@ -54,7 +62,7 @@ impl Plan {
                 engines.insert(0, first);
             }
             Preference::Auto => {
-                if let Some(measured) = profile.and_then(|p| p.order(src, sink, None)) {
+                if let Some(measured) = profile.and_then(|p| p.order(src, sink, len)) {
                     // Measured order first, limited to engines that can do this pair;
                     // any the profile did not measure keep their built-in places after.
                     let mut ordered: Vec<EngineKind> = measured
@@ -113,6 +121,7 @@ mod tests {
             FdKind::TcpSocket,
             Preference::Auto,
             None,
+            None,
         );
         assert_eq!(p.engines.first(), Some(&Sendfile));
         assert_eq!(p.engines.last(), Some(&ReadWrite));
@@ -136,6 +145,7 @@ mod tests {
             Some(FdKind::File { len: 4096 }),
             FdKind::TcpSocket,
             Preference::Auto,
+            None,
             Some(&profile),
         );
         // tee can't do file → tcp: dropped; unmeasured engines keep their order after.
@@ -147,6 +157,7 @@ mod tests {
             Some(FdKind::File { len: 1 << 30 }),
             FdKind::TcpSocket,
             Preference::Auto,
+            None,
             Some(&profile),
         );
         assert_eq!(big.engines[0], Splice);
@@ -156,9 +167,23 @@ mod tests {
             Some(FdKind::File { len: 4096 }),
             FdKind::TcpSocket,
             Preference::Prefer(Mmap),
+            None,
             Some(&profile),
         );
         assert_eq!(pref.engines, vec![Mmap, Sendfile, Splice, Uring, ReadWrite]);
+    }
+
+    #[test]
+    fn a_stream_source_uses_the_size_class_of_the_transfer() {
+        let profile =
+            Profile::parse("tcp file 65536 read-write splice\ntcp file max splice read-write\n");
+        let plan = |len| {
+            let (src, sink) = (Some(FdKind::TcpSocket), FdKind::File { len: 0 });
+            Plan::with_profile(src, sink, Preference::Auto, len, Some(&profile)).engines
+        };
+        assert_eq!(plan(Some(4096))[0], ReadWrite);
+        assert_eq!(plan(Some(1 << 30))[0], Splice);
+        assert_eq!(plan(None)[0], Splice);
     }
 
     #[test]
@@ -167,6 +192,7 @@ mod tests {
             Some(FdKind::TcpSocket),
             FdKind::File { len: 0 },
             Preference::Auto,
+            None,
             None,
         );
         assert_eq!(p.engines, vec![Splice, Uring, ReadWrite]);
