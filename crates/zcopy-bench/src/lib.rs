@@ -164,10 +164,18 @@ pub fn fmt_size(n: u64) -> String {
     n.to_string()
 }
 
-/// How much better `a` is than `b` for calibration: throughput first; within 3 % of
-/// each other, the lower CPU/GB wins.
+/// The throughput calibration ranks by: halfway between the median and the worst run,
+/// so an engine that is fast only some of the time (io_uring over loopback swings
+/// between two speeds depending on where its io-wq worker runs) does not win a size
+/// class on a lucky median.
+fn dependable(f: &Figures) -> f64 {
+    (f.throughput.median + f.throughput.min) / 2.0
+}
+
+/// How much better `a` is than `b` for calibration: dependable throughput first;
+/// within 3 % of each other, the lower CPU/GB wins.
 fn better(a: &Figures, b: &Figures) -> bool {
-    let (ta, tb) = (a.throughput.median, b.throughput.median);
+    let (ta, tb) = (dependable(a), dependable(b));
     if ta >= tb * 0.97 && tb >= ta * 0.97 {
         a.engine_cpu.total.median < b.engine_cpu.total.median
     } else {
@@ -182,7 +190,7 @@ pub fn rank(figures: &[&Figures]) -> Vec<EngineKind> {
         .copied()
         .filter(|f| f.row.parse::<EngineKind>().is_ok())
         .collect();
-    v.sort_by(|a, b| b.throughput.median.total_cmp(&a.throughput.median));
+    v.sort_by(|a, b| dependable(b).total_cmp(&dependable(a)));
     // Adjacent near-ties: the cheaper one first.
     for i in 1..v.len() {
         let mut j = i;

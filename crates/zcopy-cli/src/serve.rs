@@ -49,9 +49,10 @@ pub struct ServeArgs {
     /// Seconds a response may make no progress before the connection is dropped.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     send_timeout: f64,
-    /// Most open connections (all workers together).
-    #[arg(long, value_name = "N", default_value_t = 16_384)]
-    max_connections: usize,
+    /// Most open connections (all workers together) [default: 16384, or fewer if the
+    /// open-file limit can't hold that many].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Longest request line in bytes (→ 414).
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_request_line)]
     max_request_line: usize,
@@ -123,7 +124,7 @@ impl ServeArgs {
             header_timeout: secs("header-timeout", self.header_timeout)?,
             idle_timeout: secs("idle-timeout", self.idle_timeout)?,
             send_timeout: secs("send-timeout", self.send_timeout)?,
-            max_connections: self.max_connections,
+            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             limits: Limits {
                 max_request_line: self.max_request_line,
                 max_header_bytes: self.max_header_bytes,
@@ -160,7 +161,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    config.max_connections = fit_fd_limit(config.max_connections, config.worker_count());
+    let fit = fit_fd_limit(config.worker_count());
+    match args.max_connections {
+        None if fit < config.max_connections => {
+            tracing::warn!(
+                "the open-file limit holds {fit} connections: serving at most that many"
+            );
+            config.max_connections = fit;
+        }
+        Some(n) if n > fit => tracing::warn!(
+            "--max-connections {n} is more than the open-file limit holds ({fit}); \
+             accepting pauses while fds are short"
+        ),
+        _ => {}
+    }
     let root = config.root.clone();
     let server = match Server::bind(config) {
         Ok(s) => s,
@@ -204,10 +218,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Connections served at once unless `--max-connections` says otherwise.
+const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
 /// Raises the open-file limit to its hard maximum (each connection is an fd, and so is
-/// each file being sent or cached), and lowers the connection cap if even that is too
-/// small for it.
-fn fit_fd_limit(max_connections: usize, workers: usize) -> usize {
+/// each file being sent or cached), and returns how many connections it can hold.
+fn fit_fd_limit(workers: usize) -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current < lim.maximum {
@@ -220,13 +236,5 @@ fn fit_fd_limit(max_connections: usize, workers: usize) -> usize {
     // Spare fds: listeners and logs, each worker's file cache, and an eighth for
     // files being sent.
     let spare = 64 + workers * zcopy_http::cache::CACHE_FILES + fds / 8;
-    let fit = fds.saturating_sub(spare).max(16);
-    if max_connections > fit {
-        tracing::warn!(
-            "open-file limit is {fds}: serving at most {fit} connections instead of {max_connections}"
-        );
-        fit
-    } else {
-        max_connections
-    }
+    fds.saturating_sub(spare).max(16)
 }

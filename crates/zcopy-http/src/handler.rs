@@ -259,6 +259,10 @@ impl Conn {
         match e {
             OpenError::NotFound => self.status(out, 404),
             OpenError::Forbidden => self.status(out, 403),
+            OpenError::Busy => {
+                let body = "503 Service Unavailable (out of file descriptors)\n";
+                self.text(out, 503, body, &[("Retry-After", "1")])
+            }
             OpenError::Other(why) => {
                 tracing::warn!("open failed: {why}");
                 self.status(out, 500)

@@ -97,6 +97,8 @@ pub enum OpenError {
     NotFound,
     /// Permission denied (→ 403).
     Forbidden,
+    /// Out of file descriptors or kernel memory for now (→ 503).
+    Busy,
     /// Anything else (→ 500), with errno text.
     Other(String),
 }
@@ -217,6 +219,7 @@ fn map_errno(e: Errno) -> OpenError {
         | Errno::NXIO
         | Errno::NODEV => OpenError::NotFound,
         Errno::ACCESS | Errno::PERM => OpenError::Forbidden,
+        Errno::MFILE | Errno::NFILE | Errno::NOMEM => OpenError::Busy,
         other => OpenError::Other(std::io::Error::from(other).to_string()),
     }
 }
@@ -471,6 +474,7 @@ mod tests {
         }
         assert_eq!(map_errno(Errno::ACCESS), OpenError::Forbidden);
         assert_eq!(map_errno(Errno::PERM), OpenError::Forbidden);
+        assert_eq!(map_errno(Errno::MFILE), OpenError::Busy);
         assert!(matches!(map_errno(Errno::IO), OpenError::Other(s) if !s.is_empty()));
     }
 

@@ -3,5 +3,6 @@
 mod cp;
 mod engines;
 mod sendrecv;
+mod serve;
 mod tee;
 mod util;
