@@ -53,6 +53,23 @@ impl Bars {
     }
 }
 
+/// Runs `f` with progress bars when stderr is a terminal (and not `quiet`), with no
+/// display otherwise, and removes the bars afterwards.
+pub fn with_bars<T>(
+    total: Option<u64>,
+    quiet: bool,
+    f: impl FnOnce(&dyn zcopy_net::recv::Progress) -> T,
+) -> T {
+    match Bars::new(total, quiet) {
+        Some(bars) => {
+            let result = f(&bars);
+            bars.finish();
+            result
+        }
+        None => f(&zcopy_net::recv::Quiet),
+    }
+}
+
 impl zcopy_net::recv::Progress for Bars {
     fn file_start(&self, path: &str, size: u64, offset: u64) {
         let bar = self.multi.insert(0, ProgressBar::new(size));

@@ -8,7 +8,7 @@ use anyhow::Context;
 use zcopy::Preference;
 use zcopy_net::recv::{RecvConfig, receive};
 
-use crate::progress::Bars;
+use crate::progress::with_bars;
 
 /// Arguments of `zcopy recv`.
 #[derive(Debug, clap::Args)]
@@ -71,16 +71,7 @@ pub fn run(args: RecvArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     loop {
         let (conn, peer) = listener.accept()?;
         tracing::info!("sender connected from {peer}");
-        let bars = Bars::new(None, quiet);
-        let quiet_progress = zcopy_net::recv::Quiet;
-        let progress: &dyn zcopy_net::recv::Progress = match &bars {
-            Some(b) => b,
-            None => &quiet_progress,
-        };
-        let result = receive(conn, &cfg, progress);
-        if let Some(b) = &bars {
-            b.finish();
-        }
+        let result = with_bars(None, quiet, |progress| receive(conn, &cfg, progress));
         match result {
             Ok(s) => {
                 let secs = s.elapsed.as_secs_f64().max(1e-9);

@@ -8,7 +8,7 @@ use anyhow::Context;
 use zcopy::Preference;
 use zcopy_net::send::{SendConfig, SendError, collect, send};
 
-use crate::progress::Bars;
+use crate::progress::with_bars;
 
 /// Arguments of `zcopy send`.
 #[derive(Debug, clap::Args)]
@@ -80,16 +80,9 @@ pub fn run(args: SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         verify: args.verify,
         resume: !args.no_resume,
     };
-    let bars = Bars::new(Some(total), quiet);
-    let quiet_progress = zcopy_net::recv::Quiet;
-    let progress: &dyn zcopy_net::recv::Progress = match &bars {
-        Some(b) => b,
-        None => &quiet_progress,
-    };
-    let result = send(conn, &items, &cfg, progress);
-    if let Some(b) = &bars {
-        b.finish();
-    }
+    let result = with_bars(Some(total), quiet, |progress| {
+        send(conn, &items, &cfg, progress)
+    });
     match result {
         Ok(s) => {
             let secs = s.elapsed.as_secs_f64().max(1e-9);

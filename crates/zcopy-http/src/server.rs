@@ -112,32 +112,16 @@ impl AccessLogger {
     }
 }
 
-/// `10/Oct/2000:13:55:36 +0000` (UTC).
+/// `10/Oct/2000:13:55:36 +0000` (UTC), rearranged from the IMF-fixdate that
+/// `httpdate` writes (`Tue, 10 Oct 2000 13:55:36 GMT`, fixed width).
 fn clf_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    let d = httpdate::fmt_http_date(t);
     format!(
-        "{d:02}/{}/{y}:{:02}:{:02}:{:02} +0000",
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "{}/{}/{}:{} +0000",
+        &d[5..7],
+        &d[8..11],
+        &d[12..16],
+        &d[17..25]
     )
 }
 
