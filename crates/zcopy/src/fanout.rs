@@ -85,11 +85,12 @@ pub fn fanout(
     }
 }
 
-/// An extra output: a pipe we tee into directly, or an intermediate pipe drained
-/// into the output with splice.
+/// An extra output that is not a pipe: tee(2) fills an intermediate pipe, which a
+/// transfer (splice, with fallback) drains into the output. Pipe outputs need no leg:
+/// tee writes into them directly.
 struct Leg<'a> {
     out: BorrowedFd<'a>,
-    reader: Option<OwnedFd>,
+    reader: OwnedFd,
     transfer: Transfer,
 }
 
@@ -104,16 +105,13 @@ fn fanout_tee(
     };
     let mut copies = Vec::new();
     let mut legs = Vec::new();
+    let mut outputs_desc = Vec::new();
     let mut round = ROUND;
     for &out in outputs {
         let kind = FdKind::of(out).map_err(io_err)?;
         if kind == FdKind::Pipe {
             copies.push(out.try_clone_to_owned().map_err(io_err)?);
-            legs.push(Leg {
-                out,
-                reader: None,
-                transfer: Transfer::new(Plan::only(&[])),
-            });
+            outputs_desc.push(None);
             round = round.min(rustix::pipe::fcntl_getpipe_size(out).unwrap_or(65536));
         } else {
             let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -124,9 +122,10 @@ fn fanout_tee(
             round = round.min(size);
             copies.push(w);
             let plan = Plan::new(Some(FdKind::Pipe), kind, Preference::Auto);
+            outputs_desc.push(Some(legs.len()));
             legs.push(Leg {
                 out,
-                reader: Some(r),
+                reader: r,
                 transfer: Transfer::new(plan),
             });
         }
@@ -154,30 +153,25 @@ fn fanout_tee(
         }
         report.bytes += n as u64;
         for leg in legs.iter_mut() {
-            if let Some(reader) = &leg.reader {
-                let mut left = n;
-                while left > 0 {
-                    let m = leg.transfer.step(
-                        Src::Fd {
-                            fd: reader.as_fd(),
-                            offset: None,
-                        },
-                        leg.out,
-                        left,
-                    )?;
-                    if m == 0 {
-                        return Err(io_err(io::ErrorKind::UnexpectedEof.into()));
-                    }
-                    left -= m;
+            let mut left = n;
+            while left > 0 {
+                let src = Src::Fd {
+                    fd: leg.reader.as_fd(),
+                    offset: None,
+                };
+                let m = leg.transfer.step(src, leg.out, left)?;
+                if m == 0 {
+                    return Err(io_err(io::ErrorKind::UnexpectedEof.into()));
                 }
+                left -= m;
             }
         }
     }
-    report.outputs = legs
+    report.outputs = outputs_desc
         .iter()
-        .map(|l| match l.reader {
+        .map(|leg| match leg {
             None => "tee".to_string(),
-            Some(_) => l.transfer.report().describe(),
+            Some(i) => legs[*i].transfer.report().describe(),
         })
         .collect();
     Ok(report)
