@@ -22,7 +22,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: Vec<SocketAddr>,
     /// Engine that sends file bodies: auto, sendfile, splice, mmap, read-write, direct,
-    /// uring (others fall back behind it).
+    /// uring (others fall back behind it). auto: sendfile (or the calibrated choice) to
+    /// clients on other hosts; mmap, which copies at send time, to clients on this
+    /// machine, whose receive queues would otherwise share our page-cache pages.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]
     engine: Preference,
     /// Worker threads, each with its own event loop (default: one per core).
