@@ -85,18 +85,21 @@ impl Ctx {
     }
 }
 
-/// The plan for clients on this machine. With `auto`, bodies to a loopback peer go
-/// through engines that copy at send time (mmap, then read-write): over loopback the
-/// peer's receive queue holds references to our page-cache pages until the client
-/// reads them, so with sendfile/splice a file truncated mid-page afterwards would hand
-/// the client zeros no lease or SIOCOUTQ wait can prevent. An explicit engine is
-/// honoured as asked.
-pub fn loopback_plan(pref: zcopy::Preference, plan: &Plan) -> Plan {
+/// The plan for clients on this machine: engines that copy at send time (mmap, then
+/// read-write). Over loopback the peer's receive queue holds references to our
+/// page-cache pages until the client reads them, so with sendfile/splice a file
+/// truncated mid-page afterwards would hand the client zeros that no lease or SIOCOUTQ
+/// wait can prevent. An explicit engine is still honoured, first; its fallbacks are
+/// the copying engines.
+pub fn loopback_plan(pref: zcopy::Preference) -> Plan {
+    use zcopy::EngineKind::{Mmap, ReadWrite};
     match pref {
-        zcopy::Preference::Auto => {
-            Plan::only(&[zcopy::EngineKind::Mmap, zcopy::EngineKind::ReadWrite])
+        zcopy::Preference::Auto => Plan::only(&[Mmap, ReadWrite]),
+        zcopy::Preference::Prefer(k) => {
+            let mut engines = vec![k];
+            engines.extend([Mmap, ReadWrite].into_iter().filter(|&e| e != k));
+            Plan::only(&engines)
         }
-        zcopy::Preference::Prefer(_) => plan.clone(),
     }
 }
 

@@ -270,7 +270,7 @@ impl Server {
                     site: self.site.clone(),
                     log: self.log.clone(),
                     out: Vec::with_capacity(32 * 1024),
-                    plan_loopback: crate::conn::loopback_plan(self.site.config.engine, &plan),
+                    plan_loopback: crate::conn::loopback_plan(self.site.config.engine),
                     plan: plan.clone(),
                     forced: forced.clone(),
                     pool: [Vec::new(), Vec::new()],
