@@ -256,3 +256,61 @@ fn connection_cap_defers_new_clients_until_one_leaves() {
     let r = read_response(&mut c, false).expect("served once a slot is free");
     assert_eq!(r.body, b"A");
 }
+
+/// A client that asks for a large file and never reads is dropped after the send
+/// timeout; meanwhile others are served, and it never receives more than the file.
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_send_timeout() {
+    let fx = Fixture::new();
+    let len = 64u64 << 20;
+    write_pattern(&fx.root().join("big.bin"), len);
+    fx.file("a.txt", b"AAAA");
+    let srv = TestServer::start(&fx.root(), |c| c.send_timeout = Duration::from_millis(500));
+    let mut stalled = srv.connect();
+    stalled
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, body) = get(&srv.url("/a.txt"), &[]);
+    assert_eq!((status, body.as_slice()), (200, &b"AAAA"[..]));
+    // Well past the timeout, read what made it into the socket buffers: the head,
+    // then a prefix of the body, then the end of the connection.
+    std::thread::sleep(Duration::from_millis(2000));
+    let head = read_response(&mut stalled, true).expect("head");
+    assert_eq!(head.status, 200);
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stalled, &mut got);
+    assert!(
+        (got.len() as u64) < len,
+        "stalled client got the whole file ({} bytes): not dropped",
+        got.len()
+    );
+    assert_pattern(&got, 0, "prefix before the drop");
+}
+
+/// The open-file cache never serves stale metadata or content: a small file changed
+/// in place or replaced by a rename is served as it is now, with a new ETag.
+#[test]
+fn cached_small_files_are_revalidated_on_every_request() {
+    let fx = Fixture::new();
+    let path = fx.file("c.txt", b"first version");
+    let srv = TestServer::start(&fx.root(), |c| c.file_cache_ttl = Duration::from_secs(60));
+    let (_, h1, b1) = get(&srv.url("/c.txt"), &[]);
+    assert_eq!(b1, b"first version");
+    let (_, h1b, _) = get(&srv.url("/c.txt"), &[]); // a cache hit
+    assert_eq!(header(&h1, "ETag"), header(&h1b, "ETag"));
+    // Changed in place: same inode, new size and mtime.
+    std::fs::write(&path, b"second, longer version").unwrap();
+    let (_, h2, b2) = get(&srv.url("/c.txt"), &[]);
+    assert_eq!(b2, b"second, longer version");
+    assert_ne!(header(&h1, "ETag"), header(&h2, "ETag"));
+    // Replaced by a rename: the cached inode is unlinked.
+    let tmp = fx.file("c.tmp", b"third");
+    std::fs::rename(&tmp, &path).unwrap();
+    let (_, _, b3) = get(&srv.url("/c.txt"), &[]);
+    assert_eq!(b3, b"third");
+    // Deleted: 404, not the cached file.
+    std::fs::remove_file(&path).unwrap();
+    let (status, _, _) = get(&srv.url("/c.txt"), &[]);
+    assert_eq!(status, 404);
+}
