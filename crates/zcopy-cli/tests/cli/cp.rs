@@ -215,3 +215,30 @@ fn no_space_leaves_no_file_behind() {
     );
     assert!(listing.is_empty(), "left behind: {listing:?}");
 }
+
+/// 1 GiB of real (not sparse) data, compared byte for byte.
+#[test]
+fn one_gib_copy_is_byte_exact() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("gib");
+    let mut f = std::io::BufWriter::new(fs::File::create(&src).unwrap());
+    let block = pattern(1 << 20, 11);
+    for i in 0..1024u32 {
+        // Each MiB differs (its index in front), so a misplaced block shows.
+        f.write_all(&i.to_le_bytes()).unwrap();
+        f.write_all(&block[4..]).unwrap();
+    }
+    f.into_inner().unwrap().sync_all().unwrap();
+    let dst = dir.path().join("copy");
+    zcopy(&["cp", src.to_str().unwrap(), dst.to_str().unwrap()])
+        .assert()
+        .success();
+    let st = std::process::Command::new("cmp")
+        .arg(&src)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success(), "1 GiB copy differs");
+    assert!(leftovers(dir.path()).is_empty());
+}
