@@ -14,11 +14,12 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use zcopy::transfer::Forced;
-use zcopy::{Plan, Src, Transfer};
+use zcopy::{EngineKind, Plan, Src, Transfer};
 
 use crate::handler::{self, Body, FileBody, Piece, Site};
 use crate::request::{self, HttpError, Parsed};
@@ -36,6 +37,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const DRAIN: Duration = Duration::from_secs(2);
 /// How often a waiting send re-checks its file's lease.
 const LEASE_CHECK: Duration = Duration::from_millis(200);
+/// How often a lingering file's send queue is looked at.
+const LINGER_CHECK: Duration = Duration::from_millis(20);
 /// Transfers kept for reuse per worker.
 const POOL: usize = 64;
 
@@ -161,6 +164,12 @@ pub struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     sending: Option<Sending>,
+    /// A leased file whose last bytes went out by reference (sendfile, splice, uring)
+    /// and may still sit in the send queue: kept open, lease and all, until the
+    /// queue is empty, so the file can't change under pages not yet on the wire.
+    lingering: Option<Arc<File>>,
+    /// When to look at the send queue again while `lingering`.
+    linger_next: Instant,
     close_after: bool,
     /// When the current state times out.
     deadline: Instant,
@@ -193,6 +202,8 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             sending: None,
+            lingering: None,
+            linger_next: ctx.now,
             close_after: false,
             deadline: ctx.now + ctx.site.config.header_timeout,
             send_deadline: ctx.now,
@@ -215,7 +226,11 @@ impl Conn {
 
     /// When this connection next needs attention without an event.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        if self.lingering.is_some() {
+            self.deadline.min(self.linger_next)
+        } else {
+            self.deadline
+        }
     }
 
     /// Idle between requests (nothing received, nothing to send): safe to close at shutdown.
@@ -232,6 +247,7 @@ impl Conn {
 
     /// Does all the work possible now, up to the turn budget.
     pub fn drive(&mut self, ctx: &mut Ctx) -> Progress {
+        self.check_lingering();
         let mut budget = TURN_BUDGET;
         loop {
             let step = match self.state {
@@ -250,6 +266,12 @@ impl Conn {
 
     /// The deadline passed (the worker checks `deadline() <= now` first).
     pub fn timeout(&mut self, ctx: &mut Ctx) -> Progress {
+        if self.lingering.is_some() && ctx.now < self.deadline {
+            // Only the lingering file's check is due.
+            self.check_lingering();
+            self.linger_next = ctx.now + LINGER_CHECK;
+            return Progress::Wait;
+        }
         match self.state {
             State::ReadingHead if self.rend > self.rpos => {
                 self.rpos = self.rend;
@@ -570,6 +592,15 @@ impl Conn {
             && let Some(t) = s.transfer
         {
             tracing::trace!(engine = %t.report().describe(), "body sent");
+            let by_reference = matches!(
+                t.current(),
+                Some(EngineKind::Sendfile | EngineKind::Splice | EngineKind::Uring)
+            );
+            if s.leased && by_reference {
+                self.lingering = Some(s.body.file);
+                self.linger_next = ctx.now + LINGER_CHECK;
+                self.check_lingering();
+            }
             ctx.give_back(t, self.loopback);
         }
         if self.close_after || (ctx.shutting_down && self.rend == self.rpos) {
@@ -640,6 +671,16 @@ impl Conn {
         }
         self.deadline = ctx.now + Duration::from_millis(20);
         Progress::Wait
+    }
+
+    /// Lets go of a lingering file once the send queue is empty (readiness events as
+    /// ACKs arrive bring us back here).
+    fn check_lingering(&mut self) {
+        if self.lingering.is_some()
+            && !matches!(zcopy::sys::sock::send_queue_len(&self.stream), Ok(n) if n > 0)
+        {
+            self.lingering = None;
+        }
     }
 
     fn log(&mut self, ctx: &Ctx) {

@@ -290,3 +290,71 @@ fn truncation_inside_a_queued_page_with_auto_and_copying_engines() {
         assert_pattern(&got, 0, &format!("{name}: download truncated mid-page"));
     }
 }
+
+/// After a response sent by reference (sendfile) completes, its file stays leased until
+/// the socket's send queue is empty: pages not yet on the wire can't change under it.
+/// A writer (non-blocking open, which starts a lease break) is refused meanwhile, and
+/// gets in once the client has read everything.
+#[test]
+fn a_sendfile_response_keeps_its_lease_until_the_send_queue_drains() {
+    use std::os::unix::fs::OpenOptionsExt;
+    if zcopy::transfer::Forced::from_env()
+        .limit(EngineKind::Sendfile)
+        .is_some()
+    {
+        eprintln!("skipped: sendfile is forced off in this run");
+        return;
+    }
+    let fx = Fixture::new();
+    let len: u64 = 24 << 20;
+    let path = fx.root().join("big.bin");
+    write_pattern(&path, len);
+    let log = fx.dir.path().join("access.log");
+    let log2 = log.clone();
+    let srv = TestServer::start(&fx.root(), move |c| {
+        c.engine = Preference::Prefer(EngineKind::Sendfile);
+        c.access_log = Some(zcopy_http::config::AccessLog::File(log2));
+    });
+    // A small receive buffer, so what the client doesn't read stays in the server's
+    // send queue.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    sock.connect(&srv.addr.into()).unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let head = read_response(&mut s, true).unwrap();
+    assert_eq!(head.status, 200);
+    // Read all but the last MiB, then stop until the server says it is done.
+    let mut body = vec![0u8; len as usize];
+    let stop_at = (len - (1 << 20)) as usize;
+    s.read_exact(&mut body[..stop_at]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("big.bin")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "response never completed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let writer = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&path)
+    };
+    let refused = writer().expect_err("lease released with bytes still queued");
+    assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock, "{refused}");
+    s.read_exact(&mut body[stop_at..]).unwrap();
+    assert_pattern(&body, 0, "whole body");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while writer().is_err() {
+        assert!(std::time::Instant::now() < deadline, "lease never released");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
