@@ -43,9 +43,41 @@ pub struct Uring {
 }
 
 impl Uring {
-    /// A new engine; the ring is set up on first use.
+    /// A new engine; the ring is set up on first use (or taken from this thread's
+    /// idle rings).
     pub fn new() -> Uring {
         Uring::default()
+    }
+}
+
+/// An idle ring and its engine pipe, kept for the next engine on this thread.
+type Idle = (Ring, Option<(OwnedFd, OwnedFd, usize)>);
+
+/// Most idle rings kept per thread.
+const IDLE_RINGS: usize = 4;
+
+thread_local! {
+    /// Rings of dropped engines: setting one up (io_uring_setup, mmap of the queues,
+    /// io-wq workers) costs far more than a small transfer, so a transfer per file
+    /// must not pay it every time.
+    static IDLE: std::cell::RefCell<Vec<Idle>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        // Only a quiet ring with an empty pipe goes back: every step waits for its
+        // completions, so a ring between steps has nothing in flight.
+        if self.in_pipe == 0
+            && let Some(ring) = self.ring.take()
+        {
+            let pipe = self.pipe.take();
+            let _ = IDLE.try_with(|idle| {
+                let mut idle = idle.borrow_mut();
+                if idle.len() < IDLE_RINGS {
+                    idle.push((ring, pipe));
+                }
+            });
+        }
     }
 }
 
@@ -102,9 +134,17 @@ impl Engine for Uring {
     ) -> io::Result<usize> {
         let ops = ops().map_err(unsupported)?;
         if self.ring.is_none() {
-            let ring =
-                Ring::new(ENTRIES).map_err(|e| unsupported(format!("io_uring_setup: {e}")))?;
-            self.ring = Some(ring);
+            match IDLE.try_with(|idle| idle.borrow_mut().pop()).ok().flatten() {
+                Some((ring, pipe)) => {
+                    self.ring = Some(ring);
+                    self.pipe = pipe;
+                }
+                None => {
+                    let ring = Ring::new(ENTRIES)
+                        .map_err(|e| unsupported(format!("io_uring_setup: {e}")))?;
+                    self.ring = Some(ring);
+                }
+            }
         }
         let before = self.ring.as_ref().map_or(0, Ring::enters);
         let r = self.step_ops(ops, src, sink, max, stats);
