@@ -43,21 +43,5 @@ fn crosses_mapping_windows() {
 
 #[test]
 fn non_file_sources_are_unsupported() {
-    let sink = Sink::new(SinkKind::Pipe);
-    let mut e = Mmap::new();
-    let mut stats = Stats::default();
-    let err = e
-        .step(Src::Mem(b"abc"), sink.fd(), 3, &mut stats)
-        .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
-    let (src, feeder) = stream_source(SinkKind::Pipe, b"hello".to_vec());
-    let at = Src::Fd {
-        fd: src.as_fd(),
-        offset: None,
-    };
-    let err = e.step(at, sink.fd(), 5, &mut stats).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
-    drop(src);
-    feeder.join().ok();
-    assert!(sink.finish().is_empty());
+    check_needs_a_file_source(&mut Mmap::new());
 }

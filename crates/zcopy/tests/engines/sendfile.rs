@@ -28,24 +28,7 @@ fn nonblocking_tcp_sink_with_slow_reader() {
 
 #[test]
 fn memory_and_stream_sources_are_unsupported_before_moving_anything() {
-    let sink = Sink::new(SinkKind::Pipe);
-    let mut e = Sendfile::new();
-    let mut stats = Stats::default();
-    let err = e
-        .step(Src::Mem(b"abc"), sink.fd(), 3, &mut stats)
-        .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
-    let (src, feeder) = stream_source(SinkKind::Pipe, b"hello".to_vec());
-    let src_at = Src::Fd {
-        fd: src.as_fd(),
-        offset: None,
-    };
-    let err = e.step(src_at, sink.fd(), 5, &mut stats).unwrap_err();
-    assert!(zcopy::engine::is_unsupported(&err, 0), "{err}");
-    assert_eq!(stats.bytes, 0);
-    drop(src);
-    feeder.join().ok();
-    assert!(sink.finish().is_empty());
+    check_needs_a_file_source(&mut Sendfile::new());
 }
 
 #[test]

@@ -559,3 +559,25 @@ pub fn drive_nonblocking<'a>(
     assert_eq!(stats.bytes, len as u64);
     (stats, blocked)
 }
+
+/// Asserts `engine` refuses user memory and a stream (pipe) source as "unsupported",
+/// before moving a byte, so that a transfer falls back cleanly.
+pub fn check_needs_a_file_source(engine: &mut dyn zcopy::Engine) {
+    let sink = Sink::new(SinkKind::Pipe);
+    let mut stats = zcopy::Stats::default();
+    let err = engine
+        .step(zcopy::Src::Mem(b"abc"), sink.fd(), 3, &mut stats)
+        .unwrap_err();
+    assert!(zcopy::engine::is_unsupported(&err, 0), "{err}");
+    let (src, feeder) = stream_source(SinkKind::Pipe, b"hello".to_vec());
+    let at = zcopy::Src::Fd {
+        fd: src.as_fd(),
+        offset: None,
+    };
+    let err = engine.step(at, sink.fd(), 5, &mut stats).unwrap_err();
+    assert!(zcopy::engine::is_unsupported(&err, 0), "{err}");
+    assert_eq!(stats.bytes, 0);
+    drop(src);
+    feeder.join().ok();
+    assert!(sink.finish().is_empty());
+}
