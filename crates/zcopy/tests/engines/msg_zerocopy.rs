@@ -46,27 +46,7 @@ fn file_to_tcp_at_every_size_and_offset() {
     if skip() {
         return;
     }
-    for &size in &SIZES {
-        let data = pattern(size + 5, size as u64);
-        let (_d, src) = file_with(&data);
-        for offset in [0usize, 5] {
-            let sink = Sink::new(SinkKind::Tcp);
-            let len = (data.len() - offset) as u64;
-            let r = run_engine(
-                EngineKind::MsgZerocopy,
-                src.as_fd(),
-                Some(offset as u64),
-                sink.fd(),
-                Some(len),
-            );
-            assert_eq!(r.bytes, len);
-            assert_same(
-                &sink.finish(),
-                &data[offset..],
-                &format!("file {size} -> tcp @{offset}"),
-            );
-        }
-    }
+    check_file_to_sinks(EngineKind::MsgZerocopy, &[SinkKind::Tcp]);
 }
 
 /// Every zero-copy send is accounted for by a completion, and on loopback the

@@ -6,29 +6,7 @@ use zcopy::EngineKind;
 
 #[test]
 fn file_to_every_sink_at_every_size_and_offset() {
-    for &size in &SIZES {
-        let data = pattern(size + 5, size as u64);
-        let (_d, src) = file_with(&data);
-        for sink_kind in SINKS {
-            for offset in [0usize, 5] {
-                let sink = Sink::new(sink_kind);
-                let len = (data.len() - offset) as u64;
-                let r = run_engine(
-                    EngineKind::ReadWrite,
-                    src.as_fd(),
-                    Some(offset as u64),
-                    sink.fd(),
-                    Some(len),
-                );
-                assert_eq!(r.bytes, len);
-                assert_same(
-                    &sink.finish(),
-                    &data[offset..],
-                    &format!("{size} -> {sink_kind:?} @{offset}"),
-                );
-            }
-        }
-    }
+    check_file_to_sinks(EngineKind::ReadWrite, &SINKS);
 }
 
 #[test]

@@ -52,29 +52,10 @@ fn memory_in_small_steps() {
 
 #[test]
 fn file_to_pipe_tcp_unix_at_every_size_and_offset() {
-    for &size in &SIZES {
-        let data = pattern(size + 5, size as u64);
-        let (_d, src) = file_with(&data);
-        for sink_kind in [SinkKind::Pipe, SinkKind::Tcp, SinkKind::Unix] {
-            for offset in [0usize, 5] {
-                let sink = Sink::new(sink_kind);
-                let len = (data.len() - offset) as u64;
-                let r = run_engine(
-                    EngineKind::Vmsplice,
-                    src.as_fd(),
-                    Some(offset as u64),
-                    sink.fd(),
-                    Some(len),
-                );
-                assert_eq!(r.bytes, len);
-                assert_same(
-                    &sink.finish(),
-                    &data[offset..],
-                    &format!("file {size} -> {sink_kind:?} @{offset}"),
-                );
-            }
-        }
-    }
+    check_file_to_sinks(
+        EngineKind::Vmsplice,
+        &[SinkKind::Pipe, SinkKind::Tcp, SinkKind::Unix],
+    );
 }
 
 /// The rule: the engine's buffer is refilled while earlier chunks still sit,
