@@ -242,3 +242,45 @@ fn one_gib_copy_is_byte_exact() {
     assert!(st.success(), "1 GiB copy differs");
     assert!(leftovers(dir.path()).is_empty());
 }
+
+/// Ctrl-C during a copy: exit 130, and neither the destination nor a temporary file
+/// is left behind (a file under the final name always is the whole copy).
+#[test]
+fn interrupted_copy_leaves_nothing_that_looks_complete() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big");
+    let mut f = std::io::BufWriter::new(fs::File::create(&src).unwrap());
+    let block = pattern(1 << 20, 5);
+    for _ in 0..1024 {
+        f.write_all(&block).unwrap();
+    }
+    f.into_inner().unwrap().sync_all().unwrap();
+    let dst = dir.path().join("copy");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("zcopy"))
+        .args(["cp", "--engine", "read-write", "--progress", "never"])
+        .arg(&src)
+        .arg(&dst)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let code = child.wait().unwrap().code();
+    if code == Some(0) {
+        // The copy won the race: then it must be whole.
+        eprintln!("copy finished before the interrupt");
+        assert!(fs::read(&src).unwrap() == fs::read(&dst).unwrap());
+    } else {
+        // 130 from our handler; no code at all if the signal beat its registration,
+        // which happens before any file is created.
+        assert!(matches!(code, Some(130) | None), "exit code {code:?}");
+        assert!(!dst.exists(), "an interrupted copy left the destination");
+    }
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}
