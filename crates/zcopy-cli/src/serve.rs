@@ -166,7 +166,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let fit = fit_fd_limit(config.worker_count());
     match args.max_connections {
         None if fit < config.max_connections => {
-            tracing::warn!(
+            tracing::debug!(
                 "the open-file limit holds {fit} connections: serving at most that many"
             );
             config.max_connections = fit;
