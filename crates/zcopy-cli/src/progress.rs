@@ -53,6 +53,27 @@ impl Bars {
     }
 }
 
+/// "3 files, 1048576 bytes (0 already there) in 0.12s, 8.7 MB/s via sendfile": the
+/// summary both ends of a send print.
+pub fn summary(
+    files: u64,
+    bytes: u64,
+    skipped: u64,
+    elapsed: std::time::Duration,
+    engines: &[String],
+) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let engines = if engines.is_empty() {
+        "-".to_string()
+    } else {
+        engines.join(", ")
+    };
+    format!(
+        "{files} files, {bytes} bytes ({skipped} already there) in {secs:.2}s, {:.1} MB/s via {engines}",
+        bytes as f64 / secs / 1e6
+    )
+}
+
 /// Runs `f` with progress bars when stderr is a terminal (and not `quiet`), with no
 /// display otherwise, and removes the bars afterwards.
 pub fn with_bars<T>(

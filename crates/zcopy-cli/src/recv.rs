@@ -8,7 +8,7 @@ use anyhow::Context;
 use zcopy::Preference;
 use zcopy_net::recv::{RecvConfig, receive};
 
-use crate::progress::with_bars;
+use crate::progress::{summary, with_bars};
 
 /// Arguments of `zcopy recv`.
 #[derive(Debug, clap::Args)]
@@ -74,21 +74,9 @@ pub fn run(args: RecvArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         let result = with_bars(None, quiet, |progress| receive(conn, &cfg, progress));
         match result {
             Ok(s) => {
-                let secs = s.elapsed.as_secs_f64().max(1e-9);
                 if !quiet {
-                    eprintln!(
-                        "received {} files, {} bytes ({} already there) from {peer} in {:.2}s, {:.1} MB/s via {}",
-                        s.files,
-                        s.bytes,
-                        s.skipped_bytes,
-                        secs,
-                        s.bytes as f64 / secs / 1e6,
-                        if s.engines.is_empty() {
-                            "-".into()
-                        } else {
-                            s.engines.join(", ")
-                        }
-                    );
+                    let line = summary(s.files, s.bytes, s.skipped_bytes, s.elapsed, &s.engines);
+                    eprintln!("received from {peer}: {line}");
                 }
                 if args.once {
                     return Ok(ExitCode::SUCCESS);

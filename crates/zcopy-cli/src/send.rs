@@ -8,7 +8,7 @@ use anyhow::Context;
 use zcopy::Preference;
 use zcopy_net::send::{SendConfig, SendError, collect, send};
 
-use crate::progress::with_bars;
+use crate::progress::{summary, with_bars};
 
 /// Arguments of `zcopy send`.
 #[derive(Debug, clap::Args)]
@@ -85,22 +85,9 @@ pub fn run(args: SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     });
     match result {
         Ok(s) => {
-            let secs = s.elapsed.as_secs_f64().max(1e-9);
             if !quiet {
-                eprintln!(
-                    "sent {} files, {} bytes ({} already there) in {:.2}s, {:.1} MB/s; here: {}; receiver: {}",
-                    s.files,
-                    s.bytes,
-                    s.skipped_bytes,
-                    secs,
-                    s.bytes as f64 / secs / 1e6,
-                    if s.engines.is_empty() {
-                        "-".into()
-                    } else {
-                        s.engines.join(", ")
-                    },
-                    s.receiver
-                );
+                let line = summary(s.files, s.bytes, s.skipped_bytes, s.elapsed, &s.engines);
+                eprintln!("sent {line}; receiver: {}", s.receiver);
             }
             Ok(ExitCode::SUCCESS)
         }
