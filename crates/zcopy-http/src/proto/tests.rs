@@ -1,0 +1,1 @@
+//! Unit tests of the connection core: bytes and events in, intents out.
