@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod budget;
 pub mod cache;
 pub mod conditional;
 pub mod config;

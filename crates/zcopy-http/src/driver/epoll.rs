@@ -89,6 +89,8 @@ struct Connection {
     writable: bool,
     /// The engine state of the body being sent.
     transfer: Option<Box<PooledTransfer>>,
+    /// Accept order within the worker.
+    seq: u64,
 }
 
 impl Connection {
@@ -232,6 +234,18 @@ impl Connection {
     }
 }
 
+/// Answers a client we have no room for with a 503 (best effort: one non-blocking
+/// send into the fresh socket's empty buffer), then closes it.
+fn refuse(stream: &TcpStream) {
+    // Take what the client already sent, so the close is a FIN rather than an RST
+    // that could discard the answer.
+    let _ = (&*stream).read(&mut [0u8; 4096]);
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n\
+        Connection: close\r\n\r\n503 Service Unavailable (at capacity)\n";
+    let _ = send_some(stream, BUSY, false);
+}
+
 /// Like `write`, with `MSG_MORE` when more data follows at once; stops when the
 /// socket is full.
 fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
@@ -280,6 +294,10 @@ pub struct Worker {
     accept_paused_until: Option<Instant>,
     /// Accept failed for lack of fds or memory (warned once per episode).
     starved: bool,
+    /// Connections closed to make room for new ones.
+    shed_count: u64,
+    /// Connections accepted so far.
+    accepted: u64,
     next_sweep: Instant,
     grace_until: Option<Instant>,
 }
@@ -335,6 +353,8 @@ impl Worker {
             },
             accept_paused_until: None,
             starved: false,
+            shed_count: 0,
+            accepted: 0,
             next_sweep: now + TICK,
             grace_until: None,
         }
@@ -457,21 +477,26 @@ impl Worker {
                 if accepted >= ACCEPT_BATCH {
                     return;
                 }
-                if self.active.load(Ordering::Relaxed) >= max {
-                    self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
-                    return;
-                }
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
                         self.starved = false;
-                        self.add(stream, peer);
+                        // At the cap, make room by shedding; with nothing to shed, the
+                        // new client gets a 503 at once rather than a wait in the backlog.
+                        if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
+                            refuse(&stream);
+                        } else {
+                            self.add(stream, peer);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.listeners[li].ready = false;
                     }
                     Err(e) => match Errno::from_io_error(&e) {
                         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
+                            if self.shed() {
+                                continue;
+                            }
                             if !self.starved {
                                 self.starved = true;
                                 tracing::warn!("accept: {e}; pausing new connections");
@@ -484,6 +509,36 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Closes this worker's least valuable connection to make room for a new one: an
+    /// idle keep-alive connection, else the one that has been sending its request
+    /// head longest (nginx's reusable connections). False when there is none.
+    fn shed(&mut self) -> bool {
+        let mut idle = None;
+        let mut oldest_head: Option<((Instant, u64), usize)> = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(c) = &slot.conn else { continue };
+            if c.core.is_idle() {
+                idle = Some(i);
+                break;
+            }
+            if c.core.is_reading_head() {
+                // The earliest header deadline belongs to the oldest head (ties, from
+                // one loop turn, go by accept order).
+                let d = (c.core.deadline(), c.seq);
+                if oldest_head.is_none_or(|(od, _)| d < od) {
+                    oldest_head = Some((d, i));
+                }
+            }
+        }
+        let Some(victim) = idle.or(oldest_head.map(|(_, i)| i)) else {
+            return false;
+        };
+        tracing::debug!("at the connection limit: shedding connection {victim}");
+        self.shed_count += 1;
+        self.close(victim);
+        true
     }
 
     fn add(&mut self, stream: TcpStream, peer: SocketAddr) {
@@ -505,7 +560,9 @@ impl Worker {
             read_closed: false,
             writable: true,
             transfer: None,
+            seq: self.accepted,
         };
+        self.accepted += 1;
         if let Err(e) = self.poll.registry().register(
             &mut conn.stream,
             Token(idx),
