@@ -342,7 +342,6 @@ impl Conn {
                         *shut = true;
                         return Intent::ShutdownWrite;
                     }
-                    self.ensure_rbuf(env, RBUF_INITIAL);
                     return Intent::Read;
                 }
                 State::Closed { reset } => return Intent::Close { reset: *reset },
@@ -392,9 +391,10 @@ impl Conn {
                 }
             }
         }
-        // Need more bytes: make room, or refuse a head that can't fit.
+        // Need more bytes: make room, or refuse a head that can't fit. An empty
+        // buffer is taken from the pool only when bytes are there to read.
         let cap = env.config.limits.max_header_bytes + 1024;
-        if self.rend == self.rbuf.len() {
+        if self.rbuf.capacity() > 0 && self.rend == self.rbuf.len() {
             if self.rpos > 0 {
                 self.rbuf.copy_within(self.rpos..self.rend, 0);
                 self.rend -= self.rpos;
@@ -440,9 +440,21 @@ impl Conn {
         }
     }
 
-    /// Where the next read goes (after [`Intent::Read`]).
-    pub fn read_buf(&mut self) -> &mut [u8] {
+    /// Where the next read goes (after [`Intent::Read`]); taken from the pool when the
+    /// connection held no buffer.
+    pub fn read_buf(&mut self, env: &mut Env<'_>) -> &mut [u8] {
+        if self.rbuf.capacity() == 0 {
+            self.ensure_rbuf(env, RBUF_INITIAL);
+        }
         &mut self.rbuf[self.rend..]
+    }
+
+    /// The read found nothing (EAGAIN): an empty buffer goes back to the pool, so a
+    /// connection waiting for bytes holds none.
+    pub fn on_read_blocked(&mut self, env: &mut Env<'_>) {
+        if self.discard == 0 {
+            self.release_rbuf(env);
+        }
     }
 
     /// `n` bytes were read into [`Conn::read_buf`]; 0 means the peer closed.

@@ -115,7 +115,7 @@ impl Connection {
                     if !self.readable {
                         return Progress::Wait;
                     }
-                    let buf = self.core.read_buf();
+                    let buf = self.core.read_buf(&mut env);
                     let room = buf.len();
                     match (&self.stream).read(buf) {
                         Ok(n) => {
@@ -129,6 +129,7 @@ impl Connection {
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             self.readable = false;
+                            self.core.on_read_blocked(&mut env);
                             return Progress::Wait;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

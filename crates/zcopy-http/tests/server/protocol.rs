@@ -232,31 +232,6 @@ fn shutdown_finishes_in_flight_responses() {
     );
 }
 
-#[test]
-fn connection_cap_defers_new_clients_until_one_leaves() {
-    let fx = Fixture::new();
-    fx.file("a.txt", b"A");
-    let srv = TestServer::start(&fx.root(), |c| {
-        c.max_connections = 2;
-        c.workers = 1;
-    });
-    let req = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
-    let (ra, a) = raw(&srv, req);
-    let (rb, _b) = raw(&srv, req);
-    assert_eq!((ra.status, rb.status), (200, 200));
-    let mut c = srv.connect();
-    c.write_all(req).unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let r = std::io::Read::read(&mut c, &mut byte);
-    assert!(r.is_err(), "served beyond the cap: {r:?}");
-    drop(a);
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let r = read_response(&mut c, false).expect("served once a slot is free");
-    assert_eq!(r.body, b"A");
-}
-
 /// A client that asks for a large file and never reads is dropped after the send
 /// timeout; meanwhile others are served, and it never receives more than the file.
 #[test]
