@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use zcopy::Preference;
+use zcopy_http::budget::FdBudget;
 use zcopy_http::config::{AccessLog, Config};
 use zcopy_http::path::SymlinkPolicy;
 use zcopy_http::request::Limits;
@@ -163,19 +164,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    let fit = fit_fd_limit(config.worker_count());
-    match args.max_connections {
-        None if fit < config.max_connections => {
-            tracing::debug!(
-                "the open-file limit holds {fit} connections: serving at most that many"
-            );
-            config.max_connections = fit;
+    let fds = raise_fd_limit();
+    match FdBudget::fit(
+        fds,
+        config.worker_count(),
+        args.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        zcopy_http::cache::CACHE_FILES,
+    ) {
+        Ok(budget) => {
+            tracing::debug!(fds, ?budget, "open-file limit shared out");
+            config.max_connections = budget.max_connections;
+            config.cache_files = budget.cache_files;
         }
-        Some(n) if n > fit => tracing::warn!(
-            "--max-connections {n} is more than the open-file limit holds ({fit}); \
-             accepting pauses while fds are short"
-        ),
-        _ => {}
+        Err(e) => {
+            eprintln!("zcopy: {e}");
+            return Ok(ExitCode::from(2));
+        }
     }
     let root = config.root.clone();
     let server = match Server::bind(config) {
@@ -224,8 +229,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 /// Raises the open-file limit to its hard maximum (each connection is an fd, and so is
-/// each file being sent or cached), and returns how many connections it can hold.
-fn fit_fd_limit(workers: usize) -> usize {
+/// each file being sent or cached), and returns it.
+fn raise_fd_limit() -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current < lim.maximum {
@@ -234,9 +239,7 @@ fn fit_fd_limit(workers: usize) -> usize {
             tracing::debug!("could not raise the open-file limit: {e}");
         }
     }
-    let fds = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX) as usize;
-    // Spare fds: listeners and logs, each worker's file cache, and an eighth for
-    // files being sent.
-    let spare = 64 + workers * zcopy_http::cache::CACHE_FILES + fds / 8;
-    fds.saturating_sub(spare).max(16)
+    getrlimit(Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| n.min(usize::MAX as u64) as usize)
 }

@@ -56,6 +56,8 @@ pub struct Config {
     /// How long a small file stays open in a worker's cache before its path is
     /// resolved again (0: no cache). Every hit is revalidated with fstat.
     pub file_cache_ttl: Duration,
+    /// Most small files each worker's cache keeps open (see [`crate::budget`]).
+    pub cache_files: usize,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             access_log: None,
             shutdown_grace: Duration::from_secs(5),
             file_cache_ttl: Duration::from_secs(1),
+            cache_files: crate::cache::CACHE_FILES,
         }
     }
 }

@@ -1,20 +1,24 @@
 //! zcopy-http: a static HTTP/1.1 file server that sends from page cache to socket.
 //!
-//! Data flows one way: [`server`] accepts and drives connections ([`conn`]); a
-//! connection parses a [`request`], [`handler`] turns it into a response plan using
+//! Data flows one way: [`server`] binds and starts the workers, a [`driver`] event loop
+//! owns the sockets and carries out what each connection's sans-I/O core ([`proto`])
+//! asks; the core parses a [`request`], [`handler`] turns it into a response plan using
 //! [`path`] (safe resolution beneath the root), [`conditional`], [`range`] and
 //! [`listing`], [`head`] formats the response head, and the body goes out through a
 //! `zcopy` engine. Nothing here knows which engine runs; nothing in `zcopy` knows HTTP.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod budget;
 pub mod cache;
 pub mod conditional;
 pub mod config;
-pub mod conn;
+pub mod driver;
 pub mod handler;
 pub mod head;
 pub mod listing;
 pub mod path;
+pub mod proto;
 pub mod range;
 pub mod request;
 pub mod server;

@@ -214,6 +214,14 @@ impl Transfer {
         &self.report
     }
 
+    /// Ends the work on the current source: the engine drops what it kept of it (a
+    /// mapping pins the open file, and with it a read lease), ready for the next.
+    pub fn release(&mut self) {
+        if let Some(e) = self.engine.as_mut() {
+            e.release();
+        }
+    }
+
     /// The engine running now (after any fallbacks so far).
     pub fn current(&self) -> Option<EngineKind> {
         self.engine.as_ref().map(|e| e.kind())

@@ -86,6 +86,10 @@ impl Engine for Direct {
         EngineKind::Direct
     }
 
+    fn release(&mut self) {
+        self.src = None;
+    }
+
     fn step(
         &mut self,
         src: Src<'_>,

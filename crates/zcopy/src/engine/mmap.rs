@@ -78,6 +78,11 @@ fn truncated(at: u64) -> io::Error {
 }
 
 impl Engine for Mmap {
+    fn release(&mut self) {
+        self.window = None;
+        self.truncated_at = None;
+    }
+
     fn kind(&self) -> EngineKind {
         EngineKind::Mmap
     }

@@ -62,6 +62,11 @@ pub trait Engine: Send + fmt::Debug {
     fn pending(&self) -> usize {
         0
     }
+
+    /// Lets go of anything kept from the last source between steps (a mapping, which
+    /// pins the open file and so any lease on it), before the engine is reused for
+    /// another source.
+    fn release(&mut self) {}
 }
 
 /// The engines zcopy knows.

@@ -1,0 +1,670 @@
+//! The mio (epoll, edge-triggered) driver: one event loop per worker, each with its
+//! own `SO_REUSEPORT` listener per address so the kernel spreads new connections, a
+//! slab of connections, a run queue (so one busy connection can't starve the others)
+//! and coarse timers. Each connection's protocol lives in [`proto::Conn`]; this file
+//! only carries out its intents.
+//!
+//! Hot path per small keep-alive request: one `read`, one `openat2` + `fstat` (or one
+//! `fstat` on a file-cache hit), one `pread` and one `send` (head and body together).
+//! A large body: the head with `MSG_MORE`, then the engine (sendfile, splice, ...) a
+//! chunk per loop turn, at most [`TURN_BUDGET`] bytes before other connections go.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use rustix::io::Errno;
+use zcopy::Src;
+
+use super::{Engines, PooledTransfer, SiteResponder, TURN_BUDGET, sends_by_reference};
+use crate::access_log::AccessLogger;
+use crate::handler::Site;
+use crate::proto::{self, Buffers, Env, Intent};
+use crate::server::ShutdownInner;
+
+/// The token of the shutdown waker.
+pub const WAKER: Token = Token(usize::MAX);
+/// Listener tokens count down from here.
+const LISTENER_BASE: usize = usize::MAX - 1;
+/// Longest sleep between timer sweeps.
+const TICK: Duration = Duration::from_secs(1);
+/// Pause after accept fails for lack of fds or memory, or at the connection cap.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Most connections accepted per listener per loop turn.
+const ACCEPT_BATCH: usize = 64;
+/// Spare buffers a worker keeps.
+const SPARE_BUFFERS: usize = 256;
+
+/// What the worker should do with a connection after driving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Progress {
+    /// Nothing to do until the next readiness event or deadline.
+    Wait,
+    /// More work is ready now (turn budget used up): drive again next turn.
+    Yield,
+    /// Close and forget it.
+    Close,
+}
+
+/// What a worker shares with all its connections.
+struct Shared {
+    site: Arc<Site>,
+    log: Option<Arc<AccessLogger>>,
+    bufs: Buffers,
+    responder: SiteResponder,
+    engines: Engines,
+    now: Instant,
+    shutting_down: bool,
+}
+
+impl Shared {
+    /// The core's view of the worker, and the engines beside it.
+    fn parts(&mut self) -> (Env<'_>, &mut Engines) {
+        (
+            Env {
+                now: self.now,
+                config: &self.site.config,
+                shutting_down: self.shutting_down,
+                bufs: &mut self.bufs,
+                responder: &mut self.responder,
+                log: self.log.as_deref(),
+            },
+            &mut self.engines,
+        )
+    }
+}
+
+/// One client connection: the socket, its readiness, and the protocol core.
+struct Connection {
+    stream: TcpStream,
+    core: proto::Conn,
+    readable: bool,
+    /// The client has shut down its side: read until EOF, whatever the read size.
+    read_closed: bool,
+    writable: bool,
+    /// The engine state of the body being sent.
+    transfer: Option<Box<PooledTransfer>>,
+    /// Accept order within the worker.
+    seq: u64,
+}
+
+impl Connection {
+    fn ready(&mut self, readable: bool, writable: bool, read_closed: bool) {
+        self.readable |= readable;
+        self.read_closed |= read_closed;
+        self.writable |= writable;
+    }
+
+    /// Does all the work possible now, up to the turn budget.
+    fn drive(&mut self, sh: &mut Shared) -> Progress {
+        let mut budget = TURN_BUDGET;
+        loop {
+            let (mut env, engines) = sh.parts();
+            if !self.core.in_file_body()
+                && let Some(t) = self.transfer.take()
+            {
+                engines.give(t);
+            }
+            match self.core.next(&mut env) {
+                Intent::Read => {
+                    if !self.readable {
+                        return Progress::Wait;
+                    }
+                    let buf = self.core.read_buf(&mut env);
+                    let room = buf.len();
+                    match (&self.stream).read(buf) {
+                        Ok(n) => {
+                            // A short read emptied the socket: with edge-triggered
+                            // readiness the next bytes bring a new event, so skip the
+                            // read that would say EAGAIN.
+                            if n > 0 && n < room && !self.read_closed {
+                                self.readable = false;
+                            }
+                            self.core.on_read(&mut env, n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.readable = false;
+                            self.core.on_read_blocked(&mut env);
+                            return Progress::Wait;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => self.core.on_read_failed(),
+                    }
+                }
+                Intent::Write { more } => {
+                    if !self.writable {
+                        return Progress::Wait;
+                    }
+                    let buf = self.core.write_buf();
+                    let len = buf.len();
+                    match send_some(&self.stream, buf, more) {
+                        Ok(n) => {
+                            if n < len {
+                                self.writable = false;
+                            }
+                            self.core.on_written(&mut env, n);
+                        }
+                        Err(_) => self.core.on_send_failed(&mut env),
+                    }
+                }
+                Intent::Lease => {
+                    let held = self.core.file().is_some_and(|f| {
+                        zcopy::sys::lease::take_until_close(&**f)
+                            .map_err(|e| tracing::trace!("no read lease: {e}"))
+                            .is_ok()
+                    });
+                    self.core.on_lease(held);
+                }
+                Intent::SendFile {
+                    offset,
+                    len,
+                    leased,
+                    by_reference,
+                } => {
+                    let Some(file) = self.core.file() else {
+                        self.core.on_send_failed(&mut env);
+                        continue;
+                    };
+                    if leased && zcopy::sys::lease::breaking(&**file) {
+                        self.core.on_lease_breaking(&mut env);
+                        continue;
+                    }
+                    if !self.writable {
+                        return Progress::Wait;
+                    }
+                    if budget == 0 {
+                        return Progress::Yield;
+                    }
+                    let t = match &mut self.transfer {
+                        Some(t) if t.by_reference == by_reference => t,
+                        slot => {
+                            if let Some(old) = slot.take() {
+                                engines.give(old);
+                            }
+                            slot.insert(engines.take(by_reference))
+                        }
+                    };
+                    let want = len.min(budget as u64) as usize;
+                    let src = Src::Fd {
+                        fd: file.as_fd(),
+                        offset: Some(offset),
+                    };
+                    match t.transfer.step(src, self.stream.as_fd(), want) {
+                        Ok(n) => {
+                            budget = budget.saturating_sub(n);
+                            let by_ref = t.transfer.current().is_some_and(sends_by_reference);
+                            self.core.on_file_sent(&mut env, n, by_ref);
+                        }
+                        Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
+                            self.writable = false;
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                }
+                Intent::CheckSendQueue => {
+                    let n = zcopy::sys::sock::send_queue_len(&self.stream).unwrap_or(0);
+                    self.core.on_send_queue(&mut env, n);
+                }
+                Intent::ShutdownWrite => {
+                    let _ = self.stream.shutdown(Shutdown::Write);
+                }
+                Intent::Close { reset } => {
+                    if reset {
+                        // Discard what is queued rather than let changed pages go out.
+                        let _ = rustix::net::sockopt::set_socket_linger(
+                            &self.stream,
+                            Some(Duration::ZERO),
+                        );
+                    }
+                    if let Some(t) = self.transfer.take() {
+                        engines.give(t);
+                    }
+                    return Progress::Close;
+                }
+                Intent::Wait => return Progress::Wait,
+            }
+        }
+    }
+}
+
+/// Answers a client we have no room for with a 503 (best effort: one non-blocking
+/// send into the fresh socket's empty buffer), then closes it.
+fn refuse(stream: &TcpStream) {
+    // Take what the client already sent, so the close is a FIN rather than an RST
+    // that could discard the answer.
+    let _ = (&*stream).read(&mut [0u8; 4096]);
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n\
+        Connection: close\r\n\r\n503 Service Unavailable (at capacity)\n";
+    let _ = send_some(stream, BUSY, false);
+}
+
+/// Like `write`, with `MSG_MORE` when more data follows at once; stops when the
+/// socket is full.
+fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
+    use rustix::net::SendFlags;
+    let flags = if more {
+        SendFlags::MORE | SendFlags::NOSIGNAL
+    } else {
+        SendFlags::NOSIGNAL
+    };
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::net::send(stream, &buf[done..], flags) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(Errno::AGAIN) => break,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+struct Listener {
+    sock: TcpListener,
+    /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
+    ready: bool,
+    registered: bool,
+}
+
+struct Slot {
+    conn: Option<Connection>,
+    queued: bool,
+}
+
+/// One worker thread's event loop.
+pub struct Worker {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    runq: Vec<usize>,
+    count: usize,
+    active: Arc<AtomicUsize>,
+    shutdown: Arc<ShutdownInner>,
+    sh: Shared,
+    accept_paused_until: Option<Instant>,
+    /// Accept failed for lack of fds or memory (warned once per episode).
+    starved: bool,
+    /// Connections closed to make room for new ones.
+    shed_count: u64,
+    /// Connections accepted so far.
+    accepted: u64,
+    next_sweep: Instant,
+    grace_until: Option<Instant>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("connections", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker for `poll` (with the shutdown waker registered) and its listeners.
+    pub(crate) fn new(
+        poll: Poll,
+        listeners: Vec<TcpListener>,
+        site: Arc<Site>,
+        log: Option<Arc<AccessLogger>>,
+        active: Arc<AtomicUsize>,
+        shutdown: Arc<ShutdownInner>,
+    ) -> Worker {
+        let now = Instant::now();
+        let cache =
+            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        Worker {
+            poll,
+            listeners: listeners
+                .into_iter()
+                .map(|sock| Listener {
+                    sock,
+                    ready: true,
+                    registered: false,
+                })
+                .collect(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            runq: Vec::new(),
+            count: 0,
+            active,
+            shutdown,
+            sh: Shared {
+                engines: Engines::new(site.config.engine),
+                responder: SiteResponder {
+                    site: site.clone(),
+                    cache,
+                },
+                site,
+                log,
+                bufs: Buffers::new(SPARE_BUFFERS),
+                now,
+                shutting_down: false,
+            },
+            accept_paused_until: None,
+            starved: false,
+            shed_count: 0,
+            accepted: 0,
+            next_sweep: now + TICK,
+            grace_until: None,
+        }
+    }
+
+    /// Runs until shutdown.
+    pub fn run(mut self) -> io::Result<()> {
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            self.poll.registry().register(
+                &mut l.sock,
+                Token(LISTENER_BASE - i),
+                Interest::READABLE,
+            )?;
+            l.registered = true;
+        }
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let mut wake = self.next_sweep;
+            if let Some(t) = self.accept_paused_until {
+                wake = wake.min(t);
+            }
+            if let Some(t) = self.grace_until {
+                wake = wake.min(t);
+            }
+            let accept_now = self.accept_paused_until.is_none()
+                && self.listeners.iter().any(|l| l.ready && l.registered);
+            let timeout = if !self.runq.is_empty() || accept_now {
+                Duration::ZERO
+            } else {
+                wake.saturating_duration_since(now)
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.sh.now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == WAKER {
+                    continue;
+                }
+                if t.0 > LISTENER_BASE - self.listeners.len() && t.0 <= LISTENER_BASE {
+                    self.listeners[LISTENER_BASE - t.0].ready = true;
+                    continue;
+                }
+                if let Some(slot) = self.slots.get_mut(t.0)
+                    && let Some(conn) = slot.conn.as_mut()
+                {
+                    let err = ev.is_error();
+                    conn.ready(
+                        ev.is_readable() || ev.is_read_closed() || err,
+                        ev.is_writable() || ev.is_write_closed() || err,
+                        ev.is_read_closed() || err,
+                    );
+                    if !slot.queued {
+                        slot.queued = true;
+                        self.runq.push(t.0);
+                    }
+                }
+            }
+            if self.shutdown.flag.load(Ordering::SeqCst) && !self.sh.shutting_down {
+                self.begin_shutdown();
+            }
+            self.accept();
+            self.run_queue();
+            if self.sh.now >= self.next_sweep {
+                self.sweep();
+            }
+            if let Some(g) = self.grace_until
+                && (self.count == 0 || self.sh.now >= g)
+            {
+                if self.count > 0 {
+                    tracing::info!(
+                        open = self.count,
+                        "shutdown grace period over; closing connections"
+                    );
+                }
+                for i in 0..self.slots.len() {
+                    self.close(i);
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.sh.shutting_down = true;
+        self.grace_until = Some(self.sh.now + self.sh.site.config.shutdown_grace);
+        for l in &mut self.listeners {
+            if l.registered {
+                let _ = self.poll.registry().deregister(&mut l.sock);
+                l.registered = false;
+            }
+        }
+        self.listeners.clear();
+        for i in 0..self.slots.len() {
+            if self.slots[i]
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.core.is_idle())
+            {
+                self.close(i);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        if let Some(t) = self.accept_paused_until {
+            if self.sh.now < t {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        let max = self.sh.site.config.max_connections.max(1);
+        for li in 0..self.listeners.len() {
+            let mut accepted = 0;
+            while self.listeners[li].ready && self.listeners[li].registered {
+                if accepted >= ACCEPT_BATCH {
+                    return;
+                }
+                match self.listeners[li].sock.accept() {
+                    Ok((stream, peer)) => {
+                        accepted += 1;
+                        self.starved = false;
+                        // At the cap, make room by shedding; with nothing to shed, the
+                        // new client gets a 503 at once rather than a wait in the backlog.
+                        if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
+                            refuse(&stream);
+                        } else {
+                            self.add(stream, peer);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.listeners[li].ready = false;
+                    }
+                    Err(e) => match Errno::from_io_error(&e) {
+                        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
+                            if self.shed() {
+                                continue;
+                            }
+                            if !self.starved {
+                                self.starved = true;
+                                tracing::warn!("accept: {e}; pausing new connections");
+                            }
+                            self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
+                            return;
+                        }
+                        _ => tracing::debug!("accept: {e}"),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Closes this worker's least valuable connection to make room for a new one: an
+    /// idle keep-alive connection, else the one that has been sending its request
+    /// head longest (nginx's reusable connections). False when there is none.
+    fn shed(&mut self) -> bool {
+        let mut idle = None;
+        let mut oldest_head: Option<((Instant, u64), usize)> = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(c) = &slot.conn else { continue };
+            if c.core.is_idle() {
+                idle = Some(i);
+                break;
+            }
+            if c.core.is_reading_head() {
+                // The earliest header deadline belongs to the oldest head (ties, from
+                // one loop turn, go by accept order).
+                let d = (c.core.deadline(), c.seq);
+                if oldest_head.is_none_or(|(od, _)| d < od) {
+                    oldest_head = Some((d, i));
+                }
+            }
+        }
+        let Some(victim) = idle.or(oldest_head.map(|(_, i)| i)) else {
+            return false;
+        };
+        tracing::debug!("at the connection limit: shedding connection {victim}");
+        self.shed_count += 1;
+        self.close(victim);
+        true
+    }
+
+    fn add(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot {
+                conn: None,
+                queued: false,
+            });
+            self.slots.len() - 1
+        });
+        let _ = stream.set_nodelay(true);
+        let may_reference = peer_may_reference(&stream);
+        let (env, _) = self.sh.parts();
+        let core = proto::Conn::new(peer, may_reference, &env);
+        let mut conn = Connection {
+            stream,
+            core,
+            readable: true,
+            read_closed: false,
+            writable: true,
+            transfer: None,
+            seq: self.accepted,
+        };
+        self.accepted += 1;
+        if let Err(e) = self.poll.registry().register(
+            &mut conn.stream,
+            Token(idx),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!("register: {e}");
+            self.free.push(idx);
+            return;
+        }
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.count += 1;
+        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+        let slot = &mut self.slots[idx];
+        slot.conn = Some(conn);
+        slot.queued = true;
+        self.runq.push(idx);
+    }
+
+    fn close(&mut self, idx: usize) {
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        if let Some(mut conn) = slot.conn.take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(t) = conn.transfer.take() {
+                self.sh.engines.give(t);
+            }
+            drop(conn);
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            self.count -= 1;
+            self.free.push(idx);
+            if self.accept_paused_until.is_some() {
+                // A slot opened up: try accepting again soon.
+                self.accept_paused_until = Some(self.sh.now);
+            }
+        }
+        slot.queued = false;
+    }
+
+    fn run_queue(&mut self) {
+        let queue = std::mem::take(&mut self.runq);
+        for &idx in &queue {
+            let slot = &mut self.slots[idx];
+            slot.queued = false;
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            let p = conn.drive(&mut self.sh);
+            let deadline = conn.core.deadline();
+            self.settle(idx, p, deadline);
+        }
+        // Keep the queue's allocation if nothing was added meanwhile.
+        if self.runq.is_empty() {
+            self.runq = queue;
+            self.runq.clear();
+        }
+    }
+
+    fn settle(&mut self, idx: usize, p: Progress, deadline: Instant) {
+        match p {
+            Progress::Close => self.close(idx),
+            Progress::Yield => {
+                let slot = &mut self.slots[idx];
+                if !slot.queued {
+                    slot.queued = true;
+                    self.runq.push(idx);
+                }
+                self.next_sweep = self.next_sweep.min(deadline);
+            }
+            Progress::Wait => self.next_sweep = self.next_sweep.min(deadline),
+        }
+    }
+
+    fn sweep(&mut self) {
+        let now = self.sh.now;
+        let mut next = now + TICK;
+        for idx in 0..self.slots.len() {
+            let Some(conn) = self.slots[idx].conn.as_mut() else {
+                continue;
+            };
+            if conn.core.deadline() <= now {
+                let (mut env, _) = self.sh.parts();
+                conn.core.on_timer(&mut env);
+                let p = conn.drive(&mut self.sh);
+                let d = conn.core.deadline();
+                self.settle(idx, p, d);
+                if self.slots[idx].conn.is_none() {
+                    continue;
+                }
+            }
+            if let Some(conn) = self.slots[idx].conn.as_ref() {
+                next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
+            }
+        }
+        self.next_sweep = next;
+    }
+}
+
+/// Whether body bytes may leave for this peer as page references. Until the peer's
+/// route is classified, every peer is treated as one whose receive queue lives in
+/// this kernel (loopback, veth, bridge ...), which must get copies.
+fn peer_may_reference(_stream: &TcpStream) -> bool {
+    false
+}

@@ -1,0 +1,768 @@
+//! The connection core, without I/O: it is fed bytes read, bytes written, file bytes
+//! sent, send-queue readings and the time, and says what to do next ([`Intent`]).
+//!
+//! ```text
+//! Idle ─first byte─▶ Head ─parsed─▶ Respond ─done, keep-alive─▶ Idle (or Head: pipelined)
+//!                      │               │ lease breaking ─▶ Draining ─queue empty─▶ Closed
+//!                      │               └ close / file shrank ─▶ Closing (shutdown(WR), read to EOF) ─▶ Closed
+//!                      └ bad request ─▶ Respond (error, then Closing)
+//! ```
+//!
+//! A driver (the mio epoll loop in [`crate::driver::epoll`]) owns the socket and asks
+//! [`Conn::next`] what to do, does it, and reports the outcome with the matching `on_*`
+//! call. The core makes no syscalls; the [`Responder`] it is given turns a parsed
+//! request into a response (that is where files are opened).
+//!
+//! Memory: an idle keep-alive connection holds no buffer. The read buffer and the
+//! response-head buffer come from the worker's [`Buffers`] when bytes are due and go
+//! back as soon as they are empty.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::access_log::AccessLogger;
+use crate::config::Config;
+use crate::handler::{self, Body, FileBody, Piece, Response};
+use crate::request::{self, HttpError, Parsed, Request};
+
+/// First size of a read buffer.
+pub const RBUF_INITIAL: usize = 4096;
+/// How long a closing connection reads and discards what the client still sends.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// How long queued bytes may take to leave after a lease break before we reset.
+pub const DRAIN: Duration = Duration::from_secs(2);
+/// How often a send blocked on a full socket re-checks its file's lease.
+pub const LEASE_CHECK: Duration = Duration::from_millis(200);
+/// How often the send queue is looked at while a file is held or drained.
+pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
+/// Buffers larger than this are freed instead of pooled.
+const POOLED_MAX: usize = 64 * 1024;
+
+/// Turns a parsed request into a response: the head (and any in-memory body) is
+/// appended to `out`; `close` says the connection closes after it whatever the
+/// request asked.
+pub trait Responder {
+    /// Answers `req`.
+    fn respond(
+        &mut self,
+        req: &Request<'_>,
+        close: bool,
+        out: &mut Vec<u8>,
+        now: Instant,
+    ) -> Response;
+}
+
+/// A worker's spare buffers, lent to connections while they have bytes to hold.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    free: Vec<Vec<u8>>,
+    max: usize,
+}
+
+impl Buffers {
+    /// A pool keeping at most `max` spare buffers.
+    pub fn new(max: usize) -> Buffers {
+        Buffers {
+            free: Vec::new(),
+            max,
+        }
+    }
+
+    /// An empty buffer (pooled capacity when there is one).
+    pub fn take(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    /// Returns a buffer to the pool (large or surplus ones are freed).
+    pub fn give(&mut self, mut b: Vec<u8>) {
+        if b.capacity() > 0 && b.capacity() <= POOLED_MAX && self.free.len() < self.max {
+            b.clear();
+            self.free.push(b);
+        }
+    }
+
+    /// Spare buffers held.
+    pub fn spare(&self) -> usize {
+        self.free.len()
+    }
+}
+
+/// What a call into the core can see of its worker.
+pub struct Env<'a> {
+    /// The time of this loop turn.
+    pub now: Instant,
+    /// The server settings.
+    pub config: &'a Config,
+    /// The server is shutting down: every response closes its connection.
+    pub shutting_down: bool,
+    /// Spare buffers.
+    pub bufs: &'a mut Buffers,
+    /// Answers requests.
+    pub responder: &'a mut dyn Responder,
+    /// The access log, if enabled.
+    pub log: Option<&'a AccessLogger>,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("now", &self.now)
+            .field("shutting_down", &self.shutting_down)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the driver should do next for a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Read from the socket into [`Conn::read_buf`], then [`Conn::on_read`].
+    Read,
+    /// Write [`Conn::write_buf`] (`more`: body bytes follow at once, so MSG_MORE), then
+    /// [`Conn::on_written`].
+    Write {
+        /// More of this response follows immediately.
+        more: bool,
+    },
+    /// Try to take a read lease on [`Conn::file`], then [`Conn::on_lease`].
+    Lease,
+    /// Send up to `len` bytes of [`Conn::file`] from `offset` through an engine, then
+    /// [`Conn::on_file_sent`]. With `leased`, check first whether the lease is being
+    /// broken ([`Conn::on_lease_breaking`]). `by_reference`: the bytes may leave as
+    /// page references (sendfile, splice); otherwise they must be copied at send time.
+    SendFile {
+        /// File offset.
+        offset: u64,
+        /// Bytes left in this piece.
+        len: u64,
+        /// The file holds our read lease.
+        leased: bool,
+        /// Engines that queue page references are allowed.
+        by_reference: bool,
+    },
+    /// Read the socket's send-queue length (SIOCOUTQ), then [`Conn::on_send_queue`].
+    CheckSendQueue,
+    /// Shut down the write side (the core has moved on to reading until EOF).
+    ShutdownWrite,
+    /// Close the socket (`reset`: discard unsent bytes with an RST).
+    Close {
+        /// Abort instead of a graceful close.
+        reset: bool,
+    },
+    /// Nothing to do until an event or [`Conn::deadline`].
+    Wait,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lease {
+    /// Not wanted for this body (small, shared with the file cache).
+    No,
+    /// Wanted, not asked for yet.
+    Wanted,
+    /// Held.
+    Held,
+    /// The kernel refused it.
+    Refused,
+}
+
+/// A response in progress.
+#[derive(Debug)]
+struct Respond {
+    /// Head (and in-memory body) bytes; `out[pos..]` still to write.
+    out: Vec<u8>,
+    pos: usize,
+    body: Option<FileBody>,
+    /// Current piece, and bytes of it already sent.
+    piece: usize,
+    off: u64,
+    lease: Lease,
+    /// Some body bytes left as page references.
+    by_reference: bool,
+    close_after: bool,
+    send_deadline: Instant,
+    status: u16,
+    body_sent: u64,
+    /// The request line, for the access log.
+    line: String,
+}
+
+/// Where a connection is; each state carries its own data.
+#[derive(Debug)]
+enum State {
+    /// Keep-alive, nothing received of the next request (idle timeout).
+    Idle,
+    /// Some of a request head received (header timeout).
+    Head,
+    /// Sending a response.
+    Respond(Box<Respond>),
+    /// The file is being changed by another process: let queued bytes leave, then close.
+    Draining { until: Instant },
+    /// Response done, write side to be shut (`shut`: done), reading until EOF.
+    Closing { shut: bool },
+    /// Finished.
+    Closed { reset: bool },
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Conn {
+    peer: SocketAddr,
+    /// The peer gets its own copy once it ACKs (a route through real hardware): body
+    /// bytes may leave by reference under a lease.
+    may_reference: bool,
+    state: State,
+    /// Read buffer: unparsed bytes are `rbuf[rpos..rend]`; empty (no capacity) when idle.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    /// Request body bytes still to read and throw away.
+    discard: u64,
+    deadline: Instant,
+    /// A leased file whose last bytes went out by reference and may still be queued:
+    /// kept open (lease and all) until the send queue is empty.
+    held: Option<Arc<File>>,
+    /// When to look at the send queue next (while `held` or draining).
+    queue_check: Instant,
+}
+
+impl Conn {
+    /// A connection just accepted from `peer`; `may_reference` says whether body bytes
+    /// may leave as page references (see [`Intent::SendFile`]).
+    pub fn new(peer: SocketAddr, may_reference: bool, env: &Env<'_>) -> Conn {
+        Conn {
+            peer,
+            may_reference,
+            state: State::Head,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rend: 0,
+            discard: 0,
+            deadline: env.now + env.config.header_timeout,
+            held: None,
+            queue_check: env.now,
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// When this connection next needs [`Conn::on_timer`] without an event.
+    pub fn deadline(&self) -> Instant {
+        let mut d = self.deadline;
+        if self.held.is_some() || matches!(self.state, State::Draining { .. }) {
+            d = d.min(self.queue_check);
+        }
+        d
+    }
+
+    /// Idle between requests (nothing received, nothing to send): safe to close at
+    /// shutdown, and the first to shed under pressure.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle) && self.rend == self.rpos && self.discard == 0
+    }
+
+    /// Still receiving a request head (a candidate for shedding after idle ones).
+    pub fn is_reading_head(&self) -> bool {
+        matches!(self.state, State::Head)
+    }
+
+    /// A file body is being sent (the driver keeps its engine state meanwhile).
+    pub fn in_file_body(&self) -> bool {
+        matches!(&self.state, State::Respond(r) if r.body.is_some())
+    }
+
+    /// Bytes of buffer this connection holds now (for the idle-memory figure).
+    pub fn buffered(&self) -> usize {
+        self.rbuf.capacity()
+            + match &self.state {
+                State::Respond(r) => r.out.capacity(),
+                _ => 0,
+            }
+    }
+
+    /// What to do next.
+    pub fn next(&mut self, env: &mut Env<'_>) -> Intent {
+        if self.held.is_some() && env.now >= self.queue_check {
+            self.queue_check = env.now + QUEUE_CHECK;
+            return Intent::CheckSendQueue;
+        }
+        loop {
+            match &mut self.state {
+                State::Idle | State::Head => {
+                    if let Some(intent) = self.read_head(env) {
+                        return intent;
+                    }
+                }
+                State::Respond(r) => {
+                    if r.pos < r.out.len() {
+                        return Intent::Write {
+                            more: r.body.is_some(),
+                        };
+                    }
+                    if !r.out.is_empty() {
+                        env.bufs.give(std::mem::take(&mut r.out));
+                        r.pos = 0;
+                    }
+                    let Some(body) = &r.body else {
+                        self.finish_response(env);
+                        continue;
+                    };
+                    if r.lease == Lease::Wanted {
+                        return Intent::Lease;
+                    }
+                    match body.pieces.get(r.piece).copied() {
+                        None => self.finish_response(env),
+                        Some(Piece::Mem(..)) => {
+                            let last = r.piece + 1 == body.pieces.len();
+                            return Intent::Write { more: !last };
+                        }
+                        Some(Piece::File { start, len }) => {
+                            let leased = r.lease == Lease::Held;
+                            return Intent::SendFile {
+                                offset: start + r.off,
+                                len: len - r.off,
+                                leased,
+                                by_reference: leased && self.may_reference,
+                            };
+                        }
+                    }
+                }
+                State::Draining { .. } => {
+                    if env.now >= self.queue_check {
+                        self.queue_check = env.now + QUEUE_CHECK;
+                        return Intent::CheckSendQueue;
+                    }
+                    return Intent::Wait;
+                }
+                State::Closing { shut } => {
+                    if !*shut {
+                        *shut = true;
+                        return Intent::ShutdownWrite;
+                    }
+                    return Intent::Read;
+                }
+                State::Closed { reset } => return Intent::Close { reset: *reset },
+            }
+        }
+    }
+
+    // ---- reading -------------------------------------------------------------
+
+    /// Parses what is buffered; `None` when the state changed (call again).
+    fn read_head(&mut self, env: &mut Env<'_>) -> Option<Intent> {
+        self.skip_body();
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.discard == 0 && self.rend > self.rpos {
+            let limits = env.config.limits;
+            match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
+                Ok(Parsed::Complete(req, used)) => {
+                    let line = if env.log.is_some() {
+                        request_line(&self.rbuf[self.rpos..self.rpos + used])
+                    } else {
+                        String::new()
+                    };
+                    let body_len = req.body_len;
+                    if body_len > env.config.max_body_discard {
+                        self.rpos = self.rend;
+                        self.respond_error(env, http_error(413, "request body too large"));
+                        return None;
+                    }
+                    let mut out = env.bufs.take();
+                    let resp = env
+                        .responder
+                        .respond(&req, env.shutting_down, &mut out, env.now);
+                    self.rpos += used;
+                    self.discard = body_len;
+                    self.skip_body();
+                    self.start_response(env, resp, out, line);
+                    return None;
+                }
+                Ok(Parsed::Partial) => {}
+                Err(e) => {
+                    self.rpos = self.rend;
+                    self.respond_error(env, e);
+                    return None;
+                }
+            }
+        }
+        // Need more bytes: make room, or refuse a head that can't fit. An empty
+        // buffer is taken from the pool only when bytes are there to read.
+        let cap = env.config.limits.max_header_bytes + 1024;
+        if self.rbuf.capacity() > 0 && self.rend == self.rbuf.len() {
+            if self.rpos > 0 {
+                self.rbuf.copy_within(self.rpos..self.rend, 0);
+                self.rend -= self.rpos;
+                self.rpos = 0;
+            } else if self.rbuf.len() < cap || self.discard > 0 {
+                let n = (self.rbuf.len() * 2).clamp(RBUF_INITIAL, cap.max(RBUF_INITIAL));
+                self.ensure_rbuf(env, n);
+            }
+            if self.rend == self.rbuf.len() {
+                self.rpos = self.rend;
+                self.respond_error(env, http_error(431, "request header fields too large"));
+                return None;
+            }
+        }
+        Some(Intent::Read)
+    }
+
+    /// Throws away buffered request-body bytes still owed.
+    fn skip_body(&mut self) {
+        if self.discard > 0 {
+            let take = self.discard.min((self.rend - self.rpos) as u64) as usize;
+            self.rpos += take;
+            self.discard -= take as u64;
+        }
+    }
+
+    /// Makes the read buffer at least `len` bytes long (from the pool when empty).
+    fn ensure_rbuf(&mut self, env: &mut Env<'_>, len: usize) {
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = env.bufs.take();
+        }
+        if self.rbuf.len() < len {
+            self.rbuf.resize(len, 0);
+        }
+    }
+
+    /// Lends the read buffer back when it holds nothing unparsed.
+    fn release_rbuf(&mut self, env: &mut Env<'_>) {
+        if self.rpos == self.rend && self.rbuf.capacity() > 0 {
+            env.bufs.give(std::mem::take(&mut self.rbuf));
+            self.rpos = 0;
+            self.rend = 0;
+        }
+    }
+
+    /// Where the next read goes (after [`Intent::Read`]); taken from the pool when the
+    /// connection held no buffer.
+    pub fn read_buf(&mut self, env: &mut Env<'_>) -> &mut [u8] {
+        if self.rbuf.capacity() == 0 {
+            self.ensure_rbuf(env, RBUF_INITIAL);
+        }
+        &mut self.rbuf[self.rend..]
+    }
+
+    /// The read found nothing (EAGAIN): an empty buffer goes back to the pool, so a
+    /// connection waiting for bytes holds none.
+    pub fn on_read_blocked(&mut self, env: &mut Env<'_>) {
+        if self.discard == 0 {
+            self.release_rbuf(env);
+        }
+    }
+
+    /// `n` bytes were read into [`Conn::read_buf`]; 0 means the peer closed.
+    pub fn on_read(&mut self, env: &mut Env<'_>, n: usize) {
+        if n == 0 {
+            self.state = State::Closed { reset: false };
+            return;
+        }
+        match self.state {
+            State::Closing { .. } => {
+                self.rpos = 0;
+                self.rend = 0;
+            }
+            State::Idle => {
+                self.rend += n;
+                if self.discard == 0 || self.rend - self.rpos > self.discard as usize {
+                    // First bytes of a new request on a kept-alive connection.
+                    self.state = State::Head;
+                    self.deadline = env.now + env.config.header_timeout;
+                }
+            }
+            _ => self.rend += n,
+        }
+    }
+
+    /// Reading failed (reset by peer, ...).
+    pub fn on_read_failed(&mut self) {
+        self.state = State::Closed { reset: false };
+    }
+
+    // ---- responding ----------------------------------------------------------
+
+    fn respond_error(&mut self, env: &mut Env<'_>, e: HttpError) {
+        let mut out = env.bufs.take();
+        let resp = handler::error_response(&mut out, e, false);
+        self.start_response(env, resp, out, String::new());
+    }
+
+    fn start_response(&mut self, env: &mut Env<'_>, resp: Response, out: Vec<u8>, line: String) {
+        let send_deadline = env.now + env.config.send_timeout;
+        self.deadline = send_deadline;
+        let (body, lease, in_head) = match resp.body {
+            Body::InHead => (None, Lease::No, resp.body_len),
+            // Small files are shared with the worker's file cache and leave in one
+            // step: no lease (it would belong to the shared open file).
+            Body::File(fb) => {
+                let lease = if fb.file_len > crate::cache::CACHE_MAX {
+                    Lease::Wanted
+                } else {
+                    Lease::No
+                };
+                (Some(fb), lease, 0)
+            }
+        };
+        if self.rpos == self.rend {
+            self.release_rbuf(env);
+        }
+        self.state = State::Respond(Box::new(Respond {
+            out,
+            pos: 0,
+            body,
+            piece: 0,
+            off: 0,
+            lease,
+            by_reference: false,
+            close_after: resp.close,
+            send_deadline,
+            status: resp.status,
+            body_sent: in_head,
+            line,
+        }));
+    }
+
+    fn respond_mut(&mut self) -> Option<&mut Respond> {
+        match &mut self.state {
+            State::Respond(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The bytes to write (after [`Intent::Write`]).
+    pub fn write_buf(&self) -> &[u8] {
+        let State::Respond(r) = &self.state else {
+            return &[];
+        };
+        if r.pos < r.out.len() {
+            return &r.out[r.pos..];
+        }
+        match r.body.as_ref().map(|b| (b, b.pieces.get(r.piece))) {
+            Some((b, Some(&Piece::Mem(start, end)))) => &b.mem[start + r.off as usize..end],
+            _ => &[],
+        }
+    }
+
+    /// `n` bytes of [`Conn::write_buf`] were written.
+    pub fn on_written(&mut self, env: &mut Env<'_>, n: usize) {
+        let now = env.now;
+        let timeout = env.config.send_timeout;
+        let Some(r) = self.respond_mut() else {
+            return;
+        };
+        if n > 0 {
+            r.send_deadline = now + timeout;
+        }
+        if r.pos < r.out.len() {
+            r.pos += n;
+        } else if let Some(b) = &r.body
+            && let Some(&Piece::Mem(start, end)) = b.pieces.get(r.piece)
+        {
+            r.off += n as u64;
+            r.body_sent += n as u64;
+            if r.off as usize == end - start {
+                r.piece += 1;
+                r.off = 0;
+            }
+        }
+        let d = r.send_deadline;
+        self.deadline = d;
+    }
+
+    /// The file whose bytes [`Intent::Lease`] and [`Intent::SendFile`] are about.
+    pub fn file(&self) -> Option<&Arc<File>> {
+        match &self.state {
+            State::Respond(r) => r.body.as_ref().map(|b| &b.file),
+            _ => None,
+        }
+    }
+
+    /// The outcome of [`Intent::Lease`].
+    pub fn on_lease(&mut self, held: bool) {
+        if let Some(r) = self.respond_mut() {
+            r.lease = if held { Lease::Held } else { Lease::Refused };
+        }
+    }
+
+    /// `n` file bytes left (`by_reference`: as page references). `n == 0` means the
+    /// file ended early: it shrank since its length was taken, so the response can't
+    /// be completed and the connection closes after the bytes that exist.
+    pub fn on_file_sent(&mut self, env: &mut Env<'_>, n: usize, by_reference: bool) {
+        let now = env.now;
+        let timeout = env.config.send_timeout;
+        let peer = self.peer;
+        let Some(r) = self.respond_mut() else {
+            return;
+        };
+        if n == 0 {
+            tracing::debug!(%peer, "file shrank mid-send; closing");
+            self.end_response(env);
+            self.state = State::Closing { shut: false };
+            self.deadline = now + LINGER;
+            return;
+        }
+        r.off += n as u64;
+        r.body_sent += n as u64;
+        r.by_reference |= by_reference;
+        r.send_deadline = now + timeout;
+        if let Some(b) = &r.body
+            && let Some(&Piece::File { len, .. }) = b.pieces.get(r.piece)
+            && r.off == len
+        {
+            r.piece += 1;
+            r.off = 0;
+        }
+        self.deadline = r.send_deadline;
+    }
+
+    /// Sending failed (peer gone, ...): log and close.
+    pub fn on_send_failed(&mut self, env: &mut Env<'_>) {
+        tracing::debug!(peer = %self.peer, "send failed; closing");
+        self.end_response(env);
+        self.state = State::Closed { reset: false };
+    }
+
+    /// The body's file is about to be changed by another process: send nothing more.
+    /// Bytes that left as page references must leave before the file is let go (or
+    /// be discarded with a reset if they don't in time); copies may stay queued, so
+    /// then the file goes at once and the connection closes gracefully.
+    pub fn on_lease_breaking(&mut self, env: &mut Env<'_>) {
+        tracing::debug!(peer = %self.peer, "file is being modified; stopping");
+        let by_reference = self.end_response(env).is_some_and(|r| r.by_reference);
+        if by_reference {
+            self.state = State::Draining {
+                until: env.now + DRAIN,
+            };
+            self.queue_check = env.now;
+            self.deadline = env.now + DRAIN;
+        } else {
+            self.state = State::Closing { shut: false };
+            self.deadline = env.now + LINGER;
+        }
+    }
+
+    /// The socket's send queue holds `len` bytes (after [`Intent::CheckSendQueue`]).
+    pub fn on_send_queue(&mut self, env: &mut Env<'_>, len: usize) {
+        if let State::Draining { until } = self.state {
+            if len == 0 {
+                self.state = State::Closed { reset: false };
+            } else if env.now >= until {
+                self.state = State::Closed { reset: true };
+            }
+            return;
+        }
+        if len == 0 {
+            self.held = None;
+        }
+    }
+
+    /// Logs the response and drops its body; the caller sets the next state.
+    fn end_response(&mut self, env: &mut Env<'_>) -> Option<Box<Respond>> {
+        let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
+        let State::Respond(mut r) = old else {
+            self.state = old;
+            return None;
+        };
+        if let Some(log) = env.log {
+            log.log(self.peer.ip(), &r.line, r.status, r.body_sent);
+        }
+        if !r.out.is_empty() || r.out.capacity() > 0 {
+            env.bufs.give(std::mem::take(&mut r.out));
+        }
+        Some(r)
+    }
+
+    fn finish_response(&mut self, env: &mut Env<'_>) {
+        let Some(mut r) = self.end_response(env) else {
+            return;
+        };
+        if let Some(body) = r.body.take()
+            && r.lease == Lease::Held
+            && r.by_reference
+        {
+            // Its last pages may still be queued: keep the file, and so its lease,
+            // until the send queue is empty.
+            self.held = Some(body.file);
+            self.queue_check = env.now;
+        }
+        if r.close_after || (env.shutting_down && self.rend == self.rpos) {
+            self.state = State::Closing { shut: false };
+            self.deadline = env.now + LINGER;
+            return;
+        }
+        if self.rend > self.rpos {
+            self.state = State::Head;
+            self.deadline = env.now + env.config.header_timeout;
+        } else {
+            self.release_rbuf(env);
+            self.state = State::Idle;
+            self.deadline = env.now + env.config.idle_timeout;
+        }
+    }
+
+    // ---- time ----------------------------------------------------------------
+
+    /// Called when [`Conn::deadline`] has passed; follow with [`Conn::next`].
+    pub fn on_timer(&mut self, env: &mut Env<'_>) {
+        let now = env.now;
+        if now < self.deadline {
+            // Only a send-queue check is due; `next` asks for it.
+            return;
+        }
+        match &mut self.state {
+            State::Head if self.rend > self.rpos => {
+                self.rpos = self.rend;
+                self.discard = 0;
+                self.respond_error(env, http_error(408, "request head not received in time"));
+            }
+            State::Idle | State::Head | State::Closing { .. } => {
+                self.state = State::Closed { reset: false };
+            }
+            State::Respond(r) => {
+                if now >= r.send_deadline {
+                    tracing::debug!(peer = %self.peer, "send timeout");
+                    self.end_response(env);
+                    self.state = State::Closed { reset: false };
+                } else {
+                    // A leased send blocked on a full socket re-checks its lease.
+                    self.deadline = r.send_deadline.min(now + LEASE_CHECK);
+                }
+            }
+            State::Draining { .. } => {}
+            State::Closed { .. } => {}
+        }
+    }
+
+    /// Closes at once (shutdown of an idle connection, shedding).
+    pub fn close(&mut self) {
+        self.state = State::Closed { reset: false };
+    }
+}
+
+const fn http_error(status: u16, reason: &'static str) -> HttpError {
+    HttpError { status, reason }
+}
+
+/// The request line of a head, with anything unprintable replaced (for the log).
+fn request_line(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == b'\r').unwrap_or(0);
+    raw[..end]
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
