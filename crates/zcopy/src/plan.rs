@@ -78,6 +78,34 @@ impl Plan {
         Plan { engines }
     }
 
+    /// The plan for a peer whose receive queue lives in this kernel
+    /// ([`PeerClass::is_local`](crate::peer::PeerClass::is_local)): engines that copy
+    /// at send time, `mmap` then `read-write`.
+    ///
+    /// Sent by reference (sendfile, splice, io_uring SPLICE), the bytes would sit in
+    /// the local peer's receive queue as references to our page-cache pages until it
+    /// reads them; a file truncated mid-page meanwhile hands it zeros, and neither a
+    /// read lease nor an empty send queue (`SIOCOUTQ`) covers that window. A copy made
+    /// while the read lease is held is the file's bytes for good. (`mmap` + `write`
+    /// copies once, in the kernel, and measured less CPU than `read-write` here; it
+    /// needs the lease, which [`Transfer::run`](crate::Transfer::run) or the server
+    /// takes, to rule out copying a page zeroed by a concurrent truncate.)
+    ///
+    /// An explicit engine is honoured first — a caller that forces `sendfile` on a
+    /// local peer gets it, and must hold its lease until the peer has consumed the
+    /// bytes — with the copying engines as its fallbacks.
+    pub fn copying(pref: Preference) -> Plan {
+        use EngineKind::{Mmap, ReadWrite};
+        let first = match pref {
+            Preference::Auto => None,
+            Preference::Prefer(k) => Some(k),
+        };
+        let rest = [Mmap, ReadWrite].into_iter().filter(|&e| Some(e) != first);
+        Plan {
+            engines: first.into_iter().chain(rest).collect(),
+        }
+    }
+
     /// A plan that runs exactly these engines, in order.
     pub fn only(engines: &[EngineKind]) -> Plan {
         Plan {
@@ -184,6 +212,28 @@ mod tests {
         assert_eq!(plan(Some(4096))[0], ReadWrite);
         assert_eq!(plan(Some(1 << 30))[0], Splice);
         assert_eq!(plan(None)[0], Splice);
+    }
+
+    #[test]
+    fn the_copying_plan_sends_nothing_by_reference_unless_asked() {
+        assert_eq!(
+            Plan::copying(Preference::Auto).engines,
+            vec![Mmap, ReadWrite]
+        );
+        assert!(
+            Plan::copying(Preference::Auto)
+                .engines
+                .iter()
+                .all(|k| !k.sends_by_reference())
+        );
+        assert_eq!(
+            Plan::copying(Preference::Prefer(Sendfile)).engines,
+            vec![Sendfile, Mmap, ReadWrite]
+        );
+        assert_eq!(
+            Plan::copying(Preference::Prefer(ReadWrite)).engines,
+            vec![ReadWrite, Mmap]
+        );
     }
 
     #[test]
