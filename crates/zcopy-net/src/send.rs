@@ -15,7 +15,7 @@
 //! The receiver's peer class ([`PeerClass`]) picks the plan: to a peer whose
 //! receive queue lives in this kernel (loopback, an address of this host, another
 //! network namespace behind a veth/bridge), bytes are copied at send time
-//! ([`Plan::copying`]), so even a lease broken by the kernel's timeout can't change
+//! ([`Plan::for_peer`]), so even a lease broken by the kernel's timeout can't change
 //! them; to a peer behind a hardware interface, the engines send by reference and
 //! the lease covers them until the acknowledgement. An explicit `--engine` is
 //! honoured first either way.
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use zcopy::sys::lease::ReadLease;
 use zcopy::transfer::Transfer;
-use zcopy::{FdKind, PeerClass, PeerClassifier, Plan, Preference};
+use zcopy::{PeerClass, PeerClassifier, Plan, Preference};
 
 use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply};
 use crate::recv::Progress;
@@ -273,19 +273,18 @@ pub fn send(
 /// Longest wait for a receiver to close after a failed file, while the lease is held.
 const LINGER: Duration = Duration::from_secs(30);
 
-/// The plan for sending `len` bytes of a file to `peer`: copying engines to a local
-/// peer (with `pref` first when the lease is held; without a lease, nothing by
-/// reference at all), the preference's plan to a remote one.
+/// The plan for sending `len` bytes of a file to `peer`: [`Plan::for_peer`] without
+/// counting on the lease (a lease the kernel breaks after `lease-break-time` would
+/// expose bytes sent by reference to a local peer), so copying engines to a local
+/// peer; `pref` first, unless it sends by reference to a local peer and there is no
+/// lease at all.
 fn plan_for(peer: &PeerClass, len: u64, pref: Preference, leased: bool) -> Plan {
-    if !peer.is_local() {
-        return Plan::new(Some(FdKind::File { len }), FdKind::TcpSocket, pref);
-    }
     match pref {
-        Preference::Prefer(k) if k.sends_by_reference() && !leased => {
+        Preference::Prefer(k) if peer.is_local() && k.sends_by_reference() && !leased => {
             tracing::warn!("no read lease on the source: copying instead of {k}");
-            Plan::copying(Preference::Auto)
+            Plan::for_peer(peer, len, Preference::Auto, false)
         }
-        _ => Plan::copying(pref),
+        _ => Plan::for_peer(peer, len, pref, false),
     }
 }
 

@@ -87,6 +87,18 @@ impl PeerClass {
         }
     }
 
+    /// The kind of path bytes take to this peer, as calibration profiles name it
+    /// (`tcp@PATH` lines, see [`crate::profile`]): `lo` (loopback and this host's
+    /// own addresses, which route through `lo`), `veth` (a virtual device, or
+    /// unknown) or `nic` (hardware).
+    pub fn path(&self) -> &'static str {
+        match self {
+            PeerClass::Local(LocalReason::Loopback | LocalReason::LocalAddress) => "lo",
+            PeerClass::Local(_) => "veth",
+            PeerClass::Remote { .. } => "nic",
+        }
+    }
+
     /// A short name for logs and profiles: `loopback`, `local-address`, `virtual`,
     /// `unknown` or `remote`.
     pub fn name(&self) -> &'static str {
