@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod fanout;
 pub mod fdkind;
+pub mod peer;
 pub mod plan;
 pub mod probe;
 pub mod profile;
@@ -19,6 +20,7 @@ pub mod transfer;
 
 pub use engine::{Engine, EngineKind, Src};
 pub use fdkind::FdKind;
+pub use peer::{LocalReason, PeerClass, PeerClassifier};
 pub use plan::{Plan, Preference};
 pub use stats::{Stats, Usage};
 pub use transfer::{Report, Transfer, TransferError};

@@ -3,6 +3,7 @@
 mod cp;
 mod engines;
 mod sendrecv;
+mod sendrecv_netns;
 mod serve;
 mod tee;
 mod util;

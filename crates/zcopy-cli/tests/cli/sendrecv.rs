@@ -15,8 +15,19 @@ fn bin() -> std::path::PathBuf {
 
 /// A `zcopy recv --once` on an ephemeral port; returns it and its address.
 fn start_recv(out: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(bin())
-        .args(["recv", "--once", "--listen", "127.0.0.1:0", "--out"])
+    start_recv_in(Command::new(bin()), "127.0.0.1:0", out, extra)
+}
+
+/// Like [`start_recv`] with `zcopy` run as `cmd` (e.g. inside a network namespace),
+/// listening on `listen`.
+pub fn start_recv_in(
+    mut cmd: Command,
+    listen: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (Child, String) {
+    let mut child = cmd
+        .args(["recv", "--once", "--listen", listen, "--out"])
         .arg(out)
         .args(extra)
         .stdout(Stdio::piped())
