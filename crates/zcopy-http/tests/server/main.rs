@@ -4,6 +4,7 @@
 mod util;
 
 mod files;
+mod peers;
 mod protocol;
 mod security;
 mod tools;
