@@ -29,6 +29,8 @@ struct Cached {
 #[derive(Debug)]
 pub struct FileCache {
     map: HashMap<Box<str>, Cached>,
+    /// Request paths found without any precompressed sidecar, and when.
+    plain: HashMap<Box<str>, Instant>,
     ttl: Duration,
     cap: usize,
 }
@@ -38,6 +40,7 @@ impl FileCache {
     pub fn new(ttl: Duration, cap: usize) -> FileCache {
         FileCache {
             map: HashMap::new(),
+            plain: HashMap::new(),
             ttl,
             cap,
         }
@@ -60,6 +63,26 @@ impl FileCache {
                 None
             }
         }
+    }
+
+    /// Whether `key` was found to have no sidecar less than `ttl` ago.
+    pub fn known_plain(&self, key: &str, now: Instant) -> bool {
+        !self.ttl.is_zero()
+            && self
+                .plain
+                .get(key)
+                .is_some_and(|&t| now.saturating_duration_since(t) < self.ttl)
+    }
+
+    /// Remembers that `key` has no sidecar (for `ttl`).
+    pub fn note_plain(&mut self, key: &str, now: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if self.plain.len() >= self.cap {
+            self.plain.clear();
+        }
+        self.plain.insert(key.into(), now);
     }
 
     /// Remembers `file` (opened for `key`) when it is small enough.
@@ -102,6 +125,19 @@ mod tests {
         std::fs::write(dir.path().join("g"), b"new").unwrap();
         std::fs::rename(dir.path().join("g"), &p).unwrap();
         assert!(c.get("/f", now).is_none());
+    }
+
+    #[test]
+    fn plain_memo_expires() {
+        let mut c = FileCache::new(Duration::from_millis(10), 8);
+        let now = Instant::now();
+        assert!(!c.known_plain("/a", now));
+        c.note_plain("/a", now);
+        assert!(c.known_plain("/a", now));
+        assert!(!c.known_plain("/a", now + Duration::from_millis(20)));
+        let mut off = FileCache::new(Duration::ZERO, 8);
+        off.note_plain("/a", now);
+        assert!(!off.known_plain("/a", now));
     }
 
     #[test]

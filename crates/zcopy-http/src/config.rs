@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use zcopy::Preference;
 
+use crate::encoding::Encoding;
 use crate::path::SymlinkPolicy;
 use crate::request::Limits;
+use crate::rules::Rule;
 
 /// Where the access log (Common Log Format) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +58,10 @@ pub struct Config {
     /// How long a small file stays open in a worker's cache before its path is
     /// resolved again (0: no cache). Every hit is revalidated with fstat.
     pub file_cache_ttl: Duration,
+    /// Precompressed sidecars tried, in preference order (empty: off).
+    pub precompressed: Vec<Encoding>,
+    /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
+    pub rules: Vec<Rule>,
 }
 
 impl Default for Config {
@@ -65,7 +71,7 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             engine: Preference::Auto,
             workers: 0,
-            listing: false,
+            listing: true,
             hidden: false,
             symlinks: SymlinkPolicy::WithinRoot,
             index: String::from("index.html"),
@@ -78,6 +84,8 @@ impl Default for Config {
             access_log: None,
             shutdown_grace: Duration::from_secs(5),
             file_cache_ttl: Duration::from_secs(1),
+            precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
+            rules: Vec::new(),
         }
     }
 }

@@ -7,14 +7,17 @@
 //! `zcopy` engine. Nothing here knows which engine runs; nothing in `zcopy` knows HTTP.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cache;
 pub mod conditional;
 pub mod config;
 pub mod conn;
+pub mod encoding;
 pub mod handler;
 pub mod head;
 pub mod listing;
 pub mod path;
 pub mod range;
 pub mod request;
+pub mod rules;
 pub mod server;

@@ -34,7 +34,10 @@ fn start(root: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Child, St
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("zcopy: serving "), "{line}");
-    let url = line.trim().rsplit(' ').next().unwrap();
+    let url = line
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
