@@ -249,7 +249,8 @@ fn fallback<'a>(
 ) -> Option<(File, rustix::fs::Stat, &'a str)> {
     let target = eff.fallback?;
     let last = clean.segments.last().map_or("", String::as_str);
-    if last.contains('.') || !accepts_html(req.accept) {
+    let hidden = !site.config.hidden && clean.segments.iter().any(|s| s.starts_with('.'));
+    if last.contains('.') || hidden || !accepts_html(req.accept) {
         return None;
     }
     match path::open_at(site.root.as_fd(), target, site.config.symlinks) {
