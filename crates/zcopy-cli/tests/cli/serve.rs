@@ -21,19 +21,11 @@ fn start(root: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Child, St
         }
         None => Command::new(bin()),
     };
-    let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg(root)
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("zcopy: serving "), "{line}");
+        .stderr(Stdio::null());
+    let (child, line) = launch(cmd);
     let url = line
         .split(' ')
         .find(|w| w.starts_with("http://"))
@@ -43,6 +35,17 @@ fn start(root: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Child, St
         .trim_end_matches('/')
         .to_string();
     (child, addr)
+}
+
+/// Spawns `cmd` with stdout piped and returns it with the start-up line it printed.
+fn launch(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("zcopy: serving "), "{line}");
+    (child, line)
 }
 
 fn get(addr: &str, path: &str) -> Vec<u8> {
@@ -273,18 +276,12 @@ fn start_up_line_says_how_and_no_listing_turns_listings_off() {
 fn basic_auth_off_loopback_warns() {
     let dir = tempfile::tempdir().unwrap();
     let hash = bcrypt::hash("pw", 4).unwrap();
-    let mut child = Command::new(bin())
-        .args(["serve", "--listen", "0.0.0.0:0", "--auth"])
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--auth"])
         .arg(format!("u:{hash}"))
         .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        .stderr(Stdio::piped());
+    let (mut child, line) = launch(cmd);
     assert!(line.contains("Basic auth"), "{line}");
     // The warning follows the URL line: wait for it (bounded), then stop the server.
     let stderr = child.stderr.take().unwrap();
