@@ -54,7 +54,6 @@ impl Hash {
 }
 
 /// Users allowed in, with the realm named in `WWW-Authenticate`.
-#[derive(Debug)]
 pub struct Users {
     /// Realm shown by browsers.
     pub realm: String,
@@ -62,6 +61,16 @@ pub struct Users {
     remembered: Mutex<HashMap<u64, ()>>,
     keys: std::collections::hash_map::RandomState,
     dummy: Hash,
+}
+
+impl std::fmt::Debug for Users {
+    /// Names the realm and counts users: hashes never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users")
+            .field("realm", &self.realm)
+            .field("users", &self.users.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an Authorization header proved.

@@ -29,8 +29,9 @@ struct Cached {
 #[derive(Debug)]
 pub struct FileCache {
     map: HashMap<Box<str>, Cached>,
-    /// Request paths found without any precompressed sidecar, and when.
-    plain: HashMap<Box<str>, Instant>,
+    /// Request path → which precompressed sidecars it has (a bitmask), and when that
+    /// was looked up.
+    sidecars: HashMap<Box<str>, (Instant, u8)>,
     ttl: Duration,
     cap: usize,
 }
@@ -40,7 +41,7 @@ impl FileCache {
     pub fn new(ttl: Duration, cap: usize) -> FileCache {
         FileCache {
             map: HashMap::new(),
-            plain: HashMap::new(),
+            sidecars: HashMap::new(),
             ttl,
             cap,
         }
@@ -65,24 +66,26 @@ impl FileCache {
         }
     }
 
-    /// Whether `key` was found to have no sidecar less than `ttl` ago.
-    pub fn known_plain(&self, key: &str, now: Instant) -> bool {
-        !self.ttl.is_zero()
-            && self
-                .plain
-                .get(key)
-                .is_some_and(|&t| now.saturating_duration_since(t) < self.ttl)
+    /// The sidecar bitmask noted for `key` less than `ttl` ago.
+    pub fn sidecars(&self, key: &str, now: Instant) -> Option<u8> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        self.sidecars
+            .get(key)
+            .filter(|(t, _)| now.saturating_duration_since(*t) < self.ttl)
+            .map(|&(_, mask)| mask)
     }
 
-    /// Remembers that `key` has no sidecar (for `ttl`).
-    pub fn note_plain(&mut self, key: &str, now: Instant) {
+    /// Remembers which sidecars `key` has (for `ttl`).
+    pub fn note_sidecars(&mut self, key: &str, now: Instant, mask: u8) {
         if self.ttl.is_zero() {
             return;
         }
-        if self.plain.len() >= self.cap {
-            self.plain.clear();
+        if self.sidecars.len() >= self.cap {
+            self.sidecars.clear();
         }
-        self.plain.insert(key.into(), now);
+        self.sidecars.insert(key.into(), (now, mask));
     }
 
     /// Remembers `file` (opened for `key`) when it is small enough.
@@ -128,16 +131,16 @@ mod tests {
     }
 
     #[test]
-    fn plain_memo_expires() {
+    fn sidecar_memo_expires() {
         let mut c = FileCache::new(Duration::from_millis(10), 8);
         let now = Instant::now();
-        assert!(!c.known_plain("/a", now));
-        c.note_plain("/a", now);
-        assert!(c.known_plain("/a", now));
-        assert!(!c.known_plain("/a", now + Duration::from_millis(20)));
+        assert_eq!(c.sidecars("/a", now), None);
+        c.note_sidecars("/a", now, 0b101);
+        assert_eq!(c.sidecars("/a", now), Some(0b101));
+        assert_eq!(c.sidecars("/a", now + Duration::from_millis(20)), None);
         let mut off = FileCache::new(Duration::ZERO, 8);
-        off.note_plain("/a", now);
-        assert!(!off.known_plain("/a", now));
+        off.note_sidecars("/a", now, 0);
+        assert_eq!(off.sidecars("/a", now), None);
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Precompressed sidecars: `NAME.br`, `NAME.zst`, `NAME.gz` served in place of `NAME`
 //! when the client's Accept-Encoding allows it.
 //!
-//! Cost: one `openat2` + `fstat` per candidate tried (the client's acceptable codings
-//! first, then — only when none of those exists — the others, because `Vary` must be
-//! sent for every file that has a sidecar). A path found to have no sidecar at all is
-//! remembered in the worker's [`crate::cache::FileCache`] for its TTL, so a hot plain
-//! file costs a map lookup, not three opens. With `--precompressed off` nothing here
-//! runs.
+//! Cost: which sidecars a path has (a bitmask) is learnt with one `openat2` (+ `fstat`
+//! when it exists) per configured coding, and remembered in the worker's
+//! [`crate::cache::FileCache`] for its TTL. Afterwards a request costs a map lookup,
+//! plus one `openat2` + `fstat` of the chosen sidecar when the client accepts one that
+//! exists: a hot file without sidecars costs no extra syscall. With `--precompressed
+//! off` nothing here runs.
 
 use std::fs::File;
 use std::os::fd::BorrowedFd;
@@ -40,6 +40,15 @@ impl Encoding {
             Encoding::Br => ".br",
             Encoding::Zstd => ".zst",
             Encoding::Gzip => ".gz",
+        }
+    }
+
+    /// This coding's bit in a sidecar bitmask.
+    pub fn bit(self) -> u8 {
+        match self {
+            Encoding::Br => 1,
+            Encoding::Zstd => 2,
+            Encoding::Gzip => 4,
         }
     }
 
@@ -165,47 +174,44 @@ pub struct Found {
     pub any: bool,
 }
 
-/// Looks for sidecars of `rel` (a path beneath `dir`, no `..`) for the file with
-/// fstat `original`: `wanted` in order first, then the rest of `configured` only to
-/// learn whether any exists. A sidecar counts when it is a regular file beneath `dir`
-/// (never followed out of it, whatever `symlinks` says) and not older than the
-/// original.
-pub fn find(
+/// Opens the `e` sidecar of `rel` (a path beneath `dir`, no `..`) for the file with
+/// fstat `original`. It counts when it is a regular file beneath `dir` (never
+/// followed out of it, whatever `symlinks` says) and not older than the original.
+pub fn open(
     dir: BorrowedFd<'_>,
     rel: &str,
     original: &rustix::fs::Stat,
-    configured: &[Encoding],
-    wanted: &[Encoding],
+    e: Encoding,
     symlinks: SymlinkPolicy,
-) -> Found {
+) -> Option<Sidecar> {
     let policy = match symlinks {
         SymlinkPolicy::Never => SymlinkPolicy::Never,
         _ => SymlinkPolicy::WithinRoot,
     };
-    let open = |e: Encoding| -> Option<Sidecar> {
-        let name = format!("{rel}{}", e.suffix());
-        match path::open_at(dir, &name, policy) {
-            Ok(Resolved::File(file, stat)) if !older(&stat, original) => Some(Sidecar {
-                encoding: e,
-                file,
-                stat,
-            }),
-            _ => None,
-        }
-    };
-    for &e in wanted {
-        if let Some(s) = open(e) {
-            return Found {
-                chosen: Some(s),
-                any: true,
-            };
-        }
+    let name = format!("{rel}{}", e.suffix());
+    match path::open_at(dir, &name, policy) {
+        Ok(Resolved::File(file, stat)) if !older(&stat, original) => Some(Sidecar {
+            encoding: e,
+            file,
+            stat,
+        }),
+        _ => None,
     }
-    let any = configured
+}
+
+/// Which of `configured` have a sidecar of `rel` that counts (see [`open`]), as a
+/// bitmask of [`Encoding::bit`].
+pub fn present(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    original: &rustix::fs::Stat,
+    configured: &[Encoding],
+    symlinks: SymlinkPolicy,
+) -> u8 {
+    configured
         .iter()
-        .filter(|e| !wanted.contains(e))
-        .any(|&e| open(e).is_some());
-    Found { chosen: None, any }
+        .filter(|&&e| open(dir, rel, original, e, symlinks).is_some())
+        .fold(0, |mask, e| mask | e.bit())
 }
 
 /// `a` was modified before `b`.

@@ -292,7 +292,8 @@ fn find_sidecar(
     now: Instant,
 ) -> Found {
     let cfg = &site.config;
-    if cfg.precompressed.is_empty() || cache.known_plain(key, now) {
+    let known = cache.sidecars(key, now);
+    if cfg.precompressed.is_empty() || known == Some(0) {
         return Found::default();
     }
     let owned;
@@ -313,19 +314,23 @@ fn find_sidecar(
         }
         rel.push_str(&cfg.index);
     }
-    let wanted = encoding::acceptable(&cfg.precompressed, req.accept_encoding);
-    let found = encoding::find(
-        site.root.as_fd(),
-        &rel,
-        st,
-        &cfg.precompressed,
-        &wanted,
-        cfg.symlinks,
-    );
-    if !found.any {
-        cache.note_plain(key, now);
+    let root = site.root.as_fd();
+    let mask = match known {
+        Some(mask) => mask,
+        None => {
+            let mask = encoding::present(root, &rel, st, &cfg.precompressed, cfg.symlinks);
+            cache.note_sidecars(key, now, mask);
+            mask
+        }
+    };
+    if mask == 0 {
+        return Found::default();
     }
-    found
+    let chosen = encoding::acceptable(&cfg.precompressed, req.accept_encoding)
+        .into_iter()
+        .filter(|e| mask & e.bit() != 0)
+        .find_map(|e| encoding::open(root, &rel, st, e, cfg.symlinks));
+    Found { chosen, any: true }
 }
 
 /// The response to a request that could not be parsed: status and reason, then close.

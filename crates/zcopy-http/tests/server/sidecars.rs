@@ -228,8 +228,7 @@ fn off_means_identity_and_no_vary() {
 
 #[test]
 fn curl_compressed_decodes_a_real_gzip_sidecar() {
-    if !have("curl") || !have("gzip") {
-        eprintln!("skipped: curl or gzip not installed");
+    if !require("curl") || !require("gzip") {
         return;
     }
     let fx = Fixture::new();
@@ -255,4 +254,22 @@ fn curl_compressed_decodes_a_real_gzip_sidecar() {
         "{s}"
     );
     assert!(s.ends_with(&text));
+}
+
+#[test]
+fn without_the_memo_a_new_sidecar_is_seen_at_once() {
+    let fx = Fixture::new();
+    fx.file("late.txt", b"identity");
+    let srv = TestServer::start(&fx.root(), |c| c.file_cache_ttl = Duration::ZERO);
+    let r = request(&srv, "GET", "/late.txt", &[("Accept-Encoding", "gzip")]);
+    assert_eq!((&r.body[..], r.header("vary")), (&b"identity"[..], None));
+    fx.file("late.txt.gz", b"LATE-GZ");
+    let r = request(&srv, "GET", "/late.txt", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(
+        (&r.body[..], r.header("vary")),
+        (&b"LATE-GZ"[..], Some("Accept-Encoding"))
+    );
+    std::fs::remove_file(fx.root().join("late.txt.gz")).unwrap();
+    let r = request(&srv, "GET", "/late.txt", &[("Accept-Encoding", "gzip")]);
+    assert_eq!((&r.body[..], r.header("vary")), (&b"identity"[..], None));
 }

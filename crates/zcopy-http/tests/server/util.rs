@@ -265,3 +265,17 @@ pub fn request(
     s.write_all(req.as_bytes()).unwrap();
     read_response(&mut s, method == "HEAD").expect("a response")
 }
+
+/// Whether `prog` runs; when it doesn't, says "skipped" — or fails under `CI=true`,
+/// where scripts/test.sh must have installed it.
+pub fn require(prog: &str) -> bool {
+    if have(prog) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{prog} is missing under CI=true (scripts/test.sh installs it)"
+    );
+    eprintln!("skipped: {prog} not installed");
+    false
+}
