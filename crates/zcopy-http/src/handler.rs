@@ -159,12 +159,7 @@ pub fn handle(
         {
             return conn.preflight(out, cors, req);
         }
-        return conn.text(
-            out,
-            405,
-            "405 Method Not Allowed\n",
-            &[("Allow", "GET, HEAD")],
-        );
+        return conn.status_with(out, 405, &[("Allow", "GET, HEAD")]);
     }
     if let Some(users) = eff.auth {
         match users.check(req.authorization) {
@@ -619,12 +614,7 @@ fn serve_file(
     let (status, pieces, mem, body_len) = match plan {
         RangePlan::Unsatisfiable => {
             let cr = format!("bytes */{len}");
-            return conn.text(
-                out,
-                416,
-                "416 Range Not Satisfiable\n",
-                &[("Content-Range", &cr)],
-            );
+            return conn.status_with(out, 416, &[("Content-Range", &cr)]);
         }
         RangePlan::Partial(spans) if spans.len() == 1 => {
             let (s, e) = spans[0];

@@ -2,6 +2,10 @@
 //! chosen by a glob on the decoded request path. Command-line flags make one rule for
 //! `**`; a config file can add more. Later rules override earlier ones field by field
 //! (headers add up).
+//!
+//! Globs match the request path, not where symlinks inside the root lead: a rule that
+//! guards `private/**` does not cover `link/**` when `link` points at `private` (use
+//! `--symlinks never`, or put such rules on `**`, as the command-line flags do).
 
 use std::sync::Arc;
 
