@@ -4,6 +4,9 @@
 mod util;
 
 mod files;
+mod listing;
 mod protocol;
+mod rules;
 mod security;
+mod sidecars;
 mod tools;
