@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod fanout;
 pub mod fdkind;
+pub mod ktls;
 pub mod plan;
 pub mod probe;
 pub mod profile;
