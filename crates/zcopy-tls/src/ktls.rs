@@ -1,0 +1,248 @@
+//! Handing an established session to the kernel (kTLS), or saying why not.
+//!
+//! Secrets come from rustls' `ServerConnection::dangerous_extract_secrets`, which
+//! gives both directions' keys, IVs and next sequence numbers; `zcopy::ktls` turns
+//! them into the kernel's `crypto_info` structs. Whether a listener, and then a
+//! connection, takes the kernel path is decided by pure functions
+//! ([`listener_path`], [`connection_path`]) from plain facts.
+
+use std::fmt;
+use std::os::fd::AsFd;
+
+use rustls::{CipherSuite, ConnectionTrafficSecrets, ProtocolVersion};
+use zcopy::ktls::{Cipher, Probe, TlsVersion, TrafficKeys};
+
+use crate::Session;
+
+/// `--ktls auto|off`: whether a TLS listener may hand sessions to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KtlsMode {
+    /// Use kTLS where the probe passed and the session allows it.
+    #[default]
+    Auto,
+    /// Always encrypt in user space.
+    Off,
+}
+
+/// Which path TLS records take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsPath {
+    /// The kernel encrypts; bodies leave by sendfile/splice.
+    Kernel,
+    /// rustls encrypts; bodies are pread and encrypted per chunk.
+    Userspace(Why),
+}
+
+/// Why records stay in user space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// `--ktls off`.
+    Disabled,
+    /// The probe found no tls ULP (its text says what it saw).
+    NoUlp(String),
+    /// The negotiated version has no kernel support.
+    Version(ProtocolVersion),
+    /// The negotiated cipher suite has no kernel support.
+    Cipher(CipherSuite),
+    /// The handshake has not finished.
+    Handshaking,
+    /// Ciphertext (tickets, alerts) still waits to be written.
+    PendingWrite,
+    /// A partial record has been read: the kernel would start mid-record.
+    MidRecord,
+    /// Attaching the ULP to this socket failed.
+    Attach(String),
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Disabled => f.write_str("kTLS disabled (--ktls off)"),
+            Why::NoUlp(probe) => f.write_str(probe),
+            Why::Version(v) => write!(f, "kernel TLS does not do {v:?}"),
+            Why::Cipher(c) => write!(f, "kernel TLS does not do {c:?}"),
+            Why::Handshaking => f.write_str("handshake not finished"),
+            Why::PendingWrite => f.write_str("TLS records still to be written"),
+            Why::MidRecord => f.write_str("a partial TLS record has been read"),
+            Why::Attach(e) => write!(f, "TCP_ULP tls: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for TlsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsPath::Kernel => f.write_str("kTLS"),
+            TlsPath::Userspace(why) => write!(f, "userspace TLS ({why})"),
+        }
+    }
+}
+
+/// A listener's path, decided once at start-up from `mode` and the probe.
+pub fn listener_path(mode: KtlsMode, probe: &Probe) -> TlsPath {
+    match mode {
+        KtlsMode::Off => TlsPath::Userspace(Why::Disabled),
+        KtlsMode::Auto if probe.available() => TlsPath::Kernel,
+        KtlsMode::Auto => TlsPath::Userspace(Why::NoUlp(probe.to_string())),
+    }
+}
+
+/// The facts about one session that decide its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionFacts {
+    /// Negotiated version (`None` while handshaking).
+    pub version: Option<ProtocolVersion>,
+    /// Negotiated suite (`None` while handshaking).
+    pub suite: Option<CipherSuite>,
+    /// Ciphertext waits to be written.
+    pub wants_write: bool,
+    /// The bytes read so far end at a record boundary.
+    pub at_record_boundary: bool,
+}
+
+/// One connection's path, given its listener's.
+pub fn connection_path(listener: &TlsPath, s: &SessionFacts) -> TlsPath {
+    if let TlsPath::Userspace(_) = listener {
+        return listener.clone();
+    }
+    let (Some(version), Some(suite)) = (s.version, s.suite) else {
+        return TlsPath::Userspace(Why::Handshaking);
+    };
+    if !matches!(version, ProtocolVersion::TLSv1_2 | ProtocolVersion::TLSv1_3) {
+        return TlsPath::Userspace(Why::Version(version));
+    }
+    if !kernel_has(suite) {
+        return TlsPath::Userspace(Why::Cipher(suite));
+    }
+    if s.wants_write {
+        return TlsPath::Userspace(Why::PendingWrite);
+    }
+    if !s.at_record_boundary {
+        return TlsPath::Userspace(Why::MidRecord);
+    }
+    TlsPath::Kernel
+}
+
+/// Suites whose AEAD the kernel implements (AES-GCM 128/256, ChaCha20-Poly1305).
+fn kernel_has(suite: CipherSuite) -> bool {
+    matches!(
+        suite,
+        CipherSuite::TLS13_AES_128_GCM_SHA256
+            | CipherSuite::TLS13_AES_256_GCM_SHA384
+            | CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+            | CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+    )
+}
+
+/// Turn rustls' secrets for one direction into what `zcopy::ktls` installs.
+pub fn traffic_keys(
+    version: ProtocolVersion,
+    seq: u64,
+    secrets: &ConnectionTrafficSecrets,
+) -> Result<TrafficKeys, rustls::Error> {
+    let version = match version {
+        ProtocolVersion::TLSv1_2 => TlsVersion::Tls12,
+        ProtocolVersion::TLSv1_3 => TlsVersion::Tls13,
+        v => return Err(rustls::Error::General(format!("no kTLS for {v:?}"))),
+    };
+    fn arr<const N: usize>(b: &[u8]) -> Result<[u8; N], rustls::Error> {
+        b.try_into().map_err(|_| {
+            rustls::Error::General(format!("key material of {} bytes, not {N}", b.len()))
+        })
+    }
+    let cipher = match secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => Cipher::AesGcm128 {
+            key: arr(key.as_ref())?,
+            iv: arr(iv.as_ref())?,
+        },
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => Cipher::AesGcm256 {
+            key: arr(key.as_ref())?,
+            iv: arr(iv.as_ref())?,
+        },
+        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => Cipher::Chacha20Poly1305 {
+            key: arr(key.as_ref())?,
+            iv: arr(iv.as_ref())?,
+        },
+        _ => return Err(rustls::Error::General("cipher without kTLS support".into())),
+    };
+    Ok(TrafficKeys {
+        version,
+        cipher,
+        seq,
+    })
+}
+
+/// A session now run by the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSession {
+    /// Negotiated version.
+    pub version: ProtocolVersion,
+    /// Negotiated suite.
+    pub suite: CipherSuite,
+    /// Records the kernel may send under these keys before the connection must
+    /// end (the suite's confidentiality limit; no key update after hand-off).
+    pub max_records: u64,
+}
+
+/// What [`Session::into_kernel`] gives back when it did not hand over.
+#[derive(Debug)]
+pub enum HandOff {
+    /// Nothing changed: go on in user space.
+    Stay(Box<Session>, Why),
+    /// Keys were taken but the kernel refused them: the connection is lost
+    /// and must be closed.
+    Broken(std::io::Error),
+}
+
+impl Session {
+    /// The facts [`connection_path`] needs.
+    pub fn facts(&self) -> SessionFacts {
+        SessionFacts {
+            version: if self.is_handshaking() {
+                None
+            } else {
+                self.protocol_version()
+            },
+            suite: self.cipher_suite().map(|s| s.suite()),
+            wants_write: self.wants_write(),
+            at_record_boundary: self.records.at_boundary(),
+        }
+    }
+
+    /// Hand the session to the kernel on `sock` if [`connection_path`] says so:
+    /// attach the ULP, take the secrets out of rustls, install them.
+    pub fn into_kernel<Fd: AsFd>(
+        self,
+        sock: Fd,
+        listener: &TlsPath,
+    ) -> Result<KernelSession, HandOff> {
+        let facts = self.facts();
+        if let TlsPath::Userspace(why) = connection_path(listener, &facts) {
+            return Err(HandOff::Stay(Box::new(self), why));
+        }
+        if let Err(e) = zcopy::ktls::attach(sock.as_fd()) {
+            return Err(HandOff::Stay(Box::new(self), Why::Attach(e.to_string())));
+        }
+        let (Some(version), Some(suite)) = (facts.version, self.cipher_suite()) else {
+            unreachable!("connection_path checked the handshake");
+        };
+        let broken = |e: rustls::Error| HandOff::Broken(std::io::Error::other(e));
+        let secrets = self.conn.dangerous_extract_secrets().map_err(broken)?;
+        let tx = traffic_keys(version, secrets.tx.0, &secrets.tx.1).map_err(broken)?;
+        let rx = traffic_keys(version, secrets.rx.0, &secrets.rx.1).map_err(broken)?;
+        zcopy::ktls::install(sock.as_fd(), &tx, &rx).map_err(HandOff::Broken)?;
+        Ok(KernelSession {
+            version,
+            suite: suite.suite(),
+            max_records: match suite {
+                rustls::SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+                rustls::SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+            },
+        })
+    }
+}
