@@ -214,6 +214,20 @@ impl Session {
         }
     }
 
+    /// Take both directions' keys out of rustls (`(tx, rx)`), ending the session.
+    /// Needs [`crate::TlsOptions::ktls`], a finished handshake and nothing left
+    /// to write; [`Session::into_kernel`] checks all that first.
+    pub fn extract_keys(self) -> Result<(TrafficKeys, TrafficKeys), rustls::Error> {
+        let version = self
+            .protocol_version()
+            .ok_or(rustls::Error::HandshakeNotComplete)?;
+        let s = self.conn.dangerous_extract_secrets()?;
+        Ok((
+            traffic_keys(version, s.tx.0, &s.tx.1)?,
+            traffic_keys(version, s.rx.0, &s.rx.1)?,
+        ))
+    }
+
     /// Hand the session to the kernel on `sock` if [`connection_path`] says so:
     /// attach the ULP, take the secrets out of rustls, install them.
     pub fn into_kernel<Fd: AsFd>(
@@ -231,10 +245,9 @@ impl Session {
         let (Some(version), Some(suite)) = (facts.version, self.cipher_suite()) else {
             unreachable!("connection_path checked the handshake");
         };
-        let broken = |e: rustls::Error| HandOff::Broken(std::io::Error::other(e));
-        let secrets = self.conn.dangerous_extract_secrets().map_err(broken)?;
-        let tx = traffic_keys(version, secrets.tx.0, &secrets.tx.1).map_err(broken)?;
-        let rx = traffic_keys(version, secrets.rx.0, &secrets.rx.1).map_err(broken)?;
+        let (tx, rx) = self
+            .extract_keys()
+            .map_err(|e| HandOff::Broken(std::io::Error::other(e)))?;
         zcopy::ktls::install(sock.as_fd(), &tx, &rx).map_err(HandOff::Broken)?;
         Ok(KernelSession {
             version,

@@ -12,7 +12,8 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 
-use crate::sys::ktls::{self as sys, CryptoInfo, Half};
+pub use crate::sys::ktls::CryptoInfo;
+use crate::sys::ktls::{self as sys, Half};
 
 /// Where the kernel lists the upper-layer protocols it has loaded.
 pub const AVAILABLE_ULP: &str = "/proc/sys/net/ipv4/tcp_available_ulp";
