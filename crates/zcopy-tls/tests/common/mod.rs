@@ -131,6 +131,8 @@ pub struct Seen {
     pub plaintext: Vec<u8>,
     pub handshake_done: usize,
     pub peer_closed: bool,
+    /// Plaintext the client decrypted.
+    pub client: Vec<u8>,
 }
 
 /// Move bytes both ways until neither side has anything to say. Returns the
@@ -161,6 +163,7 @@ pub fn pump(c: &mut ClientConnection, s: &mut Session, seen: &mut Seen) -> Resul
                 c.read_tls(&mut rd).unwrap();
                 c.process_new_packets()
                     .map_err(|e| format!("client: {e}"))?;
+                seen.client.extend(client_read(c));
             }
         }
         if !moved {
