@@ -259,3 +259,107 @@ impl Session {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(ok: bool) -> Probe {
+        Probe {
+            listed: Some(ok),
+            attach: if ok {
+                Ok(())
+            } else {
+                Err("No such file or directory (os error 2)".into())
+            },
+        }
+    }
+
+    fn ready() -> SessionFacts {
+        SessionFacts {
+            version: Some(ProtocolVersion::TLSv1_3),
+            suite: Some(CipherSuite::TLS13_AES_128_GCM_SHA256),
+            wants_write: false,
+            at_record_boundary: true,
+        }
+    }
+
+    #[test]
+    fn listener_follows_mode_and_probe() {
+        assert_eq!(listener_path(KtlsMode::Auto, &probe(true)), TlsPath::Kernel);
+        assert_eq!(
+            listener_path(KtlsMode::Off, &probe(true)),
+            TlsPath::Userspace(Why::Disabled)
+        );
+        let p = listener_path(KtlsMode::Auto, &probe(false));
+        assert!(
+            matches!(&p, TlsPath::Userspace(Why::NoUlp(t)) if t.starts_with("kernel has no tls ULP")),
+            "{p:?}"
+        );
+        assert!(
+            p.to_string()
+                .starts_with("userspace TLS (kernel has no tls ULP"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn connection_goes_to_the_kernel_only_when_everything_allows() {
+        let k = TlsPath::Kernel;
+        assert_eq!(connection_path(&k, &ready()), TlsPath::Kernel);
+        let off = TlsPath::Userspace(Why::Disabled);
+        assert_eq!(connection_path(&off, &ready()), off);
+        let cases = [
+            (
+                SessionFacts {
+                    version: None,
+                    suite: None,
+                    ..ready()
+                },
+                Why::Handshaking,
+            ),
+            (
+                SessionFacts {
+                    wants_write: true,
+                    ..ready()
+                },
+                Why::PendingWrite,
+            ),
+            (
+                SessionFacts {
+                    at_record_boundary: false,
+                    ..ready()
+                },
+                Why::MidRecord,
+            ),
+            (
+                SessionFacts {
+                    suite: Some(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA),
+                    ..ready()
+                },
+                Why::Cipher(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA),
+            ),
+            (
+                SessionFacts {
+                    version: Some(ProtocolVersion::TLSv1_1),
+                    ..ready()
+                },
+                Why::Version(ProtocolVersion::TLSv1_1),
+            ),
+        ];
+        for (facts, why) in cases {
+            assert_eq!(
+                connection_path(&k, &facts),
+                TlsPath::Userspace(why),
+                "{facts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_suite_rustls_offers_here_is_one_the_kernel_has() {
+        for s in rustls::crypto::ring::default_provider().cipher_suites {
+            assert!(kernel_has(s.suite()), "{:?}", s.suite());
+        }
+    }
+}

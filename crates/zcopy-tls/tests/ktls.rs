@@ -1,0 +1,268 @@
+//! kTLS secret extraction, checked without a kernel that has the tls ULP: records
+//! are sealed and opened with the exact `crypto_info` structs the kernel would
+//! get, the way its tls_sw code uses them, and a rustls client must accept them.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use ring::aead;
+use rustls::{ClientConfig, RootCertStore};
+use zcopy::ktls::{CryptoInfo, TrafficKeys, crypto_info};
+use zcopy_tls::ktls::{TlsPath, connection_path};
+use zcopy_tls::{Session, TlsOptions};
+
+/// The kernel's view of one direction: algorithm, key, 12-byte nonce base
+/// (salt || iv), next record sequence, TLS version.
+struct Kernel {
+    alg: &'static aead::Algorithm,
+    key: Vec<u8>,
+    salt: Vec<u8>,
+    iv: Vec<u8>,
+    seq: u64,
+    tls13: bool,
+}
+
+impl Kernel {
+    fn from(keys: &TrafficKeys) -> Kernel {
+        let ci = crypto_info(keys);
+        let (alg, version, key, salt, iv, rec_seq): (_, u16, Vec<u8>, Vec<u8>, Vec<u8>, [u8; 8]) =
+            match ci {
+                CryptoInfo::AesGcm128(i) => (
+                    &aead::AES_128_GCM,
+                    i.info.version,
+                    i.key.to_vec(),
+                    i.salt.to_vec(),
+                    i.iv.to_vec(),
+                    i.rec_seq,
+                ),
+                CryptoInfo::AesGcm256(i) => (
+                    &aead::AES_256_GCM,
+                    i.info.version,
+                    i.key.to_vec(),
+                    i.salt.to_vec(),
+                    i.iv.to_vec(),
+                    i.rec_seq,
+                ),
+                CryptoInfo::Chacha20Poly1305(i) => (
+                    &aead::CHACHA20_POLY1305,
+                    i.info.version,
+                    i.key.to_vec(),
+                    Vec::new(),
+                    i.iv.to_vec(),
+                    i.rec_seq,
+                ),
+            };
+        Kernel {
+            alg,
+            key,
+            salt,
+            iv,
+            seq: u64::from_be_bytes(rec_seq),
+            tls13: version == 0x0304,
+        }
+    }
+
+    fn aead(&self) -> aead::LessSafeKey {
+        aead::LessSafeKey::new(aead::UnboundKey::new(self.alg, &self.key).unwrap())
+    }
+
+    /// (salt || iv) with the sequence XORed into its last 8 bytes (TLS 1.3 and
+    /// ChaCha20 in TLS 1.2).
+    fn xor_nonce(&self, seq: u64) -> aead::Nonce {
+        let mut n = [0u8; 12];
+        n[..self.salt.len()].copy_from_slice(&self.salt);
+        n[self.salt.len()..].copy_from_slice(&self.iv);
+        for (b, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        aead::Nonce::assume_unique_for_key(n)
+    }
+
+    fn explicit_gcm12(&self) -> bool {
+        !self.tls13 && self.salt.len() == 4
+    }
+
+    fn aad12(seq: u64, len: usize) -> Vec<u8> {
+        let mut a = seq.to_be_bytes().to_vec();
+        a.extend([23, 3, 3]);
+        a.extend((len as u16).to_be_bytes());
+        a
+    }
+
+    /// One application-data record, as the kernel's TLS_TX would send it.
+    fn seal(&mut self, data: &[u8], nth: u64) -> Vec<u8> {
+        let key = self.aead();
+        let seq = self.seq;
+        self.seq += 1;
+        let mut body = data.to_vec();
+        if self.tls13 {
+            body.push(23);
+            let len = body.len() + 16;
+            let header = [23, 3, 3, (len >> 8) as u8, len as u8];
+            key.seal_in_place_append_tag(self.xor_nonce(seq), aead::Aad::from(header), &mut body)
+                .unwrap();
+            [header.to_vec(), body].concat()
+        } else if self.explicit_gcm12() {
+            // The explicit nonce: the crypto_info iv, counted up per record.
+            let explicit =
+                (u64::from_be_bytes(self.iv[..].try_into().unwrap()) + nth).to_be_bytes();
+            let mut n = [0u8; 12];
+            n[..4].copy_from_slice(&self.salt);
+            n[4..].copy_from_slice(&explicit);
+            let aad = Self::aad12(seq, data.len());
+            key.seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(n),
+                aead::Aad::from(aad),
+                &mut body,
+            )
+            .unwrap();
+            let len = 8 + body.len();
+            [
+                vec![23, 3, 3, (len >> 8) as u8, len as u8],
+                explicit.to_vec(),
+                body,
+            ]
+            .concat()
+        } else {
+            let aad = Self::aad12(seq, data.len());
+            key.seal_in_place_append_tag(self.xor_nonce(seq), aead::Aad::from(aad), &mut body)
+                .unwrap();
+            let len = body.len();
+            [vec![23, 3, 3, (len >> 8) as u8, len as u8], body].concat()
+        }
+    }
+
+    /// Open one application-data record, as the kernel's TLS_RX would.
+    fn open(&mut self, record: &[u8]) -> Vec<u8> {
+        let key = self.aead();
+        let seq = self.seq;
+        self.seq += 1;
+        let (header, rest) = record.split_at(5);
+        assert_eq!(header[0], 23, "application data");
+        if self.tls13 {
+            let mut body = rest.to_vec();
+            let plain = key
+                .open_in_place(self.xor_nonce(seq), aead::Aad::from(header), &mut body)
+                .expect("rx keys open the client's record");
+            let end = plain.iter().rposition(|&b| b != 0).unwrap();
+            assert_eq!(plain[end], 23);
+            plain[..end].to_vec()
+        } else if self.explicit_gcm12() {
+            let (explicit, ct) = rest.split_at(8);
+            let mut n = [0u8; 12];
+            n[..4].copy_from_slice(&self.salt);
+            n[4..].copy_from_slice(explicit);
+            let mut body = ct.to_vec();
+            let aad = Self::aad12(seq, ct.len() - 16);
+            key.open_in_place(
+                aead::Nonce::assume_unique_for_key(n),
+                aead::Aad::from(aad),
+                &mut body,
+            )
+            .expect("rx keys open the client's record")
+            .to_vec()
+        } else {
+            let mut body = rest.to_vec();
+            let aad = Self::aad12(seq, rest.len() - 16);
+            key.open_in_place(self.xor_nonce(seq), aead::Aad::from(aad), &mut body)
+                .expect("rx keys open the client's record")
+                .to_vec()
+        }
+    }
+}
+
+fn client_with_suite(pki: &Pki, suite: rustls::CipherSuite) -> Arc<ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|s| s.suite() == suite);
+    assert_eq!(provider.cipher_suites.len(), 1, "{suite:?}");
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.ca.clone()).unwrap();
+    let mut c = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+#[test]
+fn extracted_keys_seal_and_open_records_the_client_agrees_with() {
+    use rustls::CipherSuite as S;
+    let pki = Pki::new(Alg::EcdsaP256);
+    let l = pki.listener(&TlsOptions {
+        ktls: true,
+        ..TlsOptions::default()
+    });
+    for suite in [
+        S::TLS13_AES_128_GCM_SHA256,
+        S::TLS13_AES_256_GCM_SHA384,
+        S::TLS13_CHACHA20_POLY1305_SHA256,
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let mut c = client(&client_with_suite(&pki, suite), "localhost");
+        let mut s: Session = session(&l);
+        // Some user-space traffic first, so the sequence numbers are not trivial.
+        client_send(&mut c, b"GET / HTTP/1.1\r\n\r\n");
+        let mut seen = Seen::default();
+        pump(&mut c, &mut s, &mut seen).unwrap();
+        s.send(b"HTTP/1.1 200 OK\r\n\r\n");
+        pump(&mut c, &mut s, &mut seen).unwrap();
+        assert_eq!(seen.client, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(s.cipher_suite().unwrap().suite(), suite);
+        assert_eq!(
+            connection_path(&TlsPath::Kernel, &s.facts()),
+            TlsPath::Kernel,
+            "{suite:?}"
+        );
+
+        let (tx, rx) = s.extract_keys().unwrap();
+        assert!(
+            tx.seq > 0,
+            "{suite:?}: tickets/response were sent under these keys"
+        );
+
+        // Server → client under the kernel's TX keys.
+        let mut k = Kernel::from(&tx);
+        for (nth, msg) in [&b"first body bytes"[..], &pattern(16_000, 3)]
+            .iter()
+            .enumerate()
+        {
+            let rec = k.seal(msg, nth as u64);
+            let mut rd = &rec[..];
+            let mut got = Vec::new();
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+                c.process_new_packets()
+                    .unwrap_or_else(|e| panic!("{suite:?}: {e}"));
+                got.extend(client_read(&mut c));
+            }
+            assert!(got == *msg, "{suite:?}: record {nth} decrypted differently");
+        }
+
+        // Client → server under the kernel's RX keys.
+        let mut k = Kernel::from(&rx);
+        for msg in [&b"GET /next HTTP/1.1\r\n\r\n"[..], b"second"] {
+            client_send(&mut c, msg);
+            let mut rec = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut rec).unwrap();
+            }
+            assert_eq!(k.open(&rec), msg, "{suite:?}");
+        }
+    }
+}
+
+#[test]
+fn extraction_needs_the_ktls_option() {
+    let pki = Pki::new(Alg::EcdsaP256);
+    let l = pki.listener(&TlsOptions::default());
+    let mut c = client(&pki.client_config(TLS13, H1), "localhost");
+    let mut s = session(&l);
+    pump(&mut c, &mut s, &mut Seen::default()).unwrap();
+    assert!(s.extract_keys().is_err());
+}
