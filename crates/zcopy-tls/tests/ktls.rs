@@ -259,10 +259,6 @@ fn extracted_keys_seal_and_open_records_the_client_agrees_with() {
 
 #[test]
 fn extraction_needs_the_ktls_option() {
-    let pki = Pki::new(Alg::EcdsaP256);
-    let l = pki.listener(&TlsOptions::default());
-    let mut c = client(&pki.client_config(TLS13, H1), "localhost");
-    let mut s = session(&l);
-    pump(&mut c, &mut s, &mut Seen::default()).unwrap();
+    let (_pki, _c, s) = handshaken(Alg::EcdsaP256, TLS13, &TlsOptions::default());
     assert!(s.extract_keys().is_err());
 }

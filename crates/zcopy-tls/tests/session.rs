@@ -253,11 +253,7 @@ fn handshake_deadline_is_set_until_the_handshake_ends() {
 
 #[test]
 fn file_ranges_are_encrypted_byte_exact() {
-    let pki = Pki::new(Alg::EcdsaP256);
-    let l = pki.listener(&TlsOptions::default());
-    let mut c = client(&pki.client_config(TLS13, H1), "localhost");
-    let mut s = session(&l);
-    pump(&mut c, &mut s, &mut Seen::default()).unwrap();
+    let (_pki, mut c, mut s) = handshaken(Alg::EcdsaP256, TLS13, &TlsOptions::default());
 
     let data = pattern(1_000_003, 42);
     let mut f = tempfile::tempfile().unwrap();
@@ -288,11 +284,7 @@ fn file_ranges_are_encrypted_byte_exact() {
 
 #[test]
 fn a_file_that_shrank_is_an_error_and_sends_nothing() {
-    let pki = Pki::new(Alg::EcdsaP256);
-    let l = pki.listener(&TlsOptions::default());
-    let mut c = client(&pki.client_config(TLS13, H1), "localhost");
-    let mut s = session(&l);
-    pump(&mut c, &mut s, &mut Seen::default()).unwrap();
+    let (_pki, mut c, mut s) = handshaken(Alg::EcdsaP256, TLS13, &TlsOptions::default());
     let mut f = tempfile::tempfile().unwrap();
     f.write_all(&pattern(10_000, 1)).unwrap();
     let mut buf = Vec::new();

@@ -203,3 +203,17 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A client and a session for `alg` that have finished their handshake in memory.
+pub fn handshaken(
+    alg: Alg,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    opts: &TlsOptions,
+) -> (Pki, ClientConnection, Session) {
+    let pki = Pki::new(alg);
+    let l = pki.listener(opts);
+    let mut c = client(&pki.client_config(versions, H1), "localhost");
+    let mut s = session(&l);
+    pump(&mut c, &mut s, &mut Seen::default()).unwrap();
+    (pki, c, s)
+}
