@@ -1,6 +1,86 @@
-//! zcopy-tls: TLS for zcopy's servers, sans I/O.
+//! zcopy-tls: TLS for zcopy's servers, sans I/O. Nothing here touches a socket
+//! except the kTLS hand-off; nothing here knows HTTP except the clear-text 400.
 //!
-//! DESIGN NOTE (see the end of this comment).
+//! - [`load`], [`certs`], [`config`]: PEM chain + key → [`TlsListener`] (a rustls
+//!   `ServerConfig` on the *ring* provider: TLS 1.3 and 1.2, ALPN `http/1.1`,
+//!   resumption by ticket and cache) whose certificate [`CertStore::reload`] swaps.
+//! - [`session`]: [`Session`], one connection: ciphertext in, plaintext out.
+//! - [`sniff`]: plain HTTP or garbage on a TLS port.
+//! - [`limits`]: handshake timeout and per-worker cap, as plain values.
+//! - [`body`]: [`send_file_chunk`], a file range over userspace TLS.
+//! - [`ktls`]: whether a listener and a connection take the kernel path, and
+//!   [`Session::into_kernel`].
+//!
+//! # How a driver uses it
+//!
+//! **Start-up, per TLS listener.** `TlsListener::new(CertFiles { cert, key }, &opts)`;
+//! a [`LoadError`] is a CLI error (exit 2, its message names the file). Probe once
+//! per process with `zcopy::ktls::probe()`; `ktls::listener_path(mode, &probe)` is
+//! the listener's [`TlsPath`], shown on the start-up line, by `zcopy engines` and
+//! at `-v` (here: "userspace TLS (kernel has no tls ULP ...)"). Set
+//! `opts.ktls = true` only when that path is `Kernel`. On SIGHUP call
+//! `listener.certs.reload()`; on error log it, the old certificate stays. Per
+//! worker keep a [`HandshakeSlots`] and one `Vec<u8>` file buffer.
+//!
+//! **Accept.** While `slots.full()`, do not accept on TLS listeners (leave them in
+//! the kernel's backlog). Otherwise `slots.take()` and make a
+//! `Session::new(&listener.config, now, &limits)` for the connection. Its timer is
+//! the earlier of the core's deadline and `session.handshake_deadline()`; when
+//! that passes with the handshake unfinished, close (and give the slot back).
+//!
+//! **Readable.** Read ciphertext into the worker's read buffer, then
+//! `session.feed(&rbuf[..n], &mut conn.plain)`; `conn.plain` is what the core
+//! parses, exactly as the bytes `recv` gives on plain TCP (stop reading the socket
+//! while it is over the core's limit, as today). Then:
+//! - `Err(TlsError::PlainHttp)`: write [`PLAIN_HTTP_400`] to the socket once (best
+//!   effort, no retry), close. `Err(TlsError::NotTls)`: close.
+//!   `Err(TlsError::Protocol(_))`: flush `write_tls` once (rustls queued an
+//!   alert), close. Each: give the slot back if it was still handshaking.
+//! - `Ok(fed)`: if `fed.handshake_done`, give the slot back; if the listener's
+//!   path is `Kernel`, flush, then `session.into_kernel(&sock, &path)`:
+//!   `Ok` → from now on the connection is plain TCP for the core (see kTLS below);
+//!   `Err(HandOff::Stay(session, why))` → carry on in user space (log `why` at
+//!   debug); `Err(HandOff::Broken(e))` → close. If `fed.plaintext > 0` let the core
+//!   parse `conn.plain`. If `fed.peer_closed` it is the core's read EOF.
+//! - Socket EOF: the core's read EOF (mid-handshake: close, slot back).
+//!
+//! **Core intents, userspace TLS.** Every byte leaves through the session:
+//! - write head bytes / a small body: `session.send(bytes)`, then flush.
+//! - send file range `[fd, off, len]`, by reference *or* by copy: both become
+//!   copies. Loop within the turn budget: flush; if `session.wants_write()` is still
+//!   true, wait for writable; else
+//!   `send_file_chunk(&mut session, &file, off, left, &mut worker.fbuf, FILE_CHUNK)`
+//!   and advance by what it returns. `BodyError::Shrank` or `Read` → close the
+//!   connection (nothing of the short piece was encrypted: never a wrong byte).
+//! - linger until consumed: nothing to wait for; userspace TLS never leaves page
+//!   cache references in the socket (pread copied the bytes), so the lease may be
+//!   released once the range has been read.
+//! - close: `session.close_notify()`, flush, `shutdown(Write)`, then the core's
+//!   usual lingering close.
+//!
+//! **Writable / flush.** `while session.wants_write() { session.write_tls(&mut sock) }`
+//! until `WouldBlock` (keep write interest) or an error (close). `write_tls` issues
+//! one `writev` of the queued records. The io_uring driver instead
+//! `write_tls(&mut send_buf)` into a buffer it owns and submits that.
+//!
+//! **kTLS (after `into_kernel` succeeded).** The socket now takes and gives
+//! plaintext: the core runs as on plain TCP — heads by `send`, bodies by
+//! sendfile/splice under the same plan, peer-class and lease rules as plain TCP.
+//! What remains for the driver: read with `recvmsg` and a control buffer, since a
+//! non-data record (alert, KeyUpdate) fails a plain `read` with EIO; treat an
+//! alert as EOF and any other record as an error (close): keys were extracted, so
+//! a TLS 1.3 KeyUpdate cannot be followed. Close after
+//! [`KernelSession::max_records`] records (AES-GCM's limit; ≈ 380 GB at 16 KiB).
+//! A close_notify from our side needs `sendmsg` with a `TLS_SET_RECORD_TYPE` cmsg
+//! (not built yet: without it the client sees a TCP FIN, which HTTP/1.1 with
+//! Content-Length tolerates).
+//!
+//! # Proposed flags
+//!
+//! `--listen https://ADDR` (per listener, so plain and TLS listeners mix),
+//! `--tls-cert FILE --tls-key FILE`, `--ktls auto|off`, `--tls-handshake-timeout
+//! SECS` (10), `--tls-max-handshakes N` per worker (256), `--tls-plain-http
+//! 400|close` (400), `--tls-session-cache N` (4096), `--tls-tickets on|off` (on).
 #![forbid(unsafe_code)]
 
 pub mod body;
