@@ -66,14 +66,12 @@
 //! **kTLS (after `into_kernel` succeeded).** The socket now takes and gives
 //! plaintext: the core runs as on plain TCP — heads by `send`, bodies by
 //! sendfile/splice under the same plan, peer-class and lease rules as plain TCP.
-//! What remains for the driver: read with `recvmsg` and a control buffer, since a
-//! non-data record (alert, KeyUpdate) fails a plain `read` with EIO; treat an
-//! alert as EOF and any other record as an error (close): keys were extracted, so
-//! a TLS 1.3 KeyUpdate cannot be followed. Close after
-//! [`KernelSession::max_records`] records (AES-GCM's limit; ≈ 380 GB at 16 KiB).
-//! A close_notify from our side needs `sendmsg` with a `TLS_SET_RECORD_TYPE` cmsg
-//! (not built yet: without it the client sees a TCP FIN, which HTTP/1.1 with
-//! Content-Length tolerates).
+//! What differs: read with `zcopy::ktls::recv` (a plain `read` fails with EIO
+//! at a non-data record): `Data(n)` goes to the core; `Eof` and `Alert` are the
+//! core's read EOF; `Other` (a TLS 1.3 KeyUpdate: the keys were extracted, so it
+//! cannot be followed) closes. Close with `zcopy::ktls::send_close_notify`, then
+//! `shutdown(Write)`. Close after [`KernelSession::max_records`] records
+//! (AES-GCM's confidentiality limit; ≈ 380 GB at 16 KiB records).
 //!
 //! # Proposed flags
 //!

@@ -147,18 +147,19 @@ fn kernel_loop(mut sock: TcpStream, mut plain: Vec<u8>, file: &File, log: &mut L
                     assert_eq!(sent, len);
                 }
                 None => {
+                    zcopy::ktls::send_close_notify(&sock).unwrap();
                     sock.shutdown(Shutdown::Write).unwrap();
                     log.ended = "bye (kernel)".into();
                     return;
                 }
             }
         }
-        match sock.read(&mut rbuf) {
-            Ok(0) | Err(_) => {
-                log.ended = "eof (kernel)".into();
+        match zcopy::ktls::recv(&sock, &mut rbuf).unwrap() {
+            zcopy::ktls::Received::Data(n) => plain.extend_from_slice(&rbuf[..n]),
+            other => {
+                log.ended = format!("{other:?} (kernel)");
                 return;
             }
-            Ok(n) => plain.extend_from_slice(&rbuf[..n]),
         }
     }
 }

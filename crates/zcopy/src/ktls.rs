@@ -153,6 +153,63 @@ pub fn install<Fd: AsFd>(sock: Fd, tx: &TrafficKeys, rx: &TrafficKeys) -> io::Re
     sys::set_crypto_info(sock.as_fd(), Half::Rx, &crypto_info(rx))
 }
 
+/// TLS content type of alerts.
+const ALERT: u8 = 21;
+/// TLS content type of application data.
+const APPLICATION_DATA: u8 = 23;
+
+/// What one [`recv`] from a kTLS socket gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// `n` bytes of application data at the start of the buffer.
+    Data(usize),
+    /// The peer closed the TCP connection.
+    Eof,
+    /// An alert record: close_notify is description 0; any alert ends the connection.
+    Alert {
+        /// 1 warning, 2 fatal.
+        level: u8,
+        /// Alert description (0: close_notify).
+        description: u8,
+    },
+    /// A record of another type (22: a handshake message such as KeyUpdate).
+    Other {
+        /// TLS content type.
+        content_type: u8,
+        /// Its plaintext length.
+        len: usize,
+    },
+}
+
+/// Read from a socket after [`install`]: application data, or the control record
+/// the kernel stopped at (a plain `read` fails with EIO on those).
+pub fn recv<Fd: AsFd>(sock: Fd, buf: &mut [u8]) -> io::Result<Received> {
+    let (n, record_type) = sys::recv_record(sock, buf)?;
+    Ok(match record_type {
+        _ if n == 0 && record_type.is_none() => Received::Eof,
+        None | Some(APPLICATION_DATA) => Received::Data(n),
+        Some(ALERT) if n >= 2 => Received::Alert {
+            level: buf[0],
+            description: buf[1],
+        },
+        Some(content_type) => Received::Other {
+            content_type,
+            len: n,
+        },
+    })
+}
+
+/// Send a close_notify alert on a socket after [`install`].
+pub fn send_close_notify<Fd: AsFd>(sock: Fd) -> io::Result<()> {
+    // Level warning (1), description close_notify (0).
+    match sys::send_record(sock, ALERT, &[1, 0])? {
+        2 => Ok(()),
+        n => Err(io::Error::other(format!(
+            "close_notify: {n} of 2 bytes sent"
+        ))),
+    }
+}
+
 /// What [`probe`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -282,6 +339,16 @@ mod tests {
             assert!(text.starts_with("kernel has no tls ULP"), "{text}");
             println!("skipped: {text}");
         }
+    }
+
+    #[test]
+    fn recv_on_plain_tcp_is_data_then_eof() {
+        let (a, b) = loopback_pair().unwrap();
+        std::io::Write::write_all(&mut &b, b"abc").unwrap();
+        drop(b);
+        let mut buf = [0u8; 8];
+        assert_eq!(recv(&a, &mut buf).unwrap(), Received::Data(3));
+        assert_eq!(recv(&a, &mut buf).unwrap(), Received::Eof);
     }
 
     #[test]
