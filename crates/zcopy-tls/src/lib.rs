@@ -40,7 +40,9 @@
 //!   path is `Kernel`, flush, then `session.into_kernel(&sock, &path)`:
 //!   `Ok` → from now on the connection is plain TCP for the core (see kTLS below);
 //!   `Err(HandOff::Stay(session, why))` → carry on in user space (log `why` at
-//!   debug); `Err(HandOff::Broken(e))` → close. If `fed.plaintext > 0` let the core
+//!   debug; for `Why::PendingWrite` / `Why::MidRecord` try again after the next
+//!   flush or feed, `ktls::connection_path(&path, &session.facts())` is a cheap
+//!   check); `Err(HandOff::Broken(e))` → close. If `fed.plaintext > 0` let the core
 //!   parse `conn.plain`. If `fed.peer_closed` it is the core's read EOF.
 //! - Socket EOF: the core's read EOF (mid-handshake: close, slot back).
 //!

@@ -173,6 +173,13 @@ impl Kernel {
     }
 }
 
+/// Options of a listener whose sessions may go to the kernel.
+const KTLS: TlsOptions = TlsOptions {
+    session_cache: 4096,
+    tickets: true,
+    ktls: true,
+};
+
 fn client_with_suite(pki: &Pki, suite: rustls::CipherSuite) -> Arc<ClientConfig> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites.retain(|s| s.suite() == suite);
@@ -192,10 +199,7 @@ fn client_with_suite(pki: &Pki, suite: rustls::CipherSuite) -> Arc<ClientConfig>
 fn extracted_keys_seal_and_open_records_the_client_agrees_with() {
     use rustls::CipherSuite as S;
     let pki = Pki::new(Alg::EcdsaP256);
-    let l = pki.listener(&TlsOptions {
-        ktls: true,
-        ..TlsOptions::default()
-    });
+    let l = pki.listener(&KTLS);
     for suite in [
         S::TLS13_AES_128_GCM_SHA256,
         S::TLS13_AES_256_GCM_SHA384,
@@ -261,4 +265,54 @@ fn extracted_keys_seal_and_open_records_the_client_agrees_with() {
 fn extraction_needs_the_ktls_option() {
     let (_pki, _c, s) = handshaken(Alg::EcdsaP256, TLS13, &TlsOptions::default());
     assert!(s.extract_keys().is_err());
+}
+
+/// Tickets still queued, or half a record read: the session stays in user space
+/// for now and may be handed over after the next flush or feed.
+#[test]
+fn hand_off_waits_for_flushed_tickets_and_whole_records() {
+    use zcopy_tls::ktls::Why;
+    let pki = Pki::new(Alg::EcdsaP256);
+    let l = pki.listener(&KTLS);
+    let mut c = client(&pki.client_config(TLS13, H1), "localhost");
+    let mut s = session(&l);
+    let mut plain = Vec::new();
+    // Drive the handshake by hand and stop right after the server finishes.
+    let mut done = false;
+    while !done {
+        let mut out = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut out).unwrap();
+        }
+        done = s.feed(&out, &mut plain).unwrap().handshake_done;
+        if !done {
+            let mut back = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut back).unwrap();
+            }
+            c.read_tls(&mut &back[..]).unwrap();
+            c.process_new_packets().unwrap();
+        }
+    }
+    let path = |s: &Session| connection_path(&TlsPath::Kernel, &s.facts());
+    assert_eq!(
+        path(&s),
+        TlsPath::Userspace(Why::PendingWrite),
+        "TLS 1.3 tickets queued"
+    );
+    let mut back = Vec::new();
+    while s.wants_write() {
+        s.write_tls(&mut back).unwrap();
+    }
+    assert_eq!(path(&s), TlsPath::Kernel);
+    client_send(&mut c, b"GET / HTTP/1.1\r\n\r\n");
+    let mut rec = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut rec).unwrap();
+    }
+    s.feed(&rec[..7], &mut plain).unwrap();
+    assert_eq!(path(&s), TlsPath::Userspace(Why::MidRecord));
+    s.feed(&rec[7..], &mut plain).unwrap();
+    assert_eq!(path(&s), TlsPath::Kernel);
+    assert_eq!(plain, b"GET / HTTP/1.1\r\n\r\n");
 }
