@@ -308,3 +308,33 @@ fn a_file_that_shrank_is_an_error_and_sends_nothing() {
     pump(&mut c, &mut s, &mut seen).unwrap();
     assert_eq!(seen.client.len(), 8192);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Whatever arrives, in whatever pieces, the session answers with plaintext
+    /// or an error, never a panic, and once failed it stays failed.
+    #[test]
+    fn any_bytes_in_any_pieces_never_panic(
+        tls_header in proptest::bool::ANY,
+        body in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        cut in 0usize..600,
+    ) {
+        static L: std::sync::OnceLock<(Pki, zcopy_tls::TlsListener)> = std::sync::OnceLock::new();
+        let (_, l) = L.get_or_init(|| {
+            let pki = Pki::new(Alg::EcdsaP256);
+            let l = pki.listener(&TlsOptions::default());
+            (pki, l)
+        });
+        let mut bytes = if tls_header { vec![0x16, 3, 1, 2, 0, 1] } else { Vec::new() };
+        bytes.extend(body);
+        let cut = cut.min(bytes.len());
+        let mut s = session(l);
+        let mut plain = Vec::new();
+        let first = s.feed(&bytes[..cut], &mut plain);
+        let second = s.feed(&bytes[cut..], &mut plain);
+        if first.is_err() {
+            proptest::prop_assert!(second.is_err());
+        }
+        proptest::prop_assert!(plain.is_empty(), "no plaintext before a handshake");
+    }
+}
