@@ -6,13 +6,12 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rustls::StreamOwned;
 use zcopy_tls::ktls::{KtlsMode, listener_path};
 use zcopy_tls::{
     FILE_CHUNK, HandOff, Limits, PLAIN_HTTP_400, Session, TlsError, TlsListener, TlsOptions,
@@ -189,32 +188,12 @@ fn data_file(len: usize) -> (File, Vec<u8>) {
     (f, data)
 }
 
-type Client = StreamOwned<rustls::ClientConnection, TcpStream>;
-
 fn connect(
     pki: &Pki,
     addr: std::net::SocketAddr,
     versions: &[&'static rustls::SupportedProtocolVersion],
-) -> BufReader<Client> {
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    BufReader::new(StreamOwned::new(
-        client(&pki.client_config(versions, H1), "localhost"),
-        sock,
-    ))
-}
-
-fn get(c: &mut BufReader<Client>, off: u64, len: u64) -> Vec<u8> {
-    c.get_mut()
-        .write_all(format!("GET {off} {len}\n").as_bytes())
-        .unwrap();
-    let mut head = String::new();
-    c.read_line(&mut head).unwrap();
-    assert_eq!(head, format!("OK {len}\n"));
-    let mut body = vec![0u8; len as usize];
-    c.read_exact(&mut body).unwrap();
-    body
+) -> BufReader<LineClient> {
+    connect_lines(&pki.client_config(versions, H1), addr)
 }
 
 fn keep_alive_ranges(

@@ -217,3 +217,31 @@ pub fn handshaken(
     pump(&mut c, &mut s, &mut Seen::default()).unwrap();
     (pki, c, s)
 }
+
+/// A rustls client over TCP speaking the tests' line protocol.
+pub type LineClient = rustls::StreamOwned<ClientConnection, std::net::TcpStream>;
+
+/// Connect to `addr` as "localhost".
+pub fn connect_lines(
+    config: &Arc<ClientConfig>,
+    addr: std::net::SocketAddr,
+) -> std::io::BufReader<LineClient> {
+    let sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    std::io::BufReader::new(rustls::StreamOwned::new(client(config, "localhost"), sock))
+}
+
+/// `GET <off> <len>`: the server answers `OK <len>` and the bytes.
+pub fn get(c: &mut std::io::BufReader<LineClient>, off: u64, len: u64) -> Vec<u8> {
+    use std::io::BufRead;
+    c.get_mut()
+        .write_all(format!("GET {off} {len}\n").as_bytes())
+        .unwrap();
+    let mut head = String::new();
+    c.read_line(&mut head).unwrap();
+    assert_eq!(head, format!("OK {len}\n"));
+    let mut body = vec![0u8; len as usize];
+    c.read_exact(&mut body).unwrap();
+    body
+}
