@@ -23,7 +23,9 @@
 //! worker keep a [`HandshakeSlots`] and one `Vec<u8>` file buffer.
 //!
 //! **Accept.** While `slots.full()`, do not accept on TLS listeners (leave them in
-//! the kernel's backlog). Otherwise `slots.take()` and make a
+//! the kernel's backlog); with edge-triggered epoll, try accepting again each loop
+//! turn in which a slot came free, since no new event will say so
+//! (tests/driver.rs runs this whole note on mio). Otherwise `slots.take()` and make a
 //! `Session::new(&listener.config, now, &limits)` for the connection. Its timer is
 //! the earlier of the core's deadline and `session.handshake_deadline()`; when
 //! that passes with the handshake unfinished, close (and give the slot back).
