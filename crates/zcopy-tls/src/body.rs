@@ -26,6 +26,9 @@ pub enum BodyError {
     /// pread failed.
     #[error("reading the file: {0}")]
     Read(#[from] io::Error),
+    /// The session did not take the bytes (see [`Session::send`]).
+    #[error("TLS: {0}")]
+    Tls(io::Error),
 }
 
 /// Read up to `max` bytes of `file` at `offset` (at most `remaining`) into `buf` and
@@ -60,6 +63,6 @@ pub fn send_file_chunk(
             Err(e) => return Err(e.into()),
         }
     }
-    session.send(&buf[..want]);
+    session.send(&buf[..want]).map_err(BodyError::Tls)?;
     Ok(want)
 }

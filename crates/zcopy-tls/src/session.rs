@@ -158,11 +158,20 @@ impl Session {
     }
 
     /// Encrypt `plaintext` (a response head, a small body) for sending. Before the
-    /// handshake ends it is held and encrypted then.
-    pub fn send(&mut self, plaintext: &[u8]) {
-        // With no buffer limit the writer takes everything.
-        let n = self.conn.writer().write(plaintext).unwrap_or(0);
-        debug_assert_eq!(n, plaintext.len());
+    /// handshake ends it is held and encrypted then. An error means rustls took
+    /// only part of it (after close_notify, say): close the connection, since the
+    /// peer would otherwise see a body with bytes missing.
+    pub fn send(&mut self, plaintext: &[u8]) -> io::Result<()> {
+        // With no buffer limit the writer takes everything it may send at all.
+        let n = self.conn.writer().write(plaintext)?;
+        if n == plaintext.len() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "TLS session took {n} of {} plaintext bytes",
+                plaintext.len()
+            )))
+        }
     }
 
     /// There is ciphertext to write to the socket.

@@ -211,7 +211,7 @@ fn next_request(c: &mut Conn) {
         .skip(1)
         .map(|x| x.parse::<u64>().unwrap());
     let (off, len) = (w.next().unwrap(), w.next().unwrap());
-    c.session.send(format!("OK {len}\n").as_bytes());
+    c.session.send(format!("OK {len}\n").as_bytes()).unwrap();
     c.body = Some((off, len));
 }
 

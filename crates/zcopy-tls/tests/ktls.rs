@@ -214,7 +214,7 @@ fn extracted_keys_seal_and_open_records_the_client_agrees_with() {
         client_send(&mut c, b"GET / HTTP/1.1\r\n\r\n");
         let mut seen = Seen::default();
         pump(&mut c, &mut s, &mut seen).unwrap();
-        s.send(b"HTTP/1.1 200 OK\r\n\r\n");
+        s.send(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
         pump(&mut c, &mut s, &mut seen).unwrap();
         assert_eq!(seen.client, b"HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(s.cipher_suite().unwrap().suite(), suite);

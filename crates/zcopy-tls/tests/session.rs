@@ -141,8 +141,8 @@ fn data_both_ways_and_close_notify() {
     pump(&mut c, &mut s, &mut seen).unwrap();
     assert_eq!(seen.plaintext, req);
     let body = pattern(200_000, 7);
-    s.send(b"HTTP/1.1 200 OK\r\n\r\n");
-    s.send(&body);
+    s.send(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+    s.send(&body).unwrap();
     pump(&mut c, &mut s, &mut seen).unwrap();
     let got = std::mem::take(&mut seen.client);
     assert_eq!(&got[..19], b"HTTP/1.1 200 OK\r\n\r\n");
@@ -337,4 +337,14 @@ proptest::proptest! {
         }
         proptest::prop_assert!(plain.is_empty(), "no plaintext before a handshake");
     }
+}
+
+#[test]
+fn nothing_is_sent_after_close_notify() {
+    let (_pki, mut c, mut s) = handshaken(Alg::EcdsaP256, TLS13, &TlsOptions::default());
+    s.close_notify();
+    let late = s.send(b"late bytes");
+    let mut seen = Seen::default();
+    pump(&mut c, &mut s, &mut seen).unwrap();
+    assert!(seen.client.is_empty(), "{late:?} {:?}", seen.client);
 }

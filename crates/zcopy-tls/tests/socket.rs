@@ -104,7 +104,7 @@ fn serve_one(
                 log.requests += 1;
                 match parse(&line) {
                     Some((off, len)) => {
-                        sess.send(format!("OK {len}\n").as_bytes());
+                        sess.send(format!("OK {len}\n").as_bytes()).unwrap();
                         let (mut off, mut left) = (off, len);
                         while left > 0 {
                             let n = send_file_chunk(sess, &file, off, left, &mut fbuf, FILE_CHUNK)
