@@ -49,13 +49,15 @@
 //! - Socket EOF: the core's read EOF (mid-handshake: close, slot back).
 //!
 //! **Core intents, userspace TLS.** Every byte leaves through the session:
-//! - write head bytes / a small body: `session.send(bytes)`, then flush.
+//! - write head bytes / a small body: `session.send(bytes)` (an error: close),
+//!   then flush.
 //! - send file range `[fd, off, len]`, by reference *or* by copy: both become
 //!   copies. Loop within the turn budget: flush; if `session.wants_write()` is still
 //!   true, wait for writable; else
 //!   `send_file_chunk(&mut session, &file, off, left, &mut worker.fbuf, FILE_CHUNK)`
-//!   and advance by what it returns. `BodyError::Shrank` or `Read` → close the
-//!   connection (nothing of the short piece was encrypted: never a wrong byte).
+//!   and advance by what it returns. Any `BodyError` (`Shrank`, `Read`, `Tls`) →
+//!   close the connection (nothing of the short piece was encrypted: never a
+//!   wrong byte).
 //! - linger until consumed: nothing to wait for; userspace TLS never leaves page
 //!   cache references in the socket (pread copied the bytes), so the lease may be
 //!   released once the range has been read.
