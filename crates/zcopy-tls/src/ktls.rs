@@ -1,14 +1,18 @@
 //! Handing an established session to the kernel (kTLS), or saying why not.
 //!
-//! Secrets come from rustls' `ServerConnection::dangerous_extract_secrets`, which
-//! gives both directions' keys, IVs and next sequence numbers; `zcopy::ktls` turns
-//! them into the kernel's `crypto_info` structs. Whether a listener, and then a
+//! Secrets come from rustls' kernel-connection API
+//! (`UnbufferedServerConnection::dangerous_into_kernel_connection`), which gives
+//! both directions' keys, IVs and next sequence numbers, and keeps the key
+//! schedule so a peer's TLS 1.3 KeyUpdate can be followed ([`KernelSession`]);
+//! `zcopy::ktls` turns keys into the kernel's `crypto_info` structs. Whether a listener, and then a
 //! connection, takes the kernel path is decided by pure functions
 //! ([`listener_path`], [`connection_path`]) from plain facts.
 
 use std::fmt;
 use std::os::fd::AsFd;
 
+use rustls::kernel::KernelConnection;
+use rustls::server::ServerConnectionData;
 use rustls::{CipherSuite, ConnectionTrafficSecrets, ProtocolVersion};
 use zcopy::ktls::{Cipher, Probe, TlsVersion, TrafficKeys};
 
@@ -177,16 +181,78 @@ pub fn traffic_keys(
     })
 }
 
-/// A session now run by the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A session now run by the kernel: what is left of rustls (the key schedule,
+/// for TLS 1.3 key updates) and the facts the driver needs.
 pub struct KernelSession {
+    conn: KernelConnection<ServerConnectionData>,
     /// Negotiated version.
     pub version: ProtocolVersion,
     /// Negotiated suite.
     pub suite: CipherSuite,
-    /// Records the kernel may send under these keys before the connection must
-    /// end (the suite's confidentiality limit; no key update after hand-off).
+    /// Records the kernel may send under one key before the connection must end
+    /// or update its keys (the suite's confidentiality limit).
     pub max_records: u64,
+}
+
+impl fmt::Debug for KernelSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelSession")
+            .field("version", &self.version)
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys a peer's TLS 1.3 KeyUpdate calls for.
+#[derive(Debug)]
+pub struct KeyUpdate {
+    /// New keys for what the peer sends from now on.
+    pub rx: TrafficKeys,
+    /// When the peer asked us to update too: our KeyUpdate message (a
+    /// handshake record to send under the *old* keys) and our new keys.
+    pub tx: Option<(&'static [u8], TrafficKeys)>,
+}
+
+/// Handshake message type of a TLS 1.3 KeyUpdate.
+const KEY_UPDATE: u8 = 24;
+/// Our KeyUpdate answer: update_not_requested.
+const KEY_UPDATE_NOT_REQUESTED: &[u8] = &[KEY_UPDATE, 0, 0, 1, 0];
+
+impl KernelSession {
+    /// The new keys for a handshake record (content type 22) the kernel handed
+    /// up: only a TLS 1.3 KeyUpdate is expected; anything else is an error (close).
+    pub fn key_update(&mut self, record: &[u8]) -> Result<KeyUpdate, rustls::Error> {
+        let bad = || rustls::Error::General("unexpected handshake message after hand-off".into());
+        let [KEY_UPDATE, 0, 0, 1, request] = record else {
+            return Err(bad());
+        };
+        let version = self.version;
+        let (seq, secrets) = self.conn.update_rx_secret()?;
+        let rx = traffic_keys(version, seq, &secrets)?;
+        let tx = match request {
+            0 => None,
+            1 => {
+                let (seq, secrets) = self.conn.update_tx_secret()?;
+                Some((
+                    KEY_UPDATE_NOT_REQUESTED,
+                    traffic_keys(version, seq, &secrets)?,
+                ))
+            }
+            _ => return Err(bad()),
+        };
+        Ok(KeyUpdate { rx, tx })
+    }
+
+    /// Follow a peer's KeyUpdate on `sock`: new receive keys; if asked, send our
+    /// KeyUpdate under the old keys, then switch to the new send keys.
+    pub fn apply<Fd: AsFd>(&self, sock: Fd, update: &KeyUpdate) -> std::io::Result<()> {
+        zcopy::ktls::set_keys(sock.as_fd(), zcopy::ktls::Direction::Rx, &update.rx)?;
+        if let Some((message, tx)) = &update.tx {
+            zcopy::ktls::send_handshake(sock.as_fd(), message)?;
+            zcopy::ktls::set_keys(sock.as_fd(), zcopy::ktls::Direction::Tx, tx)?;
+        }
+        Ok(())
+    }
 }
 
 /// What [`Session::into_kernel`] gives back when it did not hand over.
@@ -210,21 +276,35 @@ impl Session {
             },
             suite: self.cipher_suite().map(|s| s.suite()),
             wants_write: self.wants_write(),
-            at_record_boundary: self.records.at_boundary(),
+            at_record_boundary: self.incoming.is_empty(),
         }
     }
 
-    /// Take both directions' keys out of rustls (`(tx, rx)`), ending the session.
-    /// Needs [`crate::TlsOptions::ktls`], a finished handshake and nothing left
-    /// to write; [`Session::into_kernel`] checks all that first.
-    pub fn extract_keys(self) -> Result<(TrafficKeys, TrafficKeys), rustls::Error> {
+    /// Take both directions' keys out of rustls, ending the user-space session:
+    /// `(tx, rx, rest)`. Needs [`crate::TlsOptions::ktls`], a finished handshake
+    /// and nothing left to write or half read; [`Session::into_kernel`] checks
+    /// all that first.
+    pub fn extract_keys(self) -> Result<(TrafficKeys, TrafficKeys, KernelSession), rustls::Error> {
         let version = self
             .protocol_version()
             .ok_or(rustls::Error::HandshakeNotComplete)?;
-        let s = self.conn.dangerous_extract_secrets()?;
+        let suite = self
+            .cipher_suite()
+            .ok_or(rustls::Error::HandshakeNotComplete)?;
+        let (s, conn) = self.conn.dangerous_into_kernel_connection()?;
+        let rest = KernelSession {
+            conn,
+            version,
+            suite: suite.suite(),
+            max_records: match suite {
+                rustls::SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+                rustls::SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+            },
+        };
         Ok((
             traffic_keys(version, s.tx.0, &s.tx.1)?,
             traffic_keys(version, s.rx.0, &s.rx.1)?,
+            rest,
         ))
     }
 
@@ -242,24 +322,13 @@ impl Session {
         if let Err(e) = zcopy::ktls::attach(sock.as_fd()) {
             return Err(HandOff::Stay(Box::new(self), Why::Attach(e.to_string())));
         }
-        let (Some(version), Some(suite)) = (facts.version, self.cipher_suite()) else {
-            unreachable!("connection_path checked the handshake");
-        };
-        let (tx, rx) = self
+        let (tx, rx, rest) = self
             .extract_keys()
             .map_err(|e| HandOff::Broken(std::io::Error::other(e)))?;
         zcopy::ktls::install(sock.as_fd(), &tx, &rx).map_err(HandOff::Broken)?;
-        Ok(KernelSession {
-            version,
-            suite: suite.suite(),
-            max_records: match suite {
-                rustls::SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
-                rustls::SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
-            },
-        })
+        Ok(rest)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

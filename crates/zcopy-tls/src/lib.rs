@@ -4,7 +4,9 @@
 //! - [`load`], [`certs`], [`config`]: PEM chain + key → [`TlsListener`] (a rustls
 //!   `ServerConfig` on the *ring* provider: TLS 1.3 and 1.2, ALPN `http/1.1`,
 //!   resumption by ticket and cache) whose certificate [`CertStore::reload`] swaps.
-//! - [`session`]: [`Session`], one connection: ciphertext in, plaintext out.
+//! - [`session`]: [`Session`], one connection: ciphertext in, plaintext out (on
+//!   rustls' unbuffered connection, so records are sealed straight into the
+//!   session's own buffer and the kernel hand-off keeps the key schedule).
 //! - [`sniff`]: plain HTTP or garbage on a TLS port.
 //! - [`limits`]: handshake timeout and per-worker cap, as plain values.
 //! - [`body`]: [`send_file_chunk`], a file range over userspace TLS.
@@ -47,6 +49,7 @@
 //!   check); `Err(HandOff::Broken(e))` → close. If `fed.plaintext > 0` let the core
 //!   parse `conn.plain`. If `fed.peer_closed` it is the core's read EOF.
 //! - Socket EOF: the core's read EOF (mid-handshake: close, slot back).
+//! - Going idle (keep-alive wait, nothing to write): `session.release_buffers()`.
 //!
 //! **Core intents, userspace TLS.** Every byte leaves through the session:
 //! - write head bytes / a small body: `session.send(bytes)` (an error: close),
@@ -74,10 +77,14 @@
 //! sendfile/splice under the same plan, peer-class and lease rules as plain TCP.
 //! What differs: read with `zcopy::ktls::recv` (a plain `read` fails with EIO
 //! at a non-data record): `Data(n)` goes to the core; `Eof` and `Alert` are the
-//! core's read EOF; `Other` (a TLS 1.3 KeyUpdate: the keys were extracted, so it
-//! cannot be followed) closes. Close with `zcopy::ktls::send_close_notify`, then
-//! `shutdown(Write)`. Close after [`KernelSession::max_records`] records
-//! (AES-GCM's confidentiality limit; ≈ 380 GB at 16 KiB records).
+//! core's read EOF; `Other { content_type: 22, .. }` is a TLS 1.3 KeyUpdate: pass
+//! the record to `kernel.key_update(&buf[..len])` and the result to
+//! `kernel.apply(&sock, &update)` (new receive keys; if the peer asked, our
+//! KeyUpdate and new send keys; a kernel that cannot rekey refuses, then close);
+//! any other record, or an error, closes. Close with
+//! `zcopy::ktls::send_close_notify`, then `shutdown(Write)`. Close after
+//! [`KernelSession::max_records`] records sent (AES-GCM's confidentiality limit;
+//! ≈ 380 GB at 16 KiB records).
 //!
 //! # Proposed flags
 //!
@@ -93,14 +100,13 @@ pub mod config;
 pub mod ktls;
 pub mod limits;
 pub mod load;
-mod records;
 pub mod session;
 pub mod sniff;
 
 pub use body::{BodyError, FILE_CHUNK, send_file_chunk};
 pub use certs::CertStore;
 pub use config::{ALPN_HTTP11, TlsListener, TlsOptions};
-pub use ktls::{HandOff, KernelSession, KtlsMode, TlsPath, Why};
+pub use ktls::{HandOff, KernelSession, KeyUpdate, KtlsMode, TlsPath, Why};
 pub use limits::{HandshakeSlots, Limits};
 pub use load::{CertFiles, LoadError};
 pub use session::{Fed, Session, TlsError};

@@ -224,7 +224,7 @@ fn extracted_keys_seal_and_open_records_the_client_agrees_with() {
             "{suite:?}"
         );
 
-        let (tx, rx) = s.extract_keys().unwrap();
+        let (tx, rx, _rest) = s.extract_keys().unwrap();
         assert!(
             tx.seq > 0,
             "{suite:?}: tickets/response were sent under these keys"

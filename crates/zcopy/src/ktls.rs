@@ -12,8 +12,8 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 
+use crate::sys::ktls as sys;
 pub use crate::sys::ktls::CryptoInfo;
-use crate::sys::ktls::{self as sys, Half};
 
 /// Where the kernel lists the upper-layer protocols it has loaded.
 pub const AVAILABLE_ULP: &str = "/proc/sys/net/ipv4/tcp_available_ulp";
@@ -149,12 +149,37 @@ pub fn attach<Fd: AsFd>(sock: Fd) -> io::Result<()> {
 /// to `sock` and decrypts what is read from it. The socket must have been
 /// [`attach`]ed and all earlier records sent and received in user space.
 pub fn install<Fd: AsFd>(sock: Fd, tx: &TrafficKeys, rx: &TrafficKeys) -> io::Result<()> {
-    sys::set_crypto_info(sock.as_fd(), Half::Tx, &crypto_info(tx))?;
-    sys::set_crypto_info(sock.as_fd(), Half::Rx, &crypto_info(rx))
+    set_keys(sock.as_fd(), Direction::Tx, tx)?;
+    set_keys(sock.as_fd(), Direction::Rx, rx)
+}
+
+/// Which way a key works.
+pub use crate::sys::ktls::Half as Direction;
+
+/// Install one direction's keys: the first time (see [`install`]) or after a TLS 1.3
+/// key update (kernels that support rekeying take new keys the same way).
+pub fn set_keys<Fd: AsFd>(sock: Fd, direction: Direction, keys: &TrafficKeys) -> io::Result<()> {
+    sys::set_crypto_info(sock, direction, &crypto_info(keys))
+}
+
+/// Send one TLS handshake message (content type 22) on a socket after [`install`]:
+/// a KeyUpdate.
+pub fn send_handshake<Fd: AsFd>(sock: Fd, message: &[u8]) -> io::Result<()> {
+    let n = sys::send_record(sock, HANDSHAKE, message)?;
+    if n == message.len() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "handshake record: {n} of {} bytes sent",
+            message.len()
+        )))
+    }
 }
 
 /// TLS content type of alerts.
 const ALERT: u8 = 21;
+/// TLS content type of handshake messages.
+const HANDSHAKE: u8 = 22;
 /// TLS content type of application data.
 const APPLICATION_DATA: u8 = 23;
 
