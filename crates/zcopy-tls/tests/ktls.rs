@@ -93,12 +93,17 @@ impl Kernel {
 
     /// One application-data record, as the kernel's TLS_TX would send it.
     fn seal(&mut self, data: &[u8], nth: u64) -> Vec<u8> {
+        self.seal_typed(23, data, nth)
+    }
+
+    /// One record of inner content type `inner` (TLS 1.3 hides it inside).
+    fn seal_typed(&mut self, inner: u8, data: &[u8], nth: u64) -> Vec<u8> {
         let key = self.aead();
         let seq = self.seq;
         self.seq += 1;
         let mut body = data.to_vec();
         if self.tls13 {
-            body.push(23);
+            body.push(inner);
             let len = body.len() + 16;
             let header = [23, 3, 3, (len >> 8) as u8, len as u8];
             key.seal_in_place_append_tag(self.xor_nonce(seq), aead::Aad::from(header), &mut body)
@@ -130,25 +135,31 @@ impl Kernel {
             key.seal_in_place_append_tag(self.xor_nonce(seq), aead::Aad::from(aad), &mut body)
                 .unwrap();
             let len = body.len();
-            [vec![23, 3, 3, (len >> 8) as u8, len as u8], body].concat()
+            [vec![inner, 3, 3, (len >> 8) as u8, len as u8], body].concat()
         }
     }
 
     /// Open one application-data record, as the kernel's TLS_RX would.
     fn open(&mut self, record: &[u8]) -> Vec<u8> {
+        let (inner, plain) = self.open_typed(record);
+        assert_eq!(inner, 23, "application data");
+        plain
+    }
+
+    /// Open one record: (content type, plaintext).
+    fn open_typed(&mut self, record: &[u8]) -> (u8, Vec<u8>) {
         let key = self.aead();
         let seq = self.seq;
         self.seq += 1;
         let (header, rest) = record.split_at(5);
-        assert_eq!(header[0], 23, "application data");
         if self.tls13 {
+            assert_eq!(header[0], 23, "TLS 1.3 outer type");
             let mut body = rest.to_vec();
             let plain = key
                 .open_in_place(self.xor_nonce(seq), aead::Aad::from(header), &mut body)
                 .expect("rx keys open the client's record");
             let end = plain.iter().rposition(|&b| b != 0).unwrap();
-            assert_eq!(plain[end], 23);
-            plain[..end].to_vec()
+            (plain[end], plain[..end].to_vec())
         } else if self.explicit_gcm12() {
             let (explicit, ct) = rest.split_at(8);
             let mut n = [0u8; 12];
@@ -161,14 +172,14 @@ impl Kernel {
                 aead::Aad::from(aad),
                 &mut body,
             )
-            .expect("rx keys open the client's record")
-            .to_vec()
+            .expect("rx keys open the client's record");
+            (header[0], body[..ct.len() - 16].to_vec())
         } else {
             let mut body = rest.to_vec();
             let aad = Self::aad12(seq, rest.len() - 16);
             key.open_in_place(self.xor_nonce(seq), aead::Aad::from(aad), &mut body)
-                .expect("rx keys open the client's record")
-                .to_vec()
+                .expect("rx keys open the client's record");
+            (header[0], body[..rest.len() - 16].to_vec())
         }
     }
 }
@@ -179,6 +190,18 @@ const KTLS: TlsOptions = TlsOptions {
     tickets: true,
     ktls: true,
 };
+
+/// The suites the kernel and rustls (ring) both have, per version.
+const TLS13_SUITES: [rustls::CipherSuite; 3] = [
+    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+];
+const TLS12_SUITES: [rustls::CipherSuite; 3] = [
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+];
 
 fn client_with_suite(pki: &Pki, suite: rustls::CipherSuite) -> Arc<ClientConfig> {
     let mut provider = rustls::crypto::ring::default_provider();
@@ -197,17 +220,9 @@ fn client_with_suite(pki: &Pki, suite: rustls::CipherSuite) -> Arc<ClientConfig>
 
 #[test]
 fn extracted_keys_seal_and_open_records_the_client_agrees_with() {
-    use rustls::CipherSuite as S;
     let pki = Pki::new(Alg::EcdsaP256);
     let l = pki.listener(&KTLS);
-    for suite in [
-        S::TLS13_AES_128_GCM_SHA256,
-        S::TLS13_AES_256_GCM_SHA384,
-        S::TLS13_CHACHA20_POLY1305_SHA256,
-        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ] {
+    for suite in TLS13_SUITES.into_iter().chain(TLS12_SUITES) {
         let mut c = client(&client_with_suite(&pki, suite), "localhost");
         let mut s: Session = session(&l);
         // Some user-space traffic first, so the sequence numbers are not trivial.
@@ -315,4 +330,70 @@ fn hand_off_waits_for_flushed_tickets_and_whole_records() {
     s.feed(&rec[7..], &mut plain).unwrap();
     assert_eq!(path(&s), TlsPath::Kernel);
     assert_eq!(plain, b"GET / HTTP/1.1\r\n\r\n");
+}
+
+/// A TLS 1.3 KeyUpdate after the hand-off, from a client that asks us to update
+/// too: the kernel's new receive keys open what the client sends next, our
+/// KeyUpdate goes out under the old send keys, and the new send keys are the
+/// ones the client expects afterwards.
+#[test]
+fn a_peer_key_update_is_followed_both_ways() {
+    let pki = Pki::new(Alg::EcdsaP256);
+    let l = pki.listener(&KTLS);
+    for suite in TLS13_SUITES {
+        let mut c = client(&client_with_suite(&pki, suite), "localhost");
+        let mut s = session(&l);
+        let mut seen = Seen::default();
+        pump(&mut c, &mut s, &mut seen).unwrap();
+        let (tx, rx, mut kernel) = s.extract_keys().unwrap();
+        let (mut ktx, mut krx) = (Kernel::from(&tx), Kernel::from(&rx));
+
+        // The client updates its keys and asks us to do the same.
+        c.refresh_traffic_keys().unwrap();
+        client_send(&mut c, b"after the update");
+        let mut out = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut out).unwrap();
+        }
+        let first_len = 5 + u16::from_be_bytes([out[3], out[4]]) as usize;
+        let (inner, message) = krx.open_typed(&out[..first_len]);
+        assert_eq!(inner, 22, "{suite:?}: a handshake record");
+        let update = kernel.key_update(&message).unwrap();
+        let mut krx = Kernel::from(&update.rx);
+        assert_eq!(
+            krx.open(&out[first_len..]),
+            b"after the update",
+            "{suite:?}"
+        );
+
+        let (reply, new_tx) = update.tx.expect("the client asked for our update");
+        let mut wire = ktx.seal_typed(22, reply, 0);
+        ktx = Kernel::from(&new_tx);
+        wire.extend(ktx.seal(b"sent under the new keys", 0));
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+            c.process_new_packets()
+                .unwrap_or_else(|e| panic!("{suite:?}: {e}"));
+        }
+        assert_eq!(client_read(&mut c), b"sent under the new keys", "{suite:?}");
+    }
+}
+
+#[test]
+fn anything_but_a_key_update_after_the_hand_off_is_refused() {
+    let pki = Pki::new(Alg::EcdsaP256);
+    let l = pki.listener(&KTLS);
+    let mut c = client(&pki.client_config(TLS13, H1), "localhost");
+    let mut s = session(&l);
+    pump(&mut c, &mut s, &mut Seen::default()).unwrap();
+    let (_, _, mut kernel) = s.extract_keys().unwrap();
+    for junk in [
+        &[][..],
+        &[24, 0, 0, 1, 7],
+        &[4, 0, 0, 1, 0],
+        &[24, 0, 0, 2, 0, 0],
+    ] {
+        assert!(kernel.key_update(junk).is_err(), "{junk:?}");
+    }
 }
