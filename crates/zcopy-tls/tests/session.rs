@@ -366,3 +366,20 @@ fn nothing_is_sent_after_close_notify() {
     pump(&mut c, &mut s, &mut seen).unwrap();
     assert!(seen.client.is_empty(), "{late:?} {:?}", seen.client);
 }
+
+#[test]
+fn plaintext_sent_before_the_handshake_ends_arrives_after_it() {
+    let pki = Pki::new(Alg::EcdsaP256);
+    let l = pki.listener(&TlsOptions::default());
+    for versions in [TLS13, TLS12] {
+        let mut c = client(&pki.client_config(versions, H1), "localhost");
+        let mut s = session(&l);
+        s.send(b"early ").unwrap();
+        assert!(!s.wants_write(), "nothing may leave before the handshake");
+        let mut seen = Seen::default();
+        pump(&mut c, &mut s, &mut seen).unwrap();
+        s.send(b"late").unwrap();
+        pump(&mut c, &mut s, &mut seen).unwrap();
+        assert_eq!(seen.client, b"early late");
+    }
+}
