@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in curl wget strace; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in curl wget strace gzip chromium openssl; do command -v "$tool" >/dev/null || need+=("$tool"); done
 # `ip` (network namespaces joined by a veth pair: crates/zcopy-netns) comes in iproute2.
 command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use zcopy::Preference;
+use zcopy_http::auth::Users;
 use zcopy_http::budget::FdBudget;
 use zcopy_http::config::{AccessLog, Config};
+use zcopy_http::encoding::Encoding;
 use zcopy_http::path::SymlinkPolicy;
 use zcopy_http::request::Limits;
+use zcopy_http::rules::{Cors, ErrorPage, Header, Rule};
 use zcopy_http::server::{Server, ServerError};
 
 /// Arguments of `zcopy serve`.
@@ -31,9 +34,44 @@ pub struct ServeArgs {
     /// Worker threads, each with its own event loop (default: one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// List directories that have no index file.
-    #[arg(long)]
+    /// List directories that have no index file (the default).
+    #[arg(long, overrides_with = "no_listing")]
     listing: bool,
+    /// Answer directories without an index file with 404 instead of a listing.
+    #[arg(long)]
+    no_listing: bool,
+    /// Serve NAME.br / NAME.zst / NAME.gz in place of NAME when the client accepts that
+    /// encoding and the sidecar is a regular file inside ROOT not older than NAME
+    /// (preference order, or `off`).
+    #[arg(long, value_name = "LIST|off", default_value = "br,zstd,gzip", value_parser = parse_encodings)]
+    precompressed: Encodings,
+    /// Add a response header, `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = Header::parse)]
+    headers: Vec<Header>,
+    /// Cache-Control sent with files and listings (listings default to `no-cache`).
+    #[arg(long, value_name = "VALUE", value_parser = parse_cache_control)]
+    cache_control: Option<String>,
+    /// Allow cross-origin reads: `*` or a comma-separated list of origins; answers
+    /// CORS preflight OPTIONS requests with 204.
+    #[arg(long, value_name = "*|ORIGINS", value_parser = Cors::parse)]
+    cors: Option<Cors>,
+    /// Single-page-app fallback: a GET/HEAD for a missing path without a file
+    /// extension whose Accept includes text/html gets this file (path inside ROOT).
+    #[arg(long, value_name = "FILE", value_parser = parse_fallback)]
+    fallback: Option<String>,
+    /// Require HTTP Basic auth for users in this htpasswd file (bcrypt or argon2 hashes).
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// Require HTTP Basic auth for USER with a bcrypt or argon2 HASH (repeatable).
+    #[arg(long, value_name = "USER:HASH")]
+    auth: Vec<String>,
+    /// Realm named in the Basic auth challenge.
+    #[arg(long, value_name = "TEXT", default_value = "zcopy")]
+    auth_realm: String,
+    /// Send FILE as the body of error responses with STATUS, e.g. `404=404.html`
+    /// (repeatable).
+    #[arg(long, value_name = "STATUS=FILE")]
+    error_page: Vec<String>,
     /// Serve dotfiles (hidden by default).
     #[arg(long)]
     hidden: bool,
@@ -109,18 +147,148 @@ fn parse_symlinks(s: &str) -> Result<SymlinkPolicy, String> {
     }
 }
 
+/// `--precompressed` as parsed (a newtype, so clap takes it as one value).
+#[derive(Clone, Debug)]
+struct Encodings(Vec<Encoding>);
+
+fn parse_encodings(s: &str) -> Result<Encodings, String> {
+    Encoding::parse_list(s).map(Encodings)
+}
+
+fn parse_cache_control(s: &str) -> Result<String, String> {
+    Header::parse(&format!("Cache-Control: {s}")).map(|h| h.value)
+}
+
+fn parse_fallback(s: &str) -> Result<String, String> {
+    let rel = s.trim_start_matches('/');
+    if rel.is_empty()
+        || rel.contains('\0')
+        || rel
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!("'{s}' is not a file path inside ROOT"));
+    }
+    Ok(rel.to_owned())
+}
+
+/// Most bytes of an error page (they are sent from memory).
+const ERROR_PAGE_MAX: u64 = 1024 * 1024;
+
+fn error_page(spec: &str) -> anyhow::Result<ErrorPage> {
+    let (status, file) = spec
+        .split_once('=')
+        .with_context(|| format!("--error-page {spec}: want STATUS=FILE"))?;
+    let status: u16 = status
+        .parse()
+        .ok()
+        .filter(|s| (400..600).contains(s))
+        .with_context(|| format!("--error-page {spec}: status must be 400-599"))?;
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("--error-page {file}"))?
+        .len();
+    anyhow::ensure!(
+        len <= ERROR_PAGE_MAX,
+        "--error-page {file}: larger than 1 MiB"
+    );
+    let body = std::fs::read(file).with_context(|| format!("--error-page {file}"))?;
+    Ok(ErrorPage {
+        status,
+        content_type: zcopy_http::head::content_type(file),
+        body: body.into(),
+    })
+}
+
 fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(v).with_context(|| format!("--{what}: not a duration: {v}"))
 }
 
 impl ServeArgs {
+    /// The users of `--auth-file` and `--auth`, if any.
+    fn users(&self) -> anyhow::Result<Option<Users>> {
+        let mut users: Option<Users> = None;
+        let mut add = |u: Users| match &mut users {
+            Some(all) => all.merge(u),
+            None => users = Some(u),
+        };
+        if let Some(file) = &self.auth_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--auth-file {}", file.display()))?;
+            let u = Users::parse(&self.auth_realm, &text)
+                .map_err(|e| anyhow::anyhow!("--auth-file {}: {e}", file.display()))?;
+            add(u);
+        }
+        for spec in &self.auth {
+            let user = spec.split(':').next().unwrap_or("");
+            let u = Users::parse(&self.auth_realm, spec)
+                .map_err(|e| anyhow::anyhow!("--auth {user}:…: {e}"))?;
+            add(u);
+        }
+        Ok(users)
+    }
+
+    /// The flags that apply per path, as one rule for every path.
+    fn rules(&self) -> anyhow::Result<Vec<Rule>> {
+        let rule = Rule {
+            glob: String::from("**"),
+            headers: self.headers.clone(),
+            cache_control: self.cache_control.clone(),
+            cors: self.cors.clone(),
+            auth: self.users()?.map(std::sync::Arc::new),
+            listing: None,
+            fallback: self.fallback.clone(),
+            error_pages: self
+                .error_page
+                .iter()
+                .map(|s| error_page(s))
+                .collect::<anyhow::Result<_>>()?,
+        };
+        let empty = rule.headers.is_empty()
+            && rule.cache_control.is_none()
+            && rule.cors.is_none()
+            && rule.auth.is_none()
+            && rule.fallback.is_none()
+            && rule.error_pages.is_empty();
+        Ok(if empty { Vec::new() } else { vec![rule] })
+    }
+
+    /// What the start-up line says about how files are served.
+    fn summary(&self, config: &Config) -> String {
+        let mut parts = vec![
+            format!("listing {}", if config.listing { "on" } else { "off" }),
+            format!(
+                "dotfiles {}",
+                if config.hidden { "served" } else { "hidden" }
+            ),
+        ];
+        if config.precompressed.is_empty() {
+            parts.push("precompressed off".into());
+        } else {
+            let list: Vec<&str> = config.precompressed.iter().map(|e| e.token()).collect();
+            parts.push(format!("precompressed {}", list.join(",")));
+        }
+        if self.auth_file.is_some() || !self.auth.is_empty() {
+            parts.push("Basic auth".into());
+        }
+        if let Some(c) = &self.cors {
+            parts.push(match c {
+                Cors::Any => "CORS *".into(),
+                Cors::List(l) => format!("CORS {}", l.join(",")),
+            });
+        }
+        if let Some(f) = &self.fallback {
+            parts.push(format!("fallback /{f}"));
+        }
+        parts.join(", ")
+    }
+
     fn config(&self) -> anyhow::Result<Config> {
         Ok(Config {
             root: self.root.clone(),
             listen: self.listen.clone(),
             engine: self.engine,
             workers: self.workers.unwrap_or(0),
-            listing: self.listing,
+            listing: !self.no_listing,
             hidden: self.hidden,
             symlinks: self.symlinks,
             index: self.index.clone(),
@@ -139,6 +307,8 @@ impl ServeArgs {
             }),
             shutdown_grace: secs("shutdown-grace", self.shutdown_grace)?,
             file_cache_ttl: secs("file-cache-ttl", self.file_cache_ttl)?,
+            precompressed: self.precompressed.0.clone(),
+            rules: self.rules()?,
             ..Config::default()
         })
     }
@@ -183,6 +353,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let root = config.root.clone();
+    let summary = args.summary(&config);
+    let has_auth = config.rules.iter().any(|r| r.auth.is_some());
     let server = match Server::bind(config) {
         Ok(s) => s,
         Err(e @ ServerError::Root { .. }) => {
@@ -217,7 +389,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         for addr in server.local_addrs() {
-            writeln!(out, "zcopy: serving {} on http://{addr}/", root.display())?;
+            writeln!(
+                out,
+                "zcopy: serving {} on http://{addr}/ ({summary})",
+                root.display()
+            )?;
+            if has_auth && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "Basic auth on {addr} without TLS: passwords cross the network readable"
+                );
+                eprintln!(
+                    "zcopy: warning: Basic auth on {addr}, which is not loopback, without TLS: \
+                     passwords cross the network readable"
+                );
+            }
         }
         out.flush()?;
     }

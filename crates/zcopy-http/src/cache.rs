@@ -29,6 +29,9 @@ struct Cached {
 #[derive(Debug)]
 pub struct FileCache {
     map: HashMap<Box<str>, Cached>,
+    /// Request path → which precompressed sidecars it has (a bitmask), and when that
+    /// was looked up.
+    sidecars: HashMap<Box<str>, (Instant, u8)>,
     ttl: Duration,
     cap: usize,
 }
@@ -38,6 +41,7 @@ impl FileCache {
     pub fn new(ttl: Duration, cap: usize) -> FileCache {
         FileCache {
             map: HashMap::new(),
+            sidecars: HashMap::new(),
             ttl,
             cap,
         }
@@ -60,6 +64,28 @@ impl FileCache {
                 None
             }
         }
+    }
+
+    /// The sidecar bitmask noted for `key` less than `ttl` ago.
+    pub fn sidecars(&self, key: &str, now: Instant) -> Option<u8> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        self.sidecars
+            .get(key)
+            .filter(|(t, _)| now.saturating_duration_since(*t) < self.ttl)
+            .map(|&(_, mask)| mask)
+    }
+
+    /// Remembers which sidecars `key` has (for `ttl`).
+    pub fn note_sidecars(&mut self, key: &str, now: Instant, mask: u8) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if self.sidecars.len() >= self.cap {
+            self.sidecars.clear();
+        }
+        self.sidecars.insert(key.into(), (now, mask));
     }
 
     /// Remembers `file` (opened for `key`) when it is small enough.
@@ -102,6 +128,19 @@ mod tests {
         std::fs::write(dir.path().join("g"), b"new").unwrap();
         std::fs::rename(dir.path().join("g"), &p).unwrap();
         assert!(c.get("/f", now).is_none());
+    }
+
+    #[test]
+    fn sidecar_memo_expires() {
+        let mut c = FileCache::new(Duration::from_millis(10), 8);
+        let now = Instant::now();
+        assert_eq!(c.sidecars("/a", now), None);
+        c.note_sidecars("/a", now, 0b101);
+        assert_eq!(c.sidecars("/a", now), Some(0b101));
+        assert_eq!(c.sidecars("/a", now + Duration::from_millis(20)), None);
+        let mut off = FileCache::new(Duration::ZERO, 8);
+        off.note_sidecars("/a", now, 0);
+        assert_eq!(off.sidecars("/a", now), None);
     }
 
     #[test]

@@ -217,6 +217,13 @@ mod tests {
             if_unmodified_since: None,
             user_agent: None,
             referer: None,
+            method_name: "GET",
+            accept: None,
+            accept_encoding: None,
+            authorization: None,
+            origin: None,
+            ac_request_method: None,
+            ac_request_headers: None,
         }
     }
 

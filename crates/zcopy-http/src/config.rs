@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use zcopy::Preference;
 
+use crate::encoding::Encoding;
 use crate::path::SymlinkPolicy;
 use crate::request::Limits;
+use crate::rules::Rule;
 
 /// Where the access log (Common Log Format) goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +60,10 @@ pub struct Config {
     pub file_cache_ttl: Duration,
     /// Most small files each worker's cache keeps open (see [`crate::budget`]).
     pub cache_files: usize,
+    /// Precompressed sidecars tried, in preference order (empty: off).
+    pub precompressed: Vec<Encoding>,
+    /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
+    pub rules: Vec<Rule>,
 }
 
 impl Default for Config {
@@ -67,7 +73,7 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             engine: Preference::Auto,
             workers: 0,
-            listing: false,
+            listing: true,
             hidden: false,
             symlinks: SymlinkPolicy::WithinRoot,
             index: String::from("index.html"),
@@ -81,6 +87,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             file_cache_ttl: Duration::from_secs(1),
             cache_files: crate::cache::CACHE_FILES,
+            precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
+            rules: Vec::new(),
         }
     }
 }

@@ -9,11 +9,13 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod auth;
 pub mod budget;
 pub mod cache;
 pub mod conditional;
 pub mod config;
 pub mod driver;
+pub mod encoding;
 pub mod handler;
 pub mod head;
 pub mod listing;
@@ -21,4 +23,5 @@ pub mod path;
 pub mod proto;
 pub mod range;
 pub mod request;
+pub mod rules;
 pub mod server;

@@ -85,6 +85,20 @@ pub struct Request<'a> {
     pub user_agent: Option<&'a str>,
     /// Referer (for the access log).
     pub referer: Option<&'a str>,
+    /// The method token as sent (`GET`, `OPTIONS`, ...).
+    pub method_name: &'a str,
+    /// Accept header value (the last one sent).
+    pub accept: Option<&'a str>,
+    /// Accept-Encoding header value (a repeated field reads as empty: identity only).
+    pub accept_encoding: Option<&'a str>,
+    /// Authorization header value.
+    pub authorization: Option<&'a str>,
+    /// Origin header value (CORS).
+    pub origin: Option<&'a str>,
+    /// Access-Control-Request-Method (a CORS preflight).
+    pub ac_request_method: Option<&'a str>,
+    /// Access-Control-Request-Headers (a CORS preflight).
+    pub ac_request_headers: Option<&'a str>,
 }
 
 /// Outcome of feeding bytes to the parser.
@@ -397,6 +411,13 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
         if_unmodified_since: None,
         user_agent: None,
         referer: None,
+        method_name: raw.method.unwrap_or(""),
+        accept: None,
+        accept_encoding: None,
+        authorization: None,
+        origin: None,
+        ac_request_method: None,
+        ac_request_headers: None,
     };
     let mut content_length: Option<u64> = None;
     let mut conn_close = false;
@@ -448,6 +469,24 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
             req.user_agent = std::str::from_utf8(value).ok();
         } else if eq("referer") {
             req.referer = std::str::from_utf8(value).ok();
+        } else if eq("accept") {
+            req.accept = std::str::from_utf8(value).ok();
+        } else if eq("accept-encoding") {
+            // Several fields would have to be joined; a malformed or repeated
+            // Accept-Encoding only costs the client its preferred coding.
+            if req.accept_encoding.is_some() {
+                req.accept_encoding = Some("");
+            } else {
+                req.accept_encoding = std::str::from_utf8(value).ok();
+            }
+        } else if eq("authorization") {
+            set_once(&mut req.authorization, value, "repeated Authorization")?;
+        } else if eq("origin") {
+            req.origin = std::str::from_utf8(value).ok();
+        } else if eq("access-control-request-method") {
+            req.ac_request_method = std::str::from_utf8(value).ok();
+        } else if eq("access-control-request-headers") {
+            req.ac_request_headers = std::str::from_utf8(value).ok();
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod fanout;
 pub mod fdkind;
+pub mod ktls;
 pub mod peer;
 pub mod plan;
 pub mod probe;

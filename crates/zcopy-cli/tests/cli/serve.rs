@@ -21,25 +21,31 @@ fn start(root: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Child, St
         }
         None => Command::new(bin()),
     };
-    let mut child = cmd
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .arg(root)
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("zcopy: serving "), "{line}");
-    let url = line.trim().rsplit(' ').next().unwrap();
+        .stderr(Stdio::null());
+    let (child, line) = launch(cmd);
+    let url = line
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
     let addr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
     (child, addr)
+}
+
+/// Spawns `cmd` with stdout piped and returns it with the start-up line it printed.
+fn launch(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("zcopy: serving "), "{line}");
+    (child, line)
 }
 
 fn get(addr: &str, path: &str) -> Vec<u8> {
@@ -186,6 +192,113 @@ fn at_the_fd_limit_the_oldest_silent_clients_are_shed_and_new_ones_served() {
     }
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn feature_flags_with_bad_values_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, "alice:plaintext\n").unwrap();
+    let bad: [&[&str]; 12] = [
+        &["--header", "X-A: a\rb"],
+        &["--header", "X-A: a\nSet-Cookie: b"],
+        &["--header", "Bad Name: v"],
+        &["--header", "NoColon"],
+        &["--precompressed", "deflate"],
+        &["--cors", "not-an-origin"],
+        &["--fallback", "../outside.html"],
+        &["--auth", "alice:plaintext"],
+        &["--auth", "nocolon"],
+        &["--auth-file", "/no/such/htpasswd"],
+        &["--error-page", "404"],
+        &["--error-page", "200=/etc/hostname"],
+    ];
+    for args in bad
+        .iter()
+        .copied()
+        .chain([&["--auth-file", htpasswd.to_str().unwrap()][..]])
+    {
+        let out = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", root])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+}
+
+#[test]
+fn start_up_line_says_how_and_no_listing_turns_listings_off() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-listing",
+            "--cors",
+            "*",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains("(listing off, dotfiles hidden, precompressed br,zstd,gzip, CORS *)"),
+        "{line}"
+    );
+    let addr = line.split(' ').find(|w| w.starts_with("http://")).unwrap();
+    let status = ureq::get(addr).call().map(|r| r.status().as_u16());
+    assert!(
+        matches!(status, Err(ureq::Error::StatusCode(404))),
+        "{status:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let (mut child, addr) = start(dir.path(), &[], &[]);
+    assert!(String::from_utf8_lossy(&get(&addr, "/")).contains("a.txt"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn basic_auth_off_loopback_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "0.0.0.0:0", "--auth"])
+        .arg(format!("u:{hash}"))
+        .arg(dir.path())
+        .stderr(Stdio::piped());
+    let (mut child, line) = launch(cmd);
+    assert!(line.contains("Basic auth"), "{line}");
+    // The warning follows the URL line: wait for it (bounded), then stop the server.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut err = String::new();
+    while !err.contains("not loopback, without TLS") {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => err.push_str(&l),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(err.contains("not loopback, without TLS"), "{err}");
 }
 
 /// `--max-connections` beyond what the open-file limit holds is a usage error at

@@ -4,7 +4,10 @@
 mod util;
 
 mod files;
+mod listing;
 mod peers;
 mod protocol;
+mod rules;
 mod security;
+mod sidecars;
 mod tools;

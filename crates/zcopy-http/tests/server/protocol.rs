@@ -179,9 +179,10 @@ fn directories_without_slash_redirect() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"<p>index</p>");
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-    // No index, no listing: 404.
+    // No index: a listing (on by default).
     let (r, _) = raw(&srv, b"GET /a%20b/ HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("href=\"x.txt\""));
 }
 
 #[test]

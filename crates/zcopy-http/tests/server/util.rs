@@ -248,3 +248,34 @@ pub fn have(prog: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// `METHOD path` with extra header fields on a fresh connection (closed after).
+pub fn request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> RawResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = server.connect();
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut s, method == "HEAD").expect("a response")
+}
+
+/// Whether `prog` runs; when it doesn't, says "skipped" — or fails under `CI=true`,
+/// where scripts/test.sh must have installed it.
+pub fn require(prog: &str) -> bool {
+    if have(prog) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{prog} is missing under CI=true (scripts/test.sh installs it)"
+    );
+    eprintln!("skipped: {prog} not installed");
+    false
+}
