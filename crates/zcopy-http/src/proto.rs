@@ -321,6 +321,11 @@ impl Conn {
                         }
                         Some(Piece::File { start, len }) => {
                             let leased = r.lease == Lease::Held;
+                            if leased {
+                                // If the socket is full, come back soon to see whether
+                                // the lease is being broken.
+                                self.deadline = r.send_deadline.min(env.now + LEASE_CHECK);
+                            }
                             return Intent::SendFile {
                                 offset: start + r.off,
                                 len: len - r.off,

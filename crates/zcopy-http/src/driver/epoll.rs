@@ -20,8 +20,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use rustix::io::Errno;
 use zcopy::Src;
+use zcopy::peer::PeerClassifier;
 
-use super::{Engines, PooledTransfer, SiteResponder, TURN_BUDGET, sends_by_reference};
+use super::{Engines, PeerRoute, PooledTransfer, SiteResponder, TURN_BUDGET};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
 use crate::proto::{self, Buffers, Env, Intent};
@@ -58,6 +59,8 @@ struct Shared {
     bufs: Buffers,
     responder: SiteResponder,
     engines: Engines,
+    /// Peer route classes, cached per address.
+    peers: PeerClassifier,
     now: Instant,
     shutting_down: bool,
 }
@@ -91,6 +94,8 @@ struct Connection {
     transfer: Option<Box<PooledTransfer>>,
     /// Accept order within the worker.
     seq: u64,
+    /// Where the peer's receive queue lives.
+    route: PeerRoute,
 }
 
 impl Connection {
@@ -180,15 +185,10 @@ impl Connection {
                     if budget == 0 {
                         return Progress::Yield;
                     }
-                    let t = match &mut self.transfer {
-                        Some(t) if t.by_reference == by_reference => t,
-                        slot => {
-                            if let Some(old) = slot.take() {
-                                engines.give(old);
-                            }
-                            slot.insert(engines.take(by_reference))
-                        }
-                    };
+                    let route = self.route;
+                    let t = self
+                        .transfer
+                        .get_or_insert_with(|| engines.take(route, len, by_reference));
                     let want = len.min(budget as u64) as usize;
                     let src = Src::Fd {
                         fd: file.as_fd(),
@@ -197,7 +197,8 @@ impl Connection {
                     match t.transfer.step(src, self.stream.as_fd(), want) {
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
-                            let by_ref = t.transfer.current().is_some_and(sends_by_reference);
+                            let by_ref =
+                                t.transfer.current().is_some_and(|k| k.sends_by_reference());
                             self.core.on_file_sent(&mut env, n, by_ref);
                         }
                         Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
@@ -342,6 +343,7 @@ impl Worker {
             shutdown,
             sh: Shared {
                 engines: Engines::new(site.config.engine),
+                peers: PeerClassifier::new(),
                 responder: SiteResponder {
                     site: site.clone(),
                     cache,
@@ -551,9 +553,11 @@ impl Worker {
             self.slots.len() - 1
         });
         let _ = stream.set_nodelay(true);
-        let may_reference = peer_may_reference(&stream);
+        let class = self.sh.peers.classify(stream.as_fd());
+        tracing::trace!(%peer, %class, "accepted");
+        let route = PeerRoute::of(&class);
         let (env, _) = self.sh.parts();
-        let core = proto::Conn::new(peer, may_reference, &env);
+        let core = proto::Conn::new(peer, !route.local, &env);
         let mut conn = Connection {
             stream,
             core,
@@ -562,6 +566,7 @@ impl Worker {
             writable: true,
             transfer: None,
             seq: self.accepted,
+            route,
         };
         self.accepted += 1;
         if let Err(e) = self.poll.registry().register(
@@ -660,11 +665,4 @@ impl Worker {
         }
         self.next_sweep = next;
     }
-}
-
-/// Whether body bytes may leave for this peer as page references. Until the peer's
-/// route is classified, every peer is treated as one whose receive queue lives in
-/// this kernel (loopback, veth, bridge ...), which must get copies.
-fn peer_may_reference(_stream: &TcpStream) -> bool {
-    false
 }

@@ -8,8 +8,9 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Instant;
 
+use zcopy::peer::{LocalReason, PeerClass};
 use zcopy::transfer::Forced;
-use zcopy::{EngineKind, FdKind, Plan, Preference, Transfer};
+use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::FileCache;
 use crate::handler::{self, Body, Piece, Response, Site};
@@ -81,47 +82,87 @@ fn pread_into(file: &File, start: u64, len: usize, out: &mut Vec<u8>) -> usize {
     got
 }
 
-/// A transfer from the pool, and whether its plan may send by reference.
+/// A transfer from the pool, and the plan it was made from.
 #[derive(Debug)]
 pub struct PooledTransfer {
     /// The engine state (a pipe for splice, a ring for uring, ...).
     pub transfer: Transfer,
-    /// Made from the by-reference plan.
-    pub by_reference: bool,
+    /// Its plan's engines (the pool it goes back to).
+    engines: Vec<EngineKind>,
 }
 
-/// A worker's engine plans for file → socket bodies and the transfers ready for reuse.
+/// The route class of a connection's peer, as far as plans are concerned: which
+/// profile lines apply, and whether its receive queue lives in this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerRoute {
+    /// `lo`, `veth` or `nic` ([`PeerClass::path`]).
+    pub path: &'static str,
+    /// Bytes sent by reference would sit in a receive queue of this kernel.
+    pub local: bool,
+}
+
+impl PeerRoute {
+    /// The route facts of a classified peer (without its strings, so a connection
+    /// holding one allocates nothing).
+    pub fn of(class: &PeerClass) -> PeerRoute {
+        PeerRoute {
+            path: class.path(),
+            local: class.is_local(),
+        }
+    }
+
+    /// A class with these route facts, for [`Plan::for_peer`].
+    fn class(self) -> PeerClass {
+        match (self.local, self.path) {
+            (false, _) => PeerClass::Remote { dev: String::new() },
+            (true, "lo") => PeerClass::Local(LocalReason::Loopback),
+            (true, _) => PeerClass::Local(LocalReason::VirtualDevice(String::new())),
+        }
+    }
+}
+
+/// A worker's transfers for file → socket bodies, pooled per plan.
 #[derive(Debug)]
 pub struct Engines {
-    /// [copying, by reference].
-    plans: [Plan; 2],
+    pref: Preference,
     forced: Forced,
     /// Boxed: a connection holds one by pointer, so idle connections stay small and
     /// moving one in or out of the pool allocates nothing.
     #[allow(clippy::vec_box)]
-    pool: [Vec<Box<PooledTransfer>>; 2],
+    pools: Vec<(Vec<EngineKind>, Vec<Box<PooledTransfer>>)>,
 }
 
 impl Engines {
-    /// The plans for `pref`: one that may send by reference, one that copies at send time.
+    /// Transfers for engine preference `pref`.
     pub fn new(pref: Preference) -> Engines {
-        let by_reference = Plan::new(Some(FdKind::File { len: 0 }), FdKind::TcpSocket, pref);
-        let copying = copying_plan(pref);
-        tracing::debug!(by_reference = ?by_reference.engines, copying = ?copying.engines, "file → socket plans");
         Engines {
-            plans: [copying, by_reference],
+            pref,
             forced: Forced::from_env(),
-            pool: [Vec::new(), Vec::new()],
+            pools: Vec::new(),
         }
     }
 
-    /// A transfer for a body, by reference or not.
-    pub fn take(&mut self, by_reference: bool) -> Box<PooledTransfer> {
-        let i = by_reference as usize;
-        self.pool[i].pop().unwrap_or_else(|| {
+    /// A transfer for a body of `len` bytes to a peer on `route`: the plan follows
+    /// the calibration profile for that route and size. Without `by_reference` every
+    /// engine that leaves page references in socket queues is left out, an explicit
+    /// one too: the bytes must be copied at send time.
+    pub fn take(&mut self, route: PeerRoute, len: u64, by_reference: bool) -> Box<PooledTransfer> {
+        let mut plan = Plan::for_peer(&route.class(), len, self.pref, by_reference);
+        if !by_reference {
+            plan.engines.retain(|k| !k.sends_by_reference());
+        }
+        let pool = match self.pools.iter().position(|(e, _)| *e == plan.engines) {
+            Some(i) => &mut self.pools[i].1,
+            None => {
+                tracing::debug!(?route, len, by_reference, engines = ?plan.engines, "file → socket plan");
+                self.pools.push((plan.engines.clone(), Vec::new()));
+                &mut self.pools.last_mut().expect("just pushed").1
+            }
+        };
+        pool.pop().unwrap_or_else(|| {
             Box::new(PooledTransfer {
-                transfer: Transfer::with_forced(self.plans[i].clone(), self.forced.clone()),
-                by_reference,
+                engines: plan.engines.clone(),
+                transfer: Transfer::with_forced(plan, self.forced.clone()),
             })
         })
     }
@@ -130,40 +171,10 @@ impl Engines {
     pub fn give(&mut self, mut t: Box<PooledTransfer>) {
         t.transfer.release();
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");
-        let pool = &mut self.pool[t.by_reference as usize];
-        if pool.len() < POOL {
+        if let Some((_, pool)) = self.pools.iter_mut().find(|(e, _)| *e == t.engines)
+            && pool.len() < POOL
+        {
             pool.push(t);
         }
     }
-}
-
-/// Whether bytes sent by `engine` sit in the socket queue as references to
-/// page-cache pages (rather than copies made at send time).
-pub fn sends_by_reference(engine: EngineKind) -> bool {
-    matches!(
-        engine,
-        EngineKind::Sendfile | EngineKind::Splice | EngineKind::Uring
-    )
-}
-
-/// The plan for peers that must get copies: engines that copy at send time (mmap,
-/// then read-write). A peer whose receive queue lives in this kernel keeps
-/// references to our page-cache pages until it reads them, so with sendfile/splice a
-/// file truncated mid-page afterwards would hand it zeros that no lease or SIOCOUTQ
-/// wait can prevent. An explicit engine that copies is honoured first.
-pub fn copying_plan(pref: Preference) -> Plan {
-    use zcopy::EngineKind::{Mmap, ReadWrite};
-    let mut engines = Vec::new();
-    if let Preference::Prefer(k) = pref
-        && !sends_by_reference(k)
-        && !matches!(k, Mmap | ReadWrite)
-    {
-        engines.push(k);
-    }
-    engines.extend([Mmap, ReadWrite]);
-    if let Preference::Prefer(k @ (Mmap | ReadWrite)) = pref {
-        engines.retain(|&e| e != k);
-        engines.insert(0, k);
-    }
-    Plan::only(&engines)
 }

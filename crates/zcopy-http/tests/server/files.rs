@@ -55,7 +55,7 @@ fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
     parts
 }
 
-fn engines() -> Vec<(&'static str, Preference)> {
+pub fn engines() -> Vec<(&'static str, Preference)> {
     let mut v = vec![("auto", Preference::Auto)];
     for name in [
         "sendfile",

@@ -5,6 +5,7 @@ mod util;
 
 mod files;
 mod listing;
+mod peers;
 mod protocol;
 mod rules;
 mod security;
