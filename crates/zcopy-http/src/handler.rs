@@ -22,7 +22,7 @@ use crate::head::{self, Head};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
-use crate::request::{HttpError, Method, Request, Version};
+use crate::request::{BodyFraming, HttpError, Method, Request, Version};
 
 /// What is served, shared by all workers: the configuration and the root, opened once.
 #[derive(Debug)]
@@ -126,7 +126,9 @@ pub fn handle(
     cache: &mut FileCache,
     now: Instant,
 ) -> Response {
-    let close = close || !req.keep_alive || req.chunked_body;
+    // A chunked body is never read: the connection closes after this response, so
+    // no request is ever parsed out of a body.
+    let close = close || !req.keep_alive || req.body == BodyFraming::Chunked;
     let head_only = req.method == Method::Head;
     let conn = Conn {
         close,

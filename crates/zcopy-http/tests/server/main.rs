@@ -4,6 +4,7 @@
 mod util;
 
 mod files;
+mod framing;
 mod protocol;
 mod security;
 mod tools;
