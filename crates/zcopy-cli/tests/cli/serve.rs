@@ -133,8 +133,7 @@ fn cpu_secs(pid: u32) -> f64 {
 /// stop: connections it has keep being served, and new ones are served once fds free up.
 #[test]
 fn running_out_of_fds_neither_spins_nor_stops_the_server() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("skipped: prlimit (util-linux) is not installed");
+    if !crate::util::tool("prlimit", "--version") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
