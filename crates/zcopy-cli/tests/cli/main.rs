@@ -4,5 +4,6 @@ mod cp;
 mod engines;
 mod sendrecv;
 mod serve;
+mod soak;
 mod tee;
 mod util;
