@@ -396,6 +396,24 @@ fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process:
     }
 }
 
+/// A `zcopy send` of `file` at 128 KiB/s (8 MiB: about a minute), started once the
+/// transfer is under way (its `.part` file exists in `out`).
+fn start_slow_sender(file: &Path, addr: &str, out: &Path) -> Child {
+    let slow = Command::new(bin())
+        .arg("send")
+        .arg(file)
+        .args(["--to", addr, "--limit-rate", "128k"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        !crate::util::leftovers(out).is_empty()
+    });
+    assert!(started, "the slow sender never started");
+    slow
+}
+
 #[test]
 fn a_slow_sender_does_not_hold_another() {
     let src = tempfile::tempdir().unwrap();
@@ -403,22 +421,7 @@ fn a_slow_sender_does_not_hold_another() {
     fs::write(src.path().join("slow"), pattern(8 << 20, 6)).unwrap();
     fs::write(src.path().join("quick"), pattern(300_000, 7)).unwrap();
     let (mut recv, addr) = spawn_recv(out.path(), &[]);
-    // 8 MiB at 128 KiB/s: about a minute.
-    let mut slow = Command::new(bin())
-        .arg("send")
-        .arg(src.path().join("slow"))
-        .args(["--to", &addr, "--limit-rate", "128k"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the slow transfer is under way (its .part file exists).
-    let started = (0..400).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        crate::util::leftovers(out.path())
-            .iter()
-            .any(|n| n.ends_with(".part"))
-    });
-    assert!(started, "the slow sender never started");
+    let mut slow = start_slow_sender(&src.path().join("slow"), &addr, out.path());
     let mut quick = Command::new(bin())
         .arg("send")
         .arg(src.path().join("quick"))
@@ -473,4 +476,39 @@ fn a_sender_that_stalls_mid_file_is_dropped_after_the_idle_timeout() {
     assert!(err.contains("failed"), "{err}");
     assert!(!out.path().join("stalled").exists());
     drop(s);
+}
+
+#[test]
+fn max_senders_bounds_concurrent_transfers_and_the_next_one_waits() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("slow"), pattern(8 << 20, 8)).unwrap();
+    fs::write(src.path().join("next"), pattern(50_000, 9)).unwrap();
+    let (mut recv, addr) = spawn_recv(out.path(), &["--max-senders", "1"]);
+    let mut slow = start_slow_sender(&src.path().join("slow"), &addr, out.path());
+    let mut next = Command::new(bin())
+        .arg("send")
+        .arg(src.path().join("next"))
+        .args(["--to", &addr])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Whatever time it is given, the second sender can't finish while the only slot
+    // is taken.
+    std::thread::sleep(Duration::from_secs(1));
+    let early = next.try_wait().unwrap();
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    let status = wait_bounded(&mut next, Duration::from_secs(60), "the waiting sender");
+    recv.kill().unwrap();
+    recv.wait().unwrap();
+    assert!(
+        early.is_none(),
+        "a second sender ran beside --max-senders 1"
+    );
+    assert!(status.success(), "the waiting sender: {status}");
+    assert_eq!(
+        fs::read(out.path().join("next")).unwrap(),
+        fs::read(src.path().join("next")).unwrap()
+    );
 }
