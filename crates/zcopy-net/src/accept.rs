@@ -159,7 +159,11 @@ where
         s.active += 1;
     }
     tracing::info!("sender connected from {peer}");
-    let ok = transfer(conn, peer, features);
+    // A panic in one transfer fails that sender only, and still frees its slot.
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        transfer(conn, peer, features)
+    }))
+    .unwrap_or(false);
     shared.lock().active -= 1;
     shared.freed.notify_all();
     Some(ok)
