@@ -38,12 +38,17 @@ p.add_argument("--sample", type=float, default=10, help="seconds between samples
 p.add_argument("--out", default="bench/results")
 args = p.parse_args()
 
-# Raise our fd limit (the server inherits it): every client socket is an fd here too.
+# Raise the fd limit (the server inherits it): each client is an fd here and one in
+# the server. Above the hard limit only root can go (up to fs.nr_open).
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-need = 2 * (args.keepalive + args.slow + args.loris) + 2000
+need = args.keepalive + args.slow + args.loris + 2000
 if hard != resource.RLIM_INFINITY and hard < need:
-    sys.exit(f"soak: needs {need} fds, the hard limit is {hard}")
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+    except (ValueError, OSError) as e:
+        sys.exit(f"soak: needs {need} fds, the hard limit is {hard} ({e}); raise ulimit -Hn")
+else:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 FILES = {"/1k.bin": 1024, "/16k.bin": 16 * 1024, "/64k.bin": 64 * 1024, "/200k.bin": 200_000}
 BIG = "/8m.bin"
@@ -86,6 +91,7 @@ class Stats:
         self.refused = 0  # malformed requests answered 4xx/5xx then closed
         self.loris_closed = 0
         self.ka_closed = 0  # idle keep-alive connections the server closed
+        self.ka_retried = 0  # requests that met such a close, retried on a new connection
         self.lat = []  # probe latencies (s) in the current sample
 
     def fail(self, what, why):
@@ -110,6 +116,7 @@ class Client:
         self.started = time.monotonic()
         self.last = self.started
         self.budget = 0.0
+        self.reused = False  # a response has completed on this connection
         self.loop.add(self, selectors.EVENT_WRITE if self.out else selectors.EVENT_READ)
 
     def request(self, path, close=False):
@@ -175,6 +182,7 @@ class Client:
             stats.fail(f"{self.role} GET {self.path}", why)
             return self.close()
         stats.ok += 1
+        self.reused = True
         if self.role == "probe":
             stats.lat.append(time.monotonic() - self.started)
             self.close()
@@ -187,7 +195,20 @@ class Client:
         else:
             self.close()
 
+    def raced(self):
+        """A request sent on a kept-alive connection just as the server closed it
+        (nothing of the response arrived): like any HTTP client, retry it once on a
+        new connection (RFC 9112 §9.3.1)."""
+        if self.role == "ka" and self.path and self.reused and self.head is None and not self.buf:
+            self.loop.stats.ka_retried += 1
+            Client(self.loop, "ka").request(self.path)
+            self.close()
+            return True
+        return False
+
     def eof(self):
+        if self.raced():
+            return
         if self.role == "bad":
             if self.refused():
                 self.loop.stats.refused += 1
@@ -202,6 +223,8 @@ class Client:
         self.close()
 
     def broken(self, why):
+        if self.raced():
+            return
         if self.role == "ka" and self.path is None:
             self.loop.stats.ka_closed += 1
         elif self.role == "loris":
@@ -319,8 +342,7 @@ def soak(server, bodies):
         # Top the populations up (ramping: at most 500 new keep-alive per tick).
         counts = loop.count
         for _ in range(min(500, args.keepalive - counts.get("ka", 0))):
-            c = Client(loop, "ka")
-            c.path, c.next_at = None, now + random.uniform(0, args.ka_interval)
+            Client(loop, "ka").request(random.choice(SMALL))  # a client connects to ask
         for _ in range(args.slow - counts.get("slow", 0)):
             c = Client(loop, "slow")
             c.request(BIG)
@@ -410,7 +432,8 @@ def report(samples, stats, base_fds, base_rss, after):
     lines += [
         "",
         f"Malformed requests refused: {stats.refused}; slowloris connections closed by the server: "
-        f"{stats.loris_closed}; idle keep-alive connections closed by the server: {stats.ka_closed}; "
+        f"{stats.loris_closed}; idle keep-alive connections closed by the server: {stats.ka_closed} "
+        f"({stats.ka_retried} requests met the close and were retried on a new connection); "
         f"baseline RSS {base_rss / 1024:.1f} MiB.",
         "",
         "![RSS, fds and p99 over time](soak.svg)",
