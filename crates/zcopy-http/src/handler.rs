@@ -26,7 +26,7 @@ use crate::head::{self, Head};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
-use crate::request::{HttpError, Method, Request, Version};
+use crate::request::{BodyFraming, HttpError, Method, Request, Version};
 use crate::rules::{Cors, Effective};
 
 /// What is served, shared by all workers: the configuration and the root, opened once.
@@ -135,7 +135,9 @@ pub fn handle(
     now: Instant,
 ) -> Response {
     let cfg = &site.config;
-    let close = close || !req.keep_alive || req.chunked_body;
+    // A chunked body is never read: the connection closes after this response, so
+    // no request is ever parsed out of a body.
+    let close = close || !req.keep_alive || req.body == BodyFraming::Chunked;
     let eff = if cfg.rules.is_empty() {
         Effective::default()
     } else {

@@ -5,5 +5,6 @@ mod engines;
 mod sendrecv;
 mod sendrecv_netns;
 mod serve;
+mod soak;
 mod tee;
 mod util;

@@ -39,7 +39,7 @@ fn wait_bounded(child: &mut Child, what: &str, limit: Duration) -> bool {
 }
 
 fn start_recv(ns: &Netns, listen: String, out: &Path) -> (Child, String) {
-    crate::sendrecv::start_recv_in(ns.command(bin()), &listen, out, &[])
+    crate::sendrecv::start_recv_in(ns.command(bin()), &listen, out, &["--once"])
 }
 
 /// `zcopy send FILE --to ADDR --engine ENGINE` inside `ns`.

@@ -140,8 +140,7 @@ fn cpu_secs(pid: u32) -> f64 {
 /// clients wait in the backlog, and it neither spins nor stops.
 #[test]
 fn at_the_fd_limit_the_oldest_silent_clients_are_shed_and_new_ones_served() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("skipped: prlimit (util-linux) is not installed");
+    if !crate::util::tool("prlimit", "--version") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

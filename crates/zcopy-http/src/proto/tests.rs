@@ -419,7 +419,10 @@ fn a_stalled_send_is_dropped_after_the_send_timeout() {
     assert_eq!(h.next(&mut c), Intent::Lease);
     c.on_lease(true);
     // The socket stays full: timers come, a leased send re-checks its lease.
-    assert!(matches!(h.next(&mut c), Intent::SendFile { leased: true, .. }));
+    assert!(matches!(
+        h.next(&mut c),
+        Intent::SendFile { leased: true, .. }
+    ));
     assert_eq!(c.deadline(), h.now + LEASE_CHECK);
     h.now += LEASE_CHECK;
     c.on_timer(&mut h.env());

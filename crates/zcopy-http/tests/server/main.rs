@@ -4,6 +4,7 @@
 mod util;
 
 mod files;
+mod framing;
 mod listing;
 mod peers;
 mod protocol;

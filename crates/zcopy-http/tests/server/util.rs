@@ -115,7 +115,7 @@ impl RawResponse {
 
 /// Reads one response (head, then Content-Length bytes unless `head_only`).
 /// `None` at a clean EOF before any byte.
-pub fn read_response(s: &mut TcpStream, head_only: bool) -> Option<RawResponse> {
+pub fn read_response(s: &mut impl Read, head_only: bool) -> Option<RawResponse> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -238,6 +238,10 @@ impl Fixture {
 
 /// The content of the file outside the root that must never be served.
 pub const SECRET: &[u8] = b"TOP-SECRET-4f1c9e";
+
+#[path = "../../../../tests/support/tool.rs"]
+mod tool_support;
+pub use tool_support::tool;
 
 /// Whether `prog` runs (`prog --version`).
 pub fn have(prog: &str) -> bool {
