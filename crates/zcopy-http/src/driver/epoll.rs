@@ -159,7 +159,7 @@ impl Connection {
                 }
                 Intent::Lease => {
                     let held = self.core.file().is_some_and(|f| {
-                        zcopy::sys::lease::take_until_close(&**f)
+                        zcopy::lease::take_until_close(&**f)
                             .map_err(|e| tracing::trace!("no read lease: {e}"))
                             .is_ok()
                     });
@@ -175,7 +175,7 @@ impl Connection {
                         self.core.on_send_failed(&mut env);
                         continue;
                     };
-                    if leased && zcopy::sys::lease::breaking(&**file) {
+                    if leased && zcopy::lease::breaking(&**file) {
                         self.core.on_lease_breaking(&mut env);
                         continue;
                     }
@@ -211,7 +211,7 @@ impl Connection {
                     }
                 }
                 Intent::CheckSendQueue => {
-                    let n = zcopy::sys::sock::send_queue_len(&self.stream).unwrap_or(0);
+                    let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
                     self.core.on_send_queue(&mut env, n);
                 }
                 Intent::ShutdownWrite => {
