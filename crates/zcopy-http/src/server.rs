@@ -172,13 +172,15 @@ impl Server {
         let mut threads = Vec::new();
         for (i, setup) in self.workers.into_iter().enumerate() {
             let worker = epoll::Worker::new(
+                i,
+                self.shutdown.inner.wakers[i].clone(),
                 setup.poll,
                 setup.listeners,
                 self.site.clone(),
                 self.log.clone(),
                 active.clone(),
                 self.shutdown.inner.clone(),
-            );
+            )?;
             let t = std::thread::Builder::new()
                 .name(format!("zcopy-worker-{i}"))
                 .spawn(move || worker.run())?;
