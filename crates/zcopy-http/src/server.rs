@@ -57,7 +57,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub(crate) struct ShutdownInner {
     pub(crate) flag: AtomicBool,
-    wakers: Vec<Arc<Waker>>,
+    pub(crate) wakers: Vec<Arc<Waker>>,
 }
 
 /// Asks a running server to stop: no new connections, in-flight responses finish
@@ -173,7 +173,6 @@ impl Server {
         for (i, setup) in self.workers.into_iter().enumerate() {
             let worker = epoll::Worker::new(
                 i,
-                self.shutdown.inner.wakers[i].clone(),
                 setup.poll,
                 setup.listeners,
                 self.site.clone(),

@@ -338,7 +338,6 @@ impl Worker {
     /// A worker for `poll` (with the shutdown waker registered) and its listeners.
     pub(crate) fn new(
         index: usize,
-        waker: Arc<mio::Waker>,
         poll: Poll,
         listeners: Vec<TcpListener>,
         site: Arc<Site>,
@@ -347,6 +346,7 @@ impl Worker {
         shutdown: Arc<ShutdownInner>,
     ) -> io::Result<Worker> {
         let now = Instant::now();
+        let waker = shutdown.wakers[index].clone();
         let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
