@@ -90,6 +90,11 @@ pub struct ServeArgs {
     /// Seconds a response may make no progress before the connection is dropped.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     send_timeout: f64,
+    /// At most this many body bytes per second to each connection, paced by the event
+    /// loop's timers (suffixes k, M, G: powers of 1024; like nginx's limit_rate). The
+    /// first 64 KiB go at once.
+    #[arg(long, value_name = "RATE", value_parser = crate::send::parse_rate)]
+    limit_rate: Option<u64>,
     /// Most open connections (all workers together) [default: 16384, or fewer if the
     /// open-file limit can't hold that many].
     #[arg(long, value_name = "N")]
@@ -296,6 +301,7 @@ impl ServeArgs {
             idle_timeout: secs("idle-timeout", self.idle_timeout)?,
             send_timeout: secs("send-timeout", self.send_timeout)?,
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            limit_rate: self.limit_rate,
             limits: Limits {
                 max_request_line: self.max_request_line,
                 max_header_bytes: self.max_header_bytes,

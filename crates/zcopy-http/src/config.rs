@@ -60,6 +60,8 @@ pub struct Config {
     pub file_cache_ttl: Duration,
     /// Most small files each worker's cache keeps open (see [`crate::budget`]).
     pub cache_files: usize,
+    /// Most body bytes per second to each connection (none: as fast as it goes).
+    pub limit_rate: Option<u64>,
     /// Precompressed sidecars tried, in preference order (empty: off).
     pub precompressed: Vec<Encoding>,
     /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
@@ -87,6 +89,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             file_cache_ttl: Duration::from_secs(1),
             cache_files: crate::cache::CACHE_FILES,
+            limit_rate: None,
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
             rules: Vec::new(),
         }

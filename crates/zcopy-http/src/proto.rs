@@ -37,6 +37,8 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 pub const LEASE_CHECK: Duration = Duration::from_millis(200);
 /// How often the send queue is looked at while a file is held or drained.
 pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
+/// Body bytes a rate-limited response may send at once before pacing starts.
+pub const RATE_BURST: u64 = 64 * 1024;
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
 
@@ -166,6 +168,29 @@ enum Lease {
     Refused,
 }
 
+/// Pacing of a rate-limited body: at most `burst + rate × elapsed` bytes by any time.
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    rate: u64,
+    start: Instant,
+}
+
+impl Pace {
+    /// Bytes that may go now, having sent `sent`; or, when none, the time at which
+    /// `want` more may go.
+    fn allowance(&self, now: Instant, sent: u64, want: u64) -> Result<u64, Instant> {
+        let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+        let budget = RATE_BURST + (self.rate as f64 * elapsed) as u64;
+        if budget > sent {
+            return Ok(budget - sent);
+        }
+        // Wait until a useful amount is due (a few milliseconds' worth at least).
+        let step = want.min(RATE_BURST).max(self.rate / 100).max(1);
+        let due = (sent + step - RATE_BURST) as f64 / self.rate as f64;
+        Err(self.start + Duration::from_secs_f64(due))
+    }
+}
+
 /// A response in progress.
 #[derive(Debug)]
 struct Respond {
@@ -179,6 +204,8 @@ struct Respond {
     lease: Lease,
     /// Some body bytes left as page references.
     by_reference: bool,
+    /// Rate limit, if any.
+    pace: Option<Pace>,
     close_after: bool,
     send_deadline: Instant,
     status: u16,
@@ -320,6 +347,19 @@ impl Conn {
                             return Intent::Write { more: !last };
                         }
                         Some(Piece::File { start, len }) => {
+                            let mut left = len - r.off;
+                            if let Some(pace) = r.pace {
+                                match pace.allowance(env.now, r.body_sent, left) {
+                                    Ok(n) => left = left.min(n),
+                                    Err(due) => {
+                                        // Our own wait is no stall of the client's.
+                                        r.send_deadline =
+                                            r.send_deadline.max(due + env.config.send_timeout);
+                                        self.deadline = due;
+                                        return Intent::Wait;
+                                    }
+                                }
+                            }
                             let leased = r.lease == Lease::Held;
                             if leased {
                                 // If the socket is full, come back soon to see whether
@@ -328,7 +368,7 @@ impl Conn {
                             }
                             return Intent::SendFile {
                                 offset: start + r.off,
-                                len: len - r.off,
+                                len: left,
                                 leased,
                                 by_reference: leased && self.may_reference,
                             };
@@ -525,6 +565,10 @@ impl Conn {
             off: 0,
             lease,
             by_reference: false,
+            pace: env.config.limit_rate.map(|rate| Pace {
+                rate,
+                start: env.now,
+            }),
             close_after: resp.close,
             send_deadline,
             status: resp.status,

@@ -57,7 +57,7 @@ pub enum ServerError {
 #[derive(Debug)]
 pub(crate) struct ShutdownInner {
     pub(crate) flag: AtomicBool,
-    wakers: Vec<Arc<Waker>>,
+    pub(crate) wakers: Vec<Arc<Waker>>,
 }
 
 /// Asks a running server to stop: no new connections, in-flight responses finish
@@ -172,13 +172,14 @@ impl Server {
         let mut threads = Vec::new();
         for (i, setup) in self.workers.into_iter().enumerate() {
             let worker = epoll::Worker::new(
+                i,
                 setup.poll,
                 setup.listeners,
                 self.site.clone(),
                 self.log.clone(),
                 active.clone(),
                 self.shutdown.inner.clone(),
-            );
+            )?;
             let t = std::thread::Builder::new()
                 .name(format!("zcopy-worker-{i}"))
                 .spawn(move || worker.run())?;

@@ -29,7 +29,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use zcopy::sys::lease::ReadLease;
+use zcopy::lease::ReadLease;
 use zcopy::transfer::Transfer;
 use zcopy::{PeerClass, PeerClassifier, Plan, Preference};
 

@@ -11,6 +11,7 @@ use crate::fdkind::FdKind;
 use crate::plan::Plan;
 use crate::stats::{Stats, Usage};
 use crate::sys::lease::ReadLease;
+pub use crate::sys::sock::send_queue_len;
 
 /// Largest step handed to an engine in one call by [`Transfer::run`].
 pub const DEFAULT_CHUNK: usize = 16 * 1024 * 1024;

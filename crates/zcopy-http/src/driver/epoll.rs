@@ -22,6 +22,7 @@ use rustix::io::Errno;
 use zcopy::Src;
 use zcopy::peer::PeerClassifier;
 
+use super::fetch::{self, Fetcher};
 use super::{Engines, PeerRoute, PooledTransfer, SiteResponder, TURN_BUDGET};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
@@ -38,6 +39,8 @@ const TICK: Duration = Duration::from_secs(1);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Most connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 64;
+/// Ranges at most this long are sent without checking that they are cached.
+const FETCH_MIN: u64 = 64 * 1024;
 /// Spare buffers a worker keeps.
 const SPARE_BUFFERS: usize = 256;
 
@@ -61,13 +64,15 @@ struct Shared {
     engines: Engines,
     /// Peer route classes, cached per address.
     peers: PeerClassifier,
+    /// Reads cold file ranges into the page cache off the loop.
+    fetcher: Fetcher,
     now: Instant,
     shutting_down: bool,
 }
 
 impl Shared {
     /// The core's view of the worker, and the engines beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut Engines) {
+    fn parts(&mut self) -> (Env<'_>, &mut Engines, &Fetcher) {
         (
             Env {
                 now: self.now,
@@ -78,6 +83,7 @@ impl Shared {
                 log: self.log.as_deref(),
             },
             &mut self.engines,
+            &self.fetcher,
         )
     }
 }
@@ -96,6 +102,10 @@ struct Connection {
     seq: u64,
     /// Where the peer's receive queue lives.
     route: PeerRoute,
+    /// Its slot in the worker.
+    token: usize,
+    /// Waiting for the fetch thread to bring the next range into the page cache.
+    fetching: bool,
 }
 
 impl Connection {
@@ -109,7 +119,7 @@ impl Connection {
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
         loop {
-            let (mut env, engines) = sh.parts();
+            let (mut env, engines, fetcher) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
             {
@@ -159,7 +169,7 @@ impl Connection {
                 }
                 Intent::Lease => {
                     let held = self.core.file().is_some_and(|f| {
-                        zcopy::sys::lease::take_until_close(&**f)
+                        zcopy::lease::take_until_close(&**f)
                             .map_err(|e| tracing::trace!("no read lease: {e}"))
                             .is_ok()
                     });
@@ -175,7 +185,7 @@ impl Connection {
                         self.core.on_send_failed(&mut env);
                         continue;
                     };
-                    if leased && zcopy::sys::lease::breaking(&**file) {
+                    if leased && zcopy::lease::breaking(&**file) {
                         self.core.on_lease_breaking(&mut env);
                         continue;
                     }
@@ -185,11 +195,23 @@ impl Connection {
                     if budget == 0 {
                         return Progress::Yield;
                     }
+                    let want = len.min(budget as u64);
+                    if self.fetching {
+                        return Progress::Wait;
+                    }
+                    // Large ranges only: small files live in the worker's file cache,
+                    // and the check costs two syscalls.
+                    if want > FETCH_MIN && !fetch::is_cached(file, offset, want) {
+                        tracing::trace!(offset, want, "cold range: fetching off the loop");
+                        fetcher.request(self.token, file.clone(), offset, want);
+                        self.fetching = true;
+                        return Progress::Wait;
+                    }
                     let route = self.route;
                     let t = self
                         .transfer
                         .get_or_insert_with(|| engines.take(route, len, by_reference));
-                    let want = len.min(budget as u64) as usize;
+                    let want = want as usize;
                     let src = Src::Fd {
                         fd: file.as_fd(),
                         offset: Some(offset),
@@ -211,7 +233,7 @@ impl Connection {
                     }
                 }
                 Intent::CheckSendQueue => {
-                    let n = zcopy::sys::sock::send_queue_len(&self.stream).unwrap_or(0);
+                    let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
                     self.core.on_send_queue(&mut env, n);
                 }
                 Intent::ShutdownWrite => {
@@ -315,17 +337,20 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     /// A worker for `poll` (with the shutdown waker registered) and its listeners.
     pub(crate) fn new(
+        index: usize,
         poll: Poll,
         listeners: Vec<TcpListener>,
         site: Arc<Site>,
         log: Option<Arc<AccessLogger>>,
         active: Arc<AtomicUsize>,
         shutdown: Arc<ShutdownInner>,
-    ) -> Worker {
+    ) -> io::Result<Worker> {
         let now = Instant::now();
+        let waker = shutdown.wakers[index].clone();
+        let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
-        Worker {
+        Ok(Worker {
             poll,
             listeners: listeners
                 .into_iter()
@@ -344,6 +369,7 @@ impl Worker {
             sh: Shared {
                 engines: Engines::new(site.config.engine),
                 peers: PeerClassifier::new(),
+                fetcher,
                 responder: SiteResponder {
                     site: site.clone(),
                     cache,
@@ -360,7 +386,7 @@ impl Worker {
             accepted: 0,
             next_sweep: now + TICK,
             grace_until: None,
-        }
+        })
     }
 
     /// Runs until shutdown.
@@ -399,6 +425,18 @@ impl Worker {
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
+                    // Shutdown, or cold ranges now in the page cache.
+                    for token in self.sh.fetcher.completed() {
+                        if let Some(slot) = self.slots.get_mut(token)
+                            && let Some(conn) = slot.conn.as_mut()
+                        {
+                            conn.fetching = false;
+                            if !slot.queued {
+                                slot.queued = true;
+                                self.runq.push(token);
+                            }
+                        }
+                    }
                     continue;
                 }
                 if t.0 > LISTENER_BASE - self.listeners.len() && t.0 <= LISTENER_BASE {
@@ -556,7 +594,7 @@ impl Worker {
         let class = self.sh.peers.classify(stream.as_fd());
         tracing::trace!(%peer, %class, "accepted");
         let route = PeerRoute::of(&class);
-        let (env, _) = self.sh.parts();
+        let (env, ..) = self.sh.parts();
         let core = proto::Conn::new(peer, !route.local, &env);
         let mut conn = Connection {
             stream,
@@ -567,6 +605,8 @@ impl Worker {
             transfer: None,
             seq: self.accepted,
             route,
+            token: idx,
+            fetching: false,
         };
         self.accepted += 1;
         if let Err(e) = self.poll.registry().register(
@@ -650,7 +690,7 @@ impl Worker {
                 continue;
             };
             if conn.core.deadline() <= now {
-                let (mut env, _) = self.sh.parts();
+                let (mut env, ..) = self.sh.parts();
                 conn.core.on_timer(&mut env);
                 let p = conn.drive(&mut self.sh);
                 let d = conn.core.deadline();

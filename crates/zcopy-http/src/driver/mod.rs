@@ -3,6 +3,7 @@
 //! that answers requests from the site, and the per-worker pool of engine transfers.
 
 pub mod epoll;
+pub mod fetch;
 
 use std::fs::File;
 use std::sync::Arc;

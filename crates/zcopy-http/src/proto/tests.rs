@@ -458,3 +458,38 @@ fn a_request_body_is_skipped_not_parsed_as_a_request() {
     let (bytes, _) = h.written(&mut c);
     assert!(split_head(&bytes).0.starts_with("HTTP/1.1 400"));
 }
+
+#[test]
+fn a_rate_limited_body_is_paced_by_the_clock_not_by_sleeping() {
+    let mut h = Harness::new(&[("big", data(1 << 20))]);
+    h.config.limit_rate = Some(100_000);
+    let mut c = h.conn(false);
+    h.feed(&mut c, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.written(&mut c);
+    assert_eq!(h.next(&mut c), Intent::Lease);
+    c.on_lease(true);
+    // The burst goes at once.
+    let Intent::SendFile { len, .. } = h.next(&mut c) else {
+        panic!("expected a send");
+    };
+    assert_eq!(len, RATE_BURST);
+    c.on_file_sent(&mut h.env(), len as usize, false);
+    // Then nothing until the clock says so: the core waits on a deadline.
+    assert_eq!(h.next(&mut c), Intent::Wait);
+    let due = c.deadline();
+    assert!(due > h.now, "the wait must end in the future");
+    // Half a second later, about 50 000 bytes are due.
+    h.now += Duration::from_millis(500);
+    c.on_timer(&mut h.env());
+    let Intent::SendFile { len, offset, .. } = h.next(&mut c) else {
+        panic!("expected a send");
+    };
+    assert_eq!(offset, RATE_BURST);
+    assert!((49_000..=51_000).contains(&len), "{len}");
+    c.on_file_sent(&mut h.env(), len as usize, false);
+    assert_eq!(h.next(&mut c), Intent::Wait);
+    // Pacing is not a stall: a whole send timeout of pacing later it is still alive.
+    h.now += h.config.send_timeout;
+    c.on_timer(&mut h.env());
+    assert!(matches!(h.next(&mut c), Intent::SendFile { .. }));
+}

@@ -65,11 +65,6 @@ impl Mapping {
         self.len
     }
 
-    /// Always false: mappings are never empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// `write(sink, map + start, len)` — <https://man7.org/linux/man-pages/man2/write.2.html>:
     /// writes mapped bytes `[start, start + len)` straight from the mapping. If
     /// the file was truncated under the mapping, the kernel returns a short count
