@@ -6,7 +6,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use zcopy_http::listing::{Entry, html, json};
+use zcopy_http::listing::{Entry, Order, html, json};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 9 {
@@ -23,21 +23,22 @@ fuzz_target!(|data: &[u8]| {
         size: u64::from_le_bytes(head[..8].try_into().unwrap()),
         modified: UNIX_EPOCH + Duration::from_secs(u64::from(head[0]) << 24),
     };
-    let page = html(&format!("/d/{name}/"), std::slice::from_ref(&entry));
+    let segments = ["d".to_string(), name.to_string()];
+    let page = html(&segments, std::slice::from_ref(&entry), Order::default(), true);
 
-    // The title and h1 carry the path, escaped: no markup appears from it.
-    for tag in ["<title>", "<h1>"] {
-        let start = page.find(tag).unwrap() + tag.len();
-        let end = start + page[start..].find('<').unwrap();
-        assert!(
-            page[start..end].starts_with("Index of /d/"),
-            "path opened markup"
-        );
-        assert!(!page[start..end].contains(['"', '\'', '>']));
-    }
+    // The title carries the path, escaped: no markup appears from it.
+    let start = page.find("<title>").unwrap() + "<title>".len();
+    let end = start + page[start..].find('<').unwrap();
+    assert!(
+        page[start..end].starts_with("Index of /d/"),
+        "path opened markup"
+    );
+    assert!(!page[start..end].contains(['"', '\'', '>']));
+    assert_eq!(&page[end..end + "</title>".len()], "</title>");
 
     // The entry's row: <a href="HREF">TEXT</a>.
-    let row = page.rfind("<tr><td><a href=\"").unwrap() + "<tr><td><a href=\"".len();
+    let opening = "<tr><td class=\"name\"><a href=\"";
+    let row = page.rfind(opening).unwrap() + opening.len();
     let href_end = row + page[row..].find('"').unwrap();
     let href = &page[row..href_end];
     assert!(

@@ -90,6 +90,11 @@ pub struct ServeArgs {
     /// Seconds a response may make no progress before the connection is dropped.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     send_timeout: f64,
+    /// Let directories be downloaded as tar streams (`DIR/?download=tar`, linked from
+    /// listings): headers written by zcopy, file contents sent by the engines, one file
+    /// open at a time; symbolic links and dotfiles (unless --hidden) are left out.
+    #[arg(long)]
+    archives: bool,
     /// At most this many body bytes per second to each connection, paced by the event
     /// loop's timers (suffixes k, M, G: powers of 1024; like nginx's limit_rate). The
     /// first 64 KiB go at once.
@@ -302,6 +307,7 @@ impl ServeArgs {
             send_timeout: secs("send-timeout", self.send_timeout)?,
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             limit_rate: self.limit_rate,
+            archives: self.archives,
             limits: Limits {
                 max_request_line: self.max_request_line,
                 max_header_bytes: self.max_header_bytes,

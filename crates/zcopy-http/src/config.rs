@@ -62,6 +62,8 @@ pub struct Config {
     pub cache_files: usize,
     /// Most body bytes per second to each connection (none: as fast as it goes).
     pub limit_rate: Option<u64>,
+    /// Directories can be downloaded as tar streams (`?download=tar`).
+    pub archives: bool,
     /// Precompressed sidecars tried, in preference order (empty: off).
     pub precompressed: Vec<Encoding>,
     /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
@@ -90,6 +92,7 @@ impl Default for Config {
             file_cache_ttl: Duration::from_secs(1),
             cache_files: crate::cache::CACHE_FILES,
             limit_rate: None,
+            archives: false,
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
             rules: Vec::new(),
         }

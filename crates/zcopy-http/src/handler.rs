@@ -18,6 +18,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use std::os::fd::AsFd;
 
+use crate::archive::{Archive, ArchiveError};
 use crate::auth::Verdict;
 use crate::conditional::{self, Precondition, Validators};
 use crate::config::Config;
@@ -63,6 +64,14 @@ pub enum Piece {
         /// How many bytes.
         len: u64,
     },
+    /// The whole of archive member `index` ([`FileBody::members`]), `len` bytes,
+    /// opened when its turn comes.
+    Member {
+        /// Index into [`FileBody::members`].
+        index: usize,
+        /// Its size.
+        len: u64,
+    },
 }
 
 /// A body read from an open file: one range, or multipart parts whose headers live
@@ -77,6 +86,9 @@ pub struct FileBody {
     pub pieces: Vec<Piece>,
     /// Memory the [`Piece::Mem`] pieces point into.
     pub mem: Vec<u8>,
+    /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
+    /// directory).
+    pub members: Vec<crate::archive::Member>,
 }
 
 /// How the body follows the head.
@@ -208,6 +220,12 @@ pub fn handle(
                 let loc = location(&clean);
                 return conn.text(out, 301, "301 Moved Permanently\n", &[("Location", &loc)]);
             }
+            if cfg.archives
+                && let Some(q) = clean.query.as_deref()
+                && q.split('&').any(|kv| kv == "download=tar")
+            {
+                return serve_archive(&conn, dir, &clean, cfg.hidden, out);
+            }
             if !cfg.index.is_empty() {
                 match path::open_in_dir(&dir, &cfg.index, cfg.symlinks) {
                     Ok(Resolved::File(file, st)) => {
@@ -224,7 +242,7 @@ pub fn handle(
             if !eff.listing.unwrap_or(cfg.listing) {
                 return conn.status(out, 404);
             }
-            serve_listing(req, &conn, &dir, &dir_st, &clean, cfg.hidden, out)
+            serve_listing(req, &conn, &dir, &dir_st, &clean, cfg, out)
         }
         Err(OpenError::NotFound) => match fallback(site, req, &eff, &clean) {
             Some((file, st, name)) => {
@@ -498,10 +516,11 @@ fn serve_listing(
     dir: &File,
     dir_st: &rustix::fs::Stat,
     clean: &CleanPath,
-    hidden: bool,
+    cfg: &Config,
     out: &mut Vec<u8>,
 ) -> Response {
-    let mut entries = match listing::read_entries(dir, hidden) {
+    let archive = cfg.archives;
+    let mut entries = match listing::read_entries(dir, cfg.hidden) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("listing failed: {e}");
@@ -516,7 +535,7 @@ fn serve_listing(
         (listing::json(&entries), "application/json")
     } else {
         (
-            listing::html(&clean.segments, &entries, order),
+            listing::html(&clean.segments, &entries, order, archive),
             "text/html; charset=utf-8",
         )
     };
@@ -539,6 +558,67 @@ fn serve_listing(
             ("Cache-Control", cache_control),
         ],
     )
+}
+
+/// A directory as a tar stream (see [`crate::archive`]): headers from memory, member
+/// contents by the engines. No validators or ranges: the stream is made anew.
+fn serve_archive(
+    conn: &Conn<'_, '_>,
+    dir: File,
+    clean: &CleanPath,
+    hidden: bool,
+    out: &mut Vec<u8>,
+) -> Response {
+    let top = clean.segments.last().map_or("root", String::as_str);
+    let archive = match Archive::plan(&dir, top, hidden) {
+        Ok(a) => a,
+        Err(ArchiveError::TooLarge) => {
+            let body = format!(
+                "403 Forbidden (more than {} entries to archive)\n",
+                crate::archive::MAX_ENTRIES
+            );
+            return conn.text(out, 403, &body, &[]);
+        }
+        Err(ArchiveError::Io(e)) => {
+            tracing::warn!("archive failed: {e}");
+            return conn.status(out, 500);
+        }
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}.tar\"; filename*=UTF-8''{}.tar",
+        top.replace(
+            |c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c),
+            "_"
+        ),
+        utf8_percent_encode(top, SEGMENT),
+    );
+    let mut h = Head::start(out, 200);
+    h.header("Content-Type", "application/x-tar");
+    h.header("Content-Disposition", &disposition);
+    h.header(
+        "Cache-Control",
+        conn.eff.cache_control.unwrap_or("no-store"),
+    );
+    h.header_u64("Content-Length", archive.len);
+    conn.finish_fields(&mut h);
+    h.finish();
+    let head_only = conn.head_only;
+    Response {
+        status: 200,
+        body: if head_only {
+            Body::InHead
+        } else {
+            Body::File(FileBody {
+                file: Arc::new(dir),
+                file_len: 0,
+                pieces: archive.pieces,
+                mem: archive.mem,
+                members: archive.members,
+            })
+        },
+        body_len: if head_only { 0 } else { archive.len },
+        close: conn.close,
+    }
 }
 
 /// 304 with the validators (and Cache-Control) the 200 would carry.
@@ -698,6 +778,7 @@ fn serve_file(
             file_len: len,
             pieces,
             mem,
+            members: Vec::new(),
         }),
         body_len,
         close: conn.close,

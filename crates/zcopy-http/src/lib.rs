@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod archive;
 pub mod auth;
 pub mod budget;
 pub mod cache;

@@ -307,7 +307,7 @@ fn column_head(out: &mut String, label: &str, key: Key, class: &str, current: Or
 /// A `../` row is added below the root. Sizes are human-readable with the exact byte
 /// count in a `title`; dates are UTC. Column heads are sort links (no JavaScript);
 /// the footer counts entries and adds up file sizes.
-pub fn html(segments: &[String], entries: &[Entry], order: Order) -> String {
+pub fn html(segments: &[String], entries: &[Entry], order: Order, archive: bool) -> String {
     let mut url_path = String::from("/");
     for s in segments {
         url_path.push_str(s);
@@ -377,10 +377,15 @@ pub fn html(segments: &[String], entries: &[Entry], order: Order) -> String {
     let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let _ = write!(
         out,
-        "</tbody>\n</table>\n<footer>{}, {} — <span title=\"{total} bytes\">{}</span>          · <a href=\"?format=json\">JSON</a></footer>\n</body>\n</html>\n",
+        "</tbody>\n</table>\n<footer>{}, {} — <span title=\"{total} bytes\">{}</span>          · <a href=\"?format=json\">JSON</a>{}</footer>\n</body>\n</html>\n",
         plural(dirs, "directory", "directories"),
         plural(files, "file", "files"),
-        human_size(total)
+        human_size(total),
+        if archive {
+            " · <a href=\"?download=tar\" download>Download as .tar</a>"
+        } else {
+            ""
+        }
     );
     out
 }
@@ -498,7 +503,12 @@ mod tests {
             entry("q?#%&\"'.txt", false, 1536, 86_400 * 365),
             entry("café.txt", false, 5 * 1024 * 1024 * 1024, 1_700_000_000),
         ];
-        let page = html(&["a <b>&\"'".to_string()], &entries, Order::default());
+        let page = html(
+            &["a <b>&\"'".to_string()],
+            &entries,
+            Order::default(),
+            false,
+        );
         assert!(page.starts_with("<!DOCTYPE html>\n<html"));
         assert!(page.trim_end().ends_with("</html>"));
         assert!(!page.contains("<img"), "{page}");
@@ -534,7 +544,7 @@ mod tests {
 
     #[test]
     fn html_root_has_no_parent_link() {
-        let page = html(&[], &[entry("a", false, 0, 0)], Order::default());
+        let page = html(&[], &[entry("a", false, 0, 0)], Order::default(), true);
         assert!(!page.contains("../"));
         assert!(page.contains("<title>Index of /</title>"));
     }

@@ -54,6 +54,10 @@ pub trait Responder {
         out: &mut Vec<u8>,
         now: Instant,
     ) -> Response;
+
+    /// Opens archive member `member` beneath `dir` when its turn comes; `None` when it
+    /// is gone or no longer the file the archive announced.
+    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File>;
 }
 
 /// A worker's spare buffers, lent to connections while they have bytes to hold.
@@ -206,6 +210,8 @@ struct Respond {
     by_reference: bool,
     /// Rate limit, if any.
     pace: Option<Pace>,
+    /// The archive member being sent, opened.
+    member: Option<(usize, Arc<File>)>,
     close_after: bool,
     send_deadline: Instant,
     status: u16,
@@ -346,7 +352,22 @@ impl Conn {
                             let last = r.piece + 1 == body.pieces.len();
                             return Intent::Write { more: !last };
                         }
-                        Some(Piece::File { start, len }) => {
+                        Some(Piece::Member { index, .. })
+                            if r.member.as_ref().is_none_or(|(i, _)| *i != index) =>
+                        {
+                            // Its turn: open it (the responder checks it is still the
+                            // file the archive announced).
+                            let dir = &body.file;
+                            match env.responder.open_member(dir, &body.members[index]) {
+                                Some(f) => r.member = Some((index, Arc::new(f))),
+                                None => self.abort_response(env),
+                            }
+                        }
+                        Some(Piece::File { start: _, len } | Piece::Member { len, .. }) => {
+                            let start = match body.pieces[r.piece] {
+                                Piece::File { start, .. } => start,
+                                _ => 0,
+                            };
                             let mut left = len - r.off;
                             if let Some(pace) = r.pace {
                                 match pace.allowance(env.now, r.body_sent, left) {
@@ -569,6 +590,7 @@ impl Conn {
                 rate,
                 start: env.now,
             }),
+            member: None,
             close_after: resp.close,
             send_deadline,
             status: resp.status,
@@ -626,9 +648,17 @@ impl Conn {
 
     /// The file whose bytes [`Intent::Lease`] and [`Intent::SendFile`] are about.
     pub fn file(&self) -> Option<&Arc<File>> {
-        match &self.state {
-            State::Respond(r) => r.body.as_ref().map(|b| &b.file),
-            _ => None,
+        let State::Respond(r) = &self.state else {
+            return None;
+        };
+        let body = r.body.as_ref()?;
+        match body.pieces.get(r.piece) {
+            Some(Piece::Member { index, .. }) => r
+                .member
+                .as_ref()
+                .filter(|(i, _)| i == index)
+                .map(|(_, f)| f),
+            _ => Some(&body.file),
         }
     }
 
@@ -651,9 +681,7 @@ impl Conn {
         };
         if n == 0 {
             tracing::debug!(%peer, "file shrank mid-send; closing");
-            self.end_response(env);
-            self.state = State::Closing { shut: false };
-            self.deadline = now + LINGER;
+            self.abort_response(env);
             return;
         }
         r.off += n as u64;
@@ -661,7 +689,8 @@ impl Conn {
         r.by_reference |= by_reference;
         r.send_deadline = now + timeout;
         if let Some(b) = &r.body
-            && let Some(&Piece::File { len, .. }) = b.pieces.get(r.piece)
+            && let Some(&(Piece::File { len, .. } | Piece::Member { len, .. })) =
+                b.pieces.get(r.piece)
             && r.off == len
         {
             r.piece += 1;
@@ -725,6 +754,15 @@ impl Conn {
             env.bufs.give(std::mem::take(&mut r.out));
         }
         Some(r)
+    }
+
+    /// The body can't be completed (its file shrank or changed): log, then close
+    /// after the bytes that went out, so the client sees a short body, never a
+    /// complete-looking wrong one.
+    fn abort_response(&mut self, env: &mut Env<'_>) {
+        self.end_response(env);
+        self.state = State::Closing { shut: false };
+        self.deadline = env.now + LINGER;
     }
 
     fn finish_response(&mut self, env: &mut Env<'_>) {

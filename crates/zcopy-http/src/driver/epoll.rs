@@ -210,7 +210,7 @@ impl Connection {
                     let route = self.route;
                     let t = self
                         .transfer
-                        .get_or_insert_with(|| engines.take(route, len, by_reference));
+                        .get_or_insert_with(|| engines.take(route, len, by_reference, leased));
                     let want = want as usize;
                     let src = Src::Fd {
                         fd: file.as_fd(),

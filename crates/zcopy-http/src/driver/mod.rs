@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use zcopy::peer::{LocalReason, PeerClass};
 use zcopy::transfer::Forced;
-use zcopy::{EngineKind, Plan, Preference, Transfer};
+use zcopy::{Plan, Preference, Transfer};
 
 use crate::cache::FileCache;
 use crate::handler::{self, Body, Piece, Response, Site};
@@ -60,6 +60,11 @@ impl Responder for SiteResponder {
         }
         resp
     }
+
+    /// One `openat2` + `fstat`.
+    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File> {
+        crate::archive::open_member(dir, member)
+    }
 }
 
 /// Appends up to `len` bytes of `file` from `start` to `out`; returns how many
@@ -88,8 +93,11 @@ fn pread_into(file: &File, start: u64, len: usize, out: &mut Vec<u8>) -> usize {
 pub struct PooledTransfer {
     /// The engine state (a pipe for splice, a ring for uring, ...).
     pub transfer: Transfer,
-    /// Its plan's engines (the pool it goes back to).
-    engines: Vec<EngineKind>,
+    /// The pool it goes back to.
+    pool: usize,
+    /// Its body's file is leased: what the engine keeps of it (a mapping) must go with
+    /// the body, or the lease would outlive the response.
+    leased: bool,
 }
 
 /// The route class of a connection's peer, as far as plans are concerned: which
@@ -122,15 +130,22 @@ impl PeerRoute {
     }
 }
 
+/// What a plan depends on: the peer's route, the right to send by reference, and
+/// the body's size class (the profile's lines are per power of two).
+type PlanKey = (&'static str, bool, bool, u32);
+
 /// A worker's transfers for file → socket bodies, pooled per plan.
 #[derive(Debug)]
 pub struct Engines {
     pref: Preference,
     forced: Forced,
-    /// Boxed: a connection holds one by pointer, so idle connections stay small and
-    /// moving one in or out of the pool allocates nothing.
+    /// Plans made so far, and the pool each uses.
+    plans: Vec<(PlanKey, usize)>,
+    /// Per distinct engine order, the transfers ready for reuse. Boxed: a connection
+    /// holds one by pointer, so idle connections stay small and moving one in or out
+    /// of the pool allocates nothing.
     #[allow(clippy::vec_box)]
-    pools: Vec<(Vec<EngineKind>, Vec<Box<PooledTransfer>>)>,
+    pools: Vec<(Plan, Vec<Box<PooledTransfer>>)>,
 }
 
 impl Engines {
@@ -139,6 +154,7 @@ impl Engines {
         Engines {
             pref,
             forced: Forced::from_env(),
+            plans: Vec::new(),
             pools: Vec::new(),
         }
     }
@@ -146,36 +162,56 @@ impl Engines {
     /// A transfer for a body of `len` bytes to a peer on `route`: the plan follows
     /// the calibration profile for that route and size. Without `by_reference` every
     /// engine that leaves page references in socket queues is left out, an explicit
-    /// one too: the bytes must be copied at send time.
-    pub fn take(&mut self, route: PeerRoute, len: u64, by_reference: bool) -> Box<PooledTransfer> {
-        let mut plan = Plan::for_peer(&route.class(), len, self.pref, by_reference);
-        if !by_reference {
-            plan.engines.retain(|k| !k.sends_by_reference());
-        }
-        let pool = match self.pools.iter().position(|(e, _)| *e == plan.engines) {
-            Some(i) => &mut self.pools[i].1,
+    /// one too: the bytes must be copied at send time. `leased`: the body's file holds
+    /// our read lease.
+    pub fn take(
+        &mut self,
+        route: PeerRoute,
+        len: u64,
+        by_reference: bool,
+        leased: bool,
+    ) -> Box<PooledTransfer> {
+        let key = (route.path, route.local, by_reference, 64 - len.leading_zeros());
+        let pool = match self.plans.iter().find(|(k, _)| *k == key) {
+            Some(&(_, pool)) => pool,
             None => {
+                let mut plan = Plan::for_peer(&route.class(), len, self.pref, by_reference);
+                if !by_reference {
+                    plan.engines.retain(|k| !k.sends_by_reference());
+                }
                 tracing::debug!(?route, len, by_reference, engines = ?plan.engines, "file → socket plan");
-                self.pools.push((plan.engines.clone(), Vec::new()));
-                &mut self.pools.last_mut().expect("just pushed").1
+                let pool = match self.pools.iter().position(|(p, _)| p.engines == plan.engines) {
+                    Some(i) => i,
+                    None => {
+                        self.pools.push((plan, Vec::new()));
+                        self.pools.len() - 1
+                    }
+                };
+                self.plans.push((key, pool));
+                pool
             }
         };
-        pool.pop().unwrap_or_else(|| {
+        let (plan, spare) = &mut self.pools[pool];
+        let mut t = spare.pop().unwrap_or_else(|| {
             Box::new(PooledTransfer {
-                engines: plan.engines.clone(),
-                transfer: Transfer::with_forced(plan, self.forced.clone()),
+                transfer: Transfer::with_forced(plan.clone(), self.forced.clone()),
+                pool,
+                leased,
             })
-        })
+        });
+        t.leased = leased;
+        t
     }
 
     /// Returns a transfer after its body.
     pub fn give(&mut self, mut t: Box<PooledTransfer>) {
-        t.transfer.release();
+        if t.leased {
+            t.transfer.release();
+        }
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");
-        if let Some((_, pool)) = self.pools.iter_mut().find(|(e, _)| *e == t.engines)
-            && pool.len() < POOL
-        {
-            pool.push(t);
+        let spare = &mut self.pools[t.pool].1;
+        if spare.len() < POOL {
+            spare.push(t);
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod archive;
 mod files;
 mod framing;
 mod listing;
