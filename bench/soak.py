@@ -5,7 +5,7 @@ slowloris clients and malformed requests at once, while a probe measures latency
 Usage: bench/soak.py ZCOPY_BINARY [--seconds 600] [--keepalive 10000] [--slow 200]
        [--loris 200] [--churn 100] [--bad 20] [--out bench/results]
 
-Every 10 s (--sample) it records the server's RSS, open fds and the probe's p99. At the
+Every 10 s (--sample) it records the server's private RSS (RssAnon), open fds and the probe's p99. At the
 end it checks: no well-formed request failed (every body byte-exact), the server's fds
 back to the baseline once the clients are gone, and (runs of 3 minutes or more) RSS in
 the last minute within 5 % of minute 2. Writes OUT/soak.md and OUT/soak.svg; exits 1
@@ -67,9 +67,13 @@ BAD = [
 
 
 def rss_kib(pid):
+    """The server's private resident memory (RssAnon: heap, buffers, stacks). VmRSS
+    also counts page-cache pages of files the mmap engine has mapped (RssFile), which
+    belong to the kernel's cache and are shared, not memory the server holds; with
+    slow readers of a large file they reach gigabytes and say nothing about leaks."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return 0
 
@@ -439,7 +443,7 @@ def report(samples, stats, base_fds, base_rss, after):
         "",
         "![RSS, fds and p99 over time](soak.svg)",
         "",
-        "| t (s) | RSS (MiB) | server fds | probe p99 (ms) | good requests ok | failed | malformed refused | loris closed | keep-alive open |",
+        "| t (s) | private RSS (MiB) | server fds | probe p99 (ms) | good requests ok | failed | malformed refused | loris closed | keep-alive open |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [f"| {s[0]:.0f} | {s[1] / 1024:.1f} | {s[2]} | {s[3]:.2f} | {s[4]} | {s[5]} | {s[6]} | {s[7]} | {s[8]} |" for s in samples]

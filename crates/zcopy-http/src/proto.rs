@@ -410,7 +410,14 @@ impl Conn {
                     }
                     return Intent::Read;
                 }
-                State::Closed { reset } => return Intent::Close { reset: *reset },
+                State::Closed { reset } => {
+                    if !*reset && self.held.is_some() {
+                        // Pages of a leased file may still be queued: close gracefully
+                        // only if they have left, else discard them with a reset.
+                        return Intent::CheckSendQueue;
+                    }
+                    return Intent::Close { reset: *reset };
+                }
             }
         }
     }
@@ -735,7 +742,10 @@ impl Conn {
             }
             return;
         }
-        if len == 0 {
+        if let State::Closed { reset } = &mut self.state {
+            *reset |= len > 0;
+            self.held = None;
+        } else if len == 0 {
             self.held = None;
         }
     }

@@ -171,7 +171,12 @@ impl Engines {
         by_reference: bool,
         leased: bool,
     ) -> Box<PooledTransfer> {
-        let key = (route.path, route.local, by_reference, 64 - len.leading_zeros());
+        let key = (
+            route.path,
+            route.local,
+            by_reference,
+            64 - len.leading_zeros(),
+        );
         let pool = match self.plans.iter().find(|(k, _)| *k == key) {
             Some(&(_, pool)) => pool,
             None => {
@@ -180,7 +185,11 @@ impl Engines {
                     plan.engines.retain(|k| !k.sends_by_reference());
                 }
                 tracing::debug!(?route, len, by_reference, engines = ?plan.engines, "file → socket plan");
-                let pool = match self.pools.iter().position(|(p, _)| p.engines == plan.engines) {
+                let pool = match self
+                    .pools
+                    .iter()
+                    .position(|(p, _)| p.engines == plan.engines)
+                {
                     Some(i) => i,
                     None => {
                         self.pools.push((plan, Vec::new()));

@@ -493,3 +493,30 @@ fn a_rate_limited_body_is_paced_by_the_clock_not_by_sleeping() {
     c.on_timer(&mut h.env());
     assert!(matches!(h.next(&mut c), Intent::SendFile { .. }));
 }
+
+#[test]
+fn closing_with_pages_still_queued_by_reference_resets_instead_of_letting_the_file_go() {
+    for (queued, want_reset) in [(0, false), (4096, true)] {
+        let mut h = Harness::new(&[("big", data(100_000))]);
+        let mut c = h.conn(true);
+        h.feed(
+            &mut c,
+            b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        h.written(&mut c);
+        assert_eq!(h.next(&mut c), Intent::Lease);
+        c.on_lease(true);
+        h.body(&mut c, 1 << 20); // ends with the write side shut
+        // The response is done, its file held while its pages may be queued; the
+        // first queue check finds them still there.
+        assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+        c.on_send_queue(&mut h.env(), 4096);
+        assert_eq!(h.next(&mut c), Intent::Read);
+        c.on_read(&mut h.env(), 0);
+        // Closing: the queue is looked at once more, then the close is graceful only
+        // if nothing that references the file is left.
+        assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+        c.on_send_queue(&mut h.env(), queued);
+        assert_eq!(h.next(&mut c), Intent::Close { reset: want_reset });
+    }
+}
