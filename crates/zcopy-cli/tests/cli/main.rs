@@ -1,5 +1,6 @@
 //! The `zcopy` binary, run as users run it.
 
+mod config;
 mod cp;
 mod engines;
 mod sendrecv;
