@@ -15,6 +15,7 @@ use zcopy_http::server::{Server, ServerError};
 
 mod file;
 mod settings;
+mod systemd;
 
 use settings::Settings;
 
@@ -247,33 +248,52 @@ impl ServeArgs {
     }
 }
 
-/// Runs `zcopy serve`.
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = match args.effective() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("zcopy: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let mut config = match config(&settings, args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("zcopy: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+/// Why the configuration can't be used (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct BadConfig(anyhow::Error);
+
+/// The settings in effect and the server configuration they make, checked (the root
+/// is a directory, files named exist) and fitted to `fds` open files.
+fn load(args: &ServeArgs, fds: usize) -> Result<(Settings, Config), BadConfig> {
+    let settings = args.effective().map_err(BadConfig)?;
+    let mut config = config(&settings, args.config.as_deref()).map_err(BadConfig)?;
     match std::fs::metadata(&config.root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
-            eprintln!("zcopy: {}: not a directory", config.root.display());
-            return Ok(ExitCode::from(2));
+            return Err(BadConfig(anyhow::anyhow!(
+                "{}: not a directory",
+                config.root.display()
+            )));
         }
         Err(e) => {
-            eprintln!("zcopy: {}: {e}", config.root.display());
-            return Ok(ExitCode::from(2));
+            return Err(BadConfig(anyhow::anyhow!("{}: {e}", config.root.display())));
         }
     }
+    let budget = FdBudget::fit(
+        fds,
+        config.worker_count(),
+        settings.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        zcopy_http::cache::CACHE_FILES,
+    )
+    .map_err(|e| BadConfig(anyhow::anyhow!("{e}")))?;
+    tracing::debug!(fds, ?budget, "open-file limit shared out");
+    config.max_connections = budget.max_connections;
+    config.cache_files = budget.cache_files;
+    Ok((settings, config))
+}
+
+/// Runs `zcopy serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let fds = raise_fd_limit();
+    let (settings, config) = match load(&args, fds) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zcopy: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     if args.check_config {
         print!(
             "{}",
@@ -281,28 +301,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let fds = raise_fd_limit();
-    match FdBudget::fit(
-        fds,
-        config.worker_count(),
-        settings.max_connections,
-        DEFAULT_MAX_CONNECTIONS,
-        zcopy_http::cache::CACHE_FILES,
-    ) {
-        Ok(budget) => {
-            tracing::debug!(fds, ?budget, "open-file limit shared out");
-            config.max_connections = budget.max_connections;
-            config.cache_files = budget.cache_files;
-        }
+    let inherited = match systemd::listeners() {
+        Ok(l) => l,
         Err(e) => {
-            eprintln!("zcopy: {e}");
+            eprintln!("zcopy: socket activation: {e}");
             return Ok(ExitCode::from(2));
         }
-    }
+    };
     let root = config.root.clone();
     let summary = summary(&config);
     let has_auth = config.rules.iter().any(|r| r.auth.is_some());
-    let server = match Server::bind(config) {
+    let server = match Server::bind_with(config, inherited) {
         Ok(s) => s,
         Err(e @ ServerError::Root { .. }) => {
             eprintln!("zcopy: {e}");
@@ -314,23 +323,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let handle = server.shutdown_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
+    let reloader = server.reload_handle();
+    let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("zcopy-signals".into())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(sig) = signals.next() {
-                tracing::info!(signal = sig, "shutting down (again to stop at once)");
-                handle.shutdown();
-            }
-            if signals.next().is_some() {
-                std::process::exit(130);
-            }
-        })
+        .spawn(move || on_signals(signals, &args, fds, &handle, &reloader))
         .context("starting the signal thread")?;
     {
         use std::io::Write;
@@ -353,8 +355,43 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         out.flush()?;
     }
+    systemd::notify("READY=1");
     server.run().context("server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The signal thread: SIGHUP reloads the configuration (the old one stays if the new
+/// one fails to load), SIGINT/SIGTERM shut down gracefully, a second one at once.
+fn on_signals(
+    mut signals: signal_hook::iterator::Signals,
+    args: &ServeArgs,
+    fds: usize,
+    shutdown: &zcopy_http::server::ShutdownHandle,
+    reloader: &zcopy_http::server::ReloadHandle,
+) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP if !shutdown.is_shutdown() => {
+                let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+                systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+                match load(args, fds).map(|(_, c)| reloader.reload(c)) {
+                    Ok(Ok(())) => tracing::info!("configuration reloaded"),
+                    Ok(Err(e)) => tracing::error!("reload failed, old configuration kept: {e}"),
+                    Err(e) => tracing::error!("reload failed, old configuration kept: {e}"),
+                }
+                systemd::notify("READY=1");
+            }
+            SIGINT | SIGTERM if !shutdown.is_shutdown() => {
+                tracing::info!(signal = sig, "shutting down (again to stop at once)");
+                systemd::notify("STOPPING=1");
+                shutdown.shutdown();
+            }
+            SIGINT | SIGTERM => std::process::exit(130),
+            _ => {}
+        }
+    }
 }
 
 /// Connections served at once unless `--max-connections` says otherwise.

@@ -19,6 +19,7 @@ pub mod encoding;
 pub mod handler;
 pub mod head;
 pub mod listing;
+pub mod live;
 pub mod path;
 pub mod proto;
 pub mod range;

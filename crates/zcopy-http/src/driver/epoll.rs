@@ -25,6 +25,7 @@ use zcopy::peer::PeerClassifier;
 use super::{Engines, PeerRoute, PooledTransfer, SiteResponder, TURN_BUDGET};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
+use crate::live::LiveCell;
 use crate::proto::{self, Buffers, Env, Intent};
 use crate::server::ShutdownInner;
 
@@ -292,6 +293,9 @@ pub struct Worker {
     count: usize,
     active: Arc<AtomicUsize>,
     shutdown: Arc<ShutdownInner>,
+    /// Where reloaded settings come from, and the generation `sh` holds.
+    live: Arc<LiveCell>,
+    generation: u64,
     sh: Shared,
     accept_paused_until: Option<Instant>,
     /// Accept failed for lack of fds or memory (warned once per episode).
@@ -317,12 +321,14 @@ impl Worker {
     pub(crate) fn new(
         poll: Poll,
         listeners: Vec<TcpListener>,
-        site: Arc<Site>,
-        log: Option<Arc<AccessLogger>>,
+        live: Arc<LiveCell>,
         active: Arc<AtomicUsize>,
         shutdown: Arc<ShutdownInner>,
     ) -> Worker {
         let now = Instant::now();
+        let (generation, current) = live.load();
+        let site = current.site.clone();
+        let log = current.log.clone();
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
         Worker {
@@ -341,6 +347,8 @@ impl Worker {
             count: 0,
             active,
             shutdown,
+            live,
+            generation,
             sh: Shared {
                 engines: Engines::new(site.config.engine),
                 peers: PeerClassifier::new(),
@@ -396,6 +404,9 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.sh.now = Instant::now();
+            if self.live.generation() != self.generation {
+                self.reload();
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
@@ -443,6 +454,26 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// Takes the settings of the last reload: new requests are served under them;
+    /// responses in flight keep their open files and finish as they started.
+    fn reload(&mut self) {
+        let (generation, live) = self.live.load();
+        self.generation = generation;
+        let site = live.site.clone();
+        if site.config.engine != self.sh.site.config.engine {
+            self.sh.engines = Engines::new(site.config.engine);
+        }
+        self.sh.responder = SiteResponder {
+            cache: crate::cache::FileCache::new(
+                site.config.file_cache_ttl,
+                crate::cache::CACHE_FILES,
+            ),
+            site: site.clone(),
+        };
+        self.sh.site = site;
+        self.sh.log = live.log.clone();
     }
 
     fn begin_shutdown(&mut self) {
