@@ -220,6 +220,10 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
             "-" => AccessLog::Stdout,
             f => AccessLog::File(PathBuf::from(f)),
         }),
+        access_log_format: get(&s.access_log_format)
+            .0
+            .parse()
+            .map_err(anyhow::Error::msg)?,
         shutdown_grace: get(&s.shutdown_grace).duration(),
         file_cache_ttl: get(&s.file_cache_ttl).duration(),
         precompressed: Encoding::parse_list(&get(&s.precompressed).0)
@@ -322,12 +326,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let mut metrics_at = None;
+    if let Some(addr) = settings.metrics {
+        let started = std::net::TcpListener::bind(addr).and_then(|l| {
+            metrics_at = Some(l.local_addr()?);
+            zcopy_http::metrics::spawn(l, server.stats())
+        });
+        if let Err(e) = started {
+            eprintln!("zcopy: cannot serve metrics on {addr}: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let handle = server.shutdown_handle();
     let reloader = server.reload_handle();
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ])
     .context("installing signal handlers")?;
     std::thread::Builder::new()
@@ -353,6 +369,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        if let Some(addr) = metrics_at {
+            writeln!(out, "zcopy: metrics on http://{addr}/metrics")?;
+        }
         out.flush()?;
     }
     systemd::notify("READY=1");
@@ -361,7 +380,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The signal thread: SIGHUP reloads the configuration (the old one stays if the new
-/// one fails to load), SIGINT/SIGTERM shut down gracefully, a second one at once.
+/// one fails to load), SIGUSR1 reopens the access log file, SIGINT/SIGTERM shut down
+/// gracefully, a second one at once.
 fn on_signals(
     mut signals: signal_hook::iterator::Signals,
     args: &ServeArgs,
@@ -369,7 +389,7 @@ fn on_signals(
     shutdown: &zcopy_http::server::ShutdownHandle,
     reloader: &zcopy_http::server::ReloadHandle,
 ) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     for sig in signals.forever() {
         match sig {
             SIGHUP if !shutdown.is_shutdown() => {
@@ -383,6 +403,10 @@ fn on_signals(
                 }
                 systemd::notify("READY=1");
             }
+            SIGUSR1 => match reloader.reopen_log() {
+                Ok(()) => tracing::info!("access log reopened"),
+                Err(e) => tracing::error!("reopening the access log failed: {e}"),
+            },
             SIGINT | SIGTERM if !shutdown.is_shutdown() => {
                 tracing::info!(signal = sig, "shutting down (again to stop at once)");
                 systemd::notify("STOPPING=1");

@@ -19,6 +19,7 @@ use crate::config::{AccessLog, Config};
 use crate::driver::epoll::{self, WAKER};
 use crate::handler::Site;
 use crate::live::{Live, LiveCell};
+use crate::stats::Stats;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,7 @@ struct WorkerSetup {
 /// A bound server, ready to run.
 pub struct Server {
     live: Arc<LiveCell>,
+    stats: Arc<Stats>,
     addrs: Vec<SocketAddr>,
     workers: Vec<WorkerSetup>,
     shutdown: ShutdownHandle,
@@ -150,6 +152,7 @@ impl Server {
         }
         Ok(Server {
             live: Arc::new(LiveCell::new(live)),
+            stats: Arc::new(Stats::new(n)),
             addrs,
             workers,
             shutdown: ShutdownHandle {
@@ -171,6 +174,11 @@ impl Server {
         self.shutdown.clone()
     }
 
+    /// The workers' counters (for a metrics endpoint).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
     /// A handle that reloads the settings of the running server.
     pub fn reload_handle(&self) -> ReloadHandle {
         ReloadHandle {
@@ -188,6 +196,7 @@ impl Server {
                 setup.poll,
                 setup.listeners,
                 self.live.clone(),
+                self.stats.worker(i),
                 active.clone(),
                 self.shutdown.inner.clone(),
             );
@@ -217,15 +226,17 @@ fn open_live(config: &Config) -> Result<Live, ServerError> {
     })?;
     let log = match &config.access_log {
         None => None,
-        Some(dest) => Some(Arc::new(AccessLogger::open(dest).map_err(|source| {
-            ServerError::AccessLog {
-                path: match dest {
-                    AccessLog::File(p) => p.clone(),
-                    AccessLog::Stdout => PathBuf::from("-"),
-                },
-                source,
-            }
-        })?)),
+        Some(dest) => Some(Arc::new(
+            AccessLogger::open(dest, config.access_log_format).map_err(|source| {
+                ServerError::AccessLog {
+                    path: match dest {
+                        AccessLog::File(p) => p.clone(),
+                        AccessLog::Stdout => PathBuf::from("-"),
+                    },
+                    source,
+                }
+            })?,
+        )),
     };
     Ok(Live {
         site: Arc::new(site),
@@ -256,6 +267,14 @@ impl ReloadHandle {
             let _ = w.wake();
         }
         Ok(())
+    }
+
+    /// Reopens the access log file (after logrotate moved it away).
+    pub fn reopen_log(&self) -> io::Result<()> {
+        match &self.live.load().1.log {
+            Some(log) => log.reopen(),
+            None => Ok(()),
+        }
     }
 }
 

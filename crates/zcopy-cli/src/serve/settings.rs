@@ -350,6 +350,11 @@ pub struct Settings {
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_cache_ttl: Option<Secs>,
+    /// Serve Prometheus metrics on ADDR at /metrics (a separate listener; off by
+    /// default; kept until a restart).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
     /// Per-path rules (config file only: `[[rule]]` tables).
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

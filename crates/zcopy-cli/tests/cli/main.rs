@@ -1,8 +1,10 @@
 //! The `zcopy` binary, run as users run it.
 
+mod access_log;
 mod config;
 mod cp;
 mod engines;
+mod metrics;
 mod reload;
 mod sendrecv;
 mod sendrecv_netns;

@@ -28,6 +28,7 @@ use crate::handler::Site;
 use crate::live::LiveCell;
 use crate::proto::{self, Buffers, Env, Intent};
 use crate::server::ShutdownInner;
+use crate::stats::WorkerStats;
 
 /// The token of the shutdown waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -64,6 +65,10 @@ struct Shared {
     peers: PeerClassifier,
     now: Instant,
     shutting_down: bool,
+    /// This worker's counters.
+    stats: Arc<WorkerStats>,
+    /// Access log lines of this loop turn, written out at its end.
+    log_buf: Vec<u8>,
 }
 
 impl Shared {
@@ -77,6 +82,8 @@ impl Shared {
                 bufs: &mut self.bufs,
                 responder: &mut self.responder,
                 log: self.log.as_deref(),
+                log_buf: &mut self.log_buf,
+                stats: &self.stats,
             },
             &mut self.engines,
         )
@@ -198,8 +205,9 @@ impl Connection {
                     match t.transfer.step(src, self.stream.as_fd(), want) {
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
-                            let by_ref =
-                                t.transfer.current().is_some_and(|k| k.sends_by_reference());
+                            let engine = t.transfer.current();
+                            let by_ref = engine.is_some_and(|k| k.sends_by_reference());
+                            env.stats.body_by_engine(engine, n as u64, by_ref);
                             self.core.on_file_sent(&mut env, n, by_ref);
                         }
                         Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
@@ -322,6 +330,7 @@ impl Worker {
         poll: Poll,
         listeners: Vec<TcpListener>,
         live: Arc<LiveCell>,
+        stats: Arc<WorkerStats>,
         active: Arc<AtomicUsize>,
         shutdown: Arc<ShutdownInner>,
     ) -> Worker {
@@ -350,7 +359,7 @@ impl Worker {
             live,
             generation,
             sh: Shared {
-                engines: Engines::new(site.config.engine),
+                engines: Engines::new(site.config.engine, stats.clone()),
                 peers: PeerClassifier::new(),
                 responder: SiteResponder {
                     site: site.clone(),
@@ -361,6 +370,8 @@ impl Worker {
                 bufs: Buffers::new(SPARE_BUFFERS),
                 now,
                 shutting_down: false,
+                stats,
+                log_buf: Vec::new(),
             },
             accept_paused_until: None,
             starved: false,
@@ -439,6 +450,7 @@ impl Worker {
             if self.sh.now >= self.next_sweep {
                 self.sweep();
             }
+            self.flush_log();
             if let Some(g) = self.grace_until
                 && (self.count == 0 || self.sh.now >= g)
             {
@@ -451,6 +463,7 @@ impl Worker {
                 for i in 0..self.slots.len() {
                     self.close(i);
                 }
+                self.flush_log();
                 return Ok(());
             }
         }
@@ -459,21 +472,33 @@ impl Worker {
     /// Takes the settings of the last reload: new requests are served under them;
     /// responses in flight keep their open files and finish as they started.
     fn reload(&mut self) {
+        self.flush_log();
         let (generation, live) = self.live.load();
         self.generation = generation;
         let site = live.site.clone();
         if site.config.engine != self.sh.site.config.engine {
-            self.sh.engines = Engines::new(site.config.engine);
+            self.sh.engines = Engines::new(site.config.engine, self.sh.stats.clone());
         }
+        let mut cache =
+            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        cache.hits = self.sh.responder.cache.hits;
+        cache.misses = self.sh.responder.cache.misses;
         self.sh.responder = SiteResponder {
-            cache: crate::cache::FileCache::new(
-                site.config.file_cache_ttl,
-                crate::cache::CACHE_FILES,
-            ),
+            cache,
             site: site.clone(),
         };
         self.sh.site = site;
         self.sh.log = live.log.clone();
+    }
+
+    /// Writes this turn's access log lines, if any.
+    fn flush_log(&mut self) {
+        if !self.sh.log_buf.is_empty() {
+            if let Some(log) = &self.sh.log {
+                log.write_batch(&self.sh.log_buf);
+            }
+            self.sh.log_buf.clear();
+        }
     }
 
     fn begin_shutdown(&mut self) {
@@ -518,6 +543,7 @@ impl Worker {
                         // At the cap, make room by shedding; with nothing to shed, the
                         // new client gets a 503 at once rather than a wait in the backlog.
                         if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
+                            self.sh.stats.refused();
                             refuse(&stream);
                         } else {
                             self.add(stream, peer);
@@ -571,6 +597,7 @@ impl Worker {
         };
         tracing::debug!("at the connection limit: shedding connection {victim}");
         self.shed_count += 1;
+        self.sh.stats.shed();
         self.close(victim);
         true
     }
@@ -611,6 +638,7 @@ impl Worker {
         }
         self.active.fetch_add(1, Ordering::Relaxed);
         self.count += 1;
+        self.sh.stats.accepted();
         self.next_sweep = self.next_sweep.min(conn.core.deadline());
         let slot = &mut self.slots[idx];
         slot.conn = Some(conn);
@@ -676,6 +704,14 @@ impl Worker {
     fn sweep(&mut self) {
         let now = self.sh.now;
         let mut next = now + TICK;
+        let idle = self
+            .slots
+            .iter()
+            .filter(|s| s.conn.as_ref().is_some_and(|c| c.core.is_idle()))
+            .count();
+        self.sh.stats.connections(self.count, idle);
+        let cache = &self.sh.responder.cache;
+        self.sh.stats.file_cache(cache.hits, cache.misses);
         for idx in 0..self.slots.len() {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;

@@ -16,6 +16,7 @@ use crate::cache::FileCache;
 use crate::handler::{self, Body, Piece, Response, Site};
 use crate::proto::Responder;
 use crate::request::Request;
+use crate::stats::WorkerStats;
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
 pub const SMALL_BODY: u64 = 16 * 1024;
@@ -89,6 +90,8 @@ pub struct PooledTransfer {
     pub transfer: Transfer,
     /// Its plan's engines (the pool it goes back to).
     engines: Vec<EngineKind>,
+    /// Fallbacks of this transfer already counted.
+    fallbacks_counted: usize,
 }
 
 /// The route class of a connection's peer, as far as plans are concerned: which
@@ -125,6 +128,7 @@ impl PeerRoute {
 #[derive(Debug)]
 pub struct Engines {
     pref: Preference,
+    stats: Arc<WorkerStats>,
     forced: Forced,
     /// Boxed: a connection holds one by pointer, so idle connections stay small and
     /// moving one in or out of the pool allocates nothing.
@@ -133,10 +137,11 @@ pub struct Engines {
 }
 
 impl Engines {
-    /// Transfers for engine preference `pref`.
-    pub fn new(pref: Preference) -> Engines {
+    /// Transfers for engine preference `pref`; fallbacks are counted in `stats`.
+    pub fn new(pref: Preference, stats: Arc<WorkerStats>) -> Engines {
         Engines {
             pref,
+            stats,
             forced: Forced::from_env(),
             pools: Vec::new(),
         }
@@ -163,6 +168,7 @@ impl Engines {
             Box::new(PooledTransfer {
                 engines: plan.engines.clone(),
                 transfer: Transfer::with_forced(plan, self.forced.clone()),
+                fallbacks_counted: 0,
             })
         })
     }
@@ -170,6 +176,16 @@ impl Engines {
     /// Returns a transfer after its body.
     pub fn give(&mut self, mut t: Box<PooledTransfer>) {
         t.transfer.release();
+        let fell = t
+            .transfer
+            .report()
+            .runs
+            .iter()
+            .filter_map(|r| Some((r.engine, r.fell_back.as_deref()?)));
+        for (engine, why) in fell.skip(t.fallbacks_counted) {
+            self.stats.fallback(engine, why);
+            t.fallbacks_counted += 1;
+        }
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");
         if let Some((_, pool)) = self.pools.iter_mut().find(|(e, _)| *e == t.engines)
             && pool.len() < POOL
