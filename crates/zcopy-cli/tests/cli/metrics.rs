@@ -28,11 +28,13 @@ fn value(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-#[test]
-fn metrics_count_requests_bytes_and_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("small.txt"), vec![b's'; 1000]).unwrap();
-    std::fs::write(dir.path().join("big.bin"), vec![b'b'; 1 << 20]).unwrap();
+/// Starts `zcopy serve --metrics` with `workers` workers and `env`; returns it with
+/// the server's and the metrics listener's addresses.
+fn start_with_metrics(
+    root: &std::path::Path,
+    workers: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, String) {
     let mut child = Command::new(bin())
         .args([
             "serve",
@@ -41,8 +43,9 @@ fn metrics_count_requests_bytes_and_connections() {
             "--metrics",
             "127.0.0.1:0",
         ])
-        .args(["--workers", "2"])
-        .arg(dir.path())
+        .args(["--workers", workers])
+        .arg(root)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -55,10 +58,20 @@ fn metrics_count_requests_bytes_and_connections() {
         let url = line
             .split(' ')
             .find_map(|w| w.strip_prefix("http://"))
-            .unwrap();
+            .unwrap_or_else(|| panic!("no URL in {line:?}"));
         urls.push(url.split('/').next().unwrap().to_owned());
     }
-    let (web, metrics) = (&urls[0], &urls[1]);
+    let metrics = urls.pop().unwrap();
+    (child, urls.pop().unwrap(), metrics)
+}
+
+#[test]
+fn metrics_count_requests_bytes_and_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small.txt"), vec![b's'; 1000]).unwrap();
+    std::fs::write(dir.path().join("big.bin"), vec![b'b'; 1 << 20]).unwrap();
+    let (mut child, web, metrics) = start_with_metrics(dir.path(), "2", &[]);
+    let (web, metrics) = (&web, &metrics);
     let before = scrape(metrics);
     assert_eq!(
         value(
@@ -198,4 +211,36 @@ fn a_metrics_address_in_use_exits_2() {
         err.contains(&format!("cannot serve metrics on {addr}")),
         "{err}"
     );
+}
+
+#[test]
+fn engine_fallbacks_are_counted_by_engine_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.bin"), vec![b'b'; 1 << 20]).unwrap();
+    // Loopback peers get copying engines (mmap, then read-write): mmap switched off
+    // reports "unsupported" and read-write takes over.
+    let (mut child, web, metrics) =
+        start_with_metrics(dir.path(), "1", &[("ZCOPY_DISABLE", "mmap")]);
+    for _ in 0..2 {
+        let mut resp = ureq::get(&format!("http://{web}/big.bin")).call().unwrap();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(2 << 20)
+            .read_to_vec()
+            .unwrap();
+        assert_eq!(body.len(), 1 << 20);
+    }
+    let text = scrape(&metrics);
+    let fell: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("zcopy_engine_fallbacks_total{engine=\"mmap\",reason=\""))
+        .collect();
+    assert_eq!(fell.len(), 1, "{text}");
+    assert!(
+        value(&text, "zcopy_body_bytes_total{engine=\"read-write\"}").unwrap() >= (1 << 20) as f64,
+        "{text}"
+    );
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
