@@ -202,7 +202,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         root: get(&s.root),
         listen: s.listen.clone(),
         engine: get(&s.engine).0.parse().map_err(anyhow::Error::msg)?,
-        workers: s.workers.unwrap_or(0),
+        workers: s.workers.map_or(0, |c| c.0),
         listing: get(&s.listing),
         hidden: get(&s.hidden),
         symlinks,
@@ -210,11 +210,11 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         header_timeout: get(&s.header_timeout).duration(),
         idle_timeout: get(&s.idle_timeout).duration(),
         send_timeout: get(&s.send_timeout).duration(),
-        max_connections: s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        max_connections: s.max_connections.map_or(DEFAULT_MAX_CONNECTIONS, |c| c.0),
         limits: Limits {
-            max_request_line: get(&s.max_request_line),
-            max_header_bytes: get(&s.max_header_bytes),
-            max_headers: get(&s.max_headers),
+            max_request_line: get(&s.max_request_line).0,
+            max_header_bytes: get(&s.max_header_bytes).0,
+            max_headers: get(&s.max_headers).0,
         },
         access_log: s.access_log.as_deref().map(|a| match a {
             "-" => AccessLog::Stdout,
@@ -277,7 +277,7 @@ fn load(args: &ServeArgs, fds: usize) -> Result<(Settings, Config), BadConfig> {
     let budget = FdBudget::fit(
         fds,
         config.worker_count(),
-        settings.max_connections,
+        settings.max_connections.map(|c| c.0),
         DEFAULT_MAX_CONNECTIONS,
         zcopy_http::cache::CACHE_FILES,
     )

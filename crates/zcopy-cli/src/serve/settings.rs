@@ -205,6 +205,36 @@ impl Secs {
     }
 }
 
+/// A whole number, 0 or more (a count or a size in bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Count(pub usize);
+
+impl TryFrom<i64> for Count {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Count, String> {
+        usize::try_from(v)
+            .map(Count)
+            .map_err(|_| format!("{v} is negative: want a whole number, 0 or more"))
+    }
+}
+
+impl From<Count> for i64 {
+    fn from(c: Count) -> i64 {
+        i64::try_from(c.0).unwrap_or(i64::MAX)
+    }
+}
+
+impl std::str::FromStr for Count {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Count, String> {
+        let v: i64 = s
+            .parse()
+            .map_err(|_| format!("'{s}' is not a whole number"))?;
+        Count::try_from(v)
+    }
+}
+
 /// A key kept for a later version: any value is refused with this message.
 #[derive(Clone, Debug)]
 pub struct Reserved;
@@ -241,7 +271,7 @@ pub struct Settings {
     /// Worker threads, each with its own event loop [default: one per core].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<usize>,
+    pub workers: Option<Count>,
     /// List directories that have no index file [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -317,19 +347,19 @@ pub struct Settings {
     /// open-file limit can't hold that many].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<Count>,
     /// Longest request line in bytes (→ 414) [default: 8192].
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_request_line: Option<usize>,
+    pub max_request_line: Option<Count>,
     /// Largest request head in bytes (→ 431) [default: 16384].
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_header_bytes: Option<usize>,
+    pub max_header_bytes: Option<Count>,
     /// Most request header fields (→ 431) [default: 100].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_headers: Option<usize>,
+    pub max_headers: Option<Count>,
     /// Write an access log to FILE, or to stdout with `-` (the default when the flag
     /// is given without a value). SIGUSR1 reopens the file (for logrotate).
     #[arg(long, value_name = "FILE|-", num_args = 0..=1, default_missing_value = "-")]
@@ -419,9 +449,9 @@ impl Settings {
             header_timeout: Some(Secs(10.0)),
             idle_timeout: Some(Secs(60.0)),
             send_timeout: Some(Secs(60.0)),
-            max_request_line: Some(limits.max_request_line),
-            max_header_bytes: Some(limits.max_header_bytes),
-            max_headers: Some(limits.max_headers),
+            max_request_line: Some(Count(limits.max_request_line)),
+            max_header_bytes: Some(Count(limits.max_header_bytes)),
+            max_headers: Some(Count(limits.max_headers)),
             access_log_format: Some(LogFormat("common".into())),
             shutdown_grace: Some(Secs(5.0)),
             file_cache_ttl: Some(Secs(1.0)),

@@ -104,8 +104,8 @@ fn bad_files_say_where_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("root = \".\"\nbogus = 1\n", ":2:1:", "bogus"),
-        ("workers = \"two\"\n", ":1:11:", "usize"),
-        ("max-connections = -1\n", ":1:19:", "-1"),
+        ("workers = \"two\"\n", ":1:11:", "invalid type"),
+        ("max-connections = -1\n", ":1:19:", "-1 is negative"),
         ("idle-timeout = -2\n", ":1:16:", "seconds"),
         ("[[rule]]\nglob = \"../**\"\n", ":2:8:", "escapes"),
         ("[[rule]]\nglob = \"a/../../b\"\n", ":2:8:", "escapes"),
