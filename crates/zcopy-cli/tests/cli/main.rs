@@ -9,6 +9,7 @@ mod reload;
 mod sendrecv;
 mod sendrecv_netns;
 mod serve;
+mod shutdown;
 mod soak;
 mod systemd;
 mod tee;
