@@ -244,3 +244,37 @@ fn engine_fallbacks_are_counted_by_engine_and_reason() {
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_file_cut_short_mid_send_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![b'b'; 16 << 20]).unwrap();
+    let (mut child, web, metrics) = start_with_metrics(dir.path(), "1", &[]);
+    let mut s = TcpStream::connect(web.as_str()).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    s.read_exact(&mut buf).unwrap();
+    // The server holds a read lease (as root): this truncate waits until it lets go.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let mut got = buf.len();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < 16 << 20, "{got}");
+    let text = scrape(&metrics);
+    let seen = value(&text, "zcopy_lease_breaks_total").unwrap()
+        + value(&text, "zcopy_truncations_total").unwrap();
+    assert!(seen >= 1.0, "{text}");
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
