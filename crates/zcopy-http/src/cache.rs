@@ -34,6 +34,10 @@ pub struct FileCache {
     sidecars: HashMap<Box<str>, (Instant, u8)>,
     ttl: Duration,
     cap: usize,
+    /// Lookups answered from the cache, and those that were not (cache on only).
+    pub hits: u64,
+    /// See `hits`.
+    pub misses: u64,
 }
 
 impl FileCache {
@@ -44,6 +48,8 @@ impl FileCache {
             sidecars: HashMap::new(),
             ttl,
             cap,
+            hits: 0,
+            misses: 0,
         }
     }
 
@@ -52,14 +58,19 @@ impl FileCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let entry = self.map.get(key)?;
+        let Some(entry) = self.map.get(key) else {
+            self.misses += 1;
+            return None;
+        };
         let fresh = now.saturating_duration_since(entry.opened) < self.ttl;
         let st = rustix::fs::fstat(&*entry.file).ok();
         match st {
             Some(st) if fresh && st.st_nlink > 0 && (st.st_size as u64) <= CACHE_MAX => {
+                self.hits += 1;
                 Some((entry.file.clone(), st))
             }
             _ => {
+                self.misses += 1;
                 self.map.remove(key);
                 None
             }

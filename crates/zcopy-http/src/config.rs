@@ -11,7 +11,7 @@ use crate::path::SymlinkPolicy;
 use crate::request::Limits;
 use crate::rules::Rule;
 
-/// Where the access log (Common Log Format) goes.
+/// Where the access log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessLog {
     /// Standard output.
@@ -53,6 +53,8 @@ pub struct Config {
     pub max_body_discard: u64,
     /// Access log destination, if any.
     pub access_log: Option<AccessLog>,
+    /// Access log line format.
+    pub access_log_format: crate::access_log::LogFormat,
     /// How long in-flight responses may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// How long a small file stays open in a worker's cache before its path is
@@ -88,6 +90,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_body_discard: 1024 * 1024,
             access_log: None,
+            access_log_format: crate::access_log::LogFormat::Common,
             shutdown_grace: Duration::from_secs(5),
             file_cache_ttl: Duration::from_secs(1),
             cache_files: crate::cache::CACHE_FILES,

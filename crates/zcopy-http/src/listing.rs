@@ -239,7 +239,7 @@ fn unix_secs(t: SystemTime) -> i64 {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC (days-to-civil after Howard Hinnant).
-fn iso_utc(t: SystemTime) -> String {
+pub(crate) fn iso_utc(t: SystemTime) -> String {
     let secs = unix_secs(t);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
@@ -392,7 +392,7 @@ pub fn html(segments: &[String], entries: &[Entry], order: Order, archive: bool)
 
 /// Appends `s` as a JSON string literal (quotes, `\\`, and control characters as
 /// `\u00XX`).
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -22,10 +22,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access_log::AccessLogger;
+use crate::access_log::{self, AccessLogger};
 use crate::config::Config;
 use crate::handler::{self, Body, FileBody, Piece, Response};
-use crate::request::{self, HttpError, Parsed, Request};
+use crate::request::{self, HttpError, Method, Parsed, Request};
+use crate::stats::WorkerStats;
 
 /// First size of a read buffer.
 pub const RBUF_INITIAL: usize = 4096;
@@ -109,6 +110,10 @@ pub struct Env<'a> {
     pub responder: &'a mut dyn Responder,
     /// The access log, if enabled.
     pub log: Option<&'a AccessLogger>,
+    /// Where finished responses' log lines go until the driver writes them out.
+    pub log_buf: &'a mut Vec<u8>,
+    /// The worker's counters.
+    pub stats: &'a WorkerStats,
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -216,8 +221,54 @@ struct Respond {
     send_deadline: Instant,
     status: u16,
     body_sent: u64,
-    /// The request line, for the access log.
+    /// What the log and the counters say of the request.
+    meta: Meta,
+}
+
+/// What is kept of a request for the access log and the counters.
+#[derive(Debug, Default)]
+struct Meta {
+    /// Index into [`crate::stats::METHODS`].
+    method: u8,
+    /// When its head was parsed.
+    started: Option<Instant>,
+    /// Request line, referer and user agent: kept only when the log shows them.
     line: String,
+    referer: String,
+    user_agent: String,
+}
+
+impl Meta {
+    fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_>) -> Meta {
+        let method = match req.method {
+            Method::Get => 0,
+            Method::Head => 1,
+            Method::Other if req.method_name == "OPTIONS" => 2,
+            Method::Other => 3,
+        };
+        let mut m = Meta {
+            method,
+            started: Some(env.now),
+            ..Meta::default()
+        };
+        if let Some(log) = env.log {
+            m.line = request_line(raw);
+            if log.wants_headers() {
+                m.referer = req.referer.unwrap_or("").to_owned();
+                m.user_agent = req.user_agent.unwrap_or("").to_owned();
+            }
+        }
+        m
+    }
+
+    /// A request that never parsed.
+    fn invalid(env: &Env<'_>) -> Meta {
+        Meta {
+            method: 4,
+            started: Some(env.now),
+            ..Meta::default()
+        }
+    }
 }
 
 /// Where a connection is; each state carries its own data.
@@ -435,11 +486,7 @@ impl Conn {
             let limits = env.config.limits;
             match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
                 Ok(Parsed::Complete(req, used)) => {
-                    let line = if env.log.is_some() {
-                        request_line(&self.rbuf[self.rpos..self.rpos + used])
-                    } else {
-                        String::new()
-                    };
+                    let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
                     let body_len = req.body_len;
                     if body_len > env.config.max_body_discard {
                         self.rpos = self.rend;
@@ -453,7 +500,7 @@ impl Conn {
                     self.rpos += used;
                     self.discard = body_len;
                     self.skip_body();
-                    self.start_response(env, resp, out, line);
+                    self.start_response(env, resp, out, meta);
                     return None;
                 }
                 Ok(Parsed::Partial) => {}
@@ -563,10 +610,11 @@ impl Conn {
     fn respond_error(&mut self, env: &mut Env<'_>, e: HttpError) {
         let mut out = env.bufs.take();
         let resp = handler::error_response(&mut out, e, false);
-        self.start_response(env, resp, out, String::new());
+        let meta = Meta::invalid(env);
+        self.start_response(env, resp, out, meta);
     }
 
-    fn start_response(&mut self, env: &mut Env<'_>, resp: Response, out: Vec<u8>, line: String) {
+    fn start_response(&mut self, env: &mut Env<'_>, resp: Response, out: Vec<u8>, meta: Meta) {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         let (body, lease, in_head) = match resp.body {
@@ -602,7 +650,7 @@ impl Conn {
             send_deadline,
             status: resp.status,
             body_sent: in_head,
-            line,
+            meta,
         }));
     }
 
@@ -688,6 +736,7 @@ impl Conn {
         };
         if n == 0 {
             tracing::debug!(%peer, "file shrank mid-send; closing");
+            env.stats.truncation();
             self.abort_response(env);
             return;
         }
@@ -719,6 +768,7 @@ impl Conn {
     /// then the file goes at once and the connection closes gracefully.
     pub fn on_lease_breaking(&mut self, env: &mut Env<'_>) {
         tracing::debug!(peer = %self.peer, "file is being modified; stopping");
+        env.stats.lease_break();
         let by_reference = self.end_response(env).is_some_and(|r| r.by_reference);
         if by_reference {
             self.state = State::Draining {
@@ -757,8 +807,27 @@ impl Conn {
             self.state = old;
             return None;
         };
+        let took = r
+            .meta
+            .started
+            .map_or(Duration::ZERO, |t| env.now.saturating_duration_since(t));
+        env.stats
+            .response(usize::from(r.meta.method), r.status, took);
+        if r.body.is_none() {
+            env.stats.body_from_memory(r.body_sent);
+        }
         if let Some(log) = env.log {
-            log.log(self.peer.ip(), &r.line, r.status, r.body_sent);
+            let m = &r.meta;
+            let entry = access_log::Entry {
+                ip: self.peer.ip(),
+                line: &m.line,
+                status: r.status,
+                bytes: r.body_sent,
+                referer: &m.referer,
+                user_agent: &m.user_agent,
+                took,
+            };
+            log.format(env.log_buf, &entry);
         }
         if !r.out.is_empty() || r.out.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut r.out));

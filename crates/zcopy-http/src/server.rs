@@ -18,6 +18,8 @@ use crate::access_log::AccessLogger;
 use crate::config::{AccessLog, Config};
 use crate::driver::epoll::{self, WAKER};
 use crate::handler::Site;
+use crate::live::{Live, LiveCell};
+use crate::stats::Stats;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,11 +91,11 @@ struct WorkerSetup {
 
 /// A bound server, ready to run.
 pub struct Server {
-    site: Arc<Site>,
+    live: Arc<LiveCell>,
+    stats: Arc<Stats>,
     addrs: Vec<SocketAddr>,
     workers: Vec<WorkerSetup>,
     shutdown: ShutdownHandle,
-    log: Option<Arc<AccessLogger>>,
 }
 
 impl fmt::Debug for Server {
@@ -109,27 +111,33 @@ impl Server {
     /// Opens the root, binds every listen address (one listener per worker each)
     /// and prepares the workers' event loops.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
-        let site = Site::open(config.clone()).map_err(|source| ServerError::Root {
-            path: config.root.clone(),
-            source,
-        })?;
-        let log = match &config.access_log {
-            None => None,
-            Some(dest) => Some(Arc::new(AccessLogger::open(dest).map_err(|source| {
-                ServerError::AccessLog {
-                    path: match dest {
-                        AccessLog::File(p) => p.clone(),
-                        AccessLog::Stdout => PathBuf::from("-"),
-                    },
-                    source,
-                }
-            })?)),
-        };
+        Server::bind_with(config, Vec::new())
+    }
+
+    /// Like [`Server::bind`], but when `inherited` holds listening sockets (passed by
+    /// a service manager) they are served instead of `config.listen`, each shared by
+    /// every worker.
+    pub fn bind_with(
+        config: Config,
+        inherited: Vec<std::net::TcpListener>,
+    ) -> Result<Server, ServerError> {
+        let live = open_live(&config)?;
         let n = config.worker_count();
         let mut per_worker: Vec<Vec<TcpListener>> = (0..n).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
-        for &addr in &config.listen {
-            let (bound, group) = bind_group(addr, n)?;
+        let groups: Vec<_> = if inherited.is_empty() {
+            config
+                .listen
+                .iter()
+                .map(|&addr| bind_group(addr, n))
+                .collect::<Result<_, _>>()?
+        } else {
+            inherited
+                .into_iter()
+                .map(|l| share_inherited(l, n))
+                .collect::<Result<_, _>>()?
+        };
+        for (bound, group) in groups {
             addrs.push(bound);
             for (w, l) in group.into_iter().enumerate() {
                 per_worker[w].push(l);
@@ -143,7 +151,8 @@ impl Server {
             workers.push(WorkerSetup { poll, listeners });
         }
         Ok(Server {
-            site: Arc::new(site),
+            live: Arc::new(LiveCell::new(live)),
+            stats: Arc::new(Stats::new(n)),
             addrs,
             workers,
             shutdown: ShutdownHandle {
@@ -152,7 +161,6 @@ impl Server {
                     wakers,
                 }),
             },
-            log,
         })
     }
 
@@ -166,6 +174,19 @@ impl Server {
         self.shutdown.clone()
     }
 
+    /// The workers' counters (for a metrics endpoint).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// A handle that reloads the settings of the running server.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            live: self.live.clone(),
+            shutdown: self.shutdown.inner.clone(),
+        }
+    }
+
     /// Starts the worker threads and returns at once.
     pub fn spawn(self) -> io::Result<RunningServer> {
         let active = Arc::new(AtomicUsize::new(0));
@@ -175,8 +196,8 @@ impl Server {
                 i,
                 setup.poll,
                 setup.listeners,
-                self.site.clone(),
-                self.log.clone(),
+                self.live.clone(),
+                self.stats.worker(i),
                 active.clone(),
                 self.shutdown.inner.clone(),
             )?;
@@ -195,6 +216,66 @@ impl Server {
     /// Runs until shut down (see [`Server::shutdown_handle`]).
     pub fn run(self) -> io::Result<()> {
         self.spawn()?.join()
+    }
+}
+
+/// Opens what a configuration needs before it can serve: the root and the access log.
+fn open_live(config: &Config) -> Result<Live, ServerError> {
+    let site = Site::open(config.clone()).map_err(|source| ServerError::Root {
+        path: config.root.clone(),
+        source,
+    })?;
+    let log = match &config.access_log {
+        None => None,
+        Some(dest) => Some(Arc::new(
+            AccessLogger::open(dest, config.access_log_format).map_err(|source| {
+                ServerError::AccessLog {
+                    path: match dest {
+                        AccessLog::File(p) => p.clone(),
+                        AccessLog::Stdout => PathBuf::from("-"),
+                    },
+                    source,
+                }
+            })?,
+        )),
+    };
+    Ok(Live {
+        site: Arc::new(site),
+        log,
+    })
+}
+
+/// Swaps the settings of a running server: new requests are served under the new
+/// ones, responses in flight finish under the old. The listeners, worker count and
+/// engine pools stay as bound.
+#[derive(Clone, Debug)]
+pub struct ReloadHandle {
+    live: Arc<LiveCell>,
+    shutdown: Arc<ShutdownInner>,
+}
+
+impl ReloadHandle {
+    /// Opens `config`'s root and access log and makes them current; on an error the
+    /// old settings stay.
+    pub fn reload(&self, config: Config) -> Result<(), ServerError> {
+        let live = open_live(&config)?;
+        let (_, old) = self.live.load();
+        if old.site.config.listen != config.listen || old.site.config.workers != config.workers {
+            tracing::warn!("listen addresses and worker count are kept until a restart");
+        }
+        self.live.store(live);
+        for w in &self.shutdown.wakers {
+            let _ = w.wake();
+        }
+        Ok(())
+    }
+
+    /// Reopens the access log file (after logrotate moved it away).
+    pub fn reopen_log(&self) -> io::Result<()> {
+        match &self.live.load().1.log {
+            Some(log) => log.reopen(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -274,6 +355,23 @@ fn bind_group(addr: SocketAddr, n: usize) -> Result<(SocketAddr, Vec<TcpListener
         .map(|s| TcpListener::from_std(std::net::TcpListener::from(s)))
         .collect();
     Ok((bound, listeners))
+}
+
+/// One inherited listener for `n` workers: the same socket, duplicated (a
+/// `SO_REUSEPORT` group can't be made from a socket someone else bound).
+fn share_inherited(
+    l: std::net::TcpListener,
+    n: usize,
+) -> Result<(SocketAddr, Vec<TcpListener>), ServerError> {
+    let addr = l.local_addr()?;
+    let err = |source| ServerError::Bind { addr, source };
+    l.set_nonblocking(true).map_err(err)?;
+    let mut group = Vec::with_capacity(n);
+    for _ in 1..n {
+        group.push(TcpListener::from_std(l.try_clone().map_err(err)?));
+    }
+    group.push(TcpListener::from_std(l));
+    Ok((addr, group))
 }
 
 fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {

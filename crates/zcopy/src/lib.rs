@@ -6,6 +6,7 @@
 //! turns out not to work here. All `unsafe` lives in the private `sys` module.
 #![deny(unsafe_code)]
 
+pub mod activation;
 pub mod engine;
 pub mod fanout;
 pub mod fdkind;

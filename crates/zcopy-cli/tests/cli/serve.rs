@@ -6,13 +6,13 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> std::path::PathBuf {
+pub(crate) fn bin() -> std::path::PathBuf {
     assert_cmd::cargo::cargo_bin("zcopy")
 }
 
 /// Starts `zcopy serve` (through `wrapper`, e.g. prlimit, if given) and returns it
 /// with the address it printed.
-fn start(root: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Child, String) {
+pub(crate) fn start(root: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Child, String) {
     let mut cmd = match wrapper.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -38,7 +38,7 @@ fn start(root: &std::path::Path, wrapper: &[&str], extra: &[&str]) -> (Child, St
 }
 
 /// Spawns `cmd` with stdout piped and returns it with the start-up line it printed.
-fn launch(mut cmd: Command) -> (Child, String) {
+pub(crate) fn launch(mut cmd: Command) -> (Child, String) {
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
@@ -48,7 +48,7 @@ fn launch(mut cmd: Command) -> (Child, String) {
     (child, line)
 }
 
-fn get(addr: &str, path: &str) -> Vec<u8> {
+pub(crate) fn get(addr: &str, path: &str) -> Vec<u8> {
     ureq::get(&format!("http://{addr}{path}"))
         .call()
         .unwrap()
@@ -57,7 +57,7 @@ fn get(addr: &str, path: &str) -> Vec<u8> {
         .unwrap()
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     assert!(
         Command::new("kill")
             .args([sig, &child.id().to_string()])

@@ -26,8 +26,10 @@ use super::fetch::{self, Fetcher};
 use super::{Engines, PeerRoute, PooledTransfer, SiteResponder, TURN_BUDGET};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
+use crate::live::LiveCell;
 use crate::proto::{self, Buffers, Env, Intent};
 use crate::server::ShutdownInner;
+use crate::stats::WorkerStats;
 
 /// The token of the shutdown waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -68,6 +70,10 @@ struct Shared {
     fetcher: Fetcher,
     now: Instant,
     shutting_down: bool,
+    /// This worker's counters.
+    stats: Arc<WorkerStats>,
+    /// Access log lines of this loop turn, written out at its end.
+    log_buf: Vec<u8>,
 }
 
 impl Shared {
@@ -81,6 +87,8 @@ impl Shared {
                 bufs: &mut self.bufs,
                 responder: &mut self.responder,
                 log: self.log.as_deref(),
+                log_buf: &mut self.log_buf,
+                stats: &self.stats,
             },
             &mut self.engines,
             &self.fetcher,
@@ -219,8 +227,9 @@ impl Connection {
                     match t.transfer.step(src, self.stream.as_fd(), want) {
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
-                            let by_ref =
-                                t.transfer.current().is_some_and(|k| k.sends_by_reference());
+                            let engine = t.transfer.current();
+                            let by_ref = engine.is_some_and(|k| k.sends_by_reference());
+                            env.stats.body_by_engine(engine, n as u64, by_ref);
                             self.core.on_file_sent(&mut env, n, by_ref);
                         }
                         Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
@@ -314,6 +323,9 @@ pub struct Worker {
     count: usize,
     active: Arc<AtomicUsize>,
     shutdown: Arc<ShutdownInner>,
+    /// Where reloaded settings come from, and the generation `sh` holds.
+    live: Arc<LiveCell>,
+    generation: u64,
     sh: Shared,
     accept_paused_until: Option<Instant>,
     /// Accept failed for lack of fds or memory (warned once per episode).
@@ -340,12 +352,15 @@ impl Worker {
         index: usize,
         poll: Poll,
         listeners: Vec<TcpListener>,
-        site: Arc<Site>,
-        log: Option<Arc<AccessLogger>>,
+        live: Arc<LiveCell>,
+        stats: Arc<WorkerStats>,
         active: Arc<AtomicUsize>,
         shutdown: Arc<ShutdownInner>,
     ) -> io::Result<Worker> {
         let now = Instant::now();
+        let (generation, current) = live.load();
+        let site = current.site.clone();
+        let log = current.log.clone();
         let waker = shutdown.wakers[index].clone();
         let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         let cache =
@@ -366,8 +381,10 @@ impl Worker {
             count: 0,
             active,
             shutdown,
+            live,
+            generation,
             sh: Shared {
-                engines: Engines::new(site.config.engine),
+                engines: Engines::new(site.config.engine, stats.clone()),
                 peers: PeerClassifier::new(),
                 fetcher,
                 responder: SiteResponder {
@@ -379,6 +396,8 @@ impl Worker {
                 bufs: Buffers::new(SPARE_BUFFERS),
                 now,
                 shutting_down: false,
+                stats,
+                log_buf: Vec::new(),
             },
             accept_paused_until: None,
             starved: false,
@@ -422,6 +441,9 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.sh.now = Instant::now();
+            if self.live.generation() != self.generation {
+                self.reload();
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
@@ -466,6 +488,7 @@ impl Worker {
             if self.sh.now >= self.next_sweep {
                 self.sweep();
             }
+            self.flush_log();
             if let Some(g) = self.grace_until
                 && (self.count == 0 || self.sh.now >= g)
             {
@@ -478,8 +501,41 @@ impl Worker {
                 for i in 0..self.slots.len() {
                     self.close(i);
                 }
+                self.flush_log();
                 return Ok(());
             }
+        }
+    }
+
+    /// Takes the settings of the last reload: new requests are served under them;
+    /// responses in flight keep their open files and finish as they started.
+    fn reload(&mut self) {
+        self.flush_log();
+        let (generation, live) = self.live.load();
+        self.generation = generation;
+        let site = live.site.clone();
+        if site.config.engine != self.sh.site.config.engine {
+            self.sh.engines = Engines::new(site.config.engine, self.sh.stats.clone());
+        }
+        let mut cache =
+            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        cache.hits = self.sh.responder.cache.hits;
+        cache.misses = self.sh.responder.cache.misses;
+        self.sh.responder = SiteResponder {
+            cache,
+            site: site.clone(),
+        };
+        self.sh.site = site;
+        self.sh.log = live.log.clone();
+    }
+
+    /// Writes this turn's access log lines, if any.
+    fn flush_log(&mut self) {
+        if !self.sh.log_buf.is_empty() {
+            if let Some(log) = &self.sh.log {
+                log.write_batch(&self.sh.log_buf);
+            }
+            self.sh.log_buf.clear();
         }
     }
 
@@ -525,6 +581,7 @@ impl Worker {
                         // At the cap, make room by shedding; with nothing to shed, the
                         // new client gets a 503 at once rather than a wait in the backlog.
                         if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
+                            self.sh.stats.refused();
                             refuse(&stream);
                         } else {
                             self.add(stream, peer);
@@ -578,6 +635,7 @@ impl Worker {
         };
         tracing::debug!("at the connection limit: shedding connection {victim}");
         self.shed_count += 1;
+        self.sh.stats.shed();
         self.close(victim);
         true
     }
@@ -620,6 +678,7 @@ impl Worker {
         }
         self.active.fetch_add(1, Ordering::Relaxed);
         self.count += 1;
+        self.sh.stats.accepted();
         self.next_sweep = self.next_sweep.min(conn.core.deadline());
         let slot = &mut self.slots[idx];
         slot.conn = Some(conn);
@@ -685,6 +744,14 @@ impl Worker {
     fn sweep(&mut self) {
         let now = self.sh.now;
         let mut next = now + TICK;
+        let idle = self
+            .slots
+            .iter()
+            .filter(|s| s.conn.as_ref().is_some_and(|c| c.core.is_idle()))
+            .count();
+        self.sh.stats.connections(self.count, idle);
+        let cache = &self.sh.responder.cache;
+        self.sh.stats.file_cache(cache.hits, cache.misses);
         for idx in 0..self.slots.len() {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;

@@ -17,6 +17,7 @@ use crate::cache::FileCache;
 use crate::handler::{self, Body, Piece, Response, Site};
 use crate::proto::Responder;
 use crate::request::Request;
+use crate::stats::WorkerStats;
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
 pub const SMALL_BODY: u64 = 16 * 1024;
@@ -98,6 +99,8 @@ pub struct PooledTransfer {
     /// Its body's file is leased: what the engine keeps of it (a mapping) must go with
     /// the body, or the lease would outlive the response.
     leased: bool,
+    /// Fallbacks of this transfer already counted.
+    fallbacks_counted: usize,
 }
 
 /// The route class of a connection's peer, as far as plans are concerned: which
@@ -138,6 +141,7 @@ type PlanKey = (&'static str, bool, bool, u32);
 #[derive(Debug)]
 pub struct Engines {
     pref: Preference,
+    stats: Arc<WorkerStats>,
     forced: Forced,
     /// Plans made so far, and the pool each uses.
     plans: Vec<(PlanKey, usize)>,
@@ -149,10 +153,11 @@ pub struct Engines {
 }
 
 impl Engines {
-    /// Transfers for engine preference `pref`.
-    pub fn new(pref: Preference) -> Engines {
+    /// Transfers for engine preference `pref`; fallbacks are counted in `stats`.
+    pub fn new(pref: Preference, stats: Arc<WorkerStats>) -> Engines {
         Engines {
             pref,
+            stats,
             forced: Forced::from_env(),
             plans: Vec::new(),
             pools: Vec::new(),
@@ -206,6 +211,7 @@ impl Engines {
                 transfer: Transfer::with_forced(plan.clone(), self.forced.clone()),
                 pool,
                 leased,
+                fallbacks_counted: 0,
             })
         });
         t.leased = leased;
@@ -216,6 +222,16 @@ impl Engines {
     pub fn give(&mut self, mut t: Box<PooledTransfer>) {
         if t.leased {
             t.transfer.release();
+        }
+        let fell = t
+            .transfer
+            .report()
+            .runs
+            .iter()
+            .filter_map(|r| Some((r.engine, r.fell_back.as_deref()?)));
+        for (engine, why) in fell.skip(t.fallbacks_counted) {
+            self.stats.fallback(engine, why);
+            t.fallbacks_counted += 1;
         }
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");
         let spare = &mut self.pools[t.pool].1;

@@ -18,6 +18,8 @@ struct Harness {
     responder: SiteResponder,
     now: Instant,
     shutting_down: bool,
+    log_buf: Vec<u8>,
+    stats: crate::stats::WorkerStats,
 }
 
 impl Harness {
@@ -41,6 +43,8 @@ impl Harness {
             },
             now: Instant::now(),
             shutting_down: false,
+            log_buf: Vec::new(),
+            stats: crate::stats::WorkerStats::default(),
         }
     }
 
@@ -52,6 +56,8 @@ impl Harness {
             bufs: &mut self.bufs,
             responder: &mut self.responder,
             log: None,
+            log_buf: &mut self.log_buf,
+            stats: &self.stats,
         }
     }
 
