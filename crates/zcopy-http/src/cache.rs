@@ -99,6 +99,17 @@ impl FileCache {
         self.sidecars.insert(key.into(), (now, mask));
     }
 
+    /// Closes the files (and forgets the sidecar notes) older than `ttl`: the next
+    /// request would reopen them anyway, and an idle worker then holds no descriptor
+    /// for a file nobody asks for. Called about once a second; O(entries).
+    pub fn evict_expired(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        self.map
+            .retain(|_, c| now.saturating_duration_since(c.opened) < ttl);
+        self.sidecars
+            .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
+    }
+
     /// Remembers `file` (opened for `key`) when it is small enough.
     pub fn put(&mut self, key: &str, file: &Arc<File>, st: &rustix::fs::Stat, now: Instant) {
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
@@ -121,6 +132,24 @@ impl FileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expired_entries_are_closed_without_a_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let st = rustix::fs::fstat(&*file).unwrap();
+        let t0 = Instant::now();
+        let mut c = FileCache::new(Duration::from_secs(1), 8);
+        c.put("/f", &file, &st, t0);
+        c.note_sidecars("/f", t0, 0);
+        c.evict_expired(t0 + Duration::from_millis(500));
+        assert_eq!(Arc::strong_count(&file), 2, "kept while fresh");
+        c.evict_expired(t0 + Duration::from_secs(1));
+        assert_eq!(Arc::strong_count(&file), 1, "closed once expired");
+        assert_eq!(c.sidecars("/f", t0), None);
+    }
 
     #[test]
     fn hit_revalidates_and_unlinked_files_are_dropped() {

@@ -750,6 +750,7 @@ impl Worker {
             .filter(|s| s.conn.as_ref().is_some_and(|c| c.core.is_idle()))
             .count();
         self.sh.stats.connections(self.count, idle);
+        self.sh.responder.cache.evict_expired(now);
         let cache = &self.sh.responder.cache;
         self.sh.stats.file_cache(cache.hits, cache.misses);
         for idx in 0..self.slots.len() {
