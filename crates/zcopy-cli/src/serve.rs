@@ -9,12 +9,13 @@ use anyhow::Context;
 use zcopy::Preference;
 use zcopy_http::auth::Users;
 use zcopy_http::budget::FdBudget;
-use zcopy_http::config::{AccessLog, Config};
+use zcopy_http::config::{AccessLog, Config, ListenKind, TlsConfig};
 use zcopy_http::encoding::Encoding;
 use zcopy_http::path::SymlinkPolicy;
 use zcopy_http::request::Limits;
 use zcopy_http::rules::{Cors, ErrorPage, Header, Rule};
 use zcopy_http::server::{Server, ServerError};
+use zcopy_tls::{CertFiles, KtlsMode, TlsOptions};
 
 /// Arguments of `zcopy serve`.
 #[derive(Debug, clap::Args)]
@@ -22,9 +23,34 @@ pub struct ServeArgs {
     /// Directory to serve.
     #[arg(default_value = ".")]
     root: PathBuf,
-    /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    listen: Vec<SocketAddr>,
+    /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port):
+    /// `ADDR` or `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and
+    /// --tls-key); plain and HTTPS listeners mix.
+    #[arg(long, value_name = "[https://]ADDR", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    listen: Vec<Listen>,
+    /// PEM certificate chain (leaf first) of the https:// listeners.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) of the https:// listeners.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Send `Strict-Transport-Security: max-age=SECS` with every HTTPS response.
+    #[arg(long, value_name = "SECS")]
+    hsts: Option<u64>,
+    /// Also listen on ADDR with plain HTTP that answers every request with a 308
+    /// redirect to the same path on the first https:// listener (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    redirect_http: Vec<SocketAddr>,
+    /// Kernel TLS: auto (after the handshake, hand the keys to the kernel where it has
+    /// the tls ULP, so bodies leave by sendfile) or off (encrypt in user space).
+    #[arg(long, value_name = "auto|off", default_value = "auto", value_parser = parse_ktls)]
+    ktls: KtlsMode,
+    /// Seconds a client has to finish its TLS handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    tls_handshake_timeout: f64,
+    /// Most TLS handshakes each worker runs at once (more clients wait in the backlog).
+    #[arg(long, value_name = "N", default_value_t = zcopy_tls::Limits::default().max_handshakes)]
+    tls_max_handshakes: usize,
     /// Engine that sends file bodies: auto, sendfile, splice, mmap, read-write, direct,
     /// uring (others fall back behind it). auto: sendfile (or the calibrated choice) to
     /// clients on other hosts; mmap, which copies at send time, to clients on this
@@ -134,6 +160,37 @@ fn parse_engine(s: &str) -> Result<Preference, String> {
         ));
     }
     s.parse()
+}
+
+/// One `--listen` value.
+#[derive(Clone, Copy, Debug)]
+struct Listen {
+    addr: SocketAddr,
+    https: bool,
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
+        (true, r)
+    } else {
+        (false, s.strip_prefix("http://").unwrap_or(s))
+    };
+    let addr = rest
+        .strip_suffix('/')
+        .unwrap_or(rest)
+        .parse()
+        .map_err(|e| {
+            format!("'{s}': {e} (want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT)")
+        })?;
+    Ok(Listen { addr, https })
+}
+
+fn parse_ktls(s: &str) -> Result<KtlsMode, String> {
+    match s {
+        "auto" => Ok(KtlsMode::Auto),
+        "off" => Ok(KtlsMode::Off),
+        _ => Err(format!("unknown kTLS mode '{s}' (known: auto, off)")),
+    }
 }
 
 fn parse_symlinks(s: &str) -> Result<SymlinkPolicy, String> {
@@ -282,10 +339,67 @@ impl ServeArgs {
         parts.join(", ")
     }
 
+    /// The TLS settings, checked against the listeners asked for.
+    fn tls(&self) -> anyhow::Result<Option<TlsConfig>> {
+        let https = self.listen.iter().any(|l| l.https);
+        let files = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        let Some(files) = files else {
+            anyhow::ensure!(
+                !https,
+                "--listen https://…: needs --tls-cert FILE and --tls-key FILE"
+            );
+            anyhow::ensure!(
+                self.hsts.is_none(),
+                "--hsts: there is no https:// listener (--listen https://ADDR)"
+            );
+            anyhow::ensure!(
+                self.redirect_http.is_empty(),
+                "--redirect-http: there is no https:// listener to redirect to (--listen https://ADDR)"
+            );
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            https,
+            "--tls-cert/--tls-key: there is no https:// listener (--listen https://ADDR)"
+        );
+        anyhow::ensure!(
+            self.tls_max_handshakes > 0,
+            "--tls-max-handshakes: must be at least 1"
+        );
+        Ok(Some(TlsConfig {
+            files,
+            options: TlsOptions::default(),
+            limits: zcopy_tls::Limits {
+                handshake_timeout: secs("tls-handshake-timeout", self.tls_handshake_timeout)?,
+                max_handshakes: self.tls_max_handshakes,
+            },
+            ktls: self.ktls,
+            force_ktls_attempt: false,
+        }))
+    }
+
     fn config(&self) -> anyhow::Result<Config> {
+        let pick = |https: bool| -> Vec<SocketAddr> {
+            self.listen
+                .iter()
+                .filter(|l| l.https == https)
+                .map(|l| l.addr)
+                .collect()
+        };
         Ok(Config {
             root: self.root.clone(),
-            listen: self.listen.clone(),
+            listen: pick(false),
+            tls_listen: pick(true),
+            redirect_listen: self.redirect_http.clone(),
+            tls: self.tls()?,
+            hsts: self.hsts.map(|s| format!("max-age={s}")),
             engine: self.engine,
             workers: self.workers.unwrap_or(0),
             listing: !self.no_listing,
@@ -357,7 +471,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let has_auth = config.rules.iter().any(|r| r.auth.is_some());
     let server = match Server::bind(config) {
         Ok(s) => s,
-        Err(e @ ServerError::Root { .. }) => {
+        Err(e @ (ServerError::Root { .. } | ServerError::Tls(_) | ServerError::NoCertificate)) => {
             eprintln!("zcopy: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -388,13 +502,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        for addr in server.local_addrs() {
-            writeln!(
-                out,
-                "zcopy: serving {} on http://{addr}/ ({summary})",
-                root.display()
-            )?;
-            if has_auth && !addr.ip().is_loopback() {
+        let tls_path = server.tls_path().map(|p| p.to_string()).unwrap_or_default();
+        let https_port = server
+            .local_addrs()
+            .iter()
+            .zip(server.listen_kinds())
+            .find(|(_, k)| **k == ListenKind::Https)
+            .map_or(443, |(a, _)| a.port());
+        for (addr, kind) in server.local_addrs().iter().zip(server.listen_kinds()) {
+            match kind {
+                ListenKind::Http => writeln!(
+                    out,
+                    "zcopy: serving {} on http://{addr}/ ({summary})",
+                    root.display()
+                )?,
+                ListenKind::Https => writeln!(
+                    out,
+                    "zcopy: serving {} on https://{addr}/ ({summary}; {tls_path})",
+                    root.display()
+                )?,
+                ListenKind::Redirect => writeln!(
+                    out,
+                    "zcopy: redirecting http://{addr}/ to https (port {https_port})"
+                )?,
+            }
+            if has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
                 tracing::warn!(
                     "Basic auth on {addr} without TLS: passwords cross the network readable"
                 );

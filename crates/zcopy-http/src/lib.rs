@@ -22,6 +22,7 @@ pub mod listing;
 pub mod path;
 pub mod proto;
 pub mod range;
+pub mod redirect;
 pub mod request;
 pub mod rules;
 pub mod server;

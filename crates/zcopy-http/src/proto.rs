@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::access_log::AccessLogger;
-use crate::config::Config;
+use crate::config::{Config, ListenKind};
 use crate::handler::{self, Body, FileBody, Piece, Response};
 use crate::request::{self, HttpError, Parsed, Request};
 
@@ -224,6 +224,8 @@ pub struct Conn {
     held: Option<Arc<File>>,
     /// When to look at the send queue next (while `held` or draining).
     queue_check: Instant,
+    /// What the listener speaks (told to the responder with each request).
+    via: ListenKind,
 }
 
 impl Conn {
@@ -241,7 +243,13 @@ impl Conn {
             deadline: env.now + env.config.header_timeout,
             held: None,
             queue_check: env.now,
+            via: ListenKind::Http,
         }
+    }
+
+    /// Marks a connection accepted on an HTTPS or redirecting listener.
+    pub fn set_via(&mut self, via: ListenKind) {
+        self.via = via;
     }
 
     /// The client's address.
@@ -366,7 +374,8 @@ impl Conn {
         if self.discard == 0 && self.rend > self.rpos {
             let limits = env.config.limits;
             match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-                Ok(Parsed::Complete(req, used)) => {
+                Ok(Parsed::Complete(mut req, used)) => {
+                    req.via = self.via;
                     let line = if env.log.is_some() {
                         request_line(&self.rbuf[self.rpos..self.rpos + used])
                     } else {

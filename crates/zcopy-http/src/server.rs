@@ -15,8 +15,10 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Socket, Type};
 
 use crate::access_log::AccessLogger;
-use crate::config::{AccessLog, Config};
+use crate::config::{AccessLog, Config, ListenKind};
+use crate::driver::Role;
 use crate::driver::epoll::{self, WAKER};
+use crate::driver::tls::TlsSite;
 use crate::handler::Site;
 
 /// Why the server could not start.
@@ -49,6 +51,12 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The HTTPS listeners' certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] zcopy_tls::LoadError),
+    /// HTTPS listeners were asked for without a certificate and key.
+    #[error("HTTPS listeners need a certificate and key (--tls-cert, --tls-key)")]
+    NoCertificate,
     /// Anything else (creating the event loops or threads).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -84,13 +92,33 @@ impl ShutdownHandle {
 
 struct WorkerSetup {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Role)>,
+}
+
+/// Reloads the HTTPS listeners' certificate and key from their files (SIGHUP); a
+/// no-op without HTTPS listeners.
+#[derive(Clone, Debug)]
+pub struct TlsReloader {
+    tls: Option<Arc<TlsSite>>,
+}
+
+impl TlsReloader {
+    /// Reads the files again; the next handshakes present the new certificate. On
+    /// error the old one stays. `Ok(false)`: there is no HTTPS listener.
+    pub fn reload(&self) -> Result<bool, zcopy_tls::LoadError> {
+        match &self.tls {
+            Some(t) => t.listener.certs.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
 }
 
 /// A bound server, ready to run.
 pub struct Server {
     site: Arc<Site>,
     addrs: Vec<SocketAddr>,
+    kinds: Vec<ListenKind>,
+    tls: Option<Arc<TlsSite>>,
     workers: Vec<WorkerSetup>,
     shutdown: ShutdownHandle,
     log: Option<Arc<AccessLogger>>,
@@ -109,7 +137,7 @@ impl Server {
     /// Opens the root, binds every listen address (one listener per worker each)
     /// and prepares the workers' event loops.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
-        let site = Site::open(config.clone()).map_err(|source| ServerError::Root {
+        let mut site = Site::open(config.clone()).map_err(|source| ServerError::Root {
             path: config.root.clone(),
             source,
         })?;
@@ -125,14 +153,34 @@ impl Server {
                 }
             })?)),
         };
+        let tls = match (&config.tls, config.tls_listen.is_empty()) {
+            (_, true) => None,
+            (Some(t), false) => Some(Arc::new(TlsSite::open(t)?)),
+            (None, false) => return Err(ServerError::NoCertificate),
+        };
         let n = config.worker_count();
-        let mut per_worker: Vec<Vec<TcpListener>> = (0..n).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<(TcpListener, Role)>> = (0..n).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
-        for &addr in &config.listen {
-            let (bound, group) = bind_group(addr, n)?;
-            addrs.push(bound);
-            for (w, l) in group.into_iter().enumerate() {
-                per_worker[w].push(l);
+        let mut kinds = Vec::new();
+        let groups = [
+            (&config.listen, Role::Http),
+            (
+                &config.tls_listen,
+                tls.clone().map_or(Role::Http, Role::Https),
+            ),
+            (&config.redirect_listen, Role::Redirect),
+        ];
+        for (list, role) in groups {
+            for &addr in list {
+                let (bound, group) = bind_group(addr, n)?;
+                if role.kind() == ListenKind::Https && !kinds.contains(&ListenKind::Https) {
+                    site.config.https_port = bound.port();
+                }
+                addrs.push(bound);
+                kinds.push(role.kind());
+                for (w, l) in group.into_iter().enumerate() {
+                    per_worker[w].push((l, role.clone()));
+                }
             }
         }
         let mut workers = Vec::with_capacity(n);
@@ -145,6 +193,8 @@ impl Server {
         Ok(Server {
             site: Arc::new(site),
             addrs,
+            kinds,
+            tls,
             workers,
             shutdown: ShutdownHandle {
                 inner: Arc::new(ShutdownInner {
@@ -156,9 +206,34 @@ impl Server {
         })
     }
 
-    /// The addresses really bound (with the port the kernel chose for port 0).
+    /// The addresses really bound (with the port the kernel chose for port 0):
+    /// plain HTTP, then HTTPS, then redirect listeners, each in the order given.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// What each of [`Server::local_addrs`] speaks.
+    pub fn listen_kinds(&self) -> &[ListenKind] {
+        &self.kinds
+    }
+
+    /// The path TLS records take on the HTTPS listeners (kTLS or userspace, and
+    /// why); `None` without HTTPS listeners.
+    pub fn tls_path(&self) -> Option<&zcopy_tls::TlsPath> {
+        self.tls.as_deref().map(|t| &t.path)
+    }
+
+    /// Reloads the HTTPS certificate and key (see [`TlsReloader::reload`]).
+    pub fn reload_tls(&self) -> Result<bool, zcopy_tls::LoadError> {
+        self.tls_reloader().reload()
+    }
+
+    /// A handle that reloads the HTTPS certificate from another thread (a SIGHUP
+    /// handler), also after [`Server::spawn`].
+    pub fn tls_reloader(&self) -> TlsReloader {
+        TlsReloader {
+            tls: self.tls.clone(),
+        }
     }
 
     /// A handle that stops the server from another thread or a signal handler thread.
@@ -185,6 +260,7 @@ impl Server {
             threads.push(t);
         }
         Ok(RunningServer {
+            reloader: TlsReloader { tls: self.tls },
             addrs: self.addrs,
             shutdown: self.shutdown,
             threads,
@@ -200,6 +276,7 @@ impl Server {
 /// A server whose workers are running.
 #[derive(Debug)]
 pub struct RunningServer {
+    reloader: TlsReloader,
     addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -214,6 +291,11 @@ impl RunningServer {
     /// The shutdown handle.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// Reloads the HTTPS certificate and key (see [`TlsReloader::reload`]).
+    pub fn reload_tls(&self) -> Result<bool, zcopy_tls::LoadError> {
+        self.reloader.reload()
     }
 
     /// Waits for every worker to exit.

@@ -22,7 +22,8 @@ use rustix::io::Errno;
 use zcopy::Src;
 use zcopy::peer::PeerClassifier;
 
-use super::{Engines, PeerRoute, PooledTransfer, SiteResponder, TURN_BUDGET};
+use super::tls::{Step, TlsConn, TlsWorker, Transport};
+use super::{Engines, PeerRoute, PooledTransfer, Role, SiteResponder, TURN_BUDGET};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
 use crate::proto::{self, Buffers, Env, Intent};
@@ -61,13 +62,15 @@ struct Shared {
     engines: Engines,
     /// Peer route classes, cached per address.
     peers: PeerClassifier,
+    /// Handshake slots and buffers of the TLS connections.
+    tls: TlsWorker,
     now: Instant,
     shutting_down: bool,
 }
 
 impl Shared {
-    /// The core's view of the worker, and the engines beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut Engines) {
+    /// The core's view of the worker, and the engines and TLS state beside it.
+    fn parts(&mut self) -> (Env<'_>, &mut Engines, &mut TlsWorker) {
         (
             Env {
                 now: self.now,
@@ -78,6 +81,7 @@ impl Shared {
                 log: self.log.as_deref(),
             },
             &mut self.engines,
+            &mut self.tls,
         )
     }
 }
@@ -96,6 +100,8 @@ struct Connection {
     seq: u64,
     /// Where the peer's receive queue lives.
     route: PeerRoute,
+    /// TLS between the socket and the core, if any.
+    transport: Transport,
 }
 
 impl Connection {
@@ -105,11 +111,54 @@ impl Connection {
         self.writable |= writable;
     }
 
+    /// When the connection next needs attention without an event: the core's
+    /// deadline, or the end of its TLS handshake time.
+    fn deadline(&self) -> Instant {
+        match &self.transport {
+            Transport::Tls(t) => t
+                .handshake_deadline()
+                .map_or(self.core.deadline(), |d| d.min(self.core.deadline())),
+            _ => self.core.deadline(),
+        }
+    }
+
+    /// [`Intent::Read`] on a TLS connection; `None`: ask the core again.
+    fn read_tls(&mut self, env: &mut Env<'_>, tls: &mut TlsWorker) -> Option<Progress> {
+        let step = match &mut self.transport {
+            Transport::Plain => Step::Again,
+            Transport::Tls(t) => t.read(
+                &self.stream,
+                &mut self.core,
+                env,
+                tls,
+                (&mut self.readable, &mut self.writable, self.read_closed),
+            ),
+            Transport::Kernel(k) => k.read(&self.stream, &mut self.core, env, &mut self.readable),
+        };
+        match step {
+            Step::Again => None,
+            Step::Wait => Some(Progress::Wait),
+            Step::Close => Some(Progress::Close),
+            Step::HandOff => match self.transport.hand_off(&self.stream) {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::debug!(peer = %self.core.peer(), "kTLS hand-off: {e}");
+                    Some(Progress::Close)
+                }
+            },
+        }
+    }
+
     /// Does all the work possible now, up to the turn budget.
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
+        if let Transport::Tls(t) = &mut self.transport
+            && t.flush(&self.stream, &mut self.writable).is_err()
+        {
+            return Progress::Close;
+        }
         loop {
-            let (mut env, engines) = sh.parts();
+            let (mut env, engines, tls) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
             {
@@ -117,6 +166,12 @@ impl Connection {
             }
             match self.core.next(&mut env) {
                 Intent::Read => {
+                    if !matches!(self.transport, Transport::Plain) {
+                        match self.read_tls(&mut env, tls) {
+                            Some(p) => return p,
+                            None => continue,
+                        }
+                    }
                     if !self.readable {
                         return Progress::Wait;
                     }
@@ -142,6 +197,19 @@ impl Connection {
                     }
                 }
                 Intent::Write { more } => {
+                    if let Transport::Tls(t) = &mut self.transport {
+                        let step = t.write(
+                            &self.stream,
+                            &mut self.core,
+                            &mut env,
+                            &mut self.writable,
+                            more,
+                        );
+                        if step == Step::Wait {
+                            return Progress::Wait;
+                        }
+                        continue;
+                    }
                     if !self.writable {
                         return Progress::Wait;
                     }
@@ -151,6 +219,12 @@ impl Connection {
                         Ok(n) => {
                             if n < len {
                                 self.writable = false;
+                            }
+                            if let Transport::Kernel(k) = &mut self.transport
+                                && !k.sent(n)
+                            {
+                                self.core.on_send_failed(&mut env);
+                                continue;
                             }
                             self.core.on_written(&mut env, n);
                         }
@@ -185,6 +259,22 @@ impl Connection {
                     if budget == 0 {
                         return Progress::Yield;
                     }
+                    if let Transport::Tls(t) = &mut self.transport {
+                        let (step, n) = t.send_file(
+                            &self.stream,
+                            &mut self.core,
+                            &mut env,
+                            tls,
+                            &mut self.writable,
+                            offset,
+                            len,
+                        );
+                        budget = budget.saturating_sub(n);
+                        if step == Step::Wait {
+                            return Progress::Wait;
+                        }
+                        continue;
+                    }
                     let route = self.route;
                     let t = self
                         .transfer
@@ -197,6 +287,12 @@ impl Connection {
                     match t.transfer.step(src, self.stream.as_fd(), want) {
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
+                            if let Transport::Kernel(k) = &mut self.transport
+                                && !k.sent(n)
+                            {
+                                self.core.on_send_failed(&mut env);
+                                continue;
+                            }
                             let by_ref =
                                 t.transfer.current().is_some_and(|k| k.sends_by_reference());
                             self.core.on_file_sent(&mut env, n, by_ref);
@@ -214,9 +310,17 @@ impl Connection {
                     let n = zcopy::sys::sock::send_queue_len(&self.stream).unwrap_or(0);
                     self.core.on_send_queue(&mut env, n);
                 }
-                Intent::ShutdownWrite => {
-                    let _ = self.stream.shutdown(Shutdown::Write);
-                }
+                Intent::ShutdownWrite => match &mut self.transport {
+                    Transport::Plain => {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                    Transport::Tls(t) => {
+                        if t.shutdown_write(&self.stream, &mut self.writable) == Step::Close {
+                            return Progress::Close;
+                        }
+                    }
+                    Transport::Kernel(k) => k.shutdown_write(&self.stream),
+                },
                 Intent::Close { reset } => {
                     if reset {
                         // Discard what is queued rather than let changed pages go out.
@@ -272,6 +376,7 @@ fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
 
 struct Listener {
     sock: TcpListener,
+    role: Role,
     /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
     ready: bool,
     registered: bool,
@@ -316,7 +421,7 @@ impl Worker {
     /// A worker for `poll` (with the shutdown waker registered) and its listeners.
     pub(crate) fn new(
         poll: Poll,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<(TcpListener, Role)>,
         site: Arc<Site>,
         log: Option<Arc<AccessLogger>>,
         active: Arc<AtomicUsize>,
@@ -325,12 +430,20 @@ impl Worker {
         let now = Instant::now();
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        let tls_limits = listeners
+            .iter()
+            .find_map(|(_, r)| match r {
+                Role::Https(t) => Some(t.limits),
+                _ => None,
+            })
+            .unwrap_or_default();
         Worker {
             poll,
             listeners: listeners
                 .into_iter()
-                .map(|sock| Listener {
+                .map(|(sock, role)| Listener {
                     sock,
+                    role,
                     ready: true,
                     registered: false,
                 })
@@ -344,6 +457,7 @@ impl Worker {
             sh: Shared {
                 engines: Engines::new(site.config.engine),
                 peers: PeerClassifier::new(),
+                tls: TlsWorker::new(&tls_limits),
                 responder: SiteResponder {
                     site: site.clone(),
                     cache,
@@ -383,8 +497,11 @@ impl Worker {
             if let Some(t) = self.grace_until {
                 wake = wake.min(t);
             }
+            let tls_full = self.sh.tls.slots.full();
             let accept_now = self.accept_paused_until.is_none()
-                && self.listeners.iter().any(|l| l.ready && l.registered);
+                && self.listeners.iter().any(|l| {
+                    l.ready && l.registered && !(tls_full && matches!(l.role, Role::Https(_)))
+                });
             let timeout = if !self.runq.is_empty() || accept_now {
                 Duration::ZERO
             } else {
@@ -476,20 +593,29 @@ impl Worker {
         let max = self.sh.site.config.max_connections.max(1);
         for li in 0..self.listeners.len() {
             let mut accepted = 0;
+            let tls = matches!(self.listeners[li].role, Role::Https(_));
             while self.listeners[li].ready && self.listeners[li].registered {
                 if accepted >= ACCEPT_BATCH {
                     return;
+                }
+                // No handshake slot free: leave TLS clients in the backlog until one is.
+                if tls && self.sh.tls.slots.full() {
+                    break;
                 }
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
                         self.starved = false;
                         // At the cap, make room by shedding; with nothing to shed, the
-                        // new client gets a 503 at once rather than a wait in the backlog.
+                        // new client gets a 503 at once rather than a wait in the backlog
+                        // (a TLS client is closed: it could not read a clear-text 503).
                         if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
-                            refuse(&stream);
+                            if !tls {
+                                refuse(&stream);
+                            }
                         } else {
-                            self.add(stream, peer);
+                            let role = self.listeners[li].role.clone();
+                            self.add(stream, peer, role);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -529,7 +655,7 @@ impl Worker {
             if c.core.is_reading_head() {
                 // The earliest header deadline belongs to the oldest head (ties, from
                 // one loop turn, go by accept order).
-                let d = (c.core.deadline(), c.seq);
+                let d = (c.deadline(), c.seq);
                 if oldest_head.is_none_or(|(od, _)| d < od) {
                     oldest_head = Some((d, i));
                 }
@@ -544,7 +670,18 @@ impl Worker {
         true
     }
 
-    fn add(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn add(&mut self, stream: TcpStream, peer: SocketAddr, role: Role) {
+        let transport = match &role {
+            Role::Https(site) => match TlsConn::new(site, self.sh.now) {
+                Ok(t) if self.sh.tls.slots.take() => Transport::Tls(Box::new(t)),
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("TLS session: {e}");
+                    return;
+                }
+            },
+            _ => Transport::Plain,
+        };
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
                 conn: None,
@@ -556,8 +693,11 @@ impl Worker {
         let class = self.sh.peers.classify(stream.as_fd());
         tracing::trace!(%peer, %class, "accepted");
         let route = PeerRoute::of(&class);
-        let (env, _) = self.sh.parts();
-        let core = proto::Conn::new(peer, !route.local, &env);
+        let (env, _, _) = self.sh.parts();
+        let mut core = proto::Conn::new(peer, !route.local, &env);
+        if !matches!(role, Role::Http) {
+            core.set_via(role.kind());
+        }
         let mut conn = Connection {
             stream,
             core,
@@ -567,6 +707,7 @@ impl Worker {
             transfer: None,
             seq: self.accepted,
             route,
+            transport,
         };
         self.accepted += 1;
         if let Err(e) = self.poll.registry().register(
@@ -575,12 +716,15 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             tracing::warn!("register: {e}");
+            if let Transport::Tls(t) = &mut conn.transport {
+                t.closed(&mut self.sh.tls);
+            }
             self.free.push(idx);
             return;
         }
         self.active.fetch_add(1, Ordering::Relaxed);
         self.count += 1;
-        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+        self.next_sweep = self.next_sweep.min(conn.deadline());
         let slot = &mut self.slots[idx];
         slot.conn = Some(conn);
         slot.queued = true;
@@ -595,6 +739,9 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             if let Some(t) = conn.transfer.take() {
                 self.sh.engines.give(t);
+            }
+            if let Transport::Tls(t) = &mut conn.transport {
+                t.closed(&mut self.sh.tls);
             }
             drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
@@ -617,7 +764,7 @@ impl Worker {
                 continue;
             };
             let p = conn.drive(&mut self.sh);
-            let deadline = conn.core.deadline();
+            let deadline = conn.deadline();
             self.settle(idx, p, deadline);
         }
         // Keep the queue's allocation if nothing was added meanwhile.
@@ -649,18 +796,25 @@ impl Worker {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;
             };
-            if conn.core.deadline() <= now {
-                let (mut env, _) = self.sh.parts();
+            if conn.deadline() <= now {
+                if let Transport::Tls(t) = &conn.transport
+                    && t.handshake_deadline().is_some_and(|d| d <= now)
+                {
+                    tracing::debug!(peer = %conn.core.peer(), "TLS handshake timeout");
+                    self.close(idx);
+                    continue;
+                }
+                let (mut env, _, _) = self.sh.parts();
                 conn.core.on_timer(&mut env);
                 let p = conn.drive(&mut self.sh);
-                let d = conn.core.deadline();
+                let d = conn.deadline();
                 self.settle(idx, p, d);
                 if self.slots[idx].conn.is_none() {
                     continue;
                 }
             }
             if let Some(conn) = self.slots[idx].conn.as_ref() {
-                next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
+                next = next.min(conn.deadline().max(now + Duration::from_millis(1)));
             }
         }
         self.next_sweep = next;
