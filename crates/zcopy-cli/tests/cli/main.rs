@@ -7,4 +7,5 @@ mod sendrecv_netns;
 mod serve;
 mod soak;
 mod tee;
+mod tls;
 mod util;
