@@ -238,6 +238,9 @@ impl TlsConn {
                 core.on_read_blocked(env);
                 if core.is_idle() {
                     self.session.release_buffers();
+                    if self.plain.buf.is_empty() {
+                        self.plain.buf = Vec::new();
+                    }
                 }
                 return Step::Wait;
             }
