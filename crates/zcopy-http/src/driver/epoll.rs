@@ -116,7 +116,7 @@ impl Connection {
     fn deadline(&self) -> Instant {
         match &self.transport {
             Transport::Tls(t) => t
-                .handshake_deadline()
+                .deadline()
                 .map_or(self.core.deadline(), |d| d.min(self.core.deadline())),
             _ => self.core.deadline(),
         }
@@ -322,6 +322,17 @@ impl Connection {
                     Transport::Kernel(k) => k.shutdown_write(&self.stream),
                 },
                 Intent::Close { reset } => {
+                    if !reset
+                        && let Transport::Tls(t) = &mut self.transport
+                        && !t.may_close(
+                            &self.stream,
+                            &mut self.writable,
+                            env.now,
+                            env.config.send_timeout,
+                        )
+                    {
+                        return Progress::Wait;
+                    }
                     if reset {
                         // Discard what is queued rather than let changed pages go out.
                         let _ = rustix::net::sockopt::set_socket_linger(
@@ -798,7 +809,7 @@ impl Worker {
             };
             if conn.deadline() <= now {
                 if let Transport::Tls(t) = &conn.transport
-                    && t.handshake_deadline().is_some_and(|d| d <= now)
+                    && t.handshake_late(now)
                 {
                     tracing::debug!(peer = %conn.core.peer(), "TLS handshake timeout");
                     self.close(idx);

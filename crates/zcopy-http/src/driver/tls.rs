@@ -159,6 +159,8 @@ pub(crate) struct TlsConn {
     coalesce: bool,
     /// The kernel hand-off is still to be tried.
     try_kernel: bool,
+    /// The core closed with ciphertext still queued: it may leave until then.
+    drain_until: Option<Instant>,
 }
 
 impl TlsConn {
@@ -173,12 +175,36 @@ impl TlsConn {
             shut_pending: false,
             coalesce: false,
             try_kernel: site.attempt_kernel,
+            drain_until: None,
         })
     }
 
-    /// When the connection closes if the handshake has not finished.
-    pub(crate) fn handshake_deadline(&self) -> Option<Instant> {
-        self.session.handshake_deadline()
+    /// When the connection closes if the handshake has not finished, or if the
+    /// end of its last response has not left by then.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.session.handshake_deadline().or(self.drain_until)
+    }
+
+    /// The handshake took too long.
+    pub(crate) fn handshake_late(&self, now: Instant) -> bool {
+        self.session.handshake_deadline().is_some_and(|d| d <= now)
+    }
+
+    /// [`proto::Intent::Close`] (graceful): the core is done, but the end of the
+    /// last response may still be queued here rather than in the socket (where the
+    /// kernel would deliver it after close). True: close now; false: wait for
+    /// writable, at most `limit` from the first call.
+    pub(crate) fn may_close(
+        &mut self,
+        stream: &TcpStream,
+        writable: &mut bool,
+        now: Instant,
+        limit: std::time::Duration,
+    ) -> bool {
+        if self.in_handshake || !matches!(self.flush(stream, writable), Ok(false)) {
+            return true;
+        }
+        now >= *self.drain_until.get_or_insert(now + limit)
     }
 
     /// The connection goes: give back its handshake slot if it held one.
@@ -471,6 +497,7 @@ impl Transport {
             shut_pending,
             coalesce,
             try_kernel: _,
+            drain_until,
         } = *t;
         match session.into_kernel(stream.as_fd(), &TlsPath::Kernel) {
             Ok(kernel) => {
@@ -491,6 +518,7 @@ impl Transport {
                     shut_pending,
                     coalesce,
                     try_kernel: matches!(why, Why::PendingWrite | Why::MidRecord),
+                    drain_until,
                 }));
                 Ok(())
             }
