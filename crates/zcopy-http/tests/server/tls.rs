@@ -365,3 +365,42 @@ fn ktls_hand_off_or_clean_fallback() {
         println!("skipped: {probe} (the kTLS transfer; the fallback ran)");
     }
 }
+
+#[test]
+fn resumption_works_and_a_wrong_name_fails_at_the_client_only() {
+    let fx = Fixture::new();
+    fx.file("x", b"x");
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |_| {});
+    for versions in [TLS13, TLS12] {
+        let cfg = client_config(&pki.ca, versions);
+        let kinds: Vec<_> = (0..2)
+            .map(|_| {
+                let mut s = connect(srv.addr, &cfg);
+                s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+                s.conn.handshake_kind()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(rustls::HandshakeKind::Full),
+                Some(rustls::HandshakeKind::Resumed)
+            ]
+        );
+    }
+    // Every client gets the one certificate; one that asked for another name refuses it.
+    let cfg = client_config(&pki.ca, TLS13);
+    let sock = TcpStream::connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let name = ServerName::try_from("other.example").unwrap();
+    let mut s = StreamOwned::new(ClientConnection::new(cfg.clone(), name).unwrap(), sock);
+    let e = s
+        .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .and_then(|_| s.read(&mut [0u8; 1]));
+    let e = e.expect_err("wrong name accepted").to_string();
+    assert!(e.contains("not valid for name"), "{e}");
+    assert_eq!(get_tls(srv.addr, &cfg, "/x", "").status, 200);
+}
