@@ -6,7 +6,8 @@
 # (wrk -t1 -c50 -d5s), and a 1 GiB GET with curl: GB/s and server CPU seconds per GB
 # (utime + stime from /proc/PID/stat). Median of 3 alternating rounds. Bounded
 # (about 2 minutes), cleans up after
-# itself, writes bench/results/tls.md. Usage: bench/tls.sh [DURATION_SECS]
+# itself, writes bench/results/tls.md. Usage: [ZCOPY_ARGS="--ktls off"] [ROUNDS=3]
+# bench/tls.sh [DURATION_SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-5}
@@ -79,7 +80,7 @@ EOF
 taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!); nginx_pid=$!
 taskset -c 0 "$zcopy" serve "$work/www" --workers 1 --listen "https://127.0.0.1:$zcopy_port" \
-  --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" > "$work/zcopy.out" 2>&1 &
+  --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" ${ZCOPY_ARGS:-} > "$work/zcopy.out" 2>&1 &
 pids+=($!); zcopy_pid=$!
 for port in $nginx_port $zcopy_port; do
   for _ in $(seq 50); do curl -s --cacert "$work/cert.pem" -o /dev/null "https://127.0.0.1:$port/1k" && break; sleep 0.1; done
@@ -101,9 +102,15 @@ for round in $(seq "$rounds"); do
     pid_var=${server}_pid; pid=${!pid_var}
     line="round $round $server:"
     for f in 1k 64k; do
-      r=$(taskset -c 1 wrk -t1 -c50 -d"${dur}s" "https://127.0.0.1:$port/$f" | awk '/Requests\/sec/ {print $2}')
+      t0=$(cpu_ticks "$pid")
+      w=$(taskset -c 1 wrk -t1 -c50 -d"${dur}s" "https://127.0.0.1:$port/$f")
+      t1=$(cpu_ticks "$pid")
+      r=$(awk '/Requests\/sec/ {print $2}' <<<"$w")
+      n=$(awk '/requests in/ {print $1}' <<<"$w")
+      us=$(echo "($t1 - $t0) / $hz * 1000000 / $n" | bc -l | xargs printf '%.1f')
       all[$server,$f]+="$r "
-      line+=" $f $r req/s,"
+      all[$server,${f}cpu]+="$us "
+      line+=" $f $r req/s ($us server CPU-us/req),"
     done
     before=$(cpu_ticks "$pid")
     out=$(taskset -c 1 curl -sS --cacert "$work/cert.pem" -o /dev/null -w '%{size_download} %{time_total}' "https://127.0.0.1:$port/1g")
@@ -122,6 +129,8 @@ declare -A rps gbps cpu_per_gb
 for server in nginx zcopy; do
   rps[$server,1k]=$(med "${all[$server,1k]}")
   rps[$server,64k]=$(med "${all[$server,64k]}")
+  rps[$server,1kcpu]=$(med "${all[$server,1kcpu]}")
+  rps[$server,64kcpu]=$(med "${all[$server,64kcpu]}")
   gbps[$server]=$(med "${all[$server,gbps]}")
   cpu_per_gb[$server]=$(med "${all[$server,cpu]}")
 done
@@ -137,7 +146,9 @@ mkdir -p bench/results
   echo "| figure | nginx | zcopy | zcopy / nginx |"
   echo "|---|---|---|---|"
   echo "| 1 KiB keep-alive req/s (wrk -c50 -d${dur}s) | ${rps[nginx,1k]} | ${rps[zcopy,1k]} | $(ratio "${rps[zcopy,1k]}" "${rps[nginx,1k]}")x |"
+  echo "| 1 KiB: server CPU-us per request (lower is better) | ${rps[nginx,1kcpu]} | ${rps[zcopy,1kcpu]} | $(ratio "${rps[zcopy,1kcpu]}" "${rps[nginx,1kcpu]}")x |"
   echo "| 64 KiB keep-alive req/s | ${rps[nginx,64k]} | ${rps[zcopy,64k]} | $(ratio "${rps[zcopy,64k]}" "${rps[nginx,64k]}")x |"
+  echo "| 64 KiB: server CPU-us per request (lower is better) | ${rps[nginx,64kcpu]} | ${rps[zcopy,64kcpu]} | $(ratio "${rps[zcopy,64kcpu]}" "${rps[nginx,64kcpu]}")x |"
   echo "| 1 GiB GET (curl), GB/s | ${gbps[nginx]} | ${gbps[zcopy]} | $(ratio "${gbps[zcopy]}" "${gbps[nginx]}")x |"
   echo "| 1 GiB GET, server CPU-s/GB (lower is better) | ${cpu_per_gb[nginx]} | ${cpu_per_gb[zcopy]} | $(ratio "${cpu_per_gb[zcopy]}" "${cpu_per_gb[nginx]}")x |"
   echo
@@ -147,5 +158,14 @@ mkdir -p bench/results
   cat "$work/rounds"
   echo '```'
   echo
-  echo "Command: \`bench/tls.sh $dur\` (ROUNDS=$rounds)."
+  echo "Command: \`bench/tls.sh $dur\` (ROUNDS=$rounds${ZCOPY_ARGS:+, ZCOPY_ARGS=\"$ZCOPY_ARGS\"})."
+  echo
+  echo "What kTLS would change: where the kernel has the tls ULP (CONFIG_TLS, \`modprobe tls\`;"
+  echo "\`zcopy engines\` says so), zcopy hands each session to the kernel after the handshake"
+  echo "and bodies leave by sendfile/splice as on plain HTTP: no pread copy into user space and"
+  echo "no userspace encryption, so server CPU-s/GB should fall toward the plain-HTTP figure plus"
+  echo "the kernel's AES-GCM cost, and the 64 KiB and 1 GiB figures should rise. To measure it"
+  echo "there, run this script twice: as is (the line above says kTLS) and with"
+  echo "\`ZCOPY_ARGS=\"--ktls off\"\`; for nginx to compare like with like, add"
+  echo "\`ssl_conf_command Options KTLS;\` (OpenSSL 3 built with kTLS) so it uses SSL_sendfile."
 } | tee bench/results/tls.md
