@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// Most TLS handshakes each worker runs at once (more clients wait in the backlog).
     #[arg(long, value_name = "N", default_value_t = zcopy_tls::Limits::default().max_handshakes)]
     tls_max_handshakes: usize,
+    /// TLS sessions remembered for resumption without a ticket (0: none).
+    #[arg(long, value_name = "N", default_value_t = TlsOptions::default().session_cache)]
+    tls_session_cache: usize,
+    /// Issue TLS session tickets (stateless resumption; keys rotate every 6 hours).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    tls_tickets: bool,
     /// Engine that sends file bodies: auto, sendfile, splice, mmap, read-write, direct,
     /// uring (others fall back behind it). auto: sendfile (or the calibrated choice) to
     /// clients on other hosts; mmap, which copies at send time, to clients on this
@@ -183,6 +189,14 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
             format!("'{s}': {e} (want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT)")
         })?;
     Ok(Listen { addr, https })
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("'{s}': want on or off")),
+    }
 }
 
 fn parse_ktls(s: &str) -> Result<KtlsMode, String> {
@@ -375,7 +389,12 @@ impl ServeArgs {
         );
         Ok(Some(TlsConfig {
             files,
-            options: TlsOptions::default(),
+            options: TlsOptions {
+                session_cache: self.tls_session_cache,
+                tickets: self.tls_tickets,
+                // The server decides, from --ktls and the kernel's probe.
+                ktls: false,
+            },
             limits: zcopy_tls::Limits {
                 handshake_timeout: secs("tls-handshake-timeout", self.tls_handshake_timeout)?,
                 max_handshakes: self.tls_max_handshakes,

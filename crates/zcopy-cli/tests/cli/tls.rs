@@ -68,6 +68,7 @@ fn tls_usage_errors_exit_2_with_a_clear_message() {
     );
     exits_2(root, &["--listen", "ftp://127.0.0.1:0"], "ftp://");
     exits_2(root, &["--ktls", "maybe"], "auto, off");
+    exits_2(root, &["--tls-tickets", "maybe"], "on or off");
     fn with<'a>(c: &'a str, k: &'a str) -> Vec<&'a str> {
         vec![
             "--listen",

@@ -372,23 +372,27 @@ fn resumption_works_and_a_wrong_name_fails_at_the_client_only() {
     fx.file("x", b"x");
     let pki = Pki::new();
     let srv = start(&fx.root(), &pki, |_| {});
+    // Without tickets and session cache, every handshake is a full one.
+    let no_resumption = start(&fx.root(), &pki, |c| {
+        let o = &mut c.tls.as_mut().unwrap().options;
+        (o.tickets, o.session_cache) = (false, 0);
+    });
     for versions in [TLS13, TLS12] {
-        let cfg = client_config(&pki.ca, versions);
-        let kinds: Vec<_> = (0..2)
-            .map(|_| {
-                let mut s = connect(srv.addr, &cfg);
-                s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-                assert_eq!(read_response(&mut s, false).unwrap().status, 200);
-                s.conn.handshake_kind()
-            })
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                Some(rustls::HandshakeKind::Full),
-                Some(rustls::HandshakeKind::Resumed)
-            ]
-        );
+        for (srv, second) in [
+            (&srv, rustls::HandshakeKind::Resumed),
+            (&no_resumption, rustls::HandshakeKind::Full),
+        ] {
+            let cfg = client_config(&pki.ca, versions);
+            let kinds: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut s = connect(srv.addr, &cfg);
+                    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+                    s.conn.handshake_kind()
+                })
+                .collect();
+            assert_eq!(kinds, [Some(rustls::HandshakeKind::Full), Some(second)]);
+        }
     }
     // Every client gets the one certificate; one that asked for another name refuses it.
     let cfg = client_config(&pki.ca, TLS13);
