@@ -94,6 +94,17 @@ fn print_table(rows: &[Row]) {
         kernel_release()
     );
     println!("{}", profile_line());
+    println!("{}", ktls_line());
+}
+
+/// Whether HTTPS bodies can leave by sendfile here (kernel TLS), and why not.
+fn ktls_line() -> String {
+    let probe = zcopy::ktls::probe();
+    if probe.available() {
+        format!("kTLS: yes ({probe}): `serve` HTTPS bodies leave by sendfile/splice.")
+    } else {
+        format!("kTLS: no, {probe}: `serve` encrypts HTTPS bodies in user space.")
+    }
 }
 
 /// Which calibration profile `auto` follows.

@@ -1,17 +1,19 @@
 //! `zcopy serve`: a static HTTP/1.1 file server that sends from page cache to socket.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use zcopy_http::auth::Users;
 use zcopy_http::budget::FdBudget;
-use zcopy_http::config::{AccessLog, Config};
+use zcopy_http::config::{AccessLog, Config, ListenKind, TlsConfig};
 use zcopy_http::encoding::Encoding;
 use zcopy_http::path::SymlinkPolicy;
 use zcopy_http::request::Limits;
 use zcopy_http::rules::{Cors, ErrorPage, Header, Rule};
 use zcopy_http::server::{Server, ServerError};
+use zcopy_tls::{CertFiles, KtlsMode, TlsOptions};
 
 mod file;
 mod settings;
@@ -188,6 +190,65 @@ fn summary(config: &Config) -> String {
     parts.join(", ")
 }
 
+/// The TLS settings, checked against the listeners asked for.
+fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
+    fn get<T: Clone>(v: &Option<T>) -> T {
+        v.clone().expect("filled in by Settings::defaults")
+    }
+    let https = s.listen.iter().any(|l| l.https);
+    let files = match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => Some(CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let Some(files) = files else {
+        anyhow::ensure!(
+            !https,
+            "--listen https://…: needs --tls-cert FILE and --tls-key FILE"
+        );
+        anyhow::ensure!(
+            s.hsts.is_none(),
+            "--hsts: there is no https:// listener (--listen https://ADDR)"
+        );
+        anyhow::ensure!(
+            s.redirect_http.is_empty(),
+            "--redirect-http: there is no https:// listener to redirect to (--listen https://ADDR)"
+        );
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        https,
+        "--tls-cert/--tls-key: there is no https:// listener (--listen https://ADDR)"
+    );
+    let max_handshakes = get(&s.tls_max_handshakes).0;
+    anyhow::ensure!(
+        max_handshakes > 0,
+        "--tls-max-handshakes: must be at least 1"
+    );
+    Ok(Some(TlsConfig {
+        files,
+        options: TlsOptions {
+            session_cache: get(&s.tls_session_cache).0,
+            tickets: get(&s.tls_tickets),
+            // The server decides, from --ktls and the kernel's probe.
+            ktls: false,
+        },
+        limits: zcopy_tls::Limits {
+            handshake_timeout: get(&s.tls_handshake_timeout).duration(),
+            max_handshakes,
+        },
+        ktls: if get(&s.ktls).0 == "off" {
+            KtlsMode::Off
+        } else {
+            KtlsMode::Auto
+        },
+        force_ktls_attempt: false,
+    }))
+}
+
 /// The server configuration of fully layered settings (see [`Settings::defaults`]).
 fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config> {
     fn get<T: Clone>(v: &Option<T>) -> T {
@@ -198,9 +259,20 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         "never" => SymlinkPolicy::Never,
         _ => SymlinkPolicy::WithinRoot,
     };
+    let pick = |https: bool| -> Vec<SocketAddr> {
+        s.listen
+            .iter()
+            .filter(|l| l.https == https)
+            .map(|l| l.addr)
+            .collect()
+    };
     Ok(Config {
         root: get(&s.root),
-        listen: s.listen.clone(),
+        listen: pick(false),
+        tls_listen: pick(true),
+        redirect_listen: s.redirect_http.clone(),
+        tls: tls(s)?,
+        hsts: s.hsts.map(|c| format!("max-age={}", c.0)),
         engine: get(&s.engine).0.parse().map_err(anyhow::Error::msg)?,
         workers: s.workers.map_or(0, |c| c.0),
         listing: get(&s.listing),
@@ -319,7 +391,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let has_auth = config.rules.iter().any(|r| r.auth.is_some());
     let server = match Server::bind_with(config, inherited) {
         Ok(s) => s,
-        Err(e @ ServerError::Root { .. }) => {
+        Err(e @ (ServerError::Root { .. } | ServerError::Tls(_) | ServerError::NoCertificate)) => {
             eprintln!("zcopy: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -341,6 +413,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let handle = server.shutdown_handle();
     let reloader = server.reload_handle();
+    let tls_reloader = server.tls_reloader();
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -350,18 +423,36 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("zcopy-signals".into())
-        .spawn(move || on_signals(signals, &args, fds, &handle, &reloader))
+        .spawn(move || on_signals(signals, &args, fds, &handle, &reloader, &tls_reloader))
         .context("starting the signal thread")?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        for addr in server.local_addrs() {
-            writeln!(
-                out,
-                "zcopy: serving {} on http://{addr}/ ({summary})",
-                root.display()
-            )?;
-            if has_auth && !addr.ip().is_loopback() {
+        let tls_path = server.tls_path().map(|p| p.to_string()).unwrap_or_default();
+        let https_port = server
+            .local_addrs()
+            .iter()
+            .zip(server.listen_kinds())
+            .find(|(_, k)| **k == ListenKind::Https)
+            .map_or(443, |(a, _)| a.port());
+        for (addr, kind) in server.local_addrs().iter().zip(server.listen_kinds()) {
+            match kind {
+                ListenKind::Http => writeln!(
+                    out,
+                    "zcopy: serving {} on http://{addr}/ ({summary})",
+                    root.display()
+                )?,
+                ListenKind::Https => writeln!(
+                    out,
+                    "zcopy: serving {} on https://{addr}/ ({summary}; {tls_path})",
+                    root.display()
+                )?,
+                ListenKind::Redirect => writeln!(
+                    out,
+                    "zcopy: redirecting http://{addr}/ to https (port {https_port})"
+                )?,
+            }
+            if has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
                 tracing::warn!(
                     "Basic auth on {addr} without TLS: passwords cross the network readable"
                 );
@@ -381,8 +472,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The signal thread: SIGHUP reloads the configuration (the old one stays if the new
-/// one fails to load), SIGUSR1 reopens the access log file, SIGINT/SIGTERM shut down
+/// The signal thread: SIGHUP reloads the configuration and the HTTPS certificate and
+/// key (the old ones stay if the new ones fail to load), SIGUSR1 reopens the access log file, SIGINT/SIGTERM shut down
 /// gracefully, a second one at once.
 fn on_signals(
     mut signals: signal_hook::iterator::Signals,
@@ -390,6 +481,7 @@ fn on_signals(
     fds: usize,
     shutdown: &zcopy_http::server::ShutdownHandle,
     reloader: &zcopy_http::server::ReloadHandle,
+    tls: &zcopy_http::server::TlsReloader,
 ) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
     for sig in signals.forever() {
@@ -402,6 +494,11 @@ fn on_signals(
                     Ok(Ok(())) => tracing::info!("configuration reloaded"),
                     Ok(Err(e)) => tracing::error!("reload failed, old configuration kept: {e}"),
                     Err(e) => tracing::error!("reload failed, old configuration kept: {e}"),
+                }
+                match tls.reload() {
+                    Ok(true) => tracing::info!("TLS certificate and key reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("TLS reload failed, old certificate kept: {e}"),
                 }
                 systemd::notify("READY=1");
             }

@@ -224,6 +224,7 @@ mod tests {
             origin: None,
             ac_request_method: None,
             ac_request_headers: None,
+            via: crate::config::ListenKind::Http,
         }
     }
 

@@ -70,6 +70,47 @@ pub struct Config {
     pub precompressed: Vec<Encoding>,
     /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
     pub rules: Vec<Rule>,
+    /// Addresses that speak HTTPS (`--listen https://ADDR`); needs [`Config::tls`].
+    pub tls_listen: Vec<SocketAddr>,
+    /// Plain listeners that answer every request with a 308 to the https URL.
+    pub redirect_listen: Vec<SocketAddr>,
+    /// Certificate and TLS settings of the HTTPS listeners.
+    pub tls: Option<TlsConfig>,
+    /// Strict-Transport-Security value sent on responses over TLS (e.g.
+    /// `max-age=31536000`).
+    pub hsts: Option<String>,
+    /// Port the redirect listeners send clients to (the first HTTPS listener's,
+    /// filled in by [`crate::server::Server::bind`]).
+    pub https_port: u16,
+}
+
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ListenKind {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTPS.
+    Https,
+    /// Plain HTTP answering every request with a 308 to https.
+    Redirect,
+}
+
+/// The HTTPS listeners' certificate and handshake settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain and private key.
+    pub files: zcopy_tls::CertFiles,
+    /// Session cache and tickets.
+    pub options: zcopy_tls::TlsOptions,
+    /// Handshake timeout and per-worker cap.
+    pub limits: zcopy_tls::Limits,
+    /// Whether sessions may be handed to kernel TLS.
+    pub ktls: zcopy_tls::KtlsMode,
+    /// Testing: try the kernel hand-off even where the probe failed, so the
+    /// fallback runs.
+    #[doc(hidden)]
+    pub force_ktls_attempt: bool,
 }
 
 impl Default for Config {
@@ -98,6 +139,11 @@ impl Default for Config {
             archives: false,
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
             rules: Vec::new(),
+            tls_listen: Vec::new(),
+            redirect_listen: Vec::new(),
+            tls: None,
+            hsts: None,
+            https_port: 443,
         }
     }
 }

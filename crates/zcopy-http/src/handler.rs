@@ -21,12 +21,13 @@ use std::os::fd::AsFd;
 use crate::archive::{Archive, ArchiveError};
 use crate::auth::Verdict;
 use crate::conditional::{self, Precondition, Validators};
-use crate::config::Config;
+use crate::config::{Config, ListenKind};
 use crate::encoding::{self, Found};
 use crate::head::{self, Head};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
+use crate::redirect::https_location;
 use crate::request::{BodyFraming, HttpError, Method, Request, Version};
 use crate::rules::{Cors, Effective};
 
@@ -165,7 +166,17 @@ pub fn handle(
         eff: &eff,
         origin: req.origin,
         vary_encoding: false,
+        hsts: match req.via {
+            ListenKind::Https => cfg.hsts.as_deref(),
+            _ => None,
+        },
     };
+    if req.via == ListenKind::Redirect {
+        return match https_location(req.host, cfg.https_port, req.target) {
+            Some(loc) => conn.text(out, 308, "308 Permanent Redirect\n", &[("Location", &loc)]),
+            None => conn.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
+        };
+    }
     if req.method == Method::Other {
         if req.method_name == "OPTIONS"
             && let Some(cors) = eff.cors
@@ -358,6 +369,7 @@ pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Res
         eff: &eff,
         origin: None,
         vary_encoding: false,
+        hsts: None,
     };
     let body = format!("{} {}\n", err.status, err.reason);
     conn.text(out, err.status, &body, &[])
@@ -384,6 +396,8 @@ struct Conn<'e, 'r> {
     eff: &'e Effective<'e>,
     origin: Option<&'r str>,
     vary_encoding: bool,
+    /// Strict-Transport-Security value (responses over TLS only).
+    hsts: Option<&'e str>,
 }
 
 impl Conn<'_, '_> {
@@ -409,6 +423,9 @@ impl Conn<'_, '_> {
                 "Access-Control-Expose-Headers",
                 "Content-Length, Content-Range, Content-Encoding, Accept-Ranges, ETag, Last-Modified",
             );
+        }
+        if let Some(v) = self.hsts {
+            h.header("Strict-Transport-Security", v);
         }
         for x in &self.eff.headers {
             h.header(&x.name, &x.value);

@@ -6,6 +6,9 @@
 //! [`path`] (safe resolution beneath the root), [`conditional`], [`range`] and
 //! [`listing`], [`head`] formats the response head, and the body goes out through a
 //! `zcopy` engine. Nothing here knows which engine runs; nothing in `zcopy` knows HTTP.
+//! On HTTPS listeners a `zcopy-tls` session sits between the socket and the core
+//! ([`driver::tls`]); after a kTLS hand-off the connection is plain TCP again for
+//! sending.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
@@ -25,6 +28,7 @@ pub mod metrics;
 pub mod path;
 pub mod proto;
 pub mod range;
+pub mod redirect;
 pub mod request;
 pub mod rules;
 pub mod server;

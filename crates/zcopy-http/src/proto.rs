@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::access_log::{self, AccessLogger};
-use crate::config::Config;
+use crate::config::{Config, ListenKind};
 use crate::handler::{self, Body, FileBody, Piece, Response};
 use crate::request::{self, HttpError, Method, Parsed, Request};
 use crate::stats::WorkerStats;
@@ -308,6 +308,8 @@ pub struct Conn {
     held: Option<Arc<File>>,
     /// When to look at the send queue next (while `held` or draining).
     queue_check: Instant,
+    /// What the listener speaks (told to the responder with each request).
+    via: ListenKind,
 }
 
 impl Conn {
@@ -325,7 +327,13 @@ impl Conn {
             deadline: env.now + env.config.header_timeout,
             held: None,
             queue_check: env.now,
+            via: ListenKind::Http,
         }
+    }
+
+    /// Marks a connection accepted on an HTTPS or redirecting listener.
+    pub fn set_via(&mut self, via: ListenKind) {
+        self.via = via;
     }
 
     /// The client's address.
@@ -485,7 +493,8 @@ impl Conn {
         if self.discard == 0 && self.rend > self.rpos {
             let limits = env.config.limits;
             match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-                Ok(Parsed::Complete(req, used)) => {
+                Ok(Parsed::Complete(mut req, used)) => {
+                    req.via = self.via;
                     let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
                     let body_len = req.body_len;
                     if body_len > env.config.max_body_discard {

@@ -112,6 +112,8 @@ pub struct Request<'a> {
     pub ac_request_method: Option<&'a str>,
     /// Access-Control-Request-Headers (a CORS preflight).
     pub ac_request_headers: Option<&'a str>,
+    /// What the listener it came in on speaks (set by the connection core).
+    pub via: crate::config::ListenKind,
 }
 
 /// Outcome of feeding bytes to the parser.
@@ -467,6 +469,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
         origin: None,
         ac_request_method: None,
         ac_request_headers: None,
+        via: crate::config::ListenKind::Http,
     };
     let mut content_length: Option<u64> = None;
     let mut conn_close = false;

@@ -15,8 +15,10 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Socket, Type};
 
 use crate::access_log::AccessLogger;
-use crate::config::{AccessLog, Config};
+use crate::config::{AccessLog, Config, ListenKind};
+use crate::driver::Role;
 use crate::driver::epoll::{self, WAKER};
+use crate::driver::tls::TlsSite;
 use crate::handler::Site;
 use crate::live::{Live, LiveCell};
 use crate::stats::Stats;
@@ -51,6 +53,12 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The HTTPS listeners' certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] zcopy_tls::LoadError),
+    /// HTTPS listeners were asked for without a certificate and key.
+    #[error("HTTPS listeners need a certificate and key (--tls-cert, --tls-key)")]
+    NoCertificate,
     /// Anything else (creating the event loops or threads).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -86,7 +94,25 @@ impl ShutdownHandle {
 
 struct WorkerSetup {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Role)>,
+}
+
+/// Reloads the HTTPS listeners' certificate and key from their files (SIGHUP); a
+/// no-op without HTTPS listeners.
+#[derive(Clone, Debug)]
+pub struct TlsReloader {
+    tls: Option<Arc<TlsSite>>,
+}
+
+impl TlsReloader {
+    /// Reads the files again; the next handshakes present the new certificate. On
+    /// error the old one stays. `Ok(false)`: there is no HTTPS listener.
+    pub fn reload(&self) -> Result<bool, zcopy_tls::LoadError> {
+        match &self.tls {
+            Some(t) => t.listener.certs.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
 }
 
 /// A bound server, ready to run.
@@ -94,6 +120,8 @@ pub struct Server {
     live: Arc<LiveCell>,
     stats: Arc<Stats>,
     addrs: Vec<SocketAddr>,
+    kinds: Vec<ListenKind>,
+    tls: Option<Arc<TlsSite>>,
     workers: Vec<WorkerSetup>,
     shutdown: ShutdownHandle,
 }
@@ -115,34 +143,54 @@ impl Server {
     }
 
     /// Like [`Server::bind`], but when `inherited` holds listening sockets (passed by
-    /// a service manager) they are served instead of `config.listen`, each shared by
-    /// every worker.
+    /// a service manager) they are served instead of the listen addresses (as plain
+    /// HTTP), each shared by every worker.
     pub fn bind_with(
-        config: Config,
+        mut config: Config,
         inherited: Vec<std::net::TcpListener>,
     ) -> Result<Server, ServerError> {
-        let live = open_live(&config)?;
-        let n = config.worker_count();
-        let mut per_worker: Vec<Vec<TcpListener>> = (0..n).map(|_| Vec::new()).collect();
-        let mut addrs = Vec::new();
-        let groups: Vec<_> = if inherited.is_empty() {
-            config
-                .listen
-                .iter()
-                .map(|&addr| bind_group(addr, n))
-                .collect::<Result<_, _>>()?
-        } else {
-            inherited
-                .into_iter()
-                .map(|l| share_inherited(l, n))
-                .collect::<Result<_, _>>()?
+        let tls = match (&config.tls, config.tls_listen.is_empty()) {
+            (_, true) => None,
+            (Some(t), false) => Some(Arc::new(TlsSite::open(t)?)),
+            (None, false) => return Err(ServerError::NoCertificate),
         };
-        for (bound, group) in groups {
-            addrs.push(bound);
-            for (w, l) in group.into_iter().enumerate() {
-                per_worker[w].push(l);
+        let n = config.worker_count();
+        let mut per_worker: Vec<Vec<(TcpListener, Role)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
+        let mut kinds = Vec::new();
+        if inherited.is_empty() {
+            let groups = [
+                (config.listen.clone(), Role::Http),
+                (
+                    config.tls_listen.clone(),
+                    tls.clone().map_or(Role::Http, Role::Https),
+                ),
+                (config.redirect_listen.clone(), Role::Redirect),
+            ];
+            for (list, role) in groups {
+                for addr in list {
+                    let (bound, group) = bind_group(addr, n)?;
+                    if role.kind() == ListenKind::Https && !kinds.contains(&ListenKind::Https) {
+                        config.https_port = bound.port();
+                    }
+                    addrs.push(bound);
+                    kinds.push(role.kind());
+                    for (w, l) in group.into_iter().enumerate() {
+                        per_worker[w].push((l, role.clone()));
+                    }
+                }
+            }
+        } else {
+            for l in inherited {
+                let (bound, group) = share_inherited(l, n)?;
+                addrs.push(bound);
+                kinds.push(ListenKind::Http);
+                for (w, l) in group.into_iter().enumerate() {
+                    per_worker[w].push((l, Role::Http));
+                }
             }
         }
+        let live = open_live(&config)?;
         let mut workers = Vec::with_capacity(n);
         let mut wakers = Vec::with_capacity(n);
         for listeners in per_worker {
@@ -154,6 +202,8 @@ impl Server {
             live: Arc::new(LiveCell::new(live)),
             stats: Arc::new(Stats::new(n)),
             addrs,
+            kinds,
+            tls,
             workers,
             shutdown: ShutdownHandle {
                 inner: Arc::new(ShutdownInner {
@@ -164,9 +214,34 @@ impl Server {
         })
     }
 
-    /// The addresses really bound (with the port the kernel chose for port 0).
+    /// The addresses really bound (with the port the kernel chose for port 0):
+    /// plain HTTP, then HTTPS, then redirect listeners, each in the order given.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// What each of [`Server::local_addrs`] speaks.
+    pub fn listen_kinds(&self) -> &[ListenKind] {
+        &self.kinds
+    }
+
+    /// The path TLS records take on the HTTPS listeners (kTLS or userspace, and
+    /// why); `None` without HTTPS listeners.
+    pub fn tls_path(&self) -> Option<&zcopy_tls::TlsPath> {
+        self.tls.as_deref().map(|t| &t.path)
+    }
+
+    /// Reloads the HTTPS certificate and key (see [`TlsReloader::reload`]).
+    pub fn reload_tls(&self) -> Result<bool, zcopy_tls::LoadError> {
+        self.tls_reloader().reload()
+    }
+
+    /// A handle that reloads the HTTPS certificate from another thread (a SIGHUP
+    /// handler), also after [`Server::spawn`].
+    pub fn tls_reloader(&self) -> TlsReloader {
+        TlsReloader {
+            tls: self.tls.clone(),
+        }
     }
 
     /// A handle that stops the server from another thread or a signal handler thread.
@@ -207,6 +282,7 @@ impl Server {
             threads.push(t);
         }
         Ok(RunningServer {
+            reloader: TlsReloader { tls: self.tls },
             addrs: self.addrs,
             shutdown: self.shutdown,
             threads,
@@ -257,10 +333,15 @@ pub struct ReloadHandle {
 impl ReloadHandle {
     /// Opens `config`'s root and access log and makes them current; on an error the
     /// old settings stay.
-    pub fn reload(&self, config: Config) -> Result<(), ServerError> {
-        let live = open_live(&config)?;
+    pub fn reload(&self, mut config: Config) -> Result<(), ServerError> {
         let (_, old) = self.live.load();
-        if old.site.config.listen != config.listen || old.site.config.workers != config.workers {
+        // The listeners stay as bound, and with them the port redirects point to.
+        config.https_port = old.site.config.https_port;
+        let live = open_live(&config)?;
+        if old.site.config.listen != config.listen
+            || old.site.config.tls_listen != config.tls_listen
+            || old.site.config.workers != config.workers
+        {
             tracing::warn!("listen addresses and worker count are kept until a restart");
         }
         self.live.store(live);
@@ -282,6 +363,7 @@ impl ReloadHandle {
 /// A server whose workers are running.
 #[derive(Debug)]
 pub struct RunningServer {
+    reloader: TlsReloader,
     addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -296,6 +378,11 @@ impl RunningServer {
     /// The shutdown handle.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// Reloads the HTTPS certificate and key (see [`TlsReloader::reload`]).
+    pub fn reload_tls(&self) -> Result<bool, zcopy_tls::LoadError> {
+        self.reloader.reload()
     }
 
     /// Waits for every worker to exit.

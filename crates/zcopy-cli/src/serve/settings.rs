@@ -181,6 +181,60 @@ impl Rate {
     }
 }
 
+checked!(
+    /// Kernel TLS mode: `auto` or `off`.
+    KtlsName,
+    |s| match s {
+        "auto" | "off" => Ok(s.to_owned()),
+        _ => Err(format!("unknown kTLS mode '{s}' (known: auto, off)")),
+    }
+);
+
+/// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Listen {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// TLS on this listener.
+    pub https: bool,
+}
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+    fn try_from(s: String) -> Result<Listen, String> {
+        s.parse()
+    }
+}
+
+impl From<Listen> for String {
+    fn from(l: Listen) -> String {
+        if l.https {
+            format!("https://{}", l.addr)
+        } else {
+            l.addr.to_string()
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Listen, String> {
+        let (https, rest) = match s.strip_prefix("https://") {
+            Some(r) => (true, r),
+            None => (false, s.strip_prefix("http://").unwrap_or(s)),
+        };
+        let addr = rest
+            .strip_suffix('/')
+            .unwrap_or(rest)
+            .parse()
+            .map_err(|e| {
+                format!("'{s}': {e} (want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT)")
+            })?;
+        Ok(Listen { addr, https })
+    }
+}
+
 /// A non-negative, finite number of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
@@ -268,11 +322,54 @@ pub struct Settings {
     /// Directory to serve [default: .].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
-    /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port)
-    /// [default: 127.0.0.1:8080]. Replaced by sockets passed by systemd, if any.
+    /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port):
+    /// `ADDR` or `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and
+    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. Replaced
+    /// by sockets passed by systemd, if any.
+    #[arg(long, value_name = "[https://]ADDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<Listen>,
+    /// PEM certificate chain (leaf first) of the https:// listeners.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) of the https:// listeners.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Send `Strict-Transport-Security: max-age=SECS` with every HTTPS response.
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Count>,
+    /// Also listen on ADDR with plain HTTP that answers every request with a 308
+    /// redirect to the same path on the first https:// listener (repeatable).
     #[arg(long, value_name = "ADDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub listen: Vec<SocketAddr>,
+    pub redirect_http: Vec<SocketAddr>,
+    /// Kernel TLS: auto (after the handshake, hand the keys to the kernel where it has
+    /// the tls ULP, so bodies leave by sendfile) or off (encrypt in user space)
+    /// [default: auto].
+    #[arg(long, value_name = "auto|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ktls: Option<KtlsName>,
+    /// Seconds a client has to finish its TLS handshake [default: 10].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_timeout: Option<Secs>,
+    /// Most TLS handshakes each worker runs at once (more clients wait in the backlog)
+    /// [default: 256].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_max_handshakes: Option<Count>,
+    /// TLS sessions remembered for resumption without a ticket (0: none) [default: 256].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_session_cache: Option<Count>,
+    /// Issue TLS session tickets (stateless resumption; keys rotate every 6 hours)
+    /// [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_tickets: Option<bool>,
     /// Engine that sends file bodies: auto, sendfile, splice, mmap, read-write, direct,
     /// uring (others fall back behind it). auto: sendfile (or the calibrated choice) to
     /// clients on other hosts; mmap, which copies at send time, to clients on this
@@ -463,7 +560,15 @@ impl Settings {
         let limits = zcopy_http::request::Limits::default();
         Settings {
             root: Some(PathBuf::from(".")),
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            listen: vec![Listen {
+                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                https: false,
+            }],
+            ktls: Some(KtlsName("auto".into())),
+            tls_handshake_timeout: Some(Secs(10.0)),
+            tls_max_handshakes: Some(Count(zcopy_tls::Limits::default().max_handshakes)),
+            tls_session_cache: Some(Count(zcopy_tls::TlsOptions::default().session_cache)),
+            tls_tickets: Some(true),
             engine: Some(EngineName("auto".into())),
             listing: Some(true),
             precompressed: Some(Encodings("br,zstd,gzip".into())),

@@ -13,4 +13,5 @@ mod shutdown;
 mod soak;
 mod systemd;
 mod tee;
+mod tls;
 mod util;

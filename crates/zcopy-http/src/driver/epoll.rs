@@ -23,7 +23,8 @@ use zcopy::Src;
 use zcopy::peer::PeerClassifier;
 
 use super::fetch::{self, Fetcher};
-use super::{Engines, PeerRoute, PooledTransfer, SiteResponder, TURN_BUDGET};
+use super::tls::{Step, TlsConn, TlsWorker, Transport};
+use super::{Engines, PeerRoute, PooledTransfer, Role, SiteResponder, TURN_BUDGET};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
 use crate::live::LiveCell;
@@ -68,6 +69,8 @@ struct Shared {
     peers: PeerClassifier,
     /// Reads cold file ranges into the page cache off the loop.
     fetcher: Fetcher,
+    /// Handshake slots and buffers of the TLS connections.
+    tls: TlsWorker,
     now: Instant,
     shutting_down: bool,
     /// This worker's counters.
@@ -77,8 +80,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// The core's view of the worker, and the engines beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut Engines, &Fetcher) {
+    /// The core's view of the worker, and the engines, fetch thread and TLS state beside it.
+    fn parts(&mut self) -> (Env<'_>, &mut Engines, &Fetcher, &mut TlsWorker) {
         (
             Env {
                 now: self.now,
@@ -92,6 +95,7 @@ impl Shared {
             },
             &mut self.engines,
             &self.fetcher,
+            &mut self.tls,
         )
     }
 }
@@ -114,6 +118,8 @@ struct Connection {
     token: usize,
     /// Waiting for the fetch thread to bring the next range into the page cache.
     fetching: bool,
+    /// TLS between the socket and the core, if any.
+    transport: Transport,
 }
 
 impl Connection {
@@ -123,11 +129,54 @@ impl Connection {
         self.writable |= writable;
     }
 
+    /// When the connection next needs attention without an event: the core's
+    /// deadline, or the end of its TLS handshake time.
+    fn deadline(&self) -> Instant {
+        match &self.transport {
+            Transport::Tls(t) => t
+                .deadline()
+                .map_or(self.core.deadline(), |d| d.min(self.core.deadline())),
+            _ => self.core.deadline(),
+        }
+    }
+
+    /// [`Intent::Read`] on a TLS connection; `None`: ask the core again.
+    fn read_tls(&mut self, env: &mut Env<'_>, tls: &mut TlsWorker) -> Option<Progress> {
+        let step = match &mut self.transport {
+            Transport::Plain => Step::Again,
+            Transport::Tls(t) => t.read(
+                &self.stream,
+                &mut self.core,
+                env,
+                tls,
+                (&mut self.readable, &mut self.writable, self.read_closed),
+            ),
+            Transport::Kernel(k) => k.read(&self.stream, &mut self.core, env, &mut self.readable),
+        };
+        match step {
+            Step::Again => None,
+            Step::Wait => Some(Progress::Wait),
+            Step::Close => Some(Progress::Close),
+            Step::HandOff => match self.transport.hand_off(&self.stream) {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::debug!(peer = %self.core.peer(), "kTLS hand-off: {e}");
+                    Some(Progress::Close)
+                }
+            },
+        }
+    }
+
     /// Does all the work possible now, up to the turn budget.
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
+        if let Transport::Tls(t) = &mut self.transport
+            && t.flush(&self.stream, &mut self.writable).is_err()
+        {
+            return Progress::Close;
+        }
         loop {
-            let (mut env, engines, fetcher) = sh.parts();
+            let (mut env, engines, fetcher, tls) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
             {
@@ -135,6 +184,12 @@ impl Connection {
             }
             match self.core.next(&mut env) {
                 Intent::Read => {
+                    if !matches!(self.transport, Transport::Plain) {
+                        match self.read_tls(&mut env, tls) {
+                            Some(p) => return p,
+                            None => continue,
+                        }
+                    }
                     if !self.readable {
                         return Progress::Wait;
                     }
@@ -160,6 +215,19 @@ impl Connection {
                     }
                 }
                 Intent::Write { more } => {
+                    if let Transport::Tls(t) = &mut self.transport {
+                        let step = t.write(
+                            &self.stream,
+                            &mut self.core,
+                            &mut env,
+                            &mut self.writable,
+                            more,
+                        );
+                        if step == Step::Wait {
+                            return Progress::Wait;
+                        }
+                        continue;
+                    }
                     if !self.writable {
                         return Progress::Wait;
                     }
@@ -169,6 +237,12 @@ impl Connection {
                         Ok(n) => {
                             if n < len {
                                 self.writable = false;
+                            }
+                            if let Transport::Kernel(k) = &mut self.transport
+                                && !k.sent(n)
+                            {
+                                self.core.on_send_failed(&mut env);
+                                continue;
                             }
                             self.core.on_written(&mut env, n);
                         }
@@ -215,6 +289,22 @@ impl Connection {
                         self.fetching = true;
                         return Progress::Wait;
                     }
+                    if let Transport::Tls(t) = &mut self.transport {
+                        let (step, n) = t.send_file(
+                            &self.stream,
+                            &mut self.core,
+                            &mut env,
+                            tls,
+                            &mut self.writable,
+                            offset,
+                            len,
+                        );
+                        budget = budget.saturating_sub(n);
+                        if step == Step::Wait {
+                            return Progress::Wait;
+                        }
+                        continue;
+                    }
                     let route = self.route;
                     let t = self
                         .transfer
@@ -227,6 +317,12 @@ impl Connection {
                     match t.transfer.step(src, self.stream.as_fd(), want) {
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
+                            if let Transport::Kernel(k) = &mut self.transport
+                                && !k.sent(n)
+                            {
+                                self.core.on_send_failed(&mut env);
+                                continue;
+                            }
                             let engine = t.transfer.current();
                             let by_ref = engine.is_some_and(|k| k.sends_by_reference());
                             env.stats.body_by_engine(engine, n as u64, by_ref);
@@ -245,10 +341,29 @@ impl Connection {
                     let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
                     self.core.on_send_queue(&mut env, n);
                 }
-                Intent::ShutdownWrite => {
-                    let _ = self.stream.shutdown(Shutdown::Write);
-                }
+                Intent::ShutdownWrite => match &mut self.transport {
+                    Transport::Plain => {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                    Transport::Tls(t) => {
+                        if t.shutdown_write(&self.stream, &mut self.writable) == Step::Close {
+                            return Progress::Close;
+                        }
+                    }
+                    Transport::Kernel(k) => k.shutdown_write(&self.stream),
+                },
                 Intent::Close { reset } => {
+                    if !reset
+                        && let Transport::Tls(t) = &mut self.transport
+                        && !t.may_close(
+                            &self.stream,
+                            &mut self.writable,
+                            env.now,
+                            env.config.send_timeout,
+                        )
+                    {
+                        return Progress::Wait;
+                    }
                     if reset {
                         // Discard what is queued rather than let changed pages go out.
                         let _ = rustix::net::sockopt::set_socket_linger(
@@ -303,6 +418,7 @@ fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
 
 struct Listener {
     sock: TcpListener,
+    role: Role,
     /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
     ready: bool,
     registered: bool,
@@ -351,7 +467,7 @@ impl Worker {
     pub(crate) fn new(
         index: usize,
         poll: Poll,
-        listeners: Vec<TcpListener>,
+        listeners: Vec<(TcpListener, Role)>,
         live: Arc<LiveCell>,
         stats: Arc<WorkerStats>,
         active: Arc<AtomicUsize>,
@@ -365,12 +481,20 @@ impl Worker {
         let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        let tls_limits = listeners
+            .iter()
+            .find_map(|(_, r)| match r {
+                Role::Https(t) => Some(t.limits),
+                _ => None,
+            })
+            .unwrap_or_default();
         Ok(Worker {
             poll,
             listeners: listeners
                 .into_iter()
-                .map(|sock| Listener {
+                .map(|(sock, role)| Listener {
                     sock,
+                    role,
                     ready: true,
                     registered: false,
                 })
@@ -387,6 +511,7 @@ impl Worker {
                 engines: Engines::new(site.config.engine, stats.clone()),
                 peers: PeerClassifier::new(),
                 fetcher,
+                tls: TlsWorker::new(&tls_limits),
                 responder: SiteResponder {
                     site: site.clone(),
                     cache,
@@ -428,8 +553,11 @@ impl Worker {
             if let Some(t) = self.grace_until {
                 wake = wake.min(t);
             }
+            let tls_full = self.sh.tls.slots.full();
             let accept_now = self.accept_paused_until.is_none()
-                && self.listeners.iter().any(|l| l.ready && l.registered);
+                && self.listeners.iter().any(|l| {
+                    l.ready && l.registered && !(tls_full && matches!(l.role, Role::Https(_)))
+                });
             let timeout = if !self.runq.is_empty() || accept_now {
                 Duration::ZERO
             } else {
@@ -570,21 +698,30 @@ impl Worker {
         let max = self.sh.site.config.max_connections.max(1);
         for li in 0..self.listeners.len() {
             let mut accepted = 0;
+            let tls = matches!(self.listeners[li].role, Role::Https(_));
             while self.listeners[li].ready && self.listeners[li].registered {
                 if accepted >= ACCEPT_BATCH {
                     return;
+                }
+                // No handshake slot free: leave TLS clients in the backlog until one is.
+                if tls && self.sh.tls.slots.full() {
+                    break;
                 }
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
                         self.starved = false;
                         // At the cap, make room by shedding; with nothing to shed, the
-                        // new client gets a 503 at once rather than a wait in the backlog.
+                        // new client gets a 503 at once rather than a wait in the backlog
+                        // (a TLS client is closed: it could not read a clear-text 503).
                         if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
                             self.sh.stats.refused();
-                            refuse(&stream);
+                            if !tls {
+                                refuse(&stream);
+                            }
                         } else {
-                            self.add(stream, peer);
+                            let role = self.listeners[li].role.clone();
+                            self.add(stream, peer, role);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -624,7 +761,7 @@ impl Worker {
             if c.core.is_reading_head() {
                 // The earliest header deadline belongs to the oldest head (ties, from
                 // one loop turn, go by accept order).
-                let d = (c.core.deadline(), c.seq);
+                let d = (c.deadline(), c.seq);
                 if oldest_head.is_none_or(|(od, _)| d < od) {
                     oldest_head = Some((d, i));
                 }
@@ -640,7 +777,18 @@ impl Worker {
         true
     }
 
-    fn add(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn add(&mut self, stream: TcpStream, peer: SocketAddr, role: Role) {
+        let transport = match &role {
+            Role::Https(site) => match TlsConn::new(site, self.sh.now) {
+                Ok(t) if self.sh.tls.slots.take() => Transport::Tls(Box::new(t)),
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("TLS session: {e}");
+                    return;
+                }
+            },
+            _ => Transport::Plain,
+        };
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
                 conn: None,
@@ -653,7 +801,10 @@ impl Worker {
         tracing::trace!(%peer, %class, "accepted");
         let route = PeerRoute::of(&class);
         let (env, ..) = self.sh.parts();
-        let core = proto::Conn::new(peer, !route.local, &env);
+        let mut core = proto::Conn::new(peer, !route.local, &env);
+        if !matches!(role, Role::Http) {
+            core.set_via(role.kind());
+        }
         let mut conn = Connection {
             stream,
             core,
@@ -665,6 +816,7 @@ impl Worker {
             route,
             token: idx,
             fetching: false,
+            transport,
         };
         self.accepted += 1;
         if let Err(e) = self.poll.registry().register(
@@ -673,13 +825,16 @@ impl Worker {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             tracing::warn!("register: {e}");
+            if let Transport::Tls(t) = &mut conn.transport {
+                t.closed(&mut self.sh.tls);
+            }
             self.free.push(idx);
             return;
         }
         self.active.fetch_add(1, Ordering::Relaxed);
         self.count += 1;
         self.sh.stats.accepted();
-        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+        self.next_sweep = self.next_sweep.min(conn.deadline());
         let slot = &mut self.slots[idx];
         slot.conn = Some(conn);
         slot.queued = true;
@@ -694,6 +849,9 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             if let Some(t) = conn.transfer.take() {
                 self.sh.engines.give(t);
+            }
+            if let Transport::Tls(t) = &mut conn.transport {
+                t.closed(&mut self.sh.tls);
             }
             drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
@@ -716,7 +874,7 @@ impl Worker {
                 continue;
             };
             let p = conn.drive(&mut self.sh);
-            let deadline = conn.core.deadline();
+            let deadline = conn.deadline();
             self.settle(idx, p, deadline);
         }
         // Keep the queue's allocation if nothing was added meanwhile.
@@ -757,18 +915,25 @@ impl Worker {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;
             };
-            if conn.core.deadline() <= now {
+            if conn.deadline() <= now {
+                if let Transport::Tls(t) = &conn.transport
+                    && t.handshake_late(now)
+                {
+                    tracing::debug!(peer = %conn.core.peer(), "TLS handshake timeout");
+                    self.close(idx);
+                    continue;
+                }
                 let (mut env, ..) = self.sh.parts();
                 conn.core.on_timer(&mut env);
                 let p = conn.drive(&mut self.sh);
-                let d = conn.core.deadline();
+                let d = conn.deadline();
                 self.settle(idx, p, d);
                 if self.slots[idx].conn.is_none() {
                     continue;
                 }
             }
             if let Some(conn) = self.slots[idx].conn.as_ref() {
-                next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
+                next = next.min(conn.deadline().max(now + Duration::from_millis(1)));
             }
         }
         self.next_sweep = next;

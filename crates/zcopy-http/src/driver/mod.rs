@@ -4,6 +4,7 @@
 
 pub mod epoll;
 pub mod fetch;
+pub mod tls;
 
 use std::fs::File;
 use std::sync::Arc;
@@ -18,6 +19,28 @@ use crate::handler::{self, Body, Piece, Response, Site};
 use crate::proto::Responder;
 use crate::request::Request;
 use crate::stats::WorkerStats;
+
+/// What a worker's listener speaks.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS, with the listeners' TLS setup.
+    Https(Arc<tls::TlsSite>),
+    /// Plain HTTP answering every request with a 308 to https.
+    Redirect,
+}
+
+impl Role {
+    /// The kind of listener, as the core and the handler see it.
+    pub fn kind(&self) -> crate::config::ListenKind {
+        match self {
+            Role::Http => crate::config::ListenKind::Http,
+            Role::Https(_) => crate::config::ListenKind::Https,
+            Role::Redirect => crate::config::ListenKind::Redirect,
+        }
+    }
+}
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
 pub const SMALL_BODY: u64 = 16 * 1024;

@@ -12,4 +12,5 @@ mod protocol;
 mod rules;
 mod security;
 mod sidecars;
+mod tls;
 mod tools;

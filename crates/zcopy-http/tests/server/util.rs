@@ -11,6 +11,8 @@ use zcopy_http::server::{RunningServer, Server};
 /// A server running in this process, stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Every bound address (plain, then HTTPS, then redirect listeners).
+    pub addrs: Vec<SocketAddr>,
     running: Option<RunningServer>,
 }
 
@@ -26,9 +28,11 @@ impl TestServer {
         tweak(&mut cfg);
         let server = Server::bind(cfg).expect("bind");
         let addr = server.local_addrs()[0];
+        let addrs = server.local_addrs().to_vec();
         let running = server.spawn().expect("spawn");
         TestServer {
             addr,
+            addrs,
             running: Some(running),
         }
     }
@@ -43,6 +47,11 @@ impl TestServer {
         let s = TcpStream::connect(self.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s
+    }
+
+    /// The running server.
+    pub fn running(&self) -> &RunningServer {
+        self.running.as_ref().expect("running")
     }
 
     /// Stops the server, waiting for its workers.

@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{CertificateParams, KeyPair};
+
+#[path = "../../../../tests/support/pki.rs"]
+mod pki;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::{ClientConfig, ClientConnection};
 use zcopy_tls::{CertFiles, Limits, Session, TlsListener, TlsOptions};
 
 /// Key algorithms the tests cover.
@@ -52,20 +55,8 @@ impl Pki {
 
     /// `tweak` may change the leaf's parameters (names, validity).
     pub fn with(alg: Alg, tweak: impl FnOnce(&mut CertificateParams)) -> Pki {
-        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "zcopy test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-
         let leaf_key = key_pair(alg);
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        tweak(&mut leaf_params);
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let (ca, leaf) = pki::ca_and_leaf(&leaf_key, tweak);
 
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("chain.pem");
@@ -96,16 +87,7 @@ impl Pki {
         versions: &[&'static rustls::SupportedProtocolVersion],
         alpn: &[&[u8]],
     ) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        let mut c =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(versions)
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(c)
+        pki::client_config(&self.ca, versions, alpn)
     }
 }
 
