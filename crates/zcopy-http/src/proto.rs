@@ -36,6 +36,9 @@ pub const LINGER: Duration = Duration::from_secs(2);
 pub const DRAIN: Duration = Duration::from_secs(2);
 /// How often a send blocked on a full socket re-checks its file's lease.
 pub const LEASE_CHECK: Duration = Duration::from_millis(200);
+/// After the idle timeout, how often a connection whose last response is still
+/// being read (bytes in our send queue, shrinking) is looked at again.
+pub const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// How often the send queue is looked at while a file is held or drained.
 pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
 /// Body bytes a rate-limited response may send at once before pacing starts.
@@ -308,6 +311,11 @@ pub struct Conn {
     held: Option<Arc<File>>,
     /// When to look at the send queue next (while `held` or draining).
     queue_check: Instant,
+    /// The idle timeout passed: look at the send queue to see whether the client is
+    /// still reading the last response.
+    idle_check_due: bool,
+    /// The send queue's length at the previous such look in this idle spell.
+    idle_queue: Option<u32>,
     /// What the listener speaks (told to the responder with each request).
     via: ListenKind,
 }
@@ -327,6 +335,8 @@ impl Conn {
             deadline: env.now + env.config.header_timeout,
             held: None,
             queue_check: env.now,
+            idle_check_due: false,
+            idle_queue: None,
             via: ListenKind::Http,
         }
     }
@@ -377,6 +387,9 @@ impl Conn {
 
     /// What to do next.
     pub fn next(&mut self, env: &mut Env<'_>) -> Intent {
+        if self.idle_check_due {
+            return Intent::CheckSendQueue;
+        }
         if self.held.is_some() && env.now >= self.queue_check {
             self.queue_check = env.now + QUEUE_CHECK;
             return Intent::CheckSendQueue;
@@ -793,6 +806,27 @@ impl Conn {
 
     /// The socket's send queue holds `len` bytes (after [`Intent::CheckSendQueue`]).
     pub fn on_send_queue(&mut self, env: &mut Env<'_>, len: usize) {
+        if std::mem::take(&mut self.idle_check_due) && matches!(self.state, State::Idle) {
+            let len = u32::try_from(len).unwrap_or(u32::MAX);
+            match (len, self.idle_queue) {
+                // Nothing queued for a whole idle period, or a reader that stopped.
+                (0, None | Some(0)) => self.state = State::Closed { reset: false },
+                (_, Some(last)) if len != 0 && len >= last => {
+                    self.state = State::Closed { reset: false };
+                }
+                // Just taken: the idle period starts now.
+                (0, Some(_)) => {
+                    self.idle_queue = Some(0);
+                    self.deadline = env.now + env.config.idle_timeout;
+                }
+                // Still reading: look again soon.
+                _ => {
+                    self.idle_queue = Some(len);
+                    self.deadline = env.now + IDLE_RECHECK.min(env.config.idle_timeout);
+                }
+            }
+            return;
+        }
         if let State::Draining { until } = self.state {
             if len == 0 {
                 self.state = State::Closed { reset: false };
@@ -877,6 +911,7 @@ impl Conn {
         } else {
             self.release_rbuf(env);
             self.state = State::Idle;
+            self.idle_queue = None;
             self.deadline = env.now + env.config.idle_timeout;
         }
     }
@@ -896,7 +931,13 @@ impl Conn {
                 self.discard = 0;
                 self.respond_error(env, http_error(408, "request head not received in time"));
             }
-            State::Idle | State::Head | State::Closing { .. } => {
+            State::Idle => {
+                // Idle counts from when the client has taken the last response, not
+                // from when we finished writing it: a slow reader may still have
+                // megabytes queued. Look at the send queue first.
+                self.idle_check_due = true;
+            }
+            State::Head | State::Closing { .. } => {
                 self.state = State::Closed { reset: false };
             }
             State::Respond(r) => {

@@ -413,6 +413,59 @@ fn deadlines_answer_a_stalled_head_with_408_and_close_idle_connections() {
     assert_eq!(h.next(&mut c), Intent::Read);
     h.now += h.config.idle_timeout;
     c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+    c.on_send_queue(&mut h.env(), 0);
+    assert_eq!(h.next(&mut c), Intent::Close { reset: false });
+}
+
+#[test]
+fn the_idle_timeout_waits_for_a_slow_reader_to_take_its_response() {
+    let mut h = Harness::new(&[("a", b"A".to_vec())]);
+    let mut c = h.conn(false);
+    h.feed(&mut c, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.written(&mut c);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    // Idle timeout: the client is still reading (megabytes queued, shrinking).
+    h.now += h.config.idle_timeout;
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+    c.on_send_queue(&mut h.env(), 3_000_000);
+    assert_eq!(h.next(&mut c), Intent::Read, "kept while the queue shrinks");
+    assert_eq!(c.deadline(), h.now + IDLE_RECHECK);
+    h.now += IDLE_RECHECK;
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+    c.on_send_queue(&mut h.env(), 1_000_000);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    // It has taken everything: a whole idle period starts now.
+    h.now += IDLE_RECHECK;
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+    c.on_send_queue(&mut h.env(), 0);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    assert_eq!(c.deadline(), h.now + h.config.idle_timeout);
+    h.now += h.config.idle_timeout;
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+    c.on_send_queue(&mut h.env(), 0);
+    assert_eq!(h.next(&mut c), Intent::Close { reset: false });
+}
+
+#[test]
+fn a_client_that_stops_reading_its_response_is_closed_at_the_idle_timeout() {
+    let mut h = Harness::new(&[("a", b"A".to_vec())]);
+    let mut c = h.conn(false);
+    h.feed(&mut c, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.written(&mut c);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    h.now += h.config.idle_timeout;
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+    c.on_send_queue(&mut h.env(), 1_000_000);
+    h.now += IDLE_RECHECK;
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::CheckSendQueue);
+    c.on_send_queue(&mut h.env(), 1_000_000);
     assert_eq!(h.next(&mut c), Intent::Close { reset: false });
 }
 

@@ -335,3 +335,41 @@ fn at_the_cap_idle_then_slow_heads_are_shed_and_otherwise_503() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
 }
+
+/// The idle timeout of a keep-alive connection counts from when the client has taken
+/// the last response, not from when the server finished writing it into the socket:
+/// a slow reader with megabytes still queued is not cut off before its next request.
+/// (Found by the soak: every slow reader of an 8 MiB file lost its connection.)
+#[test]
+fn a_slow_reader_keeps_its_connection_past_the_idle_timeout_while_it_reads() {
+    let fx = Fixture::new();
+    let len: u64 = 8 << 20;
+    write_pattern(&fx.root().join("big.bin"), len);
+    fx.file("a.txt", b"A");
+    let srv = TestServer::start(&fx.root(), |c| c.idle_timeout = Duration::from_millis(200));
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    sock.connect(&srv.addr.into()).unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let head = read_response(&mut s, true).unwrap();
+    assert_eq!(head.status, 200);
+    // Read the body slowly: well over the idle timeout after the server has written
+    // its last byte into the socket.
+    let mut body = vec![0u8; len as usize];
+    let mut got = 0;
+    while got < body.len() {
+        let end = (got + 256 * 1024).min(body.len());
+        let n = std::io::Read::read(&mut s, &mut body[got..end]).unwrap();
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert_pattern(&body, 0, "slowly read body");
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).expect("the connection was kept");
+    assert_eq!(r.body, b"A");
+}
