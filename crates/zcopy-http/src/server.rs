@@ -17,6 +17,7 @@ use socket2::{Domain, Socket, Type};
 use crate::access_log::AccessLogger;
 use crate::config::{AccessLog, Config};
 use crate::driver::epoll::{self, WAKER};
+use crate::driver::{self, IoDriver, uring};
 use crate::handler::Site;
 
 /// Why the server could not start.
@@ -170,21 +171,33 @@ impl Server {
     pub fn spawn(self) -> io::Result<RunningServer> {
         let active = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
+        let (io, why) = driver::choose(self.site.config.io);
+        if self.site.config.io == IoDriver::Uring && io != IoDriver::Uring {
+            tracing::warn!("--io uring: {why}; using epoll");
+        } else {
+            tracing::debug!(driver = %io, "I/O driver: {why}");
+        }
         for (i, setup) in self.workers.into_iter().enumerate() {
-            let worker = epoll::Worker::new(
-                setup.poll,
-                setup.listeners,
+            let (site, log, active, shutdown) = (
                 self.site.clone(),
                 self.log.clone(),
                 active.clone(),
                 self.shutdown.inner.clone(),
             );
-            let t = std::thread::Builder::new()
-                .name(format!("zcopy-worker-{i}"))
-                .spawn(move || worker.run())?;
+            let name = format!("zcopy-worker-{i}");
+            let (poll, listeners) = (setup.poll, setup.listeners);
+            let t = match io {
+                IoDriver::Uring => std::thread::Builder::new().name(name).spawn(move || {
+                    uring::Worker::new(poll, listeners, site, log, active, shutdown).run()
+                })?,
+                _ => std::thread::Builder::new().name(name).spawn(move || {
+                    epoll::Worker::new(poll, listeners, site, log, active, shutdown).run()
+                })?,
+            };
             threads.push(t);
         }
         Ok(RunningServer {
+            io,
             addrs: self.addrs,
             shutdown: self.shutdown,
             threads,
@@ -200,12 +213,18 @@ impl Server {
 /// A server whose workers are running.
 #[derive(Debug)]
 pub struct RunningServer {
+    io: IoDriver,
     addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
 impl RunningServer {
+    /// The event loop the workers run.
+    pub fn io_driver(&self) -> IoDriver {
+        self.io
+    }
+
     /// The bound addresses.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs

@@ -3,6 +3,7 @@
 //! that answers requests from the site, and the per-worker pool of engine transfers.
 
 pub mod epoll;
+pub mod uring;
 
 use std::fs::File;
 use std::sync::Arc;
@@ -15,6 +16,68 @@ use crate::cache::FileCache;
 use crate::handler::{self, Body, Piece, Response, Site};
 use crate::proto::Responder;
 use crate::request::Request;
+
+/// Which event loop runs the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring where this kernel runs it, else epoll.
+    #[default]
+    Auto,
+    /// The mio (epoll) loop.
+    Epoll,
+    /// The io_uring loop (falls back to epoll, with a warning, where refused).
+    Uring,
+}
+
+impl IoDriver {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::Epoll => "epoll",
+            IoDriver::Uring => "uring",
+        }
+    }
+}
+
+impl std::fmt::Display for IoDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for IoDriver {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IoDriver, String> {
+        match s {
+            "auto" => Ok(IoDriver::Auto),
+            "epoll" => Ok(IoDriver::Epoll),
+            "uring" | "io_uring" | "io-uring" => Ok(IoDriver::Uring),
+            _ => Err(format!(
+                "unknown I/O driver '{s}' (known: auto, epoll, uring)"
+            )),
+        }
+    }
+}
+
+/// The driver that runs for `want` (never `Auto`), and why.
+pub fn choose(want: IoDriver) -> (IoDriver, String) {
+    if want == IoDriver::Epoll {
+        return (IoDriver::Epoll, "asked for".into());
+    }
+    let forced = zcopy::transfer::Forced::from_env();
+    let refused = if forced.limit(EngineKind::Uring).is_some() {
+        Err("io_uring forced off by ZCOPY_DISABLE".to_string())
+    } else {
+        zcopy::sys::event_ring::probe()
+    };
+    match refused {
+        Err(why) => (IoDriver::Epoll, format!("io_uring unavailable: {why}")),
+        Ok(()) if want == IoDriver::Uring => (IoDriver::Uring, "asked for".into()),
+        Ok(()) => (IoDriver::Uring, "io_uring probe passed".into()),
+    }
+}
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
 pub const SMALL_BODY: u64 = 16 * 1024;

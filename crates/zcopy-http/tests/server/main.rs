@@ -3,6 +3,7 @@
 
 mod util;
 
+mod driver;
 mod files;
 mod protocol;
 mod security;

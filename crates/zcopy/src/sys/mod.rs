@@ -3,6 +3,7 @@
 //! Each function names the C call it makes and links its man page; each `unsafe`
 //! block says why it is sound.
 
+pub mod event_ring;
 pub mod lease;
 pub mod mem;
 pub mod rusage;

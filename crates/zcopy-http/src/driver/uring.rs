@@ -1,0 +1,943 @@
+//! The io_uring driver: one ring per worker, each with its own `SO_REUSEPORT`
+//! listeners, carrying out what each connection's [`proto::Conn`] asks.
+//!
+//! - Accepts: one multishot `ACCEPT` per listener.
+//! - Reads: one multishot `RECV` per connection into the ring's provided buffers; a
+//!   chunk is copied into the core's read buffer when it asks to read. A connection
+//!   whose core doesn't read (busy answering) has its receive cancelled while it
+//!   holds buffers, and re-armed when it asks again.
+//! - Heads and in-memory bodies: copied into a buffer the ring owns until the `SEND`
+//!   completes. A head followed by a body is held back (corked in user space) and
+//!   leaves in the same `SEND` as the body's first chunk.
+//! - File bodies by copy: `READ` of a chunk into that buffer, then `SEND` (the bytes
+//!   are copied at read time, so a later change to the file can't reach them; a cold
+//!   file's read waits in the kernel, not in this loop).
+//! - File bodies by reference: `SPLICE` file → pipe linked to `SPLICE` pipe → socket,
+//!   with a pipe per connection (made on first use).
+//! - At most one send-side operation per connection is in flight; its outcome is
+//!   reported to the core only when it completes.
+//! - Timers: the loop's wait is bounded by the nearest deadline (`io_uring_enter`
+//!   with a timeout); everything queued in a turn is submitted by that one call.
+//! - Lease and send-queue checks are plain synchronous calls (fcntl, ioctl).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Poll};
+use rustix::io::Errno;
+use zcopy::sys::event_ring::{Completion, Event, EventRing, OpId, RecvBuf, RingSize};
+
+use super::SiteResponder;
+use crate::access_log::AccessLogger;
+use crate::handler::Site;
+use crate::proto::{self, Buffers, Env, Intent};
+use crate::server::ShutdownInner;
+
+/// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
+const RING: RingSize = RingSize {
+    entries: 1024,
+    recv_bufs: 512,
+    recv_buf_len: 4096,
+};
+/// Token of the shutdown waker's poll.
+const WAKER: u64 = u64::MAX;
+/// `POLLIN`, as the poll operation takes it.
+const POLLIN: u32 = rustix::event::PollFlags::IN.bits() as u32;
+/// Token of a cancel whose completion nobody waits for.
+const IGNORE: u64 = u64::MAX - 1;
+/// Listener tokens count down from here.
+const LISTENER_BASE: u64 = u64::MAX - 2;
+/// Longest sleep between timer sweeps.
+const TICK: Duration = Duration::from_secs(1);
+/// Pause after accept fails for lack of fds or memory, or at the connection cap.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Spare buffers a worker keeps (core buffers, and send/read buffers).
+const SPARE_BUFFERS: usize = 256;
+/// Largest file chunk read (and sent) in one go.
+const FILE_CHUNK: usize = 256 * 1024;
+/// Largest in-memory write corked while a body follows.
+const CORK_MAX: usize = 64 * 1024;
+/// Received chunks a connection may hold unread before its receive is cancelled.
+const PENDING_MAX: usize = 2;
+/// Pipe capacity asked for by-reference bodies (and so the largest splice).
+const PIPE_SIZE: usize = 256 * 1024;
+
+/// The send-side operation in flight for a connection.
+#[derive(Debug)]
+enum Sending {
+    /// In-memory bytes: `core` of them are the core's (reported with `on_written`),
+    /// the rest were already reported (corked).
+    Write { sent: usize, core: usize },
+    /// A file chunk being read in after `prefix` corked bytes.
+    Read { prefix: usize },
+    /// Corked bytes and `file` bytes of a file chunk being sent.
+    FileSend { sent: usize, file: usize },
+    /// Splicing: `first` is the file → pipe leg's outcome once known.
+    Splice { want: usize, first: Option<usize> },
+}
+
+/// One client connection: the socket, what is in flight for it, and the core.
+struct Connection {
+    stream: TcpStream,
+    core: proto::Conn,
+    /// Operations in the ring for this connection.
+    inflight: u32,
+    /// The multishot receive, while armed.
+    recv: Option<OpId>,
+    /// Received chunks not yet copied into the core (chunk, bytes of it used).
+    pending: VecDeque<(RecvBuf, usize)>,
+    /// The peer closed its side.
+    eof: bool,
+    /// Receiving failed.
+    recv_failed: bool,
+    sending: Option<Sending>,
+    /// The buffer of the send-side operation (between operations: corked bytes).
+    out: Vec<u8>,
+    /// Shut the write side once the send in flight is done.
+    shut_pending: bool,
+    /// By-reference bodies: the pipe (read, write) and bytes in it.
+    pipe: Option<(OwnedFd, OwnedFd)>,
+    in_pipe: usize,
+    /// Closing: waits for `inflight` to reach 0, then is dropped.
+    closing: bool,
+    queued: bool,
+}
+
+/// What a worker shares with all its connections.
+struct Shared {
+    site: Arc<Site>,
+    log: Option<Arc<AccessLogger>>,
+    bufs: Buffers,
+    responder: SiteResponder,
+    now: Instant,
+    shutting_down: bool,
+    io: IoBufs,
+    /// Splice is forced off (`ZCOPY_DISABLE=splice`): bodies by reference go by copy.
+    no_splice: bool,
+}
+
+/// Spare buffers for sends and reads.
+#[derive(Default)]
+struct IoBufs(Vec<Vec<u8>>);
+
+impl IoBufs {
+    fn take(&mut self) -> Vec<u8> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, mut b: Vec<u8>) {
+        if b.capacity() > 0 && b.capacity() <= 2 * FILE_CHUNK && self.0.len() < SPARE_BUFFERS {
+            b.clear();
+            self.0.push(b);
+        }
+    }
+}
+
+impl Shared {
+    fn env(&mut self) -> Env<'_> {
+        self.parts().0
+    }
+
+    /// The core's view of the worker, and the send/read buffers beside it.
+    fn parts(&mut self) -> (Env<'_>, &mut IoBufs) {
+        (
+            Env {
+                now: self.now,
+                config: &self.site.config,
+                shutting_down: self.shutting_down,
+                bufs: &mut self.bufs,
+                responder: &mut self.responder,
+                log: self.log.as_deref(),
+            },
+            &mut self.io,
+        )
+    }
+}
+
+impl Connection {
+    fn token(idx: usize) -> u64 {
+        idx as u64
+    }
+
+    /// Does all the work possible now; the rest waits for completions.
+    fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
+        let token = Connection::token(idx);
+        let no_splice = sh.no_splice;
+        while !self.closing {
+            let (mut env, io) = sh.parts();
+            let intent = self.core.next(&mut env);
+            let corked = self.sending.is_none() && !self.out.is_empty();
+            match intent {
+                Intent::Read => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    if let Some((buf, used)) = self.pending.front_mut() {
+                        let data = &ring.recv_data(buf)[*used..];
+                        let dst = self.core.read_buf();
+                        let n = data.len().min(dst.len());
+                        if n == 0 {
+                            return;
+                        }
+                        dst[..n].copy_from_slice(&data[..n]);
+                        *used += n;
+                        if *used == buf.len()
+                            && let Some((buf, _)) = self.pending.pop_front()
+                        {
+                            ring.recycle(buf);
+                        }
+                        self.core.on_read(&mut env, n);
+                        continue;
+                    }
+                    if self.eof {
+                        self.core.on_read(&mut env, 0);
+                        continue;
+                    }
+                    if self.recv_failed {
+                        self.core.on_read_failed();
+                        continue;
+                    }
+                    if self.recv.is_none() {
+                        self.recv = Some(ring.recv_multi(token, self.stream.as_fd()));
+                        self.inflight += 1;
+                    }
+                    return;
+                }
+                Intent::Write { more } => {
+                    if self.sending.is_some() {
+                        return;
+                    }
+                    let data = self.core.write_buf();
+                    let n = data.len();
+                    if more && self.out.len() + n <= CORK_MAX {
+                        // A body follows at once: keep these bytes for its first send.
+                        if self.out.capacity() == 0 {
+                            self.out = io.take();
+                        }
+                        self.out.extend_from_slice(data);
+                        self.core.on_written(&mut env, n);
+                        continue;
+                    }
+                    if self.out.capacity() == 0 {
+                        self.out = io.take();
+                    }
+                    self.out.extend_from_slice(data);
+                    self.sending = Some(Sending::Write { sent: 0, core: n });
+                    self.submit_send(token, ring, 0, more);
+                    return;
+                }
+                Intent::Lease => {
+                    let held = self.core.file().is_some_and(|f| {
+                        zcopy::sys::lease::take_until_close(&**f)
+                            .map_err(|e| tracing::trace!("no read lease: {e}"))
+                            .is_ok()
+                    });
+                    self.core.on_lease(held);
+                }
+                Intent::SendFile {
+                    offset,
+                    len,
+                    leased,
+                    by_reference,
+                } => {
+                    if self.sending.is_some() {
+                        return;
+                    }
+                    let Some(file) = self.core.file().cloned() else {
+                        self.core.on_send_failed(&mut env);
+                        continue;
+                    };
+                    if leased && zcopy::sys::lease::breaking(&*file) {
+                        self.core.on_lease_breaking(&mut env);
+                        continue;
+                    }
+                    if by_reference && !no_splice {
+                        if corked {
+                            self.flush(token, ring, true);
+                            return;
+                        }
+                        if let Err(e) = self.splice(token, ring, &file, offset, len) {
+                            tracing::debug!(peer = %self.core.peer(), "pipe: {e}");
+                            self.core.on_send_failed(&mut env);
+                            continue;
+                        }
+                        return;
+                    }
+                    let chunk = (len as usize).min(FILE_CHUNK);
+                    if self.out.capacity() == 0 {
+                        self.out = io.take();
+                    }
+                    let buf = std::mem::take(&mut self.out);
+                    self.sending = Some(Sending::Read { prefix: buf.len() });
+                    ring.read(token, &file, offset, buf, chunk);
+                    self.inflight += 1;
+                    return;
+                }
+                Intent::CheckSendQueue => {
+                    let n = zcopy::sys::sock::send_queue_len(&self.stream).unwrap_or(0);
+                    self.core.on_send_queue(&mut env, n);
+                }
+                Intent::ShutdownWrite => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    if self.sending.is_some() {
+                        self.shut_pending = true;
+                    } else {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                }
+                Intent::Close { reset } => {
+                    if reset {
+                        // Discard what is queued rather than let changed pages go out.
+                        let _ = rustix::net::sockopt::set_socket_linger(
+                            &self.stream,
+                            Some(Duration::ZERO),
+                        );
+                    }
+                    self.begin_close(ring, io);
+                    return;
+                }
+                Intent::Wait => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends corked bytes on their own (what follows them isn't a file chunk).
+    fn flush(&mut self, token: u64, ring: &mut EventRing, more: bool) {
+        self.sending = Some(Sending::Write { sent: 0, core: 0 });
+        self.submit_send(token, ring, 0, more);
+    }
+
+    fn submit_send(&mut self, token: u64, ring: &mut EventRing, from: usize, more: bool) {
+        let buf = std::mem::take(&mut self.out);
+        ring.send(token, self.stream.as_fd(), buf, from, more);
+        self.inflight += 1;
+    }
+
+    /// Queues a linked file → pipe → socket splice of up to `len` bytes (or, if the
+    /// pipe still holds bytes, their drain).
+    fn splice(
+        &mut self,
+        token: u64,
+        ring: &mut EventRing,
+        file: &File,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        if self.pipe.is_none() {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
+            self.pipe = Some((r, w));
+        }
+        let (r, w) = self.pipe.as_ref().expect("made above");
+        let cap = rustix::pipe::fcntl_getpipe_size(w).unwrap_or(64 * 1024);
+        let want = if self.in_pipe > 0 {
+            0
+        } else {
+            (len as usize).min(cap)
+        };
+        ring.splice(
+            token,
+            file.as_fd(),
+            offset,
+            want,
+            w.as_fd(),
+            r.as_fd(),
+            self.stream.as_fd(),
+            self.in_pipe,
+        );
+        self.inflight += if want > 0 { 2 } else { 1 };
+        self.sending = Some(Sending::Splice {
+            want,
+            first: (want == 0).then_some(0),
+        });
+        Ok(())
+    }
+
+    /// Cancels what is in flight; the connection goes once it all has completed.
+    fn begin_close(&mut self, ring: &mut EventRing, io: &mut IoBufs) {
+        self.closing = true;
+        for (buf, _) in self.pending.drain(..) {
+            ring.recycle(buf);
+        }
+        if self.out.capacity() > 0 {
+            io.give(std::mem::take(&mut self.out));
+        }
+        if self.inflight > 0 {
+            ring.cancel_fd(IGNORE, self.stream.as_fd());
+        }
+    }
+
+    /// Takes in one completion of this connection's operations.
+    fn complete(&mut self, c: Completion, ring: &mut EventRing, sh: &mut Shared) {
+        if c.last {
+            self.inflight -= 1;
+        }
+        let now_token = c.token;
+        let mut env = sh.env();
+        match c.event {
+            Event::Received(r) => {
+                if c.last {
+                    self.recv = None;
+                }
+                match r {
+                    Ok(Some(buf)) if self.closing => ring.recycle(buf),
+                    Ok(Some(buf)) => self.pending.push_back((buf, 0)),
+                    Ok(None) => self.eof = true,
+                    Err(e) => match errno(&e) {
+                        // Out of buffers, or cancelled by us: re-armed when needed.
+                        Some(Errno::NOBUFS | Errno::CANCELED) => {}
+                        _ => self.recv_failed = true,
+                    },
+                }
+            }
+            Event::Sent { res, buf } => {
+                self.out = buf;
+                let Some(sending) = self.sending.take() else {
+                    return;
+                };
+                if self.closing {
+                    return;
+                }
+                match (sending, res) {
+                    (Sending::Write { sent, core }, Ok(n)) => {
+                        let sent = sent + n;
+                        if n > 0 && sent < self.out.len() {
+                            self.sending = Some(Sending::Write { sent, core });
+                            self.submit_send(now_token, ring, sent, false);
+                            return;
+                        }
+                        self.out.clear();
+                        if sent < self.out.len() {
+                            self.core.on_send_failed(&mut env);
+                        } else if core > 0 {
+                            self.core.on_written(&mut env, core);
+                        }
+                    }
+                    (Sending::FileSend { sent, file }, Ok(n)) => {
+                        let sent = sent + n;
+                        if n > 0 && sent < self.out.len() {
+                            self.sending = Some(Sending::FileSend { sent, file });
+                            self.submit_send(now_token, ring, sent, false);
+                            return;
+                        }
+                        let complete = sent >= self.out.len();
+                        self.out.clear();
+                        if complete {
+                            // `file == 0`: the file ended early (only corked bytes went).
+                            self.core.on_file_sent(&mut env, file, false);
+                        } else {
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    (_, Err(e)) => {
+                        tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                        self.out.clear();
+                        self.core.on_send_failed(&mut env);
+                    }
+                    (s, Ok(_)) => unreachable!("a send completes a send, not {s:?}"),
+                }
+                self.after_send();
+            }
+            Event::Read { res, buf } => {
+                self.out = buf;
+                let Some(Sending::Read { prefix }) = self.sending.take() else {
+                    return;
+                };
+                if self.closing {
+                    return;
+                }
+                match res {
+                    Ok(n) if n > 0 || prefix > 0 => {
+                        // More of this body follows unless this chunk ends it.
+                        let more = n > 0;
+                        self.sending = Some(Sending::FileSend { sent: 0, file: n });
+                        self.submit_send(now_token, ring, 0, more);
+                    }
+                    Ok(_) => {
+                        self.out.clear();
+                        self.core.on_file_sent(&mut env, 0, false);
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.core.peer(), "read failed: {e}");
+                        self.out.clear();
+                        self.core.on_send_failed(&mut env);
+                    }
+                }
+            }
+            Event::Spliced { res, second } => {
+                let Some(Sending::Splice { want, first }) = self.sending.take() else {
+                    return;
+                };
+                if self.closing {
+                    return;
+                }
+                if !second {
+                    match res {
+                        Ok(n) => {
+                            self.in_pipe += n;
+                            self.sending = Some(Sending::Splice {
+                                want,
+                                first: Some(n),
+                            });
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %self.core.peer(), "splice failed: {e}");
+                            self.sending = Some(Sending::Splice {
+                                want,
+                                first: Some(0),
+                            });
+                        }
+                    }
+                    return;
+                }
+                let first = first.unwrap_or(0);
+                match res {
+                    Ok(m) => {
+                        self.in_pipe -= m.min(self.in_pipe);
+                        self.splice_done(first, want, m, &mut env);
+                    }
+                    Err(e) if errno(&e) == Some(Errno::CANCELED) => {
+                        // The first leg was short: drain what it moved, or end.
+                        self.splice_done(first, want, 0, &mut env);
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.core.peer(), "splice failed: {e}");
+                        self.core.on_send_failed(&mut env);
+                    }
+                }
+                self.after_send();
+            }
+            Event::Polled(_) | Event::Cancelled(_) | Event::Accepted(_) => {}
+        }
+    }
+
+    /// After a splice pair: report what reached the socket.
+    fn splice_done(&mut self, first: usize, want: usize, sent: usize, env: &mut Env<'_>) {
+        if want > 0 && first == 0 {
+            // Nothing left in the file at this offset: it shrank.
+            self.core.on_file_sent(env, 0, true);
+        } else if sent > 0 {
+            self.core.on_file_sent(env, sent, true);
+        }
+        // else: the pipe still holds the bytes; the next SendFile drains them.
+    }
+
+    fn after_send(&mut self) {
+        if self.shut_pending && self.sending.is_none() {
+            self.shut_pending = false;
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+struct Listener {
+    sock: TcpListener,
+    /// The multishot accept, while armed.
+    accept: Option<OpId>,
+    /// Closed at shutdown once its accept is over.
+    open: bool,
+}
+
+/// One worker thread's event loop on its own io_uring.
+pub struct Worker {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Vec<Option<Box<Connection>>>,
+    free: Vec<usize>,
+    runq: Vec<usize>,
+    /// Accepted over the connection cap, not served until a slot opens.
+    waiting: VecDeque<(TcpStream, std::net::SocketAddr)>,
+    count: usize,
+    active: Arc<AtomicUsize>,
+    shutdown: Arc<ShutdownInner>,
+    sh: Shared,
+    accept_paused_until: Option<Instant>,
+    starved: bool,
+    next_sweep: Instant,
+    grace_until: Option<Instant>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("connections", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker for its listeners; `poll` holds the shutdown waker.
+    pub(crate) fn new(
+        poll: Poll,
+        listeners: Vec<TcpListener>,
+        site: Arc<Site>,
+        log: Option<Arc<AccessLogger>>,
+        active: Arc<AtomicUsize>,
+        shutdown: Arc<ShutdownInner>,
+    ) -> Worker {
+        let now = Instant::now();
+        let cache =
+            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        let no_splice = zcopy::transfer::Forced::from_env()
+            .limit(zcopy::EngineKind::Splice)
+            .is_some();
+        Worker {
+            poll,
+            listeners: listeners
+                .into_iter()
+                .map(|sock| Listener {
+                    sock,
+                    accept: None,
+                    open: true,
+                })
+                .collect(),
+            conns: Vec::new(),
+            free: Vec::new(),
+            runq: Vec::new(),
+            waiting: VecDeque::new(),
+            count: 0,
+            active,
+            shutdown,
+            sh: Shared {
+                responder: SiteResponder {
+                    site: site.clone(),
+                    cache,
+                },
+                site,
+                log,
+                bufs: Buffers::new(SPARE_BUFFERS),
+                now,
+                shutting_down: false,
+                io: IoBufs::default(),
+                no_splice,
+            },
+            accept_paused_until: None,
+            starved: false,
+            next_sweep: now + TICK,
+            grace_until: None,
+        }
+    }
+
+    /// Runs until shutdown (the ring is made here, on the worker's own thread).
+    pub fn run(mut self) -> io::Result<()> {
+        let mut ring = EventRing::new(RING)?;
+        ring.poll(WAKER, &self.poll, POLLIN);
+        let mut done = Vec::new();
+        loop {
+            if self.shutdown.flag.load(Ordering::SeqCst) && !self.sh.shutting_down {
+                self.begin_shutdown(&mut ring);
+            }
+            self.arm_accepts(&mut ring);
+            let now = Instant::now();
+            let mut wake = self.next_sweep;
+            if let Some(t) = self.accept_paused_until {
+                wake = wake.min(t);
+            }
+            if let Some(t) = self.grace_until {
+                wake = wake.min(t);
+            }
+            let timeout = if self.runq.is_empty() {
+                Some(
+                    wake.saturating_duration_since(now)
+                        .max(Duration::from_micros(1)),
+                )
+            } else {
+                None
+            };
+            ring.submit_and_wait(timeout)?;
+            self.sh.now = Instant::now();
+            ring.completions(&mut done);
+            for c in done.drain(..) {
+                self.complete(c, &mut ring);
+            }
+            self.run_queue(&mut ring);
+            if self.sh.now >= self.next_sweep {
+                self.sweep(&mut ring);
+            }
+            if let Some(g) = self.grace_until
+                && (self.count == 0 || self.sh.now >= g)
+            {
+                if self.count > 0 {
+                    tracing::info!(
+                        open = self.count,
+                        "shutdown grace period over; closing connections"
+                    );
+                }
+                for i in 0..self.conns.len() {
+                    self.close(i, &mut ring);
+                }
+                // Dropping the ring cancels and waits for what is still in flight;
+                // the sockets close after it.
+                drop(ring);
+                return Ok(());
+            }
+        }
+    }
+
+    fn complete(&mut self, c: Completion, ring: &mut EventRing) {
+        match c.token {
+            IGNORE => {}
+            WAKER => {
+                let mut events = Events::with_capacity(4);
+                let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
+                if !self.shutdown.flag.load(Ordering::SeqCst) {
+                    ring.poll(WAKER, &self.poll, POLLIN);
+                }
+            }
+            t if t > LISTENER_BASE - self.listeners.len() as u64 && t <= LISTENER_BASE => {
+                let li = (LISTENER_BASE - t) as usize;
+                if c.last {
+                    self.listeners[li].accept = None;
+                }
+                match c.event {
+                    Event::Accepted(Ok(fd)) => {
+                        self.starved = false;
+                        self.add(fd, ring);
+                    }
+                    Event::Accepted(Err(e)) => match errno(&e) {
+                        Some(Errno::CANCELED) => {}
+                        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
+                            if !self.starved {
+                                self.starved = true;
+                                tracing::warn!("accept: {e}; pausing new connections");
+                            }
+                            self.pause_accepts(ring);
+                        }
+                        _ => tracing::debug!("accept: {e}"),
+                    },
+                    _ => {}
+                }
+                if self.sh.shutting_down && self.listeners[li].accept.is_none() {
+                    self.listeners[li].open = false;
+                }
+            }
+            t => {
+                let idx = t as usize;
+                let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                    return;
+                };
+                conn.complete(c, ring, &mut self.sh);
+                if conn.closing {
+                    if conn.inflight == 0 {
+                        self.release(idx);
+                    }
+                } else if !conn.queued {
+                    conn.queued = true;
+                    self.runq.push(idx);
+                }
+            }
+        }
+    }
+
+    fn arm_accepts(&mut self, ring: &mut EventRing) {
+        if self.sh.shutting_down {
+            return;
+        }
+        if let Some(t) = self.accept_paused_until {
+            if self.sh.now < t || self.at_cap() {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.accept.is_none() && l.open {
+                l.accept = Some(ring.accept_multi(LISTENER_BASE - i as u64, l.sock.as_fd()));
+            }
+        }
+    }
+
+    fn pause_accepts(&mut self, ring: &mut EventRing) {
+        self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Some(op) = l.accept {
+                ring.cancel(LISTENER_BASE - i as u64, op);
+            }
+        }
+    }
+
+    fn at_cap(&self) -> bool {
+        self.active.load(Ordering::Relaxed) >= self.sh.site.config.max_connections.max(1)
+    }
+
+    fn begin_shutdown(&mut self, ring: &mut EventRing) {
+        self.sh.shutting_down = true;
+        self.grace_until = Some(self.sh.now + self.sh.site.config.shutdown_grace);
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            match l.accept {
+                Some(op) => ring.cancel(LISTENER_BASE - i as u64, op),
+                None => l.open = false,
+            }
+        }
+        for i in 0..self.conns.len() {
+            if self.conns[i]
+                .as_ref()
+                .is_some_and(|c| !c.closing && c.core.is_idle())
+            {
+                self.close(i, ring);
+            }
+        }
+    }
+
+    fn add(&mut self, fd: OwnedFd, ring: &mut EventRing) {
+        let stream = TcpStream::from(fd);
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
+        if self.sh.shutting_down {
+            return;
+        }
+        if self.at_cap() {
+            // Over the cap: this one waits (unserved, like one in the listen
+            // backlog) and accepting pauses until a slot opens.
+            self.waiting.push_back((stream, peer));
+            self.pause_accepts(ring);
+            return;
+        }
+        self.start(stream, peer);
+    }
+
+    /// Starts serving an accepted connection.
+    fn start(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let may_reference = peer_may_reference(&stream);
+        let core = proto::Conn::new(peer, may_reference, &self.sh.env());
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.count += 1;
+        self.next_sweep = self.next_sweep.min(core.deadline());
+        self.conns[idx] = Some(Box::new(Connection {
+            stream,
+            core,
+            inflight: 0,
+            recv: None,
+            pending: VecDeque::new(),
+            eof: false,
+            recv_failed: false,
+            sending: None,
+            out: Vec::new(),
+            shut_pending: false,
+            pipe: None,
+            in_pipe: 0,
+            closing: false,
+            queued: true,
+        }));
+        self.runq.push(idx);
+    }
+
+    /// Starts closing a connection (cancels its operations).
+    fn close(&mut self, idx: usize, ring: &mut EventRing) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if !conn.closing {
+            conn.begin_close(ring, &mut self.sh.io);
+        }
+        if conn.inflight == 0 {
+            self.release(idx);
+        }
+    }
+
+    /// Drops a closed connection whose operations have all completed.
+    fn release(&mut self, idx: usize) {
+        if let Some(mut conn) = self.conns[idx].take() {
+            if conn.out.capacity() > 0 {
+                self.sh.io.give(std::mem::take(&mut conn.out));
+            }
+            drop(conn);
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            self.count -= 1;
+            self.free.push(idx);
+            if let Some((stream, peer)) = self.waiting.pop_front() {
+                self.start(stream, peer);
+            } else if self.accept_paused_until.is_some() && !self.starved {
+                // A slot opened up: try accepting again soon.
+                self.accept_paused_until = Some(self.sh.now);
+            }
+        }
+    }
+
+    fn run_queue(&mut self, ring: &mut EventRing) {
+        let queue = std::mem::take(&mut self.runq);
+        for &idx in &queue {
+            self.drive(idx, ring);
+        }
+        if self.runq.is_empty() {
+            self.runq = queue;
+            self.runq.clear();
+        }
+    }
+
+    fn drive(&mut self, idx: usize, ring: &mut EventRing) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        conn.queued = false;
+        conn.drive(idx, ring, &mut self.sh);
+        if conn.closing {
+            if conn.inflight == 0 {
+                self.release(idx);
+            }
+            return;
+        }
+        // Chunks the core didn't take: stop receiving more until it asks.
+        if conn.pending.len() >= PENDING_MAX
+            && let Some(op) = conn.recv
+        {
+            ring.cancel(IGNORE, op);
+        }
+        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+    }
+
+    fn sweep(&mut self, ring: &mut EventRing) {
+        let now = self.sh.now;
+        let mut next = now + TICK;
+        for idx in 0..self.conns.len() {
+            let Some(conn) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if conn.closing {
+                continue;
+            }
+            if conn.core.deadline() <= now {
+                conn.core.on_timer(&mut self.sh.env());
+                self.drive(idx, ring);
+            }
+            if let Some(conn) = self.conns[idx].as_ref()
+                && !conn.closing
+            {
+                next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
+            }
+        }
+        self.next_sweep = next;
+    }
+}
+
+/// Whether body bytes may leave for this peer as page references; see the epoll
+/// driver's twin (every peer gets copies until peers are classified).
+fn peer_may_reference(_stream: &TcpStream) -> bool {
+    false
+}
+
+fn errno(e: &io::Error) -> Option<Errno> {
+    Errno::from_io_error(e)
+}
