@@ -94,6 +94,8 @@ fn print_table(rows: &[Row]) {
         kernel_release()
     );
     println!("{}", profile_line());
+    let (io, why) = zcopy_http::driver::choose(zcopy_http::driver::IoDriver::Auto);
+    println!("serve --io auto runs the {io} driver ({why}).");
 }
 
 /// Which calibration profile `auto` follows.

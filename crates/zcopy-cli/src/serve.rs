@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// machine, whose receive queues would otherwise share our page-cache pages.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]
     engine: Preference,
+    /// Event loop: auto (io_uring where this kernel allows it, else epoll), epoll, uring.
+    #[arg(long, default_value = "auto")]
+    io: zcopy_http::driver::IoDriver,
     /// Worker threads, each with its own event loop (default: one per core).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -118,6 +121,7 @@ impl ServeArgs {
             root: self.root.clone(),
             listen: self.listen.clone(),
             engine: self.engine,
+            io: self.io,
             workers: self.workers.unwrap_or(0),
             listing: self.listing,
             hidden: self.hidden,

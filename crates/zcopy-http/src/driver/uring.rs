@@ -75,8 +75,9 @@ enum Sending {
     /// In-memory bytes: `core` of them are the core's (reported with `on_written`),
     /// the rest were already reported (corked).
     Write { sent: usize, core: usize },
-    /// A file chunk being read in after `prefix` corked bytes.
-    Read { prefix: usize },
+    /// A file chunk being read in after `prefix` corked bytes; `rest`: body bytes of
+    /// this piece from the chunk's start.
+    Read { prefix: usize, rest: u64 },
     /// Corked bytes and `file` bytes of a file chunk being sent.
     FileSend { sent: usize, file: usize },
     /// Splicing: `first` is the file → pipe leg's outcome once known.
@@ -275,7 +276,10 @@ impl Connection {
                         self.out = io.take();
                     }
                     let buf = std::mem::take(&mut self.out);
-                    self.sending = Some(Sending::Read { prefix: buf.len() });
+                    self.sending = Some(Sending::Read {
+                        prefix: buf.len(),
+                        rest: len,
+                    });
                     ring.read(token, &file, offset, buf, chunk);
                     self.inflight += 1;
                     return;
@@ -454,7 +458,7 @@ impl Connection {
             }
             Event::Read { res, buf } => {
                 self.out = buf;
-                let Some(Sending::Read { prefix }) = self.sending.take() else {
+                let Some(Sending::Read { prefix, rest }) = self.sending.take() else {
                     return;
                 };
                 if self.closing {
@@ -462,8 +466,9 @@ impl Connection {
                 }
                 match res {
                     Ok(n) if n > 0 || prefix > 0 => {
-                        // More of this body follows unless this chunk ends it.
-                        let more = n > 0;
+                        // More of this piece follows unless this chunk ends it (MSG_MORE
+                        // on the last bytes would hold them back).
+                        let more = n > 0 && (n as u64) < rest;
                         self.sending = Some(Sending::FileSend { sent: 0, file: n });
                         self.submit_send(now_token, ring, 0, more);
                     }
