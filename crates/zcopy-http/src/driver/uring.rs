@@ -50,6 +50,8 @@ const RING: RingSize = RingSize {
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
 const POLLIN: u32 = rustix::event::PollFlags::IN.bits() as u32;
+/// `POLLOUT`.
+const POLLOUT: u32 = rustix::event::PollFlags::OUT.bits() as u32;
 /// Token of a cancel whose completion nobody waits for.
 const IGNORE: u64 = u64::MAX - 1;
 /// Listener tokens count down from here.
@@ -82,6 +84,8 @@ enum Sending {
     FileSend { sent: usize, file: usize },
     /// Splicing: `first` is the file → pipe leg's outcome once known.
     Splice { want: usize, first: Option<usize> },
+    /// Waiting for room in the socket (a splice to it said EAGAIN).
+    Writable,
 }
 
 /// One client connection: the socket, what is in flight for it, and the core.
@@ -511,6 +515,14 @@ impl Connection {
                 }
                 let first = first.unwrap_or(0);
                 match res {
+                    Err(e) if errno(&e) == Some(Errno::AGAIN) => {
+                        // The socket is full (splice doesn't wait for room): the pipe
+                        // keeps the bytes until it has some.
+                        self.splice_done(first, want, 0, &mut env);
+                        self.sending = Some(Sending::Writable);
+                        ring.poll(now_token, &self.stream, POLLOUT);
+                        self.inflight += 1;
+                    }
                     Ok(m) => {
                         self.in_pipe -= m.min(self.in_pipe);
                         self.splice_done(first, want, m, &mut env);
@@ -526,13 +538,19 @@ impl Connection {
                 }
                 self.after_send();
             }
-            Event::Polled(_) | Event::Cancelled(_) | Event::Accepted(_) => {}
+            Event::Polled(_) => {
+                if matches!(self.sending, Some(Sending::Writable)) {
+                    self.sending = None;
+                }
+                self.after_send();
+            }
+            Event::Cancelled(_) | Event::Accepted(_) => {}
         }
     }
 
     /// After a splice pair: report what reached the socket.
     fn splice_done(&mut self, first: usize, want: usize, sent: usize, env: &mut Env<'_>) {
-        if want > 0 && first == 0 {
+        if want > 0 && first == 0 && self.in_pipe == 0 {
             // Nothing left in the file at this offset: it shrank.
             self.core.on_file_sent(env, 0, true);
         } else if sent > 0 {
