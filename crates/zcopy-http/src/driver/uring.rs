@@ -922,6 +922,10 @@ impl Worker {
             }
             return;
         }
+        // Nothing to send: the buffer goes back to the pool (idle connections hold none).
+        if conn.sending.is_none() && conn.out.is_empty() && conn.out.capacity() > 0 {
+            self.sh.io.give(std::mem::take(&mut conn.out));
+        }
         // Chunks the core didn't take: stop receiving more until it asks.
         if conn.pending.len() >= PENDING_MAX
             && let Some(op) = conn.recv
