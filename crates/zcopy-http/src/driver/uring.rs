@@ -9,9 +9,12 @@
 //! - Heads and in-memory bodies: copied into a buffer the ring owns until the `SEND`
 //!   completes. A head followed by a body is held back (corked in user space) and
 //!   leaves in the same `SEND` as the body's first chunk.
-//! - File bodies by copy: `READ` of a chunk into that buffer, then `SEND` (the bytes
-//!   are copied at read time, so a later change to the file can't reach them; a cold
-//!   file's read waits in the kernel, not in this loop).
+//! - File bodies by copy: below [`MAP_MIN`], `READ` of a chunk into that buffer,
+//!   then `SEND` (the bytes are copied at read time; a cold file's read waits in
+//!   the kernel, not in this loop); from [`MAP_MIN`] on, one `SENDMSG` of the corked
+//!   bytes and a chunk of the file's mapping (one copy, at send time, like the mmap
+//!   engine; one fstat per chunk bounds it by the file's length now) when `mincore`
+//!   says the chunk's pages are in memory, else `READ` + `SEND` as below.
 //! - File bodies by reference: `SPLICE` file → pipe linked to `SPLICE` pipe → socket,
 //!   with a pipe per connection (made on first use).
 //! - At most one send-side operation per connection is in flight; its outcome is
@@ -25,6 +28,7 @@ use std::fs::File;
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +37,7 @@ use mio::net::TcpListener;
 use mio::{Events, Poll};
 use rustix::io::Errno;
 use zcopy::sys::event_ring::{Completion, Event, EventRing, OpId, RecvBuf, RingSize};
+use zcopy::sys::mem::Mapping;
 
 use super::SiteResponder;
 use crate::access_log::AccessLogger;
@@ -64,6 +69,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const SPARE_BUFFERS: usize = 256;
 /// Largest file chunk read (and sent) in one go.
 const FILE_CHUNK: usize = 256 * 1024;
+/// Bodies from this size on are sent from a mapping of the file (one copy, at send
+/// time) instead of read into a buffer and sent (two copies).
+const MAP_MIN: u64 = 1024 * 1024;
+/// Largest chunk sent from a mapping in one go.
+const MAP_CHUNK: usize = 256 * 1024;
 /// Largest in-memory write corked while a body follows.
 const CORK_MAX: usize = 64 * 1024;
 /// Received chunks a connection may hold unread before its receive is cancelled.
@@ -82,10 +92,22 @@ enum Sending {
     Read { prefix: usize, rest: u64 },
     /// Corked bytes and `file` bytes of a file chunk being sent.
     FileSend { sent: usize, file: usize },
+    /// `prefix` corked bytes and `file` mapped bytes being sent in one `sendmsg`.
+    MapSend { prefix: usize, file: usize },
     /// Splicing: `first` is the file → pipe leg's outcome once known.
     Splice { want: usize, first: Option<usize> },
     /// Waiting for room in the socket (a splice to it said EAGAIN).
     Writable,
+}
+
+/// What [`Connection::send_mapped`] did.
+enum Mapped {
+    /// Queued a send.
+    Sending,
+    /// Nothing: the chunk's pages are not all in memory.
+    Cold,
+    /// Nothing: the file ends at or before the offset now.
+    Shrank,
 }
 
 /// One client connection: the socket, what is in flight for it, and the core.
@@ -110,6 +132,8 @@ struct Connection {
     /// By-reference bodies: the pipe (read, write) and bytes in it.
     pipe: Option<(OwnedFd, OwnedFd)>,
     in_pipe: usize,
+    /// Large bodies by copy: the file's mapping and the file offset it starts at.
+    map: Option<(Rc<Mapping>, u64)>,
     /// Closing: waits for `inflight` to reach 0, then is dropped.
     closing: bool,
     queued: bool,
@@ -275,6 +299,23 @@ impl Connection {
                         }
                         return;
                     }
+                    if len >= MAP_MIN || self.map.is_some() {
+                        match self.send_mapped(token, ring, &file, offset, len) {
+                            Ok(Mapped::Sending) => return,
+                            // Pages not in memory: read them in the ring (below).
+                            Ok(Mapped::Cold) => {}
+                            Ok(Mapped::Shrank) => {
+                                // Nothing left at this offset.
+                                self.core.on_file_sent(&mut env, 0, false);
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::debug!(peer = %self.core.peer(), "mmap: {e}");
+                                self.core.on_send_failed(&mut env);
+                                continue;
+                            }
+                        }
+                    }
                     let chunk = (len as usize).min(FILE_CHUNK);
                     if self.out.capacity() == 0 {
                         self.out = io.take();
@@ -333,6 +374,48 @@ impl Connection {
         let buf = std::mem::take(&mut self.out);
         ring.send(token, self.stream.as_fd(), buf, from, more);
         self.inflight += 1;
+    }
+
+    /// Queues a `sendmsg` of the corked bytes and the next chunk straight from the
+    /// file's mapping (made on first use), if the chunk's pages are in memory.
+    fn send_mapped(
+        &mut self,
+        token: u64,
+        ring: &mut EventRing,
+        file: &File,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<Mapped> {
+        // One fstat per chunk: the length now, so no chunk reaches past the end.
+        let size = rustix::fs::fstat(file)?.st_size as u64;
+        if offset >= size {
+            return Ok(Mapped::Shrank);
+        }
+        let chunk = len.min(MAP_CHUNK as u64).min(size - offset) as usize;
+        let covers = |(m, at): &(Rc<Mapping>, u64)| {
+            offset >= *at && offset + chunk as u64 <= at + m.len() as u64
+        };
+        if !self.map.as_ref().is_some_and(covers) {
+            let ps = zcopy::sys::mem::page_size() as u64;
+            let at = offset / ps * ps;
+            let end = (offset + len).min(size);
+            let m = Mapping::map(file.as_fd(), at, (end - at) as usize)?;
+            self.map = Some((Rc::new(m), at));
+        }
+        let (m, at) = self.map.as_ref().expect("mapped above");
+        let start = (offset - at) as usize;
+        if !m.resident(start, chunk).unwrap_or(false) {
+            return Ok(Mapped::Cold);
+        }
+        let prefix = std::mem::take(&mut self.out);
+        self.sending = Some(Sending::MapSend {
+            prefix: prefix.len(),
+            file: chunk,
+        });
+        let more = (chunk as u64) < len;
+        ring.send_mapped(token, self.stream.as_fd(), prefix, m, start, chunk, more);
+        self.inflight += 1;
+        Ok(Mapped::Sending)
     }
 
     /// Queues a linked file → pipe → socket splice of up to `len` bytes (or, if the
@@ -448,6 +531,15 @@ impl Connection {
                             // `file == 0`: the file ended early (only corked bytes went).
                             self.core.on_file_sent(&mut env, file, false);
                         } else {
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    (Sending::MapSend { prefix, file }, Ok(n)) => {
+                        self.out.clear();
+                        if n == prefix + file {
+                            self.core.on_file_sent(&mut env, file, false);
+                        } else {
+                            // MSG_WAITALL: short only when the file lost pages meanwhile.
                             self.core.on_send_failed(&mut env);
                         }
                     }
@@ -858,6 +950,7 @@ impl Worker {
             shut_pending: false,
             pipe: None,
             in_pipe: 0,
+            map: None,
             closing: false,
             queued: true,
         }));
@@ -921,6 +1014,9 @@ impl Worker {
                 self.release(idx);
             }
             return;
+        }
+        if conn.map.is_some() && !conn.core.in_file_body() {
+            conn.map = None;
         }
         // Nothing to send: the buffer goes back to the pool (idle connections hold none).
         if conn.sending.is_none() && conn.out.is_empty() && conn.out.capacity() > 0 {

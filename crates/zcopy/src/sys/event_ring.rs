@@ -18,12 +18,15 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+
+use super::mem::Mapping;
 
 /// Provided-buffer group id of the receive buffers.
 const BGID: u16 = 0;
@@ -116,6 +119,24 @@ enum Held {
     Nothing,
     Buf(Vec<u8>),
     Read(Vec<u8>, Arc<File>),
+    Msg(Box<MsgParts>),
+}
+
+/// A `sendmsg` of a buffer and a mapped range: the header, its iovecs, and what they
+/// point to.
+struct MsgParts {
+    hdr: libc::msghdr,
+    iov: [libc::iovec; 2],
+    prefix: Vec<u8>,
+    _map: Rc<Mapping>,
+}
+
+impl fmt::Debug for MsgParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MsgParts")
+            .field("prefix", &self.prefix.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -405,6 +426,62 @@ impl EventRing {
         let _ = self.push(e, token, Kind::Send, Held::Buf(buf));
     }
 
+    /// `IORING_OP_SENDMSG` of `prefix` followed by mapped bytes `[start, start + len)`
+    /// (`sendmsg(2)` with `MSG_NOSIGNAL | MSG_WAITALL`, plus `MSG_MORE` with `more`):
+    /// the bytes are copied from the page cache at send time (pages not in memory
+    /// are faulted in by the submitting `io_uring_enter`). Completes as
+    /// [`Event::Sent`] with `prefix` as the buffer.
+    ///
+    /// # Panics
+    /// If the range is not inside the mapping.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_mapped(
+        &mut self,
+        token: u64,
+        sock: BorrowedFd<'_>,
+        prefix: Vec<u8>,
+        map: &Rc<Mapping>,
+        start: usize,
+        len: usize,
+        more: bool,
+    ) {
+        assert!(
+            start <= map.len() && len <= map.len() - start,
+            "range outside the mapping"
+        );
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        let mut parts = Box::new(MsgParts {
+            hdr,
+            iov: [
+                libc::iovec {
+                    iov_base: prefix.as_ptr() as *mut libc::c_void,
+                    iov_len: prefix.len(),
+                },
+                libc::iovec {
+                    // SAFETY: `start <= map.len()` (asserted), so the pointer stays
+                    // inside (or one past) the mapping.
+                    iov_base: unsafe { map.as_ptr().add(start) } as *mut libc::c_void,
+                    iov_len: len,
+                },
+            ],
+            prefix,
+            _map: map.clone(),
+        });
+        parts.hdr.msg_iov = parts.iov.as_mut_ptr();
+        parts.hdr.msg_iovlen = 2;
+        let mut flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
+        if more {
+            flags |= libc::MSG_MORE;
+        }
+        let e = opcode::SendMsg::new(types::Fd(sock.as_raw_fd()), &parts.hdr)
+            .flags(flags as u32)
+            .build();
+        // The header, iovecs, prefix bytes and mapping all live in `parts` (boxed:
+        // their addresses don't move) until the last completion.
+        let _ = self.push(e, token, Kind::Send, Held::Msg(parts));
+    }
+
     /// `IORING_OP_READ` (`pread(2)`) of up to `len` bytes of `file` at `offset`,
     /// appended to `buf` (within its spare capacity, reserved here).
     pub fn read(
@@ -575,6 +652,10 @@ impl EventRing {
                 res: result(res),
                 buf,
             },
+            (Kind::Send, Held::Msg(parts)) => Event::Sent {
+                res: result(res),
+                buf: parts.prefix,
+            },
             (Kind::Read, Held::Read(mut buf, _file)) => {
                 let res = result(res);
                 if let Ok(n) = res {
@@ -655,6 +736,7 @@ fn probe_now() -> Result<(), String> {
         (opcode::Accept::CODE, "ACCEPT"),
         (opcode::Recv::CODE, "RECV"),
         (opcode::Send::CODE, "SEND"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
         (opcode::Read::CODE, "READ"),
         (opcode::Splice::CODE, "SPLICE"),
         (opcode::PollAdd::CODE, "POLL_ADD"),
