@@ -4,6 +4,7 @@
 # the page cache (dd iflag=nocache → posix_fadvise DONTNEED) just before, compared
 # with the all-hot p99; --io epoll vs --io uring (1 worker on CPU 0, clients on
 # CPU 1). Bounded: 8 × 128 MiB per run, wrk for WRK_SECONDS.
+# Writes bench/results/cold.md.
 # Usage: bench/cold.sh [WRK_SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,12 @@ for i in 1 2 3 4 5 6 7 8; do head -c $((128 << 20)) /dev/urandom > "$work/www/co
 sync
 
 p99() { awk '$1 == "99%" {print $2}'; }
+mkdir -p bench/results
+{
+echo "# Hot 1 KiB p99 while 8 clients download cold 128 MiB files, $(uname -r), $(nproc) cores"
+echo
+echo "1 worker on CPU 0, wrk -t1 -c10 and the 8 curl downloads on CPU 1; \`bench/cold.sh $secs\`."
+echo
 echo "| driver | hot 1 KiB p99, all hot | p99 with 8 cold 128 MiB downloads | req/s during downloads |"
 echo "|---|---|---|---|"
 port=18100
@@ -43,3 +50,4 @@ for io in epoll uring; do
   for p in "${dl[@]}"; do wait "$p" || true; done
   echo "| $io | $hot | $(echo "$out" | p99) | $(echo "$out" | awk '/Requests\/sec/ {print $2}') |"
 done
+} | tee bench/results/cold.md

@@ -3,7 +3,7 @@
 # each, server pinned to CPU 0 and wrk (-c50) to CPU 1, loopback, page cache warm.
 # Runs alternate (epoll, uring, epoll, uring, ...) so drift on a shared machine hits
 # both. Reports requests/s and requests per server CPU-second (utime+stime from
-# /proc/PID/stat before/after) for 1 KiB and 64 KiB files.
+# /proc/PID/stat before/after) for 1 KiB and 64 KiB files; writes bench/results/io.md.
 # Usage: bench/io.sh [WRK_SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +52,8 @@ for f in 1k.bin 64k.bin; do
   done
 done
 
+mkdir -p bench/results
+{
 echo "# zcopy serve --io epoll vs --io uring, $(uname -r), $(nproc) cores"
 echo
 echo "1 worker on CPU 0, wrk -t1 -c50 on CPU 1, loopback; \`bench/io.sh $secs $rounds\` ($rounds alternating rounds of ${secs}s each)."
@@ -67,3 +69,4 @@ for f in 1k.bin 64k.bin; do
   printf '| %s | %.0f | %.0f | %.0f | %.0f | %.2f |\n' "$f" "$e_rps" "$u_rps" "$e_cpu" "$u_cpu" \
     "$(echo "$u_cpu / $e_cpu" | bc -l)"
 done
+} | tee bench/results/io.md
