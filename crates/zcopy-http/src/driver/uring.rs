@@ -150,6 +150,8 @@ struct Shared {
     io: IoBufs,
     /// Splice is forced off (`ZCOPY_DISABLE=splice`): bodies by reference go by copy.
     no_splice: bool,
+    /// Mmap is forced off (`ZCOPY_DISABLE=mmap`): large bodies are read, then sent.
+    no_mmap: bool,
 }
 
 /// Spare buffers for sends and reads.
@@ -198,7 +200,7 @@ impl Connection {
     /// Does all the work possible now; the rest waits for completions.
     fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
         let token = Connection::token(idx);
-        let no_splice = sh.no_splice;
+        let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
         while !self.closing {
             let (mut env, io) = sh.parts();
             let intent = self.core.next(&mut env);
@@ -299,7 +301,7 @@ impl Connection {
                         }
                         return;
                     }
-                    if len >= MAP_MIN || self.map.is_some() {
+                    if !no_mmap && (len >= MAP_MIN || self.map.is_some()) {
                         match self.send_mapped(token, ring, &file, offset, len) {
                             Ok(Mapped::Sending) => return,
                             // Pages not in memory: read them in the ring (below).
@@ -707,9 +709,9 @@ impl Worker {
         let now = Instant::now();
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
-        let no_splice = zcopy::transfer::Forced::from_env()
-            .limit(zcopy::EngineKind::Splice)
-            .is_some();
+        let forced = zcopy::transfer::Forced::from_env();
+        let no_splice = forced.limit(zcopy::EngineKind::Splice).is_some();
+        let no_mmap = forced.limit(zcopy::EngineKind::Mmap).is_some();
         Worker {
             poll,
             listeners: listeners
@@ -739,6 +741,7 @@ impl Worker {
                 shutting_down: false,
                 io: IoBufs::default(),
                 no_splice,
+                no_mmap,
             },
             accept_paused_until: None,
             starved: false,
