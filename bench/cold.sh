@@ -1,53 +1,106 @@
 #!/usr/bin/env bash
-# A cold file must not stall other connections: p99 latency of hot 1 KiB requests
-# (wrk -c10) while 8 clients download 128 MiB files whose pages were dropped from
-# the page cache (dd iflag=nocache → posix_fadvise DONTNEED) just before, compared
-# with the all-hot p99; --io epoll vs --io uring (1 worker on CPU 0, clients on
-# CPU 1). Bounded: 8 × 128 MiB per run, wrk for WRK_SECONDS.
-# Writes bench/results/cold.md.
+# A cold file must never stall other connections: p99 of hot 1 KiB requests (wrk -c10)
+# while 8 clients download 128 MiB files that are not in the page cache (evicted with
+# posix_fadvise DONTNEED before every download), against the all-hot p99 of the same
+# server. zcopy serve (epoll driver, and the uring driver with --io uring when it
+# exists) side by side with nginx (1 worker, sendfile on), each pinned to CPU 0, the
+# clients on CPU 1, loopback only, bounded in time; writes bench/results/cold.md.
 # Usage: bench/cold.sh [WRK_SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-5}
-for t in wrk taskset curl dd; do
-  command -v "$t" >/dev/null || { echo "bench/cold.sh needs $t" >&2; exit 2; }
+secs=${1:-8}
+for t in nginx:nginx-light wrk:wrk curl:curl taskset:util-linux; do
+  command -v "${t%%:*}" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${t#*:}" >/dev/null; }
 done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/zcopy-cold.XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
-mkdir -p "$work/www"
+mkdir -p "$work/www" "$work/nginx/logs"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 for i in 1 2 3 4 5 6 7 8; do head -c $((128 << 20)) /dev/urandom > "$work/www/cold$i.bin"; done
 sync
+evict() { python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)" "$1"; }
 
-p99() { awk '$1 == "99%" {print $2}'; }
-mkdir -p bench/results
-{
-echo "# Hot 1 KiB p99 while 8 clients download cold 128 MiB files, $(uname -r), $(nproc) cores"
-echo
-echo "1 worker on CPU 0, wrk -t1 -c10 and the 8 curl downloads on CPU 1; \`bench/cold.sh $secs\`."
-echo
-echo "| driver | hot 1 KiB p99, all hot | p99 with 8 cold 128 MiB downloads | req/s during downloads |"
-echo "|---|---|---|---|"
-port=18100
-for io in epoll uring; do
-  port=$((port + 1))
-  taskset -c 0 "$zcopy" -q serve "$work/www" --listen "127.0.0.1:$port" --workers 1 --io "$io" \
-    > "$work/$io.out" 2>&1 &
-  pids+=($!)
-  sleep 0.5
-  hot=$(taskset -c 1 wrk -t1 -c10 -d"${secs}s" --latency "http://127.0.0.1:$port/1k.bin" | p99)
-  for i in 1 2 3 4 5 6 7 8; do dd if="$work/www/cold$i.bin" iflag=nocache count=0 status=none; done
-  dl=()
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:18090; root $work/www; }
+}
+NGINX
+chmod -R a+rX "$work"
+
+# p99 of 1k.bin on PORT, in ms.
+p99() {
+  taskset -c 1 wrk -t1 -c10 -d"${secs}s" --latency "http://127.0.0.1:$1/1k.bin" \
+    | awk '/ 99%/ { v=$2; if (v ~ /us$/) { sub(/us/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms/,"",v) } else if (v ~ /s$/) { sub(/s/,"",v); v*=1000 }; print v }'
+}
+
+# Runs the cold downloaders against PORT until the file STOP exists.
+downloaders() {
+  local port=$1
   for i in 1 2 3 4 5 6 7 8; do
-    taskset -c 1 curl -s -o /dev/null --max-time 120 "http://127.0.0.1:$port/cold$i.bin" &
-    dl+=($!)
+    (
+      while [ ! -e "$work/stop" ]; do
+        evict "$work/www/cold$i.bin"
+        taskset -c 1 curl -s --max-time 60 -o /dev/null "http://127.0.0.1:$port/cold$i.bin" || true
+      done
+    ) &
+    pids+=($!)
   done
-  out=$(taskset -c 1 wrk -t1 -c10 -d"${secs}s" --latency "http://127.0.0.1:$port/1k.bin")
-  for p in "${dl[@]}"; do wait "$p" || true; done
-  echo "| $io | $hot | $(echo "$out" | p99) | $(echo "$out" | awk '/Requests\/sec/ {print $2}') |"
-done
-} | tee bench/results/cold.md
+}
+
+rows=()
+measure() {
+  local name=$1 port=$2
+  sleep 1
+  local hot cold
+  hot=$(p99 "$port")
+  rm -f "$work/stop"
+  downloaders "$port"
+  sleep 1
+  cold=$(p99 "$port")
+  touch "$work/stop"
+  sleep 2
+  rows+=("| $name | $hot | $cold | $(echo "scale=2; $cold / $hot" | bc) |")
+  echo "$name: hot p99 ${hot} ms, with cold downloads ${cold} ms" >&2
+}
+
+taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+measure "nginx 1 worker (sendfile)" 18090
+taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18091 --workers 1 --io epoll > /dev/null &
+pids+=($!)
+measure "zcopy (epoll driver)" 18091
+if "$zcopy" serve --help | grep -q -- '--io'; then
+  taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18092 --workers 1 --io uring > /dev/null &
+  pids+=($!)
+  measure "zcopy (uring driver)" 18092
+fi
+
+out=bench/results/cold.md
+{
+  echo "# Hot 1 KiB p99 while 8 clients download cold 128 MiB files ($(uname -r), $(nproc) cores)"
+  echo
+  echo "Server pinned to CPU 0 (1 worker), clients to CPU 1, loopback; every download"
+  echo "starts from a file evicted with posix_fadvise(DONTNEED)."
+  echo "Run: \`bench/cold.sh $secs\` on $(date -u +%F). Target: cold p99 within 2x of hot."
+  echo
+  echo "| server | hot p99 (ms) | p99 with cold downloads (ms) | ratio |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} > "$out"
+cat "$out"

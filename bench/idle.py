@@ -6,6 +6,7 @@ Usage: bench/idle.py ZCOPY_BINARY [CONNECTIONS]. Talks to 127.0.0.1 only, bounde
 count and time. Prints a Markdown table and writes bench/results/idle.md.
 """
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -45,7 +46,7 @@ with tempfile.TemporaryDirectory() as www:
         f.write(os.urandom(1024))
     server = subprocess.Popen([zcopy, "-q", "serve", www, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
     try:
-        port = int(server.stdout.readline().strip().rsplit(":", 1)[1].rstrip("/"))
+        port = int(re.search(r"http://[^ ]+:(\d+)/", server.stdout.readline()).group(1))
         get(port)
         rss0 = rss_kib(server.pid)
         conns = []

@@ -5,14 +5,23 @@
 #   - 1 KiB and 64 KiB files with wrk -c50: requests/s, p99 latency, requests per
 #     server CPU-second
 # Prints a table of zcopy/nginx ratios and writes bench/results/peers.md.
-# Everything talks to 127.0.0.1 only, is bounded in time, and stops by itself.
-# Usage: bench/peers.sh [WRK_SECONDS] [DOWNLOADS]
+# With --veth (root): the servers run in one network namespace and the clients in
+# another, joined by a veth pair with addresses from 198.18.0.0/15 (a peer whose
+# receive queue is in this kernel but not on loopback, like a container); writes
+# bench/results/peers-veth.md. The namespaces are removed on exit, also on failure.
+# Everything talks to 127.0.0.1 (or the veth pair) only, is bounded in time, and stops
+# by itself.
+# Usage: bench/peers.sh [--veth] [WRK_SECONDS] [DOWNLOADS]
+# (PEERS_BIG_MIB=N downloads an N MiB file instead of 1 GiB: for smoke runs.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=loopback
+if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 secs=${1:-10}
 downloads=${2:-3}
+big=$(( ${PEERS_BIG_MIB:-1024} << 20 ))
 need=()
-for t in nginx:nginx-light wrk:wrk curl:curl taskset:util-linux bc:bc; do
+for t in nginx:nginx-light wrk:wrk curl:curl taskset:util-linux bc:bc ip:iproute2; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -22,14 +31,47 @@ cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-peers.XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+ns_srv=zcpeers$$s
+ns_cli=zcpeers$$c
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ $mode = veth ]; then
+    sleep 0.2
+    ip netns del "$ns_srv" 2>/dev/null || true
+    ip netns del "$ns_cli" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
+
+# Where the servers listen, and how to run a command on each side.
+addr=127.0.0.1
+in_srv=()
+in_cli=()
+if [ $mode = veth ]; then
+  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
+  net=$(( $$ % 16384 * 4 ))   # one /30 of 198.19.0.0/16 per run
+  addr=198.19.$((net / 256)).$((net % 256 + 1))
+  cli_addr=198.19.$((net / 256)).$((net % 256 + 2))
+  ip netns add "$ns_srv"
+  ip netns add "$ns_cli"
+  ip link add veth0 netns "$ns_srv" type veth peer name veth1 netns "$ns_cli"
+  ip -n "$ns_srv" addr add "$addr/30" dev veth0
+  ip -n "$ns_cli" addr add "$cli_addr/30" dev veth1
+  for ns in "$ns_srv" "$ns_cli"; do
+    ip -n "$ns" link set lo up
+  done
+  ip -n "$ns_srv" link set veth0 up
+  ip -n "$ns_cli" link set veth1 up
+  in_srv=(ip netns exec "$ns_srv")
+  in_cli=(ip netns exec "$ns_cli")
+fi
 
 mkdir -p "$work/www" "$work/nginx/logs"
 chmod 755 "$work" "$work/www"   # nginx workers run as www-data
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 head -c 65536 /dev/urandom > "$work/www/64k.bin"
-head -c $((1 << 30)) /dev/urandom > "$work/www/1g.bin"
+head -c $big /dev/urandom > "$work/www/1g.bin"
 cat "$work/www/1g.bin" > /dev/null   # warm the page cache
 
 port_nginx=18080
@@ -48,22 +90,22 @@ http {
   keepalive_requests 1000000;
   default_type application/octet-stream;
   server {
-    listen 127.0.0.1:$port_nginx;
+    listen $addr:$port_nginx;
     root $work/www;
   }
   # The same with nginx's open-file cache on (off by default), since zcopy keeps
   # small files open too: the fair second opinion.
   server {
-    listen 127.0.0.1:$port_nginx_ofc;
+    listen $addr:$port_nginx_ofc;
     root $work/www;
     open_file_cache max=4096 inactive=20s;
     open_file_cache_valid 1s;
   }
 }
 NGINX
-taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+"${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
-taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:$port_zcopy --workers 1 > "$work/zcopy.out" &
+"${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$work/www" --listen $addr:$port_zcopy --workers 1 > "$work/zcopy.out" &
 pids+=($!)
 sleep 1
 nginx_pid=$(cat "$work/nginx/nginx.pid")
@@ -78,8 +120,8 @@ measure_download() { # name port pid
   local name=$1 port=$2 pid=$3 c0 c1 t0 t1 bytes=0
   c0=$(cpu "$pid"); t0=$(date +%s.%N)
   for _ in $(seq "$downloads"); do
-    b=$(taskset -c 1 curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/1g.bin")
-    [ "$b" = $((1 << 30)) ] || { echo "$name: short download ($b bytes)" >&2; exit 1; }
+    b=$("${in_cli[@]}" taskset -c 1 curl -s --max-time 300 -o /dev/null -w '%{size_download}' "http://$addr:$port/1g.bin")
+    [ "$b" = $big ] || { echo "$name: short download ($b bytes)" >&2; exit 1; }
     bytes=$((bytes + b))
   done
   t1=$(date +%s.%N); c1=$(cpu "$pid")
@@ -89,7 +131,7 @@ measure_download() { # name port pid
 measure_wrk() { # name port pid file
   local name=$1 port=$2 pid=$3 file=$4 c0 c1 out
   c0=$(cpu "$pid")
-  out=$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" --latency "http://127.0.0.1:$port/$file")
+  out=$("${in_cli[@]}" taskset -c 1 wrk -t1 -c50 -d"${secs}s" --timeout 5s --latency "http://$addr:$port/$file")
   c1=$(cpu "$pid")
   R[$name.$file.rps]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   R[$name.$file.p99]=$(echo "$out" | awk '$1 == "99%" {print $2}')
@@ -109,16 +151,22 @@ ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 f2() { printf '%.2f' "$1"; }
 f0() { printf '%.0f' "$1"; }
 mkdir -p bench/results
+out=bench/results/peers.md
+path="loopback"
+if [ $mode = veth ]; then
+  out=bench/results/peers-veth.md
+  path="across a veth pair (server and client in two network namespaces)"
+fi
 {
   echo "# zcopy serve vs nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r), $(nproc) cores"
   echo
-  echo "Server pinned to CPU 0 (1 worker each), client to CPU 1, loopback, page cache warm."
-  echo "Run: \`bench/peers.sh $secs $downloads\` on $(date -u +%Y-%m-%d)."
+  echo "Server pinned to CPU 0 (1 worker each), client to CPU 1, $path, page cache warm."
+  echo "Run: \`bench/peers.sh $([ $mode = veth ] && echo '--veth ')$secs $downloads\` on $(date -u +%Y-%m-%d)."
   echo
   echo "| measure | nginx | zcopy | zcopy/nginx | target |"
   echo "|---|---|---|---|---|"
-  echo "| 1 GiB download, GB/s (curl, ${downloads}x) | $(f2 "${R[nginx.gbps]}") | $(f2 "${R[zcopy.gbps]}") | $(ratio "${R[zcopy.gbps]}" "${R[nginx.gbps]}") | same |"
-  echo "| 1 GiB download, server CPU-s per GB | $(f2 "${R[nginx.cpugb]}") | $(f2 "${R[zcopy.cpugb]}") | $(ratio "${R[zcopy.cpugb]}" "${R[nginx.cpugb]}") | <= 0.9 |"
+  echo "| $((big >> 20)) MiB download, GB/s (curl, ${downloads}x) | $(f2 "${R[nginx.gbps]}") | $(f2 "${R[zcopy.gbps]}") | $(ratio "${R[zcopy.gbps]}" "${R[nginx.gbps]}") | same |"
+  echo "| $((big >> 20)) MiB download, server CPU-s per GB | $(f2 "${R[nginx.cpugb]}") | $(f2 "${R[zcopy.cpugb]}") | $(ratio "${R[zcopy.cpugb]}" "${R[nginx.cpugb]}") | <= 0.9 |"
   for f in 1k.bin 64k.bin; do
     t=1.2; [ $f = 64k.bin ] && t=1.1
     echo "| $f, requests/s (wrk -c50, ${secs}s) | $(f0 "${R[nginx.$f.rps]}") | $(f0 "${R[zcopy.$f.rps]}") | $(ratio "${R[zcopy.$f.rps]}" "${R[nginx.$f.rps]}") | >= $t |"
@@ -137,4 +185,4 @@ mkdir -p bench/results
   for k in "${!R[@]}"; do
     case $k in *.errors) [ -n "${R[$k]// /}" ] && echo && echo "warning: $k: ${R[$k]}";; esac
   done
-} | tee bench/results/peers.md
+} | tee "$out"

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in curl wget strace; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in curl wget strace gzip chromium openssl; do command -v "$tool" >/dev/null || need+=("$tool"); done
+# `ip` (network namespaces joined by a veth pair: crates/zcopy-netns) comes in iproute2.
+command -v ip >/dev/null || need+=(iproute2)
+command -v prlimit >/dev/null || need+=(util-linux)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

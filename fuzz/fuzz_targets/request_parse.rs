@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use zcopy_http::request::{Limits, Parsed, parse};
+use zcopy_http::request::{BodyFraming, Limits, Parsed, parse};
 
 fuzz_target!(|data: &[u8]| {
     let small = Limits {
@@ -18,8 +18,12 @@ fuzz_target!(|data: &[u8]| {
                 assert!(data[..used].ends_with(b"\r\n\r\n"));
                 assert!(!data[..used].contains(&0));
                 assert!(req.target.starts_with('/'));
-                assert!(!(req.chunked_body && req.keep_alive));
-                assert!(!(req.chunked_body && req.body_len != 0));
+                let chunked = req.body == BodyFraming::Chunked;
+                assert!(!(chunked && req.keep_alive));
+                match req.body {
+                    BodyFraming::Length(n) => assert_eq!(req.body_len, n),
+                    _ => assert_eq!(req.body_len, 0),
+                }
                 // The head alone parses to the same request.
                 assert_eq!(
                     parse(&data[..used], &limits),

@@ -203,13 +203,31 @@ pub fn rank(figures: &[&Figures]) -> Vec<EngineKind> {
 }
 
 /// A profile from a bench: per scenario and size class (≤ each measured size; the
-/// largest size stands for any length), the engines best first.
+/// largest size stands for any length), the engines best first. File → TCP lines
+/// are kept apart per path (`tcp@lo`, `tcp@veth`), plus plain `tcp` lines.
 pub fn calibrate(result: &BenchResult) -> Profile {
     let mut p = Profile::new();
+    let measured = |s: Scenario| {
+        result
+            .scenarios
+            .iter()
+            .any(|sr| sr.scenario == s && !sr.figures.is_empty())
+    };
+    // Plain `tcp` lines (peers behind a NIC, and readers that know no paths) follow
+    // the veth measurement when there is one: it crosses the whole TCP stack, as a
+    // NIC path does; else loopback's, as before paths existed.
+    let plain_tcp_from = if measured(Scenario::FileTcpVeth) {
+        Scenario::FileTcpVeth
+    } else {
+        Scenario::FileTcp
+    };
     for sr in &result.scenarios {
         let scn = sr.scenario;
         let src = zcopy::profile::src_name(Some(scn.src_kind(0)));
-        let sink = scn.sink_kind().name();
+        let mut sinks = vec![scn.profile_sink()];
+        if scn == plain_tcp_from {
+            sinks.push(scn.sink_kind().name().to_string());
+        }
         let last = sr.sizes.last().copied();
         for &size in &sr.sizes {
             let figs: Vec<&Figures> = sr.figures.iter().filter(|f| f.size == size).collect();
@@ -217,12 +235,14 @@ pub fn calibrate(result: &BenchResult) -> Profile {
             if engines.is_empty() {
                 continue;
             }
-            p.insert(Entry {
-                src: src.to_string(),
-                sink: sink.to_string(),
-                max_len: (Some(size) != last).then_some(size),
-                engines,
-            });
+            for sink in &sinks {
+                p.insert(Entry {
+                    src: src.to_string(),
+                    sink: sink.clone(),
+                    max_len: (Some(size) != last).then_some(size),
+                    engines: engines.clone(),
+                });
+            }
         }
     }
     p

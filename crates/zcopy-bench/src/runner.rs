@@ -9,7 +9,7 @@ use std::time::Duration;
 use zcopy::TransferError;
 
 use crate::report::{BenchResult, Figures, ScenarioResult, Skipped};
-use crate::scenario::{self, Measured, Row, Setup};
+use crate::scenario::{self, Measured, Row, Scenario, Setup};
 use crate::{BenchError, Config};
 
 /// Transfers per run never exceed this many.
@@ -94,6 +94,20 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<BenchResul
         sources.push((size, path));
     }
 
+    // One veth pair for the whole bench, when a scenario needs it.
+    let mut veth = None;
+    let mut no_veth = None;
+    if config.scenarios.contains(&Scenario::FileTcpVeth) {
+        match zcopy_netns::VethPair::new() {
+            Ok(p) => veth = Some(p),
+            Err(e) => {
+                let why = format!("skipped: needs root (network namespaces: {e})");
+                progress(&format!("{}: {why}", Scenario::FileTcpVeth.name()));
+                no_veth = Some(why);
+            }
+        }
+    }
+
     for &scn in &config.scenarios {
         let mut sr = ScenarioResult {
             scenario: scn,
@@ -101,12 +115,22 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<BenchResul
             figures: Vec::new(),
             skipped: Vec::new(),
         };
+        if let (Scenario::FileTcpVeth, Some(why)) = (scn, &no_veth) {
+            sr.skipped.push(Skipped {
+                row: "all".into(),
+                size: 0,
+                why: why.clone(),
+            });
+            result.scenarios.push(sr);
+            continue;
+        }
         for (size, path) in &sources {
             let size = *size;
             let setup = Setup {
                 source: path,
                 size,
                 scratch: &scratch.0,
+                veth: veth.as_ref(),
             };
             let mut rows = Vec::new();
             for row in scn.rows(size) {

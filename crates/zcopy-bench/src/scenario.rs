@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
+use zcopy::peer::{LocalReason, PeerClass};
 use zcopy::transfer::Forced;
 use zcopy::{EngineKind, FdKind, Plan, Preference, Transfer, Usage};
+use zcopy_netns::VethPair;
 
 use crate::BenchError;
 
@@ -21,6 +23,9 @@ use crate::BenchError;
 pub enum Scenario {
     /// A file sent into a loopback TCP socket; a receiver thread splices it to /dev/null.
     FileTcp,
+    /// The same across a veth pair: the sending socket in one network namespace,
+    /// the receiving one in another (root only).
+    FileTcpVeth,
     /// A file copied into a fresh file on the same filesystem (no fsync).
     FileFile,
     /// A file written into a pipe; a receiver thread splices it to /dev/null.
@@ -36,7 +41,9 @@ pub enum Scenario {
 pub enum Row {
     /// Exactly this engine (no fallback).
     Engine(EngineKind),
-    /// `Plan::sized(.., Preference::Auto, size)`.
+    /// `Plan::sized(.., Preference::Auto, size)`; to a TCP peer,
+    /// `Plan::for_peer(peer, size, Auto, held = true)`: the measured order for the
+    /// peer's path, every engine allowed.
     Auto,
 }
 
@@ -49,19 +56,22 @@ impl Row {
         }
     }
 
-    /// The plan this row runs for a (source, sink) pair and transfer size.
-    pub fn plan(self, src: FdKind, sink: FdKind, size: u64) -> Plan {
-        match self {
-            Row::Engine(k) => Plan::only(&[k]),
-            Row::Auto => Plan::sized(Some(src), sink, Preference::Auto, Some(size)),
+    /// The plan this row runs for a (source, sink) pair and transfer size, to a
+    /// peer of class `peer` when the sink is a socket.
+    pub fn plan(self, src: FdKind, sink: FdKind, size: u64, peer: Option<&PeerClass>) -> Plan {
+        match (self, peer) {
+            (Row::Engine(k), _) => Plan::only(&[k]),
+            (Row::Auto, Some(peer)) => Plan::for_peer(peer, size, Preference::Auto, true),
+            (Row::Auto, None) => Plan::sized(Some(src), sink, Preference::Auto, Some(size)),
         }
     }
 }
 
 impl Scenario {
     /// Every scenario, in table order.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::FileTcp,
+        Scenario::FileTcpVeth,
         Scenario::FileFile,
         Scenario::FilePipe,
         Scenario::TcpFile,
@@ -71,6 +81,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::FileTcp => "file-tcp",
+            Scenario::FileTcpVeth => "file-tcp-veth",
             Scenario::FileFile => "file-file",
             Scenario::FilePipe => "file-pipe",
             Scenario::TcpFile => "tcp-file",
@@ -81,6 +92,7 @@ impl Scenario {
     pub fn title(self) -> &'static str {
         match self {
             Scenario::FileTcp => "file → TCP socket (loopback)",
+            Scenario::FileTcpVeth => "file → TCP socket (across a veth pair)",
             Scenario::FileFile => "file → file",
             Scenario::FilePipe => "file → pipe",
             Scenario::TcpFile => "TCP socket (loopback) → file",
@@ -98,7 +110,7 @@ impl Scenario {
     /// The kind of the engine's sink fd.
     pub fn sink_kind(self) -> FdKind {
         match self {
-            Scenario::FileTcp => FdKind::TcpSocket,
+            Scenario::FileTcp | Scenario::FileTcpVeth => FdKind::TcpSocket,
             Scenario::FilePipe => FdKind::Pipe,
             Scenario::FileFile | Scenario::TcpFile => FdKind::File { len: 0 },
         }
@@ -115,9 +127,32 @@ impl Scenario {
     /// Who is on the other end, if anyone (a thread of its own, with its own CPU figures).
     pub fn peer(self) -> Option<&'static str> {
         match self {
-            Scenario::FileTcp | Scenario::FilePipe => Some("receiver: splice → /dev/null"),
+            Scenario::FileTcp | Scenario::FileTcpVeth | Scenario::FilePipe => {
+                Some("receiver: splice → /dev/null")
+            }
             Scenario::TcpFile => Some("sender: sendfile"),
             Scenario::FileFile => None,
+        }
+    }
+
+    /// The class of the engine's TCP peer, for scenarios that send to one.
+    pub fn peer_class(self) -> Option<PeerClass> {
+        match self {
+            Scenario::FileTcp => Some(PeerClass::Local(LocalReason::Loopback)),
+            Scenario::FileTcpVeth => {
+                Some(PeerClass::Local(LocalReason::VirtualDevice("veth0".into())))
+            }
+            _ => None,
+        }
+    }
+
+    /// The sink name this scenario's lines have in a calibration profile: `tcp@lo`
+    /// and `tcp@veth` for the TCP senders (see [`zcopy::profile`]), else the sink
+    /// kind's name.
+    pub fn profile_sink(self) -> String {
+        match self.peer_class() {
+            Some(peer) => format!("{}@{}", self.sink_kind().name(), peer.path()),
+            None => self.sink_kind().name().to_string(),
         }
     }
 
@@ -172,7 +207,8 @@ pub struct Measured {
     pub ran: String,
 }
 
-/// What a run needs: the source file, its length and a scratch directory.
+/// What a run needs: the source file, its length, a scratch directory, and for
+/// [`Scenario::FileTcpVeth`] the veth pair.
 #[derive(Clone, Copy, Debug)]
 pub struct Setup<'a> {
     /// The source file (for `tcp-file`, the sender's file).
@@ -181,6 +217,8 @@ pub struct Setup<'a> {
     pub size: u64,
     /// Where destination files go.
     pub scratch: &'a Path,
+    /// The namespaces [`Scenario::FileTcpVeth`] connects across.
+    pub veth: Option<&'a VethPair>,
 }
 
 fn io_err(what: &str) -> impl FnOnce(io::Error) -> BenchError + '_ {
@@ -196,8 +234,10 @@ struct EngineSide {
     end: Instant,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn engine_loop(
     row: Row,
+    peer: Option<&PeerClass>,
     src: BorrowedFd<'_>,
     offset: Option<u64>,
     sink: BorrowedFd<'_>,
@@ -210,7 +250,8 @@ fn engine_loop(
     let (mut bytes, mut syscalls) = (0u64, 0u64);
     let mut ran = String::new();
     for _ in 0..iters {
-        let mut t = Transfer::with_forced(row.plan(src_kind, sink_kind, size), Forced::default());
+        let plan = row.plan(src_kind, sink_kind, size, peer);
+        let mut t = Transfer::with_forced(plan, Forced::default());
         let report = t
             .run(src, offset, sink, Some(size), &mut |_| {})
             .map_err(|e| BenchError::Transfer(row.name(), e))?;
@@ -303,6 +344,24 @@ fn tcp_pair() -> Result<(TcpStream, TcpStream), BenchError> {
     Ok((client, server))
 }
 
+/// A connected pair across `pair`: the first end in namespace `a`, the second in `b`.
+fn veth_tcp_pair(pair: &VethPair) -> Result<(TcpStream, TcpStream), BenchError> {
+    let addr_b = pair.addr_b;
+    let listener = pair
+        .b
+        .run(move || TcpListener::bind((addr_b, 0)))
+        .and_then(|r| r)
+        .map_err(io_err("bind in the veth namespace"))?;
+    let addr = listener.local_addr().map_err(io_err("local_addr"))?;
+    let client = pair
+        .a
+        .run(move || TcpStream::connect(addr))
+        .and_then(|r| r)
+        .map_err(io_err("connect across the veth pair"))?;
+    let (server, _) = listener.accept().map_err(io_err("accept"))?;
+    Ok((client, server))
+}
+
 fn fresh_file(scratch: &Path) -> Result<(File, std::path::PathBuf), BenchError> {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -354,22 +413,36 @@ fn run_pinned(
     barrier: &Barrier,
 ) -> Result<Measured, BenchError> {
     let (start, process, side, peer) = match scenario {
-        Scenario::FileTcp | Scenario::FilePipe => {
+        Scenario::FileTcp | Scenario::FileTcpVeth | Scenario::FilePipe => {
             let source = File::open(setup.source).map_err(io_err("open source"))?;
-            let (sink, theirs): (OwnedFd, OwnedFd) = if scenario == Scenario::FileTcp {
-                let (c, s) = tcp_pair()?;
-                (c.into(), s.into())
-            } else {
-                let (r, w) =
-                    rustix::pipe::pipe().map_err(|e| BenchError::Io("pipe".into(), e.into()))?;
-                (w, r)
+            let (sink, theirs): (OwnedFd, OwnedFd) = match (scenario, setup.veth) {
+                (Scenario::FileTcp, _) => {
+                    let (c, s) = tcp_pair()?;
+                    (c.into(), s.into())
+                }
+                (Scenario::FileTcpVeth, Some(pair)) => {
+                    let (c, s) = veth_tcp_pair(pair)?;
+                    (c.into(), s.into())
+                }
+                (Scenario::FileTcpVeth, None) => {
+                    return Err(BenchError::Config(
+                        "skipped: needs root (a veth pair)".into(),
+                    ));
+                }
+                _ => {
+                    let (r, w) = rustix::pipe::pipe()
+                        .map_err(|e| BenchError::Io("pipe".into(), e.into()))?;
+                    (w, r)
+                }
             };
+            let class = scenario.peer_class();
             std::thread::scope(|s| {
                 let peer = s.spawn(|| receive_to_null(theirs, barrier));
                 barrier.wait();
                 let (start, p0) = (Instant::now(), Usage::process());
                 let side = engine_loop(
                     row,
+                    class.as_ref(),
                     source.as_fd(),
                     Some(0),
                     sink.as_fd(),
@@ -385,7 +458,15 @@ fn run_pinned(
             let source = File::open(setup.source).map_err(io_err("open source"))?;
             let (dst, path) = fresh_file(setup.scratch)?;
             let (start, p0) = (Instant::now(), Usage::process());
-            let side = engine_loop(row, source.as_fd(), Some(0), dst.as_fd(), setup.size, iters);
+            let side = engine_loop(
+                row,
+                None,
+                source.as_fd(),
+                Some(0),
+                dst.as_fd(),
+                setup.size,
+                iters,
+            );
             let process = Usage::process().since(&p0);
             let len = dst.metadata().map_err(io_err("fstat destination"));
             drop(dst);
@@ -401,7 +482,15 @@ fn run_pinned(
                 let peer = s.spawn(|| send_file(setup.source, setup.size, iters, client, barrier));
                 barrier.wait();
                 let (start, p0) = (Instant::now(), Usage::process());
-                let side = engine_loop(row, server.as_fd(), None, dst.as_fd(), setup.size, iters);
+                let side = engine_loop(
+                    row,
+                    None,
+                    server.as_fd(),
+                    None,
+                    dst.as_fd(),
+                    setup.size,
+                    iters,
+                );
                 drop(server); // unblocks the sender on error
                 let peer = peer.join().expect("sender thread panicked");
                 (start, Usage::process().since(&p0), side, Some(peer))

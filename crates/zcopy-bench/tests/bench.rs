@@ -36,6 +36,14 @@ fn every_scenario_every_engine_produces_numbers_and_outputs() {
                 k.why
             );
         }
+        if s.scenario == Scenario::FileTcpVeth && s.figures.is_empty() {
+            assert!(s.skipped[0].why.starts_with("skipped: needs root"));
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true runs as root: the veth scenario must run"
+            );
+            continue;
+        }
         let rows = s.rows();
         assert!(rows.contains(&"read-write".to_string()), "{:?}", s.scenario);
         assert!(rows.contains(&"auto".to_string()), "{:?}", s.scenario);
@@ -125,9 +133,15 @@ fn every_scenario_every_engine_produces_numbers_and_outputs() {
         }
     }
 
-    // Calibration: a profile line per scenario and size, read-write in each.
+    // Calibration: a profile line per measured scenario and size, plus plain `tcp`
+    // lines; read-write in each.
+    let measured = result
+        .scenarios
+        .iter()
+        .filter(|s| !s.figures.is_empty())
+        .count();
     let profile = calibrate(&result);
-    assert_eq!(profile.entries().len(), 4 * 2);
+    assert_eq!(profile.entries().len(), (measured + 1) * 2);
     for e in profile.entries() {
         assert!(e.engines.contains(&zcopy::EngineKind::ReadWrite), "{e:?}");
     }
@@ -135,6 +149,10 @@ fn every_scenario_every_engine_produces_numbers_and_outputs() {
     assert_eq!(zcopy::profile::Profile::parse(&text), profile);
     assert!(text.contains("\nfile tcp 4096 "), "{text}");
     assert!(text.contains("\nfile tcp max "), "{text}");
+    assert!(text.contains("\nfile tcp@lo 4096 "), "{text}");
+    if measured == Scenario::ALL.len() {
+        assert!(text.contains("\nfile tcp@veth max "), "{text}");
+    }
     assert!(text.contains("\ntcp file max "), "{text}");
 }
 

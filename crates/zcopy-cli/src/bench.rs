@@ -16,7 +16,8 @@ use zcopy_bench::{Config, Scenario};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Scenarios: file-tcp (loopback; a receiver thread splices to \
-/dev/null), file-file (fresh destination, no fsync), file-pipe (a receiver thread splices \
+/dev/null), file-tcp-veth (the same across a veth pair between two network namespaces \
+it creates and removes; root only, else skipped), file-file (fresh destination, no fsync), file-pipe (a receiver thread splices \
 to /dev/null), tcp-file (a sender thread sendfiles into the socket).\n\
 Each engine that can do a scenario runs, plus `auto`; runs are interleaved across \
 engines after a warm-up, and small sizes repeat the transfer so that a run lasts long \

@@ -94,8 +94,21 @@ fn print_table(rows: &[Row]) {
         kernel_release()
     );
     println!("{}", profile_line());
-    let (io, why) = zcopy_http::driver::choose(zcopy_http::driver::IoDriver::Auto);
-    println!("serve --io auto runs the {io} driver ({why}).");
+    let (io, why) = zcopy_http::driver::choose(zcopy_http::driver::IoDriver::Auto, false);
+    println!(
+        "serve --io auto runs the {io} driver for plain HTTP ({why}); HTTPS listeners run epoll."
+    );
+    println!("{}", ktls_line());
+}
+
+/// Whether HTTPS bodies can leave by sendfile here (kernel TLS), and why not.
+fn ktls_line() -> String {
+    let probe = zcopy::ktls::probe();
+    if probe.available() {
+        format!("kTLS: yes ({probe}): `serve` HTTPS bodies leave by sendfile/splice.")
+    } else {
+        format!("kTLS: no, {probe}: `serve` encrypts HTTPS bodies in user space.")
+    }
 }
 
 /// Which calibration profile `auto` follows.

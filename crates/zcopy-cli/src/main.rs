@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a directory over HTTP/1.1, sending files from page cache to socket.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Copy files (and with -r, directories) with copy_file_range and friends.
     Cp(cp::CpArgs),
     /// Show which engines this kernel supports, and what each costs.
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.quiet, cli.verbose);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Cp(args) => cp::run(args),
         Command::Engines(args) => engines::run(args),
         Command::Send(args) => send::run(args, cli.quiet),

@@ -3,9 +3,11 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use zcopy::Preference;
+use zcopy_net::accept::{Admission, serve};
 use zcopy_net::recv::{RecvConfig, receive};
 
 use crate::progress::{summary, with_bars};
@@ -17,7 +19,9 @@ use crate::progress::{summary, with_bars};
 address must be explicit. Received paths stay beneath --out: absolute paths, '..' and \
 symlinks are refused. Files are written as hidden .part files and renamed into place \
 only when complete and fsync'd; a broken transfer keeps its .part file so the next send \
-resumes it. Protocol: docs/protocol.md."
+resumes it. Senders are served at the same time, each on its own thread; a connection \
+counts as a sender (also for --once) only once it has sent a complete hello, within 10 s. \
+Protocol: docs/protocol.md."
 )]
 pub struct RecvArgs {
     /// Address to listen on.
@@ -26,7 +30,8 @@ pub struct RecvArgs {
     /// Directory to write into (must exist).
     #[arg(long, default_value = ".")]
     out: PathBuf,
-    /// Exit after one sender (exit code 0 only if it succeeded).
+    /// Exit after one sender (exit code 0 only if it succeeded); connections that
+    /// send no hello don't count.
     #[arg(long)]
     once: bool,
     /// Replace existing files.
@@ -41,6 +46,13 @@ pub struct RecvArgs {
     /// Refuse more than this many entries per connection.
     #[arg(long, default_value_t = 1_000_000)]
     max_files: u64,
+    /// Most senders served at once (as many more may wait; beyond that, new
+    /// connections are closed).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_senders: u32,
+    /// Drop a sender that sends nothing for this many seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
 }
 
 fn parse_pref(s: &str) -> Result<Preference, String> {
@@ -67,27 +79,36 @@ pub fn run(args: RecvArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         max_files: args.max_files,
         max_size: args.max_size.unwrap_or(u64::MAX),
         engine: args.engine,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
     };
-    loop {
-        let (conn, peer) = listener.accept()?;
-        tracing::info!("sender connected from {peer}");
-        let result = with_bars(None, quiet, |progress| receive(conn, &cfg, progress));
-        match result {
+    let admission = Admission {
+        max_senders: args.max_senders as usize,
+        hello_timeout: cfg.idle_timeout.min(Admission::default().hello_timeout),
+        once: args.once,
+    };
+    let ok = serve(
+        listener,
+        admission,
+        move |conn, peer, features| match with_bars(None, quiet, |progress| {
+            receive(conn, features, &cfg, progress)
+        }) {
             Ok(s) => {
                 if !quiet {
                     let line = summary(s.files, s.bytes, s.skipped_bytes, s.elapsed, &s.engines);
                     eprintln!("received from {peer}: {line}");
                 }
-                if args.once {
-                    return Ok(ExitCode::SUCCESS);
-                }
+                true
             }
             Err(e) => {
                 eprintln!("zcopy recv: transfer from {peer} failed: {e}");
-                if args.once {
-                    return Ok(ExitCode::from(1));
-                }
+                false
             }
-        }
-    }
+        },
+    )
+    .context("accepting senders")?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

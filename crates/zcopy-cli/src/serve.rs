@@ -3,188 +3,396 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use zcopy::Preference;
-use zcopy_http::config::{AccessLog, Config};
+use zcopy_http::auth::Users;
+use zcopy_http::budget::FdBudget;
+use zcopy_http::config::{AccessLog, Config, ListenKind, TlsConfig};
+use zcopy_http::encoding::Encoding;
 use zcopy_http::path::SymlinkPolicy;
 use zcopy_http::request::Limits;
+use zcopy_http::rules::{Cors, ErrorPage, Header, Rule};
 use zcopy_http::server::{Server, ServerError};
+use zcopy_tls::{CertFiles, KtlsMode, TlsOptions};
+
+mod file;
+mod settings;
+mod systemd;
+
+use settings::Settings;
 
 /// Arguments of `zcopy serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Directory to serve.
-    #[arg(default_value = ".")]
-    root: PathBuf,
-    /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    listen: Vec<SocketAddr>,
-    /// Engine that sends file bodies: auto, sendfile, splice, mmap, read-write, direct,
-    /// uring (others fall back behind it). auto: sendfile (or the calibrated choice) to
-    /// clients on other hosts; mmap, which copies at send time, to clients on this
-    /// machine, whose receive queues would otherwise share our page-cache pages.
-    #[arg(long, default_value = "auto", value_parser = parse_engine)]
-    engine: Preference,
-    /// Event loop: auto (io_uring where this kernel allows it, else epoll), epoll, uring.
-    #[arg(long, default_value = "auto")]
-    io: zcopy_http::driver::IoDriver,
-    /// Worker threads, each with its own event loop (default: one per core).
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
-    /// List directories that have no index file.
+    /// Read settings from this TOML file (every flag is a key of the same name, plus
+    /// `[[rule]]` tables); flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the configuration, print it (TOML, defaults filled in) and exit: 0 when
+    /// it is valid, 2 when not.
     #[arg(long)]
-    listing: bool,
-    /// Serve dotfiles (hidden by default).
-    #[arg(long)]
-    hidden: bool,
-    /// Symbolic links: follow, within-root (only if they stay inside ROOT) or never.
-    #[arg(long, default_value = "within-root", value_parser = parse_symlinks)]
-    symlinks: SymlinkPolicy,
-    /// Index file served for a directory (empty: none).
-    #[arg(long, value_name = "NAME", default_value = "index.html")]
-    index: String,
-    /// Seconds a client has to send a request head (→ 408).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    header_timeout: f64,
-    /// Seconds an idle keep-alive connection stays open.
-    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
-    idle_timeout: f64,
-    /// Seconds a response may make no progress before the connection is dropped.
-    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
-    send_timeout: f64,
-    /// Most open connections (all workers together) [default: 16384, or fewer if the
-    /// open-file limit can't hold that many].
-    #[arg(long, value_name = "N")]
-    max_connections: Option<usize>,
-    /// Longest request line in bytes (→ 414).
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_request_line)]
-    max_request_line: usize,
-    /// Largest request head in bytes (→ 431).
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_header_bytes)]
-    max_header_bytes: usize,
-    /// Most request header fields (→ 431).
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_headers)]
-    max_headers: usize,
-    /// Write a Common Log Format access log to FILE, or to stdout with `-` (the default
-    /// when the flag is given without a value).
-    #[arg(long, value_name = "FILE|-", num_args = 0..=1, default_missing_value = "-")]
-    access_log: Option<String>,
-    /// Seconds in-flight responses get to finish after SIGINT/SIGTERM.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    shutdown_grace: f64,
-    /// Seconds a small file (up to 64 KiB) stays open in a worker's cache before its
-    /// path is resolved again; every hit is still revalidated with fstat, so sizes and
-    /// ETags are current. 0 turns the cache off.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    file_cache_ttl: f64,
+    check_config: bool,
+    /// Answer directories without an index file with 404 instead of a listing (same
+    /// as `--listing=false`).
+    #[arg(long, conflicts_with = "listing")]
+    no_listing: bool,
+    #[command(flatten)]
+    settings: Settings,
 }
 
-fn parse_engine(s: &str) -> Result<Preference, String> {
-    const SERVER_ENGINES: [&str; 7] = [
-        "auto",
-        "sendfile",
-        "splice",
-        "mmap",
-        "read-write",
-        "direct",
-        "uring",
+/// Most bytes of an error page (they are sent from memory).
+const ERROR_PAGE_MAX: u64 = 1024 * 1024;
+
+fn error_page(spec: &str) -> anyhow::Result<ErrorPage> {
+    let (status, file) = spec
+        .split_once('=')
+        .with_context(|| format!("error page {spec}: want STATUS=FILE"))?;
+    let status: u16 = status
+        .parse()
+        .ok()
+        .filter(|s| (400..600).contains(s))
+        .with_context(|| format!("error page {spec}: status must be 400-599"))?;
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("error page {file}"))?
+        .len();
+    anyhow::ensure!(
+        len <= ERROR_PAGE_MAX,
+        "error page {file}: larger than 1 MiB"
+    );
+    let body = std::fs::read(file).with_context(|| format!("error page {file}"))?;
+    Ok(ErrorPage {
+        status,
+        content_type: zcopy_http::head::content_type(file),
+        body: body.into(),
+    })
+}
+
+/// The users of an htpasswd file and `USER:HASH` entries, if any.
+fn users(realm: &str, file: Option<&PathBuf>, entries: &[String]) -> anyhow::Result<Option<Users>> {
+    let mut users: Option<Users> = None;
+    let mut add = |u: Users| match &mut users {
+        Some(all) => all.merge(u),
+        None => users = Some(u),
+    };
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("auth file {}", file.display()))?;
+        let u = Users::parse(realm, &text)
+            .map_err(|e| anyhow::anyhow!("auth file {}: {e}", file.display()))?;
+        add(u);
+    }
+    for spec in entries {
+        let user = spec.split(':').next().unwrap_or("");
+        let u = Users::parse(realm, spec).map_err(|e| anyhow::anyhow!("auth {user}:…: {e}"))?;
+        add(u);
+    }
+    Ok(users)
+}
+
+/// Builds one rule; `None` when it sets nothing.
+fn rule(glob: &str, s: &settings::RuleSpec) -> anyhow::Result<Option<Rule>> {
+    let realm = s.auth_realm.as_deref().unwrap_or("zcopy");
+    let rule = Rule {
+        glob: glob.to_owned(),
+        headers: s
+            .header
+            .iter()
+            .map(|h| Header::parse(&h.0).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?,
+        cache_control: s.cache_control.as_ref().map(|c| c.0.clone()),
+        cors: s
+            .cors
+            .as_ref()
+            .map(|c| Cors::parse(&c.0).map_err(anyhow::Error::msg))
+            .transpose()?,
+        auth: users(realm, s.auth_file.as_ref(), &s.auth)?.map(std::sync::Arc::new),
+        listing: s.listing,
+        fallback: s.fallback.as_ref().map(|f| f.0.clone()),
+        error_pages: s
+            .error_page
+            .iter()
+            .map(|p| error_page(&p.0))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let empty = rule.headers.is_empty()
+        && rule.cache_control.is_none()
+        && rule.cors.is_none()
+        && rule.auth.is_none()
+        && rule.listing.is_none()
+        && rule.fallback.is_none()
+        && rule.error_pages.is_empty();
+    Ok((!empty).then_some(rule))
+}
+
+/// The flags that apply per path, as one rule for every path, then the file's rules.
+fn rules(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Vec<Rule>> {
+    let global = settings::RuleSpec {
+        glob: settings::Glob("**".into()),
+        header: s.header.clone(),
+        cache_control: s.cache_control.clone(),
+        cors: s.cors.clone(),
+        auth_file: s.auth_file.clone(),
+        auth: s.auth.clone(),
+        auth_realm: s.auth_realm.clone(),
+        listing: None,
+        fallback: s.fallback.clone(),
+        error_page: s.error_page.clone(),
+        rate_limit: None,
+    };
+    let mut out: Vec<Rule> = rule("**", &global)?.into_iter().collect();
+    for (i, r) in s.rule.iter().enumerate() {
+        let mut spec = r.clone();
+        if spec.auth_realm.is_none() {
+            spec.auth_realm = s.auth_realm.clone();
+        }
+        if let Some(made) = rule(&r.glob.0, &spec).with_context(|| {
+            let at = file.map_or(String::new(), |f| format!("{}: ", f.display()));
+            format!("{at}rule {} ({})", i + 1, r.glob.0)
+        })? {
+            out.push(made);
+        }
+    }
+    Ok(out)
+}
+
+/// What the start-up line says about how files are served.
+fn summary(config: &Config) -> String {
+    let mut parts = vec![
+        format!("listing {}", if config.listing { "on" } else { "off" }),
+        format!(
+            "dotfiles {}",
+            if config.hidden { "served" } else { "hidden" }
+        ),
     ];
-    if !SERVER_ENGINES.contains(&s) {
-        return Err(format!(
-            "unknown engine '{s}' (known: {})",
-            SERVER_ENGINES.join(", ")
-        ));
+    if config.precompressed.is_empty() {
+        parts.push("precompressed off".into());
+    } else {
+        let list: Vec<&str> = config.precompressed.iter().map(|e| e.token()).collect();
+        parts.push(format!("precompressed {}", list.join(",")));
     }
-    s.parse()
+    let every = config.rules.iter().find(|r| r.glob == "**");
+    if config.rules.iter().any(|r| r.auth.is_some()) {
+        parts.push("Basic auth".into());
+    }
+    if let Some(c) = every.and_then(|r| r.cors.as_ref()) {
+        parts.push(match c {
+            Cors::Any => "CORS *".into(),
+            Cors::List(l) => format!("CORS {}", l.join(",")),
+        });
+    }
+    if let Some(f) = every.and_then(|r| r.fallback.as_ref()) {
+        parts.push(format!("fallback /{f}"));
+    }
+    let more = config.rules.iter().filter(|r| r.glob != "**").count();
+    if more > 0 {
+        parts.push(format!("{more} path rules"));
+    }
+    parts.join(", ")
 }
 
-fn parse_symlinks(s: &str) -> Result<SymlinkPolicy, String> {
-    match s {
-        "follow" => Ok(SymlinkPolicy::Follow),
-        "within-root" => Ok(SymlinkPolicy::WithinRoot),
-        "never" => Ok(SymlinkPolicy::Never),
-        _ => Err(format!(
-            "unknown policy '{s}' (known: follow, within-root, never)"
-        )),
+/// The TLS settings, checked against the listeners asked for.
+fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
+    fn get<T: Clone>(v: &Option<T>) -> T {
+        v.clone().expect("filled in by Settings::defaults")
     }
+    let https = s.listen.iter().any(|l| l.https);
+    let files = match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => Some(CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let Some(files) = files else {
+        anyhow::ensure!(
+            !https,
+            "--listen https://…: needs --tls-cert FILE and --tls-key FILE"
+        );
+        anyhow::ensure!(
+            s.hsts.is_none(),
+            "--hsts: there is no https:// listener (--listen https://ADDR)"
+        );
+        anyhow::ensure!(
+            s.redirect_http.is_empty(),
+            "--redirect-http: there is no https:// listener to redirect to (--listen https://ADDR)"
+        );
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        https,
+        "--tls-cert/--tls-key: there is no https:// listener (--listen https://ADDR)"
+    );
+    let max_handshakes = get(&s.tls_max_handshakes).0;
+    anyhow::ensure!(
+        max_handshakes > 0,
+        "--tls-max-handshakes: must be at least 1"
+    );
+    Ok(Some(TlsConfig {
+        files,
+        options: TlsOptions {
+            session_cache: get(&s.tls_session_cache).0,
+            tickets: get(&s.tls_tickets),
+            // The server decides, from --ktls and the kernel's probe.
+            ktls: false,
+        },
+        limits: zcopy_tls::Limits {
+            handshake_timeout: get(&s.tls_handshake_timeout).duration(),
+            max_handshakes,
+        },
+        ktls: if get(&s.ktls).0 == "off" {
+            KtlsMode::Off
+        } else {
+            KtlsMode::Auto
+        },
+        force_ktls_attempt: false,
+    }))
 }
 
-fn secs(what: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).with_context(|| format!("--{what}: not a duration: {v}"))
+/// The server configuration of fully layered settings (see [`Settings::defaults`]).
+fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    fn get<T: Clone>(v: &Option<T>) -> T {
+        v.clone().expect("filled in by Settings::defaults")
+    }
+    let symlinks = match get(&s.symlinks).0.as_str() {
+        "follow" => SymlinkPolicy::Follow,
+        "never" => SymlinkPolicy::Never,
+        _ => SymlinkPolicy::WithinRoot,
+    };
+    let pick = |https: bool| -> Vec<SocketAddr> {
+        s.listen
+            .iter()
+            .filter(|l| l.https == https)
+            .map(|l| l.addr)
+            .collect()
+    };
+    Ok(Config {
+        root: get(&s.root),
+        listen: pick(false),
+        tls_listen: pick(true),
+        redirect_listen: s.redirect_http.clone(),
+        tls: tls(s)?,
+        hsts: s.hsts.map(|c| format!("max-age={}", c.0)),
+        engine: get(&s.engine).0.parse().map_err(anyhow::Error::msg)?,
+        io: get(&s.io).0.parse().map_err(anyhow::Error::msg)?,
+        workers: s.workers.map_or(0, |c| c.0),
+        listing: get(&s.listing),
+        hidden: get(&s.hidden),
+        symlinks,
+        index: get(&s.index),
+        header_timeout: get(&s.header_timeout).duration(),
+        idle_timeout: get(&s.idle_timeout).duration(),
+        send_timeout: get(&s.send_timeout).duration(),
+        max_connections: s.max_connections.map_or(DEFAULT_MAX_CONNECTIONS, |c| c.0),
+        limit_rate: s.limit_rate.as_ref().map(settings::Rate::bytes_per_sec),
+        archives: get(&s.archives),
+        limits: Limits {
+            max_request_line: get(&s.max_request_line).0,
+            max_header_bytes: get(&s.max_header_bytes).0,
+            max_headers: get(&s.max_headers).0,
+        },
+        access_log: s.access_log.as_deref().map(|a| match a {
+            "-" => AccessLog::Stdout,
+            f => AccessLog::File(PathBuf::from(f)),
+        }),
+        access_log_format: get(&s.access_log_format)
+            .0
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        shutdown_grace: get(&s.shutdown_grace).duration(),
+        file_cache_ttl: get(&s.file_cache_ttl).duration(),
+        precompressed: Encoding::parse_list(&get(&s.precompressed).0)
+            .map_err(anyhow::Error::msg)?,
+        rules: rules(s, file)?,
+        ..Config::default()
+    })
 }
 
 impl ServeArgs {
-    fn config(&self) -> anyhow::Result<Config> {
-        Ok(Config {
-            root: self.root.clone(),
-            listen: self.listen.clone(),
-            engine: self.engine,
-            io: self.io,
-            workers: self.workers.unwrap_or(0),
-            listing: self.listing,
-            hidden: self.hidden,
-            symlinks: self.symlinks,
-            index: self.index.clone(),
-            header_timeout: secs("header-timeout", self.header_timeout)?,
-            idle_timeout: secs("idle-timeout", self.idle_timeout)?,
-            send_timeout: secs("send-timeout", self.send_timeout)?,
-            max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            limits: Limits {
-                max_request_line: self.max_request_line,
-                max_header_bytes: self.max_header_bytes,
-                max_headers: self.max_headers,
-            },
-            access_log: self.access_log.as_deref().map(|a| match a {
-                "-" => AccessLog::Stdout,
-                f => AccessLog::File(PathBuf::from(f)),
-            }),
-            shutdown_grace: secs("shutdown-grace", self.shutdown_grace)?,
-            file_cache_ttl: secs("file-cache-ttl", self.file_cache_ttl)?,
-            ..Config::default()
-        })
+    /// The settings in effect: defaults, then the config file, then the flags.
+    fn effective(&self) -> anyhow::Result<Settings> {
+        let mut flags = self.settings.clone();
+        if self.no_listing {
+            flags.listing = Some(false);
+        }
+        let file = match &self.config {
+            Some(path) => file::load(path).map_err(anyhow::Error::msg)?,
+            None => Settings::default(),
+        };
+        let layered = Settings::defaults()
+            .overlay(&file)
+            .and_then(|s| s.overlay(&flags))
+            .map_err(anyhow::Error::msg)?;
+        Ok(layered)
     }
+}
+
+/// Why the configuration can't be used (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct BadConfig(anyhow::Error);
+
+/// The settings in effect and the server configuration they make, checked (the root
+/// is a directory, files named exist) and fitted to `fds` open files.
+fn load(args: &ServeArgs, fds: usize) -> Result<(Settings, Config), BadConfig> {
+    let settings = args.effective().map_err(BadConfig)?;
+    let mut config = config(&settings, args.config.as_deref()).map_err(BadConfig)?;
+    match std::fs::metadata(&config.root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(BadConfig(anyhow::anyhow!(
+                "{}: not a directory",
+                config.root.display()
+            )));
+        }
+        Err(e) => {
+            return Err(BadConfig(anyhow::anyhow!("{}: {e}", config.root.display())));
+        }
+    }
+    let budget = FdBudget::fit(
+        fds,
+        config.worker_count(),
+        settings.max_connections.map(|c| c.0),
+        DEFAULT_MAX_CONNECTIONS,
+        zcopy_http::cache::CACHE_FILES,
+    )
+    .map_err(|e| BadConfig(anyhow::anyhow!("{e}")))?;
+    tracing::debug!(fds, ?budget, "open-file limit shared out");
+    config.max_connections = budget.max_connections;
+    config.cache_files = budget.cache_files;
+    Ok((settings, config))
 }
 
 /// Runs `zcopy serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = match args.config() {
+    let fds = raise_fd_limit();
+    let (settings, config) = match load(&args, fds) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("zcopy: {e:#}");
+            eprintln!("zcopy: {e}");
             return Ok(ExitCode::from(2));
         }
     };
-    match std::fs::metadata(&config.root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            eprintln!("zcopy: {}: not a directory", config.root.display());
-            return Ok(ExitCode::from(2));
-        }
+    if args.check_config {
+        print!(
+            "{}",
+            toml::to_string(&settings).context("printing the configuration")?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let inherited = match systemd::listeners() {
+        Ok(l) => l,
         Err(e) => {
-            eprintln!("zcopy: {}: {e}", config.root.display());
+            eprintln!("zcopy: socket activation: {e}");
             return Ok(ExitCode::from(2));
         }
-    }
-    let fit = fit_fd_limit(config.worker_count());
-    match args.max_connections {
-        None if fit < config.max_connections => {
-            tracing::debug!(
-                "the open-file limit holds {fit} connections: serving at most that many"
-            );
-            config.max_connections = fit;
-        }
-        Some(n) if n > fit => tracing::warn!(
-            "--max-connections {n} is more than the open-file limit holds ({fit}); \
-             accepting pauses while fds are short"
-        ),
-        _ => {}
-    }
+    };
     let root = config.root.clone();
-    let server = match Server::bind(config) {
+    let summary = summary(&config);
+    let has_auth = config.rules.iter().any(|r| r.auth.is_some());
+    let server = match Server::bind_with(config, inherited) {
         Ok(s) => s,
-        Err(e @ ServerError::Root { .. }) => {
+        Err(e @ (ServerError::Root { .. } | ServerError::Tls(_) | ServerError::NoCertificate)) => {
             eprintln!("zcopy: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -193,43 +401,129 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    let mut metrics_at = None;
+    if let Some(addr) = settings.metrics {
+        let started = std::net::TcpListener::bind(addr).and_then(|l| {
+            metrics_at = Some(l.local_addr()?);
+            zcopy_http::metrics::spawn(l, server.stats())
+        });
+        if let Err(e) = started {
+            eprintln!("zcopy: cannot serve metrics on {addr}: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let handle = server.shutdown_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
+    let reloader = server.reload_handle();
+    let tls_reloader = server.tls_reloader();
+    let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ])
     .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("zcopy-signals".into())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(sig) = signals.next() {
-                tracing::info!(signal = sig, "shutting down (again to stop at once)");
-                handle.shutdown();
-            }
-            if signals.next().is_some() {
-                std::process::exit(130);
-            }
-        })
+        .spawn(move || on_signals(signals, &args, fds, &handle, &reloader, &tls_reloader))
         .context("starting the signal thread")?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        for addr in server.local_addrs() {
-            writeln!(out, "zcopy: serving {} on http://{addr}/", root.display())?;
+        let tls_path = server.tls_path().map(|p| p.to_string()).unwrap_or_default();
+        let https_port = server
+            .local_addrs()
+            .iter()
+            .zip(server.listen_kinds())
+            .find(|(_, k)| **k == ListenKind::Https)
+            .map_or(443, |(a, _)| a.port());
+        for (addr, kind) in server.local_addrs().iter().zip(server.listen_kinds()) {
+            match kind {
+                ListenKind::Http => writeln!(
+                    out,
+                    "zcopy: serving {} on http://{addr}/ ({summary})",
+                    root.display()
+                )?,
+                ListenKind::Https => writeln!(
+                    out,
+                    "zcopy: serving {} on https://{addr}/ ({summary}; {tls_path})",
+                    root.display()
+                )?,
+                ListenKind::Redirect => writeln!(
+                    out,
+                    "zcopy: redirecting http://{addr}/ to https (port {https_port})"
+                )?,
+            }
+            if has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "Basic auth on {addr} without TLS: passwords cross the network readable"
+                );
+                eprintln!(
+                    "zcopy: warning: Basic auth on {addr}, which is not loopback, without TLS: \
+                     passwords cross the network readable"
+                );
+            }
+        }
+        if let Some(addr) = metrics_at {
+            writeln!(out, "zcopy: metrics on http://{addr}/metrics")?;
         }
         out.flush()?;
     }
+    systemd::notify("READY=1");
     server.run().context("server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The signal thread: SIGHUP reloads the configuration and the HTTPS certificate and
+/// key (the old ones stay if the new ones fail to load), SIGUSR1 reopens the access log file, SIGINT/SIGTERM shut down
+/// gracefully, a second one at once.
+fn on_signals(
+    mut signals: signal_hook::iterator::Signals,
+    args: &ServeArgs,
+    fds: usize,
+    shutdown: &zcopy_http::server::ShutdownHandle,
+    reloader: &zcopy_http::server::ReloadHandle,
+    tls: &zcopy_http::server::TlsReloader,
+) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP if !shutdown.is_shutdown() => {
+                let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+                systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+                match load(args, fds).map(|(_, c)| reloader.reload(c)) {
+                    Ok(Ok(())) => tracing::info!("configuration reloaded"),
+                    Ok(Err(e)) => tracing::error!("reload failed, old configuration kept: {e}"),
+                    Err(e) => tracing::error!("reload failed, old configuration kept: {e}"),
+                }
+                match tls.reload() {
+                    Ok(true) => tracing::info!("TLS certificate and key reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("TLS reload failed, old certificate kept: {e}"),
+                }
+                systemd::notify("READY=1");
+            }
+            SIGUSR1 => match reloader.reopen_log() {
+                Ok(()) => tracing::info!("access log reopened"),
+                Err(e) => tracing::error!("reopening the access log failed: {e}"),
+            },
+            SIGINT | SIGTERM if !shutdown.is_shutdown() => {
+                tracing::info!(signal = sig, "shutting down (again to stop at once)");
+                systemd::notify("STOPPING=1");
+                shutdown.shutdown();
+            }
+            SIGINT | SIGTERM => std::process::exit(130),
+            _ => {}
+        }
+    }
 }
 
 /// Connections served at once unless `--max-connections` says otherwise.
 const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 /// Raises the open-file limit to its hard maximum (each connection is an fd, and so is
-/// each file being sent or cached), and returns how many connections it can hold.
-fn fit_fd_limit(workers: usize) -> usize {
+/// each file being sent or cached), and returns it.
+fn raise_fd_limit() -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current < lim.maximum {
@@ -238,9 +532,7 @@ fn fit_fd_limit(workers: usize) -> usize {
             tracing::debug!("could not raise the open-file limit: {e}");
         }
     }
-    let fds = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX) as usize;
-    // Spare fds: listeners and logs, each worker's file cache, and an eighth for
-    // files being sent.
-    let spare = 64 + workers * zcopy_http::cache::CACHE_FILES + fds / 8;
-    fds.saturating_sub(spare).max(16)
+    getrlimit(Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| n.min(usize::MAX as u64) as usize)
 }

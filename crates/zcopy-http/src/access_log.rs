@@ -1,55 +1,183 @@
-//! The access log: one Common Log Format line per response.
+//! The access log: one line per response, in Common Log Format, Combined Log Format
+//! or JSON. Workers format lines into their own buffer and hand it over once per loop
+//! turn ([`AccessLogger::write_batch`]), so a response costs no lock and no syscall.
 
-use std::fmt;
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use crate::config::AccessLog;
 
-/// Writes one Common Log Format line per response.
+/// The line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `host - - [time] "request" status bytes`.
+    #[default]
+    Common,
+    /// Common, then `"referer" "user agent"`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "common" => Ok(LogFormat::Common),
+            "combined" => Ok(LogFormat::Combined),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown access log format '{s}' (known: common, combined, json)"
+            )),
+        }
+    }
+}
+
+/// What is logged of one response.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    /// The client.
+    pub ip: IpAddr,
+    /// The request line (unprintable bytes already replaced).
+    pub line: &'a str,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// Referer header, if any.
+    pub referer: &'a str,
+    /// User-Agent header, if any.
+    pub user_agent: &'a str,
+    /// From request parsed to response done.
+    pub took: Duration,
+}
+
+/// Writes access log lines to stdout or a file (reopened on request, for logrotate).
 pub struct AccessLogger {
+    dest: AccessLog,
+    format: LogFormat,
     out: Mutex<Box<dyn Write + Send>>,
 }
 
-impl fmt::Debug for AccessLogger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessLogger").finish_non_exhaustive()
+impl std::fmt::Debug for AccessLogger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLogger")
+            .field("dest", &self.dest)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
     }
+}
+
+fn open(dest: &AccessLog) -> io::Result<Box<dyn Write + Send>> {
+    Ok(match dest {
+        AccessLog::Stdout => Box::new(io::stdout()),
+        AccessLog::File(p) => Box::new(OpenOptions::new().create(true).append(true).open(p)?),
+    })
 }
 
 impl AccessLogger {
     /// Opens the destination (a file is created or appended to).
-    pub fn open(dest: &AccessLog) -> io::Result<AccessLogger> {
-        let out: Box<dyn Write + Send> = match dest {
-            AccessLog::Stdout => Box::new(io::stdout()),
-            AccessLog::File(p) => Box::new(io::LineWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
-        };
+    pub fn open(dest: &AccessLog, format: LogFormat) -> io::Result<AccessLogger> {
         Ok(AccessLogger {
-            out: Mutex::new(out),
+            out: Mutex::new(open(dest)?),
+            dest: dest.clone(),
+            format,
         })
     }
 
-    /// Logs `host - - [time] "request line" status bytes`.
-    pub fn log(&self, ip: IpAddr, line: &str, status: u16, bytes: u64) {
-        let when = clf_time(SystemTime::now());
-        let bytes = if bytes == 0 {
-            String::from("-")
-        } else {
-            bytes.to_string()
-        };
-        let entry = format!("{ip} - - [{when}] \"{line}\" {status} {bytes}\n");
-        if let Ok(mut out) = self.out.lock() {
-            let _ = out.write_all(entry.as_bytes());
+    /// Whether lines carry the referer and user agent (so they must be kept).
+    pub fn wants_headers(&self) -> bool {
+        self.format != LogFormat::Common
+    }
+
+    /// Opens the file again (after logrotate moved it); on an error the old one stays.
+    pub fn reopen(&self) -> io::Result<()> {
+        if let AccessLog::File(_) = self.dest {
+            let new = open(&self.dest)?;
+            let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
             let _ = out.flush();
+            *out = new;
+        }
+        Ok(())
+    }
+
+    /// Appends one formatted line for `e` to `buf`.
+    pub fn format(&self, buf: &mut Vec<u8>, e: &Entry<'_>) {
+        let mut s = String::with_capacity(160);
+        let now = SystemTime::now();
+        match self.format {
+            LogFormat::Common | LogFormat::Combined => {
+                let bytes = if e.bytes == 0 {
+                    String::from("-")
+                } else {
+                    e.bytes.to_string()
+                };
+                let _ = write!(
+                    s,
+                    "{} - - [{}] \"{}\" {} {bytes}",
+                    e.ip,
+                    clf_time(now),
+                    quoted(e.line),
+                    e.status
+                );
+                if self.format == LogFormat::Combined {
+                    let dash = |v: &str| if v.is_empty() { "-".into() } else { quoted(v) };
+                    let _ = write!(s, " \"{}\" \"{}\"", dash(e.referer), dash(e.user_agent));
+                }
+            }
+            LogFormat::Json => {
+                let _ = write!(
+                    s,
+                    "{{\"time\":\"{}\",\"remote\":\"{}\",\"request\":{},\"status\":{},\
+                     \"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3}}}",
+                    rfc3339(now),
+                    e.ip,
+                    json(e.line),
+                    e.status,
+                    e.bytes,
+                    json(e.referer),
+                    json(e.user_agent),
+                    e.took.as_secs_f64() * 1000.0
+                );
+            }
+        }
+        s.push('\n');
+        buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// Writes a worker's batch of lines.
+    pub fn write_batch(&self, buf: &[u8]) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = out.write_all(buf);
+        let _ = out.flush();
+    }
+}
+
+/// A field inside CLF double quotes: `"` and `\` escaped, control bytes as `\xNN`.
+fn quoted(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(s, "\\x{:02x}", c as u32 & 0xff);
+            }
+            c => s.push(c),
         }
     }
+    s
+}
+
+/// A JSON string literal.
+fn json(v: &str) -> String {
+    let mut s = String::with_capacity(v.len() + 2);
+    crate::listing::push_json_str(&mut s, v);
+    s
 }
 
 /// `10/Oct/2000:13:55:36 +0000` (UTC), rearranged from the IMF-fixdate that
@@ -65,10 +193,20 @@ fn clf_time(t: SystemTime) -> String {
     )
 }
 
+/// `2000-10-10T13:55:36.123Z`.
+fn rfc3339(t: SystemTime) -> String {
+    let millis = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    format!(
+        "{}.{millis:03}Z",
+        crate::listing::iso_utc(t).replacen(' ', "T", 1)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn clf_time_formats_known_dates() {
@@ -76,5 +214,20 @@ mod tests {
         assert_eq!(clf_time(t), "10/Oct/2000:13:55:36 +0000");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_164_800);
         assert_eq!(clf_time(t), "29/Feb/2024:00:00:00 +0000");
+    }
+
+    #[test]
+    fn rfc3339_formats_known_dates() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(971_186_136_250);
+        assert_eq!(rfc3339(t), "2000-10-10T13:55:36.250Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_164_800);
+        assert_eq!(rfc3339(t), "2024-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn fields_are_escaped() {
+        assert_eq!(quoted("a\"b\\c\u{1}"), "a\\\"b\\\\c\\x01");
+        assert_eq!(json("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
     }
 }

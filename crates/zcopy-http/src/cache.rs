@@ -29,8 +29,15 @@ struct Cached {
 #[derive(Debug)]
 pub struct FileCache {
     map: HashMap<Box<str>, Cached>,
+    /// Request path → which precompressed sidecars it has (a bitmask), and when that
+    /// was looked up.
+    sidecars: HashMap<Box<str>, (Instant, u8)>,
     ttl: Duration,
     cap: usize,
+    /// Lookups answered from the cache, and those that were not (cache on only).
+    pub hits: u64,
+    /// See `hits`.
+    pub misses: u64,
 }
 
 impl FileCache {
@@ -38,8 +45,11 @@ impl FileCache {
     pub fn new(ttl: Duration, cap: usize) -> FileCache {
         FileCache {
             map: HashMap::new(),
+            sidecars: HashMap::new(),
             ttl,
             cap,
+            hits: 0,
+            misses: 0,
         }
     }
 
@@ -48,18 +58,56 @@ impl FileCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let entry = self.map.get(key)?;
+        let Some(entry) = self.map.get(key) else {
+            self.misses += 1;
+            return None;
+        };
         let fresh = now.saturating_duration_since(entry.opened) < self.ttl;
         let st = rustix::fs::fstat(&*entry.file).ok();
         match st {
             Some(st) if fresh && st.st_nlink > 0 && (st.st_size as u64) <= CACHE_MAX => {
+                self.hits += 1;
                 Some((entry.file.clone(), st))
             }
             _ => {
+                self.misses += 1;
                 self.map.remove(key);
                 None
             }
         }
+    }
+
+    /// The sidecar bitmask noted for `key` less than `ttl` ago.
+    pub fn sidecars(&self, key: &str, now: Instant) -> Option<u8> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        self.sidecars
+            .get(key)
+            .filter(|(t, _)| now.saturating_duration_since(*t) < self.ttl)
+            .map(|&(_, mask)| mask)
+    }
+
+    /// Remembers which sidecars `key` has (for `ttl`).
+    pub fn note_sidecars(&mut self, key: &str, now: Instant, mask: u8) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if self.sidecars.len() >= self.cap {
+            self.sidecars.clear();
+        }
+        self.sidecars.insert(key.into(), (now, mask));
+    }
+
+    /// Closes the files (and forgets the sidecar notes) older than `ttl`: the next
+    /// request would reopen them anyway, and an idle worker then holds no descriptor
+    /// for a file nobody asks for. Called about once a second; O(entries).
+    pub fn evict_expired(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        self.map
+            .retain(|_, c| now.saturating_duration_since(c.opened) < ttl);
+        self.sidecars
+            .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
     }
 
     /// Remembers `file` (opened for `key`) when it is small enough.
@@ -86,6 +134,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn expired_entries_are_closed_without_a_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let st = rustix::fs::fstat(&*file).unwrap();
+        let t0 = Instant::now();
+        let mut c = FileCache::new(Duration::from_secs(1), 8);
+        c.put("/f", &file, &st, t0);
+        c.note_sidecars("/f", t0, 0);
+        c.evict_expired(t0 + Duration::from_millis(500));
+        assert_eq!(Arc::strong_count(&file), 2, "kept while fresh");
+        c.evict_expired(t0 + Duration::from_secs(1));
+        assert_eq!(Arc::strong_count(&file), 1, "closed once expired");
+        assert_eq!(c.sidecars("/f", t0), None);
+    }
+
+    #[test]
     fn hit_revalidates_and_unlinked_files_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
@@ -102,6 +168,19 @@ mod tests {
         std::fs::write(dir.path().join("g"), b"new").unwrap();
         std::fs::rename(dir.path().join("g"), &p).unwrap();
         assert!(c.get("/f", now).is_none());
+    }
+
+    #[test]
+    fn sidecar_memo_expires() {
+        let mut c = FileCache::new(Duration::from_millis(10), 8);
+        let now = Instant::now();
+        assert_eq!(c.sidecars("/a", now), None);
+        c.note_sidecars("/a", now, 0b101);
+        assert_eq!(c.sidecars("/a", now), Some(0b101));
+        assert_eq!(c.sidecars("/a", now + Duration::from_millis(20)), None);
+        let mut off = FileCache::new(Duration::ZERO, 8);
+        off.note_sidecars("/a", now, 0);
+        assert_eq!(off.sidecars("/a", now), None);
     }
 
     #[test]

@@ -196,7 +196,7 @@ pub fn if_range_allows(req: &Request<'_>, v: &Validators) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::Version;
+    use crate::request::{BodyFraming, Version};
     use std::io::Write;
     use std::os::fd::AsFd;
 
@@ -206,8 +206,8 @@ mod tests {
             target: "/",
             version: Version::Http11,
             keep_alive: true,
+            body: BodyFraming::None,
             body_len: 0,
-            chunked_body: false,
             host: Some("x"),
             range: None,
             if_range: None,
@@ -217,6 +217,14 @@ mod tests {
             if_unmodified_since: None,
             user_agent: None,
             referer: None,
+            method_name: "GET",
+            accept: None,
+            accept_encoding: None,
+            authorization: None,
+            origin: None,
+            ac_request_method: None,
+            ac_request_headers: None,
+            via: crate::config::ListenKind::Http,
         }
     }
 

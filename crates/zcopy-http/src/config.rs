@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use zcopy::Preference;
 
+use crate::encoding::Encoding;
 use crate::path::SymlinkPolicy;
 use crate::request::Limits;
+use crate::rules::Rule;
 
-/// Where the access log (Common Log Format) goes.
+/// Where the access log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessLog {
     /// Standard output.
@@ -53,11 +55,64 @@ pub struct Config {
     pub max_body_discard: u64,
     /// Access log destination, if any.
     pub access_log: Option<AccessLog>,
+    /// Access log line format.
+    pub access_log_format: crate::access_log::LogFormat,
     /// How long in-flight responses may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// How long a small file stays open in a worker's cache before its path is
     /// resolved again (0: no cache). Every hit is revalidated with fstat.
     pub file_cache_ttl: Duration,
+    /// Most small files each worker's cache keeps open (see [`crate::budget`]).
+    pub cache_files: usize,
+    /// Most body bytes per second to each connection (none: as fast as it goes).
+    pub limit_rate: Option<u64>,
+    /// Directories can be downloaded as tar streams (`?download=tar`).
+    pub archives: bool,
+    /// Precompressed sidecars tried, in preference order (empty: off).
+    pub precompressed: Vec<Encoding>,
+    /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
+    pub rules: Vec<Rule>,
+    /// Addresses that speak HTTPS (`--listen https://ADDR`); needs [`Config::tls`].
+    pub tls_listen: Vec<SocketAddr>,
+    /// Plain listeners that answer every request with a 308 to the https URL.
+    pub redirect_listen: Vec<SocketAddr>,
+    /// Certificate and TLS settings of the HTTPS listeners.
+    pub tls: Option<TlsConfig>,
+    /// Strict-Transport-Security value sent on responses over TLS (e.g.
+    /// `max-age=31536000`).
+    pub hsts: Option<String>,
+    /// Port the redirect listeners send clients to (the first HTTPS listener's,
+    /// filled in by [`crate::server::Server::bind`]).
+    pub https_port: u16,
+}
+
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ListenKind {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTPS.
+    Https,
+    /// Plain HTTP answering every request with a 308 to https.
+    Redirect,
+}
+
+/// The HTTPS listeners' certificate and handshake settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain and private key.
+    pub files: zcopy_tls::CertFiles,
+    /// Session cache and tickets.
+    pub options: zcopy_tls::TlsOptions,
+    /// Handshake timeout and per-worker cap.
+    pub limits: zcopy_tls::Limits,
+    /// Whether sessions may be handed to kernel TLS.
+    pub ktls: zcopy_tls::KtlsMode,
+    /// Testing: try the kernel hand-off even where the probe failed, so the
+    /// fallback runs.
+    #[doc(hidden)]
+    pub force_ktls_attempt: bool,
 }
 
 impl Default for Config {
@@ -68,7 +123,7 @@ impl Default for Config {
             engine: Preference::Auto,
             io: crate::driver::IoDriver::Auto,
             workers: 0,
-            listing: false,
+            listing: true,
             hidden: false,
             symlinks: SymlinkPolicy::WithinRoot,
             index: String::from("index.html"),
@@ -79,8 +134,19 @@ impl Default for Config {
             limits: Limits::default(),
             max_body_discard: 1024 * 1024,
             access_log: None,
+            access_log_format: crate::access_log::LogFormat::Common,
             shutdown_grace: Duration::from_secs(5),
             file_cache_ttl: Duration::from_secs(1),
+            cache_files: crate::cache::CACHE_FILES,
+            limit_rate: None,
+            archives: false,
+            precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
+            rules: Vec::new(),
+            tls_listen: Vec::new(),
+            redirect_listen: Vec::new(),
+            tls: None,
+            hsts: None,
+            https_port: 443,
         }
     }
 }

@@ -16,13 +16,20 @@ use crate::cache::FileCache;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
+use std::os::fd::AsFd;
+
+use crate::archive::{Archive, ArchiveError};
+use crate::auth::Verdict;
 use crate::conditional::{self, Precondition, Validators};
-use crate::config::Config;
+use crate::config::{Config, ListenKind};
+use crate::encoding::{self, Found};
 use crate::head::{self, Head};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
-use crate::request::{HttpError, Method, Request, Version};
+use crate::redirect::https_location;
+use crate::request::{BodyFraming, HttpError, Method, Request, Version};
+use crate::rules::{Cors, Effective};
 
 /// What is served, shared by all workers: the configuration and the root, opened once.
 #[derive(Debug)]
@@ -58,6 +65,14 @@ pub enum Piece {
         /// How many bytes.
         len: u64,
     },
+    /// The whole of archive member `index` ([`FileBody::members`]), `len` bytes,
+    /// opened when its turn comes.
+    Member {
+        /// Index into [`FileBody::members`].
+        index: usize,
+        /// Its size.
+        len: u64,
+    },
 }
 
 /// A body read from an open file: one range, or multipart parts whose headers live
@@ -72,6 +87,9 @@ pub struct FileBody {
     pub pieces: Vec<Piece>,
     /// Memory the [`Piece::Mem`] pieces point into.
     pub mem: Vec<u8>,
+    /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
+    /// directory).
+    pub members: Vec<crate::archive::Member>,
 }
 
 /// How the body follows the head.
@@ -118,6 +136,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// Answers `req`. The head (and any small body held in memory) goes into `out`;
 /// `close` says the connection closes after this response whatever the request said.
 /// Small files come from `cache` when it holds them (one fstat instead of an open).
+///
+/// Per-path [`Rule`](crate::rules::Rule)s are only evaluated when some exist: a
+/// plain file on a server without rules costs what it did before they existed.
 pub fn handle(
     site: &Site,
     req: &Request<'_>,
@@ -126,36 +147,74 @@ pub fn handle(
     cache: &mut FileCache,
     now: Instant,
 ) -> Response {
-    let close = close || !req.keep_alive || req.chunked_body;
-    let head_only = req.method == Method::Head;
+    let cfg = &site.config;
+    // A chunked body is never read: the connection closes after this response, so
+    // no request is ever parsed out of a body.
+    let close = close || !req.keep_alive || req.body == BodyFraming::Chunked;
+    let eff = if cfg.rules.is_empty() {
+        Effective::default()
+    } else {
+        match path::clean(req.target) {
+            Ok(c) => Effective::of(&cfg.rules, &c.segments.join("/")),
+            Err(e) => return error_response(out, e, req.method == Method::Head),
+        }
+    };
     let conn = Conn {
         close,
         keep_alive_10: !close && req.version == Version::Http10,
-        head_only,
+        head_only: req.method == Method::Head,
+        eff: &eff,
+        origin: req.origin,
+        vary_encoding: false,
+        hsts: match req.via {
+            ListenKind::Https => cfg.hsts.as_deref(),
+            _ => None,
+        },
     };
+    if req.via == ListenKind::Redirect {
+        return match https_location(req.host, cfg.https_port, req.target) {
+            Some(loc) => conn.text(out, 308, "308 Permanent Redirect\n", &[("Location", &loc)]),
+            None => conn.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
+        };
+    }
     if req.method == Method::Other {
-        return conn.text(
-            out,
-            405,
-            "405 Method Not Allowed\n",
-            &[("Allow", "GET, HEAD")],
-        );
+        if req.method_name == "OPTIONS"
+            && let Some(cors) = eff.cors
+            && req.ac_request_method.is_some()
+        {
+            return conn.preflight(out, cors, req);
+        }
+        return conn.status_with(out, 405, &[("Allow", "GET, HEAD")]);
+    }
+    if let Some(users) = eff.auth {
+        match users.check(req.authorization) {
+            Verdict::Allowed => {}
+            verdict => {
+                if let Verdict::Denied(user) = verdict {
+                    let path = req.target.split('?').next().unwrap_or("");
+                    tracing::warn!(
+                        user = user.as_deref().unwrap_or("?"),
+                        path,
+                        "failed Basic auth"
+                    );
+                }
+                let challenge = users.challenge();
+                return conn.status_with(out, 401, &[("WWW-Authenticate", &challenge)]);
+            }
+        }
     }
     let key = req.target.split('?').next().unwrap_or("");
     if let Some((file, st)) = cache.get(key, now) {
         let name = key.rsplit('/').next().unwrap_or("");
-        let name = if name.is_empty() {
-            site.config.index.as_str()
-        } else {
-            name
-        };
-        return serve_file(req, &conn, file, &st, name, out);
+        let index = name.is_empty();
+        let name = if index { cfg.index.as_str() } else { name };
+        let found = find_sidecar(site, req, key, None, index, &st, cache, now);
+        return serve_file(req, &conn, file, &st, name, found, out);
     }
     let clean = match path::clean(req.target) {
         Ok(c) => c,
-        Err(e) => return error_response(out, e, head_only),
+        Err(e) => return error_response(out, e, conn.head_only),
     };
-    let cfg = &site.config;
     match path::open(&site.root, &clean, cfg.symlinks, cfg.hidden) {
         Ok(Resolved::File(file, st)) => {
             if clean.trailing_slash {
@@ -164,39 +223,153 @@ pub fn handle(
             let name = clean.segments.last().map_or("", String::as_str);
             let file = Arc::new(file);
             cache.put(key, &file, &st, now);
-            serve_file(req, &conn, file, &st, name, out)
+            let found = find_sidecar(site, req, key, Some(&clean), false, &st, cache, now);
+            serve_file(req, &conn, file, &st, name, found, out)
         }
-        Ok(Resolved::Dir(dir, _)) => {
+        Ok(Resolved::Dir(dir, dir_st)) => {
             if !clean.trailing_slash && !clean.segments.is_empty() {
                 let loc = location(&clean);
                 return conn.text(out, 301, "301 Moved Permanently\n", &[("Location", &loc)]);
+            }
+            if cfg.archives
+                && let Some(q) = clean.query.as_deref()
+                && q.split('&').any(|kv| kv == "download=tar")
+            {
+                return serve_archive(&conn, dir, &clean, cfg.hidden, out);
             }
             if !cfg.index.is_empty() {
                 match path::open_in_dir(&dir, &cfg.index, cfg.symlinks) {
                     Ok(Resolved::File(file, st)) => {
                         let file = Arc::new(file);
                         cache.put(key, &file, &st, now);
-                        return serve_file(req, &conn, file, &st, &cfg.index, out);
+                        let found =
+                            find_sidecar(site, req, key, Some(&clean), true, &st, cache, now);
+                        return serve_file(req, &conn, file, &st, &cfg.index, found, out);
                     }
                     Ok(Resolved::Dir(..)) | Err(OpenError::NotFound) => {}
                     Err(e) => return conn.open_error(out, e),
                 }
             }
-            if !cfg.listing {
+            if !eff.listing.unwrap_or(cfg.listing) {
                 return conn.status(out, 404);
             }
-            serve_listing(&conn, &dir, &clean, cfg.hidden, out)
+            serve_listing(req, &conn, &dir, &dir_st, &clean, cfg, out)
         }
+        Err(OpenError::NotFound) => match fallback(site, req, &eff, &clean) {
+            Some((file, st, name)) => {
+                serve_file(req, &conn, Arc::new(file), &st, name, Found::default(), out)
+            }
+            None => conn.status(out, 404),
+        },
         Err(e) => conn.open_error(out, e),
     }
 }
 
+/// The SPA fallback file for a missing path, when the rules name one and the request
+/// wants HTML for a path without a file extension.
+fn fallback<'a>(
+    site: &Site,
+    req: &Request<'_>,
+    eff: &Effective<'a>,
+    clean: &CleanPath,
+) -> Option<(File, rustix::fs::Stat, &'a str)> {
+    let target = eff.fallback?;
+    let last = clean.segments.last().map_or("", String::as_str);
+    let hidden = !site.config.hidden && clean.segments.iter().any(|s| s.starts_with('.'));
+    if last.contains('.') || hidden || !accepts_html(req.accept) {
+        return None;
+    }
+    match path::open_at(site.root.as_fd(), target, site.config.symlinks) {
+        Ok(Resolved::File(file, st)) => {
+            let name = target.rsplit('/').next().unwrap_or(target);
+            Some((file, st, name))
+        }
+        _ => None,
+    }
+}
+
+/// The Accept field lists `text/html` with a non-zero q.
+fn accepts_html(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("text/html")
+                && !parts.any(|p| {
+                    p.trim().split_once('=').is_some_and(|(k, v)| {
+                        k.trim() == "q" && v.trim().trim_end_matches(['0', '.']).is_empty()
+                    })
+                })
+        })
+    })
+}
+
+/// Looks for a precompressed sidecar of the file the request resolved to (see
+/// [`crate::encoding`] for the cost). `index`: the file is the directory's index.
+#[allow(clippy::too_many_arguments)]
+fn find_sidecar(
+    site: &Site,
+    req: &Request<'_>,
+    key: &str,
+    clean: Option<&CleanPath>,
+    index: bool,
+    st: &rustix::fs::Stat,
+    cache: &mut FileCache,
+    now: Instant,
+) -> Found {
+    let cfg = &site.config;
+    let known = cache.sidecars(key, now);
+    if cfg.precompressed.is_empty() || known == Some(0) {
+        return Found::default();
+    }
+    let owned;
+    let clean = match clean {
+        Some(c) => c,
+        None => match path::clean(key) {
+            Ok(c) => {
+                owned = c;
+                &owned
+            }
+            Err(_) => return Found::default(),
+        },
+    };
+    let mut rel = clean.segments.join("/");
+    if index {
+        if !rel.is_empty() {
+            rel.push('/');
+        }
+        rel.push_str(&cfg.index);
+    }
+    let root = site.root.as_fd();
+    let mask = match known {
+        Some(mask) => mask,
+        None => {
+            let mask = encoding::present(root, &rel, st, &cfg.precompressed, cfg.symlinks);
+            cache.note_sidecars(key, now, mask);
+            mask
+        }
+    };
+    if mask == 0 {
+        return Found::default();
+    }
+    let chosen = encoding::acceptable(&cfg.precompressed, req.accept_encoding)
+        .into_iter()
+        .filter(|e| mask & e.bit() != 0)
+        .find_map(|e| encoding::open(root, &rel, st, e, cfg.symlinks));
+    Found { chosen, any: true }
+}
+
 /// The response to a request that could not be parsed: status and reason, then close.
 pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Response {
+    let eff = Effective::default();
     let conn = Conn {
         close: true,
         keep_alive_10: false,
         head_only,
+        eff: &eff,
+        origin: None,
+        vary_encoding: false,
+        hsts: None,
     };
     let body = format!("{} {}\n", err.status, err.reason);
     conn.text(out, err.status, &body, &[])
@@ -213,34 +386,71 @@ fn location(clean: &CleanPath) -> String {
     loc
 }
 
-/// Per-response connection facts that shape every head.
-struct Conn {
+/// Per-response facts that shape every head: the connection, the rules in force,
+/// and whether the resource varies on Accept-Encoding.
+#[derive(Clone, Copy)]
+struct Conn<'e, 'r> {
     close: bool,
     keep_alive_10: bool,
     head_only: bool,
+    eff: &'e Effective<'e>,
+    origin: Option<&'r str>,
+    vary_encoding: bool,
+    /// Strict-Transport-Security value (responses over TLS only).
+    hsts: Option<&'e str>,
 }
 
-impl Conn {
-    fn connection_header(&self, h: &mut Head<'_>) {
+impl Conn<'_, '_> {
+    /// Connection, Vary, CORS and the rules' headers: the fields every head ends with.
+    fn finish_fields(&self, h: &mut Head<'_>) {
         if self.close {
             h.header("Connection", "close");
         } else if self.keep_alive_10 {
             h.header("Connection", "keep-alive");
         }
+        let vary_origin = matches!(self.eff.cors, Some(Cors::List(_)));
+        match (self.vary_encoding, vary_origin) {
+            (true, true) => h.header("Vary", "Accept-Encoding, Origin"),
+            (true, false) => h.header("Vary", "Accept-Encoding"),
+            (false, true) => h.header("Vary", "Origin"),
+            (false, false) => h,
+        };
+        if let Some(cors) = self.eff.cors
+            && let Some(allow) = cors.allow(self.origin)
+        {
+            h.header("Access-Control-Allow-Origin", allow);
+            h.header(
+                "Access-Control-Expose-Headers",
+                "Content-Length, Content-Range, Content-Encoding, Accept-Ranges, ETag, Last-Modified",
+            );
+        }
+        if let Some(v) = self.hsts {
+            h.header("Strict-Transport-Security", v);
+        }
+        for x in &self.eff.headers {
+            h.header(&x.name, &x.value);
+        }
     }
 
-    /// A response with a short text body.
-    fn text(&self, out: &mut Vec<u8>, status: u16, body: &str, extra: &[(&str, &str)]) -> Response {
+    /// A response with a short body held in memory.
+    fn body(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        ctype: &str,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> Response {
         let mut h = Head::start(out, status);
         for (k, v) in extra {
             h.header(k, v);
         }
-        h.header("Content-Type", "text/plain; charset=utf-8");
+        h.header("Content-Type", ctype);
         h.header_u64("Content-Length", body.len() as u64);
-        self.connection_header(&mut h);
+        self.finish_fields(&mut h);
         h.finish();
         if !self.head_only {
-            out.extend_from_slice(body.as_bytes());
+            out.extend_from_slice(body);
         }
         Response {
             status,
@@ -250,9 +460,28 @@ impl Conn {
         }
     }
 
-    fn status(&self, out: &mut Vec<u8>, status: u16) -> Response {
+    /// A response with a short text body.
+    fn text(&self, out: &mut Vec<u8>, status: u16, body: &str, extra: &[(&str, &str)]) -> Response {
+        self.body(
+            out,
+            status,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+            extra,
+        )
+    }
+
+    /// An error status: its configured page, or `NNN Reason`.
+    fn status_with(&self, out: &mut Vec<u8>, status: u16, extra: &[(&str, &str)]) -> Response {
+        if let Some(page) = self.eff.error_page(status) {
+            return self.body(out, status, &page.content_type, &page.body, extra);
+        }
         let body = format!("{status} {}\n", head::reason(status));
-        self.text(out, status, &body, &[])
+        self.text(out, status, &body, extra)
+    }
+
+    fn status(&self, out: &mut Vec<u8>, status: u16) -> Response {
+        self.status_with(out, status, &[])
     }
 
     fn open_error(&self, out: &mut Vec<u8>, e: OpenError) -> Response {
@@ -269,79 +498,197 @@ impl Conn {
             }
         }
     }
+
+    /// A CORS preflight: 204 with what cross-origin requests may do, or 403 for an
+    /// origin not on the list.
+    fn preflight(&self, out: &mut Vec<u8>, cors: &Cors, req: &Request<'_>) -> Response {
+        if cors.allow(req.origin).is_none() {
+            return self.status(out, 403);
+        }
+        let mut h = Head::start(out, 204);
+        h.header("Access-Control-Allow-Methods", "GET, HEAD");
+        if let Some(asked) = req.ac_request_headers {
+            let token_list = asked
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~, \t".contains(&b));
+            if token_list && !asked.trim().is_empty() {
+                h.header("Access-Control-Allow-Headers", asked);
+            }
+        }
+        h.header("Access-Control-Max-Age", "86400");
+        self.finish_fields(&mut h);
+        h.finish();
+        Response {
+            status: 204,
+            body: Body::InHead,
+            body_len: 0,
+            close: self.close,
+        }
+    }
 }
 
 fn serve_listing(
-    conn: &Conn,
+    req: &Request<'_>,
+    conn: &Conn<'_, '_>,
     dir: &File,
+    dir_st: &rustix::fs::Stat,
     clean: &CleanPath,
-    hidden: bool,
+    cfg: &Config,
     out: &mut Vec<u8>,
 ) -> Response {
-    let entries = match listing::read_entries(dir, hidden) {
+    let archive = cfg.archives;
+    let mut entries = match listing::read_entries(dir, cfg.hidden) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("listing failed: {e}");
             return conn.status(out, 500);
         }
     };
-    let json = clean
-        .query
-        .as_deref()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"));
+    let query = clean.query.as_deref().unwrap_or("");
+    let json = query.split('&').any(|kv| kv == "format=json");
+    let order = listing::Order::from_query(query);
+    listing::sort(&mut entries, order);
     let (body, ctype) = if json {
         (listing::json(&entries), "application/json")
     } else {
-        let mut url = String::from("/");
-        for s in &clean.segments {
-            url.push_str(s);
-            url.push('/');
-        }
-        (listing::html(&url, &entries), "text/html; charset=utf-8")
+        (
+            listing::html(&clean.segments, &entries, order, archive),
+            "text/html; charset=utf-8",
+        )
     };
-    let mut h = Head::start(out, 200);
-    h.header("Content-Type", ctype);
-    h.header_u64("Content-Length", body.len() as u64);
-    h.header("Cache-Control", "no-cache");
-    conn.connection_header(&mut h);
-    h.finish();
-    if !conn.head_only {
-        out.extend_from_slice(body.as_bytes());
+    let v = listing::validators(body.as_bytes(), dir_st, &entries);
+    let lm = v.last_modified();
+    let cache_control = conn.eff.cache_control.unwrap_or("no-cache");
+    match conditional::evaluate(req, &v) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => return not_modified(conn, &v, &lm, cache_control, out),
+        Precondition::Failed => return conn.status(out, 412),
     }
+    conn.body(
+        out,
+        200,
+        ctype,
+        body.as_bytes(),
+        &[
+            ("ETag", &v.etag),
+            ("Last-Modified", &lm),
+            ("Cache-Control", cache_control),
+        ],
+    )
+}
+
+/// A directory as a tar stream (see [`crate::archive`]): headers from memory, member
+/// contents by the engines. No validators or ranges: the stream is made anew.
+fn serve_archive(
+    conn: &Conn<'_, '_>,
+    dir: File,
+    clean: &CleanPath,
+    hidden: bool,
+    out: &mut Vec<u8>,
+) -> Response {
+    let top = clean.segments.last().map_or("root", String::as_str);
+    let archive = match Archive::plan(&dir, top, hidden) {
+        Ok(a) => a,
+        Err(ArchiveError::TooLarge) => {
+            let body = format!(
+                "403 Forbidden (more than {} entries to archive)\n",
+                crate::archive::MAX_ENTRIES
+            );
+            return conn.text(out, 403, &body, &[]);
+        }
+        Err(ArchiveError::Io(e)) => {
+            tracing::warn!("archive failed: {e}");
+            return conn.status(out, 500);
+        }
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}.tar\"; filename*=UTF-8''{}.tar",
+        top.replace(
+            |c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c),
+            "_"
+        ),
+        utf8_percent_encode(top, SEGMENT),
+    );
+    let mut h = Head::start(out, 200);
+    h.header("Content-Type", "application/x-tar");
+    h.header("Content-Disposition", &disposition);
+    h.header(
+        "Cache-Control",
+        conn.eff.cache_control.unwrap_or("no-store"),
+    );
+    h.header_u64("Content-Length", archive.len);
+    conn.finish_fields(&mut h);
+    h.finish();
+    let head_only = conn.head_only;
     Response {
         status: 200,
-        body: Body::InHead,
-        body_len: if conn.head_only { 0 } else { body.len() as u64 },
+        body: if head_only {
+            Body::InHead
+        } else {
+            Body::File(FileBody {
+                file: Arc::new(dir),
+                file_len: 0,
+                pieces: archive.pieces,
+                mem: archive.mem,
+                members: archive.members,
+            })
+        },
+        body_len: if head_only { 0 } else { archive.len },
         close: conn.close,
     }
 }
 
+/// 304 with the validators (and Cache-Control) the 200 would carry.
+fn not_modified(
+    conn: &Conn<'_, '_>,
+    v: &Validators,
+    lm: &str,
+    cache_control: &str,
+    out: &mut Vec<u8>,
+) -> Response {
+    let mut h = Head::start(out, 304);
+    h.header("ETag", &v.etag);
+    h.header("Last-Modified", lm);
+    if !cache_control.is_empty() {
+        h.header("Cache-Control", cache_control);
+    }
+    conn.finish_fields(&mut h);
+    h.finish();
+    Response {
+        status: 304,
+        body: Body::InHead,
+        body_len: 0,
+        close: conn.close,
+    }
+}
+
+/// Serves `file` (or the sidecar in `found`, which then replaces it: its own length,
+/// ETag and ranges, with the original's Content-Type).
 fn serve_file(
     req: &Request<'_>,
-    conn: &Conn,
+    conn: &Conn<'_, '_>,
     file: Arc<File>,
     st: &rustix::fs::Stat,
     name: &str,
+    found: Found,
     out: &mut Vec<u8>,
 ) -> Response {
+    let conn = &Conn {
+        vary_encoding: found.any,
+        ..*conn
+    };
+    let (file, st, coding) = match found.chosen {
+        Some(s) => (Arc::new(s.file), s.stat, Some(s.encoding.token())),
+        None => (file, *st, None),
+    };
+    let st = &st;
     let len = st.st_size.max(0) as u64;
     let v = Validators::from_stat(st);
     let lm = v.last_modified();
+    let cache_control = conn.eff.cache_control.unwrap_or("");
     match conditional::evaluate(req, &v) {
         Precondition::Proceed => {}
-        Precondition::NotModified => {
-            let mut h = Head::start(out, 304);
-            h.header("ETag", &v.etag);
-            h.header("Last-Modified", &lm);
-            conn.connection_header(&mut h);
-            h.finish();
-            return Response {
-                status: 304,
-                body: Body::InHead,
-                body_len: 0,
-                close: conn.close,
-            };
-        }
+        Precondition::NotModified => return not_modified(conn, &v, &lm, cache_control, out),
         Precondition::Failed => return conn.status(out, 412),
     }
     let ctype = head::content_type(name);
@@ -355,17 +702,18 @@ fn serve_file(
         h.header("Last-Modified", &lm);
         h.header("ETag", &v.etag);
         h.header("Accept-Ranges", "bytes");
-        conn.connection_header(h);
+        if let Some(c) = coding {
+            h.header("Content-Encoding", c);
+        }
+        if !cache_control.is_empty() {
+            h.header("Cache-Control", cache_control);
+        }
+        conn.finish_fields(h);
     };
     let (status, pieces, mem, body_len) = match plan {
         RangePlan::Unsatisfiable => {
             let cr = format!("bytes */{len}");
-            return conn.text(
-                out,
-                416,
-                "416 Range Not Satisfiable\n",
-                &[("Content-Range", &cr)],
-            );
+            return conn.status_with(out, 416, &[("Content-Range", &cr)]);
         }
         RangePlan::Partial(spans) if spans.len() == 1 => {
             let (s, e) = spans[0];
@@ -447,6 +795,7 @@ fn serve_file(
             file_len: len,
             pieces,
             mem,
+            members: Vec::new(),
         }),
         body_len,
         close: conn.close,

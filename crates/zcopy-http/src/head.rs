@@ -113,6 +113,7 @@ pub fn reason(status: u16) -> &'static str {
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -213,8 +214,8 @@ mod tests {
     #[test]
     fn reasons_cover_our_codes() {
         for code in [
-            200, 206, 301, 304, 400, 403, 404, 405, 408, 412, 413, 414, 416, 431, 500, 501, 503,
-            505,
+            200, 204, 206, 301, 304, 400, 401, 403, 404, 405, 408, 412, 413, 414, 416, 431, 500,
+            501, 503, 505,
         ] {
             assert_ne!(reason(code), "Unknown", "{code}");
         }

@@ -6,18 +6,30 @@
 //! [`path`] (safe resolution beneath the root), [`conditional`], [`range`] and
 //! [`listing`], [`head`] formats the response head, and the body goes out through a
 //! `zcopy` engine. Nothing here knows which engine runs; nothing in `zcopy` knows HTTP.
+//! On HTTPS listeners a `zcopy-tls` session sits between the socket and the core
+//! ([`driver::tls`]); after a kTLS hand-off the connection is plain TCP again for
+//! sending.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod archive;
+pub mod auth;
+pub mod budget;
 pub mod cache;
 pub mod conditional;
 pub mod config;
 pub mod driver;
+pub mod encoding;
 pub mod handler;
 pub mod head;
 pub mod listing;
+pub mod live;
+pub mod metrics;
 pub mod path;
 pub mod proto;
 pub mod range;
+pub mod redirect;
 pub mod request;
+pub mod rules;
 pub mod server;
+pub mod stats;

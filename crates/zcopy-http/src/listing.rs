@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::conditional::Validators;
 use rustix::fs::{AtFlags, FileType};
 
 /// One directory entry to list.
@@ -63,13 +65,129 @@ pub fn read_entries(dir: &std::fs::File, hidden: bool) -> std::io::Result<Vec<En
             modified,
         });
     }
-    sort(&mut out);
+    sort(&mut out, Order::default());
     Ok(out)
 }
 
-/// Directories first, then by name (bytewise).
-fn sort(entries: &mut [Entry]) {
-    entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+/// The column a listing is sorted by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Key {
+    /// Natural name order (`file2` before `file10`).
+    #[default]
+    Name,
+    /// Size in bytes.
+    Size,
+    /// Modification time.
+    Modified,
+}
+
+/// How a listing is sorted: `?sort=name|size|modified&order=asc|desc`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Order {
+    /// The column.
+    pub key: Key,
+    /// Largest / newest / last name first.
+    pub desc: bool,
+}
+
+impl Order {
+    /// Reads `sort` and `order` from a raw query string; unknown values keep the
+    /// default (name, ascending).
+    pub fn from_query(query: &str) -> Order {
+        let mut o = Order::default();
+        for kv in query.split('&') {
+            match kv {
+                "sort=name" => o.key = Key::Name,
+                "sort=size" => o.key = Key::Size,
+                "sort=modified" => o.key = Key::Modified,
+                "order=asc" => o.desc = false,
+                "order=desc" => o.desc = true,
+                _ => {}
+            }
+        }
+        o
+    }
+
+    fn key_name(key: Key) -> &'static str {
+        match key {
+            Key::Name => "name",
+            Key::Size => "size",
+            Key::Modified => "modified",
+        }
+    }
+}
+
+/// Sorts directories first, then by `order` (ties broken by natural name order).
+pub fn sort(entries: &mut [Entry], order: Order) {
+    entries.sort_by(|a, b| {
+        let by = match order.key {
+            Key::Name => natural_cmp(&a.name, &b.name),
+            Key::Size => a
+                .size
+                .cmp(&b.size)
+                .then_with(|| natural_cmp(&a.name, &b.name)),
+            Key::Modified => a
+                .modified
+                .cmp(&b.modified)
+                .then_with(|| natural_cmp(&a.name, &b.name)),
+        };
+        let by = if order.desc { by.reverse() } else { by };
+        b.is_dir.cmp(&a.is_dir).then(by)
+    });
+}
+
+/// Natural order: digit runs compare as numbers, other text case-insensitively;
+/// fully equal-looking names fall back to bytewise order.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let n = x.iter().take_while(|b| b.is_ascii_digit()).count();
+                let m = y.iter().take_while(|b| b.is_ascii_digit()).count();
+                let (dx, dy) = (&x[..n], &y[..m]);
+                let tx = &dx[dx.iter().position(|&b| b != b'0').unwrap_or(n)..];
+                let ty = &dy[dy.iter().position(|&b| b != b'0').unwrap_or(m)..];
+                let ord = tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                x = &x[n..];
+                y = &y[m..];
+            }
+            (Some(c), Some(d)) => {
+                let ord = c.to_ascii_lowercase().cmp(&d.to_ascii_lowercase());
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                x = &x[1..];
+                y = &y[1..];
+            }
+        }
+    }
+}
+
+/// Validators for a listing: a strong ETag from the body's bytes (every variant,
+/// sort order and format has its own) and the newest mtime of the directory and its
+/// entries.
+pub fn validators(body: &[u8], dir: &rustix::fs::Stat, entries: &[Entry]) -> Validators {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    let from_dir = Validators::from_stat(dir).modified;
+    let newest = entries
+        .iter()
+        .map(|e| e.modified)
+        .fold(from_dir, std::cmp::max)
+        .min(SystemTime::now());
+    Validators {
+        etag: format!("\"l-{:016x}-{:x}\"", h.finish(), body.len()),
+        modified: newest,
+    }
 }
 
 /// Characters kept as they are in an href path segment: RFC 3986 unreserved.
@@ -121,7 +239,7 @@ fn unix_secs(t: SystemTime) -> i64 {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC (days-to-civil after Howard Hinnant).
-fn iso_utc(t: SystemTime) -> String {
+pub(crate) fn iso_utc(t: SystemTime) -> String {
     let secs = unix_secs(t);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
@@ -141,46 +259,111 @@ fn iso_utc(t: SystemTime) -> String {
     )
 }
 
-/// An HTML page listing `entries` for the URL path `url_path` (decoded; escaped here).
+/// The page's style: light and dark by `prefers-color-scheme`, one column on phones.
+const STYLE: &str = "\
+:root{color-scheme:light dark;--fg:#1b1b1b;--bg:#fff;--muted:#666;--line:#e3e3e3;--stripe:#f6f6f6;--link:#0b57d0}\
+@media (prefers-color-scheme:dark){:root{--fg:#e6e6e6;--bg:#151515;--muted:#9a9a9a;--line:#333;--stripe:#1d1d1d;--link:#8ab4f8}}\
+body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em;max-width:60em;color:var(--fg);background:var(--bg)}\
+h1{font-size:1.25em;font-weight:600;word-break:break-all}\
+h1 a{color:var(--link);text-decoration:none}\
+a{color:var(--link)}\
+table{border-collapse:collapse;width:100%}\
+th,td{padding:.35em .6em;text-align:left;border-bottom:1px solid var(--line)}\
+th a{color:inherit}\
+td.name{word-break:break-all}\
+td.size,th.size{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
+td.date{white-space:nowrap;color:var(--muted);font-variant-numeric:tabular-nums}\
+tbody tr:nth-child(even){background:var(--stripe)}\
+footer{margin-top:1em;color:var(--muted);font-size:.9em}\
+@media (max-width:600px){body{padding:.5em}th.date,td.date{display:none}th,td{padding:.5em .3em}}\
+";
+
+/// A column head that links to sorting by `key` (clicking the current key flips
+/// the order), with an arrow on the current one.
+fn column_head(out: &mut String, label: &str, key: Key, class: &str, current: Order) {
+    let desc = if current.key == key {
+        !current.desc
+    } else {
+        key != Key::Name
+    };
+    let arrow = match (current.key == key, current.desc) {
+        (false, _) => "",
+        (true, false) => " \u{2191}",
+        (true, true) => " \u{2193}",
+    };
+    let _ = write!(
+        out,
+        "<th class=\"{class}\"><a href=\"?sort={}&amp;order={}\">{label}{arrow}</a></th>",
+        Order::key_name(key),
+        if desc { "desc" } else { "asc" }
+    );
+}
+
+/// An HTML page listing `entries` (already sorted by `order`) for the directory
+/// whose decoded path segments are `segments`.
 ///
-/// Links are relative (`name` or `name/`), each segment percent-encoded, so the page
-/// must be served at a URL ending in `/`. A `../` link is added unless `url_path` is
-/// `/`. Sizes are human-readable with the exact byte count in a `title`; dates are UTC.
-pub fn html(url_path: &str, entries: &[Entry]) -> String {
-    let mut out = String::with_capacity(1024 + entries.len() * 160);
+/// Breadcrumbs link every ancestor; entry links are relative (`name` or `name/`),
+/// each segment percent-encoded, so the page must be served at a URL ending in `/`.
+/// A `../` row is added below the root. Sizes are human-readable with the exact byte
+/// count in a `title`; dates are UTC. Column heads are sort links (no JavaScript);
+/// the footer counts entries and adds up file sizes.
+pub fn html(segments: &[String], entries: &[Entry], order: Order, archive: bool) -> String {
+    let mut url_path = String::from("/");
+    for s in segments {
+        url_path.push_str(s);
+        url_path.push('/');
+    }
+    let mut out = String::with_capacity(2048 + entries.len() * 200);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    out.push_str("<meta name=\"color-scheme\" content=\"light dark\">\n");
     out.push_str("<title>Index of ");
-    push_html(&mut out, url_path);
-    out.push_str("</title>\n<style>\n");
-    out.push_str(
-        "body{font-family:system-ui,sans-serif;margin:2em}\
-         table{border-collapse:collapse}\
-         th,td{padding:.2em 1em;text-align:left}\
-         td.size{text-align:right;font-variant-numeric:tabular-nums}\
-         tr:nth-child(even){background:#f4f4f4}\n",
-    );
-    out.push_str("</style>\n</head>\n<body>\n<h1>Index of ");
-    push_html(&mut out, url_path);
-    out.push_str("</h1>\n<table>\n<thead><tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr></thead>\n<tbody>\n");
-    if url_path != "/" && !url_path.is_empty() {
+    push_html(&mut out, &url_path);
+    out.push_str("</title>\n<style>");
+    out.push_str(STYLE);
+    out.push_str("</style>\n</head>\n<body>\n<h1>Index of <nav style=\"display:inline\" aria-label=\"breadcrumbs\">");
+    // Breadcrumbs: "/" then each ancestor, as relative links up the tree.
+    let depth = segments.len();
+    let up = |n: usize| {
+        if n == 0 {
+            String::from("./")
+        } else {
+            "../".repeat(n)
+        }
+    };
+    let _ = write!(out, "<a href=\"{}\">/</a>", up(depth));
+    for (i, seg) in segments.iter().enumerate() {
+        let _ = write!(out, "<a href=\"{}\">", up(depth - i - 1));
+        push_html(&mut out, seg);
+        out.push_str("</a>/");
+    }
+    out.push_str("</nav></h1>\n<table>\n<thead><tr>");
+    column_head(&mut out, "Name", Key::Name, "name", order);
+    column_head(&mut out, "Size", Key::Size, "size", order);
+    column_head(&mut out, "Modified (UTC)", Key::Modified, "date", order);
+    out.push_str("</tr></thead>\n<tbody>\n");
+    if depth > 0 {
         out.push_str(
-            "<tr><td><a href=\"../\">../</a></td><td class=\"size\">-</td><td></td></tr>\n",
+            "<tr><td class=\"name\"><a href=\"../\">../</a></td><td class=\"size\"></td><td class=\"date\"></td></tr>\n",
         );
     }
+    let (mut dirs, mut files, mut total) = (0u64, 0u64, 0u64);
     for e in entries {
         let slash = if e.is_dir { "/" } else { "" };
         let _ = write!(
             out,
-            "<tr><td><a href=\"{}{slash}\">",
+            "<tr><td class=\"name\"><a href=\"{}{slash}\">",
             utf8_percent_encode(&e.name, SEGMENT)
         );
         push_html(&mut out, &e.name);
         out.push_str(slash);
         out.push_str("</a></td>");
         if e.is_dir {
+            dirs += 1;
             out.push_str("<td class=\"size\">-</td>");
         } else {
+            files += 1;
+            total = total.saturating_add(e.size);
             let _ = write!(
                 out,
                 "<td class=\"size\" title=\"{} bytes\" data-bytes=\"{}\">{}</td>",
@@ -189,15 +372,27 @@ pub fn html(url_path: &str, entries: &[Entry]) -> String {
                 human_size(e.size)
             );
         }
-        let _ = writeln!(out, "<td>{}</td></tr>", iso_utc(e.modified));
+        let _ = writeln!(out, "<td class=\"date\">{}</td></tr>", iso_utc(e.modified));
     }
-    out.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let _ = write!(
+        out,
+        "</tbody>\n</table>\n<footer>{}, {} — <span title=\"{total} bytes\">{}</span>          · <a href=\"?format=json\">JSON</a>{}</footer>\n</body>\n</html>\n",
+        plural(dirs, "directory", "directories"),
+        plural(files, "file", "files"),
+        human_size(total),
+        if archive {
+            " · <a href=\"?download=tar\" download>Download as .tar</a>"
+        } else {
+            ""
+        }
+    );
     out
 }
 
 /// Appends `s` as a JSON string literal (quotes, `\\`, and control characters as
 /// `\u00XX`).
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -308,7 +503,12 @@ mod tests {
             entry("q?#%&\"'.txt", false, 1536, 86_400 * 365),
             entry("café.txt", false, 5 * 1024 * 1024 * 1024, 1_700_000_000),
         ];
-        let page = html("/a <b>&\"'/", &entries);
+        let page = html(
+            &["a <b>&\"'".to_string()],
+            &entries,
+            Order::default(),
+            false,
+        );
         assert!(page.starts_with("<!DOCTYPE html>\n<html"));
         assert!(page.trim_end().ends_with("</html>"));
         assert!(!page.contains("<img"), "{page}");
@@ -322,16 +522,29 @@ mod tests {
         assert!(page.contains("title=\"1536 bytes\" data-bytes=\"1536\">1.5 KiB</td>"));
         assert!(page.contains(">5.0 GiB</td>"));
         assert!(page.contains(">1 B</td>"));
-        assert!(page.contains("<td>2023-11-14 22:13:20</td>"));
-        assert!(page.contains("<td>1971-01-01 00:00:00</td>"));
+        assert!(page.contains("<td class=\"date\">2023-11-14 22:13:20</td>"));
+        assert!(page.contains("<td class=\"date\">1971-01-01 00:00:00</td>"));
         assert!(page.contains("<a href=\"../\">../</a>"));
+        // Breadcrumbs: the root, then the directory (escaped).
+        assert!(
+            page.contains("<a href=\"../\">/</a><a href=\"./\">a &lt;b&gt;&amp;&quot;&#39;</a>/")
+        );
+        // Footer: counts and the exact total.
+        assert!(page.contains("1 directory, 3 files"), "{page}");
+        assert!(page.contains(&format!(
+            "title=\"{} bytes\"",
+            1 + 1536 + 5 * 1024 * 1024 * 1024u64
+        )));
+        // Sort links; name is current (ascending), so its link flips to descending.
+        assert!(page.contains("href=\"?sort=name&amp;order=desc\">Name \u{2191}</a>"));
+        assert!(page.contains("href=\"?sort=size&amp;order=desc\">Size</a>"));
         // Every attribute value is quoted and every tag balanced enough: count rows.
         assert_eq!(page.matches("<tr>").count(), 1 + 1 + entries.len());
     }
 
     #[test]
     fn html_root_has_no_parent_link() {
-        let page = html("/", &[entry("a", false, 0, 0)]);
+        let page = html(&[], &[entry("a", false, 0, 0)], Order::default(), true);
         assert!(!page.contains("../"));
         assert!(page.contains("<title>Index of /</title>"));
     }
@@ -381,8 +594,44 @@ mod tests {
             entry("a", false, 0, 0),
             entry("c", true, 0, 0),
         ];
-        sort(&mut v);
+        sort(&mut v, Order::default());
         let names: Vec<&str> = v.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["c", "z", "a", "b"]);
+    }
+
+    #[test]
+    fn natural_order_and_sort_keys() {
+        let mut v = vec![
+            entry("file10.txt", false, 5, 3),
+            entry("File2.txt", false, 50, 1),
+            entry("file1.txt", false, 500, 2),
+            entry("dir", true, 0, 0),
+            entry("file02.txt", false, 1, 4),
+        ];
+        let names = |v: &[Entry]| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        sort(&mut v, Order::from_query("sort=name"));
+        assert_eq!(
+            names(&v),
+            ["dir", "file1.txt", "File2.txt", "file02.txt", "file10.txt"]
+        );
+        sort(&mut v, Order::from_query("sort=size&order=desc"));
+        assert_eq!(
+            names(&v),
+            ["dir", "file1.txt", "File2.txt", "file10.txt", "file02.txt"]
+        );
+        sort(&mut v, Order::from_query("order=asc&sort=modified&x=1"));
+        assert_eq!(
+            names(&v),
+            ["dir", "File2.txt", "file1.txt", "file10.txt", "file02.txt"]
+        );
+        assert_eq!(Order::from_query("sort=bogus&order=up"), Order::default());
+        use std::cmp::Ordering::*;
+        assert_eq!(natural_cmp("a2", "a10"), Less);
+        assert_eq!(natural_cmp("a10", "a10"), Equal);
+        assert_eq!(natural_cmp("a", "a1"), Less);
+        assert_eq!(
+            natural_cmp("x99999999999999999999999", "x100000000000000000000000"),
+            Less
+        );
     }
 }

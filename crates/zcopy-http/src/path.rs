@@ -145,6 +145,23 @@ pub fn open_in_dir(dir: &File, name: &str, symlinks: SymlinkPolicy) -> Result<Re
     open_beneath(dir.as_fd(), name, symlinks)
 }
 
+/// Opens `rel` (segments joined by `/`, none `.`, `..` or empty) beneath `dir` per
+/// `symlinks` (for sidecars and fallback files named by the server, not the client).
+pub fn open_at(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    symlinks: SymlinkPolicy,
+) -> Result<Resolved, OpenError> {
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(OpenError::NotFound);
+    }
+    open_beneath(dir, rel, symlinks)
+}
+
 /// Flags for the final open.
 fn file_flags() -> OFlags {
     OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK

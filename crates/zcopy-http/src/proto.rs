@@ -22,10 +22,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access_log::AccessLogger;
-use crate::config::Config;
+use crate::access_log::{self, AccessLogger};
+use crate::config::{Config, ListenKind};
 use crate::handler::{self, Body, FileBody, Piece, Response};
-use crate::request::{self, HttpError, Parsed, Request};
+use crate::request::{self, HttpError, Method, Parsed, Request};
+use crate::stats::WorkerStats;
 
 /// First size of a read buffer.
 pub const RBUF_INITIAL: usize = 4096;
@@ -37,6 +38,8 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 pub const LEASE_CHECK: Duration = Duration::from_millis(200);
 /// How often the send queue is looked at while a file is held or drained.
 pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
+/// Body bytes a rate-limited response may send at once before pacing starts.
+pub const RATE_BURST: u64 = 64 * 1024;
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
 
@@ -52,6 +55,10 @@ pub trait Responder {
         out: &mut Vec<u8>,
         now: Instant,
     ) -> Response;
+
+    /// Opens archive member `member` beneath `dir` when its turn comes; `None` when it
+    /// is gone or no longer the file the archive announced.
+    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File>;
 }
 
 /// A worker's spare buffers, lent to connections while they have bytes to hold.
@@ -103,6 +110,10 @@ pub struct Env<'a> {
     pub responder: &'a mut dyn Responder,
     /// The access log, if enabled.
     pub log: Option<&'a AccessLogger>,
+    /// Where finished responses' log lines go until the driver writes them out.
+    pub log_buf: &'a mut Vec<u8>,
+    /// The worker's counters.
+    pub stats: &'a WorkerStats,
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -166,6 +177,29 @@ enum Lease {
     Refused,
 }
 
+/// Pacing of a rate-limited body: at most `burst + rate × elapsed` bytes by any time.
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    rate: u64,
+    start: Instant,
+}
+
+impl Pace {
+    /// Bytes that may go now, having sent `sent`; or, when none, the time at which
+    /// `want` more may go.
+    fn allowance(&self, now: Instant, sent: u64, want: u64) -> Result<u64, Instant> {
+        let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+        let budget = RATE_BURST + (self.rate as f64 * elapsed) as u64;
+        if budget > sent {
+            return Ok(budget - sent);
+        }
+        // Wait until a useful amount is due (a few milliseconds' worth at least).
+        let step = want.min(RATE_BURST).max(self.rate / 100).max(1);
+        let due = (sent + step - RATE_BURST) as f64 / self.rate as f64;
+        Err(self.start + Duration::from_secs_f64(due))
+    }
+}
+
 /// A response in progress.
 #[derive(Debug)]
 struct Respond {
@@ -179,12 +213,62 @@ struct Respond {
     lease: Lease,
     /// Some body bytes left as page references.
     by_reference: bool,
+    /// Rate limit, if any.
+    pace: Option<Pace>,
+    /// The archive member being sent, opened.
+    member: Option<(usize, Arc<File>)>,
     close_after: bool,
     send_deadline: Instant,
     status: u16,
     body_sent: u64,
-    /// The request line, for the access log.
+    /// What the log and the counters say of the request.
+    meta: Meta,
+}
+
+/// What is kept of a request for the access log and the counters.
+#[derive(Debug, Default)]
+struct Meta {
+    /// Index into [`crate::stats::METHODS`].
+    method: u8,
+    /// When its head was parsed.
+    started: Option<Instant>,
+    /// Request line, referer and user agent: kept only when the log shows them.
     line: String,
+    referer: String,
+    user_agent: String,
+}
+
+impl Meta {
+    fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_>) -> Meta {
+        let method = match req.method {
+            Method::Get => 0,
+            Method::Head => 1,
+            Method::Other if req.method_name == "OPTIONS" => 2,
+            Method::Other => 3,
+        };
+        let mut m = Meta {
+            method,
+            started: Some(env.now),
+            ..Meta::default()
+        };
+        if let Some(log) = env.log {
+            m.line = request_line(raw);
+            if log.wants_headers() {
+                m.referer = req.referer.unwrap_or("").to_owned();
+                m.user_agent = req.user_agent.unwrap_or("").to_owned();
+            }
+        }
+        m
+    }
+
+    /// A request that never parsed.
+    fn invalid(env: &Env<'_>) -> Meta {
+        Meta {
+            method: 4,
+            started: Some(env.now),
+            ..Meta::default()
+        }
+    }
 }
 
 /// Where a connection is; each state carries its own data.
@@ -224,6 +308,8 @@ pub struct Conn {
     held: Option<Arc<File>>,
     /// When to look at the send queue next (while `held` or draining).
     queue_check: Instant,
+    /// What the listener speaks (told to the responder with each request).
+    via: ListenKind,
 }
 
 impl Conn {
@@ -241,7 +327,13 @@ impl Conn {
             deadline: env.now + env.config.header_timeout,
             held: None,
             queue_check: env.now,
+            via: ListenKind::Http,
         }
+    }
+
+    /// Marks a connection accepted on an HTTPS or redirecting listener.
+    pub fn set_via(&mut self, via: ListenKind) {
+        self.via = via;
     }
 
     /// The client's address.
@@ -319,11 +411,44 @@ impl Conn {
                             let last = r.piece + 1 == body.pieces.len();
                             return Intent::Write { more: !last };
                         }
-                        Some(Piece::File { start, len }) => {
+                        Some(Piece::Member { index, .. })
+                            if r.member.as_ref().is_none_or(|(i, _)| *i != index) =>
+                        {
+                            // Its turn: open it (the responder checks it is still the
+                            // file the archive announced).
+                            let dir = &body.file;
+                            match env.responder.open_member(dir, &body.members[index]) {
+                                Some(f) => r.member = Some((index, Arc::new(f))),
+                                None => self.abort_response(env),
+                            }
+                        }
+                        Some(Piece::File { start: _, len } | Piece::Member { len, .. }) => {
+                            let start = match body.pieces[r.piece] {
+                                Piece::File { start, .. } => start,
+                                _ => 0,
+                            };
+                            let mut left = len - r.off;
+                            if let Some(pace) = r.pace {
+                                match pace.allowance(env.now, r.body_sent, left) {
+                                    Ok(n) => left = left.min(n),
+                                    Err(due) => {
+                                        // Our own wait is no stall of the client's.
+                                        r.send_deadline =
+                                            r.send_deadline.max(due + env.config.send_timeout);
+                                        self.deadline = due;
+                                        return Intent::Wait;
+                                    }
+                                }
+                            }
                             let leased = r.lease == Lease::Held;
+                            if leased {
+                                // If the socket is full, come back soon to see whether
+                                // the lease is being broken.
+                                self.deadline = r.send_deadline.min(env.now + LEASE_CHECK);
+                            }
                             return Intent::SendFile {
                                 offset: start + r.off,
-                                len: len - r.off,
+                                len: left,
                                 leased,
                                 by_reference: leased && self.may_reference,
                             };
@@ -342,10 +467,16 @@ impl Conn {
                         *shut = true;
                         return Intent::ShutdownWrite;
                     }
-                    self.ensure_rbuf(env, RBUF_INITIAL);
                     return Intent::Read;
                 }
-                State::Closed { reset } => return Intent::Close { reset: *reset },
+                State::Closed { reset } => {
+                    if !*reset && self.held.is_some() {
+                        // Pages of a leased file may still be queued: close gracefully
+                        // only if they have left, else discard them with a reset.
+                        return Intent::CheckSendQueue;
+                    }
+                    return Intent::Close { reset: *reset };
+                }
             }
         }
     }
@@ -362,12 +493,9 @@ impl Conn {
         if self.discard == 0 && self.rend > self.rpos {
             let limits = env.config.limits;
             match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-                Ok(Parsed::Complete(req, used)) => {
-                    let line = if env.log.is_some() {
-                        request_line(&self.rbuf[self.rpos..self.rpos + used])
-                    } else {
-                        String::new()
-                    };
+                Ok(Parsed::Complete(mut req, used)) => {
+                    req.via = self.via;
+                    let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
                     let body_len = req.body_len;
                     if body_len > env.config.max_body_discard {
                         self.rpos = self.rend;
@@ -381,7 +509,7 @@ impl Conn {
                     self.rpos += used;
                     self.discard = body_len;
                     self.skip_body();
-                    self.start_response(env, resp, out, line);
+                    self.start_response(env, resp, out, meta);
                     return None;
                 }
                 Ok(Parsed::Partial) => {}
@@ -392,9 +520,10 @@ impl Conn {
                 }
             }
         }
-        // Need more bytes: make room, or refuse a head that can't fit.
+        // Need more bytes: make room, or refuse a head that can't fit. An empty
+        // buffer is taken from the pool only when bytes are there to read.
         let cap = env.config.limits.max_header_bytes + 1024;
-        if self.rend == self.rbuf.len() {
+        if self.rbuf.capacity() > 0 && self.rend == self.rbuf.len() {
             if self.rpos > 0 {
                 self.rbuf.copy_within(self.rpos..self.rend, 0);
                 self.rend -= self.rpos;
@@ -440,9 +569,21 @@ impl Conn {
         }
     }
 
-    /// Where the next read goes (after [`Intent::Read`]).
-    pub fn read_buf(&mut self) -> &mut [u8] {
+    /// Where the next read goes (after [`Intent::Read`]); taken from the pool when the
+    /// connection held no buffer.
+    pub fn read_buf(&mut self, env: &mut Env<'_>) -> &mut [u8] {
+        if self.rbuf.capacity() == 0 {
+            self.ensure_rbuf(env, RBUF_INITIAL);
+        }
         &mut self.rbuf[self.rend..]
+    }
+
+    /// The read found nothing (EAGAIN): an empty buffer goes back to the pool, so a
+    /// connection waiting for bytes holds none.
+    pub fn on_read_blocked(&mut self, env: &mut Env<'_>) {
+        if self.discard == 0 {
+            self.release_rbuf(env);
+        }
     }
 
     /// `n` bytes were read into [`Conn::read_buf`]; 0 means the peer closed.
@@ -478,10 +619,11 @@ impl Conn {
     fn respond_error(&mut self, env: &mut Env<'_>, e: HttpError) {
         let mut out = env.bufs.take();
         let resp = handler::error_response(&mut out, e, false);
-        self.start_response(env, resp, out, String::new());
+        let meta = Meta::invalid(env);
+        self.start_response(env, resp, out, meta);
     }
 
-    fn start_response(&mut self, env: &mut Env<'_>, resp: Response, out: Vec<u8>, line: String) {
+    fn start_response(&mut self, env: &mut Env<'_>, resp: Response, out: Vec<u8>, meta: Meta) {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         let (body, lease, in_head) = match resp.body {
@@ -508,11 +650,16 @@ impl Conn {
             off: 0,
             lease,
             by_reference: false,
+            pace: env.config.limit_rate.map(|rate| Pace {
+                rate,
+                start: env.now,
+            }),
+            member: None,
             close_after: resp.close,
             send_deadline,
             status: resp.status,
             body_sent: in_head,
-            line,
+            meta,
         }));
     }
 
@@ -565,9 +712,17 @@ impl Conn {
 
     /// The file whose bytes [`Intent::Lease`] and [`Intent::SendFile`] are about.
     pub fn file(&self) -> Option<&Arc<File>> {
-        match &self.state {
-            State::Respond(r) => r.body.as_ref().map(|b| &b.file),
-            _ => None,
+        let State::Respond(r) = &self.state else {
+            return None;
+        };
+        let body = r.body.as_ref()?;
+        match body.pieces.get(r.piece) {
+            Some(Piece::Member { index, .. }) => r
+                .member
+                .as_ref()
+                .filter(|(i, _)| i == index)
+                .map(|(_, f)| f),
+            _ => Some(&body.file),
         }
     }
 
@@ -590,9 +745,8 @@ impl Conn {
         };
         if n == 0 {
             tracing::debug!(%peer, "file shrank mid-send; closing");
-            self.end_response(env);
-            self.state = State::Closing { shut: false };
-            self.deadline = now + LINGER;
+            env.stats.truncation();
+            self.abort_response(env);
             return;
         }
         r.off += n as u64;
@@ -600,7 +754,8 @@ impl Conn {
         r.by_reference |= by_reference;
         r.send_deadline = now + timeout;
         if let Some(b) = &r.body
-            && let Some(&Piece::File { len, .. }) = b.pieces.get(r.piece)
+            && let Some(&(Piece::File { len, .. } | Piece::Member { len, .. })) =
+                b.pieces.get(r.piece)
             && r.off == len
         {
             r.piece += 1;
@@ -622,6 +777,7 @@ impl Conn {
     /// then the file goes at once and the connection closes gracefully.
     pub fn on_lease_breaking(&mut self, env: &mut Env<'_>) {
         tracing::debug!(peer = %self.peer, "file is being modified; stopping");
+        env.stats.lease_break();
         let by_reference = self.end_response(env).is_some_and(|r| r.by_reference);
         if by_reference {
             self.state = State::Draining {
@@ -645,7 +801,10 @@ impl Conn {
             }
             return;
         }
-        if len == 0 {
+        if let State::Closed { reset } = &mut self.state {
+            *reset |= len > 0;
+            self.held = None;
+        } else if len == 0 {
             self.held = None;
         }
     }
@@ -657,13 +816,41 @@ impl Conn {
             self.state = old;
             return None;
         };
+        let took = r
+            .meta
+            .started
+            .map_or(Duration::ZERO, |t| env.now.saturating_duration_since(t));
+        env.stats
+            .response(usize::from(r.meta.method), r.status, took);
+        if r.body.is_none() {
+            env.stats.body_from_memory(r.body_sent);
+        }
         if let Some(log) = env.log {
-            log.log(self.peer.ip(), &r.line, r.status, r.body_sent);
+            let m = &r.meta;
+            let entry = access_log::Entry {
+                ip: self.peer.ip(),
+                line: &m.line,
+                status: r.status,
+                bytes: r.body_sent,
+                referer: &m.referer,
+                user_agent: &m.user_agent,
+                took,
+            };
+            log.format(env.log_buf, &entry);
         }
         if !r.out.is_empty() || r.out.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut r.out));
         }
         Some(r)
+    }
+
+    /// The body can't be completed (its file shrank or changed): log, then close
+    /// after the bytes that went out, so the client sees a short body, never a
+    /// complete-looking wrong one.
+    fn abort_response(&mut self, env: &mut Env<'_>) {
+        self.end_response(env);
+        self.state = State::Closing { shut: false };
+        self.deadline = env.now + LINGER;
     }
 
     fn finish_response(&mut self, env: &mut Env<'_>) {

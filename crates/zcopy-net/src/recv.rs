@@ -32,6 +32,8 @@ pub struct RecvConfig {
     pub max_size: u64,
     /// Engine preference for socket → file.
     pub engine: Preference,
+    /// A sender that sends nothing (and reads nothing) for this long is dropped.
+    pub idle_timeout: Duration,
 }
 
 impl Default for RecvConfig {
@@ -43,6 +45,7 @@ impl Default for RecvConfig {
             max_files: 1_000_000,
             max_size: u64::MAX,
             engine: Preference::Auto,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -89,15 +92,25 @@ fn refuse(conn: &mut TcpStream, why: String) -> io::Result<io::Error> {
     Ok(io::Error::new(io::ErrorKind::PermissionDenied, why))
 }
 
-/// Serves one sender on `conn` until its end entry (or an error).
+/// Waits at most `timeout` for a complete hello on `conn`; returns the sender's
+/// features. A connection that closes or stalls first is no sender.
+pub fn await_hello(conn: &mut TcpStream, timeout: Duration) -> io::Result<u32> {
+    conn.set_read_timeout(Some(timeout))?;
+    proto::read_hello(conn)
+}
+
+/// Serves one sender whose hello (`theirs`, from [`await_hello`]) was read, until
+/// its end entry (or an error, or `cfg.idle_timeout` without progress).
 pub fn receive(
     mut conn: TcpStream,
+    theirs: u32,
     cfg: &RecvConfig,
     progress: &dyn Progress,
 ) -> io::Result<RecvSummary> {
     let started = Instant::now();
+    conn.set_read_timeout(Some(cfg.idle_timeout))?;
+    conn.set_write_timeout(Some(cfg.idle_timeout))?;
     let out = OutDir::open(&cfg.out)?;
-    let theirs = proto::read_hello(&mut conn)?;
     let ours = FEAT_VERIFY | if cfg.resume { FEAT_RESUME } else { 0 };
     proto::write_hello(&mut conn, ours)?;
     let features = theirs & ours;

@@ -1,5 +1,24 @@
 //! The sending end: walks the paths, sends each entry, and streams file bytes with
 //! the chosen engine (sendfile by default) from the offset the receiver asks for.
+//!
+//! # Never a byte the file did not hold
+//!
+//! Each file is sent under a read lease ([`ReadLease`]) that is held until the
+//! receiver has *acknowledged* the file (its reply comes after the bytes are on its
+//! disk), not merely until our send queue is empty: a process that opens the file
+//! for writing or truncates it waits until then (at most the kernel's
+//! `lease-break-time`). If it asks while the file is still being sent, the send
+//! stops, fails, and keeps the lease until the receiver has closed the connection
+//! (so every byte already sent was read as the file held it; the receiver keeps a
+//! `.part` holding a true prefix).
+//!
+//! The receiver's peer class ([`PeerClass`]) picks the plan: to a peer whose
+//! receive queue lives in this kernel (loopback, an address of this host, another
+//! network namespace behind a veth/bridge), bytes are copied at send time
+//! ([`Plan::for_peer`]), so even a lease broken by the kernel's timeout can't change
+//! them; to a peer behind a hardware interface, the engines send by reference and
+//! the lease covers them until the acknowledgement. An explicit `--engine` is
+//! honoured first either way.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -10,8 +29,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use zcopy::lease::ReadLease;
 use zcopy::transfer::Transfer;
-use zcopy::{FdKind, Plan, Preference};
+use zcopy::{PeerClass, PeerClassifier, Plan, Preference};
 
 use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply};
 use crate::recv::Progress;
@@ -184,6 +204,8 @@ pub fn send(
     if cfg.verify && features & FEAT_VERIFY == 0 {
         return Err(io::Error::other("receiver does not support --verify").into());
     }
+    let peer = PeerClassifier::new().classify(conn.as_fd());
+    tracing::debug!("receiver is {peer}");
     let mut summary = SendSummary::default();
     for item in items {
         let entry = &item.entry;
@@ -202,13 +224,12 @@ pub fn send(
         let offset = expect_ok(&mut conn, &entry.path)?.offset.min(entry.size);
         summary.skipped_bytes += offset;
         progress.file_start(&shown, entry.size, offset);
-        let plan = Plan::new(
-            Some(FdKind::File { len: entry.size }),
-            FdKind::TcpSocket,
-            cfg.engine,
-        );
-        let mut t = Transfer::new(plan);
-        send_range(
+        let lease = ReadLease::take(&file)
+            .map_err(|e| tracing::debug!("'{shown}': no read lease: {e}"))
+            .ok();
+        let mut t = Transfer::new(plan_for(&peer, entry.size, cfg.engine, lease.is_some()));
+        t.caller_holds_lease(lease.is_some());
+        let sent = send_range(
             &mut t,
             &file,
             &conn,
@@ -216,11 +237,18 @@ pub fn send(
             entry.size,
             cfg.limit_rate,
             progress,
-        )
-        .map_err(|source| SendError::Transfer {
-            path: shown.clone(),
-            source,
-        })?;
+        );
+        if let Err(source) = sent {
+            if lease.is_some() {
+                // Bytes already sent may still be unread references to the file's
+                // pages: hold the lease until the receiver has closed.
+                until_closed(&conn, LINGER);
+            }
+            return Err(SendError::Transfer {
+                path: shown.clone(),
+                source,
+            });
+        }
         summary.bytes += t.report().bytes;
         let used = t.report().short();
         if !used.is_empty() && !summary.engines.contains(&used) {
@@ -229,7 +257,10 @@ pub fn send(
         if features & FEAT_VERIFY != 0 {
             conn.write_all(&proto::hash_file(&file)?)?;
         }
+        // The receiver's word means it has read every byte: only now may the file
+        // change.
         expect_ok(&mut conn, &entry.path)?;
+        drop(lease);
         progress.file_done();
         summary.files += 1;
     }
@@ -237,6 +268,43 @@ pub fn send(
     summary.receiver = expect_ok(&mut conn, b"(end)")?.message;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Longest wait for a receiver to close after a failed file, while the lease is held.
+const LINGER: Duration = Duration::from_secs(30);
+
+/// The plan for sending `len` bytes of a file to `peer`: [`Plan::for_peer`] without
+/// counting on the lease (a lease the kernel breaks after `lease-break-time` would
+/// expose bytes sent by reference to a local peer), so copying engines to a local
+/// peer; `pref` first, unless it sends by reference to a local peer and there is no
+/// lease at all.
+fn plan_for(peer: &PeerClass, len: u64, pref: Preference, leased: bool) -> Plan {
+    match pref {
+        Preference::Prefer(k) if peer.is_local() && k.sends_by_reference() && !leased => {
+            tracing::warn!("no read lease on the source: copying instead of {k}");
+            Plan::for_peer(peer, len, Preference::Auto, false)
+        }
+        _ => Plan::for_peer(peer, len, pref, false),
+    }
+}
+
+/// Shuts our side and reads until the peer closes (or `limit` passes), discarding
+/// what it says: its close proves it has read everything we sent.
+fn until_closed(conn: &TcpStream, limit: Duration) {
+    use std::io::Read;
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || conn.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match (&mut &*conn).read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Sends bytes `from..to` of `file`, at most `rate` bytes per second.

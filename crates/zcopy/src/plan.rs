@@ -2,6 +2,7 @@
 
 use crate::engine::EngineKind;
 use crate::fdkind::FdKind;
+use crate::peer::PeerClass;
 use crate::profile::Profile;
 
 /// What the user asked for.
@@ -63,19 +64,80 @@ impl Plan {
             }
             Preference::Auto => {
                 if let Some(measured) = profile.and_then(|p| p.order(src, sink, len)) {
-                    // Measured order first, limited to engines that can do this pair;
-                    // any the profile did not measure keep their built-in places after.
-                    let mut ordered: Vec<EngineKind> = measured
-                        .into_iter()
-                        .filter(|k| engines.contains(k))
-                        .collect();
-                    engines.retain(|k| !ordered.contains(k));
-                    ordered.append(&mut engines);
-                    engines = ordered;
+                    measured_first(&mut engines, measured);
                 }
             }
         }
         Plan { engines }
+    }
+
+    /// The plan for sending `len` bytes of a file to a TCP peer of class `peer`,
+    /// following this machine's profile for the peer's path and the size class of
+    /// `len` ([`Plan::for_peer_with`]).
+    pub fn for_peer(peer: &PeerClass, len: u64, pref: Preference, held: bool) -> Plan {
+        Self::for_peer_with(peer, len, pref, held, Profile::load())
+    }
+
+    /// Like [`Plan::for_peer`] with an explicit profile (or none).
+    ///
+    /// `held` says whether the caller keeps the file's read lease until the peer has
+    /// provably consumed the bytes (its acknowledgement, its next request, or its
+    /// close) rather than only until our send queue is empty. To a local peer
+    /// ([`PeerClass::is_local`]) without that hold, the engines that send by
+    /// reference ([`EngineKind::sends_by_reference`]) are left out, as in
+    /// [`Plan::copying`], and the copying engines keep their measured order; to a
+    /// remote peer, or with the hold, every engine may run. An explicit engine goes
+    /// first either way.
+    pub fn for_peer_with(
+        peer: &PeerClass,
+        len: u64,
+        pref: Preference,
+        held: bool,
+        profile: Option<&Profile>,
+    ) -> Plan {
+        let src = Some(FdKind::File { len });
+        let sink = FdKind::TcpSocket;
+        let mut engines = Self::auto_order(src, sink);
+        if let Some(measured) = profile.and_then(|p| p.order_on(src, sink, peer.path(), Some(len)))
+        {
+            measured_first(&mut engines, measured);
+        }
+        if peer.is_local() && !held {
+            engines.retain(|k| !k.sends_by_reference());
+        }
+        if let Preference::Prefer(first) = pref {
+            engines.retain(|&k| k != first);
+            engines.insert(0, first);
+        }
+        Plan { engines }
+    }
+
+    /// The plan for a peer whose receive queue lives in this kernel
+    /// ([`PeerClass::is_local`](crate::peer::PeerClass::is_local)): engines that copy
+    /// at send time, `mmap` then `read-write`.
+    ///
+    /// Sent by reference (sendfile, splice, io_uring SPLICE), the bytes would sit in
+    /// the local peer's receive queue as references to our page-cache pages until it
+    /// reads them; a file truncated mid-page meanwhile hands it zeros, and neither a
+    /// read lease nor an empty send queue (`SIOCOUTQ`) covers that window. A copy made
+    /// while the read lease is held is the file's bytes for good. (`mmap` + `write`
+    /// copies once, in the kernel, and measured less CPU than `read-write` here; it
+    /// needs the lease, which [`Transfer::run`](crate::Transfer::run) or the server
+    /// takes, to rule out copying a page zeroed by a concurrent truncate.)
+    ///
+    /// An explicit engine is honoured first — a caller that forces `sendfile` on a
+    /// local peer gets it, and must hold its lease until the peer has consumed the
+    /// bytes — with the copying engines as its fallbacks.
+    pub fn copying(pref: Preference) -> Plan {
+        use EngineKind::{Mmap, ReadWrite};
+        let first = match pref {
+            Preference::Auto => None,
+            Preference::Prefer(k) => Some(k),
+        };
+        let rest = [Mmap, ReadWrite].into_iter().filter(|&e| Some(e) != first);
+        Plan {
+            engines: first.into_iter().chain(rest).collect(),
+        }
     }
 
     /// A plan that runs exactly these engines, in order.
@@ -107,6 +169,18 @@ impl Plan {
         order.push(ReadWrite);
         order
     }
+}
+
+/// Puts the `measured` engines first, in their order, limited to those in
+/// `engines` (the ones that can do the pair); the rest keep their places after.
+fn measured_first(engines: &mut Vec<EngineKind>, measured: Vec<EngineKind>) {
+    let mut ordered: Vec<EngineKind> = measured
+        .into_iter()
+        .filter(|k| engines.contains(k))
+        .collect();
+    engines.retain(|k| !ordered.contains(k));
+    ordered.append(engines);
+    *engines = ordered;
 }
 
 #[cfg(test)]
@@ -184,6 +258,57 @@ mod tests {
         assert_eq!(plan(Some(4096))[0], ReadWrite);
         assert_eq!(plan(Some(1 << 30))[0], Splice);
         assert_eq!(plan(None)[0], Splice);
+    }
+
+    #[test]
+    fn the_copying_plan_sends_nothing_by_reference_unless_asked() {
+        assert_eq!(
+            Plan::copying(Preference::Auto).engines,
+            vec![Mmap, ReadWrite]
+        );
+        assert!(
+            Plan::copying(Preference::Auto)
+                .engines
+                .iter()
+                .all(|k| !k.sends_by_reference())
+        );
+        assert_eq!(
+            Plan::copying(Preference::Prefer(Sendfile)).engines,
+            vec![Sendfile, Mmap, ReadWrite]
+        );
+        assert_eq!(
+            Plan::copying(Preference::Prefer(ReadWrite)).engines,
+            vec![ReadWrite, Mmap]
+        );
+    }
+
+    #[test]
+    fn a_peer_plan_follows_its_path_and_copies_to_local_peers_without_a_hold() {
+        use crate::peer::LocalReason;
+        let profile = Profile::parse(
+            "file tcp max splice read-write\n\
+             file tcp@lo 65536 read-write mmap sendfile\n\
+             file tcp@lo max sendfile mmap read-write\n\
+             file tcp@veth max sendfile read-write mmap\n",
+        );
+        let lo = PeerClass::Local(LocalReason::Loopback);
+        let veth = PeerClass::Local(LocalReason::VirtualDevice("veth0".into()));
+        let nic = PeerClass::Remote { dev: "eth0".into() };
+        let plan = |peer: &PeerClass, len, held| {
+            Plan::for_peer_with(peer, len, Preference::Auto, held, Some(&profile)).engines
+        };
+        assert_eq!(plan(&lo, 4096, false), vec![ReadWrite, Mmap]);
+        assert_eq!(plan(&lo, 1 << 20, false), vec![Mmap, ReadWrite]);
+        assert_eq!(plan(&lo, 1 << 20, true)[0], Sendfile);
+        assert_eq!(plan(&veth, 1 << 20, false), vec![ReadWrite, Mmap]);
+        assert_eq!(plan(&veth, 1 << 20, true)[0], Sendfile);
+        assert_eq!(plan(&nic, 1 << 20, false)[0], Splice, "plain lines for nic");
+        assert_eq!(
+            Plan::for_peer_with(&nic, 1, Preference::Auto, false, None).engines,
+            Plan::auto_order(Some(FdKind::File { len: 1 }), FdKind::TcpSocket)
+        );
+        let forced = Plan::for_peer_with(&lo, 1, Preference::Prefer(Splice), false, None);
+        assert_eq!(forced.engines, vec![Splice, Mmap, ReadWrite]);
     }
 
     #[test]

@@ -31,6 +31,13 @@
 //! ```
 //!
 //! means: from a file to a TCP socket, up to 64 KiB sendfile first, above that splice.
+//!
+//! A TCP sink may name the path to the peer as `tcp@lo` (loopback, this host's own
+//! addresses), `tcp@veth` (a peer behind a virtual device: another network
+//! namespace) or `tcp@nic` ([`PeerClass::path`](crate::peer::PeerClass::path)):
+//! such lines apply only to peers on that path ([`Profile::order_on`]), and plain
+//! `tcp` lines to every peer without a line of its own. Older readers, which know
+//! no `@`, simply find no pair for these lines and keep using the plain ones.
 //! Unknown engine names are skipped (with a warning) so that old zcopy versions can
 //! read newer profiles; malformed lines are skipped likewise.
 
@@ -193,7 +200,30 @@ impl Profile {
         sink: FdKind,
         len: Option<u64>,
     ) -> Option<Vec<EngineKind>> {
-        let (s, k) = (src_name(src), sink.name());
+        self.order_for(src_name(src), sink.name(), src, len)
+    }
+
+    /// Like [`Profile::order`] for a peer reached over `path` (`lo`, `veth`, `nic`):
+    /// the `<sink>@<path>` lines when the profile has any, else the plain ones.
+    pub fn order_on(
+        &self,
+        src: Option<FdKind>,
+        sink: FdKind,
+        path: &str,
+        len: Option<u64>,
+    ) -> Option<Vec<EngineKind>> {
+        let on_path = format!("{}@{path}", sink.name());
+        self.order_for(src_name(src), &on_path, src, len)
+            .or_else(|| self.order(src, sink, len))
+    }
+
+    fn order_for(
+        &self,
+        s: &str,
+        k: &str,
+        src: Option<FdKind>,
+        len: Option<u64>,
+    ) -> Option<Vec<EngineKind>> {
         let len = len.or_else(|| src.and_then(FdKind::file_len));
         let class = |e: &&Entry| e.max_len.unwrap_or(u64::MAX);
         let lines = self.entries.iter().filter(|e| e.src == s && e.sink == k);
@@ -301,6 +331,22 @@ mod tests {
         let path = dir.path().join("sub/profile");
         p.save(&path).unwrap();
         assert_eq!(Profile::read(&path).unwrap(), p);
+    }
+
+    #[test]
+    fn path_lines_apply_to_their_path_and_plain_lines_to_the_rest() {
+        let p = Profile::parse(
+            "file tcp max sendfile read-write\n\
+             file tcp@lo max mmap read-write\n\
+             file tcp@veth 65536 read-write\n",
+        );
+        let file = Some(FdKind::File { len: 1 << 20 });
+        let on = |path| p.order_on(file, FdKind::TcpSocket, path, None).unwrap()[0];
+        assert_eq!(on("lo"), Mmap);
+        assert_eq!(on("veth"), ReadWrite, "largest veth class for any length");
+        assert_eq!(on("nic"), Sendfile, "no nic lines: the plain ones");
+        assert_eq!(p.order(file, FdKind::TcpSocket, None).unwrap()[0], Sendfile);
+        assert_eq!(Profile::parse(&p.to_text()), p);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::fdkind::FdKind;
 use crate::plan::Plan;
 use crate::stats::{Stats, Usage};
 use crate::sys::lease::ReadLease;
+pub use crate::sys::sock::send_queue_len;
 
 /// Largest step handed to an engine in one call by [`Transfer::run`].
 pub const DEFAULT_CHUNK: usize = 16 * 1024 * 1024;
@@ -178,6 +179,7 @@ pub struct Transfer {
     engine: Option<Box<dyn Engine>>,
     forced: Forced,
     report: Report,
+    caller_leases: bool,
 }
 
 impl Transfer {
@@ -194,7 +196,16 @@ impl Transfer {
             engine: None,
             forced,
             report: Report::default(),
+            caller_leases: false,
         }
+    }
+
+    /// Tells [`Transfer::run`] that the caller holds the source's read lease (and
+    /// keeps it past the run, e.g. until the peer has consumed the bytes): `run`
+    /// then takes none of its own — dropping one would release the caller's, since
+    /// leases belong to the open file — but still stops when it breaks.
+    pub fn caller_holds_lease(&mut self, yes: bool) {
+        self.caller_leases = yes;
     }
 
     /// Uses `engine` (already configured) as the first engine, before the plan's.
@@ -310,7 +321,7 @@ impl Transfer {
         let started = Instant::now();
         let usage0 = Usage::process();
         let is_file = matches!(FdKind::of(src), Ok(FdKind::File { .. }));
-        let lease = if is_file {
+        let lease = if is_file && !self.caller_leases {
             ReadLease::take(&src)
                 .map_err(|e| tracing::debug!("no read lease on the source: {e}"))
                 .ok()
@@ -324,7 +335,11 @@ impl Transfer {
                 Some(len) => (len - done).min(DEFAULT_CHUNK as u64) as usize,
                 None => DEFAULT_CHUNK,
             };
-            if lease.as_ref().is_some_and(|l| l.breaking()) {
+            let breaking = match &lease {
+                Some(l) => l.breaking(),
+                None => self.caller_leases && crate::sys::lease::breaking(&src),
+            };
+            if breaking {
                 wait_for_send_queue(sink, Duration::from_secs(5));
                 break Err(TransferError::SourceModified { sent: done });
             }

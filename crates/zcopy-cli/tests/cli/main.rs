@@ -1,8 +1,17 @@
 //! The `zcopy` binary, run as users run it.
 
+mod access_log;
+mod config;
 mod cp;
 mod engines;
+mod metrics;
+mod reload;
 mod sendrecv;
+mod sendrecv_netns;
 mod serve;
+mod shutdown;
+mod soak;
+mod systemd;
 mod tee;
+mod tls;
 mod util;

@@ -15,10 +15,21 @@ fn bin() -> std::path::PathBuf {
 
 /// A `zcopy recv --once` on an ephemeral port; returns it and its address.
 fn start_recv(out: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(bin())
-        .args(["recv", "--once", "--listen", "127.0.0.1:0", "--out"])
+    spawn_recv(out, &[&["--once"], extra].concat())
+}
+
+/// A `zcopy recv` on an ephemeral port with `args`; returns it and its address.
+fn spawn_recv(out: &Path, args: &[&str]) -> (Child, String) {
+    start_recv_in(Command::new(bin()), "127.0.0.1:0", out, args)
+}
+
+/// A `zcopy recv` run as `cmd` (e.g. inside a network namespace), listening on
+/// `listen`, with `args`.
+pub fn start_recv_in(mut cmd: Command, listen: &str, out: &Path, args: &[&str]) -> (Child, String) {
+    let mut child = cmd
+        .args(["recv", "--listen", listen, "--out"])
         .arg(out)
-        .args(extra)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -343,4 +354,167 @@ fn receiver_disk_full_fails_the_sender() {
     );
     assert!(!recv_ok);
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn connections_without_a_hello_are_not_the_once_sender() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("f"), pattern(100_000, 4)).unwrap();
+    let (mut recv, addr) = start_recv(out.path(), &[]);
+    // A port probe: connects and closes.
+    drop(TcpStream::connect(&addr).unwrap());
+    // A health check speaking another protocol: closed by the receiver.
+    let mut other = TcpStream::connect(&addr).unwrap();
+    other.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = other.read_to_end(&mut rest);
+    // Half a hello, then silence, kept open while the real sender comes.
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.write_all(b"ZCP").unwrap();
+    let res = send(&addr, &[&src.path().join("f")], &["--verify"]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let status = recv.wait().unwrap();
+    assert!(status.success(), "recv --once: {status}");
+    assert_eq!(
+        fs::read(out.path().join("f")).unwrap(),
+        fs::read(src.path().join("f")).unwrap()
+    );
+    drop(stalled);
+}
+
+/// Waits for `child` at most `limit`; kills it and panics past that.
+fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `zcopy send` of `file` at 128 KiB/s (8 MiB: about a minute), started once the
+/// transfer is under way (its `.part` file exists in `out`).
+fn start_slow_sender(file: &Path, addr: &str, out: &Path) -> Child {
+    let slow = Command::new(bin())
+        .arg("send")
+        .arg(file)
+        .args(["--to", addr, "--limit-rate", "128k"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        !crate::util::leftovers(out).is_empty()
+    });
+    assert!(started, "the slow sender never started");
+    slow
+}
+
+#[test]
+fn a_slow_sender_does_not_hold_another() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("slow"), pattern(8 << 20, 6)).unwrap();
+    fs::write(src.path().join("quick"), pattern(300_000, 7)).unwrap();
+    let (mut recv, addr) = spawn_recv(out.path(), &[]);
+    let mut slow = start_slow_sender(&src.path().join("slow"), &addr, out.path());
+    let mut quick = Command::new(bin())
+        .arg("send")
+        .arg(src.path().join("quick"))
+        .args(["--to", &addr, "--verify"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut quick, Duration::from_secs(60), "the second sender");
+    assert!(status.success(), "second sender: {status}");
+    assert_eq!(
+        fs::read(out.path().join("quick")).unwrap(),
+        fs::read(src.path().join("quick")).unwrap()
+    );
+    // The second sender finished while the first was still sending.
+    let still = slow.try_wait().unwrap();
+    slow.kill().ok();
+    slow.wait().unwrap();
+    recv.kill().unwrap();
+    recv.wait().unwrap();
+    assert!(still.is_none(), "the slow sender ended first: {still:?}");
+    assert!(!out.path().join("slow").exists());
+}
+
+#[test]
+fn a_sender_that_stalls_mid_file_is_dropped_after_the_idle_timeout() {
+    let out = tempfile::tempdir().unwrap();
+    let (mut recv, addr) = start_recv(out.path(), &["--idle-timeout", "1"]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    zcopy_net::proto::write_hello(&mut s, 0).unwrap();
+    zcopy_net::proto::read_hello(&mut s).unwrap();
+    zcopy_net::proto::Entry {
+        kind: zcopy_net::proto::Kind::File,
+        mode: 0o644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size: 1 << 20,
+        path: b"stalled".to_vec(),
+    }
+    .write(&mut s)
+    .unwrap();
+    assert!(zcopy_net::proto::Reply::read(&mut s).unwrap().ok);
+    s.write_all(&[7u8; 1000]).unwrap();
+    // Then nothing, with the connection open.
+    let status = wait_bounded(&mut recv, Duration::from_secs(60), "recv");
+    assert!(!status.success());
+    let mut err = String::new();
+    recv.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("failed"), "{err}");
+    assert!(!out.path().join("stalled").exists());
+    drop(s);
+}
+
+#[test]
+fn max_senders_bounds_concurrent_transfers_and_the_next_one_waits() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("slow"), pattern(8 << 20, 8)).unwrap();
+    fs::write(src.path().join("next"), pattern(50_000, 9)).unwrap();
+    let (mut recv, addr) = spawn_recv(out.path(), &["--max-senders", "1"]);
+    let mut slow = start_slow_sender(&src.path().join("slow"), &addr, out.path());
+    let mut next = Command::new(bin())
+        .arg("send")
+        .arg(src.path().join("next"))
+        .args(["--to", &addr])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Whatever time it is given, the second sender can't finish while the only slot
+    // is taken.
+    std::thread::sleep(Duration::from_secs(1));
+    let early = next.try_wait().unwrap();
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    let status = wait_bounded(&mut next, Duration::from_secs(60), "the waiting sender");
+    recv.kill().unwrap();
+    recv.wait().unwrap();
+    assert!(
+        early.is_none(),
+        "a second sender ran beside --max-senders 1"
+    );
+    assert!(status.success(), "the waiting sender: {status}");
+    assert_eq!(
+        fs::read(out.path().join("next")).unwrap(),
+        fs::read(src.path().join("next")).unwrap()
+    );
 }

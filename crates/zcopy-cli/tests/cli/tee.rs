@@ -73,8 +73,7 @@ fn file_stdin_falls_back_and_says_why() {
 /// the data (only tee and splice do).
 #[test]
 fn strace_shows_no_read_or_write_of_the_data() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed");
+    if !crate::util::tool("strace", "-V") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

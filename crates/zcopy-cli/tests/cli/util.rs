@@ -31,3 +31,7 @@ pub fn leftovers(dir: &std::path::Path) -> Vec<String> {
         .filter(|n| n.contains(".zcopy-"))
         .collect()
 }
+
+#[path = "../../../../tests/support/tool.rs"]
+mod tool_support;
+pub use tool_support::tool;

@@ -20,12 +20,20 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use rustix::io::Errno;
 use zcopy::Src;
+use zcopy::peer::PeerClassifier;
 
-use super::{Engines, PooledTransfer, SiteResponder, TURN_BUDGET, sends_by_reference};
+use super::fetch::{self, Fetcher};
+use super::tls::{Step, TlsConn, TlsWorker, Transport};
+use super::{
+    Engines, PeerRoute, PooledTransfer, Role, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
+    shed_victim,
+};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
+use crate::live::LiveCell;
 use crate::proto::{self, Buffers, Env, Intent};
 use crate::server::ShutdownInner;
+use crate::stats::WorkerStats;
 
 /// The token of the shutdown waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -37,6 +45,8 @@ const TICK: Duration = Duration::from_secs(1);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Most connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 64;
+/// Ranges at most this long are sent without checking that they are cached.
+const FETCH_MIN: u64 = 64 * 1024;
 /// Spare buffers a worker keeps.
 const SPARE_BUFFERS: usize = 256;
 
@@ -58,13 +68,23 @@ struct Shared {
     bufs: Buffers,
     responder: SiteResponder,
     engines: Engines,
+    /// Peer route classes, cached per address.
+    peers: PeerClassifier,
+    /// Reads cold file ranges into the page cache off the loop.
+    fetcher: Fetcher,
+    /// Handshake slots and buffers of the TLS connections.
+    tls: TlsWorker,
     now: Instant,
     shutting_down: bool,
+    /// This worker's counters.
+    stats: Arc<WorkerStats>,
+    /// Access log lines of this loop turn, written out at its end.
+    log_buf: Vec<u8>,
 }
 
 impl Shared {
-    /// The core's view of the worker, and the engines beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut Engines) {
+    /// The core's view of the worker, and the engines, fetch thread and TLS state beside it.
+    fn parts(&mut self) -> (Env<'_>, &mut Engines, &Fetcher, &mut TlsWorker) {
         (
             Env {
                 now: self.now,
@@ -73,8 +93,12 @@ impl Shared {
                 bufs: &mut self.bufs,
                 responder: &mut self.responder,
                 log: self.log.as_deref(),
+                log_buf: &mut self.log_buf,
+                stats: &self.stats,
             },
             &mut self.engines,
+            &self.fetcher,
+            &mut self.tls,
         )
     }
 }
@@ -89,6 +113,16 @@ struct Connection {
     writable: bool,
     /// The engine state of the body being sent.
     transfer: Option<Box<PooledTransfer>>,
+    /// Accept order within the worker.
+    seq: u64,
+    /// Where the peer's receive queue lives.
+    route: PeerRoute,
+    /// Its slot in the worker.
+    token: usize,
+    /// Waiting for the fetch thread to bring the next range into the page cache.
+    fetching: bool,
+    /// TLS between the socket and the core, if any.
+    transport: Transport,
 }
 
 impl Connection {
@@ -98,11 +132,54 @@ impl Connection {
         self.writable |= writable;
     }
 
+    /// When the connection next needs attention without an event: the core's
+    /// deadline, or the end of its TLS handshake time.
+    fn deadline(&self) -> Instant {
+        match &self.transport {
+            Transport::Tls(t) => t
+                .deadline()
+                .map_or(self.core.deadline(), |d| d.min(self.core.deadline())),
+            _ => self.core.deadline(),
+        }
+    }
+
+    /// [`Intent::Read`] on a TLS connection; `None`: ask the core again.
+    fn read_tls(&mut self, env: &mut Env<'_>, tls: &mut TlsWorker) -> Option<Progress> {
+        let step = match &mut self.transport {
+            Transport::Plain => Step::Again,
+            Transport::Tls(t) => t.read(
+                &self.stream,
+                &mut self.core,
+                env,
+                tls,
+                (&mut self.readable, &mut self.writable, self.read_closed),
+            ),
+            Transport::Kernel(k) => k.read(&self.stream, &mut self.core, env, &mut self.readable),
+        };
+        match step {
+            Step::Again => None,
+            Step::Wait => Some(Progress::Wait),
+            Step::Close => Some(Progress::Close),
+            Step::HandOff => match self.transport.hand_off(&self.stream) {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::debug!(peer = %self.core.peer(), "kTLS hand-off: {e}");
+                    Some(Progress::Close)
+                }
+            },
+        }
+    }
+
     /// Does all the work possible now, up to the turn budget.
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
+        if let Transport::Tls(t) = &mut self.transport
+            && t.flush(&self.stream, &mut self.writable).is_err()
+        {
+            return Progress::Close;
+        }
         loop {
-            let (mut env, engines) = sh.parts();
+            let (mut env, engines, fetcher, tls) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
             {
@@ -110,10 +187,16 @@ impl Connection {
             }
             match self.core.next(&mut env) {
                 Intent::Read => {
+                    if !matches!(self.transport, Transport::Plain) {
+                        match self.read_tls(&mut env, tls) {
+                            Some(p) => return p,
+                            None => continue,
+                        }
+                    }
                     if !self.readable {
                         return Progress::Wait;
                     }
-                    let buf = self.core.read_buf();
+                    let buf = self.core.read_buf(&mut env);
                     let room = buf.len();
                     match (&self.stream).read(buf) {
                         Ok(n) => {
@@ -127,6 +210,7 @@ impl Connection {
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             self.readable = false;
+                            self.core.on_read_blocked(&mut env);
                             return Progress::Wait;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -134,6 +218,19 @@ impl Connection {
                     }
                 }
                 Intent::Write { more } => {
+                    if let Transport::Tls(t) = &mut self.transport {
+                        let step = t.write(
+                            &self.stream,
+                            &mut self.core,
+                            &mut env,
+                            &mut self.writable,
+                            more,
+                        );
+                        if step == Step::Wait {
+                            return Progress::Wait;
+                        }
+                        continue;
+                    }
                     if !self.writable {
                         return Progress::Wait;
                     }
@@ -144,6 +241,12 @@ impl Connection {
                             if n < len {
                                 self.writable = false;
                             }
+                            if let Transport::Kernel(k) = &mut self.transport
+                                && !k.sent(n)
+                            {
+                                self.core.on_send_failed(&mut env);
+                                continue;
+                            }
                             self.core.on_written(&mut env, n);
                         }
                         Err(_) => self.core.on_send_failed(&mut env),
@@ -151,7 +254,7 @@ impl Connection {
                 }
                 Intent::Lease => {
                     let held = self.core.file().is_some_and(|f| {
-                        zcopy::sys::lease::take_until_close(&**f)
+                        zcopy::lease::take_until_close(&**f)
                             .map_err(|e| tracing::trace!("no read lease: {e}"))
                             .is_ok()
                     });
@@ -167,7 +270,7 @@ impl Connection {
                         self.core.on_send_failed(&mut env);
                         continue;
                     };
-                    if leased && zcopy::sys::lease::breaking(&**file) {
+                    if leased && zcopy::lease::breaking(&**file) {
                         self.core.on_lease_breaking(&mut env);
                         continue;
                     }
@@ -177,16 +280,39 @@ impl Connection {
                     if budget == 0 {
                         return Progress::Yield;
                     }
-                    let t = match &mut self.transfer {
-                        Some(t) if t.by_reference == by_reference => t,
-                        slot => {
-                            if let Some(old) = slot.take() {
-                                engines.give(old);
-                            }
-                            slot.insert(engines.take(by_reference))
+                    let want = len.min(budget as u64);
+                    if self.fetching {
+                        return Progress::Wait;
+                    }
+                    // Large ranges only: small files live in the worker's file cache,
+                    // and the check costs two syscalls.
+                    if want > FETCH_MIN && !fetch::is_cached(file, offset, want) {
+                        tracing::trace!(offset, want, "cold range: fetching off the loop");
+                        fetcher.request(self.token, file.clone(), offset, want);
+                        self.fetching = true;
+                        return Progress::Wait;
+                    }
+                    if let Transport::Tls(t) = &mut self.transport {
+                        let (step, n) = t.send_file(
+                            &self.stream,
+                            &mut self.core,
+                            &mut env,
+                            tls,
+                            &mut self.writable,
+                            offset,
+                            len,
+                        );
+                        budget = budget.saturating_sub(n);
+                        if step == Step::Wait {
+                            return Progress::Wait;
                         }
-                    };
-                    let want = len.min(budget as u64) as usize;
+                        continue;
+                    }
+                    let route = self.route;
+                    let t = self
+                        .transfer
+                        .get_or_insert_with(|| engines.take(route, len, by_reference, leased));
+                    let want = want as usize;
                     let src = Src::Fd {
                         fd: file.as_fd(),
                         offset: Some(offset),
@@ -194,7 +320,15 @@ impl Connection {
                     match t.transfer.step(src, self.stream.as_fd(), want) {
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
-                            let by_ref = t.transfer.current().is_some_and(sends_by_reference);
+                            if let Transport::Kernel(k) = &mut self.transport
+                                && !k.sent(n)
+                            {
+                                self.core.on_send_failed(&mut env);
+                                continue;
+                            }
+                            let engine = t.transfer.current();
+                            let by_ref = engine.is_some_and(|k| k.sends_by_reference());
+                            env.stats.body_by_engine(engine, n as u64, by_ref);
                             self.core.on_file_sent(&mut env, n, by_ref);
                         }
                         Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
@@ -207,13 +341,32 @@ impl Connection {
                     }
                 }
                 Intent::CheckSendQueue => {
-                    let n = zcopy::sys::sock::send_queue_len(&self.stream).unwrap_or(0);
+                    let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
                     self.core.on_send_queue(&mut env, n);
                 }
-                Intent::ShutdownWrite => {
-                    let _ = self.stream.shutdown(Shutdown::Write);
-                }
+                Intent::ShutdownWrite => match &mut self.transport {
+                    Transport::Plain => {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                    Transport::Tls(t) => {
+                        if t.shutdown_write(&self.stream, &mut self.writable) == Step::Close {
+                            return Progress::Close;
+                        }
+                    }
+                    Transport::Kernel(k) => k.shutdown_write(&self.stream),
+                },
                 Intent::Close { reset } => {
+                    if !reset
+                        && let Transport::Tls(t) = &mut self.transport
+                        && !t.may_close(
+                            &self.stream,
+                            &mut self.writable,
+                            env.now,
+                            env.config.send_timeout,
+                        )
+                    {
+                        return Progress::Wait;
+                    }
                     if reset {
                         // Discard what is queued rather than let changed pages go out.
                         let _ = rustix::net::sockopt::set_socket_linger(
@@ -256,6 +409,7 @@ fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
 
 struct Listener {
     sock: TcpListener,
+    role: Role,
     /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
     ready: bool,
     registered: bool,
@@ -276,10 +430,17 @@ pub struct Worker {
     count: usize,
     active: Arc<AtomicUsize>,
     shutdown: Arc<ShutdownInner>,
+    /// Where reloaded settings come from, and the generation `sh` holds.
+    live: Arc<LiveCell>,
+    generation: u64,
     sh: Shared,
     accept_paused_until: Option<Instant>,
     /// Accept failed for lack of fds or memory (warned once per episode).
     starved: bool,
+    /// Connections closed to make room for new ones.
+    shed_count: u64,
+    /// Connections accepted so far.
+    accepted: u64,
     next_sweep: Instant,
     grace_until: Option<Instant>,
 }
@@ -295,22 +456,36 @@ impl std::fmt::Debug for Worker {
 impl Worker {
     /// A worker for `poll` (with the shutdown waker registered) and its listeners.
     pub(crate) fn new(
+        index: usize,
         poll: Poll,
-        listeners: Vec<TcpListener>,
-        site: Arc<Site>,
-        log: Option<Arc<AccessLogger>>,
+        listeners: Vec<(TcpListener, Role)>,
+        live: Arc<LiveCell>,
+        stats: Arc<WorkerStats>,
         active: Arc<AtomicUsize>,
         shutdown: Arc<ShutdownInner>,
-    ) -> Worker {
+    ) -> io::Result<Worker> {
         let now = Instant::now();
+        let (generation, current) = live.load();
+        let site = current.site.clone();
+        let log = current.log.clone();
+        let waker = shutdown.wakers[index].clone();
+        let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
-        Worker {
+        let tls_limits = listeners
+            .iter()
+            .find_map(|(_, r)| match r {
+                Role::Https(t) => Some(t.limits),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(Worker {
             poll,
             listeners: listeners
                 .into_iter()
-                .map(|sock| Listener {
+                .map(|(sock, role)| Listener {
                     sock,
+                    role,
                     ready: true,
                     registered: false,
                 })
@@ -321,8 +496,13 @@ impl Worker {
             count: 0,
             active,
             shutdown,
+            live,
+            generation,
             sh: Shared {
-                engines: Engines::new(site.config.engine),
+                engines: Engines::new(site.config.engine, stats.clone()),
+                peers: PeerClassifier::new(),
+                fetcher,
+                tls: TlsWorker::new(&tls_limits),
                 responder: SiteResponder {
                     site: site.clone(),
                     cache,
@@ -332,12 +512,16 @@ impl Worker {
                 bufs: Buffers::new(SPARE_BUFFERS),
                 now,
                 shutting_down: false,
+                stats,
+                log_buf: Vec::new(),
             },
             accept_paused_until: None,
             starved: false,
+            shed_count: 0,
+            accepted: 0,
             next_sweep: now + TICK,
             grace_until: None,
-        }
+        })
     }
 
     /// Runs until shutdown.
@@ -360,8 +544,11 @@ impl Worker {
             if let Some(t) = self.grace_until {
                 wake = wake.min(t);
             }
+            let tls_full = self.sh.tls.slots.full();
             let accept_now = self.accept_paused_until.is_none()
-                && self.listeners.iter().any(|l| l.ready && l.registered);
+                && self.listeners.iter().any(|l| {
+                    l.ready && l.registered && !(tls_full && matches!(l.role, Role::Https(_)))
+                });
             let timeout = if !self.runq.is_empty() || accept_now {
                 Duration::ZERO
             } else {
@@ -373,9 +560,24 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.sh.now = Instant::now();
+            if self.live.generation() != self.generation {
+                self.reload();
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
+                    // Shutdown, or cold ranges now in the page cache.
+                    for token in self.sh.fetcher.completed() {
+                        if let Some(slot) = self.slots.get_mut(token)
+                            && let Some(conn) = slot.conn.as_mut()
+                        {
+                            conn.fetching = false;
+                            if !slot.queued {
+                                slot.queued = true;
+                                self.runq.push(token);
+                            }
+                        }
+                    }
                     continue;
                 }
                 if t.0 > LISTENER_BASE - self.listeners.len() && t.0 <= LISTENER_BASE {
@@ -405,6 +607,7 @@ impl Worker {
             if self.sh.now >= self.next_sweep {
                 self.sweep();
             }
+            self.flush_log();
             if let Some(g) = self.grace_until
                 && (self.count == 0 || self.sh.now >= g)
             {
@@ -417,9 +620,30 @@ impl Worker {
                 for i in 0..self.slots.len() {
                     self.close(i);
                 }
+                self.flush_log();
                 return Ok(());
             }
         }
+    }
+
+    /// Takes the settings of the last reload: new requests are served under them;
+    /// responses in flight keep their open files and finish as they started.
+    fn reload(&mut self) {
+        self.flush_log();
+        let (generation, live) = self.live.load();
+        self.generation = generation;
+        let site = live.site.clone();
+        if site.config.engine != self.sh.site.config.engine {
+            self.sh.engines = Engines::new(site.config.engine, self.sh.stats.clone());
+        }
+        self.sh.responder = self.sh.responder.reloaded(site.clone());
+        self.sh.site = site;
+        self.sh.log = live.log.clone();
+    }
+
+    /// Writes this turn's access log lines, if any.
+    fn flush_log(&mut self) {
+        super::flush_log(self.sh.log.as_deref(), &mut self.sh.log_buf);
     }
 
     fn begin_shutdown(&mut self) {
@@ -453,25 +677,40 @@ impl Worker {
         let max = self.sh.site.config.max_connections.max(1);
         for li in 0..self.listeners.len() {
             let mut accepted = 0;
+            let tls = matches!(self.listeners[li].role, Role::Https(_));
             while self.listeners[li].ready && self.listeners[li].registered {
                 if accepted >= ACCEPT_BATCH {
                     return;
                 }
-                if self.active.load(Ordering::Relaxed) >= max {
-                    self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
-                    return;
+                // No handshake slot free: leave TLS clients in the backlog until one is.
+                if tls && self.sh.tls.slots.full() {
+                    break;
                 }
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
                         self.starved = false;
-                        self.add(stream, peer);
+                        // At the cap, make room by shedding; with nothing to shed, the
+                        // new client gets a 503 at once rather than a wait in the backlog
+                        // (a TLS client is closed: it could not read a clear-text 503).
+                        if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
+                            self.sh.stats.refused();
+                            if !tls {
+                                super::refuse(&stream);
+                            }
+                        } else {
+                            let role = self.listeners[li].role.clone();
+                            self.add(stream, peer, role);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.listeners[li].ready = false;
                     }
                     Err(e) => match Errno::from_io_error(&e) {
                         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
+                            if self.shed() {
+                                continue;
+                            }
                             if !self.starved {
                                 self.starved = true;
                                 tracing::warn!("accept: {e}; pausing new connections");
@@ -486,7 +725,44 @@ impl Worker {
         }
     }
 
-    fn add(&mut self, stream: TcpStream, peer: SocketAddr) {
+    /// Closes this worker's least valuable connection to make room for a new one: an
+    /// idle keep-alive connection, else the one that has been sending its request
+    /// head longest (nginx's reusable connections). False when there is none.
+    fn shed(&mut self) -> bool {
+        let candidates = self.slots.iter().enumerate().filter_map(|(i, slot)| {
+            let c = slot.conn.as_ref()?;
+            Some((
+                i,
+                Sheddable {
+                    idle: c.core.is_idle(),
+                    reading_head: c.core.is_reading_head(),
+                    deadline: c.deadline(),
+                    seq: c.seq,
+                },
+            ))
+        });
+        let Some(victim) = shed_victim(candidates) else {
+            return false;
+        };
+        tracing::debug!("at the connection limit: shedding connection {victim}");
+        self.shed_count += 1;
+        self.sh.stats.shed();
+        self.close(victim);
+        true
+    }
+
+    fn add(&mut self, stream: TcpStream, peer: SocketAddr, role: Role) {
+        let transport = match &role {
+            Role::Https(site) => match TlsConn::new(site, self.sh.now) {
+                Ok(t) if self.sh.tls.slots.take() => Transport::Tls(Box::new(t)),
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("TLS session: {e}");
+                    return;
+                }
+            },
+            _ => Transport::Plain,
+        };
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
                 conn: None,
@@ -495,9 +771,12 @@ impl Worker {
             self.slots.len() - 1
         });
         let _ = stream.set_nodelay(true);
-        let may_reference = peer_may_reference(&stream);
-        let (env, _) = self.sh.parts();
-        let core = proto::Conn::new(peer, may_reference, &env);
+        let route = classify_peer(&mut self.sh.peers, &stream, peer);
+        let (env, ..) = self.sh.parts();
+        let mut core = proto::Conn::new(peer, !route.local, &env);
+        if !matches!(role, Role::Http) {
+            core.set_via(role.kind());
+        }
         let mut conn = Connection {
             stream,
             core,
@@ -505,19 +784,29 @@ impl Worker {
             read_closed: false,
             writable: true,
             transfer: None,
+            seq: self.accepted,
+            route,
+            token: idx,
+            fetching: false,
+            transport,
         };
+        self.accepted += 1;
         if let Err(e) = self.poll.registry().register(
             &mut conn.stream,
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             tracing::warn!("register: {e}");
+            if let Transport::Tls(t) = &mut conn.transport {
+                t.closed(&mut self.sh.tls);
+            }
             self.free.push(idx);
             return;
         }
         self.active.fetch_add(1, Ordering::Relaxed);
         self.count += 1;
-        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+        self.sh.stats.accepted();
+        self.next_sweep = self.next_sweep.min(conn.deadline());
         let slot = &mut self.slots[idx];
         slot.conn = Some(conn);
         slot.queued = true;
@@ -532,6 +821,9 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             if let Some(t) = conn.transfer.take() {
                 self.sh.engines.give(t);
+            }
+            if let Transport::Tls(t) = &mut conn.transport {
+                t.closed(&mut self.sh.tls);
             }
             drop(conn);
             self.active.fetch_sub(1, Ordering::Relaxed);
@@ -554,7 +846,7 @@ impl Worker {
                 continue;
             };
             let p = conn.drive(&mut self.sh);
-            let deadline = conn.core.deadline();
+            let deadline = conn.deadline();
             self.settle(idx, p, deadline);
         }
         // Keep the queue's allocation if nothing was added meanwhile.
@@ -582,31 +874,40 @@ impl Worker {
     fn sweep(&mut self) {
         let now = self.sh.now;
         let mut next = now + TICK;
+        let idle = self
+            .slots
+            .iter()
+            .filter(|s| s.conn.as_ref().is_some_and(|c| c.core.is_idle()))
+            .count();
+        self.sh.stats.connections(self.count, idle);
+        self.sh.responder.cache.evict_expired(now);
+        let cache = &self.sh.responder.cache;
+        self.sh.stats.file_cache(cache.hits, cache.misses);
         for idx in 0..self.slots.len() {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;
             };
-            if conn.core.deadline() <= now {
-                let (mut env, _) = self.sh.parts();
+            if conn.deadline() <= now {
+                if let Transport::Tls(t) = &conn.transport
+                    && t.handshake_late(now)
+                {
+                    tracing::debug!(peer = %conn.core.peer(), "TLS handshake timeout");
+                    self.close(idx);
+                    continue;
+                }
+                let (mut env, ..) = self.sh.parts();
                 conn.core.on_timer(&mut env);
                 let p = conn.drive(&mut self.sh);
-                let d = conn.core.deadline();
+                let d = conn.deadline();
                 self.settle(idx, p, d);
                 if self.slots[idx].conn.is_none() {
                     continue;
                 }
             }
             if let Some(conn) = self.slots[idx].conn.as_ref() {
-                next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
+                next = next.min(conn.deadline().max(now + Duration::from_millis(1)));
             }
         }
         self.next_sweep = next;
     }
-}
-
-/// Whether body bytes may leave for this peer as page references. Until the peer's
-/// route is classified, every peer is treated as one whose receive queue lives in
-/// this kernel (loopback, veth, bridge ...), which must get copies.
-fn peer_may_reference(_stream: &TcpStream) -> bool {
-    false
 }

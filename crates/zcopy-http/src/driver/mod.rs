@@ -3,24 +3,52 @@
 //! that answers requests from the site, and the per-worker pool of engine transfers.
 
 pub mod epoll;
+pub mod fetch;
+pub mod tls;
 pub mod uring;
 
 use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
+use zcopy::peer::{LocalReason, PeerClass, PeerClassifier};
 use zcopy::transfer::Forced;
-use zcopy::{EngineKind, FdKind, Plan, Preference, Transfer};
+use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::FileCache;
 use crate::handler::{self, Body, Piece, Response, Site};
 use crate::proto::Responder;
 use crate::request::Request;
+use crate::stats::WorkerStats;
+
+/// What a worker's listener speaks.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS, with the listeners' TLS setup.
+    Https(Arc<tls::TlsSite>),
+    /// Plain HTTP answering every request with a 308 to https.
+    Redirect,
+}
+
+impl Role {
+    /// The kind of listener, as the core and the handler see it.
+    pub fn kind(&self) -> crate::config::ListenKind {
+        match self {
+            Role::Http => crate::config::ListenKind::Http,
+            Role::Https(_) => crate::config::ListenKind::Https,
+            Role::Redirect => crate::config::ListenKind::Redirect,
+        }
+    }
+}
 
 /// Which event loop runs the workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IoDriver {
-    /// io_uring where this kernel runs it, else epoll.
+    /// io_uring where this kernel runs it and every listener is plain HTTP, else epoll.
     #[default]
     Auto,
     /// The mio (epoll) loop.
@@ -61,22 +89,87 @@ impl std::str::FromStr for IoDriver {
     }
 }
 
-/// The driver that runs for `want` (never `Auto`), and why.
-pub fn choose(want: IoDriver) -> (IoDriver, String) {
+/// The driver that runs for `want` (never `Auto`), and why. `tls`: some listener
+/// speaks HTTPS or redirects to it, which only the epoll driver serves.
+pub fn choose(want: IoDriver, tls: bool) -> (IoDriver, String) {
     if want == IoDriver::Epoll {
         return (IoDriver::Epoll, "asked for".into());
     }
-    let forced = zcopy::transfer::Forced::from_env();
+    if tls {
+        return (
+            IoDriver::Epoll,
+            "the io_uring driver serves plain HTTP only, and there are https:// or \
+             --redirect-http listeners"
+                .into(),
+        );
+    }
+    let forced = Forced::from_env();
     let refused = if forced.limit(EngineKind::Uring).is_some() {
         Err("io_uring forced off by ZCOPY_DISABLE".to_string())
     } else {
-        zcopy::sys::event_ring::probe()
+        zcopy::ring::probe()
     };
     match refused {
         Err(why) => (IoDriver::Epoll, format!("io_uring unavailable: {why}")),
         Ok(()) if want == IoDriver::Uring => (IoDriver::Uring, "asked for".into()),
         Ok(()) => (IoDriver::Uring, "io_uring probe passed".into()),
     }
+}
+
+/// The route class of a peer just accepted on `sock` (classified from the socket's
+/// route, cached per address). Bodies may leave by reference only to peers whose
+/// receive queues are not in this kernel: `proto::Conn::new(peer, !route.local, ..)`.
+pub fn classify_peer(peers: &mut PeerClassifier, sock: impl AsFd, peer: SocketAddr) -> PeerRoute {
+    let class = peers.classify(sock.as_fd());
+    tracing::trace!(%peer, %class, "accepted");
+    PeerRoute::of(&class)
+}
+
+/// What shedding weighs about one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Sheddable {
+    /// Idle between requests.
+    pub idle: bool,
+    /// Still receiving its request head.
+    pub reading_head: bool,
+    /// Its deadline (for a head: when the header timeout ends).
+    pub deadline: Instant,
+    /// Accept order within the worker.
+    pub seq: u64,
+}
+
+/// The connection to close to make room for a new one: an idle keep-alive connection,
+/// else the one that has been sending its request head longest (nginx's reusable
+/// connections); `None` when there is neither (every one has a response in flight).
+pub fn shed_victim(conns: impl IntoIterator<Item = (usize, Sheddable)>) -> Option<usize> {
+    let mut oldest_head: Option<((Instant, u64), usize)> = None;
+    for (i, c) in conns {
+        if c.idle {
+            return Some(i);
+        }
+        if c.reading_head {
+            // The earliest header deadline belongs to the oldest head (ties, from one
+            // loop turn, go by accept order).
+            let d = (c.deadline, c.seq);
+            if oldest_head.is_none_or(|(od, _)| d < od) {
+                oldest_head = Some((d, i));
+            }
+        }
+    }
+    oldest_head.map(|(_, i)| i)
+}
+
+/// Answers a client we have no room for with a 503 (best effort: one non-blocking
+/// send into the fresh socket's empty buffer); the caller then closes it.
+pub fn refuse(sock: impl AsFd) {
+    use rustix::net::{RecvFlags, SendFlags};
+    // Take what the client already sent, so the close is a FIN rather than an RST
+    // that could discard the answer.
+    let _ = rustix::net::recv(&sock, &mut [0u8; 4096], RecvFlags::DONTWAIT);
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n\
+        Connection: close\r\n\r\n503 Service Unavailable (at capacity)\n";
+    let _ = rustix::net::send(&sock, BUSY, SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
 }
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
@@ -121,6 +214,32 @@ impl Responder for SiteResponder {
         }
         resp
     }
+
+    /// One `openat2` + `fstat`.
+    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File> {
+        crate::archive::open_member(dir, member)
+    }
+}
+
+impl SiteResponder {
+    /// A responder for the site of a reload, with an empty file cache that carries on
+    /// this one's hit and miss counts.
+    pub fn reloaded(&self, site: Arc<Site>) -> SiteResponder {
+        let mut cache = FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        cache.hits = self.cache.hits;
+        cache.misses = self.cache.misses;
+        SiteResponder { site, cache }
+    }
+}
+
+/// Writes a loop turn's access log lines (`buf`), if any, in one go.
+pub fn flush_log(log: Option<&crate::access_log::AccessLogger>, buf: &mut Vec<u8>) {
+    if !buf.is_empty() {
+        if let Some(log) = log {
+            log.write_batch(buf);
+        }
+        buf.clear();
+    }
 }
 
 /// Appends up to `len` bytes of `file` from `start` to `out`; returns how many
@@ -144,89 +263,189 @@ fn pread_into(file: &File, start: u64, len: usize, out: &mut Vec<u8>) -> usize {
     got
 }
 
-/// A transfer from the pool, and whether its plan may send by reference.
+/// A transfer from the pool, and the plan it was made from.
 #[derive(Debug)]
 pub struct PooledTransfer {
     /// The engine state (a pipe for splice, a ring for uring, ...).
     pub transfer: Transfer,
-    /// Made from the by-reference plan.
-    pub by_reference: bool,
+    /// The pool it goes back to.
+    pool: usize,
+    /// Its body's file is leased: what the engine keeps of it (a mapping) must go with
+    /// the body, or the lease would outlive the response.
+    leased: bool,
+    /// Fallbacks of this transfer already counted.
+    fallbacks_counted: usize,
 }
 
-/// A worker's engine plans for file → socket bodies and the transfers ready for reuse.
-#[derive(Debug)]
-pub struct Engines {
-    /// [copying, by reference].
-    plans: [Plan; 2],
-    forced: Forced,
-    /// Boxed: a connection holds one by pointer, so idle connections stay small and
-    /// moving one in or out of the pool allocates nothing.
-    #[allow(clippy::vec_box)]
-    pool: [Vec<Box<PooledTransfer>>; 2],
+/// The route class of a connection's peer, as far as plans are concerned: which
+/// profile lines apply, and whether its receive queue lives in this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerRoute {
+    /// `lo`, `veth` or `nic` ([`PeerClass::path`]).
+    pub path: &'static str,
+    /// Bytes sent by reference would sit in a receive queue of this kernel.
+    pub local: bool,
 }
 
-impl Engines {
-    /// The plans for `pref`: one that may send by reference, one that copies at send time.
-    pub fn new(pref: Preference) -> Engines {
-        let by_reference = Plan::new(Some(FdKind::File { len: 0 }), FdKind::TcpSocket, pref);
-        let copying = copying_plan(pref);
-        tracing::debug!(by_reference = ?by_reference.engines, copying = ?copying.engines, "file → socket plans");
-        Engines {
-            plans: [copying, by_reference],
-            forced: Forced::from_env(),
-            pool: [Vec::new(), Vec::new()],
+impl PeerRoute {
+    /// The route facts of a classified peer (without its strings, so a connection
+    /// holding one allocates nothing).
+    pub fn of(class: &PeerClass) -> PeerRoute {
+        PeerRoute {
+            path: class.path(),
+            local: class.is_local(),
         }
     }
 
-    /// A transfer for a body, by reference or not.
-    pub fn take(&mut self, by_reference: bool) -> Box<PooledTransfer> {
-        let i = by_reference as usize;
-        self.pool[i].pop().unwrap_or_else(|| {
+    /// A class with these route facts, for [`Plan::for_peer`].
+    fn class(self) -> PeerClass {
+        match (self.local, self.path) {
+            (false, _) => PeerClass::Remote { dev: String::new() },
+            (true, "lo") => PeerClass::Local(LocalReason::Loopback),
+            (true, _) => PeerClass::Local(LocalReason::VirtualDevice(String::new())),
+        }
+    }
+}
+
+/// What a plan depends on: the peer's route, the right to send by reference, and
+/// the body's size class (the profile's lines are per power of two).
+type PlanKey = (&'static str, bool, bool, u32);
+
+/// A worker's transfers for file → socket bodies, pooled per plan.
+#[derive(Debug)]
+pub struct Engines {
+    pref: Preference,
+    stats: Arc<WorkerStats>,
+    forced: Forced,
+    /// Plans made so far, and the pool each uses.
+    plans: Vec<(PlanKey, usize)>,
+    /// Per distinct engine order, the transfers ready for reuse. Boxed: a connection
+    /// holds one by pointer, so idle connections stay small and moving one in or out
+    /// of the pool allocates nothing.
+    #[allow(clippy::vec_box)]
+    pools: Vec<(Plan, Vec<Box<PooledTransfer>>)>,
+}
+
+impl Engines {
+    /// Transfers for engine preference `pref`; fallbacks are counted in `stats`.
+    pub fn new(pref: Preference, stats: Arc<WorkerStats>) -> Engines {
+        Engines {
+            pref,
+            stats,
+            forced: Forced::from_env(),
+            plans: Vec::new(),
+            pools: Vec::new(),
+        }
+    }
+
+    /// A transfer for a body of `len` bytes to a peer on `route`: the plan follows
+    /// the calibration profile for that route and size. Without `by_reference` every
+    /// engine that leaves page references in socket queues is left out, an explicit
+    /// one too: the bytes must be copied at send time. `leased`: the body's file holds
+    /// our read lease.
+    pub fn take(
+        &mut self,
+        route: PeerRoute,
+        len: u64,
+        by_reference: bool,
+        leased: bool,
+    ) -> Box<PooledTransfer> {
+        let key = (
+            route.path,
+            route.local,
+            by_reference,
+            64 - len.leading_zeros(),
+        );
+        let pool = match self.plans.iter().find(|(k, _)| *k == key) {
+            Some(&(_, pool)) => pool,
+            None => {
+                let mut plan = Plan::for_peer(&route.class(), len, self.pref, by_reference);
+                if !by_reference {
+                    plan.engines.retain(|k| !k.sends_by_reference());
+                }
+                tracing::debug!(?route, len, by_reference, engines = ?plan.engines, "file → socket plan");
+                let pool = match self
+                    .pools
+                    .iter()
+                    .position(|(p, _)| p.engines == plan.engines)
+                {
+                    Some(i) => i,
+                    None => {
+                        self.pools.push((plan, Vec::new()));
+                        self.pools.len() - 1
+                    }
+                };
+                self.plans.push((key, pool));
+                pool
+            }
+        };
+        let (plan, spare) = &mut self.pools[pool];
+        let mut t = spare.pop().unwrap_or_else(|| {
             Box::new(PooledTransfer {
-                transfer: Transfer::with_forced(self.plans[i].clone(), self.forced.clone()),
-                by_reference,
+                transfer: Transfer::with_forced(plan.clone(), self.forced.clone()),
+                pool,
+                leased,
+                fallbacks_counted: 0,
             })
-        })
+        });
+        t.leased = leased;
+        t
     }
 
     /// Returns a transfer after its body.
     pub fn give(&mut self, mut t: Box<PooledTransfer>) {
-        t.transfer.release();
+        if t.leased {
+            t.transfer.release();
+        }
+        let fell = t
+            .transfer
+            .report()
+            .runs
+            .iter()
+            .filter_map(|r| Some((r.engine, r.fell_back.as_deref()?)));
+        for (engine, why) in fell.skip(t.fallbacks_counted) {
+            self.stats.fallback(engine, why);
+            t.fallbacks_counted += 1;
+        }
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");
-        let pool = &mut self.pool[t.by_reference as usize];
-        if pool.len() < POOL {
-            pool.push(t);
+        let spare = &mut self.pools[t.pool].1;
+        if spare.len() < POOL {
+            spare.push(t);
         }
     }
 }
 
-/// Whether bytes sent by `engine` sit in the socket queue as references to
-/// page-cache pages (rather than copies made at send time).
-pub fn sends_by_reference(engine: EngineKind) -> bool {
-    matches!(
-        engine,
-        EngineKind::Sendfile | EngineKind::Splice | EngineKind::Uring
-    )
-}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-/// The plan for peers that must get copies: engines that copy at send time (mmap,
-/// then read-write). A peer whose receive queue lives in this kernel keeps
-/// references to our page-cache pages until it reads them, so with sendfile/splice a
-/// file truncated mid-page afterwards would hand it zeros that no lease or SIOCOUTQ
-/// wait can prevent. An explicit engine that copies is honoured first.
-pub fn copying_plan(pref: Preference) -> Plan {
-    use zcopy::EngineKind::{Mmap, ReadWrite};
-    let mut engines = Vec::new();
-    if let Preference::Prefer(k) = pref
-        && !sends_by_reference(k)
-        && !matches!(k, Mmap | ReadWrite)
-    {
-        engines.push(k);
+    use super::{Sheddable, shed_victim};
+
+    fn conn(idle: bool, reading_head: bool, secs: u64, seq: u64) -> Sheddable {
+        Sheddable {
+            idle,
+            reading_head,
+            deadline: *BASE + Duration::from_secs(secs),
+            seq,
+        }
     }
-    engines.extend([Mmap, ReadWrite]);
-    if let Preference::Prefer(k @ (Mmap | ReadWrite)) = pref {
-        engines.retain(|&e| e != k);
-        engines.insert(0, k);
+
+    static BASE: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+
+    #[test]
+    fn an_idle_connection_goes_first_then_the_oldest_head() {
+        let busy = conn(false, false, 1, 0);
+        let young_head = conn(false, true, 9, 1);
+        let old_head = conn(false, true, 5, 2);
+        let idle = conn(true, false, 60, 3);
+        let all = [(0, busy), (1, young_head), (2, old_head), (3, idle)];
+        assert_eq!(shed_victim(all), Some(3));
+        assert_eq!(shed_victim(all.into_iter().take(3)), Some(2));
+        // Heads with one deadline go by accept order.
+        let twin = conn(false, true, 5, 0);
+        assert_eq!(shed_victim([(7, old_head), (8, twin)]), Some(8));
+        // Only responses in flight: nothing to shed.
+        assert_eq!(shed_victim([(0, busy)]), None);
     }
-    Plan::only(&engines)
 }

@@ -22,6 +22,11 @@
 //! - Timers: the loop's wait is bounded by the nearest deadline (`io_uring_enter`
 //!   with a timeout); everything queued in a turn is submitted by that one call.
 //! - Lease and send-queue checks are plain synchronous calls (fcntl, ioctl).
+//! - Peers are classified at accept like the epoll driver's; at the connection cap an
+//!   idle connection, else the oldest request head, is shed, else the client gets a
+//!   503. Access log lines are written once per loop turn; a reload is picked up at
+//!   the next turn.
+//! - Plain HTTP only: [`super::choose`] runs epoll where a listener speaks TLS.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -36,14 +41,17 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Poll};
 use rustix::io::Errno;
-use zcopy::sys::event_ring::{Completion, Event, EventRing, OpId, RecvBuf, RingSize};
-use zcopy::sys::mem::Mapping;
+use zcopy::EngineKind;
+use zcopy::peer::PeerClassifier;
+use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
 
-use super::SiteResponder;
+use super::{Role, Sheddable, SiteResponder, classify_peer, shed_victim};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
+use crate::live::LiveCell;
 use crate::proto::{self, Buffers, Env, Intent};
 use crate::server::ShutdownInner;
+use crate::stats::WorkerStats;
 
 /// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
 const RING: RingSize = RingSize {
@@ -132,11 +140,15 @@ struct Connection {
     /// By-reference bodies: the pipe (read, write) and bytes in it.
     pipe: Option<(OwnedFd, OwnedFd)>,
     in_pipe: usize,
-    /// Large bodies by copy: the file's mapping and the file offset it starts at.
-    map: Option<(Rc<Mapping>, u64)>,
+    /// Large bodies by copy: the file's mapping, the file, and the offset it starts at.
+    map: Option<(Rc<Mapping>, Arc<File>, u64)>,
     /// Closing: waits for `inflight` to reach 0, then is dropped.
     closing: bool,
+    /// Counted among the worker's open connections (until it starts closing).
+    counted: bool,
     queued: bool,
+    /// Accept order within the worker.
+    seq: u64,
 }
 
 /// What a worker shares with all its connections.
@@ -145,6 +157,12 @@ struct Shared {
     log: Option<Arc<AccessLogger>>,
     bufs: Buffers,
     responder: SiteResponder,
+    /// Peer route classes, cached per address.
+    peers: PeerClassifier,
+    /// This worker's counters.
+    stats: Arc<WorkerStats>,
+    /// Access log lines of this loop turn, written out at its end.
+    log_buf: Vec<u8>,
     now: Instant,
     shutting_down: bool,
     io: IoBufs,
@@ -186,6 +204,8 @@ impl Shared {
                 bufs: &mut self.bufs,
                 responder: &mut self.responder,
                 log: self.log.as_deref(),
+                log_buf: &mut self.log_buf,
+                stats: &self.stats,
             },
             &mut self.io,
         )
@@ -212,7 +232,7 @@ impl Connection {
                     }
                     if let Some((buf, used)) = self.pending.front_mut() {
                         let data = &ring.recv_data(buf)[*used..];
-                        let dst = self.core.read_buf();
+                        let dst = self.core.read_buf(&mut env);
                         let n = data.len().min(dst.len());
                         if n == 0 {
                             return;
@@ -239,6 +259,9 @@ impl Connection {
                         self.recv = Some(ring.recv_multi(token, self.stream.as_fd()));
                         self.inflight += 1;
                     }
+                    // Nothing received yet: a connection waiting for bytes holds no
+                    // read buffer.
+                    self.core.on_read_blocked(&mut env);
                     return;
                 }
                 Intent::Write { more } => {
@@ -266,7 +289,7 @@ impl Connection {
                 }
                 Intent::Lease => {
                     let held = self.core.file().is_some_and(|f| {
-                        zcopy::sys::lease::take_until_close(&**f)
+                        zcopy::lease::take_until_close(&**f)
                             .map_err(|e| tracing::trace!("no read lease: {e}"))
                             .is_ok()
                     });
@@ -285,7 +308,7 @@ impl Connection {
                         self.core.on_send_failed(&mut env);
                         continue;
                     };
-                    if leased && zcopy::sys::lease::breaking(&*file) {
+                    if leased && zcopy::lease::breaking(&*file) {
                         self.core.on_lease_breaking(&mut env);
                         continue;
                     }
@@ -332,7 +355,7 @@ impl Connection {
                     return;
                 }
                 Intent::CheckSendQueue => {
-                    let n = zcopy::sys::sock::send_queue_len(&self.stream).unwrap_or(0);
+                    let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
                     self.core.on_send_queue(&mut env, n);
                 }
                 Intent::ShutdownWrite => {
@@ -384,7 +407,7 @@ impl Connection {
         &mut self,
         token: u64,
         ring: &mut EventRing,
-        file: &File,
+        file: &Arc<File>,
         offset: u64,
         len: u64,
     ) -> io::Result<Mapped> {
@@ -394,17 +417,20 @@ impl Connection {
             return Ok(Mapped::Shrank);
         }
         let chunk = len.min(MAP_CHUNK as u64).min(size - offset) as usize;
-        let covers = |(m, at): &(Rc<Mapping>, u64)| {
-            offset >= *at && offset + chunk as u64 <= at + m.len() as u64
+        // The mapping must be of this very file: an archive's members follow one
+        // another with offsets from 0 each.
+        let covers = |(m, f, at): &(Rc<Mapping>, Arc<File>, u64)| {
+            Arc::ptr_eq(f, file) && offset >= *at && offset + chunk as u64 <= at + m.len() as u64
         };
         if !self.map.as_ref().is_some_and(covers) {
-            let ps = zcopy::sys::mem::page_size() as u64;
+            self.map = None;
+            let ps = zcopy::ring::page_size() as u64;
             let at = offset / ps * ps;
             let end = (offset + len).min(size);
             let m = Mapping::map(file.as_fd(), at, (end - at) as usize)?;
-            self.map = Some((Rc::new(m), at));
+            self.map = Some((Rc::new(m), file.clone(), at));
         }
-        let (m, at) = self.map.as_ref().expect("mapped above");
+        let (m, _, at) = self.map.as_ref().expect("mapped above");
         let start = (offset - at) as usize;
         if !m.resident(start, chunk).unwrap_or(false) {
             return Ok(Mapped::Cold);
@@ -531,6 +557,14 @@ impl Connection {
                         self.out.clear();
                         if complete {
                             // `file == 0`: the file ended early (only corked bytes went).
+                            if file > 0 {
+                                // Read into a buffer, then sent: copied, like read-write.
+                                env.stats.body_by_engine(
+                                    Some(EngineKind::ReadWrite),
+                                    file as u64,
+                                    false,
+                                );
+                            }
                             self.core.on_file_sent(&mut env, file, false);
                         } else {
                             self.core.on_send_failed(&mut env);
@@ -539,6 +573,9 @@ impl Connection {
                     (Sending::MapSend { prefix, file }, Ok(n)) => {
                         self.out.clear();
                         if n == prefix + file {
+                            // Copied from the mapping at send time, like mmap.
+                            env.stats
+                                .body_by_engine(Some(EngineKind::Mmap), file as u64, false);
                             self.core.on_file_sent(&mut env, file, false);
                         } else {
                             // MSG_WAITALL: short only when the file lost pages meanwhile.
@@ -648,6 +685,8 @@ impl Connection {
             // Nothing left in the file at this offset: it shrank.
             self.core.on_file_sent(env, 0, true);
         } else if sent > 0 {
+            env.stats
+                .body_by_engine(Some(EngineKind::Splice), sent as u64, true);
             self.core.on_file_sent(env, sent, true);
         }
         // else: the pipe still holds the bytes; the next SendFile drains them.
@@ -676,14 +715,19 @@ pub struct Worker {
     conns: Vec<Option<Box<Connection>>>,
     free: Vec<usize>,
     runq: Vec<usize>,
-    /// Accepted over the connection cap, not served until a slot opens.
-    waiting: VecDeque<(TcpStream, std::net::SocketAddr)>,
+    /// Open connections (closing ones not counted).
     count: usize,
     active: Arc<AtomicUsize>,
     shutdown: Arc<ShutdownInner>,
+    /// Where reloaded settings come from, and the generation `sh` holds.
+    live: Arc<LiveCell>,
+    generation: u64,
     sh: Shared,
     accept_paused_until: Option<Instant>,
+    /// Accept failed for lack of fds or memory (warned once per episode).
     starved: bool,
+    /// Connections accepted so far.
+    accepted: u64,
     next_sweep: Instant,
     grace_until: Option<Instant>,
 }
@@ -697,38 +741,52 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A worker for its listeners; `poll` holds the shutdown waker.
+    /// A worker for its plain-HTTP listeners; `poll` holds the shutdown waker.
     pub(crate) fn new(
         poll: Poll,
-        listeners: Vec<TcpListener>,
-        site: Arc<Site>,
-        log: Option<Arc<AccessLogger>>,
+        listeners: Vec<(TcpListener, Role)>,
+        live: Arc<LiveCell>,
+        stats: Arc<WorkerStats>,
         active: Arc<AtomicUsize>,
         shutdown: Arc<ShutdownInner>,
     ) -> Worker {
         let now = Instant::now();
+        let (generation, current) = live.load();
+        let site = current.site.clone();
+        let log = current.log.clone();
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
         let forced = zcopy::transfer::Forced::from_env();
-        let no_splice = forced.limit(zcopy::EngineKind::Splice).is_some();
-        let no_mmap = forced.limit(zcopy::EngineKind::Mmap).is_some();
-        Worker {
-            poll,
-            listeners: listeners
-                .into_iter()
-                .map(|sock| Listener {
+        let no_splice = forced.limit(EngineKind::Splice).is_some();
+        let no_mmap = forced.limit(EngineKind::Mmap).is_some();
+        let listeners = listeners
+            .into_iter()
+            .filter_map(|(sock, role)| match role {
+                Role::Http => Some(Listener {
                     sock,
                     accept: None,
                     open: true,
-                })
-                .collect(),
+                }),
+                // `choose` never picks this driver for them.
+                _ => {
+                    tracing::error!(
+                        "the io_uring driver serves plain HTTP only: listener left out"
+                    );
+                    None
+                }
+            })
+            .collect();
+        Worker {
+            poll,
+            listeners,
             conns: Vec::new(),
             free: Vec::new(),
             runq: Vec::new(),
-            waiting: VecDeque::new(),
             count: 0,
             active,
             shutdown,
+            live,
+            generation,
             sh: Shared {
                 responder: SiteResponder {
                     site: site.clone(),
@@ -737,6 +795,9 @@ impl Worker {
                 site,
                 log,
                 bufs: Buffers::new(SPARE_BUFFERS),
+                peers: PeerClassifier::new(),
+                stats,
+                log_buf: Vec::new(),
                 now,
                 shutting_down: false,
                 io: IoBufs::default(),
@@ -745,6 +806,7 @@ impl Worker {
             },
             accept_paused_until: None,
             starved: false,
+            accepted: 0,
             next_sweep: now + TICK,
             grace_until: None,
         }
@@ -778,6 +840,9 @@ impl Worker {
             };
             ring.submit_and_wait(timeout)?;
             self.sh.now = Instant::now();
+            if self.live.generation() != self.generation {
+                self.reload();
+            }
             ring.completions(&mut done);
             for c in done.drain(..) {
                 self.complete(c, &mut ring);
@@ -786,6 +851,7 @@ impl Worker {
             if self.sh.now >= self.next_sweep {
                 self.sweep(&mut ring);
             }
+            self.flush_log();
             if let Some(g) = self.grace_until
                 && (self.count == 0 || self.sh.now >= g)
             {
@@ -798,6 +864,7 @@ impl Worker {
                 for i in 0..self.conns.len() {
                     self.close(i, &mut ring);
                 }
+                self.flush_log();
                 // Dropping the ring cancels and waits for what is still in flight;
                 // the sockets close after it.
                 drop(ring);
@@ -806,10 +873,28 @@ impl Worker {
         }
     }
 
+    /// Takes the settings of the last reload: new requests are served under them;
+    /// responses in flight keep their open files and finish as they started.
+    fn reload(&mut self) {
+        self.flush_log();
+        let (generation, live) = self.live.load();
+        self.generation = generation;
+        let site = live.site.clone();
+        self.sh.responder = self.sh.responder.reloaded(site.clone());
+        self.sh.site = site;
+        self.sh.log = live.log.clone();
+    }
+
+    /// Writes this turn's access log lines, if any.
+    fn flush_log(&mut self) {
+        super::flush_log(self.sh.log.as_deref(), &mut self.sh.log_buf);
+    }
+
     fn complete(&mut self, c: Completion, ring: &mut EventRing) {
         match c.token {
             IGNORE => {}
             WAKER => {
+                // Shutdown or a reload: both are looked at once per loop turn.
                 let mut events = Events::with_capacity(4);
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
                 if !self.shutdown.flag.load(Ordering::SeqCst) {
@@ -829,7 +914,9 @@ impl Worker {
                     Event::Accepted(Err(e)) => match errno(&e) {
                         Some(Errno::CANCELED) => {}
                         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
-                            if !self.starved {
+                            // Shed one to make room; accepting resumes once its fd
+                            // is closed (or after a pause when nothing could go).
+                            if !self.shed(ring) && !self.starved {
                                 self.starved = true;
                                 tracing::warn!("accept: {e}; pausing new connections");
                             }
@@ -850,9 +937,7 @@ impl Worker {
                 };
                 conn.complete(c, ring, &mut self.sh);
                 if conn.closing {
-                    if conn.inflight == 0 {
-                        self.release(idx);
-                    }
+                    self.closed(idx);
                 } else if !conn.queued {
                     conn.queued = true;
                     self.runq.push(idx);
@@ -866,7 +951,7 @@ impl Worker {
             return;
         }
         if let Some(t) = self.accept_paused_until {
-            if self.sh.now < t || self.at_cap() {
+            if self.sh.now < t {
                 return;
             }
             self.accept_paused_until = None;
@@ -885,10 +970,6 @@ impl Worker {
                 ring.cancel(LISTENER_BASE - i as u64, op);
             }
         }
-    }
-
-    fn at_cap(&self) -> bool {
-        self.active.load(Ordering::Relaxed) >= self.sh.site.config.max_connections.max(1)
     }
 
     fn begin_shutdown(&mut self, ring: &mut EventRing) {
@@ -910,35 +991,60 @@ impl Worker {
         }
     }
 
+    /// Serves an accepted connection; at the connection cap, sheds another to make
+    /// room, or (nothing to shed) answers 503 and closes it.
     fn add(&mut self, fd: OwnedFd, ring: &mut EventRing) {
         let stream = TcpStream::from(fd);
-        let Ok(peer) = stream.peer_addr() else {
-            return;
-        };
         if self.sh.shutting_down {
             return;
         }
-        if self.at_cap() {
-            // Over the cap: this one waits (unserved, like one in the listen
-            // backlog) and accepting pauses until a slot opens.
-            self.waiting.push_back((stream, peer));
-            self.pause_accepts(ring);
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
+        let max = self.sh.site.config.max_connections.max(1);
+        if self.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
+            self.sh.stats.refused();
+            super::refuse(&stream);
             return;
         }
         self.start(stream, peer);
     }
 
+    /// Closes the connection [`shed_victim`] picks; false when there is none.
+    fn shed(&mut self, ring: &mut EventRing) -> bool {
+        let candidates = self.conns.iter().enumerate().filter_map(|(i, c)| {
+            let c = c.as_ref().filter(|c| !c.closing)?;
+            Some((
+                i,
+                Sheddable {
+                    idle: c.core.is_idle(),
+                    reading_head: c.core.is_reading_head(),
+                    deadline: c.core.deadline(),
+                    seq: c.seq,
+                },
+            ))
+        });
+        let Some(victim) = shed_victim(candidates) else {
+            return false;
+        };
+        tracing::debug!("at the connection limit: shedding connection {victim}");
+        self.sh.stats.shed();
+        self.close(victim, ring);
+        true
+    }
+
     /// Starts serving an accepted connection.
     fn start(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let may_reference = peer_may_reference(&stream);
-        let core = proto::Conn::new(peer, may_reference, &self.sh.env());
+        let route = classify_peer(&mut self.sh.peers, &stream, peer);
+        let core = proto::Conn::new(peer, !route.local, &self.sh.env());
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1
         });
         self.active.fetch_add(1, Ordering::Relaxed);
         self.count += 1;
+        self.sh.stats.accepted();
         self.next_sweep = self.next_sweep.min(core.deadline());
         self.conns[idx] = Some(Box::new(Connection {
             stream,
@@ -955,8 +1061,11 @@ impl Worker {
             in_pipe: 0,
             map: None,
             closing: false,
+            counted: true,
             queued: true,
+            seq: self.accepted,
         }));
+        self.accepted += 1;
         self.runq.push(idx);
     }
 
@@ -967,6 +1076,20 @@ impl Worker {
         };
         if !conn.closing {
             conn.begin_close(ring, &mut self.sh.io);
+        }
+        self.closed(idx);
+    }
+
+    /// A connection started closing: it no longer counts as open (its slot frees
+    /// up for a new one now), and it goes once its operations have all completed.
+    fn closed(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.counted {
+            conn.counted = false;
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            self.count -= 1;
         }
         if conn.inflight == 0 {
             self.release(idx);
@@ -980,13 +1103,9 @@ impl Worker {
                 self.sh.io.give(std::mem::take(&mut conn.out));
             }
             drop(conn);
-            self.active.fetch_sub(1, Ordering::Relaxed);
-            self.count -= 1;
             self.free.push(idx);
-            if let Some((stream, peer)) = self.waiting.pop_front() {
-                self.start(stream, peer);
-            } else if self.accept_paused_until.is_some() && !self.starved {
-                // A slot opened up: try accepting again soon.
+            if self.accept_paused_until.is_some() && !self.starved {
+                // An fd was closed: try accepting again now.
                 self.accept_paused_until = Some(self.sh.now);
             }
         }
@@ -1013,9 +1132,7 @@ impl Worker {
         conn.queued = false;
         conn.drive(idx, ring, &mut self.sh);
         if conn.closing {
-            if conn.inflight == 0 {
-                self.release(idx);
-            }
+            self.closed(idx);
             return;
         }
         if conn.map.is_some() && !conn.core.in_file_body() {
@@ -1031,12 +1148,23 @@ impl Worker {
         {
             ring.cancel(IGNORE, op);
         }
+        // A paced body's next send, like any timeout, waits for the core's deadline.
         self.next_sweep = self.next_sweep.min(conn.core.deadline());
     }
 
     fn sweep(&mut self, ring: &mut EventRing) {
         let now = self.sh.now;
         let mut next = now + TICK;
+        let idle = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| !c.closing && c.core.is_idle())
+            .count();
+        self.sh.stats.connections(self.count, idle);
+        self.sh.responder.cache.evict_expired(now);
+        let cache = &self.sh.responder.cache;
+        self.sh.stats.file_cache(cache.hits, cache.misses);
         for idx in 0..self.conns.len() {
             let Some(conn) = self.conns[idx].as_mut() else {
                 continue;
@@ -1056,12 +1184,6 @@ impl Worker {
         }
         self.next_sweep = next;
     }
-}
-
-/// Whether body bytes may leave for this peer as page references; see the epoll
-/// driver's twin (every peer gets copies until peers are classified).
-fn peer_may_reference(_stream: &TcpStream) -> bool {
-    false
 }
 
 fn errno(e: &io::Error) -> Option<Errno> {

@@ -17,7 +17,7 @@ fn runs_on_the_driver_asked_for_or_says_why_not() {
     let (status, _, body) = get(&server.url("/a.txt"), &[]);
     assert_eq!((status, &body[..]), (200, &b"hello"[..]));
     let want = io_driver();
-    let (chosen, why) = driver::choose(want);
+    let (chosen, why) = driver::choose(want, false);
     assert_eq!(server.io_driver(), chosen, "{why}");
     match want {
         IoDriver::Uring if chosen == IoDriver::Epoll => {
@@ -40,10 +40,31 @@ fn forcing_uring_off_falls_back_to_epoll_and_says_so() {
         return;
     }
     for want in [IoDriver::Auto, IoDriver::Uring] {
-        let (chosen, why) = driver::choose(want);
+        let (chosen, why) = driver::choose(want, false);
         assert_eq!(chosen, IoDriver::Epoll, "{want}: {why}");
         assert!(why.contains("ZCOPY_DISABLE"), "{want}: {why}");
     }
+}
+
+/// The io_uring driver serves plain HTTP only: a server with a redirect (or HTTPS)
+/// listener runs epoll, whatever was asked for, and says why.
+#[test]
+fn a_redirect_or_https_listener_means_epoll() {
+    for want in [IoDriver::Auto, IoDriver::Uring, IoDriver::Epoll] {
+        let (chosen, why) = driver::choose(want, true);
+        assert_eq!(chosen, IoDriver::Epoll, "{want}: {why}");
+        if want != IoDriver::Epoll {
+            assert!(why.contains("plain HTTP only"), "{want}: {why}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    let server = TestServer::start(dir.path(), |c| {
+        c.redirect_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    });
+    assert_eq!(server.io_driver(), IoDriver::Epoll);
+    let (status, _, body) = get(&server.url("/a.txt"), &[]);
+    assert_eq!((status, &body[..]), (200, &b"hello"[..]));
 }
 
 /// A client that pipelines many requests (one write each) while large responses are

@@ -55,7 +55,7 @@ fn multipart(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
     parts
 }
 
-fn engines() -> Vec<(&'static str, Preference)> {
+pub fn engines() -> Vec<(&'static str, Preference)> {
     let mut v = vec![("auto", Preference::Auto)];
     for name in [
         "sendfile",
@@ -341,4 +341,62 @@ fn a_writer_waits_while_a_response_is_in_flight_then_gets_in() {
         assert!(std::time::Instant::now() < deadline, "lease never released");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// `--limit-rate` paces bodies with the loop's timers: the body is still byte-exact,
+/// ranges too, and other clients are served meanwhile. (How fast is for the unit
+/// test with its own clock; nothing here measures time.)
+#[test]
+fn a_rate_limited_download_is_byte_exact_and_does_not_hold_others() {
+    let fx = Fixture::new();
+    let len = 600 << 10;
+    write_pattern(&fx.root().join("big.bin"), len);
+    fx.file("small.txt", b"small");
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.workers = 1;
+        c.limit_rate = Some(1 << 20);
+    });
+    let url = srv.url("/big.bin");
+    let slow = std::thread::spawn(move || get(&url, &[]));
+    let (status, _, body) = get(&srv.url("/small.txt"), &[]);
+    assert_eq!((status, body.as_slice()), (200, &b"small"[..]));
+    let (status, _, body) = slow.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body.len() as u64, len);
+    assert_pattern(&body, 0, "rate-limited body");
+    let (status, _, body) = get(&srv.url("/big.bin"), &[("Range", "bytes=100000-299999")]);
+    assert_eq!(status, 206);
+    assert_pattern(&body, 100_000, "rate-limited range");
+}
+
+/// A file that is not in the page cache is read in by the worker's fetch thread
+/// before the engine sends it: the body is byte-exact, and a small file is served
+/// meanwhile. (That the loop does not block is the cold-file benchmark's job.)
+#[test]
+fn a_cold_file_is_fetched_off_the_loop_and_sent_byte_exact() {
+    let fx = Fixture::new();
+    let len: u64 = 8 << 20;
+    let path = fx.root().join("cold.bin");
+    write_pattern(&path, len);
+    fx.file("small.txt", b"small");
+    let f = std::fs::File::open(&path).unwrap();
+    f.sync_all().unwrap();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    if zcopy_http::driver::fetch::is_cached(&f, 0, len) {
+        eprintln!("skipped: this file system keeps the file cached (tmpfs?)");
+        return;
+    }
+    let srv = TestServer::start(&fx.root(), |c| c.workers = 1);
+    let url = srv.url("/cold.bin");
+    let big = std::thread::spawn(move || get(&url, &[]));
+    let (status, _, body) = get(&srv.url("/small.txt"), &[]);
+    assert_eq!((status, body.as_slice()), (200, &b"small"[..]));
+    let (status, _, body) = big.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body.len() as u64, len);
+    assert_pattern(&body, 0, "cold file");
+    assert!(
+        zcopy_http::driver::fetch::is_cached(&f, 0, len),
+        "the file was read in"
+    );
 }

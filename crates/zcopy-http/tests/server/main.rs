@@ -3,8 +3,15 @@
 
 mod util;
 
+mod archive;
 mod driver;
 mod files;
+mod framing;
+mod listing;
+mod peers;
 mod protocol;
+mod rules;
 mod security;
+mod sidecars;
+mod tls;
 mod tools;

@@ -179,9 +179,10 @@ fn directories_without_slash_redirect() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"<p>index</p>");
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-    // No index, no listing: 404.
+    // No index: a listing (on by default).
     let (r, _) = raw(&srv, b"GET /a%20b/ HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("href=\"x.txt\""));
 }
 
 #[test]
@@ -230,31 +231,6 @@ fn shutdown_finishes_in_flight_responses() {
         std::net::TcpStream::connect(addr).is_err(),
         "still accepting"
     );
-}
-
-#[test]
-fn connection_cap_defers_new_clients_until_one_leaves() {
-    let fx = Fixture::new();
-    fx.file("a.txt", b"A");
-    let srv = TestServer::start(&fx.root(), |c| {
-        c.max_connections = 2;
-        c.workers = 1;
-    });
-    let req = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
-    let (ra, a) = raw(&srv, req);
-    let (rb, _b) = raw(&srv, req);
-    assert_eq!((ra.status, rb.status), (200, 200));
-    let mut c = srv.connect();
-    c.write_all(req).unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut byte = [0u8; 1];
-    let r = std::io::Read::read(&mut c, &mut byte);
-    assert!(r.is_err(), "served beyond the cap: {r:?}");
-    drop(a);
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let r = read_response(&mut c, false).expect("served once a slot is free");
-    assert_eq!(r.body, b"A");
 }
 
 /// A client that asks for a large file and never reads is dropped after the send
@@ -313,4 +289,49 @@ fn cached_small_files_are_revalidated_on_every_request() {
     std::fs::remove_file(&path).unwrap();
     let (status, _, _) = get(&srv.url("/c.txt"), &[]);
     assert_eq!(status, 404);
+}
+
+/// At the connection cap a new client is served at once: an idle keep-alive
+/// connection is shed first, then the client that has been sending its head longest;
+/// a client with a response in flight is never shed. With nothing to shed, the new
+/// client gets 503 with Retry-After instead of a wait in the backlog.
+#[test]
+fn at_the_cap_idle_then_slow_heads_are_shed_and_otherwise_503() {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"AAAA");
+    write_pattern(&fx.root().join("big.bin"), 32 << 20);
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.workers = 1;
+        c.max_connections = 2;
+    });
+    let get_a = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    // idle: one request answered, now waiting on keep-alive.
+    let mut idle = srv.connect();
+    idle.write_all(get_a).unwrap();
+    assert_eq!(read_response(&mut idle, false).unwrap().status, 200);
+    // slow: half a head.
+    let mut slow = srv.connect();
+    slow.write_all(b"GET /a.txt HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // A third client: the idle connection makes room.
+    let mut third = srv.connect();
+    third.write_all(get_a).unwrap();
+    assert_eq!(read_response(&mut third, false).unwrap().status, 200);
+    assert!(closed(&mut idle), "the idle connection was not shed");
+    // `third` starts a big download and stops reading: in flight, not sheddable.
+    let get_big = b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n";
+    third.write_all(get_big).unwrap();
+    assert_eq!(read_response(&mut third, true).unwrap().status, 200);
+    // The next client takes the slow head's place.
+    let mut fourth = srv.connect();
+    fourth.write_all(get_big).unwrap();
+    let r = read_response(&mut fourth, true).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(closed(&mut slow), "the slow head was not shed");
+    // Both slots hold responses in flight: nothing can be shed.
+    let mut fifth = srv.connect();
+    fifth.write_all(get_a).unwrap();
+    let r = read_response(&mut fifth, false).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
 }

@@ -14,8 +14,7 @@ fn fixture() -> (Fixture, TestServer, u64) {
 
 #[test]
 fn curl_downloads_resumes_and_ranges() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if !tool("curl", "--version") {
         return;
     }
     let (_fx, srv, len) = fixture();
@@ -55,8 +54,7 @@ fn curl_downloads_resumes_and_ranges() {
 
 #[test]
 fn wget_downloads_and_continues() {
-    if !have("wget") {
-        eprintln!("skipped: wget is not installed");
+    if !tool("wget", "--version") {
         return;
     }
     let (_fx, srv, len) = fixture();

@@ -12,6 +12,8 @@ use zcopy_http::server::{RunningServer, Server};
 /// A server running in this process, stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Every bound address (plain, then HTTPS, then redirect listeners).
+    pub addrs: Vec<SocketAddr>,
     running: Option<RunningServer>,
 }
 
@@ -29,9 +31,11 @@ impl TestServer {
         tweak(&mut cfg);
         let server = Server::bind(cfg).expect("bind");
         let addr = server.local_addrs()[0];
+        let addrs = server.local_addrs().to_vec();
         let running = server.spawn().expect("spawn");
         TestServer {
             addr,
+            addrs,
             running: Some(running),
         }
     }
@@ -51,6 +55,11 @@ impl TestServer {
         let s = TcpStream::connect(self.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s
+    }
+
+    /// The running server.
+    pub fn running(&self) -> &RunningServer {
+        self.running.as_ref().expect("running")
     }
 
     /// Stops the server, waiting for its workers.
@@ -133,7 +142,7 @@ impl RawResponse {
 
 /// Reads one response (head, then Content-Length bytes unless `head_only`).
 /// `None` at a clean EOF before any byte.
-pub fn read_response(s: &mut TcpStream, head_only: bool) -> Option<RawResponse> {
+pub fn read_response(s: &mut impl Read, head_only: bool) -> Option<RawResponse> {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -257,6 +266,10 @@ impl Fixture {
 /// The content of the file outside the root that must never be served.
 pub const SECRET: &[u8] = b"TOP-SECRET-4f1c9e";
 
+#[path = "../../../../tests/support/tool.rs"]
+mod tool_support;
+pub use tool_support::tool;
+
 /// Whether `prog` runs (`prog --version`).
 pub fn have(prog: &str) -> bool {
     std::process::Command::new(prog)
@@ -265,4 +278,35 @@ pub fn have(prog: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// `METHOD path` with extra header fields on a fresh connection (closed after).
+pub fn request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> RawResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = server.connect();
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut s, method == "HEAD").expect("a response")
+}
+
+/// Whether `prog` runs; when it doesn't, says "skipped" — or fails under `CI=true`,
+/// where scripts/test.sh must have installed it.
+pub fn require(prog: &str) -> bool {
+    if have(prog) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{prog} is missing under CI=true (scripts/test.sh installs it)"
+    );
+    eprintln!("skipped: {prog} not installed");
+    false
 }

@@ -191,6 +191,24 @@ impl EngineKind {
         }
     }
 
+    /// Whether bytes this engine sends from a file can still be references to the
+    /// file's page-cache pages after the call returns (in a pipe, a socket's send
+    /// queue, or a local peer's receive queue), so that truncating or rewriting the
+    /// file afterwards changes bytes already "sent".
+    ///
+    /// True for `sendfile`, `splice` and `uring` (SPLICE) — and `tee`, which
+    /// duplicates such references. False for the engines that copy at call time
+    /// (`read-write`, `mmap`'s `write`, `direct`, `copy-range` into a file) and for
+    /// `vmsplice` and `msg-zerocopy`: they reference or pin only the engine's own
+    /// buffer, filled by a `read` (a copy taken at that moment) and not reused until
+    /// the kernel is done with it, so later changes to the file can't reach them.
+    pub fn sends_by_reference(self) -> bool {
+        matches!(
+            self,
+            EngineKind::Sendfile | EngineKind::Splice | EngineKind::Uring | EngineKind::Tee
+        )
+    }
+
     /// Whether this kernel can run the engine at all, and if not, why.
     pub fn probe(self) -> Result<(), String> {
         match self {

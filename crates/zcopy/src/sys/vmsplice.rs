@@ -54,11 +54,6 @@ impl<'a> PipeWriter<'a> {
         }
     }
 
-    /// The fd.
-    pub fn fd(&self) -> BorrowedFd<'a> {
-        self.fd
-    }
-
     /// `vmsplice(fd, {buf}, 1, flags)`: puts references to the pages holding `buf`
     /// into the pipe and returns how many bytes it took (maybe fewer than
     /// `buf.len()` when the pipe fills up) —
@@ -124,11 +119,6 @@ impl PageBuf {
     /// Size in bytes (whole pages).
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Always false: a buffer has at least one page.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// The bytes.

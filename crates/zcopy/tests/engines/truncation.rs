@@ -153,7 +153,7 @@ fn without_lease(engine: EngineKind, sink_kind: SinkKind, len: usize, known_len:
     let writer = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let src = std::fs::File::open(&path).unwrap();
     assert!(
-        zcopy::sys::lease::ReadLease::take(&src).is_err(),
+        zcopy::lease::ReadLease::take(&src).is_err(),
         "a read lease despite a writer"
     );
     let (sink, reader) = slow_sink(sink_kind, move || writer.set_len(len as u64 / 2).unwrap());

@@ -1,0 +1,619 @@
+//! The settings of `zcopy serve`: one struct that is both the command-line flags and
+//! the TOML config file's schema (each flag is a key of the same name), so the two
+//! can't drift apart. Every value is checked when it is parsed, from either side.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use zcopy_http::encoding::Encoding;
+use zcopy_http::rules::{Cors, Header};
+
+/// A string that was checked (and maybe normalised) when parsed, from a flag or a
+/// file. `$check` turns the text into the stored form or says what is wrong.
+macro_rules! checked {
+    ($(#[$m:meta])* $name:ident, $check:expr) => {
+        $(#[$m])*
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(pub String);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                let check: fn(&str) -> Result<String, String> = $check;
+                check(&s).map($name)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::try_from(s.to_owned())
+            }
+        }
+    };
+}
+
+/// The engines `serve` can send bodies with.
+pub const SERVER_ENGINES: [&str; 7] = [
+    "auto",
+    "sendfile",
+    "splice",
+    "mmap",
+    "read-write",
+    "direct",
+    "uring",
+];
+
+checked!(
+    /// An engine name `serve` accepts.
+    EngineName,
+    |s| {
+        if SERVER_ENGINES.contains(&s) {
+            Ok(s.to_owned())
+        } else {
+            Err(format!(
+                "unknown engine '{s}' (known: {})",
+                SERVER_ENGINES.join(", ")
+            ))
+        }
+    }
+);
+
+checked!(
+    /// `follow`, `within-root` or `never`.
+    Symlinks,
+    |s| match s {
+        "follow" | "within-root" | "never" => Ok(s.to_owned()),
+        _ => Err(format!(
+            "unknown policy '{s}' (known: follow, within-root, never)"
+        )),
+    }
+);
+
+checked!(
+    /// A list of encodings in preference order, or `off`.
+    Encodings,
+    |s| Encoding::parse_list(s).map(|l| {
+        if l.is_empty() {
+            "off".to_owned()
+        } else {
+            l.iter().map(|e| e.token()).collect::<Vec<_>>().join(",")
+        }
+    })
+);
+
+checked!(
+    /// `Name: value`, a response header.
+    HeaderLine,
+    |s| Header::parse(s).map(|h| format!("{}: {}", h.name, h.value))
+);
+
+checked!(
+    /// A Cache-Control value.
+    CacheControl,
+    |s| Header::parse(&format!("Cache-Control: {s}")).map(|h| h.value)
+);
+
+checked!(
+    /// `*` or a comma-separated list of origins.
+    CorsSpec,
+    |s| Cors::parse(s).map(|c| match c {
+        Cors::Any => "*".to_owned(),
+        Cors::List(l) => l.join(","),
+    })
+);
+
+checked!(
+    /// A file path inside ROOT (no `..`, `.` or empty segments).
+    FallbackPath,
+    |s| {
+        let rel = s.trim_start_matches('/');
+        if rel.is_empty()
+            || rel.contains('\0')
+            || rel
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(format!("'{s}' is not a file path inside ROOT"));
+        }
+        Ok(rel.to_owned())
+    }
+);
+
+checked!(
+    /// `STATUS=FILE` with STATUS 400-599 (the file is read when the config is built).
+    ErrorPageSpec,
+    |s| {
+        let (status, file) = s
+            .split_once('=')
+            .ok_or_else(|| format!("'{s}': want STATUS=FILE"))?;
+        match status.parse::<u16>() {
+            Ok(st) if (400..600).contains(&st) && !file.is_empty() => Ok(s.to_owned()),
+            _ => Err(format!("'{s}': want STATUS=FILE with STATUS 400-599")),
+        }
+    }
+);
+
+checked!(
+    /// A path glob that stays inside ROOT (`*`, `**`, `?`; no `.` or `..` segments).
+    Glob,
+    |s| {
+        let g = s.trim_start_matches('/');
+        if g.split('/').any(|seg| seg == ".." || seg == ".") {
+            return Err(format!("glob '{s}' escapes the root ('.' or '..' segment)"));
+        }
+        if g.bytes().any(|b| b < b' ' || b == 0x7f) {
+            return Err(format!("glob '{s}' holds a control character"));
+        }
+        Ok(g.to_owned())
+    }
+);
+
+checked!(
+    /// Access log line format: `common`, `combined` or `json`.
+    LogFormat,
+    |s| match s {
+        "common" | "combined" | "json" => Ok(s.to_owned()),
+        _ => Err(format!(
+            "unknown access log format '{s}' (known: common, combined, json)"
+        )),
+    }
+);
+
+checked!(
+    /// A rate in bytes per second: `500k`, `10M`, `1G` (powers of 1024) or a number.
+    Rate,
+    |s| crate::send::parse_rate(s).map(|_| s.to_owned())
+);
+
+impl Rate {
+    /// Bytes per second (checked at parse).
+    pub fn bytes_per_sec(&self) -> u64 {
+        crate::send::parse_rate(&self.0).expect("checked at parse")
+    }
+}
+
+checked!(
+    /// Kernel TLS mode: `auto` or `off`.
+    KtlsName,
+    |s| match s {
+        "auto" | "off" => Ok(s.to_owned()),
+        _ => Err(format!("unknown kTLS mode '{s}' (known: auto, off)")),
+    }
+);
+
+checked!(
+    /// An event loop: `auto`, `epoll` or `uring`.
+    IoName,
+    |s| s
+        .parse::<zcopy_http::driver::IoDriver>()
+        .map(|_| s.to_owned())
+);
+
+/// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Listen {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// TLS on this listener.
+    pub https: bool,
+}
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+    fn try_from(s: String) -> Result<Listen, String> {
+        s.parse()
+    }
+}
+
+impl From<Listen> for String {
+    fn from(l: Listen) -> String {
+        if l.https {
+            format!("https://{}", l.addr)
+        } else {
+            l.addr.to_string()
+        }
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Listen, String> {
+        let (https, rest) = match s.strip_prefix("https://") {
+            Some(r) => (true, r),
+            None => (false, s.strip_prefix("http://").unwrap_or(s)),
+        };
+        let addr = rest
+            .strip_suffix('/')
+            .unwrap_or(rest)
+            .parse()
+            .map_err(|e| {
+                format!("'{s}': {e} (want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT)")
+            })?;
+        Ok(Listen { addr, https })
+    }
+}
+
+/// A non-negative, finite number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Secs(pub f64);
+
+impl TryFrom<f64> for Secs {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Secs, String> {
+        if v.is_finite() && v >= 0.0 && std::time::Duration::try_from_secs_f64(v).is_ok() {
+            Ok(Secs(v))
+        } else {
+            Err(format!("{v} is not a number of seconds (0 or more)"))
+        }
+    }
+}
+
+impl From<Secs> for f64 {
+    fn from(s: Secs) -> f64 {
+        s.0
+    }
+}
+
+impl std::str::FromStr for Secs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Secs, String> {
+        let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+        Secs::try_from(v)
+    }
+}
+
+impl Secs {
+    /// As a duration (always representable: checked at parse).
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.0)
+    }
+}
+
+/// A whole number, 0 or more (a count or a size in bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Count(pub usize);
+
+impl TryFrom<i64> for Count {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Count, String> {
+        usize::try_from(v)
+            .map(Count)
+            .map_err(|_| format!("{v} is negative: want a whole number, 0 or more"))
+    }
+}
+
+impl From<Count> for i64 {
+    fn from(c: Count) -> i64 {
+        i64::try_from(c.0).unwrap_or(i64::MAX)
+    }
+}
+
+impl std::str::FromStr for Count {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Count, String> {
+        let v: i64 = s
+            .parse()
+            .map_err(|_| format!("'{s}' is not a whole number"))?;
+        Count::try_from(v)
+    }
+}
+
+/// A key kept for a later version: any value is refused with this message.
+#[derive(Clone, Debug)]
+pub struct Reserved;
+
+impl<'de> Deserialize<'de> for Reserved {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Reserved, D::Error> {
+        Err(serde::de::Error::custom(
+            "rate-limit is reserved for a later version and not enforced yet; remove it",
+        ))
+    }
+}
+
+/// Every `serve` setting. `None` (or an empty list) means "not given here": the
+/// layers (defaults, file, flags) are merged key by key, the later one winning.
+#[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Directory to serve [default: .].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port):
+    /// `ADDR` or `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and
+    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. Replaced
+    /// by sockets passed by systemd, if any.
+    #[arg(long, value_name = "[https://]ADDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<Listen>,
+    /// PEM certificate chain (leaf first) of the https:// listeners.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) of the https:// listeners.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Send `Strict-Transport-Security: max-age=SECS` with every HTTPS response.
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Count>,
+    /// Also listen on ADDR with plain HTTP that answers every request with a 308
+    /// redirect to the same path on the first https:// listener (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_http: Vec<SocketAddr>,
+    /// Kernel TLS: auto (after the handshake, hand the keys to the kernel where it has
+    /// the tls ULP, so bodies leave by sendfile) or off (encrypt in user space)
+    /// [default: auto].
+    #[arg(long, value_name = "auto|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ktls: Option<KtlsName>,
+    /// Seconds a client has to finish its TLS handshake [default: 10].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_timeout: Option<Secs>,
+    /// Most TLS handshakes each worker runs at once (more clients wait in the backlog)
+    /// [default: 256].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_max_handshakes: Option<Count>,
+    /// TLS sessions remembered for resumption without a ticket (0: none) [default: 256].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_session_cache: Option<Count>,
+    /// Issue TLS session tickets (stateless resumption; keys rotate every 6 hours)
+    /// [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_tickets: Option<bool>,
+    /// Engine that sends file bodies: auto, sendfile, splice, mmap, read-write, direct,
+    /// uring (others fall back behind it). auto: sendfile (or the calibrated choice) to
+    /// clients on other hosts; mmap, which copies at send time, to clients on this
+    /// machine, whose receive queues would otherwise share our page-cache pages
+    /// [default: auto].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineName>,
+    /// Event loop: auto (io_uring for plain HTTP where this kernel allows it, epoll when
+    /// there are https:// or redirect listeners or io_uring is refused), epoll, uring
+    /// [default: auto].
+    #[arg(long, value_name = "auto|epoll|uring")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io: Option<IoName>,
+    /// Worker threads, each with its own event loop [default: one per core].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Count>,
+    /// List directories that have no index file [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listing: Option<bool>,
+    /// Serve NAME.br / NAME.zst / NAME.gz in place of NAME when the client accepts that
+    /// encoding and the sidecar is a regular file inside ROOT not older than NAME
+    /// (preference order, or `off`) [default: br,zstd,gzip].
+    #[arg(long, value_name = "LIST|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precompressed: Option<Encodings>,
+    /// Add a response header, `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header: Vec<HeaderLine>,
+    /// Cache-Control sent with files and listings (listings default to `no-cache`).
+    #[arg(long, value_name = "VALUE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<CacheControl>,
+    /// Allow cross-origin reads: `*` or a comma-separated list of origins; answers
+    /// CORS preflight OPTIONS requests with 204.
+    #[arg(long, value_name = "*|ORIGINS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+    /// Single-page-app fallback: a GET/HEAD for a missing path without a file
+    /// extension whose Accept includes text/html gets this file (path inside ROOT).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackPath>,
+    /// Require HTTP Basic auth for users in this htpasswd file (bcrypt or argon2 hashes).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_file: Option<PathBuf>,
+    /// Require HTTP Basic auth for USER with a bcrypt or argon2 HASH (repeatable).
+    #[arg(long, value_name = "USER:HASH")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth: Vec<String>,
+    /// Realm named in the Basic auth challenge [default: zcopy].
+    #[arg(long, value_name = "TEXT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_realm: Option<String>,
+    /// Send FILE as the body of error responses with STATUS, e.g. `404=404.html`
+    /// (repeatable).
+    #[arg(long, value_name = "STATUS=FILE")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_page: Vec<ErrorPageSpec>,
+    /// Serve dotfiles (hidden by default).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<bool>,
+    /// Symbolic links: follow, within-root (only if they stay inside ROOT) or never
+    /// [default: within-root].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symlinks: Option<Symlinks>,
+    /// Index file served for a directory (empty: none) [default: index.html].
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
+    /// Seconds a client has to send a request head (→ 408) [default: 10].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<Secs>,
+    /// Seconds an idle keep-alive connection stays open [default: 60].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Secs>,
+    /// Seconds a response may make no progress before the connection is dropped
+    /// [default: 60].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<Secs>,
+    /// Let directories be downloaded as tar streams (`DIR/?download=tar`, linked from
+    /// listings): headers written by zcopy, file contents sent by the engines, one file
+    /// open at a time; symbolic links and dotfiles (unless --hidden) are left out.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archives: Option<bool>,
+    /// At most this many body bytes per second to each connection, paced by the event
+    /// loop's timers (suffixes k, M, G: powers of 1024; like nginx's limit_rate). The
+    /// first 64 KiB go at once.
+    #[arg(long, value_name = "RATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_rate: Option<Rate>,
+    /// Most open connections (all workers together) [default: 16384, or fewer if the
+    /// open-file limit can't hold that many].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<Count>,
+    /// Longest request line in bytes (→ 414) [default: 8192].
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_line: Option<Count>,
+    /// Largest request head in bytes (→ 431) [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<Count>,
+    /// Most request header fields (→ 431) [default: 100].
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<Count>,
+    /// Write an access log to FILE, or to stdout with `-` (the default when the flag
+    /// is given without a value). SIGUSR1 reopens the file (for logrotate).
+    #[arg(long, value_name = "FILE|-", num_args = 0..=1, default_missing_value = "-")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<String>,
+    /// Access log line format: common (CLF), combined (CLF + referer and user agent)
+    /// or json (one object per line) [default: common].
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log_format: Option<LogFormat>,
+    /// Seconds in-flight responses get to finish after SIGINT/SIGTERM [default: 5].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<Secs>,
+    /// Seconds a small file (up to 64 KiB) stays open in a worker's cache before its
+    /// path is resolved again; every hit is still revalidated with fstat, so sizes and
+    /// ETags are current. 0 turns the cache off [default: 1].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_cache_ttl: Option<Secs>,
+    /// Serve Prometheus metrics on ADDR at /metrics (a separate listener; off by
+    /// default; kept until a restart).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
+    /// Per-path rules (config file only: `[[rule]]` tables).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<RuleSpec>,
+}
+
+/// One `[[rule]]` table: settings for the request paths its glob matches. Later
+/// rules override earlier ones key by key; headers add up.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleSpec {
+    /// Glob on the request path without its leading `/`.
+    pub glob: Glob,
+    /// Response headers added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header: Vec<HeaderLine>,
+    /// Cache-Control.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<CacheControl>,
+    /// CORS origins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+    /// htpasswd file of the users allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_file: Option<PathBuf>,
+    /// `USER:HASH` entries allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth: Vec<String>,
+    /// Realm of the Basic auth challenge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_realm: Option<String>,
+    /// Directory listings on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listing: Option<bool>,
+    /// SPA fallback file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackPath>,
+    /// `STATUS=FILE` error pages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_page: Vec<ErrorPageSpec>,
+    /// Reserved for per-path rate limits (refused for now).
+    #[serde(default, skip_serializing)]
+    #[expect(dead_code, reason = "any value is refused while parsing")]
+    pub rate_limit: Option<Reserved>,
+}
+
+impl Settings {
+    /// The built-in defaults, as a layer (what `--check-config` shows for keys given
+    /// nowhere). `workers` and `max-connections` stay unset: they depend on the machine.
+    pub fn defaults() -> Settings {
+        let limits = zcopy_http::request::Limits::default();
+        Settings {
+            root: Some(PathBuf::from(".")),
+            listen: vec![Listen {
+                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                https: false,
+            }],
+            ktls: Some(KtlsName("auto".into())),
+            tls_handshake_timeout: Some(Secs(10.0)),
+            tls_max_handshakes: Some(Count(zcopy_tls::Limits::default().max_handshakes)),
+            tls_session_cache: Some(Count(zcopy_tls::TlsOptions::default().session_cache)),
+            tls_tickets: Some(true),
+            engine: Some(EngineName("auto".into())),
+            io: Some(IoName("auto".into())),
+            listing: Some(true),
+            precompressed: Some(Encodings("br,zstd,gzip".into())),
+            auth_realm: Some("zcopy".into()),
+            hidden: Some(false),
+            symlinks: Some(Symlinks("within-root".into())),
+            index: Some("index.html".into()),
+            header_timeout: Some(Secs(10.0)),
+            idle_timeout: Some(Secs(60.0)),
+            send_timeout: Some(Secs(60.0)),
+            max_request_line: Some(Count(limits.max_request_line)),
+            max_header_bytes: Some(Count(limits.max_header_bytes)),
+            max_headers: Some(Count(limits.max_headers)),
+            access_log_format: Some(LogFormat("common".into())),
+            shutdown_grace: Some(Secs(5.0)),
+            file_cache_ttl: Some(Secs(1.0)),
+            archives: Some(false),
+            ..Settings::default()
+        }
+    }
+
+    /// This layer with `over` on top: each key `over` gives replaces this one's.
+    pub fn overlay(&self, over: &Settings) -> Result<Settings, String> {
+        let mut base = to_table(self)?;
+        base.extend(to_table(over)?);
+        base.try_into()
+            .map_err(|e: toml::de::Error| e.message().to_owned())
+    }
+}
+
+fn to_table(s: &Settings) -> Result<toml::Table, String> {
+    toml::Table::try_from(s).map_err(|e| e.to_string())
+}

@@ -1,0 +1,153 @@
+//! `zcopy serve` with HTTPS listeners: the flags, their usage errors (exit 2 with
+//! zcopy-tls's message), the start-up line, and `zcopy engines` on kTLS.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rcgen::{CertificateParams, KeyPair};
+
+use crate::util::zcopy;
+
+/// A self-signed certificate for 127.0.0.1 and its key, plus a second key that
+/// does not match it; returns (cert, key, other key) paths.
+fn files(dir: &Path) -> [String; 3] {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let paths = ["cert.pem", "key.pem", "other.pem"].map(|n| dir.join(n));
+    std::fs::write(&paths[0], cert.pem()).unwrap();
+    std::fs::write(&paths[1], key.serialize_pem()).unwrap();
+    std::fs::write(&paths[2], other.serialize_pem()).unwrap();
+    paths.map(|p| p.to_str().unwrap().to_string())
+}
+
+/// Runs `zcopy serve ROOT ARGS` expecting exit 2 and `want` in its message.
+fn exits_2(root: &Path, args: &[&str], want: &str) {
+    let out = zcopy(&["serve", root.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(want), "{args:?}: {err}");
+}
+
+#[test]
+fn tls_usage_errors_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let [cert, key, other] = files(dir.path());
+    let root = dir.path();
+    let https = ["--listen", "https://127.0.0.1:0"];
+    exits_2(root, &https, "needs --tls-cert");
+    exits_2(
+        root,
+        &[&https[..], &["--tls-cert", &cert]].concat(),
+        "go together",
+    );
+    exits_2(
+        root,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        "no https:// listener",
+    );
+    exits_2(root, &["--listen", "127.0.0.1:0", "--hsts", "60"], "--hsts");
+    exits_2(
+        root,
+        &["--listen", "127.0.0.1:0", "--redirect-http", "127.0.0.1:0"],
+        "--redirect-http",
+    );
+    exits_2(root, &["--listen", "ftp://127.0.0.1:0"], "ftp://");
+    exits_2(root, &["--ktls", "maybe"], "auto, off");
+    exits_2(root, &["--tls-tickets=maybe"], "maybe");
+    fn with<'a>(c: &'a str, k: &'a str) -> Vec<&'a str> {
+        vec![
+            "--listen",
+            "https://127.0.0.1:0",
+            "--tls-cert",
+            c,
+            "--tls-key",
+            k,
+        ]
+    }
+    exits_2(root, &with(&cert, &other), "does not match");
+    exits_2(root, &with("/no/such/cert.pem", &key), "/no/such/cert.pem");
+    exits_2(root, &with(&cert, "/no/such/key.pem"), "/no/such/key.pem");
+    exits_2(root, &with(&key, &key), "no certificate found");
+    exits_2(root, &with(&cert, &cert), "no private key found");
+}
+
+#[test]
+fn start_up_line_names_each_listener_and_its_tls_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let [cert, key, _] = files(dir.path());
+    std::fs::write(dir.path().join("hello.txt"), b"hello\n").unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("zcopy"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "https://127.0.0.1:0",
+        ])
+        .args([
+            "--redirect-http",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    let (plain, tls, redirect) = (next(), next(), next());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(plain.contains(" on http://127.0.0.1:"), "{plain}");
+    assert!(tls.contains(" on https://127.0.0.1:"), "{tls}");
+    let probe = zcopy::ktls::probe();
+    if probe.available() {
+        assert!(tls.contains("; kTLS)"), "{tls}");
+    } else {
+        assert!(
+            tls.contains("; userspace TLS (kernel has no tls ULP"),
+            "{tls}"
+        );
+    }
+    assert!(
+        redirect.contains("redirecting http://127.0.0.1:"),
+        "{redirect}"
+    );
+}
+
+#[test]
+fn engines_says_whether_ktls_is_available() {
+    let out = zcopy(&["engines"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("kTLS: "))
+        .unwrap_or_else(|| panic!("no kTLS line in {text}"));
+    if zcopy::ktls::probe().available() {
+        assert!(line.starts_with("kTLS: yes"), "{line}");
+    } else {
+        assert!(
+            line.starts_with("kTLS: no, kernel has no tls ULP"),
+            "{line}"
+        );
+    }
+}

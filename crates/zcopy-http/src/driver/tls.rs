@@ -1,0 +1,528 @@
+//! TLS between a connection's socket and its core: the HTTPS listeners' setup, a
+//! worker's TLS state, and what a driver does for each core intent on a TLS
+//! connection (userspace: through a [`Session`]; kTLS: the kernel encrypts and the
+//! connection is plain TCP for the core, apart from reads and the close).
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use zcopy::ktls::Received;
+use zcopy_tls::{
+    BodyError, FILE_CHUNK, HandOff, HandshakeSlots, KernelSession, Limits, LoadError,
+    PLAIN_HTTP_400, Session, TlsError, TlsListener, TlsPath, Why, send_file_chunk,
+};
+
+use crate::config::TlsConfig;
+use crate::proto::{self, Env};
+
+/// Ciphertext read from the socket per call: a whole TLS record and then some.
+const CIPHER_READ: usize = 32 * 1024;
+/// Most plaintext bytes the head of a response may leave unflushed for the first
+/// body chunk to join it in one write.
+const COALESCE_MAX: usize = 16 * 1024;
+
+/// The HTTPS listeners' TLS setup, shared by every worker.
+#[derive(Debug)]
+pub struct TlsSite {
+    /// Certificate (reloadable) and rustls config.
+    pub listener: TlsListener,
+    /// The path the listeners' connections take, and why.
+    pub path: TlsPath,
+    /// Handshake timeout and per-worker cap.
+    pub limits: Limits,
+    /// Try the kernel hand-off after each handshake.
+    attempt_kernel: bool,
+}
+
+impl TlsSite {
+    /// Loads the certificate and decides the path (probing kTLS once).
+    pub fn open(cfg: &TlsConfig) -> Result<TlsSite, LoadError> {
+        let probe = zcopy::ktls::probe();
+        let path = zcopy_tls::ktls::listener_path(cfg.ktls, &probe);
+        let attempt_kernel = path == TlsPath::Kernel || cfg.force_ktls_attempt;
+        let mut options = cfg.options.clone();
+        options.ktls = attempt_kernel;
+        let listener = TlsListener::new(cfg.files.clone(), &options)?;
+        Ok(TlsSite {
+            listener,
+            path,
+            limits: cfg.limits,
+            attempt_kernel,
+        })
+    }
+}
+
+/// A worker's TLS state: handshake slots and buffers shared by its connections.
+#[derive(Debug)]
+pub(crate) struct TlsWorker {
+    /// Connections of this worker still in their handshake.
+    pub(crate) slots: HandshakeSlots,
+    /// Ciphertext read buffer.
+    rbuf: Vec<u8>,
+    /// File bytes read for encryption.
+    fbuf: Vec<u8>,
+}
+
+impl TlsWorker {
+    pub(crate) fn new(limits: &Limits) -> TlsWorker {
+        TlsWorker {
+            slots: HandshakeSlots::new(limits),
+            rbuf: Vec::new(),
+            fbuf: Vec::new(),
+        }
+    }
+
+    fn give_back(&mut self) {
+        self.slots.give_back();
+    }
+}
+
+/// What lies between a connection's socket and its core.
+#[derive(Debug)]
+pub(crate) enum Transport {
+    /// Plain TCP.
+    Plain,
+    /// TLS encrypted in user space.
+    Tls(Box<TlsConn>),
+    /// TLS encrypted by the kernel: plain TCP for sending.
+    Kernel(Box<KernelConn>),
+}
+
+/// What the driver does next after a TLS step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Ask the core again.
+    Again,
+    /// Wait for readiness.
+    Wait,
+    /// Close now.
+    Close,
+    /// The handshake is done and the kernel may take over: call [`Transport::hand_off`].
+    HandOff,
+}
+
+/// Plaintext decrypted and not yet given to the core, and whether the peer's
+/// close_notify follows it.
+#[derive(Debug, Default)]
+struct Pending {
+    buf: Vec<u8>,
+    pos: usize,
+    /// The peer sent close_notify: after the plaintext, the core sees EOF.
+    peer_closed: bool,
+}
+
+impl Pending {
+    /// What the core gets before the socket is read: pending plaintext, then EOF
+    /// after a close_notify. `None`: read the socket.
+    fn first(&mut self, core: &mut proto::Conn, env: &mut Env<'_>, readable: bool) -> Option<Step> {
+        if self.give(core, env) {
+            return Some(Step::Again);
+        }
+        if self.peer_closed {
+            core.on_read(env, 0);
+            return Some(Step::Again);
+        }
+        (!readable).then_some(Step::Wait)
+    }
+
+    /// Moves what fits into the core's read buffer; false when nothing was pending.
+    fn give(&mut self, core: &mut proto::Conn, env: &mut Env<'_>) -> bool {
+        if self.pos == self.buf.len() {
+            return false;
+        }
+        let room = core.read_buf(env);
+        let n = room.len().min(self.buf.len() - self.pos);
+        room[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        core.on_read(env, n);
+        true
+    }
+}
+
+/// A userspace TLS connection.
+#[derive(Debug)]
+pub(crate) struct TlsConn {
+    session: Session,
+    plain: Pending,
+    /// Holds one of the worker's handshake slots.
+    in_handshake: bool,
+    /// Shut the write side once the queued ciphertext has left.
+    shut_pending: bool,
+    /// The head was left unflushed for the first body chunk to join it.
+    coalesce: bool,
+    /// The kernel hand-off is still to be tried.
+    try_kernel: bool,
+    /// The core closed with ciphertext still queued: it may leave until then.
+    drain_until: Option<Instant>,
+}
+
+impl TlsConn {
+    /// A connection accepted at `now` on a listener of `site`, holding a handshake
+    /// slot already taken.
+    pub(crate) fn new(site: &TlsSite, now: Instant) -> io::Result<TlsConn> {
+        Ok(TlsConn {
+            session: Session::new(&site.listener.config, now, &site.limits)
+                .map_err(io::Error::other)?,
+            plain: Pending::default(),
+            in_handshake: true,
+            shut_pending: false,
+            coalesce: false,
+            try_kernel: site.attempt_kernel,
+            drain_until: None,
+        })
+    }
+
+    /// When the connection closes if the handshake has not finished, or if the
+    /// end of its last response has not left by then.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.session.handshake_deadline().or(self.drain_until)
+    }
+
+    /// The handshake took too long.
+    pub(crate) fn handshake_late(&self, now: Instant) -> bool {
+        self.session.handshake_deadline().is_some_and(|d| d <= now)
+    }
+
+    /// [`proto::Intent::Close`] (graceful): the core is done, but the end of the
+    /// last response may still be queued here rather than in the socket (where the
+    /// kernel would deliver it after close). True: close now; false: wait for
+    /// writable, at most `limit` from the first call.
+    pub(crate) fn may_close(
+        &mut self,
+        stream: &TcpStream,
+        writable: &mut bool,
+        now: Instant,
+        limit: std::time::Duration,
+    ) -> bool {
+        if self.in_handshake || !matches!(self.flush(stream, writable), Ok(false)) {
+            return true;
+        }
+        now >= *self.drain_until.get_or_insert(now + limit)
+    }
+
+    /// The connection goes: give back its handshake slot if it held one.
+    pub(crate) fn closed(&mut self, w: &mut TlsWorker) {
+        if std::mem::take(&mut self.in_handshake) {
+            w.give_back();
+        }
+    }
+
+    /// Writes queued ciphertext while the socket takes it; `Ok(true)` when all has
+    /// left (and the write side is shut if that was asked for).
+    pub(crate) fn flush(&mut self, stream: &TcpStream, writable: &mut bool) -> io::Result<bool> {
+        while self.session.wants_write() {
+            if !*writable {
+                return Ok(false);
+            }
+            match self.session.write_tls(&mut &*stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *writable = false;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if std::mem::take(&mut self.shut_pending) {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        Ok(true)
+    }
+
+    /// [`proto::Intent::Read`]: plaintext for the core, read and decrypted as needed.
+    pub(crate) fn read(
+        &mut self,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        w: &mut TlsWorker,
+        ready: (&mut bool, &mut bool, bool),
+    ) -> Step {
+        let (readable, writable, read_closed) = ready;
+        if let Some(step) = self.plain.first(core, env, *readable) {
+            return step;
+        }
+        if w.rbuf.len() < CIPHER_READ {
+            w.rbuf.resize(CIPHER_READ, 0);
+        }
+        let n = match (&*stream).read(&mut w.rbuf) {
+            Ok(0) => {
+                core.on_read(env, 0);
+                return Step::Again;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                core.on_read_blocked(env);
+                if core.is_idle() {
+                    self.session.release_buffers();
+                    if self.plain.buf.is_empty() {
+                        self.plain.buf = Vec::new();
+                    }
+                }
+                return Step::Wait;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Again,
+            Err(_) => {
+                core.on_read_failed();
+                return Step::Again;
+            }
+        };
+        if n < w.rbuf.len() && !read_closed {
+            *readable = false;
+        }
+        match self.session.feed(&w.rbuf[..n], &mut self.plain.buf) {
+            Ok(fed) => {
+                if fed.handshake_done && std::mem::take(&mut self.in_handshake) {
+                    w.give_back();
+                }
+                self.plain.peer_closed |= fed.peer_closed;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %core.peer(), "TLS: {e}");
+                match e {
+                    TlsError::PlainHttp => {
+                        let _ = (&*stream).write(PLAIN_HTTP_400);
+                        let _ = stream.shutdown(Shutdown::Write);
+                    }
+                    TlsError::NotTls => {}
+                    TlsError::Protocol(_) => {
+                        let _ = self.session.write_tls(&mut &*stream);
+                    }
+                }
+                return Step::Close;
+            }
+        }
+        if self.flush(stream, writable).is_err() {
+            return Step::Close;
+        }
+        if self.try_kernel && !self.in_handshake {
+            return Step::HandOff;
+        }
+        Step::Again
+    }
+
+    /// [`proto::Intent::Write`]: the core's bytes into the session, flushed unless a
+    /// body chunk follows at once.
+    pub(crate) fn write(
+        &mut self,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        writable: &mut bool,
+        more: bool,
+    ) -> Step {
+        if self.session.wants_write() && !self.flush_or_fail(stream, core, env, writable) {
+            return Step::Wait;
+        }
+        let buf = core.write_buf();
+        let len = buf.len();
+        if self.session.send(buf).is_err() {
+            core.on_send_failed(env);
+            return Step::Again;
+        }
+        core.on_written(env, len);
+        self.coalesce = more && len <= COALESCE_MAX;
+        if !self.coalesce {
+            self.flush_or_fail(stream, core, env, writable);
+        }
+        Step::Again
+    }
+
+    /// [`proto::Intent::SendFile`]: one chunk of the file read and encrypted (a
+    /// copy, never by reference). Returns the step and the file bytes taken.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_file(
+        &mut self,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        w: &mut TlsWorker,
+        writable: &mut bool,
+        offset: u64,
+        len: u64,
+    ) -> (Step, usize) {
+        if self.session.wants_write()
+            && !std::mem::take(&mut self.coalesce)
+            && !self.flush_or_fail(stream, core, env, writable)
+        {
+            return (Step::Wait, 0);
+        }
+        let Some(file) = core.file() else {
+            core.on_send_failed(env);
+            return (Step::Again, 0);
+        };
+        match send_file_chunk(
+            &mut self.session,
+            file,
+            offset,
+            len,
+            &mut w.fbuf,
+            FILE_CHUNK,
+        ) {
+            Ok(n) => {
+                core.on_file_sent(env, n, false);
+                self.flush_or_fail(stream, core, env, writable);
+                (Step::Again, n)
+            }
+            Err(e) => {
+                // Nothing of the failed piece was encrypted: never a wrong byte.
+                if let BodyError::Shrank { .. } = e {
+                    tracing::debug!(peer = %core.peer(), "{e}; closing");
+                }
+                core.on_send_failed(env);
+                (Step::Again, 0)
+            }
+        }
+    }
+
+    /// [`proto::Intent::ShutdownWrite`]: close_notify, then shut the write side once
+    /// it has left.
+    pub(crate) fn shutdown_write(&mut self, stream: &TcpStream, writable: &mut bool) -> Step {
+        self.session.close_notify();
+        self.shut_pending = true;
+        match self.flush(stream, writable) {
+            Ok(_) => Step::Again,
+            Err(_) => Step::Close,
+        }
+    }
+
+    /// Flushes; a write error ends the response. False while ciphertext waits.
+    fn flush_or_fail(
+        &mut self,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        writable: &mut bool,
+    ) -> bool {
+        match self.flush(stream, writable) {
+            Ok(done) => done,
+            Err(_) => {
+                core.on_send_failed(env);
+                true
+            }
+        }
+    }
+}
+
+/// A connection whose records the kernel encrypts and decrypts.
+#[derive(Debug)]
+pub(crate) struct KernelConn {
+    kernel: KernelSession,
+    /// Plaintext decrypted in user space before the hand-off.
+    plain: Pending,
+    /// Upper bound of records sent (one per send call plus one per 16 KiB).
+    records: u64,
+}
+
+impl KernelConn {
+    /// Counts what a send of `n` bytes may have cost in records; false once the
+    /// suite's limit is near (the connection must close).
+    pub(crate) fn sent(&mut self, n: usize) -> bool {
+        self.records += 1 + (n as u64) / 16384;
+        self.records < self.kernel.max_records
+    }
+
+    /// [`proto::Intent::Read`]: plaintext from the kernel; a TLS 1.3 KeyUpdate is
+    /// followed, an alert or any other record ends the connection.
+    pub(crate) fn read(
+        &mut self,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        readable: &mut bool,
+    ) -> Step {
+        if let Some(step) = self.plain.first(core, env, *readable) {
+            return step;
+        }
+        let buf = core.read_buf(env);
+        match zcopy::ktls::recv(stream.as_fd(), buf) {
+            Ok(Received::Data(0)) => {}
+            Ok(Received::Data(n)) => core.on_read(env, n),
+            Ok(Received::Eof | Received::Alert { .. }) => core.on_read(env, 0),
+            Ok(Received::Other {
+                content_type: 22,
+                len,
+            }) => {
+                let record = buf[..len].to_vec();
+                let applied = self
+                    .kernel
+                    .key_update(&record)
+                    .map_err(io::Error::other)
+                    .and_then(|u| self.kernel.apply(stream.as_fd(), &u));
+                if let Err(e) = applied {
+                    tracing::debug!(peer = %core.peer(), "kTLS key update: {e}");
+                    return Step::Close;
+                }
+            }
+            Ok(Received::Other { .. }) => return Step::Close,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                core.on_read_blocked(env);
+                return Step::Wait;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => core.on_read_failed(),
+        }
+        Step::Again
+    }
+
+    /// [`proto::Intent::ShutdownWrite`]: close_notify, then shut the write side.
+    pub(crate) fn shutdown_write(&mut self, stream: &TcpStream) {
+        let _ = zcopy::ktls::send_close_notify(stream.as_fd());
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+}
+
+impl Transport {
+    /// After a handshake on a listener whose path may be the kernel's: hand the
+    /// session over, or stay in user space (trying again later if the reason may
+    /// pass). An error: the keys were taken but the kernel refused them; close.
+    pub(crate) fn hand_off(&mut self, stream: &TcpStream) -> io::Result<()> {
+        let Transport::Tls(t) = std::mem::replace(self, Transport::Plain) else {
+            return Ok(());
+        };
+        let TlsConn {
+            session,
+            plain,
+            in_handshake,
+            shut_pending,
+            coalesce,
+            try_kernel: _,
+            drain_until,
+        } = *t;
+        match session.into_kernel(stream.as_fd(), &TlsPath::Kernel) {
+            Ok(kernel) => {
+                tracing::debug!(?kernel, "kTLS: session handed to the kernel");
+                *self = Transport::Kernel(Box::new(KernelConn {
+                    kernel,
+                    plain,
+                    records: 0,
+                }));
+                Ok(())
+            }
+            Err(HandOff::Stay(session, why)) => {
+                tracing::debug!("kTLS not used for this connection: {why}");
+                *self = Transport::Tls(Box::new(TlsConn {
+                    session: *session,
+                    plain,
+                    in_handshake,
+                    shut_pending,
+                    coalesce,
+                    try_kernel: matches!(why, Why::PendingWrite | Why::MidRecord),
+                    drain_until,
+                }));
+                Ok(())
+            }
+            Err(HandOff::Broken(e)) => Err(e),
+        }
+    }
+}

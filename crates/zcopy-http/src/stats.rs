@@ -1,0 +1,386 @@
+//! Counters of what the server does, kept per worker and summed when read. Each
+//! worker is the only writer of its own counters, so a bump is a relaxed load and
+//! store (no locked instruction, no line shared with another worker); a reader (the
+//! metrics endpoint) sums every worker's values. Rendered in the Prometheus text
+//! format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use zcopy::EngineKind;
+
+/// Method labels: the two served, preflight, any other, and requests that never parsed.
+pub const METHODS: [&str; 5] = ["GET", "HEAD", "OPTIONS", "other", "invalid"];
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+pub const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+const REQUESTS: usize = 0; // METHODS × 5 status classes
+const BODY_MEMORY: usize = REQUESTS + METHODS.len() * 5;
+const BODY_ENGINE: usize = BODY_MEMORY + 1; // × EngineKind::ALL
+const BY_REFERENCE: usize = BODY_ENGINE + EngineKind::ALL.len();
+const COPIED: usize = BY_REFERENCE + 1;
+const ACCEPTED: usize = COPIED + 1;
+const OPEN: usize = ACCEPTED + 1;
+const IDLE: usize = OPEN + 1;
+const SHED: usize = IDLE + 1;
+const REFUSED: usize = SHED + 1;
+const LEASE_BREAKS: usize = REFUSED + 1;
+const TRUNCATIONS: usize = LEASE_BREAKS + 1;
+const CACHE_HITS: usize = TRUNCATIONS + 1;
+const CACHE_MISSES: usize = CACHE_HITS + 1;
+const DURATION: usize = CACHE_MISSES + 1; // BUCKETS + 1 (+Inf)
+const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
+const LEN: usize = DURATION_SUM_NS + 1;
+
+/// One worker's counters (written by that worker only).
+#[derive(Debug)]
+pub struct WorkerStats {
+    c: Box<[AtomicU64]>,
+    /// Engine fallbacks by (engine, reason): rare, so a lock is fine.
+    fallbacks: Mutex<Vec<(&'static str, String, u64)>>,
+}
+
+impl Default for WorkerStats {
+    fn default() -> WorkerStats {
+        WorkerStats {
+            c: (0..LEN).map(|_| AtomicU64::new(0)).collect(),
+            fallbacks: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Adds `n` to counter `i` (single writer: load + store, no read-modify-write).
+    fn add(&self, i: usize, n: u64) {
+        let c = &self.c[i];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.c[i].load(Ordering::Relaxed)
+    }
+
+    /// A response finished: its method label index, status and how long it took.
+    pub fn response(&self, method: usize, status: u16, took: Duration) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.add(REQUESTS + method.min(METHODS.len() - 1) * 5 + class, 1);
+        let secs = took.as_secs_f64();
+        let b = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        self.add(DURATION + b, 1);
+        self.add(
+            DURATION_SUM_NS,
+            took.as_nanos().min(u64::MAX as u128) as u64,
+        );
+    }
+
+    /// Body bytes that left with the head, from memory.
+    pub fn body_from_memory(&self, n: u64) {
+        self.add(BODY_MEMORY, n);
+        self.add(COPIED, n);
+    }
+
+    /// Body bytes an engine sent (`by_reference`: as page references).
+    pub fn body_by_engine(&self, engine: Option<EngineKind>, n: u64, by_reference: bool) {
+        if let Some(i) = engine.and_then(|e| EngineKind::ALL.iter().position(|&k| k == e)) {
+            self.add(BODY_ENGINE + i, n);
+        }
+        self.add(if by_reference { BY_REFERENCE } else { COPIED }, n);
+    }
+
+    /// An engine gave up on a body and the next one took over.
+    pub fn fallback(&self, engine: EngineKind, reason: &str) {
+        let mut f = self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match f
+            .iter_mut()
+            .find(|(e, r, _)| *e == engine.name() && r == reason)
+        {
+            Some(entry) => entry.2 += 1,
+            None => f.push((engine.name(), reason.to_owned(), 1)),
+        }
+    }
+
+    /// A connection was accepted.
+    pub fn accepted(&self) {
+        self.add(ACCEPTED, 1);
+    }
+
+    /// The worker's open and idle connections now.
+    pub fn connections(&self, open: usize, idle: usize) {
+        self.c[OPEN].store(open as u64, Ordering::Relaxed);
+        self.c[IDLE].store(idle as u64, Ordering::Relaxed);
+    }
+
+    /// A connection was closed to make room for a new one.
+    pub fn shed(&self) {
+        self.add(SHED, 1);
+    }
+
+    /// A new connection was answered 503 (no room).
+    pub fn refused(&self) {
+        self.add(REFUSED, 1);
+    }
+
+    /// A file's read lease was broken mid-response.
+    pub fn lease_break(&self) {
+        self.add(LEASE_BREAKS, 1);
+    }
+
+    /// A file shrank mid-response (the response was cut short).
+    pub fn truncation(&self) {
+        self.add(TRUNCATIONS, 1);
+    }
+
+    /// The worker's file-cache totals so far.
+    pub fn file_cache(&self, hits: u64, misses: u64) {
+        self.c[CACHE_HITS].store(hits, Ordering::Relaxed);
+        self.c[CACHE_MISSES].store(misses, Ordering::Relaxed);
+    }
+}
+
+/// Every worker's counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    workers: Vec<Arc<WorkerStats>>,
+}
+
+impl Stats {
+    /// Counters for `n` workers.
+    pub fn new(n: usize) -> Stats {
+        Stats {
+            workers: (0..n).map(|_| Arc::new(WorkerStats::default())).collect(),
+        }
+    }
+
+    /// Worker `i`'s counters.
+    pub fn worker(&self, i: usize) -> Arc<WorkerStats> {
+        self.workers[i].clone()
+    }
+
+    fn sum(&self, i: usize) -> u64 {
+        self.workers.iter().map(|w| w.get(i)).sum()
+    }
+
+    /// All counters summed over the workers, in the Prometheus text format (0.0.4).
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(8192);
+        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP zcopy_{name} {help}\n# TYPE zcopy_{name} {kind}");
+        };
+        head(
+            &mut o,
+            "requests_total",
+            "counter",
+            "Responses finished, by request method and status class.",
+        );
+        for (m, method) in METHODS.iter().enumerate() {
+            for class in 0..5 {
+                let v = self.sum(REQUESTS + m * 5 + class);
+                let _ = writeln!(
+                    o,
+                    "zcopy_requests_total{{method=\"{method}\",status=\"{}xx\"}} {v}",
+                    class + 1
+                );
+            }
+        }
+        head(
+            &mut o,
+            "body_bytes_total",
+            "counter",
+            "Response body bytes sent, by engine (memory: read and written with the head).",
+        );
+        let _ = writeln!(
+            o,
+            "zcopy_body_bytes_total{{engine=\"memory\"}} {}",
+            self.sum(BODY_MEMORY)
+        );
+        for (i, e) in EngineKind::ALL.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "zcopy_body_bytes_total{{engine=\"{}\"}} {}",
+                e.name(),
+                self.sum(BODY_ENGINE + i)
+            );
+        }
+        head(
+            &mut o,
+            "body_bytes_by_reference_total",
+            "counter",
+            "Body bytes queued as page-cache references (sendfile, splice).",
+        );
+        let _ = writeln!(
+            o,
+            "zcopy_body_bytes_by_reference_total {}",
+            self.sum(BY_REFERENCE)
+        );
+        head(
+            &mut o,
+            "body_bytes_copied_total",
+            "counter",
+            "Body bytes copied at send time.",
+        );
+        let _ = writeln!(o, "zcopy_body_bytes_copied_total {}", self.sum(COPIED));
+        head(
+            &mut o,
+            "engine_fallbacks_total",
+            "counter",
+            "Times an engine gave up on a body and the next took over, by engine and reason.",
+        );
+        let mut fell: Vec<(&str, String, u64)> = Vec::new();
+        for w in &self.workers {
+            for (e, r, n) in w
+                .fallbacks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                match fell.iter_mut().find(|(fe, fr, _)| fe == e && fr == r) {
+                    Some(x) => x.2 += n,
+                    None => fell.push((e, r.clone(), *n)),
+                }
+            }
+        }
+        for (e, r, n) in fell {
+            let _ = writeln!(
+                o,
+                "zcopy_engine_fallbacks_total{{engine=\"{e}\",reason=\"{}\"}} {n}",
+                label(&r)
+            );
+        }
+        let simple = [
+            (
+                "connections_accepted_total",
+                "counter",
+                "Connections accepted.",
+                ACCEPTED,
+            ),
+            ("connections_open", "gauge", "Connections open now.", OPEN),
+            (
+                "connections_idle",
+                "gauge",
+                "Keep-alive connections waiting for a request (as of the last second).",
+                IDLE,
+            ),
+            (
+                "connections_shed_total",
+                "counter",
+                "Connections closed to make room at the connection limit.",
+                SHED,
+            ),
+            (
+                "connections_refused_total",
+                "counter",
+                "Connections answered 503 at the connection limit.",
+                REFUSED,
+            ),
+            (
+                "lease_breaks_total",
+                "counter",
+                "Responses stopped because another process opened their file for writing.",
+                LEASE_BREAKS,
+            ),
+            (
+                "truncations_total",
+                "counter",
+                "Responses cut short because their file shrank mid-send.",
+                TRUNCATIONS,
+            ),
+            (
+                "file_cache_hits_total",
+                "counter",
+                "Small-file cache hits (as of the last second).",
+                CACHE_HITS,
+            ),
+            (
+                "file_cache_misses_total",
+                "counter",
+                "Small-file cache misses (as of the last second).",
+                CACHE_MISSES,
+            ),
+        ];
+        for (name, kind, help, i) in simple {
+            head(&mut o, name, kind, help);
+            let _ = writeln!(o, "zcopy_{name} {}", self.sum(i));
+        }
+        head(
+            &mut o,
+            "request_duration_seconds",
+            "histogram",
+            "From request parsed to last response byte handed to the kernel (loop-turn resolution).",
+        );
+        let mut cum = 0;
+        for (b, le) in BUCKETS.iter().enumerate() {
+            cum += self.sum(DURATION + b);
+            let _ = writeln!(
+                o,
+                "zcopy_request_duration_seconds_bucket{{le=\"{le}\"}} {cum}"
+            );
+        }
+        cum += self.sum(DURATION + BUCKETS.len());
+        let _ = writeln!(
+            o,
+            "zcopy_request_duration_seconds_bucket{{le=\"+Inf\"}} {cum}"
+        );
+        let sum = self.sum(DURATION_SUM_NS) as f64 / 1e9;
+        let _ = writeln!(o, "zcopy_request_duration_seconds_sum {sum}");
+        let _ = writeln!(o, "zcopy_request_duration_seconds_count {cum}");
+        o
+    }
+}
+
+/// A label value: `\`, `"` and newlines escaped.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_summed_and_rendered() {
+        let s = Stats::new(2);
+        s.worker(0).response(0, 200, Duration::from_micros(300));
+        s.worker(1).response(0, 204, Duration::from_millis(2));
+        s.worker(1).response(4, 400, Duration::from_secs(60));
+        s.worker(0)
+            .body_by_engine(Some(EngineKind::Sendfile), 1000, true);
+        s.worker(1).body_from_memory(24);
+        s.worker(0)
+            .fallback(EngineKind::Splice, "Invalid argument \"x\"");
+        s.worker(1)
+            .fallback(EngineKind::Splice, "Invalid argument \"x\"");
+        s.worker(0).connections(3, 1);
+        s.worker(1).connections(2, 2);
+        let text = s.render();
+        for want in [
+            "zcopy_requests_total{method=\"GET\",status=\"2xx\"} 2",
+            "zcopy_requests_total{method=\"invalid\",status=\"4xx\"} 1",
+            "zcopy_body_bytes_total{engine=\"sendfile\"} 1000",
+            "zcopy_body_bytes_total{engine=\"memory\"} 24",
+            "zcopy_body_bytes_by_reference_total 1000",
+            "zcopy_body_bytes_copied_total 24",
+            "zcopy_engine_fallbacks_total{engine=\"splice\",reason=\"Invalid argument \\\"x\\\"\"} 2",
+            "zcopy_connections_open 5",
+            "zcopy_connections_idle 3",
+            "zcopy_request_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "zcopy_request_duration_seconds_bucket{le=\"0.0025\"} 2",
+            "zcopy_request_duration_seconds_bucket{le=\"30\"} 2",
+            "zcopy_request_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "zcopy_request_duration_seconds_count 3",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! HTTPS: the real server with TLS listeners, a CA and leaf made here (rcgen), curl
+//! with --cacert and a rustls client.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::KeyPair;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use zcopy_http::config::{Config, TlsConfig};
+use zcopy_tls::{CertFiles, KtlsMode, Limits};
+
+use crate::util::*;
+
+#[path = "../../../../tests/support/pki.rs"]
+mod pki;
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+type Versions = &'static [&'static rustls::SupportedProtocolVersion];
+const TLS13: Versions = &[&rustls::version::TLS13];
+const TLS12: Versions = &[&rustls::version::TLS12];
+
+/// A test CA and a leaf for 127.0.0.1 and localhost it signed, on disk.
+struct Pki {
+    dir: tempfile::TempDir,
+    /// The CA, DER and PEM.
+    ca: (CertificateDer<'static>, String),
+    files: CertFiles,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let files = CertFiles {
+            cert: dir.path().join("chain.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        let ca = issue(&files);
+        Pki { dir, ca, files }
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        let p = self.dir.path().join("ca.pem");
+        std::fs::write(&p, &self.ca.1).unwrap();
+        p
+    }
+
+    fn tls(&self) -> TlsConfig {
+        TlsConfig {
+            files: self.files.clone(),
+            options: Default::default(),
+            limits: Limits::default(),
+            ktls: KtlsMode::Auto,
+            force_ktls_attempt: false,
+        }
+    }
+}
+
+/// A fresh CA and leaf, the leaf's chain and key written to `files`; returns the CA.
+fn issue(files: &CertFiles) -> (CertificateDer<'static>, String) {
+    let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let (ca, leaf) = pki::ca_and_leaf(&leaf_key, |_| {});
+    std::fs::write(&files.cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    std::fs::write(&files.key, leaf_key.serialize_pem()).unwrap();
+    (ca.der().clone(), ca.pem())
+}
+
+/// A server with one HTTPS listener (and what `tweak` adds).
+/// TLS is the epoll driver's: asked for io_uring (`ZCOPY_IO=uring`), it runs epoll.
+fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let srv = TestServer::start(root, |c| {
+        c.listen = Vec::new();
+        c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.tls = Some(pki.tls());
+        tweak(c);
+    });
+    assert_eq!(srv.io_driver(), zcopy_http::driver::IoDriver::Epoll);
+    srv
+}
+
+fn client_config(ca: &(CertificateDer<'static>, String), versions: Versions) -> Arc<ClientConfig> {
+    pki::client_config(&ca.0, versions, &[b"h2", b"http/1.1"])
+}
+
+fn connect(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> Tls {
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(cfg.clone(), name).unwrap();
+    StreamOwned::new(conn, sock)
+}
+
+/// `GET path` (with extra header lines) over a fresh TLS connection.
+fn get_tls(addr: SocketAddr, cfg: &Arc<ClientConfig>, path: &str, extra: &str) -> RawResponse {
+    let mut s = connect(addr, cfg);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_response(&mut s, false).expect("a response")
+}
+
+#[test]
+fn curl_gets_every_size_byte_exact() {
+    if !tool("curl", "--version") {
+        return;
+    }
+    let fx = Fixture::new();
+    let sizes: [u64; 5] = [0, 1, 16 << 10, 1 << 20, 100 << 20];
+    for len in sizes {
+        write_pattern(&fx.root().join(format!("f{len}")), len);
+    }
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |_| {});
+    let ca = pki.ca_file();
+    let out = tempfile::tempdir().unwrap();
+    for len in sizes {
+        let dst = out.path().join(format!("got{len}"));
+        let url = format!("https://127.0.0.1:{}/f{len}", srv.addr.port());
+        let ok = Command::new("curl")
+            .args(["-sSf", "--http1.1", "--cacert"])
+            .arg(&ca)
+            .arg("-o")
+            .arg(&dst)
+            .arg(&url)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "curl {url}");
+        let got = std::fs::read(&dst).unwrap();
+        assert_eq!(got.len() as u64, len, "{url}");
+        assert_pattern(&got, 0, &url);
+    }
+    // curl refuses the server without the CA (the test's CA is the only anchor).
+    let url = format!("https://127.0.0.1:{}/f1", srv.addr.port());
+    let o = Command::new("curl")
+        .args(["-sS", "--http1.1", "--cacert", "/dev/null", &url])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}
+
+#[test]
+fn ranges_multipart_pipelining_head_and_304_over_tls() {
+    let fx = Fixture::new();
+    let len = (3 << 20) + 7;
+    write_pattern(&fx.root().join("a.bin"), len);
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |_| {});
+    for versions in [TLS13, TLS12] {
+        let cfg = client_config(&pki.ca, versions);
+        let mut s = connect(srv.addr, &cfg);
+        // Three requests in one write: a range, two ranges, a HEAD.
+        s.write_all(
+            b"GET /a.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000000-2999999\r\n\r\n\
+              GET /a.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,3145000-3145727\r\n\r\n\
+              HEAD /a.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body.len(), 2_000_000);
+        assert_pattern(&r.body, 1_000_000, "range");
+        assert_eq!(s.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.status, 206);
+        let ctype = r.header("content-type").unwrap();
+        assert!(ctype.starts_with("multipart/byteranges"), "{ctype}");
+        let body = &r.body;
+        let find = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+        assert!(find(&pattern(0, 10)), "first part");
+        assert!(find(&pattern(3_145_000, 728)), "second part");
+        let h = read_response(&mut s, true).unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.header("content-length"), Some(&*len.to_string()));
+        // Keep-alive: the same connection answers a conditional request with 304.
+        let etag = h.header("etag").unwrap().to_string();
+        write!(
+            s,
+            "GET /a.bin HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\n\r\n"
+        )
+        .unwrap();
+        let r = read_response(&mut s, true).unwrap();
+        assert_eq!(r.status, 304);
+        // Then the whole file, still on the same connection.
+        s.write_all(b"GET /a.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_eq!(r.body.len() as u64, len);
+        assert_pattern(&r.body, 0, "whole");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("a clean close_notify");
+        assert!(rest.is_empty());
+    }
+}
+
+#[test]
+fn bad_clients_do_not_disturb_the_others() {
+    let fx = Fixture::new();
+    let len = (1 << 20) + 3;
+    write_pattern(&fx.root().join("f"), len);
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |c| {
+        c.workers = 1;
+        c.tls.as_mut().unwrap().limits = Limits {
+            handshake_timeout: Duration::from_millis(500),
+            max_handshakes: 2,
+        };
+    });
+    let addr = srv.addr;
+    // Two clients that never speak hold both handshake slots until the deadline.
+    let stalled: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(b"\x01\x02\x03 not TLS\r\n\r\n").unwrap();
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .write_all(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    {
+        // A client that leaves in the middle of its hello.
+        let cfg = client_config(&pki.ca, TLS13);
+        let mut c = ClientConnection::new(cfg, ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut hello = Vec::new();
+        c.write_tls(&mut hello).unwrap();
+        let mut half = TcpStream::connect(addr).unwrap();
+        half.write_all(&hello[..hello.len() / 2]).unwrap();
+    }
+    let good: Vec<_> = (0..4)
+        .map(|i| {
+            let versions = if i % 2 == 0 { TLS13 } else { TLS12 };
+            let cfg = client_config(&pki.ca, versions);
+            std::thread::spawn(move || {
+                let r = get_tls(addr, &cfg, "/f", "");
+                assert_eq!(r.status, 200);
+                assert_eq!(r.body.len() as u64, len);
+                assert_pattern(&r.body, 0, "good client");
+            })
+        })
+        .collect();
+    for g in good {
+        g.join().unwrap();
+    }
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(s.read(&mut b), Ok(0) | Err(_)),
+            "a silent client is closed without a byte"
+        );
+    }
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = read_response(&mut plain, false).expect("a clear-text answer");
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("https://"));
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = garbage.read_to_end(&mut got);
+    assert!(got.is_empty(), "garbage gets nothing: {got:?}");
+}
+
+#[test]
+fn hsts_only_over_tls_and_the_redirect_listener_answers_308() {
+    let fx = Fixture::new();
+    fx.file("x.txt", b"hello");
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |c| {
+        c.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.redirect_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.hsts = Some("max-age=600".into());
+    });
+    let (plain_addr, tls_addr, redirect_addr) = (srv.addrs[0], srv.addrs[1], srv.addrs[2]);
+    let cfg = client_config(&pki.ca, TLS13);
+    let r = get_tls(tls_addr, &cfg, "/x.txt", "");
+    assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=600"));
+    let r = get_tls(tls_addr, &cfg, "/missing", "");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=600"));
+    let (r, _) = raw_at(plain_addr, b"GET /x.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("strict-transport-security"), None);
+    let (r, _) = raw_at(
+        redirect_addr,
+        b"GET /a%20b/c?d=1 HTTP/1.1\r\nHost: example.org:8080\r\n\r\n",
+    );
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("https://example.org:{}/a%20b/c?d=1", tls_addr.port())
+    );
+    assert_eq!(r.header("strict-transport-security"), None);
+    let (r, _) = raw_at(redirect_addr, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 400, "no Host, nowhere to redirect to");
+}
+
+fn raw_at(addr: SocketAddr, req: &[u8]) -> (RawResponse, TcpStream) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(req).unwrap();
+    (read_response(&mut s, false).expect("a response"), s)
+}
+
+#[test]
+fn reload_presents_the_new_certificate_and_keeps_the_old_on_error() {
+    let fx = Fixture::new();
+    fx.file("x", b"x");
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |_| {});
+    let old = client_config(&pki.ca, TLS13);
+    assert_eq!(get_tls(srv.addr, &old, "/x", "").status, 200);
+    let new_ca = issue(&pki.files);
+    assert!(srv.running().reload_tls().expect("reload"));
+    let new = client_config(&new_ca, TLS13);
+    assert_eq!(get_tls(srv.addr, &new, "/x", "").status, 200);
+    // A fresh client (a resumed session would skip the certificate check).
+    let old = client_config(&pki.ca, TLS13);
+    let mut s = connect(srv.addr, &old);
+    let e = s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut b = [0u8; 1];
+    assert!(
+        e.is_err() || s.read(&mut b).is_err(),
+        "the old CA no longer verifies"
+    );
+    // A broken key file: the reload fails, naming the file; the certificate stays.
+    std::fs::write(&pki.files.key, "not a key").unwrap();
+    let e = srv.running().reload_tls().unwrap_err().to_string();
+    assert!(e.contains("key.pem"), "{e}");
+    assert_eq!(get_tls(srv.addr, &new, "/x", "").status, 200);
+}
+
+#[test]
+fn ktls_hand_off_or_clean_fallback() {
+    let fx = Fixture::new();
+    let len = (2 << 20) + 5;
+    write_pattern(&fx.root().join("f"), len);
+    let pki = Pki::new();
+    let probe = zcopy::ktls::probe();
+    // Where the kernel has no tls ULP, the hand-off is attempted anyway: the socket
+    // refuses the ULP and the connection goes on in user space.
+    let srv = start(&fx.root(), &pki, |c| {
+        c.tls.as_mut().unwrap().force_ktls_attempt = true;
+    });
+    for versions in [TLS13, TLS12] {
+        let cfg = client_config(&pki.ca, versions);
+        let mut s = connect(srv.addr, &cfg);
+        for range in ["0-", "777-100776"] {
+            write!(
+                s,
+                "GET /f HTTP/1.1\r\nHost: x\r\nRange: bytes={range}\r\n\r\n"
+            )
+            .unwrap();
+            let r = read_response(&mut s, false).unwrap();
+            assert_eq!(r.status, 206);
+            let start: u64 = range.split('-').next().unwrap().parse().unwrap();
+            assert_pattern(&r.body, start, range);
+        }
+    }
+    if !probe.available() {
+        println!("skipped: {probe} (the kTLS transfer; the fallback ran)");
+    }
+}
+
+#[test]
+fn resumption_works_and_a_wrong_name_fails_at_the_client_only() {
+    let fx = Fixture::new();
+    fx.file("x", b"x");
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |_| {});
+    // Without tickets and session cache, every handshake is a full one.
+    let no_resumption = start(&fx.root(), &pki, |c| {
+        let o = &mut c.tls.as_mut().unwrap().options;
+        (o.tickets, o.session_cache) = (false, 0);
+    });
+    for versions in [TLS13, TLS12] {
+        for (srv, second) in [
+            (&srv, rustls::HandshakeKind::Resumed),
+            (&no_resumption, rustls::HandshakeKind::Full),
+        ] {
+            let cfg = client_config(&pki.ca, versions);
+            let kinds: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut s = connect(srv.addr, &cfg);
+                    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    assert_eq!(read_response(&mut s, false).unwrap().status, 200);
+                    s.conn.handshake_kind()
+                })
+                .collect();
+            assert_eq!(kinds, [Some(rustls::HandshakeKind::Full), Some(second)]);
+        }
+    }
+    // Every client gets the one certificate; one that asked for another name refuses it.
+    let cfg = client_config(&pki.ca, TLS13);
+    let sock = TcpStream::connect(srv.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let name = ServerName::try_from("other.example").unwrap();
+    let mut s = StreamOwned::new(ClientConnection::new(cfg.clone(), name).unwrap(), sock);
+    let e = s
+        .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .and_then(|_| s.read(&mut [0u8; 1]));
+    let e = e.expect_err("wrong name accepted").to_string();
+    assert!(e.contains("not valid for name"), "{e}");
+    assert_eq!(get_tls(srv.addr, &cfg, "/x", "").status, 200);
+}
