@@ -137,6 +137,9 @@ struct Connection {
     out: Vec<u8>,
     /// Shut the write side once the send in flight is done.
     shut_pending: bool,
+    /// The send in flight was cancelled (its file's lease is being broken): its
+    /// outcome is not the core's any more.
+    abandoned: bool,
     /// By-reference bodies: the pipe (read, write) and bytes in it.
     pipe: Option<(OwnedFd, OwnedFd)>,
     in_pipe: usize,
@@ -302,6 +305,21 @@ impl Connection {
                     by_reference,
                 } => {
                     if self.sending.is_some() {
+                        // A send blocked on a full socket holds the file (its pages, its
+                        // mapping) and so its lease: when the lease is being broken,
+                        // cancel the send so the file can go.
+                        if leased
+                            && !self.abandoned
+                            && self
+                                .core
+                                .file()
+                                .is_some_and(|f| zcopy::lease::breaking(&**f))
+                        {
+                            self.abandoned = true;
+                            ring.cancel_fd(IGNORE, self.stream.as_fd());
+                            self.core.on_lease_breaking(&mut env);
+                            continue;
+                        }
                         return;
                     }
                     let Some(file) = self.core.file().cloned() else {
@@ -506,6 +524,26 @@ impl Connection {
             self.inflight -= 1;
         }
         let now_token = c.token;
+        let send_side = !matches!(
+            c.event,
+            Event::Received(_) | Event::Cancelled(_) | Event::Accepted(_)
+        );
+        if self.abandoned && send_side {
+            match c.event {
+                Event::Sent { buf, .. } | Event::Read { buf, .. } => self.out = buf,
+                // The pipe leg of a splice pair: its socket leg is still to come.
+                Event::Spliced { second: false, .. } => return,
+                _ => {}
+            }
+            // The response already ended; what the pipe holds is not sent.
+            self.abandoned = false;
+            self.sending = None;
+            self.out.clear();
+            self.pipe = None;
+            self.in_pipe = 0;
+            self.after_send();
+            return;
+        }
         let mut env = sh.env();
         match c.event {
             Event::Received(r) => {
@@ -1057,6 +1095,7 @@ impl Worker {
             sending: None,
             out: Vec::new(),
             shut_pending: false,
+            abandoned: false,
             pipe: None,
             in_pipe: 0,
             map: None,
