@@ -739,11 +739,11 @@ impl Connection {
 }
 
 struct Listener {
-    sock: TcpListener,
+    /// Closed (dropped) at shutdown once its accept is over, so that new clients are
+    /// refused at once.
+    sock: Option<TcpListener>,
     /// The multishot accept, while armed.
     accept: Option<OpId>,
-    /// Closed at shutdown once its accept is over.
-    open: bool,
 }
 
 /// One worker thread's event loop on its own io_uring.
@@ -801,9 +801,8 @@ impl Worker {
             .into_iter()
             .filter_map(|(sock, role)| match role {
                 Role::Http => Some(Listener {
-                    sock,
+                    sock: Some(sock),
                     accept: None,
-                    open: true,
                 }),
                 // `choose` never picks this driver for them.
                 _ => {
@@ -965,7 +964,7 @@ impl Worker {
                     _ => {}
                 }
                 if self.sh.shutting_down && self.listeners[li].accept.is_none() {
-                    self.listeners[li].open = false;
+                    self.listeners[li].sock = None;
                 }
             }
             t => {
@@ -995,8 +994,10 @@ impl Worker {
             self.accept_paused_until = None;
         }
         for (i, l) in self.listeners.iter_mut().enumerate() {
-            if l.accept.is_none() && l.open {
-                l.accept = Some(ring.accept_multi(LISTENER_BASE - i as u64, l.sock.as_fd()));
+            if l.accept.is_none()
+                && let Some(sock) = &l.sock
+            {
+                l.accept = Some(ring.accept_multi(LISTENER_BASE - i as u64, sock.as_fd()));
             }
         }
     }
@@ -1016,7 +1017,7 @@ impl Worker {
         for (i, l) in self.listeners.iter_mut().enumerate() {
             match l.accept {
                 Some(op) => ring.cancel(LISTENER_BASE - i as u64, op),
-                None => l.open = false,
+                None => l.sock = None,
             }
         }
         for i in 0..self.conns.len() {
