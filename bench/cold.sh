@@ -82,7 +82,7 @@ measure() {
 taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 measure "nginx 1 worker (sendfile)" 18090
-taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18091 --workers 1 > /dev/null &
+taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18091 --workers 1 --io epoll > /dev/null &
 pids+=($!)
 measure "zcopy (epoll driver)" 18091
 if "$zcopy" serve --help | grep -q -- '--io'; then

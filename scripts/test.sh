@@ -33,4 +33,10 @@ if [ -d crates/zcopy-http/tests/server ]; then
     echo "== server suite with $e forced off"
     ZCOPY_DISABLE="$e" cargo test -q -p zcopy-http --test server
   done
+  echo "== server suite on the io_uring driver"
+  ZCOPY_IO=uring cargo test -q -p zcopy-http --test server
+  echo "== server suite on the io_uring driver with mmap forced off (large bodies read, then sent)"
+  ZCOPY_IO=uring ZCOPY_DISABLE=mmap cargo test -q -p zcopy-http --test server
+  echo "== server suite with io_uring forced off (must fall back to epoll and say so)"
+  ZCOPY_IO=uring ZCOPY_DISABLE=uring cargo test -q -p zcopy-http --test server
 fi

@@ -94,6 +94,10 @@ fn print_table(rows: &[Row]) {
         kernel_release()
     );
     println!("{}", profile_line());
+    let (io, why) = zcopy_http::driver::choose(zcopy_http::driver::IoDriver::Auto, false);
+    println!(
+        "serve --io auto runs the {io} driver for plain HTTP ({why}); HTTPS listeners run epoll."
+    );
     println!("{}", ktls_line());
 }
 

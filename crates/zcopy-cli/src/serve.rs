@@ -274,6 +274,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         tls: tls(s)?,
         hsts: s.hsts.map(|c| format!("max-age={}", c.0)),
         engine: get(&s.engine).0.parse().map_err(anyhow::Error::msg)?,
+        io: get(&s.io).0.parse().map_err(anyhow::Error::msg)?,
         workers: s.workers.map_or(0, |c| c.0),
         listing: get(&s.listing),
         hidden: get(&s.hidden),

@@ -29,6 +29,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Which engine sends file bodies (with fallback).
     pub engine: Preference,
+    /// Which event loop runs the workers.
+    pub io: crate::driver::IoDriver,
     /// Worker threads, each with its own event loop (0: one per core).
     pub workers: usize,
     /// Answer directories without an index file with a listing.
@@ -119,6 +121,7 @@ impl Default for Config {
             root: PathBuf::from("."),
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             engine: Preference::Auto,
+            io: crate::driver::IoDriver::Auto,
             workers: 0,
             listing: true,
             hidden: false,

@@ -19,6 +19,7 @@ use crate::config::{AccessLog, Config, ListenKind};
 use crate::driver::Role;
 use crate::driver::epoll::{self, WAKER};
 use crate::driver::tls::TlsSite;
+use crate::driver::{self, IoDriver, uring};
 use crate::handler::Site;
 use crate::live::{Live, LiveCell};
 use crate::stats::Stats;
@@ -266,22 +267,38 @@ impl Server {
     pub fn spawn(self) -> io::Result<RunningServer> {
         let active = Arc::new(AtomicUsize::new(0));
         let mut threads = Vec::new();
+        let want = self.live.load().1.site.config.io;
+        let tls = self.kinds.iter().any(|k| *k != ListenKind::Http);
+        let (io, why) = driver::choose(want, tls);
+        if want == IoDriver::Uring && io != IoDriver::Uring {
+            tracing::warn!("--io uring: {why}; using epoll");
+        } else {
+            tracing::debug!(driver = %io, "I/O driver: {why}");
+        }
         for (i, setup) in self.workers.into_iter().enumerate() {
-            let worker = epoll::Worker::new(
-                i,
-                setup.poll,
-                setup.listeners,
+            let (live, stats, active, shutdown) = (
                 self.live.clone(),
                 self.stats.worker(i),
                 active.clone(),
                 self.shutdown.inner.clone(),
-            )?;
-            let t = std::thread::Builder::new()
-                .name(format!("zcopy-worker-{i}"))
-                .spawn(move || worker.run())?;
+            );
+            let (poll, listeners) = (setup.poll, setup.listeners);
+            let builder = std::thread::Builder::new().name(format!("zcopy-worker-{i}"));
+            let t = match io {
+                // Made on its own thread: its connections' state is not `Send`.
+                IoDriver::Uring => builder.spawn(move || {
+                    uring::Worker::new(poll, listeners, live, stats, active, shutdown).run()
+                })?,
+                _ => {
+                    let worker =
+                        epoll::Worker::new(i, poll, listeners, live, stats, active, shutdown)?;
+                    builder.spawn(move || worker.run())?
+                }
+            };
             threads.push(t);
         }
         Ok(RunningServer {
+            io,
             reloader: TlsReloader { tls: self.tls },
             addrs: self.addrs,
             shutdown: self.shutdown,
@@ -363,6 +380,7 @@ impl ReloadHandle {
 /// A server whose workers are running.
 #[derive(Debug)]
 pub struct RunningServer {
+    io: IoDriver,
     reloader: TlsReloader,
     addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
@@ -370,6 +388,11 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The event loop the workers run.
+    pub fn io_driver(&self) -> IoDriver {
+        self.io
+    }
+
     /// The bound addresses.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs

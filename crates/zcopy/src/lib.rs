@@ -16,6 +16,7 @@ pub mod peer;
 pub mod plan;
 pub mod probe;
 pub mod profile;
+pub mod ring;
 pub mod stats;
 #[allow(unsafe_code)]
 mod sys;

@@ -190,6 +190,14 @@ checked!(
     }
 );
 
+checked!(
+    /// An event loop: `auto`, `epoll` or `uring`.
+    IoName,
+    |s| s
+        .parse::<zcopy_http::driver::IoDriver>()
+        .map(|_| s.to_owned())
+);
+
 /// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -378,6 +386,12 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineName>,
+    /// Event loop: auto (the one measured faster here: epoll), epoll, uring (plain HTTP
+    /// only: epoll runs where there are https:// or redirect listeners or io_uring is
+    /// refused) [default: auto].
+    #[arg(long, value_name = "auto|epoll|uring")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io: Option<IoName>,
     /// Worker threads, each with its own event loop [default: one per core].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -570,6 +584,7 @@ impl Settings {
             tls_session_cache: Some(Count(zcopy_tls::TlsOptions::default().session_cache)),
             tls_tickets: Some(true),
             engine: Some(EngineName("auto".into())),
+            io: Some(IoName("auto".into())),
             listing: Some(true),
             precompressed: Some(Encodings("br,zstd,gzip".into())),
             auth_realm: Some("zcopy".into()),

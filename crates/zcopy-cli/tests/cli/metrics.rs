@@ -28,11 +28,11 @@ fn value(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// Starts `zcopy serve --metrics` with `workers` workers and `env`; returns it with
-/// the server's and the metrics listener's addresses.
+/// Starts `zcopy serve --metrics` with `args` (`--workers N`, ...) and `env`; returns
+/// it with the server's and the metrics listener's addresses.
 fn start_with_metrics(
     root: &std::path::Path,
-    workers: &str,
+    args: &[&str],
     env: &[(&str, &str)],
 ) -> (std::process::Child, String, String) {
     let mut child = Command::new(bin())
@@ -43,7 +43,7 @@ fn start_with_metrics(
             "--metrics",
             "127.0.0.1:0",
         ])
-        .args(["--workers", workers])
+        .args(args)
         .arg(root)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -70,7 +70,7 @@ fn metrics_count_requests_bytes_and_connections() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("small.txt"), vec![b's'; 1000]).unwrap();
     std::fs::write(dir.path().join("big.bin"), vec![b'b'; 1 << 20]).unwrap();
-    let (mut child, web, metrics) = start_with_metrics(dir.path(), "2", &[]);
+    let (mut child, web, metrics) = start_with_metrics(dir.path(), &["--workers", "2"], &[]);
     let (web, metrics) = (&web, &metrics);
     let before = scrape(metrics);
     assert_eq!(
@@ -218,9 +218,13 @@ fn engine_fallbacks_are_counted_by_engine_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("big.bin"), vec![b'b'; 1 << 20]).unwrap();
     // Loopback peers get copying engines (mmap, then read-write): mmap switched off
-    // reports "unsupported" and read-write takes over.
-    let (mut child, web, metrics) =
-        start_with_metrics(dir.path(), "1", &[("ZCOPY_DISABLE", "mmap")]);
+    // reports "unsupported" and read-write takes over. Engines run in the epoll
+    // driver (the io_uring driver sends bodies from its ring, without them).
+    let (mut child, web, metrics) = start_with_metrics(
+        dir.path(),
+        &["--workers", "1", "--io", "epoll"],
+        &[("ZCOPY_DISABLE", "mmap")],
+    );
     for _ in 0..2 {
         let mut resp = ureq::get(&format!("http://{web}/big.bin")).call().unwrap();
         let body = resp
@@ -250,7 +254,7 @@ fn a_file_cut_short_mid_send_is_counted() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.bin");
     std::fs::write(&big, vec![b'b'; 16 << 20]).unwrap();
-    let (mut child, web, metrics) = start_with_metrics(dir.path(), "1", &[]);
+    let (mut child, web, metrics) = start_with_metrics(dir.path(), &["--workers", "1"], &[]);
     let mut s = TcpStream::connect(web.as_str()).unwrap();
     s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();

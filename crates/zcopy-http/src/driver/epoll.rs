@@ -24,7 +24,10 @@ use zcopy::peer::PeerClassifier;
 
 use super::fetch::{self, Fetcher};
 use super::tls::{Step, TlsConn, TlsWorker, Transport};
-use super::{Engines, PeerRoute, PooledTransfer, Role, SiteResponder, TURN_BUDGET};
+use super::{
+    Engines, PeerRoute, PooledTransfer, Role, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
+    shed_victim,
+};
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
 use crate::live::LiveCell;
@@ -382,18 +385,6 @@ impl Connection {
     }
 }
 
-/// Answers a client we have no room for with a 503 (best effort: one non-blocking
-/// send into the fresh socket's empty buffer), then closes it.
-fn refuse(stream: &TcpStream) {
-    // Take what the client already sent, so the close is a FIN rather than an RST
-    // that could discard the answer.
-    let _ = (&*stream).read(&mut [0u8; 4096]);
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
-        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n\
-        Connection: close\r\n\r\n503 Service Unavailable (at capacity)\n";
-    let _ = send_some(stream, BUSY, false);
-}
-
 /// Like `write`, with `MSG_MORE` when more data follows at once; stops when the
 /// socket is full.
 fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
@@ -645,26 +636,14 @@ impl Worker {
         if site.config.engine != self.sh.site.config.engine {
             self.sh.engines = Engines::new(site.config.engine, self.sh.stats.clone());
         }
-        let mut cache =
-            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
-        cache.hits = self.sh.responder.cache.hits;
-        cache.misses = self.sh.responder.cache.misses;
-        self.sh.responder = SiteResponder {
-            cache,
-            site: site.clone(),
-        };
+        self.sh.responder = self.sh.responder.reloaded(site.clone());
         self.sh.site = site;
         self.sh.log = live.log.clone();
     }
 
     /// Writes this turn's access log lines, if any.
     fn flush_log(&mut self) {
-        if !self.sh.log_buf.is_empty() {
-            if let Some(log) = &self.sh.log {
-                log.write_batch(&self.sh.log_buf);
-            }
-            self.sh.log_buf.clear();
-        }
+        super::flush_log(self.sh.log.as_deref(), &mut self.sh.log_buf);
     }
 
     fn begin_shutdown(&mut self) {
@@ -717,7 +696,7 @@ impl Worker {
                         if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
                             self.sh.stats.refused();
                             if !tls {
-                                refuse(&stream);
+                                super::refuse(&stream);
                             }
                         } else {
                             let role = self.listeners[li].role.clone();
@@ -750,24 +729,19 @@ impl Worker {
     /// idle keep-alive connection, else the one that has been sending its request
     /// head longest (nginx's reusable connections). False when there is none.
     fn shed(&mut self) -> bool {
-        let mut idle = None;
-        let mut oldest_head: Option<((Instant, u64), usize)> = None;
-        for (i, slot) in self.slots.iter().enumerate() {
-            let Some(c) = &slot.conn else { continue };
-            if c.core.is_idle() {
-                idle = Some(i);
-                break;
-            }
-            if c.core.is_reading_head() {
-                // The earliest header deadline belongs to the oldest head (ties, from
-                // one loop turn, go by accept order).
-                let d = (c.deadline(), c.seq);
-                if oldest_head.is_none_or(|(od, _)| d < od) {
-                    oldest_head = Some((d, i));
-                }
-            }
-        }
-        let Some(victim) = idle.or(oldest_head.map(|(_, i)| i)) else {
+        let candidates = self.slots.iter().enumerate().filter_map(|(i, slot)| {
+            let c = slot.conn.as_ref()?;
+            Some((
+                i,
+                Sheddable {
+                    idle: c.core.is_idle(),
+                    reading_head: c.core.is_reading_head(),
+                    deadline: c.deadline(),
+                    seq: c.seq,
+                },
+            ))
+        });
+        let Some(victim) = shed_victim(candidates) else {
             return false;
         };
         tracing::debug!("at the connection limit: shedding connection {victim}");
@@ -797,9 +771,7 @@ impl Worker {
             self.slots.len() - 1
         });
         let _ = stream.set_nodelay(true);
-        let class = self.sh.peers.classify(stream.as_fd());
-        tracing::trace!(%peer, %class, "accepted");
-        let route = PeerRoute::of(&class);
+        let route = classify_peer(&mut self.sh.peers, &stream, peer);
         let (env, ..) = self.sh.parts();
         let mut core = proto::Conn::new(peer, !route.local, &env);
         if !matches!(role, Role::Http) {

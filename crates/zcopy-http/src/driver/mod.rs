@@ -5,14 +5,17 @@
 pub mod epoll;
 pub mod fetch;
 pub mod tls;
+pub mod uring;
 
 use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use zcopy::peer::{LocalReason, PeerClass};
+use zcopy::peer::{LocalReason, PeerClass, PeerClassifier};
 use zcopy::transfer::Forced;
-use zcopy::{Plan, Preference, Transfer};
+use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::FileCache;
 use crate::handler::{self, Body, Piece, Response, Site};
@@ -40,6 +43,144 @@ impl Role {
             Role::Redirect => crate::config::ListenKind::Redirect,
         }
     }
+}
+
+/// Which event loop runs the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoDriver {
+    /// The one measured faster here: epoll (see [`choose`]).
+    #[default]
+    Auto,
+    /// The mio (epoll) loop.
+    Epoll,
+    /// The io_uring loop, plain HTTP only (falls back to epoll, with a warning, where
+    /// refused or where a listener speaks TLS).
+    Uring,
+}
+
+impl IoDriver {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::Epoll => "epoll",
+            IoDriver::Uring => "uring",
+        }
+    }
+}
+
+impl std::fmt::Display for IoDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for IoDriver {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IoDriver, String> {
+        match s {
+            "auto" => Ok(IoDriver::Auto),
+            "epoll" => Ok(IoDriver::Epoll),
+            "uring" | "io_uring" | "io-uring" => Ok(IoDriver::Uring),
+            _ => Err(format!(
+                "unknown I/O driver '{s}' (known: auto, epoll, uring)"
+            )),
+        }
+    }
+}
+
+/// The driver that runs for `want` (never `Auto`), and why. `tls`: some listener
+/// speaks HTTPS or redirects to it, which only the epoll driver serves.
+pub fn choose(want: IoDriver, tls: bool) -> (IoDriver, String) {
+    match want {
+        IoDriver::Epoll => return (IoDriver::Epoll, "asked for".into()),
+        // Measured side by side after the merge of main's core (bench/io.sh 5 3):
+        // uring/epoll requests per server CPU-second 0.98 at 1 KiB, 0.73 at 64 KiB.
+        IoDriver::Auto => {
+            return (
+                IoDriver::Epoll,
+                "the io_uring driver measured no faster here (bench/results/io.md); \
+                 --io uring to use it"
+                    .into(),
+            );
+        }
+        IoDriver::Uring => {}
+    }
+    if tls {
+        return (
+            IoDriver::Epoll,
+            "the io_uring driver serves plain HTTP only, and there are https:// or \
+             --redirect-http listeners"
+                .into(),
+        );
+    }
+    let forced = Forced::from_env();
+    let refused = if forced.limit(EngineKind::Uring).is_some() {
+        Err("io_uring forced off by ZCOPY_DISABLE".to_string())
+    } else {
+        zcopy::ring::probe()
+    };
+    match refused {
+        Err(why) => (IoDriver::Epoll, format!("io_uring unavailable: {why}")),
+        Ok(()) => (IoDriver::Uring, "asked for".into()),
+    }
+}
+
+/// The route class of a peer just accepted on `sock` (classified from the socket's
+/// route, cached per address). Bodies may leave by reference only to peers whose
+/// receive queues are not in this kernel: `proto::Conn::new(peer, !route.local, ..)`.
+pub fn classify_peer(peers: &mut PeerClassifier, sock: impl AsFd, peer: SocketAddr) -> PeerRoute {
+    let class = peers.classify(sock.as_fd());
+    tracing::trace!(%peer, %class, "accepted");
+    PeerRoute::of(&class)
+}
+
+/// What shedding weighs about one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Sheddable {
+    /// Idle between requests.
+    pub idle: bool,
+    /// Still receiving its request head.
+    pub reading_head: bool,
+    /// Its deadline (for a head: when the header timeout ends).
+    pub deadline: Instant,
+    /// Accept order within the worker.
+    pub seq: u64,
+}
+
+/// The connection to close to make room for a new one: an idle keep-alive connection,
+/// else the one that has been sending its request head longest (nginx's reusable
+/// connections); `None` when there is neither (every one has a response in flight).
+pub fn shed_victim(conns: impl IntoIterator<Item = (usize, Sheddable)>) -> Option<usize> {
+    let mut oldest_head: Option<((Instant, u64), usize)> = None;
+    for (i, c) in conns {
+        if c.idle {
+            return Some(i);
+        }
+        if c.reading_head {
+            // The earliest header deadline belongs to the oldest head (ties, from one
+            // loop turn, go by accept order).
+            let d = (c.deadline, c.seq);
+            if oldest_head.is_none_or(|(od, _)| d < od) {
+                oldest_head = Some((d, i));
+            }
+        }
+    }
+    oldest_head.map(|(_, i)| i)
+}
+
+/// Answers a client we have no room for with a 503 (best effort: one non-blocking
+/// send into the fresh socket's empty buffer); the caller then closes it.
+pub fn refuse(sock: impl AsFd) {
+    use rustix::net::{RecvFlags, SendFlags};
+    // Take what the client already sent, so the close is a FIN rather than an RST
+    // that could discard the answer.
+    let _ = rustix::net::recv(&sock, &mut [0u8; 4096], RecvFlags::DONTWAIT);
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n\
+        Connection: close\r\n\r\n503 Service Unavailable (at capacity)\n";
+    let _ = rustix::net::send(&sock, BUSY, SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
 }
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
@@ -88,6 +229,27 @@ impl Responder for SiteResponder {
     /// One `openat2` + `fstat`.
     fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File> {
         crate::archive::open_member(dir, member)
+    }
+}
+
+impl SiteResponder {
+    /// A responder for the site of a reload, with an empty file cache that carries on
+    /// this one's hit and miss counts.
+    pub fn reloaded(&self, site: Arc<Site>) -> SiteResponder {
+        let mut cache = FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        cache.hits = self.cache.hits;
+        cache.misses = self.cache.misses;
+        SiteResponder { site, cache }
+    }
+}
+
+/// Writes a loop turn's access log lines (`buf`), if any, in one go.
+pub fn flush_log(log: Option<&crate::access_log::AccessLogger>, buf: &mut Vec<u8>) {
+    if !buf.is_empty() {
+        if let Some(log) = log {
+            log.write_batch(buf);
+        }
+        buf.clear();
     }
 }
 
@@ -261,5 +423,40 @@ impl Engines {
         if spare.len() < POOL {
             spare.push(t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Sheddable, shed_victim};
+
+    fn conn(idle: bool, reading_head: bool, secs: u64, seq: u64) -> Sheddable {
+        Sheddable {
+            idle,
+            reading_head,
+            deadline: *BASE + Duration::from_secs(secs),
+            seq,
+        }
+    }
+
+    static BASE: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+
+    #[test]
+    fn an_idle_connection_goes_first_then_the_oldest_head() {
+        let busy = conn(false, false, 1, 0);
+        let young_head = conn(false, true, 9, 1);
+        let old_head = conn(false, true, 5, 2);
+        let idle = conn(true, false, 60, 3);
+        let all = [(0, busy), (1, young_head), (2, old_head), (3, idle)];
+        assert_eq!(shed_victim(all), Some(3));
+        assert_eq!(shed_victim(all.into_iter().take(3)), Some(2));
+        // Heads with one deadline go by accept order.
+        let twin = conn(false, true, 5, 0);
+        assert_eq!(shed_victim([(7, old_head), (8, twin)]), Some(8));
+        // Only responses in flight: nothing to shed.
+        assert_eq!(shed_victim([(0, busy)]), None);
     }
 }

@@ -70,13 +70,16 @@ fn issue(files: &CertFiles) -> (CertificateDer<'static>, String) {
 }
 
 /// A server with one HTTPS listener (and what `tweak` adds).
+/// TLS is the epoll driver's: asked for io_uring (`ZCOPY_IO=uring`), it runs epoll.
 fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer {
-    TestServer::start(root, |c| {
+    let srv = TestServer::start(root, |c| {
         c.listen = Vec::new();
         c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
         c.tls = Some(pki.tls());
         tweak(c);
-    })
+    });
+    assert_eq!(srv.io_driver(), zcopy_http::driver::IoDriver::Epoll);
+    srv
 }
 
 fn client_config(ca: &(CertificateDer<'static>, String), versions: Versions) -> Arc<ClientConfig> {

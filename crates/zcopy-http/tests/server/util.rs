@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zcopy_http::config::Config;
+use zcopy_http::driver::IoDriver;
 use zcopy_http::server::{RunningServer, Server};
 
 /// A server running in this process, stopped on drop.
@@ -17,12 +18,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Serves `root` with the given tweaks to the default config.
+    /// Serves `root` with the given tweaks to the default config, on the I/O driver
+    /// named by `ZCOPY_IO` (`epoll`, the default, or `uring`).
     pub fn start(root: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut cfg = Config {
             root: root.to_path_buf(),
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             workers: 2,
+            io: io_driver(),
             ..Config::default()
         };
         tweak(&mut cfg);
@@ -35,6 +38,11 @@ impl TestServer {
             addrs,
             running: Some(running),
         }
+    }
+
+    /// The event loop the server's workers really run.
+    pub fn io_driver(&self) -> IoDriver {
+        self.running.as_ref().expect("running").io_driver()
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
@@ -68,6 +76,16 @@ impl Drop for TestServer {
             let _ = r.stop();
         }
     }
+}
+
+/// The driver the suite runs on: `ZCOPY_IO` (default epoll).
+pub fn io_driver() -> IoDriver {
+    std::env::var("ZCOPY_IO")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map_or(IoDriver::Epoll, |v| {
+            v.parse().expect("ZCOPY_IO: epoll or uring")
+        })
 }
 
 /// A ureq agent that returns every status instead of turning 4xx/5xx into errors.

@@ -85,15 +85,7 @@ impl Drop for Uring {
 pub fn ops() -> Result<Ops, String> {
     static OPS: OnceLock<Result<Ops, String>> = OnceLock::new();
     OPS.get_or_init(|| {
-        let ring = Ring::new(ENTRIES).map_err(|e| {
-            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default();
-            match disabled.as_str() {
-                "" | "0" => format!("io_uring_setup: {e}"),
-                d => format!("io_uring_setup: {e} (kernel.io_uring_disabled = {d})"),
-            }
-        })?;
+        let ring = Ring::new(ENTRIES).map_err(|e| crate::sys::uring::setup_refused(&e))?;
         ring.ops().map_err(|e| format!("io_uring probe: {e}"))
     })
     .clone()

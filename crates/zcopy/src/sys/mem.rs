@@ -65,6 +65,50 @@ impl Mapping {
         self.len
     }
 
+    /// Always false: mappings are never empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where the mapping starts, for the kernel to read from (never dereferenced in
+    /// user space).
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr().cast::<u8>()
+    }
+
+    /// `mincore(2)` — <https://man7.org/linux/man-pages/man2/mincore.2.html>: whether
+    /// every page of mapped bytes `[start, start + len)` is in memory now.
+    ///
+    /// # Panics
+    /// If the range is not inside the mapping.
+    pub fn resident(&self, start: usize, len: usize) -> io::Result<bool> {
+        assert!(
+            start <= self.len && len <= self.len - start,
+            "range outside the mapping"
+        );
+        if len == 0 {
+            return Ok(true);
+        }
+        let ps = page_size();
+        let first = start / ps * ps;
+        let bytes = start + len - first;
+        let mut vec = vec![0u8; bytes.div_ceil(ps)];
+        // SAFETY: `[first, first + bytes)` lies inside our live mapping (the mapping
+        // is page-aligned and `first` rounds down within it); mincore writes one byte
+        // per page of that range into `vec`, which has exactly that many.
+        let rc = unsafe {
+            libc::mincore(
+                self.ptr.as_ptr().cast::<u8>().add(first).cast::<c_void>(),
+                bytes,
+                vec.as_mut_ptr(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(vec.iter().all(|&b| b & 1 != 0))
+    }
+
     /// `write(sink, map + start, len)` — <https://man7.org/linux/man-pages/man2/write.2.html>:
     /// writes mapped bytes `[start, start + len)` straight from the mapping. If
     /// the file was truncated under the mapping, the kernel returns a short count

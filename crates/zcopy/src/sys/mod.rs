@@ -4,6 +4,7 @@
 //! block says why it is sound.
 
 pub mod activation;
+pub mod event_ring;
 pub mod ktls;
 pub mod lease;
 pub mod mem;

@@ -43,6 +43,17 @@ pub struct ZcSent {
     pub copied: Option<bool>,
 }
 
+/// Why `io_uring_setup` failed, naming `kernel.io_uring_disabled` when it is set.
+pub fn setup_refused(e: &io::Error) -> String {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    match disabled.as_str() {
+        "" | "0" => format!("io_uring_setup: {e}"),
+        d => format!("io_uring_setup: {e} (kernel.io_uring_disabled = {d})"),
+    }
+}
+
 /// One operation's completion(s).
 #[derive(Clone, Copy, Debug, Default)]
 struct Outcome {

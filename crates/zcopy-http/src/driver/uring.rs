@@ -1,0 +1,1231 @@
+//! The io_uring driver: one ring per worker, each with its own `SO_REUSEPORT`
+//! listeners, carrying out what each connection's [`proto::Conn`] asks.
+//!
+//! - Accepts: one multishot `ACCEPT` per listener.
+//! - Reads: one multishot `RECV` per connection into the ring's provided buffers; a
+//!   chunk is copied into the core's read buffer when it asks to read. A connection
+//!   whose core doesn't read (busy answering) has its receive cancelled while it
+//!   holds buffers, and re-armed when it asks again.
+//! - Heads and in-memory bodies: copied into a buffer the ring owns until the `SEND`
+//!   completes. A head followed by a body is held back (corked in user space) and
+//!   leaves in the same `SEND` as the body's first chunk.
+//! - File bodies by copy: below [`MAP_MIN`], `READ` of a chunk into that buffer,
+//!   then `SEND` (the bytes are copied at read time; a cold file's read waits in
+//!   the kernel, not in this loop); from [`MAP_MIN`] on, one `SENDMSG` of the corked
+//!   bytes and a chunk of the file's mapping (one copy, at send time, like the mmap
+//!   engine; one fstat per chunk bounds it by the file's length now) when `mincore`
+//!   says the chunk's pages are in memory, else `READ` + `SEND` as below.
+//! - File bodies by reference: `SPLICE` file → pipe linked to `SPLICE` pipe → socket,
+//!   with a pipe per connection (made on first use).
+//! - At most one send-side operation per connection is in flight; its outcome is
+//!   reported to the core only when it completes.
+//! - Timers: the loop's wait is bounded by the nearest deadline (`io_uring_enter`
+//!   with a timeout); everything queued in a turn is submitted by that one call.
+//! - Lease and send-queue checks are plain synchronous calls (fcntl, ioctl).
+//! - Peers are classified at accept like the epoll driver's; at the connection cap an
+//!   idle connection, else the oldest request head, is shed, else the client gets a
+//!   503. Access log lines are written once per loop turn; a reload is picked up at
+//!   the next turn.
+//! - Plain HTTP only: [`super::choose`] runs epoll where a listener speaks TLS.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Poll};
+use rustix::io::Errno;
+use zcopy::EngineKind;
+use zcopy::peer::PeerClassifier;
+use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
+
+use super::{Role, Sheddable, SiteResponder, classify_peer, shed_victim};
+use crate::access_log::AccessLogger;
+use crate::handler::Site;
+use crate::live::LiveCell;
+use crate::proto::{self, Buffers, Env, Intent};
+use crate::server::ShutdownInner;
+use crate::stats::WorkerStats;
+
+/// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
+const RING: RingSize = RingSize {
+    entries: 1024,
+    recv_bufs: 512,
+    recv_buf_len: 4096,
+};
+/// Token of the shutdown waker's poll.
+const WAKER: u64 = u64::MAX;
+/// `POLLIN`, as the poll operation takes it.
+const POLLIN: u32 = rustix::event::PollFlags::IN.bits() as u32;
+/// `POLLOUT`.
+const POLLOUT: u32 = rustix::event::PollFlags::OUT.bits() as u32;
+/// Token of a cancel whose completion nobody waits for.
+const IGNORE: u64 = u64::MAX - 1;
+/// Listener tokens count down from here.
+const LISTENER_BASE: u64 = u64::MAX - 2;
+/// Longest sleep between timer sweeps.
+const TICK: Duration = Duration::from_secs(1);
+/// Pause after accept fails for lack of fds or memory, or at the connection cap.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Spare buffers a worker keeps (core buffers, and send/read buffers).
+const SPARE_BUFFERS: usize = 256;
+/// Largest file chunk read (and sent) in one go.
+const FILE_CHUNK: usize = 256 * 1024;
+/// Bodies from this size on are sent from a mapping of the file (one copy, at send
+/// time) instead of read into a buffer and sent (two copies).
+const MAP_MIN: u64 = 1024 * 1024;
+/// Largest chunk sent from a mapping in one go.
+const MAP_CHUNK: usize = 256 * 1024;
+/// Largest in-memory write corked while a body follows.
+const CORK_MAX: usize = 64 * 1024;
+/// Received chunks a connection may hold unread before its receive is cancelled.
+const PENDING_MAX: usize = 2;
+/// Pipe capacity asked for by-reference bodies (and so the largest splice).
+const PIPE_SIZE: usize = 256 * 1024;
+
+/// The send-side operation in flight for a connection.
+#[derive(Debug)]
+enum Sending {
+    /// In-memory bytes: `core` of them are the core's (reported with `on_written`),
+    /// the rest were already reported (corked).
+    Write { sent: usize, core: usize },
+    /// A file chunk being read in after `prefix` corked bytes; `rest`: body bytes of
+    /// this piece from the chunk's start.
+    Read { prefix: usize, rest: u64 },
+    /// Corked bytes and `file` bytes of a file chunk being sent.
+    FileSend { sent: usize, file: usize },
+    /// `prefix` corked bytes and `file` mapped bytes being sent in one `sendmsg`.
+    MapSend { prefix: usize, file: usize },
+    /// Splicing: `first` is the file → pipe leg's outcome once known.
+    Splice { want: usize, first: Option<usize> },
+    /// Waiting for room in the socket (a splice to it said EAGAIN).
+    Writable,
+}
+
+/// What [`Connection::send_mapped`] did.
+enum Mapped {
+    /// Queued a send.
+    Sending,
+    /// Nothing: the chunk's pages are not all in memory.
+    Cold,
+    /// Nothing: the file ends at or before the offset now.
+    Shrank,
+}
+
+/// One client connection: the socket, what is in flight for it, and the core.
+struct Connection {
+    stream: TcpStream,
+    core: proto::Conn,
+    /// Operations in the ring for this connection.
+    inflight: u32,
+    /// The multishot receive, while armed.
+    recv: Option<OpId>,
+    /// Received chunks not yet copied into the core (chunk, bytes of it used).
+    pending: VecDeque<(RecvBuf, usize)>,
+    /// The peer closed its side.
+    eof: bool,
+    /// Receiving failed.
+    recv_failed: bool,
+    sending: Option<Sending>,
+    /// The buffer of the send-side operation (between operations: corked bytes).
+    out: Vec<u8>,
+    /// Shut the write side once the send in flight is done.
+    shut_pending: bool,
+    /// The send in flight was cancelled (its file's lease is being broken): its
+    /// outcome is not the core's any more.
+    abandoned: bool,
+    /// By-reference bodies: the pipe (read, write) and bytes in it.
+    pipe: Option<(OwnedFd, OwnedFd)>,
+    in_pipe: usize,
+    /// Large bodies by copy: the file's mapping, the file, and the offset it starts at.
+    map: Option<(Rc<Mapping>, Arc<File>, u64)>,
+    /// Closing: waits for `inflight` to reach 0, then is dropped.
+    closing: bool,
+    /// Counted among the worker's open connections (until it starts closing).
+    counted: bool,
+    queued: bool,
+    /// Accept order within the worker.
+    seq: u64,
+}
+
+/// What a worker shares with all its connections.
+struct Shared {
+    site: Arc<Site>,
+    log: Option<Arc<AccessLogger>>,
+    bufs: Buffers,
+    responder: SiteResponder,
+    /// Peer route classes, cached per address.
+    peers: PeerClassifier,
+    /// This worker's counters.
+    stats: Arc<WorkerStats>,
+    /// Access log lines of this loop turn, written out at its end.
+    log_buf: Vec<u8>,
+    now: Instant,
+    shutting_down: bool,
+    io: IoBufs,
+    /// Splice is forced off (`ZCOPY_DISABLE=splice`): bodies by reference go by copy.
+    no_splice: bool,
+    /// Mmap is forced off (`ZCOPY_DISABLE=mmap`): large bodies are read, then sent.
+    no_mmap: bool,
+}
+
+/// Spare buffers for sends and reads.
+#[derive(Default)]
+struct IoBufs(Vec<Vec<u8>>);
+
+impl IoBufs {
+    fn take(&mut self) -> Vec<u8> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, mut b: Vec<u8>) {
+        if b.capacity() > 0 && b.capacity() <= 2 * FILE_CHUNK && self.0.len() < SPARE_BUFFERS {
+            b.clear();
+            self.0.push(b);
+        }
+    }
+}
+
+impl Shared {
+    fn env(&mut self) -> Env<'_> {
+        self.parts().0
+    }
+
+    /// The core's view of the worker, and the send/read buffers beside it.
+    fn parts(&mut self) -> (Env<'_>, &mut IoBufs) {
+        (
+            Env {
+                now: self.now,
+                config: &self.site.config,
+                shutting_down: self.shutting_down,
+                bufs: &mut self.bufs,
+                responder: &mut self.responder,
+                log: self.log.as_deref(),
+                log_buf: &mut self.log_buf,
+                stats: &self.stats,
+            },
+            &mut self.io,
+        )
+    }
+}
+
+impl Connection {
+    fn token(idx: usize) -> u64 {
+        idx as u64
+    }
+
+    /// Does all the work possible now; the rest waits for completions.
+    fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
+        let token = Connection::token(idx);
+        let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
+        while !self.closing {
+            let (mut env, io) = sh.parts();
+            let intent = self.core.next(&mut env);
+            let corked = self.sending.is_none() && !self.out.is_empty();
+            match intent {
+                Intent::Read => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    if let Some((buf, used)) = self.pending.front_mut() {
+                        let data = &ring.recv_data(buf)[*used..];
+                        let dst = self.core.read_buf(&mut env);
+                        let n = data.len().min(dst.len());
+                        if n == 0 {
+                            return;
+                        }
+                        dst[..n].copy_from_slice(&data[..n]);
+                        *used += n;
+                        if *used == buf.len()
+                            && let Some((buf, _)) = self.pending.pop_front()
+                        {
+                            ring.recycle(buf);
+                        }
+                        self.core.on_read(&mut env, n);
+                        continue;
+                    }
+                    if self.eof {
+                        self.core.on_read(&mut env, 0);
+                        continue;
+                    }
+                    if self.recv_failed {
+                        self.core.on_read_failed();
+                        continue;
+                    }
+                    if self.recv.is_none() {
+                        self.recv = Some(ring.recv_multi(token, self.stream.as_fd()));
+                        self.inflight += 1;
+                    }
+                    // Nothing received yet: a connection waiting for bytes holds no
+                    // read buffer.
+                    self.core.on_read_blocked(&mut env);
+                    return;
+                }
+                Intent::Write { more } => {
+                    if self.sending.is_some() {
+                        return;
+                    }
+                    let data = self.core.write_buf();
+                    let n = data.len();
+                    if more && self.out.len() + n <= CORK_MAX {
+                        // A body follows at once: keep these bytes for its first send.
+                        if self.out.capacity() == 0 {
+                            self.out = io.take();
+                        }
+                        self.out.extend_from_slice(data);
+                        self.core.on_written(&mut env, n);
+                        continue;
+                    }
+                    if self.out.capacity() == 0 {
+                        self.out = io.take();
+                    }
+                    self.out.extend_from_slice(data);
+                    self.sending = Some(Sending::Write { sent: 0, core: n });
+                    self.submit_send(token, ring, 0, more);
+                    return;
+                }
+                Intent::Lease => {
+                    let held = self.core.file().is_some_and(|f| {
+                        zcopy::lease::take_until_close(&**f)
+                            .map_err(|e| tracing::trace!("no read lease: {e}"))
+                            .is_ok()
+                    });
+                    self.core.on_lease(held);
+                }
+                Intent::SendFile {
+                    offset,
+                    len,
+                    leased,
+                    by_reference,
+                } => {
+                    if self.sending.is_some() {
+                        // A send blocked on a full socket holds the file (its pages, its
+                        // mapping) and so its lease: when the lease is being broken,
+                        // cancel the send so the file can go.
+                        if leased
+                            && !self.abandoned
+                            && self
+                                .core
+                                .file()
+                                .is_some_and(|f| zcopy::lease::breaking(&**f))
+                        {
+                            self.abandoned = true;
+                            ring.cancel_fd(IGNORE, self.stream.as_fd());
+                            self.core.on_lease_breaking(&mut env);
+                            continue;
+                        }
+                        return;
+                    }
+                    let Some(file) = self.core.file().cloned() else {
+                        self.core.on_send_failed(&mut env);
+                        continue;
+                    };
+                    if leased && zcopy::lease::breaking(&*file) {
+                        self.core.on_lease_breaking(&mut env);
+                        continue;
+                    }
+                    if by_reference && !no_splice {
+                        if corked {
+                            self.flush(token, ring, true);
+                            return;
+                        }
+                        if let Err(e) = self.splice(token, ring, &file, offset, len) {
+                            tracing::debug!(peer = %self.core.peer(), "pipe: {e}");
+                            self.core.on_send_failed(&mut env);
+                            continue;
+                        }
+                        return;
+                    }
+                    if !no_mmap && (len >= MAP_MIN || self.map.is_some()) {
+                        match self.send_mapped(token, ring, &file, offset, len) {
+                            Ok(Mapped::Sending) => return,
+                            // Pages not in memory: read them in the ring (below).
+                            Ok(Mapped::Cold) => {}
+                            Ok(Mapped::Shrank) => {
+                                // Nothing left at this offset.
+                                self.core.on_file_sent(&mut env, 0, false);
+                                continue;
+                            }
+                            Err(e) => {
+                                tracing::debug!(peer = %self.core.peer(), "mmap: {e}");
+                                self.core.on_send_failed(&mut env);
+                                continue;
+                            }
+                        }
+                    }
+                    let chunk = (len as usize).min(FILE_CHUNK);
+                    if self.out.capacity() == 0 {
+                        self.out = io.take();
+                    }
+                    let buf = std::mem::take(&mut self.out);
+                    self.sending = Some(Sending::Read {
+                        prefix: buf.len(),
+                        rest: len,
+                    });
+                    ring.read(token, &file, offset, buf, chunk);
+                    self.inflight += 1;
+                    return;
+                }
+                Intent::CheckSendQueue => {
+                    let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
+                    self.core.on_send_queue(&mut env, n);
+                }
+                Intent::ShutdownWrite => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    if self.sending.is_some() {
+                        self.shut_pending = true;
+                    } else {
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                    }
+                }
+                Intent::Close { reset } => {
+                    if reset {
+                        // Discard what is queued rather than let changed pages go out.
+                        let _ = rustix::net::sockopt::set_socket_linger(
+                            &self.stream,
+                            Some(Duration::ZERO),
+                        );
+                    }
+                    self.begin_close(ring, io);
+                    return;
+                }
+                Intent::Wait => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends corked bytes on their own (what follows them isn't a file chunk).
+    fn flush(&mut self, token: u64, ring: &mut EventRing, more: bool) {
+        self.sending = Some(Sending::Write { sent: 0, core: 0 });
+        self.submit_send(token, ring, 0, more);
+    }
+
+    fn submit_send(&mut self, token: u64, ring: &mut EventRing, from: usize, more: bool) {
+        let buf = std::mem::take(&mut self.out);
+        ring.send(token, self.stream.as_fd(), buf, from, more);
+        self.inflight += 1;
+    }
+
+    /// Queues a `sendmsg` of the corked bytes and the next chunk straight from the
+    /// file's mapping (made on first use), if the chunk's pages are in memory.
+    fn send_mapped(
+        &mut self,
+        token: u64,
+        ring: &mut EventRing,
+        file: &Arc<File>,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<Mapped> {
+        // One fstat per chunk: the length now, so no chunk reaches past the end.
+        let size = rustix::fs::fstat(file)?.st_size as u64;
+        if offset >= size {
+            return Ok(Mapped::Shrank);
+        }
+        let chunk = len.min(MAP_CHUNK as u64).min(size - offset) as usize;
+        // The mapping must be of this very file: an archive's members follow one
+        // another with offsets from 0 each.
+        let covers = |(m, f, at): &(Rc<Mapping>, Arc<File>, u64)| {
+            Arc::ptr_eq(f, file) && offset >= *at && offset + chunk as u64 <= at + m.len() as u64
+        };
+        if !self.map.as_ref().is_some_and(covers) {
+            self.map = None;
+            let ps = zcopy::ring::page_size() as u64;
+            let at = offset / ps * ps;
+            let end = (offset + len).min(size);
+            let m = Mapping::map(file.as_fd(), at, (end - at) as usize)?;
+            self.map = Some((Rc::new(m), file.clone(), at));
+        }
+        let (m, _, at) = self.map.as_ref().expect("mapped above");
+        let start = (offset - at) as usize;
+        if !m.resident(start, chunk).unwrap_or(false) {
+            return Ok(Mapped::Cold);
+        }
+        let prefix = std::mem::take(&mut self.out);
+        self.sending = Some(Sending::MapSend {
+            prefix: prefix.len(),
+            file: chunk,
+        });
+        let more = (chunk as u64) < len;
+        ring.send_mapped(token, self.stream.as_fd(), prefix, m, start, chunk, more);
+        self.inflight += 1;
+        Ok(Mapped::Sending)
+    }
+
+    /// Queues a linked file → pipe → socket splice of up to `len` bytes (or, if the
+    /// pipe still holds bytes, their drain).
+    fn splice(
+        &mut self,
+        token: u64,
+        ring: &mut EventRing,
+        file: &File,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        if self.pipe.is_none() {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
+            self.pipe = Some((r, w));
+        }
+        let (r, w) = self.pipe.as_ref().expect("made above");
+        let cap = rustix::pipe::fcntl_getpipe_size(w).unwrap_or(64 * 1024);
+        let want = if self.in_pipe > 0 {
+            0
+        } else {
+            (len as usize).min(cap)
+        };
+        ring.splice(
+            token,
+            file.as_fd(),
+            offset,
+            want,
+            w.as_fd(),
+            r.as_fd(),
+            self.stream.as_fd(),
+            self.in_pipe,
+        );
+        self.inflight += if want > 0 { 2 } else { 1 };
+        self.sending = Some(Sending::Splice {
+            want,
+            first: (want == 0).then_some(0),
+        });
+        Ok(())
+    }
+
+    /// Cancels what is in flight; the connection goes once it all has completed.
+    fn begin_close(&mut self, ring: &mut EventRing, io: &mut IoBufs) {
+        self.closing = true;
+        for (buf, _) in self.pending.drain(..) {
+            ring.recycle(buf);
+        }
+        if self.out.capacity() > 0 {
+            io.give(std::mem::take(&mut self.out));
+        }
+        if self.inflight > 0 {
+            ring.cancel_fd(IGNORE, self.stream.as_fd());
+        }
+    }
+
+    /// Takes in one completion of this connection's operations.
+    fn complete(&mut self, c: Completion, ring: &mut EventRing, sh: &mut Shared) {
+        if c.last {
+            self.inflight -= 1;
+        }
+        let now_token = c.token;
+        let send_side = !matches!(
+            c.event,
+            Event::Received(_) | Event::Cancelled(_) | Event::Accepted(_)
+        );
+        if self.abandoned && send_side {
+            match c.event {
+                Event::Sent { buf, .. } | Event::Read { buf, .. } => self.out = buf,
+                // The pipe leg of a splice pair: its socket leg is still to come.
+                Event::Spliced { second: false, .. } => return,
+                _ => {}
+            }
+            // The response already ended; what the pipe holds is not sent.
+            self.abandoned = false;
+            self.sending = None;
+            self.out.clear();
+            self.pipe = None;
+            self.in_pipe = 0;
+            self.after_send();
+            return;
+        }
+        let mut env = sh.env();
+        match c.event {
+            Event::Received(r) => {
+                if c.last {
+                    self.recv = None;
+                }
+                match r {
+                    Ok(Some(buf)) if self.closing => ring.recycle(buf),
+                    Ok(Some(buf)) => self.pending.push_back((buf, 0)),
+                    Ok(None) => self.eof = true,
+                    Err(e) => match errno(&e) {
+                        // Out of buffers, or cancelled by us: re-armed when needed.
+                        Some(Errno::NOBUFS | Errno::CANCELED) => {}
+                        _ => self.recv_failed = true,
+                    },
+                }
+            }
+            Event::Sent { res, buf } => {
+                self.out = buf;
+                let Some(sending) = self.sending.take() else {
+                    return;
+                };
+                if self.closing {
+                    return;
+                }
+                match (sending, res) {
+                    (Sending::Write { sent, core }, Ok(n)) => {
+                        let sent = sent + n;
+                        if n > 0 && sent < self.out.len() {
+                            self.sending = Some(Sending::Write { sent, core });
+                            self.submit_send(now_token, ring, sent, false);
+                            return;
+                        }
+                        self.out.clear();
+                        if sent < self.out.len() {
+                            self.core.on_send_failed(&mut env);
+                        } else if core > 0 {
+                            self.core.on_written(&mut env, core);
+                        }
+                    }
+                    (Sending::FileSend { sent, file }, Ok(n)) => {
+                        let sent = sent + n;
+                        if n > 0 && sent < self.out.len() {
+                            self.sending = Some(Sending::FileSend { sent, file });
+                            self.submit_send(now_token, ring, sent, false);
+                            return;
+                        }
+                        let complete = sent >= self.out.len();
+                        self.out.clear();
+                        if complete {
+                            // `file == 0`: the file ended early (only corked bytes went).
+                            if file > 0 {
+                                // Read into a buffer, then sent: copied, like read-write.
+                                env.stats.body_by_engine(
+                                    Some(EngineKind::ReadWrite),
+                                    file as u64,
+                                    false,
+                                );
+                            }
+                            self.core.on_file_sent(&mut env, file, false);
+                        } else {
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    (Sending::MapSend { prefix, file }, Ok(n)) => {
+                        self.out.clear();
+                        if n == prefix + file {
+                            // Copied from the mapping at send time, like mmap.
+                            env.stats
+                                .body_by_engine(Some(EngineKind::Mmap), file as u64, false);
+                            self.core.on_file_sent(&mut env, file, false);
+                        } else {
+                            // MSG_WAITALL: short only when the file lost pages meanwhile.
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    (_, Err(e)) => {
+                        tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                        self.out.clear();
+                        self.core.on_send_failed(&mut env);
+                    }
+                    (s, Ok(_)) => unreachable!("a send completes a send, not {s:?}"),
+                }
+                self.after_send();
+            }
+            Event::Read { res, buf } => {
+                self.out = buf;
+                let Some(Sending::Read { prefix, rest }) = self.sending.take() else {
+                    return;
+                };
+                if self.closing {
+                    return;
+                }
+                match res {
+                    Ok(n) if n > 0 || prefix > 0 => {
+                        // More of this piece follows unless this chunk ends it (MSG_MORE
+                        // on the last bytes would hold them back).
+                        let more = n > 0 && (n as u64) < rest;
+                        self.sending = Some(Sending::FileSend { sent: 0, file: n });
+                        self.submit_send(now_token, ring, 0, more);
+                    }
+                    Ok(_) => {
+                        self.out.clear();
+                        self.core.on_file_sent(&mut env, 0, false);
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.core.peer(), "read failed: {e}");
+                        self.out.clear();
+                        self.core.on_send_failed(&mut env);
+                    }
+                }
+            }
+            Event::Spliced { res, second } => {
+                let Some(Sending::Splice { want, first }) = self.sending.take() else {
+                    return;
+                };
+                if self.closing {
+                    return;
+                }
+                if !second {
+                    match res {
+                        Ok(n) => {
+                            self.in_pipe += n;
+                            self.sending = Some(Sending::Splice {
+                                want,
+                                first: Some(n),
+                            });
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %self.core.peer(), "splice failed: {e}");
+                            self.sending = Some(Sending::Splice {
+                                want,
+                                first: Some(0),
+                            });
+                        }
+                    }
+                    return;
+                }
+                let first = first.unwrap_or(0);
+                match res {
+                    Err(e) if errno(&e) == Some(Errno::AGAIN) => {
+                        // The socket is full (splice doesn't wait for room): the pipe
+                        // keeps the bytes until it has some.
+                        self.splice_done(first, want, 0, &mut env);
+                        self.sending = Some(Sending::Writable);
+                        ring.poll(now_token, &self.stream, POLLOUT);
+                        self.inflight += 1;
+                    }
+                    Ok(m) => {
+                        self.in_pipe -= m.min(self.in_pipe);
+                        self.splice_done(first, want, m, &mut env);
+                    }
+                    Err(e) if errno(&e) == Some(Errno::CANCELED) => {
+                        // The first leg was short: drain what it moved, or end.
+                        self.splice_done(first, want, 0, &mut env);
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.core.peer(), "splice failed: {e}");
+                        self.core.on_send_failed(&mut env);
+                    }
+                }
+                self.after_send();
+            }
+            Event::Polled(_) => {
+                if matches!(self.sending, Some(Sending::Writable)) {
+                    self.sending = None;
+                }
+                self.after_send();
+            }
+            Event::Cancelled(_) | Event::Accepted(_) => {}
+        }
+    }
+
+    /// After a splice pair: report what reached the socket.
+    fn splice_done(&mut self, first: usize, want: usize, sent: usize, env: &mut Env<'_>) {
+        if want > 0 && first == 0 && self.in_pipe == 0 {
+            // Nothing left in the file at this offset: it shrank.
+            self.core.on_file_sent(env, 0, true);
+        } else if sent > 0 {
+            env.stats
+                .body_by_engine(Some(EngineKind::Splice), sent as u64, true);
+            self.core.on_file_sent(env, sent, true);
+        }
+        // else: the pipe still holds the bytes; the next SendFile drains them.
+    }
+
+    fn after_send(&mut self) {
+        if self.shut_pending && self.sending.is_none() {
+            self.shut_pending = false;
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+struct Listener {
+    /// Closed (dropped) at shutdown once its accept is over, so that new clients are
+    /// refused at once.
+    sock: Option<TcpListener>,
+    /// The multishot accept, while armed.
+    accept: Option<OpId>,
+}
+
+/// One worker thread's event loop on its own io_uring.
+pub struct Worker {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Vec<Option<Box<Connection>>>,
+    free: Vec<usize>,
+    runq: Vec<usize>,
+    /// Open connections (closing ones not counted).
+    count: usize,
+    active: Arc<AtomicUsize>,
+    shutdown: Arc<ShutdownInner>,
+    /// Where reloaded settings come from, and the generation `sh` holds.
+    live: Arc<LiveCell>,
+    generation: u64,
+    sh: Shared,
+    accept_paused_until: Option<Instant>,
+    /// Accept failed for lack of fds or memory (warned once per episode).
+    starved: bool,
+    /// Connections accepted so far.
+    accepted: u64,
+    next_sweep: Instant,
+    grace_until: Option<Instant>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("connections", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker for its plain-HTTP listeners; `poll` holds the shutdown waker.
+    pub(crate) fn new(
+        poll: Poll,
+        listeners: Vec<(TcpListener, Role)>,
+        live: Arc<LiveCell>,
+        stats: Arc<WorkerStats>,
+        active: Arc<AtomicUsize>,
+        shutdown: Arc<ShutdownInner>,
+    ) -> Worker {
+        let now = Instant::now();
+        let (generation, current) = live.load();
+        let site = current.site.clone();
+        let log = current.log.clone();
+        let cache =
+            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+        let forced = zcopy::transfer::Forced::from_env();
+        let no_splice = forced.limit(EngineKind::Splice).is_some();
+        let no_mmap = forced.limit(EngineKind::Mmap).is_some();
+        let listeners = listeners
+            .into_iter()
+            .filter_map(|(sock, role)| match role {
+                Role::Http => Some(Listener {
+                    sock: Some(sock),
+                    accept: None,
+                }),
+                // `choose` never picks this driver for them.
+                _ => {
+                    tracing::error!(
+                        "the io_uring driver serves plain HTTP only: listener left out"
+                    );
+                    None
+                }
+            })
+            .collect();
+        Worker {
+            poll,
+            listeners,
+            conns: Vec::new(),
+            free: Vec::new(),
+            runq: Vec::new(),
+            count: 0,
+            active,
+            shutdown,
+            live,
+            generation,
+            sh: Shared {
+                responder: SiteResponder {
+                    site: site.clone(),
+                    cache,
+                },
+                site,
+                log,
+                bufs: Buffers::new(SPARE_BUFFERS),
+                peers: PeerClassifier::new(),
+                stats,
+                log_buf: Vec::new(),
+                now,
+                shutting_down: false,
+                io: IoBufs::default(),
+                no_splice,
+                no_mmap,
+            },
+            accept_paused_until: None,
+            starved: false,
+            accepted: 0,
+            next_sweep: now + TICK,
+            grace_until: None,
+        }
+    }
+
+    /// Runs until shutdown (the ring is made here, on the worker's own thread).
+    pub fn run(mut self) -> io::Result<()> {
+        let mut ring = EventRing::new(RING)?;
+        ring.poll(WAKER, &self.poll, POLLIN);
+        let mut done = Vec::new();
+        loop {
+            if self.shutdown.flag.load(Ordering::SeqCst) && !self.sh.shutting_down {
+                self.begin_shutdown(&mut ring);
+            }
+            self.arm_accepts(&mut ring);
+            let now = Instant::now();
+            let mut wake = self.next_sweep;
+            if let Some(t) = self.accept_paused_until {
+                wake = wake.min(t);
+            }
+            if let Some(t) = self.grace_until {
+                wake = wake.min(t);
+            }
+            let timeout = if self.runq.is_empty() {
+                Some(
+                    wake.saturating_duration_since(now)
+                        .max(Duration::from_micros(1)),
+                )
+            } else {
+                None
+            };
+            ring.submit_and_wait(timeout)?;
+            self.sh.now = Instant::now();
+            if self.live.generation() != self.generation {
+                self.reload();
+            }
+            ring.completions(&mut done);
+            for c in done.drain(..) {
+                self.complete(c, &mut ring);
+            }
+            self.run_queue(&mut ring);
+            if self.sh.now >= self.next_sweep {
+                self.sweep(&mut ring);
+            }
+            self.flush_log();
+            if let Some(g) = self.grace_until
+                && (self.count == 0 || self.sh.now >= g)
+            {
+                if self.count > 0 {
+                    tracing::info!(
+                        open = self.count,
+                        "shutdown grace period over; closing connections"
+                    );
+                }
+                for i in 0..self.conns.len() {
+                    self.close(i, &mut ring);
+                }
+                self.flush_log();
+                // Dropping the ring cancels and waits for what is still in flight;
+                // the sockets close after it.
+                drop(ring);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes the settings of the last reload: new requests are served under them;
+    /// responses in flight keep their open files and finish as they started.
+    fn reload(&mut self) {
+        self.flush_log();
+        let (generation, live) = self.live.load();
+        self.generation = generation;
+        let site = live.site.clone();
+        self.sh.responder = self.sh.responder.reloaded(site.clone());
+        self.sh.site = site;
+        self.sh.log = live.log.clone();
+    }
+
+    /// Writes this turn's access log lines, if any.
+    fn flush_log(&mut self) {
+        super::flush_log(self.sh.log.as_deref(), &mut self.sh.log_buf);
+    }
+
+    fn complete(&mut self, c: Completion, ring: &mut EventRing) {
+        match c.token {
+            IGNORE => {}
+            WAKER => {
+                // Shutdown or a reload: both are looked at once per loop turn.
+                let mut events = Events::with_capacity(4);
+                let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
+                if !self.shutdown.flag.load(Ordering::SeqCst) {
+                    ring.poll(WAKER, &self.poll, POLLIN);
+                }
+            }
+            t if t > LISTENER_BASE - self.listeners.len() as u64 && t <= LISTENER_BASE => {
+                let li = (LISTENER_BASE - t) as usize;
+                if c.last {
+                    self.listeners[li].accept = None;
+                }
+                match c.event {
+                    Event::Accepted(Ok(fd)) => {
+                        self.starved = false;
+                        self.add(fd, ring);
+                    }
+                    Event::Accepted(Err(e)) => match errno(&e) {
+                        Some(Errno::CANCELED) => {}
+                        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
+                            // Shed one to make room; accepting resumes once its fd
+                            // is closed (or after a pause when nothing could go).
+                            if !self.shed(ring) && !self.starved {
+                                self.starved = true;
+                                tracing::warn!("accept: {e}; pausing new connections");
+                            }
+                            self.pause_accepts(ring);
+                        }
+                        _ => tracing::debug!("accept: {e}"),
+                    },
+                    _ => {}
+                }
+                if self.sh.shutting_down && self.listeners[li].accept.is_none() {
+                    self.listeners[li].sock = None;
+                }
+            }
+            t => {
+                let idx = t as usize;
+                let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                    return;
+                };
+                conn.complete(c, ring, &mut self.sh);
+                if conn.closing {
+                    self.closed(idx);
+                } else if !conn.queued {
+                    conn.queued = true;
+                    self.runq.push(idx);
+                }
+            }
+        }
+    }
+
+    fn arm_accepts(&mut self, ring: &mut EventRing) {
+        if self.sh.shutting_down {
+            return;
+        }
+        if let Some(t) = self.accept_paused_until {
+            if self.sh.now < t {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.accept.is_none()
+                && let Some(sock) = &l.sock
+            {
+                l.accept = Some(ring.accept_multi(LISTENER_BASE - i as u64, sock.as_fd()));
+            }
+        }
+    }
+
+    fn pause_accepts(&mut self, ring: &mut EventRing) {
+        self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Some(op) = l.accept {
+                ring.cancel(LISTENER_BASE - i as u64, op);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, ring: &mut EventRing) {
+        self.sh.shutting_down = true;
+        self.grace_until = Some(self.sh.now + self.sh.site.config.shutdown_grace);
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            match l.accept {
+                Some(op) => ring.cancel(LISTENER_BASE - i as u64, op),
+                None => l.sock = None,
+            }
+        }
+        for i in 0..self.conns.len() {
+            if self.conns[i]
+                .as_ref()
+                .is_some_and(|c| !c.closing && c.core.is_idle())
+            {
+                self.close(i, ring);
+            }
+        }
+    }
+
+    /// Serves an accepted connection; at the connection cap, sheds another to make
+    /// room, or (nothing to shed) answers 503 and closes it.
+    fn add(&mut self, fd: OwnedFd, ring: &mut EventRing) {
+        let stream = TcpStream::from(fd);
+        if self.sh.shutting_down {
+            return;
+        }
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
+        let max = self.sh.site.config.max_connections.max(1);
+        if self.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
+            self.sh.stats.refused();
+            super::refuse(&stream);
+            return;
+        }
+        self.start(stream, peer);
+    }
+
+    /// Closes the connection [`shed_victim`] picks; false when there is none.
+    fn shed(&mut self, ring: &mut EventRing) -> bool {
+        let candidates = self.conns.iter().enumerate().filter_map(|(i, c)| {
+            let c = c.as_ref().filter(|c| !c.closing)?;
+            Some((
+                i,
+                Sheddable {
+                    idle: c.core.is_idle(),
+                    reading_head: c.core.is_reading_head(),
+                    deadline: c.core.deadline(),
+                    seq: c.seq,
+                },
+            ))
+        });
+        let Some(victim) = shed_victim(candidates) else {
+            return false;
+        };
+        tracing::debug!("at the connection limit: shedding connection {victim}");
+        self.sh.stats.shed();
+        self.close(victim, ring);
+        true
+    }
+
+    /// Starts serving an accepted connection.
+    fn start(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let route = classify_peer(&mut self.sh.peers, &stream, peer);
+        let core = proto::Conn::new(peer, !route.local, &self.sh.env());
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.count += 1;
+        self.sh.stats.accepted();
+        self.next_sweep = self.next_sweep.min(core.deadline());
+        self.conns[idx] = Some(Box::new(Connection {
+            stream,
+            core,
+            inflight: 0,
+            recv: None,
+            pending: VecDeque::new(),
+            eof: false,
+            recv_failed: false,
+            sending: None,
+            out: Vec::new(),
+            shut_pending: false,
+            abandoned: false,
+            pipe: None,
+            in_pipe: 0,
+            map: None,
+            closing: false,
+            counted: true,
+            queued: true,
+            seq: self.accepted,
+        }));
+        self.accepted += 1;
+        self.runq.push(idx);
+    }
+
+    /// Starts closing a connection (cancels its operations).
+    fn close(&mut self, idx: usize, ring: &mut EventRing) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if !conn.closing {
+            conn.begin_close(ring, &mut self.sh.io);
+        }
+        self.closed(idx);
+    }
+
+    /// A connection started closing: it no longer counts as open (its slot frees
+    /// up for a new one now), and it goes once its operations have all completed.
+    fn closed(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.counted {
+            conn.counted = false;
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            self.count -= 1;
+        }
+        if conn.inflight == 0 {
+            self.release(idx);
+        }
+    }
+
+    /// Drops a closed connection whose operations have all completed.
+    fn release(&mut self, idx: usize) {
+        if let Some(mut conn) = self.conns[idx].take() {
+            if conn.out.capacity() > 0 {
+                self.sh.io.give(std::mem::take(&mut conn.out));
+            }
+            drop(conn);
+            self.free.push(idx);
+            if self.accept_paused_until.is_some() && !self.starved {
+                // An fd was closed: try accepting again now.
+                self.accept_paused_until = Some(self.sh.now);
+            }
+        }
+    }
+
+    fn run_queue(&mut self, ring: &mut EventRing) {
+        let queue = std::mem::take(&mut self.runq);
+        for &idx in &queue {
+            self.drive(idx, ring);
+        }
+        if self.runq.is_empty() {
+            self.runq = queue;
+            self.runq.clear();
+        }
+    }
+
+    fn drive(&mut self, idx: usize, ring: &mut EventRing) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        conn.queued = false;
+        conn.drive(idx, ring, &mut self.sh);
+        if conn.closing {
+            self.closed(idx);
+            return;
+        }
+        if conn.map.is_some() && !conn.core.in_file_body() {
+            conn.map = None;
+        }
+        // Nothing to send: the buffer goes back to the pool (idle connections hold none).
+        if conn.sending.is_none() && conn.out.is_empty() && conn.out.capacity() > 0 {
+            self.sh.io.give(std::mem::take(&mut conn.out));
+        }
+        // Chunks the core didn't take: stop receiving more until it asks.
+        if conn.pending.len() >= PENDING_MAX
+            && let Some(op) = conn.recv
+        {
+            ring.cancel(IGNORE, op);
+        }
+        // A paced body's next send, like any timeout, waits for the core's deadline.
+        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+    }
+
+    fn sweep(&mut self, ring: &mut EventRing) {
+        let now = self.sh.now;
+        let mut next = now + TICK;
+        let idle = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| !c.closing && c.core.is_idle())
+            .count();
+        self.sh.stats.connections(self.count, idle);
+        self.sh.responder.cache.evict_expired(now);
+        let cache = &self.sh.responder.cache;
+        self.sh.stats.file_cache(cache.hits, cache.misses);
+        for idx in 0..self.conns.len() {
+            let Some(conn) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if conn.closing {
+                continue;
+            }
+            if conn.core.deadline() <= now {
+                conn.core.on_timer(&mut self.sh.env());
+                self.drive(idx, ring);
+            }
+            if let Some(conn) = self.conns[idx].as_ref()
+                && !conn.closing
+            {
+                next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
+            }
+        }
+        self.next_sweep = next;
+    }
+}
+
+fn errno(e: &io::Error) -> Option<Errno> {
+    Errno::from_io_error(e)
+}

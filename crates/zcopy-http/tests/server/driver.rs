@@ -1,0 +1,104 @@
+//! The suite runs on the driver `ZCOPY_IO` names; where io_uring is refused (or
+//! forced off with `ZCOPY_DISABLE=uring`) the server falls back to epoll and says why.
+
+use zcopy_http::driver::{self, IoDriver};
+
+use std::io::Write;
+
+use crate::util::{
+    Fixture, TestServer, assert_pattern, get, io_driver, read_response, write_pattern,
+};
+
+#[test]
+fn runs_on_the_driver_asked_for_or_says_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    let server = TestServer::start(dir.path(), |_| {});
+    let (status, _, body) = get(&server.url("/a.txt"), &[]);
+    assert_eq!((status, &body[..]), (200, &b"hello"[..]));
+    let want = io_driver();
+    let (chosen, why) = driver::choose(want, false);
+    assert_eq!(server.io_driver(), chosen, "{why}");
+    match want {
+        IoDriver::Uring if chosen == IoDriver::Epoll => {
+            let forced = std::env::var("ZCOPY_DISABLE").is_ok_and(|v| v.contains("uring"));
+            if forced {
+                assert!(why.contains("ZCOPY_DISABLE"), "{why}");
+            } else {
+                println!("skipped: io_uring refused here ({why}); the suite ran on epoll");
+            }
+        }
+        IoDriver::Uring => assert_eq!(chosen, IoDriver::Uring),
+        _ => assert_eq!(chosen, IoDriver::Epoll),
+    }
+}
+
+/// `auto` runs the driver measured faster here: epoll (bench/results/io.md).
+#[test]
+fn auto_runs_epoll() {
+    let (chosen, why) = driver::choose(IoDriver::Auto, false);
+    assert_eq!(chosen, IoDriver::Epoll, "{why}");
+    assert!(why.contains("measured"), "{why}");
+}
+
+#[test]
+fn forcing_uring_off_falls_back_to_epoll_and_says_so() {
+    if !std::env::var("ZCOPY_DISABLE").is_ok_and(|v| v.split(',').any(|e| e == "uring")) {
+        println!("skipped: runs in the ZCOPY_DISABLE=uring pass");
+        return;
+    }
+    let (chosen, why) = driver::choose(IoDriver::Uring, false);
+    assert_eq!(chosen, IoDriver::Epoll, "{why}");
+    assert!(why.contains("ZCOPY_DISABLE"), "{why}");
+}
+
+/// The io_uring driver serves plain HTTP only: a server with a redirect (or HTTPS)
+/// listener runs epoll, whatever was asked for, and says why.
+#[test]
+fn a_redirect_or_https_listener_means_epoll() {
+    for want in [IoDriver::Auto, IoDriver::Uring, IoDriver::Epoll] {
+        let (chosen, why) = driver::choose(want, true);
+        assert_eq!(chosen, IoDriver::Epoll, "{want}: {why}");
+        if want == IoDriver::Uring {
+            assert!(why.contains("plain HTTP only"), "{want}: {why}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+    let server = TestServer::start(dir.path(), |c| {
+        c.redirect_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    });
+    assert_eq!(server.io_driver(), IoDriver::Epoll);
+    let (status, _, body) = get(&server.url("/a.txt"), &[]);
+    assert_eq!((status, &body[..]), (200, &b"hello"[..]));
+}
+
+/// A client that pipelines many requests (one write each) while large responses are
+/// still going out gets every response, in order and byte-exact: the driver must
+/// hold back (not lose, not reorder) what arrives while it is busy sending, for
+/// bodies in the head, read into a buffer, and sent from a mapping.
+#[test]
+fn pipelined_requests_during_large_responses_all_arrive_in_order() {
+    let fx = Fixture::new();
+    let sizes = [1000u64, 100 * 1024, 2 << 20];
+    for (i, &len) in sizes.iter().enumerate() {
+        write_pattern(&fx.root().join(format!("f{i}.bin")), len);
+    }
+    let srv = TestServer::start(&fx.root(), |_| {});
+    let mut s = srv.connect();
+    let mut w = s.try_clone().unwrap();
+    let n = 45;
+    let writer = std::thread::spawn(move || {
+        for k in 0..n {
+            let req = format!("GET /f{}.bin HTTP/1.1\r\nHost: x\r\n\r\n", k % 3);
+            w.write_all(req.as_bytes()).unwrap();
+        }
+    });
+    for k in 0..n {
+        let r = read_response(&mut s, false).expect("a response");
+        assert_eq!(r.status, 200, "response {k}");
+        assert_eq!(r.body.len() as u64, sizes[k % 3], "response {k}");
+        assert_pattern(&r.body, 0, &format!("response {k}"));
+    }
+    writer.join().unwrap();
+}

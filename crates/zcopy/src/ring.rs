@@ -1,0 +1,6 @@
+//! An io_uring for a server's event loop (accepts, receives into provided buffers,
+//! sends, file reads, splices, polls), and file mappings whose residency can be asked
+//! before their pages are sent.
+
+pub use crate::sys::event_ring::{Completion, Event, EventRing, OpId, RecvBuf, RingSize, probe};
+pub use crate::sys::mem::{Mapping, page_size};

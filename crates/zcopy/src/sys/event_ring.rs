@@ -1,0 +1,797 @@
+//! An io_uring for an event loop: operations are queued with a caller's token, sent
+//! to the kernel in one `io_uring_enter` per loop turn, and come back as
+//! [`Completion`]s — <https://man7.org/linux/man-pages/man7/io_uring.7.html>.
+//!
+//! Soundness rests on ownership: the ring holds every buffer an operation points to
+//! (a send's or read's `Vec`, the provided receive buffers) until the kernel has
+//! posted the operation's last completion, and hands it back only then. Dropping the
+//! ring cancels what is still in flight and waits for it; memory the kernel might
+//! still use after that is leaked, never freed.
+//!
+//! File descriptors are named by number, as in any syscall: the caller keeps each one
+//! open until its operations have completed (or been cancelled and completed), so the
+//! number can't be reused for another file meanwhile. Files read from are held by the
+//! ring itself (an `Arc<File>` per operation).
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+
+use super::mem::Mapping;
+
+/// Provided-buffer group id of the receive buffers.
+const BGID: u16 = 0;
+/// The user_data of the cancel-everything entry pushed on drop.
+const DROP_CANCEL: u64 = u64::MAX;
+
+/// The ring's sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct RingSize {
+    /// Submission-queue entries (the completion queue is four times larger).
+    pub entries: u32,
+    /// Provided receive buffers (a power of two, at most 32768).
+    pub recv_bufs: u16,
+    /// Bytes in each receive buffer.
+    pub recv_buf_len: u32,
+}
+
+/// An operation in flight, for [`EventRing::cancel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpId(u32);
+
+/// A received chunk, in one of the ring's provided buffers, until
+/// [`EventRing::recycle`] gives the buffer back to the kernel.
+#[derive(Debug)]
+pub struct RecvBuf {
+    bid: u16,
+    len: u32,
+}
+
+impl RecvBuf {
+    /// Bytes received.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether nothing was received into it.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What finished.
+#[derive(Debug)]
+pub enum Event {
+    /// A connection accepted by [`EventRing::accept_multi`].
+    Accepted(io::Result<OwnedFd>),
+    /// Bytes received by [`EventRing::recv_multi`]; `Ok(None)`: the peer closed.
+    Received(io::Result<Option<RecvBuf>>),
+    /// [`EventRing::send`] finished; its buffer comes back.
+    Sent {
+        /// Bytes sent, or the error.
+        res: io::Result<usize>,
+        /// The buffer given to `send`.
+        buf: Vec<u8>,
+    },
+    /// [`EventRing::read`] finished; the bytes read were appended to `buf`.
+    Read {
+        /// Bytes read (0: end of file), or the error.
+        res: io::Result<usize>,
+        /// The buffer given to `read`, longer by the bytes read.
+        buf: Vec<u8>,
+    },
+    /// One splice of [`EventRing::splice`] finished (`second`: the pipe → sink leg).
+    Spliced {
+        /// Bytes moved, or the error (ECANCELED for a second leg whose first was short).
+        res: io::Result<usize>,
+        /// Which leg.
+        second: bool,
+    },
+    /// [`EventRing::poll`] saw these events.
+    Polled(io::Result<u32>),
+    /// [`EventRing::cancel_fd`] finished (how many were cancelled).
+    Cancelled(io::Result<usize>),
+}
+
+/// One completion and the token its operation was queued with.
+#[derive(Debug)]
+pub struct Completion {
+    /// The caller's token.
+    pub token: u64,
+    /// What happened.
+    pub event: Event,
+    /// The operation is over: no more completions will carry its token for it
+    /// (false only for a multishot accept or receive that goes on).
+    pub last: bool,
+}
+
+#[derive(Debug)]
+enum Held {
+    Nothing,
+    Buf(Vec<u8>),
+    Read(Vec<u8>, Arc<File>),
+    Msg(Box<MsgParts>),
+}
+
+/// A `sendmsg` of a buffer and a mapped range: the header, its iovecs, and what they
+/// point to.
+struct MsgParts {
+    hdr: libc::msghdr,
+    iov: [libc::iovec; 2],
+    prefix: Vec<u8>,
+    _map: Rc<Mapping>,
+}
+
+impl fmt::Debug for MsgParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MsgParts")
+            .field("prefix", &self.prefix.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Accept,
+    Recv,
+    Send,
+    Read,
+    Splice { second: bool },
+    Poll,
+    Cancel,
+}
+
+#[derive(Debug)]
+struct Op {
+    token: u64,
+    kind: Kind,
+    held: Held,
+}
+
+/// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
+struct RecvBufs {
+    /// The ring of `io_uring_buf` entries (page-aligned, `count` entries).
+    ring: *mut BufRingEntry,
+    ring_layout: Layout,
+    /// The buffers: `count * len` bytes.
+    mem: *mut u8,
+    mem_layout: Layout,
+    count: u16,
+    len: u32,
+    tail: u16,
+}
+
+impl RecvBufs {
+    fn new(count: u16, len: u32) -> io::Result<RecvBufs> {
+        if !count.is_power_of_two() || count > 32768 || len == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let ring_layout =
+            Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), 4096)
+                .map_err(io::Error::other)?;
+        let mem_layout =
+            Layout::from_size_align(count as usize * len as usize, 64).map_err(io::Error::other)?;
+        // SAFETY: both layouts have a non-zero size (count, len > 0).
+        let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
+        // SAFETY: as above.
+        let mem = unsafe { alloc_zeroed(mem_layout) };
+        if ring.is_null() || mem.is_null() {
+            // SAFETY: each pointer, if not null, came from alloc_zeroed with its layout.
+            unsafe {
+                if !ring.is_null() {
+                    dealloc(ring.cast(), ring_layout);
+                }
+                if !mem.is_null() {
+                    dealloc(mem, mem_layout);
+                }
+            }
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut bufs = RecvBufs {
+            ring,
+            ring_layout,
+            mem,
+            mem_layout,
+            count,
+            len,
+            tail: 0,
+        };
+        for bid in 0..count {
+            bufs.push(bid);
+        }
+        Ok(bufs)
+    }
+
+    /// Puts buffer `bid` at the ring's tail and publishes the new tail.
+    fn push(&mut self, bid: u16) {
+        let mask = self.count - 1;
+        // SAFETY: `tail & mask` < count, so the entry lies inside the ring allocation;
+        // the kernel only reads entries between its head and our published tail, and
+        // this one is past the tail until the store below.
+        unsafe {
+            let e = &mut *self.ring.add((self.tail & mask) as usize);
+            e.set_addr(self.mem.add(bid as usize * self.len as usize) as u64);
+            e.set_len(self.len);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: `ring` is the (page-aligned, initialised) first entry, so `tail()`
+        // points at its `resv` field, which the kernel reads as the ring's tail; a u16
+        // at an even offset is suitably aligned for AtomicU16.
+        let tail = unsafe { &*BufRingEntry::tail(self.ring).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    fn data(&self, b: &RecvBuf) -> &[u8] {
+        assert!(
+            b.bid < self.count && b.len <= self.len,
+            "a buffer of this ring"
+        );
+        // SAFETY: the range lies inside `mem`; the kernel filled it before posting the
+        // completion and won't touch it again until `recycle` pushes it back, which
+        // takes `&mut self` (so this borrow has ended).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.mem.add(b.bid as usize * self.len as usize),
+                b.len as usize,
+            )
+        }
+    }
+}
+
+impl Drop for RecvBufs {
+    fn drop(&mut self) {
+        // SAFETY: both came from alloc_zeroed with these layouts; the owner only drops
+        // us once the kernel can no longer use them (see EventRing's Drop).
+        unsafe {
+            dealloc(self.ring.cast(), self.ring_layout);
+            dealloc(self.mem, self.mem_layout);
+        }
+    }
+}
+
+/// An io_uring with a provided-buffer ring for receives, run by one thread.
+pub struct EventRing {
+    ring: IoUring,
+    ops: Vec<Option<Op>>,
+    free: Vec<u32>,
+    inflight: usize,
+    bufs: Option<RecvBufs>,
+    enters: u64,
+}
+
+impl fmt::Debug for EventRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventRing")
+            .field("inflight", &self.inflight)
+            .field("enters", &self.enters)
+            .finish_non_exhaustive()
+    }
+}
+
+fn result(res: i32) -> io::Result<usize> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(-res))
+    } else {
+        Ok(res as usize)
+    }
+}
+
+impl EventRing {
+    /// `io_uring_setup` (single issuer, cooperative task work where the kernel has
+    /// them; not deferred task work, which let a worker sleep with receives pending
+    /// while slow clients drained large bodies: hot p99 21–50 ms instead of ~6)
+    /// and `io_uring_register(IORING_REGISTER_PBUF_RING)` —
+    /// <https://man7.org/linux/man-pages/man2/io_uring_register.2.html>.
+    pub fn new(size: RingSize) -> io::Result<EventRing> {
+        let cq = size.entries * 4;
+        let ring = IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .build(size.entries)
+            .or_else(|_| IoUring::builder().setup_cqsize(cq).build(size.entries))?;
+        if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring lacks IORING_FEAT_EXT_ARG / NODROP",
+            ));
+        }
+        let bufs = RecvBufs::new(size.recv_bufs, size.recv_buf_len)?;
+        // SAFETY: the ring of entries stays allocated (and at this address) until the
+        // io_uring is closed: `bufs` lives in the EventRing and is dropped after the
+        // ring has no operations left (see Drop).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufs.ring as u64, bufs.count, BGID, 0)?;
+        }
+        Ok(EventRing {
+            ring,
+            ops: Vec::new(),
+            free: Vec::new(),
+            inflight: 0,
+            bufs: Some(bufs),
+            enters: 0,
+        })
+    }
+
+    /// Operations queued or in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight
+    }
+
+    /// How many `io_uring_enter` calls this ring has made.
+    pub fn enters(&self) -> u64 {
+        self.enters
+    }
+
+    /// Queues `entry`, holding `held` until its last completion.
+    fn push(&mut self, entry: squeue::Entry, token: u64, kind: Kind, held: Held) -> OpId {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.ops.push(None);
+            (self.ops.len() - 1) as u32
+        });
+        self.ops[idx as usize] = Some(Op { token, kind, held });
+        self.inflight += 1;
+        let entry = entry.user_data(idx as u64);
+        loop {
+            // SAFETY: every buffer the entry points to is held in `self.ops` (or is a
+            // provided buffer of `self.bufs`) until its last completion is reaped.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return OpId(idx);
+            }
+            // The submission queue is full: hand it to the kernel now.
+            self.enters += 1;
+            if let Err(e) = self.ring.submit()
+                && !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                )
+            {
+                panic!("io_uring_enter failed with a full submission queue: {e}");
+            }
+        }
+    }
+
+    /// `IORING_OP_ACCEPT` with `IORING_ACCEPT_MULTISHOT` on a listening socket: one
+    /// [`Event::Accepted`] per connection (accepted with `SOCK_CLOEXEC | SOCK_NONBLOCK`).
+    pub fn accept_multi(&mut self, token: u64, listener: BorrowedFd<'_>) -> OpId {
+        let e = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+            .build();
+        self.push(e, token, Kind::Accept, Held::Nothing)
+    }
+
+    /// `IORING_OP_RECV` with `IORING_RECV_MULTISHOT` into the provided buffers: one
+    /// [`Event::Received`] per chunk until the peer closes, an error, or cancel.
+    pub fn recv_multi(&mut self, token: u64, sock: BorrowedFd<'_>) -> OpId {
+        let e = opcode::RecvMulti::new(types::Fd(sock.as_raw_fd()), BGID).build();
+        self.push(e, token, Kind::Recv, Held::Nothing)
+    }
+
+    /// `IORING_OP_ASYNC_CANCEL` of one operation, which must still be in flight (its
+    /// last completion not yet taken): it completes (with ECANCELED, or with what it
+    /// had already done).
+    pub fn cancel(&mut self, token: u64, op: OpId) {
+        if self.ops.get(op.0 as usize).is_some_and(Option::is_some) {
+            let e = opcode::AsyncCancel::new(op.0 as u64).build();
+            let _ = self.push(e, token, Kind::Cancel, Held::Nothing);
+        }
+    }
+
+    /// The bytes of a received chunk.
+    pub fn recv_data(&self, b: &RecvBuf) -> &[u8] {
+        self.bufs
+            .as_ref()
+            .expect("buffers live as long as the ring")
+            .data(b)
+    }
+
+    /// Gives a received chunk's buffer back to the kernel.
+    pub fn recycle(&mut self, b: RecvBuf) {
+        let bufs = self
+            .bufs
+            .as_mut()
+            .expect("buffers live as long as the ring");
+        assert!(b.bid < bufs.count, "a buffer of this ring");
+        bufs.push(b.bid);
+    }
+
+    /// `IORING_OP_SEND` of `buf[from..]` (`send(2)` with `MSG_NOSIGNAL | MSG_WAITALL`,
+    /// plus `MSG_MORE` with `more`): finishes when all is sent or on error.
+    pub fn send(
+        &mut self,
+        token: u64,
+        sock: BorrowedFd<'_>,
+        buf: Vec<u8>,
+        from: usize,
+        more: bool,
+    ) {
+        let from = from.min(buf.len());
+        let len = (buf.len() - from).min(u32::MAX as usize) as u32;
+        let mut flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
+        if more {
+            flags |= libc::MSG_MORE;
+        }
+        let e = opcode::Send::new(types::Fd(sock.as_raw_fd()), buf[from..].as_ptr(), len)
+            .flags(flags)
+            .build();
+        let _ = self.push(e, token, Kind::Send, Held::Buf(buf));
+    }
+
+    /// `IORING_OP_SENDMSG` of `prefix` followed by mapped bytes `[start, start + len)`
+    /// (`sendmsg(2)` with `MSG_NOSIGNAL | MSG_WAITALL`, plus `MSG_MORE` with `more`):
+    /// the bytes are copied from the page cache at send time (pages not in memory
+    /// are faulted in by the submitting `io_uring_enter`). Completes as
+    /// [`Event::Sent`] with `prefix` as the buffer.
+    ///
+    /// # Panics
+    /// If the range is not inside the mapping.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_mapped(
+        &mut self,
+        token: u64,
+        sock: BorrowedFd<'_>,
+        prefix: Vec<u8>,
+        map: &Rc<Mapping>,
+        start: usize,
+        len: usize,
+        more: bool,
+    ) {
+        assert!(
+            start <= map.len() && len <= map.len() - start,
+            "range outside the mapping"
+        );
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        let mut parts = Box::new(MsgParts {
+            hdr,
+            iov: [
+                libc::iovec {
+                    iov_base: prefix.as_ptr() as *mut libc::c_void,
+                    iov_len: prefix.len(),
+                },
+                libc::iovec {
+                    // SAFETY: `start <= map.len()` (asserted), so the pointer stays
+                    // inside (or one past) the mapping.
+                    iov_base: unsafe { map.as_ptr().add(start) } as *mut libc::c_void,
+                    iov_len: len,
+                },
+            ],
+            prefix,
+            _map: map.clone(),
+        });
+        parts.hdr.msg_iov = parts.iov.as_mut_ptr();
+        parts.hdr.msg_iovlen = 2;
+        let mut flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
+        if more {
+            flags |= libc::MSG_MORE;
+        }
+        let e = opcode::SendMsg::new(types::Fd(sock.as_raw_fd()), &parts.hdr)
+            .flags(flags as u32)
+            .build();
+        // The header, iovecs, prefix bytes and mapping all live in `parts` (boxed:
+        // their addresses don't move) until the last completion.
+        let _ = self.push(e, token, Kind::Send, Held::Msg(parts));
+    }
+
+    /// `IORING_OP_READ` (`pread(2)`) of up to `len` bytes of `file` at `offset`,
+    /// appended to `buf` (within its spare capacity, reserved here).
+    pub fn read(
+        &mut self,
+        token: u64,
+        file: &Arc<File>,
+        offset: u64,
+        mut buf: Vec<u8>,
+        len: usize,
+    ) {
+        buf.reserve(len);
+        let len = len.min(u32::MAX as usize);
+        let ptr = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        let e = opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, len as u32)
+            .offset(offset)
+            .build();
+        let _ = self.push(e, token, Kind::Read, Held::Read(buf, file.clone()));
+    }
+
+    /// Two `IORING_OP_SPLICE`s linked with `IOSQE_IO_LINK`: up to `len` bytes of `file`
+    /// at `offset` into `pipe_w`, then as many from `pipe_r` to `sock`. Each leg
+    /// completes as [`Event::Spliced`]; a short first leg cancels the second.
+    /// With `len` 0 only the second leg runs (draining what the pipe holds, `drain`
+    /// bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn splice(
+        &mut self,
+        token: u64,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        pipe_w: BorrowedFd<'_>,
+        pipe_r: BorrowedFd<'_>,
+        sock: BorrowedFd<'_>,
+        drain: usize,
+    ) {
+        let move_flags = libc::SPLICE_F_MOVE;
+        if len > 0 {
+            let first = opcode::Splice::new(
+                types::Fd(file.as_raw_fd()),
+                offset as i64,
+                types::Fd(pipe_w.as_raw_fd()),
+                -1,
+                len.min(u32::MAX as usize) as u32,
+            )
+            .flags(move_flags)
+            .build()
+            .flags(squeue::Flags::IO_LINK);
+            let _ = self.push(first, token, Kind::Splice { second: false }, Held::Nothing);
+        }
+        let n = if len > 0 { len } else { drain };
+        let second = opcode::Splice::new(
+            types::Fd(pipe_r.as_raw_fd()),
+            -1,
+            types::Fd(sock.as_raw_fd()),
+            -1,
+            n.min(u32::MAX as usize) as u32,
+        )
+        .flags(move_flags)
+        .build();
+        let _ = self.push(second, token, Kind::Splice { second: true }, Held::Nothing);
+    }
+
+    /// `IORING_OP_POLL_ADD` (one shot) for `events` (`POLLIN`, `POLLOUT`, ...).
+    pub fn poll(&mut self, token: u64, fd: &impl AsRawFd, events: u32) {
+        let e = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), events).build();
+        let _ = self.push(e, token, Kind::Poll, Held::Nothing);
+    }
+
+    /// `IORING_OP_ASYNC_CANCEL` of every operation on `fd` (`IORING_ASYNC_CANCEL_FD |
+    /// IORING_ASYNC_CANCEL_ALL`); they complete with ECANCELED.
+    pub fn cancel_fd(&mut self, token: u64, fd: BorrowedFd<'_>) {
+        let e =
+            opcode::AsyncCancel2::new(CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all()).build();
+        let _ = self.push(e, token, Kind::Cancel, Held::Nothing);
+    }
+
+    /// Submits everything queued and waits for at least one completion, at most
+    /// `timeout` (`None`: don't wait) — one `io_uring_enter`.
+    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.enters += 1;
+        let r = match timeout {
+            None => self.ring.submit(),
+            Some(t) => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves every posted completion into `out`.
+    pub fn completions(&mut self, out: &mut Vec<Completion>) {
+        let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
+        for cqe in cqes {
+            if let Some(c) = self.complete(&cqe) {
+                out.push(c);
+            }
+        }
+    }
+
+    fn complete(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
+        let idx = cqe.user_data();
+        if idx == DROP_CANCEL {
+            return None;
+        }
+        let flags = cqe.flags();
+        let last = !cqueue::more(flags);
+        let res = cqe.result();
+        let slot = self.ops.get_mut(idx as usize)?;
+        let op = if last {
+            slot.take()?
+        } else {
+            let op = slot.as_ref()?;
+            Op {
+                token: op.token,
+                kind: op.kind,
+                held: Held::Nothing,
+            }
+        };
+        if last {
+            self.inflight -= 1;
+            self.free.push(idx as u32);
+        }
+        let event = match (op.kind, op.held) {
+            (Kind::Accept, _) => Event::Accepted(result(res).map(|fd| {
+                // SAFETY: a successful accept completion carries a new fd the kernel
+                // installed for us; nothing else owns it.
+                unsafe { OwnedFd::from_raw_fd(fd as i32) }
+            })),
+            (Kind::Recv, _) => {
+                let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
+                    bid,
+                    len: res.max(0) as u32,
+                });
+                match (result(res), buf) {
+                    (Ok(0), b) => {
+                        if let Some(b) = b {
+                            self.recycle(b);
+                        }
+                        Event::Received(Ok(None))
+                    }
+                    (Ok(_), Some(b)) => Event::Received(Ok(Some(b))),
+                    (Ok(_), None) => Event::Received(Err(io::Error::other(
+                        "receive completion without a buffer",
+                    ))),
+                    (Err(e), b) => {
+                        if let Some(b) = b {
+                            self.recycle(b);
+                        }
+                        Event::Received(Err(e))
+                    }
+                }
+            }
+            (Kind::Send, Held::Buf(buf)) => Event::Sent {
+                res: result(res),
+                buf,
+            },
+            (Kind::Send, Held::Msg(parts)) => Event::Sent {
+                res: result(res),
+                buf: parts.prefix,
+            },
+            (Kind::Read, Held::Read(mut buf, _file)) => {
+                let res = result(res);
+                if let Ok(n) = res {
+                    let n = n.min(buf.capacity() - buf.len());
+                    // SAFETY: the kernel wrote `n` bytes into the spare capacity that
+                    // `read` pointed it at (it never writes more than asked).
+                    unsafe { buf.set_len(buf.len() + n) };
+                }
+                Event::Read { res, buf }
+            }
+            (Kind::Splice { second }, _) => Event::Spliced {
+                res: result(res),
+                second,
+            },
+            (Kind::Poll, _) => Event::Polled(result(res).map(|r| r as u32)),
+            (Kind::Cancel, _) => Event::Cancelled(result(res)),
+            (Kind::Send | Kind::Read, _) => unreachable!("sends and reads hold their buffer"),
+        };
+        Some(Completion {
+            token: op.token,
+            event,
+            last,
+        })
+    }
+}
+
+impl Drop for EventRing {
+    fn drop(&mut self) {
+        if self.inflight > 0 {
+            let e = opcode::AsyncCancel2::new(CancelBuilder::any())
+                .build()
+                .user_data(DROP_CANCEL);
+            // SAFETY: a cancel entry points to no memory.
+            let _ = unsafe { self.ring.submission().push(&e) };
+            let mut out = Vec::new();
+            for _ in 0..50 {
+                if self.inflight == 0 {
+                    break;
+                }
+                let _ = self.submit_and_wait(Some(Duration::from_millis(20)));
+                self.completions(&mut out);
+                out.clear();
+            }
+        }
+        if self.inflight > 0 {
+            // The kernel may still use these: leak them rather than free them.
+            for op in self.ops.drain(..).flatten() {
+                std::mem::forget(op);
+            }
+            std::mem::forget(self.bufs.take());
+            return;
+        }
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+    }
+}
+
+/// Whether an event loop can run on io_uring here (setup allowed, multishot accept
+/// and receive, provided-buffer rings, send, read, splice, poll, cancel by fd), and
+/// if not, why. Probed once per process.
+pub fn probe() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE.get_or_init(probe_now).clone()
+}
+
+fn probe_now() -> Result<(), String> {
+    let mut ring = EventRing::new(RingSize {
+        entries: 8,
+        recv_bufs: 2,
+        recv_buf_len: 64,
+    })
+    .map_err(|e| super::uring::setup_refused(&e))?;
+    let mut probe = Probe::new();
+    ring.ring
+        .submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("io_uring probe: {e}"))?;
+    for (code, name) in [
+        (opcode::Accept::CODE, "ACCEPT"),
+        (opcode::Recv::CODE, "RECV"),
+        (opcode::Send::CODE, "SEND"),
+        (opcode::SendMsg::CODE, "SENDMSG"),
+        (opcode::Read::CODE, "READ"),
+        (opcode::Splice::CODE, "SPLICE"),
+        (opcode::PollAdd::CODE, "POLL_ADD"),
+        (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    ] {
+        if !probe.is_supported(code) {
+            return Err(format!("IORING_OP_{name} not supported by this kernel"));
+        }
+    }
+    // Multishot receive (6.0): one byte through a socket pair must arrive with
+    // IORING_CQE_F_MORE set.
+    let (a, b) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socketpair: {e}"))?;
+    ring.recv_multi(1, b.as_fd());
+    rustix::io::write(&a, b"x").map_err(|e| format!("write: {e}"))?;
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        ring.submit_and_wait(Some(Duration::from_millis(50)))
+            .map_err(|e| format!("io_uring_enter: {e}"))?;
+        ring.completions(&mut out);
+        if !out.is_empty() {
+            break;
+        }
+    }
+    let verdict = match out.pop() {
+        Some(Completion {
+            event: Event::Received(Ok(Some(buf))),
+            last: false,
+            ..
+        }) => {
+            ring.recycle(buf);
+            Ok(())
+        }
+        Some(c) => Err(format!("multishot receive not supported: {:?}", c.event)),
+        None => Err("multishot receive: no completion".to_string()),
+    };
+    ring.cancel_fd(2, b.as_fd());
+    for _ in 0..20 {
+        if ring.inflight() == 0 {
+            break;
+        }
+        let _ = ring.submit_and_wait(Some(Duration::from_millis(50)));
+        ring.completions(&mut out);
+        for c in out.drain(..) {
+            if let Event::Received(Ok(Some(buf))) = c.event {
+                ring.recycle(buf);
+            }
+        }
+    }
+    verdict
+}
