@@ -47,8 +47,6 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const ACCEPT_BATCH: usize = 64;
 /// Ranges at most this long are sent without checking that they are cached.
 const FETCH_MIN: u64 = 64 * 1024;
-/// Spare buffers a worker keeps.
-const SPARE_BUFFERS: usize = 256;
 
 /// What the worker should do with a connection after driving it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -509,7 +507,7 @@ impl Worker {
                 },
                 site,
                 log,
-                bufs: Buffers::new(SPARE_BUFFERS),
+                bufs: Buffers::new(super::SPARE_BUFFERS),
                 now,
                 shutting_down: false,
                 stats,

@@ -73,8 +73,6 @@ const LISTENER_BASE: u64 = u64::MAX - 2;
 const TICK: Duration = Duration::from_secs(1);
 /// Pause after accept fails for lack of fds or memory, or at the connection cap.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// Spare buffers a worker keeps (core buffers, and send/read buffers).
-const SPARE_BUFFERS: usize = 256;
 /// Largest file chunk read (and sent) in one go.
 const FILE_CHUNK: usize = 256 * 1024;
 /// Bodies from this size on are sent from a mapping of the file (one copy, at send
@@ -185,7 +183,8 @@ impl IoBufs {
     }
 
     fn give(&mut self, mut b: Vec<u8>) {
-        if b.capacity() > 0 && b.capacity() <= 2 * FILE_CHUNK && self.0.len() < SPARE_BUFFERS {
+        if b.capacity() > 0 && b.capacity() <= 2 * FILE_CHUNK && self.0.len() < super::SPARE_BUFFERS
+        {
             b.clear();
             self.0.push(b);
         }
@@ -831,7 +830,7 @@ impl Worker {
                 },
                 site,
                 log,
-                bufs: Buffers::new(SPARE_BUFFERS),
+                bufs: Buffers::new(super::SPARE_BUFFERS),
                 peers: PeerClassifier::new(),
                 stats,
                 log_buf: Vec::new(),
