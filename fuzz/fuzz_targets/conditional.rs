@@ -7,28 +7,16 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use zcopy_http::conditional::{Precondition, Validators, evaluate, if_range_allows};
-use zcopy_http::request::{BodyFraming, Method, Request, Version};
+use zcopy_http::request::{Method, Request, Version};
 
 /// Last second an HTTP date can carry (9999-12-31 23:59:59).
 const MAX_SECS: u64 = 253_402_300_799;
 
 fn request<'a>(method: Method) -> Request<'a> {
+    let name = if method == Method::Head { "HEAD" } else { "GET" };
     Request {
-        method,
-        target: "/",
-        version: Version::Http11,
-        keep_alive: true,
-        body: BodyFraming::None,
-        body_len: 0,
         host: Some("x"),
-        range: None,
-        if_range: None,
-        if_none_match: None,
-        if_match: None,
-        if_modified_since: None,
-        if_unmodified_since: None,
-        user_agent: None,
-        referer: None,
+        ..Request::new(method, name, "/", Version::Http11)
     }
 }
 

@@ -196,35 +196,14 @@ pub fn if_range_allows(req: &Request<'_>, v: &Validators) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{BodyFraming, Version};
+    use crate::request::Version;
     use std::io::Write;
     use std::os::fd::AsFd;
 
     fn req() -> Request<'static> {
         Request {
-            method: Method::Get,
-            target: "/",
-            version: Version::Http11,
-            keep_alive: true,
-            body: BodyFraming::None,
-            body_len: 0,
             host: Some("x"),
-            range: None,
-            if_range: None,
-            if_none_match: None,
-            if_match: None,
-            if_modified_since: None,
-            if_unmodified_since: None,
-            user_agent: None,
-            referer: None,
-            method_name: "GET",
-            accept: None,
-            accept_encoding: None,
-            authorization: None,
-            origin: None,
-            ac_request_method: None,
-            ac_request_headers: None,
-            via: crate::config::ListenKind::Http,
+            ..Request::new(Method::Get, "GET", "/", Version::Http11)
         }
     }
 

@@ -116,6 +116,38 @@ pub struct Request<'a> {
     pub via: crate::config::ListenKind,
 }
 
+impl<'a> Request<'a> {
+    /// A request with no header fields: keep-alive for HTTP/1.1, no body, received on
+    /// a plain HTTP listener. The parser fills in the fields it finds.
+    pub fn new(method: Method, method_name: &'a str, target: &'a str, version: Version) -> Self {
+        Request {
+            method,
+            target,
+            version,
+            keep_alive: version == Version::Http11,
+            body: BodyFraming::None,
+            body_len: 0,
+            host: None,
+            range: None,
+            if_range: None,
+            if_none_match: None,
+            if_match: None,
+            if_modified_since: None,
+            if_unmodified_since: None,
+            user_agent: None,
+            referer: None,
+            method_name,
+            accept: None,
+            accept_encoding: None,
+            authorization: None,
+            origin: None,
+            ac_request_method: None,
+            ac_request_headers: None,
+            via: crate::config::ListenKind::Http,
+        }
+    }
+}
+
 /// Outcome of feeding bytes to the parser.
 #[derive(Debug, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // returned once per request, never stored
@@ -446,31 +478,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
         return Err(err(400, "request target must be origin-form"));
     };
 
-    let mut req = Request {
-        method,
-        target,
-        version: scan.version,
-        keep_alive: scan.version == Version::Http11,
-        body: BodyFraming::None,
-        body_len: 0,
-        host: None,
-        range: None,
-        if_range: None,
-        if_none_match: None,
-        if_match: None,
-        if_modified_since: None,
-        if_unmodified_since: None,
-        user_agent: None,
-        referer: None,
-        method_name,
-        accept: None,
-        accept_encoding: None,
-        authorization: None,
-        origin: None,
-        ac_request_method: None,
-        ac_request_headers: None,
-        via: crate::config::ListenKind::Http,
-    };
+    let mut req = Request::new(method, method_name, target, scan.version);
     let mut content_length: Option<u64> = None;
     let mut conn_close = false;
     let mut conn_keep_alive = false;
