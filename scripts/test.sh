@@ -33,6 +33,8 @@ if [ -d crates/zcopy-http/tests/server ]; then
     echo "== server suite with $e forced off"
     ZCOPY_DISABLE="$e" cargo test -q -p zcopy-http --test server
   done
+  echo "== server suite with inotify forced off (small files revalidated with fstat)"
+  ZCOPY_DISABLE=inotify cargo test -q -p zcopy-http --test server
   echo "== server suite on the io_uring driver"
   ZCOPY_IO=uring cargo test -q -p zcopy-http --test server
   echo "== server suite on the io_uring driver with mmap forced off (large bodies read, then sent)"

@@ -3,12 +3,14 @@
 //!
 //! A connection costs its socket, plus one file while it sends a body from disk. The
 //! fixed costs are the standard streams, the root directory, the access log, and per
-//! worker its event loop, waker, listeners and an engine pipe pair.
+//! worker its event loop, waker, listeners, an engine pipe pair and an inotify
+//! instance.
 
 /// Fds every process needs whatever it serves (stdio, root, log, signals, slack).
 const FIXED: usize = 24;
-/// Fds each worker needs (poll fd, waker, a listener per address, a pipe pair).
-const PER_WORKER: usize = 6;
+/// Fds each worker needs (poll fd, waker, a listener per address, a pipe pair, the
+/// file cache's inotify instance).
+const PER_WORKER: usize = 7;
 /// Share of the fds left for connections that may be sending a file at once.
 const FILES_SHARE: usize = 4;
 /// Share of what's left that the file caches may use.

@@ -1,31 +1,96 @@
-//! A per-worker cache of open small files, so a hot file costs one `fstat` per
-//! request instead of `openat2` + `fstat` + `close`.
+//! A per-worker cache of small files, so a hot file costs one `fstat` per request
+//! instead of `openat2` + `fstat` + `close`, or no system call at all when its bytes
+//! are held in memory under a change watch.
 //!
-//! Every hit is revalidated with `fstat` on the cached fd, so size, mtime and ETag are
-//! always current; a file that was deleted or replaced by a rename (link count 0) is
-//! reopened at once. What the cache can hide, for at most `ttl`, is a path that now
-//! names a different file while the old one still has another link (a directory moved
-//! away, say). Only files up to [`CACHE_MAX`] bytes are cached: they go out in one
-//! step and take no read lease, so a shared fd never holds a lease for another
-//! connection.
+//! Two kinds of entry:
+//! - **Held** (files up to [`MEMO_MAX`] bytes on a local file system, while the
+//!   worker's share [`MEMO_BYTES`] lasts): the bytes and the fstat they were read
+//!   under, guarded by an inotify watch on the inode taken *before* the read. Any
+//!   change through the file system (write, truncate, times, mode, unlink, rename
+//!   over the path, a writer closing) queues a notice ([`crate::watch`]); the cache
+//!   reads the notices once per loop turn, before it answers from memory, and drops
+//!   what changed. A hit is a map lookup and a copy into the head buffer.
+//! - **Open** (anything else up to [`CACHE_MAX`]): every hit is revalidated with
+//!   `fstat` on the cached fd, so size, mtime and ETag are always current; a file
+//!   that was deleted or replaced by a rename (link count 0) is reopened at once.
+//!
+//! What the cache can hide, for at most `ttl`, is a path that now names a different
+//! file while the old one still has another link (a directory moved away, say), and,
+//! for held files only, a change made through a shared writable mapping, which gives
+//! no notice. Cached files take no read lease, so a shared fd never holds a lease for
+//! another connection.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::conditional::Validators;
+use crate::watch::{Notice, Watcher};
+
 /// Largest file kept open in the cache.
 pub const CACHE_MAX: u64 = 64 * 1024;
 /// Most files one worker's cache keeps open.
 pub const CACHE_FILES: usize = 1024;
+/// Largest file whose bytes the cache holds (the size that leaves with its head in
+/// one write).
+pub const MEMO_MAX: u64 = 16 * 1024;
+/// Most file bytes one worker holds.
+pub const MEMO_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 struct Cached {
     file: Arc<File>,
     opened: Instant,
+    memo: Option<Memo>,
 }
 
-/// Request path → open file, per worker thread.
+/// A file's bytes, the fstat they were read under, what its head says, and the
+/// watch that voids them.
+#[derive(Debug)]
+struct Memo {
+    wd: i32,
+    st: rustix::fs::Stat,
+    bytes: Box<[u8]>,
+    described: Arc<Described>,
+}
+
+/// What a response head says about a file, worked out once for a held file.
+#[derive(Debug)]
+pub struct Described {
+    /// ETag and modification time.
+    pub validators: Validators,
+    /// The Last-Modified value.
+    pub last_modified: String,
+    /// The Content-Type value.
+    pub content_type: String,
+}
+
+impl Described {
+    /// The head fields of a file named `name` with fstat `st`.
+    pub fn of(st: &rustix::fs::Stat, name: &str) -> Described {
+        let validators = Validators::from_stat(st);
+        Described {
+            last_modified: validators.last_modified(),
+            content_type: crate::head::content_type(name),
+            validators,
+        }
+    }
+}
+
+/// An open file from the cache (or just opened), the fstat to answer with, and,
+/// when the cache holds it, its head fields.
+#[derive(Debug)]
+pub struct CachedFile {
+    /// The open file.
+    pub file: Arc<File>,
+    /// Its fstat.
+    pub st: rustix::fs::Stat,
+    /// Its head fields, when they are held.
+    pub described: Option<Arc<Described>>,
+}
+
+/// Request path → open file (and maybe its bytes), per worker thread.
 #[derive(Debug)]
 pub struct FileCache {
     map: HashMap<Box<str>, Cached>,
@@ -34,10 +99,21 @@ pub struct FileCache {
     sidecars: HashMap<Box<str>, (Instant, u8)>,
     ttl: Duration,
     cap: usize,
+    /// Made for the first file worth holding; `Err` once making it failed.
+    watcher: Option<Result<Watcher, ()>>,
+    /// Watch → the request paths whose memo it guards (hard links and an index file
+    /// share one inode, so one watch).
+    watched: HashMap<i32, Vec<Box<str>>>,
+    /// Bytes the memos hold.
+    memo_bytes: usize,
+    /// The loop turn (its clock reading) whose notices were read last.
+    drained: Option<Instant>,
     /// Lookups answered from the cache, and those that were not (cache on only).
     pub hits: u64,
     /// See `hits`.
     pub misses: u64,
+    /// The hits answered from memory (no system call).
+    pub held_hits: u64,
 }
 
 impl FileCache {
@@ -48,33 +124,62 @@ impl FileCache {
             sidecars: HashMap::new(),
             ttl,
             cap,
+            watcher: None,
+            watched: HashMap::new(),
+            memo_bytes: 0,
+            drained: None,
             hits: 0,
             misses: 0,
+            held_hits: 0,
         }
     }
 
-    /// The cached file for `key` with a fresh fstat, if it is still valid.
-    pub fn get(&mut self, key: &str, now: Instant) -> Option<(Arc<File>, rustix::fs::Stat)> {
+    /// The cached file for `key` and its current fstat, if it is still valid: a
+    /// held file's own fstat while no notice voided it, else a fresh one.
+    pub fn get(&mut self, key: &str, now: Instant) -> Option<CachedFile> {
         if self.ttl.is_zero() {
             return None;
         }
+        self.read_notices(now);
         let Some(entry) = self.map.get(key) else {
             self.misses += 1;
             return None;
         };
         let fresh = now.saturating_duration_since(entry.opened) < self.ttl;
+        if fresh && let Some(memo) = &entry.memo {
+            self.hits += 1;
+            self.held_hits += 1;
+            return Some(CachedFile {
+                file: entry.file.clone(),
+                st: memo.st,
+                described: Some(memo.described.clone()),
+            });
+        }
         let st = rustix::fs::fstat(&*entry.file).ok();
         match st {
             Some(st) if fresh && st.st_nlink > 0 && (st.st_size as u64) <= CACHE_MAX => {
                 self.hits += 1;
-                Some((entry.file.clone(), st))
+                Some(CachedFile {
+                    file: entry.file.clone(),
+                    st,
+                    described: None,
+                })
             }
             _ => {
                 self.misses += 1;
-                self.map.remove(key);
+                self.remove(key);
                 None
             }
         }
+    }
+
+    /// The bytes held for `key`, when `file` is the file they were read from.
+    pub fn bytes(&self, key: &str, file: &Arc<File>) -> Option<&[u8]> {
+        let entry = self.map.get(key)?;
+        if !Arc::ptr_eq(&entry.file, file) {
+            return None;
+        }
+        entry.memo.as_ref().map(|m| &m.bytes[..])
     }
 
     /// The sidecar bitmask noted for `key` less than `ttl` ago.
@@ -104,29 +209,197 @@ impl FileCache {
     /// for a file nobody asks for. Called about once a second; O(entries).
     pub fn evict_expired(&mut self, now: Instant) {
         let ttl = self.ttl;
-        self.map
-            .retain(|_, c| now.saturating_duration_since(c.opened) < ttl);
+        let expired: Vec<Box<str>> = self
+            .map
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.opened) >= ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.remove(&key);
+        }
         self.sidecars
             .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
     }
 
-    /// Remembers `file` (opened for `key`) when it is small enough.
-    pub fn put(&mut self, key: &str, file: &Arc<File>, st: &rustix::fs::Stat, now: Instant) {
+    /// Remembers `file` (opened for `key`, `st` its fstat, `name` the name its
+    /// Content-Type follows) when it is small enough. Answers with the fstat to use:
+    /// when the file's bytes were taken into memory, the fstat they were read under
+    /// (the two belong together), else `st`.
+    pub fn put(
+        &mut self,
+        key: &str,
+        name: &str,
+        file: Arc<File>,
+        st: &rustix::fs::Stat,
+        now: Instant,
+    ) -> CachedFile {
+        let plain = |file| CachedFile {
+            file,
+            st: *st,
+            described: None,
+        };
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
-            return;
+            return plain(file);
         }
         if self.map.len() >= self.cap {
             // Simple and bounded: start over rather than track recency.
-            self.map.clear();
+            let keys: Vec<Box<str>> = self.map.keys().cloned().collect();
+            for k in keys {
+                self.remove(&k);
+            }
+        }
+        self.remove(key);
+        let memo = self.memoize(&file, st, name);
+        let answer = match &memo {
+            Some(m) => CachedFile {
+                file: file.clone(),
+                st: m.st,
+                described: Some(m.described.clone()),
+            },
+            None => plain(file.clone()),
+        };
+        if let Some(m) = &memo {
+            self.memo_bytes += m.bytes.len();
+            self.watched.entry(m.wd).or_default().push(key.into());
         }
         self.map.insert(
             key.into(),
             Cached {
-                file: file.clone(),
+                file,
                 opened: now,
+                memo,
             },
         );
+        answer
     }
+
+    /// Watches `file`, then reads it whole between two fstats. The bytes are kept
+    /// only when nothing moved in between; a change after the watch was taken
+    /// arrives as a notice.
+    fn memoize(&mut self, file: &File, st: &rustix::fs::Stat, name: &str) -> Option<Memo> {
+        let len = st.st_size.max(0) as u64;
+        if len > MEMO_MAX || self.memo_bytes + len as usize > MEMO_BYTES {
+            return None;
+        }
+        let watcher = self
+            .watcher
+            .get_or_insert_with(|| {
+                Watcher::new()
+                    .map_err(|e| tracing::debug!("no inotify, small files use fstat: {e}"))
+            })
+            .as_ref()
+            .ok()?;
+        let wd = watcher
+            .watch(file)
+            .map_err(|e| tracing::debug!("file not watched, it uses fstat: {e}"))
+            .ok()?;
+        let before = rustix::fs::fstat(file).ok();
+        let mut bytes = Vec::new();
+        let got = before.map(|b| pread_into(file, 0, b.st_size.max(0) as usize, &mut bytes));
+        let after = rustix::fs::fstat(file).ok();
+        match (before, after, got) {
+            (Some(b), Some(a), Some(got))
+                if same_version(&b, &a) && got as i64 == a.st_size && a.st_nlink > 0 =>
+            {
+                Some(Memo {
+                    wd,
+                    st: a,
+                    bytes: bytes.into_boxed_slice(),
+                    described: Arc::new(Described::of(&a, name)),
+                })
+            }
+            _ => {
+                if !self.watched.contains_key(&wd) {
+                    watcher.unwatch(wd);
+                }
+                None
+            }
+        }
+    }
+
+    /// Reads the change notices once per loop turn (`now` is the turn's clock
+    /// reading) and drops the entries they void, so no change made before this turn
+    /// is answered from memory.
+    fn read_notices(&mut self, now: Instant) {
+        if self.watched.is_empty() || self.drained == Some(now) {
+            return;
+        }
+        self.drained = Some(now);
+        let Some(Ok(watcher)) = &mut self.watcher else {
+            return;
+        };
+        let mut changed = Vec::new();
+        let mut overflow = false;
+        watcher.drain(|n| match n {
+            Notice::Changed(wd) => changed.push(wd),
+            Notice::Overflow => overflow = true,
+        });
+        if overflow {
+            changed = self.watched.keys().copied().collect();
+        }
+        for wd in changed {
+            for key in self.watched.get(&wd).cloned().unwrap_or_default() {
+                self.remove(&key);
+            }
+        }
+    }
+
+    /// Drops `key`'s entry, and its watch when no other entry shares it.
+    fn remove(&mut self, key: &str) {
+        let Some(Cached {
+            memo: Some(memo), ..
+        }) = self.map.remove(key)
+        else {
+            return;
+        };
+        self.memo_bytes -= memo.bytes.len();
+        if let Some(keys) = self.watched.get_mut(&memo.wd) {
+            keys.retain(|k| &**k != key);
+            if keys.is_empty() {
+                self.watched.remove(&memo.wd);
+                if let Some(Ok(w)) = &self.watcher {
+                    w.unwatch(memo.wd);
+                }
+            }
+        }
+    }
+}
+
+/// The fields that change when a file's contents or times do.
+fn same_version(a: &rustix::fs::Stat, b: &rustix::fs::Stat) -> bool {
+    let v = |s: &rustix::fs::Stat| {
+        (
+            s.st_ino,
+            s.st_size,
+            s.st_mtime,
+            s.st_mtime_nsec,
+            s.st_ctime,
+            s.st_ctime_nsec,
+        )
+    };
+    v(a) == v(b)
+}
+
+/// Appends up to `len` bytes of `file` from `start` to `out`; returns how many
+/// existed (fewer if the file shrank).
+pub fn pread_into(file: &File, start: u64, len: usize, out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.resize(at + len, 0);
+    let mut got = 0;
+    while got < len {
+        match rustix::io::pread(file, &mut out[at + got..], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                tracing::debug!("pread failed: {e}");
+                break;
+            }
+        }
+    }
+    out.truncate(at + got);
+    got
 }
 
 #[cfg(test)]
@@ -142,7 +415,7 @@ mod tests {
         let st = rustix::fs::fstat(&*file).unwrap();
         let t0 = Instant::now();
         let mut c = FileCache::new(Duration::from_secs(1), 8);
-        c.put("/f", &file, &st, t0);
+        c.put("/f", "f", file.clone(), &st, t0);
         c.note_sidecars("/f", t0, 0);
         c.evict_expired(t0 + Duration::from_millis(500));
         assert_eq!(Arc::strong_count(&file), 2, "kept while fresh");
@@ -152,22 +425,118 @@ mod tests {
     }
 
     #[test]
-    fn hit_revalidates_and_unlinked_files_are_dropped() {
+    fn open_entries_revalidate_and_unlinked_files_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        std::fs::write(&p, b"one").unwrap();
+        // Above MEMO_MAX: kept open, not held, so every hit is an fstat.
+        std::fs::write(&p, vec![1u8; MEMO_MAX as usize + 1]).unwrap();
         let f = Arc::new(File::open(&p).unwrap());
         let st = rustix::fs::fstat(&*f).unwrap();
         let mut c = FileCache::new(Duration::from_secs(60), 8);
         let now = Instant::now();
-        c.put("/f", &f, &st, now);
-        std::fs::write(&p, b"three").unwrap();
-        let (_, st2) = c.get("/f", now).expect("hit");
-        assert_eq!(st2.st_size, 5, "metadata must be current");
+        c.put("/f", "f", f.clone(), &st, now);
+        assert!(c.bytes("/f", &f).is_none(), "too big to hold");
+        std::fs::write(&p, vec![2u8; MEMO_MAX as usize + 5]).unwrap();
+        let st2 = c.get("/f", now).expect("hit").st;
+        assert_eq!(st2.st_size as u64, MEMO_MAX + 5, "metadata must be current");
         // Replace by rename: the cached inode is unlinked, so it must not be served.
         std::fs::write(dir.path().join("g"), b"new").unwrap();
         std::fs::rename(dir.path().join("g"), &p).unwrap();
         assert!(c.get("/f", now).is_none());
+    }
+
+    /// A held file, or `None` (and a skip line) where the file system can't be
+    /// watched.
+    fn held(dir: &std::path::Path, body: &[u8]) -> Option<(FileCache, Arc<File>, Instant)> {
+        let p = dir.join("f");
+        std::fs::write(&p, body).unwrap();
+        let f = Arc::new(File::open(&p).unwrap());
+        let st = rustix::fs::fstat(&*f).unwrap();
+        let mut c = FileCache::new(Duration::from_secs(60), 8);
+        let t0 = Instant::now();
+        c.put("/f", "f", f.clone(), &st, t0);
+        if c.bytes("/f", &f).is_none() {
+            eprintln!("skipped: {} is not watchable here", dir.display());
+            return None;
+        }
+        Some((c, f, t0))
+    }
+
+    #[test]
+    fn held_bytes_are_dropped_by_every_kind_of_change() {
+        type Change = fn(&std::path::Path);
+        let changes: [(&str, Change); 5] = [
+            ("write in place, same size", |p| {
+                std::fs::write(p, b"TWO").unwrap()
+            }),
+            ("truncate", |p| {
+                File::options()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_len(1)
+                    .unwrap()
+            }),
+            ("times only", |p| {
+                File::open(p)
+                    .unwrap()
+                    .set_modified(std::time::SystemTime::UNIX_EPOCH)
+                    .unwrap()
+            }),
+            ("rename over", |p| {
+                let g = p.with_file_name("g");
+                std::fs::write(&g, b"new").unwrap();
+                std::fs::rename(g, p).unwrap();
+            }),
+            ("unlink", |p| std::fs::remove_file(p).unwrap()),
+        ];
+        for (what, change) in changes {
+            let dir = tempfile::tempdir().unwrap();
+            let Some((mut c, f, t0)) = held(dir.path(), b"one") else {
+                return;
+            };
+            let t1 = t0 + Duration::from_millis(1);
+            let st = c.get("/f", t1).expect("hit").st;
+            assert_eq!(c.bytes("/f", &f), Some(&b"one"[..]), "{what}");
+            assert_eq!(st.st_size, 3);
+            change(&dir.path().join("f"));
+            // The next loop turn reads the notice before answering.
+            assert!(
+                c.get("/f", t1 + Duration::from_millis(1)).is_none(),
+                "{what}"
+            );
+            assert!(c.bytes("/f", &f).is_none(), "{what}");
+            assert!(
+                c.watched.is_empty() && c.memo_bytes == 0,
+                "{what}: watch kept"
+            );
+        }
+    }
+
+    #[test]
+    fn held_bytes_match_the_fstat_answered_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((mut c, f, t0)) = held(dir.path(), b"hello") else {
+            return;
+        };
+        let other = Arc::new(File::open(dir.path().join("f")).unwrap());
+        assert!(
+            c.bytes("/f", &other).is_none(),
+            "only for the file they came from"
+        );
+        let hit = c.get("/f", t0).unwrap();
+        let st = hit.st;
+        assert_eq!(
+            hit.described.unwrap().content_type,
+            "application/octet-stream"
+        );
+        assert_eq!(st.st_size as usize, c.bytes("/f", &f).unwrap().len());
+        // Two paths for one inode share one watch, which goes with the last of them.
+        let st2 = rustix::fs::fstat(&*f).unwrap();
+        c.put("/", "index.html", f.clone(), &st2, t0);
+        assert_eq!(c.watched.len(), 1);
+        c.evict_expired(t0 + Duration::from_secs(61));
+        assert!(c.watched.is_empty() && c.map.is_empty() && c.memo_bytes == 0);
     }
 
     #[test]
@@ -192,15 +561,15 @@ mod tests {
         let st = rustix::fs::fstat(&*f).unwrap();
         let mut c = FileCache::new(Duration::from_millis(10), 8);
         let now = Instant::now();
-        c.put("/f", &f, &st, now);
+        c.put("/f", "f", f.clone(), &st, now);
         assert!(c.get("/f", now).is_some());
         assert!(c.get("/f", now + Duration::from_millis(20)).is_none());
         let mut big = st;
         big.st_size = (CACHE_MAX + 1) as i64;
-        c.put("/big", &f, &big, now);
+        c.put("/big", "big", f.clone(), &big, now);
         assert!(c.get("/big", now).is_none());
         let mut off = FileCache::new(Duration::ZERO, 8);
-        off.put("/f", &f, &st, now);
+        off.put("/f", "f", f.clone(), &st, now);
         assert!(off.get("/f", now).is_none());
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::cache::FileCache;
+use crate::cache::{CachedFile, Described, FileCache};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -204,12 +204,12 @@ pub fn handle(
         }
     }
     let key = req.target.split('?').next().unwrap_or("");
-    if let Some((file, st)) = cache.get(key, now) {
+    if let Some(hit) = cache.get(key, now) {
         let name = key.rsplit('/').next().unwrap_or("");
         let index = name.is_empty();
         let name = if index { cfg.index.as_str() } else { name };
-        let found = find_sidecar(site, req, key, None, index, &st, cache, now);
-        return serve_file(req, &conn, file, &st, name, found, out);
+        let found = find_sidecar(site, req, key, None, index, &hit.st, cache, now);
+        return serve_file(req, &conn, hit, name, found, out);
     }
     let clean = match path::clean(req.target) {
         Ok(c) => c,
@@ -221,10 +221,9 @@ pub fn handle(
                 return conn.status(out, 404);
             }
             let name = clean.segments.last().map_or("", String::as_str);
-            let file = Arc::new(file);
-            cache.put(key, &file, &st, now);
-            let found = find_sidecar(site, req, key, Some(&clean), false, &st, cache, now);
-            serve_file(req, &conn, file, &st, name, found, out)
+            let f = cache.put(key, name, Arc::new(file), &st, now);
+            let found = find_sidecar(site, req, key, Some(&clean), false, &f.st, cache, now);
+            serve_file(req, &conn, f, name, found, out)
         }
         Ok(Resolved::Dir(dir, dir_st)) => {
             if !clean.trailing_slash && !clean.segments.is_empty() {
@@ -240,11 +239,10 @@ pub fn handle(
             if !cfg.index.is_empty() {
                 match path::open_in_dir(&dir, &cfg.index, cfg.symlinks) {
                     Ok(Resolved::File(file, st)) => {
-                        let file = Arc::new(file);
-                        cache.put(key, &file, &st, now);
+                        let f = cache.put(key, &cfg.index, Arc::new(file), &st, now);
                         let found =
-                            find_sidecar(site, req, key, Some(&clean), true, &st, cache, now);
-                        return serve_file(req, &conn, file, &st, &cfg.index, found, out);
+                            find_sidecar(site, req, key, Some(&clean), true, &f.st, cache, now);
+                        return serve_file(req, &conn, f, &cfg.index, found, out);
                     }
                     Ok(Resolved::Dir(..)) | Err(OpenError::NotFound) => {}
                     Err(e) => return conn.open_error(out, e),
@@ -257,7 +255,12 @@ pub fn handle(
         }
         Err(OpenError::NotFound) => match fallback(site, req, &eff, &clean) {
             Some((file, st, name)) => {
-                serve_file(req, &conn, Arc::new(file), &st, name, Found::default(), out)
+                let f = CachedFile {
+                    file: Arc::new(file),
+                    st,
+                    described: None,
+                };
+                serve_file(req, &conn, f, name, Found::default(), out)
             }
             None => conn.status(out, 404),
         },
@@ -667,8 +670,7 @@ fn not_modified(
 fn serve_file(
     req: &Request<'_>,
     conn: &Conn<'_, '_>,
-    file: Arc<File>,
-    st: &rustix::fs::Stat,
+    f: CachedFile,
     name: &str,
     found: Found,
     out: &mut Vec<u8>,
@@ -677,29 +679,31 @@ fn serve_file(
         vary_encoding: found.any,
         ..*conn
     };
-    let (file, st, coding) = match found.chosen {
-        Some(s) => (Arc::new(s.file), s.stat, Some(s.encoding.token())),
-        None => (file, *st, None),
+    let (file, st, coding, described) = match found.chosen {
+        Some(s) => (Arc::new(s.file), s.stat, Some(s.encoding.token()), None),
+        None => (f.file, f.st, None, f.described),
     };
-    let st = &st;
     let len = st.st_size.max(0) as u64;
-    let v = Validators::from_stat(st);
-    let lm = v.last_modified();
+    let described = described.unwrap_or_else(|| Arc::new(Described::of(&st, name)));
+    let (v, lm, ctype) = (
+        &described.validators,
+        &described.last_modified,
+        &described.content_type,
+    );
     let cache_control = conn.eff.cache_control.unwrap_or("");
-    match conditional::evaluate(req, &v) {
+    match conditional::evaluate(req, v) {
         Precondition::Proceed => {}
-        Precondition::NotModified => return not_modified(conn, &v, &lm, cache_control, out),
+        Precondition::NotModified => return not_modified(conn, v, lm, cache_control, out),
         Precondition::Failed => return conn.status(out, 412),
     }
-    let ctype = head::content_type(name);
     let plan = match req.range {
-        Some(r) if req.method == Method::Get && conditional::if_range_allows(req, &v) => {
+        Some(r) if req.method == Method::Get && conditional::if_range_allows(req, v) => {
             range::plan(r, len)
         }
         _ => RangePlan::Full,
     };
     let common = |h: &mut Head<'_>| {
-        h.header("Last-Modified", &lm);
+        h.header("Last-Modified", lm);
         h.header("ETag", &v.etag);
         h.header("Accept-Ranges", "bytes");
         if let Some(c) = coding {
@@ -718,7 +722,7 @@ fn serve_file(
         RangePlan::Partial(spans) if spans.len() == 1 => {
             let (s, e) = spans[0];
             let mut h = Head::start(out, 206);
-            h.header("Content-Type", &ctype);
+            h.header("Content-Type", ctype);
             h.header_u64("Content-Length", e - s);
             h.header("Content-Range", &format!("bytes {s}-{}/{len}", e - 1));
             common(&mut h);
@@ -773,7 +777,7 @@ fn serve_file(
         }
         RangePlan::Full | RangePlan::Partial(_) => {
             let mut h = Head::start(out, 200);
-            h.header("Content-Type", &ctype);
+            h.header("Content-Type", ctype);
             h.header_u64("Content-Length", len);
             common(&mut h);
             h.finish();

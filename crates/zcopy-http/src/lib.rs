@@ -33,3 +33,4 @@ pub mod request;
 pub mod rules;
 pub mod server;
 pub mod stats;
+pub mod watch;

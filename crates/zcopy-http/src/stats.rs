@@ -32,7 +32,8 @@ const LEASE_BREAKS: usize = REFUSED + 1;
 const TRUNCATIONS: usize = LEASE_BREAKS + 1;
 const CACHE_HITS: usize = TRUNCATIONS + 1;
 const CACHE_MISSES: usize = CACHE_HITS + 1;
-const DURATION: usize = CACHE_MISSES + 1; // BUCKETS + 1 (+Inf)
+const CACHE_HELD: usize = CACHE_MISSES + 1;
+const DURATION: usize = CACHE_HELD + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -141,9 +142,10 @@ impl WorkerStats {
     }
 
     /// The worker's file-cache totals so far.
-    pub fn file_cache(&self, hits: u64, misses: u64) {
-        self.c[CACHE_HITS].store(hits, Ordering::Relaxed);
-        self.c[CACHE_MISSES].store(misses, Ordering::Relaxed);
+    pub fn file_cache(&self, cache: &crate::cache::FileCache) {
+        self.c[CACHE_HITS].store(cache.hits, Ordering::Relaxed);
+        self.c[CACHE_MISSES].store(cache.misses, Ordering::Relaxed);
+        self.c[CACHE_HELD].store(cache.held_hits, Ordering::Relaxed);
     }
 }
 
@@ -305,6 +307,13 @@ impl Stats {
                 "counter",
                 "Small-file cache misses (as of the last second).",
                 CACHE_MISSES,
+            ),
+            (
+                "file_cache_held_hits_total",
+                "counter",
+                "Small-file cache hits answered from memory, without a system call (as of \
+                 the last second).",
+                CACHE_HELD,
             ),
         ];
         for (name, kind, help, i) in simple {

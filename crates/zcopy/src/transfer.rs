@@ -134,9 +134,19 @@ impl Report {
 
 /// Engines switched off for testing fallbacks: `ZCOPY_DISABLE=sendfile,splice@65536`
 /// makes `sendfile` report "unsupported" at once and `splice` after 65536 bytes.
+/// The names in [`OTHER_SWITCHES`] switch off things outside the engines.
 #[derive(Clone, Debug, Default)]
 pub struct Forced {
     after: HashMap<EngineKind, u64>,
+}
+
+/// `ZCOPY_DISABLE` names that are not engines: `inotify` (the server's held small
+/// files, which then are revalidated with fstat).
+pub const OTHER_SWITCHES: [&str; 1] = ["inotify"];
+
+/// Whether `ZCOPY_DISABLE` names `switch` (one of [`OTHER_SWITCHES`]).
+pub fn switched_off(switch: &str) -> bool {
+    std::env::var("ZCOPY_DISABLE").is_ok_and(|v| v.split(',').any(|item| item.trim() == switch))
 }
 
 impl Forced {
@@ -150,7 +160,11 @@ impl Forced {
     /// Parses the `ZCOPY_DISABLE` syntax.
     pub fn parse(spec: &str) -> Forced {
         let mut after = HashMap::new();
-        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !OTHER_SWITCHES.contains(s))
+        {
             let (name, n) = match item.split_once('@') {
                 Some((name, n)) => (name, n.parse().unwrap_or(0)),
                 None => (item, 0),

@@ -880,7 +880,7 @@ impl Worker {
         self.sh.stats.connections(self.count, idle);
         self.sh.responder.cache.evict_expired(now);
         let cache = &self.sh.responder.cache;
-        self.sh.stats.file_cache(cache.hits, cache.misses);
+        self.sh.stats.file_cache(cache);
         for idx in 0..self.slots.len() {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;

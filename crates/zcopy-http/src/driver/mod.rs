@@ -17,7 +17,7 @@ use zcopy::peer::{LocalReason, PeerClass, PeerClassifier};
 use zcopy::transfer::Forced;
 use zcopy::{EngineKind, Plan, Preference, Transfer};
 
-use crate::cache::FileCache;
+use crate::cache::{FileCache, pread_into};
 use crate::handler::{self, Body, Piece, Response, Site};
 use crate::proto::Responder;
 use crate::request::Request;
@@ -204,9 +204,9 @@ pub struct SiteResponder {
 }
 
 impl Responder for SiteResponder {
-    /// One `openat2` + `fstat` (or one `fstat` on a cache hit); a body of at most
-    /// [`SMALL_BODY`] bytes is read here (one `pread`) so it leaves with the head in
-    /// one write.
+    /// One `openat2` + `fstat` (on a cache hit one `fstat`, or nothing for a file
+    /// the cache holds); a body of at most [`SMALL_BODY`] bytes is copied from the
+    /// cache or read here (one `pread`) so it leaves with the head in one write.
     fn respond(
         &mut self,
         req: &Request<'_>,
@@ -219,7 +219,18 @@ impl Responder for SiteResponder {
             && let [Piece::File { start, len }] = fb.pieces[..]
             && len <= SMALL_BODY
         {
-            let got = pread_into(&fb.file, start, len as usize, out);
+            let key = req.target.split('?').next().unwrap_or("");
+            let held = self.cache.bytes(key, &fb.file).and_then(|b| {
+                let s = usize::try_from(start).ok()?;
+                b.get(s..s + len as usize)
+            });
+            let got = match held {
+                Some(bytes) => {
+                    out.extend_from_slice(bytes);
+                    bytes.len()
+                }
+                None => pread_into(&fb.file, start, len as usize, out),
+            };
             if (got as u64) < len {
                 // The file shrank since the fstat: send what exists, then close.
                 resp.close = true;
@@ -243,6 +254,7 @@ impl SiteResponder {
         let mut cache = FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
         cache.hits = self.cache.hits;
         cache.misses = self.cache.misses;
+        cache.held_hits = self.cache.held_hits;
         SiteResponder { site, cache }
     }
 }
@@ -255,27 +267,6 @@ pub fn flush_log(log: Option<&crate::access_log::AccessLogger>, buf: &mut Vec<u8
         }
         buf.clear();
     }
-}
-
-/// Appends up to `len` bytes of `file` from `start` to `out`; returns how many
-/// existed (fewer if the file shrank).
-fn pread_into(file: &File, start: u64, len: usize, out: &mut Vec<u8>) -> usize {
-    let at = out.len();
-    out.resize(at + len, 0);
-    let mut got = 0;
-    while got < len {
-        match rustix::io::pread(file, &mut out[at + got..], start + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => {
-                tracing::debug!("pread failed: {e}");
-                break;
-            }
-        }
-    }
-    out.truncate(at + got);
-    got
 }
 
 /// A transfer from the pool, and the plan it was made from.

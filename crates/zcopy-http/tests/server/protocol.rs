@@ -283,8 +283,24 @@ fn cached_small_files_are_revalidated_on_every_request() {
     // Replaced by a rename: the cached inode is unlinked.
     let tmp = fx.file("c.tmp", b"third");
     std::fs::rename(&tmp, &path).unwrap();
-    let (_, _, b3) = get(&srv.url("/c.txt"), &[]);
+    let (_, h3, b3) = get(&srv.url("/c.txt"), &[]);
     assert_eq!(b3, b"third");
+    // Changed in place to the same size (a held copy must not survive this).
+    std::fs::write(&path, b"THIRD").unwrap();
+    let (_, h4, b4) = get(&srv.url("/c.txt"), &[]);
+    assert_eq!(b4, b"THIRD");
+    assert_ne!(header(&h3, "ETag"), header(&h4, "ETag"));
+    // Only its time changed: new validators, same bytes.
+    std::fs::File::open(&path)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000))
+        .unwrap();
+    let (_, h5, b5) = get(&srv.url("/c.txt"), &[]);
+    assert_eq!(b5, b"THIRD");
+    assert_eq!(
+        header(&h5, "Last-Modified"),
+        Some("Sun, 09 Sep 2001 01:46:40 GMT")
+    );
     // Deleted: 404, not the cached file.
     std::fs::remove_file(&path).unwrap();
     let (status, _, _) = get(&srv.url("/c.txt"), &[]);
