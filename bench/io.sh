@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# zcopy serve's two I/O drivers side by side: --io epoll vs --io uring, one worker
-# each, server pinned to CPU 0 and wrk (-c50) to CPU 1, loopback, page cache warm.
-# Runs alternate (epoll, uring, epoll, uring, ...) so drift on a shared machine hits
-# both. Reports requests/s and requests per server CPU-second (utime+stime from
-# /proc/PID/stat before/after) for 1 KiB and 64 KiB files; writes bench/results/io.md.
-# Usage: bench/io.sh [WRK_SECONDS] [ROUNDS]
+# zcopy serve's I/O paths side by side with the peers, for small and medium files:
+#   epoll        --io epoll (hot files ≤ 16 KiB held in memory under an inotify watch)
+#   epoll-fstat  --io epoll with ZCOPY_DISABLE=inotify (every hit: fstat + pread)
+#   uring        --io uring
+#   lwan         when LWAN=/path/to/lwan is set (one thread; see below)
+#   nginx        when nginx is installed (one worker, sendfile on, open_file_cache on)
+# Every server is pinned to CPU 0 and wrk (-t1 -c50) to CPU 1, loopback, page cache
+# warm. Rounds alternate between the servers so drift on a shared machine hits all.
+# Reports requests/s and requests per server CPU-second (utime+stime of every thread
+# of every process of the server, from /proc) for 1 KiB and 64 KiB; writes
+# bench/results/io.md. When wrk saturates its core (as it does near 180k req/s here),
+# req/s stops telling the servers apart and req per CPU-second is the figure to read.
+#
+# lwan: build from https://github.com/lpereira/lwan (cmake, make). Where Landlock is
+# not available (containers, VMs without it) its straitjacket stubs refuse to bind;
+# make the `lwan_straitjacket_allow_*` stubs in src/lib/lwan-straitjacket.c return
+# true. This script writes its config (serve_files, threads = 1).
+#
+# Usage: [LWAN=/path/to/lwan] bench/io.sh [WRK_SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
-rounds=${2:-2}
+rounds=${2:-3}
 for t in wrk taskset bc; do
   command -v "$t" >/dev/null || { echo "bench/io.sh needs $t" >&2; exit 2; }
 done
@@ -16,57 +29,118 @@ cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-io.XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/www"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 head -c 65536 /dev/urandom > "$work/www/64k.bin"
 
+servers=(epoll epoll-fstat uring)
 declare -A port pid
 port[epoll]=18091
-port[uring]=18092
-for io in epoll uring; do
-  taskset -c 0 "$zcopy" -q serve "$work/www" --listen "127.0.0.1:${port[$io]}" --workers 1 \
-    --io "$io" > "$work/$io.out" 2>&1 &
-  pid[$io]=$!
+port[epoll-fstat]=18092
+port[uring]=18093
+port[lwan]=18094
+port[nginx]=18095
+start_zcopy() { # name io [env...]
+  local name=$1 io=$2; shift 2
+  env "$@" taskset -c 0 "$zcopy" -q serve "$work/www" --listen "127.0.0.1:${port[$name]}" \
+    --workers 1 --io "$io" > "$work/$name.out" 2>&1 &
+  pid[$name]=$!
   pids+=($!)
-done
+}
+start_zcopy epoll epoll
+start_zcopy epoll-fstat epoll ZCOPY_DISABLE=inotify
+start_zcopy uring uring
+if [ -n "${LWAN:-}" ]; then
+  cat > "$work/lwan.conf" <<EOF
+keep_alive_timeout = 15
+quiet = true
+threads = 1
+listener 127.0.0.1:${port[lwan]}
+site {
+    serve_files / {
+        path = $work/www
+    }
+}
+EOF
+  (cd "$work" && taskset -c 0 "$LWAN" -c "$work/lwan.conf" > "$work/lwan.out" 2>&1) &
+  sleep 0.5
+  pid[lwan]=$(pgrep -n -f "$LWAN -c $work/lwan.conf")
+  pids+=("${pid[lwan]}")
+  servers+=(lwan)
+fi
+if command -v nginx >/dev/null; then
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  open_file_cache max=1000 inactive=20s;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  server { listen 127.0.0.1:${port[nginx]}; root $work/www; }
+}
+EOF
+  taskset -c 0 nginx -c "$work/nginx.conf" > "$work/nginx.out" 2>&1 &
+  pid[nginx]=$!
+  pids+=($!)
+  servers+=(nginx)
+fi
 sleep 1
 
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+# CPU seconds of a process, its threads and its children (nginx's worker).
+cpu() {
+  local p t=0
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(cat /proc/"$p"/task/*/stat 2>/dev/null | sed 's/.*) //' | awk '{s+=$12+$13} END{print s+0}')))
+  done
+  echo "$t / $hz" | bc -l
+}
 declare -A reqs cpus
 for f in 1k.bin 64k.bin; do
-  for io in epoll uring; do reqs[$io.$f]=0; cpus[$io.$f]=0; done
+  for s in "${servers[@]}"; do reqs[$s.$f]=0; cpus[$s.$f]=0; done
   for _ in $(seq "$rounds"); do
-    for io in epoll uring; do
-      c0=$(cpu "${pid[$io]}")
-      out=$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:${port[$io]}/$f")
-      c1=$(cpu "${pid[$io]}")
+    for s in "${servers[@]}"; do
+      c0=$(cpu "${pid[$s]}")
+      out=$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:${port[$s]}/$f")
+      c1=$(cpu "${pid[$s]}")
       if echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
-        echo "warning: $io $f: $(echo "$out" | grep -E 'Non-2xx|Socket errors')" >&2
+        echo "warning: $s $f: $(echo "$out" | grep -E 'Non-2xx|Socket errors')" >&2
       fi
       n=$(echo "$out" | awk '/requests in/ {print $1}')
-      reqs[$io.$f]=$((${reqs[$io.$f]} + n))
-      cpus[$io.$f]=$(echo "${cpus[$io.$f]} + $c1 - $c0" | bc -l)
+      reqs[$s.$f]=$((${reqs[$s.$f]} + n))
+      cpus[$s.$f]=$(echo "${cpus[$s.$f]} + $c1 - $c0" | bc -l)
     done
   done
 done
 
 mkdir -p bench/results
 {
-echo "# zcopy serve --io epoll vs --io uring, $(uname -r), $(nproc) cores"
+echo "# zcopy serve's I/O paths and peers, small files, $(uname -r), $(nproc) cores"
 echo
-echo "1 worker on CPU 0, wrk -t1 -c50 on CPU 1, loopback; \`bench/io.sh $secs $rounds\` ($rounds alternating rounds of ${secs}s each)."
+echo "Each server 1 worker/thread on CPU 0, wrk -t1 -c50 on CPU 1, loopback;"
+echo "\`bench/io.sh $secs $rounds\` ($rounds alternating rounds of ${secs}s per server and file)."
 echo
-echo "| file | epoll req/s | uring req/s | epoll req/CPU-s | uring req/CPU-s | uring/epoll req/CPU-s |"
-echo "|---|---|---|---|---|---|"
+echo "| file | server | req/s | req per server CPU-s | req/CPU-s vs epoll |"
+echo "|---|---|---|---|---|"
 total=$((secs * rounds))
 for f in 1k.bin 64k.bin; do
-  e_rps=$(echo "${reqs[epoll.$f]} / $total" | bc -l)
-  u_rps=$(echo "${reqs[uring.$f]} / $total" | bc -l)
-  e_cpu=$(echo "${reqs[epoll.$f]} / ${cpus[epoll.$f]}" | bc -l)
-  u_cpu=$(echo "${reqs[uring.$f]} / ${cpus[uring.$f]}" | bc -l)
-  printf '| %s | %.0f | %.0f | %.0f | %.0f | %.2f |\n' "$f" "$e_rps" "$u_rps" "$e_cpu" "$u_cpu" \
-    "$(echo "$u_cpu / $e_cpu" | bc -l)"
+  base=$(echo "${reqs[epoll.$f]} / ${cpus[epoll.$f]}" | bc -l)
+  for s in "${servers[@]}"; do
+    rps=$(echo "${reqs[$s.$f]} / $total" | bc -l)
+    per=$(echo "${reqs[$s.$f]} / ${cpus[$s.$f]}" | bc -l)
+    printf '| %s | %s | %.0f | %.0f | %.2f |\n' "$f" "$s" "$rps" "$per" "$(echo "$per / $base" | bc -l)"
+  done
 done
 } | tee bench/results/io.md

@@ -453,7 +453,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
     let (method, method_name, raw_target) = split_request_line(&buf[scan.start..scan.line_end])?;
     let fields = &buf[scan.line_end + 2..scan.end];
 
-    const STACK_HEADERS: usize = 64;
+    // Enough for the common request; the array is initialised on every call, so a
+    // larger one costs every request (64 slots were 2% of a 1 KiB response's CPU).
+    const STACK_HEADERS: usize = 16;
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
     let slots: &mut [httparse::Header<'a>] = if scan.fields <= STACK_HEADERS {
