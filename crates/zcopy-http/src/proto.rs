@@ -82,13 +82,20 @@ impl Buffers {
 
     /// An empty buffer (pooled capacity when there is one).
     pub fn take(&mut self) -> Vec<u8> {
+        let mut b = self.free.pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    /// A buffer whose length is kept from its last use (stale bytes, already
+    /// initialised), so a read buffer doesn't pay zeroing on every request.
+    pub fn take_filled(&mut self) -> Vec<u8> {
         self.free.pop().unwrap_or_default()
     }
 
     /// Returns a buffer to the pool (large or surplus ones are freed).
-    pub fn give(&mut self, mut b: Vec<u8>) {
+    pub fn give(&mut self, b: Vec<u8>) {
         if b.capacity() > 0 && b.capacity() <= POOLED_MAX && self.free.len() < self.max {
-            b.clear();
             self.free.push(b);
         }
     }
@@ -566,7 +573,7 @@ impl Conn {
     /// Makes the read buffer at least `len` bytes long (from the pool when empty).
     fn ensure_rbuf(&mut self, env: &mut Env<'_>, len: usize) {
         if self.rbuf.capacity() == 0 {
-            self.rbuf = env.bufs.take();
+            self.rbuf = env.bufs.take_filled();
         }
         if self.rbuf.len() < len {
             self.rbuf.resize(len, 0);
