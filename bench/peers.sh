@@ -11,6 +11,8 @@
 # bench/results/peers-veth.md. The namespaces are removed on exit, also on failure.
 # Everything talks to 127.0.0.1 (or the veth pair) only, is bounded in time, and stops
 # by itself.
+# ZCOPY_ARGS adds flags to `zcopy serve` (e.g. "--io uring"); then the results file
+# is named after them (bench/results/peers[-veth]-io-uring.md).
 # Usage: bench/peers.sh [--veth] [WRK_SECONDS] [DOWNLOADS]
 # (PEERS_BIG_MIB=N downloads an N MiB file instead of 1 GiB: for smoke runs.)
 set -euo pipefail
@@ -105,7 +107,7 @@ http {
 NGINX
 "${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
-"${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$work/www" --listen $addr:$port_zcopy --workers 1 > "$work/zcopy.out" &
+"${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$work/www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &
 pids+=($!)
 sleep 1
 nginx_pid=$(cat "$work/nginx/nginx.pid")
@@ -157,11 +159,15 @@ if [ $mode = veth ]; then
   out=bench/results/peers-veth.md
   path="across a veth pair (server and client in two network namespaces)"
 fi
+if [ -n "${ZCOPY_ARGS:-}" ]; then
+  out=${out%.md}-$(echo "$ZCOPY_ARGS" | tr -cs 'a-z0-9' '-' | sed 's/^-*//; s/-*$//').md
+  path="$path, zcopy serve $ZCOPY_ARGS"
+fi
 {
   echo "# zcopy serve vs nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r), $(nproc) cores"
   echo
   echo "Server pinned to CPU 0 (1 worker each), client to CPU 1, $path, page cache warm."
-  echo "Run: \`bench/peers.sh $([ $mode = veth ] && echo '--veth ')$secs $downloads\` on $(date -u +%Y-%m-%d)."
+  echo "Run: \`$([ -n "${ZCOPY_ARGS:-}" ] && echo "ZCOPY_ARGS=\"$ZCOPY_ARGS\" ")bench/peers.sh $([ $mode = veth ] && echo '--veth ')$secs $downloads\` on $(date -u +%Y-%m-%d)."
   echo
   echo "| measure | nginx | zcopy | zcopy/nginx | target |"
   echo "|---|---|---|---|---|"
