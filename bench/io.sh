@@ -32,6 +32,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/www"
+chmod 755 "$work" "$work/www"   # nginx workers run as an unprivileged user
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 head -c 65536 /dev/urandom > "$work/www/64k.bin"
 

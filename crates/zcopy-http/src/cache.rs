@@ -9,7 +9,7 @@
 //!   change through the file system (write, truncate, times, mode, unlink, rename
 //!   over the path, a writer closing) queues a notice ([`crate::watch`]); the cache
 //!   reads the notices once per loop turn, before it answers from memory, and drops
-//!   what changed. A hit is a map lookup and a copy into the head buffer.
+//!   what changed. A hit is a map lookup; the bytes go out from memory.
 //! - **Open** (anything else up to [`CACHE_MAX`]): every hit is revalidated with
 //!   `fstat` on the cached fd, so size, mtime and ETag are always current; a file
 //!   that was deleted or replaced by a rename (link count 0) is reopened at once.
@@ -32,9 +32,8 @@ use crate::watch::{Notice, Watcher};
 pub const CACHE_MAX: u64 = 64 * 1024;
 /// Most files one worker's cache keeps open.
 pub const CACHE_FILES: usize = 1024;
-/// Largest file whose bytes the cache holds (the size that leaves with its head in
-/// one write).
-pub const MEMO_MAX: u64 = 16 * 1024;
+/// Largest file whose bytes the cache holds.
+pub const MEMO_MAX: u64 = CACHE_MAX;
 /// Most file bytes one worker holds.
 pub const MEMO_BYTES: usize = 8 * 1024 * 1024;
 
@@ -51,7 +50,7 @@ struct Cached {
 struct Memo {
     wd: i32,
     st: rustix::fs::Stat,
-    bytes: Box<[u8]>,
+    bytes: Arc<[u8]>,
     described: Arc<Described>,
 }
 
@@ -174,12 +173,12 @@ impl FileCache {
     }
 
     /// The bytes held for `key`, when `file` is the file they were read from.
-    pub fn bytes(&self, key: &str, file: &Arc<File>) -> Option<&[u8]> {
+    pub fn bytes(&self, key: &str, file: &Arc<File>) -> Option<&Arc<[u8]>> {
         let entry = self.map.get(key)?;
         if !Arc::ptr_eq(&entry.file, file) {
             return None;
         }
-        entry.memo.as_ref().map(|m| &m.bytes[..])
+        entry.memo.as_ref().map(|m| &m.bytes)
     }
 
     /// The sidecar bitmask noted for `key` less than `ttl` ago.
@@ -305,7 +304,7 @@ impl FileCache {
                 Some(Memo {
                     wd,
                     st: a,
-                    bytes: bytes.into_boxed_slice(),
+                    bytes: bytes.into(),
                     described: Arc::new(Described::of(&a, name)),
                 })
             }
@@ -428,17 +427,18 @@ mod tests {
     fn open_entries_revalidate_and_unlinked_files_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        // Above MEMO_MAX: kept open, not held, so every hit is an fstat.
-        std::fs::write(&p, vec![1u8; MEMO_MAX as usize + 1]).unwrap();
+        std::fs::write(&p, b"one").unwrap();
         let f = Arc::new(File::open(&p).unwrap());
         let st = rustix::fs::fstat(&*f).unwrap();
         let mut c = FileCache::new(Duration::from_secs(60), 8);
+        // As where inotify is refused: kept open, not held, so every hit is an fstat.
+        c.watcher = Some(Err(()));
         let now = Instant::now();
         c.put("/f", "f", f.clone(), &st, now);
-        assert!(c.bytes("/f", &f).is_none(), "too big to hold");
-        std::fs::write(&p, vec![2u8; MEMO_MAX as usize + 5]).unwrap();
+        assert!(c.bytes("/f", &f).is_none(), "not held without a watch");
+        std::fs::write(&p, b"three").unwrap();
         let st2 = c.get("/f", now).expect("hit").st;
-        assert_eq!(st2.st_size as u64, MEMO_MAX + 5, "metadata must be current");
+        assert_eq!(st2.st_size, 5, "metadata must be current");
         // Replace by rename: the cached inode is unlinked, so it must not be served.
         std::fs::write(dir.path().join("g"), b"new").unwrap();
         std::fs::rename(dir.path().join("g"), &p).unwrap();
@@ -497,7 +497,11 @@ mod tests {
             };
             let t1 = t0 + Duration::from_millis(1);
             let st = c.get("/f", t1).expect("hit").st;
-            assert_eq!(c.bytes("/f", &f), Some(&b"one"[..]), "{what}");
+            assert_eq!(
+                c.bytes("/f", &f).map(|b| &b[..]),
+                Some(&b"one"[..]),
+                "{what}"
+            );
             assert_eq!(st.st_size, 3);
             change(&dir.path().join("f"));
             // The next loop turn reads the notice before answering.

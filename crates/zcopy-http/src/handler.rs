@@ -86,10 +86,31 @@ pub struct FileBody {
     /// The pieces, in order.
     pub pieces: Vec<Piece>,
     /// Memory the [`Piece::Mem`] pieces point into.
-    pub mem: Vec<u8>,
+    pub mem: BodyMem,
     /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
     /// directory).
     pub members: Vec<crate::archive::Member>,
+}
+
+/// Bytes a body sends from memory: made for this response, or a held file's bytes
+/// shared with the worker's [`FileCache`].
+#[derive(Debug)]
+pub enum BodyMem {
+    /// Made for this response (multipart part headers, archive headers).
+    Owned(Vec<u8>),
+    /// A held file's bytes.
+    Held(Arc<[u8]>),
+}
+
+impl std::ops::Deref for BodyMem {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            BodyMem::Owned(v) => v,
+            BodyMem::Held(b) => b,
+        }
+    }
 }
 
 /// How the body follows the head.
@@ -632,7 +653,7 @@ fn serve_archive(
                 file: Arc::new(dir),
                 file_len: 0,
                 pieces: archive.pieces,
-                mem: archive.mem,
+                mem: BodyMem::Owned(archive.mem),
                 members: archive.members,
             })
         },
@@ -798,7 +819,7 @@ fn serve_file(
             file,
             file_len: len,
             pieces,
-            mem,
+            mem: BodyMem::Owned(mem),
             members: Vec::new(),
         }),
         body_len,

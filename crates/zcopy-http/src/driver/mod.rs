@@ -205,8 +205,10 @@ pub struct SiteResponder {
 
 impl Responder for SiteResponder {
     /// One `openat2` + `fstat` (on a cache hit one `fstat`, or nothing for a file
-    /// the cache holds); a body of at most [`SMALL_BODY`] bytes is copied from the
-    /// cache or read here (one `pread`) so it leaves with the head in one write.
+    /// the cache holds). A body of at most [`SMALL_BODY`] bytes is copied from the
+    /// cache or read here (one `pread`) so it leaves with the head in one write; a
+    /// larger body the cache holds is sent from the held bytes (one copy, by the
+    /// kernel, at send time) unless `--limit-rate` paces file bodies.
     fn respond(
         &mut self,
         req: &Request<'_>,
@@ -215,19 +217,22 @@ impl Responder for SiteResponder {
         now: Instant,
     ) -> Response {
         let mut resp = handler::handle(&self.site, req, close, out, &mut self.cache, now);
-        if let Body::File(fb) = &resp.body
-            && let [Piece::File { start, len }] = fb.pieces[..]
-            && len <= SMALL_BODY
-        {
-            let key = req.target.split('?').next().unwrap_or("");
-            let held = self.cache.bytes(key, &fb.file).and_then(|b| {
-                let s = usize::try_from(start).ok()?;
-                b.get(s..s + len as usize)
-            });
+        let Body::File(fb) = &mut resp.body else {
+            return resp;
+        };
+        let [Piece::File { start, len }] = fb.pieces[..] else {
+            return resp;
+        };
+        let key = req.target.split('?').next().unwrap_or("");
+        let held = self
+            .cache
+            .bytes(key, &fb.file)
+            .filter(|b| start.saturating_add(len) <= b.len() as u64);
+        if len <= SMALL_BODY {
             let got = match held {
                 Some(bytes) => {
-                    out.extend_from_slice(bytes);
-                    bytes.len()
+                    out.extend_from_slice(&bytes[start as usize..(start + len) as usize]);
+                    len as usize
                 }
                 None => pread_into(&fb.file, start, len as usize, out),
             };
@@ -237,6 +242,11 @@ impl Responder for SiteResponder {
             }
             resp.body = Body::InHead;
             resp.body_len = got as u64;
+        } else if let Some(bytes) = held
+            && self.site.config.limit_rate.is_none()
+        {
+            fb.pieces[0] = Piece::Mem(start as usize, (start + len) as usize);
+            fb.mem = handler::BodyMem::Held(bytes.clone());
         }
         resp
     }

@@ -307,6 +307,30 @@ fn cached_small_files_are_revalidated_on_every_request() {
     assert_eq!(status, 404);
 }
 
+/// A file between 16 and 64 KiB that the cache holds goes out from memory after its
+/// head: byte-exact, whole and in ranges, on a kept-alive connection, and a change in
+/// place (same size) is what the next request gets.
+#[test]
+fn held_medium_files_are_byte_exact_and_follow_changes() {
+    let fx = Fixture::new();
+    let first: Vec<u8> = (0..48 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = fx.file("m.bin", &first);
+    let srv = TestServer::start(&fx.root(), |c| c.file_cache_ttl = Duration::from_secs(60));
+    for _ in 0..3 {
+        let (status, _, body) = get(&srv.url("/m.bin"), &[]);
+        assert_eq!(status, 200);
+        assert!(body == first, "whole body differs");
+    }
+    let (status, _, body) = get(&srv.url("/m.bin"), &[("Range", "bytes=20000-40000")]);
+    assert_eq!(status, 206);
+    assert!(body == first[20000..=40000], "range differs");
+    let second: Vec<u8> = first.iter().map(|b| b ^ 0xff).collect();
+    std::fs::write(&path, &second).unwrap();
+    let (status, _, body) = get(&srv.url("/m.bin"), &[]);
+    assert_eq!(status, 200);
+    assert!(body == second, "the change in place was not seen");
+}
+
 /// At the connection cap a new client is served at once: an idle keep-alive
 /// connection is shed first, then the client that has been sending its head longest;
 /// a client with a response in flight is never shed. With nothing to shed, the new
