@@ -40,19 +40,23 @@ pub struct ServerThreads {
 }
 
 impl ServerThreads {
-    /// The threads named `zcopy-*` that are not in `before` (taken before the server
-    /// was bound): waits up to a second for the new threads to take their names.
+    /// The server's worker and fetch threads: those named `zcopy-worker-*` or
+    /// `zcopy-fetch-*` that are not in `before` (taken before the server was bound).
+    /// Waits up to a second for its `workers` worker threads to take their names.
     pub fn since(before: &BTreeSet<i32>, workers: usize) -> io::Result<ServerThreads> {
         let deadline = Instant::now() + Duration::from_secs(1);
+        let named = |t: i32, prefixes: &[&str]| {
+            stat(t).is_some_and(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
+        };
         loop {
             let tids: BTreeSet<i32> = tids()?
                 .difference(before)
                 .copied()
-                .filter(|&t| stat(t).is_some_and(|(n, _)| n.starts_with("zcopy-")))
+                .filter(|&t| named(t, &["zcopy-worker-", "zcopy-fetch-"]))
                 .collect();
             let named_workers = tids
                 .iter()
-                .filter(|&&t| stat(t).is_some_and(|(n, _)| n.starts_with("zcopy-worker")))
+                .filter(|&&t| named(t, &["zcopy-worker-"]))
                 .count();
             if named_workers >= workers {
                 return Ok(ServerThreads { tids });

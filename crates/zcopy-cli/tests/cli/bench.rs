@@ -117,6 +117,8 @@ fn auto_follows_the_io_lines_and_says_so() {
 
     let faster = dir.path().join("faster");
     std::fs::write(&faster, URING_FASTER).unwrap();
+    let text = stdout_of(zcopy(&["engines"]).env("ZCOPY_PROFILE", &faster));
+    assert!(text.contains("(0 engine lines, 4 io lines)"), "{text}");
     let line = engines_auto_line(&faster);
     match uring_allowed() {
         Ok(()) => assert!(
