@@ -10,7 +10,7 @@ pub mod load;
 pub mod threads;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zcopy::profile::{IoFigure, Profile};
 use zcopy_http::config::Config as ServerConfig;
@@ -197,16 +197,23 @@ pub fn measure(config: &IoConfig, progress: &mut dyn FnMut(&str)) -> Result<IoRe
 
     let mut result = IoResult::default();
     let mut subjects = Vec::new();
+    let mut measured = Ok(Vec::new());
     for driver in [IoDriver::Epoll, IoDriver::Uring] {
-        match start(driver, scratch.0.clone())? {
-            Ok(s) => subjects.push(s),
-            Err(why) => {
+        match start(driver, scratch.0.clone()) {
+            Ok(Ok(s)) => subjects.push(s),
+            Ok(Err(why)) => {
                 progress(&format!("io {driver}: {why}"));
                 result.skipped.push((driver, why));
             }
+            Err(e) => {
+                measured = Err(e);
+                break;
+            }
         }
     }
-    let measured = run_rounds(config, &sizes, &subjects, progress);
+    if measured.is_ok() {
+        measured = run_rounds(config, &sizes, &subjects, progress);
+    }
     for s in subjects {
         let _ = s.running.stop();
     }
@@ -247,10 +254,10 @@ fn run_rounds(
                     round + 1,
                     config.rounds.max(1)
                 ));
-                let (requests, cpu) = window(config, s, size)?;
+                let (requests, cpu, wall) = window(config, s, size)?;
                 sums[i].requests += requests;
                 sums[i].cpu += cpu;
-                sums[i].wall += config.window;
+                sums[i].wall += wall;
             }
         }
         for m in sums {
@@ -269,20 +276,23 @@ fn run_rounds(
     Ok(figures)
 }
 
-/// One timed window: requests answered and server CPU time used.
-fn window(config: &IoConfig, s: &Subject, size: u64) -> Result<(u64, Duration), BenchError> {
+/// One timed window: requests answered, server CPU time used, and wall time.
+fn window(
+    config: &IoConfig,
+    s: &Subject,
+    size: u64,
+) -> Result<(u64, Duration, Duration), BenchError> {
     let what = format!("io {} {}", s.driver, crate::fmt_size(size));
+    let err = |e| BenchError::Io(what.clone(), e);
     let addr = s.running.local_addrs()[0];
     let path = format!("/{size}.bin");
-    let load = load::Load::start(addr, &path, size, config.connections, 1)
-        .map_err(|e| BenchError::Io(what.clone(), e))?;
+    let load = load::Load::start(addr, &path, size, config.connections, 1).map_err(err)?;
     std::thread::sleep(config.warmup);
-    let (n0, c0) = (load.answered(), s.threads.cpu());
+    let snapshot = || Ok::<_, std::io::Error>((load.answered(), s.threads.cpu()?, Instant::now()));
+    let first = snapshot();
     std::thread::sleep(config.window);
-    let (n1, c1) = (load.answered(), s.threads.cpu());
-    load.stop().map_err(|e| BenchError::Io(what.clone(), e))?;
-    let cpu = c1
-        .and_then(|c1| Ok(c1.saturating_sub(c0?)))
-        .map_err(|e| BenchError::Io(what, e))?;
-    Ok((n1 - n0, cpu))
+    let last = snapshot();
+    load.stop().map_err(err)?;
+    let ((n0, c0, t0), (n1, c1, t1)) = (first.map_err(err)?, last.map_err(err)?);
+    Ok((n1 - n0, c1.saturating_sub(c0), t1 - t0))
 }
