@@ -5,6 +5,7 @@
 //! warm-up, the interleaved timed runs and thread rusage; [`stats`] summarises runs
 //! (median, min–max, MAD); [`report`] holds the figures; [`export`] renders them as
 //! Markdown, JSON or SVG charts; [`calibrate`] turns them into a [`Profile`].
+//! [`eventloop`] measures `zcopy serve`'s two event loops for the profile's `io` lines.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use zcopy::profile::{Entry, Profile};
 use zcopy::{EngineKind, TransferError};
 
+pub mod eventloop;
 pub mod export;
 pub mod report;
 pub mod runner;

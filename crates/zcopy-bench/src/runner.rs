@@ -20,7 +20,18 @@ const MAX_RUN_BYTES: u64 = 512 << 20;
 const LARGE: u64 = 256 << 20;
 
 /// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Scratch {
+    /// `<dir or the temp dir>/<prefix>-<pid>`, created.
+    pub(crate) fn create(dir: Option<&Path>, prefix: &str) -> Result<Scratch, BenchError> {
+        let base = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let dir = base.join(format!("{prefix}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BenchError::Io(format!("mkdir {}", dir.display()), e))?;
+        Ok(Scratch(dir))
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -29,7 +40,7 @@ impl Drop for Scratch {
 }
 
 /// Writes `size` bytes of a non-repeating-looking pattern (not zeros: no sparse tricks).
-fn make_source(path: &Path, size: u64) -> Result<(), BenchError> {
+pub(crate) fn make_source(path: &Path, size: u64) -> Result<(), BenchError> {
     let io = |e| BenchError::Io(format!("create {}", path.display()), e);
     let mut f = File::create(path).map_err(io)?;
     let mut buf = vec![0u8; 1 << 20];
@@ -73,11 +84,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<BenchResul
     if config.cold && !rustix::process::geteuid().is_root() {
         return Err(BenchError::Config("--cold needs root".into()));
     }
-    let base = config.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("zcopy-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| BenchError::Io(format!("mkdir {}", dir.display()), e))?;
-    let scratch = Scratch(dir);
+    let scratch = Scratch::create(config.dir.as_deref(), "zcopy-bench")?;
     let mut sizes = config.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();

@@ -274,23 +274,30 @@ fn engine_loop(
 type PeerResult = Result<(u64, Usage, Instant), BenchError>;
 
 /// Receiver: splices everything from `src` to /dev/null until end of stream.
+/// The `nth` CPU this process may run on as a set of one, and the whole mask, when it
+/// may run on two or more.
+pub(crate) fn one_cpu(nth: usize) -> Option<(CpuSet, CpuSet)> {
+    let all = sched_getaffinity(None).ok()?;
+    if all.count() < 2 {
+        return None;
+    }
+    let cpu = (0..CpuSet::MAX_CPU).filter(|&c| all.is_set(c)).nth(nth)?;
+    let mut one = CpuSet::new();
+    one.set(cpu);
+    Some((all, one))
+}
+
 /// Pins the calling thread to the `nth` CPU it may run on, when it may run on two or
 /// more, so the engine and its peer never fight over one core (their spread drops a
 /// lot on small machines). Returns the previous mask, to restore.
-fn pin(nth: usize) -> Option<CpuSet> {
-    let old = sched_getaffinity(None).ok()?;
-    if old.count() < 2 {
-        return None;
-    }
-    let cpu = (0..CpuSet::MAX_CPU).filter(|&c| old.is_set(c)).nth(nth)?;
-    let mut one = CpuSet::new();
-    one.set(cpu);
+pub(crate) fn pin(nth: usize) -> Option<CpuSet> {
+    let (old, one) = one_cpu(nth)?;
     sched_setaffinity(None, &one).ok()?;
     Some(old)
 }
 
 /// Puts back a mask taken by [`pin`].
-fn unpin(old: Option<CpuSet>) {
+pub(crate) fn unpin(old: Option<CpuSet>) {
     if let Some(old) = old {
         let _ = sched_setaffinity(None, &old);
     }

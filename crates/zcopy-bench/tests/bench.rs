@@ -192,3 +192,59 @@ fn cold_needs_root_or_works() {
         assert!(r.unwrap_err().to_string().contains("root"));
     }
 }
+
+#[test]
+fn both_event_loops_are_measured_and_become_io_lines() {
+    use zcopy_bench::eventloop::{self, IoConfig};
+    use zcopy_http::driver::IoDriver;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = IoConfig {
+        rounds: 1,
+        warmup: Duration::from_millis(50),
+        window: Duration::from_millis(300),
+        connections: 4,
+        dir: Some(dir.path().to_path_buf()),
+        ..IoConfig::default()
+    };
+    let mut lines = Vec::new();
+    let r = eventloop::measure(&config, &mut |l| lines.push(l.to_string())).expect("measures");
+    let mut drivers = vec![IoDriver::Epoll, IoDriver::Uring];
+    for (d, why) in &r.skipped {
+        // io_uring refused by the kernel (sysctl, seccomp): nothing the repo can install.
+        assert_eq!(*d, IoDriver::Uring, "{why}");
+        println!("{d}: {why}");
+        drivers.retain(|x| x != d);
+    }
+    assert_eq!(r.figures.len(), 2 * drivers.len(), "{r:?}");
+    for &size in &[1024, 65536] {
+        for &d in &drivers {
+            let m = r
+                .figures
+                .iter()
+                .find(|m| m.driver == d && m.size == size)
+                .unwrap_or_else(|| panic!("{d} {size}: not measured: {r:?}"));
+            assert!(m.requests > 0 && !m.cpu.is_zero(), "{m:?}");
+            assert!(m.per_cpu_s().is_finite() && m.per_cpu_s() > 0.0, "{m:?}");
+            assert!(lines.iter().any(|l| l.starts_with(&format!("io {d} "))));
+        }
+    }
+    let md = r.markdown();
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| 64K | ")).count(),
+        drivers.len()
+    );
+
+    let mut profile = zcopy::profile::Profile::new();
+    r.record(&mut profile);
+    for f in &r.figures {
+        let got = profile.io_figure(f.driver.name(), f.size);
+        assert!(got.is_some_and(|n| n > 0), "{f:?}: {got:?}");
+    }
+    assert_eq!(zcopy::profile::Profile::parse(&profile.to_text()), profile);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "scratch left"
+    );
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use zcopy::EngineKind;
 use zcopy::profile::Profile;
+use zcopy_bench::eventloop::{self, IoConfig};
 use zcopy_bench::export::{self, Exporter, Json, Markdown, Svg};
 use zcopy_bench::{Config, Scenario};
 
@@ -64,7 +65,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     svg: Option<PathBuf>,
     /// Write a calibration profile (engines best-first per fd pair and size class)
-    /// for `auto` to use.
+    /// for `auto` to use; also measures `serve`'s two event loops (epoll, io_uring)
+    /// for `serve --io auto` (about 15 s, --quick 4 s).
     #[arg(long)]
     calibrate: bool,
     /// Where --calibrate writes [default: $ZCOPY_PROFILE, else
@@ -154,12 +156,32 @@ pub fn run(args: BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             .profile
             .or_else(Profile::path)
             .context("no profile location: set ZCOPY_PROFILE or HOME")?;
-        let profile = zcopy_bench::calibrate(&result);
+        let mut profile = zcopy_bench::calibrate(&result);
+        let io_config = IoConfig {
+            dir: config.dir.clone(),
+            ..if args.quick {
+                IoConfig::quick()
+            } else {
+                IoConfig::default()
+            }
+        };
+        let io = eventloop::measure(&io_config, &mut progress);
+        if !quiet && tty {
+            eprint!("\r\x1b[2K");
+        }
+        let io = io?;
+        print!("{}", io.markdown());
+        io.record(&mut profile);
         profile
             .save(&path)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("profile written to {}:", path.display());
         eprint!("{}", profile.to_text());
+        let auto = match zcopy_http::driver::auto::from_profile(Some(&profile)) {
+            Ok(why) => format!("uring where the kernel allows it ({why})"),
+            Err(why) => format!("epoll ({why})"),
+        };
+        eprintln!("serve --io auto will run {auto}.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -118,9 +118,10 @@ fn profile_line() -> String {
         zcopy::profile::Profile::load(),
     ) {
         (Some(path), Some(p)) => format!(
-            "auto follows the calibration profile {} ({} lines).",
+            "auto follows the calibration profile {} ({} engine lines, {} io lines).",
             path.display(),
-            p.entries().len()
+            p.entries().len(),
+            p.io_figures().len()
         ),
         (Some(path), None) => format!(
             "auto uses built-in defaults (no profile at {}; write one with `zcopy bench --calibrate`).",

@@ -40,6 +40,17 @@
 //! no `@`, simply find no pair for these lines and keep using the plain ones.
 //! Unknown engine names are skipped (with a warning) so that old zcopy versions can
 //! read newer profiles; malformed lines are skipped likewise.
+//!
+//! Lines starting with the word `io` record how the server's event loops measured
+//! ([`IoFigure`]):
+//!
+//! ```text
+//! io <driver> <file-size> <requests per server CPU-second>
+//! ```
+//!
+//! e.g. `io epoll 1024 170413` and `io uring 1024 166037`: `zcopy serve --io auto`
+//! picks its driver from them. Older readers skip these lines as malformed (with a
+//! warning) and keep every other line.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -61,10 +72,24 @@ pub struct Entry {
     pub engines: Vec<EngineKind>,
 }
 
-/// A calibration profile: measured engine orders per fd pair and size class.
+/// One `io` line of a profile: how one event loop of the server measured serving
+/// one file size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoFigure {
+    /// The driver's name (`epoll`, `uring`).
+    pub driver: String,
+    /// Size of the file served, in bytes.
+    pub size: u64,
+    /// Requests answered per CPU-second of the server's threads.
+    pub per_cpu_s: u64,
+}
+
+/// A calibration profile: measured engine orders per fd pair and size class, and
+/// the server's event loops' figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Profile {
     entries: Vec<Entry>,
+    io: Vec<IoFigure>,
 }
 
 /// The name a source kind has in a profile: its [`FdKind::name`], or `mem` for `None`.
@@ -128,9 +153,12 @@ impl Profile {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            match parse_line(line) {
-                Ok(entry) => p.insert(entry),
-                Err(e) => tracing::warn!("profile line {}: {e}", no + 1),
+            let parsed = match line.strip_prefix("io ") {
+                Some(rest) => parse_io_line(rest).map(|f| p.insert_io(f)),
+                None => parse_line(line).map(|entry| p.insert(entry)),
+            };
+            if let Err(e) = parsed {
+                tracing::warn!("profile line {}: {e}", no + 1);
             }
         }
         p
@@ -152,6 +180,12 @@ impl Profile {
                 max,
                 engines.join(" ")
             ));
+        }
+        if !self.io.is_empty() {
+            out.push_str("# io <driver> <file-size> <requests per server CPU-second>\n");
+        }
+        for f in &self.io {
+            out.push_str(&format!("io {} {} {}\n", f.driver, f.size, f.per_cpu_s));
         }
         out
     }
@@ -189,6 +223,29 @@ impl Profile {
     /// All lines, sorted by source, sink and size class.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// Adds an `io` line, replacing any for the same driver and size.
+    pub fn insert_io(&mut self, figure: IoFigure) {
+        self.io
+            .retain(|f| !(f.driver == figure.driver && f.size == figure.size));
+        self.io.push(figure);
+        self.io
+            .sort_by(|a, b| (a.size, &a.driver).cmp(&(b.size, &b.driver)));
+    }
+
+    /// All `io` lines, sorted by size, then driver.
+    pub fn io_figures(&self) -> &[IoFigure] {
+        &self.io
+    }
+
+    /// Requests per server CPU-second measured for `driver` serving files of `size`
+    /// bytes, if the profile has that line.
+    pub fn io_figure(&self, driver: &str, size: u64) -> Option<u64> {
+        self.io
+            .iter()
+            .find(|f| f.driver == driver && f.size == size)
+            .map(|f| f.per_cpu_s)
     }
 
     /// The measured engine order for moving `len` bytes (`None`: unknown; a file
@@ -237,6 +294,27 @@ impl Profile {
         }?;
         (!best.engines.is_empty()).then(|| best.engines.clone())
     }
+}
+
+/// `<driver> <file-size> <requests per CPU-second>` (after the leading `io`).
+fn parse_io_line(rest: &str) -> Result<IoFigure, String> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let [driver, size, per_cpu_s] = words[..] else {
+        return Err(format!(
+            "expected 'io <driver> <file-size> <requests per CPU-second>': io {rest}"
+        ));
+    };
+    let number = |w: &str| {
+        w.parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("bad number '{w}' in: io {rest}"))
+    };
+    Ok(IoFigure {
+        driver: driver.to_string(),
+        size: number(size)?,
+        per_cpu_s: number(per_cpu_s)?,
+    })
 }
 
 fn parse_line(line: &str) -> Result<Entry, String> {
@@ -347,6 +425,41 @@ mod tests {
         assert_eq!(on("nic"), Sendfile, "no nic lines: the plain ones");
         assert_eq!(p.order(file, FdKind::TcpSocket, None).unwrap()[0], Sendfile);
         assert_eq!(Profile::parse(&p.to_text()), p);
+    }
+
+    #[test]
+    fn io_lines_round_trip_beside_the_engine_lines() {
+        let text = format!(
+            "{TEXT}io epoll 1024 170413\n\
+             io uring 1024 166037\n\
+             io epoll 65536 53146\n\
+             io uring 65536 50070\n\
+             io uring 65536 50071\n\
+             io epoll x 1\n\
+             io epoll 1024\n"
+        );
+        let p = Profile::parse(&text);
+        assert_eq!(p.entries().len(), 3, "engine lines untouched");
+        assert_eq!(p.io_figures().len(), 4, "the later line of a pair wins");
+        assert_eq!(p.io_figure("epoll", 1024), Some(170413));
+        assert_eq!(p.io_figure("uring", 65536), Some(50071));
+        assert_eq!(p.io_figure("uring", 4096), None);
+        assert_eq!(Profile::parse(&p.to_text()), p);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile");
+        p.save(&path).unwrap();
+        assert_eq!(Profile::read(&path).unwrap(), p);
+    }
+
+    #[test]
+    fn a_profile_without_io_lines_still_loads() {
+        // As written before `io` lines existed.
+        let p = Profile::parse(TEXT);
+        assert_eq!(p.entries().len(), 3);
+        assert!(p.io_figures().is_empty());
+        assert!(!p.to_text().contains("\nio "));
+        // And a reader that knows no `io` lines finds one malformed and skips it.
+        assert!(parse_line("io epoll 1024 170413").is_err());
     }
 
     #[test]

@@ -386,8 +386,9 @@ pub struct Settings {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineName>,
-    /// Event loop: auto (the one measured faster here: epoll), epoll, uring (plain HTTP
-    /// only: epoll runs where there are https:// or redirect listeners or io_uring is
+    /// Event loop: auto (uring where `zcopy bench --calibrate` measured it >= 1.05x
+    /// epoll's requests per CPU-second, else epoll), epoll, uring (plain HTTP only:
+    /// epoll runs where there are https:// or redirect listeners or io_uring is
     /// refused) [default: auto].
     #[arg(long, value_name = "auto|epoll|uring")]
     #[serde(skip_serializing_if = "Option::is_none")]

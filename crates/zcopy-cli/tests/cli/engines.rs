@@ -1,16 +1,10 @@
 //! `zcopy engines`.
 
-use crate::util::zcopy;
+use crate::util::{stdout_of, zcopy};
 
 #[test]
 fn table_lists_all_ten_engines() {
-    let out = zcopy(&["engines"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = stdout_of(&mut zcopy(&["engines"]));
     for kind in zcopy::EngineKind::ALL {
         assert!(
             text.lines()
@@ -23,13 +17,7 @@ fn table_lists_all_ten_engines() {
 
 #[test]
 fn json_says_why_an_engine_is_not_supported() {
-    let out = zcopy(&["engines", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = stdout_of(&mut zcopy(&["engines", "--json"]));
     let rows: Vec<&str> = text.lines().filter(|l| l.contains("\"engine\"")).collect();
     assert_eq!(rows.len(), 10, "{text}");
     for row in rows {

@@ -1,6 +1,7 @@
 //! The `zcopy` binary, run as users run it.
 
 mod access_log;
+mod bench;
 mod config;
 mod cp;
 mod engines;

@@ -11,6 +11,12 @@ pub fn zcopy(args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs `cmd`, which must succeed, and returns what it printed on stdout.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    String::from_utf8(out).expect("UTF-8 on stdout")
+}
+
 /// Deterministic bytes.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

@@ -2,6 +2,7 @@
 //! ([`crate::proto`]) asks for. What every driver shares lives here: the responder
 //! that answers requests from the site, and the per-worker pool of engine transfers.
 
+pub mod auto;
 pub mod epoll;
 pub mod fetch;
 pub mod tls;
@@ -48,7 +49,7 @@ impl Role {
 /// Which event loop runs the workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IoDriver {
-    /// The one measured faster here: epoll (see [`choose`]).
+    /// The one the calibration measured faster here (see [`choose`]).
     #[default]
     Auto,
     /// The mio (epoll) loop.
@@ -91,22 +92,17 @@ impl std::str::FromStr for IoDriver {
 }
 
 /// The driver that runs for `want` (never `Auto`), and why. `tls`: some listener
-/// speaks HTTPS or redirects to it, which only the epoll driver serves.
+/// speaks HTTPS or redirects to it, which only the epoll driver serves. `Auto` tries
+/// uring only where the calibration profile says so ([`auto::from_profile`]).
 pub fn choose(want: IoDriver, tls: bool) -> (IoDriver, String) {
-    match want {
+    let why_uring = match want {
         IoDriver::Epoll => return (IoDriver::Epoll, "asked for".into()),
-        // Measured side by side after the merge of main's core (bench/io.sh 5 3):
-        // uring/epoll requests per server CPU-second 0.98 at 1 KiB, 0.73 at 64 KiB.
-        IoDriver::Auto => {
-            return (
-                IoDriver::Epoll,
-                "the io_uring driver measured no faster here (bench/results/io.md); \
-                 --io uring to use it"
-                    .into(),
-            );
-        }
-        IoDriver::Uring => {}
-    }
+        IoDriver::Auto => match auto::from_profile(zcopy::profile::Profile::load()) {
+            Ok(why) => why,
+            Err(why) => return (IoDriver::Epoll, why),
+        },
+        IoDriver::Uring => "asked for".to_string(),
+    };
     if tls {
         return (
             IoDriver::Epoll,
@@ -123,7 +119,7 @@ pub fn choose(want: IoDriver, tls: bool) -> (IoDriver, String) {
     };
     match refused {
         Err(why) => (IoDriver::Epoll, format!("io_uring unavailable: {why}")),
-        Ok(()) => (IoDriver::Uring, "asked for".into()),
+        Ok(()) => (IoDriver::Uring, why_uring),
     }
 }
 
