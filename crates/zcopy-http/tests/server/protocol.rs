@@ -383,10 +383,15 @@ fn at_the_cap_idle_then_slow_heads_are_shed_and_otherwise_503() {
 #[test]
 fn a_slow_reader_keeps_its_connection_past_the_idle_timeout_while_it_reads() {
     let fx = Fixture::new();
-    let len: u64 = 8 << 20;
+    let len: u64 = 4 << 20;
     write_pattern(&fx.root().join("big.bin"), len);
     fx.file("a.txt", b"A");
-    let srv = TestServer::start(&fx.root(), |c| c.idle_timeout = Duration::from_millis(200));
+    // The idle timer may start once the last bytes are acknowledged, i.e. while up to
+    // a receive buffer (64 KiB, under one read) is still unread: the client then needs
+    // one pause (60 ms) to send its next request, well inside 500 ms even on a busy
+    // machine, while the body takes ~4 s to read (64 reads of at most 64 KiB), most
+    // of it after the server's last write (which is what the test is about).
+    let srv = TestServer::start(&fx.root(), |c| c.idle_timeout = Duration::from_millis(500));
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(64 * 1024).unwrap();
     sock.connect(&srv.addr.into()).unwrap();
@@ -405,7 +410,7 @@ fn a_slow_reader_keeps_its_connection_past_the_idle_timeout_while_it_reads() {
         let n = std::io::Read::read(&mut s, &mut body[got..end]).unwrap();
         assert!(n > 0, "closed after {got} bytes");
         got += n;
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(60));
     }
     assert_pattern(&body, 0, "slowly read body");
     s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
