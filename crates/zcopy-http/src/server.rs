@@ -19,6 +19,7 @@ use crate::config::{AccessLog, Config, ListenKind};
 use crate::driver::Role;
 use crate::driver::epoll::{self, WAKER};
 use crate::driver::tls::TlsSite;
+use crate::driver::worker::Start;
 use crate::driver::{self, IoDriver, uring};
 use crate::handler::Site;
 use crate::live::{Live, LiveCell};
@@ -282,16 +283,21 @@ impl Server {
                 active.clone(),
                 self.shutdown.inner.clone(),
             );
-            let (poll, listeners) = (setup.poll, setup.listeners);
+            let start = Start {
+                index: i,
+                poll: setup.poll,
+                listeners: setup.listeners,
+                live,
+                stats,
+                active,
+                shutdown,
+            };
             let builder = std::thread::Builder::new().name(format!("zcopy-worker-{i}"));
             let t = match io {
                 // Made on its own thread: its connections' state is not `Send`.
-                IoDriver::Uring => builder.spawn(move || {
-                    uring::Worker::new(poll, listeners, live, stats, active, shutdown).run()
-                })?,
+                IoDriver::Uring => builder.spawn(move || uring::Worker::new(start).run())?,
                 _ => {
-                    let worker =
-                        epoll::Worker::new(i, poll, listeners, live, stats, active, shutdown)?;
+                    let worker = epoll::Worker::new(start)?;
                     builder.spawn(move || worker.run())?
                 }
             };

@@ -35,23 +35,18 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Poll};
 use rustix::io::Errno;
 use zcopy::EngineKind;
-use zcopy::peer::PeerClassifier;
 use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
 
-use super::{Role, Sheddable, SiteResponder, classify_peer, shed_victim};
-use crate::access_log::AccessLogger;
-use crate::handler::Site;
-use crate::live::LiveCell;
-use crate::proto::{self, Buffers, Env, Intent};
-use crate::server::ShutdownInner;
-use crate::stats::WorkerStats;
+use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
+use super::{Role, Sheddable, classify_peer, shed_victim};
+use crate::proto::{self, Env, Intent};
 
 /// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
 const RING: RingSize = RingSize {
@@ -69,10 +64,6 @@ const POLLOUT: u32 = rustix::event::PollFlags::OUT.bits() as u32;
 const IGNORE: u64 = u64::MAX - 1;
 /// Listener tokens count down from here.
 const LISTENER_BASE: u64 = u64::MAX - 2;
-/// Longest sleep between timer sweeps.
-const TICK: Duration = Duration::from_secs(1);
-/// Pause after accept fails for lack of fds or memory, or at the connection cap.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Largest file chunk read (and sent) in one go.
 const FILE_CHUNK: usize = 256 * 1024;
 /// Bodies from this size on are sent from a mapping of the file (one copy, at send
@@ -154,18 +145,7 @@ struct Connection {
 
 /// What a worker shares with all its connections.
 struct Shared {
-    site: Arc<Site>,
-    log: Option<Arc<AccessLogger>>,
-    bufs: Buffers,
-    responder: SiteResponder,
-    /// Peer route classes, cached per address.
-    peers: PeerClassifier,
-    /// This worker's counters.
-    stats: Arc<WorkerStats>,
-    /// Access log lines of this loop turn, written out at its end.
-    log_buf: Vec<u8>,
-    now: Instant,
-    shutting_down: bool,
+    common: Common,
     io: IoBufs,
     /// Splice is forced off (`ZCOPY_DISABLE=splice`): bodies by reference go by copy.
     no_splice: bool,
@@ -193,24 +173,12 @@ impl IoBufs {
 
 impl Shared {
     fn env(&mut self) -> Env<'_> {
-        self.parts().0
+        self.common.env()
     }
 
     /// The core's view of the worker, and the send/read buffers beside it.
     fn parts(&mut self) -> (Env<'_>, &mut IoBufs) {
-        (
-            Env {
-                now: self.now,
-                config: &self.site.config,
-                shutting_down: self.shutting_down,
-                bufs: &mut self.bufs,
-                responder: &mut self.responder,
-                log: self.log.as_deref(),
-                log_buf: &mut self.log_buf,
-                stats: &self.stats,
-            },
-            &mut self.io,
-        )
+        (self.common.env(), &mut self.io)
     }
 }
 
@@ -289,14 +257,7 @@ impl Connection {
                     self.submit_send(token, ring, 0, more);
                     return;
                 }
-                Intent::Lease => {
-                    let held = self.core.file().is_some_and(|f| {
-                        zcopy::lease::take_until_close(&**f)
-                            .map_err(|e| tracing::trace!("no read lease: {e}"))
-                            .is_ok()
-                    });
-                    self.core.on_lease(held);
-                }
+                Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {
                     offset,
                     len,
@@ -750,49 +711,29 @@ pub struct Worker {
     poll: Poll,
     listeners: Vec<Listener>,
     conns: Vec<Option<Box<Connection>>>,
-    free: Vec<usize>,
-    runq: Vec<usize>,
-    /// Open connections (closing ones not counted).
-    count: usize,
-    active: Arc<AtomicUsize>,
-    shutdown: Arc<ShutdownInner>,
-    /// Where reloaded settings come from, and the generation `sh` holds.
-    live: Arc<LiveCell>,
-    generation: u64,
+    books: Books,
     sh: Shared,
-    accept_paused_until: Option<Instant>,
-    /// Accept failed for lack of fds or memory (warned once per episode).
-    starved: bool,
-    /// Connections accepted so far.
-    accepted: u64,
-    next_sweep: Instant,
-    grace_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("connections", &self.count)
-            .finish_non_exhaustive()
+        self.books.fmt(f)
     }
 }
 
 impl Worker {
-    /// A worker for its plain-HTTP listeners; `poll` holds the shutdown waker.
-    pub(crate) fn new(
-        poll: Poll,
-        listeners: Vec<(TcpListener, Role)>,
-        live: Arc<LiveCell>,
-        stats: Arc<WorkerStats>,
-        active: Arc<AtomicUsize>,
-        shutdown: Arc<ShutdownInner>,
-    ) -> Worker {
-        let now = Instant::now();
-        let (generation, current) = live.load();
-        let site = current.site.clone();
-        let log = current.log.clone();
-        let cache =
-            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+    /// A worker for its plain-HTTP listeners.
+    pub(crate) fn new(start: Start) -> Worker {
+        let Start {
+            poll,
+            listeners,
+            live,
+            stats,
+            active,
+            shutdown,
+            ..
+        } = start;
+        let (books, common) = Books::new(live, active, shutdown, stats);
         let forced = zcopy::transfer::Forced::from_env();
         let no_splice = forced.limit(EngineKind::Splice).is_some();
         let no_mmap = forced.limit(EngineKind::Mmap).is_some();
@@ -816,35 +757,13 @@ impl Worker {
             poll,
             listeners,
             conns: Vec::new(),
-            free: Vec::new(),
-            runq: Vec::new(),
-            count: 0,
-            active,
-            shutdown,
-            live,
-            generation,
+            books,
             sh: Shared {
-                responder: SiteResponder {
-                    site: site.clone(),
-                    cache,
-                },
-                site,
-                log,
-                bufs: Buffers::new(super::SPARE_BUFFERS),
-                peers: PeerClassifier::new(),
-                stats,
-                log_buf: Vec::new(),
-                now,
-                shutting_down: false,
+                common,
                 io: IoBufs::default(),
                 no_splice,
                 no_mmap,
             },
-            accept_paused_until: None,
-            starved: false,
-            accepted: 0,
-            next_sweep: now + TICK,
-            grace_until: None,
         }
     }
 
@@ -854,19 +773,13 @@ impl Worker {
         ring.poll(WAKER, &self.poll, POLLIN);
         let mut done = Vec::new();
         loop {
-            if self.shutdown.flag.load(Ordering::SeqCst) && !self.sh.shutting_down {
+            if self.books.shutdown_asked(&self.sh.common) {
                 self.begin_shutdown(&mut ring);
             }
             self.arm_accepts(&mut ring);
             let now = Instant::now();
-            let mut wake = self.next_sweep;
-            if let Some(t) = self.accept_paused_until {
-                wake = wake.min(t);
-            }
-            if let Some(t) = self.grace_until {
-                wake = wake.min(t);
-            }
-            let timeout = if self.runq.is_empty() {
+            let wake = self.books.wake_at();
+            let timeout = if self.books.runq.is_empty() {
                 Some(
                     wake.saturating_duration_since(now)
                         .max(Duration::from_micros(1)),
@@ -875,55 +788,30 @@ impl Worker {
                 None
             };
             ring.submit_and_wait(timeout)?;
-            self.sh.now = Instant::now();
-            if self.live.generation() != self.generation {
-                self.reload();
+            self.sh.common.now = Instant::now();
+            if let Some(live) = self.books.reloaded() {
+                self.sh.common.reload(&live);
             }
             ring.completions(&mut done);
             for c in done.drain(..) {
                 self.complete(c, &mut ring);
             }
             self.run_queue(&mut ring);
-            if self.sh.now >= self.next_sweep {
+            if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
             }
-            self.flush_log();
-            if let Some(g) = self.grace_until
-                && (self.count == 0 || self.sh.now >= g)
-            {
-                if self.count > 0 {
-                    tracing::info!(
-                        open = self.count,
-                        "shutdown grace period over; closing connections"
-                    );
-                }
+            self.sh.common.flush_log();
+            if self.books.grace_over(self.sh.common.now) {
                 for i in 0..self.conns.len() {
                     self.close(i, &mut ring);
                 }
-                self.flush_log();
+                self.sh.common.flush_log();
                 // Dropping the ring cancels and waits for what is still in flight;
                 // the sockets close after it.
                 drop(ring);
                 return Ok(());
             }
         }
-    }
-
-    /// Takes the settings of the last reload: new requests are served under them;
-    /// responses in flight keep their open files and finish as they started.
-    fn reload(&mut self) {
-        self.flush_log();
-        let (generation, live) = self.live.load();
-        self.generation = generation;
-        let site = live.site.clone();
-        self.sh.responder = self.sh.responder.reloaded(site.clone());
-        self.sh.site = site;
-        self.sh.log = live.log.clone();
-    }
-
-    /// Writes this turn's access log lines, if any.
-    fn flush_log(&mut self) {
-        super::flush_log(self.sh.log.as_deref(), &mut self.sh.log_buf);
     }
 
     fn complete(&mut self, c: Completion, ring: &mut EventRing) {
@@ -933,7 +821,7 @@ impl Worker {
                 // Shutdown or a reload: both are looked at once per loop turn.
                 let mut events = Events::with_capacity(4);
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
-                if !self.shutdown.flag.load(Ordering::SeqCst) {
+                if !self.books.shutdown.flag.load(Ordering::SeqCst) {
                     ring.poll(WAKER, &self.poll, POLLIN);
                 }
             }
@@ -944,7 +832,7 @@ impl Worker {
                 }
                 match c.event {
                     Event::Accepted(Ok(fd)) => {
-                        self.starved = false;
+                        self.books.starved = false;
                         self.add(fd, ring);
                     }
                     Event::Accepted(Err(e)) => match errno(&e) {
@@ -952,8 +840,8 @@ impl Worker {
                         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
                             // Shed one to make room; accepting resumes once its fd
                             // is closed (or after a pause when nothing could go).
-                            if !self.shed(ring) && !self.starved {
-                                self.starved = true;
+                            if !self.shed(ring) && !self.books.starved {
+                                self.books.starved = true;
                                 tracing::warn!("accept: {e}; pausing new connections");
                             }
                             self.pause_accepts(ring);
@@ -962,7 +850,7 @@ impl Worker {
                     },
                     _ => {}
                 }
-                if self.sh.shutting_down && self.listeners[li].accept.is_none() {
+                if self.sh.common.shutting_down && self.listeners[li].accept.is_none() {
                     self.listeners[li].sock = None;
                 }
             }
@@ -976,21 +864,15 @@ impl Worker {
                     self.closed(idx);
                 } else if !conn.queued {
                     conn.queued = true;
-                    self.runq.push(idx);
+                    self.books.runq.push(idx);
                 }
             }
         }
     }
 
     fn arm_accepts(&mut self, ring: &mut EventRing) {
-        if self.sh.shutting_down {
+        if self.sh.common.shutting_down || !self.books.may_accept(self.sh.common.now) {
             return;
-        }
-        if let Some(t) = self.accept_paused_until {
-            if self.sh.now < t {
-                return;
-            }
-            self.accept_paused_until = None;
         }
         for (i, l) in self.listeners.iter_mut().enumerate() {
             if l.accept.is_none()
@@ -1002,7 +884,7 @@ impl Worker {
     }
 
     fn pause_accepts(&mut self, ring: &mut EventRing) {
-        self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
+        self.books.accept_paused_until = Some(self.sh.common.now + ACCEPT_PAUSE);
         for (i, l) in self.listeners.iter().enumerate() {
             if let Some(op) = l.accept {
                 ring.cancel(LISTENER_BASE - i as u64, op);
@@ -1011,8 +893,7 @@ impl Worker {
     }
 
     fn begin_shutdown(&mut self, ring: &mut EventRing) {
-        self.sh.shutting_down = true;
-        self.grace_until = Some(self.sh.now + self.sh.site.config.shutdown_grace);
+        self.books.begin_shutdown(&mut self.sh.common);
         for (i, l) in self.listeners.iter_mut().enumerate() {
             match l.accept {
                 Some(op) => ring.cancel(LISTENER_BASE - i as u64, op),
@@ -1033,15 +914,15 @@ impl Worker {
     /// room, or (nothing to shed) answers 503 and closes it.
     fn add(&mut self, fd: OwnedFd, ring: &mut EventRing) {
         let stream = TcpStream::from(fd);
-        if self.sh.shutting_down {
+        if self.sh.common.shutting_down {
             return;
         }
         let Ok(peer) = stream.peer_addr() else {
             return;
         };
-        let max = self.sh.site.config.max_connections.max(1);
-        if self.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
-            self.sh.stats.refused();
+        let max = self.sh.common.site.config.max_connections.max(1);
+        if self.books.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
+            self.sh.common.stats.refused();
             super::refuse(&stream);
             return;
         }
@@ -1065,8 +946,7 @@ impl Worker {
         let Some(victim) = shed_victim(candidates) else {
             return false;
         };
-        tracing::debug!("at the connection limit: shedding connection {victim}");
-        self.sh.stats.shed();
+        super::shedding(victim, &self.sh.common.stats);
         self.close(victim, ring);
         true
     }
@@ -1074,16 +954,13 @@ impl Worker {
     /// Starts serving an accepted connection.
     fn start(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let route = classify_peer(&mut self.sh.peers, &stream, peer);
+        let route = classify_peer(&mut self.sh.common.peers, &stream, peer);
         let core = proto::Conn::new(peer, !route.local, &self.sh.env());
-        let idx = self.free.pop().unwrap_or_else(|| {
+        let idx = self.books.slot(|| {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.count += 1;
-        self.sh.stats.accepted();
-        self.next_sweep = self.next_sweep.min(core.deadline());
+        let seq = self.books.opened(&self.sh.common, core.deadline());
         self.conns[idx] = Some(Box::new(Connection {
             stream,
             core,
@@ -1102,10 +979,9 @@ impl Worker {
             closing: false,
             counted: true,
             queued: true,
-            seq: self.accepted,
+            seq,
         }));
-        self.accepted += 1;
-        self.runq.push(idx);
+        self.books.runq.push(idx);
     }
 
     /// Starts closing a connection (cancels its operations).
@@ -1127,8 +1003,7 @@ impl Worker {
         };
         if conn.counted {
             conn.counted = false;
-            self.active.fetch_sub(1, Ordering::Relaxed);
-            self.count -= 1;
+            self.books.closed();
         }
         if conn.inflight == 0 {
             self.release(idx);
@@ -1142,23 +1017,20 @@ impl Worker {
                 self.sh.io.give(std::mem::take(&mut conn.out));
             }
             drop(conn);
-            self.free.push(idx);
-            if self.accept_paused_until.is_some() && !self.starved {
+            self.books.free.push(idx);
+            if !self.books.starved {
                 // An fd was closed: try accepting again now.
-                self.accept_paused_until = Some(self.sh.now);
+                self.books.fd_freed(self.sh.common.now);
             }
         }
     }
 
     fn run_queue(&mut self, ring: &mut EventRing) {
-        let queue = std::mem::take(&mut self.runq);
+        let queue = self.books.take_runq();
         for &idx in &queue {
             self.drive(idx, ring);
         }
-        if self.runq.is_empty() {
-            self.runq = queue;
-            self.runq.clear();
-        }
+        self.books.give_runq(queue);
     }
 
     fn drive(&mut self, idx: usize, ring: &mut EventRing) {
@@ -1188,11 +1060,11 @@ impl Worker {
             ring.cancel(IGNORE, op);
         }
         // A paced body's next send, like any timeout, waits for the core's deadline.
-        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+        self.books.next_sweep = self.books.next_sweep.min(conn.core.deadline());
     }
 
     fn sweep(&mut self, ring: &mut EventRing) {
-        let now = self.sh.now;
+        let now = self.sh.common.now;
         let mut next = now + TICK;
         let idle = self
             .conns
@@ -1200,10 +1072,7 @@ impl Worker {
             .flatten()
             .filter(|c| !c.closing && c.core.is_idle())
             .count();
-        self.sh.stats.connections(self.count, idle);
-        self.sh.responder.cache.evict_expired(now);
-        let cache = &self.sh.responder.cache;
-        self.sh.stats.file_cache(cache.hits, cache.misses);
+        self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.conns.len() {
             let Some(conn) = self.conns[idx].as_mut() else {
                 continue;
@@ -1221,7 +1090,7 @@ impl Worker {
                 next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
             }
         }
-        self.next_sweep = next;
+        self.books.next_sweep = next;
     }
 }
 
