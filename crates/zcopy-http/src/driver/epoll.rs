@@ -25,6 +25,8 @@ use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{
     Engines, PeerRoute, PooledTransfer, Role, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
 };
+use crate::config::ListenKind;
+use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Env, Intent};
 
 /// The token of the shutdown waker.
@@ -367,8 +369,13 @@ fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
 }
 
 struct Listener {
+    /// The set's id of the socket (its token is `LISTENER_BASE - id`).
+    id: u64,
+    /// This worker's descriptor of the socket.
     sock: TcpListener,
     role: Role,
+    /// Left out of the worker's listener set: accepted from until empty, then closed.
+    leaving: bool,
     /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
     ready: bool,
     registered: bool,
@@ -402,40 +409,25 @@ impl Worker {
         let Start {
             index,
             poll,
-            listeners,
             live,
             stats,
             active,
             shutdown,
+            ctl,
         } = start;
-        let waker = shutdown.wakers[index].clone();
+        let waker = ctl.waker.clone();
         let engines = Engines::new(live.load().1.site.config.engine, stats.clone());
-        let (books, common) = Books::new(live, active, shutdown, stats);
+        let (books, common) = Books::new(live, active, shutdown, ctl, stats);
         let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
-        let tls_limits = listeners
-            .iter()
-            .find_map(|(_, r)| match r {
-                Role::Https(t) => Some(t.limits),
-                _ => None,
-            })
-            .unwrap_or_default();
         Ok(Worker {
             poll,
-            listeners: listeners
-                .into_iter()
-                .map(|(sock, role)| Listener {
-                    sock,
-                    role,
-                    ready: true,
-                    registered: false,
-                })
-                .collect(),
+            listeners: Vec::new(),
             slots: Vec::new(),
             books,
             sh: Shared {
                 engines,
                 fetcher,
-                tls: TlsWorker::new(&tls_limits),
+                tls: TlsWorker::new(&Default::default()),
                 common,
             },
             shed_count: 0,
@@ -444,15 +436,10 @@ impl Worker {
 
     /// Runs until shutdown.
     pub fn run(mut self) -> io::Result<()> {
-        for (i, l) in self.listeners.iter_mut().enumerate() {
-            self.poll.registry().register(
-                &mut l.sock,
-                Token(LISTENER_BASE - i),
-                Interest::READABLE,
-            )?;
-            l.registered = true;
-        }
         let mut events = Events::with_capacity(1024);
+        if let Some(plan) = self.books.ctl.new_plan() {
+            self.relisten(plan);
+        }
         loop {
             let now = Instant::now();
             let wake = self.books.wake_at();
@@ -472,6 +459,9 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.sh.common.now = Instant::now();
+            if let Some(plan) = self.books.ctl.new_plan() {
+                self.relisten(plan);
+            }
             if let Some(live) = self.books.reloaded() {
                 if live.site.config.engine != self.sh.common.site.config.engine {
                     self.sh.engines =
@@ -493,8 +483,11 @@ impl Worker {
                     }
                     continue;
                 }
-                if t.0 > LISTENER_BASE - self.listeners.len() && t.0 <= LISTENER_BASE {
-                    self.listeners[LISTENER_BASE - t.0].ready = true;
+                if t.0 > LISTENER_BASE - MAX_ID as usize && t.0 <= LISTENER_BASE {
+                    let id = (LISTENER_BASE - t.0) as u64;
+                    if let Some(l) = self.listeners.iter_mut().find(|l| l.id == id) {
+                        l.ready = true;
+                    }
                     continue;
                 }
                 if let Some(slot) = self.slots.get_mut(t.0)
@@ -513,12 +506,13 @@ impl Worker {
                 self.begin_shutdown();
             }
             self.accept();
+            self.let_go();
             self.run_queue();
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep();
             }
             self.sh.common.flush_log();
-            if self.books.grace_over(self.sh.common.now) {
+            if self.books.grace_over(&self.sh.common) {
                 for i in 0..self.slots.len() {
                     self.close(i);
                 }
@@ -526,6 +520,69 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// Takes a new listener set: registers the sockets new to this worker, and marks
+    /// the ones it leaves (accepted from until empty, then closed: see `let_go`).
+    fn relisten(&mut self, plan: Vec<Listen>) {
+        if self.sh.common.shutting_down {
+            return;
+        }
+        let had_tls = self
+            .listeners
+            .iter()
+            .any(|l| l.role.kind() == ListenKind::Https);
+        for l in &mut self.listeners {
+            if !plan.iter().any(|p| p.sock.id == l.id) {
+                l.leaving = true;
+                l.ready = true;
+            }
+        }
+        for p in plan {
+            if self.listeners.iter().any(|l| l.id == p.sock.id) {
+                continue;
+            }
+            let mut sock = match p.sock.sock.try_clone() {
+                Ok(s) => TcpListener::from_std(s),
+                Err(e) => {
+                    tracing::error!("listener {}: {e}", p.sock.id);
+                    continue;
+                }
+            };
+            let token = Token(LISTENER_BASE - p.sock.id as usize);
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE)
+            {
+                tracing::error!("listener {}: {e}", p.sock.id);
+                continue;
+            }
+            if let (false, Role::Https(site)) = (had_tls, &p.role) {
+                // The first HTTPS listener of this worker: its handshake limits.
+                self.sh.tls = TlsWorker::new(&site.limits);
+            }
+            self.listeners.push(Listener {
+                id: p.sock.id,
+                sock,
+                role: p.role,
+                leaving: false,
+                ready: true,
+                registered: true,
+            });
+        }
+    }
+
+    /// Closes the listeners left whose queue is empty.
+    fn let_go(&mut self) {
+        let registry = self.poll.registry();
+        self.listeners.retain_mut(|l| {
+            if l.leaving && !l.ready {
+                let _ = registry.deregister(&mut l.sock);
+                return false;
+            }
+            true
+        });
     }
 
     fn begin_shutdown(&mut self) {

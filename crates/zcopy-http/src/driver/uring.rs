@@ -38,7 +38,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
 use mio::{Events, Poll};
 use rustix::io::Errno;
 use zcopy::EngineKind;
@@ -46,6 +45,7 @@ use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize
 
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{Role, Sheddable, classify_peer, shed_victim};
+use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Env, Intent};
 
 /// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
@@ -699,9 +699,13 @@ impl Connection {
 }
 
 struct Listener {
-    /// Closed (dropped) at shutdown once its accept is over, so that new clients are
-    /// refused at once.
-    sock: Option<TcpListener>,
+    /// The set's id of the socket (its token is `LISTENER_BASE - id`).
+    id: u64,
+    /// This worker's descriptor of the socket, closed (dropped) at shutdown once its
+    /// accept is over, so that new clients are refused at once.
+    sock: Option<std::net::TcpListener>,
+    /// Left out of the worker's listener set: closed once its accept is over.
+    leaving: bool,
     /// The multishot accept, while armed.
     accept: Option<OpId>,
 }
@@ -726,36 +730,20 @@ impl Worker {
     pub(crate) fn new(start: Start) -> Worker {
         let Start {
             poll,
-            listeners,
             live,
             stats,
             active,
             shutdown,
+            ctl,
             ..
         } = start;
-        let (books, common) = Books::new(live, active, shutdown, stats);
+        let (books, common) = Books::new(live, active, shutdown, ctl, stats);
         let forced = zcopy::transfer::Forced::from_env();
         let no_splice = forced.limit(EngineKind::Splice).is_some();
         let no_mmap = forced.limit(EngineKind::Mmap).is_some();
-        let listeners = listeners
-            .into_iter()
-            .filter_map(|(sock, role)| match role {
-                Role::Http => Some(Listener {
-                    sock: Some(sock),
-                    accept: None,
-                }),
-                // `choose` never picks this driver for them.
-                _ => {
-                    tracing::error!(
-                        "the io_uring driver serves plain HTTP only: listener left out"
-                    );
-                    None
-                }
-            })
-            .collect();
         Worker {
             poll,
-            listeners,
+            listeners: Vec::new(),
             conns: Vec::new(),
             books,
             sh: Shared {
@@ -772,6 +760,9 @@ impl Worker {
         let mut ring = EventRing::new(RING)?;
         ring.poll(WAKER, &self.poll, POLLIN);
         let mut done = Vec::new();
+        if let Some(plan) = self.books.ctl.new_plan() {
+            self.relisten(plan, &mut ring);
+        }
         loop {
             if self.books.shutdown_asked(&self.sh.common) {
                 self.begin_shutdown(&mut ring);
@@ -789,6 +780,9 @@ impl Worker {
             };
             ring.submit_and_wait(timeout)?;
             self.sh.common.now = Instant::now();
+            if let Some(plan) = self.books.ctl.new_plan() {
+                self.relisten(plan, &mut ring);
+            }
             if let Some(live) = self.books.reloaded() {
                 self.sh.common.reload(&live);
             }
@@ -801,7 +795,7 @@ impl Worker {
                 self.sweep(&mut ring);
             }
             self.sh.common.flush_log();
-            if self.books.grace_over(self.sh.common.now) {
+            if self.books.grace_over(&self.sh.common) {
                 for i in 0..self.conns.len() {
                     self.close(i, &mut ring);
                 }
@@ -825,9 +819,12 @@ impl Worker {
                     ring.poll(WAKER, &self.poll, POLLIN);
                 }
             }
-            t if t > LISTENER_BASE - self.listeners.len() as u64 && t <= LISTENER_BASE => {
-                let li = (LISTENER_BASE - t) as usize;
-                if c.last {
+            t if t > LISTENER_BASE - MAX_ID && t <= LISTENER_BASE => {
+                let li = self
+                    .listeners
+                    .iter()
+                    .position(|l| l.id == LISTENER_BASE - t);
+                if let (true, Some(li)) = (c.last, li) {
                     self.listeners[li].accept = None;
                 }
                 match c.event {
@@ -850,8 +847,8 @@ impl Worker {
                     },
                     _ => {}
                 }
-                if self.sh.common.shutting_down && self.listeners[li].accept.is_none() {
-                    self.listeners[li].sock = None;
+                if let Some(li) = li {
+                    self.settle_listener(li, ring);
                 }
             }
             t => {
@@ -874,29 +871,86 @@ impl Worker {
         if self.sh.common.shutting_down || !self.books.may_accept(self.sh.common.now) {
             return;
         }
-        for (i, l) in self.listeners.iter_mut().enumerate() {
+        for l in &mut self.listeners {
             if l.accept.is_none()
+                && !l.leaving
                 && let Some(sock) = &l.sock
             {
-                l.accept = Some(ring.accept_multi(LISTENER_BASE - i as u64, sock.as_fd()));
+                l.accept = Some(ring.accept_multi(LISTENER_BASE - l.id, sock.as_fd()));
             }
         }
     }
 
     fn pause_accepts(&mut self, ring: &mut EventRing) {
         self.books.accept_paused_until = Some(self.sh.common.now + ACCEPT_PAUSE);
-        for (i, l) in self.listeners.iter().enumerate() {
+        for l in &self.listeners {
             if let Some(op) = l.accept {
-                ring.cancel(LISTENER_BASE - i as u64, op);
+                ring.cancel(LISTENER_BASE - l.id, op);
+            }
+        }
+    }
+
+    /// Takes a new listener set: accepts on the sockets new to this worker; the ones
+    /// it leaves have their accept cancelled, what waits on them taken in, and close.
+    fn relisten(&mut self, plan: Vec<Listen>, ring: &mut EventRing) {
+        if self.sh.common.shutting_down {
+            return;
+        }
+        for l in &mut self.listeners {
+            if !l.leaving && !plan.iter().any(|p| p.sock.id == l.id) {
+                l.leaving = true;
+                if let Some(op) = l.accept {
+                    ring.cancel(IGNORE, op);
+                }
+            }
+        }
+        for p in plan {
+            if self.listeners.iter().any(|l| l.id == p.sock.id) {
+                continue;
+            }
+            if !matches!(p.role, Role::Http) {
+                // `choose` never picks this driver for them.
+                tracing::error!("the io_uring driver serves plain HTTP only: listener left out");
+                continue;
+            }
+            match p.sock.sock.try_clone() {
+                Ok(sock) => self.listeners.push(Listener {
+                    id: p.sock.id,
+                    sock: Some(sock),
+                    leaving: false,
+                    accept: None,
+                }),
+                Err(e) => tracing::error!("listener {}: {e}", p.sock.id),
+            }
+        }
+        for li in (0..self.listeners.len()).rev() {
+            self.settle_listener(li, ring);
+        }
+    }
+
+    /// Closes listener `li` if it is left (or shutting down) and its accept is over;
+    /// a left one first has what waits in its queue taken in.
+    fn settle_listener(&mut self, li: usize, ring: &mut EventRing) {
+        let l = &mut self.listeners[li];
+        if l.accept.is_some() || !(l.leaving || self.sh.common.shutting_down) {
+            return;
+        }
+        let sock = l.sock.take();
+        if l.leaving {
+            self.listeners.swap_remove(li);
+            while let Some(Ok((stream, _))) = sock.as_ref().map(|s| s.accept()) {
+                // As the ring's accepts make them.
+                let _ = stream.set_nonblocking(true);
+                self.add(stream.into(), ring);
             }
         }
     }
 
     fn begin_shutdown(&mut self, ring: &mut EventRing) {
         self.books.begin_shutdown(&mut self.sh.common);
-        for (i, l) in self.listeners.iter_mut().enumerate() {
+        for l in &mut self.listeners {
             match l.accept {
-                Some(op) => ring.cancel(LISTENER_BASE - i as u64, op),
+                Some(op) => ring.cancel(LISTENER_BASE - l.id, op),
                 None => l.sock = None,
             }
         }

@@ -2,17 +2,17 @@
 //! with the core ([`Common`]) and the worker's bookkeeping ([`Books`]): its slots, run
 //! queue, counts, accept pauses, timers, reloads and graceful end.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mio::Poll;
-use mio::net::TcpListener;
+use mio::{Poll, Waker};
 use zcopy::peer::PeerClassifier;
 
-use super::{Role, SiteResponder};
+use super::SiteResponder;
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
+use crate::listen::Listen;
 use crate::live::{Live, LiveCell};
 use crate::proto::{Buffers, Env};
 use crate::server::ShutdownInner;
@@ -27,10 +27,10 @@ pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 pub(crate) struct Start {
     /// Its place among the workers.
     pub(crate) index: usize,
-    /// Its event loop's poll, with the shutdown waker registered.
+    /// Its event loop's poll, with the waker of `ctl` registered.
     pub(crate) poll: Poll,
-    /// Its listeners and what each speaks.
-    pub(crate) listeners: Vec<(TcpListener, Role)>,
+    /// How the server steers it (its first listener set is waiting there).
+    pub(crate) ctl: Arc<Control>,
     /// The settings, swapped by reloads.
     pub(crate) live: Arc<LiveCell>,
     /// Its counters.
@@ -38,6 +38,56 @@ pub(crate) struct Start {
     /// Open connections of every worker.
     pub(crate) active: Arc<AtomicUsize>,
     pub(crate) shutdown: Arc<ShutdownInner>,
+}
+
+/// How the server steers a running worker: the listener set it accepts on, and its
+/// retirement (a smaller worker count).
+#[derive(Debug)]
+pub(crate) struct Control {
+    /// Wakes the worker's loop (also for shutdown and reloads).
+    pub(crate) waker: Arc<Waker>,
+    /// A listener set not yet taken.
+    plan: Mutex<Option<Vec<Listen>>>,
+    changed: AtomicBool,
+    retire: AtomicBool,
+}
+
+impl Control {
+    /// The control of a worker woken by `waker`, which starts on `plan`.
+    pub(crate) fn new(waker: Arc<Waker>, plan: Vec<Listen>) -> Control {
+        Control {
+            waker,
+            plan: Mutex::new(Some(plan)),
+            changed: AtomicBool::new(true),
+            retire: AtomicBool::new(false),
+        }
+    }
+
+    /// Gives the worker a new listener set: it starts accepting on the new sockets,
+    /// and takes in what waits on the ones it leaves, then lets them go.
+    pub(crate) fn relisten(&self, plan: Vec<Listen>) {
+        *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = Some(plan);
+        self.changed.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    /// Retires the worker: it stops accepting, lets its listeners go, finishes its
+    /// connections as in a graceful shutdown, and its thread ends.
+    pub(crate) fn retire(&self) {
+        self.retire.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    /// The listener set given since the last call, if any.
+    pub(crate) fn new_plan(&self) -> Option<Vec<Listen>> {
+        if !self.changed.swap(false, Ordering::SeqCst) {
+            return None;
+        }
+        self.plan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// What a worker's connections share: the site, the log, buffers, the responder and
@@ -129,6 +179,7 @@ pub(crate) struct Books {
     /// Open connections of every worker (for the connection cap).
     pub(crate) active: Arc<AtomicUsize>,
     pub(crate) shutdown: Arc<ShutdownInner>,
+    pub(crate) ctl: Arc<Control>,
     /// Where reloaded settings come from, and the generation the worker holds.
     pub(crate) live: Arc<LiveCell>,
     pub(crate) generation: u64,
@@ -155,6 +206,7 @@ impl Books {
         live: Arc<LiveCell>,
         active: Arc<AtomicUsize>,
         shutdown: Arc<ShutdownInner>,
+        ctl: Arc<Control>,
         stats: Arc<WorkerStats>,
     ) -> (Books, Common) {
         let now = Instant::now();
@@ -166,6 +218,7 @@ impl Books {
             count: 0,
             active,
             shutdown,
+            ctl,
             live,
             generation,
             accept_paused_until: None,
@@ -200,9 +253,11 @@ impl Books {
         Some(live)
     }
 
-    /// Shutdown was asked for and the worker has not begun it yet.
+    /// Shutdown (or this worker's retirement) was asked for and the worker has not
+    /// begun it yet.
     pub(crate) fn shutdown_asked(&self, sh: &Common) -> bool {
-        !sh.shutting_down && self.shutdown.flag.load(Ordering::SeqCst)
+        !sh.shutting_down
+            && (self.shutdown.flag.load(Ordering::SeqCst) || self.ctl.retire.load(Ordering::SeqCst))
     }
 
     /// Starts the graceful end: no new requests, the grace period begins.
@@ -213,18 +268,22 @@ impl Books {
 
     /// The graceful end is over (no connection left, or the grace period ended):
     /// the worker closes what is left and exits.
-    pub(crate) fn grace_over(&self, now: Instant) -> bool {
+    pub(crate) fn grace_over(&self, sh: &Common) -> bool {
         let Some(g) = self.grace_until else {
             return false;
         };
-        if self.count > 0 && now >= g {
+        let over = self.count == 0 || sh.now >= g;
+        if over && self.count > 0 {
             tracing::info!(
                 open = self.count,
                 "shutdown grace period over; closing connections"
             );
-            return true;
         }
-        self.count == 0
+        if over {
+            // A retired worker's gauges must not stay behind it.
+            sh.stats.connections(0, 0);
+        }
+        over
     }
 
     /// Counts a connection just accepted (its deadline `deadline`); returns its
