@@ -73,9 +73,20 @@ fn addr_of(line: &str) -> String {
 impl Serve {
     /// Starts on `io` with config `body`; returns it and its first address.
     fn start(dir: &std::path::Path, io: &str, body: &str) -> (Serve, String) {
+        Serve::start_with(Command::new(bin()), dir, io, body)
+    }
+
+    /// Like [`Serve::start`], `zcopy serve` run by `cmd` (e.g. a shell that passes
+    /// it listening sockets).
+    fn start_with(
+        mut cmd: Command,
+        dir: &std::path::Path,
+        io: &str,
+        body: &str,
+    ) -> (Serve, String) {
         let cfg = dir.join("z.toml");
         std::fs::write(&cfg, format!("io = \"{io}\"\n{body}")).unwrap();
-        let mut child = Command::new(bin())
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(&cfg)
             .arg(dir.join("www"))
@@ -319,6 +330,124 @@ fn a_bind_failure_keeps_the_old_configuration() {
         assert!(resp.headers().get("x-gen").is_none(), "{io}");
         assert_eq!(get(&a, "/a.bin").unwrap(), (200, body), "{io}");
         drop(taken);
+        z.stop();
+    }
+}
+
+/// `curl ARGS`: its stdout.
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl {args:?}: {:?}", out);
+    out.stdout
+}
+
+#[test]
+fn a_reload_adds_an_https_listener_and_its_redirect() {
+    if !crate::util::tool("curl", "--version") {
+        return;
+    }
+    for io in DRIVERS {
+        let (dir, body) = site(300_000);
+        let [cert, key, _] = super::tls::files(dir.path());
+        let (mut z, a) = Serve::start(dir.path(), io, "listen = [\"127.0.0.1:0\"]\n");
+        let tls = format!(
+            "listen = [\"127.0.0.1:0\", \"https://127.0.0.3:0\"]\nredirect-http = [\"127.0.0.4:0\"]\n\
+             tls-cert = \"{cert}\"\ntls-key = \"{key}\"\n"
+        );
+        let outcome = z.reload(&tls);
+        if z.uring {
+            // The io_uring driver serves plain HTTP only: refused, the old set stays.
+            assert!(
+                outcome.contains("reload failed") && outcome.contains("plain HTTP only"),
+                "{outcome}"
+            );
+            assert_eq!(get(&a, "/a.bin").unwrap(), (200, body));
+            z.stop();
+            continue;
+        }
+        assert!(
+            outcome.contains("configuration reloaded"),
+            "{io}: {outcome}"
+        );
+        let https = wait_line(&z.out, "on https://127.0.0.3:");
+        let b = https
+            .split(' ')
+            .find_map(|w| w.strip_prefix("https://"))
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        let redirect = wait_line(&z.out, "redirecting http://127.0.0.4:");
+        let port = b.rsplit(':').next().unwrap();
+        assert!(redirect.ends_with(&format!("(port {port})")), "{redirect}");
+        let r = addr_of(&redirect);
+        assert_eq!(curl(&["-k", &format!("https://{b}/a.bin")]), body, "{io}");
+        let moved = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            &format!("http://{r}/a.bin"),
+        ]);
+        let moved = String::from_utf8(moved).unwrap();
+        assert!(moved.starts_with("308 https://"), "{moved}");
+        assert!(moved.ends_with(&format!(":{port}/a.bin")), "{moved}");
+        assert_eq!(get(&a, "/a.bin").unwrap(), (200, body.clone()), "{io}");
+
+        // And back to plain HTTP only: the https port refuses new clients.
+        let outcome = z.reload("listen = [\"127.0.0.1:0\"]\n");
+        assert!(
+            outcome.contains("configuration reloaded"),
+            "{io}: {outcome}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&b).is_ok() {
+            assert!(Instant::now() < deadline, "{io}: {b} still accepts");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(get(&a, "/a.bin").unwrap(), (200, body), "{io}");
+        z.stop();
+    }
+}
+
+#[test]
+fn under_socket_activation_the_inherited_listeners_stay_and_workers_change() {
+    use std::os::fd::AsRawFd;
+    for io in DRIVERS {
+        let (dir, body) = site(5000);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = super::systemd::inheritable(&l);
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(format!(
+                "exec 3<&{0} {0}<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\"",
+                fd.as_raw_fd()
+            ))
+            .arg("bash")
+            .arg(bin());
+        let (mut z, a) = Serve::start_with(cmd, dir.path(), io, "workers = 1\n");
+        drop(fd);
+        assert_eq!(a, l.local_addr().unwrap().to_string());
+        z.wait_workers(1);
+        let outcome = z.reload("listen = [\"127.0.0.5:0\"]\nworkers = 3\n");
+        assert!(outcome.contains("reloaded workers=3"), "{io}: {outcome}");
+        assert!(
+            outcome.contains("socket activation: the inherited listeners are the listener set"),
+            "{io}: {outcome}"
+        );
+        z.wait_workers(3);
+        for _ in 0..20 {
+            assert_eq!(get(&a, "/a.bin").unwrap(), (200, body.clone()), "{io}");
+        }
+        let outcome = z.reload("workers = 1\n");
+        assert!(outcome.contains("reloaded workers=1"), "{io}: {outcome}");
+        z.wait_workers(1);
+        for _ in 0..20 {
+            assert_eq!(get(&a, "/a.bin").unwrap(), (200, body.clone()), "{io}");
+        }
         z.stop();
     }
 }

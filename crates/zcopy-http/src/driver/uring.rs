@@ -968,7 +968,9 @@ impl Worker {
     /// room, or (nothing to shed) answers 503 and closes it.
     fn add(&mut self, fd: OwnedFd, ring: &mut EventRing) {
         let stream = TcpStream::from(fd);
-        if self.sh.common.shutting_down {
+        // A retiring worker serves what its accept still brings (one response each,
+        // then close): the client connected to a server that goes on.
+        if self.sh.common.shutting_down && !self.books.retiring() {
             return;
         }
         let Ok(peer) = stream.peer_addr() else {

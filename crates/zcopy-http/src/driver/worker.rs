@@ -260,6 +260,11 @@ impl Books {
             && (self.shutdown.flag.load(Ordering::SeqCst) || self.ctl.retire.load(Ordering::SeqCst))
     }
 
+    /// This worker retires (a smaller worker count), the server goes on.
+    pub(crate) fn retiring(&self) -> bool {
+        self.ctl.retire.load(Ordering::SeqCst) && !self.shutdown.flag.load(Ordering::SeqCst)
+    }
+
     /// Starts the graceful end: no new requests, the grace period begins.
     pub(crate) fn begin_shutdown(&mut self, sh: &mut Common) {
         sh.shutting_down = true;
