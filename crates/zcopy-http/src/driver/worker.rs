@@ -78,9 +78,10 @@ impl Control {
         let _ = self.waker.wake();
     }
 
-    /// The listener set given since the last call, if any.
+    /// The listener set given since the last call, if any (once per loop turn: a
+    /// plain load unless there is one).
     pub(crate) fn new_plan(&self) -> Option<Vec<Listen>> {
-        if !self.changed.swap(false, Ordering::SeqCst) {
+        if !self.changed.load(Ordering::Acquire) || !self.changed.swap(false, Ordering::AcqRel) {
             return None;
         }
         self.plan
