@@ -1,5 +1,5 @@
 //! Binding and running a server: the root opened once, one `SO_REUSEPORT` listener
-//! per worker and address ([`crate::listen`]), and the worker threads (each an event
+//! per worker and address (the listener set of `listen.rs`), and the worker threads (each an event
 //! loop of [`crate::driver`]); handles to reload it (settings, listener set, worker
 //! count) and to shut it all down.
 

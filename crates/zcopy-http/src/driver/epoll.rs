@@ -1,7 +1,9 @@
 //! The mio (epoll, edge-triggered) driver: one event loop per worker, each with its
 //! own `SO_REUSEPORT` listener per address so the kernel spreads new connections, a
 //! slab of connections, a run queue (so one busy connection can't starve the others)
-//! and coarse timers. Each connection's protocol lives in [`proto::Conn`]; this file
+//! and coarse timers. A reload may hand a worker a new listener set: it registers
+//! the sockets new to it, and accepts from the ones it leaves until they are empty,
+//! then closes them. Each connection's protocol lives in [`proto::Conn`]; this file
 //! only carries out its intents.
 //!
 //! Hot path per small keep-alive request: one `read`, one `openat2` + `fstat` (or one

@@ -27,6 +27,9 @@
 //!   503. Access log lines are written once per loop turn; a reload is picked up at
 //!   the next turn.
 //! - Plain HTTP only: [`super::choose`] runs epoll where a listener speaks TLS.
+//! - Listener set: a reload hands the worker a new one; a listener left has its
+//!   accept cancelled, what waits in its queue taken in, then closes. A retiring
+//!   worker serves what its accept still brings, then drains like a shutdown.
 
 use std::collections::VecDeque;
 use std::fs::File;
