@@ -27,7 +27,6 @@ use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{
     Engines, PeerRoute, PooledTransfer, Role, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
 };
-use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Env, Intent};
 
@@ -397,6 +396,8 @@ pub struct Worker {
     sh: Shared,
     /// Connections closed to make room for new ones.
     shed_count: u64,
+    /// `sh.tls` has the HTTPS listeners' handshake limits.
+    tls_limits_set: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -433,6 +434,7 @@ impl Worker {
                 common,
             },
             shed_count: 0,
+            tls_limits_set: false,
         })
     }
 
@@ -530,10 +532,6 @@ impl Worker {
         if self.sh.common.shutting_down {
             return;
         }
-        let had_tls = self
-            .listeners
-            .iter()
-            .any(|l| l.role.kind() == ListenKind::Https);
         for l in &mut self.listeners {
             if !plan.iter().any(|p| p.sock.id == l.id) {
                 l.leaving = true;
@@ -560,9 +558,11 @@ impl Worker {
                 tracing::error!("listener {}: {e}", p.sock.id);
                 continue;
             }
-            if let (false, Role::Https(site)) = (had_tls, &p.role) {
-                // The first HTTPS listener of this worker: its handshake limits.
+            if let (false, Role::Https(site)) = (self.tls_limits_set, &p.role) {
+                // The first HTTPS listener of this worker: its handshake limits (one
+                // TLS setup per process, so they never change after).
                 self.sh.tls = TlsWorker::new(&site.limits);
+                self.tls_limits_set = true;
             }
             self.listeners.push(Listener {
                 id: p.sock.id,
