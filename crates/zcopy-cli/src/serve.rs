@@ -389,7 +389,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let root = config.root.clone();
     let summary = summary(&config);
-    let has_auth = config.rules.iter().any(|r| r.auth.is_some());
+    let has_auth = has_auth(&config);
     let server = match Server::bind_with(config, inherited) {
         Ok(s) => s,
         Err(e @ (ServerError::Root { .. } | ServerError::Tls(_) | ServerError::NoCertificate)) => {
@@ -429,31 +429,76 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        let tls_path = server.tls_path().map(|p| p.to_string()).unwrap_or_default();
         let https_port = server
             .local_addrs()
             .iter()
             .zip(server.listen_kinds())
             .find(|(_, k)| **k == ListenKind::Https)
             .map_or(443, |(a, _)| a.port());
-        for (addr, kind) in server.local_addrs().iter().zip(server.listen_kinds()) {
+        let addrs: Vec<_> = server
+            .local_addrs()
+            .iter()
+            .copied()
+            .zip(server.listen_kinds().iter().copied())
+            .collect();
+        let listeners = Listeners {
+            root: &root,
+            summary: &summary,
+            tls_path: server.tls_path().map(|p| p.to_string()).unwrap_or_default(),
+            https_port,
+            has_auth,
+        };
+        listeners.announce(&mut out, &addrs)?;
+        if let Some(addr) = metrics_at {
+            writeln!(out, "zcopy: metrics on http://{addr}/metrics")?;
+        }
+        out.flush()?;
+    }
+    systemd::notify("READY=1");
+    server.run().context("server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether some rule asks for Basic auth.
+fn has_auth(config: &zcopy_http::config::Config) -> bool {
+    config.rules.iter().any(|r| r.auth.is_some())
+}
+
+/// What the start-up line of a listener says.
+struct Listeners<'a> {
+    root: &'a std::path::Path,
+    summary: &'a str,
+    tls_path: String,
+    https_port: u16,
+    has_auth: bool,
+}
+
+impl Listeners<'_> {
+    /// Prints one line per address ("zcopy: serving ROOT on http://ADDR/ (...)"), at
+    /// start and for each address a reload adds, so a script learns a port 0 address.
+    fn announce(
+        &self,
+        out: &mut impl std::io::Write,
+        addrs: &[(std::net::SocketAddr, ListenKind)],
+    ) -> std::io::Result<()> {
+        let (root, summary) = (self.root.display(), self.summary);
+        for (addr, kind) in addrs {
             match kind {
-                ListenKind::Http => writeln!(
-                    out,
-                    "zcopy: serving {} on http://{addr}/ ({summary})",
-                    root.display()
-                )?,
+                ListenKind::Http => {
+                    writeln!(out, "zcopy: serving {root} on http://{addr}/ ({summary})")?
+                }
                 ListenKind::Https => writeln!(
                     out,
-                    "zcopy: serving {} on https://{addr}/ ({summary}; {tls_path})",
-                    root.display()
+                    "zcopy: serving {root} on https://{addr}/ ({summary}; {})",
+                    self.tls_path
                 )?,
                 ListenKind::Redirect => writeln!(
                     out,
-                    "zcopy: redirecting http://{addr}/ to https (port {https_port})"
+                    "zcopy: redirecting http://{addr}/ to https (port {})",
+                    self.https_port
                 )?,
             }
-            if has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
+            if self.has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
                 tracing::warn!(
                     "Basic auth on {addr} without TLS: passwords cross the network readable"
                 );
@@ -463,14 +508,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        if let Some(addr) = metrics_at {
-            writeln!(out, "zcopy: metrics on http://{addr}/metrics")?;
-        }
-        out.flush()?;
+        out.flush()
     }
-    systemd::notify("READY=1");
-    server.run().context("server failed")?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The signal thread: SIGHUP reloads the configuration and the HTTPS certificate and
@@ -491,9 +530,31 @@ fn on_signals(
                 let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
                 let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
                 systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
-                match load(args, fds).map(|(_, c)| reloader.reload(c)) {
-                    Ok(Ok(())) => tracing::info!("configuration reloaded"),
-                    Ok(Err(e)) => tracing::error!("reload failed, old configuration kept: {e}"),
+                match load(args, fds) {
+                    Ok((_, config)) => {
+                        let (root, summary) = (config.root.clone(), summary(&config));
+                        let has_auth = has_auth(&config);
+                        match reloader.reload(config) {
+                            Ok(done) => {
+                                let listeners = Listeners {
+                                    root: &root,
+                                    summary: &summary,
+                                    tls_path: done.tls_path.unwrap_or_default(),
+                                    https_port: done.https_port,
+                                    has_auth,
+                                };
+                                let mut out = std::io::stdout().lock();
+                                if let Err(e) = listeners.announce(&mut out, &done.added) {
+                                    tracing::warn!("stdout: {e}");
+                                }
+                                drop(out);
+                                tracing::info!(workers = done.workers, "configuration reloaded");
+                            }
+                            Err(e) => {
+                                tracing::error!("reload failed, old configuration kept: {e}")
+                            }
+                        }
+                    }
                     Err(e) => tracing::error!("reload failed, old configuration kept: {e}"),
                 }
                 match tls.reload() {

@@ -1,27 +1,25 @@
 //! Binding and running a server: the root opened once, one `SO_REUSEPORT` listener
-//! per worker and address, and the worker threads (each an event loop of
-//! [`crate::driver`]); a handle to shut it all down.
+//! per worker and address (the listener set of `listen.rs`), and the worker threads (each an event
+//! loop of [`crate::driver`]); handles to reload it (settings, listener set, worker
+//! count) and to shut it all down.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use mio::net::TcpListener;
-use mio::{Poll, Waker};
-use socket2::{Domain, Socket, Type};
+use mio::Waker;
 
 use crate::access_log::AccessLogger;
 use crate::config::{AccessLog, Config, ListenKind};
-use crate::driver::Role;
-use crate::driver::epoll::{self, WAKER};
 use crate::driver::tls::TlsSite;
-use crate::driver::{self, IoDriver, uring};
+use crate::driver::{self, IoDriver};
 use crate::handler::Site;
+use crate::listen::Address;
 use crate::live::{Live, LiveCell};
+use crate::pool::{Pool, TlsCell, lock};
 use crate::stats::Stats;
 
 /// Why the server could not start.
@@ -60,6 +58,9 @@ pub enum ServerError {
     /// HTTPS listeners were asked for without a certificate and key.
     #[error("HTTPS listeners need a certificate and key (--tls-cert, --tls-key)")]
     NoCertificate,
+    /// A reload asked for what the running server can't do without a restart.
+    #[error("{0}")]
+    Refused(String),
     /// Anything else (creating the event loops or threads).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -68,7 +69,17 @@ pub enum ServerError {
 #[derive(Debug)]
 pub(crate) struct ShutdownInner {
     pub(crate) flag: AtomicBool,
-    pub(crate) wakers: Vec<Arc<Waker>>,
+    /// The running workers' wakers.
+    pub(crate) wakers: Mutex<Vec<Arc<Waker>>>,
+}
+
+impl ShutdownInner {
+    /// Wakes every running worker.
+    pub(crate) fn wake_all(&self) {
+        for w in lock(&self.wakers).iter() {
+            let _ = w.wake();
+        }
+    }
 }
 
 /// Asks a running server to stop: no new connections, in-flight responses finish
@@ -76,15 +87,16 @@ pub(crate) struct ShutdownInner {
 #[derive(Clone, Debug)]
 pub struct ShutdownHandle {
     inner: Arc<ShutdownInner>,
+    pool: Arc<Mutex<Pool>>,
 }
 
 impl ShutdownHandle {
     /// Starts the shutdown (safe to call from any thread, more than once).
     pub fn shutdown(&self) {
         self.inner.flag.store(true, Ordering::SeqCst);
-        for w in &self.inner.wakers {
-            let _ = w.wake();
-        }
+        // The set lets go of its sockets: they close as the workers let go of theirs.
+        lock(&self.pool).addrs.clear();
+        self.inner.wake_all();
     }
 
     /// Whether shutdown was asked for.
@@ -93,23 +105,19 @@ impl ShutdownHandle {
     }
 }
 
-struct WorkerSetup {
-    poll: Poll,
-    listeners: Vec<(TcpListener, Role)>,
-}
-
 /// Reloads the HTTPS listeners' certificate and key from their files (SIGHUP); a
 /// no-op without HTTPS listeners.
 #[derive(Clone, Debug)]
 pub struct TlsReloader {
-    tls: Option<Arc<TlsSite>>,
+    tls: TlsCell,
 }
 
 impl TlsReloader {
     /// Reads the files again; the next handshakes present the new certificate. On
     /// error the old one stays. `Ok(false)`: there is no HTTPS listener.
     pub fn reload(&self) -> Result<bool, zcopy_tls::LoadError> {
-        match &self.tls {
+        let tls = lock(&self.tls).clone();
+        match tls {
             Some(t) => t.listener.certs.reload().map(|()| true),
             None => Ok(false),
         }
@@ -123,7 +131,7 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     kinds: Vec<ListenKind>,
     tls: Option<Arc<TlsSite>>,
-    workers: Vec<WorkerSetup>,
+    pool: Arc<Mutex<Pool>>,
     shutdown: ShutdownHandle,
 }
 
@@ -131,7 +139,7 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("addrs", &self.addrs)
-            .field("workers", &self.workers.len())
+            .field("workers", &self.live.load().1.site.config.worker_count())
             .finish_non_exhaustive()
     }
 }
@@ -150,68 +158,53 @@ impl Server {
         mut config: Config,
         inherited: Vec<std::net::TcpListener>,
     ) -> Result<Server, ServerError> {
-        let tls = match (&config.tls, config.tls_listen.is_empty()) {
-            (_, true) => None,
-            (Some(t), false) => Some(Arc::new(TlsSite::open(t)?)),
-            (None, false) => return Err(ServerError::NoCertificate),
-        };
+        if !config.tls_listen.is_empty() && config.tls.is_none() {
+            return Err(ServerError::NoCertificate);
+        }
         let n = config.worker_count();
-        let mut per_worker: Vec<Vec<(TcpListener, Role)>> = (0..n).map(|_| Vec::new()).collect();
-        let mut addrs = Vec::new();
-        let mut kinds = Vec::new();
-        if inherited.is_empty() {
-            let groups = [
-                (config.listen.clone(), Role::Http),
-                (
-                    config.tls_listen.clone(),
-                    tls.clone().map_or(Role::Http, Role::Https),
-                ),
-                (config.redirect_listen.clone(), Role::Redirect),
-            ];
-            for (list, role) in groups {
-                for addr in list {
-                    let (bound, group) = bind_group(addr, n)?;
-                    if role.kind() == ListenKind::Https && !kinds.contains(&ListenKind::Https) {
-                        config.https_port = bound.port();
-                    }
-                    addrs.push(bound);
-                    kinds.push(role.kind());
-                    for (w, l) in group.into_iter().enumerate() {
-                        per_worker[w].push((l, role.clone()));
-                    }
-                }
-            }
+        let from_manager = !inherited.is_empty();
+        let (addrs, tls) = if from_manager {
+            let addrs = inherited
+                .into_iter()
+                .map(Address::inherited)
+                .collect::<Result<Vec<_>, _>>()?;
+            (addrs, None)
         } else {
-            for l in inherited {
-                let (bound, group) = share_inherited(l, n)?;
-                addrs.push(bound);
-                kinds.push(ListenKind::Http);
-                for (w, l) in group.into_iter().enumerate() {
-                    per_worker[w].push((l, Role::Http));
-                }
+            let staged = Pool::stage(&[], &config, None, n)?;
+            if let Some(port) = staged.https_port {
+                config.https_port = port;
             }
-        }
-        let live = open_live(&config)?;
-        let mut workers = Vec::with_capacity(n);
-        let mut wakers = Vec::with_capacity(n);
-        for listeners in per_worker {
-            let poll = Poll::new()?;
-            wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
-            workers.push(WorkerSetup { poll, listeners });
-        }
+            let (addrs, _, tls) = staged.merge(Vec::new());
+            (addrs, tls)
+        };
+        let live = Arc::new(LiveCell::new(open_live(&config)?));
+        let stats = Arc::new(Stats::new(n));
+        let inner = Arc::new(ShutdownInner {
+            flag: AtomicBool::new(false),
+            wakers: Mutex::new(Vec::new()),
+        });
+        let pool = Pool::new(
+            live.clone(),
+            stats.clone(),
+            inner.clone(),
+            addrs,
+            from_manager,
+            Arc::new(Mutex::new(tls.clone())),
+        );
+        let (addrs, kinds) = pool.addrs.iter().map(|a| (a.bound, a.kind())).unzip();
+        let pool = Arc::new(Mutex::new(pool));
+        let shutdown = ShutdownHandle {
+            inner,
+            pool: pool.clone(),
+        };
         Ok(Server {
-            live: Arc::new(LiveCell::new(live)),
-            stats: Arc::new(Stats::new(n)),
             addrs,
             kinds,
+            live,
+            stats,
             tls,
-            workers,
-            shutdown: ShutdownHandle {
-                inner: Arc::new(ShutdownInner {
-                    flag: AtomicBool::new(false),
-                    wakers,
-                }),
-            },
+            pool,
+            shutdown,
         })
     }
 
@@ -241,7 +234,7 @@ impl Server {
     /// handler), also after [`Server::spawn`].
     pub fn tls_reloader(&self) -> TlsReloader {
         TlsReloader {
-            tls: self.tls.clone(),
+            tls: lock(&self.pool).tls.clone(),
         }
     }
 
@@ -255,19 +248,20 @@ impl Server {
         self.stats.clone()
     }
 
-    /// A handle that reloads the settings of the running server.
+    /// A handle that reloads the settings, listener set and worker count of the
+    /// running server.
     pub fn reload_handle(&self) -> ReloadHandle {
         ReloadHandle {
             live: self.live.clone(),
+            pool: self.pool.clone(),
             shutdown: self.shutdown.inner.clone(),
         }
     }
 
     /// Starts the worker threads and returns at once.
     pub fn spawn(self) -> io::Result<RunningServer> {
-        let active = Arc::new(AtomicUsize::new(0));
-        let mut threads = Vec::new();
-        let want = self.live.load().1.site.config.io;
+        let config = self.live.load().1.site.config.clone();
+        let want = config.io;
         let tls = self.kinds.iter().any(|k| *k != ListenKind::Http);
         let (io, why) = driver::choose(want, tls);
         if want == IoDriver::Uring && io != IoDriver::Uring {
@@ -275,34 +269,17 @@ impl Server {
         } else {
             tracing::debug!(driver = %io, "I/O driver: {why}");
         }
-        for (i, setup) in self.workers.into_iter().enumerate() {
-            let (live, stats, active, shutdown) = (
-                self.live.clone(),
-                self.stats.worker(i),
-                active.clone(),
-                self.shutdown.inner.clone(),
-            );
-            let (poll, listeners) = (setup.poll, setup.listeners);
-            let builder = std::thread::Builder::new().name(format!("zcopy-worker-{i}"));
-            let t = match io {
-                // Made on its own thread: its connections' state is not `Send`.
-                IoDriver::Uring => builder.spawn(move || {
-                    uring::Worker::new(poll, listeners, live, stats, active, shutdown).run()
-                })?,
-                _ => {
-                    let worker =
-                        epoll::Worker::new(i, poll, listeners, live, stats, active, shutdown)?;
-                    builder.spawn(move || worker.run())?
-                }
-            };
-            threads.push(t);
+        {
+            let mut pool = lock(&self.pool);
+            pool.io = io;
+            pool.resize(config.worker_count())?;
         }
         Ok(RunningServer {
             io,
-            reloader: TlsReloader { tls: self.tls },
+            reloader: self.tls_reloader(),
             addrs: self.addrs,
             shutdown: self.shutdown,
-            threads,
+            pool: self.pool,
         })
     }
 
@@ -338,34 +315,105 @@ fn open_live(config: &Config) -> Result<Live, ServerError> {
     })
 }
 
+/// What a reload changed in the listener set and the workers.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// Addresses bound by the reload (with the port the kernel chose for port 0),
+    /// and what each speaks.
+    pub added: Vec<(SocketAddr, ListenKind)>,
+    /// Addresses no longer listened on.
+    pub removed: Vec<SocketAddr>,
+    /// Workers running now.
+    pub workers: usize,
+    /// The port redirect listeners point to.
+    pub https_port: u16,
+    /// The path TLS records take on the HTTPS listeners, if any.
+    pub tls_path: Option<String>,
+}
+
 /// Swaps the settings of a running server: new requests are served under the new
-/// ones, responses in flight finish under the old. The listeners, worker count and
-/// engine pools stay as bound.
+/// ones, responses in flight finish under the old. A changed listener set is bound
+/// before anything else changes (a bind that fails leaves the old configuration in
+/// place), then handed to the workers, which stop accepting on the addresses left
+/// and finish the connections accepted there; a changed worker count starts workers
+/// or retires some (they drain as in a graceful shutdown). The I/O driver and the
+/// engine pools' plans stay as started.
 #[derive(Clone, Debug)]
 pub struct ReloadHandle {
     live: Arc<LiveCell>,
+    pool: Arc<Mutex<Pool>>,
     shutdown: Arc<ShutdownInner>,
 }
 
 impl ReloadHandle {
-    /// Opens `config`'s root and access log and makes them current; on an error the
-    /// old settings stay.
-    pub fn reload(&self, mut config: Config) -> Result<(), ServerError> {
+    /// Binds what `config` adds to the listener set, opens its root and access log,
+    /// and makes it current; on an error the old configuration stays, whole.
+    pub fn reload(&self, mut config: Config) -> Result<Reloaded, ServerError> {
+        let mut pool = lock(&self.pool);
+        if self.shutdown.flag.load(Ordering::SeqCst) {
+            return Err(ServerError::Refused("shutting down".into()));
+        }
         let (_, old) = self.live.load();
-        // The listeners stay as bound, and with them the port redirects point to.
-        config.https_port = old.site.config.https_port;
+        let was = &old.site.config;
+        if config.io != was.io {
+            tracing::warn!("io: the event loop is kept until a restart");
+        }
+        let moved = config.listen != was.listen
+            || config.tls_listen != was.tls_listen
+            || config.redirect_listen != was.redirect_listen;
+        let n = config.worker_count();
+        let staged = if pool.inherited {
+            if moved {
+                tracing::warn!(
+                    "socket activation: the inherited listeners are the listener set; \
+                     listen addresses in the configuration are ignored"
+                );
+            }
+            None
+        } else {
+            if pool.io == IoDriver::Uring
+                && (!config.tls_listen.is_empty() || !config.redirect_listen.is_empty())
+            {
+                return Err(ServerError::Refused(
+                    "the io_uring driver serves plain HTTP only: https:// and redirect \
+                     listeners need a restart (io = \"epoll\" or \"auto\")"
+                        .into(),
+                ));
+            }
+            let tls = lock(&pool.tls).clone();
+            Some(Pool::stage(&pool.addrs, &config, tls, n)?)
+        };
+        config.https_port = staged
+            .as_ref()
+            .and_then(|s| s.https_port)
+            .unwrap_or(was.https_port);
         let live = open_live(&config)?;
-        if old.site.config.listen != config.listen
-            || old.site.config.tls_listen != config.tls_listen
-            || old.site.config.workers != config.workers
-        {
-            tracing::warn!("listen addresses and worker count are kept until a restart");
-        }
+        // Bound and opened: from here on nothing fails.
         self.live.store(live);
-        for w in &self.shutdown.wakers {
-            let _ = w.wake();
+        let mut done = Reloaded {
+            https_port: config.https_port,
+            ..Reloaded::default()
+        };
+        if let Some(staged) = staged {
+            done.added = staged.added();
+            done.removed = pool.commit(staged);
         }
-        Ok(())
+        done.tls_path = lock(&pool.tls).as_ref().map(|t| t.path.to_string());
+        if pool.started() {
+            let before = pool.len();
+            if let Err(e) = pool.resize(n) {
+                tracing::error!("starting workers: {e}");
+            }
+            if pool.len() != before {
+                tracing::info!(from = before, to = pool.len(), "worker count changed");
+            }
+        }
+        for a in &done.removed {
+            tracing::info!("no longer listening on {a}");
+        }
+        done.workers = pool.len();
+        self.shutdown.wake_all();
+        Ok(done)
     }
 
     /// Reopens the access log file (after logrotate moved it away).
@@ -384,7 +432,7 @@ pub struct RunningServer {
     reloader: TlsReloader,
     addrs: Vec<SocketAddr>,
     shutdown: ShutdownHandle,
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    pool: Arc<Mutex<Pool>>,
 }
 
 impl RunningServer {
@@ -393,7 +441,7 @@ impl RunningServer {
         self.io
     }
 
-    /// The bound addresses.
+    /// The addresses bound at start.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -408,17 +456,22 @@ impl RunningServer {
         self.reloader.reload()
     }
 
-    /// Waits for every worker to exit.
+    /// Waits for every worker to exit (also those a reload started or retired).
     pub fn join(self) -> io::Result<()> {
         let mut result = Ok(());
-        for t in self.threads {
-            match t.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(_) => result = Err(io::Error::other("a worker thread panicked")),
+        loop {
+            let threads = lock(&self.pool).take_threads();
+            if threads.is_empty() {
+                return result;
+            }
+            for t in threads {
+                match t.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => result = Err(e),
+                    Err(_) => result = Err(io::Error::other("a worker thread panicked")),
+                }
             }
         }
-        result
     }
 
     /// Shuts down and waits.
@@ -426,70 +479,4 @@ impl RunningServer {
         self.shutdown.shutdown();
         self.join()
     }
-}
-
-/// Binds `n` listeners to `addr` with `SO_REUSEPORT`. An explicit port is first
-/// checked with a plain bind, so a port another server (even another zcopy) holds
-/// is reported as in use instead of silently shared.
-fn bind_group(addr: SocketAddr, n: usize) -> Result<(SocketAddr, Vec<TcpListener>), ServerError> {
-    let err = |source| ServerError::Bind { addr, source };
-    if addr.port() != 0 {
-        let probe = new_socket(addr, false).map_err(err)?;
-        probe.bind(&addr.into()).map_err(err)?;
-    }
-    let first = new_socket(addr, true).map_err(err)?;
-    first.bind(&addr.into()).map_err(err)?;
-    first.listen(1024).map_err(err)?;
-    let bound = first
-        .local_addr()
-        .map_err(err)?
-        .as_socket()
-        .ok_or_else(|| err(io::Error::other("not an IP address")))?;
-    let mut group = vec![first];
-    for _ in 1..n {
-        let s = new_socket(bound, true).and_then(|s| {
-            s.bind(&bound.into())?;
-            s.listen(1024)?;
-            Ok(s)
-        });
-        match s {
-            Ok(s) => group.push(s),
-            Err(e) => {
-                tracing::debug!("SO_REUSEPORT bind failed ({e}); workers share one listener");
-                group.push(group[0].try_clone().map_err(err)?);
-            }
-        }
-    }
-    let listeners = group
-        .into_iter()
-        .map(|s| TcpListener::from_std(std::net::TcpListener::from(s)))
-        .collect();
-    Ok((bound, listeners))
-}
-
-/// One inherited listener for `n` workers: the same socket, duplicated (a
-/// `SO_REUSEPORT` group can't be made from a socket someone else bound).
-fn share_inherited(
-    l: std::net::TcpListener,
-    n: usize,
-) -> Result<(SocketAddr, Vec<TcpListener>), ServerError> {
-    let addr = l.local_addr()?;
-    let err = |source| ServerError::Bind { addr, source };
-    l.set_nonblocking(true).map_err(err)?;
-    let mut group = Vec::with_capacity(n);
-    for _ in 1..n {
-        group.push(TcpListener::from_std(l.try_clone().map_err(err)?));
-    }
-    group.push(TcpListener::from_std(l));
-    Ok((addr, group))
-}
-
-fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
-    s.set_reuse_address(true)?;
-    if reuse_port {
-        s.set_reuse_port(true)?;
-    }
-    s.set_nonblocking(true)?;
-    Ok(s)
 }

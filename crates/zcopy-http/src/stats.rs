@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use zcopy::EngineKind;
@@ -152,24 +152,36 @@ impl WorkerStats {
 /// Every worker's counters.
 #[derive(Debug, Default)]
 pub struct Stats {
-    workers: Vec<Arc<WorkerStats>>,
+    /// Every worker that ever ran (a retired one's counts still add up).
+    workers: RwLock<Vec<Arc<WorkerStats>>>,
 }
 
 impl Stats {
     /// Counters for `n` workers.
     pub fn new(n: usize) -> Stats {
         Stats {
-            workers: (0..n).map(|_| Arc::new(WorkerStats::default())).collect(),
+            workers: RwLock::new((0..n).map(|_| Arc::new(WorkerStats::default())).collect()),
         }
     }
 
-    /// Worker `i`'s counters.
+    /// Worker `i`'s counters (made for a worker started after the others).
     pub fn worker(&self, i: usize) -> Arc<WorkerStats> {
-        self.workers[i].clone()
+        let mut workers = self.workers.write().unwrap_or_else(PoisonError::into_inner);
+        while workers.len() <= i {
+            workers.push(Arc::new(WorkerStats::default()));
+        }
+        workers[i].clone()
+    }
+
+    fn all(&self) -> Vec<Arc<WorkerStats>> {
+        self.workers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn sum(&self, i: usize) -> u64 {
-        self.workers.iter().map(|w| w.get(i)).sum()
+        self.all().iter().map(|w| w.get(i)).sum()
     }
 
     /// All counters summed over the workers, in the Prometheus text format (0.0.4).
@@ -238,7 +250,7 @@ impl Stats {
             "Times an engine gave up on a body and the next took over, by engine and reason.",
         );
         let mut fell: Vec<(&str, String, u64)> = Vec::new();
-        for w in &self.workers {
+        for w in &self.all() {
             for (e, r, n) in w
                 .fallbacks
                 .lock()

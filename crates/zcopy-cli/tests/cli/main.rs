@@ -6,6 +6,7 @@ mod config;
 mod cp;
 mod engines;
 mod metrics;
+mod relisten;
 mod reload;
 mod sendrecv;
 mod sendrecv_netns;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::serve::{bin, signal};
 
 /// A copy of `l`'s fd numbered 10 or more, inherited by children (no CLOEXEC).
-fn inheritable(l: &TcpListener) -> OwnedFd {
+pub(crate) fn inheritable(l: &TcpListener) -> OwnedFd {
     let fd = rustix::io::fcntl_dupfd_cloexec(l.as_fd(), 10).unwrap();
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty()).unwrap();
     fd

@@ -11,7 +11,7 @@ use crate::util::zcopy;
 
 /// A self-signed certificate for 127.0.0.1 and its key, plus a second key that
 /// does not match it; returns (cert, key, other key) paths.
-fn files(dir: &Path) -> [String; 3] {
+pub(crate) fn files(dir: &Path) -> [String; 3] {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = CertificateParams::new(vec!["127.0.0.1".into()])

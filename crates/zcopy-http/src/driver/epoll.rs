@@ -1,7 +1,9 @@
 //! The mio (epoll, edge-triggered) driver: one event loop per worker, each with its
 //! own `SO_REUSEPORT` listener per address so the kernel spreads new connections, a
 //! slab of connections, a run queue (so one busy connection can't starve the others)
-//! and coarse timers. Each connection's protocol lives in [`proto::Conn`]; this file
+//! and coarse timers. A reload may hand a worker a new listener set: it registers
+//! the sockets new to it, and accepts from the ones it leaves until they are empty,
+//! then closes them. Each connection's protocol lives in [`proto::Conn`]; this file
 //! only carries out its intents.
 //!
 //! Hot path per small keep-alive request: one `read`, one `openat2` + `fstat` (or one
@@ -12,37 +14,26 @@
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use rustix::io::Errno;
 use zcopy::Src;
-use zcopy::peer::PeerClassifier;
 
 use super::fetch::{self, Fetcher};
 use super::tls::{Step, TlsConn, TlsWorker, Transport};
+use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{
-    Engines, PeerRoute, PooledTransfer, Role, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
-    shed_victim,
+    Engines, PeerRoute, PooledTransfer, Role, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
 };
-use crate::access_log::AccessLogger;
-use crate::handler::Site;
-use crate::live::LiveCell;
-use crate::proto::{self, Buffers, Env, Intent};
-use crate::server::ShutdownInner;
-use crate::stats::WorkerStats;
+use crate::listen::{Listen, MAX_ID};
+use crate::proto::{self, Env, Intent};
 
 /// The token of the shutdown waker.
 pub const WAKER: Token = Token(usize::MAX);
 /// Listener tokens count down from here.
 const LISTENER_BASE: usize = usize::MAX - 1;
-/// Longest sleep between timer sweeps.
-const TICK: Duration = Duration::from_secs(1);
-/// Pause after accept fails for lack of fds or memory, or at the connection cap.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Most connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 64;
 /// Ranges at most this long are sent without checking that they are cached.
@@ -61,39 +52,19 @@ enum Progress {
 
 /// What a worker shares with all its connections.
 struct Shared {
-    site: Arc<Site>,
-    log: Option<Arc<AccessLogger>>,
-    bufs: Buffers,
-    responder: SiteResponder,
+    common: Common,
     engines: Engines,
-    /// Peer route classes, cached per address.
-    peers: PeerClassifier,
     /// Reads cold file ranges into the page cache off the loop.
     fetcher: Fetcher,
     /// Handshake slots and buffers of the TLS connections.
     tls: TlsWorker,
-    now: Instant,
-    shutting_down: bool,
-    /// This worker's counters.
-    stats: Arc<WorkerStats>,
-    /// Access log lines of this loop turn, written out at its end.
-    log_buf: Vec<u8>,
 }
 
 impl Shared {
     /// The core's view of the worker, and the engines, fetch thread and TLS state beside it.
     fn parts(&mut self) -> (Env<'_>, &mut Engines, &Fetcher, &mut TlsWorker) {
         (
-            Env {
-                now: self.now,
-                config: &self.site.config,
-                shutting_down: self.shutting_down,
-                bufs: &mut self.bufs,
-                responder: &mut self.responder,
-                log: self.log.as_deref(),
-                log_buf: &mut self.log_buf,
-                stats: &self.stats,
-            },
+            self.common.env(),
             &mut self.engines,
             &self.fetcher,
             &mut self.tls,
@@ -250,14 +221,7 @@ impl Connection {
                         Err(_) => self.core.on_send_failed(&mut env),
                     }
                 }
-                Intent::Lease => {
-                    let held = self.core.file().is_some_and(|f| {
-                        zcopy::lease::take_until_close(&**f)
-                            .map_err(|e| tracing::trace!("no read lease: {e}"))
-                            .is_ok()
-                    });
-                    self.core.on_lease(held);
-                }
+                Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {
                     offset,
                     len,
@@ -406,8 +370,13 @@ fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
 }
 
 struct Listener {
+    /// The set's id of the socket (its token is `LISTENER_BASE - id`).
+    id: u64,
+    /// This worker's descriptor of the socket.
     sock: TcpListener,
     role: Role,
+    /// Left out of the worker's listener set: accepted from until empty, then closed.
+    leaving: bool,
     /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
     ready: bool,
     registered: bool,
@@ -423,131 +392,67 @@ pub struct Worker {
     poll: Poll,
     listeners: Vec<Listener>,
     slots: Vec<Slot>,
-    free: Vec<usize>,
-    runq: Vec<usize>,
-    count: usize,
-    active: Arc<AtomicUsize>,
-    shutdown: Arc<ShutdownInner>,
-    /// Where reloaded settings come from, and the generation `sh` holds.
-    live: Arc<LiveCell>,
-    generation: u64,
+    books: Books,
     sh: Shared,
-    accept_paused_until: Option<Instant>,
-    /// Accept failed for lack of fds or memory (warned once per episode).
-    starved: bool,
     /// Connections closed to make room for new ones.
     shed_count: u64,
-    /// Connections accepted so far.
-    accepted: u64,
-    next_sweep: Instant,
-    grace_until: Option<Instant>,
+    /// `sh.tls` has the HTTPS listeners' handshake limits.
+    tls_limits_set: bool,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("connections", &self.count)
-            .finish_non_exhaustive()
+        self.books.fmt(f)
     }
 }
 
 impl Worker {
-    /// A worker for `poll` (with the shutdown waker registered) and its listeners.
-    pub(crate) fn new(
-        index: usize,
-        poll: Poll,
-        listeners: Vec<(TcpListener, Role)>,
-        live: Arc<LiveCell>,
-        stats: Arc<WorkerStats>,
-        active: Arc<AtomicUsize>,
-        shutdown: Arc<ShutdownInner>,
-    ) -> io::Result<Worker> {
-        let now = Instant::now();
-        let (generation, current) = live.load();
-        let site = current.site.clone();
-        let log = current.log.clone();
-        let waker = shutdown.wakers[index].clone();
-        let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
-        let cache =
-            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
-        let tls_limits = listeners
-            .iter()
-            .find_map(|(_, r)| match r {
-                Role::Https(t) => Some(t.limits),
-                _ => None,
-            })
-            .unwrap_or_default();
-        Ok(Worker {
+    /// A worker for its listeners.
+    pub(crate) fn new(start: Start) -> io::Result<Worker> {
+        let Start {
+            index,
             poll,
-            listeners: listeners
-                .into_iter()
-                .map(|(sock, role)| Listener {
-                    sock,
-                    role,
-                    ready: true,
-                    registered: false,
-                })
-                .collect(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            runq: Vec::new(),
-            count: 0,
+            live,
+            stats,
             active,
             shutdown,
-            live,
-            generation,
+            ctl,
+        } = start;
+        let waker = ctl.waker.clone();
+        let engines = Engines::new(live.load().1.site.config.engine, stats.clone());
+        let (books, common) = Books::new(live, active, shutdown, ctl, stats);
+        let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
+        Ok(Worker {
+            poll,
+            listeners: Vec::new(),
+            slots: Vec::new(),
+            books,
             sh: Shared {
-                engines: Engines::new(site.config.engine, stats.clone()),
-                peers: PeerClassifier::new(),
+                engines,
                 fetcher,
-                tls: TlsWorker::new(&tls_limits),
-                responder: SiteResponder {
-                    site: site.clone(),
-                    cache,
-                },
-                site,
-                log,
-                bufs: Buffers::new(super::SPARE_BUFFERS),
-                now,
-                shutting_down: false,
-                stats,
-                log_buf: Vec::new(),
+                tls: TlsWorker::new(&Default::default()),
+                common,
             },
-            accept_paused_until: None,
-            starved: false,
             shed_count: 0,
-            accepted: 0,
-            next_sweep: now + TICK,
-            grace_until: None,
+            tls_limits_set: false,
         })
     }
 
     /// Runs until shutdown.
     pub fn run(mut self) -> io::Result<()> {
-        for (i, l) in self.listeners.iter_mut().enumerate() {
-            self.poll.registry().register(
-                &mut l.sock,
-                Token(LISTENER_BASE - i),
-                Interest::READABLE,
-            )?;
-            l.registered = true;
-        }
         let mut events = Events::with_capacity(1024);
+        if let Some(plan) = self.books.ctl.new_plan() {
+            self.relisten(plan);
+        }
         loop {
             let now = Instant::now();
-            let mut wake = self.next_sweep;
-            if let Some(t) = self.accept_paused_until {
-                wake = wake.min(t);
-            }
-            if let Some(t) = self.grace_until {
-                wake = wake.min(t);
-            }
+            let wake = self.books.wake_at();
             let tls_full = self.sh.tls.slots.full();
-            let accept_now = self.accept_paused_until.is_none()
+            let accept_now = self.books.accept_paused_until.is_none()
                 && self.listeners.iter().any(|l| {
                     l.ready && l.registered && !(tls_full && matches!(l.role, Role::Https(_)))
                 });
-            let timeout = if !self.runq.is_empty() || accept_now {
+            let timeout = if !self.books.runq.is_empty() || accept_now {
                 Duration::ZERO
             } else {
                 wake.saturating_duration_since(now)
@@ -557,9 +462,16 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            self.sh.now = Instant::now();
-            if self.live.generation() != self.generation {
-                self.reload();
+            self.sh.common.now = Instant::now();
+            if let Some(plan) = self.books.ctl.new_plan() {
+                self.relisten(plan);
+            }
+            if let Some(live) = self.books.reloaded() {
+                if live.site.config.engine != self.sh.common.site.config.engine {
+                    self.sh.engines =
+                        Engines::new(live.site.config.engine, self.sh.common.stats.clone());
+                }
+                self.sh.common.reload(&live);
             }
             for ev in events.iter() {
                 let t = ev.token();
@@ -570,16 +482,16 @@ impl Worker {
                             && let Some(conn) = slot.conn.as_mut()
                         {
                             conn.fetching = false;
-                            if !slot.queued {
-                                slot.queued = true;
-                                self.runq.push(token);
-                            }
+                            self.books.queue(token, &mut slot.queued);
                         }
                     }
                     continue;
                 }
-                if t.0 > LISTENER_BASE - self.listeners.len() && t.0 <= LISTENER_BASE {
-                    self.listeners[LISTENER_BASE - t.0].ready = true;
+                if t.0 > LISTENER_BASE - MAX_ID as usize && t.0 <= LISTENER_BASE {
+                    let id = (LISTENER_BASE - t.0) as u64;
+                    if let Some(l) = self.listeners.iter_mut().find(|l| l.id == id) {
+                        l.ready = true;
+                    }
                     continue;
                 }
                 if let Some(slot) = self.slots.get_mut(t.0)
@@ -591,62 +503,92 @@ impl Worker {
                         ev.is_writable() || ev.is_write_closed() || err,
                         ev.is_read_closed() || err,
                     );
-                    if !slot.queued {
-                        slot.queued = true;
-                        self.runq.push(t.0);
-                    }
+                    self.books.queue(t.0, &mut slot.queued);
                 }
             }
-            if self.shutdown.flag.load(Ordering::SeqCst) && !self.sh.shutting_down {
+            if self.books.shutdown_asked(&self.sh.common) {
                 self.begin_shutdown();
             }
             self.accept();
+            self.let_go();
             self.run_queue();
-            if self.sh.now >= self.next_sweep {
+            if self.sh.common.now >= self.books.next_sweep {
                 self.sweep();
             }
-            self.flush_log();
-            if let Some(g) = self.grace_until
-                && (self.count == 0 || self.sh.now >= g)
-            {
-                if self.count > 0 {
-                    tracing::info!(
-                        open = self.count,
-                        "shutdown grace period over; closing connections"
-                    );
-                }
+            self.sh.common.flush_log();
+            if self.books.grace_over(&self.sh.common) {
                 for i in 0..self.slots.len() {
                     self.close(i);
                 }
-                self.flush_log();
+                self.sh.common.flush_log();
                 return Ok(());
             }
         }
     }
 
-    /// Takes the settings of the last reload: new requests are served under them;
-    /// responses in flight keep their open files and finish as they started.
-    fn reload(&mut self) {
-        self.flush_log();
-        let (generation, live) = self.live.load();
-        self.generation = generation;
-        let site = live.site.clone();
-        if site.config.engine != self.sh.site.config.engine {
-            self.sh.engines = Engines::new(site.config.engine, self.sh.stats.clone());
+    /// Takes a new listener set: registers the sockets new to this worker, and marks
+    /// the ones it leaves (accepted from until empty, then closed: see `let_go`).
+    fn relisten(&mut self, plan: Vec<Listen>) {
+        if self.sh.common.shutting_down {
+            return;
         }
-        self.sh.responder = self.sh.responder.reloaded(site.clone());
-        self.sh.site = site;
-        self.sh.log = live.log.clone();
+        for l in &mut self.listeners {
+            if !plan.iter().any(|p| p.sock.id == l.id) {
+                l.leaving = true;
+                l.ready = true;
+            }
+        }
+        for p in plan {
+            if self.listeners.iter().any(|l| l.id == p.sock.id) {
+                continue;
+            }
+            let mut sock = match p.sock.sock.try_clone() {
+                Ok(s) => TcpListener::from_std(s),
+                Err(e) => {
+                    tracing::error!("listener {}: {e}", p.sock.id);
+                    continue;
+                }
+            };
+            let token = Token(LISTENER_BASE - p.sock.id as usize);
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE)
+            {
+                tracing::error!("listener {}: {e}", p.sock.id);
+                continue;
+            }
+            if let (false, Role::Https(site)) = (self.tls_limits_set, &p.role) {
+                // The first HTTPS listener of this worker: its handshake limits (one
+                // TLS setup per process, so they never change after).
+                self.sh.tls = TlsWorker::new(&site.limits);
+                self.tls_limits_set = true;
+            }
+            self.listeners.push(Listener {
+                id: p.sock.id,
+                sock,
+                role: p.role,
+                leaving: false,
+                ready: true,
+                registered: true,
+            });
+        }
     }
 
-    /// Writes this turn's access log lines, if any.
-    fn flush_log(&mut self) {
-        super::flush_log(self.sh.log.as_deref(), &mut self.sh.log_buf);
+    /// Closes the listeners left whose queue is empty.
+    fn let_go(&mut self) {
+        let registry = self.poll.registry();
+        self.listeners.retain_mut(|l| {
+            if l.leaving && !l.ready {
+                let _ = registry.deregister(&mut l.sock);
+                return false;
+            }
+            true
+        });
     }
 
     fn begin_shutdown(&mut self) {
-        self.sh.shutting_down = true;
-        self.grace_until = Some(self.sh.now + self.sh.site.config.shutdown_grace);
+        self.books.begin_shutdown(&mut self.sh.common);
         for l in &mut self.listeners {
             if l.registered {
                 let _ = self.poll.registry().deregister(&mut l.sock);
@@ -666,13 +608,10 @@ impl Worker {
     }
 
     fn accept(&mut self) {
-        if let Some(t) = self.accept_paused_until {
-            if self.sh.now < t {
-                return;
-            }
-            self.accept_paused_until = None;
+        if !self.books.may_accept(self.sh.common.now) {
+            return;
         }
-        let max = self.sh.site.config.max_connections.max(1);
+        let max = self.sh.common.site.config.max_connections.max(1);
         for li in 0..self.listeners.len() {
             let mut accepted = 0;
             let tls = matches!(self.listeners[li].role, Role::Https(_));
@@ -687,12 +626,14 @@ impl Worker {
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
-                        self.starved = false;
+                        self.books.starved = false;
                         // At the cap, make room by shedding; with nothing to shed, the
                         // new client gets a 503 at once rather than a wait in the backlog
                         // (a TLS client is closed: it could not read a clear-text 503).
-                        if self.active.load(Ordering::Relaxed) >= max && !self.shed() {
-                            self.sh.stats.refused();
+                        if self.books.active.load(std::sync::atomic::Ordering::Relaxed) >= max
+                            && !self.shed()
+                        {
+                            self.sh.common.stats.refused();
                             if !tls {
                                 super::refuse(&stream);
                             }
@@ -709,11 +650,12 @@ impl Worker {
                             if self.shed() {
                                 continue;
                             }
-                            if !self.starved {
-                                self.starved = true;
+                            if !self.books.starved {
+                                self.books.starved = true;
                                 tracing::warn!("accept: {e}; pausing new connections");
                             }
-                            self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
+                            self.books.accept_paused_until =
+                                Some(self.sh.common.now + ACCEPT_PAUSE);
                             return;
                         }
                         _ => tracing::debug!("accept: {e}"),
@@ -723,9 +665,7 @@ impl Worker {
         }
     }
 
-    /// Closes this worker's least valuable connection to make room for a new one: an
-    /// idle keep-alive connection, else the one that has been sending its request
-    /// head longest (nginx's reusable connections). False when there is none.
+    /// Closes the connection [`shed_victim`] picks; false when there is none.
     fn shed(&mut self) -> bool {
         let candidates = self.slots.iter().enumerate().filter_map(|(i, slot)| {
             let c = slot.conn.as_ref()?;
@@ -742,16 +682,15 @@ impl Worker {
         let Some(victim) = shed_victim(candidates) else {
             return false;
         };
-        tracing::debug!("at the connection limit: shedding connection {victim}");
+        super::shedding(victim, &self.sh.common.stats);
         self.shed_count += 1;
-        self.sh.stats.shed();
         self.close(victim);
         true
     }
 
     fn add(&mut self, stream: TcpStream, peer: SocketAddr, role: Role) {
         let transport = match &role {
-            Role::Https(site) => match TlsConn::new(site, self.sh.now) {
+            Role::Https(site) => match TlsConn::new(site, self.sh.common.now) {
                 Ok(t) if self.sh.tls.slots.take() => Transport::Tls(Box::new(t)),
                 Ok(_) => return,
                 Err(e) => {
@@ -761,7 +700,7 @@ impl Worker {
             },
             _ => Transport::Plain,
         };
-        let idx = self.free.pop().unwrap_or_else(|| {
+        let idx = self.books.slot(|| {
             self.slots.push(Slot {
                 conn: None,
                 queued: false,
@@ -769,7 +708,7 @@ impl Worker {
             self.slots.len() - 1
         });
         let _ = stream.set_nodelay(true);
-        let route = classify_peer(&mut self.sh.peers, &stream, peer);
+        let route = classify_peer(&mut self.sh.common.peers, &stream, peer);
         let (env, ..) = self.sh.parts();
         let mut core = proto::Conn::new(peer, !route.local, &env);
         if !matches!(role, Role::Http) {
@@ -782,13 +721,12 @@ impl Worker {
             read_closed: false,
             writable: true,
             transfer: None,
-            seq: self.accepted,
+            seq: 0,
             route,
             token: idx,
             fetching: false,
             transport,
         };
-        self.accepted += 1;
         if let Err(e) = self.poll.registry().register(
             &mut conn.stream,
             Token(idx),
@@ -798,17 +736,14 @@ impl Worker {
             if let Transport::Tls(t) = &mut conn.transport {
                 t.closed(&mut self.sh.tls);
             }
-            self.free.push(idx);
+            self.books.free.push(idx);
             return;
         }
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.count += 1;
-        self.sh.stats.accepted();
-        self.next_sweep = self.next_sweep.min(conn.deadline());
+        conn.seq = self.books.opened(&self.sh.common, conn.deadline());
         let slot = &mut self.slots[idx];
         slot.conn = Some(conn);
         slot.queued = true;
-        self.runq.push(idx);
+        self.books.runq.push(idx);
     }
 
     fn close(&mut self, idx: usize) {
@@ -824,19 +759,16 @@ impl Worker {
                 t.closed(&mut self.sh.tls);
             }
             drop(conn);
-            self.active.fetch_sub(1, Ordering::Relaxed);
-            self.count -= 1;
-            self.free.push(idx);
-            if self.accept_paused_until.is_some() {
-                // A slot opened up: try accepting again soon.
-                self.accept_paused_until = Some(self.sh.now);
-            }
+            self.books.closed();
+            self.books.free.push(idx);
+            // A slot opened up: try accepting again soon.
+            self.books.fd_freed(self.sh.common.now);
         }
         slot.queued = false;
     }
 
     fn run_queue(&mut self) {
-        let queue = std::mem::take(&mut self.runq);
+        let queue = self.books.take_runq();
         for &idx in &queue {
             let slot = &mut self.slots[idx];
             slot.queued = false;
@@ -847,40 +779,29 @@ impl Worker {
             let deadline = conn.deadline();
             self.settle(idx, p, deadline);
         }
-        // Keep the queue's allocation if nothing was added meanwhile.
-        if self.runq.is_empty() {
-            self.runq = queue;
-            self.runq.clear();
-        }
+        self.books.give_runq(queue);
     }
 
     fn settle(&mut self, idx: usize, p: Progress, deadline: Instant) {
         match p {
             Progress::Close => self.close(idx),
             Progress::Yield => {
-                let slot = &mut self.slots[idx];
-                if !slot.queued {
-                    slot.queued = true;
-                    self.runq.push(idx);
-                }
-                self.next_sweep = self.next_sweep.min(deadline);
+                self.books.queue(idx, &mut self.slots[idx].queued);
+                self.books.next_sweep = self.books.next_sweep.min(deadline);
             }
-            Progress::Wait => self.next_sweep = self.next_sweep.min(deadline),
+            Progress::Wait => self.books.next_sweep = self.books.next_sweep.min(deadline),
         }
     }
 
     fn sweep(&mut self) {
-        let now = self.sh.now;
+        let now = self.sh.common.now;
         let mut next = now + TICK;
         let idle = self
             .slots
             .iter()
             .filter(|s| s.conn.as_ref().is_some_and(|c| c.core.is_idle()))
             .count();
-        self.sh.stats.connections(self.count, idle);
-        self.sh.responder.cache.evict_expired(now);
-        let cache = &self.sh.responder.cache;
-        self.sh.stats.file_cache(cache);
+        self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.slots.len() {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;
@@ -906,6 +827,6 @@ impl Worker {
                 next = next.min(conn.deadline().max(now + Duration::from_millis(1)));
             }
         }
-        self.next_sweep = next;
+        self.books.next_sweep = next;
     }
 }

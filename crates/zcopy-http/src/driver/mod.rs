@@ -7,6 +7,7 @@ pub mod epoll;
 pub mod fetch;
 pub mod tls;
 pub mod uring;
+pub(crate) mod worker;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -164,6 +165,24 @@ pub fn shed_victim(conns: impl IntoIterator<Item = (usize, Sheddable)>) -> Optio
         }
     }
     oldest_head.map(|(_, i)| i)
+}
+
+/// Counts the shedding of connection `victim` (picked by [`shed_victim`]), which
+/// the caller then closes.
+pub(crate) fn shedding(victim: usize, stats: &WorkerStats) {
+    tracing::debug!("at the connection limit: shedding connection {victim}");
+    stats.shed();
+}
+
+/// Carries out [`crate::proto::Intent::Lease`]: takes a read lease on the body's
+/// file, held until the file is closed, and tells the core whether it holds one.
+pub(crate) fn take_lease(core: &mut crate::proto::Conn) {
+    let held = core.file().is_some_and(|f| {
+        zcopy::lease::take_until_close(&**f)
+            .map_err(|e| tracing::trace!("no read lease: {e}"))
+            .is_ok()
+    });
+    core.on_lease(held);
 }
 
 /// Answers a client we have no room for with a 503 (best effort: one non-blocking

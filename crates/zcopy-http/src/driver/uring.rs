@@ -27,6 +27,9 @@
 //!   503. Access log lines are written once per loop turn; a reload is picked up at
 //!   the next turn.
 //! - Plain HTTP only: [`super::choose`] runs epoll where a listener speaks TLS.
+//! - Listener set: a reload hands the worker a new one; a listener left has its
+//!   accept cancelled, what waits in its queue taken in, then closes. A retiring
+//!   worker serves what its accept still brings, then drains like a shutdown.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -35,23 +38,18 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
 use mio::{Events, Poll};
 use rustix::io::Errno;
 use zcopy::EngineKind;
-use zcopy::peer::PeerClassifier;
 use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
 
-use super::{Role, Sheddable, SiteResponder, classify_peer, shed_victim};
-use crate::access_log::AccessLogger;
-use crate::handler::Site;
-use crate::live::LiveCell;
-use crate::proto::{self, Buffers, Env, Intent};
-use crate::server::ShutdownInner;
-use crate::stats::WorkerStats;
+use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
+use super::{Role, Sheddable, classify_peer, shed_victim};
+use crate::listen::{Listen, MAX_ID};
+use crate::proto::{self, Env, Intent};
 
 /// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
 const RING: RingSize = RingSize {
@@ -69,10 +67,6 @@ const POLLOUT: u32 = rustix::event::PollFlags::OUT.bits() as u32;
 const IGNORE: u64 = u64::MAX - 1;
 /// Listener tokens count down from here.
 const LISTENER_BASE: u64 = u64::MAX - 2;
-/// Longest sleep between timer sweeps.
-const TICK: Duration = Duration::from_secs(1);
-/// Pause after accept fails for lack of fds or memory, or at the connection cap.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Largest file chunk read (and sent) in one go.
 const FILE_CHUNK: usize = 256 * 1024;
 /// Bodies from this size on are sent from a mapping of the file (one copy, at send
@@ -154,18 +148,7 @@ struct Connection {
 
 /// What a worker shares with all its connections.
 struct Shared {
-    site: Arc<Site>,
-    log: Option<Arc<AccessLogger>>,
-    bufs: Buffers,
-    responder: SiteResponder,
-    /// Peer route classes, cached per address.
-    peers: PeerClassifier,
-    /// This worker's counters.
-    stats: Arc<WorkerStats>,
-    /// Access log lines of this loop turn, written out at its end.
-    log_buf: Vec<u8>,
-    now: Instant,
-    shutting_down: bool,
+    common: Common,
     io: IoBufs,
     /// Splice is forced off (`ZCOPY_DISABLE=splice`): bodies by reference go by copy.
     no_splice: bool,
@@ -193,24 +176,12 @@ impl IoBufs {
 
 impl Shared {
     fn env(&mut self) -> Env<'_> {
-        self.parts().0
+        self.common.env()
     }
 
     /// The core's view of the worker, and the send/read buffers beside it.
     fn parts(&mut self) -> (Env<'_>, &mut IoBufs) {
-        (
-            Env {
-                now: self.now,
-                config: &self.site.config,
-                shutting_down: self.shutting_down,
-                bufs: &mut self.bufs,
-                responder: &mut self.responder,
-                log: self.log.as_deref(),
-                log_buf: &mut self.log_buf,
-                stats: &self.stats,
-            },
-            &mut self.io,
-        )
+        (self.common.env(), &mut self.io)
     }
 }
 
@@ -289,14 +260,7 @@ impl Connection {
                     self.submit_send(token, ring, 0, more);
                     return;
                 }
-                Intent::Lease => {
-                    let held = self.core.file().is_some_and(|f| {
-                        zcopy::lease::take_until_close(&**f)
-                            .map_err(|e| tracing::trace!("no read lease: {e}"))
-                            .is_ok()
-                    });
-                    self.core.on_lease(held);
-                }
+                Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {
                     offset,
                     len,
@@ -738,9 +702,13 @@ impl Connection {
 }
 
 struct Listener {
-    /// Closed (dropped) at shutdown once its accept is over, so that new clients are
-    /// refused at once.
-    sock: Option<TcpListener>,
+    /// The set's id of the socket (its token is `LISTENER_BASE - id`).
+    id: u64,
+    /// This worker's descriptor of the socket, closed (dropped) at shutdown once its
+    /// accept is over, so that new clients are refused at once.
+    sock: Option<std::net::TcpListener>,
+    /// Left out of the worker's listener set: closed once its accept is over.
+    leaving: bool,
     /// The multishot accept, while armed.
     accept: Option<OpId>,
 }
@@ -750,101 +718,43 @@ pub struct Worker {
     poll: Poll,
     listeners: Vec<Listener>,
     conns: Vec<Option<Box<Connection>>>,
-    free: Vec<usize>,
-    runq: Vec<usize>,
-    /// Open connections (closing ones not counted).
-    count: usize,
-    active: Arc<AtomicUsize>,
-    shutdown: Arc<ShutdownInner>,
-    /// Where reloaded settings come from, and the generation `sh` holds.
-    live: Arc<LiveCell>,
-    generation: u64,
+    books: Books,
     sh: Shared,
-    accept_paused_until: Option<Instant>,
-    /// Accept failed for lack of fds or memory (warned once per episode).
-    starved: bool,
-    /// Connections accepted so far.
-    accepted: u64,
-    next_sweep: Instant,
-    grace_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("connections", &self.count)
-            .finish_non_exhaustive()
+        self.books.fmt(f)
     }
 }
 
 impl Worker {
-    /// A worker for its plain-HTTP listeners; `poll` holds the shutdown waker.
-    pub(crate) fn new(
-        poll: Poll,
-        listeners: Vec<(TcpListener, Role)>,
-        live: Arc<LiveCell>,
-        stats: Arc<WorkerStats>,
-        active: Arc<AtomicUsize>,
-        shutdown: Arc<ShutdownInner>,
-    ) -> Worker {
-        let now = Instant::now();
-        let (generation, current) = live.load();
-        let site = current.site.clone();
-        let log = current.log.clone();
-        let cache =
-            crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
+    /// A worker for its plain-HTTP listeners.
+    pub(crate) fn new(start: Start) -> Worker {
+        let Start {
+            poll,
+            live,
+            stats,
+            active,
+            shutdown,
+            ctl,
+            ..
+        } = start;
+        let (books, common) = Books::new(live, active, shutdown, ctl, stats);
         let forced = zcopy::transfer::Forced::from_env();
         let no_splice = forced.limit(EngineKind::Splice).is_some();
         let no_mmap = forced.limit(EngineKind::Mmap).is_some();
-        let listeners = listeners
-            .into_iter()
-            .filter_map(|(sock, role)| match role {
-                Role::Http => Some(Listener {
-                    sock: Some(sock),
-                    accept: None,
-                }),
-                // `choose` never picks this driver for them.
-                _ => {
-                    tracing::error!(
-                        "the io_uring driver serves plain HTTP only: listener left out"
-                    );
-                    None
-                }
-            })
-            .collect();
         Worker {
             poll,
-            listeners,
+            listeners: Vec::new(),
             conns: Vec::new(),
-            free: Vec::new(),
-            runq: Vec::new(),
-            count: 0,
-            active,
-            shutdown,
-            live,
-            generation,
+            books,
             sh: Shared {
-                responder: SiteResponder {
-                    site: site.clone(),
-                    cache,
-                },
-                site,
-                log,
-                bufs: Buffers::new(super::SPARE_BUFFERS),
-                peers: PeerClassifier::new(),
-                stats,
-                log_buf: Vec::new(),
-                now,
-                shutting_down: false,
+                common,
                 io: IoBufs::default(),
                 no_splice,
                 no_mmap,
             },
-            accept_paused_until: None,
-            starved: false,
-            accepted: 0,
-            next_sweep: now + TICK,
-            grace_until: None,
         }
     }
 
@@ -853,20 +763,17 @@ impl Worker {
         let mut ring = EventRing::new(RING)?;
         ring.poll(WAKER, &self.poll, POLLIN);
         let mut done = Vec::new();
+        if let Some(plan) = self.books.ctl.new_plan() {
+            self.relisten(plan, &mut ring);
+        }
         loop {
-            if self.shutdown.flag.load(Ordering::SeqCst) && !self.sh.shutting_down {
+            if self.books.shutdown_asked(&self.sh.common) {
                 self.begin_shutdown(&mut ring);
             }
             self.arm_accepts(&mut ring);
             let now = Instant::now();
-            let mut wake = self.next_sweep;
-            if let Some(t) = self.accept_paused_until {
-                wake = wake.min(t);
-            }
-            if let Some(t) = self.grace_until {
-                wake = wake.min(t);
-            }
-            let timeout = if self.runq.is_empty() {
+            let wake = self.books.wake_at();
+            let timeout = if self.books.runq.is_empty() {
                 Some(
                     wake.saturating_duration_since(now)
                         .max(Duration::from_micros(1)),
@@ -875,55 +782,33 @@ impl Worker {
                 None
             };
             ring.submit_and_wait(timeout)?;
-            self.sh.now = Instant::now();
-            if self.live.generation() != self.generation {
-                self.reload();
+            self.sh.common.now = Instant::now();
+            if let Some(plan) = self.books.ctl.new_plan() {
+                self.relisten(plan, &mut ring);
+            }
+            if let Some(live) = self.books.reloaded() {
+                self.sh.common.reload(&live);
             }
             ring.completions(&mut done);
             for c in done.drain(..) {
                 self.complete(c, &mut ring);
             }
             self.run_queue(&mut ring);
-            if self.sh.now >= self.next_sweep {
+            if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
             }
-            self.flush_log();
-            if let Some(g) = self.grace_until
-                && (self.count == 0 || self.sh.now >= g)
-            {
-                if self.count > 0 {
-                    tracing::info!(
-                        open = self.count,
-                        "shutdown grace period over; closing connections"
-                    );
-                }
+            self.sh.common.flush_log();
+            if self.books.grace_over(&self.sh.common) {
                 for i in 0..self.conns.len() {
                     self.close(i, &mut ring);
                 }
-                self.flush_log();
+                self.sh.common.flush_log();
                 // Dropping the ring cancels and waits for what is still in flight;
                 // the sockets close after it.
                 drop(ring);
                 return Ok(());
             }
         }
-    }
-
-    /// Takes the settings of the last reload: new requests are served under them;
-    /// responses in flight keep their open files and finish as they started.
-    fn reload(&mut self) {
-        self.flush_log();
-        let (generation, live) = self.live.load();
-        self.generation = generation;
-        let site = live.site.clone();
-        self.sh.responder = self.sh.responder.reloaded(site.clone());
-        self.sh.site = site;
-        self.sh.log = live.log.clone();
-    }
-
-    /// Writes this turn's access log lines, if any.
-    fn flush_log(&mut self) {
-        super::flush_log(self.sh.log.as_deref(), &mut self.sh.log_buf);
     }
 
     fn complete(&mut self, c: Completion, ring: &mut EventRing) {
@@ -933,18 +818,21 @@ impl Worker {
                 // Shutdown or a reload: both are looked at once per loop turn.
                 let mut events = Events::with_capacity(4);
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
-                if !self.shutdown.flag.load(Ordering::SeqCst) {
+                if !self.books.shutdown.flag.load(Ordering::SeqCst) {
                     ring.poll(WAKER, &self.poll, POLLIN);
                 }
             }
-            t if t > LISTENER_BASE - self.listeners.len() as u64 && t <= LISTENER_BASE => {
-                let li = (LISTENER_BASE - t) as usize;
-                if c.last {
+            t if t > LISTENER_BASE - MAX_ID && t <= LISTENER_BASE => {
+                let li = self
+                    .listeners
+                    .iter()
+                    .position(|l| l.id == LISTENER_BASE - t);
+                if let (true, Some(li)) = (c.last, li) {
                     self.listeners[li].accept = None;
                 }
                 match c.event {
                     Event::Accepted(Ok(fd)) => {
-                        self.starved = false;
+                        self.books.starved = false;
                         self.add(fd, ring);
                     }
                     Event::Accepted(Err(e)) => match errno(&e) {
@@ -952,8 +840,8 @@ impl Worker {
                         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM) => {
                             // Shed one to make room; accepting resumes once its fd
                             // is closed (or after a pause when nothing could go).
-                            if !self.shed(ring) && !self.starved {
-                                self.starved = true;
+                            if !self.shed(ring) && !self.books.starved {
+                                self.books.starved = true;
                                 tracing::warn!("accept: {e}; pausing new connections");
                             }
                             self.pause_accepts(ring);
@@ -962,8 +850,8 @@ impl Worker {
                     },
                     _ => {}
                 }
-                if self.sh.shutting_down && self.listeners[li].accept.is_none() {
-                    self.listeners[li].sock = None;
+                if let Some(li) = li {
+                    self.settle_listener(li, ring);
                 }
             }
             t => {
@@ -976,46 +864,96 @@ impl Worker {
                     self.closed(idx);
                 } else if !conn.queued {
                     conn.queued = true;
-                    self.runq.push(idx);
+                    self.books.runq.push(idx);
                 }
             }
         }
     }
 
     fn arm_accepts(&mut self, ring: &mut EventRing) {
-        if self.sh.shutting_down {
+        if self.sh.common.shutting_down || !self.books.may_accept(self.sh.common.now) {
             return;
         }
-        if let Some(t) = self.accept_paused_until {
-            if self.sh.now < t {
-                return;
-            }
-            self.accept_paused_until = None;
-        }
-        for (i, l) in self.listeners.iter_mut().enumerate() {
+        for l in &mut self.listeners {
             if l.accept.is_none()
+                && !l.leaving
                 && let Some(sock) = &l.sock
             {
-                l.accept = Some(ring.accept_multi(LISTENER_BASE - i as u64, sock.as_fd()));
+                l.accept = Some(ring.accept_multi(LISTENER_BASE - l.id, sock.as_fd()));
             }
         }
     }
 
     fn pause_accepts(&mut self, ring: &mut EventRing) {
-        self.accept_paused_until = Some(self.sh.now + ACCEPT_PAUSE);
-        for (i, l) in self.listeners.iter().enumerate() {
+        self.books.accept_paused_until = Some(self.sh.common.now + ACCEPT_PAUSE);
+        for l in &self.listeners {
             if let Some(op) = l.accept {
-                ring.cancel(LISTENER_BASE - i as u64, op);
+                ring.cancel(LISTENER_BASE - l.id, op);
+            }
+        }
+    }
+
+    /// Takes a new listener set: accepts on the sockets new to this worker; the ones
+    /// it leaves have their accept cancelled, what waits on them taken in, and close.
+    fn relisten(&mut self, plan: Vec<Listen>, ring: &mut EventRing) {
+        if self.sh.common.shutting_down {
+            return;
+        }
+        for l in &mut self.listeners {
+            if !l.leaving && !plan.iter().any(|p| p.sock.id == l.id) {
+                l.leaving = true;
+                if let Some(op) = l.accept {
+                    ring.cancel(IGNORE, op);
+                }
+            }
+        }
+        for p in plan {
+            if self.listeners.iter().any(|l| l.id == p.sock.id) {
+                continue;
+            }
+            if !matches!(p.role, Role::Http) {
+                // `choose` never picks this driver for them.
+                tracing::error!("the io_uring driver serves plain HTTP only: listener left out");
+                continue;
+            }
+            match p.sock.sock.try_clone() {
+                Ok(sock) => self.listeners.push(Listener {
+                    id: p.sock.id,
+                    sock: Some(sock),
+                    leaving: false,
+                    accept: None,
+                }),
+                Err(e) => tracing::error!("listener {}: {e}", p.sock.id),
+            }
+        }
+        for li in (0..self.listeners.len()).rev() {
+            self.settle_listener(li, ring);
+        }
+    }
+
+    /// Closes listener `li` if it is left (or shutting down) and its accept is over;
+    /// a left one first has what waits in its queue taken in.
+    fn settle_listener(&mut self, li: usize, ring: &mut EventRing) {
+        let l = &mut self.listeners[li];
+        if l.accept.is_some() || !(l.leaving || self.sh.common.shutting_down) {
+            return;
+        }
+        let sock = l.sock.take();
+        if l.leaving {
+            self.listeners.swap_remove(li);
+            while let Some(Ok((stream, _))) = sock.as_ref().map(|s| s.accept()) {
+                // As the ring's accepts make them.
+                let _ = stream.set_nonblocking(true);
+                self.add(stream.into(), ring);
             }
         }
     }
 
     fn begin_shutdown(&mut self, ring: &mut EventRing) {
-        self.sh.shutting_down = true;
-        self.grace_until = Some(self.sh.now + self.sh.site.config.shutdown_grace);
-        for (i, l) in self.listeners.iter_mut().enumerate() {
+        self.books.begin_shutdown(&mut self.sh.common);
+        for l in &mut self.listeners {
             match l.accept {
-                Some(op) => ring.cancel(LISTENER_BASE - i as u64, op),
+                Some(op) => ring.cancel(LISTENER_BASE - l.id, op),
                 None => l.sock = None,
             }
         }
@@ -1033,15 +971,17 @@ impl Worker {
     /// room, or (nothing to shed) answers 503 and closes it.
     fn add(&mut self, fd: OwnedFd, ring: &mut EventRing) {
         let stream = TcpStream::from(fd);
-        if self.sh.shutting_down {
+        // A retiring worker serves what its accept still brings (one response each,
+        // then close): the client connected to a server that goes on.
+        if self.sh.common.shutting_down && !self.books.retiring() {
             return;
         }
         let Ok(peer) = stream.peer_addr() else {
             return;
         };
-        let max = self.sh.site.config.max_connections.max(1);
-        if self.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
-            self.sh.stats.refused();
+        let max = self.sh.common.site.config.max_connections.max(1);
+        if self.books.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
+            self.sh.common.stats.refused();
             super::refuse(&stream);
             return;
         }
@@ -1065,8 +1005,7 @@ impl Worker {
         let Some(victim) = shed_victim(candidates) else {
             return false;
         };
-        tracing::debug!("at the connection limit: shedding connection {victim}");
-        self.sh.stats.shed();
+        super::shedding(victim, &self.sh.common.stats);
         self.close(victim, ring);
         true
     }
@@ -1074,16 +1013,13 @@ impl Worker {
     /// Starts serving an accepted connection.
     fn start(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let route = classify_peer(&mut self.sh.peers, &stream, peer);
+        let route = classify_peer(&mut self.sh.common.peers, &stream, peer);
         let core = proto::Conn::new(peer, !route.local, &self.sh.env());
-        let idx = self.free.pop().unwrap_or_else(|| {
+        let idx = self.books.slot(|| {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.count += 1;
-        self.sh.stats.accepted();
-        self.next_sweep = self.next_sweep.min(core.deadline());
+        let seq = self.books.opened(&self.sh.common, core.deadline());
         self.conns[idx] = Some(Box::new(Connection {
             stream,
             core,
@@ -1102,10 +1038,9 @@ impl Worker {
             closing: false,
             counted: true,
             queued: true,
-            seq: self.accepted,
+            seq,
         }));
-        self.accepted += 1;
-        self.runq.push(idx);
+        self.books.runq.push(idx);
     }
 
     /// Starts closing a connection (cancels its operations).
@@ -1127,8 +1062,7 @@ impl Worker {
         };
         if conn.counted {
             conn.counted = false;
-            self.active.fetch_sub(1, Ordering::Relaxed);
-            self.count -= 1;
+            self.books.closed();
         }
         if conn.inflight == 0 {
             self.release(idx);
@@ -1142,23 +1076,20 @@ impl Worker {
                 self.sh.io.give(std::mem::take(&mut conn.out));
             }
             drop(conn);
-            self.free.push(idx);
-            if self.accept_paused_until.is_some() && !self.starved {
+            self.books.free.push(idx);
+            if !self.books.starved {
                 // An fd was closed: try accepting again now.
-                self.accept_paused_until = Some(self.sh.now);
+                self.books.fd_freed(self.sh.common.now);
             }
         }
     }
 
     fn run_queue(&mut self, ring: &mut EventRing) {
-        let queue = std::mem::take(&mut self.runq);
+        let queue = self.books.take_runq();
         for &idx in &queue {
             self.drive(idx, ring);
         }
-        if self.runq.is_empty() {
-            self.runq = queue;
-            self.runq.clear();
-        }
+        self.books.give_runq(queue);
     }
 
     fn drive(&mut self, idx: usize, ring: &mut EventRing) {
@@ -1188,11 +1119,11 @@ impl Worker {
             ring.cancel(IGNORE, op);
         }
         // A paced body's next send, like any timeout, waits for the core's deadline.
-        self.next_sweep = self.next_sweep.min(conn.core.deadline());
+        self.books.next_sweep = self.books.next_sweep.min(conn.core.deadline());
     }
 
     fn sweep(&mut self, ring: &mut EventRing) {
-        let now = self.sh.now;
+        let now = self.sh.common.now;
         let mut next = now + TICK;
         let idle = self
             .conns
@@ -1200,10 +1131,7 @@ impl Worker {
             .flatten()
             .filter(|c| !c.closing && c.core.is_idle())
             .count();
-        self.sh.stats.connections(self.count, idle);
-        self.sh.responder.cache.evict_expired(now);
-        let cache = &self.sh.responder.cache;
-        self.sh.stats.file_cache(cache);
+        self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.conns.len() {
             let Some(conn) = self.conns[idx].as_mut() else {
                 continue;
@@ -1221,7 +1149,7 @@ impl Worker {
                 next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
             }
         }
-        self.next_sweep = next;
+        self.books.next_sweep = next;
     }
 }
 

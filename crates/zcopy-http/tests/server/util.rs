@@ -153,6 +153,8 @@ pub fn read_response(s: &mut impl Read, head_only: bool) -> Option<RawResponse> 
                 String::from_utf8_lossy(&head)
             ),
             Ok(_) => head.push(b[0]),
+            // Interrupted by a signal (seen once under scripts/test.sh): std does not retry.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if head.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
                 return None;
             }
