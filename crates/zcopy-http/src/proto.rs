@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::access_log::{self, AccessLogger};
 use crate::config::{Config, ListenKind};
-use crate::handler::{self, Body, FileBody, Piece, Response};
+use crate::handler::{self, Body, BodyMem, FileBody, Piece, Response};
 use crate::request::{self, HttpError, Method, Parsed, Request};
 use crate::stats::WorkerStats;
 
@@ -701,6 +701,24 @@ impl Conn {
         match r.body.as_ref().map(|b| (b, b.pieces.get(r.piece))) {
             Some((b, Some(&Piece::Mem(start, end)))) => &b.mem[start + r.off as usize..end],
             _ => &[],
+        }
+    }
+
+    /// When [`Conn::write_buf`] is a held file's bytes (not the head): those bytes
+    /// and the range still to write, so a driver can send them without a copy of its
+    /// own (reporting with [`Conn::on_written`] as for `write_buf`).
+    pub fn write_held(&self) -> Option<(&Arc<[u8]>, std::ops::Range<usize>)> {
+        let State::Respond(r) = &self.state else {
+            return None;
+        };
+        if r.pos < r.out.len() {
+            return None;
+        }
+        match r.body.as_ref().map(|b| (&b.mem, b.pieces.get(r.piece))) {
+            Some((BodyMem::Held(bytes), Some(&Piece::Mem(start, end)))) => {
+                Some((bytes, start + r.off as usize..end))
+            }
+            _ => None,
         }
     }
 

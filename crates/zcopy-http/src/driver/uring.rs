@@ -9,6 +9,8 @@
 //! - Heads and in-memory bodies: copied into a buffer the ring owns until the `SEND`
 //!   completes. A head followed by a body is held back (corked in user space) and
 //!   leaves in the same `SEND` as the body's first chunk.
+//! - Bodies of files the cache holds (16–64 KiB): one `SENDMSG` of the corked head
+//!   and the held bytes, which the operation keeps alive (the kernel's copy only).
 //! - File bodies by copy: below [`MAP_MIN`], `READ` of a chunk into that buffer,
 //!   then `SEND` (the bytes are copied at read time; a cold file's read waits in
 //!   the kernel, not in this loop); from [`MAP_MIN`] on, one `SENDMSG` of the corked
@@ -94,6 +96,9 @@ enum Sending {
     FileSend { sent: usize, file: usize },
     /// `prefix` corked bytes and `file` mapped bytes being sent in one `sendmsg`.
     MapSend { prefix: usize, file: usize },
+    /// `prefix` corked bytes and `core` bytes of a held file being sent in one
+    /// `sendmsg`.
+    HeldSend { prefix: usize, core: usize },
     /// Splicing: `first` is the file → pipe leg's outcome once known.
     Splice { want: usize, first: Option<usize> },
     /// Waiting for room in the socket (a splice to it said EAGAIN).
@@ -239,6 +244,23 @@ impl Connection {
                 }
                 Intent::Write { more } => {
                     if self.sending.is_some() {
+                        return;
+                    }
+                    if let Some((bytes, range)) = self.core.write_held() {
+                        // A held file's bytes: sent from where they are held, after
+                        // the corked head, in one SENDMSG (the kernel's copy only).
+                        let len = range.len();
+                        if self.out.capacity() == 0 {
+                            self.out = io.take();
+                        }
+                        let prefix = std::mem::take(&mut self.out);
+                        self.sending = Some(Sending::HeldSend {
+                            prefix: prefix.len(),
+                            core: len,
+                        });
+                        let fd = self.stream.as_fd();
+                        ring.send_shared(token, fd, prefix, bytes, range.start, len, more);
+                        self.inflight += 1;
                         return;
                     }
                     let data = self.core.write_buf();
@@ -580,6 +602,15 @@ impl Connection {
                             self.core.on_file_sent(&mut env, file, false);
                         } else {
                             // MSG_WAITALL: short only when the file lost pages meanwhile.
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    (Sending::HeldSend { prefix, core }, Ok(n)) => {
+                        self.out.clear();
+                        if n == prefix + core {
+                            self.core.on_written(&mut env, core);
+                        } else {
+                            // MSG_WAITALL: short only when the connection failed.
                             self.core.on_send_failed(&mut env);
                         }
                     }

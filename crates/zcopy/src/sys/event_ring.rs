@@ -128,7 +128,17 @@ struct MsgParts {
     hdr: libc::msghdr,
     iov: [libc::iovec; 2],
     prefix: Vec<u8>,
-    _map: Rc<Mapping>,
+    _second: Second,
+}
+
+/// What the second iovec of a [`MsgParts`] points into, kept alive with it (never
+/// read: holding it is the point).
+#[allow(dead_code)]
+enum Second {
+    /// A file's mapping.
+    Map(Rc<Mapping>),
+    /// Shared, immutable bytes.
+    Bytes(Arc<[u8]>),
 }
 
 impl fmt::Debug for MsgParts {
@@ -451,6 +461,62 @@ impl EventRing {
             start <= map.len() && len <= map.len() - start,
             "range outside the mapping"
         );
+        // SAFETY: `start <= map.len()` (asserted), so the pointer stays inside (or one
+        // past) the mapping.
+        let second = unsafe { map.as_ptr().add(start) };
+        self.send_two(
+            token,
+            sock,
+            prefix,
+            second,
+            len,
+            Second::Map(map.clone()),
+            more,
+        );
+    }
+
+    /// Like [`EventRing::send_mapped`], with `bytes[start..start + len]` (shared,
+    /// immutable memory, held until the send completes) after `prefix`: the kernel
+    /// copies them at send time.
+    ///
+    /// # Panics
+    /// If the range is not inside `bytes`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_shared(
+        &mut self,
+        token: u64,
+        sock: BorrowedFd<'_>,
+        prefix: Vec<u8>,
+        bytes: &Arc<[u8]>,
+        start: usize,
+        len: usize,
+        more: bool,
+    ) {
+        let second = bytes[start..start + len].as_ptr();
+        self.send_two(
+            token,
+            sock,
+            prefix,
+            second,
+            len,
+            Second::Bytes(bytes.clone()),
+            more,
+        );
+    }
+
+    /// One `IORING_OP_SENDMSG` of `prefix` and the `len` bytes at `second`, which
+    /// `keep` keeps alive.
+    #[allow(clippy::too_many_arguments)]
+    fn send_two(
+        &mut self,
+        token: u64,
+        sock: BorrowedFd<'_>,
+        prefix: Vec<u8>,
+        second: *const u8,
+        len: usize,
+        keep: Second,
+        more: bool,
+    ) {
         // SAFETY: msghdr is plain data; all-zero is a valid empty header.
         let hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         let mut parts = Box::new(MsgParts {
@@ -461,14 +527,12 @@ impl EventRing {
                     iov_len: prefix.len(),
                 },
                 libc::iovec {
-                    // SAFETY: `start <= map.len()` (asserted), so the pointer stays
-                    // inside (or one past) the mapping.
-                    iov_base: unsafe { map.as_ptr().add(start) } as *mut libc::c_void,
+                    iov_base: second as *mut libc::c_void,
                     iov_len: len,
                 },
             ],
             prefix,
-            _map: map.clone(),
+            _second: keep,
         });
         parts.hdr.msg_iov = parts.iov.as_mut_ptr();
         parts.hdr.msg_iovlen = 2;
@@ -479,8 +543,8 @@ impl EventRing {
         let e = opcode::SendMsg::new(types::Fd(sock.as_raw_fd()), &parts.hdr)
             .flags(flags as u32)
             .build();
-        // The header, iovecs, prefix bytes and mapping all live in `parts` (boxed:
-        // their addresses don't move) until the last completion.
+        // The header, iovecs, prefix bytes and what the second iovec points into all
+        // live in `parts` (boxed: their addresses don't move) until the completion.
         let _ = self.push(e, token, Kind::Send, Held::Msg(parts));
     }
 
