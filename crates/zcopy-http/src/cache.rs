@@ -293,7 +293,11 @@ impl FileCache {
             .watch(file)
             .map_err(|e| tracing::debug!("file not watched, it uses fstat: {e}"))
             .ok()?;
-        let before = rustix::fs::fstat(file).ok();
+        // The size now, which bounds the read (the file may have grown since `st`).
+        let before = rustix::fs::fstat(file).ok().filter(|b| {
+            let len = b.st_size.max(0) as u64;
+            len <= MEMO_MAX && self.memo_bytes + len as usize <= MEMO_BYTES
+        });
         let mut bytes = Vec::new();
         let got = before.map(|b| pread_into(file, 0, b.st_size.max(0) as usize, &mut bytes));
         let after = rustix::fs::fstat(file).ok();
@@ -515,6 +519,21 @@ mod tests {
                 "{what}: watch kept"
             );
         }
+    }
+
+    #[test]
+    fn a_file_that_grew_past_the_limit_is_not_read_into_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"small").unwrap();
+        let f = Arc::new(File::open(&p).unwrap());
+        let st = rustix::fs::fstat(&*f).unwrap();
+        std::fs::write(&p, vec![7u8; MEMO_MAX as usize + 1]).unwrap();
+        let mut c = FileCache::new(Duration::from_secs(60), 8);
+        c.put("/f", "f", f.clone(), &st, Instant::now());
+        assert!(c.bytes("/f", &f).is_none());
+        assert_eq!(c.memo_bytes, 0);
+        assert!(c.watched.is_empty(), "the watch taken for it is given back");
     }
 
     #[test]
