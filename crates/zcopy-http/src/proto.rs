@@ -739,6 +739,10 @@ impl Conn {
         {
             r.off += n as u64;
             r.body_sent += n as u64;
+            if matches!(b.mem, BodyMem::Held(_)) {
+                // A held file's bytes: from memory, copied at send time.
+                env.stats.body_from_memory(n as u64);
+            }
             if r.off as usize == end - start {
                 r.piece += 1;
                 r.off = 0;

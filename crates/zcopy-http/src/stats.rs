@@ -81,7 +81,7 @@ impl WorkerStats {
         );
     }
 
-    /// Body bytes that left with the head, from memory.
+    /// Body bytes sent from memory (with the head, or a held file's).
     pub fn body_from_memory(&self, n: u64) {
         self.add(BODY_MEMORY, n);
         self.add(COPIED, n);
@@ -210,7 +210,8 @@ impl Stats {
             &mut o,
             "body_bytes_total",
             "counter",
-            "Response body bytes sent, by engine (memory: read and written with the head).",
+            "Response body bytes sent, by engine (memory: from memory, with the head or from a \
+             held file).",
         );
         let _ = writeln!(
             o,
