@@ -87,6 +87,8 @@ pub struct CachedFile {
     pub st: rustix::fs::Stat,
     /// Its head fields, when they are held.
     pub described: Option<Arc<Described>>,
+    /// Its bytes, when they are held (read under `st`).
+    pub bytes: Option<Arc<[u8]>>,
 }
 
 /// Request path → open file (and maybe its bytes), per worker thread.
@@ -152,6 +154,7 @@ impl FileCache {
                 file: entry.file.clone(),
                 st: memo.st,
                 described: Some(memo.described.clone()),
+                bytes: Some(memo.bytes.clone()),
             });
         }
         let st = rustix::fs::fstat(&*entry.file).ok();
@@ -162,6 +165,7 @@ impl FileCache {
                     file: entry.file.clone(),
                     st,
                     described: None,
+                    bytes: None,
                 })
             }
             _ => {
@@ -170,15 +174,6 @@ impl FileCache {
                 None
             }
         }
-    }
-
-    /// The bytes held for `key`, when `file` is the file they were read from.
-    pub fn bytes(&self, key: &str, file: &Arc<File>) -> Option<&Arc<[u8]>> {
-        let entry = self.map.get(key)?;
-        if !Arc::ptr_eq(&entry.file, file) {
-            return None;
-        }
-        entry.memo.as_ref().map(|m| &m.bytes)
     }
 
     /// The sidecar bitmask noted for `key` less than `ttl` ago.
@@ -237,6 +232,7 @@ impl FileCache {
             file,
             st: *st,
             described: None,
+            bytes: None,
         };
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
             return plain(file);
@@ -255,6 +251,7 @@ impl FileCache {
                 file: file.clone(),
                 st: m.st,
                 described: Some(m.described.clone()),
+                bytes: Some(m.bytes.clone()),
             },
             None => plain(file.clone()),
         };
@@ -438,8 +435,8 @@ mod tests {
         // As where inotify is refused: kept open, not held, so every hit is an fstat.
         c.watcher = Some(Err(()));
         let now = Instant::now();
-        c.put("/f", "f", f.clone(), &st, now);
-        assert!(c.bytes("/f", &f).is_none(), "not held without a watch");
+        let put = c.put("/f", "f", f.clone(), &st, now);
+        assert!(put.bytes.is_none(), "not held without a watch");
         std::fs::write(&p, b"three").unwrap();
         let st2 = c.get("/f", now).expect("hit").st;
         assert_eq!(st2.st_size, 5, "metadata must be current");
@@ -458,8 +455,7 @@ mod tests {
         let st = rustix::fs::fstat(&*f).unwrap();
         let mut c = FileCache::new(Duration::from_secs(60), 8);
         let t0 = Instant::now();
-        c.put("/f", "f", f.clone(), &st, t0);
-        if c.bytes("/f", &f).is_none() {
+        if c.put("/f", "f", f.clone(), &st, t0).bytes.is_none() {
             eprintln!("skipped: {} is not watchable here", dir.display());
             return None;
         }
@@ -500,20 +496,17 @@ mod tests {
                 return;
             };
             let t1 = t0 + Duration::from_millis(1);
-            let st = c.get("/f", t1).expect("hit").st;
-            assert_eq!(
-                c.bytes("/f", &f).map(|b| &b[..]),
-                Some(&b"one"[..]),
-                "{what}"
-            );
-            assert_eq!(st.st_size, 3);
+            let hit = c.get("/f", t1).expect("hit");
+            assert!(Arc::ptr_eq(&hit.file, &f), "{what}");
+            assert_eq!(hit.bytes.as_deref(), Some(&b"one"[..]), "{what}");
+            assert_eq!(hit.st.st_size, 3);
             change(&dir.path().join("f"));
             // The next loop turn reads the notice before answering.
             assert!(
                 c.get("/f", t1 + Duration::from_millis(1)).is_none(),
                 "{what}"
             );
-            assert!(c.bytes("/f", &f).is_none(), "{what}");
+            assert!(!c.map.contains_key("/f"), "{what}: entry kept");
             assert!(
                 c.watched.is_empty() && c.memo_bytes == 0,
                 "{what}: watch kept"
@@ -530,8 +523,8 @@ mod tests {
         let st = rustix::fs::fstat(&*f).unwrap();
         std::fs::write(&p, vec![7u8; MEMO_MAX as usize + 1]).unwrap();
         let mut c = FileCache::new(Duration::from_secs(60), 8);
-        c.put("/f", "f", f.clone(), &st, Instant::now());
-        assert!(c.bytes("/f", &f).is_none());
+        let put = c.put("/f", "f", f.clone(), &st, Instant::now());
+        assert!(put.bytes.is_none());
         assert_eq!(c.memo_bytes, 0);
         assert!(c.watched.is_empty(), "the watch taken for it is given back");
     }
@@ -542,18 +535,14 @@ mod tests {
         let Some((mut c, f, t0)) = held(dir.path(), b"hello") else {
             return;
         };
-        let other = Arc::new(File::open(dir.path().join("f")).unwrap());
-        assert!(
-            c.bytes("/f", &other).is_none(),
-            "only for the file they came from"
-        );
         let hit = c.get("/f", t0).unwrap();
-        let st = hit.st;
+        assert!(Arc::ptr_eq(&hit.file, &f), "the bytes come with their file");
         assert_eq!(
             hit.described.unwrap().content_type,
             "application/octet-stream"
         );
-        assert_eq!(st.st_size as usize, c.bytes("/f", &f).unwrap().len());
+        assert_eq!(hit.bytes.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(hit.st.st_size, 5);
         // Two paths for one inode share one watch, which goes with the last of them.
         let st2 = rustix::fs::fstat(&*f).unwrap();
         c.put("/", "index.html", f.clone(), &st2, t0);

@@ -90,6 +90,9 @@ pub struct FileBody {
     /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
     /// directory).
     pub members: Vec<crate::archive::Member>,
+    /// The whole of `file`, when the worker's cache holds its bytes (read under the
+    /// fstat the response was built on).
+    pub held: Option<Arc<[u8]>>,
 }
 
 /// Bytes a body sends from memory: made for this response, or a held file's bytes
@@ -280,6 +283,7 @@ pub fn handle(
                     file: Arc::new(file),
                     st,
                     described: None,
+                    bytes: None,
                 };
                 serve_file(req, &conn, f, name, Found::default(), out)
             }
@@ -655,6 +659,7 @@ fn serve_archive(
                 pieces: archive.pieces,
                 mem: BodyMem::Owned(archive.mem),
                 members: archive.members,
+                held: None,
             })
         },
         body_len: if head_only { 0 } else { archive.len },
@@ -700,12 +705,25 @@ fn serve_file(
         vary_encoding: found.any,
         ..*conn
     };
-    let (file, st, coding, described) = match found.chosen {
-        Some(s) => (Arc::new(s.file), s.stat, Some(s.encoding.token()), None),
-        None => (f.file, f.st, None, f.described),
+    let (file, st, coding, described, held) = match found.chosen {
+        Some(s) => (
+            Arc::new(s.file),
+            s.stat,
+            Some(s.encoding.token()),
+            None,
+            None,
+        ),
+        None => (f.file, f.st, None, f.described, f.bytes),
     };
     let len = st.st_size.max(0) as u64;
-    let described = described.unwrap_or_else(|| Arc::new(Described::of(&st, name)));
+    let computed;
+    let described = match &described {
+        Some(d) => d,
+        None => {
+            computed = Described::of(&st, name);
+            &computed
+        }
+    };
     let (v, lm, ctype) = (
         &described.validators,
         &described.last_modified,
@@ -821,6 +839,7 @@ fn serve_file(
             pieces,
             mem: BodyMem::Owned(mem),
             members: Vec::new(),
+            held,
         }),
         body_len,
         close: conn.close,

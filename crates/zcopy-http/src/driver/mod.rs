@@ -238,10 +238,9 @@ impl Responder for SiteResponder {
         let [Piece::File { start, len }] = fb.pieces[..] else {
             return resp;
         };
-        let key = req.target.split('?').next().unwrap_or("");
-        let held = self
-            .cache
-            .bytes(key, &fb.file)
+        let held = fb
+            .held
+            .as_ref()
             .filter(|b| start.saturating_add(len) <= b.len() as u64);
         if len <= SMALL_BODY {
             let got = match held {
