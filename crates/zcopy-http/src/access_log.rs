@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::config::AccessLog;
@@ -98,7 +98,7 @@ impl AccessLogger {
     pub fn reopen(&self) -> io::Result<()> {
         if let AccessLog::File(_) = self.dest {
             let new = open(&self.dest)?;
-            let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut out = crate::lock(&self.out);
             let _ = out.flush();
             *out = new;
         }
@@ -151,7 +151,7 @@ impl AccessLogger {
 
     /// Writes a worker's batch of lines.
     pub fn write_batch(&self, buf: &[u8]) {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = crate::lock(&self.out);
         let _ = out.write_all(buf);
         let _ = out.flush();
     }

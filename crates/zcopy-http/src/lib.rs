@@ -36,3 +36,8 @@ pub mod rules;
 pub mod server;
 pub mod stats;
 pub mod watch;
+
+/// Locks `m`, also after a panic elsewhere (the state stays usable).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

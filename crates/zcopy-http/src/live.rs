@@ -4,7 +4,7 @@
 //! already in flight keep what they started with.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::access_log::AccessLogger;
 use crate::handler::Site;
@@ -41,13 +41,13 @@ impl LiveCell {
 
     /// The current settings and their generation.
     pub fn load(&self) -> (u64, Arc<Live>) {
-        let cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let cur = crate::lock(&self.current);
         (self.generation.load(Ordering::Relaxed), cur.clone())
     }
 
     /// Replaces the settings; workers pick them up on their next loop turn.
     pub fn store(&self, live: Live) {
-        let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cur = crate::lock(&self.current);
         *cur = Arc::new(live);
         self.generation.fetch_add(1, Ordering::Relaxed);
     }

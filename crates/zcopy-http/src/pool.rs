@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use mio::{Poll, Waker};
@@ -18,17 +18,13 @@ use crate::driver::worker::{Control, Start};
 use crate::driver::{IoDriver, Role, uring};
 use crate::listen::{self, Address};
 use crate::live::LiveCell;
+use crate::lock;
 use crate::server::{ServerError, ShutdownInner};
 use crate::stats::Stats;
 
 /// The HTTPS listeners' TLS setup, once there are any (shared with the certificate
 /// reloader).
 pub(crate) type TlsCell = Arc<Mutex<Option<Arc<TlsSite>>>>;
-
-/// Locks `m`, also after a panic elsewhere (the state stays usable).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The workers and their listener set.
 #[derive(Debug)]

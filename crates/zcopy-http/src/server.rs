@@ -19,7 +19,8 @@ use crate::driver::{self, IoDriver};
 use crate::handler::Site;
 use crate::listen::Address;
 use crate::live::{Live, LiveCell};
-use crate::pool::{Pool, TlsCell, lock};
+use crate::lock;
+use crate::pool::{Pool, TlsCell};
 use crate::stats::Stats;
 
 /// Why the server could not start.

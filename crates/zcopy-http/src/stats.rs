@@ -97,10 +97,7 @@ impl WorkerStats {
 
     /// An engine gave up on a body and the next one took over.
     pub fn fallback(&self, engine: EngineKind, reason: &str) {
-        let mut f = self
-            .fallbacks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut f = crate::lock(&self.fallbacks);
         match f
             .iter_mut()
             .find(|(e, r, _)| *e == engine.name() && r == reason)

@@ -3,7 +3,7 @@
 //! queue, counts, accept pauses, timers, reloads and graceful end.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
@@ -66,7 +66,7 @@ impl Control {
     /// Gives the worker a new listener set: it starts accepting on the new sockets,
     /// and takes in what waits on the ones it leaves, then lets them go.
     pub(crate) fn relisten(&self, plan: Vec<Listen>) {
-        *self.plan.lock().unwrap_or_else(PoisonError::into_inner) = Some(plan);
+        *crate::lock(&self.plan) = Some(plan);
         self.changed.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
@@ -84,10 +84,7 @@ impl Control {
         if !self.changed.load(Ordering::Acquire) || !self.changed.swap(false, Ordering::AcqRel) {
             return None;
         }
-        self.plan
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        crate::lock(&self.plan).take()
     }
 }
 
