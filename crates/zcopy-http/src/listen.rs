@@ -111,6 +111,11 @@ impl Address {
         self.role.kind()
     }
 
+    /// Whether this is the configuration's entry `addr` of `kind`.
+    pub(crate) fn is(&self, addr: SocketAddr, kind: ListenKind) -> bool {
+        self.asked == addr && self.kind() == kind
+    }
+
     /// Binds more sockets to the group until there are `n` (for new workers). Where
     /// `SO_REUSEPORT` is refused the workers share the first socket.
     pub(crate) fn grow(&mut self, n: usize) {

@@ -76,7 +76,7 @@ impl Staged {
         let mut fresh = self.fresh;
         let mut set = Vec::with_capacity(self.wanted.len());
         for (addr, kind) in self.wanted {
-            let known = |a: &Address| a.asked == addr && a.kind() == kind;
+            let known = |a: &Address| a.is(addr, kind);
             if let Some(i) = current.iter().position(known) {
                 set.push(current.remove(i));
             } else if let Some(i) = fresh.iter().position(known) {
@@ -142,7 +142,7 @@ impl Pool {
         }
         let mut fresh: Vec<Address> = Vec::new();
         for &(addr, kind) in &wanted {
-            let known = |a: &Address| a.asked == addr && a.kind() == kind;
+            let known = |a: &Address| a.is(addr, kind);
             if current.iter().any(known) || fresh.iter().any(known) {
                 continue;
             }
@@ -157,11 +157,10 @@ impl Pool {
             .iter()
             .filter(|(_, k)| *k == ListenKind::Https)
             .find_map(|&(addr, kind)| {
-                let known = |a: &&Address| a.asked == addr && a.kind() == kind;
                 current
                     .iter()
                     .chain(&fresh)
-                    .find(known)
+                    .find(|a| a.is(addr, kind))
                     .map(|a| a.bound.port())
             });
         Ok(Staged {
