@@ -19,7 +19,7 @@
 //!   the page cache, so the release is skipped for them.)
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::FileType;
 use rustix::io::Errno;
@@ -197,5 +197,13 @@ impl Engine for Vmsplice {
 
     fn pending(&self) -> usize {
         (self.end - self.start) + self.in_pipe
+    }
+
+    fn reusable(&self) -> bool {
+        self.pending() == 0
+            && self
+                .pipe
+                .as_ref()
+                .is_none_or(|(r, _, _)| super::pipe_is_empty(r.as_fd()))
     }
 }
