@@ -187,7 +187,9 @@ mod tests {
         let (r, w) = pipe().unwrap();
         rustix::io::write(&w, b"from the pipe").unwrap();
         assert!(PipeWriter::check(r.as_fd()).unwrap().is_none());
-        let pw = PipeWriter::check(w.as_fd()).unwrap().expect("the write end");
+        let pw = PipeWriter::check(w.as_fd())
+            .unwrap()
+            .expect("the write end");
         assert_eq!(pw.vmsplice(b"x").unwrap(), 1);
         assert_eq!(w.writer().vmsplice(b"y").unwrap(), 1);
     }
