@@ -1117,6 +1117,29 @@ mod tests {
         );
     }
 
+    /// Dropping a ring whose submission queue is full still cancels everything in
+    /// flight (the cancel used to be dropped when it found no room), and once all
+    /// has completed the ring lets go of every descriptor its operations named.
+    #[test]
+    fn teardown_with_a_full_submission_queue_cancels_everything() {
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (s, _peer) = UnixStream::pair().unwrap();
+        let s = Rc::new(s);
+        // Polls that never fire, exactly filling the (unsubmitted) queue.
+        for t in 0..16 {
+            ring.poll(t, &s, libc::POLLIN as u32);
+        }
+        assert_eq!(Rc::strong_count(&s), 17);
+        drop(ring);
+        assert_eq!(
+            Rc::strong_count(&s),
+            1,
+            "operations left in flight (leaked)"
+        );
+    }
+
     /// A received chunk is only ever given back to the ring it came from.
     #[test]
     #[should_panic(expected = "a buffer of this ring")]
