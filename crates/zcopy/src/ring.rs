@@ -2,5 +2,7 @@
 //! sends, file reads, splices, polls), and file mappings whose residency can be asked
 //! before their pages are sent.
 
-pub use crate::sys::event_ring::{Completion, Event, EventRing, OpId, RecvBuf, RingSize, probe};
+pub use crate::sys::event_ring::{
+    Completion, Desc, Event, EventRing, OpId, RecvBuf, RingSize, probe,
+};
 pub use crate::sys::mem::{Mapping, page_size};

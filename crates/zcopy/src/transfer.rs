@@ -194,6 +194,9 @@ pub struct Transfer {
     forced: Forced,
     report: Report,
     caller_leases: bool,
+    /// A step failed with an I/O error (not "the sink is full"): the sink is gone
+    /// or broken, and what the engine holds of it must not reach another.
+    failed: bool,
 }
 
 impl Transfer {
@@ -211,6 +214,7 @@ impl Transfer {
             forced,
             report: Report::default(),
             caller_leases: false,
+            failed: false,
         }
     }
 
@@ -247,6 +251,14 @@ impl Transfer {
         }
     }
 
+    /// Whether this transfer may serve another body (to another sink): no step
+    /// failed mid-body, and the engine holds no byte of the last sink and is owed
+    /// nothing by the kernel ([`Engine::reusable`]). A pool must drop a transfer that
+    /// is not: bytes left in its pipe or buffer would go to the next sink first.
+    pub fn reusable(&self) -> bool {
+        !self.failed && self.engine.as_ref().is_none_or(|e| e.reusable())
+    }
+
     /// The engine running now (after any fallbacks so far).
     pub fn current(&self) -> Option<EngineKind> {
         self.engine.as_ref().map(|e| e.kind())
@@ -259,6 +271,7 @@ impl Transfer {
             run.fell_back = Some(why);
         }
         let Some(&kind) = self.plan.get(self.next) else {
+            self.failed = true;
             return Err(TransferError::NoEngine {
                 tried: self.report.describe(),
             });
@@ -309,6 +322,9 @@ impl Transfer {
                     self.advance(Some(e.to_string()))?;
                 }
                 Err(source) => {
+                    if source.kind() != io::ErrorKind::WouldBlock {
+                        self.failed = true;
+                    }
                     return Err(TransferError::Io {
                         engine: kind,
                         source,

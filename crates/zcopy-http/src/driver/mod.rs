@@ -422,7 +422,8 @@ impl Engines {
         t
     }
 
-    /// Returns a transfer after its body.
+    /// Returns a transfer after its body; one that is not
+    /// [reusable](Transfer::reusable) is dropped instead of pooled.
     pub fn give(&mut self, mut t: Box<PooledTransfer>) {
         if t.leased {
             t.transfer.release();
@@ -438,6 +439,12 @@ impl Engines {
             t.fallbacks_counted += 1;
         }
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");
+        if !t.transfer.reusable() {
+            // It failed mid-body, or still holds bytes of this client's body (in a
+            // pipe) or owes completions: the next client must never get them.
+            tracing::debug!("engine not reusable after this body: dropped");
+            return;
+        }
         let spare = &mut self.pools[t.pool].1;
         if spare.len() < POOL {
             spare.push(t);

@@ -117,7 +117,9 @@ enum Mapped {
 
 /// One client connection: the socket, what is in flight for it, and the core.
 struct Connection {
-    stream: TcpStream,
+    /// Shared with the ring's operations that name it, which hold it until their
+    /// completions.
+    stream: Rc<TcpStream>,
     core: proto::Conn,
     /// Operations in the ring for this connection.
     inflight: u32,
@@ -138,7 +140,7 @@ struct Connection {
     /// outcome is not the core's any more.
     abandoned: bool,
     /// By-reference bodies: the pipe (read, write) and bytes in it.
-    pipe: Option<(OwnedFd, OwnedFd)>,
+    pipe: Option<(Rc<OwnedFd>, Rc<OwnedFd>)>,
     in_pipe: usize,
     /// Large bodies by copy: the file's mapping, the file, and the offset it starts at.
     map: Option<(Rc<Mapping>, Arc<File>, u64)>,
@@ -234,7 +236,7 @@ impl Connection {
                         continue;
                     }
                     if self.recv.is_none() {
-                        self.recv = Some(ring.recv_multi(token, self.stream.as_fd()));
+                        self.recv = Some(ring.recv_multi(token, &self.stream));
                         self.inflight += 1;
                     }
                     // Nothing received yet: a connection waiting for bytes holds no
@@ -258,7 +260,7 @@ impl Connection {
                             prefix: prefix.len(),
                             core: len,
                         });
-                        let fd = self.stream.as_fd();
+                        let fd = &self.stream;
                         ring.send_shared(token, fd, prefix, bytes, range.start, len, more);
                         self.inflight += 1;
                         return;
@@ -301,7 +303,7 @@ impl Connection {
                                 .is_some_and(|f| zcopy::lease::breaking(&**f))
                         {
                             self.abandoned = true;
-                            ring.cancel_fd(IGNORE, self.stream.as_fd());
+                            ring.cancel_fd(IGNORE, &self.stream);
                             self.core.on_lease_breaking(&mut env);
                             continue;
                         }
@@ -400,7 +402,7 @@ impl Connection {
 
     fn submit_send(&mut self, token: u64, ring: &mut EventRing, from: usize, more: bool) {
         let buf = std::mem::take(&mut self.out);
-        ring.send(token, self.stream.as_fd(), buf, from, more);
+        ring.send(token, &self.stream, buf, from, more);
         self.inflight += 1;
     }
 
@@ -444,25 +446,27 @@ impl Connection {
             file: chunk,
         });
         let more = (chunk as u64) < len;
-        ring.send_mapped(token, self.stream.as_fd(), prefix, m, start, chunk, more);
+        ring.send_mapped(token, &self.stream, prefix, m, start, chunk, more);
         self.inflight += 1;
         Ok(Mapped::Sending)
     }
 
     /// Queues a linked file → pipe → socket splice of up to `len` bytes (or, if the
-    /// pipe still holds bytes, their drain).
+    /// pipe still holds bytes, their drain). The ring holds the file, the pipe and
+    /// the socket until each leg completes: a lease break or a timeout that drops
+    /// the core's file meanwhile can't free its number for another file.
     fn splice(
         &mut self,
         token: u64,
         ring: &mut EventRing,
-        file: &File,
+        file: &Arc<File>,
         offset: u64,
         len: u64,
     ) -> io::Result<()> {
         if self.pipe.is_none() {
             let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
             let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
-            self.pipe = Some((r, w));
+            self.pipe = Some((Rc::new(r), Rc::new(w)));
         }
         let (r, w) = self.pipe.as_ref().expect("made above");
         let cap = rustix::pipe::fcntl_getpipe_size(w).unwrap_or(64 * 1024);
@@ -471,16 +475,7 @@ impl Connection {
         } else {
             (len as usize).min(cap)
         };
-        ring.splice(
-            token,
-            file.as_fd(),
-            offset,
-            want,
-            w.as_fd(),
-            r.as_fd(),
-            self.stream.as_fd(),
-            self.in_pipe,
-        );
+        ring.splice(token, file, offset, want, w, r, &self.stream, self.in_pipe);
         self.inflight += if want > 0 { 2 } else { 1 };
         self.sending = Some(Sending::Splice {
             want,
@@ -499,7 +494,7 @@ impl Connection {
             io.give(std::mem::take(&mut self.out));
         }
         if self.inflight > 0 {
-            ring.cancel_fd(IGNORE, self.stream.as_fd());
+            ring.cancel_fd(IGNORE, &self.stream);
         }
     }
 
@@ -736,8 +731,9 @@ struct Listener {
     /// The set's id of the socket (its token is `LISTENER_BASE - id`).
     id: u64,
     /// This worker's descriptor of the socket, closed (dropped) at shutdown once its
-    /// accept is over, so that new clients are refused at once.
-    sock: Option<std::net::TcpListener>,
+    /// accept is over, so that new clients are refused at once (the accept holds it
+    /// too, until its last completion).
+    sock: Option<Rc<std::net::TcpListener>>,
     /// Left out of the worker's listener set: closed once its accept is over.
     leaving: bool,
     /// The multishot accept, while armed.
@@ -747,6 +743,9 @@ struct Listener {
 /// One worker thread's event loop on its own io_uring.
 pub struct Worker {
     poll: Poll,
+    /// A descriptor of `poll`'s epoll instance for the ring's poll on it (held by
+    /// the operation until it completes); made in [`Worker::run`].
+    waker: Option<Rc<mio::Registry>>,
     listeners: Vec<Listener>,
     conns: Vec<Option<Box<Connection>>>,
     books: Books,
@@ -777,6 +776,7 @@ impl Worker {
         let no_mmap = forced.limit(EngineKind::Mmap).is_some();
         Worker {
             poll,
+            waker: None,
             listeners: Vec::new(),
             conns: Vec::new(),
             books,
@@ -792,7 +792,9 @@ impl Worker {
     /// Runs until shutdown (the ring is made here, on the worker's own thread).
     pub fn run(mut self) -> io::Result<()> {
         let mut ring = EventRing::new(RING)?;
-        ring.poll(WAKER, &self.poll, POLLIN);
+        let waker = Rc::new(self.poll.registry().try_clone()?);
+        ring.poll(WAKER, &waker, POLLIN);
+        self.waker = Some(waker);
         let mut done = Vec::new();
         if let Some(plan) = self.books.ctl.new_plan() {
             self.relisten(plan, &mut ring);
@@ -849,8 +851,10 @@ impl Worker {
                 // Shutdown or a reload: both are looked at once per loop turn.
                 let mut events = Events::with_capacity(4);
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
-                if !self.books.shutdown.flag.load(Ordering::SeqCst) {
-                    ring.poll(WAKER, &self.poll, POLLIN);
+                if !self.books.shutdown.flag.load(Ordering::SeqCst)
+                    && let Some(waker) = &self.waker
+                {
+                    ring.poll(WAKER, waker, POLLIN);
                 }
             }
             t if t > LISTENER_BASE - MAX_ID && t <= LISTENER_BASE => {
@@ -910,7 +914,7 @@ impl Worker {
                 && !l.leaving
                 && let Some(sock) = &l.sock
             {
-                l.accept = Some(ring.accept_multi(LISTENER_BASE - l.id, sock.as_fd()));
+                l.accept = Some(ring.accept_multi(LISTENER_BASE - l.id, sock));
             }
         }
     }
@@ -950,7 +954,7 @@ impl Worker {
             match p.sock.sock.try_clone() {
                 Ok(sock) => self.listeners.push(Listener {
                     id: p.sock.id,
-                    sock: Some(sock),
+                    sock: Some(Rc::new(sock)),
                     leaving: false,
                     accept: None,
                 }),
@@ -1052,7 +1056,7 @@ impl Worker {
         });
         let seq = self.books.opened(&self.sh.common, core.deadline());
         self.conns[idx] = Some(Box::new(Connection {
-            stream,
+            stream: Rc::new(stream),
             core,
             inflight: 0,
             recv: None,

@@ -4,6 +4,7 @@
 mod util;
 
 mod archive;
+mod crossclient;
 mod driver;
 mod files;
 mod framing;

@@ -312,3 +312,23 @@ pub fn require(prog: &str) -> bool {
     eprintln!("skipped: {prog} not installed");
     false
 }
+
+/// Held while a test has veth peers classified as remote
+/// ([`zcopy::peer::set_test_veth_is_remote`]): the switch is process-wide, and the
+/// tests that need veth peers to be local must not run meanwhile.
+pub static VETH_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` with veth peers classified as remote (test-only switch), then switches
+/// it back off.
+pub fn with_veth_as_remote<T>(f: impl FnOnce() -> T) -> T {
+    let _held = VETH_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    struct Off;
+    impl Drop for Off {
+        fn drop(&mut self) {
+            zcopy::peer::set_test_veth_is_remote(false);
+        }
+    }
+    let _off = Off;
+    zcopy::peer::set_test_veth_is_remote(true);
+    f()
+}

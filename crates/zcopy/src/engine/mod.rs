@@ -67,6 +67,21 @@ pub trait Engine: Send + fmt::Debug {
     /// pins the open file and so any lease on it), before the engine is reused for
     /// another source.
     fn release(&mut self) {}
+
+    /// Whether the engine may serve another source or sink: it holds no byte of the
+    /// last one (nothing [`pending`](Engine::pending), an empty pipe) and the kernel
+    /// owes it nothing (every zero-copy completion in). An engine that is not
+    /// reusable is dropped, never handed to the next transfer: what it holds would
+    /// reach the next sink first.
+    fn reusable(&self) -> bool {
+        self.pending() == 0
+    }
+}
+
+/// Whether a pipe holds no bytes (`ioctl(FIONREAD)` says 0); false when it can't
+/// be asked.
+pub(crate) fn pipe_is_empty(read_end: BorrowedFd<'_>) -> bool {
+    rustix::io::ioctl_fionread(read_end).is_ok_and(|n| n == 0)
 }
 
 /// The engines zcopy knows.

@@ -243,4 +243,18 @@ impl Engine for Splice {
     fn pending(&self) -> usize {
         self.pending
     }
+
+    /// Nothing pending and the pipe really empty (FIONREAD), whatever the count says.
+    fn reusable(&self) -> bool {
+        self.pending == 0
+            && self
+                .pipe
+                .as_ref()
+                .is_none_or(|p| super::pipe_is_empty(p.read.as_fd()))
+    }
+
+    /// Forgets the fds of the last pair: a number may name another file next time.
+    fn release(&mut self) {
+        self.pair = None;
+    }
 }

@@ -66,8 +66,10 @@ thread_local! {
 impl Drop for Uring {
     fn drop(&mut self) {
         // Only a quiet ring with an empty pipe goes back: every step waits for its
-        // completions, so a ring between steps has nothing in flight.
-        if self.in_pipe == 0
+        // completions, so a ring between steps has nothing in flight; a pipe that
+        // still holds bytes of this engine's sink (its client went away mid-body)
+        // is closed with them, never handed to the next engine.
+        if self.reusable()
             && let Some(ring) = self.ring.take()
         {
             let pipe = self.pipe.take();
@@ -149,6 +151,15 @@ impl Engine for Uring {
 
     fn pending(&self) -> usize {
         self.in_pipe
+    }
+
+    /// Nothing counted in the pipe, and the pipe really empty (FIONREAD).
+    fn reusable(&self) -> bool {
+        self.in_pipe == 0
+            && self
+                .pipe
+                .as_ref()
+                .is_none_or(|(r, _, _)| super::pipe_is_empty(r.as_fd()))
     }
 }
 

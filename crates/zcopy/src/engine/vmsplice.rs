@@ -19,7 +19,7 @@
 //!   the page cache, so the release is skipped for them.)
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::FileType;
 use rustix::io::Errno;
@@ -27,7 +27,7 @@ use rustix::pipe::SpliceFlags;
 
 use super::{Engine, EngineKind, Src};
 use crate::stats::Stats;
-use crate::sys::vmsplice::{PageBuf, PipeWriter};
+use crate::sys::vmsplice::{PageBuf, PipeWriter, WriteEnd};
 
 /// Size of the engine's buffer and pipe: 256 KiB.
 pub const CHUNK: usize = 256 * 1024;
@@ -36,7 +36,7 @@ pub const CHUNK: usize = 256 * 1024;
 #[derive(Debug, Default)]
 pub struct Vmsplice {
     /// Engine-owned pipe (read end, write end) and its capacity, created on first use.
-    pipe: Option<(OwnedFd, OwnedFd, usize)>,
+    pipe: Option<(OwnedFd, WriteEnd, usize)>,
     /// Buffer for fd sources, created on first use.
     buf: Option<PageBuf>,
     /// `buf[start..end]`: read from the source, not yet vmspliced anywhere.
@@ -55,9 +55,9 @@ impl Vmsplice {
     }
 
     /// The engine's pipe, creating it (sized to [`CHUNK`] when the kernel lets us).
-    fn pipe(&mut self) -> io::Result<&(OwnedFd, OwnedFd, usize)> {
+    fn pipe(&mut self) -> io::Result<&(OwnedFd, WriteEnd, usize)> {
         if self.pipe.is_none() {
-            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+            let (r, w) = crate::sys::vmsplice::pipe()?;
             let cap = rustix::pipe::fcntl_setpipe_size(&w, CHUNK)
                 .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w))?;
             self.pipe = Some((r, w, cap));
@@ -94,9 +94,7 @@ impl Vmsplice {
                     Some(pw) => pw.vmsplice(bytes).inspect(|&n| done += n),
                     None => {
                         let (_, w, _) = self.pipe.as_ref().expect("pipe exists");
-                        PipeWriter::own(w)
-                            .vmsplice(bytes)
-                            .inspect(|&n| self.in_pipe += n)
+                        w.writer().vmsplice(bytes).inspect(|&n| self.in_pipe += n)
                     }
                 };
                 r.inspect(|&n| self.start += n)
@@ -151,7 +149,7 @@ impl Engine for Vmsplice {
                 let (_, w, cap) = self.pipe()?;
                 let want = want.min(*cap);
                 stats.syscalls += 1;
-                self.in_pipe = PipeWriter::own(w).vmsplice(&bytes[..want])?;
+                self.in_pipe = w.writer().vmsplice(&bytes[..want])?;
                 self.flush(sink, None, stats)
             }
             Src::Fd { fd, offset } => {
@@ -197,5 +195,13 @@ impl Engine for Vmsplice {
 
     fn pending(&self) -> usize {
         (self.end - self.start) + self.in_pipe
+    }
+
+    fn reusable(&self) -> bool {
+        self.pending() == 0
+            && self
+                .pipe
+                .as_ref()
+                .is_none_or(|(r, _, _)| super::pipe_is_empty(r.as_fd()))
     }
 }

@@ -19,6 +19,9 @@ const NLM_F_REQUEST: u16 = 1;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const IFLA_IFNAME: u16 = 3;
+/// Nested link information; its `IFLA_INFO_KIND` names the driver (`veth`, ...).
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
 /// The name of the device's parent (`dev->dev.parent`): present exactly when
 /// `/sys/class/net/DEV/device` exists, i.e. the interface is backed by a bus device.
 const IFLA_PARENT_DEV_NAME: u16 = 56;
@@ -45,6 +48,9 @@ pub struct Link {
     pub name: String,
     /// Whether a bus device backs it (it has a parent device).
     pub has_device: bool,
+    /// The link's kind (`IFLA_INFO_KIND`: `veth`, `bridge`, ...); empty when the
+    /// kernel names none (hardware, loopback).
+    pub kind: String,
 }
 
 fn open() -> io::Result<OwnedFd> {
@@ -171,6 +177,7 @@ pub fn link(index: u32) -> io::Result<Link> {
     let mut link = Link {
         name: format!("if{index}"),
         has_device: false,
+        kind: String::new(),
     };
     for (ty, v) in attrs(&reply[16..]) {
         match ty {
@@ -179,6 +186,12 @@ pub fn link(index: u32) -> io::Result<Link> {
                 link.name = String::from_utf8_lossy(v).into_owned();
             }
             IFLA_PARENT_DEV_NAME => link.has_device = true,
+            IFLA_LINKINFO => {
+                if let Some((_, k)) = attrs(v).find(|&(t, _)| t == IFLA_INFO_KIND) {
+                    let k = k.split(|&c| c == 0).next().unwrap_or_default();
+                    link.kind = String::from_utf8_lossy(k).into_owned();
+                }
+            }
             _ => {}
         }
     }

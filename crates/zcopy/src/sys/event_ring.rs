@@ -8,18 +8,24 @@
 //! ring cancels what is still in flight and waits for it; memory the kernel might
 //! still use after that is leaked, never freed.
 //!
-//! File descriptors are named by number, as in any syscall: the caller keeps each one
-//! open until its operations have completed (or been cancelled and completed), so the
-//! number can't be reused for another file meanwhile. Files read from are held by the
-//! ring itself (an `Arc<File>` per operation).
+//! File descriptors are named by number, and the kernel may look a number up late (a
+//! linked operation, one punted to an io-wq worker, one still in the submission
+//! queue): so every descriptor an operation names is held by the ring as a [`Desc`]
+//! (an `Rc` or `Arc` of its owner) until the operation's last completion, and a
+//! number can't be closed and reused for another file meanwhile. Memory and
+//! descriptors the kernel might still use when the ring is dropped are leaked.
+//!
+//! An operation's `user_data` carries its slot and the slot's generation, so a
+//! cancel of an operation that has already completed (its slot reused since) is
+//! dropped, never sent to another operation.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -44,14 +50,63 @@ pub struct RingSize {
     pub recv_buf_len: u32,
 }
 
-/// An operation in flight, for [`EventRing::cancel`].
+/// An operation in flight, for [`EventRing::cancel`]: its slot and the slot's
+/// generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpId(u32);
+pub struct OpId(u32, u32);
+
+impl OpId {
+    fn user_data(self) -> u64 {
+        (u64::from(self.1) << 32) | u64::from(self.0)
+    }
+}
+
+/// A descriptor an operation names, held by the ring until the operation's last
+/// completion (so its number can't name another file meanwhile).
+#[derive(Clone)]
+pub enum Desc {
+    /// Owned by this thread (a socket, a pipe end).
+    Local(Rc<dyn AsFd>),
+    /// Shared with other threads (an open file).
+    Shared(Arc<dyn AsFd + Send + Sync>),
+}
+
+impl Desc {
+    fn raw(&self) -> RawFd {
+        match self {
+            Desc::Local(d) => d.as_fd().as_raw_fd(),
+            Desc::Shared(d) => d.as_fd().as_raw_fd(),
+        }
+    }
+}
+
+impl fmt::Debug for Desc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Desc({})", self.raw())
+    }
+}
+
+impl<T: AsFd + 'static> From<&Rc<T>> for Desc {
+    fn from(d: &Rc<T>) -> Desc {
+        Desc::Local(d.clone())
+    }
+}
+
+impl<T: AsFd + Send + Sync + 'static> From<&Arc<T>> for Desc {
+    fn from(d: &Arc<T>) -> Desc {
+        Desc::Shared(d.clone())
+    }
+}
+
+/// Identifies each ring of the process, so a buffer is only given back to its own.
+static NEXT_RING: AtomicU64 = AtomicU64::new(1);
 
 /// A received chunk, in one of the ring's provided buffers, until
-/// [`EventRing::recycle`] gives the buffer back to the kernel.
+/// [`EventRing::recycle`] gives the buffer back to the kernel (the ring it came from:
+/// another ring refuses it).
 #[derive(Debug)]
 pub struct RecvBuf {
+    ring: u64,
     bid: u16,
     len: u32,
 }
@@ -118,7 +173,7 @@ pub struct Completion {
 enum Held {
     Nothing,
     Buf(Vec<u8>),
-    Read(Vec<u8>, Arc<File>),
+    Read(Vec<u8>),
     Msg(Box<MsgParts>),
 }
 
@@ -165,6 +220,8 @@ struct Op {
     token: u64,
     kind: Kind,
     held: Held,
+    /// The descriptors the operation names (never read: holding them is the point).
+    _fds: [Option<Desc>; 2],
 }
 
 /// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
@@ -272,7 +329,11 @@ impl Drop for RecvBufs {
 /// An io_uring with a provided-buffer ring for receives, run by one thread.
 pub struct EventRing {
     ring: IoUring,
+    /// This ring's id (see [`RecvBuf`]).
+    id: u64,
     ops: Vec<Option<Op>>,
+    /// Each slot's generation, bumped when the slot is freed.
+    gens: Vec<u32>,
     free: Vec<u32>,
     inflight: usize,
     bufs: Option<RecvBufs>,
@@ -326,7 +387,9 @@ impl EventRing {
         }
         Ok(EventRing {
             ring,
+            id: NEXT_RING.fetch_add(1, Ordering::Relaxed),
             ops: Vec::new(),
+            gens: Vec::new(),
             free: Vec::new(),
             inflight: 0,
             bufs: Some(bufs),
@@ -344,20 +407,41 @@ impl EventRing {
         self.enters
     }
 
-    /// Queues `entry`, holding `held` until its last completion.
-    fn push(&mut self, entry: squeue::Entry, token: u64, kind: Kind, held: Held) -> OpId {
+    /// Queues `entry`, holding `held` and the descriptors `fds` until its last
+    /// completion.
+    fn push(
+        &mut self,
+        entry: squeue::Entry,
+        token: u64,
+        kind: Kind,
+        held: Held,
+        fds: [Option<Desc>; 2],
+    ) -> OpId {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.ops.push(None);
+            self.gens.push(0);
             (self.ops.len() - 1) as u32
         });
-        self.ops[idx as usize] = Some(Op { token, kind, held });
+        self.ops[idx as usize] = Some(Op {
+            token,
+            kind,
+            held,
+            _fds: fds,
+        });
         self.inflight += 1;
-        let entry = entry.user_data(idx as u64);
+        let id = OpId(idx, self.gens[idx as usize]);
+        self.push_entry(&entry.user_data(id.user_data()));
+        id
+    }
+
+    /// Puts `entry` in the submission queue, handing a full queue to the kernel
+    /// first.
+    fn push_entry(&mut self, entry: &squeue::Entry) {
         loop {
             // SAFETY: every buffer the entry points to is held in `self.ops` (or is a
             // provided buffer of `self.bufs`) until its last completion is reaped.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return OpId(idx);
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
             }
             // The submission queue is full: hand it to the kernel now.
             self.enters += 1;
@@ -367,39 +451,61 @@ impl EventRing {
                     Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
                 )
             {
-                panic!("io_uring_enter failed with a full submission queue: {e}");
+                // Unwinding would free what queued operations point to while the
+                // kernel may still use it: abort.
+                eprintln!("io_uring_enter failed with a full submission queue: {e}");
+                std::process::abort();
             }
         }
     }
 
     /// `IORING_OP_ACCEPT` with `IORING_ACCEPT_MULTISHOT` on a listening socket: one
     /// [`Event::Accepted`] per connection (accepted with `SOCK_CLOEXEC | SOCK_NONBLOCK`).
-    pub fn accept_multi(&mut self, token: u64, listener: BorrowedFd<'_>) -> OpId {
-        let e = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+    pub fn accept_multi(&mut self, token: u64, listener: impl Into<Desc>) -> OpId {
+        let listener = listener.into();
+        let e = opcode::AcceptMulti::new(types::Fd(listener.raw()))
             .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
             .build();
-        self.push(e, token, Kind::Accept, Held::Nothing)
+        self.push(
+            e,
+            token,
+            Kind::Accept,
+            Held::Nothing,
+            [Some(listener), None],
+        )
     }
 
     /// `IORING_OP_RECV` with `IORING_RECV_MULTISHOT` into the provided buffers: one
     /// [`Event::Received`] per chunk until the peer closes, an error, or cancel.
-    pub fn recv_multi(&mut self, token: u64, sock: BorrowedFd<'_>) -> OpId {
-        let e = opcode::RecvMulti::new(types::Fd(sock.as_raw_fd()), BGID).build();
-        self.push(e, token, Kind::Recv, Held::Nothing)
+    pub fn recv_multi(&mut self, token: u64, sock: impl Into<Desc>) -> OpId {
+        let sock = sock.into();
+        let e = opcode::RecvMulti::new(types::Fd(sock.raw()), BGID).build();
+        self.push(e, token, Kind::Recv, Held::Nothing, [Some(sock), None])
     }
 
-    /// `IORING_OP_ASYNC_CANCEL` of one operation, which must still be in flight (its
-    /// last completion not yet taken): it completes (with ECANCELED, or with what it
-    /// had already done).
+    /// Whether operation `op` is still in flight (its last completion not yet taken).
+    pub fn in_flight(&self, op: OpId) -> bool {
+        self.ops.get(op.0 as usize).is_some_and(Option::is_some)
+            && self.gens.get(op.0 as usize) == Some(&op.1)
+    }
+
+    /// `IORING_OP_ASYNC_CANCEL` of one operation, if it is still in flight (its last
+    /// completion not yet taken): it completes (with ECANCELED, or with what it had
+    /// already done). An operation that is over is left alone, and so is whatever
+    /// uses its slot now.
     pub fn cancel(&mut self, token: u64, op: OpId) {
-        if self.ops.get(op.0 as usize).is_some_and(Option::is_some) {
-            let e = opcode::AsyncCancel::new(op.0 as u64).build();
-            let _ = self.push(e, token, Kind::Cancel, Held::Nothing);
+        if self.in_flight(op) {
+            let e = opcode::AsyncCancel::new(op.user_data()).build();
+            let _ = self.push(e, token, Kind::Cancel, Held::Nothing, [None, None]);
         }
     }
 
     /// The bytes of a received chunk.
+    ///
+    /// # Panics
+    /// If the buffer is another ring's.
     pub fn recv_data(&self, b: &RecvBuf) -> &[u8] {
+        assert_eq!(b.ring, self.id, "a buffer of this ring");
         self.bufs
             .as_ref()
             .expect("buffers live as long as the ring")
@@ -407,7 +513,11 @@ impl EventRing {
     }
 
     /// Gives a received chunk's buffer back to the kernel.
+    ///
+    /// # Panics
+    /// If the buffer is another ring's.
     pub fn recycle(&mut self, b: RecvBuf) {
+        assert_eq!(b.ring, self.id, "a buffer of this ring");
         let bufs = self
             .bufs
             .as_mut()
@@ -421,7 +531,7 @@ impl EventRing {
     pub fn send(
         &mut self,
         token: u64,
-        sock: BorrowedFd<'_>,
+        sock: impl Into<Desc>,
         buf: Vec<u8>,
         from: usize,
         more: bool,
@@ -432,10 +542,11 @@ impl EventRing {
         if more {
             flags |= libc::MSG_MORE;
         }
-        let e = opcode::Send::new(types::Fd(sock.as_raw_fd()), buf[from..].as_ptr(), len)
+        let sock = sock.into();
+        let e = opcode::Send::new(types::Fd(sock.raw()), buf[from..].as_ptr(), len)
             .flags(flags)
             .build();
-        let _ = self.push(e, token, Kind::Send, Held::Buf(buf));
+        let _ = self.push(e, token, Kind::Send, Held::Buf(buf), [Some(sock), None]);
     }
 
     /// `IORING_OP_SENDMSG` of `prefix` followed by mapped bytes `[start, start + len)`
@@ -450,7 +561,7 @@ impl EventRing {
     pub fn send_mapped(
         &mut self,
         token: u64,
-        sock: BorrowedFd<'_>,
+        sock: impl Into<Desc>,
         prefix: Vec<u8>,
         map: &Rc<Mapping>,
         start: usize,
@@ -466,7 +577,7 @@ impl EventRing {
         let second = unsafe { map.as_ptr().add(start) };
         self.send_two(
             token,
-            sock,
+            sock.into(),
             prefix,
             second,
             len,
@@ -485,7 +596,7 @@ impl EventRing {
     pub fn send_shared(
         &mut self,
         token: u64,
-        sock: BorrowedFd<'_>,
+        sock: impl Into<Desc>,
         prefix: Vec<u8>,
         bytes: &Arc<[u8]>,
         start: usize,
@@ -495,7 +606,7 @@ impl EventRing {
         let second = bytes[start..start + len].as_ptr();
         self.send_two(
             token,
-            sock,
+            sock.into(),
             prefix,
             second,
             len,
@@ -510,7 +621,7 @@ impl EventRing {
     fn send_two(
         &mut self,
         token: u64,
-        sock: BorrowedFd<'_>,
+        sock: Desc,
         prefix: Vec<u8>,
         second: *const u8,
         len: usize,
@@ -540,12 +651,12 @@ impl EventRing {
         if more {
             flags |= libc::MSG_MORE;
         }
-        let e = opcode::SendMsg::new(types::Fd(sock.as_raw_fd()), &parts.hdr)
+        let e = opcode::SendMsg::new(types::Fd(sock.raw()), &parts.hdr)
             .flags(flags as u32)
             .build();
         // The header, iovecs, prefix bytes and what the second iovec points into all
         // live in `parts` (boxed: their addresses don't move) until the completion.
-        let _ = self.push(e, token, Kind::Send, Held::Msg(parts));
+        let _ = self.push(e, token, Kind::Send, Held::Msg(parts), [Some(sock), None]);
     }
 
     /// `IORING_OP_READ` (`pread(2)`) of up to `len` bytes of `file` at `offset`,
@@ -564,24 +675,31 @@ impl EventRing {
         let e = opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, len as u32)
             .offset(offset)
             .build();
-        let _ = self.push(e, token, Kind::Read, Held::Read(buf, file.clone()));
+        let _ = self.push(
+            e,
+            token,
+            Kind::Read,
+            Held::Read(buf),
+            [Some(file.into()), None],
+        );
     }
 
     /// Two `IORING_OP_SPLICE`s linked with `IOSQE_IO_LINK`: up to `len` bytes of `file`
     /// at `offset` into `pipe_w`, then as many from `pipe_r` to `sock`. Each leg
     /// completes as [`Event::Spliced`]; a short first leg cancels the second.
     /// With `len` 0 only the second leg runs (draining what the pipe holds, `drain`
-    /// bytes).
+    /// bytes). The file, both pipe ends and the socket are held until each leg's
+    /// completion.
     #[allow(clippy::too_many_arguments)]
     pub fn splice(
         &mut self,
         token: u64,
-        file: BorrowedFd<'_>,
+        file: &Arc<File>,
         offset: u64,
         len: usize,
-        pipe_w: BorrowedFd<'_>,
-        pipe_r: BorrowedFd<'_>,
-        sock: BorrowedFd<'_>,
+        pipe_w: &Rc<OwnedFd>,
+        pipe_r: &Rc<OwnedFd>,
+        sock: impl Into<Desc>,
         drain: usize,
     ) {
         let move_flags = libc::SPLICE_F_MOVE;
@@ -596,33 +714,49 @@ impl EventRing {
             .flags(move_flags)
             .build()
             .flags(squeue::Flags::IO_LINK);
-            let _ = self.push(first, token, Kind::Splice { second: false }, Held::Nothing);
+            let fds = [Some(file.into()), Some(pipe_w.into())];
+            let _ = self.push(
+                first,
+                token,
+                Kind::Splice { second: false },
+                Held::Nothing,
+                fds,
+            );
         }
+        let sock = sock.into();
         let n = if len > 0 { len } else { drain };
         let second = opcode::Splice::new(
             types::Fd(pipe_r.as_raw_fd()),
             -1,
-            types::Fd(sock.as_raw_fd()),
+            types::Fd(sock.raw()),
             -1,
             n.min(u32::MAX as usize) as u32,
         )
         .flags(move_flags)
         .build();
-        let _ = self.push(second, token, Kind::Splice { second: true }, Held::Nothing);
+        let fds = [Some(pipe_r.into()), Some(sock)];
+        let _ = self.push(
+            second,
+            token,
+            Kind::Splice { second: true },
+            Held::Nothing,
+            fds,
+        );
     }
 
     /// `IORING_OP_POLL_ADD` (one shot) for `events` (`POLLIN`, `POLLOUT`, ...).
-    pub fn poll(&mut self, token: u64, fd: &impl AsRawFd, events: u32) {
-        let e = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), events).build();
-        let _ = self.push(e, token, Kind::Poll, Held::Nothing);
+    pub fn poll(&mut self, token: u64, fd: impl Into<Desc>, events: u32) {
+        let fd = fd.into();
+        let e = opcode::PollAdd::new(types::Fd(fd.raw()), events).build();
+        let _ = self.push(e, token, Kind::Poll, Held::Nothing, [Some(fd), None]);
     }
 
     /// `IORING_OP_ASYNC_CANCEL` of every operation on `fd` (`IORING_ASYNC_CANCEL_FD |
     /// IORING_ASYNC_CANCEL_ALL`); they complete with ECANCELED.
-    pub fn cancel_fd(&mut self, token: u64, fd: BorrowedFd<'_>) {
-        let e =
-            opcode::AsyncCancel2::new(CancelBuilder::fd(types::Fd(fd.as_raw_fd())).all()).build();
-        let _ = self.push(e, token, Kind::Cancel, Held::Nothing);
+    pub fn cancel_fd(&mut self, token: u64, fd: impl Into<Desc>) {
+        let fd = fd.into();
+        let e = opcode::AsyncCancel2::new(CancelBuilder::fd(types::Fd(fd.raw())).all()).build();
+        let _ = self.push(e, token, Kind::Cancel, Held::Nothing, [Some(fd), None]);
     }
 
     /// Submits everything queued and waits for at least one completion, at most
@@ -662,14 +796,18 @@ impl EventRing {
     }
 
     fn complete(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
-        let idx = cqe.user_data();
-        if idx == DROP_CANCEL {
+        let ud = cqe.user_data();
+        if ud == DROP_CANCEL {
+            return None;
+        }
+        let (idx, gen_) = ((ud & u64::from(u32::MAX)) as usize, (ud >> 32) as u32);
+        if self.gens.get(idx) != Some(&gen_) {
             return None;
         }
         let flags = cqe.flags();
         let last = !cqueue::more(flags);
         let res = cqe.result();
-        let slot = self.ops.get_mut(idx as usize)?;
+        let slot = self.ops.get_mut(idx)?;
         let op = if last {
             slot.take()?
         } else {
@@ -678,12 +816,16 @@ impl EventRing {
                 token: op.token,
                 kind: op.kind,
                 held: Held::Nothing,
+                _fds: [None, None],
             }
         };
         if last {
             self.inflight -= 1;
+            // A cancel naming the old generation no longer matches this slot.
+            self.gens[idx] = self.gens[idx].wrapping_add(1);
             self.free.push(idx as u32);
         }
+        let ring_id = self.id;
         let event = match (op.kind, op.held) {
             (Kind::Accept, _) => Event::Accepted(result(res).map(|fd| {
                 // SAFETY: a successful accept completion carries a new fd the kernel
@@ -692,6 +834,7 @@ impl EventRing {
             })),
             (Kind::Recv, _) => {
                 let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
+                    ring: ring_id,
                     bid,
                     len: res.max(0) as u32,
                 });
@@ -722,7 +865,7 @@ impl EventRing {
                 res: result(res),
                 buf: parts.prefix,
             },
-            (Kind::Read, Held::Read(mut buf, _file)) => {
+            (Kind::Read, Held::Read(mut buf)) => {
                 let res = result(res);
                 if let Ok(n) = res {
                     let n = n.min(buf.capacity() - buf.len());
@@ -754,8 +897,9 @@ impl Drop for EventRing {
             let e = opcode::AsyncCancel2::new(CancelBuilder::any())
                 .build()
                 .user_data(DROP_CANCEL);
-            // SAFETY: a cancel entry points to no memory.
-            let _ = unsafe { self.ring.submission().push(&e) };
+            // A full submission queue is handed to the kernel first: the cancel must
+            // go in.
+            self.push_entry(&e);
             let mut out = Vec::new();
             for _ in 0..50 {
                 if self.inflight == 0 {
@@ -767,7 +911,9 @@ impl Drop for EventRing {
             }
         }
         if self.inflight > 0 {
-            // The kernel may still use these: leak them rather than free them.
+            // The kernel may still use these — buffers and descriptors (closing one
+            // would let its number name another file): leak them rather than free
+            // or close them.
             for op in self.ops.drain(..).flatten() {
                 std::mem::forget(op);
             }
@@ -821,7 +967,8 @@ fn probe_now() -> Result<(), String> {
         None,
     )
     .map_err(|e| format!("socketpair: {e}"))?;
-    ring.recv_multi(1, b.as_fd());
+    let b = Rc::new(b);
+    ring.recv_multi(1, &b);
     rustix::io::write(&a, b"x").map_err(|e| format!("write: {e}"))?;
     let mut out = Vec::new();
     for _ in 0..20 {
@@ -844,7 +991,7 @@ fn probe_now() -> Result<(), String> {
         Some(c) => Err(format!("multishot receive not supported: {:?}", c.event)),
         None => Err("multishot receive: no completion".to_string()),
     };
-    ring.cancel_fd(2, b.as_fd());
+    ring.cancel_fd(2, &b);
     for _ in 0..20 {
         if ring.inflight() == 0 {
             break;
@@ -858,4 +1005,161 @@ fn probe_now() -> Result<(), String> {
         }
     }
     verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    fn ring() -> Option<EventRing> {
+        if let Err(why) = probe() {
+            eprintln!("skipped: no io_uring event loop here: {why}");
+            return None;
+        }
+        Some(
+            EventRing::new(RingSize {
+                entries: 16,
+                recv_bufs: 4,
+                recv_buf_len: 4096,
+            })
+            .expect("ring"),
+        )
+    }
+
+    /// Waits until `n` completions are in (or 2 s pass).
+    fn reap(ring: &mut EventRing, n: usize) -> Vec<Completion> {
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            if out.len() >= n {
+                break;
+            }
+            ring.submit_and_wait(Some(Duration::from_millis(20)))
+                .unwrap();
+            ring.completions(&mut out);
+        }
+        out
+    }
+
+    fn file_of(byte: u8, len: usize) -> (tempfile::TempDir, Arc<File>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![byte; len]).unwrap();
+        (dir, Arc::new(File::open(&path).unwrap()))
+    }
+
+    /// The caller drops its file before the splice is even submitted, and another
+    /// file is opened (and would get the freed number): the client still gets the
+    /// first file's bytes, because the ring holds the file until the completion.
+    #[test]
+    fn a_queued_splice_keeps_its_file_open() {
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (_d1, first) = file_of(b'A', 4096);
+        let (sock, mut peer) = UnixStream::pair().unwrap();
+        let sock = Rc::new(sock);
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        let (r, w) = (Rc::new(r), Rc::new(w));
+        let number = first.as_raw_fd();
+        ring.splice(1, &first, 0, 4096, &w, &r, &sock, 0);
+        drop(first);
+        let (_d2, other) = file_of(b'B', 4096);
+        assert_ne!(
+            other.as_raw_fd(),
+            number,
+            "the first file's number is still in use"
+        );
+        let done = reap(&mut ring, 2);
+        assert_eq!(done.len(), 2);
+        let mut got = vec![0u8; 4096];
+        peer.read_exact(&mut got).unwrap();
+        assert!(
+            got.iter().all(|&b| b == b'A'),
+            "only the first file's bytes"
+        );
+    }
+
+    /// A cancel of an operation that is over does not reach the operation that now
+    /// uses its slot (another connection's, in a server).
+    #[test]
+    fn a_stale_cancel_never_hits_the_slots_next_operation() {
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (a, mut a_peer) = UnixStream::pair().unwrap();
+        let (b, mut b_peer) = UnixStream::pair().unwrap();
+        let (a, b) = (Rc::new(a), Rc::new(b));
+        const POLLIN: u32 = libc::POLLIN as u32;
+        ring.poll(1, &a, POLLIN);
+        let old = OpId(0, 0);
+        assert!(ring.in_flight(old));
+        a_peer.write_all(b"x").unwrap();
+        let done = reap(&mut ring, 1);
+        assert!(matches!(done[0].event, Event::Polled(Ok(_))), "{done:?}");
+        assert!(!ring.in_flight(old));
+        // The slot is reused by b's poll; a cancel of a's (over) poll is dropped.
+        ring.poll(2, &b, POLLIN);
+        ring.submit_and_wait(None).unwrap();
+        ring.cancel(3, old);
+        ring.submit_and_wait(None).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        b_peer.write_all(b"y").unwrap();
+        let done = reap(&mut ring, 1);
+        let polled: Vec<_> = done.iter().filter(|c| c.token == 2).collect();
+        assert_eq!(polled.len(), 1, "{done:?}");
+        assert!(
+            matches!(polled[0].event, Event::Polled(Ok(_))),
+            "b's poll was cancelled: {:?}",
+            polled[0].event
+        );
+    }
+
+    /// Dropping a ring whose submission queue is full still cancels everything in
+    /// flight (the cancel used to be dropped when it found no room), and once all
+    /// has completed the ring lets go of every descriptor its operations named.
+    #[test]
+    fn teardown_with_a_full_submission_queue_cancels_everything() {
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (s, _peer) = UnixStream::pair().unwrap();
+        let s = Rc::new(s);
+        // Polls that never fire, exactly filling the (unsubmitted) queue.
+        for t in 0..16 {
+            ring.poll(t, &s, libc::POLLIN as u32);
+        }
+        assert_eq!(Rc::strong_count(&s), 17);
+        drop(ring);
+        assert_eq!(
+            Rc::strong_count(&s),
+            1,
+            "operations left in flight (leaked)"
+        );
+    }
+
+    /// A received chunk is only ever given back to the ring it came from.
+    #[test]
+    #[should_panic(expected = "a buffer of this ring")]
+    fn a_buffer_goes_back_only_to_its_own_ring() {
+        let Some(mut one) = ring() else {
+            panic!("a buffer of this ring (skipped: no io_uring)");
+        };
+        let mut two = ring().expect("a second ring");
+        let (s, mut peer) = UnixStream::pair().unwrap();
+        let s = Rc::new(s);
+        one.recv_multi(1, &s);
+        peer.write_all(b"hello").unwrap();
+        let done = reap(&mut one, 1);
+        let Some(Completion {
+            event: Event::Received(Ok(Some(buf))),
+            ..
+        }) = done.into_iter().next()
+        else {
+            panic!("no chunk received");
+        };
+        two.recycle(buf);
+    }
 }

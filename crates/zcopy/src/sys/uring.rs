@@ -151,9 +151,13 @@ impl Ring {
                         e.raw_os_error(),
                         Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
                     ) => {}
-                // Returning now would leave the kernel using borrowed buffers (or
-                // submit stale entries later): this cannot be recovered from.
-                Err(e) => panic!("io_uring_enter failed with operations in flight: {e}"),
+                // Returning now — or unwinding, which frees the borrowed buffers
+                // on the way — would leave the kernel using them (or submit stale
+                // entries later): this cannot be recovered from, so abort.
+                Err(e) => {
+                    eprintln!("io_uring_enter failed with operations in flight: {e}");
+                    std::process::abort();
+                }
             }
             for cqe in self.ring.completion() {
                 let i = cqe.user_data() as usize;

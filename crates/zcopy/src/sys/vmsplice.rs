@@ -10,7 +10,7 @@
 //! the next write faults in fresh ones.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{FileType, OFlags};
@@ -46,14 +46,6 @@ impl<'a> PipeWriter<'a> {
         }))
     }
 
-    /// The write end of a pipe this process just created (no checks needed).
-    pub fn own<Fd: AsFd>(fd: &'a Fd) -> PipeWriter<'a> {
-        PipeWriter {
-            fd: fd.as_fd(),
-            nonblocking: false,
-        }
-    }
-
     /// `vmsplice(fd, {buf}, 1, flags)`: puts references to the pages holding `buf`
     /// into the pipe and returns how many bytes it took (maybe fewer than
     /// `buf.len()` when the pipe fills up) —
@@ -70,8 +62,8 @@ impl<'a> PipeWriter<'a> {
         };
         let iov = [IoSliceRaw::from_slice(buf)];
         loop {
-            // SAFETY: `self.fd` is a pipe open for writing (checked in `check`, or created
-            // by us in `own`), so vmsplice moves data *into* the pipe and only reads
+            // SAFETY: `self.fd` is a pipe open for writing (checked in `check`; a
+            // `WriteEnd` is one by construction), so vmsplice moves data *into* the pipe and only reads
             // `buf`, which is valid for reads for the duration of the call. The kernel
             // keeps page references, not pointers into our address space, so nothing
             // it does later can touch Rust-visible memory unsoundly.
@@ -82,6 +74,34 @@ impl<'a> PipeWriter<'a> {
             }
         }
     }
+}
+
+/// The write end of a pipe made by [`pipe`]: a write end by construction, so its
+/// [`PipeWriter`] needs no check.
+#[derive(Debug)]
+pub struct WriteEnd(OwnedFd);
+
+impl AsFd for WriteEnd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl WriteEnd {
+    /// The pipe's writer (blocking, as [`pipe`] made it).
+    pub fn writer(&self) -> PipeWriter<'_> {
+        PipeWriter {
+            fd: self.0.as_fd(),
+            nonblocking: false,
+        }
+    }
+}
+
+/// `pipe2(O_CLOEXEC)` — <https://man7.org/linux/man-pages/man2/pipe.2.html>: the read
+/// end and the write end.
+pub fn pipe() -> io::Result<(OwnedFd, WriteEnd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((r, WriteEnd(w)))
 }
 
 /// A private anonymous mapping, page-aligned, whose pages can be released to the
@@ -152,5 +172,25 @@ impl Drop for PageBuf {
         // SAFETY: unmaps exactly the mapping created in `new`; no references remain
         // (we are in drop). Pages the kernel still references outlive the mapping.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No way to a `PipeWriter` accepts a pipe's read end (the unchecked `own` is
+    /// gone): vmsplice on a read end would move bytes *out of* the pipe into memory
+    /// lent only for reading.
+    #[test]
+    fn no_pipe_writer_for_a_read_end() {
+        let (r, w) = pipe().unwrap();
+        rustix::io::write(&w, b"from the pipe").unwrap();
+        assert!(PipeWriter::check(r.as_fd()).unwrap().is_none());
+        let pw = PipeWriter::check(w.as_fd())
+            .unwrap()
+            .expect("the write end");
+        assert_eq!(pw.vmsplice(b"x").unwrap(), 1);
+        assert_eq!(w.writer().vmsplice(b"y").unwrap(), 1);
     }
 }

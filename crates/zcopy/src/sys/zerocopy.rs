@@ -40,6 +40,30 @@ pub fn enable<Fd: AsFd>(fd: Fd) -> io::Result<()> {
     }
 }
 
+/// `getsockopt(fd, SOL_SOCKET, SO_ZEROCOPY)`: whether zero-copy sends are on for
+/// this socket.
+#[cfg(test)]
+pub fn is_enabled<Fd: AsFd>(fd: Fd) -> io::Result<bool> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: passes a pointer to a live c_int and its exact size; the kernel writes
+    // at most `len` bytes into it.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ZEROCOPY,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(v != 0)
+    }
+}
+
 /// `send(fd, buf, len, MSG_ZEROCOPY | MSG_NOSIGNAL)` —
 /// <https://man7.org/linux/man-pages/man2/send.2.html>. Returns the bytes queued.
 ///

@@ -11,6 +11,7 @@ mod fallback;
 mod mmap;
 mod msg_zerocopy;
 mod read_write;
+mod reuse;
 mod sendfile;
 mod splice;
 mod tee;
