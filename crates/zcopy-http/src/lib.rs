@@ -11,6 +11,7 @@
 //! sending.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod access_log;
 pub mod archive;
 pub mod auth;
