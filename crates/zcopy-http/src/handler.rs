@@ -44,6 +44,8 @@ pub struct Site {
     /// The root's path as the kernel names it, to tell where a followed symlink led
     /// ([`access::real_rel`]); `None` if unknown (then no link is followed).
     pub root_path: Option<String>,
+    /// Memory held by listing pages and archive plans, all workers together.
+    pub generated: Arc<crate::pages::MemBudget>,
 }
 
 impl Site {
@@ -60,6 +62,7 @@ impl Site {
             root,
             config,
             root_path,
+            generated: crate::pages::MemBudget::new(crate::pages::GENERATED_MAX),
         })
     }
 }
@@ -114,6 +117,9 @@ pub enum BodyMem {
     Owned(Vec<u8>),
     /// A held file's bytes.
     Held(Arc<[u8]>),
+    /// Made for this response and counted in the site's
+    /// [`crate::pages::MemBudget`] until the body is dropped.
+    Counted(Vec<u8>, crate::pages::Ticket),
 }
 
 impl std::ops::Deref for BodyMem {
@@ -123,6 +129,7 @@ impl std::ops::Deref for BodyMem {
         match self {
             BodyMem::Owned(v) => v,
             BodyMem::Held(b) => b,
+            BodyMem::Counted(v, _) => v,
         }
     }
 }
@@ -335,7 +342,7 @@ pub fn handle(
                 && let Some(q) = clean.query.as_deref()
                 && q.split('&').any(|kv| kv == "download=tar")
             {
-                return serve_archive(&conn, dir, &clean, &names, &mut access, out);
+                return serve_archive(site, &conn, dir, &clean, &names, &mut access, out);
             }
             if !cfg.index.is_empty() {
                 match path::open_in_dir_noting_links(&dir, &cfg.index, cfg.symlinks) {
@@ -380,7 +387,7 @@ pub fn handle(
             serve_listing(
                 req,
                 &conn,
-                &dir,
+                dir,
                 &dir_st,
                 &clean,
                 &names,
@@ -711,6 +718,7 @@ impl Conn<'_, '_> {
     /// Where a followed symlink led (the open `fd`), checked as a name of its own:
     /// `Ok(Some(rel))` beneath the root, `Ok(None)` outside it (`--symlinks follow`
     /// only), or the response refusing it.
+    #[allow(clippy::result_large_err)] // made and returned at once
     fn check_real(
         &self,
         site: &Site,
@@ -731,6 +739,14 @@ impl Conn<'_, '_> {
             None if site.config.symlinks == path::SymlinkPolicy::Follow => Ok(None),
             None => Err(self.status(out, 404)),
         }
+    }
+
+    /// 503: the memory for generated bodies is in use (listing pages and archive
+    /// plans that clients have not read yet).
+    fn busy(&self, out: &mut Vec<u8>) -> Response {
+        tracing::debug!("listing or archive refused: generated bodies hold their budget");
+        let body = "503 Service Unavailable (too many listings or archives in flight)\n";
+        self.text(out, 503, body, &[("Retry-After", "1")])
     }
 
     /// 200 with `fields` and no body and no Content-Length: a HEAD answered without
@@ -782,7 +798,7 @@ impl Conn<'_, '_> {
 fn serve_listing(
     req: &Request<'_>,
     conn: &Conn<'_, '_>,
-    dir: &File,
+    dir: File,
     dir_st: &rustix::fs::Stat,
     clean: &CleanPath,
     names: &DirNames,
@@ -808,7 +824,7 @@ fn serve_listing(
     };
     if conn.head_only {
         // The entries are counted (no stat, no page): the status is the GET's.
-        return match listing::count_entries(dir, listing::MAX_LISTING) {
+        return match listing::count_entries(&dir, listing::MAX_LISTING) {
             Ok(_) => conn.head_only_ok(
                 out,
                 &[("Content-Type", ctype), ("Cache-Control", cache_control)],
@@ -819,6 +835,9 @@ fn serve_listing(
                 conn.status(out, 500)
             }
         };
+    }
+    if !site.generated.room(crate::pages::PAGE_MAX) {
+        return conn.busy(out);
     }
     let mut keep = |name: &str, kind: listing::Kind, st: rustix::fs::Stat| {
         // A directory is listed when it may be listed in turn, a file when it may
@@ -842,7 +861,7 @@ fn serve_listing(
         }
     };
     let mut entries =
-        match listing::read_entries_with(dir, cfg.hidden, listing::MAX_LISTING, &mut keep) {
+        match listing::read_entries_with(&dir, cfg.hidden, listing::MAX_LISTING, &mut keep) {
             Ok(e) => e,
             Err(listing::ListError::TooLarge) => return too_large(out),
             Err(listing::ListError::Io(e)) => {
@@ -864,17 +883,40 @@ fn serve_listing(
         Precondition::NotModified => return not_modified(conn, &v, &lm, cache_control, out),
         Precondition::Failed => return conn.status(out, 412),
     }
-    conn.body(
-        out,
-        200,
-        ctype,
-        body.as_bytes(),
-        &[
-            ("ETag", &v.etag),
-            ("Last-Modified", &lm),
-            ("Cache-Control", cache_control),
-        ],
-    )
+    let fields = [
+        ("ETag", v.etag.as_str()),
+        ("Last-Modified", &lm),
+        ("Cache-Control", cache_control),
+    ];
+    if body.len() <= crate::pages::INLINE_MAX {
+        return conn.body(out, 200, ctype, body.as_bytes(), &fields);
+    }
+    // A larger page stays in memory until the client has read it: counted.
+    let Some(ticket) = site.generated.take(body.len()) else {
+        return conn.busy(out);
+    };
+    let len = body.len();
+    let mut h = Head::start(out, 200);
+    for (k, v) in fields {
+        h.header(k, v);
+    }
+    h.header("Content-Type", ctype);
+    h.header_u64("Content-Length", len as u64);
+    conn.finish_fields(&mut h);
+    h.finish();
+    Response {
+        status: 200,
+        body: Body::File(FileBody {
+            file: Arc::new(dir),
+            file_len: 0,
+            pieces: vec![Piece::Mem(0, len)],
+            mem: BodyMem::Counted(body.into_bytes(), ticket),
+            members: Vec::new(),
+            held: None,
+        }),
+        body_len: len as u64,
+        close: conn.close,
+    }
 }
 
 /// A symlink in a listing: opened as a request for it would be (the symlink policy,
@@ -923,6 +965,7 @@ fn linked_entry(
 /// what the client could fetch file by file ([`Access`]); a HEAD is answered
 /// without walking the tree (no Content-Length).
 fn serve_archive(
+    site: &Site,
     conn: &Conn<'_, '_>,
     dir: File,
     clean: &CleanPath,
@@ -953,6 +996,9 @@ fn serve_archive(
             ],
         );
     }
+    if !site.generated.room(crate::pages::PLAN_MAX) {
+        return conn.busy(out);
+    }
     let hidden = access.hidden();
     let mut keep = |rel: &str, st: &rustix::fs::Stat, is_dir: bool| {
         if is_dir {
@@ -975,6 +1021,17 @@ fn serve_archive(
             return conn.status(out, 500);
         }
     };
+    // The plan stays in memory until the stream ends: counted.
+    let held = archive.mem.len()
+        + archive.pieces.len() * std::mem::size_of::<Piece>()
+        + archive
+            .members
+            .iter()
+            .map(|m| m.rel.len() + std::mem::size_of::<crate::archive::Member>())
+            .sum::<usize>();
+    let Some(ticket) = site.generated.take(held) else {
+        return conn.busy(out);
+    };
     let mut h = Head::start(out, 200);
     h.header("Content-Type", "application/x-tar");
     h.header("Content-Disposition", &disposition);
@@ -988,7 +1045,7 @@ fn serve_archive(
             file: Arc::new(dir),
             file_len: 0,
             pieces: archive.pieces,
-            mem: BodyMem::Owned(archive.mem),
+            mem: BodyMem::Counted(archive.mem, ticket),
             members: archive.members,
             held: None,
         }),

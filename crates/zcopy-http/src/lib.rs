@@ -27,6 +27,7 @@ pub(crate) mod listen;
 pub mod listing;
 pub mod live;
 pub mod metrics;
+pub mod pages;
 pub mod path;
 pub(crate) mod pool;
 pub mod proto;

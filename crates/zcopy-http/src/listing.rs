@@ -62,7 +62,8 @@ pub fn read_entries_with(
     limit: usize,
     keep: &mut dyn FnMut(&str, Kind, rustix::fs::Stat) -> Option<rustix::fs::Stat>,
 ) -> Result<Vec<Entry>, ListError> {
-    let mut out = Vec::new();
+    // Names first (no stat): a directory over the limit costs only its reading.
+    let mut names = Vec::new();
     let mut seen = 0usize;
     for item in rustix::fs::Dir::read_from(dir).map_err(std::io::Error::from)? {
         let item = item.map_err(std::io::Error::from)?;
@@ -80,7 +81,12 @@ pub fn read_entries_with(
         if !hidden && name.starts_with('.') {
             continue;
         }
-        let Ok(st) = rustix::fs::statat(dir, item.file_name(), AtFlags::SYMLINK_NOFOLLOW) else {
+        names.push(name.to_owned());
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in &names {
+        let name = name.as_str();
+        let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
             continue;
         };
         let kind = match FileType::from_raw_mode(st.st_mode) {

@@ -499,3 +499,103 @@ fn archives_keep_to_auth_and_listing_rules() {
         404
     );
 }
+
+/// Item 8: a directory of 20,000 entries asked for as listings, tars and HEADs by
+/// 8 clients that pipeline them and read nothing: each is refused after reading
+/// the directory (at most 10,000 entries; HEAD builds nothing), and a good client
+/// stays fast meanwhile. Then a directory of 9,000 files of 1 KiB, whose tars
+/// clients don't read: the plans they hold are counted, beyond the budget refused
+/// with 503, and given back when their clients go.
+#[test]
+fn large_directories_cost_bounded_time_and_memory() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let fx = Fixture::new();
+    fx.file("small.txt", b"small");
+    let r = fx.root();
+    std::fs::create_dir(r.join("big")).unwrap();
+    for i in 0..20_000 {
+        std::fs::File::create(r.join(format!("big/f{i:05}"))).unwrap();
+    }
+    std::fs::create_dir(r.join("mid")).unwrap();
+    let kib = vec![b'x'; 1024];
+    for i in 0..9_000 {
+        std::fs::write(r.join(format!("mid/f{i:04}")), &kib).unwrap();
+    }
+    let srv = TestServer::start(&r, |c| c.archives = true);
+
+    // The attack, as filed: tars, listings and HEADs of the large directory.
+    let started = Instant::now();
+    let mut attackers = Vec::new();
+    for _ in 0..8 {
+        let mut s = srv.connect();
+        let mut req = String::new();
+        // HEADs send no body, so every one of them is answered: the server's work
+        // is the whole attack.
+        for _ in 0..4 {
+            for p in ["/big/?download=tar", "/big/", "/big/?format=json"] {
+                req.push_str(&format!("HEAD {p} HTTP/1.1\r\nHost: x\r\n\r\n"));
+            }
+        }
+        for p in ["/big/?download=tar", "/big/"] {
+            req.push_str(&format!("GET {p} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        attackers.push(s);
+    }
+    // A good client meanwhile.
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = request(&srv, "GET", "/small.txt", &[]);
+        worst = worst.max(t.elapsed());
+        assert_eq!((r.status, &r.body[..]), (200, &b"small"[..]));
+    }
+    eprintln!(
+        "good client: worst {worst:?} during the attack ({:?} since it began)",
+        started.elapsed()
+    );
+    assert!(
+        worst < Duration::from_secs(2),
+        "a good client waited {worst:?} behind listings and tars of a large directory"
+    );
+    drop(attackers);
+    // Over the limit: refused, GET and HEAD alike.
+    for (m, p) in [
+        ("GET", "/big/"),
+        ("HEAD", "/big/"),
+        ("GET", "/big/?download=tar"),
+        ("GET", "/big/?format=json"),
+    ] {
+        assert_eq!(request(&srv, m, p, &[]).status, 403, "{m} {p}");
+    }
+    let head = request(&srv, "HEAD", "/mid/?download=tar", &[]);
+    assert_eq!((head.status, head.header("content-length")), (200, None));
+
+    // Unread tar plans hold their memory: beyond the budget new ones get 503...
+    let mut statuses = Vec::new();
+    let mut holders = Vec::new();
+    for _ in 0..24 {
+        let mut s = srv.connect();
+        s.write_all(b"GET /mid/?download=tar HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        statuses.push(read_response(&mut s, true).unwrap().status);
+        holders.push(s);
+    }
+    assert!(statuses.contains(&503), "{statuses:?}");
+    // ...and give it back when their clients go.
+    drop(holders);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = srv.connect();
+        s.write_all(b"GET /mid/?download=tar HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        if r.status == 200 {
+            assert_eq!(r.body.len(), 512 + 9_000 * (512 + 1024) + 1024);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the budget was not given back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
