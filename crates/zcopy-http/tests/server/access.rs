@@ -599,3 +599,43 @@ fn large_directories_cost_bounded_time_and_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Item 11: the plain ustar name beside a PAX path (what tools that ignore PAX
+/// extract to) never holds a `..` segment or starts with `/`, also once non-ASCII
+/// characters are gone.
+#[test]
+fn ustar_names_beside_pax_paths_stay_inside() {
+    let fx = Fixture::new();
+    fx.file("d/\u{e9}../x.txt", b"x");
+    fx.file("d/\u{e9}/\u{e9}\u{e9}/y.txt", b"y");
+    let srv = TestServer::start(&fx.root(), |c| c.archives = true);
+    let r = request(&srv, "GET", "/d/?download=tar", &[]);
+    assert_eq!(r.status, 200);
+    let body = &r.body;
+    let (mut at, mut names) = (0, Vec::new());
+    while at + 512 <= body.len() && body[at..at + 512].iter().any(|&b| b != 0) {
+        let h = &body[at..at + 512];
+        let end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&h[..end]).into_owned();
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&h[124..135])
+                .unwrap()
+                .trim_matches('\0'),
+            8,
+        )
+        .unwrap();
+        if h[156] != b'x' {
+            names.push(name);
+        }
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    assert!(names.len() >= 6, "{names:?}");
+    for n in &names {
+        assert!(
+            !n.starts_with('/') && !n.split('/').any(|s| s == ".." || s == "."),
+            "unsafe ustar name {n:?} in {names:?}"
+        );
+    }
+    // The PAX records keep the real names.
+    assert!(tar_files(body).contains_key("d/\u{e9}../x.txt"));
+}
