@@ -342,7 +342,17 @@ pub fn handle(
                 && let Some(q) = clean.query.as_deref()
                 && q.split('&').any(|kv| kv == "download=tar")
             {
-                return serve_archive(site, &conn, dir, &clean, &names, &mut access, out);
+                return serve_archive(
+                    site,
+                    &conn,
+                    cache,
+                    dir,
+                    &dir_st,
+                    &clean,
+                    &names,
+                    &mut access,
+                    out,
+                );
             }
             if !cfg.index.is_empty() {
                 match path::open_in_dir_noting_links(&dir, &cfg.index, cfg.symlinks) {
@@ -387,6 +397,7 @@ pub fn handle(
             serve_listing(
                 req,
                 &conn,
+                cache,
                 dir,
                 &dir_st,
                 &clean,
@@ -798,6 +809,7 @@ impl Conn<'_, '_> {
 fn serve_listing(
     req: &Request<'_>,
     conn: &Conn<'_, '_>,
+    cache: &mut FileCache,
     dir: File,
     dir_st: &rustix::fs::Stat,
     clean: &CleanPath,
@@ -822,6 +834,9 @@ fn serve_listing(
         );
         conn.text(out, 403, &body, &[])
     };
+    if cache.known_too_large(dir_st) {
+        return too_large(out);
+    }
     if conn.head_only {
         // The entries are counted (no stat, no page): the status is the GET's.
         return match listing::count_entries(&dir, listing::MAX_LISTING) {
@@ -829,7 +844,10 @@ fn serve_listing(
                 out,
                 &[("Content-Type", ctype), ("Cache-Control", cache_control)],
             ),
-            Err(listing::ListError::TooLarge) => too_large(out),
+            Err(listing::ListError::TooLarge) => {
+                cache.note_too_large(dir_st);
+                too_large(out)
+            }
             Err(listing::ListError::Io(e)) => {
                 tracing::warn!("listing failed: {e}");
                 conn.status(out, 500)
@@ -863,7 +881,10 @@ fn serve_listing(
     let mut entries =
         match listing::read_entries_with(&dir, cfg.hidden, listing::MAX_LISTING, &mut keep) {
             Ok(e) => e,
-            Err(listing::ListError::TooLarge) => return too_large(out),
+            Err(listing::ListError::TooLarge) => {
+                cache.note_too_large(dir_st);
+                return too_large(out);
+            }
             Err(listing::ListError::Io(e)) => {
                 tracing::warn!("listing failed: {e}");
                 return conn.status(out, 500);
@@ -964,10 +985,13 @@ fn linked_entry(
 /// Only a directory the client may list is archived, and the archive holds only
 /// what the client could fetch file by file ([`Access`]); a HEAD is answered
 /// without walking the tree (no Content-Length).
+#[allow(clippy::too_many_arguments)]
 fn serve_archive(
     site: &Site,
     conn: &Conn<'_, '_>,
+    cache: &mut FileCache,
     dir: File,
+    dir_st: &rustix::fs::Stat,
     clean: &CleanPath,
     names: &DirNames,
     access: &mut Access<'_>,
@@ -975,6 +999,10 @@ fn serve_archive(
 ) -> Response {
     if !names.all(|n| access.listable(n)) {
         return conn.status(out, 404);
+    }
+    // A directory too large to list is too large to archive.
+    if cache.known_too_large(dir_st) {
+        return archive_too_large(conn, out);
     }
     let top = clean.segments.last().map_or("root", String::as_str);
     let disposition = format!(
@@ -987,6 +1015,14 @@ fn serve_archive(
     );
     let cache_control = conn.eff.cache_control.unwrap_or("no-store");
     if conn.head_only {
+        // The top directory's entries are counted (no walk): a directory too large
+        // to list gets the GET's 403.
+        if let Err(listing::ListError::TooLarge) =
+            listing::count_entries(&dir, crate::archive::MAX_ENTRIES)
+        {
+            cache.note_too_large(dir_st);
+            return archive_too_large(conn, out);
+        }
         return conn.head_only_ok(
             out,
             &[
@@ -1009,13 +1045,7 @@ fn serve_archive(
     };
     let archive = match Archive::plan(&dir, top, hidden, &mut keep) {
         Ok(a) => a,
-        Err(ArchiveError::TooLarge) => {
-            let body = format!(
-                "403 Forbidden (more than {} entries to archive)\n",
-                crate::archive::MAX_ENTRIES
-            );
-            return conn.text(out, 403, &body, &[]);
-        }
+        Err(ArchiveError::TooLarge) => return archive_too_large(conn, out),
         Err(ArchiveError::Io(e)) => {
             tracing::warn!("archive failed: {e}");
             return conn.status(out, 500);
@@ -1052,6 +1082,15 @@ fn serve_archive(
         body_len: archive.len,
         close: conn.close,
     }
+}
+
+/// 403 for an archive of more than [`crate::archive::MAX_ENTRIES`] entries.
+fn archive_too_large(conn: &Conn<'_, '_>, out: &mut Vec<u8>) -> Response {
+    let body = format!(
+        "403 Forbidden (more than {} entries to archive)\n",
+        crate::archive::MAX_ENTRIES
+    );
+    conn.text(out, 403, &body, &[])
 }
 
 /// 304 with the validators (and Cache-Control) the 200 would carry.

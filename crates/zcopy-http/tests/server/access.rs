@@ -566,6 +566,7 @@ fn large_directories_cost_bounded_time_and_memory() {
         ("HEAD", "/big/"),
         ("GET", "/big/?download=tar"),
         ("GET", "/big/?format=json"),
+        ("HEAD", "/big/?download=tar"),
     ] {
         assert_eq!(request(&srv, m, p, &[]).status, 403, "{m} {p}");
     }
