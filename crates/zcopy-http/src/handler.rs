@@ -58,6 +58,12 @@ impl Site {
             Mode::empty(),
         )?;
         let root_path = access::root_path(&root);
+        if root_path.is_none() && config.symlinks != path::SymlinkPolicy::Never {
+            tracing::warn!(
+                "can't tell where symlinks inside the root lead (/proc/self/fd not readable): \
+                 they are refused"
+            );
+        }
         Ok(Site {
             root,
             config,
