@@ -4,7 +4,9 @@
 //!
 //! What goes in: directories and regular files beneath the requested directory,
 //! reached without following a symbolic link (links are left out, so nothing outside
-//! the root can be named), dotfiles only with `--hidden`, names that are UTF-8. Names
+//! the root can be named), dotfiles only with `--hidden`, names that are UTF-8, and
+//! only what the caller's filter passes: the server keeps files the client could not
+//! fetch by name and directories it could not list ([`crate::access`]) out. Names
 //! longer than ustar's 100 bytes, or not ASCII, and sizes of 8 GiB or more get a PAX
 //! extended header. The length of the whole stream is known before the first byte
 //! (Content-Length); a member whose size has changed by the time it is opened, or
@@ -19,8 +21,10 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::handler::Piece;
 
-/// Most entries (files and directories) one archive may hold.
-pub const MAX_ENTRIES: usize = 100_000;
+/// Most entries (files, directories and anything else met) one archive may hold: it
+/// bounds the headers held in memory (512 bytes an entry) and the time a request
+/// may take before its first byte.
+pub const MAX_ENTRIES: usize = 10_000;
 /// Deepest directory nesting followed.
 const MAX_DEPTH: usize = 64;
 const BLOCK: u64 = 512;
@@ -62,11 +66,19 @@ pub enum ArchiveError {
 
 impl Archive {
     /// Plans the archive of `dir` (opened for reading); `top` names its root entry.
-    pub fn plan(dir: &File, top: &str, hidden: bool) -> Result<Archive, ArchiveError> {
+    /// `keep` is asked about every file and directory beneath it (its path beneath
+    /// `dir`, its lstat, whether it is a directory); what it refuses is left out (a
+    /// directory with all it holds).
+    pub fn plan(
+        dir: &File,
+        top: &str,
+        hidden: bool,
+        keep: &mut dyn FnMut(&str, &rustix::fs::Stat, bool) -> bool,
+    ) -> Result<Archive, ArchiveError> {
         let mut a = Archive::default();
         let st = rustix::fs::fstat(dir).map_err(io::Error::from)?;
         a.header(&format!("{top}/"), 0, mtime(&st), st.st_mode, b'5');
-        a.walk(dir, top, "", hidden, 0)?;
+        a.walk(dir, top, "", hidden, 0, keep)?;
         // Two zero blocks end the archive.
         a.push_mem(&[0u8; 2 * BLOCK as usize]);
         Ok(a)
@@ -79,28 +91,42 @@ impl Archive {
         prefix: &str,
         hidden: bool,
         depth: usize,
+        keep: &mut dyn FnMut(&str, &rustix::fs::Stat, bool) -> bool,
     ) -> Result<(), ArchiveError> {
         let mut names = Vec::new();
         for item in rustix::fs::Dir::read_from(dir).map_err(io::Error::from)? {
             let item = item.map_err(io::Error::from)?;
+            let raw = item.file_name().to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            // Every entry met counts, listed or not: the walk's cost is bounded.
+            self.entries += 1;
+            if self.entries > MAX_ENTRIES {
+                return Err(ArchiveError::TooLarge);
+            }
             let Ok(name) = item.file_name().to_str() else {
                 continue;
             };
-            if name == "." || name == ".." || (!hidden && name.starts_with('.')) {
+            if !hidden && name.starts_with('.') {
                 continue;
             }
             names.push(name.to_owned());
         }
         names.sort_by(|a, b| crate::listing::natural_cmp(a, b));
         for name in names {
-            self.entries += 1;
-            if self.entries > MAX_ENTRIES {
-                return Err(ArchiveError::TooLarge);
-            }
             let Ok(st) = rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
                 continue;
             };
             let rel = format!("{prefix}{name}");
+            let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            if matches!(
+                FileType::from_raw_mode(st.st_mode),
+                FileType::RegularFile | FileType::Directory
+            ) && !keep(&rel, &st, is_dir)
+            {
+                continue;
+            }
             match FileType::from_raw_mode(st.st_mode) {
                 FileType::RegularFile => {
                     #[allow(clippy::unnecessary_cast)] // differs between architectures
@@ -130,7 +156,14 @@ impl Archive {
                         continue;
                     };
                     self.header(&format!("{top}/{rel}/"), 0, mtime(&st), st.st_mode, b'5');
-                    self.walk(&File::from(sub), top, &format!("{rel}/"), hidden, depth + 1)?;
+                    self.walk(
+                        &File::from(sub),
+                        top,
+                        &format!("{rel}/"),
+                        hidden,
+                        depth + 1,
+                        keep,
+                    )?;
                 }
                 _ => {}
             }
@@ -170,8 +203,8 @@ impl Archive {
             let pad = (BLOCK - records.len() as u64 % BLOCK) % BLOCK;
             self.push_mem(&vec![0u8; pad as usize]);
         }
-        let short: String = if long_name {
-            name.chars().filter(char::is_ascii).take(99).collect()
+        let short = if long_name {
+            ustar_fallback(name)
         } else {
             name.to_owned()
         };
@@ -184,6 +217,38 @@ impl Archive {
         );
         self.push_mem(&block);
     }
+}
+
+/// The ustar name beside a PAX `path`, for tools that ignore PAX: ASCII only (other
+/// characters become `_`), at most 99 bytes, relative, and with no `.` or `..`
+/// segment, so it can't lead out of the directory it is extracted into.
+fn ustar_fallback(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(99)
+        .collect();
+    let dir = ascii.ends_with('/');
+    let mut segs: Vec<&str> = ascii.split('/').filter(|s| !s.is_empty()).collect();
+    for s in &mut segs {
+        if *s == "." || *s == ".." {
+            *s = "_";
+        }
+    }
+    let mut out = segs.join("/");
+    if out.is_empty() {
+        out.push('_');
+    }
+    if dir && out.len() < 99 {
+        out.push('/');
+    }
+    out
 }
 
 /// One PAX record: `LEN KEY=VALUE\n`, LEN counting the whole record.
@@ -249,6 +314,25 @@ pub fn open_member(dir: &File, m: &Member) -> Option<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ustar_fallback_names_stay_inside() {
+        for (name, want) in [
+            ("root/\u{e9}../x", "root/_../x"),
+            ("root/..\u{e9}/x", "root/.._/x"),
+            ("\u{e9}/a", "_/a"),
+            ("/etc/passwd", "etc/passwd"),
+            ("a/./b/../c/", "a/_/b/_/c/"),
+            ("\u{e9}", "_"),
+        ] {
+            assert_eq!(ustar_fallback(name), want, "{name:?}");
+        }
+        // Truncation can't leave a `..` segment either.
+        let name = format!("{}/....", "a".repeat(96));
+        let short = ustar_fallback(&name);
+        assert!(short.len() <= 99 && !short.split('/').any(|s| s == ".." || s == "."));
+        assert!(!short.starts_with('/'));
+    }
 
     #[test]
     fn pax_records_count_their_own_length() {

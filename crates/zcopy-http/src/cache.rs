@@ -98,6 +98,10 @@ pub struct FileCache {
     /// Request path → which precompressed sidecars it has (a bitmask), and when that
     /// was looked up.
     sidecars: HashMap<Box<str>, (Instant, u8)>,
+    /// Directories found to hold too many entries to list, by (device, inode), with
+    /// the mtime they were counted at: asked again while unchanged, they are refused
+    /// without being read.
+    too_large: HashMap<(u64, u64), (i64, i64)>,
     ttl: Duration,
     cap: usize,
     /// Made for the first file worth holding; `Err` once making it failed.
@@ -123,6 +127,7 @@ impl FileCache {
         FileCache {
             map: HashMap::new(),
             sidecars: HashMap::new(),
+            too_large: HashMap::new(),
             ttl,
             cap,
             watcher: None,
@@ -196,6 +201,20 @@ impl FileCache {
             self.sidecars.clear();
         }
         self.sidecars.insert(key.into(), (now, mask));
+    }
+
+    /// Whether the directory with fstat `st` was found too large to list and has not
+    /// changed since (an entry added or removed changes its mtime).
+    pub fn known_too_large(&self, st: &rustix::fs::Stat) -> bool {
+        self.too_large.get(&dir_key(st)) == Some(&dir_mtime(st))
+    }
+
+    /// Remembers that the directory with fstat `st` is too large to list.
+    pub fn note_too_large(&mut self, st: &rustix::fs::Stat) {
+        if self.too_large.len() >= 1024 {
+            self.too_large.clear();
+        }
+        self.too_large.insert(dir_key(st), dir_mtime(st));
     }
 
     /// Closes the files (and forgets the sidecar notes) older than `ttl`: the next
@@ -367,6 +386,16 @@ impl FileCache {
 }
 
 /// The fields that change when a file's contents or times do.
+#[allow(clippy::unnecessary_cast)] // field types differ between architectures
+fn dir_key(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+#[allow(clippy::unnecessary_cast)] // field types differ between architectures
+fn dir_mtime(st: &rustix::fs::Stat) -> (i64, i64) {
+    (st.st_mtime as i64, st.st_mtime_nsec as i64)
+}
+
 fn same_version(a: &rustix::fs::Stat, b: &rustix::fs::Stat) -> bool {
     let v = |s: &rustix::fs::Stat| {
         (
@@ -549,6 +578,19 @@ mod tests {
         assert_eq!(c.watched.len(), 1);
         c.evict_expired(t0 + Duration::from_secs(61));
         assert!(c.watched.is_empty() && c.map.is_empty() && c.memo_bytes == 0);
+    }
+
+    #[test]
+    fn too_large_directories_are_remembered_until_they_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = |p: &std::path::Path| rustix::fs::stat(p).unwrap();
+        let mut c = FileCache::new(Duration::from_secs(1), 8);
+        assert!(!c.known_too_large(&st(tmp.path())));
+        c.note_too_large(&st(tmp.path()));
+        assert!(c.known_too_large(&st(tmp.path())));
+        std::thread::sleep(Duration::from_millis(10));
+        std::fs::write(tmp.path().join("new"), b"").unwrap();
+        assert!(!c.known_too_large(&st(tmp.path())));
     }
 
     #[test]

@@ -174,22 +174,19 @@ pub struct Found {
     pub any: bool,
 }
 
-/// Opens the `e` sidecar of `rel` (a path beneath `dir`, no `..`) for the file with
-/// fstat `original`. It counts when it is a regular file beneath `dir` (never
-/// followed out of it, whatever `symlinks` says) and not older than the original.
+/// Opens the `e` sidecar of `rel` (a path beneath `dir`, no `..`, itself reached
+/// without a symlink) for the file with fstat `original`. It counts when it is a
+/// regular file reached without following any symlink (a sidecar that is a link is
+/// never followed, whatever `--symlinks` says: it could lead to a hidden or guarded
+/// file) and not older than the original.
 pub fn open(
     dir: BorrowedFd<'_>,
     rel: &str,
     original: &rustix::fs::Stat,
     e: Encoding,
-    symlinks: SymlinkPolicy,
 ) -> Option<Sidecar> {
-    let policy = match symlinks {
-        SymlinkPolicy::Never => SymlinkPolicy::Never,
-        _ => SymlinkPolicy::WithinRoot,
-    };
     let name = format!("{rel}{}", e.suffix());
-    match path::open_at(dir, &name, policy) {
+    match path::open_at(dir, &name, SymlinkPolicy::Never) {
         Ok(Resolved::File(file, stat)) if !older(&stat, original) => Some(Sidecar {
             encoding: e,
             file,
@@ -206,11 +203,10 @@ pub fn present(
     rel: &str,
     original: &rustix::fs::Stat,
     configured: &[Encoding],
-    symlinks: SymlinkPolicy,
 ) -> u8 {
     configured
         .iter()
-        .filter(|&&e| open(dir, rel, original, e, symlinks).is_some())
+        .filter(|&&e| open(dir, rel, original, e).is_some())
         .fold(0, |mask, e| mask | e.bit())
 }
 

@@ -18,6 +18,9 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use std::os::fd::AsFd;
 
+use rustix::fs::FileType;
+
+use crate::access::{self, Access, Denied};
 use crate::archive::{Archive, ArchiveError};
 use crate::auth::Verdict;
 use crate::conditional::{self, Precondition, Validators};
@@ -38,6 +41,11 @@ pub struct Site {
     pub root: OwnedFd,
     /// Settings.
     pub config: Config,
+    /// The root's path as the kernel names it, to tell where a followed symlink led
+    /// ([`access::real_rel`]); `None` if unknown (then no link is followed).
+    pub root_path: Option<String>,
+    /// Memory held by listing pages and archive plans, all workers together.
+    pub generated: Arc<crate::pages::MemBudget>,
 }
 
 impl Site {
@@ -49,7 +57,19 @@ impl Site {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Site { root, config })
+        let root_path = access::root_path(&root);
+        if root_path.is_none() && config.symlinks != path::SymlinkPolicy::Never {
+            tracing::warn!(
+                "can't tell where symlinks inside the root lead (/proc/self/fd not readable): \
+                 they are refused"
+            );
+        }
+        Ok(Site {
+            root,
+            config,
+            root_path,
+            generated: crate::pages::MemBudget::new(crate::pages::GENERATED_MAX),
+        })
     }
 }
 
@@ -103,6 +123,9 @@ pub enum BodyMem {
     Owned(Vec<u8>),
     /// A held file's bytes.
     Held(Arc<[u8]>),
+    /// Made for this response and counted in the site's
+    /// [`crate::pages::MemBudget`] until the body is dropped.
+    Counted(Vec<u8>, crate::pages::Ticket),
 }
 
 impl std::ops::Deref for BodyMem {
@@ -112,6 +135,7 @@ impl std::ops::Deref for BodyMem {
         match self {
             BodyMem::Owned(v) => v,
             BodyMem::Held(b) => b,
+            BodyMem::Counted(v, _) => v,
         }
     }
 }
@@ -175,14 +199,18 @@ pub fn handle(
     // A chunked body is never read: the connection closes after this response, so
     // no request is ever parsed out of a body.
     let close = close || !req.keep_alive || req.body == BodyFraming::Chunked;
-    let eff = if cfg.rules.is_empty() {
-        Effective::default()
+    let (eff, rel) = if cfg.rules.is_empty() {
+        (Effective::default(), None)
     } else {
         match path::clean(req.target) {
-            Ok(c) => Effective::of(&cfg.rules, &c.segments.join("/")),
+            Ok(c) => {
+                let rel = c.segments.join("/");
+                (Effective::of(&cfg.rules, &rel), Some(rel))
+            }
             Err(e) => return error_response(out, e, req.method == Method::Head),
         }
     };
+    let mut access = Access::new(cfg, req.authorization);
     let conn = Conn {
         close,
         keep_alive_10: !close && req.version == Version::Http10,
@@ -226,56 +254,164 @@ pub fn handle(
                 return conn.status_with(out, 401, &[("WWW-Authenticate", &challenge)]);
             }
         }
+        access.note(users, true);
+    }
+    // A sidecar's name is guarded as its original's is (`server.key.gz` as
+    // `server.key`).
+    if let Some(rel) = &rel
+        && let Some(orig) = access::original(rel)
+        && let Some(users) = access::auth_of(&cfg.rules, orig)
+        && !access.passes(users)
+    {
+        return conn.challenge(out, users);
     }
     let key = req.target.split('?').next().unwrap_or("");
     if let Some(hit) = cache.get(key, now) {
+        if access.refuses_links(&hit.st) {
+            return conn.hard_linked(out, key);
+        }
         let name = key.rsplit('/').next().unwrap_or("");
         let index = name.is_empty();
         let name = if index { cfg.index.as_str() } else { name };
-        let found = find_sidecar(site, req, key, None, index, &hit.st, cache, now);
+        let found = find_sidecar(
+            site,
+            req,
+            key,
+            None,
+            None,
+            index,
+            &hit.st,
+            cache,
+            now,
+            &mut access,
+        );
         return serve_file(req, &conn, hit, name, found, out);
     }
     let clean = match path::clean(req.target) {
         Ok(c) => c,
         Err(e) => return error_response(out, e, conn.head_only),
     };
-    match path::open(&site.root, &clean, cfg.symlinks, cfg.hidden) {
-        Ok(Resolved::File(file, st)) => {
+    match path::open_noting_links(&site.root, &clean, cfg.symlinks, cfg.hidden) {
+        Ok((Resolved::File(file, st), via_link)) => {
             if clean.trailing_slash {
                 return conn.status(out, 404);
             }
+            // Where a followed link led is checked as a name of its own.
+            let real = match via_link {
+                true => match conn.check_real(site, &mut access, &file, out) {
+                    Ok(real) => real,
+                    Err(resp) => return resp,
+                },
+                false => None,
+            };
+            if access.refuses_links(&st) {
+                return conn.hard_linked(out, key);
+            }
             let name = clean.segments.last().map_or("", String::as_str);
-            let f = cache.put(key, name, Arc::new(file), &st, now);
-            let found = find_sidecar(site, req, key, Some(&clean), false, &f.st, cache, now);
+            let f = if via_link {
+                // Not cached: a hit would skip the check of where the link led.
+                uncached(file, st)
+            } else {
+                cache.put(key, name, Arc::new(file), &st, now)
+            };
+            let found = find_sidecar(
+                site,
+                req,
+                key,
+                Some(&clean),
+                real,
+                false,
+                &f.st,
+                cache,
+                now,
+                &mut access,
+            );
             serve_file(req, &conn, f, name, found, out)
         }
-        Ok(Resolved::Dir(dir, dir_st)) => {
+        Ok((Resolved::Dir(dir, dir_st), via_link)) => {
+            let real = match via_link {
+                true => match conn.check_real(site, &mut access, &dir, out) {
+                    Ok(real) => real,
+                    Err(resp) => return resp,
+                },
+                false => None,
+            };
             if !clean.trailing_slash && !clean.segments.is_empty() {
                 let loc = location(&clean);
                 return conn.text(out, 301, "301 Moved Permanently\n", &[("Location", &loc)]);
             }
+            let names = DirNames {
+                rel: clean.segments.join("/"),
+                real,
+            };
             if cfg.archives
                 && let Some(q) = clean.query.as_deref()
                 && q.split('&').any(|kv| kv == "download=tar")
             {
-                return serve_archive(&conn, dir, &clean, cfg.hidden, out);
+                return serve_archive(
+                    site,
+                    &conn,
+                    cache,
+                    dir,
+                    &dir_st,
+                    &clean,
+                    &names,
+                    &mut access,
+                    out,
+                );
             }
             if !cfg.index.is_empty() {
-                match path::open_in_dir(&dir, &cfg.index, cfg.symlinks) {
-                    Ok(Resolved::File(file, st)) => {
-                        let f = cache.put(key, &cfg.index, Arc::new(file), &st, now);
-                        let found =
-                            find_sidecar(site, req, key, Some(&clean), true, &f.st, cache, now);
+                match path::open_in_dir_noting_links(&dir, &cfg.index, cfg.symlinks) {
+                    Ok((Resolved::File(file, st), index_via_link)) => {
+                        let linked = via_link || index_via_link;
+                        let real = match linked {
+                            true => match conn.check_real(site, &mut access, &file, out) {
+                                Ok(real) => real,
+                                Err(resp) => return resp,
+                            },
+                            false => None,
+                        };
+                        if access.refuses_links(&st) {
+                            return conn.hard_linked(out, key);
+                        }
+                        let f = if linked {
+                            uncached(file, st)
+                        } else {
+                            cache.put(key, &cfg.index, Arc::new(file), &st, now)
+                        };
+                        let found = find_sidecar(
+                            site,
+                            req,
+                            key,
+                            Some(&clean),
+                            real,
+                            true,
+                            &f.st,
+                            cache,
+                            now,
+                            &mut access,
+                        );
                         return serve_file(req, &conn, f, &cfg.index, found, out);
                     }
-                    Ok(Resolved::Dir(..)) | Err(OpenError::NotFound) => {}
+                    Ok((Resolved::Dir(..), _)) | Err(OpenError::NotFound) => {}
                     Err(e) => return conn.open_error(out, e),
                 }
             }
-            if !eff.listing.unwrap_or(cfg.listing) {
+            if !names.all(|n| access.listable(n)) {
                 return conn.status(out, 404);
             }
-            serve_listing(req, &conn, &dir, &dir_st, &clean, cfg, out)
+            serve_listing(
+                req,
+                &conn,
+                cache,
+                dir,
+                &dir_st,
+                &clean,
+                &names,
+                site,
+                &mut access,
+                out,
+            )
         }
         Err(OpenError::NotFound) => match fallback(site, req, &eff, &clean) {
             Some((file, st, name)) => {
@@ -334,45 +470,59 @@ fn accepts_html(accept: Option<&str>) -> bool {
 
 /// Looks for a precompressed sidecar of the file the request resolved to (see
 /// [`crate::encoding`] for the cost). `index`: the file is the directory's index.
+/// `real`: where the file is beneath the root when a symlink led to it (the sidecar
+/// is looked for beside the file, never beside the link).
+///
+/// A sidecar is only ever opened without following a symlink, and only served when
+/// the client could fetch it by its own name ([`Access::name`]) and it has a single
+/// link on a guarded site: it is never a way to a hidden or protected file.
 #[allow(clippy::too_many_arguments)]
 fn find_sidecar(
     site: &Site,
     req: &Request<'_>,
     key: &str,
     clean: Option<&CleanPath>,
+    real: Option<String>,
     index: bool,
     st: &rustix::fs::Stat,
     cache: &mut FileCache,
     now: Instant,
+    access: &mut Access<'_>,
 ) -> Found {
     let cfg = &site.config;
     let known = cache.sidecars(key, now);
     if cfg.precompressed.is_empty() || known == Some(0) {
         return Found::default();
     }
-    let owned;
-    let clean = match clean {
-        Some(c) => c,
-        None => match path::clean(key) {
-            Ok(c) => {
-                owned = c;
-                &owned
+    let rel = match real {
+        Some(real) => real,
+        None => {
+            let owned;
+            let clean = match clean {
+                Some(c) => c,
+                None => match path::clean(key) {
+                    Ok(c) => {
+                        owned = c;
+                        &owned
+                    }
+                    Err(_) => return Found::default(),
+                },
+            };
+            let mut rel = clean.segments.join("/");
+            if index {
+                if !rel.is_empty() {
+                    rel.push('/');
+                }
+                rel.push_str(&cfg.index);
             }
-            Err(_) => return Found::default(),
-        },
-    };
-    let mut rel = clean.segments.join("/");
-    if index {
-        if !rel.is_empty() {
-            rel.push('/');
+            rel
         }
-        rel.push_str(&cfg.index);
-    }
+    };
     let root = site.root.as_fd();
     let mask = match known {
         Some(mask) => mask,
         None => {
-            let mask = encoding::present(root, &rel, st, &cfg.precompressed, cfg.symlinks);
+            let mask = encoding::present(root, &rel, st, &cfg.precompressed);
             cache.note_sidecars(key, now, mask);
             mask
         }
@@ -383,8 +533,47 @@ fn find_sidecar(
     let chosen = encoding::acceptable(&cfg.precompressed, req.accept_encoding)
         .into_iter()
         .filter(|e| mask & e.bit() != 0)
-        .find_map(|e| encoding::open(root, &rel, st, e, cfg.symlinks));
+        .filter_map(|e| encoding::open(root, &rel, st, e))
+        .find(|s| {
+            let name = format!("{rel}{}", s.encoding.suffix());
+            access.name(&name).is_ok() && !access.refuses_links(&s.stat)
+        });
     Found { chosen, any: true }
+}
+
+/// A file served without going through the worker's cache.
+fn uncached(file: File, st: rustix::fs::Stat) -> CachedFile {
+    CachedFile {
+        file: Arc::new(file),
+        st,
+        described: None,
+        bytes: None,
+    }
+}
+
+/// The names a directory answers to: the request's, and where a symlink led (when
+/// one did). Whatever is listed or archived must pass under both.
+struct DirNames {
+    rel: String,
+    real: Option<String>,
+}
+
+impl DirNames {
+    /// `f` holds for every name of the directory.
+    fn all(&self, mut f: impl FnMut(&str) -> bool) -> bool {
+        f(&self.rel) && self.real.as_deref().is_none_or(f)
+    }
+
+    /// `f` holds for `name` inside the directory, under every name of it.
+    fn all_inside(&self, name: &str, mut f: impl FnMut(&str) -> bool) -> bool {
+        self.all(|dir| {
+            if dir.is_empty() {
+                f(name)
+            } else {
+                f(&format!("{dir}/{name}"))
+            }
+        })
+    }
 }
 
 /// The response to a request that could not be parsed: status and reason, then close.
@@ -527,6 +716,73 @@ impl Conn<'_, '_> {
         }
     }
 
+    /// 401 asking for the credentials of `users`.
+    fn challenge(&self, out: &mut Vec<u8>, users: &crate::auth::Users) -> Response {
+        let challenge = users.challenge();
+        self.status_with(out, 401, &[("WWW-Authenticate", &challenge)])
+    }
+
+    /// 403 for a file with more than one hard link on a site with password rules
+    /// (rules see names, and a hard link is the same file under another name).
+    fn hard_linked(&self, out: &mut Vec<u8>, path: &str) -> Response {
+        tracing::warn!(
+            path,
+            "refused a file with more than one hard link (a password rule is configured)"
+        );
+        self.status(out, 403)
+    }
+
+    /// Where a followed symlink led (the open `fd`), checked as a name of its own:
+    /// `Ok(Some(rel))` beneath the root, `Ok(None)` outside it (`--symlinks follow`
+    /// only), or the response refusing it.
+    #[allow(clippy::result_large_err)] // made and returned at once
+    fn check_real(
+        &self,
+        site: &Site,
+        access: &mut Access<'_>,
+        fd: &File,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<String>, Response> {
+        let real = site
+            .root_path
+            .as_deref()
+            .and_then(|root| access::real_rel(root, fd));
+        match real {
+            Some(rel) => match access.name(&rel) {
+                Ok(()) => Ok(Some(rel)),
+                Err(Denied::NotFound) => Err(self.status(out, 404)),
+                Err(Denied::Auth(users)) => Err(self.challenge(out, users)),
+            },
+            None if site.config.symlinks == path::SymlinkPolicy::Follow => Ok(None),
+            None => Err(self.status(out, 404)),
+        }
+    }
+
+    /// 503: the memory for generated bodies is in use (listing pages and archive
+    /// plans that clients have not read yet).
+    fn busy(&self, out: &mut Vec<u8>) -> Response {
+        tracing::debug!("listing or archive refused: generated bodies hold their budget");
+        let body = "503 Service Unavailable (too many listings or archives in flight)\n";
+        self.text(out, 503, body, &[("Retry-After", "1")])
+    }
+
+    /// 200 with `fields` and no body and no Content-Length: a HEAD answered without
+    /// building the body it describes.
+    fn head_only_ok(&self, out: &mut Vec<u8>, fields: &[(&str, &str)]) -> Response {
+        let mut h = Head::start(out, 200);
+        for (k, v) in fields {
+            h.header(k, v);
+        }
+        self.finish_fields(&mut h);
+        h.finish();
+        Response {
+            status: 200,
+            body: Body::InHead,
+            body_len: 0,
+            close: self.close,
+        }
+    }
+
     /// A CORS preflight: 204 with what cross-origin requests may do, or 403 for an
     /// origin not on the list.
     fn preflight(&self, out: &mut Vec<u8>, cors: &Cors, req: &Request<'_>) -> Response {
@@ -555,80 +811,206 @@ impl Conn<'_, '_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve_listing(
     req: &Request<'_>,
     conn: &Conn<'_, '_>,
-    dir: &File,
+    cache: &mut FileCache,
+    dir: File,
     dir_st: &rustix::fs::Stat,
     clean: &CleanPath,
-    cfg: &Config,
+    names: &DirNames,
+    site: &Site,
+    access: &mut Access<'_>,
     out: &mut Vec<u8>,
 ) -> Response {
-    let archive = cfg.archives;
-    let mut entries = match listing::read_entries(dir, cfg.hidden) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!("listing failed: {e}");
-            return conn.status(out, 500);
-        }
-    };
+    let cfg = &site.config;
     let query = clean.query.as_deref().unwrap_or("");
     let json = query.split('&').any(|kv| kv == "format=json");
+    let ctype = if json {
+        "application/json"
+    } else {
+        "text/html; charset=utf-8"
+    };
+    let cache_control = conn.eff.cache_control.unwrap_or("no-cache");
+    let too_large = |out: &mut Vec<u8>| {
+        let body = format!(
+            "403 Forbidden (more than {} entries to list)\n",
+            listing::MAX_LISTING
+        );
+        conn.text(out, 403, &body, &[])
+    };
+    if cache.known_too_large(dir_st) {
+        return too_large(out);
+    }
+    if conn.head_only {
+        // The entries are counted (no stat, no page): the status is the GET's.
+        return match listing::count_entries(&dir, listing::MAX_LISTING) {
+            Ok(_) => conn.head_only_ok(
+                out,
+                &[("Content-Type", ctype), ("Cache-Control", cache_control)],
+            ),
+            Err(listing::ListError::TooLarge) => {
+                cache.note_too_large(dir_st);
+                too_large(out)
+            }
+            Err(listing::ListError::Io(e)) => {
+                tracing::warn!("listing failed: {e}");
+                conn.status(out, 500)
+            }
+        };
+    }
+    if !site.generated.room(crate::pages::PAGE_MAX) {
+        return conn.busy(out);
+    }
+    let mut keep = |name: &str, kind: listing::Kind, st: rustix::fs::Stat| {
+        // A directory is listed when it may be listed in turn, a file when it may
+        // be fetched: under the directory's every name.
+        let dir_ok = |access: &mut Access<'_>, is_dir: bool| {
+            names.all_inside(name, |n| match is_dir {
+                true => access.listable(n),
+                false => access.name(n).is_ok(),
+            })
+        };
+        match kind {
+            listing::Kind::Dir => dir_ok(access, true).then_some(st),
+            listing::Kind::File => {
+                (dir_ok(access, false) && !access.refuses_links(&st)).then_some(st)
+            }
+            listing::Kind::Link => {
+                let st = linked_entry(site, access, clean, name)?;
+                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                dir_ok(access, is_dir).then_some(st)
+            }
+        }
+    };
+    let mut entries =
+        match listing::read_entries_with(&dir, cfg.hidden, listing::MAX_LISTING, &mut keep) {
+            Ok(e) => e,
+            Err(listing::ListError::TooLarge) => {
+                cache.note_too_large(dir_st);
+                return too_large(out);
+            }
+            Err(listing::ListError::Io(e)) => {
+                tracing::warn!("listing failed: {e}");
+                return conn.status(out, 500);
+            }
+        };
     let order = listing::Order::from_query(query);
     listing::sort(&mut entries, order);
-    let (body, ctype) = if json {
-        (listing::json(&entries), "application/json")
+    let body = if json {
+        listing::json(&entries)
     } else {
-        (
-            listing::html(&clean.segments, &entries, order, archive),
-            "text/html; charset=utf-8",
-        )
+        listing::html(&clean.segments, &entries, order, cfg.archives)
     };
     let v = listing::validators(body.as_bytes(), dir_st, &entries);
     let lm = v.last_modified();
-    let cache_control = conn.eff.cache_control.unwrap_or("no-cache");
     match conditional::evaluate(req, &v) {
         Precondition::Proceed => {}
         Precondition::NotModified => return not_modified(conn, &v, &lm, cache_control, out),
         Precondition::Failed => return conn.status(out, 412),
     }
-    conn.body(
-        out,
-        200,
-        ctype,
-        body.as_bytes(),
-        &[
-            ("ETag", &v.etag),
-            ("Last-Modified", &lm),
-            ("Cache-Control", cache_control),
-        ],
-    )
+    let fields = [
+        ("ETag", v.etag.as_str()),
+        ("Last-Modified", &lm),
+        ("Cache-Control", cache_control),
+    ];
+    if body.len() <= crate::pages::INLINE_MAX {
+        return conn.body(out, 200, ctype, body.as_bytes(), &fields);
+    }
+    // A larger page stays in memory until the client has read it: counted.
+    let Some(ticket) = site.generated.take(body.len()) else {
+        return conn.busy(out);
+    };
+    let len = body.len();
+    let mut h = Head::start(out, 200);
+    for (k, v) in fields {
+        h.header(k, v);
+    }
+    h.header("Content-Type", ctype);
+    h.header_u64("Content-Length", len as u64);
+    conn.finish_fields(&mut h);
+    h.finish();
+    Response {
+        status: 200,
+        body: Body::File(FileBody {
+            file: Arc::new(dir),
+            file_len: 0,
+            pieces: vec![Piece::Mem(0, len)],
+            mem: BodyMem::Counted(body.into_bytes(), ticket),
+            members: Vec::new(),
+            held: None,
+        }),
+        body_len: len as u64,
+        close: conn.close,
+    }
+}
+
+/// A symlink in a listing: opened as a request for it would be (the symlink policy,
+/// beneath the root), and listed with its target's stat only when that request
+/// would be answered: where it leads is checked as a name of its own.
+fn linked_entry(
+    site: &Site,
+    access: &mut Access<'_>,
+    clean: &CleanPath,
+    name: &str,
+) -> Option<rustix::fs::Stat> {
+    let cfg = &site.config;
+    if cfg.symlinks == path::SymlinkPolicy::Never {
+        return None;
+    }
+    let mut segments = clean.segments.clone();
+    segments.push(name.to_owned());
+    let target = CleanPath {
+        segments,
+        trailing_slash: false,
+        query: None,
+    };
+    let (fd, st) = match path::open_noting_links(&site.root, &target, cfg.symlinks, cfg.hidden) {
+        Ok((Resolved::File(f, st) | Resolved::Dir(f, st), _)) => (f, st),
+        Err(_) => return None,
+    };
+    match site
+        .root_path
+        .as_deref()
+        .and_then(|root| access::real_rel(root, &fd))
+    {
+        Some(real) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+            access.listable(&real).then_some(())?
+        }
+        Some(real) => access.name(&real).ok()?,
+        None if cfg.symlinks == path::SymlinkPolicy::Follow => {}
+        None => return None,
+    }
+    (!access.refuses_links(&st)).then_some(st)
 }
 
 /// A directory as a tar stream (see [`crate::archive`]): headers from memory, member
 /// contents by the engines. No validators or ranges: the stream is made anew.
+///
+/// Only a directory the client may list is archived, and the archive holds only
+/// what the client could fetch file by file ([`Access`]); a HEAD is answered
+/// without walking the tree (no Content-Length).
+#[allow(clippy::too_many_arguments)]
 fn serve_archive(
+    site: &Site,
     conn: &Conn<'_, '_>,
+    cache: &mut FileCache,
     dir: File,
+    dir_st: &rustix::fs::Stat,
     clean: &CleanPath,
-    hidden: bool,
+    names: &DirNames,
+    access: &mut Access<'_>,
     out: &mut Vec<u8>,
 ) -> Response {
+    if !names.all(|n| access.listable(n)) {
+        return conn.status(out, 404);
+    }
+    // A directory too large to list is too large to archive.
+    if cache.known_too_large(dir_st) {
+        return archive_too_large(conn, out);
+    }
     let top = clean.segments.last().map_or("root", String::as_str);
-    let archive = match Archive::plan(&dir, top, hidden) {
-        Ok(a) => a,
-        Err(ArchiveError::TooLarge) => {
-            let body = format!(
-                "403 Forbidden (more than {} entries to archive)\n",
-                crate::archive::MAX_ENTRIES
-            );
-            return conn.text(out, 403, &body, &[]);
-        }
-        Err(ArchiveError::Io(e)) => {
-            tracing::warn!("archive failed: {e}");
-            return conn.status(out, 500);
-        }
-    };
     let disposition = format!(
         "attachment; filename=\"{}.tar\"; filename*=UTF-8''{}.tar",
         top.replace(
@@ -637,34 +1019,84 @@ fn serve_archive(
         ),
         utf8_percent_encode(top, SEGMENT),
     );
+    let cache_control = conn.eff.cache_control.unwrap_or("no-store");
+    if conn.head_only {
+        // The top directory's entries are counted (no walk): a directory too large
+        // to list gets the GET's 403.
+        if let Err(listing::ListError::TooLarge) =
+            listing::count_entries(&dir, crate::archive::MAX_ENTRIES)
+        {
+            cache.note_too_large(dir_st);
+            return archive_too_large(conn, out);
+        }
+        return conn.head_only_ok(
+            out,
+            &[
+                ("Content-Type", "application/x-tar"),
+                ("Content-Disposition", &disposition),
+                ("Cache-Control", cache_control),
+            ],
+        );
+    }
+    if !site.generated.room(crate::pages::PLAN_MAX) {
+        return conn.busy(out);
+    }
+    let hidden = access.hidden();
+    let mut keep = |rel: &str, st: &rustix::fs::Stat, is_dir: bool| {
+        if is_dir {
+            names.all_inside(rel, |n| access.listable(n))
+        } else {
+            names.all_inside(rel, |n| access.name(n).is_ok()) && !access.refuses_links(st)
+        }
+    };
+    let archive = match Archive::plan(&dir, top, hidden, &mut keep) {
+        Ok(a) => a,
+        Err(ArchiveError::TooLarge) => return archive_too_large(conn, out),
+        Err(ArchiveError::Io(e)) => {
+            tracing::warn!("archive failed: {e}");
+            return conn.status(out, 500);
+        }
+    };
+    // The plan stays in memory until the stream ends: counted.
+    let held = archive.mem.len()
+        + archive.pieces.len() * std::mem::size_of::<Piece>()
+        + archive
+            .members
+            .iter()
+            .map(|m| m.rel.len() + std::mem::size_of::<crate::archive::Member>())
+            .sum::<usize>();
+    let Some(ticket) = site.generated.take(held) else {
+        return conn.busy(out);
+    };
     let mut h = Head::start(out, 200);
     h.header("Content-Type", "application/x-tar");
     h.header("Content-Disposition", &disposition);
-    h.header(
-        "Cache-Control",
-        conn.eff.cache_control.unwrap_or("no-store"),
-    );
+    h.header("Cache-Control", cache_control);
     h.header_u64("Content-Length", archive.len);
     conn.finish_fields(&mut h);
     h.finish();
-    let head_only = conn.head_only;
     Response {
         status: 200,
-        body: if head_only {
-            Body::InHead
-        } else {
-            Body::File(FileBody {
-                file: Arc::new(dir),
-                file_len: 0,
-                pieces: archive.pieces,
-                mem: BodyMem::Owned(archive.mem),
-                members: archive.members,
-                held: None,
-            })
-        },
-        body_len: if head_only { 0 } else { archive.len },
+        body: Body::File(FileBody {
+            file: Arc::new(dir),
+            file_len: 0,
+            pieces: archive.pieces,
+            mem: BodyMem::Counted(archive.mem, ticket),
+            members: archive.members,
+            held: None,
+        }),
+        body_len: archive.len,
         close: conn.close,
     }
+}
+
+/// 403 for an archive of more than [`crate::archive::MAX_ENTRIES`] entries.
+fn archive_too_large(conn: &Conn<'_, '_>, out: &mut Vec<u8>) -> Response {
+    let body = format!(
+        "403 Forbidden (more than {} entries to archive)\n",
+        crate::archive::MAX_ENTRIES
+    );
+    conn.text(out, 403, &body, &[])
 }
 
 /// 304 with the validators (and Cache-Control) the 200 would carry.

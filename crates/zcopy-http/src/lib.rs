@@ -11,6 +11,7 @@
 //! sending.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod access_log;
 pub mod archive;
 pub mod auth;
@@ -26,6 +27,7 @@ pub(crate) mod listen;
 pub mod listing;
 pub mod live;
 pub mod metrics;
+pub mod pages;
 pub mod path;
 pub(crate) mod pool;
 pub mod proto;

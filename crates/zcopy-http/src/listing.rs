@@ -21,25 +21,81 @@ pub struct Entry {
     pub modified: SystemTime,
 }
 
+/// Most entries a directory may hold to be listed (or counted for a HEAD): beyond
+/// it the listing is refused (403), so one request costs bounded time and memory.
+pub const MAX_LISTING: usize = 10_000;
+
+/// Why a directory can't be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// More than [`MAX_LISTING`] entries.
+    #[error("more than {MAX_LISTING} entries")]
+    TooLarge,
+    /// Reading the directory failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// What one directory entry is, before the caller decides whether it is listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (its target not looked at).
+    Link,
+}
+
 /// Reads the entries of an open directory, skipping dotfiles unless `hidden`, sorted
-/// (directories first, then by name).
+/// (directories first, then by name); at most `limit` entries are read.
 ///
-/// Entries are stat'ed following symlinks; only regular files and directories are
-/// listed (dangling links, FIFOs, sockets and devices are left out, as they are never
-/// served), and so are names that aren't UTF-8 (request paths must decode to UTF-8,
-/// so such files can't be requested). `dir` must be opened for reading (not O_PATH);
-/// its file offset is not touched.
-pub fn read_entries(dir: &std::fs::File, hidden: bool) -> std::io::Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    for item in rustix::fs::Dir::read_from(dir)? {
-        let item = item?;
+/// Each entry is stat'ed *without* following a symlink; `keep` is told its name, that
+/// stat and what it is, and answers with the stat to show (a link's target, opened as
+/// a request for it would be) or `None` to leave it out. Only regular files and
+/// directories are listed (FIFOs, sockets and devices are never served), and names
+/// that aren't UTF-8 are left out (request paths must decode to UTF-8). `dir` must be
+/// opened for reading (not O_PATH); its file offset is not touched.
+pub fn read_entries_with(
+    dir: &std::fs::File,
+    hidden: bool,
+    limit: usize,
+    keep: &mut dyn FnMut(&str, Kind, rustix::fs::Stat) -> Option<rustix::fs::Stat>,
+) -> Result<Vec<Entry>, ListError> {
+    // Names first (no stat): a directory over the limit costs only its reading.
+    let mut names = Vec::new();
+    let mut seen = 0usize;
+    for item in rustix::fs::Dir::read_from(dir).map_err(std::io::Error::from)? {
+        let item = item.map_err(std::io::Error::from)?;
+        let raw = item.file_name().to_bytes();
+        if raw == b"." || raw == b".." {
+            continue;
+        }
+        seen += 1;
+        if seen > limit {
+            return Err(ListError::TooLarge);
+        }
         let Ok(name) = item.file_name().to_str() else {
             continue;
         };
-        if name == "." || name == ".." || (!hidden && name.starts_with('.')) {
+        if !hidden && name.starts_with('.') {
             continue;
         }
-        let Ok(st) = rustix::fs::statat(dir, item.file_name(), AtFlags::empty()) else {
+        names.push(name.to_owned());
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in &names {
+        let name = name.as_str();
+        let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => Kind::Dir,
+            FileType::RegularFile => Kind::File,
+            FileType::Symlink => Kind::Link,
+            _ => continue,
+        };
+        let Some(st) = keep(name, kind, st) else {
             continue;
         };
         let is_dir = match FileType::from_raw_mode(st.st_mode) {
@@ -67,6 +123,22 @@ pub fn read_entries(dir: &std::fs::File, hidden: bool) -> std::io::Result<Vec<En
     }
     sort(&mut out, Order::default());
     Ok(out)
+}
+
+/// Counts the entries of `dir` (for a HEAD), up to `limit`: `Err(TooLarge)` beyond.
+pub fn count_entries(dir: &std::fs::File, limit: usize) -> Result<usize, ListError> {
+    let mut seen = 0usize;
+    for item in rustix::fs::Dir::read_from(dir).map_err(std::io::Error::from)? {
+        let item = item.map_err(std::io::Error::from)?;
+        let raw = item.file_name().to_bytes();
+        if raw != b"." && raw != b".." {
+            seen += 1;
+            if seen > limit {
+                return Err(ListError::TooLarge);
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// The column a listing is sorted by.
@@ -470,11 +542,35 @@ mod tests {
         let dir = std::fs::File::open(d).unwrap();
         let names = |v: &[Entry]| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
 
-        let entries = read_entries(&dir, false).unwrap();
+        // Links are shown as `keep` says: here, followed within the directory.
+        let mut keep = |name: &str, kind: Kind, st: rustix::fs::Stat| match kind {
+            Kind::Link => rustix::fs::statat(&dir, name, AtFlags::empty()).ok(),
+            _ => Some(st),
+        };
+        let read_entries = |dir: &std::fs::File, hidden: bool| {
+            let mut keep = |name: &str, kind: Kind, st: rustix::fs::Stat| match kind {
+                Kind::Link => rustix::fs::statat(dir, name, AtFlags::empty()).ok(),
+                _ => Some(st),
+            };
+            read_entries_with(dir, hidden, MAX_LISTING, &mut keep)
+        };
+        let entries = read_entries_with(&dir, false, MAX_LISTING, &mut keep).unwrap();
         assert_eq!(
             names(&entries),
             ["adir", "zdir", XSS, "A.txt", "b.txt", "link"]
         );
+        // Links left out by `keep` are not listed; the limit counts every entry.
+        let no_links = read_entries_with(&dir, false, MAX_LISTING, &mut |_, k, st| {
+            (k != Kind::Link).then_some(st)
+        })
+        .unwrap();
+        assert_eq!(names(&no_links), ["adir", "zdir", XSS, "A.txt", "b.txt"]);
+        assert!(matches!(
+            read_entries_with(&dir, false, 5, &mut |_, _, st| Some(st)),
+            Err(ListError::TooLarge)
+        ));
+        assert_eq!(count_entries(&dir, 100).unwrap(), 10);
+        assert!(matches!(count_entries(&dir, 9), Err(ListError::TooLarge)));
         let b = entries.iter().find(|e| e.name == "b.txt").unwrap();
         assert_eq!((b.is_dir, b.size), (false, 5));
         let link = entries.iter().find(|e| e.name == "link").unwrap();

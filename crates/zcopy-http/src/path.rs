@@ -127,22 +127,46 @@ pub fn open(
     if !hidden && path.segments.iter().any(|s| s.starts_with('.')) {
         return Err(OpenError::NotFound);
     }
+    open_noting_links(root, path, symlinks, hidden).map(|(r, _)| r)
+}
+
+/// [`open`], also saying whether a symbolic link was followed on the way (then the
+/// caller looks at where it led: [`crate::access::real_rel`]). Costs nothing more
+/// when no link is met; a path through a link costs one more `openat2`.
+pub fn open_noting_links(
+    root: &OwnedFd,
+    path: &CleanPath,
+    symlinks: SymlinkPolicy,
+    hidden: bool,
+) -> Result<(Resolved, bool), OpenError> {
+    if !hidden && path.segments.iter().any(|s| s.starts_with('.')) {
+        return Err(OpenError::NotFound);
+    }
     let rel = if path.segments.is_empty() {
         String::from(".")
     } else {
         path.segments.join("/")
     };
-    open_beneath(root.as_fd(), &rel, symlinks)
+    open_beneath_noting(root.as_fd(), &rel, symlinks)
 }
 
 /// Opens `name` in the already-open directory `dir` (for the index file).
 ///
 /// `name` must be a single path component; anything else is NotFound.
 pub fn open_in_dir(dir: &File, name: &str, symlinks: SymlinkPolicy) -> Result<Resolved, OpenError> {
+    open_in_dir_noting_links(dir, name, symlinks).map(|(r, _)| r)
+}
+
+/// [`open_in_dir`], also saying whether a symbolic link was followed.
+pub fn open_in_dir_noting_links(
+    dir: &File,
+    name: &str,
+    symlinks: SymlinkPolicy,
+) -> Result<(Resolved, bool), OpenError> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
         return Err(OpenError::NotFound);
     }
-    open_beneath(dir.as_fd(), name, symlinks)
+    open_beneath_noting(dir.as_fd(), name, symlinks)
 }
 
 /// Opens `rel` (segments joined by `/`, none `.`, `..` or empty) beneath `dir` per
@@ -173,26 +197,48 @@ fn open_beneath(
     rel: &str,
     symlinks: SymlinkPolicy,
 ) -> Result<Resolved, OpenError> {
-    let resolve = match symlinks {
-        SymlinkPolicy::Follow => None,
-        SymlinkPolicy::WithinRoot => Some(ResolveFlags::BENEATH),
-        SymlinkPolicy::Never => Some(ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS),
+    open_beneath_noting(dir, rel, symlinks).map(|(r, _)| r)
+}
+
+/// [`open_beneath`], also saying whether a symbolic link was followed: the path is
+/// first opened with no link allowed; only when that meets one (ELOOP) is it opened
+/// again as the policy allows.
+fn open_beneath_noting(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    symlinks: SymlinkPolicy,
+) -> Result<(Resolved, bool), OpenError> {
+    let strict = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    let first = match openat2_retrying(dir, rel, strict) {
+        Err(Errno::NOSYS) if symlinks == SymlinkPolicy::Follow => None,
+        Err(Errno::NOSYS) => return open_segments(dir, rel).map(|r| (r, false)),
+        Err(Errno::LOOP) if symlinks != SymlinkPolicy::Never => None,
+        other => Some(other),
     };
-    let fd = match resolve {
-        None => rustix::fs::openat(dir, rel, file_flags(), Mode::empty()),
-        Some(resolve) => {
-            let mut attempt = 0;
-            loop {
-                match rustix::fs::openat2(dir, rel, file_flags(), Mode::empty(), resolve) {
-                    // A rename or mount raced with the lookup: the kernel asks to retry.
-                    Err(Errno::AGAIN) if attempt < 8 => attempt += 1,
-                    Err(Errno::NOSYS) => return open_segments(dir, rel),
-                    other => break other,
-                }
-            }
+    if let Some(fd) = first {
+        return classify(fd.map_err(map_errno)?).map(|r| (r, false));
+    }
+    let fd = match symlinks {
+        SymlinkPolicy::Follow => rustix::fs::openat(dir, rel, file_flags(), Mode::empty()),
+        _ => openat2_retrying(dir, rel, ResolveFlags::BENEATH),
+    };
+    classify(fd.map_err(map_errno)?).map(|r| (r, true))
+}
+
+/// openat2 with the file flags, retried while the kernel asks (a rename or mount
+/// raced with the lookup).
+fn openat2_retrying(
+    dir: BorrowedFd<'_>,
+    rel: &str,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
+    let mut attempt = 0;
+    loop {
+        match rustix::fs::openat2(dir, rel, file_flags(), Mode::empty(), resolve) {
+            Err(Errno::AGAIN) if attempt < 8 => attempt += 1,
+            other => return other,
         }
-    };
-    classify(fd.map_err(map_errno)?)
+    }
 }
 
 /// The openat2 fallback: walks `rel` one segment at a time, never following a

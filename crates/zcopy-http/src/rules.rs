@@ -3,9 +3,9 @@
 //! `**`; a config file can add more. Later rules override earlier ones field by field
 //! (headers add up).
 //!
-//! Globs match the request path, not where symlinks inside the root lead: a rule that
-//! guards `private/**` does not cover `link/**` when `link` points at `private` (use
-//! `--symlinks never`, or put such rules on `**`, as the command-line flags do).
+//! Globs match names: the request path, and where a symlink inside the root led
+//! (see [`crate::access`]), so a rule that guards `private/**` also guards `link/**`
+//! when `link` points at `private`.
 
 use std::sync::Arc;
 

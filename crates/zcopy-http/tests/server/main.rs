@@ -3,6 +3,7 @@
 
 mod util;
 
+mod access;
 mod archive;
 mod crossclient;
 mod driver;
