@@ -7,6 +7,7 @@ mod archive;
 mod driver;
 mod files;
 mod framing;
+mod http_details;
 mod listing;
 mod peers;
 mod protocol;
