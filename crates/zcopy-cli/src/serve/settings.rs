@@ -111,32 +111,44 @@ checked!(
     })
 );
 
+/// A file path inside ROOT, as `--fallback` and `--error-page` name files: relative
+/// to ROOT (a leading `/` means ROOT too, as in a URL), no `..`, `.` or empty
+/// segments. Returns it without the leading `/`.
+pub(crate) fn inside_root(s: &str) -> Result<String, String> {
+    let rel = s.trim_start_matches('/');
+    if rel.is_empty()
+        || rel.contains('\0')
+        || rel
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!(
+            "'{s}' is not a file path inside ROOT (--fallback and --error-page name files \
+             relative to ROOT)"
+        ));
+    }
+    Ok(rel.to_owned())
+}
+
 checked!(
     /// A file path inside ROOT (no `..`, `.` or empty segments).
     FallbackPath,
-    |s| {
-        let rel = s.trim_start_matches('/');
-        if rel.is_empty()
-            || rel.contains('\0')
-            || rel
-                .split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
-            return Err(format!("'{s}' is not a file path inside ROOT"));
-        }
-        Ok(rel.to_owned())
-    }
+    inside_root
 );
 
 checked!(
-    /// `STATUS=FILE` with STATUS 400-599 (the file is read when the config is built).
+    /// `STATUS=FILE` with STATUS 400-599 and FILE a path inside ROOT, as for
+    /// `--fallback` (the file is read when the config is built).
     ErrorPageSpec,
     |s| {
         let (status, file) = s
             .split_once('=')
             .ok_or_else(|| format!("'{s}': want STATUS=FILE"))?;
         match status.parse::<u16>() {
-            Ok(st) if (400..600).contains(&st) && !file.is_empty() => Ok(s.to_owned()),
+            Ok(st) if (400..600).contains(&st) && !file.is_empty() => {
+                inside_root(file)?;
+                Ok(s.to_owned())
+            }
             _ => Err(format!("'{s}': want STATUS=FILE with STATUS 400-599")),
         }
     }
@@ -421,7 +433,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
     /// Single-page-app fallback: a GET/HEAD for a missing path without a file
-    /// extension whose Accept includes text/html gets this file (path inside ROOT).
+    /// extension whose Accept includes text/html gets this file (a path relative to
+    /// ROOT, like --error-page's; it must exist at start).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackPath>,
@@ -438,7 +451,9 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_realm: Option<String>,
     /// Send FILE as the body of error responses with STATUS, e.g. `404=404.html`
-    /// (repeatable).
+    /// (repeatable). FILE is a path relative to ROOT, like --fallback's (keep pages
+    /// that should not be served as files in a dot directory: `404=.errors/404.html`);
+    /// it is read at start and on reload, at most 1 MiB.
     #[arg(long, value_name = "STATUS=FILE")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_page: Vec<ErrorPageSpec>,

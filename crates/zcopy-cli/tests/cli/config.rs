@@ -148,3 +148,85 @@ fn bad_files_say_where_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.toml"));
 }
+
+/// Runs `zcopy serve ARGS` until it exits (20 s at most; a server that started
+/// is killed and reported as `None`), with its stderr.
+fn exit_of(args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (code, err)
+}
+
+#[test]
+fn check_config_refuses_what_start_would_and_start_exits_2_for_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("index.html"), "<p>app</p>").unwrap();
+    let root = root.to_str().unwrap();
+    let [cert, key, other] = crate::tls::files(dir.path());
+    let missing_key = dir.path().join("no-such-key.pem");
+    let missing_key = missing_key.to_str().unwrap();
+    let no_dir_log = dir.path().join("no/such/dir/access.log");
+    let no_dir_log = no_dir_log.to_str().unwrap();
+    let https = ["--listen", "https://127.0.0.1:0", "--tls-cert", &cert];
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            [&https[..], &["--tls-key", missing_key]].concat(),
+            "no-such-key.pem",
+        ),
+        ([&https[..], &["--tls-key", &other]].concat(), "other.pem"),
+        (vec!["--access-log", no_dir_log], "no/such/dir"),
+        (vec!["--fallback", "missing.html"], "missing.html"),
+        (vec!["--error-page", "404=404.html"], "404.html"),
+    ];
+    for (args, says) in &cases {
+        let (code, err) = exit_of(&[&["--check-config", root], &args[..]].concat());
+        assert_eq!(code, Some(2), "--check-config {args:?}: {err}");
+        assert!(err.contains(says), "--check-config {args:?}: {err}");
+        let (code, err) = exit_of(&[&["--listen", "127.0.0.1:0", root], &args[..]].concat());
+        assert_eq!(code, Some(2), "start {args:?}: {err}");
+        assert!(err.contains(says), "start {args:?}: {err}");
+    }
+    // The same settings made right pass, and nothing was created by the check.
+    let log = dir.path().join("access.log");
+    let good = [
+        &https[..],
+        &["--tls-key", &key, "--access-log", log.to_str().unwrap()],
+        &[
+            "--fallback",
+            "index.html",
+            "--error-page",
+            "404=/index.html",
+        ],
+    ]
+    .concat();
+    let (code, err) = exit_of(&[&["--check-config", root], &good[..]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!log.exists(), "--check-config created the access log");
+}

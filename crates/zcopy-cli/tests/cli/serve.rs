@@ -329,3 +329,58 @@ fn a_connection_cap_the_fd_limit_cannot_hold_exits_2() {
         "{err}"
     );
 }
+
+#[test]
+fn the_readme_example_with_fallback_and_error_page_starts_and_both_come_from_root() {
+    // README: zcopy serve dist/ --fallback index.html --cache-control 'public, max-age=600'
+    //     --header 'X-Content-Type-Options: nosniff' --cors '*' --error-page 404=404.html
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<p>app</p>").unwrap();
+    std::fs::write(dist.join("404.html"), "<p>lost</p>").unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir.path())
+        .args(["serve", "dist/", "--listen", "127.0.0.1:0"])
+        .args(["--fallback", "index.html"])
+        .args(["--cache-control", "public, max-age=600"])
+        .args(["--header", "X-Content-Type-Options: nosniff"])
+        .args(["--cors", "*", "--error-page", "404=404.html"])
+        .stderr(Stdio::piped());
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.starts_with("zcopy: serving ") {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("did not start: {line:?} {err}");
+    }
+    let addr = line
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(&format!("http://{addr}/missing.txt"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "<p>lost</p>");
+    let mut r = agent
+        .get(&format!("http://{addr}/some/route"))
+        .header("Accept", "text/html")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "<p>app</p>");
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
