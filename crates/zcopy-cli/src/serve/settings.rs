@@ -353,7 +353,8 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key (PKCS#8, RSA or EC) of the https:// listeners.
+    /// PEM private key of the https:// listeners: RSA, ECDSA or Ed25519, as PKCS#8,
+    /// PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
@@ -381,7 +382,7 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_max_handshakes: Option<Count>,
-    /// TLS sessions remembered for resumption without a ticket (0: none) [default: 256].
+    /// TLS sessions remembered for resumption without a ticket (0: none) [default: 4096].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_session_cache: Option<Count>,
