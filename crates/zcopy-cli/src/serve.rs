@@ -308,7 +308,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         s.listen
             .iter()
             .filter(|l| l.https == https)
-            .map(|l| l.addr)
+            .flat_map(|l| l.addrs.iter().copied())
             .collect()
     };
     Ok(Config {
@@ -449,7 +449,9 @@ fn load(args: &ServeArgs, fds: usize) -> Result<(Settings, Config), BadConfig> {
 }
 
 /// Runs `zcopy serve`.
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+///
+/// `quiet` (`-q`, errors only): no start-up lines on stdout and no warnings.
+pub fn run(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let fds = raise_fd_limit();
     let (settings, config) = match load(&args, fds) {
         Ok(c) => c,
@@ -514,7 +516,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("zcopy-signals".into())
-        .spawn(move || on_signals(signals, &args, fds, &handle, &reloader, &tls_reloader))
+        .spawn(move || {
+            on_signals(
+                signals,
+                &args,
+                fds,
+                quiet,
+                &handle,
+                &reloader,
+                &tls_reloader,
+            )
+        })
         .context("starting the signal thread")?;
     {
         use std::io::Write;
@@ -537,9 +549,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tls_path: server.tls_path().map(|p| p.to_string()).unwrap_or_default(),
             https_port,
             has_auth,
+            quiet,
         };
         listeners.announce(&mut out, &addrs)?;
-        if let Some(addr) = metrics_at {
+        if let Some(addr) = metrics_at.filter(|_| !quiet) {
             writeln!(out, "zcopy: metrics on http://{addr}/metrics")?;
         }
         out.flush()?;
@@ -561,6 +574,8 @@ struct Listeners<'a> {
     tls_path: String,
     https_port: u16,
     has_auth: bool,
+    /// `-q`: nothing is printed (the warnings still go to the log at their level).
+    quiet: bool,
 }
 
 impl Listeners<'_> {
@@ -571,6 +586,16 @@ impl Listeners<'_> {
         out: &mut impl std::io::Write,
         addrs: &[(std::net::SocketAddr, ListenKind)],
     ) -> std::io::Result<()> {
+        if self.quiet {
+            for (addr, kind) in addrs {
+                if self.has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "Basic auth on {addr} without TLS: passwords cross the network readable"
+                    );
+                }
+            }
+            return Ok(());
+        }
         let (root, summary) = (self.root.display(), self.summary);
         for (addr, kind) in addrs {
             match kind {
@@ -609,6 +634,7 @@ fn on_signals(
     mut signals: signal_hook::iterator::Signals,
     args: &ServeArgs,
     fds: usize,
+    quiet: bool,
     shutdown: &zcopy_http::server::ShutdownHandle,
     reloader: &zcopy_http::server::ReloadHandle,
     tls: &zcopy_http::server::TlsReloader,
@@ -632,6 +658,7 @@ fn on_signals(
                                     tls_path: done.tls_path.unwrap_or_default(),
                                     https_port: done.https_port,
                                     has_auth,
+                                    quiet,
                                 };
                                 let mut out = std::io::stdout().lock();
                                 if let Err(e) = listeners.announce(&mut out, &done.added) {

@@ -210,14 +210,53 @@ checked!(
         .map(|_| s.to_owned())
 );
 
-/// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`, where ADDR is
+/// `IP:PORT` or `NAME:PORT` (a host name, resolved when the settings are read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Listen {
-    /// The socket address.
-    pub addr: SocketAddr,
+    /// The socket addresses: one for an IP, each one a name resolves to (that this
+    /// host can bind) for a name.
+    pub addrs: Vec<SocketAddr>,
     /// TLS on this listener.
     pub https: bool,
+    /// `NAME:PORT` as given, when it was a name.
+    pub name: Option<String>,
+}
+
+impl Listen {
+    /// One IP address.
+    pub fn ip(addr: SocketAddr, https: bool) -> Listen {
+        Listen {
+            addrs: vec![addr],
+            https,
+            name: None,
+        }
+    }
+}
+
+/// The addresses `host:port` resolves to, in resolver order, without repeats. When
+/// there are several, those this host can't bind (`::1` where IPv6 is off) are left
+/// out, so `localhost` works on either kind of host.
+fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in (host, port).to_socket_addrs()? {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.len() > 1 {
+        let bindable: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| std::net::TcpListener::bind(SocketAddr::new(a.ip(), 0)).is_ok())
+            .collect();
+        if !bindable.is_empty() {
+            addrs = bindable;
+        }
+    }
+    Ok(addrs)
 }
 
 impl TryFrom<String> for Listen {
@@ -229,10 +268,14 @@ impl TryFrom<String> for Listen {
 
 impl From<Listen> for String {
     fn from(l: Listen) -> String {
+        let addr = match &l.name {
+            Some(name) => name.clone(),
+            None => l.addrs.first().map(ToString::to_string).unwrap_or_default(),
+        };
         if l.https {
-            format!("https://{}", l.addr)
+            format!("https://{addr}")
         } else {
-            l.addr.to_string()
+            addr
         }
     }
 }
@@ -244,14 +287,36 @@ impl std::str::FromStr for Listen {
             Some(r) => (true, r),
             None => (false, s.strip_prefix("http://").unwrap_or(s)),
         };
-        let addr = rest
-            .strip_suffix('/')
-            .unwrap_or(rest)
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let want = "want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT; ADDR an IP or a \
+                    host name";
+        if let Ok(addr) = rest.parse::<SocketAddr>() {
+            return Ok(Listen::ip(addr, https));
+        }
+        // NAME:PORT: a host name (letters, digits, '-', '.'), resolved now.
+        let Some((host, port)) = rest.rsplit_once(':') else {
+            return Err(format!("'{s}': no port ({want})"));
+        };
+        let port: u16 = port
             .parse()
-            .map_err(|e| {
-                format!("'{s}': {e} (want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT)")
-            })?;
-        Ok(Listen { addr, https })
+            .map_err(|e| format!("'{s}': port {port}: {e} ({want})"))?;
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(format!("'{s}': invalid address ({want})"));
+        }
+        let addrs =
+            resolve(host, port).map_err(|e| format!("'{s}': cannot resolve {host}: {e}"))?;
+        if addrs.is_empty() {
+            return Err(format!("'{s}': {host} has no address"));
+        }
+        Ok(Listen {
+            addrs,
+            https,
+            name: Some(rest.to_owned()),
+        })
     }
 }
 
@@ -344,8 +409,10 @@ pub struct Settings {
     pub root: Option<PathBuf>,
     /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port):
     /// `ADDR` or `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and
-    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. Replaced
-    /// by sockets passed by systemd, if any.
+    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. ADDR may
+    /// be `NAME:PORT` (`localhost:8080`): every address the name resolves to that this
+    /// host can bind is listened on (resolved at start and on reload). Replaced by
+    /// sockets passed by systemd, if any.
     #[arg(long, value_name = "[https://]ADDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<Listen>,
@@ -591,10 +658,7 @@ impl Settings {
         let limits = zcopy_http::request::Limits::default();
         Settings {
             root: Some(PathBuf::from(".")),
-            listen: vec![Listen {
-                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-                https: false,
-            }],
+            listen: vec![Listen::ip(SocketAddr::from(([127, 0, 0, 1], 8080)), false)],
             ktls: Some(KtlsName("auto".into())),
             tls_handshake_timeout: Some(Secs(10.0)),
             tls_max_handshakes: Some(Count(zcopy_tls::Limits::default().max_handshakes)),

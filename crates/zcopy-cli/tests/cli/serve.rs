@@ -384,3 +384,95 @@ fn the_readme_example_with_fallback_and_error_page_starts_and_both_come_from_roo
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn quiet_prints_no_start_up_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+    // -q says nothing, so the port must be known beforehand.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(bin())
+        .args(["-q", "serve", "--listen", &addr])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not listening on {addr}"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(&addr, "/a.txt"), b"A");
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "-q printed on stdout"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "-q printed on stderr"
+    );
+}
+
+#[test]
+fn listen_takes_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+    // Checked and printed as given.
+    let out = Command::new(bin())
+        .args(["serve", "--check-config", "--listen", "localhost:8080"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("listen = [\"localhost:8080\"]"), "{text}");
+    // Served on the loopback address(es) localhost names.
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "localhost:0"])
+        .arg(dir.path())
+        .stderr(Stdio::null());
+    let (mut child, line) = launch(cmd);
+    let url = line
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    assert!(sa.ip().is_loopback(), "{line}");
+    assert_eq!(get(addr, "/a.txt"), b"A");
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // A name that doesn't resolve is a usage error.
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--check-config",
+            "--listen",
+            "no-such-host.invalid:80",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-host.invalid"));
+}
