@@ -56,6 +56,20 @@ fn error_answers_to_head_carry_no_body() {
 }
 
 #[test]
+fn a_408_to_a_stalled_head_request_carries_no_body() {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"AAAA");
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.header_timeout = Duration::from_millis(300)
+    });
+    let mut s = srv.connect();
+    s.write_all(b"HEAD /a.txt HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let r = read_response(&mut s, true).expect("a response");
+    assert_eq!(r.status, 408);
+    assert!(closed(&mut s), "a body followed the 408 head");
+}
+
+#[test]
 fn expect_100_continue_with_a_body_is_answered_then_closed() {
     let (_fx, srv) = site();
     // The client waits for a 100 that doesn't come, gets the 200, and sends its
