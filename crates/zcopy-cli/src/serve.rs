@@ -450,7 +450,9 @@ fn load(args: &ServeArgs, fds: usize) -> Result<(Settings, Config), BadConfig> {
 
 /// Runs `zcopy serve`.
 ///
-/// `quiet` (`-q`, errors only): no start-up lines on stdout and no warnings.
+/// `quiet` (`-q`, errors only): the start-up lines are cut to each listener's bare
+/// URL (`http://127.0.0.1:8080/`, what a script needs to learn a port 0 address),
+/// with no warnings and no metrics line.
 pub fn run(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let fds = raise_fd_limit();
     let (settings, config) = match load(&args, fds) {
@@ -574,7 +576,7 @@ struct Listeners<'a> {
     tls_path: String,
     https_port: u16,
     has_auth: bool,
-    /// `-q`: nothing is printed (the warnings still go to the log at their level).
+    /// `-q`: only each listener's URL is printed (warnings go to the log, at its level).
     quiet: bool,
 }
 
@@ -587,14 +589,20 @@ impl Listeners<'_> {
         addrs: &[(std::net::SocketAddr, ListenKind)],
     ) -> std::io::Result<()> {
         if self.quiet {
+            // Only what a script needs (the port, when 0 was asked for): one URL per
+            // listener.
             for (addr, kind) in addrs {
+                match kind {
+                    ListenKind::Https => writeln!(out, "https://{addr}/")?,
+                    ListenKind::Http | ListenKind::Redirect => writeln!(out, "http://{addr}/")?,
+                }
                 if self.has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
                     tracing::warn!(
                         "Basic auth on {addr} without TLS: passwords cross the network readable"
                     );
                 }
             }
-            return Ok(());
+            return out.flush();
         }
         let (root, summary) = (self.root.display(), self.summary);
         for (addr, kind) in addrs {

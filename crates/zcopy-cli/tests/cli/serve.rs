@@ -386,45 +386,64 @@ fn the_readme_example_with_fallback_and_error_page_starts_and_both_come_from_roo
 }
 
 #[test]
-fn quiet_prints_no_start_up_line() {
+fn quiet_prints_only_each_listeners_url() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
-    // -q says nothing, so the port must be known beforehand.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let hash = bcrypt::hash("pw", 4).unwrap();
     let mut child = Command::new(bin())
-        .args(["-q", "serve", "--listen", &addr])
+        .args([
+            "-q",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .args(["--auth", &format!("u:{hash}"), "--metrics", "127.0.0.1:0"])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(&addr).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "not listening on {addr}"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "exited early");
-        std::thread::sleep(Duration::from_millis(20));
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        urls.push(line);
     }
-    assert_eq!(get(&addr, "/a.txt"), b"A");
+    for (url, ip) in urls.iter().zip(["127.0.0.1", "0.0.0.0"]) {
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|u| u.strip_suffix("/\n"))
+            .unwrap_or_else(|| panic!("-q printed {url:?}, not a bare URL"));
+        let sa: std::net::SocketAddr = addr.parse().unwrap();
+        assert_eq!(sa.ip().to_string(), ip, "{url:?}");
+    }
+    let addr = urls[0]
+        .trim_start_matches("http://")
+        .trim_end_matches("/\n");
+    let status = ureq::get(&format!("http://{addr}/a.txt"))
+        .header("Authorization", "Basic dTpwdw==")
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
     signal(&child, "-TERM");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "-q printed more on stdout");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "",
-        "-q printed on stdout"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "",
-        "-q printed on stderr"
+        err, "",
+        "-q printed on stderr (the Basic-auth warning is a log line)"
     );
 }
 
