@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.quiet, cli.verbose);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(*args),
+        Command::Serve(args) => serve::run(*args, cli.quiet),
         Command::Cp(args) => cp::run(args),
         Command::Engines(args) => engines::run(args),
         Command::Send(args) => send::run(args, cli.quiet),

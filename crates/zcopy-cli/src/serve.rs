@@ -28,8 +28,10 @@ pub struct ServeArgs {
     /// `[[rule]]` tables); flags given on the command line override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Check the configuration, print it (TOML, defaults filled in) and exit: 0 when
-    /// it is valid, 2 when not.
+    /// Check the configuration as start does, short of binding the listen addresses
+    /// (files named are read, the certificate must match its key, the access log must
+    /// be writable), print it (TOML, defaults filled in) and exit: 0 when it is
+    /// valid, 2 when not.
     #[arg(long)]
     check_config: bool,
     /// Answer directories without an index file with 404 instead of a listing (same
@@ -43,7 +45,35 @@ pub struct ServeArgs {
 /// Most bytes of an error page (they are sent from memory).
 const ERROR_PAGE_MAX: u64 = 1024 * 1024;
 
-fn error_page(spec: &str) -> anyhow::Result<ErrorPage> {
+/// The served tree, open, for the files the settings name inside it.
+struct Root<'a> {
+    path: &'a std::path::Path,
+    dir: std::fs::File,
+    symlinks: SymlinkPolicy,
+}
+
+impl Root<'_> {
+    /// Opens `rel` (a [`settings::FallbackPath`]-checked path) beneath ROOT as a
+    /// request for it would be (under `--symlinks`); `what` names it in the error.
+    fn file(&self, rel: &str, what: &str) -> anyhow::Result<(std::fs::File, u64)> {
+        use std::os::fd::AsFd;
+        match zcopy_http::path::open_at(self.dir.as_fd(), rel, self.symlinks) {
+            Ok(zcopy_http::path::Resolved::File(f, st)) => Ok((f, st.st_size as u64)),
+            Ok(zcopy_http::path::Resolved::Dir(..)) => {
+                anyhow::bail!("{what}: {rel} in {} is a directory", self.path.display())
+            }
+            Err(zcopy_http::path::OpenError::NotFound) => anyhow::bail!(
+                "{what}: no file {rel} in {} (paths are relative to ROOT; symlinks per \
+                 --symlinks)",
+                self.path.display()
+            ),
+            Err(e) => anyhow::bail!("{what}: {rel} in {}: {e:?}", self.path.display()),
+        }
+    }
+}
+
+fn error_page(spec: &str, root: &Root<'_>) -> anyhow::Result<ErrorPage> {
+    use std::io::Read;
     let (status, file) = spec
         .split_once('=')
         .with_context(|| format!("error page {spec}: want STATUS=FILE"))?;
@@ -52,14 +82,16 @@ fn error_page(spec: &str) -> anyhow::Result<ErrorPage> {
         .ok()
         .filter(|s| (400..600).contains(s))
         .with_context(|| format!("error page {spec}: status must be 400-599"))?;
-    let len = std::fs::metadata(file)
-        .with_context(|| format!("error page {file}"))?
-        .len();
+    let rel = settings::inside_root(file).map_err(anyhow::Error::msg)?;
+    let (f, len) = root.file(&rel, &format!("error page {spec}"))?;
     anyhow::ensure!(
         len <= ERROR_PAGE_MAX,
         "error page {file}: larger than 1 MiB"
     );
-    let body = std::fs::read(file).with_context(|| format!("error page {file}"))?;
+    let mut body = Vec::with_capacity(len as usize);
+    f.take(ERROR_PAGE_MAX + 1)
+        .read_to_end(&mut body)
+        .with_context(|| format!("error page {file}"))?;
     Ok(ErrorPage {
         status,
         content_type: zcopy_http::head::content_type(file),
@@ -90,7 +122,10 @@ fn users(realm: &str, file: Option<&PathBuf>, entries: &[String]) -> anyhow::Res
 }
 
 /// Builds one rule; `None` when it sets nothing.
-fn rule(glob: &str, s: &settings::RuleSpec) -> anyhow::Result<Option<Rule>> {
+fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<Option<Rule>> {
+    if let Some(f) = &s.fallback {
+        root.file(&f.0, "fallback")?;
+    }
     let realm = s.auth_realm.as_deref().unwrap_or("zcopy");
     let rule = Rule {
         glob: glob.to_owned(),
@@ -111,7 +146,7 @@ fn rule(glob: &str, s: &settings::RuleSpec) -> anyhow::Result<Option<Rule>> {
         error_pages: s
             .error_page
             .iter()
-            .map(|p| error_page(&p.0))
+            .map(|p| error_page(&p.0, root))
             .collect::<anyhow::Result<_>>()?,
     };
     let empty = rule.headers.is_empty()
@@ -125,7 +160,11 @@ fn rule(glob: &str, s: &settings::RuleSpec) -> anyhow::Result<Option<Rule>> {
 }
 
 /// The flags that apply per path, as one rule for every path, then the file's rules.
-fn rules(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Vec<Rule>> {
+fn rules(
+    s: &Settings,
+    file: Option<&std::path::Path>,
+    root: &Root<'_>,
+) -> anyhow::Result<Vec<Rule>> {
     let global = settings::RuleSpec {
         glob: settings::Glob("**".into()),
         header: s.header.clone(),
@@ -139,13 +178,13 @@ fn rules(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Vec<Rul
         error_page: s.error_page.clone(),
         rate_limit: None,
     };
-    let mut out: Vec<Rule> = rule("**", &global)?.into_iter().collect();
+    let mut out: Vec<Rule> = rule("**", &global, root)?.into_iter().collect();
     for (i, r) in s.rule.iter().enumerate() {
         let mut spec = r.clone();
         if spec.auth_realm.is_none() {
             spec.auth_realm = s.auth_realm.clone();
         }
-        if let Some(made) = rule(&r.glob.0, &spec).with_context(|| {
+        if let Some(made) = rule(&r.glob.0, &spec, root).with_context(|| {
             let at = file.map_or(String::new(), |f| format!("{}: ", f.display()));
             format!("{at}rule {} ({})", i + 1, r.glob.0)
         })? {
@@ -259,11 +298,17 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         "never" => SymlinkPolicy::Never,
         _ => SymlinkPolicy::WithinRoot,
     };
+    let root_path = get(&s.root);
+    let root = Root {
+        dir: open_root(&root_path)?,
+        path: &root_path,
+        symlinks,
+    };
     let pick = |https: bool| -> Vec<SocketAddr> {
         s.listen
             .iter()
             .filter(|l| l.https == https)
-            .map(|l| l.addr)
+            .flat_map(|l| l.addrs.iter().copied())
             .collect()
     };
     Ok(Config {
@@ -303,9 +348,57 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         file_cache_ttl: get(&s.file_cache_ttl).duration(),
         precompressed: Encoding::parse_list(&get(&s.precompressed).0)
             .map_err(anyhow::Error::msg)?,
-        rules: rules(s, file)?,
+        rules: rules(s, file, &root)?,
         ..Config::default()
     })
+}
+
+/// The root directory, open (it must be one).
+fn open_root(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => anyhow::bail!("{}: not a directory", root.display()),
+        Err(e) => anyhow::bail!("{}: {e}", root.display()),
+    }
+    std::fs::File::open(root).with_context(|| root.display().to_string())
+}
+
+/// What start would find wrong beyond the settings themselves, found without
+/// binding or creating anything: the certificate and key (read, and matched), and
+/// the access log's file or directory.
+fn check_files(config: &Config) -> anyhow::Result<()> {
+    if let Some(tls) = &config.tls {
+        zcopy_tls::load::load(&tls.files, &zcopy_tls::config::provider())?;
+    }
+    if let Some(AccessLog::File(path)) = &config.access_log {
+        let what = || format!("access log {}", path.display());
+        if path.exists() {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .with_context(what)?;
+        } else {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            let m = std::fs::metadata(dir)
+                .with_context(|| format!("{}: directory {}", what(), dir.display()))?;
+            anyhow::ensure!(
+                m.is_dir(),
+                "{}: {} is not a directory",
+                what(),
+                dir.display()
+            );
+            rustix::fs::access(
+                dir,
+                rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            )
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("{}: cannot create a file in {}", what(), dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 impl ServeArgs {
@@ -332,23 +425,15 @@ impl ServeArgs {
 #[error("{0:#}")]
 struct BadConfig(anyhow::Error);
 
-/// The settings in effect and the server configuration they make, checked (the root
-/// is a directory, files named exist) and fitted to `fds` open files.
+/// The settings in effect and the server configuration they make, checked as far as
+/// can be without binding (the root is a directory; the fallback, error pages and
+/// auth files exist beneath it or are read; the certificate matches its key; the
+/// access log can be opened) and fitted to `fds` open files. `--check-config`, start
+/// and reload all go through here.
 fn load(args: &ServeArgs, fds: usize) -> Result<(Settings, Config), BadConfig> {
     let settings = args.effective().map_err(BadConfig)?;
     let mut config = config(&settings, args.config.as_deref()).map_err(BadConfig)?;
-    match std::fs::metadata(&config.root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(BadConfig(anyhow::anyhow!(
-                "{}: not a directory",
-                config.root.display()
-            )));
-        }
-        Err(e) => {
-            return Err(BadConfig(anyhow::anyhow!("{}: {e}", config.root.display())));
-        }
-    }
+    check_files(&config).map_err(BadConfig)?;
     let budget = FdBudget::fit(
         fds,
         config.worker_count(),
@@ -364,7 +449,11 @@ fn load(args: &ServeArgs, fds: usize) -> Result<(Settings, Config), BadConfig> {
 }
 
 /// Runs `zcopy serve`.
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+///
+/// `quiet` (`-q`, errors only): the start-up lines are cut to each listener's bare
+/// URL (`http://127.0.0.1:8080/`, what a script needs to learn a port 0 address),
+/// with no warnings and no metrics line.
+pub fn run(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let fds = raise_fd_limit();
     let (settings, config) = match load(&args, fds) {
         Ok(c) => c,
@@ -392,7 +481,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let has_auth = has_auth(&config);
     let server = match Server::bind_with(config, inherited) {
         Ok(s) => s,
-        Err(e @ (ServerError::Root { .. } | ServerError::Tls(_) | ServerError::NoCertificate)) => {
+        Err(
+            e @ (ServerError::Root { .. }
+            | ServerError::Tls(_)
+            | ServerError::NoCertificate
+            | ServerError::AccessLog { .. }),
+        ) => {
             eprintln!("zcopy: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -424,7 +518,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("zcopy-signals".into())
-        .spawn(move || on_signals(signals, &args, fds, &handle, &reloader, &tls_reloader))
+        .spawn(move || {
+            on_signals(
+                signals,
+                &args,
+                fds,
+                quiet,
+                &handle,
+                &reloader,
+                &tls_reloader,
+            )
+        })
         .context("starting the signal thread")?;
     {
         use std::io::Write;
@@ -447,9 +551,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tls_path: server.tls_path().map(|p| p.to_string()).unwrap_or_default(),
             https_port,
             has_auth,
+            quiet,
         };
         listeners.announce(&mut out, &addrs)?;
-        if let Some(addr) = metrics_at {
+        if let Some(addr) = metrics_at.filter(|_| !quiet) {
             writeln!(out, "zcopy: metrics on http://{addr}/metrics")?;
         }
         out.flush()?;
@@ -471,6 +576,8 @@ struct Listeners<'a> {
     tls_path: String,
     https_port: u16,
     has_auth: bool,
+    /// `-q`: only each listener's URL is printed (warnings go to the log, at its level).
+    quiet: bool,
 }
 
 impl Listeners<'_> {
@@ -481,6 +588,22 @@ impl Listeners<'_> {
         out: &mut impl std::io::Write,
         addrs: &[(std::net::SocketAddr, ListenKind)],
     ) -> std::io::Result<()> {
+        if self.quiet {
+            // Only what a script needs (the port, when 0 was asked for): one URL per
+            // listener.
+            for (addr, kind) in addrs {
+                match kind {
+                    ListenKind::Https => writeln!(out, "https://{addr}/")?,
+                    ListenKind::Http | ListenKind::Redirect => writeln!(out, "http://{addr}/")?,
+                }
+                if self.has_auth && *kind == ListenKind::Http && !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "Basic auth on {addr} without TLS: passwords cross the network readable"
+                    );
+                }
+            }
+            return out.flush();
+        }
         let (root, summary) = (self.root.display(), self.summary);
         for (addr, kind) in addrs {
             match kind {
@@ -519,6 +642,7 @@ fn on_signals(
     mut signals: signal_hook::iterator::Signals,
     args: &ServeArgs,
     fds: usize,
+    quiet: bool,
     shutdown: &zcopy_http::server::ShutdownHandle,
     reloader: &zcopy_http::server::ReloadHandle,
     tls: &zcopy_http::server::TlsReloader,
@@ -542,6 +666,7 @@ fn on_signals(
                                     tls_path: done.tls_path.unwrap_or_default(),
                                     https_port: done.https_port,
                                     has_auth,
+                                    quiet,
                                 };
                                 let mut out = std::io::stdout().lock();
                                 if let Err(e) = listeners.announce(&mut out, &done.added) {

@@ -173,10 +173,22 @@ fn quoted(v: &str) -> String {
     s
 }
 
-/// A JSON string literal.
+/// A JSON string literal; every control character (C0, DEL and the C1 range
+/// U+0080–U+009F, which some terminals obey) is written as `\uNNNN`.
 fn json(v: &str) -> String {
     let mut s = String::with_capacity(v.len() + 2);
-    crate::listing::push_json_str(&mut s, v);
+    s.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(s, "\\u{:04x}", c as u32);
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
     s
 }
 
@@ -229,5 +241,9 @@ mod tests {
     fn fields_are_escaped() {
         assert_eq!(quoted("a\"b\\c\u{1}"), "a\\\"b\\\\c\\x01");
         assert_eq!(json("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
+        assert_eq!(
+            json("\u{7f}\u{80}\u{9f}\u{a0}é"),
+            "\"\\u007f\\u0080\\u009f\u{a0}é\""
+        );
     }
 }

@@ -199,10 +199,10 @@ pub fn handle(
     // A chunked body is never read: the connection closes after this response, so
     // no request is ever parsed out of a body.
     let close = close || !req.keep_alive || req.body == BodyFraming::Chunked;
-    let (eff, rel) = if cfg.rules.is_empty() {
+    let (eff, rel) = if cfg.rules.is_empty() || *req.target == *"*" {
         (Effective::default(), None)
     } else {
-        match path::clean(req.target) {
+        match path::clean(&req.target) {
             Ok(c) => {
                 let rel = c.segments.join("/");
                 (Effective::of(&cfg.rules, &rel), Some(rel))
@@ -223,8 +223,13 @@ pub fn handle(
             _ => None,
         },
     };
+    if *req.target == *"*" {
+        // `OPTIONS *` (the only method the parser lets through with `*`): what the
+        // server as a whole allows.
+        return conn.body(out, 200, "text/plain; charset=utf-8", b"", &[ALLOW]);
+    }
     if req.via == ListenKind::Redirect {
-        return match https_location(req.host, cfg.https_port, req.target) {
+        return match https_location(req.host, cfg.https_port, &req.target) {
             Some(loc) => conn.text(out, 308, "308 Permanent Redirect\n", &[("Location", &loc)]),
             None => conn.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
         };
@@ -236,7 +241,15 @@ pub fn handle(
         {
             return conn.preflight(out, cors, req);
         }
-        return conn.status_with(out, 405, &[("Allow", "GET, HEAD")]);
+        // A method RFC 9110 or 5789 defines is not allowed here (405); any other is
+        // not implemented (501, RFC 9110 §9.1).
+        const KNOWN: &[&str] = &[
+            "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ];
+        if !KNOWN.contains(&req.method_name) {
+            return conn.status(out, 501);
+        }
+        return conn.status_with(out, 405, &[ALLOW]);
     }
     if let Some(users) = eff.auth {
         match users.check(req.authorization) {
@@ -287,7 +300,7 @@ pub fn handle(
         );
         return serve_file(req, &conn, hit, name, found, out);
     }
-    let clean = match path::clean(req.target) {
+    let clean = match path::clean(&req.target) {
         Ok(c) => c,
         Err(e) => return error_response(out, e, conn.head_only),
     };
@@ -337,7 +350,11 @@ pub fn handle(
                 false => None,
             };
             if !clean.trailing_slash && !clean.segments.is_empty() {
-                let loc = location(&clean);
+                let mut loc = location(&clean);
+                if let Some(q) = &clean.query {
+                    loc.push('?');
+                    loc.push_str(q);
+                }
                 return conn.text(out, 301, "301 Moved Permanently\n", &[("Location", &loc)]);
             }
             let names = DirNames {
@@ -591,6 +608,9 @@ pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Res
     let body = format!("{} {}\n", err.status, err.reason);
     conn.text(out, err.status, &body, &[])
 }
+
+/// The methods every resource answers.
+const ALLOW: (&str, &str) = ("Allow", "GET, HEAD");
 
 /// `/` + escaped segments + `/`: never starts with `//` (segments are never empty).
 fn location(clean: &CleanPath) -> String {

@@ -518,14 +518,21 @@ impl Conn {
                     let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
                     let body_len = req.body_len;
                     if body_len > env.config.max_body_discard {
+                        let head_only = req.method == Method::Head;
                         self.rpos = self.rend;
-                        self.respond_error(env, http_error(413, "request body too large"));
+                        let mut out = env.bufs.take();
+                        let e = http_error(413, "request body too large");
+                        let resp = handler::error_response(&mut out, e, head_only);
+                        self.start_response(env, resp, out, meta);
                         return None;
                     }
+                    // A client that sent `Expect: 100-continue` may hold its body back
+                    // until a 100 that never comes, or drop it on seeing our final
+                    // status: what follows the head is then not surely body bytes, so
+                    // this response closes the connection (RFC 9110 §10.1.1).
+                    let close = env.shutting_down || (req.expect_continue && body_len > 0);
                     let mut out = env.bufs.take();
-                    let resp = env
-                        .responder
-                        .respond(&req, env.shutting_down, &mut out, env.now);
+                    let resp = env.responder.respond(&req, close, &mut out, env.now);
                     self.rpos += used;
                     self.discard = body_len;
                     self.skip_body();
@@ -534,7 +541,6 @@ impl Conn {
                 }
                 Ok(Parsed::Partial) => {}
                 Err(e) => {
-                    self.rpos = self.rend;
                     self.respond_error(env, e);
                     return None;
                 }
@@ -553,7 +559,6 @@ impl Conn {
                 self.ensure_rbuf(env, n);
             }
             if self.rend == self.rbuf.len() {
-                self.rpos = self.rend;
                 self.respond_error(env, http_error(431, "request header fields too large"));
                 return None;
             }
@@ -636,10 +641,22 @@ impl Conn {
 
     // ---- responding ----------------------------------------------------------
 
+    /// Answers a request that could not be parsed (all of `rbuf[rpos..rend]`, which
+    /// is dropped). The answer to a HEAD has no body, and the log gets what arrived
+    /// of the request line.
     fn respond_error(&mut self, env: &mut Env<'_>, e: HttpError) {
+        let raw = &self.rbuf[self.rpos..self.rend];
+        // Leading empty lines are ignored before a request line (RFC 9112 §2.2).
+        let skip = raw.chunks(2).take_while(|c| *c == b"\r\n").count() * 2;
+        let raw = &raw[skip..];
+        let head_only = raw.starts_with(b"HEAD ");
+        let mut meta = Meta::invalid(env);
+        if env.log.is_some() {
+            meta.line = partial_request_line(raw);
+        }
+        self.rpos = self.rend;
         let mut out = env.bufs.take();
-        let resp = handler::error_response(&mut out, e, false);
-        let meta = Meta::invalid(env);
+        let resp = handler::error_response(&mut out, e, head_only);
         self.start_response(env, resp, out, meta);
     }
 
@@ -956,7 +973,6 @@ impl Conn {
         }
         match &mut self.state {
             State::Head if self.rend > self.rpos => {
-                self.rpos = self.rend;
                 self.discard = 0;
                 self.respond_error(env, http_error(408, "request head not received in time"));
             }
@@ -997,8 +1013,29 @@ const fn http_error(status: u16, reason: &'static str) -> HttpError {
 /// The request line of a head, with anything unprintable replaced (for the log).
 fn request_line(raw: &[u8]) -> String {
     let end = raw.iter().position(|&b| b == b'\r').unwrap_or(0);
-    raw[..end]
+    printable(&raw[..end])
+}
+
+/// Most bytes of a refused request line the log keeps.
+const LOGGED_LINE_MAX: usize = 256;
+
+/// What arrived of the request line of a head that was refused: up to its end (CR
+/// or LF) or [`LOGGED_LINE_MAX`] bytes, unprintable bytes replaced; `...` marks a
+/// cut.
+fn partial_request_line(raw: &[u8]) -> String {
+    let end = raw
         .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(raw.len());
+    let mut line = printable(&raw[..end.min(LOGGED_LINE_MAX)]);
+    if end > LOGGED_LINE_MAX {
+        line.push_str("...");
+    }
+    line
+}
+
+fn printable(raw: &[u8]) -> String {
+    raw.iter()
         .map(|&b| {
             if b.is_ascii_graphic() || b == b' ' {
                 b as char

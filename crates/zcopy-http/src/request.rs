@@ -69,8 +69,10 @@ pub enum BodyFraming {
 pub struct Request<'a> {
     /// Method.
     pub method: Method,
-    /// The raw request target (origin-form, still percent-encoded).
-    pub target: &'a str,
+    /// The raw request target (origin-form, still percent-encoded; `*` only for
+    /// `OPTIONS *`). Borrowed from the head, except for an absolute-form target with
+    /// an empty path before its query (`http://h?q` becomes `/?q`).
+    pub target: std::borrow::Cow<'a, str>,
     /// Version.
     pub version: Version,
     /// Whether the connection stays open after the response.
@@ -80,6 +82,9 @@ pub struct Request<'a> {
     /// Bytes of a Content-Length body to read and discard: `n` for
     /// [`BodyFraming::Length`], 0 otherwise.
     pub body_len: u64,
+    /// `Expect: 100-continue` was sent: the client may wait for a 100 before it
+    /// sends the body, or never send it once it sees a final status.
+    pub expect_continue: bool,
     /// Host header value.
     pub host: Option<&'a str>,
     /// Range header value.
@@ -122,11 +127,12 @@ impl<'a> Request<'a> {
     pub fn new(method: Method, method_name: &'a str, target: &'a str, version: Version) -> Self {
         Request {
             method,
-            target,
+            target: std::borrow::Cow::Borrowed(target),
             version,
             keep_alive: version == Version::Http11,
             body: BodyFraming::None,
             body_len: 0,
+            expect_continue: false,
             host: None,
             range: None,
             if_range: None,
@@ -356,25 +362,97 @@ fn set_once<'a>(
     Ok(())
 }
 
-/// Accepts a Transfer-Encoding value only when it is exactly one `chunked` coding:
-/// a second `chunked` can't be framed, and no other coding is implemented.
+/// Accepts a Transfer-Encoding value only when it is exactly one `chunked` coding.
+/// A list whose last coding is not `chunked` can't be framed (400, RFC 9112 §6.3),
+/// nor can `chunked` twice; a well-formed list ending in `chunked` whose other
+/// codings we don't implement (`gzip, chunked`) is 501 (§6.1).
 fn check_transfer_encoding(value: &[u8]) -> Result<(), HttpError> {
     let v = std::str::from_utf8(value).map_err(|_| err(400, "invalid Transfer-Encoding"))?;
-    let mut codings = v
+    let codings: Vec<&str> = v
         .split(',')
         .map(|t| t.trim_matches(|c| c == ' ' || c == '\t'))
-        .filter(|t| !t.is_empty());
-    match (codings.next(), codings.next()) {
-        (Some(c), None) if c.eq_ignore_ascii_case("chunked") => Ok(()),
-        (Some(_), None) => Err(err(400, "unsupported transfer coding")),
-        (None, _) => Err(err(400, "empty Transfer-Encoding")),
-        (Some(_), Some(_)) => Err(err(400, "more than one transfer coding")),
+        .filter(|t| !t.is_empty())
+        .collect();
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let chunked = |c: &&str| c.eq_ignore_ascii_case("chunked");
+    match codings.as_slice() {
+        [] => Err(err(400, "empty Transfer-Encoding")),
+        [c] if chunked(c) => Ok(()),
+        [earlier @ .., last] if chunked(last) => {
+            if earlier.iter().any(chunked) {
+                Err(err(400, "chunked applied more than once"))
+            } else if earlier.iter().all(|c| c.bytes().all(tchar)) {
+                Err(err(501, "transfer coding not implemented"))
+            } else {
+                Err(err(400, "malformed transfer coding"))
+            }
+        }
+        _ => Err(err(400, "chunked is not the final transfer coding")),
     }
+}
+
+/// Whether `host` is a valid Host value (RFC 9110 §4.2.1: `uri-host [ ":" port ]`,
+/// RFC 3986 §3.2.2): an IP-literal in brackets, or a non-empty reg-name / IPv4
+/// address of unreserved characters, percent-escapes and sub-delims; the port is
+/// digits only (possibly none).
+fn valid_host(host: &str) -> bool {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some(end) = rest.find(']') else {
+            return false;
+        };
+        let literal = &rest[..end];
+        let ok = literal.parse::<std::net::Ipv6Addr>().is_ok()
+            || literal.strip_prefix(['v', 'V']).is_some_and(|f| {
+                f.split_once('.').is_some_and(|(ver, rest)| {
+                    !ver.is_empty()
+                        && ver.bytes().all(|b| b.is_ascii_hexdigit())
+                        && !rest.is_empty()
+                        && rest
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b))
+                })
+            });
+        if !ok {
+            return false;
+        }
+        match &rest[end + 1..] {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("x", port),
+                None => return false,
+            },
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, port),
+            None => (host, ""),
+        }
+    };
+    if name.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if !(b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Splits an absolute-form target (`http://host/path?q`) into authority and the
 /// origin-form remainder. Only `http` and `https` schemes are accepted.
-fn split_absolute(target: &str) -> Option<(&str, &str)> {
+fn split_absolute(target: &str) -> Option<(&str, std::borrow::Cow<'_, str>)> {
     let colon = target.find("://")?;
     let scheme = &target[..colon];
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
@@ -386,10 +464,11 @@ fn split_absolute(target: &str) -> Option<(&str, &str)> {
     if authority.is_empty() || authority.contains('@') {
         return None;
     }
+    // An empty path is `/` (RFC 9112 §3.2.1), also before a query.
     match path.as_bytes().first() {
-        None => Some((authority, "/")),
-        Some(b'/') => Some((authority, path)),
-        Some(_) => None, // "http://h?q" would need a '/' inserted: not worth allocating.
+        None => Some((authority, "/".into())),
+        Some(b'/') => Some((authority, path.into())),
+        Some(_) => Some((authority, format!("/{path}").into())),
     }
 }
 
@@ -439,12 +518,15 @@ fn split_request_line(line: &[u8]) -> Result<(Method, &str, &str), HttpError> {
 /// equal) or malformed Content-Length, a missing (HTTP/1.1) or repeated Host, and
 /// repeated singleton fields that we use (Range, If-Range, If-Match, If-None-Match,
 /// If-Modified-Since, If-Unmodified-Since) are 400. Transfer-Encoding other than
-/// exactly one `chunked` coding (in one field) is 400 (§6.1, §6.3): no other coding
-/// is implemented, and `chunked` twice can't be framed.
+/// exactly one `chunked` coding (in one field) is refused (§6.1, §6.3): 400 when it
+/// can't be framed (`chunked` not last, or twice), 501 for codings before `chunked`
+/// (none is implemented). A Host (field or absolute-form authority) that is not
+/// `uri-host [":" port]` is 400 (§3.2, RFC 9110 §4.2.1), an empty one included.
 ///
 /// The target must be origin-form (`/…`); absolute-form `http(s)://authority/path`
-/// is accepted (§3.2.2) by taking its path, and then `host` is the URI's authority.
-/// `*` (asterisk-form), authority-form and a `#` anywhere in the target are 400.
+/// is accepted (§3.2.2) by taking its path (an empty path is `/`, also before a
+/// query), and then `host` is the URI's authority. `*` (asterisk-form) is accepted
+/// for `OPTIONS` only; authority-form and a `#` anywhere in the target are 400.
 /// Leading empty lines are ignored.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError> {
     let Some(scan) = scan(buf, limits)? else {
@@ -473,14 +555,18 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
         Err(_) => return Err(err(400, "malformed request head")),
     };
     let (target, uri_authority) = if raw_target.starts_with('/') {
-        (raw_target, None)
+        (raw_target.into(), None)
+    } else if raw_target == "*" && method_name == "OPTIONS" {
+        // asterisk-form (RFC 9112 §3.2.4): the server as a whole.
+        ("*".into(), None)
     } else if let Some((authority, path)) = split_absolute(raw_target) {
         (path, Some(authority))
     } else {
         return Err(err(400, "request target must be origin-form"));
     };
 
-    let mut req = Request::new(method, method_name, target, scan.version);
+    let mut req = Request::new(method, method_name, "", scan.version);
+    req.target = target;
     let mut content_length: Option<u64> = None;
     let mut conn_close = false;
     let mut conn_keep_alive = false;
@@ -505,6 +591,8 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
             conn_keep_alive |= has_token(v, "keep-alive");
         } else if eq("host") {
             set_once(&mut req.host, value, "repeated Host")?;
+        } else if eq("expect") {
+            req.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         } else if eq("range") {
             set_once(&mut req.range, value, "repeated Range")?;
         } else if eq("if-range") {
@@ -562,8 +650,16 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
     if scan.version == Version::Http11 && req.host.is_none() {
         return Err(err(400, "missing Host"));
     }
+    // Both the Host field and an absolute-form target's authority must be a valid
+    // host (RFC 9112 §3.2, RFC 9110 §4.2.1: an empty one is invalid too).
     if let Some(authority) = uri_authority {
+        if req.host.is_some_and(|h| !valid_host(h)) {
+            return Err(err(400, "invalid Host"));
+        }
         req.host = Some(authority);
+    }
+    if req.host.is_some_and(|h| !valid_host(h)) {
+        return Err(err(400, "invalid Host"));
     }
     req.body_len = content_length.unwrap_or(0);
     req.keep_alive = match scan.version {
@@ -687,7 +783,6 @@ mod tests {
         for te in [
             "Transfer-Encoding: chunked, chunked",
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
-            "Transfer-Encoding: gzip, chunked",
             "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
             "Transfer-Encoding: chunked, gzip",
             "Transfer-Encoding: gzip",
@@ -702,6 +797,72 @@ mod tests {
             let raw = format!("HEAD / HTTP/1.0\r\n{te}\r\n\r\n");
             assert_eq!(status(raw.as_bytes(), &lim()), 400, "{te:?}");
         }
+    }
+
+    #[test]
+    fn unknown_codings_before_chunked_are_501() {
+        for te in ["gzip, chunked", "x-foo, chunked", "gzip,deflate, chunked"] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(status(raw.as_bytes(), &lim()), 501, "{te:?}");
+        }
+        // Unframeable stays 400: chunked twice, or not last.
+        for te in [
+            "chunked, gzip, chunked",
+            "gzip",
+            "chunked, gzip",
+            "g z, chunked",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(status(raw.as_bytes(), &lim()), 400, "{te:?}");
+        }
+    }
+
+    #[test]
+    fn host_must_be_uri_host_and_port() {
+        for h in [
+            "x",
+            "x:80",
+            "x:",
+            "a.b-c_d~e",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[::1]:80",
+            "[v1.x:y]",
+            "%41b",
+            "a!$&'()*+,;=",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {h}\r\n\r\n");
+            assert_eq!(ok(&raw).0.host, Some(h), "{h:?}");
+        }
+        for h in [
+            "", "a b", "x/y", "u@x", "x:abc", ":80", "[::1", "[::g]", "[::1]x", "[]", "x:80:80",
+            "%4", "%zz", "a\"b", "x?y", "x#y", "[::1]:a",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {h}\r\n\r\n");
+            assert_eq!(status(raw.as_bytes(), &lim()), 400, "{h:?}");
+        }
+        // The authority of an absolute-form target, and the Host field beside it.
+        for raw in [
+            "GET http://:80/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET http://a%/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET http://x/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+        ] {
+            assert_eq!(status(raw.as_bytes(), &lim()), 400, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn asterisk_form_only_for_options() {
+        let (r, _) = ok("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!((r.method_name, &*r.target), ("OPTIONS", "*"));
+    }
+
+    #[test]
+    fn expect_100_continue_is_noted() {
+        let (r, _) = ok("GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n\r\n");
+        assert!(r.expect_continue);
+        let (r, _) = ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(!r.expect_continue);
     }
 
     #[test]
@@ -751,6 +912,9 @@ mod tests {
         assert_eq!(r.host, Some("example.com:8080"));
         let (r, _) = ok("GET HTTPS://example.com HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(r.target, "/");
+        // An empty path before a query is `/` too.
+        let (r, _) = ok("GET http://h?a=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!((&*r.target, r.host), ("/?a=1", Some("h")));
     }
 
     #[test]
@@ -800,11 +964,11 @@ mod tests {
             ("trailing space", b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n", 400),
             ("space in target", b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("tab delimiter", b"GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-            ("asterisk", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("asterisk GET", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+            ("asterisk HEAD", b"HEAD * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("authority-form", b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("relative", b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("ftp absolute", b"GET ftp://h/a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-            ("absolute no slash query", b"GET http://h?q HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("absolute userinfo", b"GET http://u@h/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("non-ascii target", b"GET /\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
             ("bad method char", b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400),

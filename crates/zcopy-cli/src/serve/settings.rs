@@ -111,32 +111,44 @@ checked!(
     })
 );
 
+/// A file path inside ROOT, as `--fallback` and `--error-page` name files: relative
+/// to ROOT (a leading `/` means ROOT too, as in a URL), no `..`, `.` or empty
+/// segments. Returns it without the leading `/`.
+pub(crate) fn inside_root(s: &str) -> Result<String, String> {
+    let rel = s.trim_start_matches('/');
+    if rel.is_empty()
+        || rel.contains('\0')
+        || rel
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!(
+            "'{s}' is not a file path inside ROOT (--fallback and --error-page name files \
+             relative to ROOT)"
+        ));
+    }
+    Ok(rel.to_owned())
+}
+
 checked!(
     /// A file path inside ROOT (no `..`, `.` or empty segments).
     FallbackPath,
-    |s| {
-        let rel = s.trim_start_matches('/');
-        if rel.is_empty()
-            || rel.contains('\0')
-            || rel
-                .split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
-            return Err(format!("'{s}' is not a file path inside ROOT"));
-        }
-        Ok(rel.to_owned())
-    }
+    inside_root
 );
 
 checked!(
-    /// `STATUS=FILE` with STATUS 400-599 (the file is read when the config is built).
+    /// `STATUS=FILE` with STATUS 400-599 and FILE a path inside ROOT, as for
+    /// `--fallback` (the file is read when the config is built).
     ErrorPageSpec,
     |s| {
         let (status, file) = s
             .split_once('=')
             .ok_or_else(|| format!("'{s}': want STATUS=FILE"))?;
         match status.parse::<u16>() {
-            Ok(st) if (400..600).contains(&st) && !file.is_empty() => Ok(s.to_owned()),
+            Ok(st) if (400..600).contains(&st) && !file.is_empty() => {
+                inside_root(file)?;
+                Ok(s.to_owned())
+            }
             _ => Err(format!("'{s}': want STATUS=FILE with STATUS 400-599")),
         }
     }
@@ -198,14 +210,53 @@ checked!(
         .map(|_| s.to_owned())
 );
 
-/// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`, where ADDR is
+/// `IP:PORT` or `NAME:PORT` (a host name, resolved when the settings are read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Listen {
-    /// The socket address.
-    pub addr: SocketAddr,
+    /// The socket addresses: one for an IP, each one a name resolves to (that this
+    /// host can bind) for a name.
+    pub addrs: Vec<SocketAddr>,
     /// TLS on this listener.
     pub https: bool,
+    /// `NAME:PORT` as given, when it was a name.
+    pub name: Option<String>,
+}
+
+impl Listen {
+    /// One IP address.
+    pub fn ip(addr: SocketAddr, https: bool) -> Listen {
+        Listen {
+            addrs: vec![addr],
+            https,
+            name: None,
+        }
+    }
+}
+
+/// The addresses `host:port` resolves to, in resolver order, without repeats. When
+/// there are several, those this host can't bind (`::1` where IPv6 is off) are left
+/// out, so `localhost` works on either kind of host.
+fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in (host, port).to_socket_addrs()? {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.len() > 1 {
+        let bindable: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| std::net::TcpListener::bind(SocketAddr::new(a.ip(), 0)).is_ok())
+            .collect();
+        if !bindable.is_empty() {
+            addrs = bindable;
+        }
+    }
+    Ok(addrs)
 }
 
 impl TryFrom<String> for Listen {
@@ -217,10 +268,14 @@ impl TryFrom<String> for Listen {
 
 impl From<Listen> for String {
     fn from(l: Listen) -> String {
+        let addr = match &l.name {
+            Some(name) => name.clone(),
+            None => l.addrs.first().map(ToString::to_string).unwrap_or_default(),
+        };
         if l.https {
-            format!("https://{}", l.addr)
+            format!("https://{addr}")
         } else {
-            l.addr.to_string()
+            addr
         }
     }
 }
@@ -232,14 +287,36 @@ impl std::str::FromStr for Listen {
             Some(r) => (true, r),
             None => (false, s.strip_prefix("http://").unwrap_or(s)),
         };
-        let addr = rest
-            .strip_suffix('/')
-            .unwrap_or(rest)
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let want = "want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT; ADDR an IP or a \
+                    host name";
+        if let Ok(addr) = rest.parse::<SocketAddr>() {
+            return Ok(Listen::ip(addr, https));
+        }
+        // NAME:PORT: a host name (letters, digits, '-', '.'), resolved now.
+        let Some((host, port)) = rest.rsplit_once(':') else {
+            return Err(format!("'{s}': no port ({want})"));
+        };
+        let port: u16 = port
             .parse()
-            .map_err(|e| {
-                format!("'{s}': {e} (want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT)")
-            })?;
-        Ok(Listen { addr, https })
+            .map_err(|e| format!("'{s}': port {port}: {e} ({want})"))?;
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(format!("'{s}': invalid address ({want})"));
+        }
+        let addrs =
+            resolve(host, port).map_err(|e| format!("'{s}': cannot resolve {host}: {e}"))?;
+        if addrs.is_empty() {
+            return Err(format!("'{s}': {host} has no address"));
+        }
+        Ok(Listen {
+            addrs,
+            https,
+            name: Some(rest.to_owned()),
+        })
     }
 }
 
@@ -332,8 +409,10 @@ pub struct Settings {
     pub root: Option<PathBuf>,
     /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port):
     /// `ADDR` or `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and
-    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. Replaced
-    /// by sockets passed by systemd, if any.
+    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. ADDR may
+    /// be `NAME:PORT` (`localhost:8080`): every address the name resolves to that this
+    /// host can bind is listened on (resolved at start and on reload). Replaced by
+    /// sockets passed by systemd, if any.
     #[arg(long, value_name = "[https://]ADDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<Listen>,
@@ -341,7 +420,8 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key (PKCS#8, RSA or EC) of the https:// listeners.
+    /// PEM private key of the https:// listeners: RSA, ECDSA or Ed25519, as PKCS#8,
+    /// PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
@@ -369,7 +449,7 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_max_handshakes: Option<Count>,
-    /// TLS sessions remembered for resumption without a ticket (0: none) [default: 256].
+    /// TLS sessions remembered for resumption without a ticket (0: none) [default: 4096].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_session_cache: Option<Count>,
@@ -421,7 +501,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
     /// Single-page-app fallback: a GET/HEAD for a missing path without a file
-    /// extension whose Accept includes text/html gets this file (path inside ROOT).
+    /// extension whose Accept includes text/html gets this file (a path relative to
+    /// ROOT, like --error-page's; it must exist at start).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackPath>,
@@ -438,7 +519,9 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_realm: Option<String>,
     /// Send FILE as the body of error responses with STATUS, e.g. `404=404.html`
-    /// (repeatable).
+    /// (repeatable). FILE is a path relative to ROOT, like --fallback's (keep pages
+    /// that should not be served as files in a dot directory: `404=.errors/404.html`);
+    /// it is read at start and on reload, at most 1 MiB.
     #[arg(long, value_name = "STATUS=FILE")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_page: Vec<ErrorPageSpec>,
@@ -575,10 +658,7 @@ impl Settings {
         let limits = zcopy_http::request::Limits::default();
         Settings {
             root: Some(PathBuf::from(".")),
-            listen: vec![Listen {
-                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-                https: false,
-            }],
+            listen: vec![Listen::ip(SocketAddr::from(([127, 0, 0, 1], 8080)), false)],
             ktls: Some(KtlsName("auto".into())),
             tls_handshake_timeout: Some(Secs(10.0)),
             tls_max_handshakes: Some(Count(zcopy_tls::Limits::default().max_handshakes)),

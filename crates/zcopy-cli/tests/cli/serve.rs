@@ -329,3 +329,169 @@ fn a_connection_cap_the_fd_limit_cannot_hold_exits_2() {
         "{err}"
     );
 }
+
+#[test]
+fn the_readme_example_with_fallback_and_error_page_starts_and_both_come_from_root() {
+    // README: zcopy serve dist/ --fallback index.html --cache-control 'public, max-age=600'
+    //     --header 'X-Content-Type-Options: nosniff' --cors '*' --error-page 404=404.html
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<p>app</p>").unwrap();
+    std::fs::write(dist.join("404.html"), "<p>lost</p>").unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(dir.path())
+        .args(["serve", "dist/", "--listen", "127.0.0.1:0"])
+        .args(["--fallback", "index.html"])
+        .args(["--cache-control", "public, max-age=600"])
+        .args(["--header", "X-Content-Type-Options: nosniff"])
+        .args(["--cors", "*", "--error-page", "404=404.html"])
+        .stderr(Stdio::piped());
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.starts_with("zcopy: serving ") {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("did not start: {line:?} {err}");
+    }
+    let addr = line
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(&format!("http://{addr}/missing.txt"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "<p>lost</p>");
+    let mut r = agent
+        .get(&format!("http://{addr}/some/route"))
+        .header("Accept", "text/html")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "<p>app</p>");
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn quiet_prints_only_each_listeners_url() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "-q",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .args(["--auth", &format!("u:{hash}"), "--metrics", "127.0.0.1:0"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        urls.push(line);
+    }
+    for (url, ip) in urls.iter().zip(["127.0.0.1", "0.0.0.0"]) {
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|u| u.strip_suffix("/\n"))
+            .unwrap_or_else(|| panic!("-q printed {url:?}, not a bare URL"));
+        let sa: std::net::SocketAddr = addr.parse().unwrap();
+        assert_eq!(sa.ip().to_string(), ip, "{url:?}");
+    }
+    let addr = urls[0]
+        .trim_start_matches("http://")
+        .trim_end_matches("/\n");
+    let status = ureq::get(&format!("http://{addr}/a.txt"))
+        .header("Authorization", "Basic dTpwdw==")
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "-q printed more on stdout");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(
+        err, "",
+        "-q printed on stderr (the Basic-auth warning is a log line)"
+    );
+}
+
+#[test]
+fn listen_takes_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+    // Checked and printed as given.
+    let out = Command::new(bin())
+        .args(["serve", "--check-config", "--listen", "localhost:8080"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("listen = [\"localhost:8080\"]"), "{text}");
+    // Served on the loopback address(es) localhost names.
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "localhost:0"])
+        .arg(dir.path())
+        .stderr(Stdio::null());
+    let (mut child, line) = launch(cmd);
+    let url = line
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let sa: std::net::SocketAddr = addr.parse().unwrap();
+    assert!(sa.ip().is_loopback(), "{line}");
+    assert_eq!(get(addr, "/a.txt"), b"A");
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // A name that doesn't resolve is a usage error.
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--check-config",
+            "--listen",
+            "no-such-host.invalid:80",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-host.invalid"));
+}

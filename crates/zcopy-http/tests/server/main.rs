@@ -9,6 +9,7 @@ mod crossclient;
 mod driver;
 mod files;
 mod framing;
+mod http_details;
 mod listing;
 mod peers;
 mod protocol;
