@@ -182,8 +182,8 @@ fn expect_ok(conn: &mut TcpStream, path: &[u8]) -> Result<Reply, SendError> {
         Ok(reply)
     } else {
         Err(SendError::Refused {
-            path: String::from_utf8_lossy(path).into_owned(),
-            why: reply.message,
+            path: proto::printable(&String::from_utf8_lossy(path)),
+            why: proto::printable(&reply.message),
         })
     }
 }
@@ -265,7 +265,7 @@ pub fn send(
         summary.files += 1;
     }
     Entry::end().write(&mut conn)?;
-    summary.receiver = expect_ok(&mut conn, b"(end)")?.message;
+    summary.receiver = proto::printable(&expect_ok(&mut conn, b"(end)")?.message);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
