@@ -372,7 +372,7 @@ fn receive_file(
     if let Err(e) = result {
         // Keep the .part file: the next attempt resumes from it.
         file.sync_data().ok();
-        let why = match e {
+        let why = match &e {
             // The socket ended before the promised length: the sender stopped.
             zcopy::TransferError::SourceShrank { .. } => format!(
                 "connection closed after {} of {} bytes",
@@ -381,10 +381,13 @@ fn receive_file(
             ),
             e => e.to_string(),
         };
-        return Err(io::Error::other(format!(
-            "'{shown}': {why} (kept {} bytes to resume)",
-            offset + got
-        )));
+        let msg = format!("'{shown}': {why} (kept {} bytes to resume)", offset + got);
+        if !connection_failed(&e) {
+            // Our side failed (a full disk, EIO, a quota): tell the sender why before
+            // closing; it reads this once its sending fails.
+            let _ = Reply::refused(msg.clone()).write(conn);
+        }
+        return Err(io::Error::other(msg));
     }
     let used = t.report().short();
     if !used.is_empty() && !summary.engines.contains(&used) {
@@ -401,6 +404,24 @@ fn receive_file(
         progress,
         &shown,
     )
+}
+
+/// Whether a failed socket → file transfer failed on the socket side (the sender went
+/// away or stalled), where a reply can't help.
+fn connection_failed(e: &zcopy::TransferError) -> bool {
+    match e {
+        zcopy::TransferError::SourceShrank { .. } => true,
+        zcopy::TransferError::Io { source, .. } => matches!(
+            source.kind(),
+            io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
 }
 
 /// Opens the `.part` file for `entry` and the offset to resume from. One that is not

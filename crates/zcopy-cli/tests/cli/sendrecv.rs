@@ -783,3 +783,50 @@ fn the_sender_learns_why_the_receiver_failed() {
     assert!(!err.contains("closed the connection early"), "{err}");
     assert!(!recv.wait().unwrap().success());
 }
+
+/// The receiver's disk fills mid-file (after its free-space check passed): the sender
+/// is told why ("No space left on device" from the receiver), not just that the
+/// connection broke.
+#[test]
+fn a_disk_filling_mid_file_is_reported_to_the_sender() {
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("small");
+    fs::create_dir(&out).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let f = base.path().join("f");
+    fs::write(&f, pattern(2 << 20, 3)).unwrap();
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let sender = Command::new(bin())
+        .arg("send")
+        .arg(&f)
+        .args(["--to", &addr, "--limit-rate", "256k"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the file is under way, fill the file system.
+    let started = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        !crate::util::leftovers(&out).is_empty()
+    });
+    if started {
+        let mut filler = fs::File::create(out.join("filler")).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while filler.write_all(&block).is_ok() {}
+    }
+    let res = sender.wait_with_output().unwrap();
+    let _ = recv.kill();
+    recv.wait().unwrap();
+    let _ = Command::new("umount").arg(&out).status();
+    assert!(started, "the transfer never started");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+}
