@@ -589,3 +589,64 @@ fn missing_destination_directory_is_exit_2_either_way() {
     }
     assert!(leftovers(dir.path()).is_empty());
 }
+
+/// Log lines on a stderr that is not a terminal carry no colour codes.
+#[test]
+fn no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tree");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"f").unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(src.join("fifo"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "mkfifo");
+    let out = zcopy(&[
+        "cp",
+        "-r",
+        src.to_str().unwrap(),
+        dir.path().join("copy").to_str().unwrap(),
+    ])
+    .env_remove("NO_COLOR")
+    .assert()
+    .success()
+    .get_output()
+    .stderr
+    .clone();
+    let log = String::from_utf8_lossy(&out);
+    assert!(log.contains("skipping"), "{log}");
+    assert!(!out.contains(&0x1b), "colour codes on a pipe: {log:?}");
+}
+
+/// An I/O error is said once ("No space left on device (os error 28)", not that twice).
+#[test]
+fn an_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let src = dir.path().join("big");
+    fs::write(&src, pattern(4 << 20, 9)).unwrap();
+    let out = zcopy(&[
+        "cp",
+        src.to_str().unwrap(),
+        mnt.join("big").to_str().unwrap(),
+    ])
+    .assert()
+    .code(1)
+    .get_output()
+    .stderr
+    .clone();
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    let err = String::from_utf8_lossy(&out);
+    assert_eq!(err.matches("(os error 28)").count(), 1, "{err}");
+}
