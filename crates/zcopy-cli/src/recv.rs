@@ -55,7 +55,7 @@ pub struct RecvArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_senders: u32,
     /// Drop a sender that sends nothing for this many seconds (counted from the last
-    /// byte received: bytes a stopped sender's kernel had already queued still arrive).
+    /// byte that arrived).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
 }

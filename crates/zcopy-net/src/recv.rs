@@ -131,6 +131,7 @@ pub fn receive(
     let started = Instant::now();
     conn.set_read_timeout(Some(cfg.idle_timeout))?;
     conn.set_write_timeout(Some(cfg.idle_timeout))?;
+    let watchdog = Watchdog::new(&conn, cfg.idle_timeout)?;
     let out = OutDir::open(&cfg.out)?;
     let ours = FEAT_VERIFY | if cfg.resume { FEAT_RESUME } else { 0 };
     proto::write_hello(&mut conn, ours)?;
@@ -228,6 +229,7 @@ pub fn receive(
                 };
                 receive_file(
                     &mut conn,
+                    &watchdog,
                     &parent,
                     name,
                     &entry,
@@ -239,6 +241,109 @@ pub fn receive(
                 touched.add(parent)?;
             }
             Kind::End => unreachable!(),
+        }
+    }
+}
+
+/// Drops a sender whose file data stops for the idle timeout, measured from the last
+/// bytes that arrived. The socket's own receive timeout restarts with every read
+/// call, and an engine step that moved bytes and then waited out the timeout returns
+/// those bytes instead of the timeout, so a stopped sender lasted up to twice the
+/// limit. This thread watches the file being written (its size grows with every
+/// chunk, also inside one engine step) a few times per limit, and shuts the socket's
+/// read side once it stopped growing for the limit.
+struct Watchdog {
+    shared: std::sync::Arc<WatchShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct WatchShared {
+    state: std::sync::Mutex<WatchState>,
+    wake: std::sync::Condvar,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// The file being received, its size when last looked at, and when it last grew.
+    armed: Option<(File, u64, Instant)>,
+    done: bool,
+}
+
+impl Watchdog {
+    fn new(conn: &TcpStream, idle: Duration) -> io::Result<Watchdog> {
+        let sock = conn.try_clone()?;
+        let shared = std::sync::Arc::new(WatchShared {
+            state: std::sync::Mutex::new(WatchState::default()),
+            wake: std::sync::Condvar::new(),
+            fired: std::sync::atomic::AtomicBool::new(false),
+        });
+        let mine = shared.clone();
+        let every = (idle / 8).max(Duration::from_millis(50));
+        let thread = std::thread::Builder::new()
+            .name("recv-idle".into())
+            .spawn(move || {
+                let mut st = mine.lock();
+                while !st.done {
+                    if let Some((file, size, grew)) = &mut st.armed {
+                        let now = file.metadata().map_or(*size, |m| m.len());
+                        if now != *size {
+                            (*size, *grew) = (now, Instant::now());
+                        } else if grew.elapsed() >= idle {
+                            mine.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let _ = sock.shutdown(std::net::Shutdown::Read);
+                            return;
+                        }
+                    }
+                    let wait = if st.armed.is_some() {
+                        every
+                    } else {
+                        Duration::from_secs(3600)
+                    };
+                    st = mine
+                        .wake
+                        .wait_timeout(st, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            })?;
+        Ok(Watchdog {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// A file's data starts: watch `file` from now.
+    fn arm(&self, file: &File) -> io::Result<()> {
+        let size = file.metadata()?.len();
+        self.shared.lock().armed = Some((file.try_clone()?, size, Instant::now()));
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
+    /// The data phase is over: nothing to watch until the next [`Watchdog::arm`].
+    fn disarm(&self) {
+        self.shared.lock().armed = None;
+    }
+
+    /// Whether it dropped the sender.
+    fn fired(&self) -> bool {
+        self.shared.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl WatchShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.lock().done = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -286,6 +391,7 @@ fn part_name(name: &OsStr, entry: &Entry) -> Vec<u8> {
 #[allow(clippy::too_many_arguments)]
 fn receive_file(
     conn: &mut TcpStream,
+    watchdog: &Watchdog,
     dir: &OwnedFd,
     name: &OsStr,
     entry: &Entry,
@@ -362,17 +468,25 @@ fn receive_file(
         Some(want),
     );
     let mut t = Transfer::new(plan);
+    watchdog.arm(&file)?;
     let result = t
         .run(conn.as_fd(), None, file.as_fd(), Some(want), &mut |done| {
             progress.file_progress(offset + done)
         })
         .map(|_| ());
+    watchdog.disarm();
     let got = t.report().bytes;
     summary.bytes += got;
     if let Err(e) = result {
         // Keep the .part file: the next attempt resumes from it.
         file.sync_data().ok();
         let why = match &e {
+            _ if watchdog.fired() => format!(
+                "no data for {:?} (--idle-timeout) after {} of {} bytes",
+                cfg.idle_timeout,
+                offset + got,
+                entry.size
+            ),
             // The socket ended before the promised length: the sender stopped.
             zcopy::TransferError::SourceShrank { .. } => format!(
                 "connection closed after {} of {} bytes",

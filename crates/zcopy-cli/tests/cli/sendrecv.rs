@@ -830,3 +830,45 @@ fn a_disk_filling_mid_file_is_reported_to_the_sender() {
     assert_eq!(res.status.code(), Some(1), "{err}");
     assert!(err.contains("No space left on device"), "{err}");
 }
+
+/// A sender that stops mid-file after whole chunks (so an engine step had moved bytes
+/// when the socket's timeout expired) is dropped about `--idle-timeout` after its
+/// last byte, not twice that. Bound: 1.6x the limit (the old code took 2x).
+#[test]
+fn a_stopped_sender_is_dropped_after_one_idle_timeout() {
+    let out = tempfile::tempdir().unwrap();
+    let (recv, addr) = start_recv(out.path(), &["--idle-timeout", "4"]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    zcopy_net::proto::write_hello(&mut s, 0).unwrap();
+    zcopy_net::proto::read_hello(&mut s).unwrap();
+    zcopy_net::proto::Entry {
+        kind: zcopy_net::proto::Kind::File,
+        mode: 0o644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size: 64 << 20,
+        path: b"stopped".to_vec(),
+    }
+    .write(&mut s)
+    .unwrap();
+    assert!(zcopy_net::proto::Reply::read(&mut s).unwrap().ok);
+    // Whole 1 MiB chunks a little apart, as `--limit-rate` sends them.
+    let chunk = pattern(1 << 20, 1);
+    for _ in 0..6 {
+        s.write_all(&chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let last = std::time::Instant::now();
+    // Then nothing: the receiver closing shows as the end of our read.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let took = last.elapsed();
+    let recv = recv.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&recv.stderr);
+    assert!(
+        took < Duration::from_millis(6400),
+        "dropped after {took:?}: {err}"
+    );
+    assert!(err.contains("--idle-timeout"), "{err}");
+}
