@@ -650,3 +650,40 @@ fn an_error_is_said_once() {
     let err = String::from_utf8_lossy(&out);
     assert_eq!(err.matches("(os error 28)").count(), 1, "{err}");
 }
+
+/// A destination whose owner we can't give a new file (another user's file we may
+/// write) is written through, as GNU cp does: it keeps its owner and mode.
+#[test]
+fn a_destination_we_cannot_chown_is_written_through() {
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to make a file owned by someone else");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("theirs"));
+    fs::write(&src, b"new").unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&dst, b"old contents").unwrap();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::chown(&dst, Some(4321), Some(4321)).unwrap();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("zcopy"))
+        .arg("cp")
+        .arg(&src)
+        .arg(&dst)
+        .env("HOME", dir.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = fs::metadata(&dst).unwrap();
+    assert_eq!(fs::read(&dst).unwrap(), b"new");
+    assert_eq!((m.uid(), m.mode() & 0o777), (4321, 0o666));
+    assert!(leftovers(dir.path()).is_empty());
+}
