@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("zcopy: {e:#}");
+            eprintln!("zcopy: {}", logging::describe(&e));
             ExitCode::from(1)
         }
     }

@@ -19,8 +19,12 @@ use crate::progress::{summary, with_bars};
 address must be explicit. Received paths stay beneath --out: absolute paths, '..' and \
 symlinks are refused. Files are written as hidden .part files and renamed into place \
 only when complete and fsync'd; a broken transfer keeps its .part file so the next send \
-resumes it. Senders are served at the same time, each on its own thread; a connection \
-counts as a sender (also for --once) only once it has sent a complete hello, within 10 s. \
+resumes it (a .part file with other links is never written through: it is replaced). \
+An existing file, symlink or FIFO under a received name is replaced only with --force; \
+an existing directory keeps its mode. Senders are served at the same time, each on its \
+own thread; a connection counts as a sender (also for --once) only once it has sent a \
+complete hello, all of it within 10 s (or --idle-timeout if shorter). A sender can \
+probe which names exist under --out, with their size and mtime: see SECURITY.md. \
 Protocol: docs/protocol.md."
 )]
 pub struct RecvArgs {
@@ -34,14 +38,14 @@ pub struct RecvArgs {
     /// send no hello don't count.
     #[arg(long)]
     once: bool,
-    /// Replace existing files.
+    /// Replace existing files (and symlinks, FIFOs) under the received names.
     #[arg(long)]
     force: bool,
     /// Engine for socket → file: auto (splice), splice, read-write, uring.
     #[arg(long, default_value = "auto", value_parser = parse_pref)]
     engine: Preference,
-    /// Refuse files larger than this many bytes.
-    #[arg(long)]
+    /// Refuse files larger than this (bytes; suffixes k, M, G, T: powers of 1024).
+    #[arg(long, value_parser = crate::send::parse_size)]
     max_size: Option<u64>,
     /// Refuse more than this many entries per connection.
     #[arg(long, default_value_t = 1_000_000)]
@@ -50,7 +54,8 @@ pub struct RecvArgs {
     /// connections are closed).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_senders: u32,
-    /// Drop a sender that sends nothing for this many seconds.
+    /// Drop a sender that sends nothing for this many seconds (counted from the last
+    /// byte that arrived).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
 }

@@ -16,7 +16,9 @@ use crate::progress::{summary, with_bars};
     after_help = "Examples:\n  zcopy recv --out /srv/in            # on the receiving side\n  \
 zcopy send big.iso photos/ --to 127.0.0.1:9000\n\n\
 Each file goes out with sendfile (or --engine) and lands through splice on the other \
-side. An interrupted transfer resumes where it stopped when sent again. Exit 0 only \
+side. An interrupted transfer resumes where it stopped when sent again; resume trusts \
+size and mtime, so a source edited with its mtime put back needs --verify (or \
+--no-resume). Exit 0 only \
 once the receiver has fsync'd everything; 1 on failure; 2 on usage errors.\n\
 Protocol: docs/protocol.md."
 )]
@@ -25,7 +27,7 @@ pub struct SendArgs {
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// Receiver address, HOST:PORT.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_to)]
     to: String,
     /// Engine for file → socket: auto, sendfile, splice, mmap, read-write, uring, ...
     #[arg(long, default_value = "auto", value_parser = parse_pref)]
@@ -46,6 +48,32 @@ fn parse_pref(s: &str) -> Result<Preference, String> {
     s.parse()
 }
 
+/// HOST:PORT (a usage error without a port).
+fn parse_to(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.into()),
+        _ => Err(format!(
+            "'{s}' is not HOST:PORT (e.g. 127.0.0.1:9000, [::1]:9000)"
+        )),
+    }
+}
+
+/// Parses `10M`, `1G`, `0` or a plain number of bytes (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        Some((i, 't' | 'T')) => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 500k, 10M or 1G"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is out of range"))
+}
+
 /// Parses `500k`, `10M`, `1G` or a plain number of bytes.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.char_indices().last() {
@@ -64,11 +92,19 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 
 /// Runs `zcopy send`.
 pub fn run(args: SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    // A path that isn't there is the user's to fix (2); failing to read one that is
+    // (EMFILE, EIO, EACCES in a tree) is an I/O error (1).
+    for p in &args.paths {
+        if let Err(e) = std::fs::metadata(p) {
+            eprintln!("zcopy send: '{}': {e}", p.display());
+            return Ok(ExitCode::from(2));
+        }
+    }
     let items = match collect(&args.paths) {
         Ok(items) => items,
         Err(e) => {
             eprintln!("zcopy send: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(1));
         }
     };
     let total: u64 = items.iter().map(|i| i.entry.size).sum();

@@ -13,7 +13,9 @@ use anyhow::Context;
     after_help = "Example:\n  producer | zcopy tee copy1.log copy2.log | consumer\n\n\
 When stdin is a pipe, tee(2) duplicates its pages for each FILE and splice moves them: \
 no byte of the data enters user space. Otherwise (stdin a file or a terminal) it copies \
-through a buffer like tee(1); -v says which path ran and why."
+through a buffer like tee(1); -v says which path ran and why.\n\n\
+As with tee(1), a FILE that can't be opened or written (a full disk) is named on stderr \
+and dropped; stdout and the other FILEs still get every byte, and the exit status is 1."
 )]
 pub struct TeeArgs {
     /// Files to write (created or truncated; appended to with -a).
@@ -28,20 +30,36 @@ pub struct TeeArgs {
 
 /// Runs `zcopy tee`.
 pub fn run(args: TeeArgs) -> anyhow::Result<ExitCode> {
+    // Like tee(1): a file that can't be opened or written is named, the others and
+    // stdout get every byte, and the exit status says something failed.
+    let mut ok = true;
     let mut files = Vec::new();
     for path in &args.files {
-        let f = OpenOptions::new()
+        match OpenOptions::new()
             .write(true)
             .create(true)
             .append(args.append)
             .truncate(!args.append)
             .open(path)
-            .with_context(|| format!("opening '{}'", path.display()))?;
-        files.push(f);
+        {
+            Ok(f) => files.push((path, f)),
+            Err(e) => {
+                eprintln!("zcopy tee: '{}': {e}", path.display());
+                ok = false;
+            }
+        }
     }
-    let outputs: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+    let outputs: Vec<_> = files.iter().map(|(_, f)| f.as_fd()).collect();
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    let report = zcopy::fanout::fanout(stdin.as_fd(), stdout.as_fd(), &outputs, args.copy)?;
+    let report = zcopy::fanout::fanout(stdin.as_fd(), stdout.as_fd(), &outputs, args.copy)
+        .context("copying stdin to stdout")?;
+    for (i, e) in &report.failed {
+        eprintln!(
+            "zcopy tee: '{}': {e} (stopped there; the other outputs got everything)",
+            files[*i].0.display()
+        );
+        ok = false;
+    }
     match &report.fallback_reason {
         Some(why) => tracing::debug!("tee: read-write ({why}); {} bytes", report.bytes),
         None => tracing::debug!(
@@ -51,5 +69,9 @@ pub fn run(args: TeeArgs) -> anyhow::Result<ExitCode> {
             report.outputs.join(", ")
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

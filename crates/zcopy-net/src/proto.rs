@@ -20,6 +20,23 @@ pub fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// Bytes in a hello: magic, version, features.
+pub const HELLO_LEN: usize = 10;
+
+/// `s` with control characters (terminal escapes among them) written as `\u{..}`
+/// escapes: for printing a name or message the peer chose.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Writes a hello with `features`.
 pub fn write_hello(w: &mut impl Write, features: u32) -> io::Result<()> {
     let mut b = [0u8; 10];

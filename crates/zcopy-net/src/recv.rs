@@ -10,12 +10,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustix::fs::{OFlags, SeekFrom, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, OFlags, SeekFrom, Timespec, Timestamps};
 use zcopy::transfer::Transfer;
 use zcopy::{FdKind, Plan, Preference};
 
 use crate::dest::{OutDir, check_path, open_in};
-use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply};
+use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply, printable};
 
 /// How the receiver behaves.
 #[derive(Clone, Debug)]
@@ -94,9 +94,30 @@ fn refuse(conn: &mut TcpStream, why: String) -> io::Result<io::Error> {
 
 /// Waits at most `timeout` for a complete hello on `conn`; returns the sender's
 /// features. A connection that closes or stalls first is no sender.
+///
+/// `timeout` bounds the whole hello, not each read: a peer dripping one byte at a
+/// time is dropped as soon as the deadline passes.
 pub fn await_hello(conn: &mut TcpStream, timeout: Duration) -> io::Result<u32> {
-    conn.set_read_timeout(Some(timeout))?;
-    proto::read_hello(conn)
+    let deadline = Instant::now() + timeout;
+    let mut hello = [0u8; proto::HELLO_LEN];
+    let mut got = 0;
+    while got < hello.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no complete hello within {timeout:?}"),
+            ));
+        }
+        conn.set_read_timeout(Some(left))?;
+        match conn.read(&mut hello[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    proto::read_hello(&mut &hello[..])
 }
 
 /// Serves one sender whose hello (`theirs`, from [`await_hello`]) was read, until
@@ -110,20 +131,19 @@ pub fn receive(
     let started = Instant::now();
     conn.set_read_timeout(Some(cfg.idle_timeout))?;
     conn.set_write_timeout(Some(cfg.idle_timeout))?;
+    let watchdog = Watchdog::new(&conn, cfg.idle_timeout)?;
     let out = OutDir::open(&cfg.out)?;
     let ours = FEAT_VERIFY | if cfg.resume { FEAT_RESUME } else { 0 };
     proto::write_hello(&mut conn, ours)?;
     let features = theirs & ours;
     let mut summary = RecvSummary::default();
-    let mut touched: Vec<OwnedFd> = Vec::new();
+    let mut touched = Touched::default();
     let mut entries = 0u64;
     loop {
         let entry = Entry::read(&mut conn)?;
         if entry.kind == Kind::End {
             rustix::fs::fsync(out.fd())?;
-            for dir in &touched {
-                rustix::fs::fsync(dir)?;
-            }
+            touched.sync_all()?;
             summary.elapsed = started.elapsed();
             let msg = format!(
                 "{} files, {} bytes in {:.2}s via {}",
@@ -159,15 +179,32 @@ pub fn receive(
         let (name, parents) = segs.split_last().expect("at least one segment");
         match entry.kind {
             Kind::Dir => {
-                let dir = match out.dir(&segs, true) {
-                    Ok(d) => d,
+                // An existing directory keeps its mode: only one created here gets
+                // the sender's.
+                let made = match out.dir(&segs, false) {
+                    Ok(d) => Ok((d, false)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        out.dir(&segs, true).map(|d| (d, true))
+                    }
+                    Err(e) => Err(e),
+                };
+                let dir = match made {
+                    Ok((d, created)) => {
+                        if created {
+                            let mode = rustix::fs::Mode::from_raw_mode(entry.mode & 0o777);
+                            let _ = rustix::fs::fchmod(&d, mode);
+                        }
+                        d
+                    }
                     Err(e) => {
-                        return Err(refuse(&mut conn, format!("cannot create directory: {e}"))?);
+                        let shown = printable(&String::from_utf8_lossy(&entry.path));
+                        return Err(refuse(
+                            &mut conn,
+                            format!("cannot create directory '{shown}': {e}"),
+                        )?);
                     }
                 };
-                let _ =
-                    rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(entry.mode & 0o777));
-                touched.push(dir);
+                touched.add(dir)?;
                 summary.dirs += 1;
                 Reply::ok(0, "").write(&mut conn)?;
             }
@@ -192,6 +229,7 @@ pub fn receive(
                 };
                 receive_file(
                     &mut conn,
+                    &watchdog,
                     &parent,
                     name,
                     &entry,
@@ -200,16 +238,146 @@ pub fn receive(
                     &mut summary,
                     progress,
                 )?;
-                touched.push(parent);
-                if touched.len() > 64 {
-                    // Keep the fd count bounded: fsync and forget older directories.
-                    for dir in touched.drain(..32) {
-                        rustix::fs::fsync(&dir)?;
-                    }
-                }
+                touched.add(parent)?;
             }
             Kind::End => unreachable!(),
         }
+    }
+}
+
+/// Drops a sender whose file data stops for the idle timeout, measured from the last
+/// bytes that arrived. The socket's own receive timeout restarts with every read
+/// call, and an engine step that moved bytes and then waited out the timeout returns
+/// those bytes instead of the timeout, so a stopped sender lasted up to twice the
+/// limit. This thread watches the file being written (its size grows with every
+/// chunk, also inside one engine step) a few times per limit, and shuts the socket's
+/// read side once it stopped growing for the limit.
+struct Watchdog {
+    shared: std::sync::Arc<WatchShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct WatchShared {
+    state: std::sync::Mutex<WatchState>,
+    wake: std::sync::Condvar,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// The file being received, its size when last looked at, and when it last grew.
+    armed: Option<(File, u64, Instant)>,
+    done: bool,
+}
+
+impl Watchdog {
+    fn new(conn: &TcpStream, idle: Duration) -> io::Result<Watchdog> {
+        let sock = conn.try_clone()?;
+        let shared = std::sync::Arc::new(WatchShared {
+            state: std::sync::Mutex::new(WatchState::default()),
+            wake: std::sync::Condvar::new(),
+            fired: std::sync::atomic::AtomicBool::new(false),
+        });
+        let mine = shared.clone();
+        let every = (idle / 8).max(Duration::from_millis(50));
+        let thread = std::thread::Builder::new()
+            .name("recv-idle".into())
+            .spawn(move || {
+                let mut st = mine.lock();
+                while !st.done {
+                    if let Some((file, size, grew)) = &mut st.armed {
+                        let now = file.metadata().map_or(*size, |m| m.len());
+                        if now != *size {
+                            (*size, *grew) = (now, Instant::now());
+                        } else if grew.elapsed() >= idle {
+                            mine.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                            let _ = sock.shutdown(std::net::Shutdown::Read);
+                            return;
+                        }
+                    }
+                    let wait = if st.armed.is_some() {
+                        every
+                    } else {
+                        Duration::from_secs(3600)
+                    };
+                    st = mine
+                        .wake
+                        .wait_timeout(st, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            })?;
+        Ok(Watchdog {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// A file's data starts: watch `file` from now.
+    fn arm(&self, file: &File) -> io::Result<()> {
+        let size = file.metadata()?.len();
+        self.shared.lock().armed = Some((file.try_clone()?, size, Instant::now()));
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+
+    /// The data phase is over: nothing to watch until the next [`Watchdog::arm`].
+    fn disarm(&self) {
+        self.shared.lock().armed = None;
+    }
+
+    /// Whether it dropped the sender.
+    fn fired(&self) -> bool {
+        self.shared.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl WatchShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.lock().done = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Directories that got new entries, fsync'd before the final reply: each one once
+/// (by device and inode), and at most [`Touched::MAX`] fds held, so a tree of many
+/// files in few directories holds few fds (a low `ulimit -n` is enough).
+#[derive(Default)]
+struct Touched {
+    dirs: Vec<(u64, u64, OwnedFd)>,
+}
+
+impl Touched {
+    const MAX: usize = 8;
+
+    fn add(&mut self, dir: OwnedFd) -> io::Result<()> {
+        let st = rustix::fs::fstat(&dir)?;
+        let id = (st.st_dev, st.st_ino);
+        if self.dirs.iter().any(|(d, i, _)| (*d, *i) == id) {
+            return Ok(());
+        }
+        if self.dirs.len() >= Self::MAX {
+            let (_, _, old) = self.dirs.remove(0);
+            rustix::fs::fsync(&old)?;
+        }
+        self.dirs.push((id.0, id.1, dir));
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        for (_, _, dir) in self.dirs.drain(..) {
+            rustix::fs::fsync(&dir)?;
+        }
+        Ok(())
     }
 }
 
@@ -223,6 +391,7 @@ fn part_name(name: &OsStr, entry: &Entry) -> Vec<u8> {
 #[allow(clippy::too_many_arguments)]
 fn receive_file(
     conn: &mut TcpStream,
+    watchdog: &Watchdog,
     dir: &OwnedFd,
     name: &OsStr,
     entry: &Entry,
@@ -231,36 +400,47 @@ fn receive_file(
     summary: &mut RecvSummary,
     progress: &dyn Progress,
 ) -> io::Result<()> {
-    let shown = String::from_utf8_lossy(&entry.path).into_owned();
-    // An existing final file: identical (size + mtime) counts as received; otherwise
-    // it is only replaced with --force.
-    if let Ok(existing) = open_in(dir, name, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
-        let st = rustix::fs::fstat(&existing)?;
-        let same = st.st_size as u64 == entry.size && st.st_mtime == entry.mtime_sec;
-        if same && !cfg.force {
-            Reply::ok(entry.size, "already there").write(conn)?;
-            summary.skipped_bytes += entry.size;
-            return finish_file(
-                conn, dir, None, name, entry, features, summary, progress, &shown,
-            );
-        }
-        if !cfg.force {
-            return Err(refuse(
-                conn,
-                format!("'{shown}' exists (use --force to replace it)"),
-            )?);
+    let shown = printable(&String::from_utf8_lossy(&entry.path));
+    // Whatever is under the final name (not following a symlink): a regular file
+    // identical by size + mtime counts as received; anything else (a different file,
+    // a symlink, a FIFO) is only replaced with --force; a directory never.
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(refuse(conn, format!("'{shown}': {e}"))?),
+        Ok(st) => {
+            let kind = FileType::from_raw_mode(st.st_mode);
+            if kind == FileType::Directory {
+                return Err(refuse(conn, format!("'{shown}' is a directory here"))?);
+            }
+            let same = kind == FileType::RegularFile
+                && st.st_size as u64 == entry.size
+                && st.st_mtime == entry.mtime_sec;
+            if same && !cfg.force {
+                Reply::ok(entry.size, "already there").write(conn)?;
+                summary.skipped_bytes += entry.size;
+                return finish_file(
+                    conn, dir, None, name, entry, features, summary, progress, &shown,
+                );
+            }
+            if !cfg.force {
+                let what = if kind == FileType::RegularFile {
+                    "exists"
+                } else {
+                    "exists (not a regular file)"
+                };
+                return Err(refuse(
+                    conn,
+                    format!("'{shown}' {what} (the receiver can pass --force to replace it)"),
+                )?);
+            }
         }
     }
     let part = part_name(name, entry);
     let part = OsStr::from_bytes(&part);
-    let fd = open_in(dir, part, OFlags::RDWR | OFlags::CREATE, 0o600)?;
-    let have = rustix::fs::fstat(&fd)?.st_size as u64;
-    let offset = if features & FEAT_RESUME != 0 && have <= entry.size {
-        have
-    } else {
-        0
+    let (fd, offset) = match open_part(dir, part, entry, features) {
+        Ok(p) => p,
+        Err(e) => return Err(refuse(conn, format!("'{shown}': {e}"))?),
     };
-    rustix::fs::ftruncate(&fd, offset)?;
     let free = rustix::fs::fstatvfs(&fd)
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
         .unwrap_or(u64::MAX);
@@ -288,20 +468,40 @@ fn receive_file(
         Some(want),
     );
     let mut t = Transfer::new(plan);
+    watchdog.arm(&file)?;
     let result = t
         .run(conn.as_fd(), None, file.as_fd(), Some(want), &mut |done| {
             progress.file_progress(offset + done)
         })
         .map(|_| ());
+    watchdog.disarm();
     let got = t.report().bytes;
     summary.bytes += got;
     if let Err(e) = result {
         // Keep the .part file: the next attempt resumes from it.
         file.sync_data().ok();
-        return Err(io::Error::other(format!(
-            "'{shown}': {e} (kept {} bytes to resume)",
-            offset + got
-        )));
+        let why = match &e {
+            _ if watchdog.fired() => format!(
+                "no data for {:?} (--idle-timeout) after {} of {} bytes",
+                cfg.idle_timeout,
+                offset + got,
+                entry.size
+            ),
+            // The socket ended before the promised length: the sender stopped.
+            zcopy::TransferError::SourceShrank { .. } => format!(
+                "connection closed after {} of {} bytes",
+                offset + got,
+                entry.size
+            ),
+            e => e.to_string(),
+        };
+        let msg = format!("'{shown}': {why} (kept {} bytes to resume)", offset + got);
+        if !connection_failed(&e) {
+            // Our side failed (a full disk, EIO, a quota): tell the sender why before
+            // closing; it reads this once its sending fails.
+            let _ = Reply::refused(msg.clone()).write(conn);
+        }
+        return Err(io::Error::other(msg));
     }
     let used = t.report().short();
     if !used.is_empty() && !summary.engines.contains(&used) {
@@ -318,6 +518,68 @@ fn receive_file(
         progress,
         &shown,
     )
+}
+
+/// Whether a failed socket → file transfer failed on the socket side (the sender went
+/// away or stalled), where a reply can't help.
+fn connection_failed(e: &zcopy::TransferError) -> bool {
+    match e {
+        zcopy::TransferError::SourceShrank { .. } => true,
+        zcopy::TransferError::Io { source, .. } => matches!(
+            source.kind(),
+            io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+/// Opens the `.part` file for `entry` and the offset to resume from. One that is not
+/// a regular file of ours (a symlink, a FIFO, a hard link to a file elsewhere: more
+/// than one link) is removed and created afresh (O_EXCL), never written through.
+fn open_part(
+    dir: &OwnedFd,
+    part: &OsStr,
+    entry: &Entry,
+    features: u32,
+) -> io::Result<(OwnedFd, u64)> {
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NONBLOCK;
+    let fd = match open_in(dir, part, flags, 0o600) {
+        Ok(fd) => {
+            let st = rustix::fs::fstat(&fd)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1 {
+                Some(fd)
+            } else {
+                None
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => None,
+        Err(e) => return Err(e),
+    };
+    let fd = match fd {
+        Some(fd) => fd,
+        None => {
+            tracing::warn!(
+                "'{}': not a plain .part file (a link?): starting afresh",
+                printable(&String::from_utf8_lossy(&entry.path))
+            );
+            rustix::fs::unlinkat(dir, part, AtFlags::empty())?;
+            open_in(dir, part, flags | OFlags::EXCL, 0o600)?
+        }
+    };
+    rustix::fs::fcntl_setfl(&fd, OFlags::RDWR)?;
+    let have = rustix::fs::fstat(&fd)?.st_size as u64;
+    let offset = if features & FEAT_RESUME != 0 && have <= entry.size {
+        have
+    } else {
+        0
+    };
+    rustix::fs::ftruncate(&fd, offset)?;
+    Ok((fd, offset))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -342,7 +604,10 @@ fn finish_file(
             if proto::hash_file(&existing)? != their_hash {
                 return Err(refuse(
                     conn,
-                    format!("'{shown}' exists with different content (use --force)"),
+                    format!(
+                        "'{shown}' exists with different content (the receiver can pass \
+                         --force to replace it)"
+                    ),
                 )?);
             }
         }

@@ -182,8 +182,8 @@ fn expect_ok(conn: &mut TcpStream, path: &[u8]) -> Result<Reply, SendError> {
         Ok(reply)
     } else {
         Err(SendError::Refused {
-            path: String::from_utf8_lossy(path).into_owned(),
-            why: reply.message,
+            path: proto::printable(&String::from_utf8_lossy(path)),
+            why: proto::printable(&reply.message),
         })
     }
 }
@@ -239,6 +239,13 @@ pub fn send(
             progress,
         );
         if let Err(source) = sent {
+            // A receiver that failed on its side says why before it closes.
+            if let Some(why) = refusal_after_failure(&mut conn) {
+                if lease.is_some() {
+                    until_closed(&conn, LINGER);
+                }
+                return Err(SendError::Refused { path: shown, why });
+            }
             if lease.is_some() {
                 // Bytes already sent may still be unread references to the file's
                 // pages: hold the lease until the receiver has closed.
@@ -265,7 +272,7 @@ pub fn send(
         summary.files += 1;
     }
     Entry::end().write(&mut conn)?;
-    summary.receiver = expect_ok(&mut conn, b"(end)")?.message;
+    summary.receiver = proto::printable(&expect_ok(&mut conn, b"(end)")?.message);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -285,6 +292,15 @@ fn plan_for(peer: &PeerClass, len: u64, pref: Preference, leased: bool) -> Plan 
             Plan::for_peer(peer, len, Preference::Auto, false)
         }
         _ => Plan::for_peer(peer, len, pref, false),
+    }
+}
+
+/// After sending failed: the receiver's refusal, if it sent one before closing.
+fn refusal_after_failure(conn: &mut TcpStream) -> Option<String> {
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    match Reply::read(conn) {
+        Ok(reply) if !reply.ok => Some(proto::printable(&reply.message)),
+        _ => None,
     }
 }
 

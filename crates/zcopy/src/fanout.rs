@@ -29,6 +29,9 @@ pub struct FanoutReport {
     pub stats: Stats,
     /// Engines that carried each extra output (same order as the outputs).
     pub outputs: Vec<String>,
+    /// Extra outputs that failed (index in `outputs`, and why): each was dropped
+    /// where it failed and the source, the sink and the other outputs went on.
+    pub failed: Vec<(usize, io::Error)>,
 }
 
 fn splice_friendly(kind: FdKind) -> bool {
@@ -43,7 +46,9 @@ fn splice_friendly(kind: FdKind) -> bool {
 }
 
 /// Copies everything from `src` to `sink` and to each of `outputs`, until the source
-/// ends. `force_copy` skips the zero-copy path (for comparison and tests).
+/// ends. An output that fails is dropped and named in [`FanoutReport::failed`]; the
+/// others go on (as tee(1) does). Only a failing source or sink is an error.
+/// `force_copy` skips the zero-copy path (for comparison and tests).
 pub fn fanout(
     src: BorrowedFd<'_>,
     sink: BorrowedFd<'_>,
@@ -89,9 +94,13 @@ pub fn fanout(
 /// transfer (splice, with fallback) drains into the output. Pipe outputs need no leg:
 /// tee writes into them directly.
 struct Leg<'a> {
+    /// Index in the outputs.
+    index: usize,
     out: BorrowedFd<'a>,
     reader: OwnedFd,
     transfer: Transfer,
+    /// Its output failed: it gets no more bytes.
+    failed: bool,
 }
 
 fn fanout_tee(
@@ -107,7 +116,7 @@ fn fanout_tee(
     let mut legs = Vec::new();
     let mut outputs_desc = Vec::new();
     let mut round = ROUND;
-    for &out in outputs {
+    for (index, &out) in outputs.iter().enumerate() {
         let kind = FdKind::of(out).map_err(io_err)?;
         if kind == FdKind::Pipe {
             copies.push(out.try_clone_to_owned().map_err(io_err)?);
@@ -124,9 +133,11 @@ fn fanout_tee(
             let plan = Plan::new(Some(FdKind::Pipe), kind, Preference::Auto);
             outputs_desc.push(Some(legs.len()));
             legs.push(Leg {
+                index,
                 out,
                 reader: r,
                 transfer: Transfer::new(plan),
+                failed: false,
             });
         }
     }
@@ -152,21 +163,40 @@ fn fanout_tee(
             break;
         }
         report.bytes += n as u64;
+        report.failed.extend(tee.take_failed());
         for leg in legs.iter_mut() {
+            if leg.failed {
+                continue;
+            }
+            if report.failed.iter().any(|(i, _)| *i == leg.index) {
+                leg.failed = true;
+                continue;
+            }
             let mut left = n;
             while left > 0 {
                 let src = Src::Fd {
                     fd: leg.reader.as_fd(),
                     offset: None,
                 };
-                let m = leg.transfer.step(src, leg.out, left)?;
-                if m == 0 {
-                    return Err(io_err(io::ErrorKind::UnexpectedEof.into()));
-                }
-                left -= m;
+                let error = match leg.transfer.step(src, leg.out, left) {
+                    Ok(0) => io::ErrorKind::UnexpectedEof.into(),
+                    Ok(m) => {
+                        left -= m;
+                        continue;
+                    }
+                    Err(TransferError::Io { source, .. }) => source,
+                    Err(e) => io::Error::other(e.to_string()),
+                };
+                // This output is done for; the source, the sink and the others go on.
+                tee.drop_copy(leg.index);
+                leg.failed = true;
+                report.failed.push((leg.index, error));
+                break;
             }
         }
     }
+    report.failed.extend(tee.take_failed());
+    report.failed.sort_by_key(|(i, _)| *i);
     report.outputs = outputs_desc
         .iter()
         .map(|leg| match leg {
@@ -202,12 +232,25 @@ fn fanout_copy(
         if n == 0 {
             break;
         }
-        for &out in std::iter::once(&sink).chain(outputs) {
+        let mut at = 0;
+        while at < n {
+            at += writer
+                .step(Src::Mem(&buf[at..n]), sink, n - at, &mut report.stats)
+                .map_err(io_err)?;
+        }
+        for (i, &out) in outputs.iter().enumerate() {
+            if report.failed.iter().any(|(f, _)| *f == i) {
+                continue;
+            }
             let mut at = 0;
             while at < n {
-                at += writer
-                    .step(Src::Mem(&buf[at..n]), out, n - at, &mut report.stats)
-                    .map_err(io_err)?;
+                match writer.step(Src::Mem(&buf[at..n]), out, n - at, &mut report.stats) {
+                    Ok(m) => at += m,
+                    Err(e) => {
+                        report.failed.push((i, e));
+                        break;
+                    }
+                }
             }
         }
         report.bytes += n as u64;

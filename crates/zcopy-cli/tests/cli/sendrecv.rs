@@ -518,3 +518,357 @@ fn max_senders_bounds_concurrent_transfers_and_the_next_one_waits() {
         fs::read(src.path().join("next")).unwrap()
     );
 }
+
+/// A file `name` in `dir` holding `data`, with a fixed mtime; returns its path.
+fn file_at(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, data).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+        .unwrap();
+    p
+}
+
+/// The hello has one deadline, not one per read: a connection dripping a byte every
+/// 300 ms is dropped after the 1 s hello limit, before its 10-byte hello completes
+/// (it used to be served: every single read came within the limit).
+#[test]
+fn a_dripping_hello_is_dropped_at_one_deadline() {
+    let out = tempfile::tempdir().unwrap();
+    let (mut recv, addr) = start_recv(out.path(), &["--idle-timeout", "1"]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut hello = Vec::new();
+    zcopy_net::proto::write_hello(&mut hello, 0).unwrap();
+    for b in hello {
+        if s.write_all(&[b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let answered = zcopy_net::proto::read_hello(&mut s).is_ok();
+    recv.kill().unwrap();
+    recv.wait().unwrap();
+    assert!(
+        !answered,
+        "a hello taking 3 s was accepted with a 1 s limit"
+    );
+}
+
+/// A `.part` file that is a hard link to a file outside `--out` is not written
+/// through: it is replaced by a fresh one, and the outside file keeps its bytes.
+#[test]
+fn a_hard_linked_part_file_is_not_written_through() {
+    let base = tempfile::tempdir().unwrap();
+    let (src, out) = (base.path().join("src"), base.path().join("out"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let data = pattern(100_000, 5);
+    let f = file_at(&src, "f", &data);
+    let victim = base.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    fs::hard_link(&victim, out.join(".f.zcopy-100000-1600000000.part")).unwrap();
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let res = send(&addr, &[&f], &[]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(recv.wait().unwrap().success());
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    assert!(fs::read(out.join("f")).unwrap() == data);
+}
+
+/// A symlink under the final name is not replaced without --force (the sender is
+/// told the receiver can pass it), and its target is untouched either way.
+#[test]
+fn an_existing_symlink_is_replaced_only_with_force() {
+    let base = tempfile::tempdir().unwrap();
+    let (src, out) = (base.path().join("src"), base.path().join("out"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let f = file_at(&src, "f", b"new bytes");
+    fs::write(base.path().join("target"), b"target bytes").unwrap();
+    std::os::unix::fs::symlink(base.path().join("target"), out.join("f")).unwrap();
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let res = send(&addr, &[&f], &[]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("the receiver can pass --force"), "{err}");
+    assert!(!recv.wait().unwrap().success());
+    assert!(fs::symlink_metadata(out.join("f")).unwrap().is_symlink());
+    let (mut recv, addr) = start_recv(&out, &["--force"]);
+    assert!(send(&addr, &[&f], &[]).status.success());
+    assert!(recv.wait().unwrap().success());
+    assert_eq!(fs::read(out.join("f")).unwrap(), b"new bytes");
+    assert_eq!(
+        fs::read(base.path().join("target")).unwrap(),
+        b"target bytes"
+    );
+}
+
+/// A directory entry does not change the mode of a directory that already exists.
+#[test]
+fn an_existing_directory_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let (src, out) = (base.path().join("src"), base.path().join("out"));
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::create_dir_all(out.join("d")).unwrap();
+    fs::write(src.join("d/x"), b"x").unwrap();
+    fs::set_permissions(src.join("d"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(out.join("d"), fs::Permissions::from_mode(0o700)).unwrap();
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let res = send(&addr, &[&src.join("d")], &[]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(recv.wait().unwrap().success());
+    let mode = fs::metadata(out.join("d")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(fs::read(out.join("d/x")).unwrap(), b"x");
+}
+
+/// A sender's file name with terminal escapes reaches neither side's stderr raw.
+#[test]
+fn escape_sequences_in_names_are_not_printed_raw() {
+    let base = tempfile::tempdir().unwrap();
+    let (src, out) = (base.path().join("src"), base.path().join("out"));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let name = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J.txt";
+    let f = file_at(&src, name, b"new");
+    fs::write(out.join(name), b"old, different").unwrap();
+    let (recv, addr) = start_recv(&out, &[]);
+    let res = send(&addr, &[&f], &[]);
+    let recv = recv.wait_with_output().unwrap();
+    assert_eq!(res.status.code(), Some(1));
+    for (who, err) in [("send", &res.stderr), ("recv", &recv.stderr)] {
+        let text = String::from_utf8_lossy(err);
+        assert!(text.contains("evil"), "{who}: {text}");
+        assert!(
+            !err.contains(&0x1b) && !err.contains(&0x07),
+            "{who}: {text:?}"
+        );
+    }
+}
+
+/// A sender that goes away mid-file is reported as a closed connection, not as a
+/// source that shrank.
+#[test]
+fn an_interrupted_send_says_the_connection_closed() {
+    let out = tempfile::tempdir().unwrap();
+    let (recv, addr) = start_recv(out.path(), &[]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    zcopy_net::proto::write_hello(&mut s, 0).unwrap();
+    zcopy_net::proto::read_hello(&mut s).unwrap();
+    zcopy_net::proto::Entry {
+        kind: zcopy_net::proto::Kind::File,
+        mode: 0o644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size: 1 << 20,
+        path: b"cut".to_vec(),
+    }
+    .write(&mut s)
+    .unwrap();
+    assert!(zcopy_net::proto::Reply::read(&mut s).unwrap().ok);
+    s.write_all(&[7u8; 1000]).unwrap();
+    drop(s);
+    let recv = recv.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&recv.stderr);
+    assert!(
+        err.contains("connection closed after 1000 of 1048576 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("shrank"), "{err}");
+}
+
+/// `--max-size` takes the suffixes `--limit-rate` takes.
+#[test]
+fn max_size_takes_suffixes() {
+    let out = tempfile::tempdir().unwrap();
+    let (mut recv, addr) = start_recv(out.path(), &["--max-size", "1k"]);
+    let (ok, msg) = hostile(&addr, b"big", 1025, &[1u8; 1025]);
+    assert!(!ok && msg.contains("limit of 1024"), "{msg}");
+    assert!(!recv.wait().unwrap().success());
+}
+
+/// Usage errors exit 2, I/O errors 1: `--to` without a port is a usage error; failing
+/// to read a tree that is there (here EACCES on a subdirectory) is not.
+#[test]
+fn send_exit_codes_follow_the_rules() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir_all(src.path().join("tree/sub")).unwrap();
+    fs::write(src.path().join("tree/sub/f"), b"f").unwrap();
+    let res = send("127.0.0.1", &[&src.path().join("tree")], &[]);
+    assert_eq!(
+        res.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    fs::set_permissions(src.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        src.path().join("tree/sub"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("send")
+        .arg(src.path().join("tree"))
+        .args(["--to", "127.0.0.1:9"])
+        .env("HOME", src.path());
+    if rustix::process::geteuid().is_root() {
+        cmd.uid(65534).gid(65534);
+    }
+    let res = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("os error 13"), "{err}");
+    assert_eq!(res.status.code(), Some(1), "{err}");
+}
+
+/// 200 files in a few directories arrive under `ulimit -n 32`: the receiver holds
+/// one fd per directory it will fsync (few), not one per file.
+#[test]
+fn many_files_arrive_under_a_low_fd_limit() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let tree = src.path().join("tree");
+    for d in ["a", "b"] {
+        fs::create_dir_all(tree.join(d)).unwrap();
+        for i in 0..100 {
+            fs::write(tree.join(d).join(format!("f{i}")), format!("{d}{i}")).unwrap();
+        }
+    }
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 32; exec \"$0\" \"$@\"")
+        .arg(bin());
+    let (recv, addr) = start_recv_in(cmd, "127.0.0.1:0", out.path(), &["--once"]);
+    let res = send(&addr, &[&tree], &[]);
+    let recv = recv.wait_with_output().unwrap();
+    assert!(
+        res.status.success(),
+        "send: {} recv: {}",
+        String::from_utf8_lossy(&res.stderr),
+        String::from_utf8_lossy(&recv.stderr)
+    );
+    assert_same_tree(&tree, &out.path().join("tree"));
+}
+
+/// A receiver that can't start a file says why, and the sender prints it (it used to
+/// see only "receiver closed the connection early").
+#[test]
+fn the_sender_learns_why_the_receiver_failed() {
+    let base = tempfile::tempdir().unwrap();
+    let (src, out) = (base.path().join("src"), base.path().join("out"));
+    fs::create_dir_all(&src).unwrap();
+    // Something the receiver can't open as its .part file.
+    fs::create_dir_all(out.join(".f.zcopy-3-1600000000.part/x")).unwrap();
+    let f = file_at(&src, "f", b"abc");
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let res = send(&addr, &[&f], &[]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("receiver refused"), "{err}");
+    assert!(!err.contains("closed the connection early"), "{err}");
+    assert!(!recv.wait().unwrap().success());
+}
+
+/// The receiver's disk fills mid-file (after its free-space check passed): the sender
+/// is told why ("No space left on device" from the receiver), not just that the
+/// connection broke.
+#[test]
+fn a_disk_filling_mid_file_is_reported_to_the_sender() {
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("small");
+    fs::create_dir(&out).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let f = base.path().join("f");
+    fs::write(&f, pattern(2 << 20, 3)).unwrap();
+    let (mut recv, addr) = start_recv(&out, &[]);
+    let sender = Command::new(bin())
+        .arg("send")
+        .arg(&f)
+        .args(["--to", &addr, "--limit-rate", "256k"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the file is under way, fill the file system.
+    let started = (0..400).any(|_| {
+        std::thread::sleep(Duration::from_millis(25));
+        !crate::util::leftovers(&out).is_empty()
+    });
+    if started {
+        let mut filler = fs::File::create(out.join("filler")).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while filler.write_all(&block).is_ok() {}
+    }
+    let res = sender.wait_with_output().unwrap();
+    let _ = recv.kill();
+    recv.wait().unwrap();
+    let _ = Command::new("umount").arg(&out).status();
+    assert!(started, "the transfer never started");
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+}
+
+/// A sender that stops mid-file after whole chunks (so an engine step had moved bytes
+/// when the socket's timeout expired) is dropped about `--idle-timeout` after its
+/// last byte, not twice that. Bound: 1.6x the limit (the old code took 2x).
+#[test]
+fn a_stopped_sender_is_dropped_after_one_idle_timeout() {
+    let out = tempfile::tempdir().unwrap();
+    let (recv, addr) = start_recv(out.path(), &["--idle-timeout", "4"]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    zcopy_net::proto::write_hello(&mut s, 0).unwrap();
+    zcopy_net::proto::read_hello(&mut s).unwrap();
+    zcopy_net::proto::Entry {
+        kind: zcopy_net::proto::Kind::File,
+        mode: 0o644,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size: 64 << 20,
+        path: b"stopped".to_vec(),
+    }
+    .write(&mut s)
+    .unwrap();
+    assert!(zcopy_net::proto::Reply::read(&mut s).unwrap().ok);
+    // Whole 1 MiB chunks a little apart, as `--limit-rate` sends them.
+    let chunk = pattern(1 << 20, 1);
+    for _ in 0..6 {
+        s.write_all(&chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let last = std::time::Instant::now();
+    // Then nothing: the receiver closing shows as the end of our read.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let took = last.elapsed();
+    let recv = recv.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&recv.stderr);
+    assert!(
+        took < Duration::from_millis(6400),
+        "dropped after {took:?}: {err}"
+    );
+    assert!(err.contains("--idle-timeout"), "{err}");
+}

@@ -106,3 +106,42 @@ fn strace_shows_no_read_or_write_of_the_data() {
     // read/write would take at least 64 calls of 128 KiB.
     assert!(calls("read") + calls("write") < 40, "{trace}");
 }
+
+/// tee(1)'s rules: a file that can't be opened, or fails on write (ENOSPC: /dev/full),
+/// is named and dropped; stdout and the other files get every byte; exit 1.
+#[test]
+fn a_failing_output_is_named_and_the_others_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern((3 << 20) + 5, 9);
+    for copy in [false, true] {
+        let mut args = vec!["/dev/full", "ok1", "no/such/dir/x", "ok2"];
+        if copy {
+            args.insert(0, "--copy");
+        }
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("zcopy"))
+            .arg("tee")
+            .args(&args)
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = data.clone();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+        let mut out = Vec::new();
+        child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        feeder.join().unwrap();
+        let res = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "copy={copy}: {log}");
+        assert!(out == data, "copy={copy}: stdout has {} bytes", out.len());
+        for ok in ["ok1", "ok2"] {
+            assert!(fs::read(dir.path().join(ok)).unwrap() == data, "{ok}");
+        }
+        assert!(log.contains("'/dev/full'"), "{log}");
+        assert!(log.contains("'no/such/dir/x'"), "{log}");
+        assert_eq!(log.matches("(os error 28)").count(), 1, "{log}");
+    }
+}

@@ -20,10 +20,12 @@ use crate::stats::Stats;
 /// tee(2) into every copy, then splice(2) the same bytes into the sink.
 #[derive(Debug, Default)]
 pub struct Tee {
-    /// Write ends of the pipes that get a copy of every byte.
-    copies: Vec<OwnedFd>,
+    /// Write ends of the pipes that get a copy of every byte (`None` once dropped).
+    copies: Vec<Option<OwnedFd>>,
     /// For each copy, how many bytes past the source pipe's head it already holds.
     ahead: Vec<usize>,
+    /// Copies whose tee(2) failed, with why: dropped, the others go on.
+    failed: Vec<(usize, io::Error)>,
 }
 
 impl Tee {
@@ -31,7 +33,31 @@ impl Tee {
     /// (write ends). With no copies it is a plain pipe → sink splice.
     pub fn new(copies: Vec<OwnedFd>) -> Tee {
         let ahead = vec![0; copies.len()];
-        Tee { copies, ahead }
+        Tee {
+            copies: copies.into_iter().map(Some).collect(),
+            ahead,
+            failed: Vec::new(),
+        }
+    }
+
+    /// Stops copying into copy `i` (its output failed): the others go on.
+    pub fn drop_copy(&mut self, i: usize) {
+        self.copies[i] = None;
+        self.ahead[i] = 0;
+    }
+
+    /// Copies dropped because tee(2) into them failed since the last call (index in
+    /// `copies` as given to [`Tee::new`], and the error).
+    pub fn take_failed(&mut self) -> Vec<(usize, io::Error)> {
+        std::mem::take(&mut self.failed)
+    }
+
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        self.copies
+            .iter()
+            .zip(&self.ahead)
+            .filter(|(c, _)| c.is_some())
+            .map(|(_, a)| *a)
     }
 
     /// Brings every copy that is level with the source's head up to `target` bytes
@@ -42,15 +68,24 @@ impl Tee {
         target: usize,
         stats: &mut Stats,
     ) -> io::Result<bool> {
-        for (copy, ahead) in self.copies.iter().zip(self.ahead.iter_mut()) {
+        for (i, (slot, ahead)) in self.copies.iter_mut().zip(&mut self.ahead).enumerate() {
+            let Some(copy) = slot else { continue };
             if *ahead > 0 {
                 continue;
             }
             let n = loop {
                 stats.syscalls += 1;
-                match rustix::pipe::tee(src, copy, target, SpliceFlags::empty()) {
+                match rustix::pipe::tee(src, &*copy, target, SpliceFlags::empty()) {
                     Err(Errno::INTR) => continue,
-                    r => break r?,
+                    r => break r,
+                }
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    *slot = None;
+                    self.failed.push((i, e.into()));
+                    continue;
                 }
             };
             if n == 0 {
@@ -89,28 +124,33 @@ impl Engine for Tee {
         }
         // How much the sink may consume: what every copy already holds.
         let mut take = max;
-        if !self.copies.is_empty() {
-            let furthest = self.ahead.iter().copied().max().unwrap_or(0);
+        if self.live().next().is_some() {
+            let furthest = self.live().max().unwrap_or(0);
             let target = if furthest > 0 { furthest } else { max };
             if !self.fill_copies(fd, target, stats)? {
                 return Ok(0);
             }
-            take = take.min(self.ahead.iter().copied().min().unwrap_or(0));
+            if self.live().next().is_some() {
+                take = take.min(self.live().min().unwrap_or(0));
+            }
         }
+        let copying = self.live().next().is_some();
         // Consume exactly `take` bytes (with copies) or up to `max` (without).
         let mut done = 0;
         while done < take {
             stats.syscalls += 1;
             let r = rustix::pipe::splice(fd, None, sink, None, take - done, SpliceFlags::MOVE);
             match r {
-                Ok(0) if self.copies.is_empty() => break,
+                Ok(0) if !copying => break,
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => {
                     done += n;
-                    for a in &mut self.ahead {
-                        *a -= n;
+                    for (a, c) in self.ahead.iter_mut().zip(&self.copies) {
+                        if c.is_some() {
+                            *a -= n;
+                        }
                     }
-                    if self.copies.is_empty() {
+                    if !copying {
                         break;
                     }
                 }
@@ -128,6 +168,6 @@ impl Engine for Tee {
 
     /// Bytes already duplicated into a copy that the sink has not received yet.
     fn pending(&self) -> usize {
-        self.ahead.iter().copied().max().unwrap_or(0)
+        self.live().max().unwrap_or(0)
     }
 }
