@@ -19,7 +19,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use std::os::fd::AsFd;
 
 use crate::archive::{Archive, ArchiveError};
-use crate::auth::Verdict;
+use crate::auth::{Checks, Verdict};
 use crate::conditional::{self, Precondition, Validators};
 use crate::config::{Config, ListenKind};
 use crate::encoding::{self, Found};
@@ -121,6 +121,8 @@ impl std::ops::Deref for BodyMem {
 pub enum Body {
     /// Nothing more: the head buffer already holds any (small) body.
     InHead,
+    /// No answer yet: a password check runs off the event loop ([`Response::pending`]).
+    Pending,
     /// From a file.
     File(FileBody),
 }
@@ -136,6 +138,20 @@ pub struct Response {
     pub body_len: u64,
     /// Close the connection after this response.
     pub close: bool,
+}
+
+impl Response {
+    /// Not answered yet: the request's password check runs off the event loop. The
+    /// core keeps the request and asks again once the worker is told the verdict is
+    /// in (nothing was written to `out`).
+    pub fn pending() -> Response {
+        Response {
+            status: 0,
+            body: Body::Pending,
+            body_len: 0,
+            close: false,
+        }
+    }
 }
 
 /// Characters escaped in a path segment of a Location header.
@@ -160,6 +176,8 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// Answers `req`. The head (and any small body held in memory) goes into `out`;
 /// `close` says the connection closes after this response whatever the request said.
 /// Small files come from `cache` when it holds them (one fstat instead of an open).
+/// Password checks go through the worker's `checks` (off the loop: then the answer
+/// is [`Response::pending`]).
 ///
 /// Per-path [`Rule`](crate::rules::Rule)s are only evaluated when some exist: a
 /// plain file on a server without rules costs what it did before they existed.
@@ -169,6 +187,7 @@ pub fn handle(
     close: bool,
     out: &mut Vec<u8>,
     cache: &mut FileCache,
+    checks: &mut Checks,
     now: Instant,
 ) -> Response {
     let cfg = &site.config;
@@ -211,8 +230,17 @@ pub fn handle(
         return conn.status_with(out, 405, &[("Allow", "GET, HEAD")]);
     }
     if let Some(users) = eff.auth {
-        match users.check(req.authorization) {
+        match checks.check(users, req.authorization, now) {
             Verdict::Allowed => {}
+            Verdict::Pending => return Response::pending(),
+            Verdict::Limited(secs) => {
+                let secs = secs.to_string();
+                return conn.status_with(out, 429, &[("Retry-After", &secs)]);
+            }
+            Verdict::Busy => {
+                let body = "503 Service Unavailable (password checks busy)\n";
+                return conn.text(out, 503, body, &[("Retry-After", "1")]);
+            }
             verdict => {
                 if let Verdict::Denied(user) = verdict {
                     let path = req.target.split('?').next().unwrap_or("");

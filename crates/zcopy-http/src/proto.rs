@@ -288,6 +288,9 @@ enum State {
     Idle,
     /// Some of a request head received (header timeout).
     Head,
+    /// A complete request whose password check runs off the loop: it stays buffered
+    /// and is answered again on [`Conn::resume`] (header timeout).
+    Checking,
     /// Sending a response.
     Respond(Box<Respond>),
     /// The file is being changed by another process: let queued bytes leave, then close.
@@ -475,6 +478,7 @@ impl Conn {
                         }
                     }
                 }
+                State::Checking => return Intent::Wait,
                 State::Draining { .. } => {
                     if env.now >= self.queue_check {
                         self.queue_check = env.now + QUEUE_CHECK;
@@ -526,6 +530,12 @@ impl Conn {
                     let resp = env
                         .responder
                         .respond(&req, env.shutting_down, &mut out, env.now);
+                    if matches!(resp.body, Body::Pending) {
+                        env.bufs.give(out);
+                        self.state = State::Checking;
+                        self.deadline = env.now + env.config.header_timeout;
+                        return Some(Intent::Wait);
+                    }
                     self.rpos += used;
                     self.discard = body_len;
                     self.skip_body();
@@ -647,7 +657,7 @@ impl Conn {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         let (body, lease, in_head) = match resp.body {
-            Body::InHead => (None, Lease::No, resp.body_len),
+            Body::InHead | Body::Pending => (None, Lease::No, resp.body_len),
             // Small files are shared with the worker's file cache and leave in one
             // step: no lease (it would belong to the shared open file).
             Body::File(fb) => {
@@ -966,6 +976,11 @@ impl Conn {
                 // megabytes queued. Look at the send queue first.
                 self.idle_check_due = true;
             }
+            State::Checking => {
+                self.rpos = self.rend;
+                self.discard = 0;
+                self.respond_error(env, http_error(503, "password check not done in time"));
+            }
             State::Head | State::Closing { .. } => {
                 self.state = State::Closed { reset: false };
             }
@@ -981,6 +996,14 @@ impl Conn {
             }
             State::Draining { .. } => {}
             State::Closed { .. } => {}
+        }
+    }
+
+    /// The password check its request waited for is done: the request is answered
+    /// at the next [`Conn::next`] (nothing happens for a connection not waiting).
+    pub fn resume(&mut self) {
+        if matches!(self.state, State::Checking) {
+            self.state = State::Head;
         }
     }
 

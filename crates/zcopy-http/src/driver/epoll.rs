@@ -142,6 +142,7 @@ impl Connection {
     /// Does all the work possible now, up to the turn budget.
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
+        sh.common.serving(self.token, self.core.peer());
         if let Transport::Tls(t) = &mut self.transport
             && t.flush(&self.stream, &mut self.writable).is_err()
         {
@@ -441,6 +442,7 @@ impl Worker {
     /// Runs until shutdown.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let mut woken = Vec::new();
         if let Some(plan) = self.books.ctl.new_plan() {
             self.relisten(plan);
         }
@@ -476,12 +478,22 @@ impl Worker {
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
-                    // Shutdown, or cold ranges now in the page cache.
+                    // Shutdown, cold ranges now in the page cache, or password
+                    // checks done.
                     for token in self.sh.fetcher.completed() {
                         if let Some(slot) = self.slots.get_mut(token)
                             && let Some(conn) = slot.conn.as_mut()
                         {
                             conn.fetching = false;
+                            self.books.queue(token, &mut slot.queued);
+                        }
+                    }
+                    self.sh.common.checked(&mut woken);
+                    for token in woken.drain(..) {
+                        if let Some(slot) = self.slots.get_mut(token)
+                            && let Some(conn) = slot.conn.as_mut()
+                        {
+                            conn.core.resume();
                             self.books.queue(token, &mut slot.queued);
                         }
                     }

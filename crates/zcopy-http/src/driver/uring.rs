@@ -199,6 +199,7 @@ impl Connection {
     fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
         let token = Connection::token(idx);
         let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
+        sh.common.serving(idx, self.core.peer());
         while !self.closing {
             let (mut env, io) = sh.parts();
             let intent = self.core.next(&mut env);
@@ -846,9 +847,23 @@ impl Worker {
         match c.token {
             IGNORE => {}
             WAKER => {
-                // Shutdown or a reload: both are looked at once per loop turn.
+                // Shutdown or a reload (both are looked at once per loop turn), or
+                // password checks done.
                 let mut events = Events::with_capacity(4);
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
+                let mut woken = Vec::new();
+                self.sh.common.checked(&mut woken);
+                for idx in woken {
+                    if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut)
+                        && !conn.closing
+                    {
+                        conn.core.resume();
+                        if !conn.queued {
+                            conn.queued = true;
+                            self.books.runq.push(idx);
+                        }
+                    }
+                }
                 if !self.books.shutdown.flag.load(Ordering::SeqCst) {
                     ring.poll(WAKER, &self.poll, POLLIN);
                 }

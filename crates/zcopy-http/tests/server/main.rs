@@ -4,6 +4,7 @@
 mod util;
 
 mod archive;
+mod auth;
 mod driver;
 mod files;
 mod framing;
