@@ -449,11 +449,8 @@ impl Worker {
         loop {
             let now = Instant::now();
             let wake = self.books.wake_at();
-            let tls_full = self.sh.tls.slots.full();
             let accept_now = self.books.accept_paused_until.is_none()
-                && self.listeners.iter().any(|l| {
-                    l.ready && l.registered && !(tls_full && matches!(l.role, Role::Https(_)))
-                });
+                && self.listeners.iter().any(|l| l.ready && l.registered);
             let timeout = if !self.books.runq.is_empty() || accept_now {
                 Duration::ZERO
             } else {
@@ -631,14 +628,16 @@ impl Worker {
                 if accepted >= ACCEPT_BATCH {
                     return;
                 }
-                // No handshake slot free: leave TLS clients in the backlog until one is.
-                if tls && self.sh.tls.slots.full() {
-                    break;
-                }
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
                         self.books.starved = false;
+                        // No handshake slot free: the oldest unfinished handshake makes
+                        // room (as the oldest request head does at the connection cap),
+                        // so idle or stalled TLS clients can't keep new ones out.
+                        if tls && self.sh.tls.slots.full() && !self.shed_handshake() {
+                            continue;
+                        }
                         // At the cap, make room by shedding; with nothing to shed, the
                         // new client gets a 503 at once rather than a wait in the backlog
                         // (a TLS client is closed: it could not read a clear-text 503).
@@ -675,6 +674,28 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Closes the connection that has been in its TLS handshake longest (giving its
+    /// handshake slot back); false when none is.
+    fn shed_handshake(&mut self) -> bool {
+        let oldest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let c = slot.conn.as_ref()?;
+                matches!(&c.transport, Transport::Tls(t) if t.in_handshake()).then_some((c.seq, i))
+            })
+            .min();
+        let Some((_, victim)) = oldest else {
+            return false;
+        };
+        tracing::debug!("TLS handshake slots full: shedding connection {victim}");
+        self.sh.common.stats.shed();
+        self.shed_count += 1;
+        self.close(victim);
+        true
     }
 
     /// Closes the connection [`shed_victim`] picks; false when there is none.

@@ -185,6 +185,11 @@ impl TlsConn {
         self.session.handshake_deadline().or(self.drain_until)
     }
 
+    /// Still in its handshake (holding a handshake slot).
+    pub(crate) fn in_handshake(&self) -> bool {
+        self.in_handshake
+    }
+
     /// The handshake took too long.
     pub(crate) fn handshake_late(&self, now: Instant) -> bool {
         self.session.handshake_deadline().is_some_and(|d| d <= now)
