@@ -1007,6 +1007,16 @@ impl Conn {
         }
     }
 
+    /// The driver closes the connection for a reason of its own (a TLS error, the
+    /// peer gone while ciphertext waited, the end of the shutdown grace): a response
+    /// in progress is logged and counted as it stands.
+    pub fn on_dropped(&mut self, env: &mut Env<'_>) {
+        if matches!(self.state, State::Respond(_)) {
+            self.end_response(env);
+            self.state = State::Closed { reset: false };
+        }
+    }
+
     /// Closes at once (shutdown of an idle connection, shedding).
     pub fn close(&mut self) {
         self.state = State::Closed { reset: false };

@@ -784,6 +784,8 @@ impl Worker {
             return;
         };
         if let Some(mut conn) = slot.conn.take() {
+            // A response cut short here (not by the core) still gets its log line.
+            conn.core.on_dropped(&mut self.sh.common.env());
             let _ = self.poll.registry().deregister(&mut conn.stream);
             if let Some(t) = conn.transfer.take() {
                 self.sh.engines.give(t);

@@ -392,6 +392,7 @@ impl TlsConn {
             FILE_CHUNK,
         ) {
             Ok(n) => {
+                env.stats.body_by_tls(n as u64);
                 core.on_file_sent(env, n, false);
                 self.flush_or_fail(stream, core, env, writable);
                 (Step::Again, n)

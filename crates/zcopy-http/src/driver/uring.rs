@@ -1095,6 +1095,8 @@ impl Worker {
             return;
         };
         if !conn.closing {
+            // A response cut short here (not by the core) still gets its log line.
+            conn.core.on_dropped(&mut self.sh.common.env());
             conn.begin_close(ring, &mut self.sh.io);
         }
         self.closed(idx);

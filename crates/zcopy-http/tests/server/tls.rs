@@ -327,6 +327,74 @@ fn idle_and_half_hello_clients_cannot_hold_the_handshake_slots() {
     assert!(matches!(first.read(&mut b), Ok(0) | Err(_)));
 }
 
+/// The issue: HTTPS downloads closed mid-body without close_notify left no access
+/// log line and no count (plain HTTP logged every one), and HTTPS body bytes were
+/// missing from `zcopy_body_bytes_total` (a 300 MB download counted 0).
+#[test]
+fn aborted_https_downloads_are_logged_and_body_bytes_counted() {
+    use zcopy_http::config::AccessLog;
+    let fx = Fixture::new();
+    let len = 8 << 20;
+    write_pattern(&fx.root().join("big"), len);
+    write_pattern(&fx.root().join("one"), 1 << 20);
+    let pki = Pki::new();
+    let log = fx.root().join("../access.log");
+    let mut cfg = Config {
+        root: fx.root(),
+        listen: Vec::new(),
+        tls_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(pki.tls()),
+        workers: 1,
+        access_log: Some(AccessLog::File(log.clone())),
+        ..Config::default()
+    };
+    cfg.io = zcopy_http::driver::IoDriver::Epoll;
+    let server = zcopy_http::server::Server::bind(cfg).unwrap();
+    let addr = server.local_addrs()[0];
+    let stats = server.stats();
+    let running = server.spawn().unwrap();
+    let client = client_config(&pki.ca, TLS13);
+
+    // One whole download, then one cut off after 256 KiB (no close_notify).
+    let r = get_tls(addr, &client, "/one", "");
+    assert_eq!(r.body.len(), 1 << 20);
+    {
+        let mut s = connect(addr, &client);
+        write!(s, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while got < 256 * 1024 {
+            got += s.read(&mut buf).unwrap();
+        }
+        // Dropped: the socket closes, no close_notify.
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("GET /big") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line for the aborted download: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("GET /one"), "{text}");
+    let metrics = stats.render();
+    assert!(
+        metrics.contains("zcopy_requests_total{method=\"GET\",status=\"2xx\"} 2"),
+        "{metrics}"
+    );
+    let body: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("zcopy_body_bytes_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(body >= (1 << 20) + 256 * 1024, "{body}\n{metrics}");
+    running.stop().unwrap();
+}
+
 #[test]
 fn hsts_only_over_tls_and_the_redirect_listener_answers_308() {
     let fx = Fixture::new();
