@@ -9,6 +9,7 @@ mod driver;
 mod files;
 mod framing;
 mod listing;
+mod metrics;
 mod peers;
 mod protocol;
 mod rules;
