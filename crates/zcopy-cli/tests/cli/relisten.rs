@@ -611,3 +611,41 @@ fn the_kept_event_loop_is_said_once_per_change() {
     assert_eq!(get(&a, "/a.bin").unwrap(), (200, body));
     z.stop();
 }
+
+/// The issue: a reload under load (workers 2 → 4 → 1) reset some keep-alive requests
+/// ("closed without response"): a retiring worker closed its idle keep-alive
+/// connections at once, racing clients that were sending their next request on them.
+/// Now a retiring worker keeps them through its grace period and answers what comes
+/// (with `Connection: close`); only one still idle when the grace ends is closed.
+#[test]
+fn idle_keep_alive_connections_of_a_retiring_worker_get_their_next_answer() {
+    for io in DRIVERS {
+        let (dir, body) = site(5000);
+        let (z, a) = Serve::start(dir.path(), io, "workers = 4\nlisten = [\"127.0.0.1:0\"]\n");
+        z.wait_workers(4);
+        let mut conns: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut s = TcpStream::connect(&a).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                assert_eq!(ask(&mut s, "/a.bin", false).unwrap(), (200, body.clone()));
+                s
+            })
+            .collect();
+        let mut z = z;
+        let outcome = z.reload("workers = 1\nlisten = [\"127.0.0.1:0\"]\n");
+        assert!(outcome.contains("reloaded workers=1"), "{io}: {outcome}");
+        // The retiring workers have seen it.
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, s) in conns.iter_mut().enumerate() {
+            let got = ask(s, "/a.bin", false);
+            assert!(
+                matches!(&got, Ok((200, b)) if *b == body),
+                "{io}: keep-alive connection {i}: {:?}",
+                got.map(|(st, b)| (st, b.len()))
+            );
+        }
+        drop(conns);
+        z.wait_workers(1);
+        z.stop();
+    }
+}

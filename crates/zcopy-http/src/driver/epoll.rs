@@ -605,6 +605,12 @@ impl Worker {
             }
         }
         self.listeners.clear();
+        if self.books.retiring() {
+            // The server goes on: an idle keep-alive client may be sending its next
+            // request right now. Kept through the grace period, it gets its answer
+            // (with `Connection: close`) instead of a close racing its request.
+            return;
+        }
         for i in 0..self.slots.len() {
             if self.slots[i]
                 .conn

@@ -1003,6 +1003,11 @@ impl Worker {
                 None => l.sock = None,
             }
         }
+        if self.books.retiring() {
+            // The server goes on: an idle keep-alive client may be sending its next
+            // request right now; kept through the grace period, it gets its answer.
+            return;
+        }
         for i in 0..self.conns.len() {
             if self.conns[i]
                 .as_ref()
