@@ -825,6 +825,7 @@ impl Worker {
             for c in done.drain(..) {
                 self.complete(c, &mut ring);
             }
+            self.resume_checked();
             self.run_queue(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
@@ -847,23 +848,9 @@ impl Worker {
         match c.token {
             IGNORE => {}
             WAKER => {
-                // Shutdown or a reload (both are looked at once per loop turn), or
-                // password checks done.
+                // Shutdown or a reload: both are looked at once per loop turn.
                 let mut events = Events::with_capacity(4);
                 let _ = self.poll.poll(&mut events, Some(Duration::ZERO));
-                let mut woken = Vec::new();
-                self.sh.common.checked(&mut woken);
-                for idx in woken {
-                    if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut)
-                        && !conn.closing
-                    {
-                        conn.core.resume();
-                        if !conn.queued {
-                            conn.queued = true;
-                            self.books.runq.push(idx);
-                        }
-                    }
-                }
                 if !self.books.shutdown.flag.load(Ordering::SeqCst) {
                     ring.poll(WAKER, &self.poll, POLLIN);
                 }
@@ -909,6 +896,24 @@ impl Worker {
                 if conn.closing {
                     self.closed(idx);
                 } else if !conn.queued {
+                    conn.queued = true;
+                    self.books.runq.push(idx);
+                }
+            }
+        }
+    }
+
+    /// Queues the connections whose password check is done (the pool wakes the
+    /// loop through the waker), resumed: their request is answered again.
+    fn resume_checked(&mut self) {
+        let mut woken = Vec::new();
+        self.sh.common.checked(&mut woken);
+        for idx in woken {
+            if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut)
+                && !conn.closing
+            {
+                conn.core.resume();
+                if !conn.queued {
                     conn.queued = true;
                     self.books.runq.push(idx);
                 }
