@@ -16,8 +16,9 @@
 //! `listing` (the rule's, else `--listing`) is on.
 
 use std::os::fd::AsFd;
+use std::time::Instant;
 
-use crate::auth::{Users, Verdict};
+use crate::auth::{Checks, Users, Verdict};
 use crate::config::Config;
 use crate::rules::{Rule, glob_match};
 
@@ -38,6 +39,10 @@ pub enum Denied<'a> {
 /// The access answers for one request (one client's credentials), with the verdict
 /// of each set of users remembered so that a listing or an archive checks a password
 /// once per rule, not once per entry.
+///
+/// Passwords are checked through the worker's [`Checks`], never hashed here: a
+/// verdict not known yet counts as "no" and marks the answer [`Access::pending`],
+/// and the caller then answers nothing and asks again once the verdict is in.
 #[derive(Debug)]
 pub struct Access<'a> {
     rules: &'a [Rule],
@@ -47,11 +52,21 @@ pub struct Access<'a> {
     /// Some rule asks for a password.
     guarded: bool,
     verdicts: Vec<(*const Users, bool)>,
+    checks: &'a mut Checks,
+    now: Instant,
+    /// A verdict this answer needed is still being worked out off the loop.
+    pending: bool,
 }
 
 impl<'a> Access<'a> {
-    /// The answers for a client that sent `authorization`.
-    pub fn new(cfg: &'a Config, authorization: Option<&'a str>) -> Access<'a> {
+    /// The answers for a client that sent `authorization`; passwords are checked
+    /// through `checks`.
+    pub fn new(
+        cfg: &'a Config,
+        authorization: Option<&'a str>,
+        checks: &'a mut Checks,
+        now: Instant,
+    ) -> Access<'a> {
         Access {
             rules: &cfg.rules,
             hidden: cfg.hidden,
@@ -59,7 +74,36 @@ impl<'a> Access<'a> {
             authorization,
             guarded: cfg.rules.iter().any(|r| r.auth.is_some()),
             verdicts: Vec::new(),
+            checks,
+            now,
+            pending: false,
         }
+    }
+
+    /// Some verdict this answer depended on is not in yet: the answer built so far
+    /// must not be sent; the request is answered again when the verdict arrives.
+    pub fn pending(&self) -> bool {
+        self.pending
+    }
+
+    /// The client's credentials against `users`, through the worker's checks (each
+    /// set asked once per request).
+    pub fn verdict(&mut self, users: &Users) -> Verdict {
+        let key = users as *const Users;
+        if let Some(&(_, ok)) = self.verdicts.iter().find(|(k, _)| *k == key) {
+            return if ok {
+                Verdict::Allowed
+            } else {
+                Verdict::Denied(None)
+            };
+        }
+        let v = self.checks.check(users, self.authorization, self.now);
+        match v {
+            Verdict::Allowed => self.verdicts.push((key, true)),
+            Verdict::Pending => self.pending = true,
+            _ => self.verdicts.push((key, false)),
+        }
+        v
     }
 
     /// Some rule asks for a password (hard-linked files are then refused).
@@ -81,20 +125,10 @@ impl<'a> Access<'a> {
         self.hidden
     }
 
-    /// Remembers that the credentials were checked against `users` already.
-    pub fn note(&mut self, users: &Users, ok: bool) {
-        self.verdicts.push((users as *const Users, ok));
-    }
-
-    /// Whether the client's credentials pass `users` (each set checked once).
+    /// Whether the client's credentials pass `users` (each set checked once; a
+    /// verdict not in yet is a "no" that makes the answer [`Access::pending`]).
     pub fn passes(&mut self, users: &Users) -> bool {
-        let key = users as *const Users;
-        if let Some(&(_, ok)) = self.verdicts.iter().find(|(k, _)| *k == key) {
-            return ok;
-        }
-        let ok = users.check(self.authorization) == Verdict::Allowed;
-        self.verdicts.push((key, ok));
-        ok
+        self.verdict(users) == Verdict::Allowed
     }
 
     /// May the name `rel` (decoded, from the root, no leading `/`; `""` is the root)

@@ -22,7 +22,7 @@ use rustix::fs::FileType;
 
 use crate::access::{self, Access, Denied};
 use crate::archive::{Archive, ArchiveError};
-use crate::auth::Verdict;
+use crate::auth::{Checks, Verdict};
 use crate::conditional::{self, Precondition, Validators};
 use crate::config::{Config, ListenKind};
 use crate::encoding::{self, Found};
@@ -145,6 +145,8 @@ impl std::ops::Deref for BodyMem {
 pub enum Body {
     /// Nothing more: the head buffer already holds any (small) body.
     InHead,
+    /// No answer yet: a password check runs off the event loop ([`Response::pending`]).
+    Pending,
     /// From a file.
     File(FileBody),
 }
@@ -160,6 +162,20 @@ pub struct Response {
     pub body_len: u64,
     /// Close the connection after this response.
     pub close: bool,
+}
+
+impl Response {
+    /// Not answered yet: the request's password check runs off the event loop. The
+    /// core keeps the request and asks again once the worker is told the verdict is
+    /// in (nothing was written to `out`).
+    pub fn pending() -> Response {
+        Response {
+            status: 0,
+            body: Body::Pending,
+            body_len: 0,
+            close: false,
+        }
+    }
 }
 
 /// Characters escaped in a path segment of a Location header.
@@ -184,6 +200,8 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// Answers `req`. The head (and any small body held in memory) goes into `out`;
 /// `close` says the connection closes after this response whatever the request said.
 /// Small files come from `cache` when it holds them (one fstat instead of an open).
+/// Password checks go through the worker's `checks` (off the loop: then the answer
+/// is [`Response::pending`]).
 ///
 /// Per-path [`Rule`](crate::rules::Rule)s are only evaluated when some exist: a
 /// plain file on a server without rules costs what it did before they existed.
@@ -193,6 +211,7 @@ pub fn handle(
     close: bool,
     out: &mut Vec<u8>,
     cache: &mut FileCache,
+    checks: &mut Checks,
     now: Instant,
 ) -> Response {
     let cfg = &site.config;
@@ -210,12 +229,36 @@ pub fn handle(
             Err(e) => return error_response(out, e, req.method == Method::Head),
         }
     };
-    let mut access = Access::new(cfg, req.authorization);
+    let mut access = Access::new(cfg, req.authorization, checks, now);
+    let resp = respond(site, req, close, out, cache, now, &eff, rel, &mut access);
+    if access.pending() {
+        // A password check this answer needed runs off the loop: answer nothing now,
+        // and everything again when its verdict is in.
+        out.clear();
+        return Response::pending();
+    }
+    resp
+}
+
+/// [`handle`] after the rules are known, with the client's [`Access`].
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    site: &Site,
+    req: &Request<'_>,
+    close: bool,
+    out: &mut Vec<u8>,
+    cache: &mut FileCache,
+    now: Instant,
+    eff: &Effective<'_>,
+    rel: Option<String>,
+    access: &mut Access<'_>,
+) -> Response {
+    let cfg = &site.config;
     let conn = Conn {
         close,
         keep_alive_10: !close && req.version == Version::Http10,
         head_only: req.method == Method::Head,
-        eff: &eff,
+        eff,
         origin: req.origin,
         vary_encoding: false,
         hsts: match req.via {
@@ -252,8 +295,17 @@ pub fn handle(
         return conn.status_with(out, 405, &[ALLOW]);
     }
     if let Some(users) = eff.auth {
-        match users.check(req.authorization) {
+        match access.verdict(users) {
             Verdict::Allowed => {}
+            Verdict::Pending => return Response::pending(),
+            Verdict::Limited(secs) => {
+                let secs = secs.to_string();
+                return conn.status_with(out, 429, &[("Retry-After", &secs)]);
+            }
+            Verdict::Busy => {
+                let body = "503 Service Unavailable (password checks busy)\n";
+                return conn.text(out, 503, body, &[("Retry-After", "1")]);
+            }
             verdict => {
                 if let Verdict::Denied(user) = verdict {
                     let path = req.target.split('?').next().unwrap_or("");
@@ -267,7 +319,6 @@ pub fn handle(
                 return conn.status_with(out, 401, &[("WWW-Authenticate", &challenge)]);
             }
         }
-        access.note(users, true);
     }
     // A sidecar's name is guarded as its original's is (`server.key.gz` as
     // `server.key`).
@@ -287,16 +338,7 @@ pub fn handle(
         let index = name.is_empty();
         let name = if index { cfg.index.as_str() } else { name };
         let found = find_sidecar(
-            site,
-            req,
-            key,
-            None,
-            None,
-            index,
-            &hit.st,
-            cache,
-            now,
-            &mut access,
+            site, req, key, None, None, index, &hit.st, cache, now, access,
         );
         return serve_file(req, &conn, hit, name, found, out);
     }
@@ -311,7 +353,7 @@ pub fn handle(
             }
             // Where a followed link led is checked as a name of its own.
             let real = match via_link {
-                true => match conn.check_real(site, &mut access, &file, out) {
+                true => match conn.check_real(site, access, &file, out) {
                     Ok(real) => real,
                     Err(resp) => return resp,
                 },
@@ -337,13 +379,13 @@ pub fn handle(
                 &f.st,
                 cache,
                 now,
-                &mut access,
+                access,
             );
             serve_file(req, &conn, f, name, found, out)
         }
         Ok((Resolved::Dir(dir, dir_st), via_link)) => {
             let real = match via_link {
-                true => match conn.check_real(site, &mut access, &dir, out) {
+                true => match conn.check_real(site, access, &dir, out) {
                     Ok(real) => real,
                     Err(resp) => return resp,
                 },
@@ -366,15 +408,7 @@ pub fn handle(
                 && q.split('&').any(|kv| kv == "download=tar")
             {
                 return serve_archive(
-                    site,
-                    &conn,
-                    cache,
-                    dir,
-                    &dir_st,
-                    &clean,
-                    &names,
-                    &mut access,
-                    out,
+                    site, &conn, cache, dir, &dir_st, &clean, &names, access, out,
                 );
             }
             if !cfg.index.is_empty() {
@@ -382,7 +416,7 @@ pub fn handle(
                     Ok((Resolved::File(file, st), index_via_link)) => {
                         let linked = via_link || index_via_link;
                         let real = match linked {
-                            true => match conn.check_real(site, &mut access, &file, out) {
+                            true => match conn.check_real(site, access, &file, out) {
                                 Ok(real) => real,
                                 Err(resp) => return resp,
                             },
@@ -406,7 +440,7 @@ pub fn handle(
                             &f.st,
                             cache,
                             now,
-                            &mut access,
+                            access,
                         );
                         return serve_file(req, &conn, f, &cfg.index, found, out);
                     }
@@ -418,19 +452,10 @@ pub fn handle(
                 return conn.status(out, 404);
             }
             serve_listing(
-                req,
-                &conn,
-                cache,
-                dir,
-                &dir_st,
-                &clean,
-                &names,
-                site,
-                &mut access,
-                out,
+                req, &conn, cache, dir, &dir_st, &clean, &names, site, access, out,
             )
         }
-        Err(OpenError::NotFound) => match fallback(site, req, &eff, &clean) {
+        Err(OpenError::NotFound) => match fallback(site, req, eff, &clean) {
             Some((file, st, name)) => {
                 let f = CachedFile {
                     file: Arc::new(file),

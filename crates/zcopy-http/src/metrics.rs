@@ -1,48 +1,191 @@
-//! The metrics endpoint: a plain blocking HTTP/1.1 listener on its own thread that
-//! answers `GET /metrics` with [`Stats::render`], so scrapes never touch the workers'
-//! event loops. One scrape at a time; a client gets 5 seconds to send its request.
+//! The metrics endpoint: a small event loop (mio) on its own thread that answers
+//! `GET /metrics` with [`Stats::render`], so scrapes never touch the workers' event
+//! loops. Scrapes are served side by side: a client that sends its request slowly,
+//! or reads the answer slowly, holds only its own connection ([`SCRAPE_TIMEOUT`] at
+//! most), never the next scraper. At most [`MAX_SCRAPES`] connections are open at
+//! once; a new one beyond that closes the oldest.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
 
 use crate::stats::Stats;
 
+/// How long one scrape may take, request and answer.
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrape connections open at once; a new one beyond closes the oldest.
+pub const MAX_SCRAPES: usize = 64;
+/// Largest request head read.
+const MAX_HEAD: usize = 8192;
+const LISTENER: Token = Token(usize::MAX);
+
 /// Serves `stats` on `listener` from a new thread, for the life of the process.
 pub fn spawn(listener: TcpListener, stats: Arc<Stats>) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let poll = Poll::new()?;
+    let mut listener = mio::net::TcpListener::from_std(listener);
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
     std::thread::Builder::new()
         .name("zcopy-metrics".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                match conn {
-                    Ok(s) => {
-                        if let Err(e) = answer(s, &stats) {
-                            tracing::debug!("metrics scrape: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!("metrics accept: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                }
-            }
-        })?;
+        .spawn(move || run(poll, listener, &stats))?;
     Ok(())
 }
 
-fn answer(mut s: TcpStream, stats: &Stats) -> io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut buf)?;
-        if n == 0 || head.len() > 8192 {
-            return Ok(());
+/// One scrape in progress.
+struct Scrape {
+    stream: TcpStream,
+    /// The request head so far.
+    head: Vec<u8>,
+    /// The answer, once the head is in; `out[pos..]` still to write.
+    out: Vec<u8>,
+    pos: usize,
+    until: Instant,
+    /// Accept order (the oldest goes first when there are too many).
+    seq: u64,
+}
+
+fn run(mut poll: Poll, listener: mio::net::TcpListener, stats: &Stats) {
+    let mut events = Events::with_capacity(64);
+    let mut scrapes: Vec<Option<Scrape>> = Vec::new();
+    let mut seq = 0u64;
+    loop {
+        let now = Instant::now();
+        let next = scrapes.iter().flatten().map(|s| s.until).min();
+        let timeout = next.map(|t| t.saturating_duration_since(now));
+        if let Err(e) = poll.poll(&mut events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::error!("metrics: {e}");
+            return;
         }
-        head.extend_from_slice(&buf[..n]);
+        let mut ready = Vec::new();
+        for ev in &events {
+            if ev.token() == LISTENER {
+                accept(&poll, &listener, &mut scrapes, &mut seq);
+            } else {
+                ready.push(ev.token().0);
+            }
+        }
+        for i in ready {
+            let done = match scrapes.get_mut(i).and_then(Option::as_mut) {
+                Some(s) => s.step(stats),
+                None => continue,
+            };
+            if done {
+                close(&poll, &mut scrapes, i);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..scrapes.len() {
+            if scrapes[i].as_ref().is_some_and(|s| now >= s.until) {
+                tracing::debug!("metrics scrape: timed out");
+                close(&poll, &mut scrapes, i);
+            }
+        }
     }
+}
+
+fn accept(
+    poll: &Poll,
+    listener: &mio::net::TcpListener,
+    scrapes: &mut Vec<Option<Scrape>>,
+    seq: &mut u64,
+) {
+    loop {
+        let mut stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::debug!("metrics accept: {e}");
+                return;
+            }
+        };
+        if scrapes.iter().flatten().count() >= MAX_SCRAPES {
+            let oldest = scrapes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some((s.as_ref()?.seq, i)))
+                .min();
+            if let Some((_, i)) = oldest {
+                close(poll, scrapes, i);
+            }
+        }
+        let i = match scrapes.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                scrapes.push(None);
+                scrapes.len() - 1
+            }
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = poll.registry().register(&mut stream, Token(i), interest) {
+            tracing::debug!("metrics: {e}");
+            continue;
+        }
+        *seq += 1;
+        scrapes[i] = Some(Scrape {
+            stream,
+            head: Vec::new(),
+            out: Vec::new(),
+            pos: 0,
+            until: Instant::now() + SCRAPE_TIMEOUT,
+            seq: *seq,
+        });
+    }
+}
+
+fn close(poll: &Poll, scrapes: &mut [Option<Scrape>], i: usize) {
+    if let Some(mut s) = scrapes[i].take() {
+        let _ = poll.registry().deregister(&mut s.stream);
+    }
+}
+
+impl Scrape {
+    /// Reads and writes what the socket allows; true when the scrape is over.
+    fn step(&mut self, stats: &Stats) -> bool {
+        if self.out.is_empty() {
+            let mut buf = [0u8; 1024];
+            loop {
+                match self.stream.read(&mut buf) {
+                    Ok(0) => return true,
+                    Ok(n) => {
+                        self.head.extend_from_slice(&buf[..n]);
+                        if self.head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            self.out = answer(&self.head, stats);
+                            break;
+                        }
+                        if self.head.len() > MAX_HEAD {
+                            return true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return true,
+                }
+            }
+        }
+        while self.pos < self.out.len() {
+            match self.stream.write(&self.out[self.pos..]) {
+                Ok(0) => return true,
+                Ok(n) => self.pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+        true
+    }
+}
+
+/// The whole answer (head and body) to a request head.
+fn answer(head: &[u8], stats: &Stats) -> Vec<u8> {
     let line = head.split(|&b| b == b'\r').next().unwrap_or(&[]);
     let mut parts = line.split(|&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));
@@ -72,5 +215,5 @@ fn answer(mut s: TcpStream, stats: &Stats) -> io::Result<()> {
     if method != b"HEAD" {
         out.extend_from_slice(body.as_bytes());
     }
-    s.write_all(&out)
+    out
 }

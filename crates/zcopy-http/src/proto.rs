@@ -288,6 +288,9 @@ enum State {
     Idle,
     /// Some of a request head received (header timeout).
     Head,
+    /// A complete request whose password check runs off the loop: it stays buffered
+    /// and is answered again on [`Conn::resume`] (header timeout).
+    Checking,
     /// Sending a response.
     Respond(Box<Respond>),
     /// The file is being changed by another process: let queued bytes leave, then close.
@@ -475,6 +478,7 @@ impl Conn {
                         }
                     }
                 }
+                State::Checking => return Intent::Wait,
                 State::Draining { .. } => {
                     if env.now >= self.queue_check {
                         self.queue_check = env.now + QUEUE_CHECK;
@@ -533,6 +537,12 @@ impl Conn {
                     let close = env.shutting_down || (req.expect_continue && body_len > 0);
                     let mut out = env.bufs.take();
                     let resp = env.responder.respond(&req, close, &mut out, env.now);
+                    if matches!(resp.body, Body::Pending) {
+                        env.bufs.give(out);
+                        self.state = State::Checking;
+                        self.deadline = env.now + env.config.header_timeout;
+                        return Some(Intent::Wait);
+                    }
                     self.rpos += used;
                     self.discard = body_len;
                     self.skip_body();
@@ -664,7 +674,7 @@ impl Conn {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         let (body, lease, in_head) = match resp.body {
-            Body::InHead => (None, Lease::No, resp.body_len),
+            Body::InHead | Body::Pending => (None, Lease::No, resp.body_len),
             // Small files are shared with the worker's file cache and leave in one
             // step: no lease (it would belong to the shared open file).
             Body::File(fb) => {
@@ -982,6 +992,11 @@ impl Conn {
                 // megabytes queued. Look at the send queue first.
                 self.idle_check_due = true;
             }
+            State::Checking => {
+                self.rpos = self.rend;
+                self.discard = 0;
+                self.respond_error(env, http_error(503, "password check not done in time"));
+            }
             State::Head | State::Closing { .. } => {
                 self.state = State::Closed { reset: false };
             }
@@ -997,6 +1012,24 @@ impl Conn {
             }
             State::Draining { .. } => {}
             State::Closed { .. } => {}
+        }
+    }
+
+    /// The password check its request waited for is done: the request is answered
+    /// at the next [`Conn::next`] (nothing happens for a connection not waiting).
+    pub fn resume(&mut self) {
+        if matches!(self.state, State::Checking) {
+            self.state = State::Head;
+        }
+    }
+
+    /// The driver closes the connection for a reason of its own (a TLS error, the
+    /// peer gone while ciphertext waited, the end of the shutdown grace): a response
+    /// in progress is logged and counted as it stands.
+    pub fn on_dropped(&mut self, env: &mut Env<'_>) {
+        if matches!(self.state, State::Respond(_)) {
+            self.end_response(env);
+            self.state = State::Closed { reset: false };
         }
     }
 

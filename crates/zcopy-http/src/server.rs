@@ -119,7 +119,11 @@ impl TlsReloader {
     pub fn reload(&self) -> Result<bool, zcopy_tls::LoadError> {
         let tls = lock(&self.tls).clone();
         match tls {
-            Some(t) => t.listener.certs.reload().map(|()| true),
+            Some(t) => {
+                t.listener.certs.reload()?;
+                crate::driver::tls::warn_if_expired(&t.listener.certs);
+                Ok(true)
+            }
             None => Ok(false),
         }
     }
@@ -356,9 +360,6 @@ impl ReloadHandle {
         }
         let (_, old) = self.live.load();
         let was = &old.site.config;
-        if config.io != was.io {
-            tracing::warn!("io: the event loop is kept until a restart");
-        }
         let moved = config.listen != was.listen
             || config.tls_listen != was.tls_listen
             || config.redirect_listen != was.redirect_listen;
@@ -384,6 +385,15 @@ impl ReloadHandle {
             let tls = lock(&pool.tls).clone();
             Some(Pool::stage(&pool.addrs, &config, tls, n)?)
         };
+        // Other certificate or key paths than the running ones: loaded now (a bad
+        // pair fails the reload, the old files stay), presented once nothing fails.
+        let new_pair = match (lock(&pool.tls).clone(), &config.tls) {
+            (Some(site), Some(want)) if site.listener.certs.files() != want.files => {
+                let key = site.listener.certs.load(&want.files)?;
+                Some((site, want.files.clone(), key))
+            }
+            _ => None,
+        };
         config.https_port = staged
             .as_ref()
             .and_then(|s| s.https_port)
@@ -391,6 +401,28 @@ impl ReloadHandle {
         let live = open_live(&config)?;
         // Bound and opened: from here on nothing fails.
         self.live.store(live);
+        if let Some((site, files, key)) = new_pair {
+            tracing::info!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                "TLS certificate and key now read from new files"
+            );
+            // (An expired one is warned about by the certificate reload that follows.)
+            site.listener.certs.put(files, key);
+        }
+        if config.io != was.io && pool.started() {
+            // Said once per change of the setting, and only when a restart would run
+            // another event loop than the one running.
+            let tls = !config.tls_listen.is_empty() || !config.redirect_listen.is_empty();
+            let (would, _) = driver::choose(config.io, tls);
+            if would != pool.io {
+                tracing::warn!(
+                    "io = \"{}\": the {} event loop is kept until a restart",
+                    config.io,
+                    pool.io
+                );
+            }
+        }
         let mut done = Reloaded {
             https_port: config.https_port,
             ..Reloaded::default()

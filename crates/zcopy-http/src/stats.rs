@@ -23,7 +23,8 @@ const BODY_MEMORY: usize = REQUESTS + METHODS.len() * 5;
 const BODY_ENGINE: usize = BODY_MEMORY + 1; // × EngineKind::ALL
 const BY_REFERENCE: usize = BODY_ENGINE + EngineKind::ALL.len();
 const COPIED: usize = BY_REFERENCE + 1;
-const ACCEPTED: usize = COPIED + 1;
+const BODY_TLS: usize = COPIED + 1;
+const ACCEPTED: usize = BODY_TLS + 1;
 const OPEN: usize = ACCEPTED + 1;
 const IDLE: usize = OPEN + 1;
 const SHED: usize = IDLE + 1;
@@ -93,6 +94,12 @@ impl WorkerStats {
             self.add(BODY_ENGINE + i, n);
         }
         self.add(if by_reference { BY_REFERENCE } else { COPIED }, n);
+    }
+
+    /// File body bytes read and encrypted in user space (HTTPS without kTLS).
+    pub fn body_by_tls(&self, n: u64) {
+        self.add(BODY_TLS, n);
+        self.add(COPIED, n);
     }
 
     /// An engine gave up on a body and the next one took over.
@@ -208,7 +215,7 @@ impl Stats {
             "body_bytes_total",
             "counter",
             "Response body bytes sent, by engine (memory: from memory, with the head or from a \
-             held file).",
+             held file; tls: read and encrypted in user space).",
         );
         let _ = writeln!(
             o,
@@ -223,6 +230,11 @@ impl Stats {
                 self.sum(BODY_ENGINE + i)
             );
         }
+        let _ = writeln!(
+            o,
+            "zcopy_body_bytes_total{{engine=\"tls\"}} {}",
+            self.sum(BODY_TLS)
+        );
         head(
             &mut o,
             "body_bytes_by_reference_total",
@@ -376,6 +388,7 @@ mod tests {
         s.worker(0)
             .body_by_engine(Some(EngineKind::Sendfile), 1000, true);
         s.worker(1).body_from_memory(24);
+        s.worker(1).body_by_tls(7);
         s.worker(0)
             .fallback(EngineKind::Splice, "Invalid argument \"x\"");
         s.worker(1)
@@ -388,8 +401,9 @@ mod tests {
             "zcopy_requests_total{method=\"invalid\",status=\"4xx\"} 1",
             "zcopy_body_bytes_total{engine=\"sendfile\"} 1000",
             "zcopy_body_bytes_total{engine=\"memory\"} 24",
+            "zcopy_body_bytes_total{engine=\"tls\"} 7",
             "zcopy_body_bytes_by_reference_total 1000",
-            "zcopy_body_bytes_copied_total 24",
+            "zcopy_body_bytes_copied_total 31",
             "zcopy_engine_fallbacks_total{engine=\"splice\",reason=\"Invalid argument \\\"x\\\"\"} 2",
             "zcopy_connections_open 5",
             "zcopy_connections_idle 3",

@@ -15,9 +15,9 @@ use crate::load::{self, CertFiles, LoadError};
 /// Sessions and tickets stay valid across a reload.
 #[derive(Debug)]
 pub struct CertStore {
-    files: CertFiles,
+    /// The files loaded, and what they held.
+    current: RwLock<(CertFiles, Arc<CertifiedKey>)>,
     provider: Arc<CryptoProvider>,
-    current: RwLock<Arc<CertifiedKey>>,
 }
 
 impl CertStore {
@@ -25,18 +25,36 @@ impl CertStore {
     pub fn open(files: CertFiles, provider: Arc<CryptoProvider>) -> Result<Arc<Self>, LoadError> {
         let first = load::load(&files, &provider)?;
         Ok(Arc::new(CertStore {
-            files,
+            current: RwLock::new((files, first)),
             provider,
-            current: RwLock::new(first),
         }))
     }
 
     /// Read the files again and present the new certificate to the next
     /// handshakes. On error the old certificate stays.
     pub fn reload(&self) -> Result<(), LoadError> {
-        let fresh = load::load(&self.files, &self.provider)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let files = self.files();
+        self.reload_from(files)
+    }
+
+    /// Load `files` (other paths than before, after a configuration change) and,
+    /// when they hold a good pair, present it to the next handshakes and read these
+    /// files on later reloads. On error the old files and certificate stay.
+    pub fn reload_from(&self, files: CertFiles) -> Result<(), LoadError> {
+        let fresh = self.load(&files)?;
+        self.put(files, fresh);
         Ok(())
+    }
+
+    /// Loads `files` with this store's provider, changing nothing (see
+    /// [`CertStore::put`]).
+    pub fn load(&self, files: &CertFiles) -> Result<Arc<CertifiedKey>, LoadError> {
+        load::load(files, &self.provider)
+    }
+
+    /// Presents `key`, loaded from `files`, to the next handshakes.
+    pub fn put(&self, files: CertFiles, key: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (files, key);
     }
 
     /// The certificate presented now.
@@ -44,12 +62,23 @@ impl CertStore {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .1
             .clone()
     }
 
     /// The files this store loads.
-    pub fn files(&self) -> &CertFiles {
-        &self.files
+    pub fn files(&self) -> CertFiles {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// When the certificate presented now stops being valid (its leaf's notAfter);
+    /// `None` when it can't be read.
+    pub fn not_after(&self) -> Option<std::time::SystemTime> {
+        load::not_after(self.current().end_entity_cert().ok()?)
     }
 }
 

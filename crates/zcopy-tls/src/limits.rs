@@ -25,8 +25,8 @@ impl Default for Limits {
 ///
 /// The driver takes a slot when it accepts on a TLS listener and gives it back
 /// when the handshake is done ([`crate::Fed::handshake_done`]) or the connection
-/// ends before that. While [`HandshakeSlots::full`], it stops accepting on its TLS
-/// listeners (the kernel's backlog holds the rest).
+/// ends before that. While [`HandshakeSlots::full`], a new TLS connection takes the
+/// slot of the oldest unfinished handshake, which is closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeSlots {
     busy: usize,

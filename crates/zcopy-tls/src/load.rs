@@ -79,6 +79,77 @@ pub enum LoadError {
     Config(rustls::Error),
 }
 
+/// When `cert` (X.509, DER) stops being valid: its notAfter; `None` when it can't
+/// be read. (A small DER walk: TBSCertificate's validity is its fifth field after
+/// the optional version.)
+pub fn not_after(cert: &[u8]) -> Option<std::time::SystemTime> {
+    let (_, cert_body, _) = der(cert)?; // Certificate
+    let (_, mut tbs, _) = der(cert_body)?; // TBSCertificate
+    let (tag, _, rest) = der(tbs)?;
+    if tag == 0xa0 {
+        tbs = rest; // [0] version
+    }
+    for _ in 0..3 {
+        tbs = der(tbs)?.2; // serialNumber, signature, issuer
+    }
+    let (_, validity, _) = der(tbs)?;
+    let (_, _, after) = der(validity)?; // notBefore
+    let (tag, time, _) = der(after)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let digits = text.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        0x17 if digits.len() == 12 => {
+            let yy: i64 = digits[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
+        }
+        0x18 if digits.len() == 14 => (digits[..4].parse().ok()?, &digits[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
+    let (month, day) = (field(0)?, field(2)?);
+    let secs = field(4)? * 3600 + field(6)? * 60 + field(8)?;
+    let days = days_from_civil(year, month, day);
+    let t = days * 86_400 + secs;
+    let d = std::time::Duration::from_secs(t.unsigned_abs());
+    if t >= 0 {
+        std::time::UNIX_EPOCH.checked_add(d)
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(d)
+    }
+}
+
+/// One DER element of `b`: (tag, contents, what follows).
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, mut b) = b.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || b.len() < n {
+            return None;
+        }
+        let len = b[..n]
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
+        b = &b[n..];
+        len
+    };
+    (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+}
+
+/// Days from 1970-01-01 to the given date (proleptic Gregorian; H. Hinnant's
+/// algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Read `files` and check that the key belongs to the leaf certificate.
 pub fn load(files: &CertFiles, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, LoadError> {
     let chain = read_chain(&files.cert)?;

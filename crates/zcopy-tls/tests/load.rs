@@ -195,3 +195,46 @@ fn reload_swaps_the_certificate_and_a_failed_reload_keeps_the_old() {
     assert!(matches!(e, LoadError::Mismatch { .. }), "{e:?}");
     assert_eq!(l.certs.current().cert[0], second.cert[0]);
 }
+
+#[test]
+fn reload_from_new_paths_swaps_and_a_bad_new_pair_keeps_the_old_files() {
+    let a = Pki::new(Alg::EcdsaP256);
+    let l = load(&a.files).unwrap();
+    let first = l.certs.current();
+    let b = Pki::new(Alg::Ed25519);
+    l.certs.reload_from(b.files.clone()).unwrap();
+    assert_eq!(l.certs.current().cert[1], b.ca);
+    assert_eq!(l.certs.files(), b.files);
+    // A mismatched new pair: refused; the files and certificate of `b` stay.
+    let mismatched = CertFiles {
+        cert: a.files.cert.clone(),
+        key: b.files.key.clone(),
+    };
+    let e = l.certs.reload_from(mismatched).unwrap_err();
+    assert!(matches!(e, LoadError::Mismatch { .. }), "{e:?}");
+    assert_eq!(l.certs.files(), b.files);
+    assert_ne!(l.certs.current().cert[0], first.cert[0]);
+}
+
+#[test]
+fn the_leaf_validity_end_is_read() {
+    use std::time::{Duration, UNIX_EPOCH};
+    // UTCTime (before 2050) and GeneralizedTime (from 2050 on).
+    for (year, secs) in [(2020, 1_577_934_245u64), (2051, 2_556_241_445)] {
+        let pki = Pki::with(Alg::EcdsaP256, |p| {
+            p.not_after = rcgen::date_time_ymd(year, 1, 2)
+                .replace_hour(3)
+                .unwrap()
+                .replace_minute(4)
+                .unwrap()
+                .replace_second(5)
+                .unwrap();
+        });
+        let l = load(&pki.files).unwrap();
+        assert_eq!(
+            l.certs.not_after(),
+            Some(UNIX_EPOCH + Duration::from_secs(secs)),
+            "{year}"
+        );
+    }
+}

@@ -444,8 +444,8 @@ pub struct Settings {
     #[arg(long, value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_handshake_timeout: Option<Secs>,
-    /// Most TLS handshakes each worker runs at once (more clients wait in the backlog)
-    /// [default: 256].
+    /// Most TLS handshakes each worker runs at once (a new client beyond that closes the
+    /// oldest unfinished handshake) [default: 256].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_max_handshakes: Option<Count>,

@@ -451,3 +451,201 @@ fn under_socket_activation_the_inherited_listeners_stay_and_workers_change() {
         z.stop();
     }
 }
+
+/// Stderr lines up to (and with) the first containing `what`.
+fn lines_until(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => {
+                let last = l.contains(what);
+                seen.push(l);
+                if last {
+                    return seen.join("\n");
+                }
+            }
+            Err(_) => panic!("no {what:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+/// Whether `https://ADDR/a.bin` verifies against `ca` alone (the certificate the
+/// server presents is that one).
+fn presents(addr: &str, ca: &str) -> bool {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "/dev/null", "--cacert", ca])
+        .arg(format!("https://{addr}/a.bin"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The issue: pointing `tls-cert`/`tls-key` at a renewed pair and sending SIGHUP kept
+/// the old certificate, silently; an expired certificate was taken without a word.
+/// Now a reload reads the new paths (a bad new pair fails the reload, the old pair
+/// stays), and an expired certificate is warned about at start and at each reload.
+#[test]
+fn a_reload_reads_new_certificate_paths_and_warns_of_an_expired_one() {
+    if !crate::util::tool("curl", "--version") {
+        return;
+    }
+    let (dir, _) = site(1000);
+    let [cert_a, key_a, other] = super::tls::files(dir.path());
+    let b = dir.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    let [cert_b, key_b, _] = super::tls::files(&b);
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let [cert_x, key_x] = expired_files(&old);
+    let config = |cert: &str, key: &str| {
+        format!(
+            "listen = [\"127.0.0.1:0\", \"https://127.0.0.1:0\"]\n\
+             tls-cert = \"{cert}\"\ntls-key = \"{key}\"\n"
+        )
+    };
+    let https_of = |z: &Serve| {
+        wait_line(&z.out, "on https://")
+            .split(' ')
+            .find_map(|w| w.strip_prefix("https://"))
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    let (mut z, _) = Serve::start(dir.path(), "epoll", &config(&cert_a, &key_a));
+    let https = https_of(&z);
+    assert!(presents(&https, &cert_a));
+    assert!(!presents(&https, &cert_b));
+
+    // New paths: the new pair is presented, and said so.
+    let outcome = z.reload(&config(&cert_b, &key_b));
+    assert!(outcome.contains("configuration reloaded"), "{outcome}");
+    assert!(outcome.contains("new files"), "{outcome}");
+    assert!(presents(&https, &cert_b), "{outcome}");
+    assert!(!presents(&https, &cert_a));
+
+    // A new pair that does not match: the reload fails, naming it; `b` stays.
+    let outcome = z.reload(&config(&cert_a, &other));
+    assert!(
+        outcome.contains("reload failed") && outcome.contains("does not match"),
+        "{outcome}"
+    );
+    assert!(presents(&https, &cert_b));
+
+    // An expired certificate: taken (clients refuse it), with a warning.
+    let outcome = z.reload(&config(&cert_x, &key_x));
+    assert!(outcome.contains("configuration reloaded"), "{outcome}");
+    let warned = lines_until(&z.err, "TLS certificate and key reloaded");
+    assert!(warned.contains("expired"), "{warned}");
+    z.stop();
+
+    // At start too.
+    let (z, _) = Serve::start(dir.path(), "epoll", &config(&cert_x, &key_x));
+    let mut seen = Vec::new();
+    while let Ok(l) = z.err.recv_timeout(Duration::from_millis(500)) {
+        seen.push(l);
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("expired")),
+        "no warning at start: {seen:#?}"
+    );
+    z.stop();
+}
+
+/// A self-signed certificate for 127.0.0.1 that expired in 2020, and its key.
+fn expired_files(dir: &std::path::Path) -> [String; 2] {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let paths = ["cert.pem", "key.pem"].map(|n| dir.join(n));
+    std::fs::write(&paths[0], cert.pem()).unwrap();
+    std::fs::write(&paths[1], key.serialize_pem()).unwrap();
+    paths.map(|p| p.to_str().unwrap().to_string())
+}
+
+/// The issue: after one reload asking for `io = "uring"`, later reloads repeated
+/// "the event loop is kept until a restart". It is now said once per change of the
+/// setting, only by a reload that succeeded, and only when a restart would run
+/// another loop than the one running.
+#[test]
+fn the_kept_event_loop_is_said_once_per_change() {
+    let (dir, body) = site(1000);
+    let (z, a) = Serve::start(dir.path(), "uring", "listen = [\"127.0.0.1:0\"]\n");
+    if !z.uring {
+        z.stop();
+        return;
+    }
+    let cfg = z.cfg.clone();
+    let write = |io: &str, extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!("io = \"{io}\"\nlisten = [\"127.0.0.1:0\"{extra}]\n"),
+        )
+        .unwrap();
+    };
+    let hup = |z: &Serve| {
+        signal(&z.child, "-HUP");
+        lines_until(&z.err, "reload")
+    };
+    // A reload that fails says why, not that the loop is kept.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    write("epoll", &format!(", \"{}\"", taken.local_addr().unwrap()));
+    let outcome = hup(&z);
+    assert!(outcome.contains("reload failed"), "{outcome}");
+    assert!(!outcome.contains("kept until a restart"), "{outcome}");
+    write("epoll", "");
+    let outcome = hup(&z);
+    assert!(outcome.contains("configuration reloaded"), "{outcome}");
+    assert!(outcome.contains("kept until a restart"), "{outcome}");
+    for _ in 0..2 {
+        let outcome = hup(&z);
+        assert!(outcome.contains("configuration reloaded"), "{outcome}");
+        assert!(!outcome.contains("kept until a restart"), "{outcome}");
+    }
+    // Back to the loop that runs: nothing to say either.
+    write("uring", "");
+    let outcome = hup(&z);
+    assert!(!outcome.contains("kept until a restart"), "{outcome}");
+    assert_eq!(get(&a, "/a.bin").unwrap(), (200, body));
+    z.stop();
+}
+
+/// The issue: a reload under load (workers 2 → 4 → 1) reset some keep-alive requests
+/// ("closed without response"): a retiring worker closed its idle keep-alive
+/// connections at once, racing clients that were sending their next request on them.
+/// Now a retiring worker keeps them through its grace period and answers what comes
+/// (with `Connection: close`); only one still idle when the grace ends is closed.
+#[test]
+fn idle_keep_alive_connections_of_a_retiring_worker_get_their_next_answer() {
+    for io in DRIVERS {
+        let (dir, body) = site(5000);
+        let (z, a) = Serve::start(dir.path(), io, "workers = 4\nlisten = [\"127.0.0.1:0\"]\n");
+        z.wait_workers(4);
+        let mut conns: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut s = TcpStream::connect(&a).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                assert_eq!(ask(&mut s, "/a.bin", false).unwrap(), (200, body.clone()));
+                s
+            })
+            .collect();
+        let mut z = z;
+        let outcome = z.reload("workers = 1\nlisten = [\"127.0.0.1:0\"]\n");
+        assert!(outcome.contains("reloaded workers=1"), "{io}: {outcome}");
+        // The retiring workers have seen it.
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, s) in conns.iter_mut().enumerate() {
+            let got = ask(s, "/a.bin", false);
+            assert!(
+                matches!(&got, Ok((200, b)) if *b == body),
+                "{io}: keep-alive connection {i}: {:?}",
+                got.map(|(st, b)| (st, b.len()))
+            );
+        }
+        drop(conns);
+        z.wait_workers(1);
+        z.stop();
+    }
+}

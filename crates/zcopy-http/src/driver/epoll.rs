@@ -142,6 +142,7 @@ impl Connection {
     /// Does all the work possible now, up to the turn budget.
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
+        sh.common.serving(self.token, self.core.peer());
         if let Transport::Tls(t) = &mut self.transport
             && t.flush(&self.stream, &mut self.writable).is_err()
         {
@@ -441,17 +442,15 @@ impl Worker {
     /// Runs until shutdown.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let mut woken = Vec::new();
         if let Some(plan) = self.books.ctl.new_plan() {
             self.relisten(plan);
         }
         loop {
             let now = Instant::now();
             let wake = self.books.wake_at();
-            let tls_full = self.sh.tls.slots.full();
             let accept_now = self.books.accept_paused_until.is_none()
-                && self.listeners.iter().any(|l| {
-                    l.ready && l.registered && !(tls_full && matches!(l.role, Role::Https(_)))
-                });
+                && self.listeners.iter().any(|l| l.ready && l.registered);
             let timeout = if !self.books.runq.is_empty() || accept_now {
                 Duration::ZERO
             } else {
@@ -476,12 +475,22 @@ impl Worker {
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
-                    // Shutdown, or cold ranges now in the page cache.
+                    // Shutdown, cold ranges now in the page cache, or password
+                    // checks done.
                     for token in self.sh.fetcher.completed() {
                         if let Some(slot) = self.slots.get_mut(token)
                             && let Some(conn) = slot.conn.as_mut()
                         {
                             conn.fetching = false;
+                            self.books.queue(token, &mut slot.queued);
+                        }
+                    }
+                    self.sh.common.checked(&mut woken);
+                    for token in woken.drain(..) {
+                        if let Some(slot) = self.slots.get_mut(token)
+                            && let Some(conn) = slot.conn.as_mut()
+                        {
+                            conn.core.resume();
                             self.books.queue(token, &mut slot.queued);
                         }
                     }
@@ -596,6 +605,12 @@ impl Worker {
             }
         }
         self.listeners.clear();
+        if self.books.retiring() {
+            // The server goes on: an idle keep-alive client may be sending its next
+            // request right now. Kept through the grace period, it gets its answer
+            // (with `Connection: close`) instead of a close racing its request.
+            return;
+        }
         for i in 0..self.slots.len() {
             if self.slots[i]
                 .conn
@@ -619,14 +634,16 @@ impl Worker {
                 if accepted >= ACCEPT_BATCH {
                     return;
                 }
-                // No handshake slot free: leave TLS clients in the backlog until one is.
-                if tls && self.sh.tls.slots.full() {
-                    break;
-                }
                 match self.listeners[li].sock.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
                         self.books.starved = false;
+                        // No handshake slot free: the oldest unfinished handshake makes
+                        // room (as the oldest request head does at the connection cap),
+                        // so idle or stalled TLS clients can't keep new ones out.
+                        if tls && self.sh.tls.slots.full() && !self.shed_handshake() {
+                            continue;
+                        }
                         // At the cap, make room by shedding; with nothing to shed, the
                         // new client gets a 503 at once rather than a wait in the backlog
                         // (a TLS client is closed: it could not read a clear-text 503).
@@ -663,6 +680,28 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Closes the connection that has been in its TLS handshake longest (giving its
+    /// handshake slot back); false when none is.
+    fn shed_handshake(&mut self) -> bool {
+        let oldest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let c = slot.conn.as_ref()?;
+                matches!(&c.transport, Transport::Tls(t) if t.in_handshake()).then_some((c.seq, i))
+            })
+            .min();
+        let Some((_, victim)) = oldest else {
+            return false;
+        };
+        tracing::debug!("TLS handshake slots full: shedding connection {victim}");
+        self.sh.common.stats.shed();
+        self.shed_count += 1;
+        self.close(victim);
+        true
     }
 
     /// Closes the connection [`shed_victim`] picks; false when there is none.
@@ -751,6 +790,8 @@ impl Worker {
             return;
         };
         if let Some(mut conn) = slot.conn.take() {
+            // A response cut short here (not by the core) still gets its log line.
+            conn.core.on_dropped(&mut self.sh.common.env());
             let _ = self.poll.registry().deregister(&mut conn.stream);
             if let Some(t) = conn.transfer.take() {
                 self.sh.engines.give(t);

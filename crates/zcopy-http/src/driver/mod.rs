@@ -216,6 +216,8 @@ pub struct SiteResponder {
     pub site: Arc<Site>,
     /// Small files kept open.
     pub cache: FileCache,
+    /// Password checks handed off the loop, and their verdicts.
+    pub checks: crate::auth::Checks,
 }
 
 impl Responder for SiteResponder {
@@ -231,7 +233,15 @@ impl Responder for SiteResponder {
         out: &mut Vec<u8>,
         now: Instant,
     ) -> Response {
-        let mut resp = handler::handle(&self.site, req, close, out, &mut self.cache, now);
+        let mut resp = handler::handle(
+            &self.site,
+            req,
+            close,
+            out,
+            &mut self.cache,
+            &mut self.checks,
+            now,
+        );
         let Body::File(fb) = &mut resp.body else {
             return resp;
         };
@@ -273,13 +283,18 @@ impl Responder for SiteResponder {
 
 impl SiteResponder {
     /// A responder for the site of a reload, with an empty file cache that carries on
-    /// this one's hit and miss counts.
-    pub fn reloaded(&self, site: Arc<Site>) -> SiteResponder {
+    /// this one's hit and miss counts, and this one's password checks in flight.
+    pub fn reloaded(&mut self, site: Arc<Site>) -> SiteResponder {
         let mut cache = FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
         cache.hits = self.cache.hits;
         cache.misses = self.cache.misses;
         cache.held_hits = self.cache.held_hits;
-        SiteResponder { site, cache }
+        let checks = std::mem::take(&mut self.checks);
+        SiteResponder {
+            site,
+            cache,
+            checks,
+        }
     }
 }
 

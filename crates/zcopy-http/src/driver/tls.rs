@@ -46,12 +46,30 @@ impl TlsSite {
         let mut options = cfg.options.clone();
         options.ktls = attempt_kernel;
         let listener = TlsListener::new(cfg.files.clone(), &options)?;
+        warn_if_expired(&listener.certs);
         Ok(TlsSite {
             listener,
             path,
             limits: cfg.limits,
             attempt_kernel,
         })
+    }
+}
+
+/// Warns when the certificate `certs` presents has expired (clients will refuse it;
+/// it is presented all the same, so renewing the files and reloading fixes it).
+pub(crate) fn warn_if_expired(certs: &zcopy_tls::CertStore) {
+    let Some(end) = certs.not_after() else {
+        return;
+    };
+    if let Ok(ago) = std::time::SystemTime::now().duration_since(end) {
+        let files = certs.files();
+        tracing::warn!(
+            "TLS certificate {} expired {} days ago (at {}): clients will refuse it",
+            files.cert.display(),
+            ago.as_secs() / 86_400,
+            httpdate::fmt_http_date(end)
+        );
     }
 }
 
@@ -183,6 +201,11 @@ impl TlsConn {
     /// end of its last response has not left by then.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.session.handshake_deadline().or(self.drain_until)
+    }
+
+    /// Still in its handshake (holding a handshake slot).
+    pub(crate) fn in_handshake(&self) -> bool {
+        self.in_handshake
     }
 
     /// The handshake took too long.
@@ -369,6 +392,7 @@ impl TlsConn {
             FILE_CHUNK,
         ) {
             Ok(n) => {
+                env.stats.body_by_tls(n as u64);
                 core.on_file_sent(env, n, false);
                 self.flush_or_fail(stream, core, env, writable);
                 (Step::Again, n)

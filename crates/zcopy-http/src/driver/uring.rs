@@ -201,6 +201,7 @@ impl Connection {
     fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
         let token = Connection::token(idx);
         let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
+        sh.common.serving(idx, self.core.peer());
         while !self.closing {
             let (mut env, io) = sh.parts();
             let intent = self.core.next(&mut env);
@@ -826,6 +827,7 @@ impl Worker {
             for c in done.drain(..) {
                 self.complete(c, &mut ring);
             }
+            self.resume_checked();
             self.run_queue(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
@@ -898,6 +900,24 @@ impl Worker {
                 if conn.closing {
                     self.closed(idx);
                 } else if !conn.queued {
+                    conn.queued = true;
+                    self.books.runq.push(idx);
+                }
+            }
+        }
+    }
+
+    /// Queues the connections whose password check is done (the pool wakes the
+    /// loop through the waker), resumed: their request is answered again.
+    fn resume_checked(&mut self) {
+        let mut woken = Vec::new();
+        self.sh.common.checked(&mut woken);
+        for idx in woken {
+            if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut)
+                && !conn.closing
+            {
+                conn.core.resume();
+                if !conn.queued {
                     conn.queued = true;
                     self.books.runq.push(idx);
                 }
@@ -992,6 +1012,11 @@ impl Worker {
                 None => l.sock = None,
             }
         }
+        if self.books.retiring() {
+            // The server goes on: an idle keep-alive client may be sending its next
+            // request right now; kept through the grace period, it gets its answer.
+            return;
+        }
         for i in 0..self.conns.len() {
             if self.conns[i]
                 .as_ref()
@@ -1084,6 +1109,8 @@ impl Worker {
             return;
         };
         if !conn.closing {
+            // A response cut short here (not by the core) still gets its log line.
+            conn.core.on_dropped(&mut self.sh.common.env());
             conn.begin_close(ring, &mut self.sh.io);
         }
         self.closed(idx);

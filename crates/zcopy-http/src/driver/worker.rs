@@ -115,6 +115,7 @@ impl Common {
             responder: SiteResponder {
                 site: site.clone(),
                 cache,
+                checks: crate::auth::Checks::default(),
             },
             site,
             log: live.log.clone(),
@@ -154,6 +155,18 @@ impl Common {
     /// Writes this turn's access log lines, if any.
     pub(crate) fn flush_log(&mut self) {
         super::flush_log(self.log.as_deref(), &mut self.log_buf);
+    }
+
+    /// Connections whose password check is done (appended to `woken`): the driver
+    /// resumes each ([`crate::proto::Conn::resume`]) and drives it.
+    pub(crate) fn checked(&mut self, woken: &mut Vec<usize>) {
+        self.responder.checks.completed(woken);
+    }
+
+    /// Tells the responder which connection it answers next (`token`, as
+    /// [`Common::checked`] names it).
+    pub(crate) fn serving(&mut self, token: usize, peer: std::net::SocketAddr) {
+        self.responder.checks.asking(token, peer.ip());
     }
 
     /// Publishes the connection gauges and the file cache's counts, and drops expired
@@ -208,7 +221,8 @@ impl Books {
     ) -> (Books, Common) {
         let now = Instant::now();
         let (generation, current) = live.load();
-        let common = Common::new(&current, stats, now);
+        let mut common = Common::new(&current, stats, now);
+        common.responder.checks = crate::auth::Checks::new(Some(ctl.waker.clone()));
         let books = Books {
             free: Vec::new(),
             runq: Vec::new(),

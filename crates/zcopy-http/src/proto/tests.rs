@@ -40,6 +40,7 @@ impl Harness {
             responder: SiteResponder {
                 site,
                 cache: FileCache::new(Duration::ZERO, 0),
+                checks: Default::default(),
             },
             now: Instant::now(),
             shutting_down: false,

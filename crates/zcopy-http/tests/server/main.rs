@@ -5,12 +5,14 @@ mod util;
 
 mod access;
 mod archive;
+mod auth;
 mod crossclient;
 mod driver;
 mod files;
 mod framing;
 mod http_details;
 mod listing;
+mod metrics;
 mod peers;
 mod protocol;
 mod rules;

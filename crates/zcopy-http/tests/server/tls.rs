@@ -205,22 +205,31 @@ fn bad_clients_do_not_disturb_the_others() {
     let len = (1 << 20) + 3;
     write_pattern(&fx.root().join("f"), len);
     let pki = Pki::new();
+    // As many handshake slots as good clients: bad clients, older, are closed first
+    // when the slots are full; good ones never have to shed each other.
     let srv = start(&fx.root(), &pki, |c| {
         c.workers = 1;
         c.tls.as_mut().unwrap().limits = Limits {
             handshake_timeout: Duration::from_millis(500),
-            max_handshakes: 2,
+            max_handshakes: 4,
         };
     });
     let addr = srv.addr;
-    // Two clients that never speak hold both handshake slots until the deadline.
-    let stalled: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    let mut garbage = TcpStream::connect(addr).unwrap();
-    garbage.write_all(b"\x01\x02\x03 not TLS\r\n\r\n").unwrap();
     let mut plain = TcpStream::connect(addr).unwrap();
     plain
         .write_all(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = read_response(&mut plain, false).expect("a clear-text answer");
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("https://"));
+    // Clients that never speak hold handshake slots until the deadline, or until
+    // newer clients need their slots.
+    let stalled: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(b"\x01\x02\x03 not TLS\r\n\r\n").unwrap();
     {
         // A client that leaves in the middle of its hello.
         let cfg = client_config(&pki.ca, TLS13);
@@ -253,18 +262,137 @@ fn bad_clients_do_not_disturb_the_others() {
             "a silent client is closed without a byte"
         );
     }
-    plain
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let r = read_response(&mut plain, false).expect("a clear-text answer");
-    assert_eq!(r.status, 400);
-    assert!(String::from_utf8_lossy(&r.body).contains("https://"));
     garbage
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut got = Vec::new();
     let _ = garbage.read_to_end(&mut got);
     assert!(got.is_empty(), "garbage gets nothing: {got:?}");
+}
+
+/// The issue: 600 idle or half-ClientHello connections held every handshake slot
+/// (2 × 256) and a good HTTPS client waited 9.5 s (until the idle ones timed out).
+/// Now a new client beyond `--tls-max-handshakes` closes the oldest unfinished
+/// handshake, as plain connections are shed at the connection cap.
+#[test]
+fn idle_and_half_hello_clients_cannot_hold_the_handshake_slots() {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"hello");
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |c| {
+        c.workers = 2;
+        c.tls.as_mut().unwrap().limits = Limits {
+            handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 4,
+        };
+    });
+    let addr = srv.addr;
+    let cfg = client_config(&pki.ca, TLS13);
+    let hello = {
+        let mut c =
+            ClientConnection::new(cfg.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut hello = Vec::new();
+        c.write_tls(&mut hello).unwrap();
+        hello
+    };
+    let mut held = Vec::new();
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        // 40 more silent or half-hello clients, 10 times the slots of both workers.
+        for i in 0..40 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            if i % 2 == 1 {
+                s.write_all(&hello[..hello.len() / 2]).unwrap();
+            }
+            held.push(s);
+        }
+        let t = std::time::Instant::now();
+        let r = get_tls(addr, &cfg, "/a.txt", "");
+        let took = t.elapsed();
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (200, &b"hello"[..]),
+            "round {round}"
+        );
+        worst = worst.max(took);
+    }
+    eprintln!("good HTTPS client's worst answer among 200 stalled handshakes: {worst:?}");
+    assert!(worst < Duration::from_secs(2), "{worst:?}");
+    // The oldest stalled clients were closed to make room, without a byte.
+    let mut first = held.remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(matches!(first.read(&mut b), Ok(0) | Err(_)));
+}
+
+/// The issue: HTTPS downloads closed mid-body without close_notify left no access
+/// log line and no count (plain HTTP logged every one), and HTTPS body bytes were
+/// missing from `zcopy_body_bytes_total` (a 300 MB download counted 0).
+#[test]
+fn aborted_https_downloads_are_logged_and_body_bytes_counted() {
+    use zcopy_http::config::AccessLog;
+    let fx = Fixture::new();
+    let len = 8 << 20;
+    write_pattern(&fx.root().join("big"), len);
+    write_pattern(&fx.root().join("one"), 1 << 20);
+    let pki = Pki::new();
+    let log = fx.root().join("../access.log");
+    let mut cfg = Config {
+        root: fx.root(),
+        listen: Vec::new(),
+        tls_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(pki.tls()),
+        workers: 1,
+        access_log: Some(AccessLog::File(log.clone())),
+        ..Config::default()
+    };
+    cfg.io = zcopy_http::driver::IoDriver::Epoll;
+    let server = zcopy_http::server::Server::bind(cfg).unwrap();
+    let addr = server.local_addrs()[0];
+    let stats = server.stats();
+    let running = server.spawn().unwrap();
+    let client = client_config(&pki.ca, TLS13);
+
+    // One whole download, then one cut off after 256 KiB (no close_notify).
+    let r = get_tls(addr, &client, "/one", "");
+    assert_eq!(r.body.len(), 1 << 20);
+    {
+        let mut s = connect(addr, &client);
+        write!(s, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while got < 256 * 1024 {
+            got += s.read(&mut buf).unwrap();
+        }
+        // Dropped: the socket closes, no close_notify.
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("GET /big") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line for the aborted download: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("GET /one"), "{text}");
+    let metrics = stats.render();
+    assert!(
+        metrics.contains("zcopy_requests_total{method=\"GET\",status=\"2xx\"} 2"),
+        "{metrics}"
+    );
+    let body: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("zcopy_body_bytes_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(body >= (1 << 20) + 256 * 1024, "{body}\n{metrics}");
+    running.stop().unwrap();
 }
 
 #[test]

@@ -1,0 +1,76 @@
+//! The metrics endpoint under slow clients: one scraper's progress never holds up
+//! another's.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use zcopy_http::config::Config;
+use zcopy_http::metrics::MAX_SCRAPES;
+use zcopy_http::server::Server;
+
+use crate::util::*;
+
+fn scrape(addr: std::net::SocketAddr) -> (String, Duration) {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    (out, t.elapsed())
+}
+
+/// The issue: one slow client blocked the metrics endpoint for every scraper (one
+/// scrape at a time, 5 s each to send a request). Now scrapes are served side by side,
+/// and more slow clients than [`MAX_SCRAPES`] close the oldest.
+#[test]
+fn slow_clients_do_not_hold_up_other_scrapers() {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"hello");
+    let server = Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        ..Config::default()
+    })
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    zcopy_http::metrics::spawn(listener, server.stats()).unwrap();
+    let running = server.spawn().unwrap();
+
+    // Clients that send half a request and stall, more of them than the cap.
+    let mut slow = Vec::new();
+    for _ in 0..MAX_SCRAPES + 6 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metr").unwrap();
+        slow.push(s);
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let (out, took) = scrape(addr);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.contains("zcopy_requests_total"), "{out}");
+        worst = worst.max(took);
+        // Another slow one joins between scrapes.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /").unwrap();
+        slow.push(s);
+    }
+    eprintln!(
+        "worst scrape among {} stalled clients: {worst:?}",
+        slow.len()
+    );
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    // The oldest stalled clients were closed to make room.
+    let first = &mut slow[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(matches!(first.read(&mut b), Ok(0) | Err(_)));
+    running.stop().unwrap();
+}
