@@ -102,14 +102,76 @@ checked!(
     |s| Header::parse(&format!("Cache-Control: {s}")).map(|h| h.value)
 );
 
-checked!(
-    /// `*` or a comma-separated list of origins.
-    CorsSpec,
-    |s| Cors::parse(s).map(|c| match c {
-        Cors::Any => "*".to_owned(),
-        Cors::List(l) => l.join(","),
+/// `*` or a comma-separated list of origins: the `cors` key, which also takes `true`
+/// for `*` (as a bare `--cors` flag does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct CorsSpec(pub String);
+
+impl TryFrom<String> for CorsSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Cors::parse(&s).map(|c| {
+            CorsSpec(match c {
+                Cors::Any => "*".to_owned(),
+                Cors::List(l) => l.join(","),
+            })
+        })
+    }
+}
+
+impl From<CorsSpec> for String {
+    fn from(v: CorsSpec) -> String {
+        v.0
+    }
+}
+
+impl std::str::FromStr for CorsSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for CorsSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CorsSpec, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = CorsSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, \"*\" or a comma-separated list of origins")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CorsSpec, E> {
+                if v {
+                    Ok(CorsSpec("*".into()))
+                } else {
+                    Err(E::custom(
+                        "cors = false: CORS is off unless the key is given; remove it",
+                    ))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CorsSpec, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// The `--cors` flag's value: as [`CorsSpec`], with a hint when the word after a bare
+/// `--cors` was meant as ROOT (`zcopy serve --cors dist/`).
+fn cors_flag(s: &str) -> Result<CorsSpec, String> {
+    s.parse().map_err(|e| {
+        if s.contains("://") || s.contains(',') {
+            e
+        } else {
+            format!(
+                "{e}; a bare --cors (any origin) takes the next word as its value, so give \
+                 ROOT before it (`zcopy serve {s} --cors`) or write `--cors '*' {s}`"
+            )
+        }
     })
-);
+}
 
 /// A file path inside ROOT, as `--fallback` and `--error-page` name files: relative
 /// to ROOT (a leading `/` means ROOT too, as in a URL), no `..`, `.` or empty
@@ -495,9 +557,10 @@ pub struct Settings {
     #[arg(long, value_name = "VALUE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<CacheControl>,
-    /// Allow cross-origin reads: `*` or a comma-separated list of origins; answers
-    /// CORS preflight OPTIONS requests with 204.
-    #[arg(long, value_name = "*|ORIGINS")]
+    /// Allow cross-origin reads: `*` (what a bare `--cors` means) or a comma-separated
+    /// list of origins; answers CORS preflight OPTIONS requests with 204.
+    #[arg(long, value_name = "*|ORIGINS", num_args = 0..=1, default_missing_value = "*",
+          value_parser = cors_flag)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
     /// Single-page-app fallback: a GET/HEAD for a missing path without a file

@@ -1,0 +1,116 @@
+//! `zcopy serve` as a new user first tries it (issue 18, item 6): the forms other
+//! servers take work the same here.
+
+use std::process::{Child, Command, Stdio};
+
+use super::serve::{bin, launch, signal};
+
+/// A root with one file, `a.txt`.
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"A").unwrap();
+    dir
+}
+
+/// `zcopy serve ARGS`, started: the child and its start-up line.
+fn serve(args: &[&str]) -> (Child, String) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("serve").args(args).stderr(Stdio::null());
+    launch(cmd)
+}
+
+/// The `SCHEME://ADDR` the start-up line names.
+fn url_in(line: &str) -> String {
+    line.split(' ')
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn stop(mut child: Child) {
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// `zcopy serve ARGS`, which must exit 2: its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .arg("serve")
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    err
+}
+
+/// The Access-Control-Allow-Origin answered to a GET of /a.txt from `origin`.
+fn allowed(url: &str, origin: &str) -> Option<String> {
+    let r = ureq::get(&format!("{url}/a.txt"))
+        .header("Origin", origin)
+        .call()
+        .unwrap();
+    r.headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+/// The issue: `--cors` alone was refused ("a value is required"), where http-server
+/// and miniserve take a bare flag to mean any origin. Now it means `*`, before another
+/// flag or last; `--cors ORIGIN` still names origins; `cors = true` in the file is `*`.
+#[test]
+fn a_bare_cors_flag_and_cors_true_mean_any_origin() {
+    let dir = site();
+    let root = dir.path().to_str().unwrap();
+    let origin = "https://app.example";
+    for args in [
+        &["--cors", "--listen", "127.0.0.1:0", root][..],
+        &["--listen", "127.0.0.1:0", root, "--cors"],
+    ] {
+        let (child, line) = serve(args);
+        assert!(line.contains("CORS *"), "{args:?}: {line}");
+        assert_eq!(
+            allowed(&url_in(&line), origin).as_deref(),
+            Some("*"),
+            "{args:?}"
+        );
+        stop(child);
+    }
+    let (child, line) = serve(&["--listen", "127.0.0.1:0", root, "--cors", origin]);
+    let url = url_in(&line);
+    assert_eq!(allowed(&url, origin).as_deref(), Some(origin));
+    assert_eq!(allowed(&url, "https://other.example"), None);
+    stop(child);
+
+    let cfg = dir.path().join("z.toml");
+    std::fs::write(&cfg, "cors = true\n").unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let (child, line) = serve(&["--listen", "127.0.0.1:0", root, "--config", cfg]);
+    assert_eq!(allowed(&url_in(&line), origin).as_deref(), Some("*"));
+    stop(child);
+    // Printed as the value it stands for, so the printed file reads back the same.
+    let out = Command::new(bin())
+        .args(["serve", root, "--check-config", "--config", cfg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cors = \"*\""));
+    std::fs::write(
+        dir.path().join("z.toml"),
+        "[[rule]]\nglob = \"x/**\"\ncors = false\n",
+    )
+    .unwrap();
+    let err = refused(&[root, "--check-config", "--config", cfg]);
+    assert!(
+        err.contains("z.toml:3:8") && err.contains("remove it"),
+        "{err}"
+    );
+    // A bare `--cors` takes the next word as its value: where that word was meant as
+    // ROOT, the error says how to write it.
+    let err = refused(&["--listen", "127.0.0.1:0", "--cors", root]);
+    assert!(
+        err.contains(&format!("zcopy serve {root} --cors")),
+        "--cors ROOT: {err}"
+    );
+}
