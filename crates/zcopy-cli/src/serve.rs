@@ -234,7 +234,10 @@ fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
     fn get<T: Clone>(v: &Option<T>) -> T {
         v.clone().expect("filled in by Settings::defaults")
     }
-    let https = s.listen.iter().any(|l| l.https);
+    let https = s
+        .listen
+        .iter()
+        .any(|l| l.https(&s.listen, s.tls_cert.is_some()));
     let files = match (&s.tls_cert, &s.tls_key) {
         (Some(cert), Some(key)) => Some(CertFiles {
             cert: cert.clone(),
@@ -250,17 +253,19 @@ fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
         );
         anyhow::ensure!(
             s.hsts.is_none(),
-            "--hsts: there is no https:// listener (--listen https://ADDR)"
+            "--hsts: there is no HTTPS listener (give --tls-cert and --tls-key)"
         );
         anyhow::ensure!(
             s.redirect_http.is_empty(),
-            "--redirect-http: there is no https:// listener to redirect to (--listen https://ADDR)"
+            "--redirect-http: there is no HTTPS listener to redirect to (give --tls-cert \
+             and --tls-key)"
         );
         return Ok(None);
     };
     anyhow::ensure!(
         https,
-        "--tls-cert/--tls-key: there is no https:// listener (--listen https://ADDR)"
+        "--tls-cert/--tls-key: every listener says http://, so none serves HTTPS (write \
+         one as https://ADDR, or as ADDR without a scheme)"
     );
     let max_handshakes = get(&s.tls_max_handshakes).0;
     anyhow::ensure!(
@@ -307,7 +312,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
     let pick = |https: bool| -> Vec<SocketAddr> {
         s.listen
             .iter()
-            .filter(|l| l.https == https)
+            .filter(|l| l.https(&s.listen, s.tls_cert.is_some()) == https)
             .flat_map(|l| l.addrs.iter().copied())
             .collect()
     };

@@ -272,6 +272,18 @@ checked!(
         .map(|_| s.to_owned())
 );
 
+/// How a listen address was written: its scheme, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `ADDR`: plain HTTP, or HTTPS when a certificate is given and no listener says
+    /// `https://` (see [`Listen::https`]).
+    Bare,
+    /// `http://ADDR`: plain HTTP, always.
+    Http,
+    /// `https://ADDR`: HTTPS, always.
+    Https,
+}
+
 /// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`, where ADDR is
 /// `IP:PORT` or `NAME:PORT` (a host name, resolved when the settings are read).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,19 +292,33 @@ pub struct Listen {
     /// The socket addresses: one for an IP, each one a name resolves to (that this
     /// host can bind) for a name.
     pub addrs: Vec<SocketAddr>,
-    /// TLS on this listener.
-    pub https: bool,
+    /// The scheme it was written with.
+    pub scheme: Scheme,
     /// `NAME:PORT` as given, when it was a name.
     pub name: Option<String>,
 }
 
 impl Listen {
     /// One IP address.
-    pub fn ip(addr: SocketAddr, https: bool) -> Listen {
+    pub fn ip(addr: SocketAddr, scheme: Scheme) -> Listen {
         Listen {
             addrs: vec![addr],
-            https,
+            scheme,
             name: None,
+        }
+    }
+
+    /// Whether this listener serves HTTPS among `all` (which holds it), when a
+    /// certificate is given (`tls`) or not. `https://` always does and `http://`
+    /// never; a bare `ADDR` does when there is a certificate and no listener says
+    /// `https://`, so `--listen 0.0.0.0:8443 --tls-cert C --tls-key K` serves HTTPS
+    /// as miniserve and static-web-server do, while a set that mixes `ADDR` and
+    /// `https://ADDR` keeps its bare ones plain.
+    pub fn https(&self, all: &[Listen], tls: bool) -> bool {
+        match self.scheme {
+            Scheme::Https => true,
+            Scheme::Http => false,
+            Scheme::Bare => tls && !all.iter().any(|l| l.scheme == Scheme::Https),
         }
     }
 }
@@ -334,10 +360,10 @@ impl From<Listen> for String {
             Some(name) => name.clone(),
             None => l.addrs.first().map(ToString::to_string).unwrap_or_default(),
         };
-        if l.https {
-            format!("https://{addr}")
-        } else {
-            addr
+        match l.scheme {
+            Scheme::Bare => addr,
+            Scheme::Http => format!("http://{addr}"),
+            Scheme::Https => format!("https://{addr}"),
         }
     }
 }
@@ -345,15 +371,18 @@ impl From<Listen> for String {
 impl std::str::FromStr for Listen {
     type Err = String;
     fn from_str(s: &str) -> Result<Listen, String> {
-        let (https, rest) = match s.strip_prefix("https://") {
-            Some(r) => (true, r),
-            None => (false, s.strip_prefix("http://").unwrap_or(s)),
+        let (scheme, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (Scheme::Https, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (Scheme::Http, r)
+        } else {
+            (Scheme::Bare, s)
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let want = "want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT; ADDR an IP or a \
                     host name";
         if let Ok(addr) = rest.parse::<SocketAddr>() {
-            return Ok(Listen::ip(addr, https));
+            return Ok(Listen::ip(addr, scheme));
         }
         // NAME:PORT: a host name (letters, digits, '-', '.'), resolved now.
         let Some((host, port)) = rest.rsplit_once(':') else {
@@ -376,7 +405,7 @@ impl std::str::FromStr for Listen {
         }
         Ok(Listen {
             addrs,
-            https,
+            scheme,
             name: Some(rest.to_owned()),
         })
     }
@@ -470,19 +499,23 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
     /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port):
-    /// `ADDR` or `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and
-    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. ADDR may
+    /// `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and --tls-key),
+    /// `ADDR` alone for HTTP, or for HTTPS when --tls-cert and --tls-key are given and
+    /// no listener says https:// (`--listen 0.0.0.0:8443 --tls-cert C --tls-key K`
+    /// serves HTTPS); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. ADDR may
     /// be `NAME:PORT` (`localhost:8080`): every address the name resolves to that this
     /// host can bind is listened on (resolved at start and on reload). Replaced by
     /// sockets passed by systemd, if any.
     #[arg(long, value_name = "[https://]ADDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<Listen>,
-    /// PEM certificate chain (leaf first) of the https:// listeners.
+    /// PEM certificate chain (leaf first) of the HTTPS listeners: the https:// ones,
+    /// or, when no listener says https://, every one given without a scheme (the
+    /// default 127.0.0.1:8080 too).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key of the https:// listeners: RSA, ECDSA or Ed25519, as PKCS#8,
+    /// PEM private key of the HTTPS listeners: RSA, ECDSA or Ed25519, as PKCS#8,
     /// PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -492,7 +525,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Count>,
     /// Also listen on ADDR with plain HTTP that answers every request with a 308
-    /// redirect to the same path on the first https:// listener (repeatable).
+    /// redirect to the same path on the first HTTPS listener (repeatable).
     #[arg(long, value_name = "ADDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirect_http: Vec<SocketAddr>,
@@ -721,7 +754,10 @@ impl Settings {
         let limits = zcopy_http::request::Limits::default();
         Settings {
             root: Some(PathBuf::from(".")),
-            listen: vec![Listen::ip(SocketAddr::from(([127, 0, 0, 1], 8080)), false)],
+            listen: vec![Listen::ip(
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+                Scheme::Bare,
+            )],
             ktls: Some(KtlsName("auto".into())),
             tls_handshake_timeout: Some(Secs(10.0)),
             tls_max_handshakes: Some(Count(zcopy_tls::Limits::default().max_handshakes)),

@@ -1,5 +1,6 @@
 //! `zcopy serve` as a new user first tries it (issue 18, item 6): the forms other
-//! servers take work the same here.
+//! servers take (a bare `--cors`, a certificate with a plain `--listen ADDR`) work the
+//! same here.
 
 use std::process::{Child, Command, Stdio};
 
@@ -113,4 +114,72 @@ fn a_bare_cors_flag_and_cors_true_mean_any_origin() {
         err.contains(&format!("zcopy serve {root} --cors")),
         "--cors ROOT: {err}"
     );
+}
+
+/// Whether curl fetches `url`/a.txt as "A", trusting `ca` only.
+fn curl_gets(url: &str, ca: &str) -> bool {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert", ca])
+        .arg(format!("{url}/a.txt"))
+        .output()
+        .unwrap();
+    out.status.success() && out.stdout == b"A"
+}
+
+/// The issue: `--tls-cert/--tls-key` with a plain `--listen ADDR` exited 2 ("no
+/// https:// listener"), where miniserve and static-web-server serve HTTPS. Now a
+/// listener written without a scheme serves HTTPS when a certificate is given and no
+/// listener says https://; `http://ADDR` stays plain, and a set that mixes `ADDR` with
+/// `https://ADDR` keeps its bare ones plain (as before).
+#[test]
+fn a_certificate_makes_a_listener_without_a_scheme_serve_https() {
+    if !crate::util::tool("curl", "--version") {
+        return;
+    }
+    let dir = site();
+    let root = dir.path().to_str().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let [cert, key, _] = crate::tls::files(keys.path());
+    let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+
+    let (child, line) = serve(&[&["--listen", "127.0.0.1:0", root], &tls[..]].concat());
+    let url = url_in(&line);
+    assert!(url.starts_with("https://127.0.0.1:"), "{line}");
+    assert!(curl_gets(&url, &cert), "{url}");
+    stop(child);
+
+    // The same from the config file.
+    let cfg = keys.path().join("z.toml");
+    std::fs::write(
+        &cfg,
+        format!("listen = [\"127.0.0.1:0\"]\ntls-cert = \"{cert}\"\ntls-key = \"{key}\"\n"),
+    )
+    .unwrap();
+    let (child, line) = serve(&[root, "--config", cfg.to_str().unwrap()]);
+    let url = url_in(&line);
+    assert!(url.starts_with("https://127.0.0.1:"), "{line}");
+    assert!(curl_gets(&url, &cert), "{url}");
+    stop(child);
+
+    // A bare address beside an https:// one stays plain HTTP.
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--listen", "https://127.0.0.1:0", root])
+        .args(tls)
+        .stderr(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut urls = [(); 2].map(|_| url_in(&lines.next().unwrap().unwrap()));
+    urls.sort();
+    let [plain, https] = urls;
+    assert!(plain.starts_with("http://"), "{plain}");
+    assert!(https.starts_with("https://"), "{https}");
+    assert!(curl_gets(&https, &cert), "{https}");
+    assert_eq!(super::serve::get(&plain["http://".len()..], "/a.txt"), b"A");
+    stop(child);
+
+    // http:// says plain: with no other listener, the certificate has no use.
+    let err = refused(&[&["--listen", "http://127.0.0.1:0", root], &tls[..]].concat());
+    assert!(err.contains("every listener says http://"), "{err}");
 }
