@@ -384,6 +384,14 @@ impl std::str::FromStr for Listen {
         if let Ok(addr) = rest.parse::<SocketAddr>() {
             return Ok(Listen::ip(addr, scheme));
         }
+        // A port alone (`8080`, `:8080`) means this host only to some servers and
+        // every interface to others (nginx, Go): ask which.
+        if let Ok(port) = rest.strip_prefix(':').unwrap_or(rest).parse::<u16>() {
+            return Err(format!(
+                "'{s}': a port needs its address: 127.0.0.1:{port} (this machine only), \
+                 0.0.0.0:{port} (every IPv4 interface) or [::]:{port} (every interface)"
+            ));
+        }
         // NAME:PORT: a host name (letters, digits, '-', '.'), resolved now.
         let Some((host, port)) = rest.rsplit_once(':') else {
             return Err(format!("'{s}': no port ({want})"));

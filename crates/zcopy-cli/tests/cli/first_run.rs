@@ -183,3 +183,19 @@ fn a_certificate_makes_a_listener_without_a_scheme_serve_https() {
     let err = refused(&[&["--listen", "http://127.0.0.1:0", root], &tls[..]].concat());
     assert!(err.contains("every listener says http://"), "{err}");
 }
+
+/// `--listen 8080` (a port alone) said "no port"; `:8080` "invalid address". A port
+/// alone means this machine to some servers and every interface to others (nginx, Go),
+/// so the error offers both.
+#[test]
+fn a_port_alone_asks_which_address() {
+    let dir = site();
+    let root = dir.path().to_str().unwrap();
+    for port in ["8080", ":8080"] {
+        let err = refused(&["--listen", port, root]);
+        assert!(
+            err.contains("127.0.0.1:8080") && err.contains("0.0.0.0:8080"),
+            "{port}: {err}"
+        );
+    }
+}
