@@ -363,6 +363,12 @@ fn open_root(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => anyhow::bail!("{}: not a directory", root.display()),
+        // `--listing false` reads `false` as ROOT: say how a BOOL flag takes its value.
+        Err(e) if matches!(root.to_str(), Some("true" | "false")) => anyhow::bail!(
+            "{}: {e} (read as ROOT: a BOOL flag takes its value after '=', as in \
+             --listing=false)",
+            root.display()
+        ),
         Err(e) => anyhow::bail!("{}: {e}", root.display()),
     }
     std::fs::File::open(root).with_context(|| root.display().to_string())
@@ -377,6 +383,13 @@ fn check_files(config: &Config) -> anyhow::Result<()> {
     }
     if let Some(AccessLog::File(path)) = &config.access_log {
         let what = || format!("access log {}", path.display());
+        // `zcopy serve --access-log dist/` reads dist/ as the log file: say so.
+        anyhow::ensure!(
+            !path.is_dir(),
+            "{}: is a directory (a bare --access-log, which logs to stdout, takes the next \
+             word as its FILE: give ROOT before it or write `--access-log -`)",
+            what()
+        );
         if path.exists() {
             std::fs::OpenOptions::new()
                 .append(true)

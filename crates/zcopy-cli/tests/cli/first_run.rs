@@ -1,6 +1,6 @@
 //! `zcopy serve` as a new user first tries it (issue 18, item 6): the forms other
 //! servers take (a bare `--cors`, a certificate with a plain `--listen ADDR`) work the
-//! same here.
+//! same here, and a word an optional value swallowed is named in the error.
 
 use std::process::{Child, Command, Stdio};
 
@@ -198,4 +198,21 @@ fn a_port_alone_asks_which_address() {
             "{port}: {err}"
         );
     }
+}
+
+/// `zcopy serve --access-log dist/` logged to dist/ ("access log dist/: Is a
+/// directory"), and `zcopy serve --listing false` served a directory named `false`
+/// ("false: No such file or directory"): an optional value took the word meant as
+/// ROOT, or ROOT took a BOOL flag's value. The errors now say so and how to write it.
+#[test]
+fn a_root_taken_as_a_flags_value_is_named() {
+    let dir = site();
+    let root = dir.path().to_str().unwrap();
+    let err = refused(&["--listen", "127.0.0.1:0", "--access-log", root]);
+    assert!(
+        err.contains("is a directory") && err.contains("--access-log -"),
+        "--access-log ROOT: {err}"
+    );
+    let err = refused(&["--listen", "127.0.0.1:0", "--listing", "false"]);
+    assert!(err.contains("--listing=false"), "{err}");
 }
