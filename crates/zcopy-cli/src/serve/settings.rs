@@ -384,13 +384,8 @@ impl std::str::FromStr for Listen {
         if let Ok(addr) = rest.parse::<SocketAddr>() {
             return Ok(Listen::ip(addr, scheme));
         }
-        // A port alone (`8080`, `:8080`) means this host only to some servers and
-        // every interface to others (nginx, Go): ask which.
-        if let Ok(port) = rest.strip_prefix(':').unwrap_or(rest).parse::<u16>() {
-            return Err(format!(
-                "'{s}': a port needs its address: 127.0.0.1:{port} (this machine only), \
-                 0.0.0.0:{port} (every IPv4 interface) or [::]:{port} (every interface)"
-            ));
+        if let Some(e) = port_alone(s, rest) {
+            return Err(e);
         }
         // NAME:PORT: a host name (letters, digits, '-', '.'), resolved now.
         let Some((host, port)) = rest.rsplit_once(':') else {
@@ -417,6 +412,24 @@ impl std::str::FromStr for Listen {
             name: Some(rest.to_owned()),
         })
     }
+}
+
+/// The error for a port given alone (`8080`, `:8080`) where an address is wanted:
+/// that means this machine to some servers and every interface to others (nginx, Go),
+/// so it asks which.
+fn port_alone(given: &str, rest: &str) -> Option<String> {
+    let port: u16 = rest.strip_prefix(':').unwrap_or(rest).parse().ok()?;
+    Some(format!(
+        "'{given}': a port needs its address: 127.0.0.1:{port} (this machine only), \
+         0.0.0.0:{port} (every IPv4 interface) or [::]:{port} (every interface)"
+    ))
+}
+
+/// `IP:PORT`, as `--redirect-http` and `--metrics` take it.
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|e| {
+        port_alone(s, s).unwrap_or_else(|| format!("'{s}': {e} (want IP:PORT, as 127.0.0.1:8080)"))
+    })
 }
 
 /// A non-negative, finite number of seconds.
@@ -534,7 +547,7 @@ pub struct Settings {
     pub hsts: Option<Count>,
     /// Also listen on ADDR with plain HTTP that answers every request with a 308
     /// redirect to the same path on the first HTTPS listener (repeatable).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirect_http: Vec<SocketAddr>,
     /// Kernel TLS: auto (after the handshake, hand the keys to the kernel where it has
@@ -706,7 +719,7 @@ pub struct Settings {
     pub file_cache_ttl: Option<Secs>,
     /// Serve Prometheus metrics on ADDR at /metrics (a separate listener; off by
     /// default; kept until a restart).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
     /// Per-path rules (config file only: `[[rule]]` tables).

@@ -184,19 +184,22 @@ fn a_certificate_makes_a_listener_without_a_scheme_serve_https() {
     assert!(err.contains("every listener says http://"), "{err}");
 }
 
-/// `--listen 8080` (a port alone) said "no port"; `:8080` "invalid address". A port
+/// `--listen 8080` (a port alone) said "no port"; `:8080` "invalid address";
+/// `--metrics 9100` and `--redirect-http 80` "invalid socket address syntax". A port
 /// alone means this machine to some servers and every interface to others (nginx, Go),
 /// so the error offers both.
 #[test]
 fn a_port_alone_asks_which_address() {
     let dir = site();
     let root = dir.path().to_str().unwrap();
-    for port in ["8080", ":8080"] {
-        let err = refused(&["--listen", port, root]);
-        assert!(
-            err.contains("127.0.0.1:8080") && err.contains("0.0.0.0:8080"),
-            "{port}: {err}"
-        );
+    for flag in ["--listen", "--metrics", "--redirect-http"] {
+        for port in ["8080", ":8080"] {
+            let err = refused(&[flag, port, root]);
+            assert!(
+                err.contains("127.0.0.1:8080") && err.contains("0.0.0.0:8080"),
+                "{flag} {port}: {err}"
+            );
+        }
     }
 }
 
