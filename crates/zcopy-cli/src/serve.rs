@@ -427,9 +427,13 @@ impl ServeArgs {
             flags.listing = Some(false);
         }
         let file = match &self.config {
-            Some(path) => file::load(path).map_err(anyhow::Error::msg)?,
+            Some(path) => file::load(path)
+                .map_err(anyhow::Error::msg)?
+                .fold_headers()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             None => Settings::default(),
         };
+        let flags = flags.fold_headers().map_err(anyhow::Error::msg)?;
         let layered = Settings::defaults()
             .overlay(&file)
             .and_then(|s| s.overlay(&flags))

@@ -603,7 +603,8 @@ pub struct Settings {
     #[arg(long, value_name = "LIST|off")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precompressed: Option<Encodings>,
-    /// Add a response header, `Name: value` (repeatable).
+    /// Add a response header, `Name: value` (repeatable; `Cache-Control: V` is
+    /// --cache-control V).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub header: Vec<HeaderLine>,
@@ -812,6 +813,47 @@ impl Settings {
         base.extend(to_table(over)?);
         base.try_into()
             .map_err(|e: toml::de::Error| e.message().to_owned())
+    }
+}
+
+/// Moves a `Cache-Control` header of one layer into its `cache-control` key, so that
+/// `--header 'Cache-Control: V'` is `--cache-control V`: one header (files and
+/// listings get one of their own), overridden key by key like the key. A layer that
+/// gives both is refused.
+fn fold_cache_control(
+    header: &mut Vec<HeaderLine>,
+    cache_control: &mut Option<CacheControl>,
+) -> Result<(), String> {
+    let is_cc = |h: &HeaderLine| {
+        h.0.split_once(':')
+            .is_some_and(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+    };
+    let Some(i) = header.iter().position(is_cc) else {
+        return Ok(());
+    };
+    let line = header.remove(i);
+    if cache_control.is_some() || header.iter().any(is_cc) {
+        return Err(
+            "Cache-Control is given twice (cache-control, and a header 'Cache-Control: \
+             ...', set the same header): give it once"
+                .into(),
+        );
+    }
+    let value = line.0.split_once(':').map_or("", |(_, v)| v.trim());
+    *cache_control = Some(CacheControl::try_from(value.to_owned())?);
+    Ok(())
+}
+
+impl Settings {
+    /// This layer with each `Cache-Control` header moved to its `cache-control` key
+    /// (and each rule's), see [`fold_cache_control`].
+    pub fn fold_headers(mut self) -> Result<Settings, String> {
+        fold_cache_control(&mut self.header, &mut self.cache_control)?;
+        for (i, r) in self.rule.iter_mut().enumerate() {
+            fold_cache_control(&mut r.header, &mut r.cache_control)
+                .map_err(|e| format!("rule {} ({}): {e}", i + 1, r.glob.0))?;
+        }
+        Ok(self)
     }
 }
 

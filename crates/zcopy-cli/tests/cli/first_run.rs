@@ -219,3 +219,46 @@ fn a_root_taken_as_a_flags_value_is_named() {
     let err = refused(&["--listen", "127.0.0.1:0", "--listing", "false"]);
     assert!(err.contains("--listing=false"), "{err}");
 }
+
+/// The Cache-Control values of a GET of `path`.
+fn cache_controls(url: &str, path: &str) -> Vec<String> {
+    let r = ureq::get(&format!("{url}{path}")).call().unwrap();
+    r.headers()
+        .get_all("cache-control")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `--header 'Cache-Control: no-store'` sent a second Cache-Control beside the
+/// listing's `no-cache` (or --cache-control's value). It now is --cache-control:
+/// one header on files and listings; giving both is refused.
+#[test]
+fn a_cache_control_header_is_sent_once() {
+    let dir = site();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (child, line) = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        root,
+        "--header",
+        "Cache-Control: no-store",
+        "--header",
+        "X-A: 1",
+    ]);
+    let url = url_in(&line);
+    assert_eq!(cache_controls(&url, "/a.txt"), ["no-store"]);
+    assert_eq!(cache_controls(&url, "/sub/"), ["no-store"]);
+    stop(child);
+    let err = refused(&[
+        "--listen",
+        "127.0.0.1:0",
+        root,
+        "--header",
+        "cache-control: no-store",
+        "--cache-control",
+        "max-age=60",
+    ]);
+    assert!(err.contains("give it once"), "{err}");
+}
