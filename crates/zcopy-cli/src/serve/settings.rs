@@ -159,10 +159,10 @@ impl<'de> Deserialize<'de> for CorsSpec {
 }
 
 /// The `--cors` flag's value: as [`CorsSpec`], with a hint when the word after a bare
-/// `--cors` was meant as ROOT (`zcopy serve --cors dist/`).
+/// `--cors` is a directory, so was meant as ROOT (`zcopy serve --cors dist/`).
 fn cors_flag(s: &str) -> Result<CorsSpec, String> {
     s.parse().map_err(|e| {
-        if s.contains("://") || s.contains(',') {
+        if !std::path::Path::new(s).is_dir() {
             e
         } else {
             format!(
