@@ -73,7 +73,7 @@ enum ProgressMode {
 }
 
 fn parse_pref(s: &str) -> Result<Preference, String> {
-    s.parse()
+    s.parse().map_err(|e: zcopy::UnknownEngine| e.to_string())
 }
 
 /// Files smaller than this get no progress bar.

@@ -28,7 +28,7 @@ pub fn run(args: EnginesArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|kind| Row {
             kind,
-            result: zcopy::probe::probe(kind),
+            result: zcopy::probe::verify(kind).map_err(|e| e.to_string()),
         })
         .collect();
     if args.json {

@@ -18,6 +18,7 @@ const ROUND: usize = 1 << 20;
 
 /// What a fan-out did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct FanoutReport {
     /// Bytes taken from the source (each output received exactly these).
     pub bytes: u64,

@@ -8,6 +8,7 @@
 
 pub mod activation;
 pub mod engine;
+mod error;
 pub mod fanout;
 pub mod fdkind;
 pub mod ktls;
@@ -23,8 +24,9 @@ mod sys;
 pub mod transfer;
 
 pub use engine::{Engine, EngineKind, Src};
+pub use error::{Fallback, FallbackReason, ProbeError, TransferError, UnknownEngine};
 pub use fdkind::FdKind;
 pub use peer::{LocalReason, PeerClass, PeerClassifier};
 pub use plan::{Plan, Preference};
 pub use stats::{Stats, Usage};
-pub use transfer::{Report, Transfer, TransferError};
+pub use transfer::{Forced, Report, Transfer};

@@ -33,6 +33,7 @@ mod route;
 /// Where a connected peer's receive queue lives, as far as page references are
 /// concerned.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PeerClass {
     /// Its receive queue is in this kernel: bytes sent by reference stay references
     /// to our pages until the peer reads them.
@@ -46,6 +47,7 @@ pub enum PeerClass {
 
 /// Why a peer counts as local.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LocalReason {
     /// A loopback address, or routed through `lo`.
     Loopback,

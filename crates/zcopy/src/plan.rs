@@ -7,6 +7,7 @@ use crate::profile::Profile;
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Preference {
     /// Best engine for the fd pair, with fallback.
     #[default]
@@ -16,8 +17,8 @@ pub enum Preference {
 }
 
 impl std::str::FromStr for Preference {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::error::UnknownEngine;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "auto" {
             Ok(Preference::Auto)
         } else {

@@ -7,6 +7,7 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, EngineKind, Src, is_unsupported, unsupported};
+pub use crate::error::{Fallback, FallbackReason, TransferError};
 use crate::fdkind::FdKind;
 use crate::plan::Plan;
 use crate::stats::{Stats, Usage};
@@ -16,63 +17,21 @@ pub use crate::sys::sock::send_queue_len;
 /// Largest step handed to an engine in one call by [`Transfer::run`].
 pub const DEFAULT_CHUNK: usize = 16 * 1024 * 1024;
 
-/// Why a transfer failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransferError {
-    /// Every engine of the plan said it can't do this job here.
-    #[error("no engine can do this here (tried: {tried})")]
-    NoEngine {
-        /// The engines tried, with why each fell back.
-        tried: String,
-    },
-    /// The source ended before the promised length.
-    #[error("source shrank: expected {expected} bytes, it ended after {got}")]
-    SourceShrank {
-        /// Bytes promised.
-        expected: u64,
-        /// Bytes that existed.
-        got: u64,
-    },
-    /// Another process started writing or truncating the source while we sent it.
-    #[error("source is being modified by another process; stopped after {sent} bytes")]
-    SourceModified {
-        /// Bytes delivered before stopping.
-        sent: u64,
-    },
-    /// An I/O error from the engine that was running.
-    #[error("{engine}: {source}")]
-    Io {
-        /// The engine that failed.
-        engine: EngineKind,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl TransferError {
-    /// The underlying I/O error kind, if any (e.g. `WouldBlock` on non-blocking sinks).
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        match self {
-            TransferError::Io { source, .. } => Some(source.kind()),
-            _ => None,
-        }
-    }
-}
-
 /// One engine's share of a transfer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EngineRun {
     /// The engine.
     pub engine: EngineKind,
     /// Its counters.
     pub stats: Stats,
     /// Why it handed over to the next engine, if it did.
-    pub fell_back: Option<String>,
+    pub fell_back: Option<FallbackReason>,
 }
 
 /// What a transfer did.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Report {
     /// Bytes delivered to the sink.
     pub bytes: u64,
@@ -117,6 +76,16 @@ impl Report {
             (Some(e), false) => format!("{e} (after {})", fell.join(", ")),
             (None, _) => "-".to_string(),
         }
+    }
+
+    /// Each engine that handed over, with why, in order.
+    pub fn fallbacks(&self) -> impl Iterator<Item = Fallback> + '_ {
+        self.runs.iter().filter_map(|r| {
+            Some(Fallback {
+                engine: r.engine,
+                reason: r.fell_back.clone()?,
+            })
+        })
     }
 
     /// Every engine that ran, with why each fell back, for logs.
@@ -264,7 +233,7 @@ impl Transfer {
         self.engine.as_ref().map(|e| e.kind())
     }
 
-    fn advance(&mut self, why: Option<String>) -> Result<(), TransferError> {
+    fn advance(&mut self, why: Option<FallbackReason>) -> Result<(), TransferError> {
         if let Some(why) = why {
             let run = self.report.runs.last_mut().expect("an engine ran");
             tracing::debug!(engine = %run.engine, "falling back: {why}");
@@ -273,7 +242,7 @@ impl Transfer {
         let Some(&kind) = self.plan.get(self.next) else {
             self.failed = true;
             return Err(TransferError::NoEngine {
-                tried: self.report.describe(),
+                tried: self.report.fallbacks().collect(),
             });
         };
         self.next += 1;
@@ -304,9 +273,14 @@ impl Transfer {
             let run = self.report.runs.last_mut().expect("run recorded");
             let moved = run.stats.bytes;
             let result = match self.forced.limit(kind) {
-                Some(limit) if moved >= limit => Err(unsupported(format!(
-                    "forced off by ZCOPY_DISABLE after {limit} bytes"
-                ))),
+                Some(limit) if moved >= limit => {
+                    if engine.pending() == 0 {
+                        self.engine = None;
+                        self.advance(Some(FallbackReason::Forced { after: moved }))?;
+                        continue;
+                    }
+                    Err(unsupported(format!("forced off after {limit} bytes")))
+                }
                 Some(limit) => {
                     engine.step(src, sink, max.min((limit - moved) as usize), &mut run.stats)
                 }
@@ -319,7 +293,7 @@ impl Transfer {
                 }
                 Err(e) if engine.pending() == 0 && is_unsupported(&e, moved) => {
                     self.engine = None;
-                    self.advance(Some(e.to_string()))?;
+                    self.advance(Some(FallbackReason::Unsupported(e.into())))?;
                 }
                 Err(source) => {
                     if source.kind() != io::ErrorKind::WouldBlock {

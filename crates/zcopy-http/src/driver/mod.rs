@@ -443,14 +443,9 @@ impl Engines {
         if t.leased {
             t.transfer.release();
         }
-        let fell = t
-            .transfer
-            .report()
-            .runs
-            .iter()
-            .filter_map(|r| Some((r.engine, r.fell_back.as_deref()?)));
-        for (engine, why) in fell.skip(t.fallbacks_counted) {
-            self.stats.fallback(engine, why);
+        let fell = t.transfer.report().fallbacks();
+        for f in fell.skip(t.fallbacks_counted) {
+            self.stats.fallback(f.engine, &f.reason.to_string());
             t.fallbacks_counted += 1;
         }
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");

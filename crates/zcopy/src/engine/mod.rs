@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 
+use crate::error::{ProbeError, UnknownEngine};
 use crate::stats::Stats;
 
 pub mod copy_range;
@@ -25,6 +26,7 @@ pub mod vmsplice;
 
 /// Where an engine's bytes come from.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Src<'a> {
     /// An fd. `offset` is `Some` for files (read at that position; the fd's own
     /// file position is neither used nor moved) and `None` for streams.
@@ -84,8 +86,9 @@ pub(crate) fn pipe_is_empty(read_end: BorrowedFd<'_>) -> bool {
     rustix::io::ioctl_fionread(read_end).is_ok_and(|n| n == 0)
 }
 
-/// The engines zcopy knows.
+/// The engines zcopy knows. More may come: match with a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum EngineKind {
     /// `read` + `write` through a reusable buffer: the baseline.
     ReadWrite,
@@ -224,13 +227,16 @@ impl EngineKind {
         )
     }
 
-    /// Whether this kernel can run the engine at all, and if not, why.
-    pub fn probe(self) -> Result<(), String> {
+    /// Whether this kernel has what the engine needs at all (io_uring's SPLICE,
+    /// `SO_ZEROCOPY`), and if not, why. Cheap: nothing moves; see
+    /// [`probe::verify`](crate::probe::verify) for a check that moves bytes.
+    pub fn probe(self) -> Result<(), ProbeError> {
         match self {
             EngineKind::Uring => uring::probe(),
             EngineKind::MsgZerocopy => msg_zerocopy::probe(),
             _ => Ok(()),
         }
+        .map_err(ProbeError::Unavailable)
     }
 }
 
@@ -241,14 +247,13 @@ impl fmt::Display for EngineKind {
 }
 
 impl FromStr for EngineKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownEngine;
+    fn from_str(s: &str) -> Result<Self, UnknownEngine> {
         EngineKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = EngineKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown engine '{s}' (known: {})", names.join(", "))
+            .ok_or_else(|| UnknownEngine {
+                name: s.to_string(),
             })
     }
 }
