@@ -115,7 +115,7 @@ fn ktls_line() -> String {
 fn profile_line() -> String {
     match (
         zcopy::profile::Profile::path(),
-        zcopy::profile::Profile::load(),
+        zcopy::profile::Profile::cached_default(),
     ) {
         (Some(path), Some(p)) => format!(
             "auto follows the calibration profile {} ({} engine lines, {} io lines).",

@@ -27,6 +27,6 @@ pub use engine::{Engine, EngineKind, Src};
 pub use error::{Fallback, FallbackReason, ProbeError, TransferError, UnknownEngine};
 pub use fdkind::FdKind;
 pub use peer::{LocalReason, PeerClass, PeerClassifier};
-pub use plan::{Plan, Preference};
+pub use plan::{LeaseHold, Plan, Preference};
 pub use stats::{Stats, Usage};
 pub use transfer::{Forced, Report, Transfer};

@@ -101,56 +101,90 @@ impl Report {
     }
 }
 
-/// Engines switched off for testing fallbacks: `ZCOPY_DISABLE=sendfile,splice@65536`
-/// makes `sendfile` report "unsupported" at once and `splice` after 65536 bytes.
-/// The names in [`OTHER_SWITCHES`] switch off things outside the engines.
-#[derive(Clone, Debug, Default)]
+/// Engines switched off, to test fallbacks: each named engine reports
+/// "unsupported" at once, or after a number of bytes, and the plan's next engine
+/// takes over. A value the caller builds and passes ([`Transfer::with_forced`],
+/// [`CopyOptions::forced`](crate::CopyOptions::forced)); nothing reads it from the
+/// environment unless the caller asks with [`Forced::from_env`].
+///
+/// ```
+/// use zcopy::{EngineKind, Forced};
+///
+/// let forced = Forced::new()
+///     .disable(EngineKind::Sendfile)
+///     .disable_after(EngineKind::Splice, 65536);
+/// assert_eq!(forced.limit(EngineKind::Sendfile), Some(0));
+/// assert_eq!(forced.limit(EngineKind::Splice), Some(65536));
+/// assert_eq!(forced.limit(EngineKind::ReadWrite), None);
+/// // The same, in the `ZCOPY_DISABLE` syntax:
+/// assert_eq!(Forced::parse("sendfile,splice@65536"), forced);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Forced {
     after: HashMap<EngineKind, u64>,
-}
-
-/// `ZCOPY_DISABLE` names that are not engines: `inotify` (the server's held small
-/// files, which then are revalidated with fstat).
-pub const OTHER_SWITCHES: [&str; 1] = ["inotify"];
-
-/// Whether `ZCOPY_DISABLE` names `switch` (one of [`OTHER_SWITCHES`]).
-pub fn switched_off(switch: &str) -> bool {
-    std::env::var("ZCOPY_DISABLE").is_ok_and(|v| v.split(',').any(|item| item.trim() == switch))
+    switches: Vec<String>,
 }
 
 impl Forced {
-    /// Reads `ZCOPY_DISABLE`; unknown names are ignored with a warning.
+    /// Nothing forced off.
+    pub fn new() -> Forced {
+        Forced::default()
+    }
+
+    /// `kind` reports "unsupported" before its first byte.
+    pub fn disable(self, kind: EngineKind) -> Forced {
+        self.disable_after(kind, 0)
+    }
+
+    /// `kind` reports "unsupported" once it has moved `bytes` bytes.
+    pub fn disable_after(mut self, kind: EngineKind, bytes: u64) -> Forced {
+        self.after.insert(kind, bytes);
+        self
+    }
+
+    /// Reads the `ZCOPY_DISABLE` environment variable ([`Forced::parse`]); nothing
+    /// forced when it is unset. The one place the library reads it, and only when
+    /// called: the `zcopy` command line and server call it at start.
     pub fn from_env() -> Forced {
         std::env::var("ZCOPY_DISABLE")
             .map(|v| Forced::parse(&v))
             .unwrap_or_default()
     }
 
-    /// Parses the `ZCOPY_DISABLE` syntax.
+    /// Parses the `ZCOPY_DISABLE` syntax: comma-separated engine names
+    /// ([`EngineKind::name`]), each optionally `@<bytes>`. Names that are not
+    /// engines are kept as switches for the caller's own features
+    /// ([`Forced::switched_off`]).
     pub fn parse(spec: &str) -> Forced {
-        let mut after = HashMap::new();
-        for item in spec
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && !OTHER_SWITCHES.contains(s))
-        {
+        let mut forced = Forced::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, n) = match item.split_once('@') {
                 Some((name, n)) => (name, n.parse().unwrap_or(0)),
                 None => (item, 0),
             };
             match name.parse::<EngineKind>() {
-                Ok(k) => {
-                    after.insert(k, n);
-                }
-                Err(e) => tracing::warn!("ZCOPY_DISABLE: {e}"),
+                Ok(k) => forced = forced.disable_after(k, n),
+                Err(_) => forced.switches.push(item.to_string()),
             }
         }
-        Forced { after }
+        forced
     }
 
     /// After how many bytes `kind` is forced to fail, if it is.
     pub fn limit(&self, kind: EngineKind) -> Option<u64> {
         self.after.get(&kind).copied()
+    }
+
+    /// Whether the spec named `switch`, a name that is not an engine (the server's
+    /// `inotify`, for one): for callers' own features.
+    pub fn switched_off(&self, switch: &str) -> bool {
+        self.switches.iter().any(|s| s == switch)
+    }
+
+    /// The names given that are not engines, to warn about the ones the caller
+    /// doesn't know.
+    pub fn switches(&self) -> &[String] {
+        &self.switches
     }
 }
 
@@ -169,9 +203,9 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    /// A transfer that tries the plan's engines in order; honours `ZCOPY_DISABLE`.
+    /// A transfer that tries the plan's engines in order, none forced off.
     pub fn new(plan: Plan) -> Transfer {
-        Transfer::with_forced(plan, Forced::from_env())
+        Transfer::with_forced(plan, Forced::default())
     }
 
     /// Like [`Transfer::new`] with an explicit set of forced failures.
