@@ -30,6 +30,10 @@ pub enum TransferError {
         /// Bytes delivered before stopping.
         sent: u64,
     },
+    /// The source or the sink could not be inspected (`fstat`, `getsockopt`) to
+    /// choose an engine.
+    #[error("inspecting the source and sink: {0}")]
+    Inspect(#[source] io::Error),
     /// An I/O error from the engine that was running.
     #[error("{engine}: {source}")]
     Io {
@@ -45,7 +49,9 @@ impl TransferError {
     /// The underlying I/O error kind, if any (e.g. `WouldBlock` on non-blocking sinks).
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
-            TransferError::Io { source, .. } => Some(source.kind()),
+            TransferError::Io { source, .. } | TransferError::Inspect(source) => {
+                Some(source.kind())
+            }
             _ => None,
         }
     }

@@ -5,8 +5,8 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::engine::read_write::ReadWrite;
-use crate::engine::tee::Tee;
+use crate::engine::ReadWrite;
+use crate::engine::Tee;
 use crate::engine::{Engine, EngineKind, Src};
 use crate::fdkind::FdKind;
 use crate::plan::{Plan, Preference};

@@ -128,7 +128,7 @@ pub fn verify(kind: EngineKind) -> Result<&'static str, ProbeError> {
             let (sink_r, sink_w) = std::io::pipe().map_err(io)?;
             src_w.write_all(&data).map_err(io)?;
             drop(src_w);
-            let mut engine = crate::engine::tee::Tee::new(vec![OwnedFd::from(copy_w)]);
+            let mut engine = crate::engine::Tee::new(vec![OwnedFd::from(copy_w)]);
             pump(
                 &mut engine,
                 src_r.as_fd(),

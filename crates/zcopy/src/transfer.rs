@@ -420,16 +420,3 @@ pub fn wait_for_send_queue(sink: BorrowedFd<'_>, limit: Duration) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
-
-/// Copies everything from `src` (at `offset` for files) to `sink` with the plan's
-/// engines; a convenience over [`Transfer::run`].
-pub fn copy(
-    src: BorrowedFd<'_>,
-    offset: Option<u64>,
-    sink: BorrowedFd<'_>,
-    len: Option<u64>,
-    plan: Plan,
-) -> Result<Report, TransferError> {
-    let mut t = Transfer::new(plan);
-    t.run(src, offset, sink, len, &mut |_| {}).cloned()
-}

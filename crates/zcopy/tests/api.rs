@@ -273,3 +273,90 @@ fn plans_read_no_profile_from_disk() {
     );
     assert_eq!(plan.engines[0], EngineKind::ReadWrite);
 }
+
+#[test]
+fn copy_moves_a_file_to_a_socket_and_a_socket_to_a_file_with_each_engine() {
+    let data = pattern((1 << 20) + 333);
+    let mut kinds = vec![None];
+    kinds.extend(EngineKind::ALL.map(Some));
+    for engine in kinds {
+        let opts = match engine {
+            Some(k) => zcopy::CopyOptions::new().engine(k),
+            None => zcopy::CopyOptions::new(),
+        };
+        // File → socket, from byte 0 (the file position is at the end after writing).
+        let src = file_with(&data);
+        let (a, b) = tcp_pair();
+        let reader = collect(b);
+        let r = zcopy::copy_with(&src, &a, &opts.clone().offset(0)).unwrap();
+        drop(a);
+        assert!(
+            reader.join().unwrap() == data,
+            "{engine:?}: {}",
+            r.describe()
+        );
+        assert_eq!(r.bytes, data.len() as u64);
+        if let Some(k) = engine {
+            assert_eq!(r.runs[0].engine, k, "{}", r.describe());
+        }
+
+        // Socket → file, to the end of the stream.
+        let (mut a, b) = tcp_pair();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || a.write_all(&sent).unwrap());
+        let mut dst = tempfile::tempfile().unwrap();
+        let r = zcopy::copy(&b, &dst).unwrap_or_else(|e| panic!("{engine:?}: {e}"));
+        writer.join().unwrap();
+        let r2 = match engine {
+            Some(_) => {
+                // The same with the engine first (from the stream's start again).
+                let (mut a, b) = tcp_pair();
+                let sent = data.clone();
+                let writer = std::thread::spawn(move || a.write_all(&sent).unwrap());
+                let mut dst2 = tempfile::tempfile().unwrap();
+                let r = zcopy::copy_with(&b, &dst2, &opts).unwrap();
+                writer.join().unwrap();
+                let mut got = Vec::new();
+                std::io::Seek::rewind(&mut dst2).unwrap();
+                dst2.read_to_end(&mut got).unwrap();
+                assert!(got == data, "{engine:?} tcp → file: {}", r.describe());
+                Some(r)
+            }
+            None => None,
+        };
+        let mut got = Vec::new();
+        std::io::Seek::rewind(&mut dst).unwrap();
+        dst.read_to_end(&mut got).unwrap();
+        assert!(got == data, "tcp → file: {}", r.describe());
+        eprintln!(
+            "{engine:?}: tcp → file {}",
+            r2.map_or(r.describe(), |r| r.describe())
+        );
+    }
+}
+
+#[test]
+fn copy_with_a_range_stops_at_its_end_and_reports_a_short_source() {
+    let data = pattern(100_000);
+    let src = file_with(&data);
+    let mut dst = tempfile::tempfile().unwrap();
+    let opts = zcopy::CopyOptions::new().offset(1000).len(5000);
+    let r = zcopy::copy_with(&src, &dst, &opts).unwrap();
+    assert_eq!(r.bytes, 5000);
+    let mut got = Vec::new();
+    std::io::Seek::rewind(&mut dst).unwrap();
+    dst.read_to_end(&mut got).unwrap();
+    assert_eq!(got, &data[1000..6000]);
+    let opts = zcopy::CopyOptions::new().offset(99_000).len(5000);
+    let err = zcopy::copy_with(&src, &dst, &opts).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TransferError::SourceShrank {
+                expected: 5000,
+                got: 1000
+            }
+        ),
+        "{err}"
+    );
+}

@@ -13,16 +13,27 @@ use std::str::FromStr;
 use crate::error::{ProbeError, UnknownEngine};
 use crate::stats::Stats;
 
-pub mod copy_range;
-pub mod direct;
-pub mod mmap;
-pub mod msg_zerocopy;
-pub mod read_write;
-pub mod sendfile;
-pub mod splice;
-pub mod tee;
-pub mod uring;
-pub mod vmsplice;
+mod copy_range;
+mod direct;
+mod mmap;
+mod msg_zerocopy;
+mod read_write;
+mod sendfile;
+mod splice;
+mod tee;
+mod uring;
+mod vmsplice;
+
+pub use copy_range::CopyRange;
+pub use direct::Direct;
+pub use mmap::Mmap;
+pub use msg_zerocopy::MsgZerocopy;
+pub use read_write::ReadWrite;
+pub use sendfile::Sendfile;
+pub use splice::Splice;
+pub use tee::Tee;
+pub use uring::Uring;
+pub use vmsplice::Vmsplice;
 
 /// Where an engine's bytes come from.
 #[derive(Clone, Copy, Debug)]
