@@ -105,3 +105,8 @@ pub use plan::{LeaseHold, Plan, Preference};
 pub use profile::Profile;
 pub use stats::{Stats, Usage};
 pub use transfer::{Forced, Report, Transfer};
+
+/// The crate README's code, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -82,6 +82,18 @@ fn tcp_pair() -> std::io::Result<(TcpStream, TcpStream)> {
 
 /// Moves a few KiB through `kind` on this machine and checks every byte: `Ok(pair)` names
 /// the fd pair that worked; `Err` says why the engine can't run here.
+///
+/// ```
+/// use zcopy::EngineKind;
+///
+/// for kind in EngineKind::ALL {
+///     match zcopy::probe::verify(kind) {
+///         Ok(pair) => println!("{kind}: works ({pair})"),
+///         Err(why) => println!("{kind}: not here: {why}"),
+///     }
+/// }
+/// assert!(zcopy::probe::verify(EngineKind::ReadWrite).is_ok());
+/// ```
 pub fn verify(kind: EngineKind) -> Result<&'static str, ProbeError> {
     kind.probe()?;
     let data = probe_bytes();

@@ -292,6 +292,46 @@ impl Transfer {
     /// Moves at most `max` bytes; `Ok(0)` at the end of the source. Falls back as
     /// often as needed. `Err` with [`io::ErrorKind::WouldBlock`] means the
     /// non-blocking sink is full and nothing moved.
+    ///
+    /// A non-blocking socket sink, driven until the source ends:
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::os::fd::AsFd;
+    /// use zcopy::{FdKind, Plan, Preference, Src, Transfer};
+    ///
+    /// let mut file = tempfile::tempfile()?;
+    /// file.write_all(&[1u8; 300_000])?;
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (sink, _) = listener.accept()?;
+    /// sink.set_nonblocking(true)?;
+    /// let reader = std::thread::spawn(move || {
+    ///     let mut got = Vec::new();
+    ///     client.read_to_end(&mut got).map(|_| got.len())
+    /// });
+    ///
+    /// let plan = Plan::new(Some(FdKind::of(&file)?), FdKind::TcpSocket, Preference::Auto);
+    /// let mut t = Transfer::new(plan);
+    /// let mut sent = 0u64;
+    /// loop {
+    ///     let src = Src::Fd { fd: file.as_fd(), offset: Some(sent) };
+    ///     match t.step(src, sink.as_fd(), 1 << 20) {
+    ///         Ok(0) => break,
+    ///         Ok(n) => sent += n as u64,
+    ///         // The socket is full: a real program waits for writability (poll,
+    ///         // epoll, an async runtime); this one just yields.
+    ///         Err(e) if e.io_kind() == Some(std::io::ErrorKind::WouldBlock) => {
+    ///             std::thread::yield_now()
+    ///         }
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// }
+    /// drop(sink);
+    /// assert_eq!(reader.join().unwrap()?, 300_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn step(
         &mut self,
         src: Src<'_>,
@@ -348,6 +388,31 @@ impl Transfer {
     /// kernel grants one: if another process starts writing or truncating it, the
     /// transfer stops with [`TransferError::SourceModified`] after the bytes that
     /// were still the original.
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// use std::os::fd::AsFd;
+    /// use zcopy::{EngineKind, Forced, Plan, Transfer};
+    ///
+    /// let mut src = tempfile::tempfile()?;
+    /// src.write_all(b"0123456789")?;
+    /// let mut dst = tempfile::tempfile()?;
+    /// // splice, forced off after 4 bytes (to see a fallback), then read-write.
+    /// let plan = Plan::only(&[EngineKind::Splice, EngineKind::ReadWrite]);
+    /// let forced = Forced::new().disable_after(EngineKind::Splice, 4);
+    /// let mut t = Transfer::with_forced(plan, forced);
+    /// let report = t.run(src.as_fd(), Some(1), dst.as_fd(), Some(8), &mut |done| {
+    ///     eprintln!("{done} bytes");
+    /// })?;
+    /// assert_eq!(report.bytes, 8);
+    /// assert_eq!(report.engine(), Some(EngineKind::ReadWrite));
+    /// assert_eq!(report.describe(), "splice (forced off after 4 bytes) → read-write");
+    /// let mut got = String::new();
+    /// dst.rewind()?;
+    /// dst.read_to_string(&mut got)?;
+    /// assert_eq!(got, "12345678");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run(
         &mut self,
         src: BorrowedFd<'_>,

@@ -51,7 +51,30 @@ pub enum Src<'a> {
     Mem(&'a [u8]),
 }
 
-/// One way of moving bytes.
+/// One way of moving bytes. [`EngineKind::create`] makes one; a [`Transfer`](crate::Transfer)
+/// runs several with fallbacks, but an engine can be stepped by
+/// hand:
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsFd;
+/// use zcopy::engine::{Engine, Splice};
+/// use zcopy::{Src, Stats};
+///
+/// let mut src = tempfile::tempfile()?;
+/// src.write_all(&[9u8; 70_000])?;
+/// let dst = tempfile::tempfile()?;
+/// let mut engine = Splice::new();
+/// let mut stats = Stats::default();
+/// let mut at = 0u64;
+/// while at < 70_000 {
+///     let from = Src::Fd { fd: src.as_fd(), offset: Some(at) };
+///     at += engine.step(from, dst.as_fd(), 65536, &mut stats)? as u64;
+/// }
+/// assert_eq!(stats.bytes, 70_000);
+/// assert_eq!(dst.metadata()?.len(), 70_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Engine: Send + fmt::Debug {
     /// Which engine this is.
     fn kind(&self) -> EngineKind;
@@ -123,16 +146,17 @@ pub enum EngineKind {
     Uring,
 }
 
-/// What the seeds say an engine costs, for tables.
+/// What an engine costs on paper (the textbook count, not a measurement), for tables.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct EngineInfo {
     /// The syscalls it issues.
     pub calls: &'static str,
     /// The fd pairs it accepts.
     pub accepts: &'static str,
-    /// CPU copies per the seeds.
+    /// CPU copies of each byte, per the textbook count.
     pub cpu_copies: &'static str,
-    /// User/kernel switches per the seeds.
+    /// User/kernel switches, per the textbook count.
     pub switches: &'static str,
 }
 
@@ -167,7 +191,7 @@ impl EngineKind {
         }
     }
 
-    /// The seeds' figures and the fd pairs the engine accepts.
+    /// The engine's textbook costs and the fd pairs it accepts.
     pub fn info(self) -> EngineInfo {
         let (calls, accepts, cpu_copies, switches) = match self {
             EngineKind::ReadWrite => ("read + write", "any → any", "2", "4 per chunk"),

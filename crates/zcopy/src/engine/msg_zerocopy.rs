@@ -123,7 +123,7 @@ impl MsgZerocopy {
     }
 
     /// An engine that waits at most `timeout` for completions (instead of
-    /// [`COMPLETION_TIMEOUT`]); for tests of what happens when they go missing.
+    /// 30 s); for tests of what happens when they go missing.
     pub fn with_timeout(timeout: Duration) -> MsgZerocopy {
         MsgZerocopy {
             timeout: Some(timeout),
