@@ -1,6 +1,6 @@
 //! The common case in one call: [`copy`] and [`copy_with`].
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::engine::EngineKind;
 use crate::error::TransferError;
@@ -77,6 +77,38 @@ impl CopyOptions {
         self
     }
 
+    /// The range set with [`CopyOptions::offset`] and [`CopyOptions::len`]:
+    /// `(offset, len)`.
+    pub fn range(&self) -> (Option<u64>, Option<u64>) {
+        (self.offset, self.len)
+    }
+
+    /// A [`Transfer`] from `src` to `dst` as these options say (the plan for the
+    /// pair, the engines forced off), for callers that drive it themselves, a step
+    /// at a time, e.g. from an async runtime; [`CopyOptions::range`] is theirs to
+    /// honour.
+    pub fn transfer(
+        &self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+    ) -> Result<Transfer, TransferError> {
+        let plan = match &self.plan {
+            Some(plan) => plan.clone(),
+            None => {
+                let src_kind = FdKind::of(src).map_err(TransferError::Inspect)?;
+                let dst_kind = FdKind::of(dst).map_err(TransferError::Inspect)?;
+                Plan::with_profile(
+                    Some(src_kind),
+                    dst_kind,
+                    self.preference,
+                    self.len,
+                    self.profile.as_ref(),
+                )
+            }
+        };
+        Ok(Transfer::with_forced(plan, self.forced.clone()))
+    }
+
     /// Run exactly this plan (its engines in order) instead of choosing one from
     /// the fd pair; the preference and profile are then ignored.
     pub fn plan(mut self, plan: Plan) -> CopyOptions {
@@ -140,20 +172,6 @@ pub fn copy_with(
     opts: &CopyOptions,
 ) -> Result<Report, TransferError> {
     let (src, dst) = (src.as_fd(), dst.as_fd());
-    let plan = match &opts.plan {
-        Some(plan) => plan.clone(),
-        None => {
-            let src_kind = FdKind::of(src).map_err(TransferError::Inspect)?;
-            let dst_kind = FdKind::of(dst).map_err(TransferError::Inspect)?;
-            Plan::with_profile(
-                Some(src_kind),
-                dst_kind,
-                opts.preference,
-                opts.len,
-                opts.profile.as_ref(),
-            )
-        }
-    };
-    let mut t = Transfer::with_forced(plan, opts.forced.clone());
+    let mut t = opts.transfer(src, dst)?;
     t.run(src, opts.offset, dst, opts.len, &mut |_| {}).cloned()
 }
