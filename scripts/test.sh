@@ -20,6 +20,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --all-targets
+# --all-targets leaves out doc tests: the library's quick start and examples in its docs.
+cargo test --workspace --doc
 
 # The library's examples check their own output byte for byte.
 for ex in copy_file serve_file recv_splice tee_fanout; do
