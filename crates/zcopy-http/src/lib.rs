@@ -21,6 +21,7 @@ pub mod conditional;
 pub mod config;
 pub mod driver;
 pub mod encoding;
+pub mod error;
 pub mod handler;
 pub mod head;
 pub(crate) mod listen;
@@ -36,6 +37,7 @@ pub mod redirect;
 pub mod request;
 pub mod rules;
 pub mod server;
+pub(crate) mod shutdown;
 pub mod stats;
 pub mod watch;
 

@@ -12,7 +12,7 @@ use socket2::{Domain, Socket, Type};
 
 use crate::config::ListenKind;
 use crate::driver::Role;
-use crate::server::ServerError;
+use crate::error::ServerError;
 
 /// One listening socket, shared by the set and the workers that accept on it: it
 /// closes when the last of them lets go.

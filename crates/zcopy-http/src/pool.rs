@@ -16,10 +16,11 @@ use crate::driver::epoll::{self, WAKER};
 use crate::driver::tls::TlsSite;
 use crate::driver::worker::{Control, Start};
 use crate::driver::{IoDriver, Role, uring};
+use crate::error::ServerError;
 use crate::listen::{self, Address};
 use crate::live::LiveCell;
 use crate::lock;
-use crate::server::{ServerError, ShutdownInner};
+use crate::shutdown::ShutdownInner;
 use crate::stats::Stats;
 
 /// The HTTPS listeners' TLS setup, once there are any (shared with the certificate

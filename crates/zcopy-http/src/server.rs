@@ -10,78 +10,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mio::Waker;
-
 use crate::access_log::AccessLogger;
 use crate::config::{AccessLog, Config, ListenKind};
 use crate::driver::tls::TlsSite;
 use crate::driver::{self, IoDriver};
+pub use crate::error::ServerError;
 use crate::handler::Site;
 use crate::listen::Address;
 use crate::live::{Live, LiveCell};
 use crate::lock;
 use crate::pool::{Pool, TlsCell};
+pub(crate) use crate::shutdown::ShutdownInner;
 use crate::stats::Stats;
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The root is missing or not a directory.
-    #[error("cannot serve {}: {source}", path.display())]
-    Root {
-        /// The root given.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why (e.g. address in use).
-        #[source]
-        source: io::Error,
-    },
-    /// The access log could not be opened.
-    #[error("cannot open the access log {}: {source}", path.display())]
-    AccessLog {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The HTTPS listeners' certificate or key could not be loaded.
-    #[error("{0}")]
-    Tls(#[from] zcopy_tls::LoadError),
-    /// HTTPS listeners were asked for without a certificate and key.
-    #[error("HTTPS listeners need a certificate and key (--tls-cert, --tls-key)")]
-    NoCertificate,
-    /// A reload asked for what the running server can't do without a restart.
-    #[error("{0}")]
-    Refused(String),
-    /// Anything else (creating the event loops or threads).
-    #[error(transparent)]
-    Io(#[from] io::Error),
-}
-
-#[derive(Debug)]
-pub(crate) struct ShutdownInner {
-    pub(crate) flag: AtomicBool,
-    /// The running workers' wakers.
-    pub(crate) wakers: Mutex<Vec<Arc<Waker>>>,
-}
-
-impl ShutdownInner {
-    /// Wakes every running worker.
-    pub(crate) fn wake_all(&self) {
-        for w in lock(&self.wakers).iter() {
-            let _ = w.wake();
-        }
-    }
-}
 
 /// Asks a running server to stop: no new connections, in-flight responses finish
 /// within the grace period, then the workers exit.

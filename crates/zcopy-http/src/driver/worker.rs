@@ -15,7 +15,7 @@ use crate::handler::Site;
 use crate::listen::Listen;
 use crate::live::{Live, LiveCell};
 use crate::proto::{Buffers, Env};
-use crate::server::ShutdownInner;
+use crate::shutdown::ShutdownInner;
 use crate::stats::WorkerStats;
 
 /// Longest sleep between timer sweeps.
