@@ -6,19 +6,11 @@ use std::time::Duration;
 
 use zcopy::Preference;
 
+pub use crate::access_log::AccessLog;
 use crate::encoding::Encoding;
 use crate::path::SymlinkPolicy;
 use crate::request::Limits;
 use crate::rules::Rule;
-
-/// Where the access log goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLog {
-    /// Standard output.
-    Stdout,
-    /// Appended to this file.
-    File(PathBuf),
-}
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -30,7 +22,7 @@ pub struct Config {
     /// Which engine sends file bodies (with fallback).
     pub engine: Preference,
     /// Which event loop runs the workers.
-    pub io: crate::driver::IoDriver,
+    pub io: IoDriver,
     /// Worker threads, each with its own event loop (0: one per core).
     pub workers: usize,
     /// Answer directories without an index file with a listing.
@@ -121,7 +113,7 @@ impl Default for Config {
             root: PathBuf::from("."),
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             engine: Preference::Auto,
-            io: crate::driver::IoDriver::Auto,
+            io: IoDriver::Auto,
             workers: 0,
             listing: true,
             hidden: false,
@@ -158,6 +150,51 @@ impl Config {
             self.workers
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Which event loop runs the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoDriver {
+    /// The one the calibration measured faster here (see [`crate::driver::choose`]).
+    #[default]
+    Auto,
+    /// The mio (epoll) loop.
+    Epoll,
+    /// The io_uring loop, plain HTTP only (falls back to epoll, with a warning, where
+    /// refused or where a listener speaks TLS).
+    Uring,
+}
+
+impl IoDriver {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::Epoll => "epoll",
+            IoDriver::Uring => "uring",
+        }
+    }
+}
+
+impl std::fmt::Display for IoDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for IoDriver {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IoDriver, String> {
+        match s {
+            "auto" => Ok(IoDriver::Auto),
+            "epoll" => Ok(IoDriver::Epoll),
+            "uring" | "io_uring" | "io-uring" => Ok(IoDriver::Uring),
+            _ => Err(format!(
+                "unknown I/O driver '{s}' (known: auto, epoll, uring)"
+            )),
         }
     }
 }

@@ -47,50 +47,7 @@ impl Role {
     }
 }
 
-/// Which event loop runs the workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum IoDriver {
-    /// The one the calibration measured faster here (see [`choose`]).
-    #[default]
-    Auto,
-    /// The mio (epoll) loop.
-    Epoll,
-    /// The io_uring loop, plain HTTP only (falls back to epoll, with a warning, where
-    /// refused or where a listener speaks TLS).
-    Uring,
-}
-
-impl IoDriver {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            IoDriver::Auto => "auto",
-            IoDriver::Epoll => "epoll",
-            IoDriver::Uring => "uring",
-        }
-    }
-}
-
-impl std::fmt::Display for IoDriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for IoDriver {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<IoDriver, String> {
-        match s {
-            "auto" => Ok(IoDriver::Auto),
-            "epoll" => Ok(IoDriver::Epoll),
-            "uring" | "io_uring" | "io-uring" => Ok(IoDriver::Uring),
-            _ => Err(format!(
-                "unknown I/O driver '{s}' (known: auto, epoll, uring)"
-            )),
-        }
-    }
-}
+pub use crate::config::IoDriver;
 
 /// The driver that runs for `want` (never `Auto`), and why. `tls`: some listener
 /// speaks HTTPS or redirects to it, which only the epoll driver serves. `Auto` tries
