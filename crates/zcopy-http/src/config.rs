@@ -10,6 +10,7 @@ pub use crate::access_log::AccessLog;
 use crate::encoding::Encoding;
 use crate::path::SymlinkPolicy;
 use crate::request::Limits;
+pub use crate::request::ListenKind;
 use crate::rules::Rule;
 
 /// Server settings.
@@ -76,18 +77,6 @@ pub struct Config {
     /// Port the redirect listeners send clients to (the first HTTPS listener's,
     /// filled in by [`crate::server::Server::bind`]).
     pub https_port: u16,
-}
-
-/// What a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ListenKind {
-    /// Plain HTTP.
-    #[default]
-    Http,
-    /// HTTPS.
-    Https,
-    /// Plain HTTP answering every request with a 308 to https.
-    Redirect,
 }
 
 /// The HTTPS listeners' certificate and handshake settings.
