@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::cache::{CachedFile, Described, FileCache};
+pub use crate::plan::{Body, BodyMem, FileBody, Piece, Response};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -70,111 +71,6 @@ impl Site {
             root_path,
             generated: crate::pages::MemBudget::new(crate::pages::GENERATED_MAX),
         })
-    }
-}
-
-/// One piece of a response body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Piece {
-    /// Bytes `mem[start..end]` of the [`FileBody`].
-    Mem(usize, usize),
-    /// `len` bytes of the file from `start`.
-    File {
-        /// First byte.
-        start: u64,
-        /// How many bytes.
-        len: u64,
-    },
-    /// The whole of archive member `index` ([`FileBody::members`]), `len` bytes,
-    /// opened when its turn comes.
-    Member {
-        /// Index into [`FileBody::members`].
-        index: usize,
-        /// Its size.
-        len: u64,
-    },
-}
-
-/// A body read from an open file: one range, or multipart parts whose headers live
-/// in `mem` and whose data is sent by an engine straight from the file.
-#[derive(Debug)]
-pub struct FileBody {
-    /// The open file (shared with the worker's [`FileCache`] for small files).
-    pub file: Arc<File>,
-    /// The file's length from the fstat the response was built on.
-    pub file_len: u64,
-    /// The pieces, in order.
-    pub pieces: Vec<Piece>,
-    /// Memory the [`Piece::Mem`] pieces point into.
-    pub mem: BodyMem,
-    /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
-    /// directory).
-    pub members: Vec<crate::archive::Member>,
-    /// The whole of `file`, when the worker's cache holds its bytes (read under the
-    /// fstat the response was built on).
-    pub held: Option<Arc<[u8]>>,
-}
-
-/// Bytes a body sends from memory: made for this response, or a held file's bytes
-/// shared with the worker's [`FileCache`].
-#[derive(Debug)]
-pub enum BodyMem {
-    /// Made for this response (multipart part headers, archive headers).
-    Owned(Vec<u8>),
-    /// A held file's bytes.
-    Held(Arc<[u8]>),
-    /// Made for this response and counted in the site's
-    /// [`crate::pages::MemBudget`] until the body is dropped.
-    Counted(Vec<u8>, crate::pages::Ticket),
-}
-
-impl std::ops::Deref for BodyMem {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            BodyMem::Owned(v) => v,
-            BodyMem::Held(b) => b,
-            BodyMem::Counted(v, _) => v,
-        }
-    }
-}
-
-/// How the body follows the head.
-#[derive(Debug)]
-pub enum Body {
-    /// Nothing more: the head buffer already holds any (small) body.
-    InHead,
-    /// No answer yet: a password check runs off the event loop ([`Response::pending`]).
-    Pending,
-    /// From a file.
-    File(FileBody),
-}
-
-/// A response decided by [`handle`]: the head is in the caller's buffer.
-#[derive(Debug)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// The body still to send after the head buffer.
-    pub body: Body,
-    /// Body length announced in Content-Length (0 for HEAD and 304).
-    pub body_len: u64,
-    /// Close the connection after this response.
-    pub close: bool,
-}
-
-impl Response {
-    /// Not answered yet: the request's password check runs off the event loop. The
-    /// core keeps the request and asks again once the worker is told the verdict is
-    /// in (nothing was written to `out`).
-    pub fn pending() -> Response {
-        Response {
-            status: 0,
-            body: Body::Pending,
-            body_len: 0,
-            close: false,
-        }
     }
 }
 
@@ -620,18 +516,7 @@ impl DirNames {
 
 /// The response to a request that could not be parsed: status and reason, then close.
 pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Response {
-    let eff = Effective::default();
-    let conn = Conn {
-        close: true,
-        keep_alive_10: false,
-        head_only,
-        eff: &eff,
-        origin: None,
-        vary_encoding: false,
-        hsts: None,
-    };
-    let body = format!("{} {}\n", err.status, err.reason);
-    conn.text(out, err.status, &body, &[])
+    Response::error(out, err, head_only)
 }
 
 /// The methods every resource answers.
@@ -982,7 +867,7 @@ fn serve_listing(
             file: Arc::new(dir),
             file_len: 0,
             pieces: vec![Piece::Mem(0, len)],
-            mem: BodyMem::Counted(body.into_bytes(), ticket),
+            mem: BodyMem::Counted(body.into_bytes(), Box::new(ticket)),
             members: Vec::new(),
             held: None,
         }),
@@ -1126,7 +1011,7 @@ fn serve_archive(
             file: Arc::new(dir),
             file_len: 0,
             pieces: archive.pieces,
-            mem: BodyMem::Counted(archive.mem, ticket),
+            mem: BodyMem::Counted(archive.mem, Box::new(ticket)),
             members: archive.members,
             held: None,
         }),

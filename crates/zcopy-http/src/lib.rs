@@ -30,6 +30,7 @@ pub mod live;
 pub mod metrics;
 pub mod pages;
 pub mod path;
+pub mod plan;
 pub(crate) mod pool;
 pub mod proto;
 pub mod range;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::access_log::{self, AccessLogger};
 use crate::config::{Config, ListenKind};
-use crate::handler::{self, Body, BodyMem, FileBody, Piece, Response};
+use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
 use crate::request::{self, HttpError, Method, Parsed, Request};
 use crate::stats::WorkerStats;
 
@@ -61,7 +61,7 @@ pub trait Responder {
 
     /// Opens archive member `member` beneath `dir` when its turn comes; `None` when it
     /// is gone or no longer the file the archive announced.
-    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File>;
+    fn open_member(&mut self, dir: &File, member: &Member) -> Option<File>;
 }
 
 /// A worker's spare buffers, lent to connections while they have bytes to hold.
@@ -526,7 +526,7 @@ impl Conn {
                         self.rpos = self.rend;
                         let mut out = env.bufs.take();
                         let e = http_error(413, "request body too large");
-                        let resp = handler::error_response(&mut out, e, head_only);
+                        let resp = Response::error(&mut out, e, head_only);
                         self.start_response(env, resp, out, meta);
                         return None;
                     }
@@ -666,7 +666,7 @@ impl Conn {
         }
         self.rpos = self.rend;
         let mut out = env.bufs.take();
-        let resp = handler::error_response(&mut out, e, head_only);
+        let resp = Response::error(&mut out, e, head_only);
         self.start_response(env, resp, out, meta);
     }
 
