@@ -866,6 +866,7 @@ fn serve_listing(
         body: Body::File(FileBody {
             file: Arc::new(dir),
             file_len: 0,
+            lease: false,
             pieces: vec![Piece::Mem(0, len)],
             mem: BodyMem::Counted(body.into_bytes(), Box::new(ticket)),
             members: Vec::new(),
@@ -1010,6 +1011,7 @@ fn serve_archive(
         body: Body::File(FileBody {
             file: Arc::new(dir),
             file_len: 0,
+            lease: false,
             pieces: archive.pieces,
             mem: BodyMem::Counted(archive.mem, Box::new(ticket)),
             members: archive.members,
@@ -1198,6 +1200,7 @@ fn serve_file(
         body: Body::File(FileBody {
             file,
             file_len: len,
+            lease: len > crate::cache::CACHE_MAX,
             pieces,
             mem: BodyMem::Owned(mem),
             members: Vec::new(),

@@ -54,6 +54,10 @@ pub struct FileBody {
     /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
     /// directory).
     pub members: Vec<Member>,
+    /// Take a read lease on `file` before sending. Every body source decides it: no
+    /// lease for a file shared with the worker's cache of small files (the lease
+    /// would belong to the shared open file) nor for generated bodies.
+    pub lease: bool,
     /// The whole of `file`, when the worker's cache holds its bytes (read under the
     /// fstat the response was built on).
     pub held: Option<Arc<[u8]>>,

@@ -678,11 +678,7 @@ impl Conn {
             // Small files are shared with the worker's file cache and leave in one
             // step: no lease (it would belong to the shared open file).
             Body::File(fb) => {
-                let lease = if fb.file_len > crate::cache::CACHE_MAX {
-                    Lease::Wanted
-                } else {
-                    Lease::No
-                };
+                let lease = if fb.lease { Lease::Wanted } else { Lease::No };
                 (Some(fb), lease, 0)
             }
         };
