@@ -133,6 +133,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The settings of the connection core.
+    pub fn conn(&self) -> crate::proto::ConnConfig {
+        crate::proto::ConnConfig {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            send_timeout: self.send_timeout,
+            limits: self.limits,
+            max_body_discard: self.max_body_discard,
+            limit_rate: self.limit_rate,
+        }
+    }
+
     /// The number of worker threads to start (`workers`, or one per core).
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {

@@ -23,9 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::access_log::{self, AccessLogger};
-use crate::config::{Config, ListenKind};
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
-use crate::request::{self, HttpError, Method, Parsed, Request};
+use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
 use crate::stats::WorkerStats;
 
 /// First size of a read buffer.
@@ -106,12 +105,30 @@ impl Buffers {
     }
 }
 
+/// The settings a connection runs under (the server fills them in from its
+/// configuration, again on each reload).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnConfig {
+    /// A request head must arrive within this time (→ 408).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this time.
+    pub idle_timeout: Duration,
+    /// A response that makes no progress for this long is dropped.
+    pub send_timeout: Duration,
+    /// Request head limits.
+    pub limits: Limits,
+    /// Largest request body read and thrown away (→ 413 beyond).
+    pub max_body_discard: u64,
+    /// Most body bytes per second (none: as fast as it goes).
+    pub limit_rate: Option<u64>,
+}
+
 /// What a call into the core can see of its worker.
 pub struct Env<'a> {
     /// The time of this loop turn.
     pub now: Instant,
-    /// The server settings.
-    pub config: &'a Config,
+    /// The connection settings.
+    pub config: &'a ConnConfig,
     /// The server is shutting down: every response closes its connection.
     pub shutting_down: bool,
     /// Spare buffers.

@@ -14,7 +14,7 @@ use crate::access_log::AccessLogger;
 use crate::handler::Site;
 use crate::listen::Listen;
 use crate::live::{Live, LiveCell};
-use crate::proto::{Buffers, Env};
+use crate::proto::{Buffers, ConnConfig, Env};
 use crate::shutdown::ShutdownInner;
 use crate::stats::WorkerStats;
 
@@ -92,6 +92,8 @@ impl Control {
 /// the worker's counters.
 pub(crate) struct Common {
     pub(crate) site: Arc<Site>,
+    /// The core's settings, from the site's configuration.
+    pub(crate) conn: ConnConfig,
     pub(crate) log: Option<Arc<AccessLogger>>,
     pub(crate) bufs: Buffers,
     pub(crate) responder: SiteResponder,
@@ -117,6 +119,7 @@ impl Common {
                 cache,
                 checks: crate::auth::Checks::default(),
             },
+            conn: site.config.conn(),
             site,
             log: live.log.clone(),
             bufs: Buffers::new(super::SPARE_BUFFERS),
@@ -132,7 +135,7 @@ impl Common {
     pub(crate) fn env(&mut self) -> Env<'_> {
         Env {
             now: self.now,
-            config: &self.site.config,
+            config: &self.conn,
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,
             responder: &mut self.responder,
@@ -148,6 +151,7 @@ impl Common {
         self.flush_log();
         let site = live.site.clone();
         self.responder = self.responder.reloaded(site.clone());
+        self.conn = site.config.conn();
         self.site = site;
         self.log = live.log.clone();
     }

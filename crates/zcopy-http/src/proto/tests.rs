@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::cache::FileCache;
+use crate::config::Config;
 use crate::driver::SiteResponder;
 use crate::handler::Site;
 
 /// A core with its worker: a site in a temporary directory, a buffer pool, a clock.
 struct Harness {
     _dir: tempfile::TempDir,
-    config: Config,
+    config: ConnConfig,
     bufs: Buffers,
     responder: SiteResponder,
     now: Instant,
@@ -35,7 +36,7 @@ impl Harness {
         let site = Arc::new(Site::open(config.clone()).unwrap());
         Harness {
             _dir: dir,
-            config,
+            config: config.conn(),
             bufs: Buffers::new(8),
             responder: SiteResponder {
                 site,
