@@ -22,10 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access_log::{self, AccessLogger};
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
 use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
-use crate::stats::WorkerStats;
 
 /// First size of a read buffer.
 pub const RBUF_INITIAL: usize = 4096;
@@ -123,8 +121,58 @@ pub struct ConnConfig {
     pub limit_rate: Option<u64>,
 }
 
+/// Which request fields a finished response carries ([`Done`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// None (no access log).
+    Nothing,
+    /// The request line.
+    Line,
+    /// The request line, Referer and User-Agent.
+    LineAndHeaders,
+}
+
+/// A response that ended (finished, cut short or abandoned): what a log line and the
+/// counters need.
+#[derive(Debug)]
+pub struct Done<'a> {
+    /// The client.
+    pub peer: SocketAddr,
+    /// 0 GET, 1 HEAD, 2 OPTIONS, 3 any other, 4 a request that never parsed.
+    pub method: u8,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes sent.
+    pub body_sent: u64,
+    /// The body was all in memory (in the head buffer).
+    pub in_memory: bool,
+    /// From the parsed head to the end.
+    pub took: Duration,
+    /// Request line, Referer, User-Agent (empty unless [`Observer::keep`] asked).
+    pub line: &'a str,
+    /// Referer.
+    pub referer: &'a str,
+    /// User-Agent.
+    pub user_agent: &'a str,
+}
+
+/// What the core tells its worker: every response that ends, and the events the
+/// counters count. The core keeps no counters and writes no log itself.
+pub trait Observer {
+    /// Which request fields to keep for [`Observer::done`].
+    fn keep(&self) -> Keep;
+    /// A response ended.
+    fn done(&mut self, d: &Done<'_>);
+    /// `n` body bytes of a held file left from memory.
+    fn body_from_memory(&mut self, n: u64);
+    /// A body's file ended early (it shrank mid-send).
+    fn truncated(&mut self);
+    /// A body's file lease is being broken.
+    fn lease_broken(&mut self);
+}
+
 /// What a call into the core can see of its worker.
-pub struct Env<'a> {
+pub struct Env<'a, O> {
     /// The time of this loop turn.
     pub now: Instant,
     /// The connection settings.
@@ -135,15 +183,11 @@ pub struct Env<'a> {
     pub bufs: &'a mut Buffers,
     /// Answers requests.
     pub responder: &'a mut dyn Responder,
-    /// The access log, if enabled.
-    pub log: Option<&'a AccessLogger>,
-    /// Where finished responses' log lines go until the driver writes them out.
-    pub log_buf: &'a mut Vec<u8>,
-    /// The worker's counters.
-    pub stats: &'a WorkerStats,
+    /// Told of every response that ends, and of what the counters count.
+    pub events: O,
 }
 
-impl std::fmt::Debug for Env<'_> {
+impl<O> std::fmt::Debug for Env<'_, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Env")
             .field("now", &self.now)
@@ -255,7 +299,7 @@ struct Respond {
 /// What is kept of a request for the access log and the counters.
 #[derive(Debug, Default)]
 struct Meta {
-    /// Index into [`crate::stats::METHODS`].
+    /// As [`Done::method`].
     method: u8,
     /// When its head was parsed.
     started: Option<Instant>,
@@ -266,7 +310,7 @@ struct Meta {
 }
 
 impl Meta {
-    fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_>) -> Meta {
+    fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_, impl Observer>) -> Meta {
         let method = match req.method {
             Method::Get => 0,
             Method::Head => 1,
@@ -278,9 +322,10 @@ impl Meta {
             started: Some(env.now),
             ..Meta::default()
         };
-        if let Some(log) = env.log {
+        let keep = env.events.keep();
+        if keep != Keep::Nothing {
             m.line = request_line(raw);
-            if log.wants_headers() {
+            if keep == Keep::LineAndHeaders {
                 m.referer = req.referer.unwrap_or("").to_owned();
                 m.user_agent = req.user_agent.unwrap_or("").to_owned();
             }
@@ -289,7 +334,7 @@ impl Meta {
     }
 
     /// A request that never parsed.
-    fn invalid(env: &Env<'_>) -> Meta {
+    fn invalid(env: &Env<'_, impl Observer>) -> Meta {
         Meta {
             method: 4,
             started: Some(env.now),
@@ -350,7 +395,7 @@ pub struct Conn {
 impl Conn {
     /// A connection just accepted from `peer`; `may_reference` says whether body bytes
     /// may leave as page references (see [`Intent::SendFile`]).
-    pub fn new(peer: SocketAddr, may_reference: bool, env: &Env<'_>) -> Conn {
+    pub fn new(peer: SocketAddr, may_reference: bool, env: &Env<'_, impl Observer>) -> Conn {
         Conn {
             peer,
             may_reference,
@@ -413,7 +458,7 @@ impl Conn {
     }
 
     /// What to do next.
-    pub fn next(&mut self, env: &mut Env<'_>) -> Intent {
+    pub fn next(&mut self, env: &mut Env<'_, impl Observer>) -> Intent {
         if self.idle_check_due {
             return Intent::CheckSendQueue;
         }
@@ -525,7 +570,7 @@ impl Conn {
     // ---- reading -------------------------------------------------------------
 
     /// Parses what is buffered; `None` when the state changed (call again).
-    fn read_head(&mut self, env: &mut Env<'_>) -> Option<Intent> {
+    fn read_head(&mut self, env: &mut Env<'_, impl Observer>) -> Option<Intent> {
         self.skip_body();
         if self.rpos == self.rend {
             self.rpos = 0;
@@ -603,7 +648,7 @@ impl Conn {
     }
 
     /// Makes the read buffer at least `len` bytes long (from the pool when empty).
-    fn ensure_rbuf(&mut self, env: &mut Env<'_>, len: usize) {
+    fn ensure_rbuf(&mut self, env: &mut Env<'_, impl Observer>, len: usize) {
         if self.rbuf.capacity() == 0 {
             self.rbuf = env.bufs.take_filled();
         }
@@ -613,7 +658,7 @@ impl Conn {
     }
 
     /// Lends the read buffer back when it holds nothing unparsed.
-    fn release_rbuf(&mut self, env: &mut Env<'_>) {
+    fn release_rbuf(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.rpos == self.rend && self.rbuf.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut self.rbuf));
             self.rpos = 0;
@@ -623,7 +668,7 @@ impl Conn {
 
     /// Where the next read goes (after [`Intent::Read`]); taken from the pool when the
     /// connection held no buffer.
-    pub fn read_buf(&mut self, env: &mut Env<'_>) -> &mut [u8] {
+    pub fn read_buf(&mut self, env: &mut Env<'_, impl Observer>) -> &mut [u8] {
         if self.rbuf.capacity() == 0 {
             self.ensure_rbuf(env, RBUF_INITIAL);
         }
@@ -632,14 +677,14 @@ impl Conn {
 
     /// The read found nothing (EAGAIN): an empty buffer goes back to the pool, so a
     /// connection waiting for bytes holds none.
-    pub fn on_read_blocked(&mut self, env: &mut Env<'_>) {
+    pub fn on_read_blocked(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.discard == 0 {
             self.release_rbuf(env);
         }
     }
 
     /// `n` bytes were read into [`Conn::read_buf`]; 0 means the peer closed.
-    pub fn on_read(&mut self, env: &mut Env<'_>, n: usize) {
+    pub fn on_read(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
         if n == 0 {
             self.state = State::Closed { reset: false };
             return;
@@ -671,14 +716,14 @@ impl Conn {
     /// Answers a request that could not be parsed (all of `rbuf[rpos..rend]`, which
     /// is dropped). The answer to a HEAD has no body, and the log gets what arrived
     /// of the request line.
-    fn respond_error(&mut self, env: &mut Env<'_>, e: HttpError) {
+    fn respond_error(&mut self, env: &mut Env<'_, impl Observer>, e: HttpError) {
         let raw = &self.rbuf[self.rpos..self.rend];
         // Leading empty lines are ignored before a request line (RFC 9112 §2.2).
         let skip = raw.chunks(2).take_while(|c| *c == b"\r\n").count() * 2;
         let raw = &raw[skip..];
         let head_only = raw.starts_with(b"HEAD ");
         let mut meta = Meta::invalid(env);
-        if env.log.is_some() {
+        if env.events.keep() != Keep::Nothing {
             meta.line = partial_request_line(raw);
         }
         self.rpos = self.rend;
@@ -687,7 +732,13 @@ impl Conn {
         self.start_response(env, resp, out, meta);
     }
 
-    fn start_response(&mut self, env: &mut Env<'_>, resp: Response, out: Vec<u8>, meta: Meta) {
+    fn start_response(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+        resp: Response,
+        out: Vec<u8>,
+        meta: Meta,
+    ) {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         let (body, lease, in_head) = match resp.body {
@@ -763,7 +814,7 @@ impl Conn {
     }
 
     /// `n` bytes of [`Conn::write_buf`] were written.
-    pub fn on_written(&mut self, env: &mut Env<'_>, n: usize) {
+    pub fn on_written(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
         let now = env.now;
         let timeout = env.config.send_timeout;
         let Some(r) = self.respond_mut() else {
@@ -781,7 +832,7 @@ impl Conn {
             r.body_sent += n as u64;
             if matches!(b.mem, BodyMem::Held(_)) {
                 // A held file's bytes: from memory, copied at send time.
-                env.stats.body_from_memory(n as u64);
+                env.events.body_from_memory(n as u64);
             }
             if r.off as usize == end - start {
                 r.piece += 1;
@@ -818,7 +869,7 @@ impl Conn {
     /// `n` file bytes left (`by_reference`: as page references). `n == 0` means the
     /// file ended early: it shrank since its length was taken, so the response can't
     /// be completed and the connection closes after the bytes that exist.
-    pub fn on_file_sent(&mut self, env: &mut Env<'_>, n: usize, by_reference: bool) {
+    pub fn on_file_sent(&mut self, env: &mut Env<'_, impl Observer>, n: usize, by_reference: bool) {
         let now = env.now;
         let timeout = env.config.send_timeout;
         let peer = self.peer;
@@ -827,7 +878,7 @@ impl Conn {
         };
         if n == 0 {
             tracing::debug!(%peer, "file shrank mid-send; closing");
-            env.stats.truncation();
+            env.events.truncated();
             self.abort_response(env);
             return;
         }
@@ -847,7 +898,7 @@ impl Conn {
     }
 
     /// Sending failed (peer gone, ...): log and close.
-    pub fn on_send_failed(&mut self, env: &mut Env<'_>) {
+    pub fn on_send_failed(&mut self, env: &mut Env<'_, impl Observer>) {
         tracing::debug!(peer = %self.peer, "send failed; closing");
         self.end_response(env);
         self.state = State::Closed { reset: false };
@@ -857,9 +908,9 @@ impl Conn {
     /// Bytes that left as page references must leave before the file is let go (or
     /// be discarded with a reset if they don't in time); copies may stay queued, so
     /// then the file goes at once and the connection closes gracefully.
-    pub fn on_lease_breaking(&mut self, env: &mut Env<'_>) {
+    pub fn on_lease_breaking(&mut self, env: &mut Env<'_, impl Observer>) {
         tracing::debug!(peer = %self.peer, "file is being modified; stopping");
-        env.stats.lease_break();
+        env.events.lease_broken();
         let by_reference = self.end_response(env).is_some_and(|r| r.by_reference);
         if by_reference {
             self.state = State::Draining {
@@ -874,7 +925,7 @@ impl Conn {
     }
 
     /// The socket's send queue holds `len` bytes (after [`Intent::CheckSendQueue`]).
-    pub fn on_send_queue(&mut self, env: &mut Env<'_>, len: usize) {
+    pub fn on_send_queue(&mut self, env: &mut Env<'_, impl Observer>, len: usize) {
         if std::mem::take(&mut self.idle_check_due) && matches!(self.state, State::Idle) {
             let len = u32::try_from(len).unwrap_or(u32::MAX);
             match (len, self.idle_queue) {
@@ -913,7 +964,7 @@ impl Conn {
     }
 
     /// Logs the response and drops its body; the caller sets the next state.
-    fn end_response(&mut self, env: &mut Env<'_>) -> Option<Box<Respond>> {
+    fn end_response(&mut self, env: &mut Env<'_, impl Observer>) -> Option<Box<Respond>> {
         let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
         let State::Respond(mut r) = old else {
             self.state = old;
@@ -923,24 +974,18 @@ impl Conn {
             .meta
             .started
             .map_or(Duration::ZERO, |t| env.now.saturating_duration_since(t));
-        env.stats
-            .response(usize::from(r.meta.method), r.status, took);
-        if r.body.is_none() {
-            env.stats.body_from_memory(r.body_sent);
-        }
-        if let Some(log) = env.log {
-            let m = &r.meta;
-            let entry = access_log::Entry {
-                ip: self.peer.ip(),
-                line: &m.line,
-                status: r.status,
-                bytes: r.body_sent,
-                referer: &m.referer,
-                user_agent: &m.user_agent,
-                took,
-            };
-            log.format(env.log_buf, &entry);
-        }
+        let m = &r.meta;
+        env.events.done(&Done {
+            peer: self.peer,
+            method: m.method,
+            status: r.status,
+            body_sent: r.body_sent,
+            in_memory: r.body.is_none(),
+            took,
+            line: &m.line,
+            referer: &m.referer,
+            user_agent: &m.user_agent,
+        });
         if !r.out.is_empty() || r.out.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut r.out));
         }
@@ -950,13 +995,13 @@ impl Conn {
     /// The body can't be completed (its file shrank or changed): log, then close
     /// after the bytes that went out, so the client sees a short body, never a
     /// complete-looking wrong one.
-    fn abort_response(&mut self, env: &mut Env<'_>) {
+    fn abort_response(&mut self, env: &mut Env<'_, impl Observer>) {
         self.end_response(env);
         self.state = State::Closing { shut: false };
         self.deadline = env.now + LINGER;
     }
 
-    fn finish_response(&mut self, env: &mut Env<'_>) {
+    fn finish_response(&mut self, env: &mut Env<'_, impl Observer>) {
         let Some(mut r) = self.end_response(env) else {
             return;
         };
@@ -988,7 +1033,7 @@ impl Conn {
     // ---- time ----------------------------------------------------------------
 
     /// Called when [`Conn::deadline`] has passed; follow with [`Conn::next`].
-    pub fn on_timer(&mut self, env: &mut Env<'_>) {
+    pub fn on_timer(&mut self, env: &mut Env<'_, impl Observer>) {
         let now = env.now;
         if now < self.deadline {
             // Only a send-queue check is due; `next` asks for it.
@@ -1039,7 +1084,7 @@ impl Conn {
     /// The driver closes the connection for a reason of its own (a TLS error, the
     /// peer gone while ciphertext waited, the end of the shutdown grace): a response
     /// in progress is logged and counted as it stands.
-    pub fn on_dropped(&mut self, env: &mut Env<'_>) {
+    pub fn on_dropped(&mut self, env: &mut Env<'_, impl Observer>) {
         if matches!(self.state, State::Respond(_)) {
             self.end_response(env);
             self.state = State::Closed { reset: false };

@@ -23,12 +23,13 @@ use zcopy::Src;
 
 use super::fetch::{self, Fetcher};
 use super::tls::{Step, TlsConn, TlsWorker, Transport};
+use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{
     Engines, PeerRoute, PooledTransfer, Role, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
 };
 use crate::listen::{Listen, MAX_ID};
-use crate::proto::{self, Env, Intent};
+use crate::proto::{self, Intent};
 
 /// The token of the shutdown waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -291,7 +292,7 @@ impl Connection {
                             }
                             let engine = t.transfer.current();
                             let by_ref = engine.is_some_and(|k| k.sends_by_reference());
-                            env.stats.body_by_engine(engine, n as u64, by_ref);
+                            env.events.stats.body_by_engine(engine, n as u64, by_ref);
                             self.core.on_file_sent(&mut env, n, by_ref);
                         }
                         Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {

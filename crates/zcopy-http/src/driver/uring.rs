@@ -48,10 +48,11 @@ use rustix::io::Errno;
 use zcopy::EngineKind;
 use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
 
+use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{Role, Sheddable, classify_peer, shed_victim};
 use crate::listen::{Listen, MAX_ID};
-use crate::proto::{self, Env, Intent};
+use crate::proto::{self, Intent};
 
 /// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
 const RING: RingSize = RingSize {
@@ -578,7 +579,7 @@ impl Connection {
                             // `file == 0`: the file ended early (only corked bytes went).
                             if file > 0 {
                                 // Read into a buffer, then sent: copied, like read-write.
-                                env.stats.body_by_engine(
+                                env.events.stats.body_by_engine(
                                     Some(EngineKind::ReadWrite),
                                     file as u64,
                                     false,
@@ -593,8 +594,11 @@ impl Connection {
                         self.out.clear();
                         if n == prefix + file {
                             // Copied from the mapping at send time, like mmap.
-                            env.stats
-                                .body_by_engine(Some(EngineKind::Mmap), file as u64, false);
+                            env.events.stats.body_by_engine(
+                                Some(EngineKind::Mmap),
+                                file as u64,
+                                false,
+                            );
                             self.core.on_file_sent(&mut env, file, false);
                         } else {
                             // MSG_WAITALL: short only when the file lost pages meanwhile.
@@ -713,7 +717,8 @@ impl Connection {
             // Nothing left in the file at this offset: it shrank.
             self.core.on_file_sent(env, 0, true);
         } else if sent > 0 {
-            env.stats
+            env.events
+                .stats
                 .body_by_engine(Some(EngineKind::Splice), sent as u64, true);
             self.core.on_file_sent(env, sent, true);
         }

@@ -14,7 +14,7 @@ use crate::access_log::AccessLogger;
 use crate::handler::Site;
 use crate::listen::Listen;
 use crate::live::{Live, LiveCell};
-use crate::proto::{Buffers, ConnConfig, Env};
+use crate::proto::{self, Buffers, ConnConfig};
 use crate::shutdown::ShutdownInner;
 use crate::stats::WorkerStats;
 
@@ -88,6 +88,60 @@ impl Control {
     }
 }
 
+/// The core's view of a worker, as the drivers use it.
+pub(crate) type Env<'a> = proto::Env<'a, Report<'a>>;
+
+/// Where the core's events go: the worker's counters and access log.
+pub(crate) struct Report<'a> {
+    /// The worker's counters (drivers count engine bytes here too).
+    pub(crate) stats: &'a WorkerStats,
+    /// The access log, if enabled.
+    pub(crate) log: Option<&'a AccessLogger>,
+    /// Where finished responses' log lines go until the driver writes them out.
+    pub(crate) log_buf: &'a mut Vec<u8>,
+}
+
+impl proto::Observer for Report<'_> {
+    fn keep(&self) -> proto::Keep {
+        match self.log {
+            None => proto::Keep::Nothing,
+            Some(log) if log.wants_headers() => proto::Keep::LineAndHeaders,
+            Some(_) => proto::Keep::Line,
+        }
+    }
+
+    fn done(&mut self, d: &proto::Done<'_>) {
+        self.stats.response(usize::from(d.method), d.status, d.took);
+        if d.in_memory {
+            self.stats.body_from_memory(d.body_sent);
+        }
+        if let Some(log) = self.log {
+            let entry = crate::access_log::Entry {
+                ip: d.peer.ip(),
+                line: d.line,
+                status: d.status,
+                bytes: d.body_sent,
+                referer: d.referer,
+                user_agent: d.user_agent,
+                took: d.took,
+            };
+            log.format(self.log_buf, &entry);
+        }
+    }
+
+    fn body_from_memory(&mut self, n: u64) {
+        self.stats.body_from_memory(n);
+    }
+
+    fn truncated(&mut self) {
+        self.stats.truncation();
+    }
+
+    fn lease_broken(&mut self) {
+        self.stats.lease_break();
+    }
+}
+
 /// What a worker's connections share: the site, the log, buffers, the responder and
 /// the worker's counters.
 pub(crate) struct Common {
@@ -139,9 +193,11 @@ impl Common {
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,
             responder: &mut self.responder,
-            log: self.log.as_deref(),
-            log_buf: &mut self.log_buf,
-            stats: &self.stats,
+            events: Report {
+                stats: &self.stats,
+                log: self.log.as_deref(),
+                log_buf: &mut self.log_buf,
+            },
         }
     }
 

@@ -50,16 +50,18 @@ impl Harness {
         }
     }
 
-    fn env(&mut self) -> Env<'_> {
+    fn env(&mut self) -> crate::driver::worker::Env<'_> {
         Env {
             now: self.now,
             config: &self.config,
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,
             responder: &mut self.responder,
-            log: None,
-            log_buf: &mut self.log_buf,
-            stats: &self.stats,
+            events: crate::driver::worker::Report {
+                stats: &self.stats,
+                log: None,
+                log_buf: &mut self.log_buf,
+            },
         }
     }
 
