@@ -133,6 +133,24 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The site's part of the settings.
+    pub fn site(&self) -> crate::site_config::SiteConfig {
+        crate::site_config::SiteConfig {
+            root: self.root.clone(),
+            listing: self.listing,
+            hidden: self.hidden,
+            symlinks: self.symlinks,
+            index: self.index.clone(),
+            file_cache_ttl: self.file_cache_ttl,
+            limit_rate: self.limit_rate,
+            archives: self.archives,
+            precompressed: self.precompressed.clone(),
+            rules: self.rules.clone(),
+            hsts: self.hsts.clone(),
+            https_port: self.https_port,
+        }
+    }
+
     /// The settings of the connection core.
     pub fn conn(&self) -> crate::proto::ConnConfig {
         crate::proto::ConnConfig {

@@ -25,15 +25,16 @@ use crate::access::{self, Access, Denied};
 use crate::archive::{Archive, ArchiveError};
 use crate::auth::{Checks, Verdict};
 use crate::conditional::{self, Precondition, Validators};
-use crate::config::{Config, ListenKind};
 use crate::encoding::{self, Found};
 use crate::head::{self, Head};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
 use crate::redirect::https_location;
+use crate::request::ListenKind;
 use crate::request::{BodyFraming, HttpError, Method, Request, Version};
 use crate::rules::{Cors, Effective};
+pub use crate::site_config::SiteConfig;
 
 /// What is served, shared by all workers: the configuration and the root, opened once.
 #[derive(Debug)]
@@ -41,7 +42,7 @@ pub struct Site {
     /// The root directory, opened once (every path is resolved beneath it).
     pub root: OwnedFd,
     /// Settings.
-    pub config: Config,
+    pub config: SiteConfig,
     /// The root's path as the kernel names it, to tell where a followed symlink led
     /// ([`access::real_rel`]); `None` if unknown (then no link is followed).
     pub root_path: Option<String>,
@@ -51,7 +52,7 @@ pub struct Site {
 
 impl Site {
     /// Opens `config.root` as a directory.
-    pub fn open(config: Config) -> io::Result<Site> {
+    pub fn open(config: SiteConfig) -> io::Result<Site> {
         use rustix::fs::{Mode, OFlags};
         let root = rustix::fs::open(
             &config.root,

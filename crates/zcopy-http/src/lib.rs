@@ -39,6 +39,7 @@ pub mod request;
 pub mod rules;
 pub mod server;
 pub(crate) mod shutdown;
+pub mod site_config;
 pub mod stats;
 pub mod watch;
 

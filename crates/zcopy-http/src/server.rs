@@ -84,7 +84,7 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("addrs", &self.addrs)
-            .field("workers", &self.live.load().1.site.config.worker_count())
+            .field("workers", &self.live.load().1.config.worker_count())
             .finish_non_exhaustive()
     }
 }
@@ -205,7 +205,7 @@ impl Server {
 
     /// Starts the worker threads and returns at once.
     pub fn spawn(self) -> io::Result<RunningServer> {
-        let config = self.live.load().1.site.config.clone();
+        let config = self.live.load().1.config.clone();
         let want = config.io;
         let tls = self.kinds.iter().any(|k| *k != ListenKind::Http);
         let (io, why) = driver::choose(want, tls);
@@ -236,7 +236,7 @@ impl Server {
 
 /// Opens what a configuration needs before it can serve: the root and the access log.
 fn open_live(config: &Config) -> Result<Live, ServerError> {
-    let site = Site::open(config.clone()).map_err(|source| ServerError::Root {
+    let site = Site::open(config.site()).map_err(|source| ServerError::Root {
         path: config.root.clone(),
         source,
     })?;
@@ -256,6 +256,7 @@ fn open_live(config: &Config) -> Result<Live, ServerError> {
     };
     Ok(Live {
         site: Arc::new(site),
+        config: Arc::new(config.clone()),
         log,
     })
 }
@@ -299,7 +300,7 @@ impl ReloadHandle {
             return Err(ServerError::Refused("shutting down".into()));
         }
         let (_, old) = self.live.load();
-        let was = &old.site.config;
+        let was = &old.config;
         let moved = config.listen != was.listen
             || config.tls_listen != was.tls_listen
             || config.redirect_listen != was.redirect_listen;

@@ -421,7 +421,7 @@ impl Worker {
             ctl,
         } = start;
         let waker = ctl.waker.clone();
-        let engines = Engines::new(live.load().1.site.config.engine, stats.clone());
+        let engines = Engines::new(live.load().1.config.engine, stats.clone());
         let (books, common) = Books::new(live, active, shutdown, ctl, stats);
         let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         Ok(Worker {
@@ -467,9 +467,9 @@ impl Worker {
                 self.relisten(plan);
             }
             if let Some(live) = self.books.reloaded() {
-                if live.site.config.engine != self.sh.common.site.config.engine {
+                if live.config.engine != self.sh.common.config.engine {
                     self.sh.engines =
-                        Engines::new(live.site.config.engine, self.sh.common.stats.clone());
+                        Engines::new(live.config.engine, self.sh.common.stats.clone());
                 }
                 self.sh.common.reload(&live);
             }
@@ -627,7 +627,7 @@ impl Worker {
         if !self.books.may_accept(self.sh.common.now) {
             return;
         }
-        let max = self.sh.common.site.config.max_connections.max(1);
+        let max = self.sh.common.config.max_connections.max(1);
         for li in 0..self.listeners.len() {
             let mut accepted = 0;
             let tls = matches!(self.listeners[li].role, Role::Https(_));

@@ -1044,7 +1044,7 @@ impl Worker {
         let Ok(peer) = stream.peer_addr() else {
             return;
         };
-        let max = self.sh.common.site.config.max_connections.max(1);
+        let max = self.sh.common.config.max_connections.max(1);
         if self.books.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
             self.sh.common.stats.refused();
             super::refuse(&stream);

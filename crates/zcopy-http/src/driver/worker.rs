@@ -146,6 +146,8 @@ impl proto::Observer for Report<'_> {
 /// the worker's counters.
 pub(crate) struct Common {
     pub(crate) site: Arc<Site>,
+    /// The server's settings.
+    pub(crate) config: Arc<crate::config::Config>,
     /// The core's settings, from the site's configuration.
     pub(crate) conn: ConnConfig,
     pub(crate) log: Option<Arc<AccessLogger>>,
@@ -173,7 +175,8 @@ impl Common {
                 cache,
                 checks: crate::auth::Checks::default(),
             },
-            conn: site.config.conn(),
+            conn: live.config.conn(),
+            config: live.config.clone(),
             site,
             log: live.log.clone(),
             bufs: Buffers::new(super::SPARE_BUFFERS),
@@ -207,7 +210,8 @@ impl Common {
         self.flush_log();
         let site = live.site.clone();
         self.responder = self.responder.reloaded(site.clone());
-        self.conn = site.config.conn();
+        self.conn = live.config.conn();
+        self.config = live.config.clone();
         self.site = site;
         self.log = live.log.clone();
     }
@@ -282,7 +286,10 @@ impl Books {
         let now = Instant::now();
         let (generation, current) = live.load();
         let mut common = Common::new(&current, stats, now);
-        common.responder.checks = crate::auth::Checks::new(Some(ctl.waker.clone()));
+        let waker = ctl.waker.clone();
+        common.responder.checks = crate::auth::Checks::new(Some(Arc::new(move || {
+            let _ = waker.wake();
+        })));
         let books = Books {
             free: Vec::new(),
             runq: Vec::new(),
@@ -339,7 +346,7 @@ impl Books {
     /// Starts the graceful end: no new requests, the grace period begins.
     pub(crate) fn begin_shutdown(&mut self, sh: &mut Common) {
         sh.shutting_down = true;
-        self.grace_until = Some(sh.now + sh.site.config.shutdown_grace);
+        self.grace_until = Some(sh.now + sh.config.shutdown_grace);
     }
 
     /// The graceful end is over (no connection left, or the grace period ended):

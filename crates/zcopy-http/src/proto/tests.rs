@@ -33,7 +33,7 @@ impl Harness {
             root: dir.path().to_path_buf(),
             ..Config::default()
         };
-        let site = Arc::new(Site::open(config.clone()).unwrap());
+        let site = Arc::new(Site::open(config.site()).unwrap());
         Harness {
             _dir: dir,
             config: config.conn(),
