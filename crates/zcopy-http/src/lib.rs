@@ -11,39 +11,24 @@
 //! sending.
 #![forbid(unsafe_code)]
 
-pub mod access;
+// The lower layers' modules under their old paths, for the CLI, the bench, the fuzz
+// targets and this crate's own `crate::...` paths.
+pub use zcopy_http1::{conditional, head, plan, proto, range, request};
+pub(crate) use zcopy_site::lock;
+pub use zcopy_site::{
+    access, archive, auth, cache, encoding, handler, listing, pages, path, redirect, rules,
+    site_config, watch,
+};
+
 pub mod access_log;
-pub mod archive;
-pub mod auth;
 pub mod budget;
-pub mod cache;
-pub mod conditional;
 pub mod config;
 pub mod driver;
-pub mod encoding;
 pub mod error;
-pub mod handler;
-pub mod head;
 pub(crate) mod listen;
-pub mod listing;
 pub mod live;
 pub mod metrics;
-pub mod pages;
-pub mod path;
-pub mod plan;
 pub(crate) mod pool;
-pub mod proto;
-pub mod range;
-pub mod redirect;
-pub mod request;
-pub mod rules;
 pub mod server;
 pub(crate) mod shutdown;
-pub mod site_config;
 pub mod stats;
-pub mod watch;
-
-/// Locks `m`, also after a panic elsewhere (the state stays usable).
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

@@ -9,6 +9,9 @@ pub mod tls;
 pub mod uring;
 pub(crate) mod worker;
 
+#[cfg(test)]
+mod core_tests;
+
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;

@@ -8,7 +8,7 @@
 //!                      └ bad request ─▶ Respond (error, then Closing)
 //! ```
 //!
-//! A driver (the mio epoll loop in [`crate::driver::epoll`]) owns the socket and asks
+//! A driver (in the server: the mio epoll loop or the io_uring loop) owns the socket and asks
 //! [`Conn::next`] what to do, does it, and reports the outcome with the matching `on_*`
 //! call. The core makes no syscalls; the [`Responder`] it is given turns a parsed
 //! request into a response (that is where files are opened).
@@ -1136,6 +1136,3 @@ fn printable(raw: &[u8]) -> String {
         })
         .collect()
 }
-
-#[cfg(test)]
-mod tests;

@@ -311,7 +311,7 @@ fn unix_secs(t: SystemTime) -> i64 {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC (days-to-civil after Howard Hinnant).
-pub(crate) fn iso_utc(t: SystemTime) -> String {
+pub fn iso_utc(t: SystemTime) -> String {
     let secs = unix_secs(t);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

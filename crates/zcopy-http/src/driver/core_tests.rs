@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::*;
 use crate::cache::FileCache;
 use crate::config::Config;
 use crate::driver::SiteResponder;
 use crate::handler::Site;
+use crate::proto::*;
 
 /// A core with its worker: a site in a temporary directory, a buffer pool, a clock.
 struct Harness {

@@ -1,5 +1,5 @@
 //! From a parsed request to a response: the head (formatted into a buffer) and a plan
-//! for the body. No socket I/O happens here; [`crate::conn`] sends what this decides.
+//! for the body. No socket I/O happens here; the server's drivers send what this decides.
 //!
 //! Syscalls per file request: one `openat2` + one `fstat` (inside [`path::open`]),
 //! plus one more pair for a directory's index file. Content-Length is always the
