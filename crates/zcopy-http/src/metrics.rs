@@ -1,5 +1,5 @@
 //! The metrics endpoint: a small event loop (mio) on its own thread that answers
-//! `GET /metrics` with [`Stats::render`], so scrapes never touch the workers' event
+//! `GET /metrics` with [`ServerStats::render`], so scrapes never touch the workers' event
 //! loops. Scrapes are served side by side: a client that sends its request slowly,
 //! or reads the answer slowly, holds only its own connection ([`SCRAPE_TIMEOUT`] at
 //! most), never the next scraper. At most [`MAX_SCRAPES`] connections are open at
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::stats::Stats;
+use crate::stats::ServerStats;
 
 /// How long one scrape may take, request and answer.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +24,7 @@ const MAX_HEAD: usize = 8192;
 const LISTENER: Token = Token(usize::MAX);
 
 /// Serves `stats` on `listener` from a new thread, for the life of the process.
-pub fn spawn(listener: TcpListener, stats: Arc<Stats>) -> io::Result<()> {
+pub fn spawn(listener: TcpListener, stats: Arc<ServerStats>) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let poll = Poll::new()?;
     let mut listener = mio::net::TcpListener::from_std(listener);
@@ -49,7 +49,7 @@ struct Scrape {
     seq: u64,
 }
 
-fn run(mut poll: Poll, listener: mio::net::TcpListener, stats: &Stats) {
+fn run(mut poll: Poll, listener: mio::net::TcpListener, stats: &ServerStats) {
     let mut events = Events::with_capacity(64);
     let mut scrapes: Vec<Option<Scrape>> = Vec::new();
     let mut seq = 0u64;
@@ -148,7 +148,7 @@ fn close(poll: &Poll, scrapes: &mut [Option<Scrape>], i: usize) {
 
 impl Scrape {
     /// Reads and writes what the socket allows; true when the scrape is over.
-    fn step(&mut self, stats: &Stats) -> bool {
+    fn step(&mut self, stats: &ServerStats) -> bool {
         if self.out.is_empty() {
             let mut buf = [0u8; 1024];
             loop {
@@ -185,7 +185,7 @@ impl Scrape {
 }
 
 /// The whole answer (head and body) to a request head.
-fn answer(head: &[u8], stats: &Stats) -> Vec<u8> {
+fn answer(head: &[u8], stats: &ServerStats) -> Vec<u8> {
     let line = head.split(|&b| b == b'\r').next().unwrap_or(&[]);
     let mut parts = line.split(|&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));

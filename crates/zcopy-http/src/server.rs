@@ -21,7 +21,7 @@ use crate::live::{Live, LiveCell};
 use crate::lock;
 use crate::pool::{Pool, TlsCell};
 pub(crate) use crate::shutdown::ShutdownInner;
-use crate::stats::Stats;
+use crate::stats::ServerStats;
 
 /// Asks a running server to stop: no new connections, in-flight responses finish
 /// within the grace period, then the workers exit.
@@ -72,7 +72,7 @@ impl TlsReloader {
 /// A bound server, ready to run.
 pub struct Server {
     live: Arc<LiveCell>,
-    stats: Arc<Stats>,
+    stats: Arc<ServerStats>,
     addrs: Vec<SocketAddr>,
     kinds: Vec<ListenKind>,
     tls: Option<Arc<TlsSite>>,
@@ -123,7 +123,7 @@ impl Server {
             (addrs, tls)
         };
         let live = Arc::new(LiveCell::new(open_live(&config)?));
-        let stats = Arc::new(Stats::new(n));
+        let stats = Arc::new(ServerStats::new(n));
         let inner = Arc::new(ShutdownInner {
             flag: AtomicBool::new(false),
             wakers: Mutex::new(Vec::new()),
@@ -136,7 +136,7 @@ impl Server {
             from_manager,
             Arc::new(Mutex::new(tls.clone())),
         );
-        let (addrs, kinds) = pool.addrs.iter().map(|a| (a.bound, a.kind())).unzip();
+        let (addrs, kinds) = pool.addrs.iter().map(|a| (a.bound, a.kind)).unzip();
         let pool = Arc::new(Mutex::new(pool));
         let shutdown = ShutdownHandle {
             inner,
@@ -189,7 +189,7 @@ impl Server {
     }
 
     /// The workers' counters (for a metrics endpoint).
-    pub fn stats(&self) -> Arc<Stats> {
+    pub fn stats(&self) -> Arc<ServerStats> {
         self.stats.clone()
     }
 

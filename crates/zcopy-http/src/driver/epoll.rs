@@ -14,6 +14,7 @@
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -22,12 +23,13 @@ use rustix::io::Errno;
 use zcopy::Src;
 
 use super::fetch::{self, Fetcher};
-use super::tls::{Step, TlsConn, TlsWorker, Transport};
+use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{
-    Engines, PeerRoute, PooledTransfer, Role, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
+    Engines, PeerRoute, PooledTransfer, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
 };
+use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
@@ -376,7 +378,9 @@ struct Listener {
     id: u64,
     /// This worker's descriptor of the socket.
     sock: TcpListener,
-    role: Role,
+    kind: ListenKind,
+    /// The TLS setup of an HTTPS listener.
+    tls: Option<Arc<TlsSite>>,
     /// Left out of the worker's listener set: accepted from until empty, then closed.
     leaving: bool,
     /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
@@ -568,7 +572,7 @@ impl Worker {
                 tracing::error!("listener {}: {e}", p.sock.id);
                 continue;
             }
-            if let (false, Role::Https(site)) = (self.tls_limits_set, &p.role) {
+            if let (false, Some(site)) = (self.tls_limits_set, &p.tls) {
                 // The first HTTPS listener of this worker: its handshake limits (one
                 // TLS setup per process, so they never change after).
                 self.sh.tls = TlsWorker::new(&site.limits);
@@ -577,7 +581,8 @@ impl Worker {
             self.listeners.push(Listener {
                 id: p.sock.id,
                 sock,
-                role: p.role,
+                kind: p.kind,
+                tls: p.tls,
                 leaving: false,
                 ready: true,
                 registered: true,
@@ -630,7 +635,7 @@ impl Worker {
         let max = self.sh.common.config.max_connections.max(1);
         for li in 0..self.listeners.len() {
             let mut accepted = 0;
-            let tls = matches!(self.listeners[li].role, Role::Https(_));
+            let tls = self.listeners[li].tls.is_some();
             while self.listeners[li].ready && self.listeners[li].registered {
                 if accepted >= ACCEPT_BATCH {
                     return;
@@ -656,8 +661,9 @@ impl Worker {
                                 super::refuse(&stream);
                             }
                         } else {
-                            let role = self.listeners[li].role.clone();
-                            self.add(stream, peer, role);
+                            let l = &self.listeners[li];
+                            let (kind, site) = (l.kind, l.tls.clone());
+                            self.add(stream, peer, kind, site);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -728,9 +734,15 @@ impl Worker {
         true
     }
 
-    fn add(&mut self, stream: TcpStream, peer: SocketAddr, role: Role) {
-        let transport = match &role {
-            Role::Https(site) => match TlsConn::new(site, self.sh.common.now) {
+    fn add(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        kind: ListenKind,
+        tls: Option<Arc<TlsSite>>,
+    ) {
+        let transport = match &tls {
+            Some(site) => match TlsConn::new(site, self.sh.common.now) {
                 Ok(t) if self.sh.tls.slots.take() => Transport::Tls(Box::new(t)),
                 Ok(_) => return,
                 Err(e) => {
@@ -738,7 +750,7 @@ impl Worker {
                     return;
                 }
             },
-            _ => Transport::Plain,
+            None => Transport::Plain,
         };
         let idx = self.books.slot(|| {
             self.slots.push(Slot {
@@ -751,8 +763,8 @@ impl Worker {
         let route = classify_peer(&mut self.sh.common.peers, &stream, peer);
         let (env, ..) = self.sh.parts();
         let mut core = proto::Conn::new(peer, !route.local, &env);
-        if !matches!(role, Role::Http) {
-            core.set_via(role.kind());
+        if kind != ListenKind::Http {
+            core.set_via(kind);
         }
         let mut conn = Connection {
             stream,

@@ -28,28 +28,6 @@ use crate::proto::Responder;
 use crate::request::Request;
 use crate::stats::WorkerStats;
 
-/// What a worker's listener speaks.
-#[derive(Clone, Debug)]
-pub enum Role {
-    /// Plain HTTP.
-    Http,
-    /// HTTPS, with the listeners' TLS setup.
-    Https(Arc<tls::TlsSite>),
-    /// Plain HTTP answering every request with a 308 to https.
-    Redirect,
-}
-
-impl Role {
-    /// The kind of listener, as the core and the handler see it.
-    pub fn kind(&self) -> crate::config::ListenKind {
-        match self {
-            Role::Http => crate::config::ListenKind::Http,
-            Role::Https(_) => crate::config::ListenKind::Https,
-            Role::Redirect => crate::config::ListenKind::Redirect,
-        }
-    }
-}
-
 pub use crate::config::IoDriver;
 
 /// The driver that runs for `want` (never `Auto`), and why. `tls`: some listener

@@ -50,7 +50,7 @@ use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize
 
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
-use super::{Role, Sheddable, classify_peer, shed_victim};
+use super::{Sheddable, classify_peer, shed_victim};
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
@@ -971,7 +971,7 @@ impl Worker {
             if self.listeners.iter().any(|l| l.id == p.sock.id) {
                 continue;
             }
-            if !matches!(p.role, Role::Http) {
+            if p.kind != crate::config::ListenKind::Http {
                 // `choose` never picks this driver for them.
                 tracing::error!("the io_uring driver serves plain HTTP only: listener left out");
                 continue;
