@@ -10,8 +10,10 @@
 //!
 //! A driver (in the server: the mio epoll loop or the io_uring loop) owns the socket and asks
 //! [`Conn::next`] what to do, does it, and reports the outcome with the matching `on_*`
-//! call. The core makes no syscalls; the [`Responder`] it is given turns a parsed
-//! request into a response (that is where files are opened).
+//! call. The core makes no syscalls and knows no site: when a request is ready it
+//! says so ([`Intent::Request`]) and the driver answers it with a response plan
+//! ([`Conn::answer`]); when an archive member's turn comes it asks for it to be
+//! opened ([`Intent::OpenMember`], [`Conn::on_member`]).
 //!
 //! Memory: an idle keep-alive connection holds no buffer. The read buffer and the
 //! response-head buffer come from the worker's [`Buffers`] when bytes are due and go
@@ -42,24 +44,6 @@ pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
 pub const RATE_BURST: u64 = 64 * 1024;
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
-
-/// Turns a parsed request into a response: the head (and any in-memory body) is
-/// appended to `out`; `close` says the connection closes after it whatever the
-/// request asked.
-pub trait Responder {
-    /// Answers `req`.
-    fn respond(
-        &mut self,
-        req: &Request<'_>,
-        close: bool,
-        out: &mut Vec<u8>,
-        now: Instant,
-    ) -> Response;
-
-    /// Opens archive member `member` beneath `dir` when its turn comes; `None` when it
-    /// is gone or no longer the file the archive announced.
-    fn open_member(&mut self, dir: &File, member: &Member) -> Option<File>;
-}
 
 /// A worker's spare buffers, lent to connections while they have bytes to hold.
 #[derive(Debug, Default)]
@@ -181,8 +165,6 @@ pub struct Env<'a, O> {
     pub shutting_down: bool,
     /// Spare buffers.
     pub bufs: &'a mut Buffers,
-    /// Answers requests.
-    pub responder: &'a mut dyn Responder,
     /// Told of every response that ends, and of what the counters count.
     pub events: O,
 }
@@ -201,6 +183,12 @@ impl<O> std::fmt::Debug for Env<'_, O> {
 pub enum Intent {
     /// Read from the socket into [`Conn::read_buf`], then [`Conn::on_read`].
     Read,
+    /// A request head may be complete: call [`Conn::answer`] (which parses it and,
+    /// when it is whole, asks the caller for the response plan).
+    Request,
+    /// An archive member's turn has come: open [`Conn::member_to_open`], then
+    /// [`Conn::on_member`].
+    OpenMember,
     /// Write [`Conn::write_buf`] (`more`: body bytes follow at once, so MSG_MORE), then
     /// [`Conn::on_written`].
     Write {
@@ -388,8 +376,11 @@ pub struct Conn {
     idle_check_due: bool,
     /// The send queue's length at the previous such look in this idle spell.
     idle_queue: Option<u32>,
-    /// What the listener speaks (told to the responder with each request).
+    /// What the listener speaks (set on each request).
     via: ListenKind,
+    /// The buffered bytes were parsed and are not a whole head yet: read more before
+    /// offering them again.
+    partial: bool,
 }
 
 impl Conn {
@@ -410,6 +401,7 @@ impl Conn {
             idle_check_due: false,
             idle_queue: None,
             via: ListenKind::Http,
+            partial: false,
         }
     }
 
@@ -499,13 +491,9 @@ impl Conn {
                         Some(Piece::Member { index, .. })
                             if r.member.as_ref().is_none_or(|(i, _)| *i != index) =>
                         {
-                            // Its turn: open it (the responder checks it is still the
-                            // file the archive announced).
-                            let dir = &body.file;
-                            match env.responder.open_member(dir, &body.members[index]) {
-                                Some(f) => r.member = Some((index, Arc::new(f))),
-                                None => self.abort_response(env),
-                            }
+                            // Its turn: the caller opens it (and checks it is still
+                            // the file the archive announced).
+                            return Intent::OpenMember;
                         }
                         Some(Piece::File { start: _, len } | Piece::Member { len, .. }) => {
                             let start = match body.pieces[r.piece] {
@@ -569,54 +557,16 @@ impl Conn {
 
     // ---- reading -------------------------------------------------------------
 
-    /// Parses what is buffered; `None` when the state changed (call again).
+    /// Offers what is buffered as a request, or asks for more bytes; `None` when the
+    /// state changed (call again).
     fn read_head(&mut self, env: &mut Env<'_, impl Observer>) -> Option<Intent> {
         self.skip_body();
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
         }
-        if self.discard == 0 && self.rend > self.rpos {
-            let limits = env.config.limits;
-            match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-                Ok(Parsed::Complete(mut req, used)) => {
-                    req.via = self.via;
-                    let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
-                    let body_len = req.body_len;
-                    if body_len > env.config.max_body_discard {
-                        let head_only = req.method == Method::Head;
-                        self.rpos = self.rend;
-                        let mut out = env.bufs.take();
-                        let e = http_error(413, "request body too large");
-                        let resp = Response::error(&mut out, e, head_only);
-                        self.start_response(env, resp, out, meta);
-                        return None;
-                    }
-                    // A client that sent `Expect: 100-continue` may hold its body back
-                    // until a 100 that never comes, or drop it on seeing our final
-                    // status: what follows the head is then not surely body bytes, so
-                    // this response closes the connection (RFC 9110 §10.1.1).
-                    let close = env.shutting_down || (req.expect_continue && body_len > 0);
-                    let mut out = env.bufs.take();
-                    let resp = env.responder.respond(&req, close, &mut out, env.now);
-                    if matches!(resp.body, Body::Pending) {
-                        env.bufs.give(out);
-                        self.state = State::Checking;
-                        self.deadline = env.now + env.config.header_timeout;
-                        return Some(Intent::Wait);
-                    }
-                    self.rpos += used;
-                    self.discard = body_len;
-                    self.skip_body();
-                    self.start_response(env, resp, out, meta);
-                    return None;
-                }
-                Ok(Parsed::Partial) => {}
-                Err(e) => {
-                    self.respond_error(env, e);
-                    return None;
-                }
-            }
+        if self.discard == 0 && self.rend > self.rpos && !self.partial {
+            return Some(Intent::Request);
         }
         // Need more bytes: make room, or refuse a head that can't fit. An empty
         // buffer is taken from the pool only when bytes are there to read.
@@ -636,6 +586,61 @@ impl Conn {
             }
         }
         Some(Intent::Read)
+    }
+
+    /// Answers [`Intent::Request`]: parses the buffered head once and, when it is
+    /// whole, asks `site` for the response (`site(request, close, out)`: the head and
+    /// any in-memory body go to `out`; `close`: the connection closes after it
+    /// whatever the request asked). A head that is not whole yet waits for more bytes;
+    /// one that is malformed or too large is answered here with its error status. A
+    /// [`Response::pending`] answer keeps the request until [`Conn::resume`].
+    pub fn answer(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+        site: impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response,
+    ) {
+        if !matches!(self.state, State::Idle | State::Head)
+            || self.discard > 0
+            || self.rend == self.rpos
+        {
+            return;
+        }
+        let limits = env.config.limits;
+        match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
+            Ok(Parsed::Complete(mut req, used)) => {
+                req.via = self.via;
+                let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
+                let body_len = req.body_len;
+                if body_len > env.config.max_body_discard {
+                    let head_only = req.method == Method::Head;
+                    self.rpos = self.rend;
+                    let mut out = env.bufs.take();
+                    let e = http_error(413, "request body too large");
+                    let resp = Response::error(&mut out, e, head_only);
+                    self.start_response(env, resp, out, meta);
+                    return;
+                }
+                // A client that sent `Expect: 100-continue` may hold its body back
+                // until a 100 that never comes, or drop it on seeing our final
+                // status: what follows the head is then not surely body bytes, so
+                // this response closes the connection (RFC 9110 §10.1.1).
+                let close = env.shutting_down || (req.expect_continue && body_len > 0);
+                let mut out = env.bufs.take();
+                let resp = site(&req, close, &mut out);
+                if matches!(resp.body, Body::Pending) {
+                    env.bufs.give(out);
+                    self.state = State::Checking;
+                    self.deadline = env.now + env.config.header_timeout;
+                    return;
+                }
+                self.rpos += used;
+                self.discard = body_len;
+                self.skip_body();
+                self.start_response(env, resp, out, meta);
+            }
+            Ok(Parsed::Partial) => self.partial = true,
+            Err(e) => self.respond_error(env, e),
+        }
     }
 
     /// Throws away buffered request-body bytes still owed.
@@ -695,6 +700,7 @@ impl Conn {
                 self.rend = 0;
             }
             State::Idle => {
+                self.partial = false;
                 self.rend += n;
                 if self.discard == 0 || self.rend - self.rpos > self.discard as usize {
                     // First bytes of a new request on a kept-alive connection.
@@ -702,7 +708,10 @@ impl Conn {
                     self.deadline = env.now + env.config.header_timeout;
                 }
             }
-            _ => self.rend += n,
+            _ => {
+                self.partial = false;
+                self.rend += n;
+            }
         }
     }
 
@@ -1070,6 +1079,35 @@ impl Conn {
             }
             State::Draining { .. } => {}
             State::Closed { .. } => {}
+        }
+    }
+
+    /// The archive member to open after [`Intent::OpenMember`]: the directory it lies
+    /// beneath and the member as the archive announced it.
+    pub fn member_to_open(&self) -> Option<(&File, &Member)> {
+        let State::Respond(r) = &self.state else {
+            return None;
+        };
+        let body = r.body.as_ref()?;
+        match body.pieces.get(r.piece)? {
+            Piece::Member { index, .. } => Some((&body.file, body.members.get(*index)?)),
+            _ => None,
+        }
+    }
+
+    /// The member of [`Conn::member_to_open`], opened; `None` when it is gone or no
+    /// longer the file the archive announced (the response is cut short).
+    pub fn on_member(&mut self, env: &mut Env<'_, impl Observer>, file: Option<File>) {
+        let State::Respond(r) = &mut self.state else {
+            return;
+        };
+        let index = match r.body.as_ref().and_then(|b| b.pieces.get(r.piece)) {
+            Some(Piece::Member { index, .. }) => *index,
+            _ => return,
+        };
+        match file {
+            Some(f) => r.member = Some((index, Arc::new(f))),
+            None => self.abort_response(env),
         }
     }
 

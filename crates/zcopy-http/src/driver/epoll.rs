@@ -27,8 +27,10 @@ use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{
-    Engines, PeerRoute, PooledTransfer, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
+    Engines, PeerRoute, PooledTransfer, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
+    shed_victim,
 };
+use crate::archive::open_member;
 use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
@@ -65,13 +67,17 @@ struct Shared {
 
 impl Shared {
     /// The core's view of the worker, and the engines, fetch thread and TLS state beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut Engines, &Fetcher, &mut TlsWorker) {
-        (
-            self.common.env(),
-            &mut self.engines,
-            &self.fetcher,
-            &mut self.tls,
-        )
+    fn parts(
+        &mut self,
+    ) -> (
+        Env<'_>,
+        &mut Engines,
+        &Fetcher,
+        &mut TlsWorker,
+        &mut SiteResponder,
+    ) {
+        let (env, site) = self.common.parts();
+        (env, &mut self.engines, &self.fetcher, &mut self.tls, site)
     }
 }
 
@@ -152,7 +158,7 @@ impl Connection {
             return Progress::Close;
         }
         loop {
-            let (mut env, engines, fetcher, tls) = sh.parts();
+            let (mut env, engines, fetcher, tls, site) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
             {
@@ -224,6 +230,19 @@ impl Connection {
                         }
                         Err(_) => self.core.on_send_failed(&mut env),
                     }
+                }
+                Intent::Request => {
+                    let now = env.now;
+                    self.core.answer(&mut env, |req, close, out| {
+                        site.respond(req, close, out, now)
+                    });
+                }
+                Intent::OpenMember => {
+                    let file = self
+                        .core
+                        .member_to_open()
+                        .and_then(|(d, m)| open_member(d, m));
+                    self.core.on_member(&mut env, file);
                 }
                 Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {

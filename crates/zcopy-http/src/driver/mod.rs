@@ -12,7 +12,6 @@ pub(crate) mod worker;
 #[cfg(test)]
 mod core_tests;
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -24,7 +23,6 @@ use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::{FileCache, pread_into};
 use crate::handler::{self, Body, Piece, Response, Site};
-use crate::proto::Responder;
 use crate::request::Request;
 use crate::stats::WorkerStats;
 
@@ -158,13 +156,13 @@ pub struct SiteResponder {
     pub checks: crate::auth::Checks,
 }
 
-impl Responder for SiteResponder {
+impl SiteResponder {
     /// One `openat2` + `fstat` (on a cache hit one `fstat`, or nothing for a file
     /// the cache holds). A body of at most [`SMALL_BODY`] bytes is copied from the
     /// cache or read here (one `pread`) so it leaves with the head in one write; a
     /// larger body the cache holds is sent from the held bytes (one copy, by the
     /// kernel, at send time) unless `--limit-rate` paces file bodies.
-    fn respond(
+    pub fn respond(
         &mut self,
         req: &Request<'_>,
         close: bool,
@@ -213,13 +211,6 @@ impl Responder for SiteResponder {
         resp
     }
 
-    /// One `openat2` + `fstat`.
-    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File> {
-        crate::archive::open_member(dir, member)
-    }
-}
-
-impl SiteResponder {
     /// A responder for the site of a reload, with an empty file cache that carries on
     /// this one's hit and miss counts, and this one's password checks in flight.
     pub fn reloaded(&mut self, site: Arc<Site>) -> SiteResponder {

@@ -50,7 +50,8 @@ use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize
 
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
-use super::{Sheddable, classify_peer, shed_victim};
+use super::{Sheddable, SiteResponder, classify_peer, shed_victim};
+use crate::archive::open_member;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
@@ -187,9 +188,11 @@ impl Shared {
         self.common.env()
     }
 
-    /// The core's view of the worker, and the send/read buffers beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut IoBufs) {
-        (self.common.env(), &mut self.io)
+    /// The core's view of the worker, the send/read buffers beside it, and the
+    /// responder that answers its requests.
+    fn parts(&mut self) -> (Env<'_>, &mut IoBufs, &mut SiteResponder) {
+        let (env, site) = self.common.parts();
+        (env, &mut self.io, site)
     }
 }
 
@@ -204,7 +207,7 @@ impl Connection {
         let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
         sh.common.serving(idx, self.core.peer());
         while !self.closing {
-            let (mut env, io) = sh.parts();
+            let (mut env, io, site) = sh.parts();
             let intent = self.core.next(&mut env);
             let corked = self.sending.is_none() && !self.out.is_empty();
             match intent {
@@ -285,6 +288,19 @@ impl Connection {
                     self.sending = Some(Sending::Write { sent: 0, core: n });
                     self.submit_send(token, ring, 0, more);
                     return;
+                }
+                Intent::Request => {
+                    let now = env.now;
+                    self.core.answer(&mut env, |req, close, out| {
+                        site.respond(req, close, out, now)
+                    });
+                }
+                Intent::OpenMember => {
+                    let file = self
+                        .core
+                        .member_to_open()
+                        .and_then(|(d, m)| open_member(d, m));
+                    self.core.on_member(&mut env, file);
                 }
                 Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {

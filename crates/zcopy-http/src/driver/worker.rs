@@ -190,18 +190,24 @@ impl Common {
 
     /// The core's view of the worker.
     pub(crate) fn env(&mut self) -> Env<'_> {
-        Env {
+        self.parts().0
+    }
+
+    /// The core's view of the worker, and the responder that answers its requests
+    /// ([`proto::Intent::Request`]).
+    pub(crate) fn parts(&mut self) -> (Env<'_>, &mut SiteResponder) {
+        let env = Env {
             now: self.now,
             config: &self.conn,
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,
-            responder: &mut self.responder,
             events: Report {
                 stats: &self.stats,
                 log: self.log.as_deref(),
                 log_buf: &mut self.log_buf,
             },
-        }
+        };
+        (env, &mut self.responder)
     }
 
     /// Takes the settings of a reload: new requests are served under them; responses
