@@ -1174,3 +1174,6 @@ fn printable(raw: &[u8]) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
