@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use zcopy::EngineKind;
 
-/// Method labels: the two served, preflight, any other, and requests that never parsed.
+/// Method labels: the two served, preflight, any other, and requests that never parsed
+/// (in the order of the core's `proto::MethodClass`, which indexes them).
 pub const METHODS: [&str; 5] = ["GET", "HEAD", "OPTIONS", "other", "invalid"];
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 pub const BUCKETS: [f64; 12] = [

@@ -122,8 +122,8 @@ pub enum Keep {
 pub struct Done<'a> {
     /// The client.
     pub peer: SocketAddr,
-    /// 0 GET, 1 HEAD, 2 OPTIONS, 3 any other, 4 a request that never parsed.
-    pub method: u8,
+    /// What kind of request it answered.
+    pub method: MethodClass,
     /// Status sent.
     pub status: u16,
     /// Body bytes sent.
@@ -138,6 +138,23 @@ pub struct Done<'a> {
     pub referer: &'a str,
     /// User-Agent.
     pub user_agent: &'a str,
+}
+
+/// The kinds of request the counters tell apart; `as usize` indexes them in this
+/// order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MethodClass {
+    /// GET.
+    #[default]
+    Get,
+    /// HEAD.
+    Head,
+    /// OPTIONS.
+    Options,
+    /// Any other method.
+    Other,
+    /// A request that never parsed.
+    Invalid,
 }
 
 /// What the core tells its worker: every response that ends, and the events the
@@ -288,7 +305,7 @@ struct Respond {
 #[derive(Debug, Default)]
 struct Meta {
     /// As [`Done::method`].
-    method: u8,
+    method: MethodClass,
     /// When its head was parsed.
     started: Option<Instant>,
     /// Request line, referer and user agent: kept only when the log shows them.
@@ -300,10 +317,10 @@ struct Meta {
 impl Meta {
     fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_, impl Observer>) -> Meta {
         let method = match req.method {
-            Method::Get => 0,
-            Method::Head => 1,
-            Method::Other if req.method_name == "OPTIONS" => 2,
-            Method::Other => 3,
+            Method::Get => MethodClass::Get,
+            Method::Head => MethodClass::Head,
+            Method::Other if req.method_name == "OPTIONS" => MethodClass::Options,
+            Method::Other => MethodClass::Other,
         };
         let mut m = Meta {
             method,
@@ -324,7 +341,7 @@ impl Meta {
     /// A request that never parsed.
     fn invalid(env: &Env<'_, impl Observer>) -> Meta {
         Meta {
-            method: 4,
+            method: MethodClass::Invalid,
             started: Some(env.now),
             ..Meta::default()
         }

@@ -111,7 +111,7 @@ impl proto::Observer for Report<'_> {
     }
 
     fn done(&mut self, d: &proto::Done<'_>) {
-        self.stats.response(usize::from(d.method), d.status, d.took);
+        self.stats.response(d.method as usize, d.status, d.took);
         if d.in_memory {
             self.stats.body_from_memory(d.body_sent);
         }
