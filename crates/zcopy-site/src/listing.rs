@@ -250,7 +250,7 @@ pub fn validators(body: &[u8], dir: &rustix::fs::Stat, entries: &[Entry]) -> Val
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut h);
-    let from_dir = Validators::from_stat(dir).modified;
+    let from_dir = crate::cache::validators(dir).modified;
     let newest = entries
         .iter()
         .map(|e| e.modified)
