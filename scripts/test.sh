@@ -21,6 +21,17 @@ fi
 
 cargo test --workspace --all-targets
 
+# The library's examples check their own output byte for byte.
+for ex in copy_file serve_file recv_splice tee_fanout; do
+  echo "== example $ex"
+  cargo run -q -p zcopy --example "$ex"
+done
+echo "== example zcopy-tokio send_file"
+cargo run -q -p zcopy-tokio --example send_file
+# A program outside the workspace, written from the crate's README and docs only.
+echo "== tests/outside"
+cargo run -q --manifest-path tests/outside/Cargo.toml --target-dir target/outside
+
 engines="sendfile splice mmap copy-range direct vmsplice tee msg-zerocopy uring"
 for e in $engines; do
   echo "== engine suite with $e forced off"

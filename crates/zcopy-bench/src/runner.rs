@@ -153,7 +153,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<BenchResul
                         sr.skipped.push(Skipped {
                             row: row.name().into(),
                             size,
-                            why,
+                            why: why.to_string(),
                         });
                         continue;
                     }

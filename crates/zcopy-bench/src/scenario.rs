@@ -41,10 +41,15 @@ pub enum Scenario {
 pub enum Row {
     /// Exactly this engine (no fallback).
     Engine(EngineKind),
-    /// `Plan::sized(.., Preference::Auto, size)`; to a TCP peer,
-    /// `Plan::for_peer(peer, size, Auto, held = true)`: the measured order for the
-    /// peer's path, every engine allowed.
+    /// `Plan::with_profile(.., Preference::Auto, size, profile)`; to a TCP peer,
+    /// `Plan::for_peer(peer, size, Auto, LeaseHold::UntilConsumed, profile)`: the
+    /// measured order for the peer's path, every engine allowed. The profile is the
+    /// one in force for this process ([`zcopy::profile::Profile::cached_default`]).
     Auto,
+}
+
+fn profile() -> Option<&'static zcopy::profile::Profile> {
+    zcopy::profile::Profile::cached_default()
 }
 
 impl Row {
@@ -61,8 +66,13 @@ impl Row {
     pub fn plan(self, src: FdKind, sink: FdKind, size: u64, peer: Option<&PeerClass>) -> Plan {
         match (self, peer) {
             (Row::Engine(k), _) => Plan::only(&[k]),
-            (Row::Auto, Some(peer)) => Plan::for_peer(peer, size, Preference::Auto, true),
-            (Row::Auto, None) => Plan::sized(Some(src), sink, Preference::Auto, Some(size)),
+            (Row::Auto, Some(peer)) => {
+                let hold = zcopy::LeaseHold::UntilConsumed;
+                Plan::for_peer(peer, size, Preference::Auto, hold, profile())
+            }
+            (Row::Auto, None) => {
+                Plan::with_profile(Some(src), sink, Preference::Auto, Some(size), profile())
+            }
         }
     }
 }

@@ -73,7 +73,7 @@ enum ProgressMode {
 }
 
 fn parse_pref(s: &str) -> Result<Preference, String> {
-    s.parse()
+    s.parse().map_err(|e: zcopy::UnknownEngine| e.to_string())
 }
 
 /// Files smaller than this get no progress bar.
@@ -402,7 +402,7 @@ impl Copier {
         to: &File,
         sparse: bool,
     ) -> anyhow::Result<()> {
-        let plan = Plan::new(
+        let plan = Plan::with_profile(
             Some(FdKind::File { len }),
             if sparse {
                 FdKind::File { len: 0 }
@@ -410,8 +410,10 @@ impl Copier {
                 FdKind::of(to.as_fd()).unwrap_or(FdKind::File { len: 0 })
             },
             self.pref,
+            None,
+            zcopy::profile::Profile::cached_default(),
         );
-        let mut transfer = Transfer::new(plan);
+        let mut transfer = Transfer::with_forced(plan, zcopy::Forced::from_env());
         let mut pos = 0;
         self.show(self.bytes);
         while pos < len {

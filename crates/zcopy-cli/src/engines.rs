@@ -28,7 +28,7 @@ pub fn run(args: EnginesArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|kind| Row {
             kind,
-            result: zcopy::probe::probe(kind),
+            result: zcopy::probe::verify(kind).map_err(|e| e.to_string()),
         })
         .collect();
     if args.json {
@@ -115,7 +115,7 @@ fn ktls_line() -> String {
 fn profile_line() -> String {
     match (
         zcopy::profile::Profile::path(),
-        zcopy::profile::Profile::load(),
+        zcopy::profile::Profile::cached_default(),
     ) {
         (Some(path), Some(p)) => format!(
             "auto follows the calibration profile {} ({} engine lines, {} io lines).",

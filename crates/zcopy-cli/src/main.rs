@@ -51,6 +51,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.quiet, cli.verbose);
+    // ZCOPY_DISABLE (README): engines and the server's `inotify`; say so of a typo.
+    for name in zcopy::Forced::from_env().switches() {
+        if name != "inotify" {
+            tracing::warn!("ZCOPY_DISABLE: '{name}' is neither an engine nor 'inotify'");
+        }
+    }
+    // Tests only (README): peers behind a veth count as remote.
+    if std::env::var(zcopy::peer::TEST_VETH_IS_REMOTE).is_ok_and(|v| v == "1") {
+        zcopy::peer::set_test_veth_is_remote(true);
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args, cli.quiet),
         Command::Cp(args) => cp::run(args),

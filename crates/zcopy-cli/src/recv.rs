@@ -61,7 +61,7 @@ pub struct RecvArgs {
 }
 
 fn parse_pref(s: &str) -> Result<Preference, String> {
-    s.parse()
+    s.parse().map_err(|e: zcopy::UnknownEngine| e.to_string())
 }
 
 /// Runs `zcopy recv`.

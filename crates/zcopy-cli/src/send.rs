@@ -45,7 +45,7 @@ pub struct SendArgs {
 }
 
 fn parse_pref(s: &str) -> Result<Preference, String> {
-    s.parse()
+    s.parse().map_err(|e: zcopy::UnknownEngine| e.to_string())
 }
 
 /// HOST:PORT (a usage error without a port).

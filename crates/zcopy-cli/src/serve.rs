@@ -234,7 +234,10 @@ fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
     fn get<T: Clone>(v: &Option<T>) -> T {
         v.clone().expect("filled in by Settings::defaults")
     }
-    let https = s.listen.iter().any(|l| l.https);
+    let https = s
+        .listen
+        .iter()
+        .any(|l| l.https(&s.listen, s.tls_cert.is_some()));
     let files = match (&s.tls_cert, &s.tls_key) {
         (Some(cert), Some(key)) => Some(CertFiles {
             cert: cert.clone(),
@@ -250,17 +253,19 @@ fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
         );
         anyhow::ensure!(
             s.hsts.is_none(),
-            "--hsts: there is no https:// listener (--listen https://ADDR)"
+            "--hsts: there is no HTTPS listener (give --tls-cert and --tls-key)"
         );
         anyhow::ensure!(
             s.redirect_http.is_empty(),
-            "--redirect-http: there is no https:// listener to redirect to (--listen https://ADDR)"
+            "--redirect-http: there is no HTTPS listener to redirect to (give --tls-cert \
+             and --tls-key)"
         );
         return Ok(None);
     };
     anyhow::ensure!(
         https,
-        "--tls-cert/--tls-key: there is no https:// listener (--listen https://ADDR)"
+        "--tls-cert/--tls-key: every listener says http://, so none serves HTTPS (write \
+         one as https://ADDR, or as ADDR without a scheme)"
     );
     let max_handshakes = get(&s.tls_max_handshakes).0;
     anyhow::ensure!(
@@ -307,7 +312,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
     let pick = |https: bool| -> Vec<SocketAddr> {
         s.listen
             .iter()
-            .filter(|l| l.https == https)
+            .filter(|l| l.https(&s.listen, s.tls_cert.is_some()) == https)
             .flat_map(|l| l.addrs.iter().copied())
             .collect()
     };
@@ -358,6 +363,12 @@ fn open_root(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => anyhow::bail!("{}: not a directory", root.display()),
+        // `--listing false` reads `false` as ROOT: say how a BOOL flag takes its value.
+        Err(e) if matches!(root.to_str(), Some("true" | "false")) => anyhow::bail!(
+            "{}: {e} (read as ROOT: a BOOL flag takes its value after '=', as in \
+             --listing=false)",
+            root.display()
+        ),
         Err(e) => anyhow::bail!("{}: {e}", root.display()),
     }
     std::fs::File::open(root).with_context(|| root.display().to_string())
@@ -372,6 +383,13 @@ fn check_files(config: &Config) -> anyhow::Result<()> {
     }
     if let Some(AccessLog::File(path)) = &config.access_log {
         let what = || format!("access log {}", path.display());
+        // `zcopy serve --access-log dist/` reads dist/ as the log file: say so.
+        anyhow::ensure!(
+            !path.is_dir(),
+            "{}: is a directory (a bare --access-log, which logs to stdout, takes the next \
+             word as its FILE: give ROOT before it or write `--access-log -`)",
+            what()
+        );
         if path.exists() {
             std::fs::OpenOptions::new()
                 .append(true)
@@ -409,9 +427,13 @@ impl ServeArgs {
             flags.listing = Some(false);
         }
         let file = match &self.config {
-            Some(path) => file::load(path).map_err(anyhow::Error::msg)?,
+            Some(path) => file::load(path)
+                .map_err(anyhow::Error::msg)?
+                .fold_headers()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             None => Settings::default(),
         };
+        let flags = flags.fold_headers().map_err(anyhow::Error::msg)?;
         let layered = Settings::defaults()
             .overlay(&file)
             .and_then(|s| s.overlay(&flags))

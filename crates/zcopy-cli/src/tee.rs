@@ -51,7 +51,11 @@ pub fn run(args: TeeArgs) -> anyhow::Result<ExitCode> {
     }
     let outputs: Vec<_> = files.iter().map(|(_, f)| f.as_fd()).collect();
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    let report = zcopy::fanout::fanout(stdin.as_fd(), stdout.as_fd(), &outputs, args.copy)
+    let mut forced = zcopy::Forced::from_env();
+    if args.copy {
+        forced = forced.disable(zcopy::EngineKind::Tee);
+    }
+    let report = zcopy::fanout::fanout(stdin.as_fd(), stdout.as_fd(), &outputs, &forced)
         .context("copying stdin to stdout")?;
     for (i, e) in &report.failed {
         eprintln!(

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::{AtFlags, FileType, OFlags, SeekFrom, Timespec, Timestamps};
+use zcopy::profile::Profile;
 use zcopy::transfer::Transfer;
-use zcopy::{FdKind, Plan, Preference};
+use zcopy::{FdKind, Forced, Plan, Preference};
 
 use crate::dest::{OutDir, check_path, open_in};
 use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply, printable};
@@ -461,13 +462,14 @@ fn receive_file(
     rustix::fs::seek(&fd, SeekFrom::Start(offset))?;
     let file = File::from(fd);
     let want = entry.size - offset;
-    let plan = Plan::sized(
+    let plan = Plan::with_profile(
         Some(FdKind::TcpSocket),
         FdKind::File { len: offset },
         cfg.engine,
         Some(want),
+        Profile::cached_default(),
     );
-    let mut t = Transfer::new(plan);
+    let mut t = Transfer::with_forced(plan, Forced::from_env());
     watchdog.arm(&file)?;
     let result = t
         .run(conn.as_fd(), None, file.as_fd(), Some(want), &mut |done| {

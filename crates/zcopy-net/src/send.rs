@@ -29,9 +29,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use zcopy::LeaseHold::UntilSent;
 use zcopy::lease::ReadLease;
+use zcopy::profile::Profile;
 use zcopy::transfer::Transfer;
-use zcopy::{PeerClass, PeerClassifier, Plan, Preference};
+use zcopy::{Forced, PeerClass, PeerClassifier, Plan, Preference};
 
 use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply};
 use crate::recv::Progress;
@@ -227,7 +229,8 @@ pub fn send(
         let lease = ReadLease::take(&file)
             .map_err(|e| tracing::debug!("'{shown}': no read lease: {e}"))
             .ok();
-        let mut t = Transfer::new(plan_for(&peer, entry.size, cfg.engine, lease.is_some()));
+        let plan = plan_for(&peer, entry.size, cfg.engine, lease.is_some());
+        let mut t = Transfer::with_forced(plan, Forced::from_env());
         t.caller_holds_lease(lease.is_some());
         let sent = send_range(
             &mut t,
@@ -286,12 +289,13 @@ const LINGER: Duration = Duration::from_secs(30);
 /// peer; `pref` first, unless it sends by reference to a local peer and there is no
 /// lease at all.
 fn plan_for(peer: &PeerClass, len: u64, pref: Preference, leased: bool) -> Plan {
+    let profile = Profile::cached_default();
     match pref {
         Preference::Prefer(k) if peer.is_local() && k.sends_by_reference() && !leased => {
             tracing::warn!("no read lease on the source: copying instead of {k}");
-            Plan::for_peer(peer, len, Preference::Auto, false)
+            Plan::for_peer(peer, len, Preference::Auto, UntilSent, profile)
         }
-        _ => Plan::for_peer(peer, len, pref, false),
+        _ => Plan::for_peer(peer, len, pref, UntilSent, profile),
     }
 }
 

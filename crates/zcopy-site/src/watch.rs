@@ -52,7 +52,7 @@ const LOCAL_FS: [i64; 6] = [
 impl Watcher {
     /// A new non-blocking inotify instance (refused with `ZCOPY_DISABLE=inotify`).
     pub fn new() -> io::Result<Watcher> {
-        if zcopy::transfer::switched_off("inotify") {
+        if zcopy::Forced::from_env().switched_off("inotify") {
             return Err(io::Error::other("inotify forced off by ZCOPY_DISABLE"));
         }
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;

@@ -5,26 +5,27 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::engine::read_write::ReadWrite;
-use crate::engine::tee::Tee;
+use crate::engine::ReadWrite;
+use crate::engine::Tee;
 use crate::engine::{Engine, EngineKind, Src};
 use crate::fdkind::FdKind;
 use crate::plan::{Plan, Preference};
 use crate::stats::Stats;
-use crate::transfer::{Transfer, TransferError};
+use crate::transfer::{Forced, Transfer, TransferError};
 
 /// Bytes handed to tee(2) per round: what every intermediate pipe can hold.
 const ROUND: usize = 1 << 20;
 
 /// What a fan-out did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct FanoutReport {
     /// Bytes taken from the source (each output received exactly these).
     pub bytes: u64,
     /// The main engine: `tee` (zero-copy) or `read-write`.
     pub engine: Option<EngineKind>,
     /// Why the zero-copy path was not taken, when it was not.
-    pub fallback_reason: Option<String>,
+    pub fallback_reason: Option<TeeFallback>,
     /// Counters of the main engine.
     pub stats: Stats,
     /// Engines that carried each extra output (same order as the outputs).
@@ -32,6 +33,34 @@ pub struct FanoutReport {
     /// Extra outputs that failed (index in `outputs`, and why): each was dropped
     /// where it failed and the source, the sink and the other outputs went on.
     pub failed: Vec<(usize, io::Error)>,
+}
+
+/// Why a fan-out copied through user space instead of tee(2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TeeFallback {
+    /// `tee` is forced off ([`Forced`]).
+    Forced,
+    /// The source is not a pipe (tee(2) reads only pipes): what it is.
+    SourceNotPipe(FdKind),
+    /// The main output is something splice(2) can't write: what it is.
+    SinkNotSpliceable(FdKind),
+}
+
+impl std::fmt::Display for TeeFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TeeFallback::Forced => f.write_str("tee forced off"),
+            TeeFallback::SourceNotPipe(k) => write!(f, "the source is a {}, not a pipe", k.name()),
+            TeeFallback::SinkNotSpliceable(k) => {
+                write!(
+                    f,
+                    "the main output is a {}, which splice can't write",
+                    k.name()
+                )
+            }
+        }
+    }
 }
 
 fn splice_friendly(kind: FdKind) -> bool {
@@ -48,12 +77,39 @@ fn splice_friendly(kind: FdKind) -> bool {
 /// Copies everything from `src` to `sink` and to each of `outputs`, until the source
 /// ends. An output that fails is dropped and named in [`FanoutReport::failed`]; the
 /// others go on (as tee(1) does). Only a failing source or sink is an error.
-/// `force_copy` skips the zero-copy path (for comparison and tests).
+///
+/// From a pipe, tee(2) duplicates the bytes into each output without copying them;
+/// otherwise, or with `tee` disabled in `forced`, they go through one user-space
+/// buffer ([`FanoutReport::fallback_reason`] says why).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::fd::AsFd;
+///
+/// let (src, mut feed) = std::io::pipe()?;
+/// let (mut main, main_w) = std::io::pipe()?;
+/// let (mut copy, copy_w) = std::io::pipe()?;
+/// feed.write_all(b"one source, two outputs")?;
+/// drop(feed);
+/// let report = zcopy::fanout::fanout(
+///     src.as_fd(),
+///     main_w.as_fd(),
+///     &[copy_w.as_fd()],
+///     &zcopy::Forced::new(),
+/// )?;
+/// drop((main_w, copy_w));
+/// assert_eq!(report.bytes, 23);
+/// let (mut a, mut b) = (String::new(), String::new());
+/// main.read_to_string(&mut a)?;
+/// copy.read_to_string(&mut b)?;
+/// assert_eq!((a.as_str(), b.as_str()), ("one source, two outputs", "one source, two outputs"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn fanout(
     src: BorrowedFd<'_>,
     sink: BorrowedFd<'_>,
     outputs: &[BorrowedFd<'_>],
-    force_copy: bool,
+    forced: &Forced,
 ) -> Result<FanoutReport, TransferError> {
     let io_err = |source| TransferError::Io {
         engine: EngineKind::Tee,
@@ -63,24 +119,17 @@ pub fn fanout(
         FdKind::of(src).map_err(io_err)?,
         FdKind::of(sink).map_err(io_err)?,
     );
-    let mut why_not = None;
-    if force_copy {
-        why_not = Some("zero-copy path switched off".to_string());
+    let why_not = if forced.limit(EngineKind::Tee).is_some() {
+        Some(TeeFallback::Forced)
     } else if src_kind != FdKind::Pipe {
-        why_not = Some(format!("the source is a {}, not a pipe", src_kind.name()));
+        Some(TeeFallback::SourceNotPipe(src_kind))
     } else if !splice_friendly(sink_kind) {
-        why_not = Some(format!(
-            "the main output is a {}, which splice can't write",
-            sink_kind.name()
-        ));
-    } else if crate::transfer::Forced::from_env()
-        .limit(EngineKind::Tee)
-        .is_some()
-    {
-        why_not = Some("tee forced off by ZCOPY_DISABLE".to_string());
-    }
+        Some(TeeFallback::SinkNotSpliceable(sink_kind))
+    } else {
+        None
+    };
     match why_not {
-        None => fanout_tee(src, sink, outputs),
+        None => fanout_tee(src, sink, outputs, forced),
         Some(why) => {
             tracing::debug!("tee: copying through user space: {why}");
             let mut report = fanout_copy(src, sink, outputs)?;
@@ -107,6 +156,7 @@ fn fanout_tee(
     src: BorrowedFd<'_>,
     sink: BorrowedFd<'_>,
     outputs: &[BorrowedFd<'_>],
+    forced: &Forced,
 ) -> Result<FanoutReport, TransferError> {
     let io_err = |source| TransferError::Io {
         engine: EngineKind::Tee,
@@ -136,7 +186,7 @@ fn fanout_tee(
                 index,
                 out,
                 reader: r,
-                transfer: Transfer::new(plan),
+                transfer: Transfer::with_forced(plan, forced.clone()),
                 failed: false,
             });
         }

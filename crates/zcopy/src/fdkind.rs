@@ -8,6 +8,7 @@ use rustix::net::{AddressFamily, SocketType};
 
 /// The kind of object an fd refers to, as far as choosing an engine cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FdKind {
     /// A regular file, with its length at the time of the fstat.
     File {

@@ -33,6 +33,7 @@ mod route;
 /// Where a connected peer's receive queue lives, as far as page references are
 /// concerned.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PeerClass {
     /// Its receive queue is in this kernel: bytes sent by reference stay references
     /// to our pages until the peer reads them.
@@ -46,6 +47,7 @@ pub enum PeerClass {
 
 /// Why a peer counts as local.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LocalReason {
     /// A loopback address, or routed through `lo`.
     Loopback,
@@ -114,38 +116,33 @@ impl PeerClass {
     }
 }
 
-/// `ZCOPY_TEST_VETH_IS_REMOTE`, **for tests only**: with `1`, a peer routed through
-/// a veth interface is classified [`PeerClass::Remote`], as if it were behind a
-/// hardware NIC, so that the paths only remote peers take (bytes sent by reference:
-/// sendfile, splice, io_uring SPLICE, MSG_ZEROCOPY) can be tested across a veth pair
-/// on a machine without one. Never set it on a real server: a veth peer's receive
-/// queue is in this kernel, and a file changed mid-send would reach it changed.
+/// `ZCOPY_TEST_VETH_IS_REMOTE`, **for tests only**: the environment variable the
+/// `zcopy` command reads at start to call [`set_test_veth_is_remote`]. The library
+/// never reads it.
+#[cfg(feature = "server")]
 pub const TEST_VETH_IS_REMOTE: &str = "ZCOPY_TEST_VETH_IS_REMOTE";
 
-/// 0: not decided yet (read the environment), 1: off, 2: on.
-static VETH_IS_REMOTE: AtomicU8 = AtomicU8::new(0);
+/// 1: off (the default), 2: on.
+static VETH_IS_REMOTE: AtomicU8 = AtomicU8::new(1);
 
-/// Whether veth peers count as remote (see [`TEST_VETH_IS_REMOTE`]).
+/// Whether veth peers count as remote (see `set_test_veth_is_remote`).
 fn test_veth_is_remote() -> bool {
-    match VETH_IS_REMOTE.load(Ordering::Relaxed) {
-        0 => {
-            let on = std::env::var(TEST_VETH_IS_REMOTE).is_ok_and(|v| v == "1");
-            if on {
-                tracing::warn!(
-                    "{TEST_VETH_IS_REMOTE}=1: veth peers are treated as remote (tests only)"
-                );
-            }
-            VETH_IS_REMOTE.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-            on
-        }
-        v => v == 2,
-    }
+    VETH_IS_REMOTE.load(Ordering::Relaxed) == 2
 }
 
-/// **For tests only**: the in-process form of [`TEST_VETH_IS_REMOTE`] (which it
-/// overrides). Takes effect for lookups made from now on; a [`PeerClassifier`] may
-/// answer from its cache for up to [`CACHE_TTL`].
+/// **For tests only**: with `true`, a peer routed through a veth interface is
+/// classified [`PeerClass::Remote`], as if it were behind a hardware NIC, so that
+/// the paths only remote peers take (bytes sent by reference: sendfile, splice,
+/// io_uring SPLICE, MSG_ZEROCOPY) can be tested across a veth pair on a machine
+/// without one. Never on a real server: a veth peer's receive queue is in this
+/// kernel, and a file changed mid-send would reach it changed. Takes effect for
+/// lookups made from now on; a [`PeerClassifier`] may answer from its cache for up
+/// to [`CACHE_TTL`].
+#[cfg(feature = "server")]
 pub fn set_test_veth_is_remote(on: bool) {
+    if on {
+        tracing::warn!("veth peers are treated as remote (tests only)");
+    }
     VETH_IS_REMOTE.store(if on { 2 } else { 1 }, Ordering::Relaxed);
 }
 

@@ -7,6 +7,7 @@ use crate::profile::Profile;
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Preference {
     /// Best engine for the fd pair, with fallback.
     #[default]
@@ -16,8 +17,8 @@ pub enum Preference {
 }
 
 impl std::str::FromStr for Preference {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::error::UnknownEngine;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "auto" {
             Ok(Preference::Auto)
         } else {
@@ -33,22 +34,41 @@ pub struct Plan {
     pub engines: Vec<EngineKind>,
 }
 
+/// How long the caller keeps the source file's read lease when sending to a TCP
+/// peer ([`Plan::for_peer`]): it decides whether engines that send by reference may
+/// serve a peer whose receive queue lives in this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseHold {
+    /// Until our send queue is empty at most, or no lease at all: a local peer
+    /// ([`PeerClass::is_local`]) gets only engines that copy at send time.
+    UntilSent,
+    /// Until the peer has provably consumed the bytes (its acknowledgement, its
+    /// next request, or its close): every engine may run.
+    UntilConsumed,
+}
+
 impl Plan {
-    /// The plan for moving bytes from `src` (`None`: user memory) to `sink`. `auto`
-    /// follows this machine's calibration profile where one is in force
-    /// ([`Profile::load`]), else the built-in order.
+    /// The plan for moving bytes from `src` (`None`: user memory) to `sink` in the
+    /// built-in order: `pref` first, the engines that can do the pair after it,
+    /// `read-write` last. Reads nothing; see [`Plan::with_profile`] for a measured
+    /// order.
+    ///
+    /// ```
+    /// use zcopy::{EngineKind, FdKind, Plan, Preference};
+    ///
+    /// let plan = Plan::new(Some(FdKind::File { len: 1 << 20 }), FdKind::TcpSocket, Preference::Auto);
+    /// assert_eq!(plan.engines[0], EngineKind::Sendfile);
+    /// assert_eq!(plan.engines.last(), Some(&EngineKind::ReadWrite));
+    /// ```
     pub fn new(src: Option<FdKind>, sink: FdKind, pref: Preference) -> Plan {
-        Self::sized(src, sink, pref, None)
+        Self::with_profile(src, sink, pref, None, None)
     }
 
-    /// Like [`Plan::new`] for a transfer of `len` bytes, so that `auto` can follow the
-    /// profile's line for that size class when the source is a stream (a file source
-    /// brings its own length).
-    pub fn sized(src: Option<FdKind>, sink: FdKind, pref: Preference, len: Option<u64>) -> Plan {
-        Self::with_profile(src, sink, pref, len, Profile::load())
-    }
-
-    /// Like [`Plan::sized`] with an explicit profile (or none).
+    /// Like [`Plan::new`], with `auto` following `profile`'s line for this pair and
+    /// the size class of `len` (a file source brings its own length) where it has
+    /// one. The caller gets the profile explicitly, e.g. with
+    /// [`Profile::load_default`].
     pub fn with_profile(
         src: Option<FdKind>,
         sink: FdKind,
@@ -72,27 +92,27 @@ impl Plan {
     }
 
     /// The plan for sending `len` bytes of a file to a TCP peer of class `peer`,
-    /// following this machine's profile for the peer's path and the size class of
-    /// `len` ([`Plan::for_peer_with`]).
-    pub fn for_peer(peer: &PeerClass, len: u64, pref: Preference, held: bool) -> Plan {
-        Self::for_peer_with(peer, len, pref, held, Profile::load())
-    }
-
-    /// Like [`Plan::for_peer`] with an explicit profile (or none).
+    /// following `profile`'s lines for the peer's path and the size class of `len`.
     ///
-    /// `held` says whether the caller keeps the file's read lease until the peer has
-    /// provably consumed the bytes (its acknowledgement, its next request, or its
-    /// close) rather than only until our send queue is empty. To a local peer
-    /// ([`PeerClass::is_local`]) without that hold, the engines that send by
-    /// reference ([`EngineKind::sends_by_reference`]) are left out, as in
-    /// [`Plan::copying`], and the copying engines keep their measured order; to a
-    /// remote peer, or with the hold, every engine may run. An explicit engine goes
-    /// first either way.
-    pub fn for_peer_with(
+    /// `hold` says how long the caller keeps the file's read lease. To a local
+    /// peer ([`PeerClass::is_local`]) held only [`LeaseHold::UntilSent`], the
+    /// engines that send by reference ([`EngineKind::sends_by_reference`]) are left
+    /// out, as in [`Plan::copying`], and the copying engines keep their measured
+    /// order; to a remote peer, or held [`LeaseHold::UntilConsumed`], every engine
+    /// may run. An explicit engine goes first either way.
+    ///
+    /// ```
+    /// use zcopy::{EngineKind, LeaseHold, LocalReason, PeerClass, Plan, Preference};
+    ///
+    /// let lo = PeerClass::Local(LocalReason::Loopback);
+    /// let plan = Plan::for_peer(&lo, 4096, Preference::Auto, LeaseHold::UntilSent, None);
+    /// assert!(plan.engines.iter().all(|k| !k.sends_by_reference()));
+    /// ```
+    pub fn for_peer(
         peer: &PeerClass,
         len: u64,
         pref: Preference,
-        held: bool,
+        hold: LeaseHold,
         profile: Option<&Profile>,
     ) -> Plan {
         let src = Some(FdKind::File { len });
@@ -102,7 +122,7 @@ impl Plan {
         {
             measured_first(&mut engines, measured);
         }
-        if peer.is_local() && !held {
+        if peer.is_local() && hold == LeaseHold::UntilSent {
             engines.retain(|k| !k.sends_by_reference());
         }
         if let Preference::Prefer(first) = pref {
@@ -294,8 +314,13 @@ mod tests {
         let lo = PeerClass::Local(LocalReason::Loopback);
         let veth = PeerClass::Local(LocalReason::VirtualDevice("veth0".into()));
         let nic = PeerClass::Remote { dev: "eth0".into() };
-        let plan = |peer: &PeerClass, len, held| {
-            Plan::for_peer_with(peer, len, Preference::Auto, held, Some(&profile)).engines
+        let plan = |peer: &PeerClass, len, held: bool| {
+            let hold = if held {
+                LeaseHold::UntilConsumed
+            } else {
+                LeaseHold::UntilSent
+            };
+            Plan::for_peer(peer, len, Preference::Auto, hold, Some(&profile)).engines
         };
         assert_eq!(plan(&lo, 4096, false), vec![ReadWrite, Mmap]);
         assert_eq!(plan(&lo, 1 << 20, false), vec![Mmap, ReadWrite]);
@@ -304,10 +329,16 @@ mod tests {
         assert_eq!(plan(&veth, 1 << 20, true)[0], Sendfile);
         assert_eq!(plan(&nic, 1 << 20, false)[0], Splice, "plain lines for nic");
         assert_eq!(
-            Plan::for_peer_with(&nic, 1, Preference::Auto, false, None).engines,
+            Plan::for_peer(&nic, 1, Preference::Auto, LeaseHold::UntilSent, None).engines,
             Plan::auto_order(Some(FdKind::File { len: 1 }), FdKind::TcpSocket)
         );
-        let forced = Plan::for_peer_with(&lo, 1, Preference::Prefer(Splice), false, None);
+        let forced = Plan::for_peer(
+            &lo,
+            1,
+            Preference::Prefer(Splice),
+            LeaseHold::UntilSent,
+            None,
+        );
         assert_eq!(forced.engines, vec![Splice, Mmap, ReadWrite]);
     }
 

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 
 use crate::engine::{Engine, EngineKind, Src};
+use crate::error::ProbeError;
 use crate::stats::Stats;
 
 const PROBE_LEN: usize = 3 * 4096 + 13;
@@ -36,7 +37,7 @@ fn pump(
     file: bool,
     sink: BorrowedFd<'_>,
     len: usize,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let mut stats = Stats::default();
     let mut done = 0;
     while done < len {
@@ -45,42 +46,58 @@ fn pump(
             offset: file.then_some(done as u64),
         };
         match engine.step(src, sink, len - done, &mut stats) {
-            Ok(0) => return Err(format!("source ended after {done} of {len} bytes")),
+            Ok(0) => {
+                return Err(ProbeError::ShortSource {
+                    expected: len as u64,
+                    got: done as u64,
+                });
+            }
             Ok(n) => done += n,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
 }
 
-fn read_exact_from(mut r: impl Read, len: usize) -> Result<Vec<u8>, String> {
+fn read_exact_from(mut r: impl Read, len: usize) -> Result<Vec<u8>, ProbeError> {
     let mut got = vec![0; len];
-    r.read_exact(&mut got).map_err(|e| e.to_string())?;
+    r.read_exact(&mut got)?;
     Ok(got)
 }
 
-fn check(got: &[u8], want: &[u8]) -> Result<(), String> {
+fn check(got: &[u8], want: &[u8]) -> Result<(), ProbeError> {
     if got == want {
         Ok(())
     } else {
-        Err("bytes differ after the transfer".into())
+        Err(ProbeError::Mismatch)
     }
 }
 
-fn tcp_pair() -> Result<(TcpStream, TcpStream), String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let a = TcpStream::connect(l.local_addr().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    let (b, _) = l.accept().map_err(|e| e.to_string())?;
+fn tcp_pair() -> std::io::Result<(TcpStream, TcpStream)> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let a = TcpStream::connect(l.local_addr()?)?;
+    let (b, _) = l.accept()?;
     Ok((a, b))
 }
 
-/// Moves a few KiB through `kind` on this machine and checks them: `Ok(pair)` names
+/// Moves a few KiB through `kind` on this machine and checks every byte: `Ok(pair)` names
 /// the fd pair that worked; `Err` says why the engine can't run here.
-pub fn probe(kind: EngineKind) -> Result<&'static str, String> {
+///
+/// ```
+/// use zcopy::EngineKind;
+///
+/// for kind in EngineKind::ALL {
+///     match zcopy::probe::verify(kind) {
+///         Ok(pair) => println!("{kind}: works ({pair})"),
+///         Err(why) => println!("{kind}: not here: {why}"),
+///     }
+/// }
+/// assert!(zcopy::probe::verify(EngineKind::ReadWrite).is_ok());
+/// ```
+pub fn verify(kind: EngineKind) -> Result<&'static str, ProbeError> {
     kind.probe()?;
     let data = probe_bytes();
-    let io = |e: std::io::Error| e.to_string();
+    let io = ProbeError::Io;
     let mut engine = kind.create();
     match kind {
         EngineKind::CopyRange => {
@@ -88,7 +105,7 @@ pub fn probe(kind: EngineKind) -> Result<&'static str, String> {
             let dst = temp_file(&[]).map_err(io)?;
             pump(engine.as_mut(), src.as_fd(), true, dst.as_fd(), data.len())?;
             let mut got = vec![0; data.len()];
-            rustix::io::pread(&dst, &mut got, 0).map_err(|e| e.to_string())?;
+            rustix::io::pread(&dst, &mut got, 0).map_err(std::io::Error::from)?;
             check(&got, &data)?;
             Ok("file → file")
         }
@@ -123,7 +140,7 @@ pub fn probe(kind: EngineKind) -> Result<&'static str, String> {
             let (sink_r, sink_w) = std::io::pipe().map_err(io)?;
             src_w.write_all(&data).map_err(io)?;
             drop(src_w);
-            let mut engine = crate::engine::tee::Tee::new(vec![OwnedFd::from(copy_w)]);
+            let mut engine = crate::engine::Tee::new(vec![OwnedFd::from(copy_w)]);
             pump(
                 &mut engine,
                 src_r.as_fd(),

@@ -120,21 +120,35 @@ impl Profile {
         )
     }
 
-    /// The profile in force for this process: read once from [`Profile::path`] and
-    /// cached. `None` when there is no profile file or it can't be read.
-    pub fn load() -> Option<&'static Profile> {
+    /// Reads the profile at [`Profile::path`]: `Ok(None)` when no path applies or
+    /// no file is there. An explicit read, each time it is called; nothing in the
+    /// library calls it ([`Plan`](crate::Plan) takes a profile as an argument).
+    pub fn load_default() -> io::Result<Option<Profile>> {
+        let Some(path) = Profile::path() else {
+            return Ok(None);
+        };
+        match Profile::read(&path) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("profile {}: {e}", path.display()),
+            )),
+        }
+    }
+
+    /// [`Profile::load_default`] once per process, on the first call, for programs
+    /// (the `zcopy` command line and server) that plan many transfers: later calls
+    /// return the same profile. A profile that can't be read is logged and treated
+    /// as none.
+    pub fn cached_default() -> Option<&'static Profile> {
         static CACHE: OnceLock<Option<Profile>> = OnceLock::new();
         CACHE
             .get_or_init(|| {
-                let path = Profile::path()?;
-                match Profile::read(&path) {
-                    Ok(p) => Some(p),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                    Err(e) => {
-                        tracing::warn!("profile {}: {e}", path.display());
-                        None
-                    }
-                }
+                Profile::load_default()
+                    .inspect_err(|e| tracing::warn!("{e}"))
+                    .ok()
+                    .flatten()
             })
             .as_ref()
     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// What an engine did: bytes delivered and syscalls issued.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Bytes delivered to the sink.
     pub bytes: u64,
@@ -27,6 +28,7 @@ impl Stats {
 
 /// Process resource usage (from `getrusage(RUSAGE_SELF)` or `RUSAGE_THREAD`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Usage {
     /// CPU time in user mode.
     pub user: Duration,

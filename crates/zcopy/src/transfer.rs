@@ -7,6 +7,7 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, EngineKind, Src, is_unsupported, unsupported};
+pub use crate::error::{Fallback, FallbackReason, TransferError};
 use crate::fdkind::FdKind;
 use crate::plan::Plan;
 use crate::stats::{Stats, Usage};
@@ -16,63 +17,21 @@ pub use crate::sys::sock::send_queue_len;
 /// Largest step handed to an engine in one call by [`Transfer::run`].
 pub const DEFAULT_CHUNK: usize = 16 * 1024 * 1024;
 
-/// Why a transfer failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransferError {
-    /// Every engine of the plan said it can't do this job here.
-    #[error("no engine can do this here (tried: {tried})")]
-    NoEngine {
-        /// The engines tried, with why each fell back.
-        tried: String,
-    },
-    /// The source ended before the promised length.
-    #[error("source shrank: expected {expected} bytes, it ended after {got}")]
-    SourceShrank {
-        /// Bytes promised.
-        expected: u64,
-        /// Bytes that existed.
-        got: u64,
-    },
-    /// Another process started writing or truncating the source while we sent it.
-    #[error("source is being modified by another process; stopped after {sent} bytes")]
-    SourceModified {
-        /// Bytes delivered before stopping.
-        sent: u64,
-    },
-    /// An I/O error from the engine that was running.
-    #[error("{engine}: {source}")]
-    Io {
-        /// The engine that failed.
-        engine: EngineKind,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl TransferError {
-    /// The underlying I/O error kind, if any (e.g. `WouldBlock` on non-blocking sinks).
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        match self {
-            TransferError::Io { source, .. } => Some(source.kind()),
-            _ => None,
-        }
-    }
-}
-
 /// One engine's share of a transfer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EngineRun {
     /// The engine.
     pub engine: EngineKind,
     /// Its counters.
     pub stats: Stats,
     /// Why it handed over to the next engine, if it did.
-    pub fell_back: Option<String>,
+    pub fell_back: Option<FallbackReason>,
 }
 
 /// What a transfer did.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Report {
     /// Bytes delivered to the sink.
     pub bytes: u64,
@@ -119,6 +78,16 @@ impl Report {
         }
     }
 
+    /// Each engine that handed over, with why, in order.
+    pub fn fallbacks(&self) -> impl Iterator<Item = Fallback> + '_ {
+        self.runs.iter().filter_map(|r| {
+            Some(Fallback {
+                engine: r.engine,
+                reason: r.fell_back.clone()?,
+            })
+        })
+    }
+
     /// Every engine that ran, with why each fell back, for logs.
     pub fn describe(&self) -> String {
         self.runs
@@ -132,56 +101,90 @@ impl Report {
     }
 }
 
-/// Engines switched off for testing fallbacks: `ZCOPY_DISABLE=sendfile,splice@65536`
-/// makes `sendfile` report "unsupported" at once and `splice` after 65536 bytes.
-/// The names in [`OTHER_SWITCHES`] switch off things outside the engines.
-#[derive(Clone, Debug, Default)]
+/// Engines switched off, to test fallbacks: each named engine reports
+/// "unsupported" at once, or after a number of bytes, and the plan's next engine
+/// takes over. A value the caller builds and passes ([`Transfer::with_forced`],
+/// [`CopyOptions::forced`](crate::CopyOptions::forced)); nothing reads it from the
+/// environment unless the caller asks with [`Forced::from_env`].
+///
+/// ```
+/// use zcopy::{EngineKind, Forced};
+///
+/// let forced = Forced::new()
+///     .disable(EngineKind::Sendfile)
+///     .disable_after(EngineKind::Splice, 65536);
+/// assert_eq!(forced.limit(EngineKind::Sendfile), Some(0));
+/// assert_eq!(forced.limit(EngineKind::Splice), Some(65536));
+/// assert_eq!(forced.limit(EngineKind::ReadWrite), None);
+/// // The same, in the `ZCOPY_DISABLE` syntax:
+/// assert_eq!(Forced::parse("sendfile,splice@65536"), forced);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Forced {
     after: HashMap<EngineKind, u64>,
-}
-
-/// `ZCOPY_DISABLE` names that are not engines: `inotify` (the server's held small
-/// files, which then are revalidated with fstat).
-pub const OTHER_SWITCHES: [&str; 1] = ["inotify"];
-
-/// Whether `ZCOPY_DISABLE` names `switch` (one of [`OTHER_SWITCHES`]).
-pub fn switched_off(switch: &str) -> bool {
-    std::env::var("ZCOPY_DISABLE").is_ok_and(|v| v.split(',').any(|item| item.trim() == switch))
+    switches: Vec<String>,
 }
 
 impl Forced {
-    /// Reads `ZCOPY_DISABLE`; unknown names are ignored with a warning.
+    /// Nothing forced off.
+    pub fn new() -> Forced {
+        Forced::default()
+    }
+
+    /// `kind` reports "unsupported" before its first byte.
+    pub fn disable(self, kind: EngineKind) -> Forced {
+        self.disable_after(kind, 0)
+    }
+
+    /// `kind` reports "unsupported" once it has moved `bytes` bytes.
+    pub fn disable_after(mut self, kind: EngineKind, bytes: u64) -> Forced {
+        self.after.insert(kind, bytes);
+        self
+    }
+
+    /// Reads the `ZCOPY_DISABLE` environment variable ([`Forced::parse`]); nothing
+    /// forced when it is unset. The one place the library reads it, and only when
+    /// called: the `zcopy` command line and server call it at start.
     pub fn from_env() -> Forced {
         std::env::var("ZCOPY_DISABLE")
             .map(|v| Forced::parse(&v))
             .unwrap_or_default()
     }
 
-    /// Parses the `ZCOPY_DISABLE` syntax.
+    /// Parses the `ZCOPY_DISABLE` syntax: comma-separated engine names
+    /// ([`EngineKind::name`]), each optionally `@<bytes>`. Names that are not
+    /// engines are kept as switches for the caller's own features
+    /// ([`Forced::switched_off`]).
     pub fn parse(spec: &str) -> Forced {
-        let mut after = HashMap::new();
-        for item in spec
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && !OTHER_SWITCHES.contains(s))
-        {
+        let mut forced = Forced::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, n) = match item.split_once('@') {
                 Some((name, n)) => (name, n.parse().unwrap_or(0)),
                 None => (item, 0),
             };
             match name.parse::<EngineKind>() {
-                Ok(k) => {
-                    after.insert(k, n);
-                }
-                Err(e) => tracing::warn!("ZCOPY_DISABLE: {e}"),
+                Ok(k) => forced = forced.disable_after(k, n),
+                Err(_) => forced.switches.push(item.to_string()),
             }
         }
-        Forced { after }
+        forced
     }
 
     /// After how many bytes `kind` is forced to fail, if it is.
     pub fn limit(&self, kind: EngineKind) -> Option<u64> {
         self.after.get(&kind).copied()
+    }
+
+    /// Whether the spec named `switch`, a name that is not an engine (the server's
+    /// `inotify`, for one): for callers' own features.
+    pub fn switched_off(&self, switch: &str) -> bool {
+        self.switches.iter().any(|s| s == switch)
+    }
+
+    /// The names given that are not engines, to warn about the ones the caller
+    /// doesn't know.
+    pub fn switches(&self) -> &[String] {
+        &self.switches
     }
 }
 
@@ -200,9 +203,9 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    /// A transfer that tries the plan's engines in order; honours `ZCOPY_DISABLE`.
+    /// A transfer that tries the plan's engines in order, none forced off.
     pub fn new(plan: Plan) -> Transfer {
-        Transfer::with_forced(plan, Forced::from_env())
+        Transfer::with_forced(plan, Forced::default())
     }
 
     /// Like [`Transfer::new`] with an explicit set of forced failures.
@@ -264,7 +267,7 @@ impl Transfer {
         self.engine.as_ref().map(|e| e.kind())
     }
 
-    fn advance(&mut self, why: Option<String>) -> Result<(), TransferError> {
+    fn advance(&mut self, why: Option<FallbackReason>) -> Result<(), TransferError> {
         if let Some(why) = why {
             let run = self.report.runs.last_mut().expect("an engine ran");
             tracing::debug!(engine = %run.engine, "falling back: {why}");
@@ -273,7 +276,7 @@ impl Transfer {
         let Some(&kind) = self.plan.get(self.next) else {
             self.failed = true;
             return Err(TransferError::NoEngine {
-                tried: self.report.describe(),
+                tried: self.report.fallbacks().collect(),
             });
         };
         self.next += 1;
@@ -289,6 +292,46 @@ impl Transfer {
     /// Moves at most `max` bytes; `Ok(0)` at the end of the source. Falls back as
     /// often as needed. `Err` with [`io::ErrorKind::WouldBlock`] means the
     /// non-blocking sink is full and nothing moved.
+    ///
+    /// A non-blocking socket sink, driven until the source ends:
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::os::fd::AsFd;
+    /// use zcopy::{FdKind, Plan, Preference, Src, Transfer};
+    ///
+    /// let mut file = tempfile::tempfile()?;
+    /// file.write_all(&[1u8; 300_000])?;
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let mut client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (sink, _) = listener.accept()?;
+    /// sink.set_nonblocking(true)?;
+    /// let reader = std::thread::spawn(move || {
+    ///     let mut got = Vec::new();
+    ///     client.read_to_end(&mut got).map(|_| got.len())
+    /// });
+    ///
+    /// let plan = Plan::new(Some(FdKind::of(&file)?), FdKind::TcpSocket, Preference::Auto);
+    /// let mut t = Transfer::new(plan);
+    /// let mut sent = 0u64;
+    /// loop {
+    ///     let src = Src::Fd { fd: file.as_fd(), offset: Some(sent) };
+    ///     match t.step(src, sink.as_fd(), 1 << 20) {
+    ///         Ok(0) => break,
+    ///         Ok(n) => sent += n as u64,
+    ///         // The socket is full: a real program waits for writability (poll,
+    ///         // epoll, an async runtime); this one just yields.
+    ///         Err(e) if e.io_kind() == Some(std::io::ErrorKind::WouldBlock) => {
+    ///             std::thread::yield_now()
+    ///         }
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// }
+    /// drop(sink);
+    /// assert_eq!(reader.join().unwrap()?, 300_000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn step(
         &mut self,
         src: Src<'_>,
@@ -304,9 +347,14 @@ impl Transfer {
             let run = self.report.runs.last_mut().expect("run recorded");
             let moved = run.stats.bytes;
             let result = match self.forced.limit(kind) {
-                Some(limit) if moved >= limit => Err(unsupported(format!(
-                    "forced off by ZCOPY_DISABLE after {limit} bytes"
-                ))),
+                Some(limit) if moved >= limit => {
+                    if engine.pending() == 0 {
+                        self.engine = None;
+                        self.advance(Some(FallbackReason::Forced { after: moved }))?;
+                        continue;
+                    }
+                    Err(unsupported(format!("forced off after {limit} bytes")))
+                }
                 Some(limit) => {
                     engine.step(src, sink, max.min((limit - moved) as usize), &mut run.stats)
                 }
@@ -319,7 +367,7 @@ impl Transfer {
                 }
                 Err(e) if engine.pending() == 0 && is_unsupported(&e, moved) => {
                     self.engine = None;
-                    self.advance(Some(e.to_string()))?;
+                    self.advance(Some(FallbackReason::Unsupported(e.into())))?;
                 }
                 Err(source) => {
                     if source.kind() != io::ErrorKind::WouldBlock {
@@ -340,6 +388,31 @@ impl Transfer {
     /// kernel grants one: if another process starts writing or truncating it, the
     /// transfer stops with [`TransferError::SourceModified`] after the bytes that
     /// were still the original.
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// use std::os::fd::AsFd;
+    /// use zcopy::{EngineKind, Forced, Plan, Transfer};
+    ///
+    /// let mut src = tempfile::tempfile()?;
+    /// src.write_all(b"0123456789")?;
+    /// let mut dst = tempfile::tempfile()?;
+    /// // splice, forced off after 4 bytes (to see a fallback), then read-write.
+    /// let plan = Plan::only(&[EngineKind::Splice, EngineKind::ReadWrite]);
+    /// let forced = Forced::new().disable_after(EngineKind::Splice, 4);
+    /// let mut t = Transfer::with_forced(plan, forced);
+    /// let report = t.run(src.as_fd(), Some(1), dst.as_fd(), Some(8), &mut |done| {
+    ///     eprintln!("{done} bytes");
+    /// })?;
+    /// assert_eq!(report.bytes, 8);
+    /// assert_eq!(report.engine(), Some(EngineKind::ReadWrite));
+    /// assert_eq!(report.describe(), "splice (forced off after 4 bytes) → read-write");
+    /// let mut got = String::new();
+    /// dst.rewind()?;
+    /// dst.read_to_string(&mut got)?;
+    /// assert_eq!(got, "12345678");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run(
         &mut self,
         src: BorrowedFd<'_>,
@@ -411,17 +484,4 @@ pub fn wait_for_send_queue(sink: BorrowedFd<'_>, limit: Duration) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// Copies everything from `src` (at `offset` for files) to `sink` with the plan's
-/// engines; a convenience over [`Transfer::run`].
-pub fn copy(
-    src: BorrowedFd<'_>,
-    offset: Option<u64>,
-    sink: BorrowedFd<'_>,
-    len: Option<u64>,
-    plan: Plan,
-) -> Result<Report, TransferError> {
-    let mut t = Transfer::new(plan);
-    t.run(src, offset, sink, len, &mut |_| {}).cloned()
 }

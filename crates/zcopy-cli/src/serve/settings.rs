@@ -102,14 +102,76 @@ checked!(
     |s| Header::parse(&format!("Cache-Control: {s}")).map(|h| h.value)
 );
 
-checked!(
-    /// `*` or a comma-separated list of origins.
-    CorsSpec,
-    |s| Cors::parse(s).map(|c| match c {
-        Cors::Any => "*".to_owned(),
-        Cors::List(l) => l.join(","),
+/// `*` or a comma-separated list of origins: the `cors` key, which also takes `true`
+/// for `*` (as a bare `--cors` flag does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct CorsSpec(pub String);
+
+impl TryFrom<String> for CorsSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Cors::parse(&s).map(|c| {
+            CorsSpec(match c {
+                Cors::Any => "*".to_owned(),
+                Cors::List(l) => l.join(","),
+            })
+        })
+    }
+}
+
+impl From<CorsSpec> for String {
+    fn from(v: CorsSpec) -> String {
+        v.0
+    }
+}
+
+impl std::str::FromStr for CorsSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for CorsSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CorsSpec, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = CorsSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, \"*\" or a comma-separated list of origins")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CorsSpec, E> {
+                if v {
+                    Ok(CorsSpec("*".into()))
+                } else {
+                    Err(E::custom(
+                        "cors = false: CORS is off unless the key is given; remove it",
+                    ))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CorsSpec, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// The `--cors` flag's value: as [`CorsSpec`], with a hint when the word after a bare
+/// `--cors` is a directory, so was meant as ROOT (`zcopy serve --cors dist/`).
+fn cors_flag(s: &str) -> Result<CorsSpec, String> {
+    s.parse().map_err(|e| {
+        if !std::path::Path::new(s).is_dir() {
+            e
+        } else {
+            format!(
+                "{e}; a bare --cors (any origin) takes the next word as its value, so give \
+                 ROOT before it (`zcopy serve {s} --cors`) or write `--cors '*' {s}`"
+            )
+        }
     })
-);
+}
 
 /// A file path inside ROOT, as `--fallback` and `--error-page` name files: relative
 /// to ROOT (a leading `/` means ROOT too, as in a URL), no `..`, `.` or empty
@@ -210,6 +272,18 @@ checked!(
         .map(|_| s.to_owned())
 );
 
+/// How a listen address was written: its scheme, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `ADDR`: plain HTTP, or HTTPS when a certificate is given and no listener says
+    /// `https://` (see [`Listen::https`]).
+    Bare,
+    /// `http://ADDR`: plain HTTP, always.
+    Http,
+    /// `https://ADDR`: HTTPS, always.
+    Https,
+}
+
 /// One listen address: `ADDR`, `http://ADDR` or `https://ADDR`, where ADDR is
 /// `IP:PORT` or `NAME:PORT` (a host name, resolved when the settings are read).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,19 +292,33 @@ pub struct Listen {
     /// The socket addresses: one for an IP, each one a name resolves to (that this
     /// host can bind) for a name.
     pub addrs: Vec<SocketAddr>,
-    /// TLS on this listener.
-    pub https: bool,
+    /// The scheme it was written with.
+    pub scheme: Scheme,
     /// `NAME:PORT` as given, when it was a name.
     pub name: Option<String>,
 }
 
 impl Listen {
     /// One IP address.
-    pub fn ip(addr: SocketAddr, https: bool) -> Listen {
+    pub fn ip(addr: SocketAddr, scheme: Scheme) -> Listen {
         Listen {
             addrs: vec![addr],
-            https,
+            scheme,
             name: None,
+        }
+    }
+
+    /// Whether this listener serves HTTPS among `all` (which holds it), when a
+    /// certificate is given (`tls`) or not. `https://` always does and `http://`
+    /// never; a bare `ADDR` does when there is a certificate and no listener says
+    /// `https://`, so `--listen 0.0.0.0:8443 --tls-cert C --tls-key K` serves HTTPS
+    /// as miniserve and static-web-server do, while a set that mixes `ADDR` and
+    /// `https://ADDR` keeps its bare ones plain.
+    pub fn https(&self, all: &[Listen], tls: bool) -> bool {
+        match self.scheme {
+            Scheme::Https => true,
+            Scheme::Http => false,
+            Scheme::Bare => tls && !all.iter().any(|l| l.scheme == Scheme::Https),
         }
     }
 }
@@ -272,10 +360,10 @@ impl From<Listen> for String {
             Some(name) => name.clone(),
             None => l.addrs.first().map(ToString::to_string).unwrap_or_default(),
         };
-        if l.https {
-            format!("https://{addr}")
-        } else {
-            addr
+        match l.scheme {
+            Scheme::Bare => addr,
+            Scheme::Http => format!("http://{addr}"),
+            Scheme::Https => format!("https://{addr}"),
         }
     }
 }
@@ -283,15 +371,21 @@ impl From<Listen> for String {
 impl std::str::FromStr for Listen {
     type Err = String;
     fn from_str(s: &str) -> Result<Listen, String> {
-        let (https, rest) = match s.strip_prefix("https://") {
-            Some(r) => (true, r),
-            None => (false, s.strip_prefix("http://").unwrap_or(s)),
+        let (scheme, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (Scheme::Https, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (Scheme::Http, r)
+        } else {
+            (Scheme::Bare, s)
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let want = "want ADDR:PORT, http://ADDR:PORT or https://ADDR:PORT; ADDR an IP or a \
                     host name";
         if let Ok(addr) = rest.parse::<SocketAddr>() {
-            return Ok(Listen::ip(addr, https));
+            return Ok(Listen::ip(addr, scheme));
+        }
+        if let Some(e) = port_alone(s, rest) {
+            return Err(e);
         }
         // NAME:PORT: a host name (letters, digits, '-', '.'), resolved now.
         let Some((host, port)) = rest.rsplit_once(':') else {
@@ -314,10 +408,28 @@ impl std::str::FromStr for Listen {
         }
         Ok(Listen {
             addrs,
-            https,
+            scheme,
             name: Some(rest.to_owned()),
         })
     }
+}
+
+/// The error for a port given alone (`8080`, `:8080`) where an address is wanted:
+/// that means this machine to some servers and every interface to others (nginx, Go),
+/// so it asks which.
+fn port_alone(given: &str, rest: &str) -> Option<String> {
+    let port: u16 = rest.strip_prefix(':').unwrap_or(rest).parse().ok()?;
+    Some(format!(
+        "'{given}': a port needs its address: 127.0.0.1:{port} (this machine only), \
+         0.0.0.0:{port} (every IPv4 interface) or [::]:{port} (every interface)"
+    ))
+}
+
+/// `IP:PORT`, as `--redirect-http` and `--metrics` take it.
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|e| {
+        port_alone(s, s).unwrap_or_else(|| format!("'{s}': {e} (want IP:PORT, as 127.0.0.1:8080)"))
+    })
 }
 
 /// A non-negative, finite number of seconds.
@@ -408,19 +520,23 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
     /// Address to listen on (repeatable; IPv6 as `[::1]:8080`; port 0: any free port):
-    /// `ADDR` or `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and
-    /// --tls-key); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. ADDR may
+    /// `http://ADDR` for HTTP, `https://ADDR` for HTTPS (with --tls-cert and --tls-key),
+    /// `ADDR` alone for HTTP, or for HTTPS when --tls-cert and --tls-key are given and
+    /// no listener says https:// (`--listen 0.0.0.0:8443 --tls-cert C --tls-key K`
+    /// serves HTTPS); plain and HTTPS listeners mix [default: 127.0.0.1:8080]. ADDR may
     /// be `NAME:PORT` (`localhost:8080`): every address the name resolves to that this
     /// host can bind is listened on (resolved at start and on reload). Replaced by
     /// sockets passed by systemd, if any.
     #[arg(long, value_name = "[https://]ADDR")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listen: Vec<Listen>,
-    /// PEM certificate chain (leaf first) of the https:// listeners.
+    /// PEM certificate chain (leaf first) of the HTTPS listeners: the https:// ones,
+    /// or, when no listener says https://, every one given without a scheme (the
+    /// default 127.0.0.1:8080 too).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key of the https:// listeners: RSA, ECDSA or Ed25519, as PKCS#8,
+    /// PEM private key of the HTTPS listeners: RSA, ECDSA or Ed25519, as PKCS#8,
     /// PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -430,8 +546,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Count>,
     /// Also listen on ADDR with plain HTTP that answers every request with a 308
-    /// redirect to the same path on the first https:// listener (repeatable).
-    #[arg(long, value_name = "ADDR")]
+    /// redirect to the same path on the first HTTPS listener (repeatable).
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirect_http: Vec<SocketAddr>,
     /// Kernel TLS: auto (after the handshake, hand the keys to the kernel where it has
@@ -487,7 +603,8 @@ pub struct Settings {
     #[arg(long, value_name = "LIST|off")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precompressed: Option<Encodings>,
-    /// Add a response header, `Name: value` (repeatable).
+    /// Add a response header, `Name: value` (repeatable; `Cache-Control: V` is
+    /// --cache-control V).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub header: Vec<HeaderLine>,
@@ -495,9 +612,10 @@ pub struct Settings {
     #[arg(long, value_name = "VALUE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<CacheControl>,
-    /// Allow cross-origin reads: `*` or a comma-separated list of origins; answers
-    /// CORS preflight OPTIONS requests with 204.
-    #[arg(long, value_name = "*|ORIGINS")]
+    /// Allow cross-origin reads: `*` (what a bare `--cors` means) or a comma-separated
+    /// list of origins; answers CORS preflight OPTIONS requests with 204.
+    #[arg(long, value_name = "*|ORIGINS", num_args = 0..=1, default_missing_value = "*",
+          value_parser = cors_flag)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
     /// Single-page-app fallback: a GET/HEAD for a missing path without a file
@@ -602,7 +720,7 @@ pub struct Settings {
     pub file_cache_ttl: Option<Secs>,
     /// Serve Prometheus metrics on ADDR at /metrics (a separate listener; off by
     /// default; kept until a restart).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
     /// Per-path rules (config file only: `[[rule]]` tables).
@@ -658,7 +776,10 @@ impl Settings {
         let limits = zcopy_http::request::Limits::default();
         Settings {
             root: Some(PathBuf::from(".")),
-            listen: vec![Listen::ip(SocketAddr::from(([127, 0, 0, 1], 8080)), false)],
+            listen: vec![Listen::ip(
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+                Scheme::Bare,
+            )],
             ktls: Some(KtlsName("auto".into())),
             tls_handshake_timeout: Some(Secs(10.0)),
             tls_max_handshakes: Some(Count(zcopy_tls::Limits::default().max_handshakes)),
@@ -692,6 +813,47 @@ impl Settings {
         base.extend(to_table(over)?);
         base.try_into()
             .map_err(|e: toml::de::Error| e.message().to_owned())
+    }
+}
+
+/// Moves a `Cache-Control` header of one layer into its `cache-control` key, so that
+/// `--header 'Cache-Control: V'` is `--cache-control V`: one header (files and
+/// listings get one of their own), overridden key by key like the key. A layer that
+/// gives both is refused.
+fn fold_cache_control(
+    header: &mut Vec<HeaderLine>,
+    cache_control: &mut Option<CacheControl>,
+) -> Result<(), String> {
+    let is_cc = |h: &HeaderLine| {
+        h.0.split_once(':')
+            .is_some_and(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+    };
+    let Some(i) = header.iter().position(is_cc) else {
+        return Ok(());
+    };
+    let line = header.remove(i);
+    if cache_control.is_some() || header.iter().any(is_cc) {
+        return Err(
+            "Cache-Control is given twice (cache-control, and a header 'Cache-Control: \
+             ...', set the same header): give it once"
+                .into(),
+        );
+    }
+    let value = line.0.split_once(':').map_or("", |(_, v)| v.trim());
+    *cache_control = Some(CacheControl::try_from(value.to_owned())?);
+    Ok(())
+}
+
+impl Settings {
+    /// This layer with each `Cache-Control` header moved to its `cache-control` key
+    /// (and each rule's), see [`fold_cache_control`].
+    pub fn fold_headers(mut self) -> Result<Settings, String> {
+        fold_cache_control(&mut self.header, &mut self.cache_control)?;
+        for (i, r) in self.rule.iter_mut().enumerate() {
+            fold_cache_control(&mut r.header, &mut r.cache_control)
+                .map_err(|e| format!("rule {} ({}): {e}", i + 1, r.glob.0))?;
+        }
+        Ok(self)
     }
 }
 

@@ -687,3 +687,32 @@ fn a_destination_we_cannot_chown_is_written_through() {
     assert_eq!((m.uid(), m.mode() & 0o777), (4321, 0o666));
     assert!(leftovers(dir.path()).is_empty());
 }
+
+#[test]
+fn zcopy_disable_forces_engines_off_and_names_a_typo() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let data = pattern(300_000, 9);
+    fs::write(&src, &data).unwrap();
+    for (spec, warned) in [("copy-range,inotify", false), ("copy-range,bogus", true)] {
+        let dst = dir.path().join(format!("dst-{warned}"));
+        let out = zcopy(&["cp", "-v", src.to_str().unwrap(), dst.to_str().unwrap()])
+            .env("ZCOPY_DISABLE", spec)
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        assert_eq!(fs::read(&dst).unwrap(), data);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.contains("'bogus' is neither an engine"),
+            warned,
+            "{err}"
+        );
+        // copy-range forced off: the copy says it fell back.
+        assert!(
+            err.contains("copy-range (forced off after 0 bytes)"),
+            "{err}"
+        );
+    }
+}

@@ -5,6 +5,7 @@ mod bench;
 mod config;
 mod cp;
 mod engines;
+mod first_run;
 mod metrics;
 mod relisten;
 mod reload;

@@ -621,7 +621,9 @@ fn the_kept_event_loop_is_said_once_per_change() {
 fn idle_keep_alive_connections_of_a_retiring_worker_get_their_next_answer() {
     for io in DRIVERS {
         let (dir, body) = site(5000);
-        let (z, a) = Serve::start(dir.path(), io, "workers = 4\nlisten = [\"127.0.0.1:0\"]\n");
+        // A grace far longer than the test, so a busy machine can't end it first.
+        let cfg = |n| format!("workers = {n}\nshutdown-grace = 60\nlisten = [\"127.0.0.1:0\"]\n");
+        let (z, a) = Serve::start(dir.path(), io, &cfg(4));
         z.wait_workers(4);
         let mut conns: Vec<TcpStream> = (0..40)
             .map(|_| {
@@ -632,7 +634,7 @@ fn idle_keep_alive_connections_of_a_retiring_worker_get_their_next_answer() {
             })
             .collect();
         let mut z = z;
-        let outcome = z.reload("workers = 1\nlisten = [\"127.0.0.1:0\"]\n");
+        let outcome = z.reload(&cfg(1));
         assert!(outcome.contains("reloaded workers=1"), "{io}: {outcome}");
         // The retiring workers have seen it.
         std::thread::sleep(Duration::from_millis(300));

@@ -52,13 +52,13 @@ fn tls_usage_errors_exit_2_with_a_clear_message() {
         root,
         &[
             "--listen",
-            "127.0.0.1:0",
+            "http://127.0.0.1:0",
             "--tls-cert",
             &cert,
             "--tls-key",
             &key,
         ],
-        "no https:// listener",
+        "every listener says http://",
     );
     exits_2(root, &["--listen", "127.0.0.1:0", "--hsts", "60"], "--hsts");
     exits_2(

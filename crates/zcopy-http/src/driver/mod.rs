@@ -34,7 +34,7 @@ pub use crate::config::IoDriver;
 pub fn choose(want: IoDriver, tls: bool) -> (IoDriver, String) {
     let why_uring = match want {
         IoDriver::Epoll => return (IoDriver::Epoll, "asked for".into()),
-        IoDriver::Auto => match auto::from_profile(zcopy::profile::Profile::load()) {
+        IoDriver::Auto => match auto::from_profile(zcopy::profile::Profile::cached_default()) {
             Ok(why) => why,
             Err(why) => return (IoDriver::Epoll, why),
         },
@@ -333,7 +333,12 @@ impl Engines {
         let pool = match self.plans.iter().find(|(k, _)| *k == key) {
             Some(&(_, pool)) => pool,
             None => {
-                let mut plan = Plan::for_peer(&route.class(), len, self.pref, by_reference);
+                let hold = match by_reference {
+                    true => zcopy::LeaseHold::UntilConsumed,
+                    false => zcopy::LeaseHold::UntilSent,
+                };
+                let profile = zcopy::profile::Profile::cached_default();
+                let mut plan = Plan::for_peer(&route.class(), len, self.pref, hold, profile);
                 if !by_reference {
                     plan.engines.retain(|k| !k.sends_by_reference());
                 }
@@ -372,14 +377,9 @@ impl Engines {
         if t.leased {
             t.transfer.release();
         }
-        let fell = t
-            .transfer
-            .report()
-            .runs
-            .iter()
-            .filter_map(|r| Some((r.engine, r.fell_back.as_deref()?)));
-        for (engine, why) in fell.skip(t.fallbacks_counted) {
-            self.stats.fallback(engine, why);
+        let fell = t.transfer.report().fallbacks();
+        for f in fell.skip(t.fallbacks_counted) {
+            self.stats.fallback(f.engine, &f.reason.to_string());
             t.fallbacks_counted += 1;
         }
         tracing::trace!(engine = %t.transfer.report().describe(), "body sent");

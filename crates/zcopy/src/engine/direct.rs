@@ -43,12 +43,12 @@ impl Default for Direct {
 }
 
 impl Direct {
-    /// An engine with a [`DEFAULT_BUF`]-byte aligned buffer.
+    /// An engine with a 1 MiB aligned buffer.
     pub fn new() -> Direct {
         Direct::with_buf(DEFAULT_BUF)
     }
 
-    /// An engine whose buffer holds `size` bytes (rounded up to [`ALIGN`]).
+    /// An engine whose buffer holds `size` bytes (rounded up to 4096).
     pub fn with_buf(size: usize) -> Direct {
         let size = size.max(1).next_multiple_of(ALIGN);
         Direct {

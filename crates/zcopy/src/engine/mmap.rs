@@ -40,6 +40,9 @@ pub struct Mmap {
 }
 
 impl Mmap {
+    /// Most bytes of the file mapped at once.
+    pub const WINDOW: usize = WINDOW;
+
     /// A new engine (nothing mapped yet).
     pub fn new() -> Mmap {
         Mmap::default()

@@ -10,21 +10,34 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::str::FromStr;
 
+use crate::error::{ProbeError, UnknownEngine};
 use crate::stats::Stats;
 
-pub mod copy_range;
-pub mod direct;
-pub mod mmap;
-pub mod msg_zerocopy;
-pub mod read_write;
-pub mod sendfile;
-pub mod splice;
-pub mod tee;
-pub mod uring;
-pub mod vmsplice;
+mod copy_range;
+mod direct;
+mod mmap;
+mod msg_zerocopy;
+mod read_write;
+mod sendfile;
+mod splice;
+mod tee;
+mod uring;
+mod vmsplice;
+
+pub use copy_range::CopyRange;
+pub use direct::Direct;
+pub use mmap::Mmap;
+pub use msg_zerocopy::MsgZerocopy;
+pub use read_write::ReadWrite;
+pub use sendfile::Sendfile;
+pub use splice::Splice;
+pub use tee::Tee;
+pub use uring::Uring;
+pub use vmsplice::Vmsplice;
 
 /// Where an engine's bytes come from.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Src<'a> {
     /// An fd. `offset` is `Some` for files (read at that position; the fd's own
     /// file position is neither used nor moved) and `None` for streams.
@@ -38,7 +51,30 @@ pub enum Src<'a> {
     Mem(&'a [u8]),
 }
 
-/// One way of moving bytes.
+/// One way of moving bytes. [`EngineKind::create`] makes one; a [`Transfer`](crate::Transfer)
+/// runs several with fallbacks, but an engine can be stepped by
+/// hand:
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsFd;
+/// use zcopy::engine::{Engine, Splice};
+/// use zcopy::{Src, Stats};
+///
+/// let mut src = tempfile::tempfile()?;
+/// src.write_all(&[9u8; 70_000])?;
+/// let dst = tempfile::tempfile()?;
+/// let mut engine = Splice::new();
+/// let mut stats = Stats::default();
+/// let mut at = 0u64;
+/// while at < 70_000 {
+///     let from = Src::Fd { fd: src.as_fd(), offset: Some(at) };
+///     at += engine.step(from, dst.as_fd(), 65536, &mut stats)? as u64;
+/// }
+/// assert_eq!(stats.bytes, 70_000);
+/// assert_eq!(dst.metadata()?.len(), 70_000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Engine: Send + fmt::Debug {
     /// Which engine this is.
     fn kind(&self) -> EngineKind;
@@ -84,8 +120,9 @@ pub(crate) fn pipe_is_empty(read_end: BorrowedFd<'_>) -> bool {
     rustix::io::ioctl_fionread(read_end).is_ok_and(|n| n == 0)
 }
 
-/// The engines zcopy knows.
+/// The engines zcopy knows. More may come: match with a `_` arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum EngineKind {
     /// `read` + `write` through a reusable buffer: the baseline.
     ReadWrite,
@@ -109,16 +146,17 @@ pub enum EngineKind {
     Uring,
 }
 
-/// What the seeds say an engine costs, for tables.
+/// What an engine costs on paper (the textbook count, not a measurement), for tables.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct EngineInfo {
     /// The syscalls it issues.
     pub calls: &'static str,
     /// The fd pairs it accepts.
     pub accepts: &'static str,
-    /// CPU copies per the seeds.
+    /// CPU copies of each byte, per the textbook count.
     pub cpu_copies: &'static str,
-    /// User/kernel switches per the seeds.
+    /// User/kernel switches, per the textbook count.
     pub switches: &'static str,
 }
 
@@ -153,7 +191,7 @@ impl EngineKind {
         }
     }
 
-    /// The seeds' figures and the fd pairs the engine accepts.
+    /// The engine's textbook costs and the fd pairs it accepts.
     pub fn info(self) -> EngineInfo {
         let (calls, accepts, cpu_copies, switches) = match self {
             EngineKind::ReadWrite => ("read + write", "any → any", "2", "4 per chunk"),
@@ -224,13 +262,16 @@ impl EngineKind {
         )
     }
 
-    /// Whether this kernel can run the engine at all, and if not, why.
-    pub fn probe(self) -> Result<(), String> {
+    /// Whether this kernel has what the engine needs at all (io_uring's SPLICE,
+    /// `SO_ZEROCOPY`), and if not, why. Cheap: nothing moves; see
+    /// [`probe::verify`](crate::probe::verify) for a check that moves bytes.
+    pub fn probe(self) -> Result<(), ProbeError> {
         match self {
             EngineKind::Uring => uring::probe(),
             EngineKind::MsgZerocopy => msg_zerocopy::probe(),
             _ => Ok(()),
         }
+        .map_err(ProbeError::Unavailable)
     }
 }
 
@@ -241,14 +282,13 @@ impl fmt::Display for EngineKind {
 }
 
 impl FromStr for EngineKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownEngine;
+    fn from_str(s: &str) -> Result<Self, UnknownEngine> {
         EngineKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = EngineKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown engine '{s}' (known: {})", names.join(", "))
+            .ok_or_else(|| UnknownEngine {
+                name: s.to_string(),
             })
     }
 }

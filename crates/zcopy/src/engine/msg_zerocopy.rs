@@ -108,13 +108,22 @@ pub struct MsgZerocopy {
 }
 
 impl MsgZerocopy {
+    /// Sends shorter than this are plain copies: pinning pages costs more.
+    pub const MIN_ZEROCOPY: usize = MIN_ZEROCOPY;
+
+    /// Bytes of engine buffers abandoned so far in this process (see
+    /// the limit, 64 MiB, past which the engine refuses fd sources).
+    pub fn abandoned_bytes() -> usize {
+        abandoned_bytes()
+    }
+
     /// A new engine.
     pub fn new() -> MsgZerocopy {
         MsgZerocopy::default()
     }
 
     /// An engine that waits at most `timeout` for completions (instead of
-    /// [`COMPLETION_TIMEOUT`]); for tests of what happens when they go missing.
+    /// 30 s); for tests of what happens when they go missing.
     pub fn with_timeout(timeout: Duration) -> MsgZerocopy {
         MsgZerocopy {
             timeout: Some(timeout),

@@ -43,6 +43,11 @@ pub struct Uring {
 }
 
 impl Uring {
+    /// Whether `SEND_ZC` (the memory → TCP path) can run here, and if not, why.
+    pub fn probe_send_zc() -> Result<(), crate::ProbeError> {
+        probe_send_zc().map_err(crate::ProbeError::Unavailable)
+    }
+
     /// A new engine; the ring is set up on first use (or taken from this thread's
     /// idle rings).
     pub fn new() -> Uring {

@@ -49,6 +49,9 @@ pub struct Vmsplice {
 }
 
 impl Vmsplice {
+    /// Bytes read into the engine's buffer per step.
+    pub const CHUNK: usize = CHUNK;
+
     /// A new engine; its pipe and buffer are created on first use.
     pub fn new() -> Vmsplice {
         Vmsplice::default()

@@ -66,12 +66,14 @@ impl Mapping {
     }
 
     /// Always false: mappings are never empty.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Where the mapping starts, for the kernel to read from (never dereferenced in
     /// user space).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr().cast::<u8>()
     }
@@ -81,6 +83,7 @@ impl Mapping {
     ///
     /// # Panics
     /// If the range is not inside the mapping.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub fn resident(&self, start: usize, len: usize) -> io::Result<bool> {
         assert!(
             start <= self.len && len <= self.len - start,

@@ -3,8 +3,11 @@
 //! Each function names the C call it makes and links its man page; each `unsafe`
 //! block says why it is sound.
 
+#[cfg(feature = "server")]
 pub mod activation;
+#[cfg(feature = "server")]
 pub mod event_ring;
+#[cfg(feature = "server")]
 pub mod ktls;
 pub mod lease;
 pub mod mem;

@@ -4,7 +4,7 @@
 
 use crate::util::*;
 use std::os::fd::AsFd;
-use zcopy::engine::direct::Direct;
+use zcopy::engine::Direct;
 use zcopy::{Engine, EngineKind, Src, Stats};
 
 /// True if the temporary directory's filesystem takes O_DIRECT; says why not.

@@ -3,7 +3,8 @@
 
 use crate::util::*;
 use std::os::fd::AsFd;
-use zcopy::engine::mmap::{Mmap, WINDOW};
+use zcopy::engine::Mmap;
+const WINDOW: usize = Mmap::WINDOW;
 use zcopy::{Engine, EngineKind, Src, Stats};
 
 #[test]

@@ -3,12 +3,12 @@
 use std::os::fd::AsFd;
 
 use crate::util::*;
-use zcopy::engine::msg_zerocopy::{self, MsgZerocopy};
+use zcopy::engine::MsgZerocopy;
 use zcopy::engine::{Engine, is_unsupported};
 use zcopy::{EngineKind, Src, Stats};
 
 fn skip() -> bool {
-    match msg_zerocopy::probe() {
+    match zcopy::EngineKind::MsgZerocopy.probe() {
         Ok(()) => false,
         Err(why) => {
             eprintln!("skipped: msg-zerocopy: {why}");
@@ -34,7 +34,7 @@ fn memory_to_tcp_at_every_size_and_offset() {
                 &data[offset..],
                 &format!("mem {size} -> tcp @{offset}"),
             );
-            if data.len() - offset < msg_zerocopy::MIN_ZEROCOPY {
+            if data.len() - offset < MsgZerocopy::MIN_ZEROCOPY {
                 assert_eq!(stats.zerocopy_copied + stats.zerocopy_done, 0);
             }
         }

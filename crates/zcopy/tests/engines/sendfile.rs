@@ -3,7 +3,7 @@
 
 use crate::util::*;
 use std::os::fd::AsFd;
-use zcopy::engine::sendfile::Sendfile;
+use zcopy::engine::Sendfile;
 use zcopy::{Engine, EngineKind, Src, Stats};
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::util::*;
 use std::os::fd::AsFd;
-use zcopy::engine::splice::Splice;
+use zcopy::engine::Splice;
 use zcopy::{Engine, EngineKind, Src, Stats};
 
 #[test]

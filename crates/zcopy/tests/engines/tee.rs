@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::thread::JoinHandle;
 
 use crate::util::*;
-use zcopy::engine::tee::Tee;
+use zcopy::engine::Tee;
 use zcopy::engine::{Engine, is_unsupported};
 use zcopy::{EngineKind, Src, Stats};
 

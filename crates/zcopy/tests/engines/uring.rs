@@ -4,7 +4,11 @@ use std::os::fd::AsFd;
 
 use crate::util::*;
 use zcopy::EngineKind;
-use zcopy::engine::uring::{self, Uring};
+use zcopy::engine::Uring;
+
+fn probe() -> Result<(), String> {
+    EngineKind::Uring.probe().map_err(|e| e.to_string())
+}
 
 fn skip(why: Result<(), String>) -> bool {
     match why {
@@ -18,7 +22,7 @@ fn skip(why: Result<(), String>) -> bool {
 
 #[test]
 fn file_to_every_sink_at_every_size_and_offset() {
-    if skip(uring::probe()) {
+    if skip(probe()) {
         return;
     }
     for &size in &SIZES {
@@ -56,7 +60,7 @@ fn file_to_every_sink_at_every_size_and_offset() {
 
 #[test]
 fn streams_to_file_and_tcp() {
-    if skip(uring::probe()) {
+    if skip(probe()) {
         return;
     }
     for (src_kind, sink_kind) in [
@@ -79,7 +83,7 @@ fn streams_to_file_and_tcp() {
 
 #[test]
 fn memory_to_tcp_with_send_zc() {
-    if skip(uring::probe().and_then(|()| uring::probe_send_zc())) {
+    if skip(probe().and_then(|()| Uring::probe_send_zc().map_err(|e| e.to_string()))) {
         return;
     }
     for &size in &SIZES {
@@ -112,7 +116,7 @@ fn memory_to_tcp_with_send_zc() {
 
 #[test]
 fn memory_to_pipe_and_file_with_write() {
-    if skip(uring::probe()) {
+    if skip(probe()) {
         return;
     }
     let data = pattern((1 << 20) + 7, 12);
@@ -127,7 +131,7 @@ fn memory_to_pipe_and_file_with_write() {
 
 #[test]
 fn non_blocking_tcp_sink_resumes_exactly() {
-    if skip(uring::probe()) {
+    if skip(probe()) {
         return;
     }
     let data = pattern((4 << 20) + 7, 78);

@@ -182,7 +182,7 @@ pub fn run_engine(
     let src_kind = FdKind::of(src).unwrap();
     let sink_kind = FdKind::of(sink).unwrap();
     let plan = Plan::new(Some(src_kind), sink_kind, Preference::Prefer(engine));
-    let mut t = Transfer::new(plan);
+    let mut t = Transfer::with_forced(plan, forced());
     let report = t
         .run(src, offset, sink, len, &mut |_| {})
         .unwrap_or_else(|e| panic!("{engine} {src_kind:?}->{sink_kind:?}: {e}"))

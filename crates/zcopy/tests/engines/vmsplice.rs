@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 
 use crate::util::*;
-use zcopy::engine::vmsplice::Vmsplice;
+use zcopy::engine::Vmsplice;
 use zcopy::{Engine, EngineKind, Src, Stats};
 
 #[test]
@@ -63,7 +63,7 @@ fn file_to_pipe_tcp_unix_at_every_size_and_offset() {
 /// pages, the reader would see later bytes in place of earlier ones.
 #[test]
 fn refilling_the_buffer_never_changes_bytes_still_in_the_pipe() {
-    let data = pattern(3 * zcopy::engine::vmsplice::CHUNK + 123, 99);
+    let data = pattern(3 * zcopy::engine::Vmsplice::CHUNK + 123, 99);
     let (_d, src) = file_with(&data);
     let (r, w) = std::io::pipe().unwrap();
     rustix::pipe::fcntl_setpipe_size(&w, 4 << 20)
