@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init(quiet: bool, verbose: u8) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn,zcopy_cli=info,zcopy_http=info",
+        (false, 0) => "warn,zcopy_cli=info,zcopy_http=info,zcopy_http1=info,zcopy_site=info",
         (false, 1) => "debug",
         (false, _) => "trace",
     };

@@ -9,7 +9,16 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::config::AccessLog;
+use std::path::PathBuf;
+
+/// Where the access log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Standard output.
+    Stdout,
+    /// Appended to this file.
+    File(PathBuf),
+}
 
 /// The line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -6,19 +6,12 @@ use std::time::Duration;
 
 use zcopy::Preference;
 
+pub use crate::access_log::AccessLog;
 use crate::encoding::Encoding;
 use crate::path::SymlinkPolicy;
 use crate::request::Limits;
+pub use crate::request::ListenKind;
 use crate::rules::Rule;
-
-/// Where the access log goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLog {
-    /// Standard output.
-    Stdout,
-    /// Appended to this file.
-    File(PathBuf),
-}
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -30,7 +23,7 @@ pub struct Config {
     /// Which engine sends file bodies (with fallback).
     pub engine: Preference,
     /// Which event loop runs the workers.
-    pub io: crate::driver::IoDriver,
+    pub io: IoDriver,
     /// Worker threads, each with its own event loop (0: one per core).
     pub workers: usize,
     /// Answer directories without an index file with a listing.
@@ -86,18 +79,6 @@ pub struct Config {
     pub https_port: u16,
 }
 
-/// What a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ListenKind {
-    /// Plain HTTP.
-    #[default]
-    Http,
-    /// HTTPS.
-    Https,
-    /// Plain HTTP answering every request with a 308 to https.
-    Redirect,
-}
-
 /// The HTTPS listeners' certificate and handshake settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
@@ -121,7 +102,7 @@ impl Default for Config {
             root: PathBuf::from("."),
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             engine: Preference::Auto,
-            io: crate::driver::IoDriver::Auto,
+            io: IoDriver::Auto,
             workers: 0,
             listing: true,
             hidden: false,
@@ -152,12 +133,87 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The site's part of the settings.
+    pub fn site(&self) -> crate::site_config::SiteConfig {
+        crate::site_config::SiteConfig {
+            root: self.root.clone(),
+            listing: self.listing,
+            hidden: self.hidden,
+            symlinks: self.symlinks,
+            index: self.index.clone(),
+            file_cache_ttl: self.file_cache_ttl,
+            limit_rate: self.limit_rate,
+            archives: self.archives,
+            precompressed: self.precompressed.clone(),
+            rules: self.rules.clone(),
+            hsts: self.hsts.clone(),
+            https_port: self.https_port,
+        }
+    }
+
+    /// The settings of the connection core.
+    pub fn conn(&self) -> crate::proto::ConnConfig {
+        crate::proto::ConnConfig {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            send_timeout: self.send_timeout,
+            limits: self.limits,
+            max_body_discard: self.max_body_discard,
+            limit_rate: self.limit_rate,
+        }
+    }
+
     /// The number of worker threads to start (`workers`, or one per core).
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             self.workers
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Which event loop runs the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoDriver {
+    /// The one the calibration measured faster here (see [`crate::driver::choose`]).
+    #[default]
+    Auto,
+    /// The mio (epoll) loop.
+    Epoll,
+    /// The io_uring loop, plain HTTP only (falls back to epoll, with a warning, where
+    /// refused or where a listener speaks TLS).
+    Uring,
+}
+
+impl IoDriver {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::Epoll => "epoll",
+            IoDriver::Uring => "uring",
+        }
+    }
+}
+
+impl std::fmt::Display for IoDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for IoDriver {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IoDriver, String> {
+        match s {
+            "auto" => Ok(IoDriver::Auto),
+            "epoll" => Ok(IoDriver::Epoll),
+            "uring" | "io_uring" | "io-uring" => Ok(IoDriver::Uring),
+            _ => Err(format!(
+                "unknown I/O driver '{s}' (known: auto, epoll, uring)"
+            )),
         }
     }
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use socket2::{Domain, Socket, Type};
 
 use crate::config::ListenKind;
-use crate::driver::Role;
-use crate::server::ServerError;
+use crate::driver::tls::TlsSite;
+use crate::error::ServerError;
 
 /// One listening socket, shared by the set and the workers that accept on it: it
 /// closes when the last of them lets go.
@@ -27,7 +27,9 @@ pub(crate) struct Sock {
 #[derive(Clone, Debug)]
 pub(crate) struct Listen {
     pub(crate) sock: Arc<Sock>,
-    pub(crate) role: Role,
+    pub(crate) kind: ListenKind,
+    /// The TLS setup of an HTTPS listener (`None` for the others).
+    pub(crate) tls: Option<Arc<TlsSite>>,
 }
 
 /// One listen address and its sockets.
@@ -37,7 +39,9 @@ pub(crate) struct Address {
     pub(crate) asked: SocketAddr,
     /// As bound.
     pub(crate) bound: SocketAddr,
-    pub(crate) role: Role,
+    pub(crate) kind: ListenKind,
+    /// The TLS setup of an HTTPS address (`None` for the others).
+    pub(crate) tls: Option<Arc<TlsSite>>,
     /// The `SO_REUSEPORT` group, at least one per worker; or, when `shared`, the one
     /// socket every worker accepts on.
     pub(crate) socks: Vec<Arc<Sock>>,
@@ -60,10 +64,16 @@ fn sock(s: std::net::TcpListener) -> Arc<Sock> {
 }
 
 impl Address {
-    /// Binds `asked` with `n` sockets. An explicit port is first checked with a plain
+    /// Binds `asked` with `n` sockets, speaking `kind` (`tls`: the setup of an HTTPS
+    /// address). An explicit port is first checked with a plain
     /// bind, so a port another server (even another zcopy) holds is reported as in use
     /// instead of silently shared.
-    pub(crate) fn bind(asked: SocketAddr, role: Role, n: usize) -> Result<Address, ServerError> {
+    pub(crate) fn bind(
+        asked: SocketAddr,
+        kind: ListenKind,
+        tls: Option<Arc<TlsSite>>,
+        n: usize,
+    ) -> Result<Address, ServerError> {
         let err = |source| ServerError::Bind {
             addr: asked,
             source,
@@ -83,7 +93,8 @@ impl Address {
         let mut a = Address {
             asked,
             bound,
-            role,
+            kind,
+            tls,
             socks: vec![sock(first.into())],
             shared: false,
         };
@@ -100,20 +111,16 @@ impl Address {
         Ok(Address {
             asked: addr,
             bound: addr,
-            role: Role::Http,
+            kind: ListenKind::Http,
+            tls: None,
             socks: vec![sock(l)],
             shared: true,
         })
     }
 
-    /// What the address speaks.
-    pub(crate) fn kind(&self) -> ListenKind {
-        self.role.kind()
-    }
-
     /// Whether this is the configuration's entry `addr` of `kind`.
     pub(crate) fn is(&self, addr: SocketAddr, kind: ListenKind) -> bool {
-        self.asked == addr && self.kind() == kind
+        self.asked == addr && self.kind == kind
     }
 
     /// Binds more sockets to the group until there are `n` (for new workers). Where
@@ -149,7 +156,8 @@ impl Address {
             .filter(take)
             .map(|(_, s)| Listen {
                 sock: s.clone(),
-                role: self.role.clone(),
+                kind: self.kind,
+                tls: self.tls.clone(),
             })
     }
 }

@@ -14,6 +14,8 @@ use crate::handler::Site;
 pub struct Live {
     /// The site: configuration and the open root.
     pub site: Arc<Site>,
+    /// The server's settings these were made from.
+    pub config: Arc<crate::config::Config>,
     /// The access log, if any.
     pub log: Option<Arc<AccessLogger>>,
 }

@@ -1,5 +1,5 @@
 //! The metrics endpoint: a small event loop (mio) on its own thread that answers
-//! `GET /metrics` with [`Stats::render`], so scrapes never touch the workers' event
+//! `GET /metrics` with [`ServerStats::render`], so scrapes never touch the workers' event
 //! loops. Scrapes are served side by side: a client that sends its request slowly,
 //! or reads the answer slowly, holds only its own connection ([`SCRAPE_TIMEOUT`] at
 //! most), never the next scraper. At most [`MAX_SCRAPES`] connections are open at
@@ -13,18 +13,23 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::stats::Stats;
+use crate::request::{self, HttpError, Limits, Method, Parsed};
+use crate::stats::ServerStats;
 
 /// How long one scrape may take, request and answer.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Scrape connections open at once; a new one beyond closes the oldest.
 pub const MAX_SCRAPES: usize = 64;
-/// Largest request head read.
-const MAX_HEAD: usize = 8192;
+/// Largest request head read (→ 431), and longest request line (→ 414).
+const LIMITS: Limits = Limits {
+    max_request_line: 2048,
+    max_header_bytes: 8192,
+    max_headers: 100,
+};
 const LISTENER: Token = Token(usize::MAX);
 
 /// Serves `stats` on `listener` from a new thread, for the life of the process.
-pub fn spawn(listener: TcpListener, stats: Arc<Stats>) -> io::Result<()> {
+pub fn spawn(listener: TcpListener, stats: Arc<ServerStats>) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let poll = Poll::new()?;
     let mut listener = mio::net::TcpListener::from_std(listener);
@@ -49,7 +54,7 @@ struct Scrape {
     seq: u64,
 }
 
-fn run(mut poll: Poll, listener: mio::net::TcpListener, stats: &Stats) {
+fn run(mut poll: Poll, listener: mio::net::TcpListener, stats: &ServerStats) {
     let mut events = Events::with_capacity(64);
     let mut scrapes: Vec<Option<Scrape>> = Vec::new();
     let mut seq = 0u64;
@@ -148,7 +153,7 @@ fn close(poll: &Poll, scrapes: &mut [Option<Scrape>], i: usize) {
 
 impl Scrape {
     /// Reads and writes what the socket allows; true when the scrape is over.
-    fn step(&mut self, stats: &Stats) -> bool {
+    fn step(&mut self, stats: &ServerStats) -> bool {
         if self.out.is_empty() {
             let mut buf = [0u8; 1024];
             loop {
@@ -156,12 +161,16 @@ impl Scrape {
                     Ok(0) => return true,
                     Ok(n) => {
                         self.head.extend_from_slice(&buf[..n]);
-                        if self.head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            self.out = answer(&self.head, stats);
-                            break;
-                        }
-                        if self.head.len() > MAX_HEAD {
-                            return true;
+                        match request::parse(&self.head, &LIMITS) {
+                            Ok(Parsed::Partial) => {}
+                            Ok(Parsed::Complete(req, _)) => {
+                                self.out = answer(&req, stats);
+                                break;
+                            }
+                            Err(e) => {
+                                self.out = refuse(e);
+                                break;
+                            }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -184,35 +193,43 @@ impl Scrape {
     }
 }
 
-/// The whole answer (head and body) to a request head.
-fn answer(head: &[u8], stats: &Stats) -> Vec<u8> {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or(&[]);
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, target) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));
-    let path = target.split(|&b| b == b'?').next().unwrap_or(&[]);
-    let (status, ctype, body) = match (method, path) {
-        (b"GET" | b"HEAD", b"/metrics") => (
+/// The whole answer (head and body) to a request, parsed as the server parses them.
+fn answer(req: &request::Request<'_>, stats: &ServerStats) -> Vec<u8> {
+    let path = req.target.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (req.method, path) {
+        (Method::Get | Method::Head, "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
             stats.render(),
         ),
-        (b"GET" | b"HEAD", _) => (
+        (Method::Get | Method::Head, _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",
             "metrics are at /metrics\n".to_owned(),
         ),
-        _ => (
+        (Method::Other, _) => (
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",
             "GET /metrics\n".to_owned(),
         ),
     };
+    reply(status, ctype, &body, req.method == Method::Head)
+}
+
+/// The answer to a request head the parser refused: its status and reason.
+fn refuse(e: HttpError) -> Vec<u8> {
+    let status = format!("{} {}", e.status, crate::head::reason(e.status));
+    let body = format!("{} {}\n", e.status, e.reason);
+    reply(&status, "text/plain; charset=utf-8", &body, false)
+}
+
+fn reply(status: &str, ctype: &str, body: &str, head_only: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
-    if method != b"HEAD" {
+    if !head_only {
         out.extend_from_slice(body.as_bytes());
     }
     out

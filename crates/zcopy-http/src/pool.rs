@@ -15,12 +15,13 @@ use crate::config::{Config, ListenKind};
 use crate::driver::epoll::{self, WAKER};
 use crate::driver::tls::TlsSite;
 use crate::driver::worker::{Control, Start};
-use crate::driver::{IoDriver, Role, uring};
+use crate::driver::{IoDriver, uring};
+use crate::error::ServerError;
 use crate::listen::{self, Address};
 use crate::live::LiveCell;
 use crate::lock;
-use crate::server::{ServerError, ShutdownInner};
-use crate::stats::Stats;
+use crate::shutdown::ShutdownInner;
+use crate::stats::ServerStats;
 
 /// The HTTPS listeners' TLS setup, once there are any (shared with the certificate
 /// reloader).
@@ -32,7 +33,7 @@ pub(crate) struct Pool {
     /// The event loop the workers run (chosen at start).
     pub(crate) io: IoDriver,
     live: Arc<LiveCell>,
-    stats: Arc<Stats>,
+    stats: Arc<ServerStats>,
     active: Arc<AtomicUsize>,
     shutdown: Arc<ShutdownInner>,
     /// The listener set, in the configuration's order.
@@ -63,7 +64,7 @@ pub(crate) struct Staged {
 impl Staged {
     /// What was bound: the address (with the port the kernel chose) and its kind.
     pub(crate) fn added(&self) -> Vec<(SocketAddr, ListenKind)> {
-        self.fresh.iter().map(|a| (a.bound, a.kind())).collect()
+        self.fresh.iter().map(|a| (a.bound, a.kind)).collect()
     }
 
     /// The listener set (the addresses of `current` still wanted, with their sockets,
@@ -104,7 +105,7 @@ impl Pool {
     /// A pool with no worker yet, on `addrs`.
     pub(crate) fn new(
         live: Arc<LiveCell>,
-        stats: Arc<Stats>,
+        stats: Arc<ServerStats>,
         shutdown: Arc<ShutdownInner>,
         addrs: Vec<Address>,
         inherited: bool,
@@ -146,12 +147,11 @@ impl Pool {
             if current.iter().any(known) || fresh.iter().any(known) {
                 continue;
             }
-            let role = match kind {
-                ListenKind::Http => Role::Http,
-                ListenKind::Https => Role::Https(tls.clone().ok_or(ServerError::NoCertificate)?),
-                ListenKind::Redirect => Role::Redirect,
+            let site = match kind {
+                ListenKind::Https => Some(tls.clone().ok_or(ServerError::NoCertificate)?),
+                ListenKind::Http | ListenKind::Redirect => None,
             };
-            fresh.push(Address::bind(addr, role, n)?);
+            fresh.push(Address::bind(addr, kind, site, n)?);
         }
         let https_port = wanted
             .iter()

@@ -10,78 +10,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mio::Waker;
-
 use crate::access_log::AccessLogger;
 use crate::config::{AccessLog, Config, ListenKind};
 use crate::driver::tls::TlsSite;
 use crate::driver::{self, IoDriver};
+pub use crate::error::ServerError;
 use crate::handler::Site;
 use crate::listen::Address;
 use crate::live::{Live, LiveCell};
 use crate::lock;
 use crate::pool::{Pool, TlsCell};
-use crate::stats::Stats;
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The root is missing or not a directory.
-    #[error("cannot serve {}: {source}", path.display())]
-    Root {
-        /// The root given.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why (e.g. address in use).
-        #[source]
-        source: io::Error,
-    },
-    /// The access log could not be opened.
-    #[error("cannot open the access log {}: {source}", path.display())]
-    AccessLog {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The HTTPS listeners' certificate or key could not be loaded.
-    #[error("{0}")]
-    Tls(#[from] zcopy_tls::LoadError),
-    /// HTTPS listeners were asked for without a certificate and key.
-    #[error("HTTPS listeners need a certificate and key (--tls-cert, --tls-key)")]
-    NoCertificate,
-    /// A reload asked for what the running server can't do without a restart.
-    #[error("{0}")]
-    Refused(String),
-    /// Anything else (creating the event loops or threads).
-    #[error(transparent)]
-    Io(#[from] io::Error),
-}
-
-#[derive(Debug)]
-pub(crate) struct ShutdownInner {
-    pub(crate) flag: AtomicBool,
-    /// The running workers' wakers.
-    pub(crate) wakers: Mutex<Vec<Arc<Waker>>>,
-}
-
-impl ShutdownInner {
-    /// Wakes every running worker.
-    pub(crate) fn wake_all(&self) {
-        for w in lock(&self.wakers).iter() {
-            let _ = w.wake();
-        }
-    }
-}
+pub(crate) use crate::shutdown::ShutdownInner;
+use crate::stats::ServerStats;
 
 /// Asks a running server to stop: no new connections, in-flight responses finish
 /// within the grace period, then the workers exit.
@@ -132,7 +72,7 @@ impl TlsReloader {
 /// A bound server, ready to run.
 pub struct Server {
     live: Arc<LiveCell>,
-    stats: Arc<Stats>,
+    stats: Arc<ServerStats>,
     addrs: Vec<SocketAddr>,
     kinds: Vec<ListenKind>,
     tls: Option<Arc<TlsSite>>,
@@ -144,7 +84,7 @@ impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("addrs", &self.addrs)
-            .field("workers", &self.live.load().1.site.config.worker_count())
+            .field("workers", &self.live.load().1.config.worker_count())
             .finish_non_exhaustive()
     }
 }
@@ -183,7 +123,7 @@ impl Server {
             (addrs, tls)
         };
         let live = Arc::new(LiveCell::new(open_live(&config)?));
-        let stats = Arc::new(Stats::new(n));
+        let stats = Arc::new(ServerStats::new(n));
         let inner = Arc::new(ShutdownInner {
             flag: AtomicBool::new(false),
             wakers: Mutex::new(Vec::new()),
@@ -196,7 +136,7 @@ impl Server {
             from_manager,
             Arc::new(Mutex::new(tls.clone())),
         );
-        let (addrs, kinds) = pool.addrs.iter().map(|a| (a.bound, a.kind())).unzip();
+        let (addrs, kinds) = pool.addrs.iter().map(|a| (a.bound, a.kind)).unzip();
         let pool = Arc::new(Mutex::new(pool));
         let shutdown = ShutdownHandle {
             inner,
@@ -249,7 +189,7 @@ impl Server {
     }
 
     /// The workers' counters (for a metrics endpoint).
-    pub fn stats(&self) -> Arc<Stats> {
+    pub fn stats(&self) -> Arc<ServerStats> {
         self.stats.clone()
     }
 
@@ -265,7 +205,7 @@ impl Server {
 
     /// Starts the worker threads and returns at once.
     pub fn spawn(self) -> io::Result<RunningServer> {
-        let config = self.live.load().1.site.config.clone();
+        let config = self.live.load().1.config.clone();
         let want = config.io;
         let tls = self.kinds.iter().any(|k| *k != ListenKind::Http);
         let (io, why) = driver::choose(want, tls);
@@ -296,7 +236,7 @@ impl Server {
 
 /// Opens what a configuration needs before it can serve: the root and the access log.
 fn open_live(config: &Config) -> Result<Live, ServerError> {
-    let site = Site::open(config.clone()).map_err(|source| ServerError::Root {
+    let site = Site::open(config.site()).map_err(|source| ServerError::Root {
         path: config.root.clone(),
         source,
     })?;
@@ -316,6 +256,7 @@ fn open_live(config: &Config) -> Result<Live, ServerError> {
     };
     Ok(Live {
         site: Arc::new(site),
+        config: Arc::new(config.clone()),
         log,
     })
 }
@@ -359,7 +300,7 @@ impl ReloadHandle {
             return Err(ServerError::Refused("shutting down".into()));
         }
         let (_, old) = self.live.load();
-        let was = &old.site.config;
+        let was = &old.config;
         let moved = config.listen != was.listen
             || config.tls_listen != was.tls_listen
             || config.redirect_listen != was.redirect_listen;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use zcopy::EngineKind;
 
-/// Method labels: the two served, preflight, any other, and requests that never parsed.
+/// Method labels: the two served, preflight, any other, and requests that never parsed
+/// (in the order of the core's `proto::MethodClass`, which indexes them).
 pub const METHODS: [&str; 5] = ["GET", "HEAD", "OPTIONS", "other", "invalid"];
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 pub const BUCKETS: [f64; 12] = [
@@ -155,15 +156,15 @@ impl WorkerStats {
 
 /// Every worker's counters.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct ServerStats {
     /// Every worker that ever ran (a retired one's counts still add up).
     workers: RwLock<Vec<Arc<WorkerStats>>>,
 }
 
-impl Stats {
+impl ServerStats {
     /// Counters for `n` workers.
-    pub fn new(n: usize) -> Stats {
-        Stats {
+    pub fn new(n: usize) -> ServerStats {
+        ServerStats {
             workers: RwLock::new((0..n).map(|_| Arc::new(WorkerStats::default())).collect()),
         }
     }
@@ -381,7 +382,7 @@ mod tests {
 
     #[test]
     fn workers_are_summed_and_rendered() {
-        let s = Stats::new(2);
+        let s = ServerStats::new(2);
         s.worker(0).response(0, 200, Duration::from_micros(300));
         s.worker(1).response(0, 204, Duration::from_millis(2));
         s.worker(1).response(4, 400, Duration::from_secs(60));

@@ -14,6 +14,7 @@
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -22,13 +23,17 @@ use rustix::io::Errno;
 use zcopy::Src;
 
 use super::fetch::{self, Fetcher};
-use super::tls::{Step, TlsConn, TlsWorker, Transport};
+use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
+use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{
-    Engines, PeerRoute, PooledTransfer, Role, Sheddable, TURN_BUDGET, classify_peer, shed_victim,
+    Engines, PeerRoute, PooledTransfer, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
+    shed_victim,
 };
+use crate::archive::open_member;
+use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
-use crate::proto::{self, Env, Intent};
+use crate::proto::{self, Intent};
 
 /// The token of the shutdown waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -62,13 +67,17 @@ struct Shared {
 
 impl Shared {
     /// The core's view of the worker, and the engines, fetch thread and TLS state beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut Engines, &Fetcher, &mut TlsWorker) {
-        (
-            self.common.env(),
-            &mut self.engines,
-            &self.fetcher,
-            &mut self.tls,
-        )
+    fn parts(
+        &mut self,
+    ) -> (
+        Env<'_>,
+        &mut Engines,
+        &Fetcher,
+        &mut TlsWorker,
+        &mut SiteResponder,
+    ) {
+        let (env, site) = self.common.parts();
+        (env, &mut self.engines, &self.fetcher, &mut self.tls, site)
     }
 }
 
@@ -149,7 +158,7 @@ impl Connection {
             return Progress::Close;
         }
         loop {
-            let (mut env, engines, fetcher, tls) = sh.parts();
+            let (mut env, engines, fetcher, tls, site) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
             {
@@ -222,6 +231,19 @@ impl Connection {
                         Err(_) => self.core.on_send_failed(&mut env),
                     }
                 }
+                Intent::Request => {
+                    let now = env.now;
+                    self.core.answer(&mut env, |req, close, out| {
+                        site.respond(req, close, out, now)
+                    });
+                }
+                Intent::OpenMember => {
+                    let file = self
+                        .core
+                        .member_to_open()
+                        .and_then(|(d, m)| open_member(d, m));
+                    self.core.on_member(&mut env, file);
+                }
                 Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {
                     offset,
@@ -291,7 +313,7 @@ impl Connection {
                             }
                             let engine = t.transfer.current();
                             let by_ref = engine.is_some_and(|k| k.sends_by_reference());
-                            env.stats.body_by_engine(engine, n as u64, by_ref);
+                            env.events.stats.body_by_engine(engine, n as u64, by_ref);
                             self.core.on_file_sent(&mut env, n, by_ref);
                         }
                         Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
@@ -375,7 +397,9 @@ struct Listener {
     id: u64,
     /// This worker's descriptor of the socket.
     sock: TcpListener,
-    role: Role,
+    kind: ListenKind,
+    /// The TLS setup of an HTTPS listener.
+    tls: Option<Arc<TlsSite>>,
     /// Left out of the worker's listener set: accepted from until empty, then closed.
     leaving: bool,
     /// May have connections waiting (edge-triggered: cleared only on WouldBlock).
@@ -420,7 +444,7 @@ impl Worker {
             ctl,
         } = start;
         let waker = ctl.waker.clone();
-        let engines = Engines::new(live.load().1.site.config.engine, stats.clone());
+        let engines = Engines::new(live.load().1.config.engine, stats.clone());
         let (books, common) = Books::new(live, active, shutdown, ctl, stats);
         let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         Ok(Worker {
@@ -466,9 +490,9 @@ impl Worker {
                 self.relisten(plan);
             }
             if let Some(live) = self.books.reloaded() {
-                if live.site.config.engine != self.sh.common.site.config.engine {
+                if live.config.engine != self.sh.common.config.engine {
                     self.sh.engines =
-                        Engines::new(live.site.config.engine, self.sh.common.stats.clone());
+                        Engines::new(live.config.engine, self.sh.common.stats.clone());
                 }
                 self.sh.common.reload(&live);
             }
@@ -567,7 +591,7 @@ impl Worker {
                 tracing::error!("listener {}: {e}", p.sock.id);
                 continue;
             }
-            if let (false, Role::Https(site)) = (self.tls_limits_set, &p.role) {
+            if let (false, Some(site)) = (self.tls_limits_set, &p.tls) {
                 // The first HTTPS listener of this worker: its handshake limits (one
                 // TLS setup per process, so they never change after).
                 self.sh.tls = TlsWorker::new(&site.limits);
@@ -576,7 +600,8 @@ impl Worker {
             self.listeners.push(Listener {
                 id: p.sock.id,
                 sock,
-                role: p.role,
+                kind: p.kind,
+                tls: p.tls,
                 leaving: false,
                 ready: true,
                 registered: true,
@@ -626,10 +651,10 @@ impl Worker {
         if !self.books.may_accept(self.sh.common.now) {
             return;
         }
-        let max = self.sh.common.site.config.max_connections.max(1);
+        let max = self.sh.common.config.max_connections.max(1);
         for li in 0..self.listeners.len() {
             let mut accepted = 0;
-            let tls = matches!(self.listeners[li].role, Role::Https(_));
+            let tls = self.listeners[li].tls.is_some();
             while self.listeners[li].ready && self.listeners[li].registered {
                 if accepted >= ACCEPT_BATCH {
                     return;
@@ -655,8 +680,9 @@ impl Worker {
                                 super::refuse(&stream);
                             }
                         } else {
-                            let role = self.listeners[li].role.clone();
-                            self.add(stream, peer, role);
+                            let l = &self.listeners[li];
+                            let (kind, site) = (l.kind, l.tls.clone());
+                            self.add(stream, peer, kind, site);
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -727,9 +753,15 @@ impl Worker {
         true
     }
 
-    fn add(&mut self, stream: TcpStream, peer: SocketAddr, role: Role) {
-        let transport = match &role {
-            Role::Https(site) => match TlsConn::new(site, self.sh.common.now) {
+    fn add(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        kind: ListenKind,
+        tls: Option<Arc<TlsSite>>,
+    ) {
+        let transport = match &tls {
+            Some(site) => match TlsConn::new(site, self.sh.common.now) {
                 Ok(t) if self.sh.tls.slots.take() => Transport::Tls(Box::new(t)),
                 Ok(_) => return,
                 Err(e) => {
@@ -737,7 +769,7 @@ impl Worker {
                     return;
                 }
             },
-            _ => Transport::Plain,
+            None => Transport::Plain,
         };
         let idx = self.books.slot(|| {
             self.slots.push(Slot {
@@ -750,8 +782,8 @@ impl Worker {
         let route = classify_peer(&mut self.sh.common.peers, &stream, peer);
         let (env, ..) = self.sh.parts();
         let mut core = proto::Conn::new(peer, !route.local, &env);
-        if !matches!(role, Role::Http) {
-            core.set_via(role.kind());
+        if kind != ListenKind::Http {
+            core.set_via(kind);
         }
         let mut conn = Connection {
             stream,

@@ -9,7 +9,9 @@ pub mod tls;
 pub mod uring;
 pub(crate) mod worker;
 
-use std::fs::File;
+#[cfg(test)]
+mod core_tests;
+
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -21,76 +23,10 @@ use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::{FileCache, pread_into};
 use crate::handler::{self, Body, Piece, Response, Site};
-use crate::proto::Responder;
 use crate::request::Request;
 use crate::stats::WorkerStats;
 
-/// What a worker's listener speaks.
-#[derive(Clone, Debug)]
-pub enum Role {
-    /// Plain HTTP.
-    Http,
-    /// HTTPS, with the listeners' TLS setup.
-    Https(Arc<tls::TlsSite>),
-    /// Plain HTTP answering every request with a 308 to https.
-    Redirect,
-}
-
-impl Role {
-    /// The kind of listener, as the core and the handler see it.
-    pub fn kind(&self) -> crate::config::ListenKind {
-        match self {
-            Role::Http => crate::config::ListenKind::Http,
-            Role::Https(_) => crate::config::ListenKind::Https,
-            Role::Redirect => crate::config::ListenKind::Redirect,
-        }
-    }
-}
-
-/// Which event loop runs the workers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum IoDriver {
-    /// The one the calibration measured faster here (see [`choose`]).
-    #[default]
-    Auto,
-    /// The mio (epoll) loop.
-    Epoll,
-    /// The io_uring loop, plain HTTP only (falls back to epoll, with a warning, where
-    /// refused or where a listener speaks TLS).
-    Uring,
-}
-
-impl IoDriver {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            IoDriver::Auto => "auto",
-            IoDriver::Epoll => "epoll",
-            IoDriver::Uring => "uring",
-        }
-    }
-}
-
-impl std::fmt::Display for IoDriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for IoDriver {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<IoDriver, String> {
-        match s {
-            "auto" => Ok(IoDriver::Auto),
-            "epoll" => Ok(IoDriver::Epoll),
-            "uring" | "io_uring" | "io-uring" => Ok(IoDriver::Uring),
-            _ => Err(format!(
-                "unknown I/O driver '{s}' (known: auto, epoll, uring)"
-            )),
-        }
-    }
-}
+pub use crate::config::IoDriver;
 
 /// The driver that runs for `want` (never `Auto`), and why. `tls`: some listener
 /// speaks HTTPS or redirects to it, which only the epoll driver serves. `Auto` tries
@@ -220,13 +156,13 @@ pub struct SiteResponder {
     pub checks: crate::auth::Checks,
 }
 
-impl Responder for SiteResponder {
+impl SiteResponder {
     /// One `openat2` + `fstat` (on a cache hit one `fstat`, or nothing for a file
     /// the cache holds). A body of at most [`SMALL_BODY`] bytes is copied from the
     /// cache or read here (one `pread`) so it leaves with the head in one write; a
     /// larger body the cache holds is sent from the held bytes (one copy, by the
     /// kernel, at send time) unless `--limit-rate` paces file bodies.
-    fn respond(
+    pub fn respond(
         &mut self,
         req: &Request<'_>,
         close: bool,
@@ -275,13 +211,6 @@ impl Responder for SiteResponder {
         resp
     }
 
-    /// One `openat2` + `fstat`.
-    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File> {
-        crate::archive::open_member(dir, member)
-    }
-}
-
-impl SiteResponder {
     /// A responder for the site of a reload, with an empty file cache that carries on
     /// this one's hit and miss counts, and this one's password checks in flight.
     pub fn reloaded(&mut self, site: Arc<Site>) -> SiteResponder {

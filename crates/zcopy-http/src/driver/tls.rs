@@ -15,8 +15,9 @@ use zcopy_tls::{
     PLAIN_HTTP_400, Session, TlsError, TlsListener, TlsPath, Why, send_file_chunk,
 };
 
+use super::worker::Env;
 use crate::config::TlsConfig;
-use crate::proto::{self, Env};
+use crate::proto;
 
 /// Ciphertext read from the socket per call: a whole TLS record and then some.
 const CIPHER_READ: usize = 32 * 1024;
@@ -392,7 +393,7 @@ impl TlsConn {
             FILE_CHUNK,
         ) {
             Ok(n) => {
-                env.stats.body_by_tls(n as u64);
+                env.events.stats.body_by_tls(n as u64);
                 core.on_file_sent(env, n, false);
                 self.flush_or_fail(stream, core, env, writable);
                 (Step::Again, n)

@@ -48,10 +48,12 @@ use rustix::io::Errno;
 use zcopy::EngineKind;
 use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
 
+use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
-use super::{Role, Sheddable, classify_peer, shed_victim};
+use super::{Sheddable, SiteResponder, classify_peer, shed_victim};
+use crate::archive::open_member;
 use crate::listen::{Listen, MAX_ID};
-use crate::proto::{self, Env, Intent};
+use crate::proto::{self, Intent};
 
 /// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
 const RING: RingSize = RingSize {
@@ -186,9 +188,11 @@ impl Shared {
         self.common.env()
     }
 
-    /// The core's view of the worker, and the send/read buffers beside it.
-    fn parts(&mut self) -> (Env<'_>, &mut IoBufs) {
-        (self.common.env(), &mut self.io)
+    /// The core's view of the worker, the send/read buffers beside it, and the
+    /// responder that answers its requests.
+    fn parts(&mut self) -> (Env<'_>, &mut IoBufs, &mut SiteResponder) {
+        let (env, site) = self.common.parts();
+        (env, &mut self.io, site)
     }
 }
 
@@ -203,7 +207,7 @@ impl Connection {
         let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
         sh.common.serving(idx, self.core.peer());
         while !self.closing {
-            let (mut env, io) = sh.parts();
+            let (mut env, io, site) = sh.parts();
             let intent = self.core.next(&mut env);
             let corked = self.sending.is_none() && !self.out.is_empty();
             match intent {
@@ -284,6 +288,19 @@ impl Connection {
                     self.sending = Some(Sending::Write { sent: 0, core: n });
                     self.submit_send(token, ring, 0, more);
                     return;
+                }
+                Intent::Request => {
+                    let now = env.now;
+                    self.core.answer(&mut env, |req, close, out| {
+                        site.respond(req, close, out, now)
+                    });
+                }
+                Intent::OpenMember => {
+                    let file = self
+                        .core
+                        .member_to_open()
+                        .and_then(|(d, m)| open_member(d, m));
+                    self.core.on_member(&mut env, file);
                 }
                 Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {
@@ -578,7 +595,7 @@ impl Connection {
                             // `file == 0`: the file ended early (only corked bytes went).
                             if file > 0 {
                                 // Read into a buffer, then sent: copied, like read-write.
-                                env.stats.body_by_engine(
+                                env.events.stats.body_by_engine(
                                     Some(EngineKind::ReadWrite),
                                     file as u64,
                                     false,
@@ -593,8 +610,11 @@ impl Connection {
                         self.out.clear();
                         if n == prefix + file {
                             // Copied from the mapping at send time, like mmap.
-                            env.stats
-                                .body_by_engine(Some(EngineKind::Mmap), file as u64, false);
+                            env.events.stats.body_by_engine(
+                                Some(EngineKind::Mmap),
+                                file as u64,
+                                false,
+                            );
                             self.core.on_file_sent(&mut env, file, false);
                         } else {
                             // MSG_WAITALL: short only when the file lost pages meanwhile.
@@ -713,7 +733,8 @@ impl Connection {
             // Nothing left in the file at this offset: it shrank.
             self.core.on_file_sent(env, 0, true);
         } else if sent > 0 {
-            env.stats
+            env.events
+                .stats
                 .body_by_engine(Some(EngineKind::Splice), sent as u64, true);
             self.core.on_file_sent(env, sent, true);
         }
@@ -966,7 +987,7 @@ impl Worker {
             if self.listeners.iter().any(|l| l.id == p.sock.id) {
                 continue;
             }
-            if !matches!(p.role, Role::Http) {
+            if p.kind != crate::config::ListenKind::Http {
                 // `choose` never picks this driver for them.
                 tracing::error!("the io_uring driver serves plain HTTP only: listener left out");
                 continue;
@@ -1039,7 +1060,7 @@ impl Worker {
         let Ok(peer) = stream.peer_addr() else {
             return;
         };
-        let max = self.sh.common.site.config.max_connections.max(1);
+        let max = self.sh.common.config.max_connections.max(1);
         if self.books.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
             self.sh.common.stats.refused();
             super::refuse(&stream);

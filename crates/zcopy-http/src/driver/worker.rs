@@ -14,8 +14,8 @@ use crate::access_log::AccessLogger;
 use crate::handler::Site;
 use crate::listen::Listen;
 use crate::live::{Live, LiveCell};
-use crate::proto::{Buffers, Env};
-use crate::server::ShutdownInner;
+use crate::proto::{self, Buffers, ConnConfig};
+use crate::shutdown::ShutdownInner;
 use crate::stats::WorkerStats;
 
 /// Longest sleep between timer sweeps.
@@ -88,10 +88,68 @@ impl Control {
     }
 }
 
+/// The core's view of a worker, as the drivers use it.
+pub(crate) type Env<'a> = proto::Env<'a, Report<'a>>;
+
+/// Where the core's events go: the worker's counters and access log.
+pub(crate) struct Report<'a> {
+    /// The worker's counters (drivers count engine bytes here too).
+    pub(crate) stats: &'a WorkerStats,
+    /// The access log, if enabled.
+    pub(crate) log: Option<&'a AccessLogger>,
+    /// Where finished responses' log lines go until the driver writes them out.
+    pub(crate) log_buf: &'a mut Vec<u8>,
+}
+
+impl proto::Observer for Report<'_> {
+    fn keep(&self) -> proto::Keep {
+        match self.log {
+            None => proto::Keep::Nothing,
+            Some(log) if log.wants_headers() => proto::Keep::LineAndHeaders,
+            Some(_) => proto::Keep::Line,
+        }
+    }
+
+    fn done(&mut self, d: &proto::Done<'_>) {
+        self.stats.response(d.method as usize, d.status, d.took);
+        if d.in_memory {
+            self.stats.body_from_memory(d.body_sent);
+        }
+        if let Some(log) = self.log {
+            let entry = crate::access_log::Entry {
+                ip: d.peer.ip(),
+                line: d.line,
+                status: d.status,
+                bytes: d.body_sent,
+                referer: d.referer,
+                user_agent: d.user_agent,
+                took: d.took,
+            };
+            log.format(self.log_buf, &entry);
+        }
+    }
+
+    fn body_from_memory(&mut self, n: u64) {
+        self.stats.body_from_memory(n);
+    }
+
+    fn truncated(&mut self) {
+        self.stats.truncation();
+    }
+
+    fn lease_broken(&mut self) {
+        self.stats.lease_break();
+    }
+}
+
 /// What a worker's connections share: the site, the log, buffers, the responder and
 /// the worker's counters.
 pub(crate) struct Common {
     pub(crate) site: Arc<Site>,
+    /// The server's settings.
+    pub(crate) config: Arc<crate::config::Config>,
+    /// The core's settings, from the site's configuration.
+    pub(crate) conn: ConnConfig,
     pub(crate) log: Option<Arc<AccessLogger>>,
     pub(crate) bufs: Buffers,
     pub(crate) responder: SiteResponder,
@@ -117,6 +175,8 @@ impl Common {
                 cache,
                 checks: crate::auth::Checks::default(),
             },
+            conn: live.config.conn(),
+            config: live.config.clone(),
             site,
             log: live.log.clone(),
             bufs: Buffers::new(super::SPARE_BUFFERS),
@@ -130,16 +190,24 @@ impl Common {
 
     /// The core's view of the worker.
     pub(crate) fn env(&mut self) -> Env<'_> {
-        Env {
+        self.parts().0
+    }
+
+    /// The core's view of the worker, and the responder that answers its requests
+    /// ([`proto::Intent::Request`]).
+    pub(crate) fn parts(&mut self) -> (Env<'_>, &mut SiteResponder) {
+        let env = Env {
             now: self.now,
-            config: &self.site.config,
+            config: &self.conn,
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,
-            responder: &mut self.responder,
-            log: self.log.as_deref(),
-            log_buf: &mut self.log_buf,
-            stats: &self.stats,
-        }
+            events: Report {
+                stats: &self.stats,
+                log: self.log.as_deref(),
+                log_buf: &mut self.log_buf,
+            },
+        };
+        (env, &mut self.responder)
     }
 
     /// Takes the settings of a reload: new requests are served under them; responses
@@ -148,6 +216,8 @@ impl Common {
         self.flush_log();
         let site = live.site.clone();
         self.responder = self.responder.reloaded(site.clone());
+        self.conn = live.config.conn();
+        self.config = live.config.clone();
         self.site = site;
         self.log = live.log.clone();
     }
@@ -222,7 +292,10 @@ impl Books {
         let now = Instant::now();
         let (generation, current) = live.load();
         let mut common = Common::new(&current, stats, now);
-        common.responder.checks = crate::auth::Checks::new(Some(ctl.waker.clone()));
+        let waker = ctl.waker.clone();
+        common.responder.checks = crate::auth::Checks::new(Some(Arc::new(move || {
+            let _ = waker.wake();
+        })));
         let books = Books {
             free: Vec::new(),
             runq: Vec::new(),
@@ -279,7 +352,7 @@ impl Books {
     /// Starts the graceful end: no new requests, the grace period begins.
     pub(crate) fn begin_shutdown(&mut self, sh: &mut Common) {
         sh.shutting_down = true;
-        self.grace_until = Some(sh.now + sh.site.config.shutdown_grace);
+        self.grace_until = Some(sh.now + sh.config.shutdown_grace);
     }
 
     /// The graceful end is over (no connection left, or the grace period ended):

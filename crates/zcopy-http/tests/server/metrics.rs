@@ -74,3 +74,50 @@ fn slow_clients_do_not_hold_up_other_scrapers() {
     assert!(matches!(first.read(&mut b), Ok(0) | Err(_)));
     running.stop().unwrap();
 }
+
+/// Sends `req` to the metrics endpoint and reads the whole answer.
+fn ask(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(req).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The issue: the metrics endpoint split the request line by hand beside the real
+/// parser, so it answered heads the server refuses (no version: 200), waited out
+/// its timeout on bare-LF heads and answered nothing, and took an absolute-form
+/// target for an unknown path. Now it parses with the server's own parser.
+#[test]
+fn the_metrics_endpoint_parses_requests_as_the_server_does() {
+    let fx = Fixture::new();
+    let server = Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        ..Config::default()
+    })
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    zcopy_http::metrics::spawn(listener, server.stats()).unwrap();
+    let running = server.spawn().unwrap();
+
+    let out = ask(addr, b"GET /metrics\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let out = ask(addr, b"GET /metrics HTTP/1.1\nHost: x\n\n");
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let out = ask(addr, b"GET http://x/metrics?q HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("zcopy_requests_total"), "{out}");
+    let out = ask(addr, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "{out}");
+    let out = ask(addr, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    let out = ask(addr, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    running.stop().unwrap();
+}

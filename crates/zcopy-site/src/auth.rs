@@ -21,7 +21,6 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use mio::Waker;
 
 /// Most verified (and, apart, most refused) credentials remembered per user list.
 const REMEMBERED: usize = 1024;
@@ -397,7 +396,7 @@ struct Job {
     ip: IpAddr,
     memory: Arc<Memory>,
     reply: Sender<Done>,
-    waker: Option<Arc<Waker>>,
+    waker: Option<Wake>,
 }
 
 /// A verdict back from the pool.
@@ -456,10 +455,14 @@ fn check_thread(pool: &'static Pool) {
         if job.reply.send(Done { key: job.key, ok }).is_ok()
             && let Some(w) = &job.waker
         {
-            let _ = w.wake();
+            w();
         }
     }
 }
+
+/// Wakes a worker when a verdict of its checks is in (the server's event-loop
+/// waker; the site knows no event loop).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// A worker's password checks: hands them to the pool, and carries verdicts back to
 /// the requests that wait for them. The driver says which connection is being
@@ -468,7 +471,7 @@ fn check_thread(pool: &'static Pool) {
 pub struct Checks {
     tx: Sender<Done>,
     rx: Receiver<Done>,
-    waker: Option<Arc<Waker>>,
+    waker: Option<Wake>,
     /// The connection being served: its token and address.
     asking: (usize, IpAddr),
     /// Checks of this worker in the pool, by header key: the connections waiting.
@@ -493,7 +496,7 @@ impl Default for Checks {
 
 impl Checks {
     /// Checks whose verdicts wake the worker through `waker`.
-    pub fn new(waker: Option<Arc<Waker>>) -> Checks {
+    pub fn new(waker: Option<Wake>) -> Checks {
         let (tx, rx) = channel();
         Checks {
             tx,

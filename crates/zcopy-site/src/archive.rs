@@ -19,7 +19,8 @@ use std::os::fd::AsFd;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use crate::handler::Piece;
+pub use crate::plan::Member;
+use crate::plan::Piece;
 
 /// Most entries (files, directories and anything else met) one archive may hold: it
 /// bounds the headers held in memory (512 bytes an entry) and the time a request
@@ -28,15 +29,6 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// Deepest directory nesting followed.
 const MAX_DEPTH: usize = 64;
 const BLOCK: u64 = 512;
-
-/// A file of the archive, opened when its turn comes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    /// Its path beneath the archived directory (`a/b/c.txt`).
-    pub rel: Box<str>,
-    /// Its size when the archive was planned.
-    pub size: u64,
-}
 
 /// The plan of a tar stream: pieces (headers in `mem`, contents from `members`).
 #[derive(Debug, Default)]

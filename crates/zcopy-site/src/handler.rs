@@ -1,5 +1,5 @@
 //! From a parsed request to a response: the head (formatted into a buffer) and a plan
-//! for the body. No socket I/O happens here; [`crate::conn`] sends what this decides.
+//! for the body. No socket I/O happens here; the server's drivers send what this decides.
 //!
 //! Syscalls per file request: one `openat2` + one `fstat` (inside [`path::open`]),
 //! plus one more pair for a directory's index file. Content-Length is always the
@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::cache::{CachedFile, Described, FileCache};
+pub use crate::plan::{Body, BodyMem, FileBody, Piece, Response};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -24,15 +25,16 @@ use crate::access::{self, Access, Denied};
 use crate::archive::{Archive, ArchiveError};
 use crate::auth::{Checks, Verdict};
 use crate::conditional::{self, Precondition, Validators};
-use crate::config::{Config, ListenKind};
 use crate::encoding::{self, Found};
 use crate::head::{self, Head};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
 use crate::redirect::https_location;
+use crate::request::ListenKind;
 use crate::request::{BodyFraming, HttpError, Method, Request, Version};
 use crate::rules::{Cors, Effective};
+pub use crate::site_config::SiteConfig;
 
 /// What is served, shared by all workers: the configuration and the root, opened once.
 #[derive(Debug)]
@@ -40,7 +42,7 @@ pub struct Site {
     /// The root directory, opened once (every path is resolved beneath it).
     pub root: OwnedFd,
     /// Settings.
-    pub config: Config,
+    pub config: SiteConfig,
     /// The root's path as the kernel names it, to tell where a followed symlink led
     /// ([`access::real_rel`]); `None` if unknown (then no link is followed).
     pub root_path: Option<String>,
@@ -50,7 +52,7 @@ pub struct Site {
 
 impl Site {
     /// Opens `config.root` as a directory.
-    pub fn open(config: Config) -> io::Result<Site> {
+    pub fn open(config: SiteConfig) -> io::Result<Site> {
         use rustix::fs::{Mode, OFlags};
         let root = rustix::fs::open(
             &config.root,
@@ -70,111 +72,6 @@ impl Site {
             root_path,
             generated: crate::pages::MemBudget::new(crate::pages::GENERATED_MAX),
         })
-    }
-}
-
-/// One piece of a response body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Piece {
-    /// Bytes `mem[start..end]` of the [`FileBody`].
-    Mem(usize, usize),
-    /// `len` bytes of the file from `start`.
-    File {
-        /// First byte.
-        start: u64,
-        /// How many bytes.
-        len: u64,
-    },
-    /// The whole of archive member `index` ([`FileBody::members`]), `len` bytes,
-    /// opened when its turn comes.
-    Member {
-        /// Index into [`FileBody::members`].
-        index: usize,
-        /// Its size.
-        len: u64,
-    },
-}
-
-/// A body read from an open file: one range, or multipart parts whose headers live
-/// in `mem` and whose data is sent by an engine straight from the file.
-#[derive(Debug)]
-pub struct FileBody {
-    /// The open file (shared with the worker's [`FileCache`] for small files).
-    pub file: Arc<File>,
-    /// The file's length from the fstat the response was built on.
-    pub file_len: u64,
-    /// The pieces, in order.
-    pub pieces: Vec<Piece>,
-    /// Memory the [`Piece::Mem`] pieces point into.
-    pub mem: BodyMem,
-    /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
-    /// directory).
-    pub members: Vec<crate::archive::Member>,
-    /// The whole of `file`, when the worker's cache holds its bytes (read under the
-    /// fstat the response was built on).
-    pub held: Option<Arc<[u8]>>,
-}
-
-/// Bytes a body sends from memory: made for this response, or a held file's bytes
-/// shared with the worker's [`FileCache`].
-#[derive(Debug)]
-pub enum BodyMem {
-    /// Made for this response (multipart part headers, archive headers).
-    Owned(Vec<u8>),
-    /// A held file's bytes.
-    Held(Arc<[u8]>),
-    /// Made for this response and counted in the site's
-    /// [`crate::pages::MemBudget`] until the body is dropped.
-    Counted(Vec<u8>, crate::pages::Ticket),
-}
-
-impl std::ops::Deref for BodyMem {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            BodyMem::Owned(v) => v,
-            BodyMem::Held(b) => b,
-            BodyMem::Counted(v, _) => v,
-        }
-    }
-}
-
-/// How the body follows the head.
-#[derive(Debug)]
-pub enum Body {
-    /// Nothing more: the head buffer already holds any (small) body.
-    InHead,
-    /// No answer yet: a password check runs off the event loop ([`Response::pending`]).
-    Pending,
-    /// From a file.
-    File(FileBody),
-}
-
-/// A response decided by [`handle`]: the head is in the caller's buffer.
-#[derive(Debug)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// The body still to send after the head buffer.
-    pub body: Body,
-    /// Body length announced in Content-Length (0 for HEAD and 304).
-    pub body_len: u64,
-    /// Close the connection after this response.
-    pub close: bool,
-}
-
-impl Response {
-    /// Not answered yet: the request's password check runs off the event loop. The
-    /// core keeps the request and asks again once the worker is told the verdict is
-    /// in (nothing was written to `out`).
-    pub fn pending() -> Response {
-        Response {
-            status: 0,
-            body: Body::Pending,
-            body_len: 0,
-            close: false,
-        }
     }
 }
 
@@ -254,7 +151,7 @@ fn respond(
     access: &mut Access<'_>,
 ) -> Response {
     let cfg = &site.config;
-    let conn = Conn {
+    let reply = Reply {
         close,
         keep_alive_10: !close && req.version == Version::Http10,
         head_only: req.method == Method::Head,
@@ -269,12 +166,12 @@ fn respond(
     if *req.target == *"*" {
         // `OPTIONS *` (the only method the parser lets through with `*`): what the
         // server as a whole allows.
-        return conn.body(out, 200, "text/plain; charset=utf-8", b"", &[ALLOW]);
+        return reply.body(out, 200, "text/plain; charset=utf-8", b"", &[ALLOW]);
     }
     if req.via == ListenKind::Redirect {
         return match https_location(req.host, cfg.https_port, &req.target) {
-            Some(loc) => conn.text(out, 308, "308 Permanent Redirect\n", &[("Location", &loc)]),
-            None => conn.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
+            Some(loc) => reply.text(out, 308, "308 Permanent Redirect\n", &[("Location", &loc)]),
+            None => reply.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
         };
     }
     if req.method == Method::Other {
@@ -282,7 +179,7 @@ fn respond(
             && let Some(cors) = eff.cors
             && req.ac_request_method.is_some()
         {
-            return conn.preflight(out, cors, req);
+            return reply.preflight(out, cors, req);
         }
         // A method RFC 9110 or 5789 defines is not allowed here (405); any other is
         // not implemented (501, RFC 9110 §9.1).
@@ -290,9 +187,9 @@ fn respond(
             "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
         ];
         if !KNOWN.contains(&req.method_name) {
-            return conn.status(out, 501);
+            return reply.status(out, 501);
         }
-        return conn.status_with(out, 405, &[ALLOW]);
+        return reply.status_with(out, 405, &[ALLOW]);
     }
     if let Some(users) = eff.auth {
         match access.verdict(users) {
@@ -300,11 +197,11 @@ fn respond(
             Verdict::Pending => return Response::pending(),
             Verdict::Limited(secs) => {
                 let secs = secs.to_string();
-                return conn.status_with(out, 429, &[("Retry-After", &secs)]);
+                return reply.status_with(out, 429, &[("Retry-After", &secs)]);
             }
             Verdict::Busy => {
                 let body = "503 Service Unavailable (password checks busy)\n";
-                return conn.text(out, 503, body, &[("Retry-After", "1")]);
+                return reply.text(out, 503, body, &[("Retry-After", "1")]);
             }
             verdict => {
                 if let Verdict::Denied(user) = verdict {
@@ -316,7 +213,7 @@ fn respond(
                     );
                 }
                 let challenge = users.challenge();
-                return conn.status_with(out, 401, &[("WWW-Authenticate", &challenge)]);
+                return reply.status_with(out, 401, &[("WWW-Authenticate", &challenge)]);
             }
         }
     }
@@ -327,12 +224,12 @@ fn respond(
         && let Some(users) = access::auth_of(&cfg.rules, orig)
         && !access.passes(users)
     {
-        return conn.challenge(out, users);
+        return reply.challenge(out, users);
     }
     let key = req.target.split('?').next().unwrap_or("");
     if let Some(hit) = cache.get(key, now) {
         if access.refuses_links(&hit.st) {
-            return conn.hard_linked(out, key);
+            return reply.hard_linked(out, key);
         }
         let name = key.rsplit('/').next().unwrap_or("");
         let index = name.is_empty();
@@ -340,27 +237,27 @@ fn respond(
         let found = find_sidecar(
             site, req, key, None, None, index, &hit.st, cache, now, access,
         );
-        return serve_file(req, &conn, hit, name, found, out);
+        return serve_file(req, &reply, hit, name, found, out);
     }
     let clean = match path::clean(&req.target) {
         Ok(c) => c,
-        Err(e) => return error_response(out, e, conn.head_only),
+        Err(e) => return error_response(out, e, reply.head_only),
     };
     match path::open_noting_links(&site.root, &clean, cfg.symlinks, cfg.hidden) {
         Ok((Resolved::File(file, st), via_link)) => {
             if clean.trailing_slash {
-                return conn.status(out, 404);
+                return reply.status(out, 404);
             }
             // Where a followed link led is checked as a name of its own.
             let real = match via_link {
-                true => match conn.check_real(site, access, &file, out) {
+                true => match reply.check_real(site, access, &file, out) {
                     Ok(real) => real,
                     Err(resp) => return resp,
                 },
                 false => None,
             };
             if access.refuses_links(&st) {
-                return conn.hard_linked(out, key);
+                return reply.hard_linked(out, key);
             }
             let name = clean.segments.last().map_or("", String::as_str);
             let f = if via_link {
@@ -381,11 +278,11 @@ fn respond(
                 now,
                 access,
             );
-            serve_file(req, &conn, f, name, found, out)
+            serve_file(req, &reply, f, name, found, out)
         }
         Ok((Resolved::Dir(dir, dir_st), via_link)) => {
             let real = match via_link {
-                true => match conn.check_real(site, access, &dir, out) {
+                true => match reply.check_real(site, access, &dir, out) {
                     Ok(real) => real,
                     Err(resp) => return resp,
                 },
@@ -397,7 +294,7 @@ fn respond(
                     loc.push('?');
                     loc.push_str(q);
                 }
-                return conn.text(out, 301, "301 Moved Permanently\n", &[("Location", &loc)]);
+                return reply.text(out, 301, "301 Moved Permanently\n", &[("Location", &loc)]);
             }
             let names = DirNames {
                 rel: clean.segments.join("/"),
@@ -408,7 +305,7 @@ fn respond(
                 && q.split('&').any(|kv| kv == "download=tar")
             {
                 return serve_archive(
-                    site, &conn, cache, dir, &dir_st, &clean, &names, access, out,
+                    site, &reply, cache, dir, &dir_st, &clean, &names, access, out,
                 );
             }
             if !cfg.index.is_empty() {
@@ -416,14 +313,14 @@ fn respond(
                     Ok((Resolved::File(file, st), index_via_link)) => {
                         let linked = via_link || index_via_link;
                         let real = match linked {
-                            true => match conn.check_real(site, access, &file, out) {
+                            true => match reply.check_real(site, access, &file, out) {
                                 Ok(real) => real,
                                 Err(resp) => return resp,
                             },
                             false => None,
                         };
                         if access.refuses_links(&st) {
-                            return conn.hard_linked(out, key);
+                            return reply.hard_linked(out, key);
                         }
                         let f = if linked {
                             uncached(file, st)
@@ -442,17 +339,17 @@ fn respond(
                             now,
                             access,
                         );
-                        return serve_file(req, &conn, f, &cfg.index, found, out);
+                        return serve_file(req, &reply, f, &cfg.index, found, out);
                     }
                     Ok((Resolved::Dir(..), _)) | Err(OpenError::NotFound) => {}
-                    Err(e) => return conn.open_error(out, e),
+                    Err(e) => return reply.open_error(out, e),
                 }
             }
             if !names.all(|n| access.listable(n)) {
-                return conn.status(out, 404);
+                return reply.status(out, 404);
             }
             serve_listing(
-                req, &conn, cache, dir, &dir_st, &clean, &names, site, access, out,
+                req, &reply, cache, dir, &dir_st, &clean, &names, site, access, out,
             )
         }
         Err(OpenError::NotFound) => match fallback(site, req, eff, &clean) {
@@ -463,11 +360,11 @@ fn respond(
                     described: None,
                     bytes: None,
                 };
-                serve_file(req, &conn, f, name, Found::default(), out)
+                serve_file(req, &reply, f, name, Found::default(), out)
             }
-            None => conn.status(out, 404),
+            None => reply.status(out, 404),
         },
-        Err(e) => conn.open_error(out, e),
+        Err(e) => reply.open_error(out, e),
     }
 }
 
@@ -620,18 +517,7 @@ impl DirNames {
 
 /// The response to a request that could not be parsed: status and reason, then close.
 pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Response {
-    let eff = Effective::default();
-    let conn = Conn {
-        close: true,
-        keep_alive_10: false,
-        head_only,
-        eff: &eff,
-        origin: None,
-        vary_encoding: false,
-        hsts: None,
-    };
-    let body = format!("{} {}\n", err.status, err.reason);
-    conn.text(out, err.status, &body, &[])
+    Response::error(out, err, head_only)
 }
 
 /// The methods every resource answers.
@@ -648,10 +534,10 @@ fn location(clean: &CleanPath) -> String {
     loc
 }
 
-/// Per-response facts that shape every head: the connection, the rules in force,
+/// How a reply is shaped (every head it writes): the connection, the rules in force,
 /// and whether the resource varies on Accept-Encoding.
 #[derive(Clone, Copy)]
-struct Conn<'e, 'r> {
+struct Reply<'e, 'r> {
     close: bool,
     keep_alive_10: bool,
     head_only: bool,
@@ -662,7 +548,7 @@ struct Conn<'e, 'r> {
     hsts: Option<&'e str>,
 }
 
-impl Conn<'_, '_> {
+impl Reply<'_, '_> {
     /// Connection, Vary, CORS and the rules' headers: the fields every head ends with.
     fn finish_fields(&self, h: &mut Head<'_>) {
         if self.close {
@@ -859,7 +745,7 @@ impl Conn<'_, '_> {
 #[allow(clippy::too_many_arguments)]
 fn serve_listing(
     req: &Request<'_>,
-    conn: &Conn<'_, '_>,
+    reply: &Reply<'_, '_>,
     cache: &mut FileCache,
     dir: File,
     dir_st: &rustix::fs::Stat,
@@ -877,21 +763,21 @@ fn serve_listing(
     } else {
         "text/html; charset=utf-8"
     };
-    let cache_control = conn.eff.cache_control.unwrap_or("no-cache");
+    let cache_control = reply.eff.cache_control.unwrap_or("no-cache");
     let too_large = |out: &mut Vec<u8>| {
         let body = format!(
             "403 Forbidden (more than {} entries to list)\n",
             listing::MAX_LISTING
         );
-        conn.text(out, 403, &body, &[])
+        reply.text(out, 403, &body, &[])
     };
     if cache.known_too_large(dir_st) {
         return too_large(out);
     }
-    if conn.head_only {
+    if reply.head_only {
         // The entries are counted (no stat, no page): the status is the GET's.
         return match listing::count_entries(&dir, listing::MAX_LISTING) {
-            Ok(_) => conn.head_only_ok(
+            Ok(_) => reply.head_only_ok(
                 out,
                 &[("Content-Type", ctype), ("Cache-Control", cache_control)],
             ),
@@ -901,12 +787,12 @@ fn serve_listing(
             }
             Err(listing::ListError::Io(e)) => {
                 tracing::warn!("listing failed: {e}");
-                conn.status(out, 500)
+                reply.status(out, 500)
             }
         };
     }
     if !site.generated.room(crate::pages::PAGE_MAX) {
-        return conn.busy(out);
+        return reply.busy(out);
     }
     let mut keep = |name: &str, kind: listing::Kind, st: rustix::fs::Stat| {
         // A directory is listed when it may be listed in turn, a file when it may
@@ -938,7 +824,7 @@ fn serve_listing(
             }
             Err(listing::ListError::Io(e)) => {
                 tracing::warn!("listing failed: {e}");
-                return conn.status(out, 500);
+                return reply.status(out, 500);
             }
         };
     let order = listing::Order::from_query(query);
@@ -952,8 +838,8 @@ fn serve_listing(
     let lm = v.last_modified();
     match conditional::evaluate(req, &v) {
         Precondition::Proceed => {}
-        Precondition::NotModified => return not_modified(conn, &v, &lm, cache_control, out),
-        Precondition::Failed => return conn.status(out, 412),
+        Precondition::NotModified => return not_modified(reply, &v, &lm, cache_control, out),
+        Precondition::Failed => return reply.status(out, 412),
     }
     let fields = [
         ("ETag", v.etag.as_str()),
@@ -961,11 +847,11 @@ fn serve_listing(
         ("Cache-Control", cache_control),
     ];
     if body.len() <= crate::pages::INLINE_MAX {
-        return conn.body(out, 200, ctype, body.as_bytes(), &fields);
+        return reply.body(out, 200, ctype, body.as_bytes(), &fields);
     }
     // A larger page stays in memory until the client has read it: counted.
     let Some(ticket) = site.generated.take(body.len()) else {
-        return conn.busy(out);
+        return reply.busy(out);
     };
     let len = body.len();
     let mut h = Head::start(out, 200);
@@ -974,20 +860,21 @@ fn serve_listing(
     }
     h.header("Content-Type", ctype);
     h.header_u64("Content-Length", len as u64);
-    conn.finish_fields(&mut h);
+    reply.finish_fields(&mut h);
     h.finish();
     Response {
         status: 200,
         body: Body::File(FileBody {
             file: Arc::new(dir),
             file_len: 0,
+            lease: false,
             pieces: vec![Piece::Mem(0, len)],
-            mem: BodyMem::Counted(body.into_bytes(), ticket),
+            mem: BodyMem::Counted(body.into_bytes(), Box::new(ticket)),
             members: Vec::new(),
             held: None,
         }),
         body_len: len as u64,
-        close: conn.close,
+        close: reply.close,
     }
 }
 
@@ -1039,7 +926,7 @@ fn linked_entry(
 #[allow(clippy::too_many_arguments)]
 fn serve_archive(
     site: &Site,
-    conn: &Conn<'_, '_>,
+    reply: &Reply<'_, '_>,
     cache: &mut FileCache,
     dir: File,
     dir_st: &rustix::fs::Stat,
@@ -1049,11 +936,11 @@ fn serve_archive(
     out: &mut Vec<u8>,
 ) -> Response {
     if !names.all(|n| access.listable(n)) {
-        return conn.status(out, 404);
+        return reply.status(out, 404);
     }
     // A directory too large to list is too large to archive.
     if cache.known_too_large(dir_st) {
-        return archive_too_large(conn, out);
+        return archive_too_large(reply, out);
     }
     let top = clean.segments.last().map_or("root", String::as_str);
     let disposition = format!(
@@ -1064,17 +951,17 @@ fn serve_archive(
         ),
         utf8_percent_encode(top, SEGMENT),
     );
-    let cache_control = conn.eff.cache_control.unwrap_or("no-store");
-    if conn.head_only {
+    let cache_control = reply.eff.cache_control.unwrap_or("no-store");
+    if reply.head_only {
         // The top directory's entries are counted (no walk): a directory too large
         // to list gets the GET's 403.
         if let Err(listing::ListError::TooLarge) =
             listing::count_entries(&dir, crate::archive::MAX_ENTRIES)
         {
             cache.note_too_large(dir_st);
-            return archive_too_large(conn, out);
+            return archive_too_large(reply, out);
         }
-        return conn.head_only_ok(
+        return reply.head_only_ok(
             out,
             &[
                 ("Content-Type", "application/x-tar"),
@@ -1084,7 +971,7 @@ fn serve_archive(
         );
     }
     if !site.generated.room(crate::pages::PLAN_MAX) {
-        return conn.busy(out);
+        return reply.busy(out);
     }
     let hidden = access.hidden();
     let mut keep = |rel: &str, st: &rustix::fs::Stat, is_dir: bool| {
@@ -1096,10 +983,10 @@ fn serve_archive(
     };
     let archive = match Archive::plan(&dir, top, hidden, &mut keep) {
         Ok(a) => a,
-        Err(ArchiveError::TooLarge) => return archive_too_large(conn, out),
+        Err(ArchiveError::TooLarge) => return archive_too_large(reply, out),
         Err(ArchiveError::Io(e)) => {
             tracing::warn!("archive failed: {e}");
-            return conn.status(out, 500);
+            return reply.status(out, 500);
         }
     };
     // The plan stays in memory until the stream ends: counted.
@@ -1111,42 +998,43 @@ fn serve_archive(
             .map(|m| m.rel.len() + std::mem::size_of::<crate::archive::Member>())
             .sum::<usize>();
     let Some(ticket) = site.generated.take(held) else {
-        return conn.busy(out);
+        return reply.busy(out);
     };
     let mut h = Head::start(out, 200);
     h.header("Content-Type", "application/x-tar");
     h.header("Content-Disposition", &disposition);
     h.header("Cache-Control", cache_control);
     h.header_u64("Content-Length", archive.len);
-    conn.finish_fields(&mut h);
+    reply.finish_fields(&mut h);
     h.finish();
     Response {
         status: 200,
         body: Body::File(FileBody {
             file: Arc::new(dir),
             file_len: 0,
+            lease: false,
             pieces: archive.pieces,
-            mem: BodyMem::Counted(archive.mem, ticket),
+            mem: BodyMem::Counted(archive.mem, Box::new(ticket)),
             members: archive.members,
             held: None,
         }),
         body_len: archive.len,
-        close: conn.close,
+        close: reply.close,
     }
 }
 
 /// 403 for an archive of more than [`crate::archive::MAX_ENTRIES`] entries.
-fn archive_too_large(conn: &Conn<'_, '_>, out: &mut Vec<u8>) -> Response {
+fn archive_too_large(reply: &Reply<'_, '_>, out: &mut Vec<u8>) -> Response {
     let body = format!(
         "403 Forbidden (more than {} entries to archive)\n",
         crate::archive::MAX_ENTRIES
     );
-    conn.text(out, 403, &body, &[])
+    reply.text(out, 403, &body, &[])
 }
 
 /// 304 with the validators (and Cache-Control) the 200 would carry.
 fn not_modified(
-    conn: &Conn<'_, '_>,
+    reply: &Reply<'_, '_>,
     v: &Validators,
     lm: &str,
     cache_control: &str,
@@ -1158,13 +1046,13 @@ fn not_modified(
     if !cache_control.is_empty() {
         h.header("Cache-Control", cache_control);
     }
-    conn.finish_fields(&mut h);
+    reply.finish_fields(&mut h);
     h.finish();
     Response {
         status: 304,
         body: Body::InHead,
         body_len: 0,
-        close: conn.close,
+        close: reply.close,
     }
 }
 
@@ -1172,15 +1060,15 @@ fn not_modified(
 /// ETag and ranges, with the original's Content-Type).
 fn serve_file(
     req: &Request<'_>,
-    conn: &Conn<'_, '_>,
+    reply: &Reply<'_, '_>,
     f: CachedFile,
     name: &str,
     found: Found,
     out: &mut Vec<u8>,
 ) -> Response {
-    let conn = &Conn {
+    let reply = &Reply {
         vary_encoding: found.any,
-        ..*conn
+        ..*reply
     };
     let (file, st, coding, described, held) = match found.chosen {
         Some(s) => (
@@ -1206,11 +1094,11 @@ fn serve_file(
         &described.last_modified,
         &described.content_type,
     );
-    let cache_control = conn.eff.cache_control.unwrap_or("");
+    let cache_control = reply.eff.cache_control.unwrap_or("");
     match conditional::evaluate(req, v) {
         Precondition::Proceed => {}
-        Precondition::NotModified => return not_modified(conn, v, lm, cache_control, out),
-        Precondition::Failed => return conn.status(out, 412),
+        Precondition::NotModified => return not_modified(reply, v, lm, cache_control, out),
+        Precondition::Failed => return reply.status(out, 412),
     }
     let plan = match req.range {
         Some(r) if req.method == Method::Get && conditional::if_range_allows(req, v) => {
@@ -1228,12 +1116,12 @@ fn serve_file(
         if !cache_control.is_empty() {
             h.header("Cache-Control", cache_control);
         }
-        conn.finish_fields(h);
+        reply.finish_fields(h);
     };
     let (status, pieces, mem, body_len) = match plan {
         RangePlan::Unsatisfiable => {
             let cr = format!("bytes */{len}");
-            return conn.status_with(out, 416, &[("Content-Range", &cr)]);
+            return reply.status_with(out, 416, &[("Content-Range", &cr)]);
         }
         RangePlan::Partial(spans) if spans.len() == 1 => {
             let (s, e) = spans[0];
@@ -1300,12 +1188,12 @@ fn serve_file(
             (200, vec![Piece::File { start: 0, len }], Vec::new(), len)
         }
     };
-    if conn.head_only || body_len == 0 {
+    if reply.head_only || body_len == 0 {
         return Response {
             status,
             body: Body::InHead,
             body_len: 0,
-            close: conn.close,
+            close: reply.close,
         };
     }
     Response {
@@ -1313,13 +1201,14 @@ fn serve_file(
         body: Body::File(FileBody {
             file,
             file_len: len,
+            lease: len > crate::cache::CACHE_MAX,
             pieces,
             mem: BodyMem::Owned(mem),
             members: Vec::new(),
             held,
         }),
         body_len,
-        close: conn.close,
+        close: reply.close,
     }
 }
 

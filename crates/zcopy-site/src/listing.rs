@@ -250,7 +250,7 @@ pub fn validators(body: &[u8], dir: &rustix::fs::Stat, entries: &[Entry]) -> Val
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut h);
-    let from_dir = Validators::from_stat(dir).modified;
+    let from_dir = crate::cache::validators(dir).modified;
     let newest = entries
         .iter()
         .map(|e| e.modified)
@@ -311,7 +311,7 @@ fn unix_secs(t: SystemTime) -> i64 {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC (days-to-civil after Howard Hinnant).
-pub(crate) fn iso_utc(t: SystemTime) -> String {
+pub fn iso_utc(t: SystemTime) -> String {
     let secs = unix_secs(t);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

@@ -65,10 +65,21 @@ pub struct Described {
     pub content_type: String,
 }
 
+/// The validators of a file from its fstat.
+#[allow(clippy::unnecessary_cast)] // field types differ between architectures
+pub fn validators(st: &rustix::fs::Stat) -> Validators {
+    Validators::from_parts(
+        st.st_ino as u64,
+        st.st_size as u64,
+        st.st_mtime as i64,
+        st.st_mtime_nsec as u64,
+    )
+}
+
 impl Described {
     /// The head fields of a file named `name` with fstat `st`.
     pub fn of(st: &rustix::fs::Stat, name: &str) -> Described {
-        let validators = Validators::from_stat(st);
+        let validators = validators(st);
         Described {
             last_modified: validators.last_modified(),
             content_type: crate::head::content_type(name),
@@ -434,6 +445,22 @@ pub fn pread_into(file: &File, start: u64, len: usize, out: &mut Vec<u8>) -> usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validators_of_a_real_file_follow_its_stat() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[7u8; 0x400]).unwrap();
+        let st = rustix::fs::fstat(f.as_fd()).unwrap();
+        let v = validators(&st);
+        let ns = st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128;
+        assert_eq!(v.etag, format!("\"{:x}-400-{:x}\"", st.st_ino, ns));
+        // A change of content changes the tag.
+        f.write_all(b"x").unwrap();
+        let st2 = rustix::fs::fstat(f.as_fd()).unwrap();
+        assert_ne!(validators(&st2).etag, v.etag);
+    }
 
     #[test]
     fn expired_entries_are_closed_without_a_lookup() {

@@ -19,8 +19,8 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use crate::auth::{Checks, Users, Verdict};
-use crate::config::Config;
 use crate::rules::{Rule, glob_match};
+use crate::site_config::SiteConfig;
 
 /// Suffixes of precompressed sidecars: a name ending in one is also guarded by the
 /// rules of the name without it.
@@ -62,7 +62,7 @@ impl<'a> Access<'a> {
     /// The answers for a client that sent `authorization`; passwords are checked
     /// through `checks`.
     pub fn new(
-        cfg: &'a Config,
+        cfg: &'a SiteConfig,
         authorization: Option<&'a str>,
         checks: &'a mut Checks,
         now: Instant,

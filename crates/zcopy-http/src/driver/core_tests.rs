@@ -1,19 +1,22 @@
-//! Unit tests of the connection core: bytes and events in, intents out. The core runs
-//! against the real responder over a real directory; no socket is involved.
+//! Unit tests of the connection core with the real site: bytes and events in, intents
+//! out. The harness plays the driver's part of answering requests with the real
+//! responder over a real directory; no socket is involved. (The core's own tests,
+//! with a stub answer and no directory, are in zcopy-http1.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::*;
 use crate::cache::FileCache;
+use crate::config::Config;
 use crate::driver::SiteResponder;
 use crate::handler::Site;
+use crate::proto::*;
 
 /// A core with its worker: a site in a temporary directory, a buffer pool, a clock.
 struct Harness {
     _dir: tempfile::TempDir,
-    config: Config,
+    config: ConnConfig,
     bufs: Buffers,
     responder: SiteResponder,
     now: Instant,
@@ -32,10 +35,10 @@ impl Harness {
             root: dir.path().to_path_buf(),
             ..Config::default()
         };
-        let site = Arc::new(Site::open(config.clone()).unwrap());
+        let site = Arc::new(Site::open(config.site()).unwrap());
         Harness {
             _dir: dir,
-            config,
+            config: config.conn(),
             bufs: Buffers::new(8),
             responder: SiteResponder {
                 site,
@@ -49,17 +52,23 @@ impl Harness {
         }
     }
 
-    fn env(&mut self) -> Env<'_> {
-        Env {
+    fn env(&mut self) -> crate::driver::worker::Env<'_> {
+        self.parts().0
+    }
+
+    fn parts(&mut self) -> (crate::driver::worker::Env<'_>, &mut SiteResponder) {
+        let env = Env {
             now: self.now,
             config: &self.config,
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,
-            responder: &mut self.responder,
-            log: None,
-            log_buf: &mut self.log_buf,
-            stats: &self.stats,
-        }
+            events: crate::driver::worker::Report {
+                stats: &self.stats,
+                log: None,
+                log_buf: &mut self.log_buf,
+            },
+        };
+        (env, &mut self.responder)
     }
 
     fn conn(&mut self, may_reference: bool) -> Conn {
@@ -67,8 +76,27 @@ impl Harness {
         Conn::new(peer, may_reference, &self.env())
     }
 
+    /// What the core asks next, after answering its requests and opening its archive
+    /// members as a driver does.
     fn next(&mut self, c: &mut Conn) -> Intent {
-        c.next(&mut self.env())
+        loop {
+            let (mut env, site) = self.parts();
+            match c.next(&mut env) {
+                Intent::Request => {
+                    let now = env.now;
+                    c.answer(&mut env, |req, close, out| {
+                        site.respond(req, close, out, now)
+                    });
+                }
+                Intent::OpenMember => {
+                    let file = c
+                        .member_to_open()
+                        .and_then(|(d, m)| crate::archive::open_member(d, m));
+                    c.on_member(&mut env, file);
+                }
+                intent => return intent,
+            }
+        }
     }
 
     /// Feeds `bytes` as one read (the core must be asking to read).

@@ -125,7 +125,7 @@ pub struct Rule {
     pub cors: Option<Cors>,
     /// Basic auth users; a request without valid credentials gets 401.
     pub auth: Option<Arc<Users>>,
-    /// Override of [`crate::config::Config::listing`].
+    /// Override of the server-wide listing setting (`SiteConfig::listing`).
     pub listing: Option<bool>,
     /// File (path from the root) served for missing extensionless paths that accept HTML.
     pub fallback: Option<String>,

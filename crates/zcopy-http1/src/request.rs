@@ -21,6 +21,18 @@ impl Default for Limits {
     }
 }
 
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ListenKind {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTPS.
+    Https,
+    /// Plain HTTP answering every request with a 308 to https.
+    Redirect,
+}
+
 /// A request that can't be served, with the status to answer and close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {reason}")]
@@ -118,7 +130,7 @@ pub struct Request<'a> {
     /// Access-Control-Request-Headers (a CORS preflight).
     pub ac_request_headers: Option<&'a str>,
     /// What the listener it came in on speaks (set by the connection core).
-    pub via: crate::config::ListenKind,
+    pub via: ListenKind,
 }
 
 impl<'a> Request<'a> {
@@ -149,7 +161,7 @@ impl<'a> Request<'a> {
             origin: None,
             ac_request_method: None,
             ac_request_headers: None,
-            via: crate::config::ListenKind::Http,
+            via: ListenKind::Http,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Bytes of generated bodies held at once, all workers together (beyond: 503).
 pub const GENERATED_MAX: usize = 64 << 20;
 /// Generated bodies up to this size leave with the head and are not counted (as small
-/// files do: [`crate::driver::SMALL_BODY`]).
+/// files do: the server driver's `SMALL_BODY`).
 pub const INLINE_MAX: usize = 16 * 1024;
 /// Most bytes one listing page may hold (for the check before it is built).
 pub const PAGE_MAX: usize = crate::listing::MAX_LISTING * 512;

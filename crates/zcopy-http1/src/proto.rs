@@ -8,10 +8,12 @@
 //!                      └ bad request ─▶ Respond (error, then Closing)
 //! ```
 //!
-//! A driver (the mio epoll loop in [`crate::driver::epoll`]) owns the socket and asks
+//! A driver (in the server: the mio epoll loop or the io_uring loop) owns the socket and asks
 //! [`Conn::next`] what to do, does it, and reports the outcome with the matching `on_*`
-//! call. The core makes no syscalls; the [`Responder`] it is given turns a parsed
-//! request into a response (that is where files are opened).
+//! call. The core makes no syscalls and knows no site: when a request is ready it
+//! says so ([`Intent::Request`]) and the driver answers it with a response plan
+//! ([`Conn::answer`]); when an archive member's turn comes it asks for it to be
+//! opened ([`Intent::OpenMember`], [`Conn::on_member`]).
 //!
 //! Memory: an idle keep-alive connection holds no buffer. The read buffer and the
 //! response-head buffer come from the worker's [`Buffers`] when bytes are due and go
@@ -22,11 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access_log::{self, AccessLogger};
-use crate::config::{Config, ListenKind};
-use crate::handler::{self, Body, BodyMem, FileBody, Piece, Response};
-use crate::request::{self, HttpError, Method, Parsed, Request};
-use crate::stats::WorkerStats;
+use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
+use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
 
 /// First size of a read buffer.
 pub const RBUF_INITIAL: usize = 4096;
@@ -45,24 +44,6 @@ pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
 pub const RATE_BURST: u64 = 64 * 1024;
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
-
-/// Turns a parsed request into a response: the head (and any in-memory body) is
-/// appended to `out`; `close` says the connection closes after it whatever the
-/// request asked.
-pub trait Responder {
-    /// Answers `req`.
-    fn respond(
-        &mut self,
-        req: &Request<'_>,
-        close: bool,
-        out: &mut Vec<u8>,
-        now: Instant,
-    ) -> Response;
-
-    /// Opens archive member `member` beneath `dir` when its turn comes; `None` when it
-    /// is gone or no longer the file the archive announced.
-    fn open_member(&mut self, dir: &File, member: &crate::archive::Member) -> Option<File>;
-}
 
 /// A worker's spare buffers, lent to connections while they have bytes to hold.
 #[derive(Debug, Default)]
@@ -106,27 +87,106 @@ impl Buffers {
     }
 }
 
+/// The settings a connection runs under (the server fills them in from its
+/// configuration, again on each reload).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnConfig {
+    /// A request head must arrive within this time (→ 408).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this time.
+    pub idle_timeout: Duration,
+    /// A response that makes no progress for this long is dropped.
+    pub send_timeout: Duration,
+    /// Request head limits.
+    pub limits: Limits,
+    /// Largest request body read and thrown away (→ 413 beyond).
+    pub max_body_discard: u64,
+    /// Most body bytes per second (none: as fast as it goes).
+    pub limit_rate: Option<u64>,
+}
+
+/// Which request fields a finished response carries ([`Done`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// None (no access log).
+    Nothing,
+    /// The request line.
+    Line,
+    /// The request line, Referer and User-Agent.
+    LineAndHeaders,
+}
+
+/// A response that ended (finished, cut short or abandoned): what a log line and the
+/// counters need.
+#[derive(Debug)]
+pub struct Done<'a> {
+    /// The client.
+    pub peer: SocketAddr,
+    /// What kind of request it answered.
+    pub method: MethodClass,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes sent.
+    pub body_sent: u64,
+    /// The body was all in memory (in the head buffer).
+    pub in_memory: bool,
+    /// From the parsed head to the end.
+    pub took: Duration,
+    /// Request line, Referer, User-Agent (empty unless [`Observer::keep`] asked).
+    pub line: &'a str,
+    /// Referer.
+    pub referer: &'a str,
+    /// User-Agent.
+    pub user_agent: &'a str,
+}
+
+/// The kinds of request the counters tell apart; `as usize` indexes them in this
+/// order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MethodClass {
+    /// GET.
+    #[default]
+    Get,
+    /// HEAD.
+    Head,
+    /// OPTIONS.
+    Options,
+    /// Any other method.
+    Other,
+    /// A request that never parsed.
+    Invalid,
+}
+
+/// What the core tells its worker: every response that ends, and the events the
+/// counters count. The core keeps no counters and writes no log itself.
+pub trait Observer {
+    /// Which request fields to keep for [`Observer::done`].
+    fn keep(&self) -> Keep;
+    /// A response ended.
+    fn done(&mut self, d: &Done<'_>);
+    /// `n` body bytes of a held file left from memory.
+    fn body_from_memory(&mut self, n: u64);
+    /// A body's file ended early (it shrank mid-send).
+    fn truncated(&mut self);
+    /// A body's file lease is being broken.
+    fn lease_broken(&mut self);
+}
+
 /// What a call into the core can see of its worker.
-pub struct Env<'a> {
+pub struct Env<'a, O> {
     /// The time of this loop turn.
     pub now: Instant,
-    /// The server settings.
-    pub config: &'a Config,
+    /// The connection settings.
+    pub config: &'a ConnConfig,
     /// The server is shutting down: every response closes its connection.
     pub shutting_down: bool,
     /// Spare buffers.
     pub bufs: &'a mut Buffers,
-    /// Answers requests.
-    pub responder: &'a mut dyn Responder,
-    /// The access log, if enabled.
-    pub log: Option<&'a AccessLogger>,
-    /// Where finished responses' log lines go until the driver writes them out.
-    pub log_buf: &'a mut Vec<u8>,
-    /// The worker's counters.
-    pub stats: &'a WorkerStats,
+    /// Told of every response that ends, and of what the counters count.
+    pub events: O,
 }
 
-impl std::fmt::Debug for Env<'_> {
+impl<O> std::fmt::Debug for Env<'_, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Env")
             .field("now", &self.now)
@@ -140,6 +200,12 @@ impl std::fmt::Debug for Env<'_> {
 pub enum Intent {
     /// Read from the socket into [`Conn::read_buf`], then [`Conn::on_read`].
     Read,
+    /// A request head may be complete: call [`Conn::answer`] (which parses it and,
+    /// when it is whole, asks the caller for the response plan).
+    Request,
+    /// An archive member's turn has come: open [`Conn::member_to_open`], then
+    /// [`Conn::on_member`].
+    OpenMember,
     /// Write [`Conn::write_buf`] (`more`: body bytes follow at once, so MSG_MORE), then
     /// [`Conn::on_written`].
     Write {
@@ -238,8 +304,8 @@ struct Respond {
 /// What is kept of a request for the access log and the counters.
 #[derive(Debug, Default)]
 struct Meta {
-    /// Index into [`crate::stats::METHODS`].
-    method: u8,
+    /// As [`Done::method`].
+    method: MethodClass,
     /// When its head was parsed.
     started: Option<Instant>,
     /// Request line, referer and user agent: kept only when the log shows them.
@@ -249,21 +315,22 @@ struct Meta {
 }
 
 impl Meta {
-    fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_>) -> Meta {
+    fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_, impl Observer>) -> Meta {
         let method = match req.method {
-            Method::Get => 0,
-            Method::Head => 1,
-            Method::Other if req.method_name == "OPTIONS" => 2,
-            Method::Other => 3,
+            Method::Get => MethodClass::Get,
+            Method::Head => MethodClass::Head,
+            Method::Other if req.method_name == "OPTIONS" => MethodClass::Options,
+            Method::Other => MethodClass::Other,
         };
         let mut m = Meta {
             method,
             started: Some(env.now),
             ..Meta::default()
         };
-        if let Some(log) = env.log {
+        let keep = env.events.keep();
+        if keep != Keep::Nothing {
             m.line = request_line(raw);
-            if log.wants_headers() {
+            if keep == Keep::LineAndHeaders {
                 m.referer = req.referer.unwrap_or("").to_owned();
                 m.user_agent = req.user_agent.unwrap_or("").to_owned();
             }
@@ -272,9 +339,9 @@ impl Meta {
     }
 
     /// A request that never parsed.
-    fn invalid(env: &Env<'_>) -> Meta {
+    fn invalid(env: &Env<'_, impl Observer>) -> Meta {
         Meta {
-            method: 4,
+            method: MethodClass::Invalid,
             started: Some(env.now),
             ..Meta::default()
         }
@@ -326,14 +393,17 @@ pub struct Conn {
     idle_check_due: bool,
     /// The send queue's length at the previous such look in this idle spell.
     idle_queue: Option<u32>,
-    /// What the listener speaks (told to the responder with each request).
+    /// What the listener speaks (set on each request).
     via: ListenKind,
+    /// The buffered bytes were parsed and are not a whole head yet: read more before
+    /// offering them again.
+    partial: bool,
 }
 
 impl Conn {
     /// A connection just accepted from `peer`; `may_reference` says whether body bytes
     /// may leave as page references (see [`Intent::SendFile`]).
-    pub fn new(peer: SocketAddr, may_reference: bool, env: &Env<'_>) -> Conn {
+    pub fn new(peer: SocketAddr, may_reference: bool, env: &Env<'_, impl Observer>) -> Conn {
         Conn {
             peer,
             may_reference,
@@ -348,6 +418,7 @@ impl Conn {
             idle_check_due: false,
             idle_queue: None,
             via: ListenKind::Http,
+            partial: false,
         }
     }
 
@@ -396,7 +467,7 @@ impl Conn {
     }
 
     /// What to do next.
-    pub fn next(&mut self, env: &mut Env<'_>) -> Intent {
+    pub fn next(&mut self, env: &mut Env<'_, impl Observer>) -> Intent {
         if self.idle_check_due {
             return Intent::CheckSendQueue;
         }
@@ -437,13 +508,9 @@ impl Conn {
                         Some(Piece::Member { index, .. })
                             if r.member.as_ref().is_none_or(|(i, _)| *i != index) =>
                         {
-                            // Its turn: open it (the responder checks it is still the
-                            // file the archive announced).
-                            let dir = &body.file;
-                            match env.responder.open_member(dir, &body.members[index]) {
-                                Some(f) => r.member = Some((index, Arc::new(f))),
-                                None => self.abort_response(env),
-                            }
+                            // Its turn: the caller opens it (and checks it is still
+                            // the file the archive announced).
+                            return Intent::OpenMember;
                         }
                         Some(Piece::File { start: _, len } | Piece::Member { len, .. }) => {
                             let start = match body.pieces[r.piece] {
@@ -507,54 +574,16 @@ impl Conn {
 
     // ---- reading -------------------------------------------------------------
 
-    /// Parses what is buffered; `None` when the state changed (call again).
-    fn read_head(&mut self, env: &mut Env<'_>) -> Option<Intent> {
+    /// Offers what is buffered as a request, or asks for more bytes; `None` when the
+    /// state changed (call again).
+    fn read_head(&mut self, env: &mut Env<'_, impl Observer>) -> Option<Intent> {
         self.skip_body();
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
         }
-        if self.discard == 0 && self.rend > self.rpos {
-            let limits = env.config.limits;
-            match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-                Ok(Parsed::Complete(mut req, used)) => {
-                    req.via = self.via;
-                    let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
-                    let body_len = req.body_len;
-                    if body_len > env.config.max_body_discard {
-                        let head_only = req.method == Method::Head;
-                        self.rpos = self.rend;
-                        let mut out = env.bufs.take();
-                        let e = http_error(413, "request body too large");
-                        let resp = handler::error_response(&mut out, e, head_only);
-                        self.start_response(env, resp, out, meta);
-                        return None;
-                    }
-                    // A client that sent `Expect: 100-continue` may hold its body back
-                    // until a 100 that never comes, or drop it on seeing our final
-                    // status: what follows the head is then not surely body bytes, so
-                    // this response closes the connection (RFC 9110 §10.1.1).
-                    let close = env.shutting_down || (req.expect_continue && body_len > 0);
-                    let mut out = env.bufs.take();
-                    let resp = env.responder.respond(&req, close, &mut out, env.now);
-                    if matches!(resp.body, Body::Pending) {
-                        env.bufs.give(out);
-                        self.state = State::Checking;
-                        self.deadline = env.now + env.config.header_timeout;
-                        return Some(Intent::Wait);
-                    }
-                    self.rpos += used;
-                    self.discard = body_len;
-                    self.skip_body();
-                    self.start_response(env, resp, out, meta);
-                    return None;
-                }
-                Ok(Parsed::Partial) => {}
-                Err(e) => {
-                    self.respond_error(env, e);
-                    return None;
-                }
-            }
+        if self.discard == 0 && self.rend > self.rpos && !self.partial {
+            return Some(Intent::Request);
         }
         // Need more bytes: make room, or refuse a head that can't fit. An empty
         // buffer is taken from the pool only when bytes are there to read.
@@ -576,6 +605,61 @@ impl Conn {
         Some(Intent::Read)
     }
 
+    /// Answers [`Intent::Request`]: parses the buffered head once and, when it is
+    /// whole, asks `site` for the response (`site(request, close, out)`: the head and
+    /// any in-memory body go to `out`; `close`: the connection closes after it
+    /// whatever the request asked). A head that is not whole yet waits for more bytes;
+    /// one that is malformed or too large is answered here with its error status. A
+    /// [`Response::pending`] answer keeps the request until [`Conn::resume`].
+    pub fn answer(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+        site: impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response,
+    ) {
+        if !matches!(self.state, State::Idle | State::Head)
+            || self.discard > 0
+            || self.rend == self.rpos
+        {
+            return;
+        }
+        let limits = env.config.limits;
+        match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
+            Ok(Parsed::Complete(mut req, used)) => {
+                req.via = self.via;
+                let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
+                let body_len = req.body_len;
+                if body_len > env.config.max_body_discard {
+                    let head_only = req.method == Method::Head;
+                    self.rpos = self.rend;
+                    let mut out = env.bufs.take();
+                    let e = http_error(413, "request body too large");
+                    let resp = Response::error(&mut out, e, head_only);
+                    self.start_response(env, resp, out, meta);
+                    return;
+                }
+                // A client that sent `Expect: 100-continue` may hold its body back
+                // until a 100 that never comes, or drop it on seeing our final
+                // status: what follows the head is then not surely body bytes, so
+                // this response closes the connection (RFC 9110 §10.1.1).
+                let close = env.shutting_down || (req.expect_continue && body_len > 0);
+                let mut out = env.bufs.take();
+                let resp = site(&req, close, &mut out);
+                if matches!(resp.body, Body::Pending) {
+                    env.bufs.give(out);
+                    self.state = State::Checking;
+                    self.deadline = env.now + env.config.header_timeout;
+                    return;
+                }
+                self.rpos += used;
+                self.discard = body_len;
+                self.skip_body();
+                self.start_response(env, resp, out, meta);
+            }
+            Ok(Parsed::Partial) => self.partial = true,
+            Err(e) => self.respond_error(env, e),
+        }
+    }
+
     /// Throws away buffered request-body bytes still owed.
     fn skip_body(&mut self) {
         if self.discard > 0 {
@@ -586,7 +670,7 @@ impl Conn {
     }
 
     /// Makes the read buffer at least `len` bytes long (from the pool when empty).
-    fn ensure_rbuf(&mut self, env: &mut Env<'_>, len: usize) {
+    fn ensure_rbuf(&mut self, env: &mut Env<'_, impl Observer>, len: usize) {
         if self.rbuf.capacity() == 0 {
             self.rbuf = env.bufs.take_filled();
         }
@@ -596,7 +680,7 @@ impl Conn {
     }
 
     /// Lends the read buffer back when it holds nothing unparsed.
-    fn release_rbuf(&mut self, env: &mut Env<'_>) {
+    fn release_rbuf(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.rpos == self.rend && self.rbuf.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut self.rbuf));
             self.rpos = 0;
@@ -606,7 +690,7 @@ impl Conn {
 
     /// Where the next read goes (after [`Intent::Read`]); taken from the pool when the
     /// connection held no buffer.
-    pub fn read_buf(&mut self, env: &mut Env<'_>) -> &mut [u8] {
+    pub fn read_buf(&mut self, env: &mut Env<'_, impl Observer>) -> &mut [u8] {
         if self.rbuf.capacity() == 0 {
             self.ensure_rbuf(env, RBUF_INITIAL);
         }
@@ -615,14 +699,14 @@ impl Conn {
 
     /// The read found nothing (EAGAIN): an empty buffer goes back to the pool, so a
     /// connection waiting for bytes holds none.
-    pub fn on_read_blocked(&mut self, env: &mut Env<'_>) {
+    pub fn on_read_blocked(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.discard == 0 {
             self.release_rbuf(env);
         }
     }
 
     /// `n` bytes were read into [`Conn::read_buf`]; 0 means the peer closed.
-    pub fn on_read(&mut self, env: &mut Env<'_>, n: usize) {
+    pub fn on_read(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
         if n == 0 {
             self.state = State::Closed { reset: false };
             return;
@@ -633,6 +717,7 @@ impl Conn {
                 self.rend = 0;
             }
             State::Idle => {
+                self.partial = false;
                 self.rend += n;
                 if self.discard == 0 || self.rend - self.rpos > self.discard as usize {
                     // First bytes of a new request on a kept-alive connection.
@@ -640,7 +725,10 @@ impl Conn {
                     self.deadline = env.now + env.config.header_timeout;
                 }
             }
-            _ => self.rend += n,
+            _ => {
+                self.partial = false;
+                self.rend += n;
+            }
         }
     }
 
@@ -654,23 +742,29 @@ impl Conn {
     /// Answers a request that could not be parsed (all of `rbuf[rpos..rend]`, which
     /// is dropped). The answer to a HEAD has no body, and the log gets what arrived
     /// of the request line.
-    fn respond_error(&mut self, env: &mut Env<'_>, e: HttpError) {
+    fn respond_error(&mut self, env: &mut Env<'_, impl Observer>, e: HttpError) {
         let raw = &self.rbuf[self.rpos..self.rend];
         // Leading empty lines are ignored before a request line (RFC 9112 §2.2).
         let skip = raw.chunks(2).take_while(|c| *c == b"\r\n").count() * 2;
         let raw = &raw[skip..];
         let head_only = raw.starts_with(b"HEAD ");
         let mut meta = Meta::invalid(env);
-        if env.log.is_some() {
+        if env.events.keep() != Keep::Nothing {
             meta.line = partial_request_line(raw);
         }
         self.rpos = self.rend;
         let mut out = env.bufs.take();
-        let resp = handler::error_response(&mut out, e, head_only);
+        let resp = Response::error(&mut out, e, head_only);
         self.start_response(env, resp, out, meta);
     }
 
-    fn start_response(&mut self, env: &mut Env<'_>, resp: Response, out: Vec<u8>, meta: Meta) {
+    fn start_response(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+        resp: Response,
+        out: Vec<u8>,
+        meta: Meta,
+    ) {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         let (body, lease, in_head) = match resp.body {
@@ -678,11 +772,7 @@ impl Conn {
             // Small files are shared with the worker's file cache and leave in one
             // step: no lease (it would belong to the shared open file).
             Body::File(fb) => {
-                let lease = if fb.file_len > crate::cache::CACHE_MAX {
-                    Lease::Wanted
-                } else {
-                    Lease::No
-                };
+                let lease = if fb.lease { Lease::Wanted } else { Lease::No };
                 (Some(fb), lease, 0)
             }
         };
@@ -750,7 +840,7 @@ impl Conn {
     }
 
     /// `n` bytes of [`Conn::write_buf`] were written.
-    pub fn on_written(&mut self, env: &mut Env<'_>, n: usize) {
+    pub fn on_written(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
         let now = env.now;
         let timeout = env.config.send_timeout;
         let Some(r) = self.respond_mut() else {
@@ -768,7 +858,7 @@ impl Conn {
             r.body_sent += n as u64;
             if matches!(b.mem, BodyMem::Held(_)) {
                 // A held file's bytes: from memory, copied at send time.
-                env.stats.body_from_memory(n as u64);
+                env.events.body_from_memory(n as u64);
             }
             if r.off as usize == end - start {
                 r.piece += 1;
@@ -805,7 +895,7 @@ impl Conn {
     /// `n` file bytes left (`by_reference`: as page references). `n == 0` means the
     /// file ended early: it shrank since its length was taken, so the response can't
     /// be completed and the connection closes after the bytes that exist.
-    pub fn on_file_sent(&mut self, env: &mut Env<'_>, n: usize, by_reference: bool) {
+    pub fn on_file_sent(&mut self, env: &mut Env<'_, impl Observer>, n: usize, by_reference: bool) {
         let now = env.now;
         let timeout = env.config.send_timeout;
         let peer = self.peer;
@@ -814,7 +904,7 @@ impl Conn {
         };
         if n == 0 {
             tracing::debug!(%peer, "file shrank mid-send; closing");
-            env.stats.truncation();
+            env.events.truncated();
             self.abort_response(env);
             return;
         }
@@ -834,7 +924,7 @@ impl Conn {
     }
 
     /// Sending failed (peer gone, ...): log and close.
-    pub fn on_send_failed(&mut self, env: &mut Env<'_>) {
+    pub fn on_send_failed(&mut self, env: &mut Env<'_, impl Observer>) {
         tracing::debug!(peer = %self.peer, "send failed; closing");
         self.end_response(env);
         self.state = State::Closed { reset: false };
@@ -844,9 +934,9 @@ impl Conn {
     /// Bytes that left as page references must leave before the file is let go (or
     /// be discarded with a reset if they don't in time); copies may stay queued, so
     /// then the file goes at once and the connection closes gracefully.
-    pub fn on_lease_breaking(&mut self, env: &mut Env<'_>) {
+    pub fn on_lease_breaking(&mut self, env: &mut Env<'_, impl Observer>) {
         tracing::debug!(peer = %self.peer, "file is being modified; stopping");
-        env.stats.lease_break();
+        env.events.lease_broken();
         let by_reference = self.end_response(env).is_some_and(|r| r.by_reference);
         if by_reference {
             self.state = State::Draining {
@@ -861,7 +951,7 @@ impl Conn {
     }
 
     /// The socket's send queue holds `len` bytes (after [`Intent::CheckSendQueue`]).
-    pub fn on_send_queue(&mut self, env: &mut Env<'_>, len: usize) {
+    pub fn on_send_queue(&mut self, env: &mut Env<'_, impl Observer>, len: usize) {
         if std::mem::take(&mut self.idle_check_due) && matches!(self.state, State::Idle) {
             let len = u32::try_from(len).unwrap_or(u32::MAX);
             match (len, self.idle_queue) {
@@ -900,7 +990,7 @@ impl Conn {
     }
 
     /// Logs the response and drops its body; the caller sets the next state.
-    fn end_response(&mut self, env: &mut Env<'_>) -> Option<Box<Respond>> {
+    fn end_response(&mut self, env: &mut Env<'_, impl Observer>) -> Option<Box<Respond>> {
         let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
         let State::Respond(mut r) = old else {
             self.state = old;
@@ -910,24 +1000,18 @@ impl Conn {
             .meta
             .started
             .map_or(Duration::ZERO, |t| env.now.saturating_duration_since(t));
-        env.stats
-            .response(usize::from(r.meta.method), r.status, took);
-        if r.body.is_none() {
-            env.stats.body_from_memory(r.body_sent);
-        }
-        if let Some(log) = env.log {
-            let m = &r.meta;
-            let entry = access_log::Entry {
-                ip: self.peer.ip(),
-                line: &m.line,
-                status: r.status,
-                bytes: r.body_sent,
-                referer: &m.referer,
-                user_agent: &m.user_agent,
-                took,
-            };
-            log.format(env.log_buf, &entry);
-        }
+        let m = &r.meta;
+        env.events.done(&Done {
+            peer: self.peer,
+            method: m.method,
+            status: r.status,
+            body_sent: r.body_sent,
+            in_memory: r.body.is_none(),
+            took,
+            line: &m.line,
+            referer: &m.referer,
+            user_agent: &m.user_agent,
+        });
         if !r.out.is_empty() || r.out.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut r.out));
         }
@@ -937,13 +1021,13 @@ impl Conn {
     /// The body can't be completed (its file shrank or changed): log, then close
     /// after the bytes that went out, so the client sees a short body, never a
     /// complete-looking wrong one.
-    fn abort_response(&mut self, env: &mut Env<'_>) {
+    fn abort_response(&mut self, env: &mut Env<'_, impl Observer>) {
         self.end_response(env);
         self.state = State::Closing { shut: false };
         self.deadline = env.now + LINGER;
     }
 
-    fn finish_response(&mut self, env: &mut Env<'_>) {
+    fn finish_response(&mut self, env: &mut Env<'_, impl Observer>) {
         let Some(mut r) = self.end_response(env) else {
             return;
         };
@@ -975,7 +1059,7 @@ impl Conn {
     // ---- time ----------------------------------------------------------------
 
     /// Called when [`Conn::deadline`] has passed; follow with [`Conn::next`].
-    pub fn on_timer(&mut self, env: &mut Env<'_>) {
+    pub fn on_timer(&mut self, env: &mut Env<'_, impl Observer>) {
         let now = env.now;
         if now < self.deadline {
             // Only a send-queue check is due; `next` asks for it.
@@ -1015,6 +1099,35 @@ impl Conn {
         }
     }
 
+    /// The archive member to open after [`Intent::OpenMember`]: the directory it lies
+    /// beneath and the member as the archive announced it.
+    pub fn member_to_open(&self) -> Option<(&File, &Member)> {
+        let State::Respond(r) = &self.state else {
+            return None;
+        };
+        let body = r.body.as_ref()?;
+        match body.pieces.get(r.piece)? {
+            Piece::Member { index, .. } => Some((&body.file, body.members.get(*index)?)),
+            _ => None,
+        }
+    }
+
+    /// The member of [`Conn::member_to_open`], opened; `None` when it is gone or no
+    /// longer the file the archive announced (the response is cut short).
+    pub fn on_member(&mut self, env: &mut Env<'_, impl Observer>, file: Option<File>) {
+        let State::Respond(r) = &mut self.state else {
+            return;
+        };
+        let index = match r.body.as_ref().and_then(|b| b.pieces.get(r.piece)) {
+            Some(Piece::Member { index, .. }) => *index,
+            _ => return,
+        };
+        match file {
+            Some(f) => r.member = Some((index, Arc::new(f))),
+            None => self.abort_response(env),
+        }
+    }
+
     /// The password check its request waited for is done: the request is answered
     /// at the next [`Conn::next`] (nothing happens for a connection not waiting).
     pub fn resume(&mut self) {
@@ -1026,7 +1139,7 @@ impl Conn {
     /// The driver closes the connection for a reason of its own (a TLS error, the
     /// peer gone while ciphertext waited, the end of the shutdown grace): a response
     /// in progress is logged and counted as it stands.
-    pub fn on_dropped(&mut self, env: &mut Env<'_>) {
+    pub fn on_dropped(&mut self, env: &mut Env<'_, impl Observer>) {
         if matches!(self.state, State::Respond(_)) {
             self.end_response(env);
             self.state = State::Closed { reset: false };

@@ -1,0 +1,343 @@
+//! The core alone: bytes and events in, intents out, a stub in the site's place. No
+//! directory, no site, no socket (a file body comes from an anonymous temporary
+//! file). The core together with the real site is tested in zcopy-http
+//! (driver/core_tests.rs).
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::head::Head;
+use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
+
+/// What the core told its observer.
+#[derive(Default)]
+struct Seen {
+    done: Vec<(MethodClass, u16, u64)>,
+}
+
+impl Observer for &mut Seen {
+    fn keep(&self) -> Keep {
+        Keep::Nothing
+    }
+    fn done(&mut self, d: &Done<'_>) {
+        self.done.push((d.method, d.status, d.body_sent));
+    }
+    fn body_from_memory(&mut self, _: u64) {}
+    fn truncated(&mut self) {}
+    fn lease_broken(&mut self) {}
+}
+
+struct Harness {
+    config: ConnConfig,
+    bufs: Buffers,
+    now: Instant,
+    seen: Seen,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            config: ConnConfig {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                send_timeout: Duration::from_secs(30),
+                limits: Limits::default(),
+                max_body_discard: 1024,
+                limit_rate: None,
+            },
+            bufs: Buffers::new(8),
+            now: Instant::now(),
+            seen: Seen::default(),
+        }
+    }
+
+    fn env(&mut self) -> Env<'_, &mut Seen> {
+        Env {
+            now: self.now,
+            config: &self.config,
+            shutting_down: false,
+            bufs: &mut self.bufs,
+            events: &mut self.seen,
+        }
+    }
+
+    fn conn(&mut self) -> Conn {
+        let peer: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        Conn::new(peer, true, &self.env())
+    }
+
+    fn next(&mut self, c: &mut Conn) -> Intent {
+        c.next(&mut self.env())
+    }
+
+    fn feed(&mut self, c: &mut Conn, bytes: &[u8]) {
+        assert_eq!(self.next(c), Intent::Read);
+        let buf = c.read_buf(&mut self.env());
+        buf[..bytes.len()].copy_from_slice(bytes);
+        c.on_read(&mut self.env(), bytes.len());
+    }
+
+    /// Answers the request the core offers with `site`.
+    fn answer(
+        &mut self,
+        c: &mut Conn,
+        site: impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response,
+    ) {
+        assert_eq!(self.next(c), Intent::Request);
+        c.answer(&mut self.env(), site);
+    }
+
+    /// Takes every pending write; also what the core asked for after them.
+    fn written_then(&mut self, c: &mut Conn) -> (Vec<u8>, Intent) {
+        let mut out = Vec::new();
+        loop {
+            match self.next(c) {
+                Intent::Write { .. } => {
+                    let b = c.write_buf().to_vec();
+                    c.on_written(&mut self.env(), b.len());
+                    out.extend_from_slice(&b);
+                }
+                intent => return (out, intent),
+            }
+        }
+    }
+
+    fn written(&mut self, c: &mut Conn) -> Vec<u8> {
+        self.written_then(c).0
+    }
+}
+
+/// The stub site: `text` as a 200 with its length.
+fn text(text: &'static str) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response {
+    move |_, close, out| {
+        let mut h = Head::start(out, 200);
+        h.header_u64("Content-Length", text.len() as u64);
+        h.finish();
+        out.extend_from_slice(text.as_bytes());
+        Response {
+            status: 200,
+            body: Body::InHead,
+            body_len: text.len() as u64,
+            close,
+        }
+    }
+}
+
+fn never(_: &Request<'_>, _: bool, _: &mut Vec<u8>) -> Response {
+    panic!("the site was asked");
+}
+
+fn anonymous(bytes: &[u8]) -> File {
+    let mut f = tempfile::tempfile().unwrap();
+    f.write_all(bytes).unwrap();
+    f
+}
+
+#[test]
+fn a_ready_request_is_an_event_answered_with_a_plan() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.answer(&mut c, text("hello"));
+    let out = h.written(&mut c);
+    assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(out.ends_with(b"\r\n\r\nhello"));
+    assert_eq!(h.seen.done, [(MethodClass::Get, 200, 5)]);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    assert!(c.is_idle());
+}
+
+#[test]
+fn pipelined_requests_are_offered_one_at_a_time_in_order() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let mut asked = Vec::new();
+    for _ in 0..2 {
+        h.answer(&mut c, |req, close, out| {
+            asked.push(req.target.to_string());
+            text("x")(req, close, out)
+        });
+        h.written(&mut c);
+    }
+    assert_eq!(asked, ["/a", "/b"]);
+    assert_eq!(h.next(&mut c), Intent::Read);
+}
+
+#[test]
+fn a_split_head_is_offered_again_only_after_more_bytes() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /a HT");
+    h.answer(&mut c, never);
+    // Not whole: the core asks for bytes, not for the same head again.
+    assert_eq!(h.next(&mut c), Intent::Read);
+    h.feed(&mut c, b"TP/1.1\r\nHost: x\r\n\r\n");
+    h.answer(&mut c, text("ok"));
+    assert!(h.written(&mut c).ends_with(b"ok"));
+}
+
+#[test]
+fn a_malformed_head_is_answered_by_the_core_and_closes() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /a\r\n\r\n");
+    h.answer(&mut c, never);
+    let (out, then) = h.written_then(&mut c);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    assert!(out.contains("Connection: close\r\n"), "{out}");
+    assert_eq!(then, Intent::ShutdownWrite);
+    assert_eq!(h.seen.done.len(), 1);
+    assert_eq!(h.seen.done[0].0, MethodClass::Invalid);
+}
+
+#[test]
+fn a_body_beyond_the_discard_limit_gets_413_without_the_site() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+    );
+    h.answer(&mut c, never);
+    let out = String::from_utf8(h.written(&mut c)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+}
+
+#[test]
+fn a_pending_answer_keeps_the_request_until_resume() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.answer(&mut c, |_, _, _| Response::pending());
+    assert_eq!(h.next(&mut c), Intent::Wait);
+    assert!(h.seen.done.is_empty());
+    c.resume();
+    let mut target = String::new();
+    h.answer(&mut c, |req, close, out| {
+        target = req.target.to_string();
+        text("late")(req, close, out)
+    });
+    assert_eq!(target, "/a");
+    assert!(h.written(&mut c).ends_with(b"late"));
+}
+
+#[test]
+fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
+    let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    for lease in [true, false] {
+        let mut h = Harness::new();
+        let mut c = h.conn();
+        h.feed(&mut c, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+        let file = Arc::new(anonymous(&data));
+        h.answer(&mut c, |_, close, out| {
+            let mut head = Head::start(out, 200);
+            head.header_u64("Content-Length", data.len() as u64);
+            head.finish();
+            Response {
+                status: 200,
+                body: Body::File(FileBody {
+                    file,
+                    file_len: data.len() as u64,
+                    pieces: vec![Piece::File {
+                        start: 0,
+                        len: data.len() as u64,
+                    }],
+                    mem: BodyMem::Owned(Vec::new()),
+                    members: Vec::new(),
+                    lease,
+                    held: None,
+                }),
+                body_len: data.len() as u64,
+                close,
+            }
+        });
+        assert!(h.written(&mut c).starts_with(b"HTTP/1.1 200 OK"));
+        if lease {
+            assert_eq!(h.next(&mut c), Intent::Lease);
+            c.on_lease(true);
+        }
+        let Intent::SendFile {
+            offset,
+            len,
+            leased,
+            by_reference,
+        } = h.next(&mut c)
+        else {
+            panic!("expected the file");
+        };
+        assert_eq!((offset, len), (0, data.len() as u64));
+        assert_eq!((leased, by_reference), (lease, lease));
+        c.on_file_sent(&mut h.env(), data.len(), by_reference);
+        assert_eq!(h.next(&mut c), Intent::Read);
+        assert_eq!(h.seen.done, [(MethodClass::Get, 200, data.len() as u64)]);
+    }
+}
+
+/// An archive-like plan: two header bytes, then member 0 opened by the caller.
+fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response {
+    move |_, close, out| {
+        let mut head = Head::start(out, 200);
+        head.header_u64("Content-Length", 5);
+        head.finish();
+        Response {
+            status: 200,
+            body: Body::File(FileBody {
+                file: Arc::new(dir),
+                file_len: 0,
+                pieces: vec![Piece::Mem(0, 2), Piece::Member { index: 0, len: 3 }],
+                mem: BodyMem::Owned(b"ab".to_vec()),
+                members: vec![Member {
+                    rel: "m.txt".into(),
+                    size: 3,
+                }],
+                lease: false,
+                held: None,
+            }),
+            body_len: 5,
+            close,
+        }
+    }
+}
+
+#[test]
+fn an_archive_member_is_opened_by_the_caller_when_its_turn_comes() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /d.tar HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.answer(&mut c, archive(anonymous(b"")));
+    let out = h.written(&mut c);
+    assert!(out.ends_with(b"\r\n\r\nab"));
+    assert_eq!(h.next(&mut c), Intent::OpenMember);
+    let (_, m) = c.member_to_open().unwrap();
+    assert_eq!(&*m.rel, "m.txt");
+    c.on_member(&mut h.env(), Some(anonymous(b"xyz")));
+    let Intent::SendFile { offset, len, .. } = h.next(&mut c) else {
+        panic!("expected the member's bytes");
+    };
+    assert_eq!((offset, len), (0, 3));
+    c.on_file_sent(&mut h.env(), 3, false);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    assert_eq!(h.seen.done, [(MethodClass::Get, 200, 5)]);
+}
+
+#[test]
+fn an_archive_member_that_cannot_be_opened_cuts_the_response_short() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /d.tar HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.answer(&mut c, archive(anonymous(b"")));
+    h.written(&mut c);
+    assert_eq!(h.next(&mut c), Intent::OpenMember);
+    c.on_member(&mut h.env(), None);
+    assert_eq!(h.next(&mut c), Intent::ShutdownWrite);
+    assert_eq!(h.seen.done, [(MethodClass::Get, 200, 2)]);
+}

@@ -1,0 +1,35 @@
+//! What the site is told: the part of the server's settings that decides how a
+//! request is answered.
+
+use crate::encoding::Encoding;
+use crate::path::SymlinkPolicy;
+use crate::rules::Rule;
+
+/// What the site is told (the server fills it in from its configuration).
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    /// The directory served.
+    pub root: std::path::PathBuf,
+    /// Answer directories without an index file with a listing.
+    pub listing: bool,
+    /// Serve dotfiles.
+    pub hidden: bool,
+    /// What to do with symbolic links.
+    pub symlinks: SymlinkPolicy,
+    /// Index file name tried in directories (empty: none).
+    pub index: String,
+    /// How long a small file stays open in a worker's cache (0: no cache).
+    pub file_cache_ttl: std::time::Duration,
+    /// Most body bytes per second (held files are not sent from memory when set).
+    pub limit_rate: Option<u64>,
+    /// Directories can be downloaded as tar streams.
+    pub archives: bool,
+    /// Precompressed sidecars tried, in preference order.
+    pub precompressed: Vec<Encoding>,
+    /// Per-path rules.
+    pub rules: Vec<Rule>,
+    /// Strict-Transport-Security value sent on responses over TLS.
+    pub hsts: Option<String>,
+    /// Port the redirect listeners send clients to.
+    pub https_port: u16,
+}
