@@ -5,6 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::engine::EngineKind;
+pub use crate::engine::{ProbeError, UnknownEngine};
 
 /// Why a transfer failed.
 #[derive(Debug, thiserror::Error)]
@@ -133,42 +134,4 @@ impl fmt::Display for Tried<'_> {
         }
         Ok(())
     }
-}
-
-/// A name that is no engine's ([`EngineKind`]'s `FromStr`).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown engine '{name}' (known: {})", known())]
-#[non_exhaustive]
-pub struct UnknownEngine {
-    /// The name given.
-    pub name: String,
-}
-
-fn known() -> String {
-    let names: Vec<_> = EngineKind::ALL.iter().map(|k| k.name()).collect();
-    names.join(", ")
-}
-
-/// Why an engine can't run on this machine ([`EngineKind::probe`],
-/// [`probe::verify`](crate::probe::verify)).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProbeError {
-    /// The kernel lacks a feature the engine needs: which.
-    #[error("{0}")]
-    Unavailable(String),
-    /// A system call failed while trying the engine.
-    #[error(transparent)]
-    Io(#[from] io::Error),
-    /// The engine delivered fewer bytes than it was given.
-    #[error("the source ended after {got} of {expected} bytes")]
-    ShortSource {
-        /// Bytes handed to the engine.
-        expected: u64,
-        /// Bytes it delivered.
-        got: u64,
-    },
-    /// The bytes that came out differ from the bytes that went in.
-    #[error("bytes differ after the transfer")]
-    Mismatch,
 }
