@@ -63,6 +63,11 @@ pub struct Config {
     pub archives: bool,
     /// Precompressed sidecars tried, in preference order (empty: off).
     pub precompressed: Vec<Encoding>,
+    /// Compress compressible files without a sidecar once, in the background, and
+    /// serve the gzip variant from the snapshot store (per-rule `compress` overrides).
+    pub compress: bool,
+    /// Bytes the snapshot store may hold, all workers together (read at start).
+    pub snapshot_memory: u64,
     /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
     pub rules: Vec<Rule>,
     /// Addresses that speak HTTPS (`--listen https://ADDR`); needs [`Config::tls`].
@@ -122,6 +127,8 @@ impl Default for Config {
             limit_rate: None,
             archives: false,
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
+            compress: true,
+            snapshot_memory: zcopy_site::snapshot::default_budget(),
             rules: Vec::new(),
             tls_listen: Vec::new(),
             redirect_listen: Vec::new(),
@@ -145,6 +152,7 @@ impl Config {
             limit_rate: self.limit_rate,
             archives: self.archives,
             precompressed: self.precompressed.clone(),
+            compress: self.compress,
             rules: self.rules.clone(),
             hsts: self.hsts.clone(),
             https_port: self.https_port,

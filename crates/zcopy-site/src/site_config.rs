@@ -26,6 +26,9 @@ pub struct SiteConfig {
     pub archives: bool,
     /// Precompressed sidecars tried, in preference order.
     pub precompressed: Vec<Encoding>,
+    /// Compress compressible files without a sidecar (gzip, made once, see
+    /// [`crate::snapshot`]); rules may override it.
+    pub compress: bool,
     /// Per-path rules.
     pub rules: Vec<Rule>,
     /// Strict-Transport-Security value sent on responses over TLS.

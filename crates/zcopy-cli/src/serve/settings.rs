@@ -603,6 +603,20 @@ pub struct Settings {
     #[arg(long, value_name = "LIST|off")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precompressed: Option<Encodings>,
+    /// Compress text, HTML, CSS, JS, JSON, SVG, XML and wasm files of 1 KiB to 32 MiB
+    /// that have no sidecar: a gzip variant (level 9) is made once by a background
+    /// thread, kept in the snapshot store (sealed memory, dropped when the file
+    /// changes) and served with its own ETag and `Vary: Accept-Encoding`; until it is
+    /// ready the file goes uncompressed [default: true]. Per-rule `compress` overrides.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
+    /// Memory the snapshot store (compressed variants) may hold, all workers together
+    /// (suffixes k, M, G: powers of 1024; 0: none). Read at start, not on reload
+    /// [default: 1/16 of RAM, at most 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_memory: Option<Rate>,
     /// Add a response header, `Name: value` (repeatable; `Cache-Control: V` is
     /// --cache-control V).
     #[arg(long = "header", value_name = "NAME: VALUE")]
@@ -757,6 +771,9 @@ pub struct RuleSpec {
     /// Directory listings on or off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listing: Option<bool>,
+    /// Compression (gzip variants made once) on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
     /// SPA fallback file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackPath>,
@@ -788,6 +805,7 @@ impl Settings {
             engine: Some(EngineName("auto".into())),
             io: Some(IoName("auto".into())),
             listing: Some(true),
+            compress: Some(true),
             precompressed: Some(Encodings("br,zstd,gzip".into())),
             auth_realm: Some("zcopy".into()),
             hidden: Some(false),

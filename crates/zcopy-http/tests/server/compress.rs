@@ -1,0 +1,324 @@
+//! Compression done once: a gzip variant of a compressible file without a sidecar,
+//! made in the background, kept sealed in the snapshot store, served with its own
+//! ETag, ranges, 304 and Vary; never stale, never a way around a rule.
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use zcopy_http::config::Config;
+use zcopy_http::rules::Rule;
+
+use crate::util::*;
+
+/// A compressible script of `n` lines.
+fn script(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("export function f{i}(a, b) {{ return a * {i} + b; }}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("a gzip body");
+    out
+}
+
+/// GETs `path` with `Accept-Encoding: gzip` until the gzip variant comes (it is
+/// made in the background), at most 10 s.
+fn until_gzip(srv: &TestServer, path: &str, extra: &[(&str, &str)]) -> RawResponse {
+    let start = Instant::now();
+    let mut headers = vec![("Accept-Encoding", "gzip")];
+    headers.extend_from_slice(extra);
+    loop {
+        let r = request(srv, "GET", path, &headers);
+        if r.header("content-encoding") == Some("gzip") {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no gzip variant of {path} after 10 s: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start(fx: &Fixture, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::start(&fx.root(), tweak)
+}
+
+#[test]
+fn the_gzip_variant_is_the_file_with_its_own_etag_304_and_ranges() {
+    let fx = Fixture::new();
+    let js = script(4000);
+    fx.file("app.js", &js);
+    let srv = start(&fx, |_| {});
+
+    // Without gzip in Accept-Encoding: identity, which varies on it.
+    let plain = request(&srv, "GET", "/app.js", &[]);
+    assert_eq!(plain.status, 200);
+    assert!(plain.body == js);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    let refuse = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "br, gzip;q=0")],
+    );
+    assert_eq!(refuse.header("content-encoding"), None);
+    assert!(refuse.body == js);
+
+    let gz = until_gzip(&srv, "/app.js", &[]);
+    assert_eq!(gz.status, 200);
+    assert!(
+        gunzip(&gz.body) == js,
+        "the variant decompresses to the file"
+    );
+    assert!(gz.body.len() < js.len() / 4, "{} bytes", gz.body.len());
+    assert_eq!(gz.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(
+        gz.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let etag = gz.header("etag").unwrap().to_owned();
+    assert_ne!(Some(&*etag), plain.header("etag"));
+    assert!(etag.starts_with('"') && etag.ends_with("-gzip\""), "{etag}");
+
+    // 304 on the variant's ETag; the identity's ETag does not match the variant.
+    let nm = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &etag)],
+    );
+    assert_eq!(nm.status, 304);
+    assert_eq!(nm.header("etag"), Some(&*etag));
+    assert_eq!(nm.header("vary"), Some("Accept-Encoding"));
+    let other = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("If-None-Match", plain.header("etag").unwrap()),
+        ],
+    );
+    assert_eq!(other.status, 200);
+
+    // Ranges are ranges of the variant.
+    let r = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=10-99")],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes 10-99/{}", gz.body.len()))
+    );
+    assert!(r.body == gz.body[10..100]);
+    let multi = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9,20-29")],
+    );
+    assert_eq!(multi.status, 206);
+    let text = multi.body.clone();
+    let find = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+    assert!(find(&gz.body[0..10]) && find(&gz.body[20..30]));
+    // HEAD says what GET would.
+    let head = request(&srv, "HEAD", "/app.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(head.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        head.header("content-length"),
+        Some(&*gz.body.len().to_string())
+    );
+}
+
+#[test]
+fn small_and_incompressible_files_and_compress_off_stay_identity() {
+    let fx = Fixture::new();
+    fx.file("tiny.js", b"let a = 1;\n");
+    fx.file("photo.png", &script(2000));
+    fx.file("off/app.js", &script(2000));
+    fx.file("app.css", &script(2000));
+    let srv = start(&fx, |c| {
+        c.rules = vec![Rule {
+            glob: "off/**".into(),
+            compress: Some(false),
+            ..Rule::default()
+        }];
+    });
+    until_gzip(&srv, "/app.css", &[]);
+    for path in ["/tiny.js", "/photo.png", "/off/app.js"] {
+        for _ in 0..20 {
+            let r = request(&srv, "GET", path, &[("Accept-Encoding", "gzip")]);
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.header("content-encoding"), None, "{path}");
+            assert_eq!(r.header("vary"), None, "{path}");
+        }
+    }
+    let off = start(&fx, |c| c.compress = false);
+    for _ in 0..20 {
+        let r = request(&off, "GET", "/app.css", &[("Accept-Encoding", "gzip")]);
+        assert_eq!(r.header("content-encoding"), None);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_changed_file_never_yields_the_stale_variant() {
+    let fx = Fixture::new();
+    let one = script(3000);
+    let p = fx.file("app.js", &one);
+    let srv = start(&fx, |_| {});
+    let gz = until_gzip(&srv, "/app.js", &[]);
+    assert!(gunzip(&gz.body) == one);
+
+    // Rewritten with another size: the next answer is the new file (identity or
+    // its own variant), never the old variant.
+    let two = script(3500);
+    std::fs::write(&p, &two).unwrap();
+    let r = request(&srv, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+    let body = match r.header("content-encoding") {
+        Some("gzip") => gunzip(&r.body),
+        _ => r.body,
+    };
+    assert!(body == two, "after a rewrite");
+    let gz2 = until_gzip(&srv, "/app.js", &[]);
+    assert!(gunzip(&gz2.body) == two);
+    assert_ne!(gz2.header("etag"), gz.header("etag"));
+
+    // Changed in place, same size, and the mtime put back: caught (the watch, and
+    // the ctime in the key).
+    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(b"/*X*/", 0).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let mut three = two.clone();
+    three[..5].copy_from_slice(b"/*X*/");
+    for _ in 0..20 {
+        let r = request(&srv, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+        let body = match r.header("content-encoding") {
+            Some("gzip") => gunzip(&r.body),
+            _ => r.body,
+        };
+        assert!(body == three, "after an in-place write");
+    }
+    let gz3 = until_gzip(&srv, "/app.js", &[]);
+    assert!(gunzip(&gz3.body) == three);
+}
+
+#[test]
+fn the_snapshot_budget_evicts_and_the_counters_say_so() {
+    let fx = Fixture::new();
+    // Files of 7.5 KiB (at most 1/8 of the budget is compressed) whose variants
+    // are about half that: 24 of them overflow 64 KiB.
+    let files: Vec<String> = (0..24).map(|i| format!("/f{i}.json")).collect();
+    for (i, f) in files.iter().enumerate() {
+        let mut x = 0x9E37_79B9_u32.wrapping_mul(i as u32 + 1);
+        let body: Vec<u8> = (0..500u32)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                format!("\"{x:08x}\":{},", x % 10)
+            })
+            .collect::<String>()
+            .into_bytes();
+        fx.file(&f[1..], &body);
+    }
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 2,
+        io: io_driver(),
+        snapshot_memory: 64 << 10,
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    let running = server.spawn().unwrap();
+    let srv = TestServer::adopt(addr, running);
+    let mut sizes = Vec::new();
+    for f in &files {
+        sizes.push(until_gzip(&srv, f, &[]).body.len() as u64);
+    }
+    let metrics = stats.render();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("zcopy_{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        value("snapshot_evictions_total") >= 1,
+        "{sizes:?}\n{metrics}"
+    );
+    assert!(value("snapshot_bytes") <= 64 << 10);
+    assert!(value("snapshot_hits_total") >= files.len() as u64);
+    assert!(value("snapshot_misses_total") >= files.len() as u64);
+    assert_eq!(value("snapshot_budget_bytes"), 64 << 10);
+}
+
+#[test]
+fn compressed_answers_obey_auth_and_hidden_rules() {
+    let fx = Fixture::new();
+    let js = script(3000);
+    fx.file("private/app.js", &js);
+    fx.file(".hidden/app.js", &js);
+    fx.file("public/app.js", &js);
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let users = zcopy_http::auth::Users::parse("zcopy", &format!("user:{hash}\n")).unwrap();
+    let srv = start(&fx, |c| {
+        c.rules = vec![Rule {
+            glob: "private/**".into(),
+            auth: Some(std::sync::Arc::new(users)),
+            ..Rule::default()
+        }];
+    });
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("user:pw")
+    );
+    // With credentials the variant is made and served ...
+    let gz = until_gzip(&srv, "/private/app.js", &[("Authorization", &basic)]);
+    assert!(gunzip(&gz.body) == js);
+    // ... and without them it is still a 401, gzip or not.
+    for ae in ["gzip", "gzip, br", "*"] {
+        let r = request(&srv, "GET", "/private/app.js", &[("Accept-Encoding", ae)]);
+        assert_eq!(r.status, 401, "{ae}");
+        assert!(!r.body.windows(4).any(|w| w == b"f100"));
+        let bad = request(
+            &srv,
+            "GET",
+            "/private/app.js",
+            &[("Accept-Encoding", ae), ("Authorization", "Basic dXNlcjp4")],
+        );
+        assert_eq!(bad.status, 401, "{ae}");
+    }
+    // A hidden file stays hidden, even once the same bytes have a variant elsewhere.
+    until_gzip(&srv, "/public/app.js", &[]);
+    for _ in 0..10 {
+        let r = request(
+            &srv,
+            "GET",
+            "/.hidden/app.js",
+            &[("Accept-Encoding", "gzip")],
+        );
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("content-encoding"), None);
+    }
+}
