@@ -322,3 +322,54 @@ fn compressed_answers_obey_auth_and_hidden_rules() {
         assert_eq!(r.header("content-encoding"), None);
     }
 }
+
+/// A sealed variant leaves by reference even to a loopback peer (whose receive
+/// queue is in this kernel, so a file on disk is copied at send time): nothing can
+/// change it.
+#[test]
+fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
+    let fx = Fixture::new();
+    let js = script(20_000);
+    fx.file("big.js", &js);
+    fx.file("big.bin", &js);
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    let by_ref = || -> u64 {
+        let m = stats.render();
+        m.lines()
+            .find_map(|l| l.strip_prefix("zcopy_body_bytes_by_reference_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let gz = until_gzip(&srv, "/big.js", &[]);
+    let before = by_ref();
+    let again = request(&srv, "GET", "/big.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(again.header("content-encoding"), Some("gzip"));
+    assert!(again.body == gz.body);
+    // The response's last bytes are counted as the worker sends them.
+    let start = Instant::now();
+    while by_ref() < before + gz.body.len() as u64 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        by_ref() - before,
+        gz.body.len() as u64,
+        "the variant by reference"
+    );
+    // The file itself (a disk file, mutable) is still copied to this peer.
+    let before = by_ref();
+    let plain = request(&srv, "GET", "/big.bin", &[]);
+    assert!(plain.body == js);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(by_ref(), before, "a mutable file is copied to a local peer");
+}
