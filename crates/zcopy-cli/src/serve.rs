@@ -357,6 +357,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         precompressed: Encoding::parse_list(&get(&s.precompressed).0)
             .map_err(anyhow::Error::msg)?,
         compress: get(&s.compress),
+        snapshot_band: s.snapshot_band.as_ref().and_then(settings::Band::bytes),
         snapshot_memory: s.snapshot_memory.as_ref().map_or_else(
             zcopy_http::snapshot::default_budget,
             settings::Rate::bytes_per_sec,

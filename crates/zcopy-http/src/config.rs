@@ -66,6 +66,9 @@ pub struct Config {
     /// Compress compressible files without a sidecar once, in the background, and
     /// serve the gzip variant from the snapshot store (per-rule `compress` overrides).
     pub compress: bool,
+    /// Serve files of this size band (bytes, inclusive) from sealed snapshots of
+    /// themselves, lent to every peer (off by default).
+    pub snapshot_band: Option<(u64, u64)>,
     /// Bytes the snapshot store may hold, all workers together (read at start).
     pub snapshot_memory: u64,
     /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
@@ -128,6 +131,7 @@ impl Default for Config {
             archives: false,
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
             compress: true,
+            snapshot_band: None,
             snapshot_memory: zcopy_site::snapshot::default_budget(),
             rules: Vec::new(),
             tls_listen: Vec::new(),
@@ -153,6 +157,7 @@ impl Config {
             archives: self.archives,
             precompressed: self.precompressed.clone(),
             compress: self.compress,
+            snapshot_band: self.snapshot_band,
             rules: self.rules.clone(),
             hsts: self.hsts.clone(),
             https_port: self.https_port,

@@ -1120,6 +1120,19 @@ fn serve_file(
                 true,
             )
         }
+        (None, None) if let Some(snap) = identity_snapshot(site, &f) => {
+            let d = match f.described {
+                Some(d) => {
+                    shared = d;
+                    &*shared
+                }
+                None => {
+                    computed = Described::of(&f.st, name);
+                    &computed
+                }
+            };
+            (snap.file.clone(), snap.len as i64, None, d, None, true)
+        }
         (None, None) => {
             let d = match f.described {
                 Some(d) => {
@@ -1257,6 +1270,23 @@ fn serve_file(
         body_len,
         close: reply.close,
     }
+}
+
+/// The sealed snapshot of `f` itself when its size is in `--snapshot-band`; a
+/// missing one is queued (this request is served from the file).
+fn identity_snapshot(site: &Site, f: &CachedFile) -> Option<Arc<crate::snapshot::Snapshot>> {
+    use crate::snapshot::{Key, Variant};
+    let (min, max) = site.config.snapshot_band?;
+    let len = f.st.st_size.max(0) as u64;
+    if !(min..=max).contains(&len) || len > site.snapshots.budget() / 8 {
+        return None;
+    }
+    let key = Key::of(&f.st, Variant::Identity);
+    let snap = site.snapshots.get(&key);
+    if snap.is_none() {
+        site.snapshots.request(key, f.file.clone());
+    }
+    snap
 }
 
 /// Content types worth compressing (when no sidecar exists).

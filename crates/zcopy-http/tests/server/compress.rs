@@ -373,3 +373,63 @@ fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(by_ref(), before, "a mutable file is copied to a local peer");
 }
+
+/// `--snapshot-band`: a file in the band is served from a sealed snapshot of itself
+/// (lent even to a loopback peer), and a change to the file is never answered from
+/// the old snapshot.
+#[test]
+fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
+    let fx = Fixture::new();
+    let p = fx.root().join("data.bin");
+    write_pattern(&p, 64 << 10);
+    fx.file("small.bin", &[7u8; 100]);
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        snapshot_band: Some((1024, 1 << 20)),
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    let value = |name: &str| -> u64 {
+        let m = stats.render();
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("zcopy_{name} ")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Until the snapshot is made the file is copied; then it goes by reference.
+    let start = Instant::now();
+    loop {
+        let before = value("body_bytes_by_reference_total");
+        let r = request(&srv, "GET", "/data.bin", &[]);
+        assert_pattern(&r.body, 0, "data.bin");
+        assert_eq!(r.body.len(), 64 << 10);
+        std::thread::sleep(Duration::from_millis(20));
+        if value("body_bytes_by_reference_total") - before == 64 << 10 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never lent");
+    }
+    let r = request(&srv, "GET", "/data.bin", &[("Range", "bytes=100-199")]);
+    assert_eq!(r.status, 206);
+    assert_pattern(&r.body, 100, "range of the snapshot");
+    // Below the band: not snapshotted.
+    for _ in 0..5 {
+        assert_eq!(request(&srv, "GET", "/small.bin", &[]).body, [7u8; 100]);
+    }
+    // Changed in place (same size): the old snapshot never answers.
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(&[0xAB; 8], 4096).unwrap();
+    drop(f);
+    for _ in 0..20 {
+        let r = request(&srv, "GET", "/data.bin", &[]);
+        assert_eq!(&r.body[4096..4104], &[0xAB; 8], "after an in-place write");
+        assert_pattern(&r.body[..4096], 0, "unchanged head");
+    }
+}
