@@ -433,3 +433,45 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
         assert_pattern(&r.body[..4096], 0, "unchanged head");
     }
 }
+
+/// A file truncated and rewritten while its variant is being sent: the client still
+/// gets the one complete variant it was promised (a sealed snapshot can't change).
+#[test]
+fn a_variant_in_flight_survives_its_file_being_truncated() {
+    use std::io::Write as _;
+    let fx = Fixture::new();
+    let js = script(60_000);
+    let p = fx.file("app.js", &js);
+    let srv = start(&fx, |c| c.snapshot_memory = 256 << 20);
+    let gz = until_gzip(&srv, "/app.js", &[]);
+    assert!(gz.body.len() > 256 << 10, "{}", gz.body.len());
+    let mut s = srv.connect();
+    s.write_all(b"GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+        .unwrap();
+    // Read a little, then cut the file and write something else in its place.
+    let mut first = [0u8; 512];
+    s.read_exact(&mut first).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::fs::write(&p, b"rewritten").unwrap();
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 65536];
+    let text = String::from_utf8_lossy(&first).into_owned();
+    let head_end = text.find("\r\n\r\n").expect("head in the first 512 bytes") + 4;
+    let mut body = first[head_end..].to_vec();
+    while body.len() + rest.len() < gz.body.len() {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early");
+        rest.extend_from_slice(&buf[..n]);
+    }
+    body.extend_from_slice(&rest);
+    assert!(body == gz.body, "the promised variant, whole");
+    assert!(gunzip(&body) == js);
+    // The next request sees the new file.
+    let r = request(&srv, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.body, b"rewritten");
+}
