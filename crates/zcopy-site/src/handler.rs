@@ -1109,12 +1109,12 @@ fn serve_file(
                 false,
             )
         }
-        (None, Some((snap, d))) => {
+        (None, Some((snap, d, token))) => {
             computed = d;
             (
                 snap.file.clone(),
                 snap.len as i64,
-                Some("gzip"),
+                Some(token),
                 &computed,
                 None,
                 true,
@@ -1308,10 +1308,10 @@ fn compressible_type(ctype: &str) -> bool {
         )
 }
 
-/// The gzip variant of `f` from the snapshot store, and the head fields it goes
-/// with (its own ETag: the identity's with `-gzip`), when compression is on for
-/// this path, the type is compressible, the client accepts gzip and the variant is
-/// ready. The answer varies on Accept-Encoding whenever compression applies; a
+/// The br or gzip variant of `f` from the snapshot store (the client's best that is
+/// ready), the head fields it goes with (its own ETag: the identity's with `-br` or
+/// `-gzip`) and its coding, when compression is on for this path, the type is
+/// compressible and the client accepts one. The answer varies on Accept-Encoding whenever compression applies; a
 /// missing variant is queued (this request gets the identity).
 fn compressed(
     site: &Site,
@@ -1319,7 +1319,7 @@ fn compressed(
     reply: &mut Reply<'_, '_>,
     f: &CachedFile,
     name: &str,
-) -> Option<(Arc<crate::snapshot::Snapshot>, Described)> {
+) -> Option<(Arc<crate::snapshot::Snapshot>, Described, &'static str)> {
     use crate::snapshot::{Key, Variant};
     if !reply.eff.compress.unwrap_or(site.config.compress) {
         return None;
@@ -1337,18 +1337,24 @@ fn compressed(
         return None;
     }
     reply.vary_encoding = true;
-    if encoding::acceptable(&[encoding::Encoding::Gzip], req.accept_encoding).is_empty() {
-        return None;
+    use encoding::Encoding::{Br, Gzip};
+    // The client's best first; one not made yet is queued and the next is tried.
+    for e in encoding::acceptable(&[Br, Gzip], req.accept_encoding) {
+        let variant = match e {
+            Br => Variant::Br,
+            _ => Variant::Gzip,
+        };
+        let key = Key::of(&f.st, variant);
+        let Some(snap) = store.get(&key) else {
+            store.request(key, f.file.clone());
+            continue;
+        };
+        let mut d = Described::of(&f.st, name);
+        let etag = d.validators.etag.trim_end_matches('"').to_owned();
+        d.validators.etag = format!("{etag}-{}\"", e.token());
+        return Some((snap, d, e.token()));
     }
-    let key = Key::of(&f.st, Variant::Gzip);
-    let Some(snap) = store.get(&key) else {
-        store.request(key, f.file.clone());
-        return None;
-    };
-    let mut d = Described::of(&f.st, name);
-    let etag = d.validators.etag.trim_end_matches('"').to_owned();
-    d.validators.etag = format!("{etag}-gzip\"");
-    Some((snap, d))
+    None
 }
 
 /// A multipart boundary unlikely to occur in any file: 20 hex digits from the clock

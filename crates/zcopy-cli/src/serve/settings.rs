@@ -631,10 +631,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precompressed: Option<Encodings>,
     /// Compress text, HTML, CSS, JS, JSON, SVG, XML and wasm files of 1 KiB to 32 MiB
-    /// that have no sidecar: a gzip variant (level 9) is made once by a background
+    /// that have no sidecar: br and gzip variants are made once by a background
     /// thread, kept in the snapshot store (sealed memory, dropped when the file
-    /// changes) and served with its own ETag and `Vary: Accept-Encoding`; until it is
-    /// ready the file goes uncompressed [default: true]. Per-rule `compress` overrides.
+    /// changes) and served with their own ETags and `Vary: Accept-Encoding`; until one
+    /// is ready the file goes uncompressed [default: true]. Per-rule `compress`
+    /// overrides.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compress: Option<bool>,

@@ -475,3 +475,48 @@ fn a_variant_in_flight_survives_its_file_being_truncated() {
     let r = request(&srv, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
     assert_eq!(r.body, b"rewritten");
 }
+
+/// br is made too: a client that prefers it gets it once ready (gzip meanwhile, if
+/// that one is ready), with its own ETag; q-values decide.
+#[test]
+fn a_br_variant_is_made_and_chosen_by_q_values() {
+    let fx = Fixture::new();
+    let css = script(3000);
+    fx.file("site.css", &css);
+    let srv = start(&fx, |_| {});
+    let gz = until_gzip(&srv, "/site.css", &[]);
+    let start = Instant::now();
+    let br = loop {
+        let r = request(&srv, "GET", "/site.css", &[("Accept-Encoding", "gzip, br")]);
+        match r.header("content-encoding") {
+            Some("br") => break r,
+            Some("gzip") => assert!(r.body == gz.body, "gzip while br is made"),
+            other => panic!("{other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no br variant");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = Vec::new();
+    brotli::Decompressor::new(&br.body[..], 4096)
+        .read_to_end(&mut out)
+        .unwrap();
+    assert!(out == css, "the br variant decompresses to the file");
+    let etag = br.header("etag").unwrap();
+    assert!(etag.ends_with("-br\""), "{etag}");
+    assert_ne!(br.header("etag"), gz.header("etag"));
+    assert_eq!(br.header("vary"), Some("Accept-Encoding"));
+    let q = request(
+        &srv,
+        "GET",
+        "/site.css",
+        &[("Accept-Encoding", "br;q=0.5, gzip;q=0.9")],
+    );
+    assert_eq!(q.header("content-encoding"), Some("gzip"));
+    let nm = request(
+        &srv,
+        "GET",
+        "/site.css",
+        &[("Accept-Encoding", "br"), ("If-None-Match", etag)],
+    );
+    assert_eq!(nm.status, 304);
+}
