@@ -46,6 +46,22 @@ fn until_gzip(srv: &TestServer, path: &str, extra: &[(&str, &str)]) -> RawRespon
     }
 }
 
+/// `ZCOPY_DISABLE=inotify`: the store can't watch a file, so it makes no snapshot
+/// (one it could not drop on a change would be a stale answer waiting to happen).
+/// Then every answer is the file itself, which this checks before the caller skips.
+fn no_snapshots(srv: &TestServer, path: &str) -> bool {
+    if !zcopy::Forced::from_env().switched_off("inotify") {
+        return false;
+    }
+    for _ in 0..10 {
+        let r = request(srv, "GET", path, &[("Accept-Encoding", "gzip, br")]);
+        assert_eq!(r.header("content-encoding"), None, "no watch, no variant");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("skipped: inotify forced off, no snapshots are made");
+    true
+}
+
 fn start(fx: &Fixture, tweak: impl FnOnce(&mut Config)) -> TestServer {
     TestServer::start(&fx.root(), tweak)
 }
@@ -56,6 +72,9 @@ fn the_gzip_variant_is_the_file_with_its_own_etag_304_and_ranges() {
     let js = script(4000);
     fx.file("app.js", &js);
     let srv = start(&fx, |_| {});
+    if no_snapshots(&srv, "/app.js") {
+        return;
+    }
 
     // Without gzip in Accept-Encoding: identity, which varies on it.
     let plain = request(&srv, "GET", "/app.js", &[]);
@@ -156,6 +175,9 @@ fn small_and_incompressible_files_and_compress_off_stay_identity() {
             ..Rule::default()
         }];
     });
+    if no_snapshots(&srv, "/app.css") {
+        return;
+    }
     until_gzip(&srv, "/app.css", &[]);
     for path in ["/tiny.js", "/photo.png", "/off/app.js"] {
         for _ in 0..20 {
@@ -179,6 +201,9 @@ fn a_changed_file_never_yields_the_stale_variant() {
     let one = script(3000);
     let p = fx.file("app.js", &one);
     let srv = start(&fx, |_| {});
+    if no_snapshots(&srv, "/app.js") {
+        return;
+    }
     let gz = until_gzip(&srv, "/app.js", &[]);
     assert!(gunzip(&gz.body) == one);
 
@@ -249,6 +274,9 @@ fn the_snapshot_budget_evicts_and_the_counters_say_so() {
     let addr = server.local_addrs()[0];
     let running = server.spawn().unwrap();
     let srv = TestServer::adopt(addr, running);
+    if no_snapshots(&srv, &files[0]) {
+        return;
+    }
     let mut sizes = Vec::new();
     for f in &files {
         sizes.push(until_gzip(&srv, f, &[]).body.len() as u64);
@@ -293,6 +321,9 @@ fn compressed_answers_obey_auth_and_hidden_rules() {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("user:pw")
     );
+    if no_snapshots(&srv, "/public/app.js") {
+        return;
+    }
     // With credentials the variant is made and served ...
     let gz = until_gzip(&srv, "/private/app.js", &[("Authorization", &basic)]);
     assert!(gunzip(&gz.body) == js);
@@ -351,6 +382,9 @@ fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
             .parse()
             .unwrap()
     };
+    if no_snapshots(&srv, "/big.js") {
+        return;
+    }
     let gz = until_gzip(&srv, "/big.js", &[]);
     let before = by_ref();
     let again = request(&srv, "GET", "/big.js", &[("Accept-Encoding", "gzip")]);
@@ -403,6 +437,13 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
             .parse()
             .unwrap()
     };
+    if zcopy::Forced::from_env().switched_off("inotify") {
+        for _ in 0..5 {
+            assert_pattern(&request(&srv, "GET", "/data.bin", &[]).body, 0, "data.bin");
+        }
+        eprintln!("skipped: inotify forced off, no snapshots are made");
+        return;
+    }
     // Until the snapshot is made the file is copied; then it goes by reference.
     let start = Instant::now();
     loop {
@@ -443,6 +484,9 @@ fn a_variant_in_flight_survives_its_file_being_truncated() {
     let js = script(60_000);
     let p = fx.file("app.js", &js);
     let srv = start(&fx, |c| c.snapshot_memory = 256 << 20);
+    if no_snapshots(&srv, "/app.js") {
+        return;
+    }
     let gz = until_gzip(&srv, "/app.js", &[]);
     assert!(gz.body.len() > 256 << 10, "{}", gz.body.len());
     let mut s = srv.connect();
@@ -484,6 +528,9 @@ fn a_br_variant_is_made_and_chosen_by_q_values() {
     let css = script(3000);
     fx.file("site.css", &css);
     let srv = start(&fx, |_| {});
+    if no_snapshots(&srv, "/site.css") {
+        return;
+    }
     let gz = until_gzip(&srv, "/site.css", &[]);
     let start = Instant::now();
     let br = loop {
