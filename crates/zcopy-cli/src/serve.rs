@@ -142,6 +142,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
             .transpose()?,
         auth: users(realm, s.auth_file.as_ref(), &s.auth)?.map(std::sync::Arc::new),
         listing: s.listing,
+        compress: s.compress,
         fallback: s.fallback.as_ref().map(|f| f.0.clone()),
         error_pages: s
             .error_page
@@ -154,6 +155,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
         && rule.cors.is_none()
         && rule.auth.is_none()
         && rule.listing.is_none()
+        && rule.compress.is_none()
         && rule.fallback.is_none()
         && rule.error_pages.is_empty();
     Ok((!empty).then_some(rule))
@@ -174,6 +176,7 @@ fn rules(
         auth: s.auth.clone(),
         auth_realm: s.auth_realm.clone(),
         listing: None,
+        compress: None,
         fallback: s.fallback.clone(),
         error_page: s.error_page.clone(),
         rate_limit: None,
@@ -353,6 +356,12 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         file_cache_ttl: get(&s.file_cache_ttl).duration(),
         precompressed: Encoding::parse_list(&get(&s.precompressed).0)
             .map_err(anyhow::Error::msg)?,
+        compress: get(&s.compress),
+        snapshot_band: s.snapshot_band.as_ref().and_then(settings::Band::bytes),
+        snapshot_memory: s.snapshot_memory.as_ref().map_or_else(
+            zcopy_http::snapshot::default_budget,
+            settings::Rate::bytes_per_sec,
+        ),
         rules: rules(s, file, &root)?,
         ..Config::default()
     })

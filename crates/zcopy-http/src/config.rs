@@ -63,6 +63,14 @@ pub struct Config {
     pub archives: bool,
     /// Precompressed sidecars tried, in preference order (empty: off).
     pub precompressed: Vec<Encoding>,
+    /// Compress compressible files without a sidecar once, in the background, and
+    /// serve the gzip variant from the snapshot store (per-rule `compress` overrides).
+    pub compress: bool,
+    /// Serve files of this size band (bytes, inclusive) from sealed snapshots of
+    /// themselves, lent to every peer (off by default).
+    pub snapshot_band: Option<(u64, u64)>,
+    /// Bytes the snapshot store may hold, all workers together (read at start).
+    pub snapshot_memory: u64,
     /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
     pub rules: Vec<Rule>,
     /// Addresses that speak HTTPS (`--listen https://ADDR`); needs [`Config::tls`].
@@ -122,6 +130,9 @@ impl Default for Config {
             limit_rate: None,
             archives: false,
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
+            compress: true,
+            snapshot_band: None,
+            snapshot_memory: zcopy_site::snapshot::default_budget(),
             rules: Vec::new(),
             tls_listen: Vec::new(),
             redirect_listen: Vec::new(),
@@ -145,6 +156,8 @@ impl Config {
             limit_rate: self.limit_rate,
             archives: self.archives,
             precompressed: self.precompressed.clone(),
+            compress: self.compress,
+            snapshot_band: self.snapshot_band,
             rules: self.rules.clone(),
             hsts: self.hsts.clone(),
             https_port: self.https_port,

@@ -23,7 +23,7 @@ pub use zcopy_http1::{conditional, head, plan, proto, range, request};
 pub(crate) use zcopy_site::lock;
 pub use zcopy_site::{
     access, archive, auth, cache, encoding, handler, listing, pages, path, redirect, rules,
-    site_config, watch,
+    site_config, snapshot, watch,
 };
 
 pub mod access_log;

@@ -122,8 +122,10 @@ impl Server {
             let (addrs, _, tls) = staged.merge(Vec::new());
             (addrs, tls)
         };
-        let live = Arc::new(LiveCell::new(open_live(&config)?));
+        let snapshots = zcopy_site::snapshot::Store::new(config.snapshot_memory);
+        let live = Arc::new(LiveCell::new(open_live(&config, snapshots.clone())?));
         let stats = Arc::new(ServerStats::new(n));
+        stats.set_snapshots(snapshots);
         let inner = Arc::new(ShutdownInner {
             flag: AtomicBool::new(false),
             wakers: Mutex::new(Vec::new()),
@@ -235,8 +237,11 @@ impl Server {
 }
 
 /// Opens what a configuration needs before it can serve: the root and the access log.
-fn open_live(config: &Config) -> Result<Live, ServerError> {
-    let site = Site::open(config.site()).map_err(|source| ServerError::Root {
+fn open_live(
+    config: &Config,
+    snapshots: Arc<zcopy_site::snapshot::Store>,
+) -> Result<Live, ServerError> {
+    let site = Site::open_with(config.site(), snapshots).map_err(|source| ServerError::Root {
         path: config.root.clone(),
         source,
     })?;
@@ -339,7 +344,8 @@ impl ReloadHandle {
             .as_ref()
             .and_then(|s| s.https_port)
             .unwrap_or(was.https_port);
-        let live = open_live(&config)?;
+        // The snapshot store outlives a reload (its budget is the one read at start).
+        let live = open_live(&config, self.live.load().1.site.snapshots.clone())?;
         // Bound and opened: from here on nothing fails.
         self.live.store(live);
         if let Some((site, files, key)) = new_pair {

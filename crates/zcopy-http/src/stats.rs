@@ -159,6 +159,8 @@ impl WorkerStats {
 pub struct ServerStats {
     /// Every worker that ever ran (a retired one's counts still add up).
     workers: RwLock<Vec<Arc<WorkerStats>>>,
+    /// The server's snapshot store, once it has one.
+    snapshots: RwLock<Option<Arc<zcopy_site::snapshot::Store>>>,
 }
 
 impl ServerStats {
@@ -166,7 +168,16 @@ impl ServerStats {
     pub fn new(n: usize) -> ServerStats {
         ServerStats {
             workers: RwLock::new((0..n).map(|_| Arc::new(WorkerStats::default())).collect()),
+            snapshots: RwLock::new(None),
         }
+    }
+
+    /// The snapshot store whose counters [`ServerStats::render`] shows.
+    pub fn set_snapshots(&self, store: Arc<zcopy_site::snapshot::Store>) {
+        *self
+            .snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(store);
     }
 
     /// Worker `i`'s counters (made for a worker started after the others).
@@ -247,6 +258,55 @@ impl ServerStats {
             "zcopy_body_bytes_by_reference_total {}",
             self.sum(BY_REFERENCE)
         );
+        if let Some(store) = &*self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let c = &store.counters;
+            for (name, kind, help, v) in [
+                (
+                    "snapshot_hits_total",
+                    "counter",
+                    "Snapshot lookups that found one.",
+                    c.hits.load(Relaxed),
+                ),
+                (
+                    "snapshot_misses_total",
+                    "counter",
+                    "Snapshot lookups that found none.",
+                    c.misses.load(Relaxed),
+                ),
+                (
+                    "snapshot_evictions_total",
+                    "counter",
+                    "Snapshots dropped to stay within --snapshot-memory.",
+                    c.evictions.load(Relaxed),
+                ),
+                (
+                    "snapshot_invalidations_total",
+                    "counter",
+                    "Snapshots dropped because their file changed.",
+                    c.invalidations.load(Relaxed),
+                ),
+                (
+                    "snapshot_bytes",
+                    "gauge",
+                    "Bytes the sealed snapshots hold.",
+                    c.bytes.load(Relaxed),
+                ),
+                (
+                    "snapshot_budget_bytes",
+                    "gauge",
+                    "The --snapshot-memory budget.",
+                    store.budget(),
+                ),
+            ] {
+                head(&mut o, name, kind, help);
+                let _ = writeln!(o, "zcopy_{name} {v}");
+            }
+        }
         head(
             &mut o,
             "body_bytes_copied_total",

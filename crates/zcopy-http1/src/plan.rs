@@ -61,6 +61,9 @@ pub struct FileBody {
     /// The whole of `file`, when the worker's cache holds its bytes (read under the
     /// fstat the response was built on).
     pub held: Option<Arc<[u8]>>,
+    /// `file` can never change (a sealed snapshot): its bytes may leave by reference
+    /// to every peer, a local one too, with no lease.
+    pub lendable: bool,
 }
 
 /// Bytes a body sends from memory: made for this response, or a held file's bytes

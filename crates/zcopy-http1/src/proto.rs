@@ -540,7 +540,9 @@ impl Conn {
                                 offset: start + r.off,
                                 len: left,
                                 leased,
-                                by_reference: leased && self.may_reference,
+                                // A sealed snapshot can't change: lent to
+                                // every peer, no lease needed.
+                                by_reference: (leased && self.may_reference) || body.lendable,
                             };
                         }
                     }

@@ -48,11 +48,23 @@ pub struct Site {
     pub root_path: Option<String>,
     /// Memory held by listing pages and archive plans, all workers together.
     pub generated: Arc<crate::pages::MemBudget>,
+    /// Sealed snapshots and compressed variants, shared by the workers.
+    pub snapshots: Arc<crate::snapshot::Store>,
 }
 
 impl Site {
-    /// Opens `config.root` as a directory.
+    /// Opens `config.root` as a directory, with a snapshot store of its own
+    /// ([`crate::snapshot::default_budget`] bytes).
     pub fn open(config: SiteConfig) -> io::Result<Site> {
+        let store = crate::snapshot::Store::new(crate::snapshot::default_budget());
+        Site::open_with(config, store)
+    }
+
+    /// Opens `config.root` as a directory; snapshots go to `snapshots`.
+    pub fn open_with(
+        config: SiteConfig,
+        snapshots: Arc<crate::snapshot::Store>,
+    ) -> io::Result<Site> {
         use rustix::fs::{Mode, OFlags};
         let root = rustix::fs::open(
             &config.root,
@@ -71,6 +83,7 @@ impl Site {
             config,
             root_path,
             generated: crate::pages::MemBudget::new(crate::pages::GENERATED_MAX),
+            snapshots,
         })
     }
 }
@@ -237,7 +250,7 @@ fn respond(
         let found = find_sidecar(
             site, req, key, None, None, index, &hit.st, cache, now, access,
         );
-        return serve_file(req, &reply, hit, name, found, out);
+        return serve_file(site, req, &reply, hit, name, found, out);
     }
     let clean = match path::clean(&req.target) {
         Ok(c) => c,
@@ -278,7 +291,7 @@ fn respond(
                 now,
                 access,
             );
-            serve_file(req, &reply, f, name, found, out)
+            serve_file(site, req, &reply, f, name, found, out)
         }
         Ok((Resolved::Dir(dir, dir_st), via_link)) => {
             let real = match via_link {
@@ -339,7 +352,7 @@ fn respond(
                             now,
                             access,
                         );
-                        return serve_file(req, &reply, f, &cfg.index, found, out);
+                        return serve_file(site, req, &reply, f, &cfg.index, found, out);
                     }
                     Ok((Resolved::Dir(..), _)) | Err(OpenError::NotFound) => {}
                     Err(e) => return reply.open_error(out, e),
@@ -360,7 +373,7 @@ fn respond(
                     described: None,
                     bytes: None,
                 };
-                serve_file(req, &reply, f, name, Found::default(), out)
+                serve_file(site, req, &reply, f, name, Found::default(), out)
             }
             None => reply.status(out, 404),
         },
@@ -872,6 +885,7 @@ fn serve_listing(
             mem: BodyMem::Counted(body.into_bytes(), Box::new(ticket)),
             members: Vec::new(),
             held: None,
+            lendable: false,
         }),
         body_len: len as u64,
         close: reply.close,
@@ -1017,6 +1031,7 @@ fn serve_archive(
             mem: BodyMem::Counted(archive.mem, Box::new(ticket)),
             members: archive.members,
             held: None,
+            lendable: false,
         }),
         body_len: archive.len,
         close: reply.close,
@@ -1058,7 +1073,12 @@ fn not_modified(
 
 /// Serves `file` (or the sidecar in `found`, which then replaces it: its own length,
 /// ETag and ranges, with the original's Content-Type).
+///
+/// A compressible file without a sidecar may instead be answered with its gzip
+/// variant from the snapshot store ([`compressed`]): after every check the identity
+/// answer passed, so it is never a way around a rule.
 fn serve_file(
+    site: &Site,
     req: &Request<'_>,
     reply: &Reply<'_, '_>,
     f: CachedFile,
@@ -1066,29 +1086,68 @@ fn serve_file(
     found: Found,
     out: &mut Vec<u8>,
 ) -> Response {
-    let reply = &Reply {
+    let mut reply = Reply {
         vary_encoding: found.any,
         ..*reply
     };
-    let (file, st, coding, described, held) = match found.chosen {
-        Some(s) => (
-            Arc::new(s.file),
-            s.stat,
-            Some(s.encoding.token()),
-            None,
-            None,
-        ),
-        None => (f.file, f.st, None, f.described, f.bytes),
+    let variant = match (&found.chosen, found.any) {
+        (None, false) => compressed(site, req, &mut reply, &f, name),
+        _ => None,
     };
-    let len = st.st_size.max(0) as u64;
+    let reply = &reply;
     let computed;
-    let described = match &described {
-        Some(d) => d,
-        None => {
-            computed = Described::of(&st, name);
-            &computed
+    let shared;
+    let (file, st_len, coding, described, held, lendable) = match (found.chosen, variant) {
+        (Some(s), _) => {
+            computed = Described::of(&s.stat, name);
+            (
+                Arc::new(s.file),
+                s.stat.st_size,
+                Some(s.encoding.token()),
+                &computed,
+                None,
+                false,
+            )
+        }
+        (None, Some((snap, d, token))) => {
+            computed = d;
+            (
+                snap.file.clone(),
+                snap.len as i64,
+                Some(token),
+                &computed,
+                None,
+                true,
+            )
+        }
+        (None, None) if let Some(snap) = identity_snapshot(site, &f) => {
+            let d = match f.described {
+                Some(d) => {
+                    shared = d;
+                    &*shared
+                }
+                None => {
+                    computed = Described::of(&f.st, name);
+                    &computed
+                }
+            };
+            (snap.file.clone(), snap.len as i64, None, d, None, true)
+        }
+        (None, None) => {
+            let d = match f.described {
+                Some(d) => {
+                    shared = d;
+                    &*shared
+                }
+                None => {
+                    computed = Described::of(&f.st, name);
+                    &computed
+                }
+            };
+            (f.file, f.st.st_size, None, d, f.bytes, false)
         }
     };
+    let len = st_len.max(0) as u64;
     let (v, lm, ctype) = (
         &described.validators,
         &described.last_modified,
@@ -1201,15 +1260,101 @@ fn serve_file(
         body: Body::File(FileBody {
             file,
             file_len: len,
-            lease: len > crate::cache::CACHE_MAX,
+            lease: !lendable && len > crate::cache::CACHE_MAX,
             pieces,
             mem: BodyMem::Owned(mem),
             members: Vec::new(),
             held,
+            lendable,
         }),
         body_len,
         close: reply.close,
     }
+}
+
+/// The sealed snapshot of `f` itself when its size is in `--snapshot-band`; a
+/// missing one is queued (this request is served from the file).
+fn identity_snapshot(site: &Site, f: &CachedFile) -> Option<Arc<crate::snapshot::Snapshot>> {
+    use crate::snapshot::{Key, Variant};
+    let (min, max) = site.config.snapshot_band?;
+    let len = f.st.st_size.max(0) as u64;
+    if !(min..=max).contains(&len) || len > site.snapshots.budget() / 8 {
+        return None;
+    }
+    let key = Key::of(&f.st, Variant::Identity);
+    let snap = site.snapshots.get(&key);
+    if snap.is_none() {
+        site.snapshots.request(key, f.file.clone());
+    }
+    snap
+}
+
+/// Content types worth compressing (when no sidecar exists).
+fn compressible_type(ctype: &str) -> bool {
+    let media = ctype.split(';').next().unwrap_or("").trim();
+    media.starts_with("text/")
+        || matches!(
+            media,
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "application/wasm"
+                | "application/manifest+json"
+                | "application/ld+json"
+                | "application/xhtml+xml"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "image/svg+xml"
+        )
+}
+
+/// The br or gzip variant of `f` from the snapshot store (the client's best that is
+/// ready), the head fields it goes with (its own ETag: the identity's with `-br` or
+/// `-gzip`) and its coding, when compression is on for this path, the type is
+/// compressible and the client accepts one. The answer varies on Accept-Encoding whenever compression applies; a
+/// missing variant is queued (this request gets the identity).
+fn compressed(
+    site: &Site,
+    req: &Request<'_>,
+    reply: &mut Reply<'_, '_>,
+    f: &CachedFile,
+    name: &str,
+) -> Option<(Arc<crate::snapshot::Snapshot>, Described, &'static str)> {
+    use crate::snapshot::{Key, Variant};
+    if !reply.eff.compress.unwrap_or(site.config.compress) {
+        return None;
+    }
+    let len = f.st.st_size.max(0) as u64;
+    let store = &site.snapshots;
+    if !store.compressible_size(len) {
+        return None;
+    }
+    let ctype = match &f.described {
+        Some(d) => std::borrow::Cow::Borrowed(d.content_type.as_str()),
+        None => std::borrow::Cow::Owned(crate::head::content_type(name)),
+    };
+    if !compressible_type(&ctype) {
+        return None;
+    }
+    reply.vary_encoding = true;
+    use encoding::Encoding::{Br, Gzip};
+    // The client's best first; one not made yet is queued and the next is tried.
+    for e in encoding::acceptable(&[Br, Gzip], req.accept_encoding) {
+        let variant = match e {
+            Br => Variant::Br,
+            _ => Variant::Gzip,
+        };
+        let key = Key::of(&f.st, variant);
+        let Some(snap) = store.get(&key) else {
+            store.request(key, f.file.clone());
+            continue;
+        };
+        let mut d = Described::of(&f.st, name);
+        let etag = d.validators.etag.trim_end_matches('"').to_owned();
+        d.validators.etag = format!("{etag}-{}\"", e.token());
+        return Some((snap, d, e.token()));
+    }
+    None
 }
 
 /// A multipart boundary unlikely to occur in any file: 20 hex digits from the clock

@@ -131,6 +131,8 @@ pub struct Rule {
     pub fallback: Option<String>,
     /// Bodies for error statuses.
     pub error_pages: Vec<ErrorPage>,
+    /// Override of the server-wide `compress` setting.
+    pub compress: Option<bool>,
 }
 
 /// The settings that apply to one request: every matching rule merged.
@@ -148,6 +150,8 @@ pub struct Effective<'a> {
     pub listing: Option<bool>,
     /// SPA fallback.
     pub fallback: Option<&'a str>,
+    /// Compression on/off override.
+    pub compress: Option<bool>,
     /// Error pages (later rules first).
     pub error_pages: Vec<&'a ErrorPage>,
 }
@@ -170,6 +174,9 @@ impl<'a> Effective<'a> {
             }
             if r.listing.is_some() {
                 e.listing = r.listing;
+            }
+            if r.compress.is_some() {
+                e.compress = r.compress;
             }
             if let Some(f) = &r.fallback {
                 e.fallback = Some(f);

@@ -26,6 +26,12 @@ pub struct SiteConfig {
     pub archives: bool,
     /// Precompressed sidecars tried, in preference order.
     pub precompressed: Vec<Encoding>,
+    /// Compress compressible files without a sidecar (gzip, made once, see
+    /// [`crate::snapshot`]); rules may override it.
+    pub compress: bool,
+    /// Files whose size is in this band (bytes, inclusive) are served from a sealed
+    /// snapshot of themselves once one is made (off: `None`).
+    pub snapshot_band: Option<(u64, u64)>,
     /// Per-path rules.
     pub rules: Vec<Rule>,
     /// Strict-Transport-Security value sent on responses over TLS.

@@ -91,6 +91,7 @@ pub mod profile;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod ring;
+pub mod snapshot;
 pub mod stats;
 #[allow(unsafe_code)]
 mod sys;

@@ -248,6 +248,33 @@ checked!(
     |s| crate::send::parse_rate(s).map(|_| s.to_owned())
 );
 
+checked!(
+    /// A size band `MIN-MAX` in bytes (suffixes k, M, G: powers of 1024), or `off`.
+    Band,
+    |s| Band::parse(s).map(|_| s.to_owned())
+);
+
+impl Band {
+    fn parse(s: &str) -> Result<Option<(u64, u64)>, String> {
+        if s == "off" {
+            return Ok(None);
+        }
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("'{s}': expected MIN-MAX (like 16k-1M) or off"))?;
+        let (a, b) = (crate::send::parse_rate(a)?, crate::send::parse_rate(b)?);
+        if a > b {
+            return Err(format!("'{s}': MIN is above MAX"));
+        }
+        Ok(Some((a, b)))
+    }
+
+    /// The band (checked at parse).
+    pub fn bytes(&self) -> Option<(u64, u64)> {
+        Band::parse(&self.0).expect("checked at parse")
+    }
+}
+
 impl Rate {
     /// Bytes per second (checked at parse).
     pub fn bytes_per_sec(&self) -> u64 {
@@ -603,6 +630,27 @@ pub struct Settings {
     #[arg(long, value_name = "LIST|off")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precompressed: Option<Encodings>,
+    /// Compress text, HTML, CSS, JS, JSON, SVG, XML and wasm files of 1 KiB to 32 MiB
+    /// that have no sidecar: br and gzip variants are made once by a background
+    /// thread, kept in the snapshot store (sealed memory, dropped when the file
+    /// changes) and served with their own ETags and `Vary: Accept-Encoding`; until one
+    /// is ready the file goes uncompressed [default: true]. Per-rule `compress`
+    /// overrides.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
+    /// Memory the snapshot store (compressed variants) may hold, all workers together
+    /// (suffixes k, M, G: powers of 1024; 0: none). Read at start, not on reload
+    /// [default: 1/16 of RAM, at most 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_memory: Option<Rate>,
+    /// Serve files whose size is in MIN-MAX (e.g. `16k-1M`) from a sealed snapshot
+    /// of themselves (made once in the background, counted in --snapshot-memory,
+    /// dropped when the file changes), sent by reference to every peer [default: off].
+    #[arg(long, value_name = "MIN-MAX|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_band: Option<Band>,
     /// Add a response header, `Name: value` (repeatable; `Cache-Control: V` is
     /// --cache-control V).
     #[arg(long = "header", value_name = "NAME: VALUE")]
@@ -757,6 +805,9 @@ pub struct RuleSpec {
     /// Directory listings on or off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listing: Option<bool>,
+    /// Compression (gzip variants made once) on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
     /// SPA fallback file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackPath>,
@@ -788,6 +839,7 @@ impl Settings {
             engine: Some(EngineName("auto".into())),
             io: Some(IoName("auto".into())),
             listing: Some(true),
+            compress: Some(true),
             precompressed: Some(Encodings("br,zstd,gzip".into())),
             auth_realm: Some("zcopy".into()),
             hidden: Some(false),

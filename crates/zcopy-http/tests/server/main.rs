@@ -6,6 +6,7 @@ mod util;
 mod access;
 mod archive;
 mod auth;
+mod compress;
 mod crossclient;
 mod driver;
 mod files;

@@ -40,6 +40,16 @@ impl TestServer {
         }
     }
 
+    /// A server started by the caller (to keep its `Server` handles first).
+    #[allow(dead_code)]
+    pub fn adopt(addr: SocketAddr, running: RunningServer) -> TestServer {
+        TestServer {
+            addr,
+            addrs: running.local_addrs().to_vec(),
+            running: Some(running),
+        }
+    }
+
     /// The event loop the server's workers really run.
     pub fn io_driver(&self) -> IoDriver {
         self.running.as_ref().expect("running").io_driver()

@@ -233,9 +233,20 @@ fn a_pending_answer_keeps_the_request_until_resume() {
 #[test]
 fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
     let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
-    for lease in [true, false] {
+    // (lease, lendable, peer may have references): a lendable (sealed) body goes by
+    // reference with no lease, even to a local peer; a file only under its lease to
+    // a peer that may have references.
+    for (lease, lendable, may) in [
+        (true, false, true),
+        (false, false, true),
+        (true, false, false),
+        (false, true, false),
+    ] {
         let mut h = Harness::new();
         let mut c = h.conn();
+        if !may {
+            c = Conn::new("127.0.0.1:9".parse().unwrap(), false, &h.env());
+        }
         h.feed(&mut c, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
         let file = Arc::new(anonymous(&data));
         h.answer(&mut c, |_, close, out| {
@@ -255,6 +266,7 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
                     members: Vec::new(),
                     lease,
                     held: None,
+                    lendable,
                 }),
                 body_len: data.len() as u64,
                 close,
@@ -275,7 +287,11 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
             panic!("expected the file");
         };
         assert_eq!((offset, len), (0, data.len() as u64));
-        assert_eq!((leased, by_reference), (lease, lease));
+        assert_eq!(
+            (leased, by_reference),
+            (lease, (lease && may) || lendable),
+            "lease {lease}, lendable {lendable}, may {may}"
+        );
         c.on_file_sent(&mut h.env(), data.len(), by_reference);
         assert_eq!(h.next(&mut c), Intent::Read);
         assert_eq!(h.seen.done, [(MethodClass::Get, 200, data.len() as u64)]);
@@ -301,6 +317,7 @@ fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Respon
                 }],
                 lease: false,
                 held: None,
+                lendable: false,
             }),
             body_len: 5,
             close,

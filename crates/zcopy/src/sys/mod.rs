@@ -11,6 +11,7 @@ pub mod event_ring;
 pub mod ktls;
 pub mod lease;
 pub mod mem;
+pub mod memfd;
 pub mod rusage;
 pub mod sock;
 pub mod uring;

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# zcopy serve (gzip variant made once, sealed, sent by reference) vs nginx (`gzip on`,
+# gzip_types for JS, level as given; 1 worker, access_log off, sendfile on), side by
+# side in one run on one compressible 200 KiB JS file, server pinned to CPU 0 and
+# wrk to CPU 1, every request with `Accept-Encoding: gzip`: requests/s, requests per
+# server CPU-second, and bytes per response body. Bounded in time.
+# With --veth (root): servers and wrk in two network namespaces joined by a veth pair
+# (a container-like local peer); the namespaces are removed on exit.
+# Usage: bench/compress.sh [--veth] [WRK_SECONDS] [NGINX_GZIP_LEVEL]   (defaults 10, 1: nginx's default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=loopback
+if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
+secs=${1:-10}
+level=${2:-1}
+for t in nginx wrk curl taskset bc; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
+cargo build --release -q -p zcopy-cli
+zcopy=$PWD/target/release/zcopy
+work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-compress.XXXXXX")
+pids=()
+ns_srv=zccomp$$s
+ns_cli=zccomp$$c
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ $mode = veth ]; then
+    sleep 0.2
+    ip netns del "$ns_srv" 2>/dev/null || true
+    ip netns del "$ns_cli" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+addr=127.0.0.1
+in_srv=()
+in_cli=()
+if [ $mode = veth ]; then
+  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
+  net=$(( $$ % 16384 * 4 ))
+  addr=198.19.$((net / 256)).$((net % 256 + 1))
+  cli_addr=198.19.$((net / 256)).$((net % 256 + 2))
+  ip netns add "$ns_srv"
+  ip netns add "$ns_cli"
+  ip link add veth0 netns "$ns_srv" type veth peer name veth1 netns "$ns_cli"
+  ip -n "$ns_srv" addr add "$addr/30" dev veth0
+  ip -n "$ns_cli" addr add "$cli_addr/30" dev veth1
+  for ns in "$ns_srv" "$ns_cli"; do ip -n "$ns" link set lo up; done
+  ip -n "$ns_srv" link set veth0 up
+  ip -n "$ns_cli" link set veth1 up
+  in_srv=(ip netns exec "$ns_srv")
+  in_cli=(ip netns exec "$ns_cli")
+fi
+mkdir -p "$work/www" "$work/nginx/logs"
+chmod 755 "$work" "$work/www"
+# 200 KiB of JavaScript-like text (repetitive identifiers, varying numbers).
+python3 - "$work/www/app.js" <<'PY'
+import sys, random
+random.seed(7)
+out = []
+i = 0
+while sum(map(len, out)) < 200 * 1024:
+    out.append(f"export function handler{i}(req, res) {{ const v = {random.randint(0, 99999)}; "
+               f"if (req.query.id === '{random.randint(0, 999)}') {{ return res.json({{ ok: true, v }}); }} "
+               f"return res.status(404).send('not found: ' + v); }}\n")
+    i += 1
+open(sys.argv[1], "w").write("".join(out)[:200 * 1024])
+PY
+port_nginx=18090
+port_zcopy=18091
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  types { application/javascript js; }
+  gzip on;
+  gzip_comp_level $level;
+  gzip_types application/javascript;
+  server { listen $addr:$port_nginx; root $work/www; }
+}
+NGINX
+"${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+"${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$work/www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &
+pids+=($!)
+sleep 1
+nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+zcopy_pid=${pids[1]}
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+# Let zcopy make its variant (the first request queues it).
+for _ in $(seq 50); do
+  enc=$("${in_cli[@]}" curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%header{content-encoding}' "http://$addr:$port_zcopy/app.js")
+  [ "$enc" = gzip ] && break; sleep 0.1
+done
+declare -A R
+for name in nginx zcopy; do
+  port=$port_nginx pid=$nginx_worker
+  [ $name = zcopy ] && port=$port_zcopy pid=$zcopy_pid
+  R[$name.bytes]=$("${in_cli[@]}" curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download} %header{content-encoding}' "http://$addr:$port/app.js")
+  c0=$(cpu "$pid")
+  out=$("${in_cli[@]}" taskset -c 1 wrk -t1 -c50 -d"${secs}s" --timeout 5s -H 'Accept-Encoding: gzip' "http://$addr:$port/app.js")
+  c1=$(cpu "$pid")
+  R[$name.rps]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  R[$name.cpu]=$(echo "$c1 - $c0" | bc -l)
+  R[$name.rpcpu]=$(echo "${R[$name.rps]} * $secs / (${R[$name.cpu]})" | bc -l)
+  R[$name.err]=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
+done
+printf '%-6s %12s %10s %16s %s\n' server 'req/s' 'CPU-s' 'req/CPU-s' 'body bytes, encoding'
+for name in nginx zcopy; do
+  printf '%-6s %12.0f %10.2f %16.0f %s %s\n' $name "${R[$name.rps]}" "${R[$name.cpu]}" "${R[$name.rpcpu]}" "${R[$name.bytes]}" "${R[$name.err]}"
+done
+printf '%s: zcopy/nginx: %.2fx req/s, %.2fx req per server CPU-s (nginx gzip_comp_level %s)\n' $mode \
+  "$(echo "${R[zcopy.rps]} / ${R[nginx.rps]}" | bc -l)" "$(echo "${R[zcopy.rpcpu]} / ${R[nginx.rpcpu]}" | bc -l)" "$level"

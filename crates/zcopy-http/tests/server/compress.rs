@@ -1,0 +1,569 @@
+//! Compression done once: a gzip variant of a compressible file without a sidecar,
+//! made in the background, kept sealed in the snapshot store, served with its own
+//! ETag, ranges, 304 and Vary; never stale, never a way around a rule.
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use zcopy_http::config::Config;
+use zcopy_http::rules::Rule;
+
+use crate::util::*;
+
+/// A compressible script of `n` lines.
+fn script(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("export function f{i}(a, b) {{ return a * {i} + b; }}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("a gzip body");
+    out
+}
+
+/// GETs `path` with `Accept-Encoding: gzip` until the gzip variant comes (it is
+/// made in the background), at most 10 s.
+fn until_gzip(srv: &TestServer, path: &str, extra: &[(&str, &str)]) -> RawResponse {
+    let start = Instant::now();
+    let mut headers = vec![("Accept-Encoding", "gzip")];
+    headers.extend_from_slice(extra);
+    loop {
+        let r = request(srv, "GET", path, &headers);
+        if r.header("content-encoding") == Some("gzip") {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no gzip variant of {path} after 10 s: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ZCOPY_DISABLE=inotify`: the store can't watch a file, so it makes no snapshot
+/// (one it could not drop on a change would be a stale answer waiting to happen).
+/// Then every answer is the file itself, which this checks before the caller skips.
+fn no_snapshots(srv: &TestServer, path: &str) -> bool {
+    if !zcopy::Forced::from_env().switched_off("inotify") {
+        return false;
+    }
+    for _ in 0..10 {
+        let r = request(srv, "GET", path, &[("Accept-Encoding", "gzip, br")]);
+        assert_eq!(r.header("content-encoding"), None, "no watch, no variant");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("skipped: inotify forced off, no snapshots are made");
+    true
+}
+
+fn start(fx: &Fixture, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::start(&fx.root(), tweak)
+}
+
+#[test]
+fn the_gzip_variant_is_the_file_with_its_own_etag_304_and_ranges() {
+    let fx = Fixture::new();
+    let js = script(4000);
+    fx.file("app.js", &js);
+    let srv = start(&fx, |_| {});
+    if no_snapshots(&srv, "/app.js") {
+        return;
+    }
+
+    // Without gzip in Accept-Encoding: identity, which varies on it.
+    let plain = request(&srv, "GET", "/app.js", &[]);
+    assert_eq!(plain.status, 200);
+    assert!(plain.body == js);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    let refuse = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "br, gzip;q=0")],
+    );
+    assert_eq!(refuse.header("content-encoding"), None);
+    assert!(refuse.body == js);
+
+    let gz = until_gzip(&srv, "/app.js", &[]);
+    assert_eq!(gz.status, 200);
+    assert!(
+        gunzip(&gz.body) == js,
+        "the variant decompresses to the file"
+    );
+    assert!(gz.body.len() < js.len() / 4, "{} bytes", gz.body.len());
+    assert_eq!(gz.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(
+        gz.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let etag = gz.header("etag").unwrap().to_owned();
+    assert_ne!(Some(&*etag), plain.header("etag"));
+    assert!(etag.starts_with('"') && etag.ends_with("-gzip\""), "{etag}");
+
+    // 304 on the variant's ETag; the identity's ETag does not match the variant.
+    let nm = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &etag)],
+    );
+    assert_eq!(nm.status, 304);
+    assert_eq!(nm.header("etag"), Some(&*etag));
+    assert_eq!(nm.header("vary"), Some("Accept-Encoding"));
+    let other = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("If-None-Match", plain.header("etag").unwrap()),
+        ],
+    );
+    assert_eq!(other.status, 200);
+
+    // Ranges are ranges of the variant.
+    let r = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=10-99")],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes 10-99/{}", gz.body.len()))
+    );
+    assert!(r.body == gz.body[10..100]);
+    let multi = request(
+        &srv,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9,20-29")],
+    );
+    assert_eq!(multi.status, 206);
+    let text = multi.body.clone();
+    let find = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+    assert!(find(&gz.body[0..10]) && find(&gz.body[20..30]));
+    // HEAD says what GET would.
+    let head = request(&srv, "HEAD", "/app.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(head.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        head.header("content-length"),
+        Some(&*gz.body.len().to_string())
+    );
+}
+
+#[test]
+fn small_and_incompressible_files_and_compress_off_stay_identity() {
+    let fx = Fixture::new();
+    fx.file("tiny.js", b"let a = 1;\n");
+    fx.file("photo.png", &script(2000));
+    fx.file("off/app.js", &script(2000));
+    fx.file("app.css", &script(2000));
+    let srv = start(&fx, |c| {
+        c.rules = vec![Rule {
+            glob: "off/**".into(),
+            compress: Some(false),
+            ..Rule::default()
+        }];
+    });
+    if no_snapshots(&srv, "/app.css") {
+        return;
+    }
+    until_gzip(&srv, "/app.css", &[]);
+    for path in ["/tiny.js", "/photo.png", "/off/app.js"] {
+        for _ in 0..20 {
+            let r = request(&srv, "GET", path, &[("Accept-Encoding", "gzip")]);
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.header("content-encoding"), None, "{path}");
+            assert_eq!(r.header("vary"), None, "{path}");
+        }
+    }
+    let off = start(&fx, |c| c.compress = false);
+    for _ in 0..20 {
+        let r = request(&off, "GET", "/app.css", &[("Accept-Encoding", "gzip")]);
+        assert_eq!(r.header("content-encoding"), None);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_changed_file_never_yields_the_stale_variant() {
+    let fx = Fixture::new();
+    let one = script(3000);
+    let p = fx.file("app.js", &one);
+    let srv = start(&fx, |_| {});
+    if no_snapshots(&srv, "/app.js") {
+        return;
+    }
+    let gz = until_gzip(&srv, "/app.js", &[]);
+    assert!(gunzip(&gz.body) == one);
+
+    // Rewritten with another size: the next answer is the new file (identity or
+    // its own variant), never the old variant.
+    let two = script(3500);
+    std::fs::write(&p, &two).unwrap();
+    let r = request(&srv, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+    let body = match r.header("content-encoding") {
+        Some("gzip") => gunzip(&r.body),
+        _ => r.body,
+    };
+    assert!(body == two, "after a rewrite");
+    let gz2 = until_gzip(&srv, "/app.js", &[]);
+    assert!(gunzip(&gz2.body) == two);
+    assert_ne!(gz2.header("etag"), gz.header("etag"));
+
+    // Changed in place, same size, and the mtime put back: caught (the watch, and
+    // the ctime in the key).
+    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(b"/*X*/", 0).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let mut three = two.clone();
+    three[..5].copy_from_slice(b"/*X*/");
+    for _ in 0..20 {
+        let r = request(&srv, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+        let body = match r.header("content-encoding") {
+            Some("gzip") => gunzip(&r.body),
+            _ => r.body,
+        };
+        assert!(body == three, "after an in-place write");
+    }
+    let gz3 = until_gzip(&srv, "/app.js", &[]);
+    assert!(gunzip(&gz3.body) == three);
+}
+
+#[test]
+fn the_snapshot_budget_evicts_and_the_counters_say_so() {
+    let fx = Fixture::new();
+    // Files of 7.5 KiB (at most 1/8 of the budget is compressed) whose variants
+    // are about half that: 24 of them overflow 64 KiB.
+    let files: Vec<String> = (0..24).map(|i| format!("/f{i}.json")).collect();
+    for (i, f) in files.iter().enumerate() {
+        let mut x = 0x9E37_79B9_u32.wrapping_mul(i as u32 + 1);
+        let body: Vec<u8> = (0..500u32)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                format!("\"{x:08x}\":{},", x % 10)
+            })
+            .collect::<String>()
+            .into_bytes();
+        fx.file(&f[1..], &body);
+    }
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 2,
+        io: io_driver(),
+        snapshot_memory: 64 << 10,
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    let running = server.spawn().unwrap();
+    let srv = TestServer::adopt(addr, running);
+    if no_snapshots(&srv, &files[0]) {
+        return;
+    }
+    let mut sizes = Vec::new();
+    for f in &files {
+        sizes.push(until_gzip(&srv, f, &[]).body.len() as u64);
+    }
+    let metrics = stats.render();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("zcopy_{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        value("snapshot_evictions_total") >= 1,
+        "{sizes:?}\n{metrics}"
+    );
+    assert!(value("snapshot_bytes") <= 64 << 10);
+    assert!(value("snapshot_hits_total") >= files.len() as u64);
+    assert!(value("snapshot_misses_total") >= files.len() as u64);
+    assert_eq!(value("snapshot_budget_bytes"), 64 << 10);
+}
+
+#[test]
+fn compressed_answers_obey_auth_and_hidden_rules() {
+    let fx = Fixture::new();
+    let js = script(3000);
+    fx.file("private/app.js", &js);
+    fx.file(".hidden/app.js", &js);
+    fx.file("public/app.js", &js);
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let users = zcopy_http::auth::Users::parse("zcopy", &format!("user:{hash}\n")).unwrap();
+    let srv = start(&fx, |c| {
+        c.rules = vec![Rule {
+            glob: "private/**".into(),
+            auth: Some(std::sync::Arc::new(users)),
+            ..Rule::default()
+        }];
+    });
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("user:pw")
+    );
+    if no_snapshots(&srv, "/public/app.js") {
+        return;
+    }
+    // With credentials the variant is made and served ...
+    let gz = until_gzip(&srv, "/private/app.js", &[("Authorization", &basic)]);
+    assert!(gunzip(&gz.body) == js);
+    // ... and without them it is still a 401, gzip or not.
+    for ae in ["gzip", "gzip, br", "*"] {
+        let r = request(&srv, "GET", "/private/app.js", &[("Accept-Encoding", ae)]);
+        assert_eq!(r.status, 401, "{ae}");
+        assert!(!r.body.windows(4).any(|w| w == b"f100"));
+        let bad = request(
+            &srv,
+            "GET",
+            "/private/app.js",
+            &[("Accept-Encoding", ae), ("Authorization", "Basic dXNlcjp4")],
+        );
+        assert_eq!(bad.status, 401, "{ae}");
+    }
+    // A hidden file stays hidden, even once the same bytes have a variant elsewhere.
+    until_gzip(&srv, "/public/app.js", &[]);
+    for _ in 0..10 {
+        let r = request(
+            &srv,
+            "GET",
+            "/.hidden/app.js",
+            &[("Accept-Encoding", "gzip")],
+        );
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("content-encoding"), None);
+    }
+}
+
+/// A sealed variant leaves by reference even to a loopback peer (whose receive
+/// queue is in this kernel, so a file on disk is copied at send time): nothing can
+/// change it.
+#[test]
+fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
+    let fx = Fixture::new();
+    let js = script(20_000);
+    fx.file("big.js", &js);
+    fx.file("big.bin", &js);
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    let by_ref = || -> u64 {
+        let m = stats.render();
+        m.lines()
+            .find_map(|l| l.strip_prefix("zcopy_body_bytes_by_reference_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    if no_snapshots(&srv, "/big.js") {
+        return;
+    }
+    let gz = until_gzip(&srv, "/big.js", &[]);
+    let before = by_ref();
+    let again = request(&srv, "GET", "/big.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(again.header("content-encoding"), Some("gzip"));
+    assert!(again.body == gz.body);
+    // The response's last bytes are counted as the worker sends them.
+    let start = Instant::now();
+    while by_ref() < before + gz.body.len() as u64 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        by_ref() - before,
+        gz.body.len() as u64,
+        "the variant by reference"
+    );
+    // The file itself (a disk file, mutable) is still copied to this peer.
+    let before = by_ref();
+    let plain = request(&srv, "GET", "/big.bin", &[]);
+    assert!(plain.body == js);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(by_ref(), before, "a mutable file is copied to a local peer");
+}
+
+/// `--snapshot-band`: a file in the band is served from a sealed snapshot of itself
+/// (lent even to a loopback peer), and a change to the file is never answered from
+/// the old snapshot.
+#[test]
+fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
+    let fx = Fixture::new();
+    let p = fx.root().join("data.bin");
+    write_pattern(&p, 64 << 10);
+    fx.file("small.bin", &[7u8; 100]);
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        snapshot_band: Some((1024, 1 << 20)),
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    let value = |name: &str| -> u64 {
+        let m = stats.render();
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("zcopy_{name} ")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    if zcopy::Forced::from_env().switched_off("inotify") {
+        for _ in 0..5 {
+            assert_pattern(&request(&srv, "GET", "/data.bin", &[]).body, 0, "data.bin");
+        }
+        eprintln!("skipped: inotify forced off, no snapshots are made");
+        return;
+    }
+    // Until the snapshot is made the file is copied; then it goes by reference.
+    let start = Instant::now();
+    loop {
+        let before = value("body_bytes_by_reference_total");
+        let r = request(&srv, "GET", "/data.bin", &[]);
+        assert_pattern(&r.body, 0, "data.bin");
+        assert_eq!(r.body.len(), 64 << 10);
+        std::thread::sleep(Duration::from_millis(20));
+        if value("body_bytes_by_reference_total") - before == 64 << 10 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never lent");
+    }
+    let r = request(&srv, "GET", "/data.bin", &[("Range", "bytes=100-199")]);
+    assert_eq!(r.status, 206);
+    assert_pattern(&r.body, 100, "range of the snapshot");
+    // Below the band: not snapshotted.
+    for _ in 0..5 {
+        assert_eq!(request(&srv, "GET", "/small.bin", &[]).body, [7u8; 100]);
+    }
+    // Changed in place (same size): the old snapshot never answers.
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.write_all_at(&[0xAB; 8], 4096).unwrap();
+    drop(f);
+    for _ in 0..20 {
+        let r = request(&srv, "GET", "/data.bin", &[]);
+        assert_eq!(&r.body[4096..4104], &[0xAB; 8], "after an in-place write");
+        assert_pattern(&r.body[..4096], 0, "unchanged head");
+    }
+}
+
+/// A file truncated and rewritten while its variant is being sent: the client still
+/// gets the one complete variant it was promised (a sealed snapshot can't change).
+#[test]
+fn a_variant_in_flight_survives_its_file_being_truncated() {
+    use std::io::Write as _;
+    let fx = Fixture::new();
+    let js = script(60_000);
+    let p = fx.file("app.js", &js);
+    let srv = start(&fx, |c| c.snapshot_memory = 256 << 20);
+    if no_snapshots(&srv, "/app.js") {
+        return;
+    }
+    let gz = until_gzip(&srv, "/app.js", &[]);
+    assert!(gz.body.len() > 256 << 10, "{}", gz.body.len());
+    let mut s = srv.connect();
+    s.write_all(b"GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+        .unwrap();
+    // Read a little, then cut the file and write something else in its place.
+    let mut first = [0u8; 512];
+    s.read_exact(&mut first).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::fs::write(&p, b"rewritten").unwrap();
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 65536];
+    let text = String::from_utf8_lossy(&first).into_owned();
+    let head_end = text.find("\r\n\r\n").expect("head in the first 512 bytes") + 4;
+    let mut body = first[head_end..].to_vec();
+    while body.len() + rest.len() < gz.body.len() {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early");
+        rest.extend_from_slice(&buf[..n]);
+    }
+    body.extend_from_slice(&rest);
+    assert!(body == gz.body, "the promised variant, whole");
+    assert!(gunzip(&body) == js);
+    // The next request sees the new file.
+    let r = request(&srv, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.body, b"rewritten");
+}
+
+/// br is made too: a client that prefers it gets it once ready (gzip meanwhile, if
+/// that one is ready), with its own ETag; q-values decide.
+#[test]
+fn a_br_variant_is_made_and_chosen_by_q_values() {
+    let fx = Fixture::new();
+    let css = script(3000);
+    fx.file("site.css", &css);
+    let srv = start(&fx, |_| {});
+    if no_snapshots(&srv, "/site.css") {
+        return;
+    }
+    let gz = until_gzip(&srv, "/site.css", &[]);
+    let start = Instant::now();
+    let br = loop {
+        let r = request(&srv, "GET", "/site.css", &[("Accept-Encoding", "gzip, br")]);
+        match r.header("content-encoding") {
+            Some("br") => break r,
+            Some("gzip") => assert!(r.body == gz.body, "gzip while br is made"),
+            other => panic!("{other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no br variant");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = Vec::new();
+    brotli::Decompressor::new(&br.body[..], 4096)
+        .read_to_end(&mut out)
+        .unwrap();
+    assert!(out == css, "the br variant decompresses to the file");
+    let etag = br.header("etag").unwrap();
+    assert!(etag.ends_with("-br\""), "{etag}");
+    assert_ne!(br.header("etag"), gz.header("etag"));
+    assert_eq!(br.header("vary"), Some("Accept-Encoding"));
+    let q = request(
+        &srv,
+        "GET",
+        "/site.css",
+        &[("Accept-Encoding", "br;q=0.5, gzip;q=0.9")],
+    );
+    assert_eq!(q.header("content-encoding"), Some("gzip"));
+    let nm = request(
+        &srv,
+        "GET",
+        "/site.css",
+        &[("Accept-Encoding", "br"), ("If-None-Match", etag)],
+    );
+    assert_eq!(nm.status, 304);
+}
