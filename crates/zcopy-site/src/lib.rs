@@ -17,6 +17,7 @@ pub mod path;
 pub mod redirect;
 pub mod rules;
 pub mod site_config;
+pub mod upload;
 pub mod watch;
 
 // The protocol core's modules under their old paths (`crate::request`, ...).

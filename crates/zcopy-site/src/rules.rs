@@ -131,6 +131,8 @@ pub struct Rule {
     pub fallback: Option<String>,
     /// Bodies for error statuses.
     pub error_pages: Vec<ErrorPage>,
+    /// Override of the server-wide upload setting (`SiteConfig::upload`).
+    pub upload: Option<bool>,
 }
 
 /// The settings that apply to one request: every matching rule merged.
@@ -150,6 +152,8 @@ pub struct Effective<'a> {
     pub fallback: Option<&'a str>,
     /// Error pages (later rules first).
     pub error_pages: Vec<&'a ErrorPage>,
+    /// Upload on/off override.
+    pub upload: Option<bool>,
 }
 
 impl<'a> Effective<'a> {
@@ -170,6 +174,9 @@ impl<'a> Effective<'a> {
             }
             if r.listing.is_some() {
                 e.listing = r.listing;
+            }
+            if r.upload.is_some() {
+                e.upload = r.upload;
             }
             if let Some(f) = &r.fallback {
                 e.fallback = Some(f);

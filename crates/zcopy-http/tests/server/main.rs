@@ -20,3 +20,4 @@ mod security;
 mod sidecars;
 mod tls;
 mod tools;
+mod upload;
