@@ -507,7 +507,7 @@ pub fn run(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let root = config.root.clone();
     let summary = summary(&config);
     let has_auth = has_auth(&config);
-    if config.upload
+    if (config.upload || config.rules.iter().any(|r| r.upload == Some(true)))
         && config.allow_anonymous_writes
         && config
             .listen

@@ -159,8 +159,8 @@ impl Config {
             https_port: self.https_port,
             upload: self.upload,
             max_upload_size: self.max_upload_size,
-            upload_needs_auth: self.upload
-                && !self.allow_anonymous_writes
+            // Whatever `upload` says: a rule may turn uploads on for some paths.
+            upload_needs_auth: !self.allow_anonymous_writes
                 && self
                     .listen
                     .iter()

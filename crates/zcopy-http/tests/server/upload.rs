@@ -349,6 +349,21 @@ fn anonymous_writes_off_loopback_need_an_auth_rule_or_the_flag() {
     assert_eq!(put_to(srv_local), 403);
     assert!(names(&fx.root()).is_empty());
     drop(srv);
+    // Uploads turned on by a rule only: the same.
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.io = io_driver();
+        c.listen = vec!["0.0.0.0:0".parse().unwrap()];
+        c.rules = vec![Rule {
+            glob: "**".into(),
+            upload: Some(true),
+            ..Rule::default()
+        }];
+    });
+    let mut addr = srv.addr;
+    addr.set_ip([127, 0, 0, 1].into());
+    assert_eq!(put_to(addr), 403);
+    assert!(names(&fx.root()).is_empty());
+    drop(srv);
     let srv = TestServer::start(&fx.root(), |c| {
         uploads(io_driver())(c);
         c.listen = vec!["0.0.0.0:0".parse().unwrap()];
