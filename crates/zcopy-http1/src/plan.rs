@@ -114,6 +114,11 @@ pub enum Body {
 pub trait Sink: std::fmt::Debug + Send {
     /// The file the body's bytes are appended to (at its current offset).
     fn file(&self) -> &File;
+    /// Most body bytes taken: a chunked body that grows beyond it is refused (413)
+    /// mid-way (a Content-Length beyond it is the site's to refuse up front).
+    fn limit(&self) -> u64 {
+        u64::MAX
+    }
     /// The whole body is in [`Sink::file`]: publish it and answer (the head goes to
     /// `out`; `close`: the connection closes after it).
     fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response;

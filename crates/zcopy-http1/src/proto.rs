@@ -377,7 +377,28 @@ struct Receive {
     close: bool,
     received: u64,
     meta: Meta,
+    /// A chunked body: where its framing is (`left` is then what is left of the
+    /// chunk being stored).
+    chunked: Option<Chunk>,
+    /// Most body bytes the sink takes (a chunked body beyond it gets 413).
+    limit: u64,
 }
+
+/// Where a chunked request body is (RFC 9112 §7.1): decoded from the read buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// A chunk-size line is due.
+    Size,
+    /// Chunk data (`Receive::left` bytes to go).
+    Data,
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines, up to the empty line.
+    Trailer,
+}
+
+/// Longest chunk-size or trailer line accepted.
+const CHUNK_LINE_MAX: usize = 4096;
 
 /// Where a connection is; each state carries its own data.
 #[derive(Debug)]
@@ -582,6 +603,16 @@ impl Conn {
                     if r.cont < CONTINUE.len() {
                         return Intent::Write { more: false };
                     }
+                    if r.chunked.is_some() {
+                        match self.chunk_step(env) {
+                            Ok(Some(intent)) => return intent,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                self.refuse_body(env, e);
+                                continue;
+                            }
+                        }
+                    }
                     if r.left == 0 {
                         return Intent::Publish;
                     }
@@ -694,6 +725,7 @@ impl Conn {
                 let close = env.shutting_down || (req.expect_continue && body_len > 0) || too_big;
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
+                let chunked = req.body == request::BodyFraming::Chunked;
                 let mut out = env.bufs.take();
                 let resp = site(&req, close, &mut out);
                 if matches!(resp.body, Body::Pending) {
@@ -707,11 +739,14 @@ impl Conn {
                     // The site takes the body: receive it, then let the sink answer.
                     env.bufs.give(out);
                     let buffered = (self.rend - self.rpos) as u64;
+                    let limit = sink.limit();
                     self.state = State::Receive(Box::new(Receive {
                         sink,
                         left: body_len,
+                        chunked: chunked.then_some(Chunk::Size),
+                        limit,
                         // A client that sent its body with the head needs no 100.
-                        cont: if expect_continue && buffered == 0 && body_len > 0 {
+                        cont: if expect_continue && buffered == 0 && (body_len > 0 || chunked) {
                             0
                         } else {
                             CONTINUE.len()
@@ -806,6 +841,11 @@ impl Conn {
                     self.state = State::Head;
                     self.deadline = env.now + env.config.header_timeout;
                 }
+            }
+            State::Receive(_) => {
+                // Bytes of a body read by copy (chunked, TLS, io_uring).
+                self.rend += n;
+                self.deadline = env.now + env.config.body_timeout;
             }
             _ => {
                 self.partial = false;
@@ -1196,6 +1236,116 @@ impl Conn {
     }
 
     // ---- receiving a request body ----------------------------------------------
+
+    /// One step through a chunked body's framing: what to do next (`None`: ask
+    /// again), or why the framing is refused.
+    fn chunk_step(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+    ) -> Result<Option<Intent>, HttpError> {
+        let State::Receive(r) = &mut self.state else {
+            return Ok(None);
+        };
+        let buf = &self.rbuf[self.rpos..self.rend];
+        let line = |buf: &[u8]| -> Result<Option<usize>, HttpError> {
+            match buf.windows(2).position(|w| w == b"\r\n") {
+                Some(i) => Ok(Some(i)),
+                None if buf.len() > CHUNK_LINE_MAX => Err(http_error(400, "chunk line too long")),
+                None => Ok(None),
+            }
+        };
+        let step = match r.chunked {
+            Some(Chunk::Size) => match line(buf)? {
+                Some(i) => {
+                    let text = std::str::from_utf8(&buf[..i]).unwrap_or("");
+                    let hex = text
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches([' ', '\t']);
+                    if hex.is_empty()
+                        || hex.len() > 15
+                        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(http_error(400, "invalid chunk size"));
+                    }
+                    let n = u64::from_str_radix(hex, 16).unwrap_or(u64::MAX);
+                    if r.received.saturating_add(n) > r.limit {
+                        return Err(http_error(413, "upload too large"));
+                    }
+                    self.rpos += i + 2;
+                    r.left = n;
+                    r.chunked = Some(if n == 0 { Chunk::Trailer } else { Chunk::Data });
+                    None
+                }
+                None => Some(Intent::Read),
+            },
+            Some(Chunk::Data) if r.left == 0 => {
+                r.chunked = Some(Chunk::DataEnd);
+                None
+            }
+            Some(Chunk::Data) if buf.is_empty() => Some(Intent::Read),
+            Some(Chunk::Data) => Some(Intent::StoreBody),
+            Some(Chunk::DataEnd) if buf.len() < 2 => Some(Intent::Read),
+            Some(Chunk::DataEnd) if buf.starts_with(b"\r\n") => {
+                self.rpos += 2;
+                r.chunked = Some(Chunk::Size);
+                None
+            }
+            Some(Chunk::DataEnd) => return Err(http_error(400, "chunk data longer than its size")),
+            Some(Chunk::Trailer) => match line(buf)? {
+                // The empty line ends the body: publish.
+                Some(0) => {
+                    self.rpos += 2;
+                    r.chunked = None;
+                    r.left = 0;
+                    Some(Intent::Publish)
+                }
+                // Trailer fields are read and ignored (counted against the limit,
+                // so they can't go on for ever).
+                Some(i) => {
+                    self.rpos += i + 2;
+                    r.received += i as u64 + 2;
+                    if r.received > r.limit {
+                        return Err(http_error(413, "upload too large"));
+                    }
+                    None
+                }
+                None => Some(Intent::Read),
+            },
+            None => None,
+        };
+        if step == Some(Intent::Read) {
+            // Keep what is buffered (a part of a line) at the start of the buffer.
+            if self.rpos > 0 && self.rpos < self.rend {
+                self.rbuf.copy_within(self.rpos..self.rend, 0);
+                self.rend -= self.rpos;
+                self.rpos = 0;
+            } else if self.rpos == self.rend {
+                self.rpos = 0;
+                self.rend = 0;
+            }
+            if self.rbuf.len() < POOLED_MAX {
+                self.ensure_rbuf(env, POOLED_MAX);
+            }
+        }
+        Ok(step)
+    }
+
+    /// A body refused mid-way (bad chunk framing, too large): nothing is
+    /// published; the error is answered and the connection closes.
+    fn refuse_body(&mut self, env: &mut Env<'_, impl Observer>, e: HttpError) {
+        let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
+        let State::Receive(r) = old else {
+            self.state = old;
+            return;
+        };
+        drop(r.sink);
+        self.rpos = self.rend;
+        let mut out = env.bufs.take();
+        let resp = Response::error(&mut out, e, false);
+        self.start_response(env, resp, out, r.meta);
+    }
 
     /// The body bytes that arrived with the head (after [`Intent::StoreBody`]), and
     /// the file they go to.

@@ -392,10 +392,6 @@ fn put_file(
         );
         return reply.status(out, 403);
     }
-    if req.body == BodyFraming::Chunked {
-        // Not yet: a chunked upload is refused before its body is read.
-        return reply.status(out, 411);
-    }
     if req.body_len > cfg.max_upload_size {
         return reply.status(out, 413);
     }
@@ -416,7 +412,7 @@ fn put_file(
     if !upload::preconditions_hold(&cond, existing.as_ref()) {
         return reply.status(out, 412);
     }
-    match PutSink::create(dir, name, cond) {
+    match PutSink::create(dir, name, cond, cfg.max_upload_size) {
         Ok(sink) => Response {
             status: 0,
             body: Body::Receive(Box::new(sink)),

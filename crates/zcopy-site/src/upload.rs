@@ -123,11 +123,13 @@ pub struct PutSink {
     /// `O_TMPFILE` (removed unless published).
     named: Option<String>,
     cond: Conditions,
+    /// Most body bytes taken (`--max-upload-size`).
+    limit: u64,
 }
 
 impl PutSink {
     /// A file nobody can see yet in `dir`, for the body of `name`.
-    pub fn create(dir: File, name: String, cond: Conditions) -> io::Result<PutSink> {
+    pub fn create(dir: File, name: String, cond: Conditions, limit: u64) -> io::Result<PutSink> {
         let mode = Mode::from_raw_mode(0o644);
         let flags = OFlags::WRONLY | OFlags::CLOEXEC;
         match rustix::fs::openat(&dir, ".", flags | OFlags::TMPFILE, mode) {
@@ -137,6 +139,7 @@ impl PutSink {
                 file: File::from(fd),
                 named: None,
                 cond,
+                limit,
             }),
             Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {
                 let tmp = temp_name(&name);
@@ -148,6 +151,7 @@ impl PutSink {
                     file: File::from(fd),
                     named: Some(tmp),
                     cond,
+                    limit,
                 })
             }
             Err(e) => Err(e.into()),
@@ -265,6 +269,10 @@ pub fn empty(out: &mut Vec<u8>, status: u16, close: bool) -> Response {
 impl Sink for PutSink {
     fn file(&self) -> &File {
         &self.file
+    }
+
+    fn limit(&self) -> u64 {
+        self.limit
     }
 
     fn finish(mut self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {

@@ -683,8 +683,8 @@ pub struct Settings {
     /// update; a full disk gives 507. Symbolic links are never followed for a write;
     /// dotfiles and sidecar names are refused unless --hidden. On a listener that is
     /// not loopback a PUT needs an auth rule covering its path, or
-    /// --allow-anonymous-writes. Not yet: chunked bodies (411), resumable uploads,
-    /// WebDAV.
+    /// --allow-anonymous-writes. A chunked body is received by copy. Not yet:
+    /// resumable uploads, WebDAV.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<bool>,

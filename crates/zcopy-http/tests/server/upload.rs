@@ -375,15 +375,89 @@ fn anonymous_writes_off_loopback_need_an_auth_rule_or_the_flag() {
 }
 
 #[test]
-fn a_chunked_upload_is_refused_with_411() {
+fn a_chunked_upload_is_decoded_by_copy_and_its_framing_checked() {
+    for io in DRIVERS {
+        let fx = Fixture::new();
+        let srv = TestServer::start(&fx.root(), |c| {
+            uploads(io)(c);
+            c.max_upload_size = 400_000;
+        });
+        let req: &[u8] = b"PUT /c.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        // In one write, then a byte at a time.
+        for (i, step) in [req.len(), 1].into_iter().enumerate() {
+            let mut s = srv.connect();
+            for part in req.chunks(step) {
+                s.write_all(part).unwrap();
+                if step == 1 {
+                    s.flush().unwrap();
+                }
+            }
+            let r = read_response(&mut s, false).unwrap();
+            assert_eq!(r.status, [201, 204][i], "{io}");
+            assert_eq!(
+                std::fs::read(fx.root().join("c.txt")).unwrap(),
+                b"hello world"
+            );
+        }
+        // Larger, in many chunks of odd sizes, after a 100 Continue.
+        let body = pattern(5, 300_001);
+        let mut s = srv.connect();
+        s.write_all(
+            b"PUT /big.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+              Expect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+        let mut interim = [0u8; 25];
+        s.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n", "{io}");
+        let mut framed = Vec::new();
+        for c in body.chunks(7919) {
+            framed.extend_from_slice(format!("{:X}\r\n", c.len()).as_bytes());
+            framed.extend_from_slice(c);
+            framed.extend_from_slice(b"\r\n");
+        }
+        framed.extend_from_slice(b"0\r\n\r\n");
+        s.write_all(&framed).unwrap();
+        assert_eq!(read_response(&mut s, false).unwrap().status, 201, "{io}");
+        assert_eq!(std::fs::read(fx.root().join("big.bin")).unwrap(), body);
+        // Bad framing and a body over the limit: refused, nothing published.
+        for (bad, status) in [
+            (&b"zz\r\nhello\r\n0\r\n\r\n"[..], 400),
+            (&b"3\r\nhello\r\n0\r\n\r\n"[..], 400),
+            (&b"100000\r\n"[..], 413),
+        ] {
+            let mut req =
+                b"PUT /bad.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            req.extend_from_slice(bad);
+            let (r, _) = raw(&srv, &req);
+            assert_eq!(r.status, status, "{io}: {}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(names(&fx.root()), ["big.bin", "c.txt"], "{io}");
+    }
+}
+
+#[test]
+fn curl_uploads_chunked_from_stdin_byte_exact() {
+    if !require("curl") {
+        return;
+    }
     let fx = Fixture::new();
     let srv = TestServer::start(&fx.root(), uploads(io_driver()));
-    let (r, _) = raw(
-        &srv,
-        b"PUT /c.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-    );
-    assert_eq!(r.status, 411);
-    assert!(names(&fx.root()).is_empty());
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("s.bin");
+    write_pattern(&f, 6 << 20);
+    // `-T -` reads stdin: curl sends it chunked.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", "-"])
+        .arg(srv.url("/s.bin"))
+        .stdin(std::fs::File::open(&f).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    let got = std::fs::read(fx.root().join("s.bin")).unwrap();
+    assert_eq!(got.len(), 6 << 20);
+    assert_pattern(&got, 0, "curl -T - (chunked)");
 }
 
 #[test]

@@ -522,3 +522,60 @@ fn a_body_that_stalls_or_ends_early_is_dropped_and_logged() {
     c.on_body_received(&mut h.env(), 0);
     assert_eq!(h.next(&mut c), Intent::Close { reset: false });
 }
+
+#[test]
+fn a_chunked_body_is_decoded_across_reads_and_bad_framing_is_refused() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab",
+    );
+    h.answer(&mut c, receive);
+    let mut rest: &[u8] = b"cd\r\na;x=y\r\n0123456789\r\n0\r\nT: 1\r\n\r\n";
+    let mut interim = Vec::new();
+    let out = loop {
+        match h.next(&mut c) {
+            Intent::Read => {
+                // Three bytes a read: lines and data split everywhere.
+                let n = rest.len().min(3);
+                let buf = c.read_buf(&mut h.env());
+                buf[..n].copy_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                c.on_read(&mut h.env(), n);
+            }
+            Intent::StoreBody => {
+                let (mut f, bytes) = c.body_buffered().unwrap();
+                let n = f.write(bytes).unwrap();
+                c.on_body_stored(&mut h.env(), n);
+            }
+            Intent::Publish => {
+                c.publish(&mut h.env());
+                break h.written(&mut c);
+            }
+            Intent::Write { .. } => {
+                let b = c.write_buf().to_vec();
+                c.on_written(&mut h.env(), b.len());
+                interim.extend_from_slice(&b);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(interim.is_empty());
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+    assert!(out.ends_with("abcd0123456789"), "{out}");
+
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+    );
+    h.answer(&mut c, receive);
+    assert_eq!(h.next(&mut c), Intent::StoreBody);
+    let (mut f, bytes) = c.body_buffered().unwrap();
+    let n = f.write(bytes).unwrap();
+    c.on_body_stored(&mut h.env(), n);
+    let out = String::from_utf8(h.written(&mut c)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}
