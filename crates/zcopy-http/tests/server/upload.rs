@@ -63,6 +63,9 @@ fn put_is_byte_exact_and_says_created_or_replaced() {
     for io in DRIVERS {
         let fx = Fixture::new();
         let srv = TestServer::start(&fx.root(), uploads(io));
+        if srv.io_driver() != io {
+            eprintln!("{io} not available here: ran {}", srv.io_driver());
+        }
         for len in [0usize, 1, 4095, 100_000, 5 << 20, 24 << 20] {
             let body = pattern(len as u64 * 3, len);
             let path = format!("/f{len}.bin");
@@ -519,5 +522,39 @@ fn a_full_disk_gives_507_and_leaves_no_file() {
         // Space is back: a small one fits.
         assert_eq!(put(&srv, "/small/a.bin", &[], b"fits").status, 201, "{io}");
         std::fs::remove_file(small.join("a.bin")).unwrap();
+    }
+}
+
+#[test]
+fn a_get_during_an_upload_sees_the_old_file_or_404_never_a_part() {
+    for io in DRIVERS {
+        let fx = Fixture::new();
+        fx.file("old.bin", b"old bytes");
+        let srv = TestServer::start(&fx.root(), uploads(io));
+        let mut uploads = Vec::new();
+        for name in ["old.bin", "new.bin"] {
+            let mut s = srv.connect();
+            write!(
+                s,
+                "PUT /{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                2 << 20
+            )
+            .unwrap();
+            s.write_all(&pattern(0, 1 << 20)).unwrap();
+            uploads.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let (st, _, body) = get(&srv.url("/old.bin"), &[]);
+        assert_eq!((st, body.as_slice()), (200, &b"old bytes"[..]), "{io}");
+        assert_eq!(request(&srv, "GET", "/new.bin", &[]).status, 404, "{io}");
+        for (s, want) in uploads.iter_mut().zip([204, 201]) {
+            s.write_all(&pattern(1 << 20, 1 << 20)).unwrap();
+            assert_eq!(read_response(s, false).unwrap().status, want, "{io}");
+        }
+        for name in ["/old.bin", "/new.bin"] {
+            let (st, _, body) = get(&srv.url(name), &[]);
+            assert_eq!((st, body.len()), (200, 2 << 20), "{io}: {name}");
+            assert_pattern(&body, 0, name);
+        }
     }
 }
