@@ -3,8 +3,8 @@
 //! The target is confined beneath the root like a read, but stricter: its
 //! directory is opened without following any symbolic link (`RESOLVE_NO_SYMLINKS`
 //! through [`path::open`] with [`SymlinkPolicy::Never`]), the final name must not
-//! be a symbolic link or a directory, dotfiles and sidecar names (`x.gz` beside
-//! `x`) are refused unless `--hidden`. The body goes to an unnamed file
+//! be a symbolic link or a directory, dotfiles and sidecar names beside their
+//! original (`x.gz` where `x` is) are refused unless `--hidden`. The body goes to an unnamed file
 //! (`O_TMPFILE`) in the target's directory, or, where the file system has none, to
 //! a temporary dotfile that is removed if the upload does not complete. Once the
 //! whole body is there it is fsync'd and published in one step: linked under a
@@ -59,11 +59,8 @@ pub fn target(
     if clean.trailing_slash {
         return Err(Refused::Status(405));
     }
-    if !hidden
-        && (clean.segments.iter().any(|s| s.starts_with('.'))
-            || crate::access::original(&clean.segments.join("/")).is_some())
-    {
-        // Dotfiles are invisible, sidecars stand for their original.
+    if !hidden && clean.segments.iter().any(|s| s.starts_with('.')) {
+        // Dotfiles are invisible.
         return Err(Refused::Status(403));
     }
     let parent = CleanPath {
@@ -77,6 +74,15 @@ pub fn target(
         Err(OpenError::NotFound) => return Err(Refused::Status(409)),
         Err(e) => return Err(Refused::Open(e)),
     };
+    // A sidecar beside its original (`x.gz` where `x` is) would be served in place
+    // of the original to clients that accept its encoding: refused unless
+    // --hidden. Alone (`backup.tar.gz`) it is a file like any other.
+    if !hidden
+        && let Some(orig) = crate::access::original(name)
+        && rustix::fs::statat(&dir, orig, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    {
+        return Err(Refused::Status(403));
+    }
     let existing = current(&dir, name)?;
     Ok((dir, name.clone(), existing))
 }

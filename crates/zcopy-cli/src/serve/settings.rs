@@ -681,7 +681,7 @@ pub struct Settings {
     /// readers see the old file or the new one, never a part. 201 for a new file, 204
     /// for a replaced one; `If-Match` / `If-None-Match: *` give 412 instead of a lost
     /// update; a full disk gives 507. Symbolic links are never followed for a write;
-    /// dotfiles and sidecar names are refused unless --hidden. On a listener that is
+    /// dotfiles and a sidecar beside its original (x.gz where x is) are refused unless --hidden. On a listener that is
     /// not loopback a PUT needs an auth rule covering its path, or
     /// --allow-anonymous-writes. A chunked body is received by copy. Not yet:
     /// resumable uploads, WebDAV.

@@ -264,6 +264,9 @@ fn puts_stay_beneath_the_root_and_skip_hidden_names() {
     std::os::unix::fs::symlink(&outside, fx.root().join("out")).unwrap();
     std::os::unix::fs::symlink(fx.dir.path().join("secret.txt"), fx.root().join("s.txt")).unwrap();
     let srv = TestServer::start(&fx.root(), uploads(io_driver()));
+    // A compressed file alone is a file like any other.
+    assert_eq!(put(&srv, "/dir/backup.tar.gz", &[], b"gz").status, 201);
+    std::fs::remove_file(fx.root().join("dir/backup.tar.gz")).unwrap();
     for path in [
         "/out/x.txt",
         "/s.txt",
