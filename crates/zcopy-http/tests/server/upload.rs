@@ -561,3 +561,33 @@ fn a_get_during_an_upload_sees_the_old_file_or_404_never_a_part() {
         }
     }
 }
+
+#[test]
+fn a_rule_turns_uploads_on_or_off_per_path() {
+    let fx = Fixture::new();
+    fx.file("ro/a.txt", b"a");
+    fx.file("rw/a.txt", b"a");
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.io = io_driver();
+        c.rules = vec![Rule {
+            glob: "rw/**".into(),
+            upload: Some(true),
+            ..Rule::default()
+        }];
+    });
+    assert_eq!(put(&srv, "/rw/b.txt", &[], b"b").status, 201);
+    assert_eq!(put(&srv, "/ro/b.txt", &[], b"b").status, 405);
+    assert_eq!(put(&srv, "/c.txt", &[], b"c").status, 405);
+    drop(srv);
+    let srv = TestServer::start(&fx.root(), |c| {
+        uploads(io_driver())(c);
+        c.rules = vec![Rule {
+            glob: "ro/**".into(),
+            upload: Some(false),
+            ..Rule::default()
+        }];
+    });
+    assert_eq!(put(&srv, "/ro/b.txt", &[], b"b").status, 405);
+    assert_eq!(put(&srv, "/c.txt", &[], b"c").status, 201);
+    assert_eq!(names(&fx.root().join("ro")), ["a.txt"]);
+}
