@@ -191,7 +191,11 @@ fn respond(
         if !KNOWN.contains(&req.method_name) {
             return reply.status(out, 501);
         }
-        return reply.status_with(out, 405, &[ALLOW]);
+        let allow = match eff.upload.unwrap_or(cfg.upload) {
+            true => ALLOW_PUT,
+            false => ALLOW,
+        };
+        return reply.status_with(out, 405, &[allow]);
     }
     if let Some(users) = eff.auth {
         match access.verdict(users) {

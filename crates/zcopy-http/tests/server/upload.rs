@@ -589,5 +589,10 @@ fn a_rule_turns_uploads_on_or_off_per_path() {
     });
     assert_eq!(put(&srv, "/ro/b.txt", &[], b"b").status, 405);
     assert_eq!(put(&srv, "/c.txt", &[], b"c").status, 201);
+    // Where uploads are on, a 405 names PUT among the methods allowed.
+    let r = request(&srv, "DELETE", "/c.txt", &[]);
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD, PUT")));
+    let r = request(&srv, "DELETE", "/ro/a.txt", &[]);
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     assert_eq!(names(&fx.root().join("ro")), ["a.txt"]);
 }
