@@ -143,6 +143,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
         auth: users(realm, s.auth_file.as_ref(), &s.auth)?.map(std::sync::Arc::new),
         listing: s.listing,
         compress: s.compress,
+        upload: s.upload,
         fallback: s.fallback.as_ref().map(|f| f.0.clone()),
         error_pages: s
             .error_page
@@ -156,6 +157,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
         && rule.auth.is_none()
         && rule.listing.is_none()
         && rule.compress.is_none()
+        && rule.upload.is_none()
         && rule.fallback.is_none()
         && rule.error_pages.is_empty();
     Ok((!empty).then_some(rule))
@@ -177,6 +179,7 @@ fn rules(
         auth_realm: s.auth_realm.clone(),
         listing: None,
         compress: None,
+        upload: None,
         fallback: s.fallback.clone(),
         error_page: s.error_page.clone(),
         rate_limit: None,
@@ -339,6 +342,9 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         max_connections: s.max_connections.map_or(DEFAULT_MAX_CONNECTIONS, |c| c.0),
         limit_rate: s.limit_rate.as_ref().map(settings::Rate::bytes_per_sec),
         archives: get(&s.archives),
+        upload: get(&s.upload),
+        max_upload_size: get(&s.max_upload_size).bytes_per_sec(),
+        allow_anonymous_writes: get(&s.allow_anonymous_writes),
         limits: Limits {
             max_request_line: get(&s.max_request_line).0,
             max_header_bytes: get(&s.max_header_bytes).0,
@@ -510,6 +516,20 @@ pub fn run(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let root = config.root.clone();
     let summary = summary(&config);
     let has_auth = has_auth(&config);
+    if (config.upload || config.rules.iter().any(|r| r.upload == Some(true)))
+        && config.allow_anonymous_writes
+        && config
+            .listen
+            .iter()
+            .chain(&config.tls_listen)
+            .any(|a| !a.ip().is_loopback())
+    {
+        tracing::warn!("--allow-anonymous-writes: anyone who reaches a listener may upload");
+        eprintln!(
+            "zcopy: warning: --allow-anonymous-writes: anyone who reaches a listener that is \
+             not loopback may upload files (PUT) without a password"
+        );
+    }
     let server = match Server::bind_with(config, inherited) {
         Ok(s) => s,
         Err(

@@ -46,6 +46,12 @@ pub struct Config {
     pub limits: Limits,
     /// Largest request body read and thrown away (→ 413 beyond).
     pub max_body_discard: u64,
+    /// Accept PUT uploads (off by default).
+    pub upload: bool,
+    /// Largest upload accepted (→ 413 before its body is read).
+    pub max_upload_size: u64,
+    /// Uploads on a listener that is not loopback need no auth rule (a warning says so).
+    pub allow_anonymous_writes: bool,
     /// Access log destination, if any.
     pub access_log: Option<AccessLog>,
     /// Access log line format.
@@ -122,6 +128,9 @@ impl Default for Config {
             max_connections: 16_384,
             limits: Limits::default(),
             max_body_discard: 1024 * 1024,
+            upload: false,
+            max_upload_size: 1 << 30,
+            allow_anonymous_writes: false,
             access_log: None,
             access_log_format: crate::access_log::LogFormat::Common,
             shutdown_grace: Duration::from_secs(5),
@@ -161,6 +170,16 @@ impl Config {
             rules: self.rules.clone(),
             hsts: self.hsts.clone(),
             https_port: self.https_port,
+            upload: self.upload,
+            max_upload_size: self.max_upload_size,
+            // Whatever `upload` says: a rule may turn uploads on for some paths.
+            upload_needs_auth: !self.allow_anonymous_writes
+                && self
+                    .listen
+                    .iter()
+                    .chain(&self.tls_listen)
+                    .chain(&self.redirect_listen)
+                    .any(|a| !a.ip().is_loopback()),
         }
     }
 
@@ -172,6 +191,7 @@ impl Config {
             send_timeout: self.send_timeout,
             limits: self.limits,
             max_body_discard: self.max_body_discard,
+            body_timeout: self.send_timeout,
             limit_rate: self.limit_rate,
         }
     }

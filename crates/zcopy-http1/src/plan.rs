@@ -104,6 +104,30 @@ pub enum Body {
     Pending,
     /// From a file.
     File(FileBody),
+    /// No answer yet: the request's body is to be received into this sink first
+    /// (an upload the site accepted); the sink answers once the body is whole
+    /// ([`Sink::finish`]) or could not be stored ([`Sink::failed`]).
+    Receive(Box<dyn Sink>),
+}
+
+/// Where an accepted request body goes. The site makes it (a file nobody can see
+/// yet), the driver writes the body's bytes into [`Sink::file`] in order, and the
+/// site publishes it. Dropped without [`Sink::finish`] (the client went away, the
+/// body stalled), it leaves nothing behind.
+pub trait Sink: std::fmt::Debug + Send {
+    /// The file the body's bytes are appended to (at its current offset).
+    fn file(&self) -> &File;
+    /// Most body bytes taken: a chunked body that grows beyond it is refused (413)
+    /// mid-way (a Content-Length beyond it is the site's to refuse up front).
+    fn limit(&self) -> u64 {
+        u64::MAX
+    }
+    /// The whole body is in [`Sink::file`]: publish it and answer (the head goes to
+    /// `out`; `close`: the connection closes after it).
+    fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response;
+    /// Storing the body failed with `err` (a full disk, ...): answer; the
+    /// connection closes after it (the rest of the body is never read).
+    fn failed(self: Box<Self>, err: &std::io::Error, out: &mut Vec<u8>) -> Response;
 }
 
 /// A response decided by the site: the head is in the caller's buffer.

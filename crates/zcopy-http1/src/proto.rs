@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
+use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response, Sink};
 use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
 
 /// First size of a read buffer.
@@ -42,6 +42,8 @@ pub const IDLE_RECHECK: Duration = Duration::from_secs(5);
 pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
 /// Body bytes a rate-limited response may send at once before pacing starts.
 pub const RATE_BURST: u64 = 64 * 1024;
+/// The interim answer to `Expect: 100-continue` when the body will be read.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
 
@@ -101,6 +103,9 @@ pub struct ConnConfig {
     pub limits: Limits,
     /// Largest request body read and thrown away (→ 413 beyond).
     pub max_body_discard: u64,
+    /// An accepted request body (an upload) that brings no byte for this long is
+    /// dropped, and with it the connection.
+    pub body_timeout: Duration,
     /// Most body bytes per second (none: as fast as it goes).
     pub limit_rate: Option<u64>,
 }
@@ -212,6 +217,18 @@ pub enum Intent {
         /// More of this response follows immediately.
         more: bool,
     },
+    /// Write the request-body bytes that arrived with the head ([`Conn::body_buffered`])
+    /// to the sink's file, then [`Conn::on_body_stored`] (or [`Conn::on_body_failed`]).
+    StoreBody,
+    /// Move up to `len` request-body bytes from the socket to the sink's file
+    /// ([`Conn::body_file`]), then [`Conn::on_body_received`] (0: the peer closed),
+    /// or [`Conn::on_body_failed`].
+    ReceiveBody {
+        /// Body bytes still to come.
+        len: u64,
+    },
+    /// The whole body is in the sink: call [`Conn::publish`].
+    Publish,
     /// Try to take a read lease on [`Conn::file`], then [`Conn::on_lease`].
     Lease,
     /// Send up to `len` bytes of [`Conn::file`] from `offset` through an engine, then
@@ -348,6 +365,41 @@ impl Meta {
     }
 }
 
+/// A request body being received into a sink.
+#[derive(Debug)]
+struct Receive {
+    sink: Box<dyn Sink>,
+    /// Body bytes still to come.
+    left: u64,
+    /// Bytes of [`CONTINUE`] written (all of it when none is owed).
+    cont: usize,
+    /// Close after the answer (the request asked for it).
+    close: bool,
+    received: u64,
+    meta: Meta,
+    /// A chunked body: where its framing is (`left` is then what is left of the
+    /// chunk being stored).
+    chunked: Option<Chunk>,
+    /// Most body bytes the sink takes (a chunked body beyond it gets 413).
+    limit: u64,
+}
+
+/// Where a chunked request body is (RFC 9112 §7.1): decoded from the read buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// A chunk-size line is due.
+    Size,
+    /// Chunk data (`Receive::left` bytes to go).
+    Data,
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer lines, up to the empty line.
+    Trailer,
+}
+
+/// Longest chunk-size or trailer line accepted.
+const CHUNK_LINE_MAX: usize = 4096;
+
 /// Where a connection is; each state carries its own data.
 #[derive(Debug)]
 enum State {
@@ -360,6 +412,8 @@ enum State {
     Checking,
     /// Sending a response.
     Respond(Box<Respond>),
+    /// Receiving an accepted request body (body timeout).
+    Receive(Box<Receive>),
     /// The file is being changed by another process: let queued bytes leave, then close.
     Draining { until: Instant },
     /// Response done, write side to be shut (`shut`: done), reading until EOF.
@@ -547,6 +601,28 @@ impl Conn {
                         }
                     }
                 }
+                State::Receive(r) => {
+                    if r.cont < CONTINUE.len() {
+                        return Intent::Write { more: false };
+                    }
+                    if r.chunked.is_some() {
+                        match self.chunk_step(env) {
+                            Ok(Some(intent)) => return intent,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                self.refuse_body(env, e);
+                                continue;
+                            }
+                        }
+                    }
+                    if r.left == 0 {
+                        return Intent::Publish;
+                    }
+                    if self.rend > self.rpos {
+                        return Intent::StoreBody;
+                    }
+                    return Intent::ReceiveBody { len: r.left };
+                }
                 State::Checking => return Intent::Wait,
                 State::Draining { .. } => {
                     if env.now >= self.queue_check {
@@ -630,7 +706,11 @@ impl Conn {
                 req.via = self.via;
                 let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
                 let body_len = req.body_len;
-                if body_len > env.config.max_body_discard {
+                // An upload's body may be larger than what is read and thrown away:
+                // the site says whether it takes it.
+                let put = req.method == Method::Other && req.method_name == "PUT";
+                let too_big = body_len > env.config.max_body_discard;
+                if too_big && !put {
                     let head_only = req.method == Method::Head;
                     self.rpos = self.rend;
                     let mut out = env.bufs.take();
@@ -643,7 +723,11 @@ impl Conn {
                 // until a 100 that never comes, or drop it on seeing our final
                 // status: what follows the head is then not surely body bytes, so
                 // this response closes the connection (RFC 9110 §10.1.1).
-                let close = env.shutting_down || (req.expect_continue && body_len > 0);
+                // A body too large to throw away is never read: the answer closes.
+                let close = env.shutting_down || (req.expect_continue && body_len > 0) || too_big;
+                let keep_alive = req.keep_alive;
+                let expect_continue = req.expect_continue;
+                let chunked = req.body == request::BodyFraming::Chunked;
                 let mut out = env.bufs.take();
                 let resp = site(&req, close, &mut out);
                 if matches!(resp.body, Body::Pending) {
@@ -653,8 +737,35 @@ impl Conn {
                     return;
                 }
                 self.rpos += used;
-                self.discard = body_len;
-                self.skip_body();
+                if let Body::Receive(sink) = resp.body {
+                    // The site takes the body: receive it, then let the sink answer.
+                    env.bufs.give(out);
+                    let buffered = (self.rend - self.rpos) as u64;
+                    let limit = sink.limit();
+                    self.state = State::Receive(Box::new(Receive {
+                        sink,
+                        left: body_len,
+                        chunked: chunked.then_some(Chunk::Size),
+                        limit,
+                        // A client that sent its body with the head needs no 100.
+                        cont: if expect_continue && buffered == 0 && (body_len > 0 || chunked) {
+                            0
+                        } else {
+                            CONTINUE.len()
+                        },
+                        close: !keep_alive,
+                        received: 0,
+                        meta,
+                    }));
+                    self.deadline = env.now + env.config.body_timeout;
+                    return;
+                }
+                if too_big {
+                    self.rpos = self.rend;
+                } else {
+                    self.discard = body_len;
+                    self.skip_body();
+                }
                 self.start_response(env, resp, out, meta);
             }
             Ok(Parsed::Partial) => self.partial = true,
@@ -696,6 +807,12 @@ impl Conn {
         if self.rbuf.capacity() == 0 {
             self.ensure_rbuf(env, RBUF_INITIAL);
         }
+        if matches!(self.state, State::Receive(_)) && self.rpos == self.rend {
+            // A body read by copy (TLS, io_uring): larger reads, same pooled buffer.
+            self.rpos = 0;
+            self.rend = 0;
+            self.ensure_rbuf(env, POOLED_MAX);
+        }
         &mut self.rbuf[self.rend..]
     }
 
@@ -726,6 +843,11 @@ impl Conn {
                     self.state = State::Head;
                     self.deadline = env.now + env.config.header_timeout;
                 }
+            }
+            State::Receive(_) => {
+                // Bytes of a body read by copy (chunked, TLS, io_uring).
+                self.rend += n;
+                self.deadline = env.now + env.config.body_timeout;
             }
             _ => {
                 self.partial = false;
@@ -770,7 +892,7 @@ impl Conn {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         let (body, lease, in_head) = match resp.body {
-            Body::InHead | Body::Pending => (None, Lease::No, resp.body_len),
+            Body::InHead | Body::Pending | Body::Receive(_) => (None, Lease::No, resp.body_len),
             // Small files are shared with the worker's file cache and leave in one
             // step: no lease (it would belong to the shared open file).
             Body::File(fb) => {
@@ -811,6 +933,9 @@ impl Conn {
 
     /// The bytes to write (after [`Intent::Write`]).
     pub fn write_buf(&self) -> &[u8] {
+        if let State::Receive(r) = &self.state {
+            return &CONTINUE[r.cont.min(CONTINUE.len())..];
+        }
         let State::Respond(r) = &self.state else {
             return &[];
         };
@@ -845,6 +970,13 @@ impl Conn {
     pub fn on_written(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
         let now = env.now;
         let timeout = env.config.send_timeout;
+        if let State::Receive(r) = &mut self.state {
+            r.cont += n;
+            if n > 0 {
+                self.deadline = now + env.config.body_timeout;
+            }
+            return;
+        }
         let Some(r) = self.respond_mut() else {
             return;
         };
@@ -1096,8 +1228,234 @@ impl Conn {
                     self.deadline = r.send_deadline.min(now + LEASE_CHECK);
                 }
             }
+            State::Receive(_) => {
+                tracing::debug!(peer = %self.peer, "request body stalled; dropping it");
+                self.end_receive(env, 408);
+            }
             State::Draining { .. } => {}
             State::Closed { .. } => {}
+        }
+    }
+
+    // ---- receiving a request body ----------------------------------------------
+
+    /// One step through a chunked body's framing: what to do next (`None`: ask
+    /// again), or why the framing is refused.
+    fn chunk_step(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+    ) -> Result<Option<Intent>, HttpError> {
+        let State::Receive(r) = &mut self.state else {
+            return Ok(None);
+        };
+        let buf = &self.rbuf[self.rpos..self.rend];
+        let line = |buf: &[u8]| -> Result<Option<usize>, HttpError> {
+            match buf.windows(2).position(|w| w == b"\r\n") {
+                Some(i) => Ok(Some(i)),
+                None if buf.len() > CHUNK_LINE_MAX => Err(http_error(400, "chunk line too long")),
+                None => Ok(None),
+            }
+        };
+        let step = match r.chunked {
+            Some(Chunk::Size) => match line(buf)? {
+                Some(i) => {
+                    let text = std::str::from_utf8(&buf[..i]).unwrap_or("");
+                    let hex = text
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches([' ', '\t']);
+                    if hex.is_empty()
+                        || hex.len() > 15
+                        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(http_error(400, "invalid chunk size"));
+                    }
+                    let n = u64::from_str_radix(hex, 16).unwrap_or(u64::MAX);
+                    if r.received.saturating_add(n) > r.limit {
+                        return Err(http_error(413, "upload too large"));
+                    }
+                    self.rpos += i + 2;
+                    r.left = n;
+                    r.chunked = Some(if n == 0 { Chunk::Trailer } else { Chunk::Data });
+                    None
+                }
+                None => Some(Intent::Read),
+            },
+            Some(Chunk::Data) if r.left == 0 => {
+                r.chunked = Some(Chunk::DataEnd);
+                None
+            }
+            Some(Chunk::Data) if buf.is_empty() => Some(Intent::Read),
+            Some(Chunk::Data) => Some(Intent::StoreBody),
+            Some(Chunk::DataEnd) if buf.len() < 2 => Some(Intent::Read),
+            Some(Chunk::DataEnd) if buf.starts_with(b"\r\n") => {
+                self.rpos += 2;
+                r.chunked = Some(Chunk::Size);
+                None
+            }
+            Some(Chunk::DataEnd) => return Err(http_error(400, "chunk data longer than its size")),
+            Some(Chunk::Trailer) => match line(buf)? {
+                // The empty line ends the body: publish.
+                Some(0) => {
+                    self.rpos += 2;
+                    r.chunked = None;
+                    r.left = 0;
+                    Some(Intent::Publish)
+                }
+                // Trailer fields are read and ignored (counted against the limit,
+                // so they can't go on for ever).
+                Some(i) => {
+                    self.rpos += i + 2;
+                    r.received += i as u64 + 2;
+                    if r.received > r.limit {
+                        return Err(http_error(413, "upload too large"));
+                    }
+                    None
+                }
+                None => Some(Intent::Read),
+            },
+            None => None,
+        };
+        if step == Some(Intent::Read) {
+            // Keep what is buffered (a part of a line) at the start of the buffer.
+            if self.rpos > 0 && self.rpos < self.rend {
+                self.rbuf.copy_within(self.rpos..self.rend, 0);
+                self.rend -= self.rpos;
+                self.rpos = 0;
+            } else if self.rpos == self.rend {
+                self.rpos = 0;
+                self.rend = 0;
+            }
+            if self.rbuf.len() < POOLED_MAX {
+                self.ensure_rbuf(env, POOLED_MAX);
+            }
+        }
+        Ok(step)
+    }
+
+    /// A body refused mid-way (bad chunk framing, too large): nothing is
+    /// published; the error is answered and the connection closes.
+    fn refuse_body(&mut self, env: &mut Env<'_, impl Observer>, e: HttpError) {
+        let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
+        let State::Receive(r) = old else {
+            self.state = old;
+            return;
+        };
+        drop(r.sink);
+        self.rpos = self.rend;
+        let mut out = env.bufs.take();
+        let resp = Response::error(&mut out, e, false);
+        self.start_response(env, resp, out, r.meta);
+    }
+
+    /// The body bytes that arrived with the head (after [`Intent::StoreBody`]), and
+    /// the file they go to.
+    pub fn body_buffered(&self) -> Option<(&File, &[u8])> {
+        let State::Receive(r) = &self.state else {
+            return None;
+        };
+        let n = r.left.min((self.rend - self.rpos) as u64) as usize;
+        Some((r.sink.file(), &self.rbuf[self.rpos..self.rpos + n]))
+    }
+
+    /// The file the body goes to (after [`Intent::ReceiveBody`]).
+    pub fn body_file(&self) -> Option<&File> {
+        match &self.state {
+            State::Receive(r) => Some(r.sink.file()),
+            _ => None,
+        }
+    }
+
+    /// `n` bytes of [`Conn::body_buffered`] were written to the file.
+    pub fn on_body_stored(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
+        if let State::Receive(r) = &mut self.state {
+            self.rpos += n;
+            r.left -= n as u64;
+            r.received += n as u64;
+            self.deadline = env.now + env.config.body_timeout;
+            if self.rpos == self.rend {
+                self.release_rbuf(env);
+            }
+        }
+    }
+
+    /// `n` body bytes moved from the socket to the file; 0: the peer closed before
+    /// the whole body came (the sink is dropped, nothing is published).
+    pub fn on_body_received(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
+        let State::Receive(r) = &mut self.state else {
+            return;
+        };
+        if n == 0 {
+            tracing::debug!(peer = %self.peer, "client closed mid-body; upload dropped");
+            self.end_receive(env, 400);
+            return;
+        }
+        r.left = r.left.saturating_sub(n as u64);
+        r.received += n as u64;
+        self.deadline = env.now + env.config.body_timeout;
+    }
+
+    /// Receiving or storing the body failed: `err` from the file (a full disk) gets
+    /// the sink's answer, then the connection closes; `None` (the socket failed)
+    /// closes at once. Nothing is published either way.
+    pub fn on_body_failed(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+        err: Option<&std::io::Error>,
+    ) {
+        let Some(err) = err else {
+            self.end_receive(env, 400);
+            return;
+        };
+        let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
+        let State::Receive(r) = old else {
+            self.state = old;
+            return;
+        };
+        let mut out = env.bufs.take();
+        let mut resp = r.sink.failed(err, &mut out);
+        resp.close = true;
+        // The rest of the body is never read.
+        self.rpos = self.rend;
+        self.start_response(env, resp, out, r.meta);
+    }
+
+    /// The whole body is in the sink (after [`Intent::Publish`]): the sink publishes
+    /// it and answers.
+    pub fn publish(&mut self, env: &mut Env<'_, impl Observer>) {
+        let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
+        let State::Receive(r) = old else {
+            self.state = old;
+            return;
+        };
+        let close = r.close || env.shutting_down;
+        let mut out = env.bufs.take();
+        let mut resp = r.sink.finish(&mut out, close);
+        resp.close |= close;
+        self.start_response(env, resp, out, r.meta);
+    }
+
+    /// Gives up on a body being received (the sink is dropped: nothing is
+    /// published); logs `status` and closes.
+    fn end_receive(&mut self, env: &mut Env<'_, impl Observer>, status: u16) {
+        let old = std::mem::replace(&mut self.state, State::Closed { reset: false });
+        if let State::Receive(r) = old {
+            let took = r
+                .meta
+                .started
+                .map_or(Duration::ZERO, |t| env.now.saturating_duration_since(t));
+            env.events.done(&Done {
+                peer: self.peer,
+                method: r.meta.method,
+                status,
+                body_sent: 0,
+                in_memory: true,
+                took,
+                line: &r.meta.line,
+                referer: &r.meta.referer,
+                user_agent: &r.meta.user_agent,
+            });
         }
     }
 
@@ -1142,6 +1500,9 @@ impl Conn {
     /// peer gone while ciphertext waited, the end of the shutdown grace): a response
     /// in progress is logged and counted as it stands.
     pub fn on_dropped(&mut self, env: &mut Env<'_, impl Observer>) {
+        if matches!(self.state, State::Receive(_)) {
+            self.end_receive(env, 400);
+        }
         if matches!(self.state, State::Respond(_)) {
             self.end_response(env);
             self.state = State::Closed { reset: false };

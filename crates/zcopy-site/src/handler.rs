@@ -187,7 +187,9 @@ fn respond(
             None => reply.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
         };
     }
-    if req.method == Method::Other {
+    let put =
+        req.method == Method::Other && req.method_name == "PUT" && eff.upload.unwrap_or(cfg.upload);
+    if req.method == Method::Other && !put {
         if req.method_name == "OPTIONS"
             && let Some(cors) = eff.cors
             && req.ac_request_method.is_some()
@@ -202,7 +204,11 @@ fn respond(
         if !KNOWN.contains(&req.method_name) {
             return reply.status(out, 501);
         }
-        return reply.status_with(out, 405, &[ALLOW]);
+        let allow = match eff.upload.unwrap_or(cfg.upload) {
+            true => ALLOW_PUT,
+            false => ALLOW,
+        };
+        return reply.status_with(out, 405, &[allow]);
     }
     if let Some(users) = eff.auth {
         match access.verdict(users) {
@@ -238,6 +244,9 @@ fn respond(
         && !access.passes(users)
     {
         return reply.challenge(out, users);
+    }
+    if put {
+        return put_file(site, req, &reply, eff, out);
     }
     let key = req.target.split('?').next().unwrap_or("");
     if let Some(hit) = cache.get(key, now) {
@@ -378,6 +387,65 @@ fn respond(
             None => reply.status(out, 404),
         },
         Err(e) => reply.open_error(out, e),
+    }
+}
+
+/// A PUT (uploads on, auth passed): refused now, or a sink its body goes to.
+fn put_file(
+    site: &Site,
+    req: &Request<'_>,
+    reply: &Reply<'_, '_>,
+    eff: &Effective<'_>,
+    out: &mut Vec<u8>,
+) -> Response {
+    use crate::upload::{self, Conditions, PutSink, Refused};
+    let cfg = &site.config;
+    if cfg.upload_needs_auth && eff.auth.is_none() {
+        let path = req.target.split('?').next().unwrap_or("");
+        tracing::warn!(
+            path,
+            "PUT refused: no auth rule covers it on a listener that is not loopback \
+             (--allow-anonymous-writes allows it)"
+        );
+        return reply.status(out, 403);
+    }
+    if req.body_len > cfg.max_upload_size {
+        return reply.status(out, 413);
+    }
+    let clean = match path::clean(&req.target) {
+        Ok(c) => c,
+        Err(e) => return error_response(out, e, false),
+    };
+    let (dir, name, existing) = match upload::target(&site.root, &clean, cfg.hidden) {
+        Ok(t) => t,
+        Err(Refused::Status(405)) => return reply.status_with(out, 405, &[ALLOW_PUT]),
+        Err(Refused::Status(s)) => return reply.status(out, s),
+        Err(Refused::Open(e)) => return reply.open_error(out, e),
+    };
+    let cond = Conditions {
+        create_only: req.if_none_match.is_some_and(|v| v.trim() == "*"),
+        if_match: req.if_match.map(str::to_owned),
+    };
+    if !upload::preconditions_hold(&cond, existing.as_ref()) {
+        return reply.status(out, 412);
+    }
+    match PutSink::create(dir, name, cond, cfg.max_upload_size) {
+        Ok(sink) => Response {
+            status: 0,
+            body: Body::Receive(Box::new(sink)),
+            body_len: 0,
+            close: false,
+        },
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+            reply.status(out, 507)
+        }
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::DQUOT.raw_os_error()) => {
+            reply.status(out, 507)
+        }
+        Err(e) => {
+            tracing::warn!("upload: can't create its file: {e}");
+            reply.status(out, 500)
+        }
     }
 }
 
@@ -535,6 +603,7 @@ pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Res
 
 /// The methods every resource answers.
 const ALLOW: (&str, &str) = ("Allow", "GET, HEAD");
+const ALLOW_PUT: (&str, &str) = ("Allow", "GET, HEAD, PUT");
 
 /// `/` + escaped segments + `/`: never starts with `//` (segments are never empty).
 fn location(clean: &CleanPath) -> String {

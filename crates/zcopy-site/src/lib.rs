@@ -18,6 +18,7 @@ pub mod redirect;
 pub mod rules;
 pub mod site_config;
 pub mod snapshot;
+pub mod upload;
 pub mod watch;
 
 // The protocol core's modules under their old paths (`crate::request`, ...).

@@ -133,6 +133,8 @@ pub struct Rule {
     pub error_pages: Vec<ErrorPage>,
     /// Override of the server-wide `compress` setting.
     pub compress: Option<bool>,
+    /// Override of the server-wide upload setting (`SiteConfig::upload`).
+    pub upload: Option<bool>,
 }
 
 /// The settings that apply to one request: every matching rule merged.
@@ -154,6 +156,8 @@ pub struct Effective<'a> {
     pub compress: Option<bool>,
     /// Error pages (later rules first).
     pub error_pages: Vec<&'a ErrorPage>,
+    /// Upload on/off override.
+    pub upload: Option<bool>,
 }
 
 impl<'a> Effective<'a> {
@@ -177,6 +181,9 @@ impl<'a> Effective<'a> {
             }
             if r.compress.is_some() {
                 e.compress = r.compress;
+            }
+            if r.upload.is_some() {
+                e.upload = r.upload;
             }
             if let Some(f) = &r.fallback {
                 e.fallback = Some(f);

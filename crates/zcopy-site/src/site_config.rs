@@ -38,4 +38,11 @@ pub struct SiteConfig {
     pub hsts: Option<String>,
     /// Port the redirect listeners send clients to.
     pub https_port: u16,
+    /// Accept PUT uploads.
+    pub upload: bool,
+    /// Largest upload accepted (→ 413 before its body is read).
+    pub max_upload_size: u64,
+    /// A write needs an auth rule covering its path (a listener is not loopback and
+    /// anonymous writes were not allowed).
+    pub upload_needs_auth: bool,
 }

@@ -723,6 +723,29 @@ pub struct Settings {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archives: Option<bool>,
+    /// Accept PUT uploads (off by default; a `[[rule]]` can turn them on or off per
+    /// path with `upload = true`). The body is received with splice (socket → pipe →
+    /// file) into an unnamed file beside the target, fsync'd, then renamed into place:
+    /// readers see the old file or the new one, never a part. 201 for a new file, 204
+    /// for a replaced one; `If-Match` / `If-None-Match: *` give 412 instead of a lost
+    /// update; a full disk gives 507. Symbolic links are never followed for a write;
+    /// dotfiles and a sidecar beside its original (x.gz where x is) are refused unless --hidden. On a listener that is
+    /// not loopback a PUT needs an auth rule covering its path, or
+    /// --allow-anonymous-writes. A chunked body is received by copy. Not yet:
+    /// resumable uploads, WebDAV.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<bool>,
+    /// Largest PUT body accepted (suffixes k, M, G: powers of 1024); a larger
+    /// Content-Length gets 413 before any of the body is read [default: 1G].
+    #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_upload_size: Option<Rate>,
+    /// Let anyone upload on listeners that are not loopback, without an auth rule
+    /// (a warning is printed at start).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous_writes: Option<bool>,
     /// At most this many body bytes per second to each connection, paced by the event
     /// loop's timers (suffixes k, M, G: powers of 1024; like nginx's limit_rate). The
     /// first 64 KiB go at once.
@@ -808,6 +831,9 @@ pub struct RuleSpec {
     /// Compression (gzip variants made once) on or off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compress: Option<bool>,
+    /// PUT uploads on or off (overrides --upload for these paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<bool>,
     /// SPA fallback file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackPath>,
@@ -855,6 +881,9 @@ impl Settings {
             shutdown_grace: Some(Secs(5.0)),
             file_cache_ttl: Some(Secs(1.0)),
             archives: Some(false),
+            upload: Some(false),
+            max_upload_size: Some(Rate("1G".into())),
+            allow_anonymous_writes: Some(false),
             ..Settings::default()
         }
     }

@@ -271,6 +271,22 @@ fn help_readme_security_and_check_config_tell_the_same_defaults() {
         .find(|l| l.starts_with("| directory listings |"))
         .expect("SECURITY.md has a listings row");
     assert!(row.contains("| **on**"), "{row}");
+    // Uploads: off, 1 GiB at most, no anonymous writes off loopback; all three
+    // places say so.
+    assert_eq!(key("upload"), "false");
+    assert_eq!(key("allow-anonymous-writes"), "false");
+    assert_eq!(key("max-upload-size"), "\"1G\"");
+    assert_eq!(help_default(&help, "max-upload-size"), "1G");
+    for (row, want) in [
+        ("| uploads (PUT) |", "| **off**"),
+        ("| upload body size |", "| 1 GiB"),
+    ] {
+        let line = security
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("SECURITY.md lacks {row}"));
+        assert!(line.contains(want), "{line}");
+    }
     // Every key format that loads is named.
     let tls_key = &help[help.find("--tls-key ").unwrap()..help.find("--redirect-http").unwrap()];
     for word in ["PKCS#8", "PKCS#1", "SEC1", "Ed25519"] {

@@ -300,6 +300,39 @@ fn basic_auth_off_loopback_warns() {
     assert!(err.contains("not loopback, without TLS"), "{err}");
 }
 
+#[test]
+fn anonymous_writes_off_loopback_warn_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--upload",
+        "--allow-anonymous-writes",
+    ])
+    .arg(dir.path())
+    .stderr(Stdio::piped());
+    let (mut child, _) = launch(cmd);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut err = String::new();
+    while !err.contains("without a password") {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => err.push_str(&l),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(err.contains("without a password"), "{err}");
+}
+
 /// `--max-connections` beyond what the open-file limit holds is a usage error at
 /// start (exit 2, saying what fits), not a warning followed by clients that hang.
 #[test]

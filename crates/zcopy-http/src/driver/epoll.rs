@@ -91,6 +91,8 @@ struct Connection {
     writable: bool,
     /// The engine state of the body being sent.
     transfer: Option<Box<PooledTransfer>>,
+    /// The engine state of a request body being received (socket → file).
+    upload: Option<Box<zcopy::Transfer>>,
     /// Accept order within the worker.
     seq: u64,
     /// Where the peer's receive queue lives.
@@ -230,6 +232,53 @@ impl Connection {
                         }
                         Err(_) => self.core.on_send_failed(&mut env),
                     }
+                }
+                Intent::StoreBody => super::store_body(&mut self.core, &mut env),
+                Intent::ReceiveBody { len } => {
+                    if !matches!(self.transport, Transport::Plain) {
+                        // Through TLS: into the core's read buffer, then StoreBody.
+                        match self.read_tls(&mut env, tls) {
+                            Some(p) => return p,
+                            None => continue,
+                        }
+                    }
+                    if !self.readable {
+                        return Progress::Wait;
+                    }
+                    if budget == 0 {
+                        return Progress::Yield;
+                    }
+                    let Some(file) = self.core.body_file() else {
+                        continue;
+                    };
+                    let t = self.upload.get_or_insert_with(|| engines.upload());
+                    let want = len.min(budget as u64) as usize;
+                    let src = Src::Fd {
+                        fd: self.stream.as_fd(),
+                        offset: None,
+                    };
+                    match t.step(src, file.as_fd(), want) {
+                        Ok(n) => {
+                            budget = budget.saturating_sub(n);
+                            if n == 0 {
+                                self.upload = None;
+                            }
+                            self.core.on_body_received(&mut env, n);
+                        }
+                        Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
+                            self.readable = false;
+                            return Progress::Wait;
+                        }
+                        Err(e) => {
+                            // The pipe may hold bytes of this body: never reused.
+                            self.upload = None;
+                            super::body_failed(&mut self.core, &mut env, e);
+                        }
+                    }
+                }
+                Intent::Publish => {
+                    self.upload = None;
+                    self.core.publish(&mut env);
                 }
                 Intent::Request => {
                     let now = env.now;
@@ -792,6 +841,7 @@ impl Worker {
             read_closed: false,
             writable: true,
             transfer: None,
+            upload: None,
             seq: 0,
             route,
             token: idx,

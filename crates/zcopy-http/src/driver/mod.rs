@@ -23,6 +23,7 @@ use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::{FileCache, pread_into};
 use crate::handler::{self, Body, Piece, Response, Site};
+use crate::proto;
 use crate::request::Request;
 use crate::stats::WorkerStats;
 
@@ -227,6 +228,46 @@ impl SiteResponder {
     }
 }
 
+/// [`proto::Intent::StoreBody`]: writes the body bytes that came with the head to
+/// the upload's file (a copy: they are in memory already).
+pub fn store_body(core: &mut proto::Conn, env: &mut proto::Env<'_, impl proto::Observer>) {
+    use std::io::Write;
+    let r = match core.body_buffered() {
+        Some((mut file, bytes)) => file.write(bytes),
+        None => return,
+    };
+    match r {
+        Ok(n) => core.on_body_stored(env, n),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        Err(e) => core.on_body_failed(env, Some(&e)),
+    }
+}
+
+/// A socket → file step failed: an error of the file (a full disk) is answered by
+/// the upload's sink, one of the socket just closes.
+pub fn body_failed(
+    core: &mut proto::Conn,
+    env: &mut proto::Env<'_, impl proto::Observer>,
+    e: zcopy::TransferError,
+) {
+    use rustix::io::Errno;
+    let io = match e {
+        zcopy::TransferError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    };
+    let socket = [
+        Errno::CONNRESET,
+        Errno::CONNABORTED,
+        Errno::TIMEDOUT,
+        Errno::PIPE,
+        Errno::NOTCONN,
+    ]
+    .iter()
+    .any(|c| io.raw_os_error() == Some(c.raw_os_error()));
+    tracing::debug!(peer = %core.peer(), "receiving a body: {io}");
+    core.on_body_failed(env, (!socket).then_some(&io));
+}
+
 /// Writes a loop turn's access log lines (`buf`), if any, in one go.
 pub fn flush_log(log: Option<&crate::access_log::AccessLogger>, buf: &mut Vec<u8>) {
     if !buf.is_empty() {
@@ -369,6 +410,20 @@ impl Engines {
         });
         t.leased = leased;
         t
+    }
+
+    /// A transfer for a request body, socket → file: splice through a pipe where
+    /// the kernel can, else read-write (never io_uring: the event loop drives it).
+    pub fn upload(&self) -> Box<Transfer> {
+        let mut plan = Plan::with_profile(
+            Some(zcopy::FdKind::TcpSocket),
+            zcopy::FdKind::File { len: 0 },
+            self.pref,
+            None,
+            zcopy::profile::Profile::cached_default(),
+        );
+        plan.engines.retain(|k| *k != EngineKind::Uring);
+        Box::new(Transfer::with_forced(plan, self.forced.clone()))
     }
 
     /// Returns a transfer after its body; one that is not

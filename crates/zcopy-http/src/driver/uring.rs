@@ -211,7 +211,11 @@ impl Connection {
             let intent = self.core.next(&mut env);
             let corked = self.sending.is_none() && !self.out.is_empty();
             match intent {
-                Intent::Read => {
+                Intent::StoreBody => super::store_body(&mut self.core, &mut env),
+                Intent::Publish => self.core.publish(&mut env),
+                // A request body is received by copy here: into the core's read
+                // buffer as a head is, then written to its file (StoreBody).
+                Intent::Read | Intent::ReceiveBody { .. } => {
                     if corked {
                         self.flush(token, ring, false);
                     }

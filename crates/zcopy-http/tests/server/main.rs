@@ -21,3 +21,4 @@ mod security;
 mod sidecars;
 mod tls;
 mod tools;
+mod upload;

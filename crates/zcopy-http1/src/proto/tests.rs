@@ -47,6 +47,7 @@ impl Harness {
                 send_timeout: Duration::from_secs(30),
                 limits: Limits::default(),
                 max_body_discard: 1024,
+                body_timeout: Duration::from_secs(10),
                 limit_rate: None,
             },
             bufs: Buffers::new(8),
@@ -201,11 +202,12 @@ fn a_malformed_head_is_answered_by_the_core_and_closes() {
 
 #[test]
 fn a_body_beyond_the_discard_limit_gets_413_without_the_site() {
+    // (A PUT is offered to the site, which may take its body: see below.)
     let mut h = Harness::new();
     let mut c = h.conn();
     h.feed(
         &mut c,
-        b"PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
     );
     h.answer(&mut c, never);
     let out = String::from_utf8(h.written(&mut c)).unwrap();
@@ -357,4 +359,240 @@ fn an_archive_member_that_cannot_be_opened_cuts_the_response_short() {
     c.on_member(&mut h.env(), None);
     assert_eq!(h.next(&mut c), Intent::ShutdownWrite);
     assert_eq!(h.seen.done, [(MethodClass::Get, 200, 2)]);
+}
+
+/// A sink that keeps its body in an anonymous file and answers 201 with the bytes
+/// it holds as the body (so a test can see them).
+#[derive(Debug)]
+struct TestSink(File);
+
+impl crate::plan::Sink for TestSink {
+    fn file(&self) -> &File {
+        &self.0
+    }
+    fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
+        use std::io::{Read, Seek};
+        let mut f = self.0;
+        let mut got = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut got).unwrap();
+        let mut h = Head::start(out, 201);
+        h.header_u64("Content-Length", got.len() as u64);
+        h.finish();
+        out.extend_from_slice(&got);
+        Response {
+            status: 201,
+            body: Body::InHead,
+            body_len: got.len() as u64,
+            close,
+        }
+    }
+    fn failed(self: Box<Self>, _: &std::io::Error, out: &mut Vec<u8>) -> Response {
+        Response::error(
+            out,
+            HttpError {
+                status: 507,
+                reason: "full",
+            },
+            false,
+        )
+    }
+}
+
+fn receive(_: &Request<'_>, _: bool, _: &mut Vec<u8>) -> Response {
+    Response {
+        status: 0,
+        body: Body::Receive(Box::new(TestSink(tempfile::tempfile().unwrap()))),
+        body_len: 0,
+        close: false,
+    }
+}
+
+/// Plays the driver for a body: stores buffered bytes, "receives" `more` from the
+/// socket by writing them to the sink's file, publishes.
+fn run_body(h: &mut Harness, c: &mut Conn, mut more: &[u8]) -> Vec<u8> {
+    let mut interim = Vec::new();
+    loop {
+        match h.next(c) {
+            Intent::Write { .. } => {
+                let b = c.write_buf().to_vec();
+                c.on_written(&mut h.env(), b.len());
+                interim.extend_from_slice(&b);
+            }
+            Intent::StoreBody => {
+                let (mut f, bytes) = c.body_buffered().unwrap();
+                let n = f.write(bytes).unwrap();
+                c.on_body_stored(&mut h.env(), n);
+            }
+            Intent::ReceiveBody { len } => {
+                let n = (len as usize).min(more.len()).min(7);
+                let mut f = c.body_file().unwrap();
+                f.write_all(&more[..n]).unwrap();
+                more = &more[n..];
+                c.on_body_received(&mut h.env(), n);
+            }
+            Intent::Publish => {
+                c.publish(&mut h.env());
+                let mut all = interim;
+                all.extend_from_slice(&h.written(c));
+                return all;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_accepted_body_is_stored_then_received_then_published_and_the_next_request_follows() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    // Part of the body with the head, the rest later; then a pipelined GET waits.
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 19\r\n\r\nfirst-",
+    );
+    h.answer(&mut c, receive);
+    let out = run_body(&mut h, &mut c, b"then-the-rest");
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+    assert!(out.ends_with("first-then-the-rest"), "{out}");
+    assert!(!out.contains("100 Continue"), "{out}");
+    // Kept alive: the next request is read.
+    h.feed(&mut c, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.answer(&mut c, text("ok"));
+    assert!(
+        String::from_utf8(h.written(&mut c))
+            .unwrap()
+            .ends_with("ok")
+    );
+}
+
+#[test]
+fn expect_100_continue_gets_a_100_only_when_the_body_is_taken() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+    );
+    h.answer(&mut c, receive);
+    let out = String::from_utf8(run_body(&mut h, &mut c, b"abc")).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201"),
+        "{out}"
+    );
+    // Refused: a final status at once, then close; the body is never read.
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+    );
+    h.answer(&mut c, text("no"));
+    let (out, then) = h.written_then(&mut c);
+    assert!(!String::from_utf8(out).unwrap().contains("100 Continue"));
+    assert_eq!(then, Intent::ShutdownWrite);
+}
+
+#[test]
+fn a_put_larger_than_the_discard_limit_is_offered_to_the_site() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    // 1024 is the discard limit: a GET this large gets 413 from the core, a PUT
+    // goes to the site, which may take it.
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+    );
+    h.answer(&mut c, receive);
+    let body = vec![b'z'; 5000];
+    let out = run_body(&mut h, &mut c, &body);
+    assert!(out.starts_with(b"HTTP/1.1 201"));
+    assert!(out.ends_with(&body));
+}
+
+#[test]
+fn a_body_that_stalls_or_ends_early_is_dropped_and_logged() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nab",
+    );
+    h.answer(&mut c, receive);
+    assert_eq!(h.next(&mut c), Intent::StoreBody);
+    let (mut f, bytes) = c.body_buffered().unwrap();
+    let n = f.write(bytes).unwrap();
+    c.on_body_stored(&mut h.env(), n);
+    assert_eq!(h.next(&mut c), Intent::ReceiveBody { len: 48 });
+    h.now += Duration::from_secs(11);
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::Close { reset: false });
+    assert_eq!(h.seen.done.last().map(|d| d.1), Some(408));
+
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n",
+    );
+    h.answer(&mut c, receive);
+    assert_eq!(h.next(&mut c), Intent::ReceiveBody { len: 50 });
+    c.on_body_received(&mut h.env(), 0);
+    assert_eq!(h.next(&mut c), Intent::Close { reset: false });
+}
+
+#[test]
+fn a_chunked_body_is_decoded_across_reads_and_bad_framing_is_refused() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab",
+    );
+    h.answer(&mut c, receive);
+    let mut rest: &[u8] = b"cd\r\na;x=y\r\n0123456789\r\n0\r\nT: 1\r\n\r\n";
+    let mut interim = Vec::new();
+    let out = loop {
+        match h.next(&mut c) {
+            Intent::Read => {
+                // Three bytes a read: lines and data split everywhere.
+                let n = rest.len().min(3);
+                let buf = c.read_buf(&mut h.env());
+                buf[..n].copy_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                c.on_read(&mut h.env(), n);
+            }
+            Intent::StoreBody => {
+                let (mut f, bytes) = c.body_buffered().unwrap();
+                let n = f.write(bytes).unwrap();
+                c.on_body_stored(&mut h.env(), n);
+            }
+            Intent::Publish => {
+                c.publish(&mut h.env());
+                break h.written(&mut c);
+            }
+            Intent::Write { .. } => {
+                let b = c.write_buf().to_vec();
+                c.on_written(&mut h.env(), b.len());
+                interim.extend_from_slice(&b);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(interim.is_empty());
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+    assert!(out.ends_with("abcd0123456789"), "{out}");
+
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+    );
+    h.answer(&mut c, receive);
+    assert_eq!(h.next(&mut c), Intent::StoreBody);
+    let (mut f, bytes) = c.body_buffered().unwrap();
+    let n = f.write(bytes).unwrap();
+    c.on_body_stored(&mut h.env(), n);
+    let out = String::from_utf8(h.written(&mut c)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
 }
