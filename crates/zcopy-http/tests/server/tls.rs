@@ -69,8 +69,8 @@ fn issue(files: &CertFiles) -> (CertificateDer<'static>, String) {
     (ca.der().clone(), ca.pem())
 }
 
-/// A server with one HTTPS listener (and what `tweak` adds).
-/// TLS is the epoll driver's: asked for io_uring (`ZCOPY_IO=uring`), it runs epoll.
+/// A server with one HTTPS listener (and what `tweak` adds), on the driver the
+/// suite runs on (`ZCOPY_IO=uring`: the io_uring driver, where the kernel allows it).
 fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer {
     let srv = TestServer::start(root, |c| {
         c.listen = Vec::new();
@@ -78,7 +78,8 @@ fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer 
         c.tls = Some(pki.tls());
         tweak(c);
     });
-    assert_eq!(srv.io_driver(), zcopy_http::driver::IoDriver::Epoll);
+    let (chosen, why) = zcopy_http::driver::choose(io_driver(), true);
+    assert_eq!(srv.io_driver(), chosen, "{why}");
     srv
 }
 
