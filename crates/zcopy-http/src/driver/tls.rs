@@ -273,6 +273,18 @@ impl TlsConn {
         self.session.write_tls(out)
     }
 
+    /// All queued ciphertext as one buffer (no copy where it can: see
+    /// [`Session::take_tls`]).
+    pub(crate) fn take_ciphertext(&mut self) -> Vec<u8> {
+        self.session.take_tls()
+    }
+
+    /// A buffer from [`TlsConn::take_ciphertext`] whose bytes have left; `buf`
+    /// gets what the session does not keep.
+    pub(crate) fn recycle(&mut self, buf: &mut Vec<u8>) {
+        self.session.recycle(buf);
+    }
+
     /// All queued ciphertext has been sent: true once if the write side is to be
     /// shut now (after [`TlsConn::shutdown_write`]).
     pub(crate) fn sent_all(&mut self) -> bool {

@@ -549,7 +549,8 @@ impl Connection {
                         }
                         continue;
                     }
-                    let chunk = zcopy_tls::FILE_CHUNK;
+                    // Larger than epoll's: each chunk is a SEND and its completion.
+                    let chunk = FILE_CHUNK;
                     t.encrypt_file(&mut self.core, &mut env, tw, offset, len, chunk);
                     if self.send_cipher(t, token, ring, io) {
                         return;
@@ -610,16 +611,12 @@ impl Connection {
             }
             return false;
         }
-        if self.out.capacity() == 0 {
-            self.out = io.take();
+        // The session's buffer itself goes to the SEND (no copy); it comes back
+        // to the session when the send completes.
+        if self.out.capacity() > 0 {
+            io.give(std::mem::take(&mut self.out));
         }
-        self.out.clear();
-        while t.wants_write() {
-            // A Vec takes it all.
-            if t.ciphertext(&mut self.out).is_err() {
-                break;
-            }
-        }
+        self.out = t.take_ciphertext();
         self.sending = Some(Sending::Cipher { sent: 0 });
         self.submit_send(token, ring, 0, false);
         true
@@ -846,6 +843,9 @@ impl Connection {
                             return;
                         }
                         let short = sent < self.out.len();
+                        if let Some(t) = self.tls.as_mut() {
+                            t.recycle(&mut self.out);
+                        }
                         self.out.clear();
                         if short {
                             self.send_failed = true;
