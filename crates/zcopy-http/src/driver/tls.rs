@@ -413,6 +413,21 @@ impl TlsConn {
         }
     }
 
+    /// A file chunk the driver read itself (the io_uring driver's `READ` of a
+    /// range not in the page cache), encrypted and reported sent. Empty: the file
+    /// ended early, for the core to end the response (never padded).
+    pub(crate) fn encrypt_read(&mut self, core: &mut proto::Conn, env: &mut Env<'_>, bytes: &[u8]) {
+        self.coalesce = false;
+        if bytes.is_empty() {
+            core.on_file_sent(env, 0, false);
+        } else if self.session.send(bytes).is_err() {
+            core.on_send_failed(env);
+        } else {
+            env.events.stats.body_by_tls(bytes.len() as u64);
+            core.on_file_sent(env, bytes.len(), false);
+        }
+    }
+
     /// [`proto::Intent::ShutdownWrite`]: close_notify queued; shut the write side
     /// once it has left ([`TlsConn::sent_all`]).
     pub(crate) fn shutdown_write(&mut self) {

@@ -88,6 +88,9 @@ const MAP_CHUNK: usize = 256 * 1024;
 const CORK_MAX: usize = 64 * 1024;
 /// Received chunks a connection may hold unread before its receive is cancelled.
 const PENDING_MAX: usize = 2;
+/// TLS file chunks longer than this are checked for being in the page cache (two
+/// `preadv2(RWF_NOWAIT)` probes); a cold one is read in the ring, not on the loop.
+const TLS_COLD_CHECK: u64 = 64 * 1024;
 /// Pipe capacity asked for by-reference bodies (and so the largest splice).
 const PIPE_SIZE: usize = 256 * 1024;
 
@@ -113,6 +116,9 @@ enum Sending {
     Writable,
     /// TLS ciphertext (already reported to the core when it was encrypted).
     Cipher { sent: usize },
+    /// A TLS connection's file chunk not in the page cache, being read in the
+    /// ring (encrypted when it completes).
+    TlsRead,
 }
 
 /// What [`Connection::send_mapped`] did.
@@ -537,6 +543,8 @@ impl Connection {
                             .file()
                             .is_some_and(|f| zcopy::lease::breaking(&**f))
                     {
+                        // A chunk being read in is not the core's any more.
+                        self.abandoned |= matches!(self.sending, Some(Sending::TlsRead));
                         self.core.on_lease_breaking(&mut env);
                         continue;
                     }
@@ -551,6 +559,22 @@ impl Connection {
                     }
                     // Larger than epoll's: each chunk is a SEND and its completion.
                     let chunk = FILE_CHUNK;
+                    let cold = len > TLS_COLD_CHECK
+                        && self.core.file().is_some_and(|f| {
+                            !super::fetch::is_cached(f, offset, len.min(chunk as u64))
+                        });
+                    if let (true, Some(file)) = (cold, self.core.file()) {
+                        // Read in the ring: a cold file never stalls the loop.
+                        let mut buf = std::mem::take(&mut self.out);
+                        if buf.capacity() == 0 {
+                            buf = io.take();
+                        }
+                        buf.clear();
+                        self.sending = Some(Sending::TlsRead);
+                        ring.read(token, file, offset, buf, (len as usize).min(chunk));
+                        self.inflight += 1;
+                        return;
+                    }
                     t.encrypt_file(&mut self.core, &mut env, tw, offset, len, chunk);
                     if self.send_cipher(t, token, ring, io) {
                         return;
@@ -878,6 +902,24 @@ impl Connection {
             }
             Event::Read { res, buf } => {
                 self.out = buf;
+                if matches!(self.sending, Some(Sending::TlsRead)) {
+                    self.sending = None;
+                    if self.closing {
+                        return;
+                    }
+                    match (res, self.tls.as_mut()) {
+                        (Ok(n), Some(t)) => {
+                            let n = n.min(self.out.len());
+                            t.encrypt_read(&mut self.core, &mut env, &self.out[..n]);
+                        }
+                        (res, _) => {
+                            tracing::debug!(peer = %self.core.peer(), "read failed: {res:?}");
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    self.out.clear();
+                    return;
+                }
                 let Some(Sending::Read { prefix, rest }) = self.sending.take() else {
                     return;
                 };
