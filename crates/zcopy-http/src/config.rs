@@ -214,8 +214,8 @@ pub enum IoDriver {
     Auto,
     /// The mio (epoll) loop.
     Epoll,
-    /// The io_uring loop, plain HTTP only (falls back to epoll, with a warning, where
-    /// refused or where a listener speaks TLS).
+    /// The io_uring loop (falls back to epoll, with a warning, where refused). HTTPS
+    /// runs on it with TLS in user space; the kTLS hand-off is the epoll driver's.
     Uring,
 }
 

@@ -167,9 +167,18 @@ impl Server {
     }
 
     /// The path TLS records take on the HTTPS listeners (kTLS or userspace, and
-    /// why); `None` without HTTPS listeners.
-    pub fn tls_path(&self) -> Option<&zcopy_tls::TlsPath> {
-        self.tls.as_deref().map(|t| &t.path)
+    /// why); `None` without HTTPS listeners. The kTLS hand-off is the epoll
+    /// driver's: where the io_uring driver will run, TLS stays in user space.
+    pub fn tls_path(&self) -> Option<zcopy_tls::TlsPath> {
+        use zcopy_tls::{TlsPath, Why};
+        let path = &self.tls.as_deref()?.path;
+        let io = self.live.load().1.config.io;
+        Some(match path {
+            TlsPath::Kernel if driver::choose(io, true).0 == IoDriver::Uring => {
+                TlsPath::Userspace(Why::Driver)
+            }
+            p => p.clone(),
+        })
     }
 
     /// Reloads the HTTPS certificate and key (see [`TlsReloader::reload`]).
@@ -319,15 +328,6 @@ impl ReloadHandle {
             }
             None
         } else {
-            if pool.io == IoDriver::Uring
-                && (!config.tls_listen.is_empty() || !config.redirect_listen.is_empty())
-            {
-                return Err(ServerError::Refused(
-                    "the io_uring driver serves plain HTTP only: https:// and redirect \
-                     listeners need a restart (io = \"epoll\" or \"auto\")"
-                        .into(),
-                ));
-            }
             let tls = lock(&pool.tls).clone();
             Some(Pool::stage(&pool.addrs, &config, tls, n)?)
         };

@@ -56,6 +56,8 @@ pub enum Why {
     MidRecord,
     /// Attaching the ULP to this socket failed.
     Attach(String),
+    /// The server's event loop keeps TLS in user space (the io_uring driver).
+    Driver,
 }
 
 impl fmt::Display for Why {
@@ -69,6 +71,7 @@ impl fmt::Display for Why {
             Why::PendingWrite => f.write_str("TLS records still to be written"),
             Why::MidRecord => f.write_str("a partial TLS record has been read"),
             Why::Attach(e) => write!(f, "TCP_ULP tls: {e}"),
+            Why::Driver => f.write_str("the io_uring driver keeps TLS in user space"),
         }
     }
 }

@@ -319,6 +319,34 @@ impl Session {
         Ok(n)
     }
 
+    /// Takes all pending ciphertext as one buffer, without copying it where it
+    /// can (the session's own buffer moves out; the next records are sealed into
+    /// the buffer [`Session::recycle`] gives back, or a new one). For a driver that
+    /// hands the bytes to an operation owning its buffer (an io_uring `SEND`).
+    pub fn take_tls(&mut self) -> Vec<u8> {
+        let out = &mut self.out;
+        let buf = if out.sent == 0 {
+            let mut b = std::mem::take(&mut out.buf);
+            b.truncate(out.end);
+            b
+        } else {
+            out.pending().to_vec()
+        };
+        out.sent = 0;
+        out.end = 0;
+        buf
+    }
+
+    /// A buffer from [`Session::take_tls`] whose bytes have been sent: kept for
+    /// the next records when nothing is queued and it is larger than the session's
+    /// own (its memory is set already, so sealing into it clears nothing). `buf`
+    /// gets the buffer the session does not keep.
+    pub fn recycle(&mut self, buf: &mut Vec<u8>) {
+        if self.out.end == 0 && buf.capacity() > self.out.buf.capacity() {
+            std::mem::swap(&mut self.out.buf, buf);
+        }
+    }
+
     /// Give back the memory of the buffers while the connection is idle (a
     /// keep-alive wait); a no-op while anything is pending.
     pub fn release_buffers(&mut self) {

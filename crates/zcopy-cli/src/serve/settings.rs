@@ -610,9 +610,9 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineName>,
     /// Event loop: auto (uring where `zcopy bench --calibrate` measured it >= 1.05x
-    /// epoll's requests per CPU-second, else epoll), epoll, uring (plain HTTP only:
-    /// epoll runs where there are https:// or redirect listeners or io_uring is
-    /// refused) [default: auto].
+    /// epoll's requests per CPU-second, else epoll), epoll, uring (epoll runs where
+    /// io_uring is refused; HTTPS on uring is userspace TLS, kTLS is epoll's)
+    /// [default: auto].
     #[arg(long, value_name = "auto|epoll|uring")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io: Option<IoName>,

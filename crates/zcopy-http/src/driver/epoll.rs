@@ -127,7 +127,8 @@ impl Connection {
     fn read_tls(&mut self, env: &mut Env<'_>, tls: &mut TlsWorker) -> Option<Progress> {
         let step = match &mut self.transport {
             Transport::Plain => Step::Again,
-            Transport::Tls(t) => t.read(
+            Transport::Tls(t) => tls_io::read(
+                t,
                 &self.stream,
                 &mut self.core,
                 env,
@@ -155,7 +156,7 @@ impl Connection {
         let mut budget = TURN_BUDGET;
         sh.common.serving(self.token, self.core.peer());
         if let Transport::Tls(t) = &mut self.transport
-            && t.flush(&self.stream, &mut self.writable).is_err()
+            && tls_io::flush(t, &self.stream, &mut self.writable).is_err()
         {
             return Progress::Close;
         }
@@ -200,7 +201,8 @@ impl Connection {
                 }
                 Intent::Write { more } => {
                     if let Transport::Tls(t) = &mut self.transport {
-                        let step = t.write(
+                        let step = tls_io::write(
+                            t,
                             &self.stream,
                             &mut self.core,
                             &mut env,
@@ -327,7 +329,8 @@ impl Connection {
                         return Progress::Wait;
                     }
                     if let Transport::Tls(t) = &mut self.transport {
-                        let (step, n) = t.send_file(
+                        let (step, n) = tls_io::send_file(
+                            t,
                             &self.stream,
                             &mut self.core,
                             &mut env,
@@ -383,7 +386,9 @@ impl Connection {
                         let _ = self.stream.shutdown(Shutdown::Write);
                     }
                     Transport::Tls(t) => {
-                        if t.shutdown_write(&self.stream, &mut self.writable) == Step::Close {
+                        if tls_io::shutdown_write(t, &self.stream, &mut self.writable)
+                            == Step::Close
+                        {
                             return Progress::Close;
                         }
                     }
@@ -392,7 +397,8 @@ impl Connection {
                 Intent::Close { reset } => {
                     if !reset
                         && let Transport::Tls(t) = &mut self.transport
-                        && !t.may_close(
+                        && !tls_io::may_close(
+                            t,
                             &self.stream,
                             &mut self.writable,
                             env.now,
@@ -416,6 +422,187 @@ impl Connection {
                 Intent::Wait => return Progress::Wait,
             }
         }
+    }
+}
+
+/// The epoll driver's side of a userspace TLS connection: the socket I/O around
+/// the transport ([`TlsConn`] itself does none).
+mod tls_io {
+    use std::io::{self, Read, Write};
+    use std::net::Shutdown;
+    use std::time::Instant;
+
+    use mio::net::TcpStream;
+
+    use super::super::tls::{Step, TlsConn, TlsWorker};
+    use super::super::worker::Env;
+    use crate::proto;
+
+    /// Writes queued ciphertext while the socket takes it; `Ok(true)` when all has
+    /// left (and the write side is shut if that was asked for).
+    pub(super) fn flush(
+        t: &mut TlsConn,
+        stream: &TcpStream,
+        writable: &mut bool,
+    ) -> io::Result<bool> {
+        while t.wants_write() {
+            if !*writable {
+                return Ok(false);
+            }
+            match t.ciphertext(&mut &*stream) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *writable = false;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if t.sent_all() {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        Ok(true)
+    }
+
+    /// Flushes; a write error ends the response. False while ciphertext waits.
+    fn flush_or_fail(
+        t: &mut TlsConn,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        writable: &mut bool,
+    ) -> bool {
+        match flush(t, stream, writable) {
+            Ok(done) => done,
+            Err(_) => {
+                core.on_send_failed(env);
+                true
+            }
+        }
+    }
+
+    /// [`proto::Intent::Read`]: plaintext for the core, read and decrypted as needed.
+    pub(super) fn read(
+        t: &mut TlsConn,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        w: &mut TlsWorker,
+        ready: (&mut bool, &mut bool, bool),
+    ) -> Step {
+        let (readable, writable, read_closed) = ready;
+        if t.deliver(core, env) {
+            return Step::Again;
+        }
+        if !*readable {
+            return Step::Wait;
+        }
+        let rbuf = w.read_buf();
+        let room = rbuf.len();
+        let n = match (&*stream).read(rbuf) {
+            Ok(0) => {
+                core.on_read(env, 0);
+                return Step::Again;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                core.on_read_blocked(env);
+                t.on_idle(core);
+                return Step::Wait;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Again,
+            Err(_) => {
+                core.on_read_failed();
+                return Step::Again;
+            }
+        };
+        if n < room && !read_closed {
+            *readable = false;
+        }
+        let cipher = std::mem::take(&mut w.rbuf);
+        let fed = t.feed(&cipher[..n], w, core.peer());
+        w.rbuf = cipher;
+        if let Err(refusal) = fed {
+            let _ = (&*stream).write(&refusal.bytes);
+            if refusal.shut {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+            return Step::Close;
+        }
+        if flush(t, stream, writable).is_err() {
+            return Step::Close;
+        }
+        if t.kernel_due() {
+            return Step::HandOff;
+        }
+        Step::Again
+    }
+
+    /// [`proto::Intent::Write`]: the core's bytes into the session, flushed unless a
+    /// body chunk follows at once.
+    pub(super) fn write(
+        t: &mut TlsConn,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        writable: &mut bool,
+        more: bool,
+    ) -> Step {
+        if t.wants_write() && !flush_or_fail(t, stream, core, env, writable) {
+            return Step::Wait;
+        }
+        if t.encrypt_write(core, env, more) {
+            flush_or_fail(t, stream, core, env, writable);
+        }
+        Step::Again
+    }
+
+    /// [`proto::Intent::SendFile`]: one chunk of the file read and encrypted, then
+    /// flushed. Returns the step and the file bytes taken.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_file(
+        t: &mut TlsConn,
+        stream: &TcpStream,
+        core: &mut proto::Conn,
+        env: &mut Env<'_>,
+        w: &mut TlsWorker,
+        writable: &mut bool,
+        offset: u64,
+        len: u64,
+    ) -> (Step, usize) {
+        if t.wants_write() && !t.take_coalesce() && !flush_or_fail(t, stream, core, env, writable) {
+            return (Step::Wait, 0);
+        }
+        let n = t.encrypt_file(core, env, w, offset, len, zcopy_tls::FILE_CHUNK);
+        if n > 0 {
+            flush_or_fail(t, stream, core, env, writable);
+        }
+        (Step::Again, n)
+    }
+
+    /// [`proto::Intent::ShutdownWrite`]: close_notify, then shut the write side once
+    /// it has left.
+    pub(super) fn shutdown_write(t: &mut TlsConn, stream: &TcpStream, writable: &mut bool) -> Step {
+        t.shutdown_write();
+        match flush(t, stream, writable) {
+            Ok(_) => Step::Again,
+            Err(_) => Step::Close,
+        }
+    }
+
+    /// [`proto::Intent::Close`] (graceful): true to close now, false to wait for
+    /// the queued ciphertext to leave (bounded by `limit`).
+    pub(super) fn may_close(
+        t: &mut TlsConn,
+        stream: &TcpStream,
+        writable: &mut bool,
+        now: Instant,
+        limit: std::time::Duration,
+    ) -> bool {
+        let all_sent = t.in_handshake() || !matches!(flush(t, stream, writable), Ok(false));
+        t.may_close(all_sent, now, limit)
     }
 }
 
@@ -810,7 +997,7 @@ impl Worker {
         tls: Option<Arc<TlsSite>>,
     ) {
         let transport = match &tls {
-            Some(site) => match TlsConn::new(site, self.sh.common.now) {
+            Some(site) => match TlsConn::new(site, self.sh.common.now, true) {
                 Ok(t) if self.sh.tls.slots.take() => Transport::Tls(Box::new(t)),
                 Ok(_) => return,
                 Err(e) => {

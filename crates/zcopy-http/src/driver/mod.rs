@@ -29,9 +29,10 @@ use crate::stats::WorkerStats;
 
 pub use crate::config::IoDriver;
 
-/// The driver that runs for `want` (never `Auto`), and why. `tls`: some listener
-/// speaks HTTPS or redirects to it, which only the epoll driver serves. `Auto` tries
-/// uring only where the calibration profile says so ([`auto::from_profile`]).
+/// The driver that runs for `want` (never `Auto`), and why. Both drivers serve
+/// every listener kind (plain HTTP, HTTPS, redirects); `tls` (some listener speaks
+/// HTTPS or redirects to it) only shapes the reason. `Auto` tries uring only where
+/// the calibration profile says so ([`auto::from_profile`]).
 pub fn choose(want: IoDriver, tls: bool) -> (IoDriver, String) {
     let why_uring = match want {
         IoDriver::Epoll => return (IoDriver::Epoll, "asked for".into()),
@@ -41,14 +42,10 @@ pub fn choose(want: IoDriver, tls: bool) -> (IoDriver, String) {
         },
         IoDriver::Uring => "asked for".to_string(),
     };
-    if tls {
-        return (
-            IoDriver::Epoll,
-            "the io_uring driver serves plain HTTP only, and there are https:// or \
-             --redirect-http listeners"
-                .into(),
-        );
-    }
+    let why_uring = match tls {
+        true => format!("{why_uring} (TLS in user space: kTLS is the epoll driver's)"),
+        false => why_uring,
+    };
     let forced = Forced::from_env();
     let refused = if forced.limit(EngineKind::Uring).is_some() {
         Err("io_uring forced off by ZCOPY_DISABLE".to_string())

@@ -1,18 +1,21 @@
 //! TLS between a connection's socket and its core: the HTTPS listeners' setup, a
-//! worker's TLS state, and what a driver does for each core intent on a TLS
-//! connection (userspace: through a [`Session`]; kTLS: the kernel encrypts and the
-//! connection is plain TCP for the core, apart from reads and the close).
+//! worker's TLS state, and the transport both drivers feed. [`TlsConn`] (userspace
+//! TLS) does no I/O: the epoll driver reads and writes the socket around it
+//! (`epoll.rs`, `tls_io`), the io_uring driver hands it received chunks and sends
+//! the ciphertext it makes. [`KernelConn`] (kTLS, the epoll driver's only): the
+//! kernel encrypts and the connection is plain TCP for the core, apart from reads
+//! and the close.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use zcopy::ktls::Received;
 use zcopy_tls::{
-    BodyError, FILE_CHUNK, HandOff, HandshakeSlots, KernelSession, Limits, LoadError,
-    PLAIN_HTTP_400, Session, TlsError, TlsListener, TlsPath, Why, send_file_chunk,
+    BodyError, HandOff, HandshakeSlots, KernelSession, Limits, LoadError, PLAIN_HTTP_400, Session,
+    TlsError, TlsListener, TlsPath, Why, send_file_chunk,
 };
 
 use super::worker::Env;
@@ -79,8 +82,9 @@ pub(crate) fn warn_if_expired(certs: &zcopy_tls::CertStore) {
 pub(crate) struct TlsWorker {
     /// Connections of this worker still in their handshake.
     pub(crate) slots: HandshakeSlots,
-    /// Ciphertext read buffer.
-    rbuf: Vec<u8>,
+    /// Ciphertext read buffer (a driver that reads into its own buffers, like the
+    /// io_uring driver's provided buffers, leaves it empty).
+    pub(crate) rbuf: Vec<u8>,
     /// File bytes read for encryption.
     fbuf: Vec<u8>,
 }
@@ -94,12 +98,21 @@ impl TlsWorker {
         }
     }
 
+    /// The read buffer, at least [`CIPHER_READ`] long.
+    pub(crate) fn read_buf(&mut self) -> &mut [u8] {
+        if self.rbuf.len() < CIPHER_READ {
+            self.rbuf.resize(CIPHER_READ, 0);
+        }
+        &mut self.rbuf
+    }
+
     fn give_back(&mut self) {
         self.slots.give_back();
     }
 }
 
-/// What lies between a connection's socket and its core.
+/// What lies between a connection's socket and its core (the epoll driver's
+/// connections; the io_uring driver's are plain or userspace TLS).
 #[derive(Debug)]
 pub(crate) enum Transport {
     /// Plain TCP.
@@ -123,6 +136,16 @@ pub(crate) enum Step {
     HandOff,
 }
 
+/// Ciphertext that ended a connection: what to send before closing (best effort,
+/// once), and whether to shut the write side after it.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// A clear-text 400 for a plain HTTP client, a TLS alert, or nothing.
+    pub(crate) bytes: Vec<u8>,
+    /// Shut the write side after the bytes (the clear-text 400).
+    pub(crate) shut: bool,
+}
+
 /// Plaintext decrypted and not yet given to the core, and whether the peer's
 /// close_notify follows it.
 #[derive(Debug, Default)]
@@ -134,17 +157,17 @@ struct Pending {
 }
 
 impl Pending {
-    /// What the core gets before the socket is read: pending plaintext, then EOF
-    /// after a close_notify. `None`: read the socket.
-    fn first(&mut self, core: &mut proto::Conn, env: &mut Env<'_>, readable: bool) -> Option<Step> {
+    /// Gives the core what it gets before the socket is read: pending plaintext,
+    /// then EOF after a close_notify. False: nothing to give, read the socket.
+    fn deliver(&mut self, core: &mut proto::Conn, env: &mut Env<'_>) -> bool {
         if self.give(core, env) {
-            return Some(Step::Again);
+            return true;
         }
         if self.peer_closed {
             core.on_read(env, 0);
-            return Some(Step::Again);
+            return true;
         }
-        (!readable).then_some(Step::Wait)
+        false
     }
 
     /// Moves what fits into the core's read buffer; false when nothing was pending.
@@ -165,7 +188,14 @@ impl Pending {
     }
 }
 
-/// A userspace TLS connection.
+/// A userspace TLS connection: the transport between the socket's bytes and the
+/// core, doing no I/O itself. Ciphertext the driver received goes in with
+/// [`TlsConn::feed`] and reaches the core as plaintext through
+/// [`TlsConn::deliver`]; the core's writes and file ranges are encrypted by
+/// [`TlsConn::encrypt_write`] and [`TlsConn::encrypt_file`] (a `pread`, never by
+/// reference), and the driver sends what [`TlsConn::ciphertext`] hands it: the
+/// epoll driver writes it to the socket, the io_uring driver copies it into the
+/// buffer of a `SEND`.
 #[derive(Debug)]
 pub(crate) struct TlsConn {
     session: Session,
@@ -184,8 +214,9 @@ pub(crate) struct TlsConn {
 
 impl TlsConn {
     /// A connection accepted at `now` on a listener of `site`, holding a handshake
-    /// slot already taken.
-    pub(crate) fn new(site: &TlsSite, now: Instant) -> io::Result<TlsConn> {
+    /// slot already taken. `kernel`: the driver can hand the session to the kernel
+    /// (the epoll driver); tried only where the listener's path allows it.
+    pub(crate) fn new(site: &TlsSite, now: Instant, kernel: bool) -> io::Result<TlsConn> {
         Ok(TlsConn {
             session: Session::new(&site.listener.config, now, &site.limits)
                 .map_err(io::Error::other)?,
@@ -193,7 +224,7 @@ impl TlsConn {
             in_handshake: true,
             shut_pending: false,
             coalesce: false,
-            try_kernel: site.attempt_kernel,
+            try_kernel: kernel && site.attempt_kernel,
             drain_until: None,
         })
     }
@@ -215,17 +246,10 @@ impl TlsConn {
     }
 
     /// [`proto::Intent::Close`] (graceful): the core is done, but the end of the
-    /// last response may still be queued here rather than in the socket (where the
-    /// kernel would deliver it after close). True: close now; false: wait for
-    /// writable, at most `limit` from the first call.
-    pub(crate) fn may_close(
-        &mut self,
-        stream: &TcpStream,
-        writable: &mut bool,
-        now: Instant,
-        limit: std::time::Duration,
-    ) -> bool {
-        if self.in_handshake || !matches!(self.flush(stream, writable), Ok(false)) {
+    /// last response may still be on its way (`all_sent` false). True: close now;
+    /// false: wait for it, at most `limit` from the first call.
+    pub(crate) fn may_close(&mut self, all_sent: bool, now: Instant, limit: Duration) -> bool {
+        if self.in_handshake || all_sent {
             return true;
         }
         now >= *self.drain_until.get_or_insert(now + limit)
@@ -238,165 +262,145 @@ impl TlsConn {
         }
     }
 
-    /// Writes queued ciphertext while the socket takes it; `Ok(true)` when all has
-    /// left (and the write side is shut if that was asked for).
-    pub(crate) fn flush(&mut self, stream: &TcpStream, writable: &mut bool) -> io::Result<bool> {
-        while self.session.wants_write() {
-            if !*writable {
-                return Ok(false);
-            }
-            match self.session.write_tls(&mut &*stream) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *writable = false;
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if std::mem::take(&mut self.shut_pending) {
-            let _ = stream.shutdown(Shutdown::Write);
-        }
-        Ok(true)
+    /// There is ciphertext to send.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.session.wants_write()
     }
 
-    /// [`proto::Intent::Read`]: plaintext for the core, read and decrypted as needed.
-    pub(crate) fn read(
+    /// Hands queued ciphertext to `out` (one `write` call: the socket, or a `Vec`
+    /// that takes it all).
+    pub(crate) fn ciphertext(&mut self, out: &mut dyn Write) -> io::Result<usize> {
+        self.session.write_tls(out)
+    }
+
+    /// All queued ciphertext as one buffer (no copy where it can: see
+    /// [`Session::take_tls`]).
+    pub(crate) fn take_ciphertext(&mut self) -> Vec<u8> {
+        self.session.take_tls()
+    }
+
+    /// A buffer from [`TlsConn::take_ciphertext`] whose bytes have left; `buf`
+    /// gets what the session does not keep.
+    pub(crate) fn recycle(&mut self, buf: &mut Vec<u8>) {
+        self.session.recycle(buf);
+    }
+
+    /// All queued ciphertext has been sent: true once if the write side is to be
+    /// shut now (after [`TlsConn::shutdown_write`]).
+    pub(crate) fn sent_all(&mut self) -> bool {
+        std::mem::take(&mut self.shut_pending)
+    }
+
+    /// The head waits unsent for the first body chunk (taken once).
+    pub(crate) fn take_coalesce(&mut self) -> bool {
+        std::mem::take(&mut self.coalesce)
+    }
+
+    /// Gives the core pending plaintext, or EOF after the peer's close_notify;
+    /// false when there is none (read the socket).
+    pub(crate) fn deliver(&mut self, core: &mut proto::Conn, env: &mut Env<'_>) -> bool {
+        self.plain.deliver(core, env)
+    }
+
+    /// The core waits for bytes (keep-alive): the session's and the plaintext
+    /// buffers' memory goes back while idle.
+    pub(crate) fn on_idle(&mut self, core: &proto::Conn) {
+        if core.is_idle() {
+            self.session.release_buffers();
+            if self.plain.buf.is_empty() {
+                self.plain.buf = Vec::new();
+            }
+        }
+    }
+
+    /// Ciphertext received from the socket: decrypted into the pending plaintext
+    /// (the handshake's answers are queued as ciphertext to send). An error ends
+    /// the connection, after the refusal's bytes.
+    pub(crate) fn feed(
         &mut self,
-        stream: &TcpStream,
-        core: &mut proto::Conn,
-        env: &mut Env<'_>,
+        cipher: &[u8],
         w: &mut TlsWorker,
-        ready: (&mut bool, &mut bool, bool),
-    ) -> Step {
-        let (readable, writable, read_closed) = ready;
-        if let Some(step) = self.plain.first(core, env, *readable) {
-            return step;
-        }
-        if w.rbuf.len() < CIPHER_READ {
-            w.rbuf.resize(CIPHER_READ, 0);
-        }
-        let n = match (&*stream).read(&mut w.rbuf) {
-            Ok(0) => {
-                core.on_read(env, 0);
-                return Step::Again;
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                *readable = false;
-                core.on_read_blocked(env);
-                if core.is_idle() {
-                    self.session.release_buffers();
-                    if self.plain.buf.is_empty() {
-                        self.plain.buf = Vec::new();
-                    }
-                }
-                return Step::Wait;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Again,
-            Err(_) => {
-                core.on_read_failed();
-                return Step::Again;
-            }
-        };
-        if n < w.rbuf.len() && !read_closed {
-            *readable = false;
-        }
-        match self.session.feed(&w.rbuf[..n], &mut self.plain.buf) {
+        peer: std::net::SocketAddr,
+    ) -> Result<(), Refusal> {
+        match self.session.feed(cipher, &mut self.plain.buf) {
             Ok(fed) => {
                 if fed.handshake_done && std::mem::take(&mut self.in_handshake) {
                     w.give_back();
                 }
                 self.plain.peer_closed |= fed.peer_closed;
+                Ok(())
             }
             Err(e) => {
-                tracing::debug!(peer = %core.peer(), "TLS: {e}");
-                match e {
+                tracing::debug!(%peer, "TLS: {e}");
+                let mut bytes = Vec::new();
+                let shut = match e {
                     TlsError::PlainHttp => {
-                        let _ = (&*stream).write(PLAIN_HTTP_400);
-                        let _ = stream.shutdown(Shutdown::Write);
+                        bytes.extend_from_slice(PLAIN_HTTP_400);
+                        true
                     }
-                    TlsError::NotTls => {}
+                    TlsError::NotTls => false,
                     TlsError::Protocol(_) => {
-                        let _ = self.session.write_tls(&mut &*stream);
+                        while self.session.wants_write() {
+                            if self.session.write_tls(&mut bytes).is_err() {
+                                break;
+                            }
+                        }
+                        false
                     }
-                }
-                return Step::Close;
+                };
+                Err(Refusal { bytes, shut })
             }
         }
-        if self.flush(stream, writable).is_err() {
-            return Step::Close;
-        }
-        if self.try_kernel && !self.in_handshake {
-            return Step::HandOff;
-        }
-        Step::Again
     }
 
-    /// [`proto::Intent::Write`]: the core's bytes into the session, flushed unless a
-    /// body chunk follows at once.
-    pub(crate) fn write(
+    /// The handshake is done and the kernel hand-off is still to be tried.
+    pub(crate) fn kernel_due(&self) -> bool {
+        self.try_kernel && !self.in_handshake
+    }
+
+    /// [`proto::Intent::Write`]: the core's bytes encrypted (and reported
+    /// written). True: send now; false: a body chunk follows at once and joins them.
+    pub(crate) fn encrypt_write(
         &mut self,
-        stream: &TcpStream,
         core: &mut proto::Conn,
         env: &mut Env<'_>,
-        writable: &mut bool,
         more: bool,
-    ) -> Step {
-        if self.session.wants_write() && !self.flush_or_fail(stream, core, env, writable) {
-            return Step::Wait;
-        }
+    ) -> bool {
         let buf = core.write_buf();
         let len = buf.len();
         if self.session.send(buf).is_err() {
             core.on_send_failed(env);
-            return Step::Again;
+            return true;
         }
         core.on_written(env, len);
         self.coalesce = more && len <= COALESCE_MAX;
-        if !self.coalesce {
-            self.flush_or_fail(stream, core, env, writable);
-        }
-        Step::Again
+        !self.coalesce
     }
 
-    /// [`proto::Intent::SendFile`]: one chunk of the file read and encrypted (a
-    /// copy, never by reference). Returns the step and the file bytes taken.
+    /// [`proto::Intent::SendFile`]: one chunk of the file read (`pread`) and
+    /// encrypted, a copy, never by reference; at most `max` bytes. Returns the file
+    /// bytes taken (reported to the core as sent). Call only when no ciphertext
+    /// waits, apart from a coalesced head.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn send_file(
+    pub(crate) fn encrypt_file(
         &mut self,
-        stream: &TcpStream,
         core: &mut proto::Conn,
         env: &mut Env<'_>,
         w: &mut TlsWorker,
-        writable: &mut bool,
         offset: u64,
         len: u64,
-    ) -> (Step, usize) {
-        if self.session.wants_write()
-            && !std::mem::take(&mut self.coalesce)
-            && !self.flush_or_fail(stream, core, env, writable)
-        {
-            return (Step::Wait, 0);
-        }
+        max: usize,
+    ) -> usize {
+        self.coalesce = false;
         let Some(file) = core.file() else {
             core.on_send_failed(env);
-            return (Step::Again, 0);
+            return 0;
         };
-        match send_file_chunk(
-            &mut self.session,
-            file,
-            offset,
-            len,
-            &mut w.fbuf,
-            FILE_CHUNK,
-        ) {
+        match send_file_chunk(&mut self.session, file, offset, len, &mut w.fbuf, max) {
             Ok(n) => {
                 env.events.stats.body_by_tls(n as u64);
                 core.on_file_sent(env, n, false);
-                self.flush_or_fail(stream, core, env, writable);
-                (Step::Again, n)
+                n
             }
             Err(e) => {
                 // Nothing of the failed piece was encrypted: never a wrong byte.
@@ -404,37 +408,31 @@ impl TlsConn {
                     tracing::debug!(peer = %core.peer(), "{e}; closing");
                 }
                 core.on_send_failed(env);
-                (Step::Again, 0)
+                0
             }
         }
     }
 
-    /// [`proto::Intent::ShutdownWrite`]: close_notify, then shut the write side once
-    /// it has left.
-    pub(crate) fn shutdown_write(&mut self, stream: &TcpStream, writable: &mut bool) -> Step {
+    /// A file chunk the driver read itself (the io_uring driver's `READ` of a
+    /// range not in the page cache), encrypted and reported sent. Empty: the file
+    /// ended early, for the core to end the response (never padded).
+    pub(crate) fn encrypt_read(&mut self, core: &mut proto::Conn, env: &mut Env<'_>, bytes: &[u8]) {
+        self.coalesce = false;
+        if bytes.is_empty() {
+            core.on_file_sent(env, 0, false);
+        } else if self.session.send(bytes).is_err() {
+            core.on_send_failed(env);
+        } else {
+            env.events.stats.body_by_tls(bytes.len() as u64);
+            core.on_file_sent(env, bytes.len(), false);
+        }
+    }
+
+    /// [`proto::Intent::ShutdownWrite`]: close_notify queued; shut the write side
+    /// once it has left ([`TlsConn::sent_all`]).
+    pub(crate) fn shutdown_write(&mut self) {
         self.session.close_notify();
         self.shut_pending = true;
-        match self.flush(stream, writable) {
-            Ok(_) => Step::Again,
-            Err(_) => Step::Close,
-        }
-    }
-
-    /// Flushes; a write error ends the response. False while ciphertext waits.
-    fn flush_or_fail(
-        &mut self,
-        stream: &TcpStream,
-        core: &mut proto::Conn,
-        env: &mut Env<'_>,
-        writable: &mut bool,
-    ) -> bool {
-        match self.flush(stream, writable) {
-            Ok(done) => done,
-            Err(_) => {
-                core.on_send_failed(env);
-                true
-            }
-        }
     }
 }
 
@@ -465,8 +463,11 @@ impl KernelConn {
         env: &mut Env<'_>,
         readable: &mut bool,
     ) -> Step {
-        if let Some(step) = self.plain.first(core, env, *readable) {
-            return step;
+        if self.plain.deliver(core, env) {
+            return Step::Again;
+        }
+        if !*readable {
+            return Step::Wait;
         }
         let buf = core.read_buf(env);
         match zcopy::ktls::recv(stream.as_fd(), buf) {

@@ -28,7 +28,11 @@
 //!   idle connection, else the oldest request head, is shed, else the client gets a
 //!   503. Access log lines are written once per loop turn; a reload is picked up at
 //!   the next turn.
-//! - Plain HTTP only: [`super::choose`] runs epoll where a listener speaks TLS.
+//! - HTTPS: a TLS connection's received chunks are ciphertext, fed to its
+//!   [`TlsConn`] (the transport shared with the epoll driver, which does no I/O);
+//!   the core's bytes and file chunks (read with `pread`, never by reference) are
+//!   encrypted there, and the ciphertext leaves in one `SEND` at a time. The kernel
+//!   TLS hand-off is the epoll driver's only: here TLS stays in user space.
 //! - Listener set: a reload hands the worker a new one; a listener left has its
 //!   accept cancelled, what waits in its queue taken in, then closes. A retiring
 //!   worker serves what its accept still brings, then drains like a shutdown.
@@ -48,10 +52,12 @@ use rustix::io::Errno;
 use zcopy::EngineKind;
 use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
 
+use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
 use super::{Sheddable, SiteResponder, classify_peer, shed_victim};
 use crate::archive::open_member;
+use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
@@ -82,6 +88,9 @@ const MAP_CHUNK: usize = 256 * 1024;
 const CORK_MAX: usize = 64 * 1024;
 /// Received chunks a connection may hold unread before its receive is cancelled.
 const PENDING_MAX: usize = 2;
+/// TLS file chunks longer than this are checked for being in the page cache (two
+/// `preadv2(RWF_NOWAIT)` probes); a cold one is read in the ring, not on the loop.
+const TLS_COLD_CHECK: u64 = 64 * 1024;
 /// Pipe capacity asked for by-reference bodies (and so the largest splice).
 const PIPE_SIZE: usize = 256 * 1024;
 
@@ -105,6 +114,11 @@ enum Sending {
     Splice { want: usize, first: Option<usize> },
     /// Waiting for room in the socket (a splice to it said EAGAIN).
     Writable,
+    /// TLS ciphertext (already reported to the core when it was encrypted).
+    Cipher { sent: usize },
+    /// A TLS connection's file chunk not in the page cache, being read in the
+    /// ring (encrypted when it completes).
+    TlsRead,
 }
 
 /// What [`Connection::send_mapped`] did.
@@ -153,12 +167,18 @@ struct Connection {
     queued: bool,
     /// Accept order within the worker.
     seq: u64,
+    /// Userspace TLS between the socket and the core (an HTTPS listener's).
+    tls: Option<Box<TlsConn>>,
+    /// Sending ciphertext failed: nothing more can leave.
+    send_failed: bool,
 }
 
 /// What a worker shares with all its connections.
 struct Shared {
     common: Common,
     io: IoBufs,
+    /// Handshake slots and buffers of the TLS connections.
+    tls: TlsWorker,
     /// Splice is forced off (`ZCOPY_DISABLE=splice`): bodies by reference go by copy.
     no_splice: bool,
     /// Mmap is forced off (`ZCOPY_DISABLE=mmap`): large bodies are read, then sent.
@@ -194,6 +214,12 @@ impl Shared {
         let (env, site) = self.common.parts();
         (env, &mut self.io, site)
     }
+
+    /// [`Shared::parts`] and the TLS state.
+    fn tls_parts(&mut self) -> (Env<'_>, &mut IoBufs, &mut SiteResponder, &mut TlsWorker) {
+        let (env, site) = self.common.parts();
+        (env, &mut self.io, site, &mut self.tls)
+    }
 }
 
 impl Connection {
@@ -201,11 +227,26 @@ impl Connection {
         idx as u64
     }
 
+    /// When the connection next needs attention without a completion: the core's
+    /// deadline, or the end of its TLS handshake (or of its last ciphertext's wait).
+    fn deadline(&self) -> Instant {
+        let core = self.core.deadline();
+        self.tls
+            .as_ref()
+            .and_then(|t| t.deadline())
+            .map_or(core, |d| d.min(core))
+    }
+
     /// Does all the work possible now; the rest waits for completions.
     fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
         let token = Connection::token(idx);
         let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
         sh.common.serving(idx, self.core.peer());
+        if let Some(mut t) = self.tls.take() {
+            self.drive_tls(&mut t, token, ring, sh);
+            self.tls = Some(t);
+            return;
+        }
         while !self.closing {
             let (mut env, io, site) = sh.parts();
             let intent = self.core.next(&mut env);
@@ -403,7 +444,7 @@ impl Connection {
                             Some(Duration::ZERO),
                         );
                     }
-                    self.begin_close(ring, io);
+                    self.begin_close(ring, io, None);
                     return;
                 }
                 Intent::Wait => {
@@ -414,6 +455,203 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// [`Connection::drive`] for a TLS connection: received chunks are ciphertext
+    /// for `t`, and what leaves is the ciphertext it makes of the core's bytes.
+    fn drive_tls(&mut self, t: &mut TlsConn, token: u64, ring: &mut EventRing, sh: &mut Shared) {
+        while !self.closing {
+            let (mut env, io, site, tw) = sh.tls_parts();
+            match self.core.next(&mut env) {
+                Intent::StoreBody => super::store_body(&mut self.core, &mut env),
+                Intent::Publish => self.core.publish(&mut env),
+                // A request body is plaintext delivered into the core's read buffer,
+                // as a head is, then written to its file (StoreBody).
+                Intent::Read | Intent::ReceiveBody { .. } => {
+                    if t.deliver(&mut self.core, &mut env) {
+                        continue;
+                    }
+                    if let Some((buf, used)) = self.pending.pop_front() {
+                        let fed = t.feed(&ring.recv_data(&buf)[used..], tw, self.core.peer());
+                        ring.recycle(buf);
+                        if let Err(refusal) = fed {
+                            // Best effort, once, like the epoll driver: a clear-text 400
+                            // or an alert into the socket's (likely empty) buffer.
+                            use rustix::net::SendFlags;
+                            let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+                            let _ = rustix::net::send(&*self.stream, &refusal.bytes, flags);
+                            if refusal.shut {
+                                let _ = self.stream.shutdown(Shutdown::Write);
+                            }
+                            t.closed(tw);
+                            self.begin_close(ring, io, None);
+                            return;
+                        }
+                        continue;
+                    }
+                    if self.eof {
+                        self.core.on_read(&mut env, 0);
+                        continue;
+                    }
+                    if self.recv_failed {
+                        self.core.on_read_failed();
+                        continue;
+                    }
+                    if self.recv.is_none() {
+                        self.recv = Some(ring.recv_multi(token, &self.stream));
+                        self.inflight += 1;
+                    }
+                    self.core.on_read_blocked(&mut env);
+                    // The handshake's answers, or a coalesced head, leave now.
+                    self.send_cipher(t, token, ring, io);
+                    t.on_idle(&self.core);
+                    return;
+                }
+                Intent::Write { more } => {
+                    if self.sending.is_some() {
+                        return;
+                    }
+                    if t.wants_write() && !t.take_coalesce() {
+                        if self.send_cipher(t, token, ring, io) {
+                            return;
+                        }
+                        continue;
+                    }
+                    if t.encrypt_write(&mut self.core, &mut env, more)
+                        && self.send_cipher(t, token, ring, io)
+                    {
+                        return;
+                    }
+                }
+                Intent::Request => {
+                    let now = env.now;
+                    self.core.answer(&mut env, |req, close, out| {
+                        site.respond(req, close, out, now)
+                    });
+                }
+                Intent::OpenMember => {
+                    let file = self
+                        .core
+                        .member_to_open()
+                        .and_then(|(d, m)| open_member(d, m));
+                    self.core.on_member(&mut env, file);
+                }
+                Intent::Lease => super::take_lease(&mut self.core),
+                Intent::SendFile {
+                    offset,
+                    len,
+                    leased,
+                    ..
+                } => {
+                    // Copies only: the ciphertext in flight holds nothing of the file,
+                    // so a lease being broken ends the body at once.
+                    if leased
+                        && self
+                            .core
+                            .file()
+                            .is_some_and(|f| zcopy::lease::breaking(&**f))
+                    {
+                        // A chunk being read in is not the core's any more.
+                        self.abandoned |= matches!(self.sending, Some(Sending::TlsRead));
+                        self.core.on_lease_breaking(&mut env);
+                        continue;
+                    }
+                    if self.sending.is_some() {
+                        return;
+                    }
+                    if t.wants_write() && !t.take_coalesce() {
+                        if self.send_cipher(t, token, ring, io) {
+                            return;
+                        }
+                        continue;
+                    }
+                    // Larger than epoll's: each chunk is a SEND and its completion.
+                    let chunk = FILE_CHUNK;
+                    let cold = len > TLS_COLD_CHECK
+                        && self.core.file().is_some_and(|f| {
+                            !super::fetch::is_cached(f, offset, len.min(chunk as u64))
+                        });
+                    if let (true, Some(file)) = (cold, self.core.file()) {
+                        // Read in the ring: a cold file never stalls the loop.
+                        let mut buf = std::mem::take(&mut self.out);
+                        if buf.capacity() == 0 {
+                            buf = io.take();
+                        }
+                        buf.clear();
+                        self.sending = Some(Sending::TlsRead);
+                        ring.read(token, file, offset, buf, (len as usize).min(chunk));
+                        self.inflight += 1;
+                        return;
+                    }
+                    t.encrypt_file(&mut self.core, &mut env, tw, offset, len, chunk);
+                    if self.send_cipher(t, token, ring, io) {
+                        return;
+                    }
+                }
+                Intent::CheckSendQueue => {
+                    let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
+                    self.core.on_send_queue(&mut env, n);
+                }
+                Intent::ShutdownWrite => {
+                    t.shutdown_write();
+                    self.send_cipher(t, token, ring, io);
+                }
+                Intent::Close { reset } => {
+                    if !reset {
+                        let in_flight = self.send_cipher(t, token, ring, io);
+                        let limit = env.config.send_timeout;
+                        if !t.may_close(!in_flight, env.now, limit) {
+                            return;
+                        }
+                    } else {
+                        let _ = rustix::net::sockopt::set_socket_linger(
+                            &self.stream,
+                            Some(Duration::ZERO),
+                        );
+                    }
+                    t.closed(tw);
+                    self.begin_close(ring, io, None);
+                    return;
+                }
+                Intent::Wait => {
+                    self.send_cipher(t, token, ring, io);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the ciphertext `t` holds, unless a send is in flight; with nothing
+    /// left to send, shuts the write side if a close_notify asked for it. True
+    /// while a send is in flight.
+    fn send_cipher(
+        &mut self,
+        t: &mut TlsConn,
+        token: u64,
+        ring: &mut EventRing,
+        io: &mut IoBufs,
+    ) -> bool {
+        if self.sending.is_some() {
+            return true;
+        }
+        if self.send_failed {
+            return false;
+        }
+        if !t.wants_write() {
+            if t.sent_all() {
+                let _ = self.stream.shutdown(Shutdown::Write);
+            }
+            return false;
+        }
+        // The session's buffer itself goes to the SEND (no copy); it comes back
+        // to the session when the send completes.
+        if self.out.capacity() > 0 {
+            io.give(std::mem::take(&mut self.out));
+        }
+        self.out = t.take_ciphertext();
+        self.sending = Some(Sending::Cipher { sent: 0 });
+        self.submit_send(token, ring, 0, false);
+        true
     }
 
     /// Sends corked bytes on their own (what follows them isn't a file chunk).
@@ -507,8 +745,12 @@ impl Connection {
     }
 
     /// Cancels what is in flight; the connection goes once it all has completed.
-    fn begin_close(&mut self, ring: &mut EventRing, io: &mut IoBufs) {
+    /// `tw`: give back its TLS handshake slot, if it still holds one.
+    fn begin_close(&mut self, ring: &mut EventRing, io: &mut IoBufs, tw: Option<&mut TlsWorker>) {
         self.closing = true;
+        if let (Some(t), Some(tw)) = (self.tls.as_mut(), tw) {
+            t.closed(tw);
+        }
         for (buf, _) in self.pending.drain(..) {
             ring.recycle(buf);
         }
@@ -625,6 +867,29 @@ impl Connection {
                             self.core.on_send_failed(&mut env);
                         }
                     }
+                    (Sending::Cipher { sent }, Ok(n)) => {
+                        let sent = sent + n;
+                        if n > 0 && sent < self.out.len() {
+                            self.sending = Some(Sending::Cipher { sent });
+                            self.submit_send(now_token, ring, sent, false);
+                            return;
+                        }
+                        let short = sent < self.out.len();
+                        if let Some(t) = self.tls.as_mut() {
+                            t.recycle(&mut self.out);
+                        }
+                        self.out.clear();
+                        if short {
+                            self.send_failed = true;
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    (Sending::Cipher { .. }, Err(e)) => {
+                        tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                        self.out.clear();
+                        self.send_failed = true;
+                        self.core.on_send_failed(&mut env);
+                    }
                     (Sending::HeldSend { prefix, core }, Ok(n)) => {
                         self.out.clear();
                         if n == prefix + core {
@@ -645,6 +910,24 @@ impl Connection {
             }
             Event::Read { res, buf } => {
                 self.out = buf;
+                if matches!(self.sending, Some(Sending::TlsRead)) {
+                    self.sending = None;
+                    if self.closing {
+                        return;
+                    }
+                    match (res, self.tls.as_mut()) {
+                        (Ok(n), Some(t)) => {
+                            let n = n.min(self.out.len());
+                            t.encrypt_read(&mut self.core, &mut env, &self.out[..n]);
+                        }
+                        (res, _) => {
+                            tracing::debug!(peer = %self.core.peer(), "read failed: {res:?}");
+                            self.core.on_send_failed(&mut env);
+                        }
+                    }
+                    self.out.clear();
+                    return;
+                }
                 let Some(Sending::Read { prefix, rest }) = self.sending.take() else {
                     return;
                 };
@@ -764,6 +1047,9 @@ struct Listener {
     leaving: bool,
     /// The multishot accept, while armed.
     accept: Option<OpId>,
+    kind: ListenKind,
+    /// The TLS setup of an HTTPS listener.
+    tls: Option<Arc<TlsSite>>,
 }
 
 /// One worker thread's event loop on its own io_uring.
@@ -775,6 +1061,8 @@ pub struct Worker {
     listeners: Vec<Listener>,
     conns: Vec<Option<Box<Connection>>>,
     books: Books,
+    /// The worker's handshake limits were taken from its first HTTPS listener.
+    tls_limits_set: bool,
     sh: Shared,
 }
 
@@ -785,7 +1073,7 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A worker for its plain-HTTP listeners.
+    /// A worker for its listeners (plain HTTP, HTTPS and redirects).
     pub(crate) fn new(start: Start) -> Worker {
         let Start {
             poll,
@@ -806,9 +1094,11 @@ impl Worker {
             listeners: Vec::new(),
             conns: Vec::new(),
             books,
+            tls_limits_set: false,
             sh: Shared {
                 common,
                 io: IoBufs::default(),
+                tls: TlsWorker::new(&zcopy_tls::Limits::default()),
                 no_splice,
                 no_mmap,
             },
@@ -895,7 +1185,11 @@ impl Worker {
                 match c.event {
                     Event::Accepted(Ok(fd)) => {
                         self.books.starved = false;
-                        self.add(fd, ring);
+                        let from = li.map(|li| {
+                            let l = &self.listeners[li];
+                            (l.kind, l.tls.clone())
+                        });
+                        self.add(fd, from.unwrap_or((ListenKind::Http, None)), ring);
                     }
                     Event::Accepted(Err(e)) => match errno(&e) {
                         Some(Errno::CANCELED) => {}
@@ -991,10 +1285,11 @@ impl Worker {
             if self.listeners.iter().any(|l| l.id == p.sock.id) {
                 continue;
             }
-            if p.kind != crate::config::ListenKind::Http {
-                // `choose` never picks this driver for them.
-                tracing::error!("the io_uring driver serves plain HTTP only: listener left out");
-                continue;
+            if let (false, Some(site)) = (self.tls_limits_set, &p.tls) {
+                // The first HTTPS listener of this worker: its handshake limits (one
+                // TLS setup per process, so they never change after).
+                self.sh.tls = TlsWorker::new(&site.limits);
+                self.tls_limits_set = true;
             }
             match p.sock.sock.try_clone() {
                 Ok(sock) => self.listeners.push(Listener {
@@ -1002,6 +1297,8 @@ impl Worker {
                     sock: Some(Rc::new(sock)),
                     leaving: false,
                     accept: None,
+                    kind: p.kind,
+                    tls: p.tls,
                 }),
                 Err(e) => tracing::error!("listener {}: {e}", p.sock.id),
             }
@@ -1020,11 +1317,11 @@ impl Worker {
         }
         let sock = l.sock.take();
         if l.leaving {
-            self.listeners.swap_remove(li);
+            let l = self.listeners.swap_remove(li);
             while let Some(Ok((stream, _))) = sock.as_ref().map(|s| s.accept()) {
                 // As the ring's accepts make them.
                 let _ = stream.set_nonblocking(true);
-                self.add(stream.into(), ring);
+                self.add(stream.into(), (l.kind, l.tls.clone()), ring);
             }
         }
     }
@@ -1054,7 +1351,12 @@ impl Worker {
 
     /// Serves an accepted connection; at the connection cap, sheds another to make
     /// room, or (nothing to shed) answers 503 and closes it.
-    fn add(&mut self, fd: OwnedFd, ring: &mut EventRing) {
+    fn add(
+        &mut self,
+        fd: OwnedFd,
+        (kind, site): (ListenKind, Option<Arc<TlsSite>>),
+        ring: &mut EventRing,
+    ) {
         let stream = TcpStream::from(fd);
         // A retiring worker serves what its accept still brings (one response each,
         // then close): the client connected to a server that goes on.
@@ -1064,13 +1366,56 @@ impl Worker {
         let Ok(peer) = stream.peer_addr() else {
             return;
         };
+        // No handshake slot free: the oldest unfinished handshake makes room (as the
+        // oldest request head does at the connection cap).
+        if site.is_some() && self.sh.tls.slots.full() && !self.shed_handshake(ring) {
+            return;
+        }
         let max = self.sh.common.config.max_connections.max(1);
         if self.books.active.load(Ordering::Relaxed) >= max && !self.shed(ring) {
             self.sh.common.stats.refused();
-            super::refuse(&stream);
+            // A TLS client is closed: it could not read a clear-text 503.
+            if site.is_none() {
+                super::refuse(&stream);
+            }
             return;
         }
-        self.start(stream, peer);
+        let tls = match &site {
+            Some(site) => match TlsConn::new(site, self.sh.common.now, false) {
+                Ok(t) if self.sh.tls.slots.take() => Some(Box::new(t)),
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("TLS session: {e}");
+                    return;
+                }
+            },
+            None => None,
+        };
+        self.start(stream, peer, kind, tls);
+    }
+
+    /// Closes the connection that has been in its TLS handshake longest (giving its
+    /// handshake slot back); false when none is.
+    fn shed_handshake(&mut self, ring: &mut EventRing) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c.as_ref().filter(|c| !c.closing)?;
+                c.tls
+                    .as_ref()
+                    .is_some_and(|t| t.in_handshake())
+                    .then_some((c.seq, i))
+            })
+            .min();
+        let Some((_, victim)) = oldest else {
+            return false;
+        };
+        tracing::debug!("TLS handshake slots full: shedding connection {victim}");
+        self.sh.common.stats.shed();
+        self.close(victim, ring);
+        true
     }
 
     /// Closes the connection [`shed_victim`] picks; false when there is none.
@@ -1096,15 +1441,28 @@ impl Worker {
     }
 
     /// Starts serving an accepted connection.
-    fn start(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+    fn start(
+        &mut self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        kind: ListenKind,
+        tls: Option<Box<TlsConn>>,
+    ) {
         let _ = stream.set_nodelay(true);
         let route = classify_peer(&mut self.sh.common.peers, &stream, peer);
-        let core = proto::Conn::new(peer, !route.local, &self.sh.env());
+        let mut core = proto::Conn::new(peer, !route.local, &self.sh.env());
+        if kind != ListenKind::Http {
+            core.set_via(kind);
+        }
         let idx = self.books.slot(|| {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        let seq = self.books.opened(&self.sh.common, core.deadline());
+        let deadline = tls
+            .as_ref()
+            .and_then(|t| t.deadline())
+            .map_or(core.deadline(), |d| d.min(core.deadline()));
+        let seq = self.books.opened(&self.sh.common, deadline);
         self.conns[idx] = Some(Box::new(Connection {
             stream: Rc::new(stream),
             core,
@@ -1124,6 +1482,8 @@ impl Worker {
             counted: true,
             queued: true,
             seq,
+            tls,
+            send_failed: false,
         }));
         self.books.runq.push(idx);
     }
@@ -1136,7 +1496,7 @@ impl Worker {
         if !conn.closing {
             // A response cut short here (not by the core) still gets its log line.
             conn.core.on_dropped(&mut self.sh.common.env());
-            conn.begin_close(ring, &mut self.sh.io);
+            conn.begin_close(ring, &mut self.sh.io, Some(&mut self.sh.tls));
         }
         self.closed(idx);
     }
@@ -1206,7 +1566,7 @@ impl Worker {
             ring.cancel(IGNORE, op);
         }
         // A paced body's next send, like any timeout, waits for the core's deadline.
-        self.books.next_sweep = self.books.next_sweep.min(conn.core.deadline());
+        self.books.next_sweep = self.books.next_sweep.min(conn.deadline());
     }
 
     fn sweep(&mut self, ring: &mut EventRing) {
@@ -1226,14 +1586,19 @@ impl Worker {
             if conn.closing {
                 continue;
             }
-            if conn.core.deadline() <= now {
+            if conn.deadline() <= now {
+                if conn.tls.as_ref().is_some_and(|t| t.handshake_late(now)) {
+                    tracing::debug!(peer = %conn.core.peer(), "TLS handshake timeout");
+                    self.close(idx, ring);
+                    continue;
+                }
                 conn.core.on_timer(&mut self.sh.env());
                 self.drive(idx, ring);
             }
             if let Some(conn) = self.conns[idx].as_ref()
                 && !conn.closing
             {
-                next = next.min(conn.core.deadline().max(now + Duration::from_millis(1)));
+                next = next.min(conn.deadline().max(now + Duration::from_millis(1)));
             }
         }
         self.books.next_sweep = next;

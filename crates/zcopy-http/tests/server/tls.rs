@@ -69,8 +69,8 @@ fn issue(files: &CertFiles) -> (CertificateDer<'static>, String) {
     (ca.der().clone(), ca.pem())
 }
 
-/// A server with one HTTPS listener (and what `tweak` adds).
-/// TLS is the epoll driver's: asked for io_uring (`ZCOPY_IO=uring`), it runs epoll.
+/// A server with one HTTPS listener (and what `tweak` adds), on the driver the
+/// suite runs on (`ZCOPY_IO=uring`: the io_uring driver, where the kernel allows it).
 fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer {
     let srv = TestServer::start(root, |c| {
         c.listen = Vec::new();
@@ -78,7 +78,8 @@ fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer 
         c.tls = Some(pki.tls());
         tweak(c);
     });
-    assert_eq!(srv.io_driver(), zcopy_http::driver::IoDriver::Epoll);
+    let (chosen, why) = zcopy_http::driver::choose(io_driver(), true);
+    assert_eq!(srv.io_driver(), chosen, "{why}");
     srv
 }
 
@@ -574,4 +575,39 @@ fn put_over_tls_is_byte_exact() {
         assert_eq!(got.len(), len);
         assert_pattern(&got, len as u64, &format!("TLS PUT {len}"));
     }
+}
+
+/// A file not in the page cache, over HTTPS: read off the loop (epoll: the fetch
+/// thread; io_uring: a READ in the ring), encrypted, byte-exact, with a small file
+/// served meanwhile on the same worker.
+#[test]
+fn a_cold_file_over_tls_is_read_off_the_loop_and_sent_byte_exact() {
+    let fx = Fixture::new();
+    let len: u64 = (8 << 20) + 3;
+    let path = fx.root().join("cold.bin");
+    write_pattern(&path, len);
+    fx.file("small.txt", b"small");
+    let f = std::fs::File::open(&path).unwrap();
+    f.sync_all().unwrap();
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    if zcopy_http::driver::fetch::is_cached(&f, 0, len) {
+        println!("skipped: this file system keeps the file cached (tmpfs?)");
+        return;
+    }
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |c| c.workers = 1);
+    let cfg = client_config(&pki.ca, TLS13);
+    let addr = srv.addr;
+    let c2 = cfg.clone();
+    let big = std::thread::spawn(move || get_tls(addr, &c2, "/cold.bin", ""));
+    let small = get_tls(addr, &cfg, "/small.txt", "");
+    assert_eq!((small.status, &small.body[..]), (200, &b"small"[..]));
+    let r = big.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len() as u64, len);
+    assert_pattern(&r.body, 0, "cold file over TLS");
+    assert!(
+        zcopy_http::driver::fetch::is_cached(&f, 0, len),
+        "the file was read in"
+    );
 }
