@@ -57,6 +57,8 @@ pub struct Entry<'a> {
     pub status: u16,
     /// Body bytes sent.
     pub bytes: u64,
+    /// Request body bytes received into an upload's file (`None`: not an upload).
+    pub received: Option<u64>,
     /// Referer header, if any.
     pub referer: &'a str,
     /// User-Agent header, if any.
@@ -137,17 +139,24 @@ impl AccessLogger {
                     let dash = |v: &str| if v.is_empty() { "-".into() } else { quoted(v) };
                     let _ = write!(s, " \"{}\" \"{}\"", dash(e.referer), dash(e.user_agent));
                 }
+                // An upload's line ends with the body bytes received (as Apache's
+                // `%I` ends its `combinedio` lines); other lines stay plain CLF.
+                if let Some(n) = e.received {
+                    let _ = write!(s, " {n}");
+                }
             }
             LogFormat::Json => {
                 let _ = write!(
                     s,
                     "{{\"time\":\"{}\",\"remote\":\"{}\",\"request\":{},\"status\":{},\
-                     \"bytes\":{},\"referer\":{},\"user_agent\":{},\"duration_ms\":{:.3}}}",
+                     \"bytes\":{},\"received\":{},\"referer\":{},\"user_agent\":{},\
+                     \"duration_ms\":{:.3}}}",
                     rfc3339(now),
                     e.ip,
                     json(e.line),
                     e.status,
                     e.bytes,
+                    e.received.unwrap_or(0),
                     json(e.referer),
                     json(e.user_agent),
                     e.took.as_secs_f64() * 1000.0

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use zcopy::EngineKind;
 
-/// Method labels: the two served, preflight, any other, and requests that never parsed
-/// (in the order of the core's `proto::MethodClass`, which indexes them).
-pub const METHODS: [&str; 5] = ["GET", "HEAD", "OPTIONS", "other", "invalid"];
+/// Method labels: the two served, preflight, uploads, any other, and requests that
+/// never parsed (in the order of the core's `proto::MethodClass`, which indexes them).
+pub const METHODS: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "other", "invalid"];
 /// Upper bounds (seconds) of the request-duration histogram buckets.
 pub const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
@@ -35,7 +35,10 @@ const TRUNCATIONS: usize = LEASE_BREAKS + 1;
 const CACHE_HITS: usize = TRUNCATIONS + 1;
 const CACHE_MISSES: usize = CACHE_HITS + 1;
 const CACHE_HELD: usize = CACHE_MISSES + 1;
-const DURATION: usize = CACHE_HELD + 1; // BUCKETS + 1 (+Inf)
+const UPLOAD_COPY: usize = CACHE_HELD + 1;
+const UPLOAD_TLS: usize = UPLOAD_COPY + 1;
+const UPLOAD_ENGINE: usize = UPLOAD_TLS + 1; // × EngineKind::ALL
+const DURATION: usize = UPLOAD_ENGINE + EngineKind::ALL.len(); // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -101,6 +104,19 @@ impl WorkerStats {
     pub fn body_by_tls(&self, n: u64) {
         self.add(BODY_TLS, n);
         self.add(COPIED, n);
+    }
+
+    /// Upload body bytes an engine moved from the socket to the file.
+    pub fn upload_by_engine(&self, engine: Option<EngineKind>, n: u64) {
+        if let Some(i) = engine.and_then(|e| EngineKind::ALL.iter().position(|&k| k == e)) {
+            self.add(UPLOAD_ENGINE + i, n);
+        }
+    }
+
+    /// Upload body bytes written to the file from the read buffer (`tls`: decrypted
+    /// there; else plain bytes that came with the head, or read by io_uring).
+    pub fn upload_copied(&self, tls: bool, n: u64) {
+        self.add(if tls { UPLOAD_TLS } else { UPLOAD_COPY }, n);
     }
 
     /// An engine gave up on a body and the next one took over.
@@ -247,6 +263,29 @@ impl ServerStats {
             "zcopy_body_bytes_total{{engine=\"tls\"}} {}",
             self.sum(BODY_TLS)
         );
+        head(
+            &mut o,
+            "upload_bytes_total",
+            "counter",
+            "Upload (request) body bytes written to their file, by engine (copy: from the \
+             read buffer, the bytes that came with the head or every byte on io_uring; tls: \
+             decrypted in user space).",
+        );
+        for (name, i) in [("copy", UPLOAD_COPY), ("tls", UPLOAD_TLS)] {
+            let _ = writeln!(
+                o,
+                "zcopy_upload_bytes_total{{engine=\"{name}\"}} {}",
+                self.sum(i)
+            );
+        }
+        for (i, e) in EngineKind::ALL.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "zcopy_upload_bytes_total{{engine=\"{}\"}} {}",
+                e.name(),
+                self.sum(UPLOAD_ENGINE + i)
+            );
+        }
         head(
             &mut o,
             "body_bytes_by_reference_total",
@@ -445,11 +484,15 @@ mod tests {
         let s = ServerStats::new(2);
         s.worker(0).response(0, 200, Duration::from_micros(300));
         s.worker(1).response(0, 204, Duration::from_millis(2));
-        s.worker(1).response(4, 400, Duration::from_secs(60));
+        s.worker(1).response(5, 400, Duration::from_secs(60));
         s.worker(0)
             .body_by_engine(Some(EngineKind::Sendfile), 1000, true);
         s.worker(1).body_from_memory(24);
         s.worker(1).body_by_tls(7);
+        s.worker(0).upload_by_engine(Some(EngineKind::Splice), 900);
+        s.worker(1).upload_by_engine(Some(EngineKind::Splice), 100);
+        s.worker(1).upload_copied(false, 5);
+        s.worker(1).response(3, 201, Duration::from_micros(300));
         s.worker(0)
             .fallback(EngineKind::Splice, "Invalid argument \"x\"");
         s.worker(1)
@@ -465,14 +508,18 @@ mod tests {
             "zcopy_body_bytes_total{engine=\"tls\"} 7",
             "zcopy_body_bytes_by_reference_total 1000",
             "zcopy_body_bytes_copied_total 31",
+            "zcopy_upload_bytes_total{engine=\"splice\"} 1000",
+            "zcopy_upload_bytes_total{engine=\"copy\"} 5",
+            "zcopy_upload_bytes_total{engine=\"tls\"} 0",
+            "zcopy_requests_total{method=\"PUT\",status=\"2xx\"} 1",
             "zcopy_engine_fallbacks_total{engine=\"splice\",reason=\"Invalid argument \\\"x\\\"\"} 2",
             "zcopy_connections_open 5",
             "zcopy_connections_idle 3",
-            "zcopy_request_duration_seconds_bucket{le=\"0.0005\"} 1",
-            "zcopy_request_duration_seconds_bucket{le=\"0.0025\"} 2",
-            "zcopy_request_duration_seconds_bucket{le=\"30\"} 2",
-            "zcopy_request_duration_seconds_bucket{le=\"+Inf\"} 3",
-            "zcopy_request_duration_seconds_count 3",
+            "zcopy_request_duration_seconds_bucket{le=\"0.0005\"} 2",
+            "zcopy_request_duration_seconds_bucket{le=\"0.0025\"} 3",
+            "zcopy_request_duration_seconds_bucket{le=\"30\"} 3",
+            "zcopy_request_duration_seconds_bucket{le=\"+Inf\"} 4",
+            "zcopy_request_duration_seconds_count 4",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }

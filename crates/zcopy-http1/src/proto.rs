@@ -133,6 +133,9 @@ pub struct Done<'a> {
     pub status: u16,
     /// Body bytes sent.
     pub body_sent: u64,
+    /// Request body bytes received into an upload's file (`None`: the request's
+    /// body, if any, went to no sink).
+    pub body_received: Option<u64>,
     /// The body was all in memory (in the head buffer).
     pub in_memory: bool,
     /// From the parsed head to the end.
@@ -156,6 +159,8 @@ pub enum MethodClass {
     Head,
     /// OPTIONS.
     Options,
+    /// PUT.
+    Put,
     /// Any other method.
     Other,
     /// A request that never parsed.
@@ -325,6 +330,8 @@ struct Meta {
     method: MethodClass,
     /// When its head was parsed.
     started: Option<Instant>,
+    /// Body bytes stored in the sink, once it has one.
+    received: Option<u64>,
     /// Request line, referer and user agent: kept only when the log shows them.
     line: String,
     referer: String,
@@ -337,6 +344,7 @@ impl Meta {
             Method::Get => MethodClass::Get,
             Method::Head => MethodClass::Head,
             Method::Other if req.method_name == "OPTIONS" => MethodClass::Options,
+            Method::Other if req.method_name == "PUT" => MethodClass::Put,
             Method::Other => MethodClass::Other,
         };
         let mut m = Meta {
@@ -742,6 +750,8 @@ impl Conn {
                     env.bufs.give(out);
                     let buffered = (self.rend - self.rpos) as u64;
                     let limit = sink.limit();
+                    let mut meta = meta;
+                    meta.received = Some(0);
                     self.state = State::Receive(Box::new(Receive {
                         sink,
                         left: body_len,
@@ -827,6 +837,8 @@ impl Conn {
     /// `n` bytes were read into [`Conn::read_buf`]; 0 means the peer closed.
     pub fn on_read(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
         if n == 0 {
+            // An upload cut short is logged with what arrived of it.
+            self.end_receive(env, 400);
             self.state = State::Closed { reset: false };
             return;
         }
@@ -857,7 +869,8 @@ impl Conn {
     }
 
     /// Reading failed (reset by peer, ...).
-    pub fn on_read_failed(&mut self) {
+    pub fn on_read_failed(&mut self, env: &mut Env<'_, impl Observer>) {
+        self.end_receive(env, 400);
         self.state = State::Closed { reset: false };
     }
 
@@ -1140,6 +1153,7 @@ impl Conn {
             method: m.method,
             status: r.status,
             body_sent: r.body_sent,
+            body_received: m.received,
             in_memory: r.body.is_none(),
             took,
             line: &m.line,
@@ -1373,6 +1387,7 @@ impl Conn {
             self.rpos += n;
             r.left -= n as u64;
             r.received += n as u64;
+            r.meta.received = Some(r.meta.received.unwrap_or(0) + n as u64);
             self.deadline = env.now + env.config.body_timeout;
             if self.rpos == self.rend {
                 self.release_rbuf(env);
@@ -1393,6 +1408,7 @@ impl Conn {
         }
         r.left = r.left.saturating_sub(n as u64);
         r.received += n as u64;
+        r.meta.received = Some(r.meta.received.unwrap_or(0) + n as u64);
         self.deadline = env.now + env.config.body_timeout;
     }
 
@@ -1450,6 +1466,7 @@ impl Conn {
                 method: r.meta.method,
                 status,
                 body_sent: 0,
+                body_received: r.meta.received,
                 in_memory: true,
                 took,
                 line: &r.meta.line,

@@ -196,7 +196,7 @@ impl Connection {
                             return Progress::Wait;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => self.core.on_read_failed(),
+                        Err(_) => self.core.on_read_failed(&mut env),
                     }
                 }
                 Intent::Write { more } => {
@@ -235,7 +235,10 @@ impl Connection {
                         Err(_) => self.core.on_send_failed(&mut env),
                     }
                 }
-                Intent::StoreBody => super::store_body(&mut self.core, &mut env),
+                Intent::StoreBody => {
+                    let tls = !matches!(self.transport, Transport::Plain);
+                    super::store_body(&mut self.core, &mut env, tls);
+                }
                 Intent::ReceiveBody { len } => {
                     if !matches!(self.transport, Transport::Plain) {
                         // Through TLS: into the core's read buffer, then StoreBody.
@@ -262,6 +265,7 @@ impl Connection {
                     match t.step(src, file.as_fd(), want) {
                         Ok(n) => {
                             budget = budget.saturating_sub(n);
+                            env.events.stats.upload_by_engine(t.current(), n as u64);
                             if n == 0 {
                                 self.upload = None;
                             }
@@ -514,7 +518,7 @@ mod tls_io {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Again,
             Err(_) => {
-                core.on_read_failed();
+                core.on_read_failed(env);
                 return Step::Again;
             }
         };

@@ -226,15 +226,19 @@ impl SiteResponder {
 }
 
 /// [`proto::Intent::StoreBody`]: writes the body bytes that came with the head to
-/// the upload's file (a copy: they are in memory already).
-pub fn store_body(core: &mut proto::Conn, env: &mut proto::Env<'_, impl proto::Observer>) {
+/// the upload's file (a copy: they are in memory already); `tls`: they were
+/// decrypted there (counted apart).
+pub(crate) fn store_body(core: &mut proto::Conn, env: &mut worker::Env<'_>, tls: bool) {
     use std::io::Write;
     let r = match core.body_buffered() {
         Some((mut file, bytes)) => file.write(bytes),
         None => return,
     };
     match r {
-        Ok(n) => core.on_body_stored(env, n),
+        Ok(n) => {
+            env.events.stats.upload_copied(tls, n as u64);
+            core.on_body_stored(env, n);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
         Err(e) => core.on_body_failed(env, Some(&e)),
     }

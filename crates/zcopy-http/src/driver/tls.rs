@@ -496,7 +496,7 @@ impl KernelConn {
                 return Step::Wait;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => core.on_read_failed(),
+            Err(_) => core.on_read_failed(env),
         }
         Step::Again
     }

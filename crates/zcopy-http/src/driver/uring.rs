@@ -252,7 +252,7 @@ impl Connection {
             let intent = self.core.next(&mut env);
             let corked = self.sending.is_none() && !self.out.is_empty();
             match intent {
-                Intent::StoreBody => super::store_body(&mut self.core, &mut env),
+                Intent::StoreBody => super::store_body(&mut self.core, &mut env, false),
                 Intent::Publish => self.core.publish(&mut env),
                 // A request body is received by copy here: into the core's read
                 // buffer as a head is, then written to its file (StoreBody).
@@ -282,7 +282,7 @@ impl Connection {
                         continue;
                     }
                     if self.recv_failed {
-                        self.core.on_read_failed();
+                        self.core.on_read_failed(&mut env);
                         continue;
                     }
                     if self.recv.is_none() {
@@ -463,7 +463,7 @@ impl Connection {
         while !self.closing {
             let (mut env, io, site, tw) = sh.tls_parts();
             match self.core.next(&mut env) {
-                Intent::StoreBody => super::store_body(&mut self.core, &mut env),
+                Intent::StoreBody => super::store_body(&mut self.core, &mut env, true),
                 Intent::Publish => self.core.publish(&mut env),
                 // A request body is plaintext delivered into the core's read buffer,
                 // as a head is, then written to its file (StoreBody).
@@ -494,7 +494,7 @@ impl Connection {
                         continue;
                     }
                     if self.recv_failed {
-                        self.core.on_read_failed();
+                        self.core.on_read_failed(&mut env);
                         continue;
                     }
                     if self.recv.is_none() {

@@ -121,6 +121,7 @@ impl proto::Observer for Report<'_> {
                 line: d.line,
                 status: d.status,
                 bytes: d.body_sent,
+                received: d.body_received,
                 referer: d.referer,
                 user_agent: d.user_agent,
                 took: d.took,

@@ -22,3 +22,4 @@ mod sidecars;
 mod tls;
 mod tools;
 mod upload;
+mod upload_metrics;

@@ -1,0 +1,202 @@
+//! What the counters and the access log say of uploads: the body bytes received,
+//! by the engine that moved them (issue 20 item 5).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zcopy_http::access_log::{AccessLog, LogFormat};
+use zcopy_http::config::Config;
+use zcopy_http::driver::IoDriver;
+use zcopy_http::server::Server;
+use zcopy_http::stats::ServerStats;
+
+use crate::util::*;
+
+const DRIVERS: [IoDriver; 2] = [IoDriver::Epoll, IoDriver::Uring];
+
+/// A server taking uploads on `io`, logging to `log` in `format`, and its counters.
+fn start(
+    root: &Path,
+    io: IoDriver,
+    log: &Path,
+    format: LogFormat,
+) -> (TestServer, Arc<ServerStats>) {
+    let server = Server::bind(Config {
+        root: root.to_path_buf(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io,
+        upload: true,
+        access_log: Some(AccessLog::File(log.to_path_buf())),
+        access_log_format: format,
+        ..Config::default()
+    })
+    .expect("bind");
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    (
+        TestServer::adopt(addr, server.spawn().expect("spawn")),
+        stats,
+    )
+}
+
+/// `zcopy_upload_bytes_total` by engine label, the labels with a count only.
+fn uploaded(stats: &ServerStats) -> Vec<(String, u64)> {
+    stats
+        .render()
+        .lines()
+        .filter_map(|l| l.strip_prefix("zcopy_upload_bytes_total{engine=\""))
+        .filter_map(|l| {
+            let (engine, v) = l.split_once("\"} ")?;
+            let v: u64 = v.parse().ok()?;
+            (v > 0).then(|| (engine.to_owned(), v))
+        })
+        .collect()
+}
+
+/// `PUT path` with `Expect: 100-continue` and the head on its own, so that no body
+/// byte comes with the head: the receive path moves all of them.
+fn put_head(srv: &TestServer, path: &str, len: usize) -> TcpStream {
+    let mut s = srv.connect();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    let want = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut interim = vec![0u8; want.len()];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, want);
+    s
+}
+
+/// The log's lines once there are `n` (or what there is after 20 s).
+fn log_lines(path: &Path, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= n || start.elapsed() > Duration::from_secs(20) {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(20), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn log_path(fx: &Fixture, name: &str) -> PathBuf {
+    fx.root().parent().unwrap().join(name)
+}
+
+/// The engine label the receive path of `io` must report: the transfer's engine on
+/// epoll (splice, or read-write where splice can't run), the copy through the read
+/// buffer on io_uring.
+fn engine_ok(io: IoDriver, engine: &str) -> bool {
+    match io {
+        IoDriver::Uring => engine == "copy",
+        _ => engine == "splice" || engine == "read-write",
+    }
+}
+
+#[test]
+fn a_put_counts_its_bytes_under_the_engine_that_received_them_and_logs_them() {
+    const N: usize = 700_001;
+    for io in DRIVERS {
+        for format in [LogFormat::Common, LogFormat::Json] {
+            let fx = Fixture::new();
+            let log = log_path(&fx, "access.log");
+            let (srv, stats) = start(&fx.root(), io, &log, format);
+            if srv.io_driver() != io {
+                eprintln!("{io} not available here: ran {}", srv.io_driver());
+                continue;
+            }
+            assert_eq!(uploaded(&stats), [], "{io}: nothing uploaded yet");
+            let body = pattern(0, N);
+            let mut s = put_head(&srv, "/up.bin", N);
+            s.write_all(&body).unwrap();
+            let r = read_response(&mut s, false).unwrap();
+            assert_eq!(r.status, 201, "{io}");
+            assert_eq!(std::fs::read(fx.root().join("up.bin")).unwrap(), body);
+            let counted = uploaded(&stats);
+            eprintln!("{io}: {N} bytes received by {counted:?}");
+            assert_eq!(
+                counted.len(),
+                1,
+                "{io}: one engine received it: {counted:?}"
+            );
+            assert!(engine_ok(io, &counted[0].0), "{io}: {counted:?}");
+            assert_eq!(counted[0].1, N as u64, "{io}: exactly the body");
+            // Counted when the response ends, just after its last byte left.
+            eventually("the upload counted by method and status", || {
+                stats
+                    .render()
+                    .contains("zcopy_requests_total{method=\"PUT\",status=\"2xx\"} 1")
+            });
+            let lines = log_lines(&log, 1);
+            assert_eq!(lines.len(), 1, "{io}: {lines:?}");
+            let line = &lines[0];
+            assert!(line.contains("PUT /up.bin HTTP/1.1"), "{line}");
+            match format {
+                LogFormat::Json => {
+                    assert!(line.contains("\"status\":201"), "{line}");
+                    assert!(line.contains(&format!("\"received\":{N},")), "{line}");
+                }
+                _ => assert!(line.ends_with(&format!("\" 201 - {N}")), "{line}"),
+            }
+            // A GET's line stays plain CLF (no received field); in JSON it says 0.
+            let r = request(&srv, "GET", "/up.bin", &[]);
+            assert_eq!(r.status, 200);
+            let lines = log_lines(&log, 2);
+            let line = &lines[1];
+            match format {
+                LogFormat::Json => assert!(line.contains("\"received\":0,"), "{line}"),
+                _ => assert!(line.ends_with(&format!("\" 200 {N}")), "{line}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_dropped_upload_counts_and_logs_only_what_arrived() {
+    const SENT: usize = 300_000;
+    for io in DRIVERS {
+        let fx = Fixture::new();
+        let log = log_path(&fx, "access.json");
+        let (srv, stats) = start(&fx.root(), io, &log, LogFormat::Json);
+        if srv.io_driver() != io {
+            eprintln!("{io} not available here: ran {}", srv.io_driver());
+            continue;
+        }
+        let mut s = put_head(&srv, "/big.bin", 4 << 20);
+        s.write_all(&pattern(0, SENT)).unwrap();
+        // A clean close (nothing unread here): the server reads every byte sent,
+        // then the end.
+        drop(s);
+        let lines = log_lines(&log, 1);
+        assert_eq!(lines.len(), 1, "{io}: {lines:?}");
+        let line = &lines[0];
+        assert!(line.contains("PUT /big.bin"), "{line}");
+        assert!(line.contains("\"status\":400"), "{line}");
+        assert!(
+            line.contains(&format!("\"received\":{SENT},")),
+            "{io}: {line}"
+        );
+        eventually("counted", || {
+            uploaded(&stats).iter().map(|(_, v)| v).sum::<u64>() == SENT as u64
+        });
+        let counted = uploaded(&stats);
+        assert_eq!(counted.len(), 1, "{io}: {counted:?}");
+        assert!(engine_ok(io, &counted[0].0), "{io}: {counted:?}");
+        assert!(!fx.root().join("big.bin").exists());
+    }
+}
