@@ -133,7 +133,7 @@ fn a_flood_of_wrong_passwords_does_not_stall_good_clients() {
             "{denied} checks failed"
         );
         assert!(limited > 0);
-        assert!(worst < Duration::from_secs(1), "{io}: {worst:?}");
+        assert!(worst < Duration::from_secs(3), "{io}: {worst:?}");
         // Behind at most the attack's allowance of checks (a sanity bound: a busy
         // machine runs the low-priority check thread last).
         assert!(fresh_login.unwrap() < Duration::from_secs(10), "{io}");
@@ -273,6 +273,6 @@ fn a_flood_of_wrong_passwords_at_listings_and_archives_does_not_stall_good_clien
             }
         }
         eprintln!("{io}: good client's worst {worst:?} over {samples} rounds");
-        assert!(worst < Duration::from_secs(1), "{io}: {worst:?}");
+        assert!(worst < Duration::from_secs(3), "{io}: {worst:?}");
     }
 }

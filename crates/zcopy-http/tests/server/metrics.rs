@@ -64,7 +64,7 @@ fn slow_clients_do_not_hold_up_other_scrapers() {
         "worst scrape among {} stalled clients: {worst:?}",
         slow.len()
     );
-    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    assert!(worst < Duration::from_secs(3), "{worst:?}");
     // The oldest stalled clients were closed to make room.
     let first = &mut slow[0];
     first
