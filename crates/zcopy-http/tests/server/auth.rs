@@ -236,11 +236,11 @@ fn a_flood_of_wrong_passwords_at_listings_and_archives_does_not_stall_good_clien
         let listing = request(&srv, "GET", "/", &[]);
         assert!(!String::from_utf8_lossy(&listing.body).contains("private"));
 
-        let attackers: Vec<_> = (0..2)
+        let attackers: Vec<_> = (0..4)
             .map(|c| {
                 let mut s = connect_from("127.0.0.3", srv.addr);
                 let mut batch = String::new();
-                for i in 0..20 {
+                for i in 0..40 {
                     let path = if i % 2 == 0 { "/" } else { "/?download=tar" };
                     let auth = basic("alice", &format!("guess-{c}-{i}"));
                     batch.push_str(&format!(
@@ -249,7 +249,7 @@ fn a_flood_of_wrong_passwords_at_listings_and_archives_does_not_stall_good_clien
                 }
                 s.write_all(batch.as_bytes()).unwrap();
                 std::thread::spawn(move || {
-                    (0..20)
+                    (0..40)
                         .map(|_| read_response(&mut s, false).expect("an answer").status)
                         .collect::<Vec<u16>>()
                 })
