@@ -203,3 +203,60 @@ fn an_immutable_file_is_lent_under_a_read_lease() {
     drop(s);
     srv.stop();
 }
+
+/// The tripwire: a file under `immutable = true` opened for writing mid-send (the
+/// trust was wrong) ends its body and closes the connection; the writer gets in.
+#[test]
+fn a_trusted_file_opened_for_writing_mid_send_ends_the_body_and_closes() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new();
+    let p = fx.root().join("assets/big.bin");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let len = 64u64 << 20;
+    write_pattern(&p, len);
+    let (srv, stats) = serve(
+        &fx.root(),
+        vec![Rule {
+            glob: "assets/**".into(),
+            immutable: Some(true),
+            ..Rule::default()
+        }],
+    );
+    let breaks = || -> u64 {
+        stats
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("zcopy_lease_breaks_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut s = srv.connect();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /assets/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 4096];
+    let n = s.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    // Blocks until the server lets the file go (or the kernel's lease-break-time).
+    let writer = std::thread::spawn(move || {
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    });
+    let start = Instant::now();
+    while breaks() == 0 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(breaks(), 1, "the tripwire lease broke");
+    writer.join().unwrap();
+    // The body ends short and the connection closes (or is reset).
+    let mut got = n as u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k as u64,
+        }
+    }
+    assert!(got < len, "a short body: {got} of {len}");
+    srv.stop();
+}
