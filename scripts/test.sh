@@ -11,6 +11,8 @@ for tool in curl wget strace gzip chromium openssl; do command -v "$tool" >/dev/
 command -v ip >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+# `mkfs.erofs` (a read-only file system image, mounted from a file) comes in erofs-utils.
+command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -144,6 +144,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
         listing: s.listing,
         compress: s.compress,
         upload: s.upload,
+        immutable: s.immutable,
         fallback: s.fallback.as_ref().map(|f| f.0.clone()),
         error_pages: s
             .error_page
@@ -158,6 +159,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
         && rule.listing.is_none()
         && rule.compress.is_none()
         && rule.upload.is_none()
+        && rule.immutable.is_none()
         && rule.fallback.is_none()
         && rule.error_pages.is_empty();
     Ok((!empty).then_some(rule))
@@ -180,6 +182,7 @@ fn rules(
         listing: None,
         compress: None,
         upload: None,
+        immutable: None,
         fallback: s.fallback.clone(),
         error_page: s.error_page.clone(),
         rate_limit: None,

@@ -61,8 +61,10 @@ pub struct FileBody {
     /// The whole of `file`, when the worker's cache holds its bytes (read under the
     /// fstat the response was built on).
     pub held: Option<Arc<[u8]>>,
-    /// `file` can never change (a sealed snapshot): its bytes may leave by reference
-    /// to every peer, a local one too, with no lease.
+    /// `file` can't change (a sealed snapshot, a file on a read-only file system:
+    /// then no `lease`) or is trusted not to (then `lease` is a tripwire: by
+    /// reference only while it holds): its bytes may leave by reference to every
+    /// peer, a local one too.
     pub lendable: bool,
 }
 

@@ -602,9 +602,12 @@ impl Conn {
                                 offset: start + r.off,
                                 len: left,
                                 leased,
-                                // A sealed snapshot can't change: lent to
-                                // every peer, no lease needed.
-                                by_reference: (leased && self.may_reference) || body.lendable,
+                                // A body that can't change (sealed snapshot,
+                                // read-only file system: no lease) or is trusted
+                                // not to (under its tripwire lease, unless that
+                                // was refused) is lent to every peer.
+                                by_reference: (leased && self.may_reference)
+                                    || (body.lendable && r.lease != Lease::Refused),
                             };
                         }
                     }
@@ -1082,7 +1085,20 @@ impl Conn {
     /// be discarded with a reset if they don't in time); copies may stay queued, so
     /// then the file goes at once and the connection closes gracefully.
     pub fn on_lease_breaking(&mut self, env: &mut Env<'_, impl Observer>) {
-        tracing::debug!(peer = %self.peer, "file is being modified; stopping");
+        if self
+            .respond_mut()
+            .and_then(|r| r.body.as_ref())
+            .is_some_and(|b| b.lendable)
+        {
+            // Only a file trusted not to change (never a sealed snapshot) is both
+            // lent and leased: the trust was wrong.
+            tracing::error!(
+                peer = %self.peer,
+                "a file trusted not to change (immutable rule or attribute) is being modified; closing"
+            );
+        } else {
+            tracing::debug!(peer = %self.peer, "file is being modified; stopping");
+        }
         env.events.lease_broken();
         let by_reference = self.end_response(env).is_some_and(|r| r.by_reference);
         if by_reference {

@@ -41,6 +41,7 @@ pub const MEMO_BYTES: usize = 8 * 1024 * 1024;
 struct Cached {
     file: Arc<File>,
     opened: Instant,
+    trust: Trust,
     memo: Option<Memo>,
 }
 
@@ -100,6 +101,51 @@ pub struct CachedFile {
     pub described: Option<Arc<Described>>,
     /// Its bytes, when they are held (read under `st`).
     pub bytes: Option<Arc<[u8]>>,
+    /// What the file itself proves about whether it can change.
+    pub trust: Trust,
+}
+
+/// What a file itself proves about whether its bytes can change while a peer holds
+/// references to them (worked out once per open file, with the file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// Nothing: it may change in place.
+    #[default]
+    None,
+    /// It lives on a read-only file system type (erofs, squashfs, iso9660) mounted
+    /// read-only: it cannot change while open, so it may be lent with no lease.
+    ReadOnlyFs,
+    /// statx marks it immutable or fs-verity. Root can lift the immutable flag, so
+    /// the read lease stays as a tripwire.
+    Attribute,
+}
+
+/// `EROFS_SUPER_MAGIC_V1`, `SQUASHFS_MAGIC`, `ISOFS_SUPER_MAGIC`: file system types
+/// that have no way to write.
+const READ_ONLY_TYPES: [u64; 3] = [0xE0F5_E1E2, 0x7371_7368, 0x9660];
+
+/// What `file` proves about itself: fstatfs (and fstatvfs when the type is a
+/// read-only one), else statx's attributes. Not cached by device: a device number
+/// can come back as another mount once the first is gone.
+#[allow(clippy::unnecessary_cast)] // f_type's type differs between architectures
+pub fn trust_of(file: &File) -> Trust {
+    use rustix::fs::{AtFlags, StatVfsMountFlags, StatxAttributes, StatxFlags};
+    let read_only_type = rustix::fs::fstatfs(file)
+        .is_ok_and(|fs| READ_ONLY_TYPES.contains(&((fs.f_type as u64) & 0xffff_ffff)));
+    if read_only_type
+        && rustix::fs::fstatvfs(file).is_ok_and(|v| v.f_flag.contains(StatVfsMountFlags::RDONLY))
+    {
+        return Trust::ReadOnlyFs;
+    }
+    match rustix::fs::statx(file, c"", AtFlags::EMPTY_PATH, StatxFlags::empty()) {
+        Ok(x)
+            if (x.stx_attributes & x.stx_attributes_mask)
+                .intersects(StatxAttributes::IMMUTABLE | StatxAttributes::VERITY) =>
+        {
+            Trust::Attribute
+        }
+        _ => Trust::None,
+    }
 }
 
 /// Request path → open file (and maybe its bytes), per worker thread.
@@ -171,6 +217,7 @@ impl FileCache {
                 st: memo.st,
                 described: Some(memo.described.clone()),
                 bytes: Some(memo.bytes.clone()),
+                trust: entry.trust,
             });
         }
         let st = rustix::fs::fstat(&*entry.file).ok();
@@ -182,6 +229,7 @@ impl FileCache {
                     st,
                     described: None,
                     bytes: None,
+                    trust: entry.trust,
                 })
             }
             _ => {
@@ -258,11 +306,13 @@ impl FileCache {
         st: &rustix::fs::Stat,
         now: Instant,
     ) -> CachedFile {
+        let trust = trust_of(&file);
         let plain = |file| CachedFile {
             file,
             st: *st,
             described: None,
             bytes: None,
+            trust,
         };
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
             return plain(file);
@@ -282,6 +332,7 @@ impl FileCache {
                 st: m.st,
                 described: Some(m.described.clone()),
                 bytes: Some(m.bytes.clone()),
+                trust,
             },
             None => plain(file.clone()),
         };
@@ -294,6 +345,7 @@ impl FileCache {
             Cached {
                 file,
                 opened: now,
+                trust,
                 memo,
             },
         );

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::cache::{CachedFile, Described, FileCache};
+use crate::cache::{CachedFile, Described, FileCache, Trust};
 pub use crate::plan::{Body, BodyMem, FileBody, Piece, Response};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -376,12 +376,7 @@ fn respond(
         }
         Err(OpenError::NotFound) => match fallback(site, req, eff, &clean) {
             Some((file, st, name)) => {
-                let f = CachedFile {
-                    file: Arc::new(file),
-                    st,
-                    described: None,
-                    bytes: None,
-                };
+                let f = uncached(file, st);
                 serve_file(site, req, &reply, f, name, Found::default(), out)
             }
             None => reply.status(out, 404),
@@ -564,6 +559,7 @@ fn find_sidecar(
 /// A file served without going through the worker's cache.
 fn uncached(file: File, st: rustix::fs::Stat) -> CachedFile {
     CachedFile {
+        trust: crate::cache::trust_of(&file),
         file: Arc::new(file),
         st,
         described: None,
@@ -1166,7 +1162,16 @@ fn serve_file(
     let reply = &reply;
     let computed;
     let shared;
-    let (file, st_len, coding, described, held, lendable) = match (found.chosen, variant) {
+    // A file proven not to change may be lent to a local peer too: from a read-only
+    // file system with no lease; marked immutable/verity or under an `immutable`
+    // rule with the read lease kept as a tripwire.
+    let trusted = match f.trust {
+        Trust::ReadOnlyFs => Lend::Free,
+        Trust::Attribute => Lend::Tripwire,
+        Trust::None if reply.eff.immutable == Some(true) => Lend::Tripwire,
+        Trust::None => Lend::Copy,
+    };
+    let (file, st_len, coding, described, held, lend) = match (found.chosen, variant) {
         (Some(s), _) => {
             computed = Described::of(&s.stat, name);
             (
@@ -1175,7 +1180,7 @@ fn serve_file(
                 Some(s.encoding.token()),
                 &computed,
                 None,
-                false,
+                Lend::Copy,
             )
         }
         (None, Some((snap, d, token))) => {
@@ -1186,7 +1191,7 @@ fn serve_file(
                 Some(token),
                 &computed,
                 None,
-                true,
+                Lend::Free,
             )
         }
         (None, None) if let Some(snap) = identity_snapshot(site, &f) => {
@@ -1200,7 +1205,14 @@ fn serve_file(
                     &computed
                 }
             };
-            (snap.file.clone(), snap.len as i64, None, d, None, true)
+            (
+                snap.file.clone(),
+                snap.len as i64,
+                None,
+                d,
+                None,
+                Lend::Free,
+            )
         }
         (None, None) => {
             let d = match f.described {
@@ -1213,7 +1225,7 @@ fn serve_file(
                     &computed
                 }
             };
-            (f.file, f.st.st_size, None, d, f.bytes, false)
+            (f.file, f.st.st_size, None, d, f.bytes, trusted)
         }
     };
     let len = st_len.max(0) as u64;
@@ -1329,16 +1341,29 @@ fn serve_file(
         body: Body::File(FileBody {
             file,
             file_len: len,
-            lease: !lendable && len > crate::cache::CACHE_MAX,
+            lease: lend != Lend::Free && len > crate::cache::CACHE_MAX,
             pieces,
             mem: BodyMem::Owned(mem),
             members: Vec::new(),
             held,
-            lendable,
+            lendable: lend != Lend::Copy,
         }),
         body_len,
         close: reply.close,
     }
+}
+
+/// Whether a file body may leave by reference to a local peer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lend {
+    /// No: it may change in place (sent by reference only under a lease, and only
+    /// to peers behind a NIC).
+    Copy,
+    /// Yes, with no lease: a sealed snapshot, or a file on a read-only file system.
+    Free,
+    /// Yes, trusted (immutable/verity attribute, `immutable` rule), with the read
+    /// lease taken as a tripwire: a break ends the body and closes.
+    Tripwire,
 }
 
 /// The sealed snapshot of `f` itself when its size is in `--snapshot-band`; a

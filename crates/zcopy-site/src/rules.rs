@@ -135,6 +135,10 @@ pub struct Rule {
     pub compress: Option<bool>,
     /// Override of the server-wide upload setting (`SiteConfig::upload`).
     pub upload: Option<bool>,
+    /// The operator's word that files here are replaced by rename, never changed in
+    /// place: their bodies may leave by reference to local peers too (under a read
+    /// lease kept as a tripwire). A later rule's `false` undoes an earlier `true`.
+    pub immutable: Option<bool>,
 }
 
 /// The settings that apply to one request: every matching rule merged.
@@ -158,6 +162,8 @@ pub struct Effective<'a> {
     pub error_pages: Vec<&'a ErrorPage>,
     /// Upload on/off override.
     pub upload: Option<bool>,
+    /// Files here are trusted never to change in place.
+    pub immutable: Option<bool>,
 }
 
 impl<'a> Effective<'a> {
@@ -184,6 +190,9 @@ impl<'a> Effective<'a> {
             }
             if r.upload.is_some() {
                 e.upload = r.upload;
+            }
+            if r.immutable.is_some() {
+                e.immutable = r.immutable;
             }
             if let Some(f) = &r.fallback {
                 e.fallback = Some(f);

@@ -834,6 +834,12 @@ pub struct RuleSpec {
     /// PUT uploads on or off (overrides --upload for these paths).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<bool>,
+    /// `true`: the operator's word that files here are replaced by rename, never
+    /// changed in place, so their bodies may leave by reference to local peers too
+    /// (the read lease stays as a tripwire: a break is logged as an error and the
+    /// connection closes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
     /// SPA fallback file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallbackPath>,

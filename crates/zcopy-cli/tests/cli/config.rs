@@ -63,7 +63,7 @@ fn check_config_prints_the_effective_configuration() {
     let cfg = write(
         dir.path(),
         "z.toml",
-        "idle-timeout = 7\n[[rule]]\nglob = \"/docs/**\"\nlisting = false\n",
+        "idle-timeout = 7\n[[rule]]\nglob = \"/docs/**\"\nlisting = false\nimmutable = true\n",
     );
     let out = Command::new(bin())
         .args([
@@ -86,6 +86,7 @@ fn check_config_prints_the_effective_configuration() {
         "[[rule]]",
         "glob = \"docs/**\"",
         "listing = false",
+        "immutable = true",
     ] {
         assert!(text.contains(want), "{want} missing from\n{text}");
     }

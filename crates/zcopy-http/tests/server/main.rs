@@ -12,6 +12,7 @@ mod driver;
 mod files;
 mod framing;
 mod http_details;
+mod lending;
 mod listing;
 mod metrics;
 mod peers;

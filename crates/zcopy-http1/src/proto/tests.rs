@@ -235,14 +235,18 @@ fn a_pending_answer_keeps_the_request_until_resume() {
 #[test]
 fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
     let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
-    // (lease, lendable, peer may have references): a lendable (sealed) body goes by
-    // reference with no lease, even to a local peer; a file only under its lease to
-    // a peer that may have references.
-    for (lease, lendable, may) in [
-        (true, false, true),
-        (false, false, true),
-        (true, false, false),
-        (false, true, false),
+    // (lease, lendable, peer may have references, lease granted): a lendable
+    // (sealed) body goes by reference with no lease, even to a local peer; a file
+    // only under its lease to a peer that may have references; a trusted file
+    // (lendable under a tripwire lease) to a local peer too while its lease is held,
+    // and is copied when the lease is refused.
+    for (lease, lendable, may, granted) in [
+        (true, false, true, true),
+        (false, false, true, true),
+        (true, false, false, true),
+        (false, true, false, true),
+        (true, true, false, true),
+        (true, true, false, false),
     ] {
         let mut h = Harness::new();
         let mut c = h.conn();
@@ -277,7 +281,7 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
         assert!(h.written(&mut c).starts_with(b"HTTP/1.1 200 OK"));
         if lease {
             assert_eq!(h.next(&mut c), Intent::Lease);
-            c.on_lease(true);
+            c.on_lease(granted);
         }
         let Intent::SendFile {
             offset,
@@ -291,8 +295,11 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
         assert_eq!((offset, len), (0, data.len() as u64));
         assert_eq!(
             (leased, by_reference),
-            (lease, (lease && may) || lendable),
-            "lease {lease}, lendable {lendable}, may {may}"
+            (
+                lease && granted,
+                (lease && granted && may) || (lendable && (granted || !lease))
+            ),
+            "lease {lease}, lendable {lendable}, may {may}, granted {granted}"
         );
         c.on_file_sent(&mut h.env(), data.len(), by_reference);
         assert_eq!(h.next(&mut c), Intent::Read);

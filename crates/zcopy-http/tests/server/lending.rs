@@ -1,0 +1,262 @@
+//! Sources proven not to change (a read-only file system, an `immutable` rule) go
+//! by reference to a local peer too; a mutable disk file to the same peer is copied.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use zcopy_http::config::Config;
+use zcopy_http::rules::Rule;
+use zcopy_http::stats::ServerStats as Stats;
+
+use crate::util::*;
+
+fn by_ref(stats: &Stats) -> u64 {
+    stats
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("zcopy_body_bytes_by_reference_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// GETs `path` over loopback and answers how many body bytes left by reference
+/// (the response's last bytes are counted as the worker sends them).
+fn lent(srv: &TestServer, stats: &Stats, path: &str, want: &[u8]) -> u64 {
+    let before = by_ref(stats);
+    let r = request(srv, "GET", path, &[]);
+    assert_eq!(r.status, 200, "{path}");
+    assert!(r.body == want, "{path}: the file's bytes");
+    let start = Instant::now();
+    while by_ref(stats) < before + want.len() as u64 && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    by_ref(stats) - before
+}
+
+fn serve(root: &Path, rules: Vec<Rule>) -> (TestServer, std::sync::Arc<Stats>) {
+    let server = zcopy_http::server::Server::bind(Config {
+        root: root.to_path_buf(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        rules,
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    (TestServer::adopt(addr, server.spawn().unwrap()), stats)
+}
+
+/// Unmounts (lazily: the server may still hold a file open) when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An erofs image of `src` mounted read-only from a file, or why not.
+fn erofs(src: &Path, at: &Path, img: &Path) -> Result<Mounted, String> {
+    if rustix::process::geteuid().as_raw() != 0 {
+        return Err("not root (mount -o loop)".into());
+    }
+    if !have_mkfs_erofs() {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "erofs-utils"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !have_mkfs_erofs() {
+            return Err("mkfs.erofs (erofs-utils) not installed".into());
+        }
+    }
+    let ok = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
+    if !ok(Command::new("mkfs.erofs").arg(img).arg(src)) {
+        return Err("mkfs.erofs failed".into());
+    }
+    std::fs::create_dir_all(at).unwrap();
+    if !ok(Command::new("mount")
+        .args(["-t", "erofs", "-o", "loop,ro"])
+        .arg(img)
+        .arg(at))
+    {
+        return Err("mount -o loop,ro of the erofs image failed".into());
+    }
+    Ok(Mounted(at.to_path_buf()))
+}
+
+fn have_mkfs_erofs() -> bool {
+    Command::new("mkfs.erofs")
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn a_file_on_erofs_is_lent_to_a_loopback_peer_and_an_ext4_file_is_copied() {
+    let fx = Fixture::new();
+    let src = fx.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let body = pattern(0, 1 << 20);
+    std::fs::write(src.join("ro.bin"), &body).unwrap();
+    let mnt = fx.dir.path().join("mnt");
+    let _mounted = match erofs(&src, &mnt, &fx.dir.path().join("img.erofs")) {
+        Ok(m) => m,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "erofs under CI=true: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let (srv, stats) = serve(&mnt, Vec::new());
+    assert_eq!(
+        lent(&srv, &stats, "/ro.bin", &body),
+        body.len() as u64,
+        "a file on erofs leaves by reference to a loopback peer"
+    );
+    srv.stop();
+    // The same bytes on the (ext4) disk, to the same peer: copied.
+    std::fs::write(fx.root().join("rw.bin"), &body).unwrap();
+    let (srv, stats) = serve(&fx.root(), Vec::new());
+    assert_eq!(
+        lent(&srv, &stats, "/rw.bin", &body),
+        0,
+        "a mutable file is copied to a local peer"
+    );
+    srv.stop();
+}
+
+#[test]
+fn an_immutable_rule_lends_its_files_to_a_loopback_peer_and_others_are_copied() {
+    let fx = Fixture::new();
+    let body = pattern(0, 1 << 20);
+    fx.file("assets/app.bin", &body);
+    fx.file("data/app.bin", &body);
+    let (srv, stats) = serve(
+        &fx.root(),
+        vec![Rule {
+            glob: "assets/**".into(),
+            immutable: Some(true),
+            ..Rule::default()
+        }],
+    );
+    assert_eq!(
+        lent(&srv, &stats, "/assets/app.bin", &body),
+        body.len() as u64,
+        "a file under `immutable = true` leaves by reference to a loopback peer"
+    );
+    assert_eq!(
+        lent(&srv, &stats, "/data/app.bin", &body),
+        0,
+        "a file outside the rule is copied to a local peer"
+    );
+    srv.stop();
+}
+
+/// Trust is no lease waiver: a file under `immutable = true` is lent under a read
+/// lease (the tripwire whose break ends the body and closes), seen in /proc/locks
+/// while a client that doesn't read holds its send blocked.
+#[test]
+fn an_immutable_file_is_lent_under_a_read_lease() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::new();
+    let p = fx.root().join("assets/big.bin");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    write_pattern(&p, 64 << 20);
+    let ino = std::fs::metadata(&p).unwrap().ino();
+    let (srv, _stats) = serve(
+        &fx.root(),
+        vec![Rule {
+            glob: "assets/**".into(),
+            immutable: Some(true),
+            ..Rule::default()
+        }],
+    );
+    let mut s = srv.connect();
+    s.write_all(b"GET /assets/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let leased = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("LEASE") && l.contains(&format!(":{ino} ")))
+    };
+    let start = Instant::now();
+    while !leased() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        leased(),
+        "a read lease on the trusted file while it is sent"
+    );
+    drop(s);
+    srv.stop();
+}
+
+/// The tripwire: a file under `immutable = true` opened for writing mid-send (the
+/// trust was wrong) ends its body and closes the connection; the writer gets in.
+#[test]
+fn a_trusted_file_opened_for_writing_mid_send_ends_the_body_and_closes() {
+    use std::io::{Read, Write};
+    let fx = Fixture::new();
+    let p = fx.root().join("assets/big.bin");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let len = 64u64 << 20;
+    write_pattern(&p, len);
+    let (srv, stats) = serve(
+        &fx.root(),
+        vec![Rule {
+            glob: "assets/**".into(),
+            immutable: Some(true),
+            ..Rule::default()
+        }],
+    );
+    let breaks = || -> u64 {
+        stats
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("zcopy_lease_breaks_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut s = srv.connect();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /assets/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 4096];
+    let n = s.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    // Blocks until the server lets the file go (or the kernel's lease-break-time).
+    let writer = std::thread::spawn(move || {
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    });
+    let start = Instant::now();
+    while breaks() == 0 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(breaks(), 1, "the tripwire lease broke");
+    writer.join().unwrap();
+    // The body ends short and the connection closes (or is reset).
+    let mut got = n as u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k as u64,
+        }
+    }
+    assert!(got < len, "a short body: {got} of {len}");
+    srv.stop();
+}
