@@ -48,7 +48,7 @@ fn formats_carry_referer_and_agent_and_sigusr1_reopens() {
         ),
         (
             "json",
-            "\"request\":\"GET /a.txt HTTP/1.1\",\"status\":200,\"bytes\":5,\
+            "\"request\":\"GET /a.txt HTTP/1.1\",\"status\":200,\"bytes\":5,\"received\":0,\
              \"referer\":\"http://example.test/from\",\"user_agent\":\"probe/1.0 \\\"quoted\\\"\"",
         ),
     ] {
