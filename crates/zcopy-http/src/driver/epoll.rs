@@ -30,7 +30,6 @@ use super::{
     Engines, PeerRoute, PooledTransfer, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
     shed_victim,
 };
-use crate::archive::open_member;
 use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
@@ -286,19 +285,8 @@ impl Connection {
                     self.upload = None;
                     self.core.publish(&mut env);
                 }
-                Intent::Request => {
-                    let now = env.now;
-                    self.core.answer(&mut env, |req, close, out| {
-                        site.respond(req, close, out, now)
-                    });
-                }
-                Intent::OpenMember => {
-                    let file = self
-                        .core
-                        .member_to_open()
-                        .and_then(|(d, m)| open_member(d, m));
-                    self.core.on_member(&mut env, file);
-                }
+                Intent::Request => super::answer_request(&mut self.core, &mut env, site),
+                Intent::OpenMember => super::open_next_member(&mut self.core, &mut env),
                 Intent::Lease => super::take_lease(&mut self.core),
                 Intent::SendFile {
                     offset,

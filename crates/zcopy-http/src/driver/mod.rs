@@ -108,6 +108,24 @@ pub(crate) fn shedding(victim: usize, stats: &WorkerStats) {
     stats.shed();
 }
 
+/// Carries out [`crate::proto::Intent::Request`]: the site answers the ready request.
+pub(crate) fn answer_request(
+    core: &mut crate::proto::Conn,
+    env: &mut worker::Env<'_>,
+    site: &mut SiteResponder,
+) {
+    let now = env.now;
+    core.answer(env, |req, close, out| site.respond(req, close, out, now));
+}
+
+/// Carries out [`crate::proto::Intent::OpenMember`]: opens the archive's next member.
+pub(crate) fn open_next_member(core: &mut crate::proto::Conn, env: &mut worker::Env<'_>) {
+    let file = core
+        .member_to_open()
+        .and_then(|(d, m)| crate::archive::open_member(d, m));
+    core.on_member(env, file);
+}
+
 /// Carries out [`crate::proto::Intent::Lease`]: takes a read lease on the body's
 /// file, held until the file is closed, and tells the core whether it holds one.
 pub(crate) fn take_lease(core: &mut crate::proto::Conn) {
