@@ -10,6 +10,8 @@ for tool in curl wget strace gzip chromium openssl; do command -v "$tool" >/dev/
 # `ip` (network namespaces joined by a veth pair: crates/zcopy-netns) comes in iproute2.
 command -v ip >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
+# `chattr +i` (the immutable attribute lends a file like an `immutable` rule) comes in e2fsprogs.
+command -v chattr >/dev/null || need+=(e2fsprogs)
 command -v python3 >/dev/null || need+=(python3)
 # `mkfs.erofs` (a read-only file system image, mounted from a file) comes in erofs-utils.
 command -v mkfs.erofs >/dev/null || need+=(erofs-utils)

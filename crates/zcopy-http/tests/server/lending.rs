@@ -36,9 +36,17 @@ fn lent(srv: &TestServer, stats: &Stats, path: &str, want: &[u8]) -> u64 {
 }
 
 fn serve(root: &Path, rules: Vec<Rule>) -> (TestServer, std::sync::Arc<Stats>) {
+    serve_on(root, rules, "127.0.0.1:0".parse().unwrap())
+}
+
+fn serve_on(
+    root: &Path,
+    rules: Vec<Rule>,
+    listen: std::net::SocketAddr,
+) -> (TestServer, std::sync::Arc<Stats>) {
     let server = zcopy_http::server::Server::bind(Config {
         root: root.to_path_buf(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        listen: vec![listen],
         workers: 1,
         io: io_driver(),
         rules,
@@ -259,4 +267,132 @@ fn a_trusted_file_opened_for_writing_mid_send_ends_the_body_and_closes() {
     }
     assert!(got < len, "a short body: {got} of {len}");
     srv.stop();
+}
+
+/// `chattr +i` on `path`, lifted again on drop (a tempdir can't remove it otherwise).
+struct ImmutableAttr(std::path::PathBuf);
+
+impl ImmutableAttr {
+    /// Sets the flag, or says why it can't be set here.
+    fn set(path: &Path) -> Result<ImmutableAttr, String> {
+        match Command::new("chattr").arg("+i").arg(path).output() {
+            Ok(o) if o.status.success() => Ok(ImmutableAttr(path.to_path_buf())),
+            Ok(o) => Err(format!(
+                "chattr +i failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("chattr not runnable: {e}")),
+        }
+    }
+}
+
+impl Drop for ImmutableAttr {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+fn skip_unless_ci(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "under CI=true: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
+/// `STATX_ATTR_IMMUTABLE` (chattr +i) is the same trust as an `immutable` rule: the
+/// file is lent to a local peer, with no rule at all; its neighbour is copied.
+#[test]
+fn a_chattr_immutable_file_is_lent_to_a_loopback_peer() {
+    let fx = Fixture::new();
+    let body = pattern(0, 1 << 20);
+    let frozen = fx.file("frozen.bin", &body);
+    fx.file("plain.bin", &body);
+    let _attr = match ImmutableAttr::set(&frozen) {
+        Ok(a) => a,
+        Err(why) => return skip_unless_ci(&why),
+    };
+    let (srv, stats) = serve(&fx.root(), Vec::new());
+    assert_eq!(
+        lent(&srv, &stats, "/frozen.bin", &body),
+        body.len() as u64,
+        "a chattr +i file leaves by reference to a loopback peer"
+    );
+    assert_eq!(
+        lent(&srv, &stats, "/plain.bin", &body),
+        0,
+        "its mutable neighbour is copied"
+    );
+    srv.stop();
+}
+
+/// The same rules for a peer that is not loopback but still local: a client in
+/// another network namespace behind a veth pair (the path containers take). erofs,
+/// an `immutable` rule and chattr +i go by reference; a mutable ext4 file is copied.
+#[test]
+fn sources_proven_not_to_change_are_lent_to_a_veth_peer_and_mutable_files_copied() {
+    let Some(pair) = zcopy_netns::VethPair::for_test() else {
+        return;
+    };
+    let fx = Fixture::new();
+    let body = pattern(0, 1 << 20);
+    fx.file("assets/app.bin", &body);
+    fx.file("data/app.bin", &body);
+    let frozen = fx.file("frozen.bin", &body);
+    let _attr = match ImmutableAttr::set(&frozen) {
+        Ok(a) => a,
+        Err(why) => return skip_unless_ci(&why),
+    };
+    let src = fx.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ro.bin"), &body).unwrap();
+    let mnt = fx.dir.path().join("mnt");
+    let _mounted = match erofs(&src, &mnt, &fx.dir.path().join("img.erofs")) {
+        Ok(m) => m,
+        Err(why) => return skip_unless_ci(&why),
+    };
+    let listen = std::net::SocketAddr::new(pair.addr_a.into(), 0);
+    let root = fx.root();
+    let rules = vec![Rule {
+        glob: "assets/**".into(),
+        immutable: Some(true),
+        ..Rule::default()
+    }];
+    let ((disk, disk_stats), (ro, ro_stats)) = pair
+        .a
+        .run(move || {
+            (
+                serve_on(&root, rules, listen),
+                serve_on(&mnt, Vec::new(), listen),
+            )
+        })
+        .expect("servers in namespace a");
+    let cases = [
+        (&ro, &ro_stats, "/ro.bin", true, "a file on erofs"),
+        (
+            &disk,
+            &disk_stats,
+            "/assets/app.bin",
+            true,
+            "a file under `immutable = true`",
+        ),
+        (&disk, &disk_stats, "/frozen.bin", true, "a chattr +i file"),
+        (
+            &disk,
+            &disk_stats,
+            "/data/app.bin",
+            false,
+            "a mutable ext4 file",
+        ),
+    ];
+    for (srv, stats, path, by_reference, what) in cases {
+        let got = pair
+            .b
+            .run(|| lent(srv, stats, path, &body))
+            .expect("client in namespace b");
+        let want = if by_reference { body.len() as u64 } else { 0 };
+        assert_eq!(got, want, "{what} to a veth peer: bytes by reference");
+    }
+    disk.stop();
+    ro.stop();
 }
