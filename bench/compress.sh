@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # zcopy serve (gzip variant made once, sealed, sent by reference) vs nginx (`gzip on`,
-# gzip_types for JS, level as given; 1 worker, access_log off, sendfile on), side by
+# gzip_types for JS, level as given; 1 worker, access_log off, sendfile on) and, when
+# installed, caddy (`encode zstd gzip`, its default level, GOMAXPROCS=1), side by
 # side in one run on one compressible 200 KiB JS file, server pinned to CPU 0 and
 # wrk to CPU 1, every request with `Accept-Encoding: gzip`: requests/s, requests per
 # server CPU-second, and bytes per response body. Bounded in time.
@@ -66,6 +67,9 @@ open(sys.argv[1], "w").write("".join(out)[:200 * 1024])
 PY
 port_nginx=18090
 port_zcopy=18091
+port_caddy=18092
+servers=(nginx zcopy)
+command -v caddy >/dev/null && servers+=(caddy)
 cat > "$work/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -88,7 +92,29 @@ NGINX
 pids+=($!)
 "${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$work/www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &
 pids+=($!)
+if [[ " ${servers[*]} " == *" caddy "* ]]; then
+  cat > "$work/Caddyfile" <<CADDY
+{
+  admin off
+  auto_https off
+  log {
+    output discard
+  }
+}
+http://$addr:$port_caddy {
+  root * $work/www
+  encode zstd gzip
+  file_server
+}
+CADDY
+  "${in_srv[@]}" env GOMAXPROCS=1 HOME="$work" XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" \
+    taskset -c 0 caddy run --config "$work/Caddyfile" --adapter caddyfile > "$work/caddy.out" 2>&1 &
+  pids+=($!)
+fi
 sleep 1
+if [[ " ${servers[*]} " == *" caddy "* ]] && ! kill -0 "${pids[2]}" 2>/dev/null; then
+  echo "caddy did not start:" >&2; cat "$work/caddy.out" >&2; exit 1
+fi
 nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
 zcopy_pid=${pids[1]}
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
@@ -98,9 +124,10 @@ for _ in $(seq 50); do
   [ "$enc" = gzip ] && break; sleep 0.1
 done
 declare -A R
-for name in nginx zcopy; do
+for name in "${servers[@]}"; do
   port=$port_nginx pid=$nginx_worker
   [ $name = zcopy ] && port=$port_zcopy pid=$zcopy_pid
+  [ $name = caddy ] && port=$port_caddy pid=${pids[2]}
   R[$name.bytes]=$("${in_cli[@]}" curl -s -H 'Accept-Encoding: gzip' -o /dev/null -w '%{size_download} %header{content-encoding}' "http://$addr:$port/app.js")
   c0=$(cpu "$pid")
   out=$("${in_cli[@]}" taskset -c 1 wrk -t1 -c50 -d"${secs}s" --timeout 5s -H 'Accept-Encoding: gzip' "http://$addr:$port/app.js")
@@ -111,8 +138,12 @@ for name in nginx zcopy; do
   R[$name.err]=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
 done
 printf '%-6s %12s %10s %16s %s\n' server 'req/s' 'CPU-s' 'req/CPU-s' 'body bytes, encoding'
-for name in nginx zcopy; do
+for name in "${servers[@]}"; do
   printf '%-6s %12.0f %10.2f %16.0f %s %s\n' $name "${R[$name.rps]}" "${R[$name.cpu]}" "${R[$name.rpcpu]}" "${R[$name.bytes]}" "${R[$name.err]}"
 done
 printf '%s: zcopy/nginx: %.2fx req/s, %.2fx req per server CPU-s (nginx gzip_comp_level %s)\n' $mode \
   "$(echo "${R[zcopy.rps]} / ${R[nginx.rps]}" | bc -l)" "$(echo "${R[zcopy.rpcpu]} / ${R[nginx.rpcpu]}" | bc -l)" "$level"
+if [ -n "${R[caddy.rps]:-}" ]; then
+  printf '%s: zcopy/caddy: %.2fx req/s, %.2fx req per server CPU-s\n' $mode \
+    "$(echo "${R[zcopy.rps]} / ${R[caddy.rps]}" | bc -l)" "$(echo "${R[zcopy.rpcpu]} / ${R[caddy.rpcpu]}" | bc -l)"
+fi
