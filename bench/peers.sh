@@ -13,6 +13,9 @@
 # by itself.
 # ZCOPY_ARGS adds flags to `zcopy serve` (e.g. "--io uring"); then the results file
 # is named after them (bench/results/peers[-veth]-io-uring.md).
+# PEERS_EROFS=1 (root, erofs-utils): both servers serve the same files from an erofs
+# image mounted read-only (a source proven not to change: zcopy lends it by reference
+# to a local peer too); the results file gains "-erofs".
 # Usage: bench/peers.sh [--veth] [WRK_SECONDS] [DOWNLOADS]
 # (PEERS_BIG_MIB=N downloads an N MiB file instead of 1 GiB: for smoke runs.)
 set -euo pipefail
@@ -42,6 +45,7 @@ cleanup() {
     ip netns del "$ns_srv" 2>/dev/null || true
     ip netns del "$ns_cli" 2>/dev/null || true
   fi
+  [ -d "$work/ro" ] && umount -l "$work/ro" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -74,7 +78,15 @@ chmod 755 "$work" "$work/www"   # nginx workers run as www-data
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 head -c 65536 /dev/urandom > "$work/www/64k.bin"
 head -c $big /dev/urandom > "$work/www/1g.bin"
-cat "$work/www/1g.bin" > /dev/null   # warm the page cache
+www=$work/www
+if [ "${PEERS_EROFS:-}" = 1 ]; then
+  command -v mkfs.erofs >/dev/null || { echo "PEERS_EROFS=1 needs mkfs.erofs (erofs-utils)" >&2; exit 1; }
+  mkfs.erofs --quiet "$work/www.erofs" "$work/www" >/dev/null
+  mkdir "$work/ro"
+  mount -t erofs -o loop,ro "$work/www.erofs" "$work/ro"
+  www=$work/ro
+fi
+cat "$www/1g.bin" > /dev/null   # warm the page cache
 
 port_nginx=18080
 port_zcopy=18081
@@ -93,13 +105,13 @@ http {
   default_type application/octet-stream;
   server {
     listen $addr:$port_nginx;
-    root $work/www;
+    root $www;
   }
   # The same with nginx's open-file cache on (off by default), since zcopy keeps
   # small files open too: the fair second opinion.
   server {
     listen $addr:$port_nginx_ofc;
-    root $work/www;
+    root $www;
     open_file_cache max=4096 inactive=20s;
     open_file_cache_valid 1s;
   }
@@ -107,7 +119,7 @@ http {
 NGINX
 "${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
-"${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$work/www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &
+"${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &
 pids+=($!)
 sleep 1
 nginx_pid=$(cat "$work/nginx/nginx.pid")
@@ -159,6 +171,10 @@ if [ $mode = veth ]; then
   out=bench/results/peers-veth.md
   path="across a veth pair (server and client in two network namespaces)"
 fi
+if [ "${PEERS_EROFS:-}" = 1 ]; then
+  out=${out%.md}-erofs.md
+  path="$path, files on a read-only erofs image"
+fi
 if [ -n "${ZCOPY_ARGS:-}" ]; then
   out=${out%.md}-$(echo "$ZCOPY_ARGS" | tr -cs 'a-z0-9' '-' | sed 's/^-*//; s/-*$//').md
   path="$path, zcopy serve $ZCOPY_ARGS"
@@ -167,7 +183,7 @@ fi
   echo "# zcopy serve vs nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r), $(nproc) cores"
   echo
   echo "Server pinned to CPU 0 (1 worker each), client to CPU 1, $path, page cache warm."
-  echo "Run: \`$([ -n "${ZCOPY_ARGS:-}" ] && echo "ZCOPY_ARGS=\"$ZCOPY_ARGS\" ")bench/peers.sh $([ $mode = veth ] && echo '--veth ')$secs $downloads\` on $(date -u +%Y-%m-%d)."
+  echo "Run: \`$([ "${PEERS_EROFS:-}" = 1 ] && echo "PEERS_EROFS=1 ")$([ -n "${ZCOPY_ARGS:-}" ] && echo "ZCOPY_ARGS=\"$ZCOPY_ARGS\" ")bench/peers.sh $([ $mode = veth ] && echo '--veth ')$secs $downloads\` on $(date -u +%Y-%m-%d)."
   echo
   echo "| measure | nginx | zcopy | zcopy/nginx | target |"
   echo "|---|---|---|---|---|"
