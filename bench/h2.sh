@@ -201,7 +201,7 @@ echo "# HTTP/2 servers side by side, $mode, $(uname -r), $(nproc) cores"
 echo
 echo "Each server 1 worker/thread on CPU 0, the client on CPU 1; \`bench/h2.sh$flag $secs $rounds\`"
 echo "($rounds alternating rounds of ${secs}s per server, protocol and file). h2load -c 50 -m 10 -t 1"
-echo "(HTTP/1.1 rows: --h1 -c 50 -m 1); 1 GiB: curl, one download per round. zcopy: ZCOPY_ARGS='${ZCOPY_ARGS:-}'."
+echo "(HTTP/1.1 rows: --h1 -c 50 -m 1); ${big_mib} MiB download: curl, one per round. zcopy: ZCOPY_ARGS='${ZCOPY_ARGS:-}'."
 echo
 echo "| file | server | protocol | req/s | req per server CPU-s | vs nginx (same protocol) |"
 echo "|---|---|---|---|---|---|"
