@@ -71,4 +71,4 @@ def attack(args):
 
 
 if __name__ == "__main__":
-    a.run("data_closed_stream", __doc__, attack, count_default=256)
+    a.run("data_closed_stream", __doc__, attack, count_default=1536)

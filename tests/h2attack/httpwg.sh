@@ -23,5 +23,10 @@ total=$(sed -n 's/.*Passed [0-9]*\/\([0-9]*\) tests.*/\1/p' "$log" | tail -1)
 [ "$rc" = 124 ] && echo "httpwg timed out after 300 s" >&2
 crashed=$(( ${total:-0} - passed - failed ))
 echo "httpwg against $addr: $passed passed, $failed failed, $crashed crashed inside httpwg (a panic in the test), of ${total:-?} cases (log: $log)"
-grep '^❌ Test failed' "$log" | sed 's/^❌ Test failed: /  FAIL /' | sort || true
+# Each failure with the error httpwg reports right after it (its report's frame 0).
+awk 'function out() { if (name != "") print "  FAIL " name (why != "" ? "\n       (" why ")" : ""); name = ""; why = "" }
+     /^(❌|✅) Test / { out() }
+     /^❌ Test failed: / { name = $0; sub(/^❌ Test failed: /, "", name) }
+     /^ *0: / && name != "" && why == "" { why = $0; sub(/^ *0: /, "", why) }
+     END { out() }' "$log"
 [ "$failed" = 0 ] && [ "$passed" = "${total:-x}" ]
