@@ -234,7 +234,7 @@ z() { fig "zcopy/$1" "$2" | awk -v c="${3:-2}" '{print $c}'; }
 for p in h2c h2; do
   echo "- $p 1 KiB req per CPU-s, zcopy / nginx (≥ 1.30x): $(ratio "$(z $p 1k.bin)" "$(fig nginx/$p 1k.bin | awk '{print $2}')")," \
     "zcopy / h2o (≥ 1.00x): $(ratio "$(z $p 1k.bin)" "$(fig h2o/$p 1k.bin | awk '{print $2}')")"
-  [ "$big_mib" -gt 0 ] && echo "- $p 1 GiB CPU-s per GB, zcopy / nginx (≤ 1.00x): $(ratio "$(z $p big)" "$(fig nginx/$p big | awk '{print $2}')")"
+  [ "$big_mib" -gt 0 ] && echo "- $p ${big_mib} MiB download CPU-s per GB, zcopy / nginx (≤ 1.00x): $(ratio "$(z $p big)" "$(fig nginx/$p big | awk '{print $2}')")"
 done
 echo "- cost per 1 KiB request, zcopy HTTP/2 / HTTP/1.1 (≤ 1.20x): h2c/h1 $(ratio "$(z h1 1k.bin)" "$(z h2c 1k.bin)")," \
   "h2/h1 over TLS $(ratio "$(z h1tls 1k.bin)" "$(z h2 1k.bin)")"
