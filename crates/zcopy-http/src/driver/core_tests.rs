@@ -44,6 +44,7 @@ impl Harness {
                 site,
                 cache: FileCache::new(Duration::ZERO, 0),
                 checks: Default::default(),
+                publishes: Default::default(),
             },
             now: Instant::now(),
             shutting_down: false,

@@ -175,6 +175,7 @@ impl Common {
                 site: site.clone(),
                 cache,
                 checks: crate::auth::Checks::default(),
+                publishes: super::publish::Publisher::default(),
             },
             conn: live.config.conn(),
             config: live.config.clone(),
@@ -232,6 +233,12 @@ impl Common {
     /// resumes each ([`crate::proto::Conn::resume`]) and drives it.
     pub(crate) fn checked(&mut self, woken: &mut Vec<usize>) {
         self.responder.checks.completed(woken);
+    }
+
+    /// Publishes done (appended to `done`): the driver gives each answer to its
+    /// connection ([`crate::proto::Conn::on_published`]) and drives it.
+    pub(crate) fn published(&mut self, done: &mut Vec<super::publish::Published>) {
+        self.responder.publishes.completed(done);
     }
 
     /// Tells the responder which connection it answers next (`token`, as
@@ -297,6 +304,7 @@ impl Books {
         common.responder.checks = crate::auth::Checks::new(Some(Arc::new(move || {
             let _ = waker.wake();
         })));
+        common.responder.publishes = super::publish::Publisher::new(Some(ctl.waker.clone()));
         let books = Books {
             free: Vec::new(),
             runq: Vec::new(),

@@ -596,3 +596,72 @@ fn a_rule_turns_uploads_on_or_off_per_path() {
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     assert_eq!(names(&fx.root().join("ro")), ["a.txt"]);
 }
+
+/// Regression: publishing an upload (fsync of every dirty page, link, rename) ran on
+/// the event loop, and a GET to the same worker waited for the whole fsync (0.5 s
+/// for a 1 GiB body here). Now the publish runs in a pool off the loop; a GET sent
+/// while it syncs is answered at once.
+#[test]
+fn a_get_is_answered_promptly_while_a_large_upload_is_published() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Enough dirty data for a slow fsync (~0.4 s on this VM's disk).
+    const LEN: usize = 768 << 20;
+    for io in DRIVERS {
+        let fx = Fixture::new();
+        fx.file("small.txt", b"small and cached");
+        let srv = Arc::new(TestServer::start(&fx.root(), |c| {
+            uploads(io)(c);
+            c.workers = 1;
+            c.max_upload_size = 1 << 31;
+        }));
+        let sent = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicBool::new(false));
+        let uploader = {
+            let (srv, sent, answered) = (srv.clone(), sent.clone(), answered.clone());
+            std::thread::spawn(move || {
+                let mut s = srv.connect();
+                write!(
+                    s,
+                    "PUT /large.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {LEN}\r\n\r\n"
+                )
+                .unwrap();
+                let chunk = pattern(0, 1 << 20);
+                for _ in 0..LEN / chunk.len() {
+                    s.write_all(&chunk).unwrap();
+                }
+                sent.store(true, Ordering::SeqCst);
+                let r = read_response(&mut s, false).expect("an answer");
+                answered.store(true, Ordering::SeqCst);
+                r.status
+            })
+        };
+        let mut c = srv.connect();
+        while !sent.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // GETs back to back until the upload is answered: one of them is in flight
+        // while the body is published.
+        let (mut worst, mut gets) = (Duration::ZERO, 0);
+        while !answered.load(Ordering::SeqCst) {
+            let t = Instant::now();
+            c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let r = read_response(&mut c, false).expect("a GET answer");
+            worst = worst.max(t.elapsed());
+            gets += 1;
+            assert_eq!(r.status, 200);
+        }
+        assert_eq!(uploader.join().unwrap(), 201, "{io}");
+        let len = std::fs::metadata(fx.root().join("large.bin"))
+            .unwrap()
+            .len();
+        assert_eq!(len, LEN as u64, "{io}");
+        eprintln!("{io}: {gets} GETs during the publish, slowest {worst:?}");
+        assert!(
+            worst < Duration::from_millis(150),
+            "{io}: a GET waited {worst:?} while an upload was published"
+        );
+        drop(srv);
+        drop(fx);
+    }
+}
