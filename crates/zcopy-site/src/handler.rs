@@ -147,7 +147,30 @@ pub fn handle(
         out.clear();
         return Response::pending();
     }
+    if req.method == Method::Head
+        && matches!(resp.status, 200 | 404)
+        && eff.upload.unwrap_or(cfg.upload)
+        && !(cfg.upload_needs_auth && eff.auth.is_none())
+    {
+        upload_offset(site, req, out);
+    }
     resp
+}
+
+/// `HEAD` of a name uploads may go to (auth passed): says in `Upload-Offset` how
+/// many bytes of a resumable upload to it the server holds (0: none), for the next
+/// part's `Content-Range` (see [`crate::upload`]).
+fn upload_offset(site: &Site, req: &Request<'_>, out: &mut Vec<u8>) {
+    let Ok(clean) = path::clean(&req.target) else {
+        return;
+    };
+    if clean.trailing_slash || clean.segments.is_empty() || !out.ends_with(b"\r\n\r\n") {
+        return;
+    }
+    let n =
+        crate::upload::partial_len(&site.root, &clean, site.config.upload_resume_ttl).unwrap_or(0);
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(format!("Upload-Offset: {n}\r\n\r\n").as_bytes());
 }
 
 /// [`handle`] after the rules are known, with the client's [`Access`].
@@ -423,6 +446,51 @@ fn put_file(
     };
     if !upload::preconditions_hold(&cond, existing.as_ref()) {
         return reply.status(out, 412);
+    }
+    if let Some(cr) = req.content_range {
+        // A part of a resumable upload (see `upload`).
+        let Some(range) = upload::parse_content_range(cr) else {
+            return reply.status(out, 400);
+        };
+        if req.body == BodyFraming::Chunked || req.body_len != range.end - range.start + 1 {
+            return reply.status(out, 400);
+        }
+        if range.total > cfg.max_upload_size {
+            return reply.status(out, 413);
+        }
+        let ttl = cfg.upload_resume_ttl;
+        let sink = match upload::resume(
+            &site.root,
+            &clean,
+            dir,
+            name,
+            range,
+            cond,
+            cfg.max_upload_size,
+            ttl,
+        ) {
+            upload::Resume::Sink(sink) => sink,
+            upload::Resume::Offset(n) => {
+                let n = n.to_string();
+                return reply.status_with(out, 416, &[("Upload-Offset", &n)]);
+            }
+            upload::Resume::Busy => return reply.status(out, 409),
+            upload::Resume::Full => {
+                let body = "503 Service Unavailable (too many partial uploads)\n";
+                return reply.text(out, 503, body, &[("Retry-After", "60")]);
+            }
+            upload::Resume::Unsupported => return reply.status(out, 501),
+            upload::Resume::Failed(e) => {
+                tracing::warn!("upload: can't resume: {e}");
+                return reply.status(out, 500);
+            }
+        };
+        return Response {
+            status: 0,
+            body: Body::Receive(Box::new(sink)),
+            body_len: 0,
+            close: false,
+        };
     }
     match PutSink::create(dir, name, cond, cfg.max_upload_size) {
         Ok(sink) => Response {

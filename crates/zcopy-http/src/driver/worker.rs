@@ -253,6 +253,9 @@ impl Common {
         self.stats.connections(open, idle);
         self.responder.cache.evict_expired(self.now);
         self.stats.file_cache(&self.responder.cache);
+        if self.site.config.upload {
+            zcopy_site::upload::expire_partials(self.site.config.upload_resume_ttl);
+        }
     }
 }
 
