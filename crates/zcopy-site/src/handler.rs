@@ -903,6 +903,13 @@ fn serve_listing(
 ) -> Response {
     let cfg = &site.config;
     let query = clean.query.as_deref().unwrap_or("");
+    let ui = upload_ui(cfg, reply.eff);
+    if ui != listing::UploadUi::Off && query.split('&').any(|kv| kv == "asset=upload.js") {
+        // The listing page's upload script (not inline: CSP `script-src 'self'`).
+        let js = listing::UPLOAD_JS.as_bytes();
+        let ctype = "text/javascript; charset=utf-8";
+        return reply.body(out, 200, ctype, js, &[("Cache-Control", "no-cache")]);
+    }
     let json = query.split('&').any(|kv| kv == "format=json");
     let ctype = if json {
         "application/json"
@@ -978,7 +985,7 @@ fn serve_listing(
     let body = if json {
         listing::json(&entries)
     } else {
-        listing::html(&clean.segments, &entries, order, cfg.archives)
+        listing::html_with(&clean.segments, &entries, order, cfg.archives, ui)
     };
     let v = listing::validators(body.as_bytes(), dir_st, &entries);
     let lm = v.last_modified();
@@ -1023,6 +1030,18 @@ fn serve_listing(
         body_len: len as u64,
         close: reply.close,
     }
+}
+
+/// The upload controls a listing of a directory shows: none unless uploads are
+/// allowed there and a PUT would pass its auth (this request passed the same rule's).
+fn upload_ui(cfg: &crate::site_config::SiteConfig, eff: &Effective<'_>) -> listing::UploadUi {
+    let upload = eff.upload.unwrap_or(cfg.upload);
+    if !upload || (cfg.upload_needs_auth && eff.auth.is_none()) {
+        return listing::UploadUi::Off;
+    }
+    // Folders, new folder and delete (MKCOL, DELETE) need WebDAV, which this build
+    // does not have yet: files only.
+    listing::UploadUi::Files
 }
 
 /// A symlink in a listing: opened as a request for it would be (the symlink policy,

@@ -665,3 +665,55 @@ fn a_get_is_answered_promptly_while_a_large_upload_is_published() {
         drop(fx);
     }
 }
+
+/// The listing page offers upload (file input, drop zone, progress bar, its script
+/// from the server itself) only where uploads are allowed and would pass auth.
+#[test]
+fn the_listing_page_offers_upload_only_where_uploads_are_allowed() {
+    let fx = Fixture::new();
+    fx.file("a.txt", b"a");
+    let on = TestServer::start(&fx.root(), |c| {
+        uploads(io_driver())(c);
+        c.listing = true;
+    });
+    let page = request(&on, "GET", "/", &[]);
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(html.contains("id=\"zu-files\""), "{html}");
+    assert!(html.contains("<progress id=\"zu-bar\""));
+    assert!(html.contains("data-webdav=\"0\""));
+    assert!(html.contains("<script src=\"?asset=upload.js\" defer></script>"));
+    assert_eq!(html.matches("<script").count(), 1, "no inline script");
+    let js = request(&on, "GET", "/?asset=upload.js", &[]);
+    assert_eq!(js.status, 200);
+    assert!(
+        js.header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(String::from_utf8_lossy(&js.body).contains("XMLHttpRequest"));
+
+    let off = TestServer::start(&fx.root(), |c| c.listing = true);
+    let html = String::from_utf8_lossy(&request(&off, "GET", "/", &[]).body).into_owned();
+    assert!(
+        !html.contains("zu-files") && !html.contains("<script"),
+        "{html}"
+    );
+    let js = request(&off, "GET", "/?asset=upload.js", &[]);
+    assert!(!String::from_utf8_lossy(&js.body).contains("XMLHttpRequest"));
+
+    // Uploads on, but a PUT here would be refused (no auth rule on a listener that
+    // is not loopback): no controls either.
+    let guarded = TestServer::start(&fx.root(), |c| {
+        uploads(io_driver())(c);
+        c.listing = true;
+        c.listen = vec!["0.0.0.0:0".parse().unwrap()];
+    });
+    let mut addr = guarded.addr;
+    addr.set_ip([127, 0, 0, 1].into());
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!String::from_utf8_lossy(&r.body).contains("zu-files"));
+}
