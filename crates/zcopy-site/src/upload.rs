@@ -264,7 +264,36 @@ impl Drop for PutSink {
             if let Ok(file) = self.file.try_clone() {
                 part.give_back(file);
             }
+        } else if let Ok(file) = self.file.try_clone() {
+            // Unpublished (dropped, stalled, refused), its last close frees every
+            // block and page it has: not on the event loop (see `close_later`).
+            close_later(file);
         }
+    }
+}
+
+/// Files at least this large are closed by the closing thread, not where dropped.
+const CLOSE_LATER_MIN: u64 = 1 << 20;
+
+/// Closes `file` on a thread of its own when it is large: the last close of an
+/// unnamed file frees all its blocks and page-cache pages (240 ms for 700 MiB of
+/// dirty pages here), which must not stall an event loop. `file` must be the last
+/// descriptor of it that closes (the caller's own closes first, cheaply).
+pub fn close_later(file: File) {
+    static TX: LazyLock<Option<Mutex<std::sync::mpsc::Sender<File>>>> = LazyLock::new(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<File>();
+        std::thread::Builder::new()
+            .name("zcopy-close".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .map_err(|e| tracing::error!("closing thread: {e}"))
+            .ok()?;
+        Some(Mutex::new(tx))
+    });
+    if file.metadata().is_ok_and(|m| m.len() < CLOSE_LATER_MIN) {
+        return;
+    }
+    if let Some(tx) = TX.as_ref() {
+        let _ = crate::lock(tx).send(file);
     }
 }
 
@@ -476,7 +505,15 @@ fn key_of(root: &OwnedFd, clean: &CleanPath) -> Key {
 /// Drops the partials no part came for within `ttl` (also done at each part).
 pub fn expire_partials(ttl: Duration) {
     let now = Instant::now();
-    crate::lock(&PARTIALS).retain(|_, p| p.file.is_none() || now.duration_since(p.touched) < ttl);
+    let mut gone = Vec::new();
+    crate::lock(&PARTIALS).retain(|_, p| {
+        let keep = p.file.is_none() || now.duration_since(p.touched) < ttl;
+        if !keep {
+            gone.extend(p.file.take());
+        }
+        keep
+    });
+    gone.into_iter().for_each(close_later);
 }
 
 /// Bytes held of the partial upload to `clean` (after [`target`] allowed a PUT
@@ -552,7 +589,7 @@ pub fn resume(
         map.remove(&key);
         return Resume::Failed(e);
     }
-    map.insert(
+    let replaced = map.insert(
         key.clone(),
         Partial {
             dir: dir_id,
@@ -563,6 +600,10 @@ pub fn resume(
         },
     );
     drop(map);
+    if let Some(f) = replaced.and_then(|p| p.file) {
+        // Started over: the old partial goes.
+        close_later(f);
+    }
     Resume::Sink(PutSink {
         dir,
         name,

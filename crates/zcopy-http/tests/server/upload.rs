@@ -717,3 +717,61 @@ fn the_listing_page_offers_upload_only_where_uploads_are_allowed() {
     assert_eq!(r.status, 200);
     assert!(!String::from_utf8_lossy(&r.body).contains("zu-files"));
 }
+
+/// Regression: an upload dropped mid-body had its unnamed file closed on the event
+/// loop, and that last close frees every block and page of it (240 ms for 700 MiB
+/// here): a GET to the same worker waited. Now the closing thread closes it.
+#[test]
+fn a_get_is_answered_promptly_while_a_large_dropped_upload_is_freed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const LEN: usize = 1 << 30;
+    let fx = Fixture::new();
+    fx.file("small.txt", b"small and cached");
+    let srv = Arc::new(TestServer::start(&fx.root(), |c| {
+        uploads(IoDriver::Epoll)(c);
+        c.workers = 1;
+        c.max_upload_size = 1 << 31;
+    }));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let uploader = {
+        let (srv, dropped) = (srv.clone(), dropped.clone());
+        std::thread::spawn(move || {
+            let mut s = srv.connect();
+            write!(
+                s,
+                "PUT /large.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                LEN + 1
+            )
+            .unwrap();
+            let chunk = pattern(0, 1 << 20);
+            for _ in 0..LEN / chunk.len() {
+                s.write_all(&chunk).unwrap();
+            }
+            // One byte short: the server drops the upload when we go.
+            drop(s);
+            dropped.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut c = srv.connect();
+    while !dropped.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t0 = Instant::now();
+    let (mut worst, mut gets) = (Duration::ZERO, 0);
+    while t0.elapsed() < Duration::from_millis(1500) {
+        let t = Instant::now();
+        c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut c, false).expect("a GET answer");
+        worst = worst.max(t.elapsed());
+        gets += 1;
+        assert_eq!(r.status, 200);
+    }
+    uploader.join().unwrap();
+    eprintln!("{gets} GETs after the drop, slowest {worst:?}");
+    assert!(
+        worst < Duration::from_millis(150),
+        "a GET waited {worst:?} while a dropped upload was freed"
+    );
+    eventually("nothing left behind", || names(&fx.root()) == ["small.txt"]);
+}
