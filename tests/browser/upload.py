@@ -138,6 +138,43 @@ def main():
         srv.terminate()
         srv.wait(10)
 
+        # With WebDAV (a build that has --webdav): the page says so, and its
+        # new-folder button makes a directory (MKCOL) and a delete button removes a
+        # file (DELETE).
+        help_text = subprocess.run([ZCOPY, "serve", "--help"], capture_output=True, text=True).stdout
+        if "--webdav" in help_text:
+            dav, url = start(root, "--webdav")
+            procs.append(dav)
+            driver.get(url + "/")
+            zu = driver.find_element(By.ID, "zu")
+            assert zu.get_attribute("data-webdav") == "1", (
+                "--webdav is on but the page says data-webdav=0: set UploadUi::Dav in "
+                "handler::upload_ui from eff.webdav.unwrap_or(cfg.webdav)"
+            )
+            driver.find_element(By.ID, "zu-mkdir").click()
+            alert = WebDriverWait(driver, 10).until(lambda d: d.switch_to.alert)
+            alert.send_keys("new folder")
+            alert.accept()
+            WebDriverWait(driver, 20).until(
+                lambda d: os.path.isdir(os.path.join(root, "new folder"))
+            )
+            driver.get(url + "/")
+            for b in driver.find_elements(By.CLASS_NAME, "zu-del"):
+                if b.get_attribute("title") == "Delete existing.txt":
+                    b.click()
+                    WebDriverWait(driver, 10).until(lambda d: d.switch_to.alert).accept()
+                    break
+            else:
+                raise AssertionError("no delete button for existing.txt")
+            WebDriverWait(driver, 20).until(
+                lambda d: not os.path.exists(os.path.join(root, "existing.txt"))
+            )
+            dav.terminate()
+            dav.wait(10)
+            print("ok: new folder (MKCOL) and delete (DELETE) from the listing page")
+        else:
+            print("note: this build has no --webdav: the folder/delete controls were not driven")
+
         # Uploads off: the same page has no upload controls and no script.
         off, url = start(root)
         procs.append(off)

@@ -705,6 +705,25 @@ mod tests {
     }
 
     #[test]
+    fn upload_controls_only_when_asked_and_dav_ones_only_with_webdav() {
+        let e = [entry("a", false, 0, 0)];
+        let off = html(&[], &e, Order::default(), false);
+        assert!(!off.contains("id=\"zu\"") && !off.contains("<script"));
+        let files = html_with(&[], &e, Order::default(), false, UploadUi::Files);
+        assert!(files.contains("data-webdav=\"0\""));
+        assert!(files.contains("<script src=\"?asset=upload.js\" defer></script>"));
+        // The table is whole before the controls, and the footer after them.
+        let (table, rest) = files.split_once("</table>").unwrap();
+        assert!(table.contains("<tbody>") && rest.contains("<section id=\"zu\""));
+        assert!(rest.find("<footer>") > rest.find("</section>"));
+        let dav = html_with(&[], &e, Order::default(), false, UploadUi::Dav);
+        assert!(dav.contains("data-webdav=\"1\"") && dav.contains("files and folders"));
+        // The script shows the WebDAV controls only when the page says so.
+        assert!(UPLOAD_JS.contains("if (!dav) return;"));
+        assert!(UPLOAD_JS.contains("'MKCOL'") && UPLOAD_JS.contains("'DELETE'"));
+    }
+
+    #[test]
     fn json_escaping() {
         let entries = [
             entry("d", true, 0, 5),
