@@ -141,7 +141,8 @@ pub fn preconditions_hold(cond: &Conditions, existing: Option<&Validators>) -> b
 pub struct PutSink {
     dir: File,
     name: String,
-    file: File,
+    /// Its file (taken only when the sink goes: see `Drop`).
+    file: Option<File>,
     /// The temporary name the body is written under, when the file system has no
     /// `O_TMPFILE` (removed unless published).
     named: Option<String>,
@@ -162,7 +163,7 @@ impl PutSink {
             Ok(fd) => Ok(PutSink {
                 dir,
                 name,
-                file: File::from(fd),
+                file: Some(File::from(fd)),
                 named: None,
                 cond,
                 limit,
@@ -175,7 +176,7 @@ impl PutSink {
                 Ok(PutSink {
                     dir,
                     name,
-                    file: File::from(fd),
+                    file: Some(File::from(fd)),
                     named: Some(tmp),
                     cond,
                     limit,
@@ -189,7 +190,7 @@ impl PutSink {
     /// Links the complete, synced body in: `Ok(Some(created))`, `Ok(None)` when a
     /// precondition no longer holds.
     fn publish(&mut self) -> io::Result<Option<bool>> {
-        self.file.sync_all()?;
+        self.f().sync_all()?;
         let existing = match current(&self.dir, &self.name) {
             Ok(v) => v,
             Err(Refused::Status(_)) => return Ok(None),
@@ -233,14 +234,19 @@ impl PutSink {
         Ok(Some(created))
     }
 
+    /// The body's file (there until the sink is dropped).
+    fn f(&self) -> &File {
+        self.file.as_ref().expect("the sink's file")
+    }
+
     /// Gives the unnamed file the name `to` in its directory.
     fn link_unnamed(&self, to: &str) -> rustix::io::Result<()> {
         // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link does not.
         let proc = format!(
             "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&self.file)
+            std::os::fd::AsRawFd::as_raw_fd(self.f())
         );
-        match rustix::fs::linkat(&self.file, "", &self.dir, to, AtFlags::EMPTY_PATH) {
+        match rustix::fs::linkat(self.f(), "", &self.dir, to, AtFlags::EMPTY_PATH) {
             Ok(()) => Ok(()),
             Err(_) => rustix::fs::linkat(
                 rustix::fs::CWD,
@@ -258,16 +264,16 @@ impl Drop for PutSink {
         if let Some(tmp) = self.named.take() {
             let _ = rustix::fs::unlinkat(&self.dir, &tmp, AtFlags::empty());
         }
-        if let Some(part) = self.part.take() {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        match self.part.take() {
             // A part cut off (the client went away, the body stalled, the disk
             // filled): what arrived of it stays, for the next part to continue.
-            if let Ok(file) = self.file.try_clone() {
-                part.give_back(file);
-            }
-        } else if let Ok(file) = self.file.try_clone() {
+            Some(part) => part.give_back(file),
             // Unpublished (dropped, stalled, refused), its last close frees every
             // block and page it has: not on the event loop (see `close_later`).
-            close_later(file);
+            None => close_later(file),
         }
     }
 }
@@ -277,8 +283,9 @@ const CLOSE_LATER_MIN: u64 = 1 << 20;
 
 /// Closes `file` on a thread of its own when it is large: the last close of an
 /// unnamed file frees all its blocks and page-cache pages (240 ms for 700 MiB of
-/// dirty pages here), which must not stall an event loop. `file` must be the last
-/// descriptor of it that closes (the caller's own closes first, cheaply).
+/// dirty pages here), which must not stall an event loop. `file` must be the only
+/// descriptor left (moved here, never a clone: a clone closed first would leave
+/// the costly last close to the caller).
 pub fn close_later(file: File) {
     static TX: LazyLock<Option<Mutex<std::sync::mpsc::Sender<File>>>> = LazyLock::new(|| {
         let (tx, rx) = std::sync::mpsc::channel::<File>();
@@ -340,7 +347,7 @@ pub fn answer(out: &mut Vec<u8>, status: u16, close: bool, extra: &[(&str, &str)
 
 impl Sink for PutSink {
     fn file(&self) -> &File {
-        &self.file
+        self.f()
     }
 
     fn limit(&self) -> u64 {
@@ -349,18 +356,14 @@ impl Sink for PutSink {
 
     fn finish(mut self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
         if let Some(part) = &self.part {
-            let len = match self.file.metadata() {
+            let len = match self.f().metadata() {
                 Ok(m) => m.len(),
                 Err(e) => return status_of_error(&e, out),
             };
             if len < part.total {
-                // Not the last part: the partial waits for the next.
-                let part = self.part.take().expect("a part");
-                let file = match self.file.try_clone() {
-                    Ok(f) => f,
-                    Err(e) => return status_of_error(&e, out),
-                };
-                part.give_back(file);
+                // Not the last part: the partial waits for the next (given back
+                // as the sink goes).
+                drop(self);
                 let offset = len.to_string();
                 return answer(out, 202, close, &[("Upload-Offset", &offset)]);
             }
@@ -607,7 +610,7 @@ pub fn resume(
     Resume::Sink(PutSink {
         dir,
         name,
-        file,
+        file: Some(file),
         named: None,
         cond,
         limit,

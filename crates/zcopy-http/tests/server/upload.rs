@@ -597,6 +597,10 @@ fn a_rule_turns_uploads_on_or_off_per_path() {
     assert_eq!(names(&fx.root().join("ro")), ["a.txt"]);
 }
 
+/// The tests that upload most of a GiB run one at a time (their dirty pages and
+/// write-back would otherwise add to each other's latencies).
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Regression: publishing an upload (fsync of every dirty page, link, rename) ran on
 /// the event loop, and a GET to the same worker waited for the whole fsync (0.5 s
 /// for a 1 GiB body here). Now the publish runs in a pool off the loop; a GET sent
@@ -604,6 +608,7 @@ fn a_rule_turns_uploads_on_or_off_per_path() {
 #[test]
 fn a_get_is_answered_promptly_while_a_large_upload_is_published() {
     use std::sync::atomic::{AtomicBool, Ordering};
+    let _one_at_a_time = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     // Enough dirty data for a slow fsync (~0.4 s on this VM's disk).
     const LEN: usize = 768 << 20;
     for io in DRIVERS {
@@ -724,6 +729,7 @@ fn the_listing_page_offers_upload_only_where_uploads_are_allowed() {
 #[test]
 fn a_get_is_answered_promptly_while_a_large_dropped_upload_is_freed() {
     use std::sync::atomic::{AtomicBool, Ordering};
+    let _one_at_a_time = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     const LEN: usize = 1 << 30;
     let fx = Fixture::new();
     fx.file("small.txt", b"small and cached");
