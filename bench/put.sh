@@ -1,24 +1,68 @@
-#!/bin/sh
-# PUT of one large file: zcopy serve --upload vs nginx (dav_methods PUT), side by
-# side in one run, over loopback. Server pinned to CPU 0, curl to CPU 1. Reports
-# wall-clock throughput and server CPU (user+sys from /proc) per GB.
+#!/usr/bin/env bash
+# PUT of one large file: zcopy serve --upload vs nginx (dav_methods PUT) and, when
+# installed, dufs (`cargo install dufs`), side by side in one run (rounds
+# interleaved). Over loopback, or with --veth (root) across a veth pair: the servers
+# in one network namespace, curl in another, addresses from 198.18.0.0/15, both
+# namespaces removed on exit. Servers pinned to CPU 0, curl to CPU 1. Reports
+# wall-clock throughput and server CPU (user+sys of every thread, from /proc) per GB,
+# and the medians.
 #
-#   bench/put.sh [ZCOPY_BIN] [SIZE_MIB] [ROUNDS] [DIR]
+#   bench/put.sh [--veth] [ZCOPY_BIN] [SIZE_MIB] [ROUNDS] [DIR]
 #
 # DIR is where uploads land (default: a tmpfs under /dev/shm, so the disk is not
 # what is measured; give a disk directory to include write-back and zcopy's fsync).
-set -eu
+# DUFS=path picks the dufs binary (default: dufs on PATH, else ~/.cargo/bin/dufs).
+set -euo pipefail
+mode=lo
+if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 ZCOPY=${1:-target/release/zcopy}
 MIB=${2:-1024}
 ROUNDS=${3:-3}
 BASE=${4:-/dev/shm/zcopy-put-bench}
+DUFS=${DUFS:-$(command -v dufs || echo "$HOME/.cargo/bin/dufs")}
+[ -x "$DUFS" ] || DUFS=
 PORT_Z=18801
 PORT_N=18802
+PORT_D=18803
 rm -rf "$BASE"
-mkdir -p "$BASE/z" "$BASE/n" "$BASE/ntmp" "$BASE/src"
+mkdir -p "$BASE/z" "$BASE/n" "$BASE/d" "$BASE/ntmp" "$BASE/src"
 SRC=$BASE/src/body.bin
 head -c $((MIB * 1024 * 1024)) /dev/urandom > "$SRC"
 cat "$SRC" > /dev/null
+
+in_srv=()
+in_cli=()
+ADDR=127.0.0.1
+ns_srv=zcput$$s
+ns_cli=zcput$$c
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ $mode = veth ]; then
+    ip netns del "$ns_srv" 2>/dev/null || true
+    ip netns del "$ns_cli" 2>/dev/null || true
+  fi
+  rm -rf "$BASE"
+}
+trap cleanup EXIT
+if [ $mode = veth ]; then
+  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
+  net=$(( $$ % 16384 * 4 ))   # one /30 of 198.18.0.0/16 per run
+  ADDR=198.18.$((net / 256)).$((net % 256 + 1))
+  cli_addr=198.18.$((net / 256)).$((net % 256 + 2))
+  ip netns add "$ns_srv"
+  ip netns add "$ns_cli"
+  ip link add veth0 netns "$ns_srv" type veth peer name veth1 netns "$ns_cli"
+  ip -n "$ns_srv" addr add "$ADDR/30" dev veth0
+  ip -n "$ns_cli" addr add "$cli_addr/30" dev veth1
+  ip -n "$ns_srv" link set lo up
+  ip -n "$ns_cli" link set lo up
+  ip -n "$ns_srv" link set veth0 up
+  ip -n "$ns_cli" link set veth1 up
+  in_srv=(ip netns exec "$ns_srv")
+  in_cli=(ip netns exec "$ns_cli")
+fi
 
 cat > "$BASE/nginx.conf" <<EOF
 user root;
@@ -32,7 +76,7 @@ http {
   client_body_temp_path $BASE/ntmp;
   client_max_body_size 0;
   server {
-    listen 127.0.0.1:$PORT_N;
+    listen $ADDR:$PORT_N;
     root $BASE/n;
     location / { dav_methods PUT; create_full_put_path off; }
   }
@@ -41,34 +85,48 @@ EOF
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
+RESULTS=$BASE/results.txt
+: > "$RESULTS"
 
 measure() { # name pid port dir
-    name=$1; pid=$2; port=$3; dir=$4
-    for r in $(seq "$ROUNDS"); do
-        rm -f "$dir/up.bin"
-        c0=$(cpu_ticks "$pid")
-        t0=$(date +%s.%N)
-        code=$(taskset -c 1 curl -s -o /dev/null -w '%{http_code}' -T "$SRC" "http://127.0.0.1:$port/up.bin")
-        t1=$(date +%s.%N)
-        c1=$(cpu_ticks "$pid")
-        cmp -s "$SRC" "$dir/up.bin" || { echo "$name: upload differs ($code)" >&2; cat "$BASE/nginx.err" >&2; exit 1; }
-        awk -v n="$name" -v r="$r" -v c="$code" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" \
-            -v mib="$MIB" -v hz="$tick" 'BEGIN {
-              gb = mib * 1048576 / 1e9; s = t1 - t0; cpu = (c1 - c0) / hz;
-              printf "%-6s round %d: %s  %.2f GB/s  server CPU %.2f s/GB\n", n, r, c, gb / s, cpu / gb }'
-    done
+  local name=$1 pid=$2 port=$3 dir=$4
+  rm -f "$dir/up.bin"
+  local c0 t0 code t1 c1
+  c0=$(cpu_ticks "$pid")
+  t0=$(date +%s.%N)
+  code=$("${in_cli[@]}" taskset -c 1 curl -s -o /dev/null -w '%{http_code}' -T "$SRC" "http://$ADDR:$port/up.bin")
+  t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$pid")
+  cmp -s "$SRC" "$dir/up.bin" || { echo "$name: upload differs ($code)" >&2; cat "$BASE/nginx.err" >&2; exit 1; }
+  awk -v n="$name" -v c="$code" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" \
+      -v mib="$MIB" -v hz="$tick" 'BEGIN {
+        gb = mib * 1048576 / 1e9; s = t1 - t0; cpu = (c1 - c0) / hz;
+        printf "%-6s %s  %.2f GB/s  server CPU %.2f s/GB\n", n, c, gb / s, cpu / gb }' | tee -a "$RESULTS"
 }
 
-taskset -c 0 "$ZCOPY" serve "$BASE/z" --listen 127.0.0.1:$PORT_Z --upload --io epoll -q > /dev/null 2>&1 &
-ZPID=$!
-taskset -c 0 nginx -c "$BASE/nginx.conf" &
-NPID=$!
-trap 'kill $ZPID $NPID 2>/dev/null; wait 2>/dev/null; rm -rf "$BASE"' EXIT
+"${in_srv[@]}" taskset -c 0 "$ZCOPY" serve "$BASE/z" --listen "$ADDR:$PORT_Z" --upload \
+  --allow-anonymous-writes --max-upload-size 64G --io epoll -q > /dev/null 2>&1 &
+ZPID=$!; pids+=("$ZPID")
+"${in_srv[@]}" taskset -c 0 nginx -c "$BASE/nginx.conf" &
+NPID=$!; pids+=("$NPID")
+if [ -n "$DUFS" ]; then
+  "${in_srv[@]}" taskset -c 0 "$DUFS" "$BASE/d" -b "$ADDR" -p $PORT_D --allow-upload > /dev/null 2>&1 &
+  DPID=$!; pids+=("$DPID")
+fi
 sleep 1
 # nginx's master forks the worker that does the work: measure the worker.
 NW=$(pgrep -P "$NPID" | head -1)
-echo "PUT of $MIB MiB to $BASE ($ROUNDS rounds each, interleaved)"
-for r in $(seq "$ROUNDS"); do
-    ROUNDS=1 measure zcopy "$ZPID" $PORT_Z "$BASE/z"
-    ROUNDS=1 measure nginx "$NW" $PORT_N "$BASE/n"
+echo "PUT of $MIB MiB to $BASE over $mode ($ROUNDS rounds each, interleaved)"
+for _ in $(seq "$ROUNDS"); do
+  measure zcopy "$ZPID" $PORT_Z "$BASE/z"
+  measure nginx "$NW" $PORT_N "$BASE/n"
+  if [ -n "$DUFS" ]; then measure dufs "$DPID" $PORT_D "$BASE/d"; fi
+done
+[ -n "$DUFS" ] || echo "(dufs not installed: cargo install dufs)"
+echo "medians:"
+for n in zcopy nginx dufs; do
+  grep "^$n " "$RESULTS" | awk '{print $3, $7}' | sort -n | awk -v n="$n" '
+    { tp[NR] = $1; } END { if (NR) printf "%-6s %.2f GB/s\n", n, tp[int((NR + 1) / 2)] }'
+  grep "^$n " "$RESULTS" | awk '{print $7}' | sort -n | awk -v n="$n" '
+    { c[NR] = $1; } END { if (NR) printf "%-6s %.2f CPU s/GB\n", n, c[int((NR + 1) / 2)] }'
 done

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 for tool in curl wget strace gzip chromium openssl; do command -v "$tool" >/dev/null || need+=("$tool"); done
+# The listing page's upload runs in a real browser: chromium driven by chromedriver.
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 # `ip` (network namespaces joined by a veth pair: crates/zcopy-netns) comes in iproute2.
 command -v ip >/dev/null || need+=(iproute2)
 command -v prlimit >/dev/null || need+=(util-linux)
@@ -22,10 +24,21 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "note: ${need[*]} not installed; the tests that use them will say skipped" >&2
   fi
 fi
+# selenium (PyPI) drives the browser test; without it that test says skipped.
+if ! python3 -c 'import selenium' 2>/dev/null && command -v pip3 >/dev/null; then
+  pip3 install -q --break-system-packages selenium >/dev/null 2>&1 \
+    || echo "note: selenium not installed; the browser test will say skipped" >&2
+fi
 
 cargo test --workspace --all-targets
 # --all-targets leaves out doc tests: the library's quick start and examples in its docs.
 cargo test --workspace --doc
+
+# The listing page's upload in headless chromium (exit 77: skipped, and says why).
+echo "== browser: upload from the listing page"
+cargo build -q -p zcopy-cli
+rc=0; python3 tests/browser/upload.py target/debug/zcopy || rc=$?
+if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then exit "$rc"; fi
 
 # The library's examples check their own output byte for byte.
 for ex in copy_file serve_file recv_splice tee_fanout; do

@@ -347,6 +347,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         archives: get(&s.archives),
         upload: get(&s.upload),
         max_upload_size: get(&s.max_upload_size).bytes_per_sec(),
+        upload_resume_ttl: get(&s.upload_resume_timeout).duration(),
         allow_anonymous_writes: get(&s.allow_anonymous_writes),
         limits: Limits {
             max_request_line: get(&s.max_request_line).0,

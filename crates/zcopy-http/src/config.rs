@@ -50,6 +50,8 @@ pub struct Config {
     pub upload: bool,
     /// Largest upload accepted (→ 413 before its body is read).
     pub max_upload_size: u64,
+    /// A partial resumable upload is dropped after this long without a part.
+    pub upload_resume_ttl: Duration,
     /// Uploads on a listener that is not loopback need no auth rule (a warning says so).
     pub allow_anonymous_writes: bool,
     /// Access log destination, if any.
@@ -130,6 +132,7 @@ impl Default for Config {
             max_body_discard: 1024 * 1024,
             upload: false,
             max_upload_size: 1 << 30,
+            upload_resume_ttl: zcopy_site::upload::RESUME_TTL,
             allow_anonymous_writes: false,
             access_log: None,
             access_log_format: crate::access_log::LogFormat::Common,
@@ -172,6 +175,7 @@ impl Config {
             https_port: self.https_port,
             upload: self.upload,
             max_upload_size: self.max_upload_size,
+            upload_resume_ttl: self.upload_resume_ttl,
             // Whatever `upload` says: a rule may turn uploads on for some paths.
             upload_needs_auth: !self.allow_anonymous_writes
                 && self

@@ -392,6 +392,33 @@ struct Receive {
     limit: u64,
 }
 
+/// An upload's publish, taken off a connection ([`Conn::take_publish`]) to be run
+/// where blocking on the disk does no harm (a thread of a pool).
+#[derive(Debug)]
+pub struct PublishJob {
+    sink: Box<dyn Sink>,
+    close: bool,
+    out: Vec<u8>,
+}
+
+impl PublishJob {
+    /// Publishes the body (fsync, link, rename: blocks on the disk) and returns the
+    /// answer and the buffer holding its head, for [`Conn::on_published`].
+    pub fn run(mut self) -> (Response, Vec<u8>) {
+        let mut resp = self.sink.finish(&mut self.out, self.close);
+        resp.close |= self.close;
+        (resp, self.out)
+    }
+}
+
+/// An upload being published off the loop.
+#[derive(Debug)]
+struct Publishing {
+    /// The driver's name for this publish (the answer must be for it).
+    id: u64,
+    meta: Meta,
+}
+
 /// Where a chunked request body is (RFC 9112 §7.1): decoded from the read buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chunk {
@@ -422,6 +449,10 @@ enum State {
     Respond(Box<Respond>),
     /// Receiving an accepted request body (body timeout).
     Receive(Box<Receive>),
+    /// The whole body is in; its sink is being published off the event loop (fsync,
+    /// link, rename): the answer comes with [`Conn::on_published`] (no timeout: the
+    /// body is whole, the publish finishes whatever the client does).
+    Publishing(Box<Publishing>),
     /// The file is being changed by another process: let queued bytes leave, then close.
     Draining { until: Instant },
     /// Response done, write side to be shut (`shut`: done), reading until EOF.
@@ -634,7 +665,7 @@ impl Conn {
                     }
                     return Intent::ReceiveBody { len: r.left };
                 }
-                State::Checking => return Intent::Wait,
+                State::Checking | State::Publishing(_) => return Intent::Wait,
                 State::Draining { .. } => {
                     if env.now >= self.queue_check {
                         self.queue_check = env.now + QUEUE_CHECK;
@@ -1262,6 +1293,10 @@ impl Conn {
                 tracing::debug!(peer = %self.peer, "request body stalled; dropping it");
                 self.end_receive(env, 408);
             }
+            State::Publishing(_) => {
+                // A publish takes what the disk takes: wait on.
+                self.deadline = now + env.config.body_timeout;
+            }
             State::Draining { .. } => {}
             State::Closed { .. } => {}
         }
@@ -1454,18 +1489,70 @@ impl Conn {
     }
 
     /// The whole body is in the sink (after [`Intent::Publish`]): the sink publishes
-    /// it and answers.
+    /// it and answers, here and now (a driver that publishes off its loop uses
+    /// [`Conn::take_publish`] and [`Conn::on_published`] instead).
     pub fn publish(&mut self, env: &mut Env<'_, impl Observer>) {
-        let old = std::mem::replace(&mut self.state, State::Closing { shut: false });
-        let State::Receive(r) = old else {
-            self.state = old;
+        let Some(job) = self.take_publish(env, 0) else {
             return;
         };
-        let close = r.close || env.shutting_down;
-        let mut out = env.bufs.take();
-        let mut resp = r.sink.finish(&mut out, close);
-        resp.close |= close;
-        self.start_response(env, resp, out, r.meta);
+        let (resp, out) = job.run();
+        self.on_published(env, 0, resp, out);
+    }
+
+    /// The whole body is in the sink (after [`Intent::Publish`]): hands the sink
+    /// over, to be published elsewhere (fsync, link and rename block on the disk).
+    /// The connection waits ([`Intent::Wait`]) until [`Conn::on_published`] brings
+    /// the answer of the publish named `id`.
+    pub fn take_publish(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+        id: u64,
+    ) -> Option<PublishJob> {
+        if !matches!(&self.state, State::Receive(r) if r.left == 0 && r.chunked.is_none()) {
+            return None;
+        }
+        let State::Receive(r) = std::mem::replace(
+            &mut self.state,
+            State::Publishing(Box::new(Publishing {
+                id,
+                meta: Meta::default(),
+            })),
+        ) else {
+            return None;
+        };
+        let r = *r;
+        if let State::Publishing(p) = &mut self.state {
+            p.meta = r.meta;
+        }
+        self.deadline = env.now + env.config.body_timeout;
+        Some(PublishJob {
+            sink: r.sink,
+            close: r.close || env.shutting_down,
+            out: env.bufs.take(),
+        })
+    }
+
+    /// The publish named `id` answered with `resp` (its head in `out`, from
+    /// [`PublishJob::run`]): the answer is sent. An answer for a publish this
+    /// connection is not waiting for is dropped.
+    pub fn on_published(
+        &mut self,
+        env: &mut Env<'_, impl Observer>,
+        id: u64,
+        mut resp: Response,
+        out: Vec<u8>,
+    ) {
+        if !matches!(&self.state, State::Publishing(p) if p.id == id) {
+            env.bufs.give(out);
+            return;
+        }
+        let State::Publishing(p) =
+            std::mem::replace(&mut self.state, State::Closing { shut: false })
+        else {
+            return;
+        };
+        resp.close |= env.shutting_down;
+        self.start_response(env, resp, out, p.meta);
     }
 
     /// Gives up on a body being received (the sink is dropped: nothing is
@@ -1535,6 +1622,10 @@ impl Conn {
     pub fn on_dropped(&mut self, env: &mut Env<'_, impl Observer>) {
         if matches!(self.state, State::Receive(_)) {
             self.end_receive(env, 400);
+        }
+        if matches!(self.state, State::Publishing(_)) {
+            // The body is whole: its publish goes on; the answer has nobody to go to.
+            self.state = State::Closed { reset: false };
         }
         if matches!(self.state, State::Respond(_)) {
             self.end_response(env);

@@ -101,6 +101,8 @@ pub struct Request<'a> {
     pub host: Option<&'a str>,
     /// Range header value.
     pub range: Option<&'a str>,
+    /// Content-Range header value (a part of a resumable PUT).
+    pub content_range: Option<&'a str>,
     /// If-Range header value.
     pub if_range: Option<&'a str>,
     /// If-None-Match header value.
@@ -147,6 +149,7 @@ impl<'a> Request<'a> {
             expect_continue: false,
             host: None,
             range: None,
+            content_range: None,
             if_range: None,
             if_none_match: None,
             if_match: None,
@@ -607,6 +610,8 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
             req.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         } else if eq("range") {
             set_once(&mut req.range, value, "repeated Range")?;
+        } else if eq("content-range") {
+            set_once(&mut req.content_range, value, "repeated Content-Range")?;
         } else if eq("if-range") {
             set_once(&mut req.if_range, value, "repeated If-Range")?;
         } else if eq("if-none-match") {

@@ -147,7 +147,30 @@ pub fn handle(
         out.clear();
         return Response::pending();
     }
+    if req.method == Method::Head
+        && matches!(resp.status, 200 | 404)
+        && eff.upload.unwrap_or(cfg.upload)
+        && !(cfg.upload_needs_auth && eff.auth.is_none())
+    {
+        upload_offset(site, req, out);
+    }
     resp
+}
+
+/// `HEAD` of a name uploads may go to (auth passed): says in `Upload-Offset` how
+/// many bytes of a resumable upload to it the server holds (0: none), for the next
+/// part's `Content-Range` (see [`crate::upload`]).
+fn upload_offset(site: &Site, req: &Request<'_>, out: &mut Vec<u8>) {
+    let Ok(clean) = path::clean(&req.target) else {
+        return;
+    };
+    if clean.trailing_slash || clean.segments.is_empty() || !out.ends_with(b"\r\n\r\n") {
+        return;
+    }
+    let n =
+        crate::upload::partial_len(&site.root, &clean, site.config.upload_resume_ttl).unwrap_or(0);
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(format!("Upload-Offset: {n}\r\n\r\n").as_bytes());
 }
 
 /// [`handle`] after the rules are known, with the client's [`Access`].
@@ -423,6 +446,51 @@ fn put_file(
     };
     if !upload::preconditions_hold(&cond, existing.as_ref()) {
         return reply.status(out, 412);
+    }
+    if let Some(cr) = req.content_range {
+        // A part of a resumable upload (see `upload`).
+        let Some(range) = upload::parse_content_range(cr) else {
+            return reply.status(out, 400);
+        };
+        if req.body == BodyFraming::Chunked || req.body_len != range.end - range.start + 1 {
+            return reply.status(out, 400);
+        }
+        if range.total > cfg.max_upload_size {
+            return reply.status(out, 413);
+        }
+        let ttl = cfg.upload_resume_ttl;
+        let sink = match upload::resume(
+            &site.root,
+            &clean,
+            dir,
+            name,
+            range,
+            cond,
+            cfg.max_upload_size,
+            ttl,
+        ) {
+            upload::Resume::Sink(sink) => sink,
+            upload::Resume::Offset(n) => {
+                let n = n.to_string();
+                return reply.status_with(out, 416, &[("Upload-Offset", &n)]);
+            }
+            upload::Resume::Busy => return reply.status(out, 409),
+            upload::Resume::Full => {
+                let body = "503 Service Unavailable (too many partial uploads)\n";
+                return reply.text(out, 503, body, &[("Retry-After", "60")]);
+            }
+            upload::Resume::Unsupported => return reply.status(out, 501),
+            upload::Resume::Failed(e) => {
+                tracing::warn!("upload: can't resume: {e}");
+                return reply.status(out, 500);
+            }
+        };
+        return Response {
+            status: 0,
+            body: Body::Receive(Box::new(sink)),
+            body_len: 0,
+            close: false,
+        };
     }
     match PutSink::create(dir, name, cond, cfg.max_upload_size) {
         Ok(sink) => Response {
@@ -835,6 +903,13 @@ fn serve_listing(
 ) -> Response {
     let cfg = &site.config;
     let query = clean.query.as_deref().unwrap_or("");
+    let ui = upload_ui(cfg, reply.eff);
+    if ui != listing::UploadUi::Off && query.split('&').any(|kv| kv == "asset=upload.js") {
+        // The listing page's upload script (not inline: CSP `script-src 'self'`).
+        let js = listing::UPLOAD_JS.as_bytes();
+        let ctype = "text/javascript; charset=utf-8";
+        return reply.body(out, 200, ctype, js, &[("Cache-Control", "no-cache")]);
+    }
     let json = query.split('&').any(|kv| kv == "format=json");
     let ctype = if json {
         "application/json"
@@ -910,7 +985,7 @@ fn serve_listing(
     let body = if json {
         listing::json(&entries)
     } else {
-        listing::html(&clean.segments, &entries, order, cfg.archives)
+        listing::html_with(&clean.segments, &entries, order, cfg.archives, ui)
     };
     let v = listing::validators(body.as_bytes(), dir_st, &entries);
     let lm = v.last_modified();
@@ -955,6 +1030,18 @@ fn serve_listing(
         body_len: len as u64,
         close: reply.close,
     }
+}
+
+/// The upload controls a listing of a directory shows: none unless uploads are
+/// allowed there and a PUT would pass its auth (this request passed the same rule's).
+fn upload_ui(cfg: &crate::site_config::SiteConfig, eff: &Effective<'_>) -> listing::UploadUi {
+    let upload = eff.upload.unwrap_or(cfg.upload);
+    if !upload || (cfg.upload_needs_auth && eff.auth.is_none()) {
+        return listing::UploadUi::Off;
+    }
+    // Folders, new folder and delete (MKCOL, DELETE) need WebDAV, which this build
+    // does not have yet: files only.
+    listing::UploadUi::Files
 }
 
 /// A symlink in a listing: opened as a request for it would be (the symlink policy,

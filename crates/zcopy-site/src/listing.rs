@@ -380,6 +380,43 @@ fn column_head(out: &mut String, label: &str, key: Key, class: &str, current: Or
 /// count in a `title`; dates are UTC. Column heads are sort links (no JavaScript);
 /// the footer counts entries and adds up file sizes.
 pub fn html(segments: &[String], entries: &[Entry], order: Order, archive: bool) -> String {
+    html_with(segments, entries, order, archive, UploadUi::Off)
+}
+
+/// Upload controls on a listing page (only where the directory takes uploads and the
+/// request passed its auth).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UploadUi {
+    /// None.
+    #[default]
+    Off,
+    /// A file picker and drop zone: each file a raw PUT, with a progress bar.
+    Files,
+    /// Also folders (MKCOL), a new-folder button and delete buttons (WebDAV is on).
+    Dav,
+}
+
+/// The script behind [`UploadUi`], served by the server itself at
+/// `DIR/?asset=upload.js` (no inline script: a `script-src 'self'` CSP holds).
+pub const UPLOAD_JS: &str = include_str!("assets/upload.js");
+
+/// The upload controls' style.
+const UPLOAD_STYLE: &str = "\
+#zu{margin-top:1em}\
+#zu-drop{border:2px dashed var(--line);border-radius:.5em;padding:1em;text-align:center;color:var(--muted)}\
+#zu-drop.over{border-color:var(--link);color:var(--fg)}\
+#zu-bar{width:100%}\
+.zu-del{margin-left:.6em;font-size:.8em}\
+";
+
+/// [`html`] with upload controls.
+pub fn html_with(
+    segments: &[String],
+    entries: &[Entry],
+    order: Order,
+    archive: bool,
+    upload: UploadUi,
+) -> String {
     let mut url_path = String::from("/");
     for s in segments {
         url_path.push_str(s);
@@ -393,6 +430,9 @@ pub fn html(segments: &[String], entries: &[Entry], order: Order, archive: bool)
     push_html(&mut out, &url_path);
     out.push_str("</title>\n<style>");
     out.push_str(STYLE);
+    if upload != UploadUi::Off {
+        out.push_str(UPLOAD_STYLE);
+    }
     out.push_str("</style>\n</head>\n<body>\n<h1>Index of <nav style=\"display:inline\" aria-label=\"breadcrumbs\">");
     // Breadcrumbs: "/" then each ancestor, as relative links up the tree.
     let depth = segments.len();
@@ -446,10 +486,29 @@ pub fn html(segments: &[String], entries: &[Entry], order: Order, archive: bool)
         }
         let _ = writeln!(out, "<td class=\"date\">{}</td></tr>", iso_utc(e.modified));
     }
+    out.push_str("</tbody>\n</table>\n");
+    if upload != UploadUi::Off {
+        let dav = u8::from(upload == UploadUi::Dav);
+        let _ = write!(
+            out,
+            "<section id=\"zu\" data-webdav=\"{dav}\" aria-label=\"upload\">\n\
+             <p><label>Upload files: <input type=\"file\" id=\"zu-files\" multiple></label> \
+             <button type=\"button\" id=\"zu-mkdir\" hidden>New folder</button></p>\n\
+             <div id=\"zu-drop\">or drop {} here</div>\n\
+             <progress id=\"zu-bar\" max=\"1\" value=\"0\" hidden></progress>\n\
+             <p id=\"zu-status\" role=\"status\"></p>\n</section>\n\
+             <script src=\"?asset=upload.js\" defer></script>\n",
+            if dav == 1 {
+                "files and folders"
+            } else {
+                "files"
+            }
+        );
+    }
     let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let _ = write!(
         out,
-        "</tbody>\n</table>\n<footer>{}, {} — <span title=\"{total} bytes\">{}</span>          · <a href=\"?format=json\">JSON</a>{}</footer>\n</body>\n</html>\n",
+        "<footer>{}, {} — <span title=\"{total} bytes\">{}</span>          · <a href=\"?format=json\">JSON</a>{}</footer>\n</body>\n</html>\n",
         plural(dirs, "directory", "directories"),
         plural(files, "file", "files"),
         human_size(total),
@@ -643,6 +702,25 @@ mod tests {
         let page = html(&[], &[entry("a", false, 0, 0)], Order::default(), true);
         assert!(!page.contains("../"));
         assert!(page.contains("<title>Index of /</title>"));
+    }
+
+    #[test]
+    fn upload_controls_only_when_asked_and_dav_ones_only_with_webdav() {
+        let e = [entry("a", false, 0, 0)];
+        let off = html(&[], &e, Order::default(), false);
+        assert!(!off.contains("id=\"zu\"") && !off.contains("<script"));
+        let files = html_with(&[], &e, Order::default(), false, UploadUi::Files);
+        assert!(files.contains("data-webdav=\"0\""));
+        assert!(files.contains("<script src=\"?asset=upload.js\" defer></script>"));
+        // The table is whole before the controls, and the footer after them.
+        let (table, rest) = files.split_once("</table>").unwrap();
+        assert!(table.contains("<tbody>") && rest.contains("<section id=\"zu\""));
+        assert!(rest.find("<footer>") > rest.find("</section>"));
+        let dav = html_with(&[], &e, Order::default(), false, UploadUi::Dav);
+        assert!(dav.contains("data-webdav=\"1\"") && dav.contains("files and folders"));
+        // The script shows the WebDAV controls only when the page says so.
+        assert!(UPLOAD_JS.contains("if (!dav) return;"));
+        assert!(UPLOAD_JS.contains("'MKCOL'") && UPLOAD_JS.contains("'DELETE'"));
     }
 
     #[test]

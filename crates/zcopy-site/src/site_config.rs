@@ -42,6 +42,8 @@ pub struct SiteConfig {
     pub upload: bool,
     /// Largest upload accepted (→ 413 before its body is read).
     pub max_upload_size: u64,
+    /// A partial resumable upload is dropped after this long without a part.
+    pub upload_resume_ttl: std::time::Duration,
     /// A write needs an auth rule covering its path (a listener is not loopback and
     /// anonymous writes were not allowed).
     pub upload_needs_auth: bool,

@@ -12,11 +12,28 @@
 //! the new one, never a part; one already sending the old file keeps its inode),
 //! or, for `If-None-Match: *`, linked straight to the final name (which fails if
 //! something is there: 412).
+//!
+//! **Resumable uploads** (`PUT` with `Content-Range: bytes start-end/total`, as
+//! Apache mod_dav accepts): the parts go, in order, to a *partial*: an unnamed file
+//! (`O_TMPFILE`) in the target's directory that the server holds open. It has no
+//! name, so no GET, listing or archive can ever see it, and it is gone when the
+//! server exits, whatever the reason. A part must start where the partial ends
+//! (`start` 0 starts over); otherwise 416, and the partial stays. Every answer to
+//! a part, and `HEAD` of the final name, says in `Upload-Offset` how many bytes the
+//! server holds; a part that is cut off keeps what arrived of it. The part that
+//! brings the last byte publishes the partial as a whole PUT does (fsync, link,
+//! rename, `If-Match`/`If-None-Match` checked then); the parts before it are
+//! answered 202. At most [`MAX_PARTIALS`] partials are held (beyond: 503), each at
+//! most `--max-upload-size`, each dropped after the resume timeout without a part
+//! ([`SiteConfig::upload_resume_ttl`](crate::site_config::SiteConfig)).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
@@ -124,13 +141,17 @@ pub fn preconditions_hold(cond: &Conditions, existing: Option<&Validators>) -> b
 pub struct PutSink {
     dir: File,
     name: String,
-    file: File,
+    /// Its file (taken only when the sink goes: see `Drop`).
+    file: Option<File>,
     /// The temporary name the body is written under, when the file system has no
     /// `O_TMPFILE` (removed unless published).
     named: Option<String>,
     cond: Conditions,
     /// Most body bytes taken (`--max-upload-size`).
     limit: u64,
+    /// The partial of a resumable upload this part goes to (given back to the
+    /// registry unless the last part publishes it).
+    part: Option<Part>,
 }
 
 impl PutSink {
@@ -142,10 +163,11 @@ impl PutSink {
             Ok(fd) => Ok(PutSink {
                 dir,
                 name,
-                file: File::from(fd),
+                file: Some(File::from(fd)),
                 named: None,
                 cond,
                 limit,
+                part: None,
             }),
             Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {
                 let tmp = temp_name(&name);
@@ -154,10 +176,11 @@ impl PutSink {
                 Ok(PutSink {
                     dir,
                     name,
-                    file: File::from(fd),
+                    file: Some(File::from(fd)),
                     named: Some(tmp),
                     cond,
                     limit,
+                    part: None,
                 })
             }
             Err(e) => Err(e.into()),
@@ -167,7 +190,7 @@ impl PutSink {
     /// Links the complete, synced body in: `Ok(Some(created))`, `Ok(None)` when a
     /// precondition no longer holds.
     fn publish(&mut self) -> io::Result<Option<bool>> {
-        self.file.sync_all()?;
+        self.f().sync_all()?;
         let existing = match current(&self.dir, &self.name) {
             Ok(v) => v,
             Err(Refused::Status(_)) => return Ok(None),
@@ -211,14 +234,19 @@ impl PutSink {
         Ok(Some(created))
     }
 
+    /// The body's file (there until the sink is dropped).
+    fn f(&self) -> &File {
+        self.file.as_ref().expect("the sink's file")
+    }
+
     /// Gives the unnamed file the name `to` in its directory.
     fn link_unnamed(&self, to: &str) -> rustix::io::Result<()> {
         // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link does not.
         let proc = format!(
             "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&self.file)
+            std::os::fd::AsRawFd::as_raw_fd(self.f())
         );
-        match rustix::fs::linkat(&self.file, "", &self.dir, to, AtFlags::EMPTY_PATH) {
+        match rustix::fs::linkat(self.f(), "", &self.dir, to, AtFlags::EMPTY_PATH) {
             Ok(()) => Ok(()),
             Err(_) => rustix::fs::linkat(
                 rustix::fs::CWD,
@@ -236,6 +264,43 @@ impl Drop for PutSink {
         if let Some(tmp) = self.named.take() {
             let _ = rustix::fs::unlinkat(&self.dir, &tmp, AtFlags::empty());
         }
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        match self.part.take() {
+            // A part cut off (the client went away, the body stalled, the disk
+            // filled): what arrived of it stays, for the next part to continue.
+            Some(part) => part.give_back(file),
+            // Unpublished (dropped, stalled, refused), its last close frees every
+            // block and page it has: not on the event loop (see `close_later`).
+            None => close_later(file),
+        }
+    }
+}
+
+/// Files at least this large are closed by the closing thread, not where dropped.
+const CLOSE_LATER_MIN: u64 = 1 << 20;
+
+/// Closes `file` on a thread of its own when it is large: the last close of an
+/// unnamed file frees all its blocks and page-cache pages (240 ms for 700 MiB of
+/// dirty pages here), which must not stall an event loop. `file` must be the only
+/// descriptor left (moved here, never a clone: a clone closed first would leave
+/// the costly last close to the caller).
+pub fn close_later(file: File) {
+    static TX: LazyLock<Option<Mutex<std::sync::mpsc::Sender<File>>>> = LazyLock::new(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<File>();
+        std::thread::Builder::new()
+            .name("zcopy-close".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .map_err(|e| tracing::error!("closing thread: {e}"))
+            .ok()?;
+        Some(Mutex::new(tx))
+    });
+    if file.metadata().is_ok_and(|m| m.len() < CLOSE_LATER_MIN) {
+        return;
+    }
+    if let Some(tx) = TX.as_ref() {
+        let _ = crate::lock(tx).send(file);
     }
 }
 
@@ -248,6 +313,11 @@ fn temp_name(name: &str) -> String {
 
 /// A response with no body.
 pub fn empty(out: &mut Vec<u8>, status: u16, close: bool) -> Response {
+    answer(out, status, close, &[])
+}
+
+/// A response with no body (a short text for an error), and `extra` header fields.
+pub fn answer(out: &mut Vec<u8>, status: u16, close: bool, extra: &[(&str, &str)]) -> Response {
     let body = match status {
         201 | 204 => String::new(),
         s => format!("{s} {}\n", crate::head::reason(s)),
@@ -258,6 +328,9 @@ pub fn empty(out: &mut Vec<u8>, status: u16, close: bool) -> Response {
     }
     if status != 204 {
         h.header_u64("Content-Length", body.len() as u64);
+    }
+    for (k, v) in extra {
+        h.header(k, v);
     }
     if close {
         h.header("Connection", "close");
@@ -274,7 +347,7 @@ pub fn empty(out: &mut Vec<u8>, status: u16, close: bool) -> Response {
 
 impl Sink for PutSink {
     fn file(&self) -> &File {
-        &self.file
+        self.f()
     }
 
     fn limit(&self) -> u64 {
@@ -282,6 +355,23 @@ impl Sink for PutSink {
     }
 
     fn finish(mut self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
+        if let Some(part) = &self.part {
+            let len = match self.f().metadata() {
+                Ok(m) => m.len(),
+                Err(e) => return status_of_error(&e, out),
+            };
+            if len < part.total {
+                // Not the last part: the partial waits for the next (given back
+                // as the sink goes).
+                drop(self);
+                let offset = len.to_string();
+                return answer(out, 202, close, &[("Upload-Offset", &offset)]);
+            }
+            // The last byte is in: published as a whole PUT is, never given back.
+            if let Some(part) = self.part.take() {
+                crate::lock(&PARTIALS).remove(&part.key);
+            }
+        }
         match self.publish() {
             Ok(Some(true)) => empty(out, 201, close),
             Ok(Some(false)) => empty(out, 204, close),
@@ -308,5 +398,252 @@ fn status_of_error(e: &io::Error, out: &mut Vec<u8>) -> Response {
     } else {
         tracing::warn!("upload failed: {e}");
         empty(out, 500, true)
+    }
+}
+
+// ---- resumable uploads -------------------------------------------------------
+
+/// Most partial uploads held at once (all sites of the process); beyond, a first
+/// part gets 503.
+pub const MAX_PARTIALS: usize = 64;
+/// How long a partial upload is kept without a part arriving (the default of
+/// [`SiteConfig::upload_resume_ttl`](crate::site_config::SiteConfig)).
+pub const RESUME_TTL: Duration = Duration::from_secs(3600);
+
+/// `Content-Range: bytes start-end/total` of a PUT: where its body goes in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartRange {
+    /// First byte of this part.
+    pub start: u64,
+    /// Last byte of this part (inclusive).
+    pub end: u64,
+    /// The whole file's length.
+    pub total: u64,
+}
+
+/// Parses a PUT's Content-Range (`bytes start-end/total`, total known; a part of at
+/// least one byte within it). `None`: malformed (400).
+pub fn parse_content_range(v: &str) -> Option<PartRange> {
+    let rest = v.trim().strip_prefix("bytes ")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let num = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (start, end, total) = (num(start)?, num(end)?, num(total)?);
+    (start <= end && end < total).then_some(PartRange { start, end, total })
+}
+
+/// Which partial: the served root (device, inode) and the path beneath it.
+type Key = (u64, u64, String);
+
+/// A partial upload between its parts.
+#[derive(Debug)]
+struct Partial {
+    /// The directory (device, inode) it was made in: it is published there only.
+    dir: (u64, u64),
+    /// Its unnamed file; `None` while a part is being received into it.
+    file: Option<File>,
+    /// Bytes it holds (when not busy).
+    len: u64,
+    total: u64,
+    touched: Instant,
+}
+
+static PARTIALS: LazyLock<Mutex<HashMap<Key, Partial>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A part's claim on its partial: given back with what it holds unless published.
+#[derive(Debug)]
+struct Part {
+    key: Key,
+    total: u64,
+}
+
+impl Part {
+    fn give_back(self, file: File) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let mut map = crate::lock(&PARTIALS);
+        if let Some(p) = map.get_mut(&self.key)
+            && p.file.is_none()
+            && p.total == self.total
+        {
+            p.file = Some(file);
+            p.len = len;
+            p.touched = Instant::now();
+        }
+    }
+}
+
+/// What a part of a resumable upload gets.
+#[derive(Debug)]
+pub enum Resume {
+    /// Its body goes to this sink.
+    Sink(PutSink),
+    /// It does not start where the partial ends (which holds this many bytes): 416.
+    Offset(u64),
+    /// Another part of the same upload is being received: 409.
+    Busy,
+    /// [`MAX_PARTIALS`] are held: 503.
+    Full,
+    /// The file system has no unnamed files (`O_TMPFILE`): 501.
+    Unsupported,
+    /// Making its file failed.
+    Failed(io::Error),
+}
+
+fn id_of(fd: impl std::os::fd::AsFd) -> (u64, u64) {
+    rustix::fs::fstat(fd).map_or((0, 0), |st| (st.st_dev, st.st_ino))
+}
+
+fn key_of(root: &OwnedFd, clean: &CleanPath) -> Key {
+    let (dev, ino) = id_of(root);
+    (dev, ino, clean.segments.join("/"))
+}
+
+/// Drops the partials no part came for within `ttl` (also done at each part).
+pub fn expire_partials(ttl: Duration) {
+    let now = Instant::now();
+    let mut gone = Vec::new();
+    crate::lock(&PARTIALS).retain(|_, p| {
+        let keep = p.file.is_none() || now.duration_since(p.touched) < ttl;
+        if !keep {
+            gone.extend(p.file.take());
+        }
+        keep
+    });
+    gone.into_iter().for_each(close_later);
+}
+
+/// Bytes held of the partial upload to `clean` (after [`target`] allowed a PUT
+/// there), if one is held.
+pub fn partial_len(root: &OwnedFd, clean: &CleanPath, ttl: Duration) -> Option<u64> {
+    let key = key_of(root, clean);
+    let now = Instant::now();
+    let map = crate::lock(&PARTIALS);
+    let p = map.get(&key)?;
+    if p.file.is_some() && now.duration_since(p.touched) >= ttl {
+        return None;
+    }
+    Some(p.len)
+}
+
+/// A part `range` of the resumable upload to `dir/name` (from [`target`]): a sink
+/// that appends its body to the partial, or why not.
+#[allow(clippy::too_many_arguments)]
+pub fn resume(
+    root: &OwnedFd,
+    clean: &CleanPath,
+    dir: File,
+    name: String,
+    range: PartRange,
+    cond: Conditions,
+    limit: u64,
+    ttl: Duration,
+) -> Resume {
+    use std::io::{Seek, SeekFrom};
+    expire_partials(ttl);
+    let key = key_of(root, clean);
+    let dir_id = id_of(&dir);
+    let mut map = crate::lock(&PARTIALS);
+    let held = match map.get_mut(&key) {
+        Some(p) if p.file.is_none() => return Resume::Busy,
+        Some(p) if p.dir == dir_id && p.total == range.total && p.len == range.start => {
+            p.file.take()
+        }
+        Some(p) if range.start != 0 => {
+            return Resume::Offset(if p.dir == dir_id && p.total == range.total {
+                p.len
+            } else {
+                0
+            });
+        }
+        // A first part starts over.
+        Some(_) => None,
+        None if range.start != 0 => return Resume::Offset(0),
+        None => None,
+    };
+    let file = match held {
+        Some(f) => f,
+        None => {
+            if !map.contains_key(&key) && map.len() >= MAX_PARTIALS {
+                return Resume::Full;
+            }
+            let flags = OFlags::WRONLY | OFlags::CLOEXEC | OFlags::TMPFILE;
+            match rustix::fs::openat(&dir, ".", flags, Mode::from_raw_mode(0o644)) {
+                Ok(fd) => File::from(fd),
+                Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {
+                    map.remove(&key);
+                    return Resume::Unsupported;
+                }
+                Err(e) => {
+                    map.remove(&key);
+                    return Resume::Failed(e.into());
+                }
+            }
+        }
+    };
+    // Appended where the partial ends (its offset already is; said again).
+    if let Err(e) = (&file).seek(SeekFrom::Start(range.start)) {
+        map.remove(&key);
+        return Resume::Failed(e);
+    }
+    let replaced = map.insert(
+        key.clone(),
+        Partial {
+            dir: dir_id,
+            file: None,
+            len: range.start,
+            total: range.total,
+            touched: Instant::now(),
+        },
+    );
+    drop(map);
+    if let Some(f) = replaced.and_then(|p| p.file) {
+        // Started over: the old partial goes.
+        close_later(f);
+    }
+    Resume::Sink(PutSink {
+        dir,
+        name,
+        file: Some(file),
+        named: None,
+        cond,
+        limit,
+        part: Some(Part {
+            key,
+            total: range.total,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_of_puts() {
+        let r = |start, end, total| Some(PartRange { start, end, total });
+        assert_eq!(parse_content_range("bytes 0-99/1000"), r(0, 99, 1000));
+        assert_eq!(
+            parse_content_range(" bytes 100-999/1000 "),
+            r(100, 999, 1000)
+        );
+        for bad in [
+            "bytes */1000",
+            "bytes 0-99/*",
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes -1/2",
+            "bytes 0-1/99999999999999999999",
+            "bytes +0-1/2",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
     }
 }

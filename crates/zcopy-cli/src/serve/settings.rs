@@ -731,8 +731,12 @@ pub struct Settings {
     /// update; a full disk gives 507. Symbolic links are never followed for a write;
     /// dotfiles and a sidecar beside its original (x.gz where x is) are refused unless --hidden. On a listener that is
     /// not loopback a PUT needs an auth rule covering its path, or
-    /// --allow-anonymous-writes. A chunked body is received by copy. Not yet:
-    /// resumable uploads, WebDAV.
+    /// --allow-anonymous-writes. A chunked body is received by copy. Resumable:
+    /// `curl -C OFFSET -T file URL` sends `Content-Range: bytes OFFSET-(N-1)/N`; the
+    /// parts go to an unnamed partial the server holds (never visible, gone on
+    /// restart), a part not starting where it ends gets 416; `curl -I URL` shows
+    /// the bytes held in `Upload-Offset`; parts before the last get 202, the last
+    /// publishes (201/204/412). Not yet: WebDAV.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<bool>,
@@ -741,6 +745,11 @@ pub struct Settings {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_upload_size: Option<Rate>,
+    /// Seconds a partial resumable upload is kept without a part arriving (at most
+    /// 64 are held at once) [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_resume_timeout: Option<Secs>,
     /// Let anyone upload on listeners that are not loopback, without an auth rule
     /// (a warning is printed at start).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
@@ -889,6 +898,7 @@ impl Settings {
             archives: Some(false),
             upload: Some(false),
             max_upload_size: Some(Rate("1G".into())),
+            upload_resume_timeout: Some(Secs(3600.0)),
             allow_anonymous_writes: Some(false),
             ..Settings::default()
         }

@@ -44,6 +44,7 @@ impl Harness {
                 site,
                 cache: FileCache::new(Duration::ZERO, 0),
                 checks: Default::default(),
+                publishes: Default::default(),
             },
             now: Instant::now(),
             shutting_down: false,
@@ -607,4 +608,55 @@ fn closing_with_pages_still_queued_by_reference_resets_instead_of_letting_the_fi
         c.on_send_queue(&mut h.env(), queued);
         assert_eq!(h.next(&mut c), Intent::Close { reset: want_reset });
     }
+}
+
+#[test]
+fn a_publish_runs_off_the_core_and_only_its_own_answer_is_taken() {
+    let mut h = Harness::new(&[]);
+    let site = h.responder.site.clone();
+    let mut cfg = site.config.clone();
+    cfg.upload = true;
+    cfg.upload_needs_auth = false;
+    h.responder.site = Arc::new(Site::open(cfg).unwrap());
+    let mut c = h.conn(false);
+    h.feed(
+        &mut c,
+        b"PUT /up.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!(h.next(&mut c), Intent::StoreBody);
+    let (file, bytes) = c.body_buffered().unwrap();
+    std::io::Write::write_all(&mut &*file, bytes).unwrap();
+    let n = bytes.len();
+    c.on_body_stored(&mut h.env(), n);
+    assert_eq!(h.next(&mut c), Intent::Publish);
+    let job = c.take_publish(&mut h.env(), 7).expect("the body is whole");
+    // Waiting for the answer: nothing to do, and the timer does not give up.
+    assert_eq!(h.next(&mut c), Intent::Wait);
+    h.now += Duration::from_secs(3600);
+    c.on_timer(&mut h.env());
+    assert_eq!(h.next(&mut c), Intent::Wait);
+    let (resp, out) = job.run();
+    assert_eq!(resp.status, 201);
+    // An answer for another publish (a slot reused) is dropped.
+    let mut other = h.env().bufs.take();
+    other.extend_from_slice(b"HTTP/1.1 500 wrong\r\n\r\n");
+    let stale = crate::handler::Response {
+        status: 500,
+        body: crate::handler::Body::InHead,
+        body_len: 0,
+        close: false,
+    };
+    c.on_published(&mut h.env(), 6, stale, other);
+    assert_eq!(h.next(&mut c), Intent::Wait);
+    c.on_published(&mut h.env(), 7, resp, out);
+    let (bytes, _) = h.written(&mut c);
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 201"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(
+        std::fs::read(h._dir.path().join("up.txt")).unwrap(),
+        b"hello"
+    );
 }

@@ -283,7 +283,7 @@ impl Connection {
                 }
                 Intent::Publish => {
                     self.upload = None;
-                    self.core.publish(&mut env);
+                    super::start_publish(&mut self.core, &mut env, site, self.token);
                 }
                 Intent::Request => super::answer_request(&mut self.core, &mut env, site),
                 Intent::OpenMember => super::open_next_member(&mut self.core, &mut env),
@@ -695,6 +695,7 @@ impl Worker {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut woken = Vec::new();
+        let mut published = Vec::new();
         if let Some(plan) = self.books.ctl.new_plan() {
             self.relisten(plan);
         }
@@ -744,6 +745,18 @@ impl Worker {
                         {
                             conn.core.resume();
                             self.books.queue(token, &mut slot.queued);
+                        }
+                    }
+                    self.sh.common.published(&mut published);
+                    for p in published.drain(..) {
+                        let mut env = self.sh.common.env();
+                        if let Some(slot) = self.slots.get_mut(p.token)
+                            && let Some(conn) = slot.conn.as_mut()
+                        {
+                            conn.core.on_published(&mut env, p.id, p.resp, p.out);
+                            self.books.queue(p.token, &mut slot.queued);
+                        } else {
+                            env.bufs.give(p.out);
                         }
                     }
                     continue;

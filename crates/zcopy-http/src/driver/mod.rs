@@ -5,6 +5,7 @@
 pub mod auto;
 pub mod epoll;
 pub mod fetch;
+pub mod publish;
 pub mod tls;
 pub mod uring;
 pub(crate) mod worker;
@@ -118,6 +119,18 @@ pub(crate) fn answer_request(
     core.answer(env, |req, close, out| site.respond(req, close, out, now));
 }
 
+/// Carries out [`crate::proto::Intent::Publish`]: the whole body is in; it is
+/// published off the loop ([`publish`]) and the connection `token` waits for the
+/// answer, which [`worker::Common::published`] brings back.
+pub(crate) fn start_publish(
+    core: &mut crate::proto::Conn,
+    env: &mut worker::Env<'_>,
+    site: &mut SiteResponder,
+    token: usize,
+) {
+    site.publishes.start(core, env, token);
+}
+
 /// Carries out [`crate::proto::Intent::OpenMember`]: opens the archive's next member.
 pub(crate) fn open_next_member(core: &mut crate::proto::Conn, env: &mut worker::Env<'_>) {
     let file = core
@@ -170,6 +183,8 @@ pub struct SiteResponder {
     pub cache: FileCache,
     /// Password checks handed off the loop, and their verdicts.
     pub checks: crate::auth::Checks,
+    /// Uploads being published off the loop, and their answers.
+    pub publishes: publish::Publisher,
 }
 
 impl SiteResponder {
@@ -235,10 +250,12 @@ impl SiteResponder {
         cache.misses = self.cache.misses;
         cache.held_hits = self.cache.held_hits;
         let checks = std::mem::take(&mut self.checks);
+        let publishes = std::mem::take(&mut self.publishes);
         SiteResponder {
             site,
             cache,
             checks,
+            publishes,
         }
     }
 }

@@ -252,7 +252,7 @@ impl Connection {
             let corked = self.sending.is_none() && !self.out.is_empty();
             match intent {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, false),
-                Intent::Publish => self.core.publish(&mut env),
+                Intent::Publish => super::start_publish(&mut self.core, &mut env, site, idx),
                 // A request body is received by copy here: into the core's read
                 // buffer as a head is, then written to its file (StoreBody).
                 Intent::Read | Intent::ReceiveBody { .. } => {
@@ -452,7 +452,9 @@ impl Connection {
             let (mut env, io, site, tw) = sh.tls_parts();
             match self.core.next(&mut env) {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, true),
-                Intent::Publish => self.core.publish(&mut env),
+                Intent::Publish => {
+                    super::start_publish(&mut self.core, &mut env, site, token as usize)
+                }
                 // A request body is plaintext delivered into the core's read buffer,
                 // as a head is, then written to its file (StoreBody).
                 Intent::Read | Intent::ReceiveBody { .. } => {
@@ -1206,6 +1208,22 @@ impl Worker {
     /// Queues the connections whose password check is done (the pool wakes the
     /// loop through the waker), resumed: their request is answered again.
     fn resume_checked(&mut self) {
+        let mut published = Vec::new();
+        self.sh.common.published(&mut published);
+        for p in published {
+            let mut env = self.sh.common.env();
+            if let Some(conn) = self.conns.get_mut(p.token).and_then(Option::as_mut)
+                && !conn.closing
+            {
+                conn.core.on_published(&mut env, p.id, p.resp, p.out);
+                if !conn.queued {
+                    conn.queued = true;
+                    self.books.runq.push(p.token);
+                }
+            } else {
+                env.bufs.give(p.out);
+            }
+        }
         let mut woken = Vec::new();
         self.sh.common.checked(&mut woken);
         for idx in woken {

@@ -175,6 +175,7 @@ impl Common {
                 site: site.clone(),
                 cache,
                 checks: crate::auth::Checks::default(),
+                publishes: super::publish::Publisher::default(),
             },
             conn: live.config.conn(),
             config: live.config.clone(),
@@ -234,6 +235,12 @@ impl Common {
         self.responder.checks.completed(woken);
     }
 
+    /// Publishes done (appended to `done`): the driver gives each answer to its
+    /// connection ([`crate::proto::Conn::on_published`]) and drives it.
+    pub(crate) fn published(&mut self, done: &mut Vec<super::publish::Published>) {
+        self.responder.publishes.completed(done);
+    }
+
     /// Tells the responder which connection it answers next (`token`, as
     /// [`Common::checked`] names it).
     pub(crate) fn serving(&mut self, token: usize, peer: std::net::SocketAddr) {
@@ -246,6 +253,9 @@ impl Common {
         self.stats.connections(open, idle);
         self.responder.cache.evict_expired(self.now);
         self.stats.file_cache(&self.responder.cache);
+        if self.site.config.upload {
+            zcopy_site::upload::expire_partials(self.site.config.upload_resume_ttl);
+        }
     }
 }
 
@@ -297,6 +307,7 @@ impl Books {
         common.responder.checks = crate::auth::Checks::new(Some(Arc::new(move || {
             let _ = waker.wake();
         })));
+        common.responder.publishes = super::publish::Publisher::new(Some(ctl.waker.clone()));
         let books = Books {
             free: Vec::new(),
             runq: Vec::new(),

@@ -17,6 +17,7 @@ mod listing;
 mod metrics;
 mod peers;
 mod protocol;
+mod resume;
 mod rules;
 mod security;
 mod sidecars;
