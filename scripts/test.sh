@@ -24,10 +24,15 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "note: ${need[*]} not installed; the tests that use them will say skipped" >&2
   fi
 fi
-# selenium (PyPI) drives the browser test; without it that test says skipped.
-if ! python3 -c 'import selenium' 2>/dev/null && command -v pip3 >/dev/null; then
-  pip3 install -q --break-system-packages selenium >/dev/null 2>&1 \
-    || echo "note: selenium not installed; the browser test will say skipped" >&2
+# selenium drives the browser test: from PyPI for this python3, else Debian's
+# python3-selenium for the system python; without either that test says skipped.
+browser_py=python3
+if ! python3 -c 'import selenium' 2>/dev/null; then
+  python3 -m pip install -q --break-system-packages selenium >/dev/null 2>&1 || true
+fi
+if ! python3 -c 'import selenium' 2>/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-selenium >/dev/null 2>&1 || true
+  /usr/bin/python3 -c 'import selenium' 2>/dev/null && browser_py=/usr/bin/python3
 fi
 
 cargo test --workspace --all-targets
@@ -37,7 +42,7 @@ cargo test --workspace --doc
 # The listing page's upload in headless chromium (exit 77: skipped, and says why).
 echo "== browser: upload from the listing page"
 cargo build -q -p zcopy-cli
-rc=0; python3 tests/browser/upload.py target/debug/zcopy || rc=$?
+rc=0; "$browser_py" tests/browser/upload.py target/debug/zcopy || rc=$?
 if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then exit "$rc"; fi
 
 # The library's examples check their own output byte for byte.
