@@ -399,10 +399,11 @@ fn send_file(
 /// Whether `len` bytes go by reference to a local `peer` that can confirm them:
 /// when `--engine` names an engine that sends by reference, or with `auto` when the
 /// calibration profile's line for the peer's path (`tcp@lo`, `tcp@veth`) puts one
-/// first. The built-in `auto` copies: measured on this project's 2-core VM (1 GiB,
-/// `bench/sendrecv.sh`), lending to a local receiver saved its sender nothing and
-/// cost the receiver 0.1-0.2 CPU-s/GB more (0.48-0.59 against 0.36-0.39 over
-/// loopback; 1.27 against 0.92 across a veth pair), at the same wall time.
+/// first. The built-in `auto` copies: measured on this project's 2-core VM (1 GiB
+/// over loopback and across a veth pair, `bench/sendrecv.sh` and interleaved A/B
+/// runs), lending saved the sender up to 0.1 CPU-s/GB and cost the receiver up to
+/// 0.2 more: never less CPU in total than copying, at the same wall time (the
+/// receiver's fsync bounds it).
 fn lend_locally(peer: &PeerClass, len: u64, pref: Preference) -> bool {
     match pref {
         Preference::Prefer(k) => k.sends_by_reference(),
