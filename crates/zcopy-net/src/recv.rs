@@ -512,10 +512,9 @@ fn receive_file(
     let got = t.report().bytes;
     summary.bytes += got;
     if let Err(e) = result {
-        // Keep the .part file: the next attempt resumes from it. Not one sent by
-        // reference: its bytes may have been read after the file changed.
-        // Sent by reference, it is kept under another name: a resume checks it
-        // against the source first.
+        // Keep the .part file: the next attempt resumes from it. One sent by
+        // reference is kept under another name (its last bytes may have been read
+        // after the file changed): a resume checks it against the source first.
         file.sync_data().ok();
         let lent_bytes = mode == SendMode::ByReference;
         if lent_bytes {
