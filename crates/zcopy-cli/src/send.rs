@@ -20,7 +20,7 @@ side, under a read lease held until the receiver has it. To a receiver on this h
 (loopback, a container) auto copies (measured cheaper there); --engine sendfile lends \
 by reference, and such a receiver confirms before keeping each file that the lease \
 held while it read the bytes (a file whose lease broke is sent again, up to 3 times; \
-an older zcopy recv can't confirm). An interrupted transfer resumes where it stopped when sent again; resume trusts \
+an older zcopy recv can't confirm, and gets copies). An interrupted transfer resumes where it stopped when sent again; resume trusts \
 size and mtime, so a source edited with its mtime put back needs --verify (or \
 --no-resume). Exit 0 only \
 once the receiver has fsync'd everything; 1 on failure; 2 on usage errors.\n\

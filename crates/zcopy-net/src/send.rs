@@ -30,8 +30,8 @@
 //! read. A broken lease gets [`Verdict::Discard`]: the receiver deletes what it got
 //! and we send the file again (at most [`ATTEMPTS`] times, then fail). To a local
 //! peer without the feature (an older zcopy), bytes are copied at send time
-//! ([`Plan::for_peer`]), as are files we could not lease. An explicit `--engine` is
-//! honoured first either way.
+//! ([`Plan::for_peer`]), even when `--engine` names sendfile or splice, as are files
+//! we could not lease. To a remote peer an explicit `--engine` goes first.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -234,6 +234,16 @@ pub fn send(
     }
     let peer = PeerClassifier::new().classify(conn.as_fd());
     tracing::debug!("receiver is {peer}");
+    if let Preference::Prefer(k) = cfg.engine
+        && peer.is_local()
+        && k.sends_by_reference()
+        && features & FEAT_BYREF == 0
+    {
+        tracing::warn!(
+            "the receiver can't confirm files sent by reference (an older zcopy recv): \
+             copying instead of {k}"
+        );
+    }
     let mut summary = SendSummary::default();
     for item in items {
         let entry = &item.entry;
@@ -324,7 +334,16 @@ fn send_file(
         && peer.is_local()
         && lend_locally(peer, entry.size, cfg.engine);
     let hold = if lend { UntilConsumed } else { UntilSent };
-    let plan = plan_for(peer, entry.size, cfg.engine, lease.is_some(), hold);
+    // An engine asked for that would lend to a local receiver that can't confirm
+    // (an older zcopy recv) copies instead: its bytes could change before it reads
+    // them, past what our lease covers.
+    let pref = match cfg.engine {
+        Preference::Prefer(k) if peer.is_local() && k.sends_by_reference() && !lend => {
+            Preference::Auto
+        }
+        p => p,
+    };
+    let plan = plan_for(peer, entry.size, pref, lease.is_some(), hold);
     let mode = if lend && peer.is_local() && plan.engines.iter().any(|k| k.sends_by_reference()) {
         SendMode::ByReference
     } else {

@@ -134,7 +134,8 @@ fn an_older_receiver_gets_the_bytes_copied() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let old = old_receiver(listener);
-    let sent = send_to(&addr, &[src.path().join("f")], &SendConfig::default()).unwrap();
+    // Even asked to lend: an older receiver can't confirm, so it gets copies.
+    let sent = send_to(&addr, &[src.path().join("f")], &lending()).unwrap();
     assert_eq!(old.join().unwrap(), data);
     for e in &sent.engines {
         let k: EngineKind = e.split(' ').next().unwrap().parse().unwrap();
