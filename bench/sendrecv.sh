@@ -3,9 +3,17 @@
 # side in one run: throughput and CPU-seconds per GB at each end. Receiver pinned to
 # CPU 0, sender to CPU 1. zcopy recv fsyncs before it acknowledges; the peers don't,
 # so their time includes a `sync` of the received file for a like-for-like figure.
-# Writes bench/results/sendrecv.md. Usage: bench/sendrecv.sh [SIZE_MIB] [RUNS]
+# Three zcopy rows: `zcopy` as shipped (auto: to this local receiver, copied at send
+# time, splice in), `zcopy-lend` (--engine sendfile: by reference, under the lease
+# verdict) and `zcopy-verify` (auto with --verify: XXH3-128 of each file at both ends).
+# With --veth (root): the receivers run in one network namespace and the senders in
+# another, joined by a veth pair (a receiver in a container); the namespaces are
+# removed on exit. Writes bench/results/sendrecv[-veth].md.
+# Usage: bench/sendrecv.sh [--veth] [SIZE_MIB] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=loopback
+if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 size_mib=${1:-1024}
 runs=${2:-3}
 need=()
@@ -19,7 +27,35 @@ fi
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-sendrecv.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+ns_r=zcsr$$r
+ns_s=zcsr$$s
+cleanup() {
+  if [ $mode = veth ]; then
+    ip netns del "$ns_r" 2>/dev/null || true
+    ip netns del "$ns_s" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+addr=127.0.0.1
+in_r=""
+in_s=""
+if [ $mode = veth ]; then
+  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
+  net=$(( $$ % 16384 * 4 ))   # one /30 of 198.19.0.0/16 per run
+  addr=198.19.$((net / 256)).$((net % 256 + 1))
+  s_addr=198.19.$((net / 256)).$((net % 256 + 2))
+  ip netns add "$ns_r"
+  ip netns add "$ns_s"
+  ip link add veth0 netns "$ns_r" type veth peer name veth1 netns "$ns_s"
+  ip -n "$ns_r" addr add "$addr/30" dev veth0
+  ip -n "$ns_s" addr add "$s_addr/30" dev veth1
+  for ns in "$ns_r" "$ns_s"; do ip -n "$ns" link set lo up; done
+  ip -n "$ns_r" link set veth0 up
+  ip -n "$ns_s" link set veth1 up
+  in_r="ip netns exec $ns_r"
+  in_s="ip netns exec $ns_s"
+fi
 head -c $((size_mib << 20)) /dev/urandom > "$work/src.bin"
 cat "$work/src.bin" > /dev/null
 bytes=$((size_mib << 20))
@@ -32,10 +68,10 @@ run_pair() {
   sync
   local t0 t1
   t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S" -o "$work/recv.time" taskset -c 0 bash -c "$recv_cmd" > /dev/null &
+  $in_r /usr/bin/time -f "%U %S" -o "$work/recv.time" taskset -c 0 bash -c "$recv_cmd" > /dev/null &
   local rpid=$!
   sleep 0.3
-  /usr/bin/time -f "%U %S" -o "$work/send.time" taskset -c 1 bash -c "$send_cmd"
+  $in_s /usr/bin/time -f "%U %S" -o "$work/send.time" taskset -c 1 bash -c "$send_cmd"
   wait $rpid
   t1=$(date +%s.%N)
   cmp "$work/src.bin" "$work/out/src.bin"
@@ -43,23 +79,34 @@ run_pair() {
 }
 
 declare -A W RC SC
-tools=(zcopy nc socat)
+tools=(zcopy zcopy-lend zcopy-verify nc socat)
+add() { W[$1]+="$2 "; RC[$1]+="$3 "; SC[$1]+="$4 "; }
 for i in $(seq "$runs"); do
   port=$((port + 1))
   read -r w r s < <(run_pair \
-    "$zcopy -q recv --once --listen 127.0.0.1:$port --out $work/out" \
-    "$zcopy -q send $work/src.bin --to 127.0.0.1:$port")
-  W[zcopy]+="$w "; RC[zcopy]+="$r "; SC[zcopy]+="$s "
+    "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
+    "$zcopy -q send $work/src.bin --to $addr:$port")
+  add zcopy "$w" "$r" "$s"
   port=$((port + 1))
   read -r w r s < <(run_pair \
-    "nc -l 127.0.0.1 $port > $work/out/src.bin && sync $work/out/src.bin" \
-    "nc -N 127.0.0.1 $port < $work/src.bin")
-  W[nc]+="$w "; RC[nc]+="$r "; SC[nc]+="$s "
+    "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
+    "$zcopy -q send --engine sendfile $work/src.bin --to $addr:$port")
+  add zcopy-lend "$w" "$r" "$s"
   port=$((port + 1))
   read -r w r s < <(run_pair \
-    "socat -u TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr OPEN:$work/out/src.bin,creat,trunc && sync $work/out/src.bin" \
-    "socat -u OPEN:$work/src.bin TCP:127.0.0.1:$port")
-  W[socat]+="$w "; RC[socat]+="$r "; SC[socat]+="$s "
+    "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
+    "$zcopy -q send --verify $work/src.bin --to $addr:$port")
+  add zcopy-verify "$w" "$r" "$s"
+  port=$((port + 1))
+  read -r w r s < <(run_pair \
+    "nc -l $addr $port > $work/out/src.bin && sync $work/out/src.bin" \
+    "nc -N $addr $port < $work/src.bin")
+  add nc "$w" "$r" "$s"
+  port=$((port + 1))
+  read -r w r s < <(run_pair \
+    "socat -u TCP-LISTEN:$port,bind=$addr,reuseaddr OPEN:$work/out/src.bin,creat,trunc && sync $work/out/src.bin" \
+    "socat -u OPEN:$work/src.bin TCP:$addr:$port")
+  add socat "$w" "$r" "$s"
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -72,21 +119,22 @@ for t in "${tools[@]}"; do
 done
 p() { printf '%.2f' "$1"; }
 mkdir -p bench/results
+suffix=""
+[ $mode = veth ] && suffix=-veth
 {
-  echo "# zcopy send/recv vs nc and socat, ${size_mib} MiB over loopback ($(uname -r), $(nproc) cores)"
+  echo "# zcopy send/recv vs nc and socat, ${size_mib} MiB over $mode ($(uname -r), $(nproc) cores)"
   echo
   echo "Median of $runs runs; receiver on CPU 0, sender on CPU 1; every tool's time includes"
   echo "making the received file durable (zcopy recv fsyncs; the peers are followed by sync)."
-  echo "Run: \`bench/sendrecv.sh $size_mib $runs\` on $(date -u +%Y-%m-%d)."
+  echo "Run: \`bench/sendrecv.sh $([ $mode = veth ] && echo '--veth ')$size_mib $runs\` on $(date -u +%Y-%m-%d)."
   echo
-  echo "| tool | GB/s | receiver CPU-s/GB | sender CPU-s/GB | zcopy throughput ratio | zcopy CPU ratio (recv / send) |"
-  echo "|---|---|---|---|---|---|"
+  echo "| tool | GB/s | receiver CPU-s/GB | sender CPU-s/GB | both CPU-s/GB | throughput vs nc | CPU/GB vs nc (recv / send / both) |"
+  echo "|---|---|---|---|---|---|---|"
   for t in "${tools[@]}"; do
-    if [ "$t" = zcopy ]; then ratios="| |"; else
-      ratios="| $(p "$(echo "${TP[zcopy]} / ${TP[$t]}" | bc -l)")x | $(p "$(echo "${RCG[zcopy]} / ${RCG[$t]}" | bc -l)")x / $(p "$(echo "${SCG[zcopy]} / ${SCG[$t]}" | bc -l)")x |"
-    fi
-    echo "| $t | $(p "${TP[$t]}") | $(p "${RCG[$t]}") | $(p "${SCG[$t]}") $ratios"
+    both=$(echo "${RCG[$t]} + ${SCG[$t]}" | bc -l)
+    nboth=$(echo "${RCG[nc]} + ${SCG[nc]}" | bc -l)
+    echo "| $t | $(p "${TP[$t]}") | $(p "${RCG[$t]}") | $(p "${SCG[$t]}") | $(p "$both") | $(p "$(echo "${TP[$t]} / ${TP[nc]}" | bc -l)")x | $(p "$(echo "${RCG[$t]} / ${RCG[nc]}" | bc -l)")x / $(p "$(echo "${SCG[$t]} / ${SCG[nc]}" | bc -l)")x / $(p "$(echo "$both / $nboth" | bc -l)")x |"
   done
   echo
-  echo "Targets: throughput >= 1.5x, CPU per GB <= 0.7x."
-} | tee bench/results/sendrecv.md
+  echo "Targets (zcopy vs nc): throughput >= 1.5x, CPU per GB <= 0.7x."
+} | tee "bench/results/sendrecv$suffix.md"

@@ -16,7 +16,11 @@ use crate::progress::{summary, with_bars};
     after_help = "Examples:\n  zcopy recv --out /srv/in            # on the receiving side\n  \
 zcopy send big.iso photos/ --to 127.0.0.1:9000\n\n\
 Each file goes out with sendfile (or --engine) and lands through splice on the other \
-side. An interrupted transfer resumes where it stopped when sent again; resume trusts \
+side, under a read lease held until the receiver has it. To a receiver on this host \
+(loopback, a container) auto copies (measured cheaper there); --engine sendfile lends \
+by reference, and such a receiver confirms before keeping each file that the lease \
+held while it read the bytes (a file whose lease broke is sent again, up to 3 times; \
+an older zcopy recv can't confirm, and gets copies). An interrupted transfer resumes where it stopped when sent again; resume trusts \
 size and mtime, so a source edited with its mtime put back needs --verify (or \
 --no-resume). Exit 0 only \
 once the receiver has fsync'd everything; 1 on failure; 2 on usage errors.\n\
@@ -127,7 +131,7 @@ pub fn run(args: SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ SendError::Refused { .. }) => {
+        Err(e @ (SendError::Refused { .. } | SendError::Changed { .. })) => {
             eprintln!("zcopy send: {e}");
             Ok(ExitCode::from(1))
         }

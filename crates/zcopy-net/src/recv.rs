@@ -16,7 +16,9 @@ use zcopy::transfer::Transfer;
 use zcopy::{FdKind, Forced, Plan, Preference};
 
 use crate::dest::{OutDir, check_path, open_in};
-use crate::proto::{self, Entry, FEAT_RESUME, FEAT_VERIFY, Kind, Reply, printable};
+use crate::proto::{
+    self, Entry, FEAT_BYREF, FEAT_RESUME, FEAT_VERIFY, Kind, Reply, SendMode, Verdict, printable,
+};
 
 /// How the receiver behaves.
 #[derive(Clone, Debug)]
@@ -134,7 +136,7 @@ pub fn receive(
     conn.set_write_timeout(Some(cfg.idle_timeout))?;
     let watchdog = Watchdog::new(&conn, cfg.idle_timeout)?;
     let out = OutDir::open(&cfg.out)?;
-    let ours = FEAT_VERIFY | if cfg.resume { FEAT_RESUME } else { 0 };
+    let ours = FEAT_VERIFY | FEAT_BYREF | if cfg.resume { FEAT_RESUME } else { 0 };
     proto::write_hello(&mut conn, ours)?;
     let features = theirs & ours;
     let mut summary = RecvSummary::default();
@@ -419,8 +421,9 @@ fn receive_file(
             if same && !cfg.force {
                 Reply::ok(entry.size, "already there").write(conn)?;
                 summary.skipped_bytes += entry.size;
+                let mode = read_mode(conn, features)?;
                 return finish_file(
-                    conn, dir, None, name, entry, features, summary, progress, &shown,
+                    conn, dir, None, name, entry, features, mode, summary, progress, &shown,
                 );
             }
             if !cfg.force {
@@ -436,9 +439,13 @@ fn receive_file(
             }
         }
     }
-    let part = part_name(name, entry);
-    let part = OsStr::from_bytes(&part);
-    let (fd, offset) = match open_part(dir, part, entry, features) {
+    let part_v = part_name(name, entry);
+    let part = OsStr::from_bytes(&part_v);
+    let lent_v = lent_name(&part_v);
+    let lent = OsStr::from_bytes(&lent_v);
+    let opened = adopt_lent(dir, lent, part, features)
+        .and_then(|unchecked| Ok((open_part(dir, part, entry, features)?, unchecked)));
+    let ((mut fd, mut offset), unchecked) = match opened {
         Ok(p) => p,
         Err(e) => return Err(refuse(conn, format!("'{shown}': {e}"))?),
     };
@@ -456,8 +463,33 @@ fn receive_file(
             ),
         )?);
     }
+    if unchecked && offset > 0 {
+        // A prefix sent by reference by a sender that failed: its last bytes may
+        // have been read after the file changed. Resume only if it hashes the same
+        // as the source's first `offset` bytes.
+        Reply::ok(offset, proto::CHECK_PREFIX).write(conn)?;
+        let mut theirs = [0u8; 16];
+        conn.read_exact(&mut theirs)?;
+        let file = File::from(fd);
+        if proto::hash_range(&file, 0, offset)? != theirs {
+            tracing::warn!("'{shown}': the kept prefix differs from the source: starting afresh");
+            file.set_len(0)?;
+            offset = 0;
+        }
+        fd = OwnedFd::from(file);
+    }
     Reply::ok(offset, "").write(conn)?;
     summary.skipped_bytes += offset;
+    let mode = match read_mode(conn, features) {
+        Ok(m) => m,
+        Err(e) => {
+            drop(fd);
+            if offset == 0 {
+                let _ = rustix::fs::unlinkat(dir, part, AtFlags::empty());
+            }
+            return Err(e);
+        }
+    };
     progress.file_start(&shown, entry.size, offset);
     rustix::fs::seek(&fd, SeekFrom::Start(offset))?;
     let file = File::from(fd);
@@ -480,8 +512,15 @@ fn receive_file(
     let got = t.report().bytes;
     summary.bytes += got;
     if let Err(e) = result {
-        // Keep the .part file: the next attempt resumes from it.
+        // Keep the .part file: the next attempt resumes from it. One sent by
+        // reference is kept under another name (its last bytes may have been read
+        // after the file changed): a resume checks it against the source first.
         file.sync_data().ok();
+        let lent_bytes = mode == SendMode::ByReference;
+        if lent_bytes {
+            drop(file);
+            let _ = rustix::fs::renameat(dir, part, dir, lent);
+        }
         let why = match &e {
             _ if watchdog.fired() => format!(
                 "no data for {:?} (--idle-timeout) after {} of {} bytes",
@@ -497,7 +536,15 @@ fn receive_file(
             ),
             e => e.to_string(),
         };
-        let msg = format!("'{shown}': {why} (kept {} bytes to resume)", offset + got);
+        let msg = if lent_bytes {
+            format!(
+                "'{shown}': {why} (kept {} bytes sent by reference, to be checked \
+                 against the source before a resume)",
+                offset + got
+            )
+        } else {
+            format!("'{shown}': {why} (kept {} bytes to resume)", offset + got)
+        };
         if !connection_failed(&e) {
             // Our side failed (a full disk, EIO, a quota): tell the sender why before
             // closing; it reads this once its sending fails.
@@ -516,10 +563,46 @@ fn receive_file(
         name,
         entry,
         features,
+        mode,
         summary,
         progress,
         &shown,
     )
+}
+
+/// The name a `.part` file sent by reference is kept under after a failure.
+fn lent_name(part: &[u8]) -> Vec<u8> {
+    let mut v = part.strip_suffix(b".part").unwrap_or(part).to_vec();
+    v.extend_from_slice(b".lent.part");
+    v
+}
+
+/// A kept `.part` of bytes sent by reference (`lent`) becomes the `.part` to resume
+/// when the sender can check it (it speaks [`FEAT_BYREF`]): returns whether it did.
+/// Otherwise it is deleted.
+fn adopt_lent(dir: &OwnedFd, lent: &OsStr, part: &OsStr, features: u32) -> io::Result<bool> {
+    match rustix::fs::statat(dir, lent, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+        Ok(_) if features & FEAT_BYREF == 0 => {
+            rustix::fs::unlinkat(dir, lent, AtFlags::empty())?;
+            Ok(false)
+        }
+        Ok(_) => {
+            rustix::fs::renameat(dir, lent, dir, part)?;
+            Ok(true)
+        }
+    }
+}
+
+/// With [`FEAT_BYREF`], the sender's byte after our offset reply: how it sends.
+fn read_mode(conn: &mut TcpStream, features: u32) -> io::Result<SendMode> {
+    if features & FEAT_BYREF == 0 {
+        return Ok(SendMode::Copied);
+    }
+    let mut b = [0u8; 1];
+    conn.read_exact(&mut b)?;
+    SendMode::from_byte(b[0])
 }
 
 /// Whether a failed socket → file transfer failed on the socket side (the sender went
@@ -592,6 +675,7 @@ fn finish_file(
     name: &OsStr,
     entry: &Entry,
     features: u32,
+    mode: SendMode,
     summary: &mut RecvSummary,
     progress: &dyn Progress,
     shown: &str,
@@ -624,6 +708,23 @@ fn finish_file(
             conn,
             format!("'{shown}': checksum mismatch, file discarded"),
         )?);
+    }
+    if mode == SendMode::ByReference {
+        // Every byte is in our file: the sender says whether they are the file's.
+        Reply::ok(entry.size, "landed").write(conn)?;
+        let mut b = [0u8; 1];
+        let verdict = conn
+            .read_exact(&mut b)
+            .and_then(|()| Verdict::from_byte(b[0]));
+        if verdict.as_ref().ok() != Some(&Verdict::Keep) {
+            drop(file);
+            let _ = rustix::fs::unlinkat(dir, part, AtFlags::empty());
+            let verdict = verdict?;
+            tracing::warn!("'{shown}': changed while it was being sent: discarded");
+            debug_assert_eq!(verdict, Verdict::Discard);
+            Reply::ok(0, "discarded").write(conn)?;
+            return Ok(());
+        }
     }
     rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(entry.mode & 0o777))?;
     let mtime = Timespec {

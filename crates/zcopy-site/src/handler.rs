@@ -1489,9 +1489,9 @@ fn compressible_type(ctype: &str) -> bool {
         )
 }
 
-/// The br or gzip variant of `f` from the snapshot store (the client's best that is
-/// ready), the head fields it goes with (its own ETag: the identity's with `-br` or
-/// `-gzip`) and its coding, when compression is on for this path, the type is
+/// The br, zstd or gzip variant of `f` from the snapshot store (the client's best
+/// that is ready), the head fields it goes with (its own ETag: the identity's with
+/// `-br`, `-zstd` or `-gzip`) and its coding, when compression is on for this path, the type is
 /// compressible and the client accepts one. The answer varies on Accept-Encoding whenever compression applies; a
 /// missing variant is queued (this request gets the identity).
 fn compressed(
@@ -1518,12 +1518,15 @@ fn compressed(
         return None;
     }
     reply.vary_encoding = true;
-    use encoding::Encoding::{Br, Gzip};
-    // The client's best first; one not made yet is queued and the next is tried.
-    for e in encoding::acceptable(&[Br, Gzip], req.accept_encoding) {
+    use encoding::Encoding::{Br, Gzip, Zstd};
+    // The client's best first (by q-value, then in this order: br, zstd, gzip, the
+    // sidecars' default order; not by size, which would need every variant made);
+    // one not made yet is queued and the next is tried.
+    for e in encoding::acceptable(&[Br, Zstd, Gzip], req.accept_encoding) {
         let variant = match e {
             Br => Variant::Br,
-            _ => Variant::Gzip,
+            Zstd => Variant::Zstd,
+            Gzip => Variant::Gzip,
         };
         let key = Key::of(&f.st, variant);
         let Some(snap) = store.get(&key) else {

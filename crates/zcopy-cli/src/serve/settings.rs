@@ -631,7 +631,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precompressed: Option<Encodings>,
     /// Compress text, HTML, CSS, JS, JSON, SVG, XML and wasm files of 1 KiB to 32 MiB
-    /// that have no sidecar: br and gzip variants are made once by a background
+    /// that have no sidecar: br, zstd and gzip variants are made once by a background
     /// thread, kept in the snapshot store (sealed memory, dropped when the file
     /// changes) and served with their own ETags and `Vary: Accept-Encoding`; until one
     /// is ready the file goes uncompressed [default: true]. Per-rule `compress`

@@ -574,3 +574,106 @@ fn a_br_variant_is_made_and_chosen_by_q_values() {
     );
     assert_eq!(nm.status, 304);
 }
+
+/// GETs `path` with `Accept-Encoding: accept` until the `want` variant comes (it is
+/// made in the background), at most 30 s.
+fn until_coding(srv: &TestServer, path: &str, accept: &str, want: &str) -> RawResponse {
+    let start = Instant::now();
+    loop {
+        let r = request(srv, "GET", path, &[("Accept-Encoding", accept)]);
+        if r.header("content-encoding") == Some(want) {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {want} variant of {path} after 30 s: {} {:?}",
+            r.status,
+            r.headers
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_zstd_variant_has_its_own_etag_304_ranges_and_q_values() {
+    // Was: only gzip and br variants were made; a client that accepts only zstd got
+    // the identity.
+    let fx = Fixture::new();
+    let js = script(3500);
+    fx.file("lib.js", &js);
+    let srv = start(&fx, |_| {});
+    if no_snapshots(&srv, "/lib.js") {
+        return;
+    }
+    let zs = until_coding(&srv, "/lib.js", "zstd", "zstd");
+    assert_eq!(zs.status, 200);
+    let out = zstd::stream::decode_all(&zs.body[..]).expect("a zstd body");
+    assert!(out == js, "the zstd variant decompresses to the file");
+    assert!(zs.body.len() < js.len() / 4, "{} bytes", zs.body.len());
+    assert_eq!(zs.header("vary"), Some("Accept-Encoding"));
+    let etag = zs.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with("-zstd\""), "{etag}");
+    let plain = request(&srv, "GET", "/lib.js", &[]);
+    assert!(plain.body == js);
+    assert_ne!(plain.header("etag"), Some(&*etag));
+
+    // 304 on its own ETag, not on the identity's.
+    let nm = request(
+        &srv,
+        "GET",
+        "/lib.js",
+        &[("Accept-Encoding", "zstd"), ("If-None-Match", &etag)],
+    );
+    assert_eq!(nm.status, 304);
+    assert_eq!(nm.header("etag"), Some(&*etag));
+    assert_eq!(nm.header("vary"), Some("Accept-Encoding"));
+    let other = request(
+        &srv,
+        "GET",
+        "/lib.js",
+        &[
+            ("Accept-Encoding", "zstd"),
+            ("If-None-Match", plain.header("etag").unwrap()),
+        ],
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("content-encoding"), Some("zstd"));
+
+    // Ranges are ranges of the variant.
+    let r = request(
+        &srv,
+        "GET",
+        "/lib.js",
+        &[("Accept-Encoding", "zstd"), ("Range", "bytes=5-54")],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-encoding"), Some("zstd"));
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes 5-54/{}", zs.body.len()))
+    );
+    assert!(r.body == zs.body[5..55]);
+
+    // q-values first, then br, zstd, gzip; identity;q=0 with zstd still gets zstd.
+    let gz = until_coding(&srv, "/lib.js", "gzip", "gzip");
+    let br = until_coding(&srv, "/lib.js", "br", "br");
+    let pick = |accept: &str| {
+        request(&srv, "GET", "/lib.js", &[("Accept-Encoding", accept)])
+            .header("content-encoding")
+            .map(str::to_owned)
+    };
+    assert_eq!(pick("gzip, zstd").as_deref(), Some("zstd"));
+    assert_eq!(pick("gzip, deflate, br, zstd").as_deref(), Some("br"));
+    assert_eq!(pick("zstd;q=0.5, gzip;q=0.9").as_deref(), Some("gzip"));
+    assert_eq!(
+        pick("br;q=0.1, zstd;q=0.8, gzip;q=0.5").as_deref(),
+        Some("zstd")
+    );
+    assert_eq!(pick("zstd;q=0, gzip").as_deref(), Some("gzip"));
+    assert_eq!(pick("identity;q=0, zstd").as_deref(), Some("zstd"));
+    let etags = [&gz, &br, &zs].map(|r| r.header("etag").unwrap().to_owned());
+    assert!(
+        etags[0] != etags[1] && etags[1] != etags[2] && etags[0] != etags[2],
+        "{etags:?}"
+    );
+}
