@@ -187,9 +187,18 @@ fn respond(
             None => reply.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
         };
     }
-    let put =
-        req.method == Method::Other && req.method_name == "PUT" && eff.upload.unwrap_or(cfg.upload);
-    if req.method == Method::Other && !put {
+    let webdav = eff.webdav.unwrap_or(cfg.webdav);
+    let put = req.method == Method::Other
+        && req.method_name == "PUT"
+        && (webdav || eff.upload.unwrap_or(cfg.upload));
+    // A CORS preflight is answered as such, WebDAV or not.
+    let preflight =
+        req.method_name == "OPTIONS" && eff.cors.is_some() && req.ac_request_method.is_some();
+    let dav = webdav
+        && !preflight
+        && req.method == Method::Other
+        && crate::webdav::METHODS.contains(&req.method_name);
+    if req.method == Method::Other && !put && !dav {
         if req.method_name == "OPTIONS"
             && let Some(cors) = eff.cors
             && req.ac_request_method.is_some()
@@ -205,6 +214,7 @@ fn respond(
             return reply.status(out, 501);
         }
         let allow = match eff.upload.unwrap_or(cfg.upload) {
+            _ if webdav => ("Allow", crate::webdav::ALLOW),
             true => ALLOW_PUT,
             false => ALLOW,
         };
@@ -245,7 +255,13 @@ fn respond(
     {
         return reply.challenge(out, users);
     }
+    if dav {
+        return crate::webdav::respond(site, req, close, out, eff, access);
+    }
     if put {
+        if webdav && let Some(resp) = crate::webdav::put_refused(site, req, close, out) {
+            return resp;
+        }
         return put_file(site, req, &reply, eff, out);
     }
     let key = req.target.split('?').next().unwrap_or("");

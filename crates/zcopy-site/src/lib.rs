@@ -20,6 +20,7 @@ pub mod site_config;
 pub mod snapshot;
 pub mod upload;
 pub mod watch;
+pub mod webdav;
 
 // The protocol core's modules under their old paths (`crate::request`, ...).
 pub use zcopy_http1::{conditional, head, plan, range, request};
