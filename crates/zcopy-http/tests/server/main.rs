@@ -24,3 +24,4 @@ mod tls;
 mod tools;
 mod upload;
 mod upload_metrics;
+mod webdav;

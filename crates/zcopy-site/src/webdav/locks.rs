@@ -25,6 +25,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Debug)]
 struct Lock {
+    /// The root it was taken under ([`Ctx::root_id`]).
+    site: (u64, u64),
     token: String,
     /// The locked resource (decoded, from the root, no leading `/`).
     root: String,
@@ -44,11 +46,41 @@ impl Lock {
 
 static LOCKS: Mutex<Vec<Lock>> = Mutex::new(Vec::new());
 
-fn locks() -> std::sync::MutexGuard<'static, Vec<Lock>> {
+/// The locks of every site in this process (expired ones dropped).
+fn all_locks() -> std::sync::MutexGuard<'static, Vec<Lock>> {
     let mut l = crate::lock(&LOCKS);
     let now = Instant::now();
     l.retain(|k| k.expires > now);
     l
+}
+
+/// The locks of `ctx`'s site, and the guard they live under.
+struct SiteLocks {
+    guard: std::sync::MutexGuard<'static, Vec<Lock>>,
+    site: (u64, u64),
+}
+
+impl SiteLocks {
+    fn iter(&self) -> impl Iterator<Item = &Lock> {
+        self.guard.iter().filter(move |k| k.site == self.site)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Lock> {
+        let site = self.site;
+        self.guard.iter_mut().filter(move |k| k.site == site)
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Lock) -> bool) {
+        let site = self.site;
+        self.guard.retain(|k| k.site != site || keep(k));
+    }
+}
+
+fn locks(ctx: &Ctx) -> SiteLocks {
+    SiteLocks {
+        guard: all_locks(),
+        site: ctx.root_id,
+    }
 }
 
 /// `rel` is strictly beneath `dir`.
@@ -83,7 +115,7 @@ pub(crate) fn check(
     rel: &str,
     scopes: &[(&str, Scope)],
 ) -> Result<(), u16> {
-    let l = locks();
+    let l = locks(ctx);
     let lists = match if_header {
         Some(h) => Some(parse_if(h).ok_or(400u16)?),
         None => None,
@@ -129,8 +161,8 @@ pub(crate) fn check(
 }
 
 /// Drops the locks on `rel` and beneath it (it was deleted or moved away).
-pub(crate) fn forget(rel: &str) {
-    locks().retain(|k| k.root != rel && !is_below(&k.root, rel));
+pub(crate) fn forget(ctx: &Ctx, rel: &str) {
+    locks(ctx).retain(|k| k.root != rel && !is_below(&k.root, rel));
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
@@ -293,9 +325,9 @@ fn activelock(k: &Lock, now: Instant) -> String {
 }
 
 /// The `<D:lockdiscovery>` content for `rel`: the locks that apply to it.
-pub(crate) fn discovery(rel: &str) -> String {
+pub(crate) fn discovery(ctx: &Ctx, rel: &str) -> String {
     let now = Instant::now();
-    locks()
+    locks(ctx)
         .iter()
         .filter(|k| k.covers(rel))
         .map(|k| activelock(k, now))
@@ -346,7 +378,7 @@ impl LockRequest {
         let scopes: &[(&str, Scope)] = &[(rel, Scope::Exact), (&parent, Scope::Exact)];
         // Conflicts with locks held by others are 423 whatever the If header says.
         {
-            let l = locks();
+            let l = locks(ctx);
             let conflict = l.iter().any(|k| {
                 let overlaps = k.covers(rel) || (infinite && is_below(&k.root, rel));
                 overlaps && (k.exclusive || info.exclusive)
@@ -355,7 +387,7 @@ impl LockRequest {
                 drop(l);
                 return super::Answer::Error(423, "no-conflicting-lock").answer(out, close);
             }
-            if l.len() >= MAX_LOCKS {
+            if l.guard.len() >= MAX_LOCKS {
                 drop(l);
                 return status_with_retry(out, close);
             }
@@ -375,6 +407,7 @@ impl LockRequest {
             Err(s) => return status(out, s, close),
         };
         let lock = Lock {
+            site: ctx.root_id,
             token: new_token(),
             root: rel.clone(),
             infinite,
@@ -388,7 +421,7 @@ impl LockRequest {
             activelock(&lock, now)
         );
         let token = format!("<{}>", lock.token);
-        locks().push(lock);
+        all_locks().push(lock);
         let code = if created { 201 } else { 200 };
         xml_response(out, code, &body, close, &[("Lock-Token", &token)])
     }
@@ -401,8 +434,7 @@ impl LockRequest {
         let Some(lists) = parse_if(h) else {
             return status(out, 400, close);
         };
-        let _ = ctx;
-        let mut l = locks();
+        let mut l = locks(ctx);
         let tokens: Vec<&str> = lists
             .iter()
             .flat_map(|(_, c)| c)
@@ -436,7 +468,7 @@ fn status_with_retry(out: &mut Vec<u8>, close: bool) -> Response {
 /// UNLOCK: removes the lock whose token the `Lock-Token` header names, if it
 /// applies to the request's resource (204), else 409.
 pub(crate) fn unlock(
-    _ctx: &Ctx,
+    ctx: &Ctx,
     req: &Request<'_>,
     rel: &str,
     out: &mut Vec<u8>,
@@ -451,10 +483,10 @@ pub(crate) fn unlock(
     else {
         return status(out, 400, close);
     };
-    let mut l = locks();
-    let before = l.len();
+    let mut l = locks(ctx);
+    let before = l.guard.len();
     l.retain(|k| !(k.token == token && k.covers(rel)));
-    let removed = l.len() < before;
+    let removed = l.guard.len() < before;
     drop(l);
     if removed {
         status(out, 204, close)

@@ -59,11 +59,17 @@ pub(crate) struct Ctx {
     pub hidden: bool,
     /// The request's Host, to tell this server's absolute URLs.
     pub host: Option<String>,
+    /// The root's device and inode: whose locks are whose (several sites may live
+    /// in one process; a reload keeps its root's locks).
+    pub root_id: (u64, u64),
 }
 
 impl Ctx {
+    #[allow(clippy::unnecessary_cast)] // stat field types differ between architectures
     fn of(site: &Site, req: &Request<'_>) -> io::Result<Ctx> {
+        let st = rustix::fs::fstat(&site.root)?;
         Ok(Ctx {
+            root_id: (st.st_dev as u64, st.st_ino as u64),
             root: site.root.try_clone()?,
             hidden: site.config.hidden,
             host: req.host.map(str::to_owned),

@@ -168,7 +168,7 @@ pub(crate) fn delete(
     }
     match remove(ctx, &dir, &name, k) {
         Ok(()) => {
-            locks::forget(rel);
+            locks::forget(ctx, rel);
             status(out, 204, close)
         }
         Err(s) => status(out, s, close),
@@ -366,7 +366,7 @@ fn copy_move_inner(
             remove(ctx, &ddir, &dname, k)?;
         }
         rustix::fs::renameat(&sdir, sname.as_str(), &ddir, dname.as_str()).map_err(errno_status)?;
-        locks::forget(rel);
+        locks::forget(ctx, rel);
         return Ok(dk.is_none());
     }
     if let Some(k) = dk {

@@ -183,7 +183,7 @@ impl Plan {
                 Propfind::AllProp => {
                     let mut found = String::new();
                     for n in LIVE {
-                        if let Some(v) = live(item, n) {
+                        if let Some(v) = live(ctx, item, n) {
                             found.push_str(&v);
                         }
                     }
@@ -195,7 +195,7 @@ impl Plan {
                 Propfind::PropName => {
                     let mut found = String::new();
                     for n in LIVE {
-                        if live(item, n).is_some() {
+                        if live(ctx, item, n).is_some() {
                             found.push_str(&format!("<D:{n}/>"));
                         }
                     }
@@ -209,7 +209,7 @@ impl Plan {
                     let mut missing = String::new();
                     for n in names {
                         let v = if n.ns == "DAV:" {
-                            live(item, &n.local)
+                            live(ctx, item, &n.local)
                         } else {
                             None
                         };
@@ -262,7 +262,7 @@ const LIVE: &[&str] = &[
 
 /// A live property of `item`, as an element (`None`: it has none by that name).
 #[allow(clippy::unnecessary_cast)] // stat field types differ between architectures
-fn live(item: &Item, name: &str) -> Option<String> {
+fn live(ctx: &Ctx, item: &Item, name: &str) -> Option<String> {
     let st = &item.st;
     let dir = item.dir();
     let v = crate::cache::validators(st);
@@ -295,7 +295,7 @@ fn live(item: &Item, name: &str) -> Option<String> {
             .into(),
         "lockdiscovery" => format!(
             "<D:lockdiscovery>{}</D:lockdiscovery>",
-            locks::discovery(&item.rel())
+            locks::discovery(ctx, &item.rel())
         ),
         _ => return None,
     })
