@@ -12,6 +12,7 @@ pub mod cache;
 pub mod encoding;
 pub mod handler;
 pub mod listing;
+pub mod offload;
 pub mod pages;
 pub mod path;
 pub mod redirect;

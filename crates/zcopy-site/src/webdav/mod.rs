@@ -24,6 +24,7 @@ use std::os::fd::OwnedFd;
 use crate::access::Access;
 use crate::handler::Site;
 use crate::head::Head;
+use crate::offload::Offload;
 use crate::path::{self, CleanPath};
 use crate::plan::{Body, Response, Sink};
 use crate::request::{BodyFraming, Request};
@@ -167,16 +168,35 @@ pub fn respond(
         "UNLOCK" => locks::unlock(&ctx, req, &rel, out, close),
         "MKCOL" if has_body => status(out, 415, close),
         "MKCOL" => ops::mkcol(&ctx, req, &clean, &rel, out, close),
-        "DELETE" => ops::delete(&ctx, req, &clean, &rel, out, close),
-        "COPY" | "MOVE" => {
-            let dest = match ops::destination(site, &ctx, req, access) {
-                Ok(d) => d,
-                Err(s) => return s.answer(out, close),
+        "DELETE" | "COPY" | "MOVE" => {
+            let dest = match method {
+                "DELETE" => None,
+                _ => match ops::destination(site, &ctx, req, access) {
+                    Ok(d) => Some(d),
+                    Err(s) => return s.answer(out, close),
+                },
             };
             if access.pending() {
                 return Response::pending();
             }
-            ops::copy_move(&ctx, req, &clean, &rel, dest, method == "MOVE", out, close)
+            // A tree or a large file can take a while: off the event loop.
+            let f = ops::Fields::of(req);
+            let key = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (method, &*req.target, &f, req.dav.destination).hash(&mut h);
+                h.finish()
+            };
+            let is_move = method == "MOVE";
+            let job = move || match &dest {
+                None => ops::delete(&ctx, &f, &clean, &rel),
+                Some(d) => ops::copy_move(&ctx, &f, &clean, &rel, d, is_move),
+            };
+            match access.offload(key, job) {
+                Offload::Done(s) => status(out, s, close),
+                Offload::Pending => Response::pending(),
+                Offload::Busy => status_with(out, 503, close, &[("Retry-After", "1")]),
+            }
         }
         _ => status(out, 405, close),
     }

@@ -134,44 +134,55 @@ pub(crate) fn mkcol(
     }
 }
 
+/// The header fields a DELETE, COPY or MOVE goes by, owned (it runs off the
+/// loop, after the request is gone).
+#[derive(Clone, Debug, Default, Hash)]
+pub(crate) struct Fields {
+    pub depth: Option<String>,
+    pub overwrite: Option<String>,
+    pub if_: Option<String>,
+}
+
+impl Fields {
+    pub(crate) fn of(req: &Request<'_>) -> Fields {
+        Fields {
+            depth: req.dav.depth.map(str::to_owned),
+            overwrite: req.dav.overwrite.map(str::to_owned),
+            if_: req.dav.if_.map(str::to_owned),
+        }
+    }
+}
+
 /// DELETE: a file, or a directory and everything beneath it (204).
-pub(crate) fn delete(
-    ctx: &Ctx,
-    req: &Request<'_>,
-    clean: &CleanPath,
-    rel: &str,
-    out: &mut Vec<u8>,
-    close: bool,
-) -> Response {
+pub(crate) fn delete(ctx: &Ctx, f: &Fields, clean: &CleanPath, rel: &str) -> u16 {
     let (dir, name) = match parent(ctx, clean) {
         Ok(p) => p,
-        Err(409) => return status(out, 404, close),
-        Err(s) => return status(out, s, close),
+        Err(409) => return 404,
+        Err(s) => return s,
     };
     let k = match kind(&dir, &name) {
         Ok(Some(k)) => k,
-        Ok(None) => return status(out, 404, close),
-        Err(s) => return status(out, s, close),
+        Ok(None) => return 404,
+        Err(s) => return s,
     };
     if k == FileType::Directory
-        && req
-            .dav
-            .depth
+        && f.depth
+            .as_deref()
             .is_some_and(|d| !d.trim().eq_ignore_ascii_case("infinity"))
     {
-        return status(out, 400, close);
+        return 400;
     }
     let parent = locks::parent_rel(rel);
     let scopes = [(rel, Scope::Tree), (parent.as_str(), Scope::Exact)];
-    if let Err(s) = locks::check(ctx, req.dav.if_, rel, &scopes) {
-        return status(out, s, close);
+    if let Err(s) = locks::check(ctx, f.if_.as_deref(), rel, &scopes) {
+        return s;
     }
     match remove(ctx, &dir, &name, k) {
         Ok(()) => {
             locks::forget(ctx, rel);
-            status(out, 204, close)
+            204
         }
-        Err(s) => status(out, s, close),
+        Err(s) => s,
     }
 }
 
@@ -291,27 +302,24 @@ pub(crate) fn destination(
 /// COPY or MOVE `clean` to `dest`: 201 when the destination was new, 204 when it
 /// was replaced (`Overwrite: T`, the default), 412 for `Overwrite: F` onto
 /// something.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_move(
     ctx: &Ctx,
-    req: &Request<'_>,
+    f: &Fields,
     clean: &CleanPath,
     rel: &str,
-    dest: Dest,
+    dest: &Dest,
     is_move: bool,
-    out: &mut Vec<u8>,
-    close: bool,
-) -> Response {
-    let r = copy_move_inner(ctx, req, clean, rel, &dest, is_move);
-    match r {
-        Ok(created) => status(out, if created { 201 } else { 204 }, close),
-        Err(s) => status(out, s, close),
+) -> u16 {
+    match copy_move_inner(ctx, f, clean, rel, dest, is_move) {
+        Ok(true) => 201,
+        Ok(false) => 204,
+        Err(s) => s,
     }
 }
 
 fn copy_move_inner(
     ctx: &Ctx,
-    req: &Request<'_>,
+    f: &Fields,
     clean: &CleanPath,
     rel: &str,
     dest: &Dest,
@@ -330,13 +338,13 @@ fn copy_move_inner(
     if drel == rel || (sk == FileType::Directory && locks::is_below(drel, rel)) {
         return Err(403);
     }
-    let depth_infinite = match req.dav.depth.map(str::trim) {
+    let depth_infinite = match f.depth.as_deref().map(str::trim) {
         None => true,
         Some(d) if d.eq_ignore_ascii_case("infinity") => true,
         Some("0") if !is_move => false,
         Some(_) => return Err(400),
     };
-    let overwrite = match req.dav.overwrite.map(str::trim) {
+    let overwrite = match f.overwrite.as_deref().map(str::trim) {
         None | Some("T") | Some("t") => true,
         Some("F") | Some("f") => false,
         Some(_) => return Err(400),
@@ -354,7 +362,7 @@ fn copy_move_inner(
         scopes.push((rel, Scope::Tree));
         scopes.push((sparent.as_str(), Scope::Exact));
     }
-    locks::check(ctx, req.dav.if_, rel, &scopes)?;
+    locks::check(ctx, f.if_.as_deref(), rel, &scopes)?;
     if is_move {
         if sk == FileType::Directory && !ctx.hidden && has_hidden(&sdir, &sname, &mut 0)? {
             // Moving would carry names the client can't see.
