@@ -743,6 +743,77 @@ fn a_protected_path_needs_the_password_for_dav_too() {
     assert!(text(&r).contains("p.txt"));
 }
 
+/// A DELETE, COPY or MOVE of a collection reaches every name beneath it: refused
+/// when a rule guards something there with a password this client does not give.
+/// A hard-linked file (maybe a guarded file under another name) is neither copied
+/// nor shown, as GET does not serve it.
+#[test]
+fn tree_operations_do_not_reach_past_a_password() {
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let users = Arc::new(Users::parse("files", &format!("alice:{hash}\n")).unwrap());
+    let fx = Fixture::new();
+    fx.file("d/a.txt", b"a");
+    fx.file("d/private/p.txt", b"p");
+    std::fs::hard_link(fx.root().join("d/private/p.txt"), fx.root().join("d/h.txt")).unwrap();
+    let srv = TestServer::start(&fx.root(), |c| {
+        webdav(io_driver())(c);
+        c.rules = vec![Rule {
+            glob: "d/private/**".into(),
+            auth: Some(users),
+            ..Rule::default()
+        }];
+    });
+    let before = tree(&fx.root());
+    assert_eq!(
+        dav(&srv, "COPY", "/d/", &[("Destination", "/e/")], "").status,
+        403
+    );
+    assert_eq!(
+        dav(&srv, "MOVE", "/d/", &[("Destination", "/e/")], "").status,
+        403
+    );
+    assert_eq!(dav(&srv, "DELETE", "/d/", &[], "").status, 403);
+    assert_eq!(dav(&srv, "DELETE", "/", &[], "").status, 403);
+    assert_eq!(
+        dav(
+            &srv,
+            "COPY",
+            "/d/h.txt",
+            &[("Destination", "/d/h2.txt")],
+            ""
+        )
+        .status,
+        403
+    );
+    assert_eq!(tree(&fx.root()), before);
+    assert_eq!(request(&srv, "GET", "/d/h.txt", &[]).status, 403);
+    assert_eq!(
+        dav(&srv, "PROPFIND", "/d/h.txt", &[("Depth", "0")], "").status,
+        403
+    );
+    let t = text(&dav(&srv, "PROPFIND", "/d/", &[("Depth", "1")], ""));
+    assert!(t.contains("/d/a.txt") && !t.contains("h.txt"), "{t}");
+    // Files beside the guarded folder are still copied.
+    assert_eq!(
+        dav(&srv, "COPY", "/d/a.txt", &[("Destination", "/d/b.txt")], "").status,
+        201
+    );
+    use base64::Engine;
+    let good = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+    );
+    let auth = [("Destination", "/e/"), ("Authorization", good.as_str())];
+    // With the password, the client may (once the file has one name).
+    assert_eq!(dav(&srv, "COPY", "/d/private/", &auth, "").status, 403);
+    std::fs::remove_file(fx.root().join("d/h.txt")).unwrap();
+    assert_eq!(dav(&srv, "COPY", "/d/private/", &auth, "").status, 201);
+    assert_eq!(
+        dav(&srv, "DELETE", "/d/", &[("Authorization", &good)], "").status,
+        204
+    );
+}
+
 /// litmus, the WebDAV conformance suite: every test of every suite passes.
 #[test]
 fn litmus_passes_every_suite() {

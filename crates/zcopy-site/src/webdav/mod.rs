@@ -63,6 +63,9 @@ pub(crate) struct Ctx {
     /// The root's device and inode: whose locks are whose (several sites may live
     /// in one process; a reload keeps its root's locks).
     pub root_id: (u64, u64),
+    /// Some rule asks for a password: a hard-linked file (the same file under a
+    /// name a rule may guard) is not copied, as GET does not serve it.
+    pub guarded: bool,
 }
 
 impl Ctx {
@@ -74,6 +77,7 @@ impl Ctx {
             root: site.root.try_clone()?,
             hidden: site.config.hidden,
             host: req.host.map(str::to_owned),
+            guarded: site.config.rules.iter().any(|r| r.auth.is_some()),
         })
     }
 }
@@ -87,6 +91,25 @@ pub(crate) fn writable(site: &Site, rel: &str) -> bool {
         return false;
     }
     !(cfg.upload_needs_auth && eff.auth.is_none())
+}
+
+/// Whether a rule with a password this client does not pass may guard something
+/// at or beneath `rel` (by its glob's literal prefix: conservative). A DELETE,
+/// COPY or MOVE of a collection would otherwise reach names the client may not
+/// fetch.
+fn guarded_beneath(site: &Site, rel: &str, access: &mut Access<'_>) -> bool {
+    let under = format!("{rel}/");
+    for r in &site.config.rules {
+        let Some(users) = r.auth.as_deref() else {
+            continue;
+        };
+        let lit = r.glob.split(['*', '?', '[']).next().unwrap_or("");
+        let may = rel.is_empty() || lit.starts_with(&under) || under.starts_with(lit);
+        if may && !access.passes(users) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Answers a WebDAV method (WebDAV on for the path, auth passed).
@@ -176,8 +199,15 @@ pub fn respond(
                     Err(s) => return s.answer(out, close),
                 },
             };
+            let guarded = guarded_beneath(site, &rel, access)
+                || dest
+                    .as_ref()
+                    .is_some_and(|d| guarded_beneath(site, d.rel(), access));
             if access.pending() {
                 return Response::pending();
+            }
+            if guarded {
+                return status(out, 403, close);
             }
             // A tree or a large file can take a while: off the event loop.
             let f = ops::Fields::of(req);

@@ -273,6 +273,12 @@ pub(crate) struct Dest {
     rel: String,
 }
 
+impl Dest {
+    pub(crate) fn rel(&self) -> &str {
+        &self.rel
+    }
+}
+
 /// The `Destination` header (RFC 4918 §10.3): this server's (same authority, or a
 /// path: else 502), a clean path (else 400), visible and writable by this client
 /// under the rules (else 403).
@@ -382,16 +388,25 @@ fn copy_move_inner(
     }
     let mut seen = 0;
     if sk == FileType::Directory {
-        copy_tree(ctx, &sdir, &sname, &ddir, &dname, depth_infinite, &mut seen)?;
+        let sfd = File::from(open_dir(&sdir, &sname)?);
+        rustix::fs::mkdirat(&ddir, dname.as_str(), Mode::from_raw_mode(0o755))
+            .map_err(errno_status)?;
+        let copied = copy_members(ctx, &sfd, &ddir, &dname, depth_infinite, &mut seen);
+        if let Err(s) = copied {
+            // Nothing half-copied stays behind.
+            let mut n = 0;
+            let _ = remove_tree(&ddir, &dname, &mut n);
+            return Err(s);
+        }
     } else {
-        copy_file(&sdir, &sname, &ddir, &dname)?;
+        copy_file(ctx, &sdir, &sname, &ddir, &dname)?;
     }
     Ok(dk.is_none())
 }
 
 /// Copies the regular file `sname` (not following a link) to `dname`: into a
 /// temporary dotfile by copy_file_range, then renamed into place.
-fn copy_file(sdir: &File, sname: &str, ddir: &File, dname: &str) -> Result<(), u16> {
+fn copy_file(ctx: &Ctx, sdir: &File, sname: &str, ddir: &File, dname: &str) -> Result<(), u16> {
     let src = rustix::fs::openat(
         sdir,
         sname,
@@ -401,6 +416,11 @@ fn copy_file(sdir: &File, sname: &str, ddir: &File, dname: &str) -> Result<(), u
     .map_err(errno_status)?;
     let st = rustix::fs::fstat(&src).map_err(|_| 500u16)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(403);
+    }
+    #[allow(clippy::unnecessary_cast)] // differs between architectures
+    if ctx.guarded && st.st_nlink as u64 > 1 {
+        // GET refuses it on a guarded site: a copy must not make it fetchable.
         return Err(403);
     }
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -478,8 +498,21 @@ fn copy_tree(
 ) -> Result<(), u16> {
     let sfd = File::from(open_dir(sdir, sname)?);
     rustix::fs::mkdirat(ddir, dname, Mode::from_raw_mode(0o755)).map_err(errno_status)?;
+    copy_members(ctx, &sfd, ddir, dname, infinite, seen)
+}
+
+/// Copies the dead properties of the open directory `sfd` to the new directory
+/// `dname`, and its members when `infinite`.
+fn copy_members(
+    ctx: &Ctx,
+    sfd: &File,
+    ddir: &File,
+    dname: &str,
+    infinite: bool,
+    seen: &mut usize,
+) -> Result<(), u16> {
     let dfd = File::from(open_dir(ddir, dname)?);
-    copy_props(&sfd, &dfd);
+    copy_props(sfd, &dfd);
     if !infinite {
         return Ok(());
     }
@@ -488,8 +521,8 @@ fn copy_tree(
             continue;
         }
         match t {
-            FileType::Directory => copy_tree(ctx, &sfd, &n, &dfd, &n, true, seen)?,
-            FileType::RegularFile => copy_file(&sfd, &n, &dfd, &n)?,
+            FileType::Directory => copy_tree(ctx, sfd, &n, &dfd, &n, true, seen)?,
+            FileType::RegularFile => copy_file(ctx, sfd, &n, &dfd, &n)?,
             _ => {}
         }
     }

@@ -96,6 +96,10 @@ pub(crate) fn plan(
     if access.name(rel).is_err() {
         return Err(Answer::Status(404));
     }
+    // As GET: a hard-linked file on a guarded site is refused.
+    if access.refuses_links(&st) {
+        return Err(Answer::Status(403));
+    }
     let me = Item {
         segments: clean.segments.clone(),
         st,
@@ -156,6 +160,9 @@ pub(crate) fn plan(
             }
             _ => continue,
         };
+        if access.refuses_links(&st) {
+            continue;
+        }
         items.push(Item { segments, st });
     }
     Ok(Plan { items })
