@@ -975,3 +975,47 @@ fn long_copies_and_deletes_do_not_stall_the_event_loop() {
     );
     assert!(!fx.root().join("c0").exists());
 }
+
+/// cadaver (the command-line WebDAV client) drives a session: MKCOL, PUT, PROPSET
+/// and PROPGET, LOCK and lock discovery, UNLOCK, COPY, MOVE, GET, DELETE, RMCOL.
+#[test]
+fn cadaver_session() {
+    if !require("cadaver") {
+        return;
+    }
+    let fx = Fixture::new();
+    let srv = TestServer::start(&fx.root(), webdav(io_driver()));
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("c.txt");
+    std::fs::write(&local, b"hello cadaver\n").unwrap();
+    let back = work.path().join("back.txt");
+    let script = format!(
+        "mkcol dir\ncd dir\nput {} c.txt\npropset c.txt color red\npropget c.txt color\n\
+         lock c.txt\ndiscover c.txt\nunlock c.txt\ncopy c.txt d.txt\nmove d.txt e.txt\n\
+         get e.txt {}\ndelete c.txt\nls\ncd ..\nquit\n",
+        local.display(),
+        back.display()
+    );
+    let mut child = std::process::Command::new("cadaver")
+        .arg(srv.url("/"))
+        .current_dir(work.path())
+        .env("HOME", work.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("failed"), "{text}");
+    assert!(text.contains("Value of color is: red"), "{text}");
+    assert!(text.contains("Scope: exclusive"), "{text}");
+    assert_eq!(std::fs::read(&back).unwrap(), b"hello cadaver\n");
+    assert_eq!(tree(&fx.root()), ["dir", "dir/e.txt"]);
+}
