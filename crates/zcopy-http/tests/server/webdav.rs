@@ -99,6 +99,58 @@ fn webdav_is_off_by_default_and_uploads_alone_do_not_turn_it_on() {
 }
 
 #[test]
+fn a_rule_turns_webdav_on_for_its_paths_only() {
+    let fx = Fixture::new();
+    fx.file("shared/a.txt", b"a");
+    fx.file("other/b.txt", b"b");
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.io = io_driver();
+        c.rules = vec![Rule {
+            glob: "shared/**".into(),
+            webdav: Some(true),
+            ..Rule::default()
+        }];
+    });
+    assert_eq!(dav(&srv, "MKCOL", "/shared/new", &[], "").status, 201);
+    assert_eq!(dav(&srv, "PUT", "/shared/p.txt", &[], "p").status, 201);
+    assert_eq!(
+        dav(&srv, "PROPFIND", "/shared/", &[("Depth", "1")], "").status,
+        207
+    );
+    assert_eq!(dav(&srv, "MKCOL", "/other/new", &[], "").status, 501);
+    assert_eq!(dav(&srv, "PUT", "/other/p.txt", &[], "p").status, 405);
+    assert_eq!(dav(&srv, "DELETE", "/other/b.txt", &[], "").status, 405);
+    // Nor can a COPY or MOVE from inside write outside.
+    let r = dav(
+        &srv,
+        "COPY",
+        "/shared/a.txt",
+        &[("Destination", "/other/a.txt")],
+        "",
+    );
+    assert_eq!(r.status, 403);
+    let r = dav(
+        &srv,
+        "MOVE",
+        "/shared/a.txt",
+        &[("Destination", "/a.txt")],
+        "",
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        tree(&fx.root()),
+        [
+            "other",
+            "other/b.txt",
+            "shared",
+            "shared/a.txt",
+            "shared/new",
+            "shared/p.txt"
+        ]
+    );
+}
+
+#[test]
 fn options_names_the_classes_and_methods() {
     let fx = Fixture::new();
     let srv = TestServer::start(&fx.root(), webdav(io_driver()));

@@ -178,10 +178,17 @@ impl Plan {
         let mut x = String::from(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">\n",
         );
+        // Dead properties cost an open and an xattr listing per resource: only
+        // when asked for (rclone, davfs2 and Explorer ask for DAV: ones by name).
+        let want_dead = match &what {
+            Propfind::Prop(names) => names.iter().any(|n| n.ns != "DAV:"),
+            _ => true,
+        };
         for item in &self.items {
-            let dead = match open_item(ctx, &item.segments, SymlinkPolicy::WithinRoot) {
-                Some(f) => dead(&f),
-                None => Vec::new(),
+            let dead = match want_dead {
+                true => open_item(ctx, &item.segments, SymlinkPolicy::WithinRoot)
+                    .map_or_else(Vec::new, |f| dead(&f)),
+                false => Vec::new(),
             };
             x.push_str("<D:response><D:href>");
             x.push_str(&esc(&href(&item.segments, item.dir())));
