@@ -81,12 +81,13 @@ impl Jobs {
         waker: Option<&Wake>,
         job: impl FnOnce() -> u16 + Send + 'static,
     ) -> Offload {
-        if let Some(&(k, status, _)) = self.done.get(&token)
+        if let Some((k, status, _)) = self.done.remove(&token)
             && k == key
         {
-            self.done.remove(&token);
             return Offload::Done(status);
         }
+        // (A result for another request on this token was nobody's any more: its
+        // connection went away and the token was given to a new one.)
         if self.running.contains(&(token, key)) {
             return Offload::Pending;
         }
@@ -179,8 +180,10 @@ mod tests {
             wrx.recv().unwrap();
             jobs.completed(&mut woken);
         }
-        // Another request on the token does not take it.
-        assert_eq!(jobs.run(7, 43, None, || 204), Offload::Done(204));
         assert_eq!(jobs.run(7, 42, Some(&waker), || 500), Offload::Done(201));
+        // A result nobody took is not another request's.
+        jobs.done.insert(7, (42, 201, Instant::now()));
+        assert_eq!(jobs.run(7, 43, None, || 204), Offload::Done(204));
+        assert!(jobs.done.is_empty());
     }
 }
