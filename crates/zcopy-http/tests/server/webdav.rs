@@ -392,6 +392,12 @@ fn copy_and_move_statuses_overwrite_and_depth() {
             std::fs::read(fx.root().join("copy.txt")).unwrap(),
             b"source"
         );
+        // The same server, however its authority is spelt.
+        for dest in ["HTTP://X/copy2.txt", "http://x:80/copy2.txt"] {
+            let r = dav(&srv, "COPY", "/src.txt", &[("Destination", dest)], "");
+            assert!(r.status == 201 || r.status == 204, "{dest}: {}", r.status);
+        }
+        std::fs::remove_file(fx.root().join("copy2.txt")).unwrap();
         let r = dav(
             &srv,
             "COPY",

@@ -503,19 +503,31 @@ pub(crate) fn url_path(ctx: &Ctx, url: &str) -> Result<CleanPath, u16> {
     let path = if url.starts_with('/') {
         url
     } else {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .ok_or(400u16)?;
+        let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+        let (rest, default_port) = if lower.starts_with("http://") {
+            (&url[7..], ":80")
+        } else if lower.starts_with("https://") {
+            (&url[8..], ":443")
+        } else {
+            return Err(400);
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
         let authority = authority.rsplit('@').next().unwrap_or(authority);
+        // `host` and `host:80` (for http) name the same server.
+        let bare = |a: &str| {
+            let a = a.to_ascii_lowercase();
+            match a.strip_suffix(default_port) {
+                Some(b) => b.to_owned(),
+                None => a,
+            }
+        };
         let same = ctx
             .host
             .as_deref()
-            .is_some_and(|h| h.eq_ignore_ascii_case(authority));
+            .is_some_and(|h| bare(h) == bare(authority));
         if !same {
             return Err(502);
         }
