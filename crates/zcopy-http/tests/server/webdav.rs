@@ -1038,7 +1038,17 @@ fn long_copies_and_deletes_do_not_stall_the_event_loop() {
 /// and PROPGET, LOCK and lock discovery, UNLOCK, COPY, MOVE, GET, DELETE, RMCOL.
 #[test]
 fn cadaver_session() {
-    if !require("cadaver") {
+    // `cadaver --version` exits 255: ask whether it runs at all.
+    let runs = std::process::Command::new("cadaver")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("cadaver"));
+    if !runs {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cadaver is missing under CI=true (scripts/test.sh installs it)"
+        );
+        eprintln!("skipped: cadaver not installed");
         return;
     }
     let fx = Fixture::new();
