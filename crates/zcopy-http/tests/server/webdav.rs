@@ -1087,3 +1087,62 @@ fn cadaver_session() {
     assert_eq!(std::fs::read(&back).unwrap(), b"hello cadaver\n");
     assert_eq!(tree(&fx.root()), ["dir", "dir/e.txt"]);
 }
+
+/// MOVE onto another file system mounted beneath the root (rename gives EXDEV):
+/// copied, then the source removed; a full one gives 507 and the source stays.
+#[test]
+fn move_across_file_systems_copies_then_removes() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let fx = Fixture::new();
+    fx.file("a.txt", b"a");
+    fx.file("d/x/y.txt", b"y");
+    write_pattern(&fx.root().join("big.bin"), 2 << 20);
+    let mnt = fx.root().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: can't mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let srv = TestServer::start(&fx.root(), webdav(io_driver()));
+    assert_eq!(
+        dav(&srv, "MOVE", "/a.txt", &[("Destination", "/mnt/a.txt")], "").status,
+        201
+    );
+    assert_eq!(std::fs::read(mnt.join("a.txt")).unwrap(), b"a");
+    assert!(!fx.root().join("a.txt").exists());
+    assert_eq!(
+        dav(&srv, "MOVE", "/d/", &[("Destination", "/mnt/d/")], "").status,
+        201
+    );
+    assert_eq!(tree(&mnt), ["a.txt", "d", "d/x", "d/x/y.txt"]);
+    assert!(!fx.root().join("d").exists());
+    let r = dav(
+        &srv,
+        "MOVE",
+        "/big.bin",
+        &[("Destination", "/mnt/big.bin")],
+        "",
+    );
+    assert_eq!(r.status, 507);
+    assert!(fx.root().join("big.bin").exists());
+    assert_eq!(
+        tree(&mnt),
+        ["a.txt", "d", "d/x", "d/x/y.txt"],
+        "no partial copy"
+    );
+}

@@ -379,29 +379,53 @@ fn copy_move_inner(
         {
             remove(ctx, &ddir, &dname, k)?;
         }
-        rustix::fs::renameat(&sdir, sname.as_str(), &ddir, dname.as_str()).map_err(errno_status)?;
+        match rustix::fs::renameat(&sdir, sname.as_str(), &ddir, dname.as_str()) {
+            Ok(()) => {}
+            Err(Errno::XDEV) => {
+                // Another file system mounted beneath the root: copy, then remove.
+                if let Some(k) = kind(&ddir, &dname)? {
+                    remove(ctx, &ddir, &dname, k)?;
+                }
+                copy_any(ctx, &sdir, &sname, sk, &ddir, &dname, true)?;
+                remove(ctx, &sdir, &sname, sk)?;
+            }
+            Err(e) => return Err(errno_status(e)),
+        }
         locks::forget(ctx, rel);
         return Ok(dk.is_none());
     }
     if let Some(k) = dk {
         remove(ctx, &ddir, &dname, k)?;
     }
-    let mut seen = 0;
-    if sk == FileType::Directory {
-        let sfd = File::from(open_dir(&sdir, &sname)?);
-        rustix::fs::mkdirat(&ddir, dname.as_str(), Mode::from_raw_mode(0o755))
-            .map_err(errno_status)?;
-        let copied = copy_members(ctx, &sfd, &ddir, &dname, depth_infinite, &mut seen);
-        if let Err(s) = copied {
-            // Nothing half-copied stays behind.
-            let mut n = 0;
-            let _ = remove_tree(&ddir, &dname, &mut n);
-            return Err(s);
-        }
-    } else {
-        copy_file(ctx, &sdir, &sname, &ddir, &dname)?;
-    }
+    copy_any(ctx, &sdir, &sname, sk, &ddir, &dname, depth_infinite)?;
     Ok(dk.is_none())
+}
+
+/// Copies the file or directory `sname` (of kind `sk`) to the new `dname`; a
+/// directory's members too when `infinite`. A directory copy that fails leaves
+/// nothing half-copied behind.
+fn copy_any(
+    ctx: &Ctx,
+    sdir: &File,
+    sname: &str,
+    sk: FileType,
+    ddir: &File,
+    dname: &str,
+    infinite: bool,
+) -> Result<(), u16> {
+    if sk != FileType::Directory {
+        return copy_file(ctx, sdir, sname, ddir, dname);
+    }
+    let mut seen = 0;
+    let sfd = File::from(open_dir(sdir, sname)?);
+    rustix::fs::mkdirat(ddir, dname, Mode::from_raw_mode(0o755)).map_err(errno_status)?;
+    let copied = copy_members(ctx, &sfd, ddir, dname, infinite, &mut seen);
+    if let Err(s) = copied {
+        let mut n = 0;
+        let _ = remove_tree(ddir, dname, &mut n);
+        return Err(s);
+    }
+    Ok(())
 }
 
 /// Copies the regular file `sname` (not following a link) to `dname`: into a
