@@ -282,6 +282,26 @@ fn propfind_shows_dotfiles_only_with_hidden_and_lists_only_where_a_listing_would
 }
 
 #[test]
+fn propfind_depth_1_lists_at_most_what_a_listing_would() {
+    let fx = Fixture::new();
+    let d = fx.root().join("many");
+    std::fs::create_dir(&d).unwrap();
+    for i in 0..10_001 {
+        std::fs::File::create(d.join(i.to_string())).unwrap();
+    }
+    let srv = TestServer::start(&fx.root(), webdav(io_driver()));
+    assert_eq!(request(&srv, "GET", "/many/", &[]).status, 403);
+    assert_eq!(
+        dav(&srv, "PROPFIND", "/many/", &[("Depth", "1")], "").status,
+        403
+    );
+    std::fs::remove_file(d.join("0")).unwrap();
+    let r = dav(&srv, "PROPFIND", "/many/", &[("Depth", "1")], "");
+    assert_eq!(r.status, 207);
+    assert_eq!(text(&r).matches("<D:response>").count(), 10_001);
+}
+
+#[test]
 fn a_large_propfind_body_is_413() {
     let fx = Fixture::new();
     let srv = TestServer::start(&fx.root(), webdav(io_driver()));

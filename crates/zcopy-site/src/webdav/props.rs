@@ -117,10 +117,17 @@ pub(crate) fn plan(
         Ok(d) => d,
         Err(_) => return Err(Answer::Status(500)),
     };
+    let mut seen = 0;
     for e in dir {
         let Ok(e) = e else {
             return Err(Answer::Status(500));
         };
+        // As a listing: at most this many members (its reading, stats and the
+        // answer's memory are bounded; beyond, 403).
+        seen += 1;
+        if seen > crate::listing::MAX_LISTING + 2 {
+            return Err(Answer::Status(403));
+        }
         let Ok(name) = std::str::from_utf8(e.file_name().to_bytes()) else {
             continue;
         };
