@@ -313,6 +313,25 @@ fn a_large_propfind_body_is_413() {
         dav(&srv, "PROPFIND", "/", &[("Depth", "0")], &body).status,
         413
     );
+    // Chunked: decoded into memory up to the same bound.
+    let chunked = |body: &str| {
+        let mut req = String::from(
+            "PROPFIND / HTTP/1.1\r\nHost: x\r\nDepth: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        for part in body.as_bytes().chunks(1000) {
+            req.push_str(&format!(
+                "{:x}\r\n{}\r\n",
+                part.len(),
+                std::str::from_utf8(part).unwrap()
+            ));
+        }
+        req.push_str("0\r\n\r\n");
+        let mut s = srv.connect();
+        s.write_all(req.as_bytes()).unwrap();
+        read_response(&mut s, false).unwrap().status
+    };
+    assert_eq!(chunked(ALLPROP), 207);
+    assert_eq!(chunked(&body), 413);
 }
 
 #[test]
