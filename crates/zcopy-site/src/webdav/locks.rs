@@ -33,7 +33,6 @@ struct Lock {
     infinite: bool,
     exclusive: bool,
     owner: Option<xml::Value>,
-    timeout: Duration,
     expires: Instant,
 }
 
@@ -300,7 +299,6 @@ fn timeout(h: Option<&str>) -> Duration {
 /// The `<D:activelock>` of `k`.
 fn activelock(k: &Lock, now: Instant) -> String {
     let left = k.expires.saturating_duration_since(now).as_secs().max(1);
-    let _ = k.timeout;
     let owner = match &k.owner {
         Some(v) => format!("<D:owner{}>{}</D:owner>", v.decls, v.inner),
         None => String::new(),
@@ -413,7 +411,6 @@ impl LockRequest {
             infinite,
             exclusive: info.exclusive,
             owner: info.owner,
-            timeout: self.timeout,
             expires: now + self.timeout,
         };
         let body = format!(
@@ -450,7 +447,6 @@ impl LockRequest {
             drop(l);
             return status(out, 412, close);
         };
-        k.timeout = self.timeout;
         k.expires = now + self.timeout;
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:prop xmlns:D=\"DAV:\"><D:lockdiscovery>{}</D:lockdiscovery></D:prop>\n",

@@ -155,7 +155,7 @@ pub fn respond(
     };
     match method {
         "PROPFIND" => {
-            let plan = match props::plan(site, &ctx, req, &clean, &rel, access) {
+            let plan = match props::plan(site, req, &clean, &rel, access) {
                 Ok(p) => p,
                 Err(s) => return s.answer(out, close),
             };
@@ -167,19 +167,9 @@ pub fn respond(
             })
         }
         "PROPPATCH" => {
-            let dav = req.dav.if_.map(str::to_owned);
-            let target = req.target.to_string();
+            let if_ = req.dav.if_.map(str::to_owned);
             with_body(req, has_body, out, close, move |body, out, close| {
-                props::proppatch(
-                    &ctx,
-                    &clean,
-                    &rel,
-                    &target,
-                    dav.as_deref(),
-                    body,
-                    out,
-                    close,
-                )
+                props::proppatch(&ctx, &clean, &rel, if_.as_deref(), body, out, close)
             })
         }
         "LOCK" => {

@@ -65,7 +65,6 @@ fn link_ok(site: &Site, access: &mut Access<'_>, file: &File) -> bool {
 /// `propfind-finite-depth`.
 pub(crate) fn plan(
     site: &Site,
-    _ctx: &Ctx,
     req: &Request<'_>,
     clean: &CleanPath,
     rel: &str,
@@ -442,7 +441,6 @@ pub(crate) fn proppatch(
     ctx: &Ctx,
     clean: &CleanPath,
     rel: &str,
-    _target: &str,
     if_: Option<&str>,
     body: &[u8],
     out: &mut Vec<u8>,
