@@ -223,6 +223,14 @@ fn propfind_depth_0_and_1_with_the_etag_get_sends() {
             t.contains("HTTP/1.1 200 OK") && t.contains("HTTP/1.1 404 Not Found"),
             "{t}"
         );
+        // Quota (RFC 4331, asked for by name: Finder shows free space from it).
+        let body = r#"<D:propfind xmlns:D="DAV:"><D:prop><D:quota-available-bytes/><D:quota-used-bytes/></D:prop></D:propfind>"#;
+        let t = text(&dav(&srv, "PROPFIND", "/", &[("Depth", "0")], body));
+        assert!(
+            t.contains("<D:quota-available-bytes>") && t.contains("<D:quota-used-bytes>"),
+            "{t}"
+        );
+        assert!(!t.contains("404 Not Found"), "{t}");
         // Infinity (also when no Depth is sent) is refused.
         for h in [vec![("Depth", "infinity")], vec![]] {
             let r = dav(&srv, "PROPFIND", "/dir/", &h, "");
