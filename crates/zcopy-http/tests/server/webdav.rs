@@ -237,6 +237,11 @@ fn propfind_depth_0_and_1_with_the_etag_get_sends() {
             assert_eq!(r.status, 403);
             assert!(text(&r).contains("propfind-finite-depth"));
         }
+        // On a file, infinity is the file alone.
+        for h in [vec![("Depth", "infinity")], vec![]] {
+            let r = dav(&srv, "PROPFIND", "/dir/sub/x", &h, "");
+            assert_eq!(r.status, 207);
+        }
         assert_eq!(
             dav(&srv, "PROPFIND", "/nope", &[("Depth", "0")], "").status,
             404

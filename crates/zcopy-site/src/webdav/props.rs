@@ -71,13 +71,12 @@ pub(crate) fn plan(
     access: &mut Access<'_>,
 ) -> Result<Plan, Answer> {
     let cfg = &site.config;
+    // `None`: infinity (also when no Depth is sent).
     let depth1 = match req.dav.depth.map(str::trim) {
-        Some("0") => false,
-        Some("1") => true,
-        Some(d) if d.eq_ignore_ascii_case("infinity") => {
-            return Err(Answer::Error(403, "propfind-finite-depth"));
-        }
-        None => return Err(Answer::Error(403, "propfind-finite-depth")),
+        Some("0") => Some(false),
+        Some("1") => Some(true),
+        Some(d) if d.eq_ignore_ascii_case("infinity") => None,
+        None => None,
         Some(_) => return Err(Answer::Status(400)),
     };
     let (file, st) = match path::open_noting_links(&site.root, clean, cfg.symlinks, cfg.hidden) {
@@ -102,6 +101,12 @@ pub(crate) fn plan(
     let me = Item {
         segments: clean.segments.clone(),
         st,
+    };
+    // Infinity on a file is the file alone; on a collection it is refused.
+    let depth1 = match depth1 {
+        Some(d) => d,
+        None if !me.dir() => false,
+        None => return Err(Answer::Error(403, "propfind-finite-depth")),
     };
     let mut items = Vec::new();
     let list = depth1 && me.dir();
