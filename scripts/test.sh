@@ -17,6 +17,9 @@ command -v chattr >/dev/null || need+=(e2fsprogs)
 command -v python3 >/dev/null || need+=(python3)
 # `mkfs.erofs` (a read-only file system image, mounted from a file) comes in erofs-utils.
 command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
+# WebDAV: litmus (the conformance suite, well under a second) and rclone (a real
+# client syncing a tree up and back, a few seconds), cadaver (a scripted session).
+for tool in litmus rclone cadaver; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -144,6 +144,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
         listing: s.listing,
         compress: s.compress,
         upload: s.upload,
+        webdav: s.webdav,
         immutable: s.immutable,
         fallback: s.fallback.as_ref().map(|f| f.0.clone()),
         error_pages: s
@@ -159,6 +160,7 @@ fn rule(glob: &str, s: &settings::RuleSpec, root: &Root<'_>) -> anyhow::Result<O
         && rule.listing.is_none()
         && rule.compress.is_none()
         && rule.upload.is_none()
+        && rule.webdav.is_none()
         && rule.immutable.is_none()
         && rule.fallback.is_none()
         && rule.error_pages.is_empty();
@@ -182,6 +184,7 @@ fn rules(
         listing: None,
         compress: None,
         upload: None,
+        webdav: None,
         immutable: None,
         fallback: s.fallback.clone(),
         error_page: s.error_page.clone(),
@@ -346,6 +349,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         limit_rate: s.limit_rate.as_ref().map(settings::Rate::bytes_per_sec),
         archives: get(&s.archives),
         upload: get(&s.upload),
+        webdav: get(&s.webdav),
         max_upload_size: get(&s.max_upload_size).bytes_per_sec(),
         upload_resume_ttl: get(&s.upload_resume_timeout).duration(),
         allow_anonymous_writes: get(&s.allow_anonymous_writes),
@@ -520,7 +524,12 @@ pub fn run(args: ServeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let root = config.root.clone();
     let summary = summary(&config);
     let has_auth = has_auth(&config);
-    if (config.upload || config.rules.iter().any(|r| r.upload == Some(true)))
+    if (config.upload
+        || config.webdav
+        || config
+            .rules
+            .iter()
+            .any(|r| r.upload == Some(true) || r.webdav == Some(true)))
         && config.allow_anonymous_writes
         && config
             .listen

@@ -48,6 +48,8 @@ pub struct Config {
     pub max_body_discard: u64,
     /// Accept PUT uploads (off by default).
     pub upload: bool,
+    /// Answer WebDAV methods (off by default; implies `upload`).
+    pub webdav: bool,
     /// Largest upload accepted (→ 413 before its body is read).
     pub max_upload_size: u64,
     /// A partial resumable upload is dropped after this long without a part.
@@ -131,6 +133,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_body_discard: 1024 * 1024,
             upload: false,
+            webdav: false,
             max_upload_size: 1 << 30,
             upload_resume_ttl: zcopy_site::upload::RESUME_TTL,
             allow_anonymous_writes: false,
@@ -173,7 +176,8 @@ impl Config {
             rules: self.rules.clone(),
             hsts: self.hsts.clone(),
             https_port: self.https_port,
-            upload: self.upload,
+            upload: self.upload || self.webdav,
+            webdav: self.webdav,
             max_upload_size: self.max_upload_size,
             upload_resume_ttl: self.upload_resume_ttl,
             // Whatever `upload` says: a rule may turn uploads on for some paths.

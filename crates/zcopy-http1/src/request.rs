@@ -133,6 +133,26 @@ pub struct Request<'a> {
     pub ac_request_headers: Option<&'a str>,
     /// What the listener it came in on speaks (set by the connection core).
     pub via: ListenKind,
+    /// WebDAV (RFC 4918 §10) header fields: Depth, Destination, Overwrite, If,
+    /// Lock-Token, Timeout (each the last one sent).
+    pub dav: DavFields<'a>,
+}
+
+/// The WebDAV header fields of a request (RFC 4918 §10), raw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DavFields<'a> {
+    /// Depth.
+    pub depth: Option<&'a str>,
+    /// Destination.
+    pub destination: Option<&'a str>,
+    /// Overwrite.
+    pub overwrite: Option<&'a str>,
+    /// If.
+    pub if_: Option<&'a str>,
+    /// Lock-Token.
+    pub lock_token: Option<&'a str>,
+    /// Timeout.
+    pub timeout: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -165,6 +185,7 @@ impl<'a> Request<'a> {
             ac_request_method: None,
             ac_request_headers: None,
             via: ListenKind::Http,
+            dav: DavFields::default(),
         }
     }
 }
@@ -652,6 +673,18 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
             req.ac_request_method = std::str::from_utf8(value).ok();
         } else if eq("access-control-request-headers") {
             req.ac_request_headers = std::str::from_utf8(value).ok();
+        } else if eq("depth") {
+            req.dav.depth = std::str::from_utf8(value).ok();
+        } else if eq("destination") {
+            req.dav.destination = std::str::from_utf8(value).ok();
+        } else if eq("overwrite") {
+            req.dav.overwrite = std::str::from_utf8(value).ok();
+        } else if eq("if") {
+            req.dav.if_ = std::str::from_utf8(value).ok();
+        } else if eq("lock-token") {
+            req.dav.lock_token = std::str::from_utf8(value).ok();
+        } else if eq("timeout") {
+            req.dav.timeout = std::str::from_utf8(value).ok();
         }
     }
 

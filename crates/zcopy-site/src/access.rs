@@ -120,6 +120,16 @@ impl<'a> Access<'a> {
             && rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
     }
 
+    /// Runs `job` off the event loop for this request (`key` tells it from others
+    /// on the connection): its status once done ([`crate::offload`]).
+    pub fn offload(
+        &mut self,
+        key: u64,
+        job: impl FnOnce() -> u16 + Send + 'static,
+    ) -> crate::offload::Offload {
+        self.checks.offload(key, job)
+    }
+
     /// Dotfiles are served (`--hidden`).
     pub fn hidden(&self) -> bool {
         self.hidden

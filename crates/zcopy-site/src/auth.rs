@@ -478,6 +478,8 @@ pub struct Checks {
     waiting: HashMap<u64, Vec<usize>>,
     /// Verdicts in, by header key: (allowed, waiting requests yet to take it).
     decided: HashMap<u64, (bool, usize)>,
+    /// Other work of the site's off the loop (WebDAV COPY, DELETE, MOVE).
+    jobs: crate::offload::Jobs,
 }
 
 impl std::fmt::Debug for Checks {
@@ -505,6 +507,7 @@ impl Checks {
             asking: (usize::MAX, IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             waiting: HashMap::new(),
             decided: HashMap::new(),
+            jobs: crate::offload::Jobs::default(),
         }
     }
 
@@ -574,9 +577,20 @@ impl Checks {
         Verdict::Pending
     }
 
+    /// Runs `job` off the loop for the request `key` of the connection
+    /// [`Checks::asking`] names ([`crate::offload`]): its status once done.
+    pub fn offload(
+        &mut self,
+        key: u64,
+        job: impl FnOnce() -> u16 + Send + 'static,
+    ) -> crate::offload::Offload {
+        self.jobs.run(self.asking.0, key, self.waker.as_ref(), job)
+    }
+
     /// The tokens of connections whose verdict is in (appended to `woken`): resume
     /// them, and their request is answered again, this time from the verdict.
     pub fn completed(&mut self, woken: &mut Vec<usize>) {
+        self.jobs.completed(woken);
         while let Ok(done) = self.rx.try_recv() {
             let Some(tokens) = self.waiting.remove(&done.key) else {
                 continue;

@@ -210,9 +210,18 @@ fn respond(
             None => reply.text(out, 400, "400 Bad Request (no usable Host header)\n", &[]),
         };
     }
-    let put =
-        req.method == Method::Other && req.method_name == "PUT" && eff.upload.unwrap_or(cfg.upload);
-    if req.method == Method::Other && !put {
+    let webdav = eff.webdav.unwrap_or(cfg.webdav);
+    let put = req.method == Method::Other
+        && req.method_name == "PUT"
+        && (webdav || eff.upload.unwrap_or(cfg.upload));
+    // A CORS preflight is answered as such, WebDAV or not.
+    let preflight =
+        req.method_name == "OPTIONS" && eff.cors.is_some() && req.ac_request_method.is_some();
+    let dav = webdav
+        && !preflight
+        && req.method == Method::Other
+        && crate::webdav::METHODS.contains(&req.method_name);
+    if req.method == Method::Other && !put && !dav {
         if req.method_name == "OPTIONS"
             && let Some(cors) = eff.cors
             && req.ac_request_method.is_some()
@@ -228,6 +237,7 @@ fn respond(
             return reply.status(out, 501);
         }
         let allow = match eff.upload.unwrap_or(cfg.upload) {
+            _ if webdav => ("Allow", crate::webdav::ALLOW),
             true => ALLOW_PUT,
             false => ALLOW,
         };
@@ -268,7 +278,13 @@ fn respond(
     {
         return reply.challenge(out, users);
     }
+    if dav {
+        return crate::webdav::respond(site, req, close, out, eff, access);
+    }
     if put {
+        if webdav && let Some(resp) = crate::webdav::put_refused(site, req, close, out) {
+            return resp;
+        }
         return put_file(site, req, &reply, eff, out);
     }
     let key = req.target.split('?').next().unwrap_or("");
@@ -1035,13 +1051,17 @@ fn serve_listing(
 /// The upload controls a listing of a directory shows: none unless uploads are
 /// allowed there and a PUT would pass its auth (this request passed the same rule's).
 fn upload_ui(cfg: &crate::site_config::SiteConfig, eff: &Effective<'_>) -> listing::UploadUi {
-    let upload = eff.upload.unwrap_or(cfg.upload);
+    let webdav = eff.webdav.unwrap_or(cfg.webdav);
+    let upload = webdav || eff.upload.unwrap_or(cfg.upload);
     if !upload || (cfg.upload_needs_auth && eff.auth.is_none()) {
         return listing::UploadUi::Off;
     }
-    // Folders, new folder and delete (MKCOL, DELETE) need WebDAV, which this build
-    // does not have yet: files only.
-    listing::UploadUi::Files
+    // Folders, new folder and delete (MKCOL, DELETE) need WebDAV.
+    if webdav {
+        listing::UploadUi::Dav
+    } else {
+        listing::UploadUi::Files
+    }
 }
 
 /// A symlink in a listing: opened as a request for it would be (the symlink policy,

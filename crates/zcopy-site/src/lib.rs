@@ -12,6 +12,7 @@ pub mod cache;
 pub mod encoding;
 pub mod handler;
 pub mod listing;
+pub mod offload;
 pub mod pages;
 pub mod path;
 pub mod redirect;
@@ -20,6 +21,7 @@ pub mod site_config;
 pub mod snapshot;
 pub mod upload;
 pub mod watch;
+pub mod webdav;
 
 // The protocol core's modules under their old paths (`crate::request`, ...).
 pub use zcopy_http1::{conditional, head, plan, range, request};

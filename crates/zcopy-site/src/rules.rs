@@ -135,6 +135,8 @@ pub struct Rule {
     pub compress: Option<bool>,
     /// Override of the server-wide upload setting (`SiteConfig::upload`).
     pub upload: Option<bool>,
+    /// Override of the server-wide WebDAV setting (`SiteConfig::webdav`).
+    pub webdav: Option<bool>,
     /// The operator's word that files here are replaced by rename, never changed in
     /// place: their bodies may leave by reference to local peers too (under a read
     /// lease kept as a tripwire). A later rule's `false` undoes an earlier `true`.
@@ -162,6 +164,8 @@ pub struct Effective<'a> {
     pub error_pages: Vec<&'a ErrorPage>,
     /// Upload on/off override.
     pub upload: Option<bool>,
+    /// WebDAV on/off override.
+    pub webdav: Option<bool>,
     /// Files here are trusted never to change in place.
     pub immutable: Option<bool>,
 }
@@ -190,6 +194,9 @@ impl<'a> Effective<'a> {
             }
             if r.upload.is_some() {
                 e.upload = r.upload;
+            }
+            if r.webdav.is_some() {
+                e.webdav = r.webdav;
             }
             if r.immutable.is_some() {
                 e.immutable = r.immutable;

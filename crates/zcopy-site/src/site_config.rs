@@ -40,6 +40,9 @@ pub struct SiteConfig {
     pub https_port: u16,
     /// Accept PUT uploads.
     pub upload: bool,
+    /// Answer WebDAV methods (PROPFIND, MKCOL, COPY, MOVE, LOCK, ...); implies
+    /// `upload`.
+    pub webdav: bool,
     /// Largest upload accepted (→ 413 before its body is read).
     pub max_upload_size: u64,
     /// A partial resumable upload is dropped after this long without a part.

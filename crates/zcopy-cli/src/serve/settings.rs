@@ -736,10 +736,22 @@ pub struct Settings {
     /// parts go to an unnamed partial the server holds (never visible, gone on
     /// restart), a part not starting where it ends gets 416; `curl -I URL` shows
     /// the bytes held in `Upload-Offset`; parts before the last get 202, the last
-    /// publishes (201/204/412). Not yet: WebDAV.
+    /// publishes (201/204/412). WebDAV: --webdav.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<bool>,
+    /// Answer WebDAV (RFC 4918, class 1 and 2; off by default; implies --upload; a
+    /// `[[rule]]` can turn it on or off per path with `webdav = true`): OPTIONS,
+    /// PROPFIND (Depth 0 and 1; infinity gets 403), PROPPATCH (dead properties in
+    /// user xattrs), MKCOL, DELETE, COPY (copy_file_range: a reflink where the file
+    /// system can), MOVE (rename), LOCK/UNLOCK (in memory, per server process).
+    /// Writes keep the upload rules: confined beneath the root, no symbolic link
+    /// followed, dotfiles and sidecars refused unless --hidden, auth or
+    /// --allow-anonymous-writes off loopback. PROPFIND Depth 1 lists a directory
+    /// only where a listing would be served.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webdav: Option<bool>,
     /// Largest PUT body accepted (suffixes k, M, G: powers of 1024); a larger
     /// Content-Length gets 413 before any of the body is read [default: 1G].
     #[arg(long, value_name = "BYTES")]
@@ -843,6 +855,9 @@ pub struct RuleSpec {
     /// PUT uploads on or off (overrides --upload for these paths).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<bool>,
+    /// WebDAV on or off (overrides --webdav for these paths; implies upload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webdav: Option<bool>,
     /// `true`: the operator's word that files here are replaced by rename, never
     /// changed in place, so their bodies may leave by reference to local peers too
     /// (the read lease stays as a tripwire: a break is logged as an error and the
@@ -897,6 +912,7 @@ impl Settings {
             file_cache_ttl: Some(Secs(1.0)),
             archives: Some(false),
             upload: Some(false),
+            webdav: Some(false),
             max_upload_size: Some(Rate("1G".into())),
             upload_resume_timeout: Some(Secs(3600.0)),
             allow_anonymous_writes: Some(false),

@@ -275,12 +275,18 @@ fn help_readme_security_and_check_config_tell_the_same_defaults() {
     // Uploads: off, 1 GiB at most, no anonymous writes off loopback; all three
     // places say so.
     assert_eq!(key("upload"), "false");
+    assert_eq!(key("webdav"), "false");
     assert_eq!(key("allow-anonymous-writes"), "false");
     assert_eq!(key("max-upload-size"), "\"1G\"");
     assert_eq!(help_default(&help, "max-upload-size"), "1G");
     for (row, want) in [
         ("| uploads (PUT) |", "| **off**"),
         ("| upload body size |", "| 1 GiB"),
+        ("| WebDAV |", "| **off**"),
+        (
+            "| WebDAV request body (PROPFIND, PROPPATCH, LOCK) |",
+            "| 64 KiB",
+        ),
     ] {
         let line = security
             .lines()

@@ -300,6 +300,43 @@ fn basic_auth_off_loopback_warns() {
     assert!(err.contains("not loopback, without TLS"), "{err}");
 }
 
+/// `--webdav` (and `webdav = true` in a config file) answers WebDAV; without it,
+/// OPTIONS says nothing of DAV and MKCOL is refused.
+#[test]
+fn webdav_flag_and_config_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let conf = dir.path().join("zcopy.toml");
+    std::fs::write(&conf, "webdav = true\n").unwrap();
+    let ask = |addr: &str, method: &str, path: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
+    };
+    let conf_arg = format!("--config={}", conf.display());
+    for (extra, on) in [
+        (&[][..], false),
+        (&["--webdav"][..], true),
+        (&[conf_arg.as_str()][..], true),
+    ] {
+        let (mut child, addr) = start(&root, &[], extra);
+        let r = ask(&addr, "OPTIONS", "/");
+        assert_eq!(r.contains("DAV: 1, 2"), on, "{extra:?}: {r}");
+        let r = ask(&addr, "MKCOL", "/d");
+        assert_eq!(r.starts_with("HTTP/1.1 201"), on, "{extra:?}: {r}");
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir(root.join("d"));
+    }
+}
+
 #[test]
 fn anonymous_writes_off_loopback_warn_at_start() {
     let dir = tempfile::tempdir().unwrap();

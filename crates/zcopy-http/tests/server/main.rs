@@ -25,3 +25,4 @@ mod tls;
 mod tools;
 mod upload;
 mod upload_metrics;
+mod webdav;

@@ -611,3 +611,43 @@ fn a_cold_file_over_tls_is_read_off_the_loop_and_sent_byte_exact() {
         "the file was read in"
     );
 }
+
+/// WebDAV request bodies (PROPFIND, PROPPATCH) over TLS: received into memory
+/// through the upload path, with the head and after it.
+#[test]
+fn webdav_bodies_over_tls() {
+    let fx = Fixture::new();
+    fx.file("f.txt", b"hello");
+    let pki = Pki::new();
+    let srv = start(&fx.root(), &pki, |c| c.webdav = true);
+    let cfg = client_config(&pki.ca, TLS13);
+    let set = r#"<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><n xmlns="urn:n">v1</n></D:prop></D:set></D:propertyupdate>"#;
+    let find = r#"<D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>"#;
+    for (i, (method, body, want)) in [
+        ("PROPPATCH", set, "HTTP/1.1 200 OK"),
+        ("PROPFIND", find, ">v1<"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for split in [false, true] {
+            let mut s = connect(srv.addr, &cfg);
+            let head = format!(
+                "{method} /f.txt HTTP/1.1\r\nHost: x\r\nDepth: 0\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if split {
+                s.write_all(head.as_bytes()).unwrap();
+                s.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                s.write_all(body.as_bytes()).unwrap();
+            } else {
+                s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+            }
+            let r = read_response(&mut s, false).expect("a response");
+            assert_eq!(r.status, 207, "{i} {split}");
+            let t = String::from_utf8_lossy(&r.body);
+            assert!(t.contains(want), "{method}: {t}");
+        }
+    }
+}
