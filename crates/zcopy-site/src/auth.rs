@@ -460,9 +460,7 @@ fn check_thread(pool: &'static Pool) {
     }
 }
 
-/// Wakes a worker when a verdict of its checks is in (the server's event-loop
-/// waker; the site knows no event loop).
-pub type Wake = Arc<dyn Fn() + Send + Sync>;
+pub use crate::offload::Wake;
 
 /// A worker's password checks: hands them to the pool, and carries verdicts back to
 /// the requests that wait for them. The driver says which connection is being

@@ -6,8 +6,6 @@
 //! fstat length of the open fd.
 
 use std::fs::File;
-use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -36,57 +34,7 @@ use crate::request::{BodyFraming, HttpError, Method, Request, Version};
 use crate::rules::{Cors, Effective};
 pub use crate::site_config::SiteConfig;
 
-/// What is served, shared by all workers: the configuration and the root, opened once.
-#[derive(Debug)]
-pub struct Site {
-    /// The root directory, opened once (every path is resolved beneath it).
-    pub root: OwnedFd,
-    /// Settings.
-    pub config: SiteConfig,
-    /// The root's path as the kernel names it, to tell where a followed symlink led
-    /// ([`access::real_rel`]); `None` if unknown (then no link is followed).
-    pub root_path: Option<String>,
-    /// Memory held by listing pages and archive plans, all workers together.
-    pub generated: Arc<crate::pages::MemBudget>,
-    /// Sealed snapshots and compressed variants, shared by the workers.
-    pub snapshots: Arc<crate::snapshot::Store>,
-}
-
-impl Site {
-    /// Opens `config.root` as a directory, with a snapshot store of its own
-    /// ([`crate::snapshot::default_budget`] bytes).
-    pub fn open(config: SiteConfig) -> io::Result<Site> {
-        let store = crate::snapshot::Store::new(crate::snapshot::default_budget());
-        Site::open_with(config, store)
-    }
-
-    /// Opens `config.root` as a directory; snapshots go to `snapshots`.
-    pub fn open_with(
-        config: SiteConfig,
-        snapshots: Arc<crate::snapshot::Store>,
-    ) -> io::Result<Site> {
-        use rustix::fs::{Mode, OFlags};
-        let root = rustix::fs::open(
-            &config.root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let root_path = access::root_path(&root);
-        if root_path.is_none() && config.symlinks != path::SymlinkPolicy::Never {
-            tracing::warn!(
-                "can't tell where symlinks inside the root lead (/proc/self/fd not readable): \
-                 they are refused"
-            );
-        }
-        Ok(Site {
-            root,
-            config,
-            root_path,
-            generated: crate::pages::MemBudget::new(crate::pages::GENERATED_MAX),
-            snapshots,
-        })
-    }
-}
+pub use crate::site::Site;
 
 /// Characters escaped in a path segment of a Location header.
 const SEGMENT: &AsciiSet = &CONTROLS

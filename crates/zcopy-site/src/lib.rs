@@ -17,6 +17,7 @@ pub mod pages;
 pub mod path;
 pub mod redirect;
 pub mod rules;
+pub mod site;
 pub mod site_config;
 pub mod snapshot;
 pub mod upload;

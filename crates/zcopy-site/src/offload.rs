@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
-use crate::auth::Wake;
+/// Wakes a worker when the result of its job (a password check, a file-system
+/// operation) is in: the server's event-loop waker; the site knows no event loop.
+pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// Jobs running at once, all workers together.
 pub const MAX_JOBS: usize = 16;

@@ -22,13 +22,13 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use crate::access::Access;
-use crate::handler::Site;
 use crate::head::Head;
 use crate::offload::Offload;
 use crate::path::{self, CleanPath};
 use crate::plan::{Body, Response, Sink};
 use crate::request::{BodyFraming, Request};
 use crate::rules::Effective;
+use crate::site::Site;
 
 /// The methods WebDAV adds (and OPTIONS, which it answers with `DAV:`).
 pub const METHODS: &[&str] = &[

@@ -17,10 +17,10 @@ use rustix::io::Errno;
 use super::locks::{self, Scope};
 use super::{Answer, Ctx, status};
 use crate::access::Access;
-use crate::handler::Site;
 use crate::path::{self, CleanPath, OpenError, Resolved, SymlinkPolicy};
 use crate::plan::Response;
 use crate::request::Request;
+use crate::site::Site;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 

@@ -15,10 +15,10 @@ use super::locks::{self, Scope};
 use super::xml::{self, Name, Propfind, Update, Value};
 use super::{Answer, Ctx, esc, href, status, xml_response};
 use crate::access::{self, Access};
-use crate::handler::Site;
 use crate::path::{self, CleanPath, OpenError, Resolved, SymlinkPolicy};
 use crate::plan::Response;
 use crate::request::Request;
+use crate::site::Site;
 
 /// Prefix of the xattrs that hold dead properties.
 const XATTR: &str = "user.dav:";
