@@ -6,3 +6,6 @@ pub use crate::sys::event_ring::{
     Completion, Desc, Event, EventRing, OpId, RecvBuf, RingSize, probe,
 };
 pub use crate::sys::mem::{Mapping, page_size};
+
+mod send;
+pub use send::{BufPool, CHUNK, FileSend, MAP_MIN, PIPE_SIZE, Progress, ROOM_MIN};

@@ -80,6 +80,15 @@ impl Desc {
     }
 }
 
+impl AsFd for Desc {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Desc::Local(d) => d.as_fd(),
+            Desc::Shared(d) => d.as_fd(),
+        }
+    }
+}
+
 impl fmt::Debug for Desc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Desc({})", self.raw())
