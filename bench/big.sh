@@ -3,11 +3,14 @@
 # downloaded with curl over loopback from `zcopy serve --io epoll` and `--io uring`,
 # each server pinned to CPU 0 (one worker), curl to CPU 1. Rounds alternate between
 # the servers so drift on a shared machine hits both. Reports the server's CPU-seconds
-# (utime+stime of every thread, from /proc) per GB and the throughput, per run and
-# the median; writes bench/results/big.md.
+# (on-CPU time of every thread, from /proc/PID/task/*/schedstat, in ns: utime+stime
+# come in 10 ms ticks, a tenth of the difference being measured) per GB and the
+# throughput, per run and the median; writes bench/results/big.md.
 #
 # Usage: bench/big.sh [RUNS] [MIB]      (defaults: 3 runs, 1024 MiB)
-# ZCOPY=/path/to/zcopy uses that binary instead of building target/release/zcopy.
+# ZCOPY=/path/to/zcopy uses that binary instead of building target/release/zcopy;
+# BASE=/path/to/other/zcopy adds that binary's io_uring driver as "uring-base"
+# (a before/after comparison in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -28,20 +31,26 @@ head -c $((mib << 20)) /dev/urandom > "$work/www/big.bin"
 cat "$work/www/big.bin" > /dev/null   # warm the page cache
 
 servers=(epoll uring)
-declare -A port pid
+declare -A port pid bin io
 port[epoll]=18191
 port[uring]=18192
+port[uring-base]=18193
+bin[epoll]=$ZCOPY; io[epoll]=epoll
+bin[uring]=$ZCOPY; io[uring]=uring
+if [ -n "${BASE:-}" ]; then
+  servers+=(uring-base)
+  bin[uring-base]=$BASE; io[uring-base]=uring
+fi
 for s in "${servers[@]}"; do
-  taskset -c 0 "$ZCOPY" -q serve "$work/www" --listen "127.0.0.1:${port[$s]}" \
-    --workers 1 --io "$s" > "$work/$s.out" 2>&1 &
+  taskset -c 0 "${bin[$s]}" -q serve "$work/www" --listen "127.0.0.1:${port[$s]}" \
+    --workers 1 --io "${io[$s]}" > "$work/$s.out" 2>&1 &
   pid[$s]=$!
   pids+=($!)
 done
 for s in "${servers[@]}"; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:${port[$s]}/" && break; sleep 0.1; done
 done
-hz=$(getconf CLK_TCK)
-cpu() { cat /proc/"$1"/task/*/stat | sed 's/.*) //' | awk -v hz="$hz" '{s+=$12+$13} END{print s/hz}'; }
+cpu() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END{printf "%.6f", s/1e9}'; }
 
 declare -A per gbps
 for r in $(seq "$runs"); do
