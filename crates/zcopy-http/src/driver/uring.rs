@@ -54,7 +54,7 @@ use zcopy::ring::{
 
 use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
-use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
+use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
 use super::{Engines, PeerRoute, Sheddable, SiteResponder, classify_peer, shed_victim};
 use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
@@ -159,7 +159,7 @@ struct Connection {
 
 /// What a worker shares with all its connections.
 struct Shared {
-    common: Common,
+    common: ConnContext,
     /// Spare buffers for sends and reads, the worker's (not per connection).
     io: BufPool,
     /// The plans for file bodies, and the engines forced off.
@@ -856,7 +856,7 @@ pub struct Worker {
     waker: Option<Rc<mio::Registry>>,
     listeners: Vec<Listener>,
     conns: Vec<Option<Box<Connection>>>,
-    books: Books,
+    books: LoopState,
     /// The worker's handshake limits were taken from its first HTTPS listener.
     tls_limits_set: bool,
     sh: Shared,
@@ -870,8 +870,8 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// A worker for its listeners (plain HTTP, HTTPS and redirects).
-    pub(crate) fn new(start: Start) -> Worker {
-        let Start {
+    pub(crate) fn new(start: WorkerSetup) -> Worker {
+        let WorkerSetup {
             poll,
             live,
             stats,
@@ -881,7 +881,7 @@ impl Worker {
             ..
         } = start;
         let engines = Engines::new(live.load().1.config.engine, stats.clone());
-        let (books, common) = Books::new(live, active, shutdown, ctl, stats);
+        let (books, common) = LoopState::new(live, active, shutdown, ctl, stats);
         Worker {
             poll,
             waker: None,
