@@ -8,4 +8,7 @@ pub use crate::sys::event_ring::{
 pub use crate::sys::mem::{Mapping, page_size};
 
 mod send;
-pub use send::{BufPool, CHUNK, FileSend, MAP_MIN, PIPE_SIZE, Progress, ROOM_MIN};
+pub use send::{
+    BufPool, CHUNK, FileSend, MAP_CHUNK, MAP_MIN, PIPE_SIZE, Progress, READ_BUDGET, ROOM_MIN,
+    SPARE_BYTES,
+};

@@ -24,10 +24,12 @@
 //!   Bodies shorter than [`MAP_MIN`] are read (mapping one costs more than it
 //!   saves) when `read-write` follows in the plan.
 //! - `read-write` (two copies): `READ` of a chunk into a buffer from the caller's
-//!   [`BufPool`], then `SEND`. The chunk is no larger than the room in the socket's
-//!   send buffer; a socket with less room than [`ROOM_MIN`] is polled for `POLLOUT`
-//!   first, holding no buffer, so buffers are held by sends that make progress, not
-//!   by slow readers.
+//!   [`BufPool`], then a `SEND` with `MSG_DONTWAIT` of what fits now; file bytes
+//!   that did not fit are read again later, and the buffer goes back to the pool at
+//!   once. The chunk is no larger than the room in the socket's send buffer; a
+//!   socket with less room than [`ROOM_MIN`] (or none) is polled for `POLLOUT`,
+//!   holding no buffer. So buffers are held by operations in flight for a moment,
+//!   never by slow readers: memory is bounded by the pool, not by connections.
 //!
 //! An engine that can't do the job here (EINVAL before its first byte, ENOSYS,
 //! EOPNOTSUPP, ... — [`is_unsupported`]) hands over to the next one from the byte it
@@ -72,7 +74,19 @@ const POLLOUT: u32 = libc::POLLOUT as u32;
 pub struct BufPool {
     spare: Vec<Vec<u8>>,
     count: usize,
+    /// Bytes of buffers `read-write` chunks have in flight.
+    lent: usize,
+    /// Capacity of the spares.
+    spare_bytes: usize,
 }
+
+/// Most bytes of spare buffers a pool keeps.
+pub const SPARE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Bytes of buffers `read-write` chunks of a pool may have in flight before each
+/// further chunk is cut to [`ROOM_MIN`]: so many connections reading at once hold
+/// at most this plus `ROOM_MIN` each, not a full chunk each.
+pub const READ_BUDGET: usize = 4 * 1024 * 1024;
 
 impl BufPool {
     /// A pool keeping at most `count` spare buffers.
@@ -80,18 +94,33 @@ impl BufPool {
         BufPool {
             spare: Vec::new(),
             count,
+            lent: 0,
+            spare_bytes: 0,
         }
+    }
+
+    /// Bytes of chunk buffers in flight now.
+    pub fn lent(&self) -> usize {
+        self.lent
     }
 
     /// A spare buffer (empty), or a new one without capacity.
     pub fn take(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+        let b = self.spare.pop().unwrap_or_default();
+        self.spare_bytes -= b.capacity();
+        b
     }
 
-    /// Gives a buffer back (kept if there is room and it is not too large).
+    /// Gives a buffer back: kept if there is room (at most `count` spares, of at
+    /// most [`SPARE_BYTES`] in all) and it is not too large.
     pub fn give(&mut self, mut b: Vec<u8>) {
-        if b.capacity() > 0 && b.capacity() <= 2 * CHUNK && self.spare.len() < self.count {
+        if b.capacity() > 0
+            && b.capacity() <= 2 * CHUNK
+            && self.spare.len() < self.count
+            && self.spare_bytes + b.capacity() <= SPARE_BYTES
+        {
             b.clear();
+            self.spare_bytes += b.capacity();
             self.spare.push(b);
         }
     }
@@ -134,10 +163,13 @@ enum Flight {
     Read {
         prefix: usize,
     },
-    /// Corked bytes and `file` bytes of a file chunk being sent (`sent` so far).
+    /// `prefix` corked bytes and `file` bytes of a file chunk being sent (`sent` so
+    /// far); `eof`: the read found the end of the file.
     Send {
         sent: usize,
+        prefix: usize,
         file: usize,
+        eof: bool,
     },
     /// `prefix` corked bytes and `file` mapped bytes being sent in one `sendmsg`.
     MapSend {
@@ -182,6 +214,8 @@ pub struct FileSend {
     failed: bool,
     /// The caller gave up on what is in flight: queue nothing more.
     abandoned: bool,
+    /// Bytes of the pool's budget the `read-write` chunk in flight holds.
+    lent: usize,
 }
 
 /// The ring form of a plan's engine, if it has one.
@@ -234,6 +268,7 @@ impl FileSend {
             map: None,
             failed: false,
             abandoned: false,
+            lent: 0,
         }
     }
 
@@ -585,9 +620,13 @@ impl FileSend {
             }
             chunk = chunk.min(room.max(ROOM_MIN));
         }
-        if prefix.capacity() == 0 {
+        // Many chunks in flight at once: each takes a small one.
+        chunk = chunk.min(READ_BUDGET.saturating_sub(pool.lent).max(ROOM_MIN));
+        if prefix.capacity() == 0 && chunk > ROOM_MIN {
             prefix = pool.take();
         }
+        self.lent = prefix.capacity().max(prefix.len() + chunk);
+        pool.lent += self.lent;
         let job = self.job.as_ref().expect("a job");
         self.flight = Flight::Read {
             prefix: prefix.len(),
@@ -600,6 +639,9 @@ impl FileSend {
     /// Takes in one completion of the operations [`FileSend::start`] queued.
     pub fn complete(&mut self, ring: &mut EventRing, pool: &mut BufPool, event: Event) -> Progress {
         let flight = std::mem::replace(&mut self.flight, Flight::Idle);
+        if matches!(flight, Flight::Read { .. } | Flight::Send { .. }) {
+            pool.lent -= self.lent.min(pool.lent);
+        }
         let kind = self.current.unwrap_or(EngineKind::ReadWrite);
         let p = match (flight, event) {
             (Flight::Prefix, Event::Sent { res, buf }) => {
@@ -622,9 +664,17 @@ impl FileSend {
                     // More of this piece follows unless this chunk ends it (MSG_MORE
                     // on the last bytes would hold them back).
                     let more = n > 0 && (n as u64) < job.len;
-                    ring.send(job.token, job.sock.clone(), buf, 0, more);
+                    // What fits now: file bytes that don't are read again later,
+                    // so no buffer waits for a slow reader.
+                    ring.send_now(job.token, job.sock.clone(), buf, 0, more);
+                    pool.lent += self.lent;
                     self.run_stats().syscalls += 1;
-                    self.flight = Flight::Send { sent: 0, file: n };
+                    self.flight = Flight::Send {
+                        sent: 0,
+                        prefix,
+                        file: n,
+                        eof: n == 0,
+                    };
                     Progress::Pending
                 }
                 Ok(_) => {
@@ -642,43 +692,15 @@ impl FileSend {
                     self.fail(kind, e)
                 }
             },
-            (Flight::Send { sent, file }, Event::Sent { res, buf }) => match res {
-                _ if self.abandoned => {
-                    pool.give(buf);
-                    Progress::Again
-                }
-                Ok(n) => {
-                    let sent = sent + n;
-                    if n > 0 && sent < buf.len() {
-                        let job = self.job.as_ref().expect("a job");
-                        ring.send(job.token, job.sock.clone(), buf, sent, false);
-                        self.run_stats().syscalls += 1;
-                        self.flight = Flight::Send { sent, file };
-                        return Progress::Pending;
-                    }
-                    let complete = sent >= buf.len();
-                    pool.give(buf);
-                    if !complete {
-                        self.fail(kind, io::Error::from(io::ErrorKind::WriteZero))
-                    } else if file == 0 {
-                        // The file ended early: only the corked bytes went.
-                        Progress::Ended {
-                            by_reference: false,
-                        }
-                    } else {
-                        self.delivered(file)
-                    }
-                }
-                Err(e) if sent == 0 && unsupported_here(&e, self.moved()) => {
-                    let prefix = buf.len() - file;
-                    self.fall(FallbackReason::Unsupported(Arc::new(e)));
-                    buf_truncated_go(self, ring, pool, buf, prefix)
-                }
-                Err(e) => {
-                    pool.give(buf);
-                    self.fail(kind, e)
-                }
-            },
+            (
+                Flight::Send {
+                    sent,
+                    prefix,
+                    file,
+                    eof,
+                },
+                Event::Sent { res, buf },
+            ) => self.sent_copy(ring, pool, (sent, prefix, file, eof), res, buf),
             (Flight::MapSend { prefix, file }, Event::Sent { res, buf }) => {
                 match res {
                     _ if self.abandoned => {
@@ -730,6 +752,72 @@ impl FileSend {
             self.discard();
         }
         p
+    }
+
+    /// A `read-write` chunk's send is in: `sent` bytes had left before it, of
+    /// `prefix` corked bytes and `file` file bytes.
+    fn sent_copy(
+        &mut self,
+        ring: &mut EventRing,
+        pool: &mut BufPool,
+        (sent, prefix, file, eof): (usize, usize, usize, bool),
+        res: io::Result<usize>,
+        buf: Vec<u8>,
+    ) -> Progress {
+        let kind = self.current.unwrap_or(EngineKind::ReadWrite);
+        let n = match res {
+            _ if self.abandoned => {
+                pool.give(buf);
+                return Progress::Again;
+            }
+            Ok(n) => n,
+            // The socket is full.
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
+            Err(e) if sent == 0 && unsupported_here(&e, self.moved()) => {
+                self.fall(FallbackReason::Unsupported(Arc::new(e)));
+                return buf_truncated_go(self, ring, pool, buf, prefix);
+            }
+            Err(e) => {
+                pool.give(buf);
+                return self.fail(kind, e);
+            }
+        };
+        let sent = sent + n;
+        let job = self.job.as_ref().expect("a job");
+        if sent < prefix {
+            // The corked bytes were reported already: they all go (waiting for
+            // room); the file's are read again after them.
+            let mut buf = buf;
+            buf.truncate(prefix);
+            ring.send(job.token, job.sock.clone(), buf, sent, true);
+            pool.lent += self.lent;
+            self.run_stats().syscalls += 1;
+            self.flight = Flight::Send {
+                sent,
+                prefix,
+                file: 0,
+                eof,
+            };
+            return Progress::Pending;
+        }
+        pool.give(buf);
+        let left = (sent - prefix).min(file);
+        if left > 0 {
+            self.delivered(left)
+        } else if eof {
+            // The file ended early: only the corked bytes went.
+            Progress::Ended {
+                by_reference: false,
+            }
+        } else if file == 0 {
+            // Only the corked bytes were due this time.
+            Progress::Again
+        } else {
+            // Nothing of the chunk fitted: wait for room, holding no buffer.
+            ring.poll(job.token, job.sock.clone(), POLLOUT);
+            self.flight = Flight::Room;
+            Progress::Pending
+        }
     }
 
     /// The socket leg of a splice pair is in.

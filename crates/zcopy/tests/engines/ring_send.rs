@@ -304,3 +304,95 @@ fn the_caller_may_drop_its_file_mid_send() {
     let got = sink.finish();
     assert!(!got.is_empty() && data.starts_with(&got));
 }
+
+/// Issue 18 item 4 (memory): a by-copy body's chunk buffer sat in a send waiting
+/// for its slow reader, one per connection (200 slow readers held ~50 MiB). Now a
+/// chunk sends what fits and gives its buffer back; a full socket is waited for
+/// with no buffer, and a burst of chunks shares a budget.
+#[test]
+fn stalled_readers_hold_no_buffer_and_a_burst_stays_in_budget() {
+    use zcopy::ring::{READ_BUDGET, ROOM_MIN};
+    let Some(mut ring) = ring() else {
+        return;
+    };
+    // More than loopback's socket buffers take in (a sparse file: zeros).
+    const LEN: u64 = 64 << 20;
+    let (_d, _) = file_with(b"");
+    let file = {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(_d.path().join("src"))
+            .unwrap();
+        f.set_len(LEN).unwrap();
+        drop(f);
+        Arc::new(File::open(_d.path().join("src")).unwrap())
+    };
+    const N: usize = 48;
+    let mut pool = BufPool::new(32);
+    let mut conns = Vec::new();
+    let mut most = 0;
+    for i in 0..N {
+        let (client, server) = tcp_pair();
+        server.set_nonblocking(true).unwrap();
+        let sock = Rc::new(OwnedFd::from(server));
+        let mut op = FileSend::new(&Plan::only(&[EngineKind::ReadWrite]), Forced::new());
+        let p = op.start(
+            &mut ring,
+            &mut pool,
+            i as u64,
+            &file,
+            0,
+            LEN,
+            &sock,
+            Vec::new(),
+        );
+        assert!(matches!(p, Progress::Pending), "{p:?}");
+        most = most.max(pool.lent());
+        conns.push((client, sock, op, 0u64));
+    }
+    assert!(
+        most <= READ_BUDGET + N * ROOM_MIN,
+        "{most} bytes in flight at once"
+    );
+    // Nobody reads: every op sends until its socket is full, then waits.
+    let mut done = Vec::new();
+    let mut quiet = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while quiet.elapsed() < Duration::from_millis(300) {
+        assert!(Instant::now() < deadline, "never settled");
+        ring.submit_and_wait(Some(Duration::from_millis(20)))
+            .unwrap();
+        ring.completions(&mut done);
+        for c in done.drain(..) {
+            quiet = Instant::now();
+            let (_, sock, op, sent) = &mut conns[c.token as usize];
+            let mut p = op.complete(&mut ring, &mut pool, c.event);
+            loop {
+                match p {
+                    Progress::Pending => break,
+                    Progress::Sent { bytes, .. } => *sent += bytes as u64,
+                    Progress::Again => {}
+                    other => panic!("{other:?}"),
+                }
+                p = op.start(
+                    &mut ring,
+                    &mut pool,
+                    c.token,
+                    &file,
+                    *sent,
+                    (LEN) - *sent,
+                    &*sock,
+                    Vec::new(),
+                );
+                most = most.max(pool.lent());
+            }
+        }
+    }
+    assert!(most <= READ_BUDGET + N * ROOM_MIN, "{most}");
+    assert_eq!(pool.lent(), 0, "a stalled reader holds a chunk buffer");
+    assert!(
+        conns
+            .iter()
+            .all(|(_, _, op, sent)| !op.is_idle() && *sent < LEN)
+    );
+}
