@@ -216,6 +216,8 @@ pub struct FileSend {
     abandoned: bool,
     /// Bytes of the pool's budget the `read-write` chunk in flight holds.
     lent: usize,
+    /// A poll just said the socket has room.
+    polled: bool,
 }
 
 /// The ring form of a plan's engine, if it has one.
@@ -269,6 +271,7 @@ impl FileSend {
             failed: false,
             abandoned: false,
             lent: 0,
+            polled: false,
         }
     }
 
@@ -612,7 +615,11 @@ impl FileSend {
         let job = self.job.as_ref().expect("a job");
         let mut chunk = (job.len.min(allowed) as usize).min(CHUNK);
         if let Some(room) = room(&job.sock) {
-            if wait_room && room < ROOM_MIN && prefix.is_empty() {
+            // Not right after a poll said there is room: the estimate (the send
+            // buffer's size less what is queued, not counting overhead) may stay
+            // low while the kernel takes more.
+            let polled = std::mem::take(&mut self.polled);
+            if wait_room && !polled && room < ROOM_MIN && prefix.is_empty() {
                 pool.give(prefix);
                 ring.poll(job.token, job.sock.clone(), POLLOUT);
                 self.flight = Flight::Room;
@@ -740,7 +747,10 @@ impl FileSend {
                 self.spliced(ring, pool, want, first, res)
             }
             (Flight::Room, Event::Polled(_)) if self.abandoned => Progress::Again,
-            (Flight::Room, Event::Polled(_)) => self.go(ring, pool, Vec::new()),
+            (Flight::Room, Event::Polled(_)) => {
+                self.polled = true;
+                self.go(ring, pool, Vec::new())
+            }
             (flight, event) => {
                 // Not this operation's: put the state back.
                 tracing::debug!(?event, "ring send: unexpected completion");
