@@ -66,6 +66,8 @@ for e in $engines; do
   echo "== engine suite with $e failing after 64 KiB"
   ZCOPY_DISABLE="$e@65536" cargo test -q -p zcopy --test engines
 done
+echo "== engine suite's io_uring send operation (the server feature)"
+cargo test -q -p zcopy --features server --test engines ring_send
 if [ -d crates/zcopy-http/tests/server ]; then
   for e in sendfile splice mmap; do
     echo "== server suite with $e forced off"
@@ -77,6 +79,8 @@ if [ -d crates/zcopy-http/tests/server ]; then
   ZCOPY_IO=uring cargo test -q -p zcopy-http --test server
   echo "== server suite on the io_uring driver with mmap forced off (large bodies read, then sent)"
   ZCOPY_IO=uring ZCOPY_DISABLE=mmap cargo test -q -p zcopy-http --test server
+  echo "== server suite on the io_uring driver with splice forced off (sendfile lends, on the loop)"
+  ZCOPY_IO=uring ZCOPY_DISABLE=splice cargo test -q -p zcopy-http --test server
   echo "== server suite with io_uring forced off (must fall back to epoll and say so)"
   ZCOPY_IO=uring ZCOPY_DISABLE=uring cargo test -q -p zcopy-http --test server
 fi

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use std::path::PathBuf;
+use zcopy_http1::json::string as json;
 
 /// Where the access log goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,25 +189,6 @@ fn quoted(v: &str) -> String {
             c => s.push(c),
         }
     }
-    s
-}
-
-/// A JSON string literal; every control character (C0, DEL and the C1 range
-/// U+0080–U+009F, which some terminals obey) is written as `\uNNNN`.
-fn json(v: &str) -> String {
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
     s
 }
 

@@ -14,7 +14,7 @@ use mio::{Poll, Waker};
 use crate::config::{Config, ListenKind};
 use crate::driver::epoll::{self, WAKER};
 use crate::driver::tls::TlsSite;
-use crate::driver::worker::{Control, Start};
+use crate::driver::worker::{Control, WorkerSetup};
 use crate::driver::{IoDriver, uring};
 use crate::error::ServerError;
 use crate::listen::{self, Address};
@@ -216,7 +216,7 @@ impl Pool {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let ctl = Arc::new(Control::new(waker.clone(), listen::plan(&self.addrs, w, n)));
-        let start = Start {
+        let start = WorkerSetup {
             index: w,
             poll,
             live: self.live.clone(),

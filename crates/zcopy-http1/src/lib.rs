@@ -6,6 +6,7 @@
 
 pub mod conditional;
 pub mod head;
+pub mod json;
 pub mod plan;
 pub mod proto;
 pub mod range;

@@ -521,23 +521,6 @@ pub fn html_with(
     out
 }
 
-/// Appends `s` as a JSON string literal (quotes, `\\`, and control characters as
-/// `\u00XX`).
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 /// A JSON array listing `entries`.
 ///
 /// Each element is `{"name":…,"type":"file"|"dir","size":bytes,"modified":unix
@@ -550,7 +533,7 @@ pub fn json(entries: &[Entry]) -> String {
             out.push(',');
         }
         out.push_str("{\"name\":");
-        push_json_str(&mut out, &e.name);
+        zcopy_http1::json::push_str(&mut out, &e.name);
         let kind = if e.is_dir { "dir" } else { "file" };
         let _ = write!(
             out,
@@ -740,6 +723,15 @@ mod tests {
             ..entry("p", false, 0, 0)
         };
         assert!(json(&[pre]).contains("\"modified\":-10"));
+    }
+
+    /// The listing escaped C0 and DEL only, the access log every control character:
+    /// now one escaper. A C1 character (U+0085, which some terminals obey) in a name
+    /// is written as `\u0085`, not raw.
+    #[test]
+    fn json_names_escape_c1_controls_like_the_access_log() {
+        let out = json(&[entry("a\u{85}b\u{9b}", false, 1, 1)]);
+        assert!(out.contains("\"a\\u0085b\\u009b\""), "{out}");
     }
 
     #[test]

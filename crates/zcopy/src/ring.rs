@@ -6,3 +6,9 @@ pub use crate::sys::event_ring::{
     Completion, Desc, Event, EventRing, OpId, RecvBuf, RingSize, probe,
 };
 pub use crate::sys::mem::{Mapping, page_size};
+
+mod send;
+pub use send::{
+    BufPool, CHUNK, FileSend, MAP_CHUNK, MAP_MIN, PIPE_SIZE, Progress, READ_BUDGET, ROOM_MIN,
+    SPARE_BYTES,
+};

@@ -25,7 +25,7 @@ use zcopy::Src;
 use super::fetch::{self, Fetcher};
 use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
 use super::worker::Env;
-use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
+use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
 use super::{
     Engines, PeerRoute, PooledTransfer, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
     shed_victim,
@@ -56,7 +56,7 @@ enum Progress {
 
 /// What a worker shares with all its connections.
 struct Shared {
-    common: Common,
+    common: ConnContext,
     engines: Engines,
     /// Reads cold file ranges into the page cache off the loop.
     fetcher: Fetcher,
@@ -645,7 +645,7 @@ pub struct Worker {
     poll: Poll,
     listeners: Vec<Listener>,
     slots: Vec<Slot>,
-    books: Books,
+    books: LoopState,
     sh: Shared,
     /// Connections closed to make room for new ones.
     shed_count: u64,
@@ -661,8 +661,8 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// A worker for its listeners.
-    pub(crate) fn new(start: Start) -> io::Result<Worker> {
-        let Start {
+    pub(crate) fn new(start: WorkerSetup) -> io::Result<Worker> {
+        let WorkerSetup {
             index,
             poll,
             live,
@@ -673,7 +673,7 @@ impl Worker {
         } = start;
         let waker = ctl.waker.clone();
         let engines = Engines::new(live.load().1.config.engine, stats.clone());
-        let (books, common) = Books::new(live, active, shutdown, ctl, stats);
+        let (books, common) = LoopState::new(live, active, shutdown, ctl, stats);
         let fetcher = Fetcher::spawn(format!("zcopy-fetch-{index}"), waker)?;
         Ok(Worker {
             poll,

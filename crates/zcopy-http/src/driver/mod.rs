@@ -389,25 +389,18 @@ impl Engines {
         }
     }
 
-    /// A transfer for a body of `len` bytes to a peer on `route`: the plan follows
-    /// the calibration profile for that route and size. Without `by_reference` every
-    /// engine that leaves page references in socket queues is left out, an explicit
-    /// one too: the bytes must be copied at send time. `leased`: the body's file holds
-    /// our read lease.
-    pub fn take(
-        &mut self,
-        route: PeerRoute,
-        len: u64,
-        by_reference: bool,
-        leased: bool,
-    ) -> Box<PooledTransfer> {
+    /// The pool (and plan) for a body of `len` bytes to a peer on `route`: the plan
+    /// follows the calibration profile for that route and size. Without
+    /// `by_reference` every engine that leaves page references in socket queues is
+    /// left out, an explicit one too: the bytes must be copied at send time.
+    fn pool_of(&mut self, route: PeerRoute, len: u64, by_reference: bool) -> usize {
         let key = (
             route.path,
             route.local,
             by_reference,
             64 - len.leading_zeros(),
         );
-        let pool = match self.plans.iter().find(|(k, _)| *k == key) {
+        match self.plans.iter().find(|(k, _)| *k == key) {
             Some(&(_, pool)) => pool,
             None => {
                 let hold = match by_reference {
@@ -434,7 +427,44 @@ impl Engines {
                 self.plans.push((key, pool));
                 pool
             }
-        };
+        }
+    }
+
+    /// The plan for a body of `len` bytes to a peer on `route` ([`Engines::take`]'s),
+    /// for the io_uring driver's [`FileSend`](zcopy::ring::FileSend).
+    pub fn plan(&mut self, route: PeerRoute, len: u64, by_reference: bool) -> &Plan {
+        let pool = self.pool_of(route, len, by_reference);
+        &self.pools[pool].0
+    }
+
+    /// The engines forced off (`ZCOPY_DISABLE`).
+    pub fn forced(&self) -> &Forced {
+        &self.forced
+    }
+
+    /// Ends a body sent by a ring's [`FileSend`](zcopy::ring::FileSend): counts its
+    /// fallbacks and lets go of its file (a mapping pins it, and with it a lease).
+    pub fn ring_done(&mut self, op: &mut zcopy::ring::FileSend) {
+        for f in op.report().fallbacks() {
+            self.stats.fallback(f.engine, &f.reason.to_string());
+        }
+        tracing::trace!(engine = %op.report().describe(), "body sent");
+        op.release();
+    }
+
+    /// A transfer for a body of `len` bytes to a peer on `route`: the plan follows
+    /// the calibration profile for that route and size. Without `by_reference` every
+    /// engine that leaves page references in socket queues is left out, an explicit
+    /// one too: the bytes must be copied at send time. `leased`: the body's file holds
+    /// our read lease.
+    pub fn take(
+        &mut self,
+        route: PeerRoute,
+        len: u64,
+        by_reference: bool,
+        leased: bool,
+    ) -> Box<PooledTransfer> {
+        let pool = self.pool_of(route, len, by_reference);
         let (plan, spare) = &mut self.pools[pool];
         let mut t = spare.pop().unwrap_or_else(|| {
             Box::new(PooledTransfer {

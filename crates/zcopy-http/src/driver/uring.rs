@@ -11,14 +11,13 @@
 //!   leaves in the same `SEND` as the body's first chunk.
 //! - Bodies of files the cache holds (16–64 KiB): one `SENDMSG` of the corked head
 //!   and the held bytes, which the operation keeps alive (the kernel's copy only).
-//! - File bodies by copy: below [`MAP_MIN`], `READ` of a chunk into that buffer,
-//!   then `SEND` (the bytes are copied at read time; a cold file's read waits in
-//!   the kernel, not in this loop); from [`MAP_MIN`] on, one `SENDMSG` of the corked
-//!   bytes and a chunk of the file's mapping (one copy, at send time, like the mmap
-//!   engine; one fstat per chunk bounds it by the file's length now) when `mincore`
-//!   says the chunk's pages are in memory, else `READ` + `SEND` as below.
-//! - File bodies by reference: `SPLICE` file → pipe linked to `SPLICE` pipe → socket,
-//!   with a pipe per connection (made on first use).
+//! - File bodies: the library's [`FileSend`] chooses the engine from the same plan
+//!   the epoll driver's transfers follow (splice by reference where the peer and the
+//!   source allow it; mmap or read+send by copy), queues its operations on the
+//!   ring, falls back, honours `ZCOPY_DISABLE` and counts per engine; this loop
+//!   hands it the completions carrying the connection's token while it is in
+//!   flight, and tells the core what it sent. The corked head goes with the first
+//!   chunk.
 //! - At most one send-side operation per connection is in flight; its outcome is
 //!   reported to the core only when it completes.
 //! - Timers: the loop's wait is bounded by the nearest deadline (`io_uring_enter`
@@ -41,7 +40,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -49,13 +48,14 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 use rustix::io::Errno;
-use zcopy::EngineKind;
-use zcopy::ring::{Completion, Event, EventRing, Mapping, OpId, RecvBuf, RingSize};
+use zcopy::ring::{
+    BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingSize,
+};
 
 use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
-use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
-use super::{Sheddable, SiteResponder, classify_peer, shed_victim};
+use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
+use super::{Engines, PeerRoute, Sheddable, SiteResponder, classify_peer, shed_victim};
 use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
@@ -70,19 +70,12 @@ const RING: RingSize = RingSize {
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
 const POLLIN: u32 = rustix::event::PollFlags::IN.bits() as u32;
-/// `POLLOUT`.
-const POLLOUT: u32 = rustix::event::PollFlags::OUT.bits() as u32;
 /// Token of a cancel whose completion nobody waits for.
 const IGNORE: u64 = u64::MAX - 1;
 /// Listener tokens count down from here.
 const LISTENER_BASE: u64 = u64::MAX - 2;
-/// Largest file chunk read (and sent) in one go.
-const FILE_CHUNK: usize = 256 * 1024;
-/// Bodies from this size on are sent from a mapping of the file (one copy, at send
-/// time) instead of read into a buffer and sent (two copies).
-const MAP_MIN: u64 = 1024 * 1024;
-/// Largest chunk sent from a mapping in one go.
-const MAP_CHUNK: usize = 256 * 1024;
+/// Largest TLS file chunk read (and encrypted) in one go.
+const TLS_CHUNK: usize = zcopy::ring::CHUNK;
 /// Largest in-memory write corked while a body follows.
 const CORK_MAX: usize = 64 * 1024;
 /// Received chunks a connection may hold unread before its receive is cancelled.
@@ -90,8 +83,6 @@ const PENDING_MAX: usize = 2;
 /// TLS file chunks longer than this are checked for being in the page cache (two
 /// `preadv2(RWF_NOWAIT)` probes); a cold one is read in the ring, not on the loop.
 const TLS_COLD_CHECK: u64 = 64 * 1024;
-/// Pipe capacity asked for by-reference bodies (and so the largest splice).
-const PIPE_SIZE: usize = 256 * 1024;
 
 /// The send-side operation in flight for a connection.
 #[derive(Debug)]
@@ -99,20 +90,12 @@ enum Sending {
     /// In-memory bytes: `core` of them are the core's (reported with `on_written`),
     /// the rest were already reported (corked).
     Write { sent: usize, core: usize },
-    /// A file chunk being read in after `prefix` corked bytes; `rest`: body bytes of
-    /// this piece from the chunk's start.
-    Read { prefix: usize, rest: u64 },
-    /// Corked bytes and `file` bytes of a file chunk being sent.
-    FileSend { sent: usize, file: usize },
-    /// `prefix` corked bytes and `file` mapped bytes being sent in one `sendmsg`.
-    MapSend { prefix: usize, file: usize },
+    /// The connection's [`FileSend`] has operations in flight (every send-side
+    /// completion is its).
+    File,
     /// `prefix` corked bytes and `core` bytes of a held file being sent in one
     /// `sendmsg`.
     HeldSend { prefix: usize, core: usize },
-    /// Splicing: `first` is the file → pipe leg's outcome once known.
-    Splice { want: usize, first: Option<usize> },
-    /// Waiting for room in the socket (a splice to it said EAGAIN).
-    Writable,
     /// TLS ciphertext (already reported to the core when it was encrypted).
     Cipher { sent: usize },
     /// A TLS connection's file chunk not in the page cache, being read in the
@@ -120,14 +103,15 @@ enum Sending {
     TlsRead,
 }
 
-/// What [`Connection::send_mapped`] did.
-enum Mapped {
-    /// Queued a send.
-    Sending,
-    /// Nothing: the chunk's pages are not all in memory.
-    Cold,
-    /// Nothing: the file ends at or before the offset now.
-    Shrank,
+/// An [`Intent::SendFile`]'s range and rules.
+#[derive(Clone, Copy, Debug)]
+struct FileRange {
+    offset: u64,
+    len: u64,
+    /// The file holds our read lease.
+    leased: bool,
+    /// Engines that send by reference may run (the peer and the source allow it).
+    by_reference: bool,
 }
 
 /// One client connection: the socket, what is in flight for it, and the core.
@@ -154,11 +138,12 @@ struct Connection {
     /// The send in flight was cancelled (its file's lease is being broken): its
     /// outcome is not the core's any more.
     abandoned: bool,
-    /// By-reference bodies: the pipe (read, write) and bytes in it.
-    pipe: Option<(Rc<OwnedFd>, Rc<OwnedFd>)>,
-    in_pipe: usize,
-    /// Large bodies by copy: the file's mapping, the file, and the offset it starts at.
-    map: Option<(Rc<Mapping>, Arc<File>, u64)>,
+    /// The peer's route, for the body plans.
+    route: PeerRoute,
+    /// File bodies: the library's send operation (kept across bodies for its pipe).
+    file_send: Option<Box<FileSend>>,
+    /// `file_send` is set up for the body being sent.
+    in_body: bool,
     /// Closing: waits for `inflight` to reach 0, then is dropped.
     closing: bool,
     /// Counted among the worker's open connections (until it starts closing).
@@ -174,50 +159,34 @@ struct Connection {
 
 /// What a worker shares with all its connections.
 struct Shared {
-    common: Common,
-    io: IoBufs,
+    common: ConnContext,
+    /// Spare buffers for sends and reads, the worker's (not per connection).
+    io: BufPool,
+    /// The plans for file bodies, and the engines forced off.
+    engines: Engines,
     /// Handshake slots and buffers of the TLS connections.
     tls: TlsWorker,
-    /// Splice is forced off (`ZCOPY_DISABLE=splice`): bodies by reference go by copy.
-    no_splice: bool,
-    /// Mmap is forced off (`ZCOPY_DISABLE=mmap`): large bodies are read, then sent.
-    no_mmap: bool,
 }
 
-/// Spare buffers for sends and reads.
-#[derive(Default)]
-struct IoBufs(Vec<Vec<u8>>);
-
-impl IoBufs {
-    fn take(&mut self) -> Vec<u8> {
-        self.0.pop().unwrap_or_default()
-    }
-
-    fn give(&mut self, mut b: Vec<u8>) {
-        if b.capacity() > 0 && b.capacity() <= 2 * FILE_CHUNK && self.0.len() < super::SPARE_BUFFERS
-        {
-            b.clear();
-            self.0.push(b);
-        }
-    }
-}
+/// What [`Shared::parts`] lends.
+type Parts<'a> = (
+    Env<'a>,
+    &'a mut BufPool,
+    &'a mut SiteResponder,
+    &'a mut Engines,
+    &'a mut TlsWorker,
+);
 
 impl Shared {
     fn env(&mut self) -> Env<'_> {
         self.common.env()
     }
 
-    /// The core's view of the worker, the send/read buffers beside it, and the
-    /// responder that answers its requests.
-    fn parts(&mut self) -> (Env<'_>, &mut IoBufs, &mut SiteResponder) {
+    /// The core's view of the worker, and beside it the send/read buffers, the
+    /// responder that answers its requests, the body plans and the TLS state.
+    fn parts(&mut self) -> Parts<'_> {
         let (env, site) = self.common.parts();
-        (env, &mut self.io, site)
-    }
-
-    /// [`Shared::parts`] and the TLS state.
-    fn tls_parts(&mut self) -> (Env<'_>, &mut IoBufs, &mut SiteResponder, &mut TlsWorker) {
-        let (env, site) = self.common.parts();
-        (env, &mut self.io, site, &mut self.tls)
+        (env, &mut self.io, site, &mut self.engines, &mut self.tls)
     }
 }
 
@@ -239,7 +208,6 @@ impl Connection {
     /// Does all the work possible now; the rest waits for completions.
     fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
         let token = Connection::token(idx);
-        let (no_splice, no_mmap) = (sh.no_splice, sh.no_mmap);
         sh.common.serving(idx, self.core.peer());
         if let Some(mut t) = self.tls.take() {
             self.drive_tls(&mut t, token, ring, sh);
@@ -247,7 +215,7 @@ impl Connection {
             return;
         }
         while !self.closing {
-            let (mut env, io, site) = sh.parts();
+            let (mut env, io, site, engines, _) = sh.parts();
             let intent = self.core.next(&mut env);
             let corked = self.sending.is_none() && !self.out.is_empty();
             match intent {
@@ -342,73 +310,15 @@ impl Connection {
                     leased,
                     by_reference,
                 } => {
-                    if self.sending.is_some() {
-                        // A send blocked on a full socket holds the file (its pages, its
-                        // mapping) and so its lease: when the lease is being broken,
-                        // cancel the send so the file can go.
-                        if leased
-                            && !self.abandoned
-                            && self
-                                .core
-                                .file()
-                                .is_some_and(|f| zcopy::lease::breaking(&**f))
-                        {
-                            self.abandoned = true;
-                            ring.cancel_fd(IGNORE, &self.stream);
-                            self.core.on_lease_breaking(&mut env);
-                            continue;
-                        }
-                        return;
-                    }
-                    let Some(file) = self.core.file().cloned() else {
-                        self.core.on_send_failed(&mut env);
-                        continue;
+                    let file = FileRange {
+                        offset,
+                        len,
+                        leased,
+                        by_reference,
                     };
-                    if leased && zcopy::lease::breaking(&*file) {
-                        self.core.on_lease_breaking(&mut env);
-                        continue;
-                    }
-                    if by_reference && !no_splice {
-                        if corked {
-                            self.flush(token, ring, true);
-                            return;
-                        }
-                        if let Err(e) = self.splice(token, ring, &file, offset, len) {
-                            tracing::debug!(peer = %self.core.peer(), "pipe: {e}");
-                            self.core.on_send_failed(&mut env);
-                            continue;
-                        }
+                    if self.send_file(file, None, token, ring, &mut env, io, engines) {
                         return;
                     }
-                    if !no_mmap && (len >= MAP_MIN || self.map.is_some()) {
-                        match self.send_mapped(token, ring, &file, offset, len) {
-                            Ok(Mapped::Sending) => return,
-                            // Pages not in memory: read them in the ring (below).
-                            Ok(Mapped::Cold) => {}
-                            Ok(Mapped::Shrank) => {
-                                // Nothing left at this offset.
-                                self.core.on_file_sent(&mut env, 0, false);
-                                continue;
-                            }
-                            Err(e) => {
-                                tracing::debug!(peer = %self.core.peer(), "mmap: {e}");
-                                self.core.on_send_failed(&mut env);
-                                continue;
-                            }
-                        }
-                    }
-                    let chunk = (len as usize).min(FILE_CHUNK);
-                    if self.out.capacity() == 0 {
-                        self.out = io.take();
-                    }
-                    let buf = std::mem::take(&mut self.out);
-                    self.sending = Some(Sending::Read {
-                        prefix: buf.len(),
-                        rest: len,
-                    });
-                    ring.read(token, &file, offset, buf, chunk);
-                    self.inflight += 1;
-                    return;
                 }
                 Intent::CheckSendQueue => {
                     let n = zcopy::transfer::send_queue_len(&self.stream).unwrap_or(0);
@@ -449,7 +359,7 @@ impl Connection {
     /// for `t`, and what leaves is the ciphertext it makes of the core's bytes.
     fn drive_tls(&mut self, t: &mut TlsConn, token: u64, ring: &mut EventRing, sh: &mut Shared) {
         while !self.closing {
-            let (mut env, io, site, tw) = sh.tls_parts();
+            let (mut env, io, site, engines, tw) = sh.parts();
             match self.core.next(&mut env) {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, true),
                 Intent::Publish => {
@@ -520,50 +430,15 @@ impl Connection {
                     offset,
                     len,
                     leased,
-                    ..
+                    by_reference,
                 } => {
-                    // Copies only: the ciphertext in flight holds nothing of the file,
-                    // so a lease being broken ends the body at once.
-                    if leased
-                        && self
-                            .core
-                            .file()
-                            .is_some_and(|f| zcopy::lease::breaking(&**f))
-                    {
-                        // A chunk being read in is not the core's any more.
-                        self.abandoned |= matches!(self.sending, Some(Sending::TlsRead));
-                        self.core.on_lease_breaking(&mut env);
-                        continue;
-                    }
-                    if self.sending.is_some() {
-                        return;
-                    }
-                    if t.wants_write() && !t.take_coalesce() {
-                        if self.send_cipher(t, token, ring, io) {
-                            return;
-                        }
-                        continue;
-                    }
-                    // Larger than epoll's: each chunk is a SEND and its completion.
-                    let chunk = FILE_CHUNK;
-                    let cold = len > TLS_COLD_CHECK
-                        && self.core.file().is_some_and(|f| {
-                            !super::fetch::is_cached(f, offset, len.min(chunk as u64))
-                        });
-                    if let (true, Some(file)) = (cold, self.core.file()) {
-                        // Read in the ring: a cold file never stalls the loop.
-                        let mut buf = std::mem::take(&mut self.out);
-                        if buf.capacity() == 0 {
-                            buf = io.take();
-                        }
-                        buf.clear();
-                        self.sending = Some(Sending::TlsRead);
-                        ring.read(token, file, offset, buf, (len as usize).min(chunk));
-                        self.inflight += 1;
-                        return;
-                    }
-                    t.encrypt_file(&mut self.core, &mut env, tw, offset, len, chunk);
-                    if self.send_cipher(t, token, ring, io) {
+                    let file = FileRange {
+                        offset,
+                        len,
+                        leased,
+                        by_reference,
+                    };
+                    if self.send_file(file, Some((t, tw)), token, ring, &mut env, io, engines) {
                         return;
                     }
                 }
@@ -608,7 +483,7 @@ impl Connection {
         t: &mut TlsConn,
         token: u64,
         ring: &mut EventRing,
-        io: &mut IoBufs,
+        io: &mut BufPool,
     ) -> bool {
         if self.sending.is_some() {
             return true;
@@ -645,87 +520,149 @@ impl Connection {
         self.inflight += 1;
     }
 
-    /// Queues a `sendmsg` of the corked bytes and the next chunk straight from the
-    /// file's mapping (made on first use), if the chunk's pages are in memory.
-    fn send_mapped(
+    /// [`Intent::SendFile`] for either transport (`tls`: the connection's session
+    /// and the worker's TLS state). True while a send is in flight: the loop waits
+    /// for its completion.
+    #[allow(clippy::too_many_arguments)]
+    fn send_file(
         &mut self,
+        r: FileRange,
+        tls: Option<(&mut TlsConn, &mut TlsWorker)>,
         token: u64,
         ring: &mut EventRing,
-        file: &Arc<File>,
-        offset: u64,
-        len: u64,
-    ) -> io::Result<Mapped> {
-        // One fstat per chunk: the length now, so no chunk reaches past the end.
-        let size = rustix::fs::fstat(file)?.st_size as u64;
-        if offset >= size {
-            return Ok(Mapped::Shrank);
+        env: &mut Env<'_>,
+        io: &mut BufPool,
+        engines: &mut Engines,
+    ) -> bool {
+        let breaking = r.leased
+            && self
+                .core
+                .file()
+                .is_some_and(|f| zcopy::lease::breaking(&**f));
+        if breaking {
+            match (&self.sending, tls.is_some()) {
+                (None, _) => {}
+                // Ciphertext in flight holds nothing of the file: only a chunk
+                // being read in is not the core's any more.
+                (Some(s), true) => self.abandoned |= matches!(s, Sending::TlsRead),
+                // A send blocked on a full socket holds the file (its pages, its
+                // mapping) and so its lease: cancel it so the file can go.
+                (Some(_), false) if !self.abandoned => {
+                    self.abandoned = true;
+                    if let (Some(Sending::File), Some(op)) = (&self.sending, &mut self.file_send) {
+                        op.abandon();
+                    }
+                    ring.cancel_fd(IGNORE, &self.stream);
+                }
+                (Some(_), false) => return true,
+            }
+            self.core.on_lease_breaking(env);
+            return false;
         }
-        let chunk = len.min(MAP_CHUNK as u64).min(size - offset) as usize;
-        // The mapping must be of this very file: an archive's members follow one
-        // another with offsets from 0 each.
-        let covers = |(m, f, at): &(Rc<Mapping>, Arc<File>, u64)| {
-            Arc::ptr_eq(f, file) && offset >= *at && offset + chunk as u64 <= at + m.len() as u64
+        if self.sending.is_some() {
+            return true;
+        }
+        let Some(file) = self.core.file().cloned() else {
+            self.core.on_send_failed(env);
+            return false;
         };
-        if !self.map.as_ref().is_some_and(covers) {
-            self.map = None;
-            let ps = zcopy::ring::page_size() as u64;
-            let at = offset / ps * ps;
-            let end = (offset + len).min(size);
-            let m = Mapping::map(file.as_fd(), at, (end - at) as usize)?;
-            self.map = Some((Rc::new(m), file.clone(), at));
+        if let Some((t, tw)) = tls {
+            return self.send_file_tls(r, file, t, tw, token, ring, env, io);
         }
-        let (m, _, at) = self.map.as_ref().expect("mapped above");
-        let start = (offset - at) as usize;
-        if !m.resident(start, chunk).unwrap_or(false) {
-            return Ok(Mapped::Cold);
+        if !self.in_body {
+            // A new body: the plan the epoll driver's transfer would follow.
+            let forced = engines.forced().clone();
+            let plan = engines.plan(self.route, r.len, r.by_reference);
+            match &mut self.file_send {
+                Some(op) => op.reset(plan),
+                None => self.file_send = Some(Box::new(FileSend::new(plan, forced))),
+            }
+            self.in_body = true;
         }
+        let op = self.file_send.as_mut().expect("set up above");
         let prefix = std::mem::take(&mut self.out);
-        self.sending = Some(Sending::MapSend {
-            prefix: prefix.len(),
-            file: chunk,
-        });
-        let more = (chunk as u64) < len;
-        ring.send_mapped(token, &self.stream, prefix, m, start, chunk, more);
-        self.inflight += 1;
-        Ok(Mapped::Sending)
+        let before = ring.inflight();
+        let p = op.start(
+            ring,
+            io,
+            token,
+            &file,
+            r.offset,
+            r.len,
+            &self.stream,
+            prefix,
+        );
+        self.inflight += (ring.inflight() - before) as u32;
+        self.file_progress(p, env)
     }
 
-    /// Queues a linked file → pipe → socket splice of up to `len` bytes (or, if the
-    /// pipe still holds bytes, their drain). The ring holds the file, the pipe and
-    /// the socket until each leg completes: a lease break or a timeout that drops
-    /// the core's file meanwhile can't free its number for another file.
-    fn splice(
+    /// What the connection's [`FileSend`] said: told to the core (and the metrics).
+    /// True while it has operations in flight.
+    fn file_progress(&mut self, p: Progress, env: &mut Env<'_>) -> bool {
+        match p {
+            Progress::Pending => {
+                self.sending = Some(Sending::File);
+                return true;
+            }
+            Progress::Sent { bytes, engine } => {
+                let by_ref = engine.sends_by_reference();
+                env.events
+                    .stats
+                    .body_by_engine(Some(engine), bytes as u64, by_ref);
+                self.core.on_file_sent(env, bytes, by_ref);
+            }
+            Progress::Again => {}
+            Progress::Ended { by_reference } => self.core.on_file_sent(env, 0, by_reference),
+            Progress::Failed(e) => {
+                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                self.core.on_send_failed(env);
+            }
+        }
+        self.sending = None;
+        false
+    }
+
+    /// [`Connection::send_file`] for TLS: copies only (the chunk is encrypted in user
+    /// space), read in the ring when its pages are not in memory.
+    #[allow(clippy::too_many_arguments)]
+    fn send_file_tls(
         &mut self,
+        r: FileRange,
+        file: Arc<File>,
+        t: &mut TlsConn,
+        tw: &mut TlsWorker,
         token: u64,
         ring: &mut EventRing,
-        file: &Arc<File>,
-        offset: u64,
-        len: u64,
-    ) -> io::Result<()> {
-        if self.pipe.is_none() {
-            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-            let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
-            self.pipe = Some((Rc::new(r), Rc::new(w)));
+        env: &mut Env<'_>,
+        io: &mut BufPool,
+    ) -> bool {
+        if t.wants_write() && !t.take_coalesce() {
+            return self.send_cipher(t, token, ring, io);
         }
-        let (r, w) = self.pipe.as_ref().expect("made above");
-        let cap = rustix::pipe::fcntl_getpipe_size(w).unwrap_or(64 * 1024);
-        let want = if self.in_pipe > 0 {
-            0
-        } else {
-            (len as usize).min(cap)
-        };
-        ring.splice(token, file, offset, want, w, r, &self.stream, self.in_pipe);
-        self.inflight += if want > 0 { 2 } else { 1 };
-        self.sending = Some(Sending::Splice {
-            want,
-            first: (want == 0).then_some(0),
-        });
-        Ok(())
+        let FileRange { offset, len, .. } = r;
+        // Larger than epoll's: each chunk is a SEND and its completion.
+        let chunk = TLS_CHUNK;
+        let cold =
+            len > TLS_COLD_CHECK && !super::fetch::is_cached(&file, offset, len.min(chunk as u64));
+        if cold {
+            // Read in the ring: a cold file never stalls the loop.
+            let mut buf = std::mem::take(&mut self.out);
+            if buf.capacity() == 0 {
+                buf = io.take();
+            }
+            buf.clear();
+            self.sending = Some(Sending::TlsRead);
+            ring.read(token, &file, offset, buf, (len as usize).min(chunk));
+            self.inflight += 1;
+            return true;
+        }
+        t.encrypt_file(&mut self.core, env, tw, offset, len, chunk);
+        self.send_cipher(t, token, ring, io)
     }
 
     /// Cancels what is in flight; the connection goes once it all has completed.
     /// `tw`: give back its TLS handshake slot, if it still holds one.
-    fn begin_close(&mut self, ring: &mut EventRing, io: &mut IoBufs, tw: Option<&mut TlsWorker>) {
+    fn begin_close(&mut self, ring: &mut EventRing, io: &mut BufPool, tw: Option<&mut TlsWorker>) {
         self.closing = true;
         if let (Some(t), Some(tw)) = (self.tls.as_mut(), tw) {
             t.closed(tw);
@@ -735,6 +672,9 @@ impl Connection {
         }
         if self.out.capacity() > 0 {
             io.give(std::mem::take(&mut self.out));
+        }
+        if let (Some(Sending::File), Some(op)) = (&self.sending, &mut self.file_send) {
+            op.abandon();
         }
         if self.inflight > 0 {
             ring.cancel_fd(IGNORE, &self.stream);
@@ -751,19 +691,32 @@ impl Connection {
             c.event,
             Event::Received(_) | Event::Cancelled(_) | Event::Accepted(_)
         );
-        if self.abandoned && send_side {
-            match c.event {
-                Event::Sent { buf, .. } | Event::Read { buf, .. } => self.out = buf,
-                // The pipe leg of a splice pair: its socket leg is still to come.
-                Event::Spliced { second: false, .. } => return,
-                _ => {}
+        if send_side && let (Some(Sending::File), Some(op)) = (&self.sending, &mut self.file_send) {
+            // The library's send: its completion, and what it queues next.
+            let before = ring.inflight();
+            let p = op.complete(ring, &mut sh.io, c.event);
+            self.inflight += (ring.inflight() - before) as u32;
+            if matches!(p, Progress::Pending) {
+                return;
             }
-            // The response already ended; what the pipe holds is not sent.
+            if self.abandoned || self.closing {
+                // The response already ended; what the operation held is dropped.
+                self.abandoned = false;
+                self.sending = None;
+            } else {
+                self.file_progress(p, &mut sh.env());
+            }
+            self.after_send();
+            return;
+        }
+        if self.abandoned && send_side {
+            if let Event::Sent { buf, .. } | Event::Read { buf, .. } = c.event {
+                self.out = buf;
+            }
+            // The response already ended.
             self.abandoned = false;
             self.sending = None;
             self.out.clear();
-            self.pipe = None;
-            self.in_pipe = 0;
             self.after_send();
             return;
         }
@@ -805,45 +758,6 @@ impl Connection {
                             self.core.on_send_failed(&mut env);
                         } else if core > 0 {
                             self.core.on_written(&mut env, core);
-                        }
-                    }
-                    (Sending::FileSend { sent, file }, Ok(n)) => {
-                        let sent = sent + n;
-                        if n > 0 && sent < self.out.len() {
-                            self.sending = Some(Sending::FileSend { sent, file });
-                            self.submit_send(now_token, ring, sent, false);
-                            return;
-                        }
-                        let complete = sent >= self.out.len();
-                        self.out.clear();
-                        if complete {
-                            // `file == 0`: the file ended early (only corked bytes went).
-                            if file > 0 {
-                                // Read into a buffer, then sent: copied, like read-write.
-                                env.events.stats.body_by_engine(
-                                    Some(EngineKind::ReadWrite),
-                                    file as u64,
-                                    false,
-                                );
-                            }
-                            self.core.on_file_sent(&mut env, file, false);
-                        } else {
-                            self.core.on_send_failed(&mut env);
-                        }
-                    }
-                    (Sending::MapSend { prefix, file }, Ok(n)) => {
-                        self.out.clear();
-                        if n == prefix + file {
-                            // Copied from the mapping at send time, like mmap.
-                            env.events.stats.body_by_engine(
-                                Some(EngineKind::Mmap),
-                                file as u64,
-                                false,
-                            );
-                            self.core.on_file_sent(&mut env, file, false);
-                        } else {
-                            // MSG_WAITALL: short only when the file lost pages meanwhile.
-                            self.core.on_send_failed(&mut env);
                         }
                     }
                     (Sending::Cipher { sent }, Ok(n)) => {
@@ -905,106 +819,11 @@ impl Connection {
                         }
                     }
                     self.out.clear();
-                    return;
-                }
-                let Some(Sending::Read { prefix, rest }) = self.sending.take() else {
-                    return;
-                };
-                if self.closing {
-                    return;
-                }
-                match res {
-                    Ok(n) if n > 0 || prefix > 0 => {
-                        // More of this piece follows unless this chunk ends it (MSG_MORE
-                        // on the last bytes would hold them back).
-                        let more = n > 0 && (n as u64) < rest;
-                        self.sending = Some(Sending::FileSend { sent: 0, file: n });
-                        self.submit_send(now_token, ring, 0, more);
-                    }
-                    Ok(_) => {
-                        self.out.clear();
-                        self.core.on_file_sent(&mut env, 0, false);
-                    }
-                    Err(e) => {
-                        tracing::debug!(peer = %self.core.peer(), "read failed: {e}");
-                        self.out.clear();
-                        self.core.on_send_failed(&mut env);
-                    }
                 }
             }
-            Event::Spliced { res, second } => {
-                let Some(Sending::Splice { want, first }) = self.sending.take() else {
-                    return;
-                };
-                if self.closing {
-                    return;
-                }
-                if !second {
-                    match res {
-                        Ok(n) => {
-                            self.in_pipe += n;
-                            self.sending = Some(Sending::Splice {
-                                want,
-                                first: Some(n),
-                            });
-                        }
-                        Err(e) => {
-                            tracing::debug!(peer = %self.core.peer(), "splice failed: {e}");
-                            self.sending = Some(Sending::Splice {
-                                want,
-                                first: Some(0),
-                            });
-                        }
-                    }
-                    return;
-                }
-                let first = first.unwrap_or(0);
-                match res {
-                    Err(e) if errno(&e) == Some(Errno::AGAIN) => {
-                        // The socket is full (splice doesn't wait for room): the pipe
-                        // keeps the bytes until it has some.
-                        self.splice_done(first, want, 0, &mut env);
-                        self.sending = Some(Sending::Writable);
-                        ring.poll(now_token, &self.stream, POLLOUT);
-                        self.inflight += 1;
-                    }
-                    Ok(m) => {
-                        self.in_pipe -= m.min(self.in_pipe);
-                        self.splice_done(first, want, m, &mut env);
-                    }
-                    Err(e) if errno(&e) == Some(Errno::CANCELED) => {
-                        // The first leg was short: drain what it moved, or end.
-                        self.splice_done(first, want, 0, &mut env);
-                    }
-                    Err(e) => {
-                        tracing::debug!(peer = %self.core.peer(), "splice failed: {e}");
-                        self.core.on_send_failed(&mut env);
-                    }
-                }
-                self.after_send();
-            }
-            Event::Polled(_) => {
-                if matches!(self.sending, Some(Sending::Writable)) {
-                    self.sending = None;
-                }
-                self.after_send();
-            }
+            Event::Spliced { .. } | Event::Polled(_) => {}
             Event::Cancelled(_) | Event::Accepted(_) => {}
         }
-    }
-
-    /// After a splice pair: report what reached the socket.
-    fn splice_done(&mut self, first: usize, want: usize, sent: usize, env: &mut Env<'_>) {
-        if want > 0 && first == 0 && self.in_pipe == 0 {
-            // Nothing left in the file at this offset: it shrank.
-            self.core.on_file_sent(env, 0, true);
-        } else if sent > 0 {
-            env.events
-                .stats
-                .body_by_engine(Some(EngineKind::Splice), sent as u64, true);
-            self.core.on_file_sent(env, sent, true);
-        }
-        // else: the pipe still holds the bytes; the next SendFile drains them.
     }
 
     fn after_send(&mut self) {
@@ -1039,7 +858,7 @@ pub struct Worker {
     waker: Option<Rc<mio::Registry>>,
     listeners: Vec<Listener>,
     conns: Vec<Option<Box<Connection>>>,
-    books: Books,
+    books: LoopState,
     /// The worker's handshake limits were taken from its first HTTPS listener.
     tls_limits_set: bool,
     sh: Shared,
@@ -1053,8 +872,8 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// A worker for its listeners (plain HTTP, HTTPS and redirects).
-    pub(crate) fn new(start: Start) -> Worker {
-        let Start {
+    pub(crate) fn new(start: WorkerSetup) -> Worker {
+        let WorkerSetup {
             poll,
             live,
             stats,
@@ -1063,10 +882,8 @@ impl Worker {
             ctl,
             ..
         } = start;
-        let (books, common) = Books::new(live, active, shutdown, ctl, stats);
-        let forced = zcopy::transfer::Forced::from_env();
-        let no_splice = forced.limit(EngineKind::Splice).is_some();
-        let no_mmap = forced.limit(EngineKind::Mmap).is_some();
+        let engines = Engines::new(live.load().1.config.engine, stats.clone());
+        let (books, common) = LoopState::new(live, active, shutdown, ctl, stats);
         Worker {
             poll,
             waker: None,
@@ -1076,10 +893,9 @@ impl Worker {
             tls_limits_set: false,
             sh: Shared {
                 common,
-                io: IoBufs::default(),
+                io: BufPool::new(super::SPARE_BUFFERS),
+                engines,
                 tls: TlsWorker::new(&zcopy_tls::Limits::default()),
-                no_splice,
-                no_mmap,
             },
         }
     }
@@ -1470,9 +1286,9 @@ impl Worker {
             out: Vec::new(),
             shut_pending: false,
             abandoned: false,
-            pipe: None,
-            in_pipe: 0,
-            map: None,
+            route,
+            file_send: None,
+            in_body: false,
             closing: false,
             counted: true,
             queued: true,
@@ -1547,8 +1363,16 @@ impl Worker {
             self.closed(idx);
             return;
         }
-        if conn.map.is_some() && !conn.core.in_file_body() {
-            conn.map = None;
+        if conn.in_body && !conn.core.in_file_body() && conn.sending.is_none() {
+            // The body is over: its fallbacks are counted, its file let go; an
+            // operation that failed (or holds bytes of it) is not reused.
+            conn.in_body = false;
+            if let Some(op) = conn.file_send.as_mut() {
+                self.sh.engines.ring_done(op);
+                if !op.reusable() {
+                    conn.file_send = None;
+                }
+            }
         }
         // Nothing to send: the buffer goes back to the pool (idle connections hold none).
         if conn.sending.is_none() && conn.out.is_empty() && conn.out.capacity() > 0 {

@@ -1,5 +1,6 @@
-//! What every worker keeps, whatever its event loop: the state its connections share
-//! with the core ([`Common`]) and the worker's bookkeeping ([`Books`]): its slots, run
+//! What every worker keeps, whatever its event loop: how it is set up
+//! ([`WorkerSetup`]), the state its connections share with the core
+//! ([`ConnContext`]) and its event loop's state ([`LoopState`]): its slots, run
 //! queue, counts, accept pauses, timers, reloads and graceful end.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,7 +25,7 @@ pub(crate) const TICK: Duration = Duration::from_secs(1);
 pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// What a worker starts with.
-pub(crate) struct Start {
+pub(crate) struct WorkerSetup {
     /// Its place among the workers.
     pub(crate) index: usize,
     /// Its event loop's poll, with the waker of `ctl` registered.
@@ -145,7 +146,7 @@ impl proto::Observer for Report<'_> {
 
 /// What a worker's connections share: the site, the log, buffers, the responder and
 /// the worker's counters.
-pub(crate) struct Common {
+pub(crate) struct ConnContext {
     pub(crate) site: Arc<Site>,
     /// The server's settings.
     pub(crate) config: Arc<crate::config::Config>,
@@ -164,13 +165,13 @@ pub(crate) struct Common {
     pub(crate) shutting_down: bool,
 }
 
-impl Common {
+impl ConnContext {
     /// The state for the current settings of `live`.
-    pub(crate) fn new(live: &Live, stats: Arc<WorkerStats>, now: Instant) -> Common {
+    pub(crate) fn new(live: &Live, stats: Arc<WorkerStats>, now: Instant) -> ConnContext {
         let site = live.site.clone();
         let cache =
             crate::cache::FileCache::new(site.config.file_cache_ttl, crate::cache::CACHE_FILES);
-        Common {
+        ConnContext {
             responder: SiteResponder {
                 site: site.clone(),
                 cache,
@@ -242,7 +243,7 @@ impl Common {
     }
 
     /// Tells the responder which connection it answers next (`token`, as
-    /// [`Common::checked`] names it).
+    /// [`ConnContext::checked`] names it).
     pub(crate) fn serving(&mut self, token: usize, peer: std::net::SocketAddr) {
         self.responder.checks.asking(token, peer.ip());
     }
@@ -260,7 +261,7 @@ impl Common {
 }
 
 /// A worker's bookkeeping: free slots, run queue, counts, accept pauses and timers.
-pub(crate) struct Books {
+pub(crate) struct LoopState {
     /// Slots free for new connections.
     pub(crate) free: Vec<usize>,
     /// Connections to drive this turn.
@@ -283,7 +284,7 @@ pub(crate) struct Books {
     pub(crate) grace_until: Option<Instant>,
 }
 
-impl std::fmt::Debug for Books {
+impl std::fmt::Debug for LoopState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("connections", &self.count)
@@ -291,7 +292,7 @@ impl std::fmt::Debug for Books {
     }
 }
 
-impl Books {
+impl LoopState {
     /// Bookkeeping of a new worker, and the state its connections share.
     pub(crate) fn new(
         live: Arc<LiveCell>,
@@ -299,16 +300,16 @@ impl Books {
         shutdown: Arc<ShutdownInner>,
         ctl: Arc<Control>,
         stats: Arc<WorkerStats>,
-    ) -> (Books, Common) {
+    ) -> (LoopState, ConnContext) {
         let now = Instant::now();
         let (generation, current) = live.load();
-        let mut common = Common::new(&current, stats, now);
+        let mut common = ConnContext::new(&current, stats, now);
         let waker = ctl.waker.clone();
         common.responder.checks = crate::auth::Checks::new(Some(Arc::new(move || {
             let _ = waker.wake();
         })));
         common.responder.publishes = super::publish::Publisher::new(Some(ctl.waker.clone()));
-        let books = Books {
+        let books = LoopState {
             free: Vec::new(),
             runq: Vec::new(),
             count: 0,
@@ -351,7 +352,7 @@ impl Books {
 
     /// Shutdown (or this worker's retirement) was asked for and the worker has not
     /// begun it yet.
-    pub(crate) fn shutdown_asked(&self, sh: &Common) -> bool {
+    pub(crate) fn shutdown_asked(&self, sh: &ConnContext) -> bool {
         !sh.shutting_down
             && (self.shutdown.flag.load(Ordering::SeqCst) || self.ctl.retire.load(Ordering::SeqCst))
     }
@@ -362,14 +363,14 @@ impl Books {
     }
 
     /// Starts the graceful end: no new requests, the grace period begins.
-    pub(crate) fn begin_shutdown(&mut self, sh: &mut Common) {
+    pub(crate) fn begin_shutdown(&mut self, sh: &mut ConnContext) {
         sh.shutting_down = true;
         self.grace_until = Some(sh.now + sh.config.shutdown_grace);
     }
 
     /// The graceful end is over (no connection left, or the grace period ended):
     /// the worker closes what is left and exits.
-    pub(crate) fn grace_over(&self, sh: &Common) -> bool {
+    pub(crate) fn grace_over(&self, sh: &ConnContext) -> bool {
         let Some(g) = self.grace_until else {
             return false;
         };
@@ -389,7 +390,7 @@ impl Books {
 
     /// Counts a connection just accepted (its deadline `deadline`); returns its
     /// accept order.
-    pub(crate) fn opened(&mut self, sh: &Common, deadline: Instant) -> u64 {
+    pub(crate) fn opened(&mut self, sh: &ConnContext, deadline: Instant) -> u64 {
         self.active.fetch_add(1, Ordering::Relaxed);
         self.count += 1;
         sh.stats.accepted();
@@ -424,7 +425,7 @@ impl Books {
         }
     }
 
-    /// The run queue of this turn, taken; hand it back with [`Books::give_runq`].
+    /// The run queue of this turn, taken; hand it back with [`LoopState::give_runq`].
     pub(crate) fn take_runq(&mut self) -> Vec<usize> {
         std::mem::take(&mut self.runq)
     }

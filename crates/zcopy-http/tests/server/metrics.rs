@@ -121,3 +121,74 @@ fn the_metrics_endpoint_parses_requests_as_the_server_does() {
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     running.stop().unwrap();
 }
+
+/// A counter of the metrics endpoint's answer.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .parse()
+        .unwrap()
+}
+
+/// The sum of every `zcopy_body_bytes_total{engine=...}` line.
+fn body_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("zcopy_body_bytes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Issue 18 item 4: the io_uring driver chose its engines itself (mmap from 1 MiB
+/// on, whatever the configured engine) and counted them itself. Now both drivers
+/// send through the library, which runs the configured engine first and counts
+/// what each engine sent: the metrics endpoint shows the body under that engine,
+/// and the engine counters add up to the body once.
+#[test]
+fn body_bytes_are_counted_once_under_the_engine_the_library_ran() {
+    use zcopy::{EngineKind, Forced, Preference};
+    let fx = Fixture::new();
+    let body = pattern(3, (3 << 20) + 7);
+    fx.file("big.bin", &body);
+    let forced = Forced::from_env();
+    for engine in [EngineKind::ReadWrite, EngineKind::Mmap] {
+        if forced.limit(engine).is_some() {
+            eprintln!("skipped: {engine} is forced off (ZCOPY_DISABLE)");
+            continue;
+        }
+        let server = Server::bind(Config {
+            root: fx.root(),
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            workers: 1,
+            io: io_driver(),
+            engine: Preference::Prefer(engine),
+            ..Config::default()
+        })
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let metrics = listener.local_addr().unwrap();
+        zcopy_http::metrics::spawn(listener, server.stats()).unwrap();
+        let srv = TestServer::adopt(server.local_addrs()[0], server.spawn().unwrap());
+        let r = request(&srv, "GET", "/big.bin", &[]);
+        assert_eq!(r.status, 200);
+        assert!(r.body == body, "the file's bytes");
+        let name = format!("zcopy_body_bytes_total{{engine=\"{engine}\"}}");
+        // The last bytes are counted as the worker sends them.
+        let start = Instant::now();
+        let mut out = scrape(metrics).0;
+        while counter(&out, &name) < body.len() as u64 && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+            out = scrape(metrics).0;
+        }
+        assert_eq!(
+            counter(&out, &name),
+            body.len() as u64,
+            "{:?}: the body under {engine}",
+            io_driver()
+        );
+        assert_eq!(body_total(&out), body.len() as u64, "counted once");
+        srv.stop();
+    }
+}

@@ -80,6 +80,15 @@ impl Desc {
     }
 }
 
+impl AsFd for Desc {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Desc::Local(d) => d.as_fd(),
+            Desc::Shared(d) => d.as_fd(),
+        }
+    }
+}
+
 impl fmt::Debug for Desc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Desc({})", self.raw())
@@ -536,13 +545,39 @@ impl EventRing {
         from: usize,
         more: bool,
     ) {
+        self.send_flags(token, sock.into(), buf, from, more, libc::MSG_WAITALL);
+    }
+
+    /// `IORING_OP_SEND` of `buf[from..]` with `MSG_DONTWAIT` (and `MSG_NOSIGNAL`,
+    /// plus `MSG_MORE` with `more`): sends what fits in the socket now and
+    /// completes at once, with a short count, or EAGAIN when nothing fits — the
+    /// buffer is never held waiting for a slow reader.
+    pub fn send_now(
+        &mut self,
+        token: u64,
+        sock: impl Into<Desc>,
+        buf: Vec<u8>,
+        from: usize,
+        more: bool,
+    ) {
+        self.send_flags(token, sock.into(), buf, from, more, libc::MSG_DONTWAIT);
+    }
+
+    fn send_flags(
+        &mut self,
+        token: u64,
+        sock: Desc,
+        buf: Vec<u8>,
+        from: usize,
+        more: bool,
+        wait: libc::c_int,
+    ) {
         let from = from.min(buf.len());
         let len = (buf.len() - from).min(u32::MAX as usize) as u32;
-        let mut flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
+        let mut flags = libc::MSG_NOSIGNAL | wait;
         if more {
             flags |= libc::MSG_MORE;
         }
-        let sock = sock.into();
         let e = opcode::Send::new(types::Fd(sock.raw()), buf[from..].as_ptr(), len)
             .flags(flags)
             .build();

@@ -12,6 +12,8 @@ mod mmap;
 mod msg_zerocopy;
 mod read_write;
 mod reuse;
+#[cfg(feature = "server")]
+mod ring_send;
 mod sendfile;
 mod splice;
 mod tee;
