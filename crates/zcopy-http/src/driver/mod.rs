@@ -121,7 +121,7 @@ pub(crate) fn answer_request(
 
 /// Carries out [`crate::proto::Intent::Publish`]: the whole body is in; it is
 /// published off the loop ([`publish`]) and the connection `token` waits for the
-/// answer, which [`worker::Common::published`] brings back.
+/// answer, which [`worker::ConnContext::published`] brings back.
 pub(crate) fn start_publish(
     core: &mut crate::proto::Conn,
     env: &mut worker::Env<'_>,
