@@ -23,6 +23,7 @@ use rustix::io::Errno;
 use zcopy::Src;
 
 use super::fetch::{self, Fetcher};
+use super::h2::{self, H2};
 use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, Books, Common, Start, TICK};
@@ -62,6 +63,8 @@ struct Shared {
     fetcher: Fetcher,
     /// Handshake slots and buffers of the TLS connections.
     tls: TlsWorker,
+    /// Plain connections may speak HTTP/2 with prior knowledge (h2c).
+    h2c: bool,
 }
 
 impl Shared {
@@ -102,6 +105,12 @@ struct Connection {
     fetching: bool,
     /// TLS between the socket and the core, if any.
     transport: Transport,
+    /// Speaking HTTP/2 (h2c by prior knowledge, or ALPN `h2`): the HTTP/1 core
+    /// is left unused.
+    h2: Option<Box<H2>>,
+    /// Plain listener with HTTP/2 on, first bytes not seen yet: look for the
+    /// h2c preface.
+    sniff: bool,
 }
 
 impl Connection {
@@ -111,9 +120,20 @@ impl Connection {
         self.writable |= writable;
     }
 
+    /// No request in flight (HTTP/1 between requests, HTTP/2 with no stream).
+    fn is_idle(&self) -> bool {
+        match &self.h2 {
+            Some(h) => h.is_idle(),
+            None => self.core.is_idle(),
+        }
+    }
+
     /// When the connection next needs attention without an event: the core's
     /// deadline, or the end of its TLS handshake time.
     fn deadline(&self) -> Instant {
+        if let Some(h) = &self.h2 {
+            return h.deadline();
+        }
         match &self.transport {
             Transport::Tls(t) => t
                 .deadline()
@@ -150,6 +170,73 @@ impl Connection {
         }
     }
 
+    /// A new plain connection's first bytes: true when they are the h2c preface
+    /// (the connection speaks HTTP/2 from now on). A peek, so HTTP/1 reads them
+    /// as before; decided once, on the first bytes (a partial preface waits).
+    fn sniff_h2c(&mut self, sh: &mut Shared) -> bool {
+        use rustix::net::RecvFlags;
+        if !self.readable {
+            return false;
+        }
+        let mut first = [0u8; 24];
+        match rustix::net::recv(&self.stream, &mut first, RecvFlags::PEEK) {
+            Ok((0, _)) => self.sniff = false,
+            Ok((n, _)) if first[..n] == zcopy_http2::PREFACE[..n] => {
+                if n == first.len() {
+                    self.sniff = false;
+                    let (env, ..) = sh.parts();
+                    self.h2 = Some(Box::new(H2::new(
+                        self.core.peer(),
+                        ListenKind::Http,
+                        false,
+                        &env,
+                    )));
+                    return true;
+                }
+                // A part of it: wait for the rest (a new edge brings it).
+                self.readable = false;
+            }
+            Ok(_) => self.sniff = false,
+            Err(Errno::AGAIN) => self.readable = false,
+            Err(Errno::INTR) => {}
+            Err(_) => self.sniff = false,
+        }
+        false
+    }
+
+    /// Drives the HTTP/2 connection.
+    fn drive_h2(&mut self, sh: &mut Shared) -> Progress {
+        let (mut env, _, _, tls, site) = sh.parts();
+        let Some(h) = self.h2.as_mut() else {
+            return Progress::Close;
+        };
+        let next = match &mut self.transport {
+            Transport::Tls(t) => {
+                let mut io = h2::TlsIo {
+                    stream: &self.stream,
+                    t,
+                    w: tls,
+                    readable: &mut self.readable,
+                    writable: &mut self.writable,
+                };
+                h.drive(&mut io, &mut env, site)
+            }
+            _ => {
+                let mut io = h2::PlainIo {
+                    stream: &self.stream,
+                    readable: &mut self.readable,
+                    writable: &mut self.writable,
+                };
+                h.drive(&mut io, &mut env, site)
+            }
+        };
+        match next {
+            h2::Next::Wait => Progress::Wait,
+            h2::Next::Yield => Progress::Yield,
+            h2::Next::Close => Progress::Close,
+        }
+    }
+
     /// Does all the work possible now, up to the turn budget.
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
@@ -159,7 +246,18 @@ impl Connection {
         {
             return Progress::Close;
         }
+        if self.h2.is_some() || self.sniff && self.sniff_h2c(sh) {
+            return self.drive_h2(sh);
+        }
         loop {
+            if let Transport::Tls(t) = &self.transport
+                && t.alpn_h2()
+            {
+                let (env, ..) = sh.parts();
+                let via = ListenKind::Https;
+                self.h2 = Some(Box::new(H2::new(self.core.peer(), via, true, &env)));
+                return self.drive_h2(sh);
+            }
             let (mut env, engines, fetcher, tls, site) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
@@ -684,6 +782,7 @@ impl Worker {
                 engines,
                 fetcher,
                 tls: TlsWorker::new(&Default::default()),
+                h2c: h2::offered(&common.config),
                 common,
             },
             shed_count: 0,
@@ -723,6 +822,7 @@ impl Worker {
                         Engines::new(live.config.engine, self.sh.common.stats.clone());
                 }
                 self.sh.common.reload(&live);
+                self.sh.h2c = h2::offered(&live.config);
             }
             for ev in events.iter() {
                 let t = ev.token();
@@ -865,11 +965,7 @@ impl Worker {
             return;
         }
         for i in 0..self.slots.len() {
-            if self.slots[i]
-                .conn
-                .as_ref()
-                .is_some_and(|c| c.core.is_idle())
-            {
+            if self.slots[i].conn.as_ref().is_some_and(|c| c.is_idle()) {
                 self.close(i);
             }
         }
@@ -965,8 +1061,8 @@ impl Worker {
             Some((
                 i,
                 Sheddable {
-                    idle: c.core.is_idle(),
-                    reading_head: c.core.is_reading_head(),
+                    idle: c.is_idle(),
+                    reading_head: c.h2.is_none() && c.core.is_reading_head(),
                     deadline: c.deadline(),
                     seq: c.seq,
                 },
@@ -1026,6 +1122,8 @@ impl Worker {
             token: idx,
             fetching: false,
             transport,
+            h2: None,
+            sniff: kind == ListenKind::Http && tls.is_none() && self.sh.h2c,
         };
         if let Err(e) = self.poll.registry().register(
             &mut conn.stream,
@@ -1101,7 +1199,7 @@ impl Worker {
         let idle = self
             .slots
             .iter()
-            .filter(|s| s.conn.as_ref().is_some_and(|c| c.core.is_idle()))
+            .filter(|s| s.conn.as_ref().is_some_and(|c| c.is_idle()))
             .count();
         self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.slots.len() {
