@@ -643,3 +643,140 @@ fn data_on_a_reset_stream_still_opens_the_connection_window() {
     assert!(seen, "stream 3 answered");
     good_client_answered(&srv, &fx.root());
 }
+
+#[test]
+fn h2c_archives_sidecars_and_rules_are_the_sites_as_for_http1() {
+    if !require("curl") {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.file("sub/a.txt", b"alpha");
+    write_pattern(&fx.root().join("sub/b.bin"), 300_000);
+    fx.file("app.js", b"console.log(1)");
+    fx.file("app.js.gz", b"GZ-SIDECAR");
+    let srv = TestServer::start(&fx.root(), |c: &mut Config| {
+        c.archives = true;
+        c.rules = vec![zcopy_http::rules::Rule {
+            glob: "app.js".into(),
+            headers: vec![zcopy_http::rules::Header {
+                name: "X-Rule".into(),
+                value: "yes".into(),
+            }],
+            ..Default::default()
+        }];
+    });
+    if !h2_served(&srv) {
+        return;
+    }
+    // The same tar as HTTP/1.1 sends (archive members read when their turn comes).
+    let (code, h2_tar) = h2c(&[], &srv, "/sub/?download=tar");
+    assert_eq!(code, 200);
+    let (code, _, h1_tar) = get(&srv.url("/sub/?download=tar"), &[]);
+    assert_eq!(code, 200);
+    assert_eq!(h2_tar.len(), h1_tar.len());
+    assert!(h2_tar == h1_tar, "the tar differs from HTTP/1.1's");
+    // A sidecar by Accept-Encoding, with the rule's header.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-i",
+            "--http2-prior-knowledge",
+            "-H",
+            "Accept-Encoding: gzip",
+        ])
+        .arg(srv.url("/app.js"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lower = text.to_lowercase();
+    assert!(lower.contains("content-encoding: gzip"), "{text}");
+    assert!(lower.contains("x-rule: yes"), "{text}");
+    assert!(text.ends_with("GZ-SIDECAR"), "{text}");
+}
+
+#[test]
+fn without_http2_a_preface_gets_505_and_alpn_offers_http11_only() {
+    let fx = Fixture::new();
+    fx.file("small", b"small");
+    let mut servers = vec![TestServer::start(&fx.root(), |c: &mut Config| {
+        c.http2 = false
+    })];
+    let uring = TestServer::start(&fx.root(), |c: &mut Config| {
+        c.io = zcopy_http::driver::IoDriver::Uring;
+    });
+    if uring.io_driver() == zcopy_http::driver::IoDriver::Uring {
+        servers.push(uring);
+    } else {
+        eprintln!("skipped the io_uring half: the kernel refuses io_uring");
+    }
+    for srv in &servers {
+        let mut s = srv.connect();
+        let mut b = frame::PREFACE.to_vec();
+        frame::write_settings(&mut b, &[]);
+        s.write_all(&b).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 505 "), "{text}");
+        // HTTP/1.1 as before.
+        let (code, _, body) = get(&srv.url("/small"), &[]);
+        assert_eq!((code, &body[..]), (200, &b"small"[..]));
+    }
+    if !require("curl") {
+        return;
+    }
+    let pki = Pki::new();
+    let srv = crate::tls::start(&fx.root(), &pki, |c| c.http2 = false);
+    let ca = pki.ca_file();
+    let url = format!("https://localhost:{}/small", srv.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
+    let (code, version, _) = curl(
+        &[
+            "--http2",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+        ],
+        &url,
+    );
+    assert_eq!((code, version.as_str()), (200, "1.1"));
+}
+
+#[test]
+fn shutdown_sends_goaway_and_lets_the_open_stream_finish() {
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("large"), 8 << 20);
+    let srv = TestServer::start(&fx.root(), |c: &mut Config| {
+        c.shutdown_grace = Duration::from_secs(20);
+    });
+    if !h2_served(&srv) {
+        return;
+    }
+    let mut c = Raw::open(srv.addr, &[]);
+    c.get(1, "/large", &[]);
+    // The response has begun.
+    let first = loop {
+        let (h, p) = c.frame().expect("a frame");
+        if h.kind == kind::DATA {
+            break p;
+        }
+    };
+    let stopper = std::thread::spawn(move || srv.stop());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut body = first;
+    let mut goaway = None;
+    while let Some((h, p)) = c.frame() {
+        match h.kind {
+            kind::DATA => body.extend_from_slice(&p),
+            kind::GOAWAY => {
+                goaway = Some(Code::from_u32(u32::from_be_bytes([p[4], p[5], p[6], p[7]])));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(goaway, Some(Code::NoError));
+    assert_eq!(body.len(), 8 << 20);
+    assert_pattern(&body, 0, "large");
+    stopper.join().unwrap();
+}
