@@ -558,3 +558,37 @@ fn a_short_fill_and_a_reset_never_send_more_than_was_read() {
     assert_eq!(f[1].0.kind, kind::RST_STREAM);
     assert!(matches!(&events(&mut c)[..], [Event::Reset { stream: 1 }]));
 }
+
+mod random {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Arbitrary frames after a valid start: never a panic, every byte
+        /// accounted for, output always whole frames.
+        #[test]
+        fn arbitrary_frames_never_panic(
+            frames in proptest::collection::vec(
+                (0u8..12, any::<u8>(), 0u32..8, proptest::collection::vec(any::<u8>(), 0..64)),
+                0..40,
+            )
+        ) {
+            let mut c = Conn::new(Settings::default());
+            let mut b = hello();
+            for (k, f, s, p) in &frames {
+                write_frame(&mut b, *k, *f, *s, p);
+            }
+            prop_assert_eq!(c.feed(&b), b.len());
+            while let Some(ev) = c.poll_event() {
+                if let Event::Request { stream, .. } = ev {
+                    c.send_headers(stream, 200, &[], false);
+                    c.send_data(stream, 1, true, |d| { d.fill(b'x'); d.len() });
+                }
+            }
+            let _ = super::frames(&c.out);
+        }
+    }
+}
