@@ -13,6 +13,8 @@ command -v prlimit >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 # `mkfs.erofs` (a read-only file system image, mounted from a file) comes in erofs-utils.
 command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
+# `h2load` (many HTTP/2 streams per connection: the server suite's h2 tests) comes in nghttp2-client.
+command -v h2load >/dev/null || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
