@@ -102,15 +102,38 @@ impl Head {
         h.path = path
             .filter(|p| !p.is_empty())
             .ok_or(Malformed("no :path"))?;
+        // Origin-form (or `*` for OPTIONS), visible ASCII only, as HTTP/1's parser
+        // takes a request target; the authority likewise.
+        let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        if !visible(&h.path) || !(h.path.starts_with('/') || h.path == "*" && h.method == "OPTIONS")
+        {
+            return Err(Malformed("invalid :path"));
+        }
+        if h.authority
+            .as_deref()
+            .is_some_and(|a| a.is_empty() || !visible(a))
+        {
+            return Err(Malformed("invalid :authority"));
+        }
         if end_stream && h.content_length.is_some_and(|n| n > 0) {
             return Err(Malformed("content-length without a body"));
         }
         Ok(h)
     }
 
-    /// The request line for the access log: `GET /path HTTP/2.0`.
+    /// The request line for the access log: `GET /path HTTP/2.0`, every byte that
+    /// is not printable ASCII as `?` (as the HTTP/1 core logs its lines).
     pub fn line(&self) -> String {
         format!("{} {} HTTP/2.0", self.method, self.path)
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '?'
+                }
+            })
+            .collect()
     }
 
     /// The first value of field `name`.
@@ -215,6 +238,9 @@ mod tests {
         assert_eq!(r.via, ListenKind::Https);
         assert!(r.keep_alive);
         assert_eq!(h.line(), "GET /a%20b?x HTTP/2.0");
+        let mut h = Head::from_fields(list(&BASE), true).unwrap();
+        h.method = "G\u{1b}[31mé".into();
+        assert_eq!(h.line(), "G?[31m?? /a%20b?x HTTP/2.0");
         let mut f = BASE.to_vec();
         f.extend([("range", "bytes=0-1"), ("range", "bytes=2-3")]);
         let h = Head::from_fields(list(&f), true).unwrap();
@@ -280,6 +306,19 @@ mod tests {
                 (":scheme", "http"),
                 (":path", "/"),
                 ("content-length", "1"),
+            ],
+            &[(":method", "GET"), (":scheme", "http"), (":path", "/a b")],
+            &[(":method", "GET"), (":scheme", "http"), (":path", "a")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/\u{1b}"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "a b"),
             ],
         ];
         for f in bad {
