@@ -29,7 +29,8 @@ pub struct Settings {
     pub max_frame_size: u32,
     /// Our HPACK dynamic table (SETTINGS_HEADER_TABLE_SIZE; the default 4096).
     pub header_table_size: usize,
-    /// Largest decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE) → 431.
+    /// Largest decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE) → 431 (16 KiB,
+    /// as HTTP/1's largest head).
     pub max_header_list: usize,
     /// Largest encoded header block, HEADERS and CONTINUATION together.
     pub max_header_block: usize,
@@ -52,7 +53,7 @@ impl Default for Settings {
             connection_window: 16 << 20,
             max_frame_size: frame::DEFAULT_MAX_FRAME,
             header_table_size: 4096,
-            max_header_list: 64 * 1024,
+            max_header_list: 16 * 1024,
             max_header_block: 64 * 1024,
             max_continuations: 32,
             reset_budget: 200,

@@ -32,6 +32,11 @@ use crate::proto::{Done, Keep, MethodClass, Observer};
 const HIGH_WATER: usize = 256 * 1024;
 /// What a request costs of the turn budget (so a burst of small requests yields).
 const REQUEST_COST: usize = 4096;
+/// Streams answered at once per connection; the others wait their turn, their
+/// heads parsed. Each may hold an open file: the fd budget counts one file per
+/// connection and a fourth of them at once (`crate::budget`), so an HTTP/2
+/// connection must not hold 128.
+const MAX_ANSWERING: usize = 8;
 /// Plaintext handed to a TLS session per call.
 const TLS_CHUNK: usize = 64 * 1024;
 
@@ -274,6 +279,8 @@ pub(crate) struct H2 {
     /// Bytes at the front of `core.out` already written.
     written: usize,
     answers: Vec<Answer>,
+    /// Requests waiting for one of the [`MAX_ANSWERING`] places.
+    queued: std::collections::VecDeque<Answer>,
     via: ListenKind,
     peer: SocketAddr,
     tls: bool,
@@ -313,6 +320,7 @@ impl H2 {
             inbuf: Vec::new(),
             written: 0,
             answers: Vec::new(),
+            queued: Default::default(),
             via,
             peer,
             tls,
@@ -325,7 +333,10 @@ impl H2 {
 
     /// No stream open and nothing to write.
     pub(crate) fn is_idle(&self) -> bool {
-        self.answers.is_empty() && self.core.is_idle() && self.written == self.core.out.len()
+        self.answers.is_empty()
+            && self.queued.is_empty()
+            && self.core.is_idle()
+            && self.written == self.core.out.len()
     }
 
     /// When the connection is closed if nothing happens: idle (keep-alive
@@ -418,9 +429,21 @@ impl H2 {
                 return Next::Close;
             }
             if self.core.out.len() - self.written < HIGH_WATER {
+                // Progress is output made, the last frame of a body too (made
+                // counts only bodies that go on): with edge-triggered readiness
+                // a socket that is writable brings no event, so bytes queued now
+                // must be written before waiting.
+                let before = self.core.out.len();
                 let made = self.make_data(env, budget);
                 budget = budget.saturating_sub(made);
-                progressed |= made > 0;
+                progressed |= made > 0 || self.core.out.len() != before;
+            }
+            while self.answers.len() < MAX_ANSWERING
+                && let Some(a) = self.queued.pop_front()
+            {
+                self.answer(a, env, site);
+                budget = budget.saturating_sub(REQUEST_COST);
+                progressed = true;
             }
             if !progressed {
                 return Next::Wait;
@@ -468,7 +491,11 @@ impl H2 {
                     sent: 0,
                     in_memory: false,
                 };
-                self.answer(a, env, site);
+                if self.answers.len() >= MAX_ANSWERING || !self.queued.is_empty() {
+                    self.queued.push_back(a);
+                } else {
+                    self.answer(a, env, site);
+                }
             }
             Event::TooLarge { stream } => {
                 let mut out = std::mem::take(&mut self.scratch);
@@ -496,6 +523,7 @@ impl H2 {
                 self.start(a, resp, out, env);
             }
             Event::Reset { stream } => {
+                self.queued.retain(|a| a.id != stream);
                 if let Some(i) = self.answers.iter().position(|a| a.id == stream) {
                     let a = self.answers.swap_remove(i);
                     self.done(&a, env);
