@@ -108,7 +108,7 @@ struct Connection {
     /// Speaking HTTP/2 (h2c by prior knowledge, or ALPN `h2`): the HTTP/1 core
     /// is left unused.
     h2: Option<Box<H2>>,
-    /// Plain listener with HTTP/2 on, first bytes not seen yet: look for the
+    /// Plain listener with HTTP/2 on, first bytes not read yet: they may be the
     /// h2c preface.
     sniff: bool,
 }
@@ -170,40 +170,6 @@ impl Connection {
         }
     }
 
-    /// A new plain connection's first bytes: true when they are the h2c preface
-    /// (the connection speaks HTTP/2 from now on). A peek, so HTTP/1 reads them
-    /// as before; decided once, on the first bytes (a partial preface waits).
-    fn sniff_h2c(&mut self, sh: &mut Shared) -> bool {
-        use rustix::net::RecvFlags;
-        if !self.readable {
-            return false;
-        }
-        let mut first = [0u8; 24];
-        match rustix::net::recv(&self.stream, &mut first, RecvFlags::PEEK) {
-            Ok((0, _)) => self.sniff = false,
-            Ok((n, _)) if first[..n] == zcopy_http2::PREFACE[..n] => {
-                if n == first.len() {
-                    self.sniff = false;
-                    let (env, ..) = sh.parts();
-                    self.h2 = Some(Box::new(H2::new(
-                        self.core.peer(),
-                        ListenKind::Http,
-                        false,
-                        &env,
-                    )));
-                    return true;
-                }
-                // A part of it: wait for the rest (a new edge brings it).
-                self.readable = false;
-            }
-            Ok(_) => self.sniff = false,
-            Err(Errno::AGAIN) => self.readable = false,
-            Err(Errno::INTR) => {}
-            Err(_) => self.sniff = false,
-        }
-        false
-    }
-
     /// Drives the HTTP/2 connection.
     fn drive_h2(&mut self, sh: &mut Shared) -> Progress {
         let (mut env, _, _, tls, site) = sh.parts();
@@ -246,7 +212,7 @@ impl Connection {
         {
             return Progress::Close;
         }
-        if self.h2.is_some() || self.sniff && self.sniff_h2c(sh) {
+        if self.h2.is_some() {
             return self.drive_h2(sh);
         }
         loop {
@@ -255,7 +221,7 @@ impl Connection {
             {
                 let (env, ..) = sh.parts();
                 let via = ListenKind::Https;
-                self.h2 = Some(Box::new(H2::new(self.core.peer(), via, true, &env)));
+                self.h2 = Some(Box::new(H2::new(self.core.peer(), via, true, &env, &[])));
                 return self.drive_h2(sh);
             }
             let (mut env, engines, fetcher, tls, site) = sh.parts();
@@ -275,6 +241,7 @@ impl Connection {
                     if !self.readable {
                         return Progress::Wait;
                     }
+                    let peer = self.core.peer();
                     let buf = self.core.read_buf(&mut env);
                     let room = buf.len();
                     match (&self.stream).read(buf) {
@@ -284,6 +251,13 @@ impl Connection {
                             // read that would say EAGAIN.
                             if n > 0 && n < room && !self.read_closed {
                                 self.readable = false;
+                            }
+                            if std::mem::take(&mut self.sniff)
+                                && let Some(first) = h2::preface_start(&buf[..n])
+                            {
+                                let h = H2::new(peer, ListenKind::Http, false, &env, first);
+                                self.h2 = Some(Box::new(h));
+                                return self.drive_h2(sh);
                             }
                             self.core.on_read(&mut env, n);
                         }
@@ -1151,6 +1125,9 @@ impl Worker {
         if let Some(mut conn) = slot.conn.take() {
             // A response cut short here (not by the core) still gets its log line.
             conn.core.on_dropped(&mut self.sh.common.env());
+            if let Some(h) = conn.h2.as_mut() {
+                h.dropped(&mut self.sh.common.env());
+            }
             let _ = self.poll.registry().deregister(&mut conn.stream);
             if let Some(t) = conn.transfer.take() {
                 self.sh.engines.give(t);

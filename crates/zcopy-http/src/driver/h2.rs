@@ -295,6 +295,14 @@ pub(crate) struct H2 {
     send_timeout: std::time::Duration,
 }
 
+/// `first`, the first bytes read from a plain connection, when they start with
+/// the h2c preface (at least `PRI `: no HTTP/1 request starts so; fewer bytes go
+/// to HTTP/1, which answers the rest of a preface 505).
+pub(crate) fn preface_start(first: &[u8]) -> Option<&[u8]> {
+    let n = first.len().min(zcopy_http2::PREFACE.len());
+    (n >= 4 && first[..n] == zcopy_http2::PREFACE[..n]).then_some(first)
+}
+
 /// HTTP/2 is offered under `config`: asked for, on the epoll driver (the io_uring
 /// driver speaks HTTP/1.1 only), and without `--limit-rate` (not paced yet).
 pub(crate) fn offered(config: &crate::config::Config) -> bool {
@@ -311,9 +319,15 @@ pub(crate) fn settings() -> Settings {
 
 impl H2 {
     /// A connection from `peer` on a listener of `via` (`tls`: through userspace
-    /// TLS), the preface still to come.
-    pub(crate) fn new(peer: SocketAddr, via: ListenKind, tls: bool, env: &Env<'_>) -> H2 {
-        H2 {
+    /// TLS); `first`: its bytes read so far (the preface, or its start).
+    pub(crate) fn new(
+        peer: SocketAddr,
+        via: ListenKind,
+        tls: bool,
+        env: &Env<'_>,
+        first: &[u8],
+    ) -> H2 {
+        let mut h = H2 {
             idle_timeout: env.config.idle_timeout,
             send_timeout: env.config.send_timeout,
             core: Conn::new(settings()),
@@ -328,7 +342,11 @@ impl H2 {
             eof: false,
             rr: 0,
             scratch: Vec::new(),
-        }
+        };
+        h.inbuf.extend_from_slice(first);
+        let n = h.core.feed(&h.inbuf);
+        h.inbuf.drain(..n);
+        h
     }
 
     /// No stream open and nothing to write.
@@ -815,6 +833,12 @@ impl H2 {
         });
     }
 
+    /// The worker closes the connection (shedding, the end of the shutdown grace):
+    /// every response still open gets its log line.
+    pub(crate) fn dropped(&mut self, env: &mut Env<'_>) {
+        self.drop_all(env);
+    }
+
     /// The connection goes: every response still open gets its log line.
     fn drop_all(&mut self, env: &mut Env<'_>) {
         for a in std::mem::take(&mut self.answers) {
@@ -889,6 +913,17 @@ pub(crate) fn head_fields(out: &[u8]) -> Option<(u16, Fields, usize)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_preface_start_of_four_bytes_or_more_switches_to_http2() {
+        use super::preface_start;
+        assert!(preface_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04").is_some());
+        assert!(preface_start(b"PRI ").is_some());
+        assert!(preface_start(b"PRI").is_none());
+        assert!(preface_start(b"POST / HTTP/1.1\r\n").is_none());
+        assert!(preface_start(b"PRI * HTTP/1.1\r\n").is_none());
+        assert!(preface_start(b"").is_none());
+    }
+
     #[test]
     fn an_http1_head_becomes_status_and_fields() {
         let head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nETag: \"x\"\r\n\r\nab";
