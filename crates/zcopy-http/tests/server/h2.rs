@@ -780,3 +780,52 @@ fn shutdown_sends_goaway_and_lets_the_open_stream_finish() {
     assert_pattern(&body, 0, "large");
     stopper.join().unwrap();
 }
+
+#[test]
+fn chromium_loads_a_listing_over_https_by_http2() {
+    if !require("chromium") {
+        return;
+    }
+    let fx = Fixture::new();
+    fx.file("dir/hello.txt", b"hi");
+    let pki = Pki::new();
+    let log = fx
+        .root()
+        .join("..")
+        .join(format!("h2-chromium-{}.log", std::process::id()));
+    let srv = crate::tls::start(&fx.root(), &pki, |c| {
+        c.access_log = Some(zcopy_http::config::AccessLog::File(log.clone()));
+    });
+    if !h2_served(&srv) {
+        return;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("https://localhost:{}/dir/", srv.addr.port()))
+        .arg("--host-resolver-rules=MAP localhost 127.0.0.1")
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains(">hello.txt</a>"),
+        "{dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    srv.stop();
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(lines.contains("\"GET /dir/ HTTP/2.0\" 200"), "{lines}");
+}
