@@ -1,4 +1,4 @@
-//! Fuzzes HPACK decoding (loona-hpack under our bounds): blocks (split at 0xfe) decoded in turn on
+//! Fuzzes HPACK decoding (our decoder and Huffman code): blocks (split at 0xfe) decoded in turn on
 //! one decoder never panic, the decoded list never exceeds its bound, and what
 //! our encoder writes always decodes back to itself.
 #![no_main]

@@ -13,6 +13,7 @@
 pub mod conn;
 pub mod frame;
 pub mod hpack;
+mod hpack_tables;
 pub mod request;
 
 pub use conn::{Conn, Event, Settings};
