@@ -184,6 +184,7 @@ impl Connection {
                     w: tls,
                     readable: &mut self.readable,
                     writable: &mut self.writable,
+                    read_closed: self.read_closed,
                 };
                 h.drive(&mut io, &mut env, site)
             }
@@ -192,6 +193,7 @@ impl Connection {
                     stream: &self.stream,
                     readable: &mut self.readable,
                     writable: &mut self.writable,
+                    read_closed: self.read_closed,
                 };
                 h.drive(&mut io, &mut env, site)
             }

@@ -37,6 +37,8 @@ const REQUEST_COST: usize = 4096;
 /// connection and a fourth of them at once (`crate::budget`), so an HTTP/2
 /// connection must not hold 128.
 const MAX_ANSWERING: usize = 8;
+/// The receive buffer: room for a whole frame (16 KiB + 9) after a cut one.
+const INBUF: usize = 48 * 1024;
 /// Plaintext handed to a TLS session per call.
 const TLS_CHUNK: usize = 64 * 1024;
 
@@ -54,8 +56,8 @@ pub(crate) enum Next {
 /// What a read brought.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Got {
-    /// Bytes were appended.
-    Bytes,
+    /// This many bytes were put at the start of the buffer.
+    Bytes(usize),
     /// The peer closed.
     Eof,
     /// Nothing now.
@@ -64,8 +66,8 @@ pub(crate) enum Got {
 
 /// The socket side of an HTTP/2 connection.
 pub(crate) trait Io {
-    /// Appends received plaintext to `buf`.
-    fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<Got>;
+    /// Puts received plaintext into `buf`.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<Got>;
     /// Takes plaintext to send; 0 when the socket is full.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
     /// Pushes out what a transport still holds; `Ok(true)` when nothing is left.
@@ -77,39 +79,39 @@ pub(crate) struct PlainIo<'a> {
     pub(crate) stream: &'a TcpStream,
     pub(crate) readable: &'a mut bool,
     pub(crate) writable: &'a mut bool,
+    /// The peer shut its side: read until EOF, whatever the read size.
+    pub(crate) read_closed: bool,
 }
 
+/// One `read` into `buf`. A short read emptied the socket: the next bytes bring a
+/// new edge-triggered event, so `readable` drops and the read that would say
+/// EAGAIN is skipped.
 fn read_some(
     stream: &TcpStream,
-    buf: &mut Vec<u8>,
+    buf: &mut [u8],
     readable: &mut bool,
-) -> io::Result<Option<usize>> {
+    read_closed: bool,
+) -> io::Result<Got> {
     if !*readable {
-        return Ok(None);
+        return Ok(Got::Blocked);
     }
-    let at = buf.len();
-    buf.resize(at + 32 * 1024, 0);
-    let r = (&*stream).read(&mut buf[at..]);
-    let n = match r {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            *readable = false;
-            0
-        }
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-            buf.truncate(at);
-            return Ok(Some(usize::MAX));
-        }
-        Err(e) => {
-            buf.truncate(at);
-            return Err(e);
-        }
-    };
-    buf.truncate(at + n);
-    if !*readable {
-        return Ok(None);
+    loop {
+        return match (&*stream).read(buf) {
+            Ok(0) => Ok(Got::Eof),
+            Ok(n) => {
+                if n < buf.len() && !read_closed {
+                    *readable = false;
+                }
+                Ok(Got::Bytes(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                Ok(Got::Blocked)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
     }
-    Ok(Some(n))
 }
 
 fn send_plain(stream: &TcpStream, buf: &[u8], writable: &mut bool) -> io::Result<usize> {
@@ -128,19 +130,16 @@ fn send_plain(stream: &TcpStream, buf: &[u8], writable: &mut bool) -> io::Result
             *writable = false;
             Ok(0)
         }
-        Err(rustix::io::Errno::INTR) => Ok(0),
+        // Interrupted: the caller sees no progress and would wait on a socket that
+        // is writable (no edge to come); say "full" only for EAGAIN.
+        Err(rustix::io::Errno::INTR) => send_plain(stream, buf, writable),
         Err(e) => Err(e.into()),
     }
 }
 
 impl Io for PlainIo<'_> {
-    fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<Got> {
-        Ok(match read_some(self.stream, buf, self.readable)? {
-            None => Got::Blocked,
-            Some(0) => Got::Eof,
-            Some(usize::MAX) => Got::Blocked,
-            Some(_) => Got::Bytes,
-        })
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<Got> {
+        read_some(self.stream, buf, self.readable, self.read_closed)
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -159,42 +158,27 @@ pub(crate) struct TlsIo<'a> {
     pub(crate) w: &'a mut TlsWorker,
     pub(crate) readable: &'a mut bool,
     pub(crate) writable: &'a mut bool,
+    pub(crate) read_closed: bool,
 }
 
 impl Io for TlsIo<'_> {
-    fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<Got> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<Got> {
         loop {
             let (n, closed) = self.t.take_plain(buf);
             if n > 0 {
-                return Ok(Got::Bytes);
+                return Ok(Got::Bytes(n));
             }
             if closed {
                 return Ok(Got::Eof);
             }
-            let mut cipher = std::mem::take(&mut self.w.rbuf);
-            cipher.clear();
-            let r = read_some(self.stream, &mut cipher, self.readable);
-            let got = match r {
-                Ok(None) => None,
-                Ok(Some(0)) => Some(0),
-                Ok(Some(usize::MAX)) => None,
-                Ok(Some(_)) => Some(cipher.len()),
-                Err(e) => {
-                    self.w.rbuf = cipher;
-                    return Err(e);
-                }
+            let cipher = self.w.read_buf();
+            let got = read_some(self.stream, cipher, self.readable, self.read_closed)?;
+            let n = match got {
+                Got::Bytes(n) => n,
+                other => return Ok(other),
             };
-            let fed = match got {
-                None => {
-                    self.w.rbuf = cipher;
-                    return Ok(Got::Blocked);
-                }
-                Some(0) => {
-                    self.w.rbuf = cipher;
-                    return Ok(Got::Eof);
-                }
-                Some(n) => self.t.feed(&cipher[..n], self.w, peer_of(self.stream)),
-            };
+            let cipher = std::mem::take(&mut self.w.rbuf);
+            let fed = self.t.feed(&cipher[..n], self.w, peer_of(self.stream));
             self.w.rbuf = cipher;
             if let Err(refusal) = fed {
                 use std::io::Write;
@@ -275,7 +259,10 @@ struct Answer {
 #[derive(Debug)]
 pub(crate) struct H2 {
     core: Conn,
+    /// Received bytes: `inbuf[..have]` not yet used by the core (at most a frame
+    /// cut short). Sized once ([`INBUF`]), so reads zero nothing.
     inbuf: Vec<u8>,
+    have: usize,
     /// Bytes at the front of `core.out` already written.
     written: usize,
     answers: Vec<Answer>,
@@ -331,7 +318,8 @@ impl H2 {
             idle_timeout: env.config.idle_timeout,
             send_timeout: env.config.send_timeout,
             core: Conn::new(settings()),
-            inbuf: Vec::new(),
+            inbuf: vec![0; INBUF],
+            have: 0,
             written: 0,
             answers: Vec::new(),
             queued: Default::default(),
@@ -343,9 +331,7 @@ impl H2 {
             rr: 0,
             scratch: Vec::new(),
         };
-        h.inbuf.extend_from_slice(first);
-        let n = h.core.feed(&h.inbuf);
-        h.inbuf.drain(..n);
+        h.take(first);
         h
     }
 
@@ -422,12 +408,12 @@ impl H2 {
                 return Next::Wait;
             }
             if pending < HIGH_WATER && !self.eof {
-                match io.read(&mut self.inbuf) {
-                    Ok(Got::Bytes) => {
+                match io.read(&mut self.inbuf[self.have..]) {
+                    Ok(Got::Bytes(n)) => {
                         progressed = true;
                         self.last_progress = now;
-                        let n = self.core.feed(&self.inbuf);
-                        self.inbuf.drain(..n);
+                        self.have += n;
+                        self.used();
                     }
                     Ok(Got::Eof) => self.eof = true,
                     Ok(Got::Blocked) => {}
@@ -471,6 +457,26 @@ impl H2 {
                 return Next::Yield;
             }
         }
+    }
+
+    /// Bytes read before the connection became HTTP/2 (the preface, and what came
+    /// with it), fed in buffer-sized pieces.
+    fn take(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.core.is_closed() {
+            let n = bytes.len().min(self.inbuf.len() - self.have);
+            self.inbuf[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            self.used();
+        }
+    }
+
+    /// Gives the core what was received; keeps what it leaves (a frame cut short)
+    /// at the start of the buffer.
+    fn used(&mut self) {
+        let n = self.core.feed(&self.inbuf[..self.have]).min(self.have);
+        self.inbuf.copy_within(n..self.have, 0);
+        self.have -= n;
     }
 
     /// Writes queued output; true if any left.

@@ -364,15 +364,19 @@ impl TlsConn {
         !self.in_handshake && self.session.alpn() == Some(b"h2")
     }
 
-    /// HTTP/2 reads plaintext itself: moves the pending plaintext to `out`. Returns
-    /// the bytes moved and whether the peer's close_notify came after them.
-    pub(crate) fn take_plain(&mut self, out: &mut Vec<u8>) -> (usize, bool) {
+    /// HTTP/2 reads plaintext itself: moves pending plaintext into `out`. Returns
+    /// the bytes moved and whether the peer's close_notify came after them (true
+    /// only once none is left).
+    pub(crate) fn take_plain(&mut self, out: &mut [u8]) -> (usize, bool) {
         let p = &mut self.plain;
-        let n = p.buf.len() - p.pos;
-        out.extend_from_slice(&p.buf[p.pos..]);
-        p.buf.clear();
-        p.pos = 0;
-        (n, p.peer_closed && n == 0)
+        let n = (p.buf.len() - p.pos).min(out.len());
+        out[..n].copy_from_slice(&p.buf[p.pos..p.pos + n]);
+        p.pos += n;
+        if p.pos == p.buf.len() {
+            p.buf.clear();
+            p.pos = 0;
+        }
+        (n, p.peer_closed && n == 0 && p.buf.is_empty())
     }
 
     /// HTTP/2 writes plaintext itself: encrypts `bytes` for sending.
