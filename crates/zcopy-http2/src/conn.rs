@@ -120,6 +120,9 @@ struct Partial {
     frames: u32,
     /// Trailers (a second HEADERS on an open stream): decoded and dropped.
     trailers: bool,
+    /// On a half-closed (remote) stream: decoded (HPACK stays in step), then the
+    /// stream is reset STREAM_CLOSED.
+    refused: bool,
 }
 
 /// One HTTP/2 server connection.
@@ -138,6 +141,9 @@ pub struct Conn {
     /// Streams we reset lately: frames the peer had in flight for them are dropped
     /// without another reset.
     recently_reset: VecDeque<u32>,
+    /// Streams closed lately (ours or the peer's doing): a HEADERS on one is
+    /// STREAM_CLOSED, on an identifier never used PROTOCOL_ERROR.
+    recently_closed: VecDeque<u32>,
     /// The peer's settings.
     peer_initial_window: i64,
     peer_max_frame: u32,
@@ -147,8 +153,6 @@ pub struct Conn {
     control_tokens: u32,
     /// GOAWAY sent: no new streams; the connection ends when the last one does.
     goaway_sent: bool,
-    /// The peer sent GOAWAY.
-    peer_goaway: bool,
     /// Why the connection failed, if it did.
     error: Option<Code>,
     scratch: Vec<u8>,
@@ -180,6 +184,7 @@ impl Conn {
             partial: None,
             last_peer_stream: 0,
             recently_reset: VecDeque::new(),
+            recently_closed: VecDeque::new(),
             peer_initial_window: 65_535,
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
             send_window: 65_535,
@@ -187,7 +192,6 @@ impl Conn {
             reset_tokens: s.reset_budget,
             control_tokens: s.control_budget,
             goaway_sent: false,
-            peer_goaway: false,
             error: None,
             scratch: Vec::new(),
         }
@@ -276,14 +280,7 @@ impl Conn {
     }
 
     fn close_if_done(&mut self) {
-        if (self.goaway_sent || self.peer_goaway)
-            && self.streams.is_empty()
-            && self.partial.is_none()
-        {
-            if !self.goaway_sent {
-                self.goaway_sent = true;
-                frame::write_goaway(&mut self.out, self.last_peer_stream, Code::NoError);
-            }
+        if self.goaway_sent && self.streams.is_empty() && self.partial.is_none() {
             self.state = State::Closed;
         }
     }
@@ -311,7 +308,16 @@ impl Conn {
             && !self.streams[i].send_open
         {
             self.streams.swap_remove(i);
+            self.closed(id);
             self.close_if_done();
+        }
+    }
+
+    /// Remembers stream `id` as closed (the last 64).
+    fn closed(&mut self, id: u32) {
+        self.recently_closed.push_back(id);
+        if self.recently_closed.len() > 64 {
+            self.recently_closed.pop_front();
         }
     }
 
@@ -344,6 +350,7 @@ impl Conn {
         if self.recently_reset.len() > 64 {
             self.recently_reset.pop_front();
         }
+        self.closed(id);
         self.spend_reset();
         self.close_if_done();
     }
@@ -409,10 +416,9 @@ impl Conn {
                     frame::write_frame(&mut self.out, kind::PING, flag::ACK, 0, &data);
                 }
             }
-            Frame::GoAway { .. } => {
-                self.peer_goaway = true;
-                self.close_if_done();
-            }
+            // The peer opens no more streams; the connection still serves its
+            // open ones and its control frames until it closes (or goes idle).
+            Frame::GoAway { .. } => {}
             Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
             Frame::Unknown { .. } => self.spend_control(),
         }
@@ -458,8 +464,9 @@ impl Conn {
         if end {
             s.recv_open = false;
             self.remove_if_done(id);
-        } else if s.recv_window < initial / 2 {
-            // Body bytes are thrown away: keep the stream's window open too.
+        } else if s.send_open && s.recv_window < initial / 2 {
+            // Body bytes are thrown away: keep the stream's window open too, while
+            // the answer is still to come.
             let inc = (initial - s.recv_window) as u32;
             s.recv_window = initial;
             frame::write_window_update(&mut self.out, id, inc);
@@ -482,22 +489,21 @@ impl Conn {
                     end_stream,
                     frames: 0,
                     trailers: true,
+                    refused: true,
                 });
                 if end_headers {
                     self.end_block();
-                    if self.state != State::Closed {
-                        self.reset_stream(id, Code::StreamClosed);
-                    }
                 }
                 return;
             }
             None => {
+                // A stream we knew and closed: STREAM_CLOSED; an even or a lower
+                // identifier never opened: PROTOCOL_ERROR (RFC 9113 §5.1, §5.1.1).
+                if id <= self.last_peer_stream && self.recently_closed.contains(&id) {
+                    return self.fail(Code::StreamClosed);
+                }
                 if id.is_multiple_of(2) || id <= self.last_peer_stream {
-                    return self.fail(if id.is_multiple_of(2) {
-                        Code::Protocol
-                    } else {
-                        Code::StreamClosed
-                    });
+                    return self.fail(Code::Protocol);
                 }
                 false
             }
@@ -511,6 +517,7 @@ impl Conn {
             end_stream,
             frames: 0,
             trailers,
+            refused: false,
         });
         if end_headers {
             self.end_block();
@@ -545,7 +552,14 @@ impl Conn {
             Err(_) => return self.fail(Code::Compression),
         };
         let id = p.stream;
+        if p.refused {
+            return self.reset_stream(id, Code::StreamClosed);
+        }
         if p.trailers {
+            // Trailers carry no pseudo-field (RFC 9113 §8.1).
+            if decoded.fields.iter().any(|(n, _)| n.starts_with(b":")) {
+                return self.reset_stream(id, Code::Protocol);
+            }
             if let Some(s) = self.stream(id)
                 && s.recv_open
             {
@@ -595,6 +609,7 @@ impl Conn {
         // Rapid reset (CVE-2023-44487): every reset of a live stream is charged.
         if let Some(i) = self.streams.iter().position(|s| s.id == id) {
             self.streams.swap_remove(i);
+            self.closed(id);
             self.events
                 .retain(|e| !matches!(e, Event::Request { stream, .. } | Event::TooLarge { stream } if *stream == id));
             self.events.push_back(Event::Reset { stream: id });
@@ -715,13 +730,9 @@ impl Conn {
     /// A response ended whole: one reset more may be spent.
     fn finished(&mut self, id: u32) {
         self.reset_tokens = (self.reset_tokens + 1).min(self.s.reset_budget);
-        if let Some(s) = self.stream(id)
-            && s.recv_open
-        {
-            // The peer's body is never read: tell it to stop (RFC 9113 §8.1).
-            s.recv_open = false;
-            frame::write_rst(&mut self.out, id, Code::NoError);
-        }
+        // A request body still coming is received and thrown away until its
+        // END_STREAM (so its frames are still checked: content-length, trailers,
+        // windows), within what its window still allows: no more credit now.
         self.remove_if_done(id);
     }
 

@@ -115,6 +115,12 @@ impl Head {
         {
             return Err(Malformed("invalid :authority"));
         }
+        // Host and :authority must agree (RFC 9113 §8.3.1).
+        if let (Some(a), Some(host)) = (&h.authority, h.field("host"))
+            && a != host
+        {
+            return Err(Malformed(":authority and host differ"));
+        }
         if end_stream && h.content_length.is_some_and(|n| n > 0) {
             return Err(Malformed("content-length without a body"));
         }
@@ -319,6 +325,13 @@ mod tests {
                 (":scheme", "http"),
                 (":path", "/"),
                 (":authority", "a b"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "a"),
+                ("host", "b"),
             ],
         ];
         for f in bad {

@@ -409,6 +409,17 @@ fn protocol_errors_end_the_connection() {
                 get(&mut b, 3, "/");
                 b
             },
+            Code::Protocol,
+        ),
+        (
+            {
+                // Stream 1 was reset by the client: HEADERS on it again is STREAM_CLOSED.
+                let mut b = hello();
+                write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block("/"));
+                write_rst(&mut b, 1, Code::Cancel);
+                get(&mut b, 1, "/");
+                b
+            },
             Code::StreamClosed,
         ),
         (
@@ -591,4 +602,49 @@ mod random {
             let _ = super::frames(&c.out);
         }
     }
+}
+
+#[test]
+fn trailers_with_a_pseudo_field_reset_the_stream() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block("/"));
+    write_frame(
+        &mut b,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block("/"),
+    );
+    fed(&mut c, &b);
+    assert!(!c.is_closed());
+    let rst = frames(&c.out)
+        .into_iter()
+        .find(|(h, _)| h.kind == kind::RST_STREAM && h.stream == 1)
+        .expect("RST_STREAM");
+    assert_eq!(
+        Code::from_u32(u32::from_be_bytes(rst.1[..4].try_into().unwrap())),
+        Code::Protocol
+    );
+}
+
+#[test]
+fn headers_on_a_half_closed_stream_are_one_stream_closed_reset() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    get(&mut b, 1, "/");
+    get(&mut b, 1, "/");
+    fed(&mut c, &b);
+    assert!(!c.is_closed());
+    let rsts: Vec<_> = frames(&c.out)
+        .into_iter()
+        .filter(|(h, _)| h.kind == kind::RST_STREAM)
+        .map(|(h, p)| {
+            (
+                h.stream,
+                Code::from_u32(u32::from_be_bytes(p[..4].try_into().unwrap())),
+            )
+        })
+        .collect();
+    assert_eq!(rsts, vec![(1, Code::StreamClosed)]);
 }
