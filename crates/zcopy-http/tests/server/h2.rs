@@ -107,6 +107,20 @@ fn h2_over_tls_by_alpn_every_size_byte_exact() {
         assert_eq!(version, "2", "ALPN h2");
         (code, body)
     });
+    // h2load over TLS: many streams per connection, every one 2xx.
+    if tool("h2load", "--version") {
+        let out = Command::new("h2load")
+            .args(["-n", "300", "-c", "2", "-m", "30"])
+            .arg(format!("https://127.0.0.1:{}/one_m", srv.addr.port()))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("300 succeeded, 0 failed"), "{text}");
+        assert!(text.contains("status codes: 300 2xx"), "{text}");
+        assert!(text.contains("Application protocol: h2"), "{text}");
+    } else {
+        eprintln!("skipped: h2load not installed (Debian nghttp2-client)");
+    }
     // A client offering only http/1.1 still gets HTTP/1.1.
     let url = format!("https://localhost:{}/one_k", srv.addr.port());
     let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
