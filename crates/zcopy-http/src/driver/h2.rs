@@ -5,7 +5,7 @@
 //! of the output buffer, many frames per `send`: the h2o and Go way), round robin
 //! across streams, within the peer's windows.
 //!
-//! Leftover: the site still formats an HTTP/1 head; [`head_fields`] turns it into
+//! Leftover: the site still formats an HTTP/1 head; [`head_spans`] turns it into
 //! a status and lower-case fields (dropping Connection, Keep-Alive,
 //! Transfer-Encoding) until the site hands out a protocol-neutral head.
 
@@ -278,6 +278,10 @@ pub(crate) struct H2 {
     /// Round-robin start among `answers`.
     rr: usize,
     scratch: Vec<u8>,
+    /// A response head's lower-case field names, and where each name (in
+    /// `names`) and value (in the head) is: reused, so a head allocates nothing.
+    names: String,
+    spans: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
     idle_timeout: std::time::Duration,
     send_timeout: std::time::Duration,
 }
@@ -330,6 +334,8 @@ impl H2 {
             eof: false,
             rr: 0,
             scratch: Vec::new(),
+            names: String::new(),
+            spans: Vec::new(),
         };
         h.take(first);
         h
@@ -593,18 +599,22 @@ impl H2 {
     /// Sends the head of `resp` (formatted in `out`) and queues its body.
     fn start(&mut self, mut a: Answer, resp: Response, mut out: Vec<u8>, env: &mut Env<'_>) {
         let head_only = a.head.method == "HEAD";
-        let Some((status, fields, head_len)) = head_fields(&out) else {
+        let mut names = std::mem::take(&mut self.names);
+        let mut spans = std::mem::take(&mut self.spans);
+        let Some((status, head_len)) = head_spans(&out, &mut names, &mut spans) else {
             tracing::warn!("HTTP/2: the site's head could not be read");
             self.core.reset(a.id);
-            self.scratch = out;
+            (self.names, self.spans, self.scratch) = (names, spans, out);
             return;
         };
         a.status = status;
-        let declared = fields
+        let value = |r: &std::ops::Range<usize>| std::str::from_utf8(&out[r.clone()]).unwrap_or("");
+        let declared = spans
             .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse::<u64>().ok());
+            .find(|(n, _)| &names[n.clone()] == "content-length")
+            .and_then(|(_, v)| value(v).parse::<u64>().ok());
         let no_body = head_only || status == 304 || status == 204 || status < 200;
+        let in_head = out.len() - head_len;
         a.src = match resp.body {
             _ if no_body => None,
             Body::File(fb) => Some(Src::File {
@@ -613,26 +623,39 @@ impl H2 {
                 off: 0,
                 member: None,
             }),
-            _ => {
-                a.in_memory = true;
-                let body = out.split_off(head_len);
-                (!body.is_empty()).then(|| Src::Mem(body, 0))
-            }
+            // Taken from `out` below, once the head is sent.
+            _ => None,
         };
+        a.in_memory = !no_body && a.src.is_none();
         a.total = match &a.src {
-            None => 0,
-            Some(Src::Mem(b, _)) => declared.unwrap_or(b.len() as u64),
             Some(Src::File { fb, .. }) => declared.unwrap_or_else(|| pieces_len(fb)),
+            Some(Src::Mem(..)) => 0,
+            None if a.in_memory => declared.unwrap_or(in_head as u64),
+            None => 0,
         };
-        let refs: Vec<(&str, &str)> = fields
+        let refs: Vec<(&str, &str)> = spans
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .map(|(n, v)| (&names[n.clone()], value(v)))
             .collect();
         let end = a.total == 0;
         self.core.send_headers(a.id, status, &refs, end);
+        drop(refs);
+        if a.in_memory && !end {
+            if a.total == in_head as u64 && self.core.capacity(a.id) >= in_head {
+                // The whole body in one frame now (a small file, a listing page):
+                // no answer kept, no copy of the body kept.
+                let body = &out[head_len..];
+                a.sent = self.core.send_data(a.id, in_head, true, |d| {
+                    d[..in_head].copy_from_slice(body);
+                    in_head
+                }) as u64;
+            } else {
+                a.src = Some(Src::Mem(out.split_off(head_len), 0));
+            }
+        }
         out.clear();
-        self.scratch = out;
-        if end {
+        (self.names, self.spans, self.scratch) = (names, spans, out);
+        if end || a.in_memory && a.src.is_none() {
             self.done(&a, env);
         } else {
             self.answers.push(a);
@@ -891,30 +914,55 @@ fn not_served(out: &mut Vec<u8>) -> Response {
     Response::error(out, err, false)
 }
 
-/// Response fields: lower-case names and their values.
-pub(crate) type Fields = Vec<(String, String)>;
-
-/// The status, fields (lower-case names, HTTP/1 connection fields dropped) and
-/// length of the HTTP/1 head at the start of `out`.
-pub(crate) fn head_fields(out: &[u8]) -> Option<(u16, Fields, usize)> {
-    let end = out.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let text = std::str::from_utf8(&out[..end - 4]).ok()?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next()?;
-    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
-    let mut fields = Vec::new();
-    for l in lines {
-        let (n, v) = l.split_once(':')?;
-        let n = n.trim().to_ascii_lowercase();
-        if matches!(
-            n.as_str(),
-            "connection" | "keep-alive" | "transfer-encoding" | "upgrade" | "proxy-connection"
-        ) {
-            continue;
+/// Reads the HTTP/1 head at the start of `out`: its status and length, and per
+/// field (Connection, Keep-Alive, Transfer-Encoding, Upgrade dropped) where its
+/// lower-cased name lies in `names` and its value in `out`.
+pub(crate) fn head_spans(
+    out: &[u8],
+    names: &mut String,
+    spans: &mut Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+) -> Option<(u16, usize)> {
+    names.clear();
+    spans.clear();
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
+    // "HTTP/1.1 200 Reason"
+    let status = std::str::from_utf8(out.get(9..12)?).ok()?.parse().ok()?;
+    let mut at = out[..end]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(end, |p| p + 1);
+    while at < end {
+        let line_end = out[at..end]
+            .iter()
+            .position(|&b| b == b'\r')
+            .map_or(end, |p| at + p);
+        let line = &out[at..line_end];
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = std::str::from_utf8(&line[..colon]).ok()?.trim();
+        let mut v = (at + colon + 1, line_end);
+        while v.0 < v.1 && matches!(out[v.0], b' ' | b'\t') {
+            v.0 += 1;
         }
-        fields.push((n, v.trim().to_string()));
+        while v.1 > v.0 && matches!(out[v.1 - 1], b' ' | b'\t') {
+            v.1 -= 1;
+        }
+        let dropped = [
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-connection",
+        ]
+        .iter()
+        .any(|d| name.eq_ignore_ascii_case(d));
+        if !dropped {
+            let n0 = names.len();
+            names.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+            spans.push((n0..names.len(), v.0..v.1));
+        }
+        at = line_end + 2;
     }
-    Some((status, fields, end))
+    Some((status, end + 4))
 }
 
 #[cfg(test)]
@@ -932,16 +980,25 @@ mod tests {
 
     #[test]
     fn an_http1_head_becomes_status_and_fields() {
-        let head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nETag: \"x\"\r\n\r\nab";
-        let (status, fields, len) = super::head_fields(head).unwrap();
+        let head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nETag:  \"x\" \r\n\r\nab";
+        let (mut names, mut spans) = (String::new(), Vec::new());
+        let (status, len) = super::head_spans(head, &mut names, &mut spans).unwrap();
         assert_eq!(status, 206);
+        let fields: Vec<(&str, &[u8])> = spans
+            .iter()
+            .map(|(n, v)| (&names[n.clone()], &head[v.clone()]))
+            .collect();
         assert_eq!(
             fields,
-            vec![
-                ("content-length".to_string(), "2".to_string()),
-                ("etag".to_string(), "\"x\"".to_string())
-            ]
+            vec![("content-length", &b"2"[..]), ("etag", &b"\"x\""[..])]
         );
         assert_eq!(&head[len..], b"ab");
+        // A head with no field.
+        let head = b"HTTP/1.1 304 Not Modified\r\n\r\n";
+        assert_eq!(
+            super::head_spans(head, &mut names, &mut spans),
+            Some((304, head.len()))
+        );
+        assert!(spans.is_empty());
     }
 }
