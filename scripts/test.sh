@@ -20,6 +20,8 @@ command -v mkfs.erofs >/dev/null || need+=(erofs-utils)
 # WebDAV: litmus (the conformance suite, well under a second) and rclone (a real
 # client syncing a tree up and back, a few seconds), cadaver (a scripted session).
 for tool in litmus rclone cadaver; do command -v "$tool" >/dev/null || need+=("$tool"); done
+# `h2load` (many HTTP/2 streams per connection: the server suite's h2 tests) comes in nghttp2-client.
+command -v h2load >/dev/null || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -291,6 +291,8 @@ fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
             tickets: get(&s.tls_tickets),
             // The server decides, from --ktls and the kernel's probe.
             ktls: false,
+            // The server decides, from --http2 and the driver.
+            h2: false,
         },
         limits: zcopy_tls::Limits {
             handshake_timeout: get(&s.tls_handshake_timeout).duration(),
@@ -371,6 +373,7 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
         precompressed: Encoding::parse_list(&get(&s.precompressed).0)
             .map_err(anyhow::Error::msg)?,
         compress: get(&s.compress),
+        http2: get(&s.http2),
         snapshot_band: s.snapshot_band.as_ref().and_then(settings::Band::bytes),
         snapshot_memory: s.snapshot_memory.as_ref().map_or_else(
             zcopy_http::snapshot::default_budget,

@@ -24,6 +24,9 @@ pub struct Config {
     pub engine: Preference,
     /// Which event loop runs the workers.
     pub io: IoDriver,
+    /// Speak HTTP/2: h2c with prior knowledge on plain listeners, ALPN `h2` on
+    /// HTTPS ones (the epoll driver's only; not with `limit_rate`).
+    pub http2: bool,
     /// Worker threads, each with its own event loop (0: one per core).
     pub workers: usize,
     /// Answer directories without an index file with a listing.
@@ -122,6 +125,7 @@ impl Default for Config {
             engine: Preference::Auto,
             io: IoDriver::Auto,
             workers: 0,
+            http2: true,
             listing: true,
             hidden: false,
             symlinks: SymlinkPolicy::WithinRoot,

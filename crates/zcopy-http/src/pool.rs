@@ -139,7 +139,10 @@ impl Pool {
         let mut tls = tls;
         if tls.is_none() && wanted.iter().any(|(_, k)| *k == ListenKind::Https) {
             let cfg = config.tls.as_ref().ok_or(ServerError::NoCertificate)?;
-            tls = Some(Arc::new(TlsSite::open(cfg)?));
+            tls = Some(Arc::new(TlsSite::open(
+                cfg,
+                crate::driver::h2::offered(config),
+            )?));
         }
         let mut fresh: Vec<Address> = Vec::new();
         for &(addr, kind) in &wanted {

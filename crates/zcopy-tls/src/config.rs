@@ -9,8 +9,10 @@ use rustls::server::ServerSessionMemoryCache;
 use crate::certs::CertStore;
 use crate::load::{CertFiles, LoadError};
 
-/// The one ALPN protocol spoken.
+/// The ALPN protocol always spoken.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// HTTP/2's ALPN protocol, offered when [`TlsOptions::h2`] says so.
+pub const ALPN_H2: &[u8] = b"h2";
 
 /// Choices for one TLS listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct TlsOptions {
     /// Let traffic secrets be taken out after the handshake, for kTLS. Only set
     /// when the kernel path may be used.
     pub ktls: bool,
+    /// Offer HTTP/2 by ALPN (`h2` before `http/1.1`).
+    pub h2: bool,
 }
 
 impl Default for TlsOptions {
@@ -31,6 +35,7 @@ impl Default for TlsOptions {
             session_cache: 4096,
             tickets: true,
             ktls: false,
+            h2: false,
         }
     }
 }
@@ -51,7 +56,7 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Load the certificate and build the config: TLS 1.3 and 1.2, ALPN
-    /// `http/1.1`, resumption by cache and tickets as `opts` says.
+    /// `http/1.1` (and `h2` first if asked), resumption by cache and tickets as `opts` says.
     pub fn new(files: CertFiles, opts: &TlsOptions) -> Result<TlsListener, LoadError> {
         let provider = provider();
         let certs = CertStore::open(files, provider.clone())?;
@@ -71,7 +76,10 @@ pub fn server_config(
         .map_err(LoadError::Config)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    c.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    c.alpn_protocols = match opts.h2 {
+        true => vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()],
+        false => vec![ALPN_HTTP11.to_vec()],
+    };
     c.session_storage = if opts.session_cache > 0 {
         ServerSessionMemoryCache::new(opts.session_cache)
     } else {

@@ -105,7 +105,7 @@ pub mod sniff;
 
 pub use body::{BodyError, FILE_CHUNK, send_file_chunk};
 pub use certs::CertStore;
-pub use config::{ALPN_HTTP11, TlsListener, TlsOptions};
+pub use config::{ALPN_H2, ALPN_HTTP11, TlsListener, TlsOptions};
 pub use ktls::{HandOff, KernelSession, KeyUpdate, KtlsMode, TlsPath, Why};
 pub use limits::{HandshakeSlots, Limits};
 pub use load::{CertFiles, LoadError};

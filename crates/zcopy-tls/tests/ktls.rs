@@ -189,6 +189,7 @@ const KTLS: TlsOptions = TlsOptions {
     session_cache: 4096,
     tickets: true,
     ktls: true,
+    h2: false,
 };
 
 /// The suites the kernel and rustls (ring) both have, per version.

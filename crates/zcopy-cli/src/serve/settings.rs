@@ -616,6 +616,15 @@ pub struct Settings {
     #[arg(long, value_name = "auto|epoll|uring")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io: Option<IoName>,
+    /// Speak HTTP/2: h2c with prior knowledge on plain listeners, ALPN `h2` (then
+    /// `http/1.1`) on HTTPS ones. The epoll driver's only: under `--io uring` ALPN
+    /// offers `http/1.1` alone and an h2c preface is answered 505 and closed. Not
+    /// with --limit-rate (HTTP/1.1 then). Request bodies (uploads) over HTTP/2 are
+    /// answered 501: use HTTP/1.1 for PUT. `--http2=false` turns it off
+    /// [default: true].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
     /// Worker threads, each with its own event loop [default: one per core].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -894,6 +903,7 @@ impl Settings {
             tls_tickets: Some(true),
             engine: Some(EngineName("auto".into())),
             io: Some(IoName("auto".into())),
+            http2: Some(true),
             listing: Some(true),
             compress: Some(true),
             precompressed: Some(Encodings("br,zstd,gzip".into())),

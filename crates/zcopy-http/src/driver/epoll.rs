@@ -23,6 +23,7 @@ use rustix::io::Errno;
 use zcopy::Src;
 
 use super::fetch::{self, Fetcher};
+use super::h2::{self, H2};
 use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
@@ -62,6 +63,8 @@ struct Shared {
     fetcher: Fetcher,
     /// Handshake slots and buffers of the TLS connections.
     tls: TlsWorker,
+    /// Plain connections may speak HTTP/2 with prior knowledge (h2c).
+    h2c: bool,
 }
 
 impl Shared {
@@ -102,6 +105,12 @@ struct Connection {
     fetching: bool,
     /// TLS between the socket and the core, if any.
     transport: Transport,
+    /// Speaking HTTP/2 (h2c by prior knowledge, or ALPN `h2`): the HTTP/1 core
+    /// is left unused.
+    h2: Option<Box<H2>>,
+    /// Plain listener with HTTP/2 on, first bytes not read yet: they may be the
+    /// h2c preface.
+    sniff: bool,
 }
 
 impl Connection {
@@ -111,9 +120,20 @@ impl Connection {
         self.writable |= writable;
     }
 
+    /// No request in flight (HTTP/1 between requests, HTTP/2 with no stream).
+    fn is_idle(&self) -> bool {
+        match &self.h2 {
+            Some(h) => h.is_idle(),
+            None => self.core.is_idle(),
+        }
+    }
+
     /// When the connection next needs attention without an event: the core's
     /// deadline, or the end of its TLS handshake time.
     fn deadline(&self) -> Instant {
+        if let Some(h) = &self.h2 {
+            return h.deadline();
+        }
         match &self.transport {
             Transport::Tls(t) => t
                 .deadline()
@@ -150,6 +170,41 @@ impl Connection {
         }
     }
 
+    /// Drives the HTTP/2 connection.
+    fn drive_h2(&mut self, sh: &mut Shared) -> Progress {
+        let (mut env, _, _, tls, site) = sh.parts();
+        let Some(h) = self.h2.as_mut() else {
+            return Progress::Close;
+        };
+        let next = match &mut self.transport {
+            Transport::Tls(t) => {
+                let mut io = h2::TlsIo {
+                    stream: &self.stream,
+                    t,
+                    w: tls,
+                    readable: &mut self.readable,
+                    writable: &mut self.writable,
+                    read_closed: self.read_closed,
+                };
+                h.drive(&mut io, &mut env, site)
+            }
+            _ => {
+                let mut io = h2::PlainIo {
+                    stream: &self.stream,
+                    readable: &mut self.readable,
+                    writable: &mut self.writable,
+                    read_closed: self.read_closed,
+                };
+                h.drive(&mut io, &mut env, site)
+            }
+        };
+        match next {
+            h2::Next::Wait => Progress::Wait,
+            h2::Next::Yield => Progress::Yield,
+            h2::Next::Close => Progress::Close,
+        }
+    }
+
     /// Does all the work possible now, up to the turn budget.
     fn drive(&mut self, sh: &mut Shared) -> Progress {
         let mut budget = TURN_BUDGET;
@@ -159,7 +214,18 @@ impl Connection {
         {
             return Progress::Close;
         }
+        if self.h2.is_some() {
+            return self.drive_h2(sh);
+        }
         loop {
+            if let Transport::Tls(t) = &self.transport
+                && t.alpn_h2()
+            {
+                let (env, ..) = sh.parts();
+                let via = ListenKind::Https;
+                self.h2 = Some(Box::new(H2::new(self.core.peer(), via, true, &env, &[])));
+                return self.drive_h2(sh);
+            }
             let (mut env, engines, fetcher, tls, site) = sh.parts();
             if !self.core.in_file_body()
                 && let Some(t) = self.transfer.take()
@@ -177,6 +243,7 @@ impl Connection {
                     if !self.readable {
                         return Progress::Wait;
                     }
+                    let peer = self.core.peer();
                     let buf = self.core.read_buf(&mut env);
                     let room = buf.len();
                     match (&self.stream).read(buf) {
@@ -186,6 +253,13 @@ impl Connection {
                             // read that would say EAGAIN.
                             if n > 0 && n < room && !self.read_closed {
                                 self.readable = false;
+                            }
+                            if std::mem::take(&mut self.sniff)
+                                && let Some(first) = h2::preface_start(&buf[..n])
+                            {
+                                let h = H2::new(peer, ListenKind::Http, false, &env, first);
+                                self.h2 = Some(Box::new(h));
+                                return self.drive_h2(sh);
                             }
                             self.core.on_read(&mut env, n);
                         }
@@ -684,6 +758,7 @@ impl Worker {
                 engines,
                 fetcher,
                 tls: TlsWorker::new(&Default::default()),
+                h2c: h2::offered(&common.config),
                 common,
             },
             shed_count: 0,
@@ -724,6 +799,7 @@ impl Worker {
                         Engines::new(live.config.engine, self.sh.common.stats.clone());
                 }
                 self.sh.common.reload(&live);
+                self.sh.h2c = h2::offered(&live.config);
             }
             for ev in events.iter() {
                 let t = ev.token();
@@ -878,11 +954,7 @@ impl Worker {
             return;
         }
         for i in 0..self.slots.len() {
-            if self.slots[i]
-                .conn
-                .as_ref()
-                .is_some_and(|c| c.core.is_idle())
-            {
+            if self.slots[i].conn.as_ref().is_some_and(|c| c.is_idle()) {
                 self.close(i);
             }
         }
@@ -978,8 +1050,8 @@ impl Worker {
             Some((
                 i,
                 Sheddable {
-                    idle: c.core.is_idle(),
-                    reading_head: c.core.is_reading_head(),
+                    idle: c.is_idle(),
+                    reading_head: c.h2.is_none() && c.core.is_reading_head(),
                     deadline: c.deadline(),
                     seq: c.seq,
                 },
@@ -1039,6 +1111,8 @@ impl Worker {
             token: idx,
             fetching: false,
             transport,
+            h2: None,
+            sniff: kind == ListenKind::Http && tls.is_none() && self.sh.h2c,
         };
         if let Err(e) = self.poll.registry().register(
             &mut conn.stream,
@@ -1066,6 +1140,9 @@ impl Worker {
         if let Some(mut conn) = slot.conn.take() {
             // A response cut short here (not by the core) still gets its log line.
             conn.core.on_dropped(&mut self.sh.common.env());
+            if let Some(h) = conn.h2.as_mut() {
+                h.dropped(&mut self.sh.common.env());
+            }
             let _ = self.poll.registry().deregister(&mut conn.stream);
             if let Some(t) = conn.transfer.take() {
                 self.sh.engines.give(t);
@@ -1114,7 +1191,7 @@ impl Worker {
         let idle = self
             .slots
             .iter()
-            .filter(|s| s.conn.as_ref().is_some_and(|c| c.core.is_idle()))
+            .filter(|s| s.conn.as_ref().is_some_and(|c| c.is_idle()))
             .count();
         self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.slots.len() {

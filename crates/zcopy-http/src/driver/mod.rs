@@ -5,6 +5,7 @@
 pub mod auto;
 pub mod epoll;
 pub mod fetch;
+pub(crate) mod h2;
 pub mod publish;
 pub mod tls;
 pub mod uring;

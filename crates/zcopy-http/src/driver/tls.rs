@@ -42,13 +42,15 @@ pub struct TlsSite {
 }
 
 impl TlsSite {
-    /// Loads the certificate and decides the path (probing kTLS once).
-    pub fn open(cfg: &TlsConfig) -> Result<TlsSite, LoadError> {
+    /// Loads the certificate and decides the path (probing kTLS once); `h2`: offer
+    /// HTTP/2 by ALPN.
+    pub fn open(cfg: &TlsConfig, h2: bool) -> Result<TlsSite, LoadError> {
         let probe = zcopy::ktls::probe();
         let path = zcopy_tls::ktls::listener_path(cfg.ktls, &probe);
         let attempt_kernel = path == TlsPath::Kernel || cfg.force_ktls_attempt;
         let mut options = cfg.options.clone();
         options.ktls = attempt_kernel;
+        options.h2 = h2;
         let listener = TlsListener::new(cfg.files.clone(), &options)?;
         warn_if_expired(&listener.certs);
         Ok(TlsSite {
@@ -326,6 +328,10 @@ impl TlsConn {
             Ok(fed) => {
                 if fed.handshake_done && std::mem::take(&mut self.in_handshake) {
                     w.give_back();
+                    // HTTP/2 writes its frames itself: it stays in user space.
+                    if self.session.alpn() == Some(b"h2") {
+                        self.try_kernel = false;
+                    }
                 }
                 self.plain.peer_closed |= fed.peer_closed;
                 Ok(())
@@ -351,6 +357,31 @@ impl TlsConn {
                 Err(Refusal { bytes, shut })
             }
         }
+    }
+
+    /// The handshake chose HTTP/2 by ALPN.
+    pub(crate) fn alpn_h2(&self) -> bool {
+        !self.in_handshake && self.session.alpn() == Some(b"h2")
+    }
+
+    /// HTTP/2 reads plaintext itself: moves pending plaintext into `out`. Returns
+    /// the bytes moved and whether the peer's close_notify came after them (true
+    /// only once none is left).
+    pub(crate) fn take_plain(&mut self, out: &mut [u8]) -> (usize, bool) {
+        let p = &mut self.plain;
+        let n = (p.buf.len() - p.pos).min(out.len());
+        out[..n].copy_from_slice(&p.buf[p.pos..p.pos + n]);
+        p.pos += n;
+        if p.pos == p.buf.len() {
+            p.buf.clear();
+            p.pos = 0;
+        }
+        (n, p.peer_closed && n == 0 && p.buf.is_empty())
+    }
+
+    /// HTTP/2 writes plaintext itself: encrypts `bytes` for sending.
+    pub(crate) fn send_plain(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.session.send(bytes)
     }
 
     /// The handshake is done and the kernel hand-off is still to be tried.

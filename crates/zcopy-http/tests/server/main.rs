@@ -11,6 +11,7 @@ mod crossclient;
 mod driver;
 mod files;
 mod framing;
+mod h2;
 mod http_details;
 mod lending;
 mod listing;

@@ -25,7 +25,7 @@ const TLS13: Versions = &[&rustls::version::TLS13];
 const TLS12: Versions = &[&rustls::version::TLS12];
 
 /// A test CA and a leaf for 127.0.0.1 and localhost it signed, on disk.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     /// The CA, DER and PEM.
     ca: (CertificateDer<'static>, String),
@@ -33,7 +33,7 @@ struct Pki {
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let files = CertFiles {
             cert: dir.path().join("chain.pem"),
@@ -43,13 +43,13 @@ impl Pki {
         Pki { dir, ca, files }
     }
 
-    fn ca_file(&self) -> PathBuf {
+    pub(crate) fn ca_file(&self) -> PathBuf {
         let p = self.dir.path().join("ca.pem");
         std::fs::write(&p, &self.ca.1).unwrap();
         p
     }
 
-    fn tls(&self) -> TlsConfig {
+    pub(crate) fn tls(&self) -> TlsConfig {
         TlsConfig {
             files: self.files.clone(),
             options: Default::default(),
@@ -71,7 +71,7 @@ fn issue(files: &CertFiles) -> (CertificateDer<'static>, String) {
 
 /// A server with one HTTPS listener (and what `tweak` adds), on the driver the
 /// suite runs on (`ZCOPY_IO=uring`: the io_uring driver, where the kernel allows it).
-fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer {
+pub(crate) fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer {
     let srv = TestServer::start(root, |c| {
         c.listen = Vec::new();
         c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
@@ -83,8 +83,10 @@ fn start(root: &Path, pki: &Pki, tweak: impl FnOnce(&mut Config)) -> TestServer 
     srv
 }
 
+/// A client that speaks HTTP/1.1 (ALPN `http/1.1` alone: the server offers `h2`
+/// first, and these tests write HTTP/1.1; `h2.rs` covers ALPN `h2`).
 fn client_config(ca: &(CertificateDer<'static>, String), versions: Versions) -> Arc<ClientConfig> {
-    pki::client_config(&ca.0, versions, &[b"h2", b"http/1.1"])
+    pki::client_config(&ca.0, versions, &[b"http/1.1"])
 }
 
 fn connect(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> Tls {

@@ -1,0 +1,812 @@
+//! The connection state machine: [`Conn::feed`] takes the peer's bytes and queues
+//! [`Event`]s and the frames that answer them; the caller answers requests with
+//! [`Conn::send_headers`] and [`Conn::send_data`] within [`Conn::capacity`], and
+//! writes [`Conn::out`] to the peer.
+//!
+//! Budgets (each a field of [`Settings`]): resets of either side, control frames
+//! that ask for an answer or achieve nothing, header blocks, decoded header lists,
+//! concurrent streams. Running out of one ends the connection with GOAWAY
+//! ENHANCE_YOUR_CALM; the caller sees [`Conn::is_closed`].
+
+use std::collections::VecDeque;
+
+use crate::frame::{
+    self, Code, Frame, FrameError, HEADER_LEN, Header, MAX_WINDOW, flag, kind, setting,
+};
+use crate::hpack::{self, Decoder};
+use crate::request::Head;
+
+/// The limits a connection runs under.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise; streams past it are refused.
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise (request bodies per stream).
+    pub initial_window: u32,
+    /// The connection's receive window (advertised by a WINDOW_UPDATE at start).
+    pub connection_window: u32,
+    /// Largest frame payload we take (SETTINGS_MAX_FRAME_SIZE; the default 16384).
+    pub max_frame_size: u32,
+    /// Our HPACK dynamic table (SETTINGS_HEADER_TABLE_SIZE; the default 4096).
+    pub header_table_size: usize,
+    /// Largest decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE) → 431 (16 KiB,
+    /// as HTTP/1's largest head).
+    pub max_header_list: usize,
+    /// Largest encoded header block, HEADERS and CONTINUATION together.
+    pub max_header_block: usize,
+    /// Most CONTINUATION frames in one header block.
+    pub max_continuations: u32,
+    /// Stream resets (the peer's and ours) the connection may have beyond one per
+    /// response finished.
+    pub reset_budget: u32,
+    /// Control frames that ask for an answer or achieve nothing (SETTINGS, PING,
+    /// PRIORITY, unknown types, empty DATA, WINDOW_UPDATE with nothing to send)
+    /// beyond one per response frame sent.
+    pub control_budget: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_concurrent_streams: 128,
+            initial_window: 1 << 20,
+            connection_window: 16 << 20,
+            max_frame_size: frame::DEFAULT_MAX_FRAME,
+            header_table_size: 4096,
+            max_header_list: 16 * 1024,
+            max_header_block: 64 * 1024,
+            max_continuations: 32,
+            reset_budget: 200,
+            control_budget: 1000,
+        }
+    }
+}
+
+/// What the caller learns from the peer's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A request head is complete: answer it on `stream`.
+    Request {
+        /// Stream.
+        stream: u32,
+        /// The checked header list.
+        head: Head,
+    },
+    /// A header list too large for us: answer 431 on `stream`.
+    TooLarge {
+        /// Stream.
+        stream: u32,
+    },
+    /// The stream is gone (reset by the peer, or by us): drop its response.
+    Reset {
+        /// Stream.
+        stream: u32,
+    },
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    /// The peer may still send on it (no END_STREAM yet).
+    recv_open: bool,
+    /// We still respond on it (no END_STREAM sent yet).
+    send_open: bool,
+    /// HEADERS sent without END_STREAM: DATA is to come.
+    sending_body: bool,
+    send_window: i64,
+    recv_window: i64,
+    expect_len: Option<u64>,
+    recv_len: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for the 24-byte preface.
+    Preface,
+    /// Waiting for the peer's first SETTINGS.
+    FirstSettings,
+    /// Serving.
+    Open,
+    /// A connection error or the end: write `out`, then close.
+    Closed,
+}
+
+/// A header block still being received (HEADERS without END_HEADERS).
+#[derive(Debug)]
+struct Partial {
+    stream: u32,
+    block: Vec<u8>,
+    end_stream: bool,
+    frames: u32,
+    /// Trailers (a second HEADERS on an open stream): decoded and dropped.
+    trailers: bool,
+    /// On a half-closed (remote) stream: decoded (HPACK stays in step), then the
+    /// stream is reset STREAM_CLOSED.
+    refused: bool,
+}
+
+/// One HTTP/2 server connection.
+#[derive(Debug)]
+pub struct Conn {
+    s: Settings,
+    state: State,
+    /// Bytes to write to the peer.
+    pub out: Vec<u8>,
+    events: VecDeque<Event>,
+    decoder: Decoder,
+    streams: Vec<Stream>,
+    partial: Option<Partial>,
+    /// Highest stream id the peer opened.
+    last_peer_stream: u32,
+    /// Streams we reset lately: frames the peer had in flight for them are dropped
+    /// without another reset.
+    recently_reset: VecDeque<u32>,
+    /// Streams closed lately (ours or the peer's doing): a HEADERS on one is
+    /// STREAM_CLOSED, on an identifier never used PROTOCOL_ERROR.
+    recently_closed: VecDeque<u32>,
+    /// The peer's settings.
+    peer_initial_window: i64,
+    peer_max_frame: u32,
+    send_window: i64,
+    recv_window: i64,
+    reset_tokens: u32,
+    control_tokens: u32,
+    /// GOAWAY sent: no new streams; the connection ends when the last one does.
+    goaway_sent: bool,
+    /// Why the connection failed, if it did.
+    error: Option<Code>,
+    scratch: Vec<u8>,
+}
+
+impl Conn {
+    /// A server connection; our SETTINGS and connection WINDOW_UPDATE are queued.
+    pub fn new(s: Settings) -> Conn {
+        let mut out = Vec::new();
+        frame::write_settings(
+            &mut out,
+            &[
+                (setting::MAX_CONCURRENT_STREAMS, s.max_concurrent_streams),
+                (setting::INITIAL_WINDOW_SIZE, s.initial_window),
+                (setting::MAX_FRAME_SIZE, s.max_frame_size),
+                (setting::MAX_HEADER_LIST_SIZE, s.max_header_list as u32),
+            ],
+        );
+        if s.connection_window > 65_535 {
+            frame::write_window_update(&mut out, 0, s.connection_window - 65_535);
+        }
+        Conn {
+            s,
+            state: State::Preface,
+            out,
+            events: VecDeque::new(),
+            decoder: Decoder::new(s.header_table_size, s.max_header_list),
+            streams: Vec::new(),
+            partial: None,
+            last_peer_stream: 0,
+            recently_reset: VecDeque::new(),
+            recently_closed: VecDeque::new(),
+            peer_initial_window: 65_535,
+            peer_max_frame: frame::DEFAULT_MAX_FRAME,
+            send_window: 65_535,
+            recv_window: s.connection_window.max(65_535) as i64,
+            reset_tokens: s.reset_budget,
+            control_tokens: s.control_budget,
+            goaway_sent: false,
+            error: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Takes the peer's bytes; returns how many were used (the rest is an
+    /// incomplete frame: give it again with more). Nothing is used once closed.
+    pub fn feed(&mut self, buf: &[u8]) -> usize {
+        let mut used = 0;
+        if self.state == State::Preface {
+            let n = buf.len().min(frame::PREFACE.len());
+            if buf[..n] != frame::PREFACE[..n] {
+                self.fail(Code::Protocol);
+                return buf.len();
+            }
+            if n < frame::PREFACE.len() {
+                return 0;
+            }
+            used = n;
+            self.state = State::FirstSettings;
+        }
+        while self.state != State::Closed {
+            let rest = &buf[used..];
+            let Some(h) = Header::parse(rest) else {
+                break;
+            };
+            if h.len > self.s.max_frame_size {
+                self.fail(Code::FrameSize);
+                return buf.len();
+            }
+            let end = HEADER_LEN + h.len as usize;
+            if rest.len() < end {
+                break;
+            }
+            self.frame(h, &rest[HEADER_LEN..end]);
+            used += end;
+        }
+        if self.state == State::Closed {
+            return buf.len();
+        }
+        used
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// A connection error or the end: write [`Conn::out`], then close.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Why the connection failed (the GOAWAY code sent), if it did.
+    pub fn error(&self) -> Option<Code> {
+        self.error
+    }
+
+    /// No stream is open.
+    pub fn is_idle(&self) -> bool {
+        self.streams.is_empty() && self.partial.is_none()
+    }
+
+    /// Streams open.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Some response has body bytes to send and no window to send them in: the
+    /// peer must open it (the caller times this out).
+    pub fn stalled(&self) -> bool {
+        self.streams
+            .iter()
+            .any(|s| s.sending_body && (s.send_window <= 0 || self.send_window <= 0))
+    }
+
+    /// Graceful end (shutdown, reload): GOAWAY NO_ERROR naming the last stream
+    /// taken; the streams open finish, then [`Conn::is_closed`].
+    pub fn go_away(&mut self) {
+        if self.goaway_sent || self.state == State::Closed {
+            return;
+        }
+        self.goaway_sent = true;
+        frame::write_goaway(&mut self.out, self.last_peer_stream, Code::NoError);
+        self.close_if_done();
+    }
+
+    fn close_if_done(&mut self) {
+        if self.goaway_sent && self.streams.is_empty() && self.partial.is_none() {
+            self.state = State::Closed;
+        }
+    }
+
+    /// A connection error: GOAWAY with `code`, then close.
+    fn fail(&mut self, code: Code) {
+        if self.state == State::Closed {
+            return;
+        }
+        frame::write_goaway(&mut self.out, self.last_peer_stream, code);
+        self.goaway_sent = true;
+        self.error = Some(code);
+        self.state = State::Closed;
+        self.events.clear();
+        self.streams.clear();
+    }
+
+    fn stream(&mut self, id: u32) -> Option<&mut Stream> {
+        self.streams.iter_mut().find(|s| s.id == id)
+    }
+
+    fn remove_if_done(&mut self, id: u32) {
+        if let Some(i) = self.streams.iter().position(|s| s.id == id)
+            && !self.streams[i].recv_open
+            && !self.streams[i].send_open
+        {
+            self.streams.swap_remove(i);
+            self.closed(id);
+            self.close_if_done();
+        }
+    }
+
+    /// Remembers stream `id` as closed (the last 64).
+    fn closed(&mut self, id: u32) {
+        self.recently_closed.push_back(id);
+        if self.recently_closed.len() > 64 {
+            self.recently_closed.pop_front();
+        }
+    }
+
+    fn spend_reset(&mut self) {
+        self.reset_tokens = self.reset_tokens.saturating_sub(1);
+        if self.reset_tokens == 0 {
+            self.fail(Code::EnhanceYourCalm);
+        }
+    }
+
+    fn spend_control(&mut self) {
+        self.control_tokens = self.control_tokens.saturating_sub(1);
+        if self.control_tokens == 0 {
+            self.fail(Code::EnhanceYourCalm);
+        }
+    }
+
+    /// We reset stream `id` (a stream error, or the caller's [`Conn::reset`]):
+    /// RST_STREAM, the stream forgotten, the caller told, the budget charged
+    /// (CVE-2025-8671: resets a peer provokes count like the ones it sends).
+    fn reset_stream(&mut self, id: u32, code: Code) {
+        frame::write_rst(&mut self.out, id, code);
+        if let Some(i) = self.streams.iter().position(|s| s.id == id) {
+            self.streams.swap_remove(i);
+            self.events.push_back(Event::Reset { stream: id });
+        }
+        self.events
+            .retain(|e| !matches!(e, Event::Request { stream, .. } | Event::TooLarge { stream } if *stream == id));
+        self.recently_reset.push_back(id);
+        if self.recently_reset.len() > 64 {
+            self.recently_reset.pop_front();
+        }
+        self.closed(id);
+        self.spend_reset();
+        self.close_if_done();
+    }
+
+    fn frame(&mut self, h: Header, payload: &[u8]) {
+        let f = match Frame::parse(h, payload) {
+            Ok(f) => f,
+            Err(FrameError { stream: 0, code }) => return self.fail(code),
+            Err(FrameError { stream, code }) => return self.reset_stream(stream, code),
+        };
+        if self.state == State::FirstSettings {
+            if !matches!(f, Frame::Settings { ack: false, .. }) {
+                return self.fail(Code::Protocol);
+            }
+            self.state = State::Open;
+        }
+        if let Some(p) = &self.partial
+            && !matches!(f, Frame::Continuation { stream, .. } if stream == p.stream)
+        {
+            return self.fail(Code::Protocol);
+        }
+        match f {
+            Frame::Data {
+                stream,
+                data,
+                flow_len,
+                end_stream,
+            } => self.on_data(stream, data.len(), flow_len, end_stream),
+            Frame::Headers {
+                stream,
+                block,
+                end_stream,
+                end_headers,
+                depends_on,
+            } => {
+                if depends_on == Some(stream) {
+                    return self.reset_stream(stream, Code::Protocol);
+                }
+                self.on_headers(stream, block, end_stream, end_headers)
+            }
+            Frame::Continuation {
+                stream: _,
+                block,
+                end_headers,
+            } => self.on_continuation(block, end_headers),
+            Frame::Priority { stream, depends_on } => {
+                self.spend_control();
+                if depends_on == stream {
+                    self.reset_stream(stream, Code::Protocol);
+                }
+            }
+            Frame::RstStream { stream, .. } => self.on_rst(stream),
+            Frame::Settings { ack, entries } => {
+                if !ack {
+                    self.spend_control();
+                    self.on_settings(entries);
+                }
+            }
+            Frame::PushPromise { .. } => self.fail(Code::Protocol),
+            Frame::Ping { ack, data } => {
+                if !ack {
+                    self.spend_control();
+                    frame::write_frame(&mut self.out, kind::PING, flag::ACK, 0, &data);
+                }
+            }
+            // The peer opens no more streams; the connection still serves its
+            // open ones and its control frames until it closes (or goes idle).
+            Frame::GoAway { .. } => {}
+            Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
+            Frame::Unknown { .. } => self.spend_control(),
+        }
+    }
+
+    fn on_data(&mut self, id: u32, len: usize, flow_len: u32, end: bool) {
+        // The connection window is credited whatever becomes of the stream.
+        self.recv_window -= flow_len as i64;
+        if self.recv_window < 0 {
+            return self.fail(Code::FlowControl);
+        }
+        let full = self.s.connection_window.max(65_535) as i64;
+        if self.recv_window < full / 2 {
+            frame::write_window_update(&mut self.out, 0, (full - self.recv_window) as u32);
+            self.recv_window = full;
+        }
+        if flow_len == 0 && !end {
+            self.spend_control();
+        }
+        let initial = self.s.initial_window as i64;
+        let Some(s) = self.stream(id) else {
+            if id > self.last_peer_stream {
+                return self.fail(Code::Protocol);
+            }
+            if !self.recently_reset.contains(&id) {
+                self.reset_stream(id, Code::StreamClosed);
+            }
+            return;
+        };
+        if !s.recv_open {
+            return self.reset_stream(id, Code::StreamClosed);
+        }
+        s.recv_window -= flow_len as i64;
+        s.recv_len += len as u64;
+        if s.recv_window < 0 {
+            return self.reset_stream(id, Code::FlowControl);
+        }
+        if s.expect_len
+            .is_some_and(|n| s.recv_len > n || end && s.recv_len != n)
+        {
+            return self.reset_stream(id, Code::Protocol);
+        }
+        if end {
+            s.recv_open = false;
+            self.remove_if_done(id);
+        } else if s.send_open && s.recv_window < initial / 2 {
+            // Body bytes are thrown away: keep the stream's window open too, while
+            // the answer is still to come.
+            let inc = (initial - s.recv_window) as u32;
+            s.recv_window = initial;
+            frame::write_window_update(&mut self.out, id, inc);
+        }
+    }
+
+    fn on_headers(&mut self, id: u32, block: &[u8], end_stream: bool, end_headers: bool) {
+        let trailers = match self.stream(id) {
+            Some(s) if s.recv_open => {
+                if !end_stream {
+                    return self.fail(Code::Protocol);
+                }
+                true
+            }
+            Some(_) => {
+                // Half-closed (remote): decode to keep HPACK in step, then refuse.
+                self.partial = Some(Partial {
+                    stream: id,
+                    block: block.to_vec(),
+                    end_stream,
+                    frames: 0,
+                    trailers: true,
+                    refused: true,
+                });
+                if end_headers {
+                    self.end_block();
+                }
+                return;
+            }
+            None => {
+                // A stream we knew and closed: STREAM_CLOSED; an even or a lower
+                // identifier never opened: PROTOCOL_ERROR (RFC 9113 §5.1, §5.1.1).
+                if id <= self.last_peer_stream && self.recently_closed.contains(&id) {
+                    return self.fail(Code::StreamClosed);
+                }
+                if id.is_multiple_of(2) || id <= self.last_peer_stream {
+                    return self.fail(Code::Protocol);
+                }
+                false
+            }
+        };
+        if block.len() > self.s.max_header_block {
+            return self.fail(Code::EnhanceYourCalm);
+        }
+        self.partial = Some(Partial {
+            stream: id,
+            block: block.to_vec(),
+            end_stream,
+            frames: 0,
+            trailers,
+            refused: false,
+        });
+        if end_headers {
+            self.end_block();
+        }
+    }
+
+    fn on_continuation(&mut self, block: &[u8], end_headers: bool) {
+        let Some(p) = &mut self.partial else {
+            return self.fail(Code::Protocol);
+        };
+        p.frames += 1;
+        if p.frames > self.s.max_continuations
+            || p.block.len() + block.len() > self.s.max_header_block
+        {
+            // CONTINUATION flood: the block is never decoded, the connection ends.
+            return self.fail(Code::EnhanceYourCalm);
+        }
+        p.block.extend_from_slice(block);
+        if end_headers {
+            self.end_block();
+        }
+    }
+
+    /// A whole header block: decoded (always, to keep the table in step), then a
+    /// request, trailers to drop, or a refusal.
+    fn end_block(&mut self) {
+        let Some(p) = self.partial.take() else {
+            return;
+        };
+        let decoded = match self.decoder.decode(&p.block) {
+            Ok(d) => d,
+            Err(_) => return self.fail(Code::Compression),
+        };
+        let id = p.stream;
+        if p.refused {
+            return self.reset_stream(id, Code::StreamClosed);
+        }
+        if p.trailers {
+            // Trailers carry no pseudo-field (RFC 9113 §8.1).
+            if decoded.fields.iter().any(|(n, _)| n.starts_with(b":")) {
+                return self.reset_stream(id, Code::Protocol);
+            }
+            if let Some(s) = self.stream(id)
+                && s.recv_open
+            {
+                s.recv_open = false;
+                self.remove_if_done(id);
+            }
+            return;
+        }
+        self.last_peer_stream = id;
+        if self.goaway_sent {
+            // Streams after our GOAWAY are ignored (RFC 9113 §6.8).
+            return;
+        }
+        if self.streams.len() >= self.s.max_concurrent_streams as usize {
+            return self.reset_stream(id, Code::RefusedStream);
+        }
+        let mut s = Stream {
+            id,
+            recv_open: !p.end_stream,
+            send_open: true,
+            sending_body: false,
+            send_window: self.peer_initial_window,
+            recv_window: self.s.initial_window as i64,
+            expect_len: None,
+            recv_len: 0,
+        };
+        if decoded.too_large {
+            self.streams.push(s);
+            self.events.push_back(Event::TooLarge { stream: id });
+            return;
+        }
+        match Head::from_fields(decoded.fields, p.end_stream) {
+            Ok(head) => {
+                s.expect_len = head.content_length;
+                self.streams.push(s);
+                self.events.push_back(Event::Request { stream: id, head });
+            }
+            Err(_) => self.reset_stream(id, Code::Protocol),
+        }
+    }
+
+    fn on_rst(&mut self, id: u32) {
+        if id > self.last_peer_stream && self.partial.is_none() {
+            // An idle stream.
+            return self.fail(Code::Protocol);
+        }
+        // Rapid reset (CVE-2023-44487): every reset of a live stream is charged.
+        if let Some(i) = self.streams.iter().position(|s| s.id == id) {
+            self.streams.swap_remove(i);
+            self.closed(id);
+            self.events
+                .retain(|e| !matches!(e, Event::Request { stream, .. } | Event::TooLarge { stream } if *stream == id));
+            self.events.push_back(Event::Reset { stream: id });
+            self.spend_reset();
+            self.close_if_done();
+        }
+    }
+
+    fn on_settings(&mut self, entries: &[u8]) {
+        for e in entries.chunks_exact(6) {
+            let id = u16::from_be_bytes([e[0], e[1]]);
+            let v = u32::from_be_bytes([e[2], e[3], e[4], e[5]]);
+            match id {
+                setting::ENABLE_PUSH if v > 1 => return self.fail(Code::Protocol),
+                setting::INITIAL_WINDOW_SIZE => {
+                    if v as i64 > MAX_WINDOW {
+                        return self.fail(Code::FlowControl);
+                    }
+                    let delta = v as i64 - self.peer_initial_window;
+                    self.peer_initial_window = v as i64;
+                    for s in &mut self.streams {
+                        s.send_window += delta;
+                        if s.send_window > MAX_WINDOW {
+                            return self.fail(Code::FlowControl);
+                        }
+                    }
+                }
+                setting::MAX_FRAME_SIZE => {
+                    if !(frame::DEFAULT_MAX_FRAME..=frame::MAX_MAX_FRAME).contains(&v) {
+                        return self.fail(Code::Protocol);
+                    }
+                    self.peer_max_frame = v;
+                }
+                _ => {}
+            }
+        }
+        frame::write_frame(&mut self.out, kind::SETTINGS, flag::ACK, 0, &[]);
+    }
+
+    fn on_window_update(&mut self, id: u32, inc: u32) {
+        let anything_to_send = self.streams.iter().any(|s| s.sending_body);
+        if !anything_to_send {
+            self.spend_control();
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if id == 0 {
+            if inc == 0 {
+                return self.fail(Code::Protocol);
+            }
+            self.send_window += inc as i64;
+            if self.send_window > MAX_WINDOW {
+                self.fail(Code::FlowControl);
+            }
+            return;
+        }
+        let Some(s) = self.stream(id) else {
+            if id > self.last_peer_stream && self.partial.is_none() {
+                return self.fail(Code::Protocol);
+            }
+            return;
+        };
+        if inc == 0 {
+            return self.reset_stream(id, Code::Protocol);
+        }
+        s.send_window += inc as i64;
+        if s.send_window > MAX_WINDOW {
+            self.reset_stream(id, Code::FlowControl);
+        }
+    }
+
+    /// Answers stream `id` with `status` and `fields` (lower-case names, no
+    /// connection-specific ones); `end_stream`: no body follows. False when the
+    /// stream is gone (reset meanwhile).
+    pub fn send_headers(
+        &mut self,
+        id: u32,
+        status: u16,
+        fields: &[(&str, &str)],
+        end_stream: bool,
+    ) -> bool {
+        if self.state == State::Closed {
+            return false;
+        }
+        let Some(s) = self.stream(id) else {
+            return false;
+        };
+        if !s.send_open || s.sending_body {
+            return false;
+        }
+        s.sending_body = !end_stream;
+        if end_stream {
+            s.send_open = false;
+        }
+        let mut block = std::mem::take(&mut self.scratch);
+        block.clear();
+        hpack::encode_response(&mut block, status, fields);
+        frame::write_headers(
+            &mut self.out,
+            id,
+            &block,
+            end_stream,
+            self.peer_max_frame as usize,
+        );
+        self.scratch = block;
+        self.refill_control();
+        if end_stream {
+            self.finished(id);
+        }
+        true
+    }
+
+    fn refill_control(&mut self) {
+        self.control_tokens = (self.control_tokens + 1).min(self.s.control_budget);
+    }
+
+    /// A response ended whole: one reset more may be spent.
+    fn finished(&mut self, id: u32) {
+        self.reset_tokens = (self.reset_tokens + 1).min(self.s.reset_budget);
+        // A request body still coming is received and thrown away until its
+        // END_STREAM (so its frames are still checked: content-length, trailers,
+        // windows), within what its window still allows: no more credit now.
+        self.remove_if_done(id);
+    }
+
+    /// Body bytes stream `id` may send now, in one frame: the smaller of both
+    /// windows and the peer's frame size (0 when the stream is gone).
+    pub fn capacity(&self, id: u32) -> usize {
+        let Some(s) = self.streams.iter().find(|s| s.id == id) else {
+            return 0;
+        };
+        if !s.sending_body || self.state == State::Closed {
+            return 0;
+        }
+        s.send_window
+            .min(self.send_window)
+            .min(self.peer_max_frame as i64)
+            .max(0) as usize
+    }
+
+    /// One DATA frame of at most `len` bytes (at most [`Conn::capacity`]) on
+    /// stream `id`: `fill` writes the payload into the slice it is given and says
+    /// how many bytes it wrote; `end`: the body ends with these bytes, if `fill`
+    /// wrote all `len`. Returns the bytes sent.
+    pub fn send_data(
+        &mut self,
+        id: u32,
+        len: usize,
+        end: bool,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> usize {
+        let len = len.min(self.capacity(id));
+        if len == 0 && !(end && self.stream(id).is_some_and(|s| s.sending_body)) {
+            return 0;
+        }
+        let at = self.out.len();
+        self.out.resize(at + HEADER_LEN + len, 0);
+        let n = fill(&mut self.out[at + HEADER_LEN..]).min(len);
+        self.out.truncate(at + HEADER_LEN + n);
+        let end = end && n == len;
+        let h = Header {
+            len: n as u32,
+            kind: kind::DATA,
+            flags: if end { flag::END_STREAM } else { 0 },
+            stream: id,
+        };
+        self.out[at..at + HEADER_LEN].copy_from_slice(&h.bytes());
+        self.send_window -= n as i64;
+        self.refill_control();
+        if let Some(s) = self.stream(id) {
+            s.send_window -= n as i64;
+            if end {
+                s.sending_body = false;
+                s.send_open = false;
+            }
+        }
+        if end {
+            self.finished(id);
+        }
+        n
+    }
+
+    /// The caller gives up on stream `id` (its file shrank, the stream's body
+    /// can't be sent): RST_STREAM INTERNAL_ERROR, counted like every reset.
+    pub fn reset(&mut self, id: u32) {
+        if self.stream(id).is_some() {
+            self.reset_stream(id, Code::Internal);
+        }
+    }
+
+    /// The caller gives up on the connection (a timeout: the peer never opened its
+    /// window, or stopped reading): GOAWAY with `code`.
+    pub fn abort(&mut self, code: Code) {
+        self.fail(code);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,650 @@
+//! The connection driven with bytes only: a client's frames built by hand.
+
+use super::*;
+use crate::frame::{write_frame, write_rst, write_settings, write_window_update};
+
+/// A request header block (literals without indexing, no Huffman).
+fn block(path: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (n, v) in [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "x"),
+    ] {
+        b.push(0);
+        hpack::encode_int(&mut b, 0, 7, n.len());
+        b.extend_from_slice(n.as_bytes());
+        hpack::encode_int(&mut b, 0, 7, v.len());
+        b.extend_from_slice(v.as_bytes());
+    }
+    b
+}
+
+fn get(out: &mut Vec<u8>, id: u32, path: &str) {
+    write_frame(
+        out,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        id,
+        &block(path),
+    );
+}
+
+/// Preface and an empty SETTINGS.
+fn hello() -> Vec<u8> {
+    let mut b = PREFACE_BYTES.to_vec();
+    write_settings(&mut b, &[]);
+    b
+}
+
+const PREFACE_BYTES: &[u8] = crate::frame::PREFACE;
+
+fn frames(out: &[u8]) -> Vec<(Header, Vec<u8>)> {
+    let mut v = Vec::new();
+    let mut at = 0;
+    while let Some(h) = Header::parse(&out[at..]) {
+        let end = at + HEADER_LEN + h.len as usize;
+        v.push((h, out[at + HEADER_LEN..end].to_vec()));
+        at = end;
+    }
+    assert_eq!(at, out.len(), "trailing partial frame");
+    v
+}
+
+fn goaway_code(out: &[u8]) -> Option<Code> {
+    frames(out)
+        .iter()
+        .find(|(h, _)| h.kind == kind::GOAWAY)
+        .map(|(_, p)| Code::from_u32(u32::from_be_bytes([p[4], p[5], p[6], p[7]])))
+}
+
+fn fed(c: &mut Conn, bytes: &[u8]) {
+    let n = c.feed(bytes);
+    assert_eq!(n, bytes.len());
+}
+
+fn events(c: &mut Conn) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+#[test]
+fn a_get_is_answered_with_headers_and_data() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    get(&mut b, 1, "/a");
+    // Byte by byte: partial frames wait.
+    let mut pending = Vec::new();
+    for &x in &b {
+        pending.push(x);
+        let n = c.feed(&pending);
+        pending.drain(..n);
+    }
+    assert!(pending.is_empty());
+    let ev = events(&mut c);
+    let [Event::Request { stream: 1, head }] = &ev[..] else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(head.path, "/a");
+    assert!(head.end_stream);
+    let f = frames(&c.out);
+    // Our SETTINGS, the connection window, the ACK of theirs.
+    assert_eq!(f[0].0.kind, kind::SETTINGS);
+    assert_eq!(f[1].0.kind, kind::WINDOW_UPDATE);
+    assert_eq!((f[2].0.kind, f[2].0.flags), (kind::SETTINGS, flag::ACK));
+    c.out.clear();
+    assert!(c.send_headers(1, 200, &[("content-length", "5")], false));
+    assert_eq!(c.capacity(1), 16_384);
+    assert_eq!(
+        c.send_data(1, 5, true, |b| {
+            b.copy_from_slice(b"hello");
+            5
+        }),
+        5
+    );
+    let f = frames(&c.out);
+    assert_eq!(f[0].0.kind, kind::HEADERS);
+    assert_eq!(
+        (f[1].0.kind, f[1].0.flags, &f[1].1[..]),
+        (kind::DATA, flag::END_STREAM, &b"hello"[..])
+    );
+    assert!(c.is_idle());
+    let mut d = hpack::Decoder::new(4096, 1 << 16);
+    let fields = d.decode(&f[0].1).unwrap().fields;
+    assert_eq!(fields[0].1, b"200");
+}
+
+#[test]
+fn the_peers_windows_and_frame_size_are_respected() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = PREFACE_BYTES.to_vec();
+    write_settings(
+        &mut b,
+        &[
+            (setting::INITIAL_WINDOW_SIZE, 100),
+            (setting::MAX_FRAME_SIZE, 20_000),
+        ],
+    );
+    get(&mut b, 1, "/");
+    fed(&mut c, &b);
+    events(&mut c);
+    c.send_headers(1, 200, &[], false);
+    assert_eq!(c.capacity(1), 100);
+    assert_eq!(c.send_data(1, 1000, false, |b| b.len()), 100);
+    assert_eq!(c.capacity(1), 0);
+    assert!(c.stalled());
+    let mut b = Vec::new();
+    write_window_update(&mut b, 1, 1_000_000);
+    fed(&mut c, &b);
+    // Now the connection window (65535 - 100) and the frame size bound it.
+    assert_eq!(c.capacity(1), 20_000);
+    let mut sent = 0;
+    while c.capacity(1) > 0 {
+        sent += c.send_data(1, usize::MAX, false, |b| b.len());
+    }
+    assert_eq!(sent, 65_535 - 100);
+    assert!(c.stalled());
+    let mut b = Vec::new();
+    write_window_update(&mut b, 0, 10);
+    fed(&mut c, &b);
+    assert_eq!(c.capacity(1), 10);
+    // A smaller initial window takes effect on open streams (may go negative).
+    let mut b = Vec::new();
+    write_settings(&mut b, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    get(&mut b, 3, "/");
+    fed(&mut c, &b);
+    events(&mut c);
+    c.send_headers(3, 200, &[], false);
+    assert_eq!(c.capacity(3), 0);
+    // Overflow is an error.
+    let mut b = Vec::new();
+    write_window_update(&mut b, 0, 0x7fff_ffff);
+    fed(&mut c, &b);
+    assert_eq!(goaway_code(&c.out), Some(Code::FlowControl));
+}
+
+#[test]
+fn rapid_reset_runs_out_of_budget() {
+    let s = Settings::default();
+    let mut c = Conn::new(s);
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    for i in 0..1000u32 {
+        let id = 2 * i + 1;
+        get(&mut b, id, "/");
+        write_rst(&mut b, id, Code::Cancel);
+    }
+    c.feed(&b);
+    assert!(c.is_closed());
+    assert_eq!(goaway_code(&c.out), Some(Code::EnhanceYourCalm));
+    // No request of a reset stream is ever handed out.
+    assert!(events(&mut c).is_empty());
+    // Finished responses earn resets back: a client that cancels now and then is fine.
+    let mut c = Conn::new(s);
+    fed(&mut c, &hello());
+    for i in 0..2000u32 {
+        let id = 2 * i + 1;
+        let mut b = Vec::new();
+        get(&mut b, id, "/");
+        fed(&mut c, &b);
+        events(&mut c);
+        if i % 2 == 0 {
+            assert!(c.send_headers(id, 200, &[], true));
+        } else {
+            let mut b = Vec::new();
+            write_rst(&mut b, id, Code::Cancel);
+            fed(&mut c, &b);
+        }
+    }
+    assert!(!c.is_closed());
+}
+
+#[test]
+fn resets_we_are_made_to_send_count_too() {
+    // MadeYouReset (CVE-2025-8671): a WINDOW_UPDATE of 0 on each stream makes us
+    // reset it; those resets spend the same budget.
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    for i in 0..1000u32 {
+        let id = 2 * i + 1;
+        get(&mut b, id, "/");
+        write_window_update(&mut b, id, 0);
+    }
+    c.feed(&b);
+    assert!(c.is_closed());
+    assert_eq!(goaway_code(&c.out), Some(Code::EnhanceYourCalm));
+    let rsts = frames(&c.out)
+        .iter()
+        .filter(|(h, _)| h.kind == kind::RST_STREAM)
+        .count();
+    assert!(rsts <= 200, "{rsts}");
+}
+
+#[test]
+fn a_continuation_flood_ends_the_connection() {
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::HEADERS, flag::END_STREAM, 1, &block("/")[..3]);
+    for _ in 0..10_000 {
+        write_frame(&mut b, kind::CONTINUATION, 0, 1, b"");
+    }
+    c.feed(&b);
+    assert!(c.is_closed());
+    assert_eq!(goaway_code(&c.out), Some(Code::EnhanceYourCalm));
+    // Few but large fragments: the block's bytes are capped.
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::HEADERS, flag::END_STREAM, 1, &[0; 16_000]);
+    for _ in 0..5 {
+        write_frame(&mut b, kind::CONTINUATION, 0, 1, &[0; 16_000]);
+    }
+    c.feed(&b);
+    assert_eq!(goaway_code(&c.out), Some(Code::EnhanceYourCalm));
+    // Another frame inside a header block is a protocol error.
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::HEADERS, flag::END_STREAM, 1, &block("/")[..3]);
+    write_frame(&mut b, kind::PING, 0, 0, &[0; 8]);
+    c.feed(&b);
+    assert_eq!(goaway_code(&c.out), Some(Code::Protocol));
+}
+
+#[test]
+fn an_hpack_bomb_gets_a_431_and_the_connection_goes_on() {
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut blk = block("/");
+    blk.push(0x40);
+    hpack::encode_int(&mut blk, 0, 7, 6);
+    blk.extend_from_slice(b"x-bomb");
+    hpack::encode_int(&mut blk, 0, 7, 4000);
+    blk.extend(std::iter::repeat_n(b'a', 4000));
+    blk.extend(std::iter::repeat_n(0xbe, 5000));
+    let mut b2 = Vec::new();
+    write_frame(&mut b2, kind::HEADERS, flag::END_STREAM, 1, &blk[..5000]);
+    write_frame(
+        &mut b2,
+        kind::CONTINUATION,
+        flag::END_HEADERS,
+        1,
+        &blk[5000..],
+    );
+    fed(&mut c, &b2);
+    assert_eq!(events(&mut c), vec![Event::TooLarge { stream: 1 }]);
+    assert!(!c.is_closed());
+    let mut b = Vec::new();
+    get(&mut b, 3, "/next");
+    fed(&mut c, &b);
+    assert!(matches!(
+        &events(&mut c)[..],
+        [Event::Request { stream: 3, .. }]
+    ));
+}
+
+#[test]
+fn settings_and_ping_floods_run_out_of_budget() {
+    for flood in [
+        kind::SETTINGS,
+        kind::PING,
+        kind::PRIORITY,
+        kind::WINDOW_UPDATE,
+        0x42,
+    ] {
+        let mut c = Conn::new(Settings::default());
+        fed(&mut c, &hello());
+        let mut b = Vec::new();
+        for _ in 0..5000 {
+            match flood {
+                kind::SETTINGS => write_settings(&mut b, &[(setting::HEADER_TABLE_SIZE, 4096)]),
+                kind::PING => write_frame(&mut b, kind::PING, 0, 0, &[7; 8]),
+                kind::PRIORITY => write_frame(&mut b, kind::PRIORITY, 0, 1, &[0, 0, 0, 3, 1]),
+                kind::WINDOW_UPDATE => write_window_update(&mut b, 0, 1),
+                k => write_frame(&mut b, k, 0, 0, b"x"),
+            }
+        }
+        c.feed(&b);
+        assert!(c.is_closed(), "{flood}");
+        assert_eq!(goaway_code(&c.out), Some(Code::EnhanceYourCalm), "{flood}");
+        // What it made us queue is bounded by the budget.
+        assert!(c.out.len() < 1000 * 17 + 200, "{flood}: {}", c.out.len());
+    }
+}
+
+#[test]
+fn streams_past_the_limit_are_refused() {
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    for i in 0..129u32 {
+        get(&mut b, 2 * i + 1, "/");
+    }
+    fed(&mut c, &b);
+    assert_eq!(events(&mut c).len(), 128);
+    let f = frames(&c.out);
+    let (h, p) = f.last().unwrap();
+    assert_eq!((h.kind, h.stream), (kind::RST_STREAM, 257));
+    assert_eq!(
+        Code::from_u32(u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
+        Code::RefusedStream
+    );
+    // Keeping on opening streams past the limit ends in GOAWAY.
+    let mut b = Vec::new();
+    for i in 129..1000u32 {
+        get(&mut b, 2 * i + 1, "/");
+    }
+    c.feed(&b);
+    assert_eq!(goaway_code(&c.out), Some(Code::EnhanceYourCalm));
+}
+
+#[test]
+fn data_on_a_closed_stream_still_credits_the_connection_window() {
+    let s = Settings::default();
+    let mut c = Conn::new(s);
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block("/"));
+    write_rst(&mut b, 1, Code::Cancel);
+    fed(&mut c, &b);
+    c.out.clear();
+    // Twice the connection window, all on the reset stream.
+    let chunk = vec![0u8; 16_384];
+    let mut total = 0u64;
+    while total < 2 * s.connection_window as u64 {
+        let mut b = Vec::new();
+        write_frame(&mut b, kind::DATA, 0, 1, &chunk);
+        fed(&mut c, &b);
+        total += chunk.len() as u64;
+    }
+    assert!(!c.is_closed(), "{:?}", c.error());
+    let credited: u64 = frames(&c.out)
+        .iter()
+        .filter(|(h, _)| h.kind == kind::WINDOW_UPDATE && h.stream == 0)
+        .map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64)
+        .sum();
+    assert!(credited >= total - s.connection_window as u64, "{credited}");
+    // DATA beyond the window is a flow-control error.
+    let mut c = Conn::new(Settings {
+        connection_window: 65_535,
+        initial_window: 1 << 20,
+        ..s
+    });
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block("/"));
+    for _ in 0..5 {
+        write_frame(&mut b, kind::DATA, flag::PADDED, 1, &[255; 16_384]);
+    }
+    c.feed(&b);
+    assert!(!c.is_closed());
+}
+
+#[test]
+fn protocol_errors_end_the_connection() {
+    let cases: Vec<(Vec<u8>, Code)> = vec![
+        (b"GET / HTTP/1.1\r\n\r\n".to_vec(), Code::Protocol),
+        (
+            {
+                let mut b = PREFACE_BYTES.to_vec();
+                write_frame(&mut b, kind::PING, 0, 0, &[0; 8]);
+                b
+            },
+            Code::Protocol,
+        ),
+        (
+            {
+                let mut b = hello();
+                get(&mut b, 2, "/");
+                b
+            },
+            Code::Protocol,
+        ),
+        (
+            {
+                let mut b = hello();
+                get(&mut b, 5, "/");
+                get(&mut b, 3, "/");
+                b
+            },
+            Code::Protocol,
+        ),
+        (
+            {
+                // Stream 1 was reset by the client: HEADERS on it again is STREAM_CLOSED.
+                let mut b = hello();
+                write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block("/"));
+                write_rst(&mut b, 1, Code::Cancel);
+                get(&mut b, 1, "/");
+                b
+            },
+            Code::StreamClosed,
+        ),
+        (
+            {
+                let mut b = hello();
+                write_frame(&mut b, kind::DATA, 0, 0, b"x");
+                b
+            },
+            Code::Protocol,
+        ),
+        (
+            {
+                let mut b = hello();
+                write_frame(&mut b, kind::DATA, 0, 9, b"x");
+                b
+            },
+            Code::Protocol,
+        ),
+        (
+            {
+                let mut b = hello();
+                write_frame(
+                    &mut b,
+                    kind::HEADERS,
+                    flag::END_HEADERS,
+                    1,
+                    &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+                );
+                b
+            },
+            Code::Compression,
+        ),
+        (
+            {
+                let mut b = hello();
+                write_frame(&mut b, kind::DATA, 0, 1, &vec![0; 20_000]);
+                b
+            },
+            Code::FrameSize,
+        ),
+        (
+            {
+                let mut b = hello();
+                write_settings(&mut b, &[(setting::MAX_FRAME_SIZE, 100)]);
+                b
+            },
+            Code::Protocol,
+        ),
+        (
+            {
+                let mut b = hello();
+                write_frame(
+                    &mut b,
+                    kind::PUSH_PROMISE,
+                    flag::END_HEADERS,
+                    1,
+                    &[0, 0, 0, 2],
+                );
+                b
+            },
+            Code::Protocol,
+        ),
+    ];
+    for (bytes, code) in cases {
+        let mut c = Conn::new(Settings::default());
+        c.feed(&bytes);
+        assert!(c.is_closed(), "{bytes:?}");
+        assert_eq!(goaway_code(&c.out), Some(code), "{bytes:?}");
+    }
+}
+
+#[test]
+fn a_malformed_request_resets_its_stream_only() {
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut blk = block("/");
+    blk.push(0);
+    hpack::encode_int(&mut blk, 0, 7, 10);
+    blk.extend_from_slice(b"connection");
+    hpack::encode_int(&mut blk, 0, 7, 5);
+    blk.extend_from_slice(b"close");
+    let mut b = Vec::new();
+    write_frame(
+        &mut b,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &blk,
+    );
+    get(&mut b, 3, "/ok");
+    fed(&mut c, &b);
+    assert!(matches!(
+        &events(&mut c)[..],
+        [Event::Request { stream: 3, .. }]
+    ));
+    assert!(
+        frames(&c.out)
+            .iter()
+            .any(|(h, _)| h.kind == kind::RST_STREAM && h.stream == 1)
+    );
+}
+
+#[test]
+fn go_away_lets_open_streams_finish() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    get(&mut b, 1, "/");
+    fed(&mut c, &b);
+    events(&mut c);
+    c.go_away();
+    assert!(!c.is_closed());
+    // A stream opened after the GOAWAY is ignored.
+    let mut b = Vec::new();
+    get(&mut b, 3, "/");
+    fed(&mut c, &b);
+    assert!(events(&mut c).is_empty());
+    c.send_headers(1, 200, &[], false);
+    c.send_data(1, 1, true, |b| {
+        b[0] = b'x';
+        1
+    });
+    assert!(c.is_closed());
+    assert_eq!(goaway_code(&c.out), Some(Code::NoError));
+    assert_eq!(c.error(), None);
+}
+
+#[test]
+fn a_short_fill_and_a_reset_never_send_more_than_was_read() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    get(&mut b, 1, "/");
+    fed(&mut c, &b);
+    events(&mut c);
+    c.send_headers(1, 200, &[("content-length", "10")], false);
+    c.out.clear();
+    let n = c.send_data(1, 10, true, |b| {
+        b[..4].copy_from_slice(b"abcd");
+        4
+    });
+    assert_eq!(n, 4);
+    c.reset(1);
+    let f = frames(&c.out);
+    assert_eq!(
+        (f[0].0.kind, f[0].0.flags, &f[0].1[..]),
+        (kind::DATA, 0, &b"abcd"[..])
+    );
+    assert_eq!(f[1].0.kind, kind::RST_STREAM);
+    assert!(matches!(&events(&mut c)[..], [Event::Reset { stream: 1 }]));
+}
+
+mod random {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Arbitrary frames after a valid start: never a panic, every byte
+        /// accounted for, output always whole frames.
+        #[test]
+        fn arbitrary_frames_never_panic(
+            frames in proptest::collection::vec(
+                (0u8..12, any::<u8>(), 0u32..8, proptest::collection::vec(any::<u8>(), 0..64)),
+                0..40,
+            )
+        ) {
+            let mut c = Conn::new(Settings::default());
+            let mut b = hello();
+            for (k, f, s, p) in &frames {
+                write_frame(&mut b, *k, *f, *s, p);
+            }
+            prop_assert_eq!(c.feed(&b), b.len());
+            while let Some(ev) = c.poll_event() {
+                if let Event::Request { stream, .. } = ev {
+                    c.send_headers(stream, 200, &[], false);
+                    c.send_data(stream, 1, true, |d| { d.fill(b'x'); d.len() });
+                }
+            }
+            let _ = super::frames(&c.out);
+        }
+    }
+}
+
+#[test]
+fn trailers_with_a_pseudo_field_reset_the_stream() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block("/"));
+    write_frame(
+        &mut b,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block("/"),
+    );
+    fed(&mut c, &b);
+    assert!(!c.is_closed());
+    let rst = frames(&c.out)
+        .into_iter()
+        .find(|(h, _)| h.kind == kind::RST_STREAM && h.stream == 1)
+        .expect("RST_STREAM");
+    assert_eq!(
+        Code::from_u32(u32::from_be_bytes(rst.1[..4].try_into().unwrap())),
+        Code::Protocol
+    );
+}
+
+#[test]
+fn headers_on_a_half_closed_stream_are_one_stream_closed_reset() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    get(&mut b, 1, "/");
+    get(&mut b, 1, "/");
+    fed(&mut c, &b);
+    assert!(!c.is_closed());
+    let rsts: Vec<_> = frames(&c.out)
+        .into_iter()
+        .filter(|(h, _)| h.kind == kind::RST_STREAM)
+        .map(|(h, p)| {
+            (
+                h.stream,
+                Code::from_u32(u32::from_be_bytes(p[..4].try_into().unwrap())),
+            )
+        })
+        .collect();
+    assert_eq!(rsts, vec![(1, Code::StreamClosed)]);
+}

@@ -1,0 +1,547 @@
+//! HPACK (RFC 7541), our own: a decoder with both bounds an HTTP/2 server needs
+//! (the dynamic table, and the decoded header list) and a Huffman decoder fed 4
+//! bits at a time, and a stateless encoder (static-table names, literals never
+//! indexed: nothing of a response lingers in a table).
+//!
+//! `loona-hpack` was tried first: it bounds both, but builds a hash map of the
+//! whole Huffman code for every string it decodes (70% of the server's CPU for
+//! 1 KiB requests over h2c).
+
+use std::collections::VecDeque;
+use std::sync::LazyLock;
+
+use crate::hpack_tables::{HUFFMAN, STATIC};
+
+/// A header block could not be decoded: the connection's HPACK state is lost
+/// (COMPRESSION_ERROR).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompressionError(pub &'static str);
+
+/// A decoded header list: `(name, value)` pairs in order, or `too_large` when the
+/// list went past its bound (the block was still decoded to the end, so the table
+/// stays in step).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// The fields, up to the bound.
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The list went past the bound: the fields are incomplete.
+    pub too_large: bool,
+}
+
+/// A dynamic table entry: name and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
+/// A decoder whose dynamic table is at most `table` bytes and whose decoded lists
+/// are at most `max_list` bytes (RFC 7541 §4.1 sizes: name + value + 32 per field).
+#[derive(Debug)]
+pub struct Decoder {
+    /// Newest first.
+    dynamic: VecDeque<Entry>,
+    /// Bytes the dynamic table holds (RFC 7541 §4.1).
+    size: usize,
+    /// Its current maximum (set by the peer's size updates).
+    max: usize,
+    /// The largest maximum the peer may set (our SETTINGS_HEADER_TABLE_SIZE).
+    allowed: usize,
+    max_list: usize,
+}
+
+const ERR_INT: CompressionError = CompressionError("integer too large or cut short");
+const ERR_STR: CompressionError = CompressionError("string cut short");
+const ERR_IDX: CompressionError = CompressionError("index out of the table");
+
+/// Reads an integer with an `n`-bit prefix at `*pos` (at most 2^28).
+fn int(b: &[u8], pos: &mut usize, n: u8) -> Result<usize, CompressionError> {
+    let max = (1usize << n) - 1;
+    let mut v = (*b.get(*pos).ok_or(ERR_INT)? as usize) & max;
+    *pos += 1;
+    if v < max {
+        return Ok(v);
+    }
+    let mut shift = 0;
+    loop {
+        let byte = *b.get(*pos).ok_or(ERR_INT)?;
+        *pos += 1;
+        v += ((byte & 0x7f) as usize) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+        shift += 7;
+        if shift > 21 {
+            return Err(ERR_INT);
+        }
+    }
+}
+
+/// Reads a string literal at `*pos` (Huffman-decoded if flagged).
+fn string(b: &[u8], pos: &mut usize) -> Result<Vec<u8>, CompressionError> {
+    let huffman = b.get(*pos).ok_or(ERR_STR)? & 0x80 != 0;
+    let len = int(b, pos, 7)?;
+    let raw = b.get(*pos..pos.saturating_add(len)).ok_or(ERR_STR)?;
+    *pos += len;
+    if huffman {
+        huffman_decode(raw)
+    } else {
+        Ok(raw.to_vec())
+    }
+}
+
+/// Nibble-table entry flags.
+const EMIT: u8 = 1;
+const FAIL: u8 = 2;
+const ACCEPT: u8 = 4;
+
+/// The Huffman decoder as a state machine fed 4 bits at a time (as nghttp2's):
+/// states are the code tree's inner nodes; an entry is (next state, flags,
+/// symbol). At most one symbol ends within 4 bits (the shortest code has 5).
+static NIBBLES: LazyLock<Vec<(u8, u8, u8)>> = LazyLock::new(|| {
+    // The code tree: children are inner nodes, or leaves (symbol | LEAF).
+    const LEAF: u32 = 1 << 16;
+    let mut nodes: Vec<[u32; 2]> = vec![[0, 0]];
+    let mut ones: Vec<u8> = vec![0]; // depth if the path is all ones, else 0xff
+    for (sym, &(code, len)) in HUFFMAN.iter().enumerate() {
+        let mut cur = 0usize;
+        for i in (0..len).rev() {
+            let bit = ((code >> i) & 1) as usize;
+            if i == 0 {
+                nodes[cur][bit] = LEAF | sym as u32;
+            } else {
+                if nodes[cur][bit] == 0 {
+                    nodes.push([0, 0]);
+                    let d = if bit == 1 && ones[cur] != 0xff {
+                        ones[cur] + 1
+                    } else {
+                        0xff
+                    };
+                    ones.push(d);
+                    nodes[cur][bit] = (nodes.len() - 1) as u32;
+                }
+                cur = nodes[cur][bit] as usize;
+            }
+        }
+    }
+    debug_assert_eq!(nodes.len(), 256);
+    let mut t = Vec::with_capacity(nodes.len() * 16);
+    for state in 0..nodes.len() {
+        for nib in 0..16u32 {
+            let (mut cur, mut flags, mut sym) = (state, 0u8, 0u8);
+            for i in (0..4).rev() {
+                let child = nodes[cur][((nib >> i) & 1) as usize];
+                if child & LEAF != 0 {
+                    let s = child & !LEAF;
+                    if s == 256 {
+                        flags |= FAIL;
+                    }
+                    flags |= EMIT;
+                    sym = s as u8;
+                    cur = 0;
+                } else {
+                    cur = child as usize;
+                }
+            }
+            // A block may end here: on a symbol boundary, or within at most 7
+            // bits of padding that are all ones (a prefix of EOS).
+            if cur == 0 || ones[cur] <= 7 {
+                flags |= ACCEPT;
+            }
+            t.push((cur as u8, flags, sym));
+        }
+    }
+    t
+});
+
+/// Decodes a Huffman-coded string (RFC 7541 §5.2): EOS, or padding that is
+/// longer than 7 bits or not all ones, is an error.
+pub fn huffman_decode(raw: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    let t = &*NIBBLES;
+    let mut out = Vec::with_capacity(raw.len() * 8 / 5 + 1);
+    let mut state = 0usize;
+    let mut accept = true;
+    for &b in raw {
+        for nib in [b >> 4, b & 0xf] {
+            let (next, flags, sym) = t[state * 16 + nib as usize];
+            if flags & FAIL != 0 {
+                return Err(CompressionError("EOS in a Huffman string"));
+            }
+            if flags & EMIT != 0 {
+                out.push(sym);
+            }
+            state = next as usize;
+            accept = flags & ACCEPT != 0;
+        }
+    }
+    if !accept {
+        return Err(CompressionError("invalid Huffman padding"));
+    }
+    Ok(out)
+}
+
+impl Decoder {
+    /// A decoder for a table of at most `table` bytes (what we advertise in
+    /// SETTINGS_HEADER_TABLE_SIZE, 4096 by default) and lists of at most `max_list`.
+    pub fn new(table: usize, max_list: usize) -> Decoder {
+        Decoder {
+            dynamic: VecDeque::new(),
+            size: 0,
+            max: table,
+            allowed: table,
+            max_list,
+        }
+    }
+
+    /// Bytes the dynamic table holds.
+    pub fn table_size(&self) -> usize {
+        self.size
+    }
+
+    fn get(&self, idx: usize) -> Result<(&[u8], &[u8]), CompressionError> {
+        match idx {
+            0 => Err(ERR_IDX),
+            1..=61 => {
+                let (n, v) = STATIC[idx - 1];
+                Ok((n.as_bytes(), v.as_bytes()))
+            }
+            _ => self
+                .dynamic
+                .get(idx - 62)
+                .map(|(n, v)| (&n[..], &v[..]))
+                .ok_or(ERR_IDX),
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.size > self.max {
+            let Some((n, v)) = self.dynamic.pop_back() else {
+                break;
+            };
+            self.size -= n.len() + v.len() + 32;
+        }
+    }
+
+    fn insert(&mut self, n: &[u8], v: &[u8]) {
+        let s = n.len() + v.len() + 32;
+        if s > self.max {
+            // Larger than the table: it empties (RFC 7541 §4.4).
+            self.dynamic.clear();
+            self.size = 0;
+            return;
+        }
+        self.size += s;
+        self.evict();
+        self.dynamic.push_front((n.into(), v.into()));
+    }
+
+    /// Decodes one whole header block.
+    pub fn decode(&mut self, block: &[u8]) -> Result<Decoded, CompressionError> {
+        let mut d = Decoded::default();
+        let mut list = 0usize;
+        let mut pos = 0;
+        let mut at_start = true;
+        while pos < block.len() {
+            let b = block[pos];
+            let (name, value, index) = if b & 0x80 != 0 {
+                let idx = int(block, &mut pos, 7)?;
+                let (n, v) = self.get(idx)?;
+                (n.to_vec(), v.to_vec(), false)
+            } else if b & 0xe0 == 0x20 {
+                // Dynamic table size update: only before the first field.
+                if !at_start {
+                    return Err(CompressionError("table size update after a field"));
+                }
+                let max = int(block, &mut pos, 5)?;
+                if max > self.allowed {
+                    return Err(CompressionError("table size above the limit"));
+                }
+                self.max = max;
+                self.evict();
+                continue;
+            } else {
+                let (prefix, index) = if b & 0xc0 == 0x40 {
+                    (6, true)
+                } else {
+                    (4, false)
+                };
+                let idx = int(block, &mut pos, prefix)?;
+                let name = match idx {
+                    0 => string(block, &mut pos)?,
+                    i => self.get(i)?.0.to_vec(),
+                };
+                (name, string(block, &mut pos)?, index)
+            };
+            at_start = false;
+            if index {
+                self.insert(&name, &value);
+            }
+            if d.too_large {
+                continue;
+            }
+            list = list.saturating_add(name.len() + value.len() + 32);
+            if list > self.max_list {
+                d.too_large = true;
+                d.fields = Vec::new();
+                continue;
+            }
+            d.fields.push((name, value));
+        }
+        Ok(d)
+    }
+}
+
+/// Static-table indices of the names a response uses (RFC 7541 Appendix A).
+fn static_name(name: &str) -> Option<usize> {
+    Some(match name {
+        "accept-ranges" => 18,
+        "access-control-allow-origin" => 20,
+        "age" => 21,
+        "allow" => 22,
+        "cache-control" => 24,
+        "content-disposition" => 25,
+        "content-encoding" => 26,
+        "content-language" => 27,
+        "content-length" => 28,
+        "content-location" => 29,
+        "content-range" => 30,
+        "content-type" => 31,
+        "date" => 33,
+        "etag" => 34,
+        "expires" => 36,
+        "last-modified" => 44,
+        "link" => 45,
+        "location" => 46,
+        "refresh" => 52,
+        "retry-after" => 53,
+        "server" => 54,
+        "set-cookie" => 55,
+        "strict-transport-security" => 56,
+        "vary" => 59,
+        "www-authenticate" => 61,
+        _ => return None,
+    })
+}
+
+/// Appends integer `v` with an `n`-bit prefix whose high bits are `first`.
+pub fn encode_int(out: &mut Vec<u8>, first: u8, n: u8, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
+    encode_int(out, 0, 7, s.len());
+    out.extend_from_slice(s);
+}
+
+/// Appends the encoding of a response's `:status` and `fields` (names lower case)
+/// to `out`: stateless, nothing indexed.
+pub fn encode_response(out: &mut Vec<u8>, status: u16, fields: &[(&str, &str)]) {
+    let idx = match status {
+        200 => 8,
+        204 => 9,
+        206 => 10,
+        304 => 11,
+        400 => 12,
+        404 => 13,
+        500 => 14,
+        _ => 0,
+    };
+    if idx != 0 {
+        out.push(0x80 | idx);
+    } else {
+        // Literal without indexing, name `:status` (index 8).
+        encode_int(out, 0x00, 4, 8);
+        encode_str(out, status.to_string().as_bytes());
+    }
+    for (n, v) in fields {
+        match static_name(n) {
+            Some(i) => encode_int(out, 0x00, 4, i),
+            None => {
+                out.push(0x00);
+                encode_str(out, n.as_bytes());
+            }
+        }
+        encode_str(out, v.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_we_encode_decodes() {
+        let mut out = Vec::new();
+        encode_response(
+            &mut out,
+            206,
+            &[
+                ("content-range", "bytes 0-1/2"),
+                ("x-long-name", &"v".repeat(300)),
+            ],
+        );
+        let mut d = Decoder::new(4096, 65536);
+        let got = d.decode(&out).unwrap();
+        assert_eq!(got.fields[0], (b":status".to_vec(), b"206".to_vec()));
+        assert_eq!(
+            got.fields[1],
+            (b"content-range".to_vec(), b"bytes 0-1/2".to_vec())
+        );
+        assert_eq!(got.fields[2].1.len(), 300);
+        out.clear();
+        encode_response(&mut out, 401, &[("www-authenticate", "Basic")]);
+        let got = d.decode(&out).unwrap();
+        assert_eq!(got.fields[0].1, b"401");
+        assert_eq!(got.fields[1].0, b"www-authenticate");
+    }
+
+    #[test]
+    fn rfc7541_c4_requests_with_huffman_decode() {
+        // C.4.1 .. C.4.3: three requests with Huffman coding sharing one table.
+        let mut d = Decoder::new(4096, 65536);
+        let b1 = [
+            0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab,
+            0x90, 0xf4, 0xff,
+        ];
+        let got = d.decode(&b1).unwrap();
+        assert_eq!(
+            got.fields[3],
+            (b":authority".to_vec(), b"www.example.com".to_vec())
+        );
+        let b2 = [
+            0x82, 0x86, 0x84, 0xbe, 0x58, 0x86, 0xa8, 0xeb, 0x10, 0x64, 0x9c, 0xbf,
+        ];
+        let got = d.decode(&b2).unwrap();
+        assert_eq!(got.fields[3].1, b"www.example.com");
+        assert_eq!(
+            got.fields[4],
+            (b"cache-control".to_vec(), b"no-cache".to_vec())
+        );
+    }
+
+    #[test]
+    fn an_hpack_bomb_is_bounded() {
+        // One 4000-byte entry added to the table, then referenced 1000 times by one
+        // byte each: 4 MB decoded from 5 KB. The list stops at its bound; the table
+        // never grows past 4096.
+        let mut d = Decoder::new(4096, 16 * 1024);
+        let mut block = Vec::new();
+        block.push(0x40); // literal with incremental indexing, new name
+        encode_str(&mut block, b"x-bomb");
+        encode_str(&mut block, &[b'a'; 4000]);
+        block.extend(std::iter::repeat_n(0xbe, 1000)); // index 62
+        let got = d.decode(&block).unwrap();
+        assert!(got.too_large);
+        assert!(got.fields.is_empty());
+        // A table size update above what we allow is an error, not an allocation.
+        let mut big = Vec::new();
+        encode_int(&mut big, 0x20, 5, 1 << 30);
+        big.push(0x82);
+        assert!(d.decode(&big).is_err());
+    }
+
+    /// Huffman-encodes `s` (for the tests: we never send Huffman).
+    fn huffman_encode(s: &[u8]) -> Vec<u8> {
+        let (mut acc, mut bits, mut out) = (0u64, 0u32, Vec::new());
+        for &c in s {
+            let (code, len) = crate::hpack_tables::HUFFMAN[c as usize];
+            acc = (acc << len) | code as u64;
+            bits += len as u32;
+            while bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        if bits > 0 {
+            out.push(((acc << (8 - bits)) | (0xff >> bits)) as u8);
+        }
+        out
+    }
+
+    #[test]
+    fn huffman_round_trips_every_byte_and_refuses_bad_padding() {
+        let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        assert_eq!(huffman_decode(&huffman_encode(&all)).unwrap(), all);
+        for n in 0..40 {
+            let s: Vec<u8> = (0..n).map(|i| b"aZ09/-_.~%\x00\xff"[i % 12]).collect();
+            assert_eq!(huffman_decode(&huffman_encode(&s)).unwrap(), s);
+        }
+        // "a" is 00011 (5 bits): 3 bits of ones pad it.
+        assert_eq!(huffman_decode(&[0b0001_1111]).unwrap(), b"a");
+        // Padding that is not all ones.
+        assert!(huffman_decode(&[0b0001_1101]).is_err());
+        // A whole byte of padding (more than 7 bits).
+        assert!(huffman_decode(&[0b0001_1111, 0xff]).is_err());
+        // EOS (30 ones) inside the string.
+        assert!(huffman_decode(&[0xff, 0xff, 0xff, 0xff]).is_err());
+        assert_eq!(huffman_decode(&[]).unwrap(), b"");
+    }
+
+    #[test]
+    fn rfc7541_c6_responses_evict_from_a_256_byte_table() {
+        // C.6.1 .. C.6.3 (Huffman), with SETTINGS_HEADER_TABLE_SIZE 256.
+        let hex = |s: &str| -> Vec<u8> {
+            let s: String = s.split_whitespace().collect();
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        let mut d = Decoder::new(256, 65536);
+        let b1 = hex(
+            "4882 6402 5885 aec3 771a 4b61 96d0 7abe 9410 54d4 44a8 2005 9504 0b81 66e0 82a6 2d1b ff6e 919d 29ad 1718 63c7 8f0b 97c8 e9ae 82ae 43d3",
+        );
+        let got = d.decode(&b1).unwrap().fields;
+        assert_eq!(got[0], (b":status".to_vec(), b"302".to_vec()));
+        assert_eq!(
+            got[3],
+            (b"location".to_vec(), b"https://www.example.com".to_vec())
+        );
+        assert_eq!(d.table_size(), 222);
+        let b2 = hex("4883 640e ffc1 c0bf");
+        let got = d.decode(&b2).unwrap().fields;
+        assert_eq!(got[0].1, b"307");
+        assert_eq!(d.table_size(), 222);
+        let b3 = hex(
+            "88c1 6196 d07a be94 1054 d444 a820 0595 040b 8166 e084 a62d 1bff c05a 839b d9ab 77ad 94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f 9587 3160 65c0 03ed 4ee5 b106 3d50 07",
+        );
+        let got = d.decode(&b3).unwrap().fields;
+        assert_eq!(got[0].1, b"200");
+        assert_eq!(got[4].1, b"gzip");
+        assert_eq!(
+            got[5].1,
+            b"foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"
+        );
+        assert_eq!(d.table_size(), 215);
+    }
+
+    #[test]
+    fn a_size_update_only_at_the_start_and_within_the_limit() {
+        let mut d = Decoder::new(4096, 65536);
+        assert!(d.decode(&[0x3f, 0xe1, 0x1f, 0x82]).is_ok()); // 4096, then :method GET
+        assert!(d.decode(&[0x82, 0x20]).is_err());
+        let mut d = Decoder::new(4096, 65536);
+        assert!(d.decode(&[0x3f, 0xe2, 0x1f]).is_err()); // 4097
+    }
+
+    #[test]
+    fn garbage_is_an_error_never_a_panic() {
+        let mut d = Decoder::new(4096, 65536);
+        for b in [
+            &[0xffu8][..],
+            &[0x7f],
+            &[0x00, 0x85],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[0xc0],
+        ] {
+            assert!(d.decode(b).is_err(), "{b:?}");
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! A decoded request header list, checked as RFC 9113 §8.2–8.3 asks, kept owned
+//! (the stream lives across loop turns: a password check may answer later), and
+//! lent to the site as the same [`Request`] the HTTP/1 core parses.
+
+use zcopy_http1::request::{BodyFraming, HttpError, ListenKind, Method, Request, Version};
+
+/// A request's header list, checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// `:method`
+    pub method: String,
+    /// `:path`
+    pub path: String,
+    /// `:authority`
+    pub authority: Option<String>,
+    /// Regular fields, names in lower case, in order.
+    pub fields: Vec<(String, String)>,
+    /// The request has no body (END_STREAM on its HEADERS).
+    pub end_stream: bool,
+    /// content-length, if given.
+    pub content_length: Option<u64>,
+}
+
+/// Why a header list is malformed (answered with RST_STREAM PROTOCOL_ERROR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+fn valid_name(n: &[u8]) -> bool {
+    !n.is_empty()
+        && n.iter().all(|&b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+fn valid_value(v: &[u8]) -> bool {
+    !v.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'))
+        && !v.first().is_some_and(|b| matches!(b, b' ' | b'\t'))
+        && !v.last().is_some_and(|b| matches!(b, b' ' | b'\t'))
+}
+
+impl Head {
+    /// Checks a decoded list: pseudo-fields first, once each, the three a request
+    /// needs; names in lower case; no connection-specific field; values without
+    /// NUL, CR, LF or surrounding white space.
+    pub fn from_fields(list: Vec<(Vec<u8>, Vec<u8>)>, end_stream: bool) -> Result<Head, Malformed> {
+        let mut h = Head {
+            end_stream,
+            ..Head::default()
+        };
+        let (mut method, mut scheme, mut path) = (None, None, None);
+        let mut regular = false;
+        for (n, v) in list {
+            if !valid_value(&v) {
+                return Err(Malformed("invalid field value"));
+            }
+            let v = String::from_utf8(v).map_err(|_| Malformed("field value not UTF-8"))?;
+            if let Some(p) = n.strip_prefix(b":") {
+                if regular {
+                    return Err(Malformed("pseudo-field after a regular field"));
+                }
+                let slot = match p {
+                    b"method" => &mut method,
+                    b"scheme" => &mut scheme,
+                    b"path" => &mut path,
+                    b"authority" => &mut h.authority,
+                    _ => return Err(Malformed("unknown pseudo-field")),
+                };
+                if slot.replace(v).is_some() {
+                    return Err(Malformed("repeated pseudo-field"));
+                }
+                continue;
+            }
+            regular = true;
+            if !valid_name(&n) {
+                return Err(Malformed("invalid field name"));
+            }
+            match &n[..] {
+                b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
+                | b"upgrade" => return Err(Malformed("connection-specific field")),
+                b"te" if v != "trailers" => return Err(Malformed("te other than trailers")),
+                b"content-length" => {
+                    let n = v
+                        .parse::<u64>()
+                        .map_err(|_| Malformed("invalid content-length"))?;
+                    if h.content_length.replace(n).is_some_and(|o| o != n) {
+                        return Err(Malformed("conflicting content-length"));
+                    }
+                }
+                _ => {}
+            }
+            // Names are checked ASCII.
+            let n = String::from_utf8(n).map_err(|_| Malformed("invalid field name"))?;
+            h.fields.push((n, v));
+        }
+        h.method = method.ok_or(Malformed("no :method"))?;
+        if h.method == "CONNECT" {
+            return Err(Malformed("CONNECT is not served"));
+        }
+        if scheme.is_none() {
+            return Err(Malformed("no :scheme"));
+        }
+        h.path = path
+            .filter(|p| !p.is_empty())
+            .ok_or(Malformed("no :path"))?;
+        // Origin-form (or `*` for OPTIONS), visible ASCII only, as HTTP/1's parser
+        // takes a request target; the authority likewise.
+        let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        if !visible(&h.path) || !(h.path.starts_with('/') || h.path == "*" && h.method == "OPTIONS")
+        {
+            return Err(Malformed("invalid :path"));
+        }
+        if h.authority
+            .as_deref()
+            .is_some_and(|a| a.is_empty() || !visible(a))
+        {
+            return Err(Malformed("invalid :authority"));
+        }
+        // Host and :authority must agree (RFC 9113 §8.3.1).
+        if let (Some(a), Some(host)) = (&h.authority, h.field("host"))
+            && a != host
+        {
+            return Err(Malformed(":authority and host differ"));
+        }
+        if end_stream && h.content_length.is_some_and(|n| n > 0) {
+            return Err(Malformed("content-length without a body"));
+        }
+        Ok(h)
+    }
+
+    /// The request line for the access log: `GET /path HTTP/2.0`, every byte that
+    /// is not printable ASCII as `?` (as the HTTP/1 core logs its lines).
+    pub fn line(&self) -> String {
+        format!("{} {} HTTP/2.0", self.method, self.path)
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '?'
+                }
+            })
+            .collect()
+    }
+
+    /// The first value of field `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The request as the site takes it (the fields the HTTP/1 parser reads, with
+    /// its rules: a repeated Range, If-*, or Authorization is a 400). The body is
+    /// never read: a request with one is the caller's to refuse.
+    pub fn request(&self, via: ListenKind) -> Result<Request<'_>, HttpError> {
+        let method = match self.method.as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            _ => Method::Other,
+        };
+        let mut r = Request::new(method, &self.method, &self.path, Version::Http11);
+        r.via = via;
+        r.keep_alive = true;
+        r.body = BodyFraming::None;
+        r.host = self.authority.as_deref().or(self.field("host"));
+        fn once<'a>(
+            slot: &mut Option<&'a str>,
+            v: &'a str,
+            what: &'static str,
+        ) -> Result<(), HttpError> {
+            if slot.replace(v).is_some() {
+                return Err(HttpError {
+                    status: 400,
+                    reason: what,
+                });
+            }
+            Ok(())
+        }
+        for (n, v) in &self.fields {
+            let v = v.as_str();
+            match n.as_str() {
+                "range" => once(&mut r.range, v, "repeated Range")?,
+                "if-range" => once(&mut r.if_range, v, "repeated If-Range")?,
+                "if-none-match" => once(&mut r.if_none_match, v, "repeated If-None-Match")?,
+                "if-match" => once(&mut r.if_match, v, "repeated If-Match")?,
+                "if-modified-since" => {
+                    once(&mut r.if_modified_since, v, "repeated If-Modified-Since")?
+                }
+                "if-unmodified-since" => once(
+                    &mut r.if_unmodified_since,
+                    v,
+                    "repeated If-Unmodified-Since",
+                )?,
+                "authorization" => once(&mut r.authorization, v, "repeated Authorization")?,
+                "user-agent" => r.user_agent = Some(v),
+                "referer" => r.referer = Some(v),
+                "accept" => r.accept = Some(v),
+                "accept-encoding" => {
+                    r.accept_encoding = Some(if r.accept_encoding.is_some() { "" } else { v })
+                }
+                "origin" => r.origin = Some(v),
+                "access-control-request-method" => r.ac_request_method = Some(v),
+                "access-control-request-headers" => r.ac_request_headers = Some(v),
+                _ => {}
+            }
+        }
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(f: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        f.iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":path", "/a%20b?x"),
+        (":authority", "example.com"),
+    ];
+
+    #[test]
+    fn a_request_becomes_the_sites_request() {
+        let mut f = BASE.to_vec();
+        f.extend([
+            ("range", "bytes=0-1"),
+            ("user-agent", "curl"),
+            ("if-none-match", "\"x\""),
+        ]);
+        let h = Head::from_fields(list(&f), true).unwrap();
+        let r = h.request(ListenKind::Https).unwrap();
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(&*r.target, "/a%20b?x");
+        assert_eq!(r.host, Some("example.com"));
+        assert_eq!(r.range, Some("bytes=0-1"));
+        assert_eq!(r.if_none_match, Some("\"x\""));
+        assert_eq!(r.via, ListenKind::Https);
+        assert!(r.keep_alive);
+        assert_eq!(h.line(), "GET /a%20b?x HTTP/2.0");
+        let mut h = Head::from_fields(list(&BASE), true).unwrap();
+        h.method = "G\u{1b}[31mé".into();
+        assert_eq!(h.line(), "G?[31m?? /a%20b?x HTTP/2.0");
+        let mut f = BASE.to_vec();
+        f.extend([("range", "bytes=0-1"), ("range", "bytes=2-3")]);
+        let h = Head::from_fields(list(&f), true).unwrap();
+        assert_eq!(h.request(ListenKind::Http).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn malformed_lists_are_refused() {
+        let bad: &[&[(&str, &str)]] = &[
+            &[(":method", "GET"), (":path", "/")],
+            &[(":method", "GET"), (":scheme", "http")],
+            &[(":method", "GET"), (":scheme", "http"), (":path", "")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":path", "/"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":foo", "x"),
+            ],
+            &[
+                (":method", "GET"),
+                ("a", "b"),
+                (":scheme", "http"),
+                (":path", "/"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("Upper", "x"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("connection", "x"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("te", "gzip"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("a", " x"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("a", "x\ny"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("content-length", "1"),
+            ],
+            &[(":method", "GET"), (":scheme", "http"), (":path", "/a b")],
+            &[(":method", "GET"), (":scheme", "http"), (":path", "a")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/\u{1b}"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "a b"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "a"),
+                ("host", "b"),
+            ],
+        ];
+        for f in bad {
+            assert!(Head::from_fields(list(f), true).is_err(), "{f:?}");
+        }
+        let mut ok = BASE.to_vec();
+        ok.push(("te", "trailers"));
+        assert!(Head::from_fields(list(&ok), true).is_ok());
+    }
+}
