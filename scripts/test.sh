@@ -50,6 +50,36 @@ cargo build -q -p zcopy-cli
 rc=0; "$browser_py" tests/browser/upload.py target/debug/zcopy || rc=$?
 if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then exit "$rc"; fi
 
+# The known HTTP/2 attacks, scripted with the PyPI h2 package (tests/h2attack), against
+# the real server: each must leave a good client answered promptly and memory bounded.
+echo "== HTTP/2 attacks (tests/h2attack) against zcopy serve"
+h2_py=python3
+if ! python3 -c 'import h2' 2>/dev/null; then
+  python3 -m pip install -q --break-system-packages h2 >/dev/null 2>&1 || true
+fi
+if ! python3 -c 'import h2' 2>/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-h2 >/dev/null 2>&1 || true
+  /usr/bin/python3 -c 'import h2' 2>/dev/null && h2_py=/usr/bin/python3
+fi
+if "$h2_py" -c 'import h2' 2>/dev/null; then
+  h2dir=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-h2attack.XXXXXX")
+  mkdir "$h2dir/www"
+  printf 'hello\n' > "$h2dir/www/index.html"
+  truncate -s 64M "$h2dir/www/big.bin"
+  target/debug/zcopy -q serve "$h2dir/www" --listen 127.0.0.1:0 --workers 1 > "$h2dir/out" 2>&1 &
+  h2pid=$!
+  for _ in $(seq 100); do grep -q '^http://' "$h2dir/out" && break; sleep 0.1; done
+  h2port=$(sed -n 's|^http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$h2dir/out" | head -1)
+  rc=0; timeout 300 "$h2_py" tests/h2attack/run.py --host 127.0.0.1 --port "$h2port" --pid "$h2pid" || rc=$?
+  kill "$h2pid" 2>/dev/null || true
+  rm -rf "$h2dir"
+  [ "$rc" = 0 ] || exit "$rc"
+elif [ "${CI:-}" = true ]; then
+  echo "CI=true but the PyPI h2 package could not be installed" >&2; exit 1
+else
+  echo "skipped: the PyPI h2 package is not installed (pip install h2)"
+fi
+
 # The library's examples check their own output byte for byte.
 for ex in copy_file serve_file recv_splice tee_fanout; do
   echo "== example $ex"
