@@ -468,6 +468,19 @@ impl FileSend {
         Progress::Failed(TransferError::Io { engine, source })
     }
 
+    /// Sends a non-empty `prefix` (the head bytes before the file's) on its own and
+    /// answers `None`: the engine goes on when it is sent. An empty one comes back.
+    fn send_prefix(&mut self, ring: &mut EventRing, prefix: Vec<u8>) -> Option<Vec<u8>> {
+        if prefix.is_empty() {
+            return Some(prefix);
+        }
+        let job = self.job.as_ref().expect("a job");
+        ring.send(job.token, job.sock.clone(), prefix, 0, true);
+        self.run_stats().syscalls += 1;
+        self.flight = Flight::Prefix;
+        None
+    }
+
     /// `splice`: the prefix first on its own, then a linked pair (or the drain of
     /// what the pipe holds).
     fn splice(
@@ -477,13 +490,9 @@ impl FileSend {
         prefix: Vec<u8>,
         allowed: u64,
     ) -> io::Result<Progress> {
-        let job = self.job.as_ref().expect("a job");
-        if !prefix.is_empty() {
-            ring.send(job.token, job.sock.clone(), prefix, 0, true);
-            self.run_stats().syscalls += 1;
-            self.flight = Flight::Prefix;
+        let Some(prefix) = self.send_prefix(ring, prefix) else {
             return Ok(Progress::Pending);
-        }
+        };
         pool.give(prefix);
         if self.pipe.is_none() {
             let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
@@ -515,14 +524,11 @@ impl FileSend {
         prefix: Vec<u8>,
         allowed: u64,
     ) -> io::Result<Progress> {
-        let job = self.job.as_ref().expect("a job");
-        if !prefix.is_empty() {
-            ring.send(job.token, job.sock.clone(), prefix, 0, true);
-            self.run_stats().syscalls += 1;
-            self.flight = Flight::Prefix;
+        let Some(prefix) = self.send_prefix(ring, prefix) else {
             return Ok(Progress::Pending);
-        }
+        };
         pool.give(prefix);
+        let job = self.job.as_ref().expect("a job");
         let want = job.len.min(allowed).min(SENDFILE_MAX as u64) as usize;
         let mut off = job.offset;
         let r = rustix::fs::sendfile(&job.sock, &*job.file, Some(&mut off), want);
