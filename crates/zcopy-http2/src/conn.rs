@@ -754,7 +754,7 @@ impl Conn {
     /// One DATA frame of at most `len` bytes (at most [`Conn::capacity`]) on
     /// stream `id`: `fill` writes the payload into the slice it is given and says
     /// how many bytes it wrote; `end`: the body ends with these bytes, if `fill`
-    /// wrote all `len`. Returns the bytes sent.
+    /// wrote all `len` and the window let them all go. Returns the bytes sent.
     pub fn send_data(
         &mut self,
         id: u32,
@@ -762,6 +762,7 @@ impl Conn {
         end: bool,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> usize {
+        let asked = len;
         let len = len.min(self.capacity(id));
         if len == 0 && !(end && self.stream(id).is_some_and(|s| s.sending_body)) {
             return 0;
@@ -770,7 +771,9 @@ impl Conn {
         self.out.resize(at + HEADER_LEN + len, 0);
         let n = fill(&mut self.out[at + HEADER_LEN..]).min(len);
         self.out.truncate(at + HEADER_LEN + n);
-        let end = end && n == len;
+        // The stream ends only with every byte the caller asked to send: not when
+        // its source gave less, nor when the window cut the frame short.
+        let end = end && n == asked;
         let h = Header {
             len: n as u32,
             kind: kind::DATA,

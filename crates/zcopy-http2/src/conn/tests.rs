@@ -163,6 +163,25 @@ fn the_peers_windows_and_frame_size_are_respected() {
     assert_eq!(goaway_code(&c.out), Some(Code::FlowControl));
 }
 
+/// A last frame the window cuts short does not end the stream: END_STREAM goes only
+/// with every byte the caller asked to send.
+#[test]
+fn a_last_frame_cut_by_the_window_does_not_end_the_stream() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = PREFACE_BYTES.to_vec();
+    write_settings(&mut b, &[(setting::INITIAL_WINDOW_SIZE, 100)]);
+    get(&mut b, 1, "/");
+    fed(&mut c, &b);
+    events(&mut c);
+    c.send_headers(1, 200, &[], false);
+    let at = c.out.len();
+    assert_eq!(c.send_data(1, 1000, true, |b| b.len()), 100);
+    let sent = frames(&c.out[at..]);
+    let (h, payload) = sent.last().expect("a DATA frame");
+    assert_eq!((h.kind, payload.len()), (kind::DATA, 100));
+    assert_eq!(h.flags & flag::END_STREAM, 0, "the body is not over");
+}
+
 #[test]
 fn rapid_reset_runs_out_of_budget() {
     let s = Settings::default();
