@@ -58,15 +58,6 @@ fn serve_on(
     (TestServer::adopt(addr, server.spawn().unwrap()), stats)
 }
 
-/// Unmounts (lazily: the server may still hold a file open) when dropped.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// An erofs image of `src` mounted read-only from a file, or why not.
 fn erofs(src: &Path, at: &Path, img: &Path) -> Result<Mounted, String> {
     if rustix::process::geteuid().as_raw() != 0 {

@@ -500,23 +500,9 @@ fn a_full_disk_gives_507_and_leaves_no_file() {
     }
     let fx = Fixture::new();
     let small = fx.root().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: can't mount a tmpfs here");
+    let Some(_mounted) = small_tmpfs(&small) else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Unmount(small.clone());
+    };
     for io in DRIVERS {
         let srv = TestServer::start(&fx.root(), uploads(io));
         let r = put(&srv, "/small/big.bin", &[], &pattern(0, 3 << 20));

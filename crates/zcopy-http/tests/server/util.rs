@@ -342,3 +342,32 @@ pub fn with_veth_as_remote<T>(f: impl FnOnce() -> T) -> T {
     zcopy::peer::set_test_veth_is_remote(true);
     f()
 }
+
+/// A file system mounted for a test, unmounted (lazily: a server may still hold a
+/// file of it open) when dropped.
+pub struct Mounted(pub PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A 1 MiB tmpfs mounted on the directory `at` (made here), or `None` after
+/// saying "skipped" when it can't be mounted.
+pub fn small_tmpfs(at: &Path) -> Option<Mounted> {
+    std::fs::create_dir(at).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: can't mount a tmpfs here");
+        return None;
+    }
+    Some(Mounted(at.to_path_buf()))
+}

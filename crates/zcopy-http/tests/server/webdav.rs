@@ -1153,23 +1153,9 @@ fn move_across_file_systems_copies_then_removes() {
     fx.file("d/x/y.txt", b"y");
     write_pattern(&fx.root().join("big.bin"), 2 << 20);
     let mnt = fx.root().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: can't mount a tmpfs here");
+    let Some(_mounted) = small_tmpfs(&mnt) else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Unmount(mnt.clone());
+    };
     let srv = TestServer::start(&fx.root(), webdav(io_driver()));
     assert_eq!(
         dav(&srv, "MOVE", "/a.txt", &[("Destination", "/mnt/a.txt")], "").status,
