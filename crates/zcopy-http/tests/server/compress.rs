@@ -69,6 +69,52 @@ fn start(fx: &Fixture, tweak: impl FnOnce(&mut Config)) -> TestServer {
     TestServer::start(&fx.root(), tweak)
 }
 
+/// A compressed variant (`coding`, as `variant` was answered) has its own validators
+/// and ranges: 304 on its ETag (with `Vary`), 200 on the identity's, and a range is a
+/// range of the variant's bytes.
+fn variant_validators_and_ranges(
+    srv: &TestServer,
+    path: &str,
+    coding: &str,
+    variant: &RawResponse,
+    identity_etag: &str,
+) {
+    let etag = variant.header("etag").unwrap();
+    let nm = request(
+        srv,
+        "GET",
+        path,
+        &[("Accept-Encoding", coding), ("If-None-Match", etag)],
+    );
+    assert_eq!(nm.status, 304);
+    assert_eq!(nm.header("etag"), Some(etag));
+    assert_eq!(nm.header("vary"), Some("Accept-Encoding"));
+    let other = request(
+        srv,
+        "GET",
+        path,
+        &[
+            ("Accept-Encoding", coding),
+            ("If-None-Match", identity_etag),
+        ],
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("content-encoding"), Some(coding));
+    let r = request(
+        srv,
+        "GET",
+        path,
+        &[("Accept-Encoding", coding), ("Range", "bytes=10-99")],
+    );
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-encoding"), Some(coding));
+    assert_eq!(
+        r.header("content-range"),
+        Some(&*format!("bytes 10-99/{}", variant.body.len()))
+    );
+    assert!(r.body == variant.body[10..100]);
+}
+
 #[test]
 fn the_gzip_variant_is_the_file_with_its_own_etag_304_and_ranges() {
     let fx = Fixture::new();
@@ -110,41 +156,7 @@ fn the_gzip_variant_is_the_file_with_its_own_etag_304_and_ranges() {
     assert_ne!(Some(&*etag), plain.header("etag"));
     assert!(etag.starts_with('"') && etag.ends_with("-gzip\""), "{etag}");
 
-    // 304 on the variant's ETag; the identity's ETag does not match the variant.
-    let nm = request(
-        &srv,
-        "GET",
-        "/app.js",
-        &[("Accept-Encoding", "gzip"), ("If-None-Match", &etag)],
-    );
-    assert_eq!(nm.status, 304);
-    assert_eq!(nm.header("etag"), Some(&*etag));
-    assert_eq!(nm.header("vary"), Some("Accept-Encoding"));
-    let other = request(
-        &srv,
-        "GET",
-        "/app.js",
-        &[
-            ("Accept-Encoding", "gzip"),
-            ("If-None-Match", plain.header("etag").unwrap()),
-        ],
-    );
-    assert_eq!(other.status, 200);
-
-    // Ranges are ranges of the variant.
-    let r = request(
-        &srv,
-        "GET",
-        "/app.js",
-        &[("Accept-Encoding", "gzip"), ("Range", "bytes=10-99")],
-    );
-    assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-encoding"), Some("gzip"));
-    assert_eq!(
-        r.header("content-range"),
-        Some(&*format!("bytes 10-99/{}", gz.body.len()))
-    );
-    assert!(r.body == gz.body[10..100]);
+    variant_validators_and_ranges(&srv, "/app.js", "gzip", &gz, plain.header("etag").unwrap());
     let multi = request(
         &srv,
         "GET",
@@ -620,42 +632,7 @@ fn a_zstd_variant_has_its_own_etag_304_ranges_and_q_values() {
     assert!(plain.body == js);
     assert_ne!(plain.header("etag"), Some(&*etag));
 
-    // 304 on its own ETag, not on the identity's.
-    let nm = request(
-        &srv,
-        "GET",
-        "/lib.js",
-        &[("Accept-Encoding", "zstd"), ("If-None-Match", &etag)],
-    );
-    assert_eq!(nm.status, 304);
-    assert_eq!(nm.header("etag"), Some(&*etag));
-    assert_eq!(nm.header("vary"), Some("Accept-Encoding"));
-    let other = request(
-        &srv,
-        "GET",
-        "/lib.js",
-        &[
-            ("Accept-Encoding", "zstd"),
-            ("If-None-Match", plain.header("etag").unwrap()),
-        ],
-    );
-    assert_eq!(other.status, 200);
-    assert_eq!(other.header("content-encoding"), Some("zstd"));
-
-    // Ranges are ranges of the variant.
-    let r = request(
-        &srv,
-        "GET",
-        "/lib.js",
-        &[("Accept-Encoding", "zstd"), ("Range", "bytes=5-54")],
-    );
-    assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-encoding"), Some("zstd"));
-    assert_eq!(
-        r.header("content-range"),
-        Some(&*format!("bytes 5-54/{}", zs.body.len()))
-    );
-    assert!(r.body == zs.body[5..55]);
+    variant_validators_and_ranges(&srv, "/lib.js", "zstd", &zs, plain.header("etag").unwrap());
 
     // q-values first, then br, zstd, gzip; identity;q=0 with zstd still gets zstd.
     let gz = until_coding(&srv, "/lib.js", "gzip", "gzip");
