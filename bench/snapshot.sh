@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# zcopy serve with and without --snapshot-band, side by side in one run: 1 KiB, 16 KiB,
-# 64 KiB and 256 KiB files over loopback, wrk -t1 -c50, server on CPU 0 and wrk on CPU 1:
-# requests/s and requests per server CPU-second. Bounded in time.
-# Usage: bench/snapshot.sh [WRK_SECONDS] [BAND]   (defaults 5, 1-1G: every file)
+# zcopy serve with --snapshot-band off and with a band (default: the default band),
+# side by side in one run, rounds alternating between the two: files from 1 KiB to
+# 4 MiB over loopback, wrk -t1 -c50, servers on CPU 0 and wrk on CPU 1: requests/s and
+# requests per server CPU-second, the median of the rounds, and their ratios.
+# Bounded in time: sizes x rounds x 2 x WRK_SECONDS.
+# Usage: bench/snapshot.sh [WRK_SECONDS] [ROUNDS] [BAND]   (defaults 3, 3, the default band)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-5}
-band=${2:-1-1G}
+secs=${1:-3}
+rounds=${2:-3}
+band=${3:-}
+for t in wrk curl taskset bc; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-snap.XXXXXX")
@@ -14,24 +18,37 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/www"
-for s in 1 16 64 256; do head -c $((s * 1024)) /dev/urandom > "$work/www/${s}k.bin"; done
-taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18095 --workers 1 ${ZCOPY_ARGS:-} &
+sizes="1 8 16 32 64 128 256 512 1024 4096"
+for s in $sizes; do head -c $((s * 1024)) /dev/urandom > "$work/www/${s}k.bin"; done
+taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18095 --workers 1 --snapshot-band off ${ZCOPY_ARGS:-} &
 pids+=($!)
-taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18096 --workers 1 --snapshot-band "$band" ${ZCOPY_ARGS:-} &
+taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18096 --workers 1 ${band:+--snapshot-band "$band"} ${ZCOPY_ARGS:-} &
 pids+=($!)
 sleep 1
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
-printf '%-9s %-6s %10s %12s\n' file server 'req/s' 'req/CPU-s'
-for f in 1k 16k 64k 256k; do
-  for i in 0 1; do curl -s -o /dev/null "http://127.0.0.1:1809$((5 + i))/$f.bin"; done
-  sleep 0.3
-  for i in 0 1; do
-    pid=${pids[$i]} port=1809$((5 + i)) name=plain
-    [ $i = 1 ] && name=snapshot
-    c0=$(cpu "$pid")
-    out=$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" --timeout 5s "http://127.0.0.1:$port/$f.bin")
-    c1=$(cpu "$pid")
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    printf '%-9s %-8s %10.0f %12.0f\n' $f $name "$rps" "$(echo "$rps * $secs / ($c1 - $c0)" | bc -l)"
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+echo "band: ${band:-default}; $rounds rounds of ${secs} s per file and server"
+printf '%-6s %12s %12s %12s %12s %8s %8s\n' file 'off req/s' 'off req/CPUs' 'band req/s' 'band req/CPUs' 'rps x' 'CPU x'
+for s in $sizes; do
+  f=${s}k.bin
+  # Twice each: the second request of a file in the band queues its snapshot.
+  for i in 0 1; do for _ in 1 2; do curl -s -o /dev/null "http://127.0.0.1:1809$((5 + i))/$f"; done; done
+  sleep 0.5
+  declare -A r=() c=()
+  for _ in $(seq "$rounds"); do
+    for i in 0 1; do
+      pid=${pids[$i]} port=1809$((5 + i))
+      c0=$(cpu "$pid")
+      out=$(taskset -c 1 wrk -t1 -c50 -d"${secs}s" --timeout 5s "http://127.0.0.1:$port/$f")
+      c1=$(cpu "$pid")
+      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      r[$i]+="$rps "
+      c[$i]+="$(echo "$rps * $secs / ($c1 - $c0)" | bc -l) "
+    done
   done
+  r0=$(echo ${r[0]} | tr ' ' '\n' | median); r1=$(echo ${r[1]} | tr ' ' '\n' | median)
+  c0=$(echo ${c[0]} | tr ' ' '\n' | median); c1=$(echo ${c[1]} | tr ' ' '\n' | median)
+  printf '%-6s %12.0f %12.0f %12.0f %12.0f %8.2f %8.2f\n' "${s}k" "$r0" "$c0" "$r1" "$c1" \
+    "$(echo "$r1 / $r0" | bc -l)" "$(echo "$c1 / $c0" | bc -l)"
+  unset r c
 done

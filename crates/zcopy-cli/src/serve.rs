@@ -374,7 +374,10 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
             .map_err(anyhow::Error::msg)?,
         compress: get(&s.compress),
         http2: get(&s.http2),
-        snapshot_band: s.snapshot_band.as_ref().and_then(settings::Band::bytes),
+        snapshot_band: s.snapshot_band.as_ref().map_or(
+            Some(zcopy_http::snapshot::DEFAULT_BAND),
+            settings::Band::bytes,
+        ),
         snapshot_memory: s.snapshot_memory.as_ref().map_or_else(
             zcopy_http::snapshot::default_budget,
             settings::Rate::bytes_per_sec,

@@ -1422,7 +1422,8 @@ enum Lend {
 }
 
 /// The sealed snapshot of `f` itself when its size is in `--snapshot-band`; a
-/// missing one is queued (this request is served from the file).
+/// missing one is queued from its second request on (this request is served from
+/// the file).
 fn identity_snapshot(site: &Site, f: &CachedFile) -> Option<Arc<crate::snapshot::Snapshot>> {
     use crate::snapshot::{Key, Variant};
     let (min, max) = site.config.snapshot_band?;
@@ -1433,7 +1434,7 @@ fn identity_snapshot(site: &Site, f: &CachedFile) -> Option<Arc<crate::snapshot:
     let key = Key::of(&f.st, Variant::Identity);
     let snap = site.snapshots.get(&key);
     if snap.is_none() {
-        site.snapshots.request(key, f.file.clone());
+        site.snapshots.request_hot(key, f.file.clone());
     }
     snap
 }

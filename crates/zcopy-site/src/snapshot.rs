@@ -16,6 +16,9 @@
 //!   (two fstats differ) is thrown away.
 //! - **Bounded** by `--snapshot-memory` bytes ([`default_budget`]), least recently
 //!   used first out.
+//! - **Hot files only** for snapshots of files themselves ([`Store::request_hot`]): a
+//!   version is copied on its second request, so a client fetching a tree once does
+//!   not copy every file a second time nor push the hot ones out.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -38,6 +41,15 @@ pub const COMPRESS_MIN: u64 = 1024;
 
 /// Files larger than this are not compressed (nor more than 1/8 of the budget).
 pub const COMPRESS_MAX: u64 = 32 << 20;
+
+/// Versions seen once ([`Store::request_hot`]) remembered at most; past it the
+/// memory starts afresh.
+pub const SEEN_MAX: usize = 4096;
+
+/// The default `--snapshot-band`: files from 64 KiB to 16 MiB. Below it a copy from
+/// memory costs less than lending pages; above it a second copy of a large file
+/// takes too much of the budget (bench/results/snapshot.md).
+pub const DEFAULT_BAND: (u64, u64) = (64 << 10, 16 << 20);
 
 /// The gzip level variants are made at (made once, so the best).
 pub const GZIP_LEVEL: u32 = 9;
@@ -130,6 +142,8 @@ struct Inner {
     map: HashMap<Key, Entry>,
     /// Queued or being made.
     pending: HashSet<Key>,
+    /// Requested once by [`Store::request_hot`], not yet made.
+    seen: HashSet<Key>,
     /// Watch → the keys it guards.
     by_wd: HashMap<i32, Vec<Key>>,
     /// Watches of sources being read, and whether a change was reported since.
@@ -215,6 +229,22 @@ impl Store {
     /// A file of `len` bytes is worth a compressed variant under this budget.
     pub fn compressible_size(&self, len: u64) -> bool {
         (COMPRESS_MIN..=COMPRESS_MAX.min(self.budget / 8)).contains(&len)
+    }
+
+    /// [`Store::request`] on the second call for `key`: the first only remembers it
+    /// (at most [`SEEN_MAX`] keys).
+    pub fn request_hot(self: &Arc<Self>, key: Key, file: Arc<File>) {
+        {
+            let mut inner = lock(&self.inner);
+            if !inner.seen.remove(&key) {
+                if inner.seen.len() >= SEEN_MAX {
+                    inner.seen.clear();
+                }
+                inner.seen.insert(key);
+                return;
+            }
+        }
+        self.request(key, file);
     }
 
     /// Queues the making of `key` from `file` (the open file whose fstat gave `key`)
@@ -519,6 +549,31 @@ mod tests {
         let mut got = vec![0; 4000];
         s.file.read_exact_at(&mut got, 0).unwrap();
         assert_eq!(got, vec![b'c'; 4000]);
+    }
+
+    #[test]
+    fn a_file_is_copied_on_its_second_request_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.bin");
+        std::fs::write(&p, vec![7u8; 5000]).unwrap();
+        let f = Arc::new(File::open(&p).unwrap());
+        let store = Store::new(1 << 20);
+        let key = Key::of(&stat(&f), Variant::Identity);
+        store.request_hot(key, f.clone());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(store.get(&key).is_none(), "made on its first request");
+        assert!(lock(&store.inner).pending.is_empty());
+        store.request_hot(key, f.clone());
+        let start = std::time::Instant::now();
+        while store.get(&key).is_none() {
+            if matches!(lock(&store.inner).watcher, Some(Err(()))) {
+                eprintln!("skipped: no inotify watch here");
+                return;
+            }
+            assert!(start.elapsed().as_secs() < 10, "never made");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(store.bytes(), 5000);
     }
 
     #[test]

@@ -294,3 +294,55 @@ fn a_file_cut_short_mid_send_is_counted() {
     signal(&child, "-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// The default `--snapshot-band` (64k-16M): a file in it is copied once into a sealed
+/// snapshot on its second request and then lent by reference, loopback peer
+/// included; `--snapshot-band off` makes none.
+#[test]
+fn files_in_the_default_band_are_lent_from_a_snapshot_and_off_makes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..128 << 10).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("mid.bin"), &body).unwrap();
+    let get = |web: &str| {
+        let got = ureq::get(&format!("http://{web}/mid.bin"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_vec()
+            .unwrap();
+        assert!(got == body, "byte-exact");
+    };
+    for (args, lent) in [
+        (&["--workers", "1"][..], true),
+        (&["--workers", "1", "--snapshot-band", "off"][..], false),
+    ] {
+        let (mut child, web, metrics) = start_with_metrics(dir.path(), args, &[]);
+        let start = Instant::now();
+        loop {
+            let before = value(&scrape(&metrics), "zcopy_body_bytes_by_reference_total");
+            get(&web);
+            std::thread::sleep(Duration::from_millis(20));
+            let t = scrape(&metrics);
+            let by_ref =
+                value(&t, "zcopy_body_bytes_by_reference_total").unwrap() - before.unwrap();
+            let held = value(&t, "zcopy_snapshot_bytes").unwrap();
+            if !lent {
+                assert_eq!((by_ref, held), (0.0, 0.0), "{args:?}");
+                if start.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                continue;
+            }
+            if by_ref == body.len() as f64 {
+                assert_eq!(held, body.len() as f64);
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never lent from a snapshot: {t}"
+            );
+        }
+        signal(&child, "-TERM");
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+}
