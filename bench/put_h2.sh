@@ -2,7 +2,7 @@
 # PUT of 1 GiB over h2c vs HTTP/1.1 to one zcopy server (1 worker, epoll), tmpfs
 # target under /dev/shm; server CPU-s from /proc/PID/stat (utime+stime), per run.
 set -e
-BIN=${BIN:-/work/wt/h2body/target/release/zcopy}
+BIN=${BIN:-target/release/zcopy}
 ROOT=/dev/shm/h2body-bench; SRC=/dev/shm/h2body-src.bin
 rm -rf $ROOT; mkdir -p $ROOT
 [ -f $SRC ] || head -c 1G /dev/urandom > $SRC

@@ -33,8 +33,13 @@ use crate::request::Head;
 pub struct Settings {
     /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise; streams past it are refused.
     pub max_concurrent_streams: u32,
-    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise (request bodies per stream).
+    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: the body bytes a stream may
+    /// send before the caller takes its body ([`Conn::accept_body`]). Kept small
+    /// so that streams waiting for their turn can't hold the whole connection
+    /// window (which would starve the streams being received: a deadlock).
     pub initial_window: u32,
+    /// A stream's window once the caller takes its body ([`Conn::accept_body`]).
+    pub body_window: u32,
     /// The connection's receive window (advertised by a WINDOW_UPDATE at start).
     pub connection_window: u32,
     /// Largest frame payload we take (SETTINGS_MAX_FRAME_SIZE; the default 16384).
@@ -61,7 +66,8 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             max_concurrent_streams: 128,
-            initial_window: 1 << 20,
+            initial_window: 64 * 1024,
+            body_window: 1 << 20,
             connection_window: 16 << 20,
             max_frame_size: frame::DEFAULT_MAX_FRAME,
             header_table_size: 4096,
@@ -123,6 +129,9 @@ struct Stream {
     stop: bool,
     /// Bytes taken or thrown away and not yet credited to the peer.
     uncredited: i64,
+    /// The window kept open for the peer: `initial_window`, `body_window` once
+    /// the body is taken.
+    window: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -363,10 +372,9 @@ impl Conn {
     /// peer (once half the stream window is, while the answer is still to come),
     /// and to the connection.
     fn release_stream(&mut self, id: u32, n: usize) {
-        let initial = self.s.initial_window as i64;
         if let Some(s) = self.stream(id) {
             s.uncredited += n as i64;
-            if s.recv_open && s.send_open && s.uncredited >= initial / 2 {
+            if s.recv_open && s.send_open && s.uncredited >= s.window / 2 {
                 let inc = s.uncredited;
                 s.recv_window += inc;
                 s.uncredited = 0;
@@ -569,6 +577,22 @@ impl Conn {
         self.release_stream(id, n);
     }
 
+    /// The caller takes stream `id`'s body (an upload it accepted): its window
+    /// grows to [`Settings::body_window`].
+    pub fn accept_body(&mut self, id: u32) {
+        let want = self.s.body_window as i64;
+        let Some(s) = self.stream(id) else {
+            return;
+        };
+        if !s.recv_open || s.window >= want {
+            return;
+        }
+        let inc = want - s.window;
+        s.window = want;
+        s.recv_window += inc;
+        frame::write_window_update(&mut self.out, id, inc as u32);
+    }
+
     /// The caller stops taking stream `id`'s body (it refused it mid-way: too
     /// large, a full disk, a stall): thrown away as [`Conn::discard_body`] does,
     /// and once the answer ends the stream is reset NO_ERROR if the body still
@@ -717,6 +741,7 @@ impl Conn {
             discard: false,
             stop: false,
             uncredited: 0,
+            window: self.s.initial_window as i64,
         };
         if decoded.too_large {
             self.streams.push(s);

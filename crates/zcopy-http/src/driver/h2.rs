@@ -735,6 +735,7 @@ impl H2 {
                 a.recv = Some(sink);
                 a.received = Some(0);
                 a.body_at = env.now;
+                self.core.accept_body(id);
                 self.answers.push(a);
                 self.take_body(id, env, site);
             }

@@ -612,7 +612,9 @@ fn many_concurrent_h2_uploads_on_one_connection_are_byte_exact() {
     let srv = TestServer::start(&fx.root(), h2_uploads);
     let src = tempfile::tempdir().unwrap();
     // Each body is three stream windows: the server must credit as it writes.
-    const N: usize = 12;
+    // More streams than are answered at once: the ones waiting must not hold the
+    // connection window the others need (24 deadlocked with 1 MiB initial windows).
+    const N: usize = 24;
     const SIZE: usize = 3 << 20;
     for i in 0..N {
         write_pattern(&src.path().join(format!("src{i}")), (SIZE + i) as u64);

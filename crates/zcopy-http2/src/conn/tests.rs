@@ -527,6 +527,40 @@ fn a_body_is_held_until_taken_and_the_windows_open_only_as_it_is() {
 }
 
 #[test]
+fn a_body_taken_gets_the_larger_window_one_waiting_does_not() {
+    let s = Settings::default();
+    let mut c = Conn::new(s);
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, None);
+    put(&mut b, 3, None);
+    fed(&mut c, &b);
+    c.out.clear();
+    c.accept_body(1);
+    let grown = (s.body_window - s.initial_window) as u64;
+    assert_eq!(credited(&c.out, 1), grown);
+    assert_eq!(credited(&c.out, 3), 0);
+    // Stream 1 may now send its larger window; stream 3 its initial one only.
+    let mut b = Vec::new();
+    for _ in 0..s.body_window / 16_384 {
+        write_frame(&mut b, kind::DATA, 0, 1, &[0; 16_384]);
+    }
+    for _ in 0..s.initial_window / 16_384 {
+        write_frame(&mut b, kind::DATA, 0, 3, &[0; 16_384]);
+    }
+    fed(&mut c, &b);
+    assert!(rst_codes(&c.out).is_empty());
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::DATA, 0, 3, b"x");
+    fed(&mut c, &b);
+    assert_eq!(rst_codes(&c.out), vec![(3, Code::FlowControl)]);
+    // Streams waiting their turn hold at most their initial window each: all the
+    // others together leave room in the connection window for the ones taken.
+    let waiting = (s.max_concurrent_streams as u64 - 8) * s.initial_window as u64;
+    assert!(waiting + 8 * s.body_window as u64 <= s.connection_window as u64);
+}
+
+#[test]
 fn data_beyond_the_connection_window_is_a_flow_control_error() {
     // A consumer that takes nothing: the peer may send the connection window,
     // not a byte more, whatever the streams' windows.
