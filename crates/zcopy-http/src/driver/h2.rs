@@ -978,7 +978,9 @@ impl H2 {
 
     /// A response ended (whole, reset, or dropped): its log line and counts.
     fn done(&self, a: &Answer, env: &mut Env<'_>) {
-        if a.waiting {
+        // A publish still running: the upload is whole and will be published; its
+        // answer has nobody to go to (no line, as over HTTP/1.1).
+        if a.waiting || a.publishing.is_some() {
             return;
         }
         let keep = env.events.keep();

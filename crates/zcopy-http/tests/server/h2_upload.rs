@@ -808,3 +808,68 @@ fn a_full_disk_gives_507_over_h2_and_leaves_no_file() {
     assert_eq!(a.status, 507, "{a:?}");
     eventually("no temporary file", || names(&small).is_empty());
 }
+
+#[test]
+fn rclone_syncs_a_tree_up_and_back_through_webdav_over_h2() {
+    if !require("rclone") {
+        return;
+    }
+    let fx = Fixture::new();
+    let log = fx.root().parent().unwrap().join("rclone-access.log");
+    let pki = Pki::new();
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.io = IoDriver::Epoll;
+        c.webdav = true;
+        c.listen = Vec::new();
+        c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.tls = Some(pki.tls());
+        c.access_log = Some(AccessLog::File(log.clone()));
+    });
+    let src = tempfile::tempdir().unwrap();
+    let tree = src.path().join("tree");
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::create_dir_all(tree.join("odd name")).unwrap();
+    write_pattern(&tree.join("a/b/big.bin"), 5 << 20);
+    std::fs::write(tree.join("empty"), b"").unwrap();
+    std::fs::write(tree.join("odd name/ü x%.txt"), b"hi").unwrap();
+    for i in 0..20 {
+        write_pattern(&tree.join(format!("a/f{i}")), 4096 + i);
+    }
+    let remote = format!(
+        ":webdav,url='https://127.0.0.1:{}/',vendor=other:",
+        srv.addr.port()
+    );
+    let rclone = |args: &[&str]| {
+        let out = Command::new("rclone")
+            .args(["--no-check-certificate", "--config", "/dev/null"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rclone {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let t = tree.to_str().unwrap();
+    rclone(&["sync", t, &remote]);
+    rclone(&["check", t, &remote]);
+    let back = src.path().join("back");
+    rclone(&["copy", &remote, back.to_str().unwrap()]);
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(&tree)
+        .arg(&back)
+        .status()
+        .unwrap();
+    assert!(diff.success(), "the tree came back different");
+    // Through HTTP/2 (rclone's Go client negotiates h2 by ALPN).
+    eventually("PUTs logged over HTTP/2", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().filter(|l| l.contains("\"PUT ")).count() == 23
+            && text
+                .lines()
+                .filter(|l| l.contains("\"PUT "))
+                .all(|l| l.contains(" HTTP/2.0\" 201"))
+    });
+}
