@@ -912,6 +912,34 @@ impl Conn {
         self.remove_if_done(id);
     }
 
+    /// An interim `100 Continue` on stream `id` (its request asked with `expect:
+    /// 100-continue` and the body is taken): a HEADERS frame without END_STREAM
+    /// before the final answer; nothing else changes. False when the stream is
+    /// gone, answered, or its body already ended.
+    pub fn send_continue(&mut self, id: u32) -> bool {
+        if self.state == State::Closed {
+            return false;
+        }
+        let Some(s) = self.stream(id) else {
+            return false;
+        };
+        if !s.send_open || s.sending_body || !s.recv_open {
+            return false;
+        }
+        let mut block = std::mem::take(&mut self.scratch);
+        block.clear();
+        hpack::encode_response(&mut block, 100, &[]);
+        frame::write_headers(
+            &mut self.out,
+            id,
+            &block,
+            false,
+            self.peer_max_frame as usize,
+        );
+        self.scratch = block;
+        true
+    }
+
     /// Body bytes stream `id` may send now, in one frame: the smaller of both
     /// windows and the peer's frame size (0 when the stream is gone).
     pub fn capacity(&self, id: u32) -> usize {

@@ -736,6 +736,18 @@ impl H2 {
                 a.received = Some(0);
                 a.body_at = env.now;
                 self.core.accept_body(id);
+                // A client that asked may hold its body back until told to send
+                // it (as over HTTP/1.1, only for a body the site takes).
+                if a.head
+                    .field("expect")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+                    && self
+                        .core
+                        .body(id)
+                        .is_some_and(|(b, end)| b.is_empty() && !end)
+                {
+                    self.core.send_continue(id);
+                }
                 self.answers.push(a);
                 self.take_body(id, env, site);
             }

@@ -342,6 +342,29 @@ impl Raw {
         }
     }
 
+    /// Reads until a HEADERS frame on stream `id` comes: its status.
+    fn answer_interim(&mut self, id: u32) -> u16 {
+        loop {
+            let (h, p) = self.frame().expect("a frame");
+            match h.kind {
+                kind::SETTINGS if h.flags & flag::ACK == 0 => {
+                    let mut b = Vec::new();
+                    frame::write_frame(&mut b, kind::SETTINGS, flag::ACK, 0, &[]);
+                    let _ = self.s.write_all(&b);
+                }
+                kind::HEADERS => {
+                    let fields = self.dec.decode(&p).unwrap().fields;
+                    if h.stream == id {
+                        assert_eq!(h.flags & flag::END_STREAM, 0, "an interim answer");
+                        return std::str::from_utf8(&fields[0].1).unwrap().parse().unwrap();
+                    }
+                }
+                kind::RST_STREAM | kind::GOAWAY => panic!("{h:?} {p:?}"),
+                _ => {}
+            }
+        }
+    }
+
     /// Reads until stream `id` has ended and been reset or `linger` has passed after
     /// its end (a reset may follow it), or the connection closes.
     fn answer(&mut self, id: u32, linger: Duration) -> Answer {
@@ -512,6 +535,26 @@ fn a_stalled_h2_body_hits_the_body_timeout() {
     assert_eq!(a.resets, [Code::NoError], "{a:?}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     eventually("nothing left behind", || names(&fx.root()).is_empty());
+}
+
+#[test]
+fn expect_100_continue_over_h2_is_answered_when_the_upload_is_taken() {
+    let fx = Fixture::new();
+    let srv = TestServer::start(&fx.root(), h2_uploads);
+    let mut c = Raw::open(srv.addr);
+    let exp = ("expect", "100-continue");
+    // Taken: 100 first (the body held back until then), then the final answer.
+    c.headers(1, "PUT", "/e.bin", &[("content-length", "5"), exp], false);
+    let a = c.answer_interim(1);
+    assert_eq!(a, 100);
+    c.data(1, b"hello", true);
+    let a = c.answer(1, Duration::ZERO);
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(std::fs::read(fx.root().join("e.bin")).unwrap(), b"hello");
+    // Refused (a dotfile): the final answer straight away, no 100.
+    c.headers(3, "PUT", "/.e", &[("content-length", "5"), exp], false);
+    let a = c.answer(3, Duration::from_millis(200));
+    assert_eq!(a.status, 403, "{a:?}");
 }
 
 #[test]

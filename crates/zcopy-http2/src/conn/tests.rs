@@ -561,6 +561,33 @@ fn a_body_taken_gets_the_larger_window_one_waiting_does_not() {
 }
 
 #[test]
+fn a_100_continue_comes_before_the_final_answer() {
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, Some(2));
+    fed(&mut c, &b);
+    c.out.clear();
+    assert!(c.send_continue(1));
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::DATA, flag::END_STREAM, 1, b"hi");
+    fed(&mut c, &b);
+    c.consume(1, 2);
+    // The body ended: no interim answer any more; the final one ends the stream.
+    assert!(!c.send_continue(1));
+    assert!(c.send_headers(1, 201, &[], true));
+    let f = frames(&c.out);
+    let heads: Vec<_> = f.iter().filter(|(h, _)| h.kind == kind::HEADERS).collect();
+    assert_eq!(heads.len(), 2);
+    assert_eq!(heads[0].0.flags & flag::END_STREAM, 0);
+    assert_ne!(heads[1].0.flags & flag::END_STREAM, 0);
+    let mut d = hpack::Decoder::new(4096, 1 << 16);
+    assert_eq!(d.decode(&heads[0].1).unwrap().fields[0].1, b"100");
+    assert_eq!(d.decode(&heads[1].1).unwrap().fields[0].1, b"201");
+    assert!(c.is_idle());
+}
+
+#[test]
 fn data_beyond_the_connection_window_is_a_flow_control_error() {
     // A consumer that takes nothing: the peer may send the connection window,
     // not a byte more, whatever the streams' windows.
