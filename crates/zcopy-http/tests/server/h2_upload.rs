@@ -916,3 +916,79 @@ fn rclone_syncs_a_tree_up_and_back_through_webdav_over_h2() {
                 .all(|l| l.contains(" HTTP/2.0\" 201"))
     });
 }
+
+/// A page that PUTs `n` bodies of `len` bytes at once with `fetch` and writes the
+/// statuses into `#r`.
+fn upload_page(n: usize, len: usize) -> String {
+    format!(
+        r#"<!doctype html><html><body><div id="r">pending</div><script>
+const body = i => {{ const b = new Uint8Array({len} + i); for (let j = 0; j < b.length; j++) b[j] = (j * 31 + i) & 255; return b; }};
+Promise.all([...Array({n}).keys()].map(i => fetch('/got' + i + '.bin', {{method: 'PUT', body: body(i)}}).then(r => r.status, e => 'error ' + e)))
+  .then(s => {{ document.getElementById('r').textContent = 'statuses ' + s.join(','); }});
+</script></body></html>"#
+    )
+}
+
+#[test]
+fn chromium_uploads_many_files_at_once_over_https_by_http2() {
+    if !require("chromium") {
+        return;
+    }
+    const N: usize = 30;
+    const LEN: usize = 2 << 20;
+    let fx = Fixture::new();
+    fx.file("up.html", upload_page(N, LEN).as_bytes());
+    let log = fx.root().parent().unwrap().join("chromium-up.log");
+    let pki = Pki::new();
+    let srv = TestServer::start(&fx.root(), |c| {
+        h2_uploads(c);
+        c.listen = Vec::new();
+        c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.tls = Some(pki.tls());
+        c.access_log = Some(AccessLog::File(log.clone()));
+    });
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--virtual-time-budget=60000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("https://localhost:{}/up.html", srv.addr.port()))
+        .arg("--host-resolver-rules=MAP localhost 127.0.0.1")
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let want = format!("statuses {}", vec!["201"; N].join(","));
+    assert!(
+        dom.contains(&want),
+        "{dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..N {
+        let got = std::fs::read(fx.root().join(format!("got{i}.bin"))).unwrap();
+        assert_eq!(got.len(), LEN + i, "got{i}.bin");
+        let exact = got
+            .iter()
+            .enumerate()
+            .all(|(j, &b)| b == ((j * 31 + i) & 255) as u8);
+        assert!(exact, "got{i}.bin differs");
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"PUT /got") && l.contains(" HTTP/2.0\" 201"))
+            .count(),
+        N,
+        "{text}"
+    );
+}
