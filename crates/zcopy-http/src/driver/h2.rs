@@ -329,8 +329,10 @@ pub(crate) struct H2 {
     idle_timeout: std::time::Duration,
     send_timeout: std::time::Duration,
     body_timeout: std::time::Duration,
-    /// The worker's name for this connection (publishes answer to it).
-    token: usize,
+    /// The worker's name for this connection, which its publishes answer to
+    /// ([`H2::on_published`]). A driver that never gives it (routes no publish
+    /// answer here) gets request bodies refused: 501, as before they were served.
+    token: Option<usize>,
 }
 
 /// `first`, the first bytes read from a plain connection, when they start with
@@ -369,7 +371,7 @@ impl H2 {
             idle_timeout: env.config.idle_timeout,
             send_timeout: env.config.send_timeout,
             body_timeout: env.config.body_timeout,
-            token: 0,
+            token: None,
             core: Conn::new(settings()),
             inbuf: vec![0; INBUF],
             have: 0,
@@ -392,7 +394,7 @@ impl H2 {
 
     /// The worker's name for this connection, for the answers of its publishes.
     pub(crate) fn set_token(&mut self, token: usize) {
-        self.token = token;
+        self.token = Some(token);
     }
 
     /// No stream open and nothing to write.
@@ -688,9 +690,14 @@ impl H2 {
             let a = &mut self.answers[k];
             let sink = a.recv.take().expect("receiving");
             let job = crate::proto::PublishJob::new(sink, false, env.bufs.take());
-            a.publishing = Some(site.publishes.start_job(self.token, job));
-            // Kept only to be told apart from an answer still receiving.
-            a.recv = None;
+            let Some(token) = self.token else {
+                // A driver that brings no publish answers here takes only empty
+                // bodies (END_STREAM on the HEADERS): published here and now.
+                let a = self.answers.swap_remove(k);
+                let (resp, out) = job.run();
+                return self.start(a, resp, out, env);
+            };
+            a.publishing = Some(site.publishes.start_job(token, job));
         }
     }
 
@@ -718,9 +725,22 @@ impl H2 {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         let head_only = a.head.method == "HEAD";
-        let resp = match a.head.request(self.via) {
-            Err(e) => Response::error(&mut out, e, head_only),
-            Ok(req) => site.respond(&req, false, &mut out, env.now),
+        let resp = if !a.head.end_stream
+            && self.token.is_none()
+            && !head_only
+            && a.head.method != "GET"
+        {
+            // A driver that brings no publish answers here.
+            let err = crate::request::HttpError {
+                status: 501,
+                reason: "request bodies over HTTP/2 are not served on this driver: use HTTP/1.1",
+            };
+            Response::error(&mut out, err, false)
+        } else {
+            match a.head.request(self.via) {
+                Err(e) => Response::error(&mut out, e, head_only),
+                Ok(req) => site.respond(&req, false, &mut out, env.now),
+            }
         };
         match resp.body {
             Body::Pending => {
