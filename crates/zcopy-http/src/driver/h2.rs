@@ -12,8 +12,9 @@
 //! it: a slow disk slows the peer down. The whole body is published off the loop
 //! ([`super::publish`]) and the answer sent when it is in. A body that brings
 //! nothing for the body timeout gets 408; one beyond the sink's limit 413; either
-//! way, and whenever the answer ends before the body does, the stream is reset
-//! NO_ERROR and nothing is published.
+//! way the stream is reset NO_ERROR and nothing is published. A body the answer
+//! does not depend on (a 401, a GET's) is thrown away as it comes, within the
+//! stream's window (the core resets the stream NO_ERROR past it).
 //!
 //! Leftover: the site still formats an HTTP/1 head; [`head_spans`] turns it into
 //! a status and lower-case fields (dropping Connection, Keep-Alive,
@@ -774,7 +775,7 @@ impl H2 {
             _ => {
                 if !a.head.end_stream {
                     // The answer does not depend on the body: thrown away as it
-                    // comes (the stream is reset NO_ERROR once the answer ends).
+                    // comes, within the stream's window (reset NO_ERROR past it).
                     self.core.discard_body(a.id);
                 }
                 self.start(a, resp, out, env);

@@ -750,6 +750,18 @@ fn webdav_bodies_over_h2_are_answered_as_over_http1() {
     );
     assert_eq!(w1.split(' ').next(), w2.split(' ').next());
     assert!(w1.starts_with("400"), "{w1}");
+    // A body of unknown length past the WebDAV body limit (64 KiB): 413.
+    let mut c = Raw::open(srv.addr);
+    c.headers(1, "PROPFIND", "/dir/", &[("depth", "0")], false);
+    c.data(1, &vec![b' '; 60 << 10], false);
+    std::thread::sleep(Duration::from_millis(100));
+    c.data(1, &vec![b' '; 8 << 10], false);
+    let a = c.answer(1, Duration::from_secs(1));
+    assert_eq!(
+        (a.status, &a.resets[..]),
+        (413, &[Code::NoError][..]),
+        "{a:?}"
+    );
     // MKCOL, and MKCOL with a body (415), as over HTTP/1.1.
     let (w, _) = dav("--http2-prior-knowledge", "MKCOL", "/new/", &[], None);
     assert_eq!(w, "201 2");
