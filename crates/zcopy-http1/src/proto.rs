@@ -402,6 +402,12 @@ pub struct PublishJob {
 }
 
 impl PublishJob {
+    /// A body received whole into `sink` by another protocol (HTTP/2), to publish
+    /// as this core publishes its own; `out`: a buffer for the answer's head.
+    pub fn new(sink: Box<dyn Sink>, close: bool, out: Vec<u8>) -> PublishJob {
+        PublishJob { sink, close, out }
+    }
+
     /// Publishes the body (fsync, link, rename: blocks on the disk) and returns the
     /// answer and the buffer holding its head, for [`Conn::on_published`].
     pub fn run(mut self) -> (Response, Vec<u8>) {

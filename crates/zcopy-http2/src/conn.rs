@@ -3,6 +3,18 @@
 //! [`Conn::send_headers`] and [`Conn::send_data`] within [`Conn::capacity`], and
 //! writes [`Conn::out`] to the peer.
 //!
+//! Request bodies: a stream's DATA payloads are held ([`Conn::body`], announced by
+//! [`Event::Data`]) until the caller takes them ([`Conn::consume`]) or says it does
+//! not want them ([`Conn::discard_body`]). Both receive windows, the stream's and
+//! the connection's, are credited only for bytes taken or thrown away, so a slow
+//! consumer slows the peer down, and what is held is bounded by the windows we
+//! advertise: at most [`Settings::initial_window`] per stream and
+//! [`Settings::connection_window`] per connection. A content-length that the DATA
+//! bytes do not match is a stream error (PROTOCOL_ERROR, RFC 9113 §8.1.1). A
+//! response that ends while its request body is still coming lets the peer send
+//! what the stream's window still allows (thrown away, no more credit), and resets
+//! the stream with NO_ERROR (RFC 9113 §8.1) when the body would go beyond it.
+//!
 //! Budgets (each a field of [`Settings`]): resets of either side, control frames
 //! that ask for an answer or achieve nothing, header blocks, decoded header lists,
 //! concurrent streams. Running out of one ends the connection with GOAWAY
@@ -21,8 +33,13 @@ use crate::request::Head;
 pub struct Settings {
     /// SETTINGS_MAX_CONCURRENT_STREAMS we advertise; streams past it are refused.
     pub max_concurrent_streams: u32,
-    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise (request bodies per stream).
+    /// SETTINGS_INITIAL_WINDOW_SIZE we advertise: the body bytes a stream may
+    /// send before the caller takes its body ([`Conn::accept_body`]). Kept small
+    /// so that streams waiting for their turn can't hold the whole connection
+    /// window (which would starve the streams being received: a deadlock).
     pub initial_window: u32,
+    /// A stream's window once the caller takes its body ([`Conn::accept_body`]).
+    pub body_window: u32,
     /// The connection's receive window (advertised by a WINDOW_UPDATE at start).
     pub connection_window: u32,
     /// Largest frame payload we take (SETTINGS_MAX_FRAME_SIZE; the default 16384).
@@ -49,7 +66,8 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             max_concurrent_streams: 128,
-            initial_window: 1 << 20,
+            initial_window: 64 * 1024,
+            body_window: 1 << 20,
             connection_window: 16 << 20,
             max_frame_size: frame::DEFAULT_MAX_FRAME,
             header_table_size: 4096,
@@ -82,6 +100,11 @@ pub enum Event {
         /// Stream.
         stream: u32,
     },
+    /// Request body bytes, or its end, arrived on `stream`: see [`Conn::body`].
+    Data {
+        /// Stream.
+        stream: u32,
+    },
 }
 
 #[derive(Debug)]
@@ -97,6 +120,18 @@ struct Stream {
     recv_window: i64,
     expect_len: Option<u64>,
     recv_len: u64,
+    /// Body bytes received and not yet taken by the caller.
+    body: Vec<u8>,
+    /// The caller does not want the body: its bytes are thrown away as they come.
+    discard: bool,
+    /// The caller stopped taking the body (refused mid-way): once the answer
+    /// ends, the stream is reset if the body still comes, whatever the window.
+    stop: bool,
+    /// Bytes taken or thrown away and not yet credited to the peer.
+    uncredited: i64,
+    /// The window kept open for the peer: `initial_window`, `body_window` once
+    /// the body is taken.
+    window: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -149,6 +184,9 @@ pub struct Conn {
     peer_max_frame: u32,
     send_window: i64,
     recv_window: i64,
+    /// Bytes received on the connection that were taken or thrown away and not yet
+    /// credited to the peer (body bytes still held are not).
+    recv_uncredited: i64,
     reset_tokens: u32,
     control_tokens: u32,
     /// GOAWAY sent: no new streams; the connection ends when the last one does.
@@ -189,6 +227,7 @@ impl Conn {
             peer_max_frame: frame::DEFAULT_MAX_FRAME,
             send_window: 65_535,
             recv_window: s.connection_window.max(65_535) as i64,
+            recv_uncredited: 0,
             reset_tokens: s.reset_budget,
             control_tokens: s.control_budget,
             goaway_sent: false,
@@ -307,10 +346,42 @@ impl Conn {
             && !self.streams[i].recv_open
             && !self.streams[i].send_open
         {
-            self.streams.swap_remove(i);
+            let s = self.streams.swap_remove(i);
+            self.release(s.body.len());
             self.closed(id);
             self.close_if_done();
         }
+    }
+
+    /// `n` bytes received on the connection were taken or thrown away: credited to
+    /// the peer once half the connection window is.
+    fn release(&mut self, n: usize) {
+        if n == 0 || self.state == State::Closed {
+            return;
+        }
+        self.recv_uncredited += n as i64;
+        let full = self.s.connection_window.max(65_535) as i64;
+        if self.recv_uncredited >= full / 2 {
+            frame::write_window_update(&mut self.out, 0, self.recv_uncredited as u32);
+            self.recv_window += self.recv_uncredited;
+            self.recv_uncredited = 0;
+        }
+    }
+
+    /// `n` bytes of stream `id`'s body were taken or thrown away: credited to the
+    /// peer (once half the stream window is, while the answer is still to come),
+    /// and to the connection.
+    fn release_stream(&mut self, id: u32, n: usize) {
+        if let Some(s) = self.stream(id) {
+            s.uncredited += n as i64;
+            if s.recv_open && s.send_open && s.uncredited >= s.window / 2 {
+                let inc = s.uncredited;
+                s.recv_window += inc;
+                s.uncredited = 0;
+                frame::write_window_update(&mut self.out, id, inc as u32);
+            }
+        }
+        self.release(n);
     }
 
     /// Remembers stream `id` as closed (the last 64).
@@ -341,11 +412,13 @@ impl Conn {
     fn reset_stream(&mut self, id: u32, code: Code) {
         frame::write_rst(&mut self.out, id, code);
         if let Some(i) = self.streams.iter().position(|s| s.id == id) {
-            self.streams.swap_remove(i);
+            let s = self.streams.swap_remove(i);
+            self.release(s.body.len());
             self.events.push_back(Event::Reset { stream: id });
         }
-        self.events
-            .retain(|e| !matches!(e, Event::Request { stream, .. } | Event::TooLarge { stream } if *stream == id));
+        self.events.retain(|e| {
+            !matches!(e, Event::Request { stream, .. } | Event::TooLarge { stream } | Event::Data { stream } if *stream == id)
+        });
         self.recently_reset.push_back(id);
         if self.recently_reset.len() > 64 {
             self.recently_reset.pop_front();
@@ -378,7 +451,7 @@ impl Conn {
                 data,
                 flow_len,
                 end_stream,
-            } => self.on_data(stream, data.len(), flow_len, end_stream),
+            } => self.on_data(stream, data, flow_len, end_stream),
             Frame::Headers {
                 stream,
                 block,
@@ -424,22 +497,18 @@ impl Conn {
         }
     }
 
-    fn on_data(&mut self, id: u32, len: usize, flow_len: u32, end: bool) {
-        // The connection window is credited whatever becomes of the stream.
+    fn on_data(&mut self, id: u32, data: &[u8], flow_len: u32, end: bool) {
         self.recv_window -= flow_len as i64;
         if self.recv_window < 0 {
             return self.fail(Code::FlowControl);
         }
-        let full = self.s.connection_window.max(65_535) as i64;
-        if self.recv_window < full / 2 {
-            frame::write_window_update(&mut self.out, 0, (full - self.recv_window) as u32);
-            self.recv_window = full;
-        }
         if flow_len == 0 && !end {
             self.spend_control();
         }
-        let initial = self.s.initial_window as i64;
+        let len = data.len();
         let Some(s) = self.stream(id) else {
+            // The connection window is credited whatever becomes of the stream.
+            self.release(flow_len as usize);
             if id > self.last_peer_stream {
                 return self.fail(Code::Protocol);
             }
@@ -449,28 +518,105 @@ impl Conn {
             return;
         };
         if !s.recv_open {
+            self.release(flow_len as usize);
             return self.reset_stream(id, Code::StreamClosed);
         }
         s.recv_window -= flow_len as i64;
         s.recv_len += len as u64;
         if s.recv_window < 0 {
+            self.release(flow_len as usize);
             return self.reset_stream(id, Code::FlowControl);
         }
         if s.expect_len
             .is_some_and(|n| s.recv_len > n || end && s.recv_len != n)
         {
+            self.release(flow_len as usize);
             return self.reset_stream(id, Code::Protocol);
         }
+        // Padding is thrown away at once; the payload is held for the caller,
+        // unless it said it does not want it.
+        let (keep, discard) = if s.discard {
+            (0, flow_len as usize)
+        } else {
+            (len, flow_len as usize - len)
+        };
+        s.body.extend_from_slice(&data[..keep]);
         if end {
             s.recv_open = false;
-            self.remove_if_done(id);
-        } else if s.send_open && s.recv_window < initial / 2 {
-            // Body bytes are thrown away: keep the stream's window open too, while
-            // the answer is still to come.
-            let inc = (initial - s.recv_window) as u32;
-            s.recv_window = initial;
-            frame::write_window_update(&mut self.out, id, inc);
         }
+        if !s.discard && (keep > 0 || end) && !self.events.contains(&Event::Data { stream: id }) {
+            self.events.push_back(Event::Data { stream: id });
+        }
+        self.release_stream(id, discard);
+        if end {
+            self.remove_if_done(id);
+        } else if let Some(s) = self.stream(id)
+            && !s.send_open
+            && s.recv_window <= 0
+        {
+            // Answered, and the body goes on past the window it had: stop it.
+            self.reset_stream(id, Code::NoError);
+        }
+    }
+
+    /// Body bytes of stream `id` received and not yet taken, and whether the body
+    /// ends with them (END_STREAM came). `None` when the stream is gone.
+    pub fn body(&self, id: u32) -> Option<(&[u8], bool)> {
+        let s = self.streams.iter().find(|s| s.id == id)?;
+        Some((&s.body, !s.recv_open))
+    }
+
+    /// The caller took the first `n` bytes of [`Conn::body`]: they are dropped and
+    /// both windows credited for them.
+    pub fn consume(&mut self, id: u32, n: usize) {
+        let Some(s) = self.stream(id) else {
+            return;
+        };
+        let n = n.min(s.body.len());
+        s.body.drain(..n);
+        self.release_stream(id, n);
+    }
+
+    /// The caller takes stream `id`'s body (an upload it accepted): its window
+    /// grows to [`Settings::body_window`].
+    pub fn accept_body(&mut self, id: u32) {
+        let want = self.s.body_window as i64;
+        let Some(s) = self.stream(id) else {
+            return;
+        };
+        if !s.recv_open || s.window >= want {
+            return;
+        }
+        let inc = want - s.window;
+        s.window = want;
+        s.recv_window += inc;
+        frame::write_window_update(&mut self.out, id, inc as u32);
+    }
+
+    /// The caller stops taking stream `id`'s body (it refused it mid-way: too
+    /// large, a full disk, a stall): thrown away as [`Conn::discard_body`] does,
+    /// and once the answer ends the stream is reset NO_ERROR if the body still
+    /// comes.
+    pub fn stop_body(&mut self, id: u32) {
+        if let Some(s) = self.stream(id) {
+            s.stop = true;
+        }
+        self.discard_body(id);
+    }
+
+    /// The caller does not want stream `id`'s body (its answer does not depend on
+    /// it): what is held and what comes is thrown away, the windows credited (the
+    /// content-length is still checked). Once the answer ends, the stream is reset
+    /// NO_ERROR if the body still comes.
+    pub fn discard_body(&mut self, id: u32) {
+        let Some(s) = self.stream(id) else {
+            return;
+        };
+        s.discard = true;
+        let n = s.body.len();
+        s.body.clear();
+        self.events.retain(|e| *e != Event::Data { stream: id });
+        self.release_stream(id, n);
     }
 
     fn on_headers(&mut self, id: u32, block: &[u8], end_stream: bool, end_headers: bool) {
@@ -564,6 +710,12 @@ impl Conn {
                 && s.recv_open
             {
                 s.recv_open = false;
+                if s.expect_len.is_some_and(|n| s.recv_len != n) {
+                    return self.reset_stream(id, Code::Protocol);
+                }
+                if !s.discard && !self.events.contains(&Event::Data { stream: id }) {
+                    self.events.push_back(Event::Data { stream: id });
+                }
                 self.remove_if_done(id);
             }
             return;
@@ -585,6 +737,11 @@ impl Conn {
             recv_window: self.s.initial_window as i64,
             expect_len: None,
             recv_len: 0,
+            body: Vec::new(),
+            discard: false,
+            stop: false,
+            uncredited: 0,
+            window: self.s.initial_window as i64,
         };
         if decoded.too_large {
             self.streams.push(s);
@@ -608,10 +765,12 @@ impl Conn {
         }
         // Rapid reset (CVE-2023-44487): every reset of a live stream is charged.
         if let Some(i) = self.streams.iter().position(|s| s.id == id) {
-            self.streams.swap_remove(i);
+            let s = self.streams.swap_remove(i);
+            self.release(s.body.len());
             self.closed(id);
-            self.events
-                .retain(|e| !matches!(e, Event::Request { stream, .. } | Event::TooLarge { stream } if *stream == id));
+            self.events.retain(|e| {
+                !matches!(e, Event::Request { stream, .. } | Event::TooLarge { stream } | Event::Data { stream } if *stream == id)
+            });
             self.events.push_back(Event::Reset { stream: id });
             self.spend_reset();
             self.close_if_done();
@@ -730,10 +889,55 @@ impl Conn {
     /// A response ended whole: one reset more may be spent.
     fn finished(&mut self, id: u32) {
         self.reset_tokens = (self.reset_tokens + 1).min(self.s.reset_budget);
-        // A request body still coming is received and thrown away until its
-        // END_STREAM (so its frames are still checked: content-length, trailers,
-        // windows), within what its window still allows: no more credit now.
+        // A request body still coming is not wanted any more. What the stream's
+        // window still lets the peer send is received and thrown away (a client
+        // that had its body on the way gets to finish it: curl 7.88 fails a stream
+        // reset before its upload ends); past that window, or a content-length
+        // beyond it, the peer is asked to stop: RST_STREAM NO_ERROR after a
+        // complete response (RFC 9113 §8.1). Frames it had in flight are dropped,
+        // the connection window credited for them.
+        if let Some(s) = self.stream(id)
+            && s.recv_open
+        {
+            let window = s.recv_window.max(0) as u64;
+            let left = s.expect_len.map(|n| n.saturating_sub(s.recv_len));
+            if s.stop || window == 0 || left.is_some_and(|l| l > window) {
+                return self.reset_stream(id, Code::NoError);
+            }
+            s.discard = true;
+            let held = std::mem::take(&mut s.body).len();
+            self.events.retain(|e| *e != Event::Data { stream: id });
+            self.release(held);
+        }
         self.remove_if_done(id);
+    }
+
+    /// An interim `100 Continue` on stream `id` (its request asked with `expect:
+    /// 100-continue` and the body is taken): a HEADERS frame without END_STREAM
+    /// before the final answer; nothing else changes. False when the stream is
+    /// gone, answered, or its body already ended.
+    pub fn send_continue(&mut self, id: u32) -> bool {
+        if self.state == State::Closed {
+            return false;
+        }
+        let Some(s) = self.stream(id) else {
+            return false;
+        };
+        if !s.send_open || s.sending_body || !s.recv_open {
+            return false;
+        }
+        let mut block = std::mem::take(&mut self.scratch);
+        block.clear();
+        hpack::encode_response(&mut block, 100, &[]);
+        frame::write_headers(
+            &mut self.out,
+            id,
+            &block,
+            false,
+            self.peer_max_frame as usize,
+        );
+        self.scratch = block;
+        true
     }
 
     /// Body bytes stream `id` may send now, in one frame: the smaller of both

@@ -151,8 +151,10 @@ impl Head {
     }
 
     /// The request as the site takes it (the fields the HTTP/1 parser reads, with
-    /// its rules: a repeated Range, If-*, or Authorization is a 400). The body is
-    /// never read: a request with one is the caller's to refuse.
+    /// its rules: a repeated Range, If-*, or Authorization is a 400). The body's
+    /// framing says what comes in DATA frames: nothing (END_STREAM on the
+    /// HEADERS), a content-length's bytes, or a body of unknown length (as a
+    /// chunked one is over HTTP/1.1).
     pub fn request(&self, via: ListenKind) -> Result<Request<'_>, HttpError> {
         let method = match self.method.as_str() {
             "GET" => Method::Get,
@@ -162,7 +164,11 @@ impl Head {
         let mut r = Request::new(method, &self.method, &self.path, Version::Http11);
         r.via = via;
         r.keep_alive = true;
-        r.body = BodyFraming::None;
+        (r.body, r.body_len) = match (self.end_stream, self.content_length) {
+            (true, _) => (BodyFraming::None, 0),
+            (false, Some(n)) => (BodyFraming::Length(n), n),
+            (false, None) => (BodyFraming::Chunked, 0),
+        };
         r.host = self.authority.as_deref().or(self.field("host"));
         fn once<'a>(
             slot: &mut Option<&'a str>,
@@ -202,6 +208,15 @@ impl Head {
                 "origin" => r.origin = Some(v),
                 "access-control-request-method" => r.ac_request_method = Some(v),
                 "access-control-request-headers" => r.ac_request_headers = Some(v),
+                "content-range" => once(&mut r.content_range, v, "repeated Content-Range")?,
+                "expect" => r.expect_continue |= v.eq_ignore_ascii_case("100-continue"),
+                // WebDAV (RFC 4918 §10), each the last one sent, as over HTTP/1.1.
+                "depth" => r.dav.depth = Some(v),
+                "destination" => r.dav.destination = Some(v),
+                "overwrite" => r.dav.overwrite = Some(v),
+                "if" => r.dav.if_ = Some(v),
+                "lock-token" => r.dav.lock_token = Some(v),
+                "timeout" => r.dav.timeout = Some(v),
                 _ => {}
             }
         }

@@ -619,8 +619,9 @@ pub struct Settings {
     /// Speak HTTP/2: h2c with prior knowledge on plain listeners, ALPN `h2` (then
     /// `http/1.1`) on HTTPS ones. The epoll driver's only: under `--io uring` ALPN
     /// offers `http/1.1` alone and an h2c preface is answered 505 and closed. Not
-    /// with --limit-rate (HTTP/1.1 then). Request bodies (uploads) over HTTP/2 are
-    /// answered 501: use HTTP/1.1 for PUT. `--http2=false` turns it off
+    /// with --limit-rate (HTTP/1.1 then). Uploads and WebDAV bodies are received
+    /// over HTTP/2 as over HTTP/1.1 (copied from the DATA frames, never spliced).
+    /// `--http2=false` turns it off
     /// [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]

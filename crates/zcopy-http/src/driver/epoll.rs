@@ -176,6 +176,7 @@ impl Connection {
         let Some(h) = self.h2.as_mut() else {
             return Progress::Close;
         };
+        h.set_token(self.token);
         let next = match &mut self.transport {
             Transport::Tls(t) => {
                 let mut io = h2::TlsIo {
@@ -829,7 +830,10 @@ impl Worker {
                         if let Some(slot) = self.slots.get_mut(p.token)
                             && let Some(conn) = slot.conn.as_mut()
                         {
-                            conn.core.on_published(&mut env, p.id, p.resp, p.out);
+                            match conn.h2.as_mut() {
+                                Some(h) => h.on_published(&mut env, p.id, p.resp, p.out),
+                                None => conn.core.on_published(&mut env, p.id, p.resp, p.out),
+                            }
                             self.books.queue(p.token, &mut slot.queued);
                         } else {
                             env.bufs.give(p.out);

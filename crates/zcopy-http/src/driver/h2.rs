@@ -5,6 +5,17 @@
 //! of the output buffer, many frames per `send`: the h2o and Go way), round robin
 //! across streams, within the peer's windows.
 //!
+//! Request bodies (PUT uploads, WebDAV bodies) go where the site says, as over
+//! HTTP/1.1: a [`Sink`] the site made (an unnamed file, a memfd). Each DATA payload
+//! is written to it from the frame buffer (a copy: counted as such, never by an
+//! engine), and only then taken from the core, which credits the peer's windows for
+//! it: a slow disk slows the peer down. The whole body is published off the loop
+//! ([`super::publish`]) and the answer sent when it is in. A body that brings
+//! nothing for the body timeout gets 408; one beyond the sink's limit 413; either
+//! way the stream is reset NO_ERROR and nothing is published. A body the answer
+//! does not depend on (a 401, a GET's) is thrown away as it comes, within the
+//! stream's window (the core resets the stream NO_ERROR past it).
+//!
 //! Leftover: the site still formats an HTTP/1 head; [`head_spans`] turns it into
 //! a status and lower-case fields (dropping Connection, Keep-Alive,
 //! Transfer-Encoding) until the site hands out a protocol-neutral head.
@@ -26,6 +37,7 @@ use super::{SiteResponder, TURN_BUDGET};
 use crate::config::ListenKind;
 use crate::handler::{Body, Piece, Response};
 use crate::plan::FileBody;
+use crate::plan::Sink;
 use crate::proto::{Done, Keep, MethodClass, Observer};
 
 /// Output bytes queued before the connection stops reading and making DATA.
@@ -253,6 +265,39 @@ struct Answer {
     total: u64,
     sent: u64,
     in_memory: bool,
+    /// The request's body goes to this sink (an upload the site accepted).
+    recv: Option<Box<dyn Sink>>,
+    /// Request body bytes stored (`Some` once the site took the body).
+    received: Option<u64>,
+    /// When the body last brought bytes (the body timeout runs from there).
+    body_at: Instant,
+    /// The body is whole and being published: the answer comes with this id.
+    publishing: Option<u64>,
+}
+
+impl Answer {
+    fn new(id: u32, head: Head, now: Instant) -> Answer {
+        Answer {
+            id,
+            head,
+            started: now,
+            status: 0,
+            waiting: false,
+            src: None,
+            total: 0,
+            sent: 0,
+            in_memory: false,
+            recv: None,
+            received: None,
+            body_at: now,
+            publishing: None,
+        }
+    }
+
+    /// Waiting for body bytes (not yet whole, not publishing).
+    fn receiving(&self) -> bool {
+        self.recv.is_some() && self.publishing.is_none()
+    }
 }
 
 /// One HTTP/2 connection of the epoll driver.
@@ -284,6 +329,11 @@ pub(crate) struct H2 {
     spans: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
     idle_timeout: std::time::Duration,
     send_timeout: std::time::Duration,
+    body_timeout: std::time::Duration,
+    /// The worker's name for this connection, which its publishes answer to
+    /// ([`H2::on_published`]). A driver that never gives it (routes no publish
+    /// answer here) gets request bodies refused: 501, as before they were served.
+    token: Option<usize>,
 }
 
 /// `first`, the first bytes read from a plain connection, when they start with
@@ -321,6 +371,8 @@ impl H2 {
         let mut h = H2 {
             idle_timeout: env.config.idle_timeout,
             send_timeout: env.config.send_timeout,
+            body_timeout: env.config.body_timeout,
+            token: None,
             core: Conn::new(settings()),
             inbuf: vec![0; INBUF],
             have: 0,
@@ -341,6 +393,11 @@ impl H2 {
         h
     }
 
+    /// The worker's name for this connection, for the answers of its publishes.
+    pub(crate) fn set_token(&mut self, token: usize) {
+        self.token = Some(token);
+    }
+
     /// No stream open and nothing to write.
     pub(crate) fn is_idle(&self) -> bool {
         self.answers.is_empty()
@@ -356,8 +413,45 @@ impl H2 {
         if self.is_idle() {
             self.last_progress + self.idle_timeout
         } else {
-            self.last_progress + self.send_timeout
+            let body = self
+                .answers
+                .iter()
+                .filter(|a| a.receiving())
+                .map(|a| a.body_at + self.body_timeout)
+                .min();
+            let d = self.last_progress + self.send_timeout;
+            body.map_or(d, |b| b.min(d))
         }
+    }
+
+    /// Request bodies that brought nothing for the body timeout: 408, the stream
+    /// reset, nothing published.
+    fn body_timeouts(&mut self, env: &mut Env<'_>) {
+        while let Some(k) = self
+            .answers
+            .iter()
+            .position(|a| a.receiving() && env.now >= a.body_at + self.body_timeout)
+        {
+            let mut a = self.answers.swap_remove(k);
+            tracing::debug!(peer = %self.peer, stream = a.id, "HTTP/2: request body stalled; upload dropped");
+            a.recv = None;
+            let err = crate::request::HttpError {
+                status: 408,
+                reason: "request body timeout",
+            };
+            self.refuse(a, err, env);
+        }
+    }
+
+    /// Answers `a` with `err` instead of receiving its body (dropped: nothing is
+    /// published).
+    fn refuse(&mut self, mut a: Answer, err: crate::request::HttpError, env: &mut Env<'_>) {
+        a.recv = None;
+        self.core.stop_body(a.id);
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let resp = Response::error(&mut out, err, false);
+        self.start(a, resp, out, env);
     }
 
     /// Does all the work possible now, up to the turn budget.
@@ -371,6 +465,7 @@ impl H2 {
         if env.shutting_down {
             self.core.go_away();
         }
+        self.body_timeouts(env);
         if now >= self.deadline() && !self.core.is_closed() {
             if self.is_idle() {
                 self.core.go_away();
@@ -510,17 +605,7 @@ impl H2 {
     fn event(&mut self, ev: Event, env: &mut Env<'_>, site: &mut SiteResponder) {
         match ev {
             Event::Request { stream, head } => {
-                let a = Answer {
-                    id: stream,
-                    head,
-                    started: env.now,
-                    status: 0,
-                    waiting: false,
-                    src: None,
-                    total: 0,
-                    sent: 0,
-                    in_memory: false,
-                };
+                let a = Answer::new(stream, head, env.now);
                 if self.answers.len() >= MAX_ANSWERING || !self.queued.is_empty() {
                     self.queued.push_back(a);
                 } else {
@@ -535,30 +620,104 @@ impl H2 {
                     reason: "request header fields too large",
                 };
                 let resp = Response::error(&mut out, err, false);
-                let a = Answer {
-                    id: stream,
-                    head: Head {
-                        method: "GET".into(),
-                        path: "-".into(),
-                        ..Head::default()
-                    },
-                    started: env.now,
-                    status: 0,
-                    waiting: false,
-                    src: None,
-                    total: 0,
-                    sent: 0,
-                    in_memory: true,
+                let head = Head {
+                    method: "GET".into(),
+                    path: "-".into(),
+                    ..Head::default()
                 };
+                let mut a = Answer::new(stream, head, env.now);
+                a.in_memory = true;
                 self.start(a, resp, out, env);
             }
             Event::Reset { stream } => {
                 self.queued.retain(|a| a.id != stream);
                 if let Some(i) = self.answers.iter().position(|a| a.id == stream) {
+                    // A body being received is dropped with its sink: nothing is
+                    // published (one being published goes on; its answer has
+                    // nobody to go to).
                     let a = self.answers.swap_remove(i);
                     self.done(&a, env);
                 }
             }
+            Event::Data { stream } => self.take_body(stream, env, site),
+        }
+    }
+
+    /// Writes what arrived of stream `id`'s body to its sink, takes it from the
+    /// core (which credits the peer's windows), and publishes the body once whole.
+    fn take_body(&mut self, id: u32, env: &mut Env<'_>, site: &mut SiteResponder) {
+        use std::io::Write;
+        let Some(k) = self
+            .answers
+            .iter()
+            .position(|a| a.id == id && a.receiving())
+        else {
+            // Not answered yet (queued, a password check): the core holds it.
+            return;
+        };
+        let Some((bytes, end)) = self.core.body(id) else {
+            return;
+        };
+        let a = &mut self.answers[k];
+        let sink = a.recv.as_ref().expect("receiving");
+        let got = a.received.unwrap_or(0);
+        if got + bytes.len() as u64 > sink.limit() {
+            let a = self.answers.swap_remove(k);
+            let err = crate::request::HttpError {
+                status: 413,
+                reason: "upload too large",
+            };
+            return self.refuse(a, err, env);
+        }
+        if !bytes.is_empty() {
+            if let Err(e) = sink.file().write_all(bytes) {
+                // A full disk: the sink answers (507), nothing is published.
+                let mut a = self.answers.swap_remove(k);
+                let sink = a.recv.take().expect("receiving");
+                self.core.stop_body(id);
+                let mut out = std::mem::take(&mut self.scratch);
+                out.clear();
+                let resp = sink.failed(&e, &mut out);
+                return self.start(a, resp, out, env);
+            }
+            let n = bytes.len();
+            a.received = Some(got + n as u64);
+            a.body_at = env.now;
+            self.last_progress = env.now;
+            env.events.stats.upload_copied(self.tls, n as u64);
+            self.core.consume(id, n);
+        }
+        if end {
+            let a = &mut self.answers[k];
+            let sink = a.recv.take().expect("receiving");
+            let job = crate::proto::PublishJob::new(sink, false, env.bufs.take());
+            let Some(token) = self.token else {
+                // A driver that brings no publish answers here takes only empty
+                // bodies (END_STREAM on the HEADERS): published here and now.
+                let a = self.answers.swap_remove(k);
+                let (resp, out) = job.run();
+                return self.start(a, resp, out, env);
+            };
+            a.publishing = Some(site.publishes.start_job(token, job));
+        }
+    }
+
+    /// The publish named `id` answered `resp` (its head in `out`): sent on the
+    /// stream that waits for it, if it is still there.
+    pub(crate) fn on_published(
+        &mut self,
+        env: &mut Env<'_>,
+        id: u64,
+        resp: Response,
+        out: Vec<u8>,
+    ) {
+        match self.answers.iter().position(|a| a.publishing == Some(id)) {
+            Some(k) => {
+                let mut a = self.answers.swap_remove(k);
+                a.publishing = None;
+                self.start(a, resp, out, env);
+            }
+            None => env.bufs.give(out),
         }
     }
 
@@ -567,33 +726,61 @@ impl H2 {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         let head_only = a.head.method == "HEAD";
-        let resp = if !a.head.end_stream && a.head.method != "GET" && a.head.method != "HEAD" {
-            not_served(&mut out)
+        let resp = if !a.head.end_stream
+            && self.token.is_none()
+            && !head_only
+            && a.head.method != "GET"
+        {
+            // A driver that brings no publish answers here.
+            let err = crate::request::HttpError {
+                status: 501,
+                reason: "request bodies over HTTP/2 are not served on this driver: use HTTP/1.1",
+            };
+            Response::error(&mut out, err, false)
         } else {
             match a.head.request(self.via) {
                 Err(e) => Response::error(&mut out, e, head_only),
                 Ok(req) => site.respond(&req, false, &mut out, env.now),
             }
         };
-        let resp = match resp.body {
+        match resp.body {
             Body::Pending => {
                 a.waiting = true;
                 self.scratch = out;
                 self.answers.push(a);
-                return;
             }
-            Body::Receive(sink) if a.head.end_stream => {
-                // An empty upload: the whole body is here already.
-                out.clear();
-                sink.finish(&mut out, false)
+            Body::Receive(sink) => {
+                // The site takes the body: received as it comes, then published.
+                self.scratch = out;
+                let id = a.id;
+                a.recv = Some(sink);
+                a.received = Some(0);
+                a.body_at = env.now;
+                self.core.accept_body(id);
+                // A client that asked may hold its body back until told to send
+                // it (as over HTTP/1.1, only for a body the site takes).
+                if a.head
+                    .field("expect")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+                    && self
+                        .core
+                        .body(id)
+                        .is_some_and(|(b, end)| b.is_empty() && !end)
+                {
+                    self.core.send_continue(id);
+                }
+                self.answers.push(a);
+                self.take_body(id, env, site);
             }
-            Body::Receive(_) => {
-                out.clear();
-                not_served(&mut out)
+            _ => {
+                if !a.head.end_stream {
+                    // The answer does not depend on the body: thrown away as it
+                    // comes, within the stream's window (reset NO_ERROR past it).
+                    self.core.discard_body(a.id);
+                }
+                self.start(a, resp, out, env);
             }
-            _ => resp,
-        };
-        self.start(a, resp, out, env);
+        }
     }
 
     /// Sends the head of `resp` (formatted in `out`) and queues its body.
@@ -824,7 +1011,9 @@ impl H2 {
 
     /// A response ended (whole, reset, or dropped): its log line and counts.
     fn done(&self, a: &Answer, env: &mut Env<'_>) {
-        if a.waiting {
+        // A publish still running: the upload is whole and will be published; its
+        // answer has nobody to go to (no line, as over HTTP/1.1).
+        if a.waiting || a.publishing.is_some() {
             return;
         }
         let keep = env.events.keep();
@@ -848,12 +1037,19 @@ impl H2 {
             "PUT" => MethodClass::Put,
             _ => MethodClass::Other,
         };
+        // An upload cut off (the stream reset, the connection gone) is logged 400,
+        // as over HTTP/1.1.
+        let status = if a.status == 0 && a.received.is_some() {
+            400
+        } else {
+            a.status
+        };
         env.events.done(&Done {
             peer: self.peer,
             method,
-            status: a.status,
+            status,
             body_sent: a.sent,
-            body_received: None,
+            body_received: a.received,
             in_memory: a.in_memory,
             took: env.now.saturating_duration_since(a.started),
             line: &line,
@@ -903,15 +1099,6 @@ fn pread_full(file: &File, at: u64, dst: &mut [u8]) -> usize {
         }
     }
     got
-}
-
-/// A request with a body other than GET/HEAD: uploads are HTTP/1.1's for now.
-fn not_served(out: &mut Vec<u8>) -> Response {
-    let err = crate::request::HttpError {
-        status: 501,
-        reason: "request bodies over HTTP/2 are not served yet: use HTTP/1.1",
-    };
-    Response::error(out, err, false)
 }
 
 /// Reads the HTTP/1 head at the start of `out`: its status and length, and per

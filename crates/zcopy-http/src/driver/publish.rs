@@ -143,6 +143,18 @@ impl Publisher {
         let Some(job) = core.take_publish(env, id) else {
             return;
         };
+        self.queue(token, id, job);
+    }
+
+    /// Publishes `job` for connection `token` in the pool (an HTTP/2 stream's
+    /// body): [`Publisher::completed`] brings the answer named by the id returned.
+    pub fn start_job(&mut self, token: usize, job: PublishJob) -> u64 {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        self.queue(token, id, job);
+        id
+    }
+
+    fn queue(&mut self, token: usize, id: u64, job: PublishJob) {
         let pool = pool();
         pool.queue
             .lock()

@@ -385,7 +385,7 @@ fn data_on_a_closed_stream_still_credits_the_connection_window() {
         .map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64)
         .sum();
     assert!(credited >= total - s.connection_window as u64, "{credited}");
-    // DATA beyond the window is a flow-control error.
+    // Padding and the bytes of a body nobody wants are credited as they come.
     let mut c = Conn::new(Settings {
         connection_window: 65_535,
         initial_window: 1 << 20,
@@ -394,11 +394,355 @@ fn data_on_a_closed_stream_still_credits_the_connection_window() {
     fed(&mut c, &hello());
     let mut b = Vec::new();
     write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block("/"));
+    fed(&mut c, &b);
+    c.discard_body(1);
     for _ in 0..5 {
+        let mut b = Vec::new();
         write_frame(&mut b, kind::DATA, flag::PADDED, 1, &[255; 16_384]);
+        fed(&mut c, &b);
     }
-    c.feed(&b);
+    assert!(!c.is_closed(), "{:?}", c.error());
+}
+
+/// A request header block with `method`, `path` and `extra` fields.
+fn block_with(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    let base = [
+        (":method", method),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "x"),
+    ];
+    for (n, v) in base.iter().chain(extra) {
+        b.push(0);
+        hpack::encode_int(&mut b, 0, 7, n.len());
+        b.extend_from_slice(n.as_bytes());
+        hpack::encode_int(&mut b, 0, 7, v.len());
+        b.extend_from_slice(v.as_bytes());
+    }
+    b
+}
+
+/// A PUT on stream `id` whose body follows (content-length `len`, if any).
+fn put(out: &mut Vec<u8>, id: u32, len: Option<u64>) {
+    let n = len.map(|n| n.to_string());
+    let extra: Vec<(&str, &str)> = n.iter().map(|n| ("content-length", n.as_str())).collect();
+    write_frame(
+        out,
+        kind::HEADERS,
+        flag::END_HEADERS,
+        id,
+        &block_with("PUT", "/up", &extra),
+    );
+}
+
+/// WINDOW_UPDATE increments sent for `stream`, summed.
+fn credited(out: &[u8], stream: u32) -> u64 {
+    frames(out)
+        .iter()
+        .filter(|(h, _)| h.kind == kind::WINDOW_UPDATE && h.stream == stream)
+        .map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64)
+        .sum()
+}
+
+fn rst_codes(out: &[u8]) -> Vec<(u32, Code)> {
+    frames(out)
+        .iter()
+        .filter(|(h, _)| h.kind == kind::RST_STREAM)
+        .map(|(h, p)| {
+            (
+                h.stream,
+                Code::from_u32(u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_body_is_held_until_taken_and_the_windows_open_only_as_it_is() {
+    let s = Settings {
+        initial_window: 64 * 1024,
+        connection_window: 128 * 1024,
+        ..Settings::default()
+    };
+    let mut c = Conn::new(s);
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, Some(100_000));
+    fed(&mut c, &b);
+    let ev = events(&mut c);
+    let [Event::Request { stream: 1, head }] = &ev[..] else {
+        panic!("{ev:?}");
+    };
+    assert!(!head.end_stream);
+    assert_eq!(head.content_length, Some(100_000));
+    c.out.clear();
+    // The whole stream window, in four frames: held, nothing credited.
+    let mut sent = Vec::new();
+    for i in 0..4u8 {
+        let chunk = vec![i; 16_384];
+        let mut b = Vec::new();
+        write_frame(&mut b, kind::DATA, 0, 1, &chunk);
+        fed(&mut c, &b);
+        sent.extend_from_slice(&chunk);
+    }
+    assert_eq!(events(&mut c), vec![Event::Data { stream: 1 }]);
+    assert_eq!(c.body(1), Some((&sent[..], false)));
+    assert_eq!(credited(&c.out, 1) + credited(&c.out, 0), 0);
+    // One byte more is beyond the stream's window: a stream error.
+    let mut c2 = Conn::new(s);
+    fed(&mut c2, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, None);
+    for _ in 0..4 {
+        write_frame(&mut b, kind::DATA, 0, 1, &[0; 16_384]);
+    }
+    write_frame(&mut b, kind::DATA, 0, 1, b"x");
+    fed(&mut c2, &b);
+    assert!(!c2.is_closed());
+    assert!(rst_codes(&c2.out).contains(&(1, Code::FlowControl)));
+    // Taken: both windows open again, by what was taken.
+    c.consume(1, 40_000);
+    assert_eq!(c.body(1).unwrap().0, &sent[40_000..]);
+    assert_eq!(credited(&c.out, 1), 40_000);
+    c.consume(1, usize::MAX);
+    assert_eq!(credited(&c.out, 0), 65_536);
+    // The rest, with END_STREAM.
+    let rest = vec![9u8; 100_000 - 65_536];
+    let mut b = Vec::new();
+    let n = rest.chunks(16_384).count();
+    for (i, d) in rest.chunks(16_384).enumerate() {
+        let f = if i + 1 == n { flag::END_STREAM } else { 0 };
+        write_frame(&mut b, kind::DATA, f, 1, d);
+    }
+    fed(&mut c, &b);
+    assert!(!c.is_closed(), "{:?}", c.error());
+    assert_eq!(events(&mut c), vec![Event::Data { stream: 1 }]);
+    assert_eq!(c.body(1), Some((&rest[..], true)));
+    c.consume(1, rest.len());
+    assert_eq!(c.body(1), Some((&[][..], true)));
+    assert!(c.send_headers(1, 201, &[], true));
+    assert!(c.is_idle());
+    assert!(rst_codes(&c.out).is_empty());
+}
+
+#[test]
+fn a_body_taken_gets_the_larger_window_one_waiting_does_not() {
+    let s = Settings::default();
+    let mut c = Conn::new(s);
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, None);
+    put(&mut b, 3, None);
+    fed(&mut c, &b);
+    c.out.clear();
+    c.accept_body(1);
+    let grown = (s.body_window - s.initial_window) as u64;
+    assert_eq!(credited(&c.out, 1), grown);
+    assert_eq!(credited(&c.out, 3), 0);
+    // Stream 1 may now send its larger window; stream 3 its initial one only.
+    let mut b = Vec::new();
+    for _ in 0..s.body_window / 16_384 {
+        write_frame(&mut b, kind::DATA, 0, 1, &[0; 16_384]);
+    }
+    for _ in 0..s.initial_window / 16_384 {
+        write_frame(&mut b, kind::DATA, 0, 3, &[0; 16_384]);
+    }
+    fed(&mut c, &b);
+    assert!(rst_codes(&c.out).is_empty());
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::DATA, 0, 3, b"x");
+    fed(&mut c, &b);
+    assert_eq!(rst_codes(&c.out), vec![(3, Code::FlowControl)]);
+    // Streams waiting their turn hold at most their initial window each: all the
+    // others together leave room in the connection window for the ones taken.
+    let waiting = (s.max_concurrent_streams as u64 - 8) * s.initial_window as u64;
+    assert!(waiting + 8 * s.body_window as u64 <= s.connection_window as u64);
+}
+
+#[test]
+fn a_100_continue_comes_before_the_final_answer() {
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, Some(2));
+    fed(&mut c, &b);
+    c.out.clear();
+    assert!(c.send_continue(1));
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::DATA, flag::END_STREAM, 1, b"hi");
+    fed(&mut c, &b);
+    c.consume(1, 2);
+    // The body ended: no interim answer any more; the final one ends the stream.
+    assert!(!c.send_continue(1));
+    assert!(c.send_headers(1, 201, &[], true));
+    let f = frames(&c.out);
+    let heads: Vec<_> = f.iter().filter(|(h, _)| h.kind == kind::HEADERS).collect();
+    assert_eq!(heads.len(), 2);
+    assert_eq!(heads[0].0.flags & flag::END_STREAM, 0);
+    assert_ne!(heads[1].0.flags & flag::END_STREAM, 0);
+    let mut d = hpack::Decoder::new(4096, 1 << 16);
+    assert_eq!(d.decode(&heads[0].1).unwrap().fields[0].1, b"100");
+    assert_eq!(d.decode(&heads[1].1).unwrap().fields[0].1, b"201");
+    assert!(c.is_idle());
+}
+
+#[test]
+fn data_beyond_the_connection_window_is_a_flow_control_error() {
+    // A consumer that takes nothing: the peer may send the connection window,
+    // not a byte more, whatever the streams' windows.
+    let s = Settings {
+        initial_window: 1 << 20,
+        connection_window: 65_535,
+        ..Settings::default()
+    };
+    let mut c = Conn::new(s);
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, None);
+    put(&mut b, 3, None);
+    for id in [1, 3] {
+        write_frame(&mut b, kind::DATA, 0, id, &[0; 16_384]);
+        write_frame(&mut b, kind::DATA, 0, id, &[0; 16_383]);
+    }
+    fed(&mut c, &b);
     assert!(!c.is_closed());
+    assert_eq!(credited(&c.out, 0), 0);
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::DATA, 0, 3, &[0; 2]);
+    c.feed(&b);
+    assert!(c.is_closed());
+    assert_eq!(goaway_code(&c.out), Some(Code::FlowControl));
+}
+
+#[test]
+fn a_body_that_does_not_match_its_content_length_is_a_stream_error() {
+    // More bytes than announced; fewer, with END_STREAM; fewer, ended by trailers.
+    for (frames_of, trailers) in [
+        (&[&b"hello"[..], &b"!"[..]][..], false),
+        (&[&b"hell"[..]][..], false),
+        (&[&b"hell"[..]][..], true),
+    ] {
+        let mut c = Conn::new(Settings::default());
+        fed(&mut c, &hello());
+        let mut b = Vec::new();
+        put(&mut b, 1, Some(5));
+        for (i, d) in frames_of.iter().enumerate() {
+            let last = i + 1 == frames_of.len() && !trailers;
+            let f = if last { flag::END_STREAM } else { 0 };
+            write_frame(&mut b, kind::DATA, f, 1, d);
+        }
+        if trailers {
+            write_frame(
+                &mut b,
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                1,
+                &[0, 1, b'x', 1, b'y'],
+            );
+        }
+        fed(&mut c, &b);
+        assert!(!c.is_closed(), "{frames_of:?}");
+        assert_eq!(
+            rst_codes(&c.out),
+            vec![(1, Code::Protocol)],
+            "{frames_of:?}"
+        );
+        assert!(
+            events(&mut c).contains(&Event::Reset { stream: 1 }),
+            "{frames_of:?}"
+        );
+        assert!(c.body(1).is_none());
+        // The connection goes on.
+        let mut b = Vec::new();
+        get(&mut b, 3, "/");
+        fed(&mut c, &b);
+        assert!(matches!(
+            events(&mut c)[..],
+            [Event::Request { stream: 3, .. }]
+        ));
+    }
+}
+
+#[test]
+fn an_answer_before_the_whole_body_resets_the_stream_no_error() {
+    let mut c = Conn::new(Settings {
+        connection_window: 65_535,
+        ..Settings::default()
+    });
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, Some(1 << 30));
+    write_frame(&mut b, kind::DATA, 0, 1, &[1; 1000]);
+    fed(&mut c, &b);
+    events(&mut c);
+    c.out.clear();
+    // 413 before the body is read: the peer is told to stop, without error.
+    assert!(c.send_headers(1, 413, &[], true));
+    assert_eq!(rst_codes(&c.out), vec![(1, Code::NoError)]);
+    assert!(c.is_idle());
+    // What it had in flight is dropped, the connection window still credited.
+    c.out.clear();
+    for _ in 0..64 {
+        let mut b = Vec::new();
+        write_frame(&mut b, kind::DATA, 0, 1, &[1; 16_384]);
+        fed(&mut c, &b);
+    }
+    assert!(!c.is_closed(), "{:?}", c.error());
+    assert!(rst_codes(&c.out).is_empty());
+    assert!(credited(&c.out, 0) >= 64 * 16_384 - 65_535);
+
+    // A body the stream's window still lets through (a small upload on its way
+    // when the 401 went): received and thrown away up to its END_STREAM, no reset.
+    for len in [Some(10), None] {
+        let mut c = Conn::new(Settings::default());
+        fed(&mut c, &hello());
+        let mut b = Vec::new();
+        put(&mut b, 1, len);
+        fed(&mut c, &b);
+        events(&mut c);
+        c.out.clear();
+        assert!(c.send_headers(1, 401, &[], true));
+        assert!(!c.is_idle());
+        let mut b = Vec::new();
+        write_frame(&mut b, kind::DATA, flag::END_STREAM, 1, b"0123456789");
+        fed(&mut c, &b);
+        assert!(rst_codes(&c.out).is_empty(), "{len:?}");
+        assert!(c.is_idle(), "{len:?}");
+        assert_eq!(events(&mut c), vec![], "{len:?}");
+    }
+    // A body the caller stopped taking (refused mid-way): reset at once.
+    let mut c = Conn::new(Settings::default());
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, Some(10));
+    write_frame(&mut b, kind::DATA, 0, 1, b"01234");
+    fed(&mut c, &b);
+    events(&mut c);
+    c.stop_body(1);
+    assert_eq!(c.body(1), Some((&[][..], false)));
+    c.out.clear();
+    assert!(c.send_headers(1, 408, &[], true));
+    assert_eq!(rst_codes(&c.out), vec![(1, Code::NoError)]);
+    assert!(c.is_idle());
+    // Of unknown length, it goes on past that window: reset NO_ERROR then.
+    let mut c = Conn::new(Settings {
+        initial_window: 32_768,
+        ..Settings::default()
+    });
+    fed(&mut c, &hello());
+    let mut b = Vec::new();
+    put(&mut b, 1, None);
+    fed(&mut c, &b);
+    events(&mut c);
+    assert!(c.send_headers(1, 401, &[], true));
+    c.out.clear();
+    let mut b = Vec::new();
+    write_frame(&mut b, kind::DATA, 0, 1, &[0; 16_384]);
+    write_frame(&mut b, kind::DATA, 0, 1, &[0; 16_384]);
+    fed(&mut c, &b);
+    assert_eq!(rst_codes(&c.out), vec![(1, Code::NoError)]);
+    assert!(c.is_idle());
 }
 
 #[test]
