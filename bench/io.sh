@@ -14,7 +14,8 @@
 #
 # lwan: build from https://github.com/lpereira/lwan (cmake, make). Where Landlock is
 # not available (containers, VMs without it) its straitjacket stubs refuse to bind;
-# make the `lwan_straitjacket_allow_*` stubs in src/lib/lwan-straitjacket.c return
+# make the `lwan_straitjacket_allow_*` functions in src/lib/lwan-straitjacket.c (and,
+# when cmake finds no Landlock headers, the stubs after its `#else`) return
 # true. This script writes its config (serve_files, threads = 1).
 #
 # Usage: [LWAN=/path/to/lwan] bench/io.sh [WRK_SECONDS] [ROUNDS]

@@ -105,13 +105,14 @@ if [ -d crates/zcopy-http/tests/server ]; then
   # force one engine or the driver off, so each runs the tests whose bytes go through
   # that engine or driver, and leaves out (saying so) the ones that cannot differ:
   # - modules that never choose an engine: auth, listings, rules, metrics, the access
-  #   log, security checks of paths, sidecars, tools, header details, WebDAV methods;
+  #   log, security checks of paths, sidecars, tools, header details, WebDAV methods,
+  #   HTTP/2 uploads (received by copy, on epoll);
   # - tests that pick both drivers themselves (uploads, resumable uploads), which the
   #   epoll passes already run on both, so the uring passes leave them out;
   # - two tests of the publish pool (a 768 MiB and a 1 GiB upload) whose subject is
   #   the pool off the loop, not an engine.
   engine_blind=(access:: auth:: listing:: metrics:: rules:: security:: sidecars:: tools::
-    http_details:: upload_metrics:: webdav::
+    http_details:: upload_metrics:: webdav:: h2_upload::
     upload::a_get_is_answered_promptly_while_a_large_upload_is_published
     upload::a_get_is_answered_promptly_while_a_large_dropped_upload_is_freed)
   both_drivers=(upload:: resume::)
