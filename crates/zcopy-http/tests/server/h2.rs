@@ -813,25 +813,13 @@ fn chromium_loads_a_listing_over_https_by_http2() {
     if !h2_served(&srv) {
         return;
     }
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+    let out = chromium_dom(
+        &format!("https://localhost:{}/dir/", srv.addr.port()),
+        &[
             "--ignore-certificate-errors",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(format!("https://localhost:{}/dir/", srv.addr.port()))
-        .arg("--host-resolver-rules=MAP localhost 127.0.0.1")
-        .output()
-        .expect("run chromium");
+            "--host-resolver-rules=MAP localhost 127.0.0.1",
+        ],
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         dom.contains(">hello.txt</a>"),

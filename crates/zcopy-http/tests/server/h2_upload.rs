@@ -959,26 +959,14 @@ fn chromium_uploads_many_files_at_once_over_https_by_http2() {
         c.tls = Some(pki.tls());
         c.access_log = Some(AccessLog::File(log.clone()));
     });
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+    let out = chromium_dom(
+        &format!("https://localhost:{}/up.html", srv.addr.port()),
+        &[
             "--ignore-certificate-errors",
             "--virtual-time-budget=60000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(format!("https://localhost:{}/up.html", srv.addr.port()))
-        .arg("--host-resolver-rules=MAP localhost 127.0.0.1")
-        .output()
-        .expect("run chromium");
+            "--host-resolver-rules=MAP localhost 127.0.0.1",
+        ],
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
     let want = format!("statuses {}", vec!["201"; N].join(","));
     assert!(

@@ -1,6 +1,5 @@
 //! Directory listings: on by default, sortable, validated, and whole in a real browser.
 
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use crate::util::*;
@@ -127,23 +126,7 @@ fn chromium_renders_every_entry_escaped() {
         return;
     }
     let (_fx, srv) = site(|_| {});
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(srv.url("/"))
-        .output()
-        .expect("run chromium");
+    let out = chromium_dom(&srv.url("/"), &[]);
     assert!(
         out.status.success(),
         "{}",

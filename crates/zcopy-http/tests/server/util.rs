@@ -371,3 +371,28 @@ pub fn small_tmpfs(at: &Path) -> Option<Mounted> {
     }
     Some(Mounted(at.to_path_buf()))
 }
+
+/// Headless Chromium's serialised DOM of `url` once its scripts ran, with `extra`
+/// flags (certificate errors ignored, a virtual time budget, ...): its output, for
+/// the caller to read `stdout` (the DOM) and `stderr`.
+#[allow(dead_code)]
+pub fn chromium_dom(url: &str, extra: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .args(extra)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .expect("run chromium")
+}
