@@ -1,7 +1,9 @@
 //! Fuzzes the HTTP/2 connection core with arbitrary bytes after a valid preface
 //! and SETTINGS, fed in arbitrary pieces: never a panic, never more output than
-//! the budgets allow, `feed` always accounts for every byte it is given, and
-//! every answer the caller sends afterwards is well-framed.
+//! the budgets allow, `feed` always accounts for every byte it is given, request
+//! bodies are taken (all or half of what arrived, with or without the larger
+//! window of an accepted upload), and every answer the caller sends afterwards is
+//! well-framed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -39,6 +41,10 @@ fuzz_target!(|data: &[u8]| {
             match ev {
                 Event::Request { stream, head } => {
                     let _ = head.request(zcopy_http1::request::ListenKind::Http);
+                    if split & 1 == 1 {
+                        // Take the body (a larger window), as an accepted upload does.
+                        c.accept_body(stream);
+                    }
                     if c.send_headers(stream, 200, &[("content-length", "3")], false) {
                         let cap = c.capacity(stream);
                         c.send_data(stream, 3.min(cap), cap >= 3, |b| {
@@ -51,6 +57,17 @@ fuzz_target!(|data: &[u8]| {
                     c.send_headers(stream, 431, &[], true);
                 }
                 Event::Reset { .. } => {}
+                Event::Data { stream } => {
+                    // Take what arrived, every byte or half of it, crediting windows.
+                    if let Some((body, _)) = c.body(stream) {
+                        let n = if split & 2 == 2 {
+                            body.len()
+                        } else {
+                            body.len() / 2
+                        };
+                        c.consume(stream, n);
+                    }
+                }
             }
         }
     }
