@@ -38,7 +38,8 @@ const CACHE_HELD: usize = CACHE_MISSES + 1;
 const UPLOAD_COPY: usize = CACHE_HELD + 1;
 const UPLOAD_TLS: usize = UPLOAD_COPY + 1;
 const UPLOAD_ENGINE: usize = UPLOAD_TLS + 1; // × EngineKind::ALL
-const DURATION: usize = UPLOAD_ENGINE + EngineKind::ALL.len(); // BUCKETS + 1 (+Inf)
+const UPLOAD_STEPS: usize = UPLOAD_ENGINE + EngineKind::ALL.len();
+const DURATION: usize = UPLOAD_STEPS + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -111,6 +112,7 @@ impl WorkerStats {
         if let Some(i) = engine.and_then(|e| EngineKind::ALL.iter().position(|&k| k == e)) {
             self.add(UPLOAD_ENGINE + i, n);
         }
+        self.add(UPLOAD_STEPS, 1);
     }
 
     /// Upload body bytes written to the file from the read buffer (`tls`: decrypted
@@ -286,6 +288,14 @@ impl ServerStats {
                 self.sum(UPLOAD_ENGINE + i)
             );
         }
+        head(
+            &mut o,
+            "upload_steps_total",
+            "counter",
+            "Engine steps that moved upload body bytes socket -> file (bytes per step: \
+             upload_bytes_total of the engines over this).",
+        );
+        let _ = writeln!(o, "zcopy_upload_steps_total {}", self.sum(UPLOAD_STEPS));
         head(
             &mut o,
             "body_bytes_by_reference_total",
