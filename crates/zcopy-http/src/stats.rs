@@ -119,6 +119,7 @@ impl WorkerStats {
     /// there; else plain bytes that came with the head, or read by io_uring).
     pub fn upload_copied(&self, tls: bool, n: u64) {
         self.add(if tls { UPLOAD_TLS } else { UPLOAD_COPY }, n);
+        self.add(UPLOAD_STEPS, 1);
     }
 
     /// An engine gave up on a body and the next one took over.
@@ -292,8 +293,9 @@ impl ServerStats {
             &mut o,
             "upload_steps_total",
             "counter",
-            "Engine steps that moved upload body bytes socket -> file (bytes per step: \
-             upload_bytes_total of the engines over this).",
+            "Steps that moved upload body bytes to their file: an engine's step (socket \
+             -> file), or one write of received or decrypted bytes (bytes per step: \
+             upload_bytes_total over this).",
         );
         let _ = writeln!(o, "zcopy_upload_steps_total {}", self.sum(UPLOAD_STEPS));
         head(
