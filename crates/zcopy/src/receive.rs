@@ -28,7 +28,7 @@ pub fn writeback_kicks() -> u64 {
 }
 
 /// The largest `SO_RCVLOWAT` [`LowWater`] asks for.
-pub const LOW_WATER_CAP: usize = 256 * 1024;
+pub const LOW_WATER_CAP: usize = 512 * 1024;
 
 /// The receive low-water mark of one socket, as set by [`LowWater::expect`].
 #[derive(Debug)]

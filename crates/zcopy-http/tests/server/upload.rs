@@ -119,7 +119,7 @@ fn expect_100_continue_is_answered_then_the_connection_goes_on() {
 #[test]
 fn a_body_end_that_trickles_in_and_the_next_small_request_are_not_waited_for() {
     // While a body is spliced the socket's receive low-water mark is raised (up to
-    // 256 KiB): it must follow the bytes still to come, so a last piece smaller
+    // 512 KiB): it must follow the bytes still to come, so a last piece smaller
     // than the mark wakes the server, and be back at 1 for the next request head.
     for io in DRIVERS {
         let fx = Fixture::new();

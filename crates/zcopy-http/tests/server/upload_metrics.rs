@@ -234,7 +234,7 @@ fn a_spliced_put_moves_its_body_in_large_steps() {
     // The receive low-water mark wakes the receiver once a large step can be taken,
     // not at every segment that arrives: 8 MiB sent 16 KiB at a time took 128 to
     // 512 steps of 16-64 KiB (one splice in, one out, one epoll wake each) before;
-    // 32 of 256 KiB now. Bound: 128 KiB on average.
+    // 16 of 512 KiB now. Bound: 128 KiB on average.
     const N: usize = 8 << 20;
     let fx = Fixture::new();
     let log = log_path(&fx, "access.log");
