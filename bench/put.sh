@@ -12,6 +12,10 @@
 # DIR is where uploads land (default: a tmpfs under /dev/shm, so the disk is not
 # what is measured; give a disk directory to include write-back and zcopy's fsync).
 # DUFS=path picks the dufs binary (default: dufs on PATH, else ~/.cargo/bin/dufs).
+# ZCOPY_BASE=path adds a `base` row: another zcopy binary (e.g. main's), run beside
+# the first in the same interleaved rounds, for before/after figures. IO=uring runs
+# both zcopy servers with --io uring (default epoll). curl's own CPU per GB is shown
+# too (on loopback the TCP receive work of the server's socket runs on its CPU).
 set -euo pipefail
 mode=lo
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
@@ -24,8 +28,10 @@ DUFS=${DUFS:-$(command -v dufs || echo "$HOME/.cargo/bin/dufs")}
 PORT_Z=18801
 PORT_N=18802
 PORT_D=18803
+PORT_B=18804
+ZBASE=${ZCOPY_BASE:-}
 rm -rf "$BASE"
-mkdir -p "$BASE/z" "$BASE/n" "$BASE/d" "$BASE/ntmp" "$BASE/src"
+mkdir -p "$BASE/b" "$BASE/z" "$BASE/n" "$BASE/d" "$BASE/ntmp" "$BASE/src"
 SRC=$BASE/src/body.bin
 head -c $((MIB * 1024 * 1024)) /dev/urandom > "$SRC"
 cat "$SRC" > /dev/null
@@ -94,19 +100,26 @@ measure() { # name pid port dir
   local c0 t0 code t1 c1
   c0=$(cpu_ticks "$pid")
   t0=$(date +%s.%N)
-  code=$("${in_cli[@]}" taskset -c 1 curl -s -o /dev/null -w '%{http_code}' -T "$SRC" "http://$ADDR:$port/up.bin")
+  code=$("${in_cli[@]}" /usr/bin/time -f "%U %S" -o "$BASE/curl.time" taskset -c 1 curl -s -o /dev/null -w '%{http_code}' -T "$SRC" "http://$ADDR:$port/up.bin")
   t1=$(date +%s.%N)
   c1=$(cpu_ticks "$pid")
   cmp -s "$SRC" "$dir/up.bin" || { echo "$name: upload differs ($code)" >&2; cat "$BASE/nginx.err" >&2; exit 1; }
   awk -v n="$name" -v c="$code" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" \
       -v mib="$MIB" -v hz="$tick" 'BEGIN {
         gb = mib * 1048576 / 1e9; s = t1 - t0; cpu = (c1 - c0) / hz;
-        printf "%-6s %s  %.2f GB/s  server CPU %.2f s/GB\n", n, c, gb / s, cpu / gb }' | tee -a "$RESULTS"
+        printf "%-6s %s  %.2f GB/s  server CPU %.2f s/GB", n, c, gb / s, cpu / gb }' | tee -a "$RESULTS"
+  awk -v mib="$MIB" '{ printf "  client CPU %.2f s/GB\n", ($1 + $2) / (mib * 1048576 / 1e9) }' \
+    "$BASE/curl.time" | tee -a "$RESULTS"
 }
 
 "${in_srv[@]}" taskset -c 0 "$ZCOPY" serve "$BASE/z" --listen "$ADDR:$PORT_Z" --upload \
-  --allow-anonymous-writes --max-upload-size 64G --io epoll -q > /dev/null 2>&1 &
+  --allow-anonymous-writes --max-upload-size 64G --io "${IO:-epoll}" -q > /dev/null 2>&1 &
 ZPID=$!; pids+=("$ZPID")
+if [ -n "$ZBASE" ]; then
+  "${in_srv[@]}" taskset -c 0 "$ZBASE" serve "$BASE/b" --listen "$ADDR:$PORT_B" --upload \
+    --allow-anonymous-writes --max-upload-size 64G --io "${IO:-epoll}" -q > /dev/null 2>&1 &
+  BPID=$!; pids+=("$BPID")
+fi
 "${in_srv[@]}" taskset -c 0 nginx -c "$BASE/nginx.conf" &
 NPID=$!; pids+=("$NPID")
 if [ -n "$DUFS" ]; then
@@ -118,13 +131,14 @@ sleep 1
 NW=$(pgrep -P "$NPID" | head -1)
 echo "PUT of $MIB MiB to $BASE over $mode ($ROUNDS rounds each, interleaved)"
 for _ in $(seq "$ROUNDS"); do
+  if [ -n "$ZBASE" ]; then measure base "$BPID" $PORT_B "$BASE/b"; fi
   measure zcopy "$ZPID" $PORT_Z "$BASE/z"
   measure nginx "$NW" $PORT_N "$BASE/n"
   if [ -n "$DUFS" ]; then measure dufs "$DPID" $PORT_D "$BASE/d"; fi
 done
 [ -n "$DUFS" ] || echo "(dufs not installed: cargo install dufs)"
 echo "medians:"
-for n in zcopy nginx dufs; do
+for n in base zcopy nginx dufs; do
   grep "^$n " "$RESULTS" | awk '{print $3, $7}' | sort -n | awk -v n="$n" '
     { tp[NR] = $1; } END { if (NR) printf "%-6s %.2f GB/s\n", n, tp[int((NR + 1) / 2)] }'
   grep "^$n " "$RESULTS" | awk '{print $7}' | sort -n | awk -v n="$n" '

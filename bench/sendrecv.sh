@@ -9,6 +9,8 @@
 # With --veth (root): the receivers run in one network namespace and the senders in
 # another, joined by a veth pair (a receiver in a container); the namespaces are
 # removed on exit. Writes bench/results/sendrecv[-veth].md.
+# ZCOPY_BASE=path adds a `zcopy-base` row: another zcopy binary (e.g. main's) sending
+# to its own receiver in the same runs, for before/after figures.
 # Usage: bench/sendrecv.sh [--veth] [SIZE_MIB] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,8 +82,17 @@ run_pair() {
 
 declare -A W RC SC
 tools=(zcopy zcopy-lend zcopy-verify nc socat)
+zbase=${ZCOPY_BASE:-}
+[ -z "$zbase" ] || tools=(zcopy-base "${tools[@]}")
 add() { W[$1]+="$2 "; RC[$1]+="$3 "; SC[$1]+="$4 "; }
 for i in $(seq "$runs"); do
+  if [ -n "$zbase" ]; then
+    port=$((port + 1))
+    read -r w r s < <(run_pair \
+      "$zbase -q recv --once --listen $addr:$port --out $work/out" \
+      "$zbase -q send $work/src.bin --to $addr:$port")
+    add zcopy-base "$w" "$r" "$s"
+  fi
   port=$((port + 1))
   read -r w r s < <(run_pair \
     "$zcopy -q recv --once --listen $addr:$port --out $work/out" \

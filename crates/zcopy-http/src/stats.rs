@@ -38,7 +38,8 @@ const CACHE_HELD: usize = CACHE_MISSES + 1;
 const UPLOAD_COPY: usize = CACHE_HELD + 1;
 const UPLOAD_TLS: usize = UPLOAD_COPY + 1;
 const UPLOAD_ENGINE: usize = UPLOAD_TLS + 1; // × EngineKind::ALL
-const DURATION: usize = UPLOAD_ENGINE + EngineKind::ALL.len(); // BUCKETS + 1 (+Inf)
+const UPLOAD_STEPS: usize = UPLOAD_ENGINE + EngineKind::ALL.len();
+const DURATION: usize = UPLOAD_STEPS + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -111,12 +112,14 @@ impl WorkerStats {
         if let Some(i) = engine.and_then(|e| EngineKind::ALL.iter().position(|&k| k == e)) {
             self.add(UPLOAD_ENGINE + i, n);
         }
+        self.add(UPLOAD_STEPS, 1);
     }
 
     /// Upload body bytes written to the file from the read buffer (`tls`: decrypted
     /// there; else plain bytes that came with the head, or read by io_uring).
     pub fn upload_copied(&self, tls: bool, n: u64) {
         self.add(if tls { UPLOAD_TLS } else { UPLOAD_COPY }, n);
+        self.add(UPLOAD_STEPS, 1);
     }
 
     /// An engine gave up on a body and the next one took over.
@@ -286,6 +289,15 @@ impl ServerStats {
                 self.sum(UPLOAD_ENGINE + i)
             );
         }
+        head(
+            &mut o,
+            "upload_steps_total",
+            "counter",
+            "Steps that moved upload body bytes to their file: an engine's step (socket \
+             -> file), or one write of received or decrypted bytes (bytes per step: \
+             upload_bytes_total over this).",
+        );
+        let _ = writeln!(o, "zcopy_upload_steps_total {}", self.sum(UPLOAD_STEPS));
         head(
             &mut o,
             "body_bytes_by_reference_total",

@@ -124,6 +124,11 @@ pub trait Sink: std::fmt::Debug + Send {
     fn limit(&self) -> u64 {
         u64::MAX
     }
+    /// `n` more body bytes were written to [`Sink::file`] (by the driver, on the
+    /// event loop: anything slow goes elsewhere).
+    fn received(&mut self, n: u64) {
+        let _ = n;
+    }
     /// The whole body is in [`Sink::file`]: publish it and answer (the head goes to
     /// `out`; `close`: the connection closes after it).
     fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response;

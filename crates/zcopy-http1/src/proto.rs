@@ -1444,6 +1444,7 @@ impl Conn {
             self.rpos += n;
             r.left -= n as u64;
             r.received += n as u64;
+            r.sink.received(n as u64);
             r.meta.received = Some(r.meta.received.unwrap_or(0) + n as u64);
             self.deadline = env.now + env.config.body_timeout;
             if self.rpos == self.rend {
@@ -1465,6 +1466,7 @@ impl Conn {
         }
         r.left = r.left.saturating_sub(n as u64);
         r.received += n as u64;
+        r.sink.received(n as u64);
         r.meta.received = Some(r.meta.received.unwrap_or(0) + n as u64);
         self.deadline = env.now + env.config.body_timeout;
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::{AtFlags, FileType, OFlags, SeekFrom, Timespec, Timestamps};
 use zcopy::profile::Profile;
+use zcopy::receive::Writeback;
 use zcopy::transfer::Transfer;
 use zcopy::{FdKind, Forced, Plan, Preference};
 
@@ -503,8 +504,14 @@ fn receive_file(
     );
     let mut t = Transfer::with_forced(plan, Forced::from_env());
     watchdog.arm(&file)?;
+    // The file's write-back starts every few MiB while the bytes arrive (on a
+    // thread of its own), so the fsync below finds little left to write.
+    let mut wb = Writeback::new();
+    let mut last = 0;
     let result = t
         .run(conn.as_fd(), None, file.as_fd(), Some(want), &mut |done| {
+            wb.wrote(&file, done - last);
+            last = done;
             progress.file_progress(offset + done)
         })
         .map(|_| ());

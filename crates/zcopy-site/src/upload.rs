@@ -152,6 +152,9 @@ pub struct PutSink {
     /// The partial of a resumable upload this part goes to (given back to the
     /// registry unless the last part publishes it).
     part: Option<Part>,
+    /// Starts the file's write-back while the body arrives, off the event loop, so
+    /// the publish's fsync finds little left to write.
+    writeback: zcopy::receive::Writeback,
 }
 
 impl PutSink {
@@ -168,6 +171,7 @@ impl PutSink {
                 cond,
                 limit,
                 part: None,
+                writeback: Default::default(),
             }),
             Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {
                 let tmp = temp_name(&name);
@@ -181,6 +185,7 @@ impl PutSink {
                     cond,
                     limit,
                     part: None,
+                    writeback: Default::default(),
                 })
             }
             Err(e) => Err(e.into()),
@@ -352,6 +357,12 @@ impl Sink for PutSink {
 
     fn limit(&self) -> u64 {
         self.limit
+    }
+
+    fn received(&mut self, n: u64) {
+        if let Some(f) = &self.file {
+            self.writeback.wrote(f, n);
+        }
     }
 
     fn finish(mut self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
@@ -618,6 +629,7 @@ pub fn resume(
             key,
             total: range.total,
         }),
+        writeback: Default::default(),
     })
 }
 

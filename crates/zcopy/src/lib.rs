@@ -88,6 +88,7 @@ pub mod peer;
 pub mod plan;
 pub mod probe;
 pub mod profile;
+pub mod receive;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod ring;

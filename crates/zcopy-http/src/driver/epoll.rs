@@ -21,6 +21,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use rustix::io::Errno;
 use zcopy::Src;
+use zcopy::receive::LowWater;
 
 use super::fetch::{self, Fetcher};
 use super::h2::{self, H2};
@@ -95,6 +96,9 @@ struct Connection {
     transfer: Option<Box<PooledTransfer>>,
     /// The engine state of a request body being received (socket → file).
     upload: Option<Box<zcopy::Transfer>>,
+    /// The socket's receive low-water mark: raised while a body is spliced (fewer,
+    /// larger steps), back to 1 before anything else is read.
+    low: LowWater,
     /// Accept order within the worker.
     seq: u64,
     /// Where the peer's receive queue lives.
@@ -235,6 +239,7 @@ impl Connection {
             }
             match self.core.next(&mut env) {
                 Intent::Read => {
+                    self.low.reset(&self.stream);
                     if !matches!(self.transport, Transport::Plain) {
                         match self.read_tls(&mut env, tls) {
                             Some(p) => return p,
@@ -321,6 +326,9 @@ impl Connection {
                             None => continue,
                         }
                     }
+                    // Set before waiting: the mark is never above what is still to
+                    // come, so the last bytes wake us too.
+                    self.low.expect(&self.stream, len);
                     if !self.readable {
                         return Progress::Wait;
                     }
@@ -358,6 +366,7 @@ impl Connection {
                 }
                 Intent::Publish => {
                     self.upload = None;
+                    self.low.reset(&self.stream);
                     super::start_publish(&mut self.core, &mut env, site, self.token);
                 }
                 Intent::Request => super::answer_request(&mut self.core, &mut env, site),
@@ -1110,6 +1119,7 @@ impl Worker {
             writable: true,
             transfer: None,
             upload: None,
+            low: LowWater::default(),
             seq: 0,
             route,
             token: idx,

@@ -78,6 +78,8 @@ const LISTENER_BASE: u64 = u64::MAX - 2;
 const TLS_CHUNK: usize = zcopy::ring::CHUNK;
 /// Largest in-memory write corked while a body follows.
 const CORK_MAX: usize = 64 * 1024;
+/// Most received chunks written to a body's file in one `writev`.
+const WRITEV_MAX: usize = 256;
 /// Received chunks a connection may hold unread before its receive is cancelled.
 const PENDING_MAX: usize = 2;
 /// TLS file chunks longer than this are checked for being in the page cache (two
@@ -221,8 +223,15 @@ impl Connection {
             match intent {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, false),
                 Intent::Publish => super::start_publish(&mut self.core, &mut env, site, idx),
-                // A request body is received by copy here: into the core's read
-                // buffer as a head is, then written to its file (StoreBody).
+                // A request body is received by copy here: the chunks the ring
+                // received go from its buffers to the body's file, all of them in
+                // one writev (not each through the core's read buffer).
+                Intent::ReceiveBody { len } if !self.pending.is_empty() => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    self.write_received(len, ring, &mut env);
+                }
                 Intent::Read | Intent::ReceiveBody { .. } => {
                     if corked {
                         self.flush(token, ring, false);
@@ -352,6 +361,55 @@ impl Connection {
                     return;
                 }
             }
+        }
+    }
+
+    /// Writes what the ring received of a request body (at most `len` bytes, from
+    /// the pending chunks, in one `writev`) to the body's file.
+    fn write_received(&mut self, len: u64, ring: &mut EventRing, env: &mut super::worker::Env<'_>) {
+        use std::io::Write;
+        let r = {
+            let Some(file) = self.core.body_file() else {
+                return;
+            };
+            let mut want = len;
+            let mut iov = Vec::with_capacity(self.pending.len().min(WRITEV_MAX));
+            for (buf, used) in self.pending.iter().take(WRITEV_MAX) {
+                if want == 0 {
+                    break;
+                }
+                let data = &ring.recv_data(buf)[*used..];
+                let data = &data[..data.len().min(usize::try_from(want).unwrap_or(usize::MAX))];
+                want -= data.len() as u64;
+                iov.push(io::IoSlice::new(data));
+            }
+            (&*file).write_vectored(&iov)
+        };
+        match r {
+            Ok(0) => self
+                .core
+                .on_body_failed(env, Some(&io::Error::from(io::ErrorKind::WriteZero))),
+            Ok(n) => {
+                let mut left = n;
+                while left > 0 {
+                    let Some((buf, used)) = self.pending.front_mut() else {
+                        break;
+                    };
+                    let size = ring.recv_data(buf).len();
+                    let take = (size - *used).min(left);
+                    *used += take;
+                    left -= take;
+                    if *used == size
+                        && let Some((buf, _)) = self.pending.pop_front()
+                    {
+                        ring.recycle(buf);
+                    }
+                }
+                env.events.stats.upload_copied(false, n as u64);
+                self.core.on_body_received(env, n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => self.core.on_body_failed(env, Some(&e)),
         }
     }
 

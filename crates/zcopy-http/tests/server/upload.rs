@@ -117,6 +117,62 @@ fn expect_100_continue_is_answered_then_the_connection_goes_on() {
 }
 
 #[test]
+fn a_body_end_that_trickles_in_and_the_next_small_request_are_not_waited_for() {
+    // While a body is spliced the socket's receive low-water mark is raised (up to
+    // 512 KiB): it must follow the bytes still to come, so a last piece smaller
+    // than the mark wakes the server, and be back at 1 for the next request head.
+    for io in DRIVERS {
+        let fx = Fixture::new();
+        let srv = TestServer::start(&fx.root(), uploads(io));
+        let body = pattern(0, 600_000);
+        let mut s = srv.connect();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "PUT /t.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        for piece in [&body[..1000], &body[1000..590_000], &body[590_000..599_999]] {
+            s.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s.write_all(&body[599_999..]).unwrap();
+        let r = read_response(&mut s, false).expect("the PUT answered");
+        assert_eq!(r.status, 201, "{io}");
+        assert_eq!(std::fs::read(fx.root().join("t.bin")).unwrap(), body);
+        for _ in 0..2 {
+            s.write_all(b"HEAD /t.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let r = read_response(&mut s, true).expect("the next request answered");
+            assert_eq!(r.status, 200, "{io}");
+        }
+    }
+}
+
+#[test]
+fn a_large_put_starts_its_write_back_while_the_body_arrives() {
+    // Every 8 MiB received, the file's write-back is started on a thread of its
+    // own (sync_file_range), so the publish's fsync finds little left to write.
+    const N: usize = 24 << 20;
+    for io in DRIVERS {
+        let fx = Fixture::new();
+        let srv = TestServer::start(&fx.root(), uploads(io));
+        let body = pattern(0, N);
+        let before = zcopy::receive::writeback_kicks();
+        let r = put(&srv, "/wb.bin", &[], &body);
+        assert_eq!(r.status, 201, "{io}");
+        let kicks = zcopy::receive::writeback_kicks() - before;
+        assert!(kicks >= 1, "{io}: {kicks} write-back kicks for {N} bytes");
+        assert_pattern(
+            &std::fs::read(fx.root().join("wb.bin")).unwrap(),
+            0,
+            "wb.bin",
+        );
+    }
+}
+
+#[test]
 fn a_body_over_max_upload_size_gets_413_before_it_is_read() {
     for io in DRIVERS {
         let fx = Fixture::new();

@@ -200,3 +200,97 @@ fn a_dropped_upload_counts_and_logs_only_what_arrived() {
         assert!(!fx.root().join("big.bin").exists());
     }
 }
+
+/// `zcopy_upload_steps_total`.
+fn steps(stats: &ServerStats) -> u64 {
+    stats
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("zcopy_upload_steps_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A PUT of `len` bytes written by a client thread in 16 KiB writes a millisecond
+/// apart (a sender slower than the receiver, as curl is over loopback), with the
+/// head on its own; returns the response status.
+fn put_paced(srv: &TestServer, path: &str, len: usize) -> u16 {
+    let mut s = put_head(srv, path, len);
+    let body = pattern(0, len);
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for chunk in body.chunks(16 * 1024) {
+            w.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let r = read_response(&mut s, false).expect("a response");
+    writer.join().unwrap();
+    r.status
+}
+
+#[test]
+fn a_spliced_put_moves_its_body_in_large_steps() {
+    // The receive low-water mark wakes the receiver once a large step can be taken,
+    // not at every segment that arrives: 8 MiB sent 16 KiB at a time took 128 to
+    // 512 steps of 16-64 KiB (one splice in, one out, one epoll wake each) before;
+    // 16 of 512 KiB now. Bound: 128 KiB on average.
+    const N: usize = 8 << 20;
+    let fx = Fixture::new();
+    let log = log_path(&fx, "access.log");
+    let (srv, stats) = start(&fx.root(), IoDriver::Epoll, &log, LogFormat::Common);
+    assert_eq!(put_paced(&srv, "/big.bin", N), 201);
+    assert_pattern(
+        &std::fs::read(fx.root().join("big.bin")).unwrap(),
+        0,
+        "big.bin",
+    );
+    let counted = uploaded(&stats);
+    let steps = steps(&stats);
+    eprintln!("{N} bytes in {steps} steps: {counted:?}");
+    if counted.iter().any(|(e, _)| e != "splice") {
+        eprintln!("skipped: not received by splice here ({counted:?})");
+        return;
+    }
+    assert!(steps > 0);
+    let per_step = N as u64 / steps;
+    assert!(
+        per_step >= 128 * 1024,
+        "{steps} steps of {per_step} bytes on average for {N} bytes"
+    );
+}
+
+#[test]
+fn io_uring_writes_a_received_body_to_its_file_many_chunks_at_a_time() {
+    // The ring receives into 4 KiB buffers; each went through the core's read
+    // buffer and was written on its own (8 MiB: 2048 writes of at most 4 KiB).
+    // Now the chunks a turn received go to the file in one writev.
+    const N: usize = 8 << 20;
+    let fx = Fixture::new();
+    let log = log_path(&fx, "access.log");
+    let (srv, stats) = start(&fx.root(), IoDriver::Uring, &log, LogFormat::Common);
+    if srv.io_driver() != IoDriver::Uring {
+        eprintln!("skipped: io_uring not available here");
+        return;
+    }
+    let body = pattern(0, N);
+    let mut s = put_head(&srv, "/big.bin", N);
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&body).unwrap());
+    let r = read_response(&mut s, false).expect("a response");
+    writer.join().unwrap();
+    assert_eq!(r.status, 201);
+    assert_pattern(
+        &std::fs::read(fx.root().join("big.bin")).unwrap(),
+        0,
+        "big.bin",
+    );
+    let steps = steps(&stats);
+    eprintln!("{N} bytes in {steps} writes: {:?}", uploaded(&stats));
+    assert!(steps > 0);
+    let per_write = N as u64 / steps;
+    assert!(
+        per_write >= 12 * 1024,
+        "{steps} writes of {per_write} bytes on average for {N} bytes"
+    );
+}

@@ -16,4 +16,5 @@ pub mod rusage;
 pub mod sock;
 pub mod uring;
 pub mod vmsplice;
+pub mod writeback;
 pub mod zerocopy;
