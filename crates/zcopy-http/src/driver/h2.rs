@@ -659,7 +659,7 @@ impl H2 {
             return;
         };
         let a = &mut self.answers[k];
-        let sink = a.recv.as_ref().expect("receiving");
+        let sink = a.recv.as_mut().expect("receiving");
         let got = a.received.unwrap_or(0);
         if got + bytes.len() as u64 > sink.limit() {
             let a = self.answers.swap_remove(k);
@@ -681,6 +681,7 @@ impl H2 {
                 return self.start(a, resp, out, env);
             }
             let n = bytes.len();
+            sink.received(n as u64);
             a.received = Some(got + n as u64);
             a.body_at = env.now;
             self.last_progress = env.now;

@@ -173,6 +173,26 @@ fn basic(user: &str, pass: &str) -> String {
     format!("Basic {b}")
 }
 
+/// Over HTTP/2 as over HTTP/1.1, a large upload's write-back starts while its body
+/// arrives (every 8 MiB), so the publish's fsync finds little left to write.
+#[test]
+fn a_large_h2_put_starts_its_write_back_while_the_body_arrives() {
+    let fx = Fixture::new();
+    let srv = TestServer::start(&fx.root(), h2_uploads);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("wb.bin");
+    write_pattern(&src, 24 << 20);
+    let before = zcopy::receive::writeback_kicks();
+    assert_eq!(h2c_put(&srv, "/wb.bin", &src, &[]), 201);
+    let kicks = zcopy::receive::writeback_kicks() - before;
+    assert!(kicks >= 1, "{kicks} write-back kicks for 24 MiB");
+    assert_pattern(
+        &std::fs::read(fx.root().join("wb.bin")).unwrap(),
+        0,
+        "wb.bin",
+    );
+}
+
 #[test]
 fn h2_puts_are_refused_and_conditioned_as_over_http1() {
     if !require("curl") {
