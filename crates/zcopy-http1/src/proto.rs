@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::head::{self, Out};
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response, Sink};
 use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
 
@@ -52,6 +53,8 @@ const POOLED_MAX: usize = 64 * 1024;
 pub struct Buffers {
     free: Vec<Vec<u8>>,
     max: usize,
+    /// What the site answers into, reused for every response of the worker.
+    out: Out,
 }
 
 impl Buffers {
@@ -60,7 +63,23 @@ impl Buffers {
         Buffers {
             free: Vec::new(),
             max,
+            out: Out::default(),
         }
+    }
+
+    /// Asks `answer` for a response into the worker's [`Out`], and writes its head
+    /// (and a body held in memory) as HTTP/1.1 into a pooled buffer (nothing for an
+    /// answer still to come: [`Body::Pending`], [`Body::Receive`]).
+    pub fn answer(&mut self, answer: impl FnOnce(&mut Out) -> Response) -> (Response, Vec<u8>) {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let resp = answer(&mut out);
+        let mut wire = self.take();
+        if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
+            head::write_http1_out(&mut wire, &out);
+        }
+        self.out = out;
+        (resp, wire)
     }
 
     /// An empty buffer (pooled capacity when there is one).
@@ -405,8 +424,11 @@ impl PublishJob {
     /// Publishes the body (fsync, link, rename: blocks on the disk) and returns the
     /// answer and the buffer holding its head, for [`Conn::on_published`].
     pub fn run(mut self) -> (Response, Vec<u8>) {
-        let mut resp = self.sink.finish(&mut self.out, self.close);
+        let mut out = Out::default();
+        let mut resp = self.sink.finish(&mut out, self.close);
         resp.close |= self.close;
+        self.out.clear();
+        head::write_http1_out(&mut self.out, &out);
         (resp, self.out)
     }
 }
@@ -734,7 +756,7 @@ impl Conn {
     pub fn answer(
         &mut self,
         env: &mut Env<'_, impl Observer>,
-        site: impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response,
+        site: impl FnOnce(&Request<'_>, bool, &mut Out) -> Response,
     ) {
         if !matches!(self.state, State::Idle | State::Head)
             || self.discard > 0
@@ -755,9 +777,8 @@ impl Conn {
                 if too_big && !put {
                     let head_only = req.method == Method::Head;
                     self.rpos = self.rend;
-                    let mut out = env.bufs.take();
                     let e = http_error(413, "request body too large");
-                    let resp = Response::error(&mut out, e, head_only);
+                    let (resp, out) = env.bufs.answer(|o| Response::error(o, e, head_only));
                     self.start_response(env, resp, out, meta);
                     return;
                 }
@@ -770,8 +791,7 @@ impl Conn {
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
                 let chunked = req.body == request::BodyFraming::Chunked;
-                let mut out = env.bufs.take();
-                let resp = site(&req, close, &mut out);
+                let (resp, out) = env.bufs.answer(|o| site(&req, close, o));
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
@@ -924,8 +944,7 @@ impl Conn {
             meta.line = partial_request_line(raw);
         }
         self.rpos = self.rend;
-        let mut out = env.bufs.take();
-        let resp = Response::error(&mut out, e, head_only);
+        let (resp, out) = env.bufs.answer(|o| Response::error(o, e, head_only));
         self.start_response(env, resp, out, meta);
     }
 
@@ -1409,8 +1428,7 @@ impl Conn {
         };
         drop(r.sink);
         self.rpos = self.rend;
-        let mut out = env.bufs.take();
-        let resp = Response::error(&mut out, e, false);
+        let (resp, out) = env.bufs.answer(|o| Response::error(o, e, false));
         self.start_response(env, resp, out, r.meta);
     }
 
@@ -1480,12 +1498,12 @@ impl Conn {
             self.state = old;
             return;
         };
-        let mut out = env.bufs.take();
-        let mut resp = r.sink.failed(err, &mut out);
+        let Receive { sink, meta, .. } = *r;
+        let (mut resp, out) = env.bufs.answer(|o| sink.failed(err, o));
         resp.close = true;
         // The rest of the body is never read.
         self.rpos = self.rend;
-        self.start_response(env, resp, out, r.meta);
+        self.start_response(env, resp, out, meta);
     }
 
     /// The whole body is in the sink (after [`Intent::Publish`]): the sink publishes

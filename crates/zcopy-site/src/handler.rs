@@ -5,6 +5,7 @@
 //! plus one more pair for a directory's index file. Content-Length is always the
 //! fstat length of the open fd.
 
+use crate::head::Out;
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +68,7 @@ pub fn handle(
     site: &Site,
     req: &Request<'_>,
     close: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     cache: &mut FileCache,
     checks: &mut Checks,
     now: Instant,
@@ -108,17 +109,16 @@ pub fn handle(
 /// `HEAD` of a name uploads may go to (auth passed): says in `Upload-Offset` how
 /// many bytes of a resumable upload to it the server holds (0: none), for the next
 /// part's `Content-Range` (see [`crate::upload`]).
-fn upload_offset(site: &Site, req: &Request<'_>, out: &mut Vec<u8>) {
+fn upload_offset(site: &Site, req: &Request<'_>, out: &mut Out) {
     let Ok(clean) = path::clean(&req.target) else {
         return;
     };
-    if clean.trailing_slash || clean.segments.is_empty() || !out.ends_with(b"\r\n\r\n") {
+    if clean.trailing_slash || clean.segments.is_empty() || !out.body.is_empty() {
         return;
     }
     let n =
         crate::upload::partial_len(&site.root, &clean, site.config.upload_resume_ttl).unwrap_or(0);
-    out.truncate(out.len() - 2);
-    out.extend_from_slice(format!("Upload-Offset: {n}\r\n\r\n").as_bytes());
+    out.head.push_u64(crate::head::Name::UploadOffset, n);
 }
 
 /// [`handle`] after the rules are known, with the client's [`Access`].
@@ -127,7 +127,7 @@ fn respond(
     site: &Site,
     req: &Request<'_>,
     close: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     cache: &mut FileCache,
     now: Instant,
     eff: &Effective<'_>,
@@ -378,7 +378,7 @@ fn put_file(
     req: &Request<'_>,
     reply: &Reply<'_, '_>,
     eff: &Effective<'_>,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     use crate::upload::{self, Conditions, PutSink, Refused};
     let cfg = &site.config;
@@ -625,7 +625,7 @@ impl DirNames {
 }
 
 /// The response to a request that could not be parsed: status and reason, then close.
-pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Response {
+pub fn error_response(out: &mut Out, err: HttpError, head_only: bool) -> Response {
     Response::error(out, err, head_only)
 }
 
@@ -693,7 +693,7 @@ impl Reply<'_, '_> {
     /// A response with a short body held in memory.
     fn body(
         &self,
-        out: &mut Vec<u8>,
+        out: &mut Out,
         status: u16,
         ctype: &str,
         body: &[u8],
@@ -708,7 +708,7 @@ impl Reply<'_, '_> {
         self.finish_fields(&mut h);
         h.finish();
         if !self.head_only {
-            out.extend_from_slice(body);
+            out.body.extend_from_slice(body);
         }
         Response {
             status,
@@ -719,7 +719,7 @@ impl Reply<'_, '_> {
     }
 
     /// A response with a short text body.
-    fn text(&self, out: &mut Vec<u8>, status: u16, body: &str, extra: &[(&str, &str)]) -> Response {
+    fn text(&self, out: &mut Out, status: u16, body: &str, extra: &[(&str, &str)]) -> Response {
         self.body(
             out,
             status,
@@ -730,7 +730,7 @@ impl Reply<'_, '_> {
     }
 
     /// An error status: its configured page, or `NNN Reason`.
-    fn status_with(&self, out: &mut Vec<u8>, status: u16, extra: &[(&str, &str)]) -> Response {
+    fn status_with(&self, out: &mut Out, status: u16, extra: &[(&str, &str)]) -> Response {
         if let Some(page) = self.eff.error_page(status) {
             return self.body(out, status, &page.content_type, &page.body, extra);
         }
@@ -738,11 +738,11 @@ impl Reply<'_, '_> {
         self.text(out, status, &body, extra)
     }
 
-    fn status(&self, out: &mut Vec<u8>, status: u16) -> Response {
+    fn status(&self, out: &mut Out, status: u16) -> Response {
         self.status_with(out, status, &[])
     }
 
-    fn open_error(&self, out: &mut Vec<u8>, e: OpenError) -> Response {
+    fn open_error(&self, out: &mut Out, e: OpenError) -> Response {
         match e {
             OpenError::NotFound => self.status(out, 404),
             OpenError::Forbidden => self.status(out, 403),
@@ -758,14 +758,14 @@ impl Reply<'_, '_> {
     }
 
     /// 401 asking for the credentials of `users`.
-    fn challenge(&self, out: &mut Vec<u8>, users: &crate::auth::Users) -> Response {
+    fn challenge(&self, out: &mut Out, users: &crate::auth::Users) -> Response {
         let challenge = users.challenge();
         self.status_with(out, 401, &[("WWW-Authenticate", &challenge)])
     }
 
     /// 403 for a file with more than one hard link on a site with password rules
     /// (rules see names, and a hard link is the same file under another name).
-    fn hard_linked(&self, out: &mut Vec<u8>, path: &str) -> Response {
+    fn hard_linked(&self, out: &mut Out, path: &str) -> Response {
         tracing::warn!(
             path,
             "refused a file with more than one hard link (a password rule is configured)"
@@ -782,7 +782,7 @@ impl Reply<'_, '_> {
         site: &Site,
         access: &mut Access<'_>,
         fd: &File,
-        out: &mut Vec<u8>,
+        out: &mut Out,
     ) -> Result<Option<String>, Response> {
         let real = site
             .root_path
@@ -801,7 +801,7 @@ impl Reply<'_, '_> {
 
     /// 503: the memory for generated bodies is in use (listing pages and archive
     /// plans that clients have not read yet).
-    fn busy(&self, out: &mut Vec<u8>) -> Response {
+    fn busy(&self, out: &mut Out) -> Response {
         tracing::debug!("listing or archive refused: generated bodies hold their budget");
         let body = "503 Service Unavailable (too many listings or archives in flight)\n";
         self.text(out, 503, body, &[("Retry-After", "1")])
@@ -809,7 +809,7 @@ impl Reply<'_, '_> {
 
     /// 200 with `fields` and no body and no Content-Length: a HEAD answered without
     /// building the body it describes.
-    fn head_only_ok(&self, out: &mut Vec<u8>, fields: &[(&str, &str)]) -> Response {
+    fn head_only_ok(&self, out: &mut Out, fields: &[(&str, &str)]) -> Response {
         let mut h = Head::start(out, 200);
         for (k, v) in fields {
             h.header(k, v);
@@ -826,7 +826,7 @@ impl Reply<'_, '_> {
 
     /// A CORS preflight: 204 with what cross-origin requests may do, or 403 for an
     /// origin not on the list.
-    fn preflight(&self, out: &mut Vec<u8>, cors: &Cors, req: &Request<'_>) -> Response {
+    fn preflight(&self, out: &mut Out, cors: &Cors, req: &Request<'_>) -> Response {
         if cors.allow(req.origin).is_none() {
             return self.status(out, 403);
         }
@@ -863,7 +863,7 @@ fn serve_listing(
     names: &DirNames,
     site: &Site,
     access: &mut Access<'_>,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     let cfg = &site.config;
     let query = clean.query.as_deref().unwrap_or("");
@@ -881,7 +881,7 @@ fn serve_listing(
         "text/html; charset=utf-8"
     };
     let cache_control = reply.eff.cache_control.unwrap_or("no-cache");
-    let too_large = |out: &mut Vec<u8>| {
+    let too_large = |out: &mut Out| {
         let body = format!(
             "403 Forbidden (more than {} entries to list)\n",
             listing::MAX_LISTING
@@ -1067,7 +1067,7 @@ fn serve_archive(
     clean: &CleanPath,
     names: &DirNames,
     access: &mut Access<'_>,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     if !names.all(|n| access.listable(n)) {
         return reply.status(out, 404);
@@ -1159,7 +1159,7 @@ fn serve_archive(
 }
 
 /// 403 for an archive of more than [`crate::archive::MAX_ENTRIES`] entries.
-fn archive_too_large(reply: &Reply<'_, '_>, out: &mut Vec<u8>) -> Response {
+fn archive_too_large(reply: &Reply<'_, '_>, out: &mut Out) -> Response {
     let body = format!(
         "403 Forbidden (more than {} entries to archive)\n",
         crate::archive::MAX_ENTRIES
@@ -1173,7 +1173,7 @@ fn not_modified(
     v: &Validators,
     lm: &str,
     cache_control: &str,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     let mut h = Head::start(out, 304);
     h.header("ETag", &v.etag);
@@ -1204,7 +1204,7 @@ fn serve_file(
     f: CachedFile,
     name: &str,
     found: Found,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     let mut reply = Reply {
         vary_encoding: found.any,

@@ -25,6 +25,7 @@ use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::{FileCache, pread_into};
 use crate::handler::{self, Body, Piece, Response, Site};
+use crate::head::Out;
 use crate::proto;
 use crate::request::Request;
 use crate::stats::WorkerStats;
@@ -198,7 +199,7 @@ impl SiteResponder {
         &mut self,
         req: &Request<'_>,
         close: bool,
-        out: &mut Vec<u8>,
+        out: &mut Out,
         now: Instant,
     ) -> Response {
         let mut resp = handler::handle(
@@ -223,10 +224,11 @@ impl SiteResponder {
         if len <= SMALL_BODY {
             let got = match held {
                 Some(bytes) => {
-                    out.extend_from_slice(&bytes[start as usize..(start + len) as usize]);
+                    out.body
+                        .extend_from_slice(&bytes[start as usize..(start + len) as usize]);
                     len as usize
                 }
-                None => pread_into(&fb.file, start, len as usize, out),
+                None => pread_into(&fb.file, start, len as usize, &mut out.body),
             };
             if (got as u64) < len {
                 // The file shrank since the fstat: send what exists, then close.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::head::Head;
+use crate::head::{Head, Out};
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
 
 /// What the core told its observer.
@@ -86,7 +86,7 @@ impl Harness {
     fn answer(
         &mut self,
         c: &mut Conn,
-        site: impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response,
+        site: impl FnOnce(&Request<'_>, bool, &mut Out) -> Response,
     ) {
         assert_eq!(self.next(c), Intent::Request);
         c.answer(&mut self.env(), site);
@@ -113,12 +113,12 @@ impl Harness {
 }
 
 /// The stub site: `text` as a 200 with its length.
-fn text(text: &'static str) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response {
+fn text(text: &'static str) -> impl FnOnce(&Request<'_>, bool, &mut Out) -> Response {
     move |_, close, out| {
         let mut h = Head::start(out, 200);
         h.header_u64("Content-Length", text.len() as u64);
         h.finish();
-        out.extend_from_slice(text.as_bytes());
+        out.body.extend_from_slice(text.as_bytes());
         Response {
             status: 200,
             body: Body::InHead,
@@ -128,7 +128,7 @@ fn text(text: &'static str) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> 
     }
 }
 
-fn never(_: &Request<'_>, _: bool, _: &mut Vec<u8>) -> Response {
+fn never(_: &Request<'_>, _: bool, _: &mut Out) -> Response {
     panic!("the site was asked");
 }
 
@@ -308,7 +308,7 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
 }
 
 /// An archive-like plan: two header bytes, then member 0 opened by the caller.
-fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response {
+fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Out) -> Response {
     move |_, close, out| {
         let mut head = Head::start(out, 200);
         head.header_u64("Content-Length", 5);
@@ -377,7 +377,7 @@ impl crate::plan::Sink for TestSink {
     fn file(&self) -> &File {
         &self.0
     }
-    fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
+    fn finish(self: Box<Self>, out: &mut Out, close: bool) -> Response {
         use std::io::{Read, Seek};
         let mut f = self.0;
         let mut got = Vec::new();
@@ -386,7 +386,7 @@ impl crate::plan::Sink for TestSink {
         let mut h = Head::start(out, 201);
         h.header_u64("Content-Length", got.len() as u64);
         h.finish();
-        out.extend_from_slice(&got);
+        out.body.extend_from_slice(&got);
         Response {
             status: 201,
             body: Body::InHead,
@@ -394,7 +394,7 @@ impl crate::plan::Sink for TestSink {
             close,
         }
     }
-    fn failed(self: Box<Self>, _: &std::io::Error, out: &mut Vec<u8>) -> Response {
+    fn failed(self: Box<Self>, _: &std::io::Error, out: &mut Out) -> Response {
         Response::error(
             out,
             HttpError {
@@ -406,7 +406,7 @@ impl crate::plan::Sink for TestSink {
     }
 }
 
-fn receive(_: &Request<'_>, _: bool, _: &mut Vec<u8>) -> Response {
+fn receive(_: &Request<'_>, _: bool, _: &mut Out) -> Response {
     Response {
         status: 0,
         body: Body::Receive(Box::new(TestSink(tempfile::tempfile().unwrap()))),
