@@ -5,7 +5,6 @@
 //! plus one more pair for a directory's index file. Content-Length is always the
 //! fstat length of the open fd.
 
-use crate::head::Out;
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +24,7 @@ use crate::archive::{Archive, ArchiveError};
 use crate::auth::{Checks, Verdict};
 use crate::conditional::{self, Precondition, Validators};
 use crate::encoding::{self, Found};
-use crate::head::{self, Head};
+use crate::head::{self, Head, Name, Out};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
@@ -662,28 +661,27 @@ impl Reply<'_, '_> {
     /// Connection, Vary, CORS and the rules' headers: the fields every head ends with.
     fn finish_fields(&self, h: &mut Head<'_>) {
         if self.close {
-            h.header("Connection", "close");
+            h.field(Name::Connection, "close");
         } else if self.keep_alive_10 {
-            h.header("Connection", "keep-alive");
+            h.field(Name::Connection, "keep-alive");
         }
         let vary_origin = matches!(self.eff.cors, Some(Cors::List(_)));
         match (self.vary_encoding, vary_origin) {
-            (true, true) => h.header("Vary", "Accept-Encoding, Origin"),
-            (true, false) => h.header("Vary", "Accept-Encoding"),
-            (false, true) => h.header("Vary", "Origin"),
+            (true, true) => h.field(Name::Vary, "Accept-Encoding, Origin"),
+            (true, false) => h.field(Name::Vary, "Accept-Encoding"),
+            (false, true) => h.field(Name::Vary, "Origin"),
             (false, false) => h,
         };
         if let Some(cors) = self.eff.cors
             && let Some(allow) = cors.allow(self.origin)
         {
-            h.header("Access-Control-Allow-Origin", allow);
-            h.header(
-                "Access-Control-Expose-Headers",
+            h.field(Name::AccessControlAllowOrigin, allow);
+            h.field(Name::AccessControlExposeHeaders,
                 "Content-Length, Content-Range, Content-Encoding, Accept-Ranges, ETag, Last-Modified",
             );
         }
         if let Some(v) = self.hsts {
-            h.header("Strict-Transport-Security", v);
+            h.field(Name::StrictTransportSecurity, v);
         }
         for x in &self.eff.headers {
             h.header(&x.name, &x.value);
@@ -703,8 +701,8 @@ impl Reply<'_, '_> {
         for (k, v) in extra {
             h.header(k, v);
         }
-        h.header("Content-Type", ctype);
-        h.header_u64("Content-Length", body.len() as u64);
+        h.field(Name::ContentType, ctype);
+        h.field_u64(Name::ContentLength, body.len() as u64);
         self.finish_fields(&mut h);
         h.finish();
         if !self.head_only {
@@ -831,16 +829,16 @@ impl Reply<'_, '_> {
             return self.status(out, 403);
         }
         let mut h = Head::start(out, 204);
-        h.header("Access-Control-Allow-Methods", "GET, HEAD");
+        h.field(Name::AccessControlAllowMethods, "GET, HEAD");
         if let Some(asked) = req.ac_request_headers {
             let token_list = asked
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~, \t".contains(&b));
             if token_list && !asked.trim().is_empty() {
-                h.header("Access-Control-Allow-Headers", asked);
+                h.field(Name::AccessControlAllowHeaders, asked);
             }
         }
-        h.header("Access-Control-Max-Age", "86400");
+        h.field(Name::AccessControlMaxAge, "86400");
         self.finish_fields(&mut h);
         h.finish();
         Response {
@@ -975,8 +973,8 @@ fn serve_listing(
     for (k, v) in fields {
         h.header(k, v);
     }
-    h.header("Content-Type", ctype);
-    h.header_u64("Content-Length", len as u64);
+    h.field(Name::ContentType, ctype);
+    h.field_u64(Name::ContentLength, len as u64);
     reply.finish_fields(&mut h);
     h.finish();
     Response {
@@ -1135,10 +1133,10 @@ fn serve_archive(
         return reply.busy(out);
     };
     let mut h = Head::start(out, 200);
-    h.header("Content-Type", "application/x-tar");
-    h.header("Content-Disposition", &disposition);
-    h.header("Cache-Control", cache_control);
-    h.header_u64("Content-Length", archive.len);
+    h.field(Name::ContentType, "application/x-tar");
+    h.field(Name::ContentDisposition, &disposition);
+    h.field(Name::CacheControl, cache_control);
+    h.field_u64(Name::ContentLength, archive.len);
     reply.finish_fields(&mut h);
     h.finish();
     Response {
@@ -1176,10 +1174,10 @@ fn not_modified(
     out: &mut Out,
 ) -> Response {
     let mut h = Head::start(out, 304);
-    h.header("ETag", &v.etag);
-    h.header("Last-Modified", lm);
+    h.field(Name::ETag, &v.etag);
+    h.field(Name::LastModified, lm);
     if !cache_control.is_empty() {
-        h.header("Cache-Control", cache_control);
+        h.field(Name::CacheControl, cache_control);
     }
     reply.finish_fields(&mut h);
     h.finish();
@@ -1302,14 +1300,14 @@ fn serve_file(
         _ => RangePlan::Full,
     };
     let common = |h: &mut Head<'_>| {
-        h.header("Last-Modified", lm);
-        h.header("ETag", &v.etag);
-        h.header("Accept-Ranges", "bytes");
+        h.field(Name::LastModified, lm);
+        h.field(Name::ETag, &v.etag);
+        h.field(Name::AcceptRanges, "bytes");
         if let Some(c) = coding {
-            h.header("Content-Encoding", c);
+            h.field(Name::ContentEncoding, c);
         }
         if !cache_control.is_empty() {
-            h.header("Cache-Control", cache_control);
+            h.field(Name::CacheControl, cache_control);
         }
         reply.finish_fields(h);
     };
@@ -1321,9 +1319,9 @@ fn serve_file(
         RangePlan::Partial(spans) if spans.len() == 1 => {
             let (s, e) = spans[0];
             let mut h = Head::start(out, 206);
-            h.header("Content-Type", ctype);
-            h.header_u64("Content-Length", e - s);
-            h.header("Content-Range", &format!("bytes {s}-{}/{len}", e - 1));
+            h.field(Name::ContentType, ctype);
+            h.field_u64(Name::ContentLength, e - s);
+            h.field(Name::ContentRange, &format!("bytes {s}-{}/{len}", e - 1));
             common(&mut h);
             h.finish();
             (
@@ -1365,19 +1363,19 @@ fn serve_file(
             pieces.push(Piece::Mem(at, mem.len()));
             total += (mem.len() - at) as u64;
             let mut h = Head::start(out, 206);
-            h.header(
-                "Content-Type",
+            h.field(
+                Name::ContentType,
                 &format!("multipart/byteranges; boundary={boundary}"),
             );
-            h.header_u64("Content-Length", total);
+            h.field_u64(Name::ContentLength, total);
             common(&mut h);
             h.finish();
             (206, pieces, mem, total)
         }
         RangePlan::Full | RangePlan::Partial(_) => {
             let mut h = Head::start(out, 200);
-            h.header("Content-Type", ctype);
-            h.header_u64("Content-Length", len);
+            h.field(Name::ContentType, ctype);
+            h.field_u64(Name::ContentLength, len);
             common(&mut h);
             h.finish();
             (200, vec![Piece::File { start: 0, len }], Vec::new(), len)
