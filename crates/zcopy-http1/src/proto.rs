@@ -52,6 +52,10 @@ const POOLED_MAX: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct Buffers {
     free: Vec<Vec<u8>>,
+    /// Read buffers given back with their length (initialised bytes) kept: taken
+    /// first for reading, so a read buffer is not zeroed again on every request
+    /// (the write buffers, short, would be).
+    filled: Vec<Vec<u8>>,
     max: usize,
     /// What the site answers into, reused for every response of the worker.
     out: Out,
@@ -62,6 +66,7 @@ impl Buffers {
     pub fn new(max: usize) -> Buffers {
         Buffers {
             free: Vec::new(),
+            filled: Vec::new(),
             max,
             out: Out::default(),
         }
@@ -84,7 +89,7 @@ impl Buffers {
 
     /// An empty buffer (pooled capacity when there is one).
     pub fn take(&mut self) -> Vec<u8> {
-        let mut b = self.free.pop().unwrap_or_default();
+        let mut b = self.free.pop().or_else(|| self.filled.pop()).unwrap_or_default();
         b.clear();
         b
     }
@@ -92,19 +97,30 @@ impl Buffers {
     /// A buffer whose length is kept from its last use (stale bytes, already
     /// initialised), so a read buffer doesn't pay zeroing on every request.
     pub fn take_filled(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_default()
+        self.filled.pop().or_else(|| self.free.pop()).unwrap_or_default()
     }
 
     /// Returns a buffer to the pool (large or surplus ones are freed).
     pub fn give(&mut self, b: Vec<u8>) {
-        if b.capacity() > 0 && b.capacity() <= POOLED_MAX && self.free.len() < self.max {
+        if self.keeps(&b) {
             self.free.push(b);
         }
     }
 
+    /// Returns a read buffer to the pool, its length kept for [`Buffers::take_filled`].
+    pub fn give_filled(&mut self, b: Vec<u8>) {
+        if self.keeps(&b) {
+            self.filled.push(b);
+        }
+    }
+
+    fn keeps(&self, b: &Vec<u8>) -> bool {
+        b.capacity() > 0 && b.capacity() <= POOLED_MAX && self.spare() < self.max
+    }
+
     /// Spare buffers held.
     pub fn spare(&self) -> usize {
-        self.free.len()
+        self.free.len() + self.filled.len()
     }
 }
 
@@ -859,7 +875,7 @@ impl Conn {
     /// Lends the read buffer back when it holds nothing unparsed.
     fn release_rbuf(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.rpos == self.rend && self.rbuf.capacity() > 0 {
-            env.bufs.give(std::mem::take(&mut self.rbuf));
+            env.bufs.give_filled(std::mem::take(&mut self.rbuf));
             self.rpos = 0;
             self.rend = 0;
         }
