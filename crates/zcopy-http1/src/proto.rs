@@ -48,6 +48,28 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
 
+/// Bodies held in memory up to this size leave with the head in one write.
+pub const INLINE_MAX: u64 = 16 * 1024;
+
+/// The bytes of `body` when it is one range of a file held in memory, of at most
+/// [`INLINE_MAX`] bytes.
+pub fn inline_body(body: &Body) -> Option<&[u8]> {
+    match body {
+        Body::File(fb) => inline_file(fb),
+        _ => None,
+    }
+}
+
+/// As [`inline_body`], for a file body.
+pub fn inline_file(fb: &FileBody) -> Option<&[u8]> {
+    let [Piece::File { start, len }] = fb.pieces[..] else {
+        return None;
+    };
+    let held = fb.held.as_deref()?;
+    let end = start.checked_add(len)?;
+    (len <= INLINE_MAX && end <= held.len() as u64).then(|| &held[start as usize..end as usize])
+}
+
 /// A worker's spare buffers, lent to connections while they have bytes to hold.
 #[derive(Debug, Default)]
 pub struct Buffers {
@@ -75,13 +97,22 @@ impl Buffers {
     /// Asks `answer` for a response into the worker's [`Out`], and writes its head
     /// (and a body held in memory) as HTTP/1.1 into a pooled buffer (nothing for an
     /// answer still to come: [`Body::Pending`], [`Body::Receive`]).
+    ///
+    /// A file body of at most [`INLINE_MAX`] bytes whose bytes are held in memory
+    /// ([`FileBody::held`]) is copied after the head here, straight from the held
+    /// bytes, so it leaves with the head in one write.
     pub fn answer(&mut self, answer: impl FnOnce(&mut Out) -> Response) -> (Response, Vec<u8>) {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        let resp = answer(&mut out);
+        let mut resp = answer(&mut out);
         let mut wire = self.take();
         if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
             head::write_http1_out(&mut wire, &out);
+            if let Some(bytes) = inline_body(&resp.body) {
+                wire.extend_from_slice(bytes);
+                resp.body_len = bytes.len() as u64;
+                resp.body = Body::InHead;
+            }
         }
         self.out = out;
         (resp, wire)
@@ -89,7 +120,11 @@ impl Buffers {
 
     /// An empty buffer (pooled capacity when there is one).
     pub fn take(&mut self) -> Vec<u8> {
-        let mut b = self.free.pop().or_else(|| self.filled.pop()).unwrap_or_default();
+        let mut b = self
+            .free
+            .pop()
+            .or_else(|| self.filled.pop())
+            .unwrap_or_default();
         b.clear();
         b
     }
@@ -97,7 +132,10 @@ impl Buffers {
     /// A buffer whose length is kept from its last use (stale bytes, already
     /// initialised), so a read buffer doesn't pay zeroing on every request.
     pub fn take_filled(&mut self) -> Vec<u8> {
-        self.filled.pop().or_else(|| self.free.pop()).unwrap_or_default()
+        self.filled
+            .pop()
+            .or_else(|| self.free.pop())
+            .unwrap_or_default()
     }
 
     /// Returns a buffer to the pool (large or surplus ones are freed).

@@ -596,9 +596,14 @@ impl H2 {
         a.status = status;
         let declared = out.head.content_length();
         let no_body = head_only || status == 304 || status == 204 || status < 200;
-        let in_head = out.body.len();
+        // A small held file goes as a body held in memory, from the held bytes.
+        let mut held = None;
         a.src = match resp.body {
             _ if no_body => None,
+            Body::File(fb) if crate::proto::inline_file(&fb).is_some() => {
+                held = Some(fb);
+                None
+            }
             Body::File(fb) => Some(Src::File {
                 fb,
                 piece: 0,
@@ -608,6 +613,11 @@ impl H2 {
             // Taken from `out` below, once the head is sent.
             _ => None,
         };
+        let body: &[u8] = match &held {
+            Some(fb) => crate::proto::inline_file(fb).unwrap_or_default(),
+            None => &out.body,
+        };
+        let in_head = body.len();
         a.in_memory = !no_body && a.src.is_none();
         a.total = match &a.src {
             Some(Src::File { fb, .. }) => declared.unwrap_or_else(|| pieces_len(fb)),
@@ -621,11 +631,12 @@ impl H2 {
             if a.total == in_head as u64 && self.core.capacity(a.id) >= in_head {
                 // The whole body in one frame now (a small file, a listing page):
                 // no answer kept, no copy of the body kept.
-                let body = &out.body[..];
                 a.sent = self.core.send_data(a.id, in_head, true, |d| {
                     d[..in_head].copy_from_slice(body);
                     in_head
                 }) as u64;
+            } else if held.is_some() {
+                a.src = Some(Src::Mem(body.to_vec(), 0));
             } else {
                 a.src = Some(Src::Mem(std::mem::take(&mut out.body), 0));
             }

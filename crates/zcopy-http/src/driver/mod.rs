@@ -166,7 +166,7 @@ pub fn refuse(sock: impl AsFd) {
 }
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
-pub const SMALL_BODY: u64 = 16 * 1024;
+pub const SMALL_BODY: u64 = proto::INLINE_MAX;
 /// Spare buffers a worker keeps for connections that have bytes to hold. Kept small:
 /// the pool's high-water mark is memory the worker holds after a burst (the soak saw
 /// +0.5 MiB stay after 200 slow readers sent their next requests together with 256).
@@ -221,15 +221,10 @@ impl SiteResponder {
             .held
             .as_ref()
             .filter(|b| start.saturating_add(len) <= b.len() as u64);
-        if len <= SMALL_BODY {
-            let got = match held {
-                Some(bytes) => {
-                    out.body
-                        .extend_from_slice(&bytes[start as usize..(start + len) as usize]);
-                    len as usize
-                }
-                None => pread_into(&fb.file, start, len as usize, &mut out.body),
-            };
+        if held.is_some() && len <= proto::INLINE_MAX {
+            // The protocol core copies it from the held bytes, after the head.
+        } else if len <= SMALL_BODY {
+            let got = pread_into(&fb.file, start, len as usize, &mut out.body);
             if (got as u64) < len {
                 // The file shrank since the fstat: send what exists, then close.
                 resp.close = true;
