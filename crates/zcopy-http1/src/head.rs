@@ -11,9 +11,12 @@ pub use crate::fields::{FieldName, Name, Out, ResponseHead};
 /// Length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 const DATE_LEN: usize = 29;
 
+/// A formatted Date: the second it is good for (start, end), and the IMF-fixdate.
+type CachedDate = (Option<(SystemTime, SystemTime)>, [u8; DATE_LEN]);
+
 thread_local! {
-    /// The Date value for the current second: (unix seconds, IMF-fixdate).
-    static DATE: RefCell<(u64, [u8; DATE_LEN])> = const { RefCell::new((u64::MAX, [0; DATE_LEN])) };
+    /// The Date value for the current second.
+    static DATE: RefCell<CachedDate> = const { RefCell::new((None, [0; DATE_LEN])) };
 }
 
 /// Appends the current IMF-fixdate.
@@ -98,15 +101,17 @@ pub fn write_http1_out(buf: &mut Vec<u8>, out: &Out) {
 /// once per second per thread: given to `f`.
 pub fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if cached.0 != secs {
+        // Within the cached second: two comparisons, no arithmetic on the time.
+        if !cached.0.is_some_and(|(from, to)| from <= now && now < to) {
+            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let from = UNIX_EPOCH + std::time::Duration::from_secs(secs);
             let mut out = [0u8; DATE_LEN];
             let mut cursor = &mut out[..];
             // HttpDate's Display always writes exactly 29 bytes.
             if write!(cursor, "{}", httpdate::HttpDate::from(now)).is_ok() && cursor.is_empty() {
-                *cached = (secs, out);
+                *cached = (Some((from, from + std::time::Duration::from_secs(1))), out);
             }
         }
         f(&cached.1)
