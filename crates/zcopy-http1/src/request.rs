@@ -459,8 +459,9 @@ fn valid_host(host: &str) -> bool {
             },
         }
     } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) => (name, port),
+        // By byte (`:` is ASCII, so the cut is a char boundary).
+        match host.bytes().rposition(|b| b == b':') {
+            Some(i) => (&host[..i], &host[i + 1..]),
             None => (host, ""),
         }
     };

@@ -105,6 +105,22 @@ pub fn handle(
     resp
 }
 
+/// `s` up to the first `b` (all of it without one); `b` is ASCII.
+fn before_byte(s: &str, b: u8) -> &str {
+    match s.bytes().position(|c| c == b) {
+        Some(i) => &s[..i],
+        None => s,
+    }
+}
+
+/// `s` after the last `b` (all of it without one); `b` is ASCII.
+fn after_last_byte(s: &str, b: u8) -> &str {
+    match s.bytes().rposition(|c| c == b) {
+        Some(i) => &s[i + 1..],
+        None => s,
+    }
+}
+
 /// `HEAD` of a name uploads may go to (auth passed): says in `Upload-Offset` how
 /// many bytes of a resumable upload to it the server holds (0: none), for the next
 /// part's `Content-Range` (see [`crate::upload`]).
@@ -234,12 +250,14 @@ fn respond(
         }
         return put_file(site, req, &reply, eff, out);
     }
-    let key = req.target.split('?').next().unwrap_or("");
+    // By byte (both ASCII, so the cuts are char boundaries): the generic char
+    // searchers cost more than the rest of the lookup.
+    let key = before_byte(&req.target, b'?');
     if let Some(hit) = cache.get(key, now) {
         if access.refuses_links(&hit.st) {
             return reply.hard_linked(out, key);
         }
-        let name = key.rsplit('/').next().unwrap_or("");
+        let name = after_last_byte(key, b'/');
         let index = name.is_empty();
         let name = if index { cfg.index.as_str() } else { name };
         let found = find_sidecar(
