@@ -603,3 +603,57 @@ fn a_chunked_body_is_decoded_across_reads_and_bad_framing_is_refused() {
     let out = String::from_utf8(h.written(&mut c)).unwrap();
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
 }
+
+/// A read buffer given back keeps its initialised length, and is taken for the next
+/// read before a (short) write buffer: no zeroing per request.
+#[test]
+fn a_read_buffer_comes_back_with_its_length() {
+    let mut b = Buffers::new(4);
+    b.give_filled(vec![7u8; RBUF_INITIAL]);
+    b.give(Vec::with_capacity(100));
+    assert_eq!(b.spare(), 2);
+    assert_eq!(b.take_filled().len(), RBUF_INITIAL);
+    assert!(b.take().is_empty());
+    // The pool's bound counts both kinds.
+    for _ in 0..6 {
+        b.give_filled(vec![0u8; 16]);
+    }
+    assert_eq!(b.spare(), 4);
+}
+
+/// A small file whose bytes are held in memory leaves with its head in one write,
+/// copied once from the held bytes (no file read, no second write).
+#[test]
+fn a_small_held_file_leaves_with_the_head_in_one_write() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n");
+    let data = b"0123456789".to_vec();
+    let file = Arc::new(anonymous(&data));
+    let held: Arc<[u8]> = data.clone().into();
+    h.answer(&mut c, |_, close, out| {
+        let mut head = Head::start(out, 200);
+        head.header_u64("Content-Length", 4);
+        head.finish();
+        Response {
+            status: 200,
+            body: Body::File(FileBody {
+                file,
+                file_len: 10,
+                pieces: vec![Piece::File { start: 3, len: 4 }],
+                mem: BodyMem::Owned(Vec::new()),
+                members: Vec::new(),
+                lease: false,
+                held: Some(held),
+                lendable: false,
+            }),
+            body_len: 4,
+            close,
+        }
+    });
+    let (written, next) = h.written_then(&mut c);
+    assert!(written.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(written.ends_with(b"\r\nContent-Length: 4\r\n\r\n3456"));
+    assert_eq!(next, Intent::Read);
+    assert_eq!(h.seen.done, [(MethodClass::Get, 200, 4)]);
+}
