@@ -1,103 +1,121 @@
-//! Formatting response heads into a reusable buffer, without per-request allocation.
+//! Building a response head ([`Head`], into the protocol-neutral [`Out`]) and
+//! writing one as HTTP/1.1 bytes ([`write_http1`]), without per-request allocation.
 
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::fields::push_u64;
+pub use crate::fields::{FieldName, Name, Out, ResponseHead};
+
 /// Length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 const DATE_LEN: usize = 29;
 
+/// A formatted Date: the second it is good for (start, end), and the IMF-fixdate.
+type CachedDate = (Option<(SystemTime, SystemTime)>, [u8; DATE_LEN]);
+
 thread_local! {
-    /// The Date value for the current second: (unix seconds, IMF-fixdate).
-    static DATE: RefCell<(u64, [u8; DATE_LEN])> = const { RefCell::new((u64::MAX, [0; DATE_LEN])) };
+    /// The Date value for the current second.
+    static DATE: RefCell<CachedDate> = const { RefCell::new((None, [0; DATE_LEN])) };
 }
 
-/// Appends the current IMF-fixdate, formatted at most once per second per thread.
+/// Appends the current IMF-fixdate.
 fn push_date(buf: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != secs {
-            let mut out = [0u8; DATE_LEN];
-            let mut cursor = &mut out[..];
-            // HttpDate's Display always writes exactly 29 bytes.
-            if write!(cursor, "{}", httpdate::HttpDate::from(now)).is_ok() && cursor.is_empty() {
-                *cached = (secs, out);
-            }
-        }
-        buf.extend_from_slice(&cached.1);
-    });
+    with_date(|d| buf.extend_from_slice(d));
 }
 
-/// Appends the decimal digits of `v` without allocating.
-fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
-}
-
-/// Appends `s`, dropping CR, LF and NUL so that no value can split the head.
-fn push_field_text(buf: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    if bytes.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
-        buf.extend(bytes.iter().filter(|&&b| !matches!(b, b'\r' | b'\n' | 0)));
-    } else {
-        buf.extend_from_slice(bytes);
-    }
-}
-
-/// Builds one response head.
+/// Builds one response head into an [`Out`] (protocol-neutral: status and fields).
 #[derive(Debug)]
 pub struct Head<'a> {
-    buf: &'a mut Vec<u8>,
+    head: &'a mut ResponseHead,
 }
 
 impl<'a> Head<'a> {
-    /// Starts a head in `buf` (cleared first) with the status line, Date and Server.
-    pub fn start(buf: &'a mut Vec<u8>, status: u16) -> Head<'a> {
-        buf.clear();
-        buf.extend_from_slice(b"HTTP/1.1 ");
-        push_u64(buf, u64::from(status));
-        buf.push(b' ');
-        buf.extend_from_slice(reason(status).as_bytes());
-        buf.extend_from_slice(b"\r\nDate: ");
-        push_date(buf);
-        buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
-        Head { buf }
+    /// Starts a response in `out` (head and body cleared first) with `status`.
+    pub fn start(out: &'a mut Out, status: u16) -> Head<'a> {
+        out.body.clear();
+        out.head.reset(status);
+        Head {
+            head: &mut out.head,
+        }
     }
 
-    /// Appends one header field.
+    /// Appends one header field (a [`Name`] when `name` is spelled as one).
     pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
-        push_field_text(self.buf, name);
-        self.buf.extend_from_slice(b": ");
-        push_field_text(self.buf, value);
-        self.buf.extend_from_slice(b"\r\n");
+        self.head.push_named(name, value);
         self
     }
 
     /// Appends a numeric header field (e.g. Content-Length).
     pub fn header_u64(&mut self, name: &str, value: u64) -> &mut Self {
-        push_field_text(self.buf, name);
-        self.buf.extend_from_slice(b": ");
-        push_u64(self.buf, value);
-        self.buf.extend_from_slice(b"\r\n");
+        self.head.push_named_u64(name, value);
         self
     }
 
-    /// Ends the head (blank line); returns its length.
-    pub fn finish(self) -> usize {
-        self.buf.extend_from_slice(b"\r\n");
-        self.buf.len()
+    /// Appends a field with a known name.
+    pub fn field(&mut self, name: Name, value: &str) -> &mut Self {
+        self.head.push(name, value);
+        self
     }
+
+    /// Appends a numeric field with a known name.
+    pub fn field_u64(&mut self, name: Name, value: u64) -> &mut Self {
+        self.head.push_u64(name, value);
+        self
+    }
+
+    /// Ends the head.
+    pub fn finish(self) {}
+}
+
+/// Appends `head` as an HTTP/1.1 head to `buf`: the status line, Date, Server,
+/// the fields in order and the blank line.
+pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
+    let status = head.status;
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(buf, u64::from(status));
+    buf.push(b' ');
+    buf.extend_from_slice(reason(status).as_bytes());
+    buf.extend_from_slice(b"\r\nDate: ");
+    push_date(buf);
+    buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
+    for (name, value) in head.fields() {
+        match name {
+            FieldName::Known(n) => buf.extend_from_slice(n.http1().as_bytes()),
+            other => buf.extend_from_slice(head.other_name(other)),
+        }
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(value);
+        buf.extend_from_slice(b"\r\n");
+    }
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Appends `out` as HTTP/1.1 bytes to `buf`: its head, then its body.
+pub fn write_http1_out(buf: &mut Vec<u8>, out: &Out) {
+    write_http1(buf, &out.head);
+    buf.extend_from_slice(&out.body);
+}
+
+/// The current IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted at most
+/// once per second per thread: given to `f`.
+pub fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    let now = SystemTime::now();
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        // Within the cached second: two comparisons, no arithmetic on the time.
+        if !cached.0.is_some_and(|(from, to)| from <= now && now < to) {
+            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let from = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let mut out = [0u8; DATE_LEN];
+            let mut cursor = &mut out[..];
+            // HttpDate's Display always writes exactly 29 bytes.
+            if write!(cursor, "{}", httpdate::HttpDate::from(now)).is_ok() && cursor.is_empty() {
+                *cached = (Some((from, from + std::time::Duration::from_secs(1))), out);
+            }
+        }
+        f(&cached.1)
+    })
 }
 
 /// The reason phrase for a status code (RFC 9110 §15); `Unknown` for others.
@@ -168,16 +186,25 @@ mod tests {
         std::str::from_utf8(buf).unwrap()
     }
 
+    /// `out` as HTTP/1.1 bytes.
+    fn wire(out: &Out) -> Vec<u8> {
+        let mut buf = b"old junk".to_vec();
+        buf.clear();
+        write_http1_out(&mut buf, out);
+        buf
+    }
+
     #[test]
     fn full_head() {
-        let mut buf = b"old junk".to_vec();
-        let mut h = Head::start(&mut buf, 206);
+        let mut out = Out::default();
+        out.body.extend_from_slice(b"old junk");
+        let mut h = Head::start(&mut out, 206);
         h.header("Content-Type", "text/plain")
             .header_u64("Content-Length", 0)
             .header_u64("X-Max", u64::MAX)
             .header_u64("X-Ten", 10);
-        let n = h.finish();
-        assert_eq!(n, buf.len());
+        h.finish();
+        let buf = wire(&out);
         let s = text(&buf);
         let lines: Vec<&str> = s.split("\r\n").collect();
         assert_eq!(lines[0], "HTTP/1.1 206 Partial Content");
@@ -196,26 +223,36 @@ mod tests {
     }
 
     #[test]
-    fn reuse_keeps_capacity() {
-        let mut buf = Vec::with_capacity(512);
-        Head::start(&mut buf, 200).finish();
-        let ptr = buf.as_ptr();
-        let mut h = Head::start(&mut buf, 404);
+    fn start_forgets_the_last_response() {
+        let mut out = Out::default();
+        let mut h = Head::start(&mut out, 200);
+        h.header("X-A", "b")
+            .header("content-type", "kept as spelled");
+        h.finish();
+        out.body.extend_from_slice(b"body");
+        let s = wire(&out);
+        assert!(text(&s).ends_with("X-A: b\r\ncontent-type: kept as spelled\r\n\r\nbody"));
+        let mut h = Head::start(&mut out, 404);
         h.header("A", "b");
         h.finish();
-        assert_eq!(buf.as_ptr(), ptr);
-        assert!(text(&buf).starts_with("HTTP/1.1 404 Not Found\r\nDate: "));
+        assert_eq!(out.head.len(), 1);
+        let s = wire(&out);
+        assert!(text(&s).starts_with("HTTP/1.1 404 Not Found\r\nDate: "));
+        assert!(text(&s).ends_with("Server: zcopy\r\nA: b\r\n\r\n"));
     }
 
     #[test]
     fn injection_is_neutralised() {
-        let mut buf = Vec::new();
-        let mut h = Head::start(&mut buf, 301);
+        let mut out = Out::default();
+        let mut h = Head::start(&mut out, 301);
         h.header("Location", "/a\r\nSet-Cookie: x=1\0");
+        h.header("X-\r\nEvil", "1");
         h.finish();
+        let buf = wire(&out);
         let s = text(&buf);
         assert!(s.contains("Location: /aSet-Cookie: x=1\r\n"));
-        assert_eq!(s.matches("\r\n").count(), 5);
+        assert!(s.contains("X-Evil: 1\r\n"));
+        assert_eq!(s.matches("\r\n").count(), 6);
     }
 
     #[test]

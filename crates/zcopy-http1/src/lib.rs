@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conditional;
+pub mod fields;
 pub mod head;
 pub mod json;
 pub mod plan;

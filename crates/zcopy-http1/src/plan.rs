@@ -1,11 +1,12 @@
-//! A response plan: the head is already formatted in the caller's buffer; the body is
-//! a list of pieces (memory, file ranges, files opened by name when their turn comes)
-//! that any driver carries out. Protocol-neutral apart from the head bytes.
+//! A response plan: the head (status and fields, [`Out`]) is in the caller's
+//! buffer; the body is a list of pieces (memory, file ranges, files opened by name
+//! when their turn comes) that any driver carries out. Protocol-neutral: each
+//! protocol core writes the head its own way.
 
 use std::fs::File;
 use std::sync::Arc;
 
-use crate::head::Head;
+use crate::head::{Head, Out};
 use crate::request::HttpError;
 
 /// A file of the archive, opened when its turn comes.
@@ -131,13 +132,14 @@ pub trait Sink: std::fmt::Debug + Send {
     }
     /// The whole body is in [`Sink::file`]: publish it and answer (the head goes to
     /// `out`; `close`: the connection closes after it).
-    fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response;
+    fn finish(self: Box<Self>, out: &mut Out, close: bool) -> Response;
     /// Storing the body failed with `err` (a full disk, ...): answer; the
     /// connection closes after it (the rest of the body is never read).
-    fn failed(self: Box<Self>, err: &std::io::Error, out: &mut Vec<u8>) -> Response;
+    fn failed(self: Box<Self>, err: &std::io::Error, out: &mut Out) -> Response;
 }
 
-/// A response decided by the site: the head is in the caller's buffer.
+/// A response decided by the site: the head (and a body held in memory) is in the
+/// caller's [`Out`].
 #[derive(Debug)]
 pub struct Response {
     /// Status code.
@@ -165,7 +167,7 @@ impl Response {
 
     /// The response to a request that could not be parsed: status and reason as
     /// text, then close (no body for a HEAD).
-    pub fn error(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Response {
+    pub fn error(out: &mut Out, err: HttpError, head_only: bool) -> Response {
         let body = format!("{} {}\n", err.status, err.reason);
         let mut h = Head::start(out, err.status);
         h.header("Content-Type", "text/plain; charset=utf-8");
@@ -173,7 +175,7 @@ impl Response {
         h.header("Connection", "close");
         h.finish();
         if !head_only {
-            out.extend_from_slice(body.as_bytes());
+            out.body.extend_from_slice(body.as_bytes());
         }
         Response {
             status: err.status,

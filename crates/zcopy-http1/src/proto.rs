@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::head::{self, Out};
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response, Sink};
 use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
 
@@ -47,11 +48,39 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
 
+/// Bodies held in memory up to this size leave with the head in one write.
+pub const INLINE_MAX: u64 = 16 * 1024;
+
+/// The bytes of `body` when it is one range of a file held in memory, of at most
+/// [`INLINE_MAX`] bytes.
+pub fn inline_body(body: &Body) -> Option<&[u8]> {
+    match body {
+        Body::File(fb) => inline_file(fb),
+        _ => None,
+    }
+}
+
+/// As [`inline_body`], for a file body.
+pub fn inline_file(fb: &FileBody) -> Option<&[u8]> {
+    let [Piece::File { start, len }] = fb.pieces[..] else {
+        return None;
+    };
+    let held = fb.held.as_deref()?;
+    let end = start.checked_add(len)?;
+    (len <= INLINE_MAX && end <= held.len() as u64).then(|| &held[start as usize..end as usize])
+}
+
 /// A worker's spare buffers, lent to connections while they have bytes to hold.
 #[derive(Debug, Default)]
 pub struct Buffers {
     free: Vec<Vec<u8>>,
+    /// Read buffers given back with their length (initialised bytes) kept: taken
+    /// first for reading, so a read buffer is not zeroed again on every request
+    /// (the write buffers, short, would be).
+    filled: Vec<Vec<u8>>,
     max: usize,
+    /// What the site answers into, reused for every response of the worker.
+    out: Out,
 }
 
 impl Buffers {
@@ -59,13 +88,43 @@ impl Buffers {
     pub fn new(max: usize) -> Buffers {
         Buffers {
             free: Vec::new(),
+            filled: Vec::new(),
             max,
+            out: Out::default(),
         }
+    }
+
+    /// Asks `answer` for a response into the worker's [`Out`], and writes its head
+    /// (and a body held in memory) as HTTP/1.1 into a pooled buffer (nothing for an
+    /// answer still to come: [`Body::Pending`], [`Body::Receive`]).
+    ///
+    /// A file body of at most [`INLINE_MAX`] bytes whose bytes are held in memory
+    /// ([`FileBody::held`]) is copied after the head here, straight from the held
+    /// bytes, so it leaves with the head in one write.
+    pub fn answer(&mut self, answer: impl FnOnce(&mut Out) -> Response) -> (Response, Vec<u8>) {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut resp = answer(&mut out);
+        let mut wire = self.take();
+        if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
+            head::write_http1_out(&mut wire, &out);
+            if let Some(bytes) = inline_body(&resp.body) {
+                wire.extend_from_slice(bytes);
+                resp.body_len = bytes.len() as u64;
+                resp.body = Body::InHead;
+            }
+        }
+        self.out = out;
+        (resp, wire)
     }
 
     /// An empty buffer (pooled capacity when there is one).
     pub fn take(&mut self) -> Vec<u8> {
-        let mut b = self.free.pop().unwrap_or_default();
+        let mut b = self
+            .free
+            .pop()
+            .or_else(|| self.filled.pop())
+            .unwrap_or_default();
         b.clear();
         b
     }
@@ -73,19 +132,33 @@ impl Buffers {
     /// A buffer whose length is kept from its last use (stale bytes, already
     /// initialised), so a read buffer doesn't pay zeroing on every request.
     pub fn take_filled(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_default()
+        self.filled
+            .pop()
+            .or_else(|| self.free.pop())
+            .unwrap_or_default()
     }
 
     /// Returns a buffer to the pool (large or surplus ones are freed).
     pub fn give(&mut self, b: Vec<u8>) {
-        if b.capacity() > 0 && b.capacity() <= POOLED_MAX && self.free.len() < self.max {
+        if self.keeps(&b) {
             self.free.push(b);
         }
     }
 
+    /// Returns a read buffer to the pool, its length kept for [`Buffers::take_filled`].
+    pub fn give_filled(&mut self, b: Vec<u8>) {
+        if self.keeps(&b) {
+            self.filled.push(b);
+        }
+    }
+
+    fn keeps(&self, b: &Vec<u8>) -> bool {
+        b.capacity() > 0 && b.capacity() <= POOLED_MAX && self.spare() < self.max
+    }
+
     /// Spare buffers held.
     pub fn spare(&self) -> usize {
-        self.free.len()
+        self.free.len() + self.filled.len()
     }
 }
 
@@ -398,22 +471,23 @@ struct Receive {
 pub struct PublishJob {
     sink: Box<dyn Sink>,
     close: bool,
-    out: Vec<u8>,
 }
 
 impl PublishJob {
     /// A body received whole into `sink` by another protocol (HTTP/2), to publish
-    /// as this core publishes its own; `out`: a buffer for the answer's head.
-    pub fn new(sink: Box<dyn Sink>, close: bool, out: Vec<u8>) -> PublishJob {
-        PublishJob { sink, close, out }
+    /// as this core publishes its own.
+    pub fn new(sink: Box<dyn Sink>, close: bool) -> PublishJob {
+        PublishJob { sink, close }
     }
 
     /// Publishes the body (fsync, link, rename: blocks on the disk) and returns the
-    /// answer and the buffer holding its head, for [`Conn::on_published`].
-    pub fn run(mut self) -> (Response, Vec<u8>) {
-        let mut resp = self.sink.finish(&mut self.out, self.close);
+    /// answer and its protocol-neutral head, for [`Conn::on_published`] (or another
+    /// protocol's glue).
+    pub fn run(self) -> (Response, Out) {
+        let mut out = Out::default();
+        let mut resp = self.sink.finish(&mut out, self.close);
         resp.close |= self.close;
-        (resp, self.out)
+        (resp, out)
     }
 }
 
@@ -740,7 +814,7 @@ impl Conn {
     pub fn answer(
         &mut self,
         env: &mut Env<'_, impl Observer>,
-        site: impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response,
+        site: impl FnOnce(&Request<'_>, bool, &mut Out) -> Response,
     ) {
         if !matches!(self.state, State::Idle | State::Head)
             || self.discard > 0
@@ -761,9 +835,8 @@ impl Conn {
                 if too_big && !put {
                     let head_only = req.method == Method::Head;
                     self.rpos = self.rend;
-                    let mut out = env.bufs.take();
                     let e = http_error(413, "request body too large");
-                    let resp = Response::error(&mut out, e, head_only);
+                    let (resp, out) = env.bufs.answer(|o| Response::error(o, e, head_only));
                     self.start_response(env, resp, out, meta);
                     return;
                 }
@@ -776,8 +849,7 @@ impl Conn {
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
                 let chunked = req.body == request::BodyFraming::Chunked;
-                let mut out = env.bufs.take();
-                let resp = site(&req, close, &mut out);
+                let (resp, out) = env.bufs.answer(|o| site(&req, close, o));
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
@@ -845,7 +917,7 @@ impl Conn {
     /// Lends the read buffer back when it holds nothing unparsed.
     fn release_rbuf(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.rpos == self.rend && self.rbuf.capacity() > 0 {
-            env.bufs.give(std::mem::take(&mut self.rbuf));
+            env.bufs.give_filled(std::mem::take(&mut self.rbuf));
             self.rpos = 0;
             self.rend = 0;
         }
@@ -930,8 +1002,7 @@ impl Conn {
             meta.line = partial_request_line(raw);
         }
         self.rpos = self.rend;
-        let mut out = env.bufs.take();
-        let resp = Response::error(&mut out, e, head_only);
+        let (resp, out) = env.bufs.answer(|o| Response::error(o, e, head_only));
         self.start_response(env, resp, out, meta);
     }
 
@@ -1415,8 +1486,7 @@ impl Conn {
         };
         drop(r.sink);
         self.rpos = self.rend;
-        let mut out = env.bufs.take();
-        let resp = Response::error(&mut out, e, false);
+        let (resp, out) = env.bufs.answer(|o| Response::error(o, e, false));
         self.start_response(env, resp, out, r.meta);
     }
 
@@ -1488,12 +1558,12 @@ impl Conn {
             self.state = old;
             return;
         };
-        let mut out = env.bufs.take();
-        let mut resp = r.sink.failed(err, &mut out);
+        let Receive { sink, meta, .. } = *r;
+        let (mut resp, out) = env.bufs.answer(|o| sink.failed(err, o));
         resp.close = true;
         // The rest of the body is never read.
         self.rpos = self.rend;
-        self.start_response(env, resp, out, r.meta);
+        self.start_response(env, resp, out, meta);
     }
 
     /// The whole body is in the sink (after [`Intent::Publish`]): the sink publishes
@@ -1536,7 +1606,6 @@ impl Conn {
         Some(PublishJob {
             sink: r.sink,
             close: r.close || env.shutting_down,
-            out: env.bufs.take(),
         })
     }
 
@@ -1548,10 +1617,9 @@ impl Conn {
         env: &mut Env<'_, impl Observer>,
         id: u64,
         mut resp: Response,
-        out: Vec<u8>,
+        out: Out,
     ) {
         if !matches!(&self.state, State::Publishing(p) if p.id == id) {
-            env.bufs.give(out);
             return;
         }
         let State::Publishing(p) =
@@ -1560,7 +1628,9 @@ impl Conn {
             return;
         };
         resp.close |= env.shutting_down;
-        self.start_response(env, resp, out, p.meta);
+        let mut wire = env.bufs.take();
+        head::write_http1_out(&mut wire, &out);
+        self.start_response(env, resp, wire, p.meta);
     }
 
     /// Gives up on a body being received (the sink is dropped: nothing is

@@ -459,8 +459,9 @@ fn valid_host(host: &str) -> bool {
             },
         }
     } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) => (name, port),
+        // By byte (`:` is ASCII, so the cut is a char boundary).
+        match host.bytes().rposition(|b| b == b':') {
+            Some(i) => (&host[..i], &host[i + 1..]),
             None => (host, ""),
         }
     };
@@ -478,13 +479,32 @@ fn valid_host(host: &str) -> bool {
             i += 3;
             continue;
         }
-        if !(c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c)) {
+        if !REG_NAME[c as usize] {
             return false;
         }
         i += 1;
     }
     true
 }
+
+/// The bytes a reg-name holds besides percent-escapes (RFC 3986 §3.2.2: unreserved
+/// and sub-delims), one lookup per byte.
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// Splits an absolute-form target (`http://host/path?q`) into authority and the
 /// origin-form remainder. Only `http` and `https` schemes are accepted.

@@ -22,6 +22,8 @@
 
 use std::collections::VecDeque;
 
+use zcopy_http1::fields::ResponseHead;
+
 use crate::frame::{
     self, Code, Frame, FrameError, HEADER_LEN, Header, MAX_WINDOW, flag, kind, setting,
 };
@@ -851,6 +853,19 @@ impl Conn {
         fields: &[(&str, &str)],
         end_stream: bool,
     ) -> bool {
+        self.send_block(id, end_stream, |b| {
+            hpack::encode_response(b, status, fields)
+        })
+    }
+
+    /// As [`Conn::send_headers`], for a protocol-neutral head (the site's): its
+    /// status, Date, Server and fields, encoded straight from it.
+    pub fn send_head(&mut self, id: u32, head: &ResponseHead, end_stream: bool) -> bool {
+        self.send_block(id, end_stream, |b| hpack::encode_head(b, head))
+    }
+
+    /// A HEADERS block made by `encode`, on stream `id`.
+    fn send_block(&mut self, id: u32, end_stream: bool, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
         if self.state == State::Closed {
             return false;
         }
@@ -866,7 +881,7 @@ impl Conn {
         }
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
-        hpack::encode_response(&mut block, status, fields);
+        encode(&mut block);
         frame::write_headers(
             &mut self.out,
             id,

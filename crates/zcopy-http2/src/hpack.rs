@@ -10,6 +10,9 @@
 use std::collections::VecDeque;
 use std::sync::LazyLock;
 
+use zcopy_http1::fields::{FieldName, ResponseHead};
+use zcopy_http1::head::with_date;
+
 use crate::hpack_tables::{HUFFMAN, STATIC};
 
 /// A header block could not be decoded: the connection's HPACK state is lost
@@ -343,6 +346,31 @@ fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
 /// Appends the encoding of a response's `:status` and `fields` (names lower case)
 /// to `out`: stateless, nothing indexed.
 pub fn encode_response(out: &mut Vec<u8>, status: u16, fields: &[(&str, &str)]) {
+    encode_status(out, status);
+    for (n, v) in fields {
+        match static_name(n) {
+            Some(i) => encode_int(out, 0x00, 4, i),
+            None => {
+                out.push(0x00);
+                encode_str(out, n.as_bytes());
+            }
+        }
+        encode_str(out, v.as_bytes());
+    }
+}
+
+/// Field names of HTTP/1.1 connection management, never sent in HTTP/2
+/// (RFC 9113 §8.2.2).
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// Appends `:status` (indexed when the static table has it).
+fn encode_status(out: &mut Vec<u8>, status: u16) {
     let idx = match status {
         200 => 8,
         204 => 9,
@@ -358,17 +386,60 @@ pub fn encode_response(out: &mut Vec<u8>, status: u16, fields: &[(&str, &str)]) 
     } else {
         // Literal without indexing, name `:status` (index 8).
         encode_int(out, 0x00, 4, 8);
-        encode_str(out, status.to_string().as_bytes());
+        let d = [
+            b'0' + (status / 100 % 10) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ];
+        encode_str(out, &d);
     }
-    for (n, v) in fields {
-        match static_name(n) {
-            Some(i) => encode_int(out, 0x00, 4, i),
-            None => {
+}
+
+/// `v` without leading and trailing spaces and tabs.
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// Appends the encoding of a protocol-neutral response head: `:status`, date,
+/// server, then its fields in order (names lower case, connection-specific ones
+/// left out): stateless, nothing indexed, names from the static table where it
+/// has them.
+pub fn encode_head(out: &mut Vec<u8>, head: &ResponseHead) {
+    encode_status(out, head.status);
+    encode_int(out, 0x00, 4, 33);
+    with_date(|d| encode_str(out, d));
+    encode_int(out, 0x00, 4, 54);
+    encode_str(out, b"zcopy");
+    for (name, value) in head.fields() {
+        match name {
+            FieldName::Known(n) if n.connection_specific() => continue,
+            FieldName::Known(n) => match n.hpack_static() {
+                Some(i) => encode_int(out, 0x00, 4, i),
+                None => {
+                    out.push(0x00);
+                    encode_str(out, n.lower().as_bytes());
+                }
+            },
+            other => {
+                let raw = head.other_name(other);
+                if CONNECTION_SPECIFIC
+                    .iter()
+                    .any(|c| raw.eq_ignore_ascii_case(c.as_bytes()))
+                {
+                    continue;
+                }
                 out.push(0x00);
-                encode_str(out, n.as_bytes());
+                encode_int(out, 0, 7, raw.len());
+                out.extend(raw.iter().map(u8::to_ascii_lowercase));
             }
         }
-        encode_str(out, v.as_bytes());
+        encode_str(out, trim_ows(value));
     }
 }
 
@@ -400,6 +471,49 @@ mod tests {
         let got = d.decode(&out).unwrap();
         assert_eq!(got.fields[0].1, b"401");
         assert_eq!(got.fields[1].0, b"www-authenticate");
+    }
+
+    /// The site's protocol-neutral head goes straight to HPACK: status, date,
+    /// server, then its fields in order, lower case, connection-specific ones left
+    /// out, values without surrounding blanks.
+    #[test]
+    fn a_neutral_head_encodes_without_an_http1_round_trip() {
+        use zcopy_http1::fields::{Name, ResponseHead};
+        let mut h = ResponseHead::default();
+        h.reset(207);
+        h.push(Name::ContentType, "text/plain");
+        h.push_u64(Name::ContentLength, 12);
+        h.push(Name::Connection, "close");
+        h.push_named("Keep-Alive", "timeout=5");
+        h.push(Name::Dav, "1, 2");
+        h.push_named("X-Frame-Options", " DENY ");
+        h.push_named("TRANSFER-ENCODING", "chunked");
+        h.push(Name::ETag, "\"x\"");
+        let mut out = Vec::new();
+        encode_head(&mut out, &h);
+        let got = Decoder::new(4096, 65536).decode(&out).unwrap();
+        let fields: Vec<(&[u8], &[u8])> =
+            got.fields.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+        assert_eq!(fields[0], (&b":status"[..], &b"207"[..]));
+        assert_eq!(fields[1].0, b"date");
+        assert_eq!(fields[1].1.len(), 29);
+        assert!(fields[1].1.ends_with(b" GMT"));
+        assert_eq!(fields[2], (&b"server"[..], &b"zcopy"[..]));
+        assert_eq!(
+            fields[3..],
+            [
+                (&b"content-type"[..], &b"text/plain"[..]),
+                (b"content-length", b"12"),
+                (b"dav", b"1, 2"),
+                (b"x-frame-options", b"DENY"),
+                (b"etag", b"\"x\""),
+            ]
+        );
+        // Indexed :status for a code the static table has.
+        h.reset(404);
+        out.clear();
+        encode_head(&mut out, &h);
+        assert_eq!(out[0], 0x80 | 13);
     }
 
     #[test]

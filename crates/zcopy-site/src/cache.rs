@@ -40,7 +40,8 @@ pub const MEMO_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug)]
 struct Cached {
     file: Arc<File>,
-    opened: Instant,
+    /// When it is no longer fresh (opened + ttl; `None`: never).
+    until: Option<Instant>,
     trust: Trust,
     memo: Option<Memo>,
 }
@@ -152,9 +153,9 @@ pub fn trust_of(file: &File) -> Trust {
 #[derive(Debug)]
 pub struct FileCache {
     map: HashMap<Box<str>, Cached>,
-    /// Request path → which precompressed sidecars it has (a bitmask), and when that
-    /// was looked up.
-    sidecars: HashMap<Box<str>, (Instant, u8)>,
+    /// Request path → until when the note holds (looked up + ttl; `None`: always),
+    /// and which precompressed sidecars it has (a bitmask).
+    sidecars: HashMap<Box<str>, (Option<Instant>, u8)>,
     /// Directories found to hold too many entries to list, by (device, inode), with
     /// the mtime they were counted at: asked again while unchanged, they are refused
     /// without being read.
@@ -208,7 +209,7 @@ impl FileCache {
             self.misses += 1;
             return None;
         };
-        let fresh = now.saturating_duration_since(entry.opened) < self.ttl;
+        let fresh = live(entry.until, now);
         if fresh && let Some(memo) = &entry.memo {
             self.hits += 1;
             self.held_hits += 1;
@@ -247,7 +248,7 @@ impl FileCache {
         }
         self.sidecars
             .get(key)
-            .filter(|(t, _)| now.saturating_duration_since(*t) < self.ttl)
+            .filter(|(until, _)| live(*until, now))
             .map(|&(_, mask)| mask)
     }
 
@@ -259,7 +260,8 @@ impl FileCache {
         if self.sidecars.len() >= self.cap {
             self.sidecars.clear();
         }
-        self.sidecars.insert(key.into(), (now, mask));
+        self.sidecars
+            .insert(key.into(), (now.checked_add(self.ttl), mask));
     }
 
     /// Whether the directory with fstat `st` was found too large to list and has not
@@ -280,18 +282,16 @@ impl FileCache {
     /// request would reopen them anyway, and an idle worker then holds no descriptor
     /// for a file nobody asks for. Called about once a second; O(entries).
     pub fn evict_expired(&mut self, now: Instant) {
-        let ttl = self.ttl;
         let expired: Vec<Box<str>> = self
             .map
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.opened) >= ttl)
+            .filter(|(_, c)| !live(c.until, now))
             .map(|(k, _)| k.clone())
             .collect();
         for key in expired {
             self.remove(&key);
         }
-        self.sidecars
-            .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
+        self.sidecars.retain(|_, (until, _)| live(*until, now));
     }
 
     /// Remembers `file` (opened for `key`, `st` its fstat, `name` the name its
@@ -344,7 +344,7 @@ impl FileCache {
             key.into(),
             Cached {
                 file,
-                opened: now,
+                until: now.checked_add(self.ttl),
                 trust,
                 memo,
             },
@@ -471,6 +471,12 @@ fn same_version(a: &rustix::fs::Stat, b: &rustix::fs::Stat) -> bool {
         )
     };
     v(a) == v(b)
+}
+
+/// Still fresh at `now`, when it stops being so at `until` (`None`: never). Kept as
+/// a deadline so a lookup compares two instants (no time arithmetic per request).
+fn live(until: Option<Instant>, now: Instant) -> bool {
+    until.is_none_or(|u| now < u)
 }
 
 /// Appends up to `len` bytes of `file` from `start` to `out`; returns how many

@@ -24,7 +24,7 @@ use crate::archive::{Archive, ArchiveError};
 use crate::auth::{Checks, Verdict};
 use crate::conditional::{self, Precondition, Validators};
 use crate::encoding::{self, Found};
-use crate::head::{self, Head};
+use crate::head::{self, Head, Name, Out};
 use crate::listing;
 use crate::path::{self, CleanPath, OpenError, Resolved};
 use crate::range::{self, RangePlan};
@@ -67,7 +67,7 @@ pub fn handle(
     site: &Site,
     req: &Request<'_>,
     close: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     cache: &mut FileCache,
     checks: &mut Checks,
     now: Instant,
@@ -105,20 +105,35 @@ pub fn handle(
     resp
 }
 
+/// `s` up to the first `b` (all of it without one); `b` is ASCII.
+fn before_byte(s: &str, b: u8) -> &str {
+    match s.bytes().position(|c| c == b) {
+        Some(i) => &s[..i],
+        None => s,
+    }
+}
+
+/// `s` after the last `b` (all of it without one); `b` is ASCII.
+fn after_last_byte(s: &str, b: u8) -> &str {
+    match s.bytes().rposition(|c| c == b) {
+        Some(i) => &s[i + 1..],
+        None => s,
+    }
+}
+
 /// `HEAD` of a name uploads may go to (auth passed): says in `Upload-Offset` how
 /// many bytes of a resumable upload to it the server holds (0: none), for the next
 /// part's `Content-Range` (see [`crate::upload`]).
-fn upload_offset(site: &Site, req: &Request<'_>, out: &mut Vec<u8>) {
+fn upload_offset(site: &Site, req: &Request<'_>, out: &mut Out) {
     let Ok(clean) = path::clean(&req.target) else {
         return;
     };
-    if clean.trailing_slash || clean.segments.is_empty() || !out.ends_with(b"\r\n\r\n") {
+    if clean.trailing_slash || clean.segments.is_empty() || !out.body.is_empty() {
         return;
     }
     let n =
         crate::upload::partial_len(&site.root, &clean, site.config.upload_resume_ttl).unwrap_or(0);
-    out.truncate(out.len() - 2);
-    out.extend_from_slice(format!("Upload-Offset: {n}\r\n\r\n").as_bytes());
+    out.head.push_u64(crate::head::Name::UploadOffset, n);
 }
 
 /// [`handle`] after the rules are known, with the client's [`Access`].
@@ -127,7 +142,7 @@ fn respond(
     site: &Site,
     req: &Request<'_>,
     close: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     cache: &mut FileCache,
     now: Instant,
     eff: &Effective<'_>,
@@ -235,12 +250,14 @@ fn respond(
         }
         return put_file(site, req, &reply, eff, out);
     }
-    let key = req.target.split('?').next().unwrap_or("");
+    // By byte (both ASCII, so the cuts are char boundaries): the generic char
+    // searchers cost more than the rest of the lookup.
+    let key = before_byte(&req.target, b'?');
     if let Some(hit) = cache.get(key, now) {
         if access.refuses_links(&hit.st) {
             return reply.hard_linked(out, key);
         }
-        let name = key.rsplit('/').next().unwrap_or("");
+        let name = after_last_byte(key, b'/');
         let index = name.is_empty();
         let name = if index { cfg.index.as_str() } else { name };
         let found = find_sidecar(
@@ -378,7 +395,7 @@ fn put_file(
     req: &Request<'_>,
     reply: &Reply<'_, '_>,
     eff: &Effective<'_>,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     use crate::upload::{self, Conditions, PutSink, Refused};
     let cfg = &site.config;
@@ -625,7 +642,7 @@ impl DirNames {
 }
 
 /// The response to a request that could not be parsed: status and reason, then close.
-pub fn error_response(out: &mut Vec<u8>, err: HttpError, head_only: bool) -> Response {
+pub fn error_response(out: &mut Out, err: HttpError, head_only: bool) -> Response {
     Response::error(out, err, head_only)
 }
 
@@ -662,28 +679,27 @@ impl Reply<'_, '_> {
     /// Connection, Vary, CORS and the rules' headers: the fields every head ends with.
     fn finish_fields(&self, h: &mut Head<'_>) {
         if self.close {
-            h.header("Connection", "close");
+            h.field(Name::Connection, "close");
         } else if self.keep_alive_10 {
-            h.header("Connection", "keep-alive");
+            h.field(Name::Connection, "keep-alive");
         }
         let vary_origin = matches!(self.eff.cors, Some(Cors::List(_)));
         match (self.vary_encoding, vary_origin) {
-            (true, true) => h.header("Vary", "Accept-Encoding, Origin"),
-            (true, false) => h.header("Vary", "Accept-Encoding"),
-            (false, true) => h.header("Vary", "Origin"),
+            (true, true) => h.field(Name::Vary, "Accept-Encoding, Origin"),
+            (true, false) => h.field(Name::Vary, "Accept-Encoding"),
+            (false, true) => h.field(Name::Vary, "Origin"),
             (false, false) => h,
         };
         if let Some(cors) = self.eff.cors
             && let Some(allow) = cors.allow(self.origin)
         {
-            h.header("Access-Control-Allow-Origin", allow);
-            h.header(
-                "Access-Control-Expose-Headers",
+            h.field(Name::AccessControlAllowOrigin, allow);
+            h.field(Name::AccessControlExposeHeaders,
                 "Content-Length, Content-Range, Content-Encoding, Accept-Ranges, ETag, Last-Modified",
             );
         }
         if let Some(v) = self.hsts {
-            h.header("Strict-Transport-Security", v);
+            h.field(Name::StrictTransportSecurity, v);
         }
         for x in &self.eff.headers {
             h.header(&x.name, &x.value);
@@ -693,7 +709,7 @@ impl Reply<'_, '_> {
     /// A response with a short body held in memory.
     fn body(
         &self,
-        out: &mut Vec<u8>,
+        out: &mut Out,
         status: u16,
         ctype: &str,
         body: &[u8],
@@ -703,12 +719,12 @@ impl Reply<'_, '_> {
         for (k, v) in extra {
             h.header(k, v);
         }
-        h.header("Content-Type", ctype);
-        h.header_u64("Content-Length", body.len() as u64);
+        h.field(Name::ContentType, ctype);
+        h.field_u64(Name::ContentLength, body.len() as u64);
         self.finish_fields(&mut h);
         h.finish();
         if !self.head_only {
-            out.extend_from_slice(body);
+            out.body.extend_from_slice(body);
         }
         Response {
             status,
@@ -719,7 +735,7 @@ impl Reply<'_, '_> {
     }
 
     /// A response with a short text body.
-    fn text(&self, out: &mut Vec<u8>, status: u16, body: &str, extra: &[(&str, &str)]) -> Response {
+    fn text(&self, out: &mut Out, status: u16, body: &str, extra: &[(&str, &str)]) -> Response {
         self.body(
             out,
             status,
@@ -730,7 +746,7 @@ impl Reply<'_, '_> {
     }
 
     /// An error status: its configured page, or `NNN Reason`.
-    fn status_with(&self, out: &mut Vec<u8>, status: u16, extra: &[(&str, &str)]) -> Response {
+    fn status_with(&self, out: &mut Out, status: u16, extra: &[(&str, &str)]) -> Response {
         if let Some(page) = self.eff.error_page(status) {
             return self.body(out, status, &page.content_type, &page.body, extra);
         }
@@ -738,11 +754,11 @@ impl Reply<'_, '_> {
         self.text(out, status, &body, extra)
     }
 
-    fn status(&self, out: &mut Vec<u8>, status: u16) -> Response {
+    fn status(&self, out: &mut Out, status: u16) -> Response {
         self.status_with(out, status, &[])
     }
 
-    fn open_error(&self, out: &mut Vec<u8>, e: OpenError) -> Response {
+    fn open_error(&self, out: &mut Out, e: OpenError) -> Response {
         match e {
             OpenError::NotFound => self.status(out, 404),
             OpenError::Forbidden => self.status(out, 403),
@@ -758,14 +774,14 @@ impl Reply<'_, '_> {
     }
 
     /// 401 asking for the credentials of `users`.
-    fn challenge(&self, out: &mut Vec<u8>, users: &crate::auth::Users) -> Response {
+    fn challenge(&self, out: &mut Out, users: &crate::auth::Users) -> Response {
         let challenge = users.challenge();
         self.status_with(out, 401, &[("WWW-Authenticate", &challenge)])
     }
 
     /// 403 for a file with more than one hard link on a site with password rules
     /// (rules see names, and a hard link is the same file under another name).
-    fn hard_linked(&self, out: &mut Vec<u8>, path: &str) -> Response {
+    fn hard_linked(&self, out: &mut Out, path: &str) -> Response {
         tracing::warn!(
             path,
             "refused a file with more than one hard link (a password rule is configured)"
@@ -782,7 +798,7 @@ impl Reply<'_, '_> {
         site: &Site,
         access: &mut Access<'_>,
         fd: &File,
-        out: &mut Vec<u8>,
+        out: &mut Out,
     ) -> Result<Option<String>, Response> {
         let real = site
             .root_path
@@ -801,7 +817,7 @@ impl Reply<'_, '_> {
 
     /// 503: the memory for generated bodies is in use (listing pages and archive
     /// plans that clients have not read yet).
-    fn busy(&self, out: &mut Vec<u8>) -> Response {
+    fn busy(&self, out: &mut Out) -> Response {
         tracing::debug!("listing or archive refused: generated bodies hold their budget");
         let body = "503 Service Unavailable (too many listings or archives in flight)\n";
         self.text(out, 503, body, &[("Retry-After", "1")])
@@ -809,7 +825,7 @@ impl Reply<'_, '_> {
 
     /// 200 with `fields` and no body and no Content-Length: a HEAD answered without
     /// building the body it describes.
-    fn head_only_ok(&self, out: &mut Vec<u8>, fields: &[(&str, &str)]) -> Response {
+    fn head_only_ok(&self, out: &mut Out, fields: &[(&str, &str)]) -> Response {
         let mut h = Head::start(out, 200);
         for (k, v) in fields {
             h.header(k, v);
@@ -826,21 +842,21 @@ impl Reply<'_, '_> {
 
     /// A CORS preflight: 204 with what cross-origin requests may do, or 403 for an
     /// origin not on the list.
-    fn preflight(&self, out: &mut Vec<u8>, cors: &Cors, req: &Request<'_>) -> Response {
+    fn preflight(&self, out: &mut Out, cors: &Cors, req: &Request<'_>) -> Response {
         if cors.allow(req.origin).is_none() {
             return self.status(out, 403);
         }
         let mut h = Head::start(out, 204);
-        h.header("Access-Control-Allow-Methods", "GET, HEAD");
+        h.field(Name::AccessControlAllowMethods, "GET, HEAD");
         if let Some(asked) = req.ac_request_headers {
             let token_list = asked
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~, \t".contains(&b));
             if token_list && !asked.trim().is_empty() {
-                h.header("Access-Control-Allow-Headers", asked);
+                h.field(Name::AccessControlAllowHeaders, asked);
             }
         }
-        h.header("Access-Control-Max-Age", "86400");
+        h.field(Name::AccessControlMaxAge, "86400");
         self.finish_fields(&mut h);
         h.finish();
         Response {
@@ -863,7 +879,7 @@ fn serve_listing(
     names: &DirNames,
     site: &Site,
     access: &mut Access<'_>,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     let cfg = &site.config;
     let query = clean.query.as_deref().unwrap_or("");
@@ -881,7 +897,7 @@ fn serve_listing(
         "text/html; charset=utf-8"
     };
     let cache_control = reply.eff.cache_control.unwrap_or("no-cache");
-    let too_large = |out: &mut Vec<u8>| {
+    let too_large = |out: &mut Out| {
         let body = format!(
             "403 Forbidden (more than {} entries to list)\n",
             listing::MAX_LISTING
@@ -975,8 +991,8 @@ fn serve_listing(
     for (k, v) in fields {
         h.header(k, v);
     }
-    h.header("Content-Type", ctype);
-    h.header_u64("Content-Length", len as u64);
+    h.field(Name::ContentType, ctype);
+    h.field_u64(Name::ContentLength, len as u64);
     reply.finish_fields(&mut h);
     h.finish();
     Response {
@@ -1067,7 +1083,7 @@ fn serve_archive(
     clean: &CleanPath,
     names: &DirNames,
     access: &mut Access<'_>,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     if !names.all(|n| access.listable(n)) {
         return reply.status(out, 404);
@@ -1135,10 +1151,10 @@ fn serve_archive(
         return reply.busy(out);
     };
     let mut h = Head::start(out, 200);
-    h.header("Content-Type", "application/x-tar");
-    h.header("Content-Disposition", &disposition);
-    h.header("Cache-Control", cache_control);
-    h.header_u64("Content-Length", archive.len);
+    h.field(Name::ContentType, "application/x-tar");
+    h.field(Name::ContentDisposition, &disposition);
+    h.field(Name::CacheControl, cache_control);
+    h.field_u64(Name::ContentLength, archive.len);
     reply.finish_fields(&mut h);
     h.finish();
     Response {
@@ -1159,7 +1175,7 @@ fn serve_archive(
 }
 
 /// 403 for an archive of more than [`crate::archive::MAX_ENTRIES`] entries.
-fn archive_too_large(reply: &Reply<'_, '_>, out: &mut Vec<u8>) -> Response {
+fn archive_too_large(reply: &Reply<'_, '_>, out: &mut Out) -> Response {
     let body = format!(
         "403 Forbidden (more than {} entries to archive)\n",
         crate::archive::MAX_ENTRIES
@@ -1173,13 +1189,13 @@ fn not_modified(
     v: &Validators,
     lm: &str,
     cache_control: &str,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     let mut h = Head::start(out, 304);
-    h.header("ETag", &v.etag);
-    h.header("Last-Modified", lm);
+    h.field(Name::ETag, &v.etag);
+    h.field(Name::LastModified, lm);
     if !cache_control.is_empty() {
-        h.header("Cache-Control", cache_control);
+        h.field(Name::CacheControl, cache_control);
     }
     reply.finish_fields(&mut h);
     h.finish();
@@ -1204,7 +1220,7 @@ fn serve_file(
     f: CachedFile,
     name: &str,
     found: Found,
-    out: &mut Vec<u8>,
+    out: &mut Out,
 ) -> Response {
     let mut reply = Reply {
         vary_encoding: found.any,
@@ -1302,14 +1318,14 @@ fn serve_file(
         _ => RangePlan::Full,
     };
     let common = |h: &mut Head<'_>| {
-        h.header("Last-Modified", lm);
-        h.header("ETag", &v.etag);
-        h.header("Accept-Ranges", "bytes");
+        h.field(Name::LastModified, lm);
+        h.field(Name::ETag, &v.etag);
+        h.field(Name::AcceptRanges, "bytes");
         if let Some(c) = coding {
-            h.header("Content-Encoding", c);
+            h.field(Name::ContentEncoding, c);
         }
         if !cache_control.is_empty() {
-            h.header("Cache-Control", cache_control);
+            h.field(Name::CacheControl, cache_control);
         }
         reply.finish_fields(h);
     };
@@ -1321,9 +1337,9 @@ fn serve_file(
         RangePlan::Partial(spans) if spans.len() == 1 => {
             let (s, e) = spans[0];
             let mut h = Head::start(out, 206);
-            h.header("Content-Type", ctype);
-            h.header_u64("Content-Length", e - s);
-            h.header("Content-Range", &format!("bytes {s}-{}/{len}", e - 1));
+            h.field(Name::ContentType, ctype);
+            h.field_u64(Name::ContentLength, e - s);
+            h.field(Name::ContentRange, &format!("bytes {s}-{}/{len}", e - 1));
             common(&mut h);
             h.finish();
             (
@@ -1365,19 +1381,19 @@ fn serve_file(
             pieces.push(Piece::Mem(at, mem.len()));
             total += (mem.len() - at) as u64;
             let mut h = Head::start(out, 206);
-            h.header(
-                "Content-Type",
+            h.field(
+                Name::ContentType,
                 &format!("multipart/byteranges; boundary={boundary}"),
             );
-            h.header_u64("Content-Length", total);
+            h.field_u64(Name::ContentLength, total);
             common(&mut h);
             h.finish();
             (206, pieces, mem, total)
         }
         RangePlan::Full | RangePlan::Partial(_) => {
             let mut h = Head::start(out, 200);
-            h.header("Content-Type", ctype);
-            h.header_u64("Content-Length", len);
+            h.field(Name::ContentType, ctype);
+            h.field_u64(Name::ContentLength, len);
             common(&mut h);
             h.finish();
             (200, vec![Piece::File { start: 0, len }], Vec::new(), len)

@@ -27,6 +27,7 @@
 //! most `--max-upload-size`, each dropped after the resume timeout without a part
 //! ([`SiteConfig::upload_resume_ttl`](crate::site_config::SiteConfig)).
 
+use crate::head::Out;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -317,12 +318,12 @@ fn temp_name(name: &str) -> String {
 }
 
 /// A response with no body.
-pub fn empty(out: &mut Vec<u8>, status: u16, close: bool) -> Response {
+pub fn empty(out: &mut Out, status: u16, close: bool) -> Response {
     answer(out, status, close, &[])
 }
 
 /// A response with no body (a short text for an error), and `extra` header fields.
-pub fn answer(out: &mut Vec<u8>, status: u16, close: bool, extra: &[(&str, &str)]) -> Response {
+pub fn answer(out: &mut Out, status: u16, close: bool, extra: &[(&str, &str)]) -> Response {
     let body = match status {
         201 | 204 => String::new(),
         s => format!("{s} {}\n", crate::head::reason(s)),
@@ -341,7 +342,7 @@ pub fn answer(out: &mut Vec<u8>, status: u16, close: bool, extra: &[(&str, &str)
         h.header("Connection", "close");
     }
     h.finish();
-    out.extend_from_slice(body.as_bytes());
+    out.body.extend_from_slice(body.as_bytes());
     Response {
         status,
         body: Body::InHead,
@@ -365,7 +366,7 @@ impl Sink for PutSink {
         }
     }
 
-    fn finish(mut self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
+    fn finish(mut self: Box<Self>, out: &mut Out, close: bool) -> Response {
         if let Some(part) = &self.part {
             let len = match self.f().metadata() {
                 Ok(m) => m.len(),
@@ -391,13 +392,13 @@ impl Sink for PutSink {
         }
     }
 
-    fn failed(self: Box<Self>, err: &io::Error, out: &mut Vec<u8>) -> Response {
+    fn failed(self: Box<Self>, err: &io::Error, out: &mut Out) -> Response {
         status_of_error(err, out)
     }
 }
 
 /// 507 for a full disk or quota, 500 otherwise (logged); the connection closes.
-fn status_of_error(e: &io::Error, out: &mut Vec<u8>) -> Response {
+fn status_of_error(e: &io::Error, out: &mut Out) -> Response {
     let full = matches!(
         e.raw_os_error(),
         Some(c) if c == rustix::io::Errno::NOSPC.raw_os_error()

@@ -844,8 +844,6 @@ impl Worker {
                                 None => conn.core.on_published(&mut env, p.id, p.resp, p.out),
                             }
                             self.books.queue(p.token, &mut slot.queued);
-                        } else {
-                            env.bufs.give(p.out);
                         }
                     }
                     continue;

@@ -3,7 +3,8 @@
 //! ([`SiteResponder::respond`]); the plan's body pieces (memory, file ranges,
 //! archive members) are copied into DATA frames (`pread` into frame-sized slices
 //! of the output buffer, many frames per `send`: the h2o and Go way), round robin
-//! across streams, within the peer's windows.
+//! across streams, within the peer's windows. The site's head is protocol-neutral
+//! ([`Out`]): the core HPACK-encodes it as it is ([`Conn::send_head`]).
 //!
 //! Request bodies (PUT uploads, WebDAV bodies) go where the site says, as over
 //! HTTP/1.1: a [`Sink`] the site made (an unnamed file, a memfd). Each DATA payload
@@ -15,10 +16,6 @@
 //! way the stream is reset NO_ERROR and nothing is published. A body the answer
 //! does not depend on (a 401, a GET's) is thrown away as it comes, within the
 //! stream's window (the core resets the stream NO_ERROR past it).
-//!
-//! Leftover: the site still formats an HTTP/1 head; [`head_spans`] turns it into
-//! a status and lower-case fields (dropping Connection, Keep-Alive,
-//! Transfer-Encoding) until the site hands out a protocol-neutral head.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -36,6 +33,7 @@ use super::worker::Env;
 use super::{SiteResponder, TURN_BUDGET};
 use crate::config::ListenKind;
 use crate::handler::{Body, Piece, Response};
+use crate::head::Out;
 use crate::plan::FileBody;
 use crate::plan::Sink;
 use crate::proto::{Done, Keep, MethodClass, Observer};
@@ -322,11 +320,8 @@ pub(crate) struct H2 {
     eof: bool,
     /// Round-robin start among `answers`.
     rr: usize,
-    scratch: Vec<u8>,
-    /// A response head's lower-case field names, and where each name (in
-    /// `names`) and value (in the head) is: reused, so a head allocates nothing.
-    names: String,
-    spans: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// What the site answers into (reused, so a head allocates nothing).
+    scratch: Out,
     idle_timeout: std::time::Duration,
     send_timeout: std::time::Duration,
     body_timeout: std::time::Duration,
@@ -385,9 +380,7 @@ impl H2 {
             last_progress: env.now,
             eof: false,
             rr: 0,
-            scratch: Vec::new(),
-            names: String::new(),
-            spans: Vec::new(),
+            scratch: Out::default(),
         };
         h.take(first);
         h
@@ -691,7 +684,7 @@ impl H2 {
         if end {
             let a = &mut self.answers[k];
             let sink = a.recv.take().expect("receiving");
-            let job = crate::proto::PublishJob::new(sink, false, env.bufs.take());
+            let job = crate::proto::PublishJob::new(sink, false);
             let Some(token) = self.token else {
                 // A driver that brings no publish answers here takes only empty
                 // bodies (END_STREAM on the HEADERS): published here and now.
@@ -705,20 +698,11 @@ impl H2 {
 
     /// The publish named `id` answered `resp` (its head in `out`): sent on the
     /// stream that waits for it, if it is still there.
-    pub(crate) fn on_published(
-        &mut self,
-        env: &mut Env<'_>,
-        id: u64,
-        resp: Response,
-        out: Vec<u8>,
-    ) {
-        match self.answers.iter().position(|a| a.publishing == Some(id)) {
-            Some(k) => {
-                let mut a = self.answers.swap_remove(k);
-                a.publishing = None;
-                self.start(a, resp, out, env);
-            }
-            None => env.bufs.give(out),
+    pub(crate) fn on_published(&mut self, env: &mut Env<'_>, id: u64, resp: Response, out: Out) {
+        if let Some(k) = self.answers.iter().position(|a| a.publishing == Some(id)) {
+            let mut a = self.answers.swap_remove(k);
+            a.publishing = None;
+            self.start(a, resp, out, env);
         }
     }
 
@@ -784,27 +768,21 @@ impl H2 {
         }
     }
 
-    /// Sends the head of `resp` (formatted in `out`) and queues its body.
-    fn start(&mut self, mut a: Answer, resp: Response, mut out: Vec<u8>, env: &mut Env<'_>) {
+    /// Sends the head of `resp` (in `out`) and queues its body.
+    fn start(&mut self, mut a: Answer, resp: Response, mut out: Out, env: &mut Env<'_>) {
         let head_only = a.head.method == "HEAD";
-        let mut names = std::mem::take(&mut self.names);
-        let mut spans = std::mem::take(&mut self.spans);
-        let Some((status, head_len)) = head_spans(&out, &mut names, &mut spans) else {
-            tracing::warn!("HTTP/2: the site's head could not be read");
-            self.core.reset(a.id);
-            (self.names, self.spans, self.scratch) = (names, spans, out);
-            return;
-        };
+        let status = out.head.status;
         a.status = status;
-        let value = |r: &std::ops::Range<usize>| std::str::from_utf8(&out[r.clone()]).unwrap_or("");
-        let declared = spans
-            .iter()
-            .find(|(n, _)| &names[n.clone()] == "content-length")
-            .and_then(|(_, v)| value(v).parse::<u64>().ok());
+        let declared = out.head.content_length();
         let no_body = head_only || status == 304 || status == 204 || status < 200;
-        let in_head = out.len() - head_len;
+        // A small held file goes as a body held in memory, from the held bytes.
+        let mut held = None;
         a.src = match resp.body {
             _ if no_body => None,
+            Body::File(fb) if crate::proto::inline_file(&fb).is_some() => {
+                held = Some(fb);
+                None
+            }
             Body::File(fb) => Some(Src::File {
                 fb,
                 piece: 0,
@@ -814,6 +792,11 @@ impl H2 {
             // Taken from `out` below, once the head is sent.
             _ => None,
         };
+        let body: &[u8] = match &held {
+            Some(fb) => crate::proto::inline_file(fb).unwrap_or_default(),
+            None => &out.body,
+        };
+        let in_head = body.len();
         a.in_memory = !no_body && a.src.is_none();
         a.total = match &a.src {
             Some(Src::File { fb, .. }) => declared.unwrap_or_else(|| pieces_len(fb)),
@@ -821,28 +804,24 @@ impl H2 {
             None if a.in_memory => declared.unwrap_or(in_head as u64),
             None => 0,
         };
-        let refs: Vec<(&str, &str)> = spans
-            .iter()
-            .map(|(n, v)| (&names[n.clone()], value(v)))
-            .collect();
         let end = a.total == 0;
-        self.core.send_headers(a.id, status, &refs, end);
-        drop(refs);
+        self.core.send_head(a.id, &out.head, end);
         if a.in_memory && !end {
             if a.total == in_head as u64 && self.core.capacity(a.id) >= in_head {
                 // The whole body in one frame now (a small file, a listing page):
                 // no answer kept, no copy of the body kept.
-                let body = &out[head_len..];
                 a.sent = self.core.send_data(a.id, in_head, true, |d| {
                     d[..in_head].copy_from_slice(body);
                     in_head
                 }) as u64;
+            } else if held.is_some() {
+                a.src = Some(Src::Mem(body.to_vec(), 0));
             } else {
-                a.src = Some(Src::Mem(out.split_off(head_len), 0));
+                a.src = Some(Src::Mem(std::mem::take(&mut out.body), 0));
             }
         }
         out.clear();
-        (self.names, self.spans, self.scratch) = (names, spans, out);
+        self.scratch = out;
         if end || a.in_memory && a.src.is_none() {
             self.done(&a, env);
         } else {
@@ -1102,57 +1081,6 @@ fn pread_full(file: &File, at: u64, dst: &mut [u8]) -> usize {
     got
 }
 
-/// Reads the HTTP/1 head at the start of `out`: its status and length, and per
-/// field (Connection, Keep-Alive, Transfer-Encoding, Upgrade dropped) where its
-/// lower-cased name lies in `names` and its value in `out`.
-pub(crate) fn head_spans(
-    out: &[u8],
-    names: &mut String,
-    spans: &mut Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
-) -> Option<(u16, usize)> {
-    names.clear();
-    spans.clear();
-    let end = out.windows(4).position(|w| w == b"\r\n\r\n")?;
-    // "HTTP/1.1 200 Reason"
-    let status = std::str::from_utf8(out.get(9..12)?).ok()?.parse().ok()?;
-    let mut at = out[..end]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(end, |p| p + 1);
-    while at < end {
-        let line_end = out[at..end]
-            .iter()
-            .position(|&b| b == b'\r')
-            .map_or(end, |p| at + p);
-        let line = &out[at..line_end];
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = std::str::from_utf8(&line[..colon]).ok()?.trim();
-        let mut v = (at + colon + 1, line_end);
-        while v.0 < v.1 && matches!(out[v.0], b' ' | b'\t') {
-            v.0 += 1;
-        }
-        while v.1 > v.0 && matches!(out[v.1 - 1], b' ' | b'\t') {
-            v.1 -= 1;
-        }
-        let dropped = [
-            "connection",
-            "keep-alive",
-            "transfer-encoding",
-            "upgrade",
-            "proxy-connection",
-        ]
-        .iter()
-        .any(|d| name.eq_ignore_ascii_case(d));
-        if !dropped {
-            let n0 = names.len();
-            names.extend(name.chars().map(|c| c.to_ascii_lowercase()));
-            spans.push((n0..names.len(), v.0..v.1));
-        }
-        at = line_end + 2;
-    }
-    Some((status, end + 4))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -1164,29 +1092,5 @@ mod tests {
         assert!(preface_start(b"POST / HTTP/1.1\r\n").is_none());
         assert!(preface_start(b"PRI * HTTP/1.1\r\n").is_none());
         assert!(preface_start(b"").is_none());
-    }
-
-    #[test]
-    fn an_http1_head_becomes_status_and_fields() {
-        let head = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nETag:  \"x\" \r\n\r\nab";
-        let (mut names, mut spans) = (String::new(), Vec::new());
-        let (status, len) = super::head_spans(head, &mut names, &mut spans).unwrap();
-        assert_eq!(status, 206);
-        let fields: Vec<(&str, &[u8])> = spans
-            .iter()
-            .map(|(n, v)| (&names[n.clone()], &head[v.clone()]))
-            .collect();
-        assert_eq!(
-            fields,
-            vec![("content-length", &b"2"[..]), ("etag", &b"\"x\""[..])]
-        );
-        assert_eq!(&head[len..], b"ab");
-        // A head with no field.
-        let head = b"HTTP/1.1 304 Not Modified\r\n\r\n";
-        assert_eq!(
-            super::head_spans(head, &mut names, &mut spans),
-            Some((304, head.len()))
-        );
-        assert!(spans.is_empty());
     }
 }

@@ -25,6 +25,7 @@ use zcopy::{EngineKind, Plan, Preference, Transfer};
 
 use crate::cache::{FileCache, pread_into};
 use crate::handler::{self, Body, Piece, Response, Site};
+use crate::head::Out;
 use crate::proto;
 use crate::request::Request;
 use crate::stats::WorkerStats;
@@ -165,7 +166,7 @@ pub fn refuse(sock: impl AsFd) {
 }
 
 /// Bodies up to this size are read into memory and leave with the head in one write.
-pub const SMALL_BODY: u64 = 16 * 1024;
+pub const SMALL_BODY: u64 = proto::INLINE_MAX;
 /// Spare buffers a worker keeps for connections that have bytes to hold. Kept small:
 /// the pool's high-water mark is memory the worker holds after a burst (the soak saw
 /// +0.5 MiB stay after 200 slow readers sent their next requests together with 256).
@@ -198,7 +199,7 @@ impl SiteResponder {
         &mut self,
         req: &Request<'_>,
         close: bool,
-        out: &mut Vec<u8>,
+        out: &mut Out,
         now: Instant,
     ) -> Response {
         let mut resp = handler::handle(
@@ -220,14 +221,10 @@ impl SiteResponder {
             .held
             .as_ref()
             .filter(|b| start.saturating_add(len) <= b.len() as u64);
-        if len <= SMALL_BODY {
-            let got = match held {
-                Some(bytes) => {
-                    out.extend_from_slice(&bytes[start as usize..(start + len) as usize]);
-                    len as usize
-                }
-                None => pread_into(&fb.file, start, len as usize, out),
-            };
+        if held.is_some() && len <= proto::INLINE_MAX {
+            // The protocol core copies it from the held bytes, after the head.
+        } else if len <= SMALL_BODY {
+            let got = pread_into(&fb.file, start, len as usize, &mut out.body);
             if (got as u64) < len {
                 // The file shrank since the fstat: send what exists, then close.
                 resp.close = true;

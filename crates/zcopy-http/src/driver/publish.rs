@@ -41,8 +41,8 @@ pub struct Published {
     pub id: u64,
     /// The answer.
     pub resp: Response,
-    /// The buffer holding its head.
-    pub out: Vec<u8>,
+    /// Its head.
+    pub out: crate::head::Out,
 }
 
 struct Pool {

@@ -1094,8 +1094,6 @@ impl Worker {
                     conn.queued = true;
                     self.books.runq.push(p.token);
                 }
-            } else {
-                env.bufs.give(p.out);
             }
         }
         let mut woken = Vec::new();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::head::Head;
+use crate::head::{Head, Out};
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response};
 
 /// What the core told its observer.
@@ -86,7 +86,7 @@ impl Harness {
     fn answer(
         &mut self,
         c: &mut Conn,
-        site: impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response,
+        site: impl FnOnce(&Request<'_>, bool, &mut Out) -> Response,
     ) {
         assert_eq!(self.next(c), Intent::Request);
         c.answer(&mut self.env(), site);
@@ -113,12 +113,12 @@ impl Harness {
 }
 
 /// The stub site: `text` as a 200 with its length.
-fn text(text: &'static str) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response {
+fn text(text: &'static str) -> impl FnOnce(&Request<'_>, bool, &mut Out) -> Response {
     move |_, close, out| {
         let mut h = Head::start(out, 200);
         h.header_u64("Content-Length", text.len() as u64);
         h.finish();
-        out.extend_from_slice(text.as_bytes());
+        out.body.extend_from_slice(text.as_bytes());
         Response {
             status: 200,
             body: Body::InHead,
@@ -128,7 +128,7 @@ fn text(text: &'static str) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> 
     }
 }
 
-fn never(_: &Request<'_>, _: bool, _: &mut Vec<u8>) -> Response {
+fn never(_: &Request<'_>, _: bool, _: &mut Out) -> Response {
     panic!("the site was asked");
 }
 
@@ -308,7 +308,7 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
 }
 
 /// An archive-like plan: two header bytes, then member 0 opened by the caller.
-fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Vec<u8>) -> Response {
+fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Out) -> Response {
     move |_, close, out| {
         let mut head = Head::start(out, 200);
         head.header_u64("Content-Length", 5);
@@ -377,7 +377,7 @@ impl crate::plan::Sink for TestSink {
     fn file(&self) -> &File {
         &self.0
     }
-    fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
+    fn finish(self: Box<Self>, out: &mut Out, close: bool) -> Response {
         use std::io::{Read, Seek};
         let mut f = self.0;
         let mut got = Vec::new();
@@ -386,7 +386,7 @@ impl crate::plan::Sink for TestSink {
         let mut h = Head::start(out, 201);
         h.header_u64("Content-Length", got.len() as u64);
         h.finish();
-        out.extend_from_slice(&got);
+        out.body.extend_from_slice(&got);
         Response {
             status: 201,
             body: Body::InHead,
@@ -394,7 +394,7 @@ impl crate::plan::Sink for TestSink {
             close,
         }
     }
-    fn failed(self: Box<Self>, _: &std::io::Error, out: &mut Vec<u8>) -> Response {
+    fn failed(self: Box<Self>, _: &std::io::Error, out: &mut Out) -> Response {
         Response::error(
             out,
             HttpError {
@@ -406,7 +406,7 @@ impl crate::plan::Sink for TestSink {
     }
 }
 
-fn receive(_: &Request<'_>, _: bool, _: &mut Vec<u8>) -> Response {
+fn receive(_: &Request<'_>, _: bool, _: &mut Out) -> Response {
     Response {
         status: 0,
         body: Body::Receive(Box::new(TestSink(tempfile::tempfile().unwrap()))),
@@ -602,4 +602,58 @@ fn a_chunked_body_is_decoded_across_reads_and_bad_framing_is_refused() {
     c.on_body_stored(&mut h.env(), n);
     let out = String::from_utf8(h.written(&mut c)).unwrap();
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}
+
+/// A read buffer given back keeps its initialised length, and is taken for the next
+/// read before a (short) write buffer: no zeroing per request.
+#[test]
+fn a_read_buffer_comes_back_with_its_length() {
+    let mut b = Buffers::new(4);
+    b.give_filled(vec![7u8; RBUF_INITIAL]);
+    b.give(Vec::with_capacity(100));
+    assert_eq!(b.spare(), 2);
+    assert_eq!(b.take_filled().len(), RBUF_INITIAL);
+    assert!(b.take().is_empty());
+    // The pool's bound counts both kinds.
+    for _ in 0..6 {
+        b.give_filled(vec![0u8; 16]);
+    }
+    assert_eq!(b.spare(), 4);
+}
+
+/// A small file whose bytes are held in memory leaves with its head in one write,
+/// copied once from the held bytes (no file read, no second write).
+#[test]
+fn a_small_held_file_leaves_with_the_head_in_one_write() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(&mut c, b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n");
+    let data = b"0123456789".to_vec();
+    let file = Arc::new(anonymous(&data));
+    let held: Arc<[u8]> = data.clone().into();
+    h.answer(&mut c, |_, close, out| {
+        let mut head = Head::start(out, 200);
+        head.header_u64("Content-Length", 4);
+        head.finish();
+        Response {
+            status: 200,
+            body: Body::File(FileBody {
+                file,
+                file_len: 10,
+                pieces: vec![Piece::File { start: 3, len: 4 }],
+                mem: BodyMem::Owned(Vec::new()),
+                members: Vec::new(),
+                lease: false,
+                held: Some(held),
+                lendable: false,
+            }),
+            body_len: 4,
+            close,
+        }
+    });
+    let (written, next) = h.written_then(&mut c);
+    assert!(written.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(written.ends_with(b"\r\nContent-Length: 4\r\n\r\n3456"));
+    assert_eq!(next, Intent::Read);
+    assert_eq!(h.seen.done, [(MethodClass::Get, 200, 4)]);
 }

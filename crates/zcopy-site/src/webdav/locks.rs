@@ -7,6 +7,7 @@
 //! beneath it, needs the lock's token in its `If` header (else 423); an `If`
 //! header that does not hold is 412.
 
+use crate::head::Out;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -354,7 +355,7 @@ impl LockRequest {
     }
 
     /// Creates the lock (body: a lockinfo) or refreshes one (no body).
-    pub(crate) fn answer(self, ctx: &Ctx, body: &[u8], out: &mut Vec<u8>, close: bool) -> Response {
+    pub(crate) fn answer(self, ctx: &Ctx, body: &[u8], out: &mut Out, close: bool) -> Response {
         let now = Instant::now();
         if body.iter().all(u8::is_ascii_whitespace) {
             return self.refresh(ctx, out, close, now);
@@ -424,7 +425,7 @@ impl LockRequest {
     }
 
     /// A LOCK without a body: refreshes the lock the If header names.
-    fn refresh(self, ctx: &Ctx, out: &mut Vec<u8>, close: bool, now: Instant) -> Response {
+    fn refresh(self, ctx: &Ctx, out: &mut Out, close: bool, now: Instant) -> Response {
         let Some(h) = self.if_.as_deref() else {
             return status(out, 400, close);
         };
@@ -457,7 +458,7 @@ impl LockRequest {
     }
 }
 
-fn status_with_retry(out: &mut Vec<u8>, close: bool) -> Response {
+fn status_with_retry(out: &mut Out, close: bool) -> Response {
     super::status_with(out, 503, close, &[("Retry-After", "60")])
 }
 
@@ -467,7 +468,7 @@ pub(crate) fn unlock(
     ctx: &Ctx,
     req: &Request<'_>,
     rel: &str,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     close: bool,
 ) -> Response {
     let Some(token) = req

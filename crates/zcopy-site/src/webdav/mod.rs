@@ -17,6 +17,7 @@ mod ops;
 mod props;
 mod xml;
 
+use crate::head::Out;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -117,7 +118,7 @@ pub fn respond(
     site: &Site,
     req: &Request<'_>,
     close: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     eff: &Effective<'_>,
     access: &mut Access<'_>,
 ) -> Response {
@@ -224,12 +225,7 @@ pub fn respond(
 
 /// A PUT to a path WebDAV covers: refused (423, 412) when it is locked and the
 /// request's `If` header does not hold its token; `None` when it may go on.
-pub fn put_refused(
-    site: &Site,
-    req: &Request<'_>,
-    close: bool,
-    out: &mut Vec<u8>,
-) -> Option<Response> {
+pub fn put_refused(site: &Site, req: &Request<'_>, close: bool, out: &mut Out) -> Option<Response> {
     let clean = path::clean(&req.target).ok()?;
     let rel = clean.segments.join("/");
     let ctx = Ctx::of(site, req).ok()?;
@@ -249,9 +245,9 @@ pub fn put_refused(
 fn with_body(
     req: &Request<'_>,
     has_body: bool,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     close: bool,
-    then: impl FnOnce(&[u8], &mut Vec<u8>, bool) -> Response + Send + 'static,
+    then: impl FnOnce(&[u8], &mut Out, bool) -> Response + Send + 'static,
 ) -> Response {
     if !has_body {
         return then(b"", out, close);
@@ -274,7 +270,7 @@ fn with_body(
 }
 
 /// What answers a body once it is whole.
-type Then = Box<dyn FnOnce(&[u8], &mut Vec<u8>, bool) -> Response + Send>;
+type Then = Box<dyn FnOnce(&[u8], &mut Out, bool) -> Response + Send>;
 
 /// A small request body received into memory (a memfd), then answered by `then`.
 struct MemSink {
@@ -307,7 +303,7 @@ impl Sink for MemSink {
         MAX_BODY
     }
 
-    fn finish(self: Box<Self>, out: &mut Vec<u8>, close: bool) -> Response {
+    fn finish(self: Box<Self>, out: &mut Out, close: bool) -> Response {
         let mut body = Vec::new();
         let n = crate::cache::pread_into(&self.file, 0, MAX_BODY as usize + 1, &mut body);
         body.truncate(n);
@@ -317,7 +313,7 @@ impl Sink for MemSink {
         (self.then)(&body, out, close)
     }
 
-    fn failed(self: Box<Self>, err: &io::Error, out: &mut Vec<u8>) -> Response {
+    fn failed(self: Box<Self>, err: &io::Error, out: &mut Out) -> Response {
         tracing::warn!("webdav: body not received: {err}");
         status(out, 500, true)
     }
@@ -333,7 +329,7 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
-    fn answer(self, out: &mut Vec<u8>, close: bool) -> Response {
+    fn answer(self, out: &mut Out, close: bool) -> Response {
         match self {
             Answer::Status(s) => status(out, s, close),
             Answer::Error(s, cond) => {
@@ -348,7 +344,7 @@ impl Answer {
 }
 
 /// OPTIONS on a WebDAV path.
-fn options(out: &mut Vec<u8>, close: bool) -> Response {
+fn options(out: &mut Out, close: bool) -> Response {
     let mut h = Head::start(out, 200);
     h.header("DAV", "1, 2");
     h.header("MS-Author-Via", "DAV");
@@ -367,13 +363,13 @@ fn options(out: &mut Vec<u8>, close: bool) -> Response {
 }
 
 /// A status with a short text body (none for 201, 204).
-pub(crate) fn status(out: &mut Vec<u8>, code: u16, close: bool) -> Response {
+pub(crate) fn status(out: &mut Out, code: u16, close: bool) -> Response {
     status_with(out, code, close, &[])
 }
 
 /// [`status`] with more header fields.
 pub(crate) fn status_with(
-    out: &mut Vec<u8>,
+    out: &mut Out,
     code: u16,
     close: bool,
     extra: &[(&str, &str)],
@@ -399,7 +395,7 @@ pub(crate) fn status_with(
         h.header("Connection", "close");
     }
     h.finish();
-    out.extend_from_slice(body.as_bytes());
+    out.body.extend_from_slice(body.as_bytes());
     Response {
         status: code,
         body: Body::InHead,
@@ -410,7 +406,7 @@ pub(crate) fn status_with(
 
 /// An XML body.
 pub(crate) fn xml_response(
-    out: &mut Vec<u8>,
+    out: &mut Out,
     code: u16,
     body: &str,
     close: bool,
@@ -426,7 +422,7 @@ pub(crate) fn xml_response(
         h.header("Connection", "close");
     }
     h.finish();
-    out.extend_from_slice(body.as_bytes());
+    out.body.extend_from_slice(body.as_bytes());
     Response {
         status: code,
         body: Body::InHead,

@@ -7,6 +7,7 @@
 //! file system can) into a temporary dotfile renamed into place, with their dead
 //! properties (user xattrs).
 
+use crate::head::Out;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +110,7 @@ pub(crate) fn mkcol(
     req: &Request<'_>,
     clean: &CleanPath,
     rel: &str,
-    out: &mut Vec<u8>,
+    out: &mut Out,
     close: bool,
 ) -> Response {
     if clean.segments.is_empty() {

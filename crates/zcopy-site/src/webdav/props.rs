@@ -6,6 +6,7 @@
 //! where the file system has them (ext4, xfs, btrfs, tmpfs): elsewhere PROPPATCH
 //! answers 507 for each.
 
+use crate::head::Out;
 use std::fs::File;
 use std::os::fd::AsFd;
 
@@ -181,7 +182,7 @@ pub(crate) fn plan(
 
 impl Plan {
     /// The 207 for the body (a propfind; empty: allprop).
-    pub(crate) fn answer(self, ctx: &Ctx, body: &[u8], out: &mut Vec<u8>, close: bool) -> Response {
+    pub(crate) fn answer(self, ctx: &Ctx, body: &[u8], out: &mut Out, close: bool) -> Response {
         let what = match xml::propfind(body) {
             Ok(w) => w,
             Err(s) => return status(out, s, close),
@@ -469,7 +470,7 @@ pub(crate) fn proppatch(
     rel: &str,
     if_: Option<&str>,
     body: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut Out,
     close: bool,
 ) -> Response {
     let updates = match xml::propertyupdate(body) {

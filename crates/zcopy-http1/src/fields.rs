@@ -1,0 +1,383 @@
+//! A response head without a protocol: a status and its fields, as the site decides
+//! them. The HTTP/1 core writes it as a status line and `Name: value` lines
+//! ([`crate::head::write_http1`]); the HTTP/2 core HPACK-encodes it straight from
+//! here (its static-table index per [`Name`]), so no protocol parses another's
+//! bytes. Date and Server are each protocol's to add when it sends the head.
+//!
+//! No allocation per field: the names a response uses are a [`Name`]; values (and
+//! the rare name outside that list, such as a `--header` rule's) sit in one byte
+//! buffer the head keeps between responses.
+
+/// A field name a response uses. [`Name::http1`] is its spelling on the wire in
+/// HTTP/1.1, [`Name::lower`] in HTTP/2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name {
+    AcceptRanges,
+    AccessControlAllowHeaders,
+    AccessControlAllowMethods,
+    AccessControlAllowOrigin,
+    AccessControlExposeHeaders,
+    AccessControlMaxAge,
+    Allow,
+    CacheControl,
+    Connection,
+    ContentDisposition,
+    ContentEncoding,
+    ContentLength,
+    ContentRange,
+    ContentType,
+    Dav,
+    ETag,
+    LastModified,
+    Location,
+    LockToken,
+    MsAuthorVia,
+    RetryAfter,
+    StrictTransportSecurity,
+    UploadOffset,
+    Vary,
+    WwwAuthenticate,
+}
+
+/// Per [`Name`], in its order: HTTP/1 spelling, lower case, HPACK static-table
+/// index of the name (RFC 7541 Appendix A; 0: none).
+const NAMES: [(&str, &str, u8); 25] = [
+    ("Accept-Ranges", "accept-ranges", 18),
+    (
+        "Access-Control-Allow-Headers",
+        "access-control-allow-headers",
+        0,
+    ),
+    (
+        "Access-Control-Allow-Methods",
+        "access-control-allow-methods",
+        0,
+    ),
+    (
+        "Access-Control-Allow-Origin",
+        "access-control-allow-origin",
+        20,
+    ),
+    (
+        "Access-Control-Expose-Headers",
+        "access-control-expose-headers",
+        0,
+    ),
+    ("Access-Control-Max-Age", "access-control-max-age", 0),
+    ("Allow", "allow", 22),
+    ("Cache-Control", "cache-control", 24),
+    ("Connection", "connection", 0),
+    ("Content-Disposition", "content-disposition", 25),
+    ("Content-Encoding", "content-encoding", 26),
+    ("Content-Length", "content-length", 28),
+    ("Content-Range", "content-range", 30),
+    ("Content-Type", "content-type", 31),
+    ("DAV", "dav", 0),
+    ("ETag", "etag", 34),
+    ("Last-Modified", "last-modified", 44),
+    ("Location", "location", 46),
+    ("Lock-Token", "lock-token", 0),
+    ("MS-Author-Via", "ms-author-via", 0),
+    ("Retry-After", "retry-after", 53),
+    ("Strict-Transport-Security", "strict-transport-security", 56),
+    ("Upload-Offset", "upload-offset", 0),
+    ("Vary", "vary", 59),
+    ("WWW-Authenticate", "www-authenticate", 61),
+];
+
+#[cfg(test)]
+const ALL: [Name; 25] = [
+    Name::AcceptRanges,
+    Name::AccessControlAllowHeaders,
+    Name::AccessControlAllowMethods,
+    Name::AccessControlAllowOrigin,
+    Name::AccessControlExposeHeaders,
+    Name::AccessControlMaxAge,
+    Name::Allow,
+    Name::CacheControl,
+    Name::Connection,
+    Name::ContentDisposition,
+    Name::ContentEncoding,
+    Name::ContentLength,
+    Name::ContentRange,
+    Name::ContentType,
+    Name::Dav,
+    Name::ETag,
+    Name::LastModified,
+    Name::Location,
+    Name::LockToken,
+    Name::MsAuthorVia,
+    Name::RetryAfter,
+    Name::StrictTransportSecurity,
+    Name::UploadOffset,
+    Name::Vary,
+    Name::WwwAuthenticate,
+];
+
+impl Name {
+    /// Its spelling in an HTTP/1.1 head (`Content-Type`, `ETag`).
+    pub fn http1(self) -> &'static str {
+        NAMES[self as usize].0
+    }
+
+    /// Its spelling in HTTP/2 (lower case).
+    pub fn lower(self) -> &'static str {
+        NAMES[self as usize].1
+    }
+
+    /// Its index in the HPACK static table, if it has one.
+    pub fn hpack_static(self) -> Option<usize> {
+        match NAMES[self as usize].2 {
+            0 => None,
+            i => Some(i as usize),
+        }
+    }
+
+    /// The name spelled exactly `s` in HTTP/1.1 (case matters: another spelling
+    /// is kept as it is, so an HTTP/1.1 head says what it was told).
+    pub fn from_http1(s: &str) -> Option<Name> {
+        Some(match s {
+            "Accept-Ranges" => Name::AcceptRanges,
+            "Access-Control-Allow-Headers" => Name::AccessControlAllowHeaders,
+            "Access-Control-Allow-Methods" => Name::AccessControlAllowMethods,
+            "Access-Control-Allow-Origin" => Name::AccessControlAllowOrigin,
+            "Access-Control-Expose-Headers" => Name::AccessControlExposeHeaders,
+            "Access-Control-Max-Age" => Name::AccessControlMaxAge,
+            "Allow" => Name::Allow,
+            "Cache-Control" => Name::CacheControl,
+            "Connection" => Name::Connection,
+            "Content-Disposition" => Name::ContentDisposition,
+            "Content-Encoding" => Name::ContentEncoding,
+            "Content-Length" => Name::ContentLength,
+            "Content-Range" => Name::ContentRange,
+            "Content-Type" => Name::ContentType,
+            "DAV" => Name::Dav,
+            "ETag" => Name::ETag,
+            "Last-Modified" => Name::LastModified,
+            "Location" => Name::Location,
+            "Lock-Token" => Name::LockToken,
+            "MS-Author-Via" => Name::MsAuthorVia,
+            "Retry-After" => Name::RetryAfter,
+            "Strict-Transport-Security" => Name::StrictTransportSecurity,
+            "Upload-Offset" => Name::UploadOffset,
+            "Vary" => Name::Vary,
+            "WWW-Authenticate" => Name::WwwAuthenticate,
+            _ => return None,
+        })
+    }
+
+    /// A connection-specific field (RFC 9113 §8.2.2): never sent over HTTP/2.
+    pub fn connection_specific(self) -> bool {
+        self == Name::Connection
+    }
+}
+
+/// A field's name: a known [`Name`], or other bytes of the head's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldName {
+    /// One of the names responses use.
+    Known(Name),
+    /// Bytes `start..end` of the head's buffer (as given: case kept).
+    Other(u32, u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    name: FieldName,
+    /// Bytes `.0...1` of the head's buffer.
+    value: (u32, u32),
+}
+
+/// A response head: status and fields in order, values in one buffer. Reused
+/// between responses (clearing keeps the capacity).
+#[derive(Debug, Default, Clone)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    fields: Vec<Field>,
+    buf: Vec<u8>,
+}
+
+/// Appends `s`, dropping CR, LF and NUL so that no value can split a head.
+fn push_field_text(buf: &mut Vec<u8>, s: &[u8]) {
+    if s.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        buf.extend(s.iter().filter(|&&b| !matches!(b, b'\r' | b'\n' | 0)));
+    } else {
+        buf.extend_from_slice(s);
+    }
+}
+
+/// Appends the decimal digits of `v` without allocating.
+pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+impl ResponseHead {
+    /// Empties it for a response with `status` (capacity kept).
+    pub fn reset(&mut self, status: u16) {
+        self.status = status;
+        self.fields.clear();
+        self.buf.clear();
+    }
+
+    fn end(&self) -> u32 {
+        self.buf.len() as u32
+    }
+
+    /// Appends a field with a known name.
+    pub fn push(&mut self, name: Name, value: &str) {
+        let start = self.end();
+        push_field_text(&mut self.buf, value.as_bytes());
+        self.fields.push(Field {
+            name: FieldName::Known(name),
+            value: (start, self.end()),
+        });
+    }
+
+    /// Appends a numeric field (Content-Length).
+    pub fn push_u64(&mut self, name: Name, value: u64) {
+        let start = self.end();
+        push_u64(&mut self.buf, value);
+        self.fields.push(Field {
+            name: FieldName::Known(name),
+            value: (start, self.end()),
+        });
+    }
+
+    /// Appends a field named `name` as spelled (a [`Name`] when it is one).
+    pub fn push_named(&mut self, name: &str, value: &str) {
+        if let Some(n) = Name::from_http1(name) {
+            return self.push(n, value);
+        }
+        let n0 = self.end();
+        push_field_text(&mut self.buf, name.as_bytes());
+        let n1 = self.end();
+        push_field_text(&mut self.buf, value.as_bytes());
+        self.fields.push(Field {
+            name: FieldName::Other(n0, n1),
+            value: (n1, self.end()),
+        });
+    }
+
+    /// Appends a numeric field named `name` as spelled.
+    pub fn push_named_u64(&mut self, name: &str, value: u64) {
+        if let Some(n) = Name::from_http1(name) {
+            return self.push_u64(n, value);
+        }
+        let n0 = self.end();
+        push_field_text(&mut self.buf, name.as_bytes());
+        let n1 = self.end();
+        push_u64(&mut self.buf, value);
+        self.fields.push(Field {
+            name: FieldName::Other(n0, n1),
+            value: (n1, self.end()),
+        });
+    }
+
+    /// The fields in order: name, and value bytes.
+    pub fn fields(&self) -> impl Iterator<Item = (FieldName, &[u8])> + '_ {
+        self.fields
+            .iter()
+            .map(|f| (f.name, &self.buf[f.value.0 as usize..f.value.1 as usize]))
+    }
+
+    /// The bytes of an [`FieldName::Other`] name.
+    pub fn other_name(&self, name: FieldName) -> &[u8] {
+        match name {
+            FieldName::Known(n) => n.http1().as_bytes(),
+            FieldName::Other(s, e) => &self.buf[s as usize..e as usize],
+        }
+    }
+
+    /// The value of the first field named `name`.
+    pub fn get(&self, name: Name) -> Option<&[u8]> {
+        self.fields()
+            .find(|(n, _)| *n == FieldName::Known(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Content-Length, when the head has one that parses.
+    pub fn content_length(&self) -> Option<u64> {
+        let v = self.get(Name::ContentLength)?;
+        std::str::from_utf8(v).ok()?.trim().parse().ok()
+    }
+
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// No field.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// What the site answers into: the head, and the body when it is small and held
+/// in memory ([`crate::plan::Body::InHead`]). Reused between responses.
+#[derive(Debug, Default, Clone)]
+pub struct Out {
+    /// The response head.
+    pub head: ResponseHead,
+    /// Body bytes sent after the head (an error page, a listing).
+    pub body: Vec<u8>,
+}
+
+impl Out {
+    /// Empties head and body (capacity kept).
+    pub fn clear(&mut self) {
+        self.head.reset(0);
+        self.body.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for (i, n) in ALL.iter().enumerate() {
+            assert_eq!(*n as usize, i);
+            assert_eq!(Name::from_http1(n.http1()), Some(*n));
+            assert_eq!(n.lower(), n.http1().to_ascii_lowercase());
+        }
+        assert_eq!(Name::from_http1("content-type"), None);
+        assert_eq!(Name::from_http1("X-Frame-Options"), None);
+    }
+
+    #[test]
+    fn fields_keep_order_and_spelling() {
+        let mut h = ResponseHead::default();
+        h.reset(206);
+        h.push_named("Content-Type", "text/plain");
+        h.push_u64(Name::ContentLength, 12);
+        h.push_named("X-Thing", "a\r\nb");
+        let got: Vec<(FieldName, Vec<u8>)> = h.fields().map(|(n, v)| (n, v.to_vec())).collect();
+        assert_eq!(
+            got[0],
+            (FieldName::Known(Name::ContentType), b"text/plain".to_vec())
+        );
+        assert_eq!(
+            got[1],
+            (FieldName::Known(Name::ContentLength), b"12".to_vec())
+        );
+        assert_eq!(h.other_name(got[2].0), b"X-Thing");
+        assert_eq!(got[2].1, b"ab");
+        assert_eq!(h.content_length(), Some(12));
+        let cap = h.buf.capacity();
+        h.reset(200);
+        assert!(h.is_empty());
+        assert_eq!(h.buf.capacity(), cap);
+    }
+}
