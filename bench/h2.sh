@@ -80,7 +80,7 @@ declare -A port_h2c port_tls
 i=0
 for s in ${SERVERS:-zcopy nginx h2o caddy}; do
   case $s in
-  zcopy) [ -x "$ZCOPY" ] || { echo "no zcopy binary at $ZCOPY" >&2; continue; } ;;
+  zcopy | zcopy-uring) [ -x "$ZCOPY" ] || { echo "no zcopy binary at $ZCOPY" >&2; continue; } ;;
   *) command -v "$s" >/dev/null || { echo "skipped: $s is not installed" >&2; continue; } ;;
   esac
   port_h2c[$s]=$((18500 + 2 * i))
@@ -96,7 +96,7 @@ rows=()
 declare -A rowport rowurl na
 for s in "${servers[@]}"; do
   protos="h2c h2"
-  [ "$s" = zcopy ] && protos="h2c h2 h1 h1tls"
+  case $s in zcopy*) protos="h2c h2 h1 h1tls" ;; esac
   for p in $protos; do
     r=$s/$p
     case $p in
