@@ -68,7 +68,9 @@ use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
-/// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
+/// The ring's sizes: 1024 submissions a turn, up to 512 receive buffers of 4 KiB
+/// (64 handed to the kernel at first, more when all are held: at rest a worker's
+/// receive buffers cost only what its busiest moment used).
 const RING: RingSize = RingSize {
     entries: 1024,
     recv_bufs: 512,
