@@ -18,7 +18,7 @@
 # ZCOPY_ARGS: whatever makes the plain listener speak h2c with prior knowledge (and
 # ALPN h2 on TLS) once HTTP/2 lands. ZCOPY: the binary (default: cargo build --release,
 # target/release/zcopy). SERVERS: the servers to run (default "zcopy nginx h2o caddy",
-# the ones installed). BIG_MIB: size of the big file (default 1024; 0 skips it).
+# the ones installed; "zcopy-uring" adds zcopy under --io uring beside it). BIG_MIB: size of the big file (default 1024; 0 skips it).
 # With --veth (root): servers and clients in two network namespaces joined by a veth
 # pair (198.18.0.0/15 addresses, unique names), removed on exit.
 # Every client run is bounded (timeout). Writes bench/results/h2[-veth].md.
