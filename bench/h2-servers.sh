@@ -16,6 +16,7 @@
 #   h2o    num-threads 1, file.dir, a plain and an ssl listener (h2c prior knowledge and
 #          h2 by ALPN)
 #   caddy  file_server, `protocols h1 h2 h2c`, GOMAXPROCS=1, admin and auto-https off
+#   zcopy-uring  the same with `--io uring` (SERVERS="zcopy zcopy-uring": both drivers)
 #   zcopy  `zcopy -q serve WORK/www --workers 1 --listen ADDR:H2C_PORT --listen
 #          https://ADDR:TLS_PORT --tls-cert --tls-key $ZCOPY_ARGS` (ZCOPY_ARGS: whatever
 #          the HTTP/2 branch needs to speak h2c on a plain listener; the same process
@@ -134,11 +135,13 @@ EOF
     env GOMAXPROCS=1 HOME="$w/caddy" XDG_DATA_HOME="$w/caddy" XDG_CONFIG_HOME="$w/caddy" \
       "${H2_PREFIX[@]}" caddy run --adapter caddyfile --config "$w/caddy/Caddyfile" > "$w/logs/caddy.out" 2>&1 &
     ;;
-  zcopy)
+  zcopy | zcopy-uring)
+    local io=()
+    [ "$name" = zcopy-uring ] && io=(--io uring)
     # shellcheck disable=SC2086 # ZCOPY_ARGS is a list of words
     "${H2_PREFIX[@]}" "${ZCOPY:-zcopy}" -q serve "$w/www" --workers 1 --listen "$a:$p1" \
       --listen "https://$a:$p2" --tls-cert "$w/cert.pem" --tls-key "$w/key.pem" ${ZCOPY_ARGS:-} \
-      > "$w/logs/zcopy.out" 2>&1 &
+      "${io[@]}" > "$w/logs/$name.out" 2>&1 &
     ;;
   *) echo "h2_start: unknown server $name" >&2; return 2 ;;
   esac

@@ -18,7 +18,7 @@
 # ZCOPY_ARGS: whatever makes the plain listener speak h2c with prior knowledge (and
 # ALPN h2 on TLS) once HTTP/2 lands. ZCOPY: the binary (default: cargo build --release,
 # target/release/zcopy). SERVERS: the servers to run (default "zcopy nginx h2o caddy",
-# the ones installed). BIG_MIB: size of the big file (default 1024; 0 skips it).
+# the ones installed; "zcopy-uring" adds zcopy under --io uring beside it). BIG_MIB: size of the big file (default 1024; 0 skips it).
 # With --veth (root): servers and clients in two network namespaces joined by a veth
 # pair (198.18.0.0/15 addresses, unique names), removed on exit.
 # Every client run is bounded (timeout). Writes bench/results/h2[-veth].md.
@@ -80,7 +80,7 @@ declare -A port_h2c port_tls
 i=0
 for s in ${SERVERS:-zcopy nginx h2o caddy}; do
   case $s in
-  zcopy) [ -x "$ZCOPY" ] || { echo "no zcopy binary at $ZCOPY" >&2; continue; } ;;
+  zcopy | zcopy-uring) [ -x "$ZCOPY" ] || { echo "no zcopy binary at $ZCOPY" >&2; continue; } ;;
   *) command -v "$s" >/dev/null || { echo "skipped: $s is not installed" >&2; continue; } ;;
   esac
   port_h2c[$s]=$((18500 + 2 * i))
@@ -96,7 +96,7 @@ rows=()
 declare -A rowport rowurl na
 for s in "${servers[@]}"; do
   protos="h2c h2"
-  [ "$s" = zcopy ] && protos="h2c h2 h1 h1tls"
+  case $s in zcopy*) protos="h2c h2 h1 h1tls" ;; esac
   for p in $protos; do
     r=$s/$p
     case $p in

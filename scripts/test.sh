@@ -62,11 +62,14 @@ if ! python3 -c 'import h2' 2>/dev/null && [ "$(id -u)" = 0 ] && command -v apt-
   /usr/bin/python3 -c 'import h2' 2>/dev/null && h2_py=/usr/bin/python3
 fi
 if "$h2_py" -c 'import h2' 2>/dev/null; then
+  # Once on each driver (the io_uring one drives the same HTTP/2 glue by completions).
+  for io in epoll uring; do
+  echo "-- on --io $io"
   h2dir=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-h2attack.XXXXXX")
   mkdir "$h2dir/www"
   printf 'hello\n' > "$h2dir/www/index.html"
   truncate -s 64M "$h2dir/www/big.bin"
-  target/debug/zcopy -q serve "$h2dir/www" --listen 127.0.0.1:0 --workers 1 > "$h2dir/out" 2>&1 &
+  target/debug/zcopy -q serve "$h2dir/www" --listen 127.0.0.1:0 --workers 1 --io "$io" > "$h2dir/out" 2>&1 &
   h2pid=$!
   for _ in $(seq 100); do grep -q '^http://' "$h2dir/out" && break; sleep 0.1; done
   h2port=$(sed -n 's|^http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$h2dir/out" | head -1)
@@ -74,6 +77,7 @@ if "$h2_py" -c 'import h2' 2>/dev/null; then
   kill "$h2pid" 2>/dev/null || true
   rm -rf "$h2dir"
   [ "$rc" = 0 ] || exit "$rc"
+  done
 elif [ "${CI:-}" = true ]; then
   echo "CI=true but the PyPI h2 package could not be installed" >&2; exit 1
 else
@@ -105,21 +109,24 @@ if [ -d crates/zcopy-http/tests/server ]; then
   # force one engine or the driver off, so each runs the tests whose bytes go through
   # that engine or driver, and leaves out (saying so) the ones that cannot differ:
   # - modules that never choose an engine: auth, listings, rules, metrics, the access
-  #   log, security checks of paths, sidecars, tools, header details, WebDAV methods,
-  #   HTTP/2 uploads (received by copy, on epoll);
+  #   log, security checks of paths, sidecars, tools, header details, WebDAV methods;
+  # - HTTP/2 uploads (received by copy whatever the engines): on each driver once;
   # - tests that pick both drivers themselves (uploads, resumable uploads), which the
   #   epoll passes already run on both, so the uring passes leave them out;
   # - two tests of the publish pool (a 768 MiB and a 1 GiB upload) whose subject is
   #   the pool off the loop, not an engine.
   engine_blind=(access:: auth:: listing:: metrics:: rules:: security:: sidecars:: tools::
-    http_details:: upload_metrics:: webdav:: h2_upload::
+    http_details:: upload_metrics:: webdav::
     upload::a_get_is_answered_promptly_while_a_large_upload_is_published
     upload::a_get_is_answered_promptly_while_a_large_dropped_upload_is_freed)
   both_drivers=(upload:: resume::)
+  # HTTP/2 uploads are received by copy whatever the engines: once per driver.
+  per_driver=(h2_upload::)
   skips() { for t in "$@"; do printf -- '--skip\n%s\n' "$t"; done; }
-  mapfile -t epoll_skips < <(skips "${engine_blind[@]}")
+  mapfile -t epoll_skips < <(skips "${engine_blind[@]}" "${per_driver[@]}")
   mapfile -t uring_skips < <(skips "${engine_blind[@]}" "${both_drivers[@]}")
-  echo "(forced-fallback passes leave out: ${engine_blind[*]}; uring passes also ${both_drivers[*]})"
+  mapfile -t uring_engine_skips < <(skips "${engine_blind[@]}" "${both_drivers[@]}" "${per_driver[@]}")
+  echo "(forced-fallback passes leave out: ${engine_blind[*]} ${per_driver[*]}; uring passes also ${both_drivers[*]}; the uring pass runs ${per_driver[*]})"
   for e in sendfile splice mmap; do
     echo "== server suite with $e forced off"
     ZCOPY_DISABLE="$e" cargo test -q -p zcopy-http --test server -- "${epoll_skips[@]}"
@@ -129,9 +136,9 @@ if [ -d crates/zcopy-http/tests/server ]; then
   echo "== server suite on the io_uring driver"
   ZCOPY_IO=uring cargo test -q -p zcopy-http --test server -- "${uring_skips[@]}"
   echo "== server suite on the io_uring driver with mmap forced off (large bodies read, then sent)"
-  ZCOPY_IO=uring ZCOPY_DISABLE=mmap cargo test -q -p zcopy-http --test server -- "${uring_skips[@]}"
+  ZCOPY_IO=uring ZCOPY_DISABLE=mmap cargo test -q -p zcopy-http --test server -- "${uring_engine_skips[@]}"
   echo "== server suite on the io_uring driver with splice forced off (sendfile lends, on the loop)"
-  ZCOPY_IO=uring ZCOPY_DISABLE=splice cargo test -q -p zcopy-http --test server -- "${uring_skips[@]}"
+  ZCOPY_IO=uring ZCOPY_DISABLE=splice cargo test -q -p zcopy-http --test server -- "${uring_engine_skips[@]}"
   echo "== server suite with io_uring forced off (must fall back to epoll and say so): driver, byte-exact files, tls"
   ZCOPY_IO=uring ZCOPY_DISABLE=uring cargo test -q -p zcopy-http --test server -- driver:: files::get_is_byte_exact tls::
 fi

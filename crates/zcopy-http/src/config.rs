@@ -25,7 +25,7 @@ pub struct Config {
     /// Which event loop runs the workers.
     pub io: IoDriver,
     /// Speak HTTP/2: h2c with prior knowledge on plain listeners, ALPN `h2` on
-    /// HTTPS ones (the epoll driver's only; not with `limit_rate`).
+    /// HTTPS ones (either driver; not with `limit_rate`).
     pub http2: bool,
     /// Worker threads, each with its own event loop (0: one per core).
     pub workers: usize,

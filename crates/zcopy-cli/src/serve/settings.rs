@@ -617,8 +617,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io: Option<IoName>,
     /// Speak HTTP/2: h2c with prior knowledge on plain listeners, ALPN `h2` (then
-    /// `http/1.1`) on HTTPS ones. The epoll driver's only: under `--io uring` ALPN
-    /// offers `http/1.1` alone and an h2c preface is answered 505 and closed. Not
+    /// `http/1.1`) on HTTPS ones, on either event loop (--io epoll or uring). Not
     /// with --limit-rate (HTTP/1.1 then). Uploads and WebDAV bodies are received
     /// over HTTP/2 as over HTTP/1.1 (copied from the DATA frames, never spliced).
     /// `--http2=false` turns it off

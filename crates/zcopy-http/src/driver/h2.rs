@@ -82,6 +82,13 @@ pub(crate) trait Io {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
     /// Pushes out what a transport still holds; `Ok(true)` when nothing is left.
     fn flush(&mut self) -> io::Result<bool>;
+    /// A transport that sends from buffers it owns (the io_uring driver's plain
+    /// socket) takes `out[from..]` whole, leaving `out` an empty buffer to fill
+    /// next (no copy); false: not now, or never (the caller uses `write`).
+    fn swap_out(&mut self, out: &mut Vec<u8>, from: usize) -> io::Result<bool> {
+        let _ = (out, from);
+        Ok(false)
+    }
 }
 
 /// A plain TCP socket (edge-triggered readiness flags of the epoll driver).
@@ -298,7 +305,7 @@ impl Answer {
     }
 }
 
-/// One HTTP/2 connection of the epoll driver.
+/// One HTTP/2 connection (of either driver).
 #[derive(Debug)]
 pub(crate) struct H2 {
     core: Conn,
@@ -339,13 +346,11 @@ pub(crate) fn preface_start(first: &[u8]) -> Option<&[u8]> {
     (n >= 4 && first[..n] == zcopy_http2::PREFACE[..n]).then_some(first)
 }
 
-/// HTTP/2 is offered under `config`: asked for, on the epoll driver (the io_uring
-/// driver speaks HTTP/1.1 only), and without `--limit-rate` (not paced yet).
+/// HTTP/2 is offered under `config`: asked for, and without `--limit-rate` (not
+/// paced yet). Both drivers speak it: epoll drives [`H2`] by readiness, io_uring
+/// by completions (its `Io` takes received chunks and submits sends).
 pub(crate) fn offered(config: &crate::config::Config) -> bool {
-    let tls = !config.tls_listen.is_empty() || !config.redirect_listen.is_empty();
-    config.http2
-        && config.limit_rate.is_none()
-        && super::choose(config.io, tls).0 == super::IoDriver::Epoll
+    config.http2 && config.limit_rate.is_none()
 }
 
 /// The limits every HTTP/2 connection runs under (SECURITY.md lists them).
@@ -577,6 +582,11 @@ impl H2 {
     fn write_out(&mut self, io: &mut dyn Io) -> io::Result<bool> {
         let mut any = false;
         while self.written < self.core.out.len() {
+            if io.swap_out(&mut self.core.out, self.written)? {
+                self.written = 0;
+                any = true;
+                break;
+            }
             let n = io.write(&self.core.out[self.written..])?;
             if n == 0 {
                 break;

@@ -32,6 +32,13 @@
 //!   the core's bytes and file chunks (read with `pread`, never by reference) are
 //!   encrypted there, and the ciphertext leaves in one `SEND` at a time. The kernel
 //!   TLS hand-off is the epoll driver's only: here TLS stays in user space.
+//! - HTTP/2 (h2c by prior knowledge, ALPN `h2`): the epoll driver's glue
+//!   ([`H2`]) driven by completions through [`RingIo`]: its reads take the
+//!   received chunks (fed to the TLS session first), its frames leave in one
+//!   `SEND` at a time — plain, the frame buffer itself goes to the ring and the
+//!   last send's buffer comes back to be filled (no copy); TLS, the session's
+//!   ciphertext. File bodies are `pread` into DATA frames, as on epoll. A send's
+//!   completion, a received chunk or the deadline drives it again.
 //! - Listener set: a reload hands the worker a new one; a listener left has its
 //!   accept cancelled, what waits in its queue taken in, then closes. A retiring
 //!   worker serves what its accept still brings, then drains like a shutdown.
@@ -52,6 +59,7 @@ use zcopy::ring::{
     BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingSize,
 };
 
+use super::h2::{self, Got, H2};
 use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
@@ -60,7 +68,9 @@ use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
-/// The ring's sizes: 1024 submissions a turn, 512 receive buffers of 4 KiB.
+/// The ring's sizes: 1024 submissions a turn, up to 512 receive buffers of 4 KiB
+/// (64 handed to the kernel at first, more when all are held: at rest a worker's
+/// receive buffers cost only what its busiest moment used).
 const RING: RingSize = RingSize {
     entries: 1024,
     recv_bufs: 512,
@@ -82,6 +92,9 @@ const CORK_MAX: usize = 64 * 1024;
 const WRITEV_MAX: usize = 256;
 /// Received chunks a connection may hold unread before its receive is cancelled.
 const PENDING_MAX: usize = 2;
+/// HTTP/2 plaintext encrypted per call while a send may be in flight (as much as
+/// the connection queues before it stops making frames).
+const H2_TLS_CHUNK: usize = 256 * 1024;
 /// TLS file chunks longer than this are checked for being in the page cache (two
 /// `preadv2(RWF_NOWAIT)` probes); a cold one is read in the ring, not on the loop.
 const TLS_COLD_CHECK: u64 = 64 * 1024;
@@ -157,6 +170,142 @@ struct Connection {
     tls: Option<Box<TlsConn>>,
     /// Sending ciphertext failed: nothing more can leave.
     send_failed: bool,
+    /// Speaking HTTP/2 (h2c by prior knowledge, or ALPN `h2`): the HTTP/1 core
+    /// is left unused.
+    h2: Option<Box<H2>>,
+    /// Plain listener with HTTP/2 on, first bytes not read yet: they may be the
+    /// h2c preface.
+    sniff: bool,
+    /// The HTTP/2 connection has more to do now (its turn budget ran out).
+    again: bool,
+}
+
+/// The socket side of an HTTP/2 connection on the ring ([`h2::Io`]): reads take
+/// the received chunks (ciphertext fed to the TLS session first), and what is
+/// written leaves in one `SEND` at a time, the connection's frames handed over
+/// whole (plain: the buffer itself goes to the ring, no copy) or as the
+/// ciphertext the session makes of them.
+struct RingIo<'a> {
+    ring: &'a mut EventRing,
+    conn: &'a mut Connection,
+    tls: Option<(&'a mut TlsConn, &'a mut TlsWorker)>,
+    token: u64,
+}
+
+impl RingIo<'_> {
+    /// Sends what the TLS session holds, unless a send is in flight.
+    fn send_cipher(&mut self) {
+        let c = &mut *self.conn;
+        let Some((t, _)) = self.tls.as_mut() else {
+            return;
+        };
+        if c.sending.is_some() || c.send_failed || !t.wants_write() {
+            return;
+        }
+        // The session's buffer itself goes to the SEND; it comes back to the
+        // session when the send completes.
+        c.out = t.take_ciphertext();
+        c.sending = Some(Sending::Cipher { sent: 0 });
+        c.submit_send(self.token, self.ring, 0, false);
+    }
+}
+
+impl h2::Io for RingIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<Got> {
+        loop {
+            let c = &mut *self.conn;
+            if let Some((t, _)) = self.tls.as_mut() {
+                let (n, closed) = t.take_plain(buf);
+                if n > 0 {
+                    return Ok(Got::Bytes(n));
+                }
+                if closed {
+                    return Ok(Got::Eof);
+                }
+            }
+            let Some((chunk, used)) = c.pending.front_mut() else {
+                if c.eof {
+                    return Ok(Got::Eof);
+                }
+                if c.recv_failed {
+                    return Err(io::Error::other("receive failed"));
+                }
+                return Ok(Got::Blocked);
+            };
+            let data = &self.ring.recv_data(chunk)[*used..];
+            let Some((t, tw)) = self.tls.as_mut() else {
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                *used += n;
+                if *used == chunk.len()
+                    && let Some((chunk, _)) = c.pending.pop_front()
+                {
+                    self.ring.recycle(chunk);
+                }
+                return Ok(Got::Bytes(n));
+            };
+            let fed = t.feed(data, tw, c.core.peer());
+            if let Some((chunk, _)) = c.pending.pop_front() {
+                self.ring.recycle(chunk);
+            }
+            if let Err(refusal) = fed {
+                use rustix::net::SendFlags;
+                let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+                let _ = rustix::net::send(&*c.stream, &refusal.bytes, flags);
+                return Err(io::Error::other("TLS refused"));
+            }
+            // Whatever the session answers (a key update) leaves now.
+            self.send_cipher();
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.conn.send_failed {
+            return Err(io::Error::other("send failed"));
+        }
+        let busy = self.conn.sending.is_some();
+        let Some((t, _)) = self.tls.as_mut() else {
+            // Plain bytes go by `swap_out` when no send is in flight.
+            return Ok(0);
+        };
+        if busy && t.wants_write() {
+            // One buffer in flight, one made: enough until the send completes.
+            return Ok(0);
+        }
+        let n = buf.len().min(H2_TLS_CHUNK);
+        t.send_plain(&buf[..n])?;
+        self.send_cipher();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<bool> {
+        if self.conn.send_failed {
+            return Err(io::Error::other("send failed"));
+        }
+        self.send_cipher();
+        let held = self.tls.as_ref().is_some_and(|(t, _)| t.wants_write());
+        Ok(self.conn.sending.is_none() && !held)
+    }
+
+    fn swap_out(&mut self, out: &mut Vec<u8>, from: usize) -> io::Result<bool> {
+        let c = &mut *self.conn;
+        if c.send_failed {
+            return Err(io::Error::other("send failed"));
+        }
+        if self.tls.is_some() || c.sending.is_some() {
+            return Ok(false);
+        }
+        // The connection's spare buffer (the last send's, back from the ring)
+        // becomes the one frames are made in; the full one goes to the SEND.
+        c.out.clear();
+        std::mem::swap(&mut c.out, out);
+        c.sending = Some(Sending::Write {
+            sent: from,
+            core: 0,
+        });
+        c.submit_send(self.token, self.ring, from, false);
+        Ok(true)
+    }
 }
 
 /// What a worker shares with all its connections.
@@ -168,6 +317,8 @@ struct Shared {
     engines: Engines,
     /// Handshake slots and buffers of the TLS connections.
     tls: TlsWorker,
+    /// Plain connections may speak HTTP/2 with prior knowledge (h2c).
+    h2c: bool,
 }
 
 /// What [`Shared::parts`] lends.
@@ -200,6 +351,9 @@ impl Connection {
     /// When the connection next needs attention without a completion: the core's
     /// deadline, or the end of its TLS handshake (or of its last ciphertext's wait).
     fn deadline(&self) -> Instant {
+        if let Some(h) = &self.h2 {
+            return h.deadline();
+        }
         let core = self.core.deadline();
         self.tls
             .as_ref()
@@ -207,10 +361,68 @@ impl Connection {
             .map_or(core, |d| d.min(core))
     }
 
+    /// No request in flight (HTTP/1 between requests, HTTP/2 with no stream).
+    fn is_idle(&self) -> bool {
+        match &self.h2 {
+            Some(h) => h.is_idle(),
+            None => self.core.is_idle(),
+        }
+    }
+
+    /// Drives the HTTP/2 connection: its reads take the received chunks, its
+    /// writes submit sends; it is driven again when one completes.
+    fn drive_h2(
+        &mut self,
+        token: u64,
+        ring: &mut EventRing,
+        sh: &mut Shared,
+        tls: Option<&mut TlsConn>,
+    ) {
+        let Some(mut h) = self.h2.take() else {
+            return;
+        };
+        // Publishes of its uploads answer to this connection's slot.
+        h.set_token(token as usize);
+        let (mut env, io, site, _, tw) = sh.parts();
+        let next = {
+            let mut rio = RingIo {
+                ring: &mut *ring,
+                conn: &mut *self,
+                tls: tls.map(|t| (t, tw)),
+                token,
+            };
+            h.drive(&mut rio, &mut env, site)
+        };
+        self.h2 = Some(h);
+        match next {
+            h2::Next::Wait => {}
+            h2::Next::Yield => self.again = true,
+            h2::Next::Close => self.begin_close(ring, io, None),
+        }
+        if !self.closing
+            && self.recv.is_none()
+            && !self.eof
+            && !self.recv_failed
+            && self.pending.len() < PENDING_MAX
+        {
+            self.recv = Some(ring.recv_multi(token, &self.stream));
+            self.inflight += 1;
+        }
+    }
+
     /// Does all the work possible now; the rest waits for completions.
     fn drive(&mut self, idx: usize, ring: &mut EventRing, sh: &mut Shared) {
         let token = Connection::token(idx);
         sh.common.serving(idx, self.core.peer());
+        if self.h2.is_some() {
+            let mut t = self.tls.take();
+            self.drive_h2(token, ring, sh, t.as_deref_mut());
+            if let (Some(t), Some(tw)) = (t.as_mut(), self.closing.then_some(&mut sh.tls)) {
+                t.closed(tw);
+            }
+            self.tls = t;
+            return;
+        }
         if let Some(mut t) = self.tls.take() {
             self.drive_tls(&mut t, token, ring, sh);
             self.tls = Some(t);
@@ -238,6 +450,18 @@ impl Connection {
                     }
                     if let Some((buf, used)) = self.pending.front_mut() {
                         let data = &ring.recv_data(buf)[*used..];
+                        if std::mem::take(&mut self.sniff)
+                            && let Some(first) = h2::preface_start(data)
+                        {
+                            let peer = self.core.peer();
+                            let h = H2::new(peer, ListenKind::Http, false, &env, first);
+                            self.h2 = Some(Box::new(h));
+                            if let Some((buf, _)) = self.pending.pop_front() {
+                                ring.recycle(buf);
+                            }
+                            self.drive_h2(token, ring, sh, None);
+                            return;
+                        }
                         let dst = self.core.read_buf(&mut env);
                         let n = data.len().min(dst.len());
                         if n == 0 {
@@ -417,6 +641,16 @@ impl Connection {
     /// for `t`, and what leaves is the ciphertext it makes of the core's bytes.
     fn drive_tls(&mut self, t: &mut TlsConn, token: u64, ring: &mut EventRing, sh: &mut Shared) {
         while !self.closing {
+            if t.alpn_h2() {
+                let env = sh.env();
+                let via = ListenKind::Https;
+                self.h2 = Some(Box::new(H2::new(self.core.peer(), via, true, &env, &[])));
+                self.drive_h2(token, ring, sh, Some(t));
+                if self.closing {
+                    t.closed(&mut sh.tls);
+                }
+                return;
+            }
             let (mut env, io, site, engines, tw) = sh.parts();
             match self.core.next(&mut env) {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, true),
@@ -778,6 +1012,12 @@ impl Connection {
             self.after_send();
             return;
         }
+        if self.h2.is_some()
+            && let Event::Sent { res, buf } = c.event
+        {
+            self.h2_sent(res, buf, now_token, ring);
+            return;
+        }
         let mut env = sh.env();
         match c.event {
             Event::Received(r) => {
@@ -884,6 +1124,42 @@ impl Connection {
         }
     }
 
+    /// An HTTP/2 connection's send completed: the rest of a short one goes again;
+    /// the buffer is kept for the next frames (or the TLS session's).
+    fn h2_sent(&mut self, res: io::Result<usize>, buf: Vec<u8>, token: u64, ring: &mut EventRing) {
+        self.out = buf;
+        let sending = self.sending.take();
+        if self.closing {
+            return;
+        }
+        let (Some(Sending::Write { sent, .. } | Sending::Cipher { sent }), Ok(n)) =
+            (&sending, &res)
+        else {
+            if let Err(e) = res {
+                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+            }
+            self.out.clear();
+            self.send_failed = true;
+            return;
+        };
+        let sent = sent + n;
+        if *n > 0 && sent < self.out.len() {
+            self.sending = match sending {
+                Some(Sending::Cipher { .. }) => Some(Sending::Cipher { sent }),
+                _ => Some(Sending::Write { sent, core: 0 }),
+            };
+            self.submit_send(token, ring, sent, false);
+            return;
+        }
+        if sent < self.out.len() {
+            self.send_failed = true;
+        }
+        if let (Some(Sending::Cipher { .. }), Some(t)) = (&sending, self.tls.as_mut()) {
+            t.recycle(&mut self.out);
+        }
+        self.out.clear();
+    }
+
     fn after_send(&mut self) {
         if self.shut_pending && self.sending.is_none() {
             self.shut_pending = false;
@@ -941,6 +1217,7 @@ impl Worker {
             ..
         } = start;
         let engines = Engines::new(live.load().1.config.engine, stats.clone());
+        let h2c = h2::offered(&live.load().1.config);
         let (books, common) = LoopState::new(live, active, shutdown, ctl, stats);
         Worker {
             poll,
@@ -954,6 +1231,7 @@ impl Worker {
                 io: BufPool::new(super::SPARE_BUFFERS),
                 engines,
                 tls: TlsWorker::new(&zcopy_tls::Limits::default()),
+                h2c,
             },
         }
     }
@@ -990,6 +1268,7 @@ impl Worker {
             }
             if let Some(live) = self.books.reloaded() {
                 self.sh.common.reload(&live);
+                self.sh.h2c = h2::offered(&self.sh.common.config);
             }
             ring.completions(&mut done);
             for c in done.drain(..) {
@@ -1089,7 +1368,10 @@ impl Worker {
             if let Some(conn) = self.conns.get_mut(p.token).and_then(Option::as_mut)
                 && !conn.closing
             {
-                conn.core.on_published(&mut env, p.id, p.resp, p.out);
+                match conn.h2.as_mut() {
+                    Some(h) => h.on_published(&mut env, p.id, p.resp, p.out),
+                    None => conn.core.on_published(&mut env, p.id, p.resp, p.out),
+                }
                 if !conn.queued {
                     conn.queued = true;
                     self.books.runq.push(p.token);
@@ -1207,11 +1489,15 @@ impl Worker {
             return;
         }
         for i in 0..self.conns.len() {
-            if self.conns[i]
-                .as_ref()
-                .is_some_and(|c| !c.closing && c.core.is_idle())
-            {
+            let Some(c) = self.conns[i].as_mut().filter(|c| !c.closing) else {
+                continue;
+            };
+            if c.is_idle() {
                 self.close(i, ring);
+            } else if c.h2.is_some() && !c.queued {
+                // Its GOAWAY leaves now, not at its next completion.
+                c.queued = true;
+                self.books.runq.push(i);
             }
         }
     }
@@ -1292,8 +1578,8 @@ impl Worker {
             Some((
                 i,
                 Sheddable {
-                    idle: c.core.is_idle(),
-                    reading_head: c.core.is_reading_head(),
+                    idle: c.is_idle(),
+                    reading_head: c.h2.is_none() && c.core.is_reading_head(),
                     deadline: c.core.deadline(),
                     seq: c.seq,
                 },
@@ -1349,8 +1635,11 @@ impl Worker {
             counted: true,
             queued: true,
             seq,
+            sniff: kind == ListenKind::Http && tls.is_none() && self.sh.h2c,
             tls,
             send_failed: false,
+            h2: None,
+            again: false,
         }));
         self.books.runq.push(idx);
     }
@@ -1363,6 +1652,9 @@ impl Worker {
         if !conn.closing {
             // A response cut short here (not by the core) still gets its log line.
             conn.core.on_dropped(&mut self.sh.common.env());
+            if let Some(h) = conn.h2.as_mut() {
+                h.dropped(&mut self.sh.common.env());
+            }
             conn.begin_close(ring, &mut self.sh.io, Some(&mut self.sh.tls));
         }
         self.closed(idx);
@@ -1430,8 +1722,17 @@ impl Worker {
                 }
             }
         }
-        // Nothing to send: the buffer goes back to the pool (idle connections hold none).
-        if conn.sending.is_none() && conn.out.is_empty() && conn.out.capacity() > 0 {
+        if std::mem::take(&mut conn.again) && !conn.queued {
+            conn.queued = true;
+            self.books.runq.push(idx);
+        }
+        // Nothing to send: the buffer goes back to the pool (idle connections hold
+        // none; a busy HTTP/2 connection keeps it to make frames in next).
+        if conn.sending.is_none()
+            && conn.out.is_empty()
+            && conn.out.capacity() > 0
+            && conn.is_idle()
+        {
             self.sh.io.give(std::mem::take(&mut conn.out));
         }
         // Chunks the core didn't take: stop receiving more until it asks.
@@ -1451,7 +1752,7 @@ impl Worker {
             .conns
             .iter()
             .flatten()
-            .filter(|c| !c.closing && c.core.is_idle())
+            .filter(|c| !c.closing && c.is_idle())
             .count();
         self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.conns.len() {
@@ -1467,7 +1768,10 @@ impl Worker {
                     self.close(idx, ring);
                     continue;
                 }
-                conn.core.on_timer(&mut self.sh.env());
+                // An HTTP/2 connection looks at its own deadline when driven.
+                if conn.h2.is_none() {
+                    conn.core.on_timer(&mut self.sh.env());
+                }
                 self.drive(idx, ring);
             }
             if let Some(conn) = self.conns[idx].as_ref()

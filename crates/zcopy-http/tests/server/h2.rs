@@ -9,19 +9,48 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use zcopy_http::config::Config;
+use zcopy_http::driver::IoDriver;
 use zcopy_http2::frame::{self, Code, Header, flag, kind, setting};
 use zcopy_http2::hpack;
 
 use crate::tls::Pki;
 use crate::util::*;
 
-/// Whether the server under test speaks HTTP/2 (the epoll driver's only).
-fn h2_served(srv: &TestServer) -> bool {
-    if srv.io_driver() != zcopy_http::driver::IoDriver::Epoll {
-        eprintln!("skipped: HTTP/2 is the epoll driver's only");
-        return false;
+/// The drivers these tests run on: both, or the one `ZCOPY_IO` names (the
+/// suite's run on io_uring then covers that half once).
+fn drivers() -> Vec<IoDriver> {
+    if std::env::var_os("ZCOPY_IO").is_some_and(|v| !v.is_empty()) {
+        vec![io_driver()]
+    } else {
+        vec![IoDriver::Epoll, IoDriver::Uring]
     }
-    true
+}
+
+/// A server on driver `io` (a kernel that refuses io_uring runs epoll: said).
+fn start_on(io: IoDriver, root: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let srv = TestServer::start(root, |c| {
+        c.io = io;
+        tweak(c);
+    });
+    if srv.io_driver() != io {
+        eprintln!("{io} not available here: ran {}", srv.io_driver());
+    }
+    srv
+}
+
+/// An HTTPS server on driver `io`.
+fn start_tls_on(
+    io: IoDriver,
+    root: &Path,
+    pki: &Pki,
+    tweak: impl FnOnce(&mut Config),
+) -> TestServer {
+    start_on(io, root, |c| {
+        c.listen = Vec::new();
+        c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        c.tls = Some(pki.tls());
+        tweak(c);
+    })
 }
 
 /// curl with `args` then `url`; returns (status, HTTP version, body).
@@ -79,25 +108,27 @@ fn h2c_curl_every_size_byte_exact() {
     }
     let fx = Fixture::new();
     sized_files(&fx);
-    let srv = TestServer::start(&fx.root(), |_| {});
-    if !h2_served(&srv) {
-        return;
+    for io in drivers() {
+        let srv = start_on(io, &fx.root(), |_| {});
+        check_sizes(|name| h2c(&[], &srv, &format!("/{name}")));
     }
-    check_sizes(|name| h2c(&[], &srv, &format!("/{name}")));
 }
 
 #[test]
 fn h2_over_tls_by_alpn_every_size_byte_exact() {
+    for io in drivers() {
+        h2_over_tls_by_alpn_every_size_byte_exact_on(io);
+    }
+}
+
+fn h2_over_tls_by_alpn_every_size_byte_exact_on(io: IoDriver) {
     if !require("curl") {
         return;
     }
     let fx = Fixture::new();
     sized_files(&fx);
     let pki = Pki::new();
-    let srv = crate::tls::start(&fx.root(), &pki, |_| {});
-    if !h2_served(&srv) {
-        return;
-    }
+    let srv = start_tls_on(io, &fx.root(), &pki, |_| {});
     let ca = pki.ca_file();
     let ca = ca.to_str().unwrap();
     check_sizes(|name| {
@@ -130,6 +161,12 @@ fn h2_over_tls_by_alpn_every_size_byte_exact() {
 
 #[test]
 fn h2c_ranges_conditionals_head_listing_auth_and_the_access_log() {
+    for io in drivers() {
+        h2c_ranges_conditionals_head_listing_auth_and_the_access_log_on(io);
+    }
+}
+
+fn h2c_ranges_conditionals_head_listing_auth_and_the_access_log_on(io: IoDriver) {
     if !require("curl") {
         return;
     }
@@ -140,12 +177,9 @@ fn h2c_ranges_conditionals_head_listing_auth_and_the_access_log() {
         .root()
         .join("..")
         .join(format!("h2-access-{}.log", std::process::id()));
-    let srv = TestServer::start(&fx.root(), |c: &mut Config| {
+    let srv = start_on(io, &fx.root(), |c: &mut Config| {
         c.access_log = Some(zcopy_http::config::AccessLog::File(log.clone()));
     });
-    if !h2_served(&srv) {
-        return;
-    }
     // One range.
     let (code, body) = h2c(&["-r", "1000000-2999999"], &srv, "/a.bin");
     assert_eq!(code, 206);
@@ -195,6 +229,12 @@ fn h2c_ranges_conditionals_head_listing_auth_and_the_access_log() {
 
 #[test]
 fn h2c_auth_asks_with_www_authenticate_and_lets_the_right_password_in() {
+    for io in drivers() {
+        h2c_auth_asks_with_www_authenticate_and_lets_the_right_password_in_on(io);
+    }
+}
+
+fn h2c_auth_asks_with_www_authenticate_and_lets_the_right_password_in_on(io: IoDriver) {
     if !require("curl") {
         return;
     }
@@ -202,16 +242,13 @@ fn h2c_auth_asks_with_www_authenticate_and_lets_the_right_password_in() {
     fx.file("secret.txt", b"s3cret");
     let hash = bcrypt::hash("pw", 4).unwrap();
     let users = zcopy_http::auth::Users::parse("files", &format!("u:{hash}\n")).unwrap();
-    let srv = TestServer::start(&fx.root(), |c: &mut Config| {
+    let srv = start_on(io, &fx.root(), |c: &mut Config| {
         c.rules = vec![zcopy_http::rules::Rule {
             glob: "**".into(),
             auth: Some(std::sync::Arc::new(users)),
             ..Default::default()
         }];
     });
-    if !h2_served(&srv) {
-        return;
-    }
     let out = Command::new("curl")
         .args(["-s", "-i", "--http2-prior-knowledge"])
         .arg(srv.url("/secret.txt"))
@@ -229,14 +266,17 @@ fn h2c_auth_asks_with_www_authenticate_and_lets_the_right_password_in() {
 
 #[test]
 fn many_streams_on_one_connection_interleave_byte_exact() {
+    for io in drivers() {
+        many_streams_on_one_connection_interleave_byte_exact_on(io);
+    }
+}
+
+fn many_streams_on_one_connection_interleave_byte_exact_on(io: IoDriver) {
     let fx = Fixture::new();
     for i in 0..20 {
         write_pattern(&fx.root().join(format!("f{i}")), 200_000 + i * 1000);
     }
-    let srv = TestServer::start(&fx.root(), |_| {});
-    if !h2_served(&srv) {
-        return;
-    }
+    let srv = start_on(io, &fx.root(), |_| {});
     let mut c = Raw::open(srv.addr, &[]);
     // 100 streams at once, five per file.
     for n in 0..100u32 {
@@ -355,6 +395,9 @@ impl Raw {
             }
             let mut tmp = [0u8; 65536];
             match self.s.read(&mut tmp) {
+                // The io_uring server runs in this process: a read here may be
+                // interrupted (EINTR) while its ring works.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
             }
@@ -441,7 +484,9 @@ impl Raw {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
                     ) => {}
                 Err(_) => return (goaway, rsts, true),
             }
@@ -482,9 +527,6 @@ fn attack_server() -> (Fixture, TestServer) {
 #[test]
 fn rapid_reset_ends_in_goaway_and_others_are_served() {
     let (fx, srv) = attack_server();
-    if !h2_served(&srv) {
-        return;
-    }
     let mut c = Raw::open(srv.addr, &[]);
     let mut b = Vec::new();
     for i in 0..5000u32 {
@@ -508,9 +550,6 @@ fn rapid_reset_ends_in_goaway_and_others_are_served() {
 #[test]
 fn made_you_reset_counts_the_resets_we_send() {
     let (fx, srv) = attack_server();
-    if !h2_served(&srv) {
-        return;
-    }
     let mut c = Raw::open(srv.addr, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
     let mut b = Vec::new();
     for i in 0..3000u32 {
@@ -536,9 +575,6 @@ fn made_you_reset_counts_the_resets_we_send() {
 #[test]
 fn a_continuation_flood_is_cut_off() {
     let (fx, srv) = attack_server();
-    if !h2_served(&srv) {
-        return;
-    }
     let mut c = Raw::open(srv.addr, &[]);
     let mut b = Vec::new();
     frame::write_frame(
@@ -565,9 +601,6 @@ fn a_continuation_flood_is_cut_off() {
 #[test]
 fn a_settings_and_ping_flood_ends_in_goaway() {
     let (fx, srv) = attack_server();
-    if !h2_served(&srv) {
-        return;
-    }
     for k in [kind::SETTINGS, kind::PING] {
         let mut c = Raw::open(srv.addr, &[]);
         let mut b = Vec::new();
@@ -589,9 +622,6 @@ fn a_settings_and_ping_flood_ends_in_goaway() {
 #[test]
 fn streams_past_the_limit_are_refused_and_a_shut_window_times_out() {
     let (fx, srv) = attack_server();
-    if !h2_served(&srv) {
-        return;
-    }
     // The peer never opens its window: each response stalls after its HEADERS.
     let mut c = Raw::open(srv.addr, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
     let t = Instant::now();
@@ -617,9 +647,6 @@ fn streams_past_the_limit_are_refused_and_a_shut_window_times_out() {
 #[test]
 fn data_on_a_reset_stream_still_opens_the_connection_window() {
     let (fx, srv) = attack_server();
-    if !h2_served(&srv) {
-        return;
-    }
     let mut c = Raw::open(srv.addr, &[]);
     let mut b = Vec::new();
     // A POST whose stream we reset, then 40 MiB of DATA on it (more than the
@@ -679,9 +706,6 @@ fn h2c_archives_sidecars_and_rules_are_the_sites_as_for_http1() {
             ..Default::default()
         }];
     });
-    if !h2_served(&srv) {
-        return;
-    }
     // The same tar as HTTP/1.1 sends (archive members read when their turn comes).
     let (code, h2_tar) = h2c(&[], &srv, "/sub/?download=tar");
     assert_eq!(code, 200);
@@ -710,37 +734,31 @@ fn h2c_archives_sidecars_and_rules_are_the_sites_as_for_http1() {
 
 #[test]
 fn without_http2_a_preface_gets_505_and_alpn_offers_http11_only() {
+    for io in drivers() {
+        without_http2_on(io);
+    }
+}
+
+fn without_http2_on(io: IoDriver) {
     let fx = Fixture::new();
     fx.file("small", b"small");
-    let mut servers = vec![TestServer::start(&fx.root(), |c: &mut Config| {
-        c.http2 = false
-    })];
-    let uring = TestServer::start(&fx.root(), |c: &mut Config| {
-        c.io = zcopy_http::driver::IoDriver::Uring;
-    });
-    if uring.io_driver() == zcopy_http::driver::IoDriver::Uring {
-        servers.push(uring);
-    } else {
-        eprintln!("skipped the io_uring half: the kernel refuses io_uring");
-    }
-    for srv in &servers {
-        let mut s = srv.connect();
-        let mut b = frame::PREFACE.to_vec();
-        frame::write_settings(&mut b, &[]);
-        s.write_all(&b).unwrap();
-        let mut got = Vec::new();
-        let _ = s.read_to_end(&mut got);
-        let text = String::from_utf8_lossy(&got);
-        assert!(text.starts_with("HTTP/1.1 505 "), "{text}");
-        // HTTP/1.1 as before.
-        let (code, _, body) = get(&srv.url("/small"), &[]);
-        assert_eq!((code, &body[..]), (200, &b"small"[..]));
-    }
+    let srv = start_on(io, &fx.root(), |c: &mut Config| c.http2 = false);
+    let mut s = srv.connect();
+    let mut b = frame::PREFACE.to_vec();
+    frame::write_settings(&mut b, &[]);
+    s.write_all(&b).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 505 "), "{io}: {text}");
+    // HTTP/1.1 as before.
+    let (code, _, body) = get(&srv.url("/small"), &[]);
+    assert_eq!((code, &body[..]), (200, &b"small"[..]));
     if !require("curl") {
         return;
     }
     let pki = Pki::new();
-    let srv = crate::tls::start(&fx.root(), &pki, |c| c.http2 = false);
+    let srv = start_tls_on(io, &fx.root(), &pki, |c| c.http2 = false);
     let ca = pki.ca_file();
     let url = format!("https://localhost:{}/small", srv.addr.port());
     let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
@@ -754,19 +772,22 @@ fn without_http2_a_preface_gets_505_and_alpn_offers_http11_only() {
         ],
         &url,
     );
-    assert_eq!((code, version.as_str()), (200, "1.1"));
+    assert_eq!((code, version.as_str()), (200, "1.1"), "{io}");
 }
 
 #[test]
 fn shutdown_sends_goaway_and_lets_the_open_stream_finish() {
+    for io in drivers() {
+        shutdown_sends_goaway_and_lets_the_open_stream_finish_on(io);
+    }
+}
+
+fn shutdown_sends_goaway_and_lets_the_open_stream_finish_on(io: IoDriver) {
     let fx = Fixture::new();
     write_pattern(&fx.root().join("large"), 8 << 20);
-    let srv = TestServer::start(&fx.root(), |c: &mut Config| {
+    let srv = start_on(io, &fx.root(), |c: &mut Config| {
         c.shutdown_grace = Duration::from_secs(20);
     });
-    if !h2_served(&srv) {
-        return;
-    }
     let mut c = Raw::open(srv.addr, &[]);
     c.get(1, "/large", &[]);
     // The response has begun.
@@ -796,7 +817,91 @@ fn shutdown_sends_goaway_and_lets_the_open_stream_finish() {
 }
 
 #[test]
+fn a_reload_that_retires_a_worker_sends_goaway_and_lets_its_streams_finish() {
+    for io in drivers() {
+        retire_on(io);
+    }
+}
+
+fn retire_on(io: IoDriver) {
+    let fx = Fixture::new();
+    let len = 24 << 20;
+    write_pattern(&fx.root().join("large"), len);
+    let cfg = Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 2,
+        io,
+        shutdown_grace: Duration::from_secs(20),
+        ..Config::default()
+    };
+    let server = zcopy_http::server::Server::bind(cfg.clone()).expect("bind");
+    let addr = server.local_addrs()[0];
+    let reload = server.reload_handle();
+    let srv = TestServer::adopt(addr, server.spawn().expect("spawn"));
+    if srv.io_driver() != io {
+        eprintln!("{io} not available here: ran {}", srv.io_driver());
+    }
+    // Connections spread over both workers (SO_REUSEPORT); each starts a large body.
+    let mut conns: Vec<(Raw, Vec<u8>)> = (0..12)
+        .map(|i| {
+            let mut c = Raw::open(srv.addr, &[]);
+            c.get(1, "/large", &[]);
+            let first = loop {
+                let (h, p) = c
+                    .frame()
+                    .unwrap_or_else(|| panic!("{io}: connection {i}: a frame"));
+                if h.kind == kind::DATA {
+                    break p;
+                }
+            };
+            (c, first)
+        })
+        .collect();
+    // One worker retires: its connections get GOAWAY, their streams go on.
+    reload.reload(Config { workers: 1, ..cfg }).expect("reload");
+    let mut goaways = 0;
+    for (c, body) in &mut conns {
+        let mut goaway = None;
+        let mut ended = false;
+        while !ended {
+            let Some((h, p)) = c.frame() else {
+                break;
+            };
+            match h.kind {
+                kind::DATA => {
+                    body.extend_from_slice(&p);
+                    ended = h.flags & flag::END_STREAM != 0;
+                }
+                kind::GOAWAY => {
+                    goaway = Some(Code::from_u32(u32::from_be_bytes([p[4], p[5], p[6], p[7]])));
+                }
+                _ => {}
+            }
+        }
+        assert!(ended, "{io}: the stream ended");
+        assert_eq!(body.len() as u64, len, "{io}");
+        assert_pattern(body, 0, "large");
+        if let Some(code) = goaway {
+            assert_eq!(code, Code::NoError, "{io}");
+            goaways += 1;
+        }
+    }
+    // 12 connections all on the worker that stays: 1 in 4096.
+    assert!(
+        goaways > 0,
+        "{io}: no connection of the retired worker got GOAWAY"
+    );
+}
+
+#[test]
 fn chromium_loads_a_listing_over_https_by_http2() {
+    for io in drivers() {
+        chromium_loads_a_listing_over_https_by_http2_on(io);
+    }
+}
+
+fn chromium_loads_a_listing_over_https_by_http2_on(io: IoDriver) {
     if !require("chromium") {
         return;
     }
@@ -807,12 +912,9 @@ fn chromium_loads_a_listing_over_https_by_http2() {
         .root()
         .join("..")
         .join(format!("h2-chromium-{}.log", std::process::id()));
-    let srv = crate::tls::start(&fx.root(), &pki, |c| {
+    let srv = start_tls_on(io, &fx.root(), &pki, |c| {
         c.access_log = Some(zcopy_http::config::AccessLog::File(log.clone()));
     });
-    if !h2_served(&srv) {
-        return;
-    }
     let out = chromium_dom(
         &format!("https://localhost:{}/dir/", srv.addr.port()),
         &[

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use zcopy_http::access_log::{AccessLog, LogFormat};
 use zcopy_http::auth::Users;
 use zcopy_http::config::Config;
-use zcopy_http::driver::IoDriver;
 use zcopy_http::rules::Rule;
 use zcopy_http::server::Server;
 use zcopy_http2::frame::{self, Code, Header, flag, kind, setting};
@@ -22,9 +21,9 @@ use zcopy_http2::hpack;
 use crate::tls::Pki;
 use crate::util::*;
 
-/// HTTP/2 runs on the epoll driver (the io_uring driver answers h2 bodies apart).
+/// Uploads on, on the driver the suite runs on (`ZCOPY_IO`).
 fn h2_uploads(c: &mut Config) {
-    c.io = IoDriver::Epoll;
+    c.io = io_driver();
     c.upload = true;
 }
 
@@ -206,7 +205,7 @@ fn h2_puts_are_refused_and_conditioned_as_over_http1() {
 
     // Uploads off: the status HTTP/1.1 gets.
     let fx = Fixture::new();
-    let srv = TestServer::start(&fx.root(), |c| c.io = IoDriver::Epoll);
+    let srv = TestServer::start(&fx.root(), |c| c.io = io_driver());
     let h1 = h1_put(&srv, "/new.txt", &small, &[]);
     assert_eq!(h1, 405);
     assert_eq!(h2c_put(&srv, "/new.txt", &small, &[]), h1);
@@ -717,7 +716,7 @@ fn webdav_bodies_over_h2_are_answered_as_over_http1() {
     std::fs::create_dir(fx.root().join("dir")).unwrap();
     fx.file("dir/a.txt", b"aaa");
     let srv = TestServer::start(&fx.root(), |c| {
-        c.io = IoDriver::Epoll;
+        c.io = io_driver();
         c.webdav = true;
     });
     let body = r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/><D:resourcetype/></D:prop></D:propfind>"#;
@@ -816,7 +815,7 @@ fn an_h2_upload_is_counted_as_copied_and_logged_with_its_bytes() {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
-        io: IoDriver::Epoll,
+        io: io_driver(),
         upload: true,
         access_log: Some(AccessLog::File(log.clone())),
         access_log_format: LogFormat::Json,
@@ -893,7 +892,7 @@ fn rclone_syncs_a_tree_up_and_back_through_webdav_over_h2() {
     let log = fx.root().parent().unwrap().join("rclone-access.log");
     let pki = Pki::new();
     let srv = TestServer::start(&fx.root(), |c| {
-        c.io = IoDriver::Epoll;
+        c.io = io_driver();
         c.webdav = true;
         c.listen = Vec::new();
         c.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];

@@ -238,13 +238,21 @@ struct RecvBufs {
     /// The ring of `io_uring_buf` entries (page-aligned, `count` entries).
     ring: *mut BufRingEntry,
     ring_layout: Layout,
-    /// The buffers: `count * len` bytes.
+    /// The buffers: `count * len` bytes of an anonymous mapping, so a page
+    /// counts as the process's memory only once a receive has written to it.
     mem: *mut u8,
-    mem_layout: Layout,
+    mem_len: usize,
     count: u16,
     len: u32,
     tail: u16,
+    /// Buffers handed to the kernel so far (`0..live`): a few at first, more
+    /// each time a receive finds none free, up to `count`. The ring reuses them
+    /// in turn, so only the buffers ever needed are ever touched.
+    live: u16,
 }
+
+/// Receive buffers handed to the kernel at first (then doubled as needed).
+const RECV_BUFS_FIRST: u16 = 64;
 
 impl RecvBufs {
     fn new(count: u16, len: u32) -> io::Result<RecvBufs> {
@@ -254,37 +262,56 @@ impl RecvBufs {
         let ring_layout =
             Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), 4096)
                 .map_err(io::Error::other)?;
-        let mem_layout =
-            Layout::from_size_align(count as usize * len as usize, 64).map_err(io::Error::other)?;
-        // SAFETY: both layouts have a non-zero size (count, len > 0).
+        let mem_len = count as usize * len as usize;
+        // SAFETY: the layout has a non-zero size (count > 0).
         let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
-        // SAFETY: as above.
-        let mem = unsafe { alloc_zeroed(mem_layout) };
-        if ring.is_null() || mem.is_null() {
-            // SAFETY: each pointer, if not null, came from alloc_zeroed with its layout.
-            unsafe {
-                if !ring.is_null() {
-                    dealloc(ring.cast(), ring_layout);
-                }
-                if !mem.is_null() {
-                    dealloc(mem, mem_layout);
-                }
-            }
+        if ring.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
+        // SAFETY: a fresh private anonymous mapping at an address the kernel
+        // chooses overlaps no existing memory; it is ours until munmap in Drop.
+        let mem = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                mem_len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        };
+        let mem = match mem {
+            Ok(m) => m.cast::<u8>(),
+            Err(e) => {
+                // SAFETY: `ring` came from alloc_zeroed with this layout, freed once.
+                unsafe { dealloc(ring.cast(), ring_layout) };
+                return Err(e.into());
+            }
+        };
         let mut bufs = RecvBufs {
             ring,
             ring_layout,
             mem,
-            mem_layout,
+            mem_len,
             count,
             len,
             tail: 0,
+            live: 0,
         };
-        for bid in 0..count {
-            bufs.push(bid);
-        }
+        bufs.grow();
         Ok(bufs)
+    }
+
+    /// Hands the kernel more of the buffers (the first [`RECV_BUFS_FIRST`], then
+    /// as many again as it has), up to all of them.
+    fn grow(&mut self) {
+        let to = self
+            .live
+            .saturating_mul(2)
+            .max(RECV_BUFS_FIRST)
+            .min(self.count);
+        for bid in self.live..to {
+            self.push(bid);
+        }
+        self.live = to;
     }
 
     /// Puts buffer `bid` at the ring's tail and publishes the new tail.
@@ -326,11 +353,12 @@ impl RecvBufs {
 
 impl Drop for RecvBufs {
     fn drop(&mut self) {
-        // SAFETY: both came from alloc_zeroed with these layouts; the owner only drops
-        // us once the kernel can no longer use them (see EventRing's Drop).
+        // SAFETY: `ring` came from alloc_zeroed with this layout and `mem` from
+        // mmap with this length; the owner only drops us once the kernel can no
+        // longer use them (see EventRing's Drop).
         unsafe {
             dealloc(self.ring.cast(), self.ring_layout);
-            dealloc(self.mem, self.mem_layout);
+            let _ = rustix::mm::munmap(self.mem.cast(), self.mem_len);
         }
     }
 }
@@ -888,6 +916,13 @@ impl EventRing {
                         if let Some(b) = b {
                             self.recycle(b);
                         }
+                        if e.raw_os_error() == Some(libc::ENOBUFS)
+                            && let Some(bufs) = self.bufs.as_mut()
+                        {
+                            // Every buffer handed out is in use: hand out more (the
+                            // connection's receive is re-armed by its owner).
+                            bufs.grow();
+                        }
                         Event::Received(Err(e))
                     }
                 }
@@ -1083,6 +1118,87 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, vec![byte; len]).unwrap();
         (dir, Arc::new(File::open(&path).unwrap()))
+    }
+
+    fn private_dirty_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("Private_Dirty:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// The receive buffers are the process's memory only once a receive has used
+    /// them (a ring of 64 MiB of buffers costs next to nothing at rest; it was all
+    /// written at set-up), and the kernel is handed more of them when all it has
+    /// are held: 70 chunks held at once arrive whole, past the first 64.
+    #[test]
+    fn receive_buffers_cost_memory_only_once_used_and_grow_when_all_are_held() {
+        if let Err(why) = probe() {
+            eprintln!("skipped: no io_uring event loop here: {why}");
+            return;
+        }
+        let before = private_dirty_kib();
+        let mut ring = EventRing::new(RingSize {
+            entries: 64,
+            recv_bufs: 16384,
+            recv_buf_len: 4096,
+        })
+        .expect("ring");
+        let grew = private_dirty_kib().saturating_sub(before);
+        // Other tests run alongside: a wide margin from the 64 MiB.
+        assert!(grew < 16 * 1024, "a new ring made {grew} KiB dirty");
+        let (sock, mut peer) = UnixStream::pair().unwrap();
+        let sock = Rc::new(sock);
+        let total = 70 * 4096;
+        let writer = std::thread::spawn(move || {
+            for _ in 0..70 {
+                peer.write_all(&[7u8; 4096]).unwrap();
+            }
+            peer
+        });
+        let mut held = Vec::new();
+        let mut got = 0;
+        let mut armed = true;
+        ring.recv_multi(1, &sock);
+        for _ in 0..200 {
+            if got >= total {
+                break;
+            }
+            if !armed {
+                ring.recv_multi(1, &sock);
+                armed = true;
+            }
+            let mut out = Vec::new();
+            ring.submit_and_wait(Some(Duration::from_millis(20)))
+                .unwrap();
+            ring.completions(&mut out);
+            for c in out {
+                if c.last {
+                    armed = false;
+                }
+                match c.event {
+                    Event::Received(Ok(Some(b))) => {
+                        got += b.len();
+                        // Held, never given back.
+                        held.push(b);
+                    }
+                    Event::Received(Err(e)) => {
+                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert_eq!(got, total);
+        assert!(held.len() > 64, "{} chunks held", held.len());
+        for b in held {
+            assert!(ring.recv_data(&b).iter().all(|&x| x == 7));
+            ring.recycle(b);
+        }
+        let _peer = writer.join().unwrap();
+        ring.cancel_fd(2, &sock);
+        let _ = reap(&mut ring, 1);
     }
 
     /// The caller drops its file before the splice is even submitted, and another
