@@ -161,6 +161,7 @@ fn respond(
             ListenKind::Https => cfg.hsts.as_deref(),
             _ => None,
         },
+        now,
     };
     if *req.target == *"*" {
         // `OPTIONS *` (the only method the parser lets through with `*`): what the
@@ -673,6 +674,9 @@ struct Reply<'e, 'r> {
     vary_encoding: bool,
     /// Strict-Transport-Security value (responses over TLS only).
     hsts: Option<&'e str>,
+    /// The loop turn's clock reading (the snapshot store reads its change notices
+    /// once per turn).
+    now: Instant,
 }
 
 impl Reply<'_, '_> {
@@ -1265,7 +1269,7 @@ fn serve_file(
                 Lend::Free,
             )
         }
-        (None, None) if let Some(snap) = identity_snapshot(site, &f) => {
+        (None, None) if let Some(snap) = identity_snapshot(site, &f, reply.now) => {
             let d = match f.described {
                 Some(d) => {
                     shared = d;
@@ -1440,7 +1444,11 @@ enum Lend {
 /// The sealed snapshot of `f` itself when its size is in `--snapshot-band`; a
 /// missing one is queued from its second request on (this request is served from
 /// the file).
-fn identity_snapshot(site: &Site, f: &CachedFile) -> Option<Arc<crate::snapshot::Snapshot>> {
+fn identity_snapshot(
+    site: &Site,
+    f: &CachedFile,
+    now: Instant,
+) -> Option<Arc<crate::snapshot::Snapshot>> {
     use crate::snapshot::{Key, Variant};
     let (min, max) = site.config.snapshot_band?;
     let len = f.st.st_size.max(0) as u64;
@@ -1448,7 +1456,7 @@ fn identity_snapshot(site: &Site, f: &CachedFile) -> Option<Arc<crate::snapshot:
         return None;
     }
     let key = Key::of(&f.st, Variant::Identity);
-    let snap = site.snapshots.get(&key);
+    let snap = site.snapshots.get(&key, now);
     if snap.is_none() {
         site.snapshots.request_hot(key, f.file.clone());
     }
@@ -1514,7 +1522,7 @@ fn compressed(
             Gzip => Variant::Gzip,
         };
         let key = Key::of(&f.st, variant);
-        let Some(snap) = store.get(&key) else {
+        let Some(snap) = store.get(&key, reply.now) else {
             store.request(key, f.file.clone());
             continue;
         };

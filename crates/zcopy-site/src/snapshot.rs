@@ -27,6 +27,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::lock;
 use crate::watch::{Notice, Watcher};
@@ -144,6 +145,8 @@ struct Inner {
     pending: HashSet<Key>,
     /// Requested once by [`Store::request_hot`], not yet made.
     seen: HashSet<Key>,
+    /// The loop turn whose lookups found the notices read ([`Store::get`]).
+    drained: Option<Instant>,
     /// Watch → the keys it guards.
     by_wd: HashMap<i32, Vec<Key>>,
     /// Watches of sources being read, and whether a change was reported since.
@@ -206,11 +209,15 @@ impl Store {
         lock(&self.inner).bytes
     }
 
-    /// The snapshot for `key`, if one is held (changes reported so far are applied
-    /// first).
-    pub fn get(&self, key: &Key) -> Option<Arc<Snapshot>> {
+    /// The snapshot for `key`, if one is held. `now` is the caller's loop turn:
+    /// the change notices are read once per turn (as the workers' file caches do),
+    /// so no change reported before this turn is answered from an old snapshot.
+    pub fn get(&self, key: &Key, now: Instant) -> Option<Arc<Snapshot>> {
         let mut inner = lock(&self.inner);
-        self.read_notices(&mut inner);
+        if inner.drained != Some(now) {
+            inner.drained = Some(now);
+            self.read_notices(&mut inner);
+        }
         inner.tick += 1;
         let tick = inner.tick;
         match inner.map.get_mut(key) {
@@ -541,10 +548,10 @@ mod tests {
             }
         }
         // 3 × 4000 > 10000: the least recently used went.
-        assert!(store.get(&keys[0]).is_none());
+        assert!(store.get(&keys[0], Instant::now()).is_none());
         assert_eq!(store.counters.evictions.load(Ordering::Relaxed), 1);
         assert_eq!(store.bytes(), 8000);
-        let s = store.get(&keys[2]).unwrap();
+        let s = store.get(&keys[2], Instant::now()).unwrap();
         assert!(zcopy::snapshot::is_sealed(&s.file));
         let mut got = vec![0; 4000];
         s.file.read_exact_at(&mut got, 0).unwrap();
@@ -561,11 +568,14 @@ mod tests {
         let key = Key::of(&stat(&f), Variant::Identity);
         store.request_hot(key, f.clone());
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(store.get(&key).is_none(), "made on its first request");
+        assert!(
+            store.get(&key, Instant::now()).is_none(),
+            "made on its first request"
+        );
         assert!(lock(&store.inner).pending.is_empty());
         store.request_hot(key, f.clone());
         let start = std::time::Instant::now();
-        while store.get(&key).is_none() {
+        while store.get(&key, Instant::now()).is_none() {
             if matches!(lock(&store.inner).watcher, Some(Err(()))) {
                 eprintln!("skipped: no inotify watch here");
                 return;
@@ -589,7 +599,8 @@ mod tests {
             eprintln!("skipped: no inotify watch here");
             return;
         }
-        let s = store.get(&key).unwrap();
+        let turn = Instant::now();
+        let s = store.get(&key, turn).unwrap();
         assert!(s.len < text.len() as u64 / 4);
         let mut packed = vec![0; s.len as usize];
         s.file.read_exact_at(&mut packed, 0).unwrap();
@@ -605,7 +616,16 @@ mod tests {
             .unwrap()
             .write_all_at(b"X", 0)
             .unwrap();
-        assert!(store.get(&key).is_none(), "changed in place");
+        // The notices are read once per loop turn: the rest of the turn that read
+        // them still finds the old (complete, sealed) version; the next turn does not.
+        assert!(
+            store.get(&key, turn).is_some(),
+            "notices read once per turn"
+        );
+        assert!(
+            store.get(&key, Instant::now()).is_none(),
+            "changed in place"
+        );
         assert_eq!(store.bytes(), 0);
         assert_eq!(store.counters.invalidations.load(Ordering::Relaxed), 1);
     }
