@@ -295,7 +295,7 @@ fn a_file_cut_short_mid_send_is_counted() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
-/// The default `--snapshot-band` (64k-16M): a file in it is copied once into a sealed
+/// The default `--snapshot-band` (65k-16M): a file in it is copied once into a sealed
 /// snapshot on its second request and then lent by reference, loopback peer
 /// included; `--snapshot-band off` makes none.
 #[test]
