@@ -343,6 +343,15 @@ fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Appends `name: value` as a literal field without indexing, its name a literal
+/// too, no Huffman coding (RFC 7541 §6.2.2): what any decoder takes, and what a
+/// test or a simple client writes.
+pub fn encode_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(0x00);
+    encode_str(out, name.as_bytes());
+    encode_str(out, value.as_bytes());
+}
+
 /// Appends the encoding of a response's `:status` and `fields` (names lower case)
 /// to `out`: stateless, nothing indexed.
 pub fn encode_response(out: &mut Vec<u8>, status: u16, fields: &[(&str, &str)]) {

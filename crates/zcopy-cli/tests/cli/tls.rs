@@ -152,6 +152,92 @@ fn engines_says_whether_ktls_is_available() {
     }
 }
 
+/// `zcopy serve --io uring --workers 2 ARGS ROOT` under strace, which writes the
+/// workers' epoll waits and io_uring submissions to a file; ROOT holds `big` (1 MiB)
+/// and `small`. For the tests that a protocol really runs on the ring.
+struct TracedUring {
+    strace: std::process::Child,
+    trace: std::path::PathBuf,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    big: Vec<u8>,
+}
+
+impl TracedUring {
+    /// None (and says skipped) when strace or curl is missing.
+    fn start(dir: &Path, args: &[&str]) -> Option<TracedUring> {
+        if !crate::util::tool("strace", "-V") || !crate::util::tool("curl", "--version") {
+            println!("skipped: strace or curl is missing");
+            return None;
+        }
+        let root = dir.join("root");
+        std::fs::create_dir(&root).unwrap();
+        let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(root.join("big"), &big).unwrap();
+        std::fs::write(root.join("small"), b"hello\n").unwrap();
+        let trace = dir.join("trace.txt");
+        let mut strace = Command::new("strace")
+            .args([
+                "-f",
+                "-e",
+                "trace=epoll_wait,epoll_pwait,epoll_pwait2,io_uring_enter",
+            ])
+            .arg("-o")
+            .arg(&trace)
+            .arg(assert_cmd::cargo::cargo_bin("zcopy"))
+            .args(["serve", "--io", "uring", "--workers", "2"])
+            .args(args)
+            .arg(&root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(strace.stdout.take().unwrap()).lines();
+        Some(TracedUring {
+            strace,
+            trace,
+            lines,
+            big,
+        })
+    }
+
+    /// The address after `scheme` on the server's next line of output.
+    fn addr(&mut self, scheme: &str) -> Option<String> {
+        let line = self.lines.next().map(|l| l.unwrap()).unwrap_or_default();
+        line.split(' ')
+            .find_map(|w| w.strip_prefix(scheme))
+            .map(|a| a.trim_end_matches('/').to_owned())
+    }
+
+    /// Reads the trace, then stops the server (strace's child: SIGTERM to it ends
+    /// both): the trace and strace's stderr (the server's), or None when the kernel
+    /// refused io_uring (said skipped).
+    fn stop(mut self) -> Option<(String, String)> {
+        let seen = std::fs::read_to_string(&self.trace).unwrap();
+        let kids: String = std::fs::read_dir(format!("/proc/{}/task", self.strace.id()))
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .collect();
+        if let Some(server) = kids.split_whitespace().next() {
+            let _ = Command::new("kill").args(["-TERM", server]).status();
+        }
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut self.strace.stderr.take().unwrap(), &mut err).unwrap();
+        self.strace.wait().unwrap();
+        // Refused by the kernel (or forced off): "--io uring: io_uring unavailable: ..".
+        if err.contains("--io uring: io_uring") {
+            println!("skipped: io_uring refused here ({})", err.trim());
+            return None;
+        }
+        assert!(
+            seen.contains("io_uring_enter("),
+            "no io_uring_enter in:\n{seen}"
+        );
+        assert!(!seen.contains("epoll_"), "waited in epoll:\n{seen}");
+        Some((seen, err))
+    }
+}
+
 /// HTTPS under `--io uring` really runs on io_uring: strace sees the workers
 /// submit to their rings (`io_uring_enter`) and never wait in epoll while they
 /// answer HTTPS requests (a 1 MiB body and small ones, on one keep-alive
@@ -159,52 +245,16 @@ fn engines_says_whether_ktls_is_available() {
 /// epoll instance once; the trace is read before it.
 #[test]
 fn https_under_io_uring_runs_on_the_ring_without_epoll_wait() {
-    if !crate::util::tool("strace", "-V") {
-        println!("skipped: strace is missing");
-        return;
-    }
-    if !crate::util::tool("curl", "--version") {
-        println!("skipped: curl is missing");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let [cert, key, _] = files(dir.path());
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 + i / 251) as u8).collect();
-    std::fs::write(root.join("big"), &big).unwrap();
-    std::fs::write(root.join("small"), b"hello\n").unwrap();
-    let trace = dir.path().join("trace.txt");
-    let mut strace = Command::new("strace")
-        .args([
-            "-f",
-            "-e",
-            "trace=epoll_wait,epoll_pwait,epoll_pwait2,io_uring_enter",
-        ])
-        .arg("-o")
-        .arg(&trace)
-        .arg(assert_cmd::cargo::cargo_bin("zcopy"))
-        .args(["serve", "--io", "uring", "--workers", "2", "--listen"])
-        .args([
-            "https://127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ])
-        .arg(&root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(strace.stdout.take().unwrap()).lines();
-    let up = lines.next().unwrap().unwrap();
-    let addr = up
-        .split(' ')
-        .find_map(|w| w.strip_prefix("https://"))
-        .unwrap_or_else(|| panic!("no https address in {up}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let tls = ["--listen", "https://127.0.0.1:0"];
+    let Some(mut srv) = TracedUring::start(
+        dir.path(),
+        &[&tls[..], &["--tls-cert", &cert, "--tls-key", &key]].concat(),
+    ) else {
+        return;
+    };
+    let addr = srv.addr("https://").expect("an https address");
     let got = dir.path().join("got");
     let out = Command::new("curl")
         .args(["-sSfk", "--http1.1", "--max-time", "20"])
@@ -214,35 +264,17 @@ fn https_under_io_uring_runs_on_the_ring_without_epoll_wait() {
         .args(["-w", "%{http_code} %{num_connects}\\n"])
         .output()
         .unwrap();
-    let codes = String::from_utf8_lossy(&out.stdout).to_string();
-    let seen = std::fs::read_to_string(&trace).unwrap();
-    // The server is strace's child: SIGTERM to it ends both.
-    let kids: String = std::fs::read_dir(format!("/proc/{}/task", strace.id()))
-        .unwrap()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .collect();
-    let server = kids.split_whitespace().next().expect("the server's pid");
-    let _ = Command::new("kill").args(["-TERM", server]).status();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut strace.stderr.take().unwrap(), &mut err).unwrap();
-    strace.wait().unwrap();
-    // Refused by the kernel (or forced off): "--io uring: io_uring unavailable: ..".
-    if err.contains("--io uring: io_uring") {
-        println!("skipped: io_uring refused here ({})", err.trim());
+    let big = std::mem::take(&mut srv.big);
+    if srv.stop().is_none() {
         return;
     }
     assert!(out.status.success(), "curl: {out:?}");
+    let codes = String::from_utf8_lossy(&out.stdout);
     assert_eq!(codes, "200 1\n200 0\n200 0\n", "one keep-alive connection");
     assert!(
         std::fs::read(&got).unwrap() == big,
         "the 1 MiB body byte-exact"
     );
-    assert!(
-        seen.contains("io_uring_enter("),
-        "no io_uring_enter in:\n{seen}"
-    );
-    assert!(!seen.contains("epoll_"), "HTTPS waited in epoll:\n{seen}");
 }
 
 /// HTTP/2 under `--io uring` really runs on io_uring: h2c with prior knowledge on
@@ -251,43 +283,24 @@ fn https_under_io_uring_runs_on_the_ring_without_epoll_wait() {
 /// to their rings and never wait in epoll. The trace is read before the shutdown.
 #[test]
 fn http2_under_io_uring_runs_on_the_ring_without_epoll_wait() {
-    if !crate::util::tool("strace", "-V") || !crate::util::tool("curl", "--version") {
-        println!("skipped: strace or curl is missing");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let [cert, key, _] = files(dir.path());
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 + i / 251) as u8).collect();
-    std::fs::write(root.join("big"), &big).unwrap();
-    std::fs::write(root.join("small"), b"hello\n").unwrap();
-    let trace = dir.path().join("trace.txt");
-    let mut strace = Command::new("strace")
-        .args([
-            "-f",
-            "-e",
-            "trace=epoll_wait,epoll_pwait,epoll_pwait2,io_uring_enter",
-        ])
-        .arg("-o")
-        .arg(&trace)
-        .arg(assert_cmd::cargo::cargo_bin("zcopy"))
-        .args(["serve", "--io", "uring", "--workers", "2"])
-        .args(["--listen", "127.0.0.1:0", "--listen", "https://127.0.0.1:0"])
-        .args(["--tls-cert", &cert, "--tls-key", &key])
-        .arg(&root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(strace.stdout.take().unwrap()).lines();
-    let mut addr = |scheme: &str| {
-        let line = lines.next().map(|l| l.unwrap()).unwrap_or_default();
-        line.split(' ')
-            .find_map(|w| w.strip_prefix(scheme))
-            .map(|a| a.trim_end_matches('/').to_owned())
+    let Some(mut srv) = TracedUring::start(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "https://127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    ) else {
+        return;
     };
-    let (plain, tls) = (addr("http://"), addr("https://"));
+    let (plain, tls) = (srv.addr("http://"), srv.addr("https://"));
     let mut runs = Vec::new();
     if let (Some(plain), Some(tls)) = (&plain, &tls) {
         for (how, url) in [
@@ -310,23 +323,10 @@ fn http2_under_io_uring_runs_on_the_ring_without_epoll_wait() {
             runs.push((how, curl.output().unwrap(), got));
         }
     }
-    let seen = std::fs::read_to_string(&trace).unwrap();
-    // The server is strace's child: SIGTERM to it ends both.
-    let kids: String = std::fs::read_dir(format!("/proc/{}/task", strace.id()))
-        .unwrap()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .collect();
-    if let Some(server) = kids.split_whitespace().next() {
-        let _ = Command::new("kill").args(["-TERM", server]).status();
-    }
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut strace.stderr.take().unwrap(), &mut err).unwrap();
-    strace.wait().unwrap();
-    if err.contains("--io uring: io_uring") {
-        println!("skipped: io_uring refused here ({})", err.trim());
+    let big = std::mem::take(&mut srv.big);
+    let Some((_, err)) = srv.stop() else {
         return;
-    }
+    };
     assert!(plain.is_some() && tls.is_some(), "{err}");
     for (how, out, got) in runs {
         assert!(out.status.success(), "curl {how}: {out:?}");
@@ -341,9 +341,4 @@ fn http2_under_io_uring_runs_on_the_ring_without_epoll_wait() {
             "{how}: 1 MiB byte-exact"
         );
     }
-    assert!(
-        seen.contains("io_uring_enter("),
-        "no io_uring_enter in:\n{seen}"
-    );
-    assert!(!seen.contains("epoll_"), "HTTP/2 waited in epoll:\n{seen}");
 }

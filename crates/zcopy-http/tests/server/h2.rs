@@ -326,11 +326,7 @@ fn block(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
         (":authority", "x"),
     ];
     for (n, v) in base.iter().chain(extra) {
-        b.push(0);
-        hpack::encode_int(&mut b, 0, 7, n.len());
-        b.extend_from_slice(n.as_bytes());
-        hpack::encode_int(&mut b, 0, 7, v.len());
-        b.extend_from_slice(v.as_bytes());
+        hpack::encode_literal(&mut b, n, v);
     }
     b
 }

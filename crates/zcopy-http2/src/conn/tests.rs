@@ -3,22 +3,9 @@
 use super::*;
 use crate::frame::{write_frame, write_rst, write_settings, write_window_update};
 
-/// A request header block (literals without indexing, no Huffman).
+/// A GET's header block (literals without indexing, no Huffman).
 fn block(path: &str) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (n, v) in [
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":path", path),
-        (":authority", "x"),
-    ] {
-        b.push(0);
-        hpack::encode_int(&mut b, 0, 7, n.len());
-        b.extend_from_slice(n.as_bytes());
-        hpack::encode_int(&mut b, 0, 7, v.len());
-        b.extend_from_slice(v.as_bytes());
-    }
-    b
+    block_with("GET", path, &[])
 }
 
 fn get(out: &mut Vec<u8>, id: u32, path: &str) {
@@ -414,11 +401,7 @@ fn block_with(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
         (":authority", "x"),
     ];
     for (n, v) in base.iter().chain(extra) {
-        b.push(0);
-        hpack::encode_int(&mut b, 0, 7, n.len());
-        b.extend_from_slice(n.as_bytes());
-        hpack::encode_int(&mut b, 0, 7, v.len());
-        b.extend_from_slice(v.as_bytes());
+        hpack::encode_literal(&mut b, n, v);
     }
     b
 }
