@@ -316,11 +316,16 @@ struct Raw {
     interleaved: bool,
 }
 
-/// A request header block (literals, no Huffman, nothing indexed).
+/// A GET's header block (literals, no Huffman, nothing indexed).
 fn block(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    request_block("GET", path, extra)
+}
+
+/// A request header block (literals, no Huffman, nothing indexed).
+pub(crate) fn request_block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let mut b = Vec::new();
     let base = [
-        (":method", "GET"),
+        (":method", method),
         (":scheme", "http"),
         (":path", path),
         (":authority", "x"),
@@ -329,6 +334,29 @@ fn block(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
         hpack::encode_literal(&mut b, n, v);
     }
     b
+}
+
+/// The next frame from `s`, with what was read past it kept in `buf` (None:
+/// closed or timed out).
+pub(crate) fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Header, Vec<u8>)> {
+    loop {
+        if let Some(h) = Header::parse(buf) {
+            let end = 9 + h.len as usize;
+            if buf.len() >= end {
+                let p = buf[9..end].to_vec();
+                buf.drain(..end);
+                return Some((h, p));
+            }
+        }
+        let mut tmp = [0u8; 65536];
+        match s.read(&mut tmp) {
+            // The io_uring server runs in this process: a read here may be
+            // interrupted (EINTR) while its ring works.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
 }
 
 impl Raw {
@@ -380,24 +408,7 @@ impl Raw {
 
     /// The next frame (None: closed or timed out).
     fn frame(&mut self) -> Option<(Header, Vec<u8>)> {
-        loop {
-            if let Some(h) = Header::parse(&self.buf) {
-                let end = 9 + h.len as usize;
-                if self.buf.len() >= end {
-                    let p = self.buf[9..end].to_vec();
-                    self.buf.drain(..end);
-                    return Some((h, p));
-                }
-            }
-            let mut tmp = [0u8; 65536];
-            match self.s.read(&mut tmp) {
-                // The io_uring server runs in this process: a read here may be
-                // interrupted (EINTR) while its ring works.
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-            }
-        }
+        read_frame(&mut self.s, &mut self.buf)
     }
 
     /// Reads until `n` streams have ended (or the time is up); answers SETTINGS.

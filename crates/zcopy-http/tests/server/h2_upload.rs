@@ -3,7 +3,7 @@
 //! HTTP/1.1, under the same switches and rules, byte-exact, published atomically;
 //! a dropped or stalled stream leaves nothing.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -18,6 +18,7 @@ use zcopy_http::server::Server;
 use zcopy_http2::frame::{self, Code, Header, flag, kind, setting};
 use zcopy_http2::hpack;
 
+use crate::h2::{read_frame, request_block};
 use crate::tls::Pki;
 use crate::util::*;
 
@@ -284,20 +285,6 @@ struct Answer {
     ended: bool,
 }
 
-fn block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    let base = [
-        (":method", method),
-        (":scheme", "http"),
-        (":path", path),
-        (":authority", "x"),
-    ];
-    for (n, v) in base.iter().chain(extra) {
-        hpack::encode_literal(&mut b, n, v);
-    }
-    b
-}
-
 impl Raw {
     fn open(addr: SocketAddr) -> Raw {
         let s = TcpStream::connect(addr).unwrap();
@@ -316,7 +303,13 @@ impl Raw {
     fn headers(&mut self, id: u32, method: &str, path: &str, extra: &[(&str, &str)], end: bool) {
         let mut b = Vec::new();
         let f = flag::END_HEADERS | if end { flag::END_STREAM } else { 0 };
-        frame::write_frame(&mut b, kind::HEADERS, f, id, &block(method, path, extra));
+        frame::write_frame(
+            &mut b,
+            kind::HEADERS,
+            f,
+            id,
+            &request_block(method, path, extra),
+        );
         self.s.write_all(&b).unwrap();
     }
 
@@ -340,21 +333,7 @@ impl Raw {
     }
 
     fn frame(&mut self) -> Option<(Header, Vec<u8>)> {
-        loop {
-            if let Some(h) = Header::parse(&self.buf) {
-                let end = 9 + h.len as usize;
-                if self.buf.len() >= end {
-                    let p = self.buf[9..end].to_vec();
-                    self.buf.drain(..end);
-                    return Some((h, p));
-                }
-            }
-            let mut tmp = [0u8; 65536];
-            match self.s.read(&mut tmp) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-            }
-        }
+        read_frame(&mut self.s, &mut self.buf)
     }
 
     /// Reads until a HEADERS frame on stream `id` comes: its status.
