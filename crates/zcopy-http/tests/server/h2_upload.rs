@@ -72,15 +72,6 @@ fn h1_put(srv: &TestServer, path: &str, body: &Path, extra: &[&str]) -> u16 {
     code
 }
 
-/// Names in `dir`, sorted (dotfiles too: a temporary file would show).
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
 
 fn eventually(what: &str, f: impl Fn() -> bool) {
     let t = Instant::now();

@@ -50,14 +50,6 @@ fn offset(srv: &TestServer, path: &str) -> Option<u64> {
     r.header("upload-offset").map(|v| v.parse().unwrap())
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn a_three_part_resumed_upload_is_byte_exact_and_never_shows_a_partial_file() {

@@ -38,15 +38,6 @@ fn put(srv: &TestServer, path: &str, headers: &[(&str, &str)], body: &[u8]) -> R
     read_response(&mut s, false).expect("a response")
 }
 
-/// Names in `dir`, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn uploads_are_off_by_default() {

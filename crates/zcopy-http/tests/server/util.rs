@@ -396,3 +396,14 @@ pub fn chromium_dom(url: &str, extra: &[&str]) -> std::process::Output {
         .output()
         .expect("run chromium")
 }
+
+/// Names in `dir`, sorted (dotfiles too: a temporary file would show).
+#[allow(dead_code)]
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
