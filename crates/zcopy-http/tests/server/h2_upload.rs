@@ -72,7 +72,6 @@ fn h1_put(srv: &TestServer, path: &str, body: &Path, extra: &[&str]) -> u16 {
     code
 }
 
-
 fn eventually(what: &str, f: impl Fn() -> bool) {
     let t = Instant::now();
     while !f() {

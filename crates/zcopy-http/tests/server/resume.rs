@@ -3,7 +3,6 @@
 //! holds; the part with the last byte publishes it.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use zcopy_http::driver::IoDriver;
@@ -49,7 +48,6 @@ fn offset(srv: &TestServer, path: &str) -> Option<u64> {
     let r = request(srv, "HEAD", path, &[]);
     r.header("upload-offset").map(|v| v.parse().unwrap())
 }
-
 
 #[test]
 fn a_three_part_resumed_upload_is_byte_exact_and_never_shows_a_partial_file() {

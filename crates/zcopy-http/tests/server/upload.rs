@@ -2,7 +2,6 @@
 //! atomically, refused where they must be.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,6 @@ fn put(srv: &TestServer, path: &str, headers: &[(&str, &str)], body: &[u8]) -> R
     s.write_all(&all).unwrap();
     read_response(&mut s, false).expect("a response")
 }
-
 
 #[test]
 fn uploads_are_off_by_default() {
