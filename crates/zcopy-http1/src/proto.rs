@@ -1072,6 +1072,27 @@ impl Conn {
         }
     }
 
+    /// [`Conn::write_buf`] and, while it is the head and the body's next piece is in
+    /// memory, that piece too, so both can leave in one gather write (reported with
+    /// one [`Conn::on_written`] of their total). `more`: whether bytes follow at once
+    /// when all of both are written.
+    pub fn write_bufs(&self, more: bool) -> ([&[u8]; 2], bool) {
+        let first = self.write_buf();
+        let State::Respond(r) = &self.state else {
+            return ([first, &[]], more);
+        };
+        if r.pos >= r.out.len() || r.lease == Lease::Wanted {
+            return ([first, &[]], more);
+        }
+        match r.body.as_ref().map(|b| (b, b.pieces.get(r.piece))) {
+            Some((b, Some(&Piece::Mem(start, end)))) => {
+                let last = r.piece + 1 == b.pieces.len();
+                ([first, &b.mem[start + r.off as usize..end]], !last)
+            }
+            _ => ([first, &[]], more),
+        }
+    }
+
     /// When [`Conn::write_buf`] is a held file's bytes (not the head): those bytes
     /// and the range still to write, so a driver can send them without a copy of its
     /// own (reporting with [`Conn::on_written`] as for `write_buf`).
@@ -1107,9 +1128,14 @@ impl Conn {
         if n > 0 {
             r.send_deadline = now + timeout;
         }
+        let mut n = n;
         if r.pos < r.out.len() {
-            r.pos += n;
-        } else if let Some(b) = &r.body
+            let head = n.min(r.out.len() - r.pos);
+            r.pos += head;
+            n -= head;
+        }
+        if n > 0
+            && let Some(b) = &r.body
             && let Some(&Piece::Mem(start, end)) = b.pieces.get(r.piece)
         {
             r.off += n as u64;

@@ -296,9 +296,9 @@ impl Connection {
                     if !self.writable {
                         return Progress::Wait;
                     }
-                    let buf = self.core.write_buf();
-                    let len = buf.len();
-                    match send_some(&self.stream, buf, more) {
+                    let (bufs, more) = self.core.write_bufs(more);
+                    let len = bufs[0].len() + bufs[1].len();
+                    match send_some(&self.stream, bufs, more) {
                         Ok(n) => {
                             if n < len {
                                 self.writable = false;
@@ -682,18 +682,30 @@ mod tls_io {
     }
 }
 
-/// Like `write`, with `MSG_MORE` when more data follows at once; stops when the
-/// socket is full.
-fn send_some(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
-    use rustix::net::SendFlags;
+/// Like `writev` of both slices, with `MSG_MORE` when more data follows at once;
+/// stops when the socket is full.
+fn send_some(stream: &TcpStream, bufs: [&[u8]; 2], more: bool) -> io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendFlags};
     let flags = if more {
         SendFlags::MORE | SendFlags::NOSIGNAL
     } else {
         SendFlags::NOSIGNAL
     };
+    let len = bufs[0].len() + bufs[1].len();
     let mut done = 0;
-    while done < buf.len() {
-        match rustix::net::send(stream, &buf[done..], flags) {
+    while done < len {
+        let (a, b) = if done < bufs[0].len() {
+            (&bufs[0][done..], bufs[1])
+        } else {
+            (&bufs[1][done - bufs[0].len()..], &[][..])
+        };
+        let sent = if b.is_empty() {
+            rustix::net::send(stream, a, flags)
+        } else {
+            let iov = [io::IoSlice::new(a), io::IoSlice::new(b)];
+            rustix::net::sendmsg(stream, &iov, &mut SendAncillaryBuffer::default(), flags)
+        };
+        match sent {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => done += n,
             Err(Errno::AGAIN) => break,
