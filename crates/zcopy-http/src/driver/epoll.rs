@@ -176,7 +176,8 @@ impl Connection {
 
     /// Drives the HTTP/2 connection.
     fn drive_h2(&mut self, sh: &mut Shared) -> Progress {
-        let (mut env, _, _, tls, site) = sh.parts();
+        let (mut env, engines, _, tls, site) = sh.parts();
+        let paths = h2::Paths::plain(engines);
         let Some(h) = self.h2.as_mut() else {
             return Progress::Close;
         };
@@ -195,6 +196,7 @@ impl Connection {
             }
             _ => {
                 let mut io = h2::PlainIo {
+                    paths,
                     stream: &self.stream,
                     readable: &mut self.readable,
                     writable: &mut self.writable,
