@@ -2,8 +2,11 @@
 # HTTP/2 DATA paths for file bodies, side by side in one run (issue 21, Build item 3):
 #   zcopy-map    the default: frame headers + payloads from a mapping of the file,
 #                many frames per sendmsg (one copy, by the kernel, at send time)
-#   zcopy-pread  ZCOPY_DISABLE=mmap: pread into the frame buffer, then send (the
-#                path before; two copies)
+#   zcopy-pread  ZCOPY_DISABLE=mmap,sendfile: pread into the frame buffer, then
+#                send (the path before; two copies)
+#   zcopy-lend   (with RO=1) a file that can't change: frame header, then the
+#                payload by sendfile (nginx's way); zcopy-map then runs with
+#                ZCOPY_DISABLE=sendfile
 #   nginx        1.22 `listen … http2`, sendfile on (9-byte header + sendfile per
 #                frame), 1 worker (bench/h2-servers.sh has its configuration)
 # All h2c (prior knowledge), 1 worker each, pinned to CPU 0, the client to CPU 1;
@@ -15,8 +18,11 @@
 # Medians over the rounds. With --veth (root): servers and clients in two network
 # namespaces joined by a veth pair (198.18.0.0/15, unique names), removed on exit.
 # ZCOPY: the binary (default: cargo build --release, target/release/zcopy).
-# SERVERS: default "zcopy-map zcopy-pread nginx". BIG_MIB: default 1024.
-# Writes bench/results/h2-data[-veth].md.
+# SERVERS: default "zcopy-map zcopy-pread nginx" ("zcopy-lend zcopy-map zcopy-pread
+# nginx" with RO=1). BIG_MIB: default 1024.
+# RO=1 (root, mkfs.erofs): the files are served from a read-only erofs image of them
+# (mounted by loop), which zcopy may lend to any peer.
+# Writes bench/results/h2-data[-ro][-veth].md.
 # Usage: bench/h2-data.sh [--veth] [SECONDS] [ROUNDS]   (defaults 5, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +48,7 @@ cleanup() {
     ip netns del "$ns_srv" 2>/dev/null || true
     ip netns del "$ns_cli" 2>/dev/null || true
   fi
+  if [ -n "${ro_mnt:-}" ]; then umount "$ro_mnt" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,18 +76,32 @@ cli=("${H2_CLIENT_PREFIX[@]}" taskset -c 1)
 h2_setup "$work" "$addr" 127.0.0.1
 head -c 1048576 /dev/urandom > "$work/www/1m.bin"
 chmod 644 "$work/www/1m.bin"
-[ "$big_mib" -gt 0 ] && { h2_bigfile big.bin "$big_mib"; cat "$work/www/big.bin" > /dev/null; }
+[ "$big_mib" -gt 0 ] && h2_bigfile big.bin "$big_mib"
+ro_mnt=
+if [ "${RO:-}" = 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "RO=1 needs root" >&2; exit 2; }
+  mkfs.erofs -q "$work/www.erofs" "$work/www" >/dev/null
+  rm -f "$work/www/big.bin"
+  # Mounted over the directory every server serves (nginx too).
+  mount -t erofs -o loop,ro "$work/www.erofs" "$work/www"
+  ro_mnt=$work/www
+fi
+root=$work/www
+[ "$big_mib" -gt 0 ] && cat "$root/big.bin" > /dev/null
 
 servers=()
 declare -A port
 i=0
-for s in ${SERVERS:-zcopy-map zcopy-pread nginx}; do
+default="zcopy-map zcopy-pread nginx"
+[ -n "$ro_mnt" ] && default="zcopy-lend $default"
+for s in ${SERVERS:-$default}; do
   port[$s]=$((18600 + 2 * i))
   case $s in
-  zcopy-map | zcopy-pread)
+  zcopy-map | zcopy-pread | zcopy-lend)
     env=()
-    [ $s = zcopy-pread ] && env=(ZCOPY_DISABLE=mmap)
-    env "${env[@]}" "${H2_PREFIX[@]}" "$ZCOPY" -q serve "$work/www" --workers 1 \
+    [ $s = zcopy-map ] && env=(ZCOPY_DISABLE=sendfile)
+    [ $s = zcopy-pread ] && env=(ZCOPY_DISABLE=mmap,sendfile)
+    env "${env[@]}" "${H2_PREFIX[@]}" "$ZCOPY" -q serve "$root" --workers 1 \
       --listen "$addr:${port[$s]}" > "$work/logs/$s.out" 2>&1 &
     H2_PID[$s]=$!
     H2_PIDS+=($!)
@@ -152,13 +173,14 @@ med() { echo "${vals[$1]:-}" | median; }
 fmt() { [ -n "$2" ] && printf "%.${1}f" "$2" || printf 'n/a'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2fx", a / b }'; }
 suffix=
-[ $mode = veth ] && suffix=-veth
+[ -n "$ro_mnt" ] && suffix=-ro
+[ $mode = veth ] && suffix=$suffix-veth
 out=bench/results/h2-data$suffix.md
 mkdir -p bench/results
 {
-  echo "# HTTP/2 DATA paths for file bodies, h2c, $mode, $(uname -r), $(nproc) cores"
+  echo "# HTTP/2 DATA paths for file bodies, h2c, $mode$([ -n "$ro_mnt" ] && echo ', files on a read-only erofs mount'), $(uname -r), $(nproc) cores"
   echo
-  echo "\`bench/h2-data.sh$([ $mode = veth ] && echo ' --veth') $secs $rounds\`: medians of $rounds alternating rounds; server on CPU 0, client on CPU 1."
+  echo "\`$([ -n "$ro_mnt" ] && echo 'RO=1 ')bench/h2-data.sh$([ $mode = veth ] && echo ' --veth') $secs $rounds\`: medians of $rounds alternating rounds; server on CPU 0, client on CPU 1."
   echo
   echo "| server | 64 KiB req/s | 64 KiB req/CPU-s | 1 MiB req/s | 1 MiB req/CPU-s | 1 GiB MB/s | 1 GiB CPU-s/GB |"
   echo "|---|---|---|---|---|---|---|"
@@ -167,7 +189,7 @@ mkdir -p bench/results
   done
   if [ -n "${port[zcopy-map]:-}" ]; then
     echo
-    for b in zcopy-pread nginx; do
+    for b in zcopy-pread zcopy-lend nginx; do
       [ -n "${port[$b]:-}" ] || continue
       echo "zcopy-map vs $b: 64 KiB req/CPU-s $(ratio "$(med zcopy-map.64k.bin.rpc)" "$(med $b.64k.bin.rpc)"), 1 MiB req/CPU-s $(ratio "$(med zcopy-map.1m.bin.rpc)" "$(med $b.1m.bin.rpc)"), 1 GiB CPU-s/GB $(ratio "$(med zcopy-map.big.cpg)" "$(med $b.big.cpg)") (lower is better for the last)."
       echo

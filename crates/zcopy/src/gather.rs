@@ -74,12 +74,13 @@ pub enum Part<'a> {
 
 /// Sends `parts` in order with one non-blocking `sendmsg` (`MSG_NOSIGNAL`), at
 /// most [`MAX_PARTS`] of them; returns the bytes sent (`WouldBlock` when the
-/// socket is full). File bytes are copied by the kernel as they are sent. A page
+/// socket is full). `more`: the caller sends more at once (`MSG_MORE`: a frame
+/// header waits for the payload [`send_file`] sends next). File bytes are copied by the kernel as they are sent. A page
 /// lost to truncation ends the send early: a short count, then `EFAULT`.
 ///
 /// # Panics
 /// If a [`Part::File`] range is not inside its window.
-pub fn send(sock: BorrowedFd<'_>, parts: &[Part<'_>]) -> io::Result<usize> {
+pub fn send(sock: BorrowedFd<'_>, parts: &[Part<'_>], more: bool) -> io::Result<usize> {
     let mut raw = [mem::Part::Mem(&[]); MAX_PARTS];
     for (r, p) in raw.iter_mut().zip(parts) {
         *r = match *p {
@@ -93,12 +94,14 @@ pub fn send(sock: BorrowedFd<'_>, parts: &[Part<'_>]) -> io::Result<usize> {
             }
         };
     }
-    mem::send_parts(sock, &raw[..parts.len().min(MAX_PARTS)])
+    mem::send_parts(sock, &raw[..parts.len().min(MAX_PARTS)], more)
 }
 
 /// `sendfile(sock, file, &offset, len)`: file bytes by reference (the socket's
 /// queue keeps page-cache pages, not copies: only for bytes the caller may lend
-/// to this peer). Returns the bytes sent; 0 at the end of the file.
+/// to this peer). Returns the bytes sent (`WouldBlock` when the socket is full);
+/// a file that ends before `offset + len` is an error ([`is_truncation`]) once
+/// its bytes are sent.
 pub fn send_file(
     sock: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
@@ -106,12 +109,19 @@ pub fn send_file(
     len: usize,
 ) -> io::Result<usize> {
     let mut off = offset;
-    Ok(rustix::fs::sendfile(sock, file, Some(&mut off), len)?)
+    match rustix::fs::sendfile(sock, file, Some(&mut off), len)? {
+        0 if len > 0 => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("file ended at byte {offset}"),
+        )),
+        n => Ok(n),
+    }
 }
 
-/// Whether `e` says a send read a mapped page the file no longer has.
+/// Whether `e` says the file lost bytes the send needed: a mapped page gone
+/// (`EFAULT`) or a file that ended early.
 pub fn is_truncation(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EFAULT)
+    e.raw_os_error() == Some(libc::EFAULT) || e.kind() == io::ErrorKind::UnexpectedEof
 }
 
 #[cfg(test)]
@@ -138,7 +148,7 @@ mod tests {
             Part::Mem(b"mid"),
             Part::File(&w, 7000, 10),
         ];
-        let n = send(a.as_fd(), &parts).unwrap();
+        let n = send(a.as_fd(), &parts, false).unwrap();
         assert_eq!(n, 4 + 5000 + 3 + 10);
         let mut got = vec![0; n];
         b.read_exact(&mut got).unwrap();
@@ -150,7 +160,7 @@ mod tests {
         // Truncated to one page: the pages after it are gone.
         f.set_len(page_size() as u64).unwrap();
         let lost = [Part::File(&w, 2 * page_size() as u64, 10)];
-        let e = send(a.as_fd(), &lost).unwrap_err();
+        let e = send(a.as_fd(), &lost, false).unwrap_err();
         assert!(is_truncation(&e), "{e}");
     }
 }

@@ -107,9 +107,16 @@ pub(crate) trait Io {
         Paths::default()
     }
     /// Sends `parts` in order in one call (at most [`gather::MAX_PARTS`]); 0 when
-    /// the socket is full. Only called where [`Paths::map`].
-    fn write_parts(&mut self, parts: &[gather::Part<'_>]) -> io::Result<usize> {
-        let _ = parts;
+    /// the socket is full. Only called where [`Paths::map`]. `more`: a payload
+    /// sent by reference follows at once (`MSG_MORE`).
+    fn write_parts(&mut self, parts: &[gather::Part<'_>], more: bool) -> io::Result<usize> {
+        let _ = (parts, more);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+    /// Sends `len` bytes of `file` from `offset` by reference (`sendfile`); 0 when
+    /// the socket is full. Only called where [`Paths::lend`].
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        let _ = (file, offset, len);
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 }
@@ -120,6 +127,8 @@ pub(crate) trait Io {
 pub(crate) struct Paths {
     /// Payloads from a mapping of the file in gathered sends ([`Via::Map`]).
     pub(crate) map: bool,
+    /// Payloads of files that may be lent by `sendfile` ([`Via::Lend`]).
+    pub(crate) lend: bool,
 }
 
 impl Paths {
@@ -130,8 +139,12 @@ impl Paths {
         use zcopy::{EngineKind, Preference};
         let off = |k: EngineKind| engines.forced().limit(k).is_some();
         let pref = engines.pref();
+        let copying = [EngineKind::ReadWrite, EngineKind::Mmap]
+            .into_iter()
+            .any(|k| pref == Preference::Prefer(k));
         Paths {
             map: !off(EngineKind::Mmap) && pref != Preference::Prefer(EngineKind::ReadWrite),
+            lend: !off(EngineKind::Sendfile) && !copying,
         }
     }
 }
@@ -214,7 +227,25 @@ impl Io for PlainIo<'_> {
         self.paths
     }
 
-    fn write_parts(&mut self, parts: &[gather::Part<'_>]) -> io::Result<usize> {
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        if !*self.writable {
+            return Ok(0);
+        }
+        loop {
+            return match gather::send_file(self.stream.as_fd(), file.as_fd(), offset, len) {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *self.writable = false;
+                    Ok(0)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    fn write_parts(&mut self, parts: &[gather::Part<'_>], more: bool) -> io::Result<usize> {
         use std::os::fd::AsFd;
         if !*self.writable {
             return Ok(0);
@@ -223,7 +254,7 @@ impl Io for PlainIo<'_> {
             // A short count is not taken for a full socket: it may be a mapped page
             // lost to truncation, which only the next call tells (EFAULT); a full
             // socket says EAGAIN then.
-            return match gather::send(self.stream.as_fd(), parts) {
+            return match gather::send(self.stream.as_fd(), parts, more) {
                 Ok(n) => Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     *self.writable = false;
@@ -374,6 +405,10 @@ enum Via {
     /// time. Only from a file that can't change (sealed snapshot, read-only file
     /// system) or that holds our read lease: a writer waits until we let go.
     Map,
+    /// Frame headers in the output buffer, each payload by `sendfile` (nginx's
+    /// way): by reference, so only from a file that can't change (sealed
+    /// snapshot, read-only file system), to any peer. Counted under `sendfile`.
+    Lend,
 }
 
 /// A file body smaller than this goes by [`Via::Pread`] (chosen by measurement:
@@ -395,9 +430,28 @@ struct Mapped {
 #[derive(Debug)]
 struct Lent {
     at: usize,
-    src: Arc<Mapped>,
+    src: Payload,
     off: u64,
     len: usize,
+}
+
+/// Where a framed payload's bytes come from.
+#[derive(Debug)]
+enum Payload {
+    /// A window of the file mapped ([`Via::Map`]).
+    Map(Arc<Mapped>),
+    /// The file itself, sent by reference ([`Via::Lend`]).
+    Lend(Arc<File>),
+}
+
+impl Payload {
+    /// The mapping of a payload from a leased file.
+    fn leased(&self) -> Option<&Arc<Mapped>> {
+        match self {
+            Payload::Map(m) if m.leased => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl Answer {
@@ -622,8 +676,8 @@ impl H2 {
     ) -> Next {
         self.paths = io.paths();
         let next = self.drive_inner(io, env, site);
-        let leased =
-            self.lent.iter().any(|l| l.src.leased) || self.answers.iter().any(|a| a.leased);
+        let leased = self.lent.iter().any(|l| l.src.leased().is_some())
+            || self.answers.iter().any(|a| a.leased);
         self.lease_check = leased.then(|| env.now + LEASE_CHECK);
         next
     }
@@ -661,12 +715,12 @@ impl H2 {
         }
         if self.drain_by.is_none() {
             let mut last: Option<&Arc<Mapped>> = None;
-            for l in &self.lent {
-                if !l.src.leased || last.is_some_and(|p| Arc::ptr_eq(p, &l.src)) {
+            for m in self.lent.iter().filter_map(|l| l.src.leased()) {
+                if last.is_some_and(|p| Arc::ptr_eq(p, m)) {
                     continue;
                 }
-                last = Some(&l.src);
-                if zcopy::lease::breaking(&*l.src.file) {
+                last = Some(m);
+                if zcopy::lease::breaking(&*m.file) {
                     tracing::debug!(peer = %self.peer, "HTTP/2: a file with DATA framed is being modified; sending what is framed");
                     self.drain_by = Some(now + LEASE_DRAIN);
                     break;
@@ -815,8 +869,14 @@ impl H2 {
     /// Writes queued output; true if any left.
     fn write_out(&mut self, io: &mut dyn Io) -> io::Result<bool> {
         let mut any = false;
-        while !self.lent.is_empty() {
-            let n = self.write_gathered(io)?;
+        while let Some(l) = self.lent.front() {
+            let n = match &l.src {
+                Payload::Lend(file) if self.written == l.at => {
+                    let done = self.lent_done;
+                    io.send_file(file, l.off + done as u64, l.len - done)?
+                }
+                _ => self.write_gathered(io)?,
+            };
             if n == 0 {
                 break;
             }
@@ -848,12 +908,14 @@ impl H2 {
     }
 
     /// One gathered send of what is queued: the output buffer's bytes with the
-    /// DATA payloads of `lent` in their places; returns the bytes sent.
+    /// mapped DATA payloads of `lent` in their places, up to the first payload
+    /// sent by reference; returns the bytes sent.
     fn write_gathered(&mut self, io: &mut dyn Io) -> io::Result<usize> {
         let out = &self.core.out;
         let mut parts = Vec::with_capacity(gather::MAX_PARTS);
         let mut pos = self.written;
         let mut all = true;
+        let mut more = false;
         for (i, l) in self.lent.iter().enumerate() {
             if parts.len() + 2 > gather::MAX_PARTS {
                 all = false;
@@ -864,16 +926,23 @@ impl H2 {
                 pos = l.at;
             }
             let skip = if i == 0 { self.lent_done } else { 0 };
-            parts.push(gather::Part::File(
-                &l.src.win,
-                l.off + skip as u64,
-                l.len - skip,
-            ));
+            match &l.src {
+                Payload::Map(m) => parts.push(gather::Part::File(
+                    &m.win,
+                    l.off + skip as u64,
+                    l.len - skip,
+                )),
+                Payload::Lend(_) => {
+                    // Sent by `sendfile` next: the header waits for it.
+                    (all, more) = (false, true);
+                    break;
+                }
+            }
         }
         if all && pos < out.len() {
             parts.push(gather::Part::Mem(&out[pos..]));
         }
-        io.write_parts(&parts)
+        io.write_parts(&parts, more)
     }
 
     /// `n` bytes of the queue (output buffer and payloads, in wire order) left.
@@ -1144,12 +1213,20 @@ impl H2 {
     /// How the file bytes of a body of `len` bytes go ([`Via`]), and whether its
     /// file now holds our read lease.
     fn via_for(&self, fb: &FileBody, len: u64) -> (Via, bool) {
-        if !self.paths.map || self.tls || len < MAP_MIN {
+        if self.tls || len < MAP_MIN {
+            return (Via::Pread, false);
+        }
+        if !self.paths.map {
+            if fb.lendable && !fb.lease && self.paths.lend {
+                return (Via::Lend, false);
+            }
             return (Via::Pread, false);
         }
         if fb.lendable && !fb.lease {
-            // A sealed snapshot, a file on a read-only file system: can't change.
-            return (Via::Map, false);
+            // A sealed snapshot, a file on a read-only file system: can't change,
+            // so it may be lent to every peer.
+            let via = if self.paths.lend { Via::Lend } else { Via::Map };
+            return (via, false);
         }
         if !fb.lease {
             // Shared with the worker's cache of small files: no lease of ours.
@@ -1279,6 +1356,27 @@ impl H2 {
                             return self.after(k, n, n < take);
                         }
                         let at = start + *off;
+                        if a.via == Via::Lend {
+                            let end = a.sent + take as u64 == a.total;
+                            let (n, pos) = self.core.send_data_header(id, take, end);
+                            if n > 0 {
+                                self.lent.push_back(Lent {
+                                    at: pos,
+                                    src: Payload::Lend(fb.file.clone()),
+                                    off: at,
+                                    len: n,
+                                });
+                                self.lent_left += n;
+                            }
+                            *off += n as u64;
+                            a.sent += n as u64;
+                            env.events.stats.body_by_engine(
+                                Some(zcopy::EngineKind::Sendfile),
+                                n as u64,
+                                true,
+                            );
+                            return self.after(k, n, false);
+                        }
                         if a.via == Via::Map && a.map.as_ref().is_none_or(|m| !m.win.covers(at)) {
                             use std::os::fd::AsFd;
                             a.map = None; // unmapped before the next window is
@@ -1305,7 +1403,7 @@ impl H2 {
                             if n > 0 {
                                 self.lent.push_back(Lent {
                                     at: pos,
-                                    src: m.clone(),
+                                    src: Payload::Map(m.clone()),
                                     off: at,
                                     len: n,
                                 });

@@ -347,3 +347,49 @@ fn a_file_truncated_mid_body_over_h2_resets_its_stream_with_only_its_bytes() {
         srv.stop();
     }
 }
+
+/// A file that can't change (on a read-only erofs mount) goes by reference on
+/// epoll: frame headers, each payload by `sendfile` (counted under `sendfile` and
+/// by reference), byte-exact, a range too; on io_uring by pread.
+#[test]
+fn a_file_on_a_read_only_fs_is_lent_frame_by_frame_over_h2c() {
+    if !require("curl") {
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let len = (1u64 << 20) + 7;
+    write_pattern(&src.join("ro.bin"), len);
+    let mnt = fx.dir.path().join("mnt");
+    let _mounted = match crate::lending::erofs(&src, &mnt, &fx.dir.path().join("img.erofs")) {
+        Ok(m) => m,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "erofs under CI=true: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    for io in drivers() {
+        let (srv, stats) = serve(io, &mnt);
+        let (code, body, _) = h2c(&srv, "/ro.bin", &[]);
+        assert_eq!(code, 200);
+        assert_eq!(body.len() as u64, len, "{io}");
+        assert_pattern(&body, 0, &format!("{io}: lent"));
+        let (code, body, _) = h2c(&srv, "/ro.bin", &["-r", "5-900000"]);
+        assert_eq!(code, 206);
+        assert_eq!(body.len(), 900000 - 5 + 1);
+        assert_pattern(&body, 5, &format!("{io}: lent range"));
+        let want = if srv.io_driver() == IoDriver::Epoll {
+            len + 900000 - 5 + 1
+        } else {
+            0
+        };
+        assert_eq!(counter(&stats, "sendfile"), want, "{io}: sent by sendfile");
+        assert_eq!(counter(&stats, "mmap"), 0, "{io}: not mapped");
+        srv.stop();
+    }
+}

@@ -161,17 +161,17 @@ pub enum Part<'a> {
 #[cfg(feature = "server")]
 pub const MAX_PARTS: usize = 128;
 
-/// `sendmsg(sock, {iov = parts}, MSG_NOSIGNAL | MSG_DONTWAIT)` —
+/// `sendmsg(sock, {iov = parts}, MSG_NOSIGNAL | MSG_DONTWAIT [| MSG_MORE])` —
 /// <https://man7.org/linux/man-pages/man2/sendmsg.2.html>: sends the pieces in
 /// order, in one call, at most [`MAX_PARTS`] of them (the rest are left for the
-/// next call). Mapped bytes are copied by the kernel at send time; a page lost to
+/// next call); `more`: more data follows at once (`MSG_MORE`). Mapped bytes are copied by the kernel at send time; a page lost to
 /// a truncation of the file makes the call return a short count (the bytes before
 /// it) or `EFAULT`, never a signal.
 ///
 /// # Panics
 /// If a mapped range is not inside its mapping.
 #[cfg(feature = "server")]
-pub fn send_parts(sock: BorrowedFd<'_>, parts: &[Part<'_>]) -> io::Result<usize> {
+pub fn send_parts(sock: BorrowedFd<'_>, parts: &[Part<'_>], more: bool) -> io::Result<usize> {
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
@@ -206,6 +206,7 @@ pub fn send_parts(sock: BorrowedFd<'_>, parts: &[Part<'_>]) -> io::Result<usize>
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = used;
+    let more = if more { libc::MSG_MORE } else { 0 };
     // SAFETY: `msg` points at `used` iovecs, each describing memory that stays
     // borrowed (slices, live mappings) for the call; the kernel only reads them
     // (a mapped page lost to truncation gives EFAULT or a short count).
@@ -213,7 +214,7 @@ pub fn send_parts(sock: BorrowedFd<'_>, parts: &[Part<'_>]) -> io::Result<usize>
         libc::sendmsg(
             sock.as_raw_fd(),
             &msg,
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | more,
         )
     };
     if rc < 0 {
