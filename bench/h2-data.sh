@@ -80,7 +80,7 @@ chmod 644 "$work/www/1m.bin"
 ro_mnt=
 if [ "${RO:-}" = 1 ]; then
   [ "$(id -u)" = 0 ] || { echo "RO=1 needs root" >&2; exit 2; }
-  mkfs.erofs -q "$work/www.erofs" "$work/www" >/dev/null
+  mkfs.erofs --quiet "$work/www.erofs" "$work/www" >/dev/null
   rm -f "$work/www/big.bin"
   # Mounted over the directory every server serves (nginx too).
   mount -t erofs -o loop,ro "$work/www.erofs" "$work/www"
