@@ -1221,7 +1221,10 @@ impl Worker {
                     continue;
                 }
                 let (mut env, ..) = self.sh.parts();
-                conn.core.on_timer(&mut env);
+                if conn.h2.is_none() {
+                    // An HTTP/2 connection keeps its own timers (its drive looks).
+                    conn.core.on_timer(&mut env);
+                }
                 let p = conn.drive(&mut self.sh);
                 let d = conn.deadline();
                 self.settle(idx, p, d);

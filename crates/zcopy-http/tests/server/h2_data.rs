@@ -393,3 +393,54 @@ fn a_file_on_a_read_only_fs_is_lent_frame_by_frame_over_h2c() {
         srv.stop();
     }
 }
+
+/// A writer opens a file while DATA framed from its mapping waits behind a client
+/// that stopped reading: the writer gets in within the drain bound (2 s, not the
+/// kernel's 45 s lease-break-time or the 60 s send timeout), the connection
+/// closes, and what the client then reads is only the file's bytes.
+#[test]
+fn a_writer_gets_in_soon_when_framed_data_waits_behind_a_stalled_client() {
+    let fx = Fixture::new();
+    let len = 64u64 << 20;
+    let path = fx.root().join("s.bin");
+    for io in drivers() {
+        write_pattern(&path, len);
+        let (srv, _) = serve(io, &fx.root());
+        let mut c = Raw::open(&srv, 1 << 30, 1 << 30);
+        c.get(1, "/s.bin");
+        let mut got = Vec::new();
+        while got.len() < 1 << 20 {
+            let (h, p) = c.frame().expect("DATA");
+            if h.kind == kind::DATA {
+                got.extend_from_slice(&p);
+            }
+        }
+        // The client stops reading: the socket fills, frames wait.
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let waited = t.elapsed();
+        f.set_len(1000).unwrap();
+        drop(f);
+        assert!(
+            waited < Duration::from_secs(15),
+            "{io}: the writer waited {waited:?}"
+        );
+        c.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        while let Some((h, p)) = c.frame() {
+            if h.kind == kind::DATA {
+                got.extend_from_slice(&p);
+            }
+        }
+        if let Some(h) = Header::parse(&c.buf)
+            && h.kind == kind::DATA
+        {
+            got.extend_from_slice(&c.buf[9..]);
+        }
+        assert!((got.len() as u64) < len, "{io}: not the whole file");
+        assert_pattern(&got, 0, &format!("{io}: stalled then cut"));
+        eprintln!("{io}: writer waited {waited:?}; {} bytes", got.len());
+        drop(c);
+        srv.stop();
+    }
+}
