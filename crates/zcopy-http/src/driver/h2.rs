@@ -6,7 +6,8 @@
 //! many frames per `send`: the h2o and Go way), or, on a plain socket of the epoll
 //! driver, mapped ([`Via::Map`]: only the frame headers in the buffer, payloads
 //! from a mapping of the file, gathered into one `sendmsg` by
-//! [`zcopy::gather`]). The site's head is protocol-neutral
+//! [`zcopy::gather`]) or, for a file that can't change, lent ([`Via::Lend`]:
+//! each payload by `sendfile` after its header). The site's head is protocol-neutral
 //! ([`Out`]): the core HPACK-encodes it as it is ([`Conn::send_head`]).
 //!
 //! Request bodies (PUT uploads, WebDAV bodies) go where the site says, as over
@@ -134,7 +135,8 @@ pub(crate) struct Paths {
 impl Paths {
     /// The paths a plain socket of the epoll driver takes under the worker's
     /// engine settings: the mapped one unless `--engine read-write` is asked for
-    /// or `ZCOPY_DISABLE` names `mmap`.
+    /// or `ZCOPY_DISABLE` names `mmap`; the lent one unless `--engine` asks for a
+    /// copying engine (`read-write`, `mmap`) or `ZCOPY_DISABLE` names `sendfile`.
     pub(crate) fn plain(engines: &super::Engines) -> Paths {
         use zcopy::{EngineKind, Preference};
         let off = |k: EngineKind| engines.forced().limit(k).is_some();
