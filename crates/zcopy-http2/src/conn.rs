@@ -1000,6 +1000,40 @@ impl Conn {
             stream: id,
         };
         self.out[at..at + HEADER_LEN].copy_from_slice(&h.bytes());
+        self.data_sent(id, n, end);
+        n
+    }
+
+    /// One DATA frame of at most `len` bytes (at most [`Conn::capacity`]) on
+    /// stream `id` whose payload the caller sends itself (from a file mapping, by
+    /// `sendfile`): only the 9-byte header goes into `out`. Returns the payload
+    /// length `n` the header announces and where in `out` the payload belongs,
+    /// `at`: exactly `n` bytes must go on the wire after `out[..at]` and before
+    /// `out[at..]` (frames this call or later ones append: a reset of the stream's
+    /// request body, a window update). A caller that can't deliver them must
+    /// close the connection: the frame can't be ended otherwise. `end`: the body
+    /// ends with these bytes, if the window let them all go.
+    pub fn send_data_header(&mut self, id: u32, len: usize, end: bool) -> (usize, usize) {
+        let asked = len;
+        let n = len.min(self.capacity(id));
+        if n == 0 && !(end && self.stream(id).is_some_and(|s| s.sending_body)) {
+            return (0, self.out.len());
+        }
+        let end = end && n == asked;
+        let h = Header {
+            len: n as u32,
+            kind: kind::DATA,
+            flags: if end { flag::END_STREAM } else { 0 },
+            stream: id,
+        };
+        self.out.extend_from_slice(&h.bytes());
+        let at = self.out.len();
+        self.data_sent(id, n, end);
+        (n, at)
+    }
+
+    /// Windows and stream state after a DATA frame of `n` bytes.
+    fn data_sent(&mut self, id: u32, n: usize, end: bool) {
         self.send_window -= n as i64;
         self.refill_control();
         if let Some(s) = self.stream(id) {
@@ -1012,7 +1046,6 @@ impl Conn {
         if end {
             self.finished(id);
         }
-        n
     }
 
     /// The caller gives up on stream `id` (its file shrank, the stream's body

@@ -82,6 +82,9 @@ pub mod fanout;
 pub mod fdkind;
 #[cfg(feature = "server")]
 #[doc(hidden)]
+pub mod gather;
+#[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod ktls;
 pub mod lease;
 pub mod peer;

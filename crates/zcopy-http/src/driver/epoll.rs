@@ -176,7 +176,8 @@ impl Connection {
 
     /// Drives the HTTP/2 connection.
     fn drive_h2(&mut self, sh: &mut Shared) -> Progress {
-        let (mut env, _, _, tls, site) = sh.parts();
+        let (mut env, engines, _, tls, site) = sh.parts();
+        let paths = h2::Paths::plain(engines);
         let Some(h) = self.h2.as_mut() else {
             return Progress::Close;
         };
@@ -195,6 +196,7 @@ impl Connection {
             }
             _ => {
                 let mut io = h2::PlainIo {
+                    paths,
                     stream: &self.stream,
                     readable: &mut self.readable,
                     writable: &mut self.writable,
@@ -1231,7 +1233,10 @@ impl Worker {
                     continue;
                 }
                 let (mut env, ..) = self.sh.parts();
-                conn.core.on_timer(&mut env);
+                if conn.h2.is_none() {
+                    // An HTTP/2 connection keeps its own timers (its drive looks).
+                    conn.core.on_timer(&mut env);
+                }
                 let p = conn.drive(&mut self.sh);
                 let d = conn.deadline();
                 self.settle(idx, p, d);

@@ -1,9 +1,13 @@
 //! HTTP/2 connections: the glue between a socket (plain, or userspace TLS) and the
 //! sans-I/O core [`zcopy_http2::Conn`]. Requests go to the same site as HTTP/1
 //! ([`SiteResponder::respond`]); the plan's body pieces (memory, file ranges,
-//! archive members) are copied into DATA frames (`pread` into frame-sized slices
-//! of the output buffer, many frames per `send`: the h2o and Go way), round robin
-//! across streams, within the peer's windows. The site's head is protocol-neutral
+//! archive members) go into DATA frames round robin across streams, within the
+//! peer's windows: copied (`pread` into frame-sized slices of the output buffer,
+//! many frames per `send`: the h2o and Go way), or, on a plain socket of the epoll
+//! driver, mapped ([`Via::Map`]: only the frame headers in the buffer, payloads
+//! from a mapping of the file, gathered into one `sendmsg` by
+//! [`zcopy::gather`]) or, for a file that can't change, lent ([`Via::Lend`]:
+//! each payload by `sendfile` after its header). The site's head is protocol-neutral
 //! ([`Out`]): the core HPACK-encodes it as it is ([`Conn::send_head`]).
 //!
 //! Request bodies (PUT uploads, WebDAV bodies) go where the site says, as over
@@ -21,9 +25,11 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
+use zcopy::gather;
 use zcopy_http2::frame::Code;
 use zcopy_http2::request::Head;
 use zcopy_http2::{Conn, Event, Settings};
@@ -51,6 +57,14 @@ const MAX_ANSWERING: usize = 8;
 const INBUF: usize = 48 * 1024;
 /// Plaintext handed to a TLS session per call.
 const TLS_CHUNK: usize = 64 * 1024;
+/// How often a connection sending from a leased file looks for a lease break
+/// while it waits (as HTTP/1.1 does).
+const LEASE_CHECK: Duration = Duration::from_millis(200);
+/// How long payloads framed from a file whose lease is being broken may take to
+/// leave (the writer waits meanwhile); past it the connection closes. Well under
+/// the kernel's lease-break-time (45 s by default), after which the file could
+/// change under the mapping.
+const LEASE_DRAIN: Duration = Duration::from_secs(2);
 
 /// What the driver does after [`H2::drive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +103,58 @@ pub(crate) trait Io {
         let _ = (out, from);
         Ok(false)
     }
+    /// Which DATA paths this transport takes besides `pread` ([`Paths`]).
+    fn paths(&self) -> Paths {
+        Paths::default()
+    }
+    /// Sends `parts` in order in one call (at most [`gather::MAX_PARTS`]); 0 when
+    /// the socket is full. Only called where [`Paths::map`]. `more`: a payload
+    /// sent by reference follows at once (`MSG_MORE`).
+    fn write_parts(&mut self, parts: &[gather::Part<'_>], more: bool) -> io::Result<usize> {
+        let _ = (parts, more);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+    /// Sends `len` bytes of `file` from `offset` by reference (`sendfile`); 0 when
+    /// the socket is full. Only called where [`Paths::lend`].
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        let _ = (file, offset, len);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// The DATA paths a transport takes for file bodies besides `pread` into the
+/// frames, as the engine settings allow them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Paths {
+    /// Payloads from a mapping of the file in gathered sends ([`Via::Map`]).
+    pub(crate) map: bool,
+    /// Payloads of files that may be lent by `sendfile` ([`Via::Lend`]).
+    pub(crate) lend: bool,
+}
+
+impl Paths {
+    /// The paths a plain socket of the epoll driver takes under the worker's
+    /// engine settings: the mapped one unless `--engine read-write` is asked for
+    /// or `ZCOPY_DISABLE` names `mmap`; the lent one unless `--engine` asks for a
+    /// copying engine (`read-write`, `mmap`) or `ZCOPY_DISABLE` names `sendfile`.
+    pub(crate) fn plain(engines: &super::Engines) -> Paths {
+        use zcopy::{EngineKind, Preference};
+        let off = |k: EngineKind| engines.forced().limit(k).is_some();
+        let pref = engines.pref();
+        let copying = [EngineKind::ReadWrite, EngineKind::Mmap]
+            .into_iter()
+            .any(|k| pref == Preference::Prefer(k));
+        Paths {
+            map: !off(EngineKind::Mmap) && pref != Preference::Prefer(EngineKind::ReadWrite),
+            lend: !off(EngineKind::Sendfile) && !copying,
+        }
+    }
 }
 
 /// A plain TCP socket (edge-triggered readiness flags of the epoll driver).
 pub(crate) struct PlainIo<'a> {
+    /// The DATA paths it takes.
+    pub(crate) paths: Paths,
     pub(crate) stream: &'a TcpStream,
     pub(crate) readable: &'a mut bool,
     pub(crate) writable: &'a mut bool,
@@ -161,6 +223,49 @@ impl Io for PlainIo<'_> {
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         send_plain(self.stream, buf, self.writable)
+    }
+
+    fn paths(&self) -> Paths {
+        self.paths
+    }
+
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        if !*self.writable {
+            return Ok(0);
+        }
+        loop {
+            return match gather::send_file(self.stream.as_fd(), file.as_fd(), offset, len) {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *self.writable = false;
+                    Ok(0)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    fn write_parts(&mut self, parts: &[gather::Part<'_>], more: bool) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        if !*self.writable {
+            return Ok(0);
+        }
+        loop {
+            // A short count is not taken for a full socket: it may be a mapped page
+            // lost to truncation, which only the next call tells (EFAULT); a full
+            // socket says EAGAIN then.
+            return match gather::send(self.stream.as_fd(), parts, more) {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *self.writable = false;
+                    Ok(0)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
     }
 
     fn flush(&mut self) -> io::Result<bool> {
@@ -278,6 +383,77 @@ struct Answer {
     body_at: Instant,
     /// The body is whole and being published: the answer comes with this id.
     publishing: Option<u64>,
+    /// How its file bytes go into DATA frames.
+    via: Via,
+    /// The window of its file mapped now ([`Via::Map`]).
+    map: Option<Arc<Mapped>>,
+    /// Its file holds our read lease ([`Via::Map`] from a file that may change).
+    leased: bool,
+    /// When a lease break was last looked for (once per loop turn).
+    lease_seen: Option<Instant>,
+}
+
+/// How a response's file bytes go into DATA frames (chosen when it starts; the
+/// metrics say which ran: engine `read-write` for [`Via::Pread`], `mmap` for
+/// [`Via::Map`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// `pread` into the output buffer (a copy), sent with the frames around it
+    /// (the h2o and Go way): over TLS, on io_uring, for archive members, for
+    /// files neither leased nor unchangeable, and below [`MAP_MIN`].
+    Pread,
+    /// Frame headers in the output buffer, payloads from a mapping of the file,
+    /// many frames per `sendmsg`: the kernel copies the payload once, at send
+    /// time. Only from a file that can't change (sealed snapshot, read-only file
+    /// system) or that holds our read lease: a writer waits until we let go.
+    Map,
+    /// Frame headers in the output buffer, each payload by `sendfile` (nginx's
+    /// way): by reference, so only from a file that can't change (sealed
+    /// snapshot, read-only file system), to any peer. Counted under `sendfile`.
+    Lend,
+}
+
+/// A file body smaller than this goes by [`Via::Pread`] (chosen by measurement:
+/// see `bench/h2-data.sh`).
+const MAP_MIN: u64 = 64 * 1024;
+
+/// A window of a response's file, shared by the DATA payloads framed from it.
+#[derive(Debug)]
+struct Mapped {
+    win: gather::Window,
+    /// The file: checked for a lease break while payloads from it wait.
+    file: Arc<File>,
+    /// Mapped under our read lease (else the file can't change).
+    leased: bool,
+}
+
+/// A DATA payload framed in `core.out` and not sent yet: `len` file bytes from
+/// `off`, which go on the wire after `core.out[..at]`.
+#[derive(Debug)]
+struct Lent {
+    at: usize,
+    src: Payload,
+    off: u64,
+    len: usize,
+}
+
+/// Where a framed payload's bytes come from.
+#[derive(Debug)]
+enum Payload {
+    /// A window of the file mapped ([`Via::Map`]).
+    Map(Arc<Mapped>),
+    /// The file itself, sent by reference ([`Via::Lend`]).
+    Lend(Arc<File>),
+}
+
+impl Payload {
+    /// The mapping of a payload from a leased file.
+    fn leased(&self) -> Option<&Arc<Mapped>> {
+        match self {
+            Payload::Map(m) if m.leased => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl Answer {
@@ -296,6 +472,10 @@ impl Answer {
             received: None,
             body_at: now,
             publishing: None,
+            via: Via::Pread,
+            map: None,
+            leased: false,
+            lease_seen: None,
         }
     }
 
@@ -315,6 +495,20 @@ pub(crate) struct H2 {
     have: usize,
     /// Bytes at the front of `core.out` already written.
     written: usize,
+    /// DATA payloads framed in `core.out` and sent from their file mappings as the
+    /// writer reaches them, in order ([`Via::Map`]).
+    lent: std::collections::VecDeque<Lent>,
+    /// Bytes of `lent[0]` already sent.
+    lent_done: usize,
+    /// Bytes of `lent` not sent yet.
+    lent_left: usize,
+    /// The DATA paths the transport takes ([`Io::paths`]; set each drive).
+    paths: Paths,
+    /// A read lease on a file with payloads waiting in `lent` is being broken:
+    /// they must be sent by then, or the connection closes (a writer waits).
+    drain_by: Option<Instant>,
+    /// When to look for lease breaks next (while sending from a leased file).
+    lease_check: Option<Instant>,
     answers: Vec<Answer>,
     /// Requests waiting for one of the [`MAX_ANSWERING`] places.
     queued: std::collections::VecDeque<Answer>,
@@ -377,6 +571,12 @@ impl H2 {
             inbuf: vec![0; INBUF],
             have: 0,
             written: 0,
+            lent: Default::default(),
+            lent_done: 0,
+            lent_left: 0,
+            paths: Paths::default(),
+            drain_by: None,
+            lease_check: None,
             answers: Vec::new(),
             queued: Default::default(),
             via,
@@ -402,12 +602,29 @@ impl H2 {
             && self.queued.is_empty()
             && self.core.is_idle()
             && self.written == self.core.out.len()
+            && self.lent.is_empty()
+    }
+
+    /// Output bytes queued and not written yet.
+    fn pending(&self) -> usize {
+        self.core.out.len() - self.written + self.lent_left
     }
 
     /// When the connection is closed if nothing happens: idle (keep-alive
     /// timeout), or a response that can't make progress (the peer keeps its window
     /// shut or stops reading: the send timeout).
     pub(crate) fn deadline(&self) -> Instant {
+        let d = self.timeout_at();
+        match (self.lease_check, self.drain_by) {
+            (Some(c), Some(b)) => d.min(c).min(b),
+            (Some(c), None) => d.min(c),
+            (None, Some(b)) => d.min(b),
+            (None, None) => d,
+        }
+    }
+
+    /// When the connection is closed for want of progress (see [`H2::deadline`]).
+    fn timeout_at(&self) -> Instant {
         if self.is_idle() {
             self.last_progress + self.idle_timeout
         } else {
@@ -459,12 +676,80 @@ impl H2 {
         env: &mut Env<'_>,
         site: &mut SiteResponder,
     ) -> Next {
+        self.paths = io.paths();
+        let next = self.drive_inner(io, env, site);
+        let leased = self.lent.iter().any(|l| l.src.leased().is_some())
+            || self.answers.iter().any(|a| a.leased);
+        self.lease_check = leased.then(|| env.now + LEASE_CHECK);
+        next
+    }
+
+    /// Responses from a leased file that another process wants to change (once per
+    /// loop turn, their windows open or shut): no more DATA is framed from it, the
+    /// stream is reset and the file let go once what is framed has left (the
+    /// connection goes on).
+    fn lease_breaks(&mut self, env: &mut Env<'_>) {
+        let mut k = 0;
+        while k < self.answers.len() {
+            let a = &mut self.answers[k];
+            let broken = a.leased
+                && a.lease_seen != Some(env.now)
+                && matches!(&a.src, Some(Src::File { fb, .. }) if zcopy::lease::breaking(&*fb.file));
+            a.lease_seen = Some(env.now);
+            if !broken {
+                k += 1;
+                continue;
+            }
+            let a = self.answers.swap_remove(k);
+            tracing::debug!(peer = %self.peer, stream = a.id, "HTTP/2: file is being modified; stream reset");
+            env.events.lease_broken();
+            self.core.reset(a.id);
+            self.done(&a, env);
+        }
+    }
+
+    /// Payloads waiting in `lent` from a file whose read lease is being broken
+    /// must leave within [`LEASE_DRAIN`]; false when they did not.
+    fn lent_drained_in_time(&mut self, now: Instant) -> bool {
+        if self.lent.is_empty() {
+            self.drain_by = None;
+            return true;
+        }
+        if self.drain_by.is_none() {
+            let mut last: Option<&Arc<Mapped>> = None;
+            for m in self.lent.iter().filter_map(|l| l.src.leased()) {
+                if last.is_some_and(|p| Arc::ptr_eq(p, m)) {
+                    continue;
+                }
+                last = Some(m);
+                if zcopy::lease::breaking(&*m.file) {
+                    tracing::debug!(peer = %self.peer, "HTTP/2: a file with DATA framed is being modified; sending what is framed");
+                    self.drain_by = Some(now + LEASE_DRAIN);
+                    break;
+                }
+            }
+        }
+        self.drain_by.is_none_or(|by| now < by)
+    }
+
+    fn drive_inner(
+        &mut self,
+        io: &mut dyn Io,
+        env: &mut Env<'_>,
+        site: &mut SiteResponder,
+    ) -> Next {
         let now = env.now;
         if env.shutting_down {
             self.core.go_away();
         }
         self.body_timeouts(env);
-        if now >= self.deadline() && !self.core.is_closed() {
+        self.lease_breaks(env);
+        if !self.lent_drained_in_time(now) {
+            tracing::debug!(peer = %self.peer, "HTTP/2: DATA framed from a file being modified did not leave in time; closing");
+            self.drop_all(env);
+            return Next::Close;
+        }
+        if now >= self.timeout_at() && !self.core.is_closed() {
             if self.is_idle() {
                 self.core.go_away();
             } else {
@@ -490,12 +775,17 @@ impl H2 {
             let mut progressed = false;
             match self.write_out(io) {
                 Ok(p) => progressed |= p,
-                Err(_) => {
+                Err(e) => {
+                    if gather::is_truncation(&e) {
+                        // A frame's header is out and its payload can't follow.
+                        tracing::debug!(peer = %self.peer, "HTTP/2: file truncated under a DATA frame; closing");
+                        env.events.truncated();
+                    }
                     self.drop_all(env);
                     return Next::Close;
                 }
             }
-            let pending = self.core.out.len() - self.written;
+            let pending = self.pending();
             if self.core.is_closed() {
                 if let Some(code) = self.core.error() {
                     tracing::debug!(peer = %self.peer, ?code, "HTTP/2 connection error");
@@ -531,7 +821,7 @@ impl H2 {
                 self.drop_all(env);
                 return Next::Close;
             }
-            if self.core.out.len() - self.written < HIGH_WATER {
+            if self.pending() < HIGH_WATER {
                 // Progress is output made, the last frame of a body too (made
                 // counts only bodies that go on): with edge-triggered readiness
                 // a socket that is writable brings no event, so bytes queued now
@@ -581,7 +871,21 @@ impl H2 {
     /// Writes queued output; true if any left.
     fn write_out(&mut self, io: &mut dyn Io) -> io::Result<bool> {
         let mut any = false;
-        while self.written < self.core.out.len() {
+        while let Some(l) = self.lent.front() {
+            let n = match &l.src {
+                Payload::Lend(file) if self.written == l.at => {
+                    let done = self.lent_done;
+                    io.send_file(file, l.off + done as u64, l.len - done)?
+                }
+                _ => self.write_gathered(io)?,
+            };
+            if n == 0 {
+                break;
+            }
+            self.advance(n);
+            any = true;
+        }
+        while self.lent.is_empty() && self.written < self.core.out.len() {
             if io.swap_out(&mut self.core.out, self.written)? {
                 self.written = 0;
                 any = true;
@@ -594,7 +898,7 @@ impl H2 {
             self.written += n;
             any = true;
         }
-        if self.written > 0 && self.written == self.core.out.len() {
+        if self.written > 0 && self.written == self.core.out.len() && self.lent.is_empty() {
             self.core.out.clear();
             self.written = 0;
         }
@@ -603,6 +907,71 @@ impl H2 {
             self.last_progress = Instant::now();
         }
         Ok(any)
+    }
+
+    /// One gathered send of what is queued: the output buffer's bytes with the
+    /// mapped DATA payloads of `lent` in their places, up to the first payload
+    /// sent by reference; returns the bytes sent.
+    fn write_gathered(&mut self, io: &mut dyn Io) -> io::Result<usize> {
+        let out = &self.core.out;
+        let mut parts = Vec::with_capacity(gather::MAX_PARTS);
+        let mut pos = self.written;
+        let mut all = true;
+        let mut more = false;
+        for (i, l) in self.lent.iter().enumerate() {
+            if parts.len() + 2 > gather::MAX_PARTS {
+                all = false;
+                break;
+            }
+            if l.at > pos {
+                parts.push(gather::Part::Mem(&out[pos..l.at]));
+                pos = l.at;
+            }
+            let skip = if i == 0 { self.lent_done } else { 0 };
+            match &l.src {
+                Payload::Map(m) => parts.push(gather::Part::File(
+                    &m.win,
+                    l.off + skip as u64,
+                    l.len - skip,
+                )),
+                Payload::Lend(_) => {
+                    // Sent by `sendfile` next: the header waits for it.
+                    (all, more) = (false, true);
+                    break;
+                }
+            }
+        }
+        if all && pos < out.len() {
+            parts.push(gather::Part::Mem(&out[pos..]));
+        }
+        io.write_parts(&parts, more)
+    }
+
+    /// `n` bytes of the queue (output buffer and payloads, in wire order) left.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.lent.front() {
+                Some(l) if self.written == l.at => {
+                    let t = n.min(l.len - self.lent_done);
+                    self.lent_done += t;
+                    self.lent_left -= t;
+                    n -= t;
+                    if self.lent_done == l.len {
+                        self.lent.pop_front();
+                        self.lent_done = 0;
+                    }
+                }
+                Some(l) => {
+                    let t = n.min(l.at - self.written);
+                    self.written += t;
+                    n -= t;
+                }
+                None => {
+                    self.written += n;
+                    n = 0;
+                }
+            }
+        }
     }
 
     fn event(&mut self, ev: Event, env: &mut Env<'_>, site: &mut SiteResponder) {
@@ -807,6 +1176,10 @@ impl H2 {
             None => &out.body,
         };
         let in_head = body.len();
+        if let Some(Src::File { fb, .. }) = &a.src {
+            let len = declared.unwrap_or_else(|| pieces_len(fb));
+            (a.via, a.leased) = self.via_for(fb, len);
+        }
         a.in_memory = !no_body && a.src.is_none();
         a.total = match &a.src {
             Some(Src::File { fb, .. }) => declared.unwrap_or_else(|| pieces_len(fb)),
@@ -836,6 +1209,42 @@ impl H2 {
             self.done(&a, env);
         } else {
             self.answers.push(a);
+        }
+    }
+
+    /// How the file bytes of a body of `len` bytes go ([`Via`]), and whether its
+    /// file now holds our read lease.
+    fn via_for(&self, fb: &FileBody, len: u64) -> (Via, bool) {
+        if self.tls || len < MAP_MIN {
+            return (Via::Pread, false);
+        }
+        if !self.paths.map {
+            if fb.lendable && !fb.lease && self.paths.lend {
+                return (Via::Lend, false);
+            }
+            return (Via::Pread, false);
+        }
+        if fb.lendable && !fb.lease {
+            // A sealed snapshot, a file on a read-only file system: can't change,
+            // so it may be lent to every peer.
+            let via = if self.paths.lend { Via::Lend } else { Via::Map };
+            return (via, false);
+        }
+        if !fb.lease {
+            // Shared with the worker's cache of small files: no lease of ours.
+            return (Via::Pread, false);
+        }
+        if let Err(e) = zcopy::lease::take_until_close(&*fb.file) {
+            tracing::trace!("no read lease: {e}");
+            return (Via::Pread, false);
+        }
+        // Under the lease the length can't shrink any more: map only what is
+        // there now (a truncation before the lease would have zeroed a page's
+        // tail under the mapping). A file that shrank goes by pread, which stops
+        // at its end (the stream is reset).
+        match fb.file.metadata() {
+            Ok(m) if m.len() >= fb.file_len => (Via::Map, true),
+            _ => (Via::Pread, true),
         }
     }
 
@@ -871,7 +1280,7 @@ impl H2 {
                         any = true;
                     }
                 }
-                if self.core.out.len() - self.written >= HIGH_WATER || made >= budget {
+                if self.pending() >= HIGH_WATER || made >= budget {
                     self.rr = self.rr.wrapping_add(1);
                     return made;
                 }
@@ -948,7 +1357,70 @@ impl H2 {
                             env.events.body_from_memory(n as u64);
                             return self.after(k, n, n < take);
                         }
-                        (Some(&*fb.file), start + *off)
+                        let at = start + *off;
+                        if a.via == Via::Lend {
+                            let end = a.sent + take as u64 == a.total;
+                            let (n, pos) = self.core.send_data_header(id, take, end);
+                            if n > 0 {
+                                self.lent.push_back(Lent {
+                                    at: pos,
+                                    src: Payload::Lend(fb.file.clone()),
+                                    off: at,
+                                    len: n,
+                                });
+                                self.lent_left += n;
+                            }
+                            *off += n as u64;
+                            a.sent += n as u64;
+                            env.events.stats.body_by_engine(
+                                Some(zcopy::EngineKind::Sendfile),
+                                n as u64,
+                                true,
+                            );
+                            return self.after(k, n, false);
+                        }
+                        if a.via == Via::Map && a.map.as_ref().is_none_or(|m| !m.win.covers(at)) {
+                            use std::os::fd::AsFd;
+                            a.map = None; // unmapped before the next window is
+                            match gather::Window::map(fb.file.as_fd(), at, fb.file_len) {
+                                Ok(win) => {
+                                    a.map = Some(Arc::new(Mapped {
+                                        win,
+                                        file: fb.file.clone(),
+                                        leased: a.leased,
+                                    }))
+                                }
+                                Err(e) => {
+                                    tracing::debug!("mapping a file body: {e}; pread instead");
+                                    a.via = Via::Pread;
+                                }
+                            }
+                        }
+                        if a.via == Via::Map
+                            && let Some(m) = &a.map
+                        {
+                            let take = take.min((m.win.end() - at) as usize);
+                            let end = a.sent + take as u64 == a.total;
+                            let (n, pos) = self.core.send_data_header(id, take, end);
+                            if n > 0 {
+                                self.lent.push_back(Lent {
+                                    at: pos,
+                                    src: Payload::Map(m.clone()),
+                                    off: at,
+                                    len: n,
+                                });
+                                self.lent_left += n;
+                            }
+                            *off += n as u64;
+                            a.sent += n as u64;
+                            env.events.stats.body_by_engine(
+                                Some(zcopy::EngineKind::Mmap),
+                                n as u64,
+                                false,
+                            );
+                            return self.after(k, n, false);
+                        }
+                        (Some(&*fb.file), at)
                     }
                     Piece::Member { index, .. } => {
                         if member.is_none() {

@@ -435,6 +435,11 @@ impl Engines {
         &self.pools[pool].0
     }
 
+    /// The engine preference (`--engine`).
+    pub fn pref(&self) -> Preference {
+        self.pref
+    }
+
     /// The engines forced off (`ZCOPY_DISABLE`).
     pub fn forced(&self) -> &Forced {
         &self.forced

@@ -59,7 +59,7 @@ fn serve_on(
 }
 
 /// An erofs image of `src` mounted read-only from a file, or why not.
-fn erofs(src: &Path, at: &Path, img: &Path) -> Result<Mounted, String> {
+pub(crate) fn erofs(src: &Path, at: &Path, img: &Path) -> Result<Mounted, String> {
     if rustix::process::geteuid().as_raw() != 0 {
         return Err("not root (mount -o loop)".into());
     }

@@ -12,6 +12,7 @@ mod driver;
 mod files;
 mod framing;
 mod h2;
+mod h2_data;
 mod h2_upload;
 mod http_details;
 mod lending;

@@ -994,3 +994,40 @@ fn headers_on_a_half_closed_stream_are_one_stream_closed_reset() {
         .collect();
     assert_eq!(rsts, vec![(1, Code::StreamClosed)]);
 }
+
+/// A DATA frame whose payload the caller sends itself: only the header goes into
+/// `out`, with the windows charged as for a frame in the buffer; the payload's
+/// place comes before what the frame's end appends (here the reset of a request
+/// body still coming).
+#[test]
+fn a_data_header_alone_charges_the_windows_and_says_where_its_payload_goes() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = PREFACE_BYTES.to_vec();
+    write_settings(&mut b, &[(setting::INITIAL_WINDOW_SIZE, 100)]);
+    // A request whose body is still coming (no END_STREAM), and nothing of it
+    // wanted: the end of the response resets it.
+    let mut block = Vec::new();
+    crate::hpack::encode_literal(&mut block, ":method", "POST");
+    crate::hpack::encode_literal(&mut block, ":scheme", "http");
+    crate::hpack::encode_literal(&mut block, ":path", "/");
+    crate::hpack::encode_literal(&mut block, ":authority", "x");
+    crate::frame::write_frame(&mut b, kind::HEADERS, flag::END_HEADERS, 1, &block);
+    fed(&mut c, &b);
+    events(&mut c);
+    c.stop_body(1);
+    c.send_headers(1, 200, &[], false);
+    let before = c.out.len();
+    let (n, at) = c.send_data_header(1, 1000, true);
+    assert_eq!((n, at), (100, before + 9), "cut by the window");
+    assert_eq!(c.capacity(1), 0);
+    let (n, at) = c.send_data_header(1, 0, true);
+    assert_eq!(n, 0);
+    let h = crate::frame::Header::parse(&c.out[at - 9..]).unwrap();
+    assert_eq!(
+        (h.kind, h.len, h.flags & flag::END_STREAM),
+        (kind::DATA, 0, flag::END_STREAM)
+    );
+    // The request body's reset came after the last header: after the payload.
+    let rest = frames(&c.out[at..]);
+    assert_eq!(rest.first().map(|(h, _)| h.kind), Some(kind::RST_STREAM));
+}

@@ -142,6 +142,88 @@ impl Mapping {
     }
 }
 
+// SAFETY: `&Mapping` hands out no reference into the mapped bytes (only the
+// kernel reads them, in `write_to`/`send_parts`) and nothing behind `&self`
+// changes, so sharing one between threads is sound.
+unsafe impl Sync for Mapping {}
+
+/// One piece of a gathered send ([`send_parts`]).
+#[cfg(feature = "server")]
+#[derive(Clone, Copy, Debug)]
+pub enum Part<'a> {
+    /// Bytes in memory.
+    Mem(&'a [u8]),
+    /// Mapped bytes `[start, start + len)` of a mapping.
+    Map(&'a Mapping, usize, usize),
+}
+
+/// Most pieces one [`send_parts`] call takes (the kernel's `UIO_MAXIOV` is 1024).
+#[cfg(feature = "server")]
+pub const MAX_PARTS: usize = 128;
+
+/// `sendmsg(sock, {iov = parts}, MSG_NOSIGNAL | MSG_DONTWAIT [| MSG_MORE])` —
+/// <https://man7.org/linux/man-pages/man2/sendmsg.2.html>: sends the pieces in
+/// order, in one call, at most [`MAX_PARTS`] of them (the rest are left for the
+/// next call); `more`: more data follows at once (`MSG_MORE`). Mapped bytes are copied by the kernel at send time; a page lost to
+/// a truncation of the file makes the call return a short count (the bytes before
+/// it) or `EFAULT`, never a signal.
+///
+/// # Panics
+/// If a mapped range is not inside its mapping.
+#[cfg(feature = "server")]
+pub fn send_parts(sock: BorrowedFd<'_>, parts: &[Part<'_>], more: bool) -> io::Result<usize> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_PARTS];
+    let mut used = 0;
+    for p in parts.iter().take(MAX_PARTS) {
+        let (base, len) = match *p {
+            Part::Mem(b) => (b.as_ptr(), b.len()),
+            Part::Map(m, start, len) => {
+                assert!(
+                    start <= m.len && len <= m.len - start,
+                    "range outside the mapping"
+                );
+                // SAFETY: `start + len <= m.len`: the pointer stays inside the
+                // live mapping (borrowed for the call); only the kernel reads it.
+                (unsafe { m.as_ptr().add(start) }, len)
+            }
+        };
+        if len == 0 {
+            continue;
+        }
+        iov[used] = libc::iovec {
+            iov_base: base.cast_mut().cast::<c_void>(),
+            iov_len: len,
+        };
+        used += 1;
+    }
+    if used == 0 {
+        return Ok(0);
+    }
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = used;
+    let more = if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: `msg` points at `used` iovecs, each describing memory that stays
+    // borrowed (slices, live mappings) for the call; the kernel only reads them
+    // (a mapped page lost to truncation gives EFAULT or a short count).
+    let rc = unsafe {
+        libc::sendmsg(
+            sock.as_raw_fd(),
+            &msg,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT | more,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing refers
