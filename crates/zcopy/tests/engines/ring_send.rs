@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
-use zcopy::ring::{BufPool, EventRing, FileSend, Progress, RingSize};
+use zcopy::ring::{BufPool, EventRing, FileSend, MAP_CHUNK, Progress, RingSize};
 use zcopy::{EngineKind, Forced, Plan, Report, TransferError};
 
 const TOKEN: u64 = 7;
@@ -254,7 +254,8 @@ fn small_bodies_are_read_large_ones_mapped() {
         return;
     };
     assert_eq!(small.unwrap().engine(), Some(EngineKind::ReadWrite));
-    let large = case(&plan, Forced::new(), SinkKind::Tcp, 2 << 20).unwrap();
+    // Several mapped chunks and a short last one.
+    let large = case(&plan, Forced::new(), SinkKind::Tcp, 2 * MAP_CHUNK + 12_345).unwrap();
     assert_eq!(large.unwrap().engine(), Some(EngineKind::Mmap));
 }
 
