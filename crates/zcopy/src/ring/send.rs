@@ -595,25 +595,16 @@ impl FileSend {
         }
     }
 
-    /// `mmap`: a `sendmsg` of the prefix and the next chunk from the file's mapping
-    /// (made on first use), if the chunk's pages are in memory; else the chunk is
-    /// read.
-    fn mapped(
-        &mut self,
-        ring: &mut EventRing,
-        pool: &mut BufPool,
-        prefix: Vec<u8>,
-        allowed: u64,
-    ) -> io::Result<Progress> {
+    /// Maps the job's file (unless the mapping held covers the next chunk) and
+    /// answers the next chunk's length, or `None` when the file holds nothing at
+    /// the offset any more (it shrank).
+    fn map_next(&mut self, allowed: u64) -> io::Result<Option<usize>> {
         let job = self.job.as_ref().expect("a job");
         let (file, offset, len) = (job.file.clone(), job.offset, job.len);
         // One fstat per chunk: the length now, so no chunk reaches past the end.
         let size = rustix::fs::fstat(&*file)?.st_size as u64;
         if offset >= size {
-            pool.give(prefix);
-            return Ok(Progress::Ended {
-                by_reference: false,
-            });
+            return Ok(None);
         }
         let chunk = len.min(MAP_CHUNK as u64).min(size - offset).min(allowed) as usize;
         // The mapping must be of this very file: an archive's members follow one
@@ -629,6 +620,27 @@ impl FileSend {
             let m = Mapping::map(file.as_fd(), at, (end - at) as usize)?;
             self.map = Some((Rc::new(m), file.clone(), at));
         }
+        Ok(Some(chunk))
+    }
+
+    /// `mmap`: a `sendmsg` of the prefix and the next chunk from the file's mapping
+    /// (made on first use), if the chunk's pages are in memory; else the chunk is
+    /// read.
+    fn mapped(
+        &mut self,
+        ring: &mut EventRing,
+        pool: &mut BufPool,
+        prefix: Vec<u8>,
+        allowed: u64,
+    ) -> io::Result<Progress> {
+        let Some(chunk) = self.map_next(allowed)? else {
+            pool.give(prefix);
+            return Ok(Progress::Ended {
+                by_reference: false,
+            });
+        };
+        let job = self.job.as_ref().expect("a job");
+        let (file, offset, len) = (job.file.clone(), job.offset, job.len);
         let (m, _, at) = self.map.as_ref().expect("mapped above");
         let start = (offset - at) as usize;
         if !cached(&file, offset, chunk as u64) {
@@ -654,6 +666,11 @@ impl FileSend {
         ring.send_mapped(token, sock, held, &m, start, chunk, more);
         self.run_stats().syscalls += 1;
         Ok(Progress::Pending)
+    }
+
+    /// The plan has `mmap`, and it is not forced off.
+    fn may_map(&self) -> bool {
+        self.plan.contains(&EngineKind::Mmap) && self.forced.limit(EngineKind::Mmap).is_none()
     }
 
     /// `read-write` (and a cold `mmap` chunk): `READ` into a pooled buffer after
@@ -682,7 +699,19 @@ impl FileSend {
             }
             chunk = chunk.min(room.max(ROOM_MIN));
         }
-        // Many chunks in flight at once: each takes a small one.
+        // Many chunks in flight at once (a burst of requests, each read in the
+        // same turn): past the budget, a chunk whose pages are in memory goes from
+        // a mapping of the file, holding no buffer (when the plan has `mmap`; it
+        // is counted as this engine's, as a cold `mmap` chunk read is `mmap`'s);
+        // else each takes a small one.
+        if wait_room && pool.lent >= READ_BUDGET && self.may_map() {
+            let (file, offset) = (job.file.clone(), job.offset);
+            if let Ok(Some(n)) = self.map_next(allowed)
+                && cached(&file, offset, n as u64)
+            {
+                return self.mapped(ring, pool, prefix, allowed);
+            }
+        }
         chunk = chunk.min(READ_BUDGET.saturating_sub(pool.lent).max(ROOM_MIN));
         if prefix.capacity() == 0 && chunk > ROOM_MIN {
             prefix = pool.take();
