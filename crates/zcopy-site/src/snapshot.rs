@@ -49,9 +49,10 @@ pub const SEEN_MAX: usize = 4096;
 
 /// The default `--snapshot-band`: files from 65 KiB to 16 MiB. Up to 64 KiB a
 /// worker holds a hot file's bytes and sends them from memory, which measured as
-/// cheap as lending at 64 KiB on epoll and 2.5x faster on io_uring across a veth
-/// pair; above 16 MiB a second copy of a file takes too much of the budget
-/// (bench/results/snapshot.md).
+/// cheap as lending at 64 KiB on epoll and cheaper on io_uring across a veth pair
+/// (1.2x the requests per server CPU-s, since a snapshot goes there by `sendfile`
+/// too; 2.5x while it went by a ring splice); above 16 MiB a second copy of a file
+/// takes too much of the budget (bench/results/snapshot.md).
 pub const DEFAULT_BAND: (u64, u64) = (65 << 10, 16 << 20);
 
 /// The gzip level variants are made at (made once, so the best).

@@ -497,6 +497,107 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
     }
 }
 
+/// A snapshot body lent over one keep-alive connection, many times, whole and in
+/// ranges, with the client reading only after it has sent every request (so heads
+/// meet a full socket): every byte is the file's. On io_uring the body leaves by
+/// `sendfile(2)` on the loop, not by the ring's `splice` (which the kernel runs on a
+/// worker thread of its own: a hand-off per body).
+#[test]
+fn snapshot_bodies_stay_exact_over_one_keep_alive_connection() {
+    use std::io::Write as _;
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("data.bin"), 64 << 10);
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        snapshot_band: Some((1024, 1 << 20)),
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    let value = |name: &str| -> u64 {
+        stats
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    if no_snapshots(&srv, "/data.bin") {
+        return;
+    }
+    // Until the snapshot is made the file is copied.
+    let start = Instant::now();
+    loop {
+        let before = value("zcopy_body_bytes_by_reference_total ");
+        assert_pattern(&request(&srv, "GET", "/data.bin", &[]).body, 0, "data.bin");
+        std::thread::sleep(Duration::from_millis(20));
+        if value("zcopy_body_bytes_by_reference_total ") - before == 64 << 10 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never lent");
+    }
+    let splice = "zcopy_body_bytes_total{engine=\"splice\"} ";
+    let (lent0, splice0) = (value("zcopy_body_bytes_by_reference_total "), value(splice));
+    const N: u64 = 60;
+    let ranges = |i: u64| (i * 997 % 60_000, i * 997 % 60_000 + 1 + i * 61);
+    let mut req = Vec::new();
+    for i in 0..N {
+        if i % 3 == 1 {
+            let (a, b) = ranges(i);
+            req.extend_from_slice(
+                format!("GET /data.bin HTTP/1.1\r\nHost: x\r\nRange: bytes={a}-{b}\r\n\r\n")
+                    .as_bytes(),
+            );
+        } else {
+            req.extend_from_slice(b"GET /data.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+    }
+    let mut s = srv.connect();
+    s.write_all(&req).unwrap();
+    // Let the responses fill both socket buffers before reading any.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut want_bytes = 0;
+    for i in 0..N {
+        let r = read_response(&mut s, false).expect("a response");
+        if i % 3 == 1 {
+            let (a, b) = ranges(i);
+            assert_eq!(r.status, 206, "request {i}");
+            assert_eq!(r.body.len() as u64, b - a + 1, "request {i}");
+            assert_pattern(&r.body, a, &format!("range of request {i}"));
+        } else {
+            assert_eq!(r.status, 200, "request {i}");
+            assert_eq!(r.body.len(), 64 << 10, "request {i}");
+            assert_pattern(&r.body, 0, &format!("body of request {i}"));
+            want_bytes += 64 << 10;
+        }
+    }
+    let start = Instant::now();
+    // (Short ranges may leave with their head, from memory.)
+    while value("zcopy_body_bytes_by_reference_total ") - lent0 < want_bytes {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "every whole body lent: {} of {want_bytes}",
+            value("zcopy_body_bytes_by_reference_total ") - lent0
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if srv.io_driver() == zcopy_http::driver::IoDriver::Uring
+        && zcopy::Forced::from_env()
+            .limit(zcopy::EngineKind::Sendfile)
+            .is_none()
+    {
+        assert_eq!(
+            value(splice),
+            splice0,
+            "a snapshot goes by sendfile on io_uring"
+        );
+    }
+}
+
 /// A file truncated and rewritten while its variant is being sent: the client still
 /// gets the one complete variant it was promised (a sealed snapshot can't change).
 #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
-use zcopy::ring::{BufPool, EventRing, FileSend, Progress, RingSize};
+use zcopy::ring::{BufPool, EventRing, FileSend, MAP_CHUNK, Progress, RingSize};
 use zcopy::{EngineKind, Forced, Plan, Report, TransferError};
 
 const TOKEN: u64 = 7;
@@ -254,7 +254,8 @@ fn small_bodies_are_read_large_ones_mapped() {
         return;
     };
     assert_eq!(small.unwrap().engine(), Some(EngineKind::ReadWrite));
-    let large = case(&plan, Forced::new(), SinkKind::Tcp, 2 << 20).unwrap();
+    // Several mapped chunks and a short last one.
+    let large = case(&plan, Forced::new(), SinkKind::Tcp, 2 * MAP_CHUNK + 12_345).unwrap();
     assert_eq!(large.unwrap().engine(), Some(EngineKind::Mmap));
 }
 
@@ -395,4 +396,91 @@ fn stalled_readers_hold_no_buffer_and_a_burst_stays_in_budget() {
             .iter()
             .all(|(_, _, op, sent)| !op.is_idle() && *sent < LEN)
     );
+}
+
+/// A burst: many connections each start a body read in the same turn (a mid-size
+/// file, below the size that is mapped). Past the read budget each chunk used to
+/// take a buffer of its own all the same (3,000 requests of a 200 KB file held
+/// 50 MiB at once, which the allocator kept); now a chunk whose pages are in memory
+/// goes from a mapping of the file, holding no buffer, and every body is the
+/// file's bytes.
+#[test]
+fn a_burst_of_reads_past_the_budget_holds_no_buffer_each() {
+    use zcopy::ring::{CHUNK, READ_BUDGET};
+    let Some(mut ring) = ring() else {
+        return;
+    };
+    const LEN: usize = 200_000;
+    const N: usize = 300;
+    let data = pattern(LEN, 77);
+    let (_d, file) = file_with(&data);
+    let file = Arc::new(file);
+    let mut pool = BufPool::new(32);
+    let mut conns = Vec::new();
+    let mut most = 0;
+    let plan = Plan::only(&[EngineKind::Mmap, EngineKind::ReadWrite]);
+    for i in 0..N {
+        let (client, server) = tcp_pair();
+        server.set_nonblocking(true).unwrap();
+        let sock = Rc::new(OwnedFd::from(server));
+        let mut op = FileSend::new(&plan, Forced::new());
+        let p = op.start(
+            &mut ring,
+            &mut pool,
+            i as u64,
+            &file,
+            0,
+            LEN as u64,
+            &sock,
+            Vec::new(),
+        );
+        assert!(matches!(p, Progress::Pending), "{p:?}");
+        most = most.max(pool.lent());
+        conns.push((client, sock, op, 0usize));
+    }
+    // The bodies fit in the sockets' buffers: every op finishes unread.
+    let mut done = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while conns.iter().any(|c| c.3 < LEN) {
+        assert!(Instant::now() < deadline, "never finished");
+        ring.submit_and_wait(Some(Duration::from_millis(20)))
+            .unwrap();
+        ring.completions(&mut done);
+        for c in done.drain(..) {
+            let (_, sock, op, sent) = &mut conns[c.token as usize];
+            let mut p = op.complete(&mut ring, &mut pool, c.event);
+            loop {
+                match p {
+                    Progress::Pending => break,
+                    Progress::Sent { bytes, .. } => *sent += bytes,
+                    Progress::Again => {}
+                    other => panic!("{other:?}"),
+                }
+                if *sent == LEN {
+                    break;
+                }
+                p = op.start(
+                    &mut ring,
+                    &mut pool,
+                    c.token,
+                    &file,
+                    *sent as u64,
+                    (LEN - *sent) as u64,
+                    &*sock,
+                    Vec::new(),
+                );
+                most = most.max(pool.lent());
+            }
+        }
+    }
+    assert!(
+        most <= READ_BUDGET + 2 * CHUNK,
+        "{most} bytes of buffers in flight at once"
+    );
+    assert_eq!(pool.lent(), 0);
+    for (i, (mut client, ..)) in conns.into_iter().enumerate() {
+        let mut got = vec![0u8; LEN];
+        std::io::Read::read_exact(&mut client, &mut got).unwrap();
+        assert_same(&got, &data, &format!("connection {i}"));
+    }
 }
