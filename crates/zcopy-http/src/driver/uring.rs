@@ -71,7 +71,9 @@ use super::h2::{self, Got, H2};
 use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
-use super::{Engines, PeerRoute, Sheddable, SiteResponder, classify_peer, shed_victim};
+use super::{
+    Engines, PeerRoute, SPLICE_BODY_MIN, Sheddable, SiteResponder, classify_peer, shed_victim,
+};
 use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
@@ -95,10 +97,7 @@ const LISTENER_BASE: u64 = u64::MAX - 2;
 /// A connection's token with this bit set names the poll that waits for more of
 /// its request body to splice (apart from the send side's operations).
 const BODY_POLL: u64 = 1 << 40;
-/// A request body with at least this many bytes still to come is spliced
-/// (socket → pipe → file, like the epoll driver's); a smaller rest is copied from
-/// the ring's receive buffers (switching costs a cancel and a poll).
-const SPLICE_BODY_MIN: u64 = 64 * 1024;
+
 /// Largest TLS file chunk read (and encrypted) in one go.
 const TLS_CHUNK: usize = zcopy::ring::CHUNK;
 /// Largest in-memory write corked while a body follows.
