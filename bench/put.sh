@@ -14,8 +14,11 @@
 # DUFS=path picks the dufs binary (default: dufs on PATH, else ~/.cargo/bin/dufs).
 # ZCOPY_BASE=path adds a `base` row: another zcopy binary (e.g. main's), run beside
 # the first in the same interleaved rounds, for before/after figures. IO=uring runs
-# both zcopy servers with --io uring (default epoll). curl's own CPU per GB is shown
-# too (on loopback the TCP receive work of the server's socket runs on its CPU).
+# both zcopy servers with --io uring (default epoll); IO_BASE sets the base row's
+# driver apart (ZCOPY_BASE=same binary IO=uring IO_BASE=epoll: the two drivers side
+# by side). PORT0 (default 18801, four ports from it) and NS_TAG (namespace name
+# prefix, default zcput) keep runs beside each other apart. curl's own CPU per GB is
+# shown too (on loopback the TCP receive work of the server's socket runs on its CPU).
 set -euo pipefail
 mode=lo
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
@@ -25,10 +28,11 @@ ROUNDS=${3:-3}
 BASE=${4:-/dev/shm/zcopy-put-bench}
 DUFS=${DUFS:-$(command -v dufs || echo "$HOME/.cargo/bin/dufs")}
 [ -x "$DUFS" ] || DUFS=
-PORT_Z=18801
-PORT_N=18802
-PORT_D=18803
-PORT_B=18804
+PORT0=${PORT0:-18801}   # four ports from here (another run beside this one: another PORT0)
+PORT_Z=$PORT0
+PORT_N=$((PORT0 + 1))
+PORT_D=$((PORT0 + 2))
+PORT_B=$((PORT0 + 3))
 ZBASE=${ZCOPY_BASE:-}
 rm -rf "$BASE"
 mkdir -p "$BASE/b" "$BASE/z" "$BASE/n" "$BASE/d" "$BASE/ntmp" "$BASE/src"
@@ -39,8 +43,8 @@ cat "$SRC" > /dev/null
 in_srv=()
 in_cli=()
 ADDR=127.0.0.1
-ns_srv=zcput$$s
-ns_cli=zcput$$c
+ns_srv=${NS_TAG:-zcput}$$s
+ns_cli=${NS_TAG:-zcput}$$c
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -117,7 +121,7 @@ measure() { # name pid port dir
 ZPID=$!; pids+=("$ZPID")
 if [ -n "$ZBASE" ]; then
   "${in_srv[@]}" taskset -c 0 "$ZBASE" serve "$BASE/b" --listen "$ADDR:$PORT_B" --upload \
-    --allow-anonymous-writes --max-upload-size 64G --io "${IO:-epoll}" -q > /dev/null 2>&1 &
+    --allow-anonymous-writes --max-upload-size 64G --io "${IO_BASE:-${IO:-epoll}}" -q > /dev/null 2>&1 &
   BPID=$!; pids+=("$BPID")
 fi
 "${in_srv[@]}" taskset -c 0 nginx -c "$BASE/nginx.conf" &
@@ -139,8 +143,8 @@ done
 [ -n "$DUFS" ] || echo "(dufs not installed: cargo install dufs)"
 echo "medians:"
 for n in base zcopy nginx dufs; do
-  grep "^$n " "$RESULTS" | awk '{print $3, $7}' | sort -n | awk -v n="$n" '
+  { grep "^$n " "$RESULTS" || true; } | awk '{print $3, $7}' | sort -n | awk -v n="$n" '
     { tp[NR] = $1; } END { if (NR) printf "%-6s %.2f GB/s\n", n, tp[int((NR + 1) / 2)] }'
-  grep "^$n " "$RESULTS" | awk '{print $7}' | sort -n | awk -v n="$n" '
+  { grep "^$n " "$RESULTS" || true; } | awk '{print $7}' | sort -n | awk -v n="$n" '
     { c[NR] = $1; } END { if (NR) printf "%-6s %.2f CPU s/GB\n", n, c[int((NR + 1) / 2)] }'
 done

@@ -1,79 +1,94 @@
-#!/bin/sh
-# Many small files up through rclone's webdav backend: zcopy serve --webdav vs dufs -A,
-# side by side in one run over loopback. Each round gives each server a fresh empty
-# root and times `rclone copy` of the same tree (FILES files of 4 KiB, 100 per folder),
-# then `rclone check` must find no difference. Servers on CPU 0, rclone on CPU 1.
-# Reports wall-clock seconds and server CPU seconds (user+sys from /proc) per round,
-# and the medians' ratios zcopy/dufs.
+#!/usr/bin/env bash
+# Many small files uploaded through rclone's webdav backend: `rclone copy` of a tree
+# of FILES files of SIZE bytes (100 per folder) to `zcopy serve --webdav` and to
+# `dufs -A`, side by side in one run (rounds interleaved, each into a fresh folder),
+# over loopback. Servers pinned to CPU 0, rclone to CPU 1. Reports wall time and
+# server CPU (user+sys of every thread, from /proc) per round and their medians, and
+# `rclone check`s the last round's upload on each server.
 #
 #   bench/rclone-many.sh [ZCOPY_BIN] [FILES] [ROUNDS] [DIR]
 #
-# rclone 1.60's webdav backend starts its calls at least 10 ms apart (its pacer; no
-# flag to change it before 1.62), so the wall time is bounded below by ~10 ms per
-# call (a PUT per file, an MKCOL and PROPFINDs per folder) for both servers: read
-# the server CPU beside it. DIR (default under /dev/shm) holds the roots and the tree.
-set -eu
+# FILES defaults to 10000, ROUNDS to 1, DIR (the served roots and the local tree) to
+# a tmpfs under /dev/shm (give a disk directory to include the disk: zcopy fsyncs
+# every upload before it renames it into place, dufs does not). SIZE=bytes (default
+# 4096). RCLONE_FLAGS adds flags to every rclone copy (e.g. "--transfers 8").
+# ZCOPY_BASE=path adds a `base` row (another zcopy binary, for before/after).
+# DUFS=path picks dufs (default: on PATH, else ~/.cargo/bin/dufs). PORT0 (default
+# 18821) is the first of three ports.
+set -euo pipefail
 ZCOPY=${1:-target/release/zcopy}
 FILES=${2:-10000}
 ROUNDS=${3:-1}
 BASE=${4:-/dev/shm/zcopy-rclone-many}
-PZ=18821
-PD=18822
+SIZE=${SIZE:-4096}
+DUFS=${DUFS:-$(command -v dufs || echo "$HOME/.cargo/bin/dufs")}
+[ -x "$DUFS" ] || { echo "dufs not installed (cargo install dufs)" >&2; exit 2; }
 command -v rclone >/dev/null || { echo "rclone not installed (apt-get install rclone)" >&2; exit 2; }
-command -v dufs >/dev/null || { echo "dufs not installed (cargo install dufs)" >&2; exit 2; }
+PORT0=${PORT0:-18821}
+ZBASE=${ZCOPY_BASE:-}
 rm -rf "$BASE"
-mkdir -p "$BASE/tree"
-i=0
-while [ $i -lt "$FILES" ]; do
-    d="$BASE/tree/d$((i / 100))"
-    [ -d "$d" ] || mkdir "$d"
-    head -c 4096 /dev/urandom > "$d/f$i"
-    i=$((i + 1))
-done
-PIDS=""
-trap 'kill $PIDS 2>/dev/null; rm -rf "$BASE"' EXIT
-export RCLONE_CONFIG=/dev/null
-tick=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+mkdir -p "$BASE/z" "$BASE/d" "$BASE/b" "$BASE/tree"
+python3 - "$BASE/tree" "$FILES" "$SIZE" <<'PY'
+import os, sys
+root, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(n):
+    d = os.path.join(root, "d%03d" % (i // 100))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%05d.bin" % i), "wb") as f:
+        f.write(os.urandom(size))
+PY
 
-start() { # name root -> sets PID
-    case $1 in
-    zcopy) taskset -c 0 "$ZCOPY" -q serve "$2" --listen "127.0.0.1:$PZ" --webdav --workers 1 >/dev/null 2>&1 & ;;
-    dufs) taskset -c 0 dufs -A -b 127.0.0.1 -p "$PD" "$2" >/dev/null 2>&1 & ;;
-    esac
-    PID=$!
-    PIDS="$PIDS $PID"
-    sleep 0.5
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$BASE"
+}
+trap cleanup EXIT
+taskset -c 0 "$ZCOPY" serve "$BASE/z" --listen "127.0.0.1:$PORT0" --webdav -q >/dev/null 2>&1 &
+ZPID=$!; pids+=("$ZPID")
+taskset -c 0 "$DUFS" "$BASE/d" -A -b 127.0.0.1 -p $((PORT0 + 1)) >/dev/null 2>&1 &
+DPID=$!; pids+=("$DPID")
+if [ -n "$ZBASE" ]; then
+  taskset -c 0 "$ZBASE" serve "$BASE/b" --listen "127.0.0.1:$((PORT0 + 2))" --webdav -q >/dev/null 2>&1 &
+  BPID=$!; pids+=("$BPID")
+fi
+sleep 1
+export RCLONE_CONFIG=/dev/null
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tick=$(getconf CLK_TCK)
+RESULTS=$BASE/results.txt
+: > "$RESULTS"
+
+measure() { # name pid port round
+  local name=$1 pid=$2 port=$3 round=$4 c0 t0 t1 c1
+  c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  RCLONE_WEBDAV_URL="http://127.0.0.1:$port/" taskset -c 1 rclone copy ${RCLONE_FLAGS:-} \
+    "$BASE/tree" ":webdav:run$round" || { echo "$name: rclone copy failed" >&2; exit 1; }
+  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+  awk -v n="$name" -v f="$FILES" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v hz="$tick" 'BEGIN {
+    s = t1 - t0; cpu = (c1 - c0) / hz;
+    printf "%-6s %7.2f s  %6.0f files/s  server CPU %.2f s (%.0f us/file)\n", n, s, f / s, cpu, cpu / f * 1e6 }' \
+    | tee -a "$RESULTS"
 }
 
+echo "rclone copy of $FILES files of $SIZE bytes to $BASE over loopback ($ROUNDS rounds, interleaved)"
 for r in $(seq "$ROUNDS"); do
-    for name in zcopy dufs; do
-        root="$BASE/root-$name-$r"
-        mkdir -p "$root"
-        start "$name" "$root"
-        port=$PZ; [ "$name" = dufs ] && port=$PD
-        url="http://127.0.0.1:$port/"
-        c0=$(cpu_ticks "$PID"); t0=$(date +%s.%N)
-        taskset -c 1 rclone copy --webdav-url "$url" "$BASE/tree" :webdav:up >/dev/null 2>&1 \
-            || { echo "$name: rclone copy failed" >&2; exit 1; }
-        t1=$(date +%s.%N); c1=$(cpu_ticks "$PID")
-        taskset -c 1 rclone check --webdav-url "$url" "$BASE/tree" :webdav:up >/dev/null 2>&1 \
-            || { echo "$name: rclone check found differences" >&2; exit 1; }
-        kill "$PID"; wait "$PID" 2>/dev/null || true
-        rm -rf "$root"
-        echo "$name $r $t0 $t1 $c0 $c1" | awk -v hz="$tick" '{printf "%s round %s: %.2f s, server CPU %.2f s\n", $1, $2, $4 - $3, ($6 - $5) / hz}'
-    done
-done | tee "$BASE.out"
-awk '
-    { split($0, a, " "); name = a[1]; s = a[4] + 0; cpu = a[8] + 0; n[name]++; S[name, n[name]] = s; C[name, n[name]] = cpu }
-    function med(arr, name, k,   i, j, t, v) {
-        for (i = 1; i <= k; i++) v[i] = arr[name, i]
-        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-        return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-    }
-    END {
-        zs = med(S, "zcopy", n["zcopy"]); ds = med(S, "dufs", n["dufs"])
-        zc = med(C, "zcopy", n["zcopy"]); dc = med(C, "dufs", n["dufs"])
-        printf "median: zcopy %.2f s (CPU %.2f s), dufs %.2f s (CPU %.2f s); time zcopy/dufs %.2f, server CPU zcopy/dufs %.2f\n", zs, zc, ds, dc, zs / ds, zc / dc
-    }' "$BASE.out"
-rm -f "$BASE.out"
+  if [ -n "$ZBASE" ]; then measure base "$BPID" $((PORT0 + 2)) "$r"; fi
+  measure zcopy "$ZPID" "$PORT0" "$r"
+  measure dufs "$DPID" $((PORT0 + 1)) "$r"
+done
+for s in zcopy:$PORT0 dufs:$((PORT0 + 1)); do
+  echo -n "${s%%:*}: "
+  RCLONE_WEBDAV_URL="http://127.0.0.1:${s#*:}/" rclone check "$BASE/tree" ":webdav:run$ROUNDS" 2>&1 \
+    | grep -E "differences found|matching files" | tr '\n' ' '
+  echo
+done
+echo "medians:"
+for n in base zcopy dufs; do
+  { grep "^$n " "$RESULTS" || true; } | awk '{print $2, $8}' | sort -n | awk -v n="$n" '
+    { t[NR] = $1; c[NR] = $2 } END { if (NR) printf "%-6s %.2f s wall\n", n, t[int((NR + 1) / 2)] }'
+  { grep "^$n " "$RESULTS" || true; } | awk '{print $8}' | sort -n | awk -v n="$n" '
+    { c[NR] = $1 } END { if (NR) printf "%-6s %.2f s server CPU\n", n, c[int((NR + 1) / 2)] }'
+done

@@ -1526,6 +1526,15 @@ impl Conn {
         Some((r.sink.file(), &self.rbuf[self.rpos..self.rpos + n]))
     }
 
+    /// Body bytes still to come from the socket (those that came with the head
+    /// not counted); 0 unless a body is being received.
+    pub fn body_to_come(&self) -> u64 {
+        match &self.state {
+            State::Receive(r) => r.left.saturating_sub((self.rend - self.rpos) as u64),
+            _ => 0,
+        }
+    }
+
     /// The file the body goes to (after [`Intent::ReceiveBody`]).
     pub fn body_file(&self) -> Option<&File> {
         match &self.state {

@@ -328,6 +328,31 @@ impl Connection {
                             None => continue,
                         }
                     }
+                    if self.upload.is_none() && len < super::SPLICE_BODY_MIN {
+                        // A small body: read into the core's buffer, then written
+                        // from there (StoreBody).
+                        if !self.readable {
+                            return Progress::Wait;
+                        }
+                        let buf = self.core.read_buf(&mut env);
+                        let room = buf.len();
+                        match (&self.stream).read(buf) {
+                            Ok(n) => {
+                                if n > 0 && n < room && !self.read_closed {
+                                    self.readable = false;
+                                }
+                                self.core.on_read(&mut env, n);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                self.readable = false;
+                                self.core.on_read_blocked(&mut env);
+                                return Progress::Wait;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => self.core.on_read_failed(&mut env),
+                        }
+                        continue;
+                    }
                     // Set before waiting: the mark is never above what is still to
                     // come, so the last bytes wake us too.
                     self.low.expect(&self.stream, len);

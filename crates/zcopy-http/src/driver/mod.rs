@@ -171,6 +171,13 @@ pub const SMALL_BODY: u64 = proto::INLINE_MAX;
 /// the pool's high-water mark is memory the worker holds after a burst (the soak saw
 /// +0.5 MiB stay after 200 slow readers sent their next requests together with 256).
 pub const SPARE_BUFFERS: usize = 32;
+/// A request body with at least this many bytes still to come is spliced (socket
+/// → pipe → file); a smaller one (or rest) is read into the core's buffer and
+/// written from there, two syscalls where a splice costs a pipe's set-up, two
+/// splices and the low-water mark's two setsockopts (io_uring: copied from the
+/// ring's receive buffers, where switching costs a cancel and a poll).
+pub const SPLICE_BODY_MIN: u64 = 64 * 1024;
+
 /// Most body bytes one connection sends per loop turn before others get a go.
 pub const TURN_BUDGET: usize = 512 * 1024;
 /// Transfers kept for reuse per worker and plan.

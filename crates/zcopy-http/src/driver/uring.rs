@@ -6,6 +6,12 @@
 //!   chunk is copied into the core's read buffer when it asks to read. A connection
 //!   whose core doesn't read (busy answering) has its receive cancelled while it
 //!   holds buffers, and re-armed when it asks again.
+//! - Request bodies: the rest of a large one (64 KiB or more to come) is spliced
+//!   socket → pipe → file on the loop by the epoll driver's transfer, the multishot
+//!   receive cancelled first (before a `100 Continue` leaves) and a one-shot ring
+//!   poll waiting for the socket (its receive low-water mark raised, as on epoll);
+//!   what the ring received before, and a small body, go from its buffers to the
+//!   file in one writev.
 //! - Heads and in-memory bodies: copied into a buffer the ring owns until the `SEND`
 //!   completes. A head followed by a body is held back (corked in user space) and
 //!   leaves in the same `SEND` as the body's first chunk.
@@ -47,7 +53,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -55,6 +61,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 use rustix::io::Errno;
+use zcopy::Src;
+use zcopy::receive::LowWater;
 use zcopy::ring::{
     BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingSize,
 };
@@ -63,7 +71,9 @@ use super::h2::{self, Got, H2};
 use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
-use super::{Engines, PeerRoute, Sheddable, SiteResponder, classify_peer, shed_victim};
+use super::{
+    Engines, PeerRoute, SPLICE_BODY_MIN, Sheddable, SiteResponder, classify_peer, shed_victim,
+};
 use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
@@ -84,6 +94,10 @@ const POLLIN: u32 = rustix::event::PollFlags::IN.bits() as u32;
 const IGNORE: u64 = u64::MAX - 1;
 /// Listener tokens count down from here.
 const LISTENER_BASE: u64 = u64::MAX - 2;
+/// A connection's token with this bit set names the poll that waits for more of
+/// its request body to splice (apart from the send side's operations).
+const BODY_POLL: u64 = 1 << 40;
+
 /// Largest TLS file chunk read (and encrypted) in one go.
 const TLS_CHUNK: usize = zcopy::ring::CHUNK;
 /// Largest in-memory write corked while a body follows.
@@ -178,6 +192,15 @@ struct Connection {
     sniff: bool,
     /// The HTTP/2 connection has more to do now (its turn budget ran out).
     again: bool,
+    /// The engine state of a request body being spliced (socket → pipe → file);
+    /// while set, the multishot receive stays off.
+    upload: Option<Box<zcopy::Transfer>>,
+    /// The socket's receive low-water mark: raised while a body is spliced.
+    low: LowWater,
+    /// A poll for more of the body is in flight (token | [`BODY_POLL`]).
+    body_poll: bool,
+    /// The multishot receive was cancelled to splice a body (not yet over).
+    recv_cancelled: bool,
 }
 
 /// The socket side of an HTTP/2 connection on the ring ([`h2::Io`]): reads take
@@ -428,13 +451,29 @@ impl Connection {
             self.tls = Some(t);
             return;
         }
+        // Body bytes spliced this turn (others get a go after the budget).
+        let mut budget = super::TURN_BUDGET;
         while !self.closing {
             let (mut env, io, site, engines, _) = sh.parts();
             let intent = self.core.next(&mut env);
             let corked = self.sending.is_none() && !self.out.is_empty();
+            if let Some(op) = self.recv
+                && !self.recv_cancelled
+                && self.core.body_to_come() >= SPLICE_BODY_MIN
+            {
+                // A large body is coming: it will be spliced, so the multishot
+                // receive ends now (before a `100 Continue` leaves), not after it
+                // has copied the body's first buffers.
+                self.recv_cancelled = true;
+                ring.cancel(IGNORE, op);
+            }
             match intent {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, false),
-                Intent::Publish => super::start_publish(&mut self.core, &mut env, site, idx),
+                Intent::Publish => {
+                    self.upload = None;
+                    self.low.reset(&*self.stream);
+                    super::start_publish(&mut self.core, &mut env, site, idx)
+                }
                 // A request body is received by copy here: the chunks the ring
                 // received go from its buffers to the body's file, all of them in
                 // one writev (not each through the core's read buffer).
@@ -443,6 +482,69 @@ impl Connection {
                         self.flush(token, ring, false);
                     }
                     self.write_received(len, ring, &mut env);
+                }
+                // The rest of a large body is spliced, socket → pipe → file, on the
+                // loop as the epoll driver does, a ring poll waiting for the socket
+                // (readable once the low-water mark's bytes are queued).
+                Intent::ReceiveBody { len } if self.upload.is_some() || len >= SPLICE_BODY_MIN => {
+                    if corked {
+                        self.flush(token, ring, false);
+                    }
+                    if self.body_poll {
+                        return;
+                    }
+                    if let Some(op) = self.recv {
+                        // Bytes the receive takes until it is over are written first
+                        // (pending); then the socket is the splice's alone.
+                        if !self.recv_cancelled {
+                            self.recv_cancelled = true;
+                            ring.cancel(IGNORE, op);
+                        }
+                        return;
+                    }
+                    if self.eof {
+                        self.core.on_read(&mut env, 0);
+                        continue;
+                    }
+                    if self.recv_failed {
+                        self.core.on_read_failed(&mut env);
+                        continue;
+                    }
+                    if budget == 0 {
+                        self.again = true;
+                        return;
+                    }
+                    let Some(file) = self.core.body_file() else {
+                        continue;
+                    };
+                    self.low.expect(&*self.stream, len);
+                    let t = self.upload.get_or_insert_with(|| engines.upload());
+                    let want = len.min(budget as u64) as usize;
+                    let src = Src::Fd {
+                        fd: self.stream.as_fd(),
+                        offset: None,
+                    };
+                    match t.step(src, file.as_fd(), want) {
+                        Ok(n) => {
+                            budget = budget.saturating_sub(n);
+                            env.events.stats.upload_by_engine(t.current(), n as u64);
+                            if n == 0 {
+                                self.upload = None;
+                            }
+                            self.core.on_body_received(&mut env, n);
+                        }
+                        Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
+                            self.body_poll = true;
+                            ring.poll(token | BODY_POLL, &self.stream, POLLIN);
+                            self.inflight += 1;
+                            return;
+                        }
+                        Err(e) => {
+                            // The pipe may hold bytes of this body: never reused.
+                            self.upload = None;
+                            super::body_failed(&mut self.core, &mut env, e);
+                        }
+                    }
                 }
                 Intent::Read | Intent::ReceiveBody { .. } => {
                     if corked {
@@ -486,6 +588,9 @@ impl Connection {
                         continue;
                     }
                     if self.recv.is_none() {
+                        // The mark a spliced body raised must not hold back a head.
+                        self.low.reset(&*self.stream);
+                        self.upload = None;
                         self.recv = Some(ring.recv_multi(token, &self.stream));
                         self.inflight += 1;
                     }
@@ -1023,6 +1128,7 @@ impl Connection {
             Event::Received(r) => {
                 if c.last {
                     self.recv = None;
+                    self.recv_cancelled = false;
                 }
                 match r {
                     Ok(Some(buf)) if self.closing => ring.recycle(buf),
@@ -1342,6 +1448,23 @@ impl Worker {
                     self.settle_listener(li, ring);
                 }
             }
+            t if t & BODY_POLL != 0 => {
+                // More of a spliced body may be there (or the connection is closing).
+                let idx = (t & !BODY_POLL) as usize;
+                let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                    return;
+                };
+                if c.last {
+                    conn.inflight -= 1;
+                    conn.body_poll = false;
+                }
+                if conn.closing {
+                    self.closed(idx);
+                } else if !conn.queued {
+                    conn.queued = true;
+                    self.books.runq.push(idx);
+                }
+            }
             t => {
                 let idx = t as usize;
                 let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
@@ -1640,6 +1763,10 @@ impl Worker {
             send_failed: false,
             h2: None,
             again: false,
+            upload: None,
+            low: LowWater::default(),
+            body_poll: false,
+            recv_cancelled: false,
         }));
         self.books.runq.push(idx);
     }

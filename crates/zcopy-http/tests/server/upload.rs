@@ -281,6 +281,41 @@ fn a_stalled_body_hits_the_body_timeout() {
 }
 
 #[test]
+fn a_large_stalled_body_hits_the_body_timeout_on_both_drivers() {
+    // A large body's rest is spliced on both drivers (io_uring waits for it with a
+    // ring poll): a client that stops halfway is still closed at the body timeout,
+    // and nothing is left under the final name or as a temporary file.
+    for io in DRIVERS {
+        let fx = Fixture::new();
+        let srv = TestServer::start(&fx.root(), |c| {
+            uploads(io)(c);
+            c.send_timeout = Duration::from_secs(1);
+        });
+        let mut s = srv.connect();
+        write!(
+            s,
+            "PUT /slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            8 << 20
+        )
+        .unwrap();
+        s.write_all(&pattern(0, 1 << 20)).unwrap();
+        let t = Instant::now();
+        assert!(
+            closed(&mut s),
+            "{io}: the stalled upload's connection is closed"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{io}: {:?}",
+            t.elapsed()
+        );
+        eventually("nothing left behind", || names(&fx.root()).is_empty());
+        // The worker goes on serving.
+        assert_eq!(put(&srv, "/next.bin", &[], b"next").status, 201, "{io}");
+    }
+}
+
+#[test]
 fn concurrent_puts_to_one_path_end_with_one_complete_version() {
     let fx = Fixture::new();
     let srv = Arc::new(TestServer::start(&fx.root(), uploads(io_driver())));
