@@ -28,7 +28,7 @@ use crate::frame::{
     self, Code, Frame, FrameError, HEADER_LEN, Header, MAX_WINDOW, flag, kind, setting,
 };
 use crate::hpack::{self, Decoder};
-use crate::request::Head;
+use crate::request::{Builder, Head};
 
 /// The limits a connection runs under.
 #[derive(Clone, Copy, Debug)]
@@ -631,17 +631,19 @@ impl Conn {
             }
             Some(_) => {
                 // Half-closed (remote): decode to keep HPACK in step, then refuse.
-                self.partial = Some(Partial {
+                let mut p = Partial {
                     stream: id,
-                    block: block.to_vec(),
+                    block: Vec::new(),
                     end_stream,
                     frames: 0,
                     trailers: true,
                     refused: true,
-                });
+                };
                 if end_headers {
-                    self.end_block();
+                    return self.decoded(&p, block);
                 }
+                p.block = block.to_vec();
+                self.partial = Some(p);
                 return;
             }
             None => {
@@ -659,17 +661,20 @@ impl Conn {
         if block.len() > self.s.max_header_block {
             return self.fail(Code::EnhanceYourCalm);
         }
-        self.partial = Some(Partial {
+        let mut p = Partial {
             stream: id,
-            block: block.to_vec(),
+            block: Vec::new(),
             end_stream,
             frames: 0,
             trailers,
             refused: false,
-        });
+        };
         if end_headers {
-            self.end_block();
+            // Whole in this frame: decoded where it lies.
+            return self.decoded(&p, block);
         }
+        p.block = block.to_vec();
+        self.partial = Some(p);
     }
 
     fn on_continuation(&mut self, block: &[u8], end_headers: bool) {
@@ -689,14 +694,25 @@ impl Conn {
         }
     }
 
-    /// A whole header block: decoded (always, to keep the table in step), then a
-    /// request, trailers to drop, or a refusal.
+    /// A header block received in pieces is whole.
     fn end_block(&mut self) {
-        let Some(p) = self.partial.take() else {
+        let Some(mut p) = self.partial.take() else {
             return;
         };
-        let decoded = match self.decoder.decode(&p.block) {
-            Ok(d) => d,
+        let block = std::mem::take(&mut p.block);
+        self.decoded(&p, &block);
+    }
+
+    /// A whole header block: decoded (always, to keep the table in step), then a
+    /// request, trailers to drop, or a refusal.
+    fn decoded(&mut self, p: &Partial, block: &[u8]) {
+        let mut head = (!p.refused && !p.trailers).then(|| Builder::new(p.end_stream));
+        let mut pseudo = false;
+        let too_large = match self.decoder.decode_with(block, |n, v| match &mut head {
+            Some(b) => b.field(n, v),
+            None => pseudo |= n.starts_with(b":"),
+        }) {
+            Ok(t) => t,
             Err(_) => return self.fail(Code::Compression),
         };
         let id = p.stream;
@@ -705,7 +721,7 @@ impl Conn {
         }
         if p.trailers {
             // Trailers carry no pseudo-field (RFC 9113 §8.1).
-            if decoded.fields.iter().any(|(n, _)| n.starts_with(b":")) {
+            if pseudo && !too_large {
                 return self.reset_stream(id, Code::Protocol);
             }
             if let Some(s) = self.stream(id)
@@ -745,12 +761,12 @@ impl Conn {
             uncredited: 0,
             window: self.s.initial_window as i64,
         };
-        if decoded.too_large {
+        if too_large {
             self.streams.push(s);
             self.events.push_back(Event::TooLarge { stream: id });
             return;
         }
-        match Head::from_fields(decoded.fields, p.end_stream) {
+        match head.map(Builder::finish).expect("a request's block") {
             Ok(head) => {
                 s.expect_len = head.content_length;
                 self.streams.push(s);

@@ -47,6 +47,9 @@ pub struct Decoder {
     /// The largest maximum the peer may set (our SETTINGS_HEADER_TABLE_SIZE).
     allowed: usize,
     max_list: usize,
+    /// Huffman-decoded name and value of the field being read (reused).
+    name_buf: Vec<u8>,
+    value_buf: Vec<u8>,
 }
 
 const ERR_INT: CompressionError = CompressionError("integer too large or cut short");
@@ -77,6 +80,7 @@ fn int(b: &[u8], pos: &mut usize, n: u8) -> Result<usize, CompressionError> {
 }
 
 /// Reads a string literal at `*pos` (Huffman-decoded if flagged).
+#[cfg(test)]
 fn string(b: &[u8], pos: &mut usize) -> Result<Vec<u8>, CompressionError> {
     let huffman = b.get(*pos).ok_or(ERR_STR)? & 0x80 != 0;
     let len = int(b, pos, 7)?;
@@ -156,8 +160,16 @@ static NIBBLES: LazyLock<Vec<(u8, u8, u8)>> = LazyLock::new(|| {
 /// Decodes a Huffman-coded string (RFC 7541 §5.2): EOS, or padding that is
 /// longer than 7 bits or not all ones, is an error.
 pub fn huffman_decode(raw: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    let mut out = Vec::new();
+    huffman_decode_into(raw, &mut out)?;
+    Ok(out)
+}
+
+/// As [`huffman_decode`], into `out` (emptied first; its capacity is reused).
+pub fn huffman_decode_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
     let t = &*NIBBLES;
-    let mut out = Vec::with_capacity(raw.len() * 8 / 5 + 1);
+    out.clear();
+    out.reserve(raw.len() * 8 / 5 + 1);
     let mut state = 0usize;
     let mut accept = true;
     for &b in raw {
@@ -176,7 +188,7 @@ pub fn huffman_decode(raw: &[u8]) -> Result<Vec<u8>, CompressionError> {
     if !accept {
         return Err(CompressionError("invalid Huffman padding"));
     }
-    Ok(out)
+    Ok(())
 }
 
 impl Decoder {
@@ -189,27 +201,14 @@ impl Decoder {
             max: table,
             allowed: table,
             max_list,
+            name_buf: Vec::new(),
+            value_buf: Vec::new(),
         }
     }
 
     /// Bytes the dynamic table holds.
     pub fn table_size(&self) -> usize {
         self.size
-    }
-
-    fn get(&self, idx: usize) -> Result<(&[u8], &[u8]), CompressionError> {
-        match idx {
-            0 => Err(ERR_IDX),
-            1..=61 => {
-                let (n, v) = STATIC[idx - 1];
-                Ok((n.as_bytes(), v.as_bytes()))
-            }
-            _ => self
-                .dynamic
-                .get(idx - 62)
-                .map(|(n, v)| (&n[..], &v[..]))
-                .ok_or(ERR_IDX),
-        }
     }
 
     fn evict(&mut self) {
@@ -221,8 +220,8 @@ impl Decoder {
         }
     }
 
-    fn insert(&mut self, n: &[u8], v: &[u8]) {
-        let s = n.len() + v.len() + 32;
+    fn insert(&mut self, e: Entry) {
+        let s = e.0.len() + e.1.len() + 32;
         if s > self.max {
             // Larger than the table: it empties (RFC 7541 §4.4).
             self.dynamic.clear();
@@ -231,22 +230,39 @@ impl Decoder {
         }
         self.size += s;
         self.evict();
-        self.dynamic.push_front((n.into(), v.into()));
+        self.dynamic.push_front(e);
     }
 
-    /// Decodes one whole header block.
+    /// Decodes one whole header block into a list (the fields copied out: for
+    /// tests and tools; the server reads them in place with
+    /// [`Decoder::decode_with`]).
     pub fn decode(&mut self, block: &[u8]) -> Result<Decoded, CompressionError> {
         let mut d = Decoded::default();
+        d.too_large = self.decode_with(block, |n, v| d.fields.push((n.to_vec(), v.to_vec())))?;
+        if d.too_large {
+            d.fields = Vec::new();
+        }
+        Ok(d)
+    }
+
+    /// Decodes one whole header block, giving each field to `field` in order as
+    /// `(name, value)` borrowed from the block, the tables or a reused buffer
+    /// (nothing allocated but the entries the block adds to the dynamic table).
+    /// Returns true when the list went past its bound: `field` saw only the
+    /// fields before it, and the caller drops them (the block is still decoded to
+    /// the end, so the table stays in step).
+    pub fn decode_with(
+        &mut self,
+        block: &[u8],
+        mut field: impl FnMut(&[u8], &[u8]),
+    ) -> Result<bool, CompressionError> {
+        let mut too_large = false;
         let mut list = 0usize;
         let mut pos = 0;
         let mut at_start = true;
         while pos < block.len() {
             let b = block[pos];
-            let (name, value, index) = if b & 0x80 != 0 {
-                let idx = int(block, &mut pos, 7)?;
-                let (n, v) = self.get(idx)?;
-                (n.to_vec(), v.to_vec(), false)
-            } else if b & 0xe0 == 0x20 {
+            if b & 0xe0 == 0x20 {
                 // Dynamic table size update: only before the first field.
                 if !at_start {
                     return Err(CompressionError("table size update after a field"));
@@ -258,6 +274,12 @@ impl Decoder {
                 self.max = max;
                 self.evict();
                 continue;
+            }
+            at_start = false;
+            // Literal strings are read first (into the reused buffers), then the
+            // table is looked up: the slices borrow both at once.
+            let (name_idx, name_lit, value_lit, index) = if b & 0x80 != 0 {
+                (int(block, &mut pos, 7)?, None, None, false)
             } else {
                 let (prefix, index) = if b & 0xc0 == 0x40 {
                     (6, true)
@@ -266,27 +288,85 @@ impl Decoder {
                 };
                 let idx = int(block, &mut pos, prefix)?;
                 let name = match idx {
-                    0 => string(block, &mut pos)?,
-                    i => self.get(i)?.0.to_vec(),
+                    0 => Some(lit(block, &mut pos, &mut self.name_buf)?),
+                    i => {
+                        lookup(&self.dynamic, i)?;
+                        None
+                    }
                 };
-                (name, string(block, &mut pos)?, index)
+                let value = lit(block, &mut pos, &mut self.value_buf)?;
+                (idx, name, Some(value), index)
             };
-            at_start = false;
-            if index {
-                self.insert(&name, &value);
+            let (n, v): (&[u8], &[u8]) = match name_lit {
+                Some(l) => (l.get(block, &self.name_buf), &[]),
+                None => lookup(&self.dynamic, name_idx)?,
+            };
+            let v = match value_lit {
+                Some(l) => l.get(block, &self.value_buf),
+                None => v,
+            };
+            let entry: Option<Entry> = index.then(|| (n.into(), v.into()));
+            if !too_large {
+                list = list.saturating_add(n.len() + v.len() + 32);
+                if list > self.max_list {
+                    too_large = true;
+                } else {
+                    field(n, v);
+                }
             }
-            if d.too_large {
-                continue;
+            if let Some(e) = entry {
+                self.insert(e);
             }
-            list = list.saturating_add(name.len() + value.len() + 32);
-            if list > self.max_list {
-                d.too_large = true;
-                d.fields = Vec::new();
-                continue;
-            }
-            d.fields.push((name, value));
         }
-        Ok(d)
+        Ok(too_large)
+    }
+}
+
+/// Where a decoded string literal is: bytes of the block, or the buffer it was
+/// Huffman-decoded into.
+#[derive(Clone, Copy)]
+enum Lit {
+    Raw(usize, usize),
+    Buf,
+}
+
+impl Lit {
+    fn get<'a>(self, block: &'a [u8], buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            Lit::Raw(s, e) => &block[s..e],
+            Lit::Buf => buf,
+        }
+    }
+}
+
+/// Reads a string literal at `*pos`: a plain one stays in the block, a Huffman
+/// one is decoded into `buf`.
+fn lit(b: &[u8], pos: &mut usize, buf: &mut Vec<u8>) -> Result<Lit, CompressionError> {
+    let huffman = b.get(*pos).ok_or(ERR_STR)? & 0x80 != 0;
+    let len = int(b, pos, 7)?;
+    let start = *pos;
+    let raw = b.get(start..start.saturating_add(len)).ok_or(ERR_STR)?;
+    *pos += len;
+    if huffman {
+        huffman_decode_into(raw, buf)?;
+        Ok(Lit::Buf)
+    } else {
+        Ok(Lit::Raw(start, start + len))
+    }
+}
+
+/// Entry `idx` of the static table (1..=61) or the dynamic one (62..).
+fn lookup(dynamic: &VecDeque<Entry>, idx: usize) -> Result<(&[u8], &[u8]), CompressionError> {
+    match idx {
+        0 => Err(ERR_IDX),
+        1..=61 => {
+            let (n, v) = STATIC[idx - 1];
+            Ok((n.as_bytes(), v.as_bytes()))
+        }
+        _ => dynamic
+            .get(idx - 62)
+            .map(|(n, v)| (&n[..], &v[..]))
+            .ok_or(ERR_IDX),
     }
 }
 
@@ -455,6 +535,127 @@ pub fn encode_head(out: &mut Vec<u8>, head: &ResponseHead) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The decoder as it was before it read fields in place (a copy per name and
+    /// value, a table entry from those copies): the reference the in-place one
+    /// is compared with.
+    fn reference_decode(d: &mut Decoder, block: &[u8]) -> Result<Decoded, CompressionError> {
+        let mut out = Decoded::default();
+        let mut list = 0usize;
+        let mut pos = 0;
+        let mut at_start = true;
+        while pos < block.len() {
+            let b = block[pos];
+            let (name, value, index) = if b & 0x80 != 0 {
+                let idx = int(block, &mut pos, 7)?;
+                let (n, v) = lookup(&d.dynamic, idx)?;
+                (n.to_vec(), v.to_vec(), false)
+            } else if b & 0xe0 == 0x20 {
+                if !at_start {
+                    return Err(CompressionError("table size update after a field"));
+                }
+                let max = int(block, &mut pos, 5)?;
+                if max > d.allowed {
+                    return Err(CompressionError("table size above the limit"));
+                }
+                d.max = max;
+                d.evict();
+                continue;
+            } else {
+                let (prefix, index) = if b & 0xc0 == 0x40 {
+                    (6, true)
+                } else {
+                    (4, false)
+                };
+                let idx = int(block, &mut pos, prefix)?;
+                let name = match idx {
+                    0 => string(block, &mut pos)?,
+                    i => lookup(&d.dynamic, i)?.0.to_vec(),
+                };
+                (name, string(block, &mut pos)?, index)
+            };
+            at_start = false;
+            if index {
+                d.insert((name.clone().into(), value.clone().into()));
+            }
+            if out.too_large {
+                continue;
+            }
+            list = list.saturating_add(name.len() + value.len() + 32);
+            if list > d.max_list {
+                out.too_large = true;
+                out.fields = Vec::new();
+                continue;
+            }
+            out.fields.push((name, value));
+        }
+        Ok(out)
+    }
+
+    /// Blocks made of well-formed and random representations: indexed (static
+    /// and dynamic, in and out of range), literals with and without indexing,
+    /// Huffman or not, size updates, and raw garbage.
+    fn block_strategy() -> impl Strategy<Value = Vec<u8>> {
+        let s = prop::collection::vec(
+            prop::sample::select(&b"ab:/-x0 \x00\xffGET"[..]).prop_map(|b| b),
+            0..40,
+        );
+        let piece = prop_oneof![
+            (1usize..80).prop_map(|i| {
+                let mut o = Vec::new();
+                encode_int(&mut o, 0x80, 7, i);
+                o
+            }),
+            (0usize..80, s.clone(), any::<bool>(), any::<bool>()).prop_map(|(i, v, idx, h)| {
+                let mut o = Vec::new();
+                let (first, n) = if idx { (0x40, 6) } else { (0x00, 4) };
+                encode_int(&mut o, first, n, i);
+                if i == 0 {
+                    o.extend_from_slice(&[0x03, b'x', b'-', b'a']);
+                }
+                let body = if h { huffman_encode(&v) } else { v.clone() };
+                encode_int(&mut o, if h { 0x80 } else { 0 }, 7, body.len());
+                o.extend_from_slice(&body);
+                o
+            }),
+            (0usize..5000).prop_map(|m| {
+                let mut o = Vec::new();
+                encode_int(&mut o, 0x20, 5, m);
+                o
+            }),
+            prop::collection::vec(any::<u8>(), 0..6),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// The in-place decoder gives what the copying one gave, block after
+        /// block on one table (the same fields, the same bound hit, the same
+        /// table, errors for the same blocks), with a small table and list so
+        /// eviction and the bound are reached.
+        #[test]
+        fn in_place_decoding_matches_the_reference(
+            blocks in prop::collection::vec(block_strategy(), 1..4),
+            table in prop::sample::select(vec![0usize, 64, 256, 4096]),
+            max_list in prop::sample::select(vec![64usize, 300, 16384]),
+        ) {
+            let mut new = Decoder::new(table, max_list);
+            let mut old = Decoder::new(table, max_list);
+            for b in &blocks {
+                let got = new.decode(b);
+                let want = reference_decode(&mut old, b);
+                prop_assert_eq!(got.is_ok(), want.is_ok());
+                match (got, want) {
+                    (Ok(g), Ok(w)) => prop_assert_eq!(g, w),
+                    _ => break,
+                }
+                prop_assert_eq!(new.size, old.size);
+                prop_assert_eq!(&new.dynamic, &old.dynamic);
+            }
+        }
+    }
 
     #[test]
     fn what_we_encode_decodes() {

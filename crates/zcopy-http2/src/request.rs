@@ -4,17 +4,19 @@
 
 use zcopy_http1::request::{BodyFraming, HttpError, ListenKind, Method, Request, Version};
 
-/// A request's header list, checked.
+/// Bytes `.0..1` of a [`Head`]'s text.
+type Span = (u32, u32);
+
+/// A request's header list, checked: its text in one buffer (two allocations a
+/// request: the text and the field list).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Head {
-    /// `:method`
-    pub method: String,
-    /// `:path`
-    pub path: String,
-    /// `:authority`
-    pub authority: Option<String>,
+    text: String,
+    method: Span,
+    path: Span,
+    authority: Option<Span>,
     /// Regular fields, names in lower case, in order.
-    pub fields: Vec<(String, String)>,
+    fields: Vec<(Span, Span)>,
     /// The request has no body (END_STREAM on its HEADERS).
     pub end_stream: bool,
     /// content-length, if given.
@@ -38,99 +40,195 @@ fn valid_value(v: &[u8]) -> bool {
         && !v.last().is_some_and(|b| matches!(b, b' ' | b'\t'))
 }
 
-impl Head {
-    /// Checks a decoded list: pseudo-fields first, once each, the three a request
-    /// needs; names in lower case; no connection-specific field; values without
-    /// NUL, CR, LF or surrounding white space.
-    pub fn from_fields(list: Vec<(Vec<u8>, Vec<u8>)>, end_stream: bool) -> Result<Head, Malformed> {
-        let mut h = Head {
-            end_stream,
-            ..Head::default()
-        };
-        let (mut method, mut scheme, mut path) = (None, None, None);
-        let mut regular = false;
-        for (n, v) in list {
-            if !valid_value(&v) {
-                return Err(Malformed("invalid field value"));
+/// A [`Head`] being built from decoded fields, one at a time: the first fault is
+/// kept and reported by [`Builder::finish`].
+#[derive(Debug)]
+pub struct Builder {
+    h: Head,
+    method: Option<Span>,
+    scheme: bool,
+    path: Option<Span>,
+    regular: bool,
+    err: Option<Malformed>,
+}
+
+impl Builder {
+    /// A list for a HEADERS with (`end_stream`) or without END_STREAM.
+    pub fn new(end_stream: bool) -> Builder {
+        Builder {
+            h: Head {
+                text: String::with_capacity(128),
+                end_stream,
+                ..Head::default()
+            },
+            method: None,
+            scheme: false,
+            path: None,
+            regular: false,
+            err: None,
+        }
+    }
+
+    fn push(&mut self, s: &str) -> Span {
+        let a = self.h.text.len() as u32;
+        self.h.text.push_str(s);
+        (a, self.h.text.len() as u32)
+    }
+
+    /// Takes the next field: pseudo-fields first, once each; names in lower
+    /// case; no connection-specific field; values without NUL, CR, LF or
+    /// surrounding white space.
+    pub fn field(&mut self, n: &[u8], v: &[u8]) {
+        if self.err.is_none()
+            && let Err(e) = self.check(n, v)
+        {
+            self.err = Some(e);
+        }
+    }
+
+    fn check(&mut self, n: &[u8], v: &[u8]) -> Result<(), Malformed> {
+        if !valid_value(v) {
+            return Err(Malformed("invalid field value"));
+        }
+        let v = std::str::from_utf8(v).map_err(|_| Malformed("field value not UTF-8"))?;
+        if let Some(p) = n.strip_prefix(b":") {
+            if self.regular {
+                return Err(Malformed("pseudo-field after a regular field"));
             }
-            let v = String::from_utf8(v).map_err(|_| Malformed("field value not UTF-8"))?;
-            if let Some(p) = n.strip_prefix(b":") {
-                if regular {
-                    return Err(Malformed("pseudo-field after a regular field"));
-                }
-                let slot = match p {
-                    b"method" => &mut method,
-                    b"scheme" => &mut scheme,
-                    b"path" => &mut path,
-                    b"authority" => &mut h.authority,
-                    _ => return Err(Malformed("unknown pseudo-field")),
-                };
-                if slot.replace(v).is_some() {
-                    return Err(Malformed("repeated pseudo-field"));
-                }
-                continue;
+            let repeated = match p {
+                b"method" => self.method.is_some(),
+                b"scheme" => std::mem::replace(&mut self.scheme, true),
+                b"path" => self.path.is_some(),
+                b"authority" => self.h.authority.is_some(),
+                _ => return Err(Malformed("unknown pseudo-field")),
+            };
+            if repeated {
+                return Err(Malformed("repeated pseudo-field"));
             }
-            regular = true;
-            if !valid_name(&n) {
-                return Err(Malformed("invalid field name"));
-            }
-            match &n[..] {
-                b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
-                | b"upgrade" => return Err(Malformed("connection-specific field")),
-                b"te" if v != "trailers" => return Err(Malformed("te other than trailers")),
-                b"content-length" => {
-                    let n = v
-                        .parse::<u64>()
-                        .map_err(|_| Malformed("invalid content-length"))?;
-                    if h.content_length.replace(n).is_some_and(|o| o != n) {
-                        return Err(Malformed("conflicting content-length"));
-                    }
-                }
+            match p {
+                b"method" => self.method = Some(self.push(v)),
+                b"path" => self.path = Some(self.push(v)),
+                b"authority" => self.h.authority = Some(self.push(v)),
                 _ => {}
             }
-            // Names are checked ASCII.
-            let n = String::from_utf8(n).map_err(|_| Malformed("invalid field name"))?;
-            h.fields.push((n, v));
+            return Ok(());
         }
-        h.method = method.ok_or(Malformed("no :method"))?;
-        if h.method == "CONNECT" {
+        self.regular = true;
+        if !valid_name(n) {
+            return Err(Malformed("invalid field name"));
+        }
+        match n {
+            b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
+            | b"upgrade" => return Err(Malformed("connection-specific field")),
+            b"te" if v != "trailers" => return Err(Malformed("te other than trailers")),
+            b"content-length" => {
+                let n = v
+                    .parse::<u64>()
+                    .map_err(|_| Malformed("invalid content-length"))?;
+                if self.h.content_length.replace(n).is_some_and(|o| o != n) {
+                    return Err(Malformed("conflicting content-length"));
+                }
+            }
+            _ => {}
+        }
+        // Names are checked ASCII.
+        let n = std::str::from_utf8(n).map_err(|_| Malformed("invalid field name"))?;
+        let n = self.push(n);
+        let v = self.push(v);
+        self.h.fields.push((n, v));
+        Ok(())
+    }
+
+    /// The checked head: the three pseudo-fields a request needs, a path in
+    /// origin form, an authority that agrees with Host.
+    pub fn finish(self) -> Result<Head, Malformed> {
+        if let Some(e) = self.err {
+            return Err(e);
+        }
+        let mut h = self.h;
+        h.method = self.method.ok_or(Malformed("no :method"))?;
+        if h.method() == "CONNECT" {
             return Err(Malformed("CONNECT is not served"));
         }
-        if scheme.is_none() {
+        if !self.scheme {
             return Err(Malformed("no :scheme"));
         }
-        h.path = path
-            .filter(|p| !p.is_empty())
+        h.path = self
+            .path
+            .filter(|p| p.0 != p.1)
             .ok_or(Malformed("no :path"))?;
         // Origin-form (or `*` for OPTIONS), visible ASCII only, as HTTP/1's parser
         // takes a request target; the authority likewise.
         let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
-        if !visible(&h.path) || !(h.path.starts_with('/') || h.path == "*" && h.method == "OPTIONS")
-        {
+        let path = h.path();
+        if !visible(path) || !(path.starts_with('/') || path == "*" && h.method() == "OPTIONS") {
             return Err(Malformed("invalid :path"));
         }
-        if h.authority
-            .as_deref()
-            .is_some_and(|a| a.is_empty() || !visible(a))
-        {
+        if h.authority().is_some_and(|a| a.is_empty() || !visible(a)) {
             return Err(Malformed("invalid :authority"));
         }
         // Host and :authority must agree (RFC 9113 §8.3.1).
-        if let (Some(a), Some(host)) = (&h.authority, h.field("host"))
+        if let (Some(a), Some(host)) = (h.authority(), h.field("host"))
             && a != host
         {
             return Err(Malformed(":authority and host differ"));
         }
-        if end_stream && h.content_length.is_some_and(|n| n > 0) {
+        if h.end_stream && h.content_length.is_some_and(|n| n > 0) {
             return Err(Malformed("content-length without a body"));
         }
         Ok(h)
+    }
+}
+
+impl Head {
+    /// Checks a decoded list (see [`Builder`]).
+    pub fn from_fields(list: Vec<(Vec<u8>, Vec<u8>)>, end_stream: bool) -> Result<Head, Malformed> {
+        let mut b = Builder::new(end_stream);
+        for (n, v) in &list {
+            b.field(n, v);
+        }
+        b.finish()
+    }
+
+    /// A head the server makes up for an answer that has no request to go with
+    /// (a 431: the list was dropped), as the access log shows it.
+    pub fn stand_in(method: &str, path: &str) -> Head {
+        let mut b = Builder::new(false);
+        b.h.method = b.push(method);
+        b.h.path = b.push(path);
+        b.h
+    }
+
+    fn span(&self, s: Span) -> &str {
+        &self.text[s.0 as usize..s.1 as usize]
+    }
+
+    /// `:method`
+    pub fn method(&self) -> &str {
+        self.span(self.method)
+    }
+
+    /// `:path`
+    pub fn path(&self) -> &str {
+        self.span(self.path)
+    }
+
+    /// `:authority`
+    pub fn authority(&self) -> Option<&str> {
+        self.authority.map(|s| self.span(s))
+    }
+
+    /// Regular fields, names in lower case, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.fields
+            .iter()
+            .map(|&(n, v)| (self.span(n), self.span(v)))
     }
 
     /// The request line for the access log: `GET /path HTTP/2.0`, every byte that
     /// is not printable ASCII as `?` (as the HTTP/1 core logs its lines).
     pub fn line(&self) -> String {
-        format!("{} {} HTTP/2.0", self.method, self.path)
+        format!("{} {} HTTP/2.0", self.method(), self.path())
             .bytes()
             .map(|b| {
                 if b.is_ascii_graphic() || b == b' ' {
@@ -144,10 +242,7 @@ impl Head {
 
     /// The first value of field `name`.
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.fields().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The request as the site takes it (the fields the HTTP/1 parser reads, with
@@ -156,12 +251,12 @@ impl Head {
     /// HEADERS), a content-length's bytes, or a body of unknown length (as a
     /// chunked one is over HTTP/1.1).
     pub fn request(&self, via: ListenKind) -> Result<Request<'_>, HttpError> {
-        let method = match self.method.as_str() {
+        let method = match self.method() {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             _ => Method::Other,
         };
-        let mut r = Request::new(method, &self.method, &self.path, Version::Http11);
+        let mut r = Request::new(method, self.method(), self.path(), Version::Http11);
         r.via = via;
         r.keep_alive = true;
         (r.body, r.body_len) = match (self.end_stream, self.content_length) {
@@ -169,7 +264,7 @@ impl Head {
             (false, Some(n)) => (BodyFraming::Length(n), n),
             (false, None) => (BodyFraming::Chunked, 0),
         };
-        r.host = self.authority.as_deref().or(self.field("host"));
+        r.host = self.authority().or(self.field("host"));
         fn once<'a>(
             slot: &mut Option<&'a str>,
             v: &'a str,
@@ -183,9 +278,8 @@ impl Head {
             }
             Ok(())
         }
-        for (n, v) in &self.fields {
-            let v = v.as_str();
-            match n.as_str() {
+        for (n, v) in self.fields() {
+            match n {
                 "range" => once(&mut r.range, v, "repeated Range")?,
                 "if-range" => once(&mut r.if_range, v, "repeated If-Range")?,
                 "if-none-match" => once(&mut r.if_none_match, v, "repeated If-None-Match")?,
@@ -259,8 +353,7 @@ mod tests {
         assert_eq!(r.via, ListenKind::Https);
         assert!(r.keep_alive);
         assert_eq!(h.line(), "GET /a%20b?x HTTP/2.0");
-        let mut h = Head::from_fields(list(&BASE), true).unwrap();
-        h.method = "G\u{1b}[31mé".into();
+        let h = Head::stand_in("G\u{1b}[31mé", "/a%20b?x");
         assert_eq!(h.line(), "G?[31m?? /a%20b?x HTTP/2.0");
         let mut f = BASE.to_vec();
         f.extend([("range", "bytes=0-1"), ("range", "bytes=2-3")]);

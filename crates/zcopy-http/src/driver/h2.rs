@@ -623,11 +623,7 @@ impl H2 {
                     reason: "request header fields too large",
                 };
                 let resp = Response::error(&mut out, err, false);
-                let head = Head {
-                    method: "GET".into(),
-                    path: "-".into(),
-                    ..Head::default()
-                };
+                let head = Head::stand_in("GET", "-");
                 let mut a = Answer::new(stream, head, env.now);
                 a.in_memory = true;
                 self.start(a, resp, out, env);
@@ -720,11 +716,11 @@ impl H2 {
     fn answer(&mut self, mut a: Answer, env: &mut Env<'_>, site: &mut SiteResponder) {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
-        let head_only = a.head.method == "HEAD";
+        let head_only = a.head.method() == "HEAD";
         let resp = if !a.head.end_stream
             && self.token.is_none()
             && !head_only
-            && a.head.method != "GET"
+            && a.head.method() != "GET"
         {
             // A driver that brings no publish answers here.
             let err = crate::request::HttpError {
@@ -780,7 +776,7 @@ impl H2 {
 
     /// Sends the head of `resp` (in `out`) and queues its body.
     fn start(&mut self, mut a: Answer, resp: Response, mut out: Out, env: &mut Env<'_>) {
-        let head_only = a.head.method == "HEAD";
+        let head_only = a.head.method() == "HEAD";
         let status = out.head.status;
         a.status = status;
         let declared = out.head.content_length();
@@ -1020,7 +1016,7 @@ impl H2 {
         } else {
             ("", "")
         };
-        let method = match a.head.method.as_str() {
+        let method = match a.head.method() {
             "GET" => MethodClass::Get,
             "HEAD" => MethodClass::Head,
             "OPTIONS" => MethodClass::Options,
