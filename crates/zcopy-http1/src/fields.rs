@@ -39,6 +39,9 @@ pub enum Name {
     WwwAuthenticate,
 }
 
+/// How many [`Name`]s there are (`Name as usize` is below it).
+pub const NAME_COUNT: usize = NAMES.len();
+
 /// Per [`Name`], in its order: HTTP/1 spelling, lower case, HPACK static-table
 /// index of the name (RFC 7541 Appendix A; 0: none).
 const NAMES: [(&str, &str, u8); 25] = [
@@ -181,7 +184,7 @@ pub enum FieldName {
     Other(u32, u32),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Field {
     name: FieldName,
     /// Bytes `.0...1` of the head's buffer.
@@ -190,7 +193,7 @@ struct Field {
 
 /// A response head: status and fields in order, values in one buffer. Reused
 /// between responses (clearing keeps the capacity).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ResponseHead {
     /// Status code.
     pub status: u16,
@@ -220,6 +223,23 @@ pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
         }
     }
     buf.extend_from_slice(&digits[i..]);
+}
+
+impl Clone for ResponseHead {
+    fn clone(&self) -> ResponseHead {
+        ResponseHead {
+            status: self.status,
+            fields: self.fields.clone(),
+            buf: self.buf.clone(),
+        }
+    }
+
+    /// Into the capacity `self` has (an encoder's copy of the last head).
+    fn clone_from(&mut self, from: &ResponseHead) {
+        self.status = from.status;
+        self.fields.clone_from(&from.fields);
+        self.buf.clone_from(&from.buf);
+    }
 }
 
 impl ResponseHead {

@@ -27,7 +27,7 @@ use zcopy_http1::fields::ResponseHead;
 use crate::frame::{
     self, Code, Frame, FrameError, HEADER_LEN, Header, MAX_WINDOW, flag, kind, setting,
 };
-use crate::hpack::{self, Decoder};
+use crate::hpack::{self, Decoder, Encoder};
 use crate::request::{Builder, Head};
 
 /// The limits a connection runs under.
@@ -171,6 +171,8 @@ pub struct Conn {
     pub out: Vec<u8>,
     events: VecDeque<Event>,
     decoder: Decoder,
+    /// Our responses' HPACK state (its table follows the peer's setting).
+    encoder: Encoder,
     streams: Vec<Stream>,
     partial: Option<Partial>,
     /// Highest stream id the peer opened.
@@ -220,6 +222,7 @@ impl Conn {
             out,
             events: VecDeque::new(),
             decoder: Decoder::new(s.header_table_size, s.max_header_list),
+            encoder: Encoder::new(),
             streams: Vec::new(),
             partial: None,
             last_peer_stream: 0,
@@ -801,6 +804,7 @@ impl Conn {
             let v = u32::from_be_bytes([e[2], e[3], e[4], e[5]]);
             match id {
                 setting::ENABLE_PUSH if v > 1 => return self.fail(Code::Protocol),
+                setting::HEADER_TABLE_SIZE => self.encoder.set_limit(v),
                 setting::INITIAL_WINDOW_SIZE => {
                     if v as i64 > MAX_WINDOW {
                         return self.fail(Code::FlowControl);
@@ -869,19 +873,26 @@ impl Conn {
         fields: &[(&str, &str)],
         end_stream: bool,
     ) -> bool {
-        self.send_block(id, end_stream, |b| {
+        self.send_block(id, end_stream, |e, b| {
+            e.begin(b);
             hpack::encode_response(b, status, fields)
         })
     }
 
     /// As [`Conn::send_headers`], for a protocol-neutral head (the site's): its
-    /// status, Date, Server and fields, encoded straight from it.
+    /// status, Date, Server and fields, encoded straight from it (the fields
+    /// responses repeat through the connection's dynamic table).
     pub fn send_head(&mut self, id: u32, head: &ResponseHead, end_stream: bool) -> bool {
-        self.send_block(id, end_stream, |b| hpack::encode_head(b, head))
+        self.send_block(id, end_stream, |e, b| e.head(b, head))
     }
 
     /// A HEADERS block made by `encode`, on stream `id`.
-    fn send_block(&mut self, id: u32, end_stream: bool, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+    fn send_block(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        encode: impl FnOnce(&mut Encoder, &mut Vec<u8>),
+    ) -> bool {
         if self.state == State::Closed {
             return false;
         }
@@ -897,7 +908,7 @@ impl Conn {
         }
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
-        encode(&mut block);
+        encode(&mut self.encoder, &mut block);
         frame::write_headers(
             &mut self.out,
             id,
@@ -959,6 +970,7 @@ impl Conn {
         }
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
+        self.encoder.begin(&mut block);
         hpack::encode_response(&mut block, 100, &[]);
         frame::write_headers(
             &mut self.out,

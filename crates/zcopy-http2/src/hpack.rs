@@ -1,7 +1,10 @@
 //! HPACK (RFC 7541), our own: a decoder with both bounds an HTTP/2 server needs
 //! (the dynamic table, and the decoded header list) and a Huffman decoder fed 4
-//! bits at a time, and a stateless encoder (static-table names, literals never
-//! indexed: nothing of a response lingers in a table).
+//! bits at a time, handing fields out in place (nothing allocated per field);
+//! and a response encoder with a dynamic table per connection ([`Encoder`]):
+//! the fields responses repeat and that say nothing secret (date, server,
+//! content type and length, a file's validators) go as one-byte references once
+//! sent, everything else as literals never indexed.
 //!
 //! `loona-hpack` was tried first: it bounds both, but builds a hash map of the
 //! whole Huffman code for every string it decodes (70% of the server's CPU for
@@ -10,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::LazyLock;
 
-use zcopy_http1::fields::{FieldName, ResponseHead};
+use zcopy_http1::fields::{FieldName, Name, ResponseHead};
 use zcopy_http1::head::with_date;
 
 use crate::hpack_tables::{HUFFMAN, STATIC};
@@ -500,35 +503,259 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 /// left out): stateless, nothing indexed, names from the static table where it
 /// has them.
 pub fn encode_head(out: &mut Vec<u8>, head: &ResponseHead) {
-    encode_status(out, head.status);
-    encode_int(out, 0x00, 4, 33);
-    with_date(|d| encode_str(out, d));
-    encode_int(out, 0x00, 4, 54);
-    encode_str(out, b"zcopy");
-    for (name, value) in head.fields() {
-        match name {
-            FieldName::Known(n) if n.connection_specific() => continue,
-            FieldName::Known(n) => match n.hpack_static() {
+    Encoder::stateless().head(out, head);
+}
+
+/// The largest dynamic table our encoder keeps, whatever the peer allows.
+pub const ENCODER_TABLE: usize = 4096;
+
+/// The encoder's name slots: every [`Name`], then these two.
+const SLOT_DATE: usize = zcopy_http1::fields::NAME_COUNT;
+const SLOT_SERVER: usize = SLOT_DATE + 1;
+const SLOTS: usize = SLOT_SERVER + 1;
+
+/// Values longer than this are never indexed (they would push out the short
+/// fields every response repeats).
+const MAX_INDEXED_VALUE: usize = 128;
+
+/// Response fields whose value repeats across responses and says nothing
+/// secret: worth a dynamic table entry. Tokens (Lock-Token), challenges, and
+/// what a request names (Location, Content-Range, Content-Disposition) are sent
+/// as literals never indexed, as are names outside [`Name`].
+fn worth_indexing(n: Name) -> bool {
+    matches!(
+        n,
+        Name::AcceptRanges
+            | Name::AccessControlAllowOrigin
+            | Name::Allow
+            | Name::CacheControl
+            | Name::ContentEncoding
+            | Name::ContentLength
+            | Name::ContentType
+            | Name::Dav
+            | Name::ETag
+            | Name::LastModified
+            | Name::MsAuthorVia
+            | Name::StrictTransportSecurity
+            | Name::Vary
+    )
+}
+
+/// A response encoder with a dynamic table (RFC 7541 §2.3.2, §4), one per
+/// connection: the fields responses repeat (date, server, content type, a
+/// file's validators) go as one-byte references once sent; everything else as
+/// before, literals never indexed. The table follows the peer's
+/// SETTINGS_HEADER_TABLE_SIZE ([`Encoder::set_limit`]), at most
+/// [`ENCODER_TABLE`] bytes; a change is signalled at the start of the next block.
+#[derive(Debug)]
+pub struct Encoder {
+    /// Newest first: (name, value), the name in lower case.
+    table: VecDeque<Entry>,
+    /// Entries ever added and evicted: entry number `k` (from 0) is at
+    /// `added - 1 - k` in the table while `k >= evicted`.
+    added: u64,
+    evicted: u64,
+    /// Per name ([`Name`] as a number, then date and server), the number of its
+    /// newest entry plus one (0: none): a field is looked up there only, one
+    /// comparison of its value.
+    newest: [u64; SLOTS],
+    size: usize,
+    /// The table's maximum now (what the peer's decoder holds us to).
+    max: usize,
+    /// The smallest maximum since the last block, to be signalled with it.
+    pending: Option<usize>,
+    /// The last head encoded without changing the table, and its block: the
+    /// same head again (a file served again), in the same second, on the same
+    /// table, encodes to the same bytes.
+    last: Option<Box<Last>>,
+}
+
+#[derive(Debug, Default)]
+struct Last {
+    head: ResponseHead,
+    date: Vec<u8>,
+    block: Vec<u8>,
+    added: u64,
+    evicted: u64,
+}
+
+impl Default for Encoder {
+    fn default() -> Encoder {
+        Encoder::new()
+    }
+}
+
+impl Encoder {
+    /// An encoder for a peer with the default table (4096 bytes).
+    pub fn new() -> Encoder {
+        Encoder {
+            table: VecDeque::new(),
+            added: 0,
+            evicted: 0,
+            newest: [0; SLOTS],
+            size: 0,
+            max: ENCODER_TABLE.min(4096),
+            pending: None,
+            last: None,
+        }
+    }
+
+    /// An encoder that never indexes (its table is empty and stays so).
+    pub fn stateless() -> Encoder {
+        Encoder {
+            max: 0,
+            ..Encoder::new()
+        }
+    }
+
+    /// Bytes the table holds (RFC 7541 §4.1).
+    pub fn table_size(&self) -> usize {
+        self.size
+    }
+
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE is `limit`.
+    pub fn set_limit(&mut self, limit: u32) {
+        let m = (limit as usize).min(ENCODER_TABLE);
+        if m == self.max {
+            return;
+        }
+        self.pending = Some(self.pending.map_or(m, |p| p.min(m)));
+        self.max = m;
+        self.evict(0);
+    }
+
+    /// Starts a header block: a change of the table's size is signalled first
+    /// (the smallest since the last block, then the current, RFC 7541 §4.2).
+    pub fn begin(&mut self, out: &mut Vec<u8>) {
+        if let Some(p) = self.pending.take() {
+            encode_int(out, 0x20, 5, p);
+            if p != self.max {
+                encode_int(out, 0x20, 5, self.max);
+            }
+        }
+    }
+
+    /// Evicts the oldest entries until `room` more bytes fit.
+    fn evict(&mut self, room: usize) {
+        while self.size + room > self.max {
+            let Some((n, v)) = self.table.pop_back() else {
+                break;
+            };
+            self.size -= n.len() + v.len() + 32;
+            self.evicted += 1;
+        }
+    }
+
+    /// Appends field `name: value` (name lower case; `idx`: its static-table
+    /// name index), through the dynamic table when `slot` names it and it fits.
+    fn field(
+        &mut self,
+        out: &mut Vec<u8>,
+        idx: Option<usize>,
+        name: &[u8],
+        value: &[u8],
+        slot: Option<usize>,
+    ) {
+        let size = name.len() + value.len() + 32;
+        let Some(slot) = slot.filter(|_| value.len() <= MAX_INDEXED_VALUE && size <= self.max)
+        else {
+            match idx {
                 Some(i) => encode_int(out, 0x00, 4, i),
                 None => {
                     out.push(0x00);
-                    encode_str(out, n.lower().as_bytes());
+                    encode_str(out, name);
                 }
-            },
-            other => {
-                let raw = head.other_name(other);
-                if CONNECTION_SPECIFIC
-                    .iter()
-                    .any(|c| raw.eq_ignore_ascii_case(c.as_bytes()))
-                {
-                    continue;
-                }
-                out.push(0x00);
-                encode_int(out, 0, 7, raw.len());
-                out.extend(raw.iter().map(u8::to_ascii_lowercase));
+            }
+            return encode_str(out, value);
+        };
+        let newest = self.newest[slot];
+        if newest > self.evicted {
+            let i = (self.added - newest) as usize;
+            if *self.table[i].1 == *value {
+                return encode_int(out, 0x80, 7, 62 + i);
             }
         }
-        encode_str(out, trim_ows(value));
+        // Literal with incremental indexing (RFC 7541 §6.2.1).
+        match idx {
+            Some(i) => encode_int(out, 0x40, 6, i),
+            None => {
+                out.push(0x40);
+                encode_str(out, name);
+            }
+        }
+        encode_str(out, value);
+        self.evict(size);
+        self.table.push_front((name.into(), value.into()));
+        self.size += size;
+        self.added += 1;
+        self.newest[slot] = self.added;
+    }
+
+    /// Appends the encoding of a protocol-neutral response head: `:status`,
+    /// date, server, then its fields in order (names lower case,
+    /// connection-specific ones left out), names from the static table where it
+    /// has them; the fields [`worth_indexing`] through the dynamic table.
+    pub fn head(&mut self, out: &mut Vec<u8>, head: &ResponseHead) {
+        let mut date = [0u8; 64];
+        let date = with_date(|d| {
+            let n = d.len().min(date.len());
+            date[..n].copy_from_slice(&d[..n]);
+            &date[..n]
+        });
+        if self.pending.is_none()
+            && let Some(l) = &self.last
+            && l.added == self.added
+            && l.evicted == self.evicted
+            && l.date == date
+            && l.head == *head
+        {
+            return out.extend_from_slice(&l.block);
+        }
+        let (start, added) = (out.len(), self.added);
+        self.encode_head(out, head, date);
+        if self.added == added && self.max > 0 {
+            // Nothing added (nor evicted): the table is as it was.
+            let l = self.last.get_or_insert_default();
+            l.head.clone_from(head);
+            l.block.clear();
+            l.block.extend_from_slice(&out[start..]);
+            l.date.clear();
+            l.date.extend_from_slice(date);
+            l.added = self.added;
+            l.evicted = self.evicted;
+        }
+    }
+
+    fn encode_head(&mut self, out: &mut Vec<u8>, head: &ResponseHead, date: &[u8]) {
+        self.begin(out);
+        encode_status(out, head.status);
+        self.field(out, Some(33), b"date", date, Some(SLOT_DATE));
+        self.field(out, Some(54), b"server", b"zcopy", Some(SLOT_SERVER));
+        for (name, value) in head.fields() {
+            match name {
+                FieldName::Known(n) if n.connection_specific() => continue,
+                FieldName::Known(n) => self.field(
+                    out,
+                    n.hpack_static(),
+                    n.lower().as_bytes(),
+                    trim_ows(value),
+                    worth_indexing(n).then_some(n as usize),
+                ),
+                other => {
+                    let raw = head.other_name(other);
+                    if CONNECTION_SPECIFIC
+                        .iter()
+                        .any(|c| raw.eq_ignore_ascii_case(c.as_bytes()))
+                    {
+                        continue;
+                    }
+                    out.push(0x00);
+                    encode_int(out, 0, 7, raw.len());
+                    out.extend(raw.iter().map(u8::to_ascii_lowercase));
+                    encode_str(out, trim_ows(value));
+                }
+            }
+        }
     }
 }
 
@@ -627,6 +854,111 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..6),
         ];
         prop::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    /// A head like the site's for a file, from a few values (so they repeat).
+    fn file_head(status: u16, ct: &str, len: u64, etag: &str, lock: Option<&str>) -> ResponseHead {
+        let mut h = ResponseHead::default();
+        h.reset(status);
+        h.push(Name::ContentType, ct);
+        h.push_u64(Name::ContentLength, len);
+        h.push(Name::ETag, etag);
+        h.push(Name::AcceptRanges, "bytes");
+        h.push_named("X-Rule", " yes ");
+        if let Some(t) = lock {
+            h.push(Name::LockToken, t);
+        }
+        h
+    }
+
+    /// What a decoder should read for `h` (the date aside).
+    fn expected(h: &ResponseHead) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut want = vec![
+            (b":status".to_vec(), h.status.to_string().into_bytes()),
+            (b"server".to_vec(), b"zcopy".to_vec()),
+        ];
+        for (n, v) in h.fields() {
+            let name = match n {
+                FieldName::Known(n) => n.lower().as_bytes().to_vec(),
+                o => h.other_name(o).to_ascii_lowercase(),
+            };
+            want.push((name, trim_ows(v).to_vec()));
+        }
+        want
+    }
+
+    /// A response repeated on a connection goes as one-byte references; the
+    /// table shrinks, with a size update, when the peer's setting does; a lock
+    /// token is never indexed.
+    #[test]
+    fn repeated_response_fields_go_through_the_dynamic_table() {
+        let h = file_head(200, "text/plain", 1024, "\"e1\"", Some("<urn:uuid:x>"));
+        let mut e = Encoder::new();
+        let mut d = Decoder::new(4096, 65536);
+        let mut first = Vec::new();
+        e.head(&mut first, &h);
+        let mut second = Vec::new();
+        e.head(&mut second, &h);
+        for b in [&first, &second] {
+            let got = d.decode(b).unwrap().fields;
+            let mut got_no_date = got.clone();
+            got_no_date.remove(1);
+            assert_eq!(got_no_date, expected(&h));
+            assert_eq!(d.table_size(), e.table_size());
+        }
+        // :status, date, server, content-type, -length, etag, accept-ranges: a
+        // byte each (a date that turned over: a literal); x-rule and lock-token
+        // as literals.
+        assert!(second.len() < 60, "{} bytes: {second:?}", second.len());
+        assert!(first.len() > second.len() + 60);
+        assert!(d.dynamic.iter().all(|(n, _)| &n[..] != b"lock-token"));
+        // The peer shrinks its table to nothing: the next block says so first,
+        // and indexes nothing.
+        e.set_limit(0);
+        let mut third = Vec::new();
+        e.head(&mut third, &h);
+        assert_eq!(third[0], 0x20);
+        assert_eq!(e.table_size(), 0);
+        let got = d.decode(&third).unwrap().fields;
+        assert_eq!(got.len(), expected(&h).len() + 1);
+        assert_eq!(d.table_size(), 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Whatever responses go and whatever table sizes the peer sets
+        /// between them, its decoder reads each head as it was and holds the
+        /// same table as our encoder.
+        #[test]
+        fn the_peers_decoder_keeps_in_step_with_the_encoder(
+            steps in prop::collection::vec(
+                (
+                    prop::sample::select(vec![200u16, 206, 304, 404, 299]),
+                    prop::sample::select(vec!["text/plain", "application/octet-stream", "image/png"]),
+                    0u64..4,
+                    prop::sample::select(vec!["\"a\"".to_string(), "\"b\"".to_string(), "x".repeat(200), "y".repeat(60)]),
+                    prop::option::of(prop::sample::select(vec![0u32, 100, 200, 1000, 4096, 100_000])),
+                ),
+                1..40,
+            ),
+        ) {
+            let mut e = Encoder::new();
+            let mut d = Decoder::new(4096, 1 << 20);
+            for (status, ct, len, etag, limit) in steps {
+                if let Some(l) = limit {
+                    e.set_limit(l);
+                }
+                let h = file_head(status, ct, len, &etag, None);
+                let mut b = Vec::new();
+                e.head(&mut b, &h);
+                let mut got = d.decode(&b).unwrap().fields;
+                prop_assert_eq!(&got[1].0, b"date");
+                got.remove(1);
+                prop_assert_eq!(got, expected(&h));
+                prop_assert_eq!(d.table_size(), e.table_size());
+                prop_assert!(e.table_size() <= e.max);
+            }
+        }
     }
 
     proptest! {
