@@ -201,9 +201,28 @@ pub struct ResponseHead {
     buf: Vec<u8>,
 }
 
+/// No NUL, CR or LF in `v`: eight bytes at a time (a word has a zero byte
+/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the rest one by one.
+pub fn no_nul_cr_lf(v: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut words = v.chunks_exact(8);
+    let mut bad = 0;
+    for w in &mut words {
+        let x = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+        bad |= zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')));
+    }
+    bad == 0
+        && !words
+            .remainder()
+            .iter()
+            .any(|&b| matches!(b, 0 | b'\r' | b'\n'))
+}
+
 /// Appends `s`, dropping CR, LF and NUL so that no value can split a head.
 fn push_field_text(buf: &mut Vec<u8>, s: &[u8]) {
-    if s.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+    if !no_nul_cr_lf(s) {
         buf.extend(s.iter().filter(|&&b| !matches!(b, b'\r' | b'\n' | 0)));
     } else {
         buf.extend_from_slice(s);
@@ -364,6 +383,26 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The word-at-a-time scan finds NUL, CR and LF wherever they are (every
+    /// offset in a word, and in the tail), and nothing else.
+    #[test]
+    fn nul_cr_lf_are_found_at_every_offset() {
+        for len in 0..20 {
+            for at in 0..len {
+                for bad in [0u8, b'\r', b'\n'] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    assert!(!no_nul_cr_lf(&v), "{v:?}");
+                }
+                let mut v = vec![b'a'; len];
+                for ok in [1u8, 9, 11, 12, 14, 0x80, 0x8a, 0x8d, 0xff, b' '] {
+                    v[at] = ok;
+                    assert!(no_nul_cr_lf(&v), "{v:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn names_round_trip() {

@@ -2,6 +2,7 @@
 //! (the stream lives across loop turns: a password check may answer later), and
 //! lent to the site as the same [`Request`] the HTTP/1 core parses.
 
+use zcopy_http1::fields::no_nul_cr_lf;
 use zcopy_http1::request::{BodyFraming, HttpError, ListenKind, Method, Request, Version};
 
 /// Bytes `.0..1` of a [`Head`]'s text.
@@ -27,15 +28,44 @@ pub struct Head {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
+/// The bytes a field name may hold (RFC 9110 §5.6.2 tchar, lower case only).
+static NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_lowercase()
+            || b.is_ascii_digit()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+/// Every byte looked at, without an early exit (the loop vectorizes: names
+/// and values are short, and almost always valid).
 fn valid_name(n: &[u8]) -> bool {
-    !n.is_empty()
-        && n.iter().all(|&b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+    !n.is_empty() && n.iter().fold(true, |ok, &b| ok & NAME_BYTES[b as usize])
 }
 
 fn valid_value(v: &[u8]) -> bool {
-    !v.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'))
+    no_nul_cr_lf(v)
         && !v.first().is_some_and(|b| matches!(b, b' ' | b'\t'))
         && !v.last().is_some_and(|b| matches!(b, b' ' | b'\t'))
 }
@@ -45,6 +75,8 @@ fn valid_value(v: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct Builder {
     h: Head,
+    /// The head's text, checked UTF-8 once whole ([`Builder::finish`]).
+    text: Vec<u8>,
     method: Option<Span>,
     scheme: bool,
     path: Option<Span>,
@@ -57,10 +89,10 @@ impl Builder {
     pub fn new(end_stream: bool) -> Builder {
         Builder {
             h: Head {
-                text: String::with_capacity(128),
                 end_stream,
                 ..Head::default()
             },
+            text: Vec::with_capacity(128),
             method: None,
             scheme: false,
             path: None,
@@ -69,10 +101,10 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, s: &str) -> Span {
-        let a = self.h.text.len() as u32;
-        self.h.text.push_str(s);
-        (a, self.h.text.len() as u32)
+    fn push(&mut self, s: &[u8]) -> Span {
+        let a = self.text.len() as u32;
+        self.text.extend_from_slice(s);
+        (a, self.text.len() as u32)
     }
 
     /// Takes the next field: pseudo-fields first, once each; names in lower
@@ -90,7 +122,6 @@ impl Builder {
         if !valid_value(v) {
             return Err(Malformed("invalid field value"));
         }
-        let v = std::str::from_utf8(v).map_err(|_| Malformed("field value not UTF-8"))?;
         if let Some(p) = n.strip_prefix(b":") {
             if self.regular {
                 return Err(Malformed("pseudo-field after a regular field"));
@@ -120,19 +151,18 @@ impl Builder {
         match n {
             b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
             | b"upgrade" => return Err(Malformed("connection-specific field")),
-            b"te" if v != "trailers" => return Err(Malformed("te other than trailers")),
+            b"te" if v != b"trailers" => return Err(Malformed("te other than trailers")),
             b"content-length" => {
-                let n = v
-                    .parse::<u64>()
-                    .map_err(|_| Malformed("invalid content-length"))?;
+                let n = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or(Malformed("invalid content-length"))?;
                 if self.h.content_length.replace(n).is_some_and(|o| o != n) {
                     return Err(Malformed("conflicting content-length"));
                 }
             }
             _ => {}
         }
-        // Names are checked ASCII.
-        let n = std::str::from_utf8(n).map_err(|_| Malformed("invalid field name"))?;
         let n = self.push(n);
         let v = self.push(v);
         self.h.fields.push((n, v));
@@ -146,6 +176,7 @@ impl Builder {
             return Err(e);
         }
         let mut h = self.h;
+        h.text = String::from_utf8(self.text).map_err(|_| Malformed("field value not UTF-8"))?;
         h.method = self.method.ok_or(Malformed("no :method"))?;
         if h.method() == "CONNECT" {
             return Err(Malformed("CONNECT is not served"));
@@ -194,8 +225,9 @@ impl Head {
     /// (a 431: the list was dropped), as the access log shows it.
     pub fn stand_in(method: &str, path: &str) -> Head {
         let mut b = Builder::new(false);
-        b.h.method = b.push(method);
-        b.h.path = b.push(path);
+        b.h.method = b.push(method.as_bytes());
+        b.h.path = b.push(path.as_bytes());
+        b.h.text = String::from_utf8(b.text).unwrap_or_default();
         b.h
     }
 
@@ -326,6 +358,166 @@ mod tests {
         f.iter()
             .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
+    }
+
+    /// The checks as they were before the head kept one text buffer (a String
+    /// per field): the reference the builder is compared with.
+    #[derive(Debug, Default)]
+    struct Old {
+        method: String,
+        path: String,
+        authority: Option<String>,
+        fields: Vec<(String, String)>,
+        end_stream: bool,
+        content_length: Option<u64>,
+    }
+
+    impl Old {
+        fn field(&self, name: &str) -> Option<&str> {
+            self.fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    fn reference(list: Vec<(Vec<u8>, Vec<u8>)>, end_stream: bool) -> Result<Old, Malformed> {
+        let mut h = Old {
+            end_stream,
+            ..Old::default()
+        };
+        let (mut method, mut scheme, mut path) = (None, None, None);
+        let mut regular = false;
+        for (n, v) in list {
+            if !valid_value(&v) {
+                return Err(Malformed("invalid field value"));
+            }
+            let v = String::from_utf8(v).map_err(|_| Malformed("field value not UTF-8"))?;
+            if let Some(p) = n.strip_prefix(b":") {
+                if regular {
+                    return Err(Malformed("pseudo-field after a regular field"));
+                }
+                let slot = match p {
+                    b"method" => &mut method,
+                    b"scheme" => &mut scheme,
+                    b"path" => &mut path,
+                    b"authority" => &mut h.authority,
+                    _ => return Err(Malformed("unknown pseudo-field")),
+                };
+                if slot.replace(v).is_some() {
+                    return Err(Malformed("repeated pseudo-field"));
+                }
+                continue;
+            }
+            regular = true;
+            if !valid_name(&n) {
+                return Err(Malformed("invalid field name"));
+            }
+            match &n[..] {
+                b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
+                | b"upgrade" => return Err(Malformed("connection-specific field")),
+                b"te" if v != "trailers" => return Err(Malformed("te other than trailers")),
+                b"content-length" => {
+                    let n = v
+                        .parse::<u64>()
+                        .map_err(|_| Malformed("invalid content-length"))?;
+                    if h.content_length.replace(n).is_some_and(|o| o != n) {
+                        return Err(Malformed("conflicting content-length"));
+                    }
+                }
+                _ => {}
+            }
+            // Names are checked ASCII.
+            let n = String::from_utf8(n).map_err(|_| Malformed("invalid field name"))?;
+            h.fields.push((n, v));
+        }
+        h.method = method.ok_or(Malformed("no :method"))?;
+        if h.method == "CONNECT" {
+            return Err(Malformed("CONNECT is not served"));
+        }
+        if scheme.is_none() {
+            return Err(Malformed("no :scheme"));
+        }
+        h.path = path
+            .filter(|p| !p.is_empty())
+            .ok_or(Malformed("no :path"))?;
+        // Origin-form (or `*` for OPTIONS), visible ASCII only, as HTTP/1's parser
+        // takes a request target; the authority likewise.
+        let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        if !visible(&h.path) || !(h.path.starts_with('/') || h.path == "*" && h.method == "OPTIONS")
+        {
+            return Err(Malformed("invalid :path"));
+        }
+        if h.authority
+            .as_deref()
+            .is_some_and(|a| a.is_empty() || !visible(a))
+        {
+            return Err(Malformed("invalid :authority"));
+        }
+        // Host and :authority must agree (RFC 9113 §8.3.1).
+        if let (Some(a), Some(host)) = (&h.authority, h.field("host"))
+            && a != host
+        {
+            return Err(Malformed(":authority and host differ"));
+        }
+        if end_stream && h.content_length.is_some_and(|n| n > 0) {
+            return Err(Malformed("content-length without a body"));
+        }
+        Ok(h)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Lists drawn from pseudo-fields, fields the checks look at, and bytes
+        /// that break names and values: the builder takes what the old checks
+        /// took, and keeps the same method, path, authority, fields and length.
+        #[test]
+        fn the_builder_checks_as_before(
+            list in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        &b":method"[..], b":scheme", b":path", b":authority", b":x",
+                        b"host", b"te", b"te", b"content-length", b"content-length",
+                        b"connection", b"user-agent", b"user-agent", b"range", b"Upper",
+                        b"a b", b"x-\xff", b"",
+                    ]),
+                    proptest::sample::select(vec![
+                        &b"GET"[..], b"CONNECT", b"OPTIONS", b"/", b"*", b"/a b", b"a",
+                        b"example.com", b"trailers", b"trailers", b"gzip", b"0", b"12",
+                        b"12", b"+5", b"x", b"x", b"x", b" x", b"x\n", b"\xc3\xa9",
+                        b"\xc3\xa9", b"\xff", b"",
+                    ]),
+                ),
+                0..4,
+            ),
+            end_stream in proptest::bool::ANY,
+            with_base in proptest::bool::ANY,
+        ) {
+            // Half the lists start as a good request does.
+            let base: &[(&[u8], &[u8])] = if with_base {
+                &[(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/p")]
+            } else {
+                &[]
+            };
+            let list: Vec<(Vec<u8>, Vec<u8>)> = base
+                .iter()
+                .chain(&list)
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect();
+            let new = Head::from_fields(list.clone(), end_stream);
+            let old = reference(list, end_stream);
+            proptest::prop_assert_eq!(new.is_ok(), old.is_ok(), "{:?} / {:?}", new, old);
+            if let (Ok(n), Ok(o)) = (new, old) {
+                proptest::prop_assert_eq!(n.method(), o.method);
+                proptest::prop_assert_eq!(n.path(), o.path);
+                proptest::prop_assert_eq!(n.authority(), o.authority.as_deref());
+                let f: Vec<(String, String)> =
+                    n.fields().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+                proptest::prop_assert_eq!(f, o.fields);
+                proptest::prop_assert_eq!(n.content_length, o.content_length);
+                proptest::prop_assert_eq!(n.end_stream, o.end_stream);
+            }
+        }
     }
 
     const BASE: [(&str, &str); 4] = [
