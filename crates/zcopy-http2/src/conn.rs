@@ -198,7 +198,13 @@ pub struct Conn {
     /// Why the connection failed, if it did.
     error: Option<Code>,
     scratch: Vec<u8>,
+    /// Heads of requests answered, their buffers kept for the next ones
+    /// ([`Conn::recycle`]; at most [`SPARE_HEADS`]).
+    spare: Vec<Head>,
 }
+
+/// Request heads kept for their buffers, per connection.
+const SPARE_HEADS: usize = 8;
 
 impl Conn {
     /// A server connection; our SETTINGS and connection WINDOW_UPDATE are queued.
@@ -238,6 +244,7 @@ impl Conn {
             goaway_sent: false,
             error: None,
             scratch: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -709,7 +716,8 @@ impl Conn {
     /// A whole header block: decoded (always, to keep the table in step), then a
     /// request, trailers to drop, or a refusal.
     fn decoded(&mut self, p: &Partial, block: &[u8]) {
-        let mut head = (!p.refused && !p.trailers).then(|| Builder::new(p.end_stream));
+        let mut head = (!p.refused && !p.trailers)
+            .then(|| Builder::reuse(self.spare.pop().unwrap_or_default(), p.end_stream));
         let mut pseudo = false;
         let too_large = match self.decoder.decode_with(block, |n, v| match &mut head {
             Some(b) => b.field(n, v),
@@ -1041,6 +1049,14 @@ impl Conn {
             self.finished(id);
         }
         n
+    }
+
+    /// The caller is done with a request's head: its buffers serve a next
+    /// request (no allocation per request for its text and field list).
+    pub fn recycle(&mut self, head: Head) {
+        if self.spare.len() < SPARE_HEADS && head.spare() {
+            self.spare.push(head);
+        }
     }
 
     /// The caller gives up on stream `id` (its file shrank, the stream's body

@@ -87,12 +87,24 @@ pub struct Builder {
 impl Builder {
     /// A list for a HEADERS with (`end_stream`) or without END_STREAM.
     pub fn new(end_stream: bool) -> Builder {
+        Builder::reuse(Head::default(), end_stream)
+    }
+
+    /// As [`Builder::new`], in the buffers of a head done with (see
+    /// [`Head::spare`]).
+    pub fn reuse(spare: Head, end_stream: bool) -> Builder {
+        let mut text = spare.text.into_bytes();
+        text.clear();
+        text.reserve(128);
+        let mut fields = spare.fields;
+        fields.clear();
         Builder {
             h: Head {
                 end_stream,
+                fields,
                 ..Head::default()
             },
-            text: Vec::with_capacity(128),
+            text,
             method: None,
             scheme: false,
             path: None,
@@ -229,6 +241,12 @@ impl Head {
         b.h.path = b.push(path.as_bytes());
         b.h.text = String::from_utf8(b.text).unwrap_or_default();
         b.h
+    }
+
+    /// Worth keeping for a next request's [`Builder::reuse`]: its buffers are
+    /// small (a large list's are let go).
+    pub fn spare(&self) -> bool {
+        self.text.capacity() <= 1024 && self.fields.capacity() <= 32
     }
 
     fn span(&self, s: Span) -> &str {
@@ -551,6 +569,37 @@ mod tests {
         f.extend([("range", "bytes=0-1"), ("range", "bytes=2-3")]);
         let h = Head::from_fields(list(&f), true).unwrap();
         assert_eq!(h.request(ListenKind::Http).unwrap_err().status, 400);
+    }
+
+    /// A head built in the buffers of an earlier one holds nothing of it.
+    #[test]
+    fn a_reused_head_starts_empty() {
+        let mut f = BASE.to_vec();
+        f.extend([("range", "bytes=0-1"), ("user-agent", "curl")]);
+        let old = Head::from_fields(list(&f), false).unwrap();
+        assert!(old.spare());
+        let mut b = Builder::reuse(old, true);
+        for (n, v) in [(":method", "HEAD"), (":scheme", "http"), (":path", "/b")] {
+            b.field(n.as_bytes(), v.as_bytes());
+        }
+        let h = b.finish().unwrap();
+        let fresh = Head::from_fields(
+            list(&[(":method", "HEAD"), (":scheme", "http"), (":path", "/b")]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                h.method(),
+                h.path(),
+                h.authority(),
+                h.fields().count(),
+                h.end_stream
+            ),
+            ("HEAD", "/b", None, 0, true)
+        );
+        assert_eq!(h.line(), fresh.line());
+        assert_eq!(h.field("range"), None);
     }
 
     #[test]

@@ -830,6 +830,7 @@ impl H2 {
         self.scratch = out;
         if end || a.in_memory && a.src.is_none() {
             self.done(&a, env);
+            self.core.recycle(a.head);
         } else {
             self.answers.push(a);
         }
@@ -864,6 +865,7 @@ impl H2 {
                         // Finished or failed: forget it.
                         let a = self.answers.swap_remove(k);
                         self.done(&a, env);
+                        self.core.recycle(a.head);
                         any = true;
                     }
                 }
