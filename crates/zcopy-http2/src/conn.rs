@@ -1028,7 +1028,25 @@ impl Conn {
         self.out.truncate(at + HEADER_LEN + n);
         // The stream ends only with every byte the caller asked to send: not when
         // its source gave less, nor when the window cut the frame short.
-        let end = end && n == asked;
+        self.data_sent(id, at, n, end && n == asked)
+    }
+
+    /// As [`Conn::send_data`], the payload from `bytes` (as much as the
+    /// windows let go; `end`: the body ends with these bytes, if they all go).
+    pub fn send_data_from(&mut self, id: u32, bytes: &[u8], end: bool) -> usize {
+        let len = bytes.len().min(self.capacity(id));
+        if len == 0 && !(end && self.stream(id).is_some_and(|s| s.sending_body)) {
+            return 0;
+        }
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; HEADER_LEN]);
+        self.out.extend_from_slice(&bytes[..len]);
+        self.data_sent(id, at, len, end && len == bytes.len())
+    }
+
+    /// A DATA frame of `n` bytes was put at `at` of the output, its header still
+    /// to write: written, the windows charged, the stream ended if `end`.
+    fn data_sent(&mut self, id: u32, at: usize, n: usize, end: bool) -> usize {
         let h = Header {
             len: n as u32,
             kind: kind::DATA,

@@ -816,10 +816,7 @@ impl H2 {
             if a.total == in_head as u64 && self.core.capacity(a.id) >= in_head {
                 // The whole body in one frame now (a small file, a listing page):
                 // no answer kept, no copy of the body kept.
-                a.sent = self.core.send_data(a.id, in_head, true, |d| {
-                    d[..in_head].copy_from_slice(body);
-                    in_head
-                }) as u64;
+                a.sent = self.core.send_data_from(a.id, body, true) as u64;
             } else if held.is_some() {
                 a.src = Some(Src::Mem(body.to_vec(), 0));
             } else {
@@ -893,10 +890,7 @@ impl H2 {
             Src::Mem(b, pos) => {
                 let avail = (b.len() - *pos).min(want);
                 let end = a.sent + avail as u64 == a.total;
-                let n = self.core.send_data(id, avail, end, |dst| {
-                    dst[..avail].copy_from_slice(&b[*pos..*pos + avail]);
-                    avail
-                });
+                let n = self.core.send_data_from(id, &b[*pos..*pos + avail], end);
                 *pos += n;
                 (n, avail < want)
             }
@@ -923,10 +917,7 @@ impl H2 {
                     Piece::Mem(s, _) => {
                         let s = s + *off as usize;
                         let mem = &fb.mem;
-                        let n = self.core.send_data(id, take, end, |dst| {
-                            dst[..take].copy_from_slice(&mem[s..s + take]);
-                            take
-                        });
+                        let n = self.core.send_data_from(id, &mem[s..s + take], end);
                         *off += n as u64;
                         a.sent += n as u64;
                         env.events.body_from_memory(n as u64);
@@ -937,10 +928,7 @@ impl H2 {
                             && start + *off + take as u64 <= held.len() as u64
                         {
                             let s = (start + *off) as usize;
-                            let n = self.core.send_data(id, take, end, |dst| {
-                                dst[..take].copy_from_slice(&held[s..s + take]);
-                                take
-                            });
+                            let n = self.core.send_data_from(id, &held[s..s + take], end);
                             *off += n as u64;
                             a.sent += n as u64;
                             env.events.body_from_memory(n as u64);
