@@ -348,6 +348,10 @@ impl ResponseHead {
     /// Content-Length, when the head has one that parses.
     pub fn content_length(&self) -> Option<u64> {
         let v = self.get(Name::ContentLength)?;
+        // Digits as push_u64 writes them: read straight from the bytes.
+        if !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit) {
+            return Some(v.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')));
+        }
         std::str::from_utf8(v).ok()?.trim().parse().ok()
     }
 
@@ -434,6 +438,20 @@ mod tests {
         assert_eq!(h.other_name(got[2].0), b"X-Thing");
         assert_eq!(got[2].1, b"ab");
         assert_eq!(h.content_length(), Some(12));
+        for (v, want) in [
+            ("0", Some(0)),
+            (" 7 ", Some(7)),
+            ("+5", Some(5)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("9999999999999999999", Some(9_999_999_999_999_999_999)),
+            ("", None),
+            ("1a", None),
+        ] {
+            let mut h = ResponseHead::default();
+            h.push(Name::ContentLength, v);
+            assert_eq!(h.content_length(), want, "{v:?}");
+        }
         let cap = h.buf.capacity();
         h.reset(200);
         assert!(h.is_empty());
