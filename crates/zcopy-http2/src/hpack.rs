@@ -702,8 +702,9 @@ impl Encoder {
             date[..n].copy_from_slice(&d[..n]);
             &date[..n]
         });
-        if self.pending.is_none()
-            && let Some(l) = &self.last
+        // A size update goes first, and is never part of a block kept.
+        self.begin(out);
+        if let Some(l) = &self.last
             && l.added == self.added
             && l.evicted == self.evicted
             && l.date == date
@@ -727,7 +728,6 @@ impl Encoder {
     }
 
     fn encode_head(&mut self, out: &mut Vec<u8>, head: &ResponseHead, date: &[u8]) {
-        self.begin(out);
         encode_status(out, head.status);
         self.field(out, Some(33), b"date", date, Some(SLOT_DATE));
         self.field(out, Some(54), b"server", b"zcopy", Some(SLOT_SERVER));
@@ -912,6 +912,20 @@ mod tests {
         assert!(second.len() < 60, "{} bytes: {second:?}", second.len());
         assert!(first.len() > second.len() + 60);
         assert!(d.dynamic.iter().all(|(n, _)| &n[..] != b"lock-token"));
+        // A size change that evicts nothing: signalled once, with the block
+        // that follows it, never again with the same head.
+        e.set_limit(2000);
+        e.set_limit(4096);
+        let mut signalled = Vec::new();
+        e.head(&mut signalled, &h);
+        assert_eq!(&signalled[..3], &[0x3f, 0xb1, 0x0f]); // 2000
+        d.decode(&signalled).unwrap();
+        let mut again = Vec::new();
+        e.head(&mut again, &h);
+        assert!(again[0] & 0xe0 != 0x20, "{again:?}");
+        assert!(again.len() <= second.len());
+        d.decode(&again).unwrap();
+        assert_eq!(d.table_size(), e.table_size());
         // The peer shrinks its table to nothing: the next block says so first,
         // and indexes nothing.
         e.set_limit(0);
