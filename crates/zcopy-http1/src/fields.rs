@@ -39,6 +39,9 @@ pub enum Name {
     WwwAuthenticate,
 }
 
+/// How many [`Name`]s there are (`Name as usize` is below it).
+pub const NAME_COUNT: usize = NAMES.len();
+
 /// Per [`Name`], in its order: HTTP/1 spelling, lower case, HPACK static-table
 /// index of the name (RFC 7541 Appendix A; 0: none).
 const NAMES: [(&str, &str, u8); 25] = [
@@ -181,7 +184,7 @@ pub enum FieldName {
     Other(u32, u32),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Field {
     name: FieldName,
     /// Bytes `.0...1` of the head's buffer.
@@ -190,7 +193,7 @@ struct Field {
 
 /// A response head: status and fields in order, values in one buffer. Reused
 /// between responses (clearing keeps the capacity).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ResponseHead {
     /// Status code.
     pub status: u16,
@@ -198,9 +201,28 @@ pub struct ResponseHead {
     buf: Vec<u8>,
 }
 
+/// No NUL, CR or LF in `v`: eight bytes at a time (a word has a zero byte
+/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the rest one by one.
+pub fn no_nul_cr_lf(v: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut words = v.chunks_exact(8);
+    let mut bad = 0;
+    for w in &mut words {
+        let x = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+        bad |= zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')));
+    }
+    bad == 0
+        && !words
+            .remainder()
+            .iter()
+            .any(|&b| matches!(b, 0 | b'\r' | b'\n'))
+}
+
 /// Appends `s`, dropping CR, LF and NUL so that no value can split a head.
 fn push_field_text(buf: &mut Vec<u8>, s: &[u8]) {
-    if s.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+    if !no_nul_cr_lf(s) {
         buf.extend(s.iter().filter(|&&b| !matches!(b, b'\r' | b'\n' | 0)));
     } else {
         buf.extend_from_slice(s);
@@ -220,6 +242,23 @@ pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
         }
     }
     buf.extend_from_slice(&digits[i..]);
+}
+
+impl Clone for ResponseHead {
+    fn clone(&self) -> ResponseHead {
+        ResponseHead {
+            status: self.status,
+            fields: self.fields.clone(),
+            buf: self.buf.clone(),
+        }
+    }
+
+    /// Into the capacity `self` has (an encoder's copy of the last head).
+    fn clone_from(&mut self, from: &ResponseHead) {
+        self.status = from.status;
+        self.fields.clone_from(&from.fields);
+        self.buf.clone_from(&from.buf);
+    }
 }
 
 impl ResponseHead {
@@ -309,6 +348,10 @@ impl ResponseHead {
     /// Content-Length, when the head has one that parses.
     pub fn content_length(&self) -> Option<u64> {
         let v = self.get(Name::ContentLength)?;
+        // Digits as push_u64 writes them: read straight from the bytes.
+        if !v.is_empty() && v.len() <= 19 && v.iter().all(u8::is_ascii_digit) {
+            return Some(v.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')));
+        }
         std::str::from_utf8(v).ok()?.trim().parse().ok()
     }
 
@@ -345,6 +388,26 @@ impl Out {
 mod tests {
     use super::*;
 
+    /// The word-at-a-time scan finds NUL, CR and LF wherever they are (every
+    /// offset in a word, and in the tail), and nothing else.
+    #[test]
+    fn nul_cr_lf_are_found_at_every_offset() {
+        for len in 0..20 {
+            for at in 0..len {
+                for bad in [0u8, b'\r', b'\n'] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    assert!(!no_nul_cr_lf(&v), "{v:?}");
+                }
+                let mut v = vec![b'a'; len];
+                for ok in [1u8, 9, 11, 12, 14, 0x80, 0x8a, 0x8d, 0xff, b' '] {
+                    v[at] = ok;
+                    assert!(no_nul_cr_lf(&v), "{v:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn names_round_trip() {
         for (i, n) in ALL.iter().enumerate() {
@@ -375,6 +438,20 @@ mod tests {
         assert_eq!(h.other_name(got[2].0), b"X-Thing");
         assert_eq!(got[2].1, b"ab");
         assert_eq!(h.content_length(), Some(12));
+        for (v, want) in [
+            ("0", Some(0)),
+            (" 7 ", Some(7)),
+            ("+5", Some(5)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("9999999999999999999", Some(9_999_999_999_999_999_999)),
+            ("", None),
+            ("1a", None),
+        ] {
+            let mut h = ResponseHead::default();
+            h.push(Name::ContentLength, v);
+            assert_eq!(h.content_length(), want, "{v:?}");
+        }
         let cap = h.buf.capacity();
         h.reset(200);
         assert!(h.is_empty());

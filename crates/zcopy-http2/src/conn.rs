@@ -27,8 +27,8 @@ use zcopy_http1::fields::ResponseHead;
 use crate::frame::{
     self, Code, Frame, FrameError, HEADER_LEN, Header, MAX_WINDOW, flag, kind, setting,
 };
-use crate::hpack::{self, Decoder};
-use crate::request::Head;
+use crate::hpack::{self, Decoder, Encoder};
+use crate::request::{Builder, Head};
 
 /// The limits a connection runs under.
 #[derive(Clone, Copy, Debug)]
@@ -171,6 +171,8 @@ pub struct Conn {
     pub out: Vec<u8>,
     events: VecDeque<Event>,
     decoder: Decoder,
+    /// Our responses' HPACK state (its table follows the peer's setting).
+    encoder: Encoder,
     streams: Vec<Stream>,
     partial: Option<Partial>,
     /// Highest stream id the peer opened.
@@ -196,7 +198,13 @@ pub struct Conn {
     /// Why the connection failed, if it did.
     error: Option<Code>,
     scratch: Vec<u8>,
+    /// Heads of requests answered, their buffers kept for the next ones
+    /// ([`Conn::recycle`]; at most [`SPARE_HEADS`]).
+    spare: Vec<Head>,
 }
+
+/// Request heads kept for their buffers, per connection.
+const SPARE_HEADS: usize = 8;
 
 impl Conn {
     /// A server connection; our SETTINGS and connection WINDOW_UPDATE are queued.
@@ -220,6 +228,7 @@ impl Conn {
             out,
             events: VecDeque::new(),
             decoder: Decoder::new(s.header_table_size, s.max_header_list),
+            encoder: Encoder::new(),
             streams: Vec::new(),
             partial: None,
             last_peer_stream: 0,
@@ -235,6 +244,7 @@ impl Conn {
             goaway_sent: false,
             error: None,
             scratch: Vec::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -631,17 +641,19 @@ impl Conn {
             }
             Some(_) => {
                 // Half-closed (remote): decode to keep HPACK in step, then refuse.
-                self.partial = Some(Partial {
+                let mut p = Partial {
                     stream: id,
-                    block: block.to_vec(),
+                    block: Vec::new(),
                     end_stream,
                     frames: 0,
                     trailers: true,
                     refused: true,
-                });
+                };
                 if end_headers {
-                    self.end_block();
+                    return self.decoded(&p, block);
                 }
+                p.block = block.to_vec();
+                self.partial = Some(p);
                 return;
             }
             None => {
@@ -659,17 +671,20 @@ impl Conn {
         if block.len() > self.s.max_header_block {
             return self.fail(Code::EnhanceYourCalm);
         }
-        self.partial = Some(Partial {
+        let mut p = Partial {
             stream: id,
-            block: block.to_vec(),
+            block: Vec::new(),
             end_stream,
             frames: 0,
             trailers,
             refused: false,
-        });
+        };
         if end_headers {
-            self.end_block();
+            // Whole in this frame: decoded where it lies.
+            return self.decoded(&p, block);
         }
+        p.block = block.to_vec();
+        self.partial = Some(p);
     }
 
     fn on_continuation(&mut self, block: &[u8], end_headers: bool) {
@@ -689,14 +704,26 @@ impl Conn {
         }
     }
 
-    /// A whole header block: decoded (always, to keep the table in step), then a
-    /// request, trailers to drop, or a refusal.
+    /// A header block received in pieces is whole.
     fn end_block(&mut self) {
-        let Some(p) = self.partial.take() else {
+        let Some(mut p) = self.partial.take() else {
             return;
         };
-        let decoded = match self.decoder.decode(&p.block) {
-            Ok(d) => d,
+        let block = std::mem::take(&mut p.block);
+        self.decoded(&p, &block);
+    }
+
+    /// A whole header block: decoded (always, to keep the table in step), then a
+    /// request, trailers to drop, or a refusal.
+    fn decoded(&mut self, p: &Partial, block: &[u8]) {
+        let mut head = (!p.refused && !p.trailers)
+            .then(|| Builder::reuse(self.spare.pop().unwrap_or_default(), p.end_stream));
+        let mut pseudo = false;
+        let too_large = match self.decoder.decode_with(block, |n, v| match &mut head {
+            Some(b) => b.field(n, v),
+            None => pseudo |= n.starts_with(b":"),
+        }) {
+            Ok(t) => t,
             Err(_) => return self.fail(Code::Compression),
         };
         let id = p.stream;
@@ -705,7 +732,7 @@ impl Conn {
         }
         if p.trailers {
             // Trailers carry no pseudo-field (RFC 9113 §8.1).
-            if decoded.fields.iter().any(|(n, _)| n.starts_with(b":")) {
+            if pseudo && !too_large {
                 return self.reset_stream(id, Code::Protocol);
             }
             if let Some(s) = self.stream(id)
@@ -745,12 +772,12 @@ impl Conn {
             uncredited: 0,
             window: self.s.initial_window as i64,
         };
-        if decoded.too_large {
+        if too_large {
             self.streams.push(s);
             self.events.push_back(Event::TooLarge { stream: id });
             return;
         }
-        match Head::from_fields(decoded.fields, p.end_stream) {
+        match head.map(Builder::finish).expect("a request's block") {
             Ok(head) => {
                 s.expect_len = head.content_length;
                 self.streams.push(s);
@@ -785,6 +812,7 @@ impl Conn {
             let v = u32::from_be_bytes([e[2], e[3], e[4], e[5]]);
             match id {
                 setting::ENABLE_PUSH if v > 1 => return self.fail(Code::Protocol),
+                setting::HEADER_TABLE_SIZE => self.encoder.set_limit(v),
                 setting::INITIAL_WINDOW_SIZE => {
                     if v as i64 > MAX_WINDOW {
                         return self.fail(Code::FlowControl);
@@ -853,19 +881,26 @@ impl Conn {
         fields: &[(&str, &str)],
         end_stream: bool,
     ) -> bool {
-        self.send_block(id, end_stream, |b| {
+        self.send_block(id, end_stream, |e, b| {
+            e.begin(b);
             hpack::encode_response(b, status, fields)
         })
     }
 
     /// As [`Conn::send_headers`], for a protocol-neutral head (the site's): its
-    /// status, Date, Server and fields, encoded straight from it.
+    /// status, Date, Server and fields, encoded straight from it (the fields
+    /// responses repeat through the connection's dynamic table).
     pub fn send_head(&mut self, id: u32, head: &ResponseHead, end_stream: bool) -> bool {
-        self.send_block(id, end_stream, |b| hpack::encode_head(b, head))
+        self.send_block(id, end_stream, |e, b| e.head(b, head))
     }
 
     /// A HEADERS block made by `encode`, on stream `id`.
-    fn send_block(&mut self, id: u32, end_stream: bool, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+    fn send_block(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        encode: impl FnOnce(&mut Encoder, &mut Vec<u8>),
+    ) -> bool {
         if self.state == State::Closed {
             return false;
         }
@@ -881,7 +916,7 @@ impl Conn {
         }
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
-        encode(&mut block);
+        encode(&mut self.encoder, &mut block);
         frame::write_headers(
             &mut self.out,
             id,
@@ -943,6 +978,7 @@ impl Conn {
         }
         let mut block = std::mem::take(&mut self.scratch);
         block.clear();
+        self.encoder.begin(&mut block);
         hpack::encode_response(&mut block, 100, &[]);
         frame::write_headers(
             &mut self.out,
@@ -992,7 +1028,25 @@ impl Conn {
         self.out.truncate(at + HEADER_LEN + n);
         // The stream ends only with every byte the caller asked to send: not when
         // its source gave less, nor when the window cut the frame short.
-        let end = end && n == asked;
+        self.data_sent(id, at, n, end && n == asked)
+    }
+
+    /// As [`Conn::send_data`], the payload from `bytes` (as much as the
+    /// windows let go; `end`: the body ends with these bytes, if they all go).
+    pub fn send_data_from(&mut self, id: u32, bytes: &[u8], end: bool) -> usize {
+        let len = bytes.len().min(self.capacity(id));
+        if len == 0 && !(end && self.stream(id).is_some_and(|s| s.sending_body)) {
+            return 0;
+        }
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; HEADER_LEN]);
+        self.out.extend_from_slice(&bytes[..len]);
+        self.data_sent(id, at, len, end && len == bytes.len())
+    }
+
+    /// A DATA frame of `n` bytes was put at `at` of the output, its header still
+    /// to write: written, the windows charged, the stream ended if `end`.
+    fn data_sent(&mut self, id: u32, at: usize, n: usize, end: bool) -> usize {
         let h = Header {
             len: n as u32,
             kind: kind::DATA,
@@ -1045,6 +1099,14 @@ impl Conn {
         }
         if end {
             self.finished(id);
+        }
+    }
+
+    /// The caller is done with a request's head: its buffers serve a next
+    /// request (no allocation per request for its text and field list).
+    pub fn recycle(&mut self, head: Head) {
+        if self.spare.len() < SPARE_HEADS && head.spare() {
+            self.spare.push(head);
         }
     }
 

@@ -992,11 +992,7 @@ impl H2 {
                     reason: "request header fields too large",
                 };
                 let resp = Response::error(&mut out, err, false);
-                let head = Head {
-                    method: "GET".into(),
-                    path: "-".into(),
-                    ..Head::default()
-                };
+                let head = Head::stand_in("GET", "-");
                 let mut a = Answer::new(stream, head, env.now);
                 a.in_memory = true;
                 self.start(a, resp, out, env);
@@ -1089,11 +1085,11 @@ impl H2 {
     fn answer(&mut self, mut a: Answer, env: &mut Env<'_>, site: &mut SiteResponder) {
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
-        let head_only = a.head.method == "HEAD";
+        let head_only = a.head.method() == "HEAD";
         let resp = if !a.head.end_stream
             && self.token.is_none()
             && !head_only
-            && a.head.method != "GET"
+            && a.head.method() != "GET"
         {
             // A driver that brings no publish answers here.
             let err = crate::request::HttpError {
@@ -1149,7 +1145,7 @@ impl H2 {
 
     /// Sends the head of `resp` (in `out`) and queues its body.
     fn start(&mut self, mut a: Answer, resp: Response, mut out: Out, env: &mut Env<'_>) {
-        let head_only = a.head.method == "HEAD";
+        let head_only = a.head.method() == "HEAD";
         let status = out.head.status;
         a.status = status;
         let declared = out.head.content_length();
@@ -1193,10 +1189,7 @@ impl H2 {
             if a.total == in_head as u64 && self.core.capacity(a.id) >= in_head {
                 // The whole body in one frame now (a small file, a listing page):
                 // no answer kept, no copy of the body kept.
-                a.sent = self.core.send_data(a.id, in_head, true, |d| {
-                    d[..in_head].copy_from_slice(body);
-                    in_head
-                }) as u64;
+                a.sent = self.core.send_data_from(a.id, body, true) as u64;
             } else if held.is_some() {
                 a.src = Some(Src::Mem(body.to_vec(), 0));
             } else {
@@ -1207,6 +1200,7 @@ impl H2 {
         self.scratch = out;
         if end || a.in_memory && a.src.is_none() {
             self.done(&a, env);
+            self.core.recycle(a.head);
         } else {
             self.answers.push(a);
         }
@@ -1277,6 +1271,7 @@ impl H2 {
                         // Finished or failed: forget it.
                         let a = self.answers.swap_remove(k);
                         self.done(&a, env);
+                        self.core.recycle(a.head);
                         any = true;
                     }
                 }
@@ -1304,10 +1299,7 @@ impl H2 {
             Src::Mem(b, pos) => {
                 let avail = (b.len() - *pos).min(want);
                 let end = a.sent + avail as u64 == a.total;
-                let n = self.core.send_data(id, avail, end, |dst| {
-                    dst[..avail].copy_from_slice(&b[*pos..*pos + avail]);
-                    avail
-                });
+                let n = self.core.send_data_from(id, &b[*pos..*pos + avail], end);
                 *pos += n;
                 (n, avail < want)
             }
@@ -1334,10 +1326,7 @@ impl H2 {
                     Piece::Mem(s, _) => {
                         let s = s + *off as usize;
                         let mem = &fb.mem;
-                        let n = self.core.send_data(id, take, end, |dst| {
-                            dst[..take].copy_from_slice(&mem[s..s + take]);
-                            take
-                        });
+                        let n = self.core.send_data_from(id, &mem[s..s + take], end);
                         *off += n as u64;
                         a.sent += n as u64;
                         env.events.body_from_memory(n as u64);
@@ -1348,10 +1337,7 @@ impl H2 {
                             && start + *off + take as u64 <= held.len() as u64
                         {
                             let s = (start + *off) as usize;
-                            let n = self.core.send_data(id, take, end, |dst| {
-                                dst[..take].copy_from_slice(&held[s..s + take]);
-                                take
-                            });
+                            let n = self.core.send_data_from(id, &held[s..s + take], end);
                             *off += n as u64;
                             a.sent += n as u64;
                             env.events.body_from_memory(n as u64);
@@ -1492,7 +1478,7 @@ impl H2 {
         } else {
             ("", "")
         };
-        let method = match a.head.method.as_str() {
+        let method = match a.head.method() {
             "GET" => MethodClass::Get,
             "HEAD" => MethodClass::Head,
             "OPTIONS" => MethodClass::Options,

@@ -72,7 +72,7 @@ fn a_get_is_answered_with_headers_and_data() {
     let [Event::Request { stream: 1, head }] = &ev[..] else {
         panic!("{ev:?}");
     };
-    assert_eq!(head.path, "/a");
+    assert_eq!(head.path(), "/a");
     assert!(head.end_stream);
     let f = frames(&c.out);
     // Our SETTINGS, the connection window, the ACK of theirs.
