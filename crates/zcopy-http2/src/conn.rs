@@ -1028,7 +1028,7 @@ impl Conn {
         self.out.truncate(at + HEADER_LEN + n);
         // The stream ends only with every byte the caller asked to send: not when
         // its source gave less, nor when the window cut the frame short.
-        self.data_sent(id, at, n, end && n == asked)
+        self.frame_sent(id, at, n, end && n == asked)
     }
 
     /// As [`Conn::send_data`], the payload from `bytes` (as much as the
@@ -1041,12 +1041,12 @@ impl Conn {
         let at = self.out.len();
         self.out.extend_from_slice(&[0; HEADER_LEN]);
         self.out.extend_from_slice(&bytes[..len]);
-        self.data_sent(id, at, len, end && len == bytes.len())
+        self.frame_sent(id, at, len, end && len == bytes.len())
     }
 
     /// A DATA frame of `n` bytes was put at `at` of the output, its header still
     /// to write: written, the windows charged, the stream ended if `end`.
-    fn data_sent(&mut self, id: u32, at: usize, n: usize, end: bool) -> usize {
+    fn frame_sent(&mut self, id: u32, at: usize, n: usize, end: bool) -> usize {
         let h = Header {
             len: n as u32,
             kind: kind::DATA,
