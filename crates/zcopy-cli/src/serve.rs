@@ -291,7 +291,7 @@ fn tls(s: &Settings) -> anyhow::Result<Option<TlsConfig>> {
             tickets: get(&s.tls_tickets),
             // The server decides, from --ktls and the kernel's probe.
             ktls: false,
-            // The server decides, from --http2 and --limit-rate.
+            // The server decides, from --http2.
             h2: false,
         },
         limits: zcopy_tls::Limits {

@@ -8,6 +8,7 @@ pub mod conditional;
 pub mod fields;
 pub mod head;
 pub mod json;
+pub mod pace;
 pub mod plan;
 pub mod proto;
 pub mod range;

@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::head::{self, Out};
+use crate::pace::Pace;
+pub use crate::pace::RATE_BURST;
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response, Sink};
 use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
 
@@ -41,8 +43,6 @@ pub const LEASE_CHECK: Duration = Duration::from_millis(200);
 pub const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// How often the send queue is looked at while a file is held or drained.
 pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
-/// Body bytes a rate-limited response may send at once before pacing starts.
-pub const RATE_BURST: u64 = 64 * 1024;
 /// The interim answer to `Expect: 100-continue` when the body will be read.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Buffers larger than this are freed instead of pooled.
@@ -346,29 +346,6 @@ enum Lease {
     Held,
     /// The kernel refused it.
     Refused,
-}
-
-/// Pacing of a rate-limited body: at most `burst + rate × elapsed` bytes by any time.
-#[derive(Clone, Copy, Debug)]
-struct Pace {
-    rate: u64,
-    start: Instant,
-}
-
-impl Pace {
-    /// Bytes that may go now, having sent `sent`; or, when none, the time at which
-    /// `want` more may go.
-    fn allowance(&self, now: Instant, sent: u64, want: u64) -> Result<u64, Instant> {
-        let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
-        let budget = RATE_BURST + (self.rate as f64 * elapsed) as u64;
-        if budget > sent {
-            return Ok(budget - sent);
-        }
-        // Wait until a useful amount is due (a few milliseconds' worth at least).
-        let step = want.min(RATE_BURST).max(self.rate / 100).max(1);
-        let due = (sent + step - RATE_BURST) as f64 / self.rate as f64;
-        Err(self.start + Duration::from_secs_f64(due))
-    }
 }
 
 /// A response in progress.
@@ -1035,10 +1012,7 @@ impl Conn {
             off: 0,
             lease,
             by_reference: false,
-            pace: env.config.limit_rate.map(|rate| Pace {
-                rate,
-                start: env.now,
-            }),
+            pace: env.config.limit_rate.map(|rate| Pace::new(rate, env.now)),
             member: None,
             close_after: resp.close,
             send_deadline,

@@ -617,8 +617,8 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io: Option<IoName>,
     /// Speak HTTP/2: h2c with prior knowledge on plain listeners, ALPN `h2` (then
-    /// `http/1.1`) on HTTPS ones, on either event loop (--io epoll or uring). Not
-    /// with --limit-rate (HTTP/1.1 then). Uploads and WebDAV bodies are received
+    /// `http/1.1`) on HTTPS ones, on either event loop (--io epoll or uring);
+    /// --limit-rate paces each stream. Uploads and WebDAV bodies are received
     /// over HTTP/2 as over HTTP/1.1 (copied from the DATA frames, never spliced).
     /// `--http2=false` turns it off
     /// [default: true].
@@ -778,9 +778,9 @@ pub struct Settings {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous_writes: Option<bool>,
-    /// At most this many body bytes per second to each connection, paced by the event
-    /// loop's timers (suffixes k, M, G: powers of 1024; like nginx's limit_rate). The
-    /// first 64 KiB go at once.
+    /// At most this many file-body bytes per second to each response (each HTTP/2
+    /// stream), paced by the event loop's timers (suffixes k, M, G: powers of 1024;
+    /// like nginx's limit_rate). The first 64 KiB go at once.
     #[arg(long, value_name = "RATE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_rate: Option<Rate>,

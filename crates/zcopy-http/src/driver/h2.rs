@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use zcopy::gather;
+use zcopy_http1::pace::Pace;
 use zcopy_http2::frame::Code;
 use zcopy_http2::request::Head;
 use zcopy_http2::{Conn, Event, Settings};
@@ -391,6 +392,8 @@ struct Answer {
     leased: bool,
     /// When a lease break was last looked for (once per loop turn).
     lease_seen: Option<Instant>,
+    /// `--limit-rate`: the pace of its file bytes.
+    pace: Option<Pace>,
 }
 
 /// How a response's file bytes go into DATA frames (chosen when it starts; the
@@ -476,6 +479,7 @@ impl Answer {
             map: None,
             leased: false,
             lease_seen: None,
+            pace: None,
         }
     }
 
@@ -509,6 +513,8 @@ pub(crate) struct H2 {
     drain_by: Option<Instant>,
     /// When to look for lease breaks next (while sending from a leased file).
     lease_check: Option<Instant>,
+    /// The earliest time a paced answer (`--limit-rate`) may send again.
+    pace_due: Option<Instant>,
     answers: Vec<Answer>,
     /// Requests waiting for one of the [`MAX_ANSWERING`] places.
     queued: std::collections::VecDeque<Answer>,
@@ -540,11 +546,11 @@ pub(crate) fn preface_start(first: &[u8]) -> Option<&[u8]> {
     (n >= 4 && first[..n] == zcopy_http2::PREFACE[..n]).then_some(first)
 }
 
-/// HTTP/2 is offered under `config`: asked for, and without `--limit-rate` (not
-/// paced yet). Both drivers speak it: epoll drives [`H2`] by readiness, io_uring
-/// by completions (its `Io` takes received chunks and submits sends).
+/// HTTP/2 is offered under `config`. Both drivers speak it: epoll drives [`H2`]
+/// by readiness, io_uring by completions (its `Io` takes received chunks and
+/// submits sends).
 pub(crate) fn offered(config: &crate::config::Config) -> bool {
-    config.http2 && config.limit_rate.is_none()
+    config.http2
 }
 
 /// The limits every HTTP/2 connection runs under (SECURITY.md lists them).
@@ -577,6 +583,7 @@ impl H2 {
             paths: Paths::default(),
             drain_by: None,
             lease_check: None,
+            pace_due: None,
             answers: Vec::new(),
             queued: Default::default(),
             via,
@@ -614,13 +621,10 @@ impl H2 {
     /// timeout), or a response that can't make progress (the peer keeps its window
     /// shut or stops reading: the send timeout).
     pub(crate) fn deadline(&self) -> Instant {
-        let d = self.timeout_at();
-        match (self.lease_check, self.drain_by) {
-            (Some(c), Some(b)) => d.min(c).min(b),
-            (Some(c), None) => d.min(c),
-            (None, Some(b)) => d.min(b),
-            (None, None) => d,
-        }
+        [self.lease_check, self.drain_by, self.pace_due]
+            .into_iter()
+            .flatten()
+            .fold(self.timeout_at(), Instant::min)
     }
 
     /// When the connection is closed for want of progress (see [`H2::deadline`]).
@@ -635,6 +639,8 @@ impl H2 {
                 .map(|a| a.body_at + self.body_timeout)
                 .min();
             let d = self.last_progress + self.send_timeout;
+            // Our own pacing is no stall of the client's.
+            let d = self.pace_due.map_or(d, |p| d.max(p + self.send_timeout));
             body.map_or(d, |b| b.min(d))
         }
     }
@@ -1175,6 +1181,8 @@ impl H2 {
         if let Some(Src::File { fb, .. }) = &a.src {
             let len = declared.unwrap_or_else(|| pieces_len(fb));
             (a.via, a.leased) = self.via_for(fb, len);
+            // File bytes are paced as over HTTP/1.1 (bodies in memory are not).
+            a.pace = env.config.limit_rate.map(|rate| Pace::new(rate, env.now));
         }
         a.in_memory = !no_body && a.src.is_none();
         a.total = match &a.src {
@@ -1246,6 +1254,7 @@ impl H2 {
     /// per round; returns the body bytes made.
     fn make_data(&mut self, env: &mut Env<'_>, budget: usize) -> usize {
         let mut made = 0;
+        self.pace_due = None;
         loop {
             let mut any = false;
             let n = self.answers.len();
@@ -1257,9 +1266,19 @@ impl H2 {
                     continue;
                 }
                 let id = self.answers[k].id;
-                let cap = self.core.capacity(id);
+                let mut cap = self.core.capacity(id);
                 if cap == 0 {
                     continue;
+                }
+                let a = &self.answers[k];
+                if let Some(pace) = a.pace {
+                    match pace.allowance(env.now, a.sent, a.total - a.sent) {
+                        Ok(n) => cap = cap.min(n.try_into().unwrap_or(usize::MAX)),
+                        Err(due) => {
+                            self.pace_due = Some(self.pace_due.map_or(due, |d| d.min(due)));
+                            continue;
+                        }
+                    }
                 }
                 match self.frame_of(k, cap, env) {
                     Some(0) => {}

@@ -940,3 +940,44 @@ fn chromium_loads_a_listing_over_https_by_http2_on(io: IoDriver) {
     let _ = std::fs::remove_file(&log);
     assert!(lines.contains("\"GET /dir/ HTTP/2.0\" 200"), "{lines}");
 }
+
+/// `--limit-rate` paces file bodies over HTTP/2 as over HTTP/1.1 (HTTP/2 stays
+/// offered): byte-exact, ranges too, other clients served meanwhile, and no faster
+/// than the rate lets it (a lower bound on the time taken: a slow machine only
+/// makes it longer).
+#[test]
+fn h2c_rate_limited_downloads_are_paced_and_byte_exact() {
+    if !require("curl") {
+        return;
+    }
+    let fx = Fixture::new();
+    let len = 600 << 10;
+    write_pattern(&fx.root().join("big.bin"), len);
+    fx.file("small.txt", b"small");
+    let rate = 256 << 10;
+    for io in drivers() {
+        let srv = start_on(io, &fx.root(), |c| {
+            c.workers = 1;
+            c.limit_rate = Some(rate);
+        });
+        let url = srv.url("/big.bin");
+        let t0 = Instant::now();
+        let slow = std::thread::spawn(move || curl(&["--http2-prior-knowledge"], &url));
+        let (code, body) = h2c(&[], &srv, "/small.txt");
+        assert_eq!((code, body.as_slice()), (200, &b"small"[..]), "{io}");
+        let (code, version, body) = slow.join().unwrap();
+        let took = t0.elapsed();
+        assert_eq!((code, version.as_str()), (200, "2"), "{io}");
+        assert_eq!(body.len() as u64, len, "{io}");
+        assert_pattern(&body, 0, "rate-limited h2 body");
+        // 64 KiB at once, then the rest at the rate: at least 2.09 s.
+        let least = (len - zcopy_http1::pace::RATE_BURST) as f64 / rate as f64;
+        assert!(
+            took.as_secs_f64() >= least * 0.9,
+            "{io}: {len} bytes in {took:?} at {rate} B/s (at least {least:.2} s)"
+        );
+        let (code, body) = h2c(&["-r", "100000-299999"], &srv, "/big.bin");
+        assert_eq!(code, 206, "{io}");
+        assert_pattern(&body, 100_000, "rate-limited h2 range");
+    }
+}
