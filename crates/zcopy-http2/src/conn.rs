@@ -28,7 +28,7 @@ use crate::frame::{
     self, Code, Frame, FrameError, HEADER_LEN, Header, MAX_WINDOW, flag, kind, setting,
 };
 use crate::hpack::{self, Decoder, Encoder};
-use crate::request::{Builder, Head};
+use crate::request::{Builder, Head, Priority};
 
 /// The limits a connection runs under.
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +134,9 @@ struct Stream {
     /// The window kept open for the peer: `initial_window`, `body_window` once
     /// the body is taken.
     window: i64,
+    /// Its priority (RFC 9218), if the peer signalled one (a `priority` field,
+    /// a PRIORITY_UPDATE).
+    priority: Option<Priority>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -198,6 +201,9 @@ pub struct Conn {
     /// Why the connection failed, if it did.
     error: Option<Code>,
     scratch: Vec<u8>,
+    /// PRIORITY_UPDATEs for streams not open yet (RFC 9218 §7.1), applied when
+    /// they open; with the streams open, at most `max_concurrent_streams`.
+    early_priorities: Vec<(u32, Priority)>,
     /// Heads of requests answered, their buffers kept for the next ones
     /// ([`Conn::recycle`]; at most [`SPARE_HEADS`]).
     spare: Vec<Head>,
@@ -217,6 +223,8 @@ impl Conn {
                 (setting::INITIAL_WINDOW_SIZE, s.initial_window),
                 (setting::MAX_FRAME_SIZE, s.max_frame_size),
                 (setting::MAX_HEADER_LIST_SIZE, s.max_header_list as u32),
+                // RFC 9218 priorities instead (RFC 9218 §2.1).
+                (setting::NO_RFC7540_PRIORITIES, 1),
             ],
         );
         if s.connection_window > 65_535 {
@@ -244,6 +252,7 @@ impl Conn {
             goaway_sent: false,
             error: None,
             scratch: Vec::new(),
+            early_priorities: Vec::new(),
             spare: Vec::new(),
         }
     }
@@ -317,6 +326,13 @@ impl Conn {
         self.streams
             .iter()
             .any(|s| s.sending_body && (s.send_window <= 0 || self.send_window <= 0))
+    }
+
+    /// The priority the peer gave stream `id` (RFC 9218: its `priority` field,
+    /// or a PRIORITY_UPDATE since), `None` when it gave none (or the stream is
+    /// gone).
+    pub fn priority(&self, id: u32) -> Option<Priority> {
+        self.streams.iter().find(|s| s.id == id)?.priority
     }
 
     /// Graceful end (shutdown, reload): GOAWAY NO_ERROR naming the last stream
@@ -505,8 +521,46 @@ impl Conn {
             // open ones and its control frames until it closes (or goes idle).
             Frame::GoAway { .. } => {}
             Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
+            Frame::PriorityUpdate { prioritized, field } => {
+                // Counted as a control frame: a flood of them ends the connection.
+                self.spend_control();
+                if self.state != State::Closed {
+                    self.on_priority_update(prioritized, field);
+                }
+            }
             Frame::Unknown { .. } => self.spend_control(),
         }
+    }
+
+    /// PRIORITY_UPDATE for stream `id` (RFC 9218 §7.1): an open stream takes it
+    /// now; one not open yet when it opens (its `priority` field then does not
+    /// count); a closed one ignores it. Stream 0, a stream we would open (even),
+    /// or more streams prioritized before they open than may be open at once
+    /// (with the open ones) is a PROTOCOL_ERROR.
+    fn on_priority_update(&mut self, id: u32, field: &[u8]) {
+        if id == 0 || id.is_multiple_of(2) {
+            return self.fail(Code::Protocol);
+        }
+        let p = Priority::parse(field);
+        if let Some(s) = self.stream(id) {
+            s.priority = Some(p);
+            return;
+        }
+        let partial = self.partial.as_ref().map(|p| p.stream);
+        if id <= self.last_peer_stream || partial == Some(id) {
+            // Closed (or its head still coming: it opens with what it asks).
+            return;
+        }
+        if let Some(e) = self.early_priorities.iter_mut().find(|e| e.0 == id) {
+            e.1 = p;
+            return;
+        }
+        if self.early_priorities.len() + self.streams.len()
+            >= self.s.max_concurrent_streams as usize
+        {
+            return self.fail(Code::Protocol);
+        }
+        self.early_priorities.push((id, p));
     }
 
     fn on_data(&mut self, id: u32, data: &[u8], flow_len: u32, end: bool) {
@@ -750,6 +804,14 @@ impl Conn {
             return;
         }
         self.last_peer_stream = id;
+        // A PRIORITY_UPDATE that came first is the later word (RFC 9218 §7.1).
+        let early = self
+            .early_priorities
+            .iter()
+            .position(|e| e.0 == id)
+            .map(|i| self.early_priorities.swap_remove(i).1);
+        // Streams skipped over (lower ids never opened) can't open any more.
+        self.early_priorities.retain(|e| e.0 > id);
         if self.goaway_sent {
             // Streams after our GOAWAY are ignored (RFC 9113 §6.8).
             return;
@@ -771,6 +833,7 @@ impl Conn {
             stop: false,
             uncredited: 0,
             window: self.s.initial_window as i64,
+            priority: early,
         };
         if too_large {
             self.streams.push(s);
@@ -780,6 +843,7 @@ impl Conn {
         match head.map(Builder::finish).expect("a request's block") {
             Ok(head) => {
                 s.expect_len = head.content_length;
+                s.priority = early.or_else(|| head.priority());
                 self.streams.push(s);
                 self.events.push_back(Event::Request { stream: id, head });
             }

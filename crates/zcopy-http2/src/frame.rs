@@ -35,6 +35,8 @@ pub mod kind {
     pub const WINDOW_UPDATE: u8 = 8;
     /// CONTINUATION
     pub const CONTINUATION: u8 = 9;
+    /// PRIORITY_UPDATE (RFC 9218 §7.1)
+    pub const PRIORITY_UPDATE: u8 = 0x10;
 }
 
 /// Frame flags.
@@ -250,6 +252,13 @@ pub enum Frame<'a> {
         /// END_HEADERS.
         end_headers: bool,
     },
+    /// PRIORITY_UPDATE (RFC 9218 §7.1): a new priority for a request stream.
+    PriorityUpdate {
+        /// The stream it is for (the frame itself is on stream 0).
+        prioritized: u32,
+        /// The Priority field value.
+        field: &'a [u8],
+    },
     /// A frame of a type we don't know (ignored).
     Unknown {
         /// Its type.
@@ -385,6 +394,17 @@ impl<'a> Frame<'a> {
                     end_headers: h.flags & flag::END_HEADERS != 0,
                 }
             }
+            kind::PRIORITY_UPDATE => {
+                // On stream 0 only, at least the 4-byte stream id (RFC 9218 §7.1).
+                need_zero(s)?;
+                if p.len() < 4 {
+                    return Err(conn_err(Code::FrameSize));
+                }
+                Frame::PriorityUpdate {
+                    prioritized: u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff,
+                    field: &p[4..],
+                }
+            }
             k => Frame::Unknown { kind: k },
         })
     }
@@ -404,6 +424,8 @@ pub mod setting {
     pub const MAX_FRAME_SIZE: u16 = 5;
     /// SETTINGS_MAX_HEADER_LIST_SIZE
     pub const MAX_HEADER_LIST_SIZE: u16 = 6;
+    /// SETTINGS_NO_RFC7540_PRIORITIES (RFC 9218 §2.1)
+    pub const NO_RFC7540_PRIORITIES: u16 = 9;
 }
 
 /// Appends a SETTINGS frame with `entries`.
@@ -634,6 +656,21 @@ mod tests {
                 end_headers: true
             })
         );
+        out.clear();
+        write_frame(&mut out, kind::PRIORITY_UPDATE, 0, 0, b"\0\0\0\x05u=0");
+        assert_eq!(
+            parse(&out),
+            Ok(Frame::PriorityUpdate {
+                prioritized: 5,
+                field: b"u=0"
+            })
+        );
+        out.clear();
+        write_frame(&mut out, kind::PRIORITY_UPDATE, 0, 1, b"\0\0\0\x05u=0");
+        assert_eq!(parse(&out).unwrap_err(), conn_err(Code::Protocol));
+        out.clear();
+        write_frame(&mut out, kind::PRIORITY_UPDATE, 0, 0, b"\0\0\0");
+        assert_eq!(parse(&out).unwrap_err(), conn_err(Code::FrameSize));
         out.clear();
         write_frame(&mut out, 0xee, 0, 0, b"ignored");
         assert_eq!(parse(&out), Ok(Frame::Unknown { kind: 0xee }));

@@ -223,6 +223,255 @@ impl Builder {
     }
 }
 
+/// A stream's priority (RFC 9218 §4): urgency 0 (first) to 7 (last), and whether
+/// its response may go in pieces between others' (incremental).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Priority {
+    /// `u`: 0..=7, 3 by default.
+    pub urgency: u8,
+    /// `i`: false by default.
+    pub incremental: bool,
+}
+
+impl Default for Priority {
+    fn default() -> Priority {
+        Priority {
+            urgency: 3,
+            incremental: false,
+        }
+    }
+}
+
+impl Priority {
+    /// Reads a Priority field value (a Structured Field dictionary, RFC 8941
+    /// §3.2) into `self`: `u` an integer 0..=7, `i` a boolean; other keys are
+    /// ignored, and so is (its default taken) a `u` or `i` of another type or
+    /// out of range; a later member replaces an earlier one. A value that is not a dictionary leaves `self`
+    /// as it was and returns false (the caller keeps the defaults).
+    pub fn parse_into(&mut self, v: &[u8]) -> bool {
+        let mut p = *self;
+        let mut c = Cursor { b: v, i: 0 };
+        c.ows();
+        if c.done() {
+            return true;
+        }
+        loop {
+            let Some(key) = c.key() else { return false };
+            let item = if c.eat(b'=') {
+                match c.item() {
+                    Some(it) => it,
+                    None => return false,
+                }
+            } else {
+                Item::Bool(true)
+            };
+            if !c.params() {
+                return false;
+            }
+            // A later member replaces an earlier one of the same key, a value
+            // of the wrong type or range included (that one is then ignored).
+            let d = Priority::default();
+            match (key, item) {
+                (b"u", Item::Int(n)) if (0..=7).contains(&n) => p.urgency = n as u8,
+                (b"u", _) => p.urgency = d.urgency,
+                (b"i", Item::Bool(b)) => p.incremental = b,
+                (b"i", _) => p.incremental = d.incremental,
+                _ => {}
+            }
+            c.ows();
+            if c.done() {
+                break;
+            }
+            if !c.eat(b',') {
+                return false;
+            }
+            c.ows();
+            if c.done() {
+                return false; // a trailing comma
+            }
+        }
+        *self = p;
+        true
+    }
+
+    /// The priority a field value says (defaults where it says nothing, or is
+    /// malformed).
+    pub fn parse(v: &[u8]) -> Priority {
+        let mut p = Priority::default();
+        if !p.parse_into(v) {
+            p = Priority::default();
+        }
+        p
+    }
+}
+
+/// A bare item's value, as far as a priority needs it.
+enum Item {
+    Int(i64),
+    Bool(bool),
+    Other,
+}
+
+/// A Structured Field parser over one value (RFC 8941 §4.2), for dictionaries.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn done(&self) -> bool {
+        self.i >= self.b.len()
+    }
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.peek() == Some(c);
+        self.i += hit as usize;
+        hit
+    }
+    fn ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+    fn sp(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.i += 1;
+        }
+    }
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let a = self.i;
+        if !matches!(self.peek()?, b'a'..=b'z' | b'*') {
+            return None;
+        }
+        while matches!(
+            self.peek(),
+            Some(b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')
+        ) {
+            self.i += 1;
+        }
+        Some(&self.b[a..self.i])
+    }
+    /// Parameters after an item: `;key[=bare item]`, each checked, none kept.
+    fn params(&mut self) -> bool {
+        while self.eat(b';') {
+            self.sp();
+            if self.key().is_none() {
+                return false;
+            }
+            if self.eat(b'=') && self.bare().is_none() {
+                return false;
+            }
+        }
+        true
+    }
+    /// A member's value: an item with parameters, or an inner list.
+    fn item(&mut self) -> Option<Item> {
+        if self.eat(b'(') {
+            loop {
+                self.sp();
+                if self.eat(b')') {
+                    break;
+                }
+                self.bare()?;
+                if !self.params() {
+                    return None;
+                }
+                if !matches!(self.peek(), Some(b' ' | b')')) {
+                    return None;
+                }
+            }
+            return Some(Item::Other);
+        }
+        self.bare()
+    }
+    fn bare(&mut self) -> Option<Item> {
+        let c = self.peek()?;
+        match c {
+            b'-' | b'0'..=b'9' => {
+                let a = self.i;
+                self.eat(b'-');
+                let d = self.i;
+                while matches!(self.peek(), Some(b'0'..=b'9')) {
+                    self.i += 1;
+                }
+                let int_digits = self.i - d;
+                if int_digits == 0 {
+                    return None;
+                }
+                if self.eat(b'.') {
+                    let f = self.i;
+                    while matches!(self.peek(), Some(b'0'..=b'9')) {
+                        self.i += 1;
+                    }
+                    let frac = self.i - f;
+                    if int_digits > 12 || frac == 0 || frac > 3 {
+                        return None;
+                    }
+                    return Some(Item::Other);
+                }
+                if int_digits > 15 {
+                    return None;
+                }
+                std::str::from_utf8(&self.b[a..self.i])
+                    .ok()?
+                    .parse()
+                    .ok()
+                    .map(Item::Int)
+            }
+            b'"' => {
+                self.i += 1;
+                loop {
+                    match self.peek()? {
+                        b'\\' => {
+                            self.i += 1;
+                            if !matches!(self.peek()?, b'"' | b'\\') {
+                                return None;
+                            }
+                        }
+                        b'"' => {
+                            self.i += 1;
+                            return Some(Item::Other);
+                        }
+                        0x20..=0x7e => {}
+                        _ => return None,
+                    }
+                    self.i += 1;
+                }
+            }
+            b':' => {
+                self.i += 1;
+                while matches!(self.peek()?, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=')
+                {
+                    self.i += 1;
+                }
+                self.eat(b':').then_some(Item::Other)
+            }
+            b'?' => {
+                self.i += 1;
+                let v = match self.peek()? {
+                    b'0' => false,
+                    b'1' => true,
+                    _ => return None,
+                };
+                self.i += 1;
+                Some(Item::Bool(v))
+            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'*' => {
+                while self
+                    .peek()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b))
+                {
+                    self.i += 1;
+                }
+                Some(Item::Other)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Head {
     /// Checks a decoded list (see [`Builder`]).
     pub fn from_fields(list: Vec<(Vec<u8>, Vec<u8>)>, end_stream: bool) -> Result<Head, Malformed> {
@@ -288,6 +537,21 @@ impl Head {
                 }
             })
             .collect()
+    }
+
+    /// The priority the request asks for (RFC 9218): `None` when it carries no
+    /// `priority` field; its members taken in order across repeated fields; a
+    /// malformed value gives the defaults.
+    pub fn priority(&self) -> Option<Priority> {
+        let mut p = Priority::default();
+        let mut any = false;
+        for (_, v) in self.fields().filter(|(n, _)| *n == "priority") {
+            any = true;
+            if !p.parse_into(v.as_bytes()) {
+                return Some(Priority::default());
+            }
+        }
+        any.then_some(p)
     }
 
     /// The first value of field `name`.
@@ -689,5 +953,78 @@ mod tests {
         let mut ok = BASE.to_vec();
         ok.push(("te", "trailers"));
         assert!(Head::from_fields(list(&ok), true).is_ok());
+    }
+
+    #[test]
+    fn priority_fields_parse_with_defaults_for_what_they_do_not_say() {
+        let p = |u: u8, i: bool| Priority {
+            urgency: u,
+            incremental: i,
+        };
+        for (v, want) in [
+            ("", p(3, false)),
+            ("u=0", p(0, false)),
+            ("u=7, i", p(7, true)),
+            ("i, u=1", p(1, true)),
+            ("i=?1", p(3, true)),
+            ("i=?0", p(3, false)),
+            ("u=5;x=1, i;y", p(5, true)),
+            (
+                "u=2, foo=\"bar, baz\", bin=:aGk=:, l=(a \"b\" 1.5);q, n=-4.25, u=6",
+                p(6, false),
+            ),
+            // A later member replaces an earlier one.
+            ("u=1, u=4", p(4, false)),
+            // Wrong type or out of range: that member ignored (its default).
+            ("u=8", p(3, false)),
+            ("u=-1", p(3, false)),
+            ("u=1, u=x", p(3, false)),
+            ("u=1.0", p(3, false)),
+            ("i=1", p(3, false)),
+            ("u=2, i=\"yes\"", p(2, false)),
+            // Not a dictionary: the defaults.
+            ("u=0,", p(3, false)),
+            ("U=0", p(3, false)),
+            ("u=0 i", p(3, false)),
+            ("u==1", p(3, false)),
+            ("u=\"1", p(3, false)),
+            ("u=1, i=?2", p(3, false)),
+            ("u=1;", p(3, false)),
+            ("u=(1", p(3, false)),
+            ("u=1234567890123456", p(3, false)),
+        ] {
+            assert_eq!(Priority::parse(v.as_bytes()), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_has_a_priority_only_if_it_asks() {
+        let base = [(":method", "GET"), (":scheme", "http"), (":path", "/")];
+        let head = |extra: &[(&'static str, &'static str)]| {
+            let mut f = base.to_vec();
+            f.extend_from_slice(extra);
+            Head::from_fields(list(&f), true).unwrap()
+        };
+        assert_eq!(head(&[]).priority(), None);
+        assert_eq!(
+            head(&[("priority", "u=1")]).priority(),
+            Some(Priority {
+                urgency: 1,
+                incremental: false
+            })
+        );
+        // Repeated fields are one dictionary.
+        assert_eq!(
+            head(&[("priority", "u=1"), ("priority", "i")]).priority(),
+            Some(Priority {
+                urgency: 1,
+                incremental: true
+            })
+        );
+        // Malformed: the defaults (and still a signal).
+        assert_eq!(
+            head(&[("priority", "u=1"), ("priority", "?")]).priority(),
+            Some(Priority::default())
+        );
     }
 }

@@ -1031,3 +1031,146 @@ fn a_data_header_alone_charges_the_windows_and_says_where_its_payload_goes() {
     let rest = frames(&c.out[at..]);
     assert_eq!(rest.first().map(|(h, _)| h.kind), Some(kind::RST_STREAM));
 }
+
+fn priority_update(out: &mut Vec<u8>, frame_stream: u32, id: u32, field: &str) {
+    let mut p = id.to_be_bytes().to_vec();
+    p.extend_from_slice(field.as_bytes());
+    write_frame(out, kind::PRIORITY_UPDATE, 0, frame_stream, &p);
+}
+
+fn prio(u: u8, i: bool) -> Option<Priority> {
+    Some(Priority {
+        urgency: u,
+        incremental: i,
+    })
+}
+
+#[test]
+fn we_advertise_no_rfc7540_priorities() {
+    let c = Conn::new(Settings::default());
+    let f = frames(&c.out);
+    assert_eq!(f[0].0.kind, kind::SETTINGS);
+    assert!(
+        f[0].1.chunks(6).any(|e| e == [0, 9, 0, 0, 0, 1]),
+        "{:?}",
+        f[0].1
+    );
+}
+
+#[test]
+fn a_priority_field_and_priority_updates_set_a_streams_priority() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    // Stream 1 asks with its field; stream 3 says nothing; stream 5 is
+    // prioritized before it opens (its own field then does not count).
+    write_frame(
+        &mut b,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block_with("GET", "/a", &[("priority", "u=5")]),
+    );
+    get(&mut b, 3, "/b");
+    priority_update(&mut b, 0, 5, "u=0, i");
+    write_frame(
+        &mut b,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        5,
+        &block_with("GET", "/c", &[("priority", "u=6")]),
+    );
+    fed(&mut c, &b);
+    assert_eq!(events(&mut c).len(), 3);
+    assert_eq!(c.priority(1), prio(5, false));
+    assert_eq!(c.priority(3), None);
+    assert_eq!(c.priority(5), prio(0, true));
+    // Open streams take an update at once; a malformed one means the defaults;
+    // one for a closed stream is ignored.
+    let mut b = Vec::new();
+    priority_update(&mut b, 0, 1, "u=1");
+    priority_update(&mut b, 0, 3, "u=9000, i");
+    priority_update(&mut b, 0, 5, "??");
+    fed(&mut c, &b);
+    assert_eq!(c.priority(1), prio(1, false));
+    assert_eq!(c.priority(3), prio(3, true));
+    assert_eq!(c.priority(5), prio(3, false));
+    assert!(c.send_headers(1, 204, &[], true));
+    let mut b = Vec::new();
+    priority_update(&mut b, 0, 1, "u=0");
+    fed(&mut c, &b);
+    assert!(!c.is_closed());
+    assert_eq!(c.priority(1), None);
+}
+
+#[test]
+fn priority_updates_before_their_streams_are_bounded() {
+    let s = Settings {
+        max_concurrent_streams: 4,
+        ..Settings::default()
+    };
+    let mut c = Conn::new(s);
+    let mut b = hello();
+    get(&mut b, 1, "/a");
+    // One open stream and three waiting updates fill the four places; a
+    // repeated update for the same stream takes no place.
+    for id in [3, 5, 7, 7, 3] {
+        priority_update(&mut b, 0, id, "u=1");
+    }
+    fed(&mut c, &b);
+    assert!(!c.is_closed());
+    // Opening stream 7 lets the update for 3 and 5 go (they can't open now),
+    // and takes its own.
+    let mut b = Vec::new();
+    get(&mut b, 7, "/b");
+    fed(&mut c, &b);
+    assert_eq!(c.priority(7), prio(1, false));
+    assert_eq!(c.early_priorities.len(), 0);
+    // Two open, two waiting: the next one is one too many.
+    let mut b = Vec::new();
+    for id in [9, 11] {
+        priority_update(&mut b, 0, id, "u=1");
+    }
+    fed(&mut c, &b);
+    assert!(!c.is_closed());
+    let mut b = Vec::new();
+    priority_update(&mut b, 0, 13, "u=1");
+    fed(&mut c, &b);
+    assert!(c.is_closed());
+    assert_eq!(goaway_code(&c.out), Some(Code::Protocol));
+}
+
+#[test]
+fn a_priority_update_on_a_stream_or_for_stream_0_is_a_protocol_error() {
+    for (on, id) in [(1, 1), (0, 0), (0, 2)] {
+        let mut c = Conn::new(Settings::default());
+        let mut b = hello();
+        get(&mut b, 1, "/a");
+        priority_update(&mut b, on, id, "u=0");
+        fed(&mut c, &b);
+        assert!(c.is_closed(), "on {on} for {id}");
+        assert_eq!(
+            goaway_code(&c.out),
+            Some(Code::Protocol),
+            "on {on} for {id}"
+        );
+    }
+    // Shorter than a stream id: FRAME_SIZE_ERROR.
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    write_frame(&mut b, kind::PRIORITY_UPDATE, 0, 0, &[0, 0, 1]);
+    fed(&mut c, &b);
+    assert_eq!(goaway_code(&c.out), Some(Code::FrameSize));
+}
+
+#[test]
+fn a_priority_update_flood_runs_out_of_the_control_budget() {
+    let mut c = Conn::new(Settings::default());
+    let mut b = hello();
+    get(&mut b, 1, "/a");
+    for _ in 0..Settings::default().control_budget {
+        priority_update(&mut b, 0, 1, "u=2");
+    }
+    fed(&mut c, &b);
+    assert!(c.is_closed());
+    assert_eq!(goaway_code(&c.out), Some(Code::EnhanceYourCalm));
+}
