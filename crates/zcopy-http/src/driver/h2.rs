@@ -1,9 +1,10 @@
 //! HTTP/2 connections: the glue between a socket (plain, or userspace TLS) and the
 //! sans-I/O core [`zcopy_http2::Conn`]. Requests go to the same site as HTTP/1
 //! ([`SiteResponder::respond`]); the plan's body pieces (memory, file ranges,
-//! archive members) go into DATA frames round robin across streams, within the
-//! peer's windows: copied (`pread` into frame-sized slices of the output buffer,
-//! many frames per `send`: the h2o and Go way), or, on a plain socket of the epoll
+//! archive members) go into DATA frames by the streams' RFC 9218 priorities
+//! ([`H2::make_data`]), within the peer's windows: copied (`pread` into
+//! frame-sized slices of the output buffer, many frames per `send`: the h2o and
+//! Go way), or, on a plain socket of the epoll
 //! driver, mapped ([`Via::Map`]: only the frame headers in the buffer, payloads
 //! from a mapping of the file, gathered into one `sendmsg` by
 //! [`zcopy::gather`]) or, for a file that can't change, lent ([`Via::Lend`]:
@@ -525,8 +526,8 @@ pub(crate) struct H2 {
     last_progress: Instant,
     /// The peer closed its side.
     eof: bool,
-    /// Round-robin start among `answers`.
-    rr: usize,
+    /// The incremental stream served last: the next one after it goes next.
+    rr_last: u32,
     /// What the site answers into (reused, so a head allocates nothing).
     scratch: Out,
     idle_timeout: std::time::Duration,
@@ -591,7 +592,7 @@ impl H2 {
             tls,
             last_progress: env.now,
             eof: false,
-            rr: 0,
+            rr_last: 0,
             scratch: Out::default(),
         };
         h.take(first);
@@ -838,7 +839,7 @@ impl H2 {
                 progressed |= made > 0 || self.core.out.len() != before;
             }
             while self.answers.len() < MAX_ANSWERING
-                && let Some(a) = self.queued.pop_front()
+                && let Some(a) = self.next_queued()
             {
                 self.answer(a, env, site);
                 budget = budget.saturating_sub(REQUEST_COST);
@@ -1250,60 +1251,94 @@ impl H2 {
         }
     }
 
-    /// DATA for the streams with body bytes and window, round robin, a frame each
-    /// per round; returns the body bytes made.
+    /// DATA for the streams with body bytes and window, a frame at a time, by
+    /// priority (RFC 9218 §4): the lowest urgency first; at one urgency the
+    /// non-incremental streams one at a time in stream order, then the
+    /// incremental ones, round robin, a frame each. A stream that signalled no
+    /// priority takes turns as an incremental one of the default urgency (3), as
+    /// every stream did before priorities: a client that sends none (curl,
+    /// h2load) sees no change. A stream that can't send now (its window shut,
+    /// paced by `--limit-rate`, its answer not ready) lets the next one go.
+    /// Returns the body bytes made.
     fn make_data(&mut self, env: &mut Env<'_>, budget: usize) -> usize {
         let mut made = 0;
         self.pace_due = None;
-        loop {
-            let mut any = false;
-            let n = self.answers.len();
-            let mut i = 0;
-            while i < n.min(self.answers.len()) {
-                let k = (self.rr + i) % self.answers.len();
-                i += 1;
-                if self.answers[k].waiting {
-                    continue;
-                }
-                let id = self.answers[k].id;
-                let mut cap = self.core.capacity(id);
-                if cap == 0 {
-                    continue;
-                }
-                let a = &self.answers[k];
-                if let Some(pace) = a.pace {
-                    match pace.allowance(env.now, a.sent, a.total - a.sent) {
-                        Ok(n) => cap = cap.min(n.try_into().unwrap_or(usize::MAX)),
-                        Err(due) => {
-                            self.pace_due = Some(self.pace_due.map_or(due, |d| d.min(due)));
-                            continue;
-                        }
-                    }
-                }
-                match self.frame_of(k, cap, env) {
-                    Some(0) => {}
-                    Some(sent) => {
-                        made += sent;
-                        any = true;
-                    }
-                    None => {
-                        // Finished or failed: forget it.
-                        let a = self.answers.swap_remove(k);
-                        self.done(&a, env);
-                        self.core.recycle(a.head);
-                        any = true;
-                    }
-                }
-                if self.pending() >= HIGH_WATER || made >= budget {
-                    self.rr = self.rr.wrapping_add(1);
-                    return made;
+        // Answers whose source gave nothing this time: not asked again now.
+        let mut dry: Vec<u32> = Vec::new();
+        while let Some((k, cap)) = self.next_turn(env, &dry) {
+            match self.frame_of(k, cap, env) {
+                Some(0) => dry.push(self.answers[k].id),
+                Some(sent) => made += sent,
+                None => {
+                    // Finished or failed: forget it.
+                    let a = self.answers.swap_remove(k);
+                    self.done(&a, env);
+                    self.core.recycle(a.head);
                 }
             }
-            if !any {
-                return made;
+            if self.pending() >= HIGH_WATER || made >= budget {
+                break;
             }
-            self.rr = self.rr.wrapping_add(1);
         }
+        made
+    }
+
+    /// The queued request to answer next: the most urgent (RFC 9218), the
+    /// first come among equals.
+    fn next_queued(&mut self) -> Option<Answer> {
+        let urgency = |a: &Answer| self.core.priority(a.id).map_or(3, |p| p.urgency);
+        let (k, _) = self
+            .queued
+            .iter()
+            .enumerate()
+            .min_by_key(|&(k, a)| (urgency(a), k))?;
+        self.queued.remove(k)
+    }
+
+    /// The answer whose frame goes next ([`H2::make_data`]) and the bytes it may
+    /// send; `None` when none can send now (the earliest paced one's time in
+    /// `pace_due`).
+    fn next_turn(&mut self, env: &Env<'_>, dry: &[u32]) -> Option<(usize, usize)> {
+        // (urgency, incremental, after the last incremental one served, id): the
+        // smallest goes; with its index and the bytes it may send.
+        type Turn = (u8, bool, bool, u32);
+        let mut best: Option<(Turn, usize, usize)> = None;
+        for (k, a) in self.answers.iter().enumerate() {
+            if a.waiting || dry.contains(&a.id) {
+                continue;
+            }
+            let mut cap = self.core.capacity(a.id);
+            if cap == 0 {
+                continue;
+            }
+            if let Some(pace) = a.pace {
+                match pace.allowance(env.now, a.sent, a.total - a.sent) {
+                    Ok(n) => cap = cap.min(n.try_into().unwrap_or(usize::MAX)),
+                    Err(due) => {
+                        self.pace_due = Some(self.pace_due.map_or(due, |d| d.min(due)));
+                        continue;
+                    }
+                }
+            }
+            let (urgency, incremental) = match self.core.priority(a.id) {
+                Some(p) => (p.urgency, p.incremental),
+                _ => (3, true),
+            };
+            let key = (
+                urgency,
+                incremental,
+                incremental && a.id <= self.rr_last,
+                a.id,
+            );
+            if best.is_none_or(|b| key < b.0) {
+                best = Some((key, k, cap));
+            }
+        }
+        let ((_, incremental, _, id), k, cap) = best?;
+        if incremental {
+            self.rr_last = id;
+        }
+        Some((k, cap))
     }
 
     /// One DATA frame of at most `cap` bytes for answer `k`. `None`: the answer is

@@ -981,3 +981,95 @@ fn h2c_rate_limited_downloads_are_paced_and_byte_exact() {
         assert_pattern(&body, 100_000, "rate-limited h2 range");
     }
 }
+
+#[test]
+fn urgent_streams_go_before_a_large_low_urgency_body() {
+    for io in drivers() {
+        urgent_streams_go_before_a_large_low_urgency_body_on(io);
+    }
+}
+
+/// RFC 9218: a large `u=5` body is streaming, its window open, when two `u=0`
+/// requests come: their bodies go whole, one after the other in stream order
+/// (non-incremental), before the large body's next frame; two incremental ones
+/// share turns. Frame order only, no timing.
+fn urgent_streams_go_before_a_large_low_urgency_body_on(io: IoDriver) {
+    let fx = Fixture::new();
+    let f = std::fs::File::create(fx.root().join("large")).unwrap();
+    f.set_len(64 << 20).unwrap();
+    for name in ["a", "b", "c", "d"] {
+        write_pattern(&fx.root().join(name), 50 * 1024);
+    }
+    let srv = start_on(io, &fx.root(), |_| {});
+    let mut c = Raw::open(srv.addr, &[]);
+    c.get(1, "/large", &[("priority", "u=5")]);
+    // The large body has started (and fills the socket buffers while the
+    // client reads nothing more).
+    loop {
+        let (h, p) = c.frame().expect("a frame");
+        if h.kind == kind::HEADERS {
+            c.dec.decode(&p).unwrap();
+        }
+        if h.kind == kind::DATA && h.stream == 1 {
+            break;
+        }
+    }
+    // Two urgent non-incremental requests in one write, then two urgent
+    // incremental ones.
+    let mut b = Vec::new();
+    for (id, path, prio) in [
+        (3, "/a", "u=0"),
+        (5, "/b", "u=0"),
+        (7, "/c", "u=1, i"),
+        (9, "/d", "u=1, i"),
+    ] {
+        frame::write_frame(
+            &mut b,
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &block(path, &[("priority", prio)]),
+        );
+    }
+    c.send(&b);
+    // The DATA frames' streams from the first urgent one on, until the large
+    // body's next frame after the urgent ones ended.
+    let mut order: Vec<u32> = Vec::new();
+    let mut bodies: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+    let mut ended = 0;
+    while ended < 4 || order.last() != Some(&1) {
+        let (h, p) = c.frame().expect("a frame");
+        match h.kind {
+            kind::DATA if h.stream == 1 && order.is_empty() => {}
+            kind::DATA => {
+                order.push(h.stream);
+                if h.stream != 1 {
+                    bodies.entry(h.stream).or_default().extend_from_slice(&p);
+                    ended += (h.flags & flag::END_STREAM != 0) as usize;
+                }
+            }
+            kind::HEADERS => {
+                c.dec.decode(&p).unwrap();
+            }
+            kind::RST_STREAM | kind::GOAWAY => panic!("{io}: unexpected frame {h:?} {p:?}"),
+            _ => {}
+        }
+    }
+    for (id, body) in &bodies {
+        assert_eq!(body.len(), 50 * 1024, "{io}: stream {id}");
+        assert_pattern(body, 0, &format!("stream {id}"));
+    }
+    // Stream 3 whole, then stream 5 whole, then 7 and 9 taking turns, then 1.
+    let runs: Vec<u32> = order.iter().fold(Vec::new(), |mut v, &s| {
+        if v.last() != Some(&s) {
+            v.push(s);
+        }
+        v
+    });
+    assert_eq!(&runs[..2], &[3, 5], "{io}: {order:?}");
+    assert!(
+        runs[2..runs.len() - 1].iter().all(|s| [7, 9].contains(s)) && runs.len() > 5,
+        "{io}: incremental streams interleave: {order:?}"
+    );
+    assert_eq!(runs.last(), Some(&1), "{io}: {order:?}");
+}
