@@ -989,15 +989,16 @@ fn urgent_streams_go_before_a_large_low_urgency_body() {
     }
 }
 
-/// RFC 9218: a large `u=5` body is streaming, its window open, when two `u=0`
-/// requests come: their bodies go whole, one after the other in stream order
-/// (non-incremental), before the large body's next frame; two incremental ones
-/// share turns. Frame order only, no timing.
+/// RFC 9218: a large `u=5` body is streaming, its window open, when urgent
+/// requests come: the `u=0` bodies go whole, one after the other in stream
+/// order (non-incremental; one of them made `u=0` by a PRIORITY_UPDATE sent
+/// before its HEADERS), then two incremental `u=1` ones take turns, all before
+/// the large body's next frame. Frame order only, no timing.
 fn urgent_streams_go_before_a_large_low_urgency_body_on(io: IoDriver) {
     let fx = Fixture::new();
     let f = std::fs::File::create(fx.root().join("large")).unwrap();
     f.set_len(64 << 20).unwrap();
-    for name in ["a", "b", "c", "d"] {
+    for name in ["a", "b", "c", "d", "e"] {
         write_pattern(&fx.root().join(name), 50 * 1024);
     }
     let srv = start_on(io, &fx.root(), |_| {});
@@ -1031,13 +1032,25 @@ fn urgent_streams_go_before_a_large_low_urgency_body_on(io: IoDriver) {
             &block(path, &[("priority", prio)]),
         );
     }
+    // A PRIORITY_UPDATE (RFC 9218 §7.1) before its stream opens: `u=0`, the
+    // later word over the `u=7` of the request's field.
+    let mut p = 11u32.to_be_bytes().to_vec();
+    p.extend_from_slice(b"u=0");
+    frame::write_frame(&mut b, kind::PRIORITY_UPDATE, 0, 0, &p);
+    frame::write_frame(
+        &mut b,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        11,
+        &block("/e", &[("priority", "u=7")]),
+    );
     c.send(&b);
     // The DATA frames' streams from the first urgent one on, until the large
     // body's next frame after the urgent ones ended.
     let mut order: Vec<u32> = Vec::new();
     let mut bodies: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
     let mut ended = 0;
-    while ended < 4 || order.last() != Some(&1) {
+    while ended < 5 || order.last() != Some(&1) {
         let (h, p) = c.frame().expect("a frame");
         match h.kind {
             kind::DATA if h.stream == 1 && order.is_empty() => {}
@@ -1059,16 +1072,17 @@ fn urgent_streams_go_before_a_large_low_urgency_body_on(io: IoDriver) {
         assert_eq!(body.len(), 50 * 1024, "{io}: stream {id}");
         assert_pattern(body, 0, &format!("stream {id}"));
     }
-    // Stream 3 whole, then stream 5 whole, then 7 and 9 taking turns, then 1.
+    // Streams 3, 5 and 11 whole, one after the other, then 7 and 9 taking
+    // turns, then 1.
     let runs: Vec<u32> = order.iter().fold(Vec::new(), |mut v, &s| {
         if v.last() != Some(&s) {
             v.push(s);
         }
         v
     });
-    assert_eq!(&runs[..2], &[3, 5], "{io}: {order:?}");
+    assert_eq!(&runs[..3], &[3, 5, 11], "{io}: {order:?}");
     assert!(
-        runs[2..runs.len() - 1].iter().all(|s| [7, 9].contains(s)) && runs.len() > 5,
+        runs[3..runs.len() - 1].iter().all(|s| [7, 9].contains(s)) && runs.len() > 6,
         "{io}: incremental streams interleave: {order:?}"
     );
     assert_eq!(runs.last(), Some(&1), "{io}: {order:?}");
