@@ -1087,3 +1087,65 @@ fn urgent_streams_go_before_a_large_low_urgency_body_on(io: IoDriver) {
     );
     assert_eq!(runs.last(), Some(&1), "{io}: {order:?}");
 }
+
+#[test]
+fn a_queued_urgent_request_takes_the_first_free_place() {
+    for io in drivers() {
+        a_queued_urgent_request_takes_the_first_free_place_on(io);
+    }
+}
+
+/// Eight `u=7` requests take every place a connection answers at once; of the
+/// two queued behind them, the `u=0` one starts when the first place frees,
+/// before the `u=6` one asked for earlier. Frame order only.
+fn a_queued_urgent_request_takes_the_first_free_place_on(io: IoDriver) {
+    let fx = Fixture::new();
+    // 200 KiB each: the first place frees with the second body under way (the
+    // connection stops making DATA at 256 KiB queued), so one place, not two.
+    for i in 0..10 {
+        let len = if i < 8 { 200 * 1024 } else { 100 * 1024 };
+        write_pattern(&fx.root().join(format!("f{i}")), len);
+    }
+    let srv = start_on(io, &fx.root(), |_| {});
+    let mut c = Raw::open(srv.addr, &[]);
+    let mut b = Vec::new();
+    for i in 0..10u32 {
+        let prio = match i {
+            8 => "u=6",
+            9 => "u=0",
+            _ => "u=7",
+        };
+        frame::write_frame(
+            &mut b,
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            2 * i + 1,
+            &block(&format!("/f{i}"), &[("priority", prio)]),
+        );
+    }
+    c.send(&b);
+    let mut order: Vec<u32> = Vec::new();
+    let mut ended = 0;
+    while ended < 10 {
+        let (h, p) = c.frame().expect("a frame");
+        match h.kind {
+            kind::DATA => {
+                if order.last() != Some(&h.stream) {
+                    order.push(h.stream);
+                }
+                ended += (h.flags & flag::END_STREAM != 0) as usize;
+            }
+            kind::HEADERS => {
+                c.dec.decode(&p).unwrap();
+            }
+            kind::RST_STREAM | kind::GOAWAY => panic!("{io}: unexpected frame {h:?} {p:?}"),
+            _ => {}
+        }
+    }
+    let at = |s: u32| order.iter().position(|&x| x == s).unwrap();
+    // Stream 19 (u=0) whole before stream 17 (u=6) starts.
+    assert!(
+        at(19) < at(17) && order.iter().filter(|&&s| s == 19).count() == 1,
+        "{io}: {order:?}"
+    );
+}
