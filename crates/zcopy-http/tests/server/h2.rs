@@ -1149,3 +1149,48 @@ fn a_queued_urgent_request_takes_the_first_free_place_on(io: IoDriver) {
         "{io}: {order:?}"
     );
 }
+
+#[test]
+fn an_urgent_stream_with_its_window_shut_lets_the_others_go() {
+    for io in drivers() {
+        an_urgent_stream_with_its_window_shut_lets_the_others_go_on(io);
+    }
+}
+
+/// Priorities never starve: a `u=0` stream whose window the peer keeps shut
+/// lets a `u=5` one with an open window send its whole body.
+fn an_urgent_stream_with_its_window_shut_lets_the_others_go_on(io: IoDriver) {
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("a"), 100 * 1024);
+    write_pattern(&fx.root().join("b"), 100 * 1024);
+    let srv = start_on(io, &fx.root(), |_| {});
+    let mut c = Raw::open(srv.addr, &[(setting::INITIAL_WINDOW_SIZE, 0)]);
+    let mut b = Vec::new();
+    frame::write_window_update(&mut b, 0, 1 << 20);
+    c.send(&b);
+    c.get(1, "/a", &[("priority", "u=0")]);
+    c.get(3, "/b", &[("priority", "u=5")]);
+    let mut b = Vec::new();
+    frame::write_window_update(&mut b, 3, 200 * 1024);
+    c.send(&b);
+    let mut body = Vec::new();
+    loop {
+        let (h, p) = c.frame().expect("a frame");
+        match h.kind {
+            kind::DATA => {
+                assert_eq!(h.stream, 3, "{io}: DATA on a shut window");
+                body.extend_from_slice(&p);
+                if h.flags & flag::END_STREAM != 0 {
+                    break;
+                }
+            }
+            kind::HEADERS => {
+                c.dec.decode(&p).unwrap();
+            }
+            kind::RST_STREAM | kind::GOAWAY => panic!("{io}: unexpected frame {h:?} {p:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(body.len(), 100 * 1024, "{io}");
+    assert_pattern(&body, 0, "stream 3");
+}
