@@ -194,7 +194,17 @@ pub struct SiteResponder {
     pub checks: crate::auth::Checks,
     /// Uploads being published off the loop, and their answers.
     pub publishes: publish::Publisher,
+    /// Held bodies up to this size are copied after the head by the core
+    /// ([`proto::INLINE_MAX`] at most); a larger held body is sent from the held
+    /// bytes. The io_uring driver's is smaller than the epoll driver's: it copies
+    /// what the core wrote into a buffer of its own for each send in flight, so a
+    /// burst of held bodies inlined would leave its allocator holding a head and a
+    /// body per connection of the burst.
+    pub inline_max: u64,
 }
+
+/// [`SiteResponder::inline_max`] of the io_uring driver.
+pub const URING_INLINE_MAX: u64 = 0;
 
 impl SiteResponder {
     /// One `openat2` + `fstat` (on a cache hit one `fstat`, or nothing for a file
@@ -228,8 +238,14 @@ impl SiteResponder {
             .held
             .as_ref()
             .filter(|b| start.saturating_add(len) <= b.len() as u64);
-        if held.is_some() && len <= proto::INLINE_MAX {
+        let limited = self.site.config.limit_rate.is_some();
+        if held.is_some() && len <= proto::INLINE_MAX && (len <= self.inline_max || limited) {
             // The protocol core copies it from the held bytes, after the head.
+        } else if let Some(bytes) = held
+            && !limited
+        {
+            fb.pieces[0] = Piece::Mem(start as usize, (start + len) as usize);
+            fb.mem = handler::BodyMem::Held(bytes.clone());
         } else if len <= SMALL_BODY {
             let got = pread_into(&fb.file, start, len as usize, &mut out.body);
             if (got as u64) < len {
@@ -238,11 +254,6 @@ impl SiteResponder {
             }
             resp.body = Body::InHead;
             resp.body_len = got as u64;
-        } else if let Some(bytes) = held
-            && self.site.config.limit_rate.is_none()
-        {
-            fb.pieces[0] = Piece::Mem(start as usize, (start + len) as usize);
-            fb.mem = handler::BodyMem::Held(bytes.clone());
         }
         resp
     }
@@ -261,6 +272,7 @@ impl SiteResponder {
             cache,
             checks,
             publishes,
+            inline_max: self.inline_max,
         }
     }
 }

@@ -1104,6 +1104,7 @@ impl Connection {
                 self.file_progress(p, &mut sh.env());
             }
             self.after_send();
+            self.release_out(&mut sh.io);
             return;
         }
         if self.abandoned && send_side {
@@ -1115,6 +1116,7 @@ impl Connection {
             self.sending = None;
             self.out.clear();
             self.after_send();
+            self.release_out(&mut sh.io);
             return;
         }
         if self.h2.is_some()
@@ -1123,7 +1125,7 @@ impl Connection {
             self.h2_sent(res, buf, now_token, ring);
             return;
         }
-        let mut env = sh.env();
+        let mut env = sh.common.env();
         match c.event {
             Event::Received(r) => {
                 if c.last {
@@ -1204,6 +1206,7 @@ impl Connection {
                     (s, Ok(_)) => unreachable!("a send completes a send, not {s:?}"),
                 }
                 self.after_send();
+                self.release_out(&mut sh.io);
             }
             Event::Read { res, buf } => {
                 self.out = buf;
@@ -1266,6 +1269,21 @@ impl Connection {
         self.out.clear();
     }
 
+    /// Gives the send buffer back to the worker's pool once a plain HTTP/1 send is
+    /// over and nothing is corked in it: a connection at rest holds no send buffer
+    /// (a burst of small bodies would otherwise leave one the size of a head and
+    /// body on every connection, which the allocator keeps).
+    fn release_out(&mut self, io: &mut BufPool) {
+        if self.sending.is_none()
+            && self.tls.is_none()
+            && self.h2.is_none()
+            && self.out.is_empty()
+            && self.out.capacity() > 0
+        {
+            io.give(std::mem::take(&mut self.out));
+        }
+    }
+
     fn after_send(&mut self) {
         if self.shut_pending && self.sending.is_none() {
             self.shut_pending = false;
@@ -1324,7 +1342,10 @@ impl Worker {
         } = start;
         let engines = Engines::new(live.load().1.config.engine, stats.clone());
         let h2c = h2::offered(&live.load().1.config);
-        let (books, common) = LoopState::new(live, active, shutdown, ctl, stats);
+        let (books, mut common) = LoopState::new(live, active, shutdown, ctl, stats);
+        // Held bodies leave from the held bytes (SENDMSG after the corked head), not
+        // copied after the head and again into a send buffer.
+        common.responder.inline_max = super::URING_INLINE_MAX;
         Worker {
             poll,
             waker: None,
@@ -1385,6 +1406,8 @@ impl Worker {
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
             }
+            let (bufs, peak) = ring.buf_bytes();
+            self.sh.common.stats.ring_buffers(bufs, peak);
             self.sh.common.flush_log();
             if self.books.grace_over(&self.sh.common) {
                 for i in 0..self.conns.len() {
