@@ -1260,6 +1260,33 @@ mod tests {
         );
     }
 
+    /// The buffers operations hold are counted until their completions (a send's
+    /// buffer, a `sendmsg`'s corked prefix, not its shared bytes), and the most
+    /// ever held at once is kept.
+    #[test]
+    fn buffers_held_by_operations_are_counted_until_they_complete() {
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (sock, mut peer) = UnixStream::pair().unwrap();
+        let sock = Rc::new(sock);
+        let buf = Vec::with_capacity(1000);
+        let prefix = Vec::from(&b"head"[..]);
+        let cap = prefix.capacity();
+        let shared: Arc<[u8]> = Arc::from(vec![7u8; 5000]);
+        let mut one = buf;
+        one.extend_from_slice(b"abc");
+        ring.send(1, &sock, one, 0, false);
+        ring.send_shared(2, &sock, prefix, &shared, 0, 5000, false);
+        assert_eq!(ring.buf_bytes(), (1000 + cap, 1000 + cap));
+        let done = reap(&mut ring, 2);
+        assert_eq!(done.len(), 2, "{done:?}");
+        assert_eq!(ring.buf_bytes(), (0, 1000 + cap));
+        let mut got = vec![0u8; 3 + 4 + 5000];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..7], b"abchead");
+    }
+
     /// A cancel of an operation that is over does not reach the operation that now
     /// uses its slot (another connection's, in a server).
     #[test]
