@@ -211,13 +211,28 @@ impl SiteResponder {
     /// the cache holds). A body of at most [`SMALL_BODY`] bytes is copied from the
     /// cache or read here (one `pread`) so it leaves with the head in one write; a
     /// larger body the cache holds is sent from the held bytes (one copy, by the
-    /// kernel, at send time) unless `--limit-rate` paces file bodies.
+    /// kernel, at send time) unless `--limit-rate` paces file bodies; so is a held
+    /// body larger than [`SiteResponder::inline_max`] (on io_uring, every one).
     pub fn respond(
         &mut self,
         req: &Request<'_>,
         close: bool,
         out: &mut Out,
         now: Instant,
+    ) -> Response {
+        self.respond_inline(req, close, out, now, self.inline_max)
+    }
+
+    /// [`SiteResponder::respond`] with held bodies of up to `inline_max` bytes left
+    /// for the protocol to copy (HTTP/2 copies them into its DATA frames on either
+    /// driver: [`proto::INLINE_MAX`]).
+    pub fn respond_inline(
+        &mut self,
+        req: &Request<'_>,
+        close: bool,
+        out: &mut Out,
+        now: Instant,
+        inline_max: u64,
     ) -> Response {
         let mut resp = handler::handle(
             &self.site,
@@ -239,7 +254,7 @@ impl SiteResponder {
             .as_ref()
             .filter(|b| start.saturating_add(len) <= b.len() as u64);
         let limited = self.site.config.limit_rate.is_some();
-        if held.is_some() && len <= proto::INLINE_MAX && (len <= self.inline_max || limited) {
+        if held.is_some() && len <= proto::INLINE_MAX && (len <= inline_max || limited) {
             // The protocol core copies it from the held bytes, after the head.
         } else if let Some(bytes) = held
             && !limited
