@@ -15,8 +15,12 @@
 //! - Heads and in-memory bodies: copied into a buffer the ring owns until the `SEND`
 //!   completes. A head followed by a body is held back (corked in user space) and
 //!   leaves in the same `SEND` as the body's first chunk.
-//! - Bodies of files the cache holds (16–64 KiB): one `SENDMSG` of the corked head
-//!   and the held bytes, which the operation keeps alive (the kernel's copy only).
+//! - Bodies of files the cache holds (up to 64 KiB, HTTP/1): one `SENDMSG` of the
+//!   corked head and the held bytes, which the operation keeps alive (the kernel's
+//!   copy only). Small ones too: copied after the head, then again into a send
+//!   buffer per connection in flight, a burst of them left the allocator holding
+//!   ~20 MiB. A connection gives its send buffer back to the worker's pool after
+//!   each send, so one at rest holds none.
 //! - File bodies: the library's [`FileSend`] chooses the engine from the same plan
 //!   the epoll driver's transfers follow (splice by reference where the peer and the
 //!   source allow it; mmap or read+send by copy), queues its operations on the
