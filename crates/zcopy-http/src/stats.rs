@@ -39,7 +39,9 @@ const UPLOAD_COPY: usize = CACHE_HELD + 1;
 const UPLOAD_TLS: usize = UPLOAD_COPY + 1;
 const UPLOAD_ENGINE: usize = UPLOAD_TLS + 1; // × EngineKind::ALL
 const UPLOAD_STEPS: usize = UPLOAD_ENGINE + EngineKind::ALL.len();
-const DURATION: usize = UPLOAD_STEPS + 1; // BUCKETS + 1 (+Inf)
+const RING_BUFS: usize = UPLOAD_STEPS + 1;
+const RING_BUFS_PEAK: usize = RING_BUFS + 1;
+const DURATION: usize = RING_BUFS_PEAK + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -143,6 +145,13 @@ impl WorkerStats {
     pub fn connections(&self, open: usize, idle: usize) {
         self.c[OPEN].store(open as u64, Ordering::Relaxed);
         self.c[IDLE].store(idle as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of send and read buffers the io_uring driver's operations in flight
+    /// hold now, and the most they ever held at once.
+    pub fn ring_buffers(&self, now: usize, peak: usize) {
+        self.c[RING_BUFS].store(now as u64, Ordering::Relaxed);
+        self.c[RING_BUFS_PEAK].store(peak as u64, Ordering::Relaxed);
     }
 
     /// A connection was closed to make room for a new one.
@@ -405,6 +414,18 @@ impl ServerStats {
                 "gauge",
                 "Keep-alive connections waiting for a request (as of the last second).",
                 IDLE,
+            ),
+            (
+                "ring_buffer_bytes",
+                "gauge",
+                "Bytes of send and read buffers the io_uring driver's operations in flight hold (0 on epoll).",
+                RING_BUFS,
+            ),
+            (
+                "ring_buffer_peak_bytes",
+                "gauge",
+                "The most bytes of send and read buffers the io_uring driver's operations held at once, summed over workers (0 on epoll).",
+                RING_BUFS_PEAK,
             ),
             (
                 "connections_shed_total",

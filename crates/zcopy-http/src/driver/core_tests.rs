@@ -45,6 +45,7 @@ impl Harness {
                 cache: FileCache::new(Duration::ZERO, 0),
                 checks: Default::default(),
                 publishes: Default::default(),
+                inline_max: crate::proto::INLINE_MAX,
             },
             now: Instant::now(),
             shutting_down: false,

@@ -1107,7 +1107,9 @@ impl H2 {
         } else {
             match a.head.request(self.via) {
                 Err(e) => Response::error(&mut out, e, head_only),
-                Ok(req) => site.respond(&req, false, &mut out, env.now),
+                Ok(req) => {
+                    site.respond_inline(&req, false, &mut out, env.now, crate::proto::INLINE_MAX)
+                }
             }
         };
         match resp.body {

@@ -194,20 +194,45 @@ pub struct SiteResponder {
     pub checks: crate::auth::Checks,
     /// Uploads being published off the loop, and their answers.
     pub publishes: publish::Publisher,
+    /// Held bodies up to this size are copied after the head by the core
+    /// ([`proto::INLINE_MAX`] at most); a larger held body is sent from the held
+    /// bytes. The io_uring driver's is smaller than the epoll driver's: it copies
+    /// what the core wrote into a buffer of its own for each send in flight, so a
+    /// burst of held bodies inlined would leave its allocator holding a head and a
+    /// body per connection of the burst.
+    pub inline_max: u64,
 }
+
+/// [`SiteResponder::inline_max`] of the io_uring driver.
+pub const URING_INLINE_MAX: u64 = 0;
 
 impl SiteResponder {
     /// One `openat2` + `fstat` (on a cache hit one `fstat`, or nothing for a file
     /// the cache holds). A body of at most [`SMALL_BODY`] bytes is copied from the
     /// cache or read here (one `pread`) so it leaves with the head in one write; a
     /// larger body the cache holds is sent from the held bytes (one copy, by the
-    /// kernel, at send time) unless `--limit-rate` paces file bodies.
+    /// kernel, at send time) unless `--limit-rate` paces file bodies; so is a held
+    /// body larger than [`SiteResponder::inline_max`] (on io_uring, every one).
     pub fn respond(
         &mut self,
         req: &Request<'_>,
         close: bool,
         out: &mut Out,
         now: Instant,
+    ) -> Response {
+        self.respond_inline(req, close, out, now, self.inline_max)
+    }
+
+    /// [`SiteResponder::respond`] with held bodies of up to `inline_max` bytes left
+    /// for the protocol to copy (HTTP/2 copies them into its DATA frames on either
+    /// driver: [`proto::INLINE_MAX`]).
+    pub fn respond_inline(
+        &mut self,
+        req: &Request<'_>,
+        close: bool,
+        out: &mut Out,
+        now: Instant,
+        inline_max: u64,
     ) -> Response {
         let mut resp = handler::handle(
             &self.site,
@@ -228,8 +253,14 @@ impl SiteResponder {
             .held
             .as_ref()
             .filter(|b| start.saturating_add(len) <= b.len() as u64);
-        if held.is_some() && len <= proto::INLINE_MAX {
+        let limited = self.site.config.limit_rate.is_some();
+        if held.is_some() && len <= proto::INLINE_MAX && (len <= inline_max || limited) {
             // The protocol core copies it from the held bytes, after the head.
+        } else if let Some(bytes) = held
+            && !limited
+        {
+            fb.pieces[0] = Piece::Mem(start as usize, (start + len) as usize);
+            fb.mem = handler::BodyMem::Held(bytes.clone());
         } else if len <= SMALL_BODY {
             let got = pread_into(&fb.file, start, len as usize, &mut out.body);
             if (got as u64) < len {
@@ -238,11 +269,6 @@ impl SiteResponder {
             }
             resp.body = Body::InHead;
             resp.body_len = got as u64;
-        } else if let Some(bytes) = held
-            && self.site.config.limit_rate.is_none()
-        {
-            fb.pieces[0] = Piece::Mem(start as usize, (start + len) as usize);
-            fb.mem = handler::BodyMem::Held(bytes.clone());
         }
         resp
     }
@@ -261,6 +287,7 @@ impl SiteResponder {
             cache,
             checks,
             publishes,
+            inline_max: self.inline_max,
         }
     }
 }

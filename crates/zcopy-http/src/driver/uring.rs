@@ -15,8 +15,12 @@
 //! - Heads and in-memory bodies: copied into a buffer the ring owns until the `SEND`
 //!   completes. A head followed by a body is held back (corked in user space) and
 //!   leaves in the same `SEND` as the body's first chunk.
-//! - Bodies of files the cache holds (16–64 KiB): one `SENDMSG` of the corked head
-//!   and the held bytes, which the operation keeps alive (the kernel's copy only).
+//! - Bodies of files the cache holds (up to 64 KiB, HTTP/1): one `SENDMSG` of the
+//!   corked head and the held bytes, which the operation keeps alive (the kernel's
+//!   copy only). Small ones too: copied after the head, then again into a send
+//!   buffer per connection in flight, a burst of them left the allocator holding
+//!   ~20 MiB. A connection gives its send buffer back to the worker's pool after
+//!   each send, so one at rest holds none.
 //! - File bodies: the library's [`FileSend`] chooses the engine from the same plan
 //!   the epoll driver's transfers follow (splice by reference where the peer and the
 //!   source allow it; mmap or read+send by copy), queues its operations on the
@@ -1104,6 +1108,7 @@ impl Connection {
                 self.file_progress(p, &mut sh.env());
             }
             self.after_send();
+            self.release_out(&mut sh.io);
             return;
         }
         if self.abandoned && send_side {
@@ -1115,6 +1120,7 @@ impl Connection {
             self.sending = None;
             self.out.clear();
             self.after_send();
+            self.release_out(&mut sh.io);
             return;
         }
         if self.h2.is_some()
@@ -1123,7 +1129,7 @@ impl Connection {
             self.h2_sent(res, buf, now_token, ring);
             return;
         }
-        let mut env = sh.env();
+        let mut env = sh.common.env();
         match c.event {
             Event::Received(r) => {
                 if c.last {
@@ -1204,6 +1210,7 @@ impl Connection {
                     (s, Ok(_)) => unreachable!("a send completes a send, not {s:?}"),
                 }
                 self.after_send();
+                self.release_out(&mut sh.io);
             }
             Event::Read { res, buf } => {
                 self.out = buf;
@@ -1266,6 +1273,21 @@ impl Connection {
         self.out.clear();
     }
 
+    /// Gives the send buffer back to the worker's pool once a plain HTTP/1 send is
+    /// over and nothing is corked in it: a connection at rest holds no send buffer
+    /// (a burst of small bodies would otherwise leave one the size of a head and
+    /// body on every connection, which the allocator keeps).
+    fn release_out(&mut self, io: &mut BufPool) {
+        if self.sending.is_none()
+            && self.tls.is_none()
+            && self.h2.is_none()
+            && self.out.is_empty()
+            && self.out.capacity() > 0
+        {
+            io.give(std::mem::take(&mut self.out));
+        }
+    }
+
     fn after_send(&mut self) {
         if self.shut_pending && self.sending.is_none() {
             self.shut_pending = false;
@@ -1324,7 +1346,10 @@ impl Worker {
         } = start;
         let engines = Engines::new(live.load().1.config.engine, stats.clone());
         let h2c = h2::offered(&live.load().1.config);
-        let (books, common) = LoopState::new(live, active, shutdown, ctl, stats);
+        let (books, mut common) = LoopState::new(live, active, shutdown, ctl, stats);
+        // Held bodies leave from the held bytes (SENDMSG after the corked head), not
+        // copied after the head and again into a send buffer.
+        common.responder.inline_max = super::URING_INLINE_MAX;
         Worker {
             poll,
             waker: None,
@@ -1385,6 +1410,8 @@ impl Worker {
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
             }
+            let (bufs, peak) = ring.buf_bytes();
+            self.sh.common.stats.ring_buffers(bufs, peak);
             self.sh.common.flush_log();
             if self.books.grace_over(&self.sh.common) {
                 for i in 0..self.conns.len() {

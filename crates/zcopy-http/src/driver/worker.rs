@@ -177,6 +177,7 @@ impl ConnContext {
                 cache,
                 checks: crate::auth::Checks::default(),
                 publishes: super::publish::Publisher::default(),
+                inline_max: crate::proto::INLINE_MAX,
             },
             conn: live.config.conn(),
             config: live.config.clone(),

@@ -186,6 +186,18 @@ enum Held {
     Msg(Box<MsgParts>),
 }
 
+impl Held {
+    /// Bytes of the buffer held (its capacity; the shared or mapped second part of
+    /// a `sendmsg` is not the operation's).
+    fn bytes(&self) -> usize {
+        match self {
+            Held::Nothing => 0,
+            Held::Buf(b) | Held::Read(b) => b.capacity(),
+            Held::Msg(m) => m.prefix.capacity(),
+        }
+    }
+}
+
 /// A `sendmsg` of a buffer and a mapped range: the header, its iovecs, and what they
 /// point to.
 struct MsgParts {
@@ -375,6 +387,10 @@ pub struct EventRing {
     inflight: usize,
     bufs: Option<RecvBufs>,
     enters: u64,
+    /// Bytes of the buffers the operations in flight hold (sends, reads).
+    buf_bytes: usize,
+    /// The most `buf_bytes` ever was.
+    buf_peak: usize,
 }
 
 impl fmt::Debug for EventRing {
@@ -431,6 +447,8 @@ impl EventRing {
             inflight: 0,
             bufs: Some(bufs),
             enters: 0,
+            buf_bytes: 0,
+            buf_peak: 0,
         })
     }
 
@@ -442,6 +460,12 @@ impl EventRing {
     /// How many `io_uring_enter` calls this ring has made.
     pub fn enters(&self) -> u64 {
         self.enters
+    }
+
+    /// Bytes of the buffers (send and read buffers, by capacity) that operations in
+    /// flight hold now, and the most they ever held at once.
+    pub fn buf_bytes(&self) -> (usize, usize) {
+        (self.buf_bytes, self.buf_peak)
     }
 
     /// Queues `entry`, holding `held` and the descriptors `fds` until its last
@@ -459,6 +483,8 @@ impl EventRing {
             self.gens.push(0);
             (self.ops.len() - 1) as u32
         });
+        self.buf_bytes += held.bytes();
+        self.buf_peak = self.buf_peak.max(self.buf_bytes);
         self.ops[idx as usize] = Some(Op {
             token,
             kind,
@@ -884,6 +910,7 @@ impl EventRing {
         };
         if last {
             self.inflight -= 1;
+            self.buf_bytes -= op.held.bytes();
             // A cancel naming the old generation no longer matches this slot.
             self.gens[idx] = self.gens[idx].wrapping_add(1);
             self.free.push(idx as u32);
@@ -1231,6 +1258,33 @@ mod tests {
             got.iter().all(|&b| b == b'A'),
             "only the first file's bytes"
         );
+    }
+
+    /// The buffers operations hold are counted until their completions (a send's
+    /// buffer, a `sendmsg`'s corked prefix, not its shared bytes), and the most
+    /// ever held at once is kept.
+    #[test]
+    fn buffers_held_by_operations_are_counted_until_they_complete() {
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (sock, mut peer) = UnixStream::pair().unwrap();
+        let sock = Rc::new(sock);
+        let buf = Vec::with_capacity(1000);
+        let prefix = Vec::from(&b"head"[..]);
+        let cap = prefix.capacity();
+        let shared: Arc<[u8]> = Arc::from(vec![7u8; 5000]);
+        let mut one = buf;
+        one.extend_from_slice(b"abc");
+        ring.send(1, &sock, one, 0, false);
+        ring.send_shared(2, &sock, prefix, &shared, 0, 5000, false);
+        assert_eq!(ring.buf_bytes(), (1000 + cap, 1000 + cap));
+        let done = reap(&mut ring, 2);
+        assert_eq!(done.len(), 2, "{done:?}");
+        assert_eq!(ring.buf_bytes(), (0, 1000 + cap));
+        let mut got = vec![0u8; 3 + 4 + 5000];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..7], b"abchead");
     }
 
     /// A cancel of an operation that is over does not reach the operation that now
