@@ -44,6 +44,11 @@ struct Cached {
     until: Option<Instant>,
     trust: Trust,
     memo: Option<Memo>,
+    /// Which precompressed sidecars the path has (a bitmask), once looked up: kept
+    /// with the file so a hit costs one map lookup. It lives no longer than the entry
+    /// (at most `ttl` from the open, and dropped with the entry when a notice or an
+    /// fstat voids it), so never longer than a note in `sidecars` would.
+    sidecars: Option<u8>,
 }
 
 /// A file's bytes, the fstat they were read under, what its head says, and the
@@ -104,6 +109,9 @@ pub struct CachedFile {
     pub bytes: Option<Arc<[u8]>>,
     /// What the file itself proves about whether it can change.
     pub trust: Trust,
+    /// Which sidecars the cache noted for the path with this file (a bitmask), when
+    /// it did (see [`FileCache::sidecars`]).
+    pub sidecars: Option<u8>,
 }
 
 /// What a file itself proves about whether its bytes can change while a peer holds
@@ -219,6 +227,7 @@ impl FileCache {
                 described: Some(memo.described.clone()),
                 bytes: Some(memo.bytes.clone()),
                 trust: entry.trust,
+                sidecars: entry.sidecars,
             });
         }
         let st = rustix::fs::fstat(&*entry.file).ok();
@@ -231,6 +240,7 @@ impl FileCache {
                     described: None,
                     bytes: None,
                     trust: entry.trust,
+                    sidecars: entry.sidecars,
                 })
             }
             _ => {
@@ -252,9 +262,14 @@ impl FileCache {
             .map(|&(_, mask)| mask)
     }
 
-    /// Remembers which sidecars `key` has (for `ttl`).
+    /// Remembers which sidecars `key` has (for `ttl`): with its cached file when
+    /// there is one (for as long as that entry lives), else on its own.
     pub fn note_sidecars(&mut self, key: &str, now: Instant, mask: u8) {
         if self.ttl.is_zero() {
+            return;
+        }
+        if let Some(entry) = self.map.get_mut(key) {
+            entry.sidecars = Some(mask);
             return;
         }
         if self.sidecars.len() >= self.cap {
@@ -313,6 +328,7 @@ impl FileCache {
             described: None,
             bytes: None,
             trust,
+            sidecars: None,
         };
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
             return plain(file);
@@ -333,6 +349,7 @@ impl FileCache {
                 described: Some(m.described.clone()),
                 bytes: Some(m.bytes.clone()),
                 trust,
+                sidecars: None,
             },
             None => plain(file.clone()),
         };
@@ -347,6 +364,7 @@ impl FileCache {
                 until: now.checked_add(self.ttl),
                 trust,
                 memo,
+                sidecars: None,
             },
         );
         answer
