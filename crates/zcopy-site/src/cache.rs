@@ -157,13 +157,34 @@ pub fn trust_of(file: &File) -> Trust {
     }
 }
 
+/// A map keyed by request path. The path is the client's choice, so the hash is
+/// keyed with a secret: foldhash (a few dozen instructions for a short path, where
+/// SipHash-1-3 took about 300), seeded from the operating system's randomness per
+/// map ([`path_hasher`]) rather than foldhash's own address-and-clock seed. The
+/// maps hold at most [`CACHE_FILES`] paths, which also bounds what colliding keys
+/// could cost.
+type PathMap<V> = HashMap<Box<str>, V, foldhash::fast::SeedableRandomState>;
+
+/// A hasher for a [`PathMap`]: foldhash with a per-process shared seed and a
+/// per-map seed, both drawn from std's `RandomState` (whose keys come from the
+/// operating system's random source).
+fn path_hasher() -> foldhash::fast::SeedableRandomState {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    static SHARED: OnceLock<foldhash::SharedSeed> = OnceLock::new();
+    // A SipHash under fresh random keys of nothing at all: a random u64.
+    let random = || std::hash::RandomState::new().build_hasher().finish();
+    let shared = SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(random()));
+    foldhash::fast::SeedableRandomState::with_seed(random(), shared)
+}
+
 /// Request path → open file (and maybe its bytes), per worker thread.
 #[derive(Debug)]
 pub struct FileCache {
-    map: HashMap<Box<str>, Cached>,
+    map: PathMap<Cached>,
     /// Request path → until when the note holds (looked up + ttl; `None`: always),
     /// and which precompressed sidecars it has (a bitmask).
-    sidecars: HashMap<Box<str>, (Option<Instant>, u8)>,
+    sidecars: PathMap<(Option<Instant>, u8)>,
     /// Directories found to hold too many entries to list, by (device, inode), with
     /// the mtime they were counted at: asked again while unchanged, they are refused
     /// without being read.
@@ -191,8 +212,8 @@ impl FileCache {
     /// A cache holding at most `cap` files, each re-resolved after `ttl` (0: off).
     pub fn new(ttl: Duration, cap: usize) -> FileCache {
         FileCache {
-            map: HashMap::new(),
-            sidecars: HashMap::new(),
+            map: HashMap::with_hasher(path_hasher()),
+            sidecars: HashMap::with_hasher(path_hasher()),
             too_large: HashMap::new(),
             ttl,
             cap,
