@@ -44,6 +44,11 @@ struct Cached {
     until: Option<Instant>,
     trust: Trust,
     memo: Option<Memo>,
+    /// Which precompressed sidecars the path has (a bitmask), once looked up: kept
+    /// with the file so a hit costs one map lookup. It lives no longer than the entry
+    /// (at most `ttl` from the open, and dropped with the entry when a notice or an
+    /// fstat voids it), so never longer than a note in `sidecars` would.
+    sidecars: Option<u8>,
 }
 
 /// A file's bytes, the fstat they were read under, what its head says, and the
@@ -104,6 +109,9 @@ pub struct CachedFile {
     pub bytes: Option<Arc<[u8]>>,
     /// What the file itself proves about whether it can change.
     pub trust: Trust,
+    /// Which sidecars the cache noted for the path with this file (a bitmask), when
+    /// it did (see [`FileCache::sidecars`]).
+    pub sidecars: Option<u8>,
 }
 
 /// What a file itself proves about whether its bytes can change while a peer holds
@@ -149,13 +157,34 @@ pub fn trust_of(file: &File) -> Trust {
     }
 }
 
+/// A map keyed by request path. The path is the client's choice, so the hash is
+/// keyed with a secret: foldhash (a few dozen instructions for a short path, where
+/// SipHash-1-3 took about 300), seeded from the operating system's randomness per
+/// map ([`path_hasher`]) rather than foldhash's own address-and-clock seed. The
+/// maps hold at most [`CACHE_FILES`] paths, which also bounds what colliding keys
+/// could cost.
+type PathMap<V> = HashMap<Box<str>, V, foldhash::fast::SeedableRandomState>;
+
+/// A hasher for a [`PathMap`]: foldhash with a per-process shared seed and a
+/// per-map seed, both drawn from std's `RandomState` (whose keys come from the
+/// operating system's random source).
+fn path_hasher() -> foldhash::fast::SeedableRandomState {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    static SHARED: OnceLock<foldhash::SharedSeed> = OnceLock::new();
+    // A SipHash under fresh random keys of nothing at all: a random u64.
+    let random = || std::hash::RandomState::new().build_hasher().finish();
+    let shared = SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(random()));
+    foldhash::fast::SeedableRandomState::with_seed(random(), shared)
+}
+
 /// Request path → open file (and maybe its bytes), per worker thread.
 #[derive(Debug)]
 pub struct FileCache {
-    map: HashMap<Box<str>, Cached>,
+    map: PathMap<Cached>,
     /// Request path → until when the note holds (looked up + ttl; `None`: always),
     /// and which precompressed sidecars it has (a bitmask).
-    sidecars: HashMap<Box<str>, (Option<Instant>, u8)>,
+    sidecars: PathMap<(Option<Instant>, u8)>,
     /// Directories found to hold too many entries to list, by (device, inode), with
     /// the mtime they were counted at: asked again while unchanged, they are refused
     /// without being read.
@@ -183,8 +212,8 @@ impl FileCache {
     /// A cache holding at most `cap` files, each re-resolved after `ttl` (0: off).
     pub fn new(ttl: Duration, cap: usize) -> FileCache {
         FileCache {
-            map: HashMap::new(),
-            sidecars: HashMap::new(),
+            map: HashMap::with_hasher(path_hasher()),
+            sidecars: HashMap::with_hasher(path_hasher()),
             too_large: HashMap::new(),
             ttl,
             cap,
@@ -219,6 +248,7 @@ impl FileCache {
                 described: Some(memo.described.clone()),
                 bytes: Some(memo.bytes.clone()),
                 trust: entry.trust,
+                sidecars: entry.sidecars,
             });
         }
         let st = rustix::fs::fstat(&*entry.file).ok();
@@ -231,6 +261,7 @@ impl FileCache {
                     described: None,
                     bytes: None,
                     trust: entry.trust,
+                    sidecars: entry.sidecars,
                 })
             }
             _ => {
@@ -252,9 +283,14 @@ impl FileCache {
             .map(|&(_, mask)| mask)
     }
 
-    /// Remembers which sidecars `key` has (for `ttl`).
+    /// Remembers which sidecars `key` has (for `ttl`): with its cached file when
+    /// there is one (for as long as that entry lives), else on its own.
     pub fn note_sidecars(&mut self, key: &str, now: Instant, mask: u8) {
         if self.ttl.is_zero() {
+            return;
+        }
+        if let Some(entry) = self.map.get_mut(key) {
+            entry.sidecars = Some(mask);
             return;
         }
         if self.sidecars.len() >= self.cap {
@@ -313,6 +349,7 @@ impl FileCache {
             described: None,
             bytes: None,
             trust,
+            sidecars: None,
         };
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
             return plain(file);
@@ -333,6 +370,7 @@ impl FileCache {
                 described: Some(m.described.clone()),
                 bytes: Some(m.bytes.clone()),
                 trust,
+                sidecars: None,
             },
             None => plain(file.clone()),
         };
@@ -347,6 +385,7 @@ impl FileCache {
                 until: now.checked_add(self.ttl),
                 trust,
                 memo,
+                sidecars: None,
             },
         );
         answer

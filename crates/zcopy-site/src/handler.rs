@@ -261,8 +261,10 @@ fn respond(
         let name = after_last_byte(key, b'/');
         let index = name.is_empty();
         let name = if index { cfg.index.as_str() } else { name };
+        // The sidecar note kept with the entry: no second lookup of the path.
+        let known = hit.sidecars.or_else(|| cache.sidecars(key, now));
         let found = find_sidecar(
-            site, req, key, None, None, index, &hit.st, cache, now, access,
+            site, req, key, None, None, index, &hit.st, known, cache, now, access,
         );
         return serve_file(site, req, &reply, hit, name, found, out);
     }
@@ -301,6 +303,7 @@ fn respond(
                 real,
                 false,
                 &f.st,
+                cache.sidecars(key, now),
                 cache,
                 now,
                 access,
@@ -362,6 +365,7 @@ fn respond(
                             real,
                             true,
                             &f.st,
+                            cache.sidecars(key, now),
                             cache,
                             now,
                             access,
@@ -541,6 +545,7 @@ fn accepts_html(accept: Option<&str>) -> bool {
 /// A sidecar is only ever opened without following a symlink, and only served when
 /// the client could fetch it by its own name ([`Access::name`]) and it has a single
 /// link on a guarded site: it is never a way to a hidden or protected file.
+/// `known`: the sidecar bitmask the cache noted for `key`, if any.
 #[allow(clippy::too_many_arguments)]
 fn find_sidecar(
     site: &Site,
@@ -550,12 +555,12 @@ fn find_sidecar(
     real: Option<String>,
     index: bool,
     st: &rustix::fs::Stat,
+    known: Option<u8>,
     cache: &mut FileCache,
     now: Instant,
     access: &mut Access<'_>,
 ) -> Found {
     let cfg = &site.config;
-    let known = cache.sidecars(key, now);
     if cfg.precompressed.is_empty() || known == Some(0) {
         return Found::default();
     }
@@ -614,6 +619,7 @@ fn uncached(file: File, st: rustix::fs::Stat) -> CachedFile {
         st,
         described: None,
         bytes: None,
+        sidecars: None,
     }
 }
 

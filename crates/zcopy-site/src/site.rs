@@ -12,8 +12,11 @@ use crate::site_config::SiteConfig;
 /// What is served, shared by all workers: the configuration and the root, opened once.
 #[derive(Debug)]
 pub struct Site {
-    /// The root directory, opened once (every path is resolved beneath it).
-    pub root: OwnedFd,
+    /// The root directory, opened once (every path is resolved beneath it). Shared,
+    /// so what outlives a request (a WebDAV body's answer) holds it without a dup.
+    pub root: Arc<OwnedFd>,
+    /// The root's device and inode (fstat once at open).
+    pub root_id: (u64, u64),
     /// Settings.
     pub config: SiteConfig,
     /// The root's path as the kernel names it, to tell where a followed symlink led
@@ -45,6 +48,9 @@ impl Site {
             Mode::empty(),
         )?;
         let root_path = access::root_path(&root);
+        let st = rustix::fs::fstat(&root)?;
+        #[allow(clippy::unnecessary_cast)] // stat field types differ between architectures
+        let root_id = (st.st_dev as u64, st.st_ino as u64);
         if root_path.is_none() && config.symlinks != path::SymlinkPolicy::Never {
             tracing::warn!(
                 "can't tell where symlinks inside the root lead (/proc/self/fd not readable): \
@@ -52,7 +58,8 @@ impl Site {
             );
         }
         Ok(Site {
-            root,
+            root: Arc::new(root),
+            root_id,
             config,
             root_path,
             generated: crate::pages::MemBudget::new(crate::pages::GENERATED_MAX),

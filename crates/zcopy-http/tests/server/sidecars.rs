@@ -273,3 +273,58 @@ fn without_the_memo_a_new_sidecar_is_seen_at_once() {
     let r = request(&srv, "GET", "/late.txt", &[("Accept-Encoding", "gzip")]);
     assert_eq!((&r.body[..], r.header("vary")), (&b"identity"[..], None));
 }
+
+/// With the file cache on, which sidecars a path has is noted with the cached file
+/// for at most the cache's TTL: a sidecar made after the first request (while the
+/// file stays hot and held in memory) is served once that note runs out, and one
+/// removed is no longer served. The note never outlives the cached entry.
+#[test]
+fn a_sidecar_made_after_the_first_request_is_served_once_the_note_runs_out() {
+    let fx = Fixture::new();
+    fx.file("late.txt", b"identity");
+    let ttl = Duration::from_millis(300);
+    // One worker, so one cache answers every connection.
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.file_cache_ttl = ttl;
+        c.workers = 1;
+    });
+    let get = || request(&srv, "GET", "/late.txt", &[("Accept-Encoding", "gzip")]);
+    // Twice: the second is a cache hit, which notes "no sidecar" with the entry.
+    for _ in 0..2 {
+        let r = get();
+        assert_eq!((&r.body[..], r.header("vary")), (&b"identity"[..], None));
+    }
+    fx.file("late.txt.gz", b"LATE-GZ");
+    // Hot throughout: each turn is a hit until the entry and its note expire.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get();
+        if &r.body[..] == b"LATE-GZ" {
+            assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+            break;
+        }
+        assert_eq!(&r.body[..], b"identity");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a new sidecar was still not served long after the cache TTL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And every request after that serves it (the new note says it exists).
+    for _ in 0..3 {
+        assert_eq!(&get().body[..], b"LATE-GZ");
+    }
+    std::fs::remove_file(fx.root().join("late.txt.gz")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get();
+        if &r.body[..] == b"identity" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a removed sidecar was still served"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -21,6 +21,7 @@ use crate::head::Out;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use crate::access::Access;
 use crate::head::Head;
@@ -55,8 +56,8 @@ pub const MAX_BODY: u64 = 64 * 1024;
 /// after the request is gone).
 #[derive(Debug)]
 pub(crate) struct Ctx {
-    /// The root (a duplicate of the site's).
-    pub root: OwnedFd,
+    /// The root (the site's, shared).
+    pub root: Arc<OwnedFd>,
     /// Dotfiles are served.
     pub hidden: bool,
     /// The request's Host, to tell this server's absolute URLs.
@@ -70,12 +71,11 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    #[allow(clippy::unnecessary_cast)] // stat field types differ between architectures
+    /// No system call: the root is shared, and its identity known since it opened.
     fn of(site: &Site, req: &Request<'_>) -> io::Result<Ctx> {
-        let st = rustix::fs::fstat(&site.root)?;
         Ok(Ctx {
-            root_id: (st.st_dev as u64, st.st_ino as u64),
-            root: site.root.try_clone()?,
+            root_id: site.root_id,
+            root: site.root.clone(),
             hidden: site.config.hidden,
             host: req.host.map(str::to_owned),
             guarded: site.config.rules.iter().any(|r| r.auth.is_some()),

@@ -31,6 +31,10 @@ const P: &str = "zns";
 struct Item {
     segments: Vec<String>,
     st: rustix::fs::Stat,
+    /// The resource as the plan opened it, when that open followed no link (then
+    /// it is what [`open_item`] would open): its dead properties are read from it
+    /// rather than from a second open.
+    file: Option<File>,
 }
 
 impl Item {
@@ -80,18 +84,19 @@ pub(crate) fn plan(
         None => None,
         Some(_) => return Err(Answer::Status(400)),
     };
-    let (file, st) = match path::open_noting_links(&site.root, clean, cfg.symlinks, cfg.hidden) {
-        Ok((Resolved::File(f, st) | Resolved::Dir(f, st), via_link)) => {
-            if via_link && !link_ok(site, access, &f) {
-                return Err(Answer::Status(404));
+    let (file, st, via_link) =
+        match path::open_noting_links(&site.root, clean, cfg.symlinks, cfg.hidden) {
+            Ok((Resolved::File(f, st) | Resolved::Dir(f, st), via_link)) => {
+                if via_link && !link_ok(site, access, &f) {
+                    return Err(Answer::Status(404));
+                }
+                (f, st, via_link)
             }
-            (f, st)
-        }
-        Err(OpenError::NotFound) => return Err(Answer::Status(404)),
-        Err(OpenError::Forbidden) => return Err(Answer::Status(403)),
-        Err(OpenError::Busy) => return Err(Answer::Status(503)),
-        Err(OpenError::Other(_)) => return Err(Answer::Status(500)),
-    };
+            Err(OpenError::NotFound) => return Err(Answer::Status(404)),
+            Err(OpenError::Forbidden) => return Err(Answer::Status(403)),
+            Err(OpenError::Busy) => return Err(Answer::Status(503)),
+            Err(OpenError::Other(_)) => return Err(Answer::Status(500)),
+        };
     if access.name(rel).is_err() {
         return Err(Answer::Status(404));
     }
@@ -99,9 +104,10 @@ pub(crate) fn plan(
     if access.refuses_links(&st) {
         return Err(Answer::Status(403));
     }
-    let me = Item {
+    let mut me = Item {
         segments: clean.segments.clone(),
         st,
+        file: None,
     };
     // Infinity on a file is the file alone; on a collection it is refused.
     let depth1 = match depth1 {
@@ -111,10 +117,14 @@ pub(crate) fn plan(
     };
     let mut items = Vec::new();
     let list = depth1 && me.dir();
-    items.push(me);
+    // Reached without a link, the open is the one `open_item` would make.
+    let keep = |file| (!via_link).then_some(file);
     if !list {
+        me.file = keep(file);
+        items.push(me);
         return Ok(Plan { items });
     }
+    items.push(me);
     if !access.listable(rel) {
         return Err(Answer::Status(403));
     }
@@ -175,8 +185,13 @@ pub(crate) fn plan(
         if access.refuses_links(&st) {
             continue;
         }
-        items.push(Item { segments, st });
+        items.push(Item {
+            segments,
+            st,
+            file: None,
+        });
     }
+    items[0].file = keep(file);
     Ok(Plan { items })
 }
 
@@ -197,10 +212,11 @@ impl Plan {
             _ => true,
         };
         for item in &self.items {
-            let dead = match want_dead {
-                true => open_item(ctx, &item.segments, SymlinkPolicy::WithinRoot)
+            let dead = match (want_dead, &item.file) {
+                (true, Some(f)) => dead(f),
+                (true, None) => open_item(ctx, &item.segments, SymlinkPolicy::WithinRoot)
                     .map_or_else(Vec::new, |f| dead(&f)),
-                false => Vec::new(),
+                (false, _) => Vec::new(),
             };
             x.push_str("<D:response><D:href>");
             x.push_str(&esc(&href(&item.segments, item.dir())));
