@@ -362,33 +362,19 @@ impl Connection {
                     if budget == 0 {
                         return Progress::Yield;
                     }
-                    let Some(file) = self.core.body_file() else {
-                        continue;
-                    };
-                    let t = self.upload.get_or_insert_with(|| engines.upload());
                     let want = len.min(budget as u64) as usize;
-                    let src = Src::Fd {
-                        fd: self.stream.as_fd(),
-                        offset: None,
-                    };
-                    match t.step(src, file.as_fd(), want) {
-                        Ok(n) => {
-                            budget = budget.saturating_sub(n);
-                            env.events.stats.upload_by_engine(t.current(), n as u64);
-                            if n == 0 {
-                                self.upload = None;
-                            }
-                            self.core.on_body_received(&mut env, n);
-                        }
-                        Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
-                            self.readable = false;
-                            return Progress::Wait;
-                        }
-                        Err(e) => {
-                            // The pipe may hold bytes of this body: never reused.
-                            self.upload = None;
-                            super::body_failed(&mut self.core, &mut env, e);
-                        }
+                    let (step, n) = super::splice_body_step(
+                        &mut self.core,
+                        &mut env,
+                        &mut self.upload,
+                        engines,
+                        self.stream.as_fd(),
+                        want,
+                    );
+                    budget = budget.saturating_sub(n);
+                    if let super::BodyStep::Blocked = step {
+                        self.readable = false;
+                        return Progress::Wait;
                     }
                 }
                 Intent::Publish => {

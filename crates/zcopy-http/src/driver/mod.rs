@@ -311,6 +311,55 @@ pub(crate) fn store_body(core: &mut proto::Conn, env: &mut worker::Env<'_>, tls:
     }
 }
 
+/// What one step of a request body spliced from the socket did.
+pub(crate) enum BodyStep {
+    /// The core has no body file now: ask it what next.
+    NoFile,
+    /// Bytes moved (0: the transfer ended), or the step failed (answered through
+    /// the core): either way, ask the core what next.
+    Done,
+    /// The socket has nothing now: wait for it.
+    Blocked,
+}
+
+/// One step of at most `want` bytes of a request body from `socket` into the
+/// core's body file ([`proto::Intent::ReceiveBody`]), counted under the engine
+/// that moved them; shared by both drivers.
+pub(crate) fn splice_body_step(
+    core: &mut proto::Conn,
+    env: &mut worker::Env<'_>,
+    upload: &mut Option<Box<Transfer>>,
+    engines: &Engines,
+    socket: std::os::fd::BorrowedFd<'_>,
+    want: usize,
+) -> (BodyStep, usize) {
+    let Some(file) = core.body_file() else {
+        return (BodyStep::NoFile, 0);
+    };
+    let t = upload.get_or_insert_with(|| engines.upload());
+    let src = zcopy::Src::Fd {
+        fd: socket,
+        offset: None,
+    };
+    match t.step(src, file.as_fd(), want) {
+        Ok(n) => {
+            env.events.stats.upload_by_engine(t.current(), n as u64);
+            if n == 0 {
+                *upload = None;
+            }
+            core.on_body_received(env, n);
+            (BodyStep::Done, n)
+        }
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::WouldBlock) => (BodyStep::Blocked, 0),
+        Err(e) => {
+            // The pipe may hold bytes of this body: never reused.
+            *upload = None;
+            body_failed(core, env, e);
+            (BodyStep::Done, 0)
+        }
+    }
+}
+
 /// A socket → file step failed: an error of the file (a full disk) is answered by
 /// the upload's sink, one of the socket just closes.
 pub fn body_failed(

@@ -65,7 +65,6 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 use rustix::io::Errno;
-use zcopy::Src;
 use zcopy::receive::LowWater;
 use zcopy::ring::{
     BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingSize,
@@ -518,36 +517,25 @@ impl Connection {
                         self.again = true;
                         return;
                     }
-                    let Some(file) = self.core.body_file() else {
+                    if self.core.body_file().is_none() {
                         continue;
-                    };
+                    }
                     self.low.expect(&*self.stream, len);
-                    let t = self.upload.get_or_insert_with(|| engines.upload());
                     let want = len.min(budget as u64) as usize;
-                    let src = Src::Fd {
-                        fd: self.stream.as_fd(),
-                        offset: None,
-                    };
-                    match t.step(src, file.as_fd(), want) {
-                        Ok(n) => {
-                            budget = budget.saturating_sub(n);
-                            env.events.stats.upload_by_engine(t.current(), n as u64);
-                            if n == 0 {
-                                self.upload = None;
-                            }
-                            self.core.on_body_received(&mut env, n);
-                        }
-                        Err(e) if e.io_kind() == Some(io::ErrorKind::WouldBlock) => {
-                            self.body_poll = true;
-                            ring.poll(token | BODY_POLL, &self.stream, POLLIN);
-                            self.inflight += 1;
-                            return;
-                        }
-                        Err(e) => {
-                            // The pipe may hold bytes of this body: never reused.
-                            self.upload = None;
-                            super::body_failed(&mut self.core, &mut env, e);
-                        }
+                    let (step, n) = super::splice_body_step(
+                        &mut self.core,
+                        &mut env,
+                        &mut self.upload,
+                        engines,
+                        self.stream.as_fd(),
+                        want,
+                    );
+                    budget = budget.saturating_sub(n);
+                    if let super::BodyStep::Blocked = step {
+                        self.body_poll = true;
+                        ring.poll(token | BODY_POLL, &self.stream, POLLIN);
+                        self.inflight += 1;
+                        return;
                     }
                 }
                 Intent::Read | Intent::ReceiveBody { .. } => {
