@@ -528,8 +528,14 @@ fn receive_file(
             drop(file);
             let _ = rustix::fs::renameat(dir, part, dir, lent);
         }
+        // The socket's own receive timeout is the idle timeout too: it can expire
+        // just before the watchdog sees the file stop growing.
+        let timed_out = matches!(
+            e.io_kind(),
+            Some(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+        );
         let why = match &e {
-            _ if watchdog.fired() => format!(
+            _ if watchdog.fired() || timed_out => format!(
                 "no data for {:?} (--idle-timeout) after {} of {} bytes",
                 cfg.idle_timeout,
                 offset + got,
