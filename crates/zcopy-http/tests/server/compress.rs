@@ -296,18 +296,11 @@ fn the_snapshot_budget_evicts_and_the_counters_say_so() {
     for f in &files {
         sizes.push(until_gzip(&srv, f, &[]).body.len() as u64);
     }
-    let metrics = stats.render();
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("zcopy_{name} ")))
-            .unwrap_or_else(|| panic!("{name} in {metrics}"))
-            .parse()
-            .unwrap()
-    };
+    let value = |name: &str| stat(&stats, &format!("zcopy_{name}"));
     assert!(
         value("snapshot_evictions_total") >= 1,
-        "{sizes:?}\n{metrics}"
+        "{sizes:?}\n{}",
+        stats.render()
     );
     assert!(value("snapshot_bytes") <= 64 << 10);
     assert!(value("snapshot_hits_total") >= files.len() as u64);
@@ -389,14 +382,7 @@ fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
     let stats = server.stats();
     let addr = server.local_addrs()[0];
     let srv = TestServer::adopt(addr, server.spawn().unwrap());
-    let by_ref = || -> u64 {
-        let m = stats.render();
-        m.lines()
-            .find_map(|l| l.strip_prefix("zcopy_body_bytes_by_reference_total "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let by_ref = || stat(&stats, "zcopy_body_bytes_by_reference_total");
     if no_snapshots(&srv, "/big.js") {
         return;
     }
@@ -451,14 +437,7 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
     let stats = server.stats();
     let addr = server.local_addrs()[0];
     let srv = TestServer::adopt(addr, server.spawn().unwrap());
-    let value = |name: &str| -> u64 {
-        let m = stats.render();
-        m.lines()
-            .find_map(|l| l.strip_prefix(&format!("zcopy_{name} ")))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let value = |name: &str| stat(&stats, &format!("zcopy_{name}"));
     if zcopy::Forced::from_env().switched_off("inotify") {
         for _ in 0..5 {
             assert_pattern(&request(&srv, "GET", "/data.bin", &[]).body, 0, "data.bin");
@@ -519,29 +498,23 @@ fn snapshot_bodies_stay_exact_over_one_keep_alive_connection() {
     let stats = server.stats();
     let addr = server.local_addrs()[0];
     let srv = TestServer::adopt(addr, server.spawn().unwrap());
-    let value = |name: &str| -> u64 {
-        stats
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map_or(0, |v| v.trim().parse().unwrap())
-    };
+    let value = |series: &str| stat(&stats, series);
     if no_snapshots(&srv, "/data.bin") {
         return;
     }
     // Until the snapshot is made the file is copied.
     let start = Instant::now();
     loop {
-        let before = value("zcopy_body_bytes_by_reference_total ");
+        let before = value("zcopy_body_bytes_by_reference_total");
         assert_pattern(&request(&srv, "GET", "/data.bin", &[]).body, 0, "data.bin");
         std::thread::sleep(Duration::from_millis(20));
-        if value("zcopy_body_bytes_by_reference_total ") - before == 64 << 10 {
+        if value("zcopy_body_bytes_by_reference_total") - before == 64 << 10 {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "never lent");
     }
-    let splice = "zcopy_body_bytes_total{engine=\"splice\"} ";
-    let (lent0, splice0) = (value("zcopy_body_bytes_by_reference_total "), value(splice));
+    let splice = "zcopy_body_bytes_total{engine=\"splice\"}";
+    let (lent0, splice0) = (value("zcopy_body_bytes_by_reference_total"), value(splice));
     const N: u64 = 60;
     let ranges = |i: u64| (i * 997 % 60_000, i * 997 % 60_000 + 1 + i * 61);
     let mut req = Vec::new();
@@ -577,11 +550,11 @@ fn snapshot_bodies_stay_exact_over_one_keep_alive_connection() {
     }
     let start = Instant::now();
     // (Short ranges may leave with their head, from memory.)
-    while value("zcopy_body_bytes_by_reference_total ") - lent0 < want_bytes {
+    while value("zcopy_body_bytes_by_reference_total") - lent0 < want_bytes {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "every whole body lent: {} of {want_bytes}",
-            value("zcopy_body_bytes_by_reference_total ") - lent0
+            value("zcopy_body_bytes_by_reference_total") - lent0
         );
         std::thread::sleep(Duration::from_millis(10));
     }

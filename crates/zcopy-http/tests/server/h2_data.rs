@@ -57,12 +57,10 @@ fn paths_on() -> (bool, bool) {
 }
 
 fn counter(stats: &zcopy_http::stats::ServerStats, engine: &str) -> u64 {
-    let name = format!("zcopy_body_bytes_total{{engine=\"{engine}\"}} ");
-    stats
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix(&name)?.parse().ok())
-        .unwrap_or(0)
+    stat(
+        stats,
+        &format!("zcopy_body_bytes_total{{engine=\"{engine}\"}}"),
+    )
 }
 
 /// curl h2c: (status, body, content-type).
@@ -355,11 +353,7 @@ fn a_file_truncated_mid_body_over_h2_resets_its_stream_with_only_its_bytes() {
                 counter(&stats, "mmap") >= first,
                 "{io}: the mapped path ran"
             );
-            let breaks = stats.render().lines().find_map(|l| {
-                l.strip_prefix("zcopy_lease_breaks_total ")?
-                    .parse::<u64>()
-                    .ok()
-            });
+            let breaks = metric(&stats.render(), "zcopy_lease_breaks_total");
             assert_eq!(breaks, Some(1), "{io}: the writer broke the lease");
         }
         drop(c);

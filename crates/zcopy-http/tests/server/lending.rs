@@ -12,13 +12,7 @@ use zcopy_http::stats::ServerStats as Stats;
 use crate::util::*;
 
 fn by_ref(stats: &Stats) -> u64 {
-    stats
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("zcopy_body_bytes_by_reference_total "))
-        .unwrap()
-        .parse()
-        .unwrap()
+    stat(stats, "zcopy_body_bytes_by_reference_total")
 }
 
 /// GETs `path` over loopback and answers how many body bytes left by reference
@@ -221,15 +215,7 @@ fn a_trusted_file_opened_for_writing_mid_send_ends_the_body_and_closes() {
             ..Rule::default()
         }],
     );
-    let breaks = || -> u64 {
-        stats
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix("zcopy_lease_breaks_total "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let breaks = || stat(&stats, "zcopy_lease_breaks_total");
     let mut s = srv.connect();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(b"GET /assets/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")

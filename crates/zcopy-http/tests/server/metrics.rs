@@ -124,12 +124,7 @@ fn the_metrics_endpoint_parses_requests_as_the_server_does() {
 
 /// A counter of the metrics endpoint's answer.
 fn counter(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .parse()
-        .unwrap()
+    metric(metrics, name).unwrap_or_else(|| panic!("{name} missing"))
 }
 
 /// The sum of every `zcopy_body_bytes_total{engine=...}` line.

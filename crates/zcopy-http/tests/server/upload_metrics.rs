@@ -200,12 +200,7 @@ fn a_dropped_upload_counts_and_logs_only_what_arrived() {
 
 /// `zcopy_upload_steps_total`.
 fn steps(stats: &ServerStats) -> u64 {
-    stats
-        .render()
-        .lines()
-        .find_map(|l| l.strip_prefix("zcopy_upload_steps_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    metric(&stats.render(), "zcopy_upload_steps_total").unwrap_or(0)
 }
 
 /// A PUT of `len` bytes written by a client thread in 16 KiB writes a millisecond

@@ -8,6 +8,7 @@ use std::time::Duration;
 use zcopy_http::config::Config;
 use zcopy_http::driver::IoDriver;
 use zcopy_http::server::{RunningServer, Server};
+use zcopy_http::stats::ServerStats;
 
 /// A server running in this process, stopped on drop.
 pub struct TestServer {
@@ -406,4 +407,23 @@ pub fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The value of one series (its name with any labels, as the metrics endpoint
+/// renders it) in a metrics text; `None` when the series is not there.
+pub fn metric(metrics: &str, series: &str) -> Option<u64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The value of one series of a running server's metrics; panics when the
+/// series is missing (a misspelt name must not read as zero).
+pub fn stat(stats: &ServerStats, series: &str) -> u64 {
+    let text = stats.render();
+    metric(&text, series).unwrap_or_else(|| panic!("{series} missing in\n{text}"))
 }
