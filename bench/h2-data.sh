@@ -26,6 +26,7 @@
 # Usage: bench/h2-data.sh [--veth] [SECONDS] [ROUNDS]   (defaults 5, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/veth.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 secs=${1:-5}
@@ -40,14 +41,9 @@ if [ -z "${ZCOPY:-}" ]; then
 fi
 source bench/h2-servers.sh
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-h2data.XXXXXX")
-ns_srv=h2data$$s
-ns_cli=h2data$$c
 cleanup() {
   h2_stop
-  if [ $mode = veth ]; then
-    ip netns del "$ns_srv" 2>/dev/null || true
-    ip netns del "$ns_cli" 2>/dev/null || true
-  fi
+  veth_down
   if [ -n "${ro_mnt:-}" ]; then umount "$ro_mnt" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -56,20 +52,9 @@ addr=127.0.0.1
 H2_CLIENT_PREFIX=()
 H2_PREFIX=(taskset -c 0)
 if [ $mode = veth ]; then
-  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
-  net=$(( $$ % 16384 * 4 ))
-  addr=198.18.$((net / 256)).$((net % 256 + 1))
-  cli_addr=198.18.$((net / 256)).$((net % 256 + 2))
-  ip netns add "$ns_srv"
-  ip netns add "$ns_cli"
-  ip link add veth0 netns "$ns_srv" type veth peer name veth1 netns "$ns_cli"
-  ip -n "$ns_srv" addr add "$addr/30" dev veth0
-  ip -n "$ns_cli" addr add "$cli_addr/30" dev veth1
-  for ns in "$ns_srv" "$ns_cli"; do ip -n "$ns" link set lo up; done
-  ip -n "$ns_srv" link set veth0 up
-  ip -n "$ns_cli" link set veth1 up
-  H2_PREFIX=(ip netns exec "$ns_srv" taskset -c 0)
-  H2_CLIENT_PREFIX=(ip netns exec "$ns_cli")
+  veth_up h2data$$ 198.18
+  H2_PREFIX=("${in_srv[@]}" taskset -c 0)
+  H2_CLIENT_PREFIX=("${in_cli[@]}")
 fi
 cli=("${H2_CLIENT_PREFIX[@]}" taskset -c 1)
 

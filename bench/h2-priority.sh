@@ -15,6 +15,7 @@
 # Usage: bench/h2-priority.sh [--veth] [ROUNDS]   (default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/veth.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 rounds=${1:-15}
@@ -28,15 +29,10 @@ if [ -z "${ZCOPY:-}" ]; then
   ZCOPY=$PWD/target/release/zcopy
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-h2prio.XXXXXX")
-ns_srv=prio-$$-s
-ns_cli=prio-$$-c
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  if [ $mode = veth ]; then
-    ip netns del "$ns_srv" 2>/dev/null || true
-    ip netns del "$ns_cli" 2>/dev/null || true
-  fi
+  veth_down
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -47,20 +43,9 @@ addr=127.0.0.1
 srv=(taskset -c 0)
 cli=(taskset -c 1)
 if [ $mode = veth ]; then
-  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
-  net=$(( $$ % 16384 * 4 ))
-  addr=198.18.$((net / 256)).$((net % 256 + 1))
-  cli_addr=198.18.$((net / 256)).$((net % 256 + 2))
-  ip netns add "$ns_srv"
-  ip netns add "$ns_cli"
-  ip link add veth0 netns "$ns_srv" type veth peer name veth1 netns "$ns_cli"
-  ip -n "$ns_srv" addr add "$addr/30" dev veth0
-  ip -n "$ns_cli" addr add "$cli_addr/30" dev veth1
-  for ns in "$ns_srv" "$ns_cli"; do ip -n "$ns" link set lo up; done
-  ip -n "$ns_srv" link set veth0 up
-  ip -n "$ns_cli" link set veth1 up
-  srv=(ip netns exec "$ns_srv" taskset -c 0)
-  cli=(ip netns exec "$ns_cli" taskset -c 1)
+  veth_up prio-$$- 198.18
+  srv=("${in_srv[@]}" taskset -c 0)
+  cli=("${in_cli[@]}" taskset -c 1)
 fi
 port=$(( 20000 + $$ % 20000 ))
 "${srv[@]}" "$ZCOPY" -q serve "$work/www" --workers 1 --listen "$addr:$port" &

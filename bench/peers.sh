@@ -20,6 +20,7 @@
 # (PEERS_BIG_MIB=N downloads an N MiB file instead of 1 GiB: for smoke runs.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/veth.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 secs=${1:-10}
@@ -36,15 +37,9 @@ cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-peers.XXXXXX")
 pids=()
-ns_srv=zcpeers$$s
-ns_cli=zcpeers$$c
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [ $mode = veth ]; then
-    sleep 0.2
-    ip netns del "$ns_srv" 2>/dev/null || true
-    ip netns del "$ns_cli" 2>/dev/null || true
-  fi
+  veth_down
   [ -d "$work/ro" ] && umount -l "$work/ro" 2>/dev/null
   rm -rf "$work"
 }
@@ -55,22 +50,7 @@ addr=127.0.0.1
 in_srv=()
 in_cli=()
 if [ $mode = veth ]; then
-  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
-  net=$(( $$ % 16384 * 4 ))   # one /30 of 198.19.0.0/16 per run
-  addr=198.19.$((net / 256)).$((net % 256 + 1))
-  cli_addr=198.19.$((net / 256)).$((net % 256 + 2))
-  ip netns add "$ns_srv"
-  ip netns add "$ns_cli"
-  ip link add veth0 netns "$ns_srv" type veth peer name veth1 netns "$ns_cli"
-  ip -n "$ns_srv" addr add "$addr/30" dev veth0
-  ip -n "$ns_cli" addr add "$cli_addr/30" dev veth1
-  for ns in "$ns_srv" "$ns_cli"; do
-    ip -n "$ns" link set lo up
-  done
-  ip -n "$ns_srv" link set veth0 up
-  ip -n "$ns_cli" link set veth1 up
-  in_srv=(ip netns exec "$ns_srv")
-  in_cli=(ip netns exec "$ns_cli")
+  veth_up zcpeers$$ 198.19
 fi
 
 mkdir -p "$work/www" "$work/nginx/logs"

@@ -14,6 +14,7 @@
 # Usage: bench/sendrecv.sh [--veth] [SIZE_MIB] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/veth.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 size_mib=${1:-1024}
@@ -29,13 +30,8 @@ fi
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-sendrecv.XXXXXX")
-ns_r=zcsr$$r
-ns_s=zcsr$$s
 cleanup() {
-  if [ $mode = veth ]; then
-    ip netns del "$ns_r" 2>/dev/null || true
-    ip netns del "$ns_s" 2>/dev/null || true
-  fi
+  veth_down
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -43,20 +39,9 @@ addr=127.0.0.1
 in_r=""
 in_s=""
 if [ $mode = veth ]; then
-  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
-  net=$(( $$ % 16384 * 4 ))   # one /30 of 198.19.0.0/16 per run
-  addr=198.19.$((net / 256)).$((net % 256 + 1))
-  s_addr=198.19.$((net / 256)).$((net % 256 + 2))
-  ip netns add "$ns_r"
-  ip netns add "$ns_s"
-  ip link add veth0 netns "$ns_r" type veth peer name veth1 netns "$ns_s"
-  ip -n "$ns_r" addr add "$addr/30" dev veth0
-  ip -n "$ns_s" addr add "$s_addr/30" dev veth1
-  for ns in "$ns_r" "$ns_s"; do ip -n "$ns" link set lo up; done
-  ip -n "$ns_r" link set veth0 up
-  ip -n "$ns_s" link set veth1 up
-  in_r="ip netns exec $ns_r"
-  in_s="ip netns exec $ns_s"
+  veth_up zcsr$$ 198.19
+  in_r="${in_srv[*]}"
+  in_s="${in_cli[*]}"
 fi
 head -c $((size_mib << 20)) /dev/urandom > "$work/src.bin"
 cat "$work/src.bin" > /dev/null
