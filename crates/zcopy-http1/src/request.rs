@@ -388,14 +388,47 @@ fn trim_ows(v: &[u8]) -> &[u8] {
 /// Sets a singleton field, rejecting a second occurrence.
 fn set_once<'a>(
     slot: &mut Option<&'a str>,
+    text: &Text<'a>,
     value: &'a [u8],
     dup: &'static str,
 ) -> Result<(), HttpError> {
     if slot.is_some() {
         return Err(err(400, dup));
     }
-    *slot = Some(std::str::from_utf8(value).map_err(|_| err(400, "non-UTF-8 header value"))?);
+    *slot = Some(text.of(value).ok_or(err(400, "non-UTF-8 header value"))?);
     Ok(())
+}
+
+/// Parts of a request head as text. The head is checked as UTF-8 once (it nearly
+/// always is): a part cut at ASCII delimiters (space, colon, OWS, CRLF) then starts
+/// and ends on char boundaries and is sliced from it with no check of its own. A
+/// head that is not UTF-8 as a whole has each part checked alone, as before.
+struct Text<'a> {
+    buf: &'a [u8],
+    whole: Option<&'a str>,
+}
+
+impl<'a> Text<'a> {
+    fn new(buf: &'a [u8]) -> Text<'a> {
+        Text {
+            buf,
+            whole: std::str::from_utf8(buf).ok(),
+        }
+    }
+
+    /// `part` (a sub-slice of the head) as text, if it is UTF-8.
+    fn of(&self, part: &'a [u8]) -> Option<&'a str> {
+        if let Some(whole) = self.whole {
+            let at = (part.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+            if let Some(t) = at
+                .checked_add(part.len())
+                .and_then(|end| whole.get(at..end))
+            {
+                return Some(t);
+            }
+        }
+        std::str::from_utf8(part).ok()
+    }
 }
 
 /// Accepts a Transfer-Encoding value only when it is exactly one `chunked` coding.
@@ -531,7 +564,10 @@ fn split_absolute(target: &str) -> Option<(&str, std::borrow::Cow<'_, str>)> {
 /// Splits a request line (its version already checked) into method and target:
 /// exactly three parts separated by single spaces, the method a token, the target
 /// visible ASCII without `#`.
-fn split_request_line(line: &[u8]) -> Result<(Method, &str, &str), HttpError> {
+fn split_request_line<'a>(
+    line: &'a [u8],
+    text: &Text<'a>,
+) -> Result<(Method, &'a str, &'a str), HttpError> {
     const BAD: HttpError = err(400, "malformed request line");
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(_version), None) =
@@ -543,13 +579,14 @@ fn split_request_line(line: &[u8]) -> Result<(Method, &str, &str), HttpError> {
     if method.is_empty() || !method.iter().all(tchar) || target.is_empty() {
         return Err(BAD);
     }
-    if !target.is_ascii() {
-        return Err(err(400, "non-ASCII request target"));
-    }
-    if !target.iter().all(u8::is_ascii_graphic) {
-        return Err(BAD);
-    }
-    if target.contains(&b'#') {
+    // One lookup per byte; on a miss, the checks below say which error it is.
+    if !target.iter().all(|&b| TARGET_BYTE[b as usize]) {
+        if !target.is_ascii() {
+            return Err(err(400, "non-ASCII request target"));
+        }
+        if !target.iter().all(u8::is_ascii_graphic) {
+            return Err(BAD);
+        }
         return Err(err(400, "fragment in request target"));
     }
     let kind = match method {
@@ -558,10 +595,22 @@ fn split_request_line(line: &[u8]) -> Result<(Method, &str, &str), HttpError> {
         _ => Method::Other,
     };
     // Both checked ASCII above.
-    let name = std::str::from_utf8(method).map_err(|_| BAD)?;
-    let target = std::str::from_utf8(target).map_err(|_| BAD)?;
+    let name = text.of(method).ok_or(BAD)?;
+    let target = text.of(target).ok_or(BAD)?;
     Ok((kind, name, target))
 }
+
+/// The bytes a request target may hold: visible ASCII but `#`.
+const TARGET_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_graphic() && b != b'#';
+        c += 1;
+    }
+    t
+};
 
 /// Parses the head at the start of `buf`.
 ///
@@ -588,7 +637,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
     let Some(scan) = scan(buf, limits)? else {
         return Ok(Parsed::Partial);
     };
-    let (method, method_name, raw_target) = split_request_line(&buf[scan.start..scan.line_end])?;
+    let text = Text::new(&buf[..scan.end]);
+    let (method, method_name, raw_target) =
+        split_request_line(&buf[scan.start..scan.line_end], &text)?;
     let fields = &buf[scan.line_end + 2..scan.end];
 
     // Enough for the common request; the array is initialised on every call, so a
@@ -642,69 +693,86 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
             }
             transfer_encoding = Some(value);
         } else if eq("connection") {
-            let v = std::str::from_utf8(value).map_err(|_| err(400, "invalid Connection"))?;
+            let v = text.of(value).ok_or(err(400, "invalid Connection"))?;
             conn_close |= has_token(v, "close");
             conn_keep_alive |= has_token(v, "keep-alive");
         } else if eq("host") {
-            set_once(&mut req.host, value, "repeated Host")?;
+            set_once(&mut req.host, &text, value, "repeated Host")?;
         } else if eq("expect") {
             req.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         } else if eq("range") {
-            set_once(&mut req.range, value, "repeated Range")?;
+            set_once(&mut req.range, &text, value, "repeated Range")?;
         } else if eq("content-range") {
-            set_once(&mut req.content_range, value, "repeated Content-Range")?;
+            set_once(
+                &mut req.content_range,
+                &text,
+                value,
+                "repeated Content-Range",
+            )?;
         } else if eq("if-range") {
-            set_once(&mut req.if_range, value, "repeated If-Range")?;
+            set_once(&mut req.if_range, &text, value, "repeated If-Range")?;
         } else if eq("if-none-match") {
-            set_once(&mut req.if_none_match, value, "repeated If-None-Match")?;
+            set_once(
+                &mut req.if_none_match,
+                &text,
+                value,
+                "repeated If-None-Match",
+            )?;
         } else if eq("if-match") {
-            set_once(&mut req.if_match, value, "repeated If-Match")?;
+            set_once(&mut req.if_match, &text, value, "repeated If-Match")?;
         } else if eq("if-modified-since") {
             set_once(
                 &mut req.if_modified_since,
+                &text,
                 value,
                 "repeated If-Modified-Since",
             )?;
         } else if eq("if-unmodified-since") {
             set_once(
                 &mut req.if_unmodified_since,
+                &text,
                 value,
                 "repeated If-Unmodified-Since",
             )?;
         } else if eq("user-agent") {
-            req.user_agent = std::str::from_utf8(value).ok();
+            req.user_agent = text.of(value);
         } else if eq("referer") {
-            req.referer = std::str::from_utf8(value).ok();
+            req.referer = text.of(value);
         } else if eq("accept") {
-            req.accept = std::str::from_utf8(value).ok();
+            req.accept = text.of(value);
         } else if eq("accept-encoding") {
             // Several fields would have to be joined; a malformed or repeated
             // Accept-Encoding only costs the client its preferred coding.
             if req.accept_encoding.is_some() {
                 req.accept_encoding = Some("");
             } else {
-                req.accept_encoding = std::str::from_utf8(value).ok();
+                req.accept_encoding = text.of(value);
             }
         } else if eq("authorization") {
-            set_once(&mut req.authorization, value, "repeated Authorization")?;
+            set_once(
+                &mut req.authorization,
+                &text,
+                value,
+                "repeated Authorization",
+            )?;
         } else if eq("origin") {
-            req.origin = std::str::from_utf8(value).ok();
+            req.origin = text.of(value);
         } else if eq("access-control-request-method") {
-            req.ac_request_method = std::str::from_utf8(value).ok();
+            req.ac_request_method = text.of(value);
         } else if eq("access-control-request-headers") {
-            req.ac_request_headers = std::str::from_utf8(value).ok();
+            req.ac_request_headers = text.of(value);
         } else if eq("depth") {
-            req.dav.depth = std::str::from_utf8(value).ok();
+            req.dav.depth = text.of(value);
         } else if eq("destination") {
-            req.dav.destination = std::str::from_utf8(value).ok();
+            req.dav.destination = text.of(value);
         } else if eq("overwrite") {
-            req.dav.overwrite = std::str::from_utf8(value).ok();
+            req.dav.overwrite = text.of(value);
         } else if eq("if") {
-            req.dav.if_ = std::str::from_utf8(value).ok();
+            req.dav.if_ = text.of(value);
         } else if eq("lock-token") {
-            req.dav.lock_token = std::str::from_utf8(value).ok();
+            req.dav.lock_token = text.of(value);
         } else if eq("timeout") {
-            req.dav.timeout = std::str::from_utf8(value).ok();
+            req.dav.timeout = text.of(value);
         }
     }
 
@@ -776,6 +844,27 @@ mod tests {
         assert_eq!(r.host, Some("x"));
         assert_eq!(r.user_agent, Some("t/1"));
         assert_eq!(r.range, None);
+    }
+
+    #[test]
+    fn a_non_utf8_value_costs_only_that_field() {
+        // The head is not UTF-8 as a whole: each part is then checked alone.
+        let raw = b"GET /a%20b HTTP/1.1\r\nUser-Agent: \xff\xfe\r\nHost: h:1\r\n\
+                    Referer: /r\xc3\xa9\r\n\r\n";
+        let Ok(Parsed::Complete(r, n)) = parse(raw, &lim()) else {
+            panic!("expected Complete");
+        };
+        assert_eq!(n, raw.len());
+        assert_eq!((r.method_name, &*r.target), ("GET", "/a%20b"));
+        assert_eq!(r.host, Some("h:1"));
+        assert_eq!(r.user_agent, None);
+        assert_eq!(r.referer, Some("/r\u{e9}"));
+        // A singleton field we use must be text.
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nRange: bytes=\xff\r\n\r\n";
+        assert_eq!(status(raw, &lim()), 400);
+        // A UTF-8 head: parts sliced from it.
+        let (r, _) = ok("GET /x HTTP/1.1\r\nHost: h\r\nReferer: \u{e9}t\u{e9} \r\n\r\n");
+        assert_eq!(r.referer, Some("\u{e9}t\u{e9}"));
     }
 
     #[test]
