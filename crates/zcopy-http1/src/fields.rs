@@ -202,22 +202,25 @@ pub struct ResponseHead {
 }
 
 /// No NUL, CR or LF in `v`: eight bytes at a time (a word has a zero byte
-/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the rest one by one.
+/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the rest as one more word
+/// padded with spaces.
 pub fn no_nul_cr_lf(v: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let bad_in = |x: u64| {
+        zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')))
+    };
     let mut words = v.chunks_exact(8);
     let mut bad = 0;
     for w in &mut words {
-        let x = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
-        bad |= zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')));
+        bad |= bad_in(u64::from_ne_bytes(w.try_into().expect("8 bytes")));
     }
+    let rest = words.remainder();
+    let mut last = [b' '; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    bad |= bad_in(u64::from_ne_bytes(last));
     bad == 0
-        && !words
-            .remainder()
-            .iter()
-            .any(|&b| matches!(b, 0 | b'\r' | b'\n'))
 }
 
 /// Appends `s`, dropping CR, LF and NUL so that no value can split a head.
@@ -231,15 +234,32 @@ fn push_field_text(buf: &mut Vec<u8>, s: &[u8]) {
 
 /// Appends the decimal digits of `v` without allocating.
 pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    // Two digits per step from a table of "00".."99".
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while v >= 100 {
+        let p = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[p..p + 2]);
+    }
+    if v >= 10 {
+        let p = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[p..p + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[i] = b'0' + v as u8;
     }
     buf.extend_from_slice(&digits[i..]);
 }

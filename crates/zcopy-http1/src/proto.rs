@@ -81,7 +81,12 @@ pub struct Buffers {
     max: usize,
     /// What the site answers into, reused for every response of the worker.
     out: Out,
+    /// Emptied response records, so a response costs no allocation of its own.
+    responds: Vec<Box<Respond>>,
 }
+
+/// Spare response records a worker keeps (a few hundred bytes each).
+const SPARE_RESPONDS: usize = 32;
 
 impl Buffers {
     /// A pool keeping at most `max` spare buffers.
@@ -91,6 +96,29 @@ impl Buffers {
             filled: Vec::new(),
             max,
             out: Out::default(),
+            responds: Vec::new(),
+        }
+    }
+
+    /// A response record: a spare one (overwritten) or a new one.
+    fn respond(&mut self, r: Respond) -> Box<Respond> {
+        match self.responds.pop() {
+            Some(mut b) => {
+                *b = r;
+                b
+            }
+            None => Box::new(r),
+        }
+    }
+
+    /// Keeps an ended response's record, emptied first: nothing it held (a file, an
+    /// archive member, log strings) outlives its response.
+    fn give_respond(&mut self, mut r: Box<Respond>) {
+        if self.responds.len() < SPARE_RESPONDS {
+            r.body = None;
+            r.member = None;
+            r.meta = Meta::default();
+            self.responds.push(r);
         }
     }
 
@@ -1004,7 +1032,7 @@ impl Conn {
         if self.rpos == self.rend {
             self.release_rbuf(env);
         }
-        self.state = State::Respond(Box::new(Respond {
+        self.state = State::Respond(env.bufs.respond(Respond {
             out,
             pos: 0,
             body,
@@ -1312,7 +1340,9 @@ impl Conn {
             self.held = Some(body.file);
             self.queue_check = env.now;
         }
-        if r.close_after || (env.shutting_down && self.rend == self.rpos) {
+        let close_after = r.close_after;
+        env.bufs.give_respond(r);
+        if close_after || (env.shutting_down && self.rend == self.rpos) {
             self.state = State::Closing { shut: false };
             self.deadline = env.now + LINGER;
             return;
