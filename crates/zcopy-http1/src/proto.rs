@@ -82,6 +82,8 @@ pub struct Buffers {
     /// What the site answers into, reused for every response of the worker.
     out: Out,
     /// Emptied response records, so a response costs no allocation of its own.
+    /// Boxed: a connection's state holds its record as a `Box`, moved in and out.
+    #[allow(clippy::vec_box)]
     responds: Vec<Box<Respond>>,
 }
 
