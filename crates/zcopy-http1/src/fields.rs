@@ -124,6 +124,37 @@ impl Name {
     }
 
     /// Its spelling in HTTP/2 (lower case).
+    /// The name as HTTP/1.1 writes it, followed by `: `, as one piece.
+    pub fn http1_prefix(self) -> &'static [u8] {
+        match self {
+            Name::AcceptRanges => b"Accept-Ranges: ",
+            Name::AccessControlAllowHeaders => b"Access-Control-Allow-Headers: ",
+            Name::AccessControlAllowMethods => b"Access-Control-Allow-Methods: ",
+            Name::AccessControlAllowOrigin => b"Access-Control-Allow-Origin: ",
+            Name::AccessControlExposeHeaders => b"Access-Control-Expose-Headers: ",
+            Name::AccessControlMaxAge => b"Access-Control-Max-Age: ",
+            Name::Allow => b"Allow: ",
+            Name::CacheControl => b"Cache-Control: ",
+            Name::Connection => b"Connection: ",
+            Name::ContentDisposition => b"Content-Disposition: ",
+            Name::ContentEncoding => b"Content-Encoding: ",
+            Name::ContentLength => b"Content-Length: ",
+            Name::ContentRange => b"Content-Range: ",
+            Name::ContentType => b"Content-Type: ",
+            Name::Dav => b"DAV: ",
+            Name::ETag => b"ETag: ",
+            Name::LastModified => b"Last-Modified: ",
+            Name::Location => b"Location: ",
+            Name::LockToken => b"Lock-Token: ",
+            Name::MsAuthorVia => b"MS-Author-Via: ",
+            Name::RetryAfter => b"Retry-After: ",
+            Name::StrictTransportSecurity => b"Strict-Transport-Security: ",
+            Name::UploadOffset => b"Upload-Offset: ",
+            Name::Vary => b"Vary: ",
+            Name::WwwAuthenticate => b"WWW-Authenticate: ",
+        }
+    }
+
     pub fn lower(self) -> &'static str {
         NAMES[self as usize].1
     }
@@ -425,6 +456,13 @@ mod tests {
                     assert!(no_nul_cr_lf(&v), "{v:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn http1_prefixes_spell_the_names() {
+        for n in ALL {
+            assert_eq!(n.http1_prefix(), format!("{}: ", n.http1()).as_bytes());
         }
     }
 

@@ -93,10 +93,12 @@ pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
     buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
     for (name, value) in head.fields() {
         match name {
-            FieldName::Known(n) => buf.extend_from_slice(n.http1().as_bytes()),
-            other => buf.extend_from_slice(head.other_name(other)),
+            FieldName::Known(n) => buf.extend_from_slice(n.http1_prefix()),
+            other => {
+                buf.extend_from_slice(head.other_name(other));
+                buf.extend_from_slice(b": ");
+            }
         }
-        buf.extend_from_slice(b": ");
         buf.extend_from_slice(value);
         buf.extend_from_slice(b"\r\n");
     }
