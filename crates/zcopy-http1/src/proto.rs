@@ -831,9 +831,9 @@ impl Conn {
         }
         let limits = env.config.limits;
         match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-            Ok(Parsed::Complete(mut req, used)) => {
+            Ok(Parsed::Complete(ref mut req, used)) => {
                 req.via = self.via;
-                let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
+                let meta = Meta::of(req, &self.rbuf[self.rpos..self.rpos + used], env);
                 let body_len = req.body_len;
                 // An upload's body may be larger than what is read and thrown away:
                 // the site says whether it takes it.
@@ -856,7 +856,7 @@ impl Conn {
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
                 let chunked = req.body == request::BodyFraming::Chunked;
-                let (resp, out) = env.bufs.answer(|o| site(&req, close, o));
+                let (resp, out) = env.bufs.answer(|o| site(req, close, o));
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
