@@ -219,11 +219,7 @@ const TOO_MANY_HEADERS: HttpError = err(431, "too many header fields");
 /// for a CRLF-terminated line, `Ok(None)` when the buffer ends first (the returned
 /// position is where the line content ends so far). NUL, bare CR and bare LF are errors.
 fn next_line(buf: &[u8], from: usize) -> Result<Result<(usize, usize), usize>, HttpError> {
-    let rest = &buf[from..];
-    match rest
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n' || b == 0)
-    {
+    match find_cr_lf_nul(&buf[from..]) {
         None => Ok(Err(buf.len())),
         Some(i) => {
             let at = from + i;
@@ -238,6 +234,32 @@ fn next_line(buf: &[u8], from: usize) -> Result<Result<(usize, usize), usize>, H
             }
         }
     }
+}
+
+/// Where the first CR, LF or NUL of `s` is: eight bytes at a time (a word has a
+/// zero byte where `(x - 0x01..) & !x & 0x80..` has a bit set; the lowest set bit
+/// is always a true one, so read little-endian it is the first such byte), the
+/// rest one by one.
+fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        let hit =
+            zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')));
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n' || b == 0)
+        .map(|i| at + i)
 }
 
 /// Checks the version token of a request line: `HTTP/1.0` and `HTTP/1.1` pass, a
@@ -844,6 +866,28 @@ mod tests {
         assert_eq!(r.host, Some("x"));
         assert_eq!(r.user_agent, Some("t/1"));
         assert_eq!(r.range, None);
+    }
+
+    #[test]
+    fn cr_lf_nul_are_found_first_at_every_offset() {
+        let naive = |s: &[u8]| s.iter().position(|&b| b == b'\r' || b == b'\n' || b == 0);
+        for len in 0..26 {
+            for at in 0..len {
+                for special in [b'\r', b'\n', 0] {
+                    // Bytes around the special one that the word trick could confuse.
+                    for filler in [b'a', 0x80, 0xff, 0x01, 0x0c, 0x0e, 0x0b] {
+                        let mut s = vec![filler; len];
+                        s[at] = special;
+                        assert_eq!(find_cr_lf_nul(&s), naive(&s), "{s:?}");
+                        if at + 1 < len {
+                            s[at + 1] = b'\n';
+                            assert_eq!(find_cr_lf_nul(&s), Some(at), "{s:?}");
+                        }
+                    }
+                }
+            }
+            assert_eq!(find_cr_lf_nul(&vec![b'x'; len]), None);
+        }
     }
 
     #[test]
