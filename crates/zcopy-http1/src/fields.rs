@@ -233,28 +233,31 @@ pub struct ResponseHead {
 }
 
 /// No NUL, CR or LF in `v`: eight bytes at a time (a word has a zero byte
-/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the rest as one more word
-/// padded with spaces.
+/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the last bytes as the word
+/// ending the value (overlapping bytes already checked); a value shorter than a
+/// word byte by byte.
 pub fn no_nul_cr_lf(v: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    if v.len() < 8 {
+        return !v.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'));
+    }
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let bad_in = |x: u64| {
+    let bad_in = |w: &[u8]| {
+        let x = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
         zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')))
     };
     let mut words = v.chunks_exact(8);
     let mut bad = 0;
     for w in &mut words {
-        bad |= bad_in(u64::from_ne_bytes(w.try_into().expect("8 bytes")));
+        bad |= bad_in(w);
     }
-    let rest = words.remainder();
-    let mut last = [b' '; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    bad |= bad_in(u64::from_ne_bytes(last));
+    if !words.remainder().is_empty() {
+        bad |= bad_in(&v[v.len() - 8..]);
+    }
     bad == 0
 }
 
-/// Appends `s`, dropping CR, LF and NUL so that no value can split a head.
 fn push_field_text(buf: &mut Vec<u8>, s: &[u8]) {
     if !no_nul_cr_lf(s) {
         buf.extend(s.iter().filter(|&&b| !matches!(b, b'\r' | b'\n' | 0)));
