@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::cache::{CachedFile, Described, FileCache, Trust};
-pub use crate::plan::{Body, BodyMem, FileBody, Piece, Response};
+pub use crate::plan::{Body, BodyMem, FileBody, Piece, Pieces, Response};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -1011,7 +1011,7 @@ fn serve_listing(
             file: Arc::new(dir),
             file_len: 0,
             lease: false,
-            pieces: vec![Piece::Mem(0, len)],
+            pieces: Pieces::One(Piece::Mem(0, len)),
             mem: BodyMem::Counted(body.into_bytes(), Box::new(ticket)),
             members: Vec::new(),
             held: None,
@@ -1173,7 +1173,7 @@ fn serve_archive(
             file: Arc::new(dir),
             file_len: 0,
             lease: false,
-            pieces: archive.pieces,
+            pieces: archive.pieces.into(),
             mem: BodyMem::Counted(archive.mem, Box::new(ticket)),
             members: archive.members,
             held: None,
@@ -1354,10 +1354,10 @@ fn serve_file(
             h.finish();
             (
                 206,
-                vec![Piece::File {
+                Pieces::One(Piece::File {
                     start: s,
                     len: e - s,
-                }],
+                }),
                 Vec::new(),
                 e - s,
             )
@@ -1398,7 +1398,7 @@ fn serve_file(
             h.field_u64(Name::ContentLength, total);
             common(&mut h);
             h.finish();
-            (206, pieces, mem, total)
+            (206, pieces.into(), mem, total)
         }
         RangePlan::Full | RangePlan::Partial(_) => {
             let mut h = Head::start(out, 200);
@@ -1406,7 +1406,12 @@ fn serve_file(
             h.field_u64(Name::ContentLength, len);
             common(&mut h);
             h.finish();
-            (200, vec![Piece::File { start: 0, len }], Vec::new(), len)
+            (
+                200,
+                Pieces::One(Piece::File { start: 0, len }),
+                Vec::new(),
+                len,
+            )
         }
     };
     if reply.head_only || body_len == 0 {
