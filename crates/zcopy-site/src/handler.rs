@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::cache::{CachedFile, Described, FileCache, Trust};
+use crate::cache::{CachedFile, Described, FileCache, Trust, compressible_type};
 pub use crate::plan::{Body, BodyMem, FileBody, Piece, Pieces, Response};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -1474,26 +1474,6 @@ fn identity_snapshot(
     snap
 }
 
-/// Content types worth compressing (when no sidecar exists).
-fn compressible_type(ctype: &str) -> bool {
-    // By byte: a char searcher cost more than the rest of this test.
-    let media = before_byte(ctype, b';').trim();
-    media.starts_with("text/")
-        || matches!(
-            media,
-            "application/javascript"
-                | "application/json"
-                | "application/xml"
-                | "application/wasm"
-                | "application/manifest+json"
-                | "application/ld+json"
-                | "application/xhtml+xml"
-                | "application/rss+xml"
-                | "application/atom+xml"
-                | "image/svg+xml"
-        )
-}
-
 /// The br, zstd or gzip variant of `f` from the snapshot store (the client's best
 /// that is ready), the head fields it goes with (its own ETag: the identity's with
 /// `-br`, `-zstd` or `-gzip`) and its coding, when compression is on for this path, the type is
@@ -1515,11 +1495,11 @@ fn compressed(
     if !store.compressible_size(len) {
         return None;
     }
-    let ctype = match &f.described {
-        Some(d) => std::borrow::Cow::Borrowed(d.content_type.as_str()),
-        None => std::borrow::Cow::Owned(crate::head::content_type(name)),
+    let compressible = match &f.described {
+        Some(d) => d.compressible,
+        None => compressible_type(&crate::head::content_type(name)),
     };
-    if !compressible_type(&ctype) {
+    if !compressible {
         return None;
     }
     reply.vary_encoding = true;
