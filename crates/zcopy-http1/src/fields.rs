@@ -124,6 +124,37 @@ impl Name {
     }
 
     /// Its spelling in HTTP/2 (lower case).
+    /// The name as HTTP/1.1 writes it, followed by `: `, as one piece.
+    pub fn http1_prefix(self) -> &'static [u8] {
+        match self {
+            Name::AcceptRanges => b"Accept-Ranges: ",
+            Name::AccessControlAllowHeaders => b"Access-Control-Allow-Headers: ",
+            Name::AccessControlAllowMethods => b"Access-Control-Allow-Methods: ",
+            Name::AccessControlAllowOrigin => b"Access-Control-Allow-Origin: ",
+            Name::AccessControlExposeHeaders => b"Access-Control-Expose-Headers: ",
+            Name::AccessControlMaxAge => b"Access-Control-Max-Age: ",
+            Name::Allow => b"Allow: ",
+            Name::CacheControl => b"Cache-Control: ",
+            Name::Connection => b"Connection: ",
+            Name::ContentDisposition => b"Content-Disposition: ",
+            Name::ContentEncoding => b"Content-Encoding: ",
+            Name::ContentLength => b"Content-Length: ",
+            Name::ContentRange => b"Content-Range: ",
+            Name::ContentType => b"Content-Type: ",
+            Name::Dav => b"DAV: ",
+            Name::ETag => b"ETag: ",
+            Name::LastModified => b"Last-Modified: ",
+            Name::Location => b"Location: ",
+            Name::LockToken => b"Lock-Token: ",
+            Name::MsAuthorVia => b"MS-Author-Via: ",
+            Name::RetryAfter => b"Retry-After: ",
+            Name::StrictTransportSecurity => b"Strict-Transport-Security: ",
+            Name::UploadOffset => b"Upload-Offset: ",
+            Name::Vary => b"Vary: ",
+            Name::WwwAuthenticate => b"WWW-Authenticate: ",
+        }
+    }
+
     pub fn lower(self) -> &'static str {
         NAMES[self as usize].1
     }
@@ -202,25 +233,31 @@ pub struct ResponseHead {
 }
 
 /// No NUL, CR or LF in `v`: eight bytes at a time (a word has a zero byte
-/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the rest one by one.
+/// where `(x - 0x01..) & !x & 0x80..` has a bit set), the last bytes as the word
+/// ending the value (overlapping bytes already checked); a value shorter than a
+/// word byte by byte.
 pub fn no_nul_cr_lf(v: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    if v.len() < 8 {
+        return !v.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'));
+    }
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let bad_in = |w: &[u8]| {
+        let x = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+        zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')))
+    };
     let mut words = v.chunks_exact(8);
     let mut bad = 0;
     for w in &mut words {
-        let x = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
-        bad |= zero(x) | zero(x ^ (ONES * u64::from(b'\r'))) | zero(x ^ (ONES * u64::from(b'\n')));
+        bad |= bad_in(w);
+    }
+    if !words.remainder().is_empty() {
+        bad |= bad_in(&v[v.len() - 8..]);
     }
     bad == 0
-        && !words
-            .remainder()
-            .iter()
-            .any(|&b| matches!(b, 0 | b'\r' | b'\n'))
 }
 
-/// Appends `s`, dropping CR, LF and NUL so that no value can split a head.
 fn push_field_text(buf: &mut Vec<u8>, s: &[u8]) {
     if !no_nul_cr_lf(s) {
         buf.extend(s.iter().filter(|&&b| !matches!(b, b'\r' | b'\n' | 0)));
@@ -231,15 +268,32 @@ fn push_field_text(buf: &mut Vec<u8>, s: &[u8]) {
 
 /// Appends the decimal digits of `v` without allocating.
 pub(crate) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    // Two digits per step from a table of "00".."99".
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while v >= 100 {
+        let p = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[p..p + 2]);
+    }
+    if v >= 10 {
+        let p = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[p..p + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[i] = b'0' + v as u8;
     }
     buf.extend_from_slice(&digits[i..]);
 }
@@ -405,6 +459,13 @@ mod tests {
                     assert!(no_nul_cr_lf(&v), "{v:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn http1_prefixes_spell_the_names() {
+        for n in ALL {
+            assert_eq!(n.http1_prefix(), format!("{}: ", n.http1()).as_bytes());
         }
     }
 

@@ -72,19 +72,33 @@ impl<'a> Head<'a> {
 /// the fields in order and the blank line.
 pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
     let status = head.status;
-    buf.extend_from_slice(b"HTTP/1.1 ");
-    push_u64(buf, u64::from(status));
-    buf.push(b' ');
-    buf.extend_from_slice(reason(status).as_bytes());
-    buf.extend_from_slice(b"\r\nDate: ");
+    // The commonest status lines whole, as one copy.
+    let line: &[u8] = match status {
+        200 => b"HTTP/1.1 200 OK\r\nDate: ",
+        206 => b"HTTP/1.1 206 Partial Content\r\nDate: ",
+        304 => b"HTTP/1.1 304 Not Modified\r\nDate: ",
+        404 => b"HTTP/1.1 404 Not Found\r\nDate: ",
+        _ => b"",
+    };
+    if line.is_empty() {
+        buf.extend_from_slice(b"HTTP/1.1 ");
+        push_u64(buf, u64::from(status));
+        buf.push(b' ');
+        buf.extend_from_slice(reason(status).as_bytes());
+        buf.extend_from_slice(b"\r\nDate: ");
+    } else {
+        buf.extend_from_slice(line);
+    }
     push_date(buf);
     buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
     for (name, value) in head.fields() {
         match name {
-            FieldName::Known(n) => buf.extend_from_slice(n.http1().as_bytes()),
-            other => buf.extend_from_slice(head.other_name(other)),
+            FieldName::Known(n) => buf.extend_from_slice(n.http1_prefix()),
+            other => {
+                buf.extend_from_slice(head.other_name(other));
+                buf.extend_from_slice(b": ");
+            }
         }
-        buf.extend_from_slice(b": ");
         buf.extend_from_slice(value);
         buf.extend_from_slice(b"\r\n");
     }
@@ -256,6 +270,17 @@ mod tests {
     }
 
     #[test]
+    fn whole_status_lines_match_the_reasons() {
+        for code in [200, 206, 304, 404, 201, 416, 999] {
+            let mut out = Out::default();
+            Head::start(&mut out, code).finish();
+            let buf = wire(&out);
+            let want = format!("HTTP/1.1 {code} {}\r\nDate: ", reason(code));
+            assert!(text(&buf).starts_with(&want), "{code}");
+        }
+    }
+
+    #[test]
     fn reasons_cover_our_codes() {
         for code in [
             200, 204, 206, 301, 304, 400, 401, 403, 404, 405, 408, 412, 413, 414, 416, 431, 500,
@@ -277,6 +302,11 @@ mod tests {
             99,
             100,
             12345,
+            101,
+            999,
+            1000,
+            1024,
+            65536,
             u64::from(u32::MAX),
             u64::MAX - 1,
             u64::MAX,

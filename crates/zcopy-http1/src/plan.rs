@@ -40,6 +40,41 @@ pub enum Piece {
     },
 }
 
+/// The pieces of a body, in order: one held in place (the common body, one file
+/// range: no allocation), or a list. Reads and writes as a slice of [`Piece`]s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pieces {
+    /// A single piece.
+    One(Piece),
+    /// Any number of pieces.
+    Many(Vec<Piece>),
+}
+
+impl std::ops::Deref for Pieces {
+    type Target = [Piece];
+    fn deref(&self) -> &[Piece] {
+        match self {
+            Pieces::One(p) => std::slice::from_ref(p),
+            Pieces::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Pieces {
+    fn deref_mut(&mut self) -> &mut [Piece] {
+        match self {
+            Pieces::One(p) => std::slice::from_mut(p),
+            Pieces::Many(v) => v,
+        }
+    }
+}
+
+impl From<Vec<Piece>> for Pieces {
+    fn from(v: Vec<Piece>) -> Pieces {
+        Pieces::Many(v)
+    }
+}
+
 /// A body read from an open file: one range, or multipart parts whose headers live
 /// in `mem` and whose data is sent by an engine straight from the file.
 #[derive(Debug)]
@@ -49,7 +84,7 @@ pub struct FileBody {
     /// The file's length from the fstat the response was built on.
     pub file_len: u64,
     /// The pieces, in order.
-    pub pieces: Vec<Piece>,
+    pub pieces: Pieces,
     /// Memory the [`Piece::Mem`] pieces point into.
     pub mem: BodyMem,
     /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a

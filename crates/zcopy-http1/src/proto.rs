@@ -81,7 +81,14 @@ pub struct Buffers {
     max: usize,
     /// What the site answers into, reused for every response of the worker.
     out: Out,
+    /// Emptied response records, so a response costs no allocation of its own.
+    /// Boxed: a connection's state holds its record as a `Box`, moved in and out.
+    #[allow(clippy::vec_box)]
+    responds: Vec<Box<Respond>>,
 }
+
+/// Spare response records a worker keeps (a few hundred bytes each).
+const SPARE_RESPONDS: usize = 32;
 
 impl Buffers {
     /// A pool keeping at most `max` spare buffers.
@@ -91,6 +98,29 @@ impl Buffers {
             filled: Vec::new(),
             max,
             out: Out::default(),
+            responds: Vec::new(),
+        }
+    }
+
+    /// A response record: a spare one (overwritten) or a new one.
+    fn respond(&mut self, r: Respond) -> Box<Respond> {
+        match self.responds.pop() {
+            Some(mut b) => {
+                *b = r;
+                b
+            }
+            None => Box::new(r),
+        }
+    }
+
+    /// Keeps an ended response's record, emptied first: nothing it held (a file, an
+    /// archive member, log strings) outlives its response.
+    fn give_respond(&mut self, mut r: Box<Respond>) {
+        if self.responds.len() < SPARE_RESPONDS {
+            r.body = None;
+            r.member = None;
+            r.meta = Meta::default();
+            self.responds.push(r);
         }
     }
 
@@ -801,9 +831,9 @@ impl Conn {
         }
         let limits = env.config.limits;
         match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-            Ok(Parsed::Complete(mut req, used)) => {
+            Ok(Parsed::Complete(ref mut req, used)) => {
                 req.via = self.via;
-                let meta = Meta::of(&req, &self.rbuf[self.rpos..self.rpos + used], env);
+                let meta = Meta::of(req, &self.rbuf[self.rpos..self.rpos + used], env);
                 let body_len = req.body_len;
                 // An upload's body may be larger than what is read and thrown away:
                 // the site says whether it takes it.
@@ -826,7 +856,7 @@ impl Conn {
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
                 let chunked = req.body == request::BodyFraming::Chunked;
-                let (resp, out) = env.bufs.answer(|o| site(&req, close, o));
+                let (resp, out) = env.bufs.answer(|o| site(req, close, o));
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
@@ -1004,7 +1034,7 @@ impl Conn {
         if self.rpos == self.rend {
             self.release_rbuf(env);
         }
-        self.state = State::Respond(Box::new(Respond {
+        self.state = State::Respond(env.bufs.respond(Respond {
             out,
             pos: 0,
             body,
@@ -1312,7 +1342,9 @@ impl Conn {
             self.held = Some(body.file);
             self.queue_check = env.now;
         }
-        if r.close_after || (env.shutting_down && self.rend == self.rpos) {
+        let close_after = r.close_after;
+        env.bufs.give_respond(r);
+        if close_after || (env.shutting_down && self.rend == self.rpos) {
             self.state = State::Closing { shut: false };
             self.deadline = env.now + LINGER;
             return;

@@ -70,6 +70,33 @@ pub struct Described {
     pub last_modified: String,
     /// The Content-Type value.
     pub content_type: String,
+    /// Whether that type is worth compressing ([`compressible_type`]).
+    pub compressible: bool,
+}
+
+/// Content types worth compressing (when no sidecar exists).
+pub fn compressible_type(ctype: &str) -> bool {
+    // Cut at ';' by byte (ASCII, so a char boundary): a char searcher cost more
+    // than the rest of this test.
+    let media = match ctype.bytes().position(|b| b == b';') {
+        Some(i) => &ctype[..i],
+        None => ctype,
+    }
+    .trim();
+    media.starts_with("text/")
+        || matches!(
+            media,
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "application/wasm"
+                | "application/manifest+json"
+                | "application/ld+json"
+                | "application/xhtml+xml"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "image/svg+xml"
+        )
 }
 
 /// The validators of a file from its fstat.
@@ -87,9 +114,11 @@ impl Described {
     /// The head fields of a file named `name` with fstat `st`.
     pub fn of(st: &rustix::fs::Stat, name: &str) -> Described {
         let validators = validators(st);
+        let content_type = crate::head::content_type(name);
         Described {
             last_modified: validators.last_modified(),
-            content_type: crate::head::content_type(name),
+            compressible: compressible_type(&content_type),
+            content_type,
             validators,
         }
     }
@@ -542,6 +571,28 @@ pub fn pread_into(file: &File, start: u64, len: usize, out: &mut Vec<u8>) -> usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_described_file_knows_whether_its_type_compresses() {
+        let f = tempfile::tempfile().unwrap();
+        let st = rustix::fs::fstat(&f).unwrap();
+        for (name, want) in [
+            ("a.html", true),
+            ("a.css", true),
+            ("a.svg", true),
+            ("a.json", true),
+            ("a.bin", false),
+            ("a.png", false),
+            ("a", false),
+        ] {
+            let d = Described::of(&st, name);
+            assert_eq!(d.compressible, want, "{name}");
+            assert_eq!(d.compressible, compressible_type(&d.content_type), "{name}");
+        }
+        assert!(compressible_type("text/plain; charset=utf-8"));
+        assert!(compressible_type(" application/json ;x"));
+        assert!(!compressible_type("application/octet-stream"));
+    }
 
     #[test]
     fn validators_of_a_real_file_follow_its_stat() {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::cache::{CachedFile, Described, FileCache, Trust};
-pub use crate::plan::{Body, BodyMem, FileBody, Piece, Response};
+use crate::cache::{CachedFile, Described, FileCache, Trust, compressible_type};
+pub use crate::plan::{Body, BodyMem, FileBody, Piece, Pieces, Response};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -1011,7 +1011,7 @@ fn serve_listing(
             file: Arc::new(dir),
             file_len: 0,
             lease: false,
-            pieces: vec![Piece::Mem(0, len)],
+            pieces: Pieces::One(Piece::Mem(0, len)),
             mem: BodyMem::Counted(body.into_bytes(), Box::new(ticket)),
             members: Vec::new(),
             held: None,
@@ -1173,7 +1173,7 @@ fn serve_archive(
             file: Arc::new(dir),
             file_len: 0,
             lease: false,
-            pieces: archive.pieces,
+            pieces: archive.pieces.into(),
             mem: BodyMem::Counted(archive.mem, Box::new(ticket)),
             members: archive.members,
             held: None,
@@ -1354,10 +1354,10 @@ fn serve_file(
             h.finish();
             (
                 206,
-                vec![Piece::File {
+                Pieces::One(Piece::File {
                     start: s,
                     len: e - s,
-                }],
+                }),
                 Vec::new(),
                 e - s,
             )
@@ -1398,7 +1398,7 @@ fn serve_file(
             h.field_u64(Name::ContentLength, total);
             common(&mut h);
             h.finish();
-            (206, pieces, mem, total)
+            (206, pieces.into(), mem, total)
         }
         RangePlan::Full | RangePlan::Partial(_) => {
             let mut h = Head::start(out, 200);
@@ -1406,7 +1406,12 @@ fn serve_file(
             h.field_u64(Name::ContentLength, len);
             common(&mut h);
             h.finish();
-            (200, vec![Piece::File { start: 0, len }], Vec::new(), len)
+            (
+                200,
+                Pieces::One(Piece::File { start: 0, len }),
+                Vec::new(),
+                len,
+            )
         }
     };
     if reply.head_only || body_len == 0 {
@@ -1469,25 +1474,6 @@ fn identity_snapshot(
     snap
 }
 
-/// Content types worth compressing (when no sidecar exists).
-fn compressible_type(ctype: &str) -> bool {
-    let media = ctype.split(';').next().unwrap_or("").trim();
-    media.starts_with("text/")
-        || matches!(
-            media,
-            "application/javascript"
-                | "application/json"
-                | "application/xml"
-                | "application/wasm"
-                | "application/manifest+json"
-                | "application/ld+json"
-                | "application/xhtml+xml"
-                | "application/rss+xml"
-                | "application/atom+xml"
-                | "image/svg+xml"
-        )
-}
-
 /// The br, zstd or gzip variant of `f` from the snapshot store (the client's best
 /// that is ready), the head fields it goes with (its own ETag: the identity's with
 /// `-br`, `-zstd` or `-gzip`) and its coding, when compression is on for this path, the type is
@@ -1509,11 +1495,11 @@ fn compressed(
     if !store.compressible_size(len) {
         return None;
     }
-    let ctype = match &f.described {
-        Some(d) => std::borrow::Cow::Borrowed(d.content_type.as_str()),
-        None => std::borrow::Cow::Owned(crate::head::content_type(name)),
+    let compressible = match &f.described {
+        Some(d) => d.compressible,
+        None => compressible_type(&crate::head::content_type(name)),
     };
-    if !compressible_type(&ctype) {
+    if !compressible {
         return None;
     }
     reply.vary_encoding = true;

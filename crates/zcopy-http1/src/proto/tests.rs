@@ -267,7 +267,8 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
                     pieces: vec![Piece::File {
                         start: 0,
                         len: data.len() as u64,
-                    }],
+                    }]
+                    .into(),
                     mem: BodyMem::Owned(Vec::new()),
                     members: Vec::new(),
                     lease,
@@ -318,7 +319,7 @@ fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Out) -> Response {
             body: Body::File(FileBody {
                 file: Arc::new(dir),
                 file_len: 0,
-                pieces: vec![Piece::Mem(0, 2), Piece::Member { index: 0, len: 3 }],
+                pieces: vec![Piece::Mem(0, 2), Piece::Member { index: 0, len: 3 }].into(),
                 mem: BodyMem::Owned(b"ab".to_vec()),
                 members: vec![Member {
                     rel: "m.txt".into(),
@@ -640,7 +641,7 @@ fn a_small_held_file_leaves_with_the_head_in_one_write() {
             body: Body::File(FileBody {
                 file,
                 file_len: 10,
-                pieces: vec![Piece::File { start: 3, len: 4 }],
+                pieces: vec![Piece::File { start: 3, len: 4 }].into(),
                 mem: BodyMem::Owned(Vec::new()),
                 members: Vec::new(),
                 lease: false,
