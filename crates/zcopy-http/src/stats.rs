@@ -41,7 +41,8 @@ const UPLOAD_ENGINE: usize = UPLOAD_TLS + 1; // × EngineKind::ALL
 const UPLOAD_STEPS: usize = UPLOAD_ENGINE + EngineKind::ALL.len();
 const RING_BUFS: usize = UPLOAD_STEPS + 1;
 const RING_BUFS_PEAK: usize = RING_BUFS + 1;
-const DURATION: usize = RING_BUFS_PEAK + 1; // BUCKETS + 1 (+Inf)
+const RING_RECV_BUFS: usize = RING_BUFS_PEAK + 1;
+const DURATION: usize = RING_RECV_BUFS + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -152,6 +153,12 @@ impl WorkerStats {
     pub fn ring_buffers(&self, now: usize, peak: usize) {
         self.c[RING_BUFS].store(now as u64, Ordering::Relaxed);
         self.c[RING_BUFS_PEAK].store(peak as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of the io_uring driver's receive buffers whose pages may be resident
+    /// (in use or recently used).
+    pub fn ring_recv_buffers(&self, bytes: usize) {
+        self.c[RING_RECV_BUFS].store(bytes as u64, Ordering::Relaxed);
     }
 
     /// A connection was closed to make room for a new one.
@@ -426,6 +433,12 @@ impl ServerStats {
                 "gauge",
                 "The most bytes of send and read buffers the io_uring driver's operations held at once, summed over workers (0 on epoll).",
                 RING_BUFS_PEAK,
+            ),
+            (
+                "ring_recv_buffer_bytes",
+                "gauge",
+                "Bytes of the io_uring driver's provided receive buffers that may be resident (in use, or used since the last sweep), summed over workers (0 on epoll).",
+                RING_RECV_BUFS,
             ),
             (
                 "connections_shed_total",
