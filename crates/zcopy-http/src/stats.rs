@@ -42,7 +42,8 @@ const UPLOAD_STEPS: usize = UPLOAD_ENGINE + EngineKind::ALL.len();
 const RING_BUFS: usize = UPLOAD_STEPS + 1;
 const RING_BUFS_PEAK: usize = RING_BUFS + 1;
 const RING_RECV_BUFS: usize = RING_BUFS_PEAK + 1;
-const DURATION: usize = RING_RECV_BUFS + 1; // BUCKETS + 1 (+Inf)
+const RING_SPARE_BUFS: usize = RING_RECV_BUFS + 1;
+const DURATION: usize = RING_SPARE_BUFS + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -155,10 +156,11 @@ impl WorkerStats {
         self.c[RING_BUFS_PEAK].store(peak as u64, Ordering::Relaxed);
     }
 
-    /// Bytes of the io_uring driver's receive buffers whose pages may be resident
-    /// (in use or recently used).
-    pub fn ring_recv_buffers(&self, bytes: usize) {
-        self.c[RING_RECV_BUFS].store(bytes as u64, Ordering::Relaxed);
+    /// Bytes of the io_uring driver's receive buffers whose pages are resident (in
+    /// use or recently used), and of its spare send and read buffers.
+    pub fn ring_recv_buffers(&self, recv: usize, spare: usize) {
+        self.c[RING_RECV_BUFS].store(recv as u64, Ordering::Relaxed);
+        self.c[RING_SPARE_BUFS].store(spare as u64, Ordering::Relaxed);
     }
 
     /// A connection was closed to make room for a new one.
@@ -439,6 +441,12 @@ impl ServerStats {
                 "gauge",
                 "Bytes of the io_uring driver's provided receive buffers that may be resident (in use, or used since the last sweep), summed over workers (0 on epoll).",
                 RING_RECV_BUFS,
+            ),
+            (
+                "ring_spare_buffer_bytes",
+                "gauge",
+                "Bytes of spare send and read buffers the io_uring driver keeps between operations (freed when unused for a second), summed over workers (0 on epoll).",
+                RING_SPARE_BUFS,
             ),
             (
                 "connections_shed_total",

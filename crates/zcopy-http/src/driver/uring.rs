@@ -1408,7 +1408,7 @@ impl Worker {
             self.sh
                 .common
                 .stats
-                .ring_recv_buffers(ring.recv_buf_bytes());
+                .ring_recv_buffers(ring.recv_buf_bytes(), self.sh.io.spare_bytes());
             self.sh.common.flush_log();
             if self.books.grace_over(&self.sh.common) {
                 for i in 0..self.conns.len() {
@@ -1901,8 +1901,10 @@ impl Worker {
         if now >= self.release_at {
             // Receive buffers a burst touched and the ring no longer needs give
             // their pages back, at most once a tick (a buffer parked and soon
-            // needed again is reused with its pages until then).
+            // needed again is reused with its pages until then); spare send and
+            // read buffers no operation took since the last tick are freed.
             ring.release_recv_bufs();
+            self.sh.io.trim();
             self.release_at = now + TICK;
         }
         let mut next = now + TICK;
