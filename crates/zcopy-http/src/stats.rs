@@ -43,7 +43,8 @@ const RING_BUFS: usize = UPLOAD_STEPS + 1;
 const RING_BUFS_PEAK: usize = RING_BUFS + 1;
 const RING_RECV_BUFS: usize = RING_BUFS_PEAK + 1;
 const RING_SPARE_BUFS: usize = RING_RECV_BUFS + 1;
-const DURATION: usize = RING_SPARE_BUFS + 1; // BUCKETS + 1 (+Inf)
+const RING_FILE_SENDS: usize = RING_SPARE_BUFS + 1;
+const DURATION: usize = RING_FILE_SENDS + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -157,10 +158,12 @@ impl WorkerStats {
     }
 
     /// Bytes of the io_uring driver's receive buffers whose pages are resident (in
-    /// use or recently used), and of its spare send and read buffers.
-    pub fn ring_recv_buffers(&self, recv: usize, spare: usize) {
+    /// use or recently used), of its spare send and read buffers, and how many
+    /// file-body send operations it has (sending, or kept for their pipe).
+    pub fn ring_memory(&self, recv: usize, spare: usize, file_sends: usize) {
         self.c[RING_RECV_BUFS].store(recv as u64, Ordering::Relaxed);
         self.c[RING_SPARE_BUFS].store(spare as u64, Ordering::Relaxed);
+        self.c[RING_FILE_SENDS].store(file_sends as u64, Ordering::Relaxed);
     }
 
     /// A connection was closed to make room for a new one.
@@ -447,6 +450,12 @@ impl ServerStats {
                 "gauge",
                 "Bytes of spare send and read buffers the io_uring driver keeps between operations (freed when unused for a second), summed over workers (0 on epoll).",
                 RING_SPARE_BUFS,
+            ),
+            (
+                "ring_file_sends",
+                "gauge",
+                "File-body send operations of the io_uring driver: sending, or kept between bodies for their pipe, summed over workers (0 on epoll).",
+                RING_FILE_SENDS,
             ),
             (
                 "connections_shed_total",

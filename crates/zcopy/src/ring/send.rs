@@ -254,6 +254,17 @@ pub struct FileSend {
     polled: bool,
 }
 
+thread_local! {
+    /// [`FileSend`]s alive on this thread.
+    static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Drop for FileSend {
+    fn drop(&mut self) {
+        LIVE.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
 /// The ring form of a plan's engine, if it has one.
 fn ring_form(k: EngineKind) -> Option<EngineKind> {
     match k {
@@ -277,6 +288,7 @@ impl FileSend {
     /// An operation trying `plan`'s engines that have a ring form, in order, with
     /// `forced` switching engines off.
     pub fn new(plan: &Plan, forced: Forced) -> FileSend {
+        LIVE.with(|n| n.set(n.get() + 1));
         let mut engines: Vec<EngineKind> = Vec::new();
         for k in plan.engines.iter().filter_map(|&k| ring_form(k)) {
             if !engines.contains(&k) {
@@ -345,6 +357,18 @@ impl FileSend {
     /// failed, nothing in flight, no byte of this body left in its pipe.
     pub fn reusable(&self) -> bool {
         !self.failed && self.is_idle() && self.in_pipe == 0
+    }
+
+    /// Whether it holds a pipe (set up by a splice): the one thing worth keeping
+    /// it for between bodies (else a new one costs a few small allocations).
+    pub fn holds_pipe(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// How many [`FileSend`]s this thread has now (kept by connections between
+    /// bodies, or sending).
+    pub fn live_on_this_thread() -> usize {
+        LIVE.with(std::cell::Cell::get)
     }
 
     /// The caller gives up on this body (its lease is being broken, the
