@@ -41,7 +41,10 @@ const UPLOAD_ENGINE: usize = UPLOAD_TLS + 1; // × EngineKind::ALL
 const UPLOAD_STEPS: usize = UPLOAD_ENGINE + EngineKind::ALL.len();
 const RING_BUFS: usize = UPLOAD_STEPS + 1;
 const RING_BUFS_PEAK: usize = RING_BUFS + 1;
-const DURATION: usize = RING_BUFS_PEAK + 1; // BUCKETS + 1 (+Inf)
+const RING_RECV_BUFS: usize = RING_BUFS_PEAK + 1;
+const RING_SPARE_BUFS: usize = RING_RECV_BUFS + 1;
+const RING_FILE_SENDS: usize = RING_SPARE_BUFS + 1;
+const DURATION: usize = RING_FILE_SENDS + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -152,6 +155,15 @@ impl WorkerStats {
     pub fn ring_buffers(&self, now: usize, peak: usize) {
         self.c[RING_BUFS].store(now as u64, Ordering::Relaxed);
         self.c[RING_BUFS_PEAK].store(peak as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of the io_uring driver's receive buffers whose pages are resident (in
+    /// use or recently used), of its spare send and read buffers, and how many
+    /// file-body send operations it has (sending, or kept for their pipe).
+    pub fn ring_memory(&self, recv: usize, spare: usize, file_sends: usize) {
+        self.c[RING_RECV_BUFS].store(recv as u64, Ordering::Relaxed);
+        self.c[RING_SPARE_BUFS].store(spare as u64, Ordering::Relaxed);
+        self.c[RING_FILE_SENDS].store(file_sends as u64, Ordering::Relaxed);
     }
 
     /// A connection was closed to make room for a new one.
@@ -426,6 +438,24 @@ impl ServerStats {
                 "gauge",
                 "The most bytes of send and read buffers the io_uring driver's operations held at once, summed over workers (0 on epoll).",
                 RING_BUFS_PEAK,
+            ),
+            (
+                "ring_recv_buffer_bytes",
+                "gauge",
+                "Bytes of the io_uring driver's provided receive buffers that may be resident (in use, or used since the last sweep), summed over workers (0 on epoll).",
+                RING_RECV_BUFS,
+            ),
+            (
+                "ring_spare_buffer_bytes",
+                "gauge",
+                "Bytes of spare send and read buffers the io_uring driver keeps between operations (freed when unused for a second), summed over workers (0 on epoll).",
+                RING_SPARE_BUFS,
+            ),
+            (
+                "ring_file_sends",
+                "gauge",
+                "File-body send operations of the io_uring driver: sending, or kept between bodies for their pipe, summed over workers (0 on epoll).",
+                RING_FILE_SENDS,
             ),
             (
                 "connections_shed_total",

@@ -77,7 +77,9 @@ const POLLOUT: u32 = libc::POLLOUT as u32;
 
 /// Spare buffers for the `read-write` engine (and a caller's own sends), shared by
 /// every operation of a thread: at most `count` kept, none larger than `2 *
-/// CHUNK`, so what is held between operations is bounded, not per connection.
+/// CHUNK`, so what is held between operations is bounded, not per connection;
+/// and those no operation needed between two [`BufPool::trim`]s are freed, so
+/// a burst's spares don't stay.
 #[derive(Debug)]
 pub struct BufPool {
     spare: Vec<Vec<u8>>,
@@ -86,6 +88,9 @@ pub struct BufPool {
     lent: usize,
     /// Capacity of the spares.
     spare_bytes: usize,
+    /// The fewest spares kept since the last [`BufPool::trim`]: that many were
+    /// never needed in the meantime.
+    low: usize,
 }
 
 /// Most bytes of spare buffers a pool keeps.
@@ -104,6 +109,7 @@ impl BufPool {
             count,
             lent: 0,
             spare_bytes: 0,
+            low: 0,
         }
     }
 
@@ -116,7 +122,25 @@ impl BufPool {
     pub fn take(&mut self) -> Vec<u8> {
         let b = self.spare.pop().unwrap_or_default();
         self.spare_bytes -= b.capacity();
+        self.low = self.low.min(self.spare.len());
         b
+    }
+
+    /// Frees the spares no [`BufPool::take`] needed since the last call (the
+    /// least recently given back): after a burst the pool's spares go within two
+    /// calls, while a steady load keeps the ones it reuses. Meant for a periodic
+    /// sweep (once a second). Returns the bytes freed.
+    pub fn trim(&mut self) -> usize {
+        let surplus = self.low.min(self.spare.len());
+        let freed: usize = self.spare.drain(..surplus).map(|b| b.capacity()).sum();
+        self.spare_bytes -= freed;
+        self.low = self.spare.len();
+        freed
+    }
+
+    /// Bytes of the spare buffers kept now.
+    pub fn spare_bytes(&self) -> usize {
+        self.spare_bytes
     }
 
     /// Gives a buffer back: kept if there is room (at most `count` spares, of at
@@ -230,6 +254,17 @@ pub struct FileSend {
     polled: bool,
 }
 
+thread_local! {
+    /// [`FileSend`]s alive on this thread.
+    static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Drop for FileSend {
+    fn drop(&mut self) {
+        LIVE.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
 /// The ring form of a plan's engine, if it has one.
 fn ring_form(k: EngineKind) -> Option<EngineKind> {
     match k {
@@ -253,6 +288,7 @@ impl FileSend {
     /// An operation trying `plan`'s engines that have a ring form, in order, with
     /// `forced` switching engines off.
     pub fn new(plan: &Plan, forced: Forced) -> FileSend {
+        LIVE.with(|n| n.set(n.get() + 1));
         let mut engines: Vec<EngineKind> = Vec::new();
         for k in plan.engines.iter().filter_map(|&k| ring_form(k)) {
             if !engines.contains(&k) {
@@ -321,6 +357,18 @@ impl FileSend {
     /// failed, nothing in flight, no byte of this body left in its pipe.
     pub fn reusable(&self) -> bool {
         !self.failed && self.is_idle() && self.in_pipe == 0
+    }
+
+    /// Whether it holds a pipe (set up by a splice): the one thing worth keeping
+    /// it for between bodies (else a new one costs a few small allocations).
+    pub fn holds_pipe(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// How many [`FileSend`]s this thread has now (kept by connections between
+    /// bodies, or sending).
+    pub fn live_on_this_thread() -> usize {
+        LIVE.with(std::cell::Cell::get)
     }
 
     /// The caller gives up on this body (its lease is being broken, the
@@ -1013,4 +1061,33 @@ fn cached(file: &File, offset: u64, len: u64) -> bool {
         )
     };
     len == 0 || (probe(offset) && probe(offset + len - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18: the pool kept up to 2 MiB of spare buffers for good after a burst
+    /// of by-copy bodies. Spares no take needed between two trims are freed; the
+    /// ones a steady load reuses stay.
+    #[test]
+    fn spares_unused_between_two_trims_are_freed() {
+        let mut pool = BufPool::new(32);
+        for _ in 0..4 {
+            pool.give(Vec::with_capacity(64 * 1024));
+        }
+        assert_eq!(pool.spare_bytes(), 4 * 64 * 1024);
+        // The first trim only starts the count.
+        assert_eq!(pool.trim(), 0);
+        // One is taken and given back in the meantime: the three others go.
+        let b = pool.take();
+        assert_eq!(b.capacity(), 64 * 1024);
+        pool.give(b);
+        assert_eq!(pool.trim(), 3 * 64 * 1024);
+        assert_eq!(pool.spare_bytes(), 64 * 1024);
+        // Then nothing is taken: the last one goes too.
+        assert_eq!(pool.trim(), 64 * 1024);
+        assert_eq!(pool.spare_bytes(), 0);
+        assert_eq!(pool.take().capacity(), 0);
+    }
 }

@@ -246,6 +246,14 @@ struct Op {
 }
 
 /// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
+///
+/// Each buffer is in one of four places: in the ring (the kernel may take it and
+/// write to it at any time), out (a received chunk the caller holds, as a
+/// [`RecvBuf`]), parked (taken back when its chunk was recycled, its pages maybe
+/// still resident), or spare (its pages given back, or never touched). Only a
+/// parked buffer's pages are ever given back ([`RecvBufs::release_parked`]): the
+/// kernel took it out of the ring before posting its completion, and it has not
+/// been put back since, so no entry the kernel may read names it.
 struct RecvBufs {
     /// The ring of `io_uring_buf` entries (page-aligned, `count` entries).
     ring: *mut BufRingEntry,
@@ -257,13 +265,26 @@ struct RecvBufs {
     count: u16,
     len: u32,
     tail: u16,
-    /// Buffers handed to the kernel so far (`0..live`): a few at first, more
-    /// each time a receive finds none free, up to `count`. The ring reuses them
-    /// in turn, so only the buffers ever needed are ever touched.
+    /// Buffers in the ring or out: a few at first, doubled each time a receive
+    /// finds none free, up to `count`; fewer again as chunks are recycled while
+    /// the ring holds [`RECV_BUFS_FIRST`] free ones. The ring reuses them in
+    /// turn, so only the buffers recently needed stay touched.
     live: u16,
+    /// Buffers out (completed, not yet recycled).
+    out: u16,
+    /// Taken out of use, pages maybe resident (given back at the next
+    /// [`RecvBufs::release_parked`]); reused first when the ring grows.
+    parked: Vec<u16>,
+    /// Taken out of use with their pages given back, or never used.
+    spare: Vec<u16>,
+    /// Buffers a receive has written to since their pages were last given back
+    /// (so resident), and how many.
+    touched: Vec<bool>,
+    touched_count: usize,
 }
 
-/// Receive buffers handed to the kernel at first (then doubled as needed).
+/// Receive buffers handed to the kernel at first (then doubled as needed), and
+/// the free ones the ring keeps before recycled buffers are parked instead.
 const RECV_BUFS_FIRST: u16 = 64;
 
 impl RecvBufs {
@@ -307,23 +328,108 @@ impl RecvBufs {
             len,
             tail: 0,
             live: 0,
+            out: 0,
+            parked: Vec::new(),
+            // Popped lowest first.
+            spare: (0..count).rev().collect(),
+            touched: vec![false; count as usize],
+            touched_count: 0,
         };
         bufs.grow();
         Ok(bufs)
     }
 
     /// Hands the kernel more of the buffers (the first [`RECV_BUFS_FIRST`], then
-    /// as many again as it has), up to all of them.
+    /// as many again as are live), up to all of them: spare ones only, parked ones
+    /// given back first when there are too few (so what the ring holds unused at
+    /// the end of a burst is mostly untouched, costing no memory).
     fn grow(&mut self) {
         let to = self
             .live
             .saturating_mul(2)
             .max(RECV_BUFS_FIRST)
             .min(self.count);
-        for bid in self.live..to {
+        if self.spare.len() < (to - self.live) as usize {
+            self.release_parked();
+        }
+        while self.live < to {
+            let Some(bid) = self.spare.pop() else {
+                break;
+            };
+            self.push(bid);
+            self.live += 1;
+        }
+    }
+
+    /// A chunk's buffer comes back: into the ring, or parked when the ring
+    /// already holds [`RECV_BUFS_FIRST`] free ones beyond what is out.
+    fn recycle(&mut self, bid: u16) {
+        self.out = self.out.saturating_sub(1);
+        let free_in_ring = self.live.saturating_sub(self.out + 1);
+        if self.live > RECV_BUFS_FIRST && free_in_ring >= RECV_BUFS_FIRST {
+            self.live -= 1;
+            self.parked.push(bid);
+        } else {
             self.push(bid);
         }
-        self.live = to;
+    }
+
+    /// Gives the pages of the parked buffers back to the system
+    /// (`madvise(MADV_DONTNEED)`, runs of neighbours at once); they become
+    /// spare. Returns how many were released.
+    fn release_parked(&mut self) -> usize {
+        if self.parked.is_empty() {
+            return 0;
+        }
+        self.parked.sort_unstable();
+        let n = self.parked.len();
+        let mut i = 0;
+        while i < n {
+            let first = self.parked[i];
+            let mut j = i + 1;
+            while j < n && self.parked[j] == self.parked[j - 1] + 1 {
+                j += 1;
+            }
+            let run = j - i;
+            let at = first as usize * self.len as usize;
+            // SAFETY: the range lies inside `mem` (bids < count). A parked buffer is
+            // neither in the ring (the kernel took it before completing into it, and
+            // it was not pushed back since) nor held by the caller (its RecvBuf was
+            // consumed by recycle), so nothing reads or writes it: dropping its pages
+            // (the mapping stays; they read as zeros if touched again) loses nothing.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    self.mem.add(at).cast(),
+                    run * self.len as usize,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
+            i = j;
+        }
+        for &bid in &self.parked {
+            if std::mem::take(&mut self.touched[bid as usize]) {
+                self.touched_count -= 1;
+            }
+        }
+        self.spare.extend(self.parked.drain(..).rev());
+        n
+    }
+
+    /// A receive completed into buffer `bid`: out until recycled, and resident.
+    fn taken(&mut self, bid: u16) {
+        self.out = self.out.saturating_add(1);
+        if let Some(t) = self.touched.get_mut(bid as usize)
+            && !*t
+        {
+            *t = true;
+            self.touched_count += 1;
+        }
+    }
+
+    /// Bytes of the buffers a receive has written to since their pages were last
+    /// given back (in the ring, held, or parked).
+    fn resident_bytes(&self) -> usize {
+        self.touched_count * self.len as usize
     }
 
     /// Puts buffer `bid` at the ring's tail and publishes the new tail.
@@ -586,7 +692,24 @@ impl EventRing {
             .as_mut()
             .expect("buffers live as long as the ring");
         assert!(b.bid < bufs.count, "a buffer of this ring");
-        bufs.push(b.bid);
+        bufs.recycle(b.bid);
+    }
+
+    /// Gives back the pages of the receive buffers taken out of use since the last
+    /// call (when a chunk was recycled while the ring held enough free ones): after
+    /// a burst, the receive buffers it touched stop counting as the process's
+    /// memory. Cheap when there are none; meant for a periodic sweep (a buffer
+    /// parked and soon needed again is reused with its pages). Returns how many
+    /// buffers were released.
+    pub fn release_recv_bufs(&mut self) -> usize {
+        self.bufs.as_mut().map_or(0, RecvBufs::release_parked)
+    }
+
+    /// Bytes of receive buffers whose pages are resident now: those a receive has
+    /// written to since their pages were last given back (in the ring, held as
+    /// received chunks, or parked).
+    pub fn recv_buf_bytes(&self) -> usize {
+        self.bufs.as_ref().map_or(0, RecvBufs::resident_bytes)
     }
 
     /// `IORING_OP_SEND` of `buf[from..]` (`send(2)` with `MSG_NOSIGNAL | MSG_WAITALL`,
@@ -928,6 +1051,9 @@ impl EventRing {
                     bid,
                     len: res.max(0) as u32,
                 });
+                if let (Some(b), Some(bufs)) = (&buf, self.bufs.as_mut()) {
+                    bufs.taken(b.bid);
+                }
                 match (result(res), buf) {
                     (Ok(0), b) => {
                         if let Some(b) = b {
@@ -1343,6 +1469,97 @@ mod tests {
             1,
             "operations left in flight (leaked)"
         );
+    }
+
+    /// Receives `n` chunks of 4 KiB written to `peer` (each byte `byte`) on `sock`,
+    /// holding them all (re-arming after ENOBUFS), and returns them.
+    fn hold_chunks(
+        ring: &mut EventRing,
+        sock: &Rc<UnixStream>,
+        peer: &mut UnixStream,
+        n: usize,
+        byte: u8,
+    ) -> Vec<RecvBuf> {
+        let mut w = peer.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for _ in 0..n {
+                w.write_all(&[byte; 4096]).unwrap();
+            }
+        });
+        let mut held = Vec::new();
+        let mut got = 0;
+        let mut armed = false;
+        for _ in 0..2000 {
+            if got >= n * 4096 {
+                break;
+            }
+            if !armed {
+                ring.recv_multi(1, sock);
+                armed = true;
+            }
+            let mut out = Vec::new();
+            ring.submit_and_wait(Some(Duration::from_millis(20)))
+                .unwrap();
+            ring.completions(&mut out);
+            for c in out {
+                if c.last {
+                    armed = false;
+                }
+                match c.event {
+                    Event::Received(Ok(Some(b))) => {
+                        assert!(ring.recv_data(&b).iter().all(|&x| x == byte));
+                        got += b.len();
+                        held.push(b);
+                    }
+                    Event::Received(Err(e)) => {
+                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(got, n * 4096);
+        held
+    }
+
+    /// Issue 18: a burst that held 300 receive buffers at once left all 512 of the
+    /// ring's buffers touched for good (2 MiB a worker). Now a recycled buffer is
+    /// parked while the ring holds 64 free ones, and parked buffers give their
+    /// pages back: the ring is back to 64 buffers' worth, and buffers reused after
+    /// that carry the new bytes exactly.
+    #[test]
+    fn receive_buffers_a_burst_used_are_given_back_after_it() {
+        if let Err(why) = probe() {
+            eprintln!("skipped: no io_uring event loop here: {why}");
+            return;
+        }
+        let mut ring = EventRing::new(RingSize {
+            entries: 64,
+            recv_bufs: 512,
+            recv_buf_len: 4096,
+        })
+        .expect("ring");
+        let (sock, mut peer) = UnixStream::pair().unwrap();
+        let sock = Rc::new(sock);
+        let held = hold_chunks(&mut ring, &sock, &mut peer, 300, 7);
+        assert!(held.len() >= 300, "{} chunks held", held.len());
+        assert_eq!(ring.recv_buf_bytes(), held.len() * 4096);
+        for b in held {
+            ring.recycle(b);
+        }
+        let released = ring.release_recv_bufs();
+        assert!(released >= 200, "{released} buffers released");
+        let left = ring.recv_buf_bytes();
+        assert!(left <= 64 * 4096, "{left} bytes of receive buffers left");
+        // Released buffers come back into use (the ring grows again) and hold what
+        // arrives, byte for byte.
+        let again = hold_chunks(&mut ring, &sock, &mut peer, 400, 9);
+        for b in again {
+            ring.recycle(b);
+        }
+        ring.cancel_fd(2, &sock);
+        let _ = reap(&mut ring, 1);
     }
 
     /// A received chunk is only ever given back to the ring it came from.
