@@ -16,6 +16,9 @@
 # PEERS_EROFS=1 (root, erofs-utils): both servers serve the same files from an erofs
 # image mounted read-only (a source proven not to change: zcopy lends it by reference
 # to a local peer too); the results file gains "-erofs".
+# PEERS_ROUNDS=N runs the wrk measures N times, alternating the servers, and reports
+# medians. Each wrk row also says how busy wrk kept the client's core (its own CPU-s
+# per second): near 100% the request rate is the client's, not the server's.
 # Usage: bench/peers.sh [--veth] [WRK_SECONDS] [DOWNLOADS]
 # (PEERS_BIG_MIB=N downloads an N MiB file instead of 1 GiB: for smoke runs.)
 set -euo pipefail
@@ -122,23 +125,36 @@ measure_download() { # name port pid
   R[$name.gbps]=$(echo "$bytes / ($t1 - $t0) / 1000000000" | bc -l)
   R[$name.cpugb]=$(echo "($c1 - $c0) / ($bytes / 1000000000)" | bc -l)
 }
-measure_wrk() { # name port pid file
-  local name=$1 port=$2 pid=$3 file=$4 c0 c1 out
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+measure_wrk() { # name port pid file (values of each round appended; see `med`)
+  local name=$1 port=$2 pid=$3 file=$4 c0 c1 out rps
   c0=$(cpu "$pid")
-  out=$("${in_cli[@]}" taskset -c 1 wrk -t1 -c50 -d"${secs}s" --timeout 5s --latency "http://$addr:$port/$file")
+  # `times` after wrk: the CPU-s (user, system) the subshell's children used.
+  out=$( ("${in_cli[@]}" taskset -c 1 wrk -t1 -c50 -d"${secs}s" --timeout 5s --latency "http://$addr:$port/$file"; times) )
   c1=$(cpu "$pid")
-  R[$name.$file.rps]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  R[$name.$file.rps]+="$rps "
   R[$name.$file.p99]=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  R[$name.$file.errors]=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
-  R[$name.$file.rpcpu]=$(echo "${R[$name.$file.rps]} * $secs / ($c1 - $c0)" | bc -l)
+  R[$name.$file.errors]+=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
+  R[$name.$file.rpcpu]+="$(echo "$rps * $secs / ($c1 - $c0)" | bc -l) "
+  R[$name.$file.wrkcpu]+="$(echo "$out" | tail -1 | awk -v s="$secs" '{
+    split($1, u, "m"); split($2, y, "m"); sub("s", "", u[2]); sub("s", "", y[2])
+    print (u[1] * 60 + u[2] + y[1] * 60 + y[2]) / s * 100 }') "
 }
+# The median of the rounds of R[$1].
+med() { echo "${R[$1]}" | median; }
 
 measure_download nginx $port_nginx "$nginx_worker"
 measure_download zcopy $port_zcopy "$zcopy_pid"
 for f in 1k.bin 64k.bin; do
-  measure_wrk nginx $port_nginx "$nginx_worker" $f
-  measure_wrk zcopy $port_zcopy "$zcopy_pid" $f
-  measure_wrk nginx_ofc $port_nginx_ofc "$nginx_worker" $f
+  for _ in $(seq "${PEERS_ROUNDS:-1}"); do
+    measure_wrk nginx $port_nginx "$nginx_worker" $f
+    measure_wrk zcopy $port_zcopy "$zcopy_pid" $f
+    measure_wrk nginx_ofc $port_nginx_ofc "$nginx_worker" $f
+  done
+  for n in nginx zcopy nginx_ofc; do
+    for m in rps rpcpu wrkcpu; do R[$n.$f.$m]=$(med $n.$f.$m); done
+  done
 done
 
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
@@ -163,7 +179,7 @@ fi
   echo "# zcopy serve vs nginx $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r), $(nproc) cores"
   echo
   echo "Server pinned to CPU 0 (1 worker each), client to CPU 1, $path, page cache warm."
-  echo "Run: \`$([ "${PEERS_EROFS:-}" = 1 ] && echo "PEERS_EROFS=1 ")$([ -n "${ZCOPY_ARGS:-}" ] && echo "ZCOPY_ARGS=\"$ZCOPY_ARGS\" ")bench/peers.sh $([ $mode = veth ] && echo '--veth ')$secs $downloads\` on $(date -u +%Y-%m-%d)."
+  echo "Run: \`$([ -n "${PEERS_ROUNDS:-}" ] && echo "PEERS_ROUNDS=$PEERS_ROUNDS ")$([ "${PEERS_EROFS:-}" = 1 ] && echo "PEERS_EROFS=1 ")$([ -n "${ZCOPY_ARGS:-}" ] && echo "ZCOPY_ARGS=\"$ZCOPY_ARGS\" ")bench/peers.sh $([ $mode = veth ] && echo '--veth ')$secs $downloads\` on $(date -u +%Y-%m-%d)."
   echo
   echo "| measure | nginx | zcopy | zcopy/nginx | target |"
   echo "|---|---|---|---|---|"
@@ -173,7 +189,8 @@ fi
     t=1.2; [ $f = 64k.bin ] && t=1.1
     echo "| $f, requests/s (wrk -c50, ${secs}s) | $(f0 "${R[nginx.$f.rps]}") | $(f0 "${R[zcopy.$f.rps]}") | $(ratio "${R[zcopy.$f.rps]}" "${R[nginx.$f.rps]}") | >= $t |"
     echo "| $f, requests per server CPU-second | $(f0 "${R[nginx.$f.rpcpu]}") | $(f0 "${R[zcopy.$f.rpcpu]}") | $(ratio "${R[zcopy.$f.rpcpu]}" "${R[nginx.$f.rpcpu]}") | |"
-    echo "| $f, p99 latency | ${R[nginx.$f.p99]} | ${R[zcopy.$f.p99]} | | |"
+    echo "| $f, p99 latency (last round) | ${R[nginx.$f.p99]} | ${R[zcopy.$f.p99]} | | |"
+    echo "| $f, wrk's CPU (% of the client core) | $(f0 "${R[nginx.$f.wrkcpu]}") | $(f0 "${R[zcopy.$f.wrkcpu]}") | | |"
   done
   echo
   echo "Against nginx with open_file_cache on (zcopy keeps small files open by default):"

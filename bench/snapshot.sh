@@ -5,6 +5,9 @@
 # requests per server CPU-second, the median of the rounds, and their ratios.
 # Bounded in time: sizes x rounds x 2 x WRK_SECONDS.
 # Usage: bench/snapshot.sh [WRK_SECONDS] [ROUNDS] [BAND]   (defaults 3, 3, the default band)
+# SNAP_SIZES="16 32 64" picks the file sizes (KiB); ZCOPY_ARGS adds flags to both servers.
+# The clients connect to 127.0.0.1: a loopback peer, which has a band of its own
+# (DEFAULT_BAND_LOOPBACK) unless BAND is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-3}
@@ -18,7 +21,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/www"
-sizes="1 8 16 32 64 128 256 512 1024 4096"
+sizes=${SNAP_SIZES:-"1 8 16 32 64 128 256 512 1024 4096"}
 for s in $sizes; do head -c $((s * 1024)) /dev/urandom > "$work/www/${s}k.bin"; done
 taskset -c 0 "$zcopy" -q serve "$work/www" --listen 127.0.0.1:18095 --workers 1 --snapshot-band off ${ZCOPY_ARGS:-} &
 pids+=($!)

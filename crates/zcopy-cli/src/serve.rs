@@ -378,6 +378,11 @@ fn config(s: &Settings, file: Option<&std::path::Path>) -> anyhow::Result<Config
             Some(zcopy_http::snapshot::DEFAULT_BAND),
             settings::Band::bytes,
         ),
+        // A band given applies to every peer; the default has its own for loopback.
+        snapshot_band_loopback: match s.snapshot_band {
+            None => Some(zcopy_http::snapshot::DEFAULT_BAND_LOOPBACK),
+            Some(_) => None,
+        },
         snapshot_memory: s.snapshot_memory.as_ref().map_or_else(
             zcopy_http::snapshot::default_budget,
             settings::Rate::bytes_per_sec,

@@ -82,6 +82,9 @@ pub struct Config {
     /// Serve files of this size band (bytes, inclusive) from sealed snapshots of
     /// themselves, lent to every peer (off by default).
     pub snapshot_band: Option<(u64, u64)>,
+    /// The band for peers on this host's loopback path (a loopback address or one
+    /// of this host's own addresses); `None`: `snapshot_band`'s.
+    pub snapshot_band_loopback: Option<(u64, u64)>,
     /// Bytes the snapshot store may hold, all workers together (read at start).
     pub snapshot_memory: u64,
     /// Per-path rules (headers, CORS, auth, fallback, error pages), in order.
@@ -151,6 +154,7 @@ impl Default for Config {
             precompressed: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
             compress: true,
             snapshot_band: None,
+            snapshot_band_loopback: None,
             snapshot_memory: zcopy_site::snapshot::default_budget(),
             rules: Vec::new(),
             tls_listen: Vec::new(),
@@ -177,6 +181,7 @@ impl Config {
             precompressed: self.precompressed.clone(),
             compress: self.compress,
             snapshot_band: self.snapshot_band,
+            snapshot_band_loopback: self.snapshot_band_loopback,
             rules: self.rules.clone(),
             hsts: self.hsts.clone(),
             https_port: self.https_port,

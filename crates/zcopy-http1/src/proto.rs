@@ -575,6 +575,8 @@ pub struct Conn {
     idle_queue: Option<u32>,
     /// What the listener speaks (set on each request).
     via: ListenKind,
+    /// The peer's route is this host's loopback path ([`Request::loopback_peer`]).
+    loopback_peer: bool,
     /// The buffered bytes were parsed and are not a whole head yet: read more before
     /// offering them again.
     partial: bool,
@@ -598,6 +600,7 @@ impl Conn {
             idle_check_due: false,
             idle_queue: None,
             via: ListenKind::Http,
+            loopback_peer: false,
             partial: false,
         }
     }
@@ -605,6 +608,13 @@ impl Conn {
     /// Marks a connection accepted on an HTTPS or redirecting listener.
     pub fn set_via(&mut self, via: ListenKind) {
         self.via = via;
+    }
+
+    /// Marks a connection whose peer's route is this host's loopback path (a
+    /// loopback address or one of this host's own addresses; told to the site in
+    /// [`Request::loopback_peer`]).
+    pub fn set_loopback_peer(&mut self, yes: bool) {
+        self.loopback_peer = yes;
     }
 
     /// The client's address.
@@ -833,6 +843,7 @@ impl Conn {
         match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
             Ok(Parsed::Complete(ref mut req, used)) => {
                 req.via = self.via;
+                req.loopback_peer = self.loopback_peer;
                 let meta = Meta::of(req, &self.rbuf[self.rpos..self.rpos + used], env);
                 let body_len = req.body_len;
                 // An upload's body may be larger than what is read and thrown away:

@@ -133,6 +133,10 @@ pub struct Request<'a> {
     pub ac_request_headers: Option<&'a str>,
     /// What the listener it came in on speaks (set by the connection core).
     pub via: ListenKind,
+    /// The peer is on this host's loopback path (a loopback address, or one of this
+    /// host's own addresses): set by the connection core from the peer's route, so
+    /// the site may choose what measured best there (the snapshot band).
+    pub loopback_peer: bool,
     /// WebDAV (RFC 4918 §10) header fields: Depth, Destination, Overwrite, If,
     /// Lock-Token, Timeout (each the last one sent).
     pub dav: DavFields<'a>,
@@ -185,6 +189,7 @@ impl<'a> Request<'a> {
             ac_request_method: None,
             ac_request_headers: None,
             via: ListenKind::Http,
+            loopback_peer: false,
             dav: DavFields::default(),
         }
     }

@@ -1275,7 +1275,9 @@ fn serve_file(
                 Lend::Free,
             )
         }
-        (None, None) if let Some(snap) = identity_snapshot(site, &f, reply.now) => {
+        (None, None)
+            if let Some(snap) = identity_snapshot(site, &f, req.loopback_peer, reply.now) =>
+        {
             let d = match f.described {
                 Some(d) => {
                     shared = d;
@@ -1452,16 +1454,22 @@ enum Lend {
     Tripwire,
 }
 
-/// The sealed snapshot of `f` itself when its size is in `--snapshot-band`; a
-/// missing one is queued from its second request on (this request is served from
-/// the file).
+/// The sealed snapshot of `f` itself when its size is in `--snapshot-band` (the
+/// loopback band for a `loopback` peer); a missing one is queued from its second
+/// request on (this request is served from the file).
 fn identity_snapshot(
     site: &Site,
     f: &CachedFile,
+    loopback: bool,
     now: Instant,
 ) -> Option<Arc<crate::snapshot::Snapshot>> {
     use crate::snapshot::{Key, Variant};
-    let (min, max) = site.config.snapshot_band?;
+    let cfg = &site.config;
+    let band = match (loopback, cfg.snapshot_band_loopback) {
+        (true, Some(b)) => Some(b),
+        _ => cfg.snapshot_band,
+    };
+    let (min, max) = band?;
     let len = f.st.st_size.max(0) as u64;
     if !(min..=max).contains(&len) || len > site.snapshots.budget() / 8 {
         return None;

@@ -32,6 +32,11 @@ pub struct SiteConfig {
     /// Files whose size is in this band (bytes, inclusive) are served from a sealed
     /// snapshot of themselves once one is made (off: `None`).
     pub snapshot_band: Option<(u64, u64)>,
+    /// The band for a peer on this host's loopback path
+    /// ([`Request::loopback_peer`](crate::request::Request::loopback_peer)), where
+    /// lending a snapshot measured cheaper than a copy from memory from a lower size
+    /// on; `None`: [`SiteConfig::snapshot_band`]'s.
+    pub snapshot_band_loopback: Option<(u64, u64)>,
     /// Per-path rules.
     pub rules: Vec<Rule>,
     /// Strict-Transport-Security value sent on responses over TLS.

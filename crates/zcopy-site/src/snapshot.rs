@@ -47,13 +47,23 @@ pub const COMPRESS_MAX: u64 = 32 << 20;
 /// memory starts afresh.
 pub const SEEN_MAX: usize = 4096;
 
-/// The default `--snapshot-band`: files from 65 KiB to 16 MiB. Up to 64 KiB a
+/// The default `--snapshot-band` for peers not on loopback (a veth, a NIC; loopback
+/// has [`DEFAULT_BAND_LOOPBACK`]): files from 65 KiB to 16 MiB. Up to 64 KiB a
 /// worker holds a hot file's bytes and sends them from memory, which measured as
 /// cheap as lending at 64 KiB on epoll and cheaper on io_uring across a veth pair
 /// (1.2x the requests per server CPU-s, since a snapshot goes there by `sendfile`
 /// too; 2.5x while it went by a ring splice); above 16 MiB a second copy of a file
 /// takes too much of the budget (bench/results/snapshot.md).
 pub const DEFAULT_BAND: (u64, u64) = (65 << 10, 16 << 20);
+
+/// The default band for a peer on this host's loopback path (a loopback address or
+/// one of this host's own addresses): from 32 KiB. Over loopback, lending a snapshot
+/// by `sendfile` measured cheaper per request than the copy from held bytes from
+/// 32 KiB on (requests per server CPU-s, band vs off, 2-3 alternating runs: 32 KiB
+/// 1.10-1.13x on both drivers, 64 KiB 1.01-1.11x; 16 KiB 0.74-0.91x, a loss).
+/// Across a veth pair it did not (above), so other peers keep [`DEFAULT_BAND`]
+/// (bench/results/snapshot.md, `SNAP_SIZES="16 32 64" bench/snapshot.sh 3 5 16k-16M`).
+pub const DEFAULT_BAND_LOOPBACK: (u64, u64) = (32 << 10, 16 << 20);
 
 /// The gzip level variants are made at (made once, so the best).
 pub const GZIP_LEVEL: u32 = 9;

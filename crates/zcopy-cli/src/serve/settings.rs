@@ -657,8 +657,10 @@ pub struct Settings {
     /// Serve files whose size is in MIN-MAX (e.g. `16k-1M`) from a sealed snapshot
     /// of themselves, made in the background on a file's second request, counted in
     /// --snapshot-memory and dropped when the file changes: sent by reference to
-    /// every peer, loopback and containers too [default: 65k-16M, above what a
-    /// worker holds in memory; off: none].
+    /// every peer, loopback and containers too [default: 32k-16M to a loopback
+    /// peer (where lending measured cheaper than a copy from memory from 32 KiB
+    /// on), 65k-16M to other peers (above what a worker holds in memory); a band
+    /// given applies to every peer; off: none].
     #[arg(long, value_name = "MIN-MAX|off")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_band: Option<Band>,

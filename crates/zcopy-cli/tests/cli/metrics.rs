@@ -346,3 +346,53 @@ fn files_in_the_default_band_are_lent_from_a_snapshot_and_off_makes_none() {
         assert_eq!(child.wait().unwrap().code(), Some(0));
     }
 }
+
+/// The default bands differ per peer: over loopback (where lending measured cheaper
+/// than a copy from memory from 32 KiB on) a hot 64 KiB file, which a worker would
+/// hold in memory, is lent from its sealed snapshot; `--snapshot-band 65k-16M`
+/// given explicitly applies to every peer, loopback too (copied, no snapshot).
+#[test]
+fn a_hot_64k_file_is_lent_to_a_loopback_peer_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..64 << 10).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("hot.bin"), &body).unwrap();
+    for (args, lent) in [
+        (&["--workers", "1"][..], true),
+        (&["--workers", "1", "--snapshot-band", "65k-16M"][..], false),
+    ] {
+        let (mut child, web, metrics) = start_with_metrics(dir.path(), args, &[]);
+        let start = Instant::now();
+        loop {
+            let before = value(&scrape(&metrics), "zcopy_body_bytes_by_reference_total");
+            let got = ureq::get(&format!("http://{web}/hot.bin"))
+                .call()
+                .unwrap()
+                .into_body()
+                .read_to_vec()
+                .unwrap();
+            assert!(got == body, "byte-exact");
+            std::thread::sleep(Duration::from_millis(20));
+            let t = scrape(&metrics);
+            let by_ref =
+                value(&t, "zcopy_body_bytes_by_reference_total").unwrap() - before.unwrap();
+            let held = value(&t, "zcopy_snapshot_bytes").unwrap();
+            if !lent {
+                assert_eq!((by_ref, held), (0.0, 0.0), "{args:?}");
+                if start.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                continue;
+            }
+            if by_ref == body.len() as f64 {
+                assert_eq!(held, body.len() as f64);
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never lent from a snapshot: {t}"
+            );
+        }
+        signal(&child, "-TERM");
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+}

@@ -1134,6 +1134,7 @@ impl Worker {
         if kind != ListenKind::Http {
             core.set_via(kind);
         }
+        core.set_loopback_peer(route.loopback());
         let mut conn = Connection {
             stream,
             core,

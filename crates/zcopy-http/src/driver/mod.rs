@@ -429,6 +429,12 @@ impl PeerRoute {
         }
     }
 
+    /// The peer is on this host's loopback path (a loopback address or one of this
+    /// host's own addresses): the site's snapshot band for it may differ.
+    pub fn loopback(self) -> bool {
+        self.local && self.path == "lo"
+    }
+
     /// A class with these route facts, for [`Plan::for_peer`].
     fn class(self) -> PeerClass {
         match (self.local, self.path) {

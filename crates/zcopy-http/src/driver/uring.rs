@@ -1755,6 +1755,7 @@ impl Worker {
         if kind != ListenKind::Http {
             core.set_via(kind);
         }
+        core.set_loopback_peer(route.loopback());
         let idx = self.books.slot(|| {
             self.conns.push(None);
             self.conns.len() - 1

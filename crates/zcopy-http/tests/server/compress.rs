@@ -731,3 +731,97 @@ fn a_zstd_variant_has_its_own_etag_304_ranges_and_q_values() {
         "{etags:?}"
     );
 }
+
+/// The default snapshot bands, as `zcopy serve` sets them, are chosen per peer: a hot
+/// 64 KiB file goes to a loopback peer by reference from its sealed snapshot
+/// (`DEFAULT_BAND_LOOPBACK`, where lending measured cheaper than a copy), while the
+/// same file to a veth peer (a container's path, a local peer too) is still sent from
+/// the bytes the worker holds, copied (`DEFAULT_BAND` starts above 64 KiB there).
+/// Every body is the file's bytes.
+#[test]
+fn a_hot_64k_file_is_lent_from_a_snapshot_to_a_loopback_peer_and_copied_to_a_veth_peer() {
+    use std::io::Write as _;
+    use std::net::{SocketAddr, TcpStream};
+    // veth peers must be classified as local (the switch is process-wide).
+    let _local = VETH_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pair) = zcopy_netns::VethPair::for_test() else {
+        return;
+    };
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("hot.bin"), 64 << 10);
+    let root = fx.root();
+    let veth = SocketAddr::new(pair.addr_a.into(), 0);
+    let (srv, stats) = pair
+        .a
+        .run(move || {
+            let server = zcopy_http::server::Server::bind(Config {
+                root,
+                listen: vec!["127.0.0.1:0".parse().unwrap(), veth],
+                workers: 1,
+                io: io_driver(),
+                snapshot_band: Some(zcopy_http::snapshot::DEFAULT_BAND),
+                snapshot_band_loopback: Some(zcopy_http::snapshot::DEFAULT_BAND_LOOPBACK),
+                ..Config::default()
+            })
+            .unwrap();
+            let stats = server.stats();
+            let addr = server.local_addrs()[0];
+            (TestServer::adopt(addr, server.spawn().unwrap()), stats)
+        })
+        .expect("server in namespace a");
+    let value = |name: &str| -> u64 {
+        stats
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let by_ref = || value("zcopy_body_bytes_by_reference_total ");
+    let hits = || value("zcopy_snapshot_hits_total ");
+    // One GET of /hot.bin to `addr`: the body is the file's, whole.
+    let get = |addr: SocketAddr| {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"GET /hot.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut s, false).expect("a response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), 64 << 10);
+        assert_pattern(&r.body, 0, "hot.bin");
+    };
+    let (lo, ve) = (srv.addrs[0], srv.addrs[1]);
+    if zcopy::Forced::from_env().switched_off("inotify") {
+        pair.a.run(|| get(lo)).unwrap();
+        eprintln!("skipped: inotify forced off, no snapshots are made");
+        return;
+    }
+    // Loopback: from its second request on the snapshot is made; then it is lent.
+    let start = Instant::now();
+    loop {
+        let (b0, h0) = (by_ref(), hits());
+        pair.a.run(|| get(lo)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        if by_ref() - b0 == 64 << 10 {
+            assert_eq!(hits() - h0, 1, "served from the snapshot");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a 64 KiB file never lent to a loopback peer"
+        );
+    }
+    // The veth peer: the snapshot exists, yet the body is copied, as before.
+    for _ in 0..5 {
+        let (b0, h0) = (by_ref(), hits());
+        pair.b.run(|| get(ve)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(by_ref() - b0, 0, "copied to a veth peer");
+        assert_eq!(hits() - h0, 0, "no snapshot for a veth peer at 64 KiB");
+    }
+    // And the loopback peer still gets it from the snapshot.
+    let (b0, h0) = (by_ref(), hits());
+    pair.a.run(|| get(lo)).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!((by_ref() - b0, hits() - h0), (64 << 10, 1));
+    srv.stop();
+}
