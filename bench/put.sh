@@ -8,6 +8,7 @@
 # and the medians.
 #
 #   bench/put.sh [--veth] [ZCOPY_BIN] [SIZE_MIB] [ROUNDS] [DIR]
+#   bench/put.sh --summary OUTPUT   (the medians of a saved run's output again)
 #
 # DIR is where uploads land (default: a tmpfs under /dev/shm, so the disk is not
 # what is measured; give a disk directory to include write-back and zcopy's fsync).
@@ -20,14 +21,45 @@
 # prefix, default zcput) keep runs beside each other apart. The client's own CPU per GB is
 # shown too (on loopback the TCP receive work of the server's socket runs on its CPU).
 # CLIENT picks the client, the same for every server (a list, e.g. "sendfile curl",
-# runs each server with each client in every round): `sendfile` (default,
-# bench/put_client.py: Python's socket.sendfile(), the file's pages go to the socket
-# without a copy through the client, ~0.1 CPU-s/GB; wall time and CPU counted by the
-# client itself from connect to the status line) or `curl` (`curl -T`: reads the
-# file and copies it into the socket, ~0.4 CPU-s/GB, a full core at 2.4 GB/s, so
-# over loopback it was the limit, not the server; results before
-# put-2026-12-03.md used it).
+# runs each server with each client in every round):
+#  - `sendfile` (default): bench/put_client.py, Python's socket.sendfile(): the
+#    file's page-cache pages go to the socket without a copy through the client
+#    (0.07-0.13 CPU-s/GB of its own against nginx; 0.25-0.35 against zcopy over
+#    loopback and veth, where the kernel's TCP receive work for the server's socket
+#    runs in the sender's context whenever the server does not hold the socket).
+#    Timed by itself from connect to the status line (interpreter start-up left out).
+#    The bytes arrive cold, never touched by a CPU, as a NIC's DMA leaves them.
+#  - `curl` (`curl -T`): reads the file and copies it into the socket, 0.4
+#    CPU-s/GB, a full core at 2.4 GB/s: over loopback it was the limit, not the
+#    server; and its copy leaves the bytes in the shared cache, which makes a
+#    server's own copy out of the socket cheaper. Results before put-2026-12-03.md
+#    used it.
 set -euo pipefail
+# Medians of each column per server and client, then each server over nginx (same
+# client): throughput, server CPU per GB, and server+client CPU per GB (on loopback
+# and veth the kernel's TCP receive work runs on whichever side's context gets to
+# it, so the split between the two moves; the sum does not).
+summary() { # results file
+  echo "medians (GB/s, then CPU s/GB: server, client, sum), and / nginx:"
+  awk '
+    function med(list,   a, k, i, j, t) {
+      k = split(list, a, " ")
+      for (i = 2; i <= k; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return a[int((k + 1) / 2)]
+    }
+    $5 == "GB/s" && $3 ~ /^[0-9]+$/ { key = $1 " " $2; tp[key] = tp[key] " " $4; sv[key] = sv[key] " " $8; cl[key] = cl[key] " " $12
+      sm[key] = sm[key] " " $15; if (!(key in seen)) { seen[key] = 1; order[++n] = key } }
+    END {
+      for (i = 1; i <= n; i++) { k = order[i]; T[k] = med(tp[k]); S[k] = med(sv[k]); C[k] = med(cl[k]); U[k] = med(sm[k]) }
+      for (i = 1; i <= n; i++) {
+        k = order[i]; split(k, kk, " "); ng = "nginx " kk[2]
+        printf "%-6s %-8s %.2f GB/s  server %.2f  client %.2f  sum %.2f", kk[1], kk[2], T[k], S[k], C[k], U[k]
+        if (kk[1] != "nginx" && (ng in T)) printf "   / nginx: %.2fx throughput, %.2fx server CPU, %.2fx sum", T[k] / T[ng], S[k] / S[ng], U[k] / U[ng]
+        printf "\n"
+      }
+    }' "$1"
+}
+if [ "${1:-}" = --summary ]; then summary "$2"; exit; fi
 mode=lo
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 ZCOPY=${1:-target/release/zcopy}
@@ -162,25 +194,4 @@ for _ in $(seq "$ROUNDS"); do
   done
 done
 [ -n "$DUFS" ] || echo "(dufs not installed: cargo install dufs)"
-# Medians of each column per server and client, then each server over nginx (same
-# client): throughput, server CPU per GB, and server+client CPU per GB (on loopback
-# and veth the kernel's TCP receive work runs on whichever side's context gets to
-# it, so the split between the two moves; the sum does not).
-echo "medians (GB/s, then CPU s/GB: server, client, sum), and / nginx:"
-awk '
-  function med(list,   a, k, i, j, t) {
-    k = split(list, a, " ")
-    for (i = 2; i <= k; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return a[int((k + 1) / 2)]
-  }
-  { key = $1 " " $2; tp[key] = tp[key] " " $4; sv[key] = sv[key] " " $8; cl[key] = cl[key] " " $12
-    sm[key] = sm[key] " " $15; if (!(key in seen)) { seen[key] = 1; order[++n] = key } }
-  END {
-    for (i = 1; i <= n; i++) { k = order[i]; T[k] = med(tp[k]); S[k] = med(sv[k]); C[k] = med(cl[k]); U[k] = med(sm[k]) }
-    for (i = 1; i <= n; i++) {
-      k = order[i]; split(k, kk, " "); ng = "nginx " kk[2]
-      printf "%-6s %-8s %.2f GB/s  server %.2f  client %.2f  sum %.2f", kk[1], kk[2], T[k], S[k], C[k], U[k]
-      if (kk[1] != "nginx" && (ng in T)) printf "   / nginx: %.2fx throughput, %.2fx server CPU, %.2fx sum", T[k] / T[ng], S[k] / S[ng], U[k] / U[ng]
-      printf "\n"
-    }
-  }' "$RESULTS"
+summary "$RESULTS"
