@@ -37,10 +37,17 @@ def main():
         c0, t0 = cpu(), time.monotonic()
         with socket.create_connection((host, port)) as s:
             s.sendall(head)
-            sent = s.sendfile(f)
+            try:
+                sent = s.sendfile(f)
+            except OSError as e:
+                # Refused before the body was taken (e.g. 413): its answer, if any.
+                sent = f"{e}: none"
+            try:
+                status = s.makefile("rb").readline()
+            except OSError:
+                status = b""
             if sent != size:
-                sys.exit(f"sent {sent} of {size} bytes")
-            status = s.makefile("rb").readline()
+                sys.exit(f"sent {sent} of {size} bytes; answer: {status!r}")
         t1, c1 = time.monotonic(), cpu()
     parts = status.split()
     code = parts[1].decode() if len(parts) > 1 else "000"
