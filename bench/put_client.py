@@ -41,13 +41,13 @@ def main():
                 sent = s.sendfile(f)
             except OSError as e:
                 # Refused before the body was taken (e.g. 413): its answer, if any.
-                sent = f"{e}: none"
+                sent = f"none ({e})"
             try:
                 status = s.makefile("rb").readline()
             except OSError:
                 status = b""
             if sent != size:
-                sys.exit(f"sent {sent} of {size} bytes; answer: {status!r}")
+                sys.exit(f"sent {sent} of the {size} bytes; answer: {status!r}")
         t1, c1 = time.monotonic(), cpu()
     parts = status.split()
     code = parts[1].decode() if len(parts) > 1 else "000"
