@@ -60,6 +60,7 @@ summary() { # results file
     }' "$1"
 }
 if [ "${1:-}" = --summary ]; then summary "$2"; exit; fi
+source "$(dirname "$0")/lib/veth.sh"
 mode=lo
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 ZCOPY=${1:-target/release/zcopy}
@@ -83,35 +84,17 @@ cat "$SRC" > /dev/null
 in_srv=()
 in_cli=()
 ADDR=127.0.0.1
-ns_srv=${NS_TAG:-zcput}$$s
-ns_cli=${NS_TAG:-zcput}$$c
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ $mode = veth ]; then
-    ip netns del "$ns_srv" 2>/dev/null || true
-    ip netns del "$ns_cli" 2>/dev/null || true
-  fi
+  veth_down
   rm -rf "$BASE"
 }
 trap cleanup EXIT
 if [ $mode = veth ]; then
-  [ "$(id -u)" = 0 ] || { echo "skipped: --veth needs root" >&2; exit 0; }
-  net=$(( $$ % 16384 * 4 ))   # one /30 of 198.18.0.0/16 per run
-  ADDR=198.18.$((net / 256)).$((net % 256 + 1))
-  cli_addr=198.18.$((net / 256)).$((net % 256 + 2))
-  ip netns add "$ns_srv"
-  ip netns add "$ns_cli"
-  ip link add veth0 netns "$ns_srv" type veth peer name veth1 netns "$ns_cli"
-  ip -n "$ns_srv" addr add "$ADDR/30" dev veth0
-  ip -n "$ns_cli" addr add "$cli_addr/30" dev veth1
-  ip -n "$ns_srv" link set lo up
-  ip -n "$ns_cli" link set lo up
-  ip -n "$ns_srv" link set veth0 up
-  ip -n "$ns_cli" link set veth1 up
-  in_srv=(ip netns exec "$ns_srv")
-  in_cli=(ip netns exec "$ns_cli")
+  veth_up "${NS_TAG:-zcput}$$" 198.18
+  ADDR=$addr
 fi
 
 cat > "$BASE/nginx.conf" <<EOF
