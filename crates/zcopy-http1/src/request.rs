@@ -547,24 +547,25 @@ fn valid_host(host: &str) -> bool {
     true
 }
 
-/// The bytes a reg-name holds besides percent-escapes (RFC 3986 §3.2.2: unreserved
-/// and sub-delims), one lookup per byte.
-const REG_NAME: [bool; 256] = {
+/// A byte table: ASCII letters and digits, and the bytes of `extra`.
+const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric();
+        t[c] = (c as u8).is_ascii_alphanumeric();
         c += 1;
     }
-    let extra = b"-._~!$&'()*+,;=";
     let mut i = 0;
     while i < extra.len() {
         t[extra[i] as usize] = true;
         i += 1;
     }
     t
-};
+}
+
+/// The bytes a reg-name holds besides percent-escapes (RFC 3986 §3.2.2: unreserved
+/// and sub-delims), one lookup per byte.
+const REG_NAME: [bool; 256] = alphanumeric_and(b"-._~!$&'()*+,;=");
 
 /// Splits an absolute-form target (`http://host/path?q`) into authority and the
 /// origin-form remainder. Only `http` and `https` schemes are accepted.
@@ -659,22 +660,7 @@ fn field_value(v: &[u8]) -> bool {
 }
 
 /// Token bytes (RFC 9110 §5.6.2: `tchar`), the bytes of a method or a field name.
-const TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric();
-        c += 1;
-    }
-    let extra = b"!#$%&'*+-.^_`|~";
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+const TOKEN: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
 
 /// The bytes of a field value (RFC 9110 §5.5): HTAB, SP, VCHAR, obs-text.
 const FIELD_VALUE: [bool; 256] = {
