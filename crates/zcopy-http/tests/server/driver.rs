@@ -6,8 +6,33 @@ use zcopy_http::driver::{self, IoDriver};
 use std::io::Write;
 
 use crate::util::{
-    Fixture, TestServer, assert_pattern, get, io_driver, read_response, write_pattern,
+    Fixture, TestServer, assert_pattern, get, io_driver, read_response, stat, write_pattern,
 };
+
+/// A server of one io_uring worker on `fx`, with its metrics; `None` (after saying
+/// "skipped") where io_uring is refused here.
+fn one_uring_worker(
+    fx: &Fixture,
+) -> Option<(TestServer, std::sync::Arc<zcopy_http::stats::ServerStats>)> {
+    use zcopy_http::config::Config;
+    use zcopy_http::server::Server;
+    let server = Server::bind(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: IoDriver::Uring,
+        ..Config::default()
+    })
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    let stats = server.stats();
+    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    if srv.io_driver() != IoDriver::Uring {
+        println!("skipped: io_uring refused here");
+        return None;
+    }
+    Some((srv, stats))
+}
 
 #[test]
 fn runs_on_the_driver_asked_for_or_says_why_not() {
@@ -117,30 +142,14 @@ fn pipelined_requests_during_large_responses_all_arrive_in_order() {
 #[test]
 fn uring_sends_held_bodies_without_a_send_buffer_each() {
     use socket2::{Domain, Socket, Type};
-    use zcopy_http::config::Config;
-    use zcopy_http::server::Server;
-
     let fx = Fixture::new();
     let sizes = [16 * 1024u64, 1024];
     for (i, &len) in sizes.iter().enumerate() {
         write_pattern(&fx.root().join(format!("h{i}.bin")), len);
     }
-    let server = Server::bind(Config {
-        root: fx.root(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        io: IoDriver::Uring,
-        ..Config::default()
-    })
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    let stats = server.stats();
-    let running = server.spawn().unwrap();
-    let srv = TestServer::adopt(addr, running);
-    if srv.io_driver() != IoDriver::Uring {
-        println!("skipped: io_uring refused here");
+    let Some((srv, stats)) = one_uring_worker(&fx) else {
         return;
-    }
+    };
     // Cached (held) after the first request of each.
     for (i, &len) in sizes.iter().enumerate() {
         let (status, _, body) = get(&srv.url(&format!("/h{i}.bin")), &[]);
@@ -154,7 +163,7 @@ fn uring_sends_held_bodies_without_a_send_buffer_each() {
     for _ in 0..conns {
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         s.set_recv_buffer_size(4096).unwrap();
-        s.connect(&addr.into()).unwrap();
+        s.connect(&srv.addr.into()).unwrap();
         let mut s: std::net::TcpStream = s.into();
         let mut req = Vec::new();
         for k in 0..per {
@@ -182,14 +191,7 @@ fn uring_sends_held_bodies_without_a_send_buffer_each() {
     }
     // The gauges are set at the end of each loop turn.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let text = stats.render();
-    let peak: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("zcopy_ring_buffer_peak_bytes "))
-        .expect("the gauge")
-        .trim()
-        .parse()
-        .unwrap();
+    let peak = stat(&stats, "zcopy_ring_buffer_peak_bytes");
     // Before: a head and a 16 KiB body (17 KiB) per stalled connection, over 1 MiB.
     let bound = conns as u64 * 4096;
     assert!(
@@ -205,37 +207,12 @@ fn uring_sends_held_bodies_without_a_send_buffer_each() {
 /// next sweep: after the burst, at most a few hundred KiB of them stay resident.
 #[test]
 fn uring_gives_back_the_receive_buffers_a_burst_used() {
-    use zcopy_http::config::Config;
-    use zcopy_http::server::Server;
-
     let fx = Fixture::new();
     write_pattern(&fx.root().join("a.bin"), 1024);
-    let server = Server::bind(Config {
-        root: fx.root(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        io: IoDriver::Uring,
-        ..Config::default()
-    })
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    let stats = server.stats();
-    let running = server.spawn().unwrap();
-    let srv = TestServer::adopt(addr, running);
-    if srv.io_driver() != IoDriver::Uring {
-        println!("skipped: io_uring refused here");
+    let Some((srv, stats)) = one_uring_worker(&fx) else {
         return;
-    }
-    let gauge = || -> u64 {
-        stats
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix("zcopy_ring_recv_buffer_bytes "))
-            .expect("the gauge")
-            .trim()
-            .parse()
-            .unwrap()
     };
+    let gauge = || stat(&stats, "zcopy_ring_recv_buffer_bytes");
     // Bounded: a few hundred connections (fds), each with two requests.
     let conns = 400;
     let req = b"GET /a.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /a.bin HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -274,40 +251,15 @@ fn uring_gives_back_the_receive_buffers_a_burst_used() {
 /// no operation took for a second are freed at the sweep.
 #[test]
 fn uring_frees_spare_buffers_a_burst_left() {
-    use zcopy_http::config::Config;
-    use zcopy_http::server::Server;
-
     let fx = Fixture::new();
     // Read and sent by copy (a loopback peer; under the mapping size): each chunk
     // in a buffer of the pool.
     let len = 200 * 1024;
     write_pattern(&fx.root().join("b.bin"), len);
-    let server = Server::bind(Config {
-        root: fx.root(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        io: IoDriver::Uring,
-        ..Config::default()
-    })
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    let stats = server.stats();
-    let running = server.spawn().unwrap();
-    let srv = TestServer::adopt(addr, running);
-    if srv.io_driver() != IoDriver::Uring {
-        println!("skipped: io_uring refused here");
+    let Some((srv, stats)) = one_uring_worker(&fx) else {
         return;
-    }
-    let gauge = || -> u64 {
-        stats
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix("zcopy_ring_spare_buffer_bytes "))
-            .expect("the gauge")
-            .trim()
-            .parse()
-            .unwrap()
     };
+    let gauge = || stat(&stats, "zcopy_ring_spare_buffer_bytes");
     let mut most = 0;
     for round in 0..3 {
         let mut socks: Vec<std::net::TcpStream> = (0..16).map(|_| srv.connect()).collect();
@@ -342,38 +294,13 @@ fn uring_frees_spare_buffers_a_burst_left() {
 /// by-copy body's operation goes when the body ends.
 #[test]
 fn uring_keeps_no_send_operation_after_a_by_copy_body() {
-    use zcopy_http::config::Config;
-    use zcopy_http::server::Server;
-
     let fx = Fixture::new();
     let len = 200 * 1024;
     write_pattern(&fx.root().join("c.bin"), len);
-    let server = Server::bind(Config {
-        root: fx.root(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        io: IoDriver::Uring,
-        ..Config::default()
-    })
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    let stats = server.stats();
-    let running = server.spawn().unwrap();
-    let srv = TestServer::adopt(addr, running);
-    if srv.io_driver() != IoDriver::Uring {
-        println!("skipped: io_uring refused here");
+    let Some((srv, stats)) = one_uring_worker(&fx) else {
         return;
-    }
-    let gauge = || -> u64 {
-        stats
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix("zcopy_ring_file_sends "))
-            .expect("the gauge")
-            .trim()
-            .parse()
-            .unwrap()
     };
+    let gauge = || stat(&stats, "zcopy_ring_file_sends");
     // Keep-alive clients (a loopback peer: sent by copy), each asking twice.
     let mut socks: Vec<std::net::TcpStream> = (0..40).map(|_| srv.connect()).collect();
     for k in 0..2 {
