@@ -295,76 +295,18 @@ fn a_file_cut_short_mid_send_is_counted() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
-/// The default `--snapshot-band` (65k-16M): a file in it is copied once into a sealed
-/// snapshot on its second request and then lent by reference, loopback peer
-/// included; `--snapshot-band off` makes none.
-#[test]
-fn files_in_the_default_band_are_lent_from_a_snapshot_and_off_makes_none() {
-    let dir = tempfile::tempdir().unwrap();
-    let body: Vec<u8> = (0..128 << 10).map(|i: u32| (i % 251) as u8).collect();
-    std::fs::write(dir.path().join("mid.bin"), &body).unwrap();
-    let get = |web: &str| {
-        let got = ureq::get(&format!("http://{web}/mid.bin"))
-            .call()
-            .unwrap()
-            .into_body()
-            .read_to_vec()
-            .unwrap();
-        assert!(got == body, "byte-exact");
-    };
-    for (args, lent) in [
-        (&["--workers", "1"][..], true),
-        (&["--workers", "1", "--snapshot-band", "off"][..], false),
-    ] {
-        let (mut child, web, metrics) = start_with_metrics(dir.path(), args, &[]);
+/// Serves `name` (holding `body`) once per `(args, lent)` case and GETs it until the
+/// case shows: `lent` — a body of exactly `body.len()` counted by reference and a
+/// snapshot of that size held (within 10 s); not `lent` — no byte by reference and
+/// no snapshot for 500 ms of requests. Every body is checked byte for byte.
+fn assert_lent_by_case(dir: &std::path::Path, name: &str, body: &[u8], cases: &[(&[&str], bool)]) {
+    std::fs::write(dir.join(name), body).unwrap();
+    for &(args, lent) in cases {
+        let (mut child, web, metrics) = start_with_metrics(dir, args, &[]);
         let start = Instant::now();
         loop {
             let before = value(&scrape(&metrics), "zcopy_body_bytes_by_reference_total");
-            get(&web);
-            std::thread::sleep(Duration::from_millis(20));
-            let t = scrape(&metrics);
-            let by_ref =
-                value(&t, "zcopy_body_bytes_by_reference_total").unwrap() - before.unwrap();
-            let held = value(&t, "zcopy_snapshot_bytes").unwrap();
-            if !lent {
-                assert_eq!((by_ref, held), (0.0, 0.0), "{args:?}");
-                if start.elapsed() > Duration::from_millis(500) {
-                    break;
-                }
-                continue;
-            }
-            if by_ref == body.len() as f64 {
-                assert_eq!(held, body.len() as f64);
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "never lent from a snapshot: {t}"
-            );
-        }
-        signal(&child, "-TERM");
-        assert_eq!(child.wait().unwrap().code(), Some(0));
-    }
-}
-
-/// The default bands differ per peer: over loopback (where lending measured cheaper
-/// than a copy from memory from 32 KiB on) a hot 64 KiB file, which a worker would
-/// hold in memory, is lent from its sealed snapshot; `--snapshot-band 65k-16M`
-/// given explicitly applies to every peer, loopback too (copied, no snapshot).
-#[test]
-fn a_hot_64k_file_is_lent_to_a_loopback_peer_by_default() {
-    let dir = tempfile::tempdir().unwrap();
-    let body: Vec<u8> = (0..64 << 10).map(|i: u32| (i % 251) as u8).collect();
-    std::fs::write(dir.path().join("hot.bin"), &body).unwrap();
-    for (args, lent) in [
-        (&["--workers", "1"][..], true),
-        (&["--workers", "1", "--snapshot-band", "65k-16M"][..], false),
-    ] {
-        let (mut child, web, metrics) = start_with_metrics(dir.path(), args, &[]);
-        let start = Instant::now();
-        loop {
-            let before = value(&scrape(&metrics), "zcopy_body_bytes_by_reference_total");
-            let got = ureq::get(&format!("http://{web}/hot.bin"))
+            let got = ureq::get(&format!("http://{web}/{name}"))
                 .call()
                 .unwrap()
                 .into_body()
@@ -395,4 +337,41 @@ fn a_hot_64k_file_is_lent_to_a_loopback_peer_by_default() {
         signal(&child, "-TERM");
         assert_eq!(child.wait().unwrap().code(), Some(0));
     }
+}
+
+/// The default `--snapshot-band` (65k-16M): a file in it is copied once into a sealed
+/// snapshot on its second request and then lent by reference, loopback peer
+/// included; `--snapshot-band off` makes none.
+#[test]
+fn files_in_the_default_band_are_lent_from_a_snapshot_and_off_makes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..128 << 10).map(|i: u32| (i % 251) as u8).collect();
+    assert_lent_by_case(
+        dir.path(),
+        "mid.bin",
+        &body,
+        &[
+            (&["--workers", "1"], true),
+            (&["--workers", "1", "--snapshot-band", "off"], false),
+        ],
+    );
+}
+
+/// The default bands differ per peer: over loopback (where lending measured cheaper
+/// than a copy from memory from 32 KiB on) a hot 64 KiB file, which a worker would
+/// hold in memory, is lent from its sealed snapshot; `--snapshot-band 65k-16M`
+/// given explicitly applies to every peer, loopback too (copied, no snapshot).
+#[test]
+fn a_hot_64k_file_is_lent_to_a_loopback_peer_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..64 << 10).map(|i: u32| (i % 251) as u8).collect();
+    assert_lent_by_case(
+        dir.path(),
+        "hot.bin",
+        &body,
+        &[
+            (&["--workers", "1"], true),
+            (&["--workers", "1", "--snapshot-band", "65k-16M"], false),
+        ],
+    );
 }
