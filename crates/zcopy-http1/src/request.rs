@@ -223,6 +223,7 @@ const TOO_MANY_HEADERS: HttpError = err(431, "too many header fields");
 /// Finds the end of the line that starts at `from`: `Ok(Some((content_end, next_start)))`
 /// for a CRLF-terminated line, `Ok(None)` when the buffer ends first (the returned
 /// position is where the line content ends so far). NUL, bare CR and bare LF are errors.
+#[inline(always)]
 fn next_line(buf: &[u8], from: usize) -> Result<Result<(usize, usize), usize>, HttpError> {
     match find_cr_lf_nul(&buf[from..]) {
         None => Ok(Err(buf.len())),
@@ -511,6 +512,16 @@ fn check_transfer_encoding(value: &[u8]) -> Result<(), HttpError> {
 /// address of unreserved characters, percent-escapes and sub-delims; the port is
 /// digits only (possibly none).
 fn valid_host(host: &str) -> bool {
+    // The common host first: a reg-name or IPv4 address without escapes, then
+    // perhaps `:port` (a name byte is never `:`, so that colon is the last one).
+    let b = host.as_bytes();
+    let name_len = b.iter().take_while(|&&c| REG_NAME[c as usize]).count();
+    if name_len > 0
+        && b.get(name_len)
+            .is_none_or(|&c| c == b':' && b[name_len + 1..].iter().all(u8::is_ascii_digit))
+    {
+        return true;
+    }
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         let Some(end) = rest.find(']') else {
             return false;
@@ -548,10 +559,6 @@ fn valid_host(host: &str) -> bool {
         return false;
     }
     let b = name.as_bytes();
-    // The common name has no percent-escape: one lookup per byte.
-    if b.iter().all(|&c| REG_NAME[c as usize]) {
-        return true;
-    }
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
