@@ -272,6 +272,10 @@ fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
 /// higher 1.x is processed as 1.1 (RFC 9110 §2.5), other well-formed `HTTP/d.d`
 /// versions are 505, anything else 400.
 fn check_version(line: &[u8]) -> Result<Version, HttpError> {
+    // The common line first (its last space is the one before the version).
+    if line.ends_with(b" HTTP/1.1") {
+        return Ok(Version::Http11);
+    }
     let version = match line.iter().rposition(|&b| b == b' ') {
         Some(sp) => &line[sp + 1..],
         None => return Err(err(400, "malformed request line")),
@@ -627,6 +631,25 @@ fn split_request_line<'a>(
     text: &Text<'a>,
 ) -> Result<(Method, &'a str, &'a str), HttpError> {
     const BAD: HttpError = err(400, "malformed request line");
+    // The common line first: a token, a space, target bytes (never a space), the
+    // last space. Anything else takes the general way below, which tells which
+    // error it is.
+    if let (Some(sp), Some(last)) = (
+        line.iter().position(|&b| b == b' '),
+        line.iter().rposition(|&b| b == b' '),
+    ) && sp > 0
+        && last > sp + 1
+        && line[..sp].iter().all(|&b| TOKEN[b as usize])
+        && line[sp + 1..last].iter().all(|&b| TARGET_BYTE[b as usize])
+        && let (Some(name), Some(target)) = (text.of(&line[..sp]), text.of(&line[sp + 1..last]))
+    {
+        let kind = match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            _ => Method::Other,
+        };
+        return Ok((kind, name, target));
+    }
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(_version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -1465,6 +1488,45 @@ mod tests {
         }
         many.extend_from_slice(b"Bad Name: x\r\n\r\n");
         assert_eq!(status(&many, &lim()), 400);
+    }
+
+    #[test]
+    fn request_lines_the_common_way_and_the_general_way_agree() {
+        fn ok_line(l: &[u8]) -> Result<(Method, &str, &str), HttpError> {
+            split_request_line(l, &Text::new(l))
+        }
+        assert_eq!(
+            ok_line(b"GET /a?b HTTP/1.1"),
+            Ok((Method::Get, "GET", "/a?b"))
+        );
+        assert_eq!(ok_line(b"HEAD / HTTP/1.0"), Ok((Method::Head, "HEAD", "/")));
+        assert_eq!(
+            ok_line(b"PATCH * HTTP/1.1"),
+            Ok((Method::Other, "PATCH", "*"))
+        );
+        let bad = err(400, "malformed request line");
+        for line in [
+            &b"GET  / HTTP/1.1"[..],
+            b" / HTTP/1.1",
+            b"GET HTTP/1.1",
+            b"GET / x HTTP/1.1",
+            b"G(T / HTTP/1.1",
+        ] {
+            assert_eq!(ok_line(line), Err(bad), "{line:?}");
+        }
+        assert_eq!(
+            ok_line(b"GET /a\x80 b HTTP/1.1"),
+            Err(bad),
+            "four parts outrank a non-ASCII target"
+        );
+        assert_eq!(
+            ok_line(b"GET /a\x80 HTTP/1.1"),
+            Err(err(400, "non-ASCII request target"))
+        );
+        assert_eq!(
+            ok_line(b"GET /a#b HTTP/1.1"),
+            Err(err(400, "fragment in request target"))
+        );
     }
 
     #[test]
