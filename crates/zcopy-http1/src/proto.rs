@@ -132,19 +132,18 @@ impl Buffers {
     /// ([`FileBody::held`]) is copied after the head here, straight from the held
     /// bytes, so it leaves with the head in one write.
     pub fn answer(&mut self, answer: impl FnOnce(&mut Out) -> Response) -> (Response, Vec<u8>) {
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        let mut resp = answer(&mut out);
+        // Answered in place: the worker's Out is not moved out and back.
+        self.out.clear();
+        let mut resp = answer(&mut self.out);
         let mut wire = self.take();
         if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
-            head::write_http1_out(&mut wire, &out);
+            head::write_http1_out(&mut wire, &self.out);
             if let Some(bytes) = inline_body(&resp.body) {
                 wire.extend_from_slice(bytes);
                 resp.body_len = bytes.len() as u64;
                 resp.body = Body::InHead;
             }
         }
-        self.out = out;
         (resp, wire)
     }
 
