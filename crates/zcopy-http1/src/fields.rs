@@ -216,8 +216,8 @@ pub enum FieldName {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Field {
-    name: FieldName,
+pub(crate) struct Field {
+    pub(crate) name: FieldName,
     /// Bytes `.0...1` of the head's buffer.
     value: (u32, u32),
 }
@@ -228,8 +228,45 @@ struct Field {
 pub struct ResponseHead {
     /// Status code.
     pub status: u16,
-    fields: Vec<Field>,
+    pub(crate) fields: Vec<Field>,
     buf: Vec<u8>,
+    /// Kept blocks of fields ([`FieldBlock`]), each with the index of the field it
+    /// comes before (`fields.len()`: after the last), in order.
+    pub(crate) blocks: Vec<(usize, std::sync::Arc<FieldBlock>)>,
+}
+
+/// Fields worked out once and kept with what they describe (a held file's
+/// Content-Type, Content-Length, Last-Modified, ETag and Accept-Ranges), added to a
+/// head as one piece ([`ResponseHead::push_block`]): their values are checked once,
+/// when the block is made, and the block holds them as HTTP/1.1 lines too, so that
+/// protocol copies them whole. Every other protocol reads them as fields
+/// ([`ResponseHead::fields`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct FieldBlock {
+    head: ResponseHead,
+    http1: Box<[u8]>,
+}
+
+impl FieldBlock {
+    /// The fields `fields`, in order (values checked as [`ResponseHead::push`]
+    /// checks them).
+    pub fn new(fields: &[(Name, &str)]) -> FieldBlock {
+        let mut head = ResponseHead::default();
+        for &(name, value) in fields {
+            head.push(name, value);
+        }
+        let mut http1 = Vec::new();
+        crate::head::write_fields_http1(&mut http1, &head);
+        FieldBlock {
+            head,
+            http1: http1.into(),
+        }
+    }
+
+    /// The fields as HTTP/1.1 lines (`Name: value\r\n` each).
+    pub fn http1(&self) -> &[u8] {
+        &self.http1
+    }
 }
 
 /// No NUL, CR or LF in `v`: eight bytes at a time (a word has a zero byte
@@ -304,6 +341,7 @@ impl Clone for ResponseHead {
             status: self.status,
             fields: self.fields.clone(),
             buf: self.buf.clone(),
+            blocks: self.blocks.clone(),
         }
     }
 
@@ -312,6 +350,7 @@ impl Clone for ResponseHead {
         self.status = from.status;
         self.fields.clone_from(&from.fields);
         self.buf.clone_from(&from.buf);
+        self.blocks.clone_from(&from.blocks);
     }
 }
 
@@ -321,6 +360,19 @@ impl ResponseHead {
         self.status = status;
         self.fields.clear();
         self.buf.clear();
+        if !self.blocks.is_empty() {
+            self.blocks.clear();
+        }
+    }
+
+    /// Appends the fields of a kept block, in its order.
+    pub fn push_block(&mut self, block: &std::sync::Arc<FieldBlock>) {
+        self.blocks.push((self.fields.len(), block.clone()));
+    }
+
+    /// The value bytes of one of its own fields.
+    pub(crate) fn value(&self, f: &Field) -> &[u8] {
+        &self.buf[f.value.0 as usize..f.value.1 as usize]
     }
 
     fn end(&self) -> u32 {
@@ -377,11 +429,20 @@ impl ResponseHead {
         });
     }
 
-    /// The fields in order: name, and value bytes.
+    /// The fields in order (a block's in its place): name, and value bytes.
     pub fn fields(&self) -> impl Iterator<Item = (FieldName, &[u8])> + '_ {
-        self.fields
-            .iter()
-            .map(|f| (f.name, &self.buf[f.value.0 as usize..f.value.1 as usize]))
+        (0..=self.fields.len()).flat_map(move |i| {
+            self.blocks
+                .iter()
+                .filter(move |(at, _)| *at == i)
+                .flat_map(|(_, b)| b.head.own_fields())
+                .chain(self.fields.get(i).map(|f| (f.name, self.value(f))))
+        })
+    }
+
+    /// Its own fields, in order (a block holds no block).
+    fn own_fields(&self) -> impl Iterator<Item = (FieldName, &[u8])> + '_ {
+        self.fields.iter().map(|f| (f.name, self.value(f)))
     }
 
     /// The bytes of an [`FieldName::Other`] name.
@@ -411,12 +472,12 @@ impl ResponseHead {
 
     /// How many fields.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.fields.len() + self.blocks.iter().map(|(_, b)| b.head.len()).sum::<usize>()
     }
 
     /// No field.
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.len() == 0
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::fields::push_u64;
-pub use crate::fields::{FieldName, Name, Out, ResponseHead};
+pub use crate::fields::{FieldBlock, FieldName, Name, Out, ResponseHead};
 
 /// Length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 const DATE_LEN: usize = 29;
@@ -64,6 +64,12 @@ impl<'a> Head<'a> {
         self
     }
 
+    /// Appends the fields of a kept block.
+    pub fn block(&mut self, block: &std::sync::Arc<FieldBlock>) -> &mut Self {
+        self.head.push_block(block);
+        self
+    }
+
     /// Ends the head.
     pub fn finish(self) {}
 }
@@ -91,18 +97,31 @@ pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
     }
     push_date(buf);
     buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
-    for (name, value) in head.fields() {
-        match name {
+    write_fields_http1(buf, head);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Appends the fields of `head` as HTTP/1.1 lines; a kept block's lines are copied
+/// whole.
+pub(crate) fn write_fields_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
+    let mut blocks = head.blocks.iter().peekable();
+    for (i, f) in head.fields.iter().enumerate() {
+        while let Some((_, b)) = blocks.next_if(|(at, _)| *at == i) {
+            buf.extend_from_slice(b.http1());
+        }
+        match f.name {
             FieldName::Known(n) => buf.extend_from_slice(n.http1_prefix()),
             other => {
                 buf.extend_from_slice(head.other_name(other));
                 buf.extend_from_slice(b": ");
             }
         }
-        buf.extend_from_slice(value);
+        buf.extend_from_slice(head.value(f));
         buf.extend_from_slice(b"\r\n");
     }
-    buf.extend_from_slice(b"\r\n");
+    for (_, b) in blocks {
+        buf.extend_from_slice(b.http1());
+    }
 }
 
 /// Appends `out` as HTTP/1.1 bytes to `buf`: its head, then its body.
@@ -267,6 +286,41 @@ mod tests {
         assert!(s.contains("Location: /aSet-Cookie: x=1\r\n"));
         assert!(s.contains("X-Evil: 1\r\n"));
         assert_eq!(s.matches("\r\n").count(), 6);
+    }
+
+    #[test]
+    fn a_kept_block_reads_and_writes_as_its_fields_in_place() {
+        let parts = [
+            (Name::ContentType, "text/plain"),
+            (Name::ContentLength, "1024"),
+            (Name::ETag, "\"a\r\nb\""),
+        ];
+        let block = std::sync::Arc::new(FieldBlock::new(&parts));
+        for at in 0..3 {
+            let (mut one, mut kept) = (Out::default(), Out::default());
+            let mut h = Head::start(&mut one, 200);
+            let mut k = Head::start(&mut kept, 200);
+            for i in 0..3 {
+                if i == at {
+                    for (n, v) in parts {
+                        h.field(n, v);
+                    }
+                    k.block(&block);
+                }
+                h.field(Name::Vary, "x");
+                k.field(Name::Vary, "x");
+            }
+            assert_eq!(wire(&one), wire(&kept), "{at}");
+            assert!(one.head.fields().eq(kept.head.fields()));
+            assert_eq!(one.head.len(), kept.head.len());
+            assert_eq!(kept.head.get(Name::ContentLength), Some(&b"1024"[..]));
+        }
+        let mut out = Out::default();
+        Head::start(&mut out, 200).block(&block).block(&block);
+        let twice = wire(&out);
+        assert!(text(&twice).ends_with("ETag: \"ab\"\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\nETag: \"ab\"\r\n\r\n"));
+        Head::start(&mut out, 200);
+        assert!(out.head.is_empty());
     }
 
     #[test]

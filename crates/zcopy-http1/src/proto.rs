@@ -102,17 +102,6 @@ impl Buffers {
         }
     }
 
-    /// A response record: a spare one (overwritten) or a new one.
-    fn respond(&mut self, r: Respond) -> Box<Respond> {
-        match self.responds.pop() {
-            Some(mut b) => {
-                *b = r;
-                b
-            }
-            None => Box::new(r),
-        }
-    }
-
     /// Keeps an ended response's record, emptied first: nothing it held (a file, an
     /// archive member, log strings) outlives its response.
     fn give_respond(&mut self, mut r: Box<Respond>) {
@@ -132,19 +121,18 @@ impl Buffers {
     /// ([`FileBody::held`]) is copied after the head here, straight from the held
     /// bytes, so it leaves with the head in one write.
     pub fn answer(&mut self, answer: impl FnOnce(&mut Out) -> Response) -> (Response, Vec<u8>) {
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        let mut resp = answer(&mut out);
+        // Answered in place: the worker's Out is not moved out and back.
+        self.out.clear();
+        let mut resp = answer(&mut self.out);
         let mut wire = self.take();
         if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
-            head::write_http1_out(&mut wire, &out);
+            head::write_http1_out(&mut wire, &self.out);
             if let Some(bytes) = inline_body(&resp.body) {
                 wire.extend_from_slice(bytes);
                 resp.body_len = bytes.len() as u64;
                 resp.body = Body::InHead;
             }
         }
-        self.out = out;
         (resp, wire)
     }
 
@@ -1045,22 +1033,61 @@ impl Conn {
         if self.rpos == self.rend {
             self.release_rbuf(env);
         }
-        self.state = State::Respond(env.bufs.respond(Respond {
-            out,
-            pos: 0,
-            body,
-            piece: 0,
-            off: 0,
-            lease,
-            by_reference: false,
-            pace: env.config.limit_rate.map(|rate| Pace::new(rate, env.now)),
-            member: None,
-            close_after: resp.close,
-            send_deadline,
-            status: resp.status,
-            body_sent: in_head,
-            meta,
-        }));
+        let pace = env.config.limit_rate.map(|rate| Pace::new(rate, env.now));
+        let record = match env.bufs.responds.pop() {
+            // A spare record, filled in where it lies (every field: the pattern
+            // names them all, so a new one can't be left over from the last use).
+            Some(mut b) => {
+                let Respond {
+                    out: r_out,
+                    pos: r_pos,
+                    body: r_body,
+                    piece: r_piece,
+                    off: r_off,
+                    lease: r_lease,
+                    by_reference: r_by_reference,
+                    pace: r_pace,
+                    member: r_member,
+                    close_after: r_close_after,
+                    send_deadline: r_send_deadline,
+                    status: r_status,
+                    body_sent: r_body_sent,
+                    meta: r_meta,
+                } = &mut *b;
+                *r_out = out;
+                *r_pos = 0;
+                *r_body = body;
+                *r_piece = 0;
+                *r_off = 0;
+                *r_lease = lease;
+                *r_by_reference = false;
+                *r_pace = pace;
+                *r_member = None;
+                *r_close_after = resp.close;
+                *r_send_deadline = send_deadline;
+                *r_status = resp.status;
+                *r_body_sent = in_head;
+                *r_meta = meta;
+                b
+            }
+            None => Box::new(Respond {
+                out,
+                pos: 0,
+                body,
+                piece: 0,
+                off: 0,
+                lease,
+                by_reference: false,
+                pace,
+                member: None,
+                close_after: resp.close,
+                send_deadline,
+                status: resp.status,
+                body_sent: in_head,
+                meta,
+            }),
+        };
+        self.state = State::Respond(record);
     }
 
     fn respond_mut(&mut self) -> Option<&mut Respond> {

@@ -223,6 +223,7 @@ const TOO_MANY_HEADERS: HttpError = err(431, "too many header fields");
 /// Finds the end of the line that starts at `from`: `Ok(Some((content_end, next_start)))`
 /// for a CRLF-terminated line, `Ok(None)` when the buffer ends first (the returned
 /// position is where the line content ends so far). NUL, bare CR and bare LF are errors.
+#[inline(always)]
 fn next_line(buf: &[u8], from: usize) -> Result<Result<(usize, usize), usize>, HttpError> {
     match find_cr_lf_nul(&buf[from..]) {
         None => Ok(Err(buf.len())),
@@ -271,6 +272,10 @@ fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
 /// higher 1.x is processed as 1.1 (RFC 9110 §2.5), other well-formed `HTTP/d.d`
 /// versions are 505, anything else 400.
 fn check_version(line: &[u8]) -> Result<Version, HttpError> {
+    // The common line first (its last space is the one before the version).
+    if line.ends_with(b" HTTP/1.1") {
+        return Ok(Version::Http11);
+    }
     let version = match line.iter().rposition(|&b| b == b' ') {
         Some(sp) => &line[sp + 1..],
         None => return Err(err(400, "malformed request line")),
@@ -302,11 +307,22 @@ struct Scan {
     fields: usize,
     /// Version from the request line.
     version: Version,
+    /// One of the first [`STACK_HEADERS`] field lines failed [`field_line`].
+    bad_field: bool,
 }
 
 /// Walks the raw head: CRLF only, no NUL, no obs-fold, no whitespace before a colon,
 /// within the limits. `Ok(None)` means more bytes are needed.
-fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
+///
+/// The first [`STACK_HEADERS`] field lines are split and checked ([`field_line`])
+/// into `first` on the way, so they are walked once; a line that fails the check is
+/// noted ([`Scan::bad_field`]) and reported only after the whole head has passed the
+/// framing checks, as when the check was a second walk.
+fn scan<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+    first: &mut [Field<'a>; STACK_HEADERS],
+) -> Result<Option<Scan>, HttpError> {
     // RFC 9112 §2.2: ignore empty lines before the request line.
     let mut start = 0;
     while buf[start..].starts_with(b"\r\n") {
@@ -340,6 +356,7 @@ fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
 
     // Header field lines, up to the blank line.
     let mut fields = 0;
+    let mut bad_field = false;
     loop {
         if pos > limits.max_header_bytes {
             return Err(HEAD_TOO_LARGE);
@@ -363,15 +380,22 @@ fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, HttpError> {
                 end: next,
                 fields,
                 version,
+                bad_field,
             }));
         }
         let line = &buf[pos..content_end];
-        match line.iter().position(|&b| b == b':') {
+        let colon = match line.iter().position(|&b| b == b':') {
             None | Some(0) => return Err(err(400, "malformed header field")),
             Some(colon) if is_ows(line[colon - 1]) => {
                 return Err(err(400, "whitespace before colon"));
             }
-            Some(_) => {}
+            Some(colon) => colon,
+        };
+        if let Some(slot) = first.get_mut(fields) {
+            match field_line_at(line, colon) {
+                Some(f) => *slot = f,
+                None => bad_field = true,
+            }
         }
         fields += 1;
         if fields > limits.max_headers {
@@ -492,6 +516,16 @@ fn check_transfer_encoding(value: &[u8]) -> Result<(), HttpError> {
 /// address of unreserved characters, percent-escapes and sub-delims; the port is
 /// digits only (possibly none).
 fn valid_host(host: &str) -> bool {
+    // The common host first: a reg-name or IPv4 address without escapes, then
+    // perhaps `:port` (a name byte is never `:`, so that colon is the last one).
+    let b = host.as_bytes();
+    let name_len = b.iter().take_while(|&&c| REG_NAME[c as usize]).count();
+    if name_len > 0
+        && b.get(name_len)
+            .is_none_or(|&c| c == b':' && b[name_len + 1..].iter().all(u8::is_ascii_digit))
+    {
+        return true;
+    }
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         let Some(end) = rest.find(']') else {
             return false;
@@ -597,6 +631,25 @@ fn split_request_line<'a>(
     text: &Text<'a>,
 ) -> Result<(Method, &'a str, &'a str), HttpError> {
     const BAD: HttpError = err(400, "malformed request line");
+    // The common line first: a token, a space, target bytes (never a space), the
+    // last space. Anything else takes the general way below, which tells which
+    // error it is.
+    if let (Some(sp), Some(last)) = (
+        line.iter().position(|&b| b == b' '),
+        line.iter().rposition(|&b| b == b' '),
+    ) && sp > 0
+        && last > sp + 1
+        && line[..sp].iter().all(|&b| TOKEN[b as usize])
+        && line[sp + 1..last].iter().all(|&b| TARGET_BYTE[b as usize])
+        && let (Some(name), Some(target)) = (text.of(&line[..sp]), text.of(&line[sp + 1..last]))
+    {
+        let kind = match name {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            _ => Method::Other,
+        };
+        return Ok((kind, name, target));
+    }
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(_version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -630,10 +683,18 @@ fn split_request_line<'a>(
 /// A header field: its name and its value without surrounding OWS.
 type Field<'a> = (&'a [u8], &'a [u8]);
 
+/// Field lines split by the scan itself, on the stack (more go to the heap, walked
+/// a second time).
+const STACK_HEADERS: usize = 16;
+
 /// One field line (without its CRLF) as name and value: `None` unless the name is a
 /// token and the value is HTAB, SP, VCHAR and obs-text only.
 fn field_line(line: &[u8]) -> Option<Field<'_>> {
-    let colon = line.iter().position(|&b| b == b':')?;
+    field_line_at(line, line.iter().position(|&b| b == b':')?)
+}
+
+/// As [`field_line`], with the line's first colon known.
+fn field_line_at(line: &[u8], colon: usize) -> Option<Field<'_>> {
     let (name, value) = (&line[..colon], &line[colon + 1..]);
     (!name.is_empty() && name.iter().all(|&b| TOKEN[b as usize]) && field_value(value))
         .then(|| (name, trim_ows(value)))
@@ -707,7 +768,10 @@ const TARGET_BYTE: [bool; 256] = {
 /// for `OPTIONS` only; authority-form and a `#` anywhere in the target are 400.
 /// Leading empty lines are ignored.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError> {
-    let Some(scan) = scan(buf, limits)? else {
+    // Enough for the common request; the array is initialised on every call, so a
+    // larger one costs every request (64 slots were 2% of a 1 KiB response's CPU).
+    let mut stack: [Field<'a>; STACK_HEADERS] = [(&[], &[]); STACK_HEADERS];
+    let Some(scan) = scan(buf, limits, &mut stack)? else {
         return Ok(Parsed::Partial);
     };
     let text = Text::new(&buf[..scan.end]);
@@ -719,27 +783,27 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError
     // scan has seen each line's CRLF and colon, no NUL, no space before the colon.
     // All lines are checked before any field is used, so a malformed line is
     // reported before what an earlier field says.
-    // Enough for the common request; the array is initialised on every call, so a
-    // larger one costs every request (64 slots were 2% of a 1 KiB response's CPU).
-    const STACK_HEADERS: usize = 16;
     const MALFORMED_FIELD: HttpError = err(400, "malformed header field");
-    let mut stack: [Field<'a>; STACK_HEADERS] = [(&[], &[]); STACK_HEADERS];
     let mut heap;
     let headers: &mut [Field<'a>] = if scan.fields <= STACK_HEADERS {
+        // Split and checked by the scan.
+        if scan.bad_field {
+            return Err(MALFORMED_FIELD);
+        }
         &mut stack[..scan.fields]
     } else {
         heap = vec![(&[][..], &[][..]); scan.fields];
+        let mut pos = scan.line_end + 2;
+        for slot in heap.iter_mut() {
+            let rest = &buf[pos..scan.end];
+            let Some(end) = find_cr_lf_nul(rest) else {
+                return Err(err(400, "malformed request head"));
+            };
+            *slot = field_line(&rest[..end]).ok_or(MALFORMED_FIELD)?;
+            pos += end + 2;
+        }
         &mut heap
     };
-    let mut pos = scan.line_end + 2;
-    for slot in headers.iter_mut() {
-        let rest = &buf[pos..scan.end];
-        let Some(end) = find_cr_lf_nul(rest) else {
-            return Err(err(400, "malformed request head"));
-        };
-        *slot = field_line(&rest[..end]).ok_or(MALFORMED_FIELD)?;
-        pos += end + 2;
-    }
     let (target, uri_authority) = if raw_target.starts_with('/') {
         (raw_target.into(), None)
     } else if raw_target == "*" && method_name == "OPTIONS" {
@@ -1396,6 +1460,83 @@ mod tests {
         };
         assert_eq!(r2.target, "/2");
         assert_eq!(n + n2, raw.len());
+    }
+
+    #[test]
+    fn a_bad_field_line_is_judged_after_the_framing_and_the_request_line() {
+        // Split and checked during the scan, reported only once the head is whole
+        // and its request line is good: as when the check was a second walk.
+        let bad = b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n";
+        assert_eq!(parse(bad, &lim()), Ok(Parsed::Partial));
+        let mut whole = bad.to_vec();
+        whole.extend_from_slice(b"X: \x01\r\n\r\n");
+        assert_eq!(status(&whole, &lim()), 400);
+        let framing = b"GET / HTTP/1.1\r\nBad Name: x\r\nA\r\n\r\n";
+        assert_eq!(
+            parse(framing, &lim()),
+            Err(err(400, "malformed header field"))
+        );
+        let line = b"GET /# HTTP/1.1\r\nBad Name: x\r\n\r\n";
+        assert_eq!(
+            parse(line, &lim()),
+            Err(err(400, "fragment in request target"))
+        );
+        // Beyond the stack's slots, the same verdicts.
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..20 {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"Bad Name: x\r\n\r\n");
+        assert_eq!(status(&many, &lim()), 400);
+    }
+
+    #[test]
+    fn request_lines_the_common_way_and_the_general_way_agree() {
+        fn ok_line(l: &[u8]) -> Result<(Method, &str, &str), HttpError> {
+            split_request_line(l, &Text::new(l))
+        }
+        assert_eq!(
+            ok_line(b"GET /a?b HTTP/1.1"),
+            Ok((Method::Get, "GET", "/a?b"))
+        );
+        assert_eq!(ok_line(b"HEAD / HTTP/1.0"), Ok((Method::Head, "HEAD", "/")));
+        assert_eq!(
+            ok_line(b"PATCH * HTTP/1.1"),
+            Ok((Method::Other, "PATCH", "*"))
+        );
+        let bad = err(400, "malformed request line");
+        for line in [
+            &b"GET  / HTTP/1.1"[..],
+            b" / HTTP/1.1",
+            b"GET HTTP/1.1",
+            b"GET / x HTTP/1.1",
+            b"G(T / HTTP/1.1",
+        ] {
+            assert_eq!(ok_line(line), Err(bad), "{line:?}");
+        }
+        assert_eq!(
+            ok_line(b"GET /a\x80 b HTTP/1.1"),
+            Err(bad),
+            "four parts outrank a non-ASCII target"
+        );
+        assert_eq!(
+            ok_line(b"GET /a\x80 HTTP/1.1"),
+            Err(err(400, "non-ASCII request target"))
+        );
+        assert_eq!(
+            ok_line(b"GET /a#b HTTP/1.1"),
+            Err(err(400, "fragment in request target"))
+        );
+    }
+
+    #[test]
+    fn hosts_with_and_without_escapes() {
+        for good in ["127.0.0.1:18397", "a.example", "a%41b", "x:", "[::1]:80"] {
+            assert!(valid_host(good), "{good}");
+        }
+        for bad in ["a%4", "a%zz", "a b", ":80", "a:b", "a@b", "[::1", "a:1:2"] {
+            assert!(!valid_host(bad), "{bad}");
+        }
     }
 
     proptest::proptest! {

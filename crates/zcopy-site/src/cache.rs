@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::conditional::Validators;
+use crate::head::{FieldBlock, Name};
 use crate::watch::{Notice, Watcher};
 
 /// Largest file kept open in the cache.
@@ -72,6 +73,10 @@ pub struct Described {
     pub content_type: String,
     /// Whether that type is worth compressing ([`compressible_type`]).
     pub compressible: bool,
+    /// For a held file: the fields of its whole answer (Content-Type,
+    /// Content-Length, Last-Modified, ETag, Accept-Ranges) as one kept block, with
+    /// the length it says.
+    pub whole: Option<(u64, Arc<FieldBlock>)>,
 }
 
 /// Content types worth compressing (when no sidecar exists).
@@ -120,7 +125,25 @@ impl Described {
             compressible: compressible_type(&content_type),
             content_type,
             validators,
+            whole: None,
         }
+    }
+
+    /// As [`Described::of`], with the fields of the whole answer kept as a block
+    /// ([`Described::whole`]).
+    pub fn held(st: &rustix::fs::Stat, name: &str) -> Described {
+        let mut d = Described::of(st, name);
+        let len = st.st_size.max(0) as u64;
+        let len_text = len.to_string();
+        let block = FieldBlock::new(&[
+            (Name::ContentType, &d.content_type),
+            (Name::ContentLength, &len_text),
+            (Name::LastModified, &d.last_modified),
+            (Name::ETag, &d.validators.etag),
+            (Name::AcceptRanges, "bytes"),
+        ]);
+        d.whole = Some((len, Arc::new(block)));
+        d
     }
 }
 
@@ -456,7 +479,7 @@ impl FileCache {
                     wd,
                     st: a,
                     bytes: bytes.into(),
-                    described: Arc::new(Described::of(&a, name)),
+                    described: Arc::new(Described::held(&a, name)),
                 })
             }
             _ => {

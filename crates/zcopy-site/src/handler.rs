@@ -1404,9 +1404,22 @@ fn serve_file(
         }
         RangePlan::Full | RangePlan::Partial(_) => {
             let mut h = Head::start(out, 200);
-            h.field(Name::ContentType, ctype);
-            h.field_u64(Name::ContentLength, len);
-            common(&mut h);
+            match &described.whole {
+                // A held file's fields, kept as one block: the same fields in the
+                // same order, checked once.
+                Some((whole_len, block)) if *whole_len == len && coding.is_none() => {
+                    h.block(block);
+                    if !cache_control.is_empty() {
+                        h.field(Name::CacheControl, cache_control);
+                    }
+                    reply.finish_fields(&mut h);
+                }
+                _ => {
+                    h.field(Name::ContentType, ctype);
+                    h.field_u64(Name::ContentLength, len);
+                    common(&mut h);
+                }
+            }
             h.finish();
             (
                 200,
