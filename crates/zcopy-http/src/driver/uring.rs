@@ -81,16 +81,21 @@ use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
-/// The ring's sizes: 1024 submissions a turn, up to 512 receive buffers of 4 KiB
+/// The ring's sizes: 1024 submissions a turn, up to 1024 receive buffers of 2 KiB
 /// (64 handed to the kernel at first, more when all are held; once the ring holds
 /// 64 free ones again, recycled buffers are taken out of it and their pages given
 /// back at the next sweep: after a burst a worker's receive buffers cost about
-/// 64 buffers' worth, not what its busiest moment used).
+/// 64 buffers' worth, not what its busiest moment used). The ring reuses the
+/// buffers it holds in turn, so all 64 stay resident: 2 KiB ones (a request head is
+/// mostly a few hundred bytes; a longer one, or a body, comes in more chunks) cost
+/// 128 KiB a worker where 4 KiB ones cost 256.
 const RING: RingSize = RingSize {
     entries: 1024,
-    recv_bufs: 512,
-    recv_buf_len: 4096,
+    recv_bufs: 1024,
+    recv_buf_len: 2048,
 };
+/// Room for completions a worker's list keeps between sweeps.
+const COMPLETIONS_KEPT: usize = 256;
 /// Token of the shutdown waker's poll.
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
@@ -200,8 +205,9 @@ struct Connection {
     /// The engine state of a request body being spliced (socket → pipe → file);
     /// while set, the multishot receive stays off.
     upload: Option<Box<zcopy::Transfer>>,
-    /// The socket's receive low-water mark: raised while a body is spliced.
-    low: LowWater,
+    /// The socket's receive low-water mark: raised while a body is spliced (none
+    /// until the first such body: 24 bytes fewer per connection).
+    low: Option<Box<LowWater>>,
     /// A poll for more of the body is in flight (token | [`BODY_POLL`]).
     body_poll: bool,
     /// The multishot receive was cancelled to splice a body (not yet over).
@@ -210,21 +216,23 @@ struct Connection {
 
 /// A connection's received chunks not yet taken, in arrival order. The first is
 /// held in place (a connection rarely has more than one waiting); the rest queue
-/// behind it in a deque that is freed when it empties. A plain `VecDeque` kept its
+/// behind it in a (boxed) deque that is freed when it empties. A plain `VecDeque` kept its
 /// allocation from the first request on: 96 bytes per keep-alive connection, made
 /// in the middle of a burst, pinning the pages around it after the burst's buffers
 /// were freed.
 #[derive(Debug)]
 struct Chunks<T> {
     first: Option<T>,
-    rest: VecDeque<T>,
+    /// Boxed: 8 bytes in every connection instead of a deque's 32.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<T>>>,
 }
 
 impl<T> Default for Chunks<T> {
     fn default() -> Self {
         Chunks {
             first: None,
-            rest: VecDeque::new(),
+            rest: None,
         }
     }
 }
@@ -234,7 +242,7 @@ impl<T> Chunks<T> {
         if self.first.is_none() {
             self.first = Some(c);
         } else {
-            self.rest.push_back(c);
+            self.rest.get_or_insert_default().push_back(c);
         }
     }
 
@@ -244,15 +252,17 @@ impl<T> Chunks<T> {
 
     fn pop_front(&mut self) -> Option<T> {
         let c = self.first.take();
-        self.first = self.rest.pop_front();
-        if self.rest.is_empty() && self.rest.capacity() > 0 {
-            self.rest = VecDeque::new();
+        if let Some(rest) = &mut self.rest {
+            self.first = rest.pop_front();
+            if rest.is_empty() {
+                self.rest = None;
+            }
         }
         c
     }
 
     fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
     }
 
     fn is_empty(&self) -> bool {
@@ -260,17 +270,21 @@ impl<T> Chunks<T> {
     }
 
     fn iter(&self) -> impl Iterator<Item = &T> {
-        self.first.iter().chain(&self.rest)
+        self.first
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
     fn drain(&mut self) -> impl Iterator<Item = T> + use<T> {
-        let rest = std::mem::take(&mut self.rest);
+        let rest = self.rest.take().map(|r| *r).unwrap_or_default();
         self.first.take().into_iter().chain(rest)
     }
 
     /// Bytes of heap the queue holds (none while at most one chunk waits).
     fn heap_bytes(&self) -> usize {
-        self.rest.capacity() * std::mem::size_of::<T>()
+        self.rest.as_ref().map_or(0, |r| {
+            std::mem::size_of::<VecDeque<T>>() + r.capacity() * std::mem::size_of::<T>()
+        })
     }
 }
 
@@ -542,7 +556,9 @@ impl Connection {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, false),
                 Intent::Publish => {
                     self.upload = None;
-                    self.low.reset(&*self.stream);
+                    if let Some(low) = &mut self.low {
+                        low.reset(&*self.stream);
+                    }
                     super::start_publish(&mut self.core, &mut env, site, idx)
                 }
                 // A request body is received by copy here: the chunks the ring
@@ -588,7 +604,7 @@ impl Connection {
                     if self.core.body_file().is_none() {
                         continue;
                     }
-                    self.low.expect(&*self.stream, len);
+                    self.low.get_or_insert_default().expect(&*self.stream, len);
                     let want = len.min(budget as u64) as usize;
                     let (step, n) = super::splice_body_step(
                         &mut self.core,
@@ -649,7 +665,9 @@ impl Connection {
                     }
                     if self.recv.is_none() {
                         // The mark a spliced body raised must not hold back a head.
-                        self.low.reset(&*self.stream);
+                        if let Some(low) = &mut self.low {
+                            low.reset(&*self.stream);
+                        }
                         self.upload = None;
                         self.recv = Some(ring.recv_multi(token, &self.stream));
                         self.inflight += 1;
@@ -1468,6 +1486,11 @@ impl Worker {
             self.run_queue(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
+                if done.capacity() > COMPLETIONS_KEPT {
+                    // A burst's list goes (64 bytes a completion: 3,000 clients
+                    // at once left 190 KiB a worker); the next burst grows it again.
+                    done = Vec::new();
+                }
             }
             let (bufs, peak) = ring.buf_bytes();
             self.sh.common.stats.ring_buffers(bufs, peak);
@@ -1856,7 +1879,7 @@ impl Worker {
             h2: None,
             again: false,
             upload: None,
-            low: LowWater::default(),
+            low: None,
             body_poll: false,
             recv_cancelled: false,
         }));
