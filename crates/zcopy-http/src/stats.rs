@@ -44,7 +44,8 @@ const RING_BUFS_PEAK: usize = RING_BUFS + 1;
 const RING_RECV_BUFS: usize = RING_BUFS_PEAK + 1;
 const RING_SPARE_BUFS: usize = RING_RECV_BUFS + 1;
 const RING_FILE_SENDS: usize = RING_SPARE_BUFS + 1;
-const DURATION: usize = RING_FILE_SENDS + 1; // BUCKETS + 1 (+Inf)
+const CONN_BUFS: usize = RING_FILE_SENDS + 1;
+const DURATION: usize = CONN_BUFS + 1; // BUCKETS + 1 (+Inf)
 const DURATION_SUM_NS: usize = DURATION + BUCKETS.len() + 1;
 const LEN: usize = DURATION_SUM_NS + 1;
 
@@ -164,6 +165,12 @@ impl WorkerStats {
         self.c[RING_RECV_BUFS].store(recv as u64, Ordering::Relaxed);
         self.c[RING_SPARE_BUFS].store(spare as u64, Ordering::Relaxed);
         self.c[RING_FILE_SENDS].store(file_sends as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of buffer the worker's connections hold between operations (read
+    /// buffers, head buffers, queues of received chunks), as of the last second.
+    pub fn connection_buffers(&self, bytes: usize) {
+        self.c[CONN_BUFS].store(bytes as u64, Ordering::Relaxed);
     }
 
     /// A connection was closed to make room for a new one.
@@ -456,6 +463,12 @@ impl ServerStats {
                 "gauge",
                 "File-body send operations of the io_uring driver: sending, or kept between bodies for their pipe, summed over workers (0 on epoll).",
                 RING_FILE_SENDS,
+            ),
+            (
+                "connection_buffer_bytes",
+                "gauge",
+                "Bytes of read and head buffers (and queued received chunks' bookkeeping) the connections hold, summed over workers (as of the last second).",
+                CONN_BUFS,
             ),
             (
                 "connections_shed_total",

@@ -17,7 +17,8 @@
 //!
 //! Memory: an idle keep-alive connection holds no buffer. The read buffer and the
 //! response-head buffer come from the worker's [`Buffers`] when bytes are due and go
-//! back as soon as they are empty.
+//! back as soon as they are empty; a small pipelined leftover moves to a buffer of
+//! its own size while the response before it is sent.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -47,6 +48,9 @@ pub const QUEUE_CHECK: Duration = Duration::from_millis(20);
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Buffers larger than this are freed instead of pooled.
 const POOLED_MAX: usize = 64 * 1024;
+/// Bytes of a pipelined next request, at most, moved out of the read buffer when a
+/// response starts ([`Conn::keep_leftover`]).
+const LEFTOVER_MAX: usize = 1024;
 
 /// Bodies held in memory up to this size leave with the head in one write.
 pub const INLINE_MAX: u64 = 16 * 1024;
@@ -920,19 +924,41 @@ impl Conn {
         }
     }
 
-    /// Lends the read buffer back when it holds nothing unparsed.
+    /// Lends the read buffer back when it holds nothing unparsed (one smaller than a
+    /// pooled read buffer, a leftover's, is freed).
     fn release_rbuf(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.rpos == self.rend && self.rbuf.capacity() > 0 {
-            env.bufs.give_filled(std::mem::take(&mut self.rbuf));
+            let b = std::mem::take(&mut self.rbuf);
+            if b.capacity() >= RBUF_INITIAL {
+                env.bufs.give_filled(b);
+            }
             self.rpos = 0;
             self.rend = 0;
         }
     }
 
+    /// A response starts while bytes of the next request (pipelined) wait in the
+    /// read buffer: a small leftover moves to a buffer of its own size and the
+    /// pooled one goes back at once, so a connection whose response takes a while
+    /// (a slow reader, an io_uring send in flight) holds tens of bytes, not 4 KiB.
+    /// Once moved it stays where it is (later leftovers are not copied again).
+    fn keep_leftover(&mut self, env: &mut Env<'_, impl Observer>) {
+        let left = self.rend - self.rpos;
+        if left > LEFTOVER_MAX || self.rbuf.capacity() < RBUF_INITIAL {
+            return;
+        }
+        let rest = self.rbuf[self.rpos..self.rend].to_vec();
+        env.bufs
+            .give_filled(std::mem::replace(&mut self.rbuf, rest));
+        self.rpos = 0;
+        self.rend = left;
+    }
+
     /// Where the next read goes (after [`Intent::Read`]); taken from the pool when the
     /// connection held no buffer.
     pub fn read_buf(&mut self, env: &mut Env<'_, impl Observer>) -> &mut [u8] {
-        if self.rbuf.capacity() == 0 {
+        if self.rbuf.len() < RBUF_INITIAL {
+            // None, or a leftover's (grown: reads are never that small).
             self.ensure_rbuf(env, RBUF_INITIAL);
         }
         if matches!(self.state, State::Receive(_)) && self.rpos == self.rend {
@@ -1032,6 +1058,8 @@ impl Conn {
         };
         if self.rpos == self.rend {
             self.release_rbuf(env);
+        } else {
+            self.keep_leftover(env);
         }
         let pace = env.config.limit_rate.map(|rate| Pace::new(rate, env.now));
         let record = match env.bufs.responds.pop() {

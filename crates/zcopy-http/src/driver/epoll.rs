@@ -1226,11 +1226,12 @@ impl Worker {
     fn sweep(&mut self) {
         let now = self.sh.common.now;
         let mut next = now + TICK;
-        let idle = self
-            .slots
-            .iter()
-            .filter(|s| s.conn.as_ref().is_some_and(|c| c.is_idle()))
-            .count();
+        let (mut idle, mut held) = (0, 0);
+        for c in self.slots.iter().filter_map(|s| s.conn.as_ref()) {
+            idle += usize::from(c.is_idle());
+            held += c.core.buffered();
+        }
+        self.sh.common.stats.connection_buffers(held);
         self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.slots.len() {
             let Some(conn) = self.slots[idx].conn.as_mut() else {

@@ -81,16 +81,21 @@ use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
-/// The ring's sizes: 1024 submissions a turn, up to 512 receive buffers of 4 KiB
+/// The ring's sizes: 1024 submissions a turn, up to 1024 receive buffers of 2 KiB
 /// (64 handed to the kernel at first, more when all are held; once the ring holds
 /// 64 free ones again, recycled buffers are taken out of it and their pages given
 /// back at the next sweep: after a burst a worker's receive buffers cost about
-/// 64 buffers' worth, not what its busiest moment used).
+/// 64 buffers' worth, not what its busiest moment used). The ring reuses the
+/// buffers it holds in turn, so all 64 stay resident: 2 KiB ones (a request head is
+/// mostly a few hundred bytes; a longer one, or a body, comes in more chunks) cost
+/// 128 KiB a worker where 4 KiB ones cost 256.
 const RING: RingSize = RingSize {
     entries: 1024,
-    recv_bufs: 512,
-    recv_buf_len: 4096,
+    recv_bufs: 1024,
+    recv_buf_len: 2048,
 };
+/// Room for completions a worker's list keeps between sweeps.
+const COMPLETIONS_KEPT: usize = 256;
 /// Token of the shutdown waker's poll.
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
@@ -159,7 +164,7 @@ struct Connection {
     /// The multishot receive, while armed.
     recv: Option<OpId>,
     /// Received chunks not yet copied into the core (chunk, bytes of it used).
-    pending: VecDeque<(RecvBuf, usize)>,
+    pending: Chunks<(RecvBuf, usize)>,
     /// The peer closed its side.
     eof: bool,
     /// Receiving failed.
@@ -200,12 +205,87 @@ struct Connection {
     /// The engine state of a request body being spliced (socket → pipe → file);
     /// while set, the multishot receive stays off.
     upload: Option<Box<zcopy::Transfer>>,
-    /// The socket's receive low-water mark: raised while a body is spliced.
-    low: LowWater,
+    /// The socket's receive low-water mark: raised while a body is spliced (none
+    /// until the first such body: 24 bytes fewer per connection).
+    low: Option<Box<LowWater>>,
     /// A poll for more of the body is in flight (token | [`BODY_POLL`]).
     body_poll: bool,
     /// The multishot receive was cancelled to splice a body (not yet over).
     recv_cancelled: bool,
+}
+
+/// A connection's received chunks not yet taken, in arrival order. The first is
+/// held in place (a connection rarely has more than one waiting); the rest queue
+/// behind it in a (boxed) deque that is freed when it empties. A plain `VecDeque` kept its
+/// allocation from the first request on: 96 bytes per keep-alive connection, made
+/// in the middle of a burst, pinning the pages around it after the burst's buffers
+/// were freed.
+#[derive(Debug)]
+struct Chunks<T> {
+    first: Option<T>,
+    /// Boxed: 8 bytes in every connection instead of a deque's 32.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<VecDeque<T>>>,
+}
+
+impl<T> Default for Chunks<T> {
+    fn default() -> Self {
+        Chunks {
+            first: None,
+            rest: None,
+        }
+    }
+}
+
+impl<T> Chunks<T> {
+    fn push_back(&mut self, c: T) {
+        if self.first.is_none() {
+            self.first = Some(c);
+        } else {
+            self.rest.get_or_insert_default().push_back(c);
+        }
+    }
+
+    fn front_mut(&mut self) -> Option<&mut T> {
+        self.first.as_mut()
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let c = self.first.take();
+        if let Some(rest) = &mut self.rest {
+            self.first = rest.pop_front();
+            if rest.is_empty() {
+                self.rest = None;
+            }
+        }
+        c
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |r| r.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.first
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = T> + use<T> {
+        let rest = self.rest.take().map(|r| *r).unwrap_or_default();
+        self.first.take().into_iter().chain(rest)
+    }
+
+    /// Bytes of heap the queue holds (none while at most one chunk waits).
+    fn heap_bytes(&self) -> usize {
+        self.rest.as_ref().map_or(0, |r| {
+            std::mem::size_of::<VecDeque<T>>() + r.capacity() * std::mem::size_of::<T>()
+        })
+    }
 }
 
 /// The socket side of an HTTP/2 connection on the ring ([`h2::Io`]): reads take
@@ -476,7 +556,9 @@ impl Connection {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, false),
                 Intent::Publish => {
                     self.upload = None;
-                    self.low.reset(&*self.stream);
+                    if let Some(low) = &mut self.low {
+                        low.reset(&*self.stream);
+                    }
                     super::start_publish(&mut self.core, &mut env, site, idx)
                 }
                 // A request body is received by copy here: the chunks the ring
@@ -522,7 +604,7 @@ impl Connection {
                     if self.core.body_file().is_none() {
                         continue;
                     }
-                    self.low.expect(&*self.stream, len);
+                    self.low.get_or_insert_default().expect(&*self.stream, len);
                     let want = len.min(budget as u64) as usize;
                     let (step, n) = super::splice_body_step(
                         &mut self.core,
@@ -583,7 +665,9 @@ impl Connection {
                     }
                     if self.recv.is_none() {
                         // The mark a spliced body raised must not hold back a head.
-                        self.low.reset(&*self.stream);
+                        if let Some(low) = &mut self.low {
+                            low.reset(&*self.stream);
+                        }
                         self.upload = None;
                         self.recv = Some(ring.recv_multi(token, &self.stream));
                         self.inflight += 1;
@@ -1058,7 +1142,7 @@ impl Connection {
         if let (Some(t), Some(tw)) = (self.tls.as_mut(), tw) {
             t.closed(tw);
         }
-        for (buf, _) in self.pending.drain(..) {
+        for (buf, _) in self.pending.drain() {
             ring.recycle(buf);
         }
         if self.out.capacity() > 0 {
@@ -1402,6 +1486,11 @@ impl Worker {
             self.run_queue(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
+                if done.capacity() > COMPLETIONS_KEPT {
+                    // A burst's list goes (64 bytes a completion: 3,000 clients
+                    // at once left 190 KiB a worker); the next burst grows it again.
+                    done = Vec::new();
+                }
             }
             let (bufs, peak) = ring.buf_bytes();
             self.sh.common.stats.ring_buffers(bufs, peak);
@@ -1770,7 +1859,7 @@ impl Worker {
             core,
             inflight: 0,
             recv: None,
-            pending: VecDeque::new(),
+            pending: Chunks::default(),
             eof: false,
             recv_failed: false,
             sending: None,
@@ -1790,7 +1879,7 @@ impl Worker {
             h2: None,
             again: false,
             upload: None,
-            low: LowWater::default(),
+            low: None,
             body_poll: false,
             recv_cancelled: false,
         }));
@@ -1912,12 +2001,12 @@ impl Worker {
             self.release_at = now + TICK;
         }
         let mut next = now + TICK;
-        let idle = self
-            .conns
-            .iter()
-            .flatten()
-            .filter(|c| !c.closing && c.is_idle())
-            .count();
+        let (mut idle, mut held) = (0, 0);
+        for c in self.conns.iter().flatten().filter(|c| !c.closing) {
+            idle += usize::from(c.is_idle());
+            held += c.core.buffered() + c.pending.heap_bytes() + c.out.capacity();
+        }
+        self.sh.common.stats.connection_buffers(held);
         self.sh.common.sweep(self.books.count, idle);
         for idx in 0..self.conns.len() {
             let Some(conn) = self.conns[idx].as_mut() else {

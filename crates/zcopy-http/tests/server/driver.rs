@@ -9,24 +9,32 @@ use crate::util::{
     Fixture, TestServer, assert_pattern, get, io_driver, read_response, stat, write_pattern,
 };
 
-/// A server of one io_uring worker on `fx`, with its metrics; `None` (after saying
-/// "skipped") where io_uring is refused here.
-fn one_uring_worker(
+/// A server of one worker of driver `io` on `fx`, with its metrics.
+fn one_worker(
     fx: &Fixture,
-) -> Option<(TestServer, std::sync::Arc<zcopy_http::stats::ServerStats>)> {
+    io: IoDriver,
+) -> (TestServer, std::sync::Arc<zcopy_http::stats::ServerStats>) {
     use zcopy_http::config::Config;
     use zcopy_http::server::Server;
     let server = Server::bind(Config {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
-        io: IoDriver::Uring,
+        io,
         ..Config::default()
     })
     .unwrap();
     let addr = server.local_addrs()[0];
     let stats = server.stats();
-    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    (TestServer::adopt(addr, server.spawn().unwrap()), stats)
+}
+
+/// A server of one io_uring worker on `fx`, with its metrics; `None` (after saying
+/// "skipped") where io_uring is refused here.
+fn one_uring_worker(
+    fx: &Fixture,
+) -> Option<(TestServer, std::sync::Arc<zcopy_http::stats::ServerStats>)> {
+    let (srv, stats) = one_worker(fx, IoDriver::Uring);
     if srv.io_driver() != IoDriver::Uring {
         println!("skipped: io_uring refused here");
         return None;
@@ -320,4 +328,101 @@ fn uring_keeps_no_send_operation_after_a_by_copy_body() {
     let kept = gauge();
     assert_eq!(kept, 0, "{kept} send operations kept by idle connections");
     drop(socks);
+}
+
+/// Issue 18: a connection whose client pipelined its next request kept the whole
+/// 4 KiB read buffer (holding those few bytes) while the response before it was
+/// sent: for as long as a slow reader takes, and on io_uring for every response
+/// of a burst at once. Now the leftover moves to a buffer of its own size. Both
+/// drivers (the suite's `ZCOPY_IO`).
+#[test]
+fn a_pipelined_request_does_not_keep_a_read_buffer_while_a_large_response_waits() {
+    use socket2::{Domain, Socket, Type};
+    let fx = Fixture::new();
+    let big = 4u64 << 20;
+    write_pattern(&fx.root().join("big.bin"), big);
+    write_pattern(&fx.root().join("small.bin"), 100);
+    let (srv, stats) = one_worker(&fx, io_driver());
+    let gauge = || stat(&stats, "zcopy_connection_buffer_bytes");
+    // Clients with a small receive buffer ask for the large file and, pipelined,
+    // a small one, and read nothing yet: each first response stalls.
+    let conns = 32;
+    let mut socks = Vec::new();
+    for _ in 0..conns {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        s.connect(&srv.addr.into()).unwrap();
+        let mut s: std::net::TcpStream = s.into();
+        s.write_all(
+            b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /small.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .unwrap();
+        socks.push(s);
+    }
+    // The gauge is set once a second.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let held = gauge();
+    // Before: at least a 4 KiB read buffer per stalled connection.
+    let bound = conns as u64 * 1024;
+    assert!(
+        held < bound,
+        "{conns} connections with a response stalled hold {held} bytes of buffer (bound {bound})"
+    );
+    for (c, s) in socks.iter_mut().enumerate() {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let r = read_response(s, false).expect("a response");
+        assert_eq!(
+            (r.status, r.body.len() as u64),
+            (200, big),
+            "connection {c}"
+        );
+        assert_pattern(&r.body, 0, &format!("connection {c} big.bin"));
+        let r = read_response(s, false).expect("a response");
+        assert_eq!((r.status, r.body.len()), (200, 100), "connection {c}");
+        assert_pattern(&r.body, 0, &format!("connection {c} small.bin"));
+    }
+}
+
+/// Issue 18: each io_uring connection kept the queue its received chunks wait in
+/// (96 bytes, allocated at its first request, in the middle of a burst's buffers)
+/// for as long as it lived. Now the first chunk waits in place and a longer queue
+/// is freed when it empties: idle keep-alive connections hold no buffer at all.
+#[test]
+fn uring_idle_connections_hold_no_buffer() {
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("a.bin"), 1024);
+    let Some((srv, stats)) = one_uring_worker(&fx) else {
+        return;
+    };
+    let gauge = || stat(&stats, "zcopy_connection_buffer_bytes");
+    let mut socks: Vec<std::net::TcpStream> = (0..40).map(|_| srv.connect()).collect();
+    for round in 0..2 {
+        // One request each, then two pipelined (two chunks may wait at once).
+        let req: &[u8] = if round == 0 {
+            b"GET /a.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+        } else {
+            b"GET /a.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /a.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+        };
+        for s in &mut socks {
+            s.write_all(req).unwrap();
+        }
+        for (c, s) in socks.iter_mut().enumerate() {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            for k in 0..=round {
+                let r = read_response(s, false).expect("a response");
+                assert_eq!(r.status, 200, "round {round} connection {c} response {k}");
+                assert_eq!(r.body.len(), 1024);
+                assert_pattern(&r.body, 0, "a.bin");
+            }
+        }
+        // Idle now; the gauge is set once a second.
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let held = gauge();
+        assert_eq!(
+            held, 0,
+            "round {round}: 40 idle connections hold {held} bytes"
+        );
+    }
 }

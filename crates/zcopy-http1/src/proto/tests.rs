@@ -172,6 +172,50 @@ fn pipelined_requests_are_offered_one_at_a_time_in_order() {
     assert_eq!(h.next(&mut c), Intent::Read);
 }
 
+/// Issue 18: a pipelined next request kept the whole 4 KiB read buffer while the
+/// response before it was sent (on io_uring, or to a slow reader, for as long as
+/// that takes). Its few bytes now move to a buffer of their own size and the read
+/// buffer goes back to the pool as the response starts; the next request is still
+/// answered in order, and a split one still reads on.
+#[test]
+fn a_pipelined_leftover_does_not_keep_the_read_buffer_while_a_response_is_sent() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    let second = b"HEAD /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HT";
+    let mut first = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    first.extend_from_slice(second);
+    h.feed(&mut c, &first);
+    assert!(c.buffered() >= RBUF_INITIAL);
+    h.answer(&mut c, text("x"));
+    // The response is due (not written yet): the pool has its buffer back.
+    assert!(matches!(h.next(&mut c), Intent::Write { .. }));
+    let held = c.buffered();
+    assert!(
+        held < RBUF_INITIAL,
+        "{held} bytes of buffer held for a {}-byte leftover",
+        second.len()
+    );
+    assert_eq!(h.bufs.spare(), 1, "the read buffer went back to the pool");
+    h.written(&mut c);
+    let mut asked = Vec::new();
+    h.answer(&mut c, |req, close, out| {
+        asked.push(req.target.to_string());
+        text("y")(req, close, out)
+    });
+    h.written(&mut c);
+    // The split third head: more bytes are read after it, then it is answered.
+    h.answer(&mut c, never);
+    h.feed(&mut c, b"TP/1.1\r\nHost: x\r\n\r\n");
+    h.answer(&mut c, |req, close, out| {
+        asked.push(req.target.to_string());
+        text("z")(req, close, out)
+    });
+    assert!(h.written(&mut c).ends_with(b"z"));
+    assert_eq!(asked, ["/b", "/c"]);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    assert_eq!(c.buffered(), 0, "an idle connection holds no buffer");
+}
+
 #[test]
 fn a_split_head_is_offered_again_only_after_more_bytes() {
     let mut h = Harness::new();

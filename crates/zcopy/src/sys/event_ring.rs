@@ -353,7 +353,9 @@ impl RecvBufs {
             self.release_parked();
         }
         while self.live < to {
-            let Some(bid) = self.spare.pop() else {
+            // Parked buffers whose pages are still resident (sharing a page with a
+            // buffer in use) serve as they are.
+            let Some(bid) = self.spare.pop().or_else(|| self.parked.pop()) else {
                 break;
             };
             self.push(bid);
@@ -375,14 +377,19 @@ impl RecvBufs {
     }
 
     /// Gives the pages of the parked buffers back to the system
-    /// (`madvise(MADV_DONTNEED)`, runs of neighbours at once); they become
-    /// spare. Returns how many were released.
+    /// (`madvise(MADV_DONTNEED)`, runs of neighbours at once, whole pages only);
+    /// they become spare. Returns how many were released.
     fn release_parked(&mut self) -> usize {
         if self.parked.is_empty() {
             return 0;
         }
         self.parked.sort_unstable();
         let n = self.parked.len();
+        let len = self.len as usize;
+        // Buffers whose pages could not go back yet (a neighbour on the same page
+        // is not parked): they stay parked, tried again next time.
+        let mut kept = Vec::new();
+        let page = rustix::param::page_size();
         let mut i = 0;
         while i < n {
             let first = self.parked[i];
@@ -390,29 +397,45 @@ impl RecvBufs {
             while j < n && self.parked[j] == self.parked[j - 1] + 1 {
                 j += 1;
             }
-            let run = j - i;
-            let at = first as usize * self.len as usize;
-            // SAFETY: the range lies inside `mem` (bids < count). A parked buffer is
-            // neither in the ring (the kernel took it before completing into it, and
-            // it was not pushed back since) nor held by the caller (its RecvBuf was
-            // consumed by recycle), so nothing reads or writes it: dropping its pages
-            // (the mapping stays; they read as zeros if touched again) loses nothing.
-            let _ = unsafe {
-                rustix::mm::madvise(
-                    self.mem.add(at).cast(),
-                    run * self.len as usize,
-                    rustix::mm::Advice::LinuxDontNeed,
-                )
-            };
+            // Only whole pages of the run: buffers smaller than a page share pages,
+            // and a neighbour outside the run may be in the ring or held.
+            let start = first as usize * len;
+            let end = start + (j - i) * len;
+            let (from, to) = (start.next_multiple_of(page), end / page * page);
+            if to > from {
+                // SAFETY: the range lies inside `mem` (bids < count) and inside this
+                // run of parked buffers. A parked buffer is neither in the ring (the
+                // kernel took it before completing into it, and it was not pushed
+                // back since) nor held by the caller (its RecvBuf was consumed by
+                // recycle), so nothing reads or writes it: dropping its pages (the
+                // mapping stays; they read as zeros if touched again) loses nothing.
+                let _ = unsafe {
+                    rustix::mm::madvise(
+                        self.mem.add(from).cast(),
+                        to - from,
+                        rustix::mm::Advice::LinuxDontNeed,
+                    )
+                };
+            }
+            for &bid in &self.parked[i..j] {
+                let at = bid as usize * len;
+                if at < from || at + len > to {
+                    kept.push(bid);
+                } else if std::mem::take(&mut self.touched[bid as usize]) {
+                    self.touched_count -= 1;
+                }
+            }
             i = j;
         }
-        for &bid in &self.parked {
-            if std::mem::take(&mut self.touched[bid as usize]) {
-                self.touched_count -= 1;
-            }
-        }
-        self.spare.extend(self.parked.drain(..).rev());
-        n
+        let released = n - kept.len();
+        self.spare.extend(
+            self.parked
+                .drain(..)
+                .rev()
+                .filter(|b| kept.binary_search(b).is_err()),
+        );
+        self.parked = kept;
+        released
     }
 
     /// A receive completed into buffer `bid`: out until recycled, and resident.
@@ -1558,6 +1581,53 @@ mod tests {
         for b in again {
             ring.recycle(b);
         }
+        ring.cancel_fd(2, &sock);
+        let _ = reap(&mut ring, 1);
+    }
+
+    /// Buffers smaller than a page share pages: giving back a parked buffer's
+    /// pages must not take a neighbour's bytes with them. With 2 KiB buffers, a
+    /// run of parked buffers ending mid-page had `madvise` round its length up to
+    /// the page and zero the held chunk beside it (in the server: a request read
+    /// as 33 NUL bytes, answered 400).
+    #[test]
+    fn giving_back_sub_page_buffers_keeps_a_held_neighbours_bytes() {
+        if let Err(why) = probe() {
+            eprintln!("skipped: no io_uring event loop here: {why}");
+            return;
+        }
+        let mut ring = EventRing::new(RingSize {
+            entries: 64,
+            recv_bufs: 512,
+            recv_buf_len: 2048,
+        })
+        .expect("ring");
+        let (sock, mut peer) = UnixStream::pair().unwrap();
+        let sock = Rc::new(sock);
+        let held = hold_chunks(&mut ring, &sock, &mut peer, 150, 7);
+        assert!(held.len() >= 300, "{} chunks held", held.len());
+        // Runs of three parked buffers, each beside a held one: a run's last
+        // buffer shares its page with the held one.
+        let (keep, back): (Vec<_>, Vec<_>) = held.into_iter().partition(|b| b.bid % 4 == 3);
+        assert!(keep.len() >= 50 && back.len() >= 150);
+        for b in back {
+            ring.recycle(b);
+        }
+        ring.release_recv_bufs();
+        for b in &keep {
+            assert!(
+                ring.recv_data(b).iter().all(|&x| x == 7),
+                "a held chunk lost its bytes when its neighbour's pages were given back"
+            );
+        }
+        for b in keep {
+            ring.recycle(b);
+        }
+        // Whole pages of parked buffers do go back (those parked before with them).
+        let released = ring.release_recv_bufs();
+        assert!(released >= 100, "{released} buffers released");
+        let left = ring.recv_buf_bytes();
+        assert!(left <= 128 * 2048, "{left} bytes of receive buffers left");
         ring.cancel_fd(2, &sock);
         let _ = reap(&mut ring, 1);
     }
