@@ -19,7 +19,10 @@
 //! scratch pipes lent to responses the socket did not take whole; past that it
 //! declines. So its file descriptors are `2 * (TEMPLATES + LENT_MAX + 1)` at most,
 //! and the pages it keeps past the snapshot store's eviction `TEMPLATES *
-//! LEND_MAX`. `ZCOPY_DISABLE=tee` turns it off (`tee@N`: off once it moved N bytes).
+//! LEND_MAX`. Each pipe is sized for its response (a 64 KiB body: 32 pages); one the
+//! kernel won't size (past `fs.pipe-user-pages-soft` for a user without
+//! `CAP_SYS_RESOURCE`) is declined. `ZCOPY_DISABLE=tee` turns it off (`tee@N`: off
+//! once it moved N bytes).
 
 use std::fs::File;
 use std::io;
@@ -54,7 +57,12 @@ struct Template {
     offset: u64,
     len: u64,
     head: Box<[u8]>,
+    /// Buffers its pipe holds (a scratch pipe for it needs as many).
+    slots: usize,
 }
+
+/// A pipe (read end, write end) and how many buffers it holds.
+type Pipe = (OwnedFd, OwnedFd, usize);
 
 impl Template {
     fn same(&self, head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> bool {
@@ -77,15 +85,15 @@ fn slots(head: usize, offset: u64, len: u64) -> usize {
 }
 
 /// A pipe whose capacity holds `slots` buffers (`F_SETPIPE_SZ` rounds up to a power
-/// of two pages).
-fn pipe_for(slots: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+/// of two pages). Fails past the user's pipe pages (`pipe-user-pages-soft`).
+fn pipe_for(slots: usize) -> io::Result<Pipe> {
     let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let want = slots.next_power_of_two() * page_size();
     let got = rustix::pipe::fcntl_setpipe_size(&w, want)?;
     if got < want {
         return Err(io::Error::other("pipe too small"));
     }
-    Ok((r, w))
+    Ok((r, w, got / page_size()))
 }
 
 /// A scratch pipe holding the rest of a response the socket did not take whole:
@@ -93,8 +101,8 @@ fn pipe_for(slots: usize) -> io::Result<(OwnedFd, OwnedFd)> {
 /// back with [`Lender::give_back`] (or drop it).
 #[derive(Debug)]
 pub struct Lent {
-    /// The scratch pipe (read end, write end); taken by [`Lender::give_back`].
-    pipe: Option<(OwnedFd, OwnedFd)>,
+    /// The scratch pipe; taken by [`Lender::give_back`].
+    pipe: Option<Pipe>,
     left: usize,
     count: Arc<AtomicUsize>,
 }
@@ -108,7 +116,7 @@ impl Lent {
     /// Splices at most `max` of the bytes left to `sock`; `Err(WouldBlock)` when
     /// the socket takes none now.
     pub fn send(&mut self, sock: BorrowedFd<'_>, max: usize) -> io::Result<usize> {
-        let Some((read, _)) = &self.pipe else {
+        let Some((read, ..)) = &self.pipe else {
             return Ok(0);
         };
         let n = splice_out(read.as_fd(), sock, self.left.min(max))?;
@@ -147,8 +155,8 @@ pub struct Lender {
     /// Files refused (not sealed memfds), so they are asked once, not per response;
     /// held so their address is not reused by another file meanwhile.
     refused: Vec<Arc<File>>,
-    /// An empty scratch pipe of capacity for any template.
-    spare: Option<(OwnedFd, OwnedFd)>,
+    /// An empty scratch pipe (as large as the largest template it served).
+    spare: Option<Pipe>,
     lent: Arc<AtomicUsize>,
     /// Bytes moved so far, and the forced limit (`ZCOPY_DISABLE=tee@N`).
     moved: u64,
@@ -207,17 +215,17 @@ impl Lender {
         let Some(i) = self.template(head, file, offset, len) else {
             return Ok(Lend::Declined);
         };
-        let (r, w) = match self.spare.take() {
-            Some(p) => p,
-            None => match pipe_for(slots(HEAD_MAX, page_size() as u64 - 1, LEND_MAX)) {
+        let t = &self.templates[i];
+        let (r, w, cap) = match self.spare.take() {
+            Some(p) if p.2 >= t.slots => p,
+            _ => match pipe_for(t.slots) {
                 Ok(p) => p,
                 Err(_) => return Ok(Lend::Declined),
             },
         };
-        let t = &self.templates[i];
         let total = t.total();
-        // The scratch pipe is empty and as large as any template: tee takes all, or
-        // the pipe is dropped with what it took and nothing was sent.
+        // The scratch pipe is empty and holds as many buffers as the template: tee
+        // takes all, or the pipe is dropped with what it took and nothing was sent.
         let teed = loop {
             match rustix::pipe::tee(&t.read, &w, total, SpliceFlags::NONBLOCK) {
                 Err(Errno::INTR) => continue,
@@ -235,12 +243,12 @@ impl Lender {
         };
         self.moved += sent as u64;
         if sent == total {
-            self.spare = Some((r, w));
+            self.spare = Some((r, w, cap));
             return Ok(Lend::Sent { sent, rest: None });
         }
         self.lent.fetch_add(1, Ordering::Relaxed);
         let rest = Lent {
-            pipe: Some((r, w)),
+            pipe: Some((r, w, cap)),
             left: total - sent,
             count: self.lent.clone(),
         };
@@ -302,7 +310,7 @@ impl Lender {
 
 /// A template of `head` and `len` bytes of the sealed `file` from `offset`.
 fn fill(head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> io::Result<Template> {
-    let (r, w) = pipe_for(slots(head.len(), offset, len))?;
+    let (r, w, cap) = pipe_for(slots(head.len(), offset, len))?;
     let mut at = 0;
     while at < head.len() {
         match rustix::io::write(&w, &head[at..]) {
@@ -329,6 +337,7 @@ fn fill(head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> io::Result<Temp
         offset,
         len,
         head: head.into(),
+        slots: cap,
     })
 }
 
