@@ -131,6 +131,9 @@ if [ -d crates/zcopy-http/tests/server ]; then
     echo "== server suite with $e forced off"
     ZCOPY_DISABLE="$e" cargo test -q -p zcopy-http --test server -- "${epoll_skips[@]}"
   done
+  echo "== lending with tee forced off (hot snapshots by sendfile, not from template pipes), both drivers"
+  ZCOPY_DISABLE=tee cargo test -q -p zcopy-http --test server -- lending::
+  ZCOPY_IO=uring ZCOPY_DISABLE=tee cargo test -q -p zcopy-http --test server -- lending::
   echo "== server suite with inotify forced off (small files revalidated with fstat): files, variants, sidecars, conditionals, lending"
   ZCOPY_DISABLE=inotify cargo test -q -p zcopy-http --test server -- files:: compress:: sidecars:: http_details:: lending::
   echo "== server suite on the io_uring driver"

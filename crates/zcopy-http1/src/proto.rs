@@ -1181,6 +1181,35 @@ impl Conn {
         }
     }
 
+    /// A response whose body is one whole piece of a file that can't change (a sealed
+    /// snapshot or a read-only file: lendable, no lease), sent without pacing, before
+    /// any of its body left: the head bytes still to write (all of the head, or none
+    /// once it is written), the file and the piece's range. A driver may send head
+    /// and body together its own way, reporting the head's bytes with
+    /// [`Conn::on_written`] and the body's with [`Conn::on_file_sent`].
+    pub fn lendable_whole(&self) -> Option<(&[u8], &Arc<File>, u64, u64)> {
+        let State::Respond(r) = &self.state else {
+            return None;
+        };
+        let body = r.body.as_ref()?;
+        if !body.lendable
+            || r.lease != Lease::No
+            || r.pace.is_some()
+            || r.piece != 0
+            || r.off != 0
+            || body.pieces.len() != 1
+            || (r.pos != 0 && r.pos != r.out.len())
+        {
+            return None;
+        }
+        match body.pieces[0] {
+            Piece::File { start, len } if len > 0 => {
+                Some((&r.out[r.pos..], &body.file, start, len))
+            }
+            _ => None,
+        }
+    }
+
     /// `n` bytes of [`Conn::write_buf`] were written.
     pub fn on_written(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
         let now = env.now;

@@ -87,6 +87,7 @@ pub mod gather;
 #[doc(hidden)]
 pub mod ktls;
 pub mod lease;
+pub mod lend;
 pub mod peer;
 pub mod plan;
 pub mod probe;

@@ -107,6 +107,10 @@ struct Connection {
     token: usize,
     /// Waiting for the fetch thread to bring the next range into the page cache.
     fetching: bool,
+    /// The rest of a response lent from a template ([`zcopy::lend`]) that the
+    /// socket did not take whole, and how many of its bytes are still head bytes:
+    /// the next bytes on the wire, sent before anything else.
+    lent: Option<(zcopy::lend::Lent, usize)>,
     /// TLS between the socket and the core, if any.
     transport: Transport,
     /// Speaking HTTP/2 (h2c by prior knowledge, or ALPN `h2`): the HTTP/1 core
@@ -118,6 +122,78 @@ struct Connection {
 }
 
 impl Connection {
+    /// Head and body of a hot snapshot from a template pipe, in one splice
+    /// ([`zcopy::lend`]). False when declined (nothing sent: the usual way then).
+    fn lend(&mut self, env: &mut Env<'_>, engines: &mut Engines) -> bool {
+        let Some((head, file, offset, len)) = self.core.lendable_whole() else {
+            return false;
+        };
+        let head_len = head.len();
+        if head_len == 0 {
+            return false;
+        }
+        let r = engines
+            .lender()
+            .send(self.stream.as_fd(), head, file, offset, len);
+        match r {
+            Ok(zcopy::lend::Lend::Declined) => false,
+            Ok(zcopy::lend::Lend::Sent { sent, rest }) => {
+                if let Some(rest) = rest {
+                    self.writable = false;
+                    self.lent = Some((rest, head_len - sent.min(head_len)));
+                }
+                self.lent_sent(env, sent, head_len);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                self.core.on_send_failed(env);
+                true
+            }
+        }
+    }
+
+    /// Sends more of [`Connection::lent`].
+    fn send_lent(&mut self, env: &mut Env<'_>, engines: &mut Engines) {
+        let Some((lent, head)) = &mut self.lent else {
+            return;
+        };
+        let head_left = *head;
+        match lent.send(self.stream.as_fd(), usize::MAX) {
+            Ok(n) => {
+                *head -= n.min(head_left);
+                if lent.left() > 0 {
+                    self.writable = false;
+                } else if let Some((lent, _)) = self.lent.take() {
+                    engines.lender().give_back(lent);
+                }
+                self.lent_sent(env, n, head_left);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+            Err(e) => {
+                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                self.lent = None;
+                self.core.on_send_failed(env);
+            }
+        }
+    }
+
+    /// `n` bytes of a lent response left, the first `head_left` of it head bytes:
+    /// told to the core as written head, then sent body.
+    fn lent_sent(&mut self, env: &mut Env<'_>, n: usize, head_left: usize) {
+        let head = n.min(head_left);
+        if head > 0 {
+            self.core.on_written(env, head);
+        }
+        let body = n - head;
+        if body > 0 {
+            env.events
+                .stats
+                .body_by_engine(Some(zcopy::EngineKind::Tee), body as u64, true);
+            self.core.on_file_sent(env, body, true);
+        }
+    }
+
     fn ready(&mut self, readable: bool, writable: bool, read_closed: bool) {
         self.readable |= readable;
         self.read_closed |= read_closed;
@@ -239,6 +315,13 @@ impl Connection {
             {
                 engines.give(t);
             }
+            if self.lent.is_some() {
+                if !self.writable {
+                    return Progress::Wait;
+                }
+                self.send_lent(&mut env, engines);
+                continue;
+            }
             match self.core.next(&mut env) {
                 Intent::Read => {
                     self.low.reset(&self.stream);
@@ -297,6 +380,12 @@ impl Connection {
                     }
                     if !self.writable {
                         return Progress::Wait;
+                    }
+                    if more
+                        && matches!(self.transport, Transport::Plain)
+                        && self.lend(&mut env, engines)
+                    {
+                        continue;
                     }
                     let (bufs, more) = self.core.write_bufs(more);
                     let len = bufs[0].len() + bufs[1].len();
@@ -1148,6 +1237,7 @@ impl Worker {
             route,
             token: idx,
             fetching: false,
+            lent: None,
             transport,
             h2: None,
             sniff: kind == ListenKind::Http && tls.is_none() && self.sh.h2c,

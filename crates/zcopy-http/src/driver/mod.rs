@@ -462,15 +462,26 @@ pub struct Engines {
     /// of the pool allocates nothing.
     #[allow(clippy::vec_box)]
     pools: Vec<(Plan, Vec<Box<PooledTransfer>>)>,
+    /// Templates of hot snapshot responses ([`zcopy::lend`]).
+    lender: zcopy::lend::Lender,
 }
 
 impl Engines {
     /// Transfers for engine preference `pref`; fallbacks are counted in `stats`.
     pub fn new(pref: Preference, stats: Arc<WorkerStats>) -> Engines {
+        let forced = Forced::from_env();
         Engines {
             pref,
             stats,
-            forced: Forced::from_env(),
+            // An engine named with --engine is what the operator asked for: no
+            // template then (unless it is tee).
+            lender: match pref {
+                Preference::Prefer(k) if k != EngineKind::Tee => {
+                    zcopy::lend::Lender::new(&forced.clone().disable(EngineKind::Tee))
+                }
+                _ => zcopy::lend::Lender::new(&forced),
+            },
+            forced,
             plans: Vec::new(),
             pools: Vec::new(),
         }
@@ -522,6 +533,11 @@ impl Engines {
     pub fn plan(&mut self, route: PeerRoute, len: u64, by_reference: bool) -> &Plan {
         let pool = self.pool_of(route, len, by_reference);
         &self.pools[pool].0
+    }
+
+    /// The worker's templates of hot snapshot responses.
+    pub fn lender(&mut self) -> &mut zcopy::lend::Lender {
+        &mut self.lender
     }
 
     /// The engine preference (`--engine`).

@@ -100,6 +100,8 @@ const COMPLETIONS_KEPT: usize = 256;
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
 const POLLIN: u32 = rustix::event::PollFlags::IN.bits() as u32;
+/// `POLLOUT`, as the poll operation takes it.
+const POLLOUT: u32 = rustix::event::PollFlags::OUT.bits() as u32;
 /// Token of a cancel whose completion nobody waits for.
 const IGNORE: u64 = u64::MAX - 1;
 /// Listener tokens count down from here.
@@ -137,6 +139,9 @@ enum Sending {
     HeldSend { prefix: usize, core: usize },
     /// TLS ciphertext (already reported to the core when it was encrypted).
     Cipher { sent: usize },
+    /// The socket is polled for room for the rest of a lent response
+    /// ([`Connection::lent`]).
+    Lent,
     /// A TLS connection's file chunk not in the page cache, being read in the
     /// ring (encrypted when it completes).
     TlsRead,
@@ -183,6 +188,10 @@ struct Connection {
     file_send: Option<Box<FileSend>>,
     /// `file_send` is set up for the body being sent.
     in_body: bool,
+    /// The rest of a response lent from a template ([`zcopy::lend`]) that the
+    /// socket did not take whole, and how many of its bytes are corked head bytes
+    /// (already told to the core): the next bytes on the wire.
+    lent: Option<(zcopy::lend::Lent, usize)>,
     /// Closing: waits for `inflight` to reach 0, then is dropped.
     closing: bool,
     /// Counted among the worker's open connections (until it starts closing).
@@ -540,6 +549,12 @@ impl Connection {
         let mut budget = super::TURN_BUDGET;
         while !self.closing {
             let (mut env, io, site, engines, _) = sh.parts();
+            if self.lent.is_some() {
+                if self.sending.is_some() || self.send_lent(token, ring, &mut env, engines) {
+                    return;
+                }
+                continue;
+            }
             let intent = self.core.next(&mut env);
             let corked = self.sending.is_none() && !self.out.is_empty();
             if let Some(op) = self.recv
@@ -732,6 +747,9 @@ impl Connection {
                         leased,
                         by_reference,
                     };
+                    if self.sending.is_none() && !self.in_body && self.lend(&mut env, io, engines) {
+                        continue;
+                    }
                     if self.send_file(file, None, token, ring, &mut env, io, engines) {
                         return;
                     }
@@ -993,6 +1011,91 @@ impl Connection {
         let buf = std::mem::take(&mut self.out);
         ring.send(token, &self.stream, buf, from, more);
         self.inflight += 1;
+    }
+
+    /// A hot snapshot's body after the corked head, both from a template pipe in one
+    /// splice on this thread ([`zcopy::lend`]; the ring would run a splice on an
+    /// io-wq thread). False when declined (nothing sent: the usual way then). A
+    /// rest the socket did not take is sent by the loop first
+    /// ([`Connection::send_lent`]).
+    fn lend(&mut self, env: &mut Env<'_>, io: &mut BufPool, engines: &mut Engines) -> bool {
+        let Some((head, file, offset, len)) = self.core.lendable_whole() else {
+            return false;
+        };
+        if !head.is_empty() {
+            return false;
+        }
+        let prefix = self.out.len();
+        let r = engines
+            .lender()
+            .send(self.stream.as_fd(), &self.out, file, offset, len);
+        match r {
+            Ok(zcopy::lend::Lend::Declined) => return false,
+            Ok(zcopy::lend::Lend::Sent { sent, rest }) => {
+                self.out.clear();
+                if let Some(rest) = rest {
+                    self.lent = Some((rest, prefix - sent.min(prefix)));
+                }
+                self.lent_sent(env, sent, prefix);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                self.out.clear();
+                self.core.on_send_failed(env);
+            }
+        }
+        self.release_out(io);
+        true
+    }
+
+    /// Sends more of [`Connection::lent`]; true while the socket is polled for room.
+    fn send_lent(
+        &mut self,
+        token: u64,
+        ring: &mut EventRing,
+        env: &mut Env<'_>,
+        engines: &mut Engines,
+    ) -> bool {
+        let Some((lent, corked)) = &mut self.lent else {
+            return false;
+        };
+        let corked_left = *corked;
+        match lent.send(self.stream.as_fd(), usize::MAX) {
+            Ok(n) => {
+                *corked -= n.min(corked_left);
+                let done = lent.left() == 0;
+                if done && let Some((lent, _)) = self.lent.take() {
+                    engines.lender().give_back(lent);
+                }
+                self.lent_sent(env, n, corked_left);
+                if done {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+                self.lent = None;
+                self.core.on_send_failed(env);
+                return false;
+            }
+        }
+        ring.poll(token, &self.stream, POLLOUT);
+        self.inflight += 1;
+        self.sending = Some(Sending::Lent);
+        true
+    }
+
+    /// `n` bytes of a lent response left, the first `corked` of them head bytes
+    /// already told to the core: the others are body bytes sent.
+    fn lent_sent(&mut self, env: &mut Env<'_>, n: usize, corked: usize) {
+        let body = n - n.min(corked);
+        if body > 0 {
+            env.events
+                .stats
+                .body_by_engine(Some(zcopy::EngineKind::Tee), body as u64, true);
+            self.core.on_file_sent(env, body, true);
+        }
     }
 
     /// [`Intent::SendFile`] for either transport (`tls`: the connection's session
@@ -1305,6 +1408,10 @@ impl Connection {
                     }
                     self.out.clear();
                 }
+            }
+            Event::Polled(_) if matches!(self.sending, Some(Sending::Lent)) => {
+                // Room (or an error, which the next splice reports): the loop sends.
+                self.sending = None;
             }
             Event::Spliced { .. } | Event::Polled(_) => {}
             Event::Cancelled(_) | Event::Accepted(_) => {}
@@ -1869,6 +1976,7 @@ impl Worker {
             route,
             file_send: None,
             in_body: false,
+            lent: None,
             closing: false,
             counted: true,
             queued: true,

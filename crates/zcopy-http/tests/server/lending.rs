@@ -373,3 +373,161 @@ fn sources_proven_not_to_change_are_lent_to_a_veth_peer_and_mutable_files_copied
     disk.stop();
     ro.stop();
 }
+
+/// One worker with `zcopy serve`'s snapshot band for loopback peers.
+fn serve_hot(root: &Path) -> (TestServer, std::sync::Arc<Stats>) {
+    let server = zcopy_http::server::Server::bind(Config {
+        root: root.to_path_buf(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        snapshot_band_loopback: Some(zcopy_http::snapshot::DEFAULT_BAND_LOOPBACK),
+        ..Config::default()
+    })
+    .unwrap();
+    let stats = server.stats();
+    let addr = server.local_addrs()[0];
+    (TestServer::adopt(addr, server.spawn().unwrap()), stats)
+}
+
+/// Whether `ZCOPY_DISABLE` turns the template path (`tee`) off in this run.
+fn tee_forced_off() -> bool {
+    zcopy::Forced::from_env()
+        .limit(zcopy::EngineKind::Tee)
+        .is_some()
+}
+
+/// A hot snapshot's responses leave from a template pipe (head and body in one
+/// splice, `zcopy::lend`): over one keep-alive connection, whole bodies, a range,
+/// a HEAD and a last request with `Connection: close` (another head, another
+/// template) all carry the file's exact bytes. With `ZCOPY_DISABLE=tee` the same
+/// bodies go by sendfile, just as exact.
+#[test]
+fn a_hot_snapshot_leaves_from_a_template_with_every_byte_exact() {
+    use std::io::Write as _;
+    if zcopy::Forced::from_env().switched_off("inotify") {
+        eprintln!("skipped: inotify forced off, no snapshots are made");
+        return;
+    }
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("hot.bin"), 64 << 10);
+    let (srv, stats) = serve_hot(&fx.root());
+    let tee = || stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}");
+    let hits = || stat(&stats, "zcopy_snapshot_hits_total");
+    let mut s = srv.connect();
+    let mut get = |req: &str| {
+        s.write_all(req.as_bytes()).unwrap();
+        read_response(&mut s, req.starts_with("HEAD")).expect("a response")
+    };
+    // Until the snapshot is made the file is sent from memory; then from it.
+    let start = Instant::now();
+    while hits() == 0 {
+        let r = get("GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_pattern(&r.body, 0, "hot.bin before its snapshot");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no snapshot made"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = tee();
+    for i in 0..20 {
+        let r = get("GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), 64 << 10);
+        assert_pattern(&r.body, 0, &format!("hot.bin, response {i}"));
+    }
+    let r = get("GET /hot.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-40999\r\n\r\n");
+    assert_eq!(r.status, 206);
+    assert_pattern(&r.body, 1000, "a range of hot.bin");
+    assert_eq!(r.body.len(), 40_000);
+    let r = get("HEAD /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    let r = get("GET /hot.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_pattern(&r.body, 0, "hot.bin, the closing response");
+    assert!(closed(&mut s), "closed after Connection: close");
+    let lent = tee() - t0;
+    if tee_forced_off() {
+        assert_eq!(lent, 0, "tee forced off: no template");
+    } else {
+        assert_eq!(lent, 21 * (64 << 10) + 40_000, "every body from a template");
+    }
+    srv.stop();
+}
+
+/// A client that reads late: many pipelined requests fill the socket, so responses
+/// leave from templates in parts (the rest kept in the connection's scratch pipe and
+/// sent first when the socket drains). Every response is whole and in order.
+#[test]
+fn a_slow_reader_gets_every_lent_response_whole_and_in_order() {
+    use std::io::Write as _;
+    if zcopy::Forced::from_env().switched_off("inotify") {
+        eprintln!("skipped: inotify forced off, no snapshots are made");
+        return;
+    }
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("hot.bin"), 200 << 10);
+    let (srv, stats) = serve_hot(&fx.root());
+    let hits = || stat(&stats, "zcopy_snapshot_hits_total");
+    let start = Instant::now();
+    while hits() == 0 {
+        let (r, _) = raw(&srv, b"GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_pattern(&r.body, 0, "hot.bin before its snapshot");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no snapshot made"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}");
+    let s = srv.connect();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&s, 32 << 10).unwrap();
+    let n = 30;
+    let mut reqs = String::new();
+    for i in 0..n {
+        // Every third asks for a range: its own template, between whole bodies.
+        if i % 3 == 2 {
+            reqs.push_str("GET /hot.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=5-100004\r\n\r\n");
+        } else {
+            reqs.push_str("GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        }
+    }
+    (&s).write_all(reqs.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut r = std::io::BufReader::new(&s);
+    for i in 0..n {
+        let resp = read_response(&mut r, false).expect("a response");
+        if i % 3 == 2 {
+            assert_eq!(
+                (resp.status, resp.body.len()),
+                (206, 100_000),
+                "response {i}"
+            );
+            assert_pattern(&resp.body, 5, &format!("range response {i}"));
+        } else {
+            assert_eq!(
+                (resp.status, resp.body.len()),
+                (200, 200 << 10),
+                "response {i}"
+            );
+            assert_pattern(&resp.body, 0, &format!("response {i}"));
+        }
+    }
+    let want = if tee_forced_off() {
+        0
+    } else {
+        20 * (200 << 10) + 10 * 100_000
+    };
+    let start = Instant::now();
+    while stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}") - t0 < want
+        && start.elapsed() < Duration::from_secs(2)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}") - t0,
+        want
+    );
+    srv.stop();
+}

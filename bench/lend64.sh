@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# A 64 KiB hot file over loopback: nginx (1 worker, sendfile on, tcp_nopush on) and
+# two zcopy binaries (BASE, NEW: e.g. before and after a change), each on both
+# drivers (epoll, --io uring), measured in alternating rounds in one run: wrk -t1
+# -c50 pinned to CPU 1, every server to CPU 0 (one at a time is loaded).
+# Prints per-server medians (requests/s, requests per server CPU-second, wrk's
+# share of its core), each against nginx, and NEW/BASE as the median of the
+# per-round ratios (paired rounds: noise from the other tenants of the machine
+# hits both alike).
+# Usage: bench/lend64.sh BASE_BIN NEW_BIN [ROUNDS] [SECS]
+# Everything listens on 127.0.0.1, is bounded in time and stops by itself.
+set -euo pipefail
+base=$1; new=$2; rounds=${3:-7}; secs=${4:-5}
+work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-lend64.XXXXXX")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/www" "$work/nginx/logs"
+chmod 755 "$work" "$work/www"
+head -c 65536 /dev/urandom > "$work/www/64k.bin"
+chmod 644 "$work/www/64k.bin"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:18180; root $work/www; }
+}
+NGINX
+taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+declare -A port pid
+names=(nginx base-epoll new-epoll base-uring new-uring)
+i=1
+for n in base-epoll new-epoll base-uring new-uring; do
+  bin=$base; [[ $n == new-* ]] && bin=$new
+  io=""; [[ $n == *-uring ]] && io="--io uring"
+  port[$n]=$((18180 + i)); i=$((i + 1))
+  # shellcheck disable=SC2086
+  taskset -c 0 "$bin" -q serve "$work/www" --listen 127.0.0.1:${port[$n]} --workers 1 $io > "$work/$n.out" 2>&1 &
+  pids+=($!); pid[$n]=$!
+done
+sleep 1
+port[nginx]=18180
+pid[nginx]=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+for n in "${names[@]}"; do   # warm up: snapshots made, templates filled
+  curl -s -o /dev/null "http://127.0.0.1:${port[$n]}/64k.bin"; sleep 0.3
+  curl -s "http://127.0.0.1:${port[$n]}/64k.bin" | cmp -s - "$work/www/64k.bin" || { echo "$n: wrong bytes" >&2; exit 1; }
+done
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+declare -A rps rpcpu wrk
+for r in $(seq "$rounds"); do
+  for n in "${names[@]}"; do
+    c0=$(cpu "${pid[$n]}")
+    out=$( (taskset -c 1 wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:${port[$n]}/64k.bin"; times) )
+    c1=$(cpu "${pid[$n]}")
+    echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
+    q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    rps[$n]+="$q "
+    rpcpu[$n]+="$(echo "$q * $secs / ($c1 - $c0)" | bc -l) "
+    wrk[$n]+="$(echo "$out" | tail -1 | awk -v s="$secs" '{
+      split($1, u, "m"); split($2, y, "m"); sub("s", "", u[2]); sub("s", "", y[2])
+      print (u[1] * 60 + u[2] + y[1] * 60 + y[2]) / s * 100 }') "
+  done
+  echo "round $r done" >&2
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+med() { echo "$1" | median; }
+# The median of the per-round ratios a/b of two series.
+pairmed() { paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) | awk '{print $1 / $2}' | median; }
+echo "64 KiB over loopback, $rounds alternating rounds of wrk -t1 -c50 -d${secs}s; $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r)"
+echo
+echo "| server | req/s | req per server CPU-s | wrk CPU % | req/s vs nginx | per CPU-s vs nginx |"
+echo "|---|---|---|---|---|---|"
+for n in "${names[@]}"; do
+  printf '| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n' "$n" "$(med "${rps[$n]}")" "$(med "${rpcpu[$n]}")" "$(med "${wrk[$n]}")" \
+    "$(pairmed "${rps[$n]}" "${rps[nginx]}")" "$(pairmed "${rpcpu[$n]}" "${rpcpu[nginx]}")"
+done
+echo
+for d in epoll uring; do
+  printf 'new/base, %s: req/s %.3f, per CPU-s %.3f (medians of per-round ratios)\n' "$d" \
+    "$(pairmed "${rps[new-$d]}" "${rps[base-$d]}")" "$(pairmed "${rpcpu[new-$d]}" "${rpcpu[base-$d]}")"
+done
