@@ -256,7 +256,7 @@ impl FieldBlock {
             head.push(name, value);
         }
         let mut http1 = Vec::new();
-        crate::head::write_fields_http1(&mut http1, &head);
+        write_fields_http1(&mut http1, &head);
         FieldBlock {
             head,
             http1: http1.into(),
@@ -266,6 +266,29 @@ impl FieldBlock {
     /// The fields as HTTP/1.1 lines (`Name: value\r\n` each).
     pub fn http1(&self) -> &[u8] {
         &self.http1
+    }
+}
+
+/// Appends the fields of `head` as HTTP/1.1 lines; a kept block's lines are copied
+/// whole.
+pub(crate) fn write_fields_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
+    let mut blocks = head.blocks.iter().peekable();
+    for (i, f) in head.fields.iter().enumerate() {
+        while let Some((_, b)) = blocks.next_if(|(at, _)| *at == i) {
+            buf.extend_from_slice(b.http1());
+        }
+        match f.name {
+            FieldName::Known(n) => buf.extend_from_slice(n.http1_prefix()),
+            other => {
+                buf.extend_from_slice(head.other_name(other));
+                buf.extend_from_slice(b": ");
+            }
+        }
+        buf.extend_from_slice(head.value(f));
+        buf.extend_from_slice(b"\r\n");
+    }
+    for (_, b) in blocks {
+        buf.extend_from_slice(b.http1());
     }
 }
 

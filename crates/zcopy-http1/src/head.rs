@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::fields::push_u64;
 pub use crate::fields::{FieldBlock, FieldName, Name, Out, ResponseHead};
+use crate::fields::{push_u64, write_fields_http1};
 
 /// Length of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 const DATE_LEN: usize = 29;
@@ -99,29 +99,6 @@ pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
     buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
     write_fields_http1(buf, head);
     buf.extend_from_slice(b"\r\n");
-}
-
-/// Appends the fields of `head` as HTTP/1.1 lines; a kept block's lines are copied
-/// whole.
-pub(crate) fn write_fields_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
-    let mut blocks = head.blocks.iter().peekable();
-    for (i, f) in head.fields.iter().enumerate() {
-        while let Some((_, b)) = blocks.next_if(|(at, _)| *at == i) {
-            buf.extend_from_slice(b.http1());
-        }
-        match f.name {
-            FieldName::Known(n) => buf.extend_from_slice(n.http1_prefix()),
-            other => {
-                buf.extend_from_slice(head.other_name(other));
-                buf.extend_from_slice(b": ");
-            }
-        }
-        buf.extend_from_slice(head.value(f));
-        buf.extend_from_slice(b"\r\n");
-    }
-    for (_, b) in blocks {
-        buf.extend_from_slice(b.http1());
-    }
 }
 
 /// Appends `out` as HTTP/1.1 bytes to `buf`: its head, then its body.
