@@ -634,6 +634,12 @@ impl Conn {
         matches!(self.state, State::Head)
     }
 
+    /// The connection is over (timed out, failed or done): [`Conn::next`] says
+    /// close, and nothing more of a response is to be sent.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed { .. })
+    }
+
     /// A file body is being sent (the driver keeps its engine state meanwhile).
     pub fn in_file_body(&self) -> bool {
         matches!(&self.state, State::Respond(r) if r.body.is_some())

@@ -29,6 +29,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::pipe::{PipeFlags, SpliceFlags};
@@ -45,6 +46,8 @@ pub const TEMPLATES: usize = 8;
 pub const LENT_MAX: usize = 64;
 /// Largest head a template takes (a larger one is declined).
 pub const HEAD_MAX: usize = 4096;
+/// How often [`Lender::trim`] lets go of what went unused.
+pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// A pipe holding one response's head and body bytes, duplicated per response.
 #[derive(Debug)]
@@ -59,6 +62,8 @@ struct Template {
     head: Box<[u8]>,
     /// Buffers its pipe holds (a scratch pipe for it needs as many).
     slots: usize,
+    /// A response used it since the last [`Lender::trim`].
+    used: bool,
 }
 
 /// A pipe (read end, write end) and how many buffers it holds.
@@ -163,6 +168,9 @@ pub struct Lender {
     limit: Option<u64>,
     /// Templates filled (for tests and metrics).
     fills: u64,
+    /// When [`Lender::trim`] next looks, and whether a response was lent since.
+    next_trim: Option<Instant>,
+    lent_since_trim: bool,
 }
 
 impl Lender {
@@ -176,12 +184,36 @@ impl Lender {
             moved: 0,
             limit: forced.limit(EngineKind::Tee),
             fills: 0,
+            next_trim: None,
+            lent_since_trim: false,
         }
     }
 
     /// Templates filled so far.
     pub fn fills(&self) -> u64 {
         self.fills
+    }
+
+    /// Templates kept now.
+    pub fn templates(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// Lets go, at most once per [`TRIM_EVERY`], of what no response used since the
+    /// previous look: templates (their pipes and the snapshot pages they hold), the
+    /// spare scratch pipe, and the files remembered as refused. A hot body keeps its
+    /// template; a worker that went quiet holds no pipe and no file of its own.
+    pub fn trim(&mut self, now: Instant) {
+        if self.next_trim.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_trim = Some(now + TRIM_EVERY);
+        self.templates
+            .retain_mut(|t| std::mem::replace(&mut t.used, false));
+        if !std::mem::replace(&mut self.lent_since_trim, false) {
+            self.spare = None;
+        }
+        self.refused.clear();
     }
 
     /// Scratch pipes lent now.
@@ -224,6 +256,7 @@ impl Lender {
             },
         };
         let total = t.total();
+        self.lent_since_trim = true;
         // The scratch pipe is empty and holds as many buffers as the template: tee
         // takes all, or the pipe is dropped with what it took and nothing was sent.
         let teed = loop {
@@ -273,7 +306,8 @@ impl Lender {
             .iter()
             .position(|t| t.same(head, file, offset, len))
         {
-            let t = self.templates.remove(i);
+            let mut t = self.templates.remove(i);
+            t.used = true;
             self.templates.push(t);
             return Some(self.templates.len() - 1);
         }
@@ -338,6 +372,7 @@ fn fill(head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> io::Result<Temp
         len,
         head: head.into(),
         slots: cap,
+        used: true,
     })
 }
 
@@ -395,6 +430,39 @@ mod tests {
         let mut v = vec![0; n];
         c.read_exact(&mut v).unwrap();
         v
+    }
+
+    #[test]
+    fn trim_lets_go_of_templates_and_the_spare_pipe_once_unused() {
+        let (hot, cold) = (sealed(&data(5_000)), sealed(&data(6_000)));
+        let (s, mut c) = pair();
+        let mut lender = Lender::new(&Forced::new());
+        let mut lend = |lender: &mut Lender, file: &Arc<File>| {
+            let len = file.metadata().unwrap().len();
+            let r = lender.send(s.as_fd(), b"H\r\n", file, 0, len).unwrap();
+            assert!(matches!(r, Lend::Sent { rest: None, .. }), "{r:?}");
+            read_n(&mut c, 3 + len as usize);
+        };
+        lend(&mut lender, &hot);
+        lend(&mut lender, &cold);
+        let t0 = Instant::now();
+        lender.trim(t0);
+        assert_eq!(lender.templates(), 2, "both were used since the last look");
+        lend(&mut lender, &hot);
+        lender.trim(t0 + TRIM_EVERY / 2);
+        assert_eq!(lender.templates(), 2, "looked again too soon");
+        lender.trim(t0 + TRIM_EVERY);
+        assert_eq!(
+            lender.templates(),
+            1,
+            "the cold one went, the hot one stays"
+        );
+        assert!(lender.spare.is_some());
+        lender.trim(t0 + TRIM_EVERY * 2);
+        assert_eq!(lender.templates(), 0);
+        assert!(lender.spare.is_none(), "a quiet lender keeps no pipe");
+        lend(&mut lender, &hot);
+        assert_eq!(lender.fills(), 3, "made again when needed");
     }
 
     #[test]

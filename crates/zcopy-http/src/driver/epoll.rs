@@ -315,6 +315,11 @@ impl Connection {
             {
                 engines.give(t);
             }
+            if self.lent.is_some() && self.core.is_closed() {
+                // Timed out (or failed) with a lent rest unsent: it is dropped and
+                // `next` says close.
+                self.lent = None;
+            }
             if self.lent.is_some() {
                 if !self.writable {
                     return Progress::Wait;
@@ -1323,6 +1328,7 @@ impl Worker {
         }
         self.sh.common.stats.connection_buffers(held);
         self.sh.common.sweep(self.books.count, idle);
+        self.sh.engines.lender().trim(now);
         for idx in 0..self.slots.len() {
             let Some(conn) = self.slots[idx].conn.as_mut() else {
                 continue;

@@ -549,6 +549,11 @@ impl Connection {
         let mut budget = super::TURN_BUDGET;
         while !self.closing {
             let (mut env, io, site, engines, _) = sh.parts();
+            if self.lent.is_some() && self.core.is_closed() {
+                // Timed out (or failed) with a lent rest unsent: it is dropped (its
+                // poll is cancelled with the connection) and `next` says close.
+                self.lent = None;
+            }
             if self.lent.is_some() {
                 if self.sending.is_some() || self.send_lent(token, ring, &mut env, engines) {
                     return;
@@ -2106,6 +2111,7 @@ impl Worker {
             // read buffers no operation took since the last tick are freed.
             ring.release_recv_bufs();
             self.sh.io.trim();
+            self.sh.engines.lender().trim(now);
             self.release_at = now + TICK;
         }
         let mut next = now + TICK;

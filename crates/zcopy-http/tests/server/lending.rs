@@ -376,15 +376,21 @@ fn sources_proven_not_to_change_are_lent_to_a_veth_peer_and_mutable_files_copied
 
 /// One worker with `zcopy serve`'s snapshot band for loopback peers.
 fn serve_hot(root: &Path) -> (TestServer, std::sync::Arc<Stats>) {
-    let server = zcopy_http::server::Server::bind(Config {
+    serve_hot_with(root, |_| {})
+}
+
+/// [`serve_hot`], with `f` changing the configuration.
+fn serve_hot_with(root: &Path, f: impl FnOnce(&mut Config)) -> (TestServer, std::sync::Arc<Stats>) {
+    let mut config = Config {
         root: root.to_path_buf(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
         io: io_driver(),
         snapshot_band_loopback: Some(zcopy_http::snapshot::DEFAULT_BAND_LOOPBACK),
         ..Config::default()
-    })
-    .unwrap();
+    };
+    f(&mut config);
+    let server = zcopy_http::server::Server::bind(config).unwrap();
     let stats = server.stats();
     let addr = server.local_addrs()[0];
     (TestServer::adopt(addr, server.spawn().unwrap()), stats)
@@ -528,6 +534,77 @@ fn a_slow_reader_gets_every_lent_response_whole_and_in_order() {
     assert_eq!(
         stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}") - t0,
         want
+    );
+    srv.stop();
+}
+
+/// A client that stops reading while a response's rest waits in its scratch pipe is
+/// dropped after the send timeout, as any other stalled client: the connection
+/// ends (it does not wait for room forever), with no more than the responses' bytes.
+#[test]
+fn a_client_that_stops_reading_mid_lent_response_is_dropped_after_the_send_timeout() {
+    use std::io::{Read as _, Write as _};
+    if zcopy::Forced::from_env().switched_off("inotify") {
+        eprintln!("skipped: inotify forced off, no snapshots are made");
+        return;
+    }
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("hot.bin"), 200 << 10);
+    let (srv, stats) = serve_hot_with(&fx.root(), |c| {
+        c.send_timeout = Duration::from_millis(500);
+    });
+    let hits = || stat(&stats, "zcopy_snapshot_hits_total");
+    let start = Instant::now();
+    while hits() == 0 {
+        let (r, _) = raw(&srv, b"GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_pattern(&r.body, 0, "hot.bin before its snapshot");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no snapshot made"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}");
+    let s = srv.connect();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&s, 16 << 10).unwrap();
+    let n = 20;
+    (&s).write_all(
+        "GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+            .repeat(n)
+            .as_bytes(),
+    )
+    .unwrap();
+    // Well past the timeout, read what made it into the socket buffers: then the end.
+    std::thread::sleep(Duration::from_millis(2500));
+    if !tee_forced_off() {
+        assert!(
+            stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}") > t0,
+            "the first response was lent"
+        );
+    }
+    // Closed by the server while the client still reads nothing (reading would
+    // make room and let the rest out).
+    let start = Instant::now();
+    while stat(&stats, "zcopy_connections_open") > 0 && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        stat(&stats, "zcopy_connections_open"),
+        0,
+        "the stalled connection is still open past its send timeout"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let end = (&s).read_to_end(&mut got);
+    assert!(
+        end.is_ok(),
+        "the stalled connection was not closed ({end:?} after {} bytes)",
+        got.len()
+    );
+    assert!(
+        got.len() < n * (200 << 10),
+        "the stalled client got every response ({} bytes): not dropped",
+        got.len()
     );
     srv.stop();
 }
