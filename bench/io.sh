@@ -5,6 +5,9 @@
 #   uring        --io uring
 #   lwan         when LWAN=/path/to/lwan is set (one thread; see below)
 #   nginx        when nginx is installed (one worker, sendfile on, open_file_cache on)
+#   epoll-base   when BASE=/path/to/zcopy is set: another build's --io epoll (an A/B of
+#                two builds in the same rounds as the peers; BASE_NAME names it in the
+#                results, e.g. its commit)
 # Every server is pinned to CPU 0 and wrk (-t1 -c50) to CPU 1, loopback, page cache
 # warm. Rounds alternate between the servers so drift on a shared machine hits all.
 # Reports requests/s and requests per server CPU-second (utime+stime of every thread
@@ -36,7 +39,7 @@
 #    strace). This script sets each `lwan worker` thread back to SCHED_OTHER (chrt),
 #    which is what lwan means (only its job and readahead threads are meant to idle).
 #
-# Usage: [LWAN=/path/to/lwan] bench/io.sh [WRK_SECONDS] [ROUNDS]
+# Usage: [LWAN=/path/to/lwan] [BASE=/path/to/zcopy] bench/io.sh [WRK_SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -62,9 +65,11 @@ port[epoll-fstat]=18092
 port[uring]=18093
 port[lwan]=18094
 port[nginx]=18095
+port[epoll-base]=18096
 start_zcopy() { # name io [env...]
-  local name=$1 io=$2; shift 2
-  env "$@" taskset -c 0 "$zcopy" -q serve "$work/www" --listen "127.0.0.1:${port[$name]}" \
+  local name=$1 io=$2 bin=$zcopy; shift 2
+  if [ "$name" = epoll-base ]; then bin=$BASE; fi
+  env "$@" taskset -c 0 "$bin" -q serve "$work/www" --listen "127.0.0.1:${port[$name]}" \
     --workers 1 --io "$io" > "$work/$name.out" 2>&1 &
   pid[$name]=$!
   pids+=($!)
@@ -72,6 +77,10 @@ start_zcopy() { # name io [env...]
 start_zcopy epoll epoll
 start_zcopy epoll-fstat epoll ZCOPY_DISABLE=inotify
 start_zcopy uring uring
+if [ -n "${BASE:-}" ]; then
+  start_zcopy epoll-base epoll
+  servers+=(epoll-base)
+fi
 if [ -n "${LWAN:-}" ]; then
   cat > "$work/lwan.conf" <<EOF
 keep_alive_timeout = 15
@@ -158,10 +167,13 @@ done
 
 mkdir -p bench/results
 {
-echo "# zcopy serve's I/O paths and peers, small files, $(uname -r), $(nproc) cores"
+echo "# zcopy serve's I/O paths and peers, small files, $(uname -r), $(nproc) cores ($(date -u +%F))"
 echo
 echo "Each server 1 worker/thread on CPU 0, wrk -t1 -c50 on CPU 1, loopback;"
 echo "\`bench/io.sh $secs $rounds\` ($rounds alternating rounds of ${secs}s per server and file)."
+if [ -n "${BASE:-}" ]; then
+  echo "epoll-base: ${BASE_NAME:-$BASE} (another build), --io epoll."
+fi
 if [ -n "${LWAN:-}" ]; then
   echo "lwan: its header-value check patched and its workers set to SCHED_OTHER (bench/io.sh's header)."
 fi

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::fields::{FieldBlock, FieldName, Name, Out, ResponseHead};
 use crate::fields::{push_u64, write_fields_http1};
@@ -17,11 +17,6 @@ type CachedDate = (Option<(SystemTime, SystemTime)>, [u8; DATE_LEN]);
 thread_local! {
     /// The Date value for the current second.
     static DATE: RefCell<CachedDate> = const { RefCell::new((None, [0; DATE_LEN])) };
-}
-
-/// Appends the current IMF-fixdate.
-fn push_date(buf: &mut Vec<u8>) {
-    with_date(|d| buf.extend_from_slice(d));
 }
 
 /// Builds one response head into an [`Out`] (protocol-neutral: status and fields).
@@ -77,6 +72,11 @@ impl<'a> Head<'a> {
 /// Appends `head` as an HTTP/1.1 head to `buf`: the status line, Date, Server,
 /// the fields in order and the blank line.
 pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
+    with_date(|date| write_http1_dated(buf, head, date));
+}
+
+/// As [`write_http1`], with the Date value given (see [`DateCache`]).
+pub fn write_http1_dated(buf: &mut Vec<u8>, head: &ResponseHead, date: &[u8]) {
     let status = head.status;
     // The commonest status lines whole, as one copy.
     let line: &[u8] = match status {
@@ -95,7 +95,7 @@ pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
     } else {
         buf.extend_from_slice(line);
     }
-    push_date(buf);
+    buf.extend_from_slice(date);
     buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
     write_fields_http1(buf, head);
     buf.extend_from_slice(b"\r\n");
@@ -103,8 +103,56 @@ pub fn write_http1(buf: &mut Vec<u8>, head: &ResponseHead) {
 
 /// Appends `out` as HTTP/1.1 bytes to `buf`: its head, then its body.
 pub fn write_http1_out(buf: &mut Vec<u8>, out: &Out) {
-    write_http1(buf, &out.head);
+    with_date(|date| write_http1_out_dated(buf, out, date));
+}
+
+/// As [`write_http1_out`], with the Date value given (see [`DateCache`]).
+pub fn write_http1_out_dated(buf: &mut Vec<u8>, out: &Out, date: &[u8]) {
+    write_http1_dated(buf, &out.head, date);
     buf.extend_from_slice(&out.body);
+}
+
+/// The Date value of an event loop, by the loop's clock: a worker reads the time
+/// once per turn ([`Instant`]), so a response need not read the wall clock again
+/// (a `clock_gettime` and a thread-local per response, where this is one
+/// comparison). The value is formatted at most once per second: it is good until
+/// the monotonic instant at which the wall clock's second ends, as measured when
+/// it was formatted.
+#[derive(Debug, Default)]
+pub struct DateCache {
+    until: Option<Instant>,
+    text: [u8; DATE_LEN],
+}
+
+impl DateCache {
+    /// The IMF-fixdate for `now` (the caller's reading of the monotonic clock, at
+    /// most a loop turn old): the cached one while `now` is before the end of its
+    /// second, else the wall clock's now.
+    #[inline]
+    pub fn at(&mut self, now: Instant) -> &[u8] {
+        if self.until.is_none_or(|until| now >= until) {
+            self.refresh();
+        }
+        &self.text
+    }
+
+    /// Formats the wall clock's now, good until its second ends.
+    #[cold]
+    fn refresh(&mut self) {
+        let wall = SystemTime::now();
+        let mono = Instant::now();
+        let into_second = wall.duration_since(UNIX_EPOCH).map_or(Duration::ZERO, |d| {
+            Duration::from_nanos(d.subsec_nanos().into())
+        });
+        let mut text = [0u8; DATE_LEN];
+        let mut cursor = &mut text[..];
+        // HttpDate's Display always writes exactly 29 bytes.
+        if write!(cursor, "{}", httpdate::HttpDate::from(wall)).is_ok() && cursor.is_empty() {
+            self.text = text;
+            // The caller's `now` is never later than `mono`: it is before `until`.
+            self.until = Some(mono + (Duration::from_secs(1) - into_second));
+        }
+    }
 }
 
 /// The current IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), formatted at most
@@ -194,6 +242,43 @@ mod tests {
 
     fn text(buf: &[u8]) -> &str {
         std::str::from_utf8(buf).unwrap()
+    }
+
+    /// A Date value as the wall-clock time it names, checked to be within two
+    /// seconds of now.
+    fn near_now(date: &[u8]) -> SystemTime {
+        let t = httpdate::parse_http_date(text(date)).unwrap();
+        let now = SystemTime::now();
+        let off = now.duration_since(t).unwrap_or_else(|e| e.duration());
+        assert!(
+            off < Duration::from_secs(2),
+            "{} is {off:?} off",
+            text(date)
+        );
+        t
+    }
+
+    #[test]
+    fn a_loop_date_is_kept_until_its_second_ends() {
+        let mut c = DateCache::default();
+        let t = Instant::now();
+        let first = c.at(t).to_vec();
+        near_now(&first);
+        let until = c.until.unwrap();
+        assert!(until > t && until <= Instant::now() + Duration::from_secs(1));
+        // The same turn (or any instant before the second ends): the same value,
+        // not formatted again.
+        assert_eq!(c.at(t), first);
+        assert_eq!(c.until, Some(until));
+        // Once the second is over: formatted again from the wall clock.
+        let later = c.at(until + Duration::from_secs(5)).to_vec();
+        near_now(&later);
+        // Written where write_http1 writes its own.
+        let mut out = Out::default();
+        Head::start(&mut out, 200).finish();
+        let mut buf = Vec::new();
+        write_http1_out_dated(&mut buf, &out, &later);
+        assert!(text(&buf).starts_with(&format!("HTTP/1.1 200 OK\r\nDate: {}\r\n", text(&later))));
     }
 
     /// `out` as HTTP/1.1 bytes.

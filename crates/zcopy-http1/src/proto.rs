@@ -89,6 +89,8 @@ pub struct Buffers {
     /// Boxed: a connection's state holds its record as a `Box`, moved in and out.
     #[allow(clippy::vec_box)]
     responds: Vec<Box<Respond>>,
+    /// The Date value heads are written with.
+    date: head::DateCache,
 }
 
 /// Spare response records a worker keeps (a few hundred bytes each).
@@ -103,6 +105,7 @@ impl Buffers {
             max,
             out: Out::default(),
             responds: Vec::new(),
+            date: head::DateCache::default(),
         }
     }
 
@@ -124,13 +127,18 @@ impl Buffers {
     /// A file body of at most [`INLINE_MAX`] bytes whose bytes are held in memory
     /// ([`FileBody::held`]) is copied after the head here, straight from the held
     /// bytes, so it leaves with the head in one write.
-    pub fn answer(&mut self, answer: impl FnOnce(&mut Out) -> Response) -> (Response, Vec<u8>) {
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        answer: impl FnOnce(&mut Out) -> Response,
+    ) -> (Response, Vec<u8>) {
         // Answered in place: the worker's Out is not moved out and back.
         self.out.clear();
         let mut resp = answer(&mut self.out);
         let mut wire = self.take();
         if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
-            head::write_http1_out(&mut wire, &self.out);
+            let date = self.date.at(now);
+            head::write_http1_out_dated(&mut wire, &self.out, date);
             if let Some(bytes) = inline_body(&resp.body) {
                 wire.extend_from_slice(bytes);
                 resp.body_len = bytes.len() as u64;
@@ -852,7 +860,9 @@ impl Conn {
                     let head_only = req.method == Method::Head;
                     self.rpos = self.rend;
                     let e = http_error(413, "request body too large");
-                    let (resp, out) = env.bufs.answer(|o| Response::error(o, e, head_only));
+                    let (resp, out) = env
+                        .bufs
+                        .answer(env.now, |o| Response::error(o, e, head_only));
                     self.start_response(env, resp, out, meta);
                     return;
                 }
@@ -865,7 +875,7 @@ impl Conn {
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
                 let chunked = req.body == request::BodyFraming::Chunked;
-                let (resp, out) = env.bufs.answer(|o| site(req, close, o));
+                let (resp, out) = env.bufs.answer(env.now, |o| site(req, close, o));
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
@@ -1040,7 +1050,9 @@ impl Conn {
             meta.line = partial_request_line(raw);
         }
         self.rpos = self.rend;
-        let (resp, out) = env.bufs.answer(|o| Response::error(o, e, head_only));
+        let (resp, out) = env
+            .bufs
+            .answer(env.now, |o| Response::error(o, e, head_only));
         self.start_response(env, resp, out, meta);
     }
 
@@ -1619,7 +1631,7 @@ impl Conn {
         };
         drop(r.sink);
         self.rpos = self.rend;
-        let (resp, out) = env.bufs.answer(|o| Response::error(o, e, false));
+        let (resp, out) = env.bufs.answer(env.now, |o| Response::error(o, e, false));
         self.start_response(env, resp, out, r.meta);
     }
 
@@ -1701,7 +1713,7 @@ impl Conn {
             return;
         };
         let Receive { sink, meta, .. } = *r;
-        let (mut resp, out) = env.bufs.answer(|o| sink.failed(err, o));
+        let (mut resp, out) = env.bufs.answer(env.now, |o| sink.failed(err, o));
         resp.close = true;
         // The rest of the body is never read.
         self.rpos = self.rend;

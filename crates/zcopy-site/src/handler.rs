@@ -113,12 +113,18 @@ fn before_byte(s: &str, b: u8) -> &str {
     }
 }
 
-/// `s` after the last `b` (all of it without one); `b` is ASCII.
+/// `s` after the last `b` (all of it without one); `b` is ASCII. A plain loop
+/// from the end: the reversed byte iterator's search cost ~10 instructions a byte.
 fn after_last_byte(s: &str, b: u8) -> &str {
-    match s.bytes().rposition(|c| c == b) {
-        Some(i) => &s[i + 1..],
-        None => s,
+    let bytes = s.as_bytes();
+    let mut i = bytes.len();
+    while i > 0 {
+        if bytes[i - 1] == b {
+            return &s[i..];
+        }
+        i -= 1;
     }
+    s
 }
 
 /// `HEAD` of a name uploads may go to (auth passed): says in `Upload-Offset` how
@@ -1562,6 +1568,21 @@ fn boundary() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_after_the_last_slash() {
+        for (path, name) in [
+            ("/1k.bin", "1k.bin"),
+            ("/a/b/c.txt", "c.txt"),
+            ("/dir/", ""),
+            ("/", ""),
+            ("no-slash", "no-slash"),
+            ("", ""),
+            ("/é/ü.txt", "ü.txt"),
+        ] {
+            assert_eq!(after_last_byte(path, b'/'), name, "{path}");
+        }
+    }
 
     #[test]
     fn location_escapes_and_never_starts_with_two_slashes() {

@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -64,6 +64,7 @@ impl LowWater {
     }
 
     /// Back to the default (1), before the socket carries anything else.
+    #[inline]
     pub fn reset(&mut self, sock: impl AsFd) {
         self.set(sock, 1);
     }
@@ -73,10 +74,17 @@ impl LowWater {
         self.current
     }
 
+    /// Inlined: the mark is nearly always where it should be already (a driver
+    /// resets it before every read of a head).
+    #[inline]
     fn set(&mut self, sock: impl AsFd, want: usize) {
-        if want == self.current {
-            return;
+        if want != self.current {
+            self.change(sock.as_fd(), want);
         }
+    }
+
+    #[cold]
+    fn change(&mut self, sock: BorrowedFd<'_>, want: usize) {
         self.calls += 1;
         match crate::sys::sock::set_recv_lowat(sock, want) {
             Ok(()) => self.current = want,

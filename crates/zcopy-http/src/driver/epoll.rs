@@ -342,7 +342,7 @@ impl Connection {
                     let peer = self.core.peer();
                     let buf = self.core.read_buf(&mut env);
                     let room = buf.len();
-                    match (&self.stream).read(buf) {
+                    match recv_some(&self.stream, buf) {
                         Ok(n) => {
                             // A short read emptied the socket: with edge-triggered
                             // readiness the next bytes bring a new event, so skip the
@@ -786,6 +786,16 @@ mod tls_io {
     ) -> bool {
         let all_sent = t.in_handshake() || !matches!(flush(t, stream, writable), Ok(false));
         t.may_close(all_sent, now, limit)
+    }
+}
+
+/// One `recv` into `buf`, as a raw system call (rustix), like [`send_some`]: libc's
+/// `recv` is a thread-cancellation point, which costs two atomic updates of the
+/// thread's cancel state around every call.
+fn recv_some(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    match rustix::net::recv(stream, buf, rustix::net::RecvFlags::empty()) {
+        Ok((n, _)) => Ok(n),
+        Err(e) => Err(e.into()),
     }
 }
 
