@@ -191,7 +191,9 @@ impl Lender {
 
     /// Sends `head` then `len` bytes of `file` from `offset` to `sock` (non-blocking)
     /// from a template: see [`Lend`]. A socket error is returned as such (nothing
-    /// of this response left, or the connection is broken).
+    /// of this response left, or the connection is broken). `splice` to a socket
+    /// has no `MSG_NOSIGNAL`: a peer gone raises `SIGPIPE`, which a Rust program
+    /// ignores unless it asked otherwise (as with `sendfile`).
     pub fn send(
         &mut self,
         sock: BorrowedFd<'_>,
