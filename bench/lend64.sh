@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A 64 KiB hot file over loopback: nginx (1 worker, sendfile on, tcp_nopush on) and
+# A 64 KiB hot file (LEND_KIB) over loopback: nginx (1 worker, sendfile on, tcp_nopush on) and
 # two zcopy binaries (BASE, NEW: e.g. before and after a change), each on both
 # drivers (epoll, --io uring), measured in alternating rounds in one run: wrk -t1
 # -c50 pinned to CPU 1, every server to CPU 0 (one at a time is loaded).
@@ -8,17 +8,19 @@
 # per-round ratios (paired rounds: noise from the other tenants of the machine
 # hits both alike).
 # Usage: bench/lend64.sh BASE_BIN NEW_BIN [ROUNDS] [SECS]
+# LEND_KIB=N serves an N KiB file instead (e.g. 1: a file held in memory, not lent).
 # Everything listens on 127.0.0.1, is bounded in time and stops by itself.
 set -euo pipefail
 base=$1; new=$2; rounds=${3:-7}; secs=${4:-5}
+kib=${LEND_KIB:-64}; f=${kib}k.bin
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-lend64.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir -p "$work/www" "$work/nginx/logs"
 chmod 755 "$work" "$work/www"
-head -c 65536 /dev/urandom > "$work/www/64k.bin"
-chmod 644 "$work/www/64k.bin"
+head -c $((kib << 10)) /dev/urandom > "$work/www/$f"
+chmod 644 "$work/www/$f"
 cat > "$work/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -48,15 +50,15 @@ sleep 1
 port[nginx]=18180
 pid[nginx]=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
 for n in "${names[@]}"; do   # warm up: snapshots made, templates filled
-  curl -s -o /dev/null "http://127.0.0.1:${port[$n]}/64k.bin"; sleep 0.3
-  curl -s "http://127.0.0.1:${port[$n]}/64k.bin" | cmp -s - "$work/www/64k.bin" || { echo "$n: wrong bytes" >&2; exit 1; }
+  curl -s -o /dev/null "http://127.0.0.1:${port[$n]}/$f"; sleep 0.3
+  curl -s "http://127.0.0.1:${port[$n]}/$f" | cmp -s - "$work/www/$f" || { echo "$n: wrong bytes" >&2; exit 1; }
 done
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 declare -A rps rpcpu wrk
 for r in $(seq "$rounds"); do
   for n in "${names[@]}"; do
     c0=$(cpu "${pid[$n]}")
-    out=$( (taskset -c 1 wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:${port[$n]}/64k.bin"; times) )
+    out=$( (taskset -c 1 wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:${port[$n]}/$f"; times) )
     c1=$(cpu "${pid[$n]}")
     echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
     q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -72,7 +74,7 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) 
 med() { echo "$1" | median; }
 # The median of the per-round ratios a/b of two series.
 pairmed() { paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) | awk '{print $1 / $2}' | median; }
-echo "64 KiB over loopback, $rounds alternating rounds of wrk -t1 -c50 -d${secs}s; $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r)"
+echo "$kib KiB over loopback, $rounds alternating rounds of wrk -t1 -c50 -d${secs}s; $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r)"
 echo
 echo "| server | req/s | req per server CPU-s | wrk CPU % | req/s vs nginx | per CPU-s vs nginx |"
 echo "|---|---|---|---|---|---|"

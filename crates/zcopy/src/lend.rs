@@ -223,7 +223,9 @@ impl Lender {
 
     /// Sends `head` then `len` bytes of `file` from `offset` to `sock` (non-blocking)
     /// from a template: see [`Lend`]. A socket error is returned as such (nothing
-    /// of this response left, or the connection is broken).
+    /// of this response left, or the connection is broken). `splice` to a socket
+    /// has no `MSG_NOSIGNAL`: a peer gone raises `SIGPIPE`, which a Rust program
+    /// ignores unless it asked otherwise (as with `sendfile`).
     pub fn send(
         &mut self,
         sock: BorrowedFd<'_>,
@@ -266,7 +268,13 @@ impl Lender {
             }
         };
         if teed != Ok(total) {
+            // The template is not what it should be: dropped (made again next
+            // time). The scratch pipe is kept only if nothing went into it.
             tracing::debug!(?teed, total, "tee from a template came short: declined");
+            self.templates.remove(i);
+            if teed.is_err() {
+                self.spare = Some((r, w, cap));
+            }
             return Ok(Lend::Declined);
         }
         let sent = match splice_out(r.as_fd(), sock, total) {
@@ -274,7 +282,9 @@ impl Lender {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),
         };
-        self.moved += sent as u64;
+        // The whole response counts as moved this way: its rest leaves from the
+        // scratch pipe whatever the limit says later.
+        self.moved += total as u64;
         if sent == total {
             self.spare = Some((r, w, cap));
             return Ok(Lend::Sent { sent, rest: None });
@@ -639,5 +649,126 @@ mod tests {
             assert!(read_n(&mut c, 100 + i) == data(100 + i));
         }
         assert_eq!(lender.templates.len(), TEMPLATES);
+    }
+
+    #[test]
+    fn a_template_that_comes_short_is_dropped_and_made_again() {
+        let body = data(20_000);
+        let file = sealed(&body);
+        let (s, mut c) = pair();
+        let mut lender = Lender::new(&Forced::new());
+        let r = lender.send(s.as_fd(), b"H\r\n", &file, 0, 20_000).unwrap();
+        assert!(matches!(r, Lend::Sent { rest: None, .. }), "{r:?}");
+        read_n(&mut c, 20_003);
+        // Empty the template's pipe behind the lender's back: tee finds nothing.
+        let t = lender.templates.last().unwrap();
+        let mut sink = vec![0u8; 32 * 1024];
+        while let Ok(n) = rustix::io::read(&t.read, &mut sink[..]) {
+            if n == 0 {
+                break;
+            }
+        }
+        let r = lender.send(s.as_fd(), b"H\r\n", &file, 0, 20_000).unwrap();
+        assert!(matches!(r, Lend::Declined), "{r:?}");
+        assert!(lender.templates.is_empty(), "the short template is dropped");
+        assert!(lender.spare.is_some(), "the untouched scratch pipe is kept");
+        c.set_nonblocking(true).unwrap();
+        assert!(c.read(&mut [0u8; 1]).is_err(), "nothing sent when declined");
+        c.set_nonblocking(false).unwrap();
+        // The next response makes it again and leaves whole.
+        let r = lender.send(s.as_fd(), b"H\r\n", &file, 0, 20_000).unwrap();
+        assert!(
+            matches!(
+                r,
+                Lend::Sent {
+                    sent: 20_003,
+                    rest: None
+                }
+            ),
+            "{r:?}"
+        );
+        assert_eq!(lender.fills(), 2);
+        assert_eq!(read_n(&mut c, 3), b"H\r\n");
+        assert!(read_n(&mut c, 20_000) == body, "the body's bytes");
+    }
+
+    #[test]
+    fn a_peer_closing_mid_response_fails_its_rest_and_the_lender_goes_on() {
+        let body = data(LEND_MAX as usize);
+        let file = sealed(&body);
+        let mut lender = Lender::new(&Forced::new());
+        let (s, c) = pair();
+        rustix::net::sockopt::set_socket_send_buffer_size(&s, 4096).unwrap();
+        let r = lender.send(s.as_fd(), b"HEAD", &file, 0, LEND_MAX).unwrap();
+        let Lend::Sent {
+            rest: Some(mut rest),
+            ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        // Closed with bytes unread: the peer resets the connection.
+        drop(c);
+        let mut failed = None;
+        for _ in 0..2000 {
+            match rest.send(s.as_fd(), usize::MAX) {
+                Ok(n) => assert!(n > 0 || rest.left() == 0, "no progress, no error"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if rest.left() == 0 {
+                break;
+            }
+        }
+        let e = failed.expect("the rest fails once the peer is gone");
+        assert!(
+            matches!(
+                e.raw_os_error(),
+                Some(code) if code == Errno::PIPE.raw_os_error()
+                    || code == Errno::CONNRESET.raw_os_error()
+            ),
+            "{e}"
+        );
+        drop(rest);
+        assert_eq!(lender.lent(), 0);
+        // A socket error on the first splice is returned as such, nothing lent.
+        let (s2, c2) = pair();
+        drop(c2);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let _ = lender.send(s2.as_fd(), b"HEAD", &file, 0, LEND_MAX);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let r = lender.send(s2.as_fd(), b"HEAD", &file, 0, LEND_MAX);
+        assert!(r.is_err(), "{r:?}");
+        assert_eq!(lender.lent(), 0);
+        // The next peer gets its whole response.
+        let (s3, mut c3) = pair();
+        let reader = std::thread::spawn(move || read_n(&mut c3, 4 + LEND_MAX as usize));
+        let r = lender
+            .send(s3.as_fd(), b"HEAD", &file, 0, LEND_MAX)
+            .unwrap();
+        let Lend::Sent { sent, rest } = r else {
+            panic!("{r:?}")
+        };
+        if let Some(mut rest) = rest {
+            while rest.left() > 0 {
+                match rest.send(s3.as_fd(), usize::MAX) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        } else {
+            assert_eq!(sent, 4 + LEND_MAX as usize);
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(&got[..4], b"HEAD");
+        assert!(got[4..] == body[..], "the whole body, in order");
     }
 }
