@@ -17,11 +17,12 @@
 //! Bounds: a [`Lender`] keeps at most [`TEMPLATES`] templates (least recently used
 //! dropped), each of at most [`LEND_MAX`] body bytes, and at most [`LENT_MAX`]
 //! scratch pipes lent to responses the socket did not take whole; past that it
-//! declines. So its file descriptors are `2 * (TEMPLATES + LENT_MAX + 1)` at most,
-//! and the pages it keeps past the snapshot store's eviction `TEMPLATES *
-//! LEND_MAX`. Each pipe is sized for its response (a 64 KiB body: 32 pages); one the
-//! kernel won't size (past `fs.pipe-user-pages-soft` for a user without
-//! `CAP_SYS_RESOURCE`) is declined. `ZCOPY_DISABLE=tee` turns it off (`tee@N`: off
+//! declines. So its file descriptors are `2 * (TEMPLATES + LENT_MAX + 1)` at most.
+//! Snapshot pages outlive the store's eviction only in its pipes (templates and
+//! scratch pipes alike), and those are bounded in pages. Each pipe is sized for its response (a 64 KiB body: 32 pages), and all
+//! lenders of a process hold at most [`pipe_pages_budget`] pipe pages (a quarter of
+//! `fs.pipe-user-pages-soft`); past it, or when the kernel won't size a pipe, the
+//! response is declined. `ZCOPY_DISABLE=tee` turns it off (`tee@N`: off
 //! once it moved N bytes).
 
 use std::fs::File;
@@ -52,22 +53,60 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// A pipe holding one response's head and body bytes, duplicated per response.
 #[derive(Debug)]
 struct Template {
-    read: OwnedFd,
-    /// Kept open so the pipe stays a pipe with a writer (never written again).
-    _write: OwnedFd,
+    /// Its pipe (the write end kept open so it stays a pipe with a writer; never
+    /// written again).
+    pipe: Pipe,
     /// The sealed memfd, held so that no other file can take its place in `same`.
     file: Arc<File>,
     offset: u64,
     len: u64,
     head: Box<[u8]>,
-    /// Buffers its pipe holds (a scratch pipe for it needs as many).
-    slots: usize,
     /// A response used it since the last [`Lender::trim`].
     used: bool,
 }
 
-/// A pipe (read end, write end) and how many buffers it holds.
-type Pipe = (OwnedFd, OwnedFd, usize);
+/// A pipe and how many buffers it holds, counted in the process's lending budget
+/// ([`pipe_pages_budget`]) while it is open.
+#[derive(Debug)]
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    slots: usize,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        PIPE_PAGES.fetch_sub(self.slots, Ordering::Relaxed);
+    }
+}
+
+/// Pipe pages (buffers) the lenders of this process hold now, every worker's.
+static PIPE_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Most pipe pages the lenders of this process hold at once: a quarter of the
+/// user's `fs.pipe-user-pages-soft` (16,384 by default: 4,096 pages, 16 MiB), so
+/// that templates and scratch pipes never bring the user's other pipes (splice
+/// engines, uploads, other processes of the same user) down to one page each.
+/// Without a soft limit (0), the default's quarter.
+pub fn pipe_pages_budget() -> usize {
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let soft = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(16_384);
+        soft / 4
+    })
+}
+
+/// Takes `pages` from `held` if that keeps it within `budget`.
+fn reserve(held: &AtomicUsize, budget: usize, pages: usize) -> bool {
+    held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+        (h + pages <= budget).then_some(h + pages)
+    })
+    .is_ok()
+}
 
 impl Template {
     fn same(&self, head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> bool {
@@ -90,15 +129,31 @@ fn slots(head: usize, offset: u64, len: u64) -> usize {
 }
 
 /// A pipe whose capacity holds `slots` buffers (`F_SETPIPE_SZ` rounds up to a power
-/// of two pages). Fails past the user's pipe pages (`pipe-user-pages-soft`).
+/// of two pages). Fails past the process's lending budget ([`pipe_pages_budget`])
+/// or the user's pipe pages (`pipe-user-pages-soft`).
 fn pipe_for(slots: usize) -> io::Result<Pipe> {
-    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-    let want = slots.next_power_of_two() * page_size();
-    let got = rustix::pipe::fcntl_setpipe_size(&w, want)?;
-    if got < want {
-        return Err(io::Error::other("pipe too small"));
+    let pages = slots.next_power_of_two();
+    if !reserve(&PIPE_PAGES, pipe_pages_budget(), pages) {
+        return Err(io::Error::other("lending's pipe pages are all in use"));
     }
-    Ok((r, w, got / page_size()))
+    let (read, write) = match rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK) {
+        Ok(p) => p,
+        Err(e) => {
+            PIPE_PAGES.fetch_sub(pages, Ordering::Relaxed);
+            return Err(e.into());
+        }
+    };
+    // From here its pages go back when it is dropped.
+    let pipe = Pipe {
+        read,
+        write,
+        slots: pages,
+    };
+    let got = rustix::pipe::fcntl_setpipe_size(&pipe.write, pages * page_size())?;
+    if got != pages * page_size() {
+        return Err(io::Error::other("pipe not of the size asked"));
+    }
+    Ok(pipe)
 }
 
 /// A scratch pipe holding the rest of a response the socket did not take whole:
@@ -121,10 +176,10 @@ impl Lent {
     /// Splices at most `max` of the bytes left to `sock`; `Err(WouldBlock)` when
     /// the socket takes none now.
     pub fn send(&mut self, sock: BorrowedFd<'_>, max: usize) -> io::Result<usize> {
-        let Some((read, ..)) = &self.pipe else {
+        let Some(pipe) = &self.pipe else {
             return Ok(0);
         };
-        let n = splice_out(read.as_fd(), sock, self.left.min(max))?;
+        let n = splice_out(pipe.read.as_fd(), sock, self.left.min(max))?;
         self.left -= n;
         Ok(n)
     }
@@ -250,9 +305,9 @@ impl Lender {
             return Ok(Lend::Declined);
         };
         let t = &self.templates[i];
-        let (r, w, cap) = match self.spare.take() {
-            Some(p) if p.2 >= t.slots => p,
-            _ => match pipe_for(t.slots) {
+        let scratch = match self.spare.take() {
+            Some(p) if p.slots >= t.pipe.slots => p,
+            _ => match pipe_for(t.pipe.slots) {
                 Ok(p) => p,
                 Err(_) => return Ok(Lend::Declined),
             },
@@ -262,7 +317,7 @@ impl Lender {
         // The scratch pipe is empty and holds as many buffers as the template: tee
         // takes all, or the pipe is dropped with what it took and nothing was sent.
         let teed = loop {
-            match rustix::pipe::tee(&t.read, &w, total, SpliceFlags::NONBLOCK) {
+            match rustix::pipe::tee(&t.pipe.read, &scratch.write, total, SpliceFlags::NONBLOCK) {
                 Err(Errno::INTR) => continue,
                 r => break r,
             }
@@ -273,11 +328,11 @@ impl Lender {
             tracing::debug!(?teed, total, "tee from a template came short: declined");
             self.templates.remove(i);
             if teed.is_err() {
-                self.spare = Some((r, w, cap));
+                self.spare = Some(scratch);
             }
             return Ok(Lend::Declined);
         }
-        let sent = match splice_out(r.as_fd(), sock, total) {
+        let sent = match splice_out(scratch.read.as_fd(), sock, total) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),
@@ -286,12 +341,12 @@ impl Lender {
         // scratch pipe whatever the limit says later.
         self.moved += total as u64;
         if sent == total {
-            self.spare = Some((r, w, cap));
+            self.spare = Some(scratch);
             return Ok(Lend::Sent { sent, rest: None });
         }
         self.lent.fetch_add(1, Ordering::Relaxed);
         let rest = Lent {
-            pipe: Some((r, w, cap)),
+            pipe: Some(scratch),
             left: total - sent,
             count: self.lent.clone(),
         };
@@ -354,10 +409,10 @@ impl Lender {
 
 /// A template of `head` and `len` bytes of the sealed `file` from `offset`.
 fn fill(head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> io::Result<Template> {
-    let (r, w, cap) = pipe_for(slots(head.len(), offset, len))?;
+    let pipe = pipe_for(slots(head.len(), offset, len))?;
     let mut at = 0;
     while at < head.len() {
-        match rustix::io::write(&w, &head[at..]) {
+        match rustix::io::write(&pipe.write, &head[at..]) {
             Ok(n) => at += n,
             Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
@@ -367,7 +422,14 @@ fn fill(head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> io::Result<Temp
     let end = offset + len;
     while off < end {
         let want = (end - off) as usize;
-        match rustix::pipe::splice(file, Some(&mut off), &w, None, want, SpliceFlags::NONBLOCK) {
+        match rustix::pipe::splice(
+            file,
+            Some(&mut off),
+            &pipe.write,
+            None,
+            want,
+            SpliceFlags::NONBLOCK,
+        ) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {}
             Err(Errno::INTR) => {}
@@ -375,13 +437,11 @@ fn fill(head: &[u8], file: &Arc<File>, offset: u64, len: u64) -> io::Result<Temp
         }
     }
     Ok(Template {
-        read: r,
-        _write: w,
+        pipe,
         file: file.clone(),
         offset,
         len,
         head: head.into(),
-        slots: cap,
         used: true,
     })
 }
@@ -440,6 +500,23 @@ mod tests {
         let mut v = vec![0; n];
         c.read_exact(&mut v).unwrap();
         v
+    }
+
+    #[test]
+    fn pipe_pages_are_reserved_within_the_budget_and_given_back_on_drop() {
+        let held = AtomicUsize::new(0);
+        assert!(reserve(&held, 64, 32));
+        assert!(reserve(&held, 64, 32));
+        assert!(!reserve(&held, 64, 1), "past the budget");
+        assert_eq!(held.load(Ordering::Relaxed), 64, "a refusal takes nothing");
+        assert!(pipe_pages_budget() > 0);
+        // A real pipe counts its pages in the process's figure until dropped (other
+        // tests' pipes come and go meanwhile: only this one's share is asserted).
+        let p = pipe_for(20).unwrap();
+        assert_eq!(p.slots, 32, "a power of two pages");
+        assert!(PIPE_PAGES.load(Ordering::Relaxed) >= 32);
+        let size = rustix::pipe::fcntl_getpipe_size(&p.write).unwrap();
+        assert_eq!(size, 32 * page_size());
     }
 
     #[test]
@@ -598,7 +675,9 @@ mod tests {
 
     #[test]
     fn a_full_socket_keeps_the_rest_in_a_lent_pipe_and_the_bounds_hold() {
-        let body = data(LEND_MAX as usize);
+        // 32 pipe pages a response: 64 rests stay within the process's page budget.
+        let len = 120_000u64;
+        let body = data(len as usize);
         let file = sealed(&body);
         let mut lender = Lender::new(&Forced::new());
         let mut held = Vec::new();
@@ -606,7 +685,8 @@ mod tests {
         for _ in 0..LENT_MAX {
             let (s, c) = pair();
             rustix::net::sockopt::set_socket_send_buffer_size(&s, 4096).unwrap();
-            let r = lender.send(s.as_fd(), b"HEAD", &file, 0, LEND_MAX).unwrap();
+            rustix::net::sockopt::set_socket_recv_buffer_size(&c, 4096).unwrap();
+            let r = lender.send(s.as_fd(), b"HEAD", &file, 0, len).unwrap();
             let Lend::Sent {
                 sent,
                 rest: Some(rest),
@@ -619,11 +699,11 @@ mod tests {
         }
         assert_eq!(lender.lent(), LENT_MAX);
         let (s, _c) = pair();
-        let r = lender.send(s.as_fd(), b"HEAD", &file, 0, LEND_MAX).unwrap();
+        let r = lender.send(s.as_fd(), b"HEAD", &file, 0, len).unwrap();
         assert!(matches!(r, Lend::Declined), "past LENT_MAX: {r:?}");
         // The first peer reads: the rest follows, every byte in order.
         let (s, mut c, _, mut rest) = held.remove(0);
-        let reader = std::thread::spawn(move || read_n(&mut c, 4 + LEND_MAX as usize));
+        let reader = std::thread::spawn(move || read_n(&mut c, 4 + len as usize));
         while rest.left() > 0 {
             match rest.send(s.as_fd(), usize::MAX) {
                 Ok(_) => {}
@@ -663,7 +743,7 @@ mod tests {
         // Empty the template's pipe behind the lender's back: tee finds nothing.
         let t = lender.templates.last().unwrap();
         let mut sink = vec![0u8; 32 * 1024];
-        while let Ok(n) = rustix::io::read(&t.read, &mut sink[..]) {
+        while let Ok(n) = rustix::io::read(&t.pipe.read, &mut sink[..]) {
             if n == 0 {
                 break;
             }
