@@ -82,13 +82,14 @@ use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
 /// The ring's sizes: 1024 submissions a turn, up to 1024 receive buffers of 2 KiB
-/// (64 handed to the kernel at first, more when all are held; once the ring holds
-/// 64 free ones again, recycled buffers are taken out of it and their pages given
-/// back at the next sweep: after a burst a worker's receive buffers cost about
-/// 64 buffers' worth, not what its busiest moment used). The ring reuses the
-/// buffers it holds in turn, so all 64 stay resident: 2 KiB ones (a request head is
-/// mostly a few hundred bytes; a longer one, or a body, comes in more chunks) cost
-/// 128 KiB a worker where 4 KiB ones cost 256.
+/// (16 handed to the kernel at first, more when all are held; once the ring holds
+/// 16 free ones again, or up to 64 while receives keep finding none, recycled
+/// buffers are taken out of it and their pages given back at the next sweep:
+/// after a burst a worker's receive buffers cost at most 64 buffers' worth, not
+/// what its busiest moment used, and a worker that is never short 16). The ring
+/// reuses the buffers it holds in turn, so all it keeps stay resident: 2 KiB ones
+/// (a request head is mostly a few hundred bytes; a longer one, or a body, comes
+/// in more chunks) cost 32 KiB a worker at rest.
 const RING: RingSize = RingSize {
     entries: 1024,
     recv_bufs: 1024,
