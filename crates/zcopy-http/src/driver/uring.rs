@@ -192,7 +192,8 @@ struct Connection {
     /// The rest of a response lent from a template ([`zcopy::lend`]) that the
     /// socket did not take whole, and how many of its bytes are corked head bytes
     /// (already told to the core): the next bytes on the wire.
-    lent: Option<(zcopy::lend::Lent, usize)>,
+    /// Boxed: 8 bytes in every connection instead of 40.
+    lent: Option<Box<(zcopy::lend::Lent, usize)>>,
     /// Closing: waits for `inflight` to reach 0, then is dropped.
     closing: bool,
     /// Counted among the worker's open connections (until it starts closing).
@@ -1035,7 +1036,7 @@ impl Connection {
             Ok(zcopy::lend::Lend::Sent { sent, rest }) => {
                 self.out.clear();
                 if let Some(rest) = rest {
-                    self.lent = Some((rest, prefix - sent.min(prefix)));
+                    self.lent = Some(Box::new((rest, prefix - sent.min(prefix))));
                 }
                 self.lent_sent(env, sent, prefix);
             }
@@ -1057,16 +1058,17 @@ impl Connection {
         env: &mut Env<'_>,
         engines: &mut Engines,
     ) -> bool {
-        let Some((lent, corked)) = &mut self.lent else {
+        let Some(rest) = self.lent.as_deref_mut() else {
             return false;
         };
+        let (lent, corked) = rest;
         let corked_left = *corked;
         match lent.send(self.stream.as_fd(), usize::MAX) {
             Ok(n) => {
                 *corked -= n.min(corked_left);
                 let done = lent.left() == 0;
-                if done && let Some((lent, _)) = self.lent.take() {
-                    engines.lender().give_back(lent);
+                if done && let Some(rest) = self.lent.take() {
+                    engines.lender().give_back(rest.0);
                 }
                 self.lent_sent(env, n, corked_left);
                 if done {
@@ -1501,7 +1503,9 @@ pub struct Worker {
     /// the operation until it completes); made in [`Worker::run`].
     waker: Option<Rc<mio::Registry>>,
     listeners: Vec<Listener>,
-    conns: Vec<Option<Box<Connection>>>,
+    /// Connections in place (not boxed each: 16 bytes and an allocation fewer a
+    /// connection, as the epoll driver keeps them).
+    conns: Vec<Option<Connection>>,
     books: LoopState,
     /// The worker's handshake limits were taken from its first HTTPS listener.
     tls_limits_set: bool,
@@ -1966,7 +1970,7 @@ impl Worker {
             .and_then(|t| t.deadline())
             .map_or(core.deadline(), |d| d.min(core.deadline()));
         let seq = self.books.opened(&self.sh.common, deadline);
-        self.conns[idx] = Some(Box::new(Connection {
+        self.conns[idx] = Some(Connection {
             stream: Rc::new(stream),
             core,
             inflight: 0,
@@ -1995,7 +1999,7 @@ impl Worker {
             low: None,
             body_poll: false,
             recv_cancelled: false,
-        }));
+        });
         self.books.runq.push(idx);
     }
 
@@ -2158,4 +2162,16 @@ impl Worker {
 
 fn errno(e: &io::Error) -> Option<Errno> {
     Errno::from_io_error(e)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 18: every connection's record is memory for as long as it is open, and
+    /// the io_uring driver's was 392 bytes in a box of its own (the epoll driver's,
+    /// 320 in place). Now it is kept in place, its rarely used lent rest boxed.
+    #[test]
+    fn a_connection_record_is_at_most_360_bytes() {
+        let size = std::mem::size_of::<Option<super::Connection>>();
+        assert!(size <= 360, "{size} bytes");
+    }
 }
