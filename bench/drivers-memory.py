@@ -4,7 +4,7 @@ side by side in alternating rounds: idle keep-alive clients, a burst of clients
 connecting at once, and (optionally) bench/soak.py on each driver.
 
 Usage: bench/drivers-memory.py ZCOPY [--rounds 3] [--clients 3000] [--soak SECONDS]
-       [--soak-keepalive 3000] [--only idle,burst,soak] [--out FILE]
+       [--soak-rounds N] [--soak-keepalive 3000] [--only idle,burst,soak] [--out FILE]
 
 - idle: CLIENTS clients connect one after another, one request each (1 KiB), then stay
   open; RssAnon 2.5 s later (two sweeps), then a request on the first and the last.
@@ -36,6 +36,7 @@ p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--clients", type=int, default=3000)
 p.add_argument("--soak", type=float, default=0, help="soak seconds (0: no soak)")
 p.add_argument("--soak-keepalive", type=int, default=3000)
+p.add_argument("--soak-rounds", type=int, help="rounds that run the soak (default: all)")
 p.add_argument("--only", default="idle,burst,soak")
 p.add_argument("--drivers", default="epoll,uring")
 p.add_argument("--args", default="", help="more serve arguments for both drivers")
@@ -187,7 +188,7 @@ with tempfile.TemporaryDirectory(prefix="umem-") as tmp:
     for rnd in range(args.rounds):
         order = drivers if rnd % 2 == 0 else drivers[::-1]
         for kind in only:
-            if kind == "soak" and not args.soak:
+            if kind == "soak" and (not args.soak or rnd >= (args.soak_rounds or args.rounds)):
                 continue
             for d in order:
                 r = soak(d, tmp) if kind == "soak" else measure(www, d, kind)
