@@ -5,7 +5,7 @@
 pub use crate::sys::event_ring::{
     Completion, Desc, Event, EventRing, OpId, RecvBuf, RingSize, probe,
 };
-pub use crate::sys::mem::{Mapping, page_size};
+pub use crate::sys::mem::{Mapping, page_size, trim_heap};
 
 mod send;
 pub use send::{

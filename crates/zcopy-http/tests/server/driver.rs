@@ -252,6 +252,45 @@ fn uring_gives_back_the_receive_buffers_a_burst_used() {
             "round {round}: {left} bytes of receive buffers resident after the burst (most seen {most})"
         );
     }
+    // The ring has 64 receive buffers of 2 KiB at most: a burst of receives past
+    // that waits a turn rather than touching more (before: 1,024 of them, several
+    // hundred touched at the end of each round).
+    assert!(
+        most <= 64 * 2048,
+        "{most} bytes of receive buffers resident right after a burst"
+    );
+}
+
+/// Issue 18: the io_uring ring kept 64 receive buffers free, and the kernel takes
+/// them in turn, so all 64 (128 KiB a worker) stayed resident even where clients
+/// came one at a time. Now it keeps 16 at rest.
+#[test]
+fn uring_clients_one_at_a_time_touch_few_receive_buffers() {
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("a.bin"), 1024);
+    let Some((srv, stats)) = one_uring_worker(&fx) else {
+        return;
+    };
+    let mut socks = Vec::new();
+    for c in 0..200 {
+        let mut s = srv.connect();
+        s.write_all(b"GET /a.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let r = read_response(&mut s, false).expect("a response");
+        assert_eq!((r.status, r.body.len()), (200, 1024), "connection {c}");
+        assert_pattern(&r.body, 0, "a.bin");
+        socks.push(s);
+    }
+    // The gauge is set at the end of each loop turn.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let touched = stat(&stats, "zcopy_ring_recv_buffer_bytes");
+    // Before: 64 buffers of 2 KiB (131,072 bytes).
+    assert!(
+        touched <= 16 * 2048,
+        "{touched} bytes of receive buffers resident after 200 clients one at a time"
+    );
 }
 
 /// Issue 18: the io_uring driver's pool of spare send and read buffers kept what a
