@@ -396,6 +396,21 @@ fn serve_hot_with(root: &Path, f: impl FnOnce(&mut Config)) -> (TestServer, std:
     (TestServer::adopt(addr, server.spawn().unwrap()), stats)
 }
 
+/// GETs /hot.bin (each a whole pattern) until the server answers one from its
+/// snapshot (at most 10 s).
+fn until_snapshot_hit(srv: &TestServer, stats: &Stats) {
+    let start = Instant::now();
+    while stat(stats, "zcopy_snapshot_hits_total") == 0 {
+        let (r, _) = raw(srv, b"GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_pattern(&r.body, 0, "hot.bin before its snapshot");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no snapshot made"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Whether `ZCOPY_DISABLE` turns the template path (`tee`) off in this run.
 fn tee_forced_off() -> bool {
     zcopy::Forced::from_env()
@@ -475,17 +490,7 @@ fn a_slow_reader_gets_every_lent_response_whole_and_in_order() {
     let fx = Fixture::new();
     write_pattern(&fx.root().join("hot.bin"), 200 << 10);
     let (srv, stats) = serve_hot(&fx.root());
-    let hits = || stat(&stats, "zcopy_snapshot_hits_total");
-    let start = Instant::now();
-    while hits() == 0 {
-        let (r, _) = raw(&srv, b"GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_pattern(&r.body, 0, "hot.bin before its snapshot");
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no snapshot made"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_snapshot_hit(&srv, &stats);
     let t0 = stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}");
     let s = srv.connect();
     rustix::net::sockopt::set_socket_recv_buffer_size(&s, 32 << 10).unwrap();
@@ -553,17 +558,7 @@ fn a_client_that_stops_reading_mid_lent_response_is_dropped_after_the_send_timeo
     let (srv, stats) = serve_hot_with(&fx.root(), |c| {
         c.send_timeout = Duration::from_millis(500);
     });
-    let hits = || stat(&stats, "zcopy_snapshot_hits_total");
-    let start = Instant::now();
-    while hits() == 0 {
-        let (r, _) = raw(&srv, b"GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_pattern(&r.body, 0, "hot.bin before its snapshot");
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no snapshot made"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_snapshot_hit(&srv, &stats);
     let t0 = stat(&stats, "zcopy_body_bytes_total{engine=\"tee\"}");
     let s = srv.connect();
     rustix::net::sockopt::set_socket_recv_buffer_size(&s, 16 << 10).unwrap();
