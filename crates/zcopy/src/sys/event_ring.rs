@@ -1282,18 +1282,28 @@ mod tests {
     use super::*;
 
     fn ring() -> Option<EventRing> {
+        ring_of(RingSize {
+            entries: 16,
+            recv_bufs: 4,
+            recv_buf_len: 4096,
+        })
+    }
+
+    /// A ring of `size`, or None (the test says it is skipped) where io_uring
+    /// can't run an event loop.
+    fn ring_of(size: RingSize) -> Option<EventRing> {
         if let Err(why) = probe() {
             eprintln!("skipped: no io_uring event loop here: {why}");
             return None;
         }
-        Some(
-            EventRing::new(RingSize {
-                entries: 16,
-                recv_bufs: 4,
-                recv_buf_len: 4096,
-            })
-            .expect("ring"),
-        )
+        Some(EventRing::new(size).expect("ring"))
+    }
+
+    /// A connected pair: the ring's end (shared, as operations hold it) and the
+    /// peer's.
+    fn socket_pair() -> (Rc<UnixStream>, UnixStream) {
+        let (sock, peer) = UnixStream::pair().unwrap();
+        (Rc::new(sock), peer)
     }
 
     /// Waits until `n` completions are in (or 2 s pass).
@@ -1345,55 +1355,13 @@ mod tests {
         let grew = private_dirty_kib().saturating_sub(before);
         // Other tests run alongside: a wide margin from the 64 MiB.
         assert!(grew < 16 * 1024, "a new ring made {grew} KiB dirty");
-        let (sock, mut peer) = UnixStream::pair().unwrap();
-        let sock = Rc::new(sock);
-        let total = 70 * 4096;
-        let writer = std::thread::spawn(move || {
-            for _ in 0..70 {
-                peer.write_all(&[7u8; 4096]).unwrap();
-            }
-            peer
-        });
-        let mut held = Vec::new();
-        let mut got = 0;
-        let mut armed = true;
-        ring.recv_multi(1, &sock);
-        for _ in 0..200 {
-            if got >= total {
-                break;
-            }
-            if !armed {
-                ring.recv_multi(1, &sock);
-                armed = true;
-            }
-            let mut out = Vec::new();
-            ring.submit_and_wait(Some(Duration::from_millis(20)))
-                .unwrap();
-            ring.completions(&mut out);
-            for c in out {
-                if c.last {
-                    armed = false;
-                }
-                match c.event {
-                    Event::Received(Ok(Some(b))) => {
-                        got += b.len();
-                        // Held, never given back.
-                        held.push(b);
-                    }
-                    Event::Received(Err(e)) => {
-                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
-                    }
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
-        assert_eq!(got, total);
+        let (sock, mut peer) = socket_pair();
+        // 70 chunks held at once, every byte as written (hold_chunks checks them).
+        let held = hold_chunks(&mut ring, &sock, &mut peer, 70, 7);
         assert!(held.len() > 64, "{} chunks held", held.len());
         for b in held {
-            assert!(ring.recv_data(&b).iter().all(|&x| x == 7));
             ring.recycle(b);
         }
-        let _peer = writer.join().unwrap();
         ring.cancel_fd(2, &sock);
         let _ = reap(&mut ring, 1);
     }
@@ -1407,8 +1375,7 @@ mod tests {
             return;
         };
         let (_d1, first) = file_of(b'A', 4096);
-        let (sock, mut peer) = UnixStream::pair().unwrap();
-        let sock = Rc::new(sock);
+        let (sock, mut peer) = socket_pair();
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
         let (r, w) = (Rc::new(r), Rc::new(w));
         let number = first.as_raw_fd();
@@ -1438,8 +1405,7 @@ mod tests {
         let Some(mut ring) = ring() else {
             return;
         };
-        let (sock, mut peer) = UnixStream::pair().unwrap();
-        let sock = Rc::new(sock);
+        let (sock, mut peer) = socket_pair();
         let buf = Vec::with_capacity(1000);
         let prefix = Vec::from(&b"head"[..]);
         let cap = prefix.capacity();
@@ -1621,18 +1587,14 @@ mod tests {
     /// tick or two later).
     #[test]
     fn a_quiet_ring_keeps_few_receive_buffers_touched() {
-        if let Err(why) = probe() {
-            eprintln!("skipped: no io_uring event loop here: {why}");
-            return;
-        }
-        let mut ring = EventRing::new(RingSize {
+        let Some(mut ring) = ring_of(RingSize {
             entries: 64,
             recv_bufs: 512,
             recv_buf_len: 4096,
-        })
-        .expect("ring");
-        let (sock, mut peer) = UnixStream::pair().unwrap();
-        let sock = Rc::new(sock);
+        }) else {
+            return;
+        };
+        let (sock, mut peer) = socket_pair();
         one_at_a_time(&mut ring, &sock, &mut peer, 100);
         let quiet = ring.recv_buf_bytes();
         assert!(
@@ -1667,18 +1629,14 @@ mod tests {
     /// that carry the new bytes exactly.
     #[test]
     fn receive_buffers_a_burst_used_are_given_back_after_it() {
-        if let Err(why) = probe() {
-            eprintln!("skipped: no io_uring event loop here: {why}");
-            return;
-        }
-        let mut ring = EventRing::new(RingSize {
+        let Some(mut ring) = ring_of(RingSize {
             entries: 64,
             recv_bufs: 512,
             recv_buf_len: 4096,
-        })
-        .expect("ring");
-        let (sock, mut peer) = UnixStream::pair().unwrap();
-        let sock = Rc::new(sock);
+        }) else {
+            return;
+        };
+        let (sock, mut peer) = socket_pair();
         let held = hold_chunks(&mut ring, &sock, &mut peer, 300, 7);
         assert!(held.len() >= 300, "{} chunks held", held.len());
         assert_eq!(ring.recv_buf_bytes(), held.len() * 4096);
@@ -1706,18 +1664,14 @@ mod tests {
     /// as 33 NUL bytes, answered 400).
     #[test]
     fn giving_back_sub_page_buffers_keeps_a_held_neighbours_bytes() {
-        if let Err(why) = probe() {
-            eprintln!("skipped: no io_uring event loop here: {why}");
-            return;
-        }
-        let mut ring = EventRing::new(RingSize {
+        let Some(mut ring) = ring_of(RingSize {
             entries: 64,
             recv_bufs: 512,
             recv_buf_len: 2048,
-        })
-        .expect("ring");
-        let (sock, mut peer) = UnixStream::pair().unwrap();
-        let sock = Rc::new(sock);
+        }) else {
+            return;
+        };
+        let (sock, mut peer) = socket_pair();
         let held = hold_chunks(&mut ring, &sock, &mut peer, 150, 7);
         assert!(held.len() >= 300, "{} chunks held", held.len());
         // Runs of three parked buffers, each beside a held one: a run's last
@@ -1754,8 +1708,7 @@ mod tests {
             panic!("a buffer of this ring (skipped: no io_uring)");
         };
         let mut two = ring().expect("a second ring");
-        let (s, mut peer) = UnixStream::pair().unwrap();
-        let s = Rc::new(s);
+        let (s, mut peer) = socket_pair();
         one.recv_multi(1, &s);
         peer.write_all(b"hello").unwrap();
         let done = reap(&mut one, 1);
