@@ -249,11 +249,6 @@ impl Lender {
         self.fills
     }
 
-    /// Templates kept now.
-    pub fn templates(&self) -> usize {
-        self.templates.len()
-    }
-
     /// Lets go, at most once per [`TRIM_EVERY`], of what no response used since the
     /// previous look: templates (their pipes and the snapshot pages they hold), the
     /// spare scratch pipe, and the files remembered as refused. A hot body keeps its
@@ -534,19 +529,23 @@ mod tests {
         lend(&mut lender, &cold);
         let t0 = Instant::now();
         lender.trim(t0);
-        assert_eq!(lender.templates(), 2, "both were used since the last look");
+        assert_eq!(
+            lender.templates.len(),
+            2,
+            "both were used since the last look"
+        );
         lend(&mut lender, &hot);
         lender.trim(t0 + TRIM_EVERY / 2);
-        assert_eq!(lender.templates(), 2, "looked again too soon");
+        assert_eq!(lender.templates.len(), 2, "looked again too soon");
         lender.trim(t0 + TRIM_EVERY);
         assert_eq!(
-            lender.templates(),
+            lender.templates.len(),
             1,
             "the cold one went, the hot one stays"
         );
         assert!(lender.spare.is_some());
         lender.trim(t0 + TRIM_EVERY * 2);
-        assert_eq!(lender.templates(), 0);
+        assert_eq!(lender.templates.len(), 0);
         assert!(lender.spare.is_none(), "a quiet lender keeps no pipe");
         lend(&mut lender, &hot);
         assert_eq!(lender.fills(), 3, "made again when needed");
