@@ -67,6 +67,13 @@ const LEASE_CHECK: Duration = Duration::from_millis(200);
 /// the kernel's lease-break-time (45 s by default), after which the file could
 /// change under the mapping.
 const LEASE_DRAIN: Duration = Duration::from_secs(2);
+/// How long a connection that sent its GOAWAY and its last bytes reads and drops
+/// what the peer still sends before it closes (as HTTP/1.1 lingers): closing with
+/// unread bytes makes the kernel answer with a reset that discards what is still
+/// queued for the peer, the GOAWAY among it.
+const LINGER: Duration = Duration::from_secs(2);
+/// Reads dropped per turn while lingering.
+const LINGER_READS: usize = 16;
 
 /// What the driver does after [`H2::drive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +105,9 @@ pub(crate) trait Io {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
     /// Pushes out what a transport still holds; `Ok(true)` when nothing is left.
     fn flush(&mut self) -> io::Result<bool>;
+    /// Ends the sending side after what was written (a TLS close_notify, or the
+    /// socket's FIN); called once nothing is left to flush.
+    fn shut_write(&mut self);
     /// A transport that sends from buffers it owns (the io_uring driver's plain
     /// socket) takes `out[from..]` whole, leaving `out` an empty buffer to fill
     /// next (no copy); false: not now, or never (the caller uses `write`).
@@ -273,6 +283,10 @@ impl Io for PlainIo<'_> {
     fn flush(&mut self) -> io::Result<bool> {
         Ok(true)
     }
+
+    fn shut_write(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 /// A userspace TLS session over the socket.
@@ -339,6 +353,11 @@ impl Io for TlsIo<'_> {
             }
         }
         Ok(true)
+    }
+
+    fn shut_write(&mut self) {
+        self.t.shutdown_write();
+        let _ = self.flush();
     }
 }
 
@@ -512,6 +531,9 @@ pub(crate) struct H2 {
     /// A read lease on a file with payloads waiting in `lent` is being broken:
     /// they must be sent by then, or the connection closes (a writer waits).
     drain_by: Option<Instant>,
+    /// The core is closed and all it wrote has left: until then, what the peer
+    /// sends is read and dropped ([`LINGER`]).
+    linger_until: Option<Instant>,
     /// When to look for lease breaks next (while sending from a leased file).
     lease_check: Option<Instant>,
     /// The earliest time a paced answer (`--limit-rate`) may send again.
@@ -583,6 +605,7 @@ impl H2 {
             lent_left: 0,
             paths: Paths::default(),
             drain_by: None,
+            linger_until: None,
             lease_check: None,
             pace_due: None,
             answers: Vec::new(),
@@ -622,10 +645,15 @@ impl H2 {
     /// timeout), or a response that can't make progress (the peer keeps its window
     /// shut or stops reading: the send timeout).
     pub(crate) fn deadline(&self) -> Instant {
-        [self.lease_check, self.drain_by, self.pace_due]
-            .into_iter()
-            .flatten()
-            .fold(self.timeout_at(), Instant::min)
+        [
+            self.lease_check,
+            self.drain_by,
+            self.pace_due,
+            self.linger_until,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.timeout_at(), Instant::min)
     }
 
     /// When the connection is closed for want of progress (see [`H2::deadline`]).
@@ -799,7 +827,7 @@ impl H2 {
                 }
                 self.drop_all(env);
                 if pending == 0 && !matches!(io.flush(), Ok(false)) {
-                    return Next::Close;
+                    return self.linger(io, now);
                 }
                 return Next::Wait;
             }
@@ -853,6 +881,26 @@ impl H2 {
                 return Next::Yield;
             }
         }
+    }
+
+    /// After the last bytes have left: ends the sending side once, then reads and
+    /// drops what the peer still sends until it closes too or [`LINGER`] passes.
+    fn linger(&mut self, io: &mut dyn Io, now: Instant) -> Next {
+        let until = *self.linger_until.get_or_insert_with(|| {
+            io.shut_write();
+            now + LINGER
+        });
+        if self.eof || now >= until {
+            return Next::Close;
+        }
+        for _ in 0..LINGER_READS {
+            match io.read(&mut self.inbuf) {
+                Ok(Got::Bytes(_)) => {}
+                Ok(Got::Blocked) => return Next::Wait,
+                Ok(Got::Eof) | Err(_) => return Next::Close,
+            }
+        }
+        Next::Yield
     }
 
     /// Bytes read before the connection became HTTP/2 (the preface, and what came

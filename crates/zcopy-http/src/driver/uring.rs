@@ -412,6 +412,18 @@ impl h2::Io for RingIo<'_> {
         Ok(self.conn.sending.is_none() && !held)
     }
 
+    fn shut_write(&mut self) {
+        match self.tls.as_mut() {
+            Some((t, _)) => {
+                t.shutdown_write();
+                self.send_cipher();
+            }
+            None => {
+                let _ = self.conn.stream.shutdown(Shutdown::Write);
+            }
+        }
+    }
+
     fn swap_out(&mut self, out: &mut Vec<u8>, from: usize) -> io::Result<bool> {
         let c = &mut *self.conn;
         if c.send_failed {
