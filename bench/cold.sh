@@ -29,20 +29,8 @@ for i in 1 2 3 4 5 6 7 8; do head -c $((128 << 20)) /dev/urandom > "$work/www/co
 sync
 evict() { python3 -c "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)" "$1"; }
 
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:18090; root $work/www; }
-}
-NGINX
+. "$(dirname "$0")/lib/nginx.sh"
+nginx_conf "$work/nginx" "server { listen 127.0.0.1:18090; root $work/www; }"
 chmod -R a+rX "$work"
 
 # p99 of 1k.bin on PORT, in ms.

@@ -52,24 +52,11 @@ port_zcopy=18091
 port_caddy=18092
 servers=(nginx zcopy)
 command -v caddy >/dev/null && servers+=(caddy)
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  types { application/javascript js; }
-  gzip on;
-  gzip_comp_level $level;
-  gzip_types application/javascript;
-  server { listen $addr:$port_nginx; root $work/www; }
-}
-NGINX
+. "$(dirname "$0")/lib/nginx.sh"
+nginx_conf "$work/nginx" \
+  "types { application/javascript js; }" \
+  "gzip on;" "gzip_comp_level $level;" "gzip_types application/javascript;" \
+  "server { listen $addr:$port_nginx; root $work/www; }"
 "${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 "${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$work/www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &

@@ -21,18 +21,8 @@ mkdir -p "$work/www" "$work/nginx/logs"
 chmod 755 "$work" "$work/www"
 head -c $((kib << 10)) /dev/urandom > "$work/www/$f"
 chmod 644 "$work/www/$f"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:18180; root $work/www; }
-}
-NGINX
+. "$(dirname "$0")/lib/nginx.sh"
+nginx_conf "$work/nginx" "server { listen 127.0.0.1:18180; root $work/www; }"
 taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 declare -A port pid

@@ -74,32 +74,12 @@ cat "$www/1g.bin" > /dev/null   # warm the page cache
 port_nginx=18080
 port_zcopy=18081
 port_nginx_ofc=18082
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  default_type application/octet-stream;
-  server {
-    listen $addr:$port_nginx;
-    root $www;
-  }
-  # The same with nginx's open-file cache on (off by default), since zcopy keeps
-  # small files open too: the fair second opinion.
-  server {
-    listen $addr:$port_nginx_ofc;
-    root $www;
-    open_file_cache max=4096 inactive=20s;
-    open_file_cache_valid 1s;
-  }
-}
-NGINX
+. "$(dirname "$0")/lib/nginx.sh"
+# The second server has nginx's open-file cache on (off by default), since zcopy
+# keeps small files open too: the fair second opinion.
+nginx_conf "$work/nginx" \
+  "server { listen $addr:$port_nginx; root $www; }" \
+  "server { listen $addr:$port_nginx_ofc; root $www; open_file_cache max=4096 inactive=20s; open_file_cache_valid 1s; }"
 "${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 "${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &

@@ -173,11 +173,7 @@ fn fanout_tee(
             outputs_desc.push(None);
             round = round.min(rustix::pipe::fcntl_getpipe_size(out).unwrap_or(65536));
         } else {
-            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                .map_err(|e| io_err(e.into()))?;
-            let size = rustix::pipe::fcntl_setpipe_size(&w, ROUND)
-                .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w))
-                .unwrap_or(65536);
+            let (r, w, size) = crate::pipe::sized(ROUND).map_err(io_err)?;
             round = round.min(size);
             copies.push(w);
             let plan = Plan::new(Some(FdKind::Pipe), kind, Preference::Auto);

@@ -89,6 +89,7 @@ pub mod ktls;
 pub mod lease;
 pub mod lend;
 pub mod peer;
+mod pipe;
 pub mod plan;
 pub mod probe;
 pub mod profile;

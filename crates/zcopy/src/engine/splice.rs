@@ -32,14 +32,7 @@ struct Pipe {
 impl Pipe {
     /// `pipe2(O_CLOEXEC)`, then `F_SETPIPE_SZ` to [`PIPE_SIZE`] if allowed.
     fn new() -> io::Result<Pipe> {
-        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        let size = match rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE) {
-            Ok(size) => size,
-            Err(e) => {
-                tracing::debug!("F_SETPIPE_SZ {PIPE_SIZE} refused ({e}); default pipe size");
-                rustix::pipe::fcntl_getpipe_size(&write)?
-            }
-        };
+        let (read, write, size) = crate::pipe::sized(PIPE_SIZE)?;
         Ok(Pipe { read, write, size })
     }
 }

@@ -213,10 +213,7 @@ impl Uring {
                     return ring.splice(fd, offset, sink, max.min(SPLICE_MAX));
                 }
                 if self.pipe.is_none() {
-                    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-                    let cap = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE)
-                        .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w))?;
-                    self.pipe = Some((r, w, cap));
+                    self.pipe = Some(crate::pipe::sized(PIPE_SIZE)?);
                 }
                 let (pr, pw, cap) = self.pipe.as_ref().expect("pipe just created");
                 let ring = self.ring.as_mut().expect("ring set up");

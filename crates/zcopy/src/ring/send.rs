@@ -241,7 +241,8 @@ pub struct FileSend {
     report: Report,
     flight: Flight,
     job: Option<Job>,
-    pipe: Option<(Rc<OwnedFd>, Rc<OwnedFd>)>,
+    /// Read end, write end, room.
+    pipe: Option<(Rc<OwnedFd>, Rc<OwnedFd>, usize)>,
     in_pipe: usize,
     map: Option<(Rc<Mapping>, Arc<File>, u64)>,
     /// A send failed mid-body: what the engine holds must not reach another sink.
@@ -589,13 +590,12 @@ impl FileSend {
         };
         pool.give(prefix);
         if self.pipe.is_none() {
-            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-            let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
-            self.pipe = Some((Rc::new(r), Rc::new(w)));
+            let (r, w, room) = crate::pipe::sized(PIPE_SIZE)?;
+            self.pipe = Some((Rc::new(r), Rc::new(w), room));
         }
         let job = self.job.as_ref().expect("a job");
-        let (r, w) = self.pipe.as_ref().expect("made above");
-        let cap = rustix::pipe::fcntl_getpipe_size(w).unwrap_or(64 * 1024);
+        let (r, w, cap) = self.pipe.as_ref().expect("made above");
+        let cap = *cap;
         let want = if self.in_pipe > 0 {
             0
         } else {
