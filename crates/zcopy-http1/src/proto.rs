@@ -29,7 +29,7 @@ use crate::head::{self, Out};
 use crate::pace::Pace;
 pub use crate::pace::RATE_BURST;
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response, Sink};
-use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
+use crate::request::{self, HttpError, Limits, ListenKind, Method, Request};
 
 /// First size of a read buffer.
 pub const RBUF_INITIAL: usize = 4096;
@@ -846,8 +846,11 @@ impl Conn {
             return;
         }
         let limits = env.config.limits;
-        match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-            Ok(Parsed::Complete(ref mut req, used)) => {
+        // Parsed where it lies: the request is not moved out of a result.
+        let mut parsed = Request::new(Method::Get, "", "", request::Version::Http11);
+        match request::parse_into(&self.rbuf[self.rpos..self.rend], &limits, &mut parsed) {
+            Ok(Some(used)) => {
+                let req = &mut parsed;
                 req.via = self.via;
                 req.loopback_peer = self.loopback_peer;
                 let meta = Meta::of(req, &self.rbuf[self.rpos..self.rpos + used], env);
@@ -916,7 +919,7 @@ impl Conn {
                 }
                 self.start_response(env, resp, out, meta);
             }
-            Ok(Parsed::Partial) => self.partial = true,
+            Ok(None) => self.partial = true,
             Err(e) => self.respond_error(env, e),
         }
     }
