@@ -1068,14 +1068,12 @@ impl Conn {
     ) {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
-        let (body, lease, in_head) = match resp.body {
-            Body::InHead | Body::Pending | Body::Receive(_) => (None, Lease::No, resp.body_len),
-            // Small files are shared with the worker's file cache and leave in one
-            // step: no lease (it would belong to the shared open file).
-            Body::File(fb) => {
-                let lease = if fb.lease { Lease::Wanted } else { Lease::No };
-                (Some(fb), lease, 0)
-            }
+        // Small files are shared with the worker's file cache and leave in one
+        // step: no lease (it would belong to the shared open file).
+        let (lease, in_head) = match &resp.body {
+            Body::File(fb) if fb.lease => (Lease::Wanted, 0),
+            Body::File(_) => (Lease::No, 0),
+            _ => (Lease::No, resp.body_len),
         };
         if self.rpos == self.rend {
             self.release_rbuf(env);
@@ -1105,7 +1103,14 @@ impl Conn {
                 } = &mut *b;
                 *r_out = out;
                 *r_pos = 0;
-                *r_body = body;
+                // Moved straight from the response into the record (a spare
+                // record's body is already None: nothing to write for a body in
+                // the head).
+                if let Body::File(fb) = resp.body {
+                    *r_body = Some(fb);
+                } else {
+                    *r_body = None;
+                }
                 *r_piece = 0;
                 *r_off = 0;
                 *r_lease = lease;
@@ -1122,7 +1127,10 @@ impl Conn {
             None => Box::new(Respond {
                 out,
                 pos: 0,
-                body,
+                body: match resp.body {
+                    Body::File(fb) => Some(fb),
+                    _ => None,
+                },
                 piece: 0,
                 off: 0,
                 lease,
