@@ -135,6 +135,16 @@ impl Buffers {
         // Answered in place: the worker's Out is not moved out and back.
         self.out.clear();
         let mut resp = answer(&mut self.out);
+        let wire = self.wire(now, &mut resp);
+        (resp, wire)
+    }
+
+    /// The second half of [`Buffers::answer`], for a response the caller asked for
+    /// into the emptied [`Buffers::out`] itself: its head (and a held body of at most
+    /// [`INLINE_MAX`] bytes) as HTTP/1.1 in a pooled buffer. The connection core's
+    /// common path asks so, keeping the response (~160 bytes) where the site returned
+    /// it rather than moving it out of a pair.
+    fn wire(&mut self, now: Instant, resp: &mut Response) -> Vec<u8> {
         let mut wire = self.take();
         if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
             let date = self.date.at(now);
@@ -145,7 +155,7 @@ impl Buffers {
                 resp.body = Body::InHead;
             }
         }
-        (resp, wire)
+        wire
     }
 
     /// An empty buffer (pooled capacity when there is one).
@@ -878,7 +888,9 @@ impl Conn {
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
                 let chunked = req.body == request::BodyFraming::Chunked;
-                let (resp, out) = env.bufs.answer(env.now, |o| site(req, close, o));
+                env.bufs.out.clear();
+                let mut resp = site(req, close, &mut env.bufs.out);
+                let out = env.bufs.wire(env.now, &mut resp);
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
