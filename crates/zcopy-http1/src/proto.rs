@@ -558,6 +558,16 @@ enum State {
     Closed { reset: bool },
 }
 
+impl State {
+    /// Owns nothing (no record, sink or job): dropping it does nothing.
+    fn owns_nothing(&self) -> bool {
+        !matches!(
+            self,
+            State::Respond(_) | State::Receive(_) | State::Publishing(_)
+        )
+    }
+}
+
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Conn {
@@ -1027,7 +1037,7 @@ impl Conn {
                 self.rend += n;
                 if self.discard == 0 || self.rend - self.rpos > self.discard as usize {
                     // First bytes of a new request on a kept-alive connection.
-                    self.state = State::Head;
+                    self.set_state(State::Head);
                     self.deadline = env.now + env.config.header_timeout;
                 }
             }
@@ -1156,7 +1166,18 @@ impl Conn {
                 meta,
             }),
         };
-        self.state = State::Respond(record);
+        self.set_state(State::Respond(record));
+    }
+
+    /// Moves to `next`. A state's drop glue is a call even for one that owns nothing
+    /// (idle, reading a head, the placeholder [`Conn::end_response`] leaves), and
+    /// these moves are made on every request: it is skipped for those.
+    #[inline]
+    fn set_state(&mut self, next: State) {
+        let old = std::mem::replace(&mut self.state, next);
+        if old.owns_nothing() {
+            std::mem::forget(old);
+        }
     }
 
     fn respond_mut(&mut self) -> Option<&mut Respond> {
@@ -1486,11 +1507,11 @@ impl Conn {
             return;
         }
         if self.rend > self.rpos {
-            self.state = State::Head;
+            self.set_state(State::Head);
             self.deadline = env.now + env.config.header_timeout;
         } else {
             self.release_rbuf(env);
-            self.state = State::Idle;
+            self.set_state(State::Idle);
             self.idle_queue = None;
             self.deadline = env.now + env.config.idle_timeout;
         }
