@@ -29,7 +29,7 @@ use crate::head::{self, Out};
 use crate::pace::Pace;
 pub use crate::pace::RATE_BURST;
 use crate::plan::{Body, BodyMem, FileBody, Member, Piece, Response, Sink};
-use crate::request::{self, HttpError, Limits, ListenKind, Method, Parsed, Request};
+use crate::request::{self, HttpError, Limits, ListenKind, Method, Request};
 
 /// First size of a read buffer.
 pub const RBUF_INITIAL: usize = 4096;
@@ -135,6 +135,16 @@ impl Buffers {
         // Answered in place: the worker's Out is not moved out and back.
         self.out.clear();
         let mut resp = answer(&mut self.out);
+        let wire = self.wire(now, &mut resp);
+        (resp, wire)
+    }
+
+    /// The second half of [`Buffers::answer`], for a response the caller asked for
+    /// into the emptied [`Buffers::out`] itself: its head (and a held body of at most
+    /// [`INLINE_MAX`] bytes) as HTTP/1.1 in a pooled buffer. The connection core's
+    /// common path asks so, keeping the response (~160 bytes) where the site returned
+    /// it rather than moving it out of a pair.
+    fn wire(&mut self, now: Instant, resp: &mut Response) -> Vec<u8> {
         let mut wire = self.take();
         if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
             let date = self.date.at(now);
@@ -145,7 +155,7 @@ impl Buffers {
                 resp.body = Body::InHead;
             }
         }
-        (resp, wire)
+        wire
     }
 
     /// An empty buffer (pooled capacity when there is one).
@@ -548,6 +558,16 @@ enum State {
     Closed { reset: bool },
 }
 
+impl State {
+    /// Owns nothing (no record, sink or job): dropping it does nothing.
+    fn owns_nothing(&self) -> bool {
+        !matches!(
+            self,
+            State::Respond(_) | State::Receive(_) | State::Publishing(_)
+        )
+    }
+}
+
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Conn {
@@ -846,8 +866,11 @@ impl Conn {
             return;
         }
         let limits = env.config.limits;
-        match request::parse(&self.rbuf[self.rpos..self.rend], &limits) {
-            Ok(Parsed::Complete(ref mut req, used)) => {
+        // Parsed where it lies: the request is not moved out of a result.
+        let mut parsed = Request::new(Method::Get, "", "", request::Version::Http11);
+        match request::parse_into(&self.rbuf[self.rpos..self.rend], &limits, &mut parsed) {
+            Ok(Some(used)) => {
+                let req = &mut parsed;
                 req.via = self.via;
                 req.loopback_peer = self.loopback_peer;
                 let meta = Meta::of(req, &self.rbuf[self.rpos..self.rpos + used], env);
@@ -875,7 +898,9 @@ impl Conn {
                 let keep_alive = req.keep_alive;
                 let expect_continue = req.expect_continue;
                 let chunked = req.body == request::BodyFraming::Chunked;
-                let (resp, out) = env.bufs.answer(env.now, |o| site(req, close, o));
+                env.bufs.out.clear();
+                let mut resp = site(req, close, &mut env.bufs.out);
+                let out = env.bufs.wire(env.now, &mut resp);
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
@@ -916,7 +941,7 @@ impl Conn {
                 }
                 self.start_response(env, resp, out, meta);
             }
-            Ok(Parsed::Partial) => self.partial = true,
+            Ok(None) => self.partial = true,
             Err(e) => self.respond_error(env, e),
         }
     }
@@ -1012,7 +1037,7 @@ impl Conn {
                 self.rend += n;
                 if self.discard == 0 || self.rend - self.rpos > self.discard as usize {
                     // First bytes of a new request on a kept-alive connection.
-                    self.state = State::Head;
+                    self.set_state(State::Head);
                     self.deadline = env.now + env.config.header_timeout;
                 }
             }
@@ -1065,14 +1090,12 @@ impl Conn {
     ) {
         let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
-        let (body, lease, in_head) = match resp.body {
-            Body::InHead | Body::Pending | Body::Receive(_) => (None, Lease::No, resp.body_len),
-            // Small files are shared with the worker's file cache and leave in one
-            // step: no lease (it would belong to the shared open file).
-            Body::File(fb) => {
-                let lease = if fb.lease { Lease::Wanted } else { Lease::No };
-                (Some(fb), lease, 0)
-            }
+        // Small files are shared with the worker's file cache and leave in one
+        // step: no lease (it would belong to the shared open file).
+        let (lease, in_head) = match &resp.body {
+            Body::File(fb) if fb.lease => (Lease::Wanted, 0),
+            Body::File(_) => (Lease::No, 0),
+            _ => (Lease::No, resp.body_len),
         };
         if self.rpos == self.rend {
             self.release_rbuf(env);
@@ -1102,7 +1125,14 @@ impl Conn {
                 } = &mut *b;
                 *r_out = out;
                 *r_pos = 0;
-                *r_body = body;
+                // Moved straight from the response into the record (a spare
+                // record's body is already None: nothing to write for a body in
+                // the head).
+                if let Body::File(fb) = resp.body {
+                    *r_body = Some(fb);
+                } else {
+                    *r_body = None;
+                }
                 *r_piece = 0;
                 *r_off = 0;
                 *r_lease = lease;
@@ -1119,7 +1149,10 @@ impl Conn {
             None => Box::new(Respond {
                 out,
                 pos: 0,
-                body,
+                body: match resp.body {
+                    Body::File(fb) => Some(fb),
+                    _ => None,
+                },
                 piece: 0,
                 off: 0,
                 lease,
@@ -1133,7 +1166,18 @@ impl Conn {
                 meta,
             }),
         };
-        self.state = State::Respond(record);
+        self.set_state(State::Respond(record));
+    }
+
+    /// Moves to `next`. A state's drop glue is a call even for one that owns nothing
+    /// (idle, reading a head, the placeholder [`Conn::end_response`] leaves), and
+    /// these moves are made on every request: it is skipped for those.
+    #[inline]
+    fn set_state(&mut self, next: State) {
+        let old = std::mem::replace(&mut self.state, next);
+        if old.owns_nothing() {
+            std::mem::forget(old);
+        }
     }
 
     fn respond_mut(&mut self) -> Option<&mut Respond> {
@@ -1463,11 +1507,11 @@ impl Conn {
             return;
         }
         if self.rend > self.rpos {
-            self.state = State::Head;
+            self.set_state(State::Head);
             self.deadline = env.now + env.config.header_timeout;
         } else {
             self.release_rbuf(env);
-            self.state = State::Idle;
+            self.set_state(State::Idle);
             self.idle_queue = None;
             self.deadline = env.now + env.config.idle_timeout;
         }
