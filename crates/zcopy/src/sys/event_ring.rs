@@ -23,6 +23,7 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::num::NonZeroU64;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -110,7 +111,8 @@ impl<T: AsFd + Send + Sync + 'static> From<&Arc<T>> for Desc {
     }
 }
 
-/// Identifies each ring of the process, so a buffer is only given back to its own.
+/// Identifies each ring of the process, so a buffer is only given back to its own
+/// (from 1: a ring's id is never 0).
 static NEXT_RING: AtomicU64 = AtomicU64::new(1);
 
 /// A received chunk, in one of the ring's provided buffers, until
@@ -118,7 +120,9 @@ static NEXT_RING: AtomicU64 = AtomicU64::new(1);
 /// another ring refuses it).
 #[derive(Debug)]
 pub struct RecvBuf {
-    ring: u64,
+    /// Never 0: an `Option` of a chunk (and of a chunk and a count) takes no more
+    /// room than the chunk (a connection keeps one waiting in place).
+    ring: NonZeroU64,
     bid: u16,
     len: u32,
 }
@@ -548,7 +552,7 @@ impl Drop for RecvBufs {
 pub struct EventRing {
     ring: IoUring,
     /// This ring's id (see [`RecvBuf`]).
-    id: u64,
+    id: NonZeroU64,
     ops: Vec<Option<Op>>,
     /// Each slot's generation, bumped when the slot is freed.
     gens: Vec<u32>,
@@ -615,7 +619,7 @@ impl EventRing {
         }
         Ok(EventRing {
             ring,
-            id: NEXT_RING.fetch_add(1, Ordering::Relaxed),
+            id: NonZeroU64::new(NEXT_RING.fetch_add(1, Ordering::Relaxed)).expect("ids from 1"),
             ops: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
@@ -1530,6 +1534,11 @@ mod tests {
     #[test]
     fn a_receive_is_a_small_record_and_a_stale_cancel_misses_its_slots_next() {
         assert!(std::mem::size_of::<Option<RecvOp>>() <= 24);
+        // A chunk waiting in a connection, with the count of its bytes used.
+        assert_eq!(
+            std::mem::size_of::<Option<(RecvBuf, usize)>>(),
+            std::mem::size_of::<(RecvBuf, usize)>()
+        );
         let Some(mut ring) = ring() else {
             return;
         };
