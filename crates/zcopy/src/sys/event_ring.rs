@@ -23,6 +23,7 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::num::NonZeroU64;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -38,6 +39,9 @@ use super::mem::Mapping;
 const BGID: u16 = 0;
 /// The user_data of the cancel-everything entry pushed on drop.
 const DROP_CANCEL: u64 = u64::MAX;
+/// A slot number with this bit set names a slot of the receive table
+/// ([`EventRing::recvs`]), not of the operation table.
+const RECV_SLOT: u32 = 1 << 31;
 
 /// The ring's sizes.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +111,8 @@ impl<T: AsFd + Send + Sync + 'static> From<&Arc<T>> for Desc {
     }
 }
 
-/// Identifies each ring of the process, so a buffer is only given back to its own.
+/// Identifies each ring of the process, so a buffer is only given back to its own
+/// (from 1: a ring's id is never 0).
 static NEXT_RING: AtomicU64 = AtomicU64::new(1);
 
 /// A received chunk, in one of the ring's provided buffers, until
@@ -115,7 +120,9 @@ static NEXT_RING: AtomicU64 = AtomicU64::new(1);
 /// another ring refuses it).
 #[derive(Debug)]
 pub struct RecvBuf {
-    ring: u64,
+    /// Never 0: an `Option` of a chunk (and of a chunk and a count) takes no more
+    /// room than the chunk (a connection keeps one waiting in place).
+    ring: NonZeroU64,
     bid: u16,
     len: u32,
 }
@@ -248,6 +255,15 @@ struct Op {
     /// read: holding it is the point). One, not an array of two: 72 bytes an
     /// operation, not 96, and every idle connection has its receive in flight.
     _fd: Option<Desc>,
+}
+
+/// A multishot receive on a thread-owned socket: its token and the socket, held
+/// until its last completion. 24 bytes where an [`Op`] takes 72: every idle
+/// connection has one in flight.
+struct RecvOp {
+    token: u64,
+    /// Never read: holding it is the point.
+    _sock: Rc<dyn AsFd>,
 }
 
 /// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
@@ -536,11 +552,17 @@ impl Drop for RecvBufs {
 pub struct EventRing {
     ring: IoUring,
     /// This ring's id (see [`RecvBuf`]).
-    id: u64,
+    id: NonZeroU64,
     ops: Vec<Option<Op>>,
     /// Each slot's generation, bumped when the slot is freed.
     gens: Vec<u32>,
     free: Vec<u32>,
+    /// The multishot receives on thread-owned sockets, in a table of their own
+    /// (slot numbers with [`RECV_SLOT`] set), with their slots' generations and
+    /// the free slots.
+    recvs: Vec<Option<RecvOp>>,
+    recv_gens: Vec<u32>,
+    recv_free: Vec<u32>,
     inflight: usize,
     bufs: Option<RecvBufs>,
     enters: u64,
@@ -597,10 +619,13 @@ impl EventRing {
         }
         Ok(EventRing {
             ring,
-            id: NEXT_RING.fetch_add(1, Ordering::Relaxed),
+            id: NonZeroU64::new(NEXT_RING.fetch_add(1, Ordering::Relaxed)).expect("ids from 1"),
             ops: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
+            recvs: Vec::new(),
+            recv_gens: Vec::new(),
+            recv_free: Vec::new(),
             inflight: 0,
             bufs: Some(bufs),
             enters: 0,
@@ -694,11 +719,28 @@ impl EventRing {
     pub fn recv_multi(&mut self, token: u64, sock: impl Into<Desc>) -> OpId {
         let sock = sock.into();
         let e = opcode::RecvMulti::new(types::Fd(sock.raw()), BGID).build();
-        self.push(e, token, Kind::Recv, Held::Nothing, Some(sock))
+        let Desc::Local(sock) = sock else {
+            return self.push(e, token, Kind::Recv, Held::Nothing, Some(sock));
+        };
+        let idx = self.recv_free.pop().unwrap_or_else(|| {
+            self.recvs.push(None);
+            self.recv_gens.push(0);
+            (self.recvs.len() - 1) as u32
+        });
+        self.recvs[idx as usize] = Some(RecvOp { token, _sock: sock });
+        self.inflight += 1;
+        let id = OpId(idx | RECV_SLOT, self.recv_gens[idx as usize]);
+        self.push_entry(&e.user_data(id.user_data()));
+        id
     }
 
     /// Whether operation `op` is still in flight (its last completion not yet taken).
     pub fn in_flight(&self, op: OpId) -> bool {
+        if op.0 & RECV_SLOT != 0 {
+            let idx = (op.0 & !RECV_SLOT) as usize;
+            return self.recvs.get(idx).is_some_and(Option::is_some)
+                && self.recv_gens.get(idx) == Some(&op.1);
+        }
         self.ops.get(op.0 as usize).is_some_and(Option::is_some)
             && self.gens.get(op.0 as usize) == Some(&op.1)
     }
@@ -1056,13 +1098,34 @@ impl EventRing {
         if ud == DROP_CANCEL {
             return None;
         }
-        let (idx, gen_) = ((ud & u64::from(u32::MAX)) as usize, (ud >> 32) as u32);
-        if self.gens.get(idx) != Some(&gen_) {
-            return None;
-        }
+        let (idx, gen_) = ((ud & u64::from(u32::MAX)) as u32, (ud >> 32) as u32);
         let flags = cqe.flags();
         let last = !cqueue::more(flags);
         let res = cqe.result();
+        if idx & RECV_SLOT != 0 {
+            let idx = (idx & !RECV_SLOT) as usize;
+            if self.recv_gens.get(idx) != Some(&gen_) {
+                return None;
+            }
+            let slot = self.recvs.get_mut(idx)?;
+            let token = slot.as_ref()?.token;
+            if last {
+                // The socket is the kernel's no more: let it go.
+                *slot = None;
+                self.inflight -= 1;
+                self.recv_gens[idx] = self.recv_gens[idx].wrapping_add(1);
+                self.recv_free.push(idx as u32);
+            }
+            return Some(Completion {
+                token,
+                event: self.received(res, flags),
+                last,
+            });
+        }
+        let idx = idx as usize;
+        if self.gens.get(idx) != Some(&gen_) {
+            return None;
+        }
         let slot = self.ops.get_mut(idx)?;
         let op = if last {
             slot.take()?
@@ -1082,48 +1145,13 @@ impl EventRing {
             self.gens[idx] = self.gens[idx].wrapping_add(1);
             self.free.push(idx as u32);
         }
-        let ring_id = self.id;
         let event = match (op.kind, op.held) {
             (Kind::Accept, _) => Event::Accepted(result(res).map(|fd| {
                 // SAFETY: a successful accept completion carries a new fd the kernel
                 // installed for us; nothing else owns it.
                 unsafe { OwnedFd::from_raw_fd(fd as i32) }
             })),
-            (Kind::Recv, _) => {
-                let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
-                    ring: ring_id,
-                    bid,
-                    len: res.max(0) as u32,
-                });
-                if let (Some(b), Some(bufs)) = (&buf, self.bufs.as_mut()) {
-                    bufs.taken(b.bid);
-                }
-                match (result(res), buf) {
-                    (Ok(0), b) => {
-                        if let Some(b) = b {
-                            self.recycle(b);
-                        }
-                        Event::Received(Ok(None))
-                    }
-                    (Ok(_), Some(b)) => Event::Received(Ok(Some(b))),
-                    (Ok(_), None) => Event::Received(Err(io::Error::other(
-                        "receive completion without a buffer",
-                    ))),
-                    (Err(e), b) => {
-                        if let Some(b) = b {
-                            self.recycle(b);
-                        }
-                        if e.raw_os_error() == Some(libc::ENOBUFS)
-                            && let Some(bufs) = self.bufs.as_mut()
-                        {
-                            // Every buffer handed out is in use: hand out more (the
-                            // connection's receive is re-armed by its owner).
-                            bufs.starve();
-                        }
-                        Event::Received(Err(e))
-                    }
-                }
-            }
+            (Kind::Recv, _) => self.received(res, flags),
             (Kind::Send, Held::Buf(buf)) => Event::Sent {
                 res: result(res),
                 buf,
@@ -1156,6 +1184,44 @@ impl EventRing {
             last,
         })
     }
+
+    /// The event of a receive's completion: the chunk (its buffer taken out of the
+    /// ring), the peer's close, or the error.
+    fn received(&mut self, res: i32, flags: u32) -> Event {
+        let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
+            ring: self.id,
+            bid,
+            len: res.max(0) as u32,
+        });
+        if let (Some(b), Some(bufs)) = (&buf, self.bufs.as_mut()) {
+            bufs.taken(b.bid);
+        }
+        match (result(res), buf) {
+            (Ok(0), b) => {
+                if let Some(b) = b {
+                    self.recycle(b);
+                }
+                Event::Received(Ok(None))
+            }
+            (Ok(_), Some(b)) => Event::Received(Ok(Some(b))),
+            (Ok(_), None) => {
+                Event::Received(Err(io::Error::other("receive completion without a buffer")))
+            }
+            (Err(e), b) => {
+                if let Some(b) = b {
+                    self.recycle(b);
+                }
+                if e.raw_os_error() == Some(libc::ENOBUFS)
+                    && let Some(bufs) = self.bufs.as_mut()
+                {
+                    // Every buffer handed out is in use: hand out more (the
+                    // connection's receive is re-armed by its owner).
+                    bufs.starve();
+                }
+                Event::Received(Err(e))
+            }
+        }
+    }
 }
 
 impl Drop for EventRing {
@@ -1182,6 +1248,9 @@ impl Drop for EventRing {
             // would let its number name another file): leak them rather than free
             // or close them.
             for op in self.ops.drain(..).flatten() {
+                std::mem::forget(op);
+            }
+            for op in self.recvs.drain(..).flatten() {
                 std::mem::forget(op);
             }
             std::mem::forget(self.bufs.take());
@@ -1456,6 +1525,50 @@ mod tests {
             "b's poll was cancelled: {:?}",
             polled[0].event
         );
+    }
+
+    /// Every idle connection has a receive in flight: its record is the token and
+    /// the socket (24 bytes, not an operation's 72). A cancel of a receive that is
+    /// over does not reach the receive that reuses its slot, and a receive keeps
+    /// its socket open after its owner let go.
+    #[test]
+    fn a_receive_is_a_small_record_and_a_stale_cancel_misses_its_slots_next() {
+        assert!(std::mem::size_of::<Option<RecvOp>>() <= 24);
+        // A chunk waiting in a connection, with the count of its bytes used.
+        assert_eq!(
+            std::mem::size_of::<Option<(RecvBuf, usize)>>(),
+            std::mem::size_of::<(RecvBuf, usize)>()
+        );
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (a, a_peer) = socket_pair();
+        let (b, mut b_peer) = socket_pair();
+        let old = ring.recv_multi(1, &a);
+        assert!(ring.in_flight(old));
+        drop(a);
+        drop(a_peer);
+        let done = reap(&mut ring, 1);
+        assert!(
+            matches!(done[0].event, Event::Received(Ok(None))),
+            "{done:?}"
+        );
+        assert!(done[0].last && !ring.in_flight(old));
+        let new = ring.recv_multi(2, &b);
+        assert_ne!(new, old);
+        ring.submit_and_wait(None).unwrap();
+        ring.cancel(3, old);
+        ring.submit_and_wait(None).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        b_peer.write_all(b"y").unwrap();
+        let done = reap(&mut ring, 1);
+        let got: Vec<_> = done.iter().filter(|c| c.token == 2).collect();
+        assert_eq!(got.len(), 1, "{done:?}");
+        let Event::Received(Ok(Some(chunk))) = &got[0].event else {
+            panic!("b's receive was cancelled: {:?}", got[0].event);
+        };
+        assert_eq!(ring.recv_data(chunk), b"y");
+        assert!(!got[0].last && ring.in_flight(new));
     }
 
     /// Dropping a ring whose submission queue is full still cancels everything in
