@@ -25,6 +25,7 @@ use zcopy::receive::LowWater;
 
 use super::fetch::{self, Fetcher};
 use super::h2::{self, H2};
+use super::lend::{self, Lending, Rest};
 use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
@@ -125,31 +126,17 @@ impl Connection {
     /// Head and body of a hot snapshot from a template pipe, in one splice
     /// ([`zcopy::lend`]). False when declined (nothing sent: the usual way then).
     fn lend(&mut self, env: &mut Env<'_>, engines: &mut Engines) -> bool {
-        let Some((head, file, offset, len)) = self.core.lendable_whole() else {
-            return false;
-        };
-        let head_len = head.len();
-        if head_len == 0 {
-            return false;
-        }
-        let r = engines
-            .lender()
-            .send(self.stream.as_fd(), head, file, offset, len);
-        match r {
-            Ok(zcopy::lend::Lend::Declined) => false,
-            Ok(zcopy::lend::Lend::Sent { sent, rest }) => {
-                if let Some(rest) = rest {
+        let sock = self.stream.as_fd();
+        match lend::lend(&mut self.core, env, engines, sock, None) {
+            Lending::Declined => false,
+            Lending::Sent(rest) => {
+                if rest.is_some() {
                     self.writable = false;
-                    self.lent = Some((rest, head_len - sent.min(head_len)));
+                    self.lent = rest;
                 }
-                self.lent_sent(env, sent, head_len);
                 true
             }
-            Err(e) => {
-                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
-                self.core.on_send_failed(env);
-                true
-            }
+            Lending::Failed => true,
         }
     }
 
@@ -158,39 +145,15 @@ impl Connection {
         let Some((lent, head)) = &mut self.lent else {
             return;
         };
-        let head_left = *head;
-        match lent.send(self.stream.as_fd(), usize::MAX) {
-            Ok(n) => {
-                *head -= n.min(head_left);
-                if lent.left() > 0 {
-                    self.writable = false;
-                } else if let Some((lent, _)) = self.lent.take() {
+        let sock = self.stream.as_fd();
+        match lend::send_rest(lent, head, &mut self.core, env, sock, true) {
+            Rest::Done => {
+                if let Some((lent, _)) = self.lent.take() {
                     engines.lender().give_back(lent);
                 }
-                self.lent_sent(env, n, head_left);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-            Err(e) => {
-                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
-                self.lent = None;
-                self.core.on_send_failed(env);
-            }
-        }
-    }
-
-    /// `n` bytes of a lent response left, the first `head_left` of it head bytes:
-    /// told to the core as written head, then sent body.
-    fn lent_sent(&mut self, env: &mut Env<'_>, n: usize, head_left: usize) {
-        let head = n.min(head_left);
-        if head > 0 {
-            self.core.on_written(env, head);
-        }
-        let body = n - head;
-        if body > 0 {
-            env.events
-                .stats
-                .body_by_engine(Some(zcopy::EngineKind::Tee), body as u64, true);
-            self.core.on_file_sent(env, body, true);
+            Rest::Left => self.writable = false,
+            Rest::Failed => self.lent = None,
         }
     }
 

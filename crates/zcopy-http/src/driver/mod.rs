@@ -6,6 +6,7 @@ pub mod auto;
 pub mod epoll;
 pub mod fetch;
 pub(crate) mod h2;
+mod lend;
 pub mod publish;
 pub mod tls;
 pub mod uring;

@@ -71,6 +71,7 @@ use zcopy::ring::{
 };
 
 use super::h2::{self, Got, H2};
+use super::lend::{self, Lending, Rest};
 use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
 use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
@@ -1044,31 +1045,13 @@ impl Connection {
     /// rest the socket did not take is sent by the loop first
     /// ([`Connection::send_lent`]).
     fn lend(&mut self, env: &mut Env<'_>, io: &mut BufPool, engines: &mut Engines) -> bool {
-        let Some((head, file, offset, len)) = self.core.lendable_whole() else {
-            return false;
-        };
-        if !head.is_empty() {
-            return false;
+        let sock = self.stream.as_fd();
+        match lend::lend(&mut self.core, env, engines, sock, Some(&self.out)) {
+            Lending::Declined => return false,
+            Lending::Sent(rest) => self.lent = rest.map(Box::new),
+            Lending::Failed => {}
         }
-        let prefix = self.out.len();
-        let r = engines
-            .lender()
-            .send(self.stream.as_fd(), &self.out, file, offset, len);
-        match r {
-            Ok(zcopy::lend::Lend::Declined) => return false,
-            Ok(zcopy::lend::Lend::Sent { sent, rest }) => {
-                self.out.clear();
-                if let Some(rest) = rest {
-                    self.lent = Some(Box::new((rest, prefix - sent.min(prefix))));
-                }
-                self.lent_sent(env, sent, prefix);
-            }
-            Err(e) => {
-                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
-                self.out.clear();
-                self.core.on_send_failed(env);
-            }
-        }
+        self.out.clear();
         self.release_out(io);
         true
     }
@@ -1081,28 +1064,20 @@ impl Connection {
         env: &mut Env<'_>,
         engines: &mut Engines,
     ) -> bool {
-        let Some(rest) = self.lent.as_deref_mut() else {
+        let Some((lent, corked)) = self.lent.as_deref_mut() else {
             return false;
         };
-        let (lent, corked) = rest;
-        let corked_left = *corked;
-        match lent.send(self.stream.as_fd(), usize::MAX) {
-            Ok(n) => {
-                *corked -= n.min(corked_left);
-                let done = lent.left() == 0;
-                if done && let Some(rest) = self.lent.take() {
+        let sock = self.stream.as_fd();
+        match lend::send_rest(lent, corked, &mut self.core, env, sock, false) {
+            Rest::Done => {
+                if let Some(rest) = self.lent.take() {
                     engines.lender().give_back(rest.0);
                 }
-                self.lent_sent(env, n, corked_left);
-                if done {
-                    return false;
-                }
+                return false;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                tracing::debug!(peer = %self.core.peer(), "send failed: {e}");
+            Rest::Left => {}
+            Rest::Failed => {
                 self.lent = None;
-                self.core.on_send_failed(env);
                 return false;
             }
         }
@@ -1110,18 +1085,6 @@ impl Connection {
         self.inflight += 1;
         self.sending = Some(Sending::Lent);
         true
-    }
-
-    /// `n` bytes of a lent response left, the first `corked` of them head bytes
-    /// already told to the core: the others are body bytes sent.
-    fn lent_sent(&mut self, env: &mut Env<'_>, n: usize, corked: usize) {
-        let body = n - n.min(corked);
-        if body > 0 {
-            env.events
-                .stats
-                .body_by_engine(Some(zcopy::EngineKind::Tee), body as u64, true);
-            self.core.on_file_sent(env, body, true);
-        }
     }
 
     /// [`Intent::SendFile`] for either transport (`tls`: the connection's session
