@@ -559,12 +559,18 @@ enum State {
 }
 
 impl State {
-    /// Owns nothing (no record, sink or job): dropping it does nothing.
+    /// Owns nothing (no record, sink or job): dropping it does nothing. Every
+    /// state is named, so a new one must say which it is.
     fn owns_nothing(&self) -> bool {
-        !matches!(
-            self,
-            State::Respond(_) | State::Receive(_) | State::Publishing(_)
-        )
+        match self {
+            State::Idle
+            | State::Head
+            | State::Checking
+            | State::Draining { .. }
+            | State::Closing { .. }
+            | State::Closed { .. } => true,
+            State::Respond(_) | State::Receive(_) | State::Publishing(_) => false,
+        }
     }
 }
 
@@ -867,7 +873,7 @@ impl Conn {
         }
         let limits = env.config.limits;
         // Parsed where it lies: the request is not moved out of a result.
-        let mut parsed = Request::new(Method::Get, "", "", request::Version::Http11);
+        let mut parsed = Request::blank();
         match request::parse_into(&self.rbuf[self.rpos..self.rend], &limits, &mut parsed) {
             Ok(Some(used)) => {
                 let req = &mut parsed;
@@ -1095,7 +1101,7 @@ impl Conn {
         let (lease, in_head) = match &resp.body {
             Body::File(fb) if fb.lease => (Lease::Wanted, 0),
             Body::File(_) => (Lease::No, 0),
-            _ => (Lease::No, resp.body_len),
+            Body::InHead | Body::Pending | Body::Receive(_) => (Lease::No, resp.body_len),
         };
         if self.rpos == self.rend {
             self.release_rbuf(env);
@@ -1125,14 +1131,12 @@ impl Conn {
                 } = &mut *b;
                 *r_out = out;
                 *r_pos = 0;
-                // Moved straight from the response into the record (a spare
-                // record's body is already None: nothing to write for a body in
-                // the head).
-                if let Body::File(fb) = resp.body {
-                    *r_body = Some(fb);
-                } else {
-                    *r_body = None;
-                }
+                // Moved straight from the response into the record (a body in
+                // the head: None).
+                *r_body = match resp.body {
+                    Body::File(fb) => Some(fb),
+                    _ => None,
+                };
                 *r_piece = 0;
                 *r_off = 0;
                 *r_lease = lease;
@@ -1171,7 +1175,8 @@ impl Conn {
 
     /// Moves to `next`. A state's drop glue is a call even for one that owns nothing
     /// (idle, reading a head, the placeholder [`Conn::end_response`] leaves), and
-    /// these moves are made on every request: it is skipped for those.
+    /// these moves are made on every request: it is skipped for those. Any state may
+    /// be left this way: one that owns something is dropped as usual.
     #[inline]
     fn set_state(&mut self, next: State) {
         let old = std::mem::replace(&mut self.state, next);

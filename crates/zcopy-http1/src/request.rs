@@ -162,6 +162,11 @@ pub struct DavFields<'a> {
 impl<'a> Request<'a> {
     /// A request with no header fields: keep-alive for HTTP/1.1, no body, received on
     /// a plain HTTP listener. The parser fills in the fields it finds.
+    /// What the parser fills in: [`Request::new`] for `GET` of nothing, HTTP/1.1.
+    pub(crate) fn blank() -> Self {
+        Request::new(Method::Get, "", "", Version::Http11)
+    }
+
     pub fn new(method: Method, method_name: &'a str, target: &'a str, version: Version) -> Self {
         Request {
             method,
@@ -768,23 +773,25 @@ const TARGET_BYTE: [bool; 256] = {
 /// for `OPTIONS` only; authority-form and a `#` anywhere in the target are 400.
 /// Leading empty lines are ignored.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, HttpError> {
-    let mut req = Request::new(Method::Get, "", "", Version::Http11);
+    let mut req = Request::blank();
     Ok(match parse_into(buf, limits, &mut req)? {
         Some(used) => Parsed::Complete(req, used),
         None => Parsed::Partial,
     })
 }
 
-/// [`parse`] into `req`, a request as [`Request::new`] made it (the parser sets
-/// the fields it finds and leaves the others as they are): `Ok(Some(used))` for a
+/// [`parse`] into `req`, a fresh [`Request::blank`] (the parser sets the fields
+/// it finds and leaves the others as they are: a reused request would keep the
+/// last one's fields): `Ok(Some(used))` for a
 /// whole head, `Ok(None)` when more bytes are needed. The connection core parses
 /// into a request on its own stack, so the request (~500 bytes) is not copied out
 /// of the parser's result on every request.
-pub fn parse_into<'a>(
+pub(crate) fn parse_into<'a>(
     buf: &'a [u8],
     limits: &Limits,
     req: &mut Request<'a>,
 ) -> Result<Option<usize>, HttpError> {
+    debug_assert_eq!(*req, Request::blank(), "parse_into takes a fresh request");
     // Enough for the common request; the array is initialised on every call, so a
     // larger one costs every request (64 slots were 2% of a 1 KiB response's CPU).
     let mut stack: [Field<'a>; STACK_HEADERS] = [(&[], &[]); STACK_HEADERS];

@@ -88,8 +88,9 @@ pub fn handle(
         }
     };
     let mut access = Access::new(cfg, req.authorization, checks, now);
-    // One response returned on every path, so it is made where it is returned (an
-    // early return of another was a ~160-byte copy of this one on every request).
+    // Once the rules are known, one response is returned on every path, so it is
+    // made where it is returned (an early return of another was a ~160-byte copy
+    // of this one on every request).
     let mut resp = respond(site, req, close, out, cache, now, &eff, rel, &mut access);
     if access.pending() {
         // A password check this answer needed runs off the loop: answer nothing now,
