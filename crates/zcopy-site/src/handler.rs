@@ -1286,27 +1286,8 @@ fn serve_file(
                     Lend::Free,
                 )
             }
-            None if let Some(snap) = identity_snapshot(site, &f, req.loopback_peer, reply.now) => {
-                let d = match f.described {
-                    Some(d) => {
-                        shared = d;
-                        &*shared
-                    }
-                    None => {
-                        computed = Described::of(&f.st, name);
-                        &computed
-                    }
-                };
-                (
-                    snap.file.clone(),
-                    snap.len as i64,
-                    None,
-                    d,
-                    None,
-                    Lend::Free,
-                )
-            }
             None => {
+                let snap = identity_snapshot(site, &f, req.loopback_peer, reply.now);
                 let d = match f.described {
                     Some(d) => {
                         shared = d;
@@ -1317,7 +1298,17 @@ fn serve_file(
                         &computed
                     }
                 };
-                (f.file, f.st.st_size, None, d, f.bytes, trusted)
+                match snap {
+                    Some(snap) => (
+                        snap.file.clone(),
+                        snap.len as i64,
+                        None,
+                        d,
+                        None,
+                        Lend::Free,
+                    ),
+                    None => (f.file, f.st.st_size, None, d, f.bytes, trusted),
+                }
             }
         },
     };
