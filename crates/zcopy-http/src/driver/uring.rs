@@ -67,7 +67,7 @@ use mio::{Events, Poll};
 use rustix::io::Errno;
 use zcopy::receive::LowWater;
 use zcopy::ring::{
-    BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingSize,
+    BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingFd, RingSize,
 };
 
 use super::h2::{self, Got, H2};
@@ -165,9 +165,9 @@ struct FileRange {
 
 /// One client connection: the socket, what is in flight for it, and the core.
 struct Connection {
-    /// Shared with the ring's operations that name it, which hold it until their
-    /// completions.
-    stream: Rc<TcpStream>,
+    /// Held by the ring's operations that name it until their completions
+    /// (counted by number: no allocation a connection).
+    stream: RingFd<TcpStream>,
     core: proto::Conn,
     /// Operations in the ring for this connection.
     inflight: u32,
@@ -1964,7 +1964,7 @@ impl Worker {
             .map_or(core.deadline(), |d| d.min(core.deadline()));
         let seq = self.books.opened(&self.sh.common, deadline);
         self.conns[idx] = Some(Connection {
-            stream: Rc::new(stream),
+            stream: RingFd::new(stream),
             core,
             inflight: 0,
             recv: None,
