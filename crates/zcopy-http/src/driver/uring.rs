@@ -83,12 +83,12 @@ use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
 /// The ring's sizes: 1024 submissions a turn, up to 64 receive buffers of 2 KiB
-/// (16 handed to the kernel at first, more when all are held; once the ring holds
-/// 16 free ones again, or up to 64 while receives keep finding none, recycled
+/// (4 handed to the kernel at first, more when all are held; once the ring holds
+/// 4 free ones again, or up to 64 while receives keep finding none, recycled
 /// buffers are taken out of it and their pages given back at the next sweep).
 /// The ring reuses the buffers it holds in turn, so all it keeps stay resident:
 /// 2 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
-/// body, comes in more chunks) cost 32 KiB a worker at rest and 128 KiB at most.
+/// body, comes in more chunks) cost 8 KiB a worker at rest and 128 KiB at most.
 /// A turn with more receives than that (a burst: 200 slowloris clients sending
 /// their next byte at once took 250 buffers, 500 KiB) has the rest wait for the
 /// next turn: their receive ends with ENOBUFS and is armed again once a buffer
