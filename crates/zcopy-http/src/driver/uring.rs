@@ -173,8 +173,9 @@ struct Connection {
     inflight: u32,
     /// The multishot receive, while armed.
     recv: Option<OpId>,
-    /// Received chunks not yet copied into the core (chunk, bytes of it used).
-    pending: Chunks<(RecvBuf, usize)>,
+    /// Received chunks not yet copied into the core (chunk, bytes of it used: 32
+    /// bits, 8 bytes fewer a connection).
+    pending: Chunks<(RecvBuf, u32)>,
     /// The peer closed its side.
     eof: bool,
     /// Receiving failed.
@@ -358,12 +359,12 @@ impl h2::Io for RingIo<'_> {
                 }
                 return Ok(Got::Blocked);
             };
-            let data = &self.ring.recv_data(chunk)[*used..];
+            let data = &self.ring.recv_data(chunk)[*used as usize..];
             let Some((t, tw)) = self.tls.as_mut() else {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                *used += n;
-                if *used == chunk.len()
+                *used += n as u32;
+                if *used as usize == chunk.len()
                     && let Some((chunk, _)) = c.pending.pop_front()
                 {
                     self.ring.recycle(chunk);
@@ -668,7 +669,7 @@ impl Connection {
                         self.flush(token, ring, false);
                     }
                     if let Some((buf, used)) = self.pending.front_mut() {
-                        let data = &ring.recv_data(buf)[*used..];
+                        let data = &ring.recv_data(buf)[*used as usize..];
                         if std::mem::take(&mut self.sniff)
                             && let Some(first) = h2::preface_start(data)
                         {
@@ -687,8 +688,8 @@ impl Connection {
                             return;
                         }
                         dst[..n].copy_from_slice(&data[..n]);
-                        *used += n;
-                        if *used == buf.len()
+                        *used += n as u32;
+                        if *used as usize == buf.len()
                             && let Some((buf, _)) = self.pending.pop_front()
                         {
                             ring.recycle(buf);
@@ -829,7 +830,7 @@ impl Connection {
                 if want == 0 {
                     break;
                 }
-                let data = &ring.recv_data(buf)[*used..];
+                let data = &ring.recv_data(buf)[*used as usize..];
                 let data = &data[..data.len().min(usize::try_from(want).unwrap_or(usize::MAX))];
                 want -= data.len() as u64;
                 iov.push(io::IoSlice::new(data));
@@ -847,10 +848,10 @@ impl Connection {
                         break;
                     };
                     let size = ring.recv_data(buf).len();
-                    let take = (size - *used).min(left);
-                    *used += take;
+                    let take = (size - *used as usize).min(left);
+                    *used += take as u32;
                     left -= take;
-                    if *used == size
+                    if *used as usize == size
                         && let Some((buf, _)) = self.pending.pop_front()
                     {
                         ring.recycle(buf);
@@ -891,7 +892,8 @@ impl Connection {
                         continue;
                     }
                     if let Some((buf, used)) = self.pending.pop_front() {
-                        let fed = t.feed(&ring.recv_data(&buf)[used..], tw, self.core.peer());
+                        let fed =
+                            t.feed(&ring.recv_data(&buf)[used as usize..], tw, self.core.peer());
                         ring.recycle(buf);
                         if let Err(refusal) = fed {
                             // Best effort, once, like the epoll driver: a clear-text 400

@@ -30,11 +30,11 @@ use std::fs::File;
 use std::io;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
-use std::num::NonZeroU64;
+use std::num::NonZeroU32;
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -274,7 +274,7 @@ impl<T: AsFd + Send + Sync + 'static> From<&Arc<T>> for Desc {
 
 /// Identifies each ring of the process, so a buffer is only given back to its own
 /// (from 1: a ring's id is never 0).
-static NEXT_RING: AtomicU64 = AtomicU64::new(1);
+static NEXT_RING: AtomicU32 = AtomicU32::new(1);
 
 /// A received chunk, in one of the ring's provided buffers, until
 /// [`EventRing::recycle`] gives the buffer back to the kernel (the ring it came from:
@@ -282,8 +282,10 @@ static NEXT_RING: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct RecvBuf {
     /// Never 0: an `Option` of a chunk (and of a chunk and a count) takes no more
-    /// room than the chunk (a connection keeps one waiting in place).
-    ring: NonZeroU64,
+    /// room than the chunk (a connection keeps one waiting in place). 32 bits: a
+    /// chunk and a 32-bit count of its bytes used take 16 bytes, not 24 (ids
+    /// repeat after 2^32 rings, which only weakens the check).
+    ring: NonZeroU32,
     bid: u16,
     len: u32,
 }
@@ -717,7 +719,7 @@ impl Drop for RecvBufs {
 pub struct EventRing {
     ring: IoUring,
     /// This ring's id (see [`RecvBuf`]).
-    id: NonZeroU64,
+    id: NonZeroU32,
     ops: Vec<Option<Op>>,
     /// Each slot's generation, bumped when the slot is freed.
     gens: Vec<u32>,
@@ -782,7 +784,8 @@ impl EventRing {
         }
         Ok(EventRing {
             ring,
-            id: NonZeroU64::new(NEXT_RING.fetch_add(1, Ordering::Relaxed)).expect("ids from 1"),
+            id: NonZeroU32::new(NEXT_RING.fetch_add(1, Ordering::Relaxed))
+                .unwrap_or(NonZeroU32::MIN),
             ops: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
@@ -1716,11 +1719,9 @@ mod tests {
     #[test]
     fn a_receive_is_a_small_record_and_a_stale_cancel_misses_its_slots_next() {
         assert!(std::mem::size_of::<RecvSlot>() <= 16);
-        // A chunk waiting in a connection, with the count of its bytes used.
-        assert_eq!(
-            std::mem::size_of::<Option<(RecvBuf, usize)>>(),
-            std::mem::size_of::<(RecvBuf, usize)>()
-        );
+        // A chunk waiting in a connection, with the count of its bytes used: 16
+        // bytes (24 with a 64-bit ring id).
+        assert_eq!(std::mem::size_of::<Option<(RecvBuf, u32)>>(), 16);
         let Some(mut ring) = ring() else {
             return;
         };
