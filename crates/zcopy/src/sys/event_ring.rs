@@ -65,11 +65,11 @@ pub struct RingSize {
 /// An operation in flight, for [`EventRing::cancel`]: its slot and the slot's
 /// generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpId(u32, u32);
+pub struct OpId(u32, NonZeroU32);
 
 impl OpId {
     fn user_data(self) -> u64 {
-        (u64::from(self.1) << 32) | u64::from(self.0)
+        (u64::from(self.1.get()) << 32) | u64::from(self.0)
     }
 }
 
@@ -429,7 +429,13 @@ struct RecvSlot {
     /// Never read: holding it is the point.
     sock: Option<FdHold>,
     /// Bumped when the slot is freed.
-    gen_: u32,
+    gen_: NonZeroU32,
+}
+
+/// The generation after `g`: never 0, so an `Option` of an [`OpId`] (a
+/// connection's receive, while armed) takes 8 bytes, not 12.
+fn next_gen(g: NonZeroU32) -> NonZeroU32 {
+    g.checked_add(1).unwrap_or(NonZeroU32::MIN)
 }
 
 /// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
@@ -722,7 +728,7 @@ pub struct EventRing {
     id: NonZeroU32,
     ops: Vec<Option<Op>>,
     /// Each slot's generation, bumped when the slot is freed.
-    gens: Vec<u32>,
+    gens: Vec<NonZeroU32>,
     free: Vec<u32>,
     /// The multishot receives on [`RingFd`]s' sockets, in a table of their own
     /// (slot numbers with [`RECV_SLOT`] set), and the free slots.
@@ -827,7 +833,7 @@ impl EventRing {
     ) -> OpId {
         let idx = self.free.pop().unwrap_or_else(|| {
             self.ops.push(None);
-            self.gens.push(0);
+            self.gens.push(NonZeroU32::MIN);
             (self.ops.len() - 1) as u32
         });
         self.buf_bytes += held.bytes();
@@ -891,7 +897,7 @@ impl EventRing {
             self.recvs.push(RecvSlot {
                 token: 0,
                 sock: None,
-                gen_: 0,
+                gen_: NonZeroU32::MIN,
             });
             (self.recvs.len() - 1) as u32
         });
@@ -1270,7 +1276,9 @@ impl EventRing {
         if ud == DROP_CANCEL {
             return None;
         }
-        let (idx, gen_) = ((ud & u64::from(u32::MAX)) as u32, (ud >> 32) as u32);
+        let idx = (ud & u64::from(u32::MAX)) as u32;
+        // Generations are never 0: a user_data with 0 there is no operation's.
+        let gen_ = NonZeroU32::new((ud >> 32) as u32)?;
         let flags = cqe.flags();
         let last = !cqueue::more(flags);
         let res = cqe.result();
@@ -1284,7 +1292,7 @@ impl EventRing {
             if last {
                 // The socket is the kernel's no more: let it go.
                 slot.sock = None;
-                slot.gen_ = slot.gen_.wrapping_add(1);
+                slot.gen_ = next_gen(slot.gen_);
                 self.inflight -= 1;
                 self.recv_free.push(idx as u32);
             }
@@ -1314,7 +1322,7 @@ impl EventRing {
             self.inflight -= 1;
             self.buf_bytes -= op.held.bytes();
             // A cancel naming the old generation no longer matches this slot.
-            self.gens[idx] = self.gens[idx].wrapping_add(1);
+            self.gens[idx] = next_gen(self.gens[idx]);
             self.free.push(idx as u32);
         }
         let event = match (op.kind, op.held) {
@@ -1696,7 +1704,7 @@ mod tests {
         let (a, b) = (Rc::new(a), Rc::new(b));
         const POLLIN: u32 = libc::POLLIN as u32;
         ring.poll(1, &a, POLLIN);
-        let old = OpId(0, 0);
+        let old = OpId(0, NonZeroU32::MIN);
         assert!(ring.in_flight(old));
         a_peer.write_all(b"x").unwrap();
         let done = reap(&mut ring, 1);
