@@ -3,7 +3,7 @@
 //! before their pages are sent.
 
 pub use crate::sys::event_ring::{
-    Completion, Desc, Event, EventRing, OpId, RecvBuf, RingSize, probe,
+    Completion, Desc, Event, EventRing, FdHold, OpId, RecvBuf, RingFd, RingSize, probe,
 };
 pub use crate::sys::mem::{Mapping, page_size, trim_heap};
 

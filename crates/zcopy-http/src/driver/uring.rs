@@ -67,7 +67,7 @@ use mio::{Events, Poll};
 use rustix::io::Errno;
 use zcopy::receive::LowWater;
 use zcopy::ring::{
-    BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingSize,
+    BufPool, Completion, Event, EventRing, FileSend, OpId, Progress, RecvBuf, RingFd, RingSize,
 };
 
 use super::h2::{self, Got, H2};
@@ -82,13 +82,15 @@ use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
-/// The ring's sizes: 1024 submissions a turn, up to 64 receive buffers of 2 KiB
-/// (16 handed to the kernel at first, more when all are held; once the ring holds
-/// 16 free ones again, or up to 64 while receives keep finding none, recycled
+/// The ring's sizes: 1024 submissions a turn, up to 64 receive buffers of 1 KiB
+/// (4 handed to the kernel at first, more when all are held; once the ring holds
+/// 4 free ones again, or up to 64 while receives keep finding none, recycled
 /// buffers are taken out of it and their pages given back at the next sweep).
 /// The ring reuses the buffers it holds in turn, so all it keeps stay resident:
-/// 2 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
-/// body, comes in more chunks) cost 32 KiB a worker at rest and 128 KiB at most.
+/// 1 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
+/// body, comes in more chunks) cost 4 KiB a worker at rest and 64 KiB at most
+/// (2 KiB ones cost 128 KiB after a burst: 3,000 clients at once, then idle,
+/// held 2,114 KiB against the epoll driver's 1,822).
 /// A turn with more receives than that (a burst: 200 slowloris clients sending
 /// their next byte at once took 250 buffers, 500 KiB) has the rest wait for the
 /// next turn: their receive ends with ENOBUFS and is armed again once a buffer
@@ -97,10 +99,12 @@ use crate::proto::{self, Intent};
 const RING: RingSize = RingSize {
     entries: 1024,
     recv_bufs: 64,
-    recv_buf_len: 2048,
+    recv_buf_len: 1024,
 };
-/// Room for completions a worker's list keeps between sweeps.
-const COMPLETIONS_KEPT: usize = 256;
+/// Room for completions a worker's list (and entries its run queue) keeps
+/// between sweeps: 64 completions are 4 KiB, where the 256 kept before held
+/// 16 KiB a worker after a burst (a busy turn grows the list again).
+const COMPLETIONS_KEPT: usize = 64;
 /// Token of the shutdown waker's poll.
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
@@ -152,6 +156,27 @@ enum Sending {
     TlsRead,
 }
 
+/// A request body being spliced (socket → pipe → file) on a connection, in one
+/// box: two (the engine state's and the mark's) took 8 bytes more in every
+/// connection.
+#[derive(Debug, Default)]
+struct Splicing {
+    /// The engine state; while set, the multishot receive stays off.
+    upload: Option<Box<zcopy::Transfer>>,
+    /// The socket's receive low-water mark, raised while the body is spliced.
+    low: LowWater,
+}
+
+impl Splicing {
+    /// The body is over: the socket's mark goes back to 1 (before it carries
+    /// anything else) and the box goes.
+    fn end(this: &mut Option<Box<Splicing>>, sock: &TcpStream) {
+        if let Some(mut s) = this.take() {
+            s.low.reset(sock);
+        }
+    }
+}
+
 /// An [`Intent::SendFile`]'s range and rules.
 #[derive(Clone, Copy, Debug)]
 struct FileRange {
@@ -165,16 +190,17 @@ struct FileRange {
 
 /// One client connection: the socket, what is in flight for it, and the core.
 struct Connection {
-    /// Shared with the ring's operations that name it, which hold it until their
-    /// completions.
-    stream: Rc<TcpStream>,
+    /// Held by the ring's operations that name it until their completions
+    /// (counted by number: no allocation a connection).
+    stream: RingFd<TcpStream>,
     core: proto::Conn,
     /// Operations in the ring for this connection.
     inflight: u32,
     /// The multishot receive, while armed.
     recv: Option<OpId>,
-    /// Received chunks not yet copied into the core (chunk, bytes of it used).
-    pending: Chunks<(RecvBuf, usize)>,
+    /// Received chunks not yet copied into the core (chunk, bytes of it used: 32
+    /// bits, 8 bytes fewer a connection).
+    pending: Chunks<(RecvBuf, u32)>,
     /// The peer closed its side.
     eof: bool,
     /// Receiving failed.
@@ -217,12 +243,9 @@ struct Connection {
     sniff: bool,
     /// The HTTP/2 connection has more to do now (its turn budget ran out).
     again: bool,
-    /// The engine state of a request body being spliced (socket → pipe → file);
-    /// while set, the multishot receive stays off.
-    upload: Option<Box<zcopy::Transfer>>,
-    /// The socket's receive low-water mark: raised while a body is spliced (none
-    /// until the first such body: 24 bytes fewer per connection).
-    low: Option<Box<LowWater>>,
+    /// A request body being spliced, and the low-water mark it raised (none
+    /// before the first such body, nor once the mark is back to 1).
+    splice: Option<Box<Splicing>>,
     /// A poll for more of the body is in flight (token | [`BODY_POLL`]).
     body_poll: bool,
     /// The multishot receive was cancelled to splice a body (not yet over).
@@ -358,12 +381,12 @@ impl h2::Io for RingIo<'_> {
                 }
                 return Ok(Got::Blocked);
             };
-            let data = &self.ring.recv_data(chunk)[*used..];
+            let data = &self.ring.recv_data(chunk)[*used as usize..];
             let Some((t, tw)) = self.tls.as_mut() else {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                *used += n;
-                if *used == chunk.len()
+                *used += n as u32;
+                if *used as usize == chunk.len()
                     && let Some((chunk, _)) = c.pending.pop_front()
                 {
                     self.ring.recycle(chunk);
@@ -596,10 +619,7 @@ impl Connection {
             match intent {
                 Intent::StoreBody => super::store_body(&mut self.core, &mut env, false),
                 Intent::Publish => {
-                    self.upload = None;
-                    if let Some(low) = &mut self.low {
-                        low.reset(&*self.stream);
-                    }
+                    Splicing::end(&mut self.splice, &self.stream);
                     super::start_publish(&mut self.core, &mut env, site, idx)
                 }
                 // A request body is received by copy here: the chunks the ring
@@ -614,7 +634,10 @@ impl Connection {
                 // The rest of a large body is spliced, socket → pipe → file, on the
                 // loop as the epoll driver does, a ring poll waiting for the socket
                 // (readable once the low-water mark's bytes are queued).
-                Intent::ReceiveBody { len } if self.upload.is_some() || len >= SPLICE_BODY_MIN => {
+                Intent::ReceiveBody { len }
+                    if len >= SPLICE_BODY_MIN
+                        || self.splice.as_ref().is_some_and(|s| s.upload.is_some()) =>
+                {
                     if corked {
                         self.flush(token, ring, false);
                     }
@@ -645,12 +668,13 @@ impl Connection {
                     if self.core.body_file().is_none() {
                         continue;
                     }
-                    self.low.get_or_insert_default().expect(&*self.stream, len);
+                    let splice = self.splice.get_or_insert_default();
+                    splice.low.expect(&*self.stream, len);
                     let want = len.min(budget as u64) as usize;
                     let (step, n) = super::splice_body_step(
                         &mut self.core,
                         &mut env,
-                        &mut self.upload,
+                        &mut splice.upload,
                         engines,
                         self.stream.as_fd(),
                         want,
@@ -668,7 +692,7 @@ impl Connection {
                         self.flush(token, ring, false);
                     }
                     if let Some((buf, used)) = self.pending.front_mut() {
-                        let data = &ring.recv_data(buf)[*used..];
+                        let data = &ring.recv_data(buf)[*used as usize..];
                         if std::mem::take(&mut self.sniff)
                             && let Some(first) = h2::preface_start(data)
                         {
@@ -687,8 +711,8 @@ impl Connection {
                             return;
                         }
                         dst[..n].copy_from_slice(&data[..n]);
-                        *used += n;
-                        if *used == buf.len()
+                        *used += n as u32;
+                        if *used as usize == buf.len()
                             && let Some((buf, _)) = self.pending.pop_front()
                         {
                             ring.recycle(buf);
@@ -706,10 +730,7 @@ impl Connection {
                     }
                     if self.recv.is_none() {
                         // The mark a spliced body raised must not hold back a head.
-                        if let Some(low) = &mut self.low {
-                            low.reset(&*self.stream);
-                        }
-                        self.upload = None;
+                        Splicing::end(&mut self.splice, &self.stream);
                         self.recv = Some(ring.recv_multi(token, &self.stream));
                         self.inflight += 1;
                     }
@@ -829,7 +850,7 @@ impl Connection {
                 if want == 0 {
                     break;
                 }
-                let data = &ring.recv_data(buf)[*used..];
+                let data = &ring.recv_data(buf)[*used as usize..];
                 let data = &data[..data.len().min(usize::try_from(want).unwrap_or(usize::MAX))];
                 want -= data.len() as u64;
                 iov.push(io::IoSlice::new(data));
@@ -847,10 +868,10 @@ impl Connection {
                         break;
                     };
                     let size = ring.recv_data(buf).len();
-                    let take = (size - *used).min(left);
-                    *used += take;
+                    let take = (size - *used as usize).min(left);
+                    *used += take as u32;
                     left -= take;
-                    if *used == size
+                    if *used as usize == size
                         && let Some((buf, _)) = self.pending.pop_front()
                     {
                         ring.recycle(buf);
@@ -891,7 +912,8 @@ impl Connection {
                         continue;
                     }
                     if let Some((buf, used)) = self.pending.pop_front() {
-                        let fed = t.feed(&ring.recv_data(&buf)[used..], tw, self.core.peer());
+                        let fed =
+                            t.feed(&ring.recv_data(&buf)[used as usize..], tw, self.core.peer());
                         ring.recycle(buf);
                         if let Err(refusal) = fed {
                             // Best effort, once, like the epoll driver: a clear-text 400
@@ -1595,6 +1617,12 @@ impl Worker {
                     done = Vec::new();
                     self.trim_due = true;
                 }
+                if self.books.runq.is_empty() && self.books.runq.capacity() > COMPLETIONS_KEPT {
+                    // So does its run queue (8 bytes a connection queued at once:
+                    // 1,500 a worker in a burst of 3,000).
+                    self.books.runq = Vec::new();
+                    self.trim_due = true;
+                }
             }
             let (bufs, peak) = ring.buf_bytes();
             self.sh.common.stats.ring_buffers(bufs, peak);
@@ -1964,7 +1992,7 @@ impl Worker {
             .map_or(core.deadline(), |d| d.min(core.deadline()));
         let seq = self.books.opened(&self.sh.common, deadline);
         self.conns[idx] = Some(Connection {
-            stream: Rc::new(stream),
+            stream: RingFd::new(stream),
             core,
             inflight: 0,
             recv: None,
@@ -1988,8 +2016,7 @@ impl Worker {
             send_failed: false,
             h2: None,
             again: false,
-            upload: None,
-            low: None,
+            splice: None,
             body_poll: false,
             recv_cancelled: false,
             recv_starved: false,
@@ -2181,11 +2208,14 @@ fn errno(e: &io::Error) -> Option<Errno> {
 mod tests {
     /// Issue 18: every connection's record is memory for as long as it is open, and
     /// the io_uring driver's was 392 bytes in a box of its own (the epoll driver's,
-    /// 320 in place). Now it is kept in place, its rarely used lent rest boxed, and
-    /// a waiting received chunk takes no tag beside it.
+    /// 328 in place). Now it is kept in place, its rarely used lent rest boxed, and
+    /// a waiting received chunk takes no tag beside it (352); its socket is held
+    /// by number (no `Rc`), a waiting chunk's count of bytes used is 32 bits, a
+    /// spliced body's state and mark share one box, and an armed receive's id has
+    /// a niche (328).
     #[test]
-    fn a_connection_record_is_at_most_352_bytes() {
+    fn a_connection_record_is_at_most_328_bytes() {
         let size = std::mem::size_of::<Option<super::Connection>>();
-        assert!(size <= 352, "{size} bytes");
+        assert!(size <= 328, "{size} bytes");
     }
 }
