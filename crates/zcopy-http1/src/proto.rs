@@ -874,7 +874,10 @@ impl Conn {
         let limits = env.config.limits;
         // Parsed where it lies: the request is not moved out of a result.
         let mut parsed = Request::blank();
-        match request::parse_into(&self.rbuf[self.rpos..self.rend], &limits, &mut parsed) {
+        // The read buffer's bytes past what was read (stale, initialised) may pad
+        // the head's UTF-8 check to whole blocks.
+        let buffered = self.rend - self.rpos;
+        match request::parse_into(&self.rbuf[self.rpos..], buffered, &limits, &mut parsed) {
             Ok(Some(used)) => {
                 let req = &mut parsed;
                 req.via = self.via;
