@@ -657,21 +657,28 @@ fn split_request_line<'a>(
     // The common line first: a token, a space, target bytes (never a space), the
     // last space. Anything else takes the general way below, which tells which
     // error it is.
-    if let (Some(sp), Some(last)) = (
-        line.iter().position(|&b| b == b' '),
-        line.iter().rposition(|&b| b == b' '),
-    ) && sp > 0
+    // The last space of an HTTP/1.1 line (the scan checked its version) is
+    // before the version, and GET and HEAD are tokens: neither is looked for byte
+    // by byte (~5 and ~10 instructions a byte).
+    let last = match line.ends_with(b" HTTP/1.1") {
+        true => Some(line.len() - b" HTTP/1.1".len()),
+        false => line.iter().rposition(|&b| b == b' '),
+    };
+    if let (Some(sp), Some(last)) = (line.iter().position(|&b| b == b' '), last)
+        && sp > 0
         && last > sp + 1
-        && line[..sp].iter().all(|&b| TOKEN[b as usize])
         && line[sp + 1..last].iter().all(|&b| TARGET_BYTE[b as usize])
-        && let (Some(name), Some(target)) = (text.of(&line[..sp]), text.of(&line[sp + 1..last]))
+        && let Some(target) = text.of(&line[sp + 1..last])
     {
-        let kind = match name {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            _ => Method::Other,
+        let (kind, name) = match &line[..sp] {
+            b"GET" => (Method::Get, Some("GET")),
+            b"HEAD" => (Method::Head, Some("HEAD")),
+            m if is_token(m) => (Method::Other, text.of(m)),
+            _ => (Method::Other, None),
         };
-        return Ok((kind, name, target));
+        if let Some(name) = name {
+            return Ok((kind, name, target));
+        }
     }
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(_version), None) =
