@@ -81,6 +81,12 @@ impl WorkerStats {
     pub fn response(&self, method: usize, status: u16, took: Duration) {
         let class = usize::from((status / 100).clamp(1, 5)) - 1;
         self.add(REQUESTS + method.min(METHODS.len() - 1) * 5 + class, 1);
+        if took.is_zero() {
+            // Answered in the loop turn it was parsed in (the core's clock is the
+            // turn's): the first bucket, and nothing to add to the sum.
+            self.add(DURATION, 1);
+            return;
+        }
         let secs = took.as_secs_f64();
         let b = BUCKETS
             .iter()
@@ -596,6 +602,26 @@ mod tests {
             "zcopy_request_duration_seconds_bucket{le=\"30\"} 3",
             "zcopy_request_duration_seconds_bucket{le=\"+Inf\"} 4",
             "zcopy_request_duration_seconds_count 4",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_response_that_took_no_time_is_in_the_first_bucket() {
+        let s = ServerStats::new(1);
+        s.worker(0).response(0, 200, Duration::ZERO);
+        s.worker(0).response(1, 304, Duration::ZERO);
+        s.worker(0).response(0, 200, Duration::from_micros(1));
+        s.worker(0).response(0, 200, Duration::from_millis(1));
+        let text = s.render();
+        for want in [
+            "zcopy_requests_total{method=\"GET\",status=\"2xx\"} 3",
+            "zcopy_requests_total{method=\"HEAD\",status=\"3xx\"} 1",
+            "zcopy_request_duration_seconds_bucket{le=\"0.0005\"} 3\n",
+            "zcopy_request_duration_seconds_bucket{le=\"0.001\"} 4\n",
+            "zcopy_request_duration_seconds_sum 0.001001\n",
+            "zcopy_request_duration_seconds_count 4\n",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }

@@ -88,8 +88,11 @@ pub struct FileBody {
     /// Memory the [`Piece::Mem`] pieces point into.
     pub mem: BodyMem,
     /// Archive members the [`Piece::Member`] pieces name, beneath `file` (then a
-    /// directory).
-    pub members: Vec<Member>,
+    /// directory). A boxed slice (two words, not a vector's three): with
+    /// [`BodyMem`]'s boxed rare case it keeps a [`Response`] within 128 bytes,
+    /// which a move copies inline rather than by a call to memcpy (the core and
+    /// the site move the response a few times per request).
+    pub members: Box<[Member]>,
     /// Take a read lease on `file` before sending. Every body source decides it: no
     /// lease for a file shared with the worker's cache of small files (the lease
     /// would belong to the shared open file) nor for generated bodies.
@@ -114,8 +117,8 @@ pub enum BodyMem {
     Held(Arc<[u8]>),
     /// Made for this response and counted in a memory budget of whoever made it
     /// until the body is dropped: the guard is opaque here (the site's ticket), its
-    /// drop gives the bytes back.
-    Counted(Vec<u8>, Guard),
+    /// drop gives the bytes back. Boxed, being rare: see [`FileBody::members`].
+    Counted(Box<(Vec<u8>, Guard)>),
 }
 
 /// A drop guard the plan carries and never looks into (see [`BodyMem::Counted`]).
@@ -128,7 +131,7 @@ impl std::ops::Deref for BodyMem {
         match self {
             BodyMem::Owned(v) => v,
             BodyMem::Held(b) => b,
-            BodyMem::Counted(v, _) => v,
+            BodyMem::Counted(c) => &c.0,
         }
     }
 }
@@ -186,6 +189,9 @@ pub struct Response {
     /// Close the connection after this response.
     pub close: bool,
 }
+
+// Moved inline, not by a call to memcpy (see [`FileBody::members`]).
+const _: () = assert!(std::mem::size_of::<Response>() <= 128);
 
 impl Response {
     /// Not answered yet: the request's password check runs off the event loop. The

@@ -314,7 +314,7 @@ fn a_file_body_follows_the_plan_leased_only_when_the_plan_asks() {
                     }]
                     .into(),
                     mem: BodyMem::Owned(Vec::new()),
-                    members: Vec::new(),
+                    members: Box::default(),
                     lease,
                     held: None,
                     lendable,
@@ -368,7 +368,8 @@ fn archive(dir: File) -> impl FnOnce(&Request<'_>, bool, &mut Out) -> Response {
                 members: vec![Member {
                     rel: "m.txt".into(),
                     size: 3,
-                }],
+                }]
+                .into(),
                 lease: false,
                 held: None,
                 lendable: false,
@@ -687,7 +688,7 @@ fn a_small_held_file_leaves_with_the_head_in_one_write() {
                 file_len: 10,
                 pieces: vec![Piece::File { start: 3, len: 4 }].into(),
                 mem: BodyMem::Owned(Vec::new()),
-                members: Vec::new(),
+                members: Box::default(),
                 lease: false,
                 held: Some(held),
                 lendable: false,
