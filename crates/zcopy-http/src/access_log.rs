@@ -64,7 +64,8 @@ pub struct Entry<'a> {
     pub referer: &'a str,
     /// User-Agent header, if any.
     pub user_agent: &'a str,
-    /// From request parsed to response done.
+    /// From request parsed to response done, by the loop's clock (read once a
+    /// turn: a response done in the turn its request was parsed in took 0).
     pub took: Duration,
 }
 

@@ -912,7 +912,9 @@ fn fill<'a>(
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut transfer_encoding: Option<&[u8]> = None;
-    // Every slot up to scan.fields is filled (a line that failed returned above).
+    // Every slot up to scan.fields is filled (a line that failed returned above):
+    // an empty one skipped here would hide a Content-Length or Transfer-Encoding.
+    debug_assert!(headers.iter().all(Option::is_some), "an empty field slot");
     for &(name, value) in headers.iter().flatten() {
         let eq = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         if eq("content-length") {

@@ -246,9 +246,10 @@ fn uring_gives_back_the_receive_buffers_a_burst_used() {
         // back what the ring took out of use.
         std::thread::sleep(std::time::Duration::from_millis(2500));
         let left = gauge();
-        // 64 buffers of 4 KiB stay in the ring; a wide margin above that.
+        // The buffers a burst touched stay in the ring (the kernel may write any
+        // of them): 64 of 1 KiB at most, what the ring can hold.
         assert!(
-            left <= 128 * 4096,
+            left <= 64 * 1024,
             "round {round}: {left} bytes of receive buffers resident after the burst (most seen {most})"
         );
     }
@@ -286,9 +287,11 @@ fn uring_clients_one_at_a_time_touch_few_receive_buffers() {
     // The gauge is set at the end of each loop turn.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let touched = stat(&stats, "zcopy_ring_recv_buffer_bytes");
-    // Before: 64 buffers of 2 KiB (131,072 bytes), then 16 (32,768), then 4.
+    // Before: 64 buffers of 2 KiB (131,072 bytes), then 16 (32,768), now 4 of
+    // 1 KiB; room for one doubling (a receive that found none free on a loaded
+    // machine), not for the 64 of before.
     assert!(
-        touched <= 4 * 1024,
+        touched <= 8 * 1024,
         "{touched} bytes of receive buffers resident after 200 clients one at a time"
     );
 }
