@@ -5,6 +5,7 @@
 //! plus one more pair for a directory's index file. Content-Length is always the
 //! fstat length of the open fd.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,10 +143,15 @@ enum FileName<'a> {
 }
 
 impl<'a> FileName<'a> {
-    fn get(self) -> &'a str {
+    /// The name, decoded as the path was when the file was opened (a type goes
+    /// by the decoded name: `x%2Ecss` is a `.css`).
+    fn get(self) -> Cow<'a, str> {
         match self {
-            FileName::Is(name) => name,
-            FileName::Last(path) => after_last_byte(path, b'/'),
+            FileName::Is(name) => Cow::Borrowed(name),
+            FileName::Last(path) => {
+                percent_encoding::percent_decode_str(after_last_byte(path, b'/'))
+                    .decode_utf8_lossy()
+            }
         }
     }
 }
@@ -1298,7 +1304,7 @@ fn serve_file(
         // Matched one by one, not as a pair: a pair of the two (a sidecar's fstat, a
         // variant's fields) was a ~160-byte copy on every request.
         Some(s) => {
-            computed = Described::of(&s.stat, name.get());
+            computed = Described::of(&s.stat, &name.get());
             (
                 Arc::new(s.file),
                 s.stat.st_size,
@@ -1328,7 +1334,7 @@ fn serve_file(
                         &*shared
                     }
                     None => {
-                        computed = Described::of(&f.st, name.get());
+                        computed = Described::of(&f.st, &name.get());
                         &computed
                     }
                 };
@@ -1553,7 +1559,7 @@ fn compressed(
     }
     let compressible = match &f.described {
         Some(d) => d.compressible,
-        None => compressible_type(&crate::head::content_type(name.get())),
+        None => compressible_type(&crate::head::content_type(&name.get())),
     };
     if !compressible {
         return None;
@@ -1574,7 +1580,7 @@ fn compressed(
             store.request(key, f.file.clone());
             continue;
         };
-        let mut d = Described::of(&f.st, name.get());
+        let mut d = Described::of(&f.st, &name.get());
         let etag = d.validators.etag.trim_end_matches('"').to_owned();
         d.validators.etag = format!("{etag}-{}\"", e.token());
         return Some((snap, d, e.token()));

@@ -134,6 +134,34 @@ fn head_has_headers_and_no_body() {
     assert_eq!(g.body, b"hello world");
 }
 
+/// A name sent percent-encoded has the type of the decoded name on every request,
+/// not only the first: a cache hit once took the type from the name as sent
+/// (`x%2Ecss`: no extension), for files too large to be held in memory and for
+/// ones with a sidecar.
+#[test]
+fn a_percent_encoded_name_keeps_its_type_on_cache_hits() {
+    let fx = Fixture::new();
+    fx.file("small.css", b"a{}");
+    fx.file("big.css", &vec![b' '; 200 * 1024]);
+    fx.file("side.css", b"b{}");
+    fx.file("side.css.gz", b"\x1f\x8b not really");
+    let srv = TestServer::start(&fx.root(), |_| {});
+    for name in ["small%2Ecss", "big%2Ecss", "side%2ecss", "%73mall.css"] {
+        for round in 0..3 {
+            let mut s = srv.connect();
+            let req = format!("GET /{name} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            let r = read_response(&mut s, false).unwrap();
+            assert_eq!(r.status, 200, "{name} round {round}");
+            assert_eq!(
+                r.header("content-type"),
+                Some("text/css; charset=utf-8"),
+                "{name} round {round}"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_range_form() {
     let fx = Fixture::new();
