@@ -20,6 +20,7 @@
 # medians. Each wrk row also says how busy wrk kept the client's core (its own CPU-s
 # per second): near 100% the request rate is the client's, not the server's.
 # Usage: bench/peers.sh [--veth] [WRK_SECONDS] [DOWNLOADS]
+# ZCOPY_BIN=PATH measures that zcopy binary instead of building target/release/zcopy.
 # (PEERS_BIG_MIB=N downloads an N MiB file instead of 1 GiB: for smoke runs.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,8 +37,12 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release -q -p zcopy-cli
-zcopy=$PWD/target/release/zcopy
+if [ -n "${ZCOPY_BIN:-}" ]; then
+  zcopy=$ZCOPY_BIN
+else
+  cargo build --release -q -p zcopy-cli
+  zcopy=$PWD/target/release/zcopy
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-peers.XXXXXX")
 pids=()
 cleanup() {
