@@ -608,6 +608,17 @@ pub struct Conn {
     partial: bool,
 }
 
+/// How long a request took by the loop's clock, from `started` (its head parsed)
+/// to `now`. One that ends in the turn its head was parsed in (a small response's
+/// usual case) took no time by that clock, and none is worked out (Instant
+/// arithmetic was ~80 instructions).
+fn took(started: Option<Instant>, now: Instant) -> Duration {
+    match started {
+        Some(t) if t != now => now.saturating_duration_since(t),
+        _ => Duration::ZERO,
+    }
+}
+
 impl Conn {
     /// A connection just accepted from `peer`; `may_reference` says whether body bytes
     /// may leave as page references (see [`Intent::SendFile`]).
@@ -1462,13 +1473,7 @@ impl Conn {
             self.state = old;
             return None;
         };
-        let took = match r.meta.started {
-            // Ended in the loop turn its head was parsed in (a small response's
-            // usual case): no time passed by the loop's clock, and none is worked
-            // out (Instant arithmetic was ~80 instructions).
-            Some(t) if t != env.now => env.now.saturating_duration_since(t),
-            _ => Duration::ZERO,
-        };
+        let took = took(r.meta.started, env.now);
         let m = &r.meta;
         env.events.done(&Done {
             peer: self.peer,
@@ -1847,10 +1852,7 @@ impl Conn {
     fn end_receive(&mut self, env: &mut Env<'_, impl Observer>, status: u16) {
         let old = std::mem::replace(&mut self.state, State::Closed { reset: false });
         if let State::Receive(r) = old {
-            let took = r
-                .meta
-                .started
-                .map_or(Duration::ZERO, |t| env.now.saturating_duration_since(t));
+            let took = took(r.meta.started, env.now);
             env.events.done(&Done {
                 peer: self.peer,
                 method: r.meta.method,

@@ -1126,6 +1126,35 @@ mod tests {
             let ours = field_line(&line).map(|(n, v)| (n.to_vec(), v.to_vec()));
             proptest::prop_assert_eq!(ours, theirs);
         }
+
+        /// A field line is judged alike among a head's first 16 lines (checked as
+        /// the scan finds them, names only when the parser does not know them) and
+        /// past them (each line by [`field_line`], compared with httparse above).
+        #[test]
+        fn a_field_line_is_judged_alike_in_the_first_lines_and_past_them(
+            name in proptest::collection::vec(byte(), 1..8),
+            value in proptest::collection::vec(byte(), 0..16),
+        ) {
+            let mut line = name;
+            line.push(b':');
+            line.extend_from_slice(&value);
+            let head = |fillers: usize| {
+                let mut h = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+                for i in 0..fillers {
+                    h.extend_from_slice(format!("X-Filler-{i}: v\r\n").as_bytes());
+                }
+                h.extend_from_slice(&line);
+                h.extend_from_slice(b"\r\n\r\n");
+                h
+            };
+            let (early, late) = (head(0), head(20));
+            let judged = |h: &[u8]| match parse(h, &lim()) {
+                Ok(Parsed::Complete(r, _)) => Ok(format!("{r:?}")),
+                Ok(Parsed::Partial) => Err("partial".to_string()),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            proptest::prop_assert_eq!(judged(&early), judged(&late));
+        }
     }
 
     #[test]

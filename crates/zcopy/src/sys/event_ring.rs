@@ -133,7 +133,9 @@ thread_local! {
 /// name without an allocation each (an `Rc` took a 32-byte chunk a connection):
 /// each operation holds it by number, counted in a table of the thread's, and
 /// dropping the owner while operations hold it leaves the descriptor open until
-/// the last of them completes. Not `Send`: the count is this thread's.
+/// the last of them completes. Not `Send`: the count is this thread's. `T` must
+/// not close or replace its descriptor through `&T` (sockets and streams don't):
+/// the holds name it by number.
 pub struct RingFd<T: AsFd + Into<OwnedFd>> {
     inner: ManuallyDrop<T>,
     _thread: PhantomData<Rc<()>>,
