@@ -82,15 +82,16 @@ use crate::config::ListenKind;
 use crate::listen::{Listen, MAX_ID};
 use crate::proto::{self, Intent};
 
-/// The ring's sizes: 1024 submissions a turn, up to 64 receive buffers of 1 KiB
+/// The ring's sizes: 1024 submissions a turn, up to 64 receive buffers of 2 KiB
 /// (4 handed to the kernel at first, more when all are held; once the ring holds
 /// 4 free ones again, or up to 64 while receives keep finding none, recycled
 /// buffers are taken out of it and their pages given back at the next sweep).
 /// The ring reuses the buffers it holds in turn, so all it keeps stay resident:
-/// 1 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
-/// body, comes in more chunks) cost 4 KiB a worker at rest and 64 KiB at most
-/// (2 KiB ones cost 128 KiB after a burst: 3,000 clients at once, then idle,
-/// held 2,114 KiB against the epoll driver's 1,822).
+/// 2 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
+/// body, comes in more chunks) cost 8 KiB a worker at rest and 128 KiB at most.
+/// 1 KiB ones held 64 KiB less after a burst but cost an h2c upload on this driver
+/// ~25% more server CPU per GiB (twice the completions, and a 64 KiB window filled
+/// the ring: 1.08-1.40 vs 0.88-1.00 CPU-s/GiB, 5 alternating rounds of 256 MiB).
 /// A turn with more receives than that (a burst: 200 slowloris clients sending
 /// their next byte at once took 250 buffers, 500 KiB) has the rest wait for the
 /// next turn: their receive ends with ENOBUFS and is armed again once a buffer
@@ -100,7 +101,7 @@ use crate::proto::{self, Intent};
 const RING: RingSize = RingSize {
     entries: 1024,
     recv_bufs: 64,
-    recv_buf_len: 1024,
+    recv_buf_len: 2048,
 };
 /// Room for completions a worker's list (and entries its run queue) keeps
 /// between sweeps: 64 completions are 4 KiB, where the 256 kept before held

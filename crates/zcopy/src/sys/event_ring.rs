@@ -488,8 +488,8 @@ struct RecvBufs {
 /// Receive buffers handed to the kernel at first (then doubled as needed), and
 /// the free ones the ring keeps at rest before recycled buffers are parked
 /// instead. The kernel takes the ring's buffers in turn, so every one it holds
-/// ends up touched: 4 of 1 KiB (the server's size) cost 4 KiB a worker where 16
-/// cost 16 and 64 cost 64 (a burst doubles it in a few turns: 4, 8, 16, 32, 64).
+/// ends up touched: 4 of 2 KiB (the server's size) cost 8 KiB a worker where 16
+/// cost 32 and 64 cost 128 (a burst doubles it in a few turns: 4, 8, 16, 32, 64).
 const RECV_BUFS_FIRST: u16 = 4;
 /// The most free buffers the ring keeps while receives keep finding none free
 /// (a busy worker's turn may take dozens at once: each receive that finds none
