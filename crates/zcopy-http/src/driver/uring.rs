@@ -88,7 +88,9 @@ use crate::proto::{self, Intent};
 /// buffers are taken out of it and their pages given back at the next sweep).
 /// The ring reuses the buffers it holds in turn, so all it keeps stay resident:
 /// 2 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
-/// body, comes in more chunks) cost 8 KiB a worker at rest and 128 KiB at most.
+/// body, comes in more chunks) cost 8 KiB a worker at rest and 128 KiB at most;
+/// after a burst the ring is renewed at the first quiet sweep with the few it
+/// keeps then, and the buffers the burst touched go back a sweep later.
 /// 1 KiB ones held 64 KiB less after a burst but cost an h2c upload on this driver
 /// ~25% more server CPU per GiB (twice the completions, and a 64 KiB window filled
 /// the ring: 1.08-1.40 vs 0.88-1.00 CPU-s/GiB, 5 alternating rounds of 256 MiB).
