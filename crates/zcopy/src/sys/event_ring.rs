@@ -36,7 +36,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
@@ -500,6 +500,9 @@ struct RecvBufs {
     /// first reaping after a later enter (which flushed any completion the CQ
     /// overflowed).
     limbo_since: u64,
+    /// When the ring was renewed: limbo's pages go back [`LIMBO_WAIT`] later at
+    /// the earliest.
+    limbo_at: Option<Instant>,
     /// The ring is not registered (registering it again failed).
     unregistered_now: bool,
 }
@@ -517,6 +520,9 @@ const RECV_BUFS_KEEP_MAX: u16 = 64;
 /// A quiet ring is renewed only when it holds more free buffers than this (and
 /// than it keeps): after a burst they all stay touched, 64 of 2 KiB a worker.
 const RECV_BUFS_RENEW: u16 = 2 * RECV_BUFS_FIRST;
+/// How long after a renewal the buffers the ring held give their pages back at
+/// the earliest (see [`EventRing::renew_buf_ring`]: an io-wq worker's copy).
+const LIMBO_WAIT: Duration = Duration::from_millis(50);
 
 impl RecvBufs {
     fn new(count: u16, len: u32) -> io::Result<RecvBufs> {
@@ -572,6 +578,7 @@ impl RecvBufs {
             starved: false,
             limbo: Vec::new(),
             limbo_since: 0,
+            limbo_at: None,
             unregistered_now: false,
         };
         bufs.grow();
@@ -731,6 +738,14 @@ impl RecvBufs {
         // at an even offset is suitably aligned for AtomicU16.
         let tail = unsafe { &*BufRingEntry::tail(self.ring).cast::<AtomicU16>() };
         tail.store(self.tail, Ordering::Release);
+    }
+
+    /// Gives back the pages of the buffers in limbo (those sharing a page with a
+    /// buffer in use are parked instead, released with the parked ones).
+    fn release_limbo(&mut self) {
+        let parked = std::mem::replace(&mut self.parked, std::mem::take(&mut self.limbo));
+        self.release_parked();
+        self.parked.extend(parked);
     }
 
     /// Takes the ring's entries back after `IORING_UNREGISTER_PBUF_RING`: the
@@ -1057,8 +1072,8 @@ impl EventRing {
     /// Takes the receive-buffer ring from the kernel
     /// (`IORING_UNREGISTER_PBUF_RING`) and registers it again holding as many free
     /// buffers as it keeps now, untouched ones: the buffers it held go to limbo
-    /// and, once every completion posted before has been reaped, are parked (their
-    /// pages given back at the next release, a tick later in the server). A
+    /// and give their pages back once every completion posted before has been
+    /// reaped, [`LIMBO_WAIT`] after the renewal at the earliest. A
     /// receive that looks for a buffer in between ends with ENOBUFS, as when the
     /// ring is empty: its owner arms it again, and its bytes wait in the socket.
     /// Why no buffer in limbo is written after it is parked: the kernel takes a
@@ -1068,7 +1083,9 @@ impl EventRing {
     /// in the overflow list an enter flushes). Only an io-wq worker copies into a
     /// buffer after letting go of the lock; it serves a receive here only if
     /// arming its poll failed (none is submitted async), and its copy (sockets are
-    /// non-blocking) is long over by the next release.
+    /// non-blocking) is long over [`LIMBO_WAIT`] later. Given back sooner than at
+    /// the next release: a ring renewed between waves of receives (slowloris
+    /// clients every 2 s) refills with new buffers, touched on top of the old.
     fn renew_buf_ring(&mut self) {
         let Some(b) = self.bufs.as_mut() else {
             return;
@@ -1078,6 +1095,7 @@ impl EventRing {
         }
         b.unregistered();
         b.limbo_since = self.enters;
+        b.limbo_at = Some(Instant::now());
         while b.live - b.out < b.keep {
             let Some(bid) = b.spare.pop().or_else(|| b.parked.pop()) else {
                 break;
@@ -1107,6 +1125,13 @@ impl EventRing {
             Ok(()) => b.unregistered_now = false,
             Err(e) => tracing::warn!("io_uring: registering the receive buffers again: {e}"),
         }
+    }
+
+    /// Whether the ring was renewed and the buffers it held have yet to give their
+    /// pages back (at a reaping [`LIMBO_WAIT`] after the renewal: a loop that
+    /// would sleep longer wakes for it).
+    pub fn recv_bufs_settling(&self) -> bool {
+        self.bufs.as_ref().is_some_and(|b| !b.limbo.is_empty())
     }
 
     /// Bytes of receive buffers whose pages are resident now: those a receive has
@@ -1406,14 +1431,15 @@ impl EventRing {
         }
         // Every completion posted before the ring was renewed is in: an enter since
         // flushed those the CQ overflowed (none is pending now), and this reaped
-        // the rest. The buffers still in limbo were not received into: parked,
-        // their pages go back at the next release.
+        // the rest. The buffers still in limbo were not received into: their
+        // pages go back (a while after the renewal: see `renew_buf_ring`).
         if let Some(b) = self.bufs.as_mut()
             && !b.limbo.is_empty()
             && self.enters > b.limbo_since
             && !self.ring.submission().cq_overflow()
+            && b.limbo_at.is_some_and(|t| t.elapsed() >= LIMBO_WAIT)
         {
-            b.parked.append(&mut b.limbo);
+            b.release_limbo();
         }
     }
 
@@ -2008,6 +2034,14 @@ mod tests {
         held
     }
 
+    /// A loop turn [`LIMBO_WAIT`] on: a renewed ring gives back what it held.
+    fn settle(ring: &mut EventRing) {
+        std::thread::sleep(LIMBO_WAIT);
+        ring.submit_and_wait(Some(Duration::from_millis(1)))
+            .unwrap();
+        ring.completions(&mut Vec::new());
+    }
+
     /// Receives `n` chunks of 4 KiB one at a time on `sock` (each recycled before
     /// the next is written), as a worker's receives arrive when it is not busy.
     fn one_at_a_time(
@@ -2092,6 +2126,9 @@ mod tests {
         ring.release_recv_bufs();
         ring.release_recv_bufs();
         one_at_a_time(&mut ring, &sock, &mut peer, 100);
+        // (Ticks are a second apart in the server: a ring renewed at one has
+        // given back what it held by the next.)
+        settle(&mut ring);
         ring.release_recv_bufs();
         let after = ring.recv_buf_bytes();
         assert!(
@@ -2203,15 +2240,13 @@ mod tests {
         assert!(burst >= 56 * 2048, "{burst} bytes touched by the burst");
         // Quiet ticks (the first one after the burst, starved, keeps 64): the
         // second renews the ring with the 32 it keeps then, untouched; what it
-        // held is parked at the next reaping and given back at the next release.
+        // held gives its pages back at a reaping a while later.
         for _ in 0..6 {
             ring.release_recv_bufs();
         }
-        let _ = reap(&mut ring, 0);
-        ring.submit_and_wait(Some(Duration::from_millis(1)))
-            .unwrap();
-        ring.completions(&mut Vec::new());
-        ring.release_recv_bufs();
+        assert!(ring.recv_bufs_settling());
+        settle(&mut ring);
+        assert!(!ring.recv_bufs_settling());
         let left = ring.recv_buf_bytes();
         assert!(
             left <= 8 * 2048,
@@ -2241,7 +2276,7 @@ mod tests {
             return;
         };
         const SOCKS: usize = 4;
-        const BYTES: usize = 512 * 1024;
+        const BYTES: usize = 1024 * 1024;
         let pairs: Vec<_> = (0..SOCKS).map(|_| socket_pair()).collect();
         let writers: Vec<_> = pairs
             .iter()
@@ -2307,16 +2342,28 @@ mod tests {
                 }
             }
             ring.release_recv_bufs();
-            if ring.bufs.as_ref().is_some_and(|b| b.limbo.is_empty()) {
-                ring.renew_buf_ring();
-                renewals += 1;
+            // Renewed every turn: what the last renewal held goes back at this
+            // turn's reaping (the wait is for io-wq workers, which serve none).
+            ring.renew_buf_ring();
+            if let Some(b) = ring.bufs.as_mut() {
+                b.limbo_at = Some(Instant::now() - LIMBO_WAIT);
             }
+            renewals += 1;
         }
         for w in writers {
             w.join().unwrap();
         }
         assert_eq!(got, [BYTES; SOCKS]);
         assert!(renewals >= 10, "{renewals} renewals");
+        // What the renewals held went back (what the last one held, at the next
+        // reaping).
+        settle(&mut ring);
+        let left = ring.recv_buf_bytes();
+        assert!(
+            left <= (held.len() + 64) * 2048,
+            "{left} bytes touched, {} chunks held",
+            held.len()
+        );
         for b in held {
             ring.recycle(b);
         }
