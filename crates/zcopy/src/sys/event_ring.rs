@@ -36,7 +36,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
@@ -56,7 +56,9 @@ const RECV_SLOT: u32 = 1 << 31;
 pub struct RingSize {
     /// Submission-queue entries (the completion queue is four times larger).
     pub entries: u32,
-    /// Provided receive buffers (a power of two, at most 32768).
+    /// Provided receive buffers the ring holds at most (a power of two, at most
+    /// 32768); their memory has room for twice as many (see
+    /// [`EventRing::release_recv_bufs`]), untouched pages costing nothing.
     pub recv_bufs: u16,
     /// Bytes in each receive buffer.
     pub recv_buf_len: u32,
@@ -442,13 +444,16 @@ fn next_gen(g: NonZeroU32) -> NonZeroU32 {
 
 /// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
 ///
-/// Each buffer is in one of four places: in the ring (the kernel may take it and
+/// Each buffer is in one of five places: in the ring (the kernel may take it and
 /// write to it at any time), out (a received chunk the caller holds, as a
 /// [`RecvBuf`]), parked (taken back when its chunk was recycled, its pages maybe
-/// still resident), or spare (its pages given back, or never touched). Only a
-/// parked buffer's pages are ever given back ([`RecvBufs::release_parked`]): the
-/// kernel took it out of the ring before posting its completion, and it has not
-/// been put back since, so no entry the kernel may read names it.
+/// still resident), spare (its pages given back, or never touched), or in limbo
+/// (it was in the ring when the ring was taken from the kernel, see
+/// [`EventRing::renew_buf_ring`]). Only a parked buffer's pages are ever given
+/// back ([`RecvBufs::release_parked`]): the kernel took it out of the ring before
+/// posting its completion, and it has not been put back since, so no entry the
+/// kernel may read names it; a buffer in limbo is parked once every completion
+/// posted before the ring was taken has been reaped.
 struct RecvBufs {
     /// The ring of `io_uring_buf` entries (page-aligned, `count` entries).
     ring: *mut BufRingEntry,
@@ -457,7 +462,11 @@ struct RecvBufs {
     /// counts as the process's memory only once a receive has written to it.
     mem: *mut u8,
     mem_len: usize,
+    /// Entries of the ring: at most this many buffers are live.
     count: u16,
+    /// Buffers in `mem`: twice `count`, so that when the ring is renewed after a
+    /// burst (all `count` in it touched) its first buffers can be untouched ones.
+    slots: u32,
     len: u32,
     tail: u16,
     /// Buffers in the ring or out: a few at first, doubled each time a receive
@@ -483,6 +492,19 @@ struct RecvBufs {
     keep: u16,
     /// A receive found no buffer free since the last release.
     starved: bool,
+    /// The buffers the ring held when it was last taken from the kernel, until
+    /// parked (see [`EventRing::renew_buf_ring`]); one that turns out to have been
+    /// received into before that comes out of limbo as a chunk.
+    limbo: Vec<u16>,
+    /// [`EventRing::enters`] when the ring was renewed: limbo is parked at the
+    /// first reaping after a later enter (which flushed any completion the CQ
+    /// overflowed).
+    limbo_since: u64,
+    /// When the ring was renewed: limbo's pages go back [`LIMBO_WAIT`] later at
+    /// the earliest.
+    limbo_at: Option<Instant>,
+    /// The ring is not registered (registering it again failed).
+    unregistered_now: bool,
 }
 
 /// Receive buffers handed to the kernel at first (then doubled as needed), and
@@ -495,6 +517,12 @@ const RECV_BUFS_FIRST: u16 = 4;
 /// (a busy worker's turn may take dozens at once: each receive that finds none
 /// is re-armed, a turn later).
 const RECV_BUFS_KEEP_MAX: u16 = 64;
+/// A quiet ring is renewed only when it holds more free buffers than this (and
+/// than it keeps): after a burst they all stay touched, 64 of 2 KiB a worker.
+const RECV_BUFS_RENEW: u16 = 2 * RECV_BUFS_FIRST;
+/// How long after a renewal the buffers the ring held give their pages back at
+/// the earliest (see [`EventRing::renew_buf_ring`]: an io-wq worker's copy).
+const LIMBO_WAIT: Duration = Duration::from_millis(50);
 
 impl RecvBufs {
     fn new(count: u16, len: u32) -> io::Result<RecvBufs> {
@@ -504,7 +532,9 @@ impl RecvBufs {
         let ring_layout =
             Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), 4096)
                 .map_err(io::Error::other)?;
-        let mem_len = count as usize * len as usize;
+        // Buffer ids are 16 bits: 2 * 32768 slots are ids 0..=65535.
+        let slots = 2 * u32::from(count);
+        let mem_len = slots as usize * len as usize;
         // SAFETY: the layout has a non-zero size (count > 0).
         let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<BufRingEntry>();
         if ring.is_null() {
@@ -534,17 +564,22 @@ impl RecvBufs {
             mem,
             mem_len,
             count,
+            slots,
             len,
             tail: 0,
             live: 0,
             out: 0,
             parked: Vec::new(),
             // Popped lowest first.
-            spare: (0..count).rev().collect(),
-            touched: vec![false; count as usize],
+            spare: (0..slots).rev().map(|b| b as u16).collect(),
+            touched: vec![false; slots as usize],
             touched_count: 0,
             keep: RECV_BUFS_FIRST.min(count),
             starved: false,
+            limbo: Vec::new(),
+            limbo_since: 0,
+            limbo_at: None,
+            unregistered_now: false,
         };
         bufs.grow();
         Ok(bufs)
@@ -560,7 +595,9 @@ impl RecvBufs {
             .saturating_mul(2)
             .max(RECV_BUFS_FIRST)
             .min(self.count);
-        if self.spare.len() < (to - self.live) as usize {
+        // Chunks received into buffers taken back from a renewed ring (in limbo)
+        // count as live too, so more than `count` may be.
+        if self.spare.len() < to.saturating_sub(self.live) as usize {
             self.release_parked();
         }
         while self.live < to {
@@ -587,7 +624,9 @@ impl RecvBufs {
     fn recycle(&mut self, bid: u16) {
         self.out = self.out.saturating_sub(1);
         let free_in_ring = self.live.saturating_sub(self.out + 1);
-        if self.live > self.keep && free_in_ring >= self.keep {
+        // (A ring renewed while chunks were out may have more than `count` live:
+        // its entries still never hold more than `count`.)
+        if (self.live > self.keep && free_in_ring >= self.keep) || free_in_ring >= self.count {
             self.live -= 1;
             self.parked.push(bid);
         } else {
@@ -659,6 +698,13 @@ impl RecvBufs {
 
     /// A receive completed into buffer `bid`: out until recycled, and resident.
     fn taken(&mut self, bid: u16) {
+        if !self.limbo.is_empty()
+            && let Some(i) = self.limbo.iter().position(|&b| b == bid)
+        {
+            // The kernel took it before the ring was renewed: live again, as a chunk.
+            self.limbo.swap_remove(i);
+            self.live = self.live.saturating_add(1);
+        }
         self.out = self.out.saturating_add(1);
         if let Some(t) = self.touched.get_mut(bid as usize)
             && !*t
@@ -694,9 +740,37 @@ impl RecvBufs {
         tail.store(self.tail, Ordering::Release);
     }
 
+    /// Gives back the pages of the buffers in limbo (those sharing a page with a
+    /// buffer in use are parked instead, released with the parked ones).
+    fn release_limbo(&mut self) {
+        let parked = std::mem::replace(&mut self.parked, std::mem::take(&mut self.limbo));
+        self.release_parked();
+        self.parked.extend(parked);
+    }
+
+    /// Takes the ring's entries back after `IORING_UNREGISTER_PBUF_RING`: the
+    /// buffers they name go to limbo, and the ring starts empty again (tail 0,
+    /// as a newly registered ring's head is), with what is out still live.
+    fn unregistered(&mut self) {
+        let mask = self.count - 1;
+        let in_ring = self.live.saturating_sub(self.out);
+        for i in 1..=in_ring {
+            // SAFETY: the index is masked below `count`, inside the ring allocation,
+            // which the kernel no longer reads (unregistered).
+            let bid =
+                unsafe { (*self.ring.add((self.tail.wrapping_sub(i) & mask) as usize)).bid() };
+            self.limbo.push(bid);
+        }
+        self.live = self.out;
+        self.tail = 0;
+        // SAFETY: as in `push`; the kernel reads this tail only once registered.
+        let tail = unsafe { &*BufRingEntry::tail(self.ring).cast::<AtomicU16>() };
+        tail.store(0, Ordering::Release);
+    }
+
     fn data(&self, b: &RecvBuf) -> &[u8] {
         assert!(
-            b.bid < self.count && b.len <= self.len,
+            u32::from(b.bid) < self.slots && b.len <= self.len,
             "a buffer of this ring"
         );
         // SAFETY: the range lies inside `mem`; the kernel filled it before posting the
@@ -961,7 +1035,7 @@ impl EventRing {
             .bufs
             .as_mut()
             .expect("buffers live as long as the ring");
-        assert!(b.bid < bufs.count, "a buffer of this ring");
+        assert!(u32::from(b.bid) < bufs.slots, "a buffer of this ring");
         bufs.recycle(b.bid);
     }
 
@@ -969,17 +1043,95 @@ impl EventRing {
     /// call (when a chunk was recycled while the ring held enough free ones): after
     /// a burst, the receive buffers it touched stop counting as the process's
     /// memory. Cheap when there are none; meant for a periodic sweep (a buffer
-    /// parked and soon needed again is reused with its pages). Returns how many
-    /// buffers were released.
+    /// parked and soon needed again is reused with its pages). At a quiet call (no
+    /// receive found the ring empty since the last) after a burst, when the ring
+    /// holds more free buffers than it keeps now, it is renewed with as many as it
+    /// keeps, untouched ones, and those it held are given back at the next call
+    /// (see [`EventRing::renew_buf_ring`]). Returns how many buffers were released.
     pub fn release_recv_bufs(&mut self) -> usize {
-        self.bufs.as_mut().map_or(0, |b| {
-            // No receive found the ring empty since the last call: it keeps fewer
-            // free buffers from now on.
-            if !std::mem::take(&mut b.starved) {
-                b.keep = (b.keep / 2).max(RECV_BUFS_FIRST.min(b.count));
-            }
-            b.release_parked()
-        })
+        let Some(b) = self.bufs.as_mut() else {
+            return 0;
+        };
+        // No receive found the ring empty since the last call: it keeps fewer
+        // free buffers from now on.
+        let quiet = !std::mem::take(&mut b.starved);
+        if quiet {
+            b.keep = (b.keep / 2).max(RECV_BUFS_FIRST.min(b.count));
+        }
+        let released = b.release_parked();
+        // Quiet after a burst, the ring still holds the free buffers it grew to,
+        // every one touched (the kernel takes them in turn): it is renewed with
+        // as many as it keeps now, untouched ones.
+        let free = b.live.saturating_sub(b.out);
+        if quiet && b.limbo.is_empty() && free > b.keep && free > RECV_BUFS_RENEW {
+            self.renew_buf_ring();
+        }
+        released
+    }
+
+    /// Takes the receive-buffer ring from the kernel
+    /// (`IORING_UNREGISTER_PBUF_RING`) and registers it again holding as many free
+    /// buffers as it keeps now, untouched ones: the buffers it held go to limbo
+    /// and give their pages back once every completion posted before has been
+    /// reaped, [`LIMBO_WAIT`] after the renewal at the earliest. A
+    /// receive that looks for a buffer in between ends with ENOBUFS, as when the
+    /// ring is empty: its owner arms it again, and its bytes wait in the socket.
+    /// Why no buffer in limbo is written after it is parked: the kernel takes a
+    /// buffer, fills it and posts its completion under the ring's lock (inline
+    /// issue and poll-driven retries, in this thread), and unregistering takes that
+    /// lock, so every buffer taken before has its completion posted (in the CQ, or
+    /// in the overflow list an enter flushes). Only an io-wq worker copies into a
+    /// buffer after letting go of the lock; it serves a receive here only if
+    /// arming its poll failed (none is submitted async), and its copy (sockets are
+    /// non-blocking) is long over [`LIMBO_WAIT`] later. Given back sooner than at
+    /// the next release: a ring renewed between waves of receives (slowloris
+    /// clients every 2 s) refills with new buffers, touched on top of the old.
+    fn renew_buf_ring(&mut self) {
+        let Some(b) = self.bufs.as_mut() else {
+            return;
+        };
+        if self.ring.submitter().unregister_buf_ring(BGID).is_err() {
+            return;
+        }
+        b.unregistered();
+        b.limbo_since = self.enters;
+        b.limbo_at = Some(Instant::now());
+        while b.live - b.out < b.keep {
+            let Some(bid) = b.spare.pop().or_else(|| b.parked.pop()) else {
+                break;
+            };
+            b.push(bid);
+            b.live += 1;
+        }
+        b.unregistered_now = true;
+        self.register_buf_ring();
+    }
+
+    /// Registers the receive-buffer ring again after [`EventRing::renew_buf_ring`]
+    /// took it (tried again at each reaping while it fails: receives end with
+    /// ENOBUFS until then).
+    fn register_buf_ring(&mut self) {
+        let Some(b) = self.bufs.as_mut() else {
+            return;
+        };
+        // SAFETY: as in `new`: the ring of entries lives (at this address) until the
+        // io_uring is closed.
+        let r = unsafe {
+            self.ring
+                .submitter()
+                .register_buf_ring_with_flags(b.ring as u64, b.count, BGID, 0)
+        };
+        match r {
+            Ok(()) => b.unregistered_now = false,
+            Err(e) => tracing::warn!("io_uring: registering the receive buffers again: {e}"),
+        }
+    }
+
+    /// Whether the ring was renewed and the buffers it held have yet to give their
+    /// pages back (at a reaping [`LIMBO_WAIT`] after the renewal: a loop that
+    /// would sleep longer wakes for it).
+    pub fn recv_bufs_settling(&self) -> bool {
+        self.bufs.as_ref().is_some_and(|b| !b.limbo.is_empty())
     }
 
     /// Bytes of receive buffers whose pages are resident now: those a receive has
@@ -1268,11 +1420,26 @@ impl EventRing {
 
     /// Moves every posted completion into `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
+        if self.bufs.as_ref().is_some_and(|b| b.unregistered_now) {
+            self.register_buf_ring();
+        }
         let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
         for cqe in cqes {
             if let Some(c) = self.complete(&cqe) {
                 out.push(c);
             }
+        }
+        // Every completion posted before the ring was renewed is in: an enter since
+        // flushed those the CQ overflowed (none is pending now), and this reaped
+        // the rest. The buffers still in limbo were not received into: their
+        // pages go back (a while after the renewal: see `renew_buf_ring`).
+        if let Some(b) = self.bufs.as_mut()
+            && !b.limbo.is_empty()
+            && self.enters > b.limbo_since
+            && !self.ring.submission().cq_overflow()
+            && b.limbo_at.is_some_and(|t| t.elapsed() >= LIMBO_WAIT)
+        {
+            b.release_limbo();
         }
     }
 
@@ -1867,6 +2034,14 @@ mod tests {
         held
     }
 
+    /// A loop turn [`LIMBO_WAIT`] on: a renewed ring gives back what it held.
+    fn settle(ring: &mut EventRing) {
+        std::thread::sleep(LIMBO_WAIT);
+        ring.submit_and_wait(Some(Duration::from_millis(1)))
+            .unwrap();
+        ring.completions(&mut Vec::new());
+    }
+
     /// Receives `n` chunks of 4 KiB one at a time on `sock` (each recycled before
     /// the next is written), as a worker's receives arrive when it is not busy.
     fn one_at_a_time(
@@ -1951,6 +2126,9 @@ mod tests {
         ring.release_recv_bufs();
         ring.release_recv_bufs();
         one_at_a_time(&mut ring, &sock, &mut peer, 100);
+        // (Ticks are a second apart in the server: a ring renewed at one has
+        // given back what it held by the next.)
+        settle(&mut ring);
         ring.release_recv_bufs();
         let after = ring.recv_buf_bytes();
         assert!(
@@ -2037,6 +2215,162 @@ mod tests {
         assert!(left <= 128 * 2048, "{left} bytes of receive buffers left");
         ring.cancel_fd(2, &sock);
         let _ = reap(&mut ring, 1);
+    }
+
+    /// Issue 18: after a burst the ring held every buffer it grew to free and
+    /// touched (64 of 2 KiB a worker in the server) for good: the kernel may take
+    /// any of them, so none could be given back. Quiet ticks later the ring is
+    /// now renewed with a few untouched buffers, and the ones it held go back.
+    #[test]
+    fn a_ring_renewed_after_a_burst_gives_its_buffers_back() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 64,
+            recv_bufs: 64,
+            recv_buf_len: 2048,
+        }) else {
+            return;
+        };
+        let (sock, mut peer) = socket_pair();
+        let held = hold_chunks(&mut ring, &sock, &mut peer, 28, 7);
+        assert!(held.len() >= 56, "{} chunks held", held.len());
+        for b in held {
+            ring.recycle(b);
+        }
+        let burst = ring.recv_buf_bytes();
+        assert!(burst >= 56 * 2048, "{burst} bytes touched by the burst");
+        // Quiet ticks (the first one after the burst, starved, keeps 64): the
+        // second renews the ring with the 32 it keeps then, untouched; what it
+        // held gives its pages back at a reaping a while later.
+        for _ in 0..6 {
+            ring.release_recv_bufs();
+        }
+        assert!(ring.recv_bufs_settling());
+        settle(&mut ring);
+        assert!(!ring.recv_bufs_settling());
+        let left = ring.recv_buf_bytes();
+        assert!(
+            left <= 8 * 2048,
+            "{left} bytes touched after the quiet ticks"
+        );
+        // The renewed ring serves receives, byte for byte.
+        one_at_a_time(&mut ring, &sock, &mut peer, 20);
+        let again = hold_chunks(&mut ring, &sock, &mut peer, 28, 9);
+        for b in again {
+            ring.recycle(b);
+        }
+        ring.cancel_fd(2, &sock);
+        let _ = reap(&mut ring, 1);
+    }
+
+    /// Renewing the ring while receives are armed and bytes arrive loses none: a
+    /// receive that finds no ring ends with ENOBUFS and is armed again, and a
+    /// chunk received before the ring was taken comes out whole (its buffer is not
+    /// given back while in limbo).
+    #[test]
+    fn renewing_the_ring_while_receives_are_armed_loses_no_byte() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 64,
+            recv_bufs: 64,
+            recv_buf_len: 2048,
+        }) else {
+            return;
+        };
+        const SOCKS: usize = 4;
+        const BYTES: usize = 1024 * 1024;
+        let pairs: Vec<_> = (0..SOCKS).map(|_| socket_pair()).collect();
+        let writers: Vec<_> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| {
+                let mut w = peer.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let data: Vec<u8> = (0..BYTES).map(|n| ((n * 7 + i) % 251) as u8).collect();
+                    // Small writes, so receives keep completing while the ring
+                    // is renewed.
+                    for part in data.chunks(700) {
+                        w.write_all(part).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut got = [0usize; SOCKS];
+        let mut armed = [false; SOCKS];
+        let mut held: Vec<RecvBuf> = Vec::new();
+        let mut renewals = 0;
+        for turn in 0..20_000 {
+            if got.iter().all(|&g| g == BYTES) {
+                break;
+            }
+            for (i, (sock, _)) in pairs.iter().enumerate() {
+                if !armed[i] && got[i] < BYTES {
+                    ring.recv_multi(i as u64, sock);
+                    armed[i] = true;
+                }
+            }
+            ring.submit_and_wait(Some(Duration::from_millis(5)))
+                .unwrap();
+            let mut out = Vec::new();
+            ring.completions(&mut out);
+            for c in out {
+                let i = c.token as usize;
+                if c.last {
+                    armed[i] = false;
+                }
+                match c.event {
+                    Event::Received(Ok(Some(b))) => {
+                        for &x in ring.recv_data(&b) {
+                            assert_eq!(
+                                x,
+                                ((got[i] * 7 + i) % 251) as u8,
+                                "socket {i} byte {}",
+                                got[i]
+                            );
+                            got[i] += 1;
+                        }
+                        held.push(b);
+                    }
+                    Event::Received(Err(e)) => {
+                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            // Some chunks stay held across a renewal; the rest go back.
+            if turn % 3 != 0 {
+                for b in held.drain(..) {
+                    ring.recycle(b);
+                }
+            }
+            ring.release_recv_bufs();
+            // Renewed every turn: what the last renewal held goes back at this
+            // turn's reaping (the wait is for io-wq workers, which serve none).
+            ring.renew_buf_ring();
+            if let Some(b) = ring.bufs.as_mut() {
+                b.limbo_at = Some(Instant::now() - LIMBO_WAIT);
+            }
+            renewals += 1;
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(got, [BYTES; SOCKS]);
+        assert!(renewals >= 10, "{renewals} renewals");
+        // What the renewals held went back (what the last one held, at the next
+        // reaping).
+        settle(&mut ring);
+        let left = ring.recv_buf_bytes();
+        assert!(
+            left <= (held.len() + 64) * 2048,
+            "{left} bytes touched, {} chunks held",
+            held.len()
+        );
+        for b in held {
+            ring.recycle(b);
+        }
+        for (sock, _) in &pairs {
+            ring.cancel_fd(99, sock);
+        }
+        let _ = reap(&mut ring, SOCKS);
     }
 
     /// A received chunk is only ever given back to the ring it came from.
