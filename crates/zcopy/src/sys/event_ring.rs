@@ -458,7 +458,7 @@ struct RecvBufs {
     /// The ring of `io_uring_buf` entries (page-aligned, `count` entries).
     ring: *mut BufRingEntry,
     ring_layout: Layout,
-    /// The buffers: `count * len` bytes of an anonymous mapping, so a page
+    /// The buffers: `slots * len` bytes of an anonymous mapping, so a page
     /// counts as the process's memory only once a receive has written to it.
     mem: *mut u8,
     mem_len: usize,
@@ -481,9 +481,8 @@ struct RecvBufs {
     parked: Vec<u16>,
     /// Taken out of use with their pages given back, or never used.
     spare: Vec<u16>,
-    /// Buffers a receive has written to since their pages were last given back
-    /// (so resident), and how many.
-    touched: Vec<bool>,
+    /// Each buffer's [`TOUCHED`] and [`KERNEL`] bits, and how many are touched.
+    state: Vec<u8>,
     touched_count: usize,
     /// Free buffers the ring keeps before recycled ones are parked instead:
     /// [`RECV_BUFS_FIRST`] at rest, doubled (up to [`RECV_BUFS_KEEP_MAX`]) each
@@ -520,8 +519,14 @@ const RECV_BUFS_KEEP_MAX: u16 = 64;
 /// A quiet ring is renewed only when it holds more free buffers than this (and
 /// than it keeps): after a burst they all stay touched, 64 of 2 KiB a worker.
 const RECV_BUFS_RENEW: u16 = 2 * RECV_BUFS_FIRST;
+/// A buffer's state bit: a receive has written to it since its pages were last
+/// given back (so they are resident).
+const TOUCHED: u8 = 1;
+/// A buffer's state bit: it was pushed to the ring and no completion has named it
+/// since, so the kernel may hold it (in the ring, or in limbo).
+const KERNEL: u8 = 2;
 /// How long after a renewal the buffers the ring held give their pages back at
-/// the earliest (see [`EventRing::renew_buf_ring`]: an io-wq worker's copy).
+/// the earliest (see [`EventRing::renew_buf_ring`]; not what keeps it safe).
 const LIMBO_WAIT: Duration = Duration::from_millis(50);
 
 impl RecvBufs {
@@ -572,7 +577,7 @@ impl RecvBufs {
             parked: Vec::new(),
             // Popped lowest first.
             spare: (0..slots).rev().map(|b| b as u16).collect(),
-            touched: vec![false; slots as usize],
+            state: vec![0; slots as usize],
             touched_count: 0,
             keep: RECV_BUFS_FIRST.min(count),
             starved: false,
@@ -661,12 +666,13 @@ impl RecvBufs {
             let end = start + (j - i) * len;
             let (from, to) = (start.next_multiple_of(page), end / page * page);
             if to > from {
-                // SAFETY: the range lies inside `mem` (bids < count) and inside this
-                // run of parked buffers. A parked buffer is neither in the ring (the
-                // kernel took it before completing into it, and it was not pushed
-                // back since) nor held by the caller (its RecvBuf was consumed by
-                // recycle), so nothing reads or writes it: dropping its pages (the
-                // mapping stays; they read as zeros if touched again) loses nothing.
+                // SAFETY: the range lies inside `mem` (bids < slots, and `mem` is
+                // `slots * len` bytes) and inside this run of parked buffers. A parked
+                // buffer is neither in the ring (the kernel took it before completing
+                // into it, and it was not pushed back since) nor held by the caller
+                // (its RecvBuf was consumed by recycle), so nothing reads or writes it:
+                // dropping its pages (the mapping stays; they read as zeros if touched
+                // again) loses nothing.
                 let _ = unsafe {
                     rustix::mm::madvise(
                         self.mem.add(from).cast(),
@@ -679,7 +685,7 @@ impl RecvBufs {
                 let at = bid as usize * len;
                 if at < from || at + len > to {
                     kept.push(bid);
-                } else if std::mem::take(&mut self.touched[bid as usize]) {
+                } else if std::mem::replace(&mut self.state[bid as usize], 0) & TOUCHED != 0 {
                     self.touched_count -= 1;
                 }
             }
@@ -706,10 +712,16 @@ impl RecvBufs {
             self.live = self.live.saturating_add(1);
         }
         self.out = self.out.saturating_add(1);
-        if let Some(t) = self.touched.get_mut(bid as usize)
-            && !*t
-        {
-            *t = true;
+        let state = &mut self.state[bid as usize];
+        // A completion naming a buffer the kernel cannot hold (parked, spare, or
+        // already out) would hand out a chunk another one aliases: wrong bytes.
+        assert!(
+            *state & KERNEL != 0,
+            "io_uring completed into receive buffer {bid}, which it does not hold"
+        );
+        *state &= !KERNEL;
+        if *state & TOUCHED == 0 {
+            *state |= TOUCHED;
             self.touched_count += 1;
         }
     }
@@ -732,6 +744,7 @@ impl RecvBufs {
             e.set_len(self.len);
             e.set_bid(bid);
         }
+        self.state[bid as usize] |= KERNEL;
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: `ring` is the (page-aligned, initialised) first entry, so `tail()`
         // points at its `resv` field, which the kernel reads as the ring's tail; a u16
@@ -743,6 +756,9 @@ impl RecvBufs {
     /// Gives back the pages of the buffers in limbo (those sharing a page with a
     /// buffer in use are parked instead, released with the parked ones).
     fn release_limbo(&mut self) {
+        for &bid in &self.limbo {
+            self.state[bid as usize] &= !KERNEL;
+        }
         let parked = std::mem::replace(&mut self.parked, std::mem::take(&mut self.limbo));
         self.release_parked();
         self.parked.extend(parked);
@@ -1076,16 +1092,20 @@ impl EventRing {
     /// reaped, [`LIMBO_WAIT`] after the renewal at the earliest. A
     /// receive that looks for a buffer in between ends with ENOBUFS, as when the
     /// ring is empty: its owner arms it again, and its bytes wait in the socket.
-    /// Why no buffer in limbo is written after it is parked: the kernel takes a
-    /// buffer, fills it and posts its completion under the ring's lock (inline
-    /// issue and poll-driven retries, in this thread), and unregistering takes that
-    /// lock, so every buffer taken before has its completion posted (in the CQ, or
-    /// in the overflow list an enter flushes). Only an io-wq worker copies into a
-    /// buffer after letting go of the lock; it serves a receive here only if
-    /// arming its poll failed (none is submitted async), and its copy (sockets are
-    /// non-blocking) is long over [`LIMBO_WAIT`] later. Given back sooner than at
-    /// the next release: a ring renewed between waves of receives (slowloris
-    /// clients every 2 s) refills with new buffers, touched on top of the old.
+    /// Why no buffer in limbo is written after its pages go back: the only
+    /// receive that selects a buffer is [`EventRing::recv_multi`], a multishot
+    /// receive on a socket, never submitted with `IOSQE_ASYNC`. The kernel never
+    /// runs a multishot request in an io-wq worker (it arms its poll again), so
+    /// each buffer is taken, filled and its completion posted under the ring's
+    /// lock, in this thread; unregistering takes that lock, so every buffer taken
+    /// before has its completion posted (in the CQ, or in the overflow list an
+    /// enter flushes). Whoever adds a single-shot buffer-select receive, or
+    /// `IOSQE_ASYNC`, breaks this: a completion naming a buffer the kernel cannot
+    /// hold then panics (see [`RecvBufs::taken`]) rather than alias a chunk.
+    /// [`LIMBO_WAIT`] is not part of that argument: it is how long the old buffers
+    /// stay, sooner than the next release, since a ring renewed between waves of
+    /// receives (slowloris clients every 2 s) refills with new buffers, touched on
+    /// top of the old.
     fn renew_buf_ring(&mut self) {
         let Some(b) = self.bufs.as_mut() else {
             return;
@@ -1104,15 +1124,19 @@ impl EventRing {
             b.live += 1;
         }
         b.unregistered_now = true;
-        self.register_buf_ring();
+        if let Err(e) = self.register_buf_ring() {
+            tracing::warn!(
+                "io_uring: registering the receive buffers again (retried at each turn): {e}"
+            );
+        }
     }
 
     /// Registers the receive-buffer ring again after [`EventRing::renew_buf_ring`]
     /// took it (tried again at each reaping while it fails: receives end with
     /// ENOBUFS until then).
-    fn register_buf_ring(&mut self) {
+    fn register_buf_ring(&mut self) -> io::Result<()> {
         let Some(b) = self.bufs.as_mut() else {
-            return;
+            return Ok(());
         };
         // SAFETY: as in `new`: the ring of entries lives (at this address) until the
         // io_uring is closed.
@@ -1121,10 +1145,9 @@ impl EventRing {
                 .submitter()
                 .register_buf_ring_with_flags(b.ring as u64, b.count, BGID, 0)
         };
-        match r {
-            Ok(()) => b.unregistered_now = false,
-            Err(e) => tracing::warn!("io_uring: registering the receive buffers again: {e}"),
-        }
+        r?;
+        b.unregistered_now = false;
+        Ok(())
     }
 
     /// Whether the ring was renewed and the buffers it held have yet to give their
@@ -1421,7 +1444,8 @@ impl EventRing {
     /// Moves every posted completion into `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
         if self.bufs.as_ref().is_some_and(|b| b.unregistered_now) {
-            self.register_buf_ring();
+            // Warned once, at the renewal.
+            let _ = self.register_buf_ring();
         }
         let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
         for cqe in cqes {
@@ -2295,7 +2319,14 @@ mod tests {
             .collect();
         let mut got = [0usize; SOCKS];
         let mut armed = [false; SOCKS];
-        let mut held: Vec<RecvBuf> = Vec::new();
+        // Held chunks with the bytes they held when received: checked again when
+        // they go back, after renewals (a buffer given back or pushed again while
+        // held would read as zeros or as other bytes).
+        let mut held: Vec<(RecvBuf, Vec<u8>)> = Vec::new();
+        let check_and_recycle = |ring: &mut EventRing, (b, was): (RecvBuf, Vec<u8>)| {
+            assert_eq!(ring.recv_data(&b), &was[..], "a held chunk changed");
+            ring.recycle(b);
+        };
         let mut renewals = 0;
         for turn in 0..20_000 {
             if got.iter().all(|&g| g == BYTES) {
@@ -2327,7 +2358,8 @@ mod tests {
                             );
                             got[i] += 1;
                         }
-                        held.push(b);
+                        let was = ring.recv_data(&b).to_vec();
+                        held.push((b, was));
                     }
                     Event::Received(Err(e)) => {
                         assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
@@ -2337,8 +2369,8 @@ mod tests {
             }
             // Some chunks stay held across a renewal; the rest go back.
             if turn % 3 != 0 {
-                for b in held.drain(..) {
-                    ring.recycle(b);
+                for h in held.drain(..) {
+                    check_and_recycle(&mut ring, h);
                 }
             }
             ring.release_recv_bufs();
@@ -2356,17 +2388,15 @@ mod tests {
         assert_eq!(got, [BYTES; SOCKS]);
         assert!(renewals >= 10, "{renewals} renewals");
         // What the renewals held went back (what the last one held, at the next
-        // reaping).
-        settle(&mut ring);
-        let left = ring.recv_buf_bytes();
-        assert!(
-            left <= (held.len() + 64) * 2048,
-            "{left} bytes touched, {} chunks held",
-            held.len()
-        );
-        for b in held {
-            ring.recycle(b);
+        // reaping): only the ring's own buffers stay.
+        for h in held.drain(..) {
+            check_and_recycle(&mut ring, h);
         }
+        ring.release_recv_bufs();
+        settle(&mut ring);
+        assert!(!ring.recv_bufs_settling());
+        let left = ring.recv_buf_bytes();
+        assert!(left <= 64 * 2048, "{left} bytes touched");
         for (sock, _) in &pairs {
             ring.cancel_fd(99, sock);
         }
