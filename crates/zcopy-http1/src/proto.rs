@@ -91,6 +91,8 @@ pub struct Buffers {
     responds: Vec<Box<Respond>>,
     /// The Date value heads are written with.
     date: head::DateCache,
+    /// The last Host value found valid, checked again by a compare.
+    known_host: request::KnownHost,
 }
 
 /// Spare response records a worker keeps (a few hundred bytes each).
@@ -106,6 +108,7 @@ impl Buffers {
             out: Out::default(),
             responds: Vec::new(),
             date: head::DateCache::default(),
+            known_host: request::KnownHost::default(),
         }
     }
 
@@ -888,7 +891,8 @@ impl Conn {
         // The read buffer's bytes past what was read (stale, initialised) may pad
         // the head's UTF-8 check to whole blocks.
         let buffered = self.rend - self.rpos;
-        match request::parse_into(&self.rbuf[self.rpos..], buffered, &limits, &mut parsed) {
+        let (rbuf, known) = (&self.rbuf[self.rpos..], &mut env.bufs.known_host);
+        match request::parse_into(rbuf, buffered, &limits, known, &mut parsed) {
             Ok(Some(used)) => {
                 let req = &mut parsed;
                 req.via = self.via;
