@@ -452,7 +452,15 @@ struct Meta {
     started: Option<Instant>,
     /// Body bytes stored in the sink, once it has one.
     received: Option<u64>,
-    /// Request line, referer and user agent: kept only when the log shows them.
+    /// Request line, referer and user agent: kept only when the log shows them, in a
+    /// box of their own, so a request no log shows moves and drops one word for
+    /// them (three strings were 72 bytes, moved twice and dropped on every request).
+    logged: Option<Box<Logged>>,
+}
+
+/// What the access log shows of a request besides its method ([`Meta::logged`]).
+#[derive(Debug, Default)]
+struct Logged {
     line: String,
     referer: String,
     user_agent: String,
@@ -474,13 +482,25 @@ impl Meta {
         };
         let keep = env.events.keep();
         if keep != Keep::Nothing {
-            m.line = request_line(raw);
+            let mut l = Logged {
+                line: request_line(raw),
+                ..Logged::default()
+            };
             if keep == Keep::LineAndHeaders {
-                m.referer = req.referer.unwrap_or("").to_owned();
-                m.user_agent = req.user_agent.unwrap_or("").to_owned();
+                l.referer = req.referer.unwrap_or("").to_owned();
+                l.user_agent = req.user_agent.unwrap_or("").to_owned();
             }
+            m.logged = Some(Box::new(l));
         }
         m
+    }
+
+    /// The request line, referer and user agent kept for the log ("" when not).
+    fn logged(&self) -> (&str, &str, &str) {
+        match &self.logged {
+            Some(l) => (&l.line, &l.referer, &l.user_agent),
+            None => ("", "", ""),
+        }
     }
 
     /// A request that never parsed.
@@ -1123,7 +1143,10 @@ impl Conn {
         let head_only = raw.starts_with(b"HEAD ");
         let mut meta = Meta::invalid(env);
         if env.events.keep() != Keep::Nothing {
-            meta.line = partial_request_line(raw);
+            meta.logged = Some(Box::new(Logged {
+                line: partial_request_line(raw),
+                ..Logged::default()
+            }));
         }
         self.rpos = self.rend;
         let (resp, out) = env
@@ -1504,6 +1527,7 @@ impl Conn {
         };
         let took = took(r.meta.started, env.now);
         let m = &r.meta;
+        let (line, referer, user_agent) = m.logged();
         env.events.done(&Done {
             peer: self.peer,
             method: m.method,
@@ -1512,9 +1536,9 @@ impl Conn {
             body_received: m.received,
             in_memory: r.body.is_none(),
             took,
-            line: &m.line,
-            referer: &m.referer,
-            user_agent: &m.user_agent,
+            line,
+            referer,
+            user_agent,
         });
         if !r.out.is_empty() || r.out.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut r.out));
@@ -1882,6 +1906,7 @@ impl Conn {
         let old = std::mem::replace(&mut self.state, State::Closed { reset: false });
         if let State::Receive(r) = old {
             let took = took(r.meta.started, env.now);
+            let (line, referer, user_agent) = r.meta.logged();
             env.events.done(&Done {
                 peer: self.peer,
                 method: r.meta.method,
@@ -1890,9 +1915,9 @@ impl Conn {
                 body_received: r.meta.received,
                 in_memory: true,
                 took,
-                line: &r.meta.line,
-                referer: &r.meta.referer,
-                user_agent: &r.meta.user_agent,
+                line,
+                referer,
+                user_agent,
             });
         }
     }
