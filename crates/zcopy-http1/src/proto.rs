@@ -302,8 +302,6 @@ pub trait Observer {
 pub struct Env<'a, O> {
     /// The time of this loop turn.
     pub now: Instant,
-    /// `now` plus each timeout of `config` ([`Due::of`]).
-    pub due: &'a Due,
     /// The connection settings.
     pub config: &'a ConnConfig,
     /// The server is shutting down: every response closes its connection.
@@ -320,31 +318,6 @@ impl<O> std::fmt::Debug for Env<'_, O> {
             .field("now", &self.now)
             .field("shutting_down", &self.shutting_down)
             .finish_non_exhaustive()
-    }
-}
-
-/// A loop turn's deadlines: its time plus each timeout every request sets a
-/// deadline by, worked out once a turn (by the worker, when its clock has moved)
-/// rather than at each step of every request (an `Instant` sum is ~15
-/// instructions, and a request made four).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Due {
-    /// `now + header_timeout`.
-    pub header: Instant,
-    /// `now + send_timeout`.
-    pub send: Instant,
-    /// `now + idle_timeout`.
-    pub idle: Instant,
-}
-
-impl Due {
-    /// The deadlines of a turn at `now` under `config`.
-    pub fn of(now: Instant, config: &ConnConfig) -> Due {
-        Due {
-            header: now + config.header_timeout,
-            send: now + config.send_timeout,
-            idle: now + config.idle_timeout,
-        }
     }
 }
 
@@ -681,7 +654,7 @@ impl Conn {
             rpos: 0,
             rend: 0,
             discard: 0,
-            deadline: env.due.header,
+            deadline: env.now + env.config.header_timeout,
             held: None,
             queue_check: env.now,
             idle_check_due: false,
@@ -975,7 +948,7 @@ impl Conn {
                 if matches!(resp.body, Body::Pending) {
                     env.bufs.give(out);
                     self.state = State::Checking;
-                    self.deadline = env.due.header;
+                    self.deadline = env.now + env.config.header_timeout;
                     return;
                 }
                 self.rpos += used;
@@ -1109,7 +1082,7 @@ impl Conn {
                 if self.discard == 0 || self.rend - self.rpos > self.discard as usize {
                     // First bytes of a new request on a kept-alive connection.
                     self.set_state(State::Head);
-                    self.deadline = env.due.header;
+                    self.deadline = env.now + env.config.header_timeout;
                 }
             }
             State::Receive(_) => {
@@ -1162,7 +1135,7 @@ impl Conn {
         out: Vec<u8>,
         meta: Meta,
     ) {
-        let send_deadline = env.due.send;
+        let send_deadline = env.now + env.config.send_timeout;
         self.deadline = send_deadline;
         // Small files are shared with the worker's file cache and leave in one
         // step: no lease (it would belong to the shared open file).
@@ -1347,10 +1320,12 @@ impl Conn {
 
     /// `n` bytes of [`Conn::write_buf`] were written.
     pub fn on_written(&mut self, env: &mut Env<'_, impl Observer>, n: usize) {
+        let now = env.now;
+        let timeout = env.config.send_timeout;
         if let State::Receive(r) = &mut self.state {
             r.cont += n;
             if n > 0 {
-                self.deadline = env.now + env.config.body_timeout;
+                self.deadline = now + env.config.body_timeout;
             }
             return;
         }
@@ -1358,7 +1333,7 @@ impl Conn {
             return;
         };
         if n > 0 {
-            r.send_deadline = env.due.send;
+            r.send_deadline = now + timeout;
         }
         let mut n = n;
         if r.pos < r.out.len() {
@@ -1492,7 +1467,7 @@ impl Conn {
                 // Just taken: the idle period starts now.
                 (0, Some(_)) => {
                     self.idle_queue = Some(0);
-                    self.deadline = env.due.idle;
+                    self.deadline = env.now + env.config.idle_timeout;
                 }
                 // Still reading: look again soon.
                 _ => {
@@ -1577,12 +1552,12 @@ impl Conn {
         }
         if self.rend > self.rpos {
             self.set_state(State::Head);
-            self.deadline = env.due.header;
+            self.deadline = env.now + env.config.header_timeout;
         } else {
             self.release_rbuf(env);
             self.set_state(State::Idle);
             self.idle_queue = None;
-            self.deadline = env.due.idle;
+            self.deadline = env.now + env.config.idle_timeout;
         }
     }
 

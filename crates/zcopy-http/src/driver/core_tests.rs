@@ -20,8 +20,6 @@ struct Harness {
     bufs: Buffers,
     responder: SiteResponder,
     now: Instant,
-    /// Worked out again from `now` and `config` for every [`Env`].
-    due: crate::proto::Due,
     shutting_down: bool,
     log_buf: Vec<u8>,
     stats: crate::stats::WorkerStats,
@@ -50,7 +48,6 @@ impl Harness {
                 inline_max: crate::proto::INLINE_MAX,
             },
             now: Instant::now(),
-            due: crate::proto::Due::of(Instant::now(), &config.conn()),
             shutting_down: false,
             log_buf: Vec::new(),
             stats: crate::stats::WorkerStats::default(),
@@ -62,10 +59,8 @@ impl Harness {
     }
 
     fn parts(&mut self) -> (crate::driver::worker::Env<'_>, &mut SiteResponder) {
-        self.due = crate::proto::Due::of(self.now, &self.config);
         let env = Env {
             now: self.now,
-            due: &self.due,
             config: &self.config,
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,

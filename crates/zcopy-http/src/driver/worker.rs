@@ -162,10 +162,6 @@ pub(crate) struct ConnContext {
     /// Access log lines of this loop turn, written out at its end.
     pub(crate) log_buf: Vec<u8>,
     pub(crate) now: Instant,
-    /// The deadlines of the turn at `due_now` ([`proto::Due`]), worked out again
-    /// when the drivers' clock (`now`) has moved.
-    due: proto::Due,
-    due_now: Instant,
     pub(crate) shutting_down: bool,
 }
 
@@ -192,8 +188,6 @@ impl ConnContext {
             stats,
             log_buf: Vec::new(),
             now,
-            due: proto::Due::of(now, &live.config.conn()),
-            due_now: now,
             shutting_down: false,
         }
     }
@@ -206,13 +200,8 @@ impl ConnContext {
     /// The core's view of the worker, and the responder that answers its requests
     /// ([`proto::Intent::Request`]).
     pub(crate) fn parts(&mut self) -> (Env<'_>, &mut SiteResponder) {
-        if self.due_now != self.now {
-            self.due = proto::Due::of(self.now, &self.conn);
-            self.due_now = self.now;
-        }
         let env = Env {
             now: self.now,
-            due: &self.due,
             config: &self.conn,
             shutting_down: self.shutting_down,
             bufs: &mut self.bufs,
@@ -232,8 +221,6 @@ impl ConnContext {
         let site = live.site.clone();
         self.responder = self.responder.reloaded(site.clone());
         self.conn = live.config.conn();
-        self.due = proto::Due::of(self.now, &self.conn);
-        self.due_now = self.now;
         self.config = live.config.clone();
         self.site = site;
         self.log = live.log.clone();

@@ -35,8 +35,6 @@ struct Harness {
     config: ConnConfig,
     bufs: Buffers,
     now: Instant,
-    /// Worked out again from `now` and `config` for every [`Env`].
-    due: Due,
     seen: Seen,
 }
 
@@ -54,24 +52,13 @@ impl Harness {
             },
             bufs: Buffers::new(8),
             now: Instant::now(),
-            // Set by `env` before any use.
-            due: {
-                let t = Instant::now();
-                Due {
-                    header: t,
-                    send: t,
-                    idle: t,
-                }
-            },
             seen: Seen::default(),
         }
     }
 
     fn env(&mut self) -> Env<'_, &mut Seen> {
-        self.due = Due::of(self.now, &self.config);
         Env {
             now: self.now,
-            due: &self.due,
             config: &self.config,
             shutting_down: false,
             bufs: &mut self.bufs,
