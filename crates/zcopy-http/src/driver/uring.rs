@@ -103,10 +103,13 @@ const RING: RingSize = RingSize {
     recv_bufs: 64,
     recv_buf_len: 2048,
 };
-/// Room for completions a worker's list (and entries its run queue) keeps
-/// between sweeps: 64 completions are 4 KiB, where the 256 kept before held
-/// 16 KiB a worker after a burst (a busy turn grows the list again).
+/// Room for completions a worker's list keeps between sweeps: 64 completions are
+/// 4 KiB, where the 256 kept before held 16 KiB a worker after a burst (a busy
+/// turn grows the list again).
 const COMPLETIONS_KEPT: usize = 64;
+/// Room for connections a worker's run queue keeps between sweeps (8 bytes each:
+/// 512 bytes; a burst grows it again).
+const RUNQ_KEPT: usize = 64;
 /// Token of the shutdown waker's poll.
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
@@ -289,10 +292,6 @@ impl<T> Chunks<T> {
         }
     }
 
-    fn front_mut(&mut self) -> Option<&mut T> {
-        self.first.as_mut()
-    }
-
     fn pop_front(&mut self) -> Option<T> {
         let c = self.first.take();
         if let Some(rest) = &mut self.rest {
@@ -328,6 +327,31 @@ impl<T> Chunks<T> {
         self.rest.as_ref().map_or(0, |r| {
             std::mem::size_of::<VecDeque<T>>() + r.capacity() * std::mem::size_of::<T>()
         })
+    }
+}
+
+impl Chunks<(RecvBuf, u32)> {
+    /// The bytes of the front chunk not taken yet (none while no chunk waits).
+    fn unread<'r>(&self, ring: &'r EventRing) -> Option<&'r [u8]> {
+        let (buf, used) = self.first.as_ref()?;
+        Some(&ring.recv_data(buf)[*used as usize..])
+    }
+
+    /// Takes up to `n` bytes from the front chunk, which goes back to `ring` once
+    /// all its bytes are taken. Returns how many it took (0: no chunk waits).
+    fn consume(&mut self, ring: &mut EventRing, n: usize) -> usize {
+        let Some((buf, used)) = self.first.as_mut() else {
+            return 0;
+        };
+        let size = ring.recv_data(buf).len();
+        let take = (size - *used as usize).min(n);
+        *used += take as u32;
+        if *used as usize == size
+            && let Some((buf, _)) = self.pop_front()
+        {
+            ring.recycle(buf);
+        }
+        take
     }
 }
 
@@ -374,7 +398,7 @@ impl h2::Io for RingIo<'_> {
                     return Ok(Got::Eof);
                 }
             }
-            let Some((chunk, used)) = c.pending.front_mut() else {
+            let Some(data) = c.pending.unread(self.ring) else {
                 if c.eof {
                     return Ok(Got::Eof);
                 }
@@ -383,22 +407,14 @@ impl h2::Io for RingIo<'_> {
                 }
                 return Ok(Got::Blocked);
             };
-            let data = &self.ring.recv_data(chunk)[*used as usize..];
             let Some((t, tw)) = self.tls.as_mut() else {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                *used += n as u32;
-                if *used as usize == chunk.len()
-                    && let Some((chunk, _)) = c.pending.pop_front()
-                {
-                    self.ring.recycle(chunk);
-                }
+                c.pending.consume(self.ring, n);
                 return Ok(Got::Bytes(n));
             };
             let fed = t.feed(data, tw, c.core.peer());
-            if let Some((chunk, _)) = c.pending.pop_front() {
-                self.ring.recycle(chunk);
-            }
+            c.pending.consume(self.ring, usize::MAX);
             if let Err(refusal) = fed {
                 use rustix::net::SendFlags;
                 let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
@@ -693,17 +709,14 @@ impl Connection {
                     if corked {
                         self.flush(token, ring, false);
                     }
-                    if let Some((buf, used)) = self.pending.front_mut() {
-                        let data = &ring.recv_data(buf)[*used as usize..];
+                    if let Some(data) = self.pending.unread(ring) {
                         if std::mem::take(&mut self.sniff)
                             && let Some(first) = h2::preface_start(data)
                         {
                             let peer = self.core.peer();
                             let h = H2::new(peer, ListenKind::Http, false, &env, first);
                             self.h2 = Some(Box::new(h));
-                            if let Some((buf, _)) = self.pending.pop_front() {
-                                ring.recycle(buf);
-                            }
+                            self.pending.consume(ring, usize::MAX);
                             self.drive_h2(token, ring, sh, None);
                             return;
                         }
@@ -713,12 +726,7 @@ impl Connection {
                             return;
                         }
                         dst[..n].copy_from_slice(&data[..n]);
-                        *used += n as u32;
-                        if *used as usize == buf.len()
-                            && let Some((buf, _)) = self.pending.pop_front()
-                        {
-                            ring.recycle(buf);
-                        }
+                        self.pending.consume(ring, n);
                         self.core.on_read(&mut env, n);
                         continue;
                     }
@@ -866,17 +874,9 @@ impl Connection {
             Ok(n) => {
                 let mut left = n;
                 while left > 0 {
-                    let Some((buf, used)) = self.pending.front_mut() else {
-                        break;
-                    };
-                    let size = ring.recv_data(buf).len();
-                    let take = (size - *used as usize).min(left);
-                    *used += take as u32;
-                    left -= take;
-                    if *used as usize == size
-                        && let Some((buf, _)) = self.pending.pop_front()
-                    {
-                        ring.recycle(buf);
+                    match self.pending.consume(ring, left) {
+                        0 => break,
+                        took => left -= took,
                     }
                 }
                 env.events.stats.upload_copied(false, n as u64);
@@ -913,10 +913,9 @@ impl Connection {
                     if t.deliver(&mut self.core, &mut env) {
                         continue;
                     }
-                    if let Some((buf, used)) = self.pending.pop_front() {
-                        let fed =
-                            t.feed(&ring.recv_data(&buf)[used as usize..], tw, self.core.peer());
-                        ring.recycle(buf);
+                    if let Some(data) = self.pending.unread(ring) {
+                        let fed = t.feed(data, tw, self.core.peer());
+                        self.pending.consume(ring, usize::MAX);
                         if let Err(refusal) = fed {
                             // Best effort, once, like the epoll driver: a clear-text 400
                             // or an alert into the socket's (likely empty) buffer.
@@ -1619,7 +1618,7 @@ impl Worker {
                     done = Vec::new();
                     self.trim_due = true;
                 }
-                if self.books.runq.is_empty() && self.books.runq.capacity() > COMPLETIONS_KEPT {
+                if self.books.runq.is_empty() && self.books.runq.capacity() > RUNQ_KEPT {
                     // So does its run queue (8 bytes a connection queued at once:
                     // 1,500 a worker in a burst of 3,000).
                     self.books.runq = Vec::new();
