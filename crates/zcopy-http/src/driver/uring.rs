@@ -24,10 +24,12 @@
 //! - File bodies: the library's [`FileSend`] chooses the engine from the same plan
 //!   the epoll driver's transfers follow (splice by reference where the peer and the
 //!   source allow it; mmap or read+send by copy), queues its operations on the
-//!   ring, falls back, honours `ZCOPY_DISABLE` and counts per engine; this loop
-//!   hands it the completions carrying the connection's token while it is in
-//!   flight, and tells the core what it sent. The corked head goes with the first
-//!   chunk.
+//!   ring (or sends now where nothing can wait on a disk: `sendfile`, a mapped
+//!   chunk in the page cache), falls back, honours `ZCOPY_DISABLE` and counts per
+//!   engine; this loop hands it the completions carrying the connection's token
+//!   while it is in flight, and tells the core what it sent. The corked head goes
+//!   with (or just before) the first chunk. Bytes sent now count against the
+//!   turn's budget, as the epoll driver's do: then others get a go.
 //! - At most one send-side operation per connection is in flight; its outcome is
 //!   reported to the core only when it completes.
 //! - Timers: the loop's wait is bounded by the nearest deadline (`io_uring_enter`
@@ -807,7 +809,15 @@ impl Connection {
                     if self.sending.is_none() && !self.in_body && self.lend(&mut env, io, engines) {
                         continue;
                     }
-                    if self.send_file(file, None, token, ring, &mut env, io, engines) {
+                    let Some(sent) = self.send_file(file, None, token, ring, &mut env, io, engines)
+                    else {
+                        return;
+                    };
+                    // A body the library sent now (the socket took it at once) has
+                    // the turn's budget, as a spliced one: then others get a go.
+                    budget = budget.saturating_sub(sent);
+                    if budget == 0 {
+                        self.again = true;
                         return;
                     }
                 }
@@ -980,7 +990,11 @@ impl Connection {
                         leased,
                         by_reference,
                     };
-                    if self.send_file(file, Some((t, tw)), token, ring, &mut env, io, engines) {
+                    let tls = Some((&mut *t, tw));
+                    if self
+                        .send_file(file, tls, token, ring, &mut env, io, engines)
+                        .is_none()
+                    {
                         return;
                     }
                 }
@@ -1111,8 +1125,8 @@ impl Connection {
     }
 
     /// [`Intent::SendFile`] for either transport (`tls`: the connection's session
-    /// and the worker's TLS state). True while a send is in flight: the loop waits
-    /// for its completion.
+    /// and the worker's TLS state). `None` while a send is in flight (the loop
+    /// waits for its completion), else the file bytes sent now.
     #[allow(clippy::too_many_arguments)]
     fn send_file(
         &mut self,
@@ -1123,7 +1137,7 @@ impl Connection {
         env: &mut Env<'_>,
         io: &mut BufPool,
         engines: &mut Engines,
-    ) -> bool {
+    ) -> Option<usize> {
         let breaking = r.leased
             && self
                 .core
@@ -1144,20 +1158,21 @@ impl Connection {
                     }
                     ring.cancel_fd(IGNORE, &self.stream);
                 }
-                (Some(_), false) => return true,
+                (Some(_), false) => return None,
             }
             self.core.on_lease_breaking(env);
-            return false;
+            return Some(0);
         }
         if self.sending.is_some() {
-            return true;
+            return None;
         }
         let Some(file) = self.core.file().cloned() else {
             self.core.on_send_failed(env);
-            return false;
+            return Some(0);
         };
         if let Some((t, tw)) = tls {
-            return self.send_file_tls(r, file, t, tw, token, ring, env, io);
+            let busy = self.send_file_tls(r, file, t, tw, token, ring, env, io);
+            return (!busy).then_some(0);
         }
         if !self.in_body {
             // A new body: the plan the epoll driver's transfer would follow.
@@ -1187,14 +1202,16 @@ impl Connection {
     }
 
     /// What the connection's [`FileSend`] said: told to the core (and the metrics).
-    /// True while it has operations in flight.
-    fn file_progress(&mut self, p: Progress, env: &mut Env<'_>) -> bool {
+    /// `None` while it has operations in flight, else the file bytes it sent.
+    fn file_progress(&mut self, p: Progress, env: &mut Env<'_>) -> Option<usize> {
+        let mut sent = 0;
         match p {
             Progress::Pending => {
                 self.sending = Some(Sending::File);
-                return true;
+                return None;
             }
             Progress::Sent { bytes, engine } => {
+                sent = bytes;
                 let by_ref = engine.sends_by_reference();
                 env.events
                     .stats
@@ -1209,7 +1226,7 @@ impl Connection {
             }
         }
         self.sending = None;
-        false
+        Some(sent)
     }
 
     /// [`Connection::send_file`] for TLS: copies only (the chunk is encrypted in user
