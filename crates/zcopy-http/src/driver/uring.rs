@@ -24,10 +24,12 @@
 //! - File bodies: the library's [`FileSend`] chooses the engine from the same plan
 //!   the epoll driver's transfers follow (splice by reference where the peer and the
 //!   source allow it; mmap or read+send by copy), queues its operations on the
-//!   ring, falls back, honours `ZCOPY_DISABLE` and counts per engine; this loop
-//!   hands it the completions carrying the connection's token while it is in
-//!   flight, and tells the core what it sent. The corked head goes with the first
-//!   chunk.
+//!   ring (or sends now where nothing can wait on a disk: `sendfile`, a mapped
+//!   chunk in the page cache), falls back, honours `ZCOPY_DISABLE` and counts per
+//!   engine; this loop hands it the completions carrying the connection's token
+//!   while it is in flight, and tells the core what it sent. The corked head goes
+//!   with (or just before) the first chunk. Bytes sent now count against the
+//!   turn's budget, as the epoll driver's do: then others get a go.
 //! - At most one send-side operation per connection is in flight; its outcome is
 //!   reported to the core only when it completes.
 //! - Timers: the loop's wait is bounded by the nearest deadline (`io_uring_enter`
@@ -105,10 +107,13 @@ const RING: RingSize = RingSize {
     recv_bufs: 64,
     recv_buf_len: 2048,
 };
-/// Room for completions a worker's list (and entries its run queue) keeps
-/// between sweeps: 64 completions are 4 KiB, where the 256 kept before held
-/// 16 KiB a worker after a burst (a busy turn grows the list again).
+/// Room for completions a worker's list keeps between sweeps: 64 completions are
+/// 4 KiB, where the 256 kept before held 16 KiB a worker after a burst (a busy
+/// turn grows the list again).
 const COMPLETIONS_KEPT: usize = 64;
+/// Room for connections a worker's run queue keeps between sweeps (8 bytes each:
+/// 512 bytes; a burst grows it again).
+const RUNQ_KEPT: usize = 64;
 /// Token of the shutdown waker's poll.
 const WAKER: u64 = u64::MAX;
 /// `POLLIN`, as the poll operation takes it.
@@ -291,10 +296,6 @@ impl<T> Chunks<T> {
         }
     }
 
-    fn front_mut(&mut self) -> Option<&mut T> {
-        self.first.as_mut()
-    }
-
     fn pop_front(&mut self) -> Option<T> {
         let c = self.first.take();
         if let Some(rest) = &mut self.rest {
@@ -330,6 +331,31 @@ impl<T> Chunks<T> {
         self.rest.as_ref().map_or(0, |r| {
             std::mem::size_of::<VecDeque<T>>() + r.capacity() * std::mem::size_of::<T>()
         })
+    }
+}
+
+impl Chunks<(RecvBuf, u32)> {
+    /// The bytes of the front chunk not taken yet (none while no chunk waits).
+    fn unread<'r>(&self, ring: &'r EventRing) -> Option<&'r [u8]> {
+        let (buf, used) = self.first.as_ref()?;
+        Some(&ring.recv_data(buf)[*used as usize..])
+    }
+
+    /// Takes up to `n` bytes from the front chunk, which goes back to `ring` once
+    /// all its bytes are taken. Returns how many it took (0: no chunk waits).
+    fn consume(&mut self, ring: &mut EventRing, n: usize) -> usize {
+        let Some((buf, used)) = self.first.as_mut() else {
+            return 0;
+        };
+        let size = ring.recv_data(buf).len();
+        let take = (size - *used as usize).min(n);
+        *used += take as u32;
+        if *used as usize == size
+            && let Some((buf, _)) = self.pop_front()
+        {
+            ring.recycle(buf);
+        }
+        take
     }
 }
 
@@ -376,7 +402,7 @@ impl h2::Io for RingIo<'_> {
                     return Ok(Got::Eof);
                 }
             }
-            let Some((chunk, used)) = c.pending.front_mut() else {
+            let Some(data) = c.pending.unread(self.ring) else {
                 if c.eof {
                     return Ok(Got::Eof);
                 }
@@ -385,22 +411,14 @@ impl h2::Io for RingIo<'_> {
                 }
                 return Ok(Got::Blocked);
             };
-            let data = &self.ring.recv_data(chunk)[*used as usize..];
             let Some((t, tw)) = self.tls.as_mut() else {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                *used += n as u32;
-                if *used as usize == chunk.len()
-                    && let Some((chunk, _)) = c.pending.pop_front()
-                {
-                    self.ring.recycle(chunk);
-                }
+                c.pending.consume(self.ring, n);
                 return Ok(Got::Bytes(n));
             };
             let fed = t.feed(data, tw, c.core.peer());
-            if let Some((chunk, _)) = c.pending.pop_front() {
-                self.ring.recycle(chunk);
-            }
+            c.pending.consume(self.ring, usize::MAX);
             if let Err(refusal) = fed {
                 use rustix::net::SendFlags;
                 let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
@@ -695,17 +713,14 @@ impl Connection {
                     if corked {
                         self.flush(token, ring, false);
                     }
-                    if let Some((buf, used)) = self.pending.front_mut() {
-                        let data = &ring.recv_data(buf)[*used as usize..];
+                    if let Some(data) = self.pending.unread(ring) {
                         if std::mem::take(&mut self.sniff)
                             && let Some(first) = h2::preface_start(data)
                         {
                             let peer = self.core.peer();
                             let h = H2::new(peer, ListenKind::Http, false, &env, first);
                             self.h2 = Some(Box::new(h));
-                            if let Some((buf, _)) = self.pending.pop_front() {
-                                ring.recycle(buf);
-                            }
+                            self.pending.consume(ring, usize::MAX);
                             self.drive_h2(token, ring, sh, None);
                             return;
                         }
@@ -715,12 +730,7 @@ impl Connection {
                             return;
                         }
                         dst[..n].copy_from_slice(&data[..n]);
-                        *used += n as u32;
-                        if *used as usize == buf.len()
-                            && let Some((buf, _)) = self.pending.pop_front()
-                        {
-                            ring.recycle(buf);
-                        }
+                        self.pending.consume(ring, n);
                         self.core.on_read(&mut env, n);
                         continue;
                     }
@@ -801,7 +811,15 @@ impl Connection {
                     if self.sending.is_none() && !self.in_body && self.lend(&mut env, io, engines) {
                         continue;
                     }
-                    if self.send_file(file, None, token, ring, &mut env, io, engines) {
+                    let Some(sent) = self.send_file(file, None, token, ring, &mut env, io, engines)
+                    else {
+                        return;
+                    };
+                    // A body the library sent now (the socket took it at once) has
+                    // the turn's budget, as a spliced one: then others get a go.
+                    budget = budget.saturating_sub(sent);
+                    if budget == 0 {
+                        self.again = true;
                         return;
                     }
                 }
@@ -868,17 +886,9 @@ impl Connection {
             Ok(n) => {
                 let mut left = n;
                 while left > 0 {
-                    let Some((buf, used)) = self.pending.front_mut() else {
-                        break;
-                    };
-                    let size = ring.recv_data(buf).len();
-                    let take = (size - *used as usize).min(left);
-                    *used += take as u32;
-                    left -= take;
-                    if *used as usize == size
-                        && let Some((buf, _)) = self.pending.pop_front()
-                    {
-                        ring.recycle(buf);
+                    match self.pending.consume(ring, left) {
+                        0 => break,
+                        took => left -= took,
                     }
                 }
                 env.events.stats.upload_copied(false, n as u64);
@@ -915,10 +925,9 @@ impl Connection {
                     if t.deliver(&mut self.core, &mut env) {
                         continue;
                     }
-                    if let Some((buf, used)) = self.pending.pop_front() {
-                        let fed =
-                            t.feed(&ring.recv_data(&buf)[used as usize..], tw, self.core.peer());
-                        ring.recycle(buf);
+                    if let Some(data) = self.pending.unread(ring) {
+                        let fed = t.feed(data, tw, self.core.peer());
+                        self.pending.consume(ring, usize::MAX);
                         if let Err(refusal) = fed {
                             // Best effort, once, like the epoll driver: a clear-text 400
                             // or an alert into the socket's (likely empty) buffer.
@@ -983,7 +992,11 @@ impl Connection {
                         leased,
                         by_reference,
                     };
-                    if self.send_file(file, Some((t, tw)), token, ring, &mut env, io, engines) {
+                    let tls = Some((&mut *t, tw));
+                    if self
+                        .send_file(file, tls, token, ring, &mut env, io, engines)
+                        .is_none()
+                    {
                         return;
                     }
                 }
@@ -1114,8 +1127,8 @@ impl Connection {
     }
 
     /// [`Intent::SendFile`] for either transport (`tls`: the connection's session
-    /// and the worker's TLS state). True while a send is in flight: the loop waits
-    /// for its completion.
+    /// and the worker's TLS state). `None` while a send is in flight (the loop
+    /// waits for its completion), else the file bytes sent now.
     #[allow(clippy::too_many_arguments)]
     fn send_file(
         &mut self,
@@ -1126,7 +1139,7 @@ impl Connection {
         env: &mut Env<'_>,
         io: &mut BufPool,
         engines: &mut Engines,
-    ) -> bool {
+    ) -> Option<usize> {
         let breaking = r.leased
             && self
                 .core
@@ -1147,20 +1160,21 @@ impl Connection {
                     }
                     ring.cancel_fd(IGNORE, &self.stream);
                 }
-                (Some(_), false) => return true,
+                (Some(_), false) => return None,
             }
             self.core.on_lease_breaking(env);
-            return false;
+            return Some(0);
         }
         if self.sending.is_some() {
-            return true;
+            return None;
         }
         let Some(file) = self.core.file().cloned() else {
             self.core.on_send_failed(env);
-            return false;
+            return Some(0);
         };
         if let Some((t, tw)) = tls {
-            return self.send_file_tls(r, file, t, tw, token, ring, env, io);
+            let busy = self.send_file_tls(r, file, t, tw, token, ring, env, io);
+            return (!busy).then_some(0);
         }
         if !self.in_body {
             // A new body: the plan the epoll driver's transfer would follow.
@@ -1190,14 +1204,16 @@ impl Connection {
     }
 
     /// What the connection's [`FileSend`] said: told to the core (and the metrics).
-    /// True while it has operations in flight.
-    fn file_progress(&mut self, p: Progress, env: &mut Env<'_>) -> bool {
+    /// `None` while it has operations in flight, else the file bytes it sent.
+    fn file_progress(&mut self, p: Progress, env: &mut Env<'_>) -> Option<usize> {
+        let mut sent = 0;
         match p {
             Progress::Pending => {
                 self.sending = Some(Sending::File);
-                return true;
+                return None;
             }
             Progress::Sent { bytes, engine } => {
+                sent = bytes;
                 let by_ref = engine.sends_by_reference();
                 env.events
                     .stats
@@ -1212,7 +1228,7 @@ impl Connection {
             }
         }
         self.sending = None;
-        false
+        Some(sent)
     }
 
     /// [`Connection::send_file`] for TLS: copies only (the chunk is encrypted in user
@@ -1621,7 +1637,7 @@ impl Worker {
                     done = Vec::new();
                     self.trim_due = true;
                 }
-                if self.books.runq.is_empty() && self.books.runq.capacity() > COMPLETIONS_KEPT {
+                if self.books.runq.is_empty() && self.books.runq.capacity() > RUNQ_KEPT {
                     // So does its run queue (8 bytes a connection queued at once:
                     // 1,500 a worker in a burst of 3,000).
                     self.books.runq = Vec::new();

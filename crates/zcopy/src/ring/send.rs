@@ -21,12 +21,19 @@
 //! - The corked prefix before a `splice` or `sendfile` is sent at once with
 //!   `send(2)` (`MSG_MORE | MSG_DONTWAIT`), and only what does not fit on the ring:
 //!   the body's first bytes then go in the same turn.
-//! - `mmap` (one copy, at send time): one `SENDMSG` of the corked prefix and a chunk
-//!   of the file's mapping, when the chunk's first and last bytes are in the page
-//!   cache (two one-byte `preadv2(RWF_NOWAIT)` probes; a page fault that reads the
-//!   disk would stall the submitting thread); a cold chunk is read as below.
-//!   (`mincore` said it of every page, and its page-cache lookups for pages not yet
-//!   mapped cost a tenth of the server's CPU on a 1 GiB body.)
+//! - `mmap` (one copy, at send time): the corked prefix first on its own (as for
+//!   splice), then a chunk of the file's mapping sent with `sendmsg(2)` on the
+//!   caller's thread (`MSG_DONTWAIT`: what fits now; a full socket is polled for
+//!   `POLLOUT` on the ring), as the epoll driver's `write(2)` does, when the
+//!   chunk's first and last bytes are in the page cache (two one-byte
+//!   `preadv2(RWF_NOWAIT)` probes; a page fault that reads the disk would stall
+//!   the loop); a cold chunk is read as below. (`mincore` said it of every page,
+//!   and its page-cache lookups for pages not yet mapped cost a tenth of the
+//!   server's CPU on a 1 GiB body.) Across a veth pair, 1 GiB, against the epoll
+//!   driver's server CPU per GB: a ring `SENDMSG` of each chunk (`MSG_WAITALL |
+//!   MSG_MORE`) cost 1.2-1.35x; sent now, 1 MiB chunks 1.48x (more than the
+//!   core's 1 MiB L2 in flight at once), 512 KiB ones with `MSG_MORE` 1.22x, and
+//!   without it (as `write(2)`) 1.03x.
 //!   Bodies shorter than [`MAP_MIN`] are read (mapping one costs more than it
 //!   saves) when `read-write` follows in the plan.
 //! - `read-write` (two copies): `READ` of a chunk into a buffer from the caller's
@@ -53,16 +60,17 @@ use crate::error::{FallbackReason, TransferError};
 use crate::plan::Plan;
 use crate::stats::Stats;
 use crate::sys::event_ring::{Desc, Event, EventRing};
-use crate::sys::mem::{Mapping, page_size};
+use crate::sys::mem::{Mapping, Part, page_size, send_parts};
 use crate::transfer::{EngineRun, Forced, Report};
 
 /// Largest chunk read into a buffer (and sent) in one operation.
 pub const CHUNK: usize = 256 * 1024;
-/// Largest chunk sent from a mapping in one operation: no buffer holds it, and each
-/// chunk costs an fstat, two page-cache probes, a submission and a completion.
-/// (4 MiB chunks measured no different across a veth pair: 1 GiB, 8 alternating
-/// rounds, 0.438 vs 0.447 server CPU-s/GB.)
-pub const MAP_CHUNK: usize = 1024 * 1024;
+/// Largest chunk sent from a mapping in one `sendmsg(2)`: no buffer holds it, and
+/// each chunk costs an fstat and two page-cache probes. As the epoll driver's
+/// turn budget: 1 MiB ones cost 1.48x the server CPU per GB of 512 KiB ones
+/// across a veth pair (1 GiB, 4 alternating rounds; the peer reads bytes the
+/// sender's core no longer holds in its cache).
+pub const MAP_CHUNK: usize = 512 * 1024;
 /// Bodies from this size on go by `mmap` (when the plan says so); shorter ones are
 /// read.
 pub const MAP_MIN: u64 = 1024 * 1024;
@@ -204,11 +212,6 @@ enum Flight {
         prefix: usize,
         file: usize,
         eof: bool,
-    },
-    /// `prefix` corked bytes and `file` mapped bytes being sent in one `sendmsg`.
-    MapSend {
-        prefix: usize,
-        file: usize,
     },
     /// A splice pair (`want` 0: only the drain leg); `first`: the file → pipe
     /// leg's outcome once known.
@@ -668,9 +671,10 @@ impl FileSend {
         Ok(Some(chunk))
     }
 
-    /// `mmap`: a `sendmsg` of the prefix and the next chunk from the file's mapping
-    /// (made on first use), if the chunk's pages are in memory; else the chunk is
-    /// read.
+    /// `mmap`: the prefix first on its own (as for splice), then a `sendmsg(2)` now
+    /// of the next chunk from the file's mapping (made on first use), if the
+    /// chunk's pages are in memory; else the chunk is read. A full socket is
+    /// polled for room.
     fn mapped(
         &mut self,
         ring: &mut EventRing,
@@ -685,32 +689,40 @@ impl FileSend {
             });
         };
         let job = self.job.as_ref().expect("a job");
-        let (file, offset, len) = (job.file.clone(), job.offset, job.len);
-        let (m, _, at) = self.map.as_ref().expect("mapped above");
-        let start = (offset - at) as usize;
+        let (file, offset) = (job.file.clone(), job.offset);
         if !cached(&file, offset, chunk as u64) {
-            // A page fault would stall the ring's submitter: read it in the ring.
+            // A page fault would stall the loop: read it in the ring.
             return self.read(ring, pool, prefix, allowed, false);
         }
-        // The send holds its prefix until it completes: only the corked bytes, not
-        // a pooled buffer's capacity.
-        let held = if prefix.is_empty() {
-            Vec::new()
-        } else {
-            prefix.to_vec()
+        let Some(prefix) = self.send_prefix(ring, prefix) else {
+            return Ok(Progress::Pending);
         };
         pool.give(prefix);
-        let more = (chunk as u64) < len;
-        let m = m.clone();
+        let (m, _, at) = self.map.as_ref().expect("mapped above");
+        let start = (offset - at) as usize;
         let job = self.job.as_ref().expect("a job");
-        let (token, sock) = (job.token, job.sock.clone());
-        self.flight = Flight::MapSend {
-            prefix: held.len(),
-            file: chunk,
-        };
-        ring.send_mapped(token, sock, held, &m, start, chunk, more);
+        // No MSG_MORE although more of the body follows: it held each chunk's last
+        // segment back until the next call, and cost 1.22x the server CPU per GB
+        // of a send without it (1.03x the epoll driver's, which writes without).
+        let r = send_parts(job.sock.as_fd(), &[Part::Map(m, start, chunk)], false);
         self.run_stats().syscalls += 1;
-        Ok(Progress::Pending)
+        match r {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            // Short: the socket is full, or the file lost pages from there on (the
+            // next chunk's fstat sees it shrink).
+            Ok(n) => Ok(self.delivered(n)),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                let job = self.job.as_ref().expect("a job");
+                ring.poll(job.token, job.sock.clone(), POLLOUT);
+                self.flight = Flight::Room;
+                Ok(Progress::Pending)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "source truncated under the mapping",
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// The plan has `mmap`, and it is not forced off.
@@ -837,31 +849,6 @@ impl FileSend {
                 },
                 Event::Sent { res, buf },
             ) => self.sent_copy(ring, pool, (sent, prefix, file, eof), res, buf),
-            (Flight::MapSend { prefix, file }, Event::Sent { res, buf }) => {
-                match res {
-                    _ if self.abandoned => {
-                        pool.give(buf);
-                        Progress::Again
-                    }
-                    // MSG_WAITALL: short only when the file lost pages meanwhile.
-                    Ok(n) if n == prefix + file => {
-                        pool.give(buf);
-                        self.delivered(file)
-                    }
-                    Ok(_) => {
-                        pool.give(buf);
-                        self.fail(kind, io::Error::from(io::ErrorKind::UnexpectedEof))
-                    }
-                    Err(e) if unsupported_here(&e, self.moved()) => {
-                        self.fall(FallbackReason::Unsupported(Arc::new(e)));
-                        self.go(ring, pool, buf)
-                    }
-                    Err(e) => {
-                        pool.give(buf);
-                        self.fail(kind, e)
-                    }
-                }
-            }
             (Flight::Splice { want, first: None }, Event::Spliced { res, second: false }) => {
                 if let Ok(n) = res {
                     self.in_pipe += n;

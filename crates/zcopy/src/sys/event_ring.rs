@@ -105,11 +105,16 @@ impl AsFd for Desc {
 
 /// This thread's count of the holds on each of its [`RingFd`]s' descriptors (by
 /// number), and the descriptors whose owner let go while held: each is closed
-/// when its last hold goes.
+/// when its last hold goes. A count with [`ORPHANED`] set is an orphan's, so the
+/// last hold of a descriptor whose owner is alive (the common case) looks
+/// nothing up.
 struct Holds {
     count: Vec<u16>,
     orphans: Vec<OwnedFd>,
 }
+
+/// Set in a descriptor's hold count once its owner let go while it was held.
+const ORPHANED: u16 = 1 << 15;
 
 impl Drop for Holds {
     fn drop(&mut self) {
@@ -177,7 +182,16 @@ impl<T: AsFd + Into<OwnedFd>> Drop for RingFd<T> {
         // SAFETY: taken once, here; `inner` is not used after.
         let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
         let fd = inner.as_fd().as_raw_fd() as usize;
-        let held = HOLDS.try_with(|h| h.borrow().count.get(fd).is_some_and(|&n| n > 0));
+        let held = HOLDS.try_with(|h| {
+            let mut h = h.borrow_mut();
+            match h.count.get_mut(fd) {
+                Some(n) if *n > 0 => {
+                    *n |= ORPHANED;
+                    true
+                }
+                _ => false,
+            }
+        });
         match held {
             // Nothing names it: closed now.
             Ok(false) => drop(inner),
@@ -212,7 +226,8 @@ impl FdHold {
             if count.len() <= at {
                 count.resize(at + 1, 0);
             }
-            count[at] = count[at].checked_add(1).expect("fewer than 65,536 holds");
+            assert!(count[at] & !ORPHANED < !ORPHANED, "fewer than 32,768 holds");
+            count[at] += 1;
         });
         FdHold {
             // SAFETY: the descriptor is a RingFd's (open: borrowed from it, or from
@@ -239,10 +254,16 @@ impl Drop for FdHold {
                 let Some(n) = h.count.get_mut(raw as usize) else {
                     return;
                 };
-                *n = n.saturating_sub(1);
-                if *n > 0 {
+                if *n & !ORPHANED == 0 {
                     return;
                 }
+                *n -= 1;
+                if *n != ORPHANED {
+                    // Still held, or the owner is alive and closes it: nothing
+                    // to look up.
+                    return;
+                }
+                *n = 0;
                 let i = h.orphans.iter().position(|o| o.as_raw_fd() == raw);
                 i.map(|i| h.orphans.swap_remove(i))
             };
@@ -2004,6 +2025,48 @@ mod tests {
         assert!(matches!(done[0].event, Event::Polled(Ok(_))), "{done:?}");
         assert_eq!(ring.inflight(), 0);
         assert_eq!(peer.read(&mut byte).unwrap(), 0, "still open");
+    }
+
+    /// The hold count's orphan flag: a descriptor whose owner goes while unheld
+    /// closes at once; one whose owner goes while held closes with its last hold,
+    /// and leaves its number's count at 0 (a later descriptor with that number is
+    /// no orphan).
+    #[test]
+    fn an_orphan_closes_with_its_last_hold_and_leaves_no_flag() {
+        let count = |fd: RawFd| HOLDS.with(|h| h.borrow().count[fd as usize]);
+        let mut byte = [0u8; 1];
+        // Held and let go, then the owner goes: closed at its drop.
+        let (sock, mut peer) = socket_pair();
+        let number = sock.as_raw_fd();
+        drop(Desc::from(&sock));
+        assert_eq!(count(number), 0);
+        drop(sock);
+        assert_eq!(
+            peer.read(&mut byte).unwrap(),
+            0,
+            "closed at the owner's drop"
+        );
+        // The owner goes while two holds are alive: closed with the last.
+        let (sock, mut peer) = socket_pair();
+        let number = sock.as_raw_fd();
+        let (a, b) = (Desc::from(&sock), Desc::from(&sock));
+        drop(sock);
+        assert_eq!(count(number), ORPHANED | 2);
+        drop(a);
+        peer.set_nonblocking(true).unwrap();
+        let open = peer.read(&mut byte);
+        assert!(
+            matches!(&open, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "closed while held: {open:?}"
+        );
+        drop(b);
+        assert_eq!(count(number), 0, "the flag stays on the number");
+        peer.set_nonblocking(false).unwrap();
+        assert_eq!(
+            peer.read(&mut byte).unwrap(),
+            0,
+            "closed with the last hold"
+        );
     }
 
     /// Receives `n` chunks of 4 KiB written to `peer` (each byte `byte`) on `sock`,
