@@ -10,7 +10,10 @@
 # medians and the median of its per-round ratios to the first server.
 # RT=1 runs the servers and curl at real-time priority (chrt -f 50): on a machine
 # other jobs share, they then run as on a quiet one (the others wait), which is
-# when the drivers' difference shows (at ~1 GB/s under load it was hidden).
+# when the drivers' difference shows (at ~1 GB/s under load it was hidden). It
+# starves every other process on a 2-core machine for the whole run (their own
+# benchmarks and timing-sensitive tests then measure a machine that stops): use
+# it only when nothing else runs, and report the figure without it beside it.
 # Usage: bench/big-ab.sh lo|veth ROUNDS NAME=SPEC...   (MIB=1024 DL=2)
 # e.g. RT=1 bench/big-ab.sh veth 5 nginx=nginx epoll=$B uring=$B,uring
 # Root for veth and RT (the namespaces are removed on exit); everything is bounded

@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
-use super::mem::Mapping;
 
 /// Provided-buffer group id of the receive buffers.
 const BGID: u16 = 0;
@@ -409,8 +408,6 @@ struct MsgParts {
 /// read: holding it is the point).
 #[allow(dead_code)]
 enum Second {
-    /// A file's mapping.
-    Map(Rc<Mapping>),
     /// Shared, immutable bytes.
     Bytes(Arc<[u8]>),
 }
@@ -1234,46 +1231,10 @@ impl EventRing {
         let _ = self.push(e, token, Kind::Send, Held::Buf(buf), Some(sock));
     }
 
-    /// `IORING_OP_SENDMSG` of `prefix` followed by mapped bytes `[start, start + len)`
-    /// (`sendmsg(2)` with `MSG_NOSIGNAL | MSG_WAITALL`, plus `MSG_MORE` with `more`):
-    /// the bytes are copied from the page cache at send time (pages not in memory
-    /// are faulted in by the submitting `io_uring_enter`). Completes as
-    /// [`Event::Sent`] with `prefix` as the buffer.
-    ///
-    /// # Panics
-    /// If the range is not inside the mapping.
-    #[allow(clippy::too_many_arguments)]
-    pub fn send_mapped(
-        &mut self,
-        token: u64,
-        sock: impl Into<Desc>,
-        prefix: Vec<u8>,
-        map: &Rc<Mapping>,
-        start: usize,
-        len: usize,
-        more: bool,
-    ) {
-        assert!(
-            start <= map.len() && len <= map.len() - start,
-            "range outside the mapping"
-        );
-        // SAFETY: `start <= map.len()` (asserted), so the pointer stays inside (or one
-        // past) the mapping.
-        let second = unsafe { map.as_ptr().add(start) };
-        self.send_two(
-            token,
-            sock.into(),
-            prefix,
-            second,
-            len,
-            Second::Map(map.clone()),
-            more,
-        );
-    }
-
-    /// Like [`EventRing::send_mapped`], with `bytes[start..start + len]` (shared,
-    /// immutable memory, held until the send completes) after `prefix`: the kernel
-    /// copies them at send time.
+    /// `IORING_OP_SENDMSG` of `prefix` followed by `bytes[start..start + len]`
+    /// (shared, immutable memory, held until the send completes; `sendmsg(2)` with
+    /// `MSG_NOSIGNAL | MSG_WAITALL`, plus `MSG_MORE` with `more`): the kernel copies
+    /// them at send time. Completes as [`Event::Sent`] with `prefix` as the buffer.
     ///
     /// # Panics
     /// If the range is not inside `bytes`.
