@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
-
 /// Provided-buffer group id of the receive buffers.
 const BGID: u16 = 0;
 /// The user_data of the cancel-everything entry pushed on drop.
