@@ -468,11 +468,32 @@ impl Meta {
         m
     }
 
-    /// The request line, referer and user agent kept for the log ("" when not).
-    fn logged(&self) -> (&str, &str, &str) {
-        match &self.logged {
-            Some(l) => (&l.line, &l.referer, &l.user_agent),
+    /// What a log line and the metrics get of the exchange this request began,
+    /// ended at `now` with `status` after `body_sent` body bytes (`in_memory`: the
+    /// body was all in the head buffer).
+    fn done(
+        &self,
+        peer: SocketAddr,
+        now: Instant,
+        status: u16,
+        body_sent: u64,
+        in_memory: bool,
+    ) -> Done<'_> {
+        let (line, referer, user_agent) = match &self.logged {
+            Some(l) => (&l.line[..], &l.referer[..], &l.user_agent[..]),
             None => ("", "", ""),
+        };
+        Done {
+            peer,
+            method: self.method,
+            status,
+            body_sent,
+            body_received: self.received,
+            in_memory,
+            took: took(self.started, now),
+            line,
+            referer,
+            user_agent,
         }
     }
 
@@ -1500,21 +1521,10 @@ impl Conn {
             self.state = old;
             return None;
         };
-        let took = took(r.meta.started, env.now);
-        let m = &r.meta;
-        let (line, referer, user_agent) = m.logged();
-        env.events.done(&Done {
-            peer: self.peer,
-            method: m.method,
-            status: r.status,
-            body_sent: r.body_sent,
-            body_received: m.received,
-            in_memory: r.body.is_none(),
-            took,
-            line,
-            referer,
-            user_agent,
-        });
+        let done = r
+            .meta
+            .done(self.peer, env.now, r.status, r.body_sent, r.body.is_none());
+        env.events.done(&done);
         if !r.out.is_empty() || r.out.capacity() > 0 {
             env.bufs.give(std::mem::take(&mut r.out));
         }
@@ -1880,20 +1890,8 @@ impl Conn {
     fn end_receive(&mut self, env: &mut Env<'_, impl Observer>, status: u16) {
         let old = std::mem::replace(&mut self.state, State::Closed { reset: false });
         if let State::Receive(r) = old {
-            let took = took(r.meta.started, env.now);
-            let (line, referer, user_agent) = r.meta.logged();
-            env.events.done(&Done {
-                peer: self.peer,
-                method: r.meta.method,
-                status,
-                body_sent: 0,
-                body_received: r.meta.received,
-                in_memory: true,
-                took,
-                line,
-                referer,
-                user_agent,
-            });
+            env.events
+                .done(&r.meta.done(self.peer, env.now, status, 0, true));
         }
     }
 
