@@ -1805,11 +1805,8 @@ mod tests {
         // 70 chunks held at once, every byte as written (hold_chunks checks them).
         let held = hold_chunks(&mut ring, &sock, &mut peer, 70, 7);
         assert!(held.len() > 64, "{} chunks held", held.len());
-        for b in held {
-            ring.recycle(b);
-        }
-        ring.cancel_fd(2, &sock);
-        let _ = reap(&mut ring, 1);
+        recycle_all(&mut ring, held);
+        stop_receiving(&mut ring, &sock);
     }
 
     /// The caller drops its file before the splice is even submitted, and another
@@ -2081,6 +2078,19 @@ mod tests {
         held
     }
 
+    /// Gives every chunk of `chunks` back to the ring.
+    fn recycle_all(ring: &mut EventRing, chunks: impl IntoIterator<Item = RecvBuf>) {
+        for b in chunks {
+            ring.recycle(b);
+        }
+    }
+
+    /// Cancels the receive armed on `sock` (token 2) and reaps its end.
+    fn stop_receiving(ring: &mut EventRing, sock: &RingFd<UnixStream>) {
+        ring.cancel_fd(2, sock);
+        let _ = reap(ring, 1);
+    }
+
     /// A loop turn [`LIMBO_WAIT`] on: a renewed ring gives back what it held.
     fn settle(ring: &mut EventRing) {
         std::thread::sleep(LIMBO_WAIT);
@@ -2164,9 +2174,7 @@ mod tests {
         );
         // A burst: the ring grows and keeps more free while it lasts.
         let held = hold_chunks(&mut ring, &sock, &mut peer, 200, 7);
-        for b in held {
-            ring.recycle(b);
-        }
+        recycle_all(&mut ring, held);
         ring.release_recv_bufs();
         // Quiet ticks: it keeps fewer again, and what a receive at a time
         // recycles is parked and given back.
@@ -2182,8 +2190,7 @@ mod tests {
             after <= 16 * 4096,
             "{after} bytes touched after the burst and quiet ticks"
         );
-        ring.cancel_fd(2, &sock);
-        let _ = reap(&mut ring, 1);
+        stop_receiving(&mut ring, &sock);
     }
 
     /// Issue 18: a burst that held 300 receive buffers at once left all 512 of the
@@ -2204,9 +2211,7 @@ mod tests {
         let held = hold_chunks(&mut ring, &sock, &mut peer, 300, 7);
         assert!(held.len() >= 300, "{} chunks held", held.len());
         assert_eq!(ring.recv_buf_bytes(), held.len() * 4096);
-        for b in held {
-            ring.recycle(b);
-        }
+        recycle_all(&mut ring, held);
         let released = ring.release_recv_bufs();
         assert!(released >= 200, "{released} buffers released");
         let left = ring.recv_buf_bytes();
@@ -2214,11 +2219,8 @@ mod tests {
         // Released buffers come back into use (the ring grows again) and hold what
         // arrives, byte for byte.
         let again = hold_chunks(&mut ring, &sock, &mut peer, 400, 9);
-        for b in again {
-            ring.recycle(b);
-        }
-        ring.cancel_fd(2, &sock);
-        let _ = reap(&mut ring, 1);
+        recycle_all(&mut ring, again);
+        stop_receiving(&mut ring, &sock);
     }
 
     /// Buffers smaller than a page share pages: giving back a parked buffer's
@@ -2242,9 +2244,7 @@ mod tests {
         // buffer shares its page with the held one.
         let (keep, back): (Vec<_>, Vec<_>) = held.into_iter().partition(|b| b.bid % 4 == 3);
         assert!(keep.len() >= 50 && back.len() >= 150);
-        for b in back {
-            ring.recycle(b);
-        }
+        recycle_all(&mut ring, back);
         ring.release_recv_bufs();
         for b in &keep {
             assert!(
@@ -2252,16 +2252,13 @@ mod tests {
                 "a held chunk lost its bytes when its neighbour's pages were given back"
             );
         }
-        for b in keep {
-            ring.recycle(b);
-        }
+        recycle_all(&mut ring, keep);
         // Whole pages of parked buffers do go back (those parked before with them).
         let released = ring.release_recv_bufs();
         assert!(released >= 100, "{released} buffers released");
         let left = ring.recv_buf_bytes();
         assert!(left <= 128 * 2048, "{left} bytes of receive buffers left");
-        ring.cancel_fd(2, &sock);
-        let _ = reap(&mut ring, 1);
+        stop_receiving(&mut ring, &sock);
     }
 
     /// Issue 18: after a burst the ring held every buffer it grew to free and
@@ -2280,9 +2277,7 @@ mod tests {
         let (sock, mut peer) = socket_pair();
         let held = hold_chunks(&mut ring, &sock, &mut peer, 28, 7);
         assert!(held.len() >= 56, "{} chunks held", held.len());
-        for b in held {
-            ring.recycle(b);
-        }
+        recycle_all(&mut ring, held);
         let burst = ring.recv_buf_bytes();
         assert!(burst >= 56 * 2048, "{burst} bytes touched by the burst");
         // Quiet ticks (the first one after the burst, starved, keeps 64): the
@@ -2302,11 +2297,8 @@ mod tests {
         // The renewed ring serves receives, byte for byte.
         one_at_a_time(&mut ring, &sock, &mut peer, 20);
         let again = hold_chunks(&mut ring, &sock, &mut peer, 28, 9);
-        for b in again {
-            ring.recycle(b);
-        }
-        ring.cancel_fd(2, &sock);
-        let _ = reap(&mut ring, 1);
+        recycle_all(&mut ring, again);
+        stop_receiving(&mut ring, &sock);
     }
 
     /// Renewing the ring while receives are armed and bytes arrive loses none: a
