@@ -22,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
 source bench/lib/nginx.sh
+source bench/lib/work.sh
 mode=$1 rounds=$2
 shift 2
 rt=()
@@ -30,14 +31,7 @@ mib=${MIB:-1024}
 dl=${DL:-2}
 big=$((mib << 20))
 gb=$(echo "$big * $dl / 1000000000" | bc -l)
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-big-ab.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  veth_down
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work big-ab
 mkdir -p "$work/www"
 chmod 755 "$work" "$work/www"
 head -c $big /dev/urandom > "$work/www/big.bin"

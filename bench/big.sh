@@ -13,6 +13,7 @@
 # (a before/after comparison in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 runs=${1:-3}
 mib=${2:-1024}
 for t in curl taskset bc; do
@@ -22,10 +23,7 @@ if [ -z "${ZCOPY:-}" ]; then
   cargo build --release -q -p zcopy-cli
   ZCOPY=$PWD/target/release/zcopy
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-big.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work big
 mkdir -p "$work/www"
 head -c $((mib << 20)) /dev/urandom > "$work/www/big.bin"
 cat "$work/www/big.bin" > /dev/null   # warm the page cache

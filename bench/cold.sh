@@ -10,19 +10,14 @@
 # Usage: bench/cold.sh [WRK_SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 secs=${1:-8}
 for t in nginx:nginx-light wrk:wrk curl:curl taskset:util-linux; do
   command -v "${t%%:*}" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${t#*:}" >/dev/null; }
 done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/zcopy-cold.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work cold "${TMPDIR:-/var/tmp}"
 mkdir -p "$work/www" "$work/nginx/logs"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 for i in 1 2 3 4 5 6 7 8; do head -c $((128 << 20)) /dev/urandom > "$work/www/cold$i.bin"; done

@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
+source bench/lib/work.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 secs=${1:-10}
@@ -18,14 +19,7 @@ level=${2:-1}
 for t in nginx wrk curl taskset bc; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-compress.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  veth_down
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work compress
 addr=127.0.0.1
 in_srv=()
 in_cli=()

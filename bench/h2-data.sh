@@ -27,6 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
+source bench/lib/work.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 secs=${1:-5}
@@ -40,14 +41,11 @@ if [ -z "${ZCOPY:-}" ]; then
   ZCOPY=$PWD/target/release/zcopy
 fi
 source bench/h2-servers.sh
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-h2data.XXXXXX")
-cleanup() {
+bench_atexit() {
   h2_stop
-  veth_down
   if [ -n "${ro_mnt:-}" ]; then umount "$ro_mnt" 2>/dev/null || true; fi
-  rm -rf "$work"
 }
-trap cleanup EXIT
+bench_work h2data
 addr=127.0.0.1
 H2_CLIENT_PREFIX=()
 H2_PREFIX=(taskset -c 0)

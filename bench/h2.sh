@@ -26,6 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
+source bench/lib/work.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 secs=${1:-5}
@@ -40,13 +41,10 @@ if [ -z "${ZCOPY:-}" ]; then
 fi
 export ZCOPY
 source bench/h2-servers.sh
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-h2.XXXXXX")
-cleanup() {
+bench_atexit() {
   h2_stop
-  veth_down
-  rm -rf "$work"
 }
-trap cleanup EXIT
+bench_work h2
 addr=127.0.0.1
 H2_CLIENT_PREFIX=()
 H2_PREFIX=(taskset -c 0)

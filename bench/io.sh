@@ -42,6 +42,7 @@
 # Usage: [LWAN=/path/to/lwan] [BASE=/path/to/zcopy] bench/io.sh [WRK_SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 secs=${1:-5}
 rounds=${2:-3}
 for t in wrk taskset bc; do
@@ -49,10 +50,7 @@ for t in wrk taskset bc; do
 done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-io.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work io
 mkdir -p "$work/www"
 chmod 755 "$work" "$work/www"   # nginx workers run as an unprivileged user
 head -c 1024 /dev/urandom > "$work/www/1k.bin"

@@ -16,10 +16,8 @@
 set -euo pipefail
 rounds=$1; secs=$2; shift 2
 kib=${LEND_KIB:-64}; f=${kib}k.bin; whole=$((kib << 10))
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-lend64-acct.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib/work.sh"
+bench_work lend64-acct
 mkdir -p "$work/www"
 chmod 755 "$work" "$work/www"
 head -c "$whole" /dev/urandom > "$work/www/$f"

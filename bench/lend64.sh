@@ -13,10 +13,8 @@
 set -euo pipefail
 base=$1; new=$2; rounds=${3:-7}; secs=${4:-5}
 kib=${LEND_KIB:-64}; f=${kib}k.bin
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-lend64.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib/work.sh"
+bench_work lend64
 mkdir -p "$work/www" "$work/nginx/logs"
 chmod 755 "$work" "$work/www"
 head -c $((kib << 10)) /dev/urandom > "$work/www/$f"

@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
+source bench/lib/work.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 secs=${1:-10}
@@ -43,15 +44,10 @@ else
   cargo build --release -q -p zcopy-cli
   zcopy=$PWD/target/release/zcopy
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-peers.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  veth_down
+bench_atexit() {
   [ -d "$work/ro" ] && umount -l "$work/ro" 2>/dev/null
-  rm -rf "$work"
 }
-trap cleanup EXIT
+bench_work peers
 
 # Where the servers listen, and how to run a command on each side.
 addr=127.0.0.1

@@ -9,10 +9,8 @@
 # Everything listens on 127.0.0.1, is bounded in time and stops by itself.
 set -euo pipefail
 new=$1; base=$2; mib=${3:-256}; rounds=${4:-10}; io=${IO:-uring}
-work=$(mktemp -d /dev/shm/zcopy-put-h2-ab.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib/work.sh"
+bench_work put-h2-ab "/dev/shm"
 src=$work/src.bin
 head -c "$((mib << 20))" /dev/urandom > "$src"
 tck=$(getconf CLK_TCK)

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
+source bench/lib/work.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 size_mib=${1:-1024}
@@ -29,12 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-sendrecv.XXXXXX")
-cleanup() {
-  veth_down
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work sendrecv
 addr=127.0.0.1
 in_r=""
 in_s=""

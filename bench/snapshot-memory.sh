@@ -8,16 +8,14 @@
 # Usage: bench/snapshot-memory.sh [FILES] [FILE_KIB] [SMALL_BUDGET]   (defaults 1000, 64, 2M)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 files=${1:-1000}
 kib=${2:-64}
 small=${3:-2M}
 for t in curl python3; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-snapmem.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work snapmem
 mkdir -p "$work/www"
 python3 - "$work/www" "$files" "$kib" <<'PY'
 import sys, random

@@ -10,16 +10,14 @@
 # (DEFAULT_BAND_LOOPBACK) unless BAND is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 secs=${1:-3}
 rounds=${2:-3}
 band=${3:-}
 for t in wrk curl taskset bc; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-snap.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work snap
 mkdir -p "$work/www"
 sizes=${SNAP_SIZES:-"1 8 16 32 64 128 256 512 1024 4096"}
 for s in $sizes; do head -c $((s * 1024)) /dev/urandom > "$work/www/${s}k.bin"; done

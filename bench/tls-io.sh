@@ -9,6 +9,7 @@
 # Usage: bench/tls-io.sh [REQUESTS_1K] [ROUNDS] (1 MiB runs REQUESTS_1K/20 requests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 n1k=${1:-20000}
 rounds=${2:-3}
 n1m=$((n1k / 20))
@@ -17,10 +18,7 @@ for t in h2load taskset openssl; do
 done
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-tls-io.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.2; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work tls-io
 mkdir -p "$work/www"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 head -c 1048576 /dev/urandom > "$work/www/1m.bin"

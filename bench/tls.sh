@@ -10,6 +10,7 @@
 # bench/tls.sh [DURATION_SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 dur=${1:-5}
 need=()
 for t in nginx wrk curl openssl taskset; do command -v "$t" >/dev/null || need+=("$t"); done
@@ -19,14 +20,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release -q -p zcopy-cli
 zcopy=$PWD/target/release/zcopy
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-tls-bench.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
+bench_atexit() {
+  wait 2>/dev/null
 }
-trap cleanup EXIT
+bench_work tls-bench
 
 # Certificate and files.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
