@@ -9,10 +9,17 @@
 # hits both alike).
 # Usage: bench/lend64.sh BASE_BIN NEW_BIN [ROUNDS] [SECS]
 # LEND_KIB=N serves an N KiB file instead (e.g. 1: a file held in memory, not lent).
+# SHARED=1: nothing pinned, wrk -t2: client and server share both cores, as on a
+# machine that runs both, so req/s rests on the whole cost of a request (client plus
+# server) and not on one pinned client's ceiling (wrk's CPU % is then out of 200).
 # Everything listens on 127.0.0.1, is bounded in time and stops by itself.
 set -euo pipefail
 base=$1; new=$2; rounds=${3:-7}; secs=${4:-5}
 kib=${LEND_KIB:-64}; f=${kib}k.bin
+srv_cpus=0; wrk_on=(taskset -c 1 wrk -t1); how="wrk -t1 -c50 pinned to CPU 1, servers to CPU 0"
+if [ "${SHARED:-0}" = 1 ]; then
+  srv_cpus=0,1; wrk_on=(wrk -t2); how="wrk -t2 -c50 and servers sharing both CPUs (SHARED=1)"
+fi
 . "$(dirname "$0")/lib/work.sh"
 bench_work lend64
 mkdir -p "$work/www" "$work/nginx/logs"
@@ -21,7 +28,7 @@ head -c $((kib << 10)) /dev/urandom > "$work/www/$f"
 chmod 644 "$work/www/$f"
 . "$(dirname "$0")/lib/nginx.sh"
 nginx_conf "$work/nginx" "server { listen 127.0.0.1:18180; root $work/www; }"
-taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+taskset -c "$srv_cpus" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
 declare -A port pid
 names=(nginx base-epoll new-epoll base-uring new-uring)
@@ -31,7 +38,7 @@ for n in base-epoll new-epoll base-uring new-uring; do
   io=""; [[ $n == *-uring ]] && io="--io uring"
   port[$n]=$((18180 + i)); i=$((i + 1))
   # shellcheck disable=SC2086
-  taskset -c 0 "$bin" -q serve "$work/www" --listen 127.0.0.1:${port[$n]} --workers 1 $io > "$work/$n.out" 2>&1 &
+  taskset -c "$srv_cpus" "$bin" -q serve "$work/www" --listen 127.0.0.1:${port[$n]} --workers 1 $io > "$work/$n.out" 2>&1 &
   pids+=($!); pid[$n]=$!
 done
 sleep 1
@@ -46,7 +53,7 @@ declare -A rps rpcpu wrk
 for r in $(seq "$rounds"); do
   for n in "${names[@]}"; do
     c0=$(cpu "${pid[$n]}")
-    out=$( (taskset -c 1 wrk -t1 -c50 -d"${secs}s" "http://127.0.0.1:${port[$n]}/$f"; times) )
+    out=$( ("${wrk_on[@]}" -c50 -d"${secs}s" "http://127.0.0.1:${port[$n]}/$f"; times) )
     c1=$(cpu "${pid[$n]}")
     echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
     q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -62,7 +69,7 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) 
 med() { echo "$1" | median; }
 # The median of the per-round ratios a/b of two series.
 pairmed() { paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) | awk '{print $1 / $2}' | median; }
-echo "$kib KiB over loopback, $rounds alternating rounds of wrk -t1 -c50 -d${secs}s; $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r)"
+echo "$kib KiB over loopback, $rounds alternating rounds of -d${secs}s, $how; $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r)"
 echo
 echo "| server | req/s | req per server CPU-s | wrk CPU % | req/s vs nginx | per CPU-s vs nginx |"
 echo "|---|---|---|---|---|---|"
