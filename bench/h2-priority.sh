@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
+source bench/lib/work.sh
 mode=loopback
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 rounds=${1:-15}
@@ -28,14 +29,8 @@ if [ -z "${ZCOPY:-}" ]; then
   cargo build --release -q -p zcopy-cli
   ZCOPY=$PWD/target/release/zcopy
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-h2prio.XXXXXX")
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  veth_down
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_atexit() { wait 2>/dev/null; }
+bench_work h2prio
 mkdir "$work/www"
 head -c $((large_mib << 20)) /dev/urandom > "$work/www/large.bin"
 for i in $(seq 0 $((n - 1))); do head -c $((small_kib << 10)) /dev/urandom > "$work/www/s$i.css"; done
@@ -49,7 +44,7 @@ if [ $mode = veth ]; then
 fi
 port=$(( 20000 + $$ % 20000 ))
 "${srv[@]}" "$ZCOPY" -q serve "$work/www" --workers 1 --listen "$addr:$port" &
-pid=$!
+pids+=($!)
 for _ in $(seq 50); do
   "${cli[@]}" bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null && break
   sleep 0.1

@@ -11,6 +11,7 @@
 # Usage: bench/instructions.sh [BINARY...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/work.sh
 for t in valgrind python3 curl taskset; do
   command -v "$t" >/dev/null || { echo "bench/instructions.sh needs $t" >&2; exit 2; }
 done
@@ -18,10 +19,7 @@ if [ $# -eq 0 ]; then
   cargo build --release -q -p zcopy-cli
   set -- "$PWD/target/release/zcopy"
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/zcopy-instr.XXXXXX")
-vp=
-cleanup() { [ -n "$vp" ] && kill "$vp" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+bench_work instr
 mkdir -p "$work/www"
 head -c 1024 /dev/urandom > "$work/www/1k.bin"
 cat > "$work/client.py" <<'PY'
@@ -60,6 +58,7 @@ run() { # binary requests
     "$1" -q serve "$work/www" --listen "127.0.0.1:$port" --workers 1 --io epoll \
     > "$work/cg.log" 2>&1 &
   vp=$!
+  pids+=("$vp")
   for _ in $(seq 150); do
     curl -sf -o /dev/null "http://127.0.0.1:$port/1k.bin" && break
     sleep 0.2

@@ -61,6 +61,7 @@ summary() { # results file
 }
 if [ "${1:-}" = --summary ]; then summary "$2"; exit; fi
 source "$(dirname "$0")/lib/veth.sh"
+source "$(dirname "$0")/lib/work.sh"
 mode=lo
 if [ "${1:-}" = --veth ]; then mode=veth; shift; fi
 ZCOPY=${1:-target/release/zcopy}
@@ -84,14 +85,9 @@ cat "$SRC" > /dev/null
 in_srv=()
 in_cli=()
 ADDR=127.0.0.1
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  veth_down
-  rm -rf "$BASE"
-}
-trap cleanup EXIT
+bench_atexit() { wait 2>/dev/null; }
+work=$BASE
+bench_trap
 if [ $mode = veth ]; then
   veth_up "${NS_TAG:-zcput}$$" 198.18
   ADDR=$addr

@@ -16,6 +16,7 @@
 # DUFS=path picks dufs (default: on PATH, else ~/.cargo/bin/dufs). PORT0 (default
 # 18821) is the first of three ports.
 set -euo pipefail
+source "$(dirname "$0")/lib/work.sh"
 ZCOPY=${1:-target/release/zcopy}
 FILES=${2:-10000}
 ROUNDS=${3:-1}
@@ -38,13 +39,9 @@ for i in range(n):
         f.write(os.urandom(size))
 PY
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$BASE"
-}
-trap cleanup EXIT
+bench_atexit() { wait 2>/dev/null; }
+work=$BASE
+bench_trap
 taskset -c 0 "$ZCOPY" serve "$BASE/z" --listen "127.0.0.1:$PORT0" --webdav -q >/dev/null 2>&1 &
 ZPID=$!; pids+=("$ZPID")
 taskset -c 0 "$DUFS" "$BASE/d" -A -b 127.0.0.1 -p $((PORT0 + 1)) >/dev/null 2>&1 &
