@@ -75,7 +75,8 @@ pub const MAP_CHUNK: usize = 512 * 1024;
 /// The same to a peer on this host's loopback path ([`FileSend::loopback_peer`]):
 /// there larger chunks cost less (1 GiB, alternating rounds, server CPU per GB
 /// against 512 KiB ones: 2 MiB 0.85x and 0.93x, 1 MiB 0.94-1.00x, 4 MiB 0.96x),
-/// where across a veth pair 1 MiB ones cost 1.15x.
+/// where across a veth pair 1 MiB ones cost 1.15x. A chunk sent at once may then
+/// take more than the caller's turn budget: the others get a go after it.
 pub const MAP_CHUNK_LOOPBACK: usize = 2 * 1024 * 1024;
 /// Bodies from this size on go by `mmap` (when the plan says so); shorter ones are
 /// read.
