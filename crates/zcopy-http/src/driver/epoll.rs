@@ -117,9 +117,10 @@ struct Connection {
     /// Speaking HTTP/2 (h2c by prior knowledge, or ALPN `h2`): the HTTP/1 core
     /// is left unused.
     h2: Option<Box<H2>>,
-    /// Plain listener with HTTP/2 on, first bytes not read yet: they may be the
-    /// h2c preface.
-    sniff: bool,
+    /// Plain listener with HTTP/2 on, what it speaks not known yet: the first bytes
+    /// may be the h2c preface. Some(n): n bytes of it read (see [`h2::Sniff::More`]),
+    /// put back before the next read's bytes.
+    sniff: Option<u8>,
 }
 
 impl Connection {
@@ -305,21 +306,33 @@ impl Connection {
                     }
                     let peer = self.core.peer();
                     let buf = self.core.read_buf(&mut env);
-                    let room = buf.len();
-                    match recv_some(&self.stream, buf) {
-                        Ok(n) => {
+                    let seen = usize::from(self.sniff.unwrap_or(0));
+                    buf[..seen].copy_from_slice(&zcopy_http2::PREFACE[..seen]);
+                    let room = buf.len() - seen;
+                    match recv_some(&self.stream, &mut buf[seen..]) {
+                        Ok(got) => {
                             // A short read emptied the socket: with edge-triggered
                             // readiness the next bytes bring a new event, so skip the
                             // read that would say EAGAIN.
-                            if n > 0 && n < room && !self.read_closed {
+                            if got > 0 && got < room && !self.read_closed {
                                 self.readable = false;
                             }
-                            if std::mem::take(&mut self.sniff)
-                                && let Some(first) = h2::preface_start(&buf[..n])
-                            {
-                                let h = H2::new(peer, ListenKind::Http, false, &env, first);
-                                self.h2 = Some(Box::new(h));
-                                return self.drive_h2(sh);
+                            let n = seen + got;
+                            // At the end of the stream, what was seen goes to HTTP/1.
+                            if self.sniff.take().is_some() && got > 0 {
+                                match h2::sniff(0, &buf[..n]) {
+                                    h2::Sniff::Http2 => {
+                                        let first = &buf[..n];
+                                        let h = H2::new(peer, ListenKind::Http, false, &env, first);
+                                        self.h2 = Some(Box::new(h));
+                                        return self.drive_h2(sh);
+                                    }
+                                    h2::Sniff::More => {
+                                        self.sniff = Some(n as u8);
+                                        continue;
+                                    }
+                                    h2::Sniff::Http1 => {}
+                                }
                             }
                             self.core.on_read(&mut env, n);
                         }
@@ -1219,7 +1232,7 @@ impl Worker {
             lent: None,
             transport,
             h2: None,
-            sniff: kind == ListenKind::Http && tls.is_none() && self.sh.h2c,
+            sniff: (kind == ListenKind::Http && tls.is_none() && self.sh.h2c).then_some(0),
         };
         if let Err(e) = self.poll.registry().register(
             &mut conn.stream,

@@ -561,12 +561,34 @@ pub(crate) struct H2 {
     token: Option<usize>,
 }
 
-/// `first`, the first bytes read from a plain connection, when they start with
-/// the h2c preface (at least `PRI `: no HTTP/1 request starts so; fewer bytes go
-/// to HTTP/1, which answers the rest of a preface 505).
-pub(crate) fn preface_start(first: &[u8]) -> Option<&[u8]> {
-    let n = first.len().min(zcopy_http2::PREFACE.len());
-    (n >= 4 && first[..n] == zcopy_http2::PREFACE[..n]).then_some(first)
+/// What the first bytes of a plain connection (HTTP/2 on) say it speaks.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sniff {
+    /// They start the h2c preface, at least `PRI ` of it (no HTTP/1 request
+    /// starts so).
+    Http2,
+    /// They are not the preface's start (a preface going wrong later goes to
+    /// HTTP/1 too, which answers it 505).
+    Http1,
+    /// Fewer than four bytes, all the preface's: it takes more to tell. A read
+    /// may end anywhere (a client's first write split in two, an io_uring
+    /// receive ending with its buffer), so deciding on them would take an h2c
+    /// client for HTTP/1.
+    More,
+}
+
+/// What a plain connection speaks, `seen` bytes of the h2c preface read and
+/// matched before (see [`Sniff::More`]), then `next`.
+pub(crate) fn sniff(seen: usize, next: &[u8]) -> Sniff {
+    let rest = &zcopy_http2::PREFACE[seen..];
+    let n = next.len().min(rest.len());
+    if next[..n] != rest[..n] {
+        Sniff::Http1
+    } else if seen + n >= 4 {
+        Sniff::Http2
+    } else {
+        Sniff::More
+    }
 }
 
 /// HTTP/2 is offered under `config`. Both drivers speak it: epoll drives [`H2`]
@@ -1657,12 +1679,25 @@ fn pread_full(file: &File, at: u64, dst: &mut [u8]) -> usize {
 mod tests {
     #[test]
     fn only_a_preface_start_of_four_bytes_or_more_switches_to_http2() {
-        use super::preface_start;
-        assert!(preface_start(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04").is_some());
-        assert!(preface_start(b"PRI ").is_some());
-        assert!(preface_start(b"PRI").is_none());
-        assert!(preface_start(b"POST / HTTP/1.1\r\n").is_none());
-        assert!(preface_start(b"PRI * HTTP/1.1\r\n").is_none());
-        assert!(preface_start(b"").is_none());
+        use super::{Sniff, sniff};
+        assert_eq!(
+            sniff(0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04"),
+            Sniff::Http2
+        );
+        assert_eq!(sniff(0, b"PRI "), Sniff::Http2);
+        assert_eq!(sniff(0, b"POST / HTTP/1.1\r\n"), Sniff::Http1);
+        assert_eq!(sniff(0, b"PRI * HTTP/1.1\r\n"), Sniff::Http1);
+        assert_eq!(sniff(0, b"GET"), Sniff::Http1);
+        // Too few bytes to tell, wherever a read ended.
+        assert_eq!(sniff(0, b"PRI"), Sniff::More);
+        assert_eq!(sniff(0, b"P"), Sniff::More);
+        assert_eq!(sniff(0, b""), Sniff::More);
+        // The rest, after bytes seen before.
+        assert_eq!(sniff(3, b" * HTTP/2.0\r\n"), Sniff::Http2);
+        assert_eq!(sniff(1, b"RI"), Sniff::More);
+        assert_eq!(sniff(2, b"I"), Sniff::More);
+        assert_eq!(sniff(2, b"I "), Sniff::Http2);
+        assert_eq!(sniff(1, b"UT / HTTP/1.1"), Sniff::Http1);
+        assert_eq!(sniff(3, b"X"), Sniff::Http1);
     }
 }

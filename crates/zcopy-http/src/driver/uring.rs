@@ -247,9 +247,10 @@ struct Connection {
     /// Speaking HTTP/2 (h2c by prior knowledge, or ALPN `h2`): the HTTP/1 core
     /// is left unused.
     h2: Option<Box<H2>>,
-    /// Plain listener with HTTP/2 on, first bytes not read yet: they may be the
-    /// h2c preface.
-    sniff: bool,
+    /// Plain listener with HTTP/2 on, what it speaks not known yet: the first bytes
+    /// may be the h2c preface. Some(n): n bytes of it received and taken (see
+    /// [`h2::Sniff::More`]).
+    sniff: Option<u8>,
     /// The HTTP/2 connection has more to do now (its turn budget ran out).
     again: bool,
     /// A request body being spliced, and the low-water mark it raised (none
@@ -527,6 +528,17 @@ impl Shared {
 }
 
 impl Connection {
+    /// Gives the HTTP/1 core the first `seen` bytes of the h2c preface, taken while
+    /// it was not yet known what the connection speaks: it turned out HTTP/1.
+    fn give_core(&mut self, env: &mut Env, seen: usize) {
+        if seen == 0 {
+            return;
+        }
+        let dst = self.core.read_buf(env);
+        dst[..seen].copy_from_slice(&zcopy_http2::PREFACE[..seen]);
+        self.core.on_read(env, seen);
+    }
+
     fn token(idx: usize) -> u64 {
         idx as u64
     }
@@ -713,17 +725,34 @@ impl Connection {
                     if corked {
                         self.flush(token, ring, false);
                     }
-                    if let Some(data) = self.pending.unread(ring) {
-                        if std::mem::take(&mut self.sniff)
-                            && let Some(first) = h2::preface_start(data)
-                        {
-                            let peer = self.core.peer();
-                            let h = H2::new(peer, ListenKind::Http, false, &env, first);
-                            self.h2 = Some(Box::new(h));
-                            self.pending.consume(ring, usize::MAX);
-                            self.drive_h2(token, ring, sh, None);
-                            return;
+                    if let Some(seen) = self.sniff
+                        && let Some(data) = self.pending.unread(ring)
+                    {
+                        self.sniff = None;
+                        let seen = usize::from(seen);
+                        match h2::sniff(seen, data) {
+                            h2::Sniff::Http2 => {
+                                let first = match seen {
+                                    0 => std::borrow::Cow::Borrowed(data),
+                                    _ => [&zcopy_http2::PREFACE[..seen], data].concat().into(),
+                                };
+                                let peer = self.core.peer();
+                                let h = H2::new(peer, ListenKind::Http, false, &env, &first);
+                                self.h2 = Some(Box::new(h));
+                                self.pending.consume(ring, usize::MAX);
+                                self.drive_h2(token, ring, sh, None);
+                                return;
+                            }
+                            h2::Sniff::More => {
+                                let n = data.len();
+                                self.sniff = Some((seen + n) as u8);
+                                self.pending.consume(ring, n);
+                            }
+                            h2::Sniff::Http1 => self.give_core(&mut env, seen),
                         }
+                        continue;
+                    }
+                    if let Some(data) = self.pending.unread(ring) {
                         let dst = self.core.read_buf(&mut env);
                         let n = data.len().min(dst.len());
                         if n == 0 {
@@ -732,6 +761,13 @@ impl Connection {
                         dst[..n].copy_from_slice(&data[..n]);
                         self.pending.consume(ring, n);
                         self.core.on_read(&mut env, n);
+                        continue;
+                    }
+                    if (self.eof || self.recv_failed)
+                        && let Some(seen) = self.sniff.take()
+                    {
+                        // What was taken of a preface goes to HTTP/1 first.
+                        self.give_core(&mut env, seen.into());
                         continue;
                     }
                     if self.eof {
@@ -2035,7 +2071,7 @@ impl Worker {
             counted: true,
             queued: true,
             seq,
-            sniff: kind == ListenKind::Http && tls.is_none() && self.sh.h2c,
+            sniff: (kind == ListenKind::Http && tls.is_none() && self.sh.h2c).then_some(0),
             tls,
             send_failed: false,
             h2: None,

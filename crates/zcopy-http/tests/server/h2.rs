@@ -363,7 +363,14 @@ impl Raw {
     /// Connects, sends the preface and SETTINGS `settings` (with large windows
     /// unless the settings shut the initial window).
     fn open(addr: SocketAddr, settings: &[(u16, u32)]) -> Raw {
+        Raw::open_split(addr, settings, 0)
+    }
+
+    /// As [`Raw::open`], the first `split` bytes of the preface (0: none) sent on
+    /// their own and the rest a moment later, so the server reads them apart.
+    fn open_split(addr: SocketAddr, settings: &[(u16, u32)], split: usize) -> Raw {
         let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut c = Raw {
             s,
@@ -386,7 +393,11 @@ impl Raw {
         if !shut {
             frame::write_window_update(&mut b, 0, 100 << 20);
         }
-        c.send(&b);
+        if split > 0 {
+            c.send(&b[..split]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.send(&b[split..]);
         c
     }
 
@@ -1193,4 +1204,39 @@ fn an_urgent_stream_with_its_window_shut_lets_the_others_go_on(io: IoDriver) {
     }
     assert_eq!(body.len(), 100 * 1024, "{io}");
     assert_pattern(&body, 0, "stream 3");
+}
+
+/// A prior-knowledge client whose preface reaches the server in two reads, the
+/// first of 1, 2, 3 or 5 bytes, still speaks HTTP/2 (both drivers). Deciding on
+/// the first read alone took one of fewer than four bytes for HTTP/1 (answered
+/// `HTTP/1.1 400`); io_uring's incremental receive buffers end a receive wherever
+/// its buffer ends, so there it happened without a client splitting anything.
+#[test]
+fn h2c_preface_split_across_reads_is_still_http2() {
+    for io in drivers() {
+        let fx = Fixture::new();
+        fx.file("a.txt", b"hello");
+        let srv = start_on(io, &fx.root(), |_: &mut Config| {});
+        for split in [1, 2, 3, 5] {
+            let mut c = Raw::open_split(srv.addr, &[], split);
+            c.get(1, "/a.txt", &[]);
+            let got = c.responses(1, Duration::from_secs(10));
+            assert_eq!(
+                got.get(&1),
+                Some(&(200, b"hello".to_vec())),
+                "{io:?}: the preface split after {split} bytes"
+            );
+        }
+        // Fewer than four bytes of it, then the end: HTTP/1 gets them (a request
+        // cut short: closed without an answer, and the server goes on).
+        let mut s = TcpStream::connect(srv.addr).unwrap();
+        s.write_all(b"PR").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.read_to_end(&mut rest);
+        assert!(!rest.starts_with(&frame::PREFACE[..2]), "{io:?}: {rest:?}");
+        let (code, _, body) = get(&format!("http://{}/a.txt", srv.addr), &[]);
+        assert_eq!((code, body), (200, b"hello".to_vec()), "{io:?}");
+    }
 }
