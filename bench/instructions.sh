@@ -52,7 +52,8 @@ ts = [threading.Thread(target=run, args=(n // c,)) for _ in range(c)]
 if bad: print("bad answers:", len(bad), bad[:3], file=sys.stderr); sys.exit(1)
 PY
 port=18391
-# Instructions of one server run answering 300 warm-up requests and then $2.
+# Instructions of one server run answering 300 warm-up requests and then $2, into
+# $work/count (run in this shell, not in $(...), so its pid reaches the exit trap).
 run() { # binary requests
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
     "$1" -q serve "$work/www" --listen "127.0.0.1:$port" --workers 1 --io epoll \
@@ -66,10 +67,12 @@ run() { # binary requests
   taskset -c 1 python3 "$work/client.py" "$port" 300 10
   taskset -c 1 python3 "$work/client.py" "$port" "$2" 10
   kill "$vp"; wait "$vp" 2>/dev/null || true; vp=
-  grep "Collected" "$work/cg.log" | awk '{gsub(",", "", $4); print $4}'
+  grep "Collected" "$work/cg.log" | awk '{gsub(",", "", $4); print $4}' > "$work/count"
 }
 for bin in "$@"; do
-  a=$(run "$bin" 1000)
-  b=$(run "$bin" 5000)
+  run "$bin" 1000
+  a=$(cat "$work/count")
+  run "$bin" 5000
+  b=$(cat "$work/count")
   echo "$bin: $(( (b - a) / 4000 )) instructions per request"
 done
