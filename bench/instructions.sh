@@ -66,7 +66,8 @@ run() { # binary requests
   done
   taskset -c 1 python3 "$work/client.py" "$port" 300 10
   taskset -c 1 python3 "$work/client.py" "$port" "$2" 10
-  kill "$vp"; wait "$vp" 2>/dev/null || true; vp=
+  kill "$vp"; wait "$vp" 2>/dev/null || true
+  pids=()   # reaped: its pid may name another process by the exit
   grep "Collected" "$work/cg.log" | awk '{gsub(",", "", $4); print $4}' > "$work/count"
 }
 for bin in "$@"; do

@@ -39,7 +39,9 @@
 #    strace). This script sets each `lwan worker` thread back to SCHED_OTHER (chrt),
 #    which is what lwan means (only its job and readahead threads are meant to idle).
 #
-# Usage: [LWAN=/path/to/lwan] [BASE=/path/to/zcopy] bench/io.sh [WRK_SECONDS] [ROUNDS]
+# Usage: [LWAN=/path/to/lwan] [BASE=/path/to/zcopy] [ZCOPY_BIN=/path/to/zcopy] bench/io.sh [WRK_SECONDS] [ROUNDS]
+# ZCOPY_BIN: the zcopy measured as epoll, epoll-fstat and uring (default: this tree's
+# release build, built first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/work.sh
@@ -48,8 +50,12 @@ rounds=${2:-3}
 for t in wrk taskset bc; do
   command -v "$t" >/dev/null || { echo "bench/io.sh needs $t" >&2; exit 2; }
 done
-cargo build --release -q -p zcopy-cli
-zcopy=$PWD/target/release/zcopy
+if [ -n "${ZCOPY_BIN:-}" ]; then
+  zcopy=$ZCOPY_BIN
+else
+  cargo build --release -q -p zcopy-cli
+  zcopy=$PWD/target/release/zcopy
+fi
 bench_work io
 mkdir -p "$work/www"
 chmod 755 "$work" "$work/www"   # nginx workers run as an unprivileged user
