@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, CancelBuilder, IOU_PBUF_RING_INC, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
 /// Provided-buffer group id of the receive buffers.
@@ -300,8 +300,9 @@ impl<T: AsFd + Send + Sync + 'static> From<&Arc<T>> for Desc {
 static NEXT_RING: AtomicU32 = AtomicU32::new(1);
 
 /// A received chunk, in one of the ring's provided buffers, until
-/// [`EventRing::recycle`] gives the buffer back to the kernel (the ring it came from:
-/// another ring refuses it).
+/// [`EventRing::recycle`] gives it back (to the ring it came from: another ring
+/// refuses it). A buffer may hold several chunks, one after another (see
+/// [`RecvBufs`]): it goes back to the kernel once all are recycled.
 #[derive(Debug)]
 pub struct RecvBuf {
     /// Never 0: an `Option` of a chunk (and of a chunk and a count) takes no more
@@ -310,6 +311,9 @@ pub struct RecvBuf {
     /// repeat after 2^32 rings, which only weakens the check).
     ring: NonZeroU32,
     bid: u16,
+    /// Where in its buffer the chunk starts (buffers are at most 32 KiB when
+    /// they hold more than one chunk; see [`INC_MAX_LEN`]).
+    off: u16,
     len: u32,
 }
 
@@ -461,6 +465,15 @@ fn next_gen(g: NonZeroU32) -> NonZeroU32 {
 
 /// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
 ///
+/// Consumed incrementally where the kernel can (`IOU_PBUF_RING_INC`, 6.12): a
+/// receive takes only the bytes it needs of the buffer at the ring's head, and its
+/// completion says (`IORING_CQE_F_BUF_MORE`) when the kernel keeps the buffer for
+/// the next receive, which continues where this one ended. So a buffer holds a
+/// run of chunks, and goes back only once the kernel is done with it (a
+/// completion without that flag named it) and every chunk of it is recycled: a
+/// wave of 100 one-byte receives fills 100 bytes of one buffer, not 100 buffers.
+/// Where the kernel can't, every chunk has a buffer of its own.
+///
 /// Each buffer is in one of five places: in the ring (the kernel may take it and
 /// write to it at any time), out (a received chunk the caller holds, as a
 /// [`RecvBuf`]), parked (taken back when its chunk was recycled, its pages maybe
@@ -491,7 +504,7 @@ struct RecvBufs {
     /// the ring holds `keep` free ones. The ring reuses them in
     /// turn, so only the buffers recently needed stay touched.
     live: u16,
-    /// Buffers out (completed, not yet recycled).
+    /// Buffers out: the kernel is done with them, chunks of them are held.
     out: u16,
     /// Taken out of use, pages maybe resident (given back at the next
     /// [`RecvBufs::release_parked`]); reused first when the ring grows.
@@ -501,6 +514,14 @@ struct RecvBufs {
     /// Each buffer's [`TOUCHED`] and [`KERNEL`] bits, and how many are touched.
     state: Vec<u8>,
     touched_count: usize,
+    /// Each buffer's bytes the kernel has filled since it was pushed (where its
+    /// next chunk starts), and its chunks the caller holds. A buffer comes back
+    /// (to be pushed again or parked) when neither the kernel ([`KERNEL`]) nor
+    /// a chunk holds it.
+    filled: Vec<u16>,
+    chunks: Vec<u16>,
+    /// Registered with `IOU_PBUF_RING_INC` (see [`RecvBufs::flags`]).
+    inc: bool,
     /// Free buffers the ring keeps before recycled ones are parked instead:
     /// [`RECV_BUFS_FIRST`] at rest, doubled (up to [`RECV_BUFS_KEEP_MAX`]) each
     /// time a receive finds none free, halved again at a release that follows a
@@ -540,8 +561,12 @@ const RECV_BUFS_RENEW: u16 = 2 * RECV_BUFS_FIRST;
 /// given back (so they are resident).
 const TOUCHED: u8 = 1;
 /// A buffer's state bit: it was pushed to the ring and no completion has named it
-/// since, so the kernel may hold it (in the ring, or in limbo).
+/// as done since (one without `IORING_CQE_F_BUF_MORE`), so the kernel may hold it
+/// (in the ring, or in limbo) and write past its chunks.
 const KERNEL: u8 = 2;
+/// Buffers up to this long are consumed incrementally (a chunk's offset and a
+/// buffer's count of chunks are 16 bits); longer ones hold a chunk each.
+const INC_MAX_LEN: u32 = 32 * 1024;
 /// How long after a renewal the buffers the ring held give their pages back at
 /// the earliest (see [`EventRing::renew_buf_ring`]; not what keeps it safe).
 const LIMBO_WAIT: Duration = Duration::from_millis(50);
@@ -596,6 +621,9 @@ impl RecvBufs {
             spare: (0..slots).rev().map(|b| b as u16).collect(),
             state: vec![0; slots as usize],
             touched_count: 0,
+            filled: vec![0; slots as usize],
+            chunks: vec![0; slots as usize],
+            inc: len <= INC_MAX_LEN,
             keep: RECV_BUFS_FIRST.min(count),
             starved: false,
             limbo: Vec::new(),
@@ -641,9 +669,16 @@ impl RecvBufs {
         self.grow();
     }
 
-    /// A chunk's buffer comes back: into the ring, or parked when the ring
-    /// already holds `keep` free ones beyond what is out.
+    /// A chunk of buffer `bid` is recycled. The buffer comes back once neither
+    /// the kernel nor another chunk holds it: into the ring, or parked when the
+    /// ring already holds `keep` free ones beyond what is out.
     fn recycle(&mut self, bid: u16) {
+        let i = bid as usize;
+        assert!(self.chunks[i] > 0, "receive buffer {bid} holds no chunk");
+        self.chunks[i] -= 1;
+        if self.chunks[i] > 0 || self.state[i] & KERNEL != 0 {
+            return;
+        }
         self.out = self.out.saturating_sub(1);
         let free_in_ring = self.live.saturating_sub(self.out + 1);
         // (A ring renewed while chunks were out may have more than `count` live:
@@ -719,28 +754,49 @@ impl RecvBufs {
         released
     }
 
-    /// A receive completed into buffer `bid`: out until recycled, and resident.
-    fn taken(&mut self, bid: u16) {
-        if !self.limbo.is_empty()
-            && let Some(i) = self.limbo.iter().position(|&b| b == bid)
-        {
-            // The kernel took it before the ring was renewed: live again, as a chunk.
-            self.limbo.swap_remove(i);
-            self.live = self.live.saturating_add(1);
-        }
-        self.out = self.out.saturating_add(1);
-        let state = &mut self.state[bid as usize];
+    /// A receive completed `len` bytes into buffer `bid` (`more`: the kernel
+    /// keeps the buffer for the next receive): a chunk of it is held until
+    /// recycled, and the buffer is resident. Returns where the chunk starts.
+    fn taken(&mut self, bid: u16, len: u32, more: bool) -> u16 {
+        let i = bid as usize;
+        let state = &mut self.state[i];
         // A completion naming a buffer the kernel cannot hold (parked, spare, or
-        // already out) would hand out a chunk another one aliases: wrong bytes.
+        // out) would hand out a chunk another one aliases: wrong bytes.
         assert!(
             *state & KERNEL != 0,
             "io_uring completed into receive buffer {bid}, which it does not hold"
         );
-        *state &= !KERNEL;
         if *state & TOUCHED == 0 {
             *state |= TOUCHED;
             self.touched_count += 1;
         }
+        // Without incremental consumption, a chunk is a whole buffer.
+        assert!(
+            self.inc || !more,
+            "a partly used buffer without IOU_PBUF_RING_INC"
+        );
+        let off = if self.inc { self.filled[i] } else { 0 };
+        let end = u32::from(off) + len;
+        assert!(
+            end <= self.len,
+            "io_uring completed past receive buffer {bid}"
+        );
+        self.chunks[i] += 1;
+        if more {
+            // In use by the kernel still (INC_MAX_LEN fits 16 bits).
+            self.filled[i] = end as u16;
+            return off;
+        }
+        *state &= !KERNEL;
+        if !self.limbo.is_empty()
+            && let Some(l) = self.limbo.iter().position(|&b| b == bid)
+        {
+            // The kernel took it before the ring was renewed: live again.
+            self.limbo.swap_remove(l);
+            self.live = self.live.saturating_add(1);
+        }
+        self.out = self.out.saturating_add(1);
+        off
     }
 
     /// Bytes of the buffers a receive has written to since their pages were last
@@ -761,7 +817,9 @@ impl RecvBufs {
             e.set_len(self.len);
             e.set_bid(bid);
         }
+        debug_assert_eq!(self.chunks[bid as usize], 0, "a held buffer pushed");
         self.state[bid as usize] |= KERNEL;
+        self.filled[bid as usize] = 0;
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: `ring` is the (page-aligned, initialised) first entry, so `tail()`
         // points at its `resv` field, which the kernel reads as the ring's tail; a u16
@@ -771,14 +829,33 @@ impl RecvBufs {
     }
 
     /// Gives back the pages of the buffers in limbo (those sharing a page with a
-    /// buffer in use are parked instead, released with the parked ones).
+    /// buffer in use are parked instead, released with the parked ones); one
+    /// that chunks received before the renewal still hold is out until they are
+    /// recycled.
     fn release_limbo(&mut self) {
-        for &bid in &self.limbo {
+        let mut gone = Vec::new();
+        for bid in std::mem::take(&mut self.limbo) {
             self.state[bid as usize] &= !KERNEL;
+            if self.chunks[bid as usize] > 0 {
+                self.live = self.live.saturating_add(1);
+                self.out = self.out.saturating_add(1);
+            } else {
+                gone.push(bid);
+            }
         }
-        let parked = std::mem::replace(&mut self.parked, std::mem::take(&mut self.limbo));
+        let parked = std::mem::replace(&mut self.parked, gone);
         self.release_parked();
         self.parked.extend(parked);
+    }
+
+    /// The flags the ring is registered with: incremental consumption where the
+    /// buffers are short enough (see [`RecvBufs::inc`]).
+    fn flags(&self) -> u16 {
+        if self.inc {
+            IOU_PBUF_RING_INC as u16
+        } else {
+            0
+        }
     }
 
     /// Takes the ring's entries back after `IORING_UNREGISTER_PBUF_RING`: the
@@ -803,15 +880,18 @@ impl RecvBufs {
 
     fn data(&self, b: &RecvBuf) -> &[u8] {
         assert!(
-            u32::from(b.bid) < self.slots && b.len <= self.len,
+            u32::from(b.bid) < self.slots && u32::from(b.off) + b.len <= self.len,
             "a buffer of this ring"
         );
         // SAFETY: the range lies inside `mem`; the kernel filled it before posting the
-        // completion and won't touch it again until `recycle` pushes it back, which
-        // takes `&mut self` (so this borrow has ended).
+        // completion. It may write the buffer's bytes past this chunk's (the next
+        // receives into it, incremental consumption) but not these, and the buffer is
+        // pushed again only once every chunk of it is recycled, which takes the chunk
+        // by value (so the borrow `b` has ended).
         unsafe {
             std::slice::from_raw_parts(
-                self.mem.add(b.bid as usize * self.len as usize),
+                self.mem
+                    .add(b.bid as usize * self.len as usize + b.off as usize),
                 b.len as usize,
             )
         }
@@ -861,6 +941,17 @@ impl fmt::Debug for EventRing {
     }
 }
 
+/// `IORING_REGISTER_PBUF_RING` of `b`'s ring of entries, with its flags.
+fn register(ring: &IoUring, b: &RecvBufs) -> io::Result<()> {
+    // SAFETY: the ring of entries stays allocated (and at this address) until the
+    // io_uring is closed: the `RecvBufs` lives in the EventRing and is dropped after
+    // the ring has no operations left (see Drop), or leaked.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(b.ring as u64, b.count, BGID, b.flags())
+    }
+}
+
 fn result(res: i32) -> io::Result<usize> {
     if res < 0 {
         Err(io::Error::from_raw_os_error(-res))
@@ -889,13 +980,14 @@ impl EventRing {
                 "io_uring lacks IORING_FEAT_EXT_ARG / NODROP",
             ));
         }
-        let bufs = RecvBufs::new(size.recv_bufs, size.recv_buf_len)?;
-        // SAFETY: the ring of entries stays allocated (and at this address) until the
-        // io_uring is closed: `bufs` lives in the EventRing and is dropped after the
-        // ring has no operations left (see Drop).
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(bufs.ring as u64, bufs.count, BGID, 0)?;
+        let mut bufs = RecvBufs::new(size.recv_bufs, size.recv_buf_len)?;
+        if let Err(e) = register(&ring, &bufs) {
+            if !bufs.inc {
+                return Err(e);
+            }
+            // A kernel before 6.12 refuses IOU_PBUF_RING_INC: a chunk a buffer.
+            bufs.inc = false;
+            register(&ring, &bufs)?;
         }
         Ok(EventRing {
             ring,
@@ -1155,14 +1247,7 @@ impl EventRing {
         let Some(b) = self.bufs.as_mut() else {
             return Ok(());
         };
-        // SAFETY: as in `new`: the ring of entries lives (at this address) until the
-        // io_uring is closed.
-        let r = unsafe {
-            self.ring
-                .submitter()
-                .register_buf_ring_with_flags(b.ring as u64, b.count, BGID, 0)
-        };
-        r?;
+        register(&self.ring, b)?;
         b.unregistered_now = false;
         Ok(())
     }
@@ -1545,14 +1630,14 @@ impl EventRing {
     /// The event of a receive's completion: the chunk (its buffer taken out of the
     /// ring), the peer's close, or the error.
     fn received(&mut self, res: i32, flags: u32) -> Event {
+        let len = res.max(0) as u32;
+        let more = cqueue::buffer_more(flags);
         let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
             ring: self.id,
             bid,
-            len: res.max(0) as u32,
+            off: self.bufs.as_mut().map_or(0, |b| b.taken(bid, len, more)),
+            len,
         });
-        if let (Some(b), Some(bufs)) = (&buf, self.bufs.as_mut()) {
-            bufs.taken(b.bid);
-        }
         match (result(res), buf) {
             (Ok(0), b) => {
                 if let Some(b) = b {
@@ -2416,6 +2501,100 @@ mod tests {
             ring.cancel_fd(99, sock);
         }
         let _ = reap(&mut ring, SOCKS);
+    }
+
+    /// Issue 18 (the soak's slowloris clients, 100 one-byte receives a worker at
+    /// once, took 64 buffers of 2 KiB): with incremental consumption small
+    /// receives fill one buffer one after another, and a held chunk keeps its
+    /// bytes while later receives land in the rest of its buffer and while the
+    /// ring cycles through its buffers many times over: a buffer goes back to the
+    /// kernel only once every chunk of it is recycled.
+    #[test]
+    fn small_receives_share_a_buffer_and_a_held_chunk_keeps_its_bytes() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 16,
+            recv_bufs: 16,
+            recv_buf_len: 2048,
+        }) else {
+            return;
+        };
+        if !ring.bufs.as_ref().is_some_and(|b| b.inc) {
+            let uname = rustix::system::uname();
+            let release = uname.release().to_string_lossy();
+            let mut v = release
+                .split(['.', '-'])
+                .map(|p| p.parse::<u32>().unwrap_or(0));
+            let version = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+            assert!(version < (6, 12), "no IOU_PBUF_RING_INC on {release}");
+            eprintln!("skipped: no incremental buffer consumption before 6.12 ({release})");
+            return;
+        }
+        let (sock, mut peer) = socket_pair();
+        let mut armed = false;
+        let mut held: Vec<(RecvBuf, u8)> = Vec::new();
+        let mut first_bids = std::collections::HashSet::new();
+        let mut total = 0;
+        for i in 0..400usize {
+            let x = (i % 250 + 1) as u8;
+            let n = 1 + i % 100;
+            peer.write_all(&vec![x; n]).unwrap();
+            total += n;
+            let mut got = 0;
+            for _ in 0..100 {
+                if got == n {
+                    break;
+                }
+                if !armed {
+                    ring.recv_multi(1, &sock);
+                    armed = true;
+                }
+                let mut out = Vec::new();
+                ring.submit_and_wait(Some(Duration::from_millis(20)))
+                    .unwrap();
+                ring.completions(&mut out);
+                for c in out {
+                    armed &= !c.last;
+                    let b = match c.event {
+                        Event::Received(Ok(Some(b))) => b,
+                        // The ring's buffers all held or in use: armed again.
+                        Event::Received(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            continue;
+                        }
+                        other => panic!("{other:?}"),
+                    };
+                    assert!(ring.recv_data(&b).iter().all(|&y| y == x), "write {i}");
+                    got += b.len();
+                    if i < 20 {
+                        first_bids.insert(b.bid);
+                    }
+                    if i % 40 == 0 {
+                        held.push((b, x));
+                    } else {
+                        ring.recycle(b);
+                    }
+                }
+            }
+            assert_eq!(got, n, "write {i}");
+            for (b, y) in &held {
+                assert!(
+                    ring.recv_data(b).iter().all(|z| z == y),
+                    "a held chunk of buffer {} changed at write {i}",
+                    b.bid
+                );
+            }
+            if i == 19 {
+                // 210 bytes: one buffer, where a buffer a receive took 4.
+                assert_eq!(first_bids.len(), 1, "{first_bids:?}");
+                assert!(ring.recv_buf_bytes() <= 2048, "{}", ring.recv_buf_bytes());
+            }
+        }
+        // 20 KB through 2 KiB buffers: the ring went round its buffers.
+        assert!(total > 8 * 2048, "{total}");
+        recycle_all(&mut ring, held.into_iter().map(|(b, _)| b));
+        let b = ring.bufs.as_ref().unwrap();
+        assert_eq!(b.out, 0, "buffers still out");
+        assert!(b.chunks.iter().all(|&c| c == 0));
+        stop_receiving(&mut ring, &sock);
     }
 
     /// A received chunk is only ever given back to the ring it came from.
