@@ -930,6 +930,9 @@ pub struct EventRing {
     buf_bytes: usize,
     /// The most `buf_bytes` ever was.
     buf_peak: usize,
+    /// Tests: registering the receive buffers again fails.
+    #[cfg(test)]
+    refuse_registration: bool,
 }
 
 impl fmt::Debug for EventRing {
@@ -1006,6 +1009,8 @@ impl EventRing {
             enters: 0,
             buf_bytes: 0,
             buf_peak: 0,
+            #[cfg(test)]
+            refuse_registration: false,
         })
     }
 
@@ -1184,6 +1189,12 @@ impl EventRing {
             b.keep = (b.keep / 2).max(RECV_BUFS_FIRST.min(b.count));
         }
         let released = b.release_parked();
+        if b.unregistered_now {
+            // Registering it again failed at the renewal (warned then): tried
+            // again here, not at every turn.
+            let _ = self.register_buf_ring();
+            return released;
+        }
         // Quiet after a burst, the ring still holds the free buffers it grew to,
         // every one touched (the kernel takes them in turn): it is renewed with
         // as many as it keeps now, untouched ones.
@@ -1192,6 +1203,15 @@ impl EventRing {
             self.renew_buf_ring();
         }
         released
+    }
+
+    /// Whether the receive buffers are registered, so a receive armed now can
+    /// take one: not while registering them again after a renewal fails (retried
+    /// at each [`EventRing::release_recv_bufs`]), when a receive ends at once with
+    /// ENOBUFS; its owner had better wait for the next release than arm it again
+    /// and again.
+    pub fn recv_bufs_ready(&self) -> bool {
+        self.bufs.as_ref().is_none_or(|b| !b.unregistered_now)
     }
 
     /// Takes the receive-buffer ring from the kernel
@@ -1235,18 +1255,22 @@ impl EventRing {
         b.unregistered_now = true;
         if let Err(e) = self.register_buf_ring() {
             tracing::warn!(
-                "io_uring: registering the receive buffers again (retried at each turn): {e}"
+                "io_uring: registering the receive buffers again (retried at each release): {e}"
             );
         }
     }
 
     /// Registers the receive-buffer ring again after [`EventRing::renew_buf_ring`]
-    /// took it (tried again at each reaping while it fails: receives end with
-    /// ENOBUFS until then).
+    /// took it (tried again at each [`EventRing::release_recv_bufs`] while it
+    /// fails: receives end with ENOBUFS until then).
     fn register_buf_ring(&mut self) -> io::Result<()> {
         let Some(b) = self.bufs.as_mut() else {
             return Ok(());
         };
+        #[cfg(test)]
+        if self.refuse_registration {
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        }
         register(&self.ring, b)?;
         b.unregistered_now = false;
         Ok(())
@@ -1509,10 +1533,6 @@ impl EventRing {
 
     /// Moves every posted completion into `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
-        if self.bufs.as_ref().is_some_and(|b| b.unregistered_now) {
-            // Warned once, at the renewal.
-            let _ = self.register_buf_ring();
-        }
         let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
         for cqe in cqes {
             if let Some(c) = self.complete(&cqe) {
@@ -2594,6 +2614,61 @@ mod tests {
         let b = ring.bufs.as_ref().unwrap();
         assert_eq!(b.out, 0, "buffers still out");
         assert!(b.chunks.iter().all(|&c| c == 0));
+        stop_receiving(&mut ring, &sock);
+    }
+
+    /// Review of uringmem7 (L2): while registering the receive buffers again
+    /// after a renewal kept failing, it was tried at every reaping, and every
+    /// receive armed ended at once with ENOBUFS, armed again by its owner at the
+    /// next turn: a busy loop. Now the ring says it has no buffers
+    /// (`recv_bufs_ready`), reapings leave the registration alone, and the next
+    /// release tries it again; once it succeeds, receives get their bytes.
+    #[test]
+    fn a_failed_re_registration_is_retried_at_the_release_not_at_every_turn() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 16,
+            recv_bufs: 64,
+            recv_buf_len: 2048,
+        }) else {
+            return;
+        };
+        let (sock, mut peer) = socket_pair();
+        assert!(ring.recv_bufs_ready());
+        ring.refuse_registration = true;
+        ring.renew_buf_ring();
+        assert!(!ring.recv_bufs_ready());
+        // The receive finds no buffers: ENOBUFS, its last completion.
+        ring.recv_multi(1, &sock);
+        peer.write_all(b"wait").unwrap();
+        let done = reap(&mut ring, 1);
+        assert!(
+            matches!(&done[..], [Completion { event: Event::Received(Err(e)), last: true, .. }]
+                if e.raw_os_error() == Some(libc::ENOBUFS)),
+            "{done:?}"
+        );
+        // Turns go by: nothing tries the registration (it would succeed now).
+        ring.refuse_registration = false;
+        for _ in 0..3 {
+            ring.submit_and_wait(Some(Duration::from_millis(1)))
+                .unwrap();
+            ring.completions(&mut Vec::new());
+        }
+        assert!(!ring.recv_bufs_ready(), "registered again at a reaping");
+        // The release does; the bytes waiting in the socket come in whole.
+        ring.release_recv_bufs();
+        assert!(ring.recv_bufs_ready());
+        ring.recv_multi(1, &sock);
+        let done = reap(&mut ring, 1);
+        let Some(Completion {
+            event: Event::Received(Ok(Some(b))),
+            ..
+        }) = done.into_iter().next()
+        else {
+            panic!("no chunk received");
+        };
+        assert_eq!(ring.recv_data(&b), b"wait");
+        ring.recycle(b);
+        settle(&mut ring);
         stop_receiving(&mut ring, &sock);
     }
 
