@@ -88,6 +88,9 @@ use crate::proto::{self, Intent};
 /// (4 handed to the kernel at first, more when all are held; once the ring holds
 /// 4 free ones again, or up to 64 while receives keep finding none, recycled
 /// buffers are taken out of it and their pages given back at the next sweep).
+/// A receive takes only the bytes it needs of a buffer where the kernel consumes
+/// them incrementally (6.12+: a wave of 100 one-byte slowloris receives fills
+/// 100 bytes of one buffer, where it took 100 buffers); the next continues in it.
 /// The ring reuses the buffers it holds in turn, so all it keeps stay resident:
 /// 2 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
 /// body, comes in more chunks) cost 8 KiB a worker at rest and 128 KiB at most;

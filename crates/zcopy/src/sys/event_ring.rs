@@ -475,15 +475,17 @@ fn next_gen(g: NonZeroU32) -> NonZeroU32 {
 /// Where the kernel can't, every chunk has a buffer of its own.
 ///
 /// Each buffer is in one of five places: in the ring (the kernel may take it and
-/// write to it at any time), out (a received chunk the caller holds, as a
-/// [`RecvBuf`]), parked (taken back when its chunk was recycled, its pages maybe
-/// still resident), spare (its pages given back, or never touched), or in limbo
-/// (it was in the ring when the ring was taken from the kernel, see
+/// write to it at any time; the one it is filling may have chunks out already),
+/// out (the kernel is done with it; the caller holds chunks of it, as
+/// [`RecvBuf`]s), parked (taken back when its last chunk was recycled, its pages
+/// maybe still resident), spare (its pages given back, or never touched), or in
+/// limbo (it was in the ring when the ring was taken from the kernel, see
 /// [`EventRing::renew_buf_ring`]). Only a parked buffer's pages are ever given
 /// back ([`RecvBufs::release_parked`]): the kernel took it out of the ring before
-/// posting its completion, and it has not been put back since, so no entry the
-/// kernel may read names it; a buffer in limbo is parked once every completion
-/// posted before the ring was taken has been reaped.
+/// posting the completion that ended its use, and it has not been put back
+/// since, so no entry the kernel may read names it; a buffer in limbo is parked
+/// (or out, while chunks of it are held) once every completion posted before
+/// the ring was taken has been reaped.
 struct RecvBufs {
     /// The ring of `io_uring_buf` entries (page-aligned, `count` entries).
     ring: *mut BufRingEntry,
@@ -520,7 +522,8 @@ struct RecvBufs {
     /// a chunk holds it.
     filled: Vec<u16>,
     chunks: Vec<u16>,
-    /// Registered with `IOU_PBUF_RING_INC` (see [`RecvBufs::flags`]).
+    /// Consumed incrementally (registered with `IOU_PBUF_RING_INC`): buffers of
+    /// at most [`INC_MAX_LEN`], on a kernel that takes the flag.
     inc: bool,
     /// Free buffers the ring keeps before recycled ones are parked instead:
     /// [`RECV_BUFS_FIRST`] at rest, doubled (up to [`RECV_BUFS_KEEP_MAX`]) each
@@ -848,8 +851,7 @@ impl RecvBufs {
         self.parked.extend(parked);
     }
 
-    /// The flags the ring is registered with: incremental consumption where the
-    /// buffers are short enough (see [`RecvBufs::inc`]).
+    /// The flags the ring is registered with.
     fn flags(&self) -> u16 {
         if self.inc {
             IOU_PBUF_RING_INC as u16
