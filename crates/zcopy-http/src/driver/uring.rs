@@ -88,6 +88,9 @@ use crate::proto::{self, Intent};
 /// (4 handed to the kernel at first, more when all are held; once the ring holds
 /// 4 free ones again, or up to 64 while receives keep finding none, recycled
 /// buffers are taken out of it and their pages given back at the next sweep).
+/// A receive takes only the bytes it needs of a buffer where the kernel consumes
+/// them incrementally (6.12+: a wave of 100 one-byte slowloris receives fills
+/// 100 bytes of one buffer, where it took 100 buffers); the next continues in it.
 /// The ring reuses the buffers it holds in turn, so all it keeps stay resident:
 /// 2 KiB ones (a request head is mostly a few hundred bytes; a longer one, or a
 /// body, comes in more chunks) cost 8 KiB a worker at rest and 128 KiB at most;
@@ -260,8 +263,9 @@ struct Connection {
     body_poll: bool,
     /// The multishot receive was cancelled to splice a body (not yet over).
     recv_cancelled: bool,
-    /// A receive ended for want of free buffers: the socket may hold bytes not
-    /// read yet (read out before it closes: see [`Worker::release`]).
+    /// A receive ended for want of free buffers, or was not armed while the ring
+    /// had none registered: the socket may hold bytes not read yet (read out
+    /// before it closes: see [`Worker::release`]).
     recv_starved: bool,
 }
 
@@ -600,9 +604,22 @@ impl Connection {
             && !self.recv_failed
             && self.pending.len() < PENDING_MAX
         {
-            self.recv = Some(ring.recv_multi(token, &self.stream));
-            self.inflight += 1;
+            self.arm_recv(token, ring);
         }
+    }
+
+    /// Arms the connection's multishot receive, unless the ring has no receive
+    /// buffers registered (registering them again after a renewal failed): the
+    /// receive would end at once with ENOBUFS and be armed again at every turn,
+    /// a busy loop. It waits instead, starved, for the sweep that registers them
+    /// again and drives it.
+    fn arm_recv(&mut self, token: u64, ring: &mut EventRing) {
+        if !ring.recv_bufs_ready() {
+            self.recv_starved = true;
+            return;
+        }
+        self.recv = Some(ring.recv_multi(token, &self.stream));
+        self.inflight += 1;
     }
 
     /// Does all the work possible now; the rest waits for completions.
@@ -781,8 +798,7 @@ impl Connection {
                     if self.recv.is_none() {
                         // The mark a spliced body raised must not hold back a head.
                         Splicing::end(&mut self.splice, &self.stream);
-                        self.recv = Some(ring.recv_multi(token, &self.stream));
-                        self.inflight += 1;
+                        self.arm_recv(token, ring);
                     }
                     // Nothing received yet: a connection waiting for bytes holds no
                     // read buffer.
@@ -988,8 +1004,7 @@ impl Connection {
                         continue;
                     }
                     if self.recv.is_none() {
-                        self.recv = Some(ring.recv_multi(token, &self.stream));
-                        self.inflight += 1;
+                        self.arm_recv(token, ring);
                     }
                     self.core.on_read_blocked(&mut env);
                     // The handshake's answers, or a coalesced head, leave now.
@@ -2212,7 +2227,21 @@ impl Worker {
             // their pages back, at most once a tick (a buffer parked and soon
             // needed again is reused with its pages until then); spare send and
             // read buffers no operation took since the last tick are freed.
+            let ready = ring.recv_bufs_ready();
             ring.release_recv_bufs();
+            if !ready && ring.recv_bufs_ready() {
+                // The receive buffers are registered again: the connections that
+                // did not arm their receive meanwhile do now.
+                for (idx, conn) in self.conns.iter_mut().enumerate() {
+                    if let Some(c) = conn
+                        .as_mut()
+                        .filter(|c| c.recv_starved && c.recv.is_none() && !c.closing && !c.queued)
+                    {
+                        c.queued = true;
+                        self.books.runq.push(idx);
+                    }
+                }
+            }
             self.sh.io.trim();
             self.sh.engines.lender().trim(now);
             if std::mem::take(&mut self.trim_due) {

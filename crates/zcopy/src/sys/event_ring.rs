@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{BufRingEntry, CancelBuilder, SubmitArgs, Timespec};
+use io_uring::types::{BufRingEntry, CancelBuilder, IOU_PBUF_RING_INC, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
 /// Provided-buffer group id of the receive buffers.
@@ -300,8 +300,9 @@ impl<T: AsFd + Send + Sync + 'static> From<&Arc<T>> for Desc {
 static NEXT_RING: AtomicU32 = AtomicU32::new(1);
 
 /// A received chunk, in one of the ring's provided buffers, until
-/// [`EventRing::recycle`] gives the buffer back to the kernel (the ring it came from:
-/// another ring refuses it).
+/// [`EventRing::recycle`] gives it back (to the ring it came from: another ring
+/// refuses it). A buffer may hold several chunks, one after another (see
+/// [`RecvBufs`]): it goes back to the kernel once all are recycled.
 #[derive(Debug)]
 pub struct RecvBuf {
     /// Never 0: an `Option` of a chunk (and of a chunk and a count) takes no more
@@ -310,6 +311,9 @@ pub struct RecvBuf {
     /// repeat after 2^32 rings, which only weakens the check).
     ring: NonZeroU32,
     bid: u16,
+    /// Where in its buffer the chunk starts (buffers are at most 32 KiB when
+    /// they hold more than one chunk; see [`INC_MAX_LEN`]).
+    off: u16,
     len: u32,
 }
 
@@ -461,16 +465,27 @@ fn next_gen(g: NonZeroU32) -> NonZeroU32 {
 
 /// Provided receive buffers in a buffer ring (`IORING_REGISTER_PBUF_RING`).
 ///
+/// Consumed incrementally where the kernel can (`IOU_PBUF_RING_INC`, 6.12): a
+/// receive takes only the bytes it needs of the buffer at the ring's head, and its
+/// completion says (`IORING_CQE_F_BUF_MORE`) when the kernel keeps the buffer for
+/// the next receive, which continues where this one ended. So a buffer holds a
+/// run of chunks, and goes back only once the kernel is done with it (a
+/// completion without that flag named it) and every chunk of it is recycled: a
+/// wave of 100 one-byte receives fills 100 bytes of one buffer, not 100 buffers.
+/// Where the kernel can't, every chunk has a buffer of its own.
+///
 /// Each buffer is in one of five places: in the ring (the kernel may take it and
-/// write to it at any time), out (a received chunk the caller holds, as a
-/// [`RecvBuf`]), parked (taken back when its chunk was recycled, its pages maybe
-/// still resident), spare (its pages given back, or never touched), or in limbo
-/// (it was in the ring when the ring was taken from the kernel, see
+/// write to it at any time; the one it is filling may have chunks out already),
+/// out (the kernel is done with it; the caller holds chunks of it, as
+/// [`RecvBuf`]s), parked (taken back when its last chunk was recycled, its pages
+/// maybe still resident), spare (its pages given back, or never touched), or in
+/// limbo (it was in the ring when the ring was taken from the kernel, see
 /// [`EventRing::renew_buf_ring`]). Only a parked buffer's pages are ever given
 /// back ([`RecvBufs::release_parked`]): the kernel took it out of the ring before
-/// posting its completion, and it has not been put back since, so no entry the
-/// kernel may read names it; a buffer in limbo is parked once every completion
-/// posted before the ring was taken has been reaped.
+/// posting the completion that ended its use, and it has not been put back
+/// since, so no entry the kernel may read names it; a buffer in limbo is parked
+/// (or out, while chunks of it are held) once every completion posted before
+/// the ring was taken has been reaped.
 struct RecvBufs {
     /// The ring of `io_uring_buf` entries (page-aligned, `count` entries).
     ring: *mut BufRingEntry,
@@ -491,7 +506,7 @@ struct RecvBufs {
     /// the ring holds `keep` free ones. The ring reuses them in
     /// turn, so only the buffers recently needed stay touched.
     live: u16,
-    /// Buffers out (completed, not yet recycled).
+    /// Buffers out: the kernel is done with them, chunks of them are held.
     out: u16,
     /// Taken out of use, pages maybe resident (given back at the next
     /// [`RecvBufs::release_parked`]); reused first when the ring grows.
@@ -501,6 +516,15 @@ struct RecvBufs {
     /// Each buffer's [`TOUCHED`] and [`KERNEL`] bits, and how many are touched.
     state: Vec<u8>,
     touched_count: usize,
+    /// Each buffer's bytes the kernel has filled since it was pushed (where its
+    /// next chunk starts), and its chunks the caller holds. A buffer comes back
+    /// (to be pushed again or parked) when neither the kernel ([`KERNEL`]) nor
+    /// a chunk holds it.
+    filled: Vec<u16>,
+    chunks: Vec<u16>,
+    /// Consumed incrementally (registered with `IOU_PBUF_RING_INC`): buffers of
+    /// at most [`INC_MAX_LEN`], on a kernel that takes the flag.
+    inc: bool,
     /// Free buffers the ring keeps before recycled ones are parked instead:
     /// [`RECV_BUFS_FIRST`] at rest, doubled (up to [`RECV_BUFS_KEEP_MAX`]) each
     /// time a receive finds none free, halved again at a release that follows a
@@ -540,8 +564,12 @@ const RECV_BUFS_RENEW: u16 = 2 * RECV_BUFS_FIRST;
 /// given back (so they are resident).
 const TOUCHED: u8 = 1;
 /// A buffer's state bit: it was pushed to the ring and no completion has named it
-/// since, so the kernel may hold it (in the ring, or in limbo).
+/// as done since (one without `IORING_CQE_F_BUF_MORE`), so the kernel may hold it
+/// (in the ring, or in limbo) and write past its chunks.
 const KERNEL: u8 = 2;
+/// Buffers up to this long are consumed incrementally (a chunk's offset and a
+/// buffer's count of chunks are 16 bits); longer ones hold a chunk each.
+const INC_MAX_LEN: u32 = 32 * 1024;
 /// How long after a renewal the buffers the ring held give their pages back at
 /// the earliest (see [`EventRing::renew_buf_ring`]; not what keeps it safe).
 const LIMBO_WAIT: Duration = Duration::from_millis(50);
@@ -596,6 +624,9 @@ impl RecvBufs {
             spare: (0..slots).rev().map(|b| b as u16).collect(),
             state: vec![0; slots as usize],
             touched_count: 0,
+            filled: vec![0; slots as usize],
+            chunks: vec![0; slots as usize],
+            inc: len <= INC_MAX_LEN,
             keep: RECV_BUFS_FIRST.min(count),
             starved: false,
             limbo: Vec::new(),
@@ -641,9 +672,16 @@ impl RecvBufs {
         self.grow();
     }
 
-    /// A chunk's buffer comes back: into the ring, or parked when the ring
-    /// already holds `keep` free ones beyond what is out.
+    /// A chunk of buffer `bid` is recycled. The buffer comes back once neither
+    /// the kernel nor another chunk holds it: into the ring, or parked when the
+    /// ring already holds `keep` free ones beyond what is out.
     fn recycle(&mut self, bid: u16) {
+        let i = bid as usize;
+        assert!(self.chunks[i] > 0, "receive buffer {bid} holds no chunk");
+        self.chunks[i] -= 1;
+        if self.chunks[i] > 0 || self.state[i] & KERNEL != 0 {
+            return;
+        }
         self.out = self.out.saturating_sub(1);
         let free_in_ring = self.live.saturating_sub(self.out + 1);
         // (A ring renewed while chunks were out may have more than `count` live:
@@ -719,28 +757,49 @@ impl RecvBufs {
         released
     }
 
-    /// A receive completed into buffer `bid`: out until recycled, and resident.
-    fn taken(&mut self, bid: u16) {
-        if !self.limbo.is_empty()
-            && let Some(i) = self.limbo.iter().position(|&b| b == bid)
-        {
-            // The kernel took it before the ring was renewed: live again, as a chunk.
-            self.limbo.swap_remove(i);
-            self.live = self.live.saturating_add(1);
-        }
-        self.out = self.out.saturating_add(1);
-        let state = &mut self.state[bid as usize];
+    /// A receive completed `len` bytes into buffer `bid` (`more`: the kernel
+    /// keeps the buffer for the next receive): a chunk of it is held until
+    /// recycled, and the buffer is resident. Returns where the chunk starts.
+    fn taken(&mut self, bid: u16, len: u32, more: bool) -> u16 {
+        let i = bid as usize;
+        let state = &mut self.state[i];
         // A completion naming a buffer the kernel cannot hold (parked, spare, or
-        // already out) would hand out a chunk another one aliases: wrong bytes.
+        // out) would hand out a chunk another one aliases: wrong bytes.
         assert!(
             *state & KERNEL != 0,
             "io_uring completed into receive buffer {bid}, which it does not hold"
         );
-        *state &= !KERNEL;
         if *state & TOUCHED == 0 {
             *state |= TOUCHED;
             self.touched_count += 1;
         }
+        // Without incremental consumption, a chunk is a whole buffer.
+        assert!(
+            self.inc || !more,
+            "a partly used buffer without IOU_PBUF_RING_INC"
+        );
+        let off = if self.inc { self.filled[i] } else { 0 };
+        let end = u32::from(off) + len;
+        assert!(
+            end <= self.len,
+            "io_uring completed past receive buffer {bid}"
+        );
+        self.chunks[i] += 1;
+        if more {
+            // In use by the kernel still (INC_MAX_LEN fits 16 bits).
+            self.filled[i] = end as u16;
+            return off;
+        }
+        *state &= !KERNEL;
+        if !self.limbo.is_empty()
+            && let Some(l) = self.limbo.iter().position(|&b| b == bid)
+        {
+            // The kernel took it before the ring was renewed: live again.
+            self.limbo.swap_remove(l);
+            self.live = self.live.saturating_add(1);
+        }
+        self.out = self.out.saturating_add(1);
+        off
     }
 
     /// Bytes of the buffers a receive has written to since their pages were last
@@ -761,7 +820,9 @@ impl RecvBufs {
             e.set_len(self.len);
             e.set_bid(bid);
         }
+        debug_assert_eq!(self.chunks[bid as usize], 0, "a held buffer pushed");
         self.state[bid as usize] |= KERNEL;
+        self.filled[bid as usize] = 0;
         self.tail = self.tail.wrapping_add(1);
         // SAFETY: `ring` is the (page-aligned, initialised) first entry, so `tail()`
         // points at its `resv` field, which the kernel reads as the ring's tail; a u16
@@ -771,14 +832,32 @@ impl RecvBufs {
     }
 
     /// Gives back the pages of the buffers in limbo (those sharing a page with a
-    /// buffer in use are parked instead, released with the parked ones).
+    /// buffer in use are parked instead, released with the parked ones); one
+    /// that chunks received before the renewal still hold is out until they are
+    /// recycled.
     fn release_limbo(&mut self) {
-        for &bid in &self.limbo {
+        let mut gone = Vec::new();
+        for bid in std::mem::take(&mut self.limbo) {
             self.state[bid as usize] &= !KERNEL;
+            if self.chunks[bid as usize] > 0 {
+                self.live = self.live.saturating_add(1);
+                self.out = self.out.saturating_add(1);
+            } else {
+                gone.push(bid);
+            }
         }
-        let parked = std::mem::replace(&mut self.parked, std::mem::take(&mut self.limbo));
+        let parked = std::mem::replace(&mut self.parked, gone);
         self.release_parked();
         self.parked.extend(parked);
+    }
+
+    /// The flags the ring is registered with.
+    fn flags(&self) -> u16 {
+        if self.inc {
+            IOU_PBUF_RING_INC as u16
+        } else {
+            0
+        }
     }
 
     /// Takes the ring's entries back after `IORING_UNREGISTER_PBUF_RING`: the
@@ -803,15 +882,18 @@ impl RecvBufs {
 
     fn data(&self, b: &RecvBuf) -> &[u8] {
         assert!(
-            u32::from(b.bid) < self.slots && b.len <= self.len,
+            u32::from(b.bid) < self.slots && u32::from(b.off) + b.len <= self.len,
             "a buffer of this ring"
         );
         // SAFETY: the range lies inside `mem`; the kernel filled it before posting the
-        // completion and won't touch it again until `recycle` pushes it back, which
-        // takes `&mut self` (so this borrow has ended).
+        // completion. It may write the buffer's bytes past this chunk's (the next
+        // receives into it, incremental consumption) but not these, and the buffer is
+        // pushed again only once every chunk of it is recycled, which takes the chunk
+        // by value (so the borrow `b` has ended).
         unsafe {
             std::slice::from_raw_parts(
-                self.mem.add(b.bid as usize * self.len as usize),
+                self.mem
+                    .add(b.bid as usize * self.len as usize + b.off as usize),
                 b.len as usize,
             )
         }
@@ -850,6 +932,9 @@ pub struct EventRing {
     buf_bytes: usize,
     /// The most `buf_bytes` ever was.
     buf_peak: usize,
+    /// Tests: registering the receive buffers again fails.
+    #[cfg(test)]
+    refuse_registration: bool,
 }
 
 impl fmt::Debug for EventRing {
@@ -858,6 +943,17 @@ impl fmt::Debug for EventRing {
             .field("inflight", &self.inflight)
             .field("enters", &self.enters)
             .finish_non_exhaustive()
+    }
+}
+
+/// `IORING_REGISTER_PBUF_RING` of `b`'s ring of entries, with its flags.
+fn register(ring: &IoUring, b: &RecvBufs) -> io::Result<()> {
+    // SAFETY: the ring of entries stays allocated (and at this address) until the
+    // io_uring is closed: the `RecvBufs` lives in the EventRing and is dropped after
+    // the ring has no operations left (see Drop), or leaked.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(b.ring as u64, b.count, BGID, b.flags())
     }
 }
 
@@ -889,13 +985,14 @@ impl EventRing {
                 "io_uring lacks IORING_FEAT_EXT_ARG / NODROP",
             ));
         }
-        let bufs = RecvBufs::new(size.recv_bufs, size.recv_buf_len)?;
-        // SAFETY: the ring of entries stays allocated (and at this address) until the
-        // io_uring is closed: `bufs` lives in the EventRing and is dropped after the
-        // ring has no operations left (see Drop).
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(bufs.ring as u64, bufs.count, BGID, 0)?;
+        let mut bufs = RecvBufs::new(size.recv_bufs, size.recv_buf_len)?;
+        if let Err(e) = register(&ring, &bufs) {
+            if !bufs.inc {
+                return Err(e);
+            }
+            // A kernel before 6.12 refuses IOU_PBUF_RING_INC: a chunk a buffer.
+            bufs.inc = false;
+            register(&ring, &bufs)?;
         }
         Ok(EventRing {
             ring,
@@ -914,6 +1011,8 @@ impl EventRing {
             enters: 0,
             buf_bytes: 0,
             buf_peak: 0,
+            #[cfg(test)]
+            refuse_registration: false,
         })
     }
 
@@ -1092,6 +1191,12 @@ impl EventRing {
             b.keep = (b.keep / 2).max(RECV_BUFS_FIRST.min(b.count));
         }
         let released = b.release_parked();
+        if b.unregistered_now {
+            // Registering it again failed at the renewal (warned then): tried
+            // again here, not at every turn.
+            let _ = self.register_buf_ring();
+            return released;
+        }
         // Quiet after a burst, the ring still holds the free buffers it grew to,
         // every one touched (the kernel takes them in turn): it is renewed with
         // as many as it keeps now, untouched ones.
@@ -1100,6 +1205,15 @@ impl EventRing {
             self.renew_buf_ring();
         }
         released
+    }
+
+    /// Whether the receive buffers are registered, so a receive armed now can
+    /// take one: not while registering them again after a renewal fails (retried
+    /// at each [`EventRing::release_recv_bufs`]), when a receive ends at once with
+    /// ENOBUFS; its owner had better wait for the next release than arm it again
+    /// and again.
+    pub fn recv_bufs_ready(&self) -> bool {
+        self.bufs.as_ref().is_none_or(|b| !b.unregistered_now)
     }
 
     /// Takes the receive-buffer ring from the kernel
@@ -1143,26 +1257,23 @@ impl EventRing {
         b.unregistered_now = true;
         if let Err(e) = self.register_buf_ring() {
             tracing::warn!(
-                "io_uring: registering the receive buffers again (retried at each turn): {e}"
+                "io_uring: registering the receive buffers again (retried at each release): {e}"
             );
         }
     }
 
     /// Registers the receive-buffer ring again after [`EventRing::renew_buf_ring`]
-    /// took it (tried again at each reaping while it fails: receives end with
-    /// ENOBUFS until then).
+    /// took it (tried again at each [`EventRing::release_recv_bufs`] while it
+    /// fails: receives end with ENOBUFS until then).
     fn register_buf_ring(&mut self) -> io::Result<()> {
         let Some(b) = self.bufs.as_mut() else {
             return Ok(());
         };
-        // SAFETY: as in `new`: the ring of entries lives (at this address) until the
-        // io_uring is closed.
-        let r = unsafe {
-            self.ring
-                .submitter()
-                .register_buf_ring_with_flags(b.ring as u64, b.count, BGID, 0)
-        };
-        r?;
+        #[cfg(test)]
+        if self.refuse_registration {
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        }
+        register(&self.ring, b)?;
         b.unregistered_now = false;
         Ok(())
     }
@@ -1424,10 +1535,6 @@ impl EventRing {
 
     /// Moves every posted completion into `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
-        if self.bufs.as_ref().is_some_and(|b| b.unregistered_now) {
-            // Warned once, at the renewal.
-            let _ = self.register_buf_ring();
-        }
         let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
         for cqe in cqes {
             if let Some(c) = self.complete(&cqe) {
@@ -1545,14 +1652,14 @@ impl EventRing {
     /// The event of a receive's completion: the chunk (its buffer taken out of the
     /// ring), the peer's close, or the error.
     fn received(&mut self, res: i32, flags: u32) -> Event {
+        let len = res.max(0) as u32;
+        let more = cqueue::buffer_more(flags);
         let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
             ring: self.id,
             bid,
-            len: res.max(0) as u32,
+            off: self.bufs.as_mut().map_or(0, |b| b.taken(bid, len, more)),
+            len,
         });
-        if let (Some(b), Some(bufs)) = (&buf, self.bufs.as_mut()) {
-            bufs.taken(b.bid);
-        }
         match (result(res), buf) {
             (Ok(0), b) => {
                 if let Some(b) = b {
@@ -2416,6 +2523,155 @@ mod tests {
             ring.cancel_fd(99, sock);
         }
         let _ = reap(&mut ring, SOCKS);
+    }
+
+    /// Issue 18 (the soak's slowloris clients, 100 one-byte receives a worker at
+    /// once, took 64 buffers of 2 KiB): with incremental consumption small
+    /// receives fill one buffer one after another, and a held chunk keeps its
+    /// bytes while later receives land in the rest of its buffer and while the
+    /// ring cycles through its buffers many times over: a buffer goes back to the
+    /// kernel only once every chunk of it is recycled.
+    #[test]
+    fn small_receives_share_a_buffer_and_a_held_chunk_keeps_its_bytes() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 16,
+            recv_bufs: 16,
+            recv_buf_len: 2048,
+        }) else {
+            return;
+        };
+        if !ring.bufs.as_ref().is_some_and(|b| b.inc) {
+            let uname = rustix::system::uname();
+            let release = uname.release().to_string_lossy();
+            let mut v = release
+                .split(['.', '-'])
+                .map(|p| p.parse::<u32>().unwrap_or(0));
+            let version = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+            assert!(version < (6, 12), "no IOU_PBUF_RING_INC on {release}");
+            eprintln!("skipped: no incremental buffer consumption before 6.12 ({release})");
+            return;
+        }
+        let (sock, mut peer) = socket_pair();
+        let mut armed = false;
+        let mut held: Vec<(RecvBuf, u8)> = Vec::new();
+        let mut first_bids = std::collections::HashSet::new();
+        let mut total = 0;
+        for i in 0..400usize {
+            let x = (i % 250 + 1) as u8;
+            let n = 1 + i % 100;
+            peer.write_all(&vec![x; n]).unwrap();
+            total += n;
+            let mut got = 0;
+            for _ in 0..100 {
+                if got == n {
+                    break;
+                }
+                if !armed {
+                    ring.recv_multi(1, &sock);
+                    armed = true;
+                }
+                let mut out = Vec::new();
+                ring.submit_and_wait(Some(Duration::from_millis(20)))
+                    .unwrap();
+                ring.completions(&mut out);
+                for c in out {
+                    armed &= !c.last;
+                    let b = match c.event {
+                        Event::Received(Ok(Some(b))) => b,
+                        // The ring's buffers all held or in use: armed again.
+                        Event::Received(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            continue;
+                        }
+                        other => panic!("{other:?}"),
+                    };
+                    assert!(ring.recv_data(&b).iter().all(|&y| y == x), "write {i}");
+                    got += b.len();
+                    if i < 20 {
+                        first_bids.insert(b.bid);
+                    }
+                    if i % 40 == 0 {
+                        held.push((b, x));
+                    } else {
+                        ring.recycle(b);
+                    }
+                }
+            }
+            assert_eq!(got, n, "write {i}");
+            for (b, y) in &held {
+                assert!(
+                    ring.recv_data(b).iter().all(|z| z == y),
+                    "a held chunk of buffer {} changed at write {i}",
+                    b.bid
+                );
+            }
+            if i == 19 {
+                // 210 bytes: one buffer, where a buffer a receive took 4.
+                assert_eq!(first_bids.len(), 1, "{first_bids:?}");
+                assert!(ring.recv_buf_bytes() <= 2048, "{}", ring.recv_buf_bytes());
+            }
+        }
+        // 20 KB through 2 KiB buffers: the ring went round its buffers.
+        assert!(total > 8 * 2048, "{total}");
+        recycle_all(&mut ring, held.into_iter().map(|(b, _)| b));
+        let b = ring.bufs.as_ref().unwrap();
+        assert_eq!(b.out, 0, "buffers still out");
+        assert!(b.chunks.iter().all(|&c| c == 0));
+        stop_receiving(&mut ring, &sock);
+    }
+
+    /// Review of uringmem7 (L2): while registering the receive buffers again
+    /// after a renewal kept failing, it was tried at every reaping, and every
+    /// receive armed ended at once with ENOBUFS, armed again by its owner at the
+    /// next turn: a busy loop. Now the ring says it has no buffers
+    /// (`recv_bufs_ready`), reapings leave the registration alone, and the next
+    /// release tries it again; once it succeeds, receives get their bytes.
+    #[test]
+    fn a_failed_re_registration_is_retried_at_the_release_not_at_every_turn() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 16,
+            recv_bufs: 64,
+            recv_buf_len: 2048,
+        }) else {
+            return;
+        };
+        let (sock, mut peer) = socket_pair();
+        assert!(ring.recv_bufs_ready());
+        ring.refuse_registration = true;
+        ring.renew_buf_ring();
+        assert!(!ring.recv_bufs_ready());
+        // The receive finds no buffers: ENOBUFS, its last completion.
+        ring.recv_multi(1, &sock);
+        peer.write_all(b"wait").unwrap();
+        let done = reap(&mut ring, 1);
+        assert!(
+            matches!(&done[..], [Completion { event: Event::Received(Err(e)), last: true, .. }]
+                if e.raw_os_error() == Some(libc::ENOBUFS)),
+            "{done:?}"
+        );
+        // Turns go by: nothing tries the registration (it would succeed now).
+        ring.refuse_registration = false;
+        for _ in 0..3 {
+            ring.submit_and_wait(Some(Duration::from_millis(1)))
+                .unwrap();
+            ring.completions(&mut Vec::new());
+        }
+        assert!(!ring.recv_bufs_ready(), "registered again at a reaping");
+        // The release does; the bytes waiting in the socket come in whole.
+        ring.release_recv_bufs();
+        assert!(ring.recv_bufs_ready());
+        ring.recv_multi(1, &sock);
+        let done = reap(&mut ring, 1);
+        let Some(Completion {
+            event: Event::Received(Ok(Some(b))),
+            ..
+        }) = done.into_iter().next()
+        else {
+            panic!("no chunk received");
+        };
+        assert_eq!(ring.recv_data(&b), b"wait");
+        ring.recycle(b);
+        settle(&mut ring);
+        stop_receiving(&mut ring, &sock);
     }
 
     /// A received chunk is only ever given back to the ring it came from.
