@@ -1653,7 +1653,12 @@ impl EventRing {
     /// ring), the peer's close, or the error.
     fn received(&mut self, res: i32, flags: u32) -> Event {
         let len = res.max(0) as u32;
-        let more = cqueue::buffer_more(flags);
+        // Under incremental consumption a buffer is done only once its last byte
+        // is filled: an end (0) or an error consumed nothing, so the kernel keeps
+        // the buffer whatever the flag says (a kernel has posted such a bid
+        // without IORING_CQE_F_BUF_MORE while keeping it: liburing #1545).
+        let more =
+            cqueue::buffer_more(flags) || (res <= 0 && self.bufs.as_ref().is_some_and(|b| b.inc));
         let buf = cqueue::buffer_select(flags).map(|bid| RecvBuf {
             ring: self.id,
             bid,
@@ -2193,7 +2198,7 @@ mod tests {
     }
 
     /// Cancels the receive armed on `sock` (token 2) and reaps its end.
-    fn stop_receiving(ring: &mut EventRing, sock: &RingFd<UnixStream>) {
+    fn stop_receiving<S: AsFd + Into<OwnedFd>>(ring: &mut EventRing, sock: &RingFd<S>) {
         ring.cancel_fd(2, sock);
         let _ = reap(ring, 1);
     }
@@ -2555,8 +2560,10 @@ mod tests {
         let mut armed = false;
         let mut held: Vec<(RecvBuf, u8)> = Vec::new();
         let mut first_bids = std::collections::HashSet::new();
+        // How often each buffer was started afresh (a chunk at its offset 0).
+        let mut starts = std::collections::HashMap::<u16, u32>::new();
         let mut total = 0;
-        for i in 0..400usize {
+        for i in 0..1000usize {
             let x = (i % 250 + 1) as u8;
             let n = 1 + i % 100;
             peer.write_all(&vec![x; n]).unwrap();
@@ -2585,11 +2592,16 @@ mod tests {
                         other => panic!("{other:?}"),
                     };
                     assert!(ring.recv_data(&b).iter().all(|&y| y == x), "write {i}");
+                    if b.off == 0 {
+                        *starts.entry(b.bid).or_default() += 1;
+                    }
                     got += b.len();
                     if i < 20 {
                         first_bids.insert(b.bid);
                     }
-                    if i % 40 == 0 {
+                    // Not a divisor of a buffer's writes: held chunks sit at
+                    // every place in their buffers.
+                    if i % 97 == 0 {
                         held.push((b, x));
                     } else {
                         ring.recycle(b);
@@ -2609,14 +2621,88 @@ mod tests {
                 assert_eq!(first_bids.len(), 1, "{first_bids:?}");
                 assert!(ring.recv_buf_bytes() <= 2048, "{}", ring.recv_buf_bytes());
             }
+            if i % 300 == 299 {
+                // Their buffers go back, to be filled again from the start while
+                // other buffers still hold chunks.
+                recycle_all(&mut ring, held.drain(..).map(|(b, _)| b));
+            }
         }
-        // 20 KB through 2 KiB buffers: the ring went round its buffers.
-        assert!(total > 8 * 2048, "{total}");
+        // 50 KB through 16 buffers of 2 KiB: the ring went round its buffers, and
+        // buffers were started afresh after going back.
+        assert!(total > 24 * 2048, "{total}");
+        assert!(
+            starts.values().any(|&n| n >= 2),
+            "no buffer reused: {starts:?}"
+        );
         recycle_all(&mut ring, held.into_iter().map(|(b, _)| b));
         let b = ring.bufs.as_ref().unwrap();
         assert_eq!(b.out, 0, "buffers still out");
         assert!(b.chunks.iter().all(|&c| c == 0));
         stop_receiving(&mut ring, &sock);
+    }
+
+    /// Review15 M2: under incremental consumption a receive's end (the peer's FIN,
+    /// or a reset) after a chunk consumed nothing, so the buffer the chunk came
+    /// from stays the kernel's: handing it out again, or reading the next receive
+    /// at offset 0 where the kernel wrote after the chunk, would give wrong bytes.
+    /// The next receive into that buffer reads its own bytes.
+    #[test]
+    fn an_end_after_a_chunk_leaves_its_buffer_with_the_kernel() {
+        use std::net::{TcpListener, TcpStream};
+        for reset in [false, true] {
+            let Some(mut ring) = ring_of(RingSize {
+                entries: 16,
+                recv_bufs: 16,
+                recv_buf_len: 2048,
+            }) else {
+                return;
+            };
+            if !ring.bufs.as_ref().is_some_and(|b| b.inc) {
+                eprintln!("skipped: no incremental buffer consumption on this kernel");
+                return;
+            }
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut one = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let one_end = RingFd::new(l.accept().unwrap().0);
+            let mut two = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let two_end = RingFd::new(l.accept().unwrap().0);
+            ring.recv_multi(2, &one_end);
+            one.write_all(b"aaaaaaaaaa").unwrap();
+            let c = reap(&mut ring, 1).remove(0);
+            let Event::Received(Ok(Some(b))) = c.event else {
+                panic!("{c:?}")
+            };
+            assert_eq!(ring.recv_data(&b), b"aaaaaaaaaa");
+            let bid = b.bid;
+            ring.recycle(b);
+            if reset {
+                // Closed with SO_LINGER 0: a reset.
+                rustix::net::sockopt::set_socket_linger(&one, Some(Duration::ZERO)).unwrap();
+            }
+            drop(one);
+            let end = reap(&mut ring, 1);
+            assert!(
+                end.iter().any(|c| matches!(
+                    c.event,
+                    Event::Received(Ok(None)) | Event::Received(Err(_))
+                )),
+                "reset {reset}: {end:?}"
+            );
+            let state = ring.bufs.as_ref().unwrap().state[bid as usize];
+            assert!(
+                state & KERNEL != 0,
+                "reset {reset}: buffer {bid} taken from the kernel"
+            );
+            ring.recv_multi(3, &two_end);
+            two.write_all(b"bbbbb").unwrap();
+            let c = reap(&mut ring, 1).remove(0);
+            let Event::Received(Ok(Some(b))) = c.event else {
+                panic!("{c:?}")
+            };
+            assert_eq!(ring.recv_data(&b), b"bbbbb", "reset {reset}");
+            ring.recycle(b);
+            stop_receiving(&mut ring, &two_end);
+        }
     }
 
     /// Review of uringmem7 (L2): while registering the receive buffers again
