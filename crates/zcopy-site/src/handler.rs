@@ -594,7 +594,11 @@ fn accepts_html(accept: Option<&str>) -> bool {
 /// the client could fetch it by its own name ([`Access::name`]) and it has a single
 /// link on a guarded site: it is never a way to a hidden or protected file.
 /// `known`: the sidecar bitmask the cache noted for `key`, if any.
+///
+/// Inline where there is nothing to look for ([`no_sidecar`]): the call with its
+/// eleven arguments was ~35 instructions a request to return that.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn find_sidecar(
     site: &Site,
     req: &Request<'_>,
@@ -608,10 +612,37 @@ fn find_sidecar(
     now: Instant,
     access: &mut Access<'_>,
 ) -> Found {
-    let cfg = &site.config;
-    if cfg.precompressed.is_empty() || known == Some(0) {
+    if no_sidecar(site, known) {
         return Found::default();
     }
+    look_for_sidecar(
+        site, req, key, clean, real, index, st, known, cache, now, access,
+    )
+}
+
+/// No sidecar can be served: no precompressed codings, or the cache noted none
+/// (`known`: its note).
+fn no_sidecar(site: &Site, known: Option<u8>) -> bool {
+    site.config.precompressed.is_empty() || known == Some(0)
+}
+
+/// [`find_sidecar`] where a sidecar may exist.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn look_for_sidecar(
+    site: &Site,
+    req: &Request<'_>,
+    key: &str,
+    clean: Option<&CleanPath>,
+    real: Option<String>,
+    index: bool,
+    st: &rustix::fs::Stat,
+    known: Option<u8>,
+    cache: &mut FileCache,
+    now: Instant,
+    access: &mut Access<'_>,
+) -> Found {
+    let cfg = &site.config;
     let rel = match real {
         Some(real) => real,
         None => {
