@@ -290,7 +290,8 @@ fn respond(
     // searchers cost more than the rest of the lookup.
     let key = before_byte(&req.target, b'?');
     if let Some(hit) = cache.get(key, now) {
-        if access.refuses_links(&hit.st) {
+        let (f, known) = (hit.file, hit.sidecars);
+        if access.refuses_links(&f.st) {
             return reply.hard_linked(out, key);
         }
         // A path ending in `/` names a directory's index file; any other file's
@@ -300,12 +301,16 @@ fn respond(
             true => FileName::Is(&cfg.index),
             false => FileName::Last(key),
         };
-        // The sidecar note kept with the entry: no second lookup of the path.
-        let known = hit.sidecars.or_else(|| cache.sidecars(key, now));
-        let found = find_sidecar(
-            site, req, key, None, None, index, &hit.st, known, cache, now, access,
+        if no_sidecar(site, known) {
+            return serve_file(site, req, &reply, &f, name, Found::default(), out);
+        }
+        // The lookup may note what it finds in the cache: the file is no longer
+        // lent by it.
+        let f = f.into_owned();
+        let found = look_for_sidecar(
+            site, req, key, None, None, index, &f.st, known, cache, now, access,
         );
-        return serve_file(site, req, &reply, hit, name, found, out);
+        return serve_file(site, req, &reply, &f, name, found, out);
     }
     let clean = match path::clean(&req.target) {
         Ok(c) => c,
@@ -347,7 +352,7 @@ fn respond(
                 now,
                 access,
             );
-            serve_file(site, req, &reply, f, FileName::Is(name), found, out)
+            serve_file(site, req, &reply, &f, FileName::Is(name), found, out)
         }
         Ok((Resolved::Dir(dir, dir_st), via_link)) => {
             let real = match via_link {
@@ -410,7 +415,7 @@ fn respond(
                             access,
                         );
                         let index = FileName::Is(&cfg.index);
-                        return serve_file(site, req, &reply, f, index, found, out);
+                        return serve_file(site, req, &reply, &f, index, found, out);
                     }
                     Ok((Resolved::Dir(..), _)) | Err(OpenError::NotFound) => {}
                     Err(e) => return reply.open_error(out, e),
@@ -430,7 +435,7 @@ fn respond(
                     site,
                     req,
                     &reply,
-                    f,
+                    &f,
                     FileName::Is(name),
                     Found::default(),
                     out,
@@ -698,7 +703,6 @@ fn uncached(file: File, st: rustix::fs::Stat) -> CachedFile {
         st,
         described: None,
         bytes: None,
-        sidecars: None,
     }
 }
 
@@ -1306,7 +1310,7 @@ fn serve_file(
     site: &Site,
     req: &Request<'_>,
     reply: &Reply<'_, '_>,
-    f: CachedFile,
+    f: &CachedFile,
     name: FileName<'_>,
     found: Found,
     out: &mut Out,
@@ -1316,12 +1320,11 @@ fn serve_file(
         ..*reply
     };
     let variant = match (&found.chosen, found.any) {
-        (None, false) => compressed(site, req, &mut reply, &f, name),
+        (None, false) => compressed(site, req, &mut reply, f, name),
         _ => None,
     };
     let reply = &reply;
     let computed;
-    let shared;
     // A file proven not to change may be lent to a local peer too: from a read-only
     // file system with no lease; marked immutable/verity or under an `immutable`
     // rule with the read lease kept as a tripwire.
@@ -1358,12 +1361,9 @@ fn serve_file(
                 )
             }
             None => {
-                let snap = identity_snapshot(site, &f, req.loopback_peer, reply.now);
-                let d = match f.described {
-                    Some(d) => {
-                        shared = d;
-                        &*shared
-                    }
+                let snap = identity_snapshot(site, f, req.loopback_peer, reply.now);
+                let d = match &f.described {
+                    Some(d) => &**d,
                     None => {
                         computed = Described::of(&f.st, &name.get());
                         &computed
@@ -1378,7 +1378,14 @@ fn serve_file(
                         None,
                         Lend::Free,
                     ),
-                    None => (f.file, f.st.st_size, None, d, f.bytes, trusted),
+                    None => (
+                        f.file.clone(),
+                        f.st.st_size,
+                        None,
+                        d,
+                        f.bytes.clone(),
+                        trusted,
+                    ),
                 }
             }
         },
