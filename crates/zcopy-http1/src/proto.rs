@@ -440,6 +440,9 @@ struct Logged {
 }
 
 impl Meta {
+    /// Inlined in its one caller: as a call it was ~30 instructions a request, half
+    /// of them its saved registers and the copy out of its result.
+    #[inline(always)]
     fn of(req: &Request<'_>, raw: &[u8], env: &Env<'_, impl Observer>) -> Meta {
         let method = match req.method {
             Method::Get => MethodClass::Get,
