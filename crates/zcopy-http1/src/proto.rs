@@ -747,6 +747,11 @@ impl Conn {
     }
 
     /// What to do next.
+    ///
+    /// Inlined in the drivers' loops: a request takes about four calls, each with
+    /// its saved registers and its answer matched again by the caller (~65
+    /// instructions a request by callgrind).
+    #[inline(always)]
     pub fn next(&mut self, env: &mut Env<'_, impl Observer>) -> Intent {
         if self.idle_check_due {
             return Intent::CheckSendQueue;
