@@ -420,6 +420,11 @@ impl FileCache {
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
             return plain(file);
         }
+        // The void entry is dropped now, before this one may replace it (dropped at
+        // the next lookup, it would take this one along).
+        if let Some(void) = self.void.take() {
+            self.remove(&void);
+        }
         if self.map.len() >= self.cap {
             // Simple and bounded: start over rather than track recency.
             let keys: Vec<Box<str>> = self.map.keys().cloned().collect();
@@ -685,6 +690,14 @@ mod tests {
         std::fs::write(dir.path().join("g"), b"new").unwrap();
         std::fs::rename(dir.path().join("g"), &p).unwrap();
         assert!(c.get("/f", now).is_none());
+        // Put again (as the handler does after the miss), it stays: the void entry
+        // went before it came.
+        let f2 = Arc::new(File::open(&p).unwrap());
+        let st3 = rustix::fs::fstat(&*f2).unwrap();
+        c.put("/f", "f", f2.clone(), &st3, now);
+        let hit = c.get("/f", now).expect("the new entry");
+        assert!(Arc::ptr_eq(&hit.file.file, &f2));
+        assert_eq!(hit.file.st.st_size, 3);
     }
 
     /// A held file, or `None` (and a skip line) where the file system can't be

@@ -304,8 +304,9 @@ fn respond(
         if no_sidecar(site, known) {
             return serve_file(site, req, &reply, &f, name, Found::default(), out);
         }
-        // The lookup may note what it finds in the cache: the file is no longer
-        // lent by it.
+        // A path with a sidecar, or not looked at yet: the lookup may write its
+        // note into the cache, which can't lend the file meanwhile (it is copied
+        // out, as every hit was before).
         let f = f.into_owned();
         let found = look_for_sidecar(
             site, req, key, None, None, index, &f.st, known, cache, now, access,
