@@ -142,7 +142,24 @@ fn date_secs(field: &str) -> Option<u64> {
 /// If-Unmodified-Since is ignored when If-Match is present, If-Modified-Since when
 /// If-None-Match is present or the method isn't GET/HEAD. A matching If-None-Match
 /// is 304 for GET/HEAD and 412 for other methods.
+///
+/// A request with none of the four fields (nearly every one) proceeds inline: the
+/// call with its saved registers was ~30 instructions a request.
+#[inline]
 pub fn evaluate(req: &Request<'_>, v: &Validators) -> Precondition {
+    if req.if_match.is_none()
+        && req.if_unmodified_since.is_none()
+        && req.if_none_match.is_none()
+        && req.if_modified_since.is_none()
+    {
+        return Precondition::Proceed;
+    }
+    evaluate_fields(req, v)
+}
+
+/// [`evaluate`] of a request with at least one of the fields.
+#[inline(never)]
+fn evaluate_fields(req: &Request<'_>, v: &Validators) -> Precondition {
     // Worked out only when a date field asks (most requests carry none).
     let modified = || http_secs(v.modified);
     let get_or_head = matches!(req.method, Method::Get | Method::Head);

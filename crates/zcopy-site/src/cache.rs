@@ -40,11 +40,14 @@ pub const MEMO_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 struct Cached {
-    file: Arc<File>,
+    /// The open file; when its bytes are held (`wd`), with them, the fstat they
+    /// were read under and its head fields, as a hit answers them (lent, not
+    /// copied: see [`FileCache::get`]); else the fstat it was opened with.
+    file: CachedFile,
+    /// The watch that voids the held bytes, when they are held.
+    wd: Option<i32>,
     /// When it is no longer fresh (opened + ttl; `None`: never).
     until: Option<Instant>,
-    trust: Trust,
-    memo: Option<Memo>,
     /// Which precompressed sidecars the path has (a bitmask), once looked up: kept
     /// with the file so a hit costs one map lookup. It lives no longer than the entry
     /// (at most `ttl` from the open, and dropped with the entry when a notice or an
@@ -52,14 +55,11 @@ struct Cached {
     sidecars: Option<u8>,
 }
 
-/// A file's bytes, the fstat they were read under, what its head says, and the
-/// watch that voids them.
-#[derive(Debug)]
-struct Memo {
-    wd: i32,
-    st: rustix::fs::Stat,
-    bytes: Arc<[u8]>,
-    described: Arc<Described>,
+impl Cached {
+    /// The bytes it holds.
+    fn held(&self) -> usize {
+        self.file.bytes.as_ref().map_or(0, |b| b.len())
+    }
 }
 
 /// What a response head says about a file, worked out once for a held file.
@@ -149,7 +149,7 @@ impl Described {
 
 /// An open file from the cache (or just opened), the fstat to answer with, and,
 /// when the cache holds it, its head fields.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CachedFile {
     /// The open file.
     pub file: Arc<File>,
@@ -161,8 +161,16 @@ pub struct CachedFile {
     pub bytes: Option<Arc<[u8]>>,
     /// What the file itself proves about whether it can change.
     pub trust: Trust,
-    /// Which sidecars the cache noted for the path with this file (a bitmask), when
-    /// it did (see [`FileCache::sidecars`]).
+}
+
+/// A cache hit: the file (lent by the cache when it holds the file's bytes, which
+/// then need no copy) and which sidecars the cache noted for the path (a bitmask),
+/// when it did (see [`FileCache::sidecars`]).
+#[derive(Debug)]
+pub struct Hit<'a> {
+    /// The file, its fstat and what the cache holds of it.
+    pub file: std::borrow::Cow<'a, CachedFile>,
+    /// The sidecar note.
     pub sidecars: Option<u8>,
 }
 
@@ -252,6 +260,9 @@ pub struct FileCache {
     memo_bytes: usize,
     /// The loop turn (its clock reading) whose notices were read last.
     drained: Option<Instant>,
+    /// An entry a lookup found void, dropped at the next lookup: [`FileCache::get`]
+    /// lends from the map, so it can't drop one itself.
+    void: Option<Box<str>>,
     /// Lookups answered from the cache, and those that were not (cache on only).
     pub hits: u64,
     /// See `hits`.
@@ -273,6 +284,7 @@ impl FileCache {
             watched: HashMap::new(),
             memo_bytes: 0,
             drained: None,
+            void: None,
             hits: 0,
             misses: 0,
             held_hits: 0,
@@ -280,45 +292,48 @@ impl FileCache {
     }
 
     /// The cached file for `key` and its current fstat, if it is still valid: a
-    /// held file's own fstat while no notice voided it, else a fresh one.
-    pub fn get(&mut self, key: &str, now: Instant) -> Option<CachedFile> {
+    /// held file's own fstat while no notice voided it (lent: no copy of the fstat,
+    /// no count taken on what it holds), else a fresh one.
+    pub fn get(&mut self, key: &str, now: Instant) -> Option<Hit<'_>> {
         if self.ttl.is_zero() {
             return None;
+        }
+        if let Some(void) = self.void.take() {
+            self.remove(&void);
         }
         self.read_notices(now);
         let Some(entry) = self.map.get(key) else {
             self.misses += 1;
             return None;
         };
+        let sidecars = entry.sidecars.or_else(|| self.sidecars(key, now));
         let fresh = live(entry.until, now);
-        if fresh && let Some(memo) = &entry.memo {
+        if fresh && entry.wd.is_some() {
             self.hits += 1;
             self.held_hits += 1;
-            return Some(CachedFile {
-                file: entry.file.clone(),
-                st: memo.st,
-                described: Some(memo.described.clone()),
-                bytes: Some(memo.bytes.clone()),
-                trust: entry.trust,
-                sidecars: entry.sidecars,
+            return Some(Hit {
+                file: std::borrow::Cow::Borrowed(&entry.file),
+                sidecars,
             });
         }
-        let st = rustix::fs::fstat(&*entry.file).ok();
+        let st = rustix::fs::fstat(&*entry.file.file).ok();
         match st {
             Some(st) if fresh && st.st_nlink > 0 && (st.st_size as u64) <= CACHE_MAX => {
                 self.hits += 1;
-                Some(CachedFile {
-                    file: entry.file.clone(),
-                    st,
-                    described: None,
-                    bytes: None,
-                    trust: entry.trust,
-                    sidecars: entry.sidecars,
+                Some(Hit {
+                    file: std::borrow::Cow::Owned(CachedFile {
+                        file: entry.file.file.clone(),
+                        st,
+                        described: None,
+                        bytes: None,
+                        trust: entry.file.trust,
+                    }),
+                    sidecars,
                 })
             }
             _ => {
                 self.misses += 1;
-                self.remove(key);
+                self.void = Some(key.into());
                 None
             }
         }
@@ -401,10 +416,14 @@ impl FileCache {
             described: None,
             bytes: None,
             trust,
-            sidecars: None,
         };
         if self.ttl.is_zero() || st.st_size as u64 > CACHE_MAX {
             return plain(file);
+        }
+        // The void entry is dropped now, before this one may replace it (dropped at
+        // the next lookup, it would take this one along).
+        if let Some(void) = self.void.take() {
+            self.remove(&void);
         }
         if self.map.len() >= self.cap {
             // Simple and bounded: start over rather than track recency.
@@ -414,39 +433,35 @@ impl FileCache {
             }
         }
         self.remove(key);
-        let memo = self.memoize(&file, st, name);
-        let answer = match &memo {
-            Some(m) => CachedFile {
-                file: file.clone(),
-                st: m.st,
-                described: Some(m.described.clone()),
-                bytes: Some(m.bytes.clone()),
-                trust,
-                sidecars: None,
-            },
-            None => plain(file.clone()),
+        let (wd, held) = match self.memoize(&file, st, name, trust) {
+            Some((wd, held)) => (Some(wd), held),
+            None => (None, plain(file)),
         };
-        if let Some(m) = &memo {
-            self.memo_bytes += m.bytes.len();
-            self.watched.entry(m.wd).or_default().push(key.into());
+        let entry = Cached {
+            file: held,
+            wd,
+            until: now.checked_add(self.ttl),
+            sidecars: None,
+        };
+        if let Some(wd) = wd {
+            self.memo_bytes += entry.held();
+            self.watched.entry(wd).or_default().push(key.into());
         }
-        self.map.insert(
-            key.into(),
-            Cached {
-                file,
-                until: now.checked_add(self.ttl),
-                trust,
-                memo,
-                sidecars: None,
-            },
-        );
+        let answer = entry.file.clone();
+        self.map.insert(key.into(), entry);
         answer
     }
 
     /// Watches `file`, then reads it whole between two fstats. The bytes are kept
     /// only when nothing moved in between; a change after the watch was taken
     /// arrives as a notice.
-    fn memoize(&mut self, file: &File, st: &rustix::fs::Stat, name: &str) -> Option<Memo> {
+    fn memoize(
+        &mut self,
+        file: &Arc<File>,
+        st: &rustix::fs::Stat,
+        name: &str,
+        trust: Trust,
+    ) -> Option<(i32, CachedFile)> {
         let len = st.st_size.max(0) as u64;
         if len > MEMO_MAX || self.memo_bytes + len as usize > MEMO_BYTES {
             return None;
@@ -475,12 +490,16 @@ impl FileCache {
             (Some(b), Some(a), Some(got))
                 if same_version(&b, &a) && got as i64 == a.st_size && a.st_nlink > 0 =>
             {
-                Some(Memo {
+                Some((
                     wd,
-                    st: a,
-                    bytes: bytes.into(),
-                    described: Arc::new(Described::held(&a, name)),
-                })
+                    CachedFile {
+                        file: file.clone(),
+                        st: a,
+                        described: Some(Arc::new(Described::held(&a, name))),
+                        bytes: Some(bytes.into()),
+                        trust,
+                    },
+                ))
             }
             _ => {
                 if !self.watched.contains_key(&wd) {
@@ -520,19 +539,19 @@ impl FileCache {
 
     /// Drops `key`'s entry, and its watch when no other entry shares it.
     fn remove(&mut self, key: &str) {
-        let Some(Cached {
-            memo: Some(memo), ..
-        }) = self.map.remove(key)
-        else {
+        let Some(entry) = self.map.remove(key) else {
             return;
         };
-        self.memo_bytes -= memo.bytes.len();
-        if let Some(keys) = self.watched.get_mut(&memo.wd) {
+        let Some(wd) = entry.wd else {
+            return;
+        };
+        self.memo_bytes -= entry.held();
+        if let Some(keys) = self.watched.get_mut(&wd) {
             keys.retain(|k| &**k != key);
             if keys.is_empty() {
-                self.watched.remove(&memo.wd);
+                self.watched.remove(&wd);
                 if let Some(Ok(w)) = &self.watcher {
-                    w.unwatch(memo.wd);
+                    w.unwatch(wd);
                 }
             }
         }
@@ -665,12 +684,20 @@ mod tests {
         let put = c.put("/f", "f", f.clone(), &st, now);
         assert!(put.bytes.is_none(), "not held without a watch");
         std::fs::write(&p, b"three").unwrap();
-        let st2 = c.get("/f", now).expect("hit").st;
+        let st2 = c.get("/f", now).expect("hit").file.st;
         assert_eq!(st2.st_size, 5, "metadata must be current");
         // Replace by rename: the cached inode is unlinked, so it must not be served.
         std::fs::write(dir.path().join("g"), b"new").unwrap();
         std::fs::rename(dir.path().join("g"), &p).unwrap();
         assert!(c.get("/f", now).is_none());
+        // Put again (as the handler does after the miss), it stays: the void entry
+        // went before it came.
+        let f2 = Arc::new(File::open(&p).unwrap());
+        let st3 = rustix::fs::fstat(&*f2).unwrap();
+        c.put("/f", "f", f2.clone(), &st3, now);
+        let hit = c.get("/f", now).expect("the new entry");
+        assert!(Arc::ptr_eq(&hit.file.file, &f2));
+        assert_eq!(hit.file.st.st_size, 3);
     }
 
     /// A held file, or `None` (and a skip line) where the file system can't be
@@ -723,7 +750,7 @@ mod tests {
                 return;
             };
             let t1 = t0 + Duration::from_millis(1);
-            let hit = c.get("/f", t1).expect("hit");
+            let hit = c.get("/f", t1).expect("hit").file.into_owned();
             assert!(Arc::ptr_eq(&hit.file, &f), "{what}");
             assert_eq!(hit.bytes.as_deref(), Some(&b"one"[..]), "{what}");
             assert_eq!(hit.st.st_size, 3);
@@ -762,7 +789,7 @@ mod tests {
         let Some((mut c, f, t0)) = held(dir.path(), b"hello") else {
             return;
         };
-        let hit = c.get("/f", t0).unwrap();
+        let hit = c.get("/f", t0).unwrap().file.into_owned();
         assert!(Arc::ptr_eq(&hit.file, &f), "the bytes come with their file");
         assert_eq!(
             hit.described.unwrap().content_type,

@@ -290,7 +290,8 @@ fn respond(
     // searchers cost more than the rest of the lookup.
     let key = before_byte(&req.target, b'?');
     if let Some(hit) = cache.get(key, now) {
-        if access.refuses_links(&hit.st) {
+        let (f, known) = (hit.file, hit.sidecars);
+        if access.refuses_links(&f.st) {
             return reply.hard_linked(out, key);
         }
         // A path ending in `/` names a directory's index file; any other file's
@@ -300,12 +301,17 @@ fn respond(
             true => FileName::Is(&cfg.index),
             false => FileName::Last(key),
         };
-        // The sidecar note kept with the entry: no second lookup of the path.
-        let known = hit.sidecars.or_else(|| cache.sidecars(key, now));
-        let found = find_sidecar(
-            site, req, key, None, None, index, &hit.st, known, cache, now, access,
+        if no_sidecar(site, known) {
+            return serve_file(site, req, &reply, &f, name, Found::default(), out);
+        }
+        // A path with a sidecar, or not looked at yet: the lookup may write its
+        // note into the cache, which can't lend the file meanwhile (it is copied
+        // out, as every hit was before).
+        let f = f.into_owned();
+        let found = look_for_sidecar(
+            site, req, key, None, None, index, &f.st, known, cache, now, access,
         );
-        return serve_file(site, req, &reply, hit, name, found, out);
+        return serve_file(site, req, &reply, &f, name, found, out);
     }
     let clean = match path::clean(&req.target) {
         Ok(c) => c,
@@ -347,7 +353,7 @@ fn respond(
                 now,
                 access,
             );
-            serve_file(site, req, &reply, f, FileName::Is(name), found, out)
+            serve_file(site, req, &reply, &f, FileName::Is(name), found, out)
         }
         Ok((Resolved::Dir(dir, dir_st), via_link)) => {
             let real = match via_link {
@@ -410,7 +416,7 @@ fn respond(
                             access,
                         );
                         let index = FileName::Is(&cfg.index);
-                        return serve_file(site, req, &reply, f, index, found, out);
+                        return serve_file(site, req, &reply, &f, index, found, out);
                     }
                     Ok((Resolved::Dir(..), _)) | Err(OpenError::NotFound) => {}
                     Err(e) => return reply.open_error(out, e),
@@ -430,7 +436,7 @@ fn respond(
                     site,
                     req,
                     &reply,
-                    f,
+                    &f,
                     FileName::Is(name),
                     Found::default(),
                     out,
@@ -594,7 +600,11 @@ fn accepts_html(accept: Option<&str>) -> bool {
 /// the client could fetch it by its own name ([`Access::name`]) and it has a single
 /// link on a guarded site: it is never a way to a hidden or protected file.
 /// `known`: the sidecar bitmask the cache noted for `key`, if any.
+///
+/// Inline where there is nothing to look for ([`no_sidecar`]): the call with its
+/// eleven arguments was ~35 instructions a request to return that.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn find_sidecar(
     site: &Site,
     req: &Request<'_>,
@@ -608,10 +618,37 @@ fn find_sidecar(
     now: Instant,
     access: &mut Access<'_>,
 ) -> Found {
-    let cfg = &site.config;
-    if cfg.precompressed.is_empty() || known == Some(0) {
+    if no_sidecar(site, known) {
         return Found::default();
     }
+    look_for_sidecar(
+        site, req, key, clean, real, index, st, known, cache, now, access,
+    )
+}
+
+/// No sidecar can be served: no precompressed codings, or the cache noted none
+/// (`known`: its note).
+fn no_sidecar(site: &Site, known: Option<u8>) -> bool {
+    site.config.precompressed.is_empty() || known == Some(0)
+}
+
+/// [`find_sidecar`] where a sidecar may exist.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn look_for_sidecar(
+    site: &Site,
+    req: &Request<'_>,
+    key: &str,
+    clean: Option<&CleanPath>,
+    real: Option<String>,
+    index: bool,
+    st: &rustix::fs::Stat,
+    known: Option<u8>,
+    cache: &mut FileCache,
+    now: Instant,
+    access: &mut Access<'_>,
+) -> Found {
+    let cfg = &site.config;
     let rel = match real {
         Some(real) => real,
         None => {
@@ -667,7 +704,6 @@ fn uncached(file: File, st: rustix::fs::Stat) -> CachedFile {
         st,
         described: None,
         bytes: None,
-        sidecars: None,
     }
 }
 
@@ -1275,7 +1311,7 @@ fn serve_file(
     site: &Site,
     req: &Request<'_>,
     reply: &Reply<'_, '_>,
-    f: CachedFile,
+    f: &CachedFile,
     name: FileName<'_>,
     found: Found,
     out: &mut Out,
@@ -1285,12 +1321,11 @@ fn serve_file(
         ..*reply
     };
     let variant = match (&found.chosen, found.any) {
-        (None, false) => compressed(site, req, &mut reply, &f, name),
+        (None, false) => compressed(site, req, &mut reply, f, name),
         _ => None,
     };
     let reply = &reply;
     let computed;
-    let shared;
     // A file proven not to change may be lent to a local peer too: from a read-only
     // file system with no lease; marked immutable/verity or under an `immutable`
     // rule with the read lease kept as a tripwire.
@@ -1327,12 +1362,9 @@ fn serve_file(
                 )
             }
             None => {
-                let snap = identity_snapshot(site, &f, req.loopback_peer, reply.now);
-                let d = match f.described {
-                    Some(d) => {
-                        shared = d;
-                        &*shared
-                    }
+                let snap = identity_snapshot(site, f, req.loopback_peer, reply.now);
+                let d = match &f.described {
+                    Some(d) => &**d,
                     None => {
                         computed = Described::of(&f.st, &name.get());
                         &computed
@@ -1347,7 +1379,14 @@ fn serve_file(
                         None,
                         Lend::Free,
                     ),
-                    None => (f.file, f.st.st_size, None, d, f.bytes, trusted),
+                    None => (
+                        f.file.clone(),
+                        f.st.st_size,
+                        None,
+                        d,
+                        f.bytes.clone(),
+                        trusted,
+                    ),
                 }
             }
         },
