@@ -9,6 +9,6 @@ pub use crate::sys::mem::{Mapping, page_size, trim_heap};
 
 mod send;
 pub use send::{
-    BufPool, CHUNK, FileSend, MAP_CHUNK, MAP_CHUNK_LOOPBACK, MAP_MIN, PIPE_SIZE, Progress,
-    READ_BUDGET, ROOM_MIN, SPARE_BYTES,
+    BufPool, CHUNK, FileSend, MAP_CHUNK, MAP_MIN, PIPE_SIZE, Progress, READ_BUDGET, ROOM_MIN,
+    SPARE_BYTES,
 };

@@ -1231,14 +1231,10 @@ impl Connection {
             // A new body: the plan the epoll driver's transfer would follow.
             let forced = engines.forced().clone();
             let plan = engines.plan(self.route, r.len, r.by_reference);
-            let op = match &mut self.file_send {
-                Some(op) => {
-                    op.reset(plan);
-                    op
-                }
-                None => self.file_send.insert(Box::new(FileSend::new(plan, forced))),
-            };
-            op.loopback_peer(self.route.loopback());
+            match &mut self.file_send {
+                Some(op) => op.reset(plan),
+                None => self.file_send = Some(Box::new(FileSend::new(plan, forced))),
+            }
             self.in_body = true;
         }
         let op = self.file_send.as_mut().expect("set up above");

@@ -33,8 +33,7 @@
 //!   driver's server CPU per GB: a ring `SENDMSG` of each chunk (`MSG_WAITALL |
 //!   MSG_MORE`) cost 1.2-1.35x; sent now, 1 MiB chunks 1.48x (more than the
 //!   core's 1 MiB L2 in flight at once), 512 KiB ones with `MSG_MORE` 1.22x, and
-//!   without it (as `write(2)`) 1.03x. Over loopback larger chunks cost less
-//!   ([`MAP_CHUNK_LOOPBACK`], when the caller says the peer is there).
+//!   without it (as `write(2)`) 1.03x.
 //!   Bodies shorter than [`MAP_MIN`] are read (mapping one costs more than it
 //!   saves) when `read-write` follows in the plan.
 //! - `read-write` (two copies): `READ` of a chunk into a buffer from the caller's
@@ -71,13 +70,10 @@ pub const CHUNK: usize = 256 * 1024;
 /// turn budget: 1 MiB ones cost 1.48x the server CPU per GB of 512 KiB ones
 /// across a veth pair (1 GiB, 4 alternating rounds; the peer reads bytes the
 /// sender's core no longer holds in its cache).
+/// Also to a loopback peer: 2 MiB chunks there cost 5-15% less CPU per GB, but a
+/// chunk sent at once holds the worker for its whole copy, and 1 KiB requests
+/// beside a 1 GiB download waited 3x longer (p50 ~1 ms against ~0.3 ms).
 pub const MAP_CHUNK: usize = 512 * 1024;
-/// The same to a peer on this host's loopback path ([`FileSend::loopback_peer`]):
-/// there larger chunks cost less (1 GiB, alternating rounds, server CPU per GB
-/// against 512 KiB ones: 2 MiB 0.85x and 0.93x, 1 MiB 0.94-1.00x, 4 MiB 0.96x),
-/// where across a veth pair 1 MiB ones cost 1.15x. A chunk sent at once may then
-/// take more than the caller's turn budget: the others get a go after it.
-pub const MAP_CHUNK_LOOPBACK: usize = 2 * 1024 * 1024;
 /// Bodies from this size on go by `mmap` (when the plan says so); shorter ones are
 /// read.
 pub const MAP_MIN: u64 = 1024 * 1024;
@@ -263,8 +259,6 @@ pub struct FileSend {
     lent: usize,
     /// A poll just said the socket has room.
     polled: bool,
-    /// Largest mapped chunk: [`MAP_CHUNK`], or [`MAP_CHUNK_LOOPBACK`].
-    map_chunk: usize,
 }
 
 thread_local! {
@@ -331,7 +325,6 @@ impl FileSend {
             abandoned: false,
             lent: 0,
             polled: false,
-            map_chunk: MAP_CHUNK,
         }
     }
 
@@ -345,13 +338,6 @@ impl FileSend {
         let forced = std::mem::take(&mut self.forced);
         *self = FileSend::new(plan, forced);
         self.pipe = pipe;
-    }
-
-    /// Whether the peer is on this host's loopback path (a loopback address or one
-    /// of the host's own): mapped chunks are then [`MAP_CHUNK_LOOPBACK`] long, else
-    /// [`MAP_CHUNK`]. Set for each body ([`FileSend::reset`] forgets it).
-    pub fn loopback_peer(&mut self, yes: bool) {
-        self.map_chunk = if yes { MAP_CHUNK_LOOPBACK } else { MAP_CHUNK };
     }
 
     /// The engines this operation tries, in order (the plan's with a ring form).
@@ -671,10 +657,7 @@ impl FileSend {
         if offset >= size {
             return Ok(None);
         }
-        let chunk = len
-            .min(self.map_chunk as u64)
-            .min(size - offset)
-            .min(allowed) as usize;
+        let chunk = len.min(MAP_CHUNK as u64).min(size - offset).min(allowed) as usize;
         // The mapping must be of this very file: an archive's members follow one
         // another with offsets from 0 each.
         let covers = |(m, f, at): &(Rc<Mapping>, Arc<File>, u64)| {
