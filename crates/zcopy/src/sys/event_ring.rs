@@ -2641,6 +2641,33 @@ mod tests {
         stop_receiving(&mut ring, &sock);
     }
 
+    /// The path of a kernel without incremental consumption (before 6.12), which
+    /// buffers above [`INC_MAX_LEN`] take here too: every chunk has a buffer of
+    /// its own, from its start, bytes exact, and every buffer goes back.
+    #[test]
+    fn buffers_above_the_incremental_limit_give_every_chunk_its_own() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 16,
+            recv_bufs: 64,
+            recv_buf_len: 64 * 1024,
+        }) else {
+            return;
+        };
+        assert!(!ring.bufs.as_ref().unwrap().inc);
+        let (sock, mut peer) = socket_pair();
+        let held = hold_chunks(&mut ring, &sock, &mut peer, 40, 5);
+        let mut bids = std::collections::HashSet::new();
+        for b in &held {
+            assert_eq!(b.off, 0, "a chunk not at its buffer's start");
+            assert!(bids.insert(b.bid), "two held chunks in buffer {}", b.bid);
+        }
+        recycle_all(&mut ring, held);
+        let again = hold_chunks(&mut ring, &sock, &mut peer, 10, 6);
+        recycle_all(&mut ring, again);
+        assert!(ring.bufs.as_ref().unwrap().chunks.iter().all(|&c| c == 0));
+        stop_receiving(&mut ring, &sock);
+    }
+
     /// Review15 M2: under incremental consumption a receive's end (the peer's FIN,
     /// or a reset) after a chunk consumed nothing, so the buffer the chunk came
     /// from stays the kernel's: handing it out again, or reading the next receive
