@@ -306,8 +306,16 @@ impl Connection {
                     }
                     let peer = self.core.peer();
                     let buf = self.core.read_buf(&mut env);
-                    let seen = usize::from(self.sniff.unwrap_or(0));
-                    buf[..seen].copy_from_slice(&zcopy_http2::PREFACE[..seen]);
+                    // Preface bytes an earlier read matched go back in front, so
+                    // the sniff judges them with this read's and HTTP/1 gets them.
+                    let seen = match self.sniff {
+                        Some(seen) => {
+                            let seen = usize::from(seen);
+                            buf[..seen].copy_from_slice(&zcopy_http2::PREFACE[..seen]);
+                            seen
+                        }
+                        None => 0,
+                    };
                     let room = buf.len() - seen;
                     match recv_some(&self.stream, &mut buf[seen..]) {
                         Ok(got) => {
