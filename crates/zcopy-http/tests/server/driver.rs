@@ -118,14 +118,28 @@ fn a_redirect_or_https_listener_runs_on_the_driver_asked_for() {
 #[test]
 fn pipelined_requests_during_large_responses_all_arrive_in_order() {
     let fx = Fixture::new();
-    let sizes = [1000u64, 100 * 1024, 2 << 20];
-    for (i, &len) in sizes.iter().enumerate() {
+    write_three_sizes(&fx);
+    let srv = TestServer::start(&fx.root(), |_| {});
+    pipeline_three_sizes(srv.addr, 45);
+}
+
+/// The sizes of `f0.bin`..`f2.bin` [`write_three_sizes`] writes: a body in the
+/// head, one read into a buffer, one sent from a mapping.
+const THREE_SIZES: [u64; 3] = [1000, 100 * 1024, 2 << 20];
+
+fn write_three_sizes(fx: &Fixture) {
+    for (i, &len) in THREE_SIZES.iter().enumerate() {
         write_pattern(&fx.root().join(format!("f{i}.bin")), len);
     }
-    let srv = TestServer::start(&fx.root(), |_| {});
-    let mut s = srv.connect();
+}
+
+/// One connection pipelining `n` GETs of the three files (one write each) while
+/// it reads the responses: all 200, byte-exact and in order.
+fn pipeline_three_sizes(addr: std::net::SocketAddr, n: usize) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     let mut w = s.try_clone().unwrap();
-    let n = 45;
     let writer = std::thread::spawn(move || {
         for k in 0..n {
             let req = format!("GET /f{}.bin HTTP/1.1\r\nHost: x\r\n\r\n", k % 3);
@@ -135,7 +149,7 @@ fn pipelined_requests_during_large_responses_all_arrive_in_order() {
     for k in 0..n {
         let r = read_response(&mut s, false).expect("a response");
         assert_eq!(r.status, 200, "response {k}");
-        assert_eq!(r.body.len() as u64, sizes[k % 3], "response {k}");
+        assert_eq!(r.body.len() as u64, THREE_SIZES[k % 3], "response {k}");
         assert_pattern(&r.body, 0, &format!("response {k}"));
     }
     writer.join().unwrap();
@@ -557,10 +571,7 @@ fn uring_mapped_body_to_a_slow_reader_waits_for_room_and_arrives_whole() {
 #[test]
 fn a_flood_of_bad_requests_beside_a_good_client_loses_none_of_its_bytes() {
     let fx = Fixture::new();
-    let sizes = [1000u64, 100 * 1024, 2 << 20];
-    for (i, &len) in sizes.iter().enumerate() {
-        write_pattern(&fx.root().join(format!("f{i}.bin")), len);
-    }
+    write_three_sizes(&fx);
     let (srv, _) = one_worker(&fx, io_driver());
     let addr = srv.addr;
     // (request, the status it must get; `true`: the server may close before the
@@ -619,24 +630,7 @@ fn a_flood_of_bad_requests_beside_a_good_client_loses_none_of_its_bytes() {
             })
         })
         .collect();
-    let mut s = srv.connect();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut w = s.try_clone().unwrap();
-    let n = 30;
-    let writer = std::thread::spawn(move || {
-        for k in 0..n {
-            let req = format!("GET /f{}.bin HTTP/1.1\r\nHost: x\r\n\r\n", k % 3);
-            w.write_all(req.as_bytes()).unwrap();
-        }
-    });
-    for k in 0..n {
-        let r = read_response(&mut s, false).expect("a response");
-        assert_eq!(r.status, 200, "response {k}");
-        assert_eq!(r.body.len() as u64, sizes[k % 3], "response {k}");
-        assert_pattern(&r.body, 0, &format!("response {k}"));
-    }
-    writer.join().unwrap();
+    pipeline_three_sizes(addr, 30);
     // Every small malformed request got its error (asserted in its thread).
     for h in flood {
         h.join().unwrap();
