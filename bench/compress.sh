@@ -78,7 +78,7 @@ sleep 1
 if [[ " ${servers[*]} " == *" caddy "* ]] && ! kill -0 "${pids[2]}" 2>/dev/null; then
   echo "caddy did not start:" >&2; cat "$work/caddy.out" >&2; exit 1
 fi
-nginx_worker=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+nginx_worker=$(nginx_worker "$work/nginx")
 zcopy_pid=${pids[1]}
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 # Let zcopy make its variant (the first request queues it).

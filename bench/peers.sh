@@ -86,8 +86,7 @@ pids+=($!)
 "${in_srv[@]}" taskset -c 0 "$zcopy" -q serve "$www" --listen $addr:$port_zcopy --workers 1 ${ZCOPY_ARGS:-} > "$work/zcopy.out" &
 pids+=($!)
 sleep 1
-nginx_pid=$(cat "$work/nginx/nginx.pid")
-nginx_worker=$(pgrep -P "$nginx_pid" | head -1)
+nginx_worker=$(nginx_worker "$work/nginx")
 zcopy_pid=${pids[1]}
 
 # CPU seconds (user+system) a process has used so far.

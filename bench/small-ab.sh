@@ -49,8 +49,7 @@ for spec in "$@"; do
     nginx_conf "$work/nginx-$n" "server { listen $addr:${port[$n]}; root $work/www; }"
     "${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx-$n" -c "$work/nginx-$n/nginx.conf" &
     pids+=($!)
-    sleep 0.5
-    pid[$n]=$(pgrep -P "$(cat "$work/nginx-$n/nginx.pid")" | head -1)
+    pid[$n]=$(nginx_worker "$work/nginx-$n")
   else
     "${in_srv[@]}" env "${envs[@]}" taskset -c 0 "${parts[0]}" -q serve "$work/www" \
       --listen "$addr:${port[$n]}" --workers 1 "${io[@]}" > "$work/$n.out" 2>&1 &

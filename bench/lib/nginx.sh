@@ -26,3 +26,17 @@ NGINX
     printf '}\n'
   } > "$dir/nginx.conf"
 }
+
+# nginx_worker DIR: the pid of the worker of the nginx started with DIR's conf, once
+# it has one (waits up to 10 s: on a loaded machine the pid file comes late).
+nginx_worker() {
+  local w _
+  for _ in $(seq 100); do
+    if [ -s "$1/nginx.pid" ]; then
+      w=$(pgrep -P "$(cat "$1/nginx.pid")" | head -1) && [ -n "$w" ] && { echo "$w"; return 0; }
+    fi
+    sleep 0.1
+  done
+  echo "nginx in $1 has no worker after 10 s" >&2
+  return 1
+}
