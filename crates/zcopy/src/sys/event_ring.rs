@@ -1844,6 +1844,55 @@ mod tests {
         (RingFd::new(sock), peer)
     }
 
+    /// The same over TCP on loopback (a FIN or a reset to receive).
+    fn tcp_pair() -> (RingFd<std::net::TcpStream>, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (RingFd::new(l.accept().unwrap().0), peer)
+    }
+
+    /// Receives on `sock` (token 1) until `n` bytes are in or 2,000 turns have
+    /// gone by, giving each chunk to `chunk`; the receive is armed again after its
+    /// last completion, ENOBUFS (every buffer held) the only error expected.
+    /// `armed` says whether a receive is armed, before and after. Returns the
+    /// bytes received.
+    fn receive(
+        ring: &mut EventRing,
+        sock: &RingFd<UnixStream>,
+        armed: &mut bool,
+        n: usize,
+        mut chunk: impl FnMut(&mut EventRing, RecvBuf),
+    ) -> usize {
+        let mut got = 0;
+        for _ in 0..2000 {
+            if got >= n {
+                break;
+            }
+            if !*armed {
+                ring.recv_multi(1, sock);
+                *armed = true;
+            }
+            let mut out = Vec::new();
+            ring.submit_and_wait(Some(Duration::from_millis(20)))
+                .unwrap();
+            ring.completions(&mut out);
+            for c in out {
+                *armed &= !c.last;
+                match c.event {
+                    Event::Received(Ok(Some(b))) => {
+                        got += b.len();
+                        chunk(ring, b);
+                    }
+                    Event::Received(Err(e)) => {
+                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        got
+    }
+
     /// Cancels `old`, an operation that is over (its slot now used by the
     /// operation queued with token 2), then wakes token 2's operation with a byte
     /// from `peer`: its one completion, which the cancel must not have reached.
@@ -2154,37 +2203,10 @@ mod tests {
             }
         });
         let mut held = Vec::new();
-        let mut got = 0;
-        let mut armed = false;
-        for _ in 0..2000 {
-            if got >= n * 4096 {
-                break;
-            }
-            if !armed {
-                ring.recv_multi(1, sock);
-                armed = true;
-            }
-            let mut out = Vec::new();
-            ring.submit_and_wait(Some(Duration::from_millis(20)))
-                .unwrap();
-            ring.completions(&mut out);
-            for c in out {
-                if c.last {
-                    armed = false;
-                }
-                match c.event {
-                    Event::Received(Ok(Some(b))) => {
-                        assert!(ring.recv_data(&b).iter().all(|&x| x == byte));
-                        got += b.len();
-                        held.push(b);
-                    }
-                    Event::Received(Err(e)) => {
-                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
-                    }
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
+        let got = receive(ring, sock, &mut false, n * 4096, |ring, b| {
+            assert!(ring.recv_data(&b).iter().all(|&x| x == byte));
+            held.push(b);
+        });
         writer.join().unwrap();
         assert_eq!(got, n * 4096);
         held
@@ -2568,46 +2590,23 @@ mod tests {
             let n = 1 + i % 100;
             peer.write_all(&vec![x; n]).unwrap();
             total += n;
-            let mut got = 0;
-            for _ in 0..100 {
-                if got == n {
-                    break;
+            // ENOBUFS (the ring's buffers all held or in use) arms it again.
+            let got = receive(&mut ring, &sock, &mut armed, n, |ring, b| {
+                assert!(ring.recv_data(&b).iter().all(|&y| y == x), "write {i}");
+                if b.off == 0 {
+                    *starts.entry(b.bid).or_default() += 1;
                 }
-                if !armed {
-                    ring.recv_multi(1, &sock);
-                    armed = true;
+                if i < 20 {
+                    first_bids.insert(b.bid);
                 }
-                let mut out = Vec::new();
-                ring.submit_and_wait(Some(Duration::from_millis(20)))
-                    .unwrap();
-                ring.completions(&mut out);
-                for c in out {
-                    armed &= !c.last;
-                    let b = match c.event {
-                        Event::Received(Ok(Some(b))) => b,
-                        // The ring's buffers all held or in use: armed again.
-                        Event::Received(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                            continue;
-                        }
-                        other => panic!("{other:?}"),
-                    };
-                    assert!(ring.recv_data(&b).iter().all(|&y| y == x), "write {i}");
-                    if b.off == 0 {
-                        *starts.entry(b.bid).or_default() += 1;
-                    }
-                    got += b.len();
-                    if i < 20 {
-                        first_bids.insert(b.bid);
-                    }
-                    // Not a divisor of a buffer's writes: held chunks sit at
-                    // every place in their buffers.
-                    if i % 97 == 0 {
-                        held.push((b, x));
-                    } else {
-                        ring.recycle(b);
-                    }
+                // Not a divisor of a buffer's writes: held chunks sit at every
+                // place in their buffers.
+                if i % 97 == 0 {
+                    held.push((b, x));
+                } else {
+                    ring.recycle(b);
                 }
-            }
+            });
             assert_eq!(got, n, "write {i}");
             for (b, y) in &held {
                 assert!(
@@ -2675,7 +2674,6 @@ mod tests {
     /// The next receive into that buffer reads its own bytes.
     #[test]
     fn an_end_after_a_chunk_leaves_its_buffer_with_the_kernel() {
-        use std::net::{TcpListener, TcpStream};
         for reset in [false, true] {
             let Some(mut ring) = ring_of(RingSize {
                 entries: 16,
@@ -2688,11 +2686,8 @@ mod tests {
                 eprintln!("skipped: no incremental buffer consumption on this kernel");
                 return;
             }
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut one = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let one_end = RingFd::new(l.accept().unwrap().0);
-            let mut two = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let two_end = RingFd::new(l.accept().unwrap().0);
+            let (one_end, mut one) = tcp_pair();
+            let (two_end, mut two) = tcp_pair();
             ring.recv_multi(2, &one_end);
             one.write_all(b"aaaaaaaaaa").unwrap();
             let c = reap(&mut ring, 1).remove(0);
