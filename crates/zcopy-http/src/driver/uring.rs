@@ -110,10 +110,17 @@ const RING: RingSize = RingSize {
     recv_bufs: 64,
     recv_buf_len: 2048,
 };
-/// Room for completions a worker's list keeps between sweeps: 64 completions are
-/// 4 KiB, where the 256 kept before held 16 KiB a worker after a burst (a busy
-/// turn grows the list again).
-const COMPLETIONS_KEPT: usize = 64;
+/// Completions a worker takes from the ring at once, until none is left: its list
+/// never holds more (4 KiB), where taking a burst's whole at once grew it to 190
+/// KiB a worker for 3,000 clients.
+const REAP_MAX: usize = 64;
+/// Connections a turn drives at most; the rest wait for the next turn, which does
+/// not wait in the kernel. So a burst is answered in turns of this many, and what
+/// answering holds at once (sends in flight until the next turn reaps them, their
+/// slots in the ring's operation table, response buffers) is bounded by it, not by
+/// the burst: the soak's 3,000 keep-alive clients connecting grew the two workers'
+/// operation tables to 1,024 and 512 slots (72 bytes each, kept for good).
+const TURN_MAX: usize = 128;
 /// Room for connections a worker's run queue keeps between sweeps (8 bytes each:
 /// 512 bytes; a burst grows it again).
 const RUNQ_KEPT: usize = 64;
@@ -1646,7 +1653,7 @@ impl Worker {
         let waker = Rc::new(self.poll.registry().try_clone()?);
         ring.poll(WAKER, &waker, POLLIN);
         self.waker = Some(waker);
-        let mut done = Vec::new();
+        let mut done = Vec::with_capacity(REAP_MAX);
         if let Some(plan) = self.books.ctl.new_plan() {
             self.relisten(plan, &mut ring);
         }
@@ -1674,23 +1681,23 @@ impl Worker {
                 self.sh.common.reload(&live);
                 self.sh.h2c = h2::offered(&self.sh.common.config);
             }
-            ring.completions(&mut done);
-            for c in done.drain(..) {
-                self.complete(c, &mut ring);
+            loop {
+                ring.completions_upto(&mut done, REAP_MAX);
+                if done.is_empty() {
+                    break;
+                }
+                for c in done.drain(..) {
+                    self.complete(c, &mut ring);
+                }
             }
             self.resume_checked();
             self.run_queue(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
-                if done.capacity() > COMPLETIONS_KEPT {
-                    // A burst's list goes (64 bytes a completion: 3,000 clients
-                    // at once left 190 KiB a worker); the next burst grows it again.
-                    done = Vec::new();
-                    self.trim_due = true;
-                }
                 if self.books.runq.is_empty() && self.books.runq.capacity() > RUNQ_KEPT {
-                    // So does its run queue (8 bytes a connection queued at once:
-                    // 1,500 a worker in a burst of 3,000).
+                    // A burst's run queue goes (8 bytes a connection queued at
+                    // once: 1,500 a worker in a burst of 3,000); the next burst
+                    // grows it again.
                     self.books.runq = Vec::new();
                     self.trim_due = true;
                 }
@@ -2159,12 +2166,21 @@ impl Worker {
         }
     }
 
+    /// Drives the queued connections, [`TURN_MAX`] at most: the rest stay first
+    /// in the queue, before those queued meanwhile.
     fn run_queue(&mut self, ring: &mut EventRing) {
-        let queue = self.books.take_runq();
-        for &idx in &queue {
+        let mut queue = self.books.take_runq();
+        let n = queue.len().min(TURN_MAX);
+        for &idx in &queue[..n] {
             self.drive(idx, ring);
         }
-        self.books.give_runq(queue);
+        if n == queue.len() {
+            self.books.give_runq(queue);
+        } else {
+            queue.drain(..n);
+            queue.append(&mut self.books.runq);
+            self.books.runq = queue;
+        }
     }
 
     fn drive(&mut self, idx: usize, ring: &mut EventRing) {
