@@ -1540,9 +1540,9 @@ impl EventRing {
 
     /// Moves posted completions into `out`, at most `max` of them: the rest stay
     /// in the completion queue for the next call (and the next wait returns at
-    /// once). So a burst is taken in turns of `max`, and what a turn allocates for
-    /// them (their sends, the connections' buffers) is bounded by it, not by the
-    /// burst. Read in batches on the stack: no allocation a call.
+    /// once). A caller taking a burst's completions `max` at a time keeps its list
+    /// that small (a worker's held 64 bytes a completion of the burst). Read from
+    /// the queue in batches on the stack: no allocation a call.
     pub fn completions_upto(&mut self, out: &mut Vec<Completion>, max: usize) {
         const BATCH: usize = 32;
         let mut left = max;
