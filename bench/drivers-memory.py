@@ -209,9 +209,9 @@ for kind in only:
             continue
         if kind == "soak":
             vals = [r["median"] * 1024 for r in rs]
-            per = ", ".join(f"{r['median']:.1f} (last {r['last']:.1f}, max {r['max']:.1f})" for r in rs) + " MiB"
+            per = ", ".join(f"{r['median']:.2f} (last {r['last']:.2f}, max {r['max']:.2f})" for r in rs) + " MiB"
             note = "; ".join(("pass" if r["passed"] else "FAIL") + f": {r['checks']}" for r in rs)
-            lines.append(f"| soak {args.soak:.0f} s, {args.soak_keepalive} keep-alive + 200 slow readers, median sample | {d} | {per} | {statistics.median(vals) / 1024:.1f} MiB | {note} |")
+            lines.append(f"| soak {args.soak:.0f} s, {args.soak_keepalive} keep-alive + 200 slow readers, median sample | {d} | {per} | {statistics.median(vals) / 1024:.2f} MiB | {note} |")
         else:
             vals = [r["anon"] for r in rs]
             per = ", ".join(f"{r['anon']:,}" for r in rs) + " KiB"

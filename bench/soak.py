@@ -446,7 +446,7 @@ def report(samples, stats, base_fds, base_rss, after):
         "| t (s) | private RSS (MiB) | server fds | probe p99 (ms) | good requests ok | failed | malformed refused | loris closed | keep-alive open |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [f"| {s[0]:.0f} | {s[1] / 1024:.1f} | {s[2]} | {s[3]:.2f} | {s[4]} | {s[5]} | {s[6]} | {s[7]} | {s[8]} |" for s in samples]
+    lines += [f"| {s[0]:.0f} | {s[1] / 1024:.2f} | {s[2]} | {s[3]:.2f} | {s[4]} | {s[5]} | {s[6]} | {s[7]} | {s[8]} |" for s in samples]
     if stats.failed:
         lines += ["", "First failures:", ""] + [f"- {w}: {y}" for w, y in stats.failed[:20]]
     text = "\n".join(lines) + "\n"

@@ -110,10 +110,17 @@ const RING: RingSize = RingSize {
     recv_bufs: 64,
     recv_buf_len: 2048,
 };
-/// Room for completions a worker's list keeps between sweeps: 64 completions are
-/// 4 KiB, where the 256 kept before held 16 KiB a worker after a burst (a busy
-/// turn grows the list again).
-const COMPLETIONS_KEPT: usize = 64;
+/// Completions a worker takes from the ring at once, until none is left: its list
+/// never holds more (4 KiB), where taking a burst's whole at once grew it to 190
+/// KiB a worker for 3,000 clients.
+const REAP_MAX: usize = 64;
+/// Connections a turn drives at most; the rest wait for the next turn, which does
+/// not wait in the kernel. So a burst is answered in turns of this many, and what
+/// answering holds at once (sends in flight until the next turn reaps them, their
+/// slots in the ring's operation table, response buffers) is bounded by it, not by
+/// the burst: the soak's 3,000 keep-alive clients connecting grew the two workers'
+/// operation tables to 1,024 and 512 slots (72 bytes each, kept for good).
+const TURN_MAX: usize = 128;
 /// Room for connections a worker's run queue keeps between sweeps (8 bytes each:
 /// 512 bytes; a burst grows it again).
 const RUNQ_KEPT: usize = 64;
@@ -1592,9 +1599,6 @@ pub struct Worker {
     sh: Shared,
     /// When the sweep next gives back the pages of parked receive buffers.
     release_at: Instant,
-    /// A burst passed, or the connection table grew: the allocator's free pages
-    /// go back at the next release.
-    trim_due: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -1629,7 +1633,6 @@ impl Worker {
             books,
             tls_limits_set: false,
             release_at: Instant::now(),
-            trim_due: false,
             sh: Shared {
                 common,
                 io: BufPool::new(super::SPARE_BUFFERS),
@@ -1646,7 +1649,7 @@ impl Worker {
         let waker = Rc::new(self.poll.registry().try_clone()?);
         ring.poll(WAKER, &waker, POLLIN);
         self.waker = Some(waker);
-        let mut done = Vec::new();
+        let mut done = Vec::with_capacity(REAP_MAX);
         if let Some(plan) = self.books.ctl.new_plan() {
             self.relisten(plan, &mut ring);
         }
@@ -1674,25 +1677,24 @@ impl Worker {
                 self.sh.common.reload(&live);
                 self.sh.h2c = h2::offered(&self.sh.common.config);
             }
-            ring.completions(&mut done);
-            for c in done.drain(..) {
-                self.complete(c, &mut ring);
+            loop {
+                ring.completions_upto(&mut done, REAP_MAX);
+                if done.is_empty() {
+                    break;
+                }
+                for c in done.drain(..) {
+                    self.complete(c, &mut ring);
+                }
             }
             self.resume_checked();
             self.run_queue(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
-                if done.capacity() > COMPLETIONS_KEPT {
-                    // A burst's list goes (64 bytes a completion: 3,000 clients
-                    // at once left 190 KiB a worker); the next burst grows it again.
-                    done = Vec::new();
-                    self.trim_due = true;
-                }
                 if self.books.runq.is_empty() && self.books.runq.capacity() > RUNQ_KEPT {
-                    // So does its run queue (8 bytes a connection queued at once:
-                    // 1,500 a worker in a burst of 3,000).
+                    // A burst's run queue goes (8 bytes a connection queued at
+                    // once: 1,500 a worker in a burst of 3,000); the next burst
+                    // grows it again.
                     self.books.runq = Vec::new();
-                    self.trim_due = true;
                 }
             }
             let (bufs, peak) = ring.buf_bytes();
@@ -2049,12 +2051,11 @@ impl Worker {
         }
         core.set_loopback_peer(route.loopback());
         let idx = self.books.slot(|| {
-            let cap = self.conns.capacity();
+            // When the table (and the ring's receive table with it) moves to a
+            // larger block, the old one is free memory among live allocations,
+            // whose whole pages go back at the next release (3,000 idle clients:
+            // 64 KiB).
             self.conns.push(None);
-            // The table (and the ring's receive table with it) moved to a larger
-            // block: the old one is free memory among live allocations, whose
-            // whole pages go back at the next release (3,000 idle clients: 64 KiB).
-            self.trim_due |= self.conns.capacity() != cap;
             self.conns.len() - 1
         });
         let deadline = tls
@@ -2159,12 +2160,21 @@ impl Worker {
         }
     }
 
+    /// Drives the queued connections, [`TURN_MAX`] at most: the rest stay first
+    /// in the queue, before those queued meanwhile.
     fn run_queue(&mut self, ring: &mut EventRing) {
-        let queue = self.books.take_runq();
-        for &idx in &queue {
+        let mut queue = self.books.take_runq();
+        let n = queue.len().min(TURN_MAX);
+        for &idx in &queue[..n] {
             self.drive(idx, ring);
         }
-        self.books.give_runq(queue);
+        if n == queue.len() {
+            self.books.give_runq(queue);
+        } else {
+            queue.drain(..n);
+            queue.append(&mut self.books.runq);
+            self.books.runq = queue;
+        }
     }
 
     fn drive(&mut self, idx: usize, ring: &mut EventRing) {
@@ -2240,12 +2250,14 @@ impl Worker {
             }
             self.sh.io.trim();
             self.sh.engines.lender().trim(now);
-            if std::mem::take(&mut self.trim_due) {
-                // A burst's completions, heads and read buffers were freed around
-                // the connections it opened: the whole free pages between them go
-                // back (3,000 clients at once left about 300 KiB of them).
-                zcopy::ring::trim_heap();
-            }
+            // What the tick freed among live allocations (a send's buffer, a
+            // head, a read buffer, spares the pool let go, a burst's run queue;
+            // 3,000 clients at once left about 300 KiB): the whole free pages go
+            // back, at every release. Trimmed only after a burst, the soak's
+            // churn kept 150-200 KiB more resident than on epoll; only after a
+            // busy tick, what the pool frees a tick after the last would stay.
+            // An idle worker's trim finds little to give (once a second).
+            zcopy::ring::trim_heap();
             self.release_at = now + TICK;
         }
         let mut next = now + TICK;

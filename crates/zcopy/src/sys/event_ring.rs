@@ -1535,18 +1535,45 @@ impl EventRing {
 
     /// Moves every posted completion into `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
-        let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
-        for cqe in cqes {
-            if let Some(c) = self.complete(&cqe) {
-                out.push(c);
+        self.completions_upto(out, usize::MAX);
+    }
+
+    /// Moves posted completions into `out`, at most `max` of them: the rest stay
+    /// in the completion queue for the next call (and the next wait returns at
+    /// once). A caller taking a burst's completions `max` at a time keeps its list
+    /// that small (a worker's held 64 bytes a completion of the burst). Read from
+    /// the queue in batches on the stack: no allocation a call.
+    pub fn completions_upto(&mut self, out: &mut Vec<Completion>, max: usize) {
+        const BATCH: usize = 32;
+        let mut left = max;
+        while left > 0 {
+            let mut batch: [Option<cqueue::Entry>; BATCH] = Default::default();
+            let mut n = 0;
+            for (slot, cqe) in batch
+                .iter_mut()
+                .zip(self.ring.completion().take(left.min(BATCH)))
+            {
+                *slot = Some(cqe);
+                n += 1;
             }
+            for cqe in batch.iter().flatten() {
+                if let Some(c) = self.complete(cqe) {
+                    out.push(c);
+                }
+            }
+            if n < BATCH {
+                break;
+            }
+            left -= n;
         }
         // Every completion posted before the ring was renewed is in: an enter since
         // flushed those the CQ overflowed (none is pending now), and this reaped
-        // the rest. The buffers still in limbo were not received into: their
-        // pages go back (a while after the renewal: see `renew_buf_ring`).
+        // the rest (none is left in the queue). The buffers still in limbo were
+        // not received into: their pages go back (a while after the renewal: see
+        // `renew_buf_ring`).
         if let Some(b) = self.bufs.as_mut()
             && !b.limbo.is_empty()
+            && self.ring.completion().is_empty()
             && self.enters > b.limbo_since
             && !self.ring.submission().cq_overflow()
             && b.limbo_at.is_some_and(|t| t.elapsed() >= LIMBO_WAIT)
@@ -1842,6 +1869,55 @@ mod tests {
     fn socket_pair() -> (RingFd<UnixStream>, UnixStream) {
         let (sock, peer) = UnixStream::pair().unwrap();
         (RingFd::new(sock), peer)
+    }
+
+    /// The same over TCP on loopback (a FIN or a reset to receive).
+    fn tcp_pair() -> (RingFd<std::net::TcpStream>, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (RingFd::new(l.accept().unwrap().0), peer)
+    }
+
+    /// Receives on `sock` (token 1) until `n` bytes are in or 2,000 turns have
+    /// gone by, giving each chunk to `chunk`; the receive is armed again after its
+    /// last completion, ENOBUFS (every buffer held) the only error expected.
+    /// `armed` says whether a receive is armed, before and after. Returns the
+    /// bytes received.
+    fn receive(
+        ring: &mut EventRing,
+        sock: &RingFd<UnixStream>,
+        armed: &mut bool,
+        n: usize,
+        mut chunk: impl FnMut(&mut EventRing, RecvBuf),
+    ) -> usize {
+        let mut got = 0;
+        for _ in 0..2000 {
+            if got >= n {
+                break;
+            }
+            if !*armed {
+                ring.recv_multi(1, sock);
+                *armed = true;
+            }
+            let mut out = Vec::new();
+            ring.submit_and_wait(Some(Duration::from_millis(20)))
+                .unwrap();
+            ring.completions(&mut out);
+            for c in out {
+                *armed &= !c.last;
+                match c.event {
+                    Event::Received(Ok(Some(b))) => {
+                        got += b.len();
+                        chunk(ring, b);
+                    }
+                    Event::Received(Err(e)) => {
+                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        got
     }
 
     /// Cancels `old`, an operation that is over (its slot now used by the
@@ -2154,37 +2230,10 @@ mod tests {
             }
         });
         let mut held = Vec::new();
-        let mut got = 0;
-        let mut armed = false;
-        for _ in 0..2000 {
-            if got >= n * 4096 {
-                break;
-            }
-            if !armed {
-                ring.recv_multi(1, sock);
-                armed = true;
-            }
-            let mut out = Vec::new();
-            ring.submit_and_wait(Some(Duration::from_millis(20)))
-                .unwrap();
-            ring.completions(&mut out);
-            for c in out {
-                if c.last {
-                    armed = false;
-                }
-                match c.event {
-                    Event::Received(Ok(Some(b))) => {
-                        assert!(ring.recv_data(&b).iter().all(|&x| x == byte));
-                        got += b.len();
-                        held.push(b);
-                    }
-                    Event::Received(Err(e)) => {
-                        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS), "{e}");
-                    }
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
+        let got = receive(ring, sock, &mut false, n * 4096, |ring, b| {
+            assert!(ring.recv_data(&b).iter().all(|&x| x == byte));
+            held.push(b);
+        });
         writer.join().unwrap();
         assert_eq!(got, n * 4096);
         held
@@ -2568,46 +2617,23 @@ mod tests {
             let n = 1 + i % 100;
             peer.write_all(&vec![x; n]).unwrap();
             total += n;
-            let mut got = 0;
-            for _ in 0..100 {
-                if got == n {
-                    break;
+            // ENOBUFS (the ring's buffers all held or in use) arms it again.
+            let got = receive(&mut ring, &sock, &mut armed, n, |ring, b| {
+                assert!(ring.recv_data(&b).iter().all(|&y| y == x), "write {i}");
+                if b.off == 0 {
+                    *starts.entry(b.bid).or_default() += 1;
                 }
-                if !armed {
-                    ring.recv_multi(1, &sock);
-                    armed = true;
+                if i < 20 {
+                    first_bids.insert(b.bid);
                 }
-                let mut out = Vec::new();
-                ring.submit_and_wait(Some(Duration::from_millis(20)))
-                    .unwrap();
-                ring.completions(&mut out);
-                for c in out {
-                    armed &= !c.last;
-                    let b = match c.event {
-                        Event::Received(Ok(Some(b))) => b,
-                        // The ring's buffers all held or in use: armed again.
-                        Event::Received(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                            continue;
-                        }
-                        other => panic!("{other:?}"),
-                    };
-                    assert!(ring.recv_data(&b).iter().all(|&y| y == x), "write {i}");
-                    if b.off == 0 {
-                        *starts.entry(b.bid).or_default() += 1;
-                    }
-                    got += b.len();
-                    if i < 20 {
-                        first_bids.insert(b.bid);
-                    }
-                    // Not a divisor of a buffer's writes: held chunks sit at
-                    // every place in their buffers.
-                    if i % 97 == 0 {
-                        held.push((b, x));
-                    } else {
-                        ring.recycle(b);
-                    }
+                // Not a divisor of a buffer's writes: held chunks sit at every
+                // place in their buffers.
+                if i % 97 == 0 {
+                    held.push((b, x));
+                } else {
+                    ring.recycle(b);
                 }
-            }
+            });
             assert_eq!(got, n, "write {i}");
             for (b, y) in &held {
                 assert!(
@@ -2675,7 +2701,6 @@ mod tests {
     /// The next receive into that buffer reads its own bytes.
     #[test]
     fn an_end_after_a_chunk_leaves_its_buffer_with_the_kernel() {
-        use std::net::{TcpListener, TcpStream};
         for reset in [false, true] {
             let Some(mut ring) = ring_of(RingSize {
                 entries: 16,
@@ -2688,11 +2713,8 @@ mod tests {
                 eprintln!("skipped: no incremental buffer consumption on this kernel");
                 return;
             }
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            let mut one = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let one_end = RingFd::new(l.accept().unwrap().0);
-            let mut two = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-            let two_end = RingFd::new(l.accept().unwrap().0);
+            let (one_end, mut one) = tcp_pair();
+            let (two_end, mut two) = tcp_pair();
             ring.recv_multi(2, &one_end);
             one.write_all(b"aaaaaaaaaa").unwrap();
             let c = reap(&mut ring, 1).remove(0);
@@ -2785,6 +2807,43 @@ mod tests {
         ring.recycle(b);
         settle(&mut ring);
         stop_receiving(&mut ring, &sock);
+    }
+
+    /// A worker takes a burst's completions in turns (issue 18: a turn that took
+    /// them all at once answered them all at once): a call takes at most `max`,
+    /// across the batches it reads them in, and leaves the rest in the queue for
+    /// the next call; none is lost or taken twice.
+    #[test]
+    fn completions_are_taken_at_most_max_a_call() {
+        let Some(mut ring) = ring_of(RingSize {
+            entries: 64,
+            recv_bufs: 4,
+            recv_buf_len: 4096,
+        }) else {
+            return;
+        };
+        let (sock, _peer) = socket_pair();
+        let sock = Rc::new(sock);
+        // A poll for room on a socket with room completes at once.
+        for token in 0..40 {
+            ring.poll(token, Desc::Local(sock.clone()), libc::POLLOUT as u32);
+        }
+        for _ in 0..100 {
+            ring.submit_and_wait(Some(Duration::from_millis(20)))
+                .unwrap();
+            if ring.ring.completion().len() >= 40 {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        ring.completions_upto(&mut out, 35);
+        assert_eq!(out.len(), 35);
+        assert_eq!(ring.ring.completion().len(), 5, "left in the queue");
+        ring.completions_upto(&mut out, 35);
+        let mut tokens: Vec<u64> = out.iter().map(|c| c.token).collect();
+        tokens.sort_unstable();
+        assert_eq!(tokens, (0..40).collect::<Vec<_>>());
+        assert_eq!(ring.inflight(), 0);
     }
 
     /// A received chunk is only ever given back to the ring it came from.
