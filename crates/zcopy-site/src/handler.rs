@@ -308,9 +308,15 @@ fn respond(
         // note into the cache, which can't lend the file meanwhile (it is copied
         // out, as every hit was before).
         let f = f.into_owned();
-        let found = look_for_sidecar(
-            site, req, key, None, None, index, &f.st, known, cache, now, access,
-        );
+        let found = Sidecar {
+            key,
+            clean: None,
+            real: None,
+            index,
+            st: &f.st,
+            known,
+        }
+        .look(site, req, cache, now, access);
         return serve_file(site, req, &reply, &f, name, found, out);
     }
     let clean = match path::clean(&req.target) {
@@ -340,19 +346,15 @@ fn respond(
             } else {
                 cache.put(key, name, Arc::new(file), &st, now)
             };
-            let found = find_sidecar(
-                site,
-                req,
+            let found = Sidecar {
                 key,
-                Some(&clean),
+                clean: Some(&clean),
                 real,
-                false,
-                &f.st,
-                cache.sidecars(key, now),
-                cache,
-                now,
-                access,
-            );
+                index: false,
+                st: &f.st,
+                known: cache.sidecars(key, now),
+            }
+            .find(site, req, cache, now, access);
             serve_file(site, req, &reply, &f, FileName::Is(name), found, out)
         }
         Ok((Resolved::Dir(dir, dir_st), via_link)) => {
@@ -402,19 +404,15 @@ fn respond(
                         } else {
                             cache.put(key, &cfg.index, Arc::new(file), &st, now)
                         };
-                        let found = find_sidecar(
-                            site,
-                            req,
+                        let found = Sidecar {
                             key,
-                            Some(&clean),
+                            clean: Some(&clean),
                             real,
-                            true,
-                            &f.st,
-                            cache.sidecars(key, now),
-                            cache,
-                            now,
-                            access,
-                        );
+                            index: true,
+                            st: &f.st,
+                            known: cache.sidecars(key, now),
+                        }
+                        .find(site, req, cache, now, access);
                         let index = FileName::Is(&cfg.index);
                         return serve_file(site, req, &reply, &f, index, found, out);
                     }
@@ -591,109 +589,118 @@ fn accepts_html(accept: Option<&str>) -> bool {
     })
 }
 
-/// Looks for a precompressed sidecar of the file the request resolved to (see
-/// [`crate::encoding`] for the cost). `index`: the file is the directory's index.
-/// `real`: where the file is beneath the root when a symlink led to it (the sidecar
-/// is looked for beside the file, never beside the link).
+/// The file a request resolved to, as a precompressed sidecar of it is looked for
+/// ([`Sidecar::find`]; see [`crate::encoding`] for the cost).
 ///
 /// A sidecar is only ever opened without following a symlink, and only served when
 /// the client could fetch it by its own name ([`Access::name`]) and it has a single
 /// link on a guarded site: it is never a way to a hidden or protected file.
-/// `known`: the sidecar bitmask the cache noted for `key`, if any.
-///
-/// Inline where there is nothing to look for ([`no_sidecar`]): the call with its
-/// eleven arguments was ~35 instructions a request to return that.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn find_sidecar(
-    site: &Site,
-    req: &Request<'_>,
-    key: &str,
-    clean: Option<&CleanPath>,
+struct Sidecar<'a> {
+    /// The request path (the cache's key).
+    key: &'a str,
+    /// The request path cleaned, when it was already (else cleaned from `key`).
+    clean: Option<&'a CleanPath>,
+    /// Where the file is beneath the root when a symlink led to it (the sidecar is
+    /// looked for beside the file, never beside the link).
     real: Option<String>,
+    /// The file is the directory's index.
     index: bool,
-    st: &rustix::fs::Stat,
+    /// The file's fstat.
+    st: &'a rustix::fs::Stat,
+    /// The sidecar bitmask the cache noted for `key`, if any.
     known: Option<u8>,
-    cache: &mut FileCache,
-    now: Instant,
-    access: &mut Access<'_>,
-) -> Found {
-    if no_sidecar(site, known) {
-        return Found::default();
+}
+
+impl Sidecar<'_> {
+    /// The sidecar to serve, if any. Inline where there is nothing to look for
+    /// ([`no_sidecar`]): a call with all it is given was ~35 instructions a request
+    /// to return that.
+    #[inline]
+    fn find(
+        self,
+        site: &Site,
+        req: &Request<'_>,
+        cache: &mut FileCache,
+        now: Instant,
+        access: &mut Access<'_>,
+    ) -> Found {
+        if no_sidecar(site, self.known) {
+            return Found::default();
+        }
+        self.look(site, req, cache, now, access)
     }
-    look_for_sidecar(
-        site, req, key, clean, real, index, st, known, cache, now, access,
-    )
+
+    /// [`Sidecar::find`] where a sidecar may exist.
+    #[inline(never)]
+    fn look(
+        self,
+        site: &Site,
+        req: &Request<'_>,
+        cache: &mut FileCache,
+        now: Instant,
+        access: &mut Access<'_>,
+    ) -> Found {
+        let Sidecar {
+            key,
+            clean,
+            real,
+            index,
+            st,
+            known,
+        } = self;
+        let cfg = &site.config;
+        let rel = match real {
+            Some(real) => real,
+            None => {
+                let owned;
+                let clean = match clean {
+                    Some(c) => c,
+                    None => match path::clean(key) {
+                        Ok(c) => {
+                            owned = c;
+                            &owned
+                        }
+                        Err(_) => return Found::default(),
+                    },
+                };
+                let mut rel = clean.segments.join("/");
+                if index {
+                    if !rel.is_empty() {
+                        rel.push('/');
+                    }
+                    rel.push_str(&cfg.index);
+                }
+                rel
+            }
+        };
+        let root = site.root.as_fd();
+        let mask = match known {
+            Some(mask) => mask,
+            None => {
+                let mask = encoding::present(root, &rel, st, &cfg.precompressed);
+                cache.note_sidecars(key, now, mask);
+                mask
+            }
+        };
+        if mask == 0 {
+            return Found::default();
+        }
+        let chosen = encoding::acceptable(&cfg.precompressed, req.accept_encoding)
+            .into_iter()
+            .filter(|e| mask & e.bit() != 0)
+            .filter_map(|e| encoding::open(root, &rel, st, e))
+            .find(|s| {
+                let name = format!("{rel}{}", s.encoding.suffix());
+                access.name(&name).is_ok() && !access.refuses_links(&s.stat)
+            });
+        Found { chosen, any: true }
+    }
 }
 
 /// No sidecar can be served: no precompressed codings, or the cache noted none
 /// (`known`: its note).
 fn no_sidecar(site: &Site, known: Option<u8>) -> bool {
     site.config.precompressed.is_empty() || known == Some(0)
-}
-
-/// [`find_sidecar`] where a sidecar may exist.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn look_for_sidecar(
-    site: &Site,
-    req: &Request<'_>,
-    key: &str,
-    clean: Option<&CleanPath>,
-    real: Option<String>,
-    index: bool,
-    st: &rustix::fs::Stat,
-    known: Option<u8>,
-    cache: &mut FileCache,
-    now: Instant,
-    access: &mut Access<'_>,
-) -> Found {
-    let cfg = &site.config;
-    let rel = match real {
-        Some(real) => real,
-        None => {
-            let owned;
-            let clean = match clean {
-                Some(c) => c,
-                None => match path::clean(key) {
-                    Ok(c) => {
-                        owned = c;
-                        &owned
-                    }
-                    Err(_) => return Found::default(),
-                },
-            };
-            let mut rel = clean.segments.join("/");
-            if index {
-                if !rel.is_empty() {
-                    rel.push('/');
-                }
-                rel.push_str(&cfg.index);
-            }
-            rel
-        }
-    };
-    let root = site.root.as_fd();
-    let mask = match known {
-        Some(mask) => mask,
-        None => {
-            let mask = encoding::present(root, &rel, st, &cfg.precompressed);
-            cache.note_sidecars(key, now, mask);
-            mask
-        }
-    };
-    if mask == 0 {
-        return Found::default();
-    }
-    let chosen = encoding::acceptable(&cfg.precompressed, req.accept_encoding)
-        .into_iter()
-        .filter(|e| mask & e.bit() != 0)
-        .filter_map(|e| encoding::open(root, &rel, st, e))
-        .find(|s| {
-            let name = format!("{rel}{}", s.encoding.suffix());
-            access.name(&name).is_ok() && !access.refuses_links(&s.stat)
-        });
-    Found { chosen, any: true }
 }
 
 /// A file served without going through the worker's cache.
