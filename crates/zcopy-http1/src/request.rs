@@ -247,13 +247,16 @@ fn next_line(buf: &[u8], from: usize) -> Result<Result<(usize, usize), usize>, H
     }
 }
 
+/// A word of eight bytes 0x01, for the scans eight bytes at a time.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+/// A word of eight bytes 0x80 (each byte's high bit).
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
 /// Where the first CR, LF or NUL of `s` is: eight bytes at a time (a word has a
 /// zero byte where `(x - 0x01..) & !x & 0x80..` has a bit set; the lowest set bit
 /// is always a true one, so read little-endian it is the first such byte), the
 /// rest one by one.
 fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut words = s.chunks_exact(8);
     let mut at = 0;
@@ -802,8 +805,6 @@ fn field_line_at(line: &[u8], colon: usize) -> Option<Field<'_>> {
 /// byte is below `n`), a word with a byte below 0x20 (a tab, or a bad one) and
 /// the last bytes one by one.
 fn field_value(v: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
     let mut words = v.chunks_exact(8);
     for w in &mut words {
@@ -1043,8 +1044,6 @@ fn common_head<'a>(
         pos += 1;
         // Eight bytes at a time while none is below 0x20 (HTAB and CR are) or
         // 0x7f and above; the rest one by one.
-        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-        const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
         while let Some(w) = buf.get(pos..pos + 8) {
             let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
             if (x.wrapping_sub(ONES * 0x20) | x.wrapping_add(ONES)) & HIGH != 0 {
