@@ -93,16 +93,18 @@ pub fn handle(
         }
     };
     let mut access = Access::new(cfg, req.authorization, checks, now);
-    // Once the rules are known, one response is returned on every path, so it is
-    // made where it is returned (an early return of another was a ~160-byte copy
-    // of this one on every request).
-    let mut resp = respond(site, req, close, out, cache, now, eff, rel, &mut access);
+    // Once the rules are known, the response is made where it is returned (an
+    // early return of another before it was a ~160-byte copy of this one on every
+    // request); a pending answer is returned in its place, not assigned over it
+    // (which moved it once more on every request).
+    let resp = respond(site, req, close, out, cache, now, eff, rel, &mut access);
     if access.pending() {
         // A password check this answer needed runs off the loop: answer nothing now,
         // and everything again when its verdict is in.
         out.clear();
-        resp = Response::pending();
-    } else if req.method == Method::Head
+        return Response::pending();
+    }
+    if req.method == Method::Head
         && matches!(resp.status, 200 | 404)
         && eff.upload.unwrap_or(cfg.upload)
         && !(cfg.upload_needs_auth && eff.auth.is_none())
