@@ -1331,15 +1331,28 @@ fn serve_file(
     found: Found,
     out: &mut Out,
 ) -> Response {
-    let mut reply = Reply {
-        vary_encoding: found.any,
-        ..*reply
-    };
+    debug_assert!(
+        !reply.vary_encoding,
+        "whether the answer varies is decided here"
+    );
+    let mut vary = found.any;
     let variant = match (&found.chosen, found.any) {
-        (None, false) => compressed(site, req, &mut reply, f, name),
+        (None, false) => compressed(site, req, reply, f, name, &mut vary),
         _ => None,
     };
-    let reply = &reply;
+    // A copy that says the answer varies on Accept-Encoding, only when it does (the
+    // copy on every request was ~20 instructions).
+    let varied;
+    let reply = match vary {
+        true => {
+            varied = Reply {
+                vary_encoding: true,
+                ..*reply
+            };
+            &varied
+        }
+        false => reply,
+    };
     let computed;
     // A file proven not to change may be lent to a local peer too: from a read-only
     // file system with no lease; marked immutable/verity or under an `immutable`
@@ -1593,14 +1606,15 @@ fn identity_snapshot(
 /// The br, zstd or gzip variant of `f` from the snapshot store (the client's best
 /// that is ready), the head fields it goes with (its own ETag: the identity's with
 /// `-br`, `-zstd` or `-gzip`) and its coding, when compression is on for this path, the type is
-/// compressible and the client accepts one. The answer varies on Accept-Encoding whenever compression applies; a
-/// missing variant is queued (this request gets the identity).
+/// compressible and the client accepts one. The answer varies on Accept-Encoding whenever compression applies
+/// (then `vary` is set); a missing variant is queued (this request gets the identity).
 fn compressed(
     site: &Site,
     req: &Request<'_>,
-    reply: &mut Reply<'_, '_>,
+    reply: &Reply<'_, '_>,
     f: &CachedFile,
     name: FileName<'_>,
+    vary: &mut bool,
 ) -> Option<(Arc<crate::snapshot::Snapshot>, Described, &'static str)> {
     use crate::snapshot::{Key, Variant};
     if !reply.eff.compress.unwrap_or(site.config.compress) {
@@ -1618,7 +1632,7 @@ fn compressed(
     if !compressible {
         return None;
     }
-    reply.vary_encoding = true;
+    *vary = true;
     use encoding::Encoding::{Br, Gzip, Zstd};
     // The client's best first (by q-value, then in this order: br, zstd, gzip, the
     // sidecars' default order; not by size, which would need every variant made);
