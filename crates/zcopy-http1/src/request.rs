@@ -247,13 +247,16 @@ fn next_line(buf: &[u8], from: usize) -> Result<Result<(usize, usize), usize>, H
     }
 }
 
+/// A word of eight bytes 0x01, for the scans eight bytes at a time.
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+/// A word of eight bytes 0x80 (each byte's high bit).
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+
 /// Where the first CR, LF or NUL of `s` is: eight bytes at a time (a word has a
 /// zero byte where `(x - 0x01..) & !x & 0x80..` has a bit set; the lowest set bit
 /// is always a true one, so read little-endian it is the first such byte), the
 /// rest one by one.
 fn find_cr_lf_nul(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut words = s.chunks_exact(8);
     let mut at = 0;
@@ -802,8 +805,6 @@ fn field_line_at(line: &[u8], colon: usize) -> Option<Field<'_>> {
 /// byte is below `n`), a word with a byte below 0x20 (a tab, or a bad one) and
 /// the last bytes one by one.
 fn field_value(v: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
     let mut words = v.chunks_exact(8);
     for w in &mut words {
@@ -891,6 +892,20 @@ pub(crate) fn parse_into<'a>(
     known: &mut KnownHost,
     req: &mut Request<'a>,
 ) -> Result<Option<usize>, HttpError> {
+    parse_head(buf, len, limits, known, req, true)
+}
+
+/// [`parse_into`], the common head taken by [`common_head`] when `fast` (tests
+/// compare the two ways; the parser always takes it).
+#[inline(always)]
+fn parse_head<'a>(
+    buf: &'a [u8],
+    len: usize,
+    limits: &Limits,
+    known: &mut KnownHost,
+    req: &mut Request<'a>,
+    fast: bool,
+) -> Result<Option<usize>, HttpError> {
     debug_assert_eq!(*req, Request::blank(), "parse_into takes a fresh request");
     let (around, buf) = (buf, &buf[..len]);
     // Enough for the common request; the array is initialised on every call, so a
@@ -898,11 +913,28 @@ pub(crate) fn parse_into<'a>(
     // Empty slots are `None`: one word each to set (the null pointer), where a pair
     // of empty slices was four.
     let mut stack: [Option<Field<'a>>; STACK_HEADERS] = [None; STACK_HEADERS];
-    let Some(scan) = scan(buf, limits, &mut stack)? else {
-        return Ok(None);
+    let common = match fast {
+        true => common_head(buf, limits, &mut stack),
+        false => None,
     };
-    let text = Text::new(&buf[..scan.end], around);
-    let line = split_request_line(&buf[scan.start..scan.line_end], &text)?;
+    let (scan, text, line) = match common {
+        Some((scan, method, name, target)) => {
+            let text = Text::new(&buf[..scan.end], around);
+            // ASCII (common_head took only target bytes), so always text.
+            let target = text
+                .of(&buf[target.0..target.1])
+                .ok_or(err(400, "malformed request line"))?;
+            (scan, text, (method, name, target))
+        }
+        None => {
+            let Some(scan) = scan(buf, limits, &mut stack)? else {
+                return Ok(None);
+            };
+            let text = Text::new(&buf[..scan.end], around);
+            let line = split_request_line(&buf[scan.start..scan.line_end], &text)?;
+            (scan, text, line)
+        }
+    };
 
     // The field lines, each checked as httparse (which this replaces) did: a token
     // name and a value of HTAB, SP, VCHAR or obs-text (RFC 9110 §5.1, §5.5); the
@@ -937,6 +969,97 @@ pub(crate) fn parse_into<'a>(
         // else a field says, as when every name was checked by the scan.
         Err(e) if headers.iter().flatten().all(|&(name, _)| is_token(name)) => Err(e),
         Err(_) => Err(MALFORMED_FIELD),
+    }
+}
+
+/// The bytes of a field value [`common_head`] takes: HTAB, SP and visible ASCII
+/// (so the head is ASCII, and its text never in doubt).
+const VALUE_ASCII: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = c == 0x09 || (c >= 0x20 && c < 0x7f);
+        c += 1;
+    }
+    t
+};
+
+/// The common head in one walk: `GET` or `HEAD` at the start of `buf`, a target of
+/// [`TARGET_BYTE`]s, ` HTTP/1.1`, at most [`STACK_HEADERS`] field lines of a token,
+/// a colon and a value of [`VALUE_ASCII`], all CRLF-ended and within the limits.
+/// `None` for anything else, a partial head included: [`scan`] and
+/// [`split_request_line`] then judge it, so every refusal is theirs. What it returns
+/// (the scan, the fields split into `first`, method, name and the target's range) is
+/// what they return for such a head; the target is ASCII, so it is text.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn common_head<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+    first: &mut [Option<Field<'a>>; STACK_HEADERS],
+) -> Option<(Scan, Method, &'static str, (usize, usize))> {
+    let (method, name, from) = match buf.get(..5)? {
+        [b'G', b'E', b'T', b' ', _] => (Method::Get, "GET", 4),
+        b"HEAD " => (Method::Head, "HEAD", 5),
+        _ => return None,
+    };
+    let mut pos = from;
+    while TARGET_BYTE[*buf.get(pos)? as usize] {
+        pos += 1;
+    }
+    let target = (from, pos);
+    if pos == from || buf.get(pos..pos + 11)? != b" HTTP/1.1\r\n" {
+        return None;
+    }
+    let line_end = pos + 9;
+    if line_end > limits.max_request_line {
+        return None;
+    }
+    pos += 11;
+    let max = limits.max_headers.min(STACK_HEADERS);
+    let mut fields = 0;
+    loop {
+        if *buf.get(pos)? == b'\r' {
+            if *buf.get(pos + 1)? != b'\n' || pos + 2 > limits.max_header_bytes {
+                return None;
+            }
+            let scan = Scan {
+                start: 0,
+                line_end,
+                end: pos + 2,
+                fields,
+                version: Version::Http11,
+                bad_field: false,
+            };
+            return Some((scan, method, name, target));
+        }
+        let at = pos;
+        while TOKEN[*buf.get(pos)? as usize] {
+            pos += 1;
+        }
+        if pos == at || buf[pos] != b':' || fields == max {
+            return None;
+        }
+        let colon = pos;
+        pos += 1;
+        // Eight bytes at a time while none is below 0x20 (HTAB and CR are) or
+        // 0x7f and above; the rest one by one.
+        while let Some(w) = buf.get(pos..pos + 8) {
+            let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            if (x.wrapping_sub(ONES * 0x20) | x.wrapping_add(ONES)) & HIGH != 0 {
+                break;
+            }
+            pos += 8;
+        }
+        while VALUE_ASCII[*buf.get(pos)? as usize] {
+            pos += 1;
+        }
+        if buf[pos] != b'\r' || *buf.get(pos + 1)? != b'\n' {
+            return None;
+        }
+        first[fields] = Some((&buf[at..colon], trim_ows(&buf[colon + 1..pos])));
+        fields += 1;
+        pos += 2;
     }
 }
 
@@ -1218,6 +1341,192 @@ mod tests {
                 Err(e) => Err(format!("{e:?}")),
             };
             proptest::prop_assert_eq!(judged(&early), judged(&late));
+        }
+    }
+
+    /// `parse_into` of `head` the common way (when it applies) and the general way
+    /// alone: what each returns and the request it fills.
+    fn both_ways(head: &[u8], limits: &Limits) -> [(Result<Option<usize>, HttpError>, String); 2] {
+        [true, false].map(|fast| {
+            let mut req = Request::blank();
+            let got = parse_head(
+                head,
+                head.len(),
+                limits,
+                &mut KnownHost::default(),
+                &mut req,
+                fast,
+            );
+            (got, format!("{req:?}"))
+        })
+    }
+
+    /// A head near the common one, piece by piece: each piece mostly a good one,
+    /// sometimes one with a likely fault.
+    fn near_head() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        let piece = |v: &[&'static str]| select(v.to_vec()).prop_map(|s| s.as_bytes().to_vec());
+        let bytes =
+            |set: &'static [u8], n: usize| proptest::collection::vec(select(set.to_vec()), 0..n);
+        let method = prop_oneof![
+            6 => piece(&["GET ", "HEAD "]),
+            1 => piece(&["GET  ", "PUT ", "get ", "GET\t", "", "\r\nGET ", "OPTIONS ", "GE"]),
+        ];
+        let target = prop_oneof![
+            6 => (piece(&["/"]), bytes(b"/aZ09.%?~:@", 10)).prop_map(|(a, b)| [a, b].concat()),
+            1 => (
+                piece(&["/", "", "*", "http://h", "http://h/"]),
+                bytes(b"/aZ09.%?*#~ \t\x80\xff\x7f:@\r\n\x00", 10),
+            )
+                .prop_map(|(a, b)| [a, b].concat()),
+        ];
+        let version = prop_oneof![
+            6 => piece(&[" HTTP/1.1\r\n"]),
+            1 => piece(&[
+                " HTTP/1.0\r\n", " HTTP/1.1\n", " HTTP/1.1\r", " HTTP/1.2\r\n", " HTTP/2.0\r\n",
+                "HTTP/1.1\r\n", " HTTP/1.1 \r\n", " HTTP/1.1\r\r\n",
+            ]),
+        ];
+        let name = prop_oneof![
+            8 => piece(&[
+                "Host", "host", "HOST", "Content-Length", "content-length", "Transfer-Encoding",
+                "Connection", "Expect", "Range", "If-None-Match", "If-Modified-Since", "User-Agent",
+                "Accept-Encoding", "Authorization", "X-A", "Origin", "Depth",
+            ]),
+            1 => piece(&["", "Bad Name", "B@d", "Host ", " Host", "\tHost", "H\u{e9}st", "Ho\x00st"]),
+        ];
+        let sep = prop_oneof![
+            6 => piece(&[":", ": ", ":\t", ":  "]),
+            1 => piece(&[" :", "", "::", "\t:"]),
+        ];
+        let value = prop_oneof![
+            4 => piece(&[
+                "x", "127.0.0.1:8080", "1", "0", "12", "chunked", "gzip, chunked", "close",
+                "keep-alive", "100-continue", "[::1]:80", "", " ", "bytes=0-1", "a b", "\t1 ",
+                "a value longer than eight bytes", "h:", "x, close",
+            ]),
+            1 => bytes(b"abc 019:,\t\x7f\x80\xff\x00\r\n[]%", 24),
+            // A long value with one byte the common way does not take anywhere in it
+            // (eight at a time or one by one).
+            1 => (
+                bytes(b"abcdefgh :,", 24),
+                select(b"\x7f\x80\xff\x01\x1f\t\x00".to_vec()),
+                any::<proptest::sample::Index>(),
+            )
+                .prop_map(|(mut v, b, at)| {
+                    let at = at.index(v.len() + 1);
+                    v.insert(at, b);
+                    v
+                }),
+        ];
+        let end = prop_oneof![
+            8 => piece(&["\r\n"]),
+            1 => piece(&["\n", "\r", "\r\r\n", "\r\n ", "\r\n\t"]),
+        ];
+        let field = (name, sep, value, end).prop_map(|(n, s, v, e)| [n, s, v, e].concat());
+        let fields = prop_oneof![
+            6 => proptest::collection::vec(field.clone(), 0..5),
+            1 => proptest::collection::vec(field, 0..20),
+        ];
+        let blank = prop_oneof![
+            8 => piece(&["\r\n"]),
+            1 => piece(&["\n", "", "\r", " \r\n", "\r\r\n"]),
+        ];
+        (
+            method,
+            target,
+            version,
+            fields,
+            blank,
+            proptest::collection::vec(any::<u8>(), 0..4),
+        )
+            .prop_map(|(m, t, v, fields, end, after)| {
+                [m, t, v, fields.concat(), end, after].concat()
+            })
+    }
+
+    /// Limits a head near the common one meets at every piece.
+    fn some_limits() -> impl proptest::strategy::Strategy<Value = Limits> {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        (
+            select(vec![8192usize, 8192, 8192, 4, 12, 20]),
+            select(vec![16384usize, 16384, 16384, 20, 40, 80, 200]),
+            select(vec![100usize, 100, 100, 0, 1, 2, 16, 17]),
+        )
+            .prop_map(|(line, bytes, headers)| Limits {
+                max_request_line: line,
+                max_header_bytes: bytes,
+                max_headers: headers,
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+        /// The common head's one walk ([`common_head`]) parses a head as the
+        /// general way does, and refuses (by leaving it to the general way) what it
+        /// refuses, with the same status and reason: on heads near the common one,
+        /// cut anywhere, under any limits.
+        #[test]
+        fn the_common_way_and_the_general_way_agree(
+            head in near_head(),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            whole in proptest::sample::select(vec![true, true, true, false]),
+            limits in some_limits(),
+        ) {
+            let head = if whole { &head[..] } else { &head[..cut.index(head.len() + 1)] };
+            let [fast, general] = both_ways(head, &limits);
+            proptest::prop_assert_eq!(fast, general);
+        }
+
+        /// ... and on any bytes, and any bytes after a common start.
+        #[test]
+        fn the_common_way_and_the_general_way_agree_on_any_bytes(
+            start in proptest::sample::select(vec!["", "GET /", "HEAD /a HTTP/1.1\r\n", "GET / HTTP/1.1\r\nHost: h\r\n"]),
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+        ) {
+            let head = [start.as_bytes(), &bytes].concat();
+            let [fast, general] = both_ways(&head, &lim());
+            proptest::prop_assert_eq!(fast, general);
+        }
+    }
+
+    #[test]
+    fn common_heads_take_the_common_way() {
+        let heads: [&[u8]; 4] = [
+            b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+            b"HEAD /a?b=c HTTP/1.1\r\nhost:x\r\nRange:\tbytes=0-1 \r\n\r\nGET",
+            b"GET /x HTTP/1.1\r\n\r\n",
+        ];
+        for head in heads {
+            let mut first = [None; STACK_HEADERS];
+            let (scan, ..) = common_head(head, &lim(), &mut first).expect("the common way");
+            let mut general = [None; STACK_HEADERS];
+            let want = super::scan(head, &lim(), &mut general).unwrap().unwrap();
+            assert_eq!(
+                (scan.end, scan.line_end, scan.fields),
+                (want.end, want.line_end, want.fields)
+            );
+            assert_eq!(first, general);
+            let [fast, slow] = both_ways(head, &lim());
+            assert_eq!(fast, slow);
+        }
+        // Not the common way: another method, HTTP/1.0, a non-ASCII value, an
+        // obs-fold, a bare LF, a partial head.
+        for head in [
+            &b"PUT / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\xc3\xa9\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\n x\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: h\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\n",
+        ] {
+            assert!(
+                common_head(head, &lim(), &mut [None; STACK_HEADERS]).is_none(),
+                "{head:?}"
+            );
         }
     }
 

@@ -260,8 +260,8 @@ pub struct FileCache {
     memo_bytes: usize,
     /// The loop turn (its clock reading) whose notices were read last.
     drained: Option<Instant>,
-    /// An entry a lookup found void, dropped at the next lookup: [`FileCache::get`]
-    /// lends from the map, so it can't drop one itself.
+    /// An entry a lookup found void, dropped at the next lookup, put or sidecar
+    /// note: [`FileCache::get`] lends from the map, so it can't drop one itself.
     void: Option<Box<str>>,
     /// Lookups answered from the cache, and those that were not (cache on only).
     pub hits: u64,
@@ -298,22 +298,20 @@ impl FileCache {
         if self.ttl.is_zero() {
             return None;
         }
-        if let Some(void) = self.void.take() {
-            self.remove(&void);
-        }
+        self.drop_void();
         self.read_notices(now);
         let Some(entry) = self.map.get(key) else {
             self.misses += 1;
             return None;
         };
-        let sidecars = entry.sidecars.or_else(|| self.sidecars(key, now));
+        // The sidecar note is looked up by a hit only: a miss does not use it.
         let fresh = live(entry.until, now);
         if fresh && entry.wd.is_some() {
             self.hits += 1;
             self.held_hits += 1;
             return Some(Hit {
                 file: std::borrow::Cow::Borrowed(&entry.file),
-                sidecars,
+                sidecars: entry.sidecars.or_else(|| self.sidecars(key, now)),
             });
         }
         let st = rustix::fs::fstat(&*entry.file.file).ok();
@@ -328,7 +326,7 @@ impl FileCache {
                         bytes: None,
                         trust: entry.file.trust,
                     }),
-                    sidecars,
+                    sidecars: entry.sidecars.or_else(|| self.sidecars(key, now)),
                 })
             }
             _ => {
@@ -336,6 +334,13 @@ impl FileCache {
                 self.void = Some(key.into());
                 None
             }
+        }
+    }
+
+    /// Drops the entry a lookup found void ([`FileCache::void`]), if any.
+    fn drop_void(&mut self) {
+        if let Some(void) = self.void.take() {
+            self.remove(&void);
         }
     }
 
@@ -356,6 +361,10 @@ impl FileCache {
         if self.ttl.is_zero() {
             return;
         }
+        // Not on the entry a lookup just found void (a file grown past CACHE_MAX,
+        // which `put` does not take): dropped at the next lookup, it would take the
+        // note along.
+        self.drop_void();
         if let Some(entry) = self.map.get_mut(key) {
             entry.sidecars = Some(mask);
             return;
@@ -422,9 +431,7 @@ impl FileCache {
         }
         // The void entry is dropped now, before this one may replace it (dropped at
         // the next lookup, it would take this one along).
-        if let Some(void) = self.void.take() {
-            self.remove(&void);
-        }
+        self.drop_void();
         if self.map.len() >= self.cap {
             // Simple and bounded: start over rather than track recency.
             let keys: Vec<Box<str>> = self.map.keys().cloned().collect();
@@ -698,6 +705,34 @@ mod tests {
         let hit = c.get("/f", now).expect("the new entry");
         assert!(Arc::ptr_eq(&hit.file.file, &f2));
         assert_eq!(hit.file.st.st_size, 3);
+    }
+
+    #[test]
+    fn a_sidecar_note_after_a_file_outgrew_the_cache_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"small").unwrap();
+        let f = Arc::new(File::open(&p).unwrap());
+        let st = rustix::fs::fstat(&*f).unwrap();
+        let mut c = FileCache::new(Duration::from_secs(60), 8);
+        // Open, not held: a hit is an fstat, which finds the growth.
+        c.watcher = Some(Err(()));
+        let now = Instant::now();
+        c.put("/f", "f", f.clone(), &st, now);
+        std::fs::write(&p, vec![b'x'; CACHE_MAX as usize + 1]).unwrap();
+        assert!(c.get("/f", now).is_none(), "too large now: a miss");
+        // As the handler does after the miss: put (not taken, too large), then
+        // note what sidecars it found.
+        let big = rustix::fs::fstat(&*f).unwrap();
+        c.put("/f", "f", f.clone(), &big, now);
+        c.note_sidecars("/f", now, 0b10);
+        assert_eq!(c.sidecars("/f", now), Some(0b10), "noted on its own");
+        assert!(c.get("/f", now).is_none());
+        assert_eq!(
+            c.sidecars("/f", now),
+            Some(0b10),
+            "kept past the next lookup"
+        );
     }
 
     /// A held file, or `None` (and a skip line) where the file system can't be

@@ -77,28 +77,34 @@ pub fn handle(
     // A chunked body is never read: the connection closes after this response, so
     // no request is ever parsed out of a body.
     let close = close || !req.keep_alive || req.body == BodyFraming::Chunked;
+    // Without rules (or for `*`), the settings of no rule, made once (not built
+    // and moved on every request).
+    let matched;
     let (eff, rel) = if cfg.rules.is_empty() || *req.target == *"*" {
-        (Effective::default(), None)
+        (&crate::rules::NO_RULES, None)
     } else {
         match path::clean(&req.target) {
             Ok(c) => {
                 let rel = c.segments.join("/");
-                (Effective::of(&cfg.rules, &rel), Some(rel))
+                matched = Effective::of(&cfg.rules, &rel);
+                (&matched, Some(rel))
             }
             Err(e) => return error_response(out, e, req.method == Method::Head),
         }
     };
     let mut access = Access::new(cfg, req.authorization, checks, now);
-    // Once the rules are known, one response is returned on every path, so it is
-    // made where it is returned (an early return of another was a ~160-byte copy
-    // of this one on every request).
-    let mut resp = respond(site, req, close, out, cache, now, &eff, rel, &mut access);
+    // Once the rules are known, the response is made where it is returned (an
+    // early return of another before it was a ~160-byte copy of this one on every
+    // request); a pending answer is returned in its place, not assigned over it
+    // (which moved it once more on every request).
+    let resp = respond(site, req, close, out, cache, now, eff, rel, &mut access);
     if access.pending() {
         // A password check this answer needed runs off the loop: answer nothing now,
         // and everything again when its verdict is in.
         out.clear();
-        resp = Response::pending();
-    } else if req.method == Method::Head
+        return Response::pending();
+    }
+    if req.method == Method::Head
         && matches!(resp.status, 200 | 404)
         && eff.upload.unwrap_or(cfg.upload)
         && !(cfg.upload_needs_auth && eff.auth.is_none())
@@ -290,7 +296,9 @@ fn respond(
     // searchers cost more than the rest of the lookup.
     let key = before_byte(&req.target, b'?');
     if let Some(hit) = cache.get(key, now) {
-        let (f, known) = (hit.file, hit.sidecars);
+        // Used where it lies: moving the hit's file out copied the whole of its
+        // place (an owned file's size) even when it is lent, ~25 instructions.
+        let (f, known) = (&hit.file, hit.sidecars);
         if access.refuses_links(&f.st) {
             return reply.hard_linked(out, key);
         }
@@ -302,15 +310,21 @@ fn respond(
             false => FileName::Last(key),
         };
         if no_sidecar(site, known) {
-            return serve_file(site, req, &reply, &f, name, Found::default(), out);
+            return serve_file(site, req, &reply, f, name, Found::default(), out);
         }
         // A path with a sidecar, or not looked at yet: the lookup may write its
         // note into the cache, which can't lend the file meanwhile (it is copied
         // out, as every hit was before).
-        let f = f.into_owned();
-        let found = look_for_sidecar(
-            site, req, key, None, None, index, &f.st, known, cache, now, access,
-        );
+        let f = hit.file.into_owned();
+        let found = Sidecar {
+            key,
+            clean: None,
+            real: None,
+            index,
+            st: &f.st,
+            known,
+        }
+        .look(site, req, cache, now, access);
         return serve_file(site, req, &reply, &f, name, found, out);
     }
     let clean = match path::clean(&req.target) {
@@ -340,19 +354,15 @@ fn respond(
             } else {
                 cache.put(key, name, Arc::new(file), &st, now)
             };
-            let found = find_sidecar(
-                site,
-                req,
+            let found = Sidecar {
                 key,
-                Some(&clean),
+                clean: Some(&clean),
                 real,
-                false,
-                &f.st,
-                cache.sidecars(key, now),
-                cache,
-                now,
-                access,
-            );
+                index: false,
+                st: &f.st,
+                known: cache.sidecars(key, now),
+            }
+            .find(site, req, cache, now, access);
             serve_file(site, req, &reply, &f, FileName::Is(name), found, out)
         }
         Ok((Resolved::Dir(dir, dir_st), via_link)) => {
@@ -402,19 +412,15 @@ fn respond(
                         } else {
                             cache.put(key, &cfg.index, Arc::new(file), &st, now)
                         };
-                        let found = find_sidecar(
-                            site,
-                            req,
+                        let found = Sidecar {
                             key,
-                            Some(&clean),
+                            clean: Some(&clean),
                             real,
-                            true,
-                            &f.st,
-                            cache.sidecars(key, now),
-                            cache,
-                            now,
-                            access,
-                        );
+                            index: true,
+                            st: &f.st,
+                            known: cache.sidecars(key, now),
+                        }
+                        .find(site, req, cache, now, access);
                         let index = FileName::Is(&cfg.index);
                         return serve_file(site, req, &reply, &f, index, found, out);
                     }
@@ -591,109 +597,118 @@ fn accepts_html(accept: Option<&str>) -> bool {
     })
 }
 
-/// Looks for a precompressed sidecar of the file the request resolved to (see
-/// [`crate::encoding`] for the cost). `index`: the file is the directory's index.
-/// `real`: where the file is beneath the root when a symlink led to it (the sidecar
-/// is looked for beside the file, never beside the link).
+/// The file a request resolved to, as a precompressed sidecar of it is looked for
+/// ([`Sidecar::find`]; see [`crate::encoding`] for the cost).
 ///
 /// A sidecar is only ever opened without following a symlink, and only served when
 /// the client could fetch it by its own name ([`Access::name`]) and it has a single
 /// link on a guarded site: it is never a way to a hidden or protected file.
-/// `known`: the sidecar bitmask the cache noted for `key`, if any.
-///
-/// Inline where there is nothing to look for ([`no_sidecar`]): the call with its
-/// eleven arguments was ~35 instructions a request to return that.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn find_sidecar(
-    site: &Site,
-    req: &Request<'_>,
-    key: &str,
-    clean: Option<&CleanPath>,
+struct Sidecar<'a> {
+    /// The request path (the cache's key).
+    key: &'a str,
+    /// The request path cleaned, when it was already (else cleaned from `key`).
+    clean: Option<&'a CleanPath>,
+    /// Where the file is beneath the root when a symlink led to it (the sidecar is
+    /// looked for beside the file, never beside the link).
     real: Option<String>,
+    /// The file is the directory's index.
     index: bool,
-    st: &rustix::fs::Stat,
+    /// The file's fstat.
+    st: &'a rustix::fs::Stat,
+    /// The sidecar bitmask the cache noted for `key`, if any.
     known: Option<u8>,
-    cache: &mut FileCache,
-    now: Instant,
-    access: &mut Access<'_>,
-) -> Found {
-    if no_sidecar(site, known) {
-        return Found::default();
+}
+
+impl Sidecar<'_> {
+    /// The sidecar to serve, if any. Inline where there is nothing to look for
+    /// ([`no_sidecar`]): a call with all it is given was ~35 instructions a request
+    /// to return that.
+    #[inline]
+    fn find(
+        self,
+        site: &Site,
+        req: &Request<'_>,
+        cache: &mut FileCache,
+        now: Instant,
+        access: &mut Access<'_>,
+    ) -> Found {
+        if no_sidecar(site, self.known) {
+            return Found::default();
+        }
+        self.look(site, req, cache, now, access)
     }
-    look_for_sidecar(
-        site, req, key, clean, real, index, st, known, cache, now, access,
-    )
+
+    /// [`Sidecar::find`] where a sidecar may exist.
+    #[inline(never)]
+    fn look(
+        self,
+        site: &Site,
+        req: &Request<'_>,
+        cache: &mut FileCache,
+        now: Instant,
+        access: &mut Access<'_>,
+    ) -> Found {
+        let Sidecar {
+            key,
+            clean,
+            real,
+            index,
+            st,
+            known,
+        } = self;
+        let cfg = &site.config;
+        let rel = match real {
+            Some(real) => real,
+            None => {
+                let owned;
+                let clean = match clean {
+                    Some(c) => c,
+                    None => match path::clean(key) {
+                        Ok(c) => {
+                            owned = c;
+                            &owned
+                        }
+                        Err(_) => return Found::default(),
+                    },
+                };
+                let mut rel = clean.segments.join("/");
+                if index {
+                    if !rel.is_empty() {
+                        rel.push('/');
+                    }
+                    rel.push_str(&cfg.index);
+                }
+                rel
+            }
+        };
+        let root = site.root.as_fd();
+        let mask = match known {
+            Some(mask) => mask,
+            None => {
+                let mask = encoding::present(root, &rel, st, &cfg.precompressed);
+                cache.note_sidecars(key, now, mask);
+                mask
+            }
+        };
+        if mask == 0 {
+            return Found::default();
+        }
+        let chosen = encoding::acceptable(&cfg.precompressed, req.accept_encoding)
+            .into_iter()
+            .filter(|e| mask & e.bit() != 0)
+            .filter_map(|e| encoding::open(root, &rel, st, e))
+            .find(|s| {
+                let name = format!("{rel}{}", s.encoding.suffix());
+                access.name(&name).is_ok() && !access.refuses_links(&s.stat)
+            });
+        Found { chosen, any: true }
+    }
 }
 
 /// No sidecar can be served: no precompressed codings, or the cache noted none
 /// (`known`: its note).
 fn no_sidecar(site: &Site, known: Option<u8>) -> bool {
     site.config.precompressed.is_empty() || known == Some(0)
-}
-
-/// [`find_sidecar`] where a sidecar may exist.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn look_for_sidecar(
-    site: &Site,
-    req: &Request<'_>,
-    key: &str,
-    clean: Option<&CleanPath>,
-    real: Option<String>,
-    index: bool,
-    st: &rustix::fs::Stat,
-    known: Option<u8>,
-    cache: &mut FileCache,
-    now: Instant,
-    access: &mut Access<'_>,
-) -> Found {
-    let cfg = &site.config;
-    let rel = match real {
-        Some(real) => real,
-        None => {
-            let owned;
-            let clean = match clean {
-                Some(c) => c,
-                None => match path::clean(key) {
-                    Ok(c) => {
-                        owned = c;
-                        &owned
-                    }
-                    Err(_) => return Found::default(),
-                },
-            };
-            let mut rel = clean.segments.join("/");
-            if index {
-                if !rel.is_empty() {
-                    rel.push('/');
-                }
-                rel.push_str(&cfg.index);
-            }
-            rel
-        }
-    };
-    let root = site.root.as_fd();
-    let mask = match known {
-        Some(mask) => mask,
-        None => {
-            let mask = encoding::present(root, &rel, st, &cfg.precompressed);
-            cache.note_sidecars(key, now, mask);
-            mask
-        }
-    };
-    if mask == 0 {
-        return Found::default();
-    }
-    let chosen = encoding::acceptable(&cfg.precompressed, req.accept_encoding)
-        .into_iter()
-        .filter(|e| mask & e.bit() != 0)
-        .filter_map(|e| encoding::open(root, &rel, st, e))
-        .find(|s| {
-            let name = format!("{rel}{}", s.encoding.suffix());
-            access.name(&name).is_ok() && !access.refuses_links(&s.stat)
-        });
-    Found { chosen, any: true }
 }
 
 /// A file served without going through the worker's cache.
@@ -1316,15 +1331,28 @@ fn serve_file(
     found: Found,
     out: &mut Out,
 ) -> Response {
-    let mut reply = Reply {
-        vary_encoding: found.any,
-        ..*reply
-    };
+    debug_assert!(
+        !reply.vary_encoding,
+        "whether the answer varies is decided here"
+    );
+    let mut vary = found.any;
     let variant = match (&found.chosen, found.any) {
-        (None, false) => compressed(site, req, &mut reply, f, name),
+        (None, false) => compressed(site, req, reply, f, name, &mut vary),
         _ => None,
     };
-    let reply = &reply;
+    // A copy that says the answer varies on Accept-Encoding, only when it does (the
+    // copy on every request was ~20 instructions).
+    let varied;
+    let reply = match vary {
+        true => {
+            varied = Reply {
+                vary_encoding: true,
+                ..*reply
+            };
+            &varied
+        }
+        false => reply,
+    };
     let computed;
     // A file proven not to change may be lent to a local peer too: from a read-only
     // file system with no lease; marked immutable/verity or under an `immutable`
@@ -1578,14 +1606,15 @@ fn identity_snapshot(
 /// The br, zstd or gzip variant of `f` from the snapshot store (the client's best
 /// that is ready), the head fields it goes with (its own ETag: the identity's with
 /// `-br`, `-zstd` or `-gzip`) and its coding, when compression is on for this path, the type is
-/// compressible and the client accepts one. The answer varies on Accept-Encoding whenever compression applies; a
-/// missing variant is queued (this request gets the identity).
+/// compressible and the client accepts one. The answer varies on Accept-Encoding whenever compression applies
+/// (then `vary` is set); a missing variant is queued (this request gets the identity).
 fn compressed(
     site: &Site,
     req: &Request<'_>,
-    reply: &mut Reply<'_, '_>,
+    reply: &Reply<'_, '_>,
     f: &CachedFile,
     name: FileName<'_>,
+    vary: &mut bool,
 ) -> Option<(Arc<crate::snapshot::Snapshot>, Described, &'static str)> {
     use crate::snapshot::{Key, Variant};
     if !reply.eff.compress.unwrap_or(site.config.compress) {
@@ -1603,7 +1632,7 @@ fn compressed(
     if !compressible {
         return None;
     }
-    reply.vary_encoding = true;
+    *vary = true;
     use encoding::Encoding::{Br, Gzip, Zstd};
     // The client's best first (by q-value, then in this order: br, zstd, gzip, the
     // sidecars' default order; not by size, which would need every variant made);

@@ -170,6 +170,21 @@ pub struct Effective<'a> {
     pub immutable: Option<bool>,
 }
 
+/// The settings of a request no rule matches (none at all: no work, no copy).
+pub static NO_RULES: Effective<'static> = Effective {
+    headers: Vec::new(),
+    cache_control: None,
+    cors: None,
+    auth: None,
+    listing: None,
+    fallback: None,
+    compress: None,
+    error_pages: Vec::new(),
+    upload: None,
+    webdav: None,
+    immutable: None,
+};
+
 impl<'a> Effective<'a> {
     /// Merges the rules whose glob matches `path` (decoded, no leading `/`).
     /// No rules: no work and no allocation.
