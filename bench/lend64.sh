@@ -14,7 +14,10 @@
 # server) and not on one pinned client's ceiling (its CPU % is then out of 200).
 # CLIENT=h2load: h2load --h1 (nghttp2) with as many threads and connections instead of
 # wrk: it takes less CPU per 64 KiB response than wrk here, so a pinned client's
-# ceiling is higher (the client's CPU % says which side sets the pace).
+# ceiling is higher (the client's CPU % says which side sets the pace). With RPS=N
+# (h2load only) each connection asks N requests a second, 50 N in all: every server
+# gets the same load, below its ceiling, so requests per server CPU-s compare the
+# same work and not a fast server's extra idle wake-ups (req/s is then the rate).
 # Everything listens on 127.0.0.1, is bounded in time and stops by itself.
 set -euo pipefail
 base=$1; new=$2; rounds=${3:-7}; secs=${4:-5}
@@ -24,17 +27,22 @@ case $client in
   wrk | h2load) ;;
   *) echo "CLIENT: wrk or h2load" >&2; exit 2 ;;
 esac
+rate=()
+if [ -n "${RPS:-}" ]; then
+  [ "$client" = h2load ] || { echo "RPS needs CLIENT=h2load" >&2; exit 2; }
+  rate=(--rps="$RPS")
+fi
 srv_cpus=0; on=(taskset -c 1); t=1; how="$client -t1 -c50 pinned to CPU 1, servers to CPU 0"
 if [ "${SHARED:-0}" = 1 ]; then
   srv_cpus=0,1; on=(); t=2; how="$client -t2 -c50 and servers sharing both CPUs (SHARED=1)"
 fi
-[ "$client" = wrk ] || how="h2load --h1${how#h2load}"
+[ "$client" = wrk ] || how="h2load --h1${RPS:+ --rps=$RPS}${how#h2load}"
 # One measured run of the client against URL: its report, then the shell's `times`.
 load() {
   if [ "$client" = wrk ]; then
     "${on[@]}" wrk -t$t -c50 -d"${secs}s" "$1"
   else
-    "${on[@]}" h2load --h1 -t$t -c50 -D "$secs" "$1"
+    "${on[@]}" h2load --h1 -t$t -c50 -D "$secs" "${rate[@]}" "$1"
   fi
   times
 }
