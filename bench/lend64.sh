@@ -9,7 +9,7 @@
 # hits both alike).
 # Usage: bench/lend64.sh BASE_BIN NEW_BIN [ROUNDS] [SECS]
 # LEND_KIB=N serves an N KiB file instead (e.g. 1: a file held in memory, not lent).
-# SHARED=1: nothing pinned, wrk -t2: client and server share both cores, as on a
+# SHARED=1: nothing pinned, the client with -t2: client and server share both cores, as on a
 # machine that runs both, so req/s rests on the whole cost of a request (client plus
 # server) and not on one pinned client's ceiling (its CPU % is then out of 200).
 # CLIENT=h2load: h2load --h1 (nghttp2) with as many threads and connections instead of
