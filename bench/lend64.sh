@@ -3,23 +3,49 @@
 # two zcopy binaries (BASE, NEW: e.g. before and after a change), each on both
 # drivers (epoll, --io uring), measured in alternating rounds in one run: wrk -t1
 # -c50 pinned to CPU 1, every server to CPU 0 (one at a time is loaded).
-# Prints per-server medians (requests/s, requests per server CPU-second, wrk's
+# Prints per-server medians (requests/s, requests per server CPU-second, the client's
 # share of its core), each against nginx, and NEW/BASE as the median of the
 # per-round ratios (paired rounds: noise from the other tenants of the machine
 # hits both alike).
 # Usage: bench/lend64.sh BASE_BIN NEW_BIN [ROUNDS] [SECS]
 # LEND_KIB=N serves an N KiB file instead (e.g. 1: a file held in memory, not lent).
-# SHARED=1: nothing pinned, wrk -t2: client and server share both cores, as on a
+# SHARED=1: nothing pinned, the client with -t2: client and server share both cores, as on a
 # machine that runs both, so req/s rests on the whole cost of a request (client plus
-# server) and not on one pinned client's ceiling (wrk's CPU % is then out of 200).
+# server) and not on one pinned client's ceiling (its CPU % is then out of 200).
+# CLIENT=h2load: h2load --h1 (nghttp2) with as many threads and connections instead of
+# wrk: it takes less CPU per 64 KiB response than wrk here, so a pinned client's
+# ceiling is higher (the client's CPU % says which side sets the pace). With RPS=N
+# (h2load only) each connection asks N requests a second, 50 N in all: every server
+# gets the same load, below its ceiling, so requests per server CPU-s compare the
+# same work and not a fast server's extra idle wake-ups (req/s is then the rate).
 # Everything listens on 127.0.0.1, is bounded in time and stops by itself.
 set -euo pipefail
 base=$1; new=$2; rounds=${3:-7}; secs=${4:-5}
 kib=${LEND_KIB:-64}; f=${kib}k.bin
-srv_cpus=0; wrk_on=(taskset -c 1 wrk -t1); how="wrk -t1 -c50 pinned to CPU 1, servers to CPU 0"
-if [ "${SHARED:-0}" = 1 ]; then
-  srv_cpus=0,1; wrk_on=(wrk -t2); how="wrk -t2 -c50 and servers sharing both CPUs (SHARED=1)"
+client=${CLIENT:-wrk}
+case $client in
+  wrk | h2load) ;;
+  *) echo "CLIENT: wrk or h2load" >&2; exit 2 ;;
+esac
+rate=()
+if [ -n "${RPS:-}" ]; then
+  [ "$client" = h2load ] || { echo "RPS needs CLIENT=h2load" >&2; exit 2; }
+  rate=(--rps="$RPS")
 fi
+srv_cpus=0; on=(taskset -c 1); t=1; how="$client -t1 -c50 pinned to CPU 1, servers to CPU 0"
+if [ "${SHARED:-0}" = 1 ]; then
+  srv_cpus=0,1; on=(); t=2; how="$client -t2 -c50 and servers sharing both CPUs (SHARED=1)"
+fi
+[ "$client" = wrk ] || how="h2load --h1${RPS:+ --rps=$RPS}${how#h2load}"
+# One measured run of the client against URL: its report, then the shell's `times`.
+load() {
+  if [ "$client" = wrk ]; then
+    "${on[@]}" wrk -t$t -c50 -d"${secs}s" "$1"
+  else
+    "${on[@]}" h2load --h1 -t$t -c50 -D "$secs" "${rate[@]}" "$1"
+  fi
+  times
+}
 . "$(dirname "$0")/lib/work.sh"
 bench_work lend64
 mkdir -p "$work/www" "$work/nginx/logs"
@@ -49,17 +75,23 @@ for n in "${names[@]}"; do   # warm up: snapshots made, templates filled
   curl -s "http://127.0.0.1:${port[$n]}/$f" | cmp -s - "$work/www/$f" || { echo "$n: wrong bytes" >&2; exit 1; }
 done
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
-declare -A rps rpcpu wrk
+declare -A rps rpcpu ccpu
 for r in $(seq "$rounds"); do
   for n in "${names[@]}"; do
     c0=$(cpu "${pid[$n]}")
-    out=$( ("${wrk_on[@]}" -c50 -d"${secs}s" "http://127.0.0.1:${port[$n]}/$f"; times) )
+    out=$(load "http://127.0.0.1:${port[$n]}/$f")
     c1=$(cpu "${pid[$n]}")
-    echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
-    q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    if [ "$client" = wrk ]; then
+      echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
+      q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    else
+      echo "$out" | grep -q ' 0 failed, 0 errored, 0 timeout' && echo "$out" | grep -q ' 0 4xx, 0 5xx' ||
+        echo "warning: $n: $(echo "$out" | grep '^requests\|^status codes')" >&2
+      q=$(echo "$out" | awk '/^finished in/ {print $4}')
+    fi
     rps[$n]+="$q "
     rpcpu[$n]+="$(echo "$q * $secs / ($c1 - $c0)" | bc -l) "
-    wrk[$n]+="$(echo "$out" | tail -1 | awk -v s="$secs" '{
+    ccpu[$n]+="$(echo "$out" | tail -1 | awk -v s="$secs" '{
       split($1, u, "m"); split($2, y, "m"); sub("s", "", u[2]); sub("s", "", y[2])
       print (u[1] * 60 + u[2] + y[1] * 60 + y[2]) / s * 100 }') "
   done
@@ -71,10 +103,10 @@ med() { echo "$1" | median; }
 pairmed() { paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) | awk '{print $1 / $2}' | median; }
 echo "$kib KiB over loopback, $rounds alternating rounds of -d${secs}s, $how; $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r)"
 echo
-echo "| server | req/s | req per server CPU-s | wrk CPU % | req/s vs nginx | per CPU-s vs nginx |"
+echo "| server | req/s | req per server CPU-s | $client CPU % | req/s vs nginx | per CPU-s vs nginx |"
 echo "|---|---|---|---|---|---|"
 for n in "${names[@]}"; do
-  printf '| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n' "$n" "$(med "${rps[$n]}")" "$(med "${rpcpu[$n]}")" "$(med "${wrk[$n]}")" \
+  printf '| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n' "$n" "$(med "${rps[$n]}")" "$(med "${rpcpu[$n]}")" "$(med "${ccpu[$n]}")" \
     "$(pairmed "${rps[$n]}" "${rps[nginx]}")" "$(pairmed "${rpcpu[$n]}" "${rpcpu[nginx]}")"
 done
 echo
