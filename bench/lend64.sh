@@ -69,7 +69,7 @@ for n in base-epoll new-epoll base-uring new-uring; do
 done
 sleep 1
 port[nginx]=18180
-pid[nginx]=$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | head -1)
+pid[nginx]=$(nginx_worker "$work/nginx")
 for n in "${names[@]}"; do   # warm up: snapshots made, templates filled
   curl -s -o /dev/null "http://127.0.0.1:${port[$n]}/$f"; sleep 0.3
   curl -s "http://127.0.0.1:${port[$n]}/$f" | cmp -s - "$work/www/$f" || { echo "$n: wrong bytes" >&2; exit 1; }
