@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 source bench/lib/veth.sh
 source bench/lib/nginx.sh
 source bench/lib/work.sh
+source bench/lib/servers.sh
 mode=$1 rounds=$2 secs=$3
 shift 3
 sizes=${SIZES:-1 64}
@@ -32,32 +33,7 @@ in_srv=()
 in_cli=()
 [ "$mode" = veth ] && veth_up zcsmall$$ 198.19
 declare -A port pid rps rpc wcpu
-names=()
-i=1
-for spec in "$@"; do
-  n=${spec%%=*}
-  IFS=, read -ra parts <<< "${spec#*=}"
-  envs=()
-  io=()
-  for x in "${parts[@]:1}"; do
-    if [[ $x == uring ]]; then io=(--io uring); else envs+=("$x"); fi
-  done
-  port[$n]=$((18680 + i))
-  i=$((i + 1))
-  names+=("$n")
-  if [ "${parts[0]}" = nginx ]; then
-    nginx_conf "$work/nginx-$n" "server { listen $addr:${port[$n]}; root $work/www; }"
-    "${in_srv[@]}" taskset -c 0 nginx -p "$work/nginx-$n" -c "$work/nginx-$n/nginx.conf" &
-    pids+=($!)
-    pid[$n]=$(nginx_worker "$work/nginx-$n")
-  else
-    "${in_srv[@]}" env "${envs[@]}" taskset -c 0 "${parts[0]}" -q serve "$work/www" \
-      --listen "$addr:${port[$n]}" --workers 1 "${io[@]}" > "$work/$n.out" 2>&1 &
-    pids+=($!)
-    pid[$n]=$!
-  fi
-done
-sleep 1
+start_servers 18680 "$@"
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 for n in "${names[@]}"; do
   for k in $sizes; do

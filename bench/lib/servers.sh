@@ -1,0 +1,39 @@
+# The servers of an A/B benchmark, each named and specified as NAME=BIN[,VAR=VALUE...][,uring]
+# (a zcopy build, its environment, --io uring) or NAME=nginx, one worker each, pinned to
+# CPU 0, serving $work/www on $addr (inside ${in_srv[@]}, prefixed by ${rt[@]} when set).
+# Source it after work.sh and nginx.sh, then:
+#   start_servers BASEPORT SPEC...  fills names (in order), port[NAME] (BASEPORT+1...) and
+#                                   pid[NAME] (the process whose CPU to count: nginx's
+#                                   worker), adds every process to pids; the caller
+#                                   declares port and pid with `declare -A`.
+start_servers() {
+  local base=$1 i=1 spec n parts envs io x
+  shift
+  local pre=("${in_srv[@]}")
+  [ -n "${rt+x}" ] && pre+=("${rt[@]}")
+  names=()
+  for spec in "$@"; do
+    n=${spec%%=*}
+    IFS=, read -ra parts <<< "${spec#*=}"
+    envs=()
+    io=()
+    for x in "${parts[@]:1}"; do
+      if [[ $x == uring ]]; then io=(--io uring); else envs+=("$x"); fi
+    done
+    port[$n]=$((base + i))
+    i=$((i + 1))
+    names+=("$n")
+    if [ "${parts[0]}" = nginx ]; then
+      nginx_conf "$work/nginx-$n" "server { listen $addr:${port[$n]}; root $work/www; }"
+      "${pre[@]}" taskset -c 0 nginx -p "$work/nginx-$n" -c "$work/nginx-$n/nginx.conf" &
+      pids+=($!)
+      pid[$n]=$(nginx_worker "$work/nginx-$n")
+    else
+      "${pre[@]}" env "${envs[@]}" taskset -c 0 "${parts[0]}" -q serve "$work/www" \
+        --listen "$addr:${port[$n]}" --workers 1 "${io[@]}" > "$work/$n.out" 2>&1 &
+      pids+=($!)
+      pid[$n]=$!
+    fi
+  done
+  sleep 1
+}
