@@ -539,7 +539,7 @@ fn check_transfer_encoding(value: &[u8]) -> Result<(), HttpError> {
 
 /// The last Host value a worker found valid: its requests mostly name one host, and
 /// one found again is valid without a second look (a compare of its bytes, where
-/// [`valid_host`] took ~120 instructions for `127.0.0.1:8080`). Only a valid value
+/// `valid_host` took ~120 instructions for `127.0.0.1:8080`). Only a valid value
 /// is kept, so a match says valid and nothing else changes.
 #[derive(Debug, Default)]
 pub struct KnownHost(String);

@@ -694,7 +694,7 @@ impl Encoder {
     /// Appends the encoding of a protocol-neutral response head: `:status`,
     /// date, server, then its fields in order (names lower case,
     /// connection-specific ones left out), names from the static table where it
-    /// has them; the fields [`worth_indexing`] through the dynamic table.
+    /// has them; the fields `worth_indexing` through the dynamic table.
     pub fn head(&mut self, out: &mut Vec<u8>, head: &ResponseHead) {
         let mut date = [0u8; 64];
         let date = with_date(|d| {

@@ -23,12 +23,12 @@
 //! them, and the kernel breaks a lease after `lease-break-time` whether or not they
 //! were read. So to such a peer they go by reference only when it speaks
 //! [`FEAT_BYREF`] and `--engine` or the calibration profile asks for an engine that
-//! sends by reference ([`lend_locally`]: the built-in `auto` copies, measured
+//! sends by reference (`lend_locally`: the built-in `auto` copies, measured
 //! cheaper here); such a receiver tells us once it holds every byte (before it
 //! publishes the file), and we answer [`Verdict::Keep`] only if our lease is still unbroken —
 //! then no one wrote or truncated the file between our first byte and its last
 //! read. A broken lease gets [`Verdict::Discard`]: the receiver deletes what it got
-//! and we send the file again (at most [`ATTEMPTS`] times, then fail). To a local
+//! and we send the file again (at most three times in all, then fail). To a local
 //! peer without the feature (an older zcopy), bytes are copied at send time
 //! ([`Plan::for_peer`]), even when `--engine` names sendfile or splice, as are files
 //! we could not lease. To a remote peer an explicit `--engine` goes first.

@@ -3,7 +3,7 @@
 //!
 //! `sendfile` from a sealed memfd looks up every page of the range in the memfd's
 //! page cache on every call, and the response's head goes in a `send` of its own
-//! before it. A [`Template`] is a pipe filled once with a response's head (`write`)
+//! before it. A `Template` is a pipe filled once with a response's head (`write`)
 //! and a range of a sealed memfd (`splice`): its buffers hold references to the
 //! memfd's pages. Each response then costs `tee` (the template's buffers are
 //! duplicated into a scratch pipe: page references, no byte copied, the template

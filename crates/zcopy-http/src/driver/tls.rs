@@ -1,8 +1,8 @@
 //! TLS between a connection's socket and its core: the HTTPS listeners' setup, a
-//! worker's TLS state, and the transport both drivers feed. [`TlsConn`] (userspace
+//! worker's TLS state, and the transport both drivers feed. `TlsConn` (userspace
 //! TLS) does no I/O: the epoll driver reads and writes the socket around it
 //! (`epoll.rs`, `tls_io`), the io_uring driver hands it received chunks and sends
-//! the ciphertext it makes. [`KernelConn`] (kTLS, the epoll driver's only): the
+//! the ciphertext it makes. `KernelConn` (kTLS, the epoll driver's only): the
 //! kernel encrypts and the connection is plain TCP for the core, apart from reads
 //! and the close.
 

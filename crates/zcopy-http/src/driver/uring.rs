@@ -40,12 +40,12 @@
 //!   503. Access log lines are written once per loop turn; a reload is picked up at
 //!   the next turn.
 //! - HTTPS: a TLS connection's received chunks are ciphertext, fed to its
-//!   [`TlsConn`] (the transport shared with the epoll driver, which does no I/O);
+//!   `TlsConn` (the transport shared with the epoll driver, which does no I/O);
 //!   the core's bytes and file chunks (read with `pread`, never by reference) are
 //!   encrypted there, and the ciphertext leaves in one `SEND` at a time. The kernel
 //!   TLS hand-off is the epoll driver's only: here TLS stays in user space.
 //! - HTTP/2 (h2c by prior knowledge, ALPN `h2`): the epoll driver's glue
-//!   ([`H2`]) driven by completions through [`RingIo`]: its reads take the
+//!   (`H2`) driven by completions through `RingIo`: its reads take the
 //!   received chunks (fed to the TLS session first), its frames leave in one
 //!   `SEND` at a time — plain, the frame buffer itself goes to the ring and the
 //!   last send's buffer comes back to be filled (no copy); TLS, the session's

@@ -8,9 +8,9 @@
 //! does and list a directory (Depth 1) only where a listing would be served.
 //!
 //! Request bodies (PROPFIND, PROPPATCH, LOCK; at most [`MAX_BODY`] bytes) are
-//! received through the upload path into a memfd ([`MemSink`]: the core and the
-//! drivers carry it out like any upload) and parsed once whole ([`xml`]). Locks
-//! live in memory per server process ([`locks`]).
+//! received through the upload path into a memfd (`MemSink`: the core and the
+//! drivers carry it out like any upload) and parsed once whole (`xml`). Locks
+//! live in memory per server process (`locks`).
 
 mod locks;
 mod ops;

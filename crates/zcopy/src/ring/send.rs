@@ -237,7 +237,7 @@ struct Job {
 }
 
 /// Sends a file range to a socket through an [`EventRing`], one chunk per
-/// [`FileSend::start`]: see the [module](self) documentation.
+/// [`FileSend::start`]: see the `ring::send` module documentation.
 #[derive(Debug)]
 pub struct FileSend {
     plan: Vec<EngineKind>,

@@ -302,7 +302,7 @@ static NEXT_RING: AtomicU32 = AtomicU32::new(1);
 /// A received chunk, in one of the ring's provided buffers, until
 /// [`EventRing::recycle`] gives it back (to the ring it came from: another ring
 /// refuses it). A buffer may hold several chunks, one after another (see
-/// [`RecvBufs`]): it goes back to the kernel once all are recycled.
+/// `RecvBufs`): it goes back to the kernel once all are recycled.
 #[derive(Debug)]
 pub struct RecvBuf {
     /// Never 0: an `Option` of a chunk (and of a chunk and a count) takes no more
