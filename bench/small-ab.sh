@@ -55,9 +55,11 @@ for r in $(seq "$rounds"); do
         echo "$n: errors in wrk's run: $out" >&2
         exit 1
       fi
-      w=$(echo "$out" | tail -1 | awk -v s="$secs" '{split($1, u, "m"); split($2, y, "m"); sub("s", "", u[2]); sub("s", "", y[2])
+      # wrk's own measured duration ("N requests in 5.00s"), not the nominal SECS.
+      dur=$(echo "$out" | awk '/requests in/ {d = $4; sub(",", "", d); if (d ~ /ms$/) { sub("ms", "", d); d /= 1000 } else if (d ~ /m$/) { sub("m", "", d); d *= 60 } else sub("s", "", d); print d}')
+      w=$(echo "$out" | tail -1 | awk -v s="$dur" '{split($1, u, "m"); split($2, y, "m"); sub("s", "", u[2]); sub("s", "", y[2])
         print 100 * (u[1] * 60 + u[2] + y[1] * 60 + y[2]) / s}')
-      v=$(echo "$req / $secs" | bc -l)
+      v=$(echo "$req / $dur" | bc -l)
       pc=$(echo "$req / ($c1 - $c0 + 0.001)" | bc -l)
       rps[$n$k]+="$v "
       rpc[$n$k]+="$pc "
