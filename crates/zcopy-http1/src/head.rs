@@ -119,7 +119,10 @@ pub fn write_http1_out_at(buf: &mut Vec<u8>, out: &Out, dates: &mut DateCache, n
         buf.extend_from_slice(dates.ok_lines(now));
         write_fields_http1(buf, &out.head);
         buf.extend_from_slice(b"\r\n");
-        buf.extend_from_slice(&out.body);
+        // A file's body is not in `out` (an empty copy is still a call).
+        if !out.body.is_empty() {
+            buf.extend_from_slice(&out.body);
+        }
     } else {
         write_http1_out_dated(buf, out, dates.at(now));
     }
