@@ -80,7 +80,7 @@ pub fn write_http1_dated(buf: &mut Vec<u8>, head: &ResponseHead, date: &[u8]) {
     let status = head.status;
     // The commonest status lines whole, as one copy.
     let line: &[u8] = match status {
-        200 => b"HTTP/1.1 200 OK\r\nDate: ",
+        200 => OK_DATE,
         206 => b"HTTP/1.1 206 Partial Content\r\nDate: ",
         304 => b"HTTP/1.1 304 Not Modified\r\nDate: ",
         404 => b"HTTP/1.1 404 Not Found\r\nDate: ",
@@ -96,7 +96,7 @@ pub fn write_http1_dated(buf: &mut Vec<u8>, head: &ResponseHead, date: &[u8]) {
         buf.extend_from_slice(line);
     }
     buf.extend_from_slice(date);
-    buf.extend_from_slice(b"\r\nServer: zcopy\r\n");
+    buf.extend_from_slice(SERVER);
     write_fields_http1(buf, head);
     buf.extend_from_slice(b"\r\n");
 }
@@ -112,16 +112,52 @@ pub fn write_http1_out_dated(buf: &mut Vec<u8>, out: &Out, date: &[u8]) {
     buf.extend_from_slice(&out.body);
 }
 
+/// As [`write_http1_out`], dated by `dates` at `now` (the loop's clock): a 200
+/// head's first three lines are one copy of the cached ones.
+pub fn write_http1_out_at(buf: &mut Vec<u8>, out: &Out, dates: &mut DateCache, now: Instant) {
+    if out.head.status == 200 {
+        buf.extend_from_slice(dates.ok_lines(now));
+        write_fields_http1(buf, &out.head);
+        buf.extend_from_slice(b"\r\n");
+        // A file's body is not in `out` (an empty copy is still a call).
+        if !out.body.is_empty() {
+            buf.extend_from_slice(&out.body);
+        }
+    } else {
+        write_http1_out_dated(buf, out, dates.at(now));
+    }
+}
+
 /// The Date value of an event loop, by the loop's clock: a worker reads the time
 /// once per turn ([`Instant`]), so a response need not read the wall clock again
 /// (a `clock_gettime` and a thread-local per response, where this is one
 /// comparison). The value is formatted at most once per second: it is good until
 /// the monotonic instant at which the wall clock's second ends, as measured when
 /// it was formatted.
-#[derive(Debug, Default)]
+///
+/// It keeps the first lines of a 200 response's head written out with that value
+/// (status line, Date and Server), so the commonest head starts with one copy.
+#[derive(Debug)]
 pub struct DateCache {
     until: Option<Instant>,
-    text: [u8; DATE_LEN],
+    /// [`OK_DATE`], the IMF-fixdate, [`SERVER`].
+    lines: [u8; OK_LINES_LEN],
+}
+
+/// A 200 head's status line and the Date field's name.
+const OK_DATE: &[u8] = b"HTTP/1.1 200 OK\r\nDate: ";
+/// The end of the Date line, and the Server line.
+const SERVER: &[u8] = b"\r\nServer: zcopy\r\n";
+/// Length of a 200 head's first three lines.
+const OK_LINES_LEN: usize = OK_DATE.len() + DATE_LEN + SERVER.len();
+
+impl Default for DateCache {
+    fn default() -> DateCache {
+        let mut lines = [0; OK_LINES_LEN];
+        lines[..OK_DATE.len()].copy_from_slice(OK_DATE);
+        lines[OK_DATE.len() + DATE_LEN..].copy_from_slice(SERVER);
+        DateCache { until: None, lines }
+    }
 }
 
 impl DateCache {
@@ -130,10 +166,16 @@ impl DateCache {
     /// second, else the wall clock's now.
     #[inline]
     pub fn at(&mut self, now: Instant) -> &[u8] {
+        &self.ok_lines(now)[OK_DATE.len()..OK_DATE.len() + DATE_LEN]
+    }
+
+    /// A 200 head's status line, Date (as [`DateCache::at`]) and Server lines.
+    #[inline]
+    fn ok_lines(&mut self, now: Instant) -> &[u8; OK_LINES_LEN] {
         if self.until.is_none_or(|until| now >= until) {
             self.refresh();
         }
-        &self.text
+        &self.lines
     }
 
     /// Formats the wall clock's now, good until its second ends.
@@ -148,7 +190,7 @@ impl DateCache {
         let mut cursor = &mut text[..];
         // HttpDate's Display always writes exactly 29 bytes.
         if write!(cursor, "{}", httpdate::HttpDate::from(wall)).is_ok() && cursor.is_empty() {
-            self.text = text;
+            self.lines[OK_DATE.len()..OK_DATE.len() + DATE_LEN].copy_from_slice(&text);
             // The caller's `now` is never later than `mono`: it is before `until`.
             self.until = Some(mono + (Duration::from_secs(1) - into_second));
         }
@@ -279,6 +321,30 @@ mod tests {
         let mut buf = Vec::new();
         write_http1_out_dated(&mut buf, &out, &later);
         assert!(text(&buf).starts_with(&format!("HTTP/1.1 200 OK\r\nDate: {}\r\n", text(&later))));
+    }
+
+    #[test]
+    fn heads_from_the_cached_lines_are_the_heads_written_line_by_line() {
+        let block = std::sync::Arc::new(FieldBlock::new(&[
+            (Name::ContentType, "text/plain"),
+            (Name::ETag, "\"e\""),
+        ]));
+        let mut c = DateCache::default();
+        let t = Instant::now();
+        for status in [200, 404, 206, 500] {
+            let mut out = Out::default();
+            let mut h = Head::start(&mut out, status);
+            h.block(&block).header_u64("Content-Length", 4);
+            h.finish();
+            out.body.extend_from_slice(b"body");
+            let mut cached = b"before".to_vec();
+            write_http1_out_at(&mut cached, &out, &mut c, t);
+            let date = c.at(t).to_vec();
+            near_now(&date);
+            let mut by_line = b"before".to_vec();
+            write_http1_out_dated(&mut by_line, &out, &date);
+            assert_eq!(text(&cached), text(&by_line), "status {status}");
+        }
     }
 
     /// `out` as HTTP/1.1 bytes.

@@ -150,8 +150,7 @@ impl Buffers {
     fn wire(&mut self, now: Instant, resp: &mut Response) -> Vec<u8> {
         let mut wire = self.take();
         if !matches!(resp.body, Body::Pending | Body::Receive(_)) {
-            let date = self.date.at(now);
-            head::write_http1_out_dated(&mut wire, &self.out, date);
+            head::write_http1_out_at(&mut wire, &self.out, &mut self.date, now);
             if let Some(bytes) = inline_body(&resp.body) {
                 wire.extend_from_slice(bytes);
                 resp.body_len = bytes.len() as u64;
