@@ -11,6 +11,7 @@
 # removed on exit. Writes bench/results/sendrecv[-veth].md.
 # ZCOPY_BASE=path adds a `zcopy-base` row: another zcopy binary (e.g. main's) sending
 # to its own receiver in the same runs, for before/after figures.
+# ZCOPY_BIN=path: the zcopy measured (default: this tree's release build, built first).
 # Usage: bench/sendrecv.sh [--veth] [SIZE_MIB] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +29,12 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release -q -p zcopy-cli
-zcopy=$PWD/target/release/zcopy
+if [ -n "${ZCOPY_BIN:-}" ]; then
+  zcopy=$ZCOPY_BIN
+else
+  cargo build --release -q -p zcopy-cli
+  zcopy=$PWD/target/release/zcopy
+fi
 bench_work sendrecv
 addr=127.0.0.1
 in_r=""
