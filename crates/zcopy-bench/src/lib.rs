@@ -16,6 +16,7 @@ use zcopy::{EngineKind, TransferError};
 
 pub mod eventloop;
 pub mod export;
+pub mod hload;
 pub mod report;
 pub mod runner;
 pub mod scenario;
