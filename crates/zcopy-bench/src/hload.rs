@@ -254,7 +254,7 @@ fn worker(opts: &Options, request: &[u8], n: usize, barrier: &Barrier) -> io::Re
             let c = &mut conns[i];
             let finished = read(c, &mut hbuf, &mut sink, &mut t)
                 .map_err(|e| io::Error::other(format!("connection {i}: {e}")))?;
-            for _ in 0..finished {
+            if finished {
                 t.requests += 1;
                 if stopping {
                     c.busy = false;
@@ -284,13 +284,13 @@ fn send(c: &mut Conn, request: &[u8]) -> io::Result<()> {
 }
 
 /// Reads what has arrived on `c` (until a short read: the queue is then empty, and
-/// bytes arriving later raise a new edge); returns the responses finished (0 or 1:
-/// one request is in flight).
-fn read(c: &mut Conn, hbuf: &mut [u8], sink: &mut [u8], t: &mut Tally) -> io::Result<u32> {
+/// bytes arriving later raise a new edge); true if it finished the response (one
+/// request is in flight, so nothing can follow it).
+fn read(c: &mut Conn, hbuf: &mut [u8], sink: &mut [u8], t: &mut Tally) -> io::Result<bool> {
     loop {
         let Some(left) = c.left else {
             let k = match recv(c, hbuf, RecvFlags::DONTWAIT)? {
-                None => return Ok(0),
+                None => return Ok(false),
                 Some(k) => k,
             };
             if !c.busy {
@@ -302,7 +302,7 @@ fn read(c: &mut Conn, hbuf: &mut [u8], sink: &mut [u8], t: &mut Tally) -> io::Re
                     return Err(io::Error::other("a head longer than 16 KiB"));
                 }
                 if k < hbuf.len() {
-                    return Ok(0);
+                    return Ok(false);
                 }
                 continue;
             };
@@ -321,16 +321,16 @@ fn read(c: &mut Conn, hbuf: &mut [u8], sink: &mut [u8], t: &mut Tally) -> io::Re
             c.left = Some(length - extra);
             if length == extra {
                 c.left = None;
-                return Ok(1);
+                return Ok(true);
             }
             if k < hbuf.len() {
-                return Ok(0);
+                return Ok(false);
             }
             continue;
         };
         let want = left.min(sink.len() as u64) as usize;
         let k = match recv(c, &mut sink[..want], RecvFlags::DONTWAIT | RecvFlags::TRUNC)? {
-            None => return Ok(0),
+            None => return Ok(false),
             Some(k) if k > want => {
                 return Err(io::Error::other(format!(
                     "recv(MSG_TRUNC) of {want} said {k}"
@@ -341,11 +341,11 @@ fn read(c: &mut Conn, hbuf: &mut [u8], sink: &mut [u8], t: &mut Tally) -> io::Re
         t.body_bytes += k as u64;
         if k == want && left == want as u64 {
             c.left = None;
-            return Ok(1);
+            return Ok(true);
         }
         c.left = Some(left - k as u64);
         if k < want {
-            return Ok(0);
+            return Ok(false);
         }
     }
 }
