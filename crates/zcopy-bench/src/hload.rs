@@ -129,7 +129,7 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
             })
             .collect();
         barrier.wait();
-        let (t0, u0) = (Instant::now(), Usage::process());
+        let u0 = Usage::process();
         let tallies: Vec<io::Result<Tally>> = workers
             .into_iter()
             .map(|w| {
@@ -137,18 +137,19 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
                     .unwrap_or_else(|_| Err(io::Error::other("a thread panicked")))
             })
             .collect();
-        (tallies, t0.elapsed(), Usage::process().since(&u0))
+        (tallies, Usage::process().since(&u0))
     });
-    let (tallies, wall, usage) = tallies;
+    let (tallies, usage) = tallies;
     let mut out = Outcome {
-        wall,
         user: usage.user,
         system: usage.system,
         ..Outcome::default()
     };
     let mut length = opts.length;
+    let mut span: Option<(Instant, Instant)> = None;
     for t in tallies {
         let t = t?;
+        span = Some(span.map_or((t.start, t.end), |(a, b)| (a.min(t.start), b.max(t.end))));
         if let Some(l) = t.length {
             same_length(&mut length, l)?;
         }
@@ -157,15 +158,18 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
         out.body_bytes += t.body_bytes;
     }
     out.length = length.unwrap_or(0);
+    out.wall = span.map_or(Duration::ZERO, |(a, b)| b - a);
     if out.requests == 0 {
         return Err(io::Error::other("no response at all"));
     }
     Ok(out)
 }
 
-/// One thread's counts.
-#[derive(Default)]
+/// One thread's counts, and when it started its first request and read its last
+/// response (the run's wall time spans them all: the main thread may wake late).
 struct Tally {
+    start: Instant,
+    end: Instant,
     requests: u64,
     head_bytes: u64,
     body_bytes: u64,
@@ -209,10 +213,15 @@ fn worker(opts: &Options, request: &[u8], n: usize, barrier: &Barrier) -> io::Re
     let ready = setup();
     barrier.wait();
     let (ep, mut conns) = ready?;
-    let deadline = Instant::now() + opts.duration;
+    let start = Instant::now();
+    let deadline = start + opts.duration;
     let mut t = Tally {
+        start,
+        end: start,
+        requests: 0,
+        head_bytes: 0,
+        body_bytes: 0,
         length: opts.length,
-        ..Tally::default()
     };
     for c in &mut conns {
         send(c, request)?;
@@ -265,6 +274,7 @@ fn worker(opts: &Options, request: &[u8], n: usize, barrier: &Barrier) -> io::Re
             }
         }
     }
+    t.end = Instant::now();
     Ok(t)
 }
 

@@ -16,7 +16,6 @@ fn options(addr: SocketAddr, path: &str) -> Options {
         connections: 4,
         threads: 2,
         duration: Duration::from_millis(300),
-        grace: Duration::from_millis(500),
         ..Options::for_url(&format!("http://{addr}{path}")).unwrap()
     }
 }
@@ -139,6 +138,10 @@ fn a_wrong_content_length_fails_the_run() {
     let short = hload::run(&options(liar(1000, 1001), "/"));
     assert!(short.is_err(), "{short:?}");
     // Fewer bytes than announced: the response never ends.
-    let long = hload::run(&options(liar(1001, 1000), "/")).unwrap_err();
+    let long = hload::run(&Options {
+        grace: Duration::from_millis(300),
+        ..options(liar(1001, 1000), "/")
+    })
+    .unwrap_err();
     assert!(long.to_string().contains("unfinished"), "{long}");
 }
