@@ -119,7 +119,7 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
     }
     let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", opts.path, opts.host);
     let barrier = Barrier::new(opts.threads + 1);
-    let tallies = std::thread::scope(|s| {
+    let (tallies, usage) = std::thread::scope(|s| {
         let workers: Vec<_> = (0..opts.threads)
             .map(|i| {
                 let share = opts.connections / opts.threads
@@ -139,7 +139,6 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
             .collect();
         (tallies, Usage::process().since(&u0))
     });
-    let (tallies, usage) = tallies;
     let mut out = Outcome {
         user: usage.user,
         system: usage.system,
