@@ -3,8 +3,9 @@
 # two zcopy binaries (BASE, NEW: e.g. before and after a change), each on both
 # drivers (epoll, --io uring), measured in alternating rounds in one run: wrk -t1
 # -c50 pinned to CPU 1, every server to CPU 0 (one at a time is loaded).
-# Prints per-server medians (requests/s, requests per server CPU-second, the client's
-# share of its core), each against nginx, and NEW/BASE as the median of the
+# Prints per-server medians (requests/s, requests per server CPU-second, the server's
+# and the client's share of a core: the one near 100% sets the pace), each against
+# nginx, and NEW/BASE as the median of the
 # per-round ratios (paired rounds: noise from the other tenants of the machine
 # hits both alike).
 # Usage: bench/lend64.sh BASE_BIN NEW_BIN [ROUNDS] [SECS]
@@ -18,6 +19,11 @@
 # (h2load only) each connection asks N requests a second, 50 N in all: every server
 # gets the same load, below its ceiling, so requests per server CPU-s compare the
 # same work and not a fast server's extra idle wake-ups (req/s is then the rate).
+# CLIENT=hload: zcopy-bench's hload (HLOAD=path, default target/release/hload: `cargo
+# build --release -p zcopy-bench --bin hload`), -t1 -c50 as wrk: it discards bodies
+# with recv(MSG_TRUNC) (no copy to user space), so it takes less CPU per response than
+# wrk or h2load, and it stops the run on any odd response (another status, a
+# Content-Length other than the file's, a short or long body).
 # Everything listens on 127.0.0.1, is bounded in time and stops by itself.
 set -euo pipefail
 base=$1; new=$2; rounds=${3:-7}; secs=${4:-5}
@@ -25,7 +31,8 @@ kib=${LEND_KIB:-64}; f=${kib}k.bin
 client=${CLIENT:-wrk}
 case $client in
   wrk | h2load) ;;
-  *) echo "CLIENT: wrk or h2load" >&2; exit 2 ;;
+  hload) hload=${HLOAD:-$(dirname "$0")/../target/release/hload} ;;
+  *) echo "CLIENT: wrk, h2load or hload" >&2; exit 2 ;;
 esac
 rate=()
 if [ -n "${RPS:-}" ]; then
@@ -36,11 +43,13 @@ srv_cpus=0; on=(taskset -c 1); t=1; how="$client -t1 -c50 pinned to CPU 1, serve
 if [ "${SHARED:-0}" = 1 ]; then
   srv_cpus=0,1; on=(); t=2; how="$client -t2 -c50 and servers sharing both CPUs (SHARED=1)"
 fi
-[ "$client" = wrk ] || how="h2load --h1${RPS:+ --rps=$RPS}${how#h2load}"
+if [ "$client" = h2load ]; then how="h2load --h1${RPS:+ --rps=$RPS}${how#h2load}"; fi
 # One measured run of the client against URL: its report, then the shell's `times`.
 load() {
   if [ "$client" = wrk ]; then
     "${on[@]}" wrk -t$t -c50 -d"${secs}s" "$1"
+  elif [ "$client" = hload ]; then
+    "${on[@]}" "$hload" -t $t -c 50 -d "$secs" --len $((kib << 10)) "$1"
   else
     "${on[@]}" h2load --h1 -t$t -c50 -D "$secs" "${rate[@]}" "$1"
   fi
@@ -75,7 +84,7 @@ for n in "${names[@]}"; do   # warm up: snapshots made, templates filled
   curl -s "http://127.0.0.1:${port[$n]}/$f" | cmp -s - "$work/www/$f" || { echo "$n: wrong bytes" >&2; exit 1; }
 done
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
-declare -A rps rpcpu ccpu
+declare -A rps rpcpu ccpu scpu
 for r in $(seq "$rounds"); do
   for n in "${names[@]}"; do
     c0=$(cpu "${pid[$n]}")
@@ -84,6 +93,8 @@ for r in $(seq "$rounds"); do
     if [ "$client" = wrk ]; then
       echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
       q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    elif [ "$client" = hload ]; then   # an odd response already stopped the script
+      q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     else
       echo "$out" | grep -q ' 0 failed, 0 errored, 0 timeout' && echo "$out" | grep -q ' 0 4xx, 0 5xx' ||
         echo "warning: $n: $(echo "$out" | grep '^requests\|^status codes')" >&2
@@ -91,6 +102,7 @@ for r in $(seq "$rounds"); do
     fi
     rps[$n]+="$q "
     rpcpu[$n]+="$(echo "$q * $secs / ($c1 - $c0)" | bc -l) "
+    scpu[$n]+="$(echo "($c1 - $c0) * 100 / $secs" | bc -l) "
     ccpu[$n]+="$(echo "$out" | tail -1 | awk -v s="$secs" '{
       split($1, u, "m"); split($2, y, "m"); sub("s", "", u[2]); sub("s", "", y[2])
       print (u[1] * 60 + u[2] + y[1] * 60 + y[2]) / s * 100 }') "
@@ -103,10 +115,11 @@ med() { echo "$1" | median; }
 pairmed() { paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) | awk '{print $1 / $2}' | median; }
 echo "$kib KiB over loopback, $rounds alternating rounds of -d${secs}s, $how; $(nginx -v 2>&1 | sed 's/.*\///'), $(uname -r)"
 echo
-echo "| server | req/s | req per server CPU-s | $client CPU % | req/s vs nginx | per CPU-s vs nginx |"
-echo "|---|---|---|---|---|---|"
+echo "| server | req/s | req per server CPU-s | server CPU % | $client CPU % | req/s vs nginx | per CPU-s vs nginx |"
+echo "|---|---|---|---|---|---|---|"
 for n in "${names[@]}"; do
-  printf '| %s | %.0f | %.0f | %.0f | %.2f | %.2f |\n' "$n" "$(med "${rps[$n]}")" "$(med "${rpcpu[$n]}")" "$(med "${ccpu[$n]}")" \
+  printf '| %s | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f |\n' "$n" "$(med "${rps[$n]}")" "$(med "${rpcpu[$n]}")" \
+    "$(med "${scpu[$n]}")" "$(med "${ccpu[$n]}")" \
     "$(pairmed "${rps[$n]}" "${rps[nginx]}")" "$(pairmed "${rpcpu[$n]}" "${rpcpu[nginx]}")"
 done
 echo

@@ -8,6 +8,9 @@
 # client's). Then each server's medians and the median of its per-round ratios to
 # the first server (paired rounds: load from other tenants hits a round's servers
 # alike). Bytes are checked once per server and size before the rounds.
+# CLIENT=hload: zcopy-bench's hload (HLOAD=path, default target/release/hload) with the
+# same -t1 -c50 instead of wrk: less client CPU per response, and any odd response
+# (status, Content-Length, a short or long body) stops the script.
 # Usage: bench/small-ab.sh lo|veth ROUNDS SECS NAME=SPEC...   (SIZES="1 64")
 # e.g. bench/small-ab.sh veth 5 5 nginx=nginx epoll=$B uring=$B,uring base=$OLD
 # Root for veth (the namespaces are removed on exit); everything is bounded in time
@@ -21,6 +24,12 @@ source bench/lib/servers.sh
 mode=$1 rounds=$2 secs=$3
 shift 3
 sizes=${SIZES:-1 64}
+client=${CLIENT:-wrk}
+case $client in
+  wrk) ;;
+  hload) hload=${HLOAD:-target/release/hload} ;;
+  *) echo "CLIENT: wrk or hload" >&2; exit 2 ;;
+esac
 bench_work small-ab
 mkdir -p "$work/www"
 chmod 755 "$work" "$work/www"
@@ -46,13 +55,15 @@ for r in $(seq "$rounds"); do
   for k in $sizes; do
     for n in "${names[@]}"; do
       c0=$(cpu "${pid[$n]}")
-      # `times`: the CPU-s (user, system) the subshell's child (wrk) used.
-      out=$( ("${in_cli[@]}" taskset -c 1 timeout $((secs + 30)) wrk -t1 -c50 -d"${secs}s" \
-        "http://$addr:${port[$n]}/${k}k.bin"; times) )
+      cmd=(wrk -t1 -c50 -d"${secs}s")
+      [ "$client" = hload ] && cmd=("$hload" -t 1 -c 50 -d "$secs" --len $((k << 10)))
+      # `times`: the CPU-s (user, system) the subshell's child (the client) used.
+      out=$( ("${in_cli[@]}" taskset -c 1 timeout $((secs + 30)) "${cmd[@]}" \
+        "http://$addr:${port[$n]}/${k}k.bin" || echo "Client failed"; times) )
       c1=$(cpu "${pid[$n]}")
       req=$(echo "$out" | awk '/requests in/ {print $1}')
-      if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
-        echo "$n: errors in wrk's run: $out" >&2
+      if echo "$out" | grep -q "Non-2xx\|Socket errors\|Client failed"; then
+        echo "$n: errors in $client's run: $out" >&2
         exit 1
       fi
       # wrk's own measured duration ("N requests in 5.00s"), not the nominal SECS.
@@ -64,15 +75,15 @@ for r in $(seq "$rounds"); do
       rps[$n$k]+="$v "
       rpc[$n$k]+="$pc "
       wcpu[$n$k]+="$w "
-      printf '  %sk %s: %.0f req/s, %.0f req per server CPU-s, wrk %.0f%%\n' "$k" "$n" "$v" "$pc" "$w"
+      printf '  %sk %s: %.0f req/s, %.0f req per server CPU-s, %s %.0f%%\n' "$k" "$n" "$v" "$pc" "$client" "$w"
     done
   done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 pairmed() { paste <(echo "$1" | tr ' ' '\n' | grep .) <(echo "$2" | tr ' ' '\n' | grep .) | awk '{print $1 / $2}' | median; }
 echo
-echo "Medians of $rounds rounds ($mode; wrk -t1 -c50 on CPU 1, servers on CPU 0, ${secs} s each); ratios: median of per-round ratios to ${names[0]}"
-echo "| size | server | req/s | ratio | req per server CPU-s | ratio | wrk CPU % |"
+echo "Medians of $rounds rounds ($mode; $client -t1 -c50 on CPU 1, servers on CPU 0, ${secs} s each); ratios: median of per-round ratios to ${names[0]}"
+echo "| size | server | req/s | ratio | req per server CPU-s | ratio | $client CPU % |"
 echo "|---|---|---|---|---|---|---|"
 first=${names[0]}
 for k in $sizes; do

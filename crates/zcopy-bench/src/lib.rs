@@ -6,6 +6,7 @@
 //! (median, min–max, MAD); [`report`] holds the figures; [`export`] renders them as
 //! Markdown, JSON or SVG charts; [`calibrate`] turns them into a [`Profile`].
 //! [`eventloop`] measures `zcopy serve`'s two event loops for the profile's `io` lines.
+//! [`hload`] is a cheap HTTP/1.1 load client for the scripts in bench/ (the `hload` binary).
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use zcopy::{EngineKind, TransferError};
 
 pub mod eventloop;
 pub mod export;
+pub mod hload;
 pub mod report;
 pub mod runner;
 pub mod scenario;
