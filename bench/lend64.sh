@@ -14,8 +14,8 @@
 # machine that runs both, so req/s rests on the whole cost of a request (client plus
 # server) and not on one pinned client's ceiling (its CPU % is then out of 200).
 # CLIENT=h2load: h2load --h1 (nghttp2) with as many threads and connections instead of
-# wrk: it takes less CPU per 64 KiB response than wrk here, so a pinned client's
-# ceiling is higher (the client's CPU % says which side sets the pace). With RPS=N
+# wrk: about wrk's CPU per 64 KiB response here (16-19 us against 18-19), so it is a
+# second opinion, not a higher ceiling (the client's CPU % says which side sets the pace). With RPS=N
 # (h2load only) each connection asks N requests a second, 50 N in all: every server
 # gets the same load, below its ceiling, so requests per server CPU-s compare the
 # same work and not a fast server's extra idle wake-ups (req/s is then the rate).
@@ -44,16 +44,20 @@ if [ "${SHARED:-0}" = 1 ]; then
   srv_cpus=0,1; on=(); t=2; how="$client -t2 -c50 and servers sharing both CPUs (SHARED=1)"
 fi
 if [ "$client" = h2load ]; then how="h2load --h1${RPS:+ --rps=$RPS}${how#h2load}"; fi
-# One measured run of the client against URL: its report, then the shell's `times`.
+# One measured run of the client against URL: its report, then the shell's `times`;
+# the client's exit status (hload exits 1 on any odd response), so that under
+# `set -e` a failed run stops the script instead of leaving a hole in the rounds.
 load() {
+  local rc=0
   if [ "$client" = wrk ]; then
-    "${on[@]}" wrk -t$t -c50 -d"${secs}s" "$1"
+    "${on[@]}" wrk -t$t -c50 -d"${secs}s" "$1" || rc=$?
   elif [ "$client" = hload ]; then
-    "${on[@]}" "$hload" -t $t -c 50 -d "$secs" --len $((kib << 10)) "$1"
+    "${on[@]}" "$hload" -t $t -c 50 -d "$secs" --len $((kib << 10)) "$1" || rc=$?
   else
-    "${on[@]}" h2load --h1 -t$t -c50 -D "$secs" "${rate[@]}" "$1"
+    "${on[@]}" h2load --h1 -t$t -c50 -D "$secs" "${rate[@]}" "$1" || rc=$?
   fi
   times
+  return $rc
 }
 . "$(dirname "$0")/lib/work.sh"
 bench_work lend64
@@ -88,12 +92,12 @@ declare -A rps rpcpu ccpu scpu
 for r in $(seq "$rounds"); do
   for n in "${names[@]}"; do
     c0=$(cpu "${pid[$n]}")
-    out=$(load "http://127.0.0.1:${port[$n]}/$f")
+    out=$(load "http://127.0.0.1:${port[$n]}/$f") || { echo "$n: the client failed: $out" >&2; exit 1; }
     c1=$(cpu "${pid[$n]}")
     if [ "$client" = wrk ]; then
       echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
       q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    elif [ "$client" = hload ]; then   # an odd response already stopped the script
+    elif [ "$client" = hload ]; then   # an odd response stopped the script above
       q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     else
       echo "$out" | grep -q ' 0 failed, 0 errored, 0 timeout' && echo "$out" | grep -q ' 0 4xx, 0 5xx' ||

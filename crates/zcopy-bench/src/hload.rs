@@ -92,9 +92,9 @@ pub struct Outcome {
     pub body_bytes: u64,
     /// From the first request to the last response.
     pub wall: Duration,
-    /// This process's user CPU over the run.
+    /// The load threads' user CPU, each from its first request to its last response.
     pub user: Duration,
-    /// This process's system CPU over the run.
+    /// The load threads' system CPU over the same spans.
     pub system: Duration,
 }
 
@@ -118,8 +118,8 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
         ));
     }
     let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", opts.path, opts.host);
-    let barrier = Barrier::new(opts.threads + 1);
-    let (tallies, usage) = std::thread::scope(|s| {
+    let barrier = Barrier::new(opts.threads);
+    let tallies = std::thread::scope(|s| {
         let workers: Vec<_> = (0..opts.threads)
             .map(|i| {
                 let share = opts.connections / opts.threads
@@ -128,22 +128,15 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
                 s.spawn(move || worker(opts, request, share, barrier))
             })
             .collect();
-        barrier.wait();
-        let u0 = Usage::process();
-        let tallies: Vec<io::Result<Tally>> = workers
+        workers
             .into_iter()
             .map(|w| {
                 w.join()
                     .unwrap_or_else(|_| Err(io::Error::other("a thread panicked")))
             })
-            .collect();
-        (tallies, Usage::process().since(&u0))
+            .collect::<Vec<io::Result<Tally>>>()
     });
-    let mut out = Outcome {
-        user: usage.user,
-        system: usage.system,
-        ..Outcome::default()
-    };
+    let mut out = Outcome::default();
     let mut length = opts.length;
     let mut span: Option<(Instant, Instant)> = None;
     for t in tallies {
@@ -153,6 +146,8 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
             same_length(&mut length, l)?;
         }
         out.requests += t.requests;
+        out.user += t.user;
+        out.system += t.system;
         out.head_bytes += t.head_bytes;
         out.body_bytes += t.body_bytes;
     }
@@ -164,11 +159,14 @@ pub fn run(opts: &Options) -> io::Result<Outcome> {
     Ok(out)
 }
 
-/// One thread's counts, and when it started its first request and read its last
-/// response (the run's wall time spans them all: the main thread may wake late).
+/// One thread's counts, when it started its first request and read its last
+/// response (the run's wall time spans them all), and its own CPU time between the
+/// two (the run's CPU is their sum: the same span as the wall time).
 struct Tally {
     start: Instant,
     end: Instant,
+    user: Duration,
+    system: Duration,
     requests: u64,
     head_bytes: u64,
     body_bytes: u64,
@@ -213,10 +211,13 @@ fn worker(opts: &Options, request: &[u8], n: usize, barrier: &Barrier) -> io::Re
     barrier.wait();
     let (ep, mut conns) = ready?;
     let start = Instant::now();
+    let cpu0 = Usage::thread();
     let deadline = start + opts.duration;
     let mut t = Tally {
         start,
         end: start,
+        user: Duration::ZERO,
+        system: Duration::ZERO,
         requests: 0,
         head_bytes: 0,
         body_bytes: 0,
@@ -274,6 +275,8 @@ fn worker(opts: &Options, request: &[u8], n: usize, barrier: &Barrier) -> io::Re
         }
     }
     t.end = Instant::now();
+    let cpu = Usage::thread().since(&cpu0);
+    (t.user, t.system) = (cpu.user, cpu.system);
     Ok(t)
 }
 
