@@ -154,22 +154,12 @@ fn drive(
     }
 }
 
-/// The body length of a `200` head, which must be `want`.
+/// The body length of a `200` head (read as hload reads one), which must be `want`.
 fn content_length(head: &[u8], want: u64) -> io::Result<u64> {
-    let head = String::from_utf8_lossy(head);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or("");
-    if !status.starts_with("HTTP/1.1 200 ") {
-        return Err(io::Error::other(format!("unexpected answer: {status}")));
-    }
-    let len = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    match len {
-        Some(n) if n == want => Ok(n),
-        other => Err(io::Error::other(format!(
-            "answer of {other:?} bytes, expected {want}"
+    match crate::hload::content_length(head)? {
+        n if n == want => Ok(n),
+        n => Err(io::Error::other(format!(
+            "answer of {n} bytes, expected {want}"
         ))),
     }
 }
