@@ -1677,11 +1677,10 @@ impl Worker {
                 self.sh.common.reload(&live);
                 self.sh.h2c = h2::offered(&self.sh.common.config);
             }
-            loop {
-                ring.completions_upto(&mut done, REAP_MAX);
-                if done.is_empty() {
-                    break;
-                }
+            // REAP_MAX at a time until the completion queue is empty.
+            let mut left = true;
+            while left {
+                left = ring.completions_upto(&mut done, REAP_MAX);
                 for c in done.drain(..) {
                     self.complete(c, &mut ring);
                 }
