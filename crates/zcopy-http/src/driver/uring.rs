@@ -2050,10 +2050,9 @@ impl Worker {
         }
         core.set_loopback_peer(route.loopback());
         let idx = self.books.slot(|| {
-            // When the table (and the ring's receive table with it) moves to a
-            // larger block, the old one is free memory among live allocations,
-            // whose whole pages go back at the next release (3,000 idle clients:
-            // 64 KiB).
+            // When the table moves to a larger block, the old one is free memory
+            // among live allocations, whose whole pages go back at the next
+            // release (3,000 idle clients: 64 KiB).
             self.conns.push(None);
             self.conns.len() - 1
         });

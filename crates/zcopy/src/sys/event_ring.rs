@@ -67,7 +67,8 @@ pub struct RingSize {
 }
 
 /// An operation in flight, for [`EventRing::cancel`]: its slot and the slot's
-/// generation.
+/// generation, or for a receive without a slot ([`EventRing::recv_multi`]) its
+/// socket's number and its token plus 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpId(u32, NonZeroU32);
 
@@ -484,8 +485,9 @@ fn token_plus1(token: u64) -> Option<NonZeroU32> {
         .and_then(|t| NonZeroU32::new(t + 1))
 }
 
-/// The generation after `g`: never 0, so an `Option` of an [`OpId`] (a
-/// connection's receive, while armed) takes 8 bytes, not 12.
+/// The generation after `g`: never 0 (nor is a receive's token plus 1), so an
+/// `Option` of an [`OpId`] (a connection's receive, while armed) takes 8 bytes,
+/// not 12.
 fn next_gen(g: NonZeroU32) -> NonZeroU32 {
     g.checked_add(1).unwrap_or(NonZeroU32::MIN)
 }
