@@ -1129,7 +1129,9 @@ impl EventRing {
     /// of it can be taken for another socket's: the number names this socket until
     /// then. A token names the caller's connection, which it must not give to
     /// another before the receive's last completion (the driver frees a
-    /// connection's token only once all its operations have completed).
+    /// connection's token only once all its operations have completed). A cancel
+    /// of such a receive once it is over finds nothing, or the receive armed after
+    /// it on the same socket with the same token: the caller's own.
     pub fn recv_multi(&mut self, token: u64, sock: impl Into<Desc>) -> OpId {
         let sock = sock.into();
         let e = opcode::RecvMulti::new(types::Fd(sock.raw()), BGID).build();
