@@ -1677,11 +1677,10 @@ impl Worker {
                 self.sh.common.reload(&live);
                 self.sh.h2c = h2::offered(&self.sh.common.config);
             }
-            loop {
-                ring.completions_upto(&mut done, REAP_MAX);
-                if done.is_empty() {
-                    break;
-                }
+            // REAP_MAX at a time until the completion queue is empty.
+            let mut left = true;
+            while left {
+                left = ring.completions_upto(&mut done, REAP_MAX);
                 for c in done.drain(..) {
                     self.complete(c, &mut ring);
                 }
@@ -2051,10 +2050,9 @@ impl Worker {
         }
         core.set_loopback_peer(route.loopback());
         let idx = self.books.slot(|| {
-            // When the table (and the ring's receive table with it) moves to a
-            // larger block, the old one is free memory among live allocations,
-            // whose whole pages go back at the next release (3,000 idle clients:
-            // 64 KiB).
+            // When the table moves to a larger block, the old one is free memory
+            // among live allocations, whose whole pages go back at the next
+            // release (3,000 idle clients: 64 KiB).
             self.conns.push(None);
             self.conns.len() - 1
         });

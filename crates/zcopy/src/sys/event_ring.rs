@@ -21,7 +21,10 @@
 //!
 //! An operation's `user_data` carries its slot and the slot's generation, so a
 //! cancel of an operation that has already completed (its slot reused since) is
-//! dropped, never sent to another operation.
+//! dropped, never sent to another operation. A multishot receive on a [`RingFd`]'s
+//! socket (every idle connection has one) takes no slot: its `user_data` is the
+//! socket's number and the caller's token, and its hold on the socket keeps that
+//! number from naming another file until its last completion.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::cell::RefCell;
@@ -45,9 +48,10 @@ use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 const BGID: u16 = 0;
 /// The user_data of the cancel-everything entry pushed on drop.
 const DROP_CANCEL: u64 = u64::MAX;
-/// A slot number with this bit set names a slot of the receive table
-/// ([`EventRing::recvs`]), not of the operation table.
-const RECV_SLOT: u32 = 1 << 31;
+/// The low half of a `user_data` with this bit set is not an operation slot but
+/// the socket number of a receive without one (see [`EventRing::recv_multi`]);
+/// the high half is its token plus 1.
+const RECV_FD: u32 = 1 << 31;
 
 /// The ring's sizes.
 #[derive(Clone, Copy, Debug)]
@@ -63,7 +67,8 @@ pub struct RingSize {
 }
 
 /// An operation in flight, for [`EventRing::cancel`]: its slot and the slot's
-/// generation.
+/// generation, or for a receive without a slot ([`EventRing::recv_multi`]) its
+/// socket's number and its token plus 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpId(u32, NonZeroU32);
 
@@ -243,9 +248,18 @@ impl Clone for FdHold {
     }
 }
 
-impl Drop for FdHold {
-    fn drop(&mut self) {
+impl FdHold {
+    /// The hold's descriptor number, the hold kept (in the thread's count) with
+    /// nothing to drop it: [`FdHold::release`] of the number lets it go.
+    fn into_raw(self) -> RawFd {
         let raw = self.fd.as_raw_fd();
+        std::mem::forget(self);
+        raw
+    }
+
+    /// Lets go of a hold that [`FdHold::into_raw`] kept of descriptor `raw`, as the
+    /// hold's drop would have (closing the descriptor if it was the orphan's last).
+    fn release(raw: RawFd) {
         let _ = HOLDS.try_with(|h| {
             let orphan = {
                 let mut h = h.borrow_mut();
@@ -268,6 +282,22 @@ impl Drop for FdHold {
             // The owner let go before this last hold: closed now.
             drop(orphan);
         });
+    }
+
+    /// Whether the thread holds descriptor `raw` for any operation.
+    fn held(raw: RawFd) -> bool {
+        HOLDS
+            .try_with(|h| {
+                let h = h.borrow();
+                h.count.get(raw as usize).is_some_and(|n| n & !ORPHANED > 0)
+            })
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for FdHold {
+    fn drop(&mut self) {
+        FdHold::release(self.fd.as_raw_fd());
     }
 }
 
@@ -445,20 +475,19 @@ struct Op {
     _fd: Option<Desc>,
 }
 
-/// A slot of the receive table: a multishot receive on a [`RingFd`]'s socket, its
-/// token and its hold on the socket until its last completion (none: the slot is
-/// free), and the slot's generation. 16 bytes where an [`Op`] takes 72: every
-/// idle connection has one in flight.
-struct RecvSlot {
-    token: u64,
-    /// Never read: holding it is the point.
-    sock: Option<FdHold>,
-    /// Bumped when the slot is freed.
-    gen_: NonZeroU32,
+/// A receive's token plus 1, the high half of its `user_data` (see
+/// [`EventRing::recv_multi`]), if the token is below `u32::MAX - 1` (so the
+/// `user_data` is never [`DROP_CANCEL`]'s).
+fn token_plus1(token: u64) -> Option<NonZeroU32> {
+    u32::try_from(token)
+        .ok()
+        .filter(|&t| t < u32::MAX - 1)
+        .and_then(|t| NonZeroU32::new(t + 1))
 }
 
-/// The generation after `g`: never 0, so an `Option` of an [`OpId`] (a
-/// connection's receive, while armed) takes 8 bytes, not 12.
+/// The generation after `g`: never 0 (nor is a receive's token plus 1), so an
+/// `Option` of an [`OpId`] (a connection's receive, while armed) takes 8 bytes,
+/// not 12.
 fn next_gen(g: NonZeroU32) -> NonZeroU32 {
     g.checked_add(1).unwrap_or(NonZeroU32::MIN)
 }
@@ -921,10 +950,6 @@ pub struct EventRing {
     /// Each slot's generation, bumped when the slot is freed.
     gens: Vec<NonZeroU32>,
     free: Vec<u32>,
-    /// The multishot receives on [`RingFd`]s' sockets, in a table of their own
-    /// (slot numbers with [`RECV_SLOT`] set), and the free slots.
-    recvs: Vec<RecvSlot>,
-    recv_free: Vec<u32>,
     inflight: usize,
     bufs: Option<RecvBufs>,
     enters: u64,
@@ -1004,8 +1029,6 @@ impl EventRing {
             ops: Vec::new(),
             gens: Vec::new(),
             free: Vec::new(),
-            recvs: Vec::new(),
-            recv_free: Vec::new(),
             inflight: 0,
             bufs: Some(bufs),
             enters: 0,
@@ -1098,37 +1121,38 @@ impl EventRing {
 
     /// `IORING_OP_RECV` with `IORING_RECV_MULTISHOT` into the provided buffers: one
     /// [`Event::Received`] per chunk until the peer closes, an error, or cancel.
+    ///
+    /// On a [`RingFd`]'s socket with a token below `u32::MAX - 1` (a connection's)
+    /// the receive takes no slot, no memory at all: its `user_data` is the socket's
+    /// number ([`RECV_FD`] set) and the token plus 1, and the hold on the socket is
+    /// the thread's count alone, let go at its last completion. So no completion
+    /// of it can be taken for another socket's: the number names this socket until
+    /// then. A token names the caller's connection, which it must not give to
+    /// another before the receive's last completion (the driver frees a
+    /// connection's token only once all its operations have completed). A cancel
+    /// of such a receive once it is over finds nothing, or the receive armed after
+    /// it on the same socket with the same token: the caller's own.
     pub fn recv_multi(&mut self, token: u64, sock: impl Into<Desc>) -> OpId {
         let sock = sock.into();
         let e = opcode::RecvMulti::new(types::Fd(sock.raw()), BGID).build();
-        let Desc::Held(sock) = sock else {
-            return self.push(e, token, Kind::Recv, Held::Nothing, Some(sock));
-        };
-        let idx = self.recv_free.pop().unwrap_or_else(|| {
-            self.recvs.push(RecvSlot {
-                token: 0,
-                sock: None,
-                gen_: NonZeroU32::MIN,
-            });
-            (self.recvs.len() - 1) as u32
-        });
-        let slot = &mut self.recvs[idx as usize];
-        slot.token = token;
-        slot.sock = Some(sock);
-        self.inflight += 1;
-        let id = OpId(idx | RECV_SLOT, slot.gen_);
-        self.push_entry(&e.user_data(id.user_data()));
-        id
+        match (sock, token_plus1(token)) {
+            (Desc::Held(hold), Some(plus1)) => {
+                self.inflight += 1;
+                let id = OpId(hold.into_raw() as u32 | RECV_FD, plus1);
+                self.push_entry(&e.user_data(id.user_data()));
+                id
+            }
+            (sock, _) => self.push(e, token, Kind::Recv, Held::Nothing, Some(sock)),
+        }
     }
 
     /// Whether operation `op` is still in flight (its last completion not yet taken).
+    /// For a receive without a slot (see [`EventRing::recv_multi`]): whether its
+    /// socket is held by an operation, which is the receive while the caller arms
+    /// one at a time and forgets its id at its last completion.
     pub fn in_flight(&self, op: OpId) -> bool {
-        if op.0 & RECV_SLOT != 0 {
-            let idx = (op.0 & !RECV_SLOT) as usize;
-            return self
-                .recvs
-                .get(idx)
-                .is_some_and(|s| s.sock.is_some() && s.gen_ == op.1);
+        if op.0 & RECV_FD != 0 {
+            return FdHold::held((op.0 & !RECV_FD) as RawFd);
         }
         self.ops.get(op.0 as usize).is_some_and(Option::is_some)
             && self.gens.get(op.0 as usize) == Some(&op.1)
@@ -1535,15 +1559,17 @@ impl EventRing {
 
     /// Moves every posted completion into `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
-        self.completions_upto(out, usize::MAX);
+        let _left = self.completions_upto(out, usize::MAX);
     }
 
     /// Moves posted completions into `out`, at most `max` of them: the rest stay
     /// in the completion queue for the next call (and the next wait returns at
     /// once). A caller taking a burst's completions `max` at a time keeps its list
     /// that small (a worker's held 64 bytes a completion of the burst). Read from
-    /// the queue in batches on the stack: no allocation a call.
-    pub fn completions_upto(&mut self, out: &mut Vec<Completion>, max: usize) {
+    /// the queue in batches on the stack: no allocation a call. Returns whether
+    /// completions are left in the queue (`out` may hold fewer than `max` even
+    /// then: a completion nobody waits for is not handed out).
+    pub fn completions_upto(&mut self, out: &mut Vec<Completion>, max: usize) -> bool {
         const BATCH: usize = 32;
         let mut left = max;
         while left > 0 {
@@ -1580,6 +1606,7 @@ impl EventRing {
         {
             b.release_limbo();
         }
+        !self.ring.completion().is_empty()
     }
 
     fn complete(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
@@ -1593,22 +1620,15 @@ impl EventRing {
         let flags = cqe.flags();
         let last = !cqueue::more(flags);
         let res = cqe.result();
-        if idx & RECV_SLOT != 0 {
-            let idx = (idx & !RECV_SLOT) as usize;
-            let slot = self.recvs.get_mut(idx)?;
-            if slot.gen_ != gen_ || slot.sock.is_none() {
-                return None;
-            }
-            let token = slot.token;
+        if idx & RECV_FD != 0 {
             if last {
-                // The socket is the kernel's no more: let it go.
-                slot.sock = None;
-                slot.gen_ = next_gen(slot.gen_);
+                // The socket is the kernel's no more: let it go (its number may
+                // name another file from now on, never before).
+                FdHold::release((idx & !RECV_FD) as RawFd);
                 self.inflight -= 1;
-                self.recv_free.push(idx as u32);
             }
             return Some(Completion {
-                token,
+                token: u64::from(gen_.get() - 1),
                 event: self.received(res, flags),
                 last,
             });
@@ -1746,9 +1766,9 @@ impl Drop for EventRing {
             for op in self.ops.drain(..).flatten() {
                 std::mem::forget(op);
             }
-            for slot in self.recvs.drain(..) {
-                std::mem::forget(slot.sock);
-            }
+            // A receive without a slot holds its socket by a count that its last
+            // completion would have taken back: left as it is, the socket stays
+            // open.
             std::mem::forget(self.bufs.take());
             return;
         }
@@ -2082,13 +2102,12 @@ mod tests {
         );
     }
 
-    /// Every idle connection has a receive in flight: its record is the token, the
-    /// hold on the socket and the slot's generation (16 bytes, not an operation's
-    /// 72). A cancel of a receive that is over does not reach the receive that
-    /// reuses its slot, and a receive keeps its socket open after its owner let go.
+    /// Every idle connection has a receive in flight: on a [`RingFd`]'s socket it
+    /// takes no slot (the socket's number and the token are its `user_data`). A
+    /// cancel of a receive that is over does not reach another socket's receive,
+    /// and a receive keeps its socket open after its owner let go.
     #[test]
-    fn a_receive_is_a_small_record_and_a_stale_cancel_misses_its_slots_next() {
-        assert!(std::mem::size_of::<RecvSlot>() <= 16);
+    fn a_receive_takes_no_slot_and_a_stale_cancel_misses_the_next() {
         // A chunk waiting in a connection, with the count of its bytes used: 16
         // bytes (24 with a 64-bit ring id).
         assert_eq!(std::mem::size_of::<Option<(RecvBuf, u32)>>(), 16);
@@ -2099,6 +2118,7 @@ mod tests {
         let (b, mut b_peer) = socket_pair();
         let old = ring.recv_multi(1, &a);
         assert!(ring.in_flight(old));
+        assert!(ring.ops.is_empty(), "a receive took a slot");
         drop(a);
         drop(a_peer);
         let done = reap(&mut ring, 1);
@@ -2115,6 +2135,69 @@ mod tests {
         };
         assert_eq!(ring.recv_data(chunk), b"y");
         assert!(!got.last && ring.in_flight(new));
+    }
+
+    /// A receive without a slot is named by its socket's number and its token, so
+    /// a completion of a closed connection's receive would look like one of the
+    /// receive a new connection with the same number and token arms: the hold
+    /// keeps the number from being reused until the old receive's last
+    /// completion, so every completion before it is the old socket's, and none
+    /// of it comes after.
+    #[test]
+    fn a_closed_sockets_receive_never_reaches_the_socket_reusing_its_number() {
+        let Some(mut ring) = ring() else {
+            return;
+        };
+        let (a, mut a_peer) = socket_pair();
+        let number = a.as_raw_fd();
+        let old = ring.recv_multi(7, &a);
+        ring.submit_and_wait(None).unwrap();
+        // The connection closes; its receive is still in flight.
+        drop(a);
+        let unused = |what: &str| {
+            let (x, y) = UnixStream::pair().unwrap();
+            assert!(
+                x.as_raw_fd() != number && y.as_raw_fd() != number,
+                "the number is reused {what}"
+            );
+        };
+        unused("while the receive is in flight");
+        a_peer.write_all(b"old").unwrap();
+        let done = reap(&mut ring, 1);
+        let Event::Received(Ok(Some(chunk))) = &done[0].event else {
+            panic!("{done:?}");
+        };
+        assert_eq!((done[0].token, done[0].last), (7, false));
+        assert_eq!(ring.recv_data(chunk), b"old");
+        for c in done {
+            if let Event::Received(Ok(Some(b))) = c.event {
+                ring.recycle(b);
+            }
+        }
+        unused("after a chunk");
+        ring.cancel(3, old);
+        let mut done = reap(&mut ring, 2);
+        done.retain(|c| c.token == 7);
+        assert!(done.len() == 1 && done[0].last, "{done:?}");
+        // Now the number is free: a new connection takes it and the same token.
+        let (x, y) = UnixStream::pair().unwrap();
+        let (c, mut c_peer) = if x.as_raw_fd() == number {
+            (x, y)
+        } else {
+            (y, x)
+        };
+        assert_eq!(c.as_raw_fd(), number, "the number is free again");
+        let c = RingFd::new(c);
+        let new = ring.recv_multi(7, &c);
+        assert_eq!(new, old, "same number, same token: same user_data");
+        c_peer.write_all(b"new").unwrap();
+        let done = reap(&mut ring, 1);
+        assert_eq!(done.len(), 1, "{done:?}");
+        let Event::Received(Ok(Some(chunk))) = &done[0].event else {
+            panic!("{done:?}");
+        };
+        assert_eq!(ring.recv_data(chunk), b"new");
+        assert_eq!(ring.inflight(), 1);
     }
 
     /// Dropping a ring whose submission queue is full still cancels everything in
@@ -2836,10 +2919,10 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        ring.completions_upto(&mut out, 35);
+        assert!(ring.completions_upto(&mut out, 35), "some are left");
         assert_eq!(out.len(), 35);
         assert_eq!(ring.ring.completion().len(), 5, "left in the queue");
-        ring.completions_upto(&mut out, 35);
+        assert!(!ring.completions_upto(&mut out, 35), "none is left");
         let mut tokens: Vec<u64> = out.iter().map(|c| c.token).collect();
         tokens.sort_unstable();
         assert_eq!(tokens, (0..40).collect::<Vec<_>>());
