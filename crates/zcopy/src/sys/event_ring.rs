@@ -1161,7 +1161,10 @@ impl EventRing {
     /// `IORING_OP_ASYNC_CANCEL` of one operation, if it is still in flight (its last
     /// completion not yet taken): it completes (with ECANCELED, or with what it had
     /// already done). An operation that is over is left alone, and so is whatever
-    /// uses its slot now.
+    /// uses its slot now. A receive without a slot ([`EventRing::recv_multi`]) is
+    /// the exception: its id names the socket's number and the token, so a cancel
+    /// of one that is over reaches the receive armed after it on the same socket
+    /// with the same token, if any: cancel only the receive armed now.
     pub fn cancel(&mut self, token: u64, op: OpId) {
         if self.in_flight(op) {
             let e = opcode::AsyncCancel::new(op.user_data()).build();
@@ -2107,7 +2110,7 @@ mod tests {
     /// cancel of a receive that is over does not reach another socket's receive,
     /// and a receive keeps its socket open after its owner let go.
     #[test]
-    fn a_receive_takes_no_slot_and_a_stale_cancel_misses_the_next() {
+    fn a_receive_takes_no_slot_and_a_closed_sockets_id_cancels_nothing() {
         // A chunk waiting in a connection, with the count of its bytes used: 16
         // bytes (24 with a 64-bit ring id).
         assert_eq!(std::mem::size_of::<Option<(RecvBuf, u32)>>(), 16);
