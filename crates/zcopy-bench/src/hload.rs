@@ -275,6 +275,21 @@ fn worker(opts: &Options, request: &[u8], n: usize, barrier: &Barrier) -> io::Re
         }
     }
     t.end = Instant::now();
+    // Every response is finished: a byte still queued on a connection is one its
+    // last response did not announce (also when no later response came to trip on it).
+    // (A close after the run is not an error here.)
+    for (i, c) in conns.iter().enumerate() {
+        let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+        match rustix::net::recv(c.sock.as_fd(), &mut hbuf, flags) {
+            Ok((_, 0)) | Err(Errno::AGAIN) => {}
+            Ok((_, k)) => {
+                return Err(io::Error::other(format!(
+                    "connection {i}: {k} bytes beyond its last response"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let cpu = Usage::thread().since(&cpu0);
     (t.user, t.system) = (cpu.user, cpu.system);
     Ok(t)
