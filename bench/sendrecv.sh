@@ -71,39 +71,40 @@ tools=(zcopy zcopy-lend zcopy-verify nc socat)
 zbase=${ZCOPY_BASE:-}
 [ -z "$zbase" ] || tools=(zcopy-base "${tools[@]}")
 add() { W[$1]+="$2 "; RC[$1]+="$3 "; SC[$1]+="$4 "; }
-for i in $(seq "$runs"); do
-  if [ -n "$zbase" ]; then
-    port=$((port + 1))
-    read -r w r s < <(run_pair \
+# run_tool NAME: one timed pair of NAME's receiver and sender, added to its figures.
+run_tool() {
+  local w r s
+  port=$((port + 1))
+  case $1 in
+    zcopy-base) read -r w r s < <(run_pair \
       "$zbase -q recv --once --listen $addr:$port --out $work/out" \
-      "$zbase -q send $work/src.bin --to $addr:$port")
-    add zcopy-base "$w" "$r" "$s"
-  fi
-  port=$((port + 1))
-  read -r w r s < <(run_pair \
-    "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
-    "$zcopy -q send $work/src.bin --to $addr:$port")
-  add zcopy "$w" "$r" "$s"
-  port=$((port + 1))
-  read -r w r s < <(run_pair \
-    "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
-    "$zcopy -q send --engine sendfile $work/src.bin --to $addr:$port")
-  add zcopy-lend "$w" "$r" "$s"
-  port=$((port + 1))
-  read -r w r s < <(run_pair \
-    "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
-    "$zcopy -q send --verify $work/src.bin --to $addr:$port")
-  add zcopy-verify "$w" "$r" "$s"
-  port=$((port + 1))
-  read -r w r s < <(run_pair \
-    "nc -l $addr $port > $work/out/src.bin && sync $work/out/src.bin" \
-    "nc -N $addr $port < $work/src.bin")
-  add nc "$w" "$r" "$s"
-  port=$((port + 1))
-  read -r w r s < <(run_pair \
-    "socat -u TCP-LISTEN:$port,bind=$addr,reuseaddr OPEN:$work/out/src.bin,creat,trunc && sync $work/out/src.bin" \
-    "socat -u OPEN:$work/src.bin TCP:$addr:$port")
-  add socat "$w" "$r" "$s"
+      "$zbase -q send $work/src.bin --to $addr:$port") ;;
+    zcopy) read -r w r s < <(run_pair \
+      "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
+      "$zcopy -q send $work/src.bin --to $addr:$port") ;;
+    zcopy-lend) read -r w r s < <(run_pair \
+      "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
+      "$zcopy -q send --engine sendfile $work/src.bin --to $addr:$port") ;;
+    zcopy-verify) read -r w r s < <(run_pair \
+      "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
+      "$zcopy -q send --verify $work/src.bin --to $addr:$port") ;;
+    nc) read -r w r s < <(run_pair \
+      "nc -l $addr $port > $work/out/src.bin && sync $work/out/src.bin" \
+      "nc -N $addr $port < $work/src.bin") ;;
+    socat) read -r w r s < <(run_pair \
+      "socat -u TCP-LISTEN:$port,bind=$addr,reuseaddr OPEN:$work/out/src.bin,creat,trunc && sync $work/out/src.bin" \
+      "socat -u OPEN:$work/src.bin TCP:$addr:$port") ;;
+  esac
+  add "$1" "$w" "$r" "$s"
+}
+# Each round starts one tool later than the one before (a rotating order), so
+# whatever a pair leaves behind for the next (writeback, a freed 1 GiB file) does
+# not fall on the same tool every round.
+for i in $(seq "$runs"); do
+  n=${#tools[@]}
+  for j in $(seq 0 $((n - 1))); do
+    run_tool "${tools[$(((i - 1 + j) % n))]}"
+  done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
