@@ -345,11 +345,10 @@ fn read(c: &mut Conn, hbuf: &mut [u8], sink: &mut [u8], t: &mut Tally) -> io::Re
             t.head_bytes += (end + 4) as u64;
             t.body_bytes += extra;
             c.head.clear();
-            c.left = Some(length - extra);
             if length == extra {
-                c.left = None;
                 return Ok(true);
             }
+            c.left = Some(length - extra);
             if k < hbuf.len() {
                 return Ok(false);
             }
