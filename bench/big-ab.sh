@@ -38,13 +38,9 @@ chmod 755 "$work" "$work/www"
 head -c $big /dev/urandom > "$work/www/big.bin"
 chmod 644 "$work/www/big.bin"
 cat "$work/www/big.bin" > /dev/null
-addr=127.0.0.1
-in_srv=()
-in_cli=()
-[ "$mode" = veth ] && veth_up zcbigab$$ 198.19
+ab_network "$mode" zcbigab$$
 declare -A port pid cpugb cli tcs
 start_servers 18580 "$@"
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 for n in "${names[@]}"; do
   "${in_cli[@]}" curl -s "http://$addr:${port[$n]}/big.bin" | cmp -s - "$work/www/big.bin" \
     || { echo "$n: wrong bytes" >&2; exit 1; }
@@ -56,7 +52,7 @@ for r in $(seq "$rounds"); do
       -e syscalls:sys_enter_io_uring_enter,page-faults -- sleep 1000 2>/dev/null &
     ps=$!
     sleep 0.2
-    c0=$(cpu "${pid[$n]}")
+    c0=$(server_cpu "${pid[$n]}")
     t0=$(date +%s.%N)
     # `times`: the CPU-s (user, system) the subshell's children (curl) used.
     tm=$( (for _ in $(seq "$dl"); do
@@ -65,7 +61,7 @@ for r in $(seq "$rounds"); do
       [ "$b" = $big ] || { echo "$n: short download ($b bytes)" >&2; exit 1; }
     done; times) | tail -1)
     t1=$(date +%s.%N)
-    c1=$(cpu "${pid[$n]}")
+    c1=$(server_cpu "${pid[$n]}")
     kill "$(pgrep -P $ps)" 2>/dev/null || true
     wait $ps 2>/dev/null || true
     v=$(echo "($c1 - $c0) / $gb" | bc -l)

@@ -37,13 +37,9 @@ for k in $sizes; do
   head -c $((k << 10)) /dev/urandom > "$work/www/${k}k.bin"
 done
 chmod 644 "$work"/www/*
-addr=127.0.0.1
-in_srv=()
-in_cli=()
-[ "$mode" = veth ] && veth_up zcsmall$$ 198.19
+ab_network "$mode" zcsmall$$
 declare -A port pid rps rpc wcpu
 start_servers 18680 "$@"
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 for n in "${names[@]}"; do
   for k in $sizes; do
     "${in_cli[@]}" curl -s "http://$addr:${port[$n]}/${k}k.bin" | cmp -s - "$work/www/${k}k.bin" \
@@ -54,13 +50,13 @@ for r in $(seq "$rounds"); do
   echo "round $r ($(uptime | sed 's/.*load/load/')):"
   for k in $sizes; do
     for n in "${names[@]}"; do
-      c0=$(cpu "${pid[$n]}")
+      c0=$(server_cpu "${pid[$n]}")
       cmd=(wrk -t1 -c50 -d"${secs}s")
       [ "$client" = hload ] && cmd=("$hload" -t 1 -c 50 -d "$secs" --len $((k << 10)))
       # `times`: the CPU-s (user, system) the subshell's child (the client) used.
       out=$( ("${in_cli[@]}" taskset -c 1 timeout $((secs + 30)) "${cmd[@]}" \
         "http://$addr:${port[$n]}/${k}k.bin" || echo "Client failed"; times) )
-      c1=$(cpu "${pid[$n]}")
+      c1=$(server_cpu "${pid[$n]}")
       req=$(echo "$out" | awk '/requests in/ {print $1}')
       if echo "$out" | grep -q "Non-2xx\|Socket errors\|Client failed"; then
         echo "$n: errors in $client's run: $out" >&2

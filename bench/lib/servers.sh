@@ -1,7 +1,11 @@
 # The servers of an A/B benchmark, each named and specified as NAME=BIN[,VAR=VALUE...][,uring]
 # (a zcopy build, its environment, --io uring) or NAME=nginx, one worker each, pinned to
 # CPU 0, serving $work/www on $addr (inside ${in_srv[@]}, prefixed by ${rt[@]} when set).
-# Source it after work.sh and nginx.sh, then:
+# Source it after work.sh, veth.sh and nginx.sh, then:
+#   ab_network lo|veth NAME        sets addr (where the servers listen) and in_srv/in_cli
+#                                   (the prefixes that run a server or a client): loopback,
+#                                   or a veth pair of namespaces named after NAME (198.19/16)
+#   server_cpu PID                  a process's CPU-seconds so far (user + system)
 #   start_servers BASEPORT SPEC...  fills names (in order), port[NAME] (BASEPORT+1...) and
 #                                   pid[NAME] (the process whose CPU to count: nginx's
 #                                   worker), adds every process to pids; the caller
@@ -37,3 +41,12 @@ start_servers() {
   done
   sleep 1
 }
+
+ab_network() {
+  addr=127.0.0.1
+  in_srv=()
+  in_cli=()
+  if [ "$1" = veth ]; then veth_up "$2" 198.19; fi
+}
+
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
