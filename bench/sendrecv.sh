@@ -76,18 +76,18 @@ run_tool() {
   local w r s
   port=$((port + 1))
   case $1 in
-    zcopy-base) read -r w r s < <(run_pair \
-      "$zbase -q recv --once --listen $addr:$port --out $work/out" \
-      "$zbase -q send $work/src.bin --to $addr:$port") ;;
-    zcopy) read -r w r s < <(run_pair \
-      "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
-      "$zcopy -q send $work/src.bin --to $addr:$port") ;;
-    zcopy-lend) read -r w r s < <(run_pair \
-      "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
-      "$zcopy -q send --engine sendfile $work/src.bin --to $addr:$port") ;;
-    zcopy-verify) read -r w r s < <(run_pair \
-      "$zcopy -q recv --once --listen $addr:$port --out $work/out" \
-      "$zcopy -q send --verify $work/src.bin --to $addr:$port") ;;
+    zcopy*)
+      # Every zcopy row is a receiver and a sender of one build; they differ in
+      # the build (zcopy-base) or the sender's flags.
+      local z=$zcopy flags=
+      case $1 in
+        zcopy-base) z=$zbase ;;
+        zcopy-lend) flags="--engine sendfile" ;;
+        zcopy-verify) flags=--verify ;;
+      esac
+      read -r w r s < <(run_pair \
+        "$z -q recv --once --listen $addr:$port --out $work/out" \
+        "$z -q send $flags $work/src.bin --to $addr:$port") ;;
     nc) read -r w r s < <(run_pair \
       "nc -l $addr $port > $work/out/src.bin && sync $work/out/src.bin" \
       "nc -N $addr $port < $work/src.bin") ;;
