@@ -66,6 +66,7 @@ chmod 755 "$work" "$work/www"
 head -c $((kib << 10)) /dev/urandom > "$work/www/$f"
 chmod 644 "$work/www/$f"
 . "$(dirname "$0")/lib/nginx.sh"
+. "$(dirname "$0")/lib/servers.sh"   # server_cpu (this script starts its own servers: SHARED pins them to both cores)
 nginx_conf "$work/nginx" "server { listen 127.0.0.1:18180; root $work/www; }"
 taskset -c "$srv_cpus" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 pids+=($!)
@@ -87,13 +88,12 @@ for n in "${names[@]}"; do   # warm up: snapshots made, templates filled
   curl -s -o /dev/null "http://127.0.0.1:${port[$n]}/$f"; sleep 0.3
   curl -s "http://127.0.0.1:${port[$n]}/$f" | cmp -s - "$work/www/$f" || { echo "$n: wrong bytes" >&2; exit 1; }
 done
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 declare -A rps rpcpu ccpu scpu
 for r in $(seq "$rounds"); do
   for n in "${names[@]}"; do
-    c0=$(cpu "${pid[$n]}")
+    c0=$(server_cpu "${pid[$n]}")
     out=$(load "http://127.0.0.1:${port[$n]}/$f") || { echo "$n: the client failed: $out" >&2; exit 1; }
-    c1=$(cpu "${pid[$n]}")
+    c1=$(server_cpu "${pid[$n]}")
     if [ "$client" = wrk ]; then
       echo "$out" | grep -q 'Non-2xx\|Socket errors' && echo "warning: $n: $(echo "$out" | grep 'Non-2xx\|Socket errors')" >&2
       q=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
