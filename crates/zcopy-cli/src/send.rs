@@ -138,3 +138,21 @@ pub fn run(args: SendArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The help's "sent again, up to N times" is the library's own count.
+    #[test]
+    fn help_names_the_librarys_attempt_count() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            send: super::SendArgs,
+        }
+        let help = Cli::command().get_after_help().unwrap().to_string();
+        let said = format!("up to {} times", zcopy_net::send::ATTEMPTS);
+        assert!(help.contains(&said), "{help}");
+    }
+}

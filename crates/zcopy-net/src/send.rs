@@ -282,7 +282,7 @@ pub fn send(
 
 /// How many times a file whose read lease broke while it was sent by reference is
 /// sent before the send fails.
-const ATTEMPTS: u32 = 3;
+pub const ATTEMPTS: u32 = 3;
 
 /// How one attempt at a file ended.
 #[derive(Debug, PartialEq, Eq)]
