@@ -127,6 +127,8 @@ for n in "${names[@]}"; do
     "$(pairmed "${rps[$n]}" "${rps[nginx]}")" "$(pairmed "${rpcpu[$n]}" "${rpcpu[nginx]}")"
 done
 echo
+echo "(vs nginx: the median of the per-round ratios, not the ratio of the medians beside it.)"
+echo
 for d in epoll uring; do
   printf 'new/base, %s: req/s %.3f, per CPU-s %.3f (medians of per-round ratios)\n' "$d" \
     "$(pairmed "${rps[new-$d]}" "${rps[base-$d]}")" "$(pairmed "${rpcpu[new-$d]}" "${rpcpu[base-$d]}")"
