@@ -1,4 +1,4 @@
-//! `zcopy recv`: receive files from `zcopy send`, splicing socket → file.
+//! `zcopy recv`: receive files from `zcopy send`, socket → file.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -41,7 +41,10 @@ pub struct RecvArgs {
     /// Replace existing files (and symlinks, FIFOs) under the received names.
     #[arg(long)]
     force: bool,
-    /// Engine for socket → file: auto (splice), splice, read-write, uring.
+    /// Engine for socket → file: auto (direct: whole blocks written with O_DIRECT,
+    /// bypassing the page cache; splice where the file system refuses it; a
+    /// calibration profile's order where it has one), direct, splice, read-write,
+    /// uring.
     #[arg(long, default_value = "auto", value_parser = parse_pref)]
     engine: Preference,
     /// Refuse files larger than this (bytes; suffixes k, M, G, T: powers of 1024).

@@ -183,7 +183,10 @@ impl Plan {
                 _ => vec![Sendfile, Splice, Mmap],
             },
             Some(FdKind::Pipe) if sink_is_pipe => vec![Splice, Tee],
-            Some(FdKind::Pipe | FdKind::TcpSocket | FdKind::UnixSocket) => vec![Splice, Uring],
+            Some(FdKind::Pipe | FdKind::TcpSocket | FdKind::UnixSocket) => match sink {
+                FdKind::File { .. } => vec![Splice, Uring, Direct],
+                _ => vec![Splice, Uring],
+            },
             Some(_) => vec![],
         };
         order.push(ReadWrite);
@@ -343,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn socket_to_file_is_splice_then_read_write() {
+    fn socket_to_file_is_splice_then_direct_then_read_write() {
         let p = Plan::with_profile(
             Some(FdKind::TcpSocket),
             FdKind::File { len: 0 },
@@ -351,6 +354,9 @@ mod tests {
             None,
             None,
         );
-        assert_eq!(p.engines, vec![Splice, Uring, ReadWrite]);
+        assert_eq!(p.engines, vec![Splice, Uring, Direct, ReadWrite]);
+        // Into a pipe or a socket there is no file for O_DIRECT.
+        let p = Plan::new(Some(FdKind::TcpSocket), FdKind::Pipe, Preference::Auto);
+        assert!(!p.engines.contains(&Direct));
     }
 }

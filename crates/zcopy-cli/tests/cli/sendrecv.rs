@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -80,6 +81,7 @@ fn tree_and_file_arrive_byte_exact_with_every_engine_pair() {
     for (send_engine, recv_engine) in [
         ("auto", "auto"),
         ("sendfile", "splice"),
+        ("sendfile", "direct"),
         ("read-write", "read-write"),
         ("splice", "read-write"),
         ("mmap", "splice"),
@@ -902,4 +904,56 @@ fn a_local_receiver_gets_the_bytes_by_reference() {
         err.contains("via sendfile;"),
         "not sent by reference: {err}"
     );
+}
+
+/// `auto` receives with O_DIRECT where the file system takes it: the summary names
+/// `direct`, and the received file is not left in the page cache (fincore) —
+/// through splice, all 4 MiB would be.
+#[test]
+fn auto_receives_with_o_direct_and_leaves_the_file_out_of_the_page_cache() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let data = pattern((4 << 20) + 5, 21);
+    fs::write(src.path().join("f"), &data).unwrap();
+    let (mut recv, addr) = start_recv(out.path(), &[]);
+    let res = send(&addr, &[&src.path().join("f")], &[]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(recv.wait().unwrap().success());
+    let said = String::from_utf8_lossy(&res.stderr).to_string();
+    let got = out.path().join("f");
+    let why_not = if std::env::var("ZCOPY_DISABLE").is_ok_and(|v| v.contains("direct")) {
+        Some("direct is forced off".to_string())
+    } else if zcopy::profile::Profile::cached_default().is_some() {
+        Some("a calibration profile decides".to_string())
+    } else if !said.contains("via direct") {
+        // Only a file system that refuses O_DIRECT may make auto fall back.
+        let probe = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&got);
+        assert!(probe.is_err(), "auto did not use direct: {said}");
+        Some(format!("O_DIRECT refused here: {probe:?}"))
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        eprintln!("skipped the direct checks: {why}");
+    } else {
+        let fincore = Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+            .arg(&got)
+            .output();
+        match fincore {
+            Ok(o) if o.status.success() => {
+                let cached: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+                assert!(cached <= 8192, "{cached} bytes of the received file cached");
+            }
+            r => eprintln!("skipped the page-cache check: fincore: {r:?}"),
+        }
+    }
+    assert_eq!(fs::read(&got).unwrap(), data);
 }

@@ -588,7 +588,8 @@ impl Engines {
     }
 
     /// A transfer for a request body, socket → file: splice through a pipe where
-    /// the kernel can, else read-write (never io_uring: the event loop drives it).
+    /// the kernel can, else read-write (never io_uring: the event loop drives it;
+    /// never direct: its `O_DIRECT` writes wait for the device inside the loop).
     pub fn upload(&self) -> Box<Transfer> {
         let mut plan = Plan::with_profile(
             Some(zcopy::FdKind::TcpSocket),
@@ -597,7 +598,8 @@ impl Engines {
             None,
             zcopy::profile::Profile::cached_default(),
         );
-        plan.engines.retain(|k| *k != EngineKind::Uring);
+        plan.engines
+            .retain(|k| !matches!(k, EngineKind::Uring | EngineKind::Direct));
         Box::new(Transfer::with_forced(plan, self.forced.clone()))
     }
 

@@ -137,7 +137,9 @@ pub enum EngineKind {
     Tee,
     /// `copy_file_range(2)`.
     CopyRange,
-    /// `O_DIRECT` reads with aligned buffers, then `write`.
+    /// `O_DIRECT` on the regular-file side: reads from a file into an aligned
+    /// buffer, then `write`; or `read` from a stream, then `O_DIRECT` writes into a
+    /// file.
     Direct,
     /// `send(MSG_ZEROCOPY)` with completions from the error queue.
     MsgZerocopy,
@@ -205,7 +207,12 @@ impl EngineKind {
             ),
             EngineKind::Tee => ("tee + splice", "pipe → pipe(s)", "0", "1 per copy"),
             EngineKind::CopyRange => ("copy_file_range", "file → file", "0 (reflink)", "2"),
-            EngineKind::Direct => ("O_DIRECT read + write", "file → any", "1", "4"),
+            EngineKind::Direct => (
+                "O_DIRECT read + write, or read + O_DIRECT write",
+                "file → any, stream → file",
+                "1",
+                "4",
+            ),
             EngineKind::MsgZerocopy => (
                 "send(MSG_ZEROCOPY) + recvmsg(ERRQUEUE)",
                 "memory/any → tcp",

@@ -97,3 +97,120 @@ fn tmpfs_source_is_unsupported() {
     }
     drop(sink);
 }
+
+/// Pages of `path` in the page cache, per `fincore` (util-linux); None (and why, on
+/// stderr) when it can't tell.
+fn cached_bytes(path: &std::path::Path) -> Option<u64> {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+        .arg(path)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse().ok(),
+        r => {
+            eprintln!("skipped the page-cache check: fincore: {r:?}");
+            None
+        }
+    }
+}
+
+#[test]
+fn streams_into_a_file_from_every_stream_kind() {
+    if direct_works() {
+        check_streams(
+            EngineKind::Direct,
+            &[SinkKind::Pipe, SinkKind::Tcp, SinkKind::Unix],
+            &[SinkKind::File],
+        );
+    }
+}
+
+/// A TCP stream trickling in odd-sized pieces into a file whose position starts
+/// mid-block (a resumed file): the head goes through the page cache up to the block
+/// boundary, whole blocks with O_DIRECT (so they are not left in the page cache),
+/// the last partial block through the page cache; every byte lands in order.
+#[test]
+fn a_trickling_stream_from_a_mid_block_position() {
+    if !direct_works() {
+        return;
+    }
+    let prefix = pattern(4093, 7);
+    let data = pattern(3 << 20, 8);
+    let (_d, file, path) = empty_file();
+    std::fs::write(&path, &prefix).unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).unwrap();
+    drop(file);
+    let (mut tx, rx) = tcp_pair();
+    let feed = data.clone();
+    let feeder = std::thread::spawn(move || {
+        for piece in feed.chunks(12_345) {
+            std::io::Write::write_all(&mut tx, piece).unwrap();
+        }
+    });
+    let mut e = Direct::with_buf(256 << 10);
+    let mut stats = Stats::default();
+    let mut got = 0;
+    while got < data.len() {
+        let at = Src::Fd {
+            fd: rx.as_fd(),
+            offset: None,
+        };
+        match e.step(at, f.as_fd(), data.len() - got, &mut stats).unwrap() {
+            0 => panic!("stream ended after {got} bytes"),
+            n => got += n,
+        }
+    }
+    feeder.join().unwrap();
+    let pos = std::io::Seek::stream_position(&mut f).unwrap();
+    assert_eq!(pos, (prefix.len() + data.len()) as u64, "the file position");
+    drop(f);
+    // Before anything reads the file back: only the head's block and the last
+    // partial one went through the page cache (through it, all 3 MiB would be
+    // there).
+    if let Some(cached) = cached_bytes(&path) {
+        assert!(
+            cached <= 16 << 10,
+            "{cached} bytes of the file in the page cache"
+        );
+    }
+    let mut want = prefix.clone();
+    want.extend_from_slice(&data);
+    assert_same(
+        &std::fs::read(&path).unwrap(),
+        &want,
+        "trickled into a file",
+    );
+}
+
+/// A sink opened read-only or for appending is refused before a byte is read (the
+/// twin would write where the sink may not, or at the wrong place).
+#[test]
+fn a_read_only_or_appending_sink_is_unsupported_and_nothing_is_taken() {
+    if !direct_works() {
+        return;
+    }
+    let (_d, _file, path) = empty_file();
+    let read_only = std::fs::File::open(&path).unwrap();
+    let appending = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    for (what, sink) in [("read-only", read_only), ("appending", appending)] {
+        let (mut tx, rx) = tcp_pair();
+        std::io::Write::write_all(&mut tx, b"still here").unwrap();
+        drop(tx);
+        let at = Src::Fd {
+            fd: rx.as_fd(),
+            offset: None,
+        };
+        match Direct::new().step(at, sink.as_fd(), 10, &mut Stats::default()) {
+            Err(e) => assert!(zcopy::engine::is_unsupported(&e, 0), "{what}: {e}"),
+            Ok(n) => panic!("{what}: {n} bytes written"),
+        }
+        let mut left = Vec::new();
+        std::io::Read::read_to_end(&mut &rx, &mut left).unwrap();
+        assert_eq!(left, b"still here", "{what}: bytes taken from the source");
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+}
