@@ -4,7 +4,7 @@
 # CPU 0, sender to CPU 1. zcopy recv fsyncs before it acknowledges; the peers don't,
 # so their time includes a `sync` of the received file for a like-for-like figure.
 # Three zcopy rows: `zcopy` as shipped (auto: to this local receiver, copied at send
-# time, splice in), `zcopy-lend` (--engine sendfile: by reference, under the lease
+# time, O_DIRECT writes in), `zcopy-lend` (--engine sendfile: by reference, under the lease
 # verdict) and `zcopy-verify` (auto with --verify: XXH3-128 of each file at both ends).
 # With --veth (root): the receivers run in one network namespace and the senders in
 # another, joined by a veth pair (a receiver in a container); the namespaces are
