@@ -41,10 +41,10 @@ pub struct RecvArgs {
     /// Replace existing files (and symlinks, FIFOs) under the received names.
     #[arg(long)]
     force: bool,
-    /// Engine for socket → file: auto (direct: whole blocks written with O_DIRECT,
-    /// bypassing the page cache; splice where the file system refuses it; a
-    /// calibration profile's order where it has one), direct, splice, read-write,
-    /// uring.
+    /// Engine for socket → file: auto (files of 1 MiB or more: direct, whole blocks
+    /// written with O_DIRECT, bypassing the page cache; smaller ones, and where the
+    /// file system refuses O_DIRECT: splice; a calibration profile's order where it
+    /// has one), direct, splice, read-write, uring.
     #[arg(long, default_value = "auto", value_parser = parse_pref)]
     engine: Preference,
     /// Refuse files larger than this (bytes; suffixes k, M, G, T: powers of 1024).

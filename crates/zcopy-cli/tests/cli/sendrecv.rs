@@ -906,17 +906,23 @@ fn a_local_receiver_gets_the_bytes_by_reference() {
     );
 }
 
-/// `auto` receives with O_DIRECT where the file system takes it: the summary names
-/// `direct`, and the received file is not left in the page cache (fincore) —
-/// through splice, all 4 MiB would be.
+/// `auto` receives a file of 1 MiB or more with O_DIRECT where the file system
+/// takes it, and a smaller one with splice: the summary names both, and the large
+/// file is not left in the page cache (fincore) — through splice, all 4 MiB would be.
 #[test]
 fn auto_receives_with_o_direct_and_leaves_the_file_out_of_the_page_cache() {
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let data = pattern((4 << 20) + 5, 21);
+    let small = pattern((1 << 20) - 1, 22);
     fs::write(src.path().join("f"), &data).unwrap();
+    fs::write(src.path().join("small"), &small).unwrap();
     let (mut recv, addr) = start_recv(out.path(), &[]);
-    let res = send(&addr, &[&src.path().join("f")], &[]);
+    let res = send(
+        &addr,
+        &[&src.path().join("f"), &src.path().join("small")],
+        &[],
+    );
     assert!(
         res.status.success(),
         "{}",
@@ -943,6 +949,7 @@ fn auto_receives_with_o_direct_and_leaves_the_file_out_of_the_page_cache() {
     if let Some(why) = why_not {
         eprintln!("skipped the direct checks: {why}");
     } else {
+        assert!(said.contains("splice"), "the small file: {said}");
         let fincore = Command::new("fincore")
             .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
             .arg(&got)
@@ -956,4 +963,5 @@ fn auto_receives_with_o_direct_and_leaves_the_file_out_of_the_page_cache() {
         }
     }
     assert_eq!(fs::read(&got).unwrap(), data);
+    assert_eq!(fs::read(out.path().join("small")).unwrap(), small);
 }
