@@ -99,8 +99,17 @@ fn tmpfs_source_is_unsupported() {
 }
 
 /// Pages of `path` in the page cache, per `fincore` (util-linux); None (and why, on
-/// stderr) when it can't tell.
+/// stderr) when it can't tell or when the file lives on tmpfs (whose pages are the
+/// file, O_DIRECT or not).
 fn cached_bytes(path: &std::path::Path) -> Option<u64> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    if rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC) {
+        eprintln!(
+            "skipped the page-cache check: {} is on tmpfs",
+            path.display()
+        );
+        return None;
+    }
     let out = std::process::Command::new("fincore")
         .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
         .arg(path)
