@@ -947,7 +947,7 @@ fn auto_receives_with_o_direct_and_leaves_the_file_out_of_the_page_cache() {
         None
     };
     const TMPFS_MAGIC: i64 = 0x0102_1994;
-    let tmpfs = rustix::fs::statfs(&got).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
+    let tmpfs = rustix::fs::statfs(&got).is_ok_and(|s| s.f_type == TMPFS_MAGIC);
     if let Some(why) = why_not {
         eprintln!("skipped the direct checks: {why}");
     } else if tmpfs {

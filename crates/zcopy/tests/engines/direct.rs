@@ -103,7 +103,7 @@ fn tmpfs_source_is_unsupported() {
 /// file, O_DIRECT or not).
 fn cached_bytes(path: &std::path::Path) -> Option<u64> {
     const TMPFS_MAGIC: i64 = 0x0102_1994;
-    if rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC) {
+    if rustix::fs::statfs(path).is_ok_and(|s| s.f_type == TMPFS_MAGIC) {
         eprintln!(
             "skipped the page-cache check: {} is on tmpfs",
             path.display()
