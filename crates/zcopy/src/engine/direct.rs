@@ -115,7 +115,7 @@ impl Direct {
             // Up to the next block boundary, through the page cache.
             let want = max.min(ALIGN - head);
             let n = read_some(src, &mut self.buf[..want], stats)?;
-            write_all_at(sink, &self.buf[..n], offset, stats)?;
+            write_all_at(sink, &self.buf[..n], offset, stats).map_err(held)?;
             return self.wrote(sink, offset, n, stats);
         }
         reopen_as(&mut self.sink, sink, sink_st, OFlags::WRONLY)?;
@@ -152,11 +152,11 @@ impl Direct {
                 }
                 Err(e) => {
                     self.wrote(sink, offset, done, stats)?;
-                    return Err(e.into());
+                    return Err(held(e.into()));
                 }
             }
         }
-        write_all_at(sink, &self.buf[done..n], offset + done as u64, stats)?;
+        write_all_at(sink, &self.buf[done..n], offset + done as u64, stats).map_err(held)?;
         self.wrote(sink, offset, n, stats)
     }
 
@@ -174,6 +174,16 @@ impl Direct {
         }
         stats.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// A write error once bytes were taken from the source: never one that hands over
+/// to the next engine (it would go on from the stream's next byte without them).
+fn held(e: io::Error) -> io::Error {
+    if super::is_unsupported(&e, 0) {
+        io::Error::other(format!("writing bytes already read: {e}"))
+    } else {
+        e
     }
 }
 

@@ -223,3 +223,29 @@ fn a_read_only_or_appending_sink_is_unsupported_and_nothing_is_taken() {
     }
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
 }
+
+/// A write that fails after the engine took bytes from the stream (a sealed memfd
+/// refuses writes with EPERM, which before the first byte would mean "hand over")
+/// fails the transfer instead of handing over without those bytes.
+#[test]
+fn a_write_refused_after_reading_is_not_a_fallback() {
+    if !direct_works() {
+        return;
+    }
+    let fd = rustix::fs::memfd_create("sealed", rustix::fs::MemfdFlags::ALLOW_SEALING).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::WRITE).unwrap();
+    let (mut tx, rx) = tcp_pair();
+    std::io::Write::write_all(&mut tx, &pattern(10_000, 5)).unwrap();
+    drop(tx);
+    let at = Src::Fd {
+        fd: rx.as_fd(),
+        offset: None,
+    };
+    match Direct::new().step(at, fd.as_fd(), 10_000, &mut Stats::default()) {
+        Err(e) => assert!(
+            !zcopy::engine::is_unsupported(&e, 0),
+            "a fallback error: {e}"
+        ),
+        Ok(n) => panic!("{n} bytes into a sealed memfd"),
+    }
+}
