@@ -186,9 +186,9 @@ fn ask(s: &mut TcpStream, path: &str, close: bool) -> std::io::Result<(u16, Vec<
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
+        // read_exact retries EINTR: with SO_RCVTIMEO set, a stop and continue of this
+        // process (or any handled signal) ends a blocked read with EINTR (signal(7)).
+        s.read_exact(&mut byte)?;
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
