@@ -105,7 +105,7 @@ impl Scenario {
             Scenario::FileTcpVeth => "file → TCP socket (across a veth pair)",
             Scenario::FileFile => "file → file",
             Scenario::FilePipe => "file → pipe",
-            Scenario::TcpFile => "TCP socket (loopback) → file",
+            Scenario::TcpFile => "TCP socket (loopback) → file, fsync'd",
         }
     }
 
@@ -270,6 +270,16 @@ fn engine_loop(
         if ran.is_empty() {
             ran = report.short();
         }
+    }
+    let stream = matches!(
+        src_kind,
+        FdKind::TcpSocket | FdKind::UnixSocket | FdKind::Pipe
+    );
+    if stream && matches!(sink_kind, FdKind::File { .. }) {
+        // A receiver makes what it got durable (zcopy recv and uploads fsync before
+        // they publish a file): the write-back its engine left is its cost too.
+        rustix::fs::fsync(sink)
+            .map_err(|e| BenchError::Io("fsync destination".into(), e.into()))?;
     }
     Ok(EngineSide {
         bytes,

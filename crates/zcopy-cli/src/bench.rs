@@ -19,7 +19,8 @@ use zcopy_bench::{Config, Scenario};
     after_help = "Scenarios: file-tcp (loopback; a receiver thread splices to \
 /dev/null), file-tcp-veth (the same across a veth pair between two network namespaces \
 it creates and removes; root only, else skipped), file-file (fresh destination, no fsync), file-pipe (a receiver thread splices \
-to /dev/null), tcp-file (a sender thread sendfiles into the socket).\n\
+to /dev/null), tcp-file (a sender thread sendfiles into the socket; the received file is fsync'd at \
+the end of each run, as zcopy recv and uploads do, so write-back counts).\n\
 Each engine that can do a scenario runs, plus `auto`; runs are interleaved across \
 engines after a warm-up, and small sizes repeat the transfer so that a run lasts long \
 enough. Bytes are counted on both ends: a mismatch fails the bench.\n\

@@ -42,7 +42,10 @@ struct Reopened {
 /// `O_DIRECT` writes from a stream into a regular file.
 #[derive(Debug)]
 pub struct Direct {
+    /// Allocated at the size of the first steps (a 64 KiB file needs no 1 MiB of
+    /// zeroed memory), grown up to `cap`.
     buf: AlignedBuf,
+    cap: usize,
     src: Option<Reopened>,
     sink: Option<Reopened>,
     /// The sink's file system refused an `O_DIRECT` write after the engine had
@@ -62,14 +65,23 @@ impl Direct {
         Direct::with_buf(DEFAULT_BUF)
     }
 
-    /// An engine whose buffer holds `size` bytes (rounded up to 4096).
+    /// An engine whose buffer holds up to `size` bytes (rounded up to 4096).
     pub fn with_buf(size: usize) -> Direct {
-        let size = size.max(1).next_multiple_of(ALIGN);
         Direct {
-            buf: AlignedBuf::new(size, ALIGN),
+            buf: AlignedBuf::new(ALIGN, ALIGN),
+            cap: size.max(1).next_multiple_of(ALIGN),
             src: None,
             sink: None,
             sink_refused: false,
+        }
+    }
+
+    /// Makes the buffer hold `len` bytes (rounded up to a block), or the whole
+    /// capacity if that is less.
+    fn ensure(&mut self, len: usize) {
+        let len = len.min(self.cap).next_multiple_of(ALIGN);
+        if self.buf.len() < len {
+            self.buf = AlignedBuf::new(len, ALIGN);
         }
     }
 
@@ -114,11 +126,13 @@ impl Direct {
         if head != 0 {
             // Up to the next block boundary, through the page cache.
             let want = max.min(ALIGN - head);
+            self.ensure(want);
             let n = read_some(src, &mut self.buf[..want], stats)?;
             write_all_at(sink, &self.buf[..n], offset, stats).map_err(held)?;
             return self.wrote(sink, offset, n, stats);
         }
         reopen_as(&mut self.sink, sink, sink_st, OFlags::WRONLY)?;
+        self.ensure(max);
         let want = max.min(self.buf.len());
         let mut n = read_some(src, &mut self.buf[..want], stats)?;
         // Top up to a whole block: those bytes are within `max`, so they are
@@ -295,6 +309,7 @@ impl Engine for Direct {
         }
         let head = (offset % ALIGN as u64) as usize;
         let aligned = offset - head as u64;
+        self.ensure(head.saturating_add(max));
         let want = max.min(self.buf.len() - head);
         let read_len = (head + want).next_multiple_of(ALIGN);
         self.reopen(fd, stats)?;
