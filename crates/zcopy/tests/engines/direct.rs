@@ -242,10 +242,19 @@ fn a_write_refused_after_reading_is_not_a_fallback() {
         offset: None,
     };
     match Direct::new().step(at, fd.as_fd(), 10_000, &mut Stats::default()) {
-        Err(e) => assert!(
-            !zcopy::engine::is_unsupported(&e, 0),
-            "a fallback error: {e}"
-        ),
+        Err(e) if zcopy::engine::is_unsupported(&e, 0) => {
+            // Kernels before 6.6 refuse O_DIRECT on a memfd at open, before any
+            // byte is read: a fallback is right then, and the stream must be whole.
+            let mut left = Vec::new();
+            std::io::Read::read_to_end(&mut &rx, &mut left).unwrap();
+            assert_eq!(
+                left,
+                pattern(10_000, 5),
+                "a fallback error after reading: {e}"
+            );
+            eprintln!("skipped: this kernel's memfd takes no O_DIRECT ({e})");
+        }
+        Err(_) => {}
         Ok(n) => panic!("{n} bytes into a sealed memfd"),
     }
 }
