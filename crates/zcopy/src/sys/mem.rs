@@ -26,6 +26,7 @@ pub fn page_size() -> usize {
 /// opened) stay resident until this. It walks every arena's free chunks, each
 /// under its lock: cheap enough once a second a worker (the io_uring driver's
 /// release tick), not for every turn.
+#[cfg(feature = "server")]
 pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only touches the allocator's own state (each arena under
