@@ -7,7 +7,8 @@
 # it renames it into place) and wall seconds, medians over the rounds, and each
 # engine's receiver CPU against splice's (median of per-round ratios). Every received
 # tree is compared with the sent one.
-# Usage: bench/recv-tree.sh [ROUNDS] (default 3). ZCOPY_BIN=path: the zcopy measured
+# Usage: bench/recv-tree.sh [ROUNDS] (default 3). TREES="NAME COUNT SIZE;..." measures other
+# trees (e.g. TREES="4m 50 4194304;8m 25 8388608"). ZCOPY_BIN=path: the zcopy measured
 # (default: this tree's release build, built first). Writes bench/results/recv-tree.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ fi
 bench_work recv-tree
 
 # Trees: NAME COUNT SIZE
-trees=("1m 200 1048576" "64k 1000 65536" "4k 200 4096")
+trees=("16m 16 16777216" "1m 200 1048576" "64k 1000 65536" "4k 200 4096")
+if [ -n "${TREES:-}" ]; then IFS=';' read -ra trees <<<"$TREES"; fi
 engines=(direct splice auto)
 for t in "${trees[@]}"; do
   read -r name count size <<<"$t"
@@ -40,8 +42,9 @@ one() {
   local tree=$1 engine=$2
   rm -rf "$work/out" && mkdir "$work/out"
   sync
-  # A fresh port each run: a fixed one may still be in TIME_WAIT or taken by a test.
-  port=$((20000 + RANDOM % 20000))
+  # A fresh port each run, below the ephemeral range (32768-) where clients' ports are:
+  # a fixed one may still be in TIME_WAIT or taken by a test.
+  port=$((20000 + RANDOM % 12000))
   local t0 t1
   /usr/bin/time -f "%U %S" -o "$work/recv.time" taskset -c 0 \
     "$zcopy" -q recv --once --engine "$engine" --listen "127.0.0.1:$port" --out "$work/out" >/dev/null &

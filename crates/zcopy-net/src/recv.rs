@@ -595,13 +595,14 @@ fn plan_for(pref: Preference, offset: u64, want: u64) -> Plan {
     Plan::with_profile(src, sink, pref, Some(want), profile)
 }
 
-/// The smallest file `auto` receives with `O_DIRECT`. Measured here (zcopy recv,
-/// CPU-s of the receiver, direct / splice, trees sent over loopback, two rounds
-/// each): 1 GiB 0.11 / 1.06 per GB (`bench/sendrecv.sh`); 200 files of 1 MiB
-/// 0.13-0.14 / 0.22-0.28; 1,000 of 64 KiB 0.68-0.96 / 0.36-0.80; 200 of 4 KiB 0.22 /
-/// 0.13-0.16. A small `O_DIRECT` write to a fresh file pays for allocating its
-/// blocks at once, and the fsync that follows each file pays the journal anyway.
-pub const DIRECT_FROM: u64 = 1 << 20;
+/// The smallest file `auto` receives with `O_DIRECT`. Measured here
+/// (`bench/recv-tree.sh 5`: the receiver's CPU-s with direct against splice, fsyncs
+/// included, medians of 5 rounds, trees sent over loopback): 200 files of 1 MiB
+/// 1.37x, 100 of 2 MiB 1.07x, 50 of 4 MiB 0.93x, 25 of 8 MiB 0.82x, 16 of 16 MiB
+/// 0.69x; one file of 1 GiB 0.11 against 1.06 CPU-s/GB (`bench/sendrecv.sh`). Each
+/// file pays for its own `O_DIRECT` twin and buffer, and an `O_DIRECT` write to a
+/// fresh file allocates its blocks at once: below a few MiB splice costs less.
+pub const DIRECT_FROM: u64 = 4 << 20;
 
 /// The name a `.part` file sent by reference is kept under after a failure.
 fn lent_name(part: &[u8]) -> Vec<u8> {

@@ -913,8 +913,9 @@ fn a_local_receiver_gets_the_bytes_by_reference() {
 fn auto_receives_with_o_direct_and_leaves_the_file_out_of_the_page_cache() {
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let data = pattern((4 << 20) + 5, 21);
-    let small = pattern((1 << 20) - 1, 22);
+    let from = zcopy_net::recv::DIRECT_FROM as usize;
+    let data = pattern(from + 5, 21);
+    let small = pattern(from - 1, 22);
     fs::write(src.path().join("f"), &data).unwrap();
     fs::write(src.path().join("small"), &small).unwrap();
     let (mut recv, addr) = start_recv(out.path(), &[]);
