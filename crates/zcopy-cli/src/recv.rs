@@ -41,7 +41,7 @@ pub struct RecvArgs {
     /// Replace existing files (and symlinks, FIFOs) under the received names.
     #[arg(long)]
     force: bool,
-    /// Engine for socket → file: auto (files of 4 MiB or more: direct, whole blocks
+    /// Engine for socket → file: auto (files of 1 MiB or more: direct, whole blocks
     /// written with O_DIRECT, bypassing the page cache; smaller ones, and where the
     /// file system refuses O_DIRECT: splice; a calibration profile's order where it
     /// has one), direct, splice, read-write, uring.

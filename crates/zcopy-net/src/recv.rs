@@ -597,12 +597,13 @@ fn plan_for(pref: Preference, offset: u64, want: u64) -> Plan {
 
 /// The smallest file `auto` receives with `O_DIRECT`. Measured here
 /// (`bench/recv-tree.sh 5`: the receiver's CPU-s with direct against splice, fsyncs
-/// included, medians of 5 rounds, trees sent over loopback): 200 files of 1 MiB
-/// 1.37x, 100 of 2 MiB 1.07x, 50 of 4 MiB 0.93x, 25 of 8 MiB 0.82x, 16 of 16 MiB
-/// 0.69x; one file of 1 GiB 0.11 against 1.06 CPU-s/GB (`bench/sendrecv.sh`). Each
-/// file pays for its own `O_DIRECT` twin and buffer, and an `O_DIRECT` write to a
-/// fresh file allocates its blocks at once: below a few MiB splice costs less.
-pub const DIRECT_FROM: u64 = 4 << 20;
+/// included, medians of 5 rounds, trees sent over loopback): 1,000 files of 64 KiB
+/// 1.03x, 400 of 256 KiB 1.00x, 200 of 512 KiB 0.87x, 200 of 1 MiB 0.76-0.84x,
+/// 100 of 2 MiB 0.67x, 50 of 4 MiB 0.58x; one file of 1 GiB 0.11 against 1.06
+/// CPU-s/GB (`bench/sendrecv.sh`). Below, an `O_DIRECT` write to a fresh file
+/// allocating its blocks at once and the fsync's journal cost what splice's copy
+/// into the page cache does.
+pub const DIRECT_FROM: u64 = 1 << 20;
 
 /// The name a `.part` file sent by reference is kept under after a failure.
 fn lent_name(part: &[u8]) -> Vec<u8> {
