@@ -5,6 +5,11 @@ connecting at once, and (optionally) bench/soak.py on each driver.
 
 Usage: bench/drivers-memory.py ZCOPY [--rounds 3] [--clients 3000] [--soak SECONDS]
        [--soak-rounds N] [--soak-keepalive 3000] [--only idle,burst,soak] [--out FILE]
+       [--drivers epoll,uring,LABEL=BINARY:DRIVER] [--lock FILE]
+
+A driver given as LABEL=BINARY:DRIVER runs another build (a base commit's, say) on
+DRIVER under the name LABEL, in the same alternating rounds. With --lock, each measure
+soak runs under `flock FILE` (not overlapping other benchmarks that take it).
 
 - idle: CLIENTS clients connect one after another, one request each (1 KiB), then stay
   open; RssAnon 2.5 s later (two sweeps), then a request on the first and the last.
@@ -38,13 +43,26 @@ p.add_argument("--soak", type=float, default=0, help="soak seconds (0: no soak)"
 p.add_argument("--soak-keepalive", type=int, default=3000)
 p.add_argument("--soak-rounds", type=int, help="rounds that run the soak (default: all)")
 p.add_argument("--only", default="idle,burst,soak")
-p.add_argument("--drivers", default="epoll,uring")
+p.add_argument("--drivers", default="epoll,uring", help="DRIVER or LABEL=BINARY:DRIVER, comma-separated")
+p.add_argument("--lock", help="run each soak under flock LOCK")
 p.add_argument("--args", default="", help="more serve arguments for both drivers")
 p.add_argument("--out")
 args = p.parse_args()
 zcopy = os.path.abspath(args.zcopy)
 only = args.only.split(",")
 drivers = args.drivers.split(",")
+
+
+def build(d):
+    """The binary and the --io driver a driver entry runs."""
+    if "=" not in d:
+        return zcopy, d
+    path, _, io = d.partition("=")[2].rpartition(":")
+    return os.path.abspath(path), io
+
+
+def locked(cmd):
+    return ["flock", args.lock] + cmd if args.lock else cmd
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 need = 2 * args.clients + 3000
@@ -88,7 +106,8 @@ def read_response(s):
 
 
 def serve(www, driver):
-    cmd = [zcopy, "-q", "serve", www, "--listen", "127.0.0.1:0", "--io", driver] + args.args.split()
+    binary, io = build(driver)
+    cmd = [binary, "-q", "serve", www, "--listen", "127.0.0.1:0", "--io", io] + args.args.split()
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     port = int(re.search(r"http://[^ ]+:(\d+)/", server.stdout.readline()).group(1))
     return server, port
@@ -159,15 +178,17 @@ def measure(www, driver, kind):
 
 
 def soak(driver, tmp):
-    wrapper = os.path.join(tmp, f"zcopy-{driver}")
+    binary, io = build(driver)
+    label = driver.partition("=")[0]
+    wrapper = os.path.join(tmp, f"zcopy-{label}")
     with open(wrapper, "w") as f:
-        f.write(f'#!/bin/sh\nexec "{zcopy}" "$@" --io {driver} {args.args}\n')
+        f.write(f'#!/bin/sh\nexec "{binary}" "$@" --io {io} {args.args}\n')
     os.chmod(wrapper, 0o755)
-    out = os.path.join(tmp, f"soak-{driver}")
+    out = os.path.join(tmp, f"soak-{label}")
     here = os.path.dirname(os.path.abspath(__file__))
     r = subprocess.run(
-        [sys.executable, os.path.join(here, "soak.py"), wrapper, "--seconds", str(args.soak),
-         "--keepalive", str(args.soak_keepalive), "--out", out],
+        locked([sys.executable, os.path.join(here, "soak.py"), wrapper, "--seconds", str(args.soak),
+                "--keepalive", str(args.soak_keepalive), "--out", out]),
         capture_output=True, text=True, timeout=args.soak + 200,
     )
     rows = re.findall(r"^\| (\d+) \| ([\d.]+) \|", r.stdout, re.M)
@@ -193,7 +214,7 @@ with tempfile.TemporaryDirectory(prefix="umem-") as tmp:
             for d in order:
                 r = soak(d, tmp) if kind == "soak" else measure(www, d, kind)
                 results[(kind, d)].append(r)
-                print(f"round {rnd + 1} {kind:5} {d:5} {r}", flush=True)
+                print(f"round {rnd + 1} {kind:5} {d.partition('=')[0]:5} {r}", flush=True)
 
 lines = [
     f"Run: `bench/drivers-memory.py ZCOPY {' '.join(sys.argv[2:])}` on "
@@ -211,13 +232,13 @@ for kind in only:
             vals = [r["median"] * 1024 for r in rs]
             per = ", ".join(f"{r['median']:.2f} (last {r['last']:.2f}, max {r['max']:.2f})" for r in rs) + " MiB"
             note = "; ".join(("pass" if r["passed"] else "FAIL") + f": {r['checks']}" for r in rs)
-            lines.append(f"| soak {args.soak:.0f} s, {args.soak_keepalive} keep-alive + 200 slow readers, median sample | {d} | {per} | {statistics.median(vals) / 1024:.2f} MiB | {note} |")
+            lines.append(f"| soak {args.soak:.0f} s, {args.soak_keepalive} keep-alive + 200 slow readers, median sample | {d.partition('=')[0]} | {per} | {statistics.median(vals) / 1024:.2f} MiB | {note} |")
         else:
             vals = [r["anon"] for r in rs]
             per = ", ".join(f"{r['anon']:,}" for r in rs) + " KiB"
             note = f"baseline {statistics.median([r['base'] for r in rs]):,.0f} KiB; RssShmem {statistics.median([r['shmem'] for r in rs]):,.0f} KiB; failed {sum(r['failed'] for r in rs)}"
             what = f"{args.clients:,} idle keep-alive clients (one request each)" if kind == "idle" else f"burst: {args.clients:,} clients at once, then idle"
-            lines.append(f"| {what} | {d} | {per} | {statistics.median(vals):,.0f} KiB | {note} |")
+            lines.append(f"| {what} | {d.partition('=')[0]} | {per} | {statistics.median(vals):,.0f} KiB | {note} |")
 text = "\n".join(lines) + "\n"
 print(text)
 if args.out:

@@ -172,12 +172,18 @@ impl Buffers {
     }
 
     /// A buffer whose length is kept from its last use (stale bytes, already
-    /// initialised), so a read buffer doesn't pay zeroing on every request.
+    /// initialised), so a read buffer doesn't pay zeroing on every request. Never
+    /// more than [`RBUF_INITIAL`] bytes: a write buffer that grew (a head with a
+    /// small body) is cut back before it is lent for reading.
     pub fn take_filled(&mut self) -> Vec<u8> {
-        self.filled
-            .pop()
-            .or_else(|| self.free.pop())
-            .unwrap_or_default()
+        match self.filled.pop() {
+            Some(b) => b,
+            None => {
+                let mut b = self.free.pop().unwrap_or_default();
+                fit_read(&mut b);
+                b
+            }
+        }
     }
 
     /// Returns a buffer to the pool (large or surplus ones are freed).
@@ -187,9 +193,12 @@ impl Buffers {
         }
     }
 
-    /// Returns a read buffer to the pool, its length kept for [`Buffers::take_filled`].
-    pub fn give_filled(&mut self, b: Vec<u8>) {
+    /// Returns a read buffer to the pool, its length kept for [`Buffers::take_filled`]
+    /// (one grown past [`RBUF_INITIAL`], for a body read by copy or a large head, is
+    /// cut back to it: the next read is most likely a head's).
+    pub fn give_filled(&mut self, mut b: Vec<u8>) {
         if self.keeps(&b) {
+            fit_read(&mut b);
             self.filled.push(b);
         }
     }
@@ -201,6 +210,14 @@ impl Buffers {
     /// Spare buffers held.
     pub fn spare(&self) -> usize {
         self.free.len() + self.filled.len()
+    }
+}
+
+/// Cuts a buffer lent for reading back to [`RBUF_INITIAL`] bytes of capacity.
+fn fit_read(b: &mut Vec<u8>) {
+    if b.capacity() > RBUF_INITIAL {
+        b.truncate(RBUF_INITIAL);
+        b.shrink_to(RBUF_INITIAL);
     }
 }
 
@@ -898,10 +915,11 @@ impl Conn {
         if self.discard == 0 && self.rend > self.rpos && !self.partial {
             return Some(Intent::Request);
         }
-        // Need more bytes: make room, or refuse a head that can't fit. An empty
-        // buffer is taken from the pool only when bytes are there to read.
+        // Need more bytes: make room, or refuse a head that can't fit. A buffer is
+        // taken from the pool (for none, or a small copy of unparsed bytes) only when
+        // bytes are there to read ([`Conn::read_buf`]).
         let cap = env.config.limits.max_header_bytes + 1024;
-        if self.rbuf.capacity() > 0 && self.rend == self.rbuf.len() {
+        if self.rbuf.capacity() >= RBUF_INITIAL && self.rend == self.rbuf.len() {
             if self.rpos > 0 {
                 self.rbuf.copy_within(self.rpos..self.rend, 0);
                 self.rend -= self.rpos;
@@ -1029,10 +1047,22 @@ impl Conn {
         }
     }
 
-    /// Makes the read buffer at least `len` bytes long (from the pool when empty).
+    /// Makes the read buffer at least `len` bytes long: from the pool when the
+    /// connection holds none or only a small copy of unparsed bytes
+    /// ([`Conn::keep_unparsed`]), those bytes then at its start.
     fn ensure_rbuf(&mut self, env: &mut Env<'_, impl Observer>, len: usize) {
-        if self.rbuf.capacity() == 0 {
-            self.rbuf = env.bufs.take_filled();
+        if self.rbuf.capacity() < RBUF_INITIAL {
+            let mut b = env.bufs.take_filled();
+            let held = self.rend - self.rpos;
+            if held > 0 {
+                if b.len() < held.max(len) {
+                    b.resize(held.max(len), 0);
+                }
+                b[..held].copy_from_slice(&self.rbuf[self.rpos..self.rend]);
+            }
+            self.rbuf = b;
+            self.rpos = 0;
+            self.rend = held;
         }
         if self.rbuf.len() < len {
             self.rbuf.resize(len, 0);
@@ -1058,8 +1088,18 @@ impl Conn {
     /// (a slow reader, an io_uring send in flight) holds tens of bytes, not 4 KiB.
     /// Once moved it stays where it is (later leftovers are not copied again).
     fn keep_leftover(&mut self, env: &mut Env<'_, impl Observer>) {
+        if self.rend - self.rpos <= LEFTOVER_MAX {
+            self.keep_unparsed(env);
+        }
+    }
+
+    /// Moves the unparsed bytes to a buffer of their own size and gives the pooled
+    /// read buffer back (nothing when they fill a pooled buffer, or are a copy
+    /// already). The next read takes a pooled buffer again, the bytes in front
+    /// ([`Conn::ensure_rbuf`]).
+    fn keep_unparsed(&mut self, env: &mut Env<'_, impl Observer>) {
         let left = self.rend - self.rpos;
-        if left > LEFTOVER_MAX || self.rbuf.capacity() < RBUF_INITIAL {
+        if left >= RBUF_INITIAL || self.rbuf.capacity() < RBUF_INITIAL {
             return;
         }
         let rest = self.rbuf[self.rpos..self.rend].to_vec();
@@ -1074,7 +1114,7 @@ impl Conn {
     #[inline(always)]
     pub fn read_buf(&mut self, env: &mut Env<'_, impl Observer>) -> &mut [u8] {
         if self.rbuf.len() < RBUF_INITIAL {
-            // None, or a leftover's (grown: reads are never that small).
+            // None, or a small copy of unparsed bytes (reads are never that small).
             self.ensure_rbuf(env, RBUF_INITIAL);
         }
         if matches!(self.state, State::Receive(_)) && self.rpos == self.rend {
@@ -1087,10 +1127,15 @@ impl Conn {
     }
 
     /// The read found nothing (EAGAIN): an empty buffer goes back to the pool, so a
-    /// connection waiting for bytes holds none.
+    /// connection waiting for bytes holds none; one waiting with part of a head
+    /// (a slowloris client's, a head split across packets) holds a copy of its bytes.
     pub fn on_read_blocked(&mut self, env: &mut Env<'_, impl Observer>) {
         if self.discard == 0 {
-            self.release_rbuf(env);
+            if self.partial {
+                self.keep_unparsed(env);
+            } else {
+                self.release_rbuf(env);
+            }
         }
     }
 

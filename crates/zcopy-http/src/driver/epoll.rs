@@ -302,6 +302,9 @@ impl Connection {
                         }
                     }
                     if !self.readable {
+                        // The socket was emptied by a short read: waiting as on
+                        // EAGAIN (no buffer held, or a copy of part of a head).
+                        self.core.on_read_blocked(&mut env);
                         return Progress::Wait;
                     }
                     let peer = self.core.peer();

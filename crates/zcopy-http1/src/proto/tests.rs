@@ -703,3 +703,110 @@ fn a_small_held_file_leaves_with_the_head_in_one_write() {
     assert_eq!(next, Intent::Read);
     assert_eq!(h.seen.done, [(MethodClass::Get, 200, 4)]);
 }
+
+/// Issue 18: a connection waiting with part of a head (a slowloris client's) kept a
+/// whole pooled read buffer. It now holds a copy of exactly its bytes, the pooled
+/// buffer back in the pool; the next read takes one again with the bytes in front.
+#[test]
+fn a_partial_head_waiting_for_bytes_holds_only_its_bytes() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    let part = b"GET /a";
+    h.feed(&mut c, part);
+    h.answer(&mut c, never);
+    assert_eq!(h.next(&mut c), Intent::Read);
+    // The driver's read found nothing more.
+    c.on_read_blocked(&mut h.env());
+    assert_eq!(c.buffered(), part.len(), "a copy of the head's bytes only");
+    assert_eq!(h.bufs.spare(), 1, "the read buffer went back to the pool");
+    // Bytes come one at a time: each read takes a pooled buffer, each wait gives it back.
+    for b in b"bc" {
+        h.feed(&mut c, &[*b]);
+        h.answer(&mut c, never);
+        assert_eq!(h.next(&mut c), Intent::Read);
+        c.on_read_blocked(&mut h.env());
+        assert_eq!(h.bufs.spare(), 1);
+    }
+    assert_eq!(c.buffered(), part.len() + 2);
+    h.feed(&mut c, b" HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(c.buffered() >= RBUF_INITIAL, "read into a pooled buffer");
+    let mut asked = None;
+    h.answer(&mut c, |req, close, out| {
+        asked = Some(req.target.to_string());
+        text("ok")(req, close, out)
+    });
+    assert!(h.written(&mut c).ends_with(b"ok"));
+    assert_eq!(asked.as_deref(), Some("/abc"));
+    assert_eq!(h.next(&mut c), Intent::Read);
+    assert_eq!(c.buffered(), 0);
+}
+
+/// Issue 18: a read buffer grown to 64 KiB for a body read by copy went back to the
+/// pool at that size and was lent again for the next head. It now comes back cut to
+/// [`RBUF_INITIAL`].
+#[test]
+fn after_a_body_read_by_copy_the_next_head_reads_into_a_first_size_buffer() {
+    let mut h = Harness::new();
+    let mut c = h.conn();
+    h.feed(
+        &mut c,
+        b"PUT /u HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n",
+    );
+    h.answer(&mut c, receive);
+    let mut grown = 0;
+    let mut more: &[u8] = b"0123456789";
+    let out = loop {
+        match h.next(&mut c) {
+            Intent::Write { .. } => {
+                let n = c.write_buf().len();
+                c.on_written(&mut h.env(), n);
+            }
+            Intent::ReceiveBody { .. } => {
+                // Read by copy, as TLS and io_uring do.
+                let buf = c.read_buf(&mut h.env());
+                grown = grown.max(buf.len());
+                let n = more.len().min(4);
+                buf[..n].copy_from_slice(&more[..n]);
+                more = &more[n..];
+                c.on_read(&mut h.env(), n);
+            }
+            Intent::StoreBody => {
+                let (mut f, bytes) = c.body_buffered().unwrap();
+                let n = f.write(bytes).unwrap();
+                c.on_body_stored(&mut h.env(), n);
+            }
+            Intent::Publish => {
+                c.publish(&mut h.env());
+                break String::from_utf8(h.written(&mut c)).unwrap();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+    assert_eq!(grown, POOLED_MAX, "the body was read into a grown buffer");
+    assert_eq!(h.next(&mut c), Intent::Read);
+    assert_eq!(c.buffered(), 0);
+    h.feed(&mut c, b"GET /a HT");
+    assert_eq!(
+        c.buffered(),
+        RBUF_INITIAL,
+        "the head's buffer is a first-size one"
+    );
+}
+
+/// A write buffer that grew (a head with a small body) is cut back to
+/// [`RBUF_INITIAL`] when it is lent for reading; one given back as a read buffer
+/// after growing is cut back too.
+#[test]
+fn a_buffer_lent_for_reading_is_at_most_first_size() {
+    let mut b = Buffers::new(4);
+    b.give(Vec::with_capacity(20_000));
+    let r = b.take_filled();
+    assert_eq!(r.capacity(), RBUF_INITIAL);
+    b.give_filled(vec![1u8; POOLED_MAX]);
+    let r = b.take_filled();
+    assert_eq!((r.len(), r.capacity()), (RBUF_INITIAL, RBUF_INITIAL));
+    // Write buffers keep their size.
+    b.give(Vec::with_capacity(20_000));
+    assert!(b.take().capacity() >= 20_000);
+}
