@@ -464,6 +464,22 @@ fn receive(_: &Request<'_>, _: bool, _: &mut Out) -> Response {
 /// Plays the driver for a body: stores buffered bytes, "receives" `more` from the
 /// socket by writing them to the sink's file, publishes.
 fn run_body(h: &mut Harness, c: &mut Conn, mut more: &[u8]) -> Vec<u8> {
+    drive_body(h, c, |h, c, len| {
+        let n = (len as usize).min(more.len()).min(7);
+        let mut f = c.body_file().unwrap();
+        f.write_all(&more[..n]).unwrap();
+        more = &more[n..];
+        c.on_body_received(&mut h.env(), n);
+    })
+}
+
+/// Plays the driver for a body: stores buffered bytes, leaves each
+/// `ReceiveBody { len }` to `receive`, publishes; returns everything written.
+fn drive_body(
+    h: &mut Harness,
+    c: &mut Conn,
+    mut receive: impl FnMut(&mut Harness, &mut Conn, u64),
+) -> Vec<u8> {
     let mut interim = Vec::new();
     loop {
         match h.next(c) {
@@ -477,13 +493,7 @@ fn run_body(h: &mut Harness, c: &mut Conn, mut more: &[u8]) -> Vec<u8> {
                 let n = f.write(bytes).unwrap();
                 c.on_body_stored(&mut h.env(), n);
             }
-            Intent::ReceiveBody { len } => {
-                let n = (len as usize).min(more.len()).min(7);
-                let mut f = c.body_file().unwrap();
-                f.write_all(&more[..n]).unwrap();
-                more = &more[n..];
-                c.on_body_received(&mut h.env(), n);
-            }
+            Intent::ReceiveBody { len } => receive(h, c, len),
             Intent::Publish => {
                 c.publish(&mut h.env());
                 let mut all = interim;
@@ -755,33 +765,16 @@ fn after_a_body_read_by_copy_the_next_head_reads_into_a_first_size_buffer() {
     h.answer(&mut c, receive);
     let mut grown = 0;
     let mut more: &[u8] = b"0123456789";
-    let out = loop {
-        match h.next(&mut c) {
-            Intent::Write { .. } => {
-                let n = c.write_buf().len();
-                c.on_written(&mut h.env(), n);
-            }
-            Intent::ReceiveBody { .. } => {
-                // Read by copy, as TLS and io_uring do.
-                let buf = c.read_buf(&mut h.env());
-                grown = grown.max(buf.len());
-                let n = more.len().min(4);
-                buf[..n].copy_from_slice(&more[..n]);
-                more = &more[n..];
-                c.on_read(&mut h.env(), n);
-            }
-            Intent::StoreBody => {
-                let (mut f, bytes) = c.body_buffered().unwrap();
-                let n = f.write(bytes).unwrap();
-                c.on_body_stored(&mut h.env(), n);
-            }
-            Intent::Publish => {
-                c.publish(&mut h.env());
-                break String::from_utf8(h.written(&mut c)).unwrap();
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let out = drive_body(&mut h, &mut c, |h, c, _| {
+        // Read by copy, as TLS and io_uring do.
+        let buf = c.read_buf(&mut h.env());
+        grown = grown.max(buf.len());
+        let n = more.len().min(4);
+        buf[..n].copy_from_slice(&more[..n]);
+        more = &more[n..];
+        c.on_read(&mut h.env(), n);
+    });
+    let out = String::from_utf8(out).unwrap();
     assert!(out.starts_with("HTTP/1.1 201"), "{out}");
     assert_eq!(grown, POOLED_MAX, "the body was read into a grown buffer");
     assert_eq!(h.next(&mut c), Intent::Read);
