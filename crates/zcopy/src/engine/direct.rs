@@ -152,8 +152,8 @@ impl Direct {
         let head = (offset % ALIGN as u64) as usize;
         if head != 0 {
             // Up to the next block boundary, through the page cache.
+            // Fewer than ALIGN bytes: the buffer always holds a block.
             let want = max.min(ALIGN - head);
-            self.ensure(want);
             let n = read_some(src, &mut self.buf[..want], stats)?;
             write_all_at(sink, &self.buf[..n], offset, stats).map_err(held)?;
             return self.wrote(sink, offset, n, stats);
