@@ -920,14 +920,6 @@ impl Worker {
             if let Some(plan) = self.books.ctl.new_plan() {
                 self.relisten(plan);
             }
-            if let Some(live) = self.books.reloaded() {
-                if live.config.engine != self.sh.common.config.engine {
-                    self.sh.engines =
-                        Engines::new(live.config.engine, self.sh.common.stats.clone());
-                }
-                self.sh.common.reload(&live);
-                self.sh.h2c = h2::offered(&live.config);
-            }
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKER {
@@ -989,6 +981,17 @@ impl Worker {
             }
             self.accept();
             self.let_go();
+            // A reload is taken after this turn's events and accepts, before any
+            // request is answered: a connection made after the reload was stored
+            // (accepted in this turn's accept loop) is served under it.
+            if let Some(live) = self.books.reloaded() {
+                if live.config.engine != self.sh.common.config.engine {
+                    self.sh.engines =
+                        Engines::new(live.config.engine, self.sh.common.stats.clone());
+                }
+                self.sh.common.reload(&live);
+                self.sh.h2c = h2::offered(&live.config);
+            }
             self.run_queue();
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep();

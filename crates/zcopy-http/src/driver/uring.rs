@@ -1673,10 +1673,6 @@ impl Worker {
             if let Some(plan) = self.books.ctl.new_plan() {
                 self.relisten(plan, &mut ring);
             }
-            if let Some(live) = self.books.reloaded() {
-                self.sh.common.reload(&live);
-                self.sh.h2c = h2::offered(&self.sh.common.config);
-            }
             // REAP_MAX at a time until the completion queue is empty.
             let mut left = true;
             while left {
@@ -1686,6 +1682,13 @@ impl Worker {
                 }
             }
             self.resume_checked();
+            // A reload is taken after this turn's completions, before any request
+            // is answered: a connection whose accept completed after the reload was
+            // stored (reaped in this turn's loop above) is served under it.
+            if let Some(live) = self.books.reloaded() {
+                self.sh.common.reload(&live);
+                self.sh.h2c = h2::offered(&self.sh.common.config);
+            }
             self.run_queue(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
