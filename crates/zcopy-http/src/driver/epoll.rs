@@ -667,6 +667,10 @@ mod tls_io {
             return Step::Again;
         }
         if !*readable {
+            // The socket was emptied by a short read: waiting as on EAGAIN (a
+            // partial head keeps a copy of its bytes, not the read buffer).
+            core.on_read_blocked(env);
+            t.on_idle(core);
             return Step::Wait;
         }
         let rbuf = w.read_buf();

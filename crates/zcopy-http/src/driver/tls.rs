@@ -498,6 +498,7 @@ impl KernelConn {
             return Step::Again;
         }
         if !*readable {
+            core.on_read_blocked(env);
             return Step::Wait;
         }
         let buf = core.read_buf(env);

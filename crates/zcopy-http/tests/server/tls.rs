@@ -653,3 +653,56 @@ fn webdav_bodies_over_tls() {
         }
     }
 }
+
+/// Issue 18: a TLS client that sends part of a head and waits (a slowloris) kept
+/// the core's whole 4 KiB read buffer on the epoll driver: the short read that
+/// emptied the socket skipped the read that would say EAGAIN, and with it the
+/// step that cuts a partial head down to a copy of its bytes. User-space TLS
+/// (kTLS off), the suite's driver.
+#[test]
+fn tls_partial_heads_hold_only_their_bytes() {
+    let fx = Fixture::new();
+    write_pattern(&fx.root().join("a.bin"), 1000);
+    let pki = Pki::new();
+    let mut tls = pki.tls();
+    tls.ktls = KtlsMode::Off;
+    let server = zcopy_http::server::Server::bind(Config {
+        root: fx.root(),
+        listen: Vec::new(),
+        tls_listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(tls),
+        workers: 1,
+        io: io_driver(),
+        ..Config::default()
+    })
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    let stats = server.stats();
+    let _srv = TestServer::adopt(addr, server.spawn().unwrap());
+    let cfg = client_config(&pki.ca, TLS13);
+    let conns = 24;
+    let mut socks: Vec<Tls> = (0..conns)
+        .map(|_| {
+            let mut s = connect(addr, &cfg);
+            s.write_all(b"GET /a.bin HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.flush().unwrap();
+            s
+        })
+        .collect();
+    // The gauge is set once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let held = stat(&stats, "zcopy_connection_buffer_bytes");
+    // Before: a 4 KiB read buffer per connection; a partial head's copy is ~30 bytes.
+    let bound = conns as u64 * 1024;
+    assert!(
+        held < bound,
+        "{conns} TLS connections with part of a head hold {held} bytes of buffer (bound {bound})"
+    );
+    for (c, s) in socks.iter_mut().enumerate() {
+        s.write_all(b"\r\n").unwrap();
+        s.flush().unwrap();
+        let r = read_response(s, false).expect("a response");
+        assert_eq!((r.status, r.body.len()), (200, 1000), "connection {c}");
+        assert_pattern(&r.body, 0, &format!("connection {c}"));
+    }
+}
