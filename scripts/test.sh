@@ -95,16 +95,32 @@ cargo run -q -p zcopy-tokio --example send_file
 echo "== tests/outside"
 cargo run -q --manifest-path tests/outside/Cargo.toml --target-dir target/outside
 
+# The passes below run the test binaries the first pass built, from their package's
+# directory as cargo does: `cargo test -p X` resolves features for X alone and
+# rebuilt the crates under it first (~35 s a CI run). These binaries have the
+# workspace's features (the engine suite with the library's `server` feature, so its
+# io_uring send operation runs in every pass).
+test_bin() { # test target name -> its executable from the first pass
+  cargo test --workspace --all-targets --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json, sys
+for m in map(json.loads, sys.stdin):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1] and m["profile"]["test"]:
+        print(m["executable"])' "$1"
+}
+engines_bin=$(test_bin engines)
+server_bin=$(test_bin server)
+[ -n "$engines_bin" ] || { echo "the engine suite's test binary was not found" >&2; exit 1; }
+engines() { (cd crates/zcopy && "$engines_bin" -q "$@"); }
+server() { (cd crates/zcopy-http && "$server_bin" -q "$@"); }
+
 engines="sendfile splice mmap copy-range direct vmsplice tee msg-zerocopy uring"
 for e in $engines; do
   echo "== engine suite with $e forced off"
-  ZCOPY_DISABLE="$e" cargo test -q -p zcopy --test engines
+  ZCOPY_DISABLE="$e" engines
   echo "== engine suite with $e failing after 64 KiB"
-  ZCOPY_DISABLE="$e@65536" cargo test -q -p zcopy --test engines
+  ZCOPY_DISABLE="$e@65536" engines
 done
-echo "== engine suite's io_uring send operation (the server feature)"
-cargo test -q -p zcopy --features server --test engines ring_send
-if [ -d crates/zcopy-http/tests/server ]; then
+if [ -n "$server_bin" ]; then
   # The first pass above ran the whole server suite on both drivers. The passes below
   # force one engine or the driver off, so each runs the tests whose bytes go through
   # that engine or driver, and leaves out (saying so) the ones that cannot differ:
@@ -134,19 +150,19 @@ if [ -d crates/zcopy-http/tests/server ]; then
   echo "(forced-fallback passes leave out: ${engine_blind[*]} ${per_driver[*]}; uring passes also ${both_drivers[*]}; the uring pass runs ${per_driver[*]})"
   for e in sendfile splice mmap; do
     echo "== server suite with $e forced off"
-    ZCOPY_DISABLE="$e" cargo test -q -p zcopy-http --test server -- "${epoll_skips[@]}"
+    ZCOPY_DISABLE="$e" server "${epoll_skips[@]}"
   done
   echo "== lending with tee forced off (hot snapshots by sendfile, not from template pipes), both drivers"
-  ZCOPY_DISABLE=tee cargo test -q -p zcopy-http --test server -- lending::
-  ZCOPY_IO=uring ZCOPY_DISABLE=tee cargo test -q -p zcopy-http --test server -- lending::
+  ZCOPY_DISABLE=tee server lending::
+  ZCOPY_IO=uring ZCOPY_DISABLE=tee server lending::
   echo "== server suite with inotify forced off (small files revalidated with fstat): files, variants, sidecars, conditionals, lending"
-  ZCOPY_DISABLE=inotify cargo test -q -p zcopy-http --test server -- files:: compress:: sidecars:: http_details:: lending::
+  ZCOPY_DISABLE=inotify server files:: compress:: sidecars:: http_details:: lending::
   echo "== server suite on the io_uring driver"
-  ZCOPY_IO=uring cargo test -q -p zcopy-http --test server -- "${uring_skips[@]}"
+  ZCOPY_IO=uring server "${uring_skips[@]}"
   echo "== server suite on the io_uring driver with mmap forced off (large bodies read, then sent)"
-  ZCOPY_IO=uring ZCOPY_DISABLE=mmap cargo test -q -p zcopy-http --test server -- "${uring_engine_skips[@]}"
+  ZCOPY_IO=uring ZCOPY_DISABLE=mmap server "${uring_engine_skips[@]}"
   echo "== server suite on the io_uring driver with splice forced off (sendfile lends, on the loop)"
-  ZCOPY_IO=uring ZCOPY_DISABLE=splice cargo test -q -p zcopy-http --test server -- "${uring_engine_skips[@]}"
+  ZCOPY_IO=uring ZCOPY_DISABLE=splice server "${uring_engine_skips[@]}"
   echo "== server suite with io_uring forced off (must fall back to epoll and say so): driver, byte-exact files, tls"
-  ZCOPY_IO=uring ZCOPY_DISABLE=uring cargo test -q -p zcopy-http --test server -- driver:: files::get_is_byte_exact tls::
+  ZCOPY_IO=uring ZCOPY_DISABLE=uring server driver:: files::get_is_byte_exact tls::
 fi
