@@ -653,6 +653,14 @@ mod tls_io {
         }
     }
 
+    /// Nothing to read until the next event: a partial head keeps a copy of its
+    /// bytes (not the read buffer), and an idle session gives its buffers back.
+    fn wait_readable(t: &mut TlsConn, core: &mut proto::Conn, env: &mut Env<'_>) -> Step {
+        core.on_read_blocked(env);
+        t.on_idle(core);
+        Step::Wait
+    }
+
     /// [`proto::Intent::Read`]: plaintext for the core, read and decrypted as needed.
     pub(super) fn read(
         t: &mut TlsConn,
@@ -667,11 +675,8 @@ mod tls_io {
             return Step::Again;
         }
         if !*readable {
-            // The socket was emptied by a short read: waiting as on EAGAIN (a
-            // partial head keeps a copy of its bytes, not the read buffer).
-            core.on_read_blocked(env);
-            t.on_idle(core);
-            return Step::Wait;
+            // The socket was emptied by a short read: waiting as on EAGAIN.
+            return wait_readable(t, core, env);
         }
         let rbuf = w.read_buf();
         let room = rbuf.len();
@@ -683,9 +688,7 @@ mod tls_io {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 *readable = false;
-                core.on_read_blocked(env);
-                t.on_idle(core);
-                return Step::Wait;
+                return wait_readable(t, core, env);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Again,
             Err(_) => {
