@@ -100,8 +100,9 @@ cargo run -q --manifest-path tests/outside/Cargo.toml --target-dir target/outsid
 # rebuilt the crates under it first (~35 s a CI run). These binaries have the
 # workspace's features (the engine suite with the library's `server` feature, so its
 # io_uring send operation runs in every pass).
+artifacts=$(cargo test --workspace --all-targets --no-run --message-format=json 2>/dev/null)
 test_bin() { # test target name -> its executable from the first pass
-  cargo test --workspace --all-targets --no-run --message-format=json 2>/dev/null |
+  printf '%s\n' "$artifacts" |
     python3 -c 'import json, sys
 for m in map(json.loads, sys.stdin):
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1] and m["profile"]["test"]:
