@@ -1,8 +1,10 @@
 //! Shared helpers: a real server on 127.0.0.1:0, a fixture tree, raw HTTP parsing.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use zcopy_http::config::Config;
@@ -211,6 +213,33 @@ pub fn raw(server: &TestServer, req: &[u8]) -> (RawResponse, TcpStream) {
 /// The pattern byte content for offset-checkable files: each 8-byte word holds its
 /// own offset (little-endian), so a misplaced byte shows where it came from.
 pub fn pattern(start: u64, len: usize) -> Vec<u8> {
+    pattern_slice(start, len).into_owned()
+}
+
+/// The pattern's first bytes, made once per process for the large files and bodies
+/// (an unoptimized test build takes about a second to make 100 MiB word by word,
+/// which the largest tests did once per engine and per comparison).
+const KEPT: usize = (128 << 20) + 8;
+
+/// [`pattern`], borrowed from the kept prefix where it lies inside it.
+fn pattern_slice(start: u64, len: usize) -> Cow<'static, [u8]> {
+    static KEPT_PATTERN: OnceLock<Vec<u8>> = OnceLock::new();
+    let kept = if len >= 1 << 20 {
+        Some(KEPT_PATTERN.get_or_init(|| make_pattern(0, KEPT)))
+    } else {
+        KEPT_PATTERN.get()
+    };
+    let at = usize::try_from(start).ok();
+    match kept
+        .zip(at)
+        .and_then(|(k, at)| k.get(at..at.checked_add(len)?))
+    {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(make_pattern(start, len)),
+    }
+}
+
+fn make_pattern(start: u64, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len + 16);
     let mut word = start / 8;
     let skip = (start % 8) as usize;
@@ -229,7 +258,7 @@ pub fn write_pattern(path: &Path, len: u64) {
     let mut off = 0;
     while off < len {
         let n = (len - off).min(1 << 20);
-        f.write_all(&pattern(off, n as usize)).unwrap();
+        f.write_all(&pattern_slice(off, n as usize)).unwrap();
         off += n;
     }
 }
@@ -239,7 +268,7 @@ pub fn assert_pattern(body: &[u8], start: u64, what: &str) {
     let mut off = 0usize;
     while off < body.len() {
         let n = (body.len() - off).min(1 << 20);
-        let want = pattern(start + off as u64, n);
+        let want = pattern_slice(start + off as u64, n);
         if body[off..off + n] != want[..] {
             let i = (0..n).find(|&i| body[off + i] != want[i]).unwrap();
             panic!("{what}: byte {} differs", off + i);
