@@ -276,19 +276,14 @@ fn the_snapshot_budget_evicts_and_the_counters_say_so() {
             .into_bytes();
         fx.file(&f[1..], &body);
     }
-    let server = zcopy_http::server::Server::bind(Config {
+    let (srv, stats) = TestServer::with_stats(Config {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 2,
         io: io_driver(),
         snapshot_memory: 64 << 10,
         ..Config::default()
-    })
-    .unwrap();
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    let running = server.spawn().unwrap();
-    let srv = TestServer::adopt(addr, running);
+    });
     if no_snapshots(&srv, &files[0]) {
         return;
     }
@@ -371,17 +366,13 @@ fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
     let js = script(20_000);
     fx.file("big.js", &js);
     fx.file("big.bin", &js);
-    let server = zcopy_http::server::Server::bind(Config {
+    let (srv, stats) = TestServer::with_stats(Config {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
         io: io_driver(),
         ..Config::default()
-    })
-    .unwrap();
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    });
     let by_ref = || stat(&stats, "zcopy_body_bytes_by_reference_total");
     if no_snapshots(&srv, "/big.js") {
         return;
@@ -425,18 +416,14 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
     let p = fx.root().join("data.bin");
     write_pattern(&p, 64 << 10);
     fx.file("small.bin", &[7u8; 100]);
-    let server = zcopy_http::server::Server::bind(Config {
+    let (srv, stats) = TestServer::with_stats(Config {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
         io: io_driver(),
         snapshot_band: Some((1024, 1 << 20)),
         ..Config::default()
-    })
-    .unwrap();
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    });
     let value = |name: &str| stat(&stats, &format!("zcopy_{name}"));
     if zcopy::Forced::from_env().switched_off("inotify") {
         for _ in 0..5 {
@@ -486,18 +473,14 @@ fn snapshot_bodies_stay_exact_over_one_keep_alive_connection() {
     use std::io::Write as _;
     let fx = Fixture::new();
     write_pattern(&fx.root().join("data.bin"), 64 << 10);
-    let server = zcopy_http::server::Server::bind(Config {
+    let (srv, stats) = TestServer::with_stats(Config {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
         io: io_driver(),
         snapshot_band: Some((1024, 1 << 20)),
         ..Config::default()
-    })
-    .unwrap();
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    let srv = TestServer::adopt(addr, server.spawn().unwrap());
+    });
     let value = |series: &str| stat(&stats, series);
     if no_snapshots(&srv, "/data.bin") {
         return;
@@ -754,7 +737,7 @@ fn a_hot_64k_file_is_lent_from_a_snapshot_to_a_loopback_peer_and_copied_to_a_vet
     let (srv, stats) = pair
         .a
         .run(move || {
-            let server = zcopy_http::server::Server::bind(Config {
+            TestServer::with_stats(Config {
                 root,
                 listen: vec!["127.0.0.1:0".parse().unwrap(), veth],
                 workers: 1,
@@ -763,10 +746,6 @@ fn a_hot_64k_file_is_lent_from_a_snapshot_to_a_loopback_peer_and_copied_to_a_vet
                 snapshot_band_loopback: Some(zcopy_http::snapshot::DEFAULT_BAND_LOOPBACK),
                 ..Config::default()
             })
-            .unwrap();
-            let stats = server.stats();
-            let addr = server.local_addrs()[0];
-            (TestServer::adopt(addr, server.spawn().unwrap()), stats)
         })
         .expect("server in namespace a");
     let value = |name: &str| -> u64 {

@@ -15,18 +15,13 @@ fn one_worker(
     io: IoDriver,
 ) -> (TestServer, std::sync::Arc<zcopy_http::stats::ServerStats>) {
     use zcopy_http::config::Config;
-    use zcopy_http::server::Server;
-    let server = Server::bind(Config {
+    TestServer::with_stats(Config {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
         io,
         ..Config::default()
     })
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    let stats = server.stats();
-    (TestServer::adopt(addr, server.spawn().unwrap()), stats)
 }
 
 /// A server of one io_uring worker on `fx`, with its metrics; `None` (after saying

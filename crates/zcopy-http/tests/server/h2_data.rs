@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use zcopy_http::config::Config;
 use zcopy_http::driver::IoDriver;
-use zcopy_http::server::Server;
 use zcopy_http2::frame::{self, Header, flag, kind, setting};
 use zcopy_http2::hpack;
 
@@ -32,17 +31,13 @@ fn serve(
     io: IoDriver,
     root: &Path,
 ) -> (TestServer, std::sync::Arc<zcopy_http::stats::ServerStats>) {
-    let server = Server::bind(Config {
+    TestServer::with_stats(Config {
         root: root.to_path_buf(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
         io,
         ..Config::default()
     })
-    .unwrap();
-    let stats = server.stats();
-    let srv = TestServer::adopt(server.local_addrs()[0], server.spawn().unwrap());
-    (srv, stats)
 }
 
 /// Whether the mapped and the lent paths may run (`ZCOPY_DISABLE` turns them off

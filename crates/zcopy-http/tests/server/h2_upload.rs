@@ -14,7 +14,6 @@ use zcopy_http::access_log::{AccessLog, LogFormat};
 use zcopy_http::auth::Users;
 use zcopy_http::config::Config;
 use zcopy_http::rules::Rule;
-use zcopy_http::server::Server;
 use zcopy_http2::frame::{self, Code, Header, flag, kind, setting};
 use zcopy_http2::hpack;
 
@@ -776,7 +775,7 @@ fn an_h2_upload_is_counted_as_copied_and_logged_with_its_bytes() {
     const N: usize = 700_001;
     let fx = Fixture::new();
     let log = fx.root().parent().unwrap().join("access.json");
-    let server = Server::bind(Config {
+    let (srv, stats) = TestServer::with_stats(Config {
         root: fx.root(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
@@ -785,11 +784,8 @@ fn an_h2_upload_is_counted_as_copied_and_logged_with_its_bytes() {
         access_log: Some(AccessLog::File(log.clone())),
         access_log_format: LogFormat::Json,
         ..Config::default()
-    })
-    .expect("bind");
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    let _srv = TestServer::adopt(addr, server.spawn().expect("spawn"));
+    });
+    let addr = srv.addr;
     let body = pattern(0, N);
     let mut c = Raw::open(addr);
     c.headers(

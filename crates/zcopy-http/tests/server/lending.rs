@@ -38,7 +38,7 @@ fn serve_on(
     rules: Vec<Rule>,
     listen: std::net::SocketAddr,
 ) -> (TestServer, std::sync::Arc<Stats>) {
-    let server = zcopy_http::server::Server::bind(Config {
+    TestServer::with_stats(Config {
         root: root.to_path_buf(),
         listen: vec![listen],
         workers: 1,
@@ -46,10 +46,6 @@ fn serve_on(
         rules,
         ..Config::default()
     })
-    .unwrap();
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    (TestServer::adopt(addr, server.spawn().unwrap()), stats)
 }
 
 /// An erofs image of `src` mounted read-only from a file, or why not.
@@ -390,10 +386,7 @@ fn serve_hot_with(root: &Path, f: impl FnOnce(&mut Config)) -> (TestServer, std:
         ..Config::default()
     };
     f(&mut config);
-    let server = zcopy_http::server::Server::bind(config).unwrap();
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    (TestServer::adopt(addr, server.spawn().unwrap()), stats)
+    TestServer::with_stats(config)
 }
 
 /// GETs /hot.bin (each a whole pattern) until the server answers one from its

@@ -666,7 +666,7 @@ fn tls_partial_heads_hold_only_their_bytes() {
     let pki = Pki::new();
     let mut tls = pki.tls();
     tls.ktls = KtlsMode::Off;
-    let server = zcopy_http::server::Server::bind(Config {
+    let (srv, stats) = TestServer::with_stats(Config {
         root: fx.root(),
         listen: Vec::new(),
         tls_listen: vec!["127.0.0.1:0".parse().unwrap()],
@@ -674,11 +674,8 @@ fn tls_partial_heads_hold_only_their_bytes() {
         workers: 1,
         io: io_driver(),
         ..Config::default()
-    })
-    .unwrap();
-    let addr = server.local_addrs()[0];
-    let stats = server.stats();
-    let _srv = TestServer::adopt(addr, server.spawn().unwrap());
+    });
+    let addr = srv.addr;
     let cfg = client_config(&pki.ca, TLS13);
     let conns = 24;
     let mut socks: Vec<Tls> = (0..conns)

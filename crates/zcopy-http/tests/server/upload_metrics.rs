@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use zcopy_http::access_log::{AccessLog, LogFormat};
 use zcopy_http::config::Config;
 use zcopy_http::driver::IoDriver;
-use zcopy_http::server::Server;
 use zcopy_http::stats::ServerStats;
 
 use crate::util::*;
@@ -24,7 +23,7 @@ fn start(
     log: &Path,
     format: LogFormat,
 ) -> (TestServer, Arc<ServerStats>) {
-    let server = Server::bind(Config {
+    TestServer::with_stats(Config {
         root: root.to_path_buf(),
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         workers: 1,
@@ -34,13 +33,6 @@ fn start(
         access_log_format: format,
         ..Config::default()
     })
-    .expect("bind");
-    let stats = server.stats();
-    let addr = server.local_addrs()[0];
-    (
-        TestServer::adopt(addr, server.spawn().expect("spawn")),
-        stats,
-    )
 }
 
 /// `zcopy_upload_bytes_total` by engine label, the labels with a count only.

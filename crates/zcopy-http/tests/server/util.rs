@@ -43,6 +43,18 @@ impl TestServer {
         }
     }
 
+    /// Serves `cfg` exactly as given (none of [`TestServer::start`]'s defaults),
+    /// with the server's metrics.
+    pub fn with_stats(cfg: Config) -> (TestServer, std::sync::Arc<ServerStats>) {
+        let server = Server::bind(cfg).expect("bind");
+        let stats = server.stats();
+        let addr = server.local_addrs()[0];
+        (
+            TestServer::adopt(addr, server.spawn().expect("spawn")),
+            stats,
+        )
+    }
+
     /// A server started by the caller (to keep its `Server` handles first).
     #[allow(dead_code)]
     pub fn adopt(addr: SocketAddr, running: RunningServer) -> TestServer {
