@@ -32,15 +32,7 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut cfg);
-        let server = Server::bind(cfg).expect("bind");
-        let addr = server.local_addrs()[0];
-        let addrs = server.local_addrs().to_vec();
-        let running = server.spawn().expect("spawn");
-        TestServer {
-            addr,
-            addrs,
-            running: Some(running),
-        }
+        TestServer::with_stats(cfg).0
     }
 
     /// Serves `cfg` exactly as given (none of [`TestServer::start`]'s defaults),
@@ -56,7 +48,6 @@ impl TestServer {
     }
 
     /// A server started by the caller (to keep its `Server` handles first).
-    #[allow(dead_code)]
     pub fn adopt(addr: SocketAddr, running: RunningServer) -> TestServer {
         TestServer {
             addr,
