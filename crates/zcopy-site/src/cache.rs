@@ -8,8 +8,9 @@
 //!   under, guarded by an inotify watch on the inode taken *before* the read. Any
 //!   change through the file system (write, truncate, times, mode, unlink, rename
 //!   over the path, a writer closing) queues a notice ([`crate::watch`]); the cache
-//!   reads the notices once per loop turn, before it answers from memory, and drops
-//!   what changed. A hit is a map lookup; the bytes go out from memory.
+//!   reads the notices once per loop turn, before it answers from memory (in a turn
+//!   after the notice fd turned readable, where the worker's loop watches it), and
+//!   drops what changed. A hit is a map lookup; the bytes go out from memory.
 //! - **Open** (anything else up to [`CACHE_MAX`]): every hit is revalidated with
 //!   `fstat` on the cached fd, so size, mtime and ETag are always current; a file
 //!   that was deleted or replaced by a rename (link count 0) is reopened at once.
@@ -22,6 +23,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -260,6 +263,13 @@ pub struct FileCache {
     memo_bytes: usize,
     /// The loop turn (its clock reading) whose notices were read last.
     drained: Option<Instant>,
+    /// The notice fd was offered to the caller ([`FileCache::offer_notice_fd`]).
+    notices_offered: bool,
+    /// The caller watches the notice fd: notices are read only when it said they
+    /// wait, not at every turn's first lookup.
+    notices_told: bool,
+    /// The driver saw the notice fd readable since the notices were read last.
+    notices_wait: bool,
     /// An entry a lookup found void, dropped at the next lookup, put or sidecar
     /// note: [`FileCache::get`] lends from the map, so it can't drop one itself.
     void: Option<Box<str>>,
@@ -284,6 +294,9 @@ impl FileCache {
             watched: HashMap::new(),
             memo_bytes: 0,
             drained: None,
+            notices_offered: false,
+            notices_told: false,
+            notices_wait: false,
             void: None,
             hits: 0,
             misses: 0,
@@ -517,14 +530,55 @@ impl FileCache {
         }
     }
 
+    /// Offers the fd that turns readable when change notices wait to `watch` (a
+    /// worker's event loop), once, in the first call after the cache made it (for
+    /// the first file it holds). When `watch` takes it, the caller calls
+    /// [`FileCache::notices_waiting`] each time it reports the fd readable, and the
+    /// cache reads notices only after such a call, where it otherwise tries a read
+    /// (a system call) in every loop turn that looks a file up.
+    pub fn offer_notice_fd(&mut self, watch: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>) {
+        if self.notices_offered {
+            return;
+        }
+        let Some(Ok(watcher)) = &self.watcher else {
+            return;
+        };
+        self.notices_offered = true;
+        match watch(watcher.fd()) {
+            Ok(()) => {
+                self.notices_told = true;
+                // What came before the caller watched it is read at the next lookup.
+                self.notices_wait = true;
+            }
+            Err(e) => tracing::debug!("change notices read every turn: {e}"),
+        }
+    }
+
+    /// The notice fd was reported readable: the next lookup reads the notices.
+    pub fn notices_waiting(&mut self) {
+        self.notices_wait = true;
+    }
+
+    /// Whether notices reported by [`FileCache::notices_waiting`] are still unread
+    /// (a caller that has to re-arm a one-shot watch does so once they are read).
+    pub fn notices_unread(&self) -> bool {
+        self.notices_wait
+    }
+
     /// Reads the change notices once per loop turn (`now` is the turn's clock
     /// reading) and drops the entries they void, so no change made before this turn
-    /// is answered from memory.
+    /// is answered from memory. Where a driver watches the notice fd, only in a
+    /// turn after it reported it readable: the change that queued a notice came
+    /// before the readiness the turn's wait returned.
     fn read_notices(&mut self, now: Instant) {
-        if self.watched.is_empty() || self.drained == Some(now) {
+        if self.watched.is_empty()
+            || self.drained == Some(now)
+            || (self.notices_told && !self.notices_wait)
+        {
             return;
         }
         self.drained = Some(now);
+        self.notices_wait = false;
         let Some(Ok(watcher)) = &mut self.watcher else {
             return;
         };

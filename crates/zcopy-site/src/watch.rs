@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
@@ -73,6 +73,11 @@ impl Watcher {
         // inotify names a file by path; the fd's magic link names exactly its inode.
         let path = format!("/proc/self/fd/{}", file.as_raw_fd());
         Ok(inotify::add_watch(&self.fd, path, CHANGES)?)
+    }
+
+    /// The fd that turns readable when notices wait (for a caller's event loop).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// Stops watching `wd` (gone already is fine).

@@ -13,7 +13,7 @@
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,8 @@ use crate::proto::{self, Intent};
 pub const WAKER: Token = Token(usize::MAX);
 /// Listener tokens count down from here.
 const LISTENER_BASE: usize = usize::MAX - 1;
+/// Token of the file cache's change-notice fd (below the listeners').
+const NOTICES: Token = Token(LISTENER_BASE - MAX_ID as usize);
 /// Most connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 64;
 /// Ranges at most this long are sent without checking that they are cached.
@@ -964,6 +966,10 @@ impl Worker {
                     }
                     continue;
                 }
+                if t == NOTICES {
+                    self.sh.common.notices_waiting();
+                    continue;
+                }
                 if t.0 > LISTENER_BASE - MAX_ID as usize && t.0 <= LISTENER_BASE {
                     let id = (LISTENER_BASE - t.0) as u64;
                     if let Some(l) = self.listeners.iter_mut().find(|l| l.id == id) {
@@ -1000,6 +1006,16 @@ impl Worker {
                 self.sh.h2c = h2::offered(&live.config);
             }
             self.run_queue();
+            // The file cache's notices are read in a turn after their fd turns
+            // readable (edge-triggered: every notice queued wakes the wait).
+            let registry = self.poll.registry();
+            self.sh.common.offer_notice_fd(|fd| {
+                registry.register(
+                    &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+                    NOTICES,
+                    Interest::READABLE,
+                )
+            });
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep();
             }

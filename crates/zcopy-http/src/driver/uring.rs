@@ -137,6 +137,9 @@ const LISTENER_BASE: u64 = u64::MAX - 2;
 /// A connection's token with this bit set names the poll that waits for more of
 /// its request body to splice (apart from the send side's operations).
 const BODY_POLL: u64 = 1 << 40;
+/// A token with this bit set names the poll on the file cache's change-notice fd;
+/// its low 32 bits, which cache's fd (a reload makes a new cache).
+const NOTICES: u64 = 1 << 41;
 
 /// Largest TLS file chunk read (and encrypted) in one go.
 const TLS_CHUNK: usize = zcopy::ring::CHUNK;
@@ -1599,6 +1602,13 @@ pub struct Worker {
     sh: Shared,
     /// When the sweep next gives back the pages of parked receive buffers.
     release_at: Instant,
+    /// The file cache's change-notice fd (a copy the ring's poll holds), once the
+    /// cache has one.
+    notices: Option<Rc<OwnedFd>>,
+    /// Which cache's notice fd `notices` is (counted up at each new one).
+    notices_gen: u32,
+    /// A poll on `notices` is in flight.
+    notices_armed: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -1633,6 +1643,9 @@ impl Worker {
             books,
             tls_limits_set: false,
             release_at: Instant::now(),
+            notices: None,
+            notices_gen: 0,
+            notices_armed: false,
             sh: Shared {
                 common,
                 io: BufPool::new(super::SPARE_BUFFERS),
@@ -1690,6 +1703,7 @@ impl Worker {
                 self.sh.h2c = h2::offered(&self.sh.common.config);
             }
             self.run_queue(&mut ring);
+            self.watch_notices(&mut ring);
             if self.sh.common.now >= self.books.next_sweep {
                 self.sweep(&mut ring);
                 if self.books.runq.is_empty() && self.books.runq.capacity() > RUNQ_KEPT {
@@ -1717,6 +1731,36 @@ impl Worker {
                 drop(ring);
                 return Ok(());
             }
+        }
+    }
+
+    /// Keeps a poll on the file cache's change-notice fd, so the cache reads its
+    /// notices only in a turn after they came. The poll is one-shot and armed again
+    /// only once the cache has read what it reported (an fd still readable would
+    /// complete it at once, every turn).
+    fn watch_notices(&mut self, ring: &mut EventRing) {
+        let mut offered = None;
+        self.sh.common.offer_notice_fd(|fd| {
+            offered = Some(fd.try_clone_to_owned()?);
+            Ok(())
+        });
+        if let Some(fd) = offered {
+            if let Some(old) = self.notices.take()
+                && self.notices_armed
+            {
+                // The old cache's: its instance goes with the poll's copy.
+                ring.cancel_fd(IGNORE, &old);
+            }
+            self.notices = Some(Rc::new(fd));
+            self.notices_gen = self.notices_gen.wrapping_add(1);
+            self.notices_armed = false;
+        }
+        if let Some(fd) = &self.notices
+            && !self.notices_armed
+            && !self.sh.common.notices_unread()
+        {
+            ring.poll(NOTICES | u64::from(self.notices_gen), fd, POLLIN);
+            self.notices_armed = true;
         }
     }
 
@@ -1767,6 +1811,14 @@ impl Worker {
                 }
                 if let Some(li) = li {
                     self.settle_listener(li, ring);
+                }
+            }
+            // (after WAKER, IGNORE and the listeners: their tokens have this bit)
+            t if t & NOTICES != 0 => {
+                // A poll on an old cache's fd (cancelled at a reload) is not ours.
+                if t as u32 == self.notices_gen {
+                    self.notices_armed = false;
+                    self.sh.common.notices_waiting();
                 }
             }
             t if t & BODY_POLL != 0 => {

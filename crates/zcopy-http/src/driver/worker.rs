@@ -231,6 +231,26 @@ impl ConnContext {
         super::flush_log(self.log.as_deref(), &mut self.log_buf);
     }
 
+    /// Offers the file cache's change-notice fd to `watch`, once per cache (see
+    /// [`crate::cache::FileCache::offer_notice_fd`]): the driver watches it for
+    /// readability and calls [`ConnContext::notices_waiting`] each time.
+    pub(crate) fn offer_notice_fd(
+        &mut self,
+        watch: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> std::io::Result<()>,
+    ) {
+        self.responder.cache.offer_notice_fd(watch);
+    }
+
+    /// The notice fd turned readable.
+    pub(crate) fn notices_waiting(&mut self) {
+        self.responder.cache.notices_waiting();
+    }
+
+    /// Notices reported by [`ConnContext::notices_waiting`] are not read yet.
+    pub(crate) fn notices_unread(&self) -> bool {
+        self.responder.cache.notices_unread()
+    }
+
     /// Connections whose password check is done (appended to `woken`): the driver
     /// resumes each ([`crate::proto::Conn::resume`]) and drives it.
     pub(crate) fn checked(&mut self, woken: &mut Vec<usize>) {

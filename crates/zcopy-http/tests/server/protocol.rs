@@ -331,6 +331,37 @@ fn held_medium_files_are_byte_exact_and_follow_changes() {
     assert!(body == second, "the change in place was not seen");
 }
 
+/// A held file changed between two requests on one kept-alive connection is never
+/// answered from the old bytes: the worker reads its change notices in a turn after
+/// their fd turned readable (not in every turn), and the change came before the
+/// request that follows it. One worker, so every change meets the same cache; 200
+/// changes, each the same size as the last (only a notice tells them apart), some
+/// made while the connection is idle and some right before the next request.
+#[test]
+fn a_held_file_changed_between_requests_on_one_connection_is_never_stale() {
+    let fx = Fixture::new();
+    let body = |i: u32| format!("version {i:06}\n").repeat(64).into_bytes();
+    let path = fx.file("v.txt", &body(0));
+    let srv = TestServer::start(&fx.root(), |c| {
+        c.workers = 1;
+        c.file_cache_ttl = Duration::from_secs(60);
+    });
+    let mut s = srv.connect();
+    let ask = b"GET /v.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    for i in 0..200u32 {
+        if i % 3 == 0 {
+            // Another request first, so the next one is answered from memory again.
+            s.write_all(ask).unwrap();
+            read_response(&mut s, false).unwrap();
+        }
+        std::fs::write(&path, body(i + 1)).unwrap();
+        s.write_all(ask).unwrap();
+        let r = read_response(&mut s, false).expect("answered");
+        assert_eq!(r.status, 200);
+        assert!(r.body == body(i + 1), "change {} answered stale", i + 1);
+    }
+}
+
 /// At the connection cap a new client is served at once: an idle keep-alive
 /// connection is shed first, then the client that has been sending its head longest;
 /// a client with a response in flight is never shed. With nothing to shed, the new
