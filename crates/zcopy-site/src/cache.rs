@@ -279,6 +279,10 @@ pub struct FileCache {
     pub misses: u64,
     /// The hits answered from memory (no system call).
     pub held_hits: u64,
+    /// This worker's loop watches the snapshot store's notice fd (see
+    /// [`crate::snapshot::Turn::watched`]); kept here, with the worker's other
+    /// per-thread state the site is handed.
+    pub snapshot_notices_watched: bool,
 }
 
 impl FileCache {
@@ -301,6 +305,7 @@ impl FileCache {
             hits: 0,
             misses: 0,
             held_hits: 0,
+            snapshot_notices_watched: false,
         }
     }
 

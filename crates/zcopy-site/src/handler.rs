@@ -202,7 +202,10 @@ fn respond(
             ListenKind::Https => cfg.hsts.as_deref(),
             _ => None,
         },
-        now,
+        turn: crate::snapshot::Turn {
+            now,
+            watched: cache.snapshot_notices_watched,
+        },
     };
     if *req.target == *"*" {
         // `OPTIONS *` (the only method the parser lets through with `*`): what the
@@ -779,9 +782,9 @@ struct Reply<'e, 'r> {
     vary_encoding: bool,
     /// Strict-Transport-Security value (responses over TLS only).
     hsts: Option<&'e str>,
-    /// The loop turn's clock reading (the snapshot store reads its change notices
-    /// once per turn).
-    now: Instant,
+    /// The loop turn, for the snapshot store's lookups (it reads its change
+    /// notices once per turn, or when the worker's loop says they wait).
+    turn: crate::snapshot::Turn,
 }
 
 impl Reply<'_, '_> {
@@ -1390,7 +1393,7 @@ fn serve_file(
                 )
             }
             None => {
-                let snap = identity_snapshot(site, f, req.loopback_peer, reply.now);
+                let snap = identity_snapshot(site, f, req.loopback_peer, reply.turn);
                 let d = match &f.described {
                     Some(d) => &**d,
                     None => {
@@ -1582,7 +1585,7 @@ fn identity_snapshot(
     site: &Site,
     f: &CachedFile,
     loopback: bool,
-    now: Instant,
+    turn: crate::snapshot::Turn,
 ) -> Option<Arc<crate::snapshot::Snapshot>> {
     use crate::snapshot::{Key, Variant};
     let cfg = &site.config;
@@ -1596,7 +1599,7 @@ fn identity_snapshot(
         return None;
     }
     let key = Key::of(&f.st, Variant::Identity);
-    let snap = site.snapshots.get(&key, now);
+    let snap = site.snapshots.get(&key, turn);
     if snap.is_none() {
         site.snapshots.request_hot(key, f.file.clone());
     }
@@ -1644,7 +1647,7 @@ fn compressed(
             Gzip => Variant::Gzip,
         };
         let key = Key::of(&f.st, variant);
-        let Some(snap) = store.get(&key, reply.now) else {
+        let Some(snap) = store.get(&key, reply.turn) else {
             store.request(key, f.file.clone());
             continue;
         };

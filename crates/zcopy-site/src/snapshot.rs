@@ -23,10 +23,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::lock;
@@ -185,11 +186,27 @@ pub struct Counters {
     pub invalidations: AtomicU64,
 }
 
+/// A lookup's loop turn, as the store's change notices see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Turn {
+    /// The turn's clock reading.
+    pub now: Instant,
+    /// The worker's loop watches the store's notice fd ([`Store::notice_fd`]) and
+    /// calls [`Store::notices_waiting`] when it turns readable: notices are read
+    /// only then, not in every turn.
+    pub watched: bool,
+}
+
 /// The store (see the module documentation).
 #[derive(Debug)]
 pub struct Store {
     budget: u64,
     inner: Mutex<Inner>,
+    /// A copy of the watcher's fd, for the workers' loops to watch (made with it).
+    notice_fd: OnceLock<Arc<OwnedFd>>,
+    /// A worker's loop saw the notice fd readable since the notices were read last
+    /// by a lookup of a watching worker.
+    notices_wait: AtomicBool,
     /// The counters.
     pub counters: Counters,
     jobs: Mutex<Option<SyncSender<Job>>>,
@@ -207,6 +224,8 @@ impl Store {
         Arc::new(Store {
             budget,
             inner: Mutex::new(Inner::default()),
+            notice_fd: OnceLock::new(),
+            notices_wait: AtomicBool::new(false),
             counters: Counters::default(),
             jobs: Mutex::new(None),
         })
@@ -222,13 +241,40 @@ impl Store {
         lock(&self.inner).bytes
     }
 
-    /// The snapshot for `key`, if one is held. `now` is the caller's loop turn:
-    /// the change notices are read once per turn (as the workers' file caches do),
-    /// so no change reported before this turn is answered from an old snapshot.
-    pub fn get(&self, key: &Key, now: Instant) -> Option<Arc<Snapshot>> {
+    /// The fd that turns readable when change notices wait, once the store has one
+    /// (made with the first snapshot). A worker's loop that watches it calls
+    /// [`Store::notices_waiting`] each time it reports it readable, and looks up
+    /// with [`Turn::watched`] set.
+    pub fn notice_fd(&self) -> Option<&Arc<OwnedFd>> {
+        self.notice_fd.get()
+    }
+
+    /// The notice fd was reported readable: the next watching lookup reads them.
+    pub fn notices_waiting(&self) {
+        self.notices_wait.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether notices reported by [`Store::notices_waiting`] are still unread (a
+    /// loop that has to re-arm a one-shot watch does so once they are read).
+    pub fn notices_unread(&self) -> bool {
+        self.notices_wait.load(Ordering::SeqCst)
+    }
+
+    /// The snapshot for `key`, if one is held, looked up in `turn`: no change
+    /// reported before the turn is answered from an old snapshot. The change
+    /// notices are read once per turn, or, where the worker's loop watches their
+    /// fd, when a loop reported it readable (the change that queued a notice came
+    /// before the readiness the turn's wait returned; the notices read by any
+    /// worker's lookup apply to all).
+    pub fn get(&self, key: &Key, turn: Turn) -> Option<Arc<Snapshot>> {
         let mut inner = lock(&self.inner);
-        if inner.drained != Some(now) {
-            inner.drained = Some(now);
+        let read = if turn.watched {
+            self.notices_wait.swap(false, Ordering::SeqCst)
+        } else {
+            inner.drained != Some(turn.now)
+        };
+        if read {
+            inner.drained = Some(turn.now);
             self.read_notices(&mut inner);
         }
         inner.tick += 1;
@@ -325,7 +371,13 @@ impl Store {
         let wd = {
             let mut inner = lock(&self.inner);
             let watcher = inner.watcher.get_or_insert_with(|| {
-                Watcher::new().map_err(|e| tracing::debug!("no inotify, no snapshots: {e}"))
+                let w =
+                    Watcher::new().map_err(|e| tracing::debug!("no inotify, no snapshots: {e}"))?;
+                // Without a copy for the loops to watch, they read it every turn.
+                if let Ok(fd) = w.fd().try_clone_to_owned() {
+                    let _ = self.notice_fd.set(Arc::new(fd));
+                }
+                Ok(w)
             });
             let wd = match watcher {
                 Ok(w) => match w.watch(file) {
@@ -561,10 +613,10 @@ mod tests {
             }
         }
         // 3 × 4000 > 10000: the least recently used went.
-        assert!(store.get(&keys[0], Instant::now()).is_none());
+        assert!(store.get(&keys[0], unwatched(Instant::now())).is_none());
         assert_eq!(store.counters.evictions.load(Ordering::Relaxed), 1);
         assert_eq!(store.bytes(), 8000);
-        let s = store.get(&keys[2], Instant::now()).unwrap();
+        let s = store.get(&keys[2], unwatched(Instant::now())).unwrap();
         assert!(zcopy::snapshot::is_sealed(&s.file));
         let mut got = vec![0; 4000];
         s.file.read_exact_at(&mut got, 0).unwrap();
@@ -582,13 +634,13 @@ mod tests {
         store.request_hot(key, f.clone());
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(
-            store.get(&key, Instant::now()).is_none(),
+            store.get(&key, unwatched(Instant::now())).is_none(),
             "made on its first request"
         );
         assert!(lock(&store.inner).pending.is_empty());
         store.request_hot(key, f.clone());
         let start = std::time::Instant::now();
-        while store.get(&key, Instant::now()).is_none() {
+        while store.get(&key, unwatched(Instant::now())).is_none() {
             if matches!(lock(&store.inner).watcher, Some(Err(()))) {
                 eprintln!("skipped: no inotify watch here");
                 return;
@@ -613,7 +665,7 @@ mod tests {
             return;
         }
         let turn = Instant::now();
-        let s = store.get(&key, turn).unwrap();
+        let s = store.get(&key, unwatched(turn)).unwrap();
         assert!(s.len < text.len() as u64 / 4);
         let mut packed = vec![0; s.len as usize];
         s.file.read_exact_at(&mut packed, 0).unwrap();
@@ -632,14 +684,68 @@ mod tests {
         // The notices are read once per loop turn: the rest of the turn that read
         // them still finds the old (complete, sealed) version; the next turn does not.
         assert!(
-            store.get(&key, turn).is_some(),
+            store.get(&key, unwatched(turn)).is_some(),
             "notices read once per turn"
         );
         assert!(
-            store.get(&key, Instant::now()).is_none(),
+            store.get(&key, unwatched(Instant::now())).is_none(),
             "changed in place"
         );
         assert_eq!(store.bytes(), 0);
+        assert_eq!(store.counters.invalidations.load(Ordering::Relaxed), 1);
+    }
+
+    fn unwatched(now: Instant) -> Turn {
+        Turn {
+            now,
+            watched: false,
+        }
+    }
+
+    /// Where a loop watches the notice fd, a lookup reads the notices when the loop
+    /// said they wait: the fd turns readable at a change, and after the report the
+    /// changed file's snapshot is gone.
+    #[test]
+    fn a_watching_loop_is_told_of_a_change_by_the_notice_fd() {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.bin");
+        std::fs::write(&p, vec![1u8; 5000]).unwrap();
+        let f = File::open(&p).unwrap();
+        let store = Store::new(1 << 20);
+        assert!(
+            store.notice_fd().is_none(),
+            "none before the first snapshot"
+        );
+        let key = Key::of(&stat(&f), Variant::Identity);
+        if !store.snapshot(key, &f).unwrap() {
+            eprintln!("skipped: no inotify watch here");
+            return;
+        }
+        let fd = store.notice_fd().expect("made with the watcher").clone();
+        let readable = || {
+            let mut fds = [PollFd::new(&*fd, PollFlags::IN)];
+            poll(&mut fds, Some(&rustix::time::Timespec::default())).unwrap() == 1
+        };
+        let watched = |now| Turn { now, watched: true };
+        assert!(!readable(), "no notice yet");
+        assert!(store.get(&key, watched(Instant::now())).is_some());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .write_all_at(b"X", 0)
+            .unwrap();
+        assert!(readable(), "a change makes the fd readable");
+        // Until a loop reports it, a watching lookup does not read (no system call).
+        assert!(store.get(&key, watched(Instant::now())).is_some());
+        store.notices_waiting();
+        assert!(store.notices_unread());
+        assert!(
+            store.get(&key, watched(Instant::now())).is_none(),
+            "changed"
+        );
+        assert!(!store.notices_unread(), "read by the lookup");
         assert_eq!(store.counters.invalidations.load(Ordering::Relaxed), 1);
     }
 }

@@ -28,7 +28,7 @@ use super::h2::{self, H2};
 use super::lend::{self, Lending, Rest};
 use super::tls::{Step, TlsConn, TlsSite, TlsWorker, Transport};
 use super::worker::Env;
-use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
+use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, Notices, TICK, WorkerSetup};
 use super::{
     Engines, PeerRoute, PooledTransfer, Sheddable, SiteResponder, TURN_BUDGET, classify_peer,
     shed_victim,
@@ -42,7 +42,9 @@ pub const WAKER: Token = Token(usize::MAX);
 /// Listener tokens count down from here.
 const LISTENER_BASE: usize = usize::MAX - 1;
 /// Token of the file cache's change-notice fd (below the listeners').
-const NOTICES: Token = Token(LISTENER_BASE - MAX_ID as usize);
+const CACHE_NOTICES: Token = Token(LISTENER_BASE - MAX_ID as usize);
+/// Token of the snapshot store's change-notice fd.
+const SNAPSHOT_NOTICES: Token = Token(LISTENER_BASE - MAX_ID as usize - 1);
 /// Most connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 64;
 /// Ranges at most this long are sent without checking that they are cached.
@@ -966,8 +968,11 @@ impl Worker {
                     }
                     continue;
                 }
-                if t == NOTICES {
-                    self.sh.common.notices_waiting();
+                if t == CACHE_NOTICES || t == SNAPSHOT_NOTICES {
+                    self.sh.common.notices_waiting(match t {
+                        CACHE_NOTICES => Notices::Cache,
+                        _ => Notices::Snapshots,
+                    });
                     continue;
                 }
                 if t.0 > LISTENER_BASE - MAX_ID as usize && t.0 <= LISTENER_BASE {
@@ -1006,13 +1011,17 @@ impl Worker {
                 self.sh.h2c = h2::offered(&live.config);
             }
             self.run_queue();
-            // The file cache's notices are read in a turn after their fd turns
+            // The site's change notices are read in a turn after their fd turns
             // readable (edge-triggered: every notice queued wakes the wait).
             let registry = self.poll.registry();
-            self.sh.common.offer_notice_fd(|fd| {
+            self.sh.common.offer_notice_fds(|which, fd| {
+                let token = match which {
+                    Notices::Cache => CACHE_NOTICES,
+                    Notices::Snapshots => SNAPSHOT_NOTICES,
+                };
                 registry.register(
                     &mut mio::unix::SourceFd(&fd.as_raw_fd()),
-                    NOTICES,
+                    token,
                     Interest::READABLE,
                 )
             });

@@ -281,6 +281,8 @@ impl SiteResponder {
         cache.hits = self.cache.hits;
         cache.misses = self.cache.misses;
         cache.held_hits = self.cache.held_hits;
+        // The snapshot store is the server's: the worker's loop still watches it.
+        cache.snapshot_notices_watched = self.cache.snapshot_notices_watched;
         let checks = std::mem::take(&mut self.checks);
         let publishes = std::mem::take(&mut self.publishes);
         SiteResponder {

@@ -76,7 +76,7 @@ use super::h2::{self, Got, H2};
 use super::lend::{self, Lending, Rest};
 use super::tls::{TlsConn, TlsSite, TlsWorker};
 use super::worker::Env;
-use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, TICK, WorkerSetup};
+use super::worker::{ACCEPT_PAUSE, ConnContext, LoopState, Notices, TICK, WorkerSetup};
 use super::{
     Engines, PeerRoute, SPLICE_BODY_MIN, Sheddable, SiteResponder, classify_peer, shed_victim,
 };
@@ -137,9 +137,28 @@ const LISTENER_BASE: u64 = u64::MAX - 2;
 /// A connection's token with this bit set names the poll that waits for more of
 /// its request body to splice (apart from the send side's operations).
 const BODY_POLL: u64 = 1 << 40;
-/// A token with this bit set names the poll on the file cache's change-notice fd;
-/// its low 32 bits, which cache's fd (a reload makes a new cache).
+/// A token with this bit set names a poll on a change-notice fd: bit 32 which one
+/// ([`notice_index`]), the low 32 bits which copy of it ([`NoticePoll::generation`]: a
+/// reload makes a new file cache).
 const NOTICES: u64 = 1 << 41;
+
+/// A change-notice fd the ring polls for the site (see [`Worker::watch_notices`]).
+struct NoticePoll {
+    /// A copy of the fd (the poll in flight holds it).
+    fd: Rc<OwnedFd>,
+    /// Told apart from an earlier copy's poll still completing.
+    generation: u32,
+    /// A poll is in flight.
+    armed: bool,
+}
+
+/// The slot of `which` in [`Worker::notices`].
+fn notice_index(which: Notices) -> usize {
+    match which {
+        Notices::Cache => 0,
+        Notices::Snapshots => 1,
+    }
+}
 
 /// Largest TLS file chunk read (and encrypted) in one go.
 const TLS_CHUNK: usize = zcopy::ring::CHUNK;
@@ -1602,13 +1621,11 @@ pub struct Worker {
     sh: Shared,
     /// When the sweep next gives back the pages of parked receive buffers.
     release_at: Instant,
-    /// The file cache's change-notice fd (a copy the ring's poll holds), once the
-    /// cache has one.
-    notices: Option<Rc<OwnedFd>>,
-    /// Which cache's notice fd `notices` is (counted up at each new one).
+    /// The change-notice fds polled: the file cache's and the snapshot store's,
+    /// once each exists.
+    notices: [Option<NoticePoll>; 2],
+    /// Counted up at each new copy of a notice fd.
     notices_gen: u32,
-    /// A poll on `notices` is in flight.
-    notices_armed: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -1643,9 +1660,8 @@ impl Worker {
             books,
             tls_limits_set: false,
             release_at: Instant::now(),
-            notices: None,
+            notices: [None, None],
             notices_gen: 0,
-            notices_armed: false,
             sh: Shared {
                 common,
                 io: BufPool::new(super::SPARE_BUFFERS),
@@ -1734,33 +1750,42 @@ impl Worker {
         }
     }
 
-    /// Keeps a poll on the file cache's change-notice fd, so the cache reads its
-    /// notices only in a turn after they came. The poll is one-shot and armed again
-    /// only once the cache has read what it reported (an fd still readable would
-    /// complete it at once, every turn).
+    /// Keeps a poll on each change-notice fd of the site, so it reads its notices
+    /// only in a turn after they came. The poll is one-shot and armed again only
+    /// once the notices it reported are read (an fd still readable would complete
+    /// it at once, every turn).
     fn watch_notices(&mut self, ring: &mut EventRing) {
-        let mut offered = None;
-        self.sh.common.offer_notice_fd(|fd| {
-            offered = Some(fd.try_clone_to_owned()?);
+        let mut offered = Vec::new();
+        self.sh.common.offer_notice_fds(|which, fd| {
+            offered.push((which, fd.try_clone_to_owned()?));
             Ok(())
         });
-        if let Some(fd) = offered {
-            if let Some(old) = self.notices.take()
-                && self.notices_armed
+        for (which, fd) in offered {
+            let slot = &mut self.notices[notice_index(which)];
+            if let Some(old) = slot.take()
+                && old.armed
             {
-                // The old cache's: its instance goes with the poll's copy.
-                ring.cancel_fd(IGNORE, &old);
+                // An old file cache's: its instance goes with the poll's copy.
+                ring.cancel_fd(IGNORE, &old.fd);
             }
-            self.notices = Some(Rc::new(fd));
             self.notices_gen = self.notices_gen.wrapping_add(1);
-            self.notices_armed = false;
+            *slot = Some(NoticePoll {
+                fd: Rc::new(fd),
+                generation: self.notices_gen,
+                armed: false,
+            });
         }
-        if let Some(fd) = &self.notices
-            && !self.notices_armed
-            && !self.sh.common.notices_unread()
-        {
-            ring.poll(NOTICES | u64::from(self.notices_gen), fd, POLLIN);
-            self.notices_armed = true;
+        for which in [Notices::Cache, Notices::Snapshots] {
+            let unread = self.sh.common.notices_unread(which);
+            let i = notice_index(which);
+            if let Some(p) = &mut self.notices[i]
+                && !p.armed
+                && !unread
+            {
+                let token = NOTICES | (i as u64) << 32 | u64::from(p.generation);
+                ring.poll(token, &p.fd, POLLIN);
+                p.armed = true;
+            }
         }
     }
 
@@ -1815,10 +1840,16 @@ impl Worker {
             }
             // (after WAKER, IGNORE and the listeners: their tokens have this bit)
             t if t & NOTICES != 0 => {
-                // A poll on an old cache's fd (cancelled at a reload) is not ours.
-                if t as u32 == self.notices_gen {
-                    self.notices_armed = false;
-                    self.sh.common.notices_waiting();
+                let which = match (t >> 32) & 1 {
+                    0 => Notices::Cache,
+                    _ => Notices::Snapshots,
+                };
+                // A poll on an old copy (cancelled at a reload) is not ours.
+                if let Some(p) = &mut self.notices[notice_index(which)]
+                    && p.generation == t as u32
+                {
+                    p.armed = false;
+                    self.sh.common.notices_waiting(which);
                 }
             }
             t if t & BODY_POLL != 0 => {

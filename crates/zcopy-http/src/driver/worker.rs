@@ -3,6 +3,8 @@
 //! ([`ConnContext`]) and its event loop's state ([`LoopState`]): its slots, run
 //! queue, counts, accept pauses, timers, reloads and graceful end.
 
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -163,6 +165,19 @@ pub(crate) struct ConnContext {
     pub(crate) log_buf: Vec<u8>,
     pub(crate) now: Instant,
     pub(crate) shutting_down: bool,
+    /// The snapshot store's notice fd was offered to the driver (the store is the
+    /// server's, kept across reloads; the file cache is remade at each).
+    snapshot_notices_offered: bool,
+}
+
+/// Which change-notice fd a driver watches for the site
+/// ([`ConnContext::offer_notice_fds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Notices {
+    /// The worker's file cache's (remade at a reload).
+    Cache,
+    /// The server's snapshot store's (shared by the workers).
+    Snapshots,
 }
 
 impl ConnContext {
@@ -189,6 +204,7 @@ impl ConnContext {
             log_buf: Vec::new(),
             now,
             shutting_down: false,
+            snapshot_notices_offered: false,
         }
     }
 
@@ -231,24 +247,46 @@ impl ConnContext {
         super::flush_log(self.log.as_deref(), &mut self.log_buf);
     }
 
-    /// Offers the file cache's change-notice fd to `watch`, once per cache (see
-    /// [`crate::cache::FileCache::offer_notice_fd`]): the driver watches it for
-    /// readability and calls [`ConnContext::notices_waiting`] each time.
-    pub(crate) fn offer_notice_fd(
+    /// Offers the change-notice fds that exist and were not offered yet to `watch`
+    /// (the driver's loop), once each: the file cache's (made for the first file
+    /// it holds, and again after a reload) and the snapshot store's (made with the
+    /// first snapshot). When `watch` takes one, the driver calls
+    /// [`ConnContext::notices_waiting`] each time it reports it readable, and the
+    /// site reads those notices only then, where it otherwise tries a read (a
+    /// system call) in every loop turn that looks a file up.
+    pub(crate) fn offer_notice_fds(
         &mut self,
-        watch: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> std::io::Result<()>,
+        mut watch: impl FnMut(Notices, BorrowedFd<'_>) -> io::Result<()>,
     ) {
-        self.responder.cache.offer_notice_fd(watch);
+        self.responder
+            .cache
+            .offer_notice_fd(|fd| watch(Notices::Cache, fd));
+        if !self.snapshot_notices_offered
+            && let Some(fd) = self.site.snapshots.notice_fd()
+        {
+            self.snapshot_notices_offered = true;
+            match watch(Notices::Snapshots, fd.as_fd()) {
+                Ok(()) => self.responder.cache.snapshot_notices_watched = true,
+                Err(e) => tracing::debug!("snapshot change notices read every turn: {e}"),
+            }
+        }
     }
 
-    /// The notice fd turned readable.
-    pub(crate) fn notices_waiting(&mut self) {
-        self.responder.cache.notices_waiting();
+    /// The driver saw `which` notice fd readable.
+    pub(crate) fn notices_waiting(&mut self, which: Notices) {
+        match which {
+            Notices::Cache => self.responder.cache.notices_waiting(),
+            Notices::Snapshots => self.site.snapshots.notices_waiting(),
+        }
     }
 
-    /// Notices reported by [`ConnContext::notices_waiting`] are not read yet.
-    pub(crate) fn notices_unread(&self) -> bool {
-        self.responder.cache.notices_unread()
+    /// Notices of `which` fd that the driver reported are not read yet (a driver
+    /// whose watch is one-shot arms it again only once they are).
+    pub(crate) fn notices_unread(&self, which: Notices) -> bool {
+        match which {
+            Notices::Cache => self.responder.cache.notices_unread(),
+            Notices::Snapshots => self.site.snapshots.notices_unread(),
+        }
     }
 
     /// Connections whose password check is done (appended to `woken`): the driver

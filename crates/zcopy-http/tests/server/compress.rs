@@ -463,6 +463,58 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
     }
 }
 
+/// The worker's loop watches the snapshot store's change notices: the request after
+/// an in-place write reads them (the old snapshot is dropped then, counted as an
+/// invalidation), though no lookup reads them in a turn where none came. A file
+/// above what the workers hold (fstat on every request), so only the store's own
+/// notices are at stake.
+#[test]
+fn the_request_after_a_change_reads_the_snapshot_stores_notices() {
+    let fx = Fixture::new();
+    let p = fx.root().join("data.bin");
+    write_pattern(&p, 128 << 10);
+    let (srv, stats) = TestServer::with_stats(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        snapshot_band: Some((1024, 1 << 20)),
+        snapshot_band_loopback: Some((1024, 1 << 20)),
+        ..Config::default()
+    });
+    let value = |name: &str| stat(&stats, &format!("zcopy_{name}"));
+    if zcopy::Forced::from_env().switched_off("inotify") {
+        eprintln!("skipped: inotify forced off, no snapshots are made");
+        return;
+    }
+    let start = Instant::now();
+    loop {
+        let before = value("body_bytes_by_reference_total");
+        let r = request(&srv, "GET", "/data.bin", &[]);
+        assert_pattern(&r.body, 0, "data.bin");
+        if value("body_bytes_by_reference_total") - before == 128 << 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(start.elapsed() < Duration::from_secs(10), "never lent");
+    }
+    assert_eq!(value("snapshot_invalidations_total"), 0);
+    for round in 1..=3u8 {
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&[round; 8], 4096).unwrap();
+        drop(f);
+        let r = request(&srv, "GET", "/data.bin", &[]);
+        assert_eq!(&r.body[4096..4104], &[round; 8], "after write {round}");
+        if round == 1 {
+            assert_eq!(
+                value("snapshot_invalidations_total"),
+                1,
+                "the change's notice was not read by the next request"
+            );
+        }
+    }
+}
+
 /// A snapshot body lent over one keep-alive connection, many times, whole and in
 /// ranges, with the client reading only after it has sent every request (so heads
 /// meet a full socket): every byte is the file's. On io_uring the body leaves by
