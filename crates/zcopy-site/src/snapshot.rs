@@ -675,12 +675,7 @@ mod tests {
             .unwrap();
         assert_eq!(out, text);
         // An in-place write of the same size: the watch drops the snapshot.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .write_all_at(b"X", 0)
-            .unwrap();
+        write_in_place(&p, b"X");
         // The notices are read once per loop turn: the rest of the turn that read
         // them still finds the old (complete, sealed) version; the next turn does not.
         assert!(
@@ -693,6 +688,17 @@ mod tests {
         );
         assert_eq!(store.bytes(), 0);
         assert_eq!(store.counters.invalidations.load(Ordering::Relaxed), 1);
+    }
+
+    /// Writes `bytes` at the start of the file at `p` (same size, a change only a
+    /// notice or a stat can tell).
+    fn write_in_place(p: &std::path::Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .write_all_at(bytes, 0)
+            .unwrap();
     }
 
     fn unwatched(now: Instant) -> Turn {
@@ -730,12 +736,7 @@ mod tests {
         let watched = |now| Turn { now, watched: true };
         assert!(!readable(), "no notice yet");
         assert!(store.get(&key, watched(Instant::now())).is_some());
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .write_all_at(b"X", 0)
-            .unwrap();
+        write_in_place(&p, b"X");
         assert!(readable(), "a change makes the fd readable");
         // Until a loop reports it, a watching lookup does not read (no system call).
         assert!(store.get(&key, watched(Instant::now())).is_some());

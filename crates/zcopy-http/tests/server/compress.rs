@@ -407,6 +407,25 @@ fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
     assert_eq!(by_ref(), before, "a mutable file is copied to a local peer");
 }
 
+/// Asks for `path` (the suite's pattern, `len` bytes) until it goes by reference:
+/// until its snapshot is made the file is copied (10 s at most).
+fn until_lent(srv: &TestServer, stats: &zcopy_http::stats::ServerStats, path: &str, len: u64) {
+    let by_ref = || stat(stats, "zcopy_body_bytes_by_reference_total");
+    let start = Instant::now();
+    loop {
+        let before = by_ref();
+        let r = request(srv, "GET", path, &[]);
+        assert_pattern(&r.body, 0, path);
+        assert_eq!(r.body.len() as u64, len);
+        // (the count lands when the server has sent the body, maybe after we read it)
+        std::thread::sleep(Duration::from_millis(20));
+        if by_ref() - before == len {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never lent");
+    }
+}
+
 /// `--snapshot-band`: a file in the band is served from a sealed snapshot of itself
 /// (lent even to a loopback peer), and a change to the file is never answered from
 /// the old snapshot.
@@ -432,19 +451,7 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
         eprintln!("skipped: inotify forced off, no snapshots are made");
         return;
     }
-    // Until the snapshot is made the file is copied; then it goes by reference.
-    let start = Instant::now();
-    loop {
-        let before = value("body_bytes_by_reference_total");
-        let r = request(&srv, "GET", "/data.bin", &[]);
-        assert_pattern(&r.body, 0, "data.bin");
-        assert_eq!(r.body.len(), 64 << 10);
-        std::thread::sleep(Duration::from_millis(20));
-        if value("body_bytes_by_reference_total") - before == 64 << 10 {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "never lent");
-    }
+    until_lent(&srv, &stats, "/data.bin", 64 << 10);
     let r = request(&srv, "GET", "/data.bin", &[("Range", "bytes=100-199")]);
     assert_eq!(r.status, 206);
     assert_pattern(&r.body, 100, "range of the snapshot");
@@ -487,17 +494,7 @@ fn the_request_after_a_change_reads_the_snapshot_stores_notices() {
         eprintln!("skipped: inotify forced off, no snapshots are made");
         return;
     }
-    let start = Instant::now();
-    loop {
-        let before = value("body_bytes_by_reference_total");
-        let r = request(&srv, "GET", "/data.bin", &[]);
-        assert_pattern(&r.body, 0, "data.bin");
-        if value("body_bytes_by_reference_total") - before == 128 << 10 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(start.elapsed() < Duration::from_secs(10), "never lent");
-    }
+    until_lent(&srv, &stats, "/data.bin", 128 << 10);
     assert_eq!(value("snapshot_invalidations_total"), 0);
     for round in 1..=3u8 {
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
