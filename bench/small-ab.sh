@@ -12,6 +12,7 @@
 # same -t1 -c50 instead of wrk: less client CPU per response, and any odd response
 # (status, Content-Length, a short or long body) stops the script.
 # Usage: bench/small-ab.sh lo|veth ROUNDS SECS NAME=SPEC...   (SIZES="1 64")
+# (NAME=lwan:PATH for lwan; see bench/lib/servers.sh)
 # e.g. bench/small-ab.sh veth 5 5 nginx=nginx epoll=$B uring=$B,uring base=$OLD
 # Root for veth (the namespaces are removed on exit); everything is bounded in time
 # and stops by itself.

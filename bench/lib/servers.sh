@@ -1,5 +1,6 @@
 # The servers of an A/B benchmark, each named and specified as NAME=BIN[,VAR=VALUE...][,uring]
-# (a zcopy build, its environment, --io uring) or NAME=nginx, one worker each, pinned to
+# (a zcopy build, its environment, --io uring), NAME=nginx or NAME=lwan:PATH (a lwan
+# build, patched and set up as bench/io.sh's header says), one worker each, pinned to
 # CPU 0, serving $work/www on $addr (inside ${in_srv[@]}, prefixed by ${rt[@]} when set).
 # Source it after work.sh, veth.sh and nginx.sh, then:
 #   ab_network lo|veth NAME        sets addr (where the servers listen) and in_srv/in_cli
@@ -32,6 +33,27 @@ start_servers() {
       "${pre[@]}" taskset -c 0 nginx -p "$work/nginx-$n" -c "$work/nginx-$n/nginx.conf" &
       pids+=($!)
       pid[$n]=$(nginx_worker "$work/nginx-$n")
+    elif [[ ${parts[0]} == lwan:* ]]; then
+      cat > "$work/lwan-$n.conf" <<EOF
+keep_alive_timeout = 15
+quiet = true
+threads = 1
+listener $addr:${port[$n]}
+site {
+    serve_files / {
+        path = $work/www
+    }
+}
+EOF
+      (cd "$work" && exec "${pre[@]}" taskset -c 0 "${parts[0]#lwan:}" -c "$work/lwan-$n.conf" \
+        > "$work/$n.out" 2>&1) &
+      pids+=($!)
+      pid[$n]=$!
+      sleep 0.5
+      # Its workers inherit the job thread's SCHED_IDLE (see bench/io.sh's header).
+      for x in /proc/"${pid[$n]}"/task/*; do
+        if [ "$(cat "$x/comm")" = "lwan worker" ]; then chrt -o -p 0 "${x##*/}"; fi
+      done
     else
       "${pre[@]}" env "${envs[@]}" taskset -c 0 "${parts[0]}" -q serve "$work/www" \
         --listen "$addr:${port[$n]}" --workers 1 "${io[@]}" > "$work/$n.out" 2>&1 &
@@ -49,4 +71,8 @@ ab_network() {
   if [ "$1" = veth ]; then veth_up "$2" 198.19; fi
 }
 
-server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
+# (utime and stime, fields 14 and 15, counted after the command name, which may hold
+# spaces: lwan's main thread is "lwan job")
+server_cpu() {
+  sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$(getconf CLK_TCK)" '{print ($12+$13)/hz}'
+}
