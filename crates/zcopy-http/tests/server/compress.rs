@@ -443,7 +443,6 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
         snapshot_band: Some((1024, 1 << 20)),
         ..Config::default()
     });
-    let value = |name: &str| stat(&stats, &format!("zcopy_{name}"));
     if zcopy::Forced::from_env().switched_off("inotify") {
         for _ in 0..5 {
             assert_pattern(&request(&srv, "GET", "/data.bin", &[]).body, 0, "data.bin");
