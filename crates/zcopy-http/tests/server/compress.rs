@@ -407,6 +407,19 @@ fn the_sealed_variant_is_lent_to_a_loopback_peer_and_the_file_is_copied() {
     assert_eq!(by_ref(), before, "a mutable file is copied to a local peer");
 }
 
+/// One worker serving the fixture, with every file from 1 KiB to 1 MiB snapshotted
+/// (loopback peers too), and its metrics.
+fn snapshot_server(fx: &Fixture) -> (TestServer, std::sync::Arc<zcopy_http::stats::ServerStats>) {
+    TestServer::with_stats(Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        snapshot_band: Some((1024, 1 << 20)),
+        ..Config::default()
+    })
+}
+
 /// Asks for `path` (the suite's pattern, `len` bytes) until it goes by reference:
 /// until its snapshot is made the file is copied (10 s at most).
 fn until_lent(srv: &TestServer, stats: &zcopy_http::stats::ServerStats, path: &str, len: u64) {
@@ -435,14 +448,7 @@ fn identity_snapshots_in_the_band_are_lent_and_never_stale() {
     let p = fx.root().join("data.bin");
     write_pattern(&p, 64 << 10);
     fx.file("small.bin", &[7u8; 100]);
-    let (srv, stats) = TestServer::with_stats(Config {
-        root: fx.root(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        io: io_driver(),
-        snapshot_band: Some((1024, 1 << 20)),
-        ..Config::default()
-    });
+    let (srv, stats) = snapshot_server(&fx);
     if zcopy::Forced::from_env().switched_off("inotify") {
         for _ in 0..5 {
             assert_pattern(&request(&srv, "GET", "/data.bin", &[]).body, 0, "data.bin");
@@ -479,15 +485,7 @@ fn the_request_after_a_change_reads_the_snapshot_stores_notices() {
     let fx = Fixture::new();
     let p = fx.root().join("data.bin");
     write_pattern(&p, 128 << 10);
-    let (srv, stats) = TestServer::with_stats(Config {
-        root: fx.root(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        io: io_driver(),
-        snapshot_band: Some((1024, 1 << 20)),
-        snapshot_band_loopback: Some((1024, 1 << 20)),
-        ..Config::default()
-    });
+    let (srv, stats) = snapshot_server(&fx);
     let value = |name: &str| stat(&stats, &format!("zcopy_{name}"));
     if zcopy::Forced::from_env().switched_off("inotify") {
         eprintln!("skipped: inotify forced off, no snapshots are made");
@@ -521,14 +519,7 @@ fn snapshot_bodies_stay_exact_over_one_keep_alive_connection() {
     use std::io::Write as _;
     let fx = Fixture::new();
     write_pattern(&fx.root().join("data.bin"), 64 << 10);
-    let (srv, stats) = TestServer::with_stats(Config {
-        root: fx.root(),
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        workers: 1,
-        io: io_driver(),
-        snapshot_band: Some((1024, 1 << 20)),
-        ..Config::default()
-    });
+    let (srv, stats) = snapshot_server(&fx);
     let value = |series: &str| stat(&stats, series);
     if no_snapshots(&srv, "/data.bin") {
         return;
