@@ -362,6 +362,49 @@ fn a_held_file_changed_between_requests_on_one_connection_is_never_stale() {
     }
 }
 
+/// After a reload (a new file cache in each worker, with a new notice fd for the
+/// loop to watch), a held file changed between requests is still never answered from
+/// the old bytes, on a connection made before the reload and on one made after.
+#[test]
+fn after_a_reload_a_changed_held_file_is_never_stale() {
+    let fx = Fixture::new();
+    let body = |i: u32| format!("version {i:06}\n").repeat(64).into_bytes();
+    let path = fx.file("v.txt", &body(0));
+    let cfg = zcopy_http::config::Config {
+        root: fx.root(),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        workers: 1,
+        io: io_driver(),
+        file_cache_ttl: Duration::from_secs(60),
+        ..zcopy_http::config::Config::default()
+    };
+    let server = zcopy_http::server::Server::bind(cfg.clone()).expect("bind");
+    let addr = server.local_addrs()[0];
+    let reload = server.reload_handle();
+    let srv = TestServer::adopt(addr, server.spawn().expect("spawn"));
+    let ask = b"GET /v.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut before = srv.connect();
+    for _ in 0..3 {
+        before.write_all(ask).unwrap();
+        assert_eq!(read_response(&mut before, false).unwrap().body, body(0));
+    }
+    reload.reload(cfg).expect("reload");
+    let mut after = srv.connect();
+    for i in 1..=60u32 {
+        let s = if i % 2 == 0 { &mut before } else { &mut after };
+        // Held again by the new cache, then changed.
+        s.write_all(ask).unwrap();
+        read_response(s, false).unwrap();
+        std::fs::write(&path, body(i)).unwrap();
+        s.write_all(ask).unwrap();
+        let r = read_response(s, false).expect("answered");
+        assert!(
+            r.body == body(i),
+            "change {i} answered stale after the reload"
+        );
+    }
+}
+
 /// At the connection cap a new client is served at once: an idle keep-alive
 /// connection is shed first, then the client that has been sending its head longest;
 /// a client with a response in flight is never shed. With nothing to shed, the new
