@@ -241,6 +241,18 @@ fn path_hasher() -> foldhash::fast::SeedableRandomState {
     foldhash::fast::SeedableRandomState::with_seed(random(), shared)
 }
 
+/// Whether a worker's loop watches the file cache's notice fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoticeWatch {
+    /// Not offered yet (there is no fd before the first held file).
+    NotOffered,
+    /// Offered and not taken: notices are read in every turn that looks a file up.
+    Refused,
+    /// The loop watches it; `waiting`: it reported the fd readable since the
+    /// notices were read last (they are read only then).
+    Watched { waiting: bool },
+}
+
 /// Request path → open file (and maybe its bytes), per worker thread.
 #[derive(Debug)]
 pub struct FileCache {
@@ -263,13 +275,8 @@ pub struct FileCache {
     memo_bytes: usize,
     /// The loop turn (its clock reading) whose notices were read last.
     drained: Option<Instant>,
-    /// The notice fd was offered to the caller ([`FileCache::offer_notice_fd`]).
-    notices_offered: bool,
-    /// The caller watches the notice fd: notices are read only when it said they
-    /// wait, not at every turn's first lookup.
-    notices_told: bool,
-    /// The driver saw the notice fd readable since the notices were read last.
-    notices_wait: bool,
+    /// Whether the caller's loop watches the notice fd ([`FileCache::offer_notice_fd`]).
+    notice_watch: NoticeWatch,
     /// An entry a lookup found void, dropped at the next lookup, put or sidecar
     /// note: [`FileCache::get`] lends from the map, so it can't drop one itself.
     void: Option<Box<str>>,
@@ -298,9 +305,7 @@ impl FileCache {
             watched: HashMap::new(),
             memo_bytes: 0,
             drained: None,
-            notices_offered: false,
-            notices_told: false,
-            notices_wait: false,
+            notice_watch: NoticeWatch::NotOffered,
             void: None,
             hits: 0,
             misses: 0,
@@ -542,32 +547,33 @@ impl FileCache {
     /// cache reads notices only after such a call, where it otherwise tries a read
     /// (a system call) in every loop turn that looks a file up.
     pub fn offer_notice_fd(&mut self, watch: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>) {
-        if self.notices_offered {
+        if self.notice_watch != NoticeWatch::NotOffered {
             return;
         }
         let Some(Ok(watcher)) = &self.watcher else {
             return;
         };
-        self.notices_offered = true;
-        match watch(watcher.fd()) {
-            Ok(()) => {
-                self.notices_told = true;
-                // What came before the caller watched it is read at the next lookup.
-                self.notices_wait = true;
+        self.notice_watch = match watch(watcher.fd()) {
+            // What came before the caller watched it is read at the next lookup.
+            Ok(()) => NoticeWatch::Watched { waiting: true },
+            Err(e) => {
+                tracing::debug!("change notices read every turn: {e}");
+                NoticeWatch::Refused
             }
-            Err(e) => tracing::debug!("change notices read every turn: {e}"),
-        }
+        };
     }
 
     /// The notice fd was reported readable: the next lookup reads the notices.
     pub fn notices_waiting(&mut self) {
-        self.notices_wait = true;
+        if let NoticeWatch::Watched { waiting } = &mut self.notice_watch {
+            *waiting = true;
+        }
     }
 
     /// Whether notices reported by [`FileCache::notices_waiting`] are still unread
     /// (a caller that has to re-arm a one-shot watch does so once they are read).
     pub fn notices_unread(&self) -> bool {
-        self.notices_wait
+        matches!(self.notice_watch, NoticeWatch::Watched { waiting: true })
     }
 
     /// Reads the change notices once per loop turn (`now` is the turn's clock
@@ -578,12 +584,14 @@ impl FileCache {
     fn read_notices(&mut self, now: Instant) {
         if self.watched.is_empty()
             || self.drained == Some(now)
-            || (self.notices_told && !self.notices_wait)
+            || matches!(self.notice_watch, NoticeWatch::Watched { waiting: false })
         {
             return;
         }
         self.drained = Some(now);
-        self.notices_wait = false;
+        if let NoticeWatch::Watched { waiting } = &mut self.notice_watch {
+            *waiting = false;
+        }
         let Some(Ok(watcher)) = &mut self.watcher else {
             return;
         };

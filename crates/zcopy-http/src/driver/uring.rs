@@ -138,7 +138,7 @@ const LISTENER_BASE: u64 = u64::MAX - 2;
 /// its request body to splice (apart from the send side's operations).
 const BODY_POLL: u64 = 1 << 40;
 /// A token with this bit set names a poll on a change-notice fd: bit 32 which one
-/// ([`notice_index`]), the low 32 bits which copy of it ([`NoticePoll::generation`]: a
+/// ([`NOTICE_FDS`]), the low 32 bits which copy of it ([`NoticePoll::generation`]: a
 /// reload makes a new file cache).
 const NOTICES: u64 = 1 << 41;
 
@@ -152,13 +152,8 @@ struct NoticePoll {
     armed: bool,
 }
 
-/// The slot of `which` in [`Worker::notices`].
-fn notice_index(which: Notices) -> usize {
-    match which {
-        Notices::Cache => 0,
-        Notices::Snapshots => 1,
-    }
-}
+/// The change-notice fds, in the order of [`Worker::notices`] and of the tokens' bit 32.
+const NOTICE_FDS: [Notices; 2] = [Notices::Cache, Notices::Snapshots];
 
 /// Largest TLS file chunk read (and encrypted) in one go.
 const TLS_CHUNK: usize = zcopy::ring::CHUNK;
@@ -1761,7 +1756,8 @@ impl Worker {
             Ok(())
         });
         for (which, fd) in offered {
-            let slot = &mut self.notices[notice_index(which)];
+            let i = NOTICE_FDS.iter().position(|&w| w == which).expect("listed");
+            let slot = &mut self.notices[i];
             if let Some(old) = slot.take()
                 && old.armed
             {
@@ -1775,9 +1771,8 @@ impl Worker {
                 armed: false,
             });
         }
-        for which in [Notices::Cache, Notices::Snapshots] {
+        for (i, which) in NOTICE_FDS.into_iter().enumerate() {
             let unread = self.sh.common.notices_unread(which);
-            let i = notice_index(which);
             if let Some(p) = &mut self.notices[i]
                 && !p.armed
                 && !unread
@@ -1840,16 +1835,13 @@ impl Worker {
             }
             // (after WAKER, IGNORE and the listeners: their tokens have this bit)
             t if t & NOTICES != 0 => {
-                let which = match (t >> 32) & 1 {
-                    0 => Notices::Cache,
-                    _ => Notices::Snapshots,
-                };
+                let i = ((t >> 32) & 1) as usize;
                 // A poll on an old copy (cancelled at a reload) is not ours.
-                if let Some(p) = &mut self.notices[notice_index(which)]
+                if let Some(p) = &mut self.notices[i]
                     && p.generation == t as u32
                 {
                     p.armed = false;
-                    self.sh.common.notices_waiting(which);
+                    self.sh.common.notices_waiting(NOTICE_FDS[i]);
                 }
             }
             t if t & BODY_POLL != 0 => {
